@@ -1,0 +1,62 @@
+"""The CloudEvents 1.0 envelope in structured JSON mode: the one wire shape of every event."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+SPECVERSION = "1.0"
+ENGINE_SOURCE = "dripstream"
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    """One event. `data` is the JSON object of the type's payload, already validated."""
+
+    id: str
+    source: str
+    type: str
+    time: datetime
+    subject: str | None
+    data: Mapping[str, Any]
+    dataversion: int = 1
+    extensions: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "specversion": SPECVERSION,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "time": format_time(self.time),
+        }
+        if self.subject is not None:
+            out["subject"] = self.subject
+        out["dataversion"] = str(self.dataversion)
+        out["datacontenttype"] = "application/json"
+        out.update(self.extensions)
+        out["data"] = self.data
+        return out
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.to_json())
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a `Z`; microseconds only when there are any."""
+    utc = moment.astimezone(UTC)
+    if utc.microsecond:
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    """RFC 3339 to an aware UTC datetime; raises ValueError for anything else."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"time {text!r} has no UTC offset")
+    return moment.astimezone(UTC)
