@@ -12,7 +12,9 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 def _registrars() -> list[Register]:
     # Imported here, not at module level, so `dripstream --help` stays fast and nothing
     # connects or loads heavy clients at import time.
-    registrars: list[Register] = []
+    from ops import replay_cli
+
+    registrars: list[Register] = [replay_cli.register]
     return registrars
 
 

@@ -1,0 +1,78 @@
+"""A contact as the engine sees it, folded from upstream facts and the engine's own changes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+PROFILE_FIELDS = (
+    "first_name",
+    "last_name",
+    "phone",
+    "email",
+    "timezone",
+    "state",
+    "lead_source",
+    "owner_id",
+    "line_id",
+    "tracking_number",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactState:
+    contact_id: str
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    timezone: str | None = None
+    state: str | None = None
+    lead_source: str | None = None
+    owner_id: str | None = None
+    line_id: str | None = None
+    tracking_number: str | None = None
+    tags: frozenset[str] = frozenset()
+    disposition: str | None = None
+    dnc: bool = False
+    opted_out: frozenset[str] = frozenset()  # channels: "sms", "email"
+    communicated: bool = False
+
+    @property
+    def name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+    def is_opted_out(self, channel: str) -> bool:
+        return channel in self.opted_out
+
+    def with_profile(self, data: Mapping[str, Any]) -> ContactState:
+        """Apply the profile fields present in `data` (contact.created / contact.updated)."""
+        changes: dict[str, Any] = {k: data[k] for k in PROFILE_FIELDS if k in data}
+        if "tags" in data and data["tags"] is not None:
+            changes["tags"] = frozenset(str(t) for t in data["tags"])
+        if "dnc" in data and data["dnc"] is not None:
+            changes["dnc"] = bool(data["dnc"])
+        if "disposition" in data:
+            changes["disposition"] = data["disposition"]
+        return replace(self, **changes) if changes else self
+
+    def with_tag(self, tag: str, present: bool) -> ContactState:
+        tags = self.tags | {tag} if present else self.tags - {tag}
+        return self if tags == self.tags else replace(self, tags=tags)
+
+    def with_opt_out(self, channel: str, opted_out: bool) -> ContactState:
+        channels = {"sms", "email"} if channel == "all" else {channel}
+        updated = self.opted_out | channels if opted_out else self.opted_out - channels
+        return replace(self, opted_out=frozenset(updated))
+
+    def template_values(self, agent_name: str | None) -> dict[str, str | None]:
+        return {
+            "FirstName": self.first_name,
+            "LastName": self.last_name,
+            "Phone": self.phone,
+            "Email": self.email,
+            "State": self.state,
+            "TrackingNumber": self.tracking_number,
+            "AgentName": agent_name,
+        }

@@ -1,0 +1,202 @@
+"""What the engine decides: facts in the past tense, one frozen dataclass per output type.
+
+Each decision knows its CloudEvent type and its `data`; `at` is the decision's event time
+and becomes the CloudEvent `time`. The enrollment aggregate folds these with `evolve`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from schemas.envelope import format_time
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentDecision:
+    TYPE: ClassVar[str]
+    at: datetime
+    sequence_id: str
+    contact_id: str
+    enrollment_id: str
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "sequence_id": self.sequence_id,
+            "contact_id": self.contact_id,
+            "enrollment_id": self.enrollment_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ContactEnrolled(EnrollmentDecision):
+    TYPE: ClassVar[str] = "enrollment.enrolled"
+    via: str
+    steps_total: int
+    contact_name: str | None
+    contact_phone: str | None
+    contact_email: str | None
+
+    def data(self) -> dict[str, Any]:
+        return {
+            **EnrollmentDecision.data(self),
+            "via": self.via,
+            "steps_total": self.steps_total,
+            "contact_name": self.contact_name,
+            "contact_phone": self.contact_phone,
+            "contact_email": self.contact_email,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentRejected:
+    TYPE: ClassVar[str] = "enrollment.rejected"
+    at: datetime
+    sequence_id: str
+    contact_id: str
+    reason: str
+    via: str
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "sequence_id": self.sequence_id,
+            "contact_id": self.contact_id,
+            "reason": self.reason,
+            "via": self.via,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ContactDisenrolled(EnrollmentDecision):
+    TYPE: ClassVar[str] = "enrollment.disenrolled"
+    reason: str
+
+    def data(self) -> dict[str, Any]:
+        return {**EnrollmentDecision.data(self), "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentCompleted(EnrollmentDecision):
+    TYPE: ClassVar[str] = "enrollment.completed"
+
+
+@dataclass(frozen=True, slots=True)
+class StepScheduled(EnrollmentDecision):
+    TYPE: ClassVar[str] = "step.scheduled"
+    step_id: str
+    due_at: datetime
+
+    def data(self) -> dict[str, Any]:
+        return {
+            **EnrollmentDecision.data(self),
+            "step_id": self.step_id,
+            "due_at": format_time(self.due_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StepDeferred(EnrollmentDecision):
+    TYPE: ClassVar[str] = "step.deferred"
+    step_id: str
+    moved_from: datetime
+    moved_to: datetime
+    reason: str
+
+    def data(self) -> dict[str, Any]:
+        return {
+            **EnrollmentDecision.data(self),
+            "step_id": self.step_id,
+            "from": format_time(self.moved_from),
+            "to": format_time(self.moved_to),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StepExecuted(EnrollmentDecision):
+    TYPE: ClassVar[str] = "step.executed"
+    step_id: str
+    effect_id: str
+
+    def data(self) -> dict[str, Any]:
+        return {**EnrollmentDecision.data(self), "step_id": self.step_id, "effect_id": self.effect_id}
+
+
+@dataclass(frozen=True, slots=True)
+class StepSkipped(EnrollmentDecision):
+    TYPE: ClassVar[str] = "step.skipped"
+    step_id: str
+    reason: str
+
+    def data(self) -> dict[str, Any]:
+        return {**EnrollmentDecision.data(self), "step_id": self.step_id, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class EffectRequested:
+    """An effect command (sms.send, email.send, call.dial, …) or an engine-made contact change.
+
+    `type` varies per instance, so it is a field here rather than a class constant.
+    """
+
+    at: datetime
+    type: str
+    contact_id: str
+    payload: Mapping[str, Any]
+
+    @property
+    def TYPE(self) -> str:  # noqa: N802 - same reading as the other decisions' class constant
+        return self.type
+
+    def data(self) -> dict[str, Any]:
+        return dict(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceDefined:
+    TYPE: ClassVar[str] = "sequence.defined"
+    at: datetime
+    payload: Mapping[str, Any]
+
+    def data(self) -> dict[str, Any]:
+        return dict(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceDeleted:
+    TYPE: ClassVar[str] = "sequence.deleted"
+    at: datetime
+    sequence_id: str
+
+    def data(self) -> dict[str, Any]:
+        return {"sequence_id": self.sequence_id}
+
+
+@dataclass(frozen=True, slots=True)
+class LeadRejected:
+    TYPE: ClassVar[str] = "lead.rejected"
+    at: datetime
+    to: str
+    reason: str
+    sender: str | None
+
+    def data(self) -> dict[str, Any]:
+        return {"to": self.to, "reason": self.reason, "from": self.sender}
+
+
+Decision = (
+    ContactEnrolled
+    | EnrollmentRejected
+    | ContactDisenrolled
+    | EnrollmentCompleted
+    | StepScheduled
+    | StepDeferred
+    | StepExecuted
+    | StepSkipped
+    | EffectRequested
+    | SequenceDefined
+    | SequenceDeleted
+    | LeadRejected
+)

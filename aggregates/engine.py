@@ -1,0 +1,635 @@
+"""The engine: folds input facts and due timers into decisions, deterministically.
+
+It owns the contacts' states, the active enrollments, the timer queue and the per-sequence
+counters (throttle, round robin, owner notices). It is pure: the clock is the event time
+handed in, ids derive from the input that caused them, and nothing is sent or stored here.
+Runners (streams/) feed it events in order and persist or publish what it returns.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aggregates.calendar import within_open_hours
+from aggregates.contact import ContactState
+from aggregates.decisions import (
+    ContactEnrolled,
+    Decision,
+    EffectRequested,
+    EnrollmentRejected,
+    LeadRejected,
+    SequenceDefined,
+    SequenceDeleted,
+)
+from aggregates.enrollment import Enrollment, decide_advance, decide_stop, evolve
+from aggregates.ids import enrollment_id
+from aggregates.intake import LeadProblem, contact_id_for_lead, parse_lead_email
+from aggregates.keywords import keyword_intent
+from aggregates.sequence import Account, Catalog, Sequence, Trigger, build_account, build_sequence
+from aggregates.steps import StepContext
+from aggregates.throttle import MinuteThrottle
+from aggregates.timezones import contact_zone
+from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
+
+OWNER_SUMMARY_THRESHOLD = 20  # the seed: more than 20 assignments become one summary message
+INPUT_FIRST = 0  # at equal instants an input is handled before a timer (CONTRACT.md §3)
+
+
+@dataclass(slots=True)
+class _Outbox:
+    """Collects one cause's decisions as CloudEvents with ids `<cause>/<n>`."""
+
+    cause: str
+    events: list[CloudEvent] = field(default_factory=list)
+
+    def add(self, decision: Decision) -> None:
+        self.events.append(
+            CloudEvent(
+                id=f"{self.cause}/{len(self.events)}",
+                source=ENGINE_SOURCE,
+                type=decision.TYPE,
+                time=decision.at,
+                subject=_subject(decision),
+                data=decision.data(),
+            )
+        )
+
+
+def _subject(decision: Decision) -> str:
+    match decision:
+        case SequenceDefined():
+            return f"sequence:{decision.payload['sequence_id']}"
+        case SequenceDeleted():
+            return f"sequence:{decision.sequence_id}"
+        case LeadRejected():
+            return f"intake:{decision.to}"
+        case _:
+            return decision.contact_id
+
+
+@dataclass(order=True, frozen=True, slots=True)
+class _Timer:
+    due: datetime
+    token: int
+    kind: str = field(compare=False)  # "step" or "notify"
+    key: tuple[str, ...] = field(compare=False)
+
+
+class Engine:
+    def __init__(self, catalog: Catalog | None = None) -> None:
+        self.account: Account = catalog.account if catalog else Account()
+        self.sequences: dict[str, Sequence] = dict(catalog.sequences) if catalog else {}
+        self.contacts: dict[str, ContactState] = {}
+        self.enrollments: dict[str, dict[str, Enrollment]] = {}  # contact -> sequence -> active
+        self.members: dict[str, set[str]] = {}  # sequence -> active contact ids
+        self.enrollment_counts: dict[tuple[str, str], int] = {}
+        self.timers: list[_Timer] = []
+        self.timer_tokens: dict[str, int] = {}  # enrollment id -> token of its live timer
+        self.throttle = MinuteThrottle()
+        self.round_robin_cursor: dict[tuple[str, str], int] = {}
+        self.owner_notices: dict[tuple[str, str, datetime], list[tuple[str, str]]] = {}
+        self.now: datetime | None = None
+        self._token = 0
+        self._triggers: dict[str, list[tuple[Sequence, Trigger]]] = {}
+        self._intake: dict[str, Sequence] = {}
+        self._pending: deque[CloudEvent] = deque()
+        self._paused: deque[tuple[str, str]] = deque()
+        self._reindex()
+
+    # ---- the public surface -------------------------------------------------------------
+
+    def define(self, document: Mapping[str, Any], at: datetime, cause: str) -> list[CloudEvent]:
+        """Apply a definition document (account + sequences): add or replace sequences."""
+        out = _Outbox(cause)
+        self._fire_until(at, out, inclusive=False)
+        self._tick(at)
+        self._apply_definitions(document, at, out)
+        return out.events
+
+    def handle(self, event: CloudEvent, at: datetime | None = None) -> list[CloudEvent]:
+        """Decide on one input. `at` is the decision time (default: the event's own time);
+        timers due strictly before it fire first."""
+        moment = max(at or event.time, self.now) if self.now else (at or event.time)
+        out = _Outbox(event.id)
+        self._fire_until(moment, out, inclusive=False)
+        self._tick(moment)
+        self._process(event, out)
+        self._drain(out)
+        return out.events
+
+    def advance(self, until: datetime) -> list[CloudEvent]:
+        """Fire every timer due up to and including `until`."""
+        out = _Outbox("timers")
+        self._fire_until(until, out, inclusive=True)
+        if self.now is None or until > self.now:
+            self._tick(until)
+        return out.events
+
+    def next_due(self) -> datetime | None:
+        return self.timers[0].due if self.timers else None
+
+    def active_enrollments(self) -> int:
+        return sum(len(m) for m in self.members.values())
+
+    # ---- time ----------------------------------------------------------------------------
+
+    def _tick(self, moment: datetime) -> None:
+        if self.now is None or moment > self.now:
+            previous = self.now
+            self.now = moment
+            if previous is None or moment - previous >= timedelta(minutes=5):
+                self.throttle.forget_before(moment - timedelta(minutes=1))
+
+    def _fire_until(self, limit: datetime, out: _Outbox, *, inclusive: bool) -> None:
+        while self.timers:
+            head = self.timers[0]
+            if head.due > limit or (head.due == limit and not inclusive):
+                return
+            heapq.heappop(self.timers)
+            self._tick(head.due)
+            if head.kind == "step":
+                self._fire_step(head, out)
+            else:
+                self._flush_owner_notices(head, out)
+
+    def _drain(self, out: _Outbox) -> None:
+        """Feed the engine's own contact changes back in, then let the enrollments that
+        paused for them go on: a step after `mark_dnc` must see the DNC."""
+        while self._pending or self._paused:
+            if self._pending:
+                self._process(self._pending.popleft(), out)
+                continue
+            contact_id, sequence_id = self._paused.popleft()
+            enrollment = self.enrollments.get(contact_id, {}).get(sequence_id)
+            if enrollment is not None and enrollment.due_at is None:
+                self._advance(enrollment, out)
+
+    def _push(self, due: datetime, kind: str, key: tuple[str, ...]) -> int:
+        self._token += 1
+        heapq.heappush(self.timers, _Timer(due, self._token, kind, key))
+        return self._token
+
+    # ---- definitions ---------------------------------------------------------------------
+
+    def _apply_definitions(self, document: Mapping[str, Any], at: datetime, out: _Outbox) -> None:
+        if document.get("account") is not None:
+            self.account = build_account(document["account"])
+        for spec in document.get("sequences") or ():
+            sequence = build_sequence(spec, self.account)
+            previous = self.sequences.get(sequence.id)
+            created = sequence.created or (previous.created if previous else None) or at
+            sequence = replace(sequence, created=created)
+            self.sequences[sequence.id] = sequence
+            out.add(SequenceDefined(at, self._definition_payload(sequence)))
+        self._reindex()
+
+    def _definition_payload(self, sequence: Sequence) -> dict[str, Any]:
+        created = sequence.created or self.now
+        return {
+            "sequence_id": sequence.id,
+            "name": sequence.name,
+            "description": sequence.description,
+            "created": format_time(created) if created else None,
+            "steps_count": len(sequence.steps),
+            "process_on": sequence.process_on,
+            "line": sequence.outbound_line,
+            "status": sequence.status,
+            "problems": list(sequence.problems),
+            "triggers": [t.type for t in sequence.triggers],
+            "intake_address": sequence.intake_address,
+            "account_timezone": self.account.timezone,
+        }
+
+    def _reindex(self) -> None:
+        self._triggers = {}
+        self._intake = {}
+        for sequence in self.sequences.values():
+            for trigger in sequence.triggers:
+                self._triggers.setdefault(trigger.type, []).append((sequence, trigger))
+            if sequence.intake_address:
+                self._intake[sequence.intake_address] = sequence
+
+    # ---- inputs --------------------------------------------------------------------------
+
+    def _contact(self, contact_id: str) -> ContactState:
+        contact = self.contacts.get(contact_id)
+        if contact is None:
+            contact = ContactState(contact_id=contact_id)
+            self.contacts[contact_id] = contact
+        return contact
+
+    def _process(self, event: CloudEvent, out: _Outbox) -> None:
+        handler = _HANDLERS.get(event.type)
+        if handler is not None:
+            handler(self, event.data, out)
+
+    def _on_contact_created(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        contact_id = str(data["contact_id"])
+        contact = self._contact(contact_id).with_profile(data)
+        self.contacts[contact_id] = contact
+        self._run_triggers("contact_created", contact_id, None, out)
+        for tag in sorted(contact.tags):
+            self._run_triggers("contact_tagged", contact_id, tag, out)
+
+    def _on_contact_updated(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        contact_id = str(data["contact_id"])
+        before = self._contact(contact_id)
+        after = before.with_profile(data)
+        self.contacts[contact_id] = after
+        for tag in sorted(after.tags - before.tags):
+            self._run_triggers("contact_tagged", contact_id, tag, out)
+        for tag in sorted(before.tags - after.tags):
+            self._run_triggers("tag_removed", contact_id, tag, out)
+        if after.dnc != before.dnc:
+            self._run_triggers("dnc_changed", contact_id, "added" if after.dnc else "removed", out)
+
+    def _on_tag_added(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        contact_id, tag = str(data["contact_id"]), str(data["tag"])
+        self.contacts[contact_id] = self._contact(contact_id).with_tag(tag, present=True)
+        self._run_triggers("contact_tagged", contact_id, tag, out)
+
+    def _on_tag_removed(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        contact_id, tag = str(data["contact_id"]), str(data["tag"])
+        self.contacts[contact_id] = self._contact(contact_id).with_tag(tag, present=False)
+        self._run_triggers("tag_removed", contact_id, tag, out)
+
+    def _on_disposition_changed(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        contact_id, disposition = str(data["contact_id"]), str(data["disposition"])
+        self.contacts[contact_id] = replace(self._contact(contact_id), disposition=disposition)
+        self._run_triggers("contact_disposition", contact_id, disposition, out)
+
+    def _on_dnc_changed(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        contact_id, dnc = str(data["contact_id"]), bool(data["dnc"])
+        self.contacts[contact_id] = replace(self._contact(contact_id), dnc=dnc)
+        self._run_triggers("dnc_changed", contact_id, "added" if dnc else "removed", out)
+
+    def _on_opted_out(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        contact_id = str(data["contact_id"])
+        channel = str(data.get("channel") or "all")
+        self.contacts[contact_id] = self._contact(contact_id).with_opt_out(channel, opted_out=True)
+        self._stop_where(contact_id, "opted_out", out, lambda s: s.remove_on_opt_out)
+
+    def _on_opted_in(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        contact_id = str(data["contact_id"])
+        channel = str(data.get("channel") or "all")
+        self.contacts[contact_id] = self._contact(contact_id).with_opt_out(channel, opted_out=False)
+
+    def _on_message_received(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        contact_id = str(data["contact_id"])
+        self.contacts[contact_id] = replace(self._contact(contact_id), communicated=True)
+        if data.get("channel") == "sms":
+            intent = keyword_intent(data.get("body"))
+            if intent is not None:
+                kind = "contact.opted_out" if intent == "opt_out" else "contact.opted_in"
+                payload = {"contact_id": contact_id, "channel": "sms", "message_id": data.get("message_id")}
+                self._emit_change(kind, contact_id, payload, out, apply_now=True)
+        self._stop_where(contact_id, "responded", out, lambda s: s.remove_on_response)
+
+    def _on_call_completed(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        contact_id = str(data["contact_id"])
+        inbound = data.get("direction") == "inbound"
+        manual = bool(data.get("manual", False))
+        answered = bool(data.get("answered", False))
+        if inbound or (manual and answered):
+            self.contacts[contact_id] = replace(self._contact(contact_id), communicated=True)
+        else:
+            self._contact(contact_id)
+        if not inbound:
+            self._run_call_duration(contact_id, data, out)
+        if not inbound and manual:
+            self._stop_where(contact_id, "manual_call", out, lambda s: s.remove_on_manual_call)
+        elif inbound or answered:
+            # An inbound call, or a sequence's call the contact answered, is a response.
+            self._stop_where(contact_id, "responded", out, lambda s: s.remove_on_response)
+        disposition = data.get("disposition")
+        if disposition:
+            self._run_triggers("call_disposition", contact_id, str(disposition), out)
+
+    def _on_appointment_changed(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        contact_id = str(data["contact_id"])
+        self._contact(contact_id)
+        self._run_triggers("appointment", contact_id, str(data["status"]), out)
+
+    def _on_enrollment_requested(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        sequence = self.sequences.get(str(data["sequence_id"]))
+        targets = self._targets(data)
+        for contact_id in targets:
+            if sequence is None:
+                out.add(EnrollmentRejected(self._clock(), str(data["sequence_id"]), contact_id, "sequence_invalid", "manual"))
+            else:
+                self._enroll(sequence, contact_id, "manual", out)
+
+    def _on_lead_email(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        to = str(data["to"]).strip().lower()
+        now = self._clock()
+        sender = data.get("from")
+        sequence = self._intake.get(to)
+        if sequence is None:
+            out.add(LeadRejected(now, to, f"no sequence has the intake address {to}", sender))
+            return
+        lead = parse_lead_email(subject=data.get("subject"), body=str(data["body"]), sender=sender)
+        if isinstance(lead, LeadProblem):
+            out.add(LeadRejected(now, to, lead.reason, sender))
+            return
+        contact_id = contact_id_for_lead(to, lead, str(data.get("message_id") or out.cause))
+        fields = {
+            "first_name": lead.first_name,
+            "last_name": lead.last_name,
+            "phone": lead.phone,
+            "email": lead.email,
+            "state": lead.state,
+            "lead_source": lead.lead_source or "email_intake",
+            "timezone": lead.timezone,
+        }
+        profile = {"contact_id": contact_id, **{k: v for k, v in fields.items() if v is not None}}
+        exists = contact_id in self.contacts
+        kind = "contact.updated" if exists else "contact.created"
+        self.contacts[contact_id] = self._contact(contact_id).with_profile(profile)
+        self._emit_change(kind, contact_id, {**profile, "sequence_id": sequence.id}, out, apply_now=False)
+        self._enroll(sequence, contact_id, "intake", out)
+        if not exists:
+            # Other sequences' contact_created triggers see the new contact too.
+            self._run_triggers("contact_created", contact_id, None, out)
+
+    def _on_sequence_applied(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        self._apply_definitions(data, self._clock(), out)
+
+    def _on_sequence_delete(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        sequence_id = str(data["sequence_id"])
+        if sequence_id not in self.sequences:
+            return
+        now = self._clock()
+        for contact_id in sorted(self.members.get(sequence_id, set())):
+            enrollment = self.enrollments[contact_id][sequence_id]
+            self._record(enrollment, decide_stop(enrollment, now, "sequence_deleted"), out)
+        del self.sequences[sequence_id]
+        self.members.pop(sequence_id, None)
+        out.add(SequenceDeleted(now, sequence_id))
+        self._reindex()
+
+    def _on_sequence_copy(self, data: Mapping[str, Any], out: _Outbox) -> None:
+        source = self.sequences.get(str(data["sequence_id"]))
+        new_id = str(data["new_id"])
+        if source is None or new_id in self.sequences:
+            return
+        copy = replace(source.copied(new_id, data.get("new_name")), created=self._clock())
+        self.sequences[new_id] = copy
+        out.add(SequenceDefined(self._clock(), self._definition_payload(copy)))
+        self._reindex()
+
+    # ---- enrollment ----------------------------------------------------------------------
+
+    def _clock(self) -> datetime:
+        assert self.now is not None, "the engine has no time yet"
+        return self.now
+
+    def _targets(self, data: Mapping[str, Any]) -> list[str]:
+        """The contacts an enrollment request names, in a stable order without repeats."""
+        chosen: dict[str, None] = {}
+        for contact_id in data.get("contact_ids") or ():
+            chosen[str(contact_id)] = None
+        selectors: list[Any] = []
+        if data.get("tag"):
+            selectors.append({"tag": data["tag"]})
+        if data.get("line_id"):
+            selectors.append({"line_id": data["line_id"]})
+        selectors.extend(data.get("contact_group") or ())
+        for selector in selectors:
+            for contact_id in self._select(selector):
+                chosen[contact_id] = None
+        return list(chosen)
+
+    def _select(self, selector: Any) -> Iterable[str]:
+        if isinstance(selector, str):
+            if selector.startswith("tag:"):
+                selector = {"tag": selector[4:]}
+            elif selector.startswith("line:"):
+                selector = {"line_id": selector[5:]}
+            else:
+                return [selector]
+        if selector.get("contact_id"):
+            return [str(selector["contact_id"])]
+        if selector.get("tag"):
+            tag = str(selector["tag"])
+            return sorted(c.contact_id for c in self.contacts.values() if tag in c.tags)
+        if selector.get("line_id"):
+            line = str(selector["line_id"])
+            return sorted(c.contact_id for c in self.contacts.values() if c.line_id == line)
+        return []
+
+    def _run_triggers(self, kind: str, contact_id: str, value: str | None, out: _Outbox) -> None:
+        for sequence, trigger in self._triggers.get(kind, ()):
+            if value is not None and trigger.values and value not in trigger.values:
+                continue
+            if trigger.action == "disenroll":
+                self._stop_in(sequence, contact_id, "trigger", out)
+            else:
+                self._enroll(sequence, contact_id, kind, out)
+
+    def _run_call_duration(self, contact_id: str, data: Mapping[str, Any], out: _Outbox) -> None:
+        for sequence, trigger in self._triggers.get("call_duration", ()):
+            measured = data.get(trigger.metric or "duration")
+            if measured is not None and trigger.seconds is not None and float(measured) >= trigger.seconds:
+                self._stop_in(sequence, contact_id, "call_duration", out)
+
+    def _rejection(self, sequence: Sequence, contact: ContactState, now: datetime) -> str | None:
+        if sequence.problems:
+            return "sequence_invalid"
+        if sequence.id in self.enrollments.get(contact.contact_id, {}):
+            return "already_enrolled"
+        if sequence.remove_on_opt_out and contact.opted_out:
+            return "opted_out"
+        if sequence.prevent_enrollment_if_communicated and contact.communicated:
+            return "communicated"
+        if sequence.enroll_only_within_hours and not within_open_hours(now, self._zone(sequence, contact), sequence.calendar):
+            return "outside_hours"
+        return None
+
+    def _enroll(self, sequence: Sequence, contact_id: str, via: str, out: _Outbox) -> None:
+        now = self._clock()
+        contact = self._contact(contact_id)
+        reason = self._rejection(sequence, contact, now)
+        if reason is not None:
+            out.add(EnrollmentRejected(now, sequence.id, contact_id, reason, via))
+            return
+        key = (sequence.id, contact_id)
+        number = self.enrollment_counts.get(key, 0) + 1
+        self.enrollment_counts[key] = number
+        enrolled = ContactEnrolled(
+            now,
+            sequence.id,
+            contact_id,
+            enrollment_id(sequence.id, contact_id, number),
+            via=via,
+            steps_total=len(sequence.steps),
+            contact_name=contact.name or None,
+            contact_phone=contact.phone,
+            contact_email=contact.email,
+        )
+        out.add(enrolled)
+        state = evolve(None, enrolled)
+        assert state is not None
+        self.enrollments.setdefault(contact_id, {})[sequence.id] = state
+        self.members.setdefault(sequence.id, set()).add(contact_id)
+        self._advance(state, out)
+
+    def _stop_in(self, sequence: Sequence, contact_id: str, reason: str, out: _Outbox) -> None:
+        enrollment = self.enrollments.get(contact_id, {}).get(sequence.id)
+        if enrollment is not None:
+            self._record(enrollment, decide_stop(enrollment, self._clock(), reason), out)
+
+    def _stop_where(
+        self, contact_id: str, reason: str, out: _Outbox, applies: Callable[[Sequence], bool]
+    ) -> None:
+        for sequence_id, enrollment in sorted(self.enrollments.get(contact_id, {}).items()):
+            sequence = self.sequences.get(sequence_id)
+            if sequence is not None and applies(sequence):
+                self._record(enrollment, decide_stop(enrollment, self._clock(), reason), out)
+
+    def _zone(self, sequence: Sequence, contact: ContactState) -> Any:
+        return contact_zone(contact.timezone, contact.phone, sequence.schedule_timezone, self.account.timezone)
+
+    def _advance(self, enrollment: Enrollment, out: _Outbox) -> None:
+        sequence = self.sequences[enrollment.sequence_id]
+        contact = self.contacts[enrollment.contact_id]
+        context = StepContext(
+            account=self.account,
+            sequence=sequence,
+            contact=contact,
+            round_robin=self._round_robin,
+            owner_assigned=self._owner_assigned,
+        )
+        decisions = decide_advance(
+            enrollment,
+            sequence,
+            contact,
+            self._zone(sequence, contact),
+            self._clock(),
+            self.throttle.reserve,
+            context.perform,
+        )
+        self._record(enrollment, decisions, out)
+
+    def _record(self, enrollment: Enrollment, decisions: list[Decision], out: _Outbox) -> None:
+        """Fold the decisions into the enrollment, publish them, and keep the timer in step."""
+        state: Enrollment | None = enrollment
+        for decision in decisions:
+            out.add(decision)
+            state = evolve(state, decision)
+            if isinstance(decision, EffectRequested) and decision.type.startswith("contact."):
+                self._pending.append(self._as_input(decision, out))
+        assert state is not None
+        contact_id, sequence_id = state.contact_id, state.sequence_id
+        if state.active:
+            self.enrollments[contact_id][sequence_id] = state
+            if state.due_at is None:
+                self._paused.append((contact_id, sequence_id))
+            elif decisions:
+                token = self._push(state.due_at, "step", (contact_id, sequence_id))
+                self.timer_tokens[state.enrollment_id] = token
+        else:
+            active = self.enrollments.get(contact_id, {})
+            if active.get(sequence_id) is not None and active[sequence_id].enrollment_id == state.enrollment_id:
+                del active[sequence_id]
+                if not active:
+                    self.enrollments.pop(contact_id, None)
+                self.members.get(sequence_id, set()).discard(contact_id)
+            self.timer_tokens.pop(state.enrollment_id, None)
+
+    def _fire_step(self, timer: _Timer, out: _Outbox) -> None:
+        contact_id, sequence_id = timer.key
+        enrollment = self.enrollments.get(contact_id, {}).get(sequence_id)
+        if enrollment is None or self.timer_tokens.get(enrollment.enrollment_id) != timer.token:
+            return  # cancelled or superseded: a stale entry in the heap
+        # The id names the enrollment, step and due moment, so it is the same in any runner.
+        cause = f"t:{enrollment.enrollment_id}:{enrollment.next_step}:{format_time(timer.due)}"
+        timer_out = _Outbox(cause)
+        self._advance(enrollment, timer_out)
+        self._drain(timer_out)
+        out.events.extend(timer_out.events)
+
+    # ---- engine-made changes -------------------------------------------------------------
+
+    def _emit_change(
+        self, kind: str, contact_id: str, payload: dict[str, Any], out: _Outbox, *, apply_now: bool
+    ) -> None:
+        change = EffectRequested(self._clock(), kind, contact_id, payload)
+        out.add(change)
+        if apply_now:
+            self._process(self._as_input(change, out), out)
+
+    def _as_input(self, change: EffectRequested, out: _Outbox) -> CloudEvent:
+        return CloudEvent(
+            id=f"{out.cause}/in{len(out.events)}",
+            source=ENGINE_SOURCE,
+            type=change.type,
+            time=change.at,
+            subject=change.contact_id,
+            data=change.payload,
+        )
+
+    def _round_robin(self, sequence_id: str, step_id: str, owners: tuple[str, ...]) -> str:
+        key = (sequence_id, step_id)
+        cursor = self.round_robin_cursor.get(key, 0)
+        self.round_robin_cursor[key] = cursor + 1
+        return owners[cursor % len(owners)]
+
+    def _owner_assigned(self, sequence_id: str, owner_id: str, contact_id: str, at: datetime) -> None:
+        minute = at.astimezone(UTC).replace(second=0, microsecond=0)
+        key = (sequence_id, owner_id, minute)
+        batch = self.owner_notices.get(key)
+        if batch is None:
+            batch = self.owner_notices[key] = []
+            self._push(minute + timedelta(minutes=1), "notify", (sequence_id, owner_id, minute.isoformat()))
+        enrollment = self.enrollments.get(contact_id, {}).get(sequence_id)
+        batch.append((contact_id, enrollment.enrollment_id if enrollment else ""))
+
+    def _flush_owner_notices(self, timer: _Timer, into: _Outbox) -> None:
+        sequence_id, owner_id, minute_text = timer.key
+        out = _Outbox(f"t:notify:{sequence_id}:{owner_id}:{minute_text}")
+        self._notices(timer, out)
+        into.events.extend(out.events)
+
+    def _notices(self, timer: _Timer, out: _Outbox) -> None:
+        sequence_id, owner_id, minute_text = timer.key
+        batch = self.owner_notices.pop((sequence_id, owner_id, datetime.fromisoformat(minute_text)), [])
+        user = self.account.users.get(owner_id)
+        to = user.phone if user else None
+        base = {"sequence_id": sequence_id, "user_id": owner_id, "to": to, "ring_group": None}
+        if len(batch) > OWNER_SUMMARY_THRESHOLD:
+            fx = f"fx:{sequence_id}:owner:{owner_id}:{minute_text}:summary"
+            body = f"You have been assigned to a group of contacts ({len(batch)} contacts)."
+            out.add(EffectRequested(timer.due, "notify.sms", f"user:{owner_id}", {**base, "effect_id": fx, "body": body, "contact_ids": [c for c, _ in batch]}))
+            return
+        for contact_id, enrollment in batch:
+            contact = self.contacts.get(contact_id) or ContactState(contact_id=contact_id)
+            fx = f"fx:{enrollment}:owner-notice" if enrollment else f"fx:{sequence_id}:{contact_id}:owner-notice:{minute_text}"
+            who = ", ".join(p for p in (contact.name, contact.phone) if p) or contact_id
+            body = f"You have been assigned a new contact: {who}."
+            out.add(EffectRequested(timer.due, "notify.sms", contact_id, {**base, "effect_id": fx, "contact_id": contact_id, "enrollment_id": enrollment, "body": body}))
+
+
+_Handler = Any
+_HANDLERS: dict[str, _Handler] = {
+    "contact.created": Engine._on_contact_created,
+    "contact.updated": Engine._on_contact_updated,
+    "contact.tag_added": Engine._on_tag_added,
+    "contact.tag_removed": Engine._on_tag_removed,
+    "contact.disposition_changed": Engine._on_disposition_changed,
+    "contact.dnc_changed": Engine._on_dnc_changed,
+    "contact.opted_out": Engine._on_opted_out,
+    "contact.opted_in": Engine._on_opted_in,
+    "call.completed": Engine._on_call_completed,
+    "message.received": Engine._on_message_received,
+    "appointment.changed": Engine._on_appointment_changed,
+    "lead.email_received": Engine._on_lead_email,
+    "enrollment.requested": Engine._on_enrollment_requested,
+    "sequence.applied": Engine._on_sequence_applied,
+    "sequence.delete_requested": Engine._on_sequence_delete,
+    "sequence.copy_requested": Engine._on_sequence_copy,
+}

@@ -1,0 +1,172 @@
+"""The enrollment aggregate: one contact's progress through one sequence.
+
+A decider: `decide_*` functions return decisions, `evolve` folds them into the next state.
+Scheduling follows CONTRACT.md §3: step 1's delay counts from enrollment, step k's from the
+moment step k-1 was done; a due moment is moved by the calendar, then by the throttle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from aggregates.calendar import adjust_due, time_of_day_due
+from aggregates.contact import ContactState
+from aggregates.decisions import (
+    ContactDisenrolled,
+    ContactEnrolled,
+    Decision,
+    EffectRequested,
+    EnrollmentCompleted,
+    StepDeferred,
+    StepExecuted,
+    StepScheduled,
+    StepSkipped,
+)
+from aggregates.sequence import VOICE_OR_TEXT, Sequence, Step
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    enrollment_id: str
+    sequence_id: str
+    contact_id: str
+    number: int
+    next_step: int = 0
+    due_at: datetime | None = None
+    anchor: datetime | None = None
+    throttled: bool = False
+    active: bool = True
+
+    @property
+    def is_terminal(self) -> bool:
+        return not self.active
+
+
+def evolve(state: Enrollment | None, decision: Decision) -> Enrollment | None:
+    match decision:
+        case ContactEnrolled():
+            number = int(decision.enrollment_id.rsplit(":", 1)[1])
+            return Enrollment(
+                enrollment_id=decision.enrollment_id,
+                sequence_id=decision.sequence_id,
+                contact_id=decision.contact_id,
+                number=number,
+                anchor=decision.at,
+            )
+    if state is None:
+        raise TypeError(f"{type(decision).__name__} before the enrollment exists")
+    match decision:
+        case StepScheduled():
+            return replace(state, due_at=decision.due_at, throttled=False)
+        case StepDeferred():
+            return replace(state, due_at=decision.moved_to, throttled=decision.reason == "throttle")
+        case StepExecuted() | StepSkipped():
+            return replace(
+                state, next_step=state.next_step + 1, due_at=None, anchor=decision.at, throttled=False
+            )
+        case ContactDisenrolled() | EnrollmentCompleted():
+            return replace(state, active=False, due_at=None)
+        case _:
+            # Effect commands and contact changes ride along with a step; they change nothing here.
+            return state
+
+
+class Reserve(Protocol):
+    def __call__(self, sequence_id: str, due: datetime, limit: int | None) -> datetime: ...
+
+
+Perform = Callable[[Step, Enrollment, datetime], list[Decision]]
+
+
+def raw_due(step: Step, anchor: datetime, zone: ZoneInfo) -> datetime:
+    delay = step.delay
+    if delay.kind == "default":
+        return anchor + timedelta(seconds=delay.seconds())
+    if delay.kind == "time_of_day" and delay.at is not None:
+        return time_of_day_due(anchor, delay.days, delay.at, zone)
+    return anchor
+
+
+def decide_advance(
+    state: Enrollment,
+    sequence: Sequence,
+    contact: ContactState,
+    zone: ZoneInfo,
+    now: datetime,
+    reserve: Reserve,
+    perform: Perform,
+) -> list[Decision]:
+    """Run the enrollment as far as it can go at `now`: schedule, defer, execute, complete."""
+    decisions: list[Decision] = []
+    current: Enrollment | None = state
+
+    def emit(decision: Decision) -> None:
+        nonlocal current
+        decisions.append(decision)
+        current = evolve(current, decision)
+
+    ids = (state.sequence_id, state.contact_id, state.enrollment_id)
+    while current is not None and current.active:
+        if current.next_step >= len(sequence.steps):
+            emit(EnrollmentCompleted(now, *ids))
+            break
+        step = sequence.steps[current.next_step]
+        voice_or_text = step.type in VOICE_OR_TEXT
+        if current.due_at is None:
+            anchor = current.anchor or now
+            due = raw_due(step, anchor, zone)
+            emit(StepScheduled(now, *ids, step_id=step.id, due_at=due))
+            moved, reason = adjust_due(due, zone, sequence.calendar, contact_facing_voice_or_text=voice_or_text)
+            if reason is not None:
+                emit(StepDeferred(now, *ids, step_id=step.id, moved_from=due, moved_to=moved, reason=reason))
+        due_at = current.due_at
+        assert due_at is not None
+        if due_at > now:
+            break
+        # Due now. The contact may have moved zones since it was scheduled: check again.
+        moved, reason = adjust_due(now, zone, sequence.calendar, contact_facing_voice_or_text=voice_or_text)
+        if reason is not None:
+            emit(StepDeferred(now, *ids, step_id=step.id, moved_from=now, moved_to=moved, reason=reason))
+            break
+        skip = skip_reason(step, contact)
+        if skip is not None:
+            emit(StepSkipped(now, *ids, step_id=step.id, reason=skip))
+            continue
+        if not current.throttled:
+            slot = reserve(sequence.id, now, sequence.throttle_per_minute)
+            if slot > now:
+                emit(StepDeferred(now, *ids, step_id=step.id, moved_from=now, moved_to=slot, reason="throttle"))
+                break
+        performed = perform(step, current, now)
+        for decision in performed:
+            emit(decision)
+        if any(isinstance(d, EffectRequested) and d.type.startswith("contact.") for d in performed):
+            # Pause: the change must reach the contact's state before the next step decides.
+            break
+    return decisions
+
+
+def skip_reason(step: Step, contact: ContactState) -> str | None:
+    """Why a contact-facing step is not carried out for this contact (CONTRACT.md §2)."""
+    kind = step.type
+    if kind not in VOICE_OR_TEXT and kind != "email_contact":
+        return None
+    if contact.dnc:
+        return "dnc"
+    if kind in ("send_sms", "send_mms") and contact.is_opted_out("sms"):
+        return "opted_out"
+    if kind == "email_contact":
+        if contact.is_opted_out("email"):
+            return "opted_out"
+        return None if contact.email else "missing_email"
+    return None if contact.phone else "missing_phone"
+
+
+def decide_stop(state: Enrollment, now: datetime, reason: str) -> list[Decision]:
+    if not state.active:
+        return []
+    return [ContactDisenrolled(now, state.sequence_id, state.contact_id, state.enrollment_id, reason=reason)]

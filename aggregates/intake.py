@@ -1,0 +1,525 @@
+"""Lead intake by e-mail: a lead-form e-mail becomes the fields of a new contact.
+
+Reading rules (the "advanced algorithm" of the seed, kept predictable):
+
+* HTML bodies become lines: ``<br>`` and block ends break lines, a table row of two cells
+  ``<td>Key</td><td>Value</td>`` becomes ``Key: Value``, entities are decoded, ``<script>``,
+  ``<style>`` and ``<head>`` are dropped, ``<blockquote>`` content counts as quoted.
+* A field is a ``Key: value`` line; ``Key = value``, ``Key - value`` (dash between spaces) and
+  ``Key<TAB>value`` are read too, but only for the labels this module knows. Keys compare
+  case-insensitively with everything but letters and digits removed, and any parenthesised
+  remark dropped ("Phone (mobile)" is "phone"). A known key with nothing after it takes the
+  next line as its value. The first usable value of a field wins.
+* Quoted lines (starting with ``>``) are noise, and so is a signature (from a ``--`` line to
+  the next forwarded-message marker). When the body holds a forwarded message, the
+  forwarder's note above the first marker is ignored. If that leaves no phone or e-mail, the
+  quoted lines and then the forwarder's note are tried, in that order.
+* Message/Comments-like fields become ``notes``, followed by any other ``Key: value`` field
+  (Zip, City, Budget …) as ``Key: value`` lines; e-mail headers of a forwarded message
+  (From, To, Date, Subject …) are not fields.
+* Phone: E.164 via ``phonenumbers`` (region US); e-mail: the address inside the value,
+  lower-cased, with a sane shape; state: two letters are upper-cased; time zone: an IANA
+  name, or a US zone word ("Eastern", "PST") mapped to one; otherwise dropped.
+* The sender stands in for the lead only when the body has no recognised field at all, the
+  mail is not a forward, the sender is a named person with a non-automated address, and
+  the subject or body reads like an inquiry (quote, interested, call me …). Then the
+  sender's name and address are used, the first phone number written in the text, and the
+  text itself as notes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from email.utils import parseaddr
+from html.parser import HTMLParser
+from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from aggregates.phones import first_phone_in, to_e164
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedLead:
+    """What a lead e-mail says about the person; None where it says nothing usable."""
+
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None  # E.164
+    email: str | None = None  # lower-case
+    state: str | None = None
+    lead_source: str | None = None
+    timezone: str | None = None  # IANA
+    notes: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeadProblem:
+    """Why a lead e-mail cannot become a contact (the ``reason`` of ``lead.rejected``)."""
+
+    reason: str
+
+
+_LABELS: Final[dict[str, tuple[str, ...]]] = {
+    "first_name": ("firstname", "fname", "first", "givenname", "forename"),
+    "last_name": ("lastname", "lname", "last", "surname", "familyname"),
+    "name": (
+        "name",
+        "fullname",
+        "contactname",
+        "leadname",
+        "yourname",
+        "customername",
+        "clientname",
+    ),
+    "phone": (
+        "phone",
+        "phonenumber",
+        "phoneno",
+        "mobile",
+        "mobilephone",
+        "mobilenumber",
+        "cell",
+        "cellphone",
+        "cellnumber",
+        "telephone",
+        "telephonenumber",
+        "tel",
+        "primaryphone",
+        "contactnumber",
+        "contactphone",
+    ),
+    "email": ("email", "emailaddress", "youremail", "contactemail", "primaryemail"),
+    "state": ("state", "province", "region", "stateprovince", "stateregion"),
+    "lead_source": ("leadsource", "source", "utmsource"),
+    "timezone": ("timezone", "tz"),
+    "notes": (
+        "message",
+        "comments",
+        "comment",
+        "notes",
+        "note",
+        "questions",
+        "question",
+        "details",
+        "inquiry",
+        "enquiry",
+        "additionalinformation",
+        "additionalinfo",
+    ),
+}
+_FIELD_OF_KEY: Final[dict[str, str]] = {
+    key: field for field, keys in _LABELS.items() for key in keys
+}
+# Header lines of a forwarded or replied-to message: never lead fields, never notes.
+_MAIL_HEADERS: Final = frozenset(
+    {"from", "to", "cc", "bcc", "date", "sent", "subject", "replyto", "returnpath", "messageid"}
+)
+# Form placeholders that mean "not given".
+_BLANK_VALUES: Final = frozenset({"n/a", "na", "none", "null", "-", "--", "unknown", "not provided"})
+
+_FIELD_LINE: Final = re.compile(
+    r"^[\s*•·-]*(?P<key>[^\W\d_][^:=\t]{0,39}?)\s*(?P<sep>:|=|\t|\s[-–]\s)\s*(?P<value>.*?)\s*$"
+)
+_FORWARD_MARKER: Final = re.compile(
+    r"^(?:-{2,}\s*(?:forwarded message|original message)\s*-*"
+    r"|begin forwarded message:?|-{2,}\s*forwarded by\b.*|_{8,})$",
+    re.IGNORECASE,
+)
+_REMARK: Final = re.compile(r"\([^)]*\)")
+_NOT_ALNUM: Final = re.compile(r"[\W_]+")
+_EMAIL: Final = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"[A-Za-z]{2,63}(?![\w.-])"
+)
+_HTML: Final = re.compile(
+    r"<(?:!doctype|html|head|body|br|p|div|table|tr|td|span|font|b|strong|a|ul|li)\b",
+    re.IGNORECASE,
+)
+_AUTOMATED_SENDER: Final = re.compile(
+    r"^(?:no-?reply|do-?not-?reply|mailer-daemon|postmaster|bounces?|notifications?|alerts?)\b",
+    re.IGNORECASE,
+)
+_INQUIRY: Final = re.compile(
+    r"\b(?:lead|inquiry|enquiry|quote|interested|interest|call me|call back|callback"
+    r"|contact me|reach me|more info|information)\b",
+    re.IGNORECASE,
+)
+_FORWARD_SUBJECT: Final = re.compile(r"^\s*(?:fwd?|fw)\s*:", re.IGNORECASE)
+_HONORIFICS: Final = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "prof"})
+_US_ZONES: Final[dict[str, str]] = {
+    **dict.fromkeys(("eastern", "est", "edt", "et"), "America/New_York"),
+    **dict.fromkeys(("central", "cst", "cdt", "ct"), "America/Chicago"),
+    **dict.fromkeys(("mountain", "mst", "mdt", "mt"), "America/Denver"),
+    **dict.fromkeys(("arizona",), "America/Phoenix"),
+    **dict.fromkeys(("pacific", "pst", "pdt", "pt"), "America/Los_Angeles"),
+    **dict.fromkeys(("alaska", "akst", "akdt"), "America/Anchorage"),
+    **dict.fromkeys(("hawaii", "hst"), "Pacific/Honolulu"),
+}
+_ZONE_SUFFIX: Final = re.compile(r"(?:standardtime|daylighttime|time)$")
+_IANA_NAME: Final = re.compile(r"^(?:[A-Za-z_]+(?:/[A-Za-z0-9_+-]+)+|UTC)$")
+_CELL: Final = "\ue000"  # between table cells while an HTML row is being read
+
+
+def parse_lead_email(
+    *, subject: str | None, body: str, sender: str | None
+) -> ParsedLead | LeadProblem:
+    """The lead written in an intake e-mail, or why there is none."""
+    if not body.strip():
+        return LeadProblem("empty body")
+    lines = _html_lines(body) if _HTML.search(body) else body.splitlines()
+    fields = _best_fields(lines)
+    if not any(fields[name] for name in ("first_name", "last_name", "name", "phone", "email")):
+        from_sender = _lead_from_sender(subject, sender, lines)
+        if from_sender is not None:
+            return from_sender
+    return _lead_from_fields(fields)
+
+
+def contact_id_for_lead(intake_address: str, lead: ParsedLead, message_key: str) -> str:
+    """The id of the contact a lead becomes: ``lead-`` and 16 hex digits of a SHA-256.
+
+    Derived from the e-mail (else the phone) alone, so the same person mailed twice, or to
+    two sequences' intake addresses, is one contact (an opt-out then covers both). A lead
+    with neither falls back to the intake address and ``message_key``.
+    """
+    email = (lead.email or "").strip().casefold()
+    phone = (to_e164(lead.phone) or lead.phone.strip()) if lead.phone else ""
+    if email:
+        key = f"email:{email}"
+    elif phone:
+        key = f"phone:{phone}"
+    else:
+        key = f"message:{intake_address.strip().casefold()}\n{message_key}"
+    return "lead-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+# --- from lines to fields ---------------------------------------------------------------
+
+_Fields = dict[str, list[str]]
+
+
+def _best_fields(lines: Sequence[str]) -> _Fields:
+    """Fields of the first reading that finds a phone or e-mail (see the module notes)."""
+    marker = next((i for i, line in enumerate(lines) if _is_forward_marker(line)), None)
+    below = lines if marker is None else lines[marker + 1 :]
+    readings = [_content(below, keep_quoted=False), _content(below, keep_quoted=True)]
+    if marker is not None:
+        readings.append(_content(lines[:marker], keep_quoted=False))
+    found = [_read_fields(reading) for reading in readings]
+    for fields in found:
+        if fields["phone"] or fields["email"]:
+            return fields
+    return next((f for f in found if any(f[name] for name in _LABELS)), found[0])
+
+
+def _is_forward_marker(line: str) -> bool:
+    return bool(_FORWARD_MARKER.match(line.lstrip("> \t").strip()))
+
+
+def _content(lines: Iterable[str], *, keep_quoted: bool) -> list[str]:
+    """The lines that may hold the lead: no quotes (unless kept, then unquoted), no signature."""
+    out: list[str] = []
+    in_signature = False
+    for raw in lines:
+        line = raw
+        if line.lstrip().startswith(">"):
+            if not keep_quoted:
+                continue
+            line = line.lstrip("> \t")
+        if line.rstrip() == "--":
+            in_signature = True
+        elif _is_forward_marker(line):
+            in_signature = False
+            out.append("")
+        elif not in_signature:
+            out.append(line)
+    return out
+
+
+def _match(line: str) -> tuple[str | None, str, str] | None:
+    """``(field or None when unknown, key as written, value)`` for a field line, else None."""
+    m = _FIELD_LINE.match(line)
+    if m is None:
+        return None
+    key = m["key"].strip(" *")
+    value = m["value"].strip(" *")
+    field = _FIELD_OF_KEY.get(_NOT_ALNUM.sub("", _REMARK.sub("", key).casefold()))
+    if field is not None:
+        return field, key, value
+    plausible = (
+        m["sep"] == ":"
+        and value
+        and len(key) <= 30
+        and len(key.split()) <= 4
+        and not value.startswith("//")
+        and _NOT_ALNUM.sub("", key.casefold()) not in _MAIL_HEADERS
+    )
+    return (None, key, value) if plausible else None
+
+
+def _read_fields(lines: Sequence[str]) -> _Fields:
+    fields: _Fields = {name: [] for name in (*_LABELS, "extra")}
+    i = 0
+    while i < len(lines):
+        found = _match(lines[i])
+        i += 1
+        if found is None:
+            continue
+        field, key, value = found
+        if field is None:
+            fields["extra"].append(f"{key}: {value}")
+            continue
+        if field == "notes":
+            text, i = _continued(lines, i, value)
+            if text:
+                fields["notes"].append(text)
+            continue
+        if not value:
+            value, i = _next_line_value(lines, i)
+        if value and value.casefold() not in _BLANK_VALUES:
+            fields[field].append(" ".join(value.split()))
+    return fields
+
+
+def _next_line_value(lines: Sequence[str], i: int) -> tuple[str, int]:
+    """The value of a key written alone on its line: the next non-blank, non-field line."""
+    j = i
+    while j < len(lines) and j - i < 3 and not lines[j].strip():
+        j += 1
+    if j < len(lines) and lines[j].strip() and _match(lines[j]) is None:
+        return lines[j].strip(), j + 1
+    return "", i
+
+
+def _continued(lines: Sequence[str], i: int, first: str) -> tuple[str, int]:
+    """A free-text field: its value and the lines that follow it up to a blank or a field."""
+    parts = [first] if first else []
+    if not parts:
+        while i < len(lines) and not lines[i].strip():
+            i += 1
+    while i < len(lines) and lines[i].strip() and _match(lines[i]) is None:
+        parts.append(lines[i].strip())
+        i += 1
+    return "\n".join(parts), i
+
+
+# --- from fields to a lead --------------------------------------------------------------
+
+
+def _lead_from_fields(fields: _Fields) -> ParsedLead | LeadProblem:
+    phone = next((p for raw in fields["phone"] if (p := to_e164(raw))), None)
+    email = next((e for raw in fields["email"] if (e := _email(raw))), None)
+    if phone is None and email is None:
+        return LeadProblem(_missing_reason(fields))
+    first = _first(fields["first_name"])
+    last = _first(fields["last_name"])
+    full = _first(fields["name"])
+    if full and not (first and last):
+        split_first, split_last = _split_name(full)
+        first = first or split_first
+        last = last or split_last
+    notes = "\n".join([*fields["notes"], *fields["extra"]])
+    return ParsedLead(
+        first_name=first,
+        last_name=last,
+        phone=phone,
+        email=email,
+        state=_state(_first(fields["state"])),
+        lead_source=_first(fields["lead_source"]),
+        timezone=next((z for raw in fields["timezone"] if (z := _timezone(raw))), None),
+        notes=notes or None,
+    )
+
+
+def _missing_reason(fields: _Fields) -> str:
+    bad_phone = _first(fields["phone"])
+    bad_email = _first(fields["email"])
+    if bad_phone and bad_email:
+        return (
+            f"phone '{bad_phone}' is not a valid number"
+            f" and e-mail '{bad_email}' is not a valid address"
+        )
+    if bad_phone:
+        return f"phone '{bad_phone}' is not a valid number and no e-mail"
+    if bad_email:
+        return f"e-mail '{bad_email}' is not a valid address and no phone"
+    return "no phone or e-mail in the lead"
+
+
+def _first(values: Sequence[str]) -> str | None:
+    return values[0] if values else None
+
+
+def _email(raw: str) -> str | None:
+    """The address inside ``raw`` ("Jane <jane@x.com>", "mailto:…"), lower-cased, or None."""
+    m = _EMAIL.search(raw)
+    if m is None:
+        return None
+    address = m[0].casefold()
+    local = address.partition("@")[0]
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return None
+    return address
+
+
+def _split_name(full: str) -> tuple[str | None, str | None]:
+    """"Jane van Dijk" → ("Jane", "van Dijk"); "Dijk, Jane" → ("Jane", "Dijk")."""
+    if "," in full:
+        last, _, first = full.partition(",")
+        return first.strip() or None, last.strip() or None
+    words = full.split()
+    if len(words) > 2 and words[0].rstrip(".").casefold() in _HONORIFICS:
+        words = words[1:]
+    if not words:
+        return None, None
+    return words[0], " ".join(words[1:]) or None
+
+
+def _state(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    return raw.upper() if len(raw) == 2 and raw.isalpha() else raw
+
+
+def _timezone(raw: str) -> str | None:
+    """An IANA zone name for ``raw``, which may also be a US zone word like "Eastern"."""
+    word = _ZONE_SUFFIX.sub("", _NOT_ALNUM.sub("", _REMARK.sub("", raw).casefold()))
+    if word in _US_ZONES:
+        return _US_ZONES[word]
+    name = raw.strip()
+    if not _IANA_NAME.match(name):
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return name
+
+
+def _lead_from_sender(
+    subject: str | None, sender: str | None, lines: Sequence[str]
+) -> ParsedLead | None:
+    """The sender as the lead, when the mail is a person writing in (module notes)."""
+    display, address = parseaddr(sender or "")
+    email = _email(address) if address else None
+    if email is None or not any(c.isalpha() for c in display):
+        return None
+    if _AUTOMATED_SENDER.match(email) or _FORWARD_SUBJECT.match(subject or ""):
+        return None
+    if any(_is_forward_marker(line) for line in lines):
+        return None
+    text = "\n".join(line.strip() for line in _content(lines, keep_quoted=False)).strip()
+    if not _INQUIRY.search(f"{subject or ''}\n{text}"):
+        return None
+    first, last = _split_name(" ".join(display.split()))
+    return ParsedLead(
+        first_name=first,
+        last_name=last,
+        phone=first_phone_in(text),
+        email=email,
+        notes=re.sub(r"\n{3,}", "\n\n", text) or None,
+    )
+
+
+# --- HTML to lines ----------------------------------------------------------------------
+
+_BLOCK_TAGS: Final = frozenset(
+    {
+        "p",
+        "div",
+        "li",
+        "ul",
+        "ol",
+        "dl",
+        "dt",
+        "dd",
+        "table",
+        "tbody",
+        "thead",
+        "tfoot",
+        "tr",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "pre",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "center",
+        "address",
+    }
+)
+_HIDDEN_TAGS: Final = frozenset({"script", "style", "head", "title", "template"})
+
+
+class _HtmlLines(HTMLParser):
+    """Collects the text of an HTML body as lines (see the module notes)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[str] = []
+        self._parts: list[str] = []
+        self._hidden = 0
+        self._quote_depth = 0
+        self._quoted = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _HIDDEN_TAGS:
+            self._hidden += 1
+        elif tag in ("td", "th"):
+            if "".join(self._parts).strip():
+                self._parts.append(_CELL)
+        elif tag == "blockquote":
+            self._break()
+            self._quote_depth += 1
+        elif tag == "br" or tag in _BLOCK_TAGS:
+            self._break()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HIDDEN_TAGS:
+            self._hidden = max(0, self._hidden - 1)
+        elif tag == "blockquote":
+            self._break()
+            self._quote_depth = max(0, self._quote_depth - 1)
+        elif tag in _BLOCK_TAGS:
+            self._break()
+
+    def handle_data(self, data: str) -> None:
+        if self._hidden:
+            return
+        self._parts.append(data)
+        if self._quote_depth and data.strip():
+            self._quoted = True
+
+    def close(self) -> None:
+        super().close()
+        self._break()
+
+    def _break(self) -> None:
+        cells = [" ".join(cell.split()) for cell in "".join(self._parts).split(_CELL)]
+        cells = [cell for cell in cells if cell]
+        self._parts = []
+        if len(cells) == 2:
+            line = f"{cells[0].rstrip(': ')}: {cells[1]}"
+        else:
+            line = " ".join(cells)
+        if self._quoted:
+            line = f"> {line}"
+        self._quoted = False
+        if line or (self.lines and self.lines[-1]):
+            self.lines.append(line)
+
+
+def _html_lines(body: str) -> list[str]:
+    parser = _HtmlLines()
+    parser.feed(body)
+    parser.close()
+    return parser.lines

@@ -1,0 +1,35 @@
+"""Phone numbers to E.164: the one spelling the domain stores and compares.
+
+Lead forms write numbers every which way; this turns them into ``+17205550142`` or nothing.
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+
+DEFAULT_REGION = "US"
+
+
+def to_e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
+    """``raw`` as an E.164 string, or None when it holds no valid number.
+
+    National numbers are read in ``region``. When the whole text is not a number (e.g.
+    ``"720-555-0142 (mobile)"``), the first valid number inside it is taken instead.
+    """
+    if raw is None or not raw.strip():
+        return None
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        return first_phone_in(raw, region)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def first_phone_in(text: str, region: str = DEFAULT_REGION) -> str | None:
+    """The first valid number written anywhere in free ``text``, as E.164."""
+    match = next(iter(phonenumbers.PhoneNumberMatcher(text, region)), None)
+    if match is None:
+        return None
+    return phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)

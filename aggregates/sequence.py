@@ -1,0 +1,316 @@
+"""Sequence definitions: settings, steps, triggers and the problems that make one invalid.
+
+Input is a definition document already checked by `schemas.definitions` (its shape is
+right); what is left here is whether the sequence can run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, time
+from typing import Any, Literal
+
+from aggregates.calendar import Calendar, DailyWindow
+from aggregates.templating import unknown_shortcodes
+from schemas.envelope import parse_time
+
+ProcessOn = Literal["every_day", "business_days"]
+TriggerAction = Literal["enroll", "disenroll"]
+
+STEP_TYPES = frozenset(
+    {
+        "progressive_dialer",
+        "preview_dialer",
+        "power_dialer",
+        "send_sms",
+        "send_mms",
+        "sms_ring_group",
+        "add_tag",
+        "remove_tag",
+        "change_disposition",
+        "mark_dnc",
+        "change_owner",
+        "send_webhook",
+        "email_contact",
+        "email_ring_group",
+        "ringless_voicemail",
+        "round_robin_owner",
+        "add_line",
+        "change_lead_source",
+        "remove_from_power_dialer",
+    }
+)
+# Steps that reach the contact: skipped for DNC (CONTRACT.md §2).
+CONTACT_FACING = frozenset(
+    {
+        "send_sms",
+        "send_mms",
+        "email_contact",
+        "progressive_dialer",
+        "preview_dialer",
+        "power_dialer",
+        "ringless_voicemail",
+    }
+)
+# Contact-facing by phone: under the account's quiet hours (CONTRACT.md §3 c).
+VOICE_OR_TEXT = CONTACT_FACING - {"email_contact"}
+NEEDS_PHONE = VOICE_OR_TEXT
+NEEDS_EMAIL = frozenset({"email_contact"})
+SMS_CHANNEL = frozenset({"send_sms", "send_mms"})
+NEEDS_LINE = frozenset({"send_sms", "send_mms", "sms_ring_group"})
+NEEDS_RING_GROUP = frozenset(
+    {"progressive_dialer", "preview_dialer", "sms_ring_group", "email_ring_group"}
+)
+TEXT_KEYS = ("text", "body", "subject", "message")
+
+TRIGGER_VALUE_KEYS = {
+    "contact_disposition": "dispositions",
+    "call_disposition": "dispositions",
+    "contact_tagged": "tags",
+    "tag_removed": "tags",
+    "appointment": "statuses",
+    "dnc_changed": "on",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    kind: Literal["none", "default", "time_of_day"] = "none"
+    amount: int = 0
+    unit: Literal["minutes", "hours", "days"] = "minutes"
+    days: int = 0
+    at: time | None = None
+
+    def seconds(self) -> int:
+        per_unit = {"minutes": 60, "hours": 3600, "days": 86400}[self.unit]
+        return self.amount * per_unit
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    id: str
+    type: str
+    delay: Delay
+    settings: Mapping[str, Any]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.settings.get(key, default)
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    type: str
+    action: TriggerAction = "enroll"
+    values: frozenset[str] = frozenset()
+    metric: str | None = None
+    seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    timezone: str = "UTC"
+    opt_out_phrase: str | None = None
+    quiet_hours: DailyWindow | None = None
+    lines: Mapping[str, str] = field(default_factory=dict)
+    users: Mapping[str, User] = field(default_factory=dict)
+    ring_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    postal_address: str | None = None
+    webhook_secret: str | None = None
+
+    def user_name(self, user_id: str | None) -> str | None:
+        user = self.users.get(user_id) if user_id else None
+        return user.name if user else None
+
+
+@dataclass(frozen=True, slots=True)
+class Sequence:
+    id: str
+    name: str
+    description: str | None
+    process_on: ProcessOn
+    run_on_holidays: bool
+    schedule_timezone: str | None
+    open_hours: DailyWindow | None
+    enroll_only_within_hours: bool
+    prevent_enrollment_if_communicated: bool
+    outbound_line: str | None
+    throttle_per_minute: int | None
+    remove_on_response: bool
+    remove_on_manual_call: bool
+    remove_on_opt_out: bool
+    intake_address: str | None
+    created: datetime | None
+    steps: tuple[Step, ...]
+    triggers: tuple[Trigger, ...]
+    problems: tuple[str, ...]
+    calendar: Calendar
+    definition: Mapping[str, Any]
+
+    @property
+    def status(self) -> Literal["active", "invalid"]:
+        return "invalid" if self.problems else "active"
+
+    def step_index(self, step_id: str) -> int:
+        for index, step in enumerate(self.steps):
+            if step.id == step_id:
+                return index
+        raise KeyError(step_id)
+
+    def copied(self, new_id: str, new_name: str | None) -> Sequence:
+        definition = {**self.definition, "id": new_id, "name": new_name or f"{self.name} (copy)"}
+        definition.pop("created", None)
+        definition.pop("intake_address", None)  # an intake address belongs to one sequence
+        return replace(
+            self,
+            id=new_id,
+            name=str(definition["name"]),
+            intake_address=None,
+            created=None,
+            definition=definition,
+        )
+
+
+def parse_clock(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def _window(spec: Mapping[str, Any] | None, start: str, end: str) -> DailyWindow | None:
+    if not spec or spec.get(start) is None or spec.get(end) is None:
+        return None
+    return DailyWindow(parse_clock(str(spec[start])), parse_clock(str(spec[end])))
+
+
+def build_account(doc: Mapping[str, Any] | None) -> Account:
+    doc = doc or {}
+    users = {
+        str(uid): User(
+            id=str(uid), name=info.get("name"), phone=info.get("phone"), email=info.get("email")
+        )
+        for uid, info in (doc.get("users") or {}).items()
+    }
+    ring_groups = {str(gid): tuple(members) for gid, members in (doc.get("ring_groups") or {}).items()}
+    return Account(
+        timezone=str(doc.get("timezone") or "UTC"),
+        opt_out_phrase=doc.get("opt_out_phrase"),
+        quiet_hours=_window(doc.get("quiet_hours"), "start", "end"),
+        lines={str(k): str(v) for k, v in (doc.get("lines") or {}).items()},
+        users=users,
+        ring_groups=ring_groups,
+        postal_address=doc.get("postal_address"),
+        webhook_secret=doc.get("webhook_secret"),
+    )
+
+
+def _delay(spec: Mapping[str, Any] | None) -> Delay:
+    if not spec:
+        return Delay()
+    kind = spec.get("kind", "none")
+    if kind == "default":
+        return Delay(kind="default", amount=int(spec.get("amount", 0)), unit=spec.get("unit", "minutes"))
+    if kind == "time_of_day":
+        return Delay(kind="time_of_day", days=int(spec.get("days", 0)), at=parse_clock(str(spec["at"])))
+    return Delay()
+
+
+def _trigger(spec: Mapping[str, Any]) -> Trigger:
+    kind = str(spec["type"])
+    raw = spec.get(TRIGGER_VALUE_KEYS.get(kind, ""), ())
+    values = frozenset([raw] if isinstance(raw, str) else [str(v) for v in raw or ()])
+    if kind == "call_duration":
+        return Trigger(
+            type=kind,
+            action="disenroll",
+            metric=str(spec.get("metric", "duration")),
+            seconds=int(spec.get("seconds", 0)),
+        )
+    action: TriggerAction = "disenroll" if spec.get("action") == "disenroll" else "enroll"
+    return Trigger(type=kind, action=action, values=values)
+
+
+def _step(spec: Mapping[str, Any]) -> Step:
+    settings = {k: v for k, v in spec.items() if k not in ("id", "type", "delay")}
+    return Step(id=str(spec["id"]), type=str(spec["type"]), delay=_delay(spec.get("delay")), settings=settings)
+
+
+def problems_of(sequence_doc: Mapping[str, Any], steps: tuple[Step, ...]) -> tuple[str, ...]:
+    """What keeps a well-formed sequence from running; empty means `active`."""
+    problems: list[str] = []
+    has_line = bool(sequence_doc.get("outbound_line"))
+    for step in steps:
+        where = f"step {step.id} ({step.type})"
+        if step.type not in STEP_TYPES:
+            problems.append(f"{where}: unknown step type")
+        if step.type in NEEDS_LINE and not has_line:
+            problems.append(f"{where}: needs the sequence's outbound_line")
+        if step.type in NEEDS_RING_GROUP and not step.get("ring_group"):
+            problems.append(f"{where}: needs a ring_group")
+        for key in TEXT_KEYS:
+            text = step.get(key)
+            if isinstance(text, str):
+                problems.extend(f"{where}: unknown shortcode [{code}] in {key}" for code in unknown_shortcodes(text))
+        if step.type == "send_webhook" and not str(step.get("url", "")).startswith(("http://", "https://")):
+            problems.append(f"{where}: url must be http(s)")
+    return tuple(problems)
+
+
+def build_sequence(doc: Mapping[str, Any], account: Account) -> Sequence:
+    steps = tuple(_step(s) for s in doc.get("steps") or ())
+    schedule = doc.get("schedule") or {}
+    process_on: ProcessOn = "every_day" if doc.get("process_on") == "every_day" else "business_days"
+    open_hours = _window(schedule, "open", "close")
+    created = doc.get("created")
+    return Sequence(
+        id=str(doc["id"]),
+        name=str(doc.get("name", doc["id"])),
+        description=doc.get("description"),
+        process_on=process_on,
+        run_on_holidays=bool(doc.get("run_on_holidays", False)),
+        schedule_timezone=schedule.get("timezone"),
+        open_hours=open_hours,
+        enroll_only_within_hours=bool(schedule.get("enroll_only_within_hours", False)),
+        prevent_enrollment_if_communicated=bool(doc.get("prevent_enrollment_if_communicated", False)),
+        outbound_line=doc.get("outbound_line"),
+        throttle_per_minute=doc.get("throttle_per_minute"),
+        remove_on_response=bool(doc.get("remove_on_response", True)),
+        remove_on_manual_call=bool(doc.get("remove_on_manual_call", True)),
+        remove_on_opt_out=bool(doc.get("remove_on_opt_out", True)),
+        intake_address=(str(doc["intake_address"]).lower() if doc.get("intake_address") else None),
+        created=parse_time(created) if isinstance(created, str) else None,
+        steps=steps,
+        triggers=tuple(_trigger(t) for t in doc.get("triggers") or ()),
+        problems=problems_of(doc, steps),
+        calendar=Calendar(
+            process_on=process_on,
+            run_on_holidays=bool(doc.get("run_on_holidays", False)),
+            open_hours=open_hours,
+            quiet_hours=account.quiet_hours,
+        ),
+        definition=dict(doc),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """The account and its sequences, in definition order."""
+
+    account: Account
+    sequences: Mapping[str, Sequence]
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> Catalog:
+        account = build_account(doc.get("account"))
+        sequences = {}
+        for spec in doc.get("sequences") or ():
+            sequence = build_sequence(spec, account)
+            sequences[sequence.id] = sequence
+        return cls(account=account, sequences=sequences)

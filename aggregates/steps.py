@@ -1,0 +1,154 @@
+"""What each step type does when it runs: the effect command or contact change it records.
+
+Nothing is sent here. A step produces `step.executed` plus the command that the effect
+processors carry out later, keyed by a stable effect_id (record first, act after).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aggregates.contact import ContactState
+from aggregates.decisions import Decision, EffectRequested, StepExecuted
+from aggregates.enrollment import Enrollment
+from aggregates.ids import effect_id
+from aggregates.sequence import Account, Sequence, Step
+from aggregates.templating import render, with_opt_out
+
+# Picks the next owner of a round-robin step: (sequence_id, step_id, owners) -> owner.
+RoundRobin = Callable[[str, str, tuple[str, ...]], str]
+# Notes an owner change so the owner can be told (batched per minute by the engine).
+OwnerAssigned = Callable[[str, str, str, datetime], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    account: Account
+    sequence: Sequence
+    contact: ContactState
+    round_robin: RoundRobin
+    owner_assigned: OwnerAssigned
+
+    def perform(self, step: Step, enrollment: Enrollment, now: datetime) -> list[Decision]:
+        fx = effect_id(enrollment.sequence_id, enrollment.contact_id, enrollment.number, step.id)
+        base = {
+            "effect_id": fx,
+            "step_id": step.id,
+            "sequence_id": enrollment.sequence_id,
+            "contact_id": enrollment.contact_id,
+            "enrollment_id": enrollment.enrollment_id,
+        }
+        executed = StepExecuted(
+            now,
+            enrollment.sequence_id,
+            enrollment.contact_id,
+            enrollment.enrollment_id,
+            step_id=step.id,
+            effect_id=fx,
+        )
+        made = self._effect(step, base, now)
+        return [executed, *(EffectRequested(now, kind, enrollment.contact_id, data) for kind, data in made)]
+
+    def _text(self, step: Step, key: str) -> str:
+        agent = self.account.user_name(self.contact.owner_id)
+        return render(str(step.get(key) or ""), self.contact.template_values(agent))
+
+    def _line(self) -> dict[str, Any]:
+        line = self.sequence.outbound_line
+        return {"from_line": line, "from_number": self.account.lines.get(line) if line else None}
+
+    def _ring_group(self, step: Step) -> dict[str, Any]:
+        group = str(step.get("ring_group") or "")
+        members = self.account.ring_groups.get(group, ())
+        users = [self.account.users[m] for m in members if m in self.account.users]
+        return {
+            "ring_group": group,
+            "ring_group_numbers": [u.phone for u in users if u.phone],
+            "ring_group_emails": [u.email for u in users if u.email],
+        }
+
+    def _contact_card(self) -> dict[str, Any]:
+        c = self.contact
+        return {
+            "contact_id": c.contact_id,
+            "name": c.name or None,
+            "phone": c.phone,
+            "email": c.email,
+            "state": c.state,
+            "owner_id": c.owner_id,
+            "tags": sorted(c.tags),
+            "disposition": c.disposition,
+        }
+
+    def _effect(self, step: Step, base: dict[str, Any], now: datetime) -> list[tuple[str, dict[str, Any]]]:
+        c = self.contact
+        phrase = self.account.opt_out_phrase
+        kind = step.type
+        if kind == "send_sms":
+            return [("sms.send", {**base, "to": c.phone, **self._line(), "body": with_opt_out(self._text(step, "text"), phrase)})]
+        if kind == "send_mms":
+            body = with_opt_out(self._text(step, "text"), phrase)
+            return [("mms.send", {**base, "to": c.phone, **self._line(), "body": body, "media_url": step.get("media_url")})]
+        if kind == "email_contact":
+            return [("email.send", {**base, "to": c.email, "subject": self._text(step, "subject"), "body": self._text(step, "body")})]
+        if kind in ("progressive_dialer", "preview_dialer"):
+            return [
+                (
+                    "call.dial",
+                    {
+                        **base,
+                        "to": c.phone,
+                        "mode": "progressive" if kind == "progressive_dialer" else "preview",
+                        **self._ring_group(step),
+                        **self._line(),
+                        "message": self._text(step, "message"),
+                        "repeat_message": bool(step.get("repeat_message", False)),
+                    },
+                )
+            ]
+        if kind == "power_dialer":
+            return [("power_dialer.added", {**base, "user_id": step.get("user_id") or c.owner_id})]
+        if kind == "remove_from_power_dialer":
+            all_users = bool(step.get("all_users", not step.get("user_id")))
+            return [("power_dialer.removed", {**base, "user_id": step.get("user_id"), "all_users": all_users})]
+        if kind == "ringless_voicemail":
+            return [("voicemail.drop", {**base, "to": c.phone, **self._line(), "recording_url": step.get("recording_url")})]
+        if kind == "sms_ring_group":
+            card = self._contact_card()
+            body = f"{self._text(step, 'text')}\n{_card_line(card)}".strip()
+            return [("notify.sms", {**base, "to": step.get("ring_group"), **self._ring_group(step), **self._line(), "body": body, "contact": card})]
+        if kind == "email_ring_group":
+            card = self._contact_card()
+            body = f"{self._text(step, 'body')}\n\n{_card_line(card)}".strip()
+            return [("notify.email", {**base, "to": step.get("ring_group"), **self._ring_group(step), "subject": self._text(step, "subject"), "body": body, "contact": card})]
+        if kind == "send_webhook":
+            payload = {"event": "sequence.step", "sequence_id": base["sequence_id"], "step_id": step.id, "enrollment_id": base["enrollment_id"], "contact": self._contact_card()}
+            return [("webhook.post", {**base, "url": step.get("url"), "payload": payload})]
+        if kind == "add_tag":
+            return [("contact.tag_added", {**base, "tag": step.get("tag")})]
+        if kind == "remove_tag":
+            return [("contact.tag_removed", {**base, "tag": step.get("tag")})]
+        if kind == "change_disposition":
+            return [("contact.disposition_changed", {**base, "disposition": step.get("disposition")})]
+        if kind == "mark_dnc":
+            return [("contact.dnc_changed", {**base, "dnc": True})]
+        if kind in ("change_owner", "round_robin_owner"):
+            if kind == "change_owner":
+                owner = str(step.get("owner_id"))
+            else:
+                owner = self.round_robin(base["sequence_id"], step.id, tuple(str(o) for o in step.get("owners") or ()))
+            self.owner_assigned(base["sequence_id"], owner, c.contact_id, now)
+            return [("contact.updated", {**base, "owner_id": owner})]
+        if kind == "add_line":
+            return [("contact.updated", {**base, "line_id": step.get("line_id")})]
+        if kind == "change_lead_source":
+            return [("contact.updated", {**base, "lead_source": step.get("lead_source")})]
+        raise TypeError(f"unknown step type {kind!r}")
+
+
+def _card_line(card: dict[str, Any]) -> str:
+    parts = [card.get("name"), card.get("phone"), card.get("email")]
+    return "Contact: " + ", ".join(str(p) for p in parts if p)

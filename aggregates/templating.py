@@ -1,0 +1,128 @@
+"""Shortcodes in message texts (``[FirstName]`` …) and the account's opt-out phrase.
+
+A shortcode is a bracketed run of ASCII letters, spelled exactly as in CONTRACT.md §2.
+Anything else in brackets ("[1]", "[ ]", "[a b]", "[First_Name]") is plain text: it is
+neither replaced nor reported. A letters-only token with an unknown name ("[Frist]",
+"[firstname]") is left as written by ``render`` and reported by ``unknown_shortcodes``, so
+the sequence that uses it loads as invalid instead of sending the typo to a contact.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Final
+
+SHORTCODES: Final[frozenset[str]] = frozenset(
+    {"FirstName", "LastName", "Phone", "Email", "State", "TrackingNumber", "AgentName"}
+)
+
+_TOKEN: Final = re.compile(r"\[([A-Za-z]+)\]")
+# Blanks that a missing value may leave doubled; newlines are the author's layout.
+_BLANKS: Final = " \t"
+# Punctuation that never follows a space once a missing value is taken out.
+_CLOSERS: Final = ",.!?;:"
+
+
+def unknown_shortcodes(text: str) -> list[str]:
+    """Names (without brackets) of the letters-only tokens that are not shortcodes.
+
+    In order of first appearance, each once: ``"[Foo] [Bar] [Foo]"`` gives ``["Foo", "Bar"]``.
+    """
+    found = (name for name in _TOKEN.findall(text) if name not in SHORTCODES)
+    return list(dict.fromkeys(found))
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The text as a leading literal and (shortcode, following literal) pairs."""
+    parts = _TOKEN.split(text)
+    head = parts[0]
+    pairs: list[tuple[str, str]] = []
+    for i in range(1, len(parts), 2):
+        name, literal = parts[i], parts[i + 1]
+        if name in SHORTCODES:
+            pairs.append((name, literal))
+        elif pairs:
+            last_name, last_literal = pairs[-1]
+            pairs[-1] = (last_name, f"{last_literal}[{name}]{literal}")
+        else:
+            head = f"{head}[{name}]{literal}"
+    return head, tuple(pairs)
+
+
+def render(text: str, values: Mapping[str, str | None]) -> str:
+    """``text`` with each shortcode replaced by ``values[name]`` (stripped).
+
+    A missing, None or blank value becomes nothing, and the blanks around the hole are
+    tidied: no doubled space, no space before ``, . ! ? ; :``, none left at a line's end or
+    start. The text elsewhere is left exactly as the author wrote it.
+    """
+    head, pairs = _parse(text)
+    if not pairs:
+        return head
+    out = [head]
+    hole = False
+    for name, literal in pairs:
+        value = values.get(name)
+        value = value.strip() if value else ""
+        if value:
+            if hole:
+                _close_hole(out, value)
+                hole = False
+            out.append(value)
+        else:
+            hole = True
+        if literal:
+            if hole:
+                _close_hole(out, literal)
+                hole = False
+            else:
+                out.append(literal)
+    if hole:
+        _strip_tail(out)
+    return "".join(out)
+
+
+def _close_hole(out: list[str], following: str) -> None:
+    """Append ``following`` where a value went missing, tidying the seam."""
+    tail = _tail(out)
+    if following[0] in _BLANKS and (not tail or tail[-1] in _BLANKS or tail[-1] == "\n"):
+        following = following.lstrip(_BLANKS)
+        if not following:
+            return
+    if following[0] in _CLOSERS or following[0] in "\r\n":
+        _strip_tail(out)
+    out.append(following)
+
+
+def _tail(out: list[str]) -> str:
+    for piece in reversed(out):
+        if piece:
+            return piece
+    return ""
+
+
+def _strip_tail(out: list[str]) -> None:
+    while out:
+        trimmed = out[-1].rstrip(_BLANKS)
+        if trimmed or len(out) == 1:
+            out[-1] = trimmed
+            return
+        out.pop()
+
+
+def with_opt_out(body: str, phrase: str | None) -> str:
+    """``body`` ending with the opt-out ``phrase``, added once after a single space.
+
+    A body that already ends with the phrase (ignoring case and trailing blanks) is returned
+    as it is, so applying this twice changes nothing. No phrase: the body as it is.
+    """
+    wanted = phrase.strip() if phrase else ""
+    if not wanted:
+        return body
+    trimmed = body.rstrip()
+    if trimmed.casefold().endswith(wanted.casefold()):
+        return body
+    return f"{trimmed} {wanted}" if trimmed else wanted

@@ -1,0 +1,119 @@
+"""The per-sequence minute throttle (CONTRACT.md §3 (d)).
+
+The one mutable piece of the domain: how many step executions each sequence already has in
+each UTC minute. Minutes are counted as whole minutes since the Unix epoch, so a snapshot is
+plain JSON-friendly data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+__all__ = ["MinuteThrottle", "minute_of", "minute_start"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MINUTE = timedelta(minutes=1)
+
+
+def minute_of(moment: datetime) -> int:
+    """The UTC minute holding `moment`, as whole minutes since the Unix epoch."""
+    if moment.utcoffset() is None:
+        raise ValueError(f"moment must be timezone-aware, got {moment!r}")
+    return (moment - _EPOCH) // _MINUTE
+
+
+def minute_start(minute: int) -> datetime:
+    """The first instant (UTC) of a minute numbered as by `minute_of`."""
+    return _EPOCH + minute * _MINUTE
+
+
+@dataclass(slots=True)
+class _SequenceCounts:
+    counts: dict[int, int] = field(default_factory=dict)
+    # Hints `full minute -> a later minute`: every minute in [key, value) is full for
+    # `skip_limit`. They keep a burst of N reservations at O(N) instead of O(N²/limit).
+    skip: dict[int, int] = field(default_factory=dict)
+    skip_limit: int = 0
+
+
+class MinuteThrottle:
+    """At most `limit` step executions of one sequence in one UTC minute."""
+
+    __slots__ = ("_sequences",)
+
+    def __init__(self) -> None:
+        self._sequences: dict[str, _SequenceCounts] = {}
+
+    def reserve(self, sequence_id: str, due: datetime, limit: int | None) -> datetime:
+        """Count one execution of `sequence_id` at `due` and return when it may run.
+
+        That is `due` itself when its UTC minute has room, else the start of the first
+        following UTC minute with room (where it is counted). `limit` None = unlimited:
+        `due` comes back and nothing is counted.
+        """
+        if limit is None:
+            return due
+        if limit < 1:
+            raise ValueError(f"throttle limit must be at least 1, got {limit}")
+        wanted = minute_of(due)
+        state = self._sequences.get(sequence_id)
+        if state is None:
+            state = self._sequences[sequence_id] = _SequenceCounts()
+        if state.skip_limit != limit:
+            # The hints hold for one limit only (a raised limit reopens full minutes).
+            state.skip.clear()
+            state.skip_limit = limit
+        minute = self._first_with_room(state, wanted, limit)
+        state.counts[minute] = state.counts.get(minute, 0) + 1
+        return due if minute == wanted else minute_start(minute)
+
+    @staticmethod
+    def _first_with_room(state: _SequenceCounts, minute: int, limit: int) -> int:
+        counts, skip = state.counts, state.skip
+        passed: list[int] = []
+        while True:
+            hint = skip.get(minute)
+            if hint is not None:
+                passed.append(minute)
+                minute = hint
+            elif counts.get(minute, 0) >= limit:
+                passed.append(minute)
+                minute += 1
+            else:
+                break
+        for full in passed:  # path compression: the next search jumps straight here
+            skip[full] = minute
+        return minute
+
+    def count(self, sequence_id: str, moment: datetime) -> int:
+        """How many executions of `sequence_id` are counted in the UTC minute of `moment`."""
+        state = self._sequences.get(sequence_id)
+        return 0 if state is None else state.counts.get(minute_of(moment), 0)
+
+    def forget_before(self, moment: datetime) -> None:
+        """Drop the counters of the minutes that end at or before `moment`."""
+        cutoff = minute_of(moment)
+        for sequence_id in list(self._sequences):
+            state = self._sequences[sequence_id]
+            state.counts = {m: n for m, n in state.counts.items() if m >= cutoff}
+            state.skip = {m: n for m, n in state.skip.items() if m >= cutoff}
+            if not state.counts:
+                del self._sequences[sequence_id]
+
+    def snapshot(self) -> dict[str, dict[int, int]]:
+        """The counters, `sequence id -> {minute since the epoch: executions}`, sorted."""
+        return {
+            sequence_id: dict(sorted(self._sequences[sequence_id].counts.items()))
+            for sequence_id in sorted(self._sequences)
+        }
+
+    @classmethod
+    def restore(cls, snapshot: dict[str, dict[int, int]]) -> MinuteThrottle:
+        """A throttle holding the counters of `snapshot` (as given by `snapshot()`)."""
+        throttle = cls()
+        for sequence_id, counts in snapshot.items():
+            kept = {int(minute): int(n) for minute, n in counts.items() if int(n) > 0}
+            if kept:
+                throttle._sequences[sequence_id] = _SequenceCounts(counts=kept)
+        return throttle

@@ -1,0 +1,147 @@
+"""Outcome events: what the providers answered, as CloudEvents with ids derived from the effect.
+
+An outcome's id is a pure function of the effect id (and of the provider's callback), so
+re-emitting one after a crash gives the same id and consumers can drop the duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from schemas.envelope import ENGINE_SOURCE, CloudEvent
+
+EFFECT_SENT = "effect.sent"
+EFFECT_FAILED = "effect.failed"
+EFFECT_UNKNOWN = "effect.unknown"
+EFFECT_STATUS_CHANGED = "effect.status_changed"
+DIALER_KEY_PRESSED = "dialer.key_pressed"
+CONTACT_OPTED_OUT = "contact.opted_out"
+MESSAGE_RECEIVED = "message.received"
+LEAD_EMAIL_RECEIVED = "lead.email_received"
+
+# Where each event goes, topic names without the prefix (CONTRACT.md §5).
+TOPICS: dict[str, str] = {
+    EFFECT_SENT: "outcomes",
+    EFFECT_FAILED: "outcomes",
+    EFFECT_UNKNOWN: "outcomes",
+    EFFECT_STATUS_CHANGED: "outcomes",
+    DIALER_KEY_PRESSED: "outcomes",
+    CONTACT_OPTED_OUT: "contacts",
+    MESSAGE_RECEIVED: "messages",
+    LEAD_EMAIL_RECEIVED: "intake",
+}
+
+
+def topic_for(event: CloudEvent) -> str:
+    return TOPICS.get(event.type, "outcomes")
+
+
+def _event(
+    event_id: str, kind: str, at: datetime, context: Mapping[str, Any], data: Mapping[str, Any]
+) -> CloudEvent:
+    payload = {**context, **data}
+    subject = payload.get("contact_id")
+    return CloudEvent(
+        id=event_id,
+        source=ENGINE_SOURCE,
+        type=kind,
+        time=at,
+        subject=subject if isinstance(subject, str) else None,
+        data=payload,
+    )
+
+
+def effect_sent(
+    effect_id: str, context: Mapping[str, Any], provider: str, provider_id: str, at: datetime
+) -> CloudEvent:
+    return _event(
+        f"{effect_id}/sent",
+        EFFECT_SENT,
+        at,
+        context,
+        {"effect_id": effect_id, "provider": provider, "provider_id": provider_id},
+    )
+
+
+def effect_failed(
+    effect_id: str, context: Mapping[str, Any], reason: str, code: str | None, at: datetime
+) -> CloudEvent:
+    return _event(
+        f"{effect_id}/failed",
+        EFFECT_FAILED,
+        at,
+        context,
+        {"effect_id": effect_id, "reason": reason, "code": code},
+    )
+
+
+def effect_unknown(
+    effect_id: str, context: Mapping[str, Any], reason: str, at: datetime
+) -> CloudEvent:
+    return _event(
+        f"{effect_id}/unknown",
+        EFFECT_UNKNOWN,
+        at,
+        context,
+        {"effect_id": effect_id, "reason": reason},
+    )
+
+
+def effect_status_changed(
+    effect_id: str,
+    context: Mapping[str, Any],
+    provider: str,
+    provider_id: str,
+    status: str,
+    at: datetime,
+    *,
+    callback_key: str,
+) -> CloudEvent:
+    """`callback_key` names the provider's callback (call or message sid, event id)."""
+    return _event(
+        f"{effect_id}/status/{callback_key}/{status}",
+        EFFECT_STATUS_CHANGED,
+        at,
+        context,
+        {
+            "effect_id": effect_id,
+            "provider": provider,
+            "provider_id": provider_id,
+            "status": status,
+        },
+    )
+
+
+def contact_opted_out(
+    effect_id: str, context: Mapping[str, Any], channel: str, reason: str, at: datetime
+) -> CloudEvent:
+    """An input fact for the engine, caused by an effect (carrier 21610, or a key 9)."""
+    contact_id = context.get("contact_id")
+    return CloudEvent(
+        id=f"{effect_id}/opted_out",
+        source=ENGINE_SOURCE,
+        type=CONTACT_OPTED_OUT,
+        time=at,
+        subject=contact_id if isinstance(contact_id, str) else None,
+        data={"contact_id": contact_id, "channel": channel, "reason": reason},
+    )
+
+
+def dialer_key_pressed(
+    effect_id: str,
+    context: Mapping[str, Any],
+    *,
+    call_sid: str,
+    digit: str,
+    action: str,
+    at: datetime,
+) -> CloudEvent:
+    return _event(
+        f"{effect_id}/key/{call_sid}/{digit}",
+        DIALER_KEY_PRESSED,
+        at,
+        context,
+        {"effect_id": effect_id, "digit": digit, "action": action, "call_sid": call_sid},
+    )

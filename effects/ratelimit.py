@@ -1,0 +1,42 @@
+"""Send pacing per line: a token bucket per from-number (carriers cap a long code's rate)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from effects.ports import Sleep
+
+
+class LineRateLimiter:
+    """`rate` sends per second per key, bursts of up to `burst`.
+
+    Each caller reserves the next free slot and sleeps until it: concurrent callers on one
+    line queue up in arrival order, and one sleep per send is enough.
+    """
+
+    def __init__(
+        self, rate: float, burst: int, *, monotonic: Callable[[], float], sleep: Sleep
+    ) -> None:
+        if rate <= 0 or burst <= 0:
+            raise ValueError("rate and burst must be positive")
+        self._rate = rate
+        self._burst = float(burst)
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._tokens: dict[str, float] = {}
+        self._updated: dict[str, float] = {}
+
+    def reserve(self, key: str) -> float:
+        """Take one token for `key`; return how long to wait before using it."""
+        now = self._monotonic()
+        tokens = self._tokens.get(key, self._burst)
+        elapsed = now - self._updated.get(key, now)
+        tokens = min(self._burst, tokens + elapsed * self._rate) - 1.0
+        self._tokens[key] = tokens
+        self._updated[key] = now
+        return 0.0 if tokens >= 0 else -tokens / self._rate
+
+    async def acquire(self, key: str) -> None:
+        wait = self.reserve(key)
+        if wait > 0:
+            await self._sleep(wait)

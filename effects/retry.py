@@ -1,0 +1,48 @@
+"""The retry schedule: capped exponential backoff with full jitter, and Retry-After honoured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from effects.ports import Random
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """At most `max_attempts` tries; before try n+1 wait a uniform draw from
+    [0, min(cap, base * 2**(n-1))) ("full jitter"), or what the server's Retry-After asked,
+    never more than `max_retry_after` (a longer ask is answered by giving up)."""
+
+    max_attempts: int = 5
+    base_seconds: float = 1.0
+    cap_seconds: float = 60.0
+    max_retry_after: float = 300.0
+
+    def delay(self, attempt: int, rand: Random, retry_after: float | None = None) -> float | None:
+        """Seconds to wait after failed try number `attempt` (1-based); None: give up."""
+        if attempt >= self.max_attempts:
+            return None
+        if retry_after is not None:
+            if retry_after > self.max_retry_after:
+                return None
+            return max(0.0, retry_after)
+        ceiling = min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1))
+        return rand() * ceiling
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - now).total_seconds())

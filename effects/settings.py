@@ -1,0 +1,152 @@
+"""The effect processors' configuration, read once from the environment into a frozen object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+TWILIO_DEFAULT_BASE = "https://api.twilio.com"
+SENDGRID_DEFAULT_BASE = "https://api.sendgrid.com"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class EffectsSettings:
+    # Kafka and PostgreSQL
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    database_url: str | None = None
+    topic_prefix: str = "dripstream."
+    consumer_group: str = "dripstream-effects"
+    batch_size: int = 200
+    # The inbound HTTP server (provider callbacks) and the address providers reach it at.
+    http_host: str = "127.0.0.1"
+    http_port: int = 8088
+    public_base_url: str | None = None
+    # Twilio
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_api_base: str = TWILIO_DEFAULT_BASE
+    twilio_transport: str = "async"  # async (aiohttp HttpClient) | threads (requests in a pool)
+    # SendGrid
+    sendgrid_api_key: str = ""
+    sendgrid_api_base: str = SENDGRID_DEFAULT_BASE
+    sendgrid_webhook_public_key: str | None = None
+    sendgrid_inbound_token: str | None = None
+    email_from: str = "no-reply@example.com"
+    email_unsubscribe_group_id: int | None = None
+    email_postal_address: str = ""
+    # Webhooks
+    webhook_secret: str | None = None
+    webhook_allowlist: tuple[str, ...] = ()
+    # Throughput, pacing and retries
+    concurrency: int = 32
+    line_rate_per_second: float = 1.0
+    line_burst: int = 1
+    call_rate_per_second: float = 1.0
+    max_attempts: int = 5
+    backoff_base_seconds: float = 1.0
+    backoff_cap_seconds: float = 60.0
+    provider_timeout_seconds: float = 15.0
+    recovery_interval_seconds: float = 30.0
+
+    @property
+    def public_url(self) -> str:
+        """Where Twilio posts callbacks: the public base, else the local server."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        return f"http://{self.http_host}:{self.http_port}"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def with_overrides(self, **overrides: Any) -> EffectsSettings:
+        """A copy with the given fields replaced; None values are ignored (unset CLI flags)."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return replace(self, **given)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EffectsSettings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, (variable, kind) in _ENVIRONMENT.items():
+            raw = env.get(variable)
+            if raw is None or raw == "":
+                continue
+            values[name] = _convert(variable, raw, kind)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.twilio_transport not in {"async", "threads"}:
+            raise SettingsError("EFFECTS_TWILIO_TRANSPORT: must be async or threads")
+        positive = {
+            "EFFECTS_CONCURRENCY": self.concurrency,
+            "EFFECTS_LINE_RATE": self.line_rate_per_second,
+            "EFFECTS_LINE_BURST": self.line_burst,
+            "EFFECTS_CALL_RATE": self.call_rate_per_second,
+            "EFFECTS_MAX_ATTEMPTS": self.max_attempts,
+            "EFFECTS_BATCH_SIZE": self.batch_size,
+        }
+        for variable, value in positive.items():
+            if value <= 0:
+                raise SettingsError(f"{variable}: must be positive, got {value}")
+
+
+# field name -> (environment variable, kind)
+_ENVIRONMENT: dict[str, tuple[str, str]] = {
+    "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "str"),
+    "database_url": ("DATABASE_URL", "str"),
+    "topic_prefix": ("DRIPSTREAM_TOPIC_PREFIX", "str"),
+    "batch_size": ("EFFECTS_BATCH_SIZE", "int"),
+    "http_host": ("EFFECTS_HTTP_HOST", "str"),
+    "http_port": ("EFFECTS_HTTP_PORT", "int"),
+    "public_base_url": ("EFFECTS_PUBLIC_URL", "str"),
+    "twilio_account_sid": ("TWILIO_ACCOUNT_SID", "str"),
+    "twilio_auth_token": ("TWILIO_AUTH_TOKEN", "str"),
+    "twilio_api_base": ("TWILIO_API_BASE", "str"),
+    "twilio_transport": ("EFFECTS_TWILIO_TRANSPORT", "str"),
+    "sendgrid_api_key": ("SENDGRID_API_KEY", "str"),
+    "sendgrid_api_base": ("SENDGRID_API_BASE", "str"),
+    "sendgrid_webhook_public_key": ("SENDGRID_WEBHOOK_PUBLIC_KEY", "str"),
+    "sendgrid_inbound_token": ("SENDGRID_INBOUND_TOKEN", "str"),
+    "email_from": ("EFFECTS_EMAIL_FROM", "str"),
+    "email_unsubscribe_group_id": ("SENDGRID_ASM_GROUP_ID", "int"),
+    "email_postal_address": ("EFFECTS_POSTAL_ADDRESS", "str"),
+    "webhook_secret": ("EFFECTS_WEBHOOK_SECRET", "str"),
+    "webhook_allowlist": ("EFFECTS_WEBHOOK_ALLOWLIST", "list"),
+    "concurrency": ("EFFECTS_CONCURRENCY", "int"),
+    "line_rate_per_second": ("EFFECTS_LINE_RATE", "float"),
+    "line_burst": ("EFFECTS_LINE_BURST", "int"),
+    "call_rate_per_second": ("EFFECTS_CALL_RATE", "float"),
+    "max_attempts": ("EFFECTS_MAX_ATTEMPTS", "int"),
+    "backoff_base_seconds": ("EFFECTS_BACKOFF_BASE", "float"),
+    "backoff_cap_seconds": ("EFFECTS_BACKOFF_CAP", "float"),
+    "provider_timeout_seconds": ("EFFECTS_PROVIDER_TIMEOUT", "float"),
+    "recovery_interval_seconds": ("EFFECTS_RECOVERY_INTERVAL", "float"),
+}
+
+assert set(_ENVIRONMENT) <= {f.name for f in fields(EffectsSettings)}
+
+
+def environment_variables() -> dict[str, str]:
+    """Setting name -> environment variable, for the CLI's help text and the README."""
+    return {name: variable for name, (variable, _) in _ENVIRONMENT.items()}
+
+
+def _convert(variable: str, raw: str, kind: str) -> Any:
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{variable}: expected a number, got {raw!r}") from None
+    if kind == "list":
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw

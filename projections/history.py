@@ -1,0 +1,422 @@
+"""The Sequence History report: every output event of one sequence as a row (contact, action,
+event, time), newest first, with the search, event-type and timeframe filters and the total.
+
+The pieces that decide what a row says and which rows a filter keeps live here as plain
+functions, so the PostgreSQL projection stores the same rows and filters the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from projections.base import Projection
+from projections.state import Catalog, ContactCard, Directory
+from projections.stream import OutputEvent
+from schemas.envelope import format_time
+
+ENROLLMENT_TYPES = frozenset({"enrollment.enrolled", "enrollment.rejected"})
+DISENROLLMENT_TYPES = frozenset({"enrollment.disenrolled", "enrollment.completed"})
+STEP_TYPES = frozenset({"step.scheduled", "step.deferred", "step.executed", "step.skipped"})
+COMMUNICATION_TYPES = frozenset(
+    {
+        "sms.send",
+        "mms.send",
+        "email.send",
+        "call.dial",
+        "voicemail.drop",
+        "notify.sms",
+        "notify.email",
+    }
+)
+# Contact facts count only when the engine made them (a step or an intake), never the CRM's.
+PROPERTY_UPDATE_TYPES = frozenset(
+    {
+        "contact.tag_added",
+        "contact.tag_removed",
+        "contact.disposition_changed",
+        "contact.dnc_changed",
+        "contact.updated",
+        "contact.opted_out",
+        "contact.opted_in",
+        "power_dialer.added",
+        "power_dialer.removed",
+    }
+)
+CREATION_TYPES = frozenset({"contact.created", "lead.rejected"})
+ENGINE_ONLY_TYPES = PROPERTY_UPDATE_TYPES | {"contact.created"}
+
+EVENT_KINDS: dict[str, frozenset[str]] = {
+    "enrollment": ENROLLMENT_TYPES,
+    "disenrollment": DISENROLLMENT_TYPES,
+    "property_update": PROPERTY_UPDATE_TYPES,
+    "communication": COMMUNICATION_TYPES,
+    "creation": CREATION_TYPES,
+    "trigger": STEP_TYPES | {"webhook.post"},
+}
+HISTORY_TYPES: frozenset[str] = frozenset().union(*EVENT_KINDS.values())
+
+TIMEFRAMES = (
+    "today",
+    "yesterday",
+    "last_7_days",
+    "last_30_days",
+    "this_month",
+    "last_month",
+    "all_time",
+)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# --- what a row says -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """A stored row: the contact's name and phone are looked up when the report is read, so
+    the report shows what is known of the contact now."""
+
+    position: int
+    event_source: str
+    event_id: str | None
+    sequence_id: str
+    contact_id: str | None
+    type: str
+    action: str
+    event: str
+    time: datetime
+
+
+def history_entry(event: OutputEvent, catalog: Catalog, position: int) -> HistoryEntry | None:
+    """The row an output event adds to its sequence's history, or None when it adds none."""
+    if event.type not in HISTORY_TYPES:
+        return None
+    if event.type in ENGINE_ONLY_TYPES and not event.by_engine:
+        return None
+    sequence_id = event.text("sequence_id")
+    if sequence_id is None and event.type == "lead.rejected":
+        address = event.text("to")
+        sequence_id = catalog.by_intake(address) if address else None
+    if sequence_id is None:
+        return None
+    contact_id = None if event.type == "lead.rejected" else event.contact_id
+    cause = (event.text("via") if event.type == "enrollment.enrolled" else None) or event.type
+    return HistoryEntry(
+        position=position,
+        event_source=event.source,
+        event_id=event.id,
+        sequence_id=sequence_id,
+        contact_id=contact_id,
+        type=event.type,
+        action=describe_action(event),
+        event=cause,
+        time=event.time,
+    )
+
+
+_PLAIN_ACTIONS = {
+    "enrollment.enrolled": "Enrolled",
+    "enrollment.completed": "Completed",
+    "sms.send": "SMS sent",
+    "mms.send": "MMS sent",
+    "email.send": "Email sent",
+    "voicemail.drop": "Voicemail dropped",
+    "webhook.post": "Webhook posted",
+    "notify.sms": "SMS notification sent",
+    "notify.email": "Email notification sent",
+    "contact.created": "Contact created",
+    "power_dialer.added": "Added to power dialer",
+    "power_dialer.removed": "Removed from power dialer",
+}
+_DETAILED_ACTIONS = {
+    "enrollment.rejected": ("Rejected", "reason"),
+    "enrollment.disenrolled": ("Disenrolled", "reason"),
+    "lead.rejected": ("Lead rejected", "reason"),
+    "contact.tag_added": ("Tag added", "tag"),
+    "contact.tag_removed": ("Tag removed", "tag"),
+    "contact.disposition_changed": ("Disposition changed", "disposition"),
+}
+_STEP_ACTIONS = {
+    "step.scheduled": ("scheduled", None),
+    "step.deferred": ("deferred", "reason"),
+    "step.executed": ("executed", None),
+    "step.skipped": ("skipped", "reason"),
+}
+_UPDATE_LABELS = {
+    "owner_id": "Owner changed",
+    "line_id": "Line added",
+    "lead_source": "Lead source changed",
+}
+_BOOKKEEPING = frozenset({"contact_id", "sequence_id", "enrollment_id", "step_id", "effect_id"})
+
+
+def describe_action(event: OutputEvent) -> str:
+    """A short phrase for the report: "Enrolled", "Disenrolled: responded", "Step s2 deferred
+    (outside_hours)", "Tag added: hot"."""
+    kind = event.type
+    if kind in _PLAIN_ACTIONS:
+        return _PLAIN_ACTIONS[kind]
+    if kind in _DETAILED_ACTIONS:
+        label, field = _DETAILED_ACTIONS[kind]
+        detail = event.text(field)
+        return f"{label}: {detail}" if detail else label
+    if kind in _STEP_ACTIONS:
+        verb, field = _STEP_ACTIONS[kind]
+        step_id = event.text("step_id")
+        phrase = f"Step {step_id} {verb}" if step_id else f"Step {verb}"
+        detail = event.text(field) if field else None
+        return f"{phrase} ({detail})" if detail else phrase
+    if kind == "call.dial":
+        mode = event.text("mode")
+        return f"Call dialed ({mode})" if mode else "Call dialed"
+    if kind == "contact.dnc_changed":
+        return "Marked DNC" if event.data.get("dnc") is True else "DNC removed"
+    if kind in ("contact.opted_out", "contact.opted_in"):
+        label = "Opted out" if kind == "contact.opted_out" else "Opted in"
+        return f"{label} ({event.text('channel') or 'all'})"
+    if kind == "contact.updated":
+        return _describe_update(event.data) or "Contact updated"
+    return kind
+
+
+def _describe_update(data: Any) -> str:
+    changes = [
+        f"{_UPDATE_LABELS.get(key, f'{key} changed')}: {value}"
+        for key, value in data.items()
+        if key not in _BOOKKEEPING and value is not None
+    ]
+    return "; ".join(changes)
+
+
+# --- which rows a filter keeps -------------------------------------------------------------
+
+
+def event_types_for(kind: str) -> frozenset[str]:
+    """The CloudEvent types an `--type` value selects: a kind of the report, or one exact type."""
+    if kind in EVENT_KINDS:
+        return EVENT_KINDS[kind]
+    if kind in HISTORY_TYPES:
+        return frozenset({kind})
+    known = ", ".join(sorted(EVENT_KINDS))
+    raise ValueError(f"unknown event type {kind!r}: use one of {known}, or a history event type")
+
+
+def resolve_zone(explicit: str | None, account: str | None) -> ZoneInfo:
+    """The account's zone: the one asked for, else the sequence's `account_timezone`, else UTC."""
+    if explicit is not None:
+        try:
+            return ZoneInfo(explicit)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {explicit!r}") from None
+    if account is not None:
+        try:
+            return ZoneInfo(account)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return ZoneInfo("UTC")
+
+
+def time_window(
+    timeframe: str, now: datetime, zone: ZoneInfo
+) -> tuple[datetime | None, datetime | None]:
+    """[start, end) in UTC for a timeframe, in whole local days of `zone` around `now`'s local
+    date. `last_7_days` is the 7 local days ending today inclusive (`last_30_days` alike)."""
+    if timeframe == "all_time":
+        return None, None
+    today = now.astimezone(zone).date()
+    tomorrow = today + timedelta(days=1)
+    month = today.replace(day=1)
+    bounds: dict[str, tuple[date, date]] = {
+        "today": (today, tomorrow),
+        "yesterday": (today - timedelta(days=1), today),
+        "last_7_days": (today - timedelta(days=6), tomorrow),
+        "last_30_days": (today - timedelta(days=29), tomorrow),
+        "this_month": (month, _next_month(month)),
+        "last_month": ((month - timedelta(days=1)).replace(day=1), month),
+    }
+    if timeframe not in bounds:
+        raise ValueError(f"unknown timeframe {timeframe!r}: use one of {', '.join(TIMEFRAMES)}")
+    start, end = bounds[timeframe]
+    return _midnight(start, zone), _midnight(end, zone)
+
+
+def _next_month(first: date) -> date:
+    return (first + timedelta(days=32)).replace(day=1)
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    # Where midnight falls in a DST gap, fold=0 maps it to the instant the day begins.
+    return datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+
+
+_PHONE_LIKE = re.compile(r"[0-9+().\-\s]+")
+_NON_DIGITS = re.compile(r"[^0-9]")
+
+
+def digits_of(text: str) -> str:
+    return _NON_DIGITS.sub("", text)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchTerms:
+    """`text` matches name, id, phone or e-mail, case-insensitively; `digits` is set when the
+    text looks like a phone number, and matches the digits of the phone ("(720) 555-0142")."""
+
+    text: str
+    digits: str
+
+    @classmethod
+    def parse(cls, text: str) -> SearchTerms | None:
+        wanted = text.strip().lower()
+        if not wanted:
+            return None
+        digits = digits_of(wanted) if _PHONE_LIKE.fullmatch(wanted) else ""
+        return cls(wanted, digits)
+
+
+def contact_matches(terms: SearchTerms, contact_id: str | None, card: ContactCard | None) -> bool:
+    if contact_id is None:
+        return False
+    fields = [contact_id]
+    if card is not None:
+        fields += [f for f in (card.name, card.phone, card.email) if f]
+    if any(terms.text in f.lower() for f in fields):
+        return True
+    phone = card.phone if card is not None else None
+    return bool(terms.digits and phone and terms.digits in digits_of(phone))
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    sequence_id: str
+    search: str | None = None
+    kind: str | None = None
+    timeframe: str = "all_time"
+    now: datetime | None = None
+    timezone: str | None = None
+    limit: int | None = None
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if self.timeframe not in TIMEFRAMES:
+            raise ValueError(f"unknown timeframe {self.timeframe!r}")
+        if self.kind is not None:
+            event_types_for(self.kind)
+        if self.limit is not None and self.limit < 0:
+            raise ValueError("limit must not be negative")
+        if self.offset < 0:
+            raise ValueError("offset must not be negative")
+
+    @property
+    def types(self) -> frozenset[str] | None:
+        return None if self.kind is None else event_types_for(self.kind)
+
+    @property
+    def terms(self) -> SearchTerms | None:
+        return None if self.search is None else SearchTerms.parse(self.search)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLine:
+    contact_id: str | None
+    contact_name: str | None
+    contact_phone: str | None
+    action: str
+    event: str
+    type: str
+    time: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "contact_id": self.contact_id,
+            "contact_name": self.contact_name,
+            "contact_phone": self.contact_phone,
+            "action": self.action,
+            "event": self.event,
+            "type": self.type,
+            "time": format_time(self.time),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    sequence_id: str
+    total: int
+    rows: tuple[HistoryLine, ...]
+    timezone: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sequence_id": self.sequence_id,
+            "total": self.total,
+            "rows": [row.to_json() for row in self.rows],
+        }
+
+
+def history_line(entry: HistoryEntry, card: ContactCard | None) -> HistoryLine:
+    return HistoryLine(
+        contact_id=entry.contact_id,
+        contact_name=card.name if card else None,
+        contact_phone=card.phone if card else None,
+        action=entry.action,
+        event=entry.event,
+        type=entry.type,
+        time=entry.time,
+    )
+
+
+class HistoryReport(Projection):
+    def __init__(self) -> None:
+        super().__init__()
+        self.catalog = Catalog()
+        self.directory = Directory()
+        self._entries: defaultdict[str, list[HistoryEntry]] = defaultdict(list)
+
+    def _evolve(self, event: OutputEvent, order: int) -> None:
+        self.catalog.evolve(event, order)
+        self.directory.evolve(event)
+        entry = history_entry(event, self.catalog, order)
+        if entry is not None:
+            self._entries[entry.sequence_id].append(entry)
+
+    def knows(self, sequence_id: str) -> bool:
+        return sequence_id in self.catalog.sequences or sequence_id in self._entries
+
+    def query(self, query: HistoryQuery) -> HistoryPage | None:
+        """The page of rows the query asks for; None for a sequence never seen in the stream.
+        Without `now` the timeframe is taken relative to the latest event time applied."""
+        if not self.knows(query.sequence_id):
+            return None
+        info = self.catalog.sequences.get(query.sequence_id)
+        zone = resolve_zone(query.timezone, info.account_timezone if info else None)
+        start, end = time_window(query.timeframe, query.now or self.latest_time or EPOCH, zone)
+        types, terms = query.types, query.terms
+        kept = [
+            entry
+            for entry in self._entries.get(query.sequence_id, [])
+            if (types is None or entry.type in types)
+            and (start is None or start <= entry.time)
+            and (end is None or entry.time < end)
+            and (
+                terms is None
+                or contact_matches(terms, entry.contact_id, self.directory.get(entry.contact_id))
+            )
+        ]
+        kept.sort(key=lambda e: (e.time, e.position), reverse=True)
+        stop = None if query.limit is None else query.offset + query.limit
+        return HistoryPage(
+            sequence_id=query.sequence_id,
+            total=len(kept),
+            rows=tuple(
+                history_line(entry, self.directory.get(entry.contact_id))
+                for entry in kept[query.offset : stop]
+            ),
+            timezone=zone.key,
+        )

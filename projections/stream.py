@@ -1,0 +1,148 @@
+"""The output stream as the read models see it: CloudEvents JSON lines, parsed leniently.
+
+Read models must keep working while the event schemas grow, so this layer checks only what
+a projection needs (a JSON object with `type`, `time` and an object `data`) and leaves the
+full validation to schemas/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemas.envelope import ENGINE_SOURCE, parse_time
+
+EventKey = tuple[str, str]
+
+
+class MalformedEventError(ValueError):
+    """A record that is not a JSON object with `type`, `time` and `data`."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputEvent:
+    id: str | None
+    source: str
+    type: str
+    time: datetime
+    subject: str | None
+    data: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, obj: object) -> OutputEvent:
+        if not isinstance(obj, Mapping):
+            raise MalformedEventError("not a JSON object")
+        kind = obj.get("type")
+        if not isinstance(kind, str) or not kind:
+            raise MalformedEventError("type: is required (a non-empty string)")
+        raw_time = obj.get("time")
+        if not isinstance(raw_time, str):
+            raise MalformedEventError("time: is required (an RFC 3339 string)")
+        try:
+            moment = parse_time(raw_time)
+        except ValueError:
+            raise MalformedEventError(f"time: {raw_time!r} is not RFC 3339") from None
+        data = obj.get("data")
+        if not isinstance(data, Mapping):
+            raise MalformedEventError("data: is required (a JSON object)")
+        event_id = obj.get("id")
+        source = obj.get("source")
+        subject = obj.get("subject")
+        return cls(
+            id=event_id if isinstance(event_id, str) else None,
+            source=source if isinstance(source, str) else "",
+            type=kind,
+            time=moment,
+            subject=subject if isinstance(subject, str) else None,
+            data=data,
+        )
+
+    @property
+    def key(self) -> EventKey | None:
+        """CloudEvents identity (source, id); None when the record carries no id."""
+        return None if self.id is None else (self.source, self.id)
+
+    @property
+    def by_engine(self) -> bool:
+        return self.source == ENGINE_SOURCE
+
+    def text(self, name: str) -> str | None:
+        value = self.data.get(name)
+        return value if isinstance(value, str) and value != "" else None
+
+    def integer(self, name: str) -> int | None:
+        value = self.data.get(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None
+        return value
+
+    def moment(self, name: str) -> datetime | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            return parse_time(value)
+        except ValueError:
+            return None
+
+    @property
+    def contact_id(self) -> str | None:
+        found = self.text("contact_id")
+        if found is not None:
+            return found
+        if self.subject and not self.subject.startswith("sequence:"):
+            return self.subject
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Positioned:
+    """An event and its place in the stream (the 1-based line number of a file)."""
+
+    position: int
+    event: OutputEvent
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    line: int
+    reason: str
+
+    def describe(self, path: Path | str) -> str:
+        return f"{path}:{self.line}: {self.reason}"
+
+
+def decode_line(raw: bytes | str) -> OutputEvent:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedEventError(f"not JSON ({exc})") from None
+    return OutputEvent.from_json(obj)
+
+
+def read_stream(path: Path | str) -> Iterator[Positioned | LineError]:
+    """Every non-blank line of a `.jsonl` file, in order, as an event or the reason it is not."""
+    with Path(path).open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield Positioned(number, decode_line(raw))
+            except MalformedEventError as exc:
+                yield LineError(number, str(exc))
+
+
+def count_lines(path: Path | str) -> int:
+    """Lines in a file, counted in chunks (for a progress bar, without decoding anything)."""
+    total = 0
+    last = b"\n"
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            total += chunk.count(b"\n")
+            last = chunk[-1:]
+    return total if last == b"\n" else total + 1

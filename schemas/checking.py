@@ -1,0 +1,133 @@
+"""What validation and definitions share: the shipped JSON Schema files compiled once, a
+fastjsonschema failure put into a field path and plain words, and the IANA zone check that
+JSON Schema cannot express.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from importlib import resources
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import fastjsonschema
+import orjson
+from fastjsonschema import JsonSchemaValueException
+
+Validator = Callable[[Any], Any]
+
+_ROOT = "data"  # the name fastjsonschema gives the validated value in its paths
+
+_TYPE_WORDS = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "object": "an object",
+    "array": "an array",
+    "null": "null",
+}
+
+
+def schema_document(relative_path: str) -> dict[str, Any]:
+    """A JSON Schema file shipped under schemas/json/, e.g. `events/contact.created.v1.schema.json`."""
+    resource = resources.files("schemas").joinpath("json", *relative_path.split("/"))
+    document: dict[str, Any] = orjson.loads(resource.read_bytes())
+    return document
+
+
+def schema_exists(relative_path: str) -> bool:
+    return resources.files("schemas").joinpath("json", *relative_path.split("/")).is_file()
+
+
+@functools.cache
+def compiled(relative_path: str) -> Validator:
+    """The validator of a shipped schema file, compiled on first use and kept.
+
+    Defaults are not filled by the validator (`use_default=False`): validation never changes
+    the value it checks; the definitions fill their defaults themselves, on a copy.
+    """
+    validate: Validator = fastjsonschema.compile(
+        schema_document(relative_path), use_default=False, use_formats=True
+    )
+    return validate
+
+
+def explain(error: JsonSchemaValueException) -> tuple[str, str]:
+    """(dotted path below the validated value, reason) for a fastjsonschema failure.
+
+    The path is "" for the value itself, else like `contact_id`, `tags[2]` or
+    `steps[1].delay.at`. For a missing key the path names that key.
+    """
+    name = error.name or _ROOT
+    path = name[len(_ROOT) :].removeprefix(".") if name.startswith(_ROOT) else name
+    rule = error.rule
+    definition = error.definition if isinstance(error.definition, Mapping) else {}
+    wanted = error.rule_definition
+
+    if rule == "required" and isinstance(error.value, Mapping):
+        missing = next((key for key in wanted if key not in error.value), wanted[0])
+        return _join(path, missing), "is required"
+    if rule == "type":
+        kinds = wanted if isinstance(wanted, list) else [wanted]
+        return path, "must be " + " or ".join(_TYPE_WORDS.get(kind, kind) for kind in kinds)
+    custom = definition.get("errorMessage")
+    if isinstance(custom, str):
+        return path, custom
+    return path, _reason(rule, wanted, error)
+
+
+def _reason(rule: str | None, wanted: Any, error: JsonSchemaValueException) -> str:
+    if rule == "enum":
+        return "must be one of " + ", ".join(str(choice) for choice in wanted)
+    if rule == "const":
+        return f"must be {orjson.dumps(wanted).decode()}"
+    if rule == "minLength":
+        return "must not be empty" if wanted == 1 else f"must be at least {wanted} characters"
+    if rule == "maxLength":
+        return f"must be at most {wanted} characters"
+    if rule == "minItems":
+        return "must not be empty" if wanted == 1 else f"must have at least {wanted} items"
+    if rule == "maxItems":
+        return f"must have at most {wanted} items"
+    if rule == "minimum":
+        return f"must be at least {wanted}"
+    if rule == "maximum":
+        return f"must be at most {wanted}"
+    if rule == "exclusiveMinimum":
+        return f"must be greater than {wanted}"
+    if rule == "exclusiveMaximum":
+        return f"must be less than {wanted}"
+    if rule == "format" and wanted == "date-time":
+        return "must be an RFC 3339 date-time such as 2027-07-02T20:30:00Z"
+    if rule == "format":
+        return f"must be a valid {wanted}"
+    if rule == "pattern":
+        return f"must match {wanted}"
+    if rule in ("anyOf", "oneOf"):
+        return "matches none of the allowed shapes"
+    # Anything rarer: fastjsonschema's own words, without its `data...` subject.
+    message = error.message
+    subject = error.name or ""
+    return message[len(subject) :].strip() if message.startswith(subject) else message
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+@functools.lru_cache(maxsize=4096)
+def is_iana_zone(name: str) -> bool:
+    """True for a zone of the tz database, such as `America/New_York` or `UTC`.
+
+    `localtime` is refused: it names whatever zone the machine is set to, so the same file
+    would mean different things on different hosts.
+    """
+    if name == "localtime":
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True

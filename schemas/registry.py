@@ -1,0 +1,87 @@
+"""Every event type on the wire: its current data version, its topic and its direction.
+
+Topics are named without the configurable `dripstream.` prefix (CONTRACT.md §5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
+
+Direction = Literal["input", "output", "command", "outcome"]
+
+DLQ_TOPIC = "dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class EventTypeInfo:
+    """`version` is the current version of the type's data; older ones are upcast to it."""
+
+    type: str
+    version: int
+    topic: str
+    direction: Direction
+
+
+def _table() -> dict[str, EventTypeInfo]:
+    rows: list[tuple[str, int, str, Direction]] = [
+        # Inputs (§1.1). The engine also writes the contact.* ones back to `contacts`.
+        ("contact.created", 1, "contacts", "input"),
+        ("contact.updated", 1, "contacts", "input"),
+        ("contact.tag_added", 1, "contacts", "input"),
+        ("contact.tag_removed", 1, "contacts", "input"),
+        ("contact.disposition_changed", 1, "contacts", "input"),
+        ("contact.dnc_changed", 1, "contacts", "input"),
+        ("contact.opted_out", 2, "contacts", "input"),
+        ("contact.opted_in", 1, "contacts", "input"),
+        ("call.completed", 1, "calls", "input"),
+        ("message.received", 1, "messages", "input"),
+        ("appointment.changed", 1, "appointments", "input"),
+        ("lead.email_received", 1, "intake", "input"),
+        ("enrollment.requested", 1, "commands", "input"),
+        # Commands about the definitions.
+        ("sequence.applied", 1, "commands", "command"),
+        ("sequence.delete_requested", 1, "commands", "command"),
+        ("sequence.copy_requested", 1, "commands", "command"),
+        # Decisions (§1.2 and DEVELOPERS.md's additions).
+        ("enrollment.enrolled", 1, "decisions", "output"),
+        ("enrollment.rejected", 1, "decisions", "output"),
+        ("enrollment.disenrolled", 1, "decisions", "output"),
+        ("enrollment.completed", 1, "decisions", "output"),
+        ("step.scheduled", 1, "decisions", "output"),
+        ("step.deferred", 1, "decisions", "output"),
+        ("step.executed", 1, "decisions", "output"),
+        ("step.skipped", 1, "decisions", "output"),
+        ("sequence.defined", 1, "decisions", "output"),
+        ("sequence.deleted", 1, "decisions", "output"),
+        ("lead.rejected", 1, "decisions", "output"),
+        # Effect commands.
+        ("sms.send", 1, "effects", "output"),
+        ("mms.send", 1, "effects", "output"),
+        ("email.send", 1, "effects", "output"),
+        ("call.dial", 1, "effects", "output"),
+        ("voicemail.drop", 1, "effects", "output"),
+        ("webhook.post", 1, "effects", "output"),
+        ("notify.sms", 1, "effects", "output"),
+        ("notify.email", 1, "effects", "output"),
+        # Contact changes only the engine makes.
+        ("power_dialer.added", 1, "contacts", "output"),
+        ("power_dialer.removed", 1, "contacts", "output"),
+        # What providers answered (written by effects/).
+        ("effect.sent", 1, "outcomes", "outcome"),
+        ("effect.failed", 1, "outcomes", "outcome"),
+        ("effect.unknown", 1, "outcomes", "outcome"),
+        ("effect.status_changed", 1, "outcomes", "outcome"),
+        ("dialer.key_pressed", 1, "outcomes", "outcome"),
+    ]
+    return {name: EventTypeInfo(name, version, topic, way) for name, version, topic, way in rows}
+
+
+EVENT_TYPES: Mapping[str, EventTypeInfo] = MappingProxyType(_table())
+
+
+def topic_for(event_type: str) -> str:
+    """The topic (without prefix) an event of this type is written to; KeyError if unknown."""
+    return EVENT_TYPES[event_type].topic

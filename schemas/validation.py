@@ -1,0 +1,169 @@
+"""Bytes in, a checked CloudEvent out: the one gate every event passes before the domain sees
+it. A refusal names the field (`data.contact_id: is required`) so a dead letter explains itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from fastjsonschema import JsonSchemaValueException
+
+from schemas import checking
+from schemas.definitions import DefinitionRejected, validate_definition_document
+from schemas.envelope import CloudEvent, parse_time
+from schemas.registry import EVENT_TYPES
+from schemas.upcasting import upcast
+
+# Attributes the CloudEvent dataclass holds itself; the rest of the envelope are extensions.
+# `datacontenttype` is always JSON here, so it is checked and then not kept.
+_ENVELOPE_KEYS = frozenset(
+    {"specversion", "id", "source", "type", "time", "subject", "dataversion", "datacontenttype"}
+    | {"data"}
+)
+
+# Inputs about one contact: Kafka keys them by `subject`, which must then be that contact.
+_CONTACT_SCOPED = frozenset(
+    {
+        "contact.created",
+        "contact.updated",
+        "contact.tag_added",
+        "contact.tag_removed",
+        "contact.disposition_changed",
+        "contact.dnc_changed",
+        "contact.opted_out",
+        "contact.opted_in",
+        "call.completed",
+        "message.received",
+        "appointment.changed",
+    }
+)
+
+# Types whose data carries a contact's `timezone`.
+_ZONED = frozenset({"contact.created", "contact.updated"})
+
+DataCheck = Callable[[Any], Any]
+
+
+class EventRejected(ValueError):
+    """An event that cannot be accepted; `field` is a dotted path into the event."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[EventRejected], tuple[str, str]]:
+        return (type(self), (self.field, self.reason))
+
+
+def decode_event(raw: bytes | str) -> CloudEvent:
+    """Parse and check one structured-mode CloudEvent; its data comes out at the current version.
+
+    Raises EventRejected naming the first field at fault.
+    """
+    try:
+        envelope = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventRejected("event", f"not valid JSON: {exc}") from None
+    try:
+        _check_envelope(envelope)
+    except JsonSchemaValueException as exc:
+        path, reason = checking.explain(exc)
+        raise EventRejected(path or "event", reason) from None
+
+    event_type: str = envelope["type"]
+    info = EVENT_TYPES.get(event_type)
+    if info is None:
+        raise EventRejected("type", f"unknown event type {event_type!r}")
+    version_text = envelope.get("dataversion")
+    version = 1 if version_text is None else int(version_text)
+    if version > info.version:
+        raise EventRejected(
+            "dataversion", f"{event_type} has no version {version} (current is {info.version})"
+        )
+
+    data = _data_check(event_type, version)(envelope["data"])
+    if version != info.version:
+        data = upcast(event_type, data, version)
+
+    try:
+        time = parse_time(envelope["time"])
+    except ValueError as exc:
+        raise EventRejected("time", f"not an RFC 3339 time: {exc}") from None
+    subject = envelope.get("subject")
+    if event_type in _CONTACT_SCOPED and subject is not None and subject != data["contact_id"]:
+        raise EventRejected("subject", "must equal data.contact_id")
+    if event_type in _ZONED:
+        zone = data.get("timezone")
+        if zone is not None and not checking.is_iana_zone(zone):
+            raise EventRejected("data.timezone", f"unknown IANA time zone {zone!r}")
+
+    extensions = (
+        {}
+        if envelope.keys() <= _ENVELOPE_KEYS
+        else {key: value for key, value in envelope.items() if key not in _ENVELOPE_KEYS}
+    )
+    return CloudEvent(
+        id=envelope["id"],
+        source=envelope["source"],
+        type=event_type,
+        time=time,
+        subject=subject,
+        data=data,
+        dataversion=info.version,
+        extensions=extensions,
+    )
+
+
+def encode_event(event: CloudEvent) -> bytes:
+    """The structured-mode JSON bytes of an event (the Kafka record value, a `.jsonl` line)."""
+    return event.encode()
+
+
+def data_schema_path(event_type: str, version: int) -> str:
+    """Where the JSON Schema of a type's data at a version lives, under schemas/json/."""
+    return f"events/{event_type}.v{version}.schema.json"
+
+
+def _check_envelope(envelope: Any) -> None:
+    global _check_envelope  # noqa: PLW0603 - swap in the compiled validator on first use
+    _check_envelope = checking.compiled("cloudevent.schema.json")
+    _check_envelope(envelope)
+
+
+_DATA_CHECKS: dict[tuple[str, int], DataCheck] = {}
+
+
+def _data_check(event_type: str, version: int) -> DataCheck:
+    """The check of one type's data at one version, built on first use and then reused."""
+    check = _DATA_CHECKS.get((event_type, version))
+    if check is None:
+        if event_type == "sequence.applied":
+            check = _definition_check
+        else:
+            check = _schema_check(checking.compiled(data_schema_path(event_type, version)))
+        _DATA_CHECKS[(event_type, version)] = check
+    return check
+
+
+def _schema_check(validate: checking.Validator) -> DataCheck:
+    def check(data: Any) -> Any:
+        try:
+            validate(data)
+        except JsonSchemaValueException as exc:
+            path, reason = checking.explain(exc)
+            raise EventRejected(f"data.{path}" if path else "data", reason) from None
+        return data
+
+    return check
+
+
+def _definition_check(data: Any) -> Any:
+    # A published definition document gets the same checks (and defaults) as a file.
+    try:
+        return validate_definition_document(data)
+    except DefinitionRejected as exc:
+        where = exc.location
+        raise EventRejected(f"data.{where}" if where else "data", exc.reason) from None

@@ -1,0 +1,93 @@
+"""One small helper for engine tests: given definitions, when these inputs, then decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import yaml
+
+from schemas.definitions import validate_definition_document
+from schemas.envelope import CloudEvent, parse_time
+from streams.embedded import RejectedLine, replay
+
+ACCOUNT: dict[str, Any] = {
+    "timezone": "America/New_York",
+    "opt_out_phrase": "Reply STOP to opt out.",
+    "quiet_hours": {"start": "08:00", "end": "21:00"},
+    "lines": {"line-1": "+12125550000"},
+    "users": {"u-7": {"name": "Sam Lee", "phone": "+12125550007", "email": "sam@example.com"}},
+    "ring_groups": {"rg-sales": ["u-7"]},
+}
+
+
+@dataclass
+class Outcome:
+    events: list[dict[str, Any]]
+    rejected: list[RejectedLine] = field(default_factory=list)
+
+    def of(self, kind: str, **data: Any) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.events
+            if e["type"] == kind and all(e["data"].get(k) == v for k, v in data.items())
+        ]
+
+    def one(self, kind: str, **data: Any) -> dict[str, Any]:
+        found = self.of(kind, **data)
+        assert len(found) == 1, f"expected one {kind} {data}, got {len(found)}: {self.types()}"
+        return found[0]
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events]
+
+
+def sequence(**settings: Any) -> dict[str, Any]:
+    """A valid sequence with overridable settings (every day, open all day)."""
+    base: dict[str, Any] = {
+        "id": "seq",
+        "name": "Test sequence",
+        "process_on": "every_day",
+        "outbound_line": "line-1",
+        "steps": [{"id": "s1", "type": "send_sms", "text": "Hi [FirstName]!"}],
+        "triggers": [{"type": "contact_tagged", "tags": ["hot"]}],
+    }
+    base.update(settings)
+    return base
+
+
+def definitions(*sequences: dict[str, Any], account: dict[str, Any] | None = None) -> dict[str, Any]:
+    return validate_definition_document(
+        {"account": account if account is not None else ACCOUNT, "sequences": list(sequences)}
+    )
+
+
+_counter = [0]
+
+
+def event(kind: str, time: str, subject: str | None = None, **data: Any) -> dict[str, Any]:
+    _counter[0] += 1
+    contact = data.get("contact_id")
+    return {
+        "specversion": "1.0",
+        "id": f"e-{_counter[0]}",
+        "source": "test",
+        "type": kind,
+        "time": time,
+        "subject": subject if subject is not None else contact,
+        "data": data,
+    }
+
+
+def decide(defs: dict[str, Any], inputs: list[dict[str, Any]], until: str | None = None) -> Outcome:
+    lines = [orjson.dumps(e) for e in inputs]
+    out: list[CloudEvent] = []
+    rejected: list[RejectedLine] = []
+    replay(defs, lines, out.extend, rejected.append, until=parse_time(until) if until else None)
+    return Outcome([orjson.loads(e.encode()) for e in out], rejected)
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        return validate_definition_document(yaml.safe_load(handle))
