@@ -118,10 +118,12 @@ _MAIL_HEADERS: Final = frozenset(
     {"from", "to", "cc", "bcc", "date", "sent", "subject", "replyto", "returnpath", "messageid"}
 )
 # Form placeholders that mean "not given".
-_BLANK_VALUES: Final = frozenset({"n/a", "na", "none", "null", "-", "--", "unknown", "not provided"})
+_BLANK_VALUES: Final = frozenset(
+    {"n/a", "na", "none", "null", "-", "--", "unknown", "not provided"}
+)
 
 _FIELD_LINE: Final = re.compile(
-    r"^[\s*•·-]*(?P<key>[^\W\d_][^:=\t]{0,39}?)\s*(?P<sep>:|=|\t|\s[-–]\s)\s*(?P<value>.*?)\s*$"
+    r"^[\s*•·-]*(?P<key>[^\W\d_][^:=\t]{0,39}?)\s*(?P<sep>:|=|\t|\s[-\u2013]\s)\s*(?P<value>.*?)\s*$"
 )
 _FORWARD_MARKER: Final = re.compile(
     r"^(?:-{2,}\s*(?:forwarded message|original message)\s*-*"
@@ -366,7 +368,7 @@ def _email(raw: str) -> str | None:
 
 
 def _split_name(full: str) -> tuple[str | None, str | None]:
-    """"Jane van Dijk" → ("Jane", "van Dijk"); "Dijk, Jane" → ("Jane", "Dijk")."""
+    """First and last name of a full name: "Jane van Dijk" and "Dijk, Jane" → Jane, van Dijk."""
     if "," in full:
         last, _, first = full.partition(",")
         return first.strip() or None, last.strip() or None
@@ -471,7 +473,11 @@ class _HtmlLines(HTMLParser):
         self._quote_depth = 0
         self._quoted = False
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def handle_starttag(
+        self,
+        tag: str,
+        attrs: list[tuple[str, str | None]],  # noqa: ARG002 -- HTMLParser's signature
+    ) -> None:
         if tag in _HIDDEN_TAGS:
             self._hidden += 1
         elif tag in ("td", "th"):
@@ -507,10 +513,8 @@ class _HtmlLines(HTMLParser):
         cells = [" ".join(cell.split()) for cell in "".join(self._parts).split(_CELL)]
         cells = [cell for cell in cells if cell]
         self._parts = []
-        if len(cells) == 2:
-            line = f"{cells[0].rstrip(': ')}: {cells[1]}"
-        else:
-            line = " ".join(cells)
+        # A two-cell row is a label and its value.
+        line = f"{cells[0].rstrip(': ')}: {cells[1]}" if len(cells) == 2 else " ".join(cells)
         if self._quoted:
             line = f"> {line}"
         self._quoted = False

@@ -60,26 +60,41 @@ def render(text: str, values: Mapping[str, str | None]) -> str:
     start. The text elsewhere is left exactly as the author wrote it.
     """
     head, pairs = _parse(text)
-    if not pairs:
-        return head
     out = [head]
-    hole = False
-    for name, literal in pairs:
-        value = values.get(name)
-        value = value.strip() if value else ""
-        if value:
-            if hole:
+    get = values.get
+    for i, (name, literal) in enumerate(pairs):
+        value = get(name)
+        if not value or not (value := value.strip()):
+            return _render_from_hole(out, literal, pairs[i + 1 :], values)
+        out += (value, literal)
+    return "".join(out)
+
+
+def _render_from_hole(
+    out: list[str],
+    literal: str,
+    rest: tuple[tuple[str, str], ...],
+    values: Mapping[str, str | None],
+) -> str:
+    """The rest of ``render`` once a value is missing: each hole's seam is tidied."""
+    hole = True
+    for name, following in ((None, literal), *rest):
+        if name is not None:
+            value = values.get(name)
+            value = value.strip() if value else ""
+            if not value:
+                hole = True
+            elif hole:
                 _close_hole(out, value)
                 hole = False
-            out.append(value)
-        else:
-            hole = True
-        if literal:
+            else:
+                out.append(value)
+        if following:
             if hole:
-                _close_hole(out, literal)
+                _close_hole(out, following)
                 hole = False
             else:
-                out.append(literal)
+                out.append(following)
     if hole:
         _strip_tail(out)
     return "".join(out)

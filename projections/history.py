@@ -165,10 +165,10 @@ def describe_action(event: OutputEvent) -> str:
         detail = event.text(field)
         return f"{label}: {detail}" if detail else label
     if kind in _STEP_ACTIONS:
-        verb, field = _STEP_ACTIONS[kind]
+        verb, why = _STEP_ACTIONS[kind]
         step_id = event.text("step_id")
         phrase = f"Step {step_id} {verb}" if step_id else f"Step {verb}"
-        detail = event.text(field) if field else None
+        detail = event.text(why) if why else None
         return f"{phrase} ({detail})" if detail else phrase
     if kind == "call.dial":
         mode = event.text("mode")

@@ -226,9 +226,9 @@ class Directory:
             card.last_name = last or card.last_name
             card.name = " ".join(p for p in (card.first_name, card.last_name) if p) or None
 
-    def _learn(self, event: OutputEvent, *, name: str | None, phone: str, email: str) -> (
-        ContactCard | None
-    ):
+    def _learn(
+        self, event: OutputEvent, *, name: str | None, phone: str, email: str
+    ) -> ContactCard | None:
         contact_id = event.contact_id
         if contact_id is None:
             return None

@@ -43,6 +43,8 @@ _CONTACT_SCOPED = frozenset(
 # Types whose data carries a contact's `timezone`.
 _ZONED = frozenset({"contact.created", "contact.updated"})
 
+ENVELOPE_SCHEMA = "cloudevent.schema.json"
+
 DataCheck = Callable[[Any], Any]
 
 
@@ -68,7 +70,7 @@ def decode_event(raw: bytes | str) -> CloudEvent:
     except orjson.JSONDecodeError as exc:
         raise EventRejected("event", f"not valid JSON: {exc}") from None
     try:
-        _check_envelope(envelope)
+        checking.compiled(ENVELOPE_SCHEMA)(envelope)
     except JsonSchemaValueException as exc:
         path, reason = checking.explain(exc)
         raise EventRejected(path or "event", reason) from None
@@ -125,12 +127,6 @@ def encode_event(event: CloudEvent) -> bytes:
 def data_schema_path(event_type: str, version: int) -> str:
     """Where the JSON Schema of a type's data at a version lives, under schemas/json/."""
     return f"events/{event_type}.v{version}.schema.json"
-
-
-def _check_envelope(envelope: Any) -> None:
-    global _check_envelope  # noqa: PLW0603 - swap in the compiled validator on first use
-    _check_envelope = checking.compiled("cloudevent.schema.json")
-    _check_envelope(envelope)
 
 
 _DATA_CHECKS: dict[tuple[str, int], DataCheck] = {}

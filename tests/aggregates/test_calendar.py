@@ -201,7 +201,9 @@ def test_a_due_moment_in_another_offset_comes_back_in_utc() -> None:
 
 def test_a_naive_due_moment_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        adjust_due(datetime(2028, 3, 2, 15, 41), DENVER, WELCOME, contact_facing_voice_or_text=False)
+        adjust_due(
+            datetime(2028, 3, 2, 15, 41), DENVER, WELCOME, contact_facing_voice_or_text=False
+        )
 
 
 # --- adjust_due: the rules one by one ---------------------------------------------------
@@ -286,8 +288,12 @@ def test_quiet_hours_hold_back_an_sms() -> None:
     # given an every-day sequence open all day, quiet hours 08:00-21:00
     cal = Calendar("every_day", False, open_hours=None, quiet_hours=hours("08:00", "21:00"))
     # when an SMS is due at 07:00 and another at 21:30
-    early = adjust_due(at(DENVER, "2028-03-02 07:00"), DENVER, cal, contact_facing_voice_or_text=True)
-    late = adjust_due(at(DENVER, "2028-03-02 21:30"), DENVER, cal, contact_facing_voice_or_text=True)
+    early = adjust_due(
+        at(DENVER, "2028-03-02 07:00"), DENVER, cal, contact_facing_voice_or_text=True
+    )
+    late = adjust_due(
+        at(DENVER, "2028-03-02 21:30"), DENVER, cal, contact_facing_voice_or_text=True
+    )
     # then they wait for the next quiet-hours start
     assert early == (at(DENVER, "2028-03-02 08:00"), "quiet_hours")
     assert late == (at(DENVER, "2028-03-03 08:00"), "quiet_hours")

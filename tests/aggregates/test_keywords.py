@@ -33,7 +33,7 @@ def test_each_opt_in_keyword_opts_in(body: str) -> None:
         ("\tstop\r\n", "opt_out"),
         ("\u00a0Unsubscribe\u00a0", "opt_out"),
         ("OptOut", "opt_out"),
-        ("ſtop", "opt_out"),  # case-folded, not just lower-cased
+        ("\u017ftop", "opt_out"),  # long s: case-folded, not just lower-cased
         ("yes", "opt_in"),
         (" Start\n", "opt_in"),
         ("unStop", "opt_in"),

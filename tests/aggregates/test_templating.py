@@ -167,9 +167,9 @@ _TOKEN = re.compile(r"\[([A-Za-z]+)\]")
 # itself wrote; values hold no brackets.
 literals = st.text(alphabet=st.characters(blacklist_characters="]"), max_size=8)
 tokens = st.sampled_from(sorted(SHORTCODES)) | st.from_regex(r"[A-Za-z]{1,6}", fullmatch=True)
-templates = st.lists(
-    st.tuples(literals, tokens.map(lambda name: f"[{name}]")), max_size=6
-).map(lambda pairs: "".join(literal + token for literal, token in pairs))
+templates = st.lists(st.tuples(literals, tokens.map(lambda name: f"[{name}]")), max_size=6).map(
+    lambda pairs: "".join(literal + token for literal, token in pairs)
+)
 values = st.dictionaries(
     st.sampled_from(sorted(SHORTCODES)),
     st.none() | st.text(alphabet=st.characters(blacklist_characters="[]"), max_size=8),

@@ -1,0 +1,532 @@
+"""The effect ledger: one row per effect_id, so a command is carried out at most once.
+
+Life of a row::
+
+    claim ──► pending ──begin──► in_flight ──► sent | failed | unknown
+                 ▲                   │
+                 └──── release ──────┘  (a refusal that sent nothing: 429, 5xx)
+
+A row is written `in_flight` *before* the provider is called. A crash during the call leaves
+it there; recovery turns it into `unknown` (the message may or may not have gone out) and a
+provider status callback later reconciles it to `sent`. Nothing in `in_flight` or `unknown`
+is ever sent again: sending late (or never) is better than sending twice.
+
+In PostgreSQL a processor proves it is alive by holding a session advisory lock named after
+its owner id; recovery turns only the rows of owners whose lock it can take into `unknown`,
+so one worker starting up never disowns the calls another worker is still making.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from effects.ports import EffectId
+from schemas.envelope import CloudEvent
+
+PENDING = "pending"
+IN_FLIGHT = "in_flight"
+SENT = "sent"
+FAILED = "failed"
+UNKNOWN = "unknown"
+TERMINAL = frozenset({SENT, FAILED, UNKNOWN})
+
+ABANDONED = "in flight when its processor stopped; not resent (reconcile from provider status)"
+
+# Effect types whose `to` is a contact's address: an inbound message from that address is
+# attributed to the contact of the newest such effect.
+CONTACT_FACING = ("sms.send", "mms.send", "call.dial", "voicemail.drop", "email.send")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    effect_id: EffectId
+    type: str
+    status: str
+    provider: str | None
+    provider_id: str | None
+    error: str | None
+    code: str | None
+    attempts: int
+    owner: str | None
+    updated_at: datetime
+    command: Mapping[str, Any]  # the command's CloudEvent JSON
+
+    @property
+    def context(self) -> dict[str, Any]:
+        data = self.command.get("data", {})
+        out: dict[str, Any] = {"effect_type": self.type}
+        for key in ("sequence_id", "contact_id", "enrollment_id", "step_id"):
+            if key in data:
+                out[key] = data[key]
+        return out
+
+
+class Ledger(Protocol):
+    """The port. Every method is one atomic step; `at` comes from the injected clock."""
+
+    owner: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def claim(self, effect_id: EffectId, command: CloudEvent, at: datetime) -> bool:
+        """Insert `pending` if absent. True when the caller may go on: the row is new, or
+        still `pending` (claimed before a crash, never attempted). False otherwise."""
+        ...
+
+    async def begin(self, effect_id: EffectId, at: datetime) -> int | None:
+        """`pending` -> `in_flight` owned by this ledger's owner; the attempt number, or
+        None when someone else got there first."""
+        ...
+
+    async def release(self, effect_id: EffectId, error: str, at: datetime) -> None:
+        """`in_flight` -> `pending`: the attempt was refused and sent nothing."""
+        ...
+
+    async def record_sent(
+        self, effect_id: EffectId, provider: str, provider_id: str, at: datetime
+    ) -> None: ...
+
+    async def record_failed(
+        self, effect_id: EffectId, error: str, code: str | None, at: datetime
+    ) -> None: ...
+
+    async def record_unknown(self, effect_id: EffectId, error: str, at: datetime) -> None: ...
+
+    async def reconcile(
+        self, effect_id: EffectId, provider: str, provider_id: str, status: str, at: datetime
+    ) -> LedgerEntry | None:
+        """A provider callback proves the request was accepted: an `unknown` (or orphaned
+        `in_flight`) row becomes `sent`. Returns the row when it changed, else None."""
+        ...
+
+    async def get(self, effect_id: EffectId) -> LedgerEntry | None: ...
+
+    async def recover_abandoned(self, at: datetime) -> list[LedgerEntry]:
+        """`in_flight` rows of processors that are gone -> `unknown`; returns them."""
+        ...
+
+    async def mark_connected(self, effect_id: EffectId, by: str) -> bool:
+        """First caller wins (the agent who answers a preview call first)."""
+        ...
+
+    async def contact_for_address(self, address: str) -> str | None:
+        """The contact of the newest contact-facing effect sent to this address."""
+        ...
+
+
+# -- in memory -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    entry: LedgerEntry
+    connected_by: str | None = None
+
+
+class _MemoryStore:
+    def __init__(self) -> None:
+        self.rows: dict[str, _Row] = {}
+        self.live_owners: set[str] = set()
+
+
+class InMemoryLedger:
+    """The fake: same transitions as PostgreSQL, in a dict. `restarted()` simulates a crash
+    and restart of the process over the same (durable) rows."""
+
+    def __init__(self, owner: str = "memory", store: _MemoryStore | None = None) -> None:
+        self.owner = owner
+        self._store = store or _MemoryStore()
+        self._store.live_owners.add(owner)
+
+    def restarted(self, owner: str) -> InMemoryLedger:
+        """A new processor over the same rows; this one is considered dead."""
+        self._store.live_owners.discard(self.owner)
+        return InMemoryLedger(owner, self._store)
+
+    @property
+    def entries(self) -> list[LedgerEntry]:
+        return [row.entry for row in self._store.rows.values()]
+
+    async def open(self) -> None:
+        self._store.live_owners.add(self.owner)
+
+    async def close(self) -> None:
+        self._store.live_owners.discard(self.owner)
+
+    async def claim(self, effect_id: EffectId, command: CloudEvent, at: datetime) -> bool:
+        row = self._store.rows.get(effect_id)
+        if row is None:
+            self._store.rows[effect_id] = _Row(
+                LedgerEntry(
+                    effect_id=effect_id,
+                    type=command.type,
+                    status=PENDING,
+                    provider=None,
+                    provider_id=None,
+                    error=None,
+                    code=None,
+                    attempts=0,
+                    owner=None,
+                    updated_at=at,
+                    command=orjson.loads(command.encode()),
+                )
+            )
+            return True
+        return row.entry.status == PENDING
+
+    def _update(self, effect_id: EffectId, allowed: frozenset[str], **changes: Any) -> bool:
+        row = self._store.rows.get(effect_id)
+        if row is None or row.entry.status not in allowed:
+            return False
+        row.entry = replace(row.entry, **changes)
+        return True
+
+    async def begin(self, effect_id: EffectId, at: datetime) -> int | None:
+        row = self._store.rows.get(effect_id)
+        if row is None or row.entry.status != PENDING:
+            return None
+        attempts = row.entry.attempts + 1
+        row.entry = replace(
+            row.entry, status=IN_FLIGHT, attempts=attempts, owner=self.owner, updated_at=at
+        )
+        return attempts
+
+    async def release(self, effect_id: EffectId, error: str, at: datetime) -> None:
+        self._update(
+            effect_id, frozenset({IN_FLIGHT}), status=PENDING, error=error, updated_at=at
+        )
+
+    async def record_sent(
+        self, effect_id: EffectId, provider: str, provider_id: str, at: datetime
+    ) -> None:
+        self._update(
+            effect_id,
+            frozenset({IN_FLIGHT, UNKNOWN, SENT}),
+            status=SENT,
+            provider=provider,
+            provider_id=provider_id,
+            error=None,
+            updated_at=at,
+        )
+
+    async def record_failed(
+        self, effect_id: EffectId, error: str, code: str | None, at: datetime
+    ) -> None:
+        self._update(
+            effect_id,
+            frozenset({PENDING, IN_FLIGHT}),
+            status=FAILED,
+            error=error,
+            code=code,
+            updated_at=at,
+        )
+
+    async def record_unknown(self, effect_id: EffectId, error: str, at: datetime) -> None:
+        self._update(
+            effect_id, frozenset({IN_FLIGHT}), status=UNKNOWN, error=error, updated_at=at
+        )
+
+    async def reconcile(
+        self, effect_id: EffectId, provider: str, provider_id: str, status: str, at: datetime
+    ) -> LedgerEntry | None:
+        changed = self._update(
+            effect_id,
+            frozenset({UNKNOWN, IN_FLIGHT}),
+            status=SENT,
+            provider=provider,
+            provider_id=provider_id,
+            error=f"reconciled from provider status {status}",
+            updated_at=at,
+        )
+        return self._store.rows[effect_id].entry if changed else None
+
+    async def get(self, effect_id: EffectId) -> LedgerEntry | None:
+        row = self._store.rows.get(effect_id)
+        return row.entry if row else None
+
+    async def recover_abandoned(self, at: datetime) -> list[LedgerEntry]:
+        recovered = []
+        for row in self._store.rows.values():
+            entry = row.entry
+            if entry.status == IN_FLIGHT and entry.owner not in self._store.live_owners:
+                row.entry = replace(entry, status=UNKNOWN, error=ABANDONED, updated_at=at)
+                recovered.append(row.entry)
+        return recovered
+
+    async def mark_connected(self, effect_id: EffectId, by: str) -> bool:
+        row = self._store.rows.get(effect_id)
+        if row is None or row.connected_by not in (None, by):
+            return False
+        row.connected_by = by
+        return True
+
+    async def contact_for_address(self, address: str) -> str | None:
+        best: LedgerEntry | None = None
+        for row in self._store.rows.values():
+            entry = row.entry
+            if entry.type not in CONTACT_FACING:
+                continue
+            if entry.command.get("data", {}).get("to") != address:
+                continue
+            if best is None or entry.updated_at >= best.updated_at:
+                best = entry
+        if best is None:
+            return None
+        contact = best.command.get("data", {}).get("contact_id")
+        return contact if isinstance(contact, str) else None
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------
+
+# Advisory-lock namespace (first key of the two-int form) for effects' processor leases.
+_LOCK_NAMESPACE = 0x45464658  # "EFFX"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS effect_ledger (
+    effect_id    text PRIMARY KEY,
+    type         text NOT NULL,
+    status       text NOT NULL
+                 CHECK (status IN ('pending', 'in_flight', 'sent', 'failed', 'unknown')),
+    provider     text,
+    provider_id  text,
+    error        text,
+    code         text,
+    attempts     integer NOT NULL DEFAULT 0,
+    owner        text,
+    connected_by text,
+    updated_at   timestamptz NOT NULL,
+    command      jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS effect_ledger_in_flight
+    ON effect_ledger (owner) WHERE status = 'in_flight';
+CREATE INDEX IF NOT EXISTS effect_ledger_to
+    ON effect_ledger ((command -> 'data' ->> 'to'), updated_at DESC);
+"""
+
+_COLUMNS = (
+    "effect_id, type, status, provider, provider_id, error, code, attempts, owner,"
+    " updated_at, command"
+)
+
+
+def _entry(row: Mapping[str, Any]) -> LedgerEntry:
+    return LedgerEntry(
+        effect_id=EffectId(row["effect_id"]),
+        type=row["type"],
+        status=row["status"],
+        provider=row["provider"],
+        provider_id=row["provider_id"],
+        error=row["error"],
+        code=row["code"],
+        attempts=row["attempts"],
+        owner=row["owner"],
+        updated_at=row["updated_at"],
+        command=row["command"],
+    )
+
+
+def _jsonb(document: Any) -> Jsonb:
+    return Jsonb(document, dumps=lambda obj: orjson.dumps(obj).decode())
+
+
+class PostgresLedger:
+    """The real adapter (psycopg 3, async pool, autocommit: every method is one statement
+    or one short transaction)."""
+
+    def __init__(self, database_url: str, owner: str, *, pool_size: int = 8) -> None:
+        self.owner = owner
+        self._url = database_url
+        self._pool = AsyncConnectionPool(
+            database_url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            open=False,
+        )
+        self._lease: psycopg.AsyncConnection[Any] | None = None
+
+    async def open(self) -> None:
+        await self._pool.open()
+        await self.migrate()
+        # The lease: held for the life of the process, dropped by PostgreSQL when the
+        # process dies, which is how recovery tells a dead processor from a slow one.
+        self._lease = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        await self._lease.execute(
+            "SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, self.owner)
+        )
+
+    async def close(self) -> None:
+        if self._lease is not None:
+            await self._lease.close()
+            self._lease = None
+        await self._pool.close()
+
+    async def migrate(self) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_LOCK_NAMESPACE,))
+            await conn.execute(SCHEMA)
+
+    async def claim(self, effect_id: EffectId, command: CloudEvent, at: datetime) -> bool:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                """
+                WITH inserted AS (
+                    INSERT INTO effect_ledger (effect_id, type, status, attempts, updated_at,
+                                               command)
+                    VALUES (%(id)s, %(type)s, 'pending', 0, %(at)s, %(command)s)
+                    ON CONFLICT (effect_id) DO NOTHING
+                    RETURNING status
+                )
+                SELECT status FROM inserted
+                UNION ALL
+                SELECT status FROM effect_ledger
+                WHERE effect_id = %(id)s AND NOT EXISTS (SELECT 1 FROM inserted)
+                """,
+                {
+                    "id": effect_id,
+                    "type": command.type,
+                    "at": at,
+                    "command": _jsonb(command.to_json()),
+                },
+            )
+            row = await cursor.fetchone()
+        return row is not None and row[0] == PENDING
+
+    async def begin(self, effect_id: EffectId, at: datetime) -> int | None:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "UPDATE effect_ledger SET status = 'in_flight', attempts = attempts + 1,"
+                " owner = %s, updated_at = %s"
+                " WHERE effect_id = %s AND status = 'pending' RETURNING attempts",
+                (self.owner, at, effect_id),
+            )
+            row = await cursor.fetchone()
+        return int(row[0]) if row else None
+
+    async def _execute(self, query: str, params: tuple[Any, ...]) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(query, params)
+
+    async def release(self, effect_id: EffectId, error: str, at: datetime) -> None:
+        await self._execute(
+            "UPDATE effect_ledger SET status = 'pending', error = %s, updated_at = %s"
+            " WHERE effect_id = %s AND status = 'in_flight'",
+            (error, at, effect_id),
+        )
+
+    async def record_sent(
+        self, effect_id: EffectId, provider: str, provider_id: str, at: datetime
+    ) -> None:
+        await self._execute(
+            "UPDATE effect_ledger SET status = 'sent', provider = %s, provider_id = %s,"
+            " error = NULL, updated_at = %s"
+            " WHERE effect_id = %s AND status IN ('in_flight', 'unknown', 'sent')",
+            (provider, provider_id, at, effect_id),
+        )
+
+    async def record_failed(
+        self, effect_id: EffectId, error: str, code: str | None, at: datetime
+    ) -> None:
+        await self._execute(
+            "UPDATE effect_ledger SET status = 'failed', error = %s, code = %s, updated_at = %s"
+            " WHERE effect_id = %s AND status IN ('pending', 'in_flight')",
+            (error, code, at, effect_id),
+        )
+
+    async def record_unknown(self, effect_id: EffectId, error: str, at: datetime) -> None:
+        await self._execute(
+            "UPDATE effect_ledger SET status = 'unknown', error = %s, updated_at = %s"
+            " WHERE effect_id = %s AND status = 'in_flight'",
+            (error, at, effect_id),
+        )
+
+    async def reconcile(
+        self, effect_id: EffectId, provider: str, provider_id: str, status: str, at: datetime
+    ) -> LedgerEntry | None:
+        async with self._pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(
+                "UPDATE effect_ledger SET status = 'sent', provider = %s,"
+                " provider_id = %s, error = %s, updated_at = %s"
+                " WHERE effect_id = %s AND status IN ('unknown', 'in_flight')"
+                f" RETURNING {_COLUMNS}",
+                (provider, provider_id, f"reconciled from provider status {status}", at, effect_id),
+            )
+            row = await cursor.fetchone()
+        return _entry(row) if row else None
+
+    async def get(self, effect_id: EffectId) -> LedgerEntry | None:
+        async with self._pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(
+                f"SELECT {_COLUMNS} FROM effect_ledger WHERE effect_id = %s", (effect_id,)
+            )
+            row = await cursor.fetchone()
+        return _entry(row) if row else None
+
+    async def all_entries(self) -> list[LedgerEntry]:
+        """Every row (for tests and operators' checks)."""
+        async with self._pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(f"SELECT {_COLUMNS} FROM effect_ledger ORDER BY effect_id")
+            rows = await cursor.fetchall()
+        return [_entry(row) for row in rows]
+
+    async def recover_abandoned(self, at: datetime) -> list[LedgerEntry]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT DISTINCT owner FROM effect_ledger"
+                " WHERE status = 'in_flight' AND owner IS DISTINCT FROM %s",
+                (self.owner,),
+            )
+            owners = [row[0] for row in await cursor.fetchall()]
+        recovered: list[LedgerEntry] = []
+        for owner in owners:
+            async with self._pool.connection() as conn, conn.transaction():
+                cursor = await conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
+                    (_LOCK_NAMESPACE, owner or ""),
+                )
+                taken = await cursor.fetchone()
+                if not taken or not taken[0]:
+                    continue  # that processor is alive: its calls are still in progress
+                rows_cursor = conn.cursor(row_factory=dict_row)
+                await rows_cursor.execute(
+                    "UPDATE effect_ledger SET status = 'unknown', error = %s, updated_at = %s"
+                    " WHERE status = 'in_flight' AND owner IS NOT DISTINCT FROM %s"
+                    f" RETURNING {_COLUMNS}",
+                    (ABANDONED, at, owner),
+                )
+                recovered.extend(_entry(row) for row in await rows_cursor.fetchall())
+        return recovered
+
+    async def mark_connected(self, effect_id: EffectId, by: str) -> bool:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "UPDATE effect_ledger SET connected_by = %s WHERE effect_id = %s"
+                " AND (connected_by IS NULL OR connected_by = %s) RETURNING 1",
+                (by, effect_id, by),
+            )
+            return await cursor.fetchone() is not None
+
+    async def contact_for_address(self, address: str) -> str | None:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT command -> 'data' ->> 'contact_id' FROM effect_ledger"
+                " WHERE command -> 'data' ->> 'to' = %s AND type = ANY(%s)"
+                " ORDER BY updated_at DESC LIMIT 1",
+                (address, list(CONTACT_FACING)),
+            )
+            row = await cursor.fetchone()
+        return row[0] if row and isinstance(row[0], str) else None

@@ -1,0 +1,122 @@
+"""E-mail through SendGrid's v3 mail send, with the real `sendgrid` SDK.
+
+Mail to a contact is commercial: it carries the account's unsubscribe group (`asm`) and a
+footer with the sender's postal address and the group's unsubscribe link (CAN-SPAM).
+Notifications to the account's own users carry neither. The effect id rides in
+`custom_args`, so SendGrid's Event Webhook reports it back with every event.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.error
+from datetime import datetime
+from typing import Any
+
+import python_http_client.exceptions
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import Asm, CustomArg, From, GroupId, Mail
+
+from effects.ports import (
+    Ambiguous,
+    Clock,
+    Delivered,
+    EmailMessage,
+    Rejected,
+    SendResult,
+    Transient,
+)
+from effects.retry import parse_retry_after
+from effects.twilio_http import run_blocking
+
+_log = logging.getLogger(__name__)
+
+PROVIDER = "sendgrid"
+UNSUBSCRIBE_TAG = "<%asm_group_unsubscribe_raw_url%>"
+
+
+def footer(postal_address: str, has_unsubscribe_group: bool) -> str:
+    lines = ["", "", "--"]
+    if postal_address:
+        lines.append(postal_address)
+    if has_unsubscribe_group:
+        lines.append(f"Unsubscribe: {UNSUBSCRIBE_TAG}")
+    return "\n".join(lines)
+
+
+def build_mail(
+    message: EmailMessage,
+    *,
+    default_from: str,
+    unsubscribe_group_id: int | None,
+    postal_address: str,
+) -> dict[str, Any]:
+    """The v3 request body (a dict, as the SDK sends it)."""
+    body = message.body
+    if message.commercial:
+        body += footer(postal_address, unsubscribe_group_id is not None)
+    mail = Mail(
+        from_email=From(message.from_email or default_from),
+        to_emails=message.to,
+        subject=message.subject,
+        plain_text_content=body,
+    )
+    mail.custom_arg = CustomArg("effect_id", message.effect_id)
+    if message.commercial and unsubscribe_group_id is not None:
+        mail.asm = Asm(GroupId(unsubscribe_group_id))
+    document: dict[str, Any] = mail.get()
+    return document
+
+
+class SendGridEmailSender:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        api_base: str,
+        default_from: str,
+        unsubscribe_group_id: int | None,
+        postal_address: str,
+        timeout: float,
+        clock: Clock,
+    ) -> None:
+        self._client = SendGridAPIClient(api_key=api_key, host=api_base.rstrip("/"))
+        # Copied into every per-request client the SDK builds from this one.
+        self._client.client.timeout = timeout
+        self._default_from = default_from
+        self._group = unsubscribe_group_id
+        self._postal_address = postal_address
+        self._clock = clock
+        if not postal_address:
+            _log.warning("EFFECTS_POSTAL_ADDRESS is empty: contact e-mail lacks a postal address")
+
+    async def send_email(self, message: EmailMessage) -> SendResult:
+        document = build_mail(
+            message,
+            default_from=self._default_from,
+            unsubscribe_group_id=self._group,
+            postal_address=self._postal_address,
+        )
+        try:
+            response = await run_blocking(self._client.send, document)
+        except python_http_client.exceptions.HTTPError as error:
+            return _classify_http(error, self._clock())
+        except urllib.error.URLError as error:
+            if isinstance(error.reason, ConnectionRefusedError):
+                return Transient(f"connection to SendGrid refused: {error.reason}")
+            return Ambiguous(f"no answer from SendGrid: {error.reason}")
+        except OSError as error:  # a read timeout: the mail may have been accepted
+            return Ambiguous(f"no answer from SendGrid ({type(error).__name__}: {error})")
+        message_id = response.headers.get("X-Message-Id") or ""
+        return Delivered(PROVIDER, str(message_id))
+
+
+def _classify_http(error: Any, now: datetime) -> SendResult:
+    status = int(error.status_code)
+    detail = error.body.decode("utf-8", "replace") if isinstance(error.body, bytes) else ""
+    reason = f"sendgrid {status}: {detail[:300]}"
+    if status == 429 or status >= 500:
+        headers = error.headers
+        retry_after = headers.get("Retry-After") if headers is not None else None
+        return Transient(reason, str(status), parse_retry_after(retry_after, now))
+    return Rejected(reason, str(status))

@@ -1,0 +1,285 @@
+"""The effect processor: claim in the ledger, carry out, record, answer with outcome events.
+
+Record first, act after: a command is claimed (`pending`) and marked `in_flight` before its
+provider is called, and its result is recorded before the outcome leaves. A redelivered
+command finds its row and is not carried out again; if the row is finished, the same outcome
+events (same ids) are emitted again, so a crash between recording and publishing loses none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from effects import commands as kinds
+from effects import outcomes
+from effects.commands import CommandRejected, EffectCommand, effect_id_of, read_command
+from effects.ledger import ABANDONED, FAILED, SENT, UNKNOWN, Ledger, LedgerEntry
+from effects.ports import (
+    Ambiguous,
+    CallRequest,
+    Clock,
+    Delivered,
+    EmailMessage,
+    Random,
+    Rejected,
+    SendResult,
+    Senders,
+    Sleep,
+    SmsMessage,
+    Transient,
+    VoicemailRequest,
+    WebhookRequest,
+)
+from effects.ratelimit import LineRateLimiter
+from effects.retry import RetryPolicy
+from effects.twilio_http import UNSUBSCRIBED
+from schemas.envelope import CloudEvent
+
+_log = logging.getLogger(__name__)
+
+Action = Callable[[], Awaitable[SendResult]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    action: Action
+    limiter: LineRateLimiter | None = None
+    limiter_key: str = ""
+
+
+class EffectProcessor:
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        senders: Senders,
+        clock: Clock,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rand: Random = random.random,
+        message_limiter: LineRateLimiter | None = None,
+        call_limiter: LineRateLimiter | None = None,
+        concurrency: int = 32,
+    ) -> None:
+        self.ledger = ledger
+        self._senders = senders
+        self._clock = clock
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rand = rand
+        self._message_limiter = message_limiter
+        self._call_limiter = call_limiter
+        self._slots = asyncio.Semaphore(concurrency)
+
+    # -- entry points ----------------------------------------------------------------------
+
+    async def recover(self) -> list[CloudEvent]:
+        """On startup (and now and then): rows left `in_flight` by a processor that is gone
+        become `unknown`, each with an `effect.unknown` outcome."""
+        entries = await self.ledger.recover_abandoned(self._clock())
+        for entry in entries:
+            _log.warning("effect %s was in flight when its processor died", entry.effect_id)
+        return [
+            outcomes.effect_unknown(
+                entry.effect_id, entry.context, entry.error or ABANDONED, entry.updated_at
+            )
+            for entry in entries
+        ]
+
+    async def handle(self, command: CloudEvent) -> list[CloudEvent]:
+        """Carry out one effect command at most once; the outcome events it caused.
+        Raises CommandRejected only for a command without an effect id (nothing to record)."""
+        effect_id = effect_id_of(command)
+        async with self._slots:
+            if not await self.ledger.claim(effect_id, command, self._clock()):
+                entry = await self.ledger.get(effect_id)
+                return replay(entry) if entry else []
+            try:
+                parsed = read_command(command)
+            except CommandRejected as error:
+                now = self._clock()
+                await self.ledger.record_failed(effect_id, str(error), "invalid_command", now)
+                context = {"effect_type": command.type}
+                context.update({k: command.data[k] for k in kinds.CONTEXT_FIELDS if k in command.data})
+                return [outcomes.effect_failed(effect_id, context, str(error), "invalid_command", now)]
+            return await self._carry_out(parsed)
+
+    async def handle_batch(self, batch: Iterable[CloudEvent]) -> list[CloudEvent]:
+        """Many commands at once, at most `concurrency` in progress; outcomes in input order."""
+        results = await asyncio.gather(*(self.handle(command) for command in batch))
+        return [event for events in results for event in events]
+
+    # -- one command -----------------------------------------------------------------------
+
+    async def _carry_out(self, command: EffectCommand) -> list[CloudEvent]:
+        plan = self._plan(command)
+        effect_id = command.effect_id
+        context = command.context()
+        while True:
+            if plan.limiter is not None:
+                await plan.limiter.acquire(plan.limiter_key)
+            attempt = await self.ledger.begin(effect_id, self._clock())
+            if attempt is None:
+                return []  # taken by a concurrent delivery of the same command
+            if attempt > self._retry.max_attempts:
+                now = self._clock()
+                reason = f"gave up after {attempt - 1} attempts"
+                await self.ledger.record_failed(effect_id, reason, "attempts", now)
+                return [outcomes.effect_failed(effect_id, context, reason, "attempts", now)]
+            try:
+                result = await plan.action()
+            except Exception as error:  # a bug in an adapter: whether it sent is unknown
+                _log.exception("effect %s: sender raised", effect_id)
+                result = Ambiguous(f"sender raised {type(error).__name__}: {error}")
+            now = self._clock()
+            if isinstance(result, Delivered):
+                await self.ledger.record_sent(effect_id, result.provider, result.provider_id, now)
+                return [
+                    outcomes.effect_sent(
+                        effect_id, context, result.provider, result.provider_id, now
+                    )
+                ]
+            if isinstance(result, Rejected):
+                await self.ledger.record_failed(effect_id, result.reason, result.code, now)
+                events = [
+                    outcomes.effect_failed(effect_id, context, result.reason, result.code, now)
+                ]
+                if result.opted_out:
+                    events.append(
+                        outcomes.contact_opted_out(effect_id, context, "sms", result.reason, now)
+                    )
+                return events
+            if isinstance(result, Ambiguous):
+                await self.ledger.record_unknown(effect_id, result.reason, now)
+                return [outcomes.effect_unknown(effect_id, context, result.reason, now)]
+            delay = self._retry.delay(attempt, self._rand, result.retry_after)
+            if delay is None:
+                reason = f"gave up after {attempt} attempts: {result.reason}"
+                await self.ledger.record_failed(effect_id, reason, result.code, now)
+                return [outcomes.effect_failed(effect_id, context, reason, result.code, now)]
+            _log.info("effect %s: %s; retry in %.2fs", effect_id, result.reason, delay)
+            await self.ledger.release(effect_id, result.reason, now)
+            await self._sleep(delay)
+
+    def _plan(self, command: EffectCommand) -> _Plan:
+        kind = command.type
+        effect_id = command.effect_id
+        senders = self._senders
+        if kind in {kinds.SMS_SEND, kinds.MMS_SEND, kinds.NOTIFY_SMS}:
+            media = command.data.get("media_url") if kind == kinds.MMS_SEND else None
+            media_urls = tuple(media) if isinstance(media, list) else ((media,) if media else ())
+            sms = SmsMessage(
+                effect_id=effect_id,
+                to=command.text("to"),
+                from_number=command.text("from_number"),
+                body=command.text("body"),
+                media_urls=tuple(str(url) for url in media_urls),
+            )
+            return _Plan(lambda: senders.sms.send_sms(sms), self._message_limiter, sms.from_number)
+        if kind in {kinds.EMAIL_SEND, kinds.NOTIFY_EMAIL}:
+            email = EmailMessage(
+                effect_id=effect_id,
+                to=command.text("to"),
+                subject=command.text("subject"),
+                body=command.text("body"),
+                from_email=command.optional_text("from_email"),
+                commercial=kind == kinds.EMAIL_SEND,
+            )
+            return _Plan(lambda: senders.email.send_email(email))
+        if kind == kinds.CALL_DIAL:
+            numbers = command.data.get("ring_group_numbers") or []
+            call = CallRequest(
+                effect_id=effect_id,
+                to=command.text("to"),
+                from_number=command.text("from_number"),
+                mode=command.text("mode"),
+                ring_group=command.optional_text("ring_group") or "",
+                agent_numbers=tuple(str(number) for number in numbers),
+                message=command.text("message"),
+                repeat_message=bool(command.data.get("repeat_message", False)),
+            )
+            return _Plan(lambda: senders.calls.place_call(call), self._call_limiter, call.from_number)
+        if kind == kinds.VOICEMAIL_DROP:
+            voicemail = VoicemailRequest(
+                effect_id=effect_id,
+                to=command.text("to"),
+                from_number=command.text("from_number"),
+                recording_url=command.text("recording_url"),
+            )
+            return _Plan(
+                lambda: senders.voicemail.drop_voicemail(voicemail),
+                self._call_limiter,
+                voicemail.from_number,
+            )
+        if kind == kinds.WEBHOOK_POST:
+            hook = WebhookRequest(
+                effect_id=effect_id,
+                url=command.text("url"),
+                payload=command.data.get("payload", {}),
+                secret=command.optional_text("secret"),
+            )
+            return _Plan(lambda: senders.webhooks.post(hook))
+        if kind == kinds.POWER_DIALER_ADDED:
+            return _Plan(lambda: self._power_dialer_add(command))
+        if kind == kinds.POWER_DIALER_REMOVED:
+            return _Plan(lambda: self._power_dialer_remove(command))
+        raise CommandRejected("type", f"{kind!r} is not an effect command")  # pragma: no cover
+
+    async def _power_dialer_add(self, command: EffectCommand) -> SendResult:
+        user_id = command.text("user_id")
+        await self._senders.power_dialer.add(
+            user_id=user_id,
+            contact_id=command.text("contact_id"),
+            effect_id=command.effect_id,
+            at=self._clock(),
+        )
+        return Delivered("power_dialer", user_id)
+
+    async def _power_dialer_remove(self, command: EffectCommand) -> SendResult:
+        everyone = bool(command.data.get("all_users", False))
+        user_id = None if everyone else command.optional_text("user_id")
+        if user_id is None and not everyone:
+            return Rejected("data.user_id: is required unless all_users", "invalid_command")
+        await self._senders.power_dialer.remove(
+            contact_id=command.text("contact_id"), user_id=user_id
+        )
+        return Delivered("power_dialer", user_id or "all")
+
+
+def replay(entry: LedgerEntry) -> list[CloudEvent]:
+    """The outcome events of a finished row, identical to the ones first emitted."""
+    context = entry.context
+    if entry.status == SENT:
+        return [
+            outcomes.effect_sent(
+                entry.effect_id,
+                context,
+                entry.provider or "",
+                entry.provider_id or "",
+                entry.updated_at,
+            )
+        ]
+    if entry.status == FAILED:
+        events = [
+            outcomes.effect_failed(
+                entry.effect_id, context, entry.error or "", entry.code, entry.updated_at
+            )
+        ]
+        if entry.code == str(UNSUBSCRIBED):
+            events.append(
+                outcomes.contact_opted_out(
+                    entry.effect_id, context, "sms", entry.error or "", entry.updated_at
+                )
+            )
+        return events
+    if entry.status == UNKNOWN:
+        return [
+            outcomes.effect_unknown(
+                entry.effect_id, context, entry.error or ABANDONED, entry.updated_at
+            )
+        ]
+    return []

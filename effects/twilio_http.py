@@ -1,0 +1,221 @@
+"""The Twilio SDK, pointed at TWILIO_API_BASE, and what its errors mean for a send.
+
+How the SDK is rebased: every Twilio resource builds absolute URLs on `https://api.twilio.com`
+(or another `*.twilio.com` product host) and hands them to the client's `HttpClient`. The
+SDK lets you pass your own `http_client=` to `twilio.rest.Client`, so both clients here are
+`HttpClient`s that swap the scheme and host of any `*.twilio.com` URL for the configured base
+(`http://127.0.0.1:PORT` for the fake server) and keep the path and query. The SDK's own
+`edge`/`region` options only rename hosts inside twilio.com, so they cannot reach a local
+server.
+
+Two transports, same rebasing:
+- `AsyncRebasedHttpClient`: aiohttp, for `create_async` on the event loop (the default: it
+  measured faster, see bench/bench_effects.py).
+- `RebasedTwilioHttpClient`: the SDK's requests-based client, its calls run in a thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import requests
+import requests.adapters
+import urllib3.exceptions
+
+# twilio ships no type information (no py.typed); its objects are Any here.
+from twilio.base.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+    TwilioRestException,
+)
+from twilio.http import AsyncHttpClient  # type: ignore[import-untyped, unused-ignore]
+from twilio.http.http_client import (  # type: ignore[import-untyped, unused-ignore]
+    TwilioHttpClient,
+)
+from twilio.http.response import Response  # type: ignore[import-untyped, unused-ignore]
+from twilio.rest import Client  # type: ignore[import-untyped, unused-ignore]
+
+from effects.ports import Ambiguous, Rejected, SendResult, Transient
+from effects.settings import TWILIO_DEFAULT_BASE
+
+_log = logging.getLogger(__name__)
+
+UNSUBSCRIBED = 21610  # "Attempt to send to unsubscribed recipient"
+INVALID_NUMBERS = {21211: "invalid 'To' phone number", 21614: "'To' number is not SMS-capable"}
+
+
+def rebase(url: str, base: str) -> str:
+    """`https://api.twilio.com/2010-04-01/...` -> `<base>/2010-04-01/...`."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not (host == "twilio.com" or host.endswith(".twilio.com")):
+        return url
+    target = urlsplit(base)
+    path = target.path.rstrip("/") + parts.path
+    return urlunsplit((target.scheme, target.netloc, path, parts.query, parts.fragment))
+
+
+class RebasedTwilioHttpClient(TwilioHttpClient):  # type: ignore[misc, unused-ignore]
+    """The SDK's requests client, rebased, with a connection pool as large as the thread pool."""
+
+    def __init__(self, base_url: str, *, timeout: float, pool_size: int) -> None:
+        super().__init__(pool_connections=True, timeout=timeout)
+        self.base_url = base_url.rstrip("/")
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=4, pool_maxsize=max(pool_size, 4)
+        )
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        return super().request(method, rebase(url, self.base_url), *args, **kwargs)
+
+
+class AsyncRebasedHttpClient(AsyncHttpClient):  # type: ignore[misc, unused-ignore]
+    """An asynchronous `HttpClient` on aiohttp: one session, created on first use in the
+    running loop, connect and read timeouts kept apart (a connect timeout sent nothing)."""
+
+    def __init__(
+        self, base_url: str, *, timeout: float, pool_size: int, connect_timeout: float = 5.0
+    ) -> None:
+        super().__init__(logging.getLogger("twilio.async_http_client"), True, timeout)
+        self.base_url = base_url.rstrip("/")
+        self._pool_size = pool_size
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=timeout
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._pool_size),
+                timeout=self._timeout,
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Any:
+        session = self._get_session()
+        basic = aiohttp.BasicAuth(auth[0], auth[1]) if auth else None
+        form = _form_pairs(data)
+        async with session.request(
+            method.upper(),
+            rebase(url, self.base_url),
+            params=_form_pairs(params),
+            data=form,
+            headers=headers,
+            auth=basic,
+            allow_redirects=allow_redirects,
+        ) as response:
+            text = await response.text()
+            return Response(response.status, text, response.headers)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _form_pairs(values: dict[str, object] | None) -> list[tuple[str, str]] | None:
+    """The SDK gives lists for repeated parameters (MediaUrl); a form repeats the key."""
+    if not values:
+        return None
+    pairs: list[tuple[str, str]] = []
+    for key, value in values.items():
+        items = value if isinstance(value, list) else [value]
+        pairs.extend((key, str(item)) for item in items if item is not None)
+    return pairs
+
+
+def build_twilio_client(
+    *,
+    account_sid: str,
+    auth_token: str,
+    api_base: str = TWILIO_DEFAULT_BASE,
+    transport: str = "async",
+    timeout: float = 15.0,
+    pool_size: int = 32,
+) -> Any:
+    http_client: Any
+    if transport == "async":
+        http_client = AsyncRebasedHttpClient(api_base, timeout=timeout, pool_size=pool_size)
+    else:
+        http_client = RebasedTwilioHttpClient(api_base, timeout=timeout, pool_size=pool_size)
+    return Client(
+        username=account_sid,
+        password=auth_token,
+        account_sid=account_sid,
+        http_client=http_client,
+    )
+
+
+async def close_twilio_client(client: Any) -> None:
+    http_client = getattr(client, "http_client", None)
+    if isinstance(http_client, AsyncRebasedHttpClient):
+        await http_client.close()
+
+
+def classify(error: BaseException) -> SendResult:
+    """What a Twilio SDK exception means: refused for good, refused for now, or unknown."""
+    if isinstance(error, TwilioRestException):
+        code = int(error.code) if isinstance(error.code, int) else None
+        text = f"twilio {error.status}: {error.msg}"
+        if code == UNSUBSCRIBED:
+            return Rejected(f"recipient unsubscribed: {error.msg}", str(code), opted_out=True)
+        if code in INVALID_NUMBERS:
+            return Rejected(f"{INVALID_NUMBERS[code]}: {error.msg}", str(code))
+        if error.status == 429 or error.status >= 500:
+            return Transient(text, str(code or error.status))
+        return Rejected(text, str(code or error.status))
+    if _never_connected(error):
+        return Transient(f"connection to Twilio failed: {error}")
+    return Ambiguous(f"no answer from Twilio ({type(error).__name__}: {error})")
+
+
+def _never_connected(error: BaseException) -> bool:
+    """True when the request provably never reached the server (safe to retry)."""
+    if isinstance(
+        error,
+        (
+            aiohttp.ClientConnectorError,
+            aiohttp.ConnectionTimeoutError,
+            requests.exceptions.ConnectTimeout,
+        ),
+    ):
+        return True
+    if isinstance(error, requests.exceptions.ConnectionError):
+        seen: BaseException | None = error
+        for _ in range(6):
+            if seen is None:
+                break
+            if isinstance(
+                seen,
+                (
+                    urllib3.exceptions.NewConnectionError,
+                    urllib3.exceptions.ConnectTimeoutError,
+                    ConnectionRefusedError,
+                ),
+            ):
+                return True
+            inner = seen.args[0] if seen.args else None
+            reason = getattr(inner, "reason", None)
+            seen = reason if isinstance(reason, BaseException) else seen.__cause__
+    return False
+
+
+async def run_blocking(func: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a synchronous SDK call in the loop's thread pool."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, lambda: func(*args, **kwargs))

@@ -1,0 +1,415 @@
+"""`dripstream sequences list`, `dripstream history` and `dripstream projections rebuild`: the
+read models on the command line, built from an output stream file or read from PostgreSQL."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+import psycopg
+
+from ops.cli_groups import SubParsers, get_or_create_group
+from projections.history import (
+    TIMEFRAMES,
+    HistoryPage,
+    HistoryQuery,
+    HistoryReport,
+    event_types_for,
+)
+from projections.loading import load_into
+from projections.postgres import DEFAULT_SCHEMA, PostgresProjection
+from projections.sequences_list import SequenceRow, SequencesList
+from projections.stream import LineError, Positioned, count_lines, read_stream
+from schemas.envelope import format_time, parse_time
+
+PROG = "dripstream"
+SEQUENCE_HEADERS = (
+    "ID",
+    "NAME",
+    "CREATED",
+    "STEPS",
+    "PROCESS ON",
+    "LINE",
+    "CONTACTS",
+    "REMAINING TASKS",
+    "STATUS",
+)
+HISTORY_HEADERS = ("CONTACT", "ACTION", "EVENT", "TIME")
+REBUILD_BATCH = 2000  # events per transaction: few round trips, bounded memory
+
+
+class _ReadFailedError(Exception):
+    """The read models could not be built or reached; the message says why (exit 2)."""
+
+
+def register(commands: SubParsers) -> None:
+    add_sequences_list(
+        get_or_create_group(commands, "sequences", help="sequence definitions and their list")
+    )
+    add_history(commands)
+    add_projections_rebuild(
+        get_or_create_group(commands, "projections", help="the read models in PostgreSQL")
+    )
+
+
+def _add_source(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--history",
+        type=Path,
+        metavar="FILE",
+        help="build the read models from this output stream (.jsonl: a replay's --out or a "
+        "dump of the output topics); without it, read PostgreSQL at DATABASE_URL",
+    )
+    parser.add_argument("--database-url", metavar="URL", help="PostgreSQL (default: $DATABASE_URL)")
+    parser.add_argument(
+        "--schema", default=DEFAULT_SCHEMA, help=f"PostgreSQL schema (default: {DEFAULT_SCHEMA})"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def add_sequences_list(sequences: SubParsers) -> None:
+    parser = sequences.add_parser(
+        "list",
+        help="the Sequences page: settings, contacts enrolled, remaining tasks, status",
+        description="One row per sequence, sorted by id: contacts = active enrollments, "
+        "remaining tasks = steps not yet executed or skipped across them. Deleted sequences "
+        "are not listed.",
+    )
+    _add_source(parser)
+    parser.set_defaults(handler=run_sequences_list)
+
+
+def add_history(commands: SubParsers) -> None:
+    parser = commands.add_parser(
+        "history",
+        help="the Sequence History report of one sequence",
+        description="Every output event of a sequence as (contact, action, event, time), "
+        "newest first, with the total count after the filters.",
+    )
+    parser.add_argument("sequence_id", metavar="SEQUENCE_ID")
+    _add_source(parser)
+    parser.add_argument(
+        "--search", metavar="TEXT", help="contact name, id, e-mail or phone (digits match too)"
+    )
+    parser.add_argument(
+        "--type",
+        dest="kind",
+        type=_kind,
+        metavar="KIND",
+        help="enrollment, disenrollment, property_update, communication, creation, trigger, "
+        "or an exact event type",
+    )
+    parser.add_argument("--timeframe", choices=TIMEFRAMES, default="all_time")
+    parser.add_argument(
+        "--now",
+        type=_moment,
+        metavar="TIME",
+        help="the moment timeframes count from (RFC 3339; default: the latest event time in "
+        "the stream, so the same file gives the same report)",
+    )
+    parser.add_argument(
+        "--timezone",
+        type=_zone,
+        metavar="ZONE",
+        help="the account's time zone for timeframes (default: the sequence's "
+        "account_timezone, else UTC)",
+    )
+    parser.add_argument("--limit", type=_count, metavar="N", help="rows to show (default: all)")
+    parser.add_argument("--offset", type=_count, default=0, metavar="K", help="rows to skip")
+    parser.set_defaults(handler=run_history)
+
+
+def add_projections_rebuild(projections: SubParsers) -> None:
+    parser = projections.add_parser(
+        "rebuild",
+        help="load an output stream into the PostgreSQL read models",
+        description="Rebuild the read models in PostgreSQL from an output stream: start from "
+        "empty tables (or, with --resume, apply only the lines past the stored position).",
+    )
+    parser.add_argument("--history", type=Path, required=True, metavar="FILE")
+    parser.add_argument("--database-url", metavar="URL", help="PostgreSQL (default: $DATABASE_URL)")
+    parser.add_argument("--schema", default=DEFAULT_SCHEMA)
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the tables; apply the lines not yet applied"
+    )
+    parser.add_argument("--batch-size", type=_positive, default=REBUILD_BATCH, metavar="N")
+    parser.set_defaults(handler=run_rebuild)
+
+
+# --- argument types ----------------------------------------------------------------------
+
+
+def _moment(text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
+
+
+def _zone(text: str) -> str:
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(f"unknown time zone: {text!r}") from None
+    return text
+
+
+def _kind(text: str) -> str:
+    try:
+        event_types_for(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+# --- handlers ----------------------------------------------------------------------------
+
+
+def run_sequences_list(args: argparse.Namespace) -> int:
+    try:
+        if args.history is not None:
+            model = SequencesList()
+            errors = _load(args.history, model)
+            rows = model.rows()
+        else:
+            errors = []
+            with _connect(args) as projection:
+                rows = projection.sequence_rows()
+    except _ReadFailedError as failed:
+        _say(str(failed))
+        return 2
+    if args.json:
+        _write_json([row.to_json() for row in rows])
+    else:
+        sys.stdout.write(_table(SEQUENCE_HEADERS, [_sequence_cells(row) for row in rows]))
+    return 1 if errors else 0
+
+
+def run_history(args: argparse.Namespace) -> int:
+    query = HistoryQuery(
+        sequence_id=args.sequence_id,
+        search=args.search,
+        kind=args.kind,
+        timeframe=args.timeframe,
+        now=args.now,
+        timezone=args.timezone,
+        limit=args.limit,
+        offset=args.offset,
+    )
+    try:
+        if args.history is not None:
+            report = HistoryReport()
+            errors = _load(args.history, report)
+            page = report.query(query)
+            source = str(args.history)
+        else:
+            errors = []
+            with _connect(args) as projection:
+                page = projection.history(query)
+            source = "PostgreSQL"
+    except _ReadFailedError as failed:
+        _say(str(failed))
+        return 2
+    if page is None:
+        _say(f"unknown sequence {args.sequence_id!r}: no such sequence in {source}")
+        return 2
+    if args.json:
+        _write_json(page.to_json())
+    else:
+        sys.stdout.write(_history_text(page))
+    return 1 if errors else 0
+
+
+def run_rebuild(args: argparse.Namespace) -> int:
+    path: Path = args.history
+    try:
+        total = count_lines(path)
+    except OSError as error:
+        _say(f"cannot read {path}: {error.strerror}")
+        return 2
+    errors: list[LineError] = []
+    applied = 0
+    bar = ProgressBar(total, sys.stderr)
+    try:
+        with _connect(args) as projection:
+            projection.ensure_schema()
+            if not args.resume:
+                projection.reset()
+            batch: list[Positioned] = []
+            for item in read_stream(path):
+                if isinstance(item, LineError):
+                    errors.append(item)
+                    continue
+                batch.append(item)
+                if len(batch) >= args.batch_size:
+                    applied += projection.apply(batch)
+                    bar.update(item.position)
+                    batch.clear()
+            applied += projection.apply(batch)
+            bar.finish()
+            position = projection.position()
+    except _ReadFailedError as failed:
+        bar.stop()
+        _say(str(failed))
+        return 2
+    for problem in errors:
+        _say(problem.describe(path))
+    print(f"{PROG}: {applied} events applied from {path}; position {position}")
+    return 1 if errors else 0
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+def _load(path: Path, model: SequencesList | HistoryReport) -> list[LineError]:
+    try:
+        errors = load_into(path, model)
+    except OSError as error:
+        raise _ReadFailedError(f"cannot read {path}: {error.strerror}") from None
+    for problem in errors:
+        _say(problem.describe(path))
+    return errors
+
+
+@contextmanager
+def _connect(args: argparse.Namespace) -> Iterator[PostgresProjection]:
+    """A PostgresProjection on an autocommit connection; every failure becomes one message."""
+    url: str | None = args.database_url or os.environ.get("DATABASE_URL")
+    if not url:
+        raise _ReadFailedError(
+            "no source: give --history FILE, or --database-url / DATABASE_URL for PostgreSQL"
+        )
+    try:
+        conn = psycopg.connect(url, autocommit=True)
+    except psycopg.Error as error:
+        raise _ReadFailedError(f"cannot connect to PostgreSQL: {error}") from None
+    try:
+        with conn:
+            yield PostgresProjection(conn, schema=args.schema)
+    except psycopg.errors.UndefinedTable:
+        raise _ReadFailedError(
+            f"no read models in schema {args.schema!r}: run `{PROG} projections rebuild`"
+        ) from None
+    except psycopg.Error as error:
+        raise _ReadFailedError(f"PostgreSQL: {error}") from None
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def _say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _write_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    lines = [headers, *rows]
+    return "".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        + "\n"
+        for line in lines
+    )
+
+
+def _sequence_cells(row: SequenceRow) -> list[str]:
+    return [
+        _cell(row.id),
+        _cell(row.name),
+        _cell(row.created),
+        str(row.steps),
+        _cell(row.process_on),
+        _cell(row.line),
+        str(row.contacts),
+        str(row.remaining_tasks),
+        _cell(row.status),
+    ]
+
+
+def _history_text(page: HistoryPage) -> str:
+    zone = ZoneInfo(page.timezone)
+    cells = [
+        [
+            _contact_cell(line.contact_id, line.contact_name, line.contact_phone),
+            line.action,
+            line.event,
+            _local_time(line.time, zone),
+        ]
+        for line in page.rows
+    ]
+    return _table(HISTORY_HEADERS, cells) + f"Total: {page.total}\n"
+
+
+def _contact_cell(contact_id: str | None, name: str | None, phone: str | None) -> str:
+    if contact_id is None:
+        return "-"
+    text = f"{name} ({contact_id})" if name else contact_id
+    return f"{text} {phone}" if phone else text
+
+
+def _local_time(moment: datetime, zone: ZoneInfo) -> str:
+    if zone.key == "UTC":
+        return format_time(moment)
+    return moment.astimezone(zone).isoformat(timespec="seconds")
+
+
+class ProgressBar:
+    """`[#######.......]  47% 4700/10000 lines` on one line of stderr, redrawn in place."""
+
+    def __init__(self, total: int, stream: IO[str], width: int = 30) -> None:
+        self._total = total
+        self._stream = stream
+        self._width = width
+        self._done = 0
+        self._finished = False
+
+    def update(self, done: int) -> None:
+        self._done = min(done, self._total)
+        fraction = self._done / self._total if self._total else 1.0
+        filled = int(self._width * fraction)
+        bar = "#" * filled + "." * (self._width - filled)
+        self._stream.write(f"\r[{bar}] {fraction:4.0%} {self._done}/{self._total} lines")
+        self._stream.flush()
+
+    def finish(self) -> None:
+        if not self._finished:
+            self.update(self._total)
+            self.stop()
+
+    def stop(self) -> None:
+        """End the bar's line where it stands (after a failure, or when finished)."""
+        if not self._finished:
+            self._finished = True
+            self._stream.write("\n")

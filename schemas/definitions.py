@@ -1,0 +1,273 @@
+"""The sequence-definition file (CONTRACT.md §2): parsed from YAML or JSON, checked against
+json/sequences.schema.json and a few rules JSON Schema cannot state, returned with defaults.
+
+A file with any error is refused whole. What only makes a sequence unable to run (an SMS step
+with no outbound line, an unknown ring group or shortcode) is not checked here: the engine
+loads such a sequence with status `invalid`.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+import orjson
+import yaml
+from fastjsonschema import JsonSchemaValueException
+
+from schemas import checking
+
+_SEQUENCE_PATH = re.compile(r"sequences\[(\d+)\](?:\.(.+))?")
+
+ACCOUNT_DEFAULTS: dict[str, Any] = {"lines": {}, "users": {}, "ring_groups": {}}
+SEQUENCE_DEFAULTS: dict[str, Any] = {
+    "process_on": "business_days",
+    "run_on_holidays": False,
+    "prevent_enrollment_if_communicated": False,
+    "throttle_per_minute": None,
+    "remove_on_response": True,
+    "remove_on_manual_call": True,
+    "remove_on_opt_out": True,
+    "steps": [],
+    "triggers": [],
+}
+SCHEDULE_DEFAULTS: dict[str, Any] = {"enroll_only_within_hours": False}
+STEP_DEFAULTS: dict[str, Any] = {"delay": {"kind": "none"}}
+TIME_OF_DAY_DEFAULTS: dict[str, Any] = {"days": 0}
+DISPOSITION_TRIGGER_DEFAULTS: dict[str, Any] = {"action": "enroll"}
+_DISPOSITION_TRIGGERS = frozenset({"contact_disposition", "call_disposition"})
+
+
+class DefinitionRejected(ValueError):
+    """A definition document that is refused whole.
+
+    `sequence_id` is None for the file or the account; `key` is dotted below the sequence
+    (`steps[1].text`) or the document (`account.quiet_hours.start`, or `file` for the file
+    itself); `location` is the dotted path from the document's root (`sequences[0].steps[1].text`,
+    "" for the document itself).
+    """
+
+    def __init__(
+        self, sequence_id: str | None, key: str, reason: str, location: str | None = None
+    ) -> None:
+        where = f"{key}: {reason}"
+        super().__init__(where if sequence_id is None else f"sequence {sequence_id!r}: {where}")
+        self.sequence_id = sequence_id
+        self.key = key
+        self.reason = reason
+        self.location = ("" if key == "file" else key) if location is None else location
+
+    def __reduce__(self) -> tuple[type[DefinitionRejected], tuple[str | None, str, str, str]]:
+        return (type(self), (self.sequence_id, self.key, self.reason, self.location))
+
+
+def load_definition_file(path: str | Path) -> dict[str, Any]:
+    """Read, parse (JSON or YAML, told apart by content) and check a definition file."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise DefinitionRejected(None, "file", f"cannot be read: {exc.strerror or exc}") from None
+    return load_definition_text(raw)
+
+
+def load_definition_text(raw: bytes | str) -> dict[str, Any]:
+    """Parse and check a definition document given as text (JSON or YAML)."""
+    return validate_definition_document(_parse(raw))
+
+
+def validate_definition_document(doc: object) -> dict[str, Any]:
+    """Check a parsed document; return a copy with every default filled in (`doc` is untouched)."""
+    _check_keys_are_strings(doc, doc, "")
+    try:
+        checking.compiled("sequences.schema.json")(doc)
+    except JsonSchemaValueException as exc:
+        location, reason = checking.explain(exc)
+        raise _rejection(doc, location, reason) from None
+    assert isinstance(doc, dict)  # the schema's root type
+    _check_rules(doc)
+    return _with_defaults(doc)
+
+
+# --- parsing
+
+
+class _DefinitionLoader(yaml.SafeLoader):
+    """YAML with the core-schema scalars of YAML 1.2 instead of PyYAML's 1.1 ones.
+
+    Under 1.1 `on:` (a dnc_changed trigger's key) is the boolean true, `at: 10:00` is the
+    integer 600 and `created: 2027-07-01` a date; here they stay the strings they look like.
+    Only true/false are booleans and only decimal numbers are numbers. A repeated key is an
+    error rather than a silent overwrite.
+    """
+
+    yaml_implicit_resolvers: ClassVar[dict[Any, list[tuple[str, re.Pattern[str]]]]] = {}
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                marker = (key_node.tag, key_node.value)
+                if marker in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping",
+                        node.start_mark,
+                        f"found the key {key_node.value!r} twice",
+                        key_node.start_mark,
+                    )
+                seen.add(marker)
+        return super().construct_mapping(node, deep=deep)
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _construct_decimal_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    assert isinstance(node, yaml.ScalarNode)
+    return int(loader.construct_scalar(node))
+
+
+for _tag, _pattern, _first in [
+    ("tag:yaml.org,2002:null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"true|True|TRUE|false|False|FALSE", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"[-+]?[0-9]+", list("-+0123456789")),
+    (
+        "tag:yaml.org,2002:float",
+        r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
+        list("-+0123456789."),
+    ),
+    (_MERGE_TAG, r"<<", ["<"]),
+]:
+    _DefinitionLoader.add_implicit_resolver(_tag, re.compile(f"^(?:{_pattern})$"), _first)
+_DefinitionLoader.add_constructor("tag:yaml.org,2002:int", _construct_decimal_int)
+
+
+def _parse(raw: bytes | str) -> object:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DefinitionRejected(None, "file", f"not valid UTF-8: {exc.reason}") from None
+    if raw.lstrip().startswith(("{", "[")):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # a YAML flow mapping starts with "{" too
+    try:
+        return yaml.load(raw, Loader=_DefinitionLoader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        raise DefinitionRejected(None, "file", f"not valid YAML: {_yaml_problem(exc)}") from None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(error).split())
+
+
+# --- checks
+
+
+def _rejection(doc: object, location: str, reason: str) -> DefinitionRejected:
+    """Name the sequence when the fault lies inside one that has a usable id."""
+    match = _SEQUENCE_PATH.fullmatch(location)
+    if match is not None and match[2] is not None and isinstance(doc, dict):
+        sequences = doc.get("sequences")
+        index = int(match[1])
+        if isinstance(sequences, list) and index < len(sequences):
+            sequence = sequences[index]
+            sequence_id = sequence.get("id") if isinstance(sequence, dict) else None
+            if isinstance(sequence_id, str) and sequence_id:
+                return DefinitionRejected(sequence_id, match[2], reason, location)
+    return DefinitionRejected(None, location or "file", reason, location)
+
+
+def _check_keys_are_strings(doc: object, value: object, location: str) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _rejection(doc, f"{location}.{key}" if location else str(key), "keys must be strings")
+            _check_keys_are_strings(doc, item, f"{location}.{key}" if location else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_keys_are_strings(doc, item, f"{location}[{index}]")
+
+
+def _check_rules(doc: dict[str, Any]) -> None:
+    account = doc["account"]
+    _check_zone(doc, "account.timezone", account["timezone"])
+    quiet = account.get("quiet_hours")
+    if quiet is not None and quiet["start"] >= quiet["end"]:
+        raise _rejection(doc, "account.quiet_hours.end", f"must be after start ({quiet['start']})")
+
+    first_with_id: dict[str, int] = {}
+    first_with_address: dict[str, str] = {}
+    for index, sequence in enumerate(doc["sequences"]):
+        here = f"sequences[{index}]"
+        earlier = first_with_id.setdefault(sequence["id"], index)
+        if earlier != index:
+            raise _rejection(doc, f"{here}.id", f"is already the id of sequences[{earlier}]")
+        schedule = sequence.get("schedule") or {}
+        if "timezone" in schedule:
+            _check_zone(doc, f"{here}.schedule.timezone", schedule["timezone"])
+        if "open" in schedule and "close" in schedule and schedule["open"] >= schedule["close"]:
+            raise _rejection(doc, f"{here}.schedule.close", f"must be after open ({schedule['open']})")
+        address = sequence.get("intake_address")
+        if address is not None:
+            owner = first_with_address.setdefault(address.casefold(), sequence["id"])
+            if owner != sequence["id"]:
+                raise _rejection(
+                    doc, f"{here}.intake_address", f"is already the intake address of {owner!r}"
+                )
+        step_ids: dict[str, int] = {}
+        for number, step in enumerate(sequence.get("steps", [])):
+            earlier = step_ids.setdefault(step["id"], number)
+            if earlier != number:
+                raise _rejection(
+                    doc, f"{here}.steps[{number}].id", f"is already the id of steps[{earlier}]"
+                )
+
+
+def _check_zone(doc: object, location: str, zone: str) -> None:
+    if not checking.is_iana_zone(zone):
+        raise _rejection(doc, location, f"unknown IANA time zone {zone!r}")
+
+
+# --- defaults
+
+
+def _with_defaults(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **doc,
+        "account": _filled(ACCOUNT_DEFAULTS, doc["account"]),
+        "sequences": [_sequence_with_defaults(sequence) for sequence in doc["sequences"]],
+    }
+
+
+def _sequence_with_defaults(sequence: dict[str, Any]) -> dict[str, Any]:
+    filled = _filled(SEQUENCE_DEFAULTS, sequence)
+    if "schedule" in filled:
+        filled["schedule"] = _filled(SCHEDULE_DEFAULTS, filled["schedule"])
+    filled["steps"] = [_step_with_defaults(step) for step in filled["steps"]]
+    filled["triggers"] = [
+        _filled(DISPOSITION_TRIGGER_DEFAULTS, trigger)
+        if trigger["type"] in _DISPOSITION_TRIGGERS
+        else dict(trigger)
+        for trigger in filled["triggers"]
+    ]
+    return filled
+
+
+def _step_with_defaults(step: dict[str, Any]) -> dict[str, Any]:
+    filled = _filled(STEP_DEFAULTS, step)
+    if filled["delay"]["kind"] == "time_of_day":
+        filled["delay"] = _filled(TIME_OF_DAY_DEFAULTS, filled["delay"])
+    return filled
+
+
+def _filled(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    # Deep-copied so that two documents never share a default list or dict.
+    return {**copy.deepcopy(defaults), **given}

@@ -1,0 +1,409 @@
+"""Lead intake by e-mail: sample lead mails become contacts' fields, or a clear refusal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aggregates.intake import LeadProblem, ParsedLead, contact_id_for_lead, parse_lead_email
+from aggregates.phones import to_e164
+
+SAMPLES = Path(__file__).parent / "lead_emails"
+FORM_MAILER = "Web Forms <noreply@forms.example>"
+
+
+def parse(
+    body: str, *, subject: str | None = "New lead", sender: str | None = FORM_MAILER
+) -> ParsedLead | LeadProblem:
+    """When a lead e-mail with this body reaches an intake address."""
+    return parse_lead_email(subject=subject, body=body, sender=sender)
+
+
+def sample(name: str) -> str:
+    return (SAMPLES / name).read_text(encoding="utf-8")
+
+
+def lead(body: str, **mail: str | None) -> ParsedLead:
+    result = parse(body, **mail)
+    assert isinstance(result, ParsedLead), result
+    return result
+
+
+def problem(body: str, **mail: str | None) -> str:
+    result = parse(body, **mail)
+    assert isinstance(result, LeadProblem), result
+    return result.reason
+
+
+# --- the sample mails -------------------------------------------------------------------
+
+
+def test_a_plain_web_form_with_message_and_signature() -> None:
+    assert lead(sample("website_form.txt")) == ParsedLead(
+        first_name="Maya",
+        last_name="Lopez",
+        phone="+17205550142",
+        email="maya.lopez@example.com",
+        state="CO",
+        lead_source="Website",
+        timezone="America/Denver",
+        notes="Interested in a quote for rooftop solar.\nBest to reach me after 5pm.\nZip: 80202",
+    )
+
+
+def test_an_html_table_in_a_layout_table() -> None:
+    assert lead(sample("zillow_table.html")) == ParsedLead(
+        first_name="Jordan",
+        last_name="Smith",
+        phone="+17205550143",
+        email="jordan.smith@example.org",
+        state="British Columbia",
+        lead_source="Listings & Co.",
+        timezone=None,
+        notes="Is the unit still available? I'd like a tour <this week>.",
+    )
+
+
+def test_html_with_br_entities_and_a_value_on_the_next_line() -> None:
+    assert lead(sample("facebook_br.html")) == ParsedLead(
+        first_name="Ana",
+        last_name="María O'Neil",
+        phone="+17205550144",
+        email="ana.oneil@example.com",
+        state="Texas",
+        lead_source="facebook",
+        timezone="America/Chicago",
+        notes="Budget: $20k\u2013$30k",
+    )
+
+
+def test_a_forwarded_lead_ignores_the_forwarder_quotes_and_signature() -> None:
+    # given an agent's forward: their own mobile above, a quoted old thread, a footer phone
+    assert lead(sample("forwarded.txt"), subject="Fwd: New inquiry #8812") == ParsedLead(
+        first_name="Chris",
+        last_name="Park",
+        phone="+17205550145",
+        email="cpark@example.net",
+        state="WA",
+        lead_source="Google Ads",
+    )
+
+
+def test_label_variants_and_a_multi_line_question() -> None:
+    assert lead(sample("label_variants.txt")) == ParsedLead(
+        first_name="Priya",
+        last_name="Natarajan-Walsh",
+        phone="+17205550146",
+        email="priya@example.io",
+        state="Colorado",
+        lead_source="newsletter",
+        timezone="America/Los_Angeles",
+        notes="Do you install on weekends?\nDo you offer financing?\nPreferred contact: text",
+    )
+
+
+def test_an_invalid_phone_without_email_is_refused_naming_it() -> None:
+    assert problem(sample("invalid_phone.txt")) == "phone '12' is not a valid number and no e-mail"
+
+
+def test_a_person_writing_in_becomes_the_lead() -> None:
+    # given a mail with no fields, from a named person, that asks for a quote
+    result = lead(
+        sample("person_writes_in.txt"),
+        subject="Roof quote",
+        sender='"Jane Doe" <Jane.Doe@Example.com>',
+    )
+    # then the sender is the lead and the number in the text is the phone
+    assert (result.first_name, result.last_name, result.email, result.phone) == (
+        "Jane",
+        "Doe",
+        "jane.doe@example.com",
+        "+17205550147",
+    )
+    assert result.notes is not None
+    assert result.notes.startswith("Hello,\n\nI saw your ad")
+
+
+# --- the sender as the lead -------------------------------------------------------------
+
+
+ASKING = "Hello, I am interested in a quote.\nMy number is 720-555-0147."
+
+
+@pytest.mark.parametrize(
+    ("subject", "sender", "body"),
+    [
+        ("Roof", "Web Forms <noreply@forms.example>", ASKING),
+        ("Roof", "jane@example.com", ASKING),
+        ("Fwd: Roof", "Jane Doe <jane@example.com>", ASKING),
+        ("Lunch?", "Jane Doe <jane@example.com>", "See you at noon.\nMy number is 720-555-0147."),
+        ("Roof", None, ASKING),
+        ("Roof", "Jane Doe <not an address>", ASKING),
+    ],
+    ids=["automated", "no-name", "forward", "not-an-inquiry", "no-sender", "bad-address"],
+)
+def test_the_sender_stands_in_only_for_a_named_person_asking(
+    subject: str, sender: str | None, body: str
+) -> None:
+    assert problem(body, subject=subject, sender=sender) == "no phone or e-mail in the lead"
+
+
+def test_a_named_person_asking_for_a_quote_is_the_lead() -> None:
+    result = lead(ASKING, subject="Roof", sender="Jane Doe <jane@example.com>")
+    assert (result.email, result.phone) == ("jane@example.com", "+17205550147")
+
+
+def test_a_sender_is_not_used_when_the_body_has_fields() -> None:
+    # given a form with a name and no way to reach the person, from a person's address
+    reason = problem("Name: Jane Doe\nMessage: a quote please", sender="Jane <jane@example.com>")
+    # then it is refused rather than mixed with the sender
+    assert reason == "no phone or e-mail in the lead"
+
+
+# --- fields -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["(720) 555-0142", "720.555.0142", "+1 720 555 0142", "7205550142", "1-720-555-0142"],
+)
+def test_phone_spellings_become_e164(written: str) -> None:
+    assert lead(f"Phone: {written}").phone == "+17205550142"
+    assert to_e164(written) == "+17205550142"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("Mobile: 720-555-0142 (text only)", "+17205550142"),
+        ("Cell Phone: +44 20 7946 0958", "+442079460958"),
+        ("Phone: 12\nMobile: 720 555 0142", "+17205550142"),
+        ("Phone: N/A\nCell: 720 555 0142", "+17205550142"),
+    ],
+    ids=["remark-after-number", "foreign", "first-valid-wins", "placeholder-skipped"],
+)
+def test_phone_values(body: str, expected: str) -> None:
+    assert lead(body).phone == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("Email: Jane.Doe@Example.COM", "jane.doe@example.com"),
+        ("E-mail: Jane Doe <jane@example.com>", "jane@example.com"),
+        ("Email Address: jane@example.com <mailto:jane@example.com>", "jane@example.com"),
+        ("email_address: mailto:jane@example.com", "jane@example.com"),
+    ],
+)
+def test_email_values_are_the_address_lower_cased(body: str, expected: str) -> None:
+    assert lead(body).email == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "first", "last"),
+    [
+        ("Name: Jane Doe", "Jane", "Doe"),
+        ("Full Name: Jane van der Berg", "Jane", "van der Berg"),
+        ("Contact Name: Doe, Jane", "Jane", "Doe"),
+        ("Name: Dr. Jane Doe", "Jane", "Doe"),
+        ("Name: Cher", "Cher", None),
+        ("First Name: Janet\nName: Jane Doe", "Janet", "Doe"),
+        ("First Name: Jane\nLast Name: Roe\nName: J. Doe", "Jane", "Roe"),
+        ("FirstName: Jane\nSurname: Doe", "Jane", "Doe"),
+        ("First_Name: Jane\nFamily Name: Doe", "Jane", "Doe"),
+    ],
+    ids=[
+        "two-words",
+        "particles",
+        "last-comma-first",
+        "honorific",
+        "one-word",
+        "fills-missing-last",
+        "parts-win",
+        "joined-label",
+        "underscored-label",
+    ],
+)
+def test_names(body: str, first: str | None, last: str | None) -> None:
+    result = lead(f"{body}\nPhone: 7205550142")
+    assert (result.first_name, result.last_name) == (first, last)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "First Name = Jane\nPhone = 7205550142",
+        "First Name - Jane\nPhone - 7205550142",
+        "First Name\tJane\nPhone\t7205550142",
+        "FIRST NAME: Jane\nPHONE NUMBER: 7205550142",
+        "**First name:** Jane\n**Phone:** 7205550142",
+        "- First name: Jane\n- Phone: 7205550142",
+        "First name:\nJane\nPhone:\n\n7205550142",
+        "Forename: Jane\nPhone (mobile): 7205550142",
+    ],
+    ids=["equals", "dash", "tab", "upper-case", "markdown", "bullets", "next-line", "remark"],
+)
+def test_field_line_shapes(body: str) -> None:
+    result = lead(body)
+    assert (result.first_name, result.phone) == ("Jane", "+17205550142")
+
+
+def test_a_dash_inside_words_is_not_a_separator() -> None:
+    result = lead("Notes - call after 5\nE-mail - jane@example.com\nGreat product - call me")
+    assert result.email == "jane@example.com"
+    assert result.notes == "call after 5"
+
+
+@pytest.mark.parametrize(
+    ("written", "zone"),
+    [
+        ("America/New_York", "America/New_York"),
+        ("Eastern", "America/New_York"),
+        ("Eastern Time (US & Canada)", "America/New_York"),
+        ("CST", "America/Chicago"),
+        ("mountain standard time", "America/Denver"),
+        ("Pacific/Honolulu", "Pacific/Honolulu"),
+        ("Mars/Olympus_Mons", None),
+        ("whenever", None),
+    ],
+)
+def test_time_zones(written: str, zone: str | None) -> None:
+    assert lead(f"Phone: 7205550142\nTime zone: {written}").timezone == zone
+
+
+def test_state_codes_are_upper_cased_and_names_kept() -> None:
+    assert lead("Phone: 7205550142\nState: tx").state == "TX"
+    assert lead("Phone: 7205550142\nProvince: Ontario").state == "Ontario"
+
+
+def test_lead_source_labels() -> None:
+    assert lead("Phone: 7205550142\nutm_source: google").lead_source == "google"
+    assert lead("Phone: 7205550142\nLead Source: Zillow").lead_source == "Zillow"
+
+
+def test_forwarded_headers_and_links_are_not_notes() -> None:
+    body = (
+        "From: Jane <jane@example.com>\nDate: today\nSubject: hi\nTo: leads@x.example\n"
+        "Phone: 7205550142\nSee https://example.com/listing\nCity: Denver"
+    )
+    assert lead(body).notes == "City: Denver"
+
+
+def test_a_lead_only_in_quoted_lines_is_still_read() -> None:
+    # given a reply whose only lead data is quoted
+    body = "Please add this one.\n\n> First Name: Jane\n> Phone: 720 555 0142\n"
+    # then the quoted lines are read as a last resort
+    result = lead(body)
+    assert (result.first_name, result.phone) == ("Jane", "+17205550142")
+
+
+def test_html_blockquotes_count_as_quoted() -> None:
+    body = "<p>Phone: 720 555 0142</p><blockquote>Email: old@example.com</blockquote>"
+    assert lead(body).email is None
+
+
+def test_script_and_style_text_is_not_read() -> None:
+    body = "<html><head><style>p{}</style></head><body><p>Phone: 7205550142</p>"
+    body += "<script>var x = 'Email: spy@example.com';</script></body></html>"
+    assert lead(body) == ParsedLead(phone="+17205550142")
+
+
+def test_a_lead_with_only_an_email() -> None:
+    assert lead("Email: jane@example.com") == ParsedLead(email="jane@example.com")
+
+
+# --- refusals ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("", "empty body"),
+        (" \n\t\n", "empty body"),
+        ("Name: Jane Doe\nState: CO", "no phone or e-mail in the lead"),
+        ("Hello there", "no phone or e-mail in the lead"),
+        ("<html><body><p></p></body></html>", "no phone or e-mail in the lead"),
+        ("Name: Jane\nPhone: 12", "phone '12' is not a valid number and no e-mail"),
+        ("Email: jane@", "e-mail 'jane@' is not a valid address and no phone"),
+        (
+            "Email: jane..doe@example.com",
+            "e-mail 'jane..doe@example.com' is not a valid address and no phone",
+        ),
+        (
+            "Phone: 555\nEmail: x",
+            "phone '555' is not a valid number and e-mail 'x' is not a valid address",
+        ),
+        ("Phone: n/a\nEmail: none", "no phone or e-mail in the lead"),
+    ],
+    ids=[
+        "empty",
+        "blank",
+        "name-only",
+        "prose",
+        "empty-html",
+        "bad-phone",
+        "bad-email",
+        "double-dot",
+        "both-bad",
+        "placeholders",
+    ],
+)
+def test_refusals_say_why(body: str, reason: str) -> None:
+    assert problem(body) == reason
+
+
+def test_a_valid_phone_saves_a_lead_with_a_bad_email() -> None:
+    assert lead("Phone: 7205550142\nEmail: jane@") == ParsedLead(phone="+17205550142")
+
+
+# --- contact ids ------------------------------------------------------------------------
+
+INTAKE = "leads-7f3kq@intake.example.com"
+
+
+def test_contact_id_is_a_stable_hash_of_the_email() -> None:
+    # the literal pins the id across runs, machines and Python versions
+    maya = ParsedLead(email="maya.lopez@example.com", phone="+17205550142")
+    assert contact_id_for_lead(INTAKE, maya, "m-1") == "lead-8c1d11b052253156"
+
+
+def test_the_same_email_in_any_case_is_the_same_contact() -> None:
+    lower = ParsedLead(email="maya.lopez@example.com")
+    upper = ParsedLead(first_name="Maya", email="Maya.Lopez@EXAMPLE.com ")
+    assert contact_id_for_lead(INTAKE, lower, "m-1") == contact_id_for_lead(
+        "other@intake.example.com", upper, "m-2"
+    )
+
+
+def test_the_same_person_mailed_twice_is_the_same_contact() -> None:
+    first = lead(sample("website_form.txt"))
+    again = lead("Name: Maya Lopez\nEmail: MAYA.LOPEZ@example.com")
+    assert contact_id_for_lead(INTAKE, first, "m-1") == contact_id_for_lead(INTAKE, again, "m-9")
+
+
+def test_without_email_the_phone_decides() -> None:
+    a = ParsedLead(phone="+17205550142")
+    b = ParsedLead(phone="(720) 555-0142", first_name="Other")
+    assert contact_id_for_lead(INTAKE, a, "m-1") == "lead-5a959efc1980f8ca"
+    assert contact_id_for_lead(INTAKE, b, "m-2") == "lead-5a959efc1980f8ca"
+
+
+def test_different_people_are_different_contacts() -> None:
+    ids = {
+        contact_id_for_lead(INTAKE, ParsedLead(email="a@example.com"), "m"),
+        contact_id_for_lead(INTAKE, ParsedLead(email="b@example.com"), "m"),
+        contact_id_for_lead(INTAKE, ParsedLead(phone="+17205550142"), "m"),
+        contact_id_for_lead(INTAKE, ParsedLead(phone="+17205550143"), "m"),
+    }
+    assert len(ids) == 4
+
+
+def test_a_lead_without_email_or_phone_falls_back_to_the_message() -> None:
+    nobody = ParsedLead(first_name="Jane")
+    one = contact_id_for_lead(INTAKE, nobody, "m-1")
+    assert one == contact_id_for_lead(INTAKE.upper(), nobody, "m-1")
+    assert one != contact_id_for_lead(INTAKE, nobody, "m-2")
+    assert one != contact_id_for_lead("other@intake.example.com", nobody, "m-1")
+    assert one.startswith("lead-")
+    assert len(one) == len("lead-") + 16

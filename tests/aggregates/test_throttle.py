@@ -1,0 +1,163 @@
+"""The per-sequence minute throttle (CONTRACT.md §3 (d))."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from aggregates.throttle import MinuteThrottle, minute_of, minute_start
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def reserve_all(
+    throttle: MinuteThrottle, sequence_id: str, dues: list[str], limit: int | None
+) -> list[str]:
+    """Reserve each due in order; the moments granted, as ISO strings."""
+    return [throttle.reserve(sequence_id, utc(due), limit).isoformat() for due in dues]
+
+
+def test_seven_in_one_minute_with_a_limit_of_three_spread_over_three_minutes() -> None:
+    # given a sequence throttled to 3 per minute
+    throttle = MinuteThrottle()
+    # when 7 steps are due within the same minute, in due-time order
+    dues = [f"2028-03-02T22:41:{second:02d}" for second in (0, 5, 10, 15, 20, 25, 30)]
+    granted = reserve_all(throttle, "welcome", dues, limit=3)
+    # then the first 3 run when due, the rest at the starts of the following minutes
+    assert granted == [
+        "2028-03-02T22:41:00+00:00",
+        "2028-03-02T22:41:05+00:00",
+        "2028-03-02T22:41:10+00:00",
+        "2028-03-02T22:42:00+00:00",
+        "2028-03-02T22:42:00+00:00",
+        "2028-03-02T22:42:00+00:00",
+        "2028-03-02T22:43:00+00:00",
+    ]
+    assert throttle.count("welcome", utc("2028-03-02T22:42:30")) == 3
+    assert throttle.count("welcome", utc("2028-03-02T22:43:00")) == 1
+
+
+def test_a_later_due_fills_a_minute_that_earlier_overflow_left_room_in() -> None:
+    throttle = MinuteThrottle()
+    granted = reserve_all(
+        throttle,
+        "s",
+        [
+            "2028-03-02T10:00:10",
+            "2028-03-02T10:00:20",
+            "2028-03-02T10:00:30",
+            "2028-03-02T10:01:05",
+        ],
+        limit=2,
+    )
+    assert granted == [
+        "2028-03-02T10:00:10+00:00",
+        "2028-03-02T10:00:20+00:00",
+        "2028-03-02T10:01:00+00:00",  # overflow into 10:01 (1 of 2)
+        "2028-03-02T10:01:05+00:00",  # 10:01 still has room: runs when due
+    ]
+    # and the next one in 10:01 overflows to 10:02
+    assert reserve_all(throttle, "s", ["2028-03-02T10:01:40"], limit=2) == [
+        "2028-03-02T10:02:00+00:00"
+    ]
+
+
+def test_minutes_are_utc_minutes_whatever_the_offset_of_the_due_moment() -> None:
+    throttle = MinuteThrottle()
+    half_hour_zone = timezone(timedelta(hours=5, minutes=30))
+    first = datetime(2028, 3, 2, 16, 11, 30, tzinfo=half_hour_zone)  # 10:41:30Z
+    assert throttle.reserve("s", first, 1) == first
+    assert throttle.reserve("s", first, 1) == utc("2028-03-02T10:42:00")
+
+
+def test_sequences_are_throttled_separately() -> None:
+    throttle = MinuteThrottle()
+    due = utc("2028-03-02T10:00:00")
+    assert throttle.reserve("a", due, 1) == due
+    assert throttle.reserve("b", due, 1) == due
+    assert throttle.reserve("a", due, 1) == utc("2028-03-02T10:01:00")
+
+
+def test_unlimited_returns_due_and_counts_nothing() -> None:
+    throttle = MinuteThrottle()
+    due = utc("2028-03-02T10:00:00")
+    for _ in range(1000):
+        assert throttle.reserve("s", due, None) == due
+    assert throttle.snapshot() == {}
+    assert throttle.reserve("s", due, 1) == due  # the unlimited ones took no room
+
+
+def test_a_raised_limit_reopens_full_minutes() -> None:
+    throttle = MinuteThrottle()
+    due = utc("2028-03-02T10:00:00")
+    assert reserve_all(throttle, "s", ["2028-03-02T10:00:00"] * 2, limit=1) == [
+        "2028-03-02T10:00:00+00:00",
+        "2028-03-02T10:01:00+00:00",
+    ]
+    assert throttle.reserve("s", due, 2) == due
+
+
+def test_a_large_burst_fills_each_minute_exactly_to_the_limit() -> None:
+    throttle = MinuteThrottle()
+    due = utc("2028-03-02T10:00:00")
+    granted = [throttle.reserve("bulk", due, 60) for _ in range(60_000)]
+    per_minute: dict[datetime, int] = {}
+    for moment in granted:
+        per_minute[moment] = per_minute.get(moment, 0) + 1
+    assert set(per_minute.values()) == {60}
+    assert len(per_minute) == 1000
+    assert max(granted) == due + timedelta(minutes=999)
+    assert granted == sorted(granted)
+
+
+def test_forget_before_drops_only_minutes_wholly_before_the_moment() -> None:
+    # given counters in 10:00, 10:01 and 10:02
+    throttle = MinuteThrottle()
+    reserve_all(throttle, "s", ["2028-03-02T10:00:00"] * 5, limit=2)
+    assert sorted(throttle.snapshot()["s"].values()) == [1, 2, 2]
+    # when forgetting before 10:01:30
+    throttle.forget_before(utc("2028-03-02T10:01:30"))
+    # then 10:00 is gone, 10:01 (not wholly before) and 10:02 stay
+    minute = minute_of(utc("2028-03-02T10:00:00"))
+    assert throttle.snapshot() == {"s": {minute + 1: 2, minute + 2: 1}}
+    # and forgetting everything leaves nothing behind
+    throttle.forget_before(utc("2028-03-02T10:03:00"))
+    assert throttle.snapshot() == {}
+
+
+def test_forget_before_an_exact_minute_keeps_that_minute() -> None:
+    throttle = MinuteThrottle()
+    throttle.reserve("s", utc("2028-03-02T10:01:00"), 5)
+    throttle.forget_before(utc("2028-03-02T10:01:00"))
+    assert throttle.count("s", utc("2028-03-02T10:01:00")) == 1
+
+
+def test_snapshot_and_restore_carry_the_counters_through_json() -> None:
+    # given a throttle with some minutes full
+    throttle = MinuteThrottle()
+    reserve_all(throttle, "s", ["2028-03-02T10:00:00"] * 3, limit=2)
+    # when it is stored as JSON (string keys) and restored
+    stored = json.loads(json.dumps(throttle.snapshot()))
+    restored = MinuteThrottle.restore(stored)
+    # then it holds the same counters and decides the same way
+    assert restored.snapshot() == throttle.snapshot()
+    due = utc("2028-03-02T10:00:30")
+    assert restored.reserve("s", due, 2) == throttle.reserve("s", due, 2)
+    assert restored.reserve("s", due, 2) == utc("2028-03-02T10:02:00")
+
+
+def test_minute_numbers_are_minutes_since_the_epoch() -> None:
+    assert minute_of(utc("1970-01-01T00:01:59")) == 1
+    assert minute_start(minute_of(utc("2028-03-02T10:00:42"))) == utc("2028-03-02T10:00:00")
+
+
+def test_bad_arguments_are_refused() -> None:
+    throttle = MinuteThrottle()
+    with pytest.raises(ValueError, match="at least 1"):
+        throttle.reserve("s", utc("2028-03-02T10:00:00"), 0)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        throttle.reserve("s", datetime(2028, 3, 2, 10, 0), 5)
