@@ -174,21 +174,13 @@ def adjust_due(
     moment = _utc(due)
     open_hours = cal.open_hours
     quiet = cal.quiet_hours if contact_facing_voice_or_text else None
-    if (
-        open_hours is not None
-        and quiet is not None
-        and max(open_hours.start, quiet.start) >= min(open_hours.end, quiet.end)
-    ):
-        raise ValueError(
-            f"open hours {_show(open_hours)} and quiet hours {_show(quiet)} never overlap:"
-            " no moment can satisfy both"
-        )
     business_days = cal.process_on == "business_days"
-    give_up = moment + _SCAN_LIMIT
+    run_on_holidays = cal.run_on_holidays
     reason: DeferReason | None = None
     # The local wall time `moment` stands for (the opening it was last moved to), which
     # rule (b) keeps; None while `moment` is still `due` with its own wall time.
     wall: time | None = None
+    give_up: datetime | None = None
     while True:
         moved = False
         day = moment.astimezone(zone).date()
@@ -202,15 +194,14 @@ def adjust_due(
                 moved = True
                 day = moment.astimezone(zone).date()
 
-        if business_days:
-            working, why = is_processing_day(day, cal)
-            if not working:
-                target = next_processing_day(day, cal)
-                wall = wall if wall is not None else moment.astimezone(zone).time()
-                moment = local_at(target, wall, zone)
-                reason = reason or why
-                moved = True
-                day = moment.astimezone(zone).date()
+        if business_days and (
+            day.weekday() >= _SATURDAY or (not run_on_holidays and is_holiday(day))
+        ):
+            wall = wall if wall is not None else moment.astimezone(zone).time()
+            moment = local_at(next_processing_day(day, cal), wall, zone)
+            reason = reason or is_processing_day(day, cal)[1]
+            moved = True
+            day = moment.astimezone(zone).date()
 
         if quiet is not None:
             start, end = _bounds(zone, day, quiet.start, quiet.end)
@@ -222,11 +213,26 @@ def adjust_due(
 
         if not moved:
             return moment, reason
-        if moment > give_up:
+        if give_up is None:  # the first move: off the fast path, check what can never hold
+            _check_windows_meet(open_hours, quiet)
+            give_up = _utc(due) + _SCAN_LIMIT
+        elif moment > give_up:
             raise ValueError(
                 f"no moment within {_SCAN_LIMIT.days} days of {due.isoformat()} satisfies"
                 f" the calendar {cal!r} in {zone.key}"
             )
+
+
+def _check_windows_meet(open_hours: DailyWindow | None, quiet: DailyWindow | None) -> None:
+    if (
+        open_hours is not None
+        and quiet is not None
+        and max(open_hours.start, quiet.start) >= min(open_hours.end, quiet.end)
+    ):
+        raise ValueError(
+            f"open hours {_show(open_hours)} and quiet hours {_show(quiet)} never overlap:"
+            " no moment can satisfy both"
+        )
 
 
 @lru_cache(maxsize=8192)
@@ -245,9 +251,11 @@ def _next_start(zone: ZoneInfo, day: date, window: DailyWindow, after: datetime)
 
 
 def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is UTC:
+        return moment
     if moment.utcoffset() is None:
         raise ValueError(f"expected a timezone-aware moment, got {moment!r}")
-    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return moment.astimezone(UTC)
 
 
 def _show(window: DailyWindow) -> str:

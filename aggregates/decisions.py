@@ -121,7 +121,11 @@ class StepExecuted(EnrollmentDecision):
     effect_id: str
 
     def data(self) -> dict[str, Any]:
-        return {**EnrollmentDecision.data(self), "step_id": self.step_id, "effect_id": self.effect_id}
+        return {
+            **EnrollmentDecision.data(self),
+            "step_id": self.step_id,
+            "effect_id": self.effect_id,
+        }
 
 
 @dataclass(frozen=True, slots=True)

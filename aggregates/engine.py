@@ -274,7 +274,7 @@ class Engine:
         self.contacts[contact_id] = self._contact(contact_id).with_opt_out(channel, opted_out=True)
         self._stop_where(contact_id, "opted_out", out, lambda s: s.remove_on_opt_out)
 
-    def _on_opted_in(self, data: Mapping[str, Any], out: _Outbox) -> None:
+    def _on_opted_in(self, data: Mapping[str, Any], _out: _Outbox) -> None:
         contact_id = str(data["contact_id"])
         channel = str(data.get("channel") or "all")
         self.contacts[contact_id] = self._contact(contact_id).with_opt_out(channel, opted_out=False)
@@ -286,7 +286,11 @@ class Engine:
             intent = keyword_intent(data.get("body"))
             if intent is not None:
                 kind = "contact.opted_out" if intent == "opt_out" else "contact.opted_in"
-                payload = {"contact_id": contact_id, "channel": "sms", "message_id": data.get("message_id")}
+                payload = {
+                    "contact_id": contact_id,
+                    "channel": "sms",
+                    "message_id": data.get("message_id"),
+                }
                 self._emit_change(kind, contact_id, payload, out, apply_now=True)
         self._stop_where(contact_id, "responded", out, lambda s: s.remove_on_response)
 
@@ -320,7 +324,15 @@ class Engine:
         targets = self._targets(data)
         for contact_id in targets:
             if sequence is None:
-                out.add(EnrollmentRejected(self._clock(), str(data["sequence_id"]), contact_id, "sequence_invalid", "manual"))
+                out.add(
+                    EnrollmentRejected(
+                        self._clock(),
+                        str(data["sequence_id"]),
+                        contact_id,
+                        "sequence_invalid",
+                        "manual",
+                    )
+                )
             else:
                 self._enroll(sequence, contact_id, "manual", out)
 
@@ -350,7 +362,9 @@ class Engine:
         exists = contact_id in self.contacts
         kind = "contact.updated" if exists else "contact.created"
         self.contacts[contact_id] = self._contact(contact_id).with_profile(profile)
-        self._emit_change(kind, contact_id, {**profile, "sequence_id": sequence.id}, out, apply_now=False)
+        self._emit_change(
+            kind, contact_id, {**profile, "sequence_id": sequence.id}, out, apply_now=False
+        )
         self._enroll(sequence, contact_id, "intake", out)
         if not exists:
             # Other sequences' contact_created triggers see the new contact too.
@@ -434,7 +448,11 @@ class Engine:
     def _run_call_duration(self, contact_id: str, data: Mapping[str, Any], out: _Outbox) -> None:
         for sequence, trigger in self._triggers.get("call_duration", ()):
             measured = data.get(trigger.metric or "duration")
-            if measured is not None and trigger.seconds is not None and float(measured) >= trigger.seconds:
+            if (
+                measured is not None
+                and trigger.seconds is not None
+                and float(measured) >= trigger.seconds
+            ):
                 self._stop_in(sequence, contact_id, "call_duration", out)
 
     def _rejection(self, sequence: Sequence, contact: ContactState, now: datetime) -> str | None:
@@ -446,7 +464,9 @@ class Engine:
             return "opted_out"
         if sequence.prevent_enrollment_if_communicated and contact.communicated:
             return "communicated"
-        if sequence.enroll_only_within_hours and not within_open_hours(now, self._zone(sequence, contact), sequence.calendar):
+        if sequence.enroll_only_within_hours and not within_open_hours(
+            now, self._zone(sequence, contact), sequence.calendar
+        ):
             return "outside_hours"
         return None
 
@@ -492,7 +512,9 @@ class Engine:
                 self._record(enrollment, decide_stop(enrollment, self._clock(), reason), out)
 
     def _zone(self, sequence: Sequence, contact: ContactState) -> Any:
-        return contact_zone(contact.timezone, contact.phone, sequence.schedule_timezone, self.account.timezone)
+        return contact_zone(
+            contact.timezone, contact.phone, sequence.schedule_timezone, self.account.timezone
+        )
 
     def _advance(self, enrollment: Enrollment, out: _Outbox) -> None:
         sequence = self.sequences[enrollment.sequence_id]
@@ -534,7 +556,10 @@ class Engine:
                 self.timer_tokens[state.enrollment_id] = token
         else:
             active = self.enrollments.get(contact_id, {})
-            if active.get(sequence_id) is not None and active[sequence_id].enrollment_id == state.enrollment_id:
+            if (
+                active.get(sequence_id) is not None
+                and active[sequence_id].enrollment_id == state.enrollment_id
+            ):
                 del active[sequence_id]
                 if not active:
                     self.enrollments.pop(contact_id, None)
@@ -579,13 +604,17 @@ class Engine:
         self.round_robin_cursor[key] = cursor + 1
         return owners[cursor % len(owners)]
 
-    def _owner_assigned(self, sequence_id: str, owner_id: str, contact_id: str, at: datetime) -> None:
+    def _owner_assigned(
+        self, sequence_id: str, owner_id: str, contact_id: str, at: datetime
+    ) -> None:
         minute = at.astimezone(UTC).replace(second=0, microsecond=0)
         key = (sequence_id, owner_id, minute)
         batch = self.owner_notices.get(key)
         if batch is None:
             batch = self.owner_notices[key] = []
-            self._push(minute + timedelta(minutes=1), "notify", (sequence_id, owner_id, minute.isoformat()))
+            self._push(
+                minute + timedelta(minutes=1), "notify", (sequence_id, owner_id, minute.isoformat())
+            )
         enrollment = self.enrollments.get(contact_id, {}).get(sequence_id)
         batch.append((contact_id, enrollment.enrollment_id if enrollment else ""))
 
@@ -597,21 +626,47 @@ class Engine:
 
     def _notices(self, timer: _Timer, out: _Outbox) -> None:
         sequence_id, owner_id, minute_text = timer.key
-        batch = self.owner_notices.pop((sequence_id, owner_id, datetime.fromisoformat(minute_text)), [])
+        batch = self.owner_notices.pop(
+            (sequence_id, owner_id, datetime.fromisoformat(minute_text)), []
+        )
         user = self.account.users.get(owner_id)
         to = user.phone if user else None
         base = {"sequence_id": sequence_id, "user_id": owner_id, "to": to, "ring_group": None}
         if len(batch) > OWNER_SUMMARY_THRESHOLD:
             fx = f"fx:{sequence_id}:owner:{owner_id}:{minute_text}:summary"
             body = f"You have been assigned to a group of contacts ({len(batch)} contacts)."
-            out.add(EffectRequested(timer.due, "notify.sms", f"user:{owner_id}", {**base, "effect_id": fx, "body": body, "contact_ids": [c for c, _ in batch]}))
+            out.add(
+                EffectRequested(
+                    timer.due,
+                    "notify.sms",
+                    f"user:{owner_id}",
+                    {**base, "effect_id": fx, "body": body, "contact_ids": [c for c, _ in batch]},
+                )
+            )
             return
         for contact_id, enrollment in batch:
             contact = self.contacts.get(contact_id) or ContactState(contact_id=contact_id)
-            fx = f"fx:{enrollment}:owner-notice" if enrollment else f"fx:{sequence_id}:{contact_id}:owner-notice:{minute_text}"
+            fx = (
+                f"fx:{enrollment}:owner-notice"
+                if enrollment
+                else f"fx:{sequence_id}:{contact_id}:owner-notice:{minute_text}"
+            )
             who = ", ".join(p for p in (contact.name, contact.phone) if p) or contact_id
             body = f"You have been assigned a new contact: {who}."
-            out.add(EffectRequested(timer.due, "notify.sms", contact_id, {**base, "effect_id": fx, "contact_id": contact_id, "enrollment_id": enrollment, "body": body}))
+            out.add(
+                EffectRequested(
+                    timer.due,
+                    "notify.sms",
+                    contact_id,
+                    {
+                        **base,
+                        "effect_id": fx,
+                        "contact_id": contact_id,
+                        "enrollment_id": enrollment,
+                        "body": body,
+                    },
+                )
+            )
 
 
 _Handler = Any

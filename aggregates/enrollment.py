@@ -66,7 +66,11 @@ def evolve(state: Enrollment | None, decision: Decision) -> Enrollment | None:
             return replace(state, due_at=decision.moved_to, throttled=decision.reason == "throttle")
         case StepExecuted() | StepSkipped():
             return replace(
-                state, next_step=state.next_step + 1, due_at=None, anchor=decision.at, throttled=False
+                state,
+                next_step=state.next_step + 1,
+                due_at=None,
+                anchor=decision.at,
+                throttled=False,
             )
         case ContactDisenrolled() | EnrollmentCompleted():
             return replace(state, active=False, due_at=None)
@@ -120,17 +124,29 @@ def decide_advance(
             anchor = current.anchor or now
             due = raw_due(step, anchor, zone)
             emit(StepScheduled(now, *ids, step_id=step.id, due_at=due))
-            moved, reason = adjust_due(due, zone, sequence.calendar, contact_facing_voice_or_text=voice_or_text)
+            moved, reason = adjust_due(
+                due, zone, sequence.calendar, contact_facing_voice_or_text=voice_or_text
+            )
             if reason is not None:
-                emit(StepDeferred(now, *ids, step_id=step.id, moved_from=due, moved_to=moved, reason=reason))
+                emit(
+                    StepDeferred(
+                        now, *ids, step_id=step.id, moved_from=due, moved_to=moved, reason=reason
+                    )
+                )
         due_at = current.due_at
         assert due_at is not None
         if due_at > now:
             break
         # Due now. The contact may have moved zones since it was scheduled: check again.
-        moved, reason = adjust_due(now, zone, sequence.calendar, contact_facing_voice_or_text=voice_or_text)
+        moved, reason = adjust_due(
+            now, zone, sequence.calendar, contact_facing_voice_or_text=voice_or_text
+        )
         if reason is not None:
-            emit(StepDeferred(now, *ids, step_id=step.id, moved_from=now, moved_to=moved, reason=reason))
+            emit(
+                StepDeferred(
+                    now, *ids, step_id=step.id, moved_from=now, moved_to=moved, reason=reason
+                )
+            )
             break
         skip = skip_reason(step, contact)
         if skip is not None:
@@ -139,7 +155,11 @@ def decide_advance(
         if not current.throttled:
             slot = reserve(sequence.id, now, sequence.throttle_per_minute)
             if slot > now:
-                emit(StepDeferred(now, *ids, step_id=step.id, moved_from=now, moved_to=slot, reason="throttle"))
+                emit(
+                    StepDeferred(
+                        now, *ids, step_id=step.id, moved_from=now, moved_to=slot, reason="throttle"
+                    )
+                )
                 break
         performed = perform(step, current, now)
         for decision in performed:
@@ -169,4 +189,8 @@ def skip_reason(step: Step, contact: ContactState) -> str | None:
 def decide_stop(state: Enrollment, now: datetime, reason: str) -> list[Decision]:
     if not state.active:
         return []
-    return [ContactDisenrolled(now, state.sequence_id, state.contact_id, state.enrollment_id, reason=reason)]
+    return [
+        ContactDisenrolled(
+            now, state.sequence_id, state.contact_id, state.enrollment_id, reason=reason
+        )
+    ]

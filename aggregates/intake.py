@@ -123,7 +123,7 @@ _BLANK_VALUES: Final = frozenset(
 )
 
 _FIELD_LINE: Final = re.compile(
-    r"^[\s*•·-]*(?P<key>[^\W\d_][^:=\t]{0,39}?)\s*(?P<sep>:|=|\t|\s[-\u2013]\s)\s*(?P<value>.*?)\s*$"
+    r"^[\s*•·-]*(?P<key>[^\W\d_][^:=\t]{0,39}?)\s*(?P<sep>:|=|\t|\s[-\u2013]\s)(?P<value>.*)$"
 )
 _FORWARD_MARKER: Final = re.compile(
     r"^(?:-{2,}\s*(?:forwarded message|original message)\s*-*"
@@ -133,7 +133,7 @@ _FORWARD_MARKER: Final = re.compile(
 _REMARK: Final = re.compile(r"\([^)]*\)")
 _NOT_ALNUM: Final = re.compile(r"[\W_]+")
 _EMAIL: Final = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
     r"[A-Za-z]{2,63}(?![\w.-])"
 )
 _HTML: Final = re.compile(
@@ -247,7 +247,7 @@ def _match(line: str) -> tuple[str | None, str, str] | None:
     if m is None:
         return None
     key = m["key"].strip(" *")
-    value = m["value"].strip(" *")
+    value = m["value"].strip().strip("*").strip()
     field = _FIELD_OF_KEY.get(_NOT_ALNUM.sub("", _REMARK.sub("", key).casefold()))
     if field is not None:
         return field, key, value

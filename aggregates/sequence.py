@@ -198,7 +198,9 @@ def build_account(doc: Mapping[str, Any] | None) -> Account:
         )
         for uid, info in (doc.get("users") or {}).items()
     }
-    ring_groups = {str(gid): tuple(members) for gid, members in (doc.get("ring_groups") or {}).items()}
+    ring_groups = {
+        str(gid): tuple(members) for gid, members in (doc.get("ring_groups") or {}).items()
+    }
     return Account(
         timezone=str(doc.get("timezone") or "UTC"),
         opt_out_phrase=doc.get("opt_out_phrase"),
@@ -216,9 +218,13 @@ def _delay(spec: Mapping[str, Any] | None) -> Delay:
         return Delay()
     kind = spec.get("kind", "none")
     if kind == "default":
-        return Delay(kind="default", amount=int(spec.get("amount", 0)), unit=spec.get("unit", "minutes"))
+        return Delay(
+            kind="default", amount=int(spec.get("amount", 0)), unit=spec.get("unit", "minutes")
+        )
     if kind == "time_of_day":
-        return Delay(kind="time_of_day", days=int(spec.get("days", 0)), at=parse_clock(str(spec["at"])))
+        return Delay(
+            kind="time_of_day", days=int(spec.get("days", 0)), at=parse_clock(str(spec["at"]))
+        )
     return Delay()
 
 
@@ -239,7 +245,12 @@ def _trigger(spec: Mapping[str, Any]) -> Trigger:
 
 def _step(spec: Mapping[str, Any]) -> Step:
     settings = {k: v for k, v in spec.items() if k not in ("id", "type", "delay")}
-    return Step(id=str(spec["id"]), type=str(spec["type"]), delay=_delay(spec.get("delay")), settings=settings)
+    return Step(
+        id=str(spec["id"]),
+        type=str(spec["type"]),
+        delay=_delay(spec.get("delay")),
+        settings=settings,
+    )
 
 
 def problems_of(sequence_doc: Mapping[str, Any], steps: tuple[Step, ...]) -> tuple[str, ...]:
@@ -257,8 +268,13 @@ def problems_of(sequence_doc: Mapping[str, Any], steps: tuple[Step, ...]) -> tup
         for key in TEXT_KEYS:
             text = step.get(key)
             if isinstance(text, str):
-                problems.extend(f"{where}: unknown shortcode [{code}] in {key}" for code in unknown_shortcodes(text))
-        if step.type == "send_webhook" and not str(step.get("url", "")).startswith(("http://", "https://")):
+                problems.extend(
+                    f"{where}: unknown shortcode [{code}] in {key}"
+                    for code in unknown_shortcodes(text)
+                )
+        if step.type == "send_webhook" and not str(step.get("url", "")).startswith(
+            ("http://", "https://")
+        ):
             problems.append(f"{where}: url must be http(s)")
     return tuple(problems)
 
@@ -268,6 +284,18 @@ def build_sequence(doc: Mapping[str, Any], account: Account) -> Sequence:
     schedule = doc.get("schedule") or {}
     process_on: ProcessOn = "every_day" if doc.get("process_on") == "every_day" else "business_days"
     open_hours = _window(schedule, "open", "close")
+    problems = problems_of(doc, steps)
+    quiet = account.quiet_hours
+    if (
+        open_hours is not None
+        and quiet is not None
+        and any(step.type in VOICE_OR_TEXT for step in steps)
+        and max(open_hours.start, quiet.start) >= min(open_hours.end, quiet.end)
+    ):
+        problems += (
+            "schedule: open hours never meet the account's quiet hours,"
+            " so no call or text could go out",
+        )
     created = doc.get("created")
     return Sequence(
         id=str(doc["id"]),
@@ -278,7 +306,9 @@ def build_sequence(doc: Mapping[str, Any], account: Account) -> Sequence:
         schedule_timezone=schedule.get("timezone"),
         open_hours=open_hours,
         enroll_only_within_hours=bool(schedule.get("enroll_only_within_hours", False)),
-        prevent_enrollment_if_communicated=bool(doc.get("prevent_enrollment_if_communicated", False)),
+        prevent_enrollment_if_communicated=bool(
+            doc.get("prevent_enrollment_if_communicated", False)
+        ),
         outbound_line=doc.get("outbound_line"),
         throttle_per_minute=doc.get("throttle_per_minute"),
         remove_on_response=bool(doc.get("remove_on_response", True)),
@@ -288,7 +318,7 @@ def build_sequence(doc: Mapping[str, Any], account: Account) -> Sequence:
         created=parse_time(created) if isinstance(created, str) else None,
         steps=steps,
         triggers=tuple(_trigger(t) for t in doc.get("triggers") or ()),
-        problems=problems_of(doc, steps),
+        problems=problems,
         calendar=Calendar(
             process_on=process_on,
             run_on_holidays=bool(doc.get("run_on_holidays", False)),

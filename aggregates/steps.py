@@ -50,7 +50,10 @@ class StepContext:
             effect_id=fx,
         )
         made = self._effect(step, base, now)
-        return [executed, *(EffectRequested(now, kind, enrollment.contact_id, data) for kind, data in made)]
+        return [
+            executed,
+            *(EffectRequested(now, kind, enrollment.contact_id, data) for kind, data in made),
+        ]
 
     def _text(self, step: Step, key: str) -> str:
         agent = self.account.user_name(self.contact.owner_id)
@@ -83,17 +86,50 @@ class StepContext:
             "disposition": c.disposition,
         }
 
-    def _effect(self, step: Step, base: dict[str, Any], now: datetime) -> list[tuple[str, dict[str, Any]]]:
+    def _effect(
+        self, step: Step, base: dict[str, Any], now: datetime
+    ) -> list[tuple[str, dict[str, Any]]]:
         c = self.contact
         phrase = self.account.opt_out_phrase
         kind = step.type
         if kind == "send_sms":
-            return [("sms.send", {**base, "to": c.phone, **self._line(), "body": with_opt_out(self._text(step, "text"), phrase)})]
+            return [
+                (
+                    "sms.send",
+                    {
+                        **base,
+                        "to": c.phone,
+                        **self._line(),
+                        "body": with_opt_out(self._text(step, "text"), phrase),
+                    },
+                )
+            ]
         if kind == "send_mms":
             body = with_opt_out(self._text(step, "text"), phrase)
-            return [("mms.send", {**base, "to": c.phone, **self._line(), "body": body, "media_url": step.get("media_url")})]
+            return [
+                (
+                    "mms.send",
+                    {
+                        **base,
+                        "to": c.phone,
+                        **self._line(),
+                        "body": body,
+                        "media_url": step.get("media_url"),
+                    },
+                )
+            ]
         if kind == "email_contact":
-            return [("email.send", {**base, "to": c.email, "subject": self._text(step, "subject"), "body": self._text(step, "body")})]
+            return [
+                (
+                    "email.send",
+                    {
+                        **base,
+                        "to": c.email,
+                        "subject": self._text(step, "subject"),
+                        "body": self._text(step, "body"),
+                    },
+                )
+            ]
         if kind in ("progressive_dialer", "preview_dialer"):
             return [
                 (
@@ -113,33 +149,82 @@ class StepContext:
             return [("power_dialer.added", {**base, "user_id": step.get("user_id") or c.owner_id})]
         if kind == "remove_from_power_dialer":
             all_users = bool(step.get("all_users", not step.get("user_id")))
-            return [("power_dialer.removed", {**base, "user_id": step.get("user_id"), "all_users": all_users})]
+            return [
+                (
+                    "power_dialer.removed",
+                    {**base, "user_id": step.get("user_id"), "all_users": all_users},
+                )
+            ]
         if kind == "ringless_voicemail":
-            return [("voicemail.drop", {**base, "to": c.phone, **self._line(), "recording_url": step.get("recording_url")})]
+            return [
+                (
+                    "voicemail.drop",
+                    {
+                        **base,
+                        "to": c.phone,
+                        **self._line(),
+                        "recording_url": step.get("recording_url"),
+                    },
+                )
+            ]
         if kind == "sms_ring_group":
             card = self._contact_card()
             body = f"{self._text(step, 'text')}\n{_card_line(card)}".strip()
-            return [("notify.sms", {**base, "to": step.get("ring_group"), **self._ring_group(step), **self._line(), "body": body, "contact": card})]
+            return [
+                (
+                    "notify.sms",
+                    {
+                        **base,
+                        "to": step.get("ring_group"),
+                        **self._ring_group(step),
+                        **self._line(),
+                        "body": body,
+                        "contact": card,
+                    },
+                )
+            ]
         if kind == "email_ring_group":
             card = self._contact_card()
             body = f"{self._text(step, 'body')}\n\n{_card_line(card)}".strip()
-            return [("notify.email", {**base, "to": step.get("ring_group"), **self._ring_group(step), "subject": self._text(step, "subject"), "body": body, "contact": card})]
+            return [
+                (
+                    "notify.email",
+                    {
+                        **base,
+                        "to": step.get("ring_group"),
+                        **self._ring_group(step),
+                        "subject": self._text(step, "subject"),
+                        "body": body,
+                        "contact": card,
+                    },
+                )
+            ]
         if kind == "send_webhook":
-            payload = {"event": "sequence.step", "sequence_id": base["sequence_id"], "step_id": step.id, "enrollment_id": base["enrollment_id"], "contact": self._contact_card()}
+            payload = {
+                "event": "sequence.step",
+                "sequence_id": base["sequence_id"],
+                "step_id": step.id,
+                "enrollment_id": base["enrollment_id"],
+                "contact": self._contact_card(),
+            }
             return [("webhook.post", {**base, "url": step.get("url"), "payload": payload})]
         if kind == "add_tag":
             return [("contact.tag_added", {**base, "tag": step.get("tag")})]
         if kind == "remove_tag":
             return [("contact.tag_removed", {**base, "tag": step.get("tag")})]
         if kind == "change_disposition":
-            return [("contact.disposition_changed", {**base, "disposition": step.get("disposition")})]
+            return [
+                ("contact.disposition_changed", {**base, "disposition": step.get("disposition")})
+            ]
         if kind == "mark_dnc":
             return [("contact.dnc_changed", {**base, "dnc": True})]
         if kind in ("change_owner", "round_robin_owner"):
             if kind == "change_owner":
                 owner = str(step.get("owner_id"))
             else:
-                owner = self.round_robin(base["sequence_id"], step.id, tuple(str(o) for o in step.get("owners") or ()))
+                owner = self.round_robin(
+                    base["sequence_id"], step.id, tuple(str(o) for o in step.get("owners") or ())
+                )
             self.owner_assigned(base["sequence_id"], owner, c.contact_id, now)
             return [("contact.updated", {**base, "owner_id": owner})]
         if kind == "add_line":

@@ -12,7 +12,7 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 def _registrars() -> list[Register]:
     # Imported here, not at module level, so `dripstream --help` stays fast and nothing
     # connects or loads heavy clients at import time.
-    from ops import replay_cli
+    from ops import replay_cli  # noqa: PLC0415 - lazy on purpose, see above
 
     registrars: list[Register] = [replay_cli.register]
     return registrars

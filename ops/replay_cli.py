@@ -21,9 +21,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Run the engine over input events in file order, fire every timer due up "
         "to --until, and write every decision as CloudEvents JSON lines.",
     )
-    parser.add_argument("--sequences", required=True, type=Path, help="sequence definitions (YAML or JSON)")
-    parser.add_argument("--events", required=True, type=Path, help="input events, one CloudEvent per line")
-    parser.add_argument("--until", type=_moment, help="fire timers up to this RFC 3339 time (default: the last event's time)")
+    parser.add_argument(
+        "--sequences", required=True, type=Path, help="sequence definitions (YAML or JSON)"
+    )
+    parser.add_argument(
+        "--events", required=True, type=Path, help="input events, one CloudEvent per line"
+    )
+    parser.add_argument(
+        "--until",
+        type=_moment,
+        help="fire timers up to this RFC 3339 time (default: the last event's time)",
+    )
     parser.add_argument("--out", type=Path, help="write decisions here (default: stdout)")
     parser.add_argument("--dlq", type=Path, help="write rejected lines here, with their reasons")
     parser.set_defaults(handler=run)
@@ -81,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
         if dlq is not None:
             dlq.close()
     if stats.beyond_until:
-        print(f"dripstream: {stats.beyond_until} event(s) after --until were not processed", file=sys.stderr)
+        print(
+            f"dripstream: {stats.beyond_until} event(s) after --until were not processed",
+            file=sys.stderr,
+        )
     if stats.own_changes:
         print(
             f"dripstream: {stats.own_changes} event(s) with source 'dripstream' were the engine's "

@@ -63,7 +63,9 @@ def decode_input(raw: bytes, line: int) -> CloudEvent | RejectedLine:
         return RejectedLine(line, raw, rejected.field, rejected.reason)
     info = EVENT_TYPES.get(event.type)
     if info is not None and info.direction not in ("input", "command"):
-        return RejectedLine(line, raw, "type", f"{event.type!r} is an output of the engine, not an input")
+        return RejectedLine(
+            line, raw, "type", f"{event.type!r} is an output of the engine, not an input"
+        )
     return event
 
 

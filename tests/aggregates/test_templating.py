@@ -211,3 +211,14 @@ def test_with_opt_out_is_idempotent(body: str, phrase: str | None) -> None:
     assert with_opt_out(once, phrase) == once
     if phrase and phrase.strip():
         assert once.rstrip().casefold().endswith(phrase.strip().casefold())
+
+
+full_values = st.fixed_dictionaries(
+    {name: st.from_regex(r"[^\[\]\s]([^\[\]]*[^\[\]\s])?", fullmatch=True) for name in SHORTCODES}
+)
+
+
+@given(templates, full_values)
+def test_with_every_value_render_is_plain_substitution(text: str, vals: dict[str, str]) -> None:
+    expected = _TOKEN.sub(lambda m: vals.get(m[1], m[0]), text)
+    assert render(text, vals) == expected

@@ -57,7 +57,9 @@ def sequence(**settings: Any) -> dict[str, Any]:
     return base
 
 
-def definitions(*sequences: dict[str, Any], account: dict[str, Any] | None = None) -> dict[str, Any]:
+def definitions(
+    *sequences: dict[str, Any], account: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return validate_definition_document(
         {"account": account if account is not None else ACCOUNT, "sequences": list(sequences)}
     )

@@ -1,4 +1,4 @@
-"""Given/when/then tests of who is enrolled, rejected and removed (CONTRACT.md §1–2)."""
+"""Given/when/then tests of who is enrolled, rejected and removed (CONTRACT.md §1-2)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,16 @@ def test_a_tag_the_trigger_does_not_name_enrolls_nobody() -> None:
 
 
 def test_a_second_trigger_while_enrolled_is_rejected_as_already_enrolled() -> None:
-    seq = sequence(steps=[{"id": "s1", "type": "send_sms", "text": "x", "delay": {"kind": "default", "amount": 1, "unit": "days"}}])
+    seq = sequence(
+        steps=[
+            {
+                "id": "s1",
+                "type": "send_sms",
+                "text": "x",
+                "delay": {"kind": "default", "amount": 1, "unit": "days"},
+            }
+        ]
+    )
     out = decide(definitions(seq), [created(), tagged(time=T0), tagged(time=T1)])
     assert out.one("enrollment.rejected")["data"]["reason"] == "already_enrolled"
 
@@ -68,14 +77,20 @@ def test_unknown_shortcode_and_missing_ring_group_make_it_invalid() -> None:
 def test_opted_out_contact_is_rejected_when_the_sequence_removes_on_opt_out() -> None:
     out = decide(
         definitions(sequence()),
-        [created(), event("contact.opted_out", T0, contact_id="c-1", channel="sms"), tagged(time=T1)],
+        [
+            created(),
+            event("contact.opted_out", T0, contact_id="c-1", channel="sms"),
+            tagged(time=T1),
+        ],
     )
     assert out.one("enrollment.rejected")["data"]["reason"] == "opted_out"
 
 
 def test_a_contact_who_communicated_is_rejected_when_the_sequence_says_so() -> None:
     seq = sequence(prevent_enrollment_if_communicated=True)
-    inbound = event("message.received", T0, contact_id="c-1", message_id="m-1", channel="sms", body="hello?")
+    inbound = event(
+        "message.received", T0, contact_id="c-1", message_id="m-1", channel="sms", body="hello?"
+    )
     out = decide(definitions(seq), [created(), inbound, tagged(time=T1)])
     assert out.one("enrollment.rejected")["data"]["reason"] == "communicated"
 
@@ -91,10 +106,17 @@ def test_reply_disenrolls_as_responded_and_cancels_the_next_step() -> None:
     seq = sequence(
         steps=[
             {"id": "s1", "type": "send_sms", "text": "one"},
-            {"id": "s2", "type": "send_sms", "text": "two", "delay": {"kind": "default", "amount": 1, "unit": "hours"}},
+            {
+                "id": "s2",
+                "type": "send_sms",
+                "text": "two",
+                "delay": {"kind": "default", "amount": 1, "unit": "hours"},
+            },
         ]
     )
-    reply = event("message.received", T1, contact_id="c-1", message_id="m-1", channel="sms", body="ok")
+    reply = event(
+        "message.received", T1, contact_id="c-1", message_id="m-1", channel="sms", body="ok"
+    )
     out = decide(definitions(seq), [created(), tagged(), reply], until="2027-07-06T18:00:00Z")
     assert out.one("enrollment.disenrolled")["data"]["reason"] == "responded"
     assert len(out.of("sms.send")) == 1
@@ -104,10 +126,17 @@ def test_stop_keyword_opts_out_and_disenrolls_as_opted_out() -> None:
     seq = sequence(
         steps=[
             {"id": "s1", "type": "send_sms", "text": "one"},
-            {"id": "s2", "type": "send_sms", "text": "two", "delay": {"kind": "default", "amount": 1, "unit": "hours"}},
+            {
+                "id": "s2",
+                "type": "send_sms",
+                "text": "two",
+                "delay": {"kind": "default", "amount": 1, "unit": "hours"},
+            },
         ]
     )
-    stop = event("message.received", T1, contact_id="c-1", message_id="m-1", channel="sms", body="  Stop ")
+    stop = event(
+        "message.received", T1, contact_id="c-1", message_id="m-1", channel="sms", body="  Stop "
+    )
     out = decide(definitions(seq), [created(), tagged(), stop])
     opted = out.one("contact.opted_out")
     assert opted["source"] == "dripstream"
@@ -116,8 +145,25 @@ def test_stop_keyword_opts_out_and_disenrolls_as_opted_out() -> None:
 
 
 def test_a_manual_call_disenrolls_as_manual_call() -> None:
-    seq = sequence(steps=[{"id": "s1", "type": "send_sms", "text": "x", "delay": {"kind": "default", "amount": 1, "unit": "days"}}])
-    call = event("call.completed", T1, contact_id="c-1", call_id="k-1", direction="outbound", answered=False, manual=True)
+    seq = sequence(
+        steps=[
+            {
+                "id": "s1",
+                "type": "send_sms",
+                "text": "x",
+                "delay": {"kind": "default", "amount": 1, "unit": "days"},
+            }
+        ]
+    )
+    call = event(
+        "call.completed",
+        T1,
+        contact_id="c-1",
+        call_id="k-1",
+        direction="outbound",
+        answered=False,
+        manual=True,
+    )
     out = decide(definitions(seq), [created(), tagged(), call])
     assert out.one("enrollment.disenrolled")["data"]["reason"] == "manual_call"
 
@@ -125,21 +171,56 @@ def test_a_manual_call_disenrolls_as_manual_call() -> None:
 def test_remove_flags_off_keep_the_contact_enrolled() -> None:
     seq = sequence(
         remove_on_response=False,
-        steps=[{"id": "s1", "type": "send_sms", "text": "x", "delay": {"kind": "default", "amount": 1, "unit": "days"}}],
+        steps=[
+            {
+                "id": "s1",
+                "type": "send_sms",
+                "text": "x",
+                "delay": {"kind": "default", "amount": 1, "unit": "days"},
+            }
+        ],
     )
-    reply = event("message.received", T1, contact_id="c-1", message_id="m-1", channel="sms", body="hi")
+    reply = event(
+        "message.received", T1, contact_id="c-1", message_id="m-1", channel="sms", body="hi"
+    )
     out = decide(definitions(seq), [created(), tagged(), reply])
     assert out.of("enrollment.disenrolled") == []
 
 
 def test_call_duration_trigger_disenrolls_at_the_threshold() -> None:
     seq = sequence(
-        triggers=[{"type": "contact_tagged", "tags": ["hot"]}, {"type": "call_duration", "metric": "talk_time", "seconds": 60}],
-        steps=[{"id": "s1", "type": "send_sms", "text": "x", "delay": {"kind": "default", "amount": 1, "unit": "days"}}],
+        triggers=[
+            {"type": "contact_tagged", "tags": ["hot"]},
+            {"type": "call_duration", "metric": "talk_time", "seconds": 60},
+        ],
+        steps=[
+            {
+                "id": "s1",
+                "type": "send_sms",
+                "text": "x",
+                "delay": {"kind": "default", "amount": 1, "unit": "days"},
+            }
+        ],
         remove_on_response=False,
     )
-    short = event("call.completed", T1, contact_id="c-1", call_id="k-1", direction="outbound", answered=True, talk_time=59)
-    long = event("call.completed", T2, contact_id="c-1", call_id="k-2", direction="outbound", answered=True, talk_time=60)
+    short = event(
+        "call.completed",
+        T1,
+        contact_id="c-1",
+        call_id="k-1",
+        direction="outbound",
+        answered=True,
+        talk_time=59,
+    )
+    long = event(
+        "call.completed",
+        T2,
+        contact_id="c-1",
+        call_id="k-2",
+        direction="outbound",
+        answered=True,
+        talk_time=60,
+    )
     out = decide(definitions(seq), [created(), tagged(), short, long])
     disenrolled = out.one("enrollment.disenrolled")
     assert disenrolled["data"]["reason"] == "call_duration"
@@ -147,10 +228,35 @@ def test_call_duration_trigger_disenrolls_at_the_threshold() -> None:
 
 
 def test_disposition_triggers_enroll_and_disenroll() -> None:
-    enroll = sequence(id="nurture", triggers=[{"type": "contact_disposition", "dispositions": ["interested"], "action": "enroll"}],
-                      steps=[{"id": "s1", "type": "send_sms", "text": "x", "delay": {"kind": "default", "amount": 1, "unit": "days"}}])
-    stop = sequence(id="cold", triggers=[{"type": "contact_tagged", "tags": ["hot"]}, {"type": "contact_disposition", "dispositions": ["interested"], "action": "disenroll"}],
-                    steps=[{"id": "s1", "type": "send_sms", "text": "x", "delay": {"kind": "default", "amount": 1, "unit": "days"}}])
+    enroll = sequence(
+        id="nurture",
+        triggers=[
+            {"type": "contact_disposition", "dispositions": ["interested"], "action": "enroll"}
+        ],
+        steps=[
+            {
+                "id": "s1",
+                "type": "send_sms",
+                "text": "x",
+                "delay": {"kind": "default", "amount": 1, "unit": "days"},
+            }
+        ],
+    )
+    stop = sequence(
+        id="cold",
+        triggers=[
+            {"type": "contact_tagged", "tags": ["hot"]},
+            {"type": "contact_disposition", "dispositions": ["interested"], "action": "disenroll"},
+        ],
+        steps=[
+            {
+                "id": "s1",
+                "type": "send_sms",
+                "text": "x",
+                "delay": {"kind": "default", "amount": 1, "unit": "days"},
+            }
+        ],
+    )
     change = event("contact.disposition_changed", T1, contact_id="c-1", disposition="interested")
     out = decide(definitions(enroll, stop), [created(), tagged(), change])
     assert out.one("enrollment.enrolled", sequence_id="nurture")["time"] == T1
@@ -163,15 +269,27 @@ def test_every_enroll_trigger_type_enrolls() -> None:
         sequence(id="dnc", triggers=[{"type": "dnc_changed", "on": "removed"}]),
         sequence(id="appt", triggers=[{"type": "appointment", "statuses": ["scheduled"]}]),
         sequence(id="untag", triggers=[{"type": "tag_removed", "tags": ["hot"]}]),
-        sequence(id="calldispo", triggers=[{"type": "call_disposition", "dispositions": ["callback"]}]),
+        sequence(
+            id="calldispo", triggers=[{"type": "call_disposition", "dispositions": ["callback"]}]
+        ),
     ]
     inputs = [
         created(),
         event("contact.dnc_changed", T1, contact_id="c-1", dnc=False),
-        event("appointment.changed", T1, contact_id="c-1", appointment_id="a-1", status="scheduled"),
+        event(
+            "appointment.changed", T1, contact_id="c-1", appointment_id="a-1", status="scheduled"
+        ),
         tagged(time=T1),
         event("contact.tag_removed", T1, contact_id="c-1", tag="hot"),
-        event("call.completed", T2, contact_id="c-1", call_id="k", direction="outbound", answered=False, disposition="callback"),
+        event(
+            "call.completed",
+            T2,
+            contact_id="c-1",
+            call_id="k",
+            direction="outbound",
+            answered=False,
+            disposition="callback",
+        ),
     ]
     out = decide(definitions(*sequences), inputs)
     enrolled = {(e["data"]["sequence_id"], e["data"]["via"]) for e in out.of("enrollment.enrolled")}
@@ -189,10 +307,22 @@ def test_manual_enrollment_by_ids_tag_and_line() -> None:
         created("c-1", line_id="line-1"),
         created("c-2", tags=["vip"]),
         created("c-3"),
-        event("enrollment.requested", T1, subject="seq", sequence_id="seq", contact_ids=["c-3"], tag="vip", line_id="line-1"),
+        event(
+            "enrollment.requested",
+            T1,
+            subject="seq",
+            sequence_id="seq",
+            contact_ids=["c-3"],
+            tag="vip",
+            line_id="line-1",
+        ),
     ]
     out = decide(definitions(sequence(triggers=[])), inputs)
-    assert sorted(e["data"]["contact_id"] for e in out.of("enrollment.enrolled", via="manual")) == ["c-1", "c-2", "c-3"]
+    assert sorted(e["data"]["contact_id"] for e in out.of("enrollment.enrolled", via="manual")) == [
+        "c-1",
+        "c-2",
+        "c-3",
+    ]
 
 
 def test_a_tag_added_by_a_step_triggers_another_sequence() -> None:
@@ -206,7 +336,9 @@ def test_a_tag_added_by_a_step_triggers_another_sequence() -> None:
 
 
 def test_mark_dnc_is_seen_by_the_very_next_step() -> None:
-    seq = sequence(steps=[{"id": "dnc", "type": "mark_dnc"}, {"id": "s2", "type": "send_sms", "text": "x"}])
+    seq = sequence(
+        steps=[{"id": "dnc", "type": "mark_dnc"}, {"id": "s2", "type": "send_sms", "text": "x"}]
+    )
     out = decide(definitions(seq), [created(), tagged()])
     assert out.one("step.skipped")["data"]["reason"] == "dnc"
     assert out.of("sms.send") == []
@@ -214,7 +346,16 @@ def test_mark_dnc_is_seen_by_the_very_next_step() -> None:
 
 
 def test_deleting_a_sequence_disenrolls_its_contacts() -> None:
-    seq = sequence(steps=[{"id": "s1", "type": "send_sms", "text": "x", "delay": {"kind": "default", "amount": 1, "unit": "days"}}])
+    seq = sequence(
+        steps=[
+            {
+                "id": "s1",
+                "type": "send_sms",
+                "text": "x",
+                "delay": {"kind": "default", "amount": 1, "unit": "days"},
+            }
+        ]
+    )
     delete = event("sequence.delete_requested", T1, subject="sequence:seq", sequence_id="seq")
     out = decide(definitions(seq), [created(), tagged(), delete], until="2027-07-09T00:00:00Z")
     assert out.one("enrollment.disenrolled")["data"]["reason"] == "sequence_deleted"
@@ -223,7 +364,9 @@ def test_deleting_a_sequence_disenrolls_its_contacts() -> None:
 
 
 def test_copy_makes_a_new_active_sequence() -> None:
-    copy = event("sequence.copy_requested", T1, subject="sequence:seq", sequence_id="seq", new_id="seq-2")
+    copy = event(
+        "sequence.copy_requested", T1, subject="sequence:seq", sequence_id="seq", new_id="seq-2"
+    )
     out = decide(definitions(sequence()), [created(), copy, tagged(time=T2)])
     defined = out.one("sequence.defined", sequence_id="seq-2")
     assert defined["data"]["name"] == "Test sequence (copy)"

@@ -1,4 +1,4 @@
-"""Given/when/then tests of what steps do and when they are due (CONTRACT.md §2–3)."""
+"""Given/when/then tests of what steps do and when they are due (CONTRACT.md §2-3)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ TUESDAY_10AM_NY = "2027-07-06T14:00:00Z"
 
 
 def created(contact: str = "c-1", time: str = TUESDAY_10AM_NY, **profile: Any) -> dict[str, Any]:
-    fields = {"first_name": "Ana", "last_name": "Diaz", "phone": "+12125550101", "email": "ana@example.com", "owner_id": "u-7", **profile}
+    fields = {
+        "first_name": "Ana",
+        "last_name": "Diaz",
+        "phone": "+12125550101",
+        "email": "ana@example.com",
+        "owner_id": "u-7",
+        **profile,
+    }
     return event("contact.created", time, contact_id=contact, **fields)
 
 
@@ -24,20 +31,43 @@ def one_step(step: dict[str, Any], **settings: Any) -> dict[str, Any]:
 
 def test_each_contact_facing_step_emits_its_command() -> None:
     cases = {
-        "send_mms": ({"type": "send_mms", "text": "See [FirstName]", "media_url": "https://x/p.png"}, "mms.send"),
-        "email_contact": ({"type": "email_contact", "subject": "Hi [FirstName]", "body": "Body"}, "email.send"),
-        "progressive_dialer": ({"type": "progressive_dialer", "ring_group": "rg-sales", "message": "press 1"}, "call.dial"),
-        "preview_dialer": ({"type": "preview_dialer", "ring_group": "rg-sales", "message": "[AgentName] calls [FirstName] [LastName]"}, "call.dial"),
-        "ringless_voicemail": ({"type": "ringless_voicemail", "recording_url": "https://x/v.mp3"}, "voicemail.drop"),
+        "send_mms": (
+            {"type": "send_mms", "text": "See [FirstName]", "media_url": "https://x/p.png"},
+            "mms.send",
+        ),
+        "email_contact": (
+            {"type": "email_contact", "subject": "Hi [FirstName]", "body": "Body"},
+            "email.send",
+        ),
+        "progressive_dialer": (
+            {"type": "progressive_dialer", "ring_group": "rg-sales", "message": "press 1"},
+            "call.dial",
+        ),
+        "preview_dialer": (
+            {
+                "type": "preview_dialer",
+                "ring_group": "rg-sales",
+                "message": "[AgentName] calls [FirstName] [LastName]",
+            },
+            "call.dial",
+        ),
+        "ringless_voicemail": (
+            {"type": "ringless_voicemail", "recording_url": "https://x/v.mp3"},
+            "voicemail.drop",
+        ),
         "power_dialer": ({"type": "power_dialer", "user_id": "u-7"}, "power_dialer.added"),
     }
     for name, (step, command) in cases.items():
         out = decide(one_step(step), [created(), tagged()])
         cmd = out.one(command)
         executed = out.one("step.executed")
-        assert cmd["data"]["effect_id"] == executed["data"]["effect_id"] == "fx:seq:c-1:1:s1:1", name
+        assert cmd["data"]["effect_id"] == executed["data"]["effect_id"] == "fx:seq:c-1:1:s1:1", (
+            name
+        )
         assert cmd["data"]["step_id"] == "s1"
-    dial = decide(one_step(cases["preview_dialer"][0]), [created(), tagged()]).one("call.dial")["data"]
+    dial = decide(one_step(cases["preview_dialer"][0]), [created(), tagged()]).one("call.dial")[
+        "data"
+    ]
     assert dial["mode"] == "preview"
     assert dial["message"] == "Sam Lee calls Ana Diaz"
     assert dial["ring_group_numbers"] == ["+12125550007"]
@@ -50,15 +80,52 @@ def test_user_and_system_facing_steps_emit_changes_and_notices() -> None:
     cases = {
         "add_tag": ({"type": "add_tag", "tag": "t"}, "contact.tag_added", {"tag": "t"}),
         "remove_tag": ({"type": "remove_tag", "tag": "hot"}, "contact.tag_removed", {"tag": "hot"}),
-        "change_disposition": ({"type": "change_disposition", "disposition": "won"}, "contact.disposition_changed", {"disposition": "won"}),
+        "change_disposition": (
+            {"type": "change_disposition", "disposition": "won"},
+            "contact.disposition_changed",
+            {"disposition": "won"},
+        ),
         "mark_dnc": ({"type": "mark_dnc"}, "contact.dnc_changed", {"dnc": True}),
-        "change_owner": ({"type": "change_owner", "owner_id": "u-9"}, "contact.updated", {"owner_id": "u-9"}),
-        "add_line": ({"type": "add_line", "line_id": "line-2"}, "contact.updated", {"line_id": "line-2"}),
-        "change_lead_source": ({"type": "change_lead_source", "lead_source": "expo"}, "contact.updated", {"lead_source": "expo"}),
-        "remove_from_power_dialer": ({"type": "remove_from_power_dialer", "all_users": True}, "power_dialer.removed", {"all_users": True}),
-        "send_webhook": ({"type": "send_webhook", "url": "https://hooks.example.com/x"}, "webhook.post", {"url": "https://hooks.example.com/x"}),
-        "sms_ring_group": ({"type": "sms_ring_group", "ring_group": "rg-sales", "text": "New lead [FirstName]"}, "notify.sms", {"to": "rg-sales"}),
-        "email_ring_group": ({"type": "email_ring_group", "ring_group": "rg-sales", "subject": "Lead", "body": "See"}, "notify.email", {"to": "rg-sales"}),
+        "change_owner": (
+            {"type": "change_owner", "owner_id": "u-9"},
+            "contact.updated",
+            {"owner_id": "u-9"},
+        ),
+        "add_line": (
+            {"type": "add_line", "line_id": "line-2"},
+            "contact.updated",
+            {"line_id": "line-2"},
+        ),
+        "change_lead_source": (
+            {"type": "change_lead_source", "lead_source": "expo"},
+            "contact.updated",
+            {"lead_source": "expo"},
+        ),
+        "remove_from_power_dialer": (
+            {"type": "remove_from_power_dialer", "all_users": True},
+            "power_dialer.removed",
+            {"all_users": True},
+        ),
+        "send_webhook": (
+            {"type": "send_webhook", "url": "https://hooks.example.com/x"},
+            "webhook.post",
+            {"url": "https://hooks.example.com/x"},
+        ),
+        "sms_ring_group": (
+            {"type": "sms_ring_group", "ring_group": "rg-sales", "text": "New lead [FirstName]"},
+            "notify.sms",
+            {"to": "rg-sales"},
+        ),
+        "email_ring_group": (
+            {
+                "type": "email_ring_group",
+                "ring_group": "rg-sales",
+                "subject": "Lead",
+                "body": "See",
+            },
+            "notify.email",
+            {"to": "rg-sales"},
+        ),
     }
     for name, (step, kind, data) in cases.items():
         out = decide(one_step(step), [created(), tagged()])
@@ -67,11 +134,14 @@ def test_user_and_system_facing_steps_emit_changes_and_notices() -> None:
 
 
 def test_dnc_and_opt_out_skip_contact_facing_steps_but_not_tags() -> None:
-    seq = sequence(steps=[
-        {"id": "sms", "type": "send_sms", "text": "x"},
-        {"id": "mail", "type": "email_contact", "subject": "s", "body": "b"},
-        {"id": "tag", "type": "add_tag", "tag": "seen"},
-    ], remove_on_opt_out=False)
+    seq = sequence(
+        steps=[
+            {"id": "sms", "type": "send_sms", "text": "x"},
+            {"id": "mail", "type": "email_contact", "subject": "s", "body": "b"},
+            {"id": "tag", "type": "add_tag", "tag": "seen"},
+        ],
+        remove_on_opt_out=False,
+    )
     dnc = event("contact.dnc_changed", TUESDAY_10AM_NY, contact_id="c-1", dnc=True)
     out = decide(definitions(seq), [created(), dnc, tagged()])
     assert [e["data"]["reason"] for e in out.of("step.skipped")] == ["dnc", "dnc"]
@@ -83,11 +153,25 @@ def test_dnc_and_opt_out_skip_contact_facing_steps_but_not_tags() -> None:
 
 
 def test_missing_phone_and_email_skip_and_the_next_step_counts_from_the_skip() -> None:
-    seq = sequence(steps=[
-        {"id": "sms", "type": "send_sms", "text": "x"},
-        {"id": "mail", "type": "email_contact", "subject": "s", "body": "b", "delay": {"kind": "default", "amount": 30, "unit": "minutes"}},
-    ])
-    bare = event("contact.created", TUESDAY_10AM_NY, contact_id="c-1", first_name="Bo", timezone="America/New_York")
+    seq = sequence(
+        steps=[
+            {"id": "sms", "type": "send_sms", "text": "x"},
+            {
+                "id": "mail",
+                "type": "email_contact",
+                "subject": "s",
+                "body": "b",
+                "delay": {"kind": "default", "amount": 30, "unit": "minutes"},
+            },
+        ]
+    )
+    bare = event(
+        "contact.created",
+        TUESDAY_10AM_NY,
+        contact_id="c-1",
+        first_name="Bo",
+        timezone="America/New_York",
+    )
     out = decide(definitions(seq), [bare, tagged()], until="2027-07-06T16:00:00Z")
     assert out.one("step.skipped", step_id="sms")["data"]["reason"] == "missing_phone"
     skipped_mail = out.one("step.skipped", step_id="mail")
@@ -97,20 +181,31 @@ def test_missing_phone_and_email_skip_and_the_next_step_counts_from_the_skip() -
 
 def test_quiet_hours_hold_an_sms_but_not_an_email() -> None:
     night = "2027-07-07T02:00:00Z"  # 22:00 in New York
-    sms = decide(one_step({"type": "send_sms", "text": "x"}), [created(time=night), tagged(time=night)], until="2027-07-08T00:00:00Z")
+    sms = decide(
+        one_step({"type": "send_sms", "text": "x"}),
+        [created(time=night), tagged(time=night)],
+        until="2027-07-08T00:00:00Z",
+    )
     deferred = sms.one("step.deferred")
     assert deferred["data"]["reason"] == "quiet_hours"
     assert deferred["data"]["to"] == "2027-07-07T12:00:00Z"  # 08:00 EDT
     assert sms.one("sms.send")["time"] == "2027-07-07T12:00:00Z"
-    mail = decide(one_step({"type": "email_contact", "subject": "s", "body": "b"}), [created(time=night), tagged(time=night)])
+    mail = decide(
+        one_step({"type": "email_contact", "subject": "s", "body": "b"}),
+        [created(time=night), tagged(time=night)],
+    )
     assert mail.of("step.deferred") == []
     assert mail.one("email.send")["time"] == night
 
 
 def test_holiday_reason_on_a_weekday_holiday() -> None:
     july_5_2027 = "2027-07-05T14:00:00Z"  # Monday, Jul 4 observed
-    defs = definitions(sequence(process_on="business_days", steps=[{"id": "s1", "type": "send_sms", "text": "x"}]))
-    out = decide(defs, [created(time=july_5_2027), tagged(time=july_5_2027)], until="2027-07-07T00:00:00Z")
+    defs = definitions(
+        sequence(process_on="business_days", steps=[{"id": "s1", "type": "send_sms", "text": "x"}])
+    )
+    out = decide(
+        defs, [created(time=july_5_2027), tagged(time=july_5_2027)], until="2027-07-07T00:00:00Z"
+    )
     deferred = out.one("step.deferred")
     assert deferred["data"]["reason"] == "holiday"
     assert deferred["data"]["to"] == "2027-07-06T14:00:00Z"
@@ -132,18 +227,32 @@ def test_throttle_moves_the_rest_to_the_next_minutes_in_order() -> None:
 
 
 def test_time_of_day_delay_in_the_contacts_zone() -> None:
-    seq = sequence(steps=[
-        {"id": "s1", "type": "send_sms", "text": "x"},
-        {"id": "s2", "type": "send_sms", "text": "y", "delay": {"kind": "time_of_day", "days": 0, "at": "09:00"}},
-    ])
-    out = decide(definitions(seq), [created(timezone="America/Los_Angeles"), tagged()], until="2027-07-08T00:00:00Z")
+    seq = sequence(
+        steps=[
+            {"id": "s1", "type": "send_sms", "text": "x"},
+            {
+                "id": "s2",
+                "type": "send_sms",
+                "text": "y",
+                "delay": {"kind": "time_of_day", "days": 0, "at": "09:00"},
+            },
+        ]
+    )
+    out = decide(
+        definitions(seq),
+        [created(timezone="America/Los_Angeles"), tagged()],
+        until="2027-07-08T00:00:00Z",
+    )
     # 07:00 in Los Angeles: 09:00 has not passed, so the same day.
     assert out.one("step.scheduled", step_id="s2")["data"]["due_at"] == "2027-07-06T16:00:00Z"
 
 
 def test_round_robin_is_fair_and_owner_gets_notified() -> None:
     seq = sequence(steps=[{"id": "rr", "type": "round_robin_owner", "owners": ["u-7", "u-8"]}])
-    account = {**ACCOUNT, "users": {**ACCOUNT["users"], "u-8": {"name": "Kim", "phone": "+12125550008"}}}
+    account = {
+        **ACCOUNT,
+        "users": {**ACCOUNT["users"], "u-8": {"name": "Kim", "phone": "+12125550008"}},
+    }
     inputs = [created(f"c-{i}") for i in range(4)] + [tagged(f"c-{i}") for i in range(4)]
     out = decide(definitions(seq, account=account), inputs, until="2027-07-06T14:02:00Z")
     owners = [e["data"]["owner_id"] for e in out.of("contact.updated")]
@@ -164,8 +273,13 @@ def test_more_than_twenty_assignments_in_a_minute_become_one_summary() -> None:
 
 def test_lead_email_creates_and_enrolls_a_contact() -> None:
     seq = sequence(intake_address="leads-1@intake.example.com", triggers=[])
-    mail = event("lead.email_received", TUESDAY_10AM_NY, subject="intake", to="leads-1@intake.example.com",
-                 body="First Name: Jo\nLast Name: Park\nPhone: (212) 555-0199\nEmail: jo@example.com")
+    mail = event(
+        "lead.email_received",
+        TUESDAY_10AM_NY,
+        subject="intake",
+        to="leads-1@intake.example.com",
+        body="First Name: Jo\nLast Name: Park\nPhone: (212) 555-0199\nEmail: jo@example.com",
+    )
     out = decide(definitions(seq), [mail])
     contact = out.one("contact.created")
     assert contact["data"]["phone"] == "+12125550199"
@@ -175,7 +289,13 @@ def test_lead_email_creates_and_enrolls_a_contact() -> None:
 
 def test_a_lead_without_phone_or_email_is_rejected_with_a_reason() -> None:
     seq = sequence(intake_address="leads-1@intake.example.com", triggers=[])
-    mail = event("lead.email_received", TUESDAY_10AM_NY, subject="lead", to="leads-1@intake.example.com", body="First Name: Jo")
+    mail = event(
+        "lead.email_received",
+        TUESDAY_10AM_NY,
+        subject="lead",
+        to="leads-1@intake.example.com",
+        body="First Name: Jo",
+    )
     out = decide(definitions(seq), [mail])
     assert "phone" in out.one("lead.rejected")["data"]["reason"]
     assert out.of("enrollment.enrolled") == []

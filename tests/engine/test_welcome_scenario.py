@@ -23,7 +23,11 @@ def _scenario_dir() -> Path:
 def welcome() -> Outcome:
     folder = _scenario_dir()
     defs = load_yaml(str(folder / "welcome.yaml"))
-    inputs = [orjson.loads(line) for line in (folder / "welcome.events.jsonl").read_bytes().splitlines() if line.strip()]
+    inputs = [
+        orjson.loads(line)
+        for line in (folder / "welcome.events.jsonl").read_bytes().splitlines()
+        if line.strip()
+    ]
     return decide(defs, inputs, until="2028-03-04T00:00:00Z")
 
 

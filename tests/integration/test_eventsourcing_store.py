@@ -61,9 +61,9 @@ class EnrollmentStore(Application[UUID]):
         return self.factory.process_recorder()
 
     def enrollment(self, contact_id: str) -> Enrollment:
-        enrollment = self.repository.get(Enrollment.create_id(contact_id))
-        assert isinstance(enrollment, Enrollment)
-        return enrollment
+        found: object = self.repository.get(Enrollment.create_id(contact_id))
+        assert isinstance(found, Enrollment)
+        return found
 
     def record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         """The collected events and the tracking go to the recorder in one transaction."""
@@ -82,7 +82,11 @@ class EnrollmentStore(Application[UUID]):
 
 def contact_record(offset: int, action: str, contact_id: str = "c-1") -> ContactRecord:
     return ContactRecord(
-        topic="dripstream.contacts", partition=3, offset=offset, contact_id=contact_id, action=action
+        topic="dripstream.contacts",
+        partition=3,
+        offset=offset,
+        contact_id=contact_id,
+        action=action,
     )
 
 

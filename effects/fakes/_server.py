@@ -1,0 +1,63 @@
+"""A small aiohttp server on 127.0.0.1 and a free port, for the fake providers."""
+
+from __future__ import annotations
+
+import socket
+from types import TracebackType
+from typing import Self
+
+from aiohttp import web
+
+
+class LoopbackServer:
+    def __init__(self, app: web.Application, port: int = 0) -> None:
+        self._app = app
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def port(self) -> int:
+        if self._socket is None:
+            raise RuntimeError("server not started")
+        return int(self._socket.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def bind(self) -> int:
+        """Reserve the port before starting (so a public URL can be built from it)."""
+        if self._socket is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self._port))
+            self._socket = sock
+        return self.port
+
+    async def start(self) -> Self:
+        self.bind()
+        assert self._socket is not None
+        self._runner = web.AppRunner(self._app, access_log=None)
+        await self._runner.setup()
+        await web.SockSite(self._runner, self._socket).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,321 @@
+"""Provider callbacks over HTTP (aiohttp): checked, then turned into events and published.
+
+Routes (all POST, form-encoded unless said):
+- `/twilio/status?effect_id=` — message and call status callbacks -> `effect.status_changed`;
+  an `unknown` ledger row is reconciled to `sent` (and `effect.sent` is emitted).
+- `/twilio/sms` — inbound SMS -> `message.received` (channel sms).
+- `/twilio/gather?effect_id=&mode=` — a dialer's key press -> `dialer.key_pressed`
+  (9 also -> `contact.opted_out`, channel all); answers with TwiML.
+- `/sendgrid/events` — SendGrid's signed Event Webhook (JSON) -> `effect.status_changed`.
+- `/sendgrid/inbound` — SendGrid Inbound Parse (multipart) -> `lead.email_received`.
+
+Twilio requests must carry a valid X-Twilio-Signature for the public URL they were sent to
+(`public_base_url` + path and query); SendGrid events a valid ECDSA signature. A request that
+fails its check gets 403, is logged, and publishes nothing. Inbound Parse has no signature
+scheme: it is protected by a secret `token` query parameter when one is configured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Mapping
+from email.utils import getaddresses
+from html.parser import HTMLParser
+from typing import Any
+
+import orjson
+from aiohttp import web
+from multidict import MultiDictProxy
+from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
+from twilio.request_validator import (  # type: ignore[import-untyped, unused-ignore]
+    RequestValidator,
+)
+
+from effects import outcomes, twiml
+from effects.ledger import IN_FLIGHT, UNKNOWN, Ledger
+from effects.ports import Clock, EffectId, Publish
+from effects.publish import publish_all
+from schemas.envelope import ENGINE_SOURCE, CloudEvent
+
+_log = logging.getLogger(__name__)
+
+TWIML = "text/xml"
+SIGNATURE_HEADER = "X-Twilio-Signature"
+
+
+class InboundHandlers:
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        publish: Publish,
+        clock: Clock,
+        public_base_url: str,
+        twilio_auth_token: str,
+        sendgrid_public_key: str | None = None,
+        sendgrid_inbound_token: str | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._publish = publish
+        self._clock = clock
+        self._base = public_base_url.rstrip("/")
+        self._validator = RequestValidator(twilio_auth_token)
+        self._urls = twiml.CallbackUrls(self._base)
+        self._sendgrid = EventWebhook(sendgrid_public_key) if sendgrid_public_key else None
+        self._inbound_token = sendgrid_inbound_token
+        if not sendgrid_inbound_token:
+            _log.warning("SENDGRID_INBOUND_TOKEN is not set: /sendgrid/inbound is unprotected")
+
+    # -- checks ----------------------------------------------------------------------------
+
+    async def _twilio_form(self, request: web.Request) -> MultiDictProxy[Any]:
+        form = await request.post()
+        url = self._base + request.path_qs
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        if not signature or not self._validator.validate(url, form, signature):
+            _log.warning("refused %s: bad X-Twilio-Signature from %s", url, request.remote)
+            raise web.HTTPForbidden(text="bad signature")
+        return form
+
+    # -- Twilio ----------------------------------------------------------------------------
+
+    async def twilio_status(self, request: web.Request) -> web.StreamResponse:
+        form = await self._twilio_form(request)
+        effect_id = EffectId(request.query.get("effect_id", ""))
+        sid = str(form.get("MessageSid") or form.get("CallSid") or "")
+        status = str(form.get("MessageStatus") or form.get("CallStatus") or "")
+        if not effect_id or not status:
+            raise web.HTTPBadRequest(text="effect_id and a status are required")
+        now = self._clock()
+        entry = await self._ledger.get(effect_id)
+        context = entry.context if entry else {}
+        events = [
+            outcomes.effect_status_changed(
+                effect_id, context, "twilio", sid, status, now, callback_key=sid or "-"
+            )
+        ]
+        if entry is not None and entry.status in {UNKNOWN, IN_FLIGHT}:
+            reconciled = await self._ledger.reconcile(effect_id, "twilio", sid, status, now)
+            if reconciled is not None:
+                _log.info("effect %s reconciled to sent by status %s", effect_id, status)
+                events.append(outcomes.effect_sent(effect_id, context, "twilio", sid, now))
+        await publish_all(self._publish, events)
+        return web.Response(status=204)
+
+    async def twilio_sms(self, request: web.Request) -> web.StreamResponse:
+        form = await self._twilio_form(request)
+        sender = str(form.get("From", ""))
+        message_sid = str(form.get("MessageSid") or form.get("SmsSid") or "")
+        if not sender or not message_sid:
+            raise web.HTTPBadRequest(text="From and MessageSid are required")
+        # The contact is whoever we last texted or called at that number; a stranger's
+        # number stands in for a contact id so the engine still sees (and can refuse) it.
+        contact_id = await self._ledger.contact_for_address(sender) or sender
+        event = CloudEvent(
+            id=f"twilio:{message_sid}",
+            source=ENGINE_SOURCE,
+            type=outcomes.MESSAGE_RECEIVED,
+            time=self._clock(),
+            subject=contact_id,
+            data={
+                "message_id": message_sid,
+                "contact_id": contact_id,
+                "channel": "sms",
+                "body": str(form.get("Body", "")),
+                "from": sender,
+                "to": str(form.get("To", "")),
+            },
+        )
+        await self._publish("messages", event)
+        return web.Response(text="<Response/>", content_type=TWIML)
+
+    async def twilio_gather(self, request: web.Request) -> web.StreamResponse:
+        form = await self._twilio_form(request)
+        effect_id = EffectId(request.query.get("effect_id", ""))
+        mode = request.query.get("mode", "progressive")
+        digit = str(form.get("Digits", ""))
+        call_sid = str(form.get("CallSid", ""))
+        entry = await self._ledger.get(effect_id)
+        if entry is None:
+            text = twiml.say_and_hang_up("Sorry, this call can no longer be connected.")
+            return web.Response(text=text, content_type=TWIML)
+        data: Mapping[str, Any] = entry.command.get("data", {})
+        context = entry.context
+        caller_id = data.get("from_number")
+        now = self._clock()
+        events: list[CloudEvent] = []
+        if mode == "preview":
+            if await self._ledger.mark_connected(effect_id, call_sid):
+                document = twiml.connect_to(
+                    [str(data.get("to", ""))], caller_id, "Connecting you to the contact."
+                )
+                events.append(
+                    outcomes.dialer_key_pressed(
+                        effect_id,
+                        context,
+                        call_sid=call_sid,
+                        digit=digit or "none",
+                        action=twiml.CONNECT,
+                        at=now,
+                    )
+                )
+            else:
+                document = twiml.say_and_hang_up("Another agent has taken this call.")
+        else:
+            action = twiml.PROGRESSIVE_KEYS.get(digit)
+            if action is None:
+                message = str(data.get("message", ""))
+                document = twiml.progressive_prompt(message, self._base + request.path_qs)
+            else:
+                events.append(
+                    outcomes.dialer_key_pressed(
+                        effect_id, context, call_sid=call_sid, digit=digit, action=action, at=now
+                    )
+                )
+                if action == twiml.CONNECT:
+                    numbers = [str(n) for n in data.get("ring_group_numbers") or []]
+                    document = twiml.connect_to(numbers, caller_id, "Connecting you now.")
+                elif action == twiml.CALLBACK:
+                    document = twiml.say_and_hang_up("Thank you. We will call you back soon.")
+                else:
+                    document = twiml.say_and_hang_up(
+                        "You have been removed from our contact list. Goodbye."
+                    )
+                    events.append(
+                        outcomes.contact_opted_out(
+                            effect_id, context, "all", "pressed 9 during a dialer call", now
+                        )
+                    )
+        await publish_all(self._publish, events)
+        return web.Response(text=document, content_type=TWIML)
+
+    # -- SendGrid --------------------------------------------------------------------------
+
+    async def sendgrid_events(self, request: web.Request) -> web.StreamResponse:
+        body = await request.text()
+        signature = request.headers.get(EventWebhookHeader.SIGNATURE, "")
+        timestamp = request.headers.get(EventWebhookHeader.TIMESTAMP, "")
+        if not self._verified(body, signature, timestamp):
+            _log.warning("refused SendGrid events from %s: bad signature", request.remote)
+            raise web.HTTPForbidden(text="bad signature")
+        try:
+            batch = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise web.HTTPBadRequest(text="not JSON") from None
+        now = self._clock()
+        events: list[CloudEvent] = []
+        for item in batch if isinstance(batch, list) else []:
+            if not isinstance(item, dict) or not item.get("effect_id"):
+                continue
+            effect_id = EffectId(str(item["effect_id"]))
+            status = str(item.get("event", ""))
+            provider_id = str(item.get("sg_message_id", "")).split(".")[0]
+            key = str(item.get("sg_event_id") or provider_id or "-")
+            entry = await self._ledger.get(effect_id)
+            context = entry.context if entry else {}
+            events.append(
+                outcomes.effect_status_changed(
+                    effect_id, context, "sendgrid", provider_id, status, now, callback_key=key
+                )
+            )
+            if entry is not None and entry.status in {UNKNOWN, IN_FLIGHT}:
+                reconciled = await self._ledger.reconcile(
+                    effect_id, "sendgrid", provider_id, status, now
+                )
+                if reconciled is not None:
+                    events.append(
+                        outcomes.effect_sent(effect_id, context, "sendgrid", provider_id, now)
+                    )
+        await publish_all(self._publish, events)
+        return web.Response(status=204)
+
+    def _verified(self, body: str, signature: str, timestamp: str) -> bool:
+        if self._sendgrid is None or not signature or not timestamp:
+            return False
+        try:
+            return bool(self._sendgrid.verify_signature(body, signature, timestamp))
+        except (ValueError, TypeError):  # a signature that is not base64 / not DER
+            return False
+
+    async def sendgrid_inbound(self, request: web.Request) -> web.StreamResponse:
+        if self._inbound_token is not None:
+            given = request.query.get("token", "")
+            if not hmac.compare_digest(given.encode(), self._inbound_token.encode()):
+                _log.warning("refused Inbound Parse from %s: bad token", request.remote)
+                raise web.HTTPForbidden(text="bad token")
+        form = await request.post()
+        to = _recipient(form)
+        sender = str(form.get("from", ""))
+        subject = str(form.get("subject", ""))
+        text = form.get("text")
+        body = str(text) if text else _strip_html(str(form.get("html", "")))
+        if not to:
+            raise web.HTTPBadRequest(text="no recipient")
+        event = CloudEvent(
+            id=f"sendgrid-inbound:{_message_key(form, to, sender, subject, body)}",
+            source=ENGINE_SOURCE,
+            type=outcomes.LEAD_EMAIL_RECEIVED,
+            time=self._clock(),
+            subject=to,
+            data={"to": to, "from": sender, "subject": subject, "body": body},
+        )
+        await self._publish("intake", event)
+        return web.Response(status=200, text="ok")
+
+    async def health(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"status": "ok"})
+
+
+def build_inbound_app(handlers: InboundHandlers) -> web.Application:
+    app = web.Application(client_max_size=25 * 1024 * 1024)  # Inbound Parse carries mail
+    app.add_routes(
+        [
+            web.post("/twilio/status", handlers.twilio_status),
+            web.post("/twilio/sms", handlers.twilio_sms),
+            web.post("/twilio/gather", handlers.twilio_gather),
+            web.post("/sendgrid/events", handlers.sendgrid_events),
+            web.post("/sendgrid/inbound", handlers.sendgrid_inbound),
+            web.get("/healthz", handlers.health),
+        ]
+    )
+    return app
+
+
+def _recipient(form: MultiDictProxy[Any]) -> str:
+    """The envelope recipient when SendGrid gives it, else the first To: address."""
+    envelope = form.get("envelope")
+    if envelope:
+        try:
+            recipients = orjson.loads(str(envelope)).get("to") or []
+        except (orjson.JSONDecodeError, AttributeError):
+            recipients = []
+        if recipients:
+            return str(recipients[0]).strip().lower()
+    addresses = [address for _, address in getaddresses([str(form.get("to", ""))]) if address]
+    return addresses[0].strip().lower() if addresses else ""
+
+
+def _message_key(form: MultiDictProxy[Any], *parts: str) -> str:
+    """The mail's Message-ID when present, else a digest: SendGrid's retries map to one id."""
+    for line in str(form.get("headers", "")).splitlines():
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "message-id" and value.strip():
+            return value.strip().strip("<>")
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+class _TextOnly(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def _strip_html(html: str) -> str:
+    parser = _TextOnly()
+    parser.feed(html)
+    return "".join(parser.parts).strip()
