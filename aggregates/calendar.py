@@ -45,7 +45,10 @@ _SATURDAY = 5
 
 @dataclass(frozen=True, slots=True)
 class DailyWindow:
-    """A local-time window [start, end) on every day; start < end (no overnight windows)."""
+    """A local-time window [start, end) on every day; start < end (no overnight windows).
+
+    A window open to the end of the day ends at `time.max` (a `time` cannot say 24:00).
+    """
 
     start: time
     end: time

@@ -300,7 +300,8 @@ def _continued(lines: Sequence[str], i: int, first: str) -> tuple[str, int]:
     """A free-text field: its value and the lines that follow it up to a blank or a field."""
     parts = [first] if first else []
     if not parts:
-        while i < len(lines) and not lines[i].strip():
+        start = i
+        while i < len(lines) and i - start < 3 and not lines[i].strip():
             i += 1
     while i < len(lines) and lines[i].strip() and _match(lines[i]) is None:
         parts.append(lines[i].strip())
@@ -341,14 +342,19 @@ def _missing_reason(fields: _Fields) -> str:
     bad_email = _first(fields["email"])
     if bad_phone and bad_email:
         return (
-            f"phone '{bad_phone}' is not a valid number"
-            f" and e-mail '{bad_email}' is not a valid address"
+            f"phone {_shown(bad_phone)} is not a valid number"
+            f" and e-mail {_shown(bad_email)} is not a valid address"
         )
     if bad_phone:
-        return f"phone '{bad_phone}' is not a valid number and no e-mail"
+        return f"phone {_shown(bad_phone)} is not a valid number and no e-mail"
     if bad_email:
-        return f"e-mail '{bad_email}' is not a valid address and no phone"
+        return f"e-mail {_shown(bad_email)} is not a valid address and no phone"
     return "no phone or e-mail in the lead"
+
+
+def _shown(raw: str, limit: int = 40) -> str:
+    """A value quoted for a reason, cut short: a reason is a log line, not a copy of the mail."""
+    return f"'{raw if len(raw) <= limit else raw[: limit - 1] + '…'}'"
 
 
 def _first(values: Sequence[str]) -> str | None:

@@ -203,9 +203,7 @@ class InMemoryLedger:
         return attempts
 
     async def release(self, effect_id: EffectId, error: str, at: datetime) -> None:
-        self._update(
-            effect_id, frozenset({IN_FLIGHT}), status=PENDING, error=error, updated_at=at
-        )
+        self._update(effect_id, frozenset({IN_FLIGHT}), status=PENDING, error=error, updated_at=at)
 
     async def record_sent(
         self, effect_id: EffectId, provider: str, provider_id: str, at: datetime
@@ -233,9 +231,7 @@ class InMemoryLedger:
         )
 
     async def record_unknown(self, effect_id: EffectId, error: str, at: datetime) -> None:
-        self._update(
-            effect_id, frozenset({IN_FLIGHT}), status=UNKNOWN, error=error, updated_at=at
-        )
+        self._update(effect_id, frozenset({IN_FLIGHT}), status=UNKNOWN, error=error, updated_at=at)
 
     async def reconcile(
         self, effect_id: EffectId, provider: str, provider_id: str, status: str, at: datetime

@@ -104,8 +104,12 @@ class EffectProcessor:
                 now = self._clock()
                 await self.ledger.record_failed(effect_id, str(error), "invalid_command", now)
                 context = {"effect_type": command.type}
-                context.update({k: command.data[k] for k in kinds.CONTEXT_FIELDS if k in command.data})
-                return [outcomes.effect_failed(effect_id, context, str(error), "invalid_command", now)]
+                context.update(
+                    {k: command.data[k] for k in kinds.CONTEXT_FIELDS if k in command.data}
+                )
+                return [
+                    outcomes.effect_failed(effect_id, context, str(error), "invalid_command", now)
+                ]
             return await self._carry_out(parsed)
 
     async def handle_batch(self, batch: Iterable[CloudEvent]) -> list[CloudEvent]:
@@ -202,7 +206,9 @@ class EffectProcessor:
                 message=command.text("message"),
                 repeat_message=bool(command.data.get("repeat_message", False)),
             )
-            return _Plan(lambda: senders.calls.place_call(call), self._call_limiter, call.from_number)
+            return _Plan(
+                lambda: senders.calls.place_call(call), self._call_limiter, call.from_number
+            )
         if kind == kinds.VOICEMAIL_DROP:
             voicemail = VoicemailRequest(
                 effect_id=effect_id,

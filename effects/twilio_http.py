@@ -63,9 +63,7 @@ class RebasedTwilioHttpClient(TwilioHttpClient):  # type: ignore[misc, unused-ig
     def __init__(self, base_url: str, *, timeout: float, pool_size: int) -> None:
         super().__init__(pool_connections=True, timeout=timeout)
         self.base_url = base_url.rstrip("/")
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=4, pool_maxsize=max(pool_size, 4)
-        )
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4))
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 

@@ -249,4 +249,3 @@ def _classify(status: int, location: str, retry_after: float | None) -> SendResu
     if status in {408, 425, 429} or status >= 500:
         return Transient(f"http {status}", str(status), retry_after)
     return Rejected(f"http {status}", str(status))
-

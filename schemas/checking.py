@@ -42,14 +42,15 @@ def schema_exists(relative_path: str) -> bool:
 
 
 @functools.cache
-def compiled(relative_path: str) -> Validator:
+def compiled(relative_path: str, *, formats: bool = True) -> Validator:
     """The validator of a shipped schema file, compiled on first use and kept.
 
     Defaults are not filled by the validator (`use_default=False`): validation never changes
     the value it checks; the definitions fill their defaults themselves, on a copy.
+    `formats=False` leaves `format` to the caller, for a field it checks more cheaply itself.
     """
     validate: Validator = fastjsonschema.compile(
-        schema_document(relative_path), use_default=False, use_formats=True
+        schema_document(relative_path), use_default=False, use_formats=formats
     )
     return validate
 

@@ -353,6 +353,12 @@ def test_refusals_say_why(body: str, reason: str) -> None:
     assert problem(body) == reason
 
 
+def test_a_long_bad_value_is_cut_short_in_the_reason() -> None:
+    assert (
+        problem("Phone: " + "1" * 500) == f"phone '{'1' * 39}…' is not a valid number and no e-mail"
+    )
+
+
 def test_a_valid_phone_saves_a_lead_with_a_bad_email() -> None:
     assert lead("Phone: 7205550142\nEmail: jane@") == ParsedLead(phone="+17205550142")
 

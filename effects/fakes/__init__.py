@@ -1,0 +1,1 @@
+"""Fakes for tests, demos and benchmarks: provider servers on loopback and in-memory senders."""

@@ -1,0 +1,274 @@
+"""A fake Twilio REST API on loopback: enough of Messages and Calls for the real SDK.
+
+It checks Basic auth (account sid and auth token), answers with Twilio-shaped JSON (`sid`,
+`status`, ...) or Twilio-shaped errors (`code`, `message`, `more_info`, `status`) for the
+numbers it was told to refuse, and records every request with the effect id it finds in the
+StatusCallback URL's query, so a test can assert "each effect id reached Twilio at most once".
+It can also play Twilio's part afterwards: signed status callbacks to that URL.
+
+Run alone (for benchmarks): `python -m effects.fakes.twilio_server [--port N]`; it prints
+its base URL, and `GET /_fake/stats` gives its counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import hmac
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+from aiohttp import web
+from twilio.request_validator import (  # type: ignore[import-untyped, unused-ignore]
+    RequestValidator,
+)
+
+from effects.fakes._server import LoopbackServer
+
+ACCOUNT_SID = "AC00000000000000000000000000000000"
+AUTH_TOKEN = "fake-twilio-auth-token"
+
+# Numbers with a scripted answer (see FakeTwilioServer.__init__).
+UNSUBSCRIBED_NUMBER = "+12025550161"
+INVALID_NUMBER = "+12025550162"
+THROTTLED_ONCE_NUMBER = "+12025550163"
+NOT_SMS_CAPABLE_NUMBER = "+12025550164"
+DOWN_NUMBER = "+12025550165"
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioFailure:
+    status: int
+    code: int
+    message: str
+    retry_after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    resource: str  # Messages | Calls
+    form: dict[str, list[str]]
+    effect_id: str | None
+    sid: str | None  # None when refused
+
+    def value(self, key: str) -> str | None:
+        values = self.form.get(key)
+        return values[0] if values else None
+
+    @property
+    def accepted(self) -> bool:
+        return self.sid is not None
+
+
+@dataclass
+class _Script:
+    always: dict[str, TwilioFailure] = field(default_factory=dict)
+    first: dict[str, list[TwilioFailure]] = field(default_factory=dict)
+
+
+class FakeTwilioServer(LoopbackServer):
+    def __init__(
+        self,
+        *,
+        account_sid: str = ACCOUNT_SID,
+        auth_token: str = AUTH_TOKEN,
+        latency: float = 0.0,
+        port: int = 0,
+        keep_requests: bool = True,
+    ) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.latency = latency
+        self.keep_requests = keep_requests
+        self.requests: list[RecordedRequest] = []
+        self.accepted_by_effect: Counter[str] = Counter()
+        self.requests_by_effect: Counter[str] = Counter()
+        self.sids_by_effect: dict[str, list[str]] = {}
+        self.request_count = 0
+        self._sequence = 0
+        self._script = _Script(
+            always={
+                UNSUBSCRIBED_NUMBER: TwilioFailure(
+                    400, 21610, "Attempt to send to unsubscribed recipient"
+                ),
+                INVALID_NUMBER: TwilioFailure(
+                    400, 21211, f"The 'To' number {INVALID_NUMBER} is not a valid phone number."
+                ),
+                NOT_SMS_CAPABLE_NUMBER: TwilioFailure(
+                    400, 21614, "'To' number is not a valid mobile number"
+                ),
+                DOWN_NUMBER: TwilioFailure(503, 20500, "Service unavailable"),
+            },
+            first={THROTTLED_ONCE_NUMBER: [TwilioFailure(429, 20429, "Too Many Requests")]},
+        )
+        app = web.Application()
+        prefix = "/2010-04-01/Accounts/{sid}"
+        app.add_routes(
+            [
+                web.post(prefix + "/Messages.json", self._messages),
+                web.post(prefix + "/Calls.json", self._calls),
+                web.get("/_fake/stats", self._stats),
+            ]
+        )
+        super().__init__(app, port)
+
+    # -- scripting -------------------------------------------------------------------------
+
+    def fail_always(self, number: str, failure: TwilioFailure) -> None:
+        self._script.always[number] = failure
+
+    def fail_first(self, number: str, *failures: TwilioFailure) -> None:
+        self._script.first.setdefault(number, []).extend(failures)
+
+    def accepted(self, resource: str | None = None) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.accepted and resource in (None, r.resource)]
+
+    def for_effect(self, effect_id: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.effect_id == effect_id]
+
+    # -- the API ---------------------------------------------------------------------------
+
+    def _authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return (
+            hmac.compare_digest(user, self.account_sid)
+            and hmac.compare_digest(password, self.auth_token)
+            and request.match_info["sid"] == self.account_sid
+        )
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        return await self._create(request, "Messages", "SM")
+
+    async def _calls(self, request: web.Request) -> web.StreamResponse:
+        return await self._create(request, "Calls", "CA")
+
+    async def _create(self, request: web.Request, resource: str, prefix: str) -> web.Response:
+        if not self._authorized(request):
+            return _error(TwilioFailure(401, 20003, "Authenticate"))
+        posted = await request.post()
+        form: dict[str, list[str]] = {}
+        for key, value in posted.items():
+            form.setdefault(key, []).append(str(value))
+        to = form.get("To", [""])[0]
+        callback = form.get("StatusCallback", [""])[0]
+        effect_id = parse_qs(urlsplit(callback).query).get("effect_id", [None])[0]
+        self.request_count += 1
+        if effect_id is not None:
+            self.requests_by_effect[effect_id] += 1
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        failure = self._failure_for(to)
+        if failure is not None:
+            self._record(RecordedRequest(resource, form, effect_id, None))
+            return _error(failure)
+        self._sequence += 1
+        sid = f"{prefix}{self._sequence:032x}"
+        self._record(RecordedRequest(resource, form, effect_id, sid))
+        if effect_id is not None:
+            self.accepted_by_effect[effect_id] += 1
+            self.sids_by_effect.setdefault(effect_id, []).append(sid)
+        body: dict[str, Any] = {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "to": to,
+            "from": form.get("From", [""])[0],
+            "status": "queued",
+            "api_version": "2010-04-01",
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/{resource}/{sid}.json",
+        }
+        if resource == "Messages":
+            body["body"] = form.get("Body", [""])[0]
+            body["num_media"] = str(len(form.get("MediaUrl", [])))
+            body["direction"] = "outbound-api"
+        return web.json_response(body, status=201)
+
+    def _failure_for(self, to: str) -> TwilioFailure | None:
+        queued = self._script.first.get(to)
+        if queued:
+            return queued.pop(0)
+        return self._script.always.get(to)
+
+    def _record(self, recorded: RecordedRequest) -> None:
+        if self.keep_requests:
+            self.requests.append(recorded)
+
+    async def _stats(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {
+                "requests": self.request_count,
+                "accepted": sum(self.accepted_by_effect.values()),
+                "effects": len(self.accepted_by_effect),
+                "max_accepted_per_effect": max(self.accepted_by_effect.values(), default=0),
+            }
+        )
+
+    # -- Twilio's side of the callbacks ----------------------------------------------------
+
+    def signature(self, url: str, params: dict[str, str]) -> str:
+        return str(RequestValidator(self.auth_token).compute_signature(url, params))
+
+    async def send_status_callback(self, effect_id: str, status: str) -> int:
+        """POST a signed status callback for the effect's (first accepted) request, as
+        Twilio would; returns the HTTP status the application answered."""
+        recorded = next(r for r in self.requests if r.effect_id == effect_id and r.accepted)
+        url = recorded.value("StatusCallback") or ""
+        assert recorded.sid is not None
+        if recorded.resource == "Messages":
+            params = {"MessageSid": recorded.sid, "MessageStatus": status}
+        else:
+            params = {"CallSid": recorded.sid, "CallStatus": status}
+        params |= {
+            "AccountSid": self.account_sid,
+            "To": recorded.value("To") or "",
+            "From": recorded.value("From") or "",
+        }
+        headers = {"X-Twilio-Signature": self.signature(url, params)}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=params, headers=headers) as response,
+        ):
+            return response.status
+
+
+def _error(failure: TwilioFailure) -> web.Response:
+    headers = {"Retry-After": failure.retry_after} if failure.retry_after else None
+    return web.json_response(
+        {
+            "code": failure.code,
+            "message": failure.message,
+            "more_info": f"https://www.twilio.com/docs/errors/{failure.code}",
+            "status": failure.status,
+        },
+        status=failure.status,
+        headers=headers,
+    )
+
+
+async def _serve(port: int, latency: float) -> None:
+    server = FakeTwilioServer(port=port, latency=latency, keep_requests=False)
+    await server.start()
+    print(server.url, flush=True)  # noqa: T201 - the parent process reads it
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Fake Twilio REST API on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    asyncio.run(_serve(args.port, args.latency))
+
+
+if __name__ == "__main__":
+    main()

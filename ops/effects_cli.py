@@ -1,0 +1,103 @@
+"""`dripstream effects`: run the effect processors (on Kafka, or over a .jsonl of commands)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from effects.settings import EffectsSettings, SettingsError, environment_variables
+
+HELP_ENV = ", ".join(sorted(set(environment_variables().values())))
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "effects",
+        help="run the effect processors (SMS, e-mail, calls, voicemail, webhooks)",
+        description=(
+            "Carry out effect commands at most once (ledger in PostgreSQL when DATABASE_URL "
+            "is set) and serve the providers' callbacks. Environment: " + HELP_ENV + "."
+        ),
+    )
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--database-url", help="PostgreSQL URL of the ledger (DATABASE_URL)")
+    parser.add_argument("--http-port", type=int, help="port of the callback server")
+    parser.add_argument("--http-host", help="address the callback server listens on")
+    parser.add_argument("--public-url", help="base URL providers reach the callbacks at")
+    parser.add_argument("--topic-prefix", help="topic prefix (default dripstream.)")
+    parser.add_argument("--concurrency", type=int, help="sends in progress at once")
+    parser.add_argument("--line-rate", type=float, help="messages per second per line")
+    parser.add_argument(
+        "--commands",
+        type=Path,
+        help="carry out the commands of this .jsonl instead of consuming Kafka",
+    )
+    parser.add_argument(
+        "--outcomes", type=Path, help="with --commands: append outcomes here (default stdout)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def settings_from(args: argparse.Namespace) -> EffectsSettings:
+    base = EffectsSettings.from_env()
+    overrides: dict[str, Any] = {
+        "kafka_bootstrap_servers": args.bootstrap,
+        "database_url": args.database_url,
+        "http_port": args.http_port,
+        "http_host": args.http_host,
+        "public_base_url": args.public_url,
+        "topic_prefix": args.topic_prefix,
+        "concurrency": args.concurrency,
+        "line_rate_per_second": args.line_rate,
+    }
+    settings = base.with_overrides(**overrides)
+    settings.check()
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = settings_from(args)
+    except SettingsError as error:
+        print(f"dripstream effects: {error}", file=sys.stderr)  # noqa: T201
+        return 2
+    if args.commands is not None:
+        from effects.filerun import run_commands_file  # noqa: PLC0415 - heavy imports
+
+        return asyncio.run(run_commands_file(settings, args.commands, args.outcomes))
+    return asyncio.run(_run_worker(settings))
+
+
+async def _run_worker(settings: EffectsSettings) -> int:
+    from effects.worker import run_effects_worker  # noqa: PLC0415 - heavy imports
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await run_effects_worker(settings, stop=stop)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m ops.effects_cli effects ...` (the same command as `dripstream effects`)."""
+    parser = argparse.ArgumentParser(prog="dripstream")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    register(commands)
+    args = parser.parse_args(argv)
+    handler = args.handler
+    result: int = handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

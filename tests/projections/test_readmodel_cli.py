@@ -1,0 +1,233 @@
+"""`sequences list` and `history` on the command line: given an output file, then this output."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ops.cli_groups import get_or_create_group
+from ops.readmodel_cli import register
+from tests.projections.helpers import Stream
+
+T0 = "2028-03-02T22:41:00Z"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dripstream")
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        args = build_parser().parse_args(argv)
+        code = args.handler(args)
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    assert isinstance(code, int)
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def history_file(tmp_path: Path) -> Path:
+    given = Stream()
+    given.defined("welcome", name="Welcome web leads", steps_count=4, line="line-main",
+                  process_on="business_days", account_timezone="America/Denver")
+    given.defined("zeta", name="Broken", steps_count=1, line=None, status="invalid")
+    given.enrolled("welcome", "c-100", T0, steps_total=4, via="contact_tagged",
+                   name="Maya Ortiz", phone="+17205550142", email="maya@example.com")
+    given.step("executed", "welcome", "c-100", "hello", T0)
+    given.scoped("sms.send", "welcome", "c-100", T0, step_id="hello")
+    given.enrolled("welcome", "c-101", "2028-03-02T22:46:00Z", steps_total=4, name="Ravi",
+                   phone="+17205550143")
+    given.disenrolled("welcome", "c-101", "2028-03-02T23:10:00Z")
+    return given.write(tmp_path / "out.jsonl")
+
+
+def cells(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
+
+
+def test_sequences_list_prints_an_aligned_table(
+    capsys: pytest.CaptureFixture[str], history_file: Path
+) -> None:
+    code, out, err = run(capsys, "sequences", "list", "--history", str(history_file))
+
+    assert (code, err) == (0, "")
+    header, welcome, zeta = out.splitlines()
+    assert cells(header) == [
+        "ID", "NAME", "CREATED", "STEPS", "PROCESS ON", "LINE", "CONTACTS", "REMAINING TASKS",
+        "STATUS",
+    ]
+    assert cells(welcome) == [
+        "welcome", "Welcome web leads", "2028-03-01T00:00:00Z", "4", "business_days",
+        "line-main", "1", "3", "active",
+    ]
+    assert cells(zeta)[-4:] == ["-", "0", "0", "invalid"]
+    assert header.index("STATUS") == welcome.index("active") == zeta.index("invalid")
+
+
+def test_sequences_list_json_gives_the_fixed_keys(
+    capsys: pytest.CaptureFixture[str], history_file: Path
+) -> None:
+    code, out, _ = run(capsys, "sequences", "list", "--history", str(history_file), "--json")
+
+    rows: list[dict[str, Any]] = orjson.loads(out)
+    assert code == 0
+    assert rows[0] == {
+        "id": "welcome",
+        "name": "Welcome web leads",
+        "created": "2028-03-01T00:00:00Z",
+        "steps": 4,
+        "process_on": "business_days",
+        "line": "line-main",
+        "contacts": 1,
+        "remaining_tasks": 3,
+        "status": "active",
+    }
+    assert [r["id"] for r in rows] == ["welcome", "zeta"]
+
+
+def test_history_json_gives_total_and_rows_newest_first(
+    capsys: pytest.CaptureFixture[str], history_file: Path
+) -> None:
+    code, out, _ = run(capsys, "history", "welcome", "--history", str(history_file), "--json")
+
+    report = orjson.loads(out)
+    assert code == 0
+    assert set(report) == {"sequence_id", "total", "rows"}
+    assert (report["sequence_id"], report["total"]) == ("welcome", 5)
+    assert report["rows"][0] == {
+        "contact_id": "c-101",
+        "contact_name": "Ravi",
+        "contact_phone": "+17205550143",
+        "action": "Disenrolled: responded",
+        "event": "enrollment.disenrolled",
+        "type": "enrollment.disenrolled",
+        "time": "2028-03-02T23:10:00Z",
+    }
+    assert report["rows"][-1]["action"] == "Enrolled"
+    assert report["rows"][-1]["event"] == "contact_tagged"
+
+
+def test_history_table_shows_local_times_and_the_total(
+    capsys: pytest.CaptureFixture[str], history_file: Path
+) -> None:
+    code, out, _ = run(
+        capsys, "history", "welcome", "--history", str(history_file), "--search", "7205550142",
+        "--type", "communication",
+    )
+
+    assert code == 0
+    assert out.splitlines() == [
+        "CONTACT                          ACTION    EVENT     TIME",
+        "Maya Ortiz (c-100) +17205550142  SMS sent  sms.send  2028-03-02T15:41:00-07:00",
+        "Total: 1",
+    ]
+
+
+def test_history_filters_timeframe_zone_and_pages_from_flags(
+    capsys: pytest.CaptureFixture[str], history_file: Path
+) -> None:
+    base = ("history", "welcome", "--history", str(history_file), "--json")
+
+    def total_and_count(*flags: str) -> tuple[int, int]:
+        code, out, _ = run(capsys, *base, *flags)
+        assert code == 0
+        report = orjson.loads(out)
+        return report["total"], len(report["rows"])
+
+    # The latest event, 23:10Z, is 16:10 on 2 March in Denver but 00:10 on 3 March in Paris.
+    assert total_and_count("--timeframe", "today") == (5, 5)
+    assert total_and_count("--timeframe", "today", "--timezone", "Europe/Paris") == (1, 1)
+    assert total_and_count("--timeframe", "yesterday", "--timezone", "Europe/Paris") == (4, 4)
+    assert total_and_count("--timeframe", "yesterday", "--now", "2028-03-03T12:00:00Z") == (5, 5)
+    assert total_and_count("--limit", "2", "--offset", "1") == (5, 2)
+
+
+def test_a_malformed_line_is_reported_with_its_number_and_exits_1(
+    capsys: pytest.CaptureFixture[str], history_file: Path
+) -> None:
+    lines = history_file.read_text().splitlines()
+    lines.insert(1, "this is not json")
+    history_file.write_text("\n".join(lines) + "\n")
+
+    code, out, err = run(capsys, "sequences", "list", "--history", str(history_file), "--json")
+
+    assert code == 1
+    assert f"{history_file}:2: not JSON" in err
+    assert [r["contacts"] for r in orjson.loads(out)] == [1, 0]
+
+
+def test_an_unknown_sequence_exits_2(
+    capsys: pytest.CaptureFixture[str], history_file: Path
+) -> None:
+    code, out, err = run(capsys, "history", "nope", "--history", str(history_file))
+
+    assert (code, out) == (2, "")
+    assert "unknown sequence 'nope'" in err
+
+
+@pytest.mark.parametrize("command", [("sequences", "list"), ("history", "welcome")])
+def test_without_a_history_file_or_database_url_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    code, _, err = run(capsys, *command)
+
+    assert code == 2
+    assert "--history FILE" in err and "DATABASE_URL" in err
+
+
+def test_a_missing_history_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "sequences", "list", "--history", str(tmp_path / "none.jsonl"))
+    assert code == 2
+    assert "cannot read" in err
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--type", "sms"),
+        ("--timeframe", "last_week"),
+        ("--now", "tomorrow"),
+        ("--timezone", "Mars/Olympus"),
+        ("--limit", "-1"),
+    ],
+)
+def test_bad_flags_exit_2(
+    capsys: pytest.CaptureFixture[str], history_file: Path, flags: tuple[str, ...]
+) -> None:
+    code, _, err = run(capsys, "history", "welcome", "--history", str(history_file), *flags)
+    assert code == 2
+    assert flags[0] in err
+
+
+def test_command_groups_are_shared_whatever_the_registration_order() -> None:
+    def add_apply(commands: Any) -> None:
+        apply = get_or_create_group(commands, "sequences").add_parser("apply")
+        apply.add_argument("file")
+        apply.set_defaults(handler=lambda args: 0)
+
+    for order in ((add_apply, register), (register, add_apply)):
+        parser = argparse.ArgumentParser(prog="dripstream")
+        commands = parser.add_subparsers(dest="command", required=True)
+        for registrar in order:
+            registrar(commands)
+
+        assert parser.parse_args(["sequences", "apply", "f.yaml"]).file == "f.yaml"
+        assert parser.parse_args(["sequences", "list", "--json"]).json is True
+
+
+def test_a_plain_command_cannot_become_a_group() -> None:
+    commands = argparse.ArgumentParser().add_subparsers()
+    commands.add_parser("history")
+    with pytest.raises(ValueError, match="not a group"):
+        get_or_create_group(commands, "history")
