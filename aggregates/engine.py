@@ -37,7 +37,9 @@ from aggregates.timezones import contact_zone
 from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
 
 OWNER_SUMMARY_THRESHOLD = 20  # the seed: more than 20 assignments become one summary message
-INPUT_FIRST = 0  # at equal instants an input is handled before a timer (CONTRACT.md §3)
+DEFINITION_COMMANDS = frozenset(
+    {"sequence.applied", "sequence.delete_requested", "sequence.copy_requested"}
+)
 
 
 @dataclass(slots=True)
@@ -46,15 +48,26 @@ class _Outbox:
 
     cause: str
     events: list[CloudEvent] = field(default_factory=list)
+    # Numbered per subject, for causes that several workers answer each for its own
+    # contacts (a deletion recorded by another worker): their ids must not collide.
+    per_subject: bool = False
+    _counts: dict[str, int] = field(default_factory=dict)
 
     def add(self, decision: Decision) -> None:
+        subject = _subject(decision)
+        if self.per_subject:
+            n = self._counts.get(subject, 0)
+            self._counts[subject] = n + 1
+            event_id = f"{self.cause}/{subject}/{n}"
+        else:
+            event_id = f"{self.cause}/{len(self.events)}"
         self.events.append(
             CloudEvent(
-                id=f"{self.cause}/{len(self.events)}",
+                id=event_id,
                 source=ENGINE_SOURCE,
                 type=decision.TYPE,
                 time=decision.at,
-                subject=_subject(decision),
+                subject=subject,
                 data=decision.data(),
             )
         )
@@ -111,11 +124,50 @@ class Engine:
         self._apply_definitions(document, at, out)
         return out.events
 
+    def adopt(
+        self, document: Mapping[str, Any], deleted: Iterable[str], at: datetime, cause: str
+    ) -> list[CloudEvent]:
+        """Take definitions another worker recorded: upsert without announcing them, and
+        disenroll this engine's own members of deleted sequences (CONTRACT.md §1.2)."""
+        out = _Outbox(cause, per_subject=True)
+        if self.now is None:
+            self.now = at  # another worker's clock must not move this one forward
+        if document.get("account") is not None:
+            self.account = build_account(document["account"])
+        for spec in document.get("sequences") or ():
+            sequence = build_sequence(spec, self.account)
+            previous = self.sequences.get(sequence.id)
+            created = sequence.created or (previous.created if previous else None) or at
+            self.sequences[sequence.id] = replace(sequence, created=created)
+        for sequence_id in deleted:
+            self._delete(sequence_id, out, announce=False)
+        self._reindex()
+        self._drain(out)
+        return out.events
+
+    def raw_definition(self, sequence_id: str) -> dict[str, Any] | None:
+        """The definition of one sequence as a document entry, `created` included."""
+        sequence = self.sequences.get(sequence_id)
+        if sequence is None:
+            return None
+        created = sequence.created
+        return {**sequence.definition, "created": format_time(created) if created else None}
+
     def handle(self, event: CloudEvent, at: datetime | None = None) -> list[CloudEvent]:
         """Decide on one input. `at` is the decision time (default: the event's own time);
         timers due strictly before it fire first."""
-        moment = max(at or event.time, self.now) if self.now else (at or event.time)
         out = _Outbox(event.id)
+        if event.type in DEFINITION_COMMANDS:
+            # A definition published today must not move the clock of a history being
+            # pushed through by event time: it takes effect at the engine's present.
+            present = self.now
+            if present is None:
+                self.now = at or event.time
+            self._process(event, out)
+            self._drain(out)
+            self.now = present
+            return out.events
+        moment = max(at or event.time, self.now) if self.now else (at or event.time)
         self._fire_until(moment, out, inclusive=False)
         self._tick(moment)
         self._process(event, out)
@@ -374,7 +426,10 @@ class Engine:
         self._apply_definitions(data, self._clock(), out)
 
     def _on_sequence_delete(self, data: Mapping[str, Any], out: _Outbox) -> None:
-        sequence_id = str(data["sequence_id"])
+        self._delete(str(data["sequence_id"]), out, announce=True)
+        self._reindex()
+
+    def _delete(self, sequence_id: str, out: _Outbox, *, announce: bool) -> None:
         if sequence_id not in self.sequences:
             return
         now = self._clock()
@@ -383,8 +438,8 @@ class Engine:
             self._record(enrollment, decide_stop(enrollment, now, "sequence_deleted"), out)
         del self.sequences[sequence_id]
         self.members.pop(sequence_id, None)
-        out.add(SequenceDeleted(now, sequence_id))
-        self._reindex()
+        if announce:
+            out.add(SequenceDeleted(now, sequence_id))
 
     def _on_sequence_copy(self, data: Mapping[str, Any], out: _Outbox) -> None:
         source = self.sequences.get(str(data["sequence_id"]))

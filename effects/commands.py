@@ -45,7 +45,7 @@ EFFECT_TYPES = frozenset(REQUIRED)
 CONTEXT_FIELDS = ("sequence_id", "contact_id", "enrollment_id", "step_id")
 
 
-class CommandRejected(ValueError):
+class CommandRejected(ValueError):  # noqa: N818 - named like schemas EventRejected
     """A command the processor cannot carry out; `field` is like `data.to`."""
 
     def __init__(self, field: str, reason: str) -> None:

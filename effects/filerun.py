@@ -44,7 +44,7 @@ async def run_commands_file(
                     command = decode_command(line)
                     effect_id_of(command)
                 except CommandRejected as error:
-                    print(f"{commands}:{number}: {error}", file=sys.stderr)  # noqa: T201
+                    print(f"{commands}:{number}: {error}", file=sys.stderr)
                     bad += 1
                     continue
                 batch.append(command)

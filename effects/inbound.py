@@ -43,6 +43,7 @@ _log = logging.getLogger(__name__)
 
 TWIML = "text/xml"
 SIGNATURE_HEADER = "X-Twilio-Signature"
+CLIENT_MAX_SIZE = 25 * 1024 * 1024
 
 
 class InboundHandlers:
@@ -72,7 +73,7 @@ class InboundHandlers:
 
     async def _twilio_form(self, request: web.Request) -> MultiDictProxy[Any]:
         form = await request.post()
-        url = self._base + request.path_qs
+        url = self._base + request.raw_path
         signature = request.headers.get(SIGNATURE_HEADER, "")
         if not signature or not self._validator.validate(url, form, signature):
             _log.warning("refused %s: bad X-Twilio-Signature from %s", url, request.remote)
@@ -167,7 +168,7 @@ class InboundHandlers:
             action = twiml.PROGRESSIVE_KEYS.get(digit)
             if action is None:
                 message = str(data.get("message", ""))
-                document = twiml.progressive_prompt(message, self._base + request.path_qs)
+                document = twiml.progressive_prompt(message, self._base + request.raw_path)
             else:
                 events.append(
                     outcomes.dialer_key_pressed(
@@ -264,12 +265,11 @@ class InboundHandlers:
         await self._publish("intake", event)
         return web.Response(status=200, text="ok")
 
-    async def health(self, request: web.Request) -> web.StreamResponse:
+    async def health(self, _request: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "ok"})
 
 
-def build_inbound_app(handlers: InboundHandlers) -> web.Application:
-    app = web.Application(client_max_size=25 * 1024 * 1024)  # Inbound Parse carries mail
+def add_inbound_routes(app: web.Application, handlers: InboundHandlers) -> web.Application:
     app.add_routes(
         [
             web.post("/twilio/status", handlers.twilio_status),
@@ -281,6 +281,11 @@ def build_inbound_app(handlers: InboundHandlers) -> web.Application:
         ]
     )
     return app
+
+
+def build_inbound_app(handlers: InboundHandlers) -> web.Application:
+    # Inbound Parse posts whole mails, attachments included.
+    return add_inbound_routes(web.Application(client_max_size=CLIENT_MAX_SIZE), handlers)
 
 
 def _recipient(form: MultiDictProxy[Any]) -> str:

@@ -315,6 +315,22 @@ _COLUMNS = (
     " updated_at, command"
 )
 
+# Built once from constants (ruff's S608 cannot tell); every value is a bound parameter.
+_GET = f"SELECT {_COLUMNS} FROM effect_ledger WHERE effect_id = %s"  # noqa: S608
+_ALL = f"SELECT {_COLUMNS} FROM effect_ledger ORDER BY effect_id"  # noqa: S608
+_RECONCILE = (
+    "UPDATE effect_ledger SET status = 'sent', provider = %s, provider_id = %s, error = %s,"
+    " updated_at = %s WHERE effect_id = %s AND status IN ('unknown', 'in_flight')"
+    " RETURNING effect_id, type, status, provider, provider_id, error, code, attempts, owner,"
+    " updated_at, command"
+)
+_ABANDON = (
+    "UPDATE effect_ledger SET status = 'unknown', error = %s, updated_at = %s"
+    " WHERE status = 'in_flight' AND owner IS NOT DISTINCT FROM %s"
+    " RETURNING effect_id, type, status, provider, provider_id, error, code, attempts, owner,"
+    " updated_at, command"
+)
+
 
 def _entry(row: Mapping[str, Any]) -> LedgerEntry:
     return LedgerEntry(
@@ -453,10 +469,7 @@ class PostgresLedger:
         async with self._pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute(
-                "UPDATE effect_ledger SET status = 'sent', provider = %s,"
-                " provider_id = %s, error = %s, updated_at = %s"
-                " WHERE effect_id = %s AND status IN ('unknown', 'in_flight')"
-                f" RETURNING {_COLUMNS}",
+                _RECONCILE,
                 (provider, provider_id, f"reconciled from provider status {status}", at, effect_id),
             )
             row = await cursor.fetchone()
@@ -466,7 +479,8 @@ class PostgresLedger:
         async with self._pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute(
-                f"SELECT {_COLUMNS} FROM effect_ledger WHERE effect_id = %s", (effect_id,)
+                _GET,
+                (effect_id,),
             )
             row = await cursor.fetchone()
         return _entry(row) if row else None
@@ -475,7 +489,7 @@ class PostgresLedger:
         """Every row (for tests and operators' checks)."""
         async with self._pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(f"SELECT {_COLUMNS} FROM effect_ledger ORDER BY effect_id")
+            await cursor.execute(_ALL)
             rows = await cursor.fetchall()
         return [_entry(row) for row in rows]
 
@@ -499,9 +513,7 @@ class PostgresLedger:
                     continue  # that processor is alive: its calls are still in progress
                 rows_cursor = conn.cursor(row_factory=dict_row)
                 await rows_cursor.execute(
-                    "UPDATE effect_ledger SET status = 'unknown', error = %s, updated_at = %s"
-                    " WHERE status = 'in_flight' AND owner IS NOT DISTINCT FROM %s"
-                    f" RETURNING {_COLUMNS}",
+                    _ABANDON,
                     (ABANDONED, at, owner),
                 )
                 recovered.extend(_entry(row) for row in await rows_cursor.fetchall())

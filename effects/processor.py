@@ -26,11 +26,10 @@ from effects.ports import (
     EmailMessage,
     Random,
     Rejected,
-    SendResult,
     Senders,
+    SendResult,
     Sleep,
     SmsMessage,
-    Transient,
     VoicemailRequest,
     WebhookRequest,
 )

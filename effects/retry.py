@@ -27,8 +27,8 @@ class RetryPolicy:
         if retry_after is not None:
             if retry_after > self.max_retry_after:
                 return None
-            return max(0.0, retry_after)
-        ceiling = min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1))
+            return max(0.0, float(retry_after))
+        ceiling = min(self.cap_seconds, self.base_seconds * 2.0 ** (attempt - 1))
         return rand() * ceiling
 
 

@@ -106,16 +106,25 @@ class AsyncRebasedHttpClient(AsyncHttpClient):  # type: ignore[misc, unused-igno
         allow_redirects: bool = False,
     ) -> Any:
         session = self._get_session()
-        basic = aiohttp.BasicAuth(auth[0], auth[1]) if auth else None
+        sent_headers = dict(headers or {})
+        if auth:
+            sent_headers["Authorization"] = aiohttp.encode_basic_auth(auth[0], auth[1])
         form = _form_pairs(data)
+        per_request = (
+            aiohttp.ClientTimeout(
+                total=None, sock_connect=self._timeout.sock_connect, sock_read=timeout
+            )
+            if timeout
+            else None
+        )
         async with session.request(
             method.upper(),
             rebase(url, self.base_url),
             params=_form_pairs(params),
             data=form,
-            headers=headers,
-            auth=basic,
+            headers=sent_headers,
             allow_redirects=allow_redirects,
+            timeout=per_request or self._timeout,
         ) as response:
             text = await response.text()
             return Response(response.status, text, response.headers)

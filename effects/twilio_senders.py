@@ -46,7 +46,7 @@ class TwilioSmsSender:
             kwargs["media_url"] = list(message.media_urls)
         try:
             created = await _create(self._client.messages, self._async, **kwargs)
-        except Exception as error:  # noqa: BLE001 - every failure is classified, none escapes
+        except Exception as error:
             return classify(error)
         return Delivered(PROVIDER, str(created.sid))
 
@@ -83,7 +83,7 @@ class TwilioCallPlacer:
                     status_callback=status,
                     status_callback_event=CALL_EVENTS,
                 )
-            except Exception as error:  # noqa: BLE001 - classified below
+            except Exception as error:
                 result = classify(error)
                 if not sids:
                     return result
@@ -115,6 +115,6 @@ class TwilioVoicemailDropper:
                 status_callback=self._urls.status(voicemail.effect_id),
                 status_callback_event=CALL_EVENTS,
             )
-        except Exception as error:  # noqa: BLE001 - classified
+        except Exception as error:
             return classify(error)
         return Delivered(PROVIDER, str(created.sid))

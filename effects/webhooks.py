@@ -39,7 +39,7 @@ from effects.ports import (
 from effects.retry import parse_retry_after
 
 PROVIDER = "webhook"
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a format prefix, not a secret
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -69,7 +69,7 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 # -- the guard -----------------------------------------------------------------------------
 
 
-class AddressRefused(OSError):
+class AddressRefused(OSError):  # noqa: N818 - a refusal, named as the fact it is
     """The URL's host is, or resolves to, an address webhooks may not reach."""
 
 
@@ -143,7 +143,10 @@ class GuardedResolver(AbstractResolver):
         self._guard = guard
 
     async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        self,
+        host: str,
+        port: int = 0,
+        family: socket.AddressFamily = socket.AF_INET,  # noqa: ARG002 - every family is checked
     ) -> list[ResolveResult]:
         addresses = await self._guard.check(host, port)
         results: list[ResolveResult] = []

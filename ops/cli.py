@@ -12,9 +12,19 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 def _registrars() -> list[Register]:
     # Imported here, not at module level, so `dripstream --help` stays fast and nothing
     # connects or loads heavy clients at import time.
-    from ops import replay_cli  # noqa: PLC0415 - lazy on purpose, see above
+    from ops import (  # noqa: PLC0415 - lazy on purpose, see above
+        effects_cli,
+        kafka_cli,
+        readmodel_cli,
+        replay_cli,
+    )
 
-    registrars: list[Register] = [replay_cli.register]
+    registrars: list[Register] = [
+        replay_cli.register,
+        readmodel_cli.register,
+        kafka_cli.register,
+        effects_cli.register,
+    ]
     return registrars
 
 

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from(args)
     except SettingsError as error:
-        print(f"dripstream effects: {error}", file=sys.stderr)  # noqa: T201
+        print(f"dripstream effects: {error}", file=sys.stderr)
         return 2
     if args.commands is not None:
         from effects.filerun import run_commands_file  # noqa: PLC0415 - heavy imports

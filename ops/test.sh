@@ -15,7 +15,7 @@ cd "$ROOT"
 PYTHON=${PYTHON:-python3}
 VENV=$ROOT/.venv
 
-say() { printf '\n== %s\n' "$*" >&2; }
+say() { printf '\n== [%4ss] %s\n' "$SECONDS" "$*" >&2; }
 
 ensure_venv() {
   if [[ ! -x $VENV/bin/python ]]; then
@@ -32,8 +32,13 @@ ensure_venv() {
   wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
   if [[ ! -f $stamp || $(<"$stamp") != "$wanted" ]]; then
     say "installing -e .[dev] into .venv"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
+    local log=$VENV/pip-install.log
+    if ! { "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip &&
+      "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"; } >"$log" 2>&1; then
+      tail -n 40 "$log" >&2
+      echo "ops/test.sh: pip install failed (full log: $log)" >&2
+      exit 1
+    fi
     printf '%s\n' "$wanted" >"$stamp"
   fi
 }

@@ -11,14 +11,14 @@ new position adds no row.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, LiteralString
 
+import orjson
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
-from psycopg.types.json import Jsonb
 
 from projections.contacts_view import ContactSummary, contact_summary
 from projections.history import (
@@ -33,6 +33,8 @@ from projections.history import (
 )
 from projections.sequences_list import SequenceRow
 from projections.state import (
+    BOOK_TYPES,
+    DIRECTORY_TYPES,
     Catalog,
     ContactCard,
     Directory,
@@ -253,20 +255,19 @@ class PostgresProjection:
         with self._conn.transaction():
             stored, latest = self._lock_position()
             fresh = self._unseen([r for r in batch if r.position > stored])
-            catalog, book, directory = self._load_slice(fresh)
+            state = self._load_slice(fresh)
             entries: list[HistoryEntry] = []
             for record in fresh:
                 event = record.event
-                catalog.evolve(event, record.position)
-                book.evolve(event)
-                directory.evolve(event)
-                entry = history_entry(event, catalog, record.position)
+                state.catalog.evolve(event, record.position)
+                state.book.evolve(event)
+                state.directory.evolve(event)
+                entry = history_entry(event, state.catalog, record.position)
                 if entry is not None:
                     entries.append(entry)
                 if latest is None or event.time > latest:
                     latest = event.time
-            if fresh:
-                self._store(catalog, book, directory, entries)
+            self._store(state, entries)
             self._conn.execute(
                 self._sql(
                     "UPDATE {s}.projection_position SET position = %s, latest_time = %s"
@@ -317,7 +318,11 @@ class PostgresProjection:
             unseen.append(record)
         return unseen
 
-    def _load_slice(self, records: list[Positioned]) -> tuple[Catalog, EnrollmentBook, Directory]:
+    def _load_slice(self, records: list[Positioned]) -> _Slice:
+        """The stored state the batch's events fold into, and nothing more: the sequences a
+        deletion or a rejected lead names, the enrollments enrollment and step events name
+        (all of a sequence x contact pair's when an event names none), and the contacts whose
+        cards the batch may change."""
         sequence_ids: set[str] = set()
         intake: set[str] = set()
         enrollment_ids: set[str] = set()
@@ -326,106 +331,68 @@ class PostgresProjection:
         for record in records:
             event = record.event
             sequence_id, contact_id = event.text("sequence_id"), event.contact_id
-            if sequence_id is not None:
+            if event.type == "sequence.deleted" and sequence_id is not None:
                 sequence_ids.add(sequence_id)
-                if contact_id is not None:
-                    pairs.add((sequence_id, contact_id))
-            if event.type == "lead.rejected" and (address := event.text("to")):
+            elif event.type == "lead.rejected" and (address := event.text("to")):
                 intake.add(address)
-            if enrollment_id := event.text("enrollment_id"):
-                enrollment_ids.add(enrollment_id)
-            if contact_id is not None:
+            if event.type in BOOK_TYPES and sequence_id is not None and contact_id is not None:
+                # Without an id the event goes to the pair's active enrollment, and a new
+                # enrollment's id is numbered after the pair's earlier ones: load them all.
+                if enrollment_id := event.text("enrollment_id"):
+                    enrollment_ids.add(enrollment_id)
+                else:
+                    pairs.add((sequence_id, contact_id))
+            if event.type in DIRECTORY_TYPES and contact_id is not None:
                 contact_ids.add(contact_id)
-        if not records:
-            return Catalog(), EnrollmentBook(), Directory()
-        sequences = self._conn.execute(
-            self._sql(
-                "SELECT {columns} FROM {s}.sequences"
-                " WHERE sequence_id = ANY(%s) OR intake_address = ANY(%s)",
-                columns=_columns(SEQUENCE_COLUMNS),
-            ),
-            (list(sequence_ids), list(intake)),
-        ).fetchall()
-        enrollments = self._conn.execute(
-            self._sql(
-                "SELECT {columns} FROM {s}.enrollments WHERE enrollment_id = ANY(%s)"
-                " UNION SELECT {columns} FROM {s}.enrollments e"
-                " JOIN unnest(%s::text[], %s::text[]) AS p(sequence_id, contact_id)"
-                " USING (sequence_id, contact_id)",
-                columns=_columns(ENROLLMENT_COLUMNS),
-            ),
-            (list(enrollment_ids), [p[0] for p in pairs], [p[1] for p in pairs]),
-        ).fetchall()
-        cards = self._conn.execute(
-            self._sql(
-                "SELECT {columns} FROM {s}.contacts WHERE contact_id = ANY(%s)",
-                columns=_columns(CONTACT_COLUMNS),
-            ),
-            (list(contact_ids),),
-        ).fetchall()
-        return (
-            Catalog(_sequence(row) for row in sequences),
-            EnrollmentBook(_enrollment(row) for row in enrollments),
-            Directory(ContactCard(*row) for row in cards),
-        )
+        state = _Slice()
+        if sequence_ids or intake:
+            rows = self._conn.execute(
+                self._sql(
+                    "SELECT {columns} FROM {s}.sequences"
+                    " WHERE sequence_id = ANY(%s) OR intake_address = ANY(%s)",
+                    columns=_columns(SEQUENCE_COLUMNS),
+                ),
+                (list(sequence_ids), list(intake)),
+            ).fetchall()
+            state.catalog = Catalog(_sequence(row) for row in rows)
+        if enrollment_ids or pairs:
+            rows = self._conn.execute(
+                self._sql(
+                    "SELECT {columns} FROM {s}.enrollments WHERE enrollment_id = ANY(%s)"
+                    " UNION SELECT {columns} FROM {s}.enrollments e"
+                    " JOIN unnest(%s::text[], %s::text[]) AS p(sequence_id, contact_id)"
+                    " USING (sequence_id, contact_id)",
+                    columns=_columns(ENROLLMENT_COLUMNS),
+                ),
+                (list(enrollment_ids), [p[0] for p in pairs], [p[1] for p in pairs]),
+            ).fetchall()
+            state.book = EnrollmentBook(_enrollment(row) for row in rows)
+        if contact_ids:
+            rows = self._conn.execute(
+                self._sql(
+                    "SELECT {columns} FROM {s}.contacts WHERE contact_id = ANY(%s)",
+                    columns=_columns(CONTACT_COLUMNS),
+                ),
+                (list(contact_ids),),
+            ).fetchall()
+            state.directory = Directory(ContactCard(*row) for row in rows)
+        state.remember()
+        return state
 
-    def _store(
-        self,
-        catalog: Catalog,
-        book: EnrollmentBook,
-        directory: Directory,
-        entries: list[HistoryEntry],
-    ) -> None:
+    def _store(self, state: _Slice, entries: list[HistoryEntry]) -> None:
+        """Upserts of the rows the batch changed, and COPY of its new history rows."""
+        sequences, enrollments, cards = state.changes()
         with self._conn.cursor() as cur:
-            cur.executemany(
-                _upsert(self._schema, "sequences", SEQUENCE_COLUMNS),
-                [
-                    (
-                        s.sequence_id,
-                        s.name,
-                        s.description,
-                        s.created,
-                        s.steps_count,
-                        s.process_on,
-                        s.line,
-                        s.status,
-                        Jsonb(s.problems),
-                        Jsonb(s.triggers),
-                        s.intake_address,
-                        s.account_timezone,
-                        s.defined_order,
-                        s.deleted,
-                    )
-                    for s in catalog.sequences.values()
-                ],
-            )
-            cur.executemany(
-                _upsert(self._schema, "enrollments", ENROLLMENT_COLUMNS),
-                [
-                    (
-                        e.enrollment_id,
-                        e.sequence_id,
-                        e.contact_id,
-                        e.enrolled_at,
-                        e.via,
-                        e.steps_total,
-                        e.state,
-                        e.reason,
-                        e.ended_at,
-                        sorted(e.steps_done),
-                        e.next_step_id,
-                        e.next_due_at,
-                    )
-                    for e in book.enrollments.values()
-                ],
-            )
-            cur.executemany(
-                _upsert(self._schema, "contacts", CONTACT_COLUMNS),
-                [
-                    (c.contact_id, c.first_name, c.last_name, c.name, c.phone, c.email)
-                    for c in directory.cards.values()
-                ],
-            )
+            if sequences:
+                cur.executemany(_upsert(self._schema, "sequences", SEQUENCE_COLUMNS), sequences)
+            if enrollments:
+                cur.executemany(
+                    _upsert(self._schema, "enrollments", ENROLLMENT_COLUMNS),
+                    # steps_done: a tuple to compare, a list to become text[].
+                    [(*row[:9], list(row[9]), *row[10:]) for row in enrollments],
+                )
+            if cards:
+                cur.executemany(_upsert(self._schema, "contacts", CONTACT_COLUMNS), cards)
             if entries:
                 with cur.copy(
                     self._sql(
@@ -571,3 +538,80 @@ def _enrollment(row: TupleRow) -> Enrollment:
         next_step_id=next_id,
         next_due_at=due,
     )
+
+
+Row = tuple[Any, ...]
+
+
+class _Slice:
+    """The part of the state one batch folds into, with the rows as loaded, so only the rows
+    the batch changed are written back."""
+
+    def __init__(self) -> None:
+        self.catalog = Catalog()
+        self.book = EnrollmentBook()
+        self.directory = Directory()
+        self._loaded: set[Row] = set()
+
+    def remember(self) -> None:
+        self._loaded = set(self._rows())
+
+    def _rows(self) -> Iterator[Row]:
+        yield from (_sequence_row(s) for s in self.catalog.sequences.values())
+        yield from (_enrollment_row(e) for e in self.book.enrollments.values())
+        yield from (_card_row(c) for c in self.directory.cards.values())
+
+    def changes(self) -> tuple[list[Row], list[Row], list[Row]]:
+        def changed(rows: Iterable[Row]) -> list[Row]:
+            return [row for row in rows if row not in self._loaded]
+
+        return (
+            changed(_sequence_row(s) for s in self.catalog.sequences.values()),
+            changed(_enrollment_row(e) for e in self.book.enrollments.values()),
+            changed(_card_row(c) for c in self.directory.cards.values()),
+        )
+
+
+def _sequence_row(s: SequenceInfo) -> Row:
+    return (
+        s.sequence_id,
+        s.name,
+        s.description,
+        s.created,
+        s.steps_count,
+        s.process_on,
+        s.line,
+        s.status,
+        _json_text(s.problems),
+        _json_text(s.triggers),
+        s.intake_address,
+        s.account_timezone,
+        s.defined_order,
+        s.deleted,
+    )
+
+
+def _enrollment_row(e: Enrollment) -> Row:
+    return (
+        e.enrollment_id,
+        e.sequence_id,
+        e.contact_id,
+        e.enrolled_at,
+        e.via,
+        e.steps_total,
+        e.state,
+        e.reason,
+        e.ended_at,
+        tuple(sorted(e.steps_done)),
+        e.next_step_id,
+        e.next_due_at,
+    )
+
+
+def _json_text(value: Any) -> str:
+    # Hashable for the comparison with the loaded row, and key order fixed: jsonb reorders keys.
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _card_row(c: ContactCard) -> Row:
+    return (c.contact_id, c.first_name, c.last_name, c.name, c.phone, c.email)

@@ -17,7 +17,11 @@ EnrollmentState = Literal["active", "completed", "disenrolled"]
 
 DONE_STEP_TYPES = frozenset({"step.executed", "step.skipped"})
 ENDING_TYPES = frozenset({"enrollment.completed", "enrollment.disenrolled"})
-DIRECTORY_TYPES = frozenset({"contact.created", "contact.updated"})
+SCHEDULE_TYPES = frozenset({"step.scheduled", "step.deferred"})
+# What changes an enrollment, and what tells the directory about a contact.
+BOOK_TYPES = frozenset({"enrollment.enrolled"}) | ENDING_TYPES | DONE_STEP_TYPES | SCHEDULE_TYPES
+CONTACT_FACT_TYPES = frozenset({"contact.created", "contact.updated"})
+DIRECTORY_TYPES = frozenset({"enrollment.enrolled"}) | CONTACT_FACT_TYPES
 
 
 @dataclass(slots=True)
@@ -114,7 +118,8 @@ class EnrollmentBook:
 
     def __init__(self, enrollments: Iterable[Enrollment] = ()) -> None:
         self.enrollments: dict[str, Enrollment] = {}
-        self._active: dict[tuple[str, str], str] = {}
+        self._live: set[str] = set()  # ids of the active enrollments
+        self._active: dict[tuple[str, str], str] = {}  # the pair's latest active enrollment
         self._counts: dict[tuple[str, str], int] = {}
         self._by_contact: dict[str, list[str]] = {}
         for enrollment in sorted(enrollments, key=lambda e: e.enrolled_at):
@@ -126,9 +131,12 @@ class EnrollmentBook:
         self._counts[pair] = self._counts.get(pair, 0) + 1
         self._by_contact.setdefault(enrollment.contact_id, []).append(enrollment.enrollment_id)
         if enrollment.state == "active":
+            self._live.add(enrollment.enrollment_id)
             self._active[pair] = enrollment.enrollment_id
 
     def evolve(self, event: OutputEvent) -> None:
+        if event.type not in BOOK_TYPES:
+            return
         sequence_id = event.text("sequence_id")
         contact_id = event.contact_id
         if sequence_id is None or contact_id is None:
@@ -161,7 +169,7 @@ class EnrollmentBook:
                 enrollment.steps_done.add(step_id)
                 if enrollment.next_step_id == step_id:
                     enrollment.next_step_id = enrollment.next_due_at = None
-        elif event.type in ("step.scheduled", "step.deferred"):
+        elif event.type in SCHEDULE_TYPES:
             step_id = event.text("step_id")
             due = event.moment("due_at" if event.type == "step.scheduled" else "to")
             if enrollment.state == "active" and step_id and step_id not in enrollment.steps_done:
@@ -179,12 +187,13 @@ class EnrollmentBook:
         enrollment.reason = None if completed else event.text("reason")
         enrollment.ended_at = event.time
         enrollment.next_step_id = enrollment.next_due_at = None
+        self._live.discard(enrollment.enrollment_id)
         pair = (enrollment.sequence_id, enrollment.contact_id)
         if self._active.get(pair) == enrollment.enrollment_id:
             del self._active[pair]
 
     def active(self) -> Iterator[Enrollment]:
-        for enrollment_id in self._active.values():
+        for enrollment_id in self._live:
             yield self.enrollments[enrollment_id]
 
     def of_contact(self, contact_id: str) -> list[Enrollment]:
@@ -215,7 +224,7 @@ class Directory:
     def evolve(self, event: OutputEvent) -> None:
         if event.type == "enrollment.enrolled":
             self._learn(event, name="contact_name", phone="contact_phone", email="contact_email")
-        elif event.type in DIRECTORY_TYPES:
+        elif event.type in CONTACT_FACT_TYPES:
             card = self._learn(event, name=None, phone="phone", email="email")
             if card is None:
                 return

@@ -35,7 +35,8 @@ class OutputEvent:
 
     @classmethod
     def from_json(cls, obj: object) -> OutputEvent:
-        if not isinstance(obj, Mapping):
+        # dict first: orjson gives dicts, and the Mapping ABC check is slow on a hot path.
+        if not isinstance(obj, dict | Mapping):
             raise MalformedEventError("not a JSON object")
         kind = obj.get("type")
         if not isinstance(kind, str) or not kind:
@@ -48,7 +49,7 @@ class OutputEvent:
         except ValueError:
             raise MalformedEventError(f"time: {raw_time!r} is not RFC 3339") from None
         data = obj.get("data")
-        if not isinstance(data, Mapping):
+        if not isinstance(data, dict | Mapping):
             raise MalformedEventError("data: is required (a JSON object)")
         event_id = obj.get("id")
         source = obj.get("source")

@@ -31,7 +31,7 @@ _TYPE_WORDS = {
 
 
 def schema_document(relative_path: str) -> dict[str, Any]:
-    """A JSON Schema file shipped under schemas/json/, e.g. `events/contact.created.v1.schema.json`."""
+    """A JSON Schema file shipped under schemas/json/ (`events/contact.created.v1.schema.json`)."""
     resource = resources.files("schemas").joinpath("json", *relative_path.split("/"))
     document: dict[str, Any] = orjson.loads(resource.read_bytes())
     return document
@@ -71,7 +71,7 @@ def explain(error: JsonSchemaValueException) -> tuple[str, str]:
         missing = next((key for key in wanted if key not in error.value), wanted[0])
         return _join(path, missing), "is required"
     if rule == "type":
-        kinds = wanted if isinstance(wanted, list) else [wanted]
+        kinds: list[str] = wanted if isinstance(wanted, list) else [wanted]
         return path, "must be " + " or ".join(_TYPE_WORDS.get(kind, kind) for kind in kinds)
     custom = definition.get("errorMessage")
     if isinstance(custom, str):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 import yaml
@@ -40,7 +40,7 @@ DISPOSITION_TRIGGER_DEFAULTS: dict[str, Any] = {"action": "enroll"}
 _DISPOSITION_TRIGGERS = frozenset({"contact_disposition", "call_disposition"})
 
 
-class DefinitionRejected(ValueError):
+class DefinitionRejected(ValueError):  # noqa: N818 - the name is fixed by DEVELOPERS.md
     """A definition document that is refused whole.
 
     `sequence_id` is None for the file or the account; `key` is dotted below the sequence
@@ -102,7 +102,8 @@ class _DefinitionLoader(yaml.SafeLoader):
     error rather than a silent overwrite.
     """
 
-    yaml_implicit_resolvers: ClassVar[dict[Any, list[tuple[str, re.Pattern[str]]]]] = {}
+    # Its own table (filled below) instead of the one inherited from SafeLoader.
+    yaml_implicit_resolvers = {}  # noqa: RUF012 - PyYAML keeps this table per loader class
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[tuple[str, str]] = set()
@@ -189,7 +190,9 @@ def _check_keys_are_strings(doc: object, value: object, location: str) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise _rejection(doc, f"{location}.{key}" if location else str(key), "keys must be strings")
+                raise _rejection(
+                    doc, f"{location}.{key}" if location else str(key), "keys must be strings"
+                )
             _check_keys_are_strings(doc, item, f"{location}.{key}" if location else key)
     elif isinstance(value, list):
         for index, item in enumerate(value):
@@ -214,7 +217,9 @@ def _check_rules(doc: dict[str, Any]) -> None:
         if "timezone" in schedule:
             _check_zone(doc, f"{here}.schedule.timezone", schedule["timezone"])
         if "open" in schedule and "close" in schedule and schedule["open"] >= schedule["close"]:
-            raise _rejection(doc, f"{here}.schedule.close", f"must be after open ({schedule['open']})")
+            raise _rejection(
+                doc, f"{here}.schedule.close", f"must be after open ({schedule['open']})"
+            )
         address = sequence.get("intake_address")
         if address is not None:
             owner = first_with_address.setdefault(address.casefold(), sequence["id"])
@@ -269,5 +274,10 @@ def _step_with_defaults(step: dict[str, Any]) -> dict[str, Any]:
 
 
 def _filled(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    # Deep-copied so that two documents never share a default list or dict.
-    return {**copy.deepcopy(defaults), **given}
+    """A copy of `given` with the missing defaults after its own keys."""
+    filled = dict(given)
+    for key, value in defaults.items():
+        if key not in filled:
+            # Deep-copied so that two documents never share a default list or dict.
+            filled[key] = copy.deepcopy(value)
+    return filled

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 from twilio.request_validator import (  # type: ignore[import-untyped, unused-ignore]
     RequestValidator,
 )
@@ -31,7 +32,7 @@ from twilio.request_validator import (  # type: ignore[import-untyped, unused-ig
 from effects.fakes._server import LoopbackServer
 
 ACCOUNT_SID = "AC00000000000000000000000000000000"
-AUTH_TOKEN = "fake-twilio-auth-token"
+AUTH_TOKEN = "fake-twilio-auth-token"  # noqa: S105 - the fake's own credential
 
 # Numbers with a scripted answer (see FakeTwilioServer.__init__).
 UNSUBSCRIBED_NUMBER = "+12025550161"
@@ -203,7 +204,7 @@ class FakeTwilioServer(LoopbackServer):
         if self.keep_requests:
             self.requests.append(recorded)
 
-    async def _stats(self, request: web.Request) -> web.StreamResponse:
+    async def _stats(self, _request: web.Request) -> web.StreamResponse:
         return web.json_response(
             {
                 "requests": self.request_count,
@@ -236,7 +237,8 @@ class FakeTwilioServer(LoopbackServer):
         headers = {"X-Twilio-Signature": self.signature(url, params)}
         async with (
             aiohttp.ClientSession() as session,
-            session.post(url, data=params, headers=headers) as response,
+            # encoded=True: request the URL byte for byte as signed, as Twilio does
+            session.post(URL(url, encoded=True), data=params, headers=headers) as response,
         ):
             return response.status
 
@@ -258,7 +260,7 @@ def _error(failure: TwilioFailure) -> web.Response:
 async def _serve(port: int, latency: float) -> None:
     server = FakeTwilioServer(port=port, latency=latency, keep_requests=False)
     await server.start()
-    print(server.url, flush=True)  # noqa: T201 - the parent process reads it
+    print(server.url, flush=True)
     await asyncio.Event().wait()
 
 

@@ -14,7 +14,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -56,6 +56,7 @@ def _docker_engine_answers() -> bool:
 
 @pytest.fixture(scope="session")
 def docker_engine() -> bool:
+    """Whether testcontainers can be used; asked only when the environment names no service."""
     return _docker_engine_answers()
 
 
@@ -81,15 +82,24 @@ def _start_with_script(script: str) -> str:
     return lines[-1]
 
 
+def _testcontainers_class(name: str, module: str) -> Any:
+    """A testcontainers class: from `testcontainers.community.<module>` (4.10 and later),
+    else from the older `testcontainers.<module>`."""
+    try:
+        found = importlib.import_module(f"testcontainers.community.{module}")
+    except ImportError:
+        found = importlib.import_module(f"testcontainers.{module}")
+    return getattr(found, name)
+
+
 @pytest.fixture(scope="session")
-def kafka_bootstrap(docker_engine: bool) -> Iterator[str]:
+def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
     """The bootstrap address of a real Kafka broker, e.g. "127.0.0.1:9092"."""
     if address := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield address
-    elif docker_engine:
-        from testcontainers.kafka import KafkaContainer  # noqa: PLC0415
-
-        container = KafkaContainer(KAFKA_IMAGE).with_kraft().with_env("KAFKA_NUM_PARTITIONS", "6")
+    elif request.getfixturevalue("docker_engine"):
+        kafka_container = _testcontainers_class("KafkaContainer", "kafka")
+        container = kafka_container(KAFKA_IMAGE).with_kraft().with_env("KAFKA_NUM_PARTITIONS", "6")
         container.start(timeout=180)
         try:
             yield str(container.get_bootstrap_server())
@@ -100,14 +110,13 @@ def kafka_bootstrap(docker_engine: bool) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def database_url(docker_engine: bool) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A libpq URL of a real PostgreSQL database whose role may create schemas and databases."""
     if url := os.environ.get("DATABASE_URL"):
         yield url
-    elif docker_engine:
-        from testcontainers.postgres import PostgresContainer  # noqa: PLC0415
-
-        container = PostgresContainer(
+    elif request.getfixturevalue("docker_engine"):
+        postgres_container = _testcontainers_class("PostgresContainer", "postgres")
+        container = postgres_container(
             POSTGRES_IMAGE,
             username="dripstream_test",
             password="dripstream_test",

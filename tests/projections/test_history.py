@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -102,7 +102,11 @@ def test_given_an_enrollment_then_its_rows_newest_first_with_the_contact() -> No
         ("contact.dnc_changed", {"dnc": True}, "Marked DNC"),
         ("contact.dnc_changed", {"dnc": False}, "DNC removed"),
         ("contact.updated", {"owner_id": "u-7"}, "Owner changed: u-7"),
-        ("contact.updated", {"line_id": "l-2", "lead_source": "web"}, "Line added: l-2; Lead source changed: web"),
+        (
+            "contact.updated",
+            {"line_id": "l-2", "lead_source": "web"},
+            "Line added: l-2; Lead source changed: web",
+        ),
         ("contact.created", {"first_name": "Ann"}, "Contact created"),
         ("power_dialer.added", {"step_id": "s1"}, "Added to power dialer"),
         ("power_dialer.removed", {"step_id": "s1"}, "Removed from power dialer"),
@@ -310,7 +314,8 @@ def test_without_now_timeframes_count_from_the_latest_event_in_the_stream() -> N
     page = report.query(HistoryQuery("w", timeframe="last_7_days"))
     today = report.query(HistoryQuery("w", timeframe="today"))
 
-    assert page is not None and today is not None
+    assert page is not None
+    assert today is not None
     assert page.total == 2
     assert today.total == 0
 
@@ -329,7 +334,8 @@ def test_pagination_pages_the_filtered_rows_and_total_counts_them_all() -> None:
     page = report.query(HistoryQuery("w", kind="sms.send", limit=3, offset=2))
     beyond = report.query(HistoryQuery("w", kind="sms.send", limit=3, offset=20))
 
-    assert page is not None and beyond is not None
+    assert page is not None
+    assert beyond is not None
     assert page.total == beyond.total == 10
     assert [line.contact_id for line in page.rows] == ["c-7", "c-6", "c-5"]
     assert beyond.rows == ()
@@ -370,7 +376,9 @@ def test_the_same_id_from_another_source_is_another_event() -> None:
     given = Stream()
     given.defined("w")
     given.scoped("sms.send", "w", "c-1", T0, event_id="e-1")
-    given.add("contact.updated", T0, contact_id="c-1", first_name="Ann", event_id="e-1", source="crm")
+    given.add(
+        "contact.updated", T0, contact_id="c-1", first_name="Ann", event_id="e-1", source="crm"
+    )
 
     page = report_of(given).query(HistoryQuery("w"))
 

@@ -43,7 +43,8 @@ def test_lines_that_are_not_events_are_reported_by_number_and_the_rest_loads(
     assert errors[2].describe(path) == f"{path}:5: time: 'yesterday' is not RFC 3339"
     assert [(r.id, r.contacts) for r in models.sequences.rows()] == [("w", 2)]
     page = models.history.query(HistoryQuery("w"))
-    assert page is not None and page.total == 2
+    assert page is not None
+    assert page.total == 2
     assert models.contacts.contact("c-2") is not None
 
 

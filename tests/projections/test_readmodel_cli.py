@@ -37,15 +37,30 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 @pytest.fixture
 def history_file(tmp_path: Path) -> Path:
     given = Stream()
-    given.defined("welcome", name="Welcome web leads", steps_count=4, line="line-main",
-                  process_on="business_days", account_timezone="America/Denver")
+    given.defined(
+        "welcome",
+        name="Welcome web leads",
+        steps_count=4,
+        line="line-main",
+        process_on="business_days",
+        account_timezone="America/Denver",
+    )
     given.defined("zeta", name="Broken", steps_count=1, line=None, status="invalid")
-    given.enrolled("welcome", "c-100", T0, steps_total=4, via="contact_tagged",
-                   name="Maya Ortiz", phone="+17205550142", email="maya@example.com")
+    given.enrolled(
+        "welcome",
+        "c-100",
+        T0,
+        steps_total=4,
+        via="contact_tagged",
+        name="Maya Ortiz",
+        phone="+17205550142",
+        email="maya@example.com",
+    )
     given.step("executed", "welcome", "c-100", "hello", T0)
     given.scoped("sms.send", "welcome", "c-100", T0, step_id="hello")
-    given.enrolled("welcome", "c-101", "2028-03-02T22:46:00Z", steps_total=4, name="Ravi",
-                   phone="+17205550143")
+    given.enrolled(
+        "welcome", "c-101", "2028-03-02T22:46:00Z", steps_total=4, name="Ravi", phone="+17205550143"
+    )
     given.disenrolled("welcome", "c-101", "2028-03-02T23:10:00Z")
     return given.write(tmp_path / "out.jsonl")
 
@@ -62,12 +77,26 @@ def test_sequences_list_prints_an_aligned_table(
     assert (code, err) == (0, "")
     header, welcome, zeta = out.splitlines()
     assert cells(header) == [
-        "ID", "NAME", "CREATED", "STEPS", "PROCESS ON", "LINE", "CONTACTS", "REMAINING TASKS",
+        "ID",
+        "NAME",
+        "CREATED",
+        "STEPS",
+        "PROCESS ON",
+        "LINE",
+        "CONTACTS",
+        "REMAINING TASKS",
         "STATUS",
     ]
     assert cells(welcome) == [
-        "welcome", "Welcome web leads", "2028-03-01T00:00:00Z", "4", "business_days",
-        "line-main", "1", "3", "active",
+        "welcome",
+        "Welcome web leads",
+        "2028-03-01T00:00:00Z",
+        "4",
+        "business_days",
+        "line-main",
+        "1",
+        "3",
+        "active",
     ]
     assert cells(zeta)[-4:] == ["-", "0", "0", "invalid"]
     assert header.index("STATUS") == welcome.index("active") == zeta.index("invalid")
@@ -120,8 +149,15 @@ def test_history_table_shows_local_times_and_the_total(
     capsys: pytest.CaptureFixture[str], history_file: Path
 ) -> None:
     code, out, _ = run(
-        capsys, "history", "welcome", "--history", str(history_file), "--search", "7205550142",
-        "--type", "communication",
+        capsys,
+        "history",
+        "welcome",
+        "--history",
+        str(history_file),
+        "--search",
+        "7205550142",
+        "--type",
+        "communication",
     )
 
     assert code == 0
@@ -183,7 +219,8 @@ def test_without_a_history_file_or_database_url_exits_2(
     code, _, err = run(capsys, *command)
 
     assert code == 2
-    assert "--history FILE" in err and "DATABASE_URL" in err
+    assert "--history FILE" in err
+    assert "DATABASE_URL" in err
 
 
 def test_a_missing_history_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

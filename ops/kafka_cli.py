@@ -1,0 +1,148 @@
+"""`dripstream worker`, `dripstream produce` and `dripstream sequences apply` (CONTRACT.md §4)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from ops.cli_groups import SubParsers, get_or_create_group
+from ops.settings import Settings
+from schemas.definitions import DefinitionRejected, load_definition_file
+from schemas.envelope import CloudEvent
+from schemas.registry import EVENT_TYPES
+from schemas.validation import EventRejected, decode_event
+
+
+def register(commands: SubParsers) -> None:
+    env = Settings.from_environment()
+
+    worker = commands.add_parser("worker", help="run the engine on Kafka and PostgreSQL")
+    _connection_flags(worker, env)
+    worker.add_argument("--clock", choices=("wall", "event"), default="wall",
+                        help="what drives the timers: the wall clock (default) or the inputs' event time")
+    worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    worker.add_argument("--no-relay", action="store_true", help="do not publish the outbox from this process")
+    worker.add_argument("--schema", default="public", help="PostgreSQL schema of the engine's tables")
+    worker.set_defaults(handler=run_worker)
+
+    produce = commands.add_parser("produce", help="publish a .jsonl of input events, keyed by subject")
+    _connection_flags(produce, env, database=False)
+    produce.add_argument("file", type=Path)
+    produce.add_argument("--raw", action="store_true",
+                         help="publish lines as they are, valid or not (to exercise the dead letters)")
+    produce.set_defaults(handler=run_produce)
+
+    sequences = get_or_create_group(commands, "sequences", help="sequence definitions and the sequences list")
+    apply = sequences.add_parser("apply", help="publish sequence definitions to the commands topic")
+    _connection_flags(apply, env, database=False)
+    apply.add_argument("file", type=Path)
+    apply.set_defaults(handler=run_apply)
+
+
+def _connection_flags(parser: argparse.ArgumentParser, env: Settings, *, database: bool = True) -> None:
+    parser.add_argument("--bootstrap", default=env.bootstrap_servers, help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--topic-prefix", default=env.topic_prefix, help="topic name prefix (default dripstream.)")
+    if database:
+        parser.add_argument("--database-url", default=env.database_url, help="PostgreSQL URL (DATABASE_URL)")
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from streams.worker import WorkerSettings  # noqa: PLC0415 - Kafka clients load only here
+    from streams.worker import run_worker as run  # noqa: PLC0415
+
+    if not args.database_url:
+        print("dripstream worker: set DATABASE_URL or --database-url", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    run(
+        WorkerSettings(
+            bootstrap_servers=args.bootstrap,
+            database_url=args.database_url,
+            topic_prefix=args.topic_prefix,
+            clock=args.clock,
+            metrics_port=args.metrics_port,
+            relay=not args.no_relay,
+            schema=args.schema,
+        )
+    )
+    return 0
+
+
+def run_produce(args: argparse.Namespace) -> int:
+    try:
+        lines = args.file.read_bytes().splitlines()
+    except OSError as error:
+        print(f"dripstream produce: cannot read {args.file}: {error.strerror}", file=sys.stderr)
+        return 2
+    records: list[tuple[str, bytes | None, bytes]] = []
+    bad = 0
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            event = decode_event(raw)
+        except EventRejected as rejected:
+            if args.raw:
+                records.append((_raw_topic(raw), None, raw))
+                continue
+            print(f"dripstream produce: {args.file}: line {number}: {rejected}", file=sys.stderr)
+            bad += 1
+            continue
+        key = event.subject.encode() if event.subject else None
+        records.append((EVENT_TYPES[event.type].topic, key, raw))
+    asyncio.run(_send(args.bootstrap, args.topic_prefix, records))
+    print(f"published {len(records)} event(s)", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _raw_topic(raw: bytes) -> str:
+    try:
+        kind = orjson.loads(raw).get("type")
+    except (orjson.JSONDecodeError, AttributeError):
+        return "commands"
+    info = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    return info.topic if info else "commands"
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    try:
+        document = load_definition_file(args.file)
+    except DefinitionRejected as rejected:
+        print(f"dripstream: {args.file}: {rejected}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"dripstream: cannot read {args.file}: {error.strerror}", file=sys.stderr)
+        return 2
+    body = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    command = CloudEvent(
+        id=f"apply-{hashlib.sha256(body).hexdigest()[:20]}",
+        source="dripstream-cli",
+        type="sequence.applied",
+        time=datetime.now(UTC),
+        subject="sequences",
+        data=document,
+    )
+    asyncio.run(_send(args.bootstrap, args.topic_prefix, [("commands", b"sequences", command.encode())]))
+    ids = ", ".join(str(s["id"]) for s in document.get("sequences") or ())
+    print(f"published sequence definitions: {ids}", file=sys.stderr)
+    return 0
+
+
+async def _send(bootstrap: str, prefix: str, records: list[tuple[str, bytes | None, bytes]]) -> None:
+    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=10)
+    await producer.start()
+    try:
+        futures = [await producer.send(prefix + topic, value, key=key) for topic, key, value in records]
+        for future in futures:
+            await future
+    finally:
+        await producer.stop()

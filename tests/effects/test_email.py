@@ -1,0 +1,129 @@
+"""The real sendgrid SDK, pointed at the fake SendGrid server, through the processor."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from effects.fakes.senders import FakeSenders
+from effects.fakes.sendgrid_server import (
+    API_KEY,
+    REJECTED_ADDRESS,
+    THROTTLED_ONCE_ADDRESS,
+    FakeSendGridServer,
+)
+from effects.ledger import InMemoryLedger
+from effects.mail import SendGridEmailSender
+from effects.processor import EffectProcessor
+from effects.retry import RetryPolicy
+from tests.effects.helpers import Sleeps, command, types_of
+
+ADDRESS = "Dripstream Inc., 1 Main St, Springfield, IL 62701, USA"
+
+
+def processor(sendgrid: FakeSendGridServer, sleeps: Sleeps, api_key: str = API_KEY) -> EffectProcessor:
+    sender = SendGridEmailSender(
+        api_key=api_key,
+        api_base=sendgrid.url,
+        default_from="hello@dripstream.example",
+        unsubscribe_group_id=4242,
+        postal_address=ADDRESS,
+        timeout=5.0,
+        clock=sleeps.clock,
+    )
+    return EffectProcessor(
+        ledger=InMemoryLedger(),
+        senders=replace(FakeSenders().senders(), email=sender),
+        clock=sleeps.clock,
+        retry=RetryPolicy(max_attempts=5),
+        sleep=sleeps,
+        rand=lambda: 0.5,
+    )
+
+
+async def test_email_to_a_contact_has_the_unsubscribe_group_and_postal_footer(
+    sendgrid: FakeSendGridServer,
+) -> None:
+    sleeps = Sleeps()
+    # when
+    [sent] = await processor(sendgrid, sleeps).handle(
+        command("email.send", to="ann@example.com", subject="Welcome", body="Hi Ann,\nthanks!")
+    )
+    # then
+    [mail] = sendgrid.mails
+    assert mail.recipients == ["ann@example.com"]
+    assert mail.body["from"] == {"email": "hello@dripstream.example"}
+    assert mail.body["subject"] == "Welcome"
+    assert mail.body["asm"] == {"group_id": 4242}
+    assert mail.effect_id == "fx:welcome:c-1:1:s1:1"
+    assert mail.text.startswith("Hi Ann,\nthanks!\n\n--\n")
+    assert ADDRESS in mail.text
+    assert "<%asm_group_unsubscribe_raw_url%>" in mail.text
+    assert sent.type == "effect.sent"
+    assert sent.data["provider"] == "sendgrid"
+    assert sent.data["provider_id"] == mail.message_id
+
+
+async def test_a_from_address_in_the_command_wins(sendgrid: FakeSendGridServer) -> None:
+    await processor(sendgrid, Sleeps()).handle(
+        command(
+            "email.send",
+            to="ann@example.com",
+            subject="Hi",
+            body="x",
+            from_email="sam@example.com",
+        )
+    )
+    assert sendgrid.mails[0].body["from"] == {"email": "sam@example.com"}
+
+
+async def test_a_notification_to_a_user_has_neither_footer_nor_group(
+    sendgrid: FakeSendGridServer,
+) -> None:
+    notify = command("notify.email", to="sam@example.com", subject="New lead", body="Ann, +1212")
+    assert types_of(await processor(sendgrid, Sleeps()).handle(notify)) == ["effect.sent"]
+    [mail] = sendgrid.mails
+    assert "asm" not in mail.body
+    assert mail.text == "Ann, +1212"
+    assert mail.effect_id is not None
+
+
+async def test_a_throttled_send_waits_the_retry_after(sendgrid: FakeSendGridServer) -> None:
+    sleeps = Sleeps()
+    events = await processor(sendgrid, sleeps).handle(
+        command("email.send", to=THROTTLED_ONCE_ADDRESS, subject="Hi", body="x")
+    )
+    assert types_of(events) == ["effect.sent"]
+    assert sleeps.delays == [2.0]  # the fake's Retry-After: 2
+    assert len(sendgrid.mails) == 2
+    assert sendgrid.accepted_by_effect == {"fx:welcome:c-1:1:s1:1": 1}
+
+
+async def test_a_refused_address_fails_without_retry(sendgrid: FakeSendGridServer) -> None:
+    [failed] = await processor(sendgrid, Sleeps()).handle(
+        command("email.send", to=REJECTED_ADDRESS, subject="Hi", body="x")
+    )
+    assert failed.type == "effect.failed"
+    assert failed.data["code"] == "400"
+    assert "valid address" in failed.data["reason"]
+    assert len(sendgrid.mails) == 1
+
+
+async def test_a_bad_api_key_is_refused(sendgrid: FakeSendGridServer) -> None:
+    [failed] = await processor(sendgrid, Sleeps(), api_key="SG.wrong").handle(
+        command("email.send", to="ann@example.com", subject="Hi", body="x")
+    )
+    assert failed.data["code"] == "401"
+    assert sendgrid.accepted() == []
+
+
+@pytest.mark.parametrize("kind", ["email.send", "notify.email"])
+async def test_each_email_effect_reaches_sendgrid_at_most_once(
+    sendgrid: FakeSendGridServer, kind: str
+) -> None:
+    effects = processor(sendgrid, Sleeps())
+    mail = command(kind, to="ann@example.com", subject="Hi", body="x")
+    await effects.handle_batch([mail, mail])
+    await effects.handle(mail)
+    assert sendgrid.accepted_by_effect == {"fx:welcome:c-1:1:s1:1": 1}

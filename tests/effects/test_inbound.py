@@ -1,0 +1,370 @@
+"""Provider callbacks: signatures checked, events published, 403 and silence otherwise."""
+
+from __future__ import annotations
+
+import base64
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from twilio.request_validator import RequestValidator
+
+from effects.fakes._server import LoopbackServer
+from effects.inbound import InboundHandlers, add_inbound_routes
+from effects.ledger import InMemoryLedger
+from effects.ports import EffectId
+from effects.publish import InMemorySink
+from tests.effects.helpers import LINE, T0, Clock, command, sms, types_of
+
+TOKEN = "twilio-auth-token"
+INBOUND_TOKEN = "parse-secret"
+FX = "fx:welcome:c-1:1:s1:1"
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    content_type: str
+    text: str
+
+    def twiml(self) -> ET.Element:
+        assert self.content_type == "text/xml"
+        return ET.fromstring(self.text)
+
+
+@dataclass
+class Inbound:
+    url: str
+    sink: InMemorySink
+    ledger: InMemoryLedger
+    signing_key: ec.EllipticCurvePrivateKey
+    session: aiohttp.ClientSession
+
+    async def twilio(
+        self, path: str, params: dict[str, str], *, signature: str | None = None
+    ) -> Answer:
+        """POST as Twilio does, signed with the auth token unless told otherwise."""
+        url = self.url + path
+        if signature is None:
+            signature = RequestValidator(TOKEN).compute_signature(url, params)
+        headers = {"X-Twilio-Signature": signature}
+        async with self.session.post(url, data=params, headers=headers) as response:
+            return Answer(response.status, response.content_type, await response.text())
+
+    async def sendgrid_events(self, body: bytes, *, key: ec.EllipticCurvePrivateKey | None = None) -> int:
+        timestamp = "1782993600"
+        signature = (key or self.signing_key).sign(
+            timestamp.encode() + body, ec.ECDSA(hashes.SHA256())
+        )
+        headers = {
+            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+            "Content-Type": "application/json",
+        }
+        async with self.session.post(self.url + "/sendgrid/events", data=body, headers=headers) as r:
+            return r.status
+
+
+@pytest.fixture
+async def inbound() -> AsyncIterator[Inbound]:
+    signing_key = ec.generate_private_key(ec.SECP256R1())
+    public_der = signing_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    app = web.Application()
+    server = LoopbackServer(app)
+    server.bind()
+    sink = InMemorySink()
+    ledger = InMemoryLedger()
+    handlers = InboundHandlers(
+        ledger=ledger,
+        publish=sink,
+        clock=Clock(),
+        public_base_url=server.url,
+        twilio_auth_token=TOKEN,
+        sendgrid_public_key=base64.b64encode(public_der).decode(),
+        sendgrid_inbound_token=INBOUND_TOKEN,
+    )
+    add_inbound_routes(app, handlers)
+    async with server, aiohttp.ClientSession() as session:
+        yield Inbound(server.url, sink, ledger, signing_key, session)
+
+
+async def given_in_ledger(inbound: Inbound, event: object, status: str) -> None:
+    ledger = inbound.ledger
+    effect_id = EffectId(event.data["effect_id"])  # type: ignore[attr-defined]
+    await ledger.claim(effect_id, event, T0)  # type: ignore[arg-type]
+    await ledger.begin(effect_id, T0)
+    if status == "sent":
+        await ledger.record_sent(effect_id, "twilio", "SM1", T0)
+    elif status == "unknown":
+        await ledger.record_unknown(effect_id, "read timeout", T0)
+
+
+async def test_a_signed_status_callback_becomes_effect_status_changed(inbound: Inbound) -> None:
+    await given_in_ledger(inbound, sms(), "sent")
+    response = await inbound.twilio(
+        f"/twilio/status?effect_id={FX}",
+        {"MessageSid": "SM1", "MessageStatus": "delivered", "AccountSid": "AC1"},
+    )
+    assert response.status == 204
+    [(topic, event)] = inbound.sink.published
+    assert topic == "outcomes"
+    assert event.type == "effect.status_changed"
+    assert event.id == f"{FX}/status/SM1/delivered"
+    assert event.subject == "c-1"
+    assert event.data["status"] == "delivered"
+    assert event.data["provider_id"] == "SM1"
+    assert event.data["sequence_id"] == "welcome"
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        (f"/twilio/status?effect_id={FX}", {"MessageSid": "SM1", "MessageStatus": "delivered"}),
+        ("/twilio/sms", {"From": "+12125550101", "To": LINE, "Body": "STOP", "MessageSid": "SM2"}),
+        (f"/twilio/gather?effect_id={FX}&mode=progressive", {"Digits": "9", "CallSid": "CA1"}),
+    ],
+)
+async def test_a_bad_twilio_signature_is_refused_and_nothing_is_published(
+    inbound: Inbound, path: str, params: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    await given_in_ledger(inbound, sms(), "unknown")
+    forged = RequestValidator("not-the-token").compute_signature(inbound.url + path, params)
+    for signature in (forged, ""):
+        response = await inbound.twilio(path, params, signature=signature)
+        assert response.status == 403
+    assert inbound.sink.published == []
+    assert "bad X-Twilio-Signature" in caplog.text
+    entry = await inbound.ledger.get(EffectId(FX))
+    assert entry is not None
+    assert entry.status == "unknown"  # not reconciled by a forgery
+
+
+async def test_a_signature_for_other_parameters_is_refused(inbound: Inbound) -> None:
+    path = f"/twilio/status?effect_id={FX}"
+    signed_for = RequestValidator(TOKEN).compute_signature(
+        inbound.url + path, {"MessageSid": "SM1", "MessageStatus": "queued"}
+    )
+    response = await inbound.twilio(
+        path, {"MessageSid": "SM1", "MessageStatus": "delivered"}, signature=signed_for
+    )
+    assert response.status == 403
+    assert inbound.sink.published == []
+
+
+async def test_a_status_callback_reconciles_an_unknown_effect(inbound: Inbound) -> None:
+    await given_in_ledger(inbound, sms(), "unknown")
+    await inbound.twilio(
+        f"/twilio/status?effect_id={FX}", {"MessageSid": "SM7", "MessageStatus": "sent"}
+    )
+    assert types_of(inbound.sink.events()) == ["effect.status_changed", "effect.sent"]
+    sent = inbound.sink.events("effect.sent")[0]
+    assert sent.id == f"{FX}/sent"
+    assert sent.data["provider_id"] == "SM7"
+    entry = await inbound.ledger.get(EffectId(FX))
+    assert entry is not None
+    assert (entry.status, entry.provider_id) == ("sent", "SM7")
+
+
+async def test_an_inbound_sms_becomes_message_received_for_the_contact(inbound: Inbound) -> None:
+    await given_in_ledger(inbound, sms(to="+12125550101"), "sent")
+    response = await inbound.twilio(
+        "/twilio/sms",
+        {"From": "+12125550101", "To": LINE, "Body": "Yes please", "MessageSid": "SM99"},
+    )
+    assert response.status == 200
+    assert response.content_type == "text/xml"
+    [(topic, event)] = inbound.sink.published
+    assert topic == "messages"
+    assert event.type == "message.received"
+    assert event.id == "twilio:SM99"
+    assert event.subject == "c-1"
+    assert event.data == {
+        "message_id": "SM99",
+        "contact_id": "c-1",
+        "channel": "sms",
+        "body": "Yes please",
+        "from": "+12125550101",
+        "to": LINE,
+    }
+
+
+def progressive_dial() -> object:
+    return command(
+        "call.dial",
+        to="+12125550101",
+        mode="progressive",
+        ring_group="rg-sales",
+        ring_group_numbers=["+12125550007", "+12125550008"],
+        message="Press 1 to talk, 2 for a callback, 9 to opt out.",
+        repeat_message=False,
+        from_number=LINE,
+    )
+
+
+async def gather(
+    inbound: Inbound, digit: str, mode: str = "progressive", call: str = "CA1"
+) -> ET.Element:
+    answer = await inbound.twilio(
+        f"/twilio/gather?effect_id={FX}&mode={mode}", {"Digits": digit, "CallSid": call}
+    )
+    assert answer.status == 200
+    return answer.twiml()
+
+
+async def test_key_1_connects_the_contact_to_the_ring_group(inbound: Inbound) -> None:
+    await given_in_ledger(inbound, progressive_dial(), "sent")
+    response = await gather(inbound, "1")
+    numbers = [n.text for n in response.iter("Number")]
+    assert numbers == ["+12125550007", "+12125550008"]
+    dial = response.find("Dial")
+    assert dial is not None
+    assert dial.get("callerId") == LINE
+    [(topic, pressed)] = inbound.sink.published
+    assert topic == "outcomes"
+    assert pressed.type == "dialer.key_pressed"
+    assert pressed.data["digit"] == "1"
+    assert pressed.data["action"] == "connect"
+    assert pressed.data["contact_id"] == "c-1"
+    assert pressed.data["effect_id"] == FX
+
+
+async def test_key_2_asks_for_a_callback(inbound: Inbound) -> None:
+    await given_in_ledger(inbound, progressive_dial(), "sent")
+    response = await gather(inbound, "2")
+    assert response.find("Hangup") is not None
+    [pressed] = inbound.sink.events()
+    assert pressed.data["action"] == "callback"
+
+
+async def test_key_9_opts_the_contact_out_of_everything(inbound: Inbound) -> None:
+    await given_in_ledger(inbound, progressive_dial(), "sent")
+    response = await gather(inbound, "9")
+    assert response.find("Hangup") is not None
+    assert inbound.sink.topics() == ["outcomes", "contacts"]
+    pressed, opted_out = inbound.sink.events()
+    assert pressed.data["action"] == "opt_out"
+    assert opted_out.type == "contact.opted_out"
+    assert opted_out.data["channel"] == "all"
+    assert opted_out.subject == "c-1"
+
+
+async def test_another_key_plays_the_prompt_again(inbound: Inbound) -> None:
+    await given_in_ledger(inbound, progressive_dial(), "sent")
+    response = await gather(inbound, "5")
+    say = response.find("Gather/Say")
+    assert say is not None
+    assert say.text == "Press 1 to talk, 2 for a callback, 9 to opt out."
+    assert inbound.sink.published == []
+
+
+async def test_in_preview_the_first_agent_to_press_a_key_gets_the_contact(inbound: Inbound) -> None:
+    preview = command(
+        "call.dial",
+        to="+12125550101",
+        mode="preview",
+        ring_group="rg-sales",
+        ring_group_numbers=["+12125550007", "+12125550008"],
+        message="New lead",
+        repeat_message=True,
+        from_number=LINE,
+    )
+    await given_in_ledger(inbound, preview, "sent")
+    first = await gather(inbound, "4", mode="preview", call="CA-agent-1")
+    second = await gather(inbound, "1", mode="preview", call="CA-agent-2")
+    assert [n.text for n in first.iter("Number")] == ["+12125550101"]
+    assert second.find("Dial") is None
+    assert second.find("Hangup") is not None
+    [pressed] = inbound.sink.events()
+    assert pressed.data["action"] == "connect"
+    assert pressed.data["call_sid"] == "CA-agent-1"
+
+
+async def test_signed_sendgrid_events_become_status_changes(inbound: Inbound) -> None:
+    mail = command("email.send", to="ann@example.com", subject="Hi", body="x")
+    await given_in_ledger(inbound, mail, "unknown")
+    body = orjson.dumps(
+        [
+            {
+                "email": "ann@example.com",
+                "event": "delivered",
+                "sg_event_id": "ev-1",
+                "sg_message_id": "abc123.filter0001.1.0",
+                "effect_id": FX,
+                "timestamp": 1782993600,
+            },
+            {"email": "x@example.com", "event": "open", "sg_event_id": "ev-2"},  # not ours
+        ]
+    )
+    assert await inbound.sendgrid_events(body) == 204
+    assert types_of(inbound.sink.events()) == ["effect.status_changed", "effect.sent"]
+    changed = inbound.sink.events()[0]
+    assert changed.id == f"{FX}/status/ev-1/delivered"
+    assert changed.data["provider"] == "sendgrid"
+    assert changed.data["provider_id"] == "abc123"
+    entry = await inbound.ledger.get(EffectId(FX))
+    assert entry is not None
+    assert entry.status == "sent"
+
+
+async def test_sendgrid_events_signed_by_another_key_are_refused(inbound: Inbound) -> None:
+    body = orjson.dumps([{"event": "delivered", "effect_id": FX, "sg_event_id": "ev-1"}])
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    assert await inbound.sendgrid_events(body, key=stranger) == 403
+    async with inbound.session.post(inbound.url + "/sendgrid/events", data=body) as response:
+        assert response.status == 403
+    assert inbound.sink.published == []
+
+
+def parse_form(**fields: str) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    for name, value in fields.items():
+        form.add_field(name, value)
+    return form
+
+
+async def test_an_inbound_parse_mail_becomes_lead_email_received(inbound: Inbound) -> None:
+    form = parse_form(
+        to='"Leads" <Leads-7f3kq@intake.example.com>',
+        **{"from": "Zillow <leads@zillow.example>"},
+        subject="New lead: Ann Lee",
+        text="Name: Ann Lee\nPhone: (212) 555-0101\n",
+        html="<p>Name: Ann Lee</p>",
+        headers="Message-ID: <abc@mail.zillow.example>\nSubject: New lead: Ann Lee",
+        envelope='{"to":["leads-7f3kq@intake.example.com"],"from":"bounce@zillow.example"}',
+    )
+    url = f"{inbound.url}/sendgrid/inbound?token={INBOUND_TOKEN}"
+    async with inbound.session.post(url, data=form) as response:
+        assert response.status == 200
+    [(topic, event)] = inbound.sink.published
+    assert topic == "intake"
+    assert event.type == "lead.email_received"
+    assert event.id == "sendgrid-inbound:abc@mail.zillow.example"
+    assert event.data == {
+        "to": "leads-7f3kq@intake.example.com",
+        "from": "Zillow <leads@zillow.example>",
+        "subject": "New lead: Ann Lee",
+        "body": "Name: Ann Lee\nPhone: (212) 555-0101\n",
+    }
+
+
+async def test_an_html_only_mail_is_reduced_to_text(inbound: Inbound) -> None:
+    form = parse_form(to="leads@intake.example.com", subject="x", html="<p>Name: <b>Ann</b></p>")
+    url = f"{inbound.url}/sendgrid/inbound?token={INBOUND_TOKEN}"
+    async with inbound.session.post(url, data=form) as response:
+        assert response.status == 200
+    assert inbound.sink.events()[0].data["body"] == "Name: Ann"
+
+
+async def test_inbound_parse_without_the_token_is_refused(inbound: Inbound) -> None:
+    form = parse_form(to="leads@intake.example.com", subject="x", text="y")
+    async with inbound.session.post(f"{inbound.url}/sendgrid/inbound?token=guess", data=form) as r:
+        assert r.status == 403
+    assert inbound.sink.published == []

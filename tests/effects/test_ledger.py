@@ -1,0 +1,192 @@
+"""The ledger port's contract, run against the in-memory fake and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from effects.ledger import (
+    FAILED,
+    IN_FLIGHT,
+    PENDING,
+    SENT,
+    UNKNOWN,
+    InMemoryLedger,
+    Ledger,
+    PostgresLedger,
+)
+from effects.ports import EffectId
+from tests.effects.helpers import T0, sms
+
+FX = EffectId("fx:welcome:c-1:1:s1:1")
+
+
+@dataclass
+class Harness:
+    ledger: Ledger
+    # Simulates a crash of the current processor and the start of a new one on the same
+    # rows; returns the new ledger.
+    restart: Callable[[], Awaitable[Ledger]]
+    # Another processor that is alive at the same time.
+    sibling: Callable[[], Awaitable[Ledger]]
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    opened: list[Ledger] = []
+    if request.param == "memory":
+        memory = InMemoryLedger("p-1")
+
+        async def restart_memory() -> Ledger:
+            return memory.restarted("p-2")
+
+        async def sibling_memory() -> Ledger:
+            return InMemoryLedger("p-3", memory._store)
+
+        yield Harness(memory, restart_memory, sibling_memory)
+        return
+    url = request.getfixturevalue("clean_database")
+
+    async def open_ledger(owner: str) -> Ledger:
+        ledger = PostgresLedger(url, owner, pool_size=2)
+        await ledger.open()
+        opened.append(ledger)
+        return ledger
+
+    first = await open_ledger("p-1")
+
+    async def restart_postgres() -> Ledger:
+        await first.close()  # its lease is gone, as when the process dies
+        return await open_ledger("p-2")
+
+    async def sibling_postgres() -> Ledger:
+        return await open_ledger("p-3")
+
+    yield Harness(first, restart_postgres, sibling_postgres)
+    for ledger in opened:
+        await ledger.close()
+
+
+async def status(ledger: Ledger, effect_id: EffectId = FX) -> str | None:
+    entry = await ledger.get(effect_id)
+    return entry.status if entry else None
+
+
+async def test_a_new_command_is_claimed_once(harness: Harness) -> None:
+    ledger = harness.ledger
+    assert await ledger.claim(FX, sms(), T0) is True
+    assert await status(ledger) == PENDING
+    assert await ledger.begin(FX, T0) == 1
+    # when the same command comes again, whatever happened since
+    assert await ledger.claim(FX, sms(), T0) is False
+    await ledger.record_sent(FX, "twilio", "SM1", T0)
+    assert await ledger.claim(FX, sms(), T0) is False
+    entry = await ledger.get(FX)
+    assert entry is not None
+    assert (entry.status, entry.provider, entry.provider_id, entry.attempts) == (
+        SENT,
+        "twilio",
+        "SM1",
+        1,
+    )
+    assert entry.command["data"]["effect_id"] == FX
+    assert entry.context["contact_id"] == "c-1"
+
+
+async def test_a_claimed_but_never_attempted_command_may_be_taken_again(harness: Harness) -> None:
+    # given a command claimed just before a crash
+    assert await harness.ledger.claim(FX, sms(), T0)
+    # when it is redelivered, then it may go on: nothing was sent
+    assert await harness.ledger.claim(FX, sms(), T0) is True
+
+
+async def test_only_one_attempt_can_be_in_flight(harness: Harness) -> None:
+    await harness.ledger.claim(FX, sms(), T0)
+    other = await harness.sibling()
+    assert await harness.ledger.begin(FX, T0) == 1
+    assert await other.begin(FX, T0) is None
+    assert await harness.ledger.begin(FX, T0) is None
+
+
+async def test_a_refused_attempt_goes_back_to_pending_and_counts(harness: Harness) -> None:
+    ledger = harness.ledger
+    await ledger.claim(FX, sms(), T0)
+    await ledger.begin(FX, T0)
+    await ledger.release(FX, "429", T0)
+    assert await status(ledger) == PENDING
+    assert await ledger.begin(FX, T0) == 2
+
+
+async def test_failures_and_unknowns_are_recorded(harness: Harness) -> None:
+    ledger = harness.ledger
+    second = EffectId("fx:2")
+    await ledger.claim(FX, sms(), T0)
+    await ledger.begin(FX, T0)
+    await ledger.record_failed(FX, "invalid number", "21211", T0)
+    await ledger.claim(second, sms(2, effect_id=second), T0)
+    await ledger.begin(second, T0)
+    await ledger.record_unknown(second, "read timeout", T0)
+    failed, unknown = await ledger.get(FX), await ledger.get(second)
+    assert failed is not None
+    assert unknown is not None
+    assert (failed.status, failed.error, failed.code) == (FAILED, "invalid number", "21211")
+    assert (unknown.status, unknown.error) == (UNKNOWN, "read timeout")
+
+
+async def test_restart_turns_the_dead_processors_in_flight_rows_into_unknown(
+    harness: Harness,
+) -> None:
+    # given a send in flight when the processor died, and one finished
+    done = EffectId("fx:done")
+    await harness.ledger.claim(FX, sms(), T0)
+    await harness.ledger.begin(FX, T0)
+    await harness.ledger.claim(done, sms(2, effect_id=done), T0)
+    await harness.ledger.begin(done, T0)
+    await harness.ledger.record_sent(done, "twilio", "SM2", T0)
+    # when a new processor starts
+    restarted = await harness.restart()
+    recovered = await restarted.recover_abandoned(T0)
+    # then only the in-flight row is unknown, and it is never claimable again
+    assert [entry.effect_id for entry in recovered] == [FX]
+    assert recovered[0].status == UNKNOWN
+    assert await status(restarted) == UNKNOWN
+    assert await status(restarted, done) == SENT
+    assert await restarted.claim(FX, sms(), T0) is False
+    assert await restarted.recover_abandoned(T0) == []
+
+
+async def test_a_living_processors_calls_are_left_alone(harness: Harness) -> None:
+    await harness.ledger.claim(FX, sms(), T0)
+    await harness.ledger.begin(FX, T0)
+    other = await harness.sibling()
+    assert await other.recover_abandoned(T0) == []
+    assert await status(other) == IN_FLIGHT
+
+
+async def test_a_status_callback_reconciles_an_unknown_row(harness: Harness) -> None:
+    await harness.ledger.claim(FX, sms(), T0)
+    await harness.ledger.begin(FX, T0)
+    await harness.ledger.record_unknown(FX, "timeout", T0)
+    reconciled = await harness.ledger.reconcile(FX, "twilio", "SM9", "delivered", T0)
+    assert reconciled is not None
+    assert (reconciled.status, reconciled.provider_id) == (SENT, "SM9")
+    # a second callback changes nothing
+    assert await harness.ledger.reconcile(FX, "twilio", "SM9", "delivered", T0) is None
+
+
+async def test_the_first_agent_to_connect_wins(harness: Harness) -> None:
+    await harness.ledger.claim(FX, sms(), T0)
+    assert await harness.ledger.mark_connected(FX, "CA1") is True
+    assert await harness.ledger.mark_connected(FX, "CA1") is True
+    assert await harness.ledger.mark_connected(FX, "CA2") is False
+
+
+async def test_an_address_maps_to_the_contact_last_contacted_there(harness: Harness) -> None:
+    ledger = harness.ledger
+    await ledger.claim(FX, sms(1, to="+12125550101"), T0)
+    later = EffectId("fx:later")
+    await ledger.claim(later, sms(2, to="+12125550101", effect_id=later), T0.replace(hour=15))
+    assert await ledger.contact_for_address("+12125550101") == "c-2"
+    assert await ledger.contact_for_address("+19999999999") is None

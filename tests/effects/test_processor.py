@@ -1,0 +1,268 @@
+"""The processor over the in-memory ledger and in-memory senders: at most once, outcomes,
+retries, pacing. (The real SDKs against fake servers are in test_twilio / test_email.)"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from effects.commands import CommandRejected
+from effects.fakes.senders import FakeSenders
+from effects.ledger import IN_FLIGHT, SENT, UNKNOWN, InMemoryLedger
+from effects.ports import Ambiguous, EffectId, Rejected, Transient
+from effects.processor import EffectProcessor
+from effects.ratelimit import LineRateLimiter
+from effects.retry import RetryPolicy
+from tests.effects.helpers import LINE, Clock, Sleeps, command, sms, types_of
+
+
+def processor(
+    fakes: FakeSenders,
+    sleeps: Sleeps,
+    ledger: InMemoryLedger | None = None,
+    *,
+    limiter: LineRateLimiter | None = None,
+    jitter: float = 0.5,
+) -> EffectProcessor:
+    return EffectProcessor(
+        ledger=ledger or InMemoryLedger("p-1"),
+        senders=fakes.senders(),
+        clock=sleeps.clock,
+        retry=RetryPolicy(max_attempts=5, base_seconds=1.0, cap_seconds=60.0),
+        sleep=sleeps,
+        rand=lambda: jitter,
+        message_limiter=limiter,
+    )
+
+
+async def test_a_command_is_sent_once_and_answered_with_effect_sent() -> None:
+    fakes, sleeps = FakeSenders(), Sleeps()
+    # when
+    events = await processor(fakes, sleeps).handle(sms())
+    # then
+    assert len(fakes.sms.sent) == 1
+    assert fakes.sms.sent[0].from_number == LINE
+    [sent] = events
+    assert sent.type == "effect.sent"
+    assert sent.id == "fx:welcome:c-1:1:s1:1/sent"
+    assert sent.subject == "c-1"
+    assert sent.time == sleeps.clock.now
+    assert sent.source == "dripstream"
+    assert sent.data["effect_id"] == "fx:welcome:c-1:1:s1:1"
+    assert sent.data["provider"] == "twilio"
+    assert sent.data["provider_id"] == "fake-twilio-1"
+    assert sent.data["sequence_id"] == "welcome"
+    assert sent.data["enrollment_id"] == "welcome:c-1:1"
+
+
+async def test_a_duplicate_command_is_not_sent_again_but_its_outcome_is_replayed() -> None:
+    fakes, sleeps = FakeSenders(), Sleeps()
+    effects = processor(fakes, sleeps)
+    first = await effects.handle(sms())
+    sleeps.clock.advance(60)
+    # when the same command is delivered again (a Kafka redelivery)
+    again = await effects.handle(sms())
+    # then nothing more is sent, and the same outcome (same id, same time) comes out
+    assert len(fakes.sms.sent) == 1
+    assert [e.encode() for e in again] == [e.encode() for e in first]
+
+
+async def test_duplicates_in_one_batch_send_once() -> None:
+    fakes, sleeps = FakeSenders(), Sleeps()
+    events = await processor(fakes, sleeps).handle_batch([sms(), sms(), sms(2)])
+    assert len(fakes.sms.sent) == 2
+    assert sorted(e.id for e in events if e.type == "effect.sent")[0].startswith("fx:")
+
+
+async def test_an_unsubscribed_recipient_fails_the_effect_and_opts_the_contact_out() -> None:
+    fakes = FakeSenders()
+    fakes.sms.script = lambda to: Rejected("recipient unsubscribed", "21610", opted_out=True)
+    effects = processor(fakes, Sleeps())
+    events = await effects.handle(sms())
+    assert types_of(events) == ["effect.failed", "contact.opted_out"]
+    failed, opted_out = events
+    assert failed.data["code"] == "21610"
+    assert opted_out.data == {
+        "contact_id": "c-1",
+        "channel": "sms",
+        "reason": "recipient unsubscribed",
+    }
+    assert opted_out.subject == "c-1"
+    # and a redelivery replays both, without a second attempt
+    assert [e.id for e in await effects.handle(sms())] == [e.id for e in events]
+    assert len(fakes.sms.sent) == 1
+
+
+async def test_refusals_are_retried_with_capped_exponential_backoff_and_full_jitter() -> None:
+    answers = [Transient("429", "20429"), Transient("503", "20500")]
+    fakes, sleeps = FakeSenders(), Sleeps()
+    fakes.sms.script = lambda to: answers.pop(0) if answers else None
+    events = await processor(fakes, sleeps, jitter=0.5).handle(sms())
+    assert types_of(events) == ["effect.sent"]
+    assert len(fakes.sms.sent) == 3
+    # uniform(0, 1s) then uniform(0, 2s), both drawn at 0.5
+    assert sleeps.delays == [0.5, 1.0]
+
+
+async def test_a_retry_after_is_honoured() -> None:
+    answers = [Transient("429", "429", retry_after=7.0)]
+    fakes, sleeps = FakeSenders(), Sleeps()
+    fakes.email.script = lambda to: answers.pop(0) if answers else None
+    await processor(fakes, sleeps).handle(
+        command("email.send", to="a@example.com", subject="Hello", body="Hi")
+    )
+    assert sleeps.delays == [7.0]
+
+
+async def test_after_five_refusals_the_effect_fails() -> None:
+    fakes, sleeps = FakeSenders(), Sleeps()
+    fakes.sms.script = lambda to: Transient("http 503", "503")
+    ledger = InMemoryLedger("p-1")
+    events = await processor(fakes, sleeps, ledger).handle(sms())
+    assert len(fakes.sms.sent) == 5
+    assert len(sleeps.delays) == 4
+    [failed] = events
+    assert failed.type == "effect.failed"
+    assert failed.data["reason"] == "gave up after 5 attempts: http 503"
+    entry = await ledger.get(EffectId("fx:welcome:c-1:1:s1:1"))
+    assert entry is not None
+    assert entry.attempts == 5
+
+
+async def test_an_ambiguous_answer_is_unknown_and_never_retried() -> None:
+    fakes, sleeps = FakeSenders(), Sleeps()
+    fakes.sms.script = lambda to: Ambiguous("read timeout")
+    effects = processor(fakes, sleeps)
+    events = await effects.handle(sms())
+    assert types_of(events) == ["effect.unknown"]
+    assert events[0].data["reason"] == "read timeout"
+    await effects.handle(sms())
+    assert len(fakes.sms.sent) == 1
+    assert sleeps.delays == []
+
+
+async def test_a_sender_that_raises_leaves_the_effect_unknown() -> None:
+    fakes = FakeSenders()
+
+    def explode(to: str) -> None:
+        raise RuntimeError("bug")
+
+    fakes.sms.script = explode  # type: ignore[assignment]
+    events = await processor(fakes, Sleeps()).handle(sms())
+    assert types_of(events) == ["effect.unknown"]
+
+
+async def test_a_crash_mid_send_leaves_unknown_after_restart() -> None:
+    # given a processor that died while its provider call was in progress
+    ledger = InMemoryLedger("p-1")
+    hanging = asyncio.Event()
+    fakes = FakeSenders()
+
+    async def never_returns(message: object) -> None:
+        hanging.set()
+        await asyncio.sleep(3600)
+
+    fakes.sms.send_sms = never_returns  # type: ignore[method-assign, assignment]
+    task = asyncio.create_task(processor(fakes, Sleeps(), ledger).handle(sms()))
+    await hanging.wait()
+    task.cancel()  # the process is gone
+    entry = await ledger.get(EffectId("fx:welcome:c-1:1:s1:1"))
+    assert entry is not None
+    assert entry.status == IN_FLIGHT
+    # when a new processor starts
+    fresh = FakeSenders()
+    restarted = processor(fresh, Sleeps(), ledger.restarted("p-2"))
+    recovered = await restarted.recover()
+    # then the effect is unknown, announced once, and never resent
+    assert types_of(recovered) == ["effect.unknown"]
+    assert recovered[0].id == "fx:welcome:c-1:1:s1:1/unknown"
+    assert types_of(await restarted.handle(sms())) == ["effect.unknown"]
+    assert fresh.sms.sent == []
+    entry = await restarted.ledger.get(EffectId("fx:welcome:c-1:1:s1:1"))
+    assert entry is not None
+    assert entry.status == UNKNOWN
+
+
+async def test_a_command_missing_a_field_fails_naming_it() -> None:
+    fakes = FakeSenders()
+    bad = command("sms.send", from_number=LINE, body="Hi")  # no "to"
+    [failed] = await processor(fakes, Sleeps()).handle(bad)
+    assert failed.type == "effect.failed"
+    assert failed.data["reason"] == "data.to: is required"
+    assert failed.data["code"] == "invalid_command"
+    assert fakes.sms.sent == []
+
+
+async def test_a_command_without_an_effect_id_is_rejected() -> None:
+    bad = command("sms.send", to="+12125550101", from_number=LINE, body="Hi")
+    bad.data.pop("effect_id")  # type: ignore[attr-defined]
+    with pytest.raises(CommandRejected, match=r"data\.effect_id: is required"):
+        await processor(FakeSenders(), Sleeps()).handle(bad)
+
+
+async def test_each_line_is_paced_by_its_own_token_bucket() -> None:
+    fakes, sleeps = FakeSenders(), Sleeps()
+    # All four reserve their slot at the same instant (time stands still at 0).
+    limiter = LineRateLimiter(1.0, 1, monotonic=lambda: 0.0, sleep=sleeps)
+    effects = processor(fakes, sleeps, limiter=limiter)
+    batch = [sms(1), sms(2), sms(3), sms(4, from_number="+13105550000")]
+    # when four messages go out at once, three of them on one line limited to 1/s
+    await effects.handle_batch(batch)
+    # then on that line the 2nd waits 1 s and the 3rd 2 s; the other line does not wait
+    assert len(fakes.sms.sent) == 4
+    assert sorted(sleeps.delays) == [1.0, 2.0]
+
+
+async def test_mms_email_calls_voicemail_webhooks_reach_their_senders() -> None:
+    fakes, sleeps = FakeSenders(), Sleeps()
+    effects = processor(fakes, sleeps)
+    batch = [
+        command("mms.send", 1, to="+12125550101", from_number=LINE, body="Look", media_url="https://cdn.example.com/a.png"),
+        command("email.send", 2, to="a@example.com", subject="Hello", body="Hi"),
+        command("notify.email", 3, to="sam@example.com", subject="New lead", body="c-3"),
+        command("notify.sms", 4, to="+12125550007", from_number=LINE, body="New lead"),
+        command(
+            "call.dial",
+            5,
+            to="+12125550105",
+            mode="preview",
+            ring_group="rg-sales",
+            ring_group_numbers=["+12125550007"],
+            message="Press any key",
+            repeat_message=True,
+            from_number=LINE,
+        ),
+        command("voicemail.drop", 6, to="+12125550106", recording_url="https://cdn.example.com/vm.mp3", from_number=LINE),
+        command("webhook.post", 7, url="https://hooks.example.com/x", payload={"a": 1}),
+    ]
+    events = await effects.handle_batch(batch)
+    assert types_of(events) == ["effect.sent"] * 7
+    assert fakes.sms.sent[0].media_urls == ("https://cdn.example.com/a.png",)
+    assert [m.commercial for m in fakes.email.sent] == [True, False]
+    assert fakes.calls.placed[0].agent_numbers == ("+12125550007",)
+    assert fakes.calls.placed[0].repeat_message is True
+    assert fakes.voicemail.dropped[0].recording_url.endswith("vm.mp3")
+    assert fakes.webhooks.posted[0].payload == {"a": 1}
+
+
+async def test_power_dialer_commands_are_bookkeeping() -> None:
+    fakes = FakeSenders()
+    effects = processor(fakes, Sleeps())
+    await effects.handle(command("power_dialer.added", 1, user_id="u-7"))
+    await effects.handle(command("power_dialer.added", 1, user_id="u-8", effect_id="fx:2"))
+    assert await fakes.power_dialer.users_for("c-1") == ["u-7", "u-8"]
+    events = await effects.handle(command("power_dialer.removed", 1, user_id="u-7", effect_id="fx:3"))
+    assert await fakes.power_dialer.users_for("c-1") == ["u-8"]
+    assert events[0].data["provider"] == "power_dialer"
+    await effects.handle(command("power_dialer.removed", 1, all_users=True, effect_id="fx:4"))
+    assert await fakes.power_dialer.users_for("c-1") == []
+
+
+async def test_outcome_ids_are_a_function_of_the_effect_id() -> None:
+    a = await processor(FakeSenders(), Sleeps(Clock())).handle(sms())
+    b = await processor(FakeSenders(), Sleeps(Clock())).handle(sms())
+    assert [e.encode() for e in a] == [e.encode() for e in b]
+    ledger = InMemoryLedger("x")
+    await processor(FakeSenders(), Sleeps(), ledger).handle(sms())
+    assert (await ledger.get(EffectId("fx:welcome:c-1:1:s1:1"))).status == SENT  # type: ignore[union-attr]

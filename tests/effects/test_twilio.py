@@ -1,0 +1,310 @@
+"""The real twilio SDK, rebased on the fake Twilio server, through the processor."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from effects.fakes.senders import FakeSenders
+from effects.fakes.twilio_server import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    DOWN_NUMBER,
+    INVALID_NUMBER,
+    NOT_SMS_CAPABLE_NUMBER,
+    THROTTLED_ONCE_NUMBER,
+    UNSUBSCRIBED_NUMBER,
+    FakeTwilioServer,
+)
+from effects.ledger import InMemoryLedger
+from effects.ports import Senders
+from effects.processor import EffectProcessor
+from effects.retry import RetryPolicy
+from effects.twilio_http import build_twilio_client, close_twilio_client, rebase
+from effects.twilio_senders import TwilioCallPlacer, TwilioSmsSender, TwilioVoicemailDropper
+from effects.twiml import CallbackUrls
+from tests.effects.helpers import LINE, Sleeps, command, sms, types_of
+
+PUBLIC = "https://effects.example.com"
+
+
+@dataclass
+class World:
+    twilio: FakeTwilioServer
+    effects: EffectProcessor
+    sleeps: Sleeps
+
+
+@pytest.fixture(params=["async", "threads"])
+async def world(request: pytest.FixtureRequest, twilio: FakeTwilioServer) -> AsyncIterator[World]:
+    client = build_twilio_client(
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        api_base=twilio.url,
+        transport=request.param,
+        timeout=5.0,
+    )
+    urls = CallbackUrls(PUBLIC)
+    fakes = FakeSenders()
+    sleeps = Sleeps()
+    senders = Senders(
+        sms=TwilioSmsSender(client, urls),
+        calls=TwilioCallPlacer(client, urls),
+        voicemail=TwilioVoicemailDropper(client, urls),
+        email=fakes.email,
+        webhooks=fakes.webhooks,
+        power_dialer=fakes.power_dialer,
+    )
+    effects = EffectProcessor(
+        ledger=InMemoryLedger(),
+        senders=senders,
+        clock=sleeps.clock,
+        retry=RetryPolicy(max_attempts=5),
+        sleep=sleeps,
+        rand=lambda: 0.25,
+    )
+    yield World(twilio, effects, sleeps)
+    await close_twilio_client(client)
+
+
+def twiml_of(form_value: str | None) -> ET.Element:
+    assert form_value is not None
+    return ET.fromstring(form_value)
+
+
+def test_the_sdk_is_rebased_on_the_configured_host() -> None:
+    assert (
+        rebase("https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json", "http://127.0.0.1:9")
+        == "http://127.0.0.1:9/2010-04-01/Accounts/AC1/Messages.json"
+    )
+    assert rebase("https://api.twilio.com/x?a=1", "https://proxy.internal/tw/") == (
+        "https://proxy.internal/tw/x?a=1"
+    )
+    assert rebase("https://example.com/x", "http://127.0.0.1:9") == "https://example.com/x"
+
+
+async def test_sms_send_reaches_twilio_once_with_its_status_callback(world: World) -> None:
+    # when
+    events = await world.effects.handle(sms(body="Hi Ann! Reply STOP to opt out."))
+    # then
+    [request] = world.twilio.requests
+    assert request.resource == "Messages"
+    assert request.value("To") == "+12125550101"
+    assert request.value("From") == LINE
+    assert request.value("Body") == "Hi Ann! Reply STOP to opt out."
+    assert request.value("StatusCallback") == (
+        f"{PUBLIC}/twilio/status?effect_id=fx%3Awelcome%3Ac-1%3A1%3As1%3A1"
+    )
+    assert request.effect_id == "fx:welcome:c-1:1:s1:1"
+    [sent] = events
+    assert sent.type == "effect.sent"
+    assert sent.data["provider_id"] == request.sid
+    # and a redelivery does not reach Twilio again
+    await world.effects.handle(sms())
+    assert world.twilio.accepted_by_effect == {"fx:welcome:c-1:1:s1:1": 1}
+
+
+async def test_mms_send_carries_its_media(world: World) -> None:
+    mms = command(
+        "mms.send",
+        to="+12125550101",
+        from_number=LINE,
+        body="Our menu",
+        media_url="https://cdn.example.com/menu.png",
+    )
+    assert types_of(await world.effects.handle(mms)) == ["effect.sent"]
+    assert world.twilio.requests[0].form["MediaUrl"] == ["https://cdn.example.com/menu.png"]
+
+
+async def test_notify_sms_texts_the_user(world: World) -> None:
+    notify = command("notify.sms", to="+12125550007", from_number=LINE, body="New lead: Ann")
+    assert types_of(await world.effects.handle(notify)) == ["effect.sent"]
+    assert world.twilio.requests[0].value("To") == "+12125550007"
+    assert world.twilio.requests[0].value("Body") == "New lead: Ann"
+
+
+async def test_progressive_dial_calls_the_contact_with_a_one_digit_gather(world: World) -> None:
+    dial = command(
+        "call.dial",
+        to="+12125550101",
+        mode="progressive",
+        ring_group="rg-sales",
+        ring_group_numbers=["+12125550007", "+12125550008"],
+        message="To connect, press 1. For a callback, press 2. To opt out, press 9.",
+        repeat_message=False,
+        from_number=LINE,
+    )
+    assert types_of(await world.effects.handle(dial)) == ["effect.sent"]
+    [call] = world.twilio.requests
+    assert call.resource == "Calls"
+    assert call.value("To") == "+12125550101"
+    assert call.value("From") == LINE
+    assert call.form["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
+    response = twiml_of(call.value("Twiml"))
+    gather = response.find("Gather")
+    assert gather is not None
+    assert gather.get("numDigits") == "1"
+    assert gather.get("action") == (
+        f"{PUBLIC}/twilio/gather?effect_id=fx%3Awelcome%3Ac-1%3A1%3As1%3A1&mode=progressive"
+    )
+    say = gather.find("Say")
+    assert say is not None
+    assert say.text == "To connect, press 1. For a callback, press 2. To opt out, press 9."
+
+
+async def test_preview_dial_calls_each_agent_and_repeats_the_message(world: World) -> None:
+    dial = command(
+        "call.dial",
+        to="+12125550101",
+        mode="preview",
+        ring_group="rg-sales",
+        ring_group_numbers=["+12125550007", "+12125550008"],
+        message="New lead Ann. Press any key to connect.",
+        repeat_message=True,
+        from_number=LINE,
+    )
+    [sent] = await world.effects.handle(dial)
+    calls = world.twilio.requests
+    assert [c.value("To") for c in calls] == ["+12125550007", "+12125550008"]
+    assert sent.data["provider_id"] == ",".join(str(c.sid) for c in calls)
+    gather = twiml_of(calls[0].value("Twiml")).find("Gather")
+    assert gather is not None
+    assert gather.get("action", "").endswith("&mode=preview")
+    say = gather.find("Say")
+    assert say is not None
+    assert say.get("loop") == "0"  # until a key is pressed
+    assert say.text == "New lead Ann. Press any key to connect."
+
+
+async def test_preview_dial_without_repeat_connects_after_one_playing(world: World) -> None:
+    dial = command(
+        "call.dial",
+        to="+12125550101",
+        mode="preview",
+        ring_group="rg-sales",
+        ring_group_numbers=["+12125550007"],
+        message="New lead Ann.",
+        repeat_message=False,
+        from_number=LINE,
+    )
+    await world.effects.handle(dial)
+    response = twiml_of(world.twilio.requests[0].value("Twiml"))
+    say = response.find("Gather/Say")
+    assert say is not None
+    assert say.get("loop") == "1"
+    redirect = response.find("Redirect")
+    assert redirect is not None
+    assert redirect.text is not None
+    assert redirect.text.endswith("&mode=preview")
+
+
+async def test_voicemail_drop_plays_the_recording_after_the_beep(world: World) -> None:
+    drop = command(
+        "voicemail.drop",
+        to="+12125550101",
+        recording_url="https://cdn.example.com/vm.mp3",
+        from_number=LINE,
+    )
+    assert types_of(await world.effects.handle(drop)) == ["effect.sent"]
+    [call] = world.twilio.requests
+    assert call.value("MachineDetection") == "DetectMessageEnd"
+    play = twiml_of(call.value("Twiml")).find("Play")
+    assert play is not None
+    assert play.text == "https://cdn.example.com/vm.mp3"
+
+
+async def test_an_unsubscribed_recipient_opts_the_contact_out_of_sms(world: World) -> None:
+    events = await world.effects.handle(sms(to=UNSUBSCRIBED_NUMBER))
+    assert types_of(events) == ["effect.failed", "contact.opted_out"]
+    assert events[0].data["code"] == "21610"
+    assert events[1].data["channel"] == "sms"
+    assert events[1].data["contact_id"] == "c-1"
+    assert len(world.twilio.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("number", "code", "reason"),
+    [
+        (INVALID_NUMBER, "21211", "invalid 'To' phone number"),
+        (NOT_SMS_CAPABLE_NUMBER, "21614", "'To' number is not SMS-capable"),
+    ],
+)
+async def test_an_invalid_number_fails_with_the_reason(
+    world: World, number: str, code: str, reason: str
+) -> None:
+    [failed] = await world.effects.handle(sms(to=number))
+    assert failed.type == "effect.failed"
+    assert failed.data["code"] == code
+    assert failed.data["reason"].startswith(reason)
+    assert len(world.twilio.requests) == 1  # never retried
+
+
+async def test_a_429_is_retried_after_a_backoff(world: World) -> None:
+    events = await world.effects.handle(sms(to=THROTTLED_ONCE_NUMBER))
+    assert types_of(events) == ["effect.sent"]
+    assert [r.accepted for r in world.twilio.requests] == [False, True]
+    assert world.sleeps.delays == [0.25]  # uniform(0, 1 s) drawn at 0.25
+
+
+async def test_a_provider_that_stays_down_fails_the_effect_after_five_tries(world: World) -> None:
+    [failed] = await world.effects.handle(sms(to=DOWN_NUMBER))
+    assert failed.type == "effect.failed"
+    assert failed.data["reason"].startswith("gave up after 5 attempts: twilio 503")
+    assert len(world.twilio.requests) == 5
+    assert world.sleeps.delays == [0.25, 0.5, 1.0, 2.0]
+
+
+async def test_wrong_credentials_fail_without_retry(twilio: FakeTwilioServer) -> None:
+    client: Any = build_twilio_client(
+        account_sid=ACCOUNT_SID, auth_token="wrong", api_base=twilio.url, transport="async"
+    )
+    fakes = FakeSenders()
+    effects = EffectProcessor(
+        ledger=InMemoryLedger(),
+        senders=Senders(
+            sms=TwilioSmsSender(client, CallbackUrls(PUBLIC)),
+            calls=fakes.calls,
+            voicemail=fakes.voicemail,
+            email=fakes.email,
+            webhooks=fakes.webhooks,
+            power_dialer=fakes.power_dialer,
+        ),
+        clock=Sleeps().clock,
+    )
+    [failed] = await effects.handle(sms())
+    await close_twilio_client(client)
+    assert failed.type == "effect.failed"
+    assert failed.data["code"] == "20003"
+
+
+async def test_twilio_unreachable_is_retried_not_unknown() -> None:
+    # a port nobody listens on: the connection is refused, so nothing was sent
+    client: Any = build_twilio_client(
+        account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, api_base="http://127.0.0.1:9"
+    )
+    fakes = FakeSenders()
+    sleeps = Sleeps()
+    effects = EffectProcessor(
+        ledger=InMemoryLedger(),
+        senders=Senders(
+            sms=TwilioSmsSender(client, CallbackUrls(PUBLIC)),
+            calls=fakes.calls,
+            voicemail=fakes.voicemail,
+            email=fakes.email,
+            webhooks=fakes.webhooks,
+            power_dialer=fakes.power_dialer,
+        ),
+        clock=sleeps.clock,
+        sleep=sleeps,
+        rand=lambda: 0.0,
+        retry=RetryPolicy(max_attempts=2),
+    )
+    [failed] = await effects.handle(sms())
+    await close_twilio_client(client)
+    assert failed.type == "effect.failed"
+    assert "connection to Twilio failed" in failed.data["reason"]
+    assert len(sleeps.delays) == 1

@@ -1,0 +1,148 @@
+"""Drive the real pipeline from tests: the CLI in subprocesses, topics read back with aiokafka."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
+
+REPO = Path(__file__).resolve().parents[2]
+INPUTS = ("contacts", "calls", "messages", "appointments", "intake", "commands")
+OUTPUTS = ("decisions", "effects", "outcomes", "dlq", "relay-position")
+
+
+def new_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+def create_topics(bootstrap: str, prefix: str, partitions: int = 6) -> None:
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics(
+                [
+                    NewTopic(prefix + t, num_partitions=partitions, replication_factor=1)
+                    for t in INPUTS + OUTPUTS
+                ]
+            )
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ops.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start_worker(
+    bootstrap: str, database_url: str, prefix: str, *extra: str
+) -> subprocess.Popen[bytes]:
+    log = open(REPO / "var" / f"worker-{prefix}{uuid.uuid4().hex[:4]}.log", "wb")  # noqa: SIM115 - lives with the process
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ops.cli",
+            "worker",
+            "--clock",
+            "event",
+            "--bootstrap",
+            bootstrap,
+            "--database-url",
+            database_url,
+            "--topic-prefix",
+            prefix,
+            *extra,
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def stop(process: subprocess.Popen[bytes], *, kill: bool = False) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def read_topics(
+    bootstrap: str,
+    prefix: str,
+    topics: tuple[str, ...],
+    *,
+    expect: int | None = None,
+    quiet: float = 6.0,
+    limit: float = 120.0,
+) -> list[dict[str, Any]]:
+    """Every committed record of the topics, read until `expect` arrived (or nothing new
+    came for `quiet` seconds), as decoded JSON with `_topic` added."""
+
+    async def read() -> list[dict[str, Any]]:
+        consumer = AIOKafkaConsumer(
+            *(prefix + t for t in topics),
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        found: list[dict[str, Any]] = []
+        started = last = time.monotonic()
+        try:
+            while time.monotonic() - started < limit:
+                batch = await consumer.getmany(timeout_ms=500)
+                for tp, records in batch.items():
+                    for record in records:
+                        item = orjson.loads(record.value)
+                        item["_topic"] = tp.topic[len(prefix) :]
+                        found.append(item)
+                        last = time.monotonic()
+                if expect is not None and len(found) >= expect and time.monotonic() - last > 1.0:
+                    break
+                if time.monotonic() - last > quiet and (expect is None or len(found) >= expect):
+                    break
+        finally:
+            await consumer.stop()
+        return found
+
+    return asyncio.run(read())
+
+
+def comparable(events: list[dict[str, Any]]) -> set[tuple[str, str, str, bytes]]:
+    """Decisions compared as a set, ids aside."""
+    return {
+        (
+            e["type"],
+            e["time"],
+            e.get("subject") or "",
+            orjson.dumps(e["data"], option=orjson.OPT_SORT_KEYS),
+        )
+        for e in events
+        if e.get("source") == "dripstream" and e["type"] != "sequence.defined"
+    }

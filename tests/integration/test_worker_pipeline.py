@@ -1,0 +1,106 @@
+"""The engine on the real broker and PostgreSQL decides what the offline replay decides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.integration.pipeline import (
+    comparable,
+    create_topics,
+    cli,
+    new_prefix,
+    read_topics,
+    start_worker,
+    stop,
+)
+
+SCENARIO = Path(__file__).resolve().parents[1] / "engine" / "scenarios"
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+
+def _replay(tmp_path: Path, sequences: Path, events: Path) -> list[dict[str, object]]:
+    out = tmp_path / "replay.jsonl"
+    done = cli("replay", "--sequences", str(sequences), "--events", str(events), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return [orjson.loads(line) for line in out.read_bytes().splitlines()]
+
+
+def test_welcome_through_produce_and_worker_matches_replay(
+    kafka_bootstrap: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    prefix = new_prefix()
+    create_topics(kafka_bootstrap, prefix)
+    expected = _replay(tmp_path, SCENARIO / "welcome.yaml", SCENARIO / "welcome.events.jsonl")
+    worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
+    try:
+        applied = cli(
+            "sequences",
+            "apply",
+            str(SCENARIO / "welcome.yaml"),
+            "--bootstrap",
+            kafka_bootstrap,
+            "--topic-prefix",
+            prefix,
+        )
+        assert applied.returncode == 0, applied.stderr
+        produced = cli(
+            "produce",
+            str(SCENARIO / "welcome.events.jsonl"),
+            "--bootstrap",
+            kafka_bootstrap,
+            "--topic-prefix",
+            prefix,
+        )
+        assert produced.returncode == 0, produced.stderr
+        got = read_topics(
+            kafka_bootstrap, prefix, ("decisions", "effects", "contacts"), expect=len(expected) + 5
+        )
+    finally:
+        stop(worker)
+    assert any(e["type"] == "sequence.defined" for e in got)
+    assert comparable(got) == comparable(expected)
+
+
+def test_a_malformed_record_lands_on_the_dead_letter_topic_and_the_worker_goes_on(
+    kafka_bootstrap: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    prefix = new_prefix()
+    create_topics(kafka_bootstrap, prefix)
+    lines = (SCENARIO / "welcome.events.jsonl").read_bytes().splitlines()
+    broken = b'{"specversion":"1.0","id":"bad-1","source":"crm","type":"contact.tag_added","time":"2028-03-02T22:41:30Z","subject":"c-100","data":{"contact_id":"c-100"}}'
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes(b"\n".join([*lines[:3], broken, b"{not json", *lines[3:]]) + b"\n")
+    worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
+    try:
+        assert (
+            cli(
+                "sequences",
+                "apply",
+                str(SCENARIO / "welcome.yaml"),
+                "--bootstrap",
+                kafka_bootstrap,
+                "--topic-prefix",
+                prefix,
+            ).returncode
+            == 0
+        )
+        produced = cli(
+            "produce", "--raw", str(mixed), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix
+        )
+        assert produced.returncode == 0, produced.stderr
+        letters = read_topics(kafka_bootstrap, prefix, ("dlq",), expect=2)
+        decisions = read_topics(kafka_bootstrap, prefix, ("decisions",), quiet=4)
+    finally:
+        stop(worker)
+    reasons = sorted(letter["reason"] for letter in letters)
+    assert len(letters) == 2
+    assert any(r.startswith("data.tag") for r in reasons), reasons
+    assert all(letter["value"] for letter in letters)
+    # The good records after the bad ones were still decided: c-101 was enrolled.
+    assert any(
+        d["type"] == "enrollment.enrolled" and d["data"]["contact_id"] == "c-101" for d in decisions
+    )

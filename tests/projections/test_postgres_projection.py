@@ -1,0 +1,323 @@
+"""The PostgreSQL read models: given output events, then the same answers as in memory, and
+re-applying the same records changes nothing."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg import sql
+
+from ops.readmodel_cli import register
+from projections.history import EVENT_KINDS, TIMEFRAMES, HistoryQuery
+from projections.loading import ReadModels
+from projections.postgres import PostgresProjection
+from projections.stream import OutputEvent, Positioned
+from tests.projections.helpers import Stream
+from tests.projections.test_sequences_list import engine_streams
+
+pytestmark = pytest.mark.postgres
+
+T0 = "2028-03-02T22:41:00Z"
+TABLES = ("sequences", "enrollments", "contacts", "history", "projection_position")
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def projection(conn: psycopg.Connection[Any], pg_schema: str) -> PostgresProjection:
+    projection = PostgresProjection(conn, schema=pg_schema)
+    projection.ensure_schema()
+    return projection
+
+
+def positioned(events: list[dict[str, Any]]) -> list[Positioned]:
+    return [Positioned(n, OutputEvent.from_json(e)) for n, e in enumerate(events, start=1)]
+
+
+def in_memory(events: list[dict[str, Any]]) -> ReadModels:
+    models = ReadModels()
+    for event in events:
+        for model in models.all():
+            model.apply(event)
+    return models
+
+
+def apply_in_batches(
+    projection: PostgresProjection, events: list[dict[str, Any]], size: int
+) -> None:
+    records = positioned(events)
+    for start in range(0, len(records), size):
+        projection.apply(records[start : start + size])
+
+
+def snapshot(conn: psycopg.Connection[Any], schema: str) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        table: sorted(
+            conn.execute(
+                sql.SQL("SELECT * FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+            ).fetchall(),
+            key=repr,
+        )
+        for table in TABLES
+    }
+
+
+def rich_stream() -> Stream:
+    given = Stream()
+    given.defined(
+        "welcome",
+        name="Welcome",
+        steps_count=4,
+        account_timezone="America/Denver",
+        intake_address="leads@in.example",
+    )
+    given.defined("nurture", name="Nurture", steps_count=2)
+    given.defined("gone", name="Gone")
+    given.enrolled(
+        "welcome",
+        "c-100",
+        "2028-03-02T06:59:59Z",
+        steps_total=4,
+        via="contact_tagged",
+        name="Maya Ortiz",
+        phone="+17205550142",
+        email="maya@example.com",
+    )
+    given.step("scheduled", "welcome", "c-100", "s1", "2028-03-02T06:59:59Z", due_at=T0)
+    given.step("executed", "welcome", "c-100", "s1", "2028-03-02T07:00:00Z")
+    given.scoped("sms.send", "welcome", "c-100", "2028-03-02T07:00:00Z", step_id="s1")
+    given.step(
+        "deferred",
+        "welcome",
+        "c-100",
+        "s2",
+        "2028-03-02T07:00:00Z",
+        reason="outside_hours",
+        to="2028-03-03T15:30:00Z",
+    )
+    given.enrolled("welcome", "c-101", T0, steps_total=4, name="Ravi", phone="+17205550143")
+    given.step("skipped", "welcome", "c-101", "s1", T0, reason="dnc")
+    given.scoped("contact.tag_added", "welcome", "c-101", T0, tag="hot")
+    given.scoped("contact.tag_added", "welcome", "c-101", T0, tag="crm", source="crm")
+    given.disenrolled("welcome", "c-101", "2028-03-02T23:10:00Z")
+    given.scoped("contact.created", "welcome", "c-7", T0, first_name="Lena", phone="+13035550199")
+    given.add("lead.rejected", T0, to="leads@in.example", reason="no phone")
+    given.enrolled("nurture", "c-100", "2028-03-03T10:00:00Z", steps_total=None)
+    given.step("executed", "nurture", "c-100", "n1", "2028-03-03T10:00:00Z")
+    given.add(
+        "contact.updated", "2028-03-03T11:00:00Z", contact_id="c-7", last_name="Park", source="crm"
+    )
+    # Events without enrollment ids: the pair's active enrollment, numbered ids.
+    for kind, extra in (
+        ("enrollment.enrolled", {"via": "manual"}),
+        ("step.executed", {"step_id": "n1"}),
+        ("enrollment.completed", {}),
+        ("enrollment.enrolled", {"via": "manual"}),
+        ("step.scheduled", {"step_id": "n1", "due_at": "2028-03-05T00:00:00Z"}),
+    ):
+        given.add(kind, "2028-03-03T12:00:00Z", sequence_id="nurture", contact_id="c-55", **extra)
+    given.deleted("gone", "2028-03-04T00:00:00Z")
+    given.defined(
+        "welcome",
+        "2028-03-04T00:00:00Z",
+        name="Welcome v2",
+        steps_count=4,
+        account_timezone="America/Denver",
+        intake_address="leads@in.example",
+    )
+    return given
+
+
+QUERIES = [
+    HistoryQuery("welcome"),
+    HistoryQuery("welcome", limit=3, offset=2),
+    HistoryQuery("welcome", search="7205550142"),
+    HistoryQuery("welcome", search="(720) 555-0143"),
+    HistoryQuery("welcome", search="LENA park"),
+    HistoryQuery("welcome", search="maya@"),
+    HistoryQuery(
+        "welcome", timezone="UTC", timeframe="today", now=datetime(2028, 3, 2, tzinfo=UTC)
+    ),
+    HistoryQuery("gone"),
+    *[HistoryQuery("welcome", kind=kind) for kind in EVENT_KINDS],
+    *[
+        HistoryQuery("welcome", timeframe=t, now=datetime(2028, 3, 2, 20, tzinfo=UTC))
+        for t in TIMEFRAMES
+    ],
+    *[HistoryQuery("welcome", timeframe=t) for t in TIMEFRAMES],
+]
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 1000])
+def test_given_a_stream_then_postgres_answers_as_the_in_memory_models(
+    projection: PostgresProjection, batch_size: int
+) -> None:
+    events = rich_stream().events
+    memory = in_memory(events)
+
+    apply_in_batches(projection, events, batch_size)
+
+    assert projection.sequence_rows() == memory.sequences.rows()
+    assert [r.id for r in projection.sequence_rows()] == ["nurture", "welcome"]
+    for query in QUERIES:
+        assert projection.history(query) == memory.history.query(query), query
+    for contact in ("c-100", "c-101", "c-7", "c-55", "c-404"):
+        assert projection.contact(contact) == memory.contacts.contact(contact), contact
+    assert projection.history(HistoryQuery("nope")) is None
+    assert projection.latest_time() == memory.history.latest_time
+    assert projection.position() == len(events)
+
+
+def test_reapplying_the_same_records_changes_nothing(
+    projection: PostgresProjection, conn: psycopg.Connection[Any], pg_schema: str
+) -> None:
+    records = positioned(rich_stream().events)
+    assert projection.apply(records) == len(records)
+    before = snapshot(conn, pg_schema)
+
+    again = projection.apply(records)
+    in_parts = projection.apply(records[:5]) + projection.apply(records[5:])
+
+    assert (again, in_parts) == (0, 0)
+    assert snapshot(conn, pg_schema) == before
+
+
+def test_a_redelivered_event_at_a_new_position_adds_no_row(
+    projection: PostgresProjection, conn: psycopg.Connection[Any], pg_schema: str
+) -> None:
+    events = rich_stream().events
+    projection.apply(positioned(events))
+    rows = snapshot(conn, pg_schema)["history"]
+
+    projection.apply([Positioned(len(events) + 1, OutputEvent.from_json(events[4]))])
+
+    assert snapshot(conn, pg_schema)["history"] == rows
+    assert projection.position() == len(events) + 1
+
+
+class FailingAfterWrite(PostgresProjection):
+    """Fails once the batch's rows are written, before the position moves."""
+
+    def _store(self, *args: Any) -> None:
+        super()._store(*args)
+        raise RuntimeError("crash between the rows and the position")
+
+
+def test_rows_and_position_commit_together(
+    projection: PostgresProjection, conn: psycopg.Connection[Any], pg_schema: str
+) -> None:
+    records = positioned(rich_stream().events)
+    projection.apply(records[:5])
+    before = snapshot(conn, pg_schema)
+
+    with pytest.raises(RuntimeError, match="crash"):
+        FailingAfterWrite(conn, schema=pg_schema).apply(records[5:])
+
+    assert snapshot(conn, pg_schema) == before
+    assert projection.apply(records[5:]) == len(records) - 5
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(events=engine_streams(), batch_size=st.integers(1, 12))
+def test_any_stream_in_any_batches_gives_the_in_memory_counters(
+    projection: PostgresProjection, events: list[dict[str, Any]], batch_size: int
+) -> None:
+    projection.reset()
+    memory = in_memory(events)
+
+    apply_in_batches(projection, events, batch_size)
+
+    assert projection.sequence_rows() == memory.sequences.rows()
+    for sequence_id in ("a", "b"):
+        query = HistoryQuery(sequence_id)
+        assert projection.history(query) == memory.history.query(query)
+
+
+# --- the command line on PostgreSQL ------------------------------------------------------------
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser(prog="dripstream")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code = args.handler(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_rebuild_then_read_gives_what_the_file_gives(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database_url: str,
+    pg_schema: str,
+) -> None:
+    path = rich_stream().write(tmp_path / "out.jsonl", extra_lines=((3, "oops"),))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    db = ("--database-url", database_url, "--schema", pg_schema)
+
+    code, out, err = run(
+        capsys, "projections", "rebuild", "--history", str(path), *db, "--batch-size", "4"
+    )
+
+    assert code == 1  # the bad line is reported and the rest loads
+    assert f"{path}:3: not JSON" in err
+    assert "100%" in err
+    assert "events applied" in out
+    for argv in (
+        ("sequences", "list", "--json"),
+        ("sequences", "list"),
+        ("history", "welcome", "--json", "--search", "7205550142"),
+        ("history", "welcome", "--type", "trigger", "--timeframe", "last_7_days"),
+        ("history", "welcome", "--limit", "2", "--offset", "1", "--timezone", "Asia/Tokyo"),
+    ):
+        from_file = run(capsys, *argv, "--history", str(path))
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        from_db = run(capsys, *argv, "--schema", pg_schema)
+        monkeypatch.delenv("DATABASE_URL")
+        assert (from_db[0], from_db[1]) == (0, from_file[1]), argv
+
+
+def test_reading_a_schema_never_rebuilt_exits_2(
+    capsys: pytest.CaptureFixture[str], database_url: str, pg_schema: str
+) -> None:
+    code, _, err = run(
+        capsys, "sequences", "list", "--database-url", database_url, "--schema", pg_schema
+    )
+    assert code == 2
+    assert "projections rebuild" in err
+
+
+def test_rebuild_resume_applies_only_the_new_lines(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database_url: str, pg_schema: str
+) -> None:
+    given = rich_stream()
+    path = given.write(tmp_path / "out.jsonl")
+    db = ("--database-url", database_url, "--schema", pg_schema)
+    assert run(capsys, "projections", "rebuild", "--history", str(path), *db)[0] == 0
+
+    given.enrolled("nurture", "c-9", "2028-03-05T00:00:00Z")
+    given.write(path)
+    code, out, _ = run(capsys, "projections", "rebuild", "--history", str(path), *db, "--resume")
+
+    assert code == 0
+    assert "1 events applied" in out
+    rows = orjson.loads(run(capsys, "sequences", "list", "--json", *db)[1])
+    assert {r["id"]: r["contacts"] for r in rows} == {"nurture": 3, "welcome": 1}

@@ -1,0 +1,417 @@
+"""The sequence-definition file: loads, fills defaults, and refuses naming sequence and key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from schemas.definitions import (
+    DefinitionRejected,
+    load_definition_file,
+    load_definition_text,
+    validate_definition_document,
+)
+from tests.schemas.samples import DEFINITION
+
+WELCOME = Path("/work/shared/scenarios/welcome.yaml")
+
+
+def document(**sequence: Any) -> dict[str, Any]:
+    """The sample document with its one sequence changed by `sequence` (None removes a key)."""
+    doc = copy.deepcopy(DEFINITION)
+    doc["sequences"][0].update(sequence)
+    doc["sequences"][0] = {k: v for k, v in doc["sequences"][0].items() if v is not None}
+    return doc
+
+
+def refusal(doc: object) -> DefinitionRejected:
+    with pytest.raises(DefinitionRejected) as caught:
+        validate_definition_document(doc)
+    return caught.value
+
+
+# --- loading
+
+
+@pytest.mark.skipif(not WELCOME.exists(), reason="the shared scenarios are not mounted")
+def test_the_welcome_scenario_loads() -> None:
+    loaded = load_definition_file(WELCOME)
+
+    welcome = loaded["sequences"][0]
+    assert loaded["account"]["timezone"] == "America/Denver"
+    assert welcome["id"] == "welcome"
+    assert [step["type"] for step in welcome["steps"]] == [
+        "send_sms",
+        "email_contact",
+        "progressive_dialer",
+        "add_tag",
+    ]
+    assert welcome["steps"][2]["delay"] == {"kind": "time_of_day", "days": 1, "at": "09:15"}
+
+
+def test_a_json_file_loads_like_a_yaml_one(tmp_path: Path) -> None:
+    path = tmp_path / "sequences.json"
+    path.write_bytes(orjson.dumps(DEFINITION))
+
+    assert load_definition_file(path) == load_definition_file(str(path)) == DEFINITION
+
+
+def test_yaml_reads_times_dates_and_on_as_written() -> None:
+    text = """
+account: {timezone: UTC, opt_out_phrase: Reply STOP}
+sequences:
+  - id: dnc
+    name: DNC follow-up
+    created: 2027-07-01T09:00:00Z
+    schedule: {open: 09:00, close: 17:30}
+    steps:
+      - {id: s1, type: add_tag, tag: yes, delay: {kind: time_of_day, at: 10:00}}
+    triggers:
+      - {type: dnc_changed, on: removed}
+"""
+
+    loaded = load_definition_text(text)
+
+    sequence = loaded["sequences"][0]
+    assert sequence["created"] == "2027-07-01T09:00:00Z"
+    assert sequence["schedule"] == {
+        "open": "09:00",
+        "close": "17:30",
+        "enroll_only_within_hours": False,
+    }
+    assert sequence["steps"][0]["tag"] == "yes"
+    assert sequence["steps"][0]["delay"] == {"kind": "time_of_day", "at": "10:00", "days": 0}
+    assert sequence["triggers"][0] == {"type": "dnc_changed", "on": "removed"}
+
+
+def test_a_yaml_flow_mapping_is_not_mistaken_for_json() -> None:
+    loaded = load_definition_text("{account: {timezone: UTC, opt_out_phrase: STOP}, sequences: []}")
+
+    assert loaded["sequences"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("account: [unclosed", "not valid YAML: "),
+        ("account: {timezone: UTC}\naccount: {timezone: UTC}\nsequences: []", "not valid YAML: "),
+        (b"\xff\xfe\x00account", "not valid UTF-8"),
+        ("", "must be an object"),
+        ("- just\n- a list", "must be an object"),
+        ("{1: 2}", "keys must be strings"),
+    ],
+)
+def test_a_file_that_does_not_parse_is_refused_whole(text: str | bytes, reason: str) -> None:
+    with pytest.raises(DefinitionRejected) as caught:
+        load_definition_text(text)
+
+    refused = caught.value
+    assert refused.sequence_id is None
+    assert refused.reason.startswith(reason)
+    assert str(refused).startswith(f"{refused.key}: {reason}")
+
+
+def test_a_duplicate_yaml_key_names_its_line() -> None:
+    with pytest.raises(DefinitionRejected, match=r"found the key 'account' twice \(line 2"):
+        load_definition_text("account: {timezone: UTC}\naccount: {timezone: UTC}\nsequences: []")
+
+
+def test_a_missing_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DefinitionRejected, match=r"^file: cannot be read: No such file"):
+        load_definition_file(tmp_path / "nope.yaml")
+
+
+# --- refusals name the sequence and the key
+
+
+def one_step(**step: Any) -> dict[str, Any]:
+    return {"steps": [{"id": "s1", **step}]}
+
+
+def one_trigger(**trigger: Any) -> dict[str, Any]:
+    return {"triggers": [trigger]}
+
+
+HH_MM = "must be a time HH:MM (00:00 to 23:59)"
+
+
+@pytest.mark.parametrize(
+    ("sequence", "key", "reason"),
+    [
+        ({"name": None}, "name", "is required"),
+        ({"id": "has space"}, "id", "must be a non-empty id without spaces, ':' or '/'"),
+        ({"process_on": "weekends"}, "process_on", "must be one of every_day, business_days"),
+        ({"throttle_per_minute": 0}, "throttle_per_minute", "must be at least 1"),
+        ({"throttle_per_minute": "fast"}, "throttle_per_minute", "must be an integer or null"),
+        ({"remove_on_response": "yes"}, "remove_on_response", "must be a boolean"),
+        ({"created": "July 1st"}, "created", "must be an RFC 3339 date-time"),
+        ({"intake_address": "nobody"}, "intake_address", "must be an e-mail address"),
+        ({"schedule": {"open": "9:00"}}, "schedule.open", HH_MM),
+        ({"schedule": {"close": "24:00"}}, "schedule.close", HH_MM),
+        ({"schedule": {"open": "17:00", "close": "09:00"}}, "schedule.close", "must be after open"),
+        ({"schedule": {"timezone": "Mars/Base"}}, "schedule.timezone", "unknown IANA time zone"),
+        (one_step(type="fax"), "steps[0].type", "must be one of progressive_dialer"),
+        ({"steps": [{"type": "mark_dnc"}]}, "steps[0].id", "is required"),
+        (one_step(type="send_sms"), "steps[0].text", "is required"),
+        (one_step(type="send_mms", text="x"), "steps[0].media_url", "is required"),
+        (one_step(type="email_contact", subject="x"), "steps[0].body", "is required"),
+        (one_step(type="email_ring_group", body="x"), "steps[0].subject", "is required"),
+        (one_step(type="sms_ring_group"), "steps[0].text", "is required"),
+        (one_step(type="add_tag"), "steps[0].tag", "is required"),
+        (one_step(type="remove_tag"), "steps[0].tag", "is required"),
+        (one_step(type="change_disposition"), "steps[0].disposition", "is required"),
+        (one_step(type="change_owner"), "steps[0].owner_id", "is required"),
+        (one_step(type="send_webhook"), "steps[0].url", "is required"),
+        (one_step(type="send_webhook", url="ftp://x"), "steps[0].url", "must be an http(s) URL"),
+        (one_step(type="ringless_voicemail"), "steps[0].recording_url", "is required"),
+        (one_step(type="round_robin_owner"), "steps[0].owners", "is required"),
+        (one_step(type="round_robin_owner", owners=[]), "steps[0].owners", "must not be empty"),
+        (one_step(type="add_line"), "steps[0].line_id", "is required"),
+        (one_step(type="change_lead_source"), "steps[0].lead_source", "is required"),
+        (
+            one_step(type="remove_from_power_dialer", all_users="y"),
+            "steps[0].all_users",
+            "must be a boolean",
+        ),
+        (one_step(type="mark_dnc", delay={}), "steps[0].delay.kind", "is required"),
+        (
+            one_step(type="mark_dnc", delay={"kind": "default", "unit": "days"}),
+            "steps[0].delay.amount",
+            "is required",
+        ),
+        (
+            one_step(type="mark_dnc", delay={"kind": "default", "amount": 2}),
+            "steps[0].delay.unit",
+            "is required",
+        ),
+        (
+            one_step(type="mark_dnc", delay={"kind": "default", "amount": -1, "unit": "days"}),
+            "steps[0].delay.amount",
+            "must be at least 0",
+        ),
+        (
+            one_step(type="mark_dnc", delay={"kind": "default", "amount": 1, "unit": "weeks"}),
+            "steps[0].delay.unit",
+            "must be one of minutes, hours, days",
+        ),
+        (
+            one_step(type="mark_dnc", delay={"kind": "time_of_day"}),
+            "steps[0].delay.at",
+            "is required",
+        ),
+        (
+            one_step(type="mark_dnc", delay={"kind": "time_of_day", "at": "10:00", "days": -1}),
+            "steps[0].delay.days",
+            "must be at least 0",
+        ),
+        (
+            {"steps": [{"id": "s1", "type": "mark_dnc"}, {"id": "s1", "type": "mark_dnc"}]},
+            "steps[1].id",
+            "is already the id of steps[0]",
+        ),
+        (one_trigger(type="birthday"), "triggers[0].type", "must be one of contact_disposition"),
+        (one_trigger(type="contact_disposition"), "triggers[0].dispositions", "is required"),
+        (
+            one_trigger(type="call_disposition", dispositions=["x"], action="pause"),
+            "triggers[0].action",
+            "must be one of enroll, disenroll",
+        ),
+        (one_trigger(type="call_duration", seconds=60), "triggers[0].metric", "is required"),
+        (
+            one_trigger(type="call_duration", metric="talk_time"),
+            "triggers[0].seconds",
+            "is required",
+        ),
+        (
+            one_trigger(type="call_duration", metric="ring_time", seconds=1),
+            "triggers[0].metric",
+            "must be one of talk_time, wait_time, duration",
+        ),
+        (one_trigger(type="dnc_changed"), "triggers[0].on", "is required"),
+        (
+            one_trigger(type="dnc_changed", on=["added", "flipped"]),
+            "triggers[0].on",
+            "must be added, removed, or a list of those",
+        ),
+        (one_trigger(type="appointment"), "triggers[0].statuses", "is required"),
+        (
+            one_trigger(type="appointment", statuses=["missed"]),
+            "triggers[0].statuses[0]",
+            "must be one of scheduled, shown, canceled",
+        ),
+        (one_trigger(type="contact_tagged"), "triggers[0].tags", "is required"),
+        (one_trigger(type="tag_removed", tags=[]), "triggers[0].tags", "must not be empty"),
+    ],
+)
+def test_a_bad_sequence_is_refused_naming_it_and_the_key(
+    sequence: dict[str, Any], key: str, reason: str
+) -> None:
+    refused = refusal(document(**sequence))
+
+    assert refused.sequence_id == sequence.get("id", "welcome")
+    assert refused.key == key
+    assert refused.reason.startswith(reason)
+    assert str(refused) == f"sequence {refused.sequence_id!r}: {key}: {refused.reason}"
+
+
+def account(**changes: Any) -> dict[str, Any]:
+    return {"account": {**DEFINITION["account"], **changes}}
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "reason"),
+    [
+        ({"account": None}, "account", "is required"),
+        ({"sequences": None}, "sequences", "is required"),
+        ({"sequences": {}}, "sequences", "must be an array"),
+        ({"account": {"opt_out_phrase": "STOP"}}, "account.timezone", "is required"),
+        ({"account": {"timezone": "UTC"}}, "account.opt_out_phrase", "is required"),
+        (account(timezone="Moon/Tranquility"), "account.timezone", "unknown IANA time zone"),
+        (
+            account(quiet_hours={"start": "8:00", "end": "21:00"}),
+            "account.quiet_hours.start",
+            HH_MM,
+        ),
+        (account(quiet_hours={"start": "08:00"}), "account.quiet_hours.end", "is required"),
+        (
+            account(quiet_hours={"start": "21:00", "end": "08:00"}),
+            "account.quiet_hours.end",
+            "must be after start (21:00)",
+        ),
+        (
+            account(lines={"line-1": "2125550000"}),
+            "account.lines.line-1",
+            "must match E.164 (+ and up to 15 digits)",
+        ),
+        (account(users={"u-7": {"phone": "+1"}}), "account.users.u-7.name", "is required"),
+        (account(ring_groups={"rg": "u-7"}), "account.ring_groups.rg", "must be an array"),
+        ({"sequences": [{"name": "no id"}]}, "sequences[0].id", "is required"),
+        ({"sequences": ["welcome"]}, "sequences[0]", "must be an object"),
+    ],
+)
+def test_a_bad_account_or_file_is_refused_naming_the_key(
+    change: dict[str, Any], key: str, reason: str
+) -> None:
+    doc = {k: v for k, v in {**DEFINITION, **change}.items() if v is not None}
+
+    refused = refusal(doc)
+
+    assert refused.sequence_id is None
+    assert refused.key == key
+    assert refused.reason.startswith(reason)
+    assert str(refused) == f"{key}: {refused.reason}"
+
+
+def test_two_sequences_with_one_id_are_refused() -> None:
+    doc = {**DEFINITION, "sequences": [DEFINITION["sequences"][0]] * 2}
+
+    refused = refusal(doc)
+
+    assert str(refused) == "sequence 'welcome': id: is already the id of sequences[0]"
+
+
+def test_two_sequences_with_one_intake_address_are_refused() -> None:
+    first = {"id": "a", "name": "A", "intake_address": "leads@intake.example.com"}
+    second = {"id": "b", "name": "B", "intake_address": "Leads@intake.example.com"}
+
+    refused = refusal({**DEFINITION, "sequences": [first, second]})
+
+    assert str(refused) == "sequence 'b': intake_address: is already the intake address of 'a'"
+
+
+def test_runtime_problems_are_not_refusals() -> None:
+    doc = document(
+        outbound_line=None,
+        steps=[
+            {"id": "s1", "type": "send_sms", "text": "Hi [Nickname]"},
+            {"id": "s2", "type": "progressive_dialer"},
+            {"id": "s3", "type": "sms_ring_group", "text": "x", "ring_group": "rg-nobody"},
+            {"id": "s4", "type": "add_line", "line_id": "line-404"},
+        ],
+    )
+
+    loaded = validate_definition_document(doc)
+
+    assert [step["id"] for step in loaded["sequences"][0]["steps"]] == ["s1", "s2", "s3", "s4"]
+
+
+def test_unknown_keys_are_kept_for_forward_compatibility() -> None:
+    loaded = validate_definition_document(document(color="blue"))
+
+    assert loaded["sequences"][0]["color"] == "blue"
+
+
+# --- defaults
+
+
+def test_defaults_are_filled_in() -> None:
+    bare = {
+        "account": {"timezone": "UTC", "opt_out_phrase": "STOP"},
+        "sequences": [
+            {
+                "id": "w",
+                "name": "W",
+                "schedule": {"open": "09:00", "close": "17:00"},
+                "steps": [
+                    {"id": "s1", "type": "mark_dnc"},
+                    {
+                        "id": "s2",
+                        "type": "mark_dnc",
+                        "delay": {"kind": "time_of_day", "at": "10:00"},
+                    },
+                ],
+                "triggers": [
+                    {"type": "contact_disposition", "dispositions": ["hot"]},
+                    {"type": "call_disposition", "dispositions": ["no"], "action": "disenroll"},
+                    {"type": "contact_created"},
+                ],
+            }
+        ],
+    }
+
+    loaded = validate_definition_document(bare)
+
+    account = loaded["account"]
+    sequence = loaded["sequences"][0]
+    assert (account["lines"], account["users"], account["ring_groups"]) == ({}, {}, {})
+    assert "quiet_hours" not in account
+    assert sequence["process_on"] == "business_days"
+    assert sequence["run_on_holidays"] is False
+    assert sequence["prevent_enrollment_if_communicated"] is False
+    assert sequence["throttle_per_minute"] is None
+    assert sequence["remove_on_response"] is True
+    assert sequence["remove_on_manual_call"] is True
+    assert sequence["remove_on_opt_out"] is True
+    assert sequence["schedule"]["enroll_only_within_hours"] is False
+    assert sequence["steps"][0]["delay"] == {"kind": "none"}
+    assert sequence["steps"][1]["delay"] == {"kind": "time_of_day", "at": "10:00", "days": 0}
+    assert [trigger.get("action") for trigger in sequence["triggers"]] == [
+        "enroll",
+        "disenroll",
+        None,
+    ]
+
+
+def test_validation_leaves_the_given_document_alone() -> None:
+    bare = {
+        "account": {"timezone": "UTC", "opt_out_phrase": "STOP"},
+        "sequences": [{"id": "w", "name": "W", "steps": [{"id": "s1", "type": "mark_dnc"}]}],
+    }
+    before = copy.deepcopy(bare)
+
+    first = validate_definition_document(bare)
+    second = validate_definition_document(bare)
+
+    assert bare == before
+    assert first == second
+    assert first["sequences"][0]["steps"] is not second["sequences"][0]["steps"]
+
+
+def test_a_loaded_document_validates_to_itself() -> None:
+    loaded = validate_definition_document(document())
+
+    assert validate_definition_document(loaded) == loaded

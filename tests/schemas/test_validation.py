@@ -1,0 +1,397 @@
+"""decode_event: every contract type decodes and round-trips; every refusal names its field."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas import checking
+from schemas.envelope import CloudEvent
+from schemas.registry import EVENT_TYPES
+from schemas.validation import EventRejected, data_schema_path, decode_event, encode_event
+from tests.schemas.samples import DEFINITION, SAMPLES, raw_event
+
+ALL_TYPES = sorted(EVENT_TYPES)
+
+
+def rejection(raw: bytes | str) -> EventRejected:
+    with pytest.raises(EventRejected) as caught:
+        decode_event(raw)
+    return caught.value
+
+
+def outcome(raw: bytes) -> CloudEvent | EventRejected:
+    """What decoding gives, event or rejection, for properties that hold either way."""
+    try:
+        return decode_event(raw)
+    except EventRejected as refused:
+        return refused
+
+
+# --- every type
+
+
+@pytest.mark.parametrize("event_type", ALL_TYPES)
+def test_a_valid_sample_of_every_type_decodes_and_round_trips(event_type: str) -> None:
+    raw = raw_event(event_type)
+
+    event = decode_event(raw)
+
+    assert event.type == event_type
+    assert event.data == SAMPLES[event_type]
+    assert event.dataversion == EVENT_TYPES[event_type].version
+    assert decode_event(encode_event(event)) == event
+
+
+def _required_of(event_type: str) -> list[str]:
+    if event_type == "sequence.applied":
+        return list(checking.schema_document("sequences.schema.json")["required"])
+    return list(checking.schema_document(data_schema_path(event_type, 1))["required"])
+
+
+@pytest.mark.parametrize("event_type", ALL_TYPES)
+def test_a_missing_required_field_is_named(event_type: str) -> None:
+    field = _required_of(event_type)[0]
+    data = {key: value for key, value in SAMPLES[event_type].items() if key != field}
+
+    refused = rejection(raw_event(event_type, data))
+
+    assert refused.field == f"data.{field}"
+    assert refused.reason == "is required"
+    assert str(refused) == f"data.{field}: is required"
+
+
+@pytest.mark.parametrize("event_type", ALL_TYPES)
+def test_a_field_of_the_wrong_type_is_named(event_type: str) -> None:
+    field = _required_of(event_type)[-1]
+    data = {**SAMPLES[event_type], field: 12345}
+
+    refused = rejection(raw_event(event_type, data))
+
+    assert refused.field == f"data.{field}"
+    assert refused.reason.startswith("must be")
+
+
+@pytest.mark.parametrize("event_type", ALL_TYPES)
+def test_data_that_is_not_an_object_is_refused(event_type: str) -> None:
+    refused = rejection(raw_event(event_type, ["not", "an", "object"]))
+
+    assert str(refused) == "data: must be an object"
+
+
+# --- the envelope
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "reason"),
+    [
+        (b"{not json", "event", "not valid JSON"),
+        (b"", "event", "not valid JSON"),
+        (b"\xff\xfe", "event", "not valid JSON"),
+        (b"[1, 2]", "event", "must be an object"),
+        (raw_event("contact.tag_added", specversion="0.3"), "specversion", 'must be "1.0"'),
+        (raw_event("contact.tag_added", id=""), "id", "must not be empty"),
+        (raw_event("contact.tag_added", source=None), "source", "is required"),
+        (raw_event("contact.tag_added", type="foo.bar"), "type", "unknown event type 'foo.bar'"),
+        (raw_event("contact.tag_added", time=None), "time", "is required"),
+        (raw_event("contact.tag_added", time=1700000000), "time", "must be a string"),
+        (raw_event("contact.tag_added", time="yesterday"), "time", "must be an RFC 3339"),
+        (raw_event("contact.tag_added", time="2027-07-02T20:30:00"), "time", "must be an RFC 3339"),
+        (
+            raw_event("contact.tag_added", time="2027-07-02 20:30:00Z"),
+            "time",
+            "must be an RFC 3339",
+        ),
+        (
+            raw_event("contact.tag_added", time="2027-02-30T20:30:00Z"),
+            "time",
+            "must be an RFC 3339",
+        ),
+        (raw_event("contact.tag_added", subject=7), "subject", "must be a string"),
+        (raw_event("contact.tag_added", dataversion=1), "dataversion", "must be a string"),
+        (raw_event("contact.tag_added", dataversion="v1"), "dataversion", "must be a string of"),
+        (raw_event("contact.tag_added", dataversion="2"), "dataversion", "unsupported version 2"),
+        (raw_event("contact.tag_added", datacontenttype="text/xml"), "datacontenttype", "must be"),
+        (
+            b'{"specversion":"1.0","id":"e-1","source":"crm","type":"contact.tag_added",'
+            b'"time":"2027-07-02T20:30:00Z"}',
+            "data",
+            "is required",
+        ),
+    ],
+)
+def test_a_bad_envelope_is_refused_naming_the_attribute(
+    raw: bytes, field: str, reason: str
+) -> None:
+    refused = rejection(raw)
+
+    assert refused.field == field
+    assert refused.reason.startswith(reason)
+
+
+def test_the_envelope_attributes_come_through() -> None:
+    raw = raw_event("contact.tag_added", time="2027-07-02T22:30:00.250+02:00", traceparent="00-ab")
+
+    event = decode_event(raw)
+
+    assert event == CloudEvent(
+        id="e-1",
+        source="crm",
+        type="contact.tag_added",
+        time=datetime(2027, 7, 2, 20, 30, 0, 250000, tzinfo=UTC),
+        subject="c-1",
+        data={"contact_id": "c-1", "tag": "hot"},
+        dataversion=1,
+        extensions={"traceparent": "00-ab"},
+    )
+    assert decode_event(encode_event(event)) == event
+
+
+def test_a_str_decodes_like_bytes() -> None:
+    raw = raw_event("contact.tag_added")
+
+    assert decode_event(raw.decode()) == decode_event(raw)
+
+
+def test_an_event_without_subject_is_accepted() -> None:
+    event = decode_event(raw_event("contact.tag_added", subject=None))
+
+    assert event.subject is None
+
+
+def test_a_subject_other_than_the_contact_is_refused() -> None:
+    refused = rejection(raw_event("contact.tag_added", subject="c-2"))
+
+    assert str(refused) == "subject: must equal data.contact_id"
+
+
+def test_a_subject_of_a_non_contact_event_is_not_compared() -> None:
+    event = decode_event(raw_event("sequence.defined", subject="sequence:welcome"))
+
+    assert event.subject == "sequence:welcome"
+
+
+# --- the data of particular types
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data", "field", "reason"),
+    [
+        (
+            "contact.created",
+            {"contact_id": "c-1", "phone": "7205550142"},
+            "data.phone",
+            "must match E.164 (+ and up to 15 digits)",
+        ),
+        (
+            "contact.created",
+            {"contact_id": "c-1", "phone": "+1720555014212345"},
+            "data.phone",
+            "must match E.164 (+ and up to 15 digits)",
+        ),
+        (
+            "contact.created",
+            {"contact_id": "c-1", "tags": ["a", "b", 3]},
+            "data.tags[2]",
+            "must be a string",
+        ),
+        (
+            "contact.created",
+            {"contact_id": "c-1", "timezone": "Mars/Olympus_Mons"},
+            "data.timezone",
+            "unknown IANA time zone 'Mars/Olympus_Mons'",
+        ),
+        (
+            "contact.updated",
+            {"contact_id": "c-1", "timezone": "localtime"},
+            "data.timezone",
+            "unknown IANA time zone 'localtime'",
+        ),
+        (
+            "contact.updated",
+            {"contact_id": "c-1", "timezone": "America"},
+            "data.timezone",
+            "unknown IANA time zone 'America'",
+        ),
+        ("contact.created", {"contact_id": ""}, "data.contact_id", "must not be empty"),
+        (
+            "contact.dnc_changed",
+            {"contact_id": "c-1", "dnc": "yes"},
+            "data.dnc",
+            "must be a boolean",
+        ),
+        (
+            "contact.opted_in",
+            {"contact_id": "c-1", "channel": "fax"},
+            "data.channel",
+            "must be one of sms, email, all",
+        ),
+        (
+            "call.completed",
+            {**SAMPLES["call.completed"], "talk_time": -1},
+            "data.talk_time",
+            "must be at least 0",
+        ),
+        (
+            "call.completed",
+            {**SAMPLES["call.completed"], "direction": "sideways"},
+            "data.direction",
+            "must be one of inbound, outbound",
+        ),
+        (
+            "appointment.changed",
+            {**SAMPLES["appointment.changed"], "status": "missed"},
+            "data.status",
+            "must be one of scheduled, shown, canceled",
+        ),
+        (
+            "enrollment.requested",
+            {"sequence_id": "welcome"},
+            "data",
+            "needs one of contact_ids, tag, line_id, contact_group",
+        ),
+        (
+            "enrollment.requested",
+            {"sequence_id": "welcome", "contact_ids": []},
+            "data.contact_ids",
+            "must not be empty",
+        ),
+        (
+            "enrollment.requested",
+            {"sequence_id": "welcome", "contact_group": ["c-1", {"tag": "a", "contact_id": "c"}]},
+            "data.contact_group[1]",
+            "must be a contact id or an object with exactly one of tag, line_id, contact_id",
+        ),
+        (
+            "step.deferred",
+            {**SAMPLES["step.deferred"], "to": "tomorrow"},
+            "data.to",
+            "must be an RFC 3339 date-time such as 2027-07-02T20:30:00Z",
+        ),
+        (
+            "step.skipped",
+            {**SAMPLES["step.skipped"], "reason": "bored"},
+            "data.reason",
+            "must be one of dnc, opted_out, missing_phone, missing_email",
+        ),
+        (
+            "dialer.key_pressed",
+            {**SAMPLES["dialer.key_pressed"], "digit": "12"},
+            "data.digit",
+            "must be one key: 0-9, * or #",
+        ),
+        (
+            "sequence.applied",
+            {**DEFINITION, "sequences": [{"id": "w", "name": "W", "steps": [{"id": "s"}]}]},
+            "data.sequences[0].steps[0].type",
+            "is required",
+        ),
+        (
+            "sequence.applied",
+            {**DEFINITION, "account": {**DEFINITION["account"], "timezone": "Nowhere/Land"}},
+            "data.account.timezone",
+            "unknown IANA time zone 'Nowhere/Land'",
+        ),
+    ],
+)
+def test_bad_data_is_refused_naming_the_field(
+    event_type: str, data: dict[str, Any], field: str, reason: str
+) -> None:
+    refused = rejection(raw_event(event_type, data))
+
+    assert (refused.field, refused.reason) == (field, reason)
+
+
+def test_extra_data_fields_are_kept_for_forward_compatibility() -> None:
+    data = {"contact_id": "c-1", "tag": "hot", "sequence_id": "welcome", "step_id": "s4"}
+
+    event = decode_event(raw_event("contact.tag_added", data, source="dripstream"))
+
+    assert event.data == data
+
+
+def test_a_published_definition_comes_out_with_its_defaults() -> None:
+    bare = {"account": DEFINITION["account"], "sequences": [{"id": "w", "name": "W"}]}
+
+    event = decode_event(raw_event("sequence.applied", bare, subject="sequence:w"))
+
+    assert event.data["sequences"][0]["process_on"] == "business_days"
+    assert event.data["sequences"][0]["steps"] == []
+
+
+def test_the_rejection_survives_pickling_for_process_pools() -> None:
+    refused = rejection(raw_event("contact.tag_added", {"contact_id": "c-1"}))
+
+    copy = pickle.loads(pickle.dumps(refused))
+
+    assert (copy.field, copy.reason, str(copy)) == (refused.field, refused.reason, str(refused))
+
+
+# --- properties
+
+
+ids = st.text(min_size=1, max_size=30)
+
+
+@given(
+    contact_id=ids,
+    tag=ids,
+    removed=st.booleans(),
+    moment=st.datetimes(
+        min_value=datetime(1970, 1, 1), max_value=datetime(9999, 1, 1), timezones=st.just(UTC)
+    ),
+    extra=st.dictionaries(st.from_regex(r"x[a-z0-9]{1,10}", fullmatch=True), ids, max_size=3),
+)
+def test_any_valid_tag_event_round_trips(
+    contact_id: str, tag: str, removed: bool, moment: datetime, extra: dict[str, str]
+) -> None:
+    event = CloudEvent(
+        id="e-1",
+        source="crm",
+        type="contact.tag_removed" if removed else "contact.tag_added",
+        time=moment,
+        subject=contact_id,
+        data={"contact_id": contact_id, "tag": tag},
+        extensions=extra,
+    )
+
+    assert decode_event(encode_event(event)) == event
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(event_type=st.sampled_from(ALL_TYPES), data=json_values, subject=st.none() | st.text())
+def test_any_json_either_decodes_or_is_rejected_with_a_field(
+    event_type: str, data: Any, subject: str | None
+) -> None:
+    raw = raw_event(event_type, data, subject=subject)  # data None: the type's sample
+
+    result = outcome(raw)
+
+    if isinstance(result, EventRejected):
+        assert result.field == "subject" or result.field.startswith("data")
+    else:
+        assert result.type == event_type
+
+
+@given(raw=st.binary(max_size=200))
+def test_any_bytes_either_decode_or_are_rejected(raw: bytes) -> None:
+    result = outcome(raw)
+
+    assert isinstance(result, CloudEvent) or result.reason
