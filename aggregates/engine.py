@@ -93,20 +93,31 @@ class _Timer:
     key: tuple[str, ...] = field(compare=False)
 
 
+NOTICES = -1  # the timer queue of owner notices, which span contacts and partitions
+
+
 class Engine:
-    def __init__(self, catalog: Catalog | None = None) -> None:
+    """`partition_of` maps a contact to its input partition: timers then fire by each
+    partition's own event time (a worker pushing history through several partitions must
+    not fire one contact's timer past an input of that contact it has not read yet)."""
+
+    def __init__(
+        self, catalog: Catalog | None = None, partition_of: Callable[[str], int] | None = None
+    ) -> None:
         self.account: Account = catalog.account if catalog else Account()
         self.sequences: dict[str, Sequence] = dict(catalog.sequences) if catalog else {}
         self.contacts: dict[str, ContactState] = {}
         self.enrollments: dict[str, dict[str, Enrollment]] = {}  # contact -> sequence -> active
         self.members: dict[str, set[str]] = {}  # sequence -> active contact ids
         self.enrollment_counts: dict[tuple[str, str], int] = {}
-        self.timers: list[_Timer] = []
+        self.timers: dict[int, list[_Timer]] = {}
+        self._partition_of = partition_of
         self.timer_tokens: dict[str, int] = {}  # enrollment id -> token of its live timer
         self.throttle = MinuteThrottle()
         self.round_robin_cursor: dict[tuple[str, str], int] = {}
         self.owner_notices: dict[tuple[str, str, datetime], list[tuple[str, str]]] = {}
-        self.now: datetime | None = None
+        self.now: datetime | None = None  # the latest moment seen: the high-water mark
+        self._at: datetime | None = None  # the moment of the decision being made
         self._token = 0
         self._triggers: dict[str, list[tuple[Sequence, Trigger]]] = {}
         self._intake: dict[str, Sequence] = {}
@@ -121,6 +132,7 @@ class Engine:
         out = _Outbox(cause)
         self._fire_until(at, out, inclusive=False)
         self._tick(at)
+        self._at = at
         self._apply_definitions(document, at, out)
         return out.events
 
@@ -130,8 +142,7 @@ class Engine:
         """Take definitions another worker recorded: upsert without announcing them, and
         disenroll this engine's own members of deleted sequences (CONTRACT.md §1.2)."""
         out = _Outbox(cause, per_subject=True)
-        if self.now is None:
-            self.now = at  # another worker's clock must not move this one forward
+        self._at = at  # another worker's clock: no timer fires, the high-water mark stays
         if document.get("account") is not None:
             self.account = build_account(document["account"])
         for spec in document.get("sequences") or ():
@@ -153,37 +164,36 @@ class Engine:
         created = sequence.created
         return {**sequence.definition, "created": format_time(created) if created else None}
 
-    def handle(self, event: CloudEvent, at: datetime | None = None) -> list[CloudEvent]:
-        """Decide on one input. `at` is the decision time (default: the event's own time);
-        timers due strictly before it fire first."""
+    def handle(
+        self, event: CloudEvent, at: datetime | None = None, partition: int | None = None
+    ) -> list[CloudEvent]:
+        """Decide on one input at `at` (default: the event's own time). Timers due strictly
+        before it fire first: those of `partition`, or all of them when it is None."""
+        moment = at or event.time
         out = _Outbox(event.id)
-        if event.type in DEFINITION_COMMANDS:
-            # A definition published today must not move the clock of a history being
-            # pushed through by event time: it takes effect at the engine's present.
-            present = self.now
-            if present is None:
-                self.now = at or event.time
-            self._process(event, out)
-            self._drain(out)
-            self.now = present
-            return out.events
-        moment = max(at or event.time, self.now) if self.now else (at or event.time)
-        self._fire_until(moment, out, inclusive=False)
-        self._tick(moment)
+        if event.type not in DEFINITION_COMMANDS:
+            # A definition published today must not fire the timers of a history being
+            # pushed through by event time, nor move its clock.
+            self._fire_until(moment, out, inclusive=False, partition=partition)
+            self._tick(moment)
+        self._at = moment
         self._process(event, out)
         self._drain(out)
         return out.events
 
-    def advance(self, until: datetime) -> list[CloudEvent]:
-        """Fire every timer due up to and including `until`."""
+    def advance(self, until: datetime, partition: int | None = None) -> list[CloudEvent]:
+        """Fire every timer due up to and including `until` (of one partition, or all)."""
         out = _Outbox("timers")
-        self._fire_until(until, out, inclusive=True)
-        if self.now is None or until > self.now:
-            self._tick(until)
+        self._fire_until(until, out, inclusive=True, partition=partition)
+        self._tick(until)
         return out.events
 
-    def next_due(self) -> datetime | None:
-        return self.timers[0].due if self.timers else None
+    def next_due(self, partition: int | None = None) -> datetime | None:
+        heads = [q[0].due for q in self._queues(partition) if q]
+        return min(heads) if heads else None
+
+    def pending_timers(self) -> int:
+        return sum(len(q) for q in self.timers.values())
 
     def active_enrollments(self) -> int:
         return sum(len(m) for m in self.members.values())
@@ -197,13 +207,25 @@ class Engine:
             if previous is None or moment - previous >= timedelta(minutes=5):
                 self.throttle.forget_before(moment - timedelta(minutes=1))
 
-    def _fire_until(self, limit: datetime, out: _Outbox, *, inclusive: bool) -> None:
-        while self.timers:
-            head = self.timers[0]
+    def _queues(self, partition: int | None) -> list[list[_Timer]]:
+        if partition is None:
+            return list(self.timers.values())
+        return [self.timers.setdefault(partition, []), self.timers.setdefault(NOTICES, [])]
+
+    def _fire_until(
+        self, limit: datetime, out: _Outbox, *, inclusive: bool, partition: int | None = None
+    ) -> None:
+        queues = self._queues(partition)
+        while True:
+            queue = min((q for q in queues if q), key=lambda q: q[0], default=None)
+            if queue is None:
+                return
+            head = queue[0]
             if head.due > limit or (head.due == limit and not inclusive):
                 return
-            heapq.heappop(self.timers)
+            heapq.heappop(queue)
             self._tick(head.due)
+            self._at = head.due
             if head.kind == "step":
                 self._fire_step(head, out)
             else:
@@ -223,7 +245,11 @@ class Engine:
 
     def _push(self, due: datetime, kind: str, key: tuple[str, ...]) -> int:
         self._token += 1
-        heapq.heappush(self.timers, _Timer(due, self._token, kind, key))
+        if kind != "step":
+            queue = NOTICES
+        else:
+            queue = self._partition_of(key[0]) if self._partition_of else 0
+        heapq.heappush(self.timers.setdefault(queue, []), _Timer(due, self._token, kind, key))
         return self._token
 
     # ---- definitions ---------------------------------------------------------------------
@@ -454,8 +480,8 @@ class Engine:
     # ---- enrollment ----------------------------------------------------------------------
 
     def _clock(self) -> datetime:
-        assert self.now is not None, "the engine has no time yet"
-        return self.now
+        assert self._at is not None, "the engine has no time yet"
+        return self._at
 
     def _targets(self, data: Mapping[str, Any]) -> list[str]:
         """The contacts an enrollment request names, in a stable order without repeats."""

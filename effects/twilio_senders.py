@@ -31,7 +31,8 @@ async def _create(resource: Any, is_async: bool, **kwargs: Any) -> Any:
 
 class TwilioSmsSender:
     def __init__(self, client: Any, urls: twiml.CallbackUrls) -> None:
-        self._client = client
+        # The resource objects are built once: the SDK's properties rebuild them per call.
+        self._messages = client.messages
         self._async = bool(client.http_client.is_async)
         self._urls = urls
 
@@ -45,7 +46,7 @@ class TwilioSmsSender:
         if message.media_urls:
             kwargs["media_url"] = list(message.media_urls)
         try:
-            created = await _create(self._client.messages, self._async, **kwargs)
+            created = await _create(self._messages, self._async, **kwargs)
         except Exception as error:
             return classify(error)
         return Delivered(PROVIDER, str(created.sid))
@@ -57,7 +58,7 @@ class TwilioCallPlacer:
     logged, never retried (a retry would ring the first agent again)."""
 
     def __init__(self, client: Any, urls: twiml.CallbackUrls) -> None:
-        self._client = client
+        self._calls = client.calls
         self._async = bool(client.http_client.is_async)
         self._urls = urls
 
@@ -75,7 +76,7 @@ class TwilioCallPlacer:
         for to, document in targets:
             try:
                 created = await _create(
-                    self._client.calls,
+                    self._calls,
                     self._async,
                     to=to,
                     from_=call.from_number,
@@ -99,14 +100,14 @@ class TwilioVoicemailDropper:
     Carrier-level ringless drops need a dedicated vendor; this adapter is the seam for one."""
 
     def __init__(self, client: Any, urls: twiml.CallbackUrls) -> None:
-        self._client = client
+        self._calls = client.calls
         self._async = bool(client.http_client.is_async)
         self._urls = urls
 
     async def drop_voicemail(self, voicemail: VoicemailRequest) -> SendResult:
         try:
             created = await _create(
-                self._client.calls,
+                self._calls,
                 self._async,
                 to=voicemail.to,
                 from_=voicemail.from_number,

@@ -97,11 +97,12 @@ PY
 }
 
 need_java() {
+  command -v python3 >/dev/null 2>&1 || die "python3 not found: it checks that the broker answers"
   command -v java >/dev/null 2>&1 ||
     die "java not found: install a JDK 17 (e.g. apt-get install -y openjdk-17-jre-headless)"
   local version
   version=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
-  if [[ $version =~ ^1\. ]] || [[ ${version%%.*} -lt 11 ]]; then
+  if [[ $version =~ ^1\. ]] || { [[ $version =~ ^[0-9]+ ]] && ((${version%%.*} < 11)); }; then
     die "java ${version:-?} is too old: Kafka $KAFKA_VERSION needs Java 11 or later (17 recommended)"
   fi
 }

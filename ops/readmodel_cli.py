@@ -43,6 +43,8 @@ SEQUENCE_HEADERS = (
     "STATUS",
 )
 HISTORY_HEADERS = ("CONTACT", "ACTION", "EVENT", "TIME")
+NO_SOURCE = "no source: give --history FILE, or --database-url / DATABASE_URL for PostgreSQL"
+NO_DATABASE = "no PostgreSQL: give --database-url URL or set DATABASE_URL"
 REBUILD_BATCH = 2000  # events per transaction: few round trips, bounded memory
 
 
@@ -256,7 +258,7 @@ def run_rebuild(args: argparse.Namespace) -> int:
     applied = 0
     bar = ProgressBar(total, sys.stderr)
     try:
-        with _connect(args) as projection:
+        with _connect(args, NO_DATABASE) as projection:
             projection.ensure_schema()
             if not args.resume:
                 projection.reset()
@@ -297,13 +299,11 @@ def _load(path: Path, model: SequencesList | HistoryReport) -> list[LineError]:
 
 
 @contextmanager
-def _connect(args: argparse.Namespace) -> Iterator[PostgresProjection]:
+def _connect(args: argparse.Namespace, missing: str = NO_SOURCE) -> Iterator[PostgresProjection]:
     """A PostgresProjection on an autocommit connection; every failure becomes one message."""
     url: str | None = args.database_url or os.environ.get("DATABASE_URL")
     if not url:
-        raise _ReadFailedError(
-            "no source: give --history FILE, or --database-url / DATABASE_URL for PostgreSQL"
-        )
+        raise _ReadFailedError(missing)
     try:
         conn = psycopg.connect(url, autocommit=True)
     except psycopg.Error as error:
@@ -393,6 +393,7 @@ class ProgressBar:
         self._stream = stream
         self._width = width
         self._done = 0
+        self._drawn = False
         self._finished = False
 
     def update(self, done: int) -> None:
@@ -402,6 +403,7 @@ class ProgressBar:
         bar = "#" * filled + "." * (self._width - filled)
         self._stream.write(f"\r[{bar}] {fraction:4.0%} {self._done}/{self._total} lines")
         self._stream.flush()
+        self._drawn = True
 
     def finish(self) -> None:
         if not self._finished:
@@ -410,6 +412,6 @@ class ProgressBar:
 
     def stop(self) -> None:
         """End the bar's line where it stands (after a failure, or when finished)."""
-        if not self._finished:
+        if self._drawn and not self._finished:
             self._finished = True
             self._stream.write("\n")

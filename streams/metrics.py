@@ -11,14 +11,30 @@ class WorkerMetrics:
         r = self.registry
         self.events_in = Counter("dripstream_events_in", "Input records decided", registry=r)
         self.events_out = Counter("dripstream_events_out", "Decisions recorded", registry=r)
-        self.redelivered = Counter("dripstream_redelivered", "Records at or below the stored position", registry=r)
-        self.dead_letters = Counter("dripstream_dead_letters", "Records sent to the dead-letter topic", registry=r)
-        self.timers_fired = Counter("dripstream_timers_fired", "Steps run or skipped by a timer", registry=r)
+        self.redelivered = Counter(
+            "dripstream_redelivered", "Records at or below the stored position", registry=r
+        )
+        self.dead_letters = Counter(
+            "dripstream_dead_letters", "Records sent to the dead-letter topic", registry=r
+        )
+        self.timers_fired = Counter(
+            "dripstream_timers_fired", "Steps run or skipped by a timer", registry=r
+        )
         self.rebuilds = Counter("dripstream_rebuilds", "Engine rebuilds from the store", registry=r)
-        self.published = Counter("dripstream_published", "Outbox rows published to Kafka", registry=r)
-        self.timers_pending = Gauge("dripstream_timers_pending", "Timers waiting in the engine", registry=r)
-        self.active_enrollments = Gauge("dripstream_active_enrollments", "Active enrollments", registry=r)
-        self.lag = Gauge("dripstream_consumer_lag", "Records not yet decided on the assigned partitions", registry=r)
+        self.published = Counter(
+            "dripstream_published", "Outbox rows published to Kafka", registry=r
+        )
+        self.timers_pending = Gauge(
+            "dripstream_timers_pending", "Timers waiting in the engine", registry=r
+        )
+        self.active_enrollments = Gauge(
+            "dripstream_active_enrollments", "Active enrollments", registry=r
+        )
+        self.lag = Gauge(
+            "dripstream_consumer_lag",
+            "Records not yet decided on the assigned partitions",
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "dripstream_batch_seconds",
             "Time to decide and record one batch",

@@ -31,12 +31,16 @@ class Relay:
         self.prefix = prefix
         self.published = 0
         # One relay per store and topic prefix: the lock id derives from both.
-        self.lock_id = RELAY_LOCK ^ (zlib.crc32(f"{store.datastore.schema}/{prefix}".encode()) & 0x7FFFFFFF)
+        self.lock_id = RELAY_LOCK ^ (
+            zlib.crc32(f"{store.datastore.schema}/{prefix}".encode()) & 0x7FFFFFFF
+        )
 
     async def run(self, stopping: asyncio.Event) -> None:
         with self.store.datastore.get_connection() as lock_conn:
             while not stopping.is_set():
-                row = lock_conn.execute("SELECT pg_try_advisory_lock(%s) AS held", (self.lock_id,)).fetchone()
+                row = lock_conn.execute(
+                    "SELECT pg_try_advisory_lock(%s) AS held", (self.lock_id,)
+                ).fetchone()
                 lock_conn.commit()
                 if row and row["held"]:
                     break

@@ -97,6 +97,7 @@ class Replayable:
     at: datetime | None
     definitions: int
     event: bytes | None
+    partition: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +112,9 @@ class EngineRecorder(PostgresProcessRecorder):  # type: ignore[misc]
     """The eventsourcing process recorder, plus the outbox rows in the same transaction."""
 
     def __init__(self, datastore: PostgresDatastore) -> None:
-        super().__init__(datastore, events_table_name=EVENTS_TABLE, tracking_table_name=TRACKING_TABLE)
+        super().__init__(
+            datastore, events_table_name=EVENTS_TABLE, tracking_table_name=TRACKING_TABLE
+        )
         schema = datastore.schema
         self.create_table_statements_extra = [ddl.format(schema=schema) for ddl in OUTBOX_DDL]
 
@@ -121,7 +124,9 @@ class EngineRecorder(PostgresProcessRecorder):  # type: ignore[misc]
             for statement in self.create_table_statements_extra:
                 curs.execute(statement)
 
-    def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
         outbox: Sequence[OutboxRow] = kwargs.get("outbox", ())
         if outbox:
@@ -139,7 +144,9 @@ class EngineRecorder(PostgresProcessRecorder):  # type: ignore[misc]
                 " ON CONFLICT (contact_id) DO UPDATE SET tags = EXCLUDED.tags, line_id = EXCLUDED.line_id",
                 contacts,
             )
-        definition: tuple[dict[str, Any], list[str], datetime, str] | None = kwargs.get("definition")
+        definition: tuple[dict[str, Any], list[str], datetime, str] | None = kwargs.get(
+            "definition"
+        )
         if definition is not None:
             document, deleted, at, cause = definition
             curs.execute(
@@ -200,13 +207,22 @@ class EngineStore:
             definition=definition,
         )
 
-    def record_tick(self, at: datetime, partitions: Sequence[str], outbox: Sequence[OutboxRow]) -> None:
-        """Decisions of timers fired by the clock alone, with a tick so a rebuild sees it."""
+    def record_tick(
+        self,
+        at: datetime,
+        partitions: Sequence[str],
+        outbox: Sequence[OutboxRow],
+        partition: int | None = None,
+    ) -> None:
+        """Decisions of timers fired by the clock alone (of one partition's timers, or all),
+        with a tick so a rebuild fires them at the same point."""
         tick = StoredEvent(
-            originator_id=f"tick:{format_time(at)}:{','.join(partitions)}",
+            originator_id=f"tick:{format_time(at)}:{partition}:{','.join(partitions)}",
             originator_version=0,
             topic=TICK_TOPIC,
-            state=orjson.dumps({"at": format_time(at), "partitions": list(partitions)}),
+            state=orjson.dumps(
+                {"at": format_time(at), "partitions": list(partitions), "partition": partition}
+            ),
         )
         try:
             self.recorder.insert_events([tick], outbox=outbox)
@@ -227,11 +243,26 @@ class EngineStore:
                 if note.topic in wanted:
                     state = orjson.loads(note.state)
                     at = parse_time(state["at"]) if state["at"] else None
-                    yield Replayable(note.id, "input", at, int(state["definitions"]), orjson.dumps(state["event"]))
+                    partition = int(note.topic.rsplit(":", 1)[1])
+                    yield Replayable(
+                        note.id,
+                        "input",
+                        at,
+                        int(state["definitions"]),
+                        orjson.dumps(state["event"]),
+                        partition,
+                    )
                 elif note.topic == TICK_TOPIC:
                     state = orjson.loads(note.state)
                     if wanted & {f"{INPUT_TOPIC}:{p}" for p in state["partitions"]}:
-                        yield Replayable(note.id, "tick", parse_time(state["at"]), 0, None)
+                        yield Replayable(
+                            note.id,
+                            "tick",
+                            parse_time(state["at"]),
+                            0,
+                            None,
+                            state.get("partition"),
+                        )
             start = batch[-1].id + 1
 
     def definitions_after(self, version: int) -> list[Definitions]:
@@ -243,7 +274,9 @@ class EngineStore:
                 (version,),
             )
             return [
-                Definitions(int(r["version"]), dict(r["document"]), tuple(r["deleted"]), r["applied_at"])
+                Definitions(
+                    int(r["version"]), dict(r["document"]), tuple(r["deleted"]), r["applied_at"]
+                )
                 for r in curs.fetchall()
             ]
 
@@ -251,9 +284,15 @@ class EngineStore:
         schema = self.datastore.schema
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             if tag is not None:
-                curs.execute(f"SELECT contact_id FROM {schema}.dripstream_contacts WHERE %s = ANY(tags) ORDER BY 1", (tag,))
+                curs.execute(
+                    f"SELECT contact_id FROM {schema}.dripstream_contacts WHERE %s = ANY(tags) ORDER BY 1",
+                    (tag,),
+                )
             else:
-                curs.execute(f"SELECT contact_id FROM {schema}.dripstream_contacts WHERE line_id = %s ORDER BY 1", (line_id,))
+                curs.execute(
+                    f"SELECT contact_id FROM {schema}.dripstream_contacts WHERE line_id = %s ORDER BY 1",
+                    (line_id,),
+                )
             return [str(r["contact_id"]) for r in curs.fetchall()]
 
     def outbox_after(self, position: int, limit: int) -> list[tuple[int, OutboxRow]]:

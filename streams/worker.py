@@ -24,8 +24,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition  # type: ignore[import-untyped]
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor  # type: ignore[import-untyped]
+from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
 from aggregates.engine import Engine
+from aggregates.intake import LeadProblem, contact_id_for_lead, parse_lead_email
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
 from schemas.registry import DLQ_TOPIC, EVENT_TYPES
 from schemas.validation import EventRejected, decode_event
@@ -37,7 +39,9 @@ log = logging.getLogger("dripstream.worker")
 
 INPUT_TOPICS = ("contacts", "calls", "messages", "appointments", "intake", "commands")
 GROUP_ID = "dripstream-engine"
-SEQUENCE_COMMANDS = frozenset({"sequence.applied", "sequence.delete_requested", "sequence.copy_requested"})
+SEQUENCE_COMMANDS = frozenset(
+    {"sequence.applied", "sequence.delete_requested", "sequence.copy_requested"}
+)
 Clock = Callable[[], datetime]
 
 
@@ -81,6 +85,8 @@ class EngineWorker:
         self.store = EngineStore(settings.database_url, settings.schema)
         self.metrics = WorkerMetrics()
         self.engine = Engine()
+        self.partition_count = 0
+        self.partition_clock: dict[int, datetime] = {}
         self.definitions_version = 0
         self.positions: dict[TopicPartition, int | None] = {}
         self.assigned: set[TopicPartition] = set()
@@ -97,7 +103,9 @@ class EngineWorker:
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=settings.batch_size,
         )
-        self.relay = Relay(self.store, settings.bootstrap_servers, prefix) if settings.relay else None
+        self.relay = (
+            Relay(self.store, settings.bootstrap_servers, prefix) if settings.relay else None
+        )
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -170,8 +178,19 @@ class EngineWorker:
             return False  # the engine's own change, already applied when it was decided
         if event.type == "enrollment.requested" and self._fan_out(event, tp, batch):
             return False
-        at = self.clock() if self.settings.clock == "wall" else None
-        outputs = self.engine.handle(event, at=at)
+        if event.type == "lead.email_received" and self._route_lead(event, tp, batch):
+            return False
+        if self.settings.clock == "wall":
+            at: datetime | None = self.clock()
+            outputs = self.engine.handle(event, at=at)
+        else:
+            at = None
+            outputs = self.engine.handle(event, partition=tp.partition)
+            if event.type not in SEQUENCE_COMMANDS:
+                clock = self.partition_clock.get(tp.partition)
+                self.partition_clock[tp.partition] = (
+                    event.time if clock is None else max(clock, event.time)
+                )
         batch.inputs.append(
             InputRecord(tp.topic, tp.partition, record.offset, at, self.definitions_version, raw)
         )
@@ -184,7 +203,9 @@ class EngineWorker:
             return True
         return False
 
-    def _definition_change(self, event: CloudEvent) -> tuple[dict[str, Any], list[str], datetime, str]:
+    def _definition_change(
+        self, event: CloudEvent
+    ) -> tuple[dict[str, Any], list[str], datetime, str]:
         """The change a sequence command made, as others must adopt it."""
         now = self.engine.now or event.time
         data = event.data
@@ -218,7 +239,39 @@ class EngineWorker:
             batch.outbox.append(OutboxRow(request.id, "commands", contact_id, request.encode()))
         return True
 
-    def _dead_letter(self, tp: TopicPartition, record: Any, field_name: str, reason: str) -> OutboxRow:
+    def _route_lead(self, event: CloudEvent, tp: TopicPartition, batch: _Batch) -> bool:
+        """A lead e-mail becomes a contact whose id comes from the lead: the e-mail goes to
+        that contact's partition first, so its state lives where its later inputs arrive."""
+        data = event.data
+        lead = parse_lead_email(
+            subject=data.get("subject"), body=str(data["body"]), sender=data.get("from")
+        )
+        if isinstance(lead, LeadProblem):
+            return False
+        contact_id = contact_id_for_lead(
+            str(data["to"]).strip().lower(), lead, str(data.get("message_id") or event.id)
+        )
+        if self.partition_of(contact_id) == tp.partition:
+            return False
+        routed = CloudEvent(
+            id=event.id,
+            source=event.source,
+            type=event.type,
+            time=event.time,
+            subject=contact_id,
+            data=data,
+        )
+        batch.outbox.append(OutboxRow(f"route:{event.id}", "intake", contact_id, routed.encode()))
+        return True
+
+    def partition_of(self, contact_id: str) -> int:
+        if not self.partition_count:
+            return 0
+        return int((murmur2(contact_id.encode()) & 0x7FFFFFFF) % self.partition_count)
+
+    def _dead_letter(
+        self, tp: TopicPartition, record: Any, field_name: str, reason: str
+    ) -> OutboxRow:
         self.metrics.dead_letters.inc()
         raw: bytes = record.value or b""
         letter = {
@@ -232,7 +285,9 @@ class EngineWorker:
             "value_hex": raw.hex(),
         }
         key = record.key.decode("utf-8", "replace") if record.key else None
-        return OutboxRow(f"dlq:{tp.topic}:{tp.partition}:{record.offset}", DLQ_TOPIC, key, orjson.dumps(letter))
+        return OutboxRow(
+            f"dlq:{tp.topic}:{tp.partition}:{record.offset}", DLQ_TOPIC, key, orjson.dumps(letter)
+        )
 
     def _record(self, tp: TopicPartition, batch: _Batch, last: int) -> None:
         if last < 0 or (self.positions.get(tp) is not None and last <= (self.positions[tp] or 0)):
@@ -243,30 +298,40 @@ class EngineWorker:
             if (state := self.engine.contacts.get(c)) is not None
         ]
         try:
-            self.store.record(tp.topic, tp.partition, batch.inputs, last, batch.outbox, contacts, batch.definition)
+            self.store.record(
+                tp.topic, tp.partition, batch.inputs, last, batch.outbox, contacts, batch.definition
+            )
         except AlreadyRecorded:
             # Another worker recorded this partition first (we were fenced by a
             # rebalance): our in-memory state is stale, so start again from the store.
-            log.warning("position of %s:%s already recorded elsewhere; rebuilding", tp.topic, tp.partition)
+            log.warning(
+                "position of %s:%s already recorded elsewhere; rebuilding", tp.topic, tp.partition
+            )
             self._rebuild()
             return
         self.positions[tp] = last
 
     def _fire_timers(self, *, idle: bool) -> None:
         if self.settings.clock == "wall":
-            now: datetime | None = self.clock()
-        else:
-            # Event time only moves with the inputs; when they pause, fire what is due at
-            # the latest event time, so a finished history ends where `replay` ends.
-            now = self.engine.now if idle else None
-        due = self.engine.next_due()
-        if now is None or due is None or due > now:
+            self._tick(self.clock(), None)
+        elif idle:
+            # Event time moves only with the inputs; when they pause, each partition fires
+            # what is due at its latest event time, so a finished history ends where
+            # `replay` ends.
+            for partition, clock in sorted(self.partition_clock.items()):
+                self._tick(clock, partition)
+
+    def _tick(self, now: datetime, partition: int | None) -> None:
+        due = self.engine.next_due(partition)
+        if due is None or due > now:
             return
-        outputs = self.engine.advance(now)
-        self.metrics.timers_fired.inc(sum(1 for e in outputs if e.type in ("step.executed", "step.skipped")))
+        outputs = self.engine.advance(now, partition=partition)
+        self.metrics.timers_fired.inc(
+            sum(1 for e in outputs if e.type in ("step.executed", "step.skipped"))
+        )
         if outputs:
             partitions = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
-            self.store.record_tick(now, partitions, outbox_rows(outputs, topic_for))
+            self.store.record_tick(now, partitions, outbox_rows(outputs, topic_for), partition)
             self.metrics.events_out.inc(len(outputs))
 
     def _sync_definitions(self) -> None:
@@ -277,7 +342,9 @@ class EngineWorker:
             self.definitions_version = change.version
             if outputs:
                 partitions = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
-                self.store.record_tick(change.applied_at, partitions, outbox_rows(outputs, topic_for))
+                self.store.record_tick(
+                    change.applied_at, partitions, outbox_rows(outputs, topic_for)
+                )
 
     # ---- rebalancing ---------------------------------------------------------------------
 
@@ -288,7 +355,10 @@ class EngineWorker:
     def _rebuild(self) -> None:
         """A fresh engine from the stored inputs of the assigned partitions."""
         started = time.perf_counter()
-        engine = Engine()
+        contacts_topic = self.settings.topic_prefix + "contacts"
+        self.partition_count = len(self.consumer.partitions_for_topic(contacts_topic) or ())
+        engine = Engine(partition_of=self.partition_of)
+        clocks: dict[int, datetime] = {}
         applied = 0
         pending = self.store.definitions_after(0)
         names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
@@ -296,28 +366,46 @@ class EngineWorker:
         for item in self.store.replayable(names):
             while pending and pending[0].version <= item.definitions:
                 change = pending.pop(0)
-                engine.adopt(change.document, change.deleted, change.applied_at, f"defs:{change.version}")
+                engine.adopt(
+                    change.document, change.deleted, change.applied_at, f"defs:{change.version}"
+                )
                 applied = change.version
             if item.kind == "tick" and item.at is not None:
-                engine.advance(item.at)
+                engine.advance(item.at, partition=item.partition)
             elif item.event is not None:
-                engine.handle(decode_event(item.event), at=item.at)
+                event = decode_event(item.event)
+                if item.at is not None:  # decided by the wall clock
+                    engine.handle(event, at=item.at)
+                else:
+                    engine.handle(event, partition=item.partition)
+                    if event.type not in SEQUENCE_COMMANDS and item.partition is not None:
+                        known = clocks.get(item.partition)
+                        clocks[item.partition] = (
+                            event.time if known is None else max(known, event.time)
+                        )
                 replayed += 1
         for change in pending:
-            engine.adopt(change.document, change.deleted, change.applied_at, f"defs:{change.version}")
+            engine.adopt(
+                change.document, change.deleted, change.applied_at, f"defs:{change.version}"
+            )
             applied = change.version
         self.engine = engine
+        self.partition_clock = clocks
         self.definitions_version = applied
         self.positions = {tp: self.store.position(tp.topic, tp.partition) for tp in self.assigned}
         for tp, position in self.positions.items():
             if position is not None:
                 self.consumer.seek(tp, position + 1)
         self.metrics.rebuilds.inc()
-        log.info("rebuilt the engine from %d stored inputs in %.2fs", replayed, time.perf_counter() - started)
+        log.info(
+            "rebuilt the engine from %d stored inputs in %.2fs",
+            replayed,
+            time.perf_counter() - started,
+        )
 
     def _report_lag(self) -> None:
         self.metrics.active_enrollments.set(self.engine.active_enrollments())
-        self.metrics.timers_pending.set(len(self.engine.timers))
+        self.metrics.timers_pending.set(self.engine.pending_timers())
         lag = 0
         for tp in self.assigned:
             highwater = self.consumer.highwater(tp)

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import orjson
 from aiohttp import web
 from yarl import URL
 from twilio.request_validator import (  # type: ignore[import-untyped, unused-ignore]
@@ -157,10 +158,7 @@ class FakeTwilioServer(LoopbackServer):
     async def _create(self, request: web.Request, resource: str, prefix: str) -> web.Response:
         if not self._authorized(request):
             return _error(TwilioFailure(401, 20003, "Authenticate"))
-        posted = await request.post()
-        form: dict[str, list[str]] = {}
-        for key, value in posted.items():
-            form.setdefault(key, []).append(str(value))
+        form = parse_qs(await request.text(), keep_blank_values=True)
         to = form.get("To", [""])[0]
         callback = form.get("StatusCallback", [""])[0]
         effect_id = parse_qs(urlsplit(callback).query).get("effect_id", [None])[0]
@@ -192,7 +190,7 @@ class FakeTwilioServer(LoopbackServer):
             body["body"] = form.get("Body", [""])[0]
             body["num_media"] = str(len(form.get("MediaUrl", [])))
             body["direction"] = "outbound-api"
-        return web.json_response(body, status=201)
+        return web.Response(body=orjson.dumps(body), status=201, content_type="application/json")
 
     def _failure_for(self, to: str) -> TwilioFailure | None:
         queued = self._script.first.get(to)

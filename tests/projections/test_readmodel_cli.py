@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import re
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import orjson
 import pytest
 
 from ops.cli_groups import get_or_create_group
-from ops.readmodel_cli import register
+from ops.readmodel_cli import ProgressBar, register
 from tests.projections.helpers import Stream
 
 T0 = "2028-03-02T22:41:00Z"
@@ -268,3 +269,25 @@ def test_a_plain_command_cannot_become_a_group() -> None:
     commands.add_parser("history")
     with pytest.raises(ValueError, match="not a group"):
         get_or_create_group(commands, "history")
+
+
+def test_the_progress_bar_redraws_one_line_and_ends_it() -> None:
+    stream = io.StringIO()
+    bar = ProgressBar(10, stream, width=10)
+
+    bar.update(5)
+    bar.finish()
+    bar.stop()
+
+    assert stream.getvalue() == ("\r[#####.....]  50% 5/10 lines\r[##########] 100% 10/10 lines\n")
+
+
+def test_rebuild_without_a_database_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, history_file: Path
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    code, _, err = run(capsys, "projections", "rebuild", "--history", str(history_file))
+
+    assert code == 2
+    assert err == "dripstream: no PostgreSQL: give --database-url URL or set DATABASE_URL\n"
