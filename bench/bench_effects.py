@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import psycopg
@@ -71,14 +72,27 @@ def start_fake_twilio() -> tuple[subprocess.Popen[str], str]:
 
 
 def stats(url: str) -> dict[str, int]:
-    with urllib.request.urlopen(f"{url}/_fake/stats") as response:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"{url}/_fake/stats") as response:
         result: dict[str, int] = json.loads(response.read())
     return result
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """utime + stime of the fake server's process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Result:
+    sends_per_second: float
+    cpu_ms_per_send: float  # this process: processor, ledger, SDK
+
+
 async def run_once(
     url: str, transport: str, count: int, concurrency: int, database_url: str | None
-) -> float:
+) -> Result:
     client = build_twilio_client(
         account_sid=ACCOUNT_SID,
         auth_token=AUTH_TOKEN,
@@ -111,14 +125,14 @@ async def run_once(
     batch = commands(count, f"{transport}-{time.time_ns()}")
     # warm up: imports inside the SDK, connections
     await processor.handle_batch(commands(50, f"warm-{time.time_ns()}"))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     outcomes = await processor.handle_batch(batch)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert len(outcomes) == count
     assert all(event.type == "effect.sent" for event in outcomes)
     await ledger.close()
     await close_twilio_client(client)
-    return count / elapsed
+    return Result(count / elapsed, cpu / count * 1000)
 
 
 def main() -> None:
@@ -136,16 +150,23 @@ def main() -> None:
         transports = ["async", "threads"] if args.transport == "both" else [args.transport]
         ledger = "postgresql" if args.database_url else "in-memory"
         for transport in transports:
-            rate = asyncio.run(
+            served_before = server_cpu_seconds(process.pid)
+            result = asyncio.run(
                 run_once(url, transport, args.count, args.concurrency, args.database_url)
             )
-            print(  # noqa: T201
-                f"sms.send  transport={transport:<7} ledger={ledger:<10} "
-                f"concurrency={args.concurrency:<4} count={args.count:<6} {rate:8.0f} sends/s"
+            # includes the warm-up's few requests: a slight overestimate
+            server_ms = (server_cpu_seconds(process.pid) - served_before) / args.count * 1000
+            print(
+                f"sms.send transport={transport:<7} ledger={ledger:<10} "
+                f"concurrency={args.concurrency:<4} count={args.count:<6} "
+                f"{result.sends_per_second:7.0f} sends/s wall | processor "
+                f"{result.cpu_ms_per_send:.3f} ms CPU/send "
+                f"(= {1000 / result.cpu_ms_per_send:5.0f} sends per CPU-second) | "
+                f"fake server {server_ms:.3f} ms CPU/request"
             )
         served = stats(url)
         assert served["max_accepted_per_effect"] == 1, served
-        print(f"fake twilio: {served}")  # noqa: T201
+        print(f"fake twilio: {served}")
     finally:
         process.terminate()
         process.wait()

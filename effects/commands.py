@@ -28,15 +28,16 @@ POWER_DIALER_REMOVED = "power_dialer.removed"
 
 # What each type needs in `data`, beyond effect_id (the context fields are optional here:
 # a notification to a user may concern no enrollment).
+# (from_number is checked when planning: a default number may stand in for it).
 REQUIRED: dict[str, tuple[str, ...]] = {
-    SMS_SEND: ("to", "from_number", "body"),
-    MMS_SEND: ("to", "from_number", "body", "media_url"),
+    SMS_SEND: ("to", "body"),
+    MMS_SEND: ("to", "body", "media_url"),
     EMAIL_SEND: ("to", "subject", "body"),
-    CALL_DIAL: ("to", "mode", "message", "from_number"),
-    VOICEMAIL_DROP: ("to", "recording_url", "from_number"),
+    CALL_DIAL: ("to", "mode"),
+    VOICEMAIL_DROP: ("to", "recording_url"),
     WEBHOOK_POST: ("url",),
-    NOTIFY_SMS: ("to", "body", "from_number"),
-    NOTIFY_EMAIL: ("to", "subject", "body"),
+    NOTIFY_SMS: ("body",),
+    NOTIFY_EMAIL: ("subject", "body"),
     POWER_DIALER_ADDED: ("user_id", "contact_id"),
     POWER_DIALER_REMOVED: ("contact_id",),
 }

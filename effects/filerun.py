@@ -17,9 +17,10 @@ from schemas.envelope import CloudEvent
 
 
 def _write(out: BinaryIO, events: list[CloudEvent]) -> None:
-    for event in events:
-        out.write(event.encode() + b"\n")
-    out.flush()
+    # One write per batch on an unbuffered file: a kill leaves whole lines behind.
+    if events:
+        out.write(b"".join(event.encode() + b"\n" for event in events))
+        out.flush()
 
 
 async def run_commands_file(
@@ -31,7 +32,7 @@ async def run_commands_file(
 ) -> int:
     """0 when every line was a command, 1 when some were not (reported on stderr)."""
     runtime = runtime or await open_runtime(settings)
-    out = outcomes.open("ab") if outcomes else sys.stdout.buffer
+    out = outcomes.open("ab", buffering=0) if outcomes else sys.stdout.buffer
     bad = 0
     try:
         _write(out, await runtime.processor.recover())

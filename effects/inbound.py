@@ -152,16 +152,17 @@ class InboundHandlers:
                 document = twiml.connect_to(
                     [str(data.get("to", ""))], caller_id, "Connecting you to the contact."
                 )
-                events.append(
-                    outcomes.dialer_key_pressed(
-                        effect_id,
-                        context,
-                        call_sid=call_sid,
-                        digit=digit or "none",
-                        action=twiml.CONNECT,
-                        at=now,
+                if digit:  # none when the message played once and connected by itself
+                    events.append(
+                        outcomes.dialer_key_pressed(
+                            effect_id,
+                            context,
+                            call_sid=call_sid,
+                            digit=digit,
+                            action=twiml.CONNECT,
+                            at=now,
+                        )
                     )
-                )
             else:
                 document = twiml.say_and_hang_up("Another agent has taken this call.")
         else:

@@ -57,9 +57,10 @@ def build_mail(
         body += footer(postal_address, unsubscribe_group_id is not None)
     mail = Mail(
         from_email=From(message.from_email or default_from),
-        to_emails=message.to,
+        to_emails=list(message.to),
         subject=message.subject,
         plain_text_content=body,
+        is_multiple=len(message.to) > 1,  # a personalization per recipient
     )
     mail.custom_arg = CustomArg("effect_id", message.effect_id)
     if message.commercial and unsubscribe_group_id is not None:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
+from schemas.registry import EVENT_TYPES
 
 EFFECT_SENT = "effect.sent"
 EFFECT_FAILED = "effect.failed"
@@ -21,21 +22,16 @@ CONTACT_OPTED_OUT = "contact.opted_out"
 MESSAGE_RECEIVED = "message.received"
 LEAD_EMAIL_RECEIVED = "lead.email_received"
 
-# Where each event goes, topic names without the prefix (CONTRACT.md §5).
-TOPICS: dict[str, str] = {
-    EFFECT_SENT: "outcomes",
-    EFFECT_FAILED: "outcomes",
-    EFFECT_UNKNOWN: "outcomes",
-    EFFECT_STATUS_CHANGED: "outcomes",
-    DIALER_KEY_PRESSED: "outcomes",
-    CONTACT_OPTED_OUT: "contacts",
-    MESSAGE_RECEIVED: "messages",
-    LEAD_EMAIL_RECEIVED: "intake",
-}
-
 
 def topic_for(event: CloudEvent) -> str:
-    return TOPICS.get(event.type, "outcomes")
+    """The event's topic, without prefix, from the schema registry (CONTRACT.md §5)."""
+    info = EVENT_TYPES.get(event.type)
+    return info.topic if info else "outcomes"
+
+
+def _version(kind: str) -> int:
+    info = EVENT_TYPES.get(kind)
+    return info.version if info else 1
 
 
 def _event(
@@ -50,6 +46,7 @@ def _event(
         time=at,
         subject=subject if isinstance(subject, str) else None,
         data=payload,
+        dataversion=_version(kind),
     )
 
 
@@ -126,6 +123,7 @@ def contact_opted_out(
         time=at,
         subject=contact_id if isinstance(contact_id, str) else None,
         data={"contact_id": contact_id, "channel": channel, "reason": reason},
+        dataversion=_version(CONTACT_OPTED_OUT),
     )
 
 

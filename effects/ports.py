@@ -102,7 +102,7 @@ class VoicemailRequest:
 @dataclass(frozen=True, slots=True)
 class EmailMessage:
     effect_id: EffectId
-    to: str
+    to: tuple[str, ...]  # one mail; each recipient sees only their own address
     subject: str
     body: str
     from_email: str | None

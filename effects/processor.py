@@ -42,6 +42,11 @@ _log = logging.getLogger(__name__)
 
 Action = Callable[[], Awaitable[SendResult]]
 
+DEFAULT_DIALER_MESSAGE = (
+    "To connect now, press 1. To schedule a callback, press 2. "
+    "To be removed from our contact list, press 9."
+)
+
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
@@ -63,6 +68,7 @@ class EffectProcessor:
         message_limiter: LineRateLimiter | None = None,
         call_limiter: LineRateLimiter | None = None,
         concurrency: int = 32,
+        default_from_number: str | None = None,
     ) -> None:
         self.ledger = ledger
         self._senders = senders
@@ -73,6 +79,7 @@ class EffectProcessor:
         self._message_limiter = message_limiter
         self._call_limiter = call_limiter
         self._slots = asyncio.Semaphore(concurrency)
+        self._default_from = default_from_number
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -99,17 +106,15 @@ class EffectProcessor:
                 return replay(entry) if entry else []
             try:
                 parsed = read_command(command)
+                plan = self._plan(parsed)
             except CommandRejected as error:
                 now = self._clock()
                 await self.ledger.record_failed(effect_id, str(error), "invalid_command", now)
-                context = {"effect_type": command.type}
-                context.update(
-                    {k: command.data[k] for k in kinds.CONTEXT_FIELDS if k in command.data}
-                )
+                context = EffectCommand(command, effect_id).context()
                 return [
                     outcomes.effect_failed(effect_id, context, str(error), "invalid_command", now)
                 ]
-            return await self._carry_out(parsed)
+            return await self._carry_out(parsed, plan)
 
     async def handle_batch(self, batch: Iterable[CloudEvent]) -> list[CloudEvent]:
         """Many commands at once, at most `concurrency` in progress; outcomes in input order."""
@@ -118,8 +123,7 @@ class EffectProcessor:
 
     # -- one command -----------------------------------------------------------------------
 
-    async def _carry_out(self, command: EffectCommand) -> list[CloudEvent]:
-        plan = self._plan(command)
+    async def _carry_out(self, command: EffectCommand, plan: _Plan) -> list[CloudEvent]:
         effect_id = command.effect_id
         context = command.context()
         while True:
@@ -168,25 +172,50 @@ class EffectProcessor:
             await self.ledger.release(effect_id, result.reason, now)
             await self._sleep(delay)
 
+    def _from_number(self, command: EffectCommand) -> str:
+        number = command.optional_text("from_number") or self._default_from
+        if not number:
+            raise CommandRejected(
+                "data.from_number", "is required (the line has no number, no default is set)"
+            )
+        return number
+
     def _plan(self, command: EffectCommand) -> _Plan:
+        """What carrying out this command means; CommandRejected when it cannot be done."""
         kind = command.type
         effect_id = command.effect_id
         senders = self._senders
-        if kind in {kinds.SMS_SEND, kinds.MMS_SEND, kinds.NOTIFY_SMS}:
+        if kind in {kinds.SMS_SEND, kinds.MMS_SEND}:
             media = command.data.get("media_url") if kind == kinds.MMS_SEND else None
             media_urls = tuple(media) if isinstance(media, list) else ((media,) if media else ())
             sms = SmsMessage(
                 effect_id=effect_id,
                 to=command.text("to"),
-                from_number=command.text("from_number"),
+                from_number=self._from_number(command),
                 body=command.text("body"),
                 media_urls=tuple(str(url) for url in media_urls),
             )
             return _Plan(lambda: senders.sms.send_sms(sms), self._message_limiter, sms.from_number)
+        if kind == kinds.NOTIFY_SMS:
+            # To a ring group (its members' numbers) or to one user's number.
+            from_number = self._from_number(command)
+            body = command.text("body")
+            texts = [
+                SmsMessage(effect_id=effect_id, to=to, from_number=from_number, body=body)
+                for to in recipients(command, "ring_group_numbers", lambda to: to.startswith("+"))
+            ]
+            return _Plan(
+                lambda: _to_each(texts, senders.sms.send_sms), self._message_limiter, from_number
+            )
         if kind in {kinds.EMAIL_SEND, kinds.NOTIFY_EMAIL}:
+            to = (
+                (command.text("to"),)
+                if kind == kinds.EMAIL_SEND
+                else tuple(recipients(command, "ring_group_emails", lambda to: "@" in to))
+            )
             email = EmailMessage(
                 effect_id=effect_id,
-                to=command.text("to"),
+                to=to,
                 subject=command.text("subject"),
                 body=command.text("body"),
                 from_email=command.optional_text("from_email"),
@@ -198,11 +227,11 @@ class EffectProcessor:
             call = CallRequest(
                 effect_id=effect_id,
                 to=command.text("to"),
-                from_number=command.text("from_number"),
+                from_number=self._from_number(command),
                 mode=command.text("mode"),
                 ring_group=command.optional_text("ring_group") or "",
                 agent_numbers=tuple(str(number) for number in numbers),
-                message=command.text("message"),
+                message=command.optional_text("message") or DEFAULT_DIALER_MESSAGE,
                 repeat_message=bool(command.data.get("repeat_message", False)),
             )
             return _Plan(
@@ -212,7 +241,7 @@ class EffectProcessor:
             voicemail = VoicemailRequest(
                 effect_id=effect_id,
                 to=command.text("to"),
-                from_number=command.text("from_number"),
+                from_number=self._from_number(command),
                 recording_url=command.text("recording_url"),
             )
             return _Plan(
@@ -253,6 +282,40 @@ class EffectProcessor:
             contact_id=command.text("contact_id"), user_id=user_id
         )
         return Delivered("power_dialer", user_id or "all")
+
+
+def recipients(
+    command: EffectCommand, members_key: str, is_address: Callable[[str], bool]
+) -> list[str]:
+    """A notification's addresses: the ring group's members' (`ring_group_numbers` /
+    `ring_group_emails`) when given, else `to` itself when it is an address."""
+    members = command.data.get(members_key)
+    if isinstance(members, list) and members:
+        return [str(member) for member in members]
+    to = command.data.get("to")
+    addresses = to if isinstance(to, list) else [to]
+    found = [str(a) for a in addresses if isinstance(a, str) and is_address(a)]
+    if not found:
+        raise CommandRejected(f"data.{members_key}", f"no address to notify (to={to!r})")
+    return found
+
+
+async def _to_each(
+    messages: list[SmsMessage], send: Callable[[SmsMessage], Awaitable[SendResult]]
+) -> SendResult:
+    """One text per member. Until one is sent the first refusal is the effect's answer (a
+    retry is safe); after that the effect counts as sent, a member's refusal is logged and
+    not retried (a retry would text the others again)."""
+    sent: list[str] = []
+    for message in messages:
+        result = await send(message)
+        if isinstance(result, Delivered):
+            sent.append(result.provider_id)
+            continue
+        if not sent:
+            return result
+        _log.warning("effect %s: text to %s: %s", message.effect_id, message.to, result)
+    return Delivered("twilio", ",".join(sent))
 
 
 def replay(entry: LedgerEntry) -> list[CloudEvent]:

@@ -22,6 +22,8 @@ class EffectsSettings:
     database_url: str | None = None
     topic_prefix: str = "dripstream."
     consumer_group: str = "dripstream-effects"
+    # `contacts` too: the engine writes power_dialer.* there (schemas.registry).
+    command_topics: tuple[str, ...] = ("effects", "contacts")
     batch_size: int = 200
     # The inbound HTTP server (provider callbacks) and the address providers reach it at.
     http_host: str = "127.0.0.1"
@@ -42,6 +44,8 @@ class EffectsSettings:
     email_postal_address: str = ""
     # Webhooks
     webhook_secret: str | None = None
+    # Caller id for texts and calls whose command names no line number (owner notices).
+    default_from_number: str | None = None
     webhook_allowlist: tuple[str, ...] = ()
     # Throughput, pacing and retries
     concurrency: int = 32
@@ -104,6 +108,7 @@ _ENVIRONMENT: dict[str, tuple[str, str]] = {
     "database_url": ("DATABASE_URL", "str"),
     "topic_prefix": ("DRIPSTREAM_TOPIC_PREFIX", "str"),
     "batch_size": ("EFFECTS_BATCH_SIZE", "int"),
+    "command_topics": ("EFFECTS_COMMAND_TOPICS", "list"),
     "http_host": ("EFFECTS_HTTP_HOST", "str"),
     "http_port": ("EFFECTS_HTTP_PORT", "int"),
     "public_base_url": ("EFFECTS_PUBLIC_URL", "str"),
@@ -119,6 +124,7 @@ _ENVIRONMENT: dict[str, tuple[str, str]] = {
     "email_unsubscribe_group_id": ("SENDGRID_ASM_GROUP_ID", "int"),
     "email_postal_address": ("EFFECTS_POSTAL_ADDRESS", "str"),
     "webhook_secret": ("EFFECTS_WEBHOOK_SECRET", "str"),
+    "default_from_number": ("EFFECTS_DEFAULT_FROM_NUMBER", "str"),
     "webhook_allowlist": ("EFFECTS_WEBHOOK_ALLOWLIST", "list"),
     "concurrency": ("EFFECTS_CONCURRENCY", "int"),
     "line_rate_per_second": ("EFFECTS_LINE_RATE", "float"),

@@ -98,6 +98,7 @@ async def open_runtime(
             settings.call_rate_per_second, 1, monotonic=time.monotonic, sleep=asyncio.sleep
         ),
         concurrency=settings.concurrency,
+        default_from_number=settings.default_from_number,
     )
     return Runtime(settings, ledger, processor, clock, closers)
 

@@ -1,11 +1,13 @@
 """The effects worker on Kafka: effect commands in, outcomes out, provider callbacks served.
 
-One loop: take a batch from `effects` (consumer group `dripstream-effects`, no auto-commit),
-carry it out through the processor (each command claimed in the ledger before its provider
-is called), publish the outcomes (idempotent producer, acks=all), then commit the batch's
-offsets. A crash anywhere redelivers the batch; the ledger turns the redelivery into
-re-published outcomes with the same ids, never a second send. A rebalance waits for the
-batch in progress to be committed (the listener takes the same lock).
+One loop: take a batch of records (from `effects`, and from `contacts`, where the engine
+writes `power_dialer.added` / `.removed`; the rest of that topic is skipped; consumer group
+`dripstream-effects`, no auto-commit), carry it out through the processor (each command
+claimed in the ledger before its provider is called), publish the outcomes (idempotent
+producer, acks=all), then commit the batch's offsets. A crash anywhere redelivers the batch;
+the ledger turns the redelivery into re-published outcomes with the same ids, never a
+second send. A rebalance waits for the batch in progress to be committed (the listener
+takes the same lock).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from aiokafka import (  # type: ignore[import-untyped, unused-ignore]
 )
 from aiokafka.errors import CommitFailedError  # type: ignore[import-untyped, unused-ignore]
 
-from effects.commands import CommandRejected, decode_command, effect_id_of
+from effects.commands import EFFECT_TYPES, CommandRejected, decode_command, effect_id_of
 from effects.inbound import InboundHandlers, build_inbound_app
 from effects.outcomes import topic_for
 from effects.ports import Clock
@@ -85,16 +87,28 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc, unused-ign
 
 
 async def process_records(
-    records: Iterable[Any], processor: EffectProcessor, publisher: KafkaPublisher
+    records: Iterable[Any],
+    processor: EffectProcessor,
+    publisher: KafkaPublisher,
+    commands_topic: str,
 ) -> int:
-    """Decode, carry out and publish one batch; returns how many were dead-lettered."""
+    """Decode, carry out and publish one batch; returns how many were dead-lettered.
+
+    Records of other types (the `contacts` topic carries power_dialer.* among contact
+    facts) are not ours and are skipped; a bad record in `commands_topic` is dead-lettered.
+    """
     commands: list[CloudEvent] = []
     rejected = 0
     for record in records:
+        ours = record.topic == commands_topic
         try:
             command = decode_command(record.value)
+            if command.type not in EFFECT_TYPES and not ours:
+                continue
             effect_id_of(command)
         except CommandRejected as error:
+            if not ours:
+                continue  # the engine's own consumer reports what it cannot read
             _log.error(
                 "dead-lettered %s:%s@%s: %s", record.topic, record.partition, record.offset, error
             )
@@ -140,16 +154,19 @@ async def run_effects_worker(
         runner = await _serve_inbound(settings, runtime, publisher)
         await publisher.publish_many(await runtime.processor.recover())
         recovery = asyncio.create_task(_recover_periodically(runtime, publisher, settings))
-        consumer.subscribe([settings.topic(COMMANDS_TOPIC)], listener=_WaitForBatch(lock))
+        topics = [settings.topic(name) for name in settings.command_topics]
+        consumer.subscribe(topics, listener=_WaitForBatch(lock))
         await consumer.start()
-        _log.info("effects worker consuming %s", settings.topic(COMMANDS_TOPIC))
+        _log.info("effects worker consuming %s", ", ".join(topics))
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500, max_records=settings.batch_size)
             if not batches:
                 continue
             async with lock:
                 records = [record for part in batches.values() for record in part]
-                await process_records(records, runtime.processor, publisher)
+                await process_records(
+                    records, runtime.processor, publisher, settings.topic(COMMANDS_TOPIC)
+                )
                 offsets = {tp: part[-1].offset + 1 for tp, part in batches.items()}
                 try:
                     await consumer.commit(offsets)

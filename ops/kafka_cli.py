@@ -9,15 +9,20 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.settings import Settings
 from schemas.definitions import DefinitionRejected, load_definition_file
-from schemas.envelope import CloudEvent
+from schemas.envelope import CloudEvent, format_time, parse_time
 from schemas.registry import EVENT_TYPES
 from schemas.validation import EventRejected, decode_event
+
+
+INPUT_TOPICS = ("contacts", "calls", "messages", "appointments", "intake", "commands")
+WATERMARK_EVERY = 500
 
 
 def register(commands: SubParsers) -> None:
@@ -25,32 +30,64 @@ def register(commands: SubParsers) -> None:
 
     worker = commands.add_parser("worker", help="run the engine on Kafka and PostgreSQL")
     _connection_flags(worker, env)
-    worker.add_argument("--clock", choices=("wall", "event"), default="wall",
-                        help="what drives the timers: the wall clock (default) or the inputs' event time")
-    worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
-    worker.add_argument("--no-relay", action="store_true", help="do not publish the outbox from this process")
-    worker.add_argument("--schema", default="public", help="PostgreSQL schema of the engine's tables")
+    worker.add_argument(
+        "--clock",
+        choices=("wall", "event"),
+        default="wall",
+        help="what drives the timers: the wall clock (default) or the inputs' event time",
+    )
+    worker.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT"
+    )
+    worker.add_argument(
+        "--no-relay", action="store_true", help="do not publish the outbox from this process"
+    )
+    worker.add_argument(
+        "--schema", default="public", help="PostgreSQL schema of the engine's tables"
+    )
     worker.set_defaults(handler=run_worker)
 
-    produce = commands.add_parser("produce", help="publish a .jsonl of input events, keyed by subject")
+    produce = commands.add_parser(
+        "produce", help="publish a .jsonl of input events, keyed by subject"
+    )
     _connection_flags(produce, env, database=False)
     produce.add_argument("file", type=Path)
-    produce.add_argument("--raw", action="store_true",
-                         help="publish lines as they are, valid or not (to exercise the dead letters)")
+    produce.add_argument(
+        "--raw",
+        action="store_true",
+        help="publish lines as they are, valid or not (to exercise the dead letters)",
+    )
+    produce.add_argument(
+        "--no-watermarks",
+        action="store_true",
+        help="do not write stream.watermark records (they let `worker --clock event` merge topics by time)",
+    )
     produce.set_defaults(handler=run_produce)
 
-    sequences = get_or_create_group(commands, "sequences", help="sequence definitions and the sequences list")
+    sequences = get_or_create_group(
+        commands, "sequences", help="sequence definitions and the sequences list"
+    )
     apply = sequences.add_parser("apply", help="publish sequence definitions to the commands topic")
     _connection_flags(apply, env, database=False)
     apply.add_argument("file", type=Path)
     apply.set_defaults(handler=run_apply)
 
 
-def _connection_flags(parser: argparse.ArgumentParser, env: Settings, *, database: bool = True) -> None:
-    parser.add_argument("--bootstrap", default=env.bootstrap_servers, help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)")
-    parser.add_argument("--topic-prefix", default=env.topic_prefix, help="topic name prefix (default dripstream.)")
+def _connection_flags(
+    parser: argparse.ArgumentParser, env: Settings, *, database: bool = True
+) -> None:
+    parser.add_argument(
+        "--bootstrap",
+        default=env.bootstrap_servers,
+        help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
+    )
+    parser.add_argument(
+        "--topic-prefix", default=env.topic_prefix, help="topic name prefix (default dripstream.)"
+    )
     if database:
-        parser.add_argument("--database-url", default=env.database_url, help="PostgreSQL URL (DATABASE_URL)")
+        parser.add_argument(
+            "--database-url", default=env.database_url, help="PostgreSQL URL (DATABASE_URL)"
+        )
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -97,7 +134,9 @@ def run_produce(args: argparse.Namespace) -> int:
             continue
         key = event.subject.encode() if event.subject else None
         records.append((EVENT_TYPES[event.type].topic, key, raw))
-    asyncio.run(_send(args.bootstrap, args.topic_prefix, records))
+    asyncio.run(
+        _send(args.bootstrap, args.topic_prefix, records, watermarks=not args.no_watermarks)
+    )
     print(f"published {len(records)} event(s)", file=sys.stderr)
     return 1 if bad else 0
 
@@ -129,20 +168,67 @@ def run_apply(args: argparse.Namespace) -> int:
         subject="sequences",
         data=document,
     )
-    asyncio.run(_send(args.bootstrap, args.topic_prefix, [("commands", b"sequences", command.encode())]))
+    asyncio.run(
+        _send(args.bootstrap, args.topic_prefix, [("commands", b"sequences", command.encode())])
+    )
     ids = ", ".join(str(s["id"]) for s in document.get("sequences") or ())
     print(f"published sequence definitions: {ids}", file=sys.stderr)
     return 0
 
 
-async def _send(bootstrap: str, prefix: str, records: list[tuple[str, bytes | None, bytes]]) -> None:
+async def _send(
+    bootstrap: str,
+    prefix: str,
+    records: list[tuple[str, bytes | None, bytes]],
+    *,
+    watermarks: bool = False,
+) -> None:
+    """Publish in order. With `watermarks`, every WATERMARK_EVERY records and at the end a
+    `stream.watermark` goes to every partition of every input topic, after the records it
+    follows (the idempotent producer keeps each partition's order): a worker on the event
+    clock then knows how far each topic is complete."""
     from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]  # noqa: PLC0415
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=10)
     await producer.start()
     try:
-        futures = [await producer.send(prefix + topic, value, key=key) for topic, key, value in records]
+        latest: datetime | None = None
+        futures = []
+        for n, (topic, key, value) in enumerate(records, start=1):
+            futures.append(await producer.send(prefix + topic, value, key=key))
+            if watermarks:
+                moment = _time_of(value)
+                latest = (
+                    moment if latest is None or (moment is not None and moment > latest) else latest
+                )
+                if n % WATERMARK_EVERY == 0 and latest is not None:
+                    futures.extend(await _watermark(producer, prefix, latest, n))
+        if watermarks and latest is not None:
+            futures.extend(await _watermark(producer, prefix, latest, len(records)))
         for future in futures:
             await future
     finally:
         await producer.stop()
+
+
+async def _watermark(producer: Any, prefix: str, moment: datetime, serial: int) -> list[Any]:
+    mark = CloudEvent(
+        id=f"watermark-{format_time(moment)}-{serial}",
+        source="dripstream-produce",
+        type="stream.watermark",
+        time=moment,
+        subject=None,
+        data={"producer": "dripstream produce"},
+    ).encode()
+    futures = []
+    for topic in INPUT_TOPICS:
+        for partition in sorted(await producer.partitions_for(prefix + topic)):
+            futures.append(await producer.send(prefix + topic, mark, partition=partition))
+    return futures
+
+
+def _time_of(value: bytes) -> datetime | None:
+    try:
+        return parse_time(str(orjson.loads(value)["time"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None

@@ -1,1 +1,1 @@
-"""dripstream: schemas."""
+"""dripstream: schemas — the wire format (envelope, JSON Schemas, versions, definitions)."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-Direction = Literal["input", "output", "command", "outcome"]
+Direction = Literal["input", "output", "command", "outcome", "control"]
 
 DLQ_TOPIC = "dlq"
 
@@ -69,6 +69,8 @@ def _table() -> dict[str, EventTypeInfo]:
         # Contact changes only the engine makes.
         ("power_dialer.added", 1, "contacts", "output"),
         ("power_dialer.removed", 1, "contacts", "output"),
+        # Stream control: written to every input topic partition by `dripstream produce`.
+        ("stream.watermark", 1, "contacts", "control"),
         # What providers answered (written by effects/).
         ("effect.sent", 1, "outcomes", "outcome"),
         ("effect.failed", 1, "outcomes", "outcome"),

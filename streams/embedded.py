@@ -62,7 +62,7 @@ def decode_input(raw: bytes, line: int) -> CloudEvent | RejectedLine:
     except EventRejected as rejected:
         return RejectedLine(line, raw, rejected.field, rejected.reason)
     info = EVENT_TYPES.get(event.type)
-    if info is not None and info.direction not in ("input", "command"):
+    if info is not None and info.direction not in ("input", "command", "control"):
         return RejectedLine(
             line, raw, "type", f"{event.type!r} is an output of the engine, not an input"
         )
@@ -94,6 +94,8 @@ def replay(
             stats.rejected += 1
             on_rejected(decoded)
             continue
+        if EVENT_TYPES[decoded.type].direction == "control":
+            continue  # a producer's watermark: it orders topics, it is not a fact to decide
         if decoded.source == ENGINE_SOURCE:
             # The engine's own contact changes, e.g. in a dump of the contacts topic: they
             # were applied when they were decided, so applying them again would double them.

@@ -46,9 +46,17 @@ OUTBOX_DDL = (
     " contact_id text PRIMARY KEY,"
     " tags text[] NOT NULL DEFAULT '{{}}',"
     " line_id text)",
+    "CREATE TABLE IF NOT EXISTS {schema}.dripstream_positions ("
+    " topic text NOT NULL,"
+    " partition int NOT NULL,"
+    " position bigint NOT NULL,"
+    " PRIMARY KEY (topic, partition))",
 )
 
 AlreadyRecorded = IntegrityError
+# A change of definitions to adopt: (document, deleted sequence ids, when, cause id).
+Definition = tuple[dict[str, Any], list[str], datetime, str]
+SETUP_LOCK = 0x64726971  # advisory lock serialising the creation of the tables
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +116,7 @@ class Definitions:
     applied_at: datetime
 
 
-class EngineRecorder(PostgresProcessRecorder):  # type: ignore[misc]
+class EngineRecorder(PostgresProcessRecorder):
     """The eventsourcing process recorder, plus the outbox rows in the same transaction."""
 
     def __init__(self, datastore: PostgresDatastore) -> None:
@@ -128,29 +136,37 @@ class EngineRecorder(PostgresProcessRecorder):  # type: ignore[misc]
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
+        schema = self.datastore.schema
         outbox: Sequence[OutboxRow] = kwargs.get("outbox", ())
         if outbox:
             # The same decision can be recorded twice only by a rebuilt worker re-firing a
             # timer; its id is the same, so the second copy is dropped here.
             curs.executemany(
-                f"INSERT INTO {self.datastore.schema}.dripstream_outbox (event_id, topic, key, value) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (event_id) DO NOTHING",
+                f"INSERT INTO {schema}.dripstream_outbox (event_id, topic, key, value)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
                 [(row.event_id, row.topic, row.key, row.value) for row in outbox],
             )
         contacts: Sequence[tuple[str, list[str], str | None]] = kwargs.get("contacts", ())
         if contacts:
             curs.executemany(
-                f"INSERT INTO {self.datastore.schema}.dripstream_contacts (contact_id, tags, line_id) VALUES (%s, %s, %s)"
-                " ON CONFLICT (contact_id) DO UPDATE SET tags = EXCLUDED.tags, line_id = EXCLUDED.line_id",
+                f"INSERT INTO {schema}.dripstream_contacts (contact_id, tags, line_id)"
+                " VALUES (%s, %s, %s) ON CONFLICT (contact_id)"
+                " DO UPDATE SET tags = EXCLUDED.tags, line_id = EXCLUDED.line_id",
                 contacts,
             )
-        definition: tuple[dict[str, Any], list[str], datetime, str] | None = kwargs.get(
-            "definition"
-        )
+        positions: Sequence[tuple[str, int, int]] = kwargs.get("positions", ())
+        if positions:
+            curs.executemany(
+                f"INSERT INTO {schema}.dripstream_positions (topic, partition, position)"
+                " VALUES (%s, %s, %s) ON CONFLICT (topic, partition)"
+                " DO UPDATE SET position = EXCLUDED.position",
+                positions,
+            )
+        definition: Definition | None = kwargs.get("definition")
         if definition is not None:
             document, deleted, at, cause = definition
             curs.execute(
-                f"INSERT INTO {self.datastore.schema}.dripstream_definitions (document, deleted, applied_at, cause)"
+                f"INSERT INTO {schema}.dripstream_definitions (document, deleted, applied_at, cause)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (cause) DO NOTHING",
                 (orjson.dumps(document).decode(), deleted, at, cause),
             )
@@ -171,40 +187,56 @@ class EngineStore:
             pool_size=4,
             originator_id_type="text",
         )
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         self.recorder = EngineRecorder(self.datastore)
-        self.recorder.create_table()
+        with self.datastore.get_connection() as conn:
+            # Workers starting together would race creating the tables (and the library's
+            # tracking migration row): one at a time.
+            conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
+            try:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                conn.commit()
+                self.recorder.create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
+                conn.commit()
 
     def close(self) -> None:
         self.datastore.close()
 
-    def position(self, topic: str, partition: int) -> int | None:
-        """The highest Kafka offset of that partition already recorded, or None."""
-        found: int | None = self.recorder.max_tracking_id(f"{topic}:{partition}")
-        return found
+    def positions(self) -> dict[tuple[str, int], int]:
+        """The highest Kafka offset already recorded, per input topic partition."""
+        schema = self.datastore.schema
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(f"SELECT topic, partition, position FROM {schema}.dripstream_positions")
+            return {
+                (str(r["topic"]), int(r["partition"])): int(r["position"]) for r in curs.fetchall()
+            }
 
     def record(
         self,
-        topic: str,
-        partition: int,
+        group: int,
+        progress: int,
         inputs: Sequence[InputRecord],
-        last_offset: int,
+        positions: Sequence[tuple[str, int, int]],
         outbox: Sequence[OutboxRow],
         contacts: Sequence[tuple[str, list[str], str | None]] = (),
-        definition: tuple[dict[str, Any], list[str], datetime, str] | None = None,
+        definition: Definition | None = None,
     ) -> None:
-        """One transaction: the inputs, the partition's new position and their decisions.
+        """One transaction for one partition group (one partition number across the input
+        topics): the inputs in the order they were decided, the group's new positions,
+        and the decisions.
 
-        Raises AlreadyRecorded when the position is not ahead of the stored one (another
-        worker got there first): the caller's in-memory state is then stale.
+        `progress` (the sum of the group's next offsets) grows with every record; the
+        eventsourcing tracking refuses one that does not, so a redelivered or stale batch
+        raises AlreadyRecorded and the caller knows its in-memory state is stale.
         """
         self.recorder.insert_events(
             [record.stored() for record in inputs],
-            tracking=Tracking(f"{topic}:{partition}", last_offset),
+            tracking=Tracking(f"inputs:{group}", progress),
             outbox=outbox,
             contacts=contacts,
             definition=definition,
+            positions=positions,
         )
 
     def record_tick(

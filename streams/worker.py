@@ -1,12 +1,13 @@
 """`dripstream worker`: the engine on Kafka and PostgreSQL, each decision exactly once.
 
-A consumer group reads the co-partitioned input topics (one worker owns partition p of
-every input topic: the range assignor). Per batch and partition, one PostgreSQL
-transaction records the accepted inputs, the decisions and the Kafka position (see
-streams/store.py); only then is the Kafka offset committed. A record at or below the
-stored position is a redelivery and changes nothing. On every new assignment the engine
-is rebuilt from the stored inputs of its partitions, so a worker never decides on state
-it did not record. Decisions reach Kafka through the outbox relay (streams/relay.py).
+A consumer group reads the co-partitioned input topics; the range assignor gives one
+worker partition p of every input topic (a "group"). Records of a group are decided in
+order (streams/ordering.py), and each group's batch is one PostgreSQL transaction holding
+the accepted inputs, their decisions and the group's Kafka positions (streams/store.py);
+only then are the offsets committed to Kafka. A record at or below the stored position is
+a redelivery and changes nothing. On every assignment the engine is rebuilt from the stored
+inputs of its groups, so a worker never decides on state it has not recorded. Decisions
+reach Kafka through the outbox relay (streams/relay.py).
 """
 
 from __future__ import annotations
@@ -16,32 +17,41 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition  # type: ignore[import-untyped]
+from aiokafka import (  # type: ignore[import-untyped]
+    AIOKafkaConsumer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+)
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor  # type: ignore[import-untyped]
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
-from aggregates.engine import Engine
-from aggregates.intake import LeadProblem, contact_id_for_lead, parse_lead_email
+from aggregates.engine import DEFINITION_COMMANDS, Engine
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
-from schemas.registry import DLQ_TOPIC, EVENT_TYPES
+from schemas.registry import EVENT_TYPES
 from schemas.validation import EventRejected, decode_event
+from streams import routing
 from streams.metrics import WorkerMetrics
+from streams.ordering import GroupBuffer, Pending
 from streams.relay import Relay
-from streams.store import AlreadyRecorded, EngineStore, InputRecord, OutboxRow, outbox_rows
+from streams.store import (
+    AlreadyRecorded,
+    Definition,
+    EngineStore,
+    InputRecord,
+    OutboxRow,
+    outbox_rows,
+)
 
 log = logging.getLogger("dripstream.worker")
 
 INPUT_TOPICS = ("contacts", "calls", "messages", "appointments", "intake", "commands")
-GROUP_ID = "dripstream-engine"
-SEQUENCE_COMMANDS = frozenset(
-    {"sequence.applied", "sequence.delete_requested", "sequence.copy_requested"}
-)
+GROUP_ID = "engine"
+FINISHED_AFTER = 2.0  # seconds without a record before every topic counts as read to the end
 Clock = Callable[[], datetime]
 
 
@@ -55,7 +65,7 @@ class WorkerSettings:
     database_url: str
     topic_prefix: str = "dripstream."
     clock: str = "wall"  # "wall" or "event"
-    group_id: str = GROUP_ID
+    group_id: str | None = None  # default: `<prefix>engine`, one group per deployment
     batch_size: int = 2000
     idle_ms: int = 200
     metrics_port: int | None = None
@@ -70,33 +80,38 @@ def topic_for(event_type: str) -> str:
 
 @dataclass(slots=True)
 class _Batch:
-    """What one partition's records of a batch come to, before it is recorded."""
+    """What one group's records of a batch come to, before it is recorded."""
 
     inputs: list[InputRecord] = field(default_factory=list)
     outbox: list[OutboxRow] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)
-    definition: tuple[dict[str, Any], list[str], datetime, str] | None = None
+    last: dict[str, int] = field(default_factory=dict)  # topic -> last offset decided
+    definition: Definition | None = None
+    latest: datetime | None = None
 
 
 class EngineWorker:
     def __init__(self, settings: WorkerSettings, clock: Clock = wall_clock) -> None:
         self.settings = settings
         self.clock = clock
+        self.event_clock = settings.clock == "event"
         self.store = EngineStore(settings.database_url, settings.schema)
         self.metrics = WorkerMetrics()
         self.engine = Engine()
         self.partition_count = 0
         self.partition_clock: dict[int, datetime] = {}
         self.definitions_version = 0
-        self.positions: dict[TopicPartition, int | None] = {}
+        self.positions: dict[tuple[str, int], int] = {}
         self.assigned: set[TopicPartition] = set()
+        self.buffers: dict[int, GroupBuffer] = {}
+        self.quiet_since: float | None = None
         self.stopping = asyncio.Event()
         prefix = settings.topic_prefix
-        self.topics = [prefix + t for t in INPUT_TOPICS]
+        self.topics = tuple(prefix + t for t in INPUT_TOPICS)
         self.consumer = AIOKafkaConsumer(
             *self.topics,
             bootstrap_servers=settings.bootstrap_servers,
-            group_id=settings.group_id,
+            group_id=settings.group_id or f"{prefix}{GROUP_ID}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -116,7 +131,7 @@ class EngineWorker:
                 loop.add_signal_handler(sig, self.stopping.set)
         if self.settings.metrics_port is not None:
             self.metrics.serve(self.settings.metrics_port)
-        self.consumer.subscribe(topics=self.topics, listener=_Rebalance(self))
+        self.consumer.subscribe(topics=list(self.topics), listener=_Rebalance(self))
         await self.consumer.start()
         relay_task = asyncio.create_task(self.relay.run(self.stopping)) if self.relay else None
         try:
@@ -126,87 +141,124 @@ class EngineWorker:
                     relay_task.result()  # a relay that died takes the worker down, loudly
                     raise RuntimeError("the outbox relay stopped")
         finally:
-            await self.consumer.stop()  # commits nothing further and leaves the group
+            await self.consumer.stop()  # leaves the group; offsets were committed per batch
             if relay_task is not None:
                 await relay_task
             self.store.close()
 
     async def _step(self) -> None:
-        batches = await self.consumer.getmany(timeout_ms=self.settings.idle_ms)
+        fetched = await self.consumer.getmany(timeout_ms=self.settings.idle_ms)
         started = time.perf_counter()
         self._sync_definitions()
-        if batches:
-            commits: dict[TopicPartition, int] = {}
-            for tp in sorted(batches, key=lambda t: (t.topic, t.partition)):
-                records = batches[tp]
-                if tp not in self.assigned:
-                    continue
-                self._decide_partition(tp, records)
-                commits[tp] = records[-1].offset + 1
-            if commits:
-                await self.consumer.commit(commits)
+        for tp, records in fetched.items():
+            if tp in self.assigned:
+                self._buffer(tp, records)
+        if fetched:
+            self.quiet_since = None
+        elif self.quiet_since is None:
+            self.quiet_since = time.monotonic()
+        # Without watermarks a topic that never gets a record would hold its group back
+        # for ever: after a quiet spell every topic counts as read to the end.
+        finished = (
+            self.quiet_since is not None and time.monotonic() - self.quiet_since >= FINISHED_AFTER
+        )
+        everything = set(self.topics) if finished else set()
+        commits: dict[TopicPartition, int] = {}
+        for group in sorted(self.buffers):
+            buffer = self.buffers[group]
+            ready = (
+                buffer.event_time_order(everything) if self.event_clock else buffer.arrival_order()
+            )
+            if ready:
+                for topic, offset in self._decide_group(group, ready).items():
+                    commits[TopicPartition(topic, group)] = offset + 1
+        if commits:
+            await self.consumer.commit(commits)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self._fire_timers(idle=not batches)
+        self._fire_timers(finished=finished)
         self._report_lag()
+
+    def _buffer(self, tp: TopicPartition, records: Iterable[Any]) -> None:
+        stored = self.positions.get((tp.topic, tp.partition), -1)
+        buffer = self.buffers.setdefault(tp.partition, GroupBuffer(self.topics))
+        for record in records:
+            if record.offset <= stored:
+                self.metrics.redelivered.inc()
+                continue
+            raw: bytes = record.value or b""
+            try:
+                event: CloudEvent | None = decode_event(raw)
+                rejection = None
+            except EventRejected as rejected:
+                event, rejection = None, (rejected.field, rejected.reason)
+            if event is not None and event.type == "stream.watermark":
+                buffer.watermark(tp.topic, event.time)
+                continue
+            buffer.add(
+                Pending(tp.topic, tp.partition, record.offset, record.key, raw, event, rejection)
+            )
 
     # ---- deciding ------------------------------------------------------------------------
 
-    def _decide_partition(self, tp: TopicPartition, records: Sequence[Any]) -> None:
-        position = self.positions.get(tp)
+    def _decide_group(self, group: int, ready: list[Pending]) -> dict[str, int]:
         batch = _Batch()
-        last = position if position is not None else -1
-        for record in records:
-            if position is not None and record.offset <= position:
-                self.metrics.redelivered.inc()
-                continue
-            last = record.offset
+        decided: dict[str, int] = {}
+        for item in ready:
             self.metrics.events_in.inc()
-            if self._decide_record(tp, record, batch):
-                # A definition change is recorded alone, so others see it in order.
-                self._record(tp, batch, last)
+            batch.last[item.topic] = item.offset
+            if self._decide(item, batch):
+                # A definition change is recorded alone, so other workers adopt it in order.
+                decided.update(self._record(group, batch))
                 batch = _Batch()
-        self._record(tp, batch, last)
+        decided.update(self._record(group, batch))
+        return decided
 
-    def _decide_record(self, tp: TopicPartition, record: Any, batch: _Batch) -> bool:
-        raw: bytes = record.value or b""
-        try:
-            event = decode_event(raw)
-        except EventRejected as rejected:
-            batch.outbox.append(self._dead_letter(tp, record, rejected.field, rejected.reason))
+    def _decide(self, item: Pending, batch: _Batch) -> bool:
+        event = item.event
+        if event is None:
+            self.metrics.dead_letters.inc()
+            batch.outbox.append(routing.dead_letter(item))
             return False
         if event.source == ENGINE_SOURCE:
-            return False  # the engine's own change, already applied when it was decided
-        if event.type == "enrollment.requested" and self._fan_out(event, tp, batch):
+            return False  # the engine's own change, applied when it was decided
+        if event.type == "enrollment.requested" and routing.needs_fan_out(event):
+            batch.outbox.extend(routing.fan_out(event, self.store.contacts_matching))
             return False
-        if event.type == "lead.email_received" and self._route_lead(event, tp, batch):
-            return False
-        if self.settings.clock == "wall":
-            at: datetime | None = self.clock()
-            outputs = self.engine.handle(event, at=at)
+        if event.type == "lead.email_received":
+            destination = routing.lead_destination(event)
+            if destination is not None and self.partition_of(destination) != item.partition:
+                batch.outbox.append(routing.rerouted_lead(event, destination))
+                return False
+        at: datetime | None = None
+        if self.event_clock:
+            outputs = self.engine.handle(event, partition=item.partition)
+            if event.type not in DEFINITION_COMMANDS:
+                self._advance_clock(item.partition, event.time)
+                batch.latest = event.time if batch.latest is None else max(batch.latest, event.time)
         else:
-            at = None
-            outputs = self.engine.handle(event, partition=tp.partition)
-            if event.type not in SEQUENCE_COMMANDS:
-                clock = self.partition_clock.get(tp.partition)
-                self.partition_clock[tp.partition] = (
-                    event.time if clock is None else max(clock, event.time)
-                )
+            at = self.clock()
+            outputs = self.engine.handle(event, at=at)
         batch.inputs.append(
-            InputRecord(tp.topic, tp.partition, record.offset, at, self.definitions_version, raw)
+            InputRecord(
+                item.topic, item.partition, item.offset, at, self.definitions_version, item.raw
+            )
         )
         batch.outbox.extend(outbox_rows(outputs, topic_for))
         self.metrics.events_out.inc(len(outputs))
-        if event.subject and not event.subject.startswith("sequence:"):
+        if event.subject and not event.subject.startswith("sequence"):
             batch.touched.add(event.subject)
-        if event.type in SEQUENCE_COMMANDS:
+        if event.type in DEFINITION_COMMANDS:
             batch.definition = self._definition_change(event)
             return True
         return False
 
-    def _definition_change(
-        self, event: CloudEvent
-    ) -> tuple[dict[str, Any], list[str], datetime, str]:
-        """The change a sequence command made, as others must adopt it."""
+    def _advance_clock(self, group: int, moment: datetime) -> None:
+        known = self.partition_clock.get(group)
+        if known is None or moment > known:
+            self.partition_clock[group] = moment
+
+    def _definition_change(self, event: CloudEvent) -> Definition:
+        """The change a sequence command made, as the other workers must adopt it."""
         now = self.engine.now or event.time
         data = event.data
         if event.type == "sequence.applied":
@@ -216,82 +268,15 @@ class EngineWorker:
         copy = self.engine.raw_definition(str(data["new_id"]))
         return {"sequences": [copy] if copy else []}, [], now, event.id
 
-    def _fan_out(self, event: CloudEvent, tp: TopicPartition, batch: _Batch) -> bool:
-        """An enrollment request that names other partitions' contacts, or a tag or line,
-        is split into one request per contact, keyed by that contact."""
-        data = event.data
-        ids = [str(c) for c in data.get("contact_ids") or ()]
-        selectors = bool(data.get("tag") or data.get("line_id") or data.get("contact_group"))
-        if not selectors and len(ids) == 1 and event.subject == ids[0]:
-            return False
-        targets = dict.fromkeys(ids)
-        for tag, line in _selectors(data):
-            targets.update(dict.fromkeys(self.store.contacts_matching(tag, line)))
-        for contact_id in targets:
-            request = CloudEvent(
-                id=f"{event.id}/{contact_id}",
-                source=event.source,
-                type=event.type,
-                time=event.time,
-                subject=contact_id,
-                data={"sequence_id": data["sequence_id"], "contact_ids": [contact_id]},
-            )
-            batch.outbox.append(OutboxRow(request.id, "commands", contact_id, request.encode()))
-        return True
-
-    def _route_lead(self, event: CloudEvent, tp: TopicPartition, batch: _Batch) -> bool:
-        """A lead e-mail becomes a contact whose id comes from the lead: the e-mail goes to
-        that contact's partition first, so its state lives where its later inputs arrive."""
-        data = event.data
-        lead = parse_lead_email(
-            subject=data.get("subject"), body=str(data["body"]), sender=data.get("from")
-        )
-        if isinstance(lead, LeadProblem):
-            return False
-        contact_id = contact_id_for_lead(
-            str(data["to"]).strip().lower(), lead, str(data.get("message_id") or event.id)
-        )
-        if self.partition_of(contact_id) == tp.partition:
-            return False
-        routed = CloudEvent(
-            id=event.id,
-            source=event.source,
-            type=event.type,
-            time=event.time,
-            subject=contact_id,
-            data=data,
-        )
-        batch.outbox.append(OutboxRow(f"route:{event.id}", "intake", contact_id, routed.encode()))
-        return True
-
     def partition_of(self, contact_id: str) -> int:
-        if not self.partition_count:
-            return 0
-        return int((murmur2(contact_id.encode()) & 0x7FFFFFFF) % self.partition_count)
+        return int((murmur2(contact_id.encode()) & 0x7FFFFFFF) % max(1, self.partition_count))
 
-    def _dead_letter(
-        self, tp: TopicPartition, record: Any, field_name: str, reason: str
-    ) -> OutboxRow:
-        self.metrics.dead_letters.inc()
-        raw: bytes = record.value or b""
-        letter = {
-            "topic": tp.topic,
-            "partition": tp.partition,
-            "offset": record.offset,
-            "key": record.key.decode("utf-8", "replace") if record.key else None,
-            "field": field_name,
-            "reason": f"{field_name}: {reason}",
-            "value": raw.decode("utf-8", "replace"),
-            "value_hex": raw.hex(),
-        }
-        key = record.key.decode("utf-8", "replace") if record.key else None
-        return OutboxRow(
-            f"dlq:{tp.topic}:{tp.partition}:{record.offset}", DLQ_TOPIC, key, orjson.dumps(letter)
-        )
-
-    def _record(self, tp: TopicPartition, batch: _Batch, last: int) -> None:
-        if last < 0 or (self.positions.get(tp) is not None and last <= (self.positions[tp] or 0)):
-            return
+    def _record(self, group: int, batch: _Batch) -> dict[str, int]:
+        if not batch.last:
+            return {}
+        for topic, offset in batch.last.items():
+            self.positions[(topic, group)] = offset
+        progress = sum(offset + 1 for (topic, g), offset in self.positions.items() if g == group)
         contacts = [
             (c, sorted(state.tags), state.line_id)
             for c in sorted(batch.touched)
@@ -299,39 +284,50 @@ class EngineWorker:
         ]
         try:
             self.store.record(
-                tp.topic, tp.partition, batch.inputs, last, batch.outbox, contacts, batch.definition
+                group,
+                progress,
+                batch.inputs,
+                [(topic, group, offset) for topic, offset in sorted(batch.last.items())],
+                batch.outbox,
+                contacts,
+                batch.definition,
             )
         except AlreadyRecorded:
-            # Another worker recorded this partition first (we were fenced by a
-            # rebalance): our in-memory state is stale, so start again from the store.
-            log.warning(
-                "position of %s:%s already recorded elsewhere; rebuilding", tp.topic, tp.partition
-            )
+            # Another worker recorded this group first (a rebalance fenced us): our
+            # in-memory state is stale, so start again from the store.
+            log.warning("group %s was recorded elsewhere; rebuilding from the store", group)
             self._rebuild()
-            return
-        self.positions[tp] = last
+            return {}
+        return dict(batch.last)
 
-    def _fire_timers(self, *, idle: bool) -> None:
-        if self.settings.clock == "wall":
+    def _fire_timers(self, *, finished: bool) -> None:
+        if not self.event_clock:
             self._tick(self.clock(), None)
-        elif idle:
-            # Event time moves only with the inputs; when they pause, each partition fires
-            # what is due at its latest event time, so a finished history ends where
-            # `replay` ends.
-            for partition, clock in sorted(self.partition_clock.items()):
-                self._tick(clock, partition)
+            return
+        # Event time moves only with the inputs. A group fires its timers up to where all
+        # its topics are known complete (the producer's watermarks); without watermarks,
+        # up to its latest input once the stream has gone quiet.
+        for group in sorted({tp.partition for tp in self.assigned}):
+            buffer = self.buffers.get(group)
+            moment = buffer.complete_until() if buffer is not None else None
+            if moment is None and finished:
+                moment = self.partition_clock.get(group)
+            if moment is not None:
+                self._tick(moment, group)
 
-    def _tick(self, now: datetime, partition: int | None) -> None:
-        due = self.engine.next_due(partition)
+    def _tick(self, now: datetime, group: int | None) -> None:
+        due = self.engine.next_due(group)
         if due is None or due > now:
             return
-        outputs = self.engine.advance(now, partition=partition)
+        outputs = self.engine.advance(now, partition=group)
+        if group is not None:
+            self._advance_clock(group, now)
         self.metrics.timers_fired.inc(
             sum(1 for e in outputs if e.type in ("step.executed", "step.skipped"))
         )
         if outputs:
-            partitions = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
-            self.store.record_tick(now, partitions, outbox_rows(outputs, topic_for), partition)
+            names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
+            self.store.record_tick(now, names, outbox_rows(outputs, topic_for), group)
             self.metrics.events_out.inc(len(outputs))
 
     def _sync_definitions(self) -> None:
@@ -341,28 +337,30 @@ class EngineWorker:
             )
             self.definitions_version = change.version
             if outputs:
-                partitions = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
-                self.store.record_tick(
-                    change.applied_at, partitions, outbox_rows(outputs, topic_for)
-                )
+                names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
+                self.store.record_tick(change.applied_at, names, outbox_rows(outputs, topic_for))
 
     # ---- rebalancing ---------------------------------------------------------------------
 
-    def assign(self, partitions: set[TopicPartition]) -> None:
+    async def assign(self, partitions: set[TopicPartition]) -> None:
+        await self.consumer.topics()  # the partition count the timers are grouped by
+        contacts_topic = self.settings.topic_prefix + "contacts"
+        self.partition_count = len(self.consumer.partitions_for_topic(contacts_topic) or ())
+        if not self.partition_count:
+            raise RuntimeError(f"no partitions known for {contacts_topic}: is the topic there?")
         self.assigned = set(partitions)
         self._rebuild()
 
     def _rebuild(self) -> None:
-        """A fresh engine from the stored inputs of the assigned partitions."""
+        """A fresh engine from the stored inputs of the assigned groups, in the order they
+        were decided."""
         started = time.perf_counter()
-        contacts_topic = self.settings.topic_prefix + "contacts"
-        self.partition_count = len(self.consumer.partitions_for_topic(contacts_topic) or ())
         engine = Engine(partition_of=self.partition_of)
         clocks: dict[int, datetime] = {}
-        applied = 0
         pending = self.store.definitions_after(0)
-        names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
+        applied = 0
         replayed = 0
+        names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
         for item in self.store.replayable(names):
             while pending and pending[0].version <= item.definitions:
                 change = pending.pop(0)
@@ -378,7 +376,7 @@ class EngineWorker:
                     engine.handle(event, at=item.at)
                 else:
                     engine.handle(event, partition=item.partition)
-                    if event.type not in SEQUENCE_COMMANDS and item.partition is not None:
+                    if event.type not in DEFINITION_COMMANDS and item.partition is not None:
                         known = clocks.get(item.partition)
                         clocks[item.partition] = (
                             event.time if known is None else max(known, event.time)
@@ -392,8 +390,13 @@ class EngineWorker:
         self.engine = engine
         self.partition_clock = clocks
         self.definitions_version = applied
-        self.positions = {tp: self.store.position(tp.topic, tp.partition) for tp in self.assigned}
-        for tp, position in self.positions.items():
+        self.buffers = {tp.partition: GroupBuffer(self.topics) for tp in self.assigned}
+        stored = self.store.positions()
+        self.positions = {
+            key: value for key, value in stored.items() if TopicPartition(*key) in self.assigned
+        }
+        for tp in self.assigned:
+            position = self.positions.get((tp.topic, tp.partition))
             if position is not None:
                 self.consumer.seek(tp, position + 1)
         self.metrics.rebuilds.inc()
@@ -409,35 +412,15 @@ class EngineWorker:
         lag = 0
         for tp in self.assigned:
             highwater = self.consumer.highwater(tp)
-            position = self.positions.get(tp)
+            position = self.positions.get((tp.topic, tp.partition), -1)
             if highwater is not None:
-                lag += max(0, highwater - (position + 1 if position is not None else 0))
+                lag += max(0, highwater - (position + 1))
         self.metrics.lag.set(lag)
 
 
-def _selectors(data: Any) -> list[tuple[str | None, str | None]]:
-    found: list[tuple[str | None, str | None]] = []
-    if data.get("tag"):
-        found.append((str(data["tag"]), None))
-    if data.get("line_id"):
-        found.append((None, str(data["line_id"])))
-    for item in data.get("contact_group") or ():
-        if isinstance(item, str):
-            if item.startswith("tag:"):
-                found.append((item[4:], None))
-            elif item.startswith("line:"):
-                found.append((None, item[5:]))
-        elif isinstance(item, dict):
-            if item.get("tag"):
-                found.append((str(item["tag"]), None))
-            elif item.get("line_id"):
-                found.append((None, str(item["line_id"])))
-    return found
-
-
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Batches are recorded before getmany returns, so a revocation has nothing in flight;
-    an assignment rebuilds the engine for exactly the partitions now owned."""
+    """Batches are recorded before getmany is called again, so a revocation has nothing in
+    flight; an assignment rebuilds the engine for exactly the groups now owned."""
 
     def __init__(self, worker: EngineWorker) -> None:
         self.worker = worker
@@ -446,7 +429,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker.assigned -= set(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        self.worker.assign(set(assigned))
+        await self.worker.assign(set(assigned))
 
 
 def run_worker(settings: WorkerSettings) -> None:

@@ -75,7 +75,7 @@ class FakeEmailSender(_Recorder):
 
     async def send_email(self, message: EmailMessage) -> SendResult:
         self.sent.append(message)
-        return self.answer(message.to)
+        return self.answer(",".join(message.to))
 
 
 class FakeWebhookPoster(_Recorder):

@@ -25,10 +25,10 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import orjson
 from aiohttp import web
-from yarl import URL
 from twilio.request_validator import (  # type: ignore[import-untyped, unused-ignore]
     RequestValidator,
 )
+from yarl import URL
 
 from effects.fakes._server import LoopbackServer
 

@@ -1,15 +1,14 @@
 """Fixtures of the effects tests: fake provider servers on loopback, and PostgreSQL.
 
-`database_url`: DATABASE_URL when set, else the project's test server on 127.0.0.1:55432
-(`tests/integration/conftest.py` starts it for the integration suite) when it answers;
-otherwise the PostgreSQL tests are skipped.
+`database_url` is the integration suite's (tests/integration/conftest.py): DATABASE_URL,
+else testcontainers, else ops/postgres.sh. Without that suite: DATABASE_URL, or skip.
+`clean_database` gives each test a schema of its own in that database.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import socket
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import quote
 
@@ -20,30 +19,28 @@ from effects.fakes.sendgrid_server import FakeSendGridServer
 from effects.fakes.twilio_server import FakeTwilioServer
 from effects.fakes.webhook_receiver import FakeWebhookReceiver
 
-PROJECT_TEST_DATABASE = "postgresql://dripstream_test:dripstream_test@127.0.0.1:55432/dripstream_test"
+try:
+    # The integration suite's fixtures: DATABASE_URL, else testcontainers, else
+    # ops/postgres.sh (started on loopback and left running).
+    from tests.integration.conftest import (  # noqa: F401
+        database_url,
+        docker_engine,
+        kafka_admin,
+        kafka_bootstrap,
+    )
+except ImportError:  # that suite is absent: DATABASE_URL, or the PostgreSQL tests skip
 
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    url = os.environ.get("DATABASE_URL")
-    if not url and _answers("127.0.0.1", 55432):
-        url = PROJECT_TEST_DATABASE
-    if not url:
-        pytest.skip("no PostgreSQL: set DATABASE_URL or start ops/postgres.sh")
-    try:
-        with psycopg.connect(url, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as error:
-        pytest.skip(f"PostgreSQL at {url} does not answer: {error}")
-    yield url
+    @pytest.fixture(scope="session")
+    def database_url() -> str:
+        url = os.environ.get("DATABASE_URL")
+        if not url:
+            pytest.skip("no PostgreSQL: set DATABASE_URL")
+        try:
+            with psycopg.connect(url, connect_timeout=3) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as error:
+            pytest.skip(f"PostgreSQL at {url} does not answer: {error}")
+        return url
 
 
 @pytest.fixture

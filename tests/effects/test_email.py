@@ -22,7 +22,9 @@ from tests.effects.helpers import Sleeps, command, types_of
 ADDRESS = "Dripstream Inc., 1 Main St, Springfield, IL 62701, USA"
 
 
-def processor(sendgrid: FakeSendGridServer, sleeps: Sleeps, api_key: str = API_KEY) -> EffectProcessor:
+def processor(
+    sendgrid: FakeSendGridServer, sleeps: Sleeps, api_key: str = API_KEY
+) -> EffectProcessor:
     sender = SendGridEmailSender(
         api_key=api_key,
         api_base=sendgrid.url,
@@ -127,3 +129,23 @@ async def test_each_email_effect_reaches_sendgrid_at_most_once(
     await effects.handle_batch([mail, mail])
     await effects.handle(mail)
     assert sendgrid.accepted_by_effect == {"fx:welcome:c-1:1:s1:1": 1}
+
+
+async def test_a_ring_group_email_is_one_mail_with_a_personalization_per_member(
+    sendgrid: FakeSendGridServer,
+) -> None:
+    notify = command(
+        "notify.email",
+        to="rg-sales",
+        ring_group_emails=["sam@example.com", "kim@example.com"],
+        subject="New lead",
+        body="Ann Lee, +12125550101",
+    )
+    assert types_of(await processor(sendgrid, Sleeps()).handle(notify)) == ["effect.sent"]
+    [mail] = sendgrid.mails
+    assert sorted(p["to"][0]["email"] for p in mail.body["personalizations"]) == [
+        "kim@example.com",
+        "sam@example.com",
+    ]
+    assert all(len(p["to"]) == 1 for p in mail.body["personalizations"])
+    assert mail.effect_id == "fx:welcome:c-1:1:s1:1"

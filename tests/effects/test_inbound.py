@@ -57,7 +57,9 @@ class Inbound:
         async with self.session.post(url, data=params, headers=headers) as response:
             return Answer(response.status, response.content_type, await response.text())
 
-    async def sendgrid_events(self, body: bytes, *, key: ec.EllipticCurvePrivateKey | None = None) -> int:
+    async def sendgrid_events(
+        self, body: bytes, *, key: ec.EllipticCurvePrivateKey | None = None
+    ) -> int:
         timestamp = "1782993600"
         signature = (key or self.signing_key).sign(
             timestamp.encode() + body, ec.ECDSA(hashes.SHA256())
@@ -67,7 +69,9 @@ class Inbound:
             "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
             "Content-Type": "application/json",
         }
-        async with self.session.post(self.url + "/sendgrid/events", data=body, headers=headers) as r:
+        async with self.session.post(
+            self.url + "/sendgrid/events", data=body, headers=headers
+        ) as r:
             return r.status
 
 
@@ -285,6 +289,26 @@ async def test_in_preview_the_first_agent_to_press_a_key_gets_the_contact(inboun
     [pressed] = inbound.sink.events()
     assert pressed.data["action"] == "connect"
     assert pressed.data["call_sid"] == "CA-agent-1"
+
+
+async def test_in_preview_without_repeat_the_agent_is_connected_without_a_key(
+    inbound: Inbound,
+) -> None:
+    preview = command(
+        "call.dial",
+        to="+12125550101",
+        mode="preview",
+        ring_group_numbers=["+12125550007"],
+        message="New lead",
+        repeat_message=False,
+        from_number=LINE,
+    )
+    await given_in_ledger(inbound, preview, "sent")
+    answer = await inbound.twilio(
+        f"/twilio/gather?effect_id={FX}&mode=preview", {"CallSid": "CA-agent-1"}
+    )
+    assert [n.text for n in answer.twiml().iter("Number")] == ["+12125550101"]
+    assert inbound.sink.published == []  # no key was pressed
 
 
 async def test_signed_sendgrid_events_become_status_changes(inbound: Inbound) -> None:

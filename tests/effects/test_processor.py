@@ -218,7 +218,14 @@ async def test_mms_email_calls_voicemail_webhooks_reach_their_senders() -> None:
     fakes, sleeps = FakeSenders(), Sleeps()
     effects = processor(fakes, sleeps)
     batch = [
-        command("mms.send", 1, to="+12125550101", from_number=LINE, body="Look", media_url="https://cdn.example.com/a.png"),
+        command(
+            "mms.send",
+            1,
+            to="+12125550101",
+            from_number=LINE,
+            body="Look",
+            media_url="https://cdn.example.com/a.png",
+        ),
         command("email.send", 2, to="a@example.com", subject="Hello", body="Hi"),
         command("notify.email", 3, to="sam@example.com", subject="New lead", body="c-3"),
         command("notify.sms", 4, to="+12125550007", from_number=LINE, body="New lead"),
@@ -233,7 +240,13 @@ async def test_mms_email_calls_voicemail_webhooks_reach_their_senders() -> None:
             repeat_message=True,
             from_number=LINE,
         ),
-        command("voicemail.drop", 6, to="+12125550106", recording_url="https://cdn.example.com/vm.mp3", from_number=LINE),
+        command(
+            "voicemail.drop",
+            6,
+            to="+12125550106",
+            recording_url="https://cdn.example.com/vm.mp3",
+            from_number=LINE,
+        ),
         command("webhook.post", 7, url="https://hooks.example.com/x", payload={"a": 1}),
     ]
     events = await effects.handle_batch(batch)
@@ -246,13 +259,96 @@ async def test_mms_email_calls_voicemail_webhooks_reach_their_senders() -> None:
     assert fakes.webhooks.posted[0].payload == {"a": 1}
 
 
+async def test_a_ring_group_notification_texts_every_member() -> None:
+    fakes = FakeSenders()
+    notify = command(
+        "notify.sms",
+        to="rg-sales",
+        ring_group="rg-sales",
+        ring_group_numbers=["+12125550007", "+12125550008"],
+        from_number=LINE,
+        body="New lead: Ann",
+    )
+    [sent] = await processor(fakes, Sleeps()).handle(notify)
+    assert [(m.to, m.from_number, m.body) for m in fakes.sms.sent] == [
+        ("+12125550007", LINE, "New lead: Ann"),
+        ("+12125550008", LINE, "New lead: Ann"),
+    ]
+    assert sent.data["provider_id"] == "fake-twilio-1,fake-twilio-2"
+
+
+async def test_once_one_member_is_texted_another_members_refusal_is_not_retried() -> None:
+    fakes, sleeps = FakeSenders(), Sleeps()
+    fakes.sms.script = lambda to: Transient("503") if to == "+12125550008" else None
+    notify = command(
+        "notify.sms",
+        to="rg-sales",
+        ring_group_numbers=["+12125550007", "+12125550008"],
+        from_number=LINE,
+        body="New lead",
+    )
+    [sent] = await processor(fakes, sleeps).handle(notify)
+    assert sent.type == "effect.sent"
+    assert [m.to for m in fakes.sms.sent] == ["+12125550007", "+12125550008"]
+    assert sleeps.delays == []
+
+
+async def test_an_owner_notice_without_a_line_uses_the_default_number() -> None:
+    fakes = FakeSenders()
+    effects = EffectProcessor(
+        ledger=InMemoryLedger(),
+        senders=fakes.senders(),
+        clock=Clock(),
+        default_from_number="+18005550000",
+    )
+    notice = command("notify.sms", to="+12125550007", ring_group=None, body="You have a lead.")
+    assert types_of(await effects.handle(notice)) == ["effect.sent"]
+    assert fakes.sms.sent[0].from_number == "+18005550000"
+    # without a default there is no caller id: the effect fails, naming the field
+    [failed] = await processor(FakeSenders(), Sleeps()).handle(notice)
+    assert failed.data["reason"].startswith("data.from_number: is required")
+
+
+async def test_a_notification_with_nobody_to_reach_fails() -> None:
+    notify = command("notify.email", to="rg-empty", ring_group_emails=[], subject="x", body="y")
+    [failed] = await processor(FakeSenders(), Sleeps()).handle(notify)
+    assert failed.type == "effect.failed"
+    assert failed.data["reason"].startswith("data.ring_group_emails: no address to notify")
+
+
+async def test_a_ring_group_email_goes_to_every_member_in_one_mail() -> None:
+    fakes = FakeSenders()
+    notify = command(
+        "notify.email",
+        to="rg-sales",
+        ring_group_emails=["sam@example.com", "kim@example.com"],
+        subject="New lead",
+        body="Ann",
+    )
+    await processor(fakes, Sleeps()).handle(notify)
+    [mail] = fakes.email.sent
+    assert mail.to == ("sam@example.com", "kim@example.com")
+    assert mail.commercial is False
+
+
+async def test_a_dialer_step_without_a_message_gets_the_standard_prompt() -> None:
+    fakes = FakeSenders()
+    dial = command(
+        "call.dial", to="+12125550101", mode="progressive", message=None, from_number=LINE
+    )
+    await processor(fakes, Sleeps()).handle(dial)
+    assert "press 1" in fakes.calls.placed[0].message
+
+
 async def test_power_dialer_commands_are_bookkeeping() -> None:
     fakes = FakeSenders()
     effects = processor(fakes, Sleeps())
     await effects.handle(command("power_dialer.added", 1, user_id="u-7"))
     await effects.handle(command("power_dialer.added", 1, user_id="u-8", effect_id="fx:2"))
     assert await fakes.power_dialer.users_for("c-1") == ["u-7", "u-8"]
-    events = await effects.handle(command("power_dialer.removed", 1, user_id="u-7", effect_id="fx:3"))
+    events = await effects.handle(
+        command("power_dialer.removed", 1, user_id="u-7", effect_id="fx:3")
+    )
     assert await fakes.power_dialer.users_for("c-1") == ["u-8"]
     assert events[0].data["provider"] == "power_dialer"
     await effects.handle(command("power_dialer.removed", 1, all_users=True, effect_id="fx:4"))

@@ -308,3 +308,20 @@ async def test_twilio_unreachable_is_retried_not_unknown() -> None:
     assert failed.type == "effect.failed"
     assert "connection to Twilio failed" in failed.data["reason"]
     assert len(sleeps.delays) == 1
+
+
+async def test_notify_sms_to_a_ring_group_texts_each_member_once(world: World) -> None:
+    notify = command(
+        "notify.sms",
+        to="rg-sales",
+        ring_group="rg-sales",
+        ring_group_numbers=["+12125550007", "+12125550008"],
+        from_number=LINE,
+        body="New lead: Ann",
+    )
+    await world.effects.handle(notify)
+    await world.effects.handle(notify)
+    assert sorted(r.value("To") or "" for r in world.twilio.accepted()) == [
+        "+12125550007",
+        "+12125550008",
+    ]

@@ -45,7 +45,11 @@ def processor(
 
 def hook(url: str, secret: str | None = SECRET, n: int = 1) -> object:
     return command(
-        "webhook.post", n, url=url, payload={"contact": {"id": "c-1", "first_name": "Ann"}}, secret=secret
+        "webhook.post",
+        n,
+        url=url,
+        payload={"contact": {"id": "c-1", "first_name": "Ann"}},
+        secret=secret,
     )
 
 
@@ -145,7 +149,9 @@ async def test_a_redirect_is_not_followed(receiver: FakeWebhookReceiver) -> None
 async def test_a_redirect_to_the_metadata_service_is_not_followed(
     receiver: FakeWebhookReceiver,
 ) -> None:
-    receiver.respond(ScriptedResponse(307, {"Location": "http://169.254.169.254/latest/meta-data/"}))
+    receiver.respond(
+        ScriptedResponse(307, {"Location": "http://169.254.169.254/latest/meta-data/"})
+    )
     effects, poster = processor(Sleeps())
     [failed] = await effects.handle(hook(receiver.url))  # type: ignore[arg-type]
     await poster.close()

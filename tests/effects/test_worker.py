@@ -17,7 +17,7 @@ from effects.processor import EffectProcessor
 from effects.settings import EffectsSettings
 from effects.wiring import open_runtime
 from effects.worker import KafkaPublisher, process_records
-from tests.effects.helpers import Clock, sms
+from tests.effects.helpers import Clock, command, sms
 
 
 @dataclass
@@ -51,7 +51,9 @@ async def test_a_batch_becomes_outcomes_keyed_by_contact_and_bad_records_dead_le
         Record(b"{not json", b"c-2", offset=1),
         Record(sms(3).encode(), b"c-3", offset=2),
     ]
-    rejected = await process_records(records, effects, KafkaPublisher(producer, "dripstream."))
+    rejected = await process_records(
+        records, effects, KafkaPublisher(producer, "dripstream."), "dripstream.effects"
+    )
     assert rejected == 1
     assert len(fakes.sms.sent) == 2
     [dead, first, second] = sorted(producer.sent, key=lambda sent: sent[0])
@@ -61,6 +63,24 @@ async def test_a_batch_becomes_outcomes_keyed_by_contact_and_bad_records_dead_le
     assert (first[0], first[1]) == ("dripstream.outcomes", b"c-1")
     assert orjson.loads(first[2])["type"] == "effect.sent"
     assert (second[0], second[1]) == ("dripstream.outcomes", b"c-3")
+
+
+async def test_power_dialer_commands_are_taken_from_contacts_and_the_rest_skipped() -> None:
+    producer = FakeProducer()
+    fakes = FakeSenders()
+    effects = EffectProcessor(ledger=InMemoryLedger(), senders=fakes.senders(), clock=Clock())
+    contacts = "dripstream.contacts"
+    records = [
+        Record(command("power_dialer.added", 1, user_id="u-7").encode(), topic=contacts),
+        Record(command("contact.tag_added", 2, tag="hot").encode(), topic=contacts),
+        Record(b"not ours to judge", topic=contacts),
+    ]
+    rejected = await process_records(
+        records, effects, KafkaPublisher(producer, "dripstream."), "dripstream.effects"
+    )
+    assert rejected == 0
+    assert await fakes.power_dialer.users_for("c-1") == ["u-7"]
+    assert [orjson.loads(sent[2])["type"] for sent in producer.sent] == ["effect.sent"]
 
 
 async def test_the_file_runner_sends_each_command_once(tmp_path: Path) -> None:

@@ -152,6 +152,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "notify.email": {**EFFECT, "to": ["u-7"], "subject": "Lead", "body": "Maya replied"},
     "power_dialer.added": {**ENROLLMENT, "step_id": "s4", "user_id": "u-7"},
     "power_dialer.removed": {**ENROLLMENT, "step_id": "s5", "all_users": True},
+    # stream control
+    "stream.watermark": {"producer": "dripstream produce"},
     # outcomes
     "effect.sent": {
         "effect_id": "fx:welcome:c-1:1:s1:1",

@@ -65,7 +65,8 @@ def test_topics_follow_the_contract(event_type: str, topic: str) -> None:
 def test_directions_and_the_dead_letter_topic() -> None:
     directions = {info.direction for info in EVENT_TYPES.values()}
 
-    assert directions == {"input", "output", "command", "outcome"}
+    assert directions == {"input", "output", "command", "outcome", "control"}
+    assert EVENT_TYPES["stream.watermark"].direction == "control"
     assert EVENT_TYPES["enrollment.requested"].direction == "input"
     assert EVENT_TYPES["sequence.applied"].direction == "command"
     assert EVENT_TYPES["effect.failed"].direction == "outcome"

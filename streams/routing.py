@@ -1,0 +1,116 @@
+"""Records a worker passes on instead of deciding: requests and leads that belong to other
+partitions, and dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from aggregates.intake import LeadProblem, contact_id_for_lead, parse_lead_email
+from schemas.envelope import CloudEvent
+from schemas.registry import DLQ_TOPIC
+from streams.ordering import Pending
+from streams.store import OutboxRow
+
+# (tag, line): which contacts a selector of an enrollment request names.
+Selector = tuple[str | None, str | None]
+ContactsMatching = Callable[[str | None, str | None], list[str]]
+
+
+def needs_fan_out(event: CloudEvent) -> bool:
+    """An enrollment request is decided where it lands only when it names exactly the one
+    contact it is keyed by; anything else is split per contact first."""
+    data = event.data
+    ids = [str(c) for c in data.get("contact_ids") or ()]
+    selectors = bool(data.get("tag") or data.get("line_id") or data.get("contact_group"))
+    return selectors or len(ids) != 1 or event.subject != ids[0]
+
+
+def fan_out(event: CloudEvent, contacts_matching: ContactsMatching) -> list[OutboxRow]:
+    """One request per contact, keyed by that contact, back onto `commands`."""
+    data = event.data
+    targets = dict.fromkeys(str(c) for c in data.get("contact_ids") or ())
+    for tag, line in selectors(data):
+        targets.update(dict.fromkeys(contacts_matching(tag, line)))
+    for item in data.get("contact_group") or ():
+        if isinstance(item, dict) and item.get("contact_id"):
+            targets[str(item["contact_id"])] = None
+        elif isinstance(item, str) and not item.startswith(("tag:", "line:")):
+            targets[item] = None
+    rows = []
+    for contact_id in targets:
+        request = CloudEvent(
+            id=f"{event.id}/{contact_id}",
+            source=event.source,
+            type=event.type,
+            time=event.time,
+            subject=contact_id,
+            data={"sequence_id": data["sequence_id"], "contact_ids": [contact_id]},
+        )
+        rows.append(OutboxRow(request.id, "commands", contact_id, request.encode()))
+    return rows
+
+
+def selectors(data: Mapping[str, Any]) -> list[Selector]:
+    found: list[Selector] = []
+    if data.get("tag"):
+        found.append((str(data["tag"]), None))
+    if data.get("line_id"):
+        found.append((None, str(data["line_id"])))
+    for item in data.get("contact_group") or ():
+        if isinstance(item, str) and item.startswith("tag:"):
+            found.append((item[4:], None))
+        elif isinstance(item, str) and item.startswith("line:"):
+            found.append((None, item[5:]))
+        elif isinstance(item, dict) and item.get("tag"):
+            found.append((str(item["tag"]), None))
+        elif isinstance(item, dict) and item.get("line_id"):
+            found.append((None, str(item["line_id"])))
+    return found
+
+
+def lead_destination(event: CloudEvent) -> str | None:
+    """The contact a lead e-mail will create, so it can be decided in that contact's
+    partition; None when the lead is refused (it is decided where it landed)."""
+    data = event.data
+    lead = parse_lead_email(
+        subject=data.get("subject"), body=str(data["body"]), sender=data.get("from")
+    )
+    if isinstance(lead, LeadProblem):
+        return None
+    return contact_id_for_lead(
+        str(data["to"]).strip().lower(), lead, str(data.get("message_id") or event.id)
+    )
+
+
+def rerouted_lead(event: CloudEvent, contact_id: str) -> OutboxRow:
+    routed = CloudEvent(
+        id=event.id,
+        source=event.source,
+        type=event.type,
+        time=event.time,
+        subject=contact_id,
+        data=event.data,
+    )
+    return OutboxRow(f"route:{event.id}", "intake", contact_id, routed.encode())
+
+
+def dead_letter(item: Pending) -> OutboxRow:
+    """The rejected record whole (its bytes, as text and hex), where it was, and why."""
+    field, reason = item.rejection or ("event", "rejected")
+    key = item.key.decode("utf-8", "replace") if item.key else None
+    letter = {
+        "topic": item.topic,
+        "partition": item.partition,
+        "offset": item.offset,
+        "key": key,
+        "field": field,
+        "reason": f"{field}: {reason}",
+        "value": item.raw.decode("utf-8", "replace"),
+        "value_hex": item.raw.hex(),
+    }
+    return OutboxRow(
+        f"dlq:{item.topic}:{item.partition}:{item.offset}", DLQ_TOPIC, key, orjson.dumps(letter)
+    )
