@@ -144,7 +144,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.database_url:
         with psycopg.connect(args.database_url, autocommit=True) as conn:
-            conn.execute("DELETE FROM effect_ledger WHERE effect_id LIKE 'fx:bench:%'")
+            if conn.execute("SELECT to_regclass('effect_ledger')").fetchone() != (None,):
+                conn.execute("DELETE FROM effect_ledger WHERE effect_id LIKE 'fx:bench:%'")
     process, url = start_fake_twilio()
     try:
         transports = ["async", "threads"] if args.transport == "both" else [args.transport]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import hashlib
 import io
 import itertools
 import json
@@ -43,6 +44,20 @@ TARGET_EVENTS_PER_SECOND = 50_000
 PROFILE_TOP = 15
 WRITE_CHUNK = 4096  # output events per write, as `dripstream replay` does
 MB = 1024 * 1024
+# Where a replay's time goes, as cumulative shares of the profile: (file suffix, function).
+BREAKDOWN = {
+    "decode (streams.embedded.decode_input)": ("streams/embedded.py", "decode_input"),
+    "engine: inputs and due timers (Engine.handle)": ("aggregates/engine.py", "handle"),
+    "engine: of which timers firing (Engine._fire_until)": ("aggregates/engine.py", "_fire_until"),
+    "engine: of which calendar (adjust_due)": ("aggregates/calendar.py", "adjust_due"),
+    "engine: of which contact zone (contact_zone)": ("aggregates/timezones.py", "contact_zone"),
+    "engine: of which CloudEvent building (_Outbox.add)": ("aggregates/engine.py", "add"),
+    "engine: timers at the end (Engine.advance)": ("aggregates/engine.py", "advance"),
+    "output: encode + write (the sink)": ("bench/bench_replay.py", "sink"),
+    "output: of which CloudEvent.encode": ("schemas/envelope.py", "encode"),
+    "format_time (everywhere)": ("schemas/envelope.py", "format_time"),
+    "dataclasses.replace (everywhere)": ("dataclasses.py", "replace"),
+}
 
 
 # ---- measurements (each in its own child process) -------------------------------------------
@@ -119,23 +134,46 @@ def _capture_engine() -> None:
     embedded.Engine = CapturingEngine  # type: ignore[misc]
 
 
-def _engine_sizes(engine: Any) -> dict[str, int]:
+def _engine_sizes(engine: Any) -> dict[str, Any]:
+    """Sizes of the engine's state, best effort: the engine's insides change under us."""
     if engine is None:
         return {}
-    live = set(engine.timer_tokens.values())
-    return {
-        "contacts": len(engine.contacts),
-        "contacts_with_enrollments": len(engine.enrollments),
-        "enrollments_ever": sum(engine.enrollment_counts.values()),
-        "enrollment_counts_keys": len(engine.enrollment_counts),
-        "timers_in_heap": len(engine.timers),
-        "timers_live": sum(1 for timer in engine.timers if timer.token in live),
-        "owner_notice_batches": len(engine.owner_notices),
-        "round_robin_cursors": len(engine.round_robin_cursor),
-    }
+    sizes: dict[str, Any] = {}
+    try:
+        sizes["contacts"] = len(engine.contacts)
+        sizes["contacts_with_enrollments"] = len(engine.enrollments)
+        sizes["enrollments_ever"] = sum(engine.enrollment_counts.values())
+        sizes["enrollment_pairs_ever"] = len(engine.enrollment_counts)
+        timers = engine.timers
+        heaps = list(timers.values()) if isinstance(timers, dict) else [timers]
+        queued = [timer for heap in heaps for timer in heap]
+        sizes["timers_in_heap"] = len(queued)
+        live = set(engine.timer_tokens.values())
+        sizes["timers_live"] = sum(1 for timer in queued if getattr(timer, "token", None) in live)
+        sizes["owner_notice_batches"] = len(engine.owner_notices)
+    except (AttributeError, TypeError) as error:
+        sizes["sizes_error"] = f"{type(error).__name__}: {error}"
+    return sizes
 
 
-def _replay_once(sequences: Path, events: Path, limit: int | None, out: Path) -> dict[str, Any]:
+def _source_digest() -> str:
+    """A digest of the code a replay runs, to see whether it changed between measurements."""
+    digest = hashlib.sha256()
+    for folder in ("aggregates", "schemas", "streams"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix in (".py", ".json") and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(ROOT)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _replay_once(
+    sequences: Path,
+    events: Path,
+    limit: int | None,
+    out: Path,
+    profiler: cProfile.Profile | None = None,
+) -> dict[str, Any]:
     definitions = load_definition_file(sequences)
     gc.collect()
     baseline = _peak_rss_bytes()
@@ -161,8 +199,12 @@ def _replay_once(sequences: Path, events: Path, limit: int | None, out: Path) ->
             rejected.append(line.line)
 
         started, cpu_started = time.perf_counter(), _cpu_seconds()
+        if profiler is not None:
+            profiler.enable()
         stats = replay(definitions, _lines(events, limit), sink, on_rejected)
         flush()
+        if profiler is not None:
+            profiler.disable()
         result = _timed({}, started, cpu_started)
     result.update(
         baseline_rss_bytes=baseline,
@@ -171,6 +213,7 @@ def _replay_once(sequences: Path, events: Path, limit: int | None, out: Path) ->
         rejected=stats.rejected,
         active_enrollments=stats.active_enrollments,
         output_bytes=written[0],
+        first_rejected_lines=rejected[:5],
     )
     return result
 
@@ -188,15 +231,25 @@ def measure_profile(
 ) -> dict[str, Any]:
     """The full replay under cProfile; the top functions by own time (tottime)."""
     profiler = cProfile.Profile()
-    profiler.enable()
-    result = _replay_once(sequences, events, limit, out)
-    profiler.disable()
+    result = _replay_once(sequences, events, limit, out, profiler)
     profiler.dump_stats(prof)
     stats = pstats.Stats(profiler, stream=io.StringIO())
     raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
     total = sum(entry[2] for entry in raw.values())
     rows = sorted(raw.items(), key=lambda item: item[1][2], reverse=True)[:PROFILE_TOP]
     result["profile_total_s"] = total
+    result["profile_breakdown"] = {
+        label: max(
+            (
+                entry[3]
+                for (file, _, name), entry in raw.items()
+                if file.endswith(where) and name == function
+            ),
+            default=0.0,
+        )
+        / total
+        for label, (where, function) in BREAKDOWN.items()
+    }
     result["profile_top"] = [
         {
             "function": _where(file, line, name),
@@ -223,6 +276,7 @@ def _where(file: str, line: int, name: str) -> str:
 
 
 def _child(args: argparse.Namespace) -> int:
+    source = _source_digest()
     events, limit = Path(args.events_file), args.limit or None
     if args.measure == "floor":
         result = measure_floor(events, limit)
@@ -234,6 +288,7 @@ def _child(args: argparse.Namespace) -> int:
         result = measure_profile(
             Path(args.sequences_file), events, limit, Path(args.output), Path(args.prof)
         )
+    result["source_digest"] = source
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 
@@ -259,8 +314,10 @@ def _run_child(kind: str, files: HistoryFiles, limit: int, **extra: str) -> dict
         command += [f"--{key}", value]
     print(f"  {kind} over {limit:,} lines ...", file=sys.stderr, flush=True)
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{kind} failed:\n{done.stderr}")
+    if done.returncode != 0 or not done.stdout.strip():
+        # One failed measurement must not cost the others (a long run is an hour).
+        print(done.stderr, file=sys.stderr)
+        return {"kind": kind, "limit": limit, "error": done.stderr.strip().splitlines()[-1:]}
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["kind"], result["limit"] = kind, limit
     return result
@@ -296,7 +353,15 @@ def _machine() -> dict[str, str]:
         "python": platform.python_version(),
         "orjson": orjson.__version__,
         "platform": platform.platform(),
+        "git_head": _git("rev-parse", "--short", "HEAD"),
+        "git_dirty": _git("status", "--porcelain", "--", "aggregates", "schemas", "streams"),
     }
+
+
+def _git(*args: str) -> str:
+    # Read-only queries, to say which code the numbers belong to.
+    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    return " ".join(done.stdout.split()) if done.returncode == 0 else "unknown"
 
 
 def _rate(count: float, seconds: float) -> str:
@@ -328,12 +393,14 @@ SPEED_HEADER = [
     "out events",
     "out events/s (wall)",
     "peak RSS MB",
+    "code",
 ]
 MEMORY_HEADER = [
     "events",
     "contacts",
     "active enrollments",
     "enrollments ever",
+    "(sequence, contact) pairs ever",
     "timers in heap (live)",
     "in events/s (wall)",
     "peak RSS MB",
@@ -355,6 +422,7 @@ def _speed_row(label: str, r: dict[str, Any]) -> list[str]:
         "-" if outputs is None else f"{outputs:,}",
         "-" if outputs is None else _rate(outputs, r["wall_s"]),
         _mb(r["peak_rss_bytes"]),
+        r.get("source_digest", "?")[:7],
     ]
 
 
@@ -365,6 +433,7 @@ def _memory_row(r: dict[str, Any]) -> list[str]:
         f"{r.get('contacts', 0):,}",
         f"{r['active_enrollments']:,}",
         f"{r.get('enrollments_ever', 0):,}",
+        f"{r.get('enrollment_pairs_ever', 0):,}",
         f"{r.get('timers_in_heap', 0):,} ({r.get('timers_live', 0):,})",
         _rate(r["inputs"], r["wall_s"]),
         _mb(r["peak_rss_bytes"]),
@@ -383,16 +452,26 @@ def _profile_row(row: dict[str, Any]) -> list[str]:
     ]
 
 
-def report(machine: dict[str, str], summary: dict[str, Any], results: list[dict[str, Any]]) -> str:
+def report(
+    machine: dict[str, str], summary: dict[str, Any], everything: list[dict[str, Any]]
+) -> str:
     """The results as Markdown: speed, memory against history length, profile."""
+    results = [r for r in everything if "error" not in r]
+    failed = [r for r in everything if "error" in r]
+    digests = sorted({r.get("source_digest", "?") for r in results})
     parts = [
         f"Machine: {machine['nproc']} CPUs ({machine['cpu']}), Python {machine['python']}, "
         f"orjson {machine['orjson']}, {machine['platform']}.",
         f"History: {summary['lines']:,} lines ({summary['bad_lines']} invalid), "
         f"{summary['contacts_created']:,} contacts, {summary['spec']['sequences']} sequences, "
         f"{summary['first_time']} to {summary['last_time']}, seed {summary['spec']['seed']}.",
+        f"Code: git {machine.get('git_head')}; uncommitted in aggregates/schemas/streams: "
+        f"{machine.get('git_dirty') or 'none'}; source digest {', '.join(digests)}"
+        + (" (CHANGED during the run: numbers are not comparable)" if len(digests) > 1 else "")
+        + ".",
         "",
     ]
+    parts += [f"FAILED: {r['kind']} over {r['limit']:,} lines: {r['error']}" for r in failed]
     labels = {"floor": "floor: orjson.loads", "decode": "decode_event"}
     rows = [_speed_row(labels[r["kind"]], r) for r in results if r["kind"] in labels]
     replays = [r for r in results if r["kind"] == "replay"]
@@ -432,6 +511,13 @@ def report(machine: dict[str, str], summary: dict[str, Any], results: list[dict[
                 ["function", "calls", "own s", "own %", "cumulative s"],
                 [_profile_row(row) for row in profile["profile_top"]],
             ),
+            "",
+            "Where the time goes (cumulative share of the profiled total):",
+            "",
+            _table(
+                ["part", "share"],
+                [[label, f"{share:.1%}"] for label, share in profile["profile_breakdown"].items()],
+            ),
         ]
     return "\n".join(parts)
 
@@ -452,6 +538,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--bad-every", type=int, default=0)
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--keep-output", action="store_true", help="keep the replays' output files (GBs at 1M)"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="print the report of the last run's saved results",
+    )
     # The child side: one measurement in a fresh interpreter.
     parser.add_argument(
         "--measure", choices=("floor", "decode", "replay", "profile"), help=argparse.SUPPRESS
@@ -474,19 +568,31 @@ def main(argv: list[str] | None = None) -> int:
         if args.sizes
         else sorted({max(1, lines // 4), max(1, lines // 2), lines})
     )
-    results = [
-        _run_child("floor", files, lines),
-        _run_child("decode", files, lines),
-    ]
-    for size in sizes:
-        output = out_dir / f"replay-{spec.name()}-{size}.out.jsonl"
-        results.append(_run_child("replay", files, size, output=str(output)))
+    progress = out_dir / f"results-{spec.name()}.partial.jsonl"
+    if args.report_only:
+        machine = orjson.loads((out_dir / f"results-{spec.name()}.machine.json").read_bytes())
+        saved = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
+        print(report(machine, summary, saved))
+        return 0
+    machine = _machine()  # before the run: the code state the numbers start from
+    (out_dir / f"results-{spec.name()}.machine.json").write_text(json.dumps(machine, indent=2))
+    progress.write_text("")
+    plan: list[tuple[str, int, dict[str, str]]] = [("floor", lines, {}), ("decode", lines, {})]
     if args.profile_events:
         size = min(args.profile_events, lines)
-        output = out_dir / f"profile-{spec.name()}-{size}.out.jsonl"
-        prof = out_dir / f"profile-{spec.name()}-{size}.prof"
-        results.append(_run_child("profile", files, size, output=str(output), prof=str(prof)))
-    machine = _machine()
+        stem = out_dir / f"profile-{spec.name()}-{size}"
+        plan.append(("profile", size, {"output": f"{stem}.out.jsonl", "prof": f"{stem}.prof"}))
+    plan.extend(
+        ("replay", size, {"output": str(out_dir / f"replay-{spec.name()}-{size}.out.jsonl")})
+        for size in sizes
+    )
+    results = []
+    for kind, size, extra in plan:
+        results.append(_run_child(kind, files, size, **extra))
+        with progress.open("a") as handle:  # kept as it comes: a crash loses one, not all
+            handle.write(json.dumps(results[-1]) + "\n")
+        if "output" in extra and not args.keep_output:
+            Path(extra["output"]).unlink(missing_ok=True)
     text = report(machine, summary, results)
     (out_dir / f"results-{spec.name()}.json").write_text(
         json.dumps({"machine": machine, "history": summary, "results": results}, indent=2) + "\n"

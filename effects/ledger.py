@@ -29,6 +29,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from effects.groupcommit import GroupCommit
 from effects.ports import EffectId
 from schemas.envelope import CloudEvent
 
@@ -81,7 +82,9 @@ class Ledger(Protocol):
 
     async def claim(self, effect_id: EffectId, command: CloudEvent, at: datetime) -> bool:
         """Insert `pending` if absent. True when the caller may go on: the row is new, or
-        still `pending` (claimed before a crash, never attempted). False otherwise."""
+        still `pending` (claimed before a crash, never attempted). False otherwise — also,
+        in PostgreSQL, to a claimer racing another's insert (that one goes on). `begin`
+        then lets exactly one attempt through."""
         ...
 
     async def begin(self, effect_id: EffectId, at: datetime) -> int | None:
@@ -352,9 +355,59 @@ def _jsonb(document: Any) -> Jsonb:
     return Jsonb(document, dumps=lambda obj: orjson.dumps(obj).decode())
 
 
+@dataclass(frozen=True, slots=True)
+class _Move:
+    """One status transition: to `status`, only from one of `allowed`."""
+
+    effect_id: EffectId
+    status: str
+    allowed: tuple[str, ...]
+    at: datetime
+    provider: str | None = None
+    provider_id: str | None = None
+    error: str | None = None
+    code: str | None = None
+
+
+_CLAIM = """
+WITH input AS (
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::jsonb[])
+        AS i(effect_id, type, at, command)
+), inserted AS (
+    INSERT INTO effect_ledger (effect_id, type, status, attempts, updated_at, command)
+    SELECT DISTINCT ON (effect_id) effect_id, type, 'pending', 0, at, command FROM input
+    ON CONFLICT (effect_id) DO NOTHING
+    RETURNING effect_id
+)
+SELECT effect_id FROM inserted
+UNION
+SELECT l.effect_id FROM effect_ledger l JOIN input USING (effect_id) WHERE l.status = 'pending'
+"""
+
+_BEGIN = """
+UPDATE effect_ledger l
+SET status = 'in_flight', attempts = l.attempts + 1, owner = %s, updated_at = v.at
+FROM unnest(%s::text[], %s::timestamptz[]) AS v(effect_id, at)
+WHERE l.effect_id = v.effect_id AND l.status = 'pending'
+RETURNING l.effect_id, l.attempts
+"""
+
+# error is replaced (NULL for sent); provider fields and code are kept unless given.
+_MOVE = """
+UPDATE effect_ledger l
+SET status = v.status, updated_at = v.at, error = v.error,
+    provider = COALESCE(v.provider, l.provider),
+    provider_id = COALESCE(v.provider_id, l.provider_id),
+    code = COALESCE(v.code, l.code)
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[],
+            %s::text[], %s::text[])
+    AS v(effect_id, status, allowed, at, provider, provider_id, error, code)
+WHERE l.effect_id = v.effect_id AND l.status = ANY(string_to_array(v.allowed, ','))
+"""
+
+
 class PostgresLedger:
-    """The real adapter (psycopg 3, async pool, autocommit: every method is one statement
-    or one short transaction)."""
+    """The real adapter (psycopg 3, async pool, autocommit: every statement commits)."""
 
     def __init__(self, database_url: str, owner: str, *, pool_size: int = 8) -> None:
         self.owner = owner
@@ -367,6 +420,9 @@ class PostgresLedger:
             open=False,
         )
         self._lease: psycopg.AsyncConnection[Any] | None = None
+        self._claims = GroupCommit(self._claim_batch)
+        self._begins = GroupCommit(self._begin_batch)
+        self._moves = GroupCommit(self._move_batch)
 
     async def open(self) -> None:
         await self._pool.open()
@@ -389,79 +445,85 @@ class PostgresLedger:
             await conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_LOCK_NAMESPACE,))
             await conn.execute(SCHEMA)
 
+    # The hot path (claim, begin, the transitions) goes through group commits: one
+    # statement per batch of concurrent callers.
+
     async def claim(self, effect_id: EffectId, command: CloudEvent, at: datetime) -> bool:
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                """
-                WITH inserted AS (
-                    INSERT INTO effect_ledger (effect_id, type, status, attempts, updated_at,
-                                               command)
-                    VALUES (%(id)s, %(type)s, 'pending', 0, %(at)s, %(command)s)
-                    ON CONFLICT (effect_id) DO NOTHING
-                    RETURNING status
-                )
-                SELECT status FROM inserted
-                UNION ALL
-                SELECT status FROM effect_ledger
-                WHERE effect_id = %(id)s AND NOT EXISTS (SELECT 1 FROM inserted)
-                """,
-                {
-                    "id": effect_id,
-                    "type": command.type,
-                    "at": at,
-                    "command": _jsonb(command.to_json()),
-                },
-            )
-            row = await cursor.fetchone()
-        return row is not None and row[0] == PENDING
+        return await self._claims.submit((effect_id, command.type, at, command.to_json()))
 
     async def begin(self, effect_id: EffectId, at: datetime) -> int | None:
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "UPDATE effect_ledger SET status = 'in_flight', attempts = attempts + 1,"
-                " owner = %s, updated_at = %s"
-                " WHERE effect_id = %s AND status = 'pending' RETURNING attempts",
-                (self.owner, at, effect_id),
-            )
-            row = await cursor.fetchone()
-        return int(row[0]) if row else None
-
-    async def _execute(self, query: str, params: tuple[Any, ...]) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute(query, params)
+        return await self._begins.submit((effect_id, at))
 
     async def release(self, effect_id: EffectId, error: str, at: datetime) -> None:
-        await self._execute(
-            "UPDATE effect_ledger SET status = 'pending', error = %s, updated_at = %s"
-            " WHERE effect_id = %s AND status = 'in_flight'",
-            (error, at, effect_id),
-        )
+        await self._moves.submit(_Move(effect_id, PENDING, (IN_FLIGHT,), at, error=error))
 
     async def record_sent(
         self, effect_id: EffectId, provider: str, provider_id: str, at: datetime
     ) -> None:
-        await self._execute(
-            "UPDATE effect_ledger SET status = 'sent', provider = %s, provider_id = %s,"
-            " error = NULL, updated_at = %s"
-            " WHERE effect_id = %s AND status IN ('in_flight', 'unknown', 'sent')",
-            (provider, provider_id, at, effect_id),
+        await self._moves.submit(
+            _Move(
+                effect_id,
+                SENT,
+                (IN_FLIGHT, UNKNOWN, SENT),
+                at,
+                provider=provider,
+                provider_id=provider_id,
+            )
         )
 
     async def record_failed(
         self, effect_id: EffectId, error: str, code: str | None, at: datetime
     ) -> None:
-        await self._execute(
-            "UPDATE effect_ledger SET status = 'failed', error = %s, code = %s, updated_at = %s"
-            " WHERE effect_id = %s AND status IN ('pending', 'in_flight')",
-            (error, code, at, effect_id),
+        await self._moves.submit(
+            _Move(effect_id, FAILED, (PENDING, IN_FLIGHT), at, error=error, code=code)
         )
 
     async def record_unknown(self, effect_id: EffectId, error: str, at: datetime) -> None:
-        await self._execute(
-            "UPDATE effect_ledger SET status = 'unknown', error = %s, updated_at = %s"
-            " WHERE effect_id = %s AND status = 'in_flight'",
-            (error, at, effect_id),
-        )
+        await self._moves.submit(_Move(effect_id, UNKNOWN, (IN_FLIGHT,), at, error=error))
+
+    async def _claim_batch(
+        self, items: list[tuple[EffectId, str, datetime, dict[str, Any]]]
+    ) -> list[bool]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                _CLAIM,
+                (
+                    [item[0] for item in items],
+                    [item[1] for item in items],
+                    [item[2] for item in items],
+                    [_jsonb(item[3]) for item in items],
+                ),
+            )
+            claimable = {row[0] for row in await cursor.fetchall()}
+        return [item[0] in claimable for item in items]
+
+    async def _begin_batch(self, items: list[tuple[EffectId, datetime]]) -> list[int | None]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                _BEGIN,
+                (self.owner, [item[0] for item in items], [item[1] for item in items]),
+            )
+            attempts = {row[0]: int(row[1]) for row in await cursor.fetchall()}
+        # One row moved once: if the same effect was asked twice, only the first asker
+        # owns the attempt.
+        return [attempts.pop(item[0], None) for item in items]
+
+    async def _move_batch(self, moves: list[_Move]) -> list[None]:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                _MOVE,
+                (
+                    [m.effect_id for m in moves],
+                    [m.status for m in moves],
+                    [",".join(m.allowed) for m in moves],
+                    [m.at for m in moves],
+                    [m.provider for m in moves],
+                    [m.provider_id for m in moves],
+                    [m.error for m in moves],
+                    [m.code for m in moves],
+                ),
+            )
+        return [None] * len(moves)
 
     async def reconcile(
         self, effect_id: EffectId, provider: str, provider_id: str, status: str, at: datetime

@@ -17,6 +17,7 @@ import python_http_client.exceptions
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Asm, CustomArg, From, GroupId, Mail
 
+from effects.blocking import run_blocking
 from effects.ports import (
     Ambiguous,
     Clock,
@@ -27,7 +28,6 @@ from effects.ports import (
     Transient,
 )
 from effects.retry import parse_retry_after
-from effects.twilio_http import run_blocking
 
 _log = logging.getLogger(__name__)
 

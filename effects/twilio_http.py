@@ -16,7 +16,6 @@ Two transports, same rebasing:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -226,9 +225,3 @@ def _never_connected(error: BaseException) -> bool:
             reason = getattr(inner, "reason", None)
             seen = reason if isinstance(reason, BaseException) else seen.__cause__
     return False
-
-
-async def run_blocking(func: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a synchronous SDK call in the loop's thread pool."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, lambda: func(*args, **kwargs))

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from effects import twiml
+from effects.blocking import run_blocking
 from effects.ports import (
     CallRequest,
     Delivered,
@@ -14,7 +15,7 @@ from effects.ports import (
     SmsMessage,
     VoicemailRequest,
 )
-from effects.twilio_http import classify, run_blocking
+from effects.twilio_http import classify
 
 _log = logging.getLogger(__name__)
 

@@ -96,7 +96,7 @@ sys.exit(0 if correlation == 7 and brokers > 0 and controller >= 0 else 1)
 PY
 }
 
-need_java() {
+need_tools() {
   command -v python3 >/dev/null 2>&1 || die "python3 not found: it checks that the broker answers"
   command -v java >/dev/null 2>&1 ||
     die "java not found: install a JDK 17 (e.g. apt-get install -y openjdk-17-jre-headless)"
@@ -118,8 +118,8 @@ fetch_jars() {
   if ! mvn -q -B -f "$ROOT/ops/kafka/pom.xml" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$tmp" >"$tmp.log" 2>&1; then
     say "Maven could not fetch the jars (no network, a proxy, or Maven Central refused):"
-    tail -n 30 "$tmp.log" | sed 's/^/    /' >&2
-    say "(a proxy goes in ~/.m2/settings.xml; the full log is $tmp.log)"
+    tail -n 30 "$tmp.log" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/    /' >&2
+    say "(a proxy or a mirror goes in ~/.m2/settings.xml; the full log is $tmp.log)"
     rm -rf "$tmp"
     exit 1
   fi
@@ -250,7 +250,7 @@ start() {
       die "port $HOST:$port is already taken by another program; choose others with KAFKA_PORT=... (controller: KAFKA_CONTROLLER_PORT)"
     fi
   done
-  need_java
+  need_tools
   fetch_jars
   write_config
   format_storage

@@ -43,6 +43,7 @@ class GroupBuffer:
     topics: tuple[str, ...]
     queues: dict[str, deque[Pending]] = field(default_factory=dict)
     seen: dict[str, datetime] = field(default_factory=dict)  # latest event time read per topic
+    watermarked: bool = False  # a producer writes watermarks: never guess the end
 
     def add(self, item: Pending) -> None:
         self.queues.setdefault(item.topic, deque()).append(item)
@@ -52,6 +53,7 @@ class GroupBuffer:
 
     def watermark(self, topic: str, moment: datetime) -> None:
         """Nothing earlier than `moment` follows on this topic (a producer's promise)."""
+        self.watermarked = True
         if topic not in self.seen or moment > self.seen[topic]:
             self.seen[topic] = moment
 

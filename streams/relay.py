@@ -22,6 +22,7 @@ log = logging.getLogger("dripstream.relay")
 POSITION_TOPIC = "relay-position"
 RELAY_LOCK = 0x64726970  # "drip": the advisory lock id of the relay, per schema and prefix
 BATCH = 1000
+POSITION_READ_TIMEOUT = 120.0  # seconds to read the position topic before giving up loudly
 
 
 class Relay:
@@ -63,6 +64,7 @@ class Relay:
         await producer.start()
         try:
             position = await self._read_position()
+            log.info("outbox relay resumes after row %d", position)
             while True:
                 rows = await asyncio.to_thread(self.store.outbox_after, position, BATCH)
                 if not rows:
@@ -92,25 +94,31 @@ class Relay:
         )
         await consumer.start()
         try:
-            await consumer.topics()  # fetches the cluster's metadata
-            partitions = consumer.partitions_for_topic(self.prefix + POSITION_TOPIC)
+            # The consumer's own metadata only covers topics it reads; ask for all of them.
+            cluster = await consumer._client.fetch_all_metadata()
+            partitions = cluster.partitions_for_topic(self.prefix + POSITION_TOPIC)
             if not partitions:
+                log.info("no position topic yet: the relay starts at the beginning")
                 return 0
             position = 0
             tps = [TopicPartition(self.prefix + POSITION_TOPIC, p) for p in partitions]
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
+            log.info("position topic ends: %s", {tp.partition: end for tp, end in ends.items()})
+            deadline = asyncio.get_running_loop().time() + POSITION_READ_TIMEOUT
             for tp in tps:
                 end = ends[tp]
                 if end == 0:
                     continue
                 consumer.seek(tp, max(0, end - 50))
+                # Read to the end, however long the first fetch takes: stopping early
+                # would send published rows again.
                 while (await consumer.position(tp)) < end:
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise TimeoutError(f"could not read {tp.topic} to its end")
                     batch = await consumer.getmany(tp, timeout_ms=1000)
                     for record in batch.get(tp, []):
                         position = max(position, int(orjson.loads(record.value)["position"]))
-                    if not batch:
-                        break
             return position
         finally:
             await consumer.stop()

@@ -27,6 +27,7 @@ from aiokafka import (  # type: ignore[import-untyped]
     ConsumerRebalanceListener,
     TopicPartition,
 )
+from aiokafka.errors import CommitFailedError  # type: ignore[import-untyped]
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor  # type: ignore[import-untyped]
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
@@ -105,6 +106,8 @@ class EngineWorker:
         self.assigned: set[TopicPartition] = set()
         self.buffers: dict[int, GroupBuffer] = {}
         self.quiet_since: float | None = None
+        self.stale = False  # set when the store refused a batch: rebuild before going on
+        self.rebuilding = False
         self.stopping = asyncio.Event()
         prefix = settings.topic_prefix
         self.topics = tuple(prefix + t for t in INPUT_TOPICS)
@@ -117,6 +120,8 @@ class EngineWorker:
             isolation_level="read_committed",
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=settings.batch_size,
+            session_timeout_ms=30_000,
+            heartbeat_interval_ms=3_000,
         )
         self.relay = (
             Relay(self.store, settings.bootstrap_servers, prefix) if settings.relay else None
@@ -147,7 +152,13 @@ class EngineWorker:
             self.store.close()
 
     async def _step(self) -> None:
+        if self.stale and not self.rebuilding:
+            await self._rebuild()
         fetched = await self.consumer.getmany(timeout_ms=self.settings.idle_ms)
+        if self.rebuilding or self.stale:
+            # Fetched for an assignment whose engine is not rebuilt yet: the rebuild seeks
+            # every partition back to its stored position, so these come again.
+            return
         started = time.perf_counter()
         self._sync_definitions()
         for tp, records in fetched.items():
@@ -167,13 +178,20 @@ class EngineWorker:
         for group in sorted(self.buffers):
             buffer = self.buffers[group]
             ready = (
-                buffer.event_time_order(everything) if self.event_clock else buffer.arrival_order()
+                buffer.event_time_order(set() if buffer.watermarked else everything)
+                if self.event_clock
+                else buffer.arrival_order()
             )
-            if ready:
+            if ready and not self.stale:
                 for topic, offset in self._decide_group(group, ready).items():
                     commits[TopicPartition(topic, group)] = offset + 1
         if commits:
-            await self.consumer.commit(commits)
+            try:
+                await self.consumer.commit(commits)
+            except CommitFailedError:
+                # A rebalance took the partitions meanwhile; what was decided is in the
+                # store, and the next owner starts from there.
+                log.warning("offset commit refused by a rebalance; the store keeps the positions")
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self._fire_timers(finished=finished)
         self._report_lag()
@@ -296,7 +314,7 @@ class EngineWorker:
             # Another worker recorded this group first (a rebalance fenced us): our
             # in-memory state is stale, so start again from the store.
             log.warning("group %s was recorded elsewhere; rebuilding from the store", group)
-            self._rebuild()
+            self.stale = True
             return {}
         return dict(batch.last)
 
@@ -349,18 +367,45 @@ class EngineWorker:
         if not self.partition_count:
             raise RuntimeError(f"no partitions known for {contacts_topic}: is the topic there?")
         self.assigned = set(partitions)
-        self._rebuild()
+        await self._rebuild()
 
-    def _rebuild(self) -> None:
+    async def _rebuild(self) -> None:
         """A fresh engine from the stored inputs of the assigned groups, in the order they
-        were decided."""
+        were decided. It runs in a thread so the consumer's heartbeats go on meanwhile."""
         started = time.perf_counter()
+        self.rebuilding = True
+        try:
+            await self._rebuild_engine()
+        finally:
+            self.rebuilding = False
+        log.info("rebuilt the engine from the store in %.2fs", time.perf_counter() - started)
+
+    async def _rebuild_engine(self) -> None:
+        names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
+        engine, clocks, applied, replayed = await asyncio.to_thread(self._replay_store, names)
+        self.engine = engine
+        self.partition_clock = clocks
+        self.definitions_version = applied
+        self.stale = False
+        self.buffers = {tp.partition: GroupBuffer(self.topics) for tp in self.assigned}
+        stored = self.store.positions()
+        self.positions = {
+            key: value for key, value in stored.items() if TopicPartition(*key) in self.assigned
+        }
+        for tp in self.assigned:
+            # The store, not Kafka's committed offsets, says what was decided: nothing
+            # recorded means from the beginning.
+            position = self.positions.get((tp.topic, tp.partition))
+            self.consumer.seek(tp, position + 1 if position is not None else 0)
+        self.metrics.rebuilds.inc()
+        log.info("replayed %d stored inputs", replayed)
+
+    def _replay_store(self, names: list[str]) -> tuple[Engine, dict[int, datetime], int, int]:
         engine = Engine(partition_of=self.partition_of)
         clocks: dict[int, datetime] = {}
         pending = self.store.definitions_after(0)
         applied = 0
         replayed = 0
-        names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
         for item in self.store.replayable(names):
             while pending and pending[0].version <= item.definitions:
                 change = pending.pop(0)
@@ -387,24 +432,7 @@ class EngineWorker:
                 change.document, change.deleted, change.applied_at, f"defs:{change.version}"
             )
             applied = change.version
-        self.engine = engine
-        self.partition_clock = clocks
-        self.definitions_version = applied
-        self.buffers = {tp.partition: GroupBuffer(self.topics) for tp in self.assigned}
-        stored = self.store.positions()
-        self.positions = {
-            key: value for key, value in stored.items() if TopicPartition(*key) in self.assigned
-        }
-        for tp in self.assigned:
-            position = self.positions.get((tp.topic, tp.partition))
-            if position is not None:
-                self.consumer.seek(tp, position + 1)
-        self.metrics.rebuilds.inc()
-        log.info(
-            "rebuilt the engine from %d stored inputs in %.2fs",
-            replayed,
-            time.perf_counter() - started,
-        )
+        return engine, clocks, applied, replayed
 
     def _report_lag(self) -> None:
         self.metrics.active_enrollments.set(self.engine.active_enrollments())
@@ -427,6 +455,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.worker.assigned -= set(revoked)
+        self.worker.rebuilding = True  # nothing is decided until the new assignment is rebuilt
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self.worker.assign(set(assigned))

@@ -20,6 +20,7 @@ from effects.inbound import InboundHandlers, add_inbound_routes
 from effects.ledger import InMemoryLedger
 from effects.ports import EffectId
 from effects.publish import InMemorySink
+from schemas.validation import decode_event
 from tests.effects.helpers import LINE, T0, Clock, command, sms, types_of
 
 TOKEN = "twilio-auth-token"
@@ -98,6 +99,9 @@ async def inbound() -> AsyncIterator[Inbound]:
     add_inbound_routes(app, handlers)
     async with server, aiohttp.ClientSession() as session:
         yield Inbound(server.url, sink, ledger, signing_key, session)
+    # and whatever was published passes the project's validation
+    for _, event in sink.published:
+        decode_event(event.encode())
 
 
 async def given_in_ledger(inbound: Inbound, event: object, status: str) -> None:

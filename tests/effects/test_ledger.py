@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -108,6 +109,42 @@ async def test_only_one_attempt_can_be_in_flight(harness: Harness) -> None:
     assert await harness.ledger.begin(FX, T0) == 1
     assert await other.begin(FX, T0) is None
     assert await harness.ledger.begin(FX, T0) is None
+
+
+async def test_concurrent_attempts_on_one_effect_let_exactly_one_through(
+    harness: Harness,
+) -> None:
+    # given one command delivered three times at once, to two processors
+    other = await harness.sibling()
+    claims = await asyncio.gather(
+        harness.ledger.claim(FX, sms(), T0),
+        harness.ledger.claim(FX, sms(), T0),
+        other.claim(FX, sms(), T0),
+    )
+    # at least one may go on (in PostgreSQL a claimer racing the inserter's commit may be
+    # told no: safe, the inserter goes on)
+    assert any(claims)
+    # when all of them begin at once (in PostgreSQL: in one batched statement)
+    begun = await asyncio.gather(
+        harness.ledger.begin(FX, T0), harness.ledger.begin(FX, T0), other.begin(FX, T0)
+    )
+    # then exactly one owns the attempt
+    assert sorted(begun, key=lambda a: a is None) == [1, None, None]
+
+
+async def test_many_effects_move_together(harness: Harness) -> None:
+    ids = [EffectId(f"fx:{n}") for n in range(50)]
+    ledger = harness.ledger
+    assert all(await asyncio.gather(*(ledger.claim(i, sms(effect_id=i), T0) for i in ids)))
+    assert await asyncio.gather(*(ledger.begin(i, T0) for i in ids)) == [1] * 50
+    await asyncio.gather(
+        *(ledger.record_sent(i, "twilio", f"SM{n}", T0) for n, i in enumerate(ids[:25])),
+        *(ledger.record_failed(i, "no", "21211", T0) for i in ids[25:40]),
+        *(ledger.record_unknown(i, "timeout", T0) for i in ids[40:]),
+    )
+    entries = [await ledger.get(i) for i in ids]
+    assert [e.status for e in entries if e] == ["sent"] * 25 + ["failed"] * 15 + ["unknown"] * 10
+    assert [e.provider_id for e in entries[:3] if e] == ["SM0", "SM1", "SM2"]
 
 
 async def test_a_refused_attempt_goes_back_to_pending_and_counts(harness: Harness) -> None:

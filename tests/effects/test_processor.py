@@ -89,6 +89,7 @@ async def test_an_unsubscribed_recipient_fails_the_effect_and_opts_the_contact_o
         "reason": "recipient unsubscribed",
     }
     assert opted_out.subject == "c-1"
+    assert opted_out.dataversion == 2  # contact.opted_out's current version (schemas.registry)
     # and a redelivery replays both, without a second attempt
     assert [e.id for e in await effects.handle(sms())] == [e.id for e in events]
     assert len(fakes.sms.sent) == 1

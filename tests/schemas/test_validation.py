@@ -6,11 +6,12 @@ import pickle
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas import checking
+from schemas import checking, validation
 from schemas.envelope import CloudEvent
 from schemas.registry import EVENT_TYPES
 from schemas.validation import EventRejected, data_schema_path, decode_event, encode_event
@@ -113,6 +114,11 @@ def test_data_that_is_not_an_object_is_refused(event_type: str) -> None:
             "must be an RFC 3339",
         ),
         (raw_event("contact.tag_added", subject=7), "subject", "must be a string"),
+        (
+            raw_event("contact.tag_added").replace(b'"subject":"c-1"', b'"subject":null'),
+            "subject",
+            "must be a string",
+        ),
         (raw_event("contact.tag_added", dataversion=1), "dataversion", "must be a string"),
         (raw_event("contact.tag_added", dataversion="v1"), "dataversion", "must be a string of"),
         (raw_event("contact.tag_added", dataversion="2"), "dataversion", "unsupported version 2"),
@@ -191,6 +197,12 @@ def test_a_subject_of_a_non_contact_event_is_not_compared() -> None:
         (
             "contact.created",
             {"contact_id": "c-1", "phone": "+1720555014212345"},
+            "data.phone",
+            "must match E.164 (+ and up to 15 digits)",
+        ),
+        (
+            "contact.created",
+            {"contact_id": "c-1", "phone": "+1\u0662\u0663\u0664"},  # Arabic-Indic digits
             "data.phone",
             "must match E.164 (+ and up to 15 digits)",
         ),
@@ -395,3 +407,42 @@ def test_any_bytes_either_decode_or_are_rejected(raw: bytes) -> None:
     result = outcome(raw)
 
     assert isinstance(result, CloudEvent) or result.reason
+
+
+usual_or_odd = (
+    st.sampled_from(["1.0", "1", "c-1", "application/json"])
+    | st.none()
+    | (st.text(max_size=4) | st.integers() | st.dictionaries(st.text(max_size=2), st.none()))
+)
+envelope_keys = st.sampled_from(sorted(validation._ENVELOPE_KEYS | {"dataschema"}))
+
+
+@given(
+    base=st.fixed_dictionaries(
+        {},
+        optional={
+            "dataversion": st.sampled_from(["1", "2", "01", "1\n", "123456789", "1234567890"]),
+            "datacontenttype": st.sampled_from(
+                [
+                    "application/json",
+                    "application/json; charset=utf-8",
+                    "application/json;\n",
+                    "text/plain",
+                    "application/jsonx",
+                    "",
+                ]
+            ),
+            "dataschema": st.sampled_from(["urn:x", ""]),
+        },
+    ),
+    changes=st.dictionaries(envelope_keys, usual_or_odd, max_size=2),
+)
+def test_the_quick_envelope_check_never_accepts_what_the_schema_refuses(
+    base: dict[str, Any], changes: dict[str, Any]
+) -> None:
+    envelope = {**orjson.loads(raw_event("contact.tag_added")), **base, **changes}
+
+    quick = validation._envelope_is_plain(envelope)
+
+    if quick:
+        assert checking.compiled(validation.ENVELOPE_SCHEMA, formats=False)(envelope) is envelope
