@@ -115,7 +115,7 @@ class Engine:
         self.timer_tokens: dict[str, int] = {}  # enrollment id -> token of its live timer
         self.throttle = MinuteThrottle()
         self.round_robin_cursor: dict[tuple[str, str], int] = {}
-        self.owner_notices: dict[tuple[str, str, datetime], list[tuple[str, str]]] = {}
+        self.owner_notices: dict[tuple[str, str, datetime], list[tuple[str, str, str]]] = {}
         self.now: datetime | None = None  # the latest moment seen: the high-water mark
         self._at: datetime | None = None  # the moment of the decision being made
         self._token = 0
@@ -686,7 +686,7 @@ class Engine:
         return owners[cursor % len(owners)]
 
     def _owner_assigned(
-        self, sequence_id: str, owner_id: str, contact_id: str, at: datetime
+        self, sequence_id: str, owner_id: str, contact_id: str, step_id: str, at: datetime
     ) -> None:
         minute = at.astimezone(UTC).replace(second=0, microsecond=0)
         key = (sequence_id, owner_id, minute)
@@ -697,7 +697,7 @@ class Engine:
                 minute + timedelta(minutes=1), "notify", (sequence_id, owner_id, minute.isoformat())
             )
         enrollment = self.enrollments.get(contact_id, {}).get(sequence_id)
-        batch.append((contact_id, enrollment.enrollment_id if enrollment else ""))
+        batch.append((contact_id, enrollment.enrollment_id if enrollment else "", step_id))
 
     def _flush_owner_notices(self, timer: _Timer, into: _Outbox) -> None:
         sequence_id, owner_id, minute_text = timer.key
@@ -706,48 +706,47 @@ class Engine:
         into.events.extend(out.events)
 
     def _notices(self, timer: _Timer, out: _Outbox) -> None:
+        """Tell owners of their new contacts: one SMS each, or one summary for a crowd."""
         sequence_id, owner_id, minute_text = timer.key
         batch = self.owner_notices.pop(
             (sequence_id, owner_id, datetime.fromisoformat(minute_text)), []
         )
-        user = self.account.users.get(owner_id)
-        to = user.phone if user else None
-        base = {"sequence_id": sequence_id, "user_id": owner_id, "to": to, "ring_group": None}
-        if len(batch) > OWNER_SUMMARY_THRESHOLD:
-            fx = f"fx:{sequence_id}:owner:{owner_id}:{minute_text}:summary"
-            body = f"You have been assigned to a group of contacts ({len(batch)} contacts)."
-            out.add(
-                EffectRequested(
-                    timer.due,
-                    "notify.sms",
-                    f"user:{owner_id}",
-                    {**base, "effect_id": fx, "body": body, "contact_ids": [c for c, _ in batch]},
-                )
-            )
+        if not batch:
             return
-        for contact_id, enrollment in batch:
+        user = self.account.users.get(owner_id)
+        sequence = self.sequences.get(sequence_id)
+        line = sequence.outbound_line if sequence else None
+        base = {
+            "sequence_id": sequence_id,
+            "user_id": owner_id,
+            "to": user.phone if user else None,
+            "from_line": line,
+            "from_number": self.account.lines.get(line) if line else None,
+        }
+        if len(batch) > OWNER_SUMMARY_THRESHOLD:
+            first_contact, _, first_step = batch[0]
+            payload = {
+                **base,
+                "effect_id": f"fx:{sequence_id}:owner:{owner_id}:{minute_text}:summary",
+                "step_id": first_step,
+                "contact_id": first_contact,
+                "contact_ids": [contact for contact, _, _ in batch],
+                "body": f"You have been assigned to a group of contacts ({len(batch)} contacts).",
+            }
+            out.add(EffectRequested(timer.due, "notify.sms", f"user:{owner_id}", payload))
+            return
+        for contact_id, enrollment, step_id in batch:
             contact = self.contacts.get(contact_id) or ContactState(contact_id=contact_id)
-            fx = (
-                f"fx:{enrollment}:owner-notice"
-                if enrollment
-                else f"fx:{sequence_id}:{contact_id}:owner-notice:{minute_text}"
-            )
             who = ", ".join(p for p in (contact.name, contact.phone) if p) or contact_id
-            body = f"You have been assigned a new contact: {who}."
-            out.add(
-                EffectRequested(
-                    timer.due,
-                    "notify.sms",
-                    contact_id,
-                    {
-                        **base,
-                        "effect_id": fx,
-                        "contact_id": contact_id,
-                        "enrollment_id": enrollment,
-                        "body": body,
-                    },
-                )
-            )
+            payload = {
+                **base,
+                "effect_id": f"fx:{enrollment or owner_id}:{step_id}:owner-notice",
+                "step_id": step_id,
+                "contact_id": contact_id,
+                "enrollment_id": enrollment or None,
+                "body": f"You have been assigned a new contact: {who}.",
+            }
+            out.add(EffectRequested(timer.due, "notify.sms", contact_id, payload))
 
 
 _Handler = Any

@@ -21,7 +21,7 @@ from aggregates.templating import render, with_opt_out
 # Picks the next owner of a round-robin step: (sequence_id, step_id, owners) -> owner.
 RoundRobin = Callable[[str, str, tuple[str, ...]], str]
 # Notes an owner change so the owner can be told (batched per minute by the engine).
-OwnerAssigned = Callable[[str, str, str, datetime], None]
+OwnerAssigned = Callable[[str, str, str, str, datetime], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +225,7 @@ class StepContext:
                 owner = self.round_robin(
                     base["sequence_id"], step.id, tuple(str(o) for o in step.get("owners") or ())
                 )
-            self.owner_assigned(base["sequence_id"], owner, c.contact_id, now)
+            self.owner_assigned(base["sequence_id"], owner, c.contact_id, step.id, now)
             return [("contact.updated", {**base, "owner_id": owner})]
         if kind == "add_line":
             return [("contact.updated", {**base, "line_id": step.get("line_id")})]

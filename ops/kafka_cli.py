@@ -20,7 +20,6 @@ from schemas.envelope import CloudEvent, format_time, parse_time
 from schemas.registry import EVENT_TYPES
 from schemas.validation import EventRejected, decode_event
 
-
 INPUT_TOPICS = ("contacts", "calls", "messages", "appointments", "intake", "commands")
 WATERMARK_EVERY = 500
 
@@ -60,7 +59,8 @@ def register(commands: SubParsers) -> None:
     produce.add_argument(
         "--no-watermarks",
         action="store_true",
-        help="do not write stream.watermark records (they let `worker --clock event` merge topics by time)",
+        help="do not write stream.watermark records"
+        " (they let `worker --clock event` merge topics by event time)",
     )
     produce.set_defaults(handler=run_produce)
 
@@ -222,8 +222,8 @@ async def _watermark(producer: Any, prefix: str, moment: datetime, serial: int) 
     ).encode()
     futures = []
     for topic in INPUT_TOPICS:
-        for partition in sorted(await producer.partitions_for(prefix + topic)):
-            futures.append(await producer.send(prefix + topic, mark, partition=partition))
+        partitions = sorted(await producer.partitions_for(prefix + topic))
+        futures.extend([await producer.send(prefix + topic, mark, partition=p) for p in partitions])
     return futures
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from schemas.envelope import CloudEvent
 
@@ -106,4 +106,4 @@ class GroupBuffer:
         return True
 
 
-_EPOCH = datetime.min
+_EPOCH = datetime.min.replace(tzinfo=UTC)

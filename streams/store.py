@@ -10,6 +10,7 @@ is given, in the store's notification order; timers are part of that state.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,6 +57,7 @@ OUTBOX_DDL = (
 AlreadyRecorded = IntegrityError
 # A change of definitions to adopt: (document, deleted sequence ids, when, cause id).
 Definition = tuple[dict[str, Any], list[str], datetime, str]
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 SETUP_LOCK = 0x64726971  # advisory lock serialising the creation of the tables
 
 
@@ -166,7 +168,8 @@ class EngineRecorder(PostgresProcessRecorder):
         if definition is not None:
             document, deleted, at, cause = definition
             curs.execute(
-                f"INSERT INTO {schema}.dripstream_definitions (document, deleted, applied_at, cause)"
+                f"INSERT INTO {schema}.dripstream_definitions"
+                " (document, deleted, applied_at, cause)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (cause) DO NOTHING",
                 (orjson.dumps(document).decode(), deleted, at, cause),
             )
@@ -176,6 +179,8 @@ class EngineStore:
     """What the worker and the relay need from PostgreSQL."""
 
     def __init__(self, database_url: str, schema: str = "public") -> None:
+        if not _IDENTIFIER.fullmatch(schema):
+            raise ValueError(f"schema {schema!r} must be a plain SQL identifier")
         params = _conninfo(database_url)
         self.datastore = PostgresDatastore(
             dbname=params["dbname"],
@@ -317,12 +322,14 @@ class EngineStore:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             if tag is not None:
                 curs.execute(
-                    f"SELECT contact_id FROM {schema}.dripstream_contacts WHERE %s = ANY(tags) ORDER BY 1",
+                    f"SELECT contact_id FROM {schema}.dripstream_contacts"
+                    " WHERE %s = ANY(tags) ORDER BY 1",
                     (tag,),
                 )
             else:
                 curs.execute(
-                    f"SELECT contact_id FROM {schema}.dripstream_contacts WHERE line_id = %s ORDER BY 1",
+                    f"SELECT contact_id FROM {schema}.dripstream_contacts"
+                    " WHERE line_id = %s ORDER BY 1",
                     (line_id,),
                 )
             return [str(r["contact_id"]) for r in curs.fetchall()]
@@ -330,7 +337,8 @@ class EngineStore:
     def outbox_after(self, position: int, limit: int) -> list[tuple[int, OutboxRow]]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
-                f"SELECT id, event_id, topic, key, value FROM {self.datastore.schema}.dripstream_outbox"
+                "SELECT id, event_id, topic, key, value"
+                f" FROM {self.datastore.schema}.dripstream_outbox"
                 " WHERE id > %s ORDER BY id LIMIT %s",
                 (position, limit),
             )

@@ -10,6 +10,7 @@ import yaml
 
 from schemas.definitions import validate_definition_document
 from schemas.envelope import CloudEvent, parse_time
+from schemas.validation import decode_event
 from streams.embedded import RejectedLine, replay
 
 ACCOUNT: dict[str, Any] = {
@@ -87,6 +88,9 @@ def decide(defs: dict[str, Any], inputs: list[dict[str, Any]], until: str | None
     out: list[CloudEvent] = []
     rejected: list[RejectedLine] = []
     replay(defs, lines, out.extend, rejected.append, until=parse_time(until) if until else None)
+    for event in out:
+        # Every decision must be a valid event of its published schema.
+        decode_event(event.encode())
     return Outcome([orjson.loads(e.encode()) for e in out], rejected)
 
 

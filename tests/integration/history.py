@@ -23,7 +23,9 @@ DEFINITIONS: dict[str, Any] = {
         "opt_out_phrase": "Reply STOP to opt out.",
         "quiet_hours": {"start": "08:00", "end": "21:00"},
         "lines": {"line-1": "+13125550000"},
-        "users": {"u-1": {"name": "Ada Agent", "phone": "+13125550001", "email": "ada@example.com"}},
+        "users": {
+            "u-1": {"name": "Ada Agent", "phone": "+13125550001", "email": "ada@example.com"}
+        },
         "ring_groups": {"rg-1": ["u-1"]},
     },
     "sequences": [
@@ -35,11 +37,25 @@ DEFINITIONS: dict[str, Any] = {
             "outbound_line": "line-1",
             "steps": [
                 {"id": "hi", "type": "send_sms", "text": "Hi [FirstName]!"},
-                {"id": "mail", "type": "email_contact", "subject": "For [FirstName]", "body": "Hello",
-                 "delay": {"kind": "default", "amount": 2, "unit": "hours"}},
-                {"id": "tag", "type": "add_tag", "tag": "nurtured", "delay": {"kind": "default", "amount": 1, "unit": "days"}},
-                {"id": "again", "type": "send_sms", "text": "Still there, [FirstName]?",
-                 "delay": {"kind": "time_of_day", "days": 1, "at": "10:00"}},
+                {
+                    "id": "mail",
+                    "type": "email_contact",
+                    "subject": "For [FirstName]",
+                    "body": "Hello",
+                    "delay": {"kind": "default", "amount": 2, "unit": "hours"},
+                },
+                {
+                    "id": "tag",
+                    "type": "add_tag",
+                    "tag": "nurtured",
+                    "delay": {"kind": "default", "amount": 1, "unit": "days"},
+                },
+                {
+                    "id": "again",
+                    "type": "send_sms",
+                    "text": "Still there, [FirstName]?",
+                    "delay": {"kind": "time_of_day", "days": 1, "at": "10:00"},
+                },
             ],
             "triggers": [{"type": "contact_tagged", "tags": ["lead"]}],
         },
@@ -50,8 +66,13 @@ DEFINITIONS: dict[str, Any] = {
             "outbound_line": "line-1",
             "remove_on_response": False,
             "steps": [
-                {"id": "call", "type": "progressive_dialer", "ring_group": "rg-1", "message": "Press 1",
-                 "delay": {"kind": "default", "amount": 30, "unit": "minutes"}},
+                {
+                    "id": "call",
+                    "type": "progressive_dialer",
+                    "ring_group": "rg-1",
+                    "message": "Press 1",
+                    "delay": {"kind": "default", "amount": 30, "unit": "minutes"},
+                },
                 {"id": "hook", "type": "send_webhook", "url": "https://hooks.example.com/x"},
             ],
             "triggers": [
@@ -74,15 +95,24 @@ def write_history(folder: Path, events: int, contacts: int, seed: int = 7) -> tu
         if not known or (len(known) < contacts and rnd.random() < 0.3):
             contact = f"c-{len(known)}"
             known.append(contact)
-            kind, data = "contact.created", {"first_name": f"F{len(known)}", "phone": f"+1312555{len(known) % 10000:04d}",
-                                             "email": f"p{len(known)}@example.com"}
+            kind, data = (
+                "contact.created",
+                {
+                    "first_name": f"F{len(known)}",
+                    "phone": f"+1312555{len(known) % 10000:04d}",
+                    "email": f"p{len(known)}@example.com",
+                },
+            )
         else:
             contact = rnd.choice(known)
             kind, data = rnd.choices(
                 [
                     ("contact.tag_added", {"tag": "lead"}),
                     ("contact.tag_added", {"tag": "other"}),
-                    ("message.received", {"message_id": f"m-{n}", "channel": "sms", "body": "ok thanks"}),
+                    (
+                        "message.received",
+                        {"message_id": f"m-{n}", "channel": "sms", "body": "ok thanks"},
+                    ),
                     ("contact.disposition_changed", {"disposition": "interested"}),
                     ("contact.disposition_changed", {"disposition": "lost"}),
                     ("contact.dnc_changed", {"dnc": rnd.random() < 0.5}),
@@ -90,8 +120,15 @@ def write_history(folder: Path, events: int, contacts: int, seed: int = 7) -> tu
                 ],
                 weights=[30, 10, 15, 10, 5, 5, 2],
             )[0]
-        event = {"specversion": "1.0", "id": f"h-{n}", "source": "crm", "type": kind, "time": format_time(moment),
-                 "subject": contact, "data": {"contact_id": contact, **data}}
+        event = {
+            "specversion": "1.0",
+            "id": f"h-{n}",
+            "source": "crm",
+            "type": kind,
+            "time": format_time(moment),
+            "subject": contact,
+            "data": {"contact_id": contact, **data},
+        }
         lines.append(orjson.dumps(event))
     definitions = folder / "definitions.yaml"
     definitions.write_text(yaml.safe_dump(DEFINITIONS, sort_keys=False), encoding="utf-8")

@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from tests.integration.pipeline import (
+    cli,
     comparable,
     create_topics,
-    cli,
     new_prefix,
     read_topics,
     start_worker,
@@ -71,7 +71,10 @@ def test_a_malformed_record_lands_on_the_dead_letter_topic_and_the_worker_goes_o
     prefix = new_prefix()
     create_topics(kafka_bootstrap, prefix)
     lines = (SCENARIO / "welcome.events.jsonl").read_bytes().splitlines()
-    broken = b'{"specversion":"1.0","id":"bad-1","source":"crm","type":"contact.tag_added","time":"2028-03-02T22:41:30Z","subject":"c-100","data":{"contact_id":"c-100"}}'
+    broken = (
+        b'{"specversion":"1.0","id":"bad-1","source":"crm","type":"contact.tag_added",'
+        b'"time":"2028-03-02T22:41:30Z","subject":"c-100","data":{"contact_id":"c-100"}}'
+    )
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_bytes(b"\n".join([*lines[:3], broken, b"{not json", *lines[3:]]) + b"\n")
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
