@@ -1,0 +1,115 @@
+"""`dripstream api`: the HTTP API (ops/http_api.py) publishing commands through Kafka and
+reading the read models from an output stream file or PostgreSQL."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ops.cli_groups import SubParsers
+from ops.http_api import FileReadModels, PostgresReadModels, ReadModelSource, make_app
+from ops.settings import Settings
+from schemas.definitions import DefinitionRejected, load_definition_file
+from schemas.envelope import CloudEvent
+
+PROG = "dripstream api"
+
+
+def register(commands: SubParsers) -> None:
+    env = Settings.from_environment()
+    parser = commands.add_parser(
+        "api",
+        help="serve the HTTP API (sequence commands to Kafka, the read models as JSON)",
+        description="JSON over HTTP; the OpenAPI document is at /openapi.json.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    parser.add_argument(
+        "--history",
+        type=Path,
+        metavar="FILE",
+        help="read models from this output stream (.jsonl); without it, PostgreSQL",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        default=env.bootstrap_servers,
+        help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
+    )
+    parser.add_argument(
+        "--topic-prefix", default=env.topic_prefix, help="topic name prefix (default dripstream.)"
+    )
+    parser.add_argument(
+        "--database-url", default=env.database_url, help="PostgreSQL URL (DATABASE_URL)"
+    )
+    parser.add_argument(
+        "--schema", default=None, help="PostgreSQL schema of the read models (default readmodels)"
+    )
+    parser.add_argument(
+        "--account",
+        type=Path,
+        metavar="FILE",
+        help="a sequence file whose account is sent with definitions that carry none",
+    )
+    parser.set_defaults(handler=run_api)
+
+
+def run_api(args: argparse.Namespace) -> int:
+    read_models: ReadModelSource
+    if args.history is not None:
+        try:
+            read_models = FileReadModels.load(args.history)
+        except OSError as error:
+            print(f"{PROG}: cannot read {args.history}: {error.strerror}", file=sys.stderr)
+            return 2
+    elif args.database_url:
+        read_models = PostgresReadModels(args.database_url, args.schema)
+    else:
+        print(f"{PROG}: give --history FILE or --database-url / DATABASE_URL", file=sys.stderr)
+        return 2
+    account = None
+    if args.account is not None:
+        try:
+            account = load_definition_file(args.account)["account"]
+        except DefinitionRejected as rejected:
+            print(f"{PROG}: {args.account}: {rejected}", file=sys.stderr)
+            return 2
+    web.run_app(
+        _application(args, read_models, account),
+        host=args.host,
+        port=args.port,
+        print=lambda text: print(text, file=sys.stderr),
+    )
+    return 0
+
+
+async def _application(
+    args: argparse.Namespace, read_models: ReadModelSource, account: dict[str, Any] | None
+) -> web.Application:
+    """Built inside the running loop, so the producer belongs to the server's loop."""
+    producer_box: dict[str, Any] = {}
+
+    async def publish(topic: str, event: CloudEvent) -> None:
+        producer = producer_box["producer"]
+        key = event.subject.encode() if event.subject else None
+        await producer.send_and_wait(args.topic_prefix + topic, event.encode(), key=key)
+
+    app = make_app(publish, read_models, default_account=account)
+
+    async def producer_context(_app: web.Application) -> AsyncIterator[None]:
+        from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]  # noqa: PLC0415
+
+        producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, enable_idempotence=True)
+        await producer.start()
+        producer_box["producer"] = producer
+        try:
+            yield
+        finally:
+            await producer.stop()
+
+    app.cleanup_ctx.append(producer_context)
+    return app

@@ -1,0 +1,703 @@
+"""The HTTP API: sequence commands published to the `commands` topic, the read models as JSON,
+and its own OpenAPI 3.0 document at `/openapi.json`.
+
+Commands are asynchronous: a 201/202 means the command passed the same checks the engine
+applies (`decode_event`) and was published, not that the engine has decided it yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+from aiohttp import web
+
+from projections.history import TIMEFRAMES, HistoryQuery, event_types_for
+from projections.loading import ReadModels, load_file
+from schemas.definitions import DefinitionRejected, validate_definition_document
+from schemas.envelope import CloudEvent, parse_time
+from schemas.validation import EventRejected, decode_event
+
+SOURCE = "dripstream-api"
+DEFINITIONS_SUBJECT = "sequences"
+
+Publish = Callable[[str, CloudEvent], Awaitable[None]]
+
+
+class ReadModelSource(Protocol):
+    """What the API reads; each call may block (PostgreSQL), so it runs in a thread."""
+
+    def sequences(self) -> list[dict[str, Any]]: ...
+
+    def history(self, query: HistoryQuery) -> dict[str, Any] | None: ...
+
+    def contact(self, contact_id: str) -> dict[str, Any] | None: ...
+
+
+class FileReadModels:
+    """The in-memory projections, loaded once from an output stream (`--history FILE`)."""
+
+    def __init__(self, models: ReadModels) -> None:
+        self._models = models
+
+    @classmethod
+    def load(cls, path: Path | str) -> FileReadModels:
+        models, _errors = load_file(path)
+        return cls(models)
+
+    def sequences(self) -> list[dict[str, Any]]:
+        return [row.to_json() for row in self._models.sequences.rows()]
+
+    def history(self, query: HistoryQuery) -> dict[str, Any] | None:
+        page = self._models.history.query(query)
+        return None if page is None else page.to_json()
+
+    def contact(self, contact_id: str) -> dict[str, Any] | None:
+        summary = self._models.contacts.contact(contact_id)
+        return None if summary is None else summary.to_json()
+
+
+class PostgresReadModels:
+    """The PostgreSQL projection; one short autocommit connection per request."""
+
+    def __init__(self, database_url: str, schema: str | None = None) -> None:
+        self._url = database_url
+        self._schema = schema
+
+    def _projection(self) -> Any:
+        import psycopg  # noqa: PLC0415 - only this adapter needs a database driver
+
+        from projections.postgres import DEFAULT_SCHEMA, PostgresProjection  # noqa: PLC0415
+
+        conn = psycopg.connect(self._url, autocommit=True)
+        return conn, PostgresProjection(conn, schema=self._schema or DEFAULT_SCHEMA)
+
+    def sequences(self) -> list[dict[str, Any]]:
+        conn, projection = self._projection()
+        with conn:
+            return [row.to_json() for row in projection.sequence_rows()]
+
+    def history(self, query: HistoryQuery) -> dict[str, Any] | None:
+        conn, projection = self._projection()
+        with conn:
+            page = projection.history(query)
+        return None if page is None else dict(page.to_json())
+
+    def contact(self, contact_id: str) -> dict[str, Any] | None:
+        conn, projection = self._projection()
+        with conn:
+            summary = projection.contact(contact_id)
+        return None if summary is None else dict(summary.to_json())
+
+
+class ApiError(Exception):
+    """A refusal: the status, a message, the field at fault and anything else to report."""
+
+    def __init__(self, status: int, error: str, field: str | None, **extra: Any) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.field = field
+        self.extra = extra
+
+    def response(self) -> web.Response:
+        return _json({"error": self.error, "field": self.field, **self.extra}, self.status)
+
+
+@dataclass
+class _State:
+    publish: Publish
+    read_models: ReadModelSource
+    default_account: Mapping[str, Any] | None
+    counter: itertools.count[int] = field(default_factory=itertools.count)
+    # What this process published: id -> still defined (the read models may lag behind).
+    published: dict[str, bool] = field(default_factory=dict)
+
+
+STATE: web.AppKey[_State] = web.AppKey("dripstream_api", _State)
+
+
+def make_app(
+    publish: Publish,
+    read_models: ReadModelSource,
+    *,
+    default_account: Mapping[str, Any] | None = None,
+) -> web.Application:
+    """The API. `default_account` is the account sent with a definition whose body has none
+    (a `sequence.applied` document always carries one)."""
+    app = web.Application(middlewares=[_errors])
+    app[STATE] = _State(publish, read_models, default_account)
+    app.router.add_get("/openapi.json", _openapi)
+    app.router.add_get("/sequences", _list_sequences)
+    app.router.add_post("/sequences", _create_sequence)
+    app.router.add_put("/sequences/{sequence_id}", _replace_sequence)
+    app.router.add_delete("/sequences/{sequence_id}", _delete_sequence)
+    app.router.add_post("/sequences/{sequence_id}/copy", _copy_sequence)
+    app.router.add_post("/sequences/{sequence_id}/enrollments", _enroll)
+    app.router.add_get("/sequences/{sequence_id}/history", _history)
+    app.router.add_get("/contacts/{contact_id}", _contact)
+    return app
+
+
+@web.middleware
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as refused:
+        return refused.response()
+    except web.HTTPException as http:
+        if http.status < 400:
+            raise
+        return _json({"error": http.reason, "field": None}, http.status)
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(value), status=status, content_type="application/json"
+    )
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+async def _create_sequence(request: web.Request) -> web.Response:
+    body = await _body(request)
+    sequence_id = body.get("id")
+    if isinstance(sequence_id, str) and await _known(request, sequence_id):
+        raise ApiError(
+            409, f"sequence {sequence_id!r} exists: PUT /sequences/{sequence_id}", "id"
+        )
+    return await _apply(request, body, 201)
+
+
+async def _replace_sequence(request: web.Request) -> web.Response:
+    path_id = request.match_info["sequence_id"]
+    body = await _body(request)
+    body.setdefault("id", path_id)
+    if body["id"] != path_id:
+        raise ApiError(422, f"must equal the path's sequence id {path_id!r}", "id")
+    return await _apply(request, body, 200)
+
+
+async def _apply(request: web.Request, body: dict[str, Any], status: int) -> web.Response:
+    state = request.app[STATE]
+    sequence = dict(body)
+    account = sequence.pop("account", None) or state.default_account
+    if account is None:
+        raise ApiError(422, "is required (no default account configured)", "account")
+    try:
+        validate_definition_document({"account": account, "sequences": [sequence]})
+    except DefinitionRejected as rejected:
+        key = rejected.key
+        if rejected.sequence_id is None and rejected.location.startswith("sequences[0]"):
+            key = rejected.location.removeprefix("sequences[0]").lstrip(".") or "body"
+        raise ApiError(422, rejected.reason, key, sequence_id=rejected.sequence_id) from None
+    # The document as given (defaults are the engine's to fill, as for `sequences apply`).
+    document = {"account": dict(account), "sequences": [sequence]}
+    event = await _send(request, "sequence.applied", DEFINITIONS_SUBJECT, document)
+    state.published[str(sequence["id"])] = True
+    return _json({"command_id": event.id, "sequence_id": sequence["id"]}, status)
+
+
+async def _delete_sequence(request: web.Request) -> web.Response:
+    sequence_id = await _existing(request)
+    event = await _send(
+        request, "sequence.delete_requested", DEFINITIONS_SUBJECT, {"sequence_id": sequence_id}
+    )
+    request.app[STATE].published[sequence_id] = False
+    return _json({"command_id": event.id, "sequence_id": sequence_id}, 202)
+
+
+async def _copy_sequence(request: web.Request) -> web.Response:
+    sequence_id = await _existing(request)
+    body = await _body(request)
+    new_id = body.get("new_id")
+    if not isinstance(new_id, str) or not new_id:
+        raise ApiError(422, "is required: a non-empty string", "new_id")
+    if "new_name" in body and (not isinstance(body["new_name"], str) or not body["new_name"]):
+        raise ApiError(422, "must be a non-empty string", "new_name")
+    if await _known(request, new_id):
+        raise ApiError(409, f"sequence {new_id!r} exists", "new_id")
+    data = {"sequence_id": sequence_id, "new_id": new_id}
+    if "new_name" in body:
+        data["new_name"] = body["new_name"]
+    event = await _send(request, "sequence.copy_requested", DEFINITIONS_SUBJECT, data)
+    request.app[STATE].published[new_id] = True
+    return _json({"command_id": event.id, "sequence_id": new_id}, 201)
+
+
+ENROLL_KEYS = ("contact_ids", "tag", "line_id", "contact_group")
+
+
+async def _enroll(request: web.Request) -> web.Response:
+    sequence_id = await _existing(request)
+    body = await _body(request)
+    if body.get("sequence_id", sequence_id) != sequence_id:
+        raise ApiError(422, f"must equal the path's sequence id {sequence_id!r}", "sequence_id")
+    if not any(key in body for key in ENROLL_KEYS):
+        raise ApiError(422, "needs one of contact_ids, tag, line_id, contact_group", "body")
+    data = {key: body[key] for key in ENROLL_KEYS if key in body}
+    data["sequence_id"] = sequence_id
+    ids = data.get("contact_ids")
+    single = isinstance(ids, list) and len(ids) == 1 and len(data) == 2
+    subject = str(ids[0]) if single and isinstance(ids, list) else f"sequence:{sequence_id}"
+    event = await _send(request, "enrollment.requested", subject, data)
+    return _json({"command_id": event.id, "sequence_id": sequence_id}, 202)
+
+
+async def _send(
+    request: web.Request, event_type: str, subject: str, data: dict[str, Any]
+) -> CloudEvent:
+    """Build the command, check it exactly as a consumer will, publish it to `commands`."""
+    state = request.app[STATE]
+    event = CloudEvent(
+        id=f"api-{uuid.uuid4().hex}-{next(state.counter)}",
+        source=SOURCE,
+        type=event_type,
+        time=datetime.now(UTC),
+        subject=subject,
+        data=data,
+    )
+    try:
+        decode_event(event.encode())
+    except EventRejected as rejected:
+        where = rejected.field.removeprefix("data").lstrip(".")
+        if event_type == "sequence.applied":
+            where = where.removeprefix("sequences[0]").lstrip(".")
+        raise ApiError(422, rejected.reason, where or "body") from None
+    await state.publish("commands", event)
+    return event
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise ApiError(400, f"not valid JSON: {error}", "body") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "must be a JSON object", "body")
+    return value
+
+
+async def _known(request: web.Request, sequence_id: str) -> bool:
+    """Defined as far as this process knows: published here, else in the read models."""
+    state = request.app[STATE]
+    if sequence_id in state.published:
+        return state.published[sequence_id]
+    rows = await asyncio.to_thread(state.read_models.sequences)
+    return any(row.get("id") == sequence_id for row in rows)
+
+
+async def _existing(request: web.Request) -> str:
+    sequence_id = request.match_info["sequence_id"]
+    if not await _known(request, sequence_id):
+        raise ApiError(404, f"unknown sequence {sequence_id!r}", "sequence_id")
+    return sequence_id
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+async def _list_sequences(request: web.Request) -> web.Response:
+    return _json(await asyncio.to_thread(request.app[STATE].read_models.sequences))
+
+
+async def _history(request: web.Request) -> web.Response:
+    query = history_query(request.match_info["sequence_id"], request.query)
+    page = await asyncio.to_thread(request.app[STATE].read_models.history, query)
+    if page is None:
+        raise ApiError(404, f"unknown sequence {query.sequence_id!r}", "sequence_id")
+    return _json(page)
+
+
+async def _contact(request: web.Request) -> web.Response:
+    contact_id = request.match_info["contact_id"]
+    summary = await asyncio.to_thread(request.app[STATE].read_models.contact, contact_id)
+    if summary is None:
+        raise ApiError(404, f"unknown contact {contact_id!r}", "contact_id")
+    return _json(summary)
+
+
+def history_query(sequence_id: str, params: Mapping[str, str]) -> HistoryQuery:
+    """The query string as a HistoryQuery; a bad parameter is a 400 naming it."""
+    kind = params.get("type") or None
+    if kind is not None:
+        try:
+            event_types_for(kind)
+        except ValueError as error:
+            raise ApiError(400, str(error), "type") from None
+    timeframe = params.get("timeframe") or "all_time"
+    if timeframe not in TIMEFRAMES:
+        raise ApiError(400, f"must be one of {', '.join(TIMEFRAMES)}", "timeframe")
+    now = None
+    if params.get("now"):
+        try:
+            now = parse_time(params["now"])
+        except ValueError:
+            raise ApiError(400, "must be an RFC 3339 time such as 2028-03-03T12:00:00Z", "now")
+    zone = params.get("timezone") or None
+    if zone is not None:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ApiError(400, f"unknown time zone {zone!r}", "timezone") from None
+    return HistoryQuery(
+        sequence_id=sequence_id,
+        search=params.get("search") or None,
+        kind=kind,
+        timeframe=timeframe,
+        now=now,
+        timezone=zone,
+        limit=_count(params, "limit"),
+        offset=_count(params, "offset") or 0,
+    )
+
+
+def _count(params: Mapping[str, str], name: str) -> int | None:
+    text = params.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, f"not a whole number: {text!r}", name) from None
+    if value < 0:
+        raise ApiError(400, "must not be negative", name)
+    return value
+
+
+# --- OpenAPI ---------------------------------------------------------------------------------
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document())
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _content(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(name)}}
+
+
+def _reply(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": _content(schema)}
+
+
+def _errors_for(*codes: int) -> dict[str, Any]:
+    what = {
+        400: "invalid JSON or a bad query parameter (field names it)",
+        404: "unknown sequence or contact",
+        409: "the id is taken",
+        422: "the command was refused (field names the key, e.g. steps[1].text)",
+    }
+    return {str(code): _reply(what[code], "Error") for code in codes}
+
+
+def _nullable(kind: str, **more: Any) -> dict[str, Any]:
+    return {"type": kind, "nullable": True, **more}
+
+
+_SEQUENCE_ID = {
+    "name": "sequence_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "field"],
+        "properties": {
+            "error": {"type": "string"},
+            "field": _nullable("string", description="the body key or parameter at fault"),
+            "sequence_id": _nullable("string"),
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "required": ["command_id", "sequence_id"],
+        "properties": {
+            "command_id": {"type": "string", "description": "the published CloudEvent's id"},
+            "sequence_id": {"type": "string"},
+        },
+        "additionalProperties": False,
+    },
+    "SequenceDefinition": {
+        "type": "object",
+        "description": "One sequence as in a sequence file (schemas/json/sequences.schema.json"
+        ", definitions.sequence), plus an optional `account` (else the server's default).",
+        "required": ["id", "name"],
+        "properties": {
+            "id": {"type": "string", "minLength": 1},
+            "name": {"type": "string", "minLength": 1},
+            "account": {"type": "object", "additionalProperties": True},
+            "steps": {"type": "array", "items": {"type": "object"}},
+            "triggers": {"type": "array", "items": {"type": "object"}},
+        },
+        "additionalProperties": True,
+    },
+    "CopyRequest": {
+        "type": "object",
+        "required": ["new_id"],
+        "properties": {
+            "new_id": {"type": "string", "minLength": 1},
+            "new_name": {"type": "string", "minLength": 1},
+        },
+    },
+    "EnrollmentRequest": {
+        "type": "object",
+        "description": "At least one of contact_ids, tag, line_id, contact_group.",
+        "properties": {
+            "contact_ids": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+            "tag": {"type": "string", "minLength": 1},
+            "line_id": {"type": "string", "minLength": 1},
+            "contact_group": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"oneOf": [{"type": "string"}, {"type": "object"}]},
+            },
+        },
+        "anyOf": [{"required": [key]} for key in ENROLL_KEYS],
+    },
+    "SequenceRow": {
+        "type": "object",
+        "required": [
+            "id",
+            "name",
+            "created",
+            "steps",
+            "process_on",
+            "line",
+            "contacts",
+            "remaining_tasks",
+            "status",
+        ],
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "created": _nullable("string"),
+            "steps": {"type": "integer"},
+            "process_on": _nullable("string"),
+            "line": _nullable("string"),
+            "contacts": {"type": "integer"},
+            "remaining_tasks": {"type": "integer"},
+            "status": {"type": "string"},
+        },
+        "additionalProperties": False,
+    },
+    "SequenceList": {"type": "array", "items": _ref("SequenceRow")},
+    "HistoryRow": {
+        "type": "object",
+        "required": [
+            "contact_id",
+            "contact_name",
+            "contact_phone",
+            "action",
+            "event",
+            "type",
+            "time",
+        ],
+        "properties": {
+            "contact_id": _nullable("string"),
+            "contact_name": _nullable("string"),
+            "contact_phone": _nullable("string"),
+            "action": {"type": "string"},
+            "event": {"type": "string"},
+            "type": {"type": "string"},
+            "time": {"type": "string", "format": "date-time"},
+        },
+        "additionalProperties": False,
+    },
+    "HistoryPage": {
+        "type": "object",
+        "required": ["sequence_id", "total", "rows"],
+        "properties": {
+            "sequence_id": {"type": "string"},
+            "total": {"type": "integer", "description": "rows after the filters"},
+            "rows": {"type": "array", "items": _ref("HistoryRow")},
+        },
+        "additionalProperties": False,
+    },
+    "ContactEnrollment": {
+        "type": "object",
+        "required": [
+            "sequence_id",
+            "sequence_name",
+            "enrollment_id",
+            "state",
+            "reason",
+            "enrolled_at",
+            "ended_at",
+            "steps_done",
+            "steps_total",
+            "next_step_id",
+            "next_due_at",
+        ],
+        "properties": {
+            "sequence_id": {"type": "string"},
+            "sequence_name": _nullable("string"),
+            "enrollment_id": {"type": "string"},
+            "state": {"type": "string"},
+            "reason": _nullable("string"),
+            "enrolled_at": {"type": "string", "format": "date-time"},
+            "ended_at": _nullable("string", format="date-time"),
+            "steps_done": {"type": "integer"},
+            "steps_total": _nullable("integer"),
+            "next_step_id": _nullable("string"),
+            "next_due_at": _nullable("string", format="date-time"),
+        },
+        "additionalProperties": False,
+    },
+    "Contact": {
+        "type": "object",
+        "required": ["contact_id", "name", "phone", "email", "enrollments"],
+        "properties": {
+            "contact_id": {"type": "string"},
+            "name": _nullable("string"),
+            "phone": _nullable("string"),
+            "email": _nullable("string"),
+            "enrollments": {"type": "array", "items": _ref("ContactEnrollment")},
+        },
+        "additionalProperties": False,
+    },
+}
+
+
+def _query(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    definition_body = {"required": True, "content": _content("SequenceDefinition")}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "dripstream API",
+            "version": "1",
+            "description": "Sequence commands (published to the commands topic as CloudEvents"
+            ", decided asynchronously by the engine) and the read models.",
+        },
+        "paths": {
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI 3.0 document"}},
+                }
+            },
+            "/sequences": {
+                "get": {
+                    "summary": "The Sequences page (as `sequences list --json`)",
+                    "responses": {"200": _reply("one row per sequence", "SequenceList")},
+                },
+                "post": {
+                    "summary": "Define a new sequence (publishes sequence.applied)",
+                    "requestBody": definition_body,
+                    "responses": {
+                        "201": _reply("published", "Accepted"),
+                        **_errors_for(400, 409, 422),
+                    },
+                },
+            },
+            "/sequences/{sequence_id}": {
+                "parameters": [_SEQUENCE_ID],
+                "put": {
+                    "summary": "Replace a sequence's definition (publishes sequence.applied)",
+                    "requestBody": definition_body,
+                    "responses": {
+                        "200": _reply("published", "Accepted"),
+                        **_errors_for(400, 422),
+                    },
+                },
+                "delete": {
+                    "summary": "Delete a sequence (publishes sequence.delete_requested)",
+                    "responses": {"202": _reply("published", "Accepted"), **_errors_for(404)},
+                },
+            },
+            "/sequences/{sequence_id}/copy": {
+                "parameters": [_SEQUENCE_ID],
+                "post": {
+                    "summary": "Copy a sequence (publishes sequence.copy_requested)",
+                    "requestBody": {"required": True, "content": _content("CopyRequest")},
+                    "responses": {
+                        "201": _reply("published; sequence_id is the new id", "Accepted"),
+                        **_errors_for(400, 404, 409, 422),
+                    },
+                },
+            },
+            "/sequences/{sequence_id}/enrollments": {
+                "parameters": [_SEQUENCE_ID],
+                "post": {
+                    "summary": "Enroll contacts (publishes enrollment.requested)",
+                    "requestBody": {"required": True, "content": _content("EnrollmentRequest")},
+                    "responses": {
+                        "202": _reply("published", "Accepted"),
+                        **_errors_for(400, 404, 422),
+                    },
+                },
+            },
+            "/sequences/{sequence_id}/history": {
+                "parameters": [_SEQUENCE_ID],
+                "get": {
+                    "summary": "The History report (as `history --json`), newest first",
+                    "parameters": [
+                        _query("search", "contact name, id, e-mail or phone"),
+                        _query(
+                            "type",
+                            "enrollment, disenrollment, property_update, communication, "
+                            "creation, trigger, or an exact event type",
+                        ),
+                        _query(
+                            "timeframe",
+                            "whole local days of the account's zone",
+                            type="string",
+                            enum=list(TIMEFRAMES),
+                            default="all_time",
+                        ),
+                        _query(
+                            "now",
+                            "RFC 3339; default the latest event time",
+                            type="string",
+                            format="date-time",
+                        ),
+                        _query("timezone", "IANA zone for the timeframes"),
+                        _query("limit", "rows to return", type="integer", minimum=0),
+                        _query("offset", "rows to skip", type="integer", minimum=0, default=0),
+                    ],
+                    "responses": {
+                        "200": _reply("the page and the total", "HistoryPage"),
+                        **_errors_for(400, 404),
+                    },
+                },
+            },
+            "/contacts/{contact_id}": {
+                "parameters": [
+                    {"name": "contact_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "get": {
+                    "summary": "A contact and its enrollments",
+                    "responses": {"200": _reply("the contact", "Contact"), **_errors_for(404)},
+                },
+            },
+        },
+        "components": {"schemas": SCHEMAS},
+    }
