@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from aggregates.calendar import within_open_hours
 from aggregates.contact import ContactState
@@ -85,12 +85,13 @@ def _subject(decision: Decision) -> str:
             return decision.contact_id
 
 
-@dataclass(order=True, frozen=True, slots=True)
-class _Timer:
+class _Timer(NamedTuple):
+    """A heap entry; compared as a tuple (due, then the unique token), which is fast."""
+
     due: datetime
     token: int
-    kind: str = field(compare=False)  # "step" or "notify"
-    key: tuple[str, ...] = field(compare=False)
+    kind: str  # "step" or "notify"
+    key: tuple[str, ...]
 
 
 NOTICES = -1  # the timer queue of owner notices, which span contacts and partitions
@@ -217,7 +218,10 @@ class Engine:
     ) -> None:
         queues = self._queues(partition)
         while True:
-            queue = min((q for q in queues if q), key=lambda q: q[0], default=None)
+            queue: list[_Timer] | None = None
+            for candidate in queues:
+                if candidate and (queue is None or candidate[0] < queue[0]):
+                    queue = candidate
             if queue is None:
                 return
             head = queue[0]

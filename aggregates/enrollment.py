@@ -8,7 +8,7 @@ moment step k-1 was done; a due moment is moved by the calendar, then by the thr
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -47,36 +47,70 @@ class Enrollment:
 
 
 def evolve(state: Enrollment | None, decision: Decision) -> Enrollment | None:
+    # The new states are built field by field: dataclasses.replace inspects the fields on
+    # every call, and this runs for every decision of a replay.
     match decision:
         case ContactEnrolled():
             number = int(decision.enrollment_id.rsplit(":", 1)[1])
             return Enrollment(
-                enrollment_id=decision.enrollment_id,
-                sequence_id=decision.sequence_id,
-                contact_id=decision.contact_id,
-                number=number,
-                anchor=decision.at,
+                decision.enrollment_id,
+                decision.sequence_id,
+                decision.contact_id,
+                number,
+                0,
+                None,
+                decision.at,
+                False,
+                True,
             )
     if state is None:
         raise TypeError(f"{type(decision).__name__} before the enrollment exists")
     match decision:
         case StepScheduled():
-            return replace(state, due_at=decision.due_at, throttled=False)
+            return _moved(state, decision.due_at, throttled=False)
         case StepDeferred():
-            return replace(state, due_at=decision.moved_to, throttled=decision.reason == "throttle")
+            return _moved(state, decision.moved_to, throttled=decision.reason == "throttle")
         case StepExecuted() | StepSkipped():
-            return replace(
-                state,
-                next_step=state.next_step + 1,
-                due_at=None,
-                anchor=decision.at,
-                throttled=False,
+            return Enrollment(
+                state.enrollment_id,
+                state.sequence_id,
+                state.contact_id,
+                state.number,
+                state.next_step + 1,
+                None,
+                decision.at,
+                False,
+                state.active,
             )
         case ContactDisenrolled() | EnrollmentCompleted():
-            return replace(state, active=False, due_at=None)
+            return Enrollment(
+                state.enrollment_id,
+                state.sequence_id,
+                state.contact_id,
+                state.number,
+                state.next_step,
+                None,
+                state.anchor,
+                state.throttled,
+                False,
+            )
         case _:
             # Effect commands and contact changes ride along with a step; they change nothing here.
             return state
+
+
+def _moved(state: Enrollment, due_at: datetime, *, throttled: bool) -> Enrollment:
+    return Enrollment(
+        state.enrollment_id,
+        state.sequence_id,
+        state.contact_id,
+        state.number,
+        state.next_step,
+        due_at,
+        state.anchor,
+        throttled,
+        state.active,
+    )
 
 
 class Reserve(Protocol):

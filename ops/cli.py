@@ -13,6 +13,7 @@ def _registrars() -> list[Register]:
     # Imported here, not at module level, so `dripstream --help` stays fast and nothing
     # connects or loads heavy clients at import time.
     from ops import (  # noqa: PLC0415 - lazy on purpose, see above
+        api_cli,
         effects_cli,
         kafka_cli,
         readmodel_cli,
@@ -24,6 +25,7 @@ def _registrars() -> list[Register]:
         readmodel_cli.register,
         kafka_cli.register,
         effects_cli.register,
+        api_cli.register,
     ]
     return registrars
 

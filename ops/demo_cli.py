@@ -98,7 +98,8 @@ def _moment(text: str) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One request a fake provider received (a ring-group text is one per member)."""
+    """One request a fake provider received (a ring-group text is one per member); `text` is
+    the body, subject, dialer message or webhook payload, whole (the table cuts it short)."""
 
     time: datetime
     channel: str
@@ -309,9 +310,7 @@ def _received(fakes: FakeSenders) -> list[tuple[str, str, str]]:
     out += [(c.effect_id, c.to, f"({c.mode}) {c.message}") for c in fakes.calls.placed]
     out += [(v.effect_id, v.to, v.recording_url) for v in fakes.voicemail.dropped]
     out += [(m.effect_id, ", ".join(m.to), m.subject) for m in fakes.email.sent]
-    out += [
-        (h.effect_id, h.url, orjson.dumps(h.payload).decode()) for h in fakes.webhooks.posted
-    ]
+    out += [(h.effect_id, h.url, orjson.dumps(h.payload).decode()) for h in fakes.webhooks.posted]
     return out
 
 
@@ -332,7 +331,7 @@ def _requests(
                 time=command.time,
                 channel=command.type,
                 to=to,
-                text=_one_line(text)[:TEXT_WIDTH],
+                text=text,
                 effect_id=effect_id,
                 outcome=outcome_of.get(effect_id, "-"),
             )
@@ -424,7 +423,7 @@ def report(demo: DemoRun, out: Path | None) -> str:
                     _local(r.time, demo.timezone),
                     r.channel,
                     r.to,
-                    r.text,
+                    _one_line(r.text)[:TEXT_WIDTH],
                     r.effect_id,
                     r.outcome,
                 ]
@@ -475,9 +474,8 @@ def _next_steps(demo: DemoRun, out: Path | None) -> str:
     written = ", ".join(f"{name} ({n})" for name, n in zip(OUTPUT_FILES, counts, strict=True))
     history = f"{PROG} history {demo.busiest} --history {decisions}" if demo.busiest else ""
     commands = [f"{PROG} sequences list --history {decisions}", history]
-    return (
-        f"\nWritten to {out}: {written}\nLook further:\n"
-        + "".join(f"  {command}\n" for command in commands if command)
+    return f"\nWritten to {out}: {written}\nLook further:\n" + "".join(
+        f"  {command}\n" for command in commands if command
     )
 
 

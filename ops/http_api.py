@@ -162,9 +162,7 @@ async def _errors(
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(value), status=status, content_type="application/json"
-    )
+    return web.Response(body=orjson.dumps(value), status=status, content_type="application/json")
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -174,9 +172,7 @@ async def _create_sequence(request: web.Request) -> web.Response:
     body = await _body(request)
     sequence_id = body.get("id")
     if isinstance(sequence_id, str) and await _known(request, sequence_id):
-        raise ApiError(
-            409, f"sequence {sequence_id!r} exists: PUT /sequences/{sequence_id}", "id"
-        )
+        raise ApiError(409, f"sequence {sequence_id!r} exists: PUT /sequences/{sequence_id}", "id")
     return await _apply(request, body, 201)
 
 
@@ -345,7 +341,9 @@ def history_query(sequence_id: str, params: Mapping[str, str]) -> HistoryQuery:
         try:
             now = parse_time(params["now"])
         except ValueError:
-            raise ApiError(400, "must be an RFC 3339 time such as 2028-03-03T12:00:00Z", "now")
+            raise ApiError(
+                400, "must be an RFC 3339 time such as 2028-03-03T12:00:00Z", "now"
+            ) from None
     zone = params.get("timezone") or None
     if zone is not None:
         try:
@@ -380,7 +378,7 @@ def _count(params: Mapping[str, str], name: str) -> int | None:
 # --- OpenAPI ---------------------------------------------------------------------------------
 
 
-async def _openapi(request: web.Request) -> web.Response:
+async def _openapi(_request: web.Request) -> web.Response:
     return _json(openapi_document())
 
 
@@ -691,7 +689,12 @@ def openapi_document() -> dict[str, Any]:
             },
             "/contacts/{contact_id}": {
                 "parameters": [
-                    {"name": "contact_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    {
+                        "name": "contact_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
                 ],
                 "get": {
                     "summary": "A contact and its enrollments",

@@ -48,10 +48,10 @@ class CloudEvent:
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a `Z`; microseconds only when there are any."""
-    utc = moment.astimezone(UTC)
-    if utc.microsecond:
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    # isoformat is several times faster than strftime, and this runs for every event;
+    # in UTC it always ends in "+00:00".
+    return utc.isoformat()[:-6] + "Z"
 
 
 def parse_time(text: str) -> datetime:

@@ -181,45 +181,94 @@ def build() -> Day:
             data["phone"] = "+12125550188"  # a landline: the fake Twilio refuses texts to it
         day.add(moment, "contact.created", data, "crm")
         if rng.random() < 0.7:  # the CRM's qualification rule tags homeowners a bit later
-            day.add(shifted(moment, rng.randint(2, 20)), "contact.tag_added", {
-                "contact_id": contact_id(index), "tag": "homeowner",
-            }, "crm")
+            day.add(
+                shifted(moment, rng.randint(2, 20)),
+                "contact.tag_added",
+                {
+                    "contact_id": contact_id(index),
+                    "tag": "homeowner",
+                },
+                "crm",
+            )
 
     # The CRM fills in a time zone that the phone number does not tell.
-    day.add(shifted(created[7], 1), "contact.updated", {
-        "contact_id": contact_id(7), "timezone": "America/New_York",
-    }, "crm")
+    day.add(
+        shifted(created[7], 1),
+        "contact.updated",
+        {
+            "contact_id": contact_id(7),
+            "timezone": "America/New_York",
+        },
+        "crm",
+    )
 
     # --- replies to the first text (the hello goes out at 09:00 for the early birds) ----
     opening = day.at("09:00")
     for reply, index in enumerate((0, 2, 5, 8, 13, 16, 19, 24, 27, 31)):
         sent = max(created[index], opening)
-        day.add(shifted(sent, 4 + rng.randint(0, 30)), "message.received", {
-            "message_id": f"sm-in-{reply + 1}",
-            "contact_id": contact_id(index),
-            "channel": "sms",
-            "body": REPLIES[reply % len(REPLIES)],
-        }, "twilio")
+        day.add(
+            shifted(sent, 4 + rng.randint(0, 30)),
+            "message.received",
+            {
+                "message_id": f"sm-in-{reply + 1}",
+                "contact_id": contact_id(index),
+                "channel": "sms",
+                "body": REPLIES[reply % len(REPLIES)],
+            },
+            "twilio",
+        )
     # One contact wants nothing of it.
-    day.add(shifted(max(created[11], opening), 6), "message.received", {
-        "message_id": "sm-in-stop", "contact_id": contact_id(11), "channel": "sms", "body": "STOP",
-    }, "twilio")
+    day.add(
+        shifted(max(created[11], opening), 6),
+        "message.received",
+        {
+            "message_id": "sm-in-stop",
+            "contact_id": contact_id(11),
+            "channel": "sms",
+            "body": "STOP",
+        },
+        "twilio",
+    )
     # A reply by e-mail to the intro mail in the evening.
-    day.add("18:42", "message.received", {
-        "message_id": "em-in-1", "contact_id": contact_id(14), "channel": "email",
-        "body": "Thanks for the estimate. Could someone call me Thursday?",
-    }, "sendgrid")
+    day.add(
+        "18:42",
+        "message.received",
+        {
+            "message_id": "em-in-1",
+            "contact_id": contact_id(14),
+            "channel": "email",
+            "body": "Thanks for the estimate. Could someone call me Thursday?",
+        },
+        "sendgrid",
+    )
     # An inbound call in the evening is a response too.
-    day.add("19:05", "call.completed", {
-        "call_id": "call-in-1", "contact_id": contact_id(20), "direction": "inbound",
-        "answered": True, "talk_time": 95, "wait_time": 12, "duration": 107, "user_id": "u-cara",
-    }, "twilio")
+    day.add(
+        "19:05",
+        "call.completed",
+        {
+            "call_id": "call-in-1",
+            "contact_id": contact_id(20),
+            "direction": "inbound",
+            "answered": True,
+            "talk_time": 95,
+            "wait_time": 12,
+            "duration": 107,
+            "user_id": "u-cara",
+        },
+        "twilio",
+    )
 
     # --- hot leads: the sales manager tags five at once, the blitz throttles to 2/min ---
     for offset, index in enumerate((1, 3, 6, 10, 15)):
-        day.add(f"10:30:{offset * 4:02d}", "contact.tag_added", {
-            "contact_id": contact_id(index), "tag": "hot",
-        }, "crm")
+        day.add(
+            f"10:30:{offset * 4:02d}",
+            "contact.tag_added",
+            {
+                "contact_id": contact_id(index),
+                "tag": "hot",
+            },
+            "crm",
+        )
     # Blitz calls answered or not, a few minutes after they were placed.
     for minute, index, answered, talk, disposition in (
         (34, 1, False, 0, None),
@@ -229,9 +278,14 @@ def build() -> Day:
         (39, 15, True, 30, "not_interested"),
     ):
         data = {
-            "call_id": f"call-blitz-{index}", "contact_id": contact_id(index),
-            "direction": "outbound", "answered": answered, "talk_time": talk,
-            "wait_time": 8, "duration": talk + 20, "manual": False,
+            "call_id": f"call-blitz-{index}",
+            "contact_id": contact_id(index),
+            "direction": "outbound",
+            "answered": answered,
+            "talk_time": talk,
+            "wait_time": 8,
+            "duration": talk + 20,
+            "manual": False,
         }
         if answered:
             data["user_id"] = "u-ana"
@@ -239,58 +293,120 @@ def build() -> Day:
             data["disposition"] = disposition
         day.add(f"10:{minute}:00", "call.completed", data, "twilio")
     # Webinar attendees, enrolled by hand in the blitz.
-    day.add("11:00", "enrollment.requested", {
-        "sequence_id": "hot-blitz", "tag": "webinar-2027-10",
-    }, "crm")
+    day.add(
+        "11:00",
+        "enrollment.requested",
+        {
+            "sequence_id": "hot-blitz",
+            "tag": "webinar-2027-10",
+        },
+        "crm",
+    )
 
     # --- a manual call, then the agent marks the contact interested ---------------------
-    day.add("12:15", "call.completed", {
-        "call_id": "call-manual-1", "contact_id": contact_id(18), "direction": "outbound",
-        "answered": True, "talk_time": 240, "wait_time": 5, "duration": 250,
-        "user_id": "u-ana", "manual": True, "disposition": "interested",
-    }, "twilio")
-    day.add("12:16", "contact.disposition_changed", {
-        "contact_id": contact_id(18), "disposition": "interested",
-    }, "crm")
+    day.add(
+        "12:15",
+        "call.completed",
+        {
+            "call_id": "call-manual-1",
+            "contact_id": contact_id(18),
+            "direction": "outbound",
+            "answered": True,
+            "talk_time": 240,
+            "wait_time": 5,
+            "duration": 250,
+            "user_id": "u-ana",
+            "manual": True,
+            "disposition": "interested",
+        },
+        "twilio",
+    )
+    day.add(
+        "12:16",
+        "contact.disposition_changed",
+        {
+            "contact_id": contact_id(18),
+            "disposition": "interested",
+        },
+        "crm",
+    )
 
     # --- lead e-mails to the partner intake address -------------------------------------
-    day.add("06:52", "lead.email_received", {
-        "to": INTAKE,
-        "from": "Solar Leads Network <noreply@partner-leads.example.com>",
-        "subject": "New lead: Priya Natarajan",
-        "body": "A new lead was submitted.\n\nFirst Name: Priya\nLast Name: Natarajan\n"
-        "Phone: (646) 555-0142\nEmail: priya.natarajan@mail.example.com\nState: NY\n"
-        "Message: Interested in panels and a home battery.\n",
-    }, "sendgrid")
-    day.add("13:10", "lead.email_received", {
-        "to": INTAKE,
-        "from": "Green Home Quotes <leads@greenhome.example.com>",
-        "subject": "Lead #48213",
-        "body": "Name: Walter Brennan\nPhone number: 718-555-0177\n"
-        "E-mail: w.brennan@mail.example.com\nState: ny\nComments: Roof faces south.\n",
-    }, "sendgrid")
-    day.add("13:40", "lead.email_received", {
-        "to": "leads@intake.example.com",
-        "from": "Green Home Quotes <leads@greenhome.example.com>",
-        "subject": "Lead #48214",
-        "body": "Name: Lost Lead\nPhone: 212-555-0166\n",
-    }, "sendgrid")
+    day.add(
+        "06:52",
+        "lead.email_received",
+        {
+            "to": INTAKE,
+            "from": "Solar Leads Network <noreply@partner-leads.example.com>",
+            "subject": "New lead: Priya Natarajan",
+            "body": "A new lead was submitted.\n\nFirst Name: Priya\nLast Name: Natarajan\n"
+            "Phone: (646) 555-0142\nEmail: priya.natarajan@mail.example.com\nState: NY\n"
+            "Message: Interested in panels and a home battery.\n",
+        },
+        "sendgrid",
+    )
+    day.add(
+        "13:10",
+        "lead.email_received",
+        {
+            "to": INTAKE,
+            "from": "Green Home Quotes <leads@greenhome.example.com>",
+            "subject": "Lead #48213",
+            "body": "Name: Walter Brennan\nPhone number: 718-555-0177\n"
+            "E-mail: w.brennan@mail.example.com\nState: ny\nComments: Roof faces south.\n",
+        },
+        "sendgrid",
+    )
+    day.add(
+        "13:40",
+        "lead.email_received",
+        {
+            "to": "leads@intake.example.com",
+            "from": "Green Home Quotes <leads@greenhome.example.com>",
+            "subject": "Lead #48214",
+            "body": "Name: Lost Lead\nPhone: 212-555-0166\n",
+        },
+        "sendgrid",
+    )
 
     # --- appointments ----------------------------------------------------------------------
-    for clock, index, appointment in (("14:00", 0, "apt-501"), ("14:20", 27, "apt-502"),
-                                      ("20:05", 24, "apt-503"), ("21:30", 8, "apt-504")):
-        day.add(clock, "appointment.changed", {
-            "appointment_id": appointment, "contact_id": contact_id(index), "status": "scheduled",
-        }, "calendar")
+    for clock, index, appointment in (
+        ("14:00", 0, "apt-501"),
+        ("14:20", 27, "apt-502"),
+        ("20:05", 24, "apt-503"),
+        ("21:30", 8, "apt-504"),
+    ):
+        day.add(
+            clock,
+            "appointment.changed",
+            {
+                "appointment_id": appointment,
+                "contact_id": contact_id(index),
+                "status": "scheduled",
+            },
+            "calendar",
+        )
 
     # --- compliance ------------------------------------------------------------------------
     day.add("14:30", "contact.dnc_changed", {"contact_id": contact_id(22), "dnc": True}, "crm")
-    day.add("15:10", "contact.disposition_changed", {
-        "contact_id": contact_id(23), "disposition": "wrong_number",
-    }, "crm")
-    day.add("15:45", "contact.tag_removed", {
-        "contact_id": contact_id(26), "tag": "sms-consent",
-    }, "crm")
+    day.add(
+        "15:10",
+        "contact.disposition_changed",
+        {
+            "contact_id": contact_id(23),
+            "disposition": "wrong_number",
+        },
+        "crm",
+    )
+    day.add(
+        "15:45",
+        "contact.tag_removed",
+        {
+            "contact_id": contact_id(26),
+            "tag": "sms-consent",
+        },
+        "crm",
+    )
 
     # --- the 16:00 welcome calls: who picked up --------------------------------------------
     for index in range(len(PEOPLE)):
@@ -300,9 +416,14 @@ def build() -> Day:
         answered = rng.random() < 0.3
         talk = rng.randint(40, 400) if answered else 0
         data = {
-            "call_id": f"call-welcome-{index}", "contact_id": contact_id(index),
-            "direction": "outbound", "answered": answered, "talk_time": talk,
-            "wait_time": rng.randint(3, 25), "duration": talk + 25, "manual": False,
+            "call_id": f"call-welcome-{index}",
+            "contact_id": contact_id(index),
+            "direction": "outbound",
+            "answered": answered,
+            "talk_time": talk,
+            "wait_time": rng.randint(3, 25),
+            "duration": talk + 25,
+            "manual": False,
         }
         if answered:
             data["user_id"] = rng.choice(["u-ana", "u-ben", "u-cara"])
@@ -311,20 +432,43 @@ def build() -> Day:
 
     # --- late in the day -----------------------------------------------------------------
     day.add("17:20", "contact.tag_added", {"contact_id": contact_id(29), "tag": "hot"}, "crm")
-    day.add("17:25", "contact.tag_added", {"contact_id": contact_id(33), "tag": "newsletter"},
-            "crm")
+    day.add(
+        "17:25", "contact.tag_added", {"contact_id": contact_id(33), "tag": "newsletter"}, "crm"
+    )
 
     # --- two lines a producer got wrong: the demo reports them and goes on ----------------
-    day.bad.append((day.at("11:05"), orjson.dumps({
-        "specversion": "1.0", "id": "demo-bad-1", "source": "crm", "type": "contact.tag_added",
-        "time": day.at("11:05").strftime("%Y-%m-%dT%H:%M:%SZ"), "subject": contact_id(5),
-        "data": {"contact_id": contact_id(5)},
-    })))
-    day.bad.append((day.at("15:02"), orjson.dumps({
-        "specversion": "1.0", "id": "demo-bad-2", "source": "crm", "type": "contact.created",
-        "time": day.at("15:02").strftime("%Y-%m-%dT%H:%M:%SZ"), "subject": "c-1999",
-        "data": {"contact_id": "c-1999", "first_name": "Typo", "phone": "212-555-0199"},
-    })))
+    day.bad.append(
+        (
+            day.at("11:05"),
+            orjson.dumps(
+                {
+                    "specversion": "1.0",
+                    "id": "demo-bad-1",
+                    "source": "crm",
+                    "type": "contact.tag_added",
+                    "time": day.at("11:05").strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "subject": contact_id(5),
+                    "data": {"contact_id": contact_id(5)},
+                }
+            ),
+        )
+    )
+    day.bad.append(
+        (
+            day.at("15:02"),
+            orjson.dumps(
+                {
+                    "specversion": "1.0",
+                    "id": "demo-bad-2",
+                    "source": "crm",
+                    "type": "contact.created",
+                    "time": day.at("15:02").strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "subject": "c-1999",
+                    "data": {"contact_id": "c-1999", "first_name": "Typo", "phone": "212-555-0199"},
+                }
+            ),
+        )
+    )
     return day
 
 

@@ -1,0 +1,494 @@
+"""The HTTP API over the welcome scenario's output: every endpoint, the OpenAPI document, every
+JSON answer checked against the schema the document gives it, and the published commands."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from ops.http_api import FileReadModels, make_app, openapi_document
+from projections.loading import load_file
+from schemas.definitions import load_definition_file
+from schemas.envelope import CloudEvent
+from schemas.validation import decode_event
+from streams.embedded import replay
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "engine" / "scenarios"
+UNTIL = datetime.fromisoformat("2028-03-04T00:00:00+00:00")
+DOCUMENT = openapi_document()
+
+
+@pytest.fixture(scope="module")
+def definitions() -> dict[str, Any]:
+    return load_definition_file(SCENARIOS / "welcome.yaml")
+
+
+@pytest.fixture(scope="module")
+def output_file(tmp_path_factory: pytest.TempPathFactory, definitions: dict[str, Any]) -> Path:
+    lines: list[bytes] = []
+    replay(
+        definitions,
+        (SCENARIOS / "welcome.events.jsonl").read_bytes().splitlines(),
+        lambda events: lines.extend(event.encode() for event in events),
+        lambda rejected: pytest.fail(rejected.message()),
+        until=UNTIL,
+    )
+    path = tmp_path_factory.mktemp("api") / "welcome.out.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, CloudEvent]] = []
+
+    async def __call__(self, topic: str, event: CloudEvent) -> None:
+        self.sent.append((topic, event))
+
+    def only(self) -> CloudEvent:
+        assert len(self.sent) == 1
+        topic, event = self.sent[0]
+        assert topic == "commands"
+        decoded = decode_event(event.encode())  # what a consumer will see
+        assert decoded.source == "dripstream-api"
+        return decoded
+
+
+@pytest.fixture
+def sink() -> Sink:
+    return Sink()
+
+
+@pytest.fixture
+async def client(
+    output_file: Path, sink: Sink, definitions: dict[str, Any]
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    models, errors = load_file(output_file)
+    assert errors == []
+    app = make_app(sink, FileReadModels(models), default_account=definitions["account"])
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+# --- checking answers against the document ------------------------------------------------
+
+
+def _as_json_schema(node: Any) -> Any:
+    """OpenAPI 3.0's `nullable` as JSON Schema's `type: [T, "null"]`."""
+    if isinstance(node, list):
+        return [_as_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _as_json_schema(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable") is True and "type" in node:
+        out["type"] = [node["type"], "null"]
+    return out
+
+
+def _response_schema(path: str, method: str, status: int) -> dict[str, Any]:
+    operation = DOCUMENT["paths"][path][method]
+    schema = operation["responses"][str(status)]["content"]["application/json"]["schema"]
+    return {
+        **_as_json_schema(schema),
+        "components": _as_json_schema(DOCUMENT["components"]),
+    }
+
+
+async def call(
+    client: TestClient[web.Request, web.Application],
+    method: str,
+    url: str,
+    template: str,
+    status: int,
+    **kwargs: Any,
+) -> Any:
+    """Make the request, check the status, validate the JSON against the documented schema."""
+    response = await client.request(method.upper(), url, **kwargs)
+    body = await response.json()
+    assert response.status == status, body
+    jsonschema.validate(body, _response_schema(template, method, status))
+    return body
+
+
+WELCOME_SEQUENCE = "/sequences/{sequence_id}"
+
+
+# --- OpenAPI --------------------------------------------------------------------------------
+
+
+async def test_the_openapi_document_describes_every_route(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status == 200
+    served = await response.json()
+    assert served == DOCUMENT
+    assert served["openapi"].startswith("3.0.")
+    assert {"title", "version"} <= served["info"].keys()
+    app = client.app
+    assert app is not None
+    routes = {
+        (route.resource.canonical, route.method.lower())
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    documented = {
+        (path, method)
+        for path, item in served["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
+    assert routes == documented
+    for path, item in served["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            assert operation["responses"], (path, method)
+            for reply in operation["responses"].values():
+                for media in reply.get("content", {}).values():
+                    ref = media["schema"]["$ref"].rsplit("/", 1)[1]
+                    assert ref in served["components"]["schemas"]
+    for schema in served["components"]["schemas"].values():
+        jsonschema.Draft7Validator.check_schema(_as_json_schema(schema))
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+async def test_get_sequences_is_the_sequences_list(
+    client: TestClient[web.Request, web.Application], output_file: Path
+) -> None:
+    rows = await call(client, "get", "/sequences", "/sequences", 200)
+    models, _ = load_file(output_file)
+    assert rows == [row.to_json() for row in models.sequences.rows()]
+    assert [row["id"] for row in rows] == ["welcome"]
+    assert rows[0]["contacts"] == 1
+
+
+async def test_history_with_filters_and_paging(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    template = "/sequences/{sequence_id}/history"
+    page = await call(client, "get", "/sequences/welcome/history", template, 200)
+    assert page["sequence_id"] == "welcome"
+    assert page["total"] == len(page["rows"]) > 3
+    times = [row["time"] for row in page["rows"]]
+    assert times == sorted(times, reverse=True)
+
+    limited = await call(
+        client,
+        "get",
+        "/sequences/welcome/history",
+        template,
+        200,
+        params={"limit": "2", "offset": "1", "timezone": "America/Denver"},
+    )
+    assert limited["total"] == page["total"]
+    assert limited["rows"] == page["rows"][1:3]
+
+    enrolled = await call(
+        client,
+        "get",
+        "/sequences/welcome/history",
+        template,
+        200,
+        params={"type": "enrollment", "search": "(720) 555-0142", "timeframe": "all_time"},
+    )
+    assert enrolled["total"] >= 1
+    assert {row["type"] for row in enrolled["rows"]} <= {
+        "enrollment.enrolled",
+        "enrollment.rejected",
+    }
+    assert {row["contact_id"] for row in enrolled["rows"]} == {"c-100"}
+
+    later = await call(
+        client,
+        "get",
+        "/sequences/welcome/history",
+        template,
+        200,
+        params={"timeframe": "today", "now": "2030-01-01T12:00:00Z"},
+    )
+    assert later["total"] == 0
+
+
+async def test_contact_view(client: TestClient[web.Request, web.Application]) -> None:
+    contact = await call(client, "get", "/contacts/c-100", "/contacts/{contact_id}", 200)
+    assert contact["contact_id"] == "c-100"
+    assert contact["phone"] == "+17205550142"
+    assert [e["sequence_id"] for e in contact["enrollments"]] == ["welcome"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"timeframe": "last_year"}, "timeframe"),
+        ({"limit": "ten"}, "limit"),
+        ({"offset": "-1"}, "offset"),
+        ({"type": "nonsense"}, "type"),
+        ({"now": "yesterday"}, "now"),
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+    ],
+)
+async def test_a_bad_history_parameter_is_named(
+    client: TestClient[web.Request, web.Application], params: dict[str, str], field: str
+) -> None:
+    body = await call(
+        client,
+        "get",
+        "/sequences/welcome/history",
+        "/sequences/{sequence_id}/history",
+        400,
+        params=params,
+    )
+    assert body["field"] == field
+
+
+async def test_unknown_sequence_and_contact_are_404(
+    client: TestClient[web.Request, web.Application], sink: Sink
+) -> None:
+    history = "/sequences/{sequence_id}/history"
+    body = await call(client, "get", "/sequences/nope/history", history, 404)
+    assert body["field"] == "sequence_id"
+    body = await call(client, "get", "/contacts/nobody", "/contacts/{contact_id}", 404)
+    assert body["field"] == "contact_id"
+    await call(client, "delete", "/sequences/nope", WELCOME_SEQUENCE, 404)
+    await call(
+        client,
+        "post",
+        "/sequences/nope/enrollments",
+        "/sequences/{sequence_id}/enrollments",
+        404,
+        json={"tag": "hot"},
+    )
+    await call(
+        client,
+        "post",
+        "/sequences/nope/copy",
+        "/sequences/{sequence_id}/copy",
+        404,
+        json={"new_id": "x"},
+    )
+    assert sink.sent == []
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def _new_sequence(definitions: dict[str, Any], sequence_id: str) -> dict[str, Any]:
+    sequence: dict[str, Any] = copy.deepcopy(definitions["sequences"][0])
+    sequence.pop("created", None)
+    sequence["id"] = sequence_id
+    sequence.pop("intake_address", None)
+    return sequence
+
+
+async def test_post_sequence_publishes_sequence_applied(
+    client: TestClient[web.Request, web.Application], sink: Sink, definitions: dict[str, Any]
+) -> None:
+    sequence = _new_sequence(definitions, "nurture")
+    body = await call(client, "post", "/sequences", "/sequences", 201, json=sequence)
+    event = sink.only()
+    assert body == {"command_id": event.id, "sequence_id": "nurture"}
+    assert event.type == "sequence.applied"
+    assert event.subject == "sequences"
+    assert [s["id"] for s in event.data["sequences"]] == ["nurture"]
+    assert event.data["account"]["timezone"] == definitions["account"]["timezone"]
+
+    # Now known to this API: a second POST conflicts, enrolling into it works.
+    again = await call(client, "post", "/sequences", "/sequences", 409, json=sequence)
+    assert again["field"] == "id"
+    await call(
+        client,
+        "post",
+        "/sequences/nurture/enrollments",
+        "/sequences/{sequence_id}/enrollments",
+        202,
+        json={"contact_ids": ["c-100"]},
+    )
+
+
+async def test_post_sequence_with_its_own_account(
+    client: TestClient[web.Request, web.Application], sink: Sink, definitions: dict[str, Any]
+) -> None:
+    sequence = _new_sequence(definitions, "other")
+    sequence["account"] = {"timezone": "Europe/Paris", "opt_out_phrase": "STOP to stop."}
+    await call(client, "post", "/sequences", "/sequences", 201, json=sequence)
+    assert sink.only().data["account"]["timezone"] == "Europe/Paris"
+
+
+async def test_put_replaces_and_the_ids_must_match(
+    client: TestClient[web.Request, web.Application], sink: Sink, definitions: dict[str, Any]
+) -> None:
+    sequence = _new_sequence(definitions, "welcome")
+    sequence["name"] = "Welcome, renamed"
+    body = await call(client, "put", "/sequences/welcome", WELCOME_SEQUENCE, 200, json=sequence)
+    event = sink.only()
+    assert body == {"command_id": event.id, "sequence_id": "welcome"}
+    assert event.data["sequences"][0]["name"] == "Welcome, renamed"
+
+    refused = await call(client, "put", "/sequences/other", WELCOME_SEQUENCE, 422, json=sequence)
+    assert refused["field"] == "id"
+    assert len(sink.sent) == 1
+
+
+async def test_a_refused_definition_names_the_key_and_the_sequence(
+    client: TestClient[web.Request, web.Application], sink: Sink, definitions: dict[str, Any]
+) -> None:
+    sequence = _new_sequence(definitions, "broken")
+    del sequence["steps"][1]["subject"]
+    body = await call(client, "post", "/sequences", "/sequences", 422, json=sequence)
+    assert body["field"] == "steps[1].subject"
+    assert body["sequence_id"] == "broken"
+
+    sequence = _new_sequence(definitions, "broken")
+    sequence["account"] = {"timezone": "Nowhere/Land", "opt_out_phrase": "STOP"}
+    body = await call(client, "post", "/sequences", "/sequences", 422, json=sequence)
+    assert body["field"] == "account.timezone"
+    assert sink.sent == []
+
+
+async def test_without_any_account_a_definition_is_refused(
+    output_file: Path, sink: Sink, definitions: dict[str, Any]
+) -> None:
+    app = make_app(sink, FileReadModels.load(output_file))
+    async with TestClient(TestServer(app)) as bare:
+        body = await call(
+            bare, "post", "/sequences", "/sequences", 422, json=_new_sequence(definitions, "x")
+        )
+    assert body["field"] == "account"
+    assert sink.sent == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [(b"{not json", "body"), (b"[1, 2]", "body")],
+)
+async def test_invalid_json_is_400(
+    client: TestClient[web.Request, web.Application], sink: Sink, raw: bytes, field: str
+) -> None:
+    for method, url, template in [
+        ("post", "/sequences", "/sequences"),
+        ("put", "/sequences/welcome", WELCOME_SEQUENCE),
+        ("post", "/sequences/welcome/copy", "/sequences/{sequence_id}/copy"),
+        ("post", "/sequences/welcome/enrollments", "/sequences/{sequence_id}/enrollments"),
+    ]:
+        body = await call(
+            client,
+            method,
+            url,
+            template,
+            400,
+            data=raw,
+            headers={"Content-Type": "application/json"},
+        )
+        assert body["field"] == field
+    assert sink.sent == []
+
+
+async def test_delete_publishes_delete_requested(
+    client: TestClient[web.Request, web.Application], sink: Sink
+) -> None:
+    body = await call(client, "delete", "/sequences/welcome", WELCOME_SEQUENCE, 202)
+    event = sink.only()
+    assert body == {"command_id": event.id, "sequence_id": "welcome"}
+    assert event.type == "sequence.delete_requested"
+    assert event.data == {"sequence_id": "welcome"}
+    # Deleted as far as this API knows.
+    await call(client, "delete", "/sequences/welcome", WELCOME_SEQUENCE, 404)
+
+
+async def test_copy_publishes_copy_requested(
+    client: TestClient[web.Request, web.Application], sink: Sink
+) -> None:
+    template = "/sequences/{sequence_id}/copy"
+    body = await call(
+        client,
+        "post",
+        "/sequences/welcome/copy",
+        template,
+        201,
+        json={"new_id": "welcome-2", "new_name": "Welcome again"},
+    )
+    event = sink.only()
+    assert body == {"command_id": event.id, "sequence_id": "welcome-2"}
+    assert event.type == "sequence.copy_requested"
+    assert event.data == {
+        "sequence_id": "welcome",
+        "new_id": "welcome-2",
+        "new_name": "Welcome again",
+    }
+    missing = await call(client, "post", "/sequences/welcome/copy", template, 422, json={})
+    assert missing["field"] == "new_id"
+    taken = await call(
+        client, "post", "/sequences/welcome/copy", template, 409, json={"new_id": "welcome"}
+    )
+    assert taken["field"] == "new_id"
+    assert len(sink.sent) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "subject"),
+    [
+        ({"contact_ids": ["c-100"]}, "c-100"),
+        ({"contact_ids": ["c-100", "c-200"]}, "sequence:welcome"),
+        ({"tag": "hot"}, "sequence:welcome"),
+        ({"line_id": "line-main"}, "sequence:welcome"),
+        ({"contact_group": ["c-1", {"tag": "vip"}]}, "sequence:welcome"),
+    ],
+)
+async def test_enrollment_publishes_enrollment_requested(
+    client: TestClient[web.Request, web.Application],
+    sink: Sink,
+    body: dict[str, Any],
+    subject: str,
+) -> None:
+    answer = await call(
+        client,
+        "post",
+        "/sequences/welcome/enrollments",
+        "/sequences/{sequence_id}/enrollments",
+        202,
+        json=body,
+    )
+    event = sink.only()
+    assert answer == {"command_id": event.id, "sequence_id": "welcome"}
+    assert event.type == "enrollment.requested"
+    assert event.subject == subject
+    assert event.data == {"sequence_id": "welcome", **body}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "body"),
+        ({"contact_ids": []}, "contact_ids"),
+        ({"tag": ""}, "tag"),
+        ({"contact_group": [{"tag": "a", "line_id": "b"}]}, "contact_group[0]"),
+        ({"contact_ids": ["c-1"], "sequence_id": "other"}, "sequence_id"),
+    ],
+)
+async def test_a_bad_enrollment_names_the_field(
+    client: TestClient[web.Request, web.Application],
+    sink: Sink,
+    body: dict[str, Any],
+    field: str,
+) -> None:
+    answer = await call(
+        client,
+        "post",
+        "/sequences/welcome/enrollments",
+        "/sequences/{sequence_id}/enrollments",
+        422,
+        json=body,
+    )
+    assert answer["field"] == field
+    assert sink.sent == []
