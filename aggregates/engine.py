@@ -347,8 +347,11 @@ class Engine:
 
     def _on_dnc_changed(self, data: Mapping[str, Any], out: _Outbox) -> None:
         contact_id, dnc = str(data["contact_id"]), bool(data["dnc"])
-        self.contacts[contact_id] = replace(self._contact(contact_id), dnc=dnc)
-        self._run_triggers("dnc_changed", contact_id, "added" if dnc else "removed", out)
+        before = self._contact(contact_id)
+        self.contacts[contact_id] = replace(before, dnc=dnc)
+        if before.dnc != dnc:
+            # Added to or removed from the list: a repeat of the same state is neither.
+            self._run_triggers("dnc_changed", contact_id, "added" if dnc else "removed", out)
 
     def _on_opted_out(self, data: Mapping[str, Any], out: _Outbox) -> None:
         contact_id = str(data["contact_id"])

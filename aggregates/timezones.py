@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
+from phonenumbers.tzdata import TIMEZONE_LONGEST_PREFIX
 
 __all__ = ["contact_zone", "normalize_phone", "zone_for_phone", "zone_named"]
 
@@ -29,13 +30,29 @@ def normalize_phone(text: str, default_region: str = "US") -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-@lru_cache(maxsize=65536)
 def zone_for_phone(e164: str) -> str | None:
     """The IANA zone of a phone number when its prefix maps to exactly one zone, else None.
 
     None also for an invalid number, an unknown prefix, or a zone this machine's tz
-    database does not know.
+    database does not know. Zones depend only on a number's leading digits (at most
+    TIMEZONE_LONGEST_PREFIX of them), so the answer is cached per prefix: parsing every
+    new number would cost far more than the rest of a contact's decisions.
     """
+    if not e164.startswith("+"):
+        return None
+    prefix = e164[1 : 1 + TIMEZONE_LONGEST_PREFIX]
+    if prefix not in _ZONE_BY_PREFIX:
+        if len(_ZONE_BY_PREFIX) >= _PREFIX_CACHE_SIZE:
+            _ZONE_BY_PREFIX.clear()
+        _ZONE_BY_PREFIX[prefix] = _zone_of(e164)
+    return _ZONE_BY_PREFIX[prefix]
+
+
+_ZONE_BY_PREFIX: dict[str, str | None] = {}
+_PREFIX_CACHE_SIZE = 65536
+
+
+def _zone_of(e164: str) -> str | None:
     try:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:

@@ -23,8 +23,11 @@ import os
 import platform
 import pstats
 import resource
+import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -289,6 +292,7 @@ def _child(args: argparse.Namespace) -> int:
             Path(args.sequences_file), events, limit, Path(args.output), Path(args.prof)
         )
     result["source_digest"] = source
+    result["code_root"] = str(Path(embedded.__file__).resolve().parent.parent)
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 
@@ -296,7 +300,25 @@ def _child(args: argparse.Namespace) -> int:
 # ---- the run --------------------------------------------------------------------------------
 
 
-def _run_child(kind: str, files: HistoryFiles, limit: int, **extra: str) -> dict[str, Any]:
+def _snapshot(revision: str, into: Path) -> Path:
+    """The engine's code at `revision` plus this bench/, to measure one fixed version while
+    others edit the working tree (read-only git: `git archive`)."""
+    archive = subprocess.run(
+        ["git", "archive", revision, "aggregates", "schemas", "streams"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    ignore = shutil.ignore_patterns("out", "__pycache__")
+    shutil.copytree(Path(__file__).resolve().parent, into / "bench", ignore=ignore)
+    return into
+
+
+def _run_child(
+    kind: str, files: HistoryFiles, limit: int, code: Path = ROOT, **extra: str
+) -> dict[str, Any]:
     command = [
         sys.executable,
         "-m",
@@ -313,7 +335,11 @@ def _run_child(kind: str, files: HistoryFiles, limit: int, **extra: str) -> dict
     for key, value in extra.items():
         command += [f"--{key}", value]
     print(f"  {kind} over {limit:,} lines ...", file=sys.stderr, flush=True)
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    # `-m` puts the working directory first on sys.path: it decides which code is measured.
+    environment = {**os.environ, "PYTHONPATH": str(code)}
+    done = subprocess.run(
+        command, cwd=code, env=environment, capture_output=True, text=True, check=False
+    )
     if done.returncode != 0 or not done.stdout.strip():
         # One failed measurement must not cost the others (a long run is an hour).
         print(done.stderr, file=sys.stderr)
@@ -542,6 +568,11 @@ def main(argv: list[str] | None = None) -> int:
         "--keep-output", action="store_true", help="keep the replays' output files (GBs at 1M)"
     )
     parser.add_argument(
+        "--at",
+        metavar="REVISION",
+        help="measure the committed code at this git revision (e.g. HEAD), not the working tree",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="print the report of the last run's saved results",
@@ -575,6 +606,9 @@ def main(argv: list[str] | None = None) -> int:
         print(report(machine, summary, saved))
         return 0
     machine = _machine()  # before the run: the code state the numbers start from
+    if args.at:
+        machine["git_head"] = _git("rev-parse", "--short", args.at)
+        machine["git_dirty"] = f"none: a snapshot of {args.at} ({machine['git_head']})"
     (out_dir / f"results-{spec.name()}.machine.json").write_text(json.dumps(machine, indent=2))
     progress.write_text("")
     plan: list[tuple[str, int, dict[str, str]]] = [("floor", lines, {}), ("decode", lines, {})]
@@ -587,12 +621,14 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes
     )
     results = []
-    for kind, size, extra in plan:
-        results.append(_run_child(kind, files, size, **extra))
-        with progress.open("a") as handle:  # kept as it comes: a crash loses one, not all
-            handle.write(json.dumps(results[-1]) + "\n")
-        if "output" in extra and not args.keep_output:
-            Path(extra["output"]).unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dripstream-bench-") as scratch:
+        code = _snapshot(args.at, Path(scratch)) if args.at else ROOT
+        for kind, size, extra in plan:
+            results.append(_run_child(kind, files, size, code, **extra))
+            with progress.open("a") as handle:  # kept as it comes: a crash loses one, not all
+                handle.write(json.dumps(results[-1]) + "\n")
+            if "output" in extra and not args.keep_output:
+                Path(extra["output"]).unlink(missing_ok=True)
     text = report(machine, summary, results)
     (out_dir / f"results-{spec.name()}.json").write_text(
         json.dumps({"machine": machine, "history": summary, "results": results}, indent=2) + "\n"

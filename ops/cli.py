@@ -14,6 +14,7 @@ def _registrars() -> list[Register]:
     # connects or loads heavy clients at import time.
     from ops import (  # noqa: PLC0415 - lazy on purpose, see above
         api_cli,
+        demo_cli,
         effects_cli,
         kafka_cli,
         readmodel_cli,
@@ -26,6 +27,7 @@ def _registrars() -> list[Register]:
         kafka_cli.register,
         effects_cli.register,
         api_cli.register,
+        demo_cli.register,
     ]
     return registrars
 

@@ -2,7 +2,8 @@
 
 The embedded runner decides, the effect processor carries the commands out against in-memory
 fake providers (twice, to show the ledger sends nothing again), and the read models are
-built from the decisions. No broker, no database, no network.
+built from the decisions. No broker, no database, no network. The fake Twilio refuses texts
+to one number of the bundled day (a landline) so that a failed outcome shows too.
 """
 
 from __future__ import annotations
@@ -23,15 +24,15 @@ import orjson
 from effects.commands import EFFECT_TYPES, effect_id_of
 from effects.fakes.senders import FakeSenders, FakeSmsSender
 from effects.ledger import InMemoryLedger
-from effects.processor import EffectProcessor
 from effects.ports import Rejected, SendResult
+from effects.processor import EffectProcessor
 from ops.cli_groups import SubParsers
 from ops.readmodel_cli import SEQUENCE_HEADERS, _history_text, _sequence_cells, _table
 from projections.history import HistoryPage, HistoryQuery, HistoryReport
 from projections.sequences_list import SequenceRow, SequencesList
 from schemas.definitions import DefinitionRejected, load_definition_file
 from schemas.envelope import CloudEvent, format_time, parse_time
-from streams.embedded import ReplayStats, RejectedLine, replay
+from streams.embedded import RejectedLine, ReplayStats, replay
 
 PROG = "dripstream"
 DEMO_DIR = Path(__file__).parent / "demo"
@@ -136,8 +137,10 @@ class EffectsRun:
 class DemoRun:
     sequences_path: str
     events_path: str
+    defined: int  # sequences in the definition file
+    bundled_events: bool  # the bundled day, whose bad lines are there on purpose
     timezone: str
-    until: datetime
+    until: datetime | None  # None: no event had a time, so no clock to run timers by
     lines: int
     stats: ReplayStats
     decisions: list[CloudEvent]
@@ -169,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         until=args.until,
         sequences_label=_label(args.sequences, BUNDLED_SEQUENCES),
         events_label=_label(args.events, BUNDLED_EVENTS),
+        bundled_events=args.events is None,
     )
     if args.out is not None:
         try:
@@ -182,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(report(demo, args.out))
     # Rejections are part of the bundled day; in someone's own input they count, as in replay.
-    return 1 if demo.rejected and args.events is not None else 0
+    return 1 if demo.rejected and not demo.bundled_events else 0
 
 
 def _label(given: Path | None, bundled: Path) -> str:
@@ -196,6 +200,7 @@ def run_demo(
     until: datetime | None = None,
     sequences_label: str = "",
     events_label: str = "",
+    bundled_events: bool = False,
 ) -> DemoRun:
     """Decide, carry out, project: the whole demo without printing anything."""
     zone_name = str(definitions["account"]["timezone"])
@@ -222,6 +227,8 @@ def run_demo(
     return DemoRun(
         sequences_path=sequences_label,
         events_path=events_label,
+        defined=len(definitions["sequences"]),
+        bundled_events=bundled_events,
         timezone=zone_name,
         until=end,
         lines=sum(1 for line in lines if line.strip()),
@@ -240,8 +247,12 @@ def _last_time(lines: Iterable[bytes]) -> datetime | None:
     latest: datetime | None = None
     for raw in lines:
         try:
-            moment = parse_time(orjson.loads(raw)["time"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            document = orjson.loads(raw)
+            text = document.get("time") if isinstance(document, dict) else None
+            moment = parse_time(text) if isinstance(text, str) else None
+        except (orjson.JSONDecodeError, ValueError):
+            continue
+        if moment is None:
             continue
         latest = moment if latest is None or moment > latest else latest
     return latest
@@ -393,11 +404,10 @@ def report(demo: DemoRun, out: Path | None) -> str:
         f"{PROG} demo: one day through the engine, the effect processors and the read models,\n"
         "all in this process (embedded runner, in-memory ledger, fake providers; no broker,\n"
         "no database, no network)\n",
-        f"\nSequences  {demo.sequences_path}: {len(demo.rows)} sequences\n",
+        f"\nSequences  {demo.sequences_path}: {demo.defined} sequences\n",
         f"Input      {demo.events_path}: {demo.lines} lines, {demo.stats.inputs} events "
         f"replayed, {len(demo.rejected)} rejected\n",
-        f"Engine     {len(demo.decisions)} output events; timers fired up to "
-        f"{demo.until.astimezone(ZoneInfo(demo.timezone)).isoformat()} ({demo.timezone}); "
+        f"Engine     {len(demo.decisions)} output events; {_timers(demo)}; "
         f"{demo.stats.active_enrollments} enrollments still active\n",
     ]
     if demo.stats.beyond_until:
@@ -437,6 +447,9 @@ def report(demo: DemoRun, out: Path | None) -> str:
         parts.append(
             "These lines are not valid input events. The bundled day has them on purpose: a\n"
             "rejected line is reported with its line number and reason, the run goes on.\n"
+            if demo.bundled_events
+            else "These lines are not valid input events: each is reported with its line "
+            "number and\nreason, the run went on, and the exit status is 1.\n"
         )
         parts.extend(f"  {line.message()}\n" for line in demo.rejected)
     else:
@@ -445,22 +458,28 @@ def report(demo: DemoRun, out: Path | None) -> str:
     return "".join(parts)
 
 
+def _timers(demo: DemoRun) -> str:
+    if demo.until is None:
+        return "no timers fired (no input event had a time)"
+    local = demo.until.astimezone(ZoneInfo(demo.timezone)).isoformat()
+    return f"timers fired up to {local} ({demo.timezone})"
+
+
 def _effects_totals(effects: EffectsRun) -> str:
+    if not effects.commands:
+        return "\nNo effect commands: nothing to send.\n"
     outcome_counts = Counter(event.type for event in effects.outcomes)
     channels = Counter(request.channel for request in effects.requests)
-    lines = [
+    same = "the same ids and bytes" if effects.identical_again else "BUT THEY DIFFER"
+    return (
         f"\n{len(effects.requests)} requests from {len(effects.commands)} effect commands: "
         + ", ".join(f"{n} {kind}" for kind, n in sorted(channels.items()))
         + "\nOutcomes: "
         + ", ".join(f"{n} {kind}" for kind, n in sorted(outcome_counts.items()))
-        + "\n",
-        f"Exactly once: the same {len(effects.commands)} commands delivered a second time made "
-        f"{effects.again_requests} new provider requests; the ledger answered with "
-        f"{len(effects.again_outcomes)} recorded outcomes"
-        + (" (the same ids and bytes)" if effects.identical_again else " (THEY DIFFER)")
-        + ".\n",
-    ]
-    return "".join(lines)
+        + f"\nExactly once: the same {len(effects.commands)} commands delivered a second time "
+        f"made {effects.again_requests} new provider requests; the ledger answered with "
+        f"{len(effects.again_outcomes)} recorded outcomes ({same}).\n"
+    )
 
 
 def _next_steps(demo: DemoRun, out: Path | None) -> str:
@@ -496,8 +515,9 @@ def summary(demo: DemoRun, out: Path | None) -> dict[str, Any]:
         "sequences_file": demo.sequences_path,
         "events_file": demo.events_path,
         "timezone": demo.timezone,
-        "until": format_time(demo.until),
+        "until": None if demo.until is None else format_time(demo.until),
         "input": {
+            "bundled": demo.bundled_events,
             "lines": demo.lines,
             "replayed": demo.stats.inputs,
             "rejected": len(demo.rejected),

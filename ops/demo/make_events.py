@@ -90,6 +90,14 @@ PEOPLE: list[tuple[str, str, str, str]] = [
 
 # Out-of-town leads at odd hours for New York: each gets texted in its own business hours.
 LATE_OR_EARLY = {36: "17:30", 37: "07:40"}
+WEBINAR = (4, 9, 17)  # tagged webinar-2027-10: enrolled by hand in the blitz at 11:00
+NO_EMAIL = 12
+LANDLINE = 21
+HOT = (1, 3, 6, 10, 15)
+REPLIED = (0, 2, 5, 8, 13, 16, 19, 24, 27, 31)
+STOPPED = 11
+# Out of the welcome sequence by 16:00 (replied, opted out, booked, cleaned up): not called.
+GONE_BY_FOUR = frozenset((*REPLIED, STOPPED, 22, 23, 24, 27))
 
 REPLIES = [
     "Yes, after 3pm works best",
@@ -128,8 +136,8 @@ class Day:
     def lines(self) -> list[bytes]:
         ordered = sorted(self.events, key=lambda item: (item[0], item[1]))
         out: list[tuple[datetime, bytes]] = []
-        for number, (moment, _, event) in enumerate(ordered, start=1):
-            event = {"specversion": "1.0", "id": f"demo-{number:04d}", **event}
+        for number, (moment, _, fields) in enumerate(ordered, start=1):
+            event = {"specversion": "1.0", "id": f"demo-{number:04d}", **fields}
             out.append((moment, orjson.dumps(event)))
         # A bad line goes after the good lines of its moment: the file stays in time order.
         for moment, raw in self.bad:
@@ -151,11 +159,24 @@ def shifted(moment: datetime, minutes: float) -> datetime:
 
 
 def build() -> Day:
-    rng = random.Random(SEED)
+    rng = random.Random(SEED)  # noqa: S311 - a fixed seed for a reproducible story
     day = Day()
-    created: dict[int, datetime] = {}
+    created = web_form(day, rng)
+    replies(day, rng, created)
+    hot_leads(day)
+    manual_call(day)
+    lead_emails(day)
+    appointments(day)
+    compliance(day)
+    welcome_calls(day, rng, created)
+    late_in_the_day(day)
+    bad_lines(day)
+    return day
 
-    # --- the web form: forty contacts from before opening to the evening ---------------
+
+def web_form(day: Day, rng: random.Random) -> dict[int, datetime]:
+    """Sixty contacts from before opening to the end of the afternoon; when each came."""
+    created: dict[int, datetime] = {}
     start = day.at("07:05")
     for index, (first, last, _, state) in enumerate(PEOPLE):
         moment = shifted(start, index * 9 + rng.randint(0, 6))
@@ -163,7 +184,7 @@ def build() -> Day:
             moment = day.at(LATE_OR_EARLY[index])
         created[index] = moment
         tags = ["web-lead", "sms-consent"]
-        if index in (4, 9, 17):
+        if index in WEBINAR:
             tags.append("webinar-2027-10")
         data: dict[str, Any] = {
             "contact_id": contact_id(index),
@@ -175,36 +196,32 @@ def build() -> Day:
             "lead_source": "web-form",
             "tags": tags,
         }
-        if index == 12:
+        if index == NO_EMAIL:
             del data["email"]  # the form lets the e-mail be left out: the mail step is skipped
-        if index == 21:
-            data["phone"] = "+12125550188"  # a landline: the fake Twilio refuses texts to it
+        if index == LANDLINE:
+            data["phone"] = "+12125550188"  # the fake Twilio refuses texts to this number
         day.add(moment, "contact.created", data, "crm")
         if rng.random() < 0.7:  # the CRM's qualification rule tags homeowners a bit later
             day.add(
                 shifted(moment, rng.randint(2, 20)),
                 "contact.tag_added",
-                {
-                    "contact_id": contact_id(index),
-                    "tag": "homeowner",
-                },
+                {"contact_id": contact_id(index), "tag": "homeowner"},
                 "crm",
             )
-
     # The CRM fills in a time zone that the phone number does not tell.
     day.add(
         shifted(created[7], 1),
         "contact.updated",
-        {
-            "contact_id": contact_id(7),
-            "timezone": "America/New_York",
-        },
+        {"contact_id": contact_id(7), "timezone": "America/New_York"},
         "crm",
     )
+    return created
 
-    # --- replies to the first text (the hello goes out at 09:00 for the early birds) ----
+
+def replies(day: Day, rng: random.Random, created: dict[int, datetime]) -> None:
+    """Answers to the first text (sent at 09:00 to the early birds), one STOP among them."""
     opening = day.at("09:00")
-    for reply, index in enumerate((0, 2, 5, 8, 13, 16, 19, 24, 27, 31)):
+    for reply, index in enumerate(REPLIED):
         sent = max(created[index], opening)
         day.add(
             shifted(sent, 4 + rng.randint(0, 30)),
@@ -217,19 +234,17 @@ def build() -> Day:
             },
             "twilio",
         )
-    # One contact wants nothing of it.
     day.add(
-        shifted(max(created[11], opening), 6),
+        shifted(max(created[STOPPED], opening), 6),
         "message.received",
         {
             "message_id": "sm-in-stop",
-            "contact_id": contact_id(11),
+            "contact_id": contact_id(STOPPED),
             "channel": "sms",
             "body": "STOP",
         },
         "twilio",
     )
-    # A reply by e-mail to the intro mail in the evening.
     day.add(
         "18:42",
         "message.received",
@@ -241,7 +256,6 @@ def build() -> Day:
         },
         "sendgrid",
     )
-    # An inbound call in the evening is a response too.
     day.add(
         "19:05",
         "call.completed",
@@ -258,18 +272,17 @@ def build() -> Day:
         "twilio",
     )
 
-    # --- hot leads: the sales manager tags five at once, the blitz throttles to 2/min ---
-    for offset, index in enumerate((1, 3, 6, 10, 15)):
+
+def hot_leads(day: Day) -> None:
+    """The sales manager tags five leads hot at once (the blitz throttles them to two a
+    minute); their calls are answered or not; webinar attendees are enrolled by hand."""
+    for offset, index in enumerate(HOT):
         day.add(
             f"10:30:{offset * 4:02d}",
             "contact.tag_added",
-            {
-                "contact_id": contact_id(index),
-                "tag": "hot",
-            },
+            {"contact_id": contact_id(index), "tag": "hot"},
             "crm",
         )
-    # Blitz calls answered or not, a few minutes after they were placed.
     for minute, index, answered, talk, disposition in (
         (34, 1, False, 0, None),
         (35, 3, True, 45, "callback_requested"),
@@ -277,7 +290,7 @@ def build() -> Day:
         (38, 10, True, 210, "interested"),
         (39, 15, True, 30, "not_interested"),
     ):
-        data = {
+        data: dict[str, Any] = {
             "call_id": f"call-blitz-{index}",
             "contact_id": contact_id(index),
             "direction": "outbound",
@@ -292,18 +305,16 @@ def build() -> Day:
         if disposition:
             data["disposition"] = disposition
         day.add(f"10:{minute}:00", "call.completed", data, "twilio")
-    # Webinar attendees, enrolled by hand in the blitz.
     day.add(
         "11:00",
         "enrollment.requested",
-        {
-            "sequence_id": "hot-blitz",
-            "tag": "webinar-2027-10",
-        },
+        {"sequence_id": "hot-blitz", "tag": "webinar-2027-10"},
         "crm",
     )
 
-    # --- a manual call, then the agent marks the contact interested ---------------------
+
+def manual_call(day: Day) -> None:
+    """An agent calls a lead by hand, then marks the contact interested."""
     day.add(
         "12:15",
         "call.completed",
@@ -324,14 +335,13 @@ def build() -> Day:
     day.add(
         "12:16",
         "contact.disposition_changed",
-        {
-            "contact_id": contact_id(18),
-            "disposition": "interested",
-        },
+        {"contact_id": contact_id(18), "disposition": "interested"},
         "crm",
     )
 
-    # --- lead e-mails to the partner intake address -------------------------------------
+
+def lead_emails(day: Day) -> None:
+    """Two partner leads to the intake address, and one sent to an address nobody owns."""
     day.add(
         "06:52",
         "lead.email_received",
@@ -369,7 +379,9 @@ def build() -> Day:
         "sendgrid",
     )
 
-    # --- appointments ----------------------------------------------------------------------
+
+def appointments(day: Day) -> None:
+    """Site surveys booked; the last one after quiet hours begin."""
     for clock, index, appointment in (
         ("14:00", 0, "apt-501"),
         ("14:20", 27, "apt-502"),
@@ -379,43 +391,36 @@ def build() -> Day:
         day.add(
             clock,
             "appointment.changed",
-            {
-                "appointment_id": appointment,
-                "contact_id": contact_id(index),
-                "status": "scheduled",
-            },
+            {"appointment_id": appointment, "contact_id": contact_id(index), "status": "scheduled"},
             "calendar",
         )
 
-    # --- compliance ------------------------------------------------------------------------
+
+def compliance(day: Day) -> None:
+    """Three ways into the do-not-contact cleanup: DNC, a disposition, consent withdrawn."""
     day.add("14:30", "contact.dnc_changed", {"contact_id": contact_id(22), "dnc": True}, "crm")
     day.add(
         "15:10",
         "contact.disposition_changed",
-        {
-            "contact_id": contact_id(23),
-            "disposition": "wrong_number",
-        },
+        {"contact_id": contact_id(23), "disposition": "wrong_number"},
         "crm",
     )
     day.add(
         "15:45",
         "contact.tag_removed",
-        {
-            "contact_id": contact_id(26),
-            "tag": "sms-consent",
-        },
+        {"contact_id": contact_id(26), "tag": "sms-consent"},
         "crm",
     )
 
-    # --- the 16:00 welcome calls: who picked up --------------------------------------------
+
+def welcome_calls(day: Day, rng: random.Random, created: dict[int, datetime]) -> None:
+    """How the 16:00 welcome calls went, for the leads still in the welcome sequence."""
     for index in range(len(PEOPLE)):
-        moment = created[index]
-        if moment >= day.at("16:00") or index in (0, 2, 5, 8, 11, 13, 16, 19, 22, 23, 24, 27, 31):
+        if created[index] >= day.at("16:00") or index in GONE_BY_FOUR:
             continue
         answered = rng.random() < 0.3
         talk = rng.randint(40, 400) if answered else 0
-        data = {
+        data: dict[str, Any] = {
             "call_id": f"call-welcome-{index}",
             "contact_id": contact_id(index),
             "direction": "outbound",
@@ -430,46 +435,51 @@ def build() -> Day:
             data["disposition"] = rng.choice(["interested", "callback_requested", "not_interested"])
         day.add(shifted(day.at("16:03"), rng.randint(0, 40)), "call.completed", data, "twilio")
 
-    # --- late in the day -----------------------------------------------------------------
+
+def late_in_the_day(day: Day) -> None:
+    """A hot tag after the blitz's hours (enrollment refused) and a tag no sequence watches."""
     day.add("17:20", "contact.tag_added", {"contact_id": contact_id(29), "tag": "hot"}, "crm")
     day.add(
         "17:25", "contact.tag_added", {"contact_id": contact_id(33), "tag": "newsletter"}, "crm"
     )
 
-    # --- two lines a producer got wrong: the demo reports them and goes on ----------------
+
+def bad_lines(day: Day) -> None:
+    """Two lines a producer got wrong: the demo reports them and goes on."""
+    missing_tag = day.at("11:05")
     day.bad.append(
         (
-            day.at("11:05"),
+            missing_tag,
             orjson.dumps(
                 {
                     "specversion": "1.0",
                     "id": "demo-bad-1",
                     "source": "crm",
                     "type": "contact.tag_added",
-                    "time": day.at("11:05").strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "time": missing_tag.strftime("%Y-%m-%dT%H:%M:%SZ"),
                     "subject": contact_id(5),
                     "data": {"contact_id": contact_id(5)},
                 }
             ),
         )
     )
+    bad_phone = day.at("15:02")
     day.bad.append(
         (
-            day.at("15:02"),
+            bad_phone,
             orjson.dumps(
                 {
                     "specversion": "1.0",
                     "id": "demo-bad-2",
                     "source": "crm",
                     "type": "contact.created",
-                    "time": day.at("15:02").strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "time": bad_phone.strftime("%Y-%m-%dT%H:%M:%SZ"),
                     "subject": "c-1999",
                     "data": {"contact_id": "c-1999", "first_name": "Typo", "phone": "212-555-0199"},
                 }
             ),
         )
     )
-    return day
 
 
 def main(argv: list[str]) -> int:

@@ -275,6 +275,7 @@ def test_every_enroll_trigger_type_enrolls() -> None:
     ]
     inputs = [
         created(),
+        event("contact.dnc_changed", T0, contact_id="c-1", dnc=True),
         event("contact.dnc_changed", T1, contact_id="c-1", dnc=False),
         event(
             "appointment.changed", T1, contact_id="c-1", appointment_id="a-1", status="scheduled"
@@ -300,6 +301,18 @@ def test_every_enroll_trigger_type_enrolls() -> None:
         ("untag", "tag_removed"),
         ("calldispo", "call_disposition"),
     }
+
+
+def test_a_repeated_dnc_state_is_not_a_change_and_triggers_nothing() -> None:
+    seq = sequence(id="dnc", triggers=[{"type": "dnc_changed", "on": "added"}])
+    inputs = [
+        created(),
+        event("contact.dnc_changed", T0, contact_id="c-1", dnc=True),
+        event("contact.dnc_changed", T1, contact_id="c-1", dnc=True),
+    ]
+    out = decide(definitions(seq), inputs)
+    assert len(out.of("enrollment.enrolled")) == 1
+    assert out.of("enrollment.rejected") == []
 
 
 def test_manual_enrollment_by_ids_tag_and_line() -> None:
