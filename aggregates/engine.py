@@ -726,7 +726,8 @@ class Engine:
         base = {
             "sequence_id": sequence_id,
             "user_id": owner_id,
-            "to": user.phone if user else None,
+            "to": owner_id,  # a user (CONTRACT.md §1.2); the number to text goes alongside
+            "ring_group_numbers": [user.phone] if user and user.phone else [],
             "from_line": line,
             "from_number": self.account.lines.get(line) if line else None,
         }

@@ -367,7 +367,7 @@ async def throughput(args: argparse.Namespace, database_url: str) -> dict[str, A
             name = topic[len(prefix) :]
             got[name] += 1
             last_seen["t"] = now
-            if not first_seen["t"]:
+            if not first_seen["t"] and b"sequence.defined" not in (record.value or b""):
                 first_seen["t"] = now
 
         ready = asyncio.Event()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from schemas.validation import EventRejected, decode_event
 
 Sink = Callable[[list[CloudEvent]], None]
 DEFINITIONS_CAUSE = "sequences"
+NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +112,12 @@ def replay(
         emit(engine.handle(decoded))
         last = decoded.time if last is None or decoded.time > last else last
     end = until or last
+    if not defined:
+        # No input at all: the definitions still appear in the output (the sequences list
+        # is built from it), at --until or, with no time anywhere, at the Unix epoch so the
+        # output stays a pure function of the files.
+        emit(engine.define(definitions, end or NO_TIME, DEFINITIONS_CAUSE))
     if end is not None:
-        if not defined:
-            emit(engine.define(definitions, end, DEFINITIONS_CAUSE))
         emit(engine.advance(end))
     stats.active_enrollments = engine.active_enrollments()
     return stats

@@ -384,3 +384,9 @@ def test_copy_makes_a_new_active_sequence() -> None:
     defined = out.one("sequence.defined", sequence_id="seq-2")
     assert defined["data"]["name"] == "Test sequence (copy)"
     assert {e["data"]["sequence_id"] for e in out.of("enrollment.enrolled")} == {"seq", "seq-2"}
+
+
+def test_an_empty_history_still_defines_the_sequences() -> None:
+    out = decide(definitions(sequence(), sequence(id="other", outbound_line=None)), [])
+    defined = {e["data"]["sequence_id"]: e["data"]["status"] for e in out.of("sequence.defined")}
+    assert defined == {"seq": "active", "other": "invalid"}

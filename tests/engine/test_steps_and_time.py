@@ -259,7 +259,8 @@ def test_round_robin_is_fair_and_owner_gets_notified() -> None:
     assert owners == ["u-7", "u-8", "u-7", "u-8"]
     notices = out.of("notify.sms")
     assert len(notices) == 4
-    assert {n["data"]["to"] for n in notices} == {"+12125550007", "+12125550008"}
+    assert {n["data"]["to"] for n in notices} == {"u-7", "u-8"}
+    assert {n["data"]["ring_group_numbers"][0] for n in notices} == {"+12125550007", "+12125550008"}
 
 
 def test_more_than_twenty_assignments_in_a_minute_become_one_summary() -> None:
