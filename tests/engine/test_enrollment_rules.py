@@ -7,6 +7,15 @@ from tests.engine.helpers import decide, definitions, event, sequence
 T0 = "2027-07-06T14:00:00Z"  # a Tuesday, 10:00 in New York
 T1 = "2027-07-06T14:05:00Z"
 T2 = "2027-07-06T14:10:00Z"
+# One SMS a day after enrollment: keeps the contact enrolled while the test goes on.
+A_DAY_LATER = [
+    {
+        "id": "s1",
+        "type": "send_sms",
+        "text": "x",
+        "delay": {"kind": "default", "amount": 1, "unit": "days"},
+    }
+]
 
 
 def created(contact: str = "c-1", time: str = T0, **profile: object) -> dict[str, object]:
@@ -31,16 +40,7 @@ def test_a_tag_the_trigger_does_not_name_enrolls_nobody() -> None:
 
 
 def test_a_second_trigger_while_enrolled_is_rejected_as_already_enrolled() -> None:
-    seq = sequence(
-        steps=[
-            {
-                "id": "s1",
-                "type": "send_sms",
-                "text": "x",
-                "delay": {"kind": "default", "amount": 1, "unit": "days"},
-            }
-        ]
-    )
+    seq = sequence(steps=A_DAY_LATER)
     out = decide(definitions(seq), [created(), tagged(time=T0), tagged(time=T1)])
     assert out.one("enrollment.rejected")["data"]["reason"] == "already_enrolled"
 
@@ -145,16 +145,7 @@ def test_stop_keyword_opts_out_and_disenrolls_as_opted_out() -> None:
 
 
 def test_a_manual_call_disenrolls_as_manual_call() -> None:
-    seq = sequence(
-        steps=[
-            {
-                "id": "s1",
-                "type": "send_sms",
-                "text": "x",
-                "delay": {"kind": "default", "amount": 1, "unit": "days"},
-            }
-        ]
-    )
+    seq = sequence(steps=A_DAY_LATER)
     call = event(
         "call.completed",
         T1,
@@ -171,14 +162,7 @@ def test_a_manual_call_disenrolls_as_manual_call() -> None:
 def test_remove_flags_off_keep_the_contact_enrolled() -> None:
     seq = sequence(
         remove_on_response=False,
-        steps=[
-            {
-                "id": "s1",
-                "type": "send_sms",
-                "text": "x",
-                "delay": {"kind": "default", "amount": 1, "unit": "days"},
-            }
-        ],
+        steps=A_DAY_LATER,
     )
     reply = event(
         "message.received", T1, contact_id="c-1", message_id="m-1", channel="sms", body="hi"
@@ -193,14 +177,7 @@ def test_call_duration_trigger_disenrolls_at_the_threshold() -> None:
             {"type": "contact_tagged", "tags": ["hot"]},
             {"type": "call_duration", "metric": "talk_time", "seconds": 60},
         ],
-        steps=[
-            {
-                "id": "s1",
-                "type": "send_sms",
-                "text": "x",
-                "delay": {"kind": "default", "amount": 1, "unit": "days"},
-            }
-        ],
+        steps=A_DAY_LATER,
         remove_on_response=False,
     )
     short = event(
@@ -233,14 +210,7 @@ def test_disposition_triggers_enroll_and_disenroll() -> None:
         triggers=[
             {"type": "contact_disposition", "dispositions": ["interested"], "action": "enroll"}
         ],
-        steps=[
-            {
-                "id": "s1",
-                "type": "send_sms",
-                "text": "x",
-                "delay": {"kind": "default", "amount": 1, "unit": "days"},
-            }
-        ],
+        steps=A_DAY_LATER,
     )
     stop = sequence(
         id="cold",
@@ -248,14 +218,7 @@ def test_disposition_triggers_enroll_and_disenroll() -> None:
             {"type": "contact_tagged", "tags": ["hot"]},
             {"type": "contact_disposition", "dispositions": ["interested"], "action": "disenroll"},
         ],
-        steps=[
-            {
-                "id": "s1",
-                "type": "send_sms",
-                "text": "x",
-                "delay": {"kind": "default", "amount": 1, "unit": "days"},
-            }
-        ],
+        steps=A_DAY_LATER,
     )
     change = event("contact.disposition_changed", T1, contact_id="c-1", disposition="interested")
     out = decide(definitions(enroll, stop), [created(), tagged(), change])
@@ -359,16 +322,7 @@ def test_mark_dnc_is_seen_by_the_very_next_step() -> None:
 
 
 def test_deleting_a_sequence_disenrolls_its_contacts() -> None:
-    seq = sequence(
-        steps=[
-            {
-                "id": "s1",
-                "type": "send_sms",
-                "text": "x",
-                "delay": {"kind": "default", "amount": 1, "unit": "days"},
-            }
-        ]
-    )
+    seq = sequence(steps=A_DAY_LATER)
     delete = event("sequence.delete_requested", T1, subject="sequence:seq", sequence_id="seq")
     out = decide(definitions(seq), [created(), tagged(), delete], until="2027-07-09T00:00:00Z")
     assert out.one("enrollment.disenrolled")["data"]["reason"] == "sequence_deleted"
