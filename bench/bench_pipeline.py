@@ -28,11 +28,13 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -121,8 +123,18 @@ def fresh_database(admin_url: str) -> Iterator[str]:
     try:
         yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        # An autovacuum worker on the new database cannot be ended by this role: retry.
+        for attempt in range(10):
+            try:
+                with psycopg.connect(admin_url, autocommit=True) as conn:
+                    conn.execute(
+                        sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
+                    )
+                break
+            except psycopg.Error as error:
+                if attempt == 9:
+                    print(f"could not drop database {name}: {error}", file=sys.stderr)
+                time.sleep(2)
 
 
 @contextlib.asynccontextmanager
@@ -155,8 +167,32 @@ def cli(*args: str, timeout: float = 600) -> None:
         raise RuntimeError(f"dripstream {args[0]} failed: {done.stderr[-2000:]}")
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def metric(port: int, name: str) -> float | None:
+    """One sample of the worker's Prometheus metric (its `_total` for a counter)."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with (
+        contextlib.suppress(OSError, ValueError),
+        urllib.request.urlopen(url, timeout=2) as answer,
+    ):
+        for line in answer.read().decode().splitlines():
+            if line.startswith((name + " ", name + "_total ")):
+                return float(line.split()[1])
+    return None
+
+
 def start_worker(
-    bootstrap: str, database_url: str, prefix: str, clock: str, name: str
+    bootstrap: str,
+    database_url: str,
+    prefix: str,
+    clock: str,
+    name: str,
+    metrics_port: int | None = None,
 ) -> subprocess.Popen[bytes]:
     OUT.mkdir(parents=True, exist_ok=True)
     log = open(OUT / f"worker-{name}.log", "wb")  # noqa: SIM115 - lives with the process
@@ -174,6 +210,7 @@ def start_worker(
             database_url,
             "--topic-prefix",
             prefix,
+            *(("--metrics-port", str(metrics_port)) if metrics_port else ()),
         ],
         cwd=REPO,
         stdout=log,
@@ -207,7 +244,7 @@ def consumer(bootstrap: str, *topics: str) -> AIOKafkaConsumer:
 async def watch(
     bootstrap: str,
     topics: tuple[str, ...],
-    on_record: Callable[[str, Any, float], None],
+    on_record: Callable[[str, Any, float], bool | None],
     done: Callable[[], bool],
     *,
     limit: float,
@@ -228,9 +265,9 @@ async def watch(
             now_wall = time.time()
             for tp, records in batch.items():
                 for record in records:
-                    on_record(tp.topic, record, now_wall)
-                    seen = True
-                    last = time.monotonic()
+                    if on_record(tp.topic, record, now_wall) is not False:
+                        seen = True
+                        last = time.monotonic()
             if done():
                 return "complete"
             if quiet is not None and seen and time.monotonic() - last > quiet:
@@ -289,15 +326,27 @@ async def prime_definitions(
     worker = start_worker(args.bootstrap, database_url, prefix, "event", "prime")
     defined = {"n": 0}
 
-    def on_record(topic: str, record: Any, now: float) -> None:
+    def on_record(_topic: str, record: Any, _now: float) -> None:
         if orjson.loads(record.value)["type"] == "sequence.defined":
             defined["n"] += 1
 
     try:
-        cli("sequences", "apply", str(definitions), "--bootstrap", args.bootstrap,
-            "--topic-prefix", prefix)
-        await watch(args.bootstrap, (prefix + "decisions",), on_record,
-                    lambda: defined["n"] >= sequences, limit=min(args.limit, 120))
+        cli(
+            "sequences",
+            "apply",
+            str(definitions),
+            "--bootstrap",
+            args.bootstrap,
+            "--topic-prefix",
+            prefix,
+        )
+        await watch(
+            args.bootstrap,
+            (prefix + "decisions",),
+            on_record,
+            lambda: defined["n"] >= sequences,
+            limit=min(args.limit, 120),
+        )
     finally:
         stop(worker)
     if defined["n"] < sequences:
@@ -363,12 +412,15 @@ async def throughput(args: argparse.Namespace, database_url: str) -> dict[str, A
         last_seen = {"t": 0.0}
         first_seen = {"t": 0.0}
 
-        def on_record(topic: str, record: Any, now: float) -> None:
+        def on_record(topic: str, record: Any, now: float) -> bool:
             name = topic[len(prefix) :]
             got[name] += 1
+            if b"sequence.defined" in (record.value or b""):
+                return False  # recorded before the timed worker started
             last_seen["t"] = now
-            if not first_seen["t"] and b"sequence.defined" not in (record.value or b""):
+            if not first_seen["t"]:
                 first_seen["t"] = now
+            return True
 
         ready = asyncio.Event()
         watcher = asyncio.create_task(
@@ -384,12 +436,14 @@ async def throughput(args: argparse.Namespace, database_url: str) -> dict[str, A
         )
         await ready.wait()
         start_wall = time.time()
-        worker = start_worker(args.bootstrap, database_url, prefix, "event", "throughput")
+        port = free_port()
+        worker = start_worker(args.bootstrap, database_url, prefix, "event", "throughput", port)
         meter = CpuMeter(worker.pid)
         try:
             ended = await watcher
             worker_cpu, machine_busy = meter.read()
             stats = store_stats(database_url)
+            stats["events_in"] = metric(port, "dripstream_events_in")
         finally:
             stop(worker)
     elapsed = max(1e-6, last_seen["t"] - start_wall)
@@ -426,6 +480,12 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def _slice_p50(pairs: list[tuple[float, float]], start: float, end: float) -> float:
+    ordered = sorted(pairs)
+    part = ordered[int(start * len(ordered)) : max(1, int(end * len(ordered)))]
+    return _percentile([latency for _, latency in part], 0.5)
+
+
 def _event(eid: str, kind: str, moment: str, contact: str, **data: Any) -> bytes:
     return orjson.dumps(
         {
@@ -448,7 +508,8 @@ async def latency(args: argparse.Namespace, database_url: str) -> dict[str, Any]
     definitions.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     async with fresh_topics(args.bootstrap, args.partitions) as prefix:
         flags = ("--bootstrap", args.bootstrap, "--topic-prefix", prefix)
-        worker = start_worker(args.bootstrap, database_url, prefix, "wall", "latency")
+        port = free_port()
+        worker = start_worker(args.bootstrap, database_url, prefix, "wall", "latency", port)
         producer = AIOKafkaProducer(
             bootstrap_servers=args.bootstrap, enable_idempotence=True, linger_ms=2
         )
@@ -479,14 +540,19 @@ async def latency(args: argparse.Namespace, database_url: str) -> dict[str, Any]
             )
             sent: dict[str, float] = {}
             sms: list[float] = []
+            by_send: list[tuple[float, float]] = []  # (produced at, latency)
+            relay = {"position": 0}
             enrolled: list[float] = []
 
             def on_record(topic: str, record: Any, now: float) -> None:
                 event = orjson.loads(record.value)
-                if event["type"] == "sms.send":
+                if topic.endswith("relay-position"):
+                    relay["position"] = max(relay["position"], int(event["position"]))
+                elif event["type"] == "sms.send":
                     produced = sent.get(event["data"].get("contact_id") or record.key.decode())
                     if produced is not None:
                         sms.append(now - produced)
+                        by_send.append((produced, now - produced))
                 elif event["type"] == "enrollment.enrolled" and event["id"].startswith("lat-"):
                     enrolled.append(now - int(event["id"].split("-")[2].split("/")[0]) / 1e9)
 
@@ -494,7 +560,7 @@ async def latency(args: argparse.Namespace, database_url: str) -> dict[str, Any]
             watcher = asyncio.create_task(
                 watch(
                     args.bootstrap,
-                    (prefix + "decisions", prefix + "effects"),
+                    (prefix + "decisions", prefix + "effects", prefix + "relay-position"),
                     on_record,
                     lambda: len(sms) >= total and len(enrolled) >= total,
                     limit=args.rate_seconds + args.limit,
@@ -503,6 +569,7 @@ async def latency(args: argparse.Namespace, database_url: str) -> dict[str, Any]
             )
             await ready.wait()
             load_before = uptime()
+            decided_before = metric(port, "dripstream_events_in") or 0.0
             meter = CpuMeter(worker.pid)
             began = time.perf_counter()
             tick = 0.01
@@ -532,6 +599,13 @@ async def latency(args: argparse.Namespace, database_url: str) -> dict[str, Any]
             produce_s = time.perf_counter() - began
             for future in pending:
                 await future
+            # Where the work stood when the producing ended: decided by the worker (its
+            # events_in metric), recorded in the outbox, published by the relay.
+            decided = (metric(port, "dripstream_events_in") or 0.0) - decided_before
+            with psycopg.connect(database_url) as conn:
+                row = conn.execute("SELECT coalesce(max(id), 0) FROM dripstream_outbox").fetchone()
+            outbox_rows_now = int(row[0]) if row else 0
+            relay_now = relay["position"]
             worker_cpu, machine_busy = meter.read()
             ended = await watcher
         finally:
@@ -542,6 +616,9 @@ async def latency(args: argparse.Namespace, database_url: str) -> dict[str, Any]
         "produce_s": produce_s,
         "achieved_rate": n / produce_s if produce_s else 0.0,
         "warmed": warmed,
+        "decided_at_end": decided,
+        "outbox_at_end": outbox_rows_now,
+        "relayed_at_end": relay_now,
         "ended": ended,
         "sms_seen": len(sms),
         "enrolled_seen": len(enrolled),
@@ -549,6 +626,10 @@ async def latency(args: argparse.Namespace, database_url: str) -> dict[str, Any]
         "sms_p99": _percentile(sms, 0.99) * 1000,
         "sms_max": max(sms, default=float("nan")) * 1000,
         "sms_mean": (statistics.fmean(sms) * 1000) if sms else float("nan"),
+        # Latency of the first and the last tenth of the sends: a backlog that grows shows
+        # as a rising latency, a fixed cost as a flat one.
+        "sms_first_p50": _slice_p50(by_send, 0.0, 0.1) * 1000,
+        "sms_last_p50": _slice_p50(by_send, 0.9, 1.0) * 1000,
         "dec_p50": _percentile(enrolled, 0.5) * 1000,
         "dec_p99": _percentile(enrolled, 0.99) * 1000,
         "worker_cpu": worker_cpu,
@@ -589,7 +670,7 @@ async def timers(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
         marks: dict[str, float] = {}
         sms = {"n": 0, "early": 0, "last": 0.0, "first": 0.0}
 
-        def on_record(topic: str, record: Any, now: float) -> None:
+        def on_record(_topic: str, record: Any, now: float) -> None:
             event = orjson.loads(record.value)
             if event["type"] == "sms.send":
                 sms["n"] += 1
@@ -696,13 +777,22 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
             f"| latency: produce → sms.send on effects p50 / p99 / max | "
             f"{_fmt(lat['sms_p50'], 0)} / {_fmt(lat['sms_p99'], 0)} / {_fmt(lat['sms_max'], 0)} "
             f"ms | p99 < 250 ms | {'yes' if lat['sms_p99'] < 250 else 'NO'} |",
+            f"| latency: p50 of the first / last tenth of the sends | "
+            f"{_fmt(lat['sms_first_p50'], 0)} / {_fmt(lat['sms_last_p50'], 0)} ms | | |",
             f"| latency: produce → enrollment.enrolled on decisions p50 / p99 | "
             f"{_fmt(lat['dec_p50'], 0)} / {_fmt(lat['dec_p99'], 0)} ms | | |",
+            f"| latency: when producing ended: inputs decided / outbox rows / rows relayed | "
+            f"{_fmt(lat['decided_at_end'], 0)} of {_fmt(lat['sent'])} / "
+            f"{_fmt(lat['outbox_at_end'])} / {_fmt(lat['relayed_at_end'])} | | |",
             f"| latency: worker CPU / machine busy | {_fmt(lat['worker_cpu'], 0)} % of a core / "
             f"{_fmt(lat['machine_busy'], 0)} % of all cores | | |",
         ]
     if tm := results.get("timers"):
-        ok = tm["fire_s"] is not None and tm["sms"] >= tm["timers"] and tm["fire_s"] <= 60
+        # The marker's decision may become visible after the timers of other partitions
+        # (each group fires at its own 12:05 watermark): the firing is timed from the
+        # first of the marker and the first timer sms.send.
+        span = tm["fire_from_first_s"]
+        ok = span is not None and tm["sms"] >= tm["timers"] and span <= 60
         scaled = "" if tm["timers"] >= 100_000 else " (scaled down from 100,000)"
         rows += [
             f"| timers: enrollments due in one minute | {_fmt(tm['timers'])}{scaled}, "
@@ -710,9 +800,9 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
             f"| timers: worker start → 12:05 marker decided | {_fmt(tm['to_marker_s'], 1)} s | | |",
             f"| timers: marker → all timer sms.send on effects | {_fmt(tm['fire_s'], 1)} s "
             f"({_fmt(tm['sms'])} sms.send, {_fmt(tm['early'])} before the marker; "
-            f"ended: {tm['ended']}) | ≤ 60 s for 100,000 | {'yes' if ok else 'NO'}{scaled} |",
-            f"| timers: first of (marker, first timer sms.send) → last sms.send | "
-            f"{_fmt(tm['fire_from_first_s'], 1)} s | | |",
+            f"ended: {tm['ended']}) | | |",
+            f"| timers: first of (marker, first timer sms.send) visible → last sms.send visible | "
+            f"{_fmt(span, 1)} s | ≤ 60 s for 100,000 | {'yes' if ok else 'NO'}{scaled} |",
             f"| timers: worker CPU / machine busy | {_fmt(tm['worker_cpu'], 0)} % of a core / "
             f"{_fmt(tm['machine_busy'], 0)} % of all cores | | |",
         ]
