@@ -17,6 +17,10 @@ from datetime import UTC, datetime
 
 from schemas.envelope import CloudEvent
 
+DEFINITION_TYPES = frozenset(
+    {"sequence.applied", "sequence.delete_requested", "sequence.copy_requested"}
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Pending:
@@ -29,6 +33,10 @@ class Pending:
     raw: bytes
     event: CloudEvent | None  # None: rejected (see `rejection`)
     rejection: tuple[str, str] | None = None  # (field, reason)
+
+    @property
+    def is_definition(self) -> bool:
+        return self.event is not None and self.event.type in DEFINITION_TYPES
 
     @property
     def time(self) -> datetime | None:
@@ -64,6 +72,9 @@ class GroupBuffer:
             return None
         return min(self.seen[t] for t in self.topics)
 
+    def holds_definition(self) -> bool:
+        return any(q and q[0].is_definition for q in self.queues.values())
+
     def __len__(self) -> int:
         return sum(len(q) for q in self.queues.values())
 
@@ -89,10 +100,22 @@ class GroupBuffer:
             heads = [q[0] for q in self.queues.values() if q]
             if not heads:
                 return out
+            # A definition change has no place in the history's time: it takes effect at
+            # once (it fires no timer and moves no clock), so it goes before the rest.
             head = min(
-                heads, key=lambda p: (p.time is not None, p.time or _EPOCH, rank.get(p.topic, 0))
+                heads,
+                key=lambda p: (
+                    not p.is_definition,
+                    p.time is not None,
+                    p.time or _EPOCH,
+                    rank.get(p.topic, 0),
+                ),
             )
-            if head.time is not None and not self._safe(head.time, caught_up):
+            if (
+                not head.is_definition
+                and head.time is not None
+                and not self._safe(head.time, caught_up)
+            ):
                 return out
             out.append(self.queues[head.topic].popleft())
 

@@ -108,6 +108,7 @@ class EngineWorker:
         self.quiet_since: float | None = None
         self.stale = False  # set when the store refused a batch: rebuild before going on
         self.rebuilding = False
+        self.commands_read = False
         self.stopping = asyncio.Event()
         prefix = settings.topic_prefix
         self.topics = tuple(prefix + t for t in INPUT_TOPICS)
@@ -174,8 +175,13 @@ class EngineWorker:
             self.quiet_since is not None and time.monotonic() - self.quiet_since >= FINISHED_AFTER
         )
         everything = set(self.topics) if finished else set()
+        if self.event_clock and not await self._commands_read():
+            return  # definitions first: see _commands_read
         commits: dict[TopicPartition, int] = {}
-        for group in sorted(self.buffers):
+        # Groups holding a definition change go first, so every group decides with it.
+        for group in sorted(
+            self.buffers, key=lambda g: (not self.buffers[g].holds_definition(), g)
+        ):
             buffer = self.buffers[group]
             ready = (
                 buffer.event_time_order(set() if buffer.watermarked else everything)
@@ -215,6 +221,21 @@ class EngineWorker:
             buffer.add(
                 Pending(tp.topic, tp.partition, record.offset, record.key, raw, event, rejection)
             )
+
+    async def _commands_read(self) -> bool:
+        """Under the event clock, nothing is decided until the assigned `commands`
+        partitions have been read to their end once since the assignment: a history pushed
+        through after `sequences apply` must not be decided before its definitions."""
+        if self.commands_read:
+            return True
+        for tp in self.assigned:
+            if tp.topic != self.settings.topic_prefix + "commands":
+                continue
+            highwater = self.consumer.highwater(tp)
+            if highwater is None or await self.consumer.position(tp) < highwater:
+                return False
+        self.commands_read = True
+        return True
 
     # ---- deciding ------------------------------------------------------------------------
 
@@ -387,6 +408,7 @@ class EngineWorker:
         self.partition_clock = clocks
         self.definitions_version = applied
         self.stale = False
+        self.commands_read = False
         self.buffers = {tp.partition: GroupBuffer(self.topics) for tp in self.assigned}
         stored = self.store.positions()
         self.positions = {

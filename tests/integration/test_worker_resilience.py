@@ -129,3 +129,27 @@ def test_two_workers_sharing_the_partitions_decide_as_one(
         stop(second)
     _effect_ids_once(got)
     _same(comparable(got), comparable(expected))
+
+
+def test_a_backlog_published_before_the_worker_starts_is_decided_with_its_definitions(
+    kafka_bootstrap: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    definitions, history = write_history(tmp_path, events=4_000, contacts=800, seed=3)
+    expected = _replay(tmp_path, definitions, history)
+    prefix = new_prefix()
+    create_topics(kafka_bootstrap, prefix)
+    _publish(kafka_bootstrap, prefix, definitions, history)
+    worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
+    try:
+        got = read_topics(
+            kafka_bootstrap,
+            prefix,
+            ("decisions", "effects", "contacts"),
+            expect=len(expected),
+            quiet=20,
+            limit=600,
+        )
+        assert worker.poll() is None, "the worker died"
+    finally:
+        stop(worker)
+    _same(comparable(got), comparable(expected))
