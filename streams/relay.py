@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
+from collections.abc import Callable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
@@ -26,8 +27,15 @@ POSITION_READ_TIMEOUT = 120.0  # seconds to read the position topic before givin
 
 
 class Relay:
-    def __init__(self, store: EngineStore, bootstrap_servers: str, prefix: str) -> None:
+    def __init__(
+        self,
+        store: EngineStore,
+        bootstrap_servers: str,
+        prefix: str,
+        on_published: Callable[[int], None] | None = None,
+    ) -> None:
         self.store = store
+        self.on_published = on_published
         self.bootstrap_servers = bootstrap_servers
         self.prefix = prefix
         self.published = 0
@@ -82,6 +90,8 @@ class Relay:
                     )
                 position = last
                 self.published += len(rows)
+                if self.on_published is not None:
+                    self.on_published(len(rows))
         finally:
             await producer.stop()
 

@@ -125,7 +125,9 @@ class EngineWorker:
             heartbeat_interval_ms=3_000,
         )
         self.relay = (
-            Relay(self.store, settings.bootstrap_servers, prefix) if settings.relay else None
+            Relay(self.store, settings.bootstrap_servers, prefix, self.metrics.published.inc)
+            if settings.relay
+            else None
         )
 
     # ---- lifecycle -----------------------------------------------------------------------

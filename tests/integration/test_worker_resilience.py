@@ -76,14 +76,7 @@ def test_sigkill_five_times_during_20000_events_changes_nothing(
             time.sleep(rnd.uniform(1.0, 5.0))
             stop(worker, kill=True)
             worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
-        got = read_topics(
-            kafka_bootstrap,
-            prefix,
-            ("decisions", "effects", "contacts"),
-            expect=len(expected),
-            quiet=20,
-            limit=600,
-        )
+        got = _decisions(kafka_bootstrap, prefix, expected)
         assert worker.poll() is None, "the worker died"
     finally:
         stop(worker)
@@ -92,6 +85,18 @@ def test_sigkill_five_times_during_20000_events_changes_nothing(
     twice = [i for i, n in collections.Counter(e["id"] for e in decided).items() if n > 1]
     assert not twice, f"published twice: {twice[:10]}"
     _same(comparable(got), comparable(expected))
+
+
+def _decisions(bootstrap: str, prefix: str, expected: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Everything the pipeline published, read until replay's count arrived or all is quiet."""
+    return read_topics(
+        bootstrap,
+        prefix,
+        ("decisions", "effects", "contacts"),
+        expect=len(expected),
+        quiet=20,
+        limit=600,
+    )
 
 
 def _same(
@@ -114,14 +119,7 @@ def test_two_workers_sharing_the_partitions_decide_as_one(
     try:
         time.sleep(3)
         _publish(kafka_bootstrap, prefix, definitions, history)
-        got = read_topics(
-            kafka_bootstrap,
-            prefix,
-            ("decisions", "effects", "contacts"),
-            expect=len(expected),
-            quiet=20,
-            limit=600,
-        )
+        got = _decisions(kafka_bootstrap, prefix, expected)
         assert first.poll() is None, "the first worker died"
         assert second.poll() is None, "the second worker died"
     finally:
@@ -141,14 +139,7 @@ def test_a_backlog_published_before_the_worker_starts_is_decided_with_its_defini
     _publish(kafka_bootstrap, prefix, definitions, history)
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
     try:
-        got = read_topics(
-            kafka_bootstrap,
-            prefix,
-            ("decisions", "effects", "contacts"),
-            expect=len(expected),
-            quiet=20,
-            limit=600,
-        )
+        got = _decisions(kafka_bootstrap, prefix, expected)
         assert worker.poll() is None, "the worker died"
     finally:
         stop(worker)
