@@ -1,0 +1,59 @@
+"""The event-time merge of a partition group's topics (streams/ordering.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.envelope import CloudEvent, parse_time
+from streams.ordering import GroupBuffer, Pending
+
+TOPICS = ("p.contacts", "p.messages", "p.commands")
+
+
+def pending(topic: str, offset: int, time: str, kind: str = "contact.tag_added") -> Pending:
+    data: dict[str, Any] = {"contact_id": "c-1", "tag": "x"}
+    event = CloudEvent(
+        id=f"{topic}-{offset}",
+        source="t",
+        type=kind,
+        time=parse_time(time),
+        subject="c-1",
+        data=data,
+    )
+    return Pending(topic, 0, offset, b"c-1", b"{}", event)
+
+
+def test_records_wait_until_every_topic_is_read_up_to_their_time() -> None:
+    buffer = GroupBuffer(TOPICS)
+    buffer.add(pending("p.contacts", 0, "2027-01-01T10:05:00Z"))
+    buffer.watermark("p.commands", parse_time("2027-01-01T23:00:00Z"))
+
+    assert buffer.event_time_order(set()) == []  # messages may still hold something earlier
+
+    buffer.add(pending("p.messages", 0, "2027-01-01T10:01:00Z"))
+    buffer.watermark("p.messages", parse_time("2027-01-01T10:06:00Z"))
+    decided = buffer.event_time_order(set())
+
+    assert [(p.topic, p.offset) for p in decided] == [("p.messages", 0), ("p.contacts", 0)]
+    assert buffer.complete_until() == parse_time("2027-01-01T10:05:00Z")
+
+
+def test_a_definition_goes_first_whatever_its_time() -> None:
+    buffer = GroupBuffer(TOPICS)
+    for topic in TOPICS:
+        buffer.watermark(topic, parse_time("2030-01-01T00:00:00Z"))
+    buffer.add(pending("p.contacts", 0, "2027-01-01T10:00:00Z"))
+    buffer.add(pending("p.commands", 0, "2029-06-01T00:00:00Z", kind="sequence.applied"))
+
+    decided = buffer.event_time_order(set())
+
+    assert [p.topic for p in decided] == ["p.commands", "p.contacts"]
+
+
+def test_a_topic_counted_as_read_to_the_end_holds_nothing_back() -> None:
+    buffer = GroupBuffer(TOPICS)
+    buffer.add(pending("p.contacts", 0, "2027-01-01T10:00:00Z"))
+
+    decided = buffer.event_time_order({"p.messages", "p.commands"})
+
+    assert [p.offset for p in decided] == [0]
