@@ -119,6 +119,7 @@ class Engine:
         self.owner_notices: dict[tuple[str, str, datetime], list[tuple[str, str, str]]] = {}
         self.now: datetime | None = None  # the latest moment seen: the high-water mark
         self._at: datetime | None = None  # the moment of the decision being made
+        self._forgot_at: datetime | None = None
         self._token = 0
         self._triggers: dict[str, list[tuple[Sequence, Trigger]]] = {}
         self._intake: dict[str, Sequence] = {}
@@ -203,10 +204,12 @@ class Engine:
 
     def _tick(self, moment: datetime) -> None:
         if self.now is None or moment > self.now:
-            previous = self.now
             self.now = moment
-            if previous is None or moment - previous >= timedelta(minutes=5):
+            if self._forgot_at is None or moment - self._forgot_at >= timedelta(minutes=5):
+                # Throttle minutes in the past are never needed again: drop them now and
+                # then, so the counters follow the clock rather than the history's length.
                 self.throttle.forget_before(moment - timedelta(minutes=1))
+                self._forgot_at = moment
 
     def _queues(self, partition: int | None) -> list[list[_Timer]]:
         if partition is None:
@@ -288,11 +291,23 @@ class Engine:
         }
 
     def _reindex(self) -> None:
+        """Triggers by type, and by (type, value) for those that name values: a tag then
+        reaches only the sequences listening for it, in definition order."""
         self._triggers = {}
+        self._triggers_by_value: dict[tuple[str, str], list[tuple[int, Sequence, Trigger]]] = {}
+        self._triggers_any: dict[str, list[tuple[int, Sequence, Trigger]]] = {}
         self._intake = {}
+        rank = 0
         for sequence in self.sequences.values():
             for trigger in sequence.triggers:
                 self._triggers.setdefault(trigger.type, []).append((sequence, trigger))
+                entry = (rank, sequence, trigger)
+                rank += 1
+                if trigger.values:
+                    for value in trigger.values:
+                        self._triggers_by_value.setdefault((trigger.type, value), []).append(entry)
+                else:
+                    self._triggers_any.setdefault(trigger.type, []).append(entry)
             if sequence.intake_address:
                 self._intake[sequence.intake_address] = sequence
 
@@ -525,9 +540,16 @@ class Engine:
         return []
 
     def _run_triggers(self, kind: str, contact_id: str, value: str | None, out: _Outbox) -> None:
-        for sequence, trigger in self._triggers.get(kind, ()):
-            if value is not None and trigger.values and value not in trigger.values:
-                continue
+        if value is None:
+            matching = [(sequence, trigger) for sequence, trigger in self._triggers.get(kind, ())]
+        else:
+            found = self._triggers_any.get(kind, []) + self._triggers_by_value.get(
+                (kind, value), []
+            )
+            matching = [
+                (sequence, trigger) for _, sequence, trigger in sorted(found, key=lambda e: e[0])
+            ]
+        for sequence, trigger in matching:
             if trigger.action == "disenroll":
                 self._stop_in(sequence, contact_id, "trigger", out)
             else:
