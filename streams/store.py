@@ -26,7 +26,6 @@ from schemas.envelope import CloudEvent, format_time, parse_time
 
 INPUT_TOPIC = "input"
 TICK_TOPIC = "tick"
-DEFINITIONS_TOPIC = "definitions"
 EVENTS_TABLE = "dripstream_log"
 TRACKING_TABLE = "dripstream_tracking"
 
