@@ -27,12 +27,15 @@ class CloudEvent:
     extensions: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        return self._fields(format_time(self.time))
+
+    def _fields(self, time: str | datetime) -> dict[str, Any]:
         out: dict[str, Any] = {
             "specversion": SPECVERSION,
             "id": self.id,
             "source": self.source,
             "type": self.type,
-            "time": format_time(self.time),
+            "time": time,
         }
         if self.subject is not None:
             out["subject"] = self.subject
@@ -43,7 +46,10 @@ class CloudEvent:
         return out
 
     def encode(self) -> bytes:
-        return orjson.dumps(self.to_json())
+        # orjson writes a UTC datetime as `format_time` does (Z, microseconds only when
+        # there are any), several times faster; this runs for every event published.
+        moment = self.time if self.time.tzinfo is UTC else self.time.astimezone(UTC)
+        return orjson.dumps(self._fields(moment), option=orjson.OPT_UTC_Z)
 
 
 def format_time(moment: datetime) -> str:
