@@ -201,7 +201,7 @@ def _search_terms(conn: psycopg.Connection[Any], schema: str, sequences: list[st
         if email:
             terms.append(email.split("@")[0])
         terms.append(contact_id)
-    return terms + ["zzz-no-such-contact", "0000000000"]
+    return [*terms, "zzz-no-such-contact", "0000000000"]
 
 
 def build_queries(
@@ -220,7 +220,8 @@ def build_queries(
             s=sql.Identifier(schema)
         )
     ).fetchone()
-    assert found is not None and found[0] is not None
+    assert found is not None
+    assert found[0] is not None
     now: datetime = found[0]
     ids = [s for s, _ in sequences]
     terms = _search_terms(conn, schema, ids)
