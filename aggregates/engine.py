@@ -32,6 +32,7 @@ from aggregates.intake import LeadProblem, contact_id_for_lead, parse_lead_email
 from aggregates.keywords import keyword_intent
 from aggregates.sequence import Account, Catalog, Sequence, Trigger, build_account, build_sequence
 from aggregates.steps import StepContext
+from aggregates.targets import targets_of
 from aggregates.throttle import MinuteThrottle
 from aggregates.timezones import contact_zone
 from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
@@ -507,37 +508,16 @@ class Engine:
 
     def _targets(self, data: Mapping[str, Any]) -> list[str]:
         """The contacts an enrollment request names, in a stable order without repeats."""
-        chosen: dict[str, None] = {}
-        for contact_id in data.get("contact_ids") or ():
-            chosen[str(contact_id)] = None
-        selectors: list[Any] = []
-        if data.get("tag"):
-            selectors.append({"tag": data["tag"]})
-        if data.get("line_id"):
-            selectors.append({"line_id": data["line_id"]})
-        selectors.extend(data.get("contact_group") or ())
-        for selector in selectors:
-            for contact_id in self._select(selector):
-                chosen[contact_id] = None
+        targets = targets_of(data)
+        chosen = dict.fromkeys(targets.contact_ids)
+        for tag, line in targets.selectors:
+            chosen.update(dict.fromkeys(self._matching(tag, line)))
         return list(chosen)
 
-    def _select(self, selector: Any) -> Iterable[str]:
-        if isinstance(selector, str):
-            if selector.startswith("tag:"):
-                selector = {"tag": selector[4:]}
-            elif selector.startswith("line:"):
-                selector = {"line_id": selector[5:]}
-            else:
-                return [selector]
-        if selector.get("contact_id"):
-            return [str(selector["contact_id"])]
-        if selector.get("tag"):
-            tag = str(selector["tag"])
+    def _matching(self, tag: str | None, line: str | None) -> list[str]:
+        if tag is not None:
             return sorted(c.contact_id for c in self.contacts.values() if tag in c.tags)
-        if selector.get("line_id"):
-            line = str(selector["line_id"])
-            return sorted(c.contact_id for c in self.contacts.values() if c.line_id == line)
-        return []
+        return sorted(c.contact_id for c in self.contacts.values() if c.line_id == line)
 
     def _run_triggers(self, kind: str, contact_id: str, value: str | None, out: _Outbox) -> None:
         if value is None:

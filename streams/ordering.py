@@ -15,11 +15,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from aggregates.engine import DEFINITION_COMMANDS
 from schemas.envelope import CloudEvent
-
-DEFINITION_TYPES = frozenset(
-    {"sequence.applied", "sequence.delete_requested", "sequence.copy_requested"}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +33,7 @@ class Pending:
 
     @property
     def is_definition(self) -> bool:
-        return self.event is not None and self.event.type in DEFINITION_TYPES
+        return self.event is not None and self.event.type in DEFINITION_COMMANDS
 
     @property
     def time(self) -> datetime | None:

@@ -3,19 +3,17 @@ partitions, and dead letters."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import orjson
 
 from aggregates.intake import LeadProblem, contact_id_for_lead, parse_lead_email
+from aggregates.targets import targets_of
 from schemas.envelope import CloudEvent
 from schemas.registry import DLQ_TOPIC
 from streams.ordering import Pending
 from streams.store import OutboxRow
 
-# (tag, line): which contacts a selector of an enrollment request names.
-Selector = tuple[str | None, str | None]
 ContactsMatching = Callable[[str | None, str | None], list[str]]
 
 
@@ -31,16 +29,12 @@ def needs_fan_out(event: CloudEvent) -> bool:
 def fan_out(event: CloudEvent, contacts_matching: ContactsMatching) -> list[OutboxRow]:
     """One request per contact, keyed by that contact, back onto `commands`."""
     data = event.data
-    targets = dict.fromkeys(str(c) for c in data.get("contact_ids") or ())
-    for tag, line in selectors(data):
-        targets.update(dict.fromkeys(contacts_matching(tag, line)))
-    for item in data.get("contact_group") or ():
-        if isinstance(item, dict) and item.get("contact_id"):
-            targets[str(item["contact_id"])] = None
-        elif isinstance(item, str) and not item.startswith(("tag:", "line:")):
-            targets[item] = None
+    targets = targets_of(data)
+    chosen = dict.fromkeys(targets.contact_ids)
+    for tag, line in targets.selectors:
+        chosen.update(dict.fromkeys(contacts_matching(tag, line)))
     rows = []
-    for contact_id in targets:
+    for contact_id in chosen:
         request = CloudEvent(
             id=f"{event.id}/{contact_id}",
             source=event.source,
@@ -51,24 +45,6 @@ def fan_out(event: CloudEvent, contacts_matching: ContactsMatching) -> list[Outb
         )
         rows.append(OutboxRow(request.id, "commands", contact_id, request.encode()))
     return rows
-
-
-def selectors(data: Mapping[str, Any]) -> list[Selector]:
-    found: list[Selector] = []
-    if data.get("tag"):
-        found.append((str(data["tag"]), None))
-    if data.get("line_id"):
-        found.append((None, str(data["line_id"])))
-    for item in data.get("contact_group") or ():
-        if isinstance(item, str) and item.startswith("tag:"):
-            found.append((item[4:], None))
-        elif isinstance(item, str) and item.startswith("line:"):
-            found.append((None, item[5:]))
-        elif isinstance(item, dict) and item.get("tag"):
-            found.append((str(item["tag"]), None))
-        elif isinstance(item, dict) and item.get("line_id"):
-            found.append((None, str(item["line_id"])))
-    return found
 
 
 def lead_destination(event: CloudEvent) -> str | None:

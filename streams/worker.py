@@ -88,7 +88,6 @@ class _Batch:
     touched: set[str] = field(default_factory=set)
     last: dict[str, int] = field(default_factory=dict)  # topic -> last offset decided
     definition: Definition | None = None
-    latest: datetime | None = None
 
 
 class EngineWorker:
@@ -275,7 +274,6 @@ class EngineWorker:
             outputs = self.engine.handle(event, partition=item.partition)
             if event.type not in DEFINITION_COMMANDS:
                 self._advance_clock(item.partition, event.time)
-                batch.latest = event.time if batch.latest is None else max(batch.latest, event.time)
         else:
             at = self.clock()
             outputs = self.engine.handle(event, at=at)

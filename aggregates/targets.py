@@ -1,0 +1,44 @@
+"""Who an `enrollment.requested` names: contact ids, and tags or lines to look up.
+
+Read the same way by the engine (which knows its contacts) and by a Kafka worker (which
+looks the tags and lines up in the store and routes one request per contact).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    contact_ids: tuple[str, ...]  # named directly, in request order
+    selectors: tuple[tuple[str | None, str | None], ...]  # (tag, line) pairs to look up
+
+
+def targets_of(data: Mapping[str, Any]) -> Targets:
+    """contact_ids[], tag, line_id and contact_group[] (items: a contact id, "tag:x",
+    "line:y", or an object with one of contact_id / tag / line_id)."""
+    ids = [str(c) for c in data.get("contact_ids") or ()]
+    selectors: list[tuple[str | None, str | None]] = []
+    if data.get("tag"):
+        selectors.append((str(data["tag"]), None))
+    if data.get("line_id"):
+        selectors.append((None, str(data["line_id"])))
+    for item in data.get("contact_group") or ():
+        if isinstance(item, str):
+            if item.startswith("tag:"):
+                selectors.append((item[4:], None))
+            elif item.startswith("line:"):
+                selectors.append((None, item[5:]))
+            else:
+                ids.append(item)
+        elif isinstance(item, Mapping):
+            if item.get("contact_id"):
+                ids.append(str(item["contact_id"]))
+            elif item.get("tag"):
+                selectors.append((str(item["tag"]), None))
+            elif item.get("line_id"):
+                selectors.append((None, str(item["line_id"])))
+    return Targets(tuple(dict.fromkeys(ids)), tuple(selectors))
