@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 PROFILE_FIELDS = (
@@ -55,16 +55,23 @@ class ContactState:
             changes["dnc"] = bool(data["dnc"])
         if "disposition" in data:
             changes["disposition"] = data["disposition"]
-        return replace(self, **changes) if changes else self
+        return self.changed(changes) if changes else self
 
     def with_tag(self, tag: str, present: bool) -> ContactState:
         tags = self.tags | {tag} if present else self.tags - {tag}
-        return self if tags == self.tags else replace(self, tags=tags)
+        return self if tags == self.tags else self.changed({"tags": tags})
 
     def with_opt_out(self, channel: str, opted_out: bool) -> ContactState:
         channels = {"sms", "email"} if channel == "all" else {channel}
         updated = self.opted_out | channels if opted_out else self.opted_out - channels
-        return replace(self, opted_out=frozenset(updated))
+        return self.changed({"opted_out": frozenset(updated)})
+
+    def changed(self, changes: Mapping[str, Any]) -> ContactState:
+        """A copy with `changes` applied. `dataclasses.replace` does the same but inspects
+        the class's fields on every call, and contacts change on most inputs."""
+        values = {name: getattr(self, name) for name in _FIELD_NAMES}
+        values.update(changes)
+        return ContactState(**values)
 
     def template_values(self, agent_name: str | None) -> dict[str, str | None]:
         return {
@@ -76,3 +83,6 @@ class ContactState:
             "TrackingNumber": self.tracking_number,
             "AgentName": agent_name,
         }
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(ContactState))

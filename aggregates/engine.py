@@ -26,7 +26,7 @@ from aggregates.decisions import (
     SequenceDefined,
     SequenceDeleted,
 )
-from aggregates.enrollment import Enrollment, decide_advance, decide_stop, evolve
+from aggregates.enrollment import Enrollment, advance, decide_stop, evolve
 from aggregates.ids import enrollment_id
 from aggregates.intake import LeadProblem, contact_id_for_lead, parse_lead_email
 from aggregates.keywords import keyword_intent
@@ -358,13 +358,13 @@ class Engine:
 
     def _on_disposition_changed(self, data: Mapping[str, Any], out: _Outbox) -> None:
         contact_id, disposition = str(data["contact_id"]), str(data["disposition"])
-        self.contacts[contact_id] = replace(self._contact(contact_id), disposition=disposition)
+        self.contacts[contact_id] = self._contact(contact_id).changed({"disposition": disposition})
         self._run_triggers("contact_disposition", contact_id, disposition, out)
 
     def _on_dnc_changed(self, data: Mapping[str, Any], out: _Outbox) -> None:
         contact_id, dnc = str(data["contact_id"]), bool(data["dnc"])
         before = self._contact(contact_id)
-        self.contacts[contact_id] = replace(before, dnc=dnc)
+        self.contacts[contact_id] = before.changed({"dnc": dnc}) if before.dnc != dnc else before
         if before.dnc != dnc:
             # Added to or removed from the list: a repeat of the same state is neither.
             self._run_triggers("dnc_changed", contact_id, "added" if dnc else "removed", out)
@@ -382,7 +382,7 @@ class Engine:
 
     def _on_message_received(self, data: Mapping[str, Any], out: _Outbox) -> None:
         contact_id = str(data["contact_id"])
-        self.contacts[contact_id] = replace(self._contact(contact_id), communicated=True)
+        self._mark_communicated(contact_id)
         if data.get("channel") == "sms":
             intent = keyword_intent(data.get("body"))
             if intent is not None:
@@ -401,7 +401,7 @@ class Engine:
         manual = bool(data.get("manual", False))
         answered = bool(data.get("answered", False))
         if inbound or (manual and answered):
-            self.contacts[contact_id] = replace(self._contact(contact_id), communicated=True)
+            self._mark_communicated(contact_id)
         else:
             self._contact(contact_id)
         if not inbound:
@@ -414,6 +414,11 @@ class Engine:
         disposition = data.get("disposition")
         if disposition:
             self._run_triggers("call_disposition", contact_id, str(disposition), out)
+
+    def _mark_communicated(self, contact_id: str) -> None:
+        contact = self._contact(contact_id)
+        if not contact.communicated:
+            self.contacts[contact_id] = contact.changed({"communicated": True})
 
     def _on_appointment_changed(self, data: Mapping[str, Any], out: _Outbox) -> None:
         contact_id = str(data["contact_id"])
@@ -616,7 +621,7 @@ class Engine:
             round_robin=self._round_robin,
             owner_assigned=self._owner_assigned,
         )
-        decisions = decide_advance(
+        decisions, state = advance(
             enrollment,
             sequence,
             contact,
@@ -625,16 +630,25 @@ class Engine:
             self.throttle.reserve,
             context.perform,
         )
-        self._record(enrollment, decisions, out)
+        self._record(enrollment, decisions, out, state)
 
-    def _record(self, enrollment: Enrollment, decisions: list[Decision], out: _Outbox) -> None:
-        """Fold the decisions into the enrollment, publish them, and keep the timer in step."""
+    def _record(
+        self,
+        enrollment: Enrollment,
+        decisions: list[Decision],
+        out: _Outbox,
+        folded: Enrollment | None = None,
+    ) -> None:
+        """Fold the decisions into the enrollment (unless the decider already did:
+        `folded`), publish them, and keep the timer in step."""
         state: Enrollment | None = enrollment
         for decision in decisions:
             out.add(decision)
-            state = evolve(state, decision)
+            if folded is None:
+                state = evolve(state, decision)
             if isinstance(decision, EffectRequested) and decision.type.startswith("contact."):
                 self._pending.append(self._as_input(decision, out))
+        state = folded or state
         assert state is not None
         contact_id, sequence_id = state.contact_id, state.sequence_id
         if state.active:

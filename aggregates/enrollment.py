@@ -139,6 +139,20 @@ def decide_advance(
     perform: Perform,
 ) -> list[Decision]:
     """Run the enrollment as far as it can go at `now`: schedule, defer, execute, complete."""
+    return advance(state, sequence, contact, zone, now, reserve, perform)[0]
+
+
+def advance(
+    state: Enrollment,
+    sequence: Sequence,
+    contact: ContactState,
+    zone: ZoneInfo,
+    now: datetime,
+    reserve: Reserve,
+    perform: Perform,
+) -> tuple[list[Decision], Enrollment]:
+    """`decide_advance` with the state it leaves: the runner then need not fold the
+    decisions a second time (this runs for every step of every enrollment)."""
     decisions: list[Decision] = []
     current: Enrollment | None = state
 
@@ -154,6 +168,7 @@ def decide_advance(
             break
         step = sequence.steps[current.next_step]
         voice_or_text = step.type in VOICE_OR_TEXT
+        checked = False  # whether `now` itself just passed the calendar for this step
         if current.due_at is None:
             anchor = current.anchor or now
             due = raw_due(step, anchor, zone)
@@ -167,14 +182,18 @@ def decide_advance(
                         now, *ids, step_id=step.id, moved_from=due, moved_to=moved, reason=reason
                     )
                 )
+            checked = reason is None and due == now
         due_at = current.due_at
         assert due_at is not None
         if due_at > now:
             break
-        # Due now. The contact may have moved zones since it was scheduled: check again.
-        moved, reason = adjust_due(
-            now, zone, sequence.calendar, contact_facing_voice_or_text=voice_or_text
-        )
+        # Due now. The contact may have moved zones since it was scheduled: check again,
+        # unless it was scheduled for this very moment just above (same zone, same answer).
+        reason = None
+        if not checked:
+            moved, reason = adjust_due(
+                now, zone, sequence.calendar, contact_facing_voice_or_text=voice_or_text
+            )
         if reason is not None:
             emit(
                 StepDeferred(
@@ -201,7 +220,8 @@ def decide_advance(
         if any(isinstance(d, EffectRequested) and d.type.startswith("contact.") for d in performed):
             # Pause: the change must reach the contact's state before the next step decides.
             break
-    return decisions
+    assert current is not None
+    return decisions, current
 
 
 def skip_reason(step: Step, contact: ContactState) -> str | None:
