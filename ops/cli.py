@@ -3,49 +3,55 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-
-def _registrars() -> list[Register]:
-    # Imported here, not at module level, so `dripstream --help` stays fast and nothing
-    # connects or loads heavy clients at import time.
-    from ops import (  # noqa: PLC0415 - lazy on purpose, see above
-        api_cli,
-        demo_cli,
-        effects_cli,
-        kafka_cli,
-        readmodel_cli,
-        replay_cli,
-    )
-
-    registrars: list[Register] = [
-        replay_cli.register,
-        readmodel_cli.register,
-        kafka_cli.register,
-        effects_cli.register,
-        api_cli.register,
-        demo_cli.register,
-    ]
-    return registrars
+# Which modules register each command. Only those of the command being run are imported,
+# so `dripstream replay` does not load aiohttp, psycopg and the provider SDKs first (that
+# was a second of start-up on every call). A test checks this table against what the
+# modules register.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "replay": ("ops.replay_cli",),
+    "sequences": ("ops.readmodel_cli", "ops.kafka_cli"),
+    "history": ("ops.readmodel_cli",),
+    "projections": ("ops.readmodel_cli",),
+    "worker": ("ops.kafka_cli",),
+    "produce": ("ops.kafka_cli",),
+    "effects": ("ops.effects_cli",),
+    "api": ("ops.api_cli",),
+    "demo": ("ops.demo_cli",),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _registrars(modules: Sequence[str]) -> list[Register]:
+    # Imported here, not at module level, so nothing connects or loads heavy clients at
+    # import time.
+    return [importlib.import_module(name).register for name in modules]
+
+
+def all_modules() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(name for names in COMMAND_MODULES.values() for name in names))
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every command, or with only `command`'s when it is a known one."""
     parser = argparse.ArgumentParser(
         prog="dripstream",
         description="Event-sourced engine for outreach sequences.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in _registrars():
+    for register in _registrars(COMMAND_MODULES.get(command or "", all_modules())):
         register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(arguments[0] if arguments else None)
+    args = parser.parse_args(arguments)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
 
