@@ -111,7 +111,10 @@ class Engine:
         self.contacts: dict[str, ContactState] = {}
         self.enrollments: dict[str, dict[str, Enrollment]] = {}  # contact -> sequence -> active
         self.members: dict[str, set[str]] = {}  # sequence -> active contact ids
-        self.enrollment_counts: dict[tuple[str, str], int] = {}
+        # sequence -> contact -> enrollments so far: numbers re-enrollments. Nested rather
+        # than keyed by pairs: it holds every pair ever enrolled, and a tuple per pair was
+        # most of its memory.
+        self.enrollment_counts: dict[str, dict[str, int]] = {}
         self.timers: dict[int, list[_Timer]] = {}
         self._partition_of = partition_of
         self.timer_tokens: dict[str, int] = {}  # enrollment id -> token of its live timer
@@ -572,9 +575,9 @@ class Engine:
         if reason is not None:
             out.add(EnrollmentRejected(now, sequence.id, contact_id, reason, via))
             return
-        key = (sequence.id, contact_id)
-        number = self.enrollment_counts.get(key, 0) + 1
-        self.enrollment_counts[key] = number
+        counts = self.enrollment_counts.setdefault(sequence.id, {})
+        number = counts.get(contact_id, 0) + 1
+        counts[contact_id] = number
         enrolled = ContactEnrolled(
             now,
             sequence.id,

@@ -145,8 +145,9 @@ def _engine_sizes(engine: Any) -> dict[str, Any]:
     try:
         sizes["contacts"] = len(engine.contacts)
         sizes["contacts_with_enrollments"] = len(engine.enrollments)
-        sizes["enrollments_ever"] = sum(engine.enrollment_counts.values())
-        sizes["enrollment_pairs_ever"] = len(engine.enrollment_counts)
+        counts = engine.enrollment_counts.values()
+        sizes["enrollments_ever"] = sum(sum(per.values()) for per in counts)
+        sizes["enrollment_pairs_ever"] = sum(len(per) for per in counts)
         timers = engine.timers
         heaps = list(timers.values()) if isinstance(timers, dict) else [timers]
         queued = [timer for heap in heaps for timer in heap]
