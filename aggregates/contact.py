@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from sys import intern
 from typing import Any
 
 PROFILE_FIELDS = (
@@ -18,6 +19,10 @@ PROFILE_FIELDS = (
     "line_id",
     "tracking_number",
 )
+
+# Values that many contacts share: one string object each rather than one per contact
+# (the engine keeps every contact it has seen, so this is most of its memory).
+SHARED_FIELDS = ("timezone", "state", "lead_source", "owner_id", "line_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +54,12 @@ class ContactState:
     def with_profile(self, data: Mapping[str, Any]) -> ContactState:
         """Apply the profile fields present in `data` (contact.created / contact.updated)."""
         changes: dict[str, Any] = {k: data[k] for k in PROFILE_FIELDS if k in data}
+        for name in SHARED_FIELDS:
+            value = changes.get(name)
+            if type(value) is str:
+                changes[name] = intern(value)
         if "tags" in data and data["tags"] is not None:
-            changes["tags"] = frozenset(str(t) for t in data["tags"])
+            changes["tags"] = frozenset(intern(str(t)) for t in data["tags"])
         if "dnc" in data and data["dnc"] is not None:
             changes["dnc"] = bool(data["dnc"])
         if "disposition" in data:
@@ -58,7 +67,7 @@ class ContactState:
         return self.changed(changes) if changes else self
 
     def with_tag(self, tag: str, present: bool) -> ContactState:
-        tags = self.tags | {tag} if present else self.tags - {tag}
+        tags = self.tags | {intern(tag)} if present else self.tags - {tag}
         return self if tags == self.tags else self.changed({"tags": tags})
 
     def with_opt_out(self, channel: str, opted_out: bool) -> ContactState:
