@@ -225,6 +225,10 @@ class Engine:
     ) -> None:
         queues = self._queues(partition)
         while True:
+            if partition is None and len(queues) != len(self.timers):
+                # A firing pushed the first timer of a new queue (the owner notices, or a
+                # contact of another partition): it must fire in this pass, in time order.
+                queues = self._queues(None)
             queue: list[_Timer] | None = None
             for candidate in queues:
                 if candidate and (queue is None or candidate[0] < queue[0]):

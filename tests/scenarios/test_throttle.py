@@ -1,0 +1,88 @@
+"""The per-sequence throttle: at most N step executions a UTC minute (CONTRACT.md §3 (d))."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.scenarios.harness import Replay
+
+
+@pytest.fixture(scope="module")
+def throttle(replayed: Callable[[str], Replay]) -> Replay:
+    return replayed("throttle")
+
+
+@pytest.fixture(scope="module")
+def opening(replayed: Callable[[str], Replay]) -> Replay:
+    return replayed("throttle_at_opening")
+
+
+def _minutes(run: Replay, command: str, sequence: str) -> list[tuple[str, str]]:
+    """(contact, UTC minute) of each command of one sequence, in output order."""
+    return [
+        (e["data"]["contact_id"], e["time"][:16]) for e in run.of(command, sequence_id=sequence)
+    ]
+
+
+def test_one_a_minute_in_due_time_order(throttle: Replay) -> None:
+    assert _minutes(throttle, "sms.send", "trickle") == [
+        ("c-t1", "2027-07-06T14:00"),
+        ("c-t2", "2027-07-06T14:01"),
+        ("c-t3", "2027-07-06T14:02"),
+    ]
+    assert throttle.times("sms.send", contact_id="c-t1") == ["2027-07-06T14:00:00Z"]
+
+
+def test_each_held_step_says_throttle_and_lands_where_it_runs(throttle: Replay) -> None:
+    for contact, due in [("c-t2", "2027-07-06T14:00:20Z"), ("c-t3", "2027-07-06T14:01:10Z")]:
+        deferred = throttle.deferrals(contact, "s1")
+        assert len(deferred) >= 1
+        assert deferred[0][:2] == ("throttle", due)
+        assert deferred[-1][2] == throttle.times("sms.send", contact_id=contact)[0]
+    assert throttle.deferrals("c-t1", "s1") == []
+
+
+def test_two_a_minute_spills_into_the_next_minutes(throttle: Replay) -> None:
+    assert _minutes(throttle, "sms.send", "burst") == [
+        ("c-b1", "2027-07-06T14:10"),
+        ("c-b2", "2027-07-06T14:10"),
+        ("c-b3", "2027-07-06T14:11"),
+        ("c-b4", "2027-07-06T14:11"),
+        ("c-b5", "2027-07-06T14:12"),
+    ]
+    held = throttle.of("step.deferred", sequence_id="burst")
+    assert sorted(e["data"]["contact_id"] for e in held) == ["c-b3", "c-b4", "c-b5"]
+    assert {(e["data"]["reason"], e["data"]["from"]) for e in held} == {
+        ("throttle", "2027-07-06T14:10:00Z")
+    }
+
+
+def test_unlimited_sends_everyone_at_once(throttle: Replay) -> None:
+    assert throttle.times("sms.send", sequence_id="open-tap") == ["2027-07-06T14:10:00Z"] * 5
+    throttle.none("step.deferred", sequence_id="open-tap")
+
+
+def test_opening_then_one_a_minute(opening: Replay) -> None:
+    assert _minutes(opening, "email.send", "morning") == [
+        ("c-m1", "2027-07-07T13:00"),
+        ("c-m2", "2027-07-07T13:01"),
+        ("c-m3", "2027-07-07T13:02"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("contact", "tagged"),
+    [
+        ("c-m1", "2027-07-07T02:00:00Z"),
+        ("c-m2", "2027-07-07T02:10:00Z"),
+        ("c-m3", "2027-07-07T02:20:00Z"),
+    ],
+)
+def test_opening_deferral_names_the_first_reason(
+    opening: Replay, contact: str, tagged: str
+) -> None:
+    deferred = opening.deferrals(contact, "s1")
+    assert deferred[0][:2] == ("outside_hours", tagged)
+    assert deferred[-1][2] == opening.times("email.send", contact_id=contact)[0]
