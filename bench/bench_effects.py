@@ -1,11 +1,18 @@
 """SMS sends per second through one effect processor against the fake Twilio server.
 
-The fake server runs in its own process (on the other core), the processor here: the real
-twilio SDK (both transports), the in-memory ledger or PostgreSQL (`--database-url`), bounded
-concurrency, a line limit high enough not to matter.
+The fake server runs in its own process (`python -m effects.fakes.twilio_server`), the
+processor here: the real twilio SDK on the chosen transport, the in-memory ledger or
+PostgreSQL (`--database-url`), bounded concurrency, a line limit high enough not to matter.
+Each setup runs `--runs` times; every run prints its wall rate and the CPU it cost per send
+in this process (processor, ledger client, SDK), in the fake server, and in this run's own
+PostgreSQL backends (read from /proc when the server is local; the WAL writer and
+checkpointer are not counted), with the load average around it.
 
-    .venv/bin/python bench/bench_effects.py [--count 5000] [--concurrency 64]
-        [--transport async|threads|both] [--database-url URL]
+    .venv/bin/python bench/bench_effects.py [--count 5000] [--concurrency 128] [--runs 3]
+        [--transport async|aiohttp|threads|all] [--ledger memory|postgresql|both]
+        [--database-url URL] [--fake-http lean|aiohttp]
+
+For figures that go into bench/README.md, run it under `flock /tmp/dripstream-bench.lock`.
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 
@@ -34,6 +43,7 @@ from effects.twiml import CallbackUrls
 from schemas.envelope import CloudEvent
 
 LINES = ["+12125550000", "+12125550001", "+12125550002", "+12125550003"]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def commands(count: int, run: str) -> list[CloudEvent]:
@@ -61,9 +71,9 @@ def commands(count: int, run: str) -> list[CloudEvent]:
     ]
 
 
-def start_fake_twilio() -> tuple[subprocess.Popen[str], str]:
+def start_fake_twilio(http: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "effects.fakes.twilio_server"],
+        [sys.executable, "-m", "effects.fakes.twilio_server", "--http", http],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -77,17 +87,42 @@ def stats(url: str) -> dict[str, int]:
     return result
 
 
-def server_cpu_seconds(pid: int) -> float:
-    """utime + stime of the fake server's process, from /proc (Linux)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process, from /proc (Linux); None when it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time spent by everything on the machine (all cores), from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
+def with_application_name(url: str, name: str) -> str:
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}application_name={name}"
+
+
+async def backend_pids(database_url: str, application_name: str) -> list[int]:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+        )
+        return [int(row[0]) for row in await cursor.fetchall()]
 
 
 @dataclass(frozen=True)
 class Result:
     sends_per_second: float
-    cpu_ms_per_send: float  # this process: processor, ledger, SDK
+    cpu_ms_per_send: float  # this process: processor, ledger client, SDK
+    database_ms_per_send: float | None  # this run's PostgreSQL backends
+    elapsed: float
+    busy_cores: float  # the whole machine's CPU use during the run, in cores
 
 
 async def run_once(
@@ -101,12 +136,15 @@ async def run_once(
         pool_size=concurrency,
     )
     loop = asyncio.get_running_loop()
-    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
-
     loop.set_default_executor(ThreadPoolExecutor(max_workers=concurrency))
     ledger: Ledger
+    application_name = f"bench-effects-{os.getpid()}-{time.time_ns()}"
     if database_url:
-        ledger = PostgresLedger(database_url, f"bench-{time.time_ns()}", pool_size=16)
+        ledger = PostgresLedger(
+            with_application_name(database_url, application_name),
+            application_name,
+            pool_size=16,
+        )
     else:
         ledger = InMemoryLedger()
     await ledger.open()
@@ -123,51 +161,118 @@ async def run_once(
         concurrency=concurrency,
     )
     batch = commands(count, f"{transport}-{time.time_ns()}")
-    # warm up: imports inside the SDK, connections
-    await processor.handle_batch(commands(50, f"warm-{time.time_ns()}"))
+    # warm up: imports inside the SDK, connections, prepared statements
+    await processor.handle_batch(commands(2 * concurrency, f"warm-{time.time_ns()}"))
+    pids = await backend_pids(database_url, application_name) if database_url else []
+    database_before = {pid: cpu_seconds(pid) for pid in pids}
+    busy = busy_cpu_seconds()
     started, cpu = time.perf_counter(), time.process_time()
     outcomes = await processor.handle_batch(batch)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    busy = busy_cpu_seconds() - busy
+    database_ms: float | None = None
+    if database_url:
+        # Connections the pool opened during the run started from zero.
+        pids = await backend_pids(database_url, application_name)
+        used = [(cpu_seconds(pid), database_before.get(pid) or 0.0) for pid in pids]
+        if pids and all(after is not None for after, _ in used):
+            database_ms = sum((after or 0.0) - before for after, before in used) / count * 1000
     assert len(outcomes) == count
     assert all(event.type == "effect.sent" for event in outcomes)
     await ledger.close()
     await close_twilio_client(client)
-    return Result(count / elapsed, cpu / count * 1000)
+    return Result(count / elapsed, cpu / count * 1000, database_ms, elapsed, busy / elapsed)
+
+
+def spread(values: list[float], digits: int = 0) -> str:
+    low, high = min(values), max(values)
+    if round(low, digits) == round(high, digits):
+        return f"{low:,.{digits}f}"
+    return f"{low:,.{digits}f} to {high:,.{digits}f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--transport", choices=["async", "threads", "both"], default="both")
-    parser.add_argument("--database-url")
+    parser.add_argument("--concurrency", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--transport", choices=["async", "aiohttp", "threads", "all"], default="async"
+    )
+    parser.add_argument("--ledger", choices=["memory", "postgresql", "both"], default="both")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument("--fake-http", choices=["lean", "aiohttp"], default="lean")
     args = parser.parse_args()
-    if args.database_url:
+    ledgers = ["memory", "postgresql"] if args.ledger == "both" else [args.ledger]
+    if "postgresql" in ledgers and not args.database_url:
+        parser.error("the PostgreSQL ledger needs --database-url (or DATABASE_URL)")
+    if "postgresql" in ledgers:
         with psycopg.connect(args.database_url, autocommit=True) as conn:
             if conn.execute("SELECT to_regclass('effect_ledger')").fetchone() != (None,):
                 conn.execute("DELETE FROM effect_ledger WHERE effect_id LIKE 'fx:bench:%'")
-    process, url = start_fake_twilio()
+    transports = ["async", "aiohttp", "threads"] if args.transport == "all" else [args.transport]
+    process, url = start_fake_twilio(args.fake_http)
     try:
-        transports = ["async", "threads"] if args.transport == "both" else [args.transport]
-        ledger = "postgresql" if args.database_url else "in-memory"
-        for transport in transports:
-            served_before = server_cpu_seconds(process.pid)
-            result = asyncio.run(
-                run_once(url, transport, args.count, args.concurrency, args.database_url)
-            )
-            # includes the warm-up's few requests: a slight overestimate
-            server_ms = (server_cpu_seconds(process.pid) - served_before) / args.count * 1000
-            print(
-                f"sms.send transport={transport:<7} ledger={ledger:<10} "
-                f"concurrency={args.concurrency:<4} count={args.count:<6} "
-                f"{result.sends_per_second:7.0f} sends/s wall | processor "
-                f"{result.cpu_ms_per_send:.3f} ms CPU/send "
-                f"(= {1000 / result.cpu_ms_per_send:5.0f} sends per CPU-second) | "
-                f"fake server {server_ms:.3f} ms CPU/request"
-            )
-        served = stats(url)
-        assert served["max_accepted_per_effect"] == 1, served
-        print(f"fake twilio: {served}")
+        for ledger in ledgers:
+            database_url = args.database_url if ledger == "postgresql" else None
+            for transport in transports:
+                results: list[Result] = []
+                server_ms: list[float] = []
+                loads: list[float] = []
+                others: list[float] = []
+                for _ in range(args.runs):
+                    load_before = os.getloadavg()[0]
+                    served_before = cpu_seconds(process.pid) or 0.0
+                    result = asyncio.run(
+                        run_once(url, transport, args.count, args.concurrency, database_url)
+                    )
+                    # includes the warm-up's requests: a slight overestimate
+                    served = (cpu_seconds(process.pid) or 0.0) - served_before
+                    results.append(result)
+                    server_ms.append(served / args.count * 1000)
+                    loads.extend([load_before, os.getloadavg()[0]])
+                    database = (
+                        f"{result.database_ms_per_send:.3f}"
+                        if result.database_ms_per_send is not None
+                        else "n/a"
+                    )
+                    # What the rest of the machine used meanwhile: the processor, the
+                    # fake server and this run's database backends are taken out.
+                    ours = (
+                        (
+                            result.cpu_ms_per_send
+                            + server_ms[-1]
+                            + (result.database_ms_per_send or 0.0)
+                        )
+                        * args.count
+                        / 1000
+                    )
+                    others.append(max(0.0, result.busy_cores - ours / result.elapsed))
+                    print(
+                        f"sms.send transport={transport:<7} ledger={ledger:<10} "
+                        f"fake={args.fake_http:<7} concurrency={args.concurrency:<4} "
+                        f"count={args.count:<6} {result.sends_per_second:6.0f} sends/s wall"
+                        f" | CPU ms/send: processor {result.cpu_ms_per_send:.3f}, "
+                        f"fake server {server_ms[-1]:.3f}, database {database}"
+                        f" | others used {others[-1]:.2f} of {os.cpu_count()} cores"
+                        f" | load {load_before:.2f} -> {os.getloadavg()[0]:.2f}",
+                        flush=True,
+                    )
+                databases = [
+                    r.database_ms_per_send for r in results if r.database_ms_per_send is not None
+                ]
+                print(
+                    f"  => {transport}/{ledger}, {args.runs} runs: "
+                    f"{spread([r.sends_per_second for r in results])} sends/s wall; "
+                    f"processor {spread([r.cpu_ms_per_send for r in results], 2)} ms CPU/send; "
+                    f"fake server {spread(server_ms, 2)} ms; "
+                    f"database {spread(databases, 2) if databases else 'n/a'} ms; "
+                    f"other processes {spread(others, 2)} cores; load average {spread(loads, 2)}",
+                    flush=True,
+                )
+        served_stats = stats(url)
+        assert served_stats["max_accepted_per_effect"] == 1, served_stats
+        print(f"fake twilio: {served_stats}")
     finally:
         process.terminate()
         process.wait()

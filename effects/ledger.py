@@ -6,6 +6,11 @@ Life of a row::
                  ▲                   │
                  └──── release ──────┘  (a refusal that sent nothing: 429, 5xx)
 
+    start = claim + begin in one step: (no row | pending) ──► in_flight
+
+`start` is the usual path (one round trip per send, batched): the processor takes it when
+the line has a free slot; a send that must wait for its line is claimed `pending` first
+and begun when its turn comes, so a crash while it waits leaves a row never attempted.
 A row is written `in_flight` *before* the provider is called. A crash during the call leaves
 it there; recovery turns it into `unknown` (the message may or may not have gone out) and a
 provider status callback later reconciles it to `sent`. Nothing in `in_flight` or `unknown`
@@ -26,7 +31,6 @@ from typing import Any, Protocol
 import orjson
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from effects.groupcommit import GroupCommit
@@ -90,6 +94,12 @@ class Ledger(Protocol):
     async def begin(self, effect_id: EffectId, at: datetime) -> int | None:
         """`pending` -> `in_flight` owned by this ledger's owner; the attempt number, or
         None when someone else got there first."""
+        ...
+
+    async def start(self, effect_id: EffectId, command: CloudEvent, at: datetime) -> int | None:
+        """`claim` and `begin` as one atomic step: a new row is inserted `in_flight`
+        (attempt 1), a `pending` one moves to `in_flight`; the attempt number, or None
+        when the row is in any other state or a concurrent caller got there first."""
         ...
 
     async def release(self, effect_id: EffectId, error: str, at: datetime) -> None:
@@ -187,6 +197,10 @@ class InMemoryLedger:
             )
             return True
         return row.entry.status == PENDING
+
+    async def start(self, effect_id: EffectId, command: CloudEvent, at: datetime) -> int | None:
+        await self.claim(effect_id, command, at)
+        return await self.begin(effect_id, at)
 
     def _update(self, effect_id: EffectId, allowed: frozenset[str], **changes: Any) -> bool:
         row = self._store.rows.get(effect_id)
@@ -351,8 +365,28 @@ def _entry(row: Mapping[str, Any]) -> LedgerEntry:
     )
 
 
-def _jsonb(document: Any) -> Jsonb:
-    return Jsonb(document, dumps=lambda obj: orjson.dumps(obj).decode())
+@dataclass(frozen=True, slots=True)
+class _Arrival:
+    """A command to claim (or start): its id, type, time and CloudEvent JSON bytes."""
+
+    effect_id: EffectId
+    type: str
+    at: datetime
+    command: bytes
+
+
+def _arrivals(items: list[_Arrival]) -> str:
+    return orjson.dumps(
+        [
+            {
+                "effect_id": item.effect_id,
+                "type": item.type,
+                "at": item.at,
+                "command": orjson.Fragment(item.command),
+            }
+            for item in items
+        ]
+    ).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,13 +403,17 @@ class _Move:
     code: str | None = None
 
 
+# The hot-path statements take their batch as one JSON array (one parameter, encoded by
+# orjson in one call; the commands go in as the bytes they already are): adapting arrays
+# item by item cost more CPU than everything else the ledger does per send.
 _CLAIM = """
 WITH input AS (
-    SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::jsonb[])
-        AS i(effect_id, type, at, command)
+    SELECT * FROM jsonb_to_recordset(%s::jsonb)
+        AS i(effect_id text, type text, at timestamptz, command jsonb)
 ), inserted AS (
     INSERT INTO effect_ledger (effect_id, type, status, attempts, updated_at, command)
     SELECT DISTINCT ON (effect_id) effect_id, type, 'pending', 0, at, command FROM input
+    ORDER BY effect_id
     ON CONFLICT (effect_id) DO NOTHING
     RETURNING effect_id
 )
@@ -387,8 +425,24 @@ SELECT l.effect_id FROM effect_ledger l JOIN input USING (effect_id) WHERE l.sta
 _BEGIN = """
 UPDATE effect_ledger l
 SET status = 'in_flight', attempts = l.attempts + 1, owner = %s, updated_at = v.at
-FROM unnest(%s::text[], %s::timestamptz[]) AS v(effect_id, at)
+FROM jsonb_to_recordset(%s::jsonb) AS v(effect_id text, at timestamptz)
 WHERE l.effect_id = v.effect_id AND l.status = 'pending'
+RETURNING l.effect_id, l.attempts
+"""
+
+# claim + begin: a new row goes straight to in_flight, a pending one moves there; rows in
+# any other state are left alone (and not returned). Sorted, so two processors upserting
+# overlapping batches lock rows in the same order.
+_START = """
+INSERT INTO effect_ledger AS l (effect_id, type, status, attempts, owner, updated_at, command)
+SELECT DISTINCT ON (i.effect_id) i.effect_id, i.type, 'in_flight', 1, %s, i.at, i.command
+FROM jsonb_to_recordset(%s::jsonb)
+    AS i(effect_id text, type text, at timestamptz, command jsonb)
+ORDER BY i.effect_id
+ON CONFLICT (effect_id) DO UPDATE
+SET status = 'in_flight', attempts = l.attempts + 1, owner = excluded.owner,
+    updated_at = excluded.updated_at
+WHERE l.status = 'pending'
 RETURNING l.effect_id, l.attempts
 """
 
@@ -399,10 +453,10 @@ SET status = v.status, updated_at = v.at, error = v.error,
     provider = COALESCE(v.provider, l.provider),
     provider_id = COALESCE(v.provider_id, l.provider_id),
     code = COALESCE(v.code, l.code)
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[],
-            %s::text[], %s::text[])
-    AS v(effect_id, status, allowed, at, provider, provider_id, error, code)
-WHERE l.effect_id = v.effect_id AND l.status = ANY(string_to_array(v.allowed, ','))
+FROM jsonb_to_recordset(%s::jsonb)
+    AS v(effect_id text, status text, allowed text[], at timestamptz, provider text,
+         provider_id text, error text, code text)
+WHERE l.effect_id = v.effect_id AND l.status = ANY(v.allowed)
 """
 
 
@@ -422,6 +476,7 @@ class PostgresLedger:
         self._lease: psycopg.AsyncConnection[Any] | None = None
         self._claims = GroupCommit(self._claim_batch)
         self._begins = GroupCommit(self._begin_batch)
+        self._starts = GroupCommit(self._start_batch)
         self._moves = GroupCommit(self._move_batch)
 
     async def open(self) -> None:
@@ -449,10 +504,13 @@ class PostgresLedger:
     # statement per batch of concurrent callers.
 
     async def claim(self, effect_id: EffectId, command: CloudEvent, at: datetime) -> bool:
-        return await self._claims.submit((effect_id, command.type, at, command.to_json()))
+        return await self._claims.submit(_Arrival(effect_id, command.type, at, command.encode()))
 
     async def begin(self, effect_id: EffectId, at: datetime) -> int | None:
         return await self._begins.submit((effect_id, at))
+
+    async def start(self, effect_id: EffectId, command: CloudEvent, at: datetime) -> int | None:
+        return await self._starts.submit(_Arrival(effect_id, command.type, at, command.encode()))
 
     async def release(self, effect_id: EffectId, error: str, at: datetime) -> None:
         await self._moves.submit(_Move(effect_id, PENDING, (IN_FLIGHT,), at, error=error))
@@ -481,48 +539,45 @@ class PostgresLedger:
     async def record_unknown(self, effect_id: EffectId, error: str, at: datetime) -> None:
         await self._moves.submit(_Move(effect_id, UNKNOWN, (IN_FLIGHT,), at, error=error))
 
-    async def _claim_batch(
-        self, items: list[tuple[EffectId, str, datetime, dict[str, Any]]]
-    ) -> list[bool]:
+    async def _claim_batch(self, items: list[_Arrival]) -> list[bool]:
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                _CLAIM,
-                (
-                    [item[0] for item in items],
-                    [item[1] for item in items],
-                    [item[2] for item in items],
-                    [_jsonb(item[3]) for item in items],
-                ),
-            )
+            cursor = await conn.execute(_CLAIM, (_arrivals(items),))
             claimable = {row[0] for row in await cursor.fetchall()}
-        return [item[0] in claimable for item in items]
+        return [item.effect_id in claimable for item in items]
 
     async def _begin_batch(self, items: list[tuple[EffectId, datetime]]) -> list[int | None]:
+        rows = orjson.dumps([{"effect_id": effect_id, "at": at} for effect_id, at in items])
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                _BEGIN,
-                (self.owner, [item[0] for item in items], [item[1] for item in items]),
-            )
+            cursor = await conn.execute(_BEGIN, (self.owner, rows.decode()))
             attempts = {row[0]: int(row[1]) for row in await cursor.fetchall()}
         # One row moved once: if the same effect was asked twice, only the first asker
         # owns the attempt.
-        return [attempts.pop(item[0], None) for item in items]
+        return [attempts.pop(effect_id, None) for effect_id, _ in items]
+
+    async def _start_batch(self, items: list[_Arrival]) -> list[int | None]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(_START, (self.owner, _arrivals(items)))
+            attempts = {row[0]: int(row[1]) for row in await cursor.fetchall()}
+        return [attempts.pop(item.effect_id, None) for item in items]
 
     async def _move_batch(self, moves: list[_Move]) -> list[None]:
+        rows = orjson.dumps(
+            [
+                {
+                    "effect_id": m.effect_id,
+                    "status": m.status,
+                    "allowed": m.allowed,
+                    "at": m.at,
+                    "provider": m.provider,
+                    "provider_id": m.provider_id,
+                    "error": m.error,
+                    "code": m.code,
+                }
+                for m in moves
+            ]
+        )
         async with self._pool.connection() as conn:
-            await conn.execute(
-                _MOVE,
-                (
-                    [m.effect_id for m in moves],
-                    [m.status for m in moves],
-                    [",".join(m.allowed) for m in moves],
-                    [m.at for m in moves],
-                    [m.provider for m in moves],
-                    [m.provider_id for m in moves],
-                    [m.error for m in moves],
-                    [m.code for m in moves],
-                ),
-            )
+            await conn.execute(_MOVE, (rows.decode(),))
         return [None] * len(moves)
 
     async def reconcile(

@@ -23,6 +23,7 @@ from effects.ports import (
     CallRequest,
     Clock,
     Delivered,
+    EffectId,
     EmailMessage,
     Random,
     Rejected,
@@ -101,20 +102,41 @@ class EffectProcessor:
         Raises CommandRejected only for a command without an effect id (nothing to record)."""
         effect_id = effect_id_of(command)
         async with self._slots:
-            if not await self.ledger.claim(effect_id, command, self._clock()):
-                entry = await self.ledger.get(effect_id)
-                return replay(entry) if entry else []
             try:
                 parsed = read_command(command)
                 plan = self._plan(parsed)
             except CommandRejected as error:
-                now = self._clock()
-                await self.ledger.record_failed(effect_id, str(error), "invalid_command", now)
-                context = EffectCommand(command, effect_id).context()
-                return [
-                    outcomes.effect_failed(effect_id, context, str(error), "invalid_command", now)
-                ]
-            return await self._carry_out(parsed, plan)
+                return await self._reject(effect_id, command, error)
+            limiter = plan.limiter
+            if limiter is None or limiter.try_take(plan.limiter_key):
+                # The usual case, no wait for the line: claim and mark in flight in one
+                # ledger step (one round trip), then call the provider.
+                attempt = await self.ledger.start(effect_id, command, self._clock())
+                if attempt is None:
+                    if limiter is not None:
+                        limiter.give_back(plan.limiter_key)
+                    return await self._replay(effect_id)
+                return await self._carry_out(parsed, plan, attempt)
+            # The line is busy: claim now (a duplicate is answered at once), and go in
+            # flight only once the line's turn comes, so a crash while waiting leaves a
+            # row that was never attempted (`pending`), not an `unknown` one.
+            if not await self.ledger.claim(effect_id, command, self._clock()):
+                return await self._replay(effect_id)
+            return await self._carry_out(parsed, plan, None)
+
+    async def _reject(
+        self, effect_id: EffectId, command: CloudEvent, error: CommandRejected
+    ) -> list[CloudEvent]:
+        if not await self.ledger.claim(effect_id, command, self._clock()):
+            return await self._replay(effect_id)
+        now = self._clock()
+        await self.ledger.record_failed(effect_id, str(error), "invalid_command", now)
+        context = EffectCommand(command, effect_id).context()
+        return [outcomes.effect_failed(effect_id, context, str(error), "invalid_command", now)]
+
+    async def _replay(self, effect_id: EffectId) -> list[CloudEvent]:
+        entry = await self.ledger.get(effect_id)
+        return replay(entry) if entry else []
 
     async def handle_batch(self, batch: Iterable[CloudEvent]) -> list[CloudEvent]:
         """Many commands at once, at most `concurrency` in progress; outcomes in input order."""
@@ -123,15 +145,19 @@ class EffectProcessor:
 
     # -- one command -----------------------------------------------------------------------
 
-    async def _carry_out(self, command: EffectCommand, plan: _Plan) -> list[CloudEvent]:
+    async def _carry_out(
+        self, command: EffectCommand, plan: _Plan, attempt: int | None
+    ) -> list[CloudEvent]:
+        """`attempt` is given when the ledger already holds this attempt in flight."""
         effect_id = command.effect_id
         context = command.context()
         while True:
-            if plan.limiter is not None:
-                await plan.limiter.acquire(plan.limiter_key)
-            attempt = await self.ledger.begin(effect_id, self._clock())
             if attempt is None:
-                return []  # taken by a concurrent delivery of the same command
+                if plan.limiter is not None:
+                    await plan.limiter.acquire(plan.limiter_key)
+                attempt = await self.ledger.begin(effect_id, self._clock())
+                if attempt is None:
+                    return []  # taken by a concurrent delivery of the same command
             if attempt > self._retry.max_attempts:
                 now = self._clock()
                 reason = f"gave up after {attempt - 1} attempts"
@@ -171,6 +197,7 @@ class EffectProcessor:
             _log.info("effect %s: %s; retry in %.2fs", effect_id, result.reason, delay)
             await self.ledger.release(effect_id, result.reason, now)
             await self._sleep(delay)
+            attempt = None
 
     def _from_number(self, command: EffectCommand) -> str:
         number = command.optional_text("from_number") or self._default_from

@@ -28,13 +28,36 @@ class LineRateLimiter:
 
     def reserve(self, key: str) -> float:
         """Take one token for `key`; return how long to wait before using it."""
+        tokens = self._refill(key) - 1.0
+        self._tokens[key] = tokens
+        return 0.0 if tokens >= 0 else -tokens / self._rate
+
+    def try_take(self, key: str) -> bool:
+        """Take one token for `key` only if one is free now (nobody queued, no wait)."""
+        tokens = self._refill(key)
+        if tokens < 1.0:
+            return False
+        self._tokens[key] = tokens - 1.0
+        return True
+
+    def give_back(self, key: str) -> None:
+        """Return a token taken for a send that did not happen (a duplicate command).
+
+        Only while nobody is queued: a waiter's sleep was computed without this token, and
+        handing it to a later caller could put two sends in one slot. Then it is lost,
+        which only ever slows the line."""
+        tokens = self._refill(key)
+        if tokens >= 0:
+            self._tokens[key] = min(self._burst, tokens + 1.0)
+
+    def _refill(self, key: str) -> float:
         now = self._monotonic()
         tokens = self._tokens.get(key, self._burst)
         elapsed = now - self._updated.get(key, now)
-        tokens = min(self._burst, tokens + elapsed * self._rate) - 1.0
+        tokens = min(self._burst, tokens + elapsed * self._rate)
         self._tokens[key] = tokens
         self._updated[key] = now
-        return 0.0 if tokens >= 0 else -tokens / self._rate
+        return tokens
 
     async def acquire(self, key: str) -> None:
         wait = self.reserve(key)

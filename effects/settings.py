@@ -33,7 +33,8 @@ class EffectsSettings:
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
     twilio_api_base: str = TWILIO_DEFAULT_BASE
-    twilio_transport: str = "async"  # async (aiohttp HttpClient) | threads (requests in a pool)
+    # async (effects/httpclient.py) | aiohttp | threads (the SDK's requests in a pool)
+    twilio_transport: str = "async"
     # SendGrid
     sendgrid_api_key: str = ""
     sendgrid_api_base: str = SENDGRID_DEFAULT_BASE
@@ -87,8 +88,8 @@ class EffectsSettings:
         return settings
 
     def check(self) -> None:
-        if self.twilio_transport not in {"async", "threads"}:
-            raise SettingsError("EFFECTS_TWILIO_TRANSPORT: must be async or threads")
+        if self.twilio_transport not in {"async", "aiohttp", "threads"}:
+            raise SettingsError("EFFECTS_TWILIO_TRANSPORT: must be async, aiohttp or threads")
         positive = {
             "EFFECTS_CONCURRENCY": self.concurrency,
             "EFFECTS_LINE_RATE": self.line_rate_per_second,

@@ -8,17 +8,19 @@ SDK lets you pass your own `http_client=` to `twilio.rest.Client`, so both clien
 `edge`/`region` options only rename hosts inside twilio.com, so they cannot reach a local
 server.
 
-Two transports, same rebasing:
-- `AsyncRebasedHttpClient`: aiohttp, for `create_async` on the event loop (the default: it
-  measured faster, see bench/bench_effects.py).
-- `RebasedTwilioHttpClient`: the SDK's requests-based client, its calls run in a thread pool.
+Three transports, same rebasing:
+- `Http1RebasedHttpClient` (`async`, the default): `create_async` on the event loop over
+  effects/httpclient.py, the cheapest per request (see bench/bench_effects.py).
+- `AsyncRebasedHttpClient` (`aiohttp`): the same on aiohttp, about twice the CPU a send.
+- `RebasedTwilioHttpClient` (`threads`): the SDK's requests-based client in a thread pool.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import requests
@@ -36,6 +38,8 @@ from twilio.http.http_client import (  # type: ignore[import-untyped, unused-ign
 from twilio.http.response import Response  # type: ignore[import-untyped, unused-ignore]
 from twilio.rest import Client  # type: ignore[import-untyped, unused-ignore]
 
+from effects.formencode import form_encode
+from effects.httpclient import Http1Client, RequestNotSentError
 from effects.ports import Ambiguous, Rejected, SendResult, Transient
 from effects.settings import TWILIO_DEFAULT_BASE
 
@@ -43,6 +47,9 @@ _log = logging.getLogger(__name__)
 
 UNSUBSCRIBED = 21610  # "Attempt to send to unsubscribed recipient"
 INVALID_NUMBERS = {21211: "invalid 'To' phone number", 21614: "'To' number is not SMS-capable"}
+
+
+_REBASED_KEPT = 1024
 
 
 def rebase(url: str, base: str) -> str:
@@ -113,7 +120,7 @@ class AsyncRebasedHttpClient(AsyncHttpClient):  # type: ignore[misc, unused-igno
         if pairs is not None:
             # Encoded here rather than through aiohttp's FormData: same bytes, a third of
             # the work, and sending is the hot path.
-            body = urlencode(pairs).encode()
+            body = form_encode(pairs).encode()
             sent_headers["Content-Type"] = "application/x-www-form-urlencoded"
         per_request = (
             aiohttp.ClientTimeout(
@@ -140,6 +147,66 @@ class AsyncRebasedHttpClient(AsyncHttpClient):  # type: ignore[misc, unused-igno
             self._session = None
 
 
+class Http1RebasedHttpClient(AsyncHttpClient):  # type: ignore[misc, unused-ignore]
+    """An asynchronous `HttpClient` on effects/httpclient.py: keep-alive connections, and
+    `RequestNotSentError` only when no byte of the request left (a retry is then safe)."""
+
+    def __init__(
+        self, base_url: str, *, timeout: float, pool_size: int, connect_timeout: float = 5.0
+    ) -> None:
+        super().__init__(logging.getLogger("twilio.async_http_client"), True, timeout)
+        self.base_url = base_url.rstrip("/")
+        self._http = Http1Client(
+            pool_size=pool_size, connect_timeout=connect_timeout, timeout=timeout
+        )
+        # The SDK hands over the same credentials and (per resource) the same URL on every
+        # request: encode and rebase each once.
+        self._authorization: dict[tuple[str, str], str] = {}
+        self._rebased: dict[str, str] = {}
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,  # noqa: ARG002 - no redirect is ever followed
+    ) -> Any:
+        target = self._rebased.get(url)
+        if target is None:
+            if len(self._rebased) >= _REBASED_KEPT:
+                self._rebased.clear()  # URLs naming one resource each (a sid) come and go
+            target = self._rebased[url] = rebase(url, self.base_url)
+        query = _form_pairs(params)
+        if query is not None:
+            target += ("&" if "?" in target else "?") + form_encode(query)
+        sent_headers = dict(headers or {})
+        if auth:
+            sent_headers["Authorization"] = self._basic(auth)
+        body: bytes | None = None
+        pairs = _form_pairs(data)
+        if pairs is not None:
+            body = form_encode(pairs).encode()
+            sent_headers["Content-Type"] = "application/x-www-form-urlencoded"
+        response = await self._http.request(
+            method.upper(), target, sent_headers, body, timeout=timeout or self.timeout
+        )
+        return Response(response.status, response.text, response.headers)
+
+    def _basic(self, auth: tuple[str, str]) -> str:
+        value = self._authorization.get(auth)
+        if value is None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
+            value = self._authorization[auth] = f"Basic {token}"
+        return value
+
+    async def close(self) -> None:
+        await self._http.close()
+
+
 def _form_pairs(values: dict[str, object] | None) -> list[tuple[str, str]] | None:
     """The SDK gives lists for repeated parameters (MediaUrl); a form repeats the key."""
     if not values:
@@ -162,6 +229,8 @@ def build_twilio_client(
 ) -> Any:
     http_client: Any
     if transport == "async":
+        http_client = Http1RebasedHttpClient(api_base, timeout=timeout, pool_size=pool_size)
+    elif transport == "aiohttp":
         http_client = AsyncRebasedHttpClient(api_base, timeout=timeout, pool_size=pool_size)
     else:
         http_client = RebasedTwilioHttpClient(api_base, timeout=timeout, pool_size=pool_size)
@@ -175,7 +244,7 @@ def build_twilio_client(
 
 async def close_twilio_client(client: Any) -> None:
     http_client = getattr(client, "http_client", None)
-    if isinstance(http_client, AsyncRebasedHttpClient):
+    if isinstance(http_client, (Http1RebasedHttpClient, AsyncRebasedHttpClient)):
         await http_client.close()
 
 
@@ -201,6 +270,7 @@ def _never_connected(error: BaseException) -> bool:
     if isinstance(
         error,
         (
+            RequestNotSentError,
             aiohttp.ClientConnectorError,
             aiohttp.ConnectionTimeoutError,
             requests.exceptions.ConnectTimeout,

@@ -10,11 +10,12 @@ to the contact; the first agent to do so wins, the others are told and hung up.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from urllib.parse import urlencode
 
 from twilio.twiml.voice_response import (  # type: ignore[import-untyped, unused-ignore]
     VoiceResponse,
 )
+
+from effects.formencode import form_encode
 
 CONNECT = "connect"
 CALLBACK = "callback"
@@ -31,7 +32,7 @@ class CallbackUrls:
         self.base = public_base.rstrip("/")
 
     def _url(self, path: str, **query: str) -> str:
-        return f"{self.base}{path}?{urlencode(query)}"
+        return f"{self.base}{path}?{form_encode(query.items())}"
 
     def status(self, effect_id: str) -> str:
         return self._url("/twilio/status", effect_id=effect_id)

@@ -6,8 +6,11 @@ numbers it was told to refuse, and records every request with the effect id it f
 StatusCallback URL's query, so a test can assert "each effect id reached Twilio at most once".
 It can also play Twilio's part afterwards: signed status callbacks to that URL.
 
-Run alone (for benchmarks): `python -m effects.fakes.twilio_server [--port N]`; it prints
-its base URL, and `GET /_fake/stats` gives its counters.
+Run alone (for benchmarks): `python -m effects.fakes.twilio_server [--port N] [--http
+lean|aiohttp]`; it prints its base URL, and `GET /_fake/stats` gives its counters. Alone it
+answers through a bare HTTP server (`_lean_server.py`, the default) so that on a small box
+the stand-in takes as little CPU as it can from the processor being measured; in tests it
+runs on aiohttp, in the test's process, where callbacks and scripting are needed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +34,7 @@ from twilio.request_validator import (  # type: ignore[import-untyped, unused-ig
 )
 from yarl import URL
 
+from effects.fakes._lean_server import LeanRequest, LeanResponse, LeanServer
 from effects.fakes._server import LoopbackServer
 
 ACCOUNT_SID = "AC00000000000000000000000000000000"
@@ -65,6 +70,16 @@ class RecordedRequest:
     @property
     def accepted(self) -> bool:
         return self.sid is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    resource: str
+    form: dict[str, list[str]]
+    effect_id: str | None
+
+
+_CREATE_PATH = re.compile(r"/2010-04-01/Accounts/(?P<sid>[^/]+)/(?P<resource>Messages|Calls)\.json")
 
 
 @dataclass
@@ -135,44 +150,70 @@ class FakeTwilioServer(LoopbackServer):
 
     # -- the API ---------------------------------------------------------------------------
 
-    def _authorized(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Basic "):
+    def _authorized(self, authorization: str, account_sid: str) -> bool:
+        if not authorization.startswith("Basic "):
             return False
         try:
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
         return (
             hmac.compare_digest(user, self.account_sid)
             and hmac.compare_digest(password, self.auth_token)
-            and request.match_info["sid"] == self.account_sid
+            and account_sid == self.account_sid
         )
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
-        return await self._create(request, "Messages", "SM")
+        return await self._create(request, "Messages")
 
     async def _calls(self, request: web.Request) -> web.StreamResponse:
-        return await self._create(request, "Calls", "CA")
+        return await self._create(request, "Calls")
 
-    async def _create(self, request: web.Request, resource: str, prefix: str) -> web.Response:
-        if not self._authorized(request):
-            return _error(TwilioFailure(401, 20003, "Authenticate"))
-        form = parse_qs(await request.text(), keep_blank_values=True)
-        to = form.get("To", [""])[0]
+    async def _create(self, request: web.Request, resource: str) -> web.Response:
+        received = self.receive(
+            resource,
+            request.headers.get("Authorization", ""),
+            request.match_info["sid"],
+            await request.read(),
+        )
+        if self.latency and isinstance(received, _Received):
+            await asyncio.sleep(self.latency)
+        answer = self.respond(received)
+        return web.Response(
+            body=answer.body,
+            status=answer.status,
+            content_type="application/json",
+            headers=dict(answer.headers),
+        )
+
+    # Both HTTP frontends (aiohttp above, the lean one of `python -m`) share these two.
+
+    def receive(
+        self, resource: str, authorization: str, account_sid: str, body: bytes
+    ) -> _Received | TwilioFailure:
+        """Count a create request as it arrives (before any latency)."""
+        if not self._authorized(authorization, account_sid):
+            return TwilioFailure(401, 20003, "Authenticate")
+        form = parse_qs(body.decode(), keep_blank_values=True)
         callback = form.get("StatusCallback", [""])[0]
         effect_id = parse_qs(urlsplit(callback).query).get("effect_id", [None])[0]
         self.request_count += 1
         if effect_id is not None:
             self.requests_by_effect[effect_id] += 1
-        if self.latency:
-            await asyncio.sleep(self.latency)
+        return _Received(resource, form, effect_id)
+
+    def respond(self, received: _Received | TwilioFailure) -> LeanResponse:
+        """Decide the answer: a scripted failure, or accepted with a new sid."""
+        if isinstance(received, TwilioFailure):
+            return _error(received)
+        resource, form, effect_id = received.resource, received.form, received.effect_id
+        to = form.get("To", [""])[0]
         failure = self._failure_for(to)
         if failure is not None:
             self._record(RecordedRequest(resource, form, effect_id, None))
             return _error(failure)
         self._sequence += 1
-        sid = f"{prefix}{self._sequence:032x}"
+        sid = f"{'SM' if resource == 'Messages' else 'CA'}{self._sequence:032x}"
         self._record(RecordedRequest(resource, form, effect_id, sid))
         if effect_id is not None:
             self.accepted_by_effect[effect_id] += 1
@@ -190,7 +231,7 @@ class FakeTwilioServer(LoopbackServer):
             body["body"] = form.get("Body", [""])[0]
             body["num_media"] = str(len(form.get("MediaUrl", [])))
             body["direction"] = "outbound-api"
-        return web.Response(body=orjson.dumps(body), status=201, content_type="application/json")
+        return LeanResponse(201, orjson.dumps(body))
 
     def _failure_for(self, to: str) -> TwilioFailure | None:
         queued = self._script.first.get(to)
@@ -202,15 +243,33 @@ class FakeTwilioServer(LoopbackServer):
         if self.keep_requests:
             self.requests.append(recorded)
 
+    def stats(self) -> dict[str, int]:
+        return {
+            "requests": self.request_count,
+            "accepted": sum(self.accepted_by_effect.values()),
+            "effects": len(self.accepted_by_effect),
+            "max_accepted_per_effect": max(self.accepted_by_effect.values(), default=0),
+        }
+
     async def _stats(self, _request: web.Request) -> web.StreamResponse:
-        return web.json_response(
-            {
-                "requests": self.request_count,
-                "accepted": sum(self.accepted_by_effect.values()),
-                "effects": len(self.accepted_by_effect),
-                "max_accepted_per_effect": max(self.accepted_by_effect.values(), default=0),
-            }
+        return web.json_response(self.stats())
+
+    # -- the lean frontend (benchmarks) ----------------------------------------------------
+
+    def handle_lean(self, request: LeanRequest) -> LeanResponse:
+        path = request.target.partition("?")[0]
+        if request.method == "GET" and path == "/_fake/stats":
+            return LeanResponse(200, orjson.dumps(self.stats()))
+        match = _CREATE_PATH.fullmatch(path)
+        if request.method != "POST" or match is None:
+            return LeanResponse(404, b'{"message": "not found"}')
+        received = self.receive(
+            match["resource"],
+            request.headers.get("authorization", ""),
+            match["sid"],
+            request.body,
         )
+        return self.respond(received)
 
     # -- Twilio's side of the callbacks ----------------------------------------------------
 
@@ -241,24 +300,26 @@ class FakeTwilioServer(LoopbackServer):
             return response.status
 
 
-def _error(failure: TwilioFailure) -> web.Response:
-    headers = {"Retry-After": failure.retry_after} if failure.retry_after else None
-    return web.json_response(
-        {
-            "code": failure.code,
-            "message": failure.message,
-            "more_info": f"https://www.twilio.com/docs/errors/{failure.code}",
-            "status": failure.status,
-        },
-        status=failure.status,
-        headers=headers,
-    )
+def _error(failure: TwilioFailure) -> LeanResponse:
+    headers = (("Retry-After", failure.retry_after),) if failure.retry_after else ()
+    body = {
+        "code": failure.code,
+        "message": failure.message,
+        "more_info": f"https://www.twilio.com/docs/errors/{failure.code}",
+        "status": failure.status,
+    }
+    return LeanResponse(failure.status, orjson.dumps(body), headers=headers)
 
 
-async def _serve(port: int, latency: float) -> None:
+async def _serve(port: int, latency: float, frontend: str) -> None:
     server = FakeTwilioServer(port=port, latency=latency, keep_requests=False)
-    await server.start()
-    print(server.url, flush=True)
+    if frontend == "aiohttp":
+        await server.start()
+        url = server.url
+    else:
+        lean = await LeanServer(server.handle_lean, port=port, latency=latency).start()
+        url = lean.url
+    print(url, flush=True)
     await asyncio.Event().wait()
 
 
@@ -266,8 +327,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Fake Twilio REST API on 127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument(
+        "--http",
+        choices=["lean", "aiohttp"],
+        default="lean",
+        help="the HTTP server in front of the fake (lean: cheapest, for benchmarks)",
+    )
     args = parser.parse_args()
-    asyncio.run(_serve(args.port, args.latency))
+    asyncio.run(_serve(args.port, args.latency, args.http))
 
 
 if __name__ == "__main__":

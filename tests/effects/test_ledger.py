@@ -227,3 +227,72 @@ async def test_an_address_maps_to_the_contact_last_contacted_there(harness: Harn
     await ledger.claim(later, sms(2, to="+12125550101", effect_id=later), T0.replace(hour=15))
     assert await ledger.contact_for_address("+12125550101") == "c-2"
     assert await ledger.contact_for_address("+19999999999") is None
+
+
+# -- start: claim and begin in one step (the processor's path when the line is free) --------
+
+
+async def test_start_records_a_new_command_in_flight_before_any_call(harness: Harness) -> None:
+    ledger = harness.ledger
+    # when a new command is started
+    assert await ledger.start(FX, sms(), T0) == 1
+    # then its row is in flight, attempt 1, owned by this processor, with the command
+    entry = await ledger.get(FX)
+    assert entry is not None
+    assert (entry.status, entry.attempts, entry.owner) == (IN_FLIGHT, 1, ledger.owner)
+    assert entry.command["data"]["effect_id"] == FX
+    # and it is never started or claimed again, in flight or finished
+    assert await ledger.start(FX, sms(), T0) is None
+    assert await ledger.claim(FX, sms(), T0) is False
+    await ledger.record_sent(FX, "twilio", "SM1", T0)
+    assert await ledger.start(FX, sms(), T0) is None
+    assert await status(ledger) == SENT
+
+
+async def test_start_takes_over_a_row_that_was_never_attempted(harness: Harness) -> None:
+    # given a command claimed just before a crash, and one refused once (429) before it
+    ledger = harness.ledger
+    refused = EffectId("fx:refused")
+    assert await ledger.claim(FX, sms(), T0)
+    await ledger.start(refused, sms(2, effect_id=refused), T0)
+    await ledger.release(refused, "429", T0)
+    # when they are redelivered
+    restarted = await harness.restart()
+    # then each goes on with its next attempt
+    assert await restarted.start(FX, sms(), T0) == 1
+    assert await restarted.start(refused, sms(2, effect_id=refused), T0) == 2
+
+
+async def test_concurrent_starts_of_one_effect_let_exactly_one_through(
+    harness: Harness,
+) -> None:
+    other = await harness.sibling()
+    started = await asyncio.gather(
+        harness.ledger.start(FX, sms(), T0),
+        harness.ledger.start(FX, sms(), T0),
+        other.start(FX, sms(), T0),
+    )
+    assert sorted(started, key=lambda a: a is None) == [1, None, None]
+
+
+async def test_a_started_send_of_a_dead_processor_becomes_unknown(harness: Harness) -> None:
+    # given a send started (and maybe made) when the processor died
+    await harness.ledger.start(FX, sms(), T0)
+    # when a new processor starts
+    restarted = await harness.restart()
+    recovered = await restarted.recover_abandoned(T0)
+    # then it is unknown, and never sent again
+    assert [entry.effect_id for entry in recovered] == [FX]
+    assert await restarted.start(FX, sms(), T0) is None
+    assert await status(restarted) == UNKNOWN
+
+
+async def test_many_starts_go_together(harness: Harness) -> None:
+    ids = [EffectId(f"fx:{n}") for n in range(60)]
+    ledger = harness.ledger
+    # some were claimed before, one already finished
+    await ledger.claim(ids[0], sms(effect_id=ids[0]), T0)
+    await ledger.start(ids[1], sms(effect_id=ids[1]), T0)
+    await ledger.record_sent(ids[1], "twilio", "SM1", T0)
+    started = await asyncio.gather(*(ledger.start(i, sms(effect_id=i), T0) for i in ids))
+    assert started == [1, None, *[1] * 58]

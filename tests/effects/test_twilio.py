@@ -39,7 +39,7 @@ class World:
     sleeps: Sleeps
 
 
-@pytest.fixture(params=["async", "threads"])
+@pytest.fixture(params=["async", "aiohttp", "threads"])
 async def world(request: pytest.FixtureRequest, twilio: FakeTwilioServer) -> AsyncIterator[World]:
     client = build_twilio_client(
         account_sid=ACCOUNT_SID,
