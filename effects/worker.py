@@ -4,10 +4,13 @@ One loop: take a batch of records (from `effects`, and from `contacts`, where th
 writes `power_dialer.added` / `.removed`; the rest of that topic is skipped; consumer group
 `dripstream-effects`, no auto-commit), carry it out through the processor (each command
 claimed in the ledger before its provider is called), publish the outcomes (idempotent
-producer, acks=all), then commit the batch's offsets. A crash anywhere redelivers the batch;
-the ledger turns the redelivery into re-published outcomes with the same ids, never a
-second send. A rebalance waits for the batch in progress to be committed (the listener
-takes the same lock).
+producer, acks=all), then commit the batch's offsets. Batches overlap: the next one is
+fetched and started while the last ones finish, so the processor's send slots never wait
+for a batch's slowest sends, the producer's acknowledgements or the commit; outcomes are
+still published, and offsets committed, batch after batch in the order fetched. A crash
+anywhere redelivers the uncommitted batches; the ledger turns the redelivery into
+re-published outcomes with the same ids, never a second send. A rebalance waits for the
+batches in progress to be committed (the listener takes the same lock as starting one).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -26,7 +29,10 @@ from aiokafka import (  # type: ignore[import-untyped, unused-ignore]
     AIOKafkaProducer,
     ConsumerRebalanceListener,
 )
-from aiokafka.errors import CommitFailedError  # type: ignore[import-untyped, unused-ignore]
+from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
+    CommitFailedError,
+    IllegalStateError,
+)
 
 from effects.commands import EFFECT_TYPES, CommandRejected, decode_command, effect_id_of
 from effects.inbound import InboundHandlers, build_inbound_app
@@ -41,6 +47,7 @@ _log = logging.getLogger(__name__)
 
 COMMANDS_TOPIC = "effects"
 DEAD_LETTER_TOPIC = "dlq"
+MAX_RECORD_BATCH_BYTES = 512 * 1024
 
 
 class KafkaPublisher:
@@ -73,26 +80,32 @@ class KafkaPublisher:
         await future
 
 
-class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc, unused-ignore]
-    def __init__(self, lock: asyncio.Lock) -> None:
+class _WaitForBatches(ConsumerRebalanceListener):  # type: ignore[misc, unused-ignore]
+    def __init__(self, lock: asyncio.Lock, pipeline: BatchPipeline) -> None:
         self._lock = lock
+        self._pipeline = pipeline
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        # The batch in progress finishes and commits before the partitions go.
+        # The batches in progress finish and commit before the partitions go; none starts
+        # meanwhile (starting one takes the same lock).
         async with self._lock:
+            await self._pipeline.settle()
             _log.info("partitions revoked: %s", sorted(str(tp) for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         _log.info("partitions assigned: %s", sorted(str(tp) for tp in assigned))
 
 
-async def process_records(
+async def carry_out_records(
     records: Iterable[Any],
     processor: EffectProcessor,
     publisher: KafkaPublisher,
     commands_topic: str,
-) -> int:
-    """Decode, carry out and publish one batch; returns how many were dead-lettered.
+    *,
+    on_finished: Callable[[], None] | None = None,
+) -> tuple[list[CloudEvent], int]:
+    """Decode and carry out one batch: its outcomes (in record order, not yet published) and
+    how many records were dead-lettered. `on_finished` is called as each command is done.
 
     Records of other types (the `contacts` topic carries power_dialer.* among contact
     facts) are not ours and are skipped; a bad record in `commands_topic` is dead-lettered.
@@ -116,9 +129,182 @@ async def process_records(
             rejected += 1
             continue
         commands.append(command)
-    outcomes = await processor.handle_batch(commands)
+    if on_finished is None:
+        return await processor.handle_batch(commands), rejected
+
+    async def handle(command: CloudEvent) -> list[CloudEvent]:
+        try:
+            return await processor.handle(command)
+        finally:
+            on_finished()
+
+    results = await asyncio.gather(*(handle(command) for command in commands))
+    return [event for events in results for event in events], rejected
+
+
+async def process_records(
+    records: Iterable[Any],
+    processor: EffectProcessor,
+    publisher: KafkaPublisher,
+    commands_topic: str,
+) -> int:
+    """Carry out one batch and publish its outcomes; returns how many were dead-lettered."""
+    outcomes, rejected = await carry_out_records(records, processor, publisher, commands_topic)
     await publisher.publish_many(outcomes)
     return rejected
+
+
+Commit = Callable[[Mapping[Any, int]], Awaitable[None]]
+
+
+class BatchPipeline:
+    """Batches carried out side by side, finished in order.
+
+    Each batch's commands go to the processor as soon as the batch is started; its outcomes
+    are published once the batch before it is published and committed, then its offsets
+    are committed. So a redelivery after a crash starts at the oldest batch whose outcomes
+    were not all published, and per key the outcomes leave in the order of the commands.
+    `room()` holds the next batch back while `ahead` commands are still unfinished: enough
+    to keep every send slot busy with a batch waiting behind, and no more.
+    """
+
+    def __init__(
+        self,
+        processor: EffectProcessor,
+        publisher: KafkaPublisher,
+        commit: Commit,
+        commands_topic: str,
+        *,
+        ahead: int,
+    ) -> None:
+        self._processor = processor
+        self._publisher = publisher
+        self._commit = commit
+        self._commands_topic = commands_topic
+        self._ahead = ahead
+        self._unfinished = 0
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failure: BaseException | None = None
+
+    @property
+    def unfinished(self) -> int:
+        """Commands started and not yet carried out."""
+        return self._unfinished
+
+    async def room(self) -> None:
+        """Wait until another batch may start; raise what made a batch fail."""
+        while True:
+            self._raise_failure()
+            if self._unfinished < self._ahead:
+                return
+            self._changed.clear()
+            await self._changed.wait()
+
+    def start(self, batches: Mapping[Any, Sequence[Any]]) -> None:
+        """Start carrying out one `getmany` result (records per topic partition)."""
+        self._raise_failure()
+        records = [record for part in batches.values() for record in part]
+        offsets = {tp: part[-1].offset + 1 for tp, part in batches.items() if part}
+        previous = self._tasks[-1] if self._tasks else None
+        self._unfinished += len(records)
+        task = asyncio.create_task(self._run(records, offsets, previous))
+        self._tasks.append(task)
+        task.add_done_callback(self._forget)
+
+    async def drain(self) -> None:
+        """Wait for every batch started to be published and committed; raise a failure."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+        self._raise_failure()
+
+    async def settle(self) -> None:
+        """Wait for every batch started to end, in success or not."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
+    def cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    async def _run(
+        self, records: list[Any], offsets: dict[Any, int], previous: asyncio.Task[None] | None
+    ) -> None:
+        counted = len(records)  # not yet released from `unfinished`
+
+        def finished() -> None:
+            nonlocal counted
+            if counted > 0:
+                counted -= 1
+                self._release(1)
+
+        try:
+            outcomes, _ = await carry_out_records(
+                records,
+                self._processor,
+                self._publisher,
+                self._commands_topic,
+                on_finished=finished,
+            )
+            # The records that were no commands of ours (skipped, dead-lettered) are done too.
+            self._release(counted)
+            counted = 0
+            if previous is not None:
+                await previous  # its failure is this batch's: nothing published, no commit
+            await self._publisher.publish_many(outcomes)
+            try:
+                await self._commit(offsets)
+            except (CommitFailedError, IllegalStateError) as error:
+                # Another member owns these partitions now (a batch fetched before a
+                # rebalance and started after it) and will see the batch again: the ledger
+                # makes that a replay of outcomes, not a resend.
+                _log.warning("commit failed after rebalance: %s", error)
+        finally:
+            self._release(counted)
+            counted = 0
+
+    def _release(self, count: int) -> None:
+        if count:
+            self._unfinished -= count
+            self._changed.set()
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None and self._failure is None:
+            self._failure = task.exception()
+        self._changed.set()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+
+async def consume(
+    consumer: Any,
+    pipeline: BatchPipeline,
+    lock: asyncio.Lock,
+    stop: asyncio.Event,
+    batch_size: int,
+) -> None:
+    """Feed the pipeline from the consumer until `stop`; then let the batches finish."""
+    try:
+        while not stop.is_set():
+            await pipeline.room()
+            if stop.is_set():
+                break
+            batches = await consumer.getmany(timeout_ms=500, max_records=batch_size)
+            if batches:
+                async with lock:
+                    pipeline.start(batches)
+    except asyncio.CancelledError:
+        pipeline.cancel()  # sends cut short stay in flight; recovery makes them unknown
+        await pipeline.settle()
+        raise
+    except Exception:
+        # Sends already begun end and are recorded; later batches publish nothing.
+        await pipeline.settle()
+        raise
+    await pipeline.drain()
 
 
 async def run_effects_worker(
@@ -135,6 +321,11 @@ async def run_effects_worker(
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
+        # A full record batch makes `send` wait until the partition's last one is on the
+        # broker: with the default 16 KiB (~30 outcomes) a batch's publishing was a chain of
+        # round trips behind the sends in progress. One record batch stays well under the
+        # broker's 1 MB message limit.
+        max_batch_size=MAX_RECORD_BATCH_BYTES,
     )
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -154,26 +345,18 @@ async def run_effects_worker(
         runner = await _serve_inbound(settings, runtime, publisher)
         await publisher.publish_many(await runtime.processor.recover())
         recovery = asyncio.create_task(_recover_periodically(runtime, publisher, settings))
+        pipeline = BatchPipeline(
+            runtime.processor,
+            publisher,
+            consumer.commit,
+            settings.topic(COMMANDS_TOPIC),
+            ahead=settings.concurrency + settings.batch_size,
+        )
         topics = [settings.topic(name) for name in settings.command_topics]
-        consumer.subscribe(topics, listener=_WaitForBatch(lock))
+        consumer.subscribe(topics, listener=_WaitForBatches(lock, pipeline))
         await consumer.start()
         _log.info("effects worker consuming %s", ", ".join(topics))
-        while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=500, max_records=settings.batch_size)
-            if not batches:
-                continue
-            async with lock:
-                records = [record for part in batches.values() for record in part]
-                await process_records(
-                    records, runtime.processor, publisher, settings.topic(COMMANDS_TOPIC)
-                )
-                offsets = {tp: part[-1].offset + 1 for tp, part in batches.items()}
-                try:
-                    await consumer.commit(offsets)
-                except CommitFailedError as error:
-                    # Another member owns these partitions now and will see the batch
-                    # again: the ledger makes that a replay of outcomes, not a resend.
-                    _log.warning("commit failed after rebalance: %s", error)
+        await consume(consumer, pipeline, lock, stop, settings.batch_size)
     finally:
         if recovery is not None:
             recovery.cancel()
