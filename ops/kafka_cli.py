@@ -44,6 +44,13 @@ def register(commands: SubParsers) -> None:
     worker.add_argument(
         "--schema", default="public", help="PostgreSQL schema of the engine's tables"
     )
+    worker.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="workers to run in this consumer group, one process each (one per core);"
+        " the throttle and round robin are then per process, as with separate workers",
+    )
     worker.set_defaults(handler=run_worker)
 
     produce = commands.add_parser(
@@ -91,14 +98,14 @@ def _connection_flags(
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from streams.worker import WorkerSettings  # noqa: PLC0415 - Kafka clients load only here
-    from streams.worker import run_worker as run  # noqa: PLC0415
+    # Kafka clients load only here.
+    from streams.worker import WorkerSettings, run_workers  # noqa: PLC0415
 
     if not args.database_url:
         print("dripstream worker: set DATABASE_URL or --database-url", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    run(
+    return run_workers(
         WorkerSettings(
             bootstrap_servers=args.bootstrap,
             database_url=args.database_url,
@@ -107,9 +114,9 @@ def run_worker(args: argparse.Namespace) -> int:
             metrics_port=args.metrics_port,
             relay=not args.no_relay,
             schema=args.schema,
-        )
+        ),
+        max(1, args.processes),
     )
-    return 0
 
 
 def run_produce(args: argparse.Namespace) -> int:

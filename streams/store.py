@@ -1,25 +1,32 @@
 """The engine's durable log on PostgreSQL, through the eventsourcing library.
 
-One transaction per Kafka partition and batch holds: the accepted input records (the
-stored events of the stream `in:<topic>:<partition>`, version = Kafka offset), the Kafka
-position (eventsourcing `Tracking`), and the decisions those inputs caused (the `outbox`
-table, unique by event id). The engine's state is a pure function of its inputs and their
+One transaction per worker batch (every partition group the batch touched) holds: the
+accepted input records (the stored events of the stream `in:<topic>:<partition>`, version =
+Kafka offset), the ticks of the clock that fired timers, each group's Kafka position
+(eventsourcing `Tracking`), and the decisions those inputs caused (the `outbox` table,
+unique by event id). The engine's state is a pure function of its inputs and their
 decision times, so a worker rebuilds it by replaying the stored inputs of the partitions it
 is given, in the store's notification order; timers are part of that state.
+
+Rows go in with binary COPY (a batch is thousands of rows; one INSERT per row costs more
+in Python than deciding them), and the transaction ends with a NOTIFY that wakes the outbox
+relay (streams/relay.py).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
+import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
-from psycopg import Cursor
+from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
 
 from schemas.envelope import CloudEvent, format_time, parse_time
@@ -53,6 +60,12 @@ OUTBOX_DDL = (
     " PRIMARY KEY (topic, partition))",
 )
 
+# Whoever commits outbox rows wakes the relay on this channel (payload: the schema).
+OUTBOX_CHANNEL = "dripstream_outbox"
+
+# From this many rows (inputs, ticks and decisions) a batch is written with COPY.
+COPY_FROM_ROWS = 2000
+
 AlreadyRecorded = IntegrityError
 # A change of definitions to adopt: (document, deleted sequence ids, when, cause id).
 Definition = tuple[dict[str, Any], list[str], datetime, str]
@@ -60,9 +73,9 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 SETUP_LOCK = 0x64726971  # advisory lock serialising the creation of the tables
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """One event to publish: the topic (without prefix), its key and its JSON bytes."""
+class OutboxRow(NamedTuple):
+    """One event to publish: the topic (without prefix), its key and its JSON bytes.
+    A tuple, not a dataclass: the worker makes several for every input."""
 
     event_id: str
     topic: str
@@ -117,8 +130,36 @@ class Definitions:
     applied_at: datetime
 
 
+@dataclass(slots=True)
+class BatchRecord:
+    """Everything one worker batch records, in one transaction: built while deciding."""
+
+    stored: list[StoredEvent] = field(default_factory=list)  # inputs and ticks, as decided
+    trackings: dict[int, int] = field(default_factory=dict)  # partition group -> progress
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)  # highest offset
+    outbox: list[OutboxRow] = field(default_factory=list)
+    contacts: dict[str, tuple[list[str], str | None]] = field(default_factory=dict)
+    definition: Definition | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.stored or self.trackings or self.outbox or self.definition)
+
+    def extend(self, later: BatchRecord) -> None:
+        """Take in a batch decided after this one, so one transaction records both."""
+        if later.definition is not None:
+            if self.definition is not None:
+                raise ValueError("a batch holds one definition change at most")
+            self.definition = later.definition
+        self.stored.extend(later.stored)
+        self.trackings.update(later.trackings)  # a group's later progress is the higher
+        self.positions.update(later.positions)
+        self.outbox.extend(later.outbox)
+        self.contacts.update(later.contacts)
+
+
 class EngineRecorder(PostgresProcessRecorder):
-    """The eventsourcing process recorder, plus the outbox rows in the same transaction."""
+    """The eventsourcing process recorder, plus the outbox, positions, definitions and the
+    contacts index in the same transaction."""
 
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(
@@ -133,45 +174,181 @@ class EngineRecorder(PostgresProcessRecorder):
             for statement in self.create_table_statements_extra:
                 curs.execute(statement)
 
-    def _insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        super()._insert_events(curs, stored_events, **kwargs)
+    def write(self, batch: BatchRecord, *, copy: bool | None = None) -> None:
+        """One transaction. A tracking that does not move forward (another worker recorded
+        that group since) raises IntegrityError and nothing of the batch is kept.
+
+        A large batch goes in with binary COPY (least work per row); a small one as a few
+        array-valued statements sent in one pipeline, since COPY costs round trips that
+        dominate a batch of a few records. `copy` forces one way (tests run both)."""
+        if copy is None:
+            copy = len(batch.stored) + len(batch.outbox) >= COPY_FROM_ROWS
+        with self.datastore.get_connection() as conn:
+            if copy:
+                with conn.transaction(), conn.cursor() as curs:
+                    self._write_copying(curs, batch)
+            else:
+                self._write_pipelined(conn, batch)
+
+    def _write_copying(self, curs: Cursor[DictRow], batch: BatchRecord) -> None:
         schema = self.datastore.schema
-        outbox: Sequence[OutboxRow] = kwargs.get("outbox", ())
-        if outbox:
-            # The same decision can be recorded twice only by a rebuilt worker re-firing a
-            # timer; its id is the same, so the second copy is dropped here.
-            curs.executemany(
-                f"INSERT INTO {schema}.dripstream_outbox (event_id, topic, key, value)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
-                [(row.event_id, row.topic, row.key, row.value) for row in outbox],
+        # The write lock comes before any id is drawn from a sequence: readers of the
+        # outbox (the relay) and of the notification log (a rebuild) go by id, so no
+        # transaction may commit ids below those of one that committed before it.
+        self._lock_table(curs)
+        for group, progress in sorted(batch.trackings.items()):
+            self._insert_tracking(curs, Tracking(f"inputs:{group}", progress))
+        if batch.stored:
+            with curs.copy(
+                f"COPY {schema}.{EVENTS_TABLE}"
+                " (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["text", "int8", "text", "bytea"])
+                for e in batch.stored:
+                    copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
+        if batch.outbox:
+            _copy_outbox(curs, schema, batch.outbox)
+        if batch.contacts:
+            _copy_contacts(curs, schema, batch.contacts)
+        self._write_rest(curs, batch)
+
+    def _write_pipelined(self, conn: Connection[DictRow], batch: BatchRecord) -> None:
+        schema = self.datastore.schema
+        tracked: list[Any] = []
+        with conn.transaction():
+            with conn.pipeline(), conn.cursor() as curs, conn.cursor() as tracking:
+                self._lock_table(curs)  # first, as in _write_copying
+                if batch.trackings:
+                    groups = sorted(batch.trackings)
+                    tracking.execute(
+                        f"INSERT INTO {schema}.{TRACKING_TABLE} (application_name, notification_id)"
+                        " SELECT * FROM unnest(%b::text[], %b::bigint[])"
+                        " ON CONFLICT (application_name) DO UPDATE"
+                        " SET notification_id = EXCLUDED.notification_id"
+                        f" WHERE {schema}.{TRACKING_TABLE}.notification_id"
+                        " < EXCLUDED.notification_id"
+                        " RETURNING application_name",
+                        (
+                            [f"inputs:{g}" for g in groups],
+                            [batch.trackings[g] for g in groups],
+                        ),
+                    )
+                if batch.stored:
+                    curs.execute(
+                        f"INSERT INTO {schema}.{EVENTS_TABLE}"
+                        " (originator_id, originator_version, topic, state)"
+                        " SELECT i, v, t, s FROM unnest(%b::text[], %b::bigint[], %b::text[],"
+                        " %b::bytea[]) WITH ORDINALITY AS u(i, v, t, s, n) ORDER BY n",
+                        _columns(
+                            [
+                                (e.originator_id, e.originator_version, e.topic, e.state)
+                                for e in batch.stored
+                            ],
+                            4,
+                        ),
+                    )
+                if batch.outbox:
+                    curs.execute(
+                        f"INSERT INTO {schema}.dripstream_outbox (event_id, topic, key, value)"
+                        " SELECT e, t, k, v FROM unnest(%b::text[], %b::text[], %b::text[],"
+                        " %b::bytea[]) WITH ORDINALITY AS u(e, t, k, v, n) ORDER BY n"
+                        " ON CONFLICT (event_id) DO NOTHING",
+                        _columns(batch.outbox, 4),
+                    )
+                if batch.contacts:
+                    ids = list(batch.contacts)
+                    curs.execute(
+                        f"INSERT INTO {schema}.dripstream_contacts (contact_id, tags, line_id)"
+                        " SELECT c, ARRAY(SELECT jsonb_array_elements_text(t)), l"
+                        " FROM unnest(%b::text[], %b::jsonb[], %b::text[]) AS u(c, t, l)"
+                        " ON CONFLICT (contact_id) DO UPDATE"
+                        " SET tags = EXCLUDED.tags, line_id = EXCLUDED.line_id",
+                        (
+                            ids,
+                            [orjson.dumps(batch.contacts[c][0]).decode() for c in ids],
+                            [batch.contacts[c][1] for c in ids],
+                        ),
+                    )
+                self._write_rest(curs, batch)
+                if batch.trackings:
+                    tracked = tracking.fetchall()  # the pipeline's results, in one round trip
+            if len(tracked) != len(batch.trackings):
+                # Raised inside the transaction, so it rolls back: nothing is kept.
+                raise IntegrityError(
+                    f"a group was recorded elsewhere: {len(tracked)} of"
+                    f" {len(batch.trackings)} trackings moved forward"
+                )
+
+    def _write_rest(self, curs: Cursor[DictRow], batch: BatchRecord) -> None:
+        """Positions, a definition change and the relay's wake-up, either way."""
+        schema = self.datastore.schema
+        if batch.positions:
+            topics, partitions, offsets = zip(
+                *((t, p, o) for (t, p), o in sorted(batch.positions.items())), strict=True
             )
-        contacts: Sequence[tuple[str, list[str], str | None]] = kwargs.get("contacts", ())
-        if contacts:
-            curs.executemany(
-                f"INSERT INTO {schema}.dripstream_contacts (contact_id, tags, line_id)"
-                " VALUES (%s, %s, %s) ON CONFLICT (contact_id)"
-                " DO UPDATE SET tags = EXCLUDED.tags, line_id = EXCLUDED.line_id",
-                contacts,
-            )
-        positions: Sequence[tuple[str, int, int]] = kwargs.get("positions", ())
-        if positions:
-            curs.executemany(
+            curs.execute(
                 f"INSERT INTO {schema}.dripstream_positions (topic, partition, position)"
-                " VALUES (%s, %s, %s) ON CONFLICT (topic, partition)"
-                " DO UPDATE SET position = EXCLUDED.position",
-                positions,
+                " SELECT * FROM unnest(%b::text[], %b::int[], %b::bigint[])"
+                " ON CONFLICT (topic, partition) DO UPDATE SET position = EXCLUDED.position",
+                (list(topics), list(partitions), list(offsets)),
             )
-        definition: Definition | None = kwargs.get("definition")
-        if definition is not None:
-            document, deleted, at, cause = definition
+        if batch.definition is not None:
+            document, deleted, at, cause = batch.definition
             curs.execute(
                 f"INSERT INTO {schema}.dripstream_definitions"
                 " (document, deleted, applied_at, cause)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (cause) DO NOTHING",
                 (orjson.dumps(document).decode(), deleted, at, cause),
             )
+        if batch.outbox:
+            # Delivered at commit, and only then: the relay wakes to rows it can read.
+            curs.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, schema))
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as one list per column, for unnest()."""
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for n in range(width):
+            columns[n].append(row[n])
+    return columns
+
+
+def _copy_outbox(curs: Cursor[DictRow], schema: str, rows: Sequence[OutboxRow]) -> None:
+    # COPY cannot skip a conflicting row, and a decision may be recorded again (several
+    # workers adopting one definition change): stage the rows, then insert them in order
+    # (the relay publishes by id) leaving out the ids already there.
+    curs.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS dripstream_outbox_stage"
+        " (n int, event_id text, topic text, key text, value bytea) ON COMMIT DELETE ROWS"
+    )
+    with curs.copy("COPY dripstream_outbox_stage FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["int4", "text", "text", "text", "bytea"])
+        for n, row in enumerate(rows):
+            copy.write_row((n, row.event_id, row.topic, row.key, row.value))
+    curs.execute(
+        f"INSERT INTO {schema}.dripstream_outbox (event_id, topic, key, value)"
+        " SELECT event_id, topic, key, value FROM dripstream_outbox_stage ORDER BY n"
+        " ON CONFLICT (event_id) DO NOTHING"
+    )
+
+
+def _copy_contacts(
+    curs: Cursor[DictRow], schema: str, contacts: dict[str, tuple[list[str], str | None]]
+) -> None:
+    curs.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS dripstream_contacts_stage"
+        " (contact_id text, tags text[], line_id text) ON COMMIT DELETE ROWS"
+    )
+    with curs.copy("COPY dripstream_contacts_stage FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["text", "text[]", "text"])
+        for contact_id, (tags, line_id) in contacts.items():
+            copy.write_row((contact_id, tags, line_id))
+    curs.execute(
+        f"INSERT INTO {schema}.dripstream_contacts (contact_id, tags, line_id)"
+        " SELECT contact_id, tags, line_id FROM dripstream_contacts_stage"
+        " ON CONFLICT (contact_id) DO UPDATE SET tags = EXCLUDED.tags, line_id = EXCLUDED.line_id"
+    )
 
 
 class EngineStore:
@@ -192,6 +369,10 @@ class EngineStore:
             originator_id_type="text",
         )
         self.recorder = EngineRecorder(self.datastore)
+        # Ticks are told apart by this store's own name and a count: two workers, or one
+        # before and after a restart, may tick at the same moment.
+        self.tick_names = f"tick:{uuid.uuid4().hex}"
+        self.tick_count = itertools.count()
         with self.datastore.get_connection() as conn:
             # Workers starting together would race creating the tables (and the library's
             # tracking migration row): one at a time.
@@ -216,55 +397,31 @@ class EngineStore:
                 (str(r["topic"]), int(r["partition"])): int(r["position"]) for r in curs.fetchall()
             }
 
-    def record(
-        self,
-        group: int,
-        progress: int,
-        inputs: Sequence[InputRecord],
-        positions: Sequence[tuple[str, int, int]],
-        outbox: Sequence[OutboxRow],
-        contacts: Sequence[tuple[str, list[str], str | None]] = (),
-        definition: Definition | None = None,
-    ) -> None:
-        """One transaction for one partition group (one partition number across the input
-        topics): the inputs in the order they were decided, the group's new positions,
-        and the decisions.
+    def write(self, batch: BatchRecord) -> None:
+        """One transaction for a worker batch: the inputs and ticks in the order they were
+        decided, each group's tracking and positions, the decisions, the contacts index.
 
-        `progress` (the sum of the group's next offsets) grows with every record; the
-        eventsourcing tracking refuses one that does not, so a redelivered or stale batch
-        raises AlreadyRecorded and the caller knows its in-memory state is stale.
+        A group's tracking is its `progress` (the sum of its next offsets), which grows with
+        every batch; the eventsourcing tracking refuses one that does not, so a redelivered
+        or stale batch raises AlreadyRecorded and the caller knows its in-memory state is
+        stale.
         """
-        self.recorder.insert_events(
-            [record.stored() for record in inputs],
-            tracking=Tracking(f"inputs:{group}", progress),
-            outbox=outbox,
-            contacts=contacts,
-            definition=definition,
-            positions=positions,
-        )
+        if batch:
+            self.recorder.write(batch)
 
-    def record_tick(
-        self,
-        at: datetime,
-        partitions: Sequence[str],
-        outbox: Sequence[OutboxRow],
-        partition: int | None = None,
-    ) -> None:
-        """Decisions of timers fired by the clock alone (of one partition's timers, or all),
-        with a tick so a rebuild fires them at the same point."""
-        tick = StoredEvent(
-            originator_id=f"tick:{format_time(at)}:{partition}:{','.join(partitions)}",
-            originator_version=0,
+    def tick(
+        self, at: datetime, partitions: Sequence[str], partition: int | None = None
+    ) -> StoredEvent:
+        """A tick of the clock that fired timers (of one partition's timers, or all), to
+        record with their decisions so a rebuild fires them at the same point."""
+        return StoredEvent(
+            originator_id=self.tick_names,
+            originator_version=next(self.tick_count),
             topic=TICK_TOPIC,
             state=orjson.dumps(
                 {"at": format_time(at), "partitions": list(partitions), "partition": partition}
             ),
         )
-        try:
-            self.recorder.insert_events([tick], outbox=outbox)
-        except IntegrityError:
-            # The same tick recorded before a restart: its decisions have the same ids.
-            self.recorder.insert_events([], outbox=outbox)
 
     def replayable(self, partitions: Sequence[str]) -> Iterator[Replayable]:
         """The stored inputs of these partitions (`topic:partition`) and the ticks that
@@ -345,6 +502,16 @@ class EngineStore:
                 (int(r["id"]), OutboxRow(r["event_id"], r["topic"], r["key"], bytes(r["value"])))
                 for r in curs.fetchall()
             ]
+
+
+def outbox_select(schema: str) -> str:
+    """The relay's query: outbox rows after a position (%s), in id order, at most %s."""
+    if not _IDENTIFIER.fullmatch(schema):
+        raise ValueError(f"schema {schema!r} must be a plain SQL identifier")
+    return (
+        f"SELECT id, event_id, topic, key, value FROM {schema}.dripstream_outbox"
+        " WHERE id > %s ORDER BY id LIMIT %s"
+    )
 
 
 def outbox_rows(events: Sequence[CloudEvent], topic_for: Any) -> list[OutboxRow]:

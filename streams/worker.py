@@ -2,12 +2,16 @@
 
 A consumer group reads the co-partitioned input topics; the range assignor gives one
 worker partition p of every input topic (a "group"). Records of a group are decided in
-order (streams/ordering.py), and each group's batch is one PostgreSQL transaction holding
-the accepted inputs, their decisions and the group's Kafka positions (streams/store.py);
-only then are the offsets committed to Kafka. A record at or below the stored position is
-a redelivery and changes nothing. On every assignment the engine is rebuilt from the stored
-inputs of its groups, so a worker never decides on state it has not recorded. Decisions
-reach Kafka through the outbox relay (streams/relay.py).
+order (streams/ordering.py). What a poll brings (several, under load), across the groups, is
+recorded in one PostgreSQL transaction with the clock's ticks, the decisions
+and each group's Kafka positions (streams/store.py); only then are the offsets committed to
+Kafka. Writes run in a thread while the engine decides on, one at a time and in the order
+decided: what is decided while a write runs gathers into the next one, so a batch is never
+recorded before the one decided ahead of it (and not at all after one was refused). A
+record at or below the stored position is a redelivery and changes nothing. On every
+assignment the engine is rebuilt from the stored inputs of its groups, so a worker never
+decides on state it has not recorded. Decisions reach Kafka through the outbox relay
+(streams/relay.py), which runs in a process of its own.
 """
 
 from __future__ import annotations
@@ -15,11 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from multiprocessing.context import SpawnProcess
 from typing import Any
 
 from aiokafka import (  # type: ignore[import-untyped]
@@ -28,7 +36,10 @@ from aiokafka import (  # type: ignore[import-untyped]
     TopicPartition,
 )
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor  # type: ignore[import-untyped]
-from aiokafka.errors import CommitFailedError  # type: ignore[import-untyped]
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    CommitFailedError,
+    IllegalStateError,
+)
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
 from aggregates.engine import DEFINITION_COMMANDS, Engine
@@ -38,13 +49,13 @@ from schemas.validation import EventRejected, decode_event
 from streams import routing
 from streams.metrics import WorkerMetrics
 from streams.ordering import GroupBuffer, Pending
-from streams.relay import Relay
+from streams.relay import RelaySettings, start_relay_process
 from streams.store import (
     AlreadyRecorded,
+    BatchRecord,
     Definition,
     EngineStore,
     InputRecord,
-    OutboxRow,
     outbox_rows,
 )
 
@@ -52,6 +63,8 @@ log = logging.getLogger("dripstream.worker")
 
 INPUT_TOPICS = ("contacts", "calls", "messages", "appointments", "intake", "commands")
 GROUP_ID = "engine"
+DEFINITIONS_EVERY = 0.05  # seconds between looks for other workers' definition changes
+PENDING_AT_MOST = 4  # polls' worth of inputs decided while a write runs, before waiting
 FINISHED_AFTER = 2.0  # seconds without a record before every topic counts as read to the end
 Clock = Callable[[], datetime]
 
@@ -67,27 +80,19 @@ class WorkerSettings:
     topic_prefix: str = "dripstream."
     clock: str = "wall"  # "wall" or "event"
     group_id: str | None = None  # default: `<prefix>engine`, one group per deployment
-    batch_size: int = 2000
+    batch_size: int = 5000  # records per poll at most; one poll is one transaction
     idle_ms: int = 200
     metrics_port: int | None = None
     relay: bool = True
     schema: str = "public"
 
 
+# Looked up for every decision: a plain dict, not the registry's read-only mapping.
+_TOPICS = {kind: info.topic for kind, info in EVENT_TYPES.items()}
+
+
 def topic_for(event_type: str) -> str:
-    info = EVENT_TYPES.get(event_type)
-    return info.topic if info else "decisions"
-
-
-@dataclass(slots=True)
-class _Batch:
-    """What one group's records of a batch come to, before it is recorded."""
-
-    inputs: list[InputRecord] = field(default_factory=list)
-    outbox: list[OutboxRow] = field(default_factory=list)
-    touched: set[str] = field(default_factory=set)
-    last: dict[str, int] = field(default_factory=dict)  # topic -> last offset decided
-    definition: Definition | None = None
+    return _TOPICS.get(event_type, "decisions")
 
 
 class EngineWorker:
@@ -101,6 +106,7 @@ class EngineWorker:
         self.partition_count = 0
         self.partition_clock: dict[int, datetime] = {}
         self.definitions_version = 0
+        self.definitions_checked = float("-inf")
         self.positions: dict[tuple[str, int], int] = {}
         self.assigned: set[TopicPartition] = set()
         self.buffers: dict[int, GroupBuffer] = {}
@@ -109,6 +115,22 @@ class EngineWorker:
         self.rebuilding = False
         self.commands_read = False
         self.stopping = asyncio.Event()
+        # What the current poll decided, not yet handed to the writer.
+        self.record = BatchRecord()
+        self.touched: set[str] = set()
+        # What the contacts index holds for each contact this worker wrote, so a batch
+        # writes only the contacts whose tags or line changed (most inputs change neither).
+        self.indexed: dict[str, tuple[list[str], str | None]] = {}
+        self.commits: dict[TopicPartition, int] = {}
+        # The write under way, and what was decided since, waiting to be written next.
+        self.writer: asyncio.Task[None] | None = None
+        self.pending = BatchRecord()
+        self.pending_commits: dict[TopicPartition, int] = {}
+        self.offsets: dict[TopicPartition, int] = {}  # recorded, to commit to Kafka
+        self.committing: asyncio.Task[None] | None = None
+        # Moves on every revocation and rebuild: what an older engine decided and did not
+        # yet hand to the writer is dropped (the rebuild reads it again from Kafka).
+        self.generation = 0
         prefix = settings.topic_prefix
         self.topics = tuple(prefix + t for t in INPUT_TOPICS)
         self.consumer = AIOKafkaConsumer(
@@ -123,11 +145,12 @@ class EngineWorker:
             session_timeout_ms=30_000,
             heartbeat_interval_ms=3_000,
         )
-        self.relay = (
-            Relay(self.store, settings.bootstrap_servers, prefix, self.metrics.published.inc)
-            if settings.relay
-            else None
+        self.relay_settings = RelaySettings(
+            settings.bootstrap_servers, settings.database_url, prefix, settings.schema
         )
+        self.relay_process: SpawnProcess | None = None
+        self.relay_published = multiprocessing.get_context("spawn").Value("q", 0)
+        self.relay_reported = 0
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -138,20 +161,43 @@ class EngineWorker:
                 loop.add_signal_handler(sig, self.stopping.set)
         if self.settings.metrics_port is not None:
             self.metrics.serve(self.settings.metrics_port)
-        self.consumer.subscribe(topics=list(self.topics), listener=_Rebalance(self))
-        await self.consumer.start()
-        relay_task = asyncio.create_task(self.relay.run(self.stopping)) if self.relay else None
+        if self.settings.relay:
+            self.relay_process = start_relay_process(self.relay_settings, self.relay_published)
         try:
-            while not self.stopping.is_set():
-                await self._step()
-                if relay_task is not None and relay_task.done() and not self.stopping.is_set():
-                    relay_task.result()  # a relay that died takes the worker down, loudly
-                    raise RuntimeError("the outbox relay stopped")
+            self.consumer.subscribe(topics=list(self.topics), listener=_Rebalance(self))
+            await self.consumer.start()
+            try:
+                while not self.stopping.is_set():
+                    await self._step()
+                    self._check_relay()
+                await self._drain()
+            finally:
+                await self.consumer.stop()  # leaves the group; offsets were committed per batch
         finally:
-            await self.consumer.stop()  # leaves the group; offsets were committed per batch
-            if relay_task is not None:
-                await relay_task
+            await self._stop_relay()
             self.store.close()
+
+    def _check_relay(self, *, alive: bool = True) -> None:
+        process = self.relay_process
+        if process is None:
+            return
+        published = self.relay_published.value
+        if published > self.relay_reported:
+            self.metrics.published.inc(published - self.relay_reported)
+            self.relay_reported = published
+        if alive and not process.is_alive() and not self.stopping.is_set():
+            # A relay that died takes the worker down, loudly.
+            raise RuntimeError(f"the outbox relay stopped (exit code {process.exitcode})")
+
+    async def _stop_relay(self) -> None:
+        """The relay publishes what is left in the outbox, then exits."""
+        process = self.relay_process
+        if process is None:
+            return
+        if process.is_alive():
+            process.terminate()  # SIGTERM: drain and stop
+        await asyncio.to_thread(process.join)
+        self._check_relay(alive=False)  # the count only: do not hide why the worker stops
 
     async def _step(self) -> None:
         if self.stale and not self.rebuilding:
@@ -162,6 +208,7 @@ class EngineWorker:
             # every partition back to its stored position, so these come again.
             return
         started = time.perf_counter()
+        generation = self.generation
         self._sync_definitions()
         for tp, records in fetched.items():
             if tp in self.assigned:
@@ -177,8 +224,8 @@ class EngineWorker:
         )
         everything = set(self.topics) if finished else set()
         if self.event_clock and not await self._commands_read():
+            await self._submit()  # what adopting definitions decided, if anything
             return  # definitions first: see _commands_read
-        commits: dict[TopicPartition, int] = {}
         # Groups holding a definition change go first, so every group decides with it.
         for group in sorted(
             self.buffers, key=lambda g: (not self.buffers[g].holds_definition(), g)
@@ -190,17 +237,14 @@ class EngineWorker:
                 else buffer.arrival_order()
             )
             if ready and not self.stale:
-                for topic, offset in self._decide_group(group, ready).items():
-                    commits[TopicPartition(topic, group)] = offset + 1
-        if commits:
-            try:
-                await self.consumer.commit(commits)
-            except CommitFailedError:
-                # A rebalance took the partitions meanwhile; what was decided is in the
-                # store, and the next owner starts from there.
-                log.warning("offset commit refused by a rebalance; the store keeps the positions")
-            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+                await self._decide_group(group, ready)
+            if self.generation != generation:
+                return  # a rebalance came while a batch was being recorded
         self._fire_timers(finished=finished)
+        decided = bool(self.commits)
+        await self._submit()
+        if decided:
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self._report_lag()
 
     def _buffer(self, tp: TopicPartition, records: Iterable[Any]) -> None:
@@ -238,36 +282,147 @@ class EngineWorker:
         self.commands_read = True
         return True
 
+    # ---- writing -------------------------------------------------------------------------
+
+    async def _submit(self, *, wait: bool = False) -> None:
+        """Hand what was decided so far to the writer and go on deciding. While a write
+        runs, later batches gather into the next one (a transaction costs round trips
+        whatever its size, so under load the batches grow instead of queueing up); the
+        engine waits only when that next batch is PENDING_AT_MOST polls big. With `wait`,
+        until everything is recorded."""
+        record, self.record = self.record, BatchRecord()
+        commits, self.commits = self.commits, {}
+        for contact_id in sorted(self.touched):
+            state = self.engine.contacts.get(contact_id)
+            if state is None:
+                continue
+            entry = (sorted(state.tags), state.line_id)
+            if self.indexed.get(contact_id) != entry:
+                record.contacts[contact_id] = self.indexed[contact_id] = entry
+        self.touched = set()
+        self._raise_if_failed()
+        if not self.stale and (record or commits):
+            self.pending.extend(record)
+            self.pending_commits.update(commits)
+            if self.writer is None or self.writer.done():
+                self.writer = asyncio.create_task(self._write_pending())
+        limit = PENDING_AT_MOST * self.settings.batch_size
+        while wait or len(self.pending.stored) >= limit:
+            if self.writer is None or self.writer.done():
+                break
+            await self.writer
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        """A write that failed other than by a refusal stops the worker, loudly."""
+        writer = self.writer
+        if writer is not None and writer.done() and writer.exception() is not None:
+            writer.result()
+
+    def _drop_pending(self) -> None:
+        """What was decided but not yet being written: a rebuild decides it again from the
+        stored positions."""
+        self.pending, self.pending_commits = BatchRecord(), {}
+
+    async def _drain(self) -> None:
+        """Wait until everything handed to the writer is recorded (or dropped), and its
+        offsets committed to Kafka."""
+        while self.writer is not None and not self.writer.done():
+            await asyncio.shield(self.writer)
+        self._raise_if_failed()
+        if self.committing is not None:
+            await asyncio.shield(self.committing)
+
+    async def _write_pending(self) -> None:
+        """Write the pending batch, then the one gathered meanwhile, until none is left."""
+        while self.pending and not self.stale:
+            record, commits = self.pending, self.pending_commits
+            self._drop_pending()
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(self.store.write, record)
+            except AlreadyRecorded:
+                # Another worker recorded one of these groups first (a rebalance fenced
+                # us): our in-memory state is stale, so start again from the store, and
+                # write nothing decided after it.
+                log.warning("a group was recorded elsewhere; rebuilding from the store")
+                self.stale = True
+                self._drop_pending()
+                return
+            self.metrics.write_seconds.observe(time.perf_counter() - started)
+            if commits:
+                # Kafka's offsets only show the group's progress (the store decides where
+                # a worker resumes): committed beside the writes, not between them.
+                self.offsets.update(commits)
+                if self.committing is None or self.committing.done():
+                    self.committing = asyncio.create_task(self._commit_offsets())
+
+    async def _commit_offsets(self) -> None:
+        while self.offsets:
+            offsets, self.offsets = self.offsets, {}
+            try:
+                await self.consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError):
+                # A rebalance took the partitions meanwhile; what was decided is in the
+                # store, and the next owner starts from there.
+                log.warning("offset commit refused by a rebalance; the store has it")
+
     # ---- deciding ------------------------------------------------------------------------
 
-    def _decide_group(self, group: int, ready: list[Pending]) -> dict[str, int]:
-        batch = _Batch()
-        decided: dict[str, int] = {}
+    async def _decide_group(self, group: int, ready: list[Pending]) -> None:
+        generation = self.generation
+        last: dict[str, int] = {}  # topic -> last offset decided
         for item in ready:
+            if item.event is not None and self._fans_out(item.event):
+                # The fan-out reads the contacts index: bring it up to this point first.
+                self._track(group, last)
+                last = {}
+                await self._submit(wait=True)
+                if self.stale or self.generation != generation:
+                    return
             self.metrics.events_in.inc()
-            batch.last[item.topic] = item.offset
-            if self._decide(item, batch):
+            last[item.topic] = item.offset
+            if self._decide(item):
                 # A definition change is recorded alone, so other workers adopt it in order.
-                decided.update(self._record(group, batch))
-                batch = _Batch()
-        decided.update(self._record(group, batch))
-        return decided
+                self._track(group, last)
+                last = {}
+                await self._submit(wait=True)
+                if self.stale or self.generation != generation:
+                    return
+        self._track(group, last)
 
-    def _decide(self, item: Pending, batch: _Batch) -> bool:
+    def _fans_out(self, event: CloudEvent) -> bool:
+        return event.type == "enrollment.requested" and routing.needs_fan_out(event)
+
+    def _track(self, group: int, last: dict[str, int]) -> None:
+        """The group's new positions, in the record and for the offset commit."""
+        if not last:
+            return
+        for topic, offset in last.items():
+            self.positions[(topic, group)] = offset
+            self.record.positions[(topic, group)] = offset
+            self.commits[TopicPartition(topic, group)] = offset + 1
+        self.record.trackings[group] = sum(
+            offset + 1 for (topic, g), offset in self.positions.items() if g == group
+        )
+
+    def _decide(self, item: Pending) -> bool:
+        """Decide one record into the current record; True for a definition change."""
+        record = self.record
         event = item.event
         if event is None:
             self.metrics.dead_letters.inc()
-            batch.outbox.append(routing.dead_letter(item))
+            record.outbox.append(routing.dead_letter(item))
             return False
         if event.source == ENGINE_SOURCE:
             return False  # the engine's own change, applied when it was decided
-        if event.type == "enrollment.requested" and routing.needs_fan_out(event):
-            batch.outbox.extend(routing.fan_out(event, self.store.contacts_matching))
+        if self._fans_out(event):
+            record.outbox.extend(routing.fan_out(event, self.store.contacts_matching))
             return False
         if event.type == "lead.email_received":
             destination = routing.lead_destination(event)
             if destination is not None and self.partition_of(destination) != item.partition:
-                batch.outbox.append(routing.rerouted_lead(event, destination))
+                record.outbox.append(routing.rerouted_lead(event, destination))
                 return False
         at: datetime | None = None
         if self.event_clock:
@@ -277,17 +432,17 @@ class EngineWorker:
         else:
             at = self.clock()
             outputs = self.engine.handle(event, at=at)
-        batch.inputs.append(
+        record.stored.append(
             InputRecord(
                 item.topic, item.partition, item.offset, at, self.definitions_version, item.raw
-            )
+            ).stored()
         )
-        batch.outbox.extend(outbox_rows(outputs, topic_for))
+        record.outbox.extend(outbox_rows(outputs, topic_for))
         self.metrics.events_out.inc(len(outputs))
         if event.subject and not event.subject.startswith("sequence"):
-            batch.touched.add(event.subject)
+            self.touched.add(event.subject)
         if event.type in DEFINITION_COMMANDS:
-            batch.definition = self._definition_change(event)
+            record.definition = self._definition_change(event)
             return True
         return False
 
@@ -309,35 +464,6 @@ class EngineWorker:
 
     def partition_of(self, contact_id: str) -> int:
         return int((murmur2(contact_id.encode()) & 0x7FFFFFFF) % max(1, self.partition_count))
-
-    def _record(self, group: int, batch: _Batch) -> dict[str, int]:
-        if not batch.last:
-            return {}
-        for topic, offset in batch.last.items():
-            self.positions[(topic, group)] = offset
-        progress = sum(offset + 1 for (topic, g), offset in self.positions.items() if g == group)
-        contacts = [
-            (c, sorted(state.tags), state.line_id)
-            for c in sorted(batch.touched)
-            if (state := self.engine.contacts.get(c)) is not None
-        ]
-        try:
-            self.store.record(
-                group,
-                progress,
-                batch.inputs,
-                [(topic, group, offset) for topic, offset in sorted(batch.last.items())],
-                batch.outbox,
-                contacts,
-                batch.definition,
-            )
-        except AlreadyRecorded:
-            # Another worker recorded this group first (a rebalance fenced us): our
-            # in-memory state is stale, so start again from the store.
-            log.warning("group %s was recorded elsewhere; rebuilding from the store", group)
-            self.stale = True
-            return {}
-        return dict(batch.last)
 
     def _fire_timers(self, *, finished: bool) -> None:
         if not self.event_clock:
@@ -365,11 +491,19 @@ class EngineWorker:
             sum(1 for e in outputs if e.type in ("step.executed", "step.skipped"))
         )
         if outputs:
+            # Recorded after the inputs decided before it, in the same transaction.
             names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
-            self.store.record_tick(now, names, outbox_rows(outputs, topic_for), group)
+            self.record.stored.append(self.store.tick(now, names, group))
+            self.record.outbox.extend(outbox_rows(outputs, topic_for))
             self.metrics.events_out.inc(len(outputs))
 
     def _sync_definitions(self) -> None:
+        # A query on the event loop: under a trickle of records the loop takes many small
+        # polls a second, and another worker's definition change may wait this long.
+        now = time.monotonic()
+        if now - self.definitions_checked < DEFINITIONS_EVERY:
+            return
+        self.definitions_checked = now
         for change in self.store.definitions_after(self.definitions_version):
             outputs = self.engine.adopt(
                 change.document, change.deleted, change.applied_at, f"defs:{change.version}"
@@ -377,7 +511,8 @@ class EngineWorker:
             self.definitions_version = change.version
             if outputs:
                 names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
-                self.store.record_tick(change.applied_at, names, outbox_rows(outputs, topic_for))
+                self.record.stored.append(self.store.tick(change.applied_at, names))
+                self.record.outbox.extend(outbox_rows(outputs, topic_for))
 
     # ---- rebalancing ---------------------------------------------------------------------
 
@@ -395,7 +530,12 @@ class EngineWorker:
         were decided. It runs in a thread so the consumer's heartbeats go on meanwhile."""
         started = time.perf_counter()
         self.rebuilding = True
+        self.generation += 1
+        self.record, self.commits, self.touched = BatchRecord(), {}, set()
+        self._drop_pending()
+        self.indexed = {}  # a refused write may not have written what this says
         try:
+            await self._drain()  # the rebuild reads what the write in flight records
             await self._rebuild_engine()
         finally:
             self.rebuilding = False
@@ -407,6 +547,7 @@ class EngineWorker:
         self.engine = engine
         self.partition_clock = clocks
         self.definitions_version = applied
+        self.definitions_checked = float("-inf")
         self.stale = False
         self.commands_read = False
         self.buffers = {tp.partition: GroupBuffer(self.topics) for tp in self.assigned}
@@ -469,8 +610,9 @@ class EngineWorker:
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Batches are recorded before getmany is called again, so a revocation has nothing in
-    flight; an assignment rebuilds the engine for exactly the groups now owned."""
+    """A revocation waits for the writes under way and drops what was decided but not yet
+    being written; an assignment rebuilds the engine for exactly the groups now
+    owned (and seeks them to their stored positions, so the dropped records come again)."""
 
     def __init__(self, worker: EngineWorker) -> None:
         self.worker = worker
@@ -478,6 +620,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.worker.assigned -= set(revoked)
         self.worker.rebuilding = True  # nothing is decided until the new assignment is rebuilt
+        self.worker.generation += 1
+        self.worker.record, self.worker.commits, self.worker.touched = BatchRecord(), {}, set()
+        self.worker._drop_pending()
+        # An error of the write is raised again to the worker's own loop.
+        with contextlib.suppress(Exception):
+            await self.worker._drain()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self.worker.assign(set(assigned))
@@ -487,5 +635,60 @@ def run_worker(settings: WorkerSettings) -> None:
     async def main() -> None:
         # aiokafka clients must be made inside the running loop.
         await EngineWorker(settings).run()
+
+    asyncio.run(main())
+
+
+def run_workers(settings: WorkerSettings, processes: int) -> int:
+    """`processes` workers in one consumer group, each a process of its own, so the
+    engines of different partition groups use different cores. The first one runs the
+    relay and serves the metrics (of its own partitions). Exit status: 0 when all of them
+    stopped cleanly."""
+    if processes <= 1:
+        run_worker(settings)
+        return 0
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(
+            target=_worker_process,
+            args=(
+                replace(
+                    settings,
+                    relay=settings.relay and n == 0,
+                    metrics_port=settings.metrics_port if n == 0 else None,
+                ),
+            ),
+            name=f"dripstream-worker-{n}",
+        )
+        for n in range(processes)
+    ]
+    for child in children:
+        child.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.is_alive() and child.pid is not None:
+                os.kill(child.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    # One worker stopping (a crash, a signal) stops the others: the group is the unit.
+    multiprocessing.connection.wait([child.sentinel for child in children])
+    forward(signal.SIGTERM, None)
+    for child in children:
+        child.join()
+    return 0 if all(child.exitcode == 0 for child in children) else 1
+
+
+def _worker_process(settings: WorkerSettings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def main() -> None:
+        worker = EngineWorker(settings)
+        parent = multiprocessing.parent_process()
+        if parent is not None:
+            # The launcher's end of this pipe closes when it dies, even by SIGKILL.
+            asyncio.get_running_loop().add_reader(parent.sentinel, worker.stopping.set)
+        await worker.run()
 
     asyncio.run(main())

@@ -1,0 +1,235 @@
+"""The outbox relay (streams/relay.py) on a real broker and PostgreSQL: every row once, in
+order, on its key's partition; woken by the commit, not its poll; gone with its worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
+from aiokafka.partitioner import DefaultPartitioner  # type: ignore[import-untyped]
+
+from streams.relay import Relay, RelaySettings
+from streams.store import BatchRecord, EngineStore, OutboxRow
+from tests.integration.pipeline import create_topics, new_prefix
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def store(database_url: str, pg_schema: str) -> Iterator[EngineStore]:
+    opened = EngineStore(database_url, pg_schema)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def rows(first: int, count: int) -> list[OutboxRow]:
+    """Decisions of ten contacts over two topics, and a keyless one now and then."""
+    made = []
+    for n in range(first, first + count):
+        key = None if n % 7 == 3 else f"c-{n % 10}"
+        topic = "effects" if n % 3 == 0 else "decisions"
+        made.append(OutboxRow(f"e-{n}", topic, key, f'{{"n": {n}}}'.encode()))
+    return made
+
+
+def read_back(bootstrap: str, prefix: str, expect: int) -> list[tuple[str, int, Any, bytes]]:
+    """(topic, partition, key, value) of the committed records, in each partition's order."""
+
+    async def read() -> list[tuple[str, int, Any, bytes]]:
+        consumer = AIOKafkaConsumer(
+            prefix + "decisions",
+            prefix + "effects",
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        found: list[tuple[str, int, Any, bytes]] = []
+        try:
+            deadline = time.monotonic() + 60
+            while len(found) < expect and time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=500)
+                for tp, records in batch.items():
+                    found.extend((tp.topic, tp.partition, r.key, r.value) for r in records)
+        finally:
+            await consumer.stop()
+        return found
+
+    return asyncio.run(read())
+
+
+async def relay_until(relay: Relay, published: int, stopping: asyncio.Event) -> None:
+    while relay.published < published:
+        await asyncio.sleep(0.05)
+    stopping.set()
+
+
+def test_every_row_is_published_once_in_order_on_the_partition_of_its_key(
+    kafka_bootstrap: str, database_url: str, pg_schema: str, store: EngineStore
+) -> None:
+    prefix = new_prefix()
+    create_topics(kafka_bootstrap, prefix)
+    written = rows(0, 40) + rows(40, 25)
+    store.write(BatchRecord(outbox=written[:40]))
+    store.write(BatchRecord(outbox=written[40:]))
+    relay = Relay(RelaySettings(kafka_bootstrap, database_url, prefix, pg_schema, batch=30))
+
+    async def run() -> None:
+        stopping = asyncio.Event()
+        await asyncio.gather(relay.run(stopping), relay_until(relay, len(written), stopping))
+
+    asyncio.run(run())
+    got = read_back(kafka_bootstrap, prefix, len(written))
+
+    by_id = {row.value: row for row in written}
+    assert sorted(value for *_, value in got) == sorted(by_id)  # each row exactly once
+    partitions = list(range(6))
+    for topic, partition, key, value in got:
+        row = by_id[value]
+        assert topic == prefix + row.topic
+        if row.key is not None:
+            assert key == row.key.encode()
+            assert partition == DefaultPartitioner()(key, partitions, partitions)
+    for topic in {topic for topic, *_ in got}:
+        for partition in partitions:
+            seen = [value for t, p, _, value in got if (t, p) == (topic, partition)]
+            assert seen == [v for v in by_id if v in seen]  # the order they were decided in
+
+
+def test_the_relay_wakes_when_rows_are_committed_not_when_its_poll_comes_round(
+    kafka_bootstrap: str, database_url: str, pg_schema: str, store: EngineStore
+) -> None:
+    prefix = new_prefix()
+    create_topics(kafka_bootstrap, prefix)
+    # A poll an hour apart: only the commit's notification can wake it in this test.
+    settings = RelaySettings(kafka_bootstrap, database_url, prefix, pg_schema, poll_seconds=3600)
+    relay = Relay(settings)
+
+    async def run() -> None:
+        stopping = asyncio.Event()
+        running = asyncio.create_task(relay.run(stopping))
+        # given a relay that published what there was and now waits
+        await asyncio.to_thread(store.write, BatchRecord(outbox=rows(0, 5)))
+        await asyncio.wait_for(relay_until_idle(relay, 5), 60)
+
+        # when more rows are committed
+        await asyncio.to_thread(store.write, BatchRecord(outbox=rows(5, 5)))
+
+        # then it publishes them
+        await asyncio.wait_for(relay_until(relay, 10, stopping), 60)
+        await running
+
+    asyncio.run(run())
+    assert len(read_back(kafka_bootstrap, prefix, 10)) == 10
+
+
+async def relay_until_idle(relay: Relay, published: int) -> None:
+    while relay.published < published or not relay.idle.is_set():
+        await asyncio.sleep(0.05)
+
+
+def test_a_relay_process_stops_when_the_worker_that_started_it_is_killed(
+    kafka_bootstrap: str, database_url: str, pg_schema: str, store: EngineStore
+) -> None:
+    prefix = new_prefix()
+    create_topics(kafka_bootstrap, prefix)
+    store.write(BatchRecord(outbox=rows(0, 3)))
+    # given a worker stand-in that started a relay process, which is publishing
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+                import time
+                from streams.relay import RelaySettings, start_relay_process
+                settings = RelaySettings({kafka_bootstrap!r}, {database_url!r}, {prefix!r},
+                                         {pg_schema!r})
+                process = start_relay_process(settings)
+                print(process.pid, flush=True)
+                time.sleep(600)
+            """),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert len(read_back(kafka_bootstrap, prefix, 3)) == 3
+
+        # when the parent is killed outright
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+
+        # then the relay process ends too, releasing its lock for the next one
+        assert _ends(child), f"relay process {child} outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _ends(pid: int) -> bool:
+    for _ in range(1200):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return True
+        if "\nState:\tZ" in status:  # ended, not yet reaped by whoever adopted it
+            return True
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return False
+
+
+def test_rows_committed_while_the_relay_reads_ahead_do_not_wait_for_its_poll(
+    kafka_bootstrap: str, database_url: str, pg_schema: str, store: EngineStore
+) -> None:
+    prefix = new_prefix()
+    create_topics(kafka_bootstrap, prefix)
+
+    class CommitDuringReadAhead(Relay):
+        """Rows are committed just after it read ahead (while a transaction commits)."""
+
+        injected = False
+
+        async def _fetch(self, conn: Any, position: int) -> list[tuple[int, OutboxRow]]:
+            found = await super()._fetch(conn, position)
+            if position > 0 and not self.injected:
+                self.injected = True
+                await asyncio.to_thread(store.write, BatchRecord(outbox=rows(3, 3)))
+                while not self.wake.is_set():  # its notification has come
+                    await asyncio.sleep(0.01)
+            return found
+
+    # Only notifications can wake this relay: a wake-up it forgets leaves rows behind.
+    relay = CommitDuringReadAhead(
+        RelaySettings(kafka_bootstrap, database_url, prefix, pg_schema, poll_seconds=3600)
+    )
+
+    async def run() -> None:
+        stopping = asyncio.Event()
+        running = asyncio.create_task(relay.run(stopping))
+        await asyncio.to_thread(store.write, BatchRecord(outbox=rows(0, 3)))
+        await asyncio.wait_for(relay_until(relay, 6, stopping), 60)
+        await running
+
+    asyncio.run(run())
+    assert relay.injected
+    assert len(read_back(kafka_bootstrap, prefix, 6)) == 6

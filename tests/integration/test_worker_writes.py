@@ -1,0 +1,101 @@
+"""The worker decides on while its batches are written (streams/worker.py): the writes go
+one at a time in the order decided, what is decided meanwhile goes in the next one, and
+nothing goes after a batch the store refused."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+
+import pytest
+
+from streams.store import AlreadyRecorded, BatchRecord, OutboxRow
+from streams.worker import EngineWorker, WorkerSettings
+
+pytestmark = [pytest.mark.postgres]
+
+
+@pytest.fixture
+async def worker(database_url: str, pg_schema: str) -> AsyncIterator[EngineWorker]:
+    # The consumer is never started: these tests only queue writes.
+    made = EngineWorker(WorkerSettings("127.0.0.1:1", database_url, schema=pg_schema, relay=False))
+    try:
+        yield made
+    finally:
+        made.store.close()
+
+
+class SlowStore:
+    """Stands in for the store's write: holds each write until released, and keeps what
+    happened in order."""
+
+    def __init__(self, refuse_first: bool) -> None:
+        self.refuse_first = refuse_first
+        self.release = threading.Event()
+        self.log: list[str] = []
+        self.batches: list[BatchRecord] = []
+
+    def write(self, batch: BatchRecord) -> None:
+        name = batch.outbox[0].event_id
+        self.log.append(f"start {name}")
+        self.batches.append(batch)
+        self.release.wait(60)
+        if self.refuse_first and len(self.log) == 1:
+            self.log.append(f"refused {name}")
+            raise AlreadyRecorded(f"{name} was recorded elsewhere")
+        self.log.append(f"end {name}")
+
+
+async def decide(worker: EngineWorker, name: str) -> None:
+    worker.record.outbox.append(OutboxRow(name, "decisions", None, b"{}"))
+    await worker._submit()
+
+
+async def being_written(store: SlowStore, name: str) -> None:
+    while f"start {name}" not in store.log:
+        await asyncio.sleep(0.01)
+
+
+async def test_batches_are_written_one_at_a_time_in_the_order_decided(
+    worker: EngineWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SlowStore(refuse_first=False)
+    monkeypatch.setattr(worker.store, "write", store.write)
+
+    # given two batches decided while the first is still being written
+    await decide(worker, "a")
+    await asyncio.wait_for(being_written(store, "a"), 60)
+    await decide(worker, "b")
+    await decide(worker, "c")
+
+    # when the store lets them through
+    store.release.set()
+    await worker._drain()
+
+    # then the next started only after the first was recorded, and what was decided
+    # meanwhile went in together
+    assert store.log == ["start a", "end a", "start b", "end b"]
+    assert [row.event_id for row in store.batches[1].outbox] == ["b", "c"]
+
+
+async def test_nothing_decided_after_a_refused_batch_is_written(
+    worker: EngineWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SlowStore(refuse_first=True)
+    monkeypatch.setattr(worker.store, "write", store.write)
+
+    # given a batch being written and one decided behind it
+    await decide(worker, "a")
+    await asyncio.wait_for(being_written(store, "a"), 60)
+    await decide(worker, "b")
+
+    # when the store refuses the first (another worker recorded that group)
+    store.release.set()
+    await worker._drain()
+
+    # then the worker knows it is stale and neither that batch nor a later one is written
+    await decide(worker, "c")
+    await worker._drain()
+    assert worker.stale
+    assert store.log == ["start a", "refused a"]
