@@ -1,12 +1,17 @@
 """Read models in PostgreSQL: how fast `projections rebuild` loads an output stream, and how
-fast `history` answers over the table it leaves.
+fast `history` answers over the tables it leaves.
 
 1. **rebuild**: N output events (from `streams.embedded.replay` over the synthetic history,
-   written once to `bench/out/readmodels-outputs-N.jsonl`) loaded into `PostgresProjection`
-   in batches of `--batch-size`, on a fresh database: events/s (target >= 50,000);
+   written once to `bench/out/readmodels-outputs-N.jsonl`) loaded into a fresh database with
+   `PostgresProjection.rebuild`, the bulk path of `projections rebuild` (COPY into staging
+   tables, indexes after the rows, then a swap), timed from opening the file to the commit:
+   events/s (target >= 50,000), and each step's seconds. `--apply` also times the
+   incremental path (`apply` in batches of `--batch-size`, what a live feed and `--resume`
+   use) on the same stream, in another schema;
 2. **history**: `--queries` queries with a mix of search, kind, timeframe (fixed `now`),
    limit 50 and offsets against the busiest sequences: p50/p95/p99 ms (target p95 < 50 ms),
-   and `EXPLAIN ANALYZE` of the slowest one.
+   and `EXPLAIN ANALYZE` of the statements of the slowest one. `--verify` also checks every
+   answer against the in-memory report of the same stream (slow; not timed).
 
     .venv/bin/python -m bench.bench_readmodels --events 100000
 """
@@ -20,6 +25,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,8 +36,9 @@ import psycopg
 from psycopg import conninfo, sql
 
 from ops.readmodel_cli import REBUILD_BATCH
-from projections.history import EVENT_KINDS, TIMEFRAMES, HistoryQuery, resolve_zone, time_window
-from projections.postgres import _HISTORY_FILTER, DEFAULT_SCHEMA, PostgresProjection
+from projections.history import EVENT_KINDS, TIMEFRAMES, HistoryQuery, HistoryReport
+from projections.loading import load_into
+from projections.postgres import DEFAULT_SCHEMA, PostgresProjection
 from projections.stream import LineError, Positioned, read_stream
 from schemas.definitions import load_definition_file
 from streams.embedded import RejectedLine, replay
@@ -123,36 +130,43 @@ def drop_database(admin_url: str, name: str) -> None:
 # --- 1. rebuild ----------------------------------------------------------------------------
 
 
-def measure_rebuild(projection: PostgresProjection, path: Path, batch_size: int) -> dict[str, Any]:
+def measure_rebuild(projection: PostgresProjection, path: Path, workers: int) -> dict[str, Any]:
+    """The bulk rebuild, as `projections rebuild` runs it, from the file to the commit."""
+    cpu, started = os.times(), time.perf_counter()
+    rebuilt = projection.rebuild(path, workers=workers)
+    seconds = time.perf_counter() - started
+    ended = os.times()
+    return {
+        "records": rebuilt.records,
+        "applied": rebuilt.applied,
+        "errors": len(rebuilt.errors),
+        "seconds": seconds,
+        "steps": rebuilt.seconds,
+        # this process and its waited-for children (the second loader)
+        "cpu": (ended.user + ended.system + ended.children_user + ended.children_system)
+        - (cpu.user + cpu.system + cpu.children_user + cpu.children_system),
+        "rate": rebuilt.records / seconds if seconds else 0.0,
+    }
+
+
+def measure_apply(projection: PostgresProjection, path: Path, batch_size: int) -> dict[str, Any]:
+    """The incremental path over the same stream: `apply` in batches from empty tables."""
     projection.ensure_schema()
     projection.reset()
-    applied = errors = records = 0
-    apply_seconds = 0.0
+    applied = records = 0
     batch: list[Positioned] = []
     started = time.perf_counter()
     for item in read_stream(path):
         if isinstance(item, LineError):
-            errors += 1
             continue
         records += 1
         batch.append(item)
         if len(batch) >= batch_size:
-            t = time.perf_counter()
             applied += projection.apply(batch)
-            apply_seconds += time.perf_counter() - t
             batch = []
-    t = time.perf_counter()
     applied += projection.apply(batch)
-    apply_seconds += time.perf_counter() - t
     seconds = time.perf_counter() - started
-    return {
-        "records": records,
-        "applied": applied,
-        "errors": errors,
-        "seconds": seconds,
-        "apply_seconds": apply_seconds,
-        "rate": records / seconds if seconds else 0.0,
-    }
+    return {"records": records, "seconds": seconds, "rate": records / seconds}
 
 
 def table_sizes(conn: psycopg.Connection[Any], schema: str) -> list[tuple[str, int, str]]:
@@ -182,8 +196,10 @@ def _search_terms(conn: psycopg.Connection[Any], schema: str, sequences: list[st
     rows = conn.execute(
         sql.SQL(
             "SELECT c.contact_id, c.name, c.phone, c.email FROM {s}.contacts c"
-            " WHERE c.contact_id IN (SELECT contact_id FROM {s}.history"
-            " WHERE sequence_id = ANY(%s) AND contact_id IS NOT NULL LIMIT 2000)"
+            " WHERE c.contact_id IN (SELECT k.contact_id FROM {s}.history h"
+            " JOIN {s}.contact_keys k ON k.key = h.contact_key"
+            " JOIN {s}.sequence_keys q ON q.key = h.sequence_key"
+            " WHERE q.sequence_id = ANY(%s) LIMIT 2000)"
             " ORDER BY c.contact_id LIMIT 200"
         ).format(s=sql.Identifier(schema)),
         (sequences,),
@@ -209,8 +225,9 @@ def build_queries(
 ) -> tuple[list[tuple[str, HistoryQuery]], list[tuple[str, int]], datetime]:
     top = conn.execute(
         sql.SQL(
-            "SELECT sequence_id, count(*) FROM {s}.history GROUP BY sequence_id"
-            " ORDER BY count(*) DESC, sequence_id LIMIT %s"
+            "SELECT q.sequence_id, sum(d.row_count) FROM {s}.history_days d"
+            " JOIN {s}.sequence_keys q ON q.key = d.sequence_key"
+            " GROUP BY q.sequence_id ORDER BY sum(d.row_count) DESC, q.sequence_id LIMIT %s"
         ).format(s=sql.Identifier(schema)),
         (busiest,),
     ).fetchall()
@@ -275,6 +292,13 @@ def run_queries(
     return timed
 
 
+def verify(path: Path, projection: PostgresProjection, timed: list[Timed]) -> int:
+    """How many answers differ from the in-memory report's over the same file."""
+    report = HistoryReport()
+    load_into(path, report)
+    return sum(projection.history(t.query) != report.query(t.query) for t in timed)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -283,43 +307,35 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[rank]
 
 
+@contextmanager
+def statements_of(conn: psycopg.Connection[Any]) -> Iterator[list[tuple[Any, Any]]]:
+    """The statements (and parameters) `conn.execute` runs inside the block."""
+    seen: list[tuple[Any, Any]] = []
+    execute = conn.execute
+
+    def recording(query: Any, params: Any = None, **options: Any) -> Any:
+        seen.append((query, params))
+        return execute(query, params, **options)
+
+    conn.execute = recording  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        del conn.execute  # the class's method again
+
+
 def explain(
-    conn: psycopg.Connection[Any], schema: str, query: HistoryQuery
-) -> tuple[list[str], list[str]]:
-    """EXPLAIN ANALYZE of the count and of the page the projection runs for `query` (the
-    projection's own filter text; the parameters computed as `PostgresProjection.history` does)."""
-    found = conn.execute(
-        sql.SQL("SELECT account_timezone FROM {s}.sequences WHERE sequence_id = %s").format(
-            s=sql.Identifier(schema)
-        ),
-        (query.sequence_id,),
-    ).fetchone()
-    zone = resolve_zone(query.timezone, found[0] if found else None)
-    assert query.now is not None
-    start, end = time_window(query.timeframe, query.now, zone)
-    terms, types = query.terms, query.types
-    params = {
-        "sequence_id": query.sequence_id,
-        "types": None if types is None else sorted(types),
-        "start": start,
-        "end": end,
-        "q": terms.text if terms else None,
-        "digits": terms.digits if terms else "",
-        "limit": query.limit,
-        "offset": query.offset,
-    }
-    s = sql.Identifier(schema)
-    count_sql = sql.SQL("EXPLAIN (ANALYZE, BUFFERS) SELECT count(*)" + _HISTORY_FILTER).format(s=s)
-    page_sql = sql.SQL(
-        "EXPLAIN (ANALYZE, BUFFERS)"
-        " SELECT h.contact_id, c.name, c.phone, h.action, h.event, h.type, h.time"
-        + _HISTORY_FILTER
-        + " ORDER BY h.time DESC, h.position DESC LIMIT %(limit)s OFFSET %(offset)s"
-    ).format(s=s)
-    return (
-        [str(r[0]) for r in conn.execute(count_sql, params).fetchall()],
-        [str(r[0]) for r in conn.execute(page_sql, params).fetchall()],
-    )
+    conn: psycopg.Connection[Any], projection: PostgresProjection, query: HistoryQuery
+) -> list[tuple[str, list[str]]]:
+    """EXPLAIN ANALYZE of each statement `history` runs for `query`."""
+    with statements_of(conn) as statements:
+        projection.history(query)
+    plans = []
+    for statement, params in statements:
+        text = statement if isinstance(statement, sql.Composable) else sql.SQL(statement)
+        rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") + text, params).fetchall()
+        plans.append((text.as_string(conn), [str(r[0]) for r in rows]))
+    return plans
 
 
 # --- report --------------------------------------------------------------------------------
@@ -343,13 +359,22 @@ def _describe(q: HistoryQuery) -> str:
     ).decode()
 
 
+def _load() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="output events to load")
+    parser.add_argument("--workers", type=int, choices=(1, 2), default=2)
+    parser.add_argument(
+        "--apply", action="store_true", help="also time the incremental path (apply in batches)"
+    )
     parser.add_argument("--batch-size", type=int, default=REBUILD_BATCH)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--busiest", type=int, default=5, help="query the N busiest sequences")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--verify", action="store_true", help="compare with the in-memory report")
     parser.add_argument("--history", type=Path, default=HISTORY, help="history file prefix")
     parser.add_argument(
         "--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_URL), metavar="URL"
@@ -366,25 +391,38 @@ def main(argv: list[str] | None = None) -> int:
     schema = DEFAULT_SCHEMA
     name, url = create_database(args.database_url)
     print(f"database: {name}", file=sys.stderr)
+    load_before = _load()
     try:
         with psycopg.connect(url, autocommit=True) as conn:
+            applied = None
+            if args.apply:
+                applied = measure_apply(
+                    PostgresProjection(conn, schema="incremental"), stream, args.batch_size
+                )
+                print(f"apply: {applied}", file=sys.stderr)
             projection = PostgresProjection(conn, schema=schema)
-            rebuild = measure_rebuild(projection, stream, args.batch_size)
+            rebuild = measure_rebuild(projection, stream, args.workers)
+            load_after = _load()
             print(f"rebuild: {rebuild}", file=sys.stderr)
-            conn.execute(sql.SQL("ANALYZE"))
             sizes = table_sizes(conn, schema)
             queries, busiest, now = build_queries(
                 conn, schema, args.queries, args.seed, args.busiest
             )
             timed = run_queries(projection, queries)
+            load_queries = _load()
             slowest = max(timed, key=lambda t: t.ms)
-            count_plan, page_plan = explain(conn, schema, slowest.query)
+            plans = explain(conn, projection, slowest.query)
+            different = verify(stream, projection, timed) if args.verify else None
     finally:
         if not args.keep_database:
             drop_database(args.database_url, name)
 
     ms = [t.ms for t in timed]
     print(f"# Read models in PostgreSQL: {args.events:,} output events\n")
+    print(
+        f"{os.cpu_count()} CPUs; load average (1/5/15 min) before the rebuild {load_before},"
+        f" after it {load_after}, after the queries {load_queries}.\n"
+    )
     if not produced["reused"]:
         print(
             f"Output stream produced: {produced['inputs_read']:,} input lines ->"
@@ -393,13 +431,13 @@ def main(argv: list[str] | None = None) -> int:
     print("## Rebuild\n")
     print(
         _table(
-            ["events", "batch", "wall s", "of which apply s", "events/s", "target", "met"],
+            ["events", "workers", "wall s", "CPU s (client)", "events/s", "target", "met"],
             [
                 [
                     f"{rebuild['records']:,}",
-                    str(args.batch_size),
+                    str(args.workers),
                     f"{rebuild['seconds']:.1f}",
-                    f"{rebuild['apply_seconds']:.1f}",
+                    f"{rebuild['cpu']:.1f}",
                     f"{rebuild['rate']:,.0f}",
                     ">= 50,000/s",
                     "yes" if rebuild["rate"] >= 50_000 else "no",
@@ -408,13 +446,26 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print()
+    print(_table(["step", "s"], [[k, f"{v:.2f}"] for k, v in rebuild["steps"].items()]))
+    if applied is not None:
+        print(
+            f"\nIncremental `apply` of the same stream in batches of {args.batch_size}:"
+            f" {applied['seconds']:.1f} s, {applied['rate']:,.0f} events/s."
+        )
+    print()
     print(_table(["table", "rows (est.)", "size"], [[t, f"{n:,}", s] for t, n, s in sizes]))
     print("\n## History queries\n")
     print(
         f"{len(timed)} queries, limit 50, now = {now.isoformat()}, over the"
         f" {len(busiest)} busiest sequences ("
         + ", ".join(f"{s}: {n:,} rows" for s, n in busiest)
-        + ").\n"
+        + ")."
+        + (
+            ""
+            if different is None
+            else f" Answers different from the in-memory report: {different}."
+        )
+        + "\n"
     )
     p50, p95, p99 = (percentile(ms, p) for p in (50, 95, 99))
     print(
@@ -462,9 +513,9 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
     )
-    print(f"\n### EXPLAIN ANALYZE of the slowest ({slowest.ms:.1f} ms)\n")
-    print("count:\n\n```\n" + "\n".join(count_plan) + "\n```\n")
-    print("page:\n\n```\n" + "\n".join(page_plan) + "\n```")
+    print(f"\n### EXPLAIN ANALYZE of the statements of the slowest ({slowest.ms:.1f} ms)\n")
+    for text, plan in plans:
+        print("```\n" + " ".join(text.split()) + "\n\n" + "\n".join(plan) + "\n```\n")
     return 0
 
 

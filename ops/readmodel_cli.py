@@ -25,7 +25,9 @@ from projections.history import (
     event_types_for,
 )
 from projections.loading import load_into
+from projections.pg_tables import OlderLayoutError
 from projections.postgres import DEFAULT_SCHEMA, PostgresProjection
+from projections.rebuild import RebuildFailedError
 from projections.sequences_list import SequenceRow, SequencesList
 from projections.stream import LineError, Positioned, count_lines, read_stream
 from schemas.envelope import format_time, parse_time
@@ -45,7 +47,7 @@ SEQUENCE_HEADERS = (
 HISTORY_HEADERS = ("CONTACT", "ACTION", "EVENT", "TIME")
 NO_SOURCE = "no source: give --history FILE, or --database-url / DATABASE_URL for PostgreSQL"
 NO_DATABASE = "no PostgreSQL: give --database-url URL or set DATABASE_URL"
-REBUILD_BATCH = 2000  # events per transaction: few round trips, bounded memory
+REBUILD_BATCH = 2000  # events per transaction with --resume: few round trips, bounded memory
 
 
 class _ReadFailedError(Exception):
@@ -133,8 +135,10 @@ def add_projections_rebuild(projections: SubParsers) -> None:
     parser = projections.add_parser(
         "rebuild",
         help="load an output stream into the PostgreSQL read models",
-        description="Rebuild the read models in PostgreSQL from an output stream: start from "
-        "empty tables (or, with --resume, apply only the lines past the stored position).",
+        description="Rebuild the read models in PostgreSQL from an output stream. Without "
+        "--resume the whole file is loaded in bulk into new tables that replace the old ones "
+        "when done (readers see the old read models until then); with --resume the tables "
+        "are kept and only the lines past the stored position are applied, in batches.",
     )
     parser.add_argument("--history", type=Path, required=True, metavar="FILE")
     parser.add_argument("--database-url", metavar="URL", help="PostgreSQL (default: $DATABASE_URL)")
@@ -142,7 +146,20 @@ def add_projections_rebuild(projections: SubParsers) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="keep the tables; apply the lines not yet applied"
     )
-    parser.add_argument("--batch-size", type=_positive, default=REBUILD_BATCH, metavar="N")
+    parser.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=REBUILD_BATCH,
+        metavar="N",
+        help=f"events per transaction with --resume (default: {REBUILD_BATCH})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="processes for a bulk load: 2 reads the history in a second one (default: 2)",
+    )
     parser.set_defaults(handler=run_rebuild)
 
 
@@ -254,25 +271,15 @@ def run_rebuild(args: argparse.Namespace) -> int:
     except OSError as error:
         _say(f"cannot read {path}: {error.strerror}")
         return 2
-    errors: list[LineError] = []
-    applied = 0
     bar = ProgressBar(total, sys.stderr)
     try:
         with _connect(args, NO_DATABASE) as projection:
-            projection.ensure_schema()
-            if not args.resume:
-                projection.reset()
-            batch: list[Positioned] = []
-            for item in read_stream(path):
-                if isinstance(item, LineError):
-                    errors.append(item)
-                    continue
-                batch.append(item)
-                if len(batch) >= args.batch_size:
-                    applied += projection.apply(batch)
-                    bar.update(item.position)
-                    batch.clear()
-            applied += projection.apply(batch)
+            if args.resume:
+                projection.ensure_schema()
+                applied, errors = _apply_in_batches(projection, path, args.batch_size, bar)
+            else:
+                rebuilt = projection.rebuild(path, progress=bar.update, workers=args.workers)
+                applied, errors = rebuilt.applied, list(rebuilt.errors)
             bar.finish()
             position = projection.position()
     except _ReadFailedError as failed:
@@ -283,6 +290,25 @@ def run_rebuild(args: argparse.Namespace) -> int:
         _say(problem.describe(path))
     print(f"{PROG}: {applied} events applied from {path}; position {position}")
     return 1 if errors else 0
+
+
+def _apply_in_batches(
+    projection: PostgresProjection, path: Path, batch_size: int, bar: ProgressBar
+) -> tuple[int, list[LineError]]:
+    errors: list[LineError] = []
+    applied = 0
+    batch: list[Positioned] = []
+    for item in read_stream(path):
+        if isinstance(item, LineError):
+            errors.append(item)
+            continue
+        batch.append(item)
+        if len(batch) >= batch_size:
+            applied += projection.apply(batch)
+            bar.update(item.position)
+            batch.clear()
+    applied += projection.apply(batch)
+    return applied, errors
 
 
 # --- sources -------------------------------------------------------------------------------
@@ -315,8 +341,17 @@ def _connect(args: argparse.Namespace, missing: str = NO_SOURCE) -> Iterator[Pos
         raise _ReadFailedError(
             f"no read models in schema {args.schema!r}: run `{PROG} projections rebuild`"
         ) from None
+    except psycopg.errors.UndefinedColumn:
+        raise _ReadFailedError(
+            f"the read models in schema {args.schema!r} are of an older layout:"
+            f" run `{PROG} projections rebuild`"
+        ) from None
+    except OlderLayoutError as error:
+        raise _ReadFailedError(str(error)) from None
     except psycopg.Error as error:
         raise _ReadFailedError(f"PostgreSQL: {error}") from None
+    except RebuildFailedError as error:
+        raise _ReadFailedError(str(error)) from None
 
 
 # --- output --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from projections.base import Projection
 from projections.state import Catalog, ContactCard, Directory
-from projections.stream import OutputEvent
+from projections.stream import OutputEvent, text_of
 from schemas.envelope import format_time
 
 ENROLLMENT_TYPES = frozenset({"enrollment.enrolled", "enrollment.rejected"})
@@ -93,18 +94,17 @@ class HistoryEntry:
 
 def history_entry(event: OutputEvent, catalog: Catalog, position: int) -> HistoryEntry | None:
     """The row an output event adds to its sequence's history, or None when it adds none."""
-    if event.type not in HISTORY_TYPES:
+    row = history_row(
+        event.type,
+        event.by_engine,
+        event.data,
+        text_of(event.data, "sequence_id"),
+        event.contact_id,
+        catalog,
+    )
+    if row is None:
         return None
-    if event.type in ENGINE_ONLY_TYPES and not event.by_engine:
-        return None
-    sequence_id = event.text("sequence_id")
-    if sequence_id is None and event.type == "lead.rejected":
-        address = event.text("to")
-        sequence_id = catalog.by_intake(address) if address else None
-    if sequence_id is None:
-        return None
-    contact_id = None if event.type == "lead.rejected" else event.contact_id
-    cause = (event.text("via") if event.type == "enrollment.enrolled" else None) or event.type
+    sequence_id, contact_id, action, cause = row
     return HistoryEntry(
         position=position,
         event_source=event.source,
@@ -112,10 +112,35 @@ def history_entry(event: OutputEvent, catalog: Catalog, position: int) -> Histor
         sequence_id=sequence_id,
         contact_id=contact_id,
         type=event.type,
-        action=describe_action(event),
+        action=action,
         event=cause,
         time=event.time,
     )
+
+
+def history_row(
+    kind: str,
+    by_engine: bool,
+    data: Mapping[str, Any],
+    sequence_id: str | None,
+    contact_id: str | None,
+    catalog: Catalog,
+) -> tuple[str, str | None, str, str] | None:
+    """(sequence_id, contact_id, action, event) of the row an event adds, from its parts
+    (`sequence_id` is `data.sequence_id`, `contact_id` as `contact_of`); None for no row."""
+    if kind not in HISTORY_TYPES:
+        return None
+    if kind in ENGINE_ONLY_TYPES and not by_engine:
+        return None
+    if kind == "lead.rejected":
+        if sequence_id is None:
+            address = text_of(data, "to")
+            sequence_id = catalog.by_intake(address) if address else None
+        contact_id = None
+    if sequence_id is None:
+        return None
+    cause = (text_of(data, "via") if kind == "enrollment.enrolled" else None) or kind
+    return sequence_id, contact_id, describe(kind, data), cause
 
 
 _PLAIN_ACTIONS = {
@@ -154,32 +179,31 @@ _UPDATE_LABELS = {
 _BOOKKEEPING = frozenset({"contact_id", "sequence_id", "enrollment_id", "step_id", "effect_id"})
 
 
-def describe_action(event: OutputEvent) -> str:
-    """A short phrase for the report: "Enrolled", "Disenrolled: responded", "Step s2 deferred
-    (outside_hours)", "Tag added: hot"."""
-    kind = event.type
+def describe(kind: str, data: Mapping[str, Any]) -> str:
+    """A short phrase for the report from an event's type and data: "Enrolled",
+    "Disenrolled: responded", "Step s2 deferred (outside_hours)", "Tag added: hot"."""
     if kind in _PLAIN_ACTIONS:
         return _PLAIN_ACTIONS[kind]
     if kind in _DETAILED_ACTIONS:
         label, field = _DETAILED_ACTIONS[kind]
-        detail = event.text(field)
+        detail = text_of(data, field)
         return f"{label}: {detail}" if detail else label
     if kind in _STEP_ACTIONS:
         verb, why = _STEP_ACTIONS[kind]
-        step_id = event.text("step_id")
+        step_id = text_of(data, "step_id")
         phrase = f"Step {step_id} {verb}" if step_id else f"Step {verb}"
-        detail = event.text(why) if why else None
+        detail = text_of(data, why) if why else None
         return f"{phrase} ({detail})" if detail else phrase
     if kind == "call.dial":
-        mode = event.text("mode")
+        mode = text_of(data, "mode")
         return f"Call dialed ({mode})" if mode else "Call dialed"
     if kind == "contact.dnc_changed":
-        return "Marked DNC" if event.data.get("dnc") is True else "DNC removed"
+        return "Marked DNC" if data.get("dnc") is True else "DNC removed"
     if kind in ("contact.opted_out", "contact.opted_in"):
         label = "Opted out" if kind == "contact.opted_out" else "Opted in"
-        return f"{label} ({event.text('channel') or 'all'})"
+        return f"{label} ({text_of(data, 'channel') or 'all'})"
     if kind == "contact.updated":
-        return _describe_update(event.data) or "Contact updated"
+        return _describe_update(data) or "Contact updated"
     return kind
 
 

@@ -4,16 +4,19 @@ Each batch is one transaction: it locks its `projection_position` row, skips rec
 below the stored position, loads the slice of state the batch touches (sequences, the
 enrollments of the sequence x contact pairs it names, contact cards), folds it with the same
 classes the in-memory models use, writes the slice back with executemany, copies the new
-history rows with COPY, and moves the position, so re-applying the same records changes
-nothing. History rows are also unique by CloudEvents (source, id): a redelivered event at a
-new position adds no row.
+history rows with COPY, adds them to the hourly and daily counters, and moves the position,
+so re-applying the same records changes nothing. History rows are also unique by CloudEvents
+(source, id): a redelivered event at a new position adds no row. A rebuild from a file takes
+the bulk path in `projections/rebuild.py` instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any, LiteralString
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, LiteralString
 
 import orjson
 import psycopg
@@ -27,9 +30,24 @@ from projections.history import (
     HistoryLine,
     HistoryPage,
     HistoryQuery,
+    SearchTerms,
     history_entry,
     resolve_zone,
     time_window,
+)
+from projections.pg_tables import (
+    DAY,
+    HOUR,
+    TABLES,
+    Span,
+    check_layout,
+    create_indexes,
+    create_tables,
+    floor_to,
+    nonempty,
+    span_condition,
+    split_window,
+    trigram_extension,
 )
 from projections.sequences_list import SequenceRow
 from projections.state import (
@@ -44,70 +62,11 @@ from projections.state import (
 )
 from projections.stream import EventKey, Positioned
 
+if TYPE_CHECKING:
+    from projections.rebuild import Rebuilt
+
 DEFAULT_SCHEMA = "readmodels"
 DEFAULT_NAME = "readmodels"
-
-_DDL: tuple[LiteralString, ...] = (
-    "CREATE SCHEMA IF NOT EXISTS {s}",
-    """CREATE TABLE IF NOT EXISTS {s}.projection_position (
-        name text PRIMARY KEY,
-        position bigint NOT NULL,
-        latest_time timestamptz)""",
-    """CREATE TABLE IF NOT EXISTS {s}.sequences (
-        sequence_id text PRIMARY KEY,
-        name text NOT NULL,
-        description text,
-        created text,
-        steps_count integer NOT NULL,
-        process_on text,
-        line text,
-        status text NOT NULL,
-        problems jsonb NOT NULL,
-        triggers jsonb NOT NULL,
-        intake_address text,
-        account_timezone text,
-        defined_order bigint NOT NULL,
-        deleted boolean NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS sequences_intake ON {s}.sequences (intake_address)",
-    """CREATE TABLE IF NOT EXISTS {s}.enrollments (
-        enrollment_id text PRIMARY KEY,
-        sequence_id text NOT NULL,
-        contact_id text NOT NULL,
-        enrolled_at timestamptz NOT NULL,
-        via text,
-        steps_total integer,
-        state text NOT NULL,
-        reason text,
-        ended_at timestamptz,
-        steps_done text[] NOT NULL,
-        next_step_id text,
-        next_due_at timestamptz)""",
-    "CREATE INDEX IF NOT EXISTS enrollments_pair ON {s}.enrollments (sequence_id, contact_id)",
-    "CREATE INDEX IF NOT EXISTS enrollments_contact ON {s}.enrollments (contact_id)",
-    """CREATE INDEX IF NOT EXISTS enrollments_active ON {s}.enrollments (sequence_id)
-        WHERE state = 'active'""",
-    """CREATE TABLE IF NOT EXISTS {s}.contacts (
-        contact_id text PRIMARY KEY,
-        first_name text,
-        last_name text,
-        name text,
-        phone text,
-        email text)""",
-    """CREATE TABLE IF NOT EXISTS {s}.history (
-        row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        position bigint NOT NULL,
-        event_source text NOT NULL,
-        event_id text,
-        sequence_id text NOT NULL,
-        contact_id text,
-        type text NOT NULL,
-        action text NOT NULL,
-        event text NOT NULL,
-        time timestamptz NOT NULL,
-        UNIQUE (event_source, event_id))""",
-    """CREATE INDEX IF NOT EXISTS history_sequence_time
-        ON {s}.history (sequence_id, time DESC, position DESC)""",
-)
 
 SEQUENCE_COLUMNS = (
     "sequence_id",
@@ -139,18 +98,35 @@ ENROLLMENT_COLUMNS = (
     "next_step_id",
     "next_due_at",
 )
+# Binary COPY types of ENROLLMENT_COLUMNS.
+ENROLLMENT_TYPES = (
+    "text",
+    "text",
+    "text",
+    "timestamptz",
+    "text",
+    "int4",
+    "text",
+    "text",
+    "timestamptz",
+    "text[]",
+    "text",
+    "timestamptz",
+)
 CONTACT_COLUMNS = ("contact_id", "first_name", "last_name", "name", "phone", "email")
 HISTORY_COLUMNS = (
     "position",
     "event_source",
     "event_id",
-    "sequence_id",
-    "contact_id",
-    "type",
+    "sequence_key",
+    "contact_key",
+    "type_key",
     "action",
     "event",
     "time",
 )
+# Binary COPY types of HISTORY_COLUMNS.
+HISTORY_COPY_TYPES = ("int8", "text", "text", "int4", "int4", "int2", "text", "text", "timestamptz")
 
 
 def _columns(names: tuple[str, ...]) -> sql.Composed:
@@ -186,22 +162,50 @@ _SEQUENCE_ROWS: LiteralString = """
     ORDER BY s.sequence_id COLLATE "C"
 """
 
-# The same filters as HistoryReport.query; `q` is already lower-case (SearchTerms).
-_HISTORY_FILTER: LiteralString = """
-    FROM {s}.history h
-    LEFT JOIN {s}.contacts c ON c.contact_id = h.contact_id
-    WHERE h.sequence_id = %(sequence_id)s
-      AND (%(types)s::text[] IS NULL OR h.type = ANY(%(types)s::text[]))
-      AND (%(start)s::timestamptz IS NULL OR h.time >= %(start)s::timestamptz)
-      AND (%(end)s::timestamptz IS NULL OR h.time < %(end)s::timestamptz)
-      AND (%(q)s::text IS NULL OR (h.contact_id IS NOT NULL AND (
-            strpos(lower(h.contact_id), %(q)s::text) > 0
-            OR strpos(lower(c.name), %(q)s::text) > 0
-            OR strpos(lower(c.phone), %(q)s::text) > 0
-            OR strpos(lower(c.email), %(q)s::text) > 0
-            OR (%(digits)s::text <> ''
-                AND strpos(regexp_replace(c.phone, '[^0-9]', '', 'g'), %(digits)s::text) > 0))))
+# What `history` needs to know before it filters: the sequence's zone, whether it exists, its
+# key, the latest event time, and the keys of the types asked for.
+_HISTORY_CONTEXT: LiteralString = """
+    SELECT (SELECT account_timezone FROM {s}.sequences WHERE sequence_id = %(id)s),
+           EXISTS (SELECT 1 FROM {s}.sequences WHERE sequence_id = %(id)s),
+           (SELECT key FROM {s}.sequence_keys WHERE sequence_id = %(id)s),
+           (SELECT latest_time FROM {s}.projection_position WHERE name = %(name)s),
+           ARRAY(SELECT key FROM {s}.type_keys
+                 WHERE %(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
 """
+
+# The contacts a search matches (the same rules as `contact_matches`): by id among every
+# contact with history rows, by name, phone, e-mail or phone digits among the cards. Each
+# test is a LIKE the trigram indexes answer; `%(like)s` is the escaped text within `%`.
+_MATCHING_CONTACTS: LiteralString = """
+    SELECT key FROM {s}.contact_keys WHERE lower(contact_id) LIKE %(like)s
+    UNION
+    SELECT k.key FROM {s}.contacts c JOIN {s}.contact_keys k ON k.contact_id = c.contact_id
+    WHERE lower(c.name) LIKE %(like)s OR lower(c.phone) LIKE %(like)s
+       OR lower(c.email) LIKE %(like)s {digits}
+"""
+_MATCHING_DIGITS: LiteralString = "OR c.phone_digits LIKE %(digits)s"
+
+# A page of history rows (`{rows}` yields them in order, as the inner columns) with what
+# the report shows of them (and `{extra}` columns of `{rows}` after those).
+_PAGE: LiteralString = """
+    SELECT k.contact_id, c.name, c.phone, p.action, coalesce(p.event, t.type), t.type, p.time
+           {extra}
+    FROM ({rows}) p
+    JOIN {s}.type_keys t ON t.key = p.type_key
+    LEFT JOIN {s}.contact_keys k ON k.key = p.contact_key
+    LEFT JOIN {s}.contacts c ON c.contact_id = k.contact_id
+    ORDER BY p.time DESC, p.position DESC
+"""
+_PAGE_ROWS: LiteralString = (
+    "SELECT position, contact_key, type_key, action, event, time FROM {s}.history WHERE "
+)
+_NEWEST_FIRST: LiteralString = " ORDER BY time DESC, position DESC"
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern that matches `text` anywhere, with its own wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 class PostgresProjection:
@@ -217,6 +221,7 @@ class PostgresProjection:
         name: str = DEFAULT_NAME,
     ) -> None:
         self._conn = conn
+        self.schema = schema
         self._schema = sql.Identifier(schema)
         self.name = name
 
@@ -226,19 +231,37 @@ class PostgresProjection:
     # --- writing ------------------------------------------------------------------------
 
     def ensure_schema(self) -> None:
+        check_layout(self._conn, self.schema)
+        trigram = trigram_extension(self._conn)
         with self._conn.transaction():
-            for statement in _DDL:
-                self._conn.execute(self._sql(statement))
+            create_tables(self._conn, self._schema)
+            create_indexes(self._conn, self._schema, trigram)
 
     def reset(self) -> None:
         """Forget everything (for a rebuild from the start of the stream)."""
         with self._conn.transaction():
             self._conn.execute(
-                self._sql(
-                    "TRUNCATE {s}.sequences, {s}.enrollments, {s}.contacts, {s}.history,"
-                    " {s}.projection_position RESTART IDENTITY"
+                sql.SQL("TRUNCATE {tables} RESTART IDENTITY").format(
+                    tables=sql.SQL(", ").join(
+                        sql.SQL("{s}.{t}").format(s=self._schema, t=sql.Identifier(t))
+                        for t in TABLES
+                    )
                 )
             )
+
+    def rebuild(
+        self,
+        path: Path | str,
+        progress: Callable[[int], None] | None = None,
+        workers: int = 2,
+    ) -> Rebuilt:
+        """Replace the read models with those of a whole output file, in bulk (rebuild.py):
+        readers see the old ones until it is done. `workers=2` uses a second process."""
+        from projections.rebuild import rebuild_file  # noqa: PLC0415 (it imports this module)
+
+        return rebuild_file(
+            self._conn, path, schema=self.schema, name=self.name, progress=progress, workers=workers
+        )
 
     def position(self) -> int:
         row = self._conn.execute(
@@ -303,7 +326,7 @@ class PostgresProjection:
                 self._sql(
                     "SELECT h.event_source, h.event_id FROM {s}.history h"
                     " JOIN unnest(%s::text[], %s::text[]) AS k(source, id)"
-                    " ON h.event_source = k.source AND h.event_id = k.id"
+                    " ON h.event_id = k.id AND h.event_source = k.source"
                 ),
                 ([k[0] for k in keys], [k[1] for k in keys]),
             ).fetchall()
@@ -380,7 +403,8 @@ class PostgresProjection:
         return state
 
     def _store(self, state: _Slice, entries: list[HistoryEntry]) -> None:
-        """Upserts of the rows the batch changed, and COPY of its new history rows."""
+        """Upserts of the rows the batch changed, COPY of its new history rows and the
+        counters they add to."""
         sequences, enrollments, cards = state.changes()
         with self._conn.cursor() as cur:
             if sequences:
@@ -393,27 +417,88 @@ class PostgresProjection:
                 )
             if cards:
                 cur.executemany(_upsert(self._schema, "contacts", CONTACT_COLUMNS), cards)
-            if entries:
-                with cur.copy(
-                    self._sql(
-                        "COPY {s}.history ({columns}) FROM STDIN",
-                        columns=_columns(HISTORY_COLUMNS),
+        if entries:
+            self._store_history(entries)
+
+    def _store_history(self, entries: list[HistoryEntry]) -> None:
+        sequence_keys = self._keys("sequence_keys", "sequence_id", {e.sequence_id for e in entries})
+        type_keys = self._keys("type_keys", "type", {e.type for e in entries})
+        contact_keys = self._keys(
+            "contact_keys", "contact_id", {e.contact_id for e in entries if e.contact_id}
+        )
+        hours: Counter[tuple[int, int, datetime]] = Counter()
+        with (
+            self._conn.cursor() as cur,
+            cur.copy(
+                self._sql(
+                    "COPY {s}.history ({columns}) FROM STDIN (FORMAT BINARY)",
+                    columns=_columns(HISTORY_COLUMNS),
+                )
+            ) as copy,
+        ):
+            copy.set_types(HISTORY_COPY_TYPES)
+            for h in entries:
+                sequence_key, type_key = sequence_keys[h.sequence_id], type_keys[h.type]
+                hours[sequence_key, type_key, floor_to(h.time, HOUR)] += 1
+                copy.write_row(
+                    (
+                        h.position,
+                        h.event_source,
+                        h.event_id,
+                        sequence_key,
+                        None if h.contact_id is None else contact_keys[h.contact_id],
+                        type_key,
+                        h.action,
+                        None if h.event == h.type else h.event,
+                        h.time,
                     )
-                ) as copy:
-                    for h in entries:
-                        copy.write_row(
-                            (
-                                h.position,
-                                h.event_source,
-                                h.event_id,
-                                h.sequence_id,
-                                h.contact_id,
-                                h.type,
-                                h.action,
-                                h.event,
-                                h.time,
-                            )
-                        )
+                )
+        days: Counter[tuple[int, int, datetime]] = Counter()
+        for (sequence_key, type_key, hour), n in hours.items():
+            days[sequence_key, type_key, floor_to(hour, DAY)] += n
+        for table, column, counts in (
+            ("history_hours", "hour", hours),
+            ("history_days", "day", days),
+        ):
+            self._conn.execute(
+                self._sql(
+                    "INSERT INTO {s}.{table} (sequence_key, type_key, {column}, row_count)"
+                    " SELECT * FROM unnest(%s::integer[], %s::smallint[], %s::timestamptz[],"
+                    " %s::bigint[])"
+                    " ON CONFLICT (sequence_key, type_key, {column})"
+                    " DO UPDATE SET row_count = {s}.{table}.row_count + EXCLUDED.row_count",
+                    table=sql.Identifier(table),
+                    column=sql.Identifier(column),
+                ),
+                (
+                    [k[0] for k in counts],
+                    [k[1] for k in counts],
+                    [k[2] for k in counts],
+                    list(counts.values()),
+                ),
+            )
+
+    def _keys(self, table: str, column: str, values: set[str]) -> dict[str, int]:
+        """The keys of these values, adding the ones not keyed yet (only those take a number
+        from the identity, so a busy stream does not use them up)."""
+        if not values:
+            return {}
+        wanted = sorted(values)
+        names = {"table": sql.Identifier(table), "column": sql.Identifier(column)}
+        self._conn.execute(
+            self._sql(
+                "INSERT INTO {s}.{table} ({column}) SELECT v FROM unnest(%s::text[]) AS u(v)"
+                " WHERE NOT EXISTS (SELECT 1 FROM {s}.{table} k WHERE k.{column} = u.v)"
+                " ON CONFLICT ({column}) DO NOTHING",
+                **names,
+            ),
+            (wanted,),
+        )
+        rows = self._conn.execute(
+            self._sql("SELECT {column}, key FROM {s}.{table} WHERE {column} = ANY(%s)", **names),
+            (wanted,),
+        ).fetchall()
+        return {str(value): int(key) for value, key in rows}
 
     # --- reading ------------------------------------------------------------------------
 
@@ -442,49 +527,159 @@ class PostgresProjection:
         ]
 
     def history(self, query: HistoryQuery) -> HistoryPage | None:
-        """The same page as HistoryReport.query over the same stream."""
-        found = self._conn.execute(
-            self._sql("SELECT account_timezone FROM {s}.sequences WHERE sequence_id = %s"),
-            (query.sequence_id,),
+        """The same page as HistoryReport.query over the same stream. Without a search the
+        total comes from the counters and the page from an index in time order (merged
+        across the types asked for); with one, the matching contacts come first (trigram
+        indexes), then their rows."""
+        types = query.types
+        context = self._conn.execute(
+            self._sql(_HISTORY_CONTEXT),
+            {
+                "id": query.sequence_id,
+                "name": self.name,
+                "types": None if types is None else sorted(types),
+            },
         ).fetchone()
-        if found is None:
-            exists = self._conn.execute(
-                self._sql("SELECT EXISTS (SELECT 1 FROM {s}.history WHERE sequence_id = %s)"),
-                (query.sequence_id,),
-            ).fetchone()
-            if exists is None or not exists[0]:
-                return None
-        zone = resolve_zone(query.timezone, found[0] if found else None)
-        now = query.now or self.latest_time() or EPOCH
-        start, end = time_window(query.timeframe, now, zone)
-        terms, types = query.terms, query.types
-        params: dict[str, Any] = {
-            "sequence_id": query.sequence_id,
-            "types": None if types is None else sorted(types),
-            "start": start,
-            "end": end,
-            "q": terms.text if terms else None,
-            "digits": terms.digits if terms else "",
-            "limit": query.limit,
-            "offset": query.offset,
-        }
-        counted = self._conn.execute(
-            self._sql("SELECT count(*)" + _HISTORY_FILTER), params
-        ).fetchone()
-        rows = self._conn.execute(
-            self._sql(
-                "SELECT h.contact_id, c.name, c.phone, h.action, h.event, h.type, h.time"
-                + _HISTORY_FILTER
-                + " ORDER BY h.time DESC, h.position DESC LIMIT %(limit)s OFFSET %(offset)s"
-            ),
-            params,
-        ).fetchall()
+        assert context is not None
+        account_zone, defined, sequence_key, latest, type_keys = context
+        if not defined and sequence_key is None:
+            return None
+        zone = resolve_zone(query.timezone, account_zone)
+        start, end = time_window(query.timeframe, query.now or latest or EPOCH, zone)
+        total, rows = 0, []
+        if sequence_key is not None and type_keys:
+            scope = _Scope(sequence_key, sorted(type_keys), start, end)
+            terms = query.terms
+            if terms is None:
+                counts = self._counts(scope)
+                total = sum(counts.values())
+                if total > query.offset and query.limit != 0:
+                    rows = self._newest(scope, counts, query.limit, query.offset)
+            elif contacts := self._matching_contacts(terms):
+                total, rows = self._search(scope, contacts, query.limit, query.offset)
         return HistoryPage(
             sequence_id=query.sequence_id,
-            total=0 if counted is None else int(counted[0]),
+            total=total,
             rows=tuple(HistoryLine(*row) for row in rows),
             timezone=zone.key,
         )
+
+    def _fetch(self, query: sql.Composed, params: list[Any]) -> list[TupleRow]:
+        # Unprepared: each query is planned for its own bounds and keys; a generic plan
+        # cannot tell a rare type from a common one.
+        return self._conn.execute(query, params, prepare=False).fetchall()
+
+    def _counts(self, scope: _Scope) -> dict[int, int]:
+        """Rows per type key in the scope, from the daily and hourly counters and the rows in
+        the partial hours at the window's edges."""
+        days, hours, bits = (nonempty(spans) for spans in split_window(scope.start, scope.end))
+        parts: list[sql.Composable] = []
+        params: list[Any] = []
+        for table, column, spans in (
+            ("history_days", "day", days),
+            ("history_hours", "hour", hours),
+        ):
+            if spans:
+                parts.append(
+                    self._sql(
+                        "SELECT type_key, row_count FROM {s}.{table} WHERE ",
+                        table=sql.Identifier(table),
+                    )
+                    + scope.condition(params, column, spans)
+                )
+        if bits:
+            parts.append(
+                self._sql("SELECT type_key, count(*) FROM {s}.history WHERE ")
+                + scope.condition(params, "time", bits)
+                + sql.SQL(" GROUP BY type_key")
+            )
+        if not parts:
+            return {}
+        query = (
+            sql.SQL("SELECT type_key, sum(row_count)::bigint FROM (")
+            + sql.SQL(" UNION ALL ").join(parts)
+            + sql.SQL(") AS c(type_key, row_count) GROUP BY type_key")
+        )
+        return {int(key): int(n) for key, n in self._fetch(query, params) if n}
+
+    def _newest(
+        self, scope: _Scope, counts: dict[int, int], limit: int | None, offset: int
+    ) -> list[TupleRow]:
+        """A page in time order without a search: each type with rows in the window gives
+        them in order from its own index range, and a Merge Append interleaves them, reading
+        no further than the page, so a rare type costs as little as a common one."""
+        params: list[Any] = []
+        arms: list[sql.Composable] = []
+        for type_key in sorted(counts):
+            arm = (
+                sql.SQL("(")
+                + self._sql(_PAGE_ROWS)
+                + _Scope(scope.sequence_key, [type_key], scope.start, scope.end).condition(
+                    params, "time", [(scope.start, scope.end)]
+                )
+                + sql.SQL(_NEWEST_FIRST)
+            )
+            if limit is not None:
+                arm += sql.SQL(" LIMIT %s")
+                params.append(offset + limit)
+            arms.append(arm + sql.SQL(")"))
+        rows = (
+            sql.SQL("SELECT * FROM (")
+            + sql.SQL(" UNION ALL ").join(arms)
+            + sql.SQL(") AS u" + _NEWEST_FIRST + " LIMIT %s OFFSET %s")
+        )
+        return self._fetch(self._sql(_PAGE, rows=rows, extra=sql.SQL("")), [*params, limit, offset])
+
+    def _matching_contacts(self, terms: SearchTerms) -> list[int]:
+        digits = sql.SQL(_MATCHING_DIGITS if terms.digits else "")
+        found = self._conn.execute(
+            self._sql(_MATCHING_CONTACTS, digits=digits),
+            {"like": _like(terms.text), "digits": _like(terms.digits)},
+            prepare=False,
+        ).fetchall()
+        return sorted(int(row[0]) for row in found)
+
+    def _search(
+        self, scope: _Scope, contacts: list[int], limit: int | None, offset: int
+    ) -> tuple[int, list[TupleRow]]:
+        """The rows of the matching contacts: counted, and the page chosen, in one pass over
+        the contact index alone; then only the page's rows are read (by the type index: a
+        position names one event, so (sequence, type, time, position) names one row). Only a
+        page past the end needs a second statement, for the total."""
+        params: list[Any] = []
+        where = scope.condition(params, "time", [(scope.start, scope.end)]) + sql.SQL(
+            " AND contact_key = ANY(%s)"
+        )
+        params.append(contacts)
+        if limit == 0:
+            return self._search_total(where, params), []
+        chosen = (
+            self._sql("SELECT time, position, type_key, count(*) OVER () AS total")
+            + self._sql(" FROM {s}.history WHERE ")
+            + where
+            + sql.SQL(_NEWEST_FIRST + " LIMIT %s OFFSET %s")
+        )
+        rows = (
+            sql.SQL("SELECT h.position, h.contact_key, h.type_key, h.action, h.event, h.time,")
+            + sql.SQL(" chosen.total FROM (")
+            + chosen
+            + self._sql(
+                ") AS chosen JOIN {s}.history h ON h.sequence_key = %s"
+                " AND h.type_key = chosen.type_key AND h.time = chosen.time"
+                " AND h.position = chosen.position"
+            )
+        )
+        found = self._fetch(
+            self._sql(_PAGE, rows=rows, extra=sql.SQL(", p.total")),
+            [*params, limit, offset, scope.sequence_key],
+        )
+        if not found:
+            return self._search_total(where, params), []
+        return int(found[0][-1]), [row[:-1] for row in found]
+
+    def _search_total(self, where: sql.Composable, params: list[Any]) -> int:
+        counted = self._fetch(self._sql("SELECT count(*) FROM {s}.history WHERE ") + where, params)
+        return int(counted[0][0])
 
     def contact(self, contact_id: str) -> ContactSummary | None:
         card = self._conn.execute(
@@ -516,6 +711,33 @@ class PostgresProjection:
             [_enrollment(row) for row in enrollments],
             Catalog(_sequence(row) for row in sequences),
         )
+
+
+class _Scope:
+    """The rows a history query is about: one sequence, some types (all it has, when the
+    query names none, so the type index serves every query), a time window."""
+
+    def __init__(
+        self, sequence_key: int, type_keys: list[int], start: datetime | None, end: datetime | None
+    ) -> None:
+        self.sequence_key = sequence_key
+        self.type_keys = type_keys
+        self.start = start
+        self.end = end
+
+    def condition(self, params: list[Any], column: str, spans: list[Span]) -> sql.Composable:
+        """`sequence_key = .. AND type_key .. AND <column within spans>`."""
+        text: sql.Composable = sql.SQL("sequence_key = %s")
+        params.append(self.sequence_key)
+        if len(self.type_keys) == 1:
+            text += sql.SQL(" AND type_key = %s")
+            params.append(self.type_keys[0])
+        else:
+            text += sql.SQL(" AND type_key = ANY(%s)")
+            params.append(self.type_keys)
+        if spans != [(None, None)]:
+            text += sql.SQL(" AND ") + span_condition(column, spans, params)
+        return text
 
 
 def _sequence(row: TupleRow) -> SequenceInfo:
@@ -557,22 +779,22 @@ class _Slice:
         self._loaded = set(self._rows())
 
     def _rows(self) -> Iterator[Row]:
-        yield from (_sequence_row(s) for s in self.catalog.sequences.values())
-        yield from (_enrollment_row(e) for e in self.book.enrollments.values())
-        yield from (_card_row(c) for c in self.directory.cards.values())
+        yield from (sequence_row(s) for s in self.catalog.sequences.values())
+        yield from (enrollment_row(e) for e in self.book.enrollments.values())
+        yield from (card_row(c) for c in self.directory.cards.values())
 
     def changes(self) -> tuple[list[Row], list[Row], list[Row]]:
         def changed(rows: Iterable[Row]) -> list[Row]:
             return [row for row in rows if row not in self._loaded]
 
         return (
-            changed(_sequence_row(s) for s in self.catalog.sequences.values()),
-            changed(_enrollment_row(e) for e in self.book.enrollments.values()),
-            changed(_card_row(c) for c in self.directory.cards.values()),
+            changed(sequence_row(s) for s in self.catalog.sequences.values()),
+            changed(enrollment_row(e) for e in self.book.enrollments.values()),
+            changed(card_row(c) for c in self.directory.cards.values()),
         )
 
 
-def _sequence_row(s: SequenceInfo) -> Row:
+def sequence_row(s: SequenceInfo) -> Row:
     return (
         s.sequence_id,
         s.name,
@@ -591,7 +813,7 @@ def _sequence_row(s: SequenceInfo) -> Row:
     )
 
 
-def _enrollment_row(e: Enrollment) -> Row:
+def enrollment_row(e: Enrollment) -> Row:
     return (
         e.enrollment_id,
         e.sequence_id,
@@ -613,5 +835,5 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _card_row(c: ContactCard) -> Row:
+def card_row(c: ContactCard) -> Row:
     return (c.contact_id, c.first_name, c.last_name, c.name, c.phone, c.email)

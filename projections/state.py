@@ -6,12 +6,12 @@ so both give the same answers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from projections.stream import OutputEvent
+from projections.stream import OutputEvent, integer_of, moment_of, text_of
 
 EnrollmentState = Literal["active", "completed", "disenrolled"]
 
@@ -22,6 +22,11 @@ SCHEDULE_TYPES = frozenset({"step.scheduled", "step.deferred"})
 BOOK_TYPES = frozenset({"enrollment.enrolled"}) | ENDING_TYPES | DONE_STEP_TYPES | SCHEDULE_TYPES
 CONTACT_FACT_TYPES = frozenset({"contact.created", "contact.updated"})
 DIRECTORY_TYPES = frozenset({"enrollment.enrolled"}) | CONTACT_FACT_TYPES
+CATALOG_TYPES = frozenset({"sequence.defined", "sequence.deleted"})
+
+# Each fold below takes an event's parts (type, data, ...) rather than an OutputEvent, so
+# the rebuild can fold raw decoded lines with the very same rules; `evolve` is the
+# OutputEvent spelling of the same call.
 
 
 @dataclass(slots=True)
@@ -42,22 +47,22 @@ class SequenceInfo:
     deleted: bool = False
 
     @classmethod
-    def from_event(cls, event: OutputEvent, order: int, sequence_id: str) -> SequenceInfo:
-        problems = event.data.get("problems")
-        triggers = event.data.get("triggers")
+    def from_data(cls, data: Mapping[str, Any], order: int, sequence_id: str) -> SequenceInfo:
+        problems = data.get("problems")
+        triggers = data.get("triggers")
         return cls(
             sequence_id=sequence_id,
-            name=event.text("name") or "",
-            description=event.text("description"),
-            created=event.text("created"),
-            steps_count=event.integer("steps_count") or 0,
-            process_on=event.text("process_on"),
-            line=event.text("line"),
-            status=event.text("status") or "active",
+            name=text_of(data, "name") or "",
+            description=text_of(data, "description"),
+            created=text_of(data, "created"),
+            steps_count=integer_of(data, "steps_count") or 0,
+            process_on=text_of(data, "process_on"),
+            line=text_of(data, "line"),
+            status=text_of(data, "status") or "active",
             problems=list(problems) if isinstance(problems, list) else [],
             triggers=list(triggers) if isinstance(triggers, list) else [],
-            intake_address=event.text("intake_address"),
-            account_timezone=event.text("account_timezone"),
+            intake_address=text_of(data, "intake_address"),
+            account_timezone=text_of(data, "account_timezone"),
             defined_order=order,
         )
 
@@ -70,12 +75,17 @@ class Catalog:
         self.sequences: dict[str, SequenceInfo] = {s.sequence_id: s for s in sequences}
 
     def evolve(self, event: OutputEvent, order: int) -> None:
-        sequence_id = event.text("sequence_id")
+        self.fold(event.type, event.data, order)
+
+    def fold(self, kind: str, data: Mapping[str, Any], order: int) -> None:
+        if kind not in CATALOG_TYPES:
+            return
+        sequence_id = text_of(data, "sequence_id")
         if sequence_id is None:
             return
-        if event.type == "sequence.defined":
-            self.sequences[sequence_id] = SequenceInfo.from_event(event, order, sequence_id)
-        elif event.type == "sequence.deleted" and sequence_id in self.sequences:
+        if kind == "sequence.defined":
+            self.sequences[sequence_id] = SequenceInfo.from_data(data, order, sequence_id)
+        elif sequence_id in self.sequences:
             self.sequences[sequence_id].deleted = True
 
     def visible(self) -> list[SequenceInfo]:
@@ -135,57 +145,76 @@ class EnrollmentBook:
             self._active[pair] = enrollment.enrollment_id
 
     def evolve(self, event: OutputEvent) -> None:
-        if event.type not in BOOK_TYPES:
+        self.fold(
+            event.type, text_of(event.data, "sequence_id"), event.contact_id, event.data, event.time
+        )
+
+    def fold(
+        self,
+        kind: str,
+        sequence_id: str | None,
+        contact_id: str | None,
+        data: Mapping[str, Any],
+        time: datetime,
+    ) -> None:
+        """One event: `sequence_id` is `data.sequence_id`, `contact_id` as `contact_of`."""
+        if kind not in BOOK_TYPES or sequence_id is None or contact_id is None:
             return
-        sequence_id = event.text("sequence_id")
-        contact_id = event.contact_id
-        if sequence_id is None or contact_id is None:
+        if kind == "enrollment.enrolled":
+            self._enroll(sequence_id, contact_id, data, time)
             return
-        pair = (sequence_id, contact_id)
-        if event.type == "enrollment.enrolled":
-            enrollment_id = event.text("enrollment_id") or (
-                f"{sequence_id}:{contact_id}:{self._counts.get(pair, 0) + 1}"
-            )
-            if enrollment_id not in self.enrollments:
-                self._add(
-                    Enrollment(
-                        enrollment_id=enrollment_id,
-                        sequence_id=sequence_id,
-                        contact_id=contact_id,
-                        enrolled_at=event.time,
-                        via=event.text("via"),
-                        steps_total=event.integer("steps_total"),
-                    )
-                )
-            return
-        enrollment = self._resolve(event, pair)
+        enrollment_id = text_of(data, "enrollment_id") or self._active.get(
+            (sequence_id, contact_id)
+        )
+        enrollment = None if enrollment_id is None else self.enrollments.get(enrollment_id)
         if enrollment is None:
             return
-        if event.type in ENDING_TYPES:
-            self._end(enrollment, event)
-        elif event.type in DONE_STEP_TYPES:
-            step_id = event.text("step_id")
+        if kind in DONE_STEP_TYPES:
+            step_id = text_of(data, "step_id")
             if step_id is not None:
                 enrollment.steps_done.add(step_id)
                 if enrollment.next_step_id == step_id:
                     enrollment.next_step_id = enrollment.next_due_at = None
-        elif event.type in SCHEDULE_TYPES:
-            step_id = event.text("step_id")
-            due = event.moment("due_at" if event.type == "step.scheduled" else "to")
-            if enrollment.state == "active" and step_id and step_id not in enrollment.steps_done:
-                enrollment.next_step_id, enrollment.next_due_at = step_id, due
+        elif kind in SCHEDULE_TYPES:
+            if enrollment.state != "active":
+                return
+            step_id = text_of(data, "step_id")
+            if step_id and step_id not in enrollment.steps_done:
+                enrollment.next_step_id = step_id
+                enrollment.next_due_at = moment_of(
+                    data, "due_at" if kind == "step.scheduled" else "to"
+                )
+        else:
+            self._end(enrollment, kind, data, time)
 
-    def _resolve(self, event: OutputEvent, pair: tuple[str, str]) -> Enrollment | None:
-        enrollment_id = event.text("enrollment_id") or self._active.get(pair)
-        return None if enrollment_id is None else self.enrollments.get(enrollment_id)
+    def _enroll(
+        self, sequence_id: str, contact_id: str, data: Mapping[str, Any], time: datetime
+    ) -> None:
+        pair = (sequence_id, contact_id)
+        enrollment_id = text_of(data, "enrollment_id") or (
+            f"{sequence_id}:{contact_id}:{self._counts.get(pair, 0) + 1}"
+        )
+        if enrollment_id not in self.enrollments:
+            self._add(
+                Enrollment(
+                    enrollment_id=enrollment_id,
+                    sequence_id=sequence_id,
+                    contact_id=contact_id,
+                    enrolled_at=time,
+                    via=text_of(data, "via"),
+                    steps_total=integer_of(data, "steps_total"),
+                )
+            )
 
-    def _end(self, enrollment: Enrollment, event: OutputEvent) -> None:
+    def _end(
+        self, enrollment: Enrollment, kind: str, data: Mapping[str, Any], time: datetime
+    ) -> None:
         if enrollment.state != "active":
             return
-        completed = event.type == "enrollment.completed"
+        completed = kind == "enrollment.completed"
         enrollment.state = "completed" if completed else "disenrolled"
-        enrollment.reason = None if completed else event.text("reason")
-        enrollment.ended_at = event.time
+        enrollment.reason = None if completed else text_of(data, "reason")
+        enrollment.ended_at = time
         enrollment.next_step_id = enrollment.next_due_at = None
         self._live.discard(enrollment.enrollment_id)
         pair = (enrollment.sequence_id, enrollment.contact_id)
@@ -222,31 +251,27 @@ class Directory:
         self.cards: dict[str, ContactCard] = {c.contact_id: c for c in cards}
 
     def evolve(self, event: OutputEvent) -> None:
-        if event.type == "enrollment.enrolled":
-            self._learn(event, name="contact_name", phone="contact_phone", email="contact_email")
-        elif event.type in CONTACT_FACT_TYPES:
-            card = self._learn(event, name=None, phone="phone", email="email")
-            if card is None:
-                return
-            first, last = event.text("first_name"), event.text("last_name")
-            if first is None and last is None:
-                return
-            card.first_name = first or card.first_name
-            card.last_name = last or card.last_name
-            card.name = " ".join(p for p in (card.first_name, card.last_name) if p) or None
+        self.fold(event.type, event.contact_id, event.data)
 
-    def _learn(
-        self, event: OutputEvent, *, name: str | None, phone: str, email: str
-    ) -> ContactCard | None:
-        contact_id = event.contact_id
-        if contact_id is None:
-            return None
-        card = self.cards.setdefault(contact_id, ContactCard(contact_id))
-        if name is not None:
-            card.name = event.text(name) or card.name
-        card.phone = event.text(phone) or card.phone
-        card.email = event.text(email) or card.email
-        return card
+    def fold(self, kind: str, contact_id: str | None, data: Mapping[str, Any]) -> None:
+        if contact_id is None or kind not in DIRECTORY_TYPES:
+            return
+        card = self.cards.get(contact_id)
+        if card is None:
+            card = self.cards[contact_id] = ContactCard(contact_id)
+        if kind == "enrollment.enrolled":
+            card.name = text_of(data, "contact_name") or card.name
+            card.phone = text_of(data, "contact_phone") or card.phone
+            card.email = text_of(data, "contact_email") or card.email
+            return
+        card.phone = text_of(data, "phone") or card.phone
+        card.email = text_of(data, "email") or card.email
+        first, last = text_of(data, "first_name"), text_of(data, "last_name")
+        if first is None and last is None:
+            return
+        card.first_name = first or card.first_name
+        card.last_name = last or card.last_name
+        card.name = " ".join(p for p in (card.first_name, card.last_name) if p) or None
 
     def get(self, contact_id: str | None) -> ContactCard | None:
         return None if contact_id is None else self.cards.get(contact_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,49 @@ import orjson
 from schemas.envelope import ENGINE_SOURCE, parse_time
 
 EventKey = tuple[str, str]
+
+
+@lru_cache(maxsize=1 << 16)
+def parse_moment(text: str) -> datetime:
+    """`parse_time`, remembered: an output stream names the same instants again and again
+    (every output of one input shares its time), and parsing is a large part of a rebuild."""
+    return parse_time(text)
+
+
+# The rules for reading a field, shared by OutputEvent and the rebuild's raw-dict path so
+# both read every event the same way.
+
+
+def text_of(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    return value if isinstance(value, str) and value != "" else None
+
+
+def integer_of(data: Mapping[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def moment_of(data: Mapping[str, Any], name: str) -> datetime | None:
+    value = text_of(data, name)
+    if value is None:
+        return None
+    try:
+        return parse_moment(value)
+    except ValueError:
+        return None
+
+
+def contact_of(data: Mapping[str, Any], subject: str | None) -> str | None:
+    """`data.contact_id`, else the subject unless it names a sequence."""
+    found = text_of(data, "contact_id")
+    if found is not None:
+        return found
+    if subject and not subject.startswith("sequence:"):
+        return subject
+    return None
 
 
 class MalformedEventError(ValueError):
@@ -45,7 +89,7 @@ class OutputEvent:
         if not isinstance(raw_time, str):
             raise MalformedEventError("time: is required (an RFC 3339 string)")
         try:
-            moment = parse_time(raw_time)
+            moment = parse_moment(raw_time)
         except ValueError:
             raise MalformedEventError(f"time: {raw_time!r} is not RFC 3339") from None
         data = obj.get("data")
@@ -73,32 +117,17 @@ class OutputEvent:
         return self.source == ENGINE_SOURCE
 
     def text(self, name: str) -> str | None:
-        value = self.data.get(name)
-        return value if isinstance(value, str) and value != "" else None
+        return text_of(self.data, name)
 
     def integer(self, name: str) -> int | None:
-        value = self.data.get(name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            return None
-        return value
+        return integer_of(self.data, name)
 
     def moment(self, name: str) -> datetime | None:
-        value = self.text(name)
-        if value is None:
-            return None
-        try:
-            return parse_time(value)
-        except ValueError:
-            return None
+        return moment_of(self.data, name)
 
     @property
     def contact_id(self) -> str | None:
-        found = self.text("contact_id")
-        if found is not None:
-            return found
-        if self.subject and not self.subject.startswith("sequence:"):
-            return self.subject
-        return None
+        return contact_of(self.data, self.subject)
 
 
 @dataclass(frozen=True, slots=True)

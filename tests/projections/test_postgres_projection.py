@@ -262,19 +262,21 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_rebuild_then_read_gives_what_the_file_gives(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     database_url: str,
     pg_schema: str,
+    workers: str,
 ) -> None:
     path = rich_stream().write(tmp_path / "out.jsonl", extra_lines=((3, "oops"),))
     monkeypatch.delenv("DATABASE_URL", raising=False)
     db = ("--database-url", database_url, "--schema", pg_schema)
 
     code, out, err = run(
-        capsys, "projections", "rebuild", "--history", str(path), *db, "--batch-size", "4"
+        capsys, "projections", "rebuild", "--history", str(path), *db, "--workers", workers
     )
 
     assert code == 1  # the bad line is reported and the rest loads
