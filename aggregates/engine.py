@@ -26,7 +26,7 @@ from aggregates.decisions import (
     SequenceDefined,
     SequenceDeleted,
 )
-from aggregates.enrollment import Enrollment, advance, decide_stop, evolve
+from aggregates.enrollment import Enrollment, decide_advance, decide_stop, evolve
 from aggregates.ids import enrollment_id
 from aggregates.intake import LeadProblem, contact_id_for_lead, parse_lead_email
 from aggregates.keywords import keyword_intent
@@ -628,7 +628,7 @@ class Engine:
             round_robin=self._round_robin,
             owner_assigned=self._owner_assigned,
         )
-        decisions, state = advance(
+        decisions, state = decide_advance(
             enrollment,
             sequence,
             contact,

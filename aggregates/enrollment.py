@@ -137,22 +137,11 @@ def decide_advance(
     now: datetime,
     reserve: Reserve,
     perform: Perform,
-) -> list[Decision]:
-    """Run the enrollment as far as it can go at `now`: schedule, defer, execute, complete."""
-    return advance(state, sequence, contact, zone, now, reserve, perform)[0]
-
-
-def advance(
-    state: Enrollment,
-    sequence: Sequence,
-    contact: ContactState,
-    zone: ZoneInfo,
-    now: datetime,
-    reserve: Reserve,
-    perform: Perform,
 ) -> tuple[list[Decision], Enrollment]:
-    """`decide_advance` with the state it leaves: the runner then need not fold the
-    decisions a second time (this runs for every step of every enrollment)."""
+    """Run the enrollment as far as it can go at `now`: schedule, defer, execute, complete.
+
+    Returns the decisions and the state they leave, so the runner need not fold them a
+    second time (this runs for every step of every enrollment)."""
     decisions: list[Decision] = []
     current: Enrollment | None = state
 
