@@ -1,4 +1,9 @@
-"""Crash drill: an effects processor killed with SIGKILL again and again during 1,200 sends.
+"""Crash drills: an effects processor killed with SIGKILL again and again while it sends.
+
+Two drills: 1,200 sends with six kills and lines that never make a send wait; and, at the
+benchmark's settings, 5,000 sends with five kills, 128 in progress and four lines whose
+limit makes some sends wait (so both ledger paths are cut: claimed-and-started in one step,
+and claimed then started when the line's turn comes).
 
 Given a file of SMS commands, the PostgreSQL ledger and the fake Twilio server (here, in the
 parent), when a subprocess `dripstream effects --commands FILE` is killed several times
@@ -12,6 +17,7 @@ import asyncio
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -29,9 +35,39 @@ from tests.effects.helpers import sms
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-COUNT = 1200
-KILLS = 6
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Drill:
+    count: int
+    kills: int
+    lines: tuple[str, ...] | None  # None: the default line of every command
+    line_rate: str
+    line_burst: str
+    concurrency: str
+    batch_size: str
+    latency: float
+    run_timeout: float
+    finish_timeout: float
+
+
+DRILLS = {
+    "1200-sends-6-kills": Drill(1200, 6, None, "100000", "100", "16", "40", 0.01, 60, 120),
+    # 4 lines at 400/s each, bursts of 20: under 128 sends at once, some wait their turn
+    "5000-sends-5-kills-paced-lines": Drill(
+        5000,
+        5,
+        ("+12125550000", "+12125550001", "+12125550002", "+12125550003"),
+        "400",
+        "20",
+        "128",
+        "500",
+        0.005,
+        120,
+        300,
+    ),
+}
 
 
 def recipient(n: int) -> str:
@@ -43,7 +79,7 @@ def recipient(n: int) -> str:
 
 
 async def start_processor(
-    commands: Path, outcomes: Path, twilio: FakeTwilioServer, database_url: str
+    drill: Drill, commands: Path, outcomes: Path, twilio: FakeTwilioServer, database_url: str
 ) -> asyncio.subprocess.Process:
     environment = {
         **os.environ,
@@ -51,10 +87,10 @@ async def start_processor(
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "TWILIO_API_BASE": twilio.url,
-        "EFFECTS_LINE_RATE": "100000",
-        "EFFECTS_LINE_BURST": "100",
-        "EFFECTS_CONCURRENCY": "16",
-        "EFFECTS_BATCH_SIZE": "40",
+        "EFFECTS_LINE_RATE": drill.line_rate,
+        "EFFECTS_LINE_BURST": drill.line_burst,
+        "EFFECTS_CONCURRENCY": drill.concurrency,
+        "EFFECTS_BATCH_SIZE": drill.batch_size,
         "EFFECTS_BACKOFF_BASE": "0.01",
         "EFFECTS_PUBLIC_URL": "https://effects.example.com",
     }
@@ -74,26 +110,32 @@ async def start_processor(
     )
 
 
+def command_line(drill: Drill, n: int, effect_id: str) -> bytes:
+    if drill.lines is None:
+        return sms(n, to=recipient(n), effect_id=effect_id).encode() + b"\n"
+    line = drill.lines[n % len(drill.lines)]
+    return sms(n, to=recipient(n), effect_id=effect_id, from_number=line).encode() + b"\n"
+
+
+@pytest.mark.parametrize("name", sorted(DRILLS))
 async def test_sigkill_during_sends_never_sends_twice_and_loses_nothing(
-    tmp_path: Path, clean_database: str
+    name: str, tmp_path: Path, clean_database: str
 ) -> None:
+    drill = DRILLS[name]
+    count, kills_wanted = drill.count, drill.kills
     commands = tmp_path / "effects.jsonl"
     outcomes = tmp_path / "outcomes.jsonl"
-    effect_ids = [f"fx:crash:c-{n}:1:s1:1" for n in range(COUNT)]
-    commands.write_bytes(
-        b"".join(
-            sms(n, to=recipient(n), effect_id=effect_ids[n]).encode() + b"\n" for n in range(COUNT)
-        )
-    )
+    effect_ids = [f"fx:crash:c-{n}:1:s1:1" for n in range(count)]
+    commands.write_bytes(b"".join(command_line(drill, n, effect_ids[n]) for n in range(count)))
     kills = 0
-    async with FakeTwilioServer(latency=0.01) as twilio:
+    async with FakeTwilioServer(latency=drill.latency) as twilio:
         # when it is killed several times while sending
-        for _ in range(KILLS):
+        for _ in range(kills_wanted):
             before = twilio.request_count
-            process = await start_processor(commands, outcomes, twilio, clean_database)
+            process = await start_processor(drill, commands, outcomes, twilio, clean_database)
             try:
-                async with asyncio.timeout(60):
-                    while twilio.request_count < before + COUNT // (KILLS + 2):
+                async with asyncio.timeout(drill.run_timeout):
+                    while twilio.request_count < before + count // (kills_wanted + 2):
                         if process.returncode is not None:
                             break
                         await asyncio.sleep(0.01)
@@ -103,13 +145,13 @@ async def test_sigkill_during_sends_never_sends_twice_and_loses_nothing(
                     kills += 1
                 await process.wait()
         # and then left to finish
-        process = await start_processor(commands, outcomes, twilio, clean_database)
-        _, errors = await asyncio.wait_for(process.communicate(), timeout=120)
+        process = await start_processor(drill, commands, outcomes, twilio, clean_database)
+        _, errors = await asyncio.wait_for(process.communicate(), timeout=drill.finish_timeout)
         assert process.returncode == 0, errors.decode()[-2000:]
 
     # then Twilio saw each effect id at most once
-    assert kills == KILLS
-    assert twilio.requests_by_effect
+    assert kills == kills_wanted
+    assert len(twilio.requests_by_effect) > count // 2
     assert max(twilio.requests_by_effect.values()) == 1
     # and every effect is in the ledger, finished
     with psycopg.connect(clean_database) as conn:
