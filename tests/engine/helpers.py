@@ -29,19 +29,29 @@ class Outcome:
     rejected: list[RejectedLine] = field(default_factory=list)
 
     def of(self, kind: str, **data: Any) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.events
-            if e["type"] == kind and all(e["data"].get(k) == v for k, v in data.items())
-        ]
+        return events_of(self.events, kind, **data)
 
     def one(self, kind: str, **data: Any) -> dict[str, Any]:
-        found = self.of(kind, **data)
-        assert len(found) == 1, f"expected one {kind} {data}, got {len(found)}: {self.types()}"
-        return found[0]
+        return one_of(self.events, kind, **data)
 
     def types(self) -> list[str]:
         return [e["type"] for e in self.events]
+
+
+def events_of(events: list[dict[str, Any]], kind: str, **data: Any) -> list[dict[str, Any]]:
+    """The output events of a type whose data has these values."""
+    return [
+        e
+        for e in events
+        if e["type"] == kind and all(e["data"].get(k) == v for k, v in data.items())
+    ]
+
+
+def one_of(events: list[dict[str, Any]], kind: str, **data: Any) -> dict[str, Any]:
+    found = events_of(events, kind, **data)
+    types = [e["type"] for e in events]
+    assert len(found) == 1, f"expected one {kind} {data}, got {len(found)}: {types}"
+    return found[0]
 
 
 def sequence(**settings: Any) -> dict[str, Any]:

@@ -11,12 +11,14 @@ import re
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ops.cli import main
+from tests.engine.helpers import events_of, one_of
 
 HERE = Path(__file__).resolve().parent
 _UNTIL = re.compile(r"--until\s+([0-9][0-9T:.+\-Z]*)")
@@ -62,21 +64,17 @@ class Replay:
     raw: bytes
     out: Path
 
-    @property
+    @cached_property
     def events(self) -> list[dict[str, Any]]:
+        # Parsed once per run: every lookup below reads them (a property re-parsed the whole
+        # output for each assertion).
         return [orjson.loads(line) for line in self.raw.splitlines() if line.strip()]
 
     def of(self, kind: str, **data: Any) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.events
-            if e["type"] == kind and all(e["data"].get(k) == v for k, v in data.items())
-        ]
+        return events_of(self.events, kind, **data)
 
     def one(self, kind: str, **data: Any) -> dict[str, Any]:
-        found = self.of(kind, **data)
-        assert len(found) == 1, f"expected one {kind} {data}, got {len(found)}"
-        return found[0]
+        return one_of(self.events, kind, **data)
 
     def none(self, kind: str, **data: Any) -> None:
         found = self.of(kind, **data)
