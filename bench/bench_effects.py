@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -110,6 +112,20 @@ def start_fake_twilio(http: str) -> tuple[subprocess.Popen[str], str]:
     )
     assert process.stdout is not None
     return process, process.stdout.readline().strip()
+
+
+@contextlib.contextmanager
+def fake_checked_and_stopped(process: subprocess.Popen[str], url: str) -> Iterator[None]:
+    """Stops the fake server at the end; after a run that went through, checks it accepted
+    each effect id at most once."""
+    try:
+        yield
+        served = stats(url)
+        assert served["max_accepted_per_effect"] == 1, served
+        print(f"fake twilio: {served}")
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def stats(url: str) -> dict[str, int]:
@@ -497,7 +513,7 @@ def spread(values: list[float], digits: int = 0) -> str:
 def run_kafka(args: argparse.Namespace, ledgers: list[str], transports: list[str]) -> None:
     process, url = start_timed_fake()
     tree = f" from {args.worker_tree}" if args.worker_tree else ""
-    try:
+    with fake_checked_and_stopped(process, url):
         for ledger in ledgers:
             database_url = args.database_url if ledger == "postgresql" else None
             for transport in transports:
@@ -534,12 +550,6 @@ def run_kafka(args: argparse.Namespace, ledgers: list[str], transports: list[str
                     f"load average {spread([v for r in results for v in r.load], 2)}",
                     flush=True,
                 )
-        served_stats = stats(url)
-        assert served_stats["max_accepted_per_effect"] == 1, served_stats
-        print(f"fake twilio: {served_stats}")
-    finally:
-        process.terminate()
-        process.wait()
 
 
 def optional(value: float | None) -> str:
@@ -593,7 +603,7 @@ def main() -> None:
         run_kafka(args, ledgers, transports)
         return
     process, url = start_fake_twilio(args.fake_http)
-    try:
+    with fake_checked_and_stopped(process, url):
         for ledger in ledgers:
             database_url = args.database_url if ledger == "postgresql" else None
             for transport in transports:
@@ -651,12 +661,6 @@ def main() -> None:
                     f"other processes {spread(others, 2)} cores; load average {spread(loads, 2)}",
                     flush=True,
                 )
-        served_stats = stats(url)
-        assert served_stats["max_accepted_per_effect"] == 1, served_stats
-        print(f"fake twilio: {served_stats}")
-    finally:
-        process.terminate()
-        process.wait()
 
 
 if __name__ == "__main__":
