@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import subprocess
+import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -204,8 +205,23 @@ def fresh_database_url(database_url: str) -> Iterator[str]:
     try:
         yield with_database(database_url, name)
     finally:
-        with _admin_connection(database_url) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        _drop_database(database_url, name)
+
+
+def _drop_database(database_url: str, name: str, attempts: int = 50) -> None:
+    """DROP ... WITH (FORCE), again while an autovacuum worker holds the database: on
+    PostgreSQL 15 FORCE may not terminate one (it runs as no role of ours) and the drop
+    fails with InsufficientPrivilege until the worker is done, a moment later."""
+    statement = sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
+    for attempt in range(attempts):
+        try:
+            with _admin_connection(database_url) as conn:
+                conn.execute(statement)
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
