@@ -26,6 +26,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from psycopg import sql
 
+from tests.integration.pipeline import create_topics, delete_topics, new_prefix
+
 REPO = Path(__file__).resolve().parents[2]
 # Matches the broker of ops/kafka.sh and docker-compose.kafka.yml (Apache Kafka 3.9).
 KAFKA_IMAGE = "confluentinc/cp-kafka:7.9.0"
@@ -166,6 +168,18 @@ async def make_topic(kafka_admin: AIOKafkaAdminClient) -> AsyncIterator[MakeTopi
             await kafka_admin.delete_topics(created)
         except KafkaError as error:  # a leftover topic must not fail a passing test
             warnings.warn(f"could not delete test topics {created}: {error!r}", stacklevel=1)
+
+
+@pytest.fixture
+def pipeline_prefix(kafka_bootstrap: str) -> Iterator[str]:
+    """A fresh topic prefix with the input and output topics created; they are deleted
+    after the test."""
+    prefix = new_prefix()
+    create_topics(kafka_bootstrap, prefix)
+    try:
+        yield prefix
+    finally:
+        delete_topics(kafka_bootstrap, prefix)
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from aiokafka.partitioner import DefaultPartitioner  # type: ignore[import-untyp
 
 from streams.relay import Relay, RelaySettings
 from streams.store import BatchRecord, EngineStore, OutboxRow
-from tests.integration.pipeline import create_topics, new_prefix
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -81,10 +80,13 @@ async def relay_until(relay: Relay, published: int, stopping: asyncio.Event) -> 
 
 
 def test_every_row_is_published_once_in_order_on_the_partition_of_its_key(
-    kafka_bootstrap: str, database_url: str, pg_schema: str, store: EngineStore
+    kafka_bootstrap: str,
+    pipeline_prefix: str,
+    database_url: str,
+    pg_schema: str,
+    store: EngineStore,
 ) -> None:
-    prefix = new_prefix()
-    create_topics(kafka_bootstrap, prefix)
+    prefix = pipeline_prefix
     written = rows(0, 40) + rows(40, 25)
     store.write(BatchRecord(outbox=written[:40]))
     store.write(BatchRecord(outbox=written[40:]))
@@ -113,10 +115,13 @@ def test_every_row_is_published_once_in_order_on_the_partition_of_its_key(
 
 
 def test_the_relay_wakes_when_rows_are_committed_not_when_its_poll_comes_round(
-    kafka_bootstrap: str, database_url: str, pg_schema: str, store: EngineStore
+    kafka_bootstrap: str,
+    pipeline_prefix: str,
+    database_url: str,
+    pg_schema: str,
+    store: EngineStore,
 ) -> None:
-    prefix = new_prefix()
-    create_topics(kafka_bootstrap, prefix)
+    prefix = pipeline_prefix
     # A poll an hour apart: only the commit's notification can wake it in this test.
     settings = RelaySettings(kafka_bootstrap, database_url, prefix, pg_schema, poll_seconds=3600)
     relay = Relay(settings)
@@ -145,10 +150,13 @@ async def relay_until_idle(relay: Relay, published: int) -> None:
 
 
 def test_a_relay_process_stops_when_the_worker_that_started_it_is_killed(
-    kafka_bootstrap: str, database_url: str, pg_schema: str, store: EngineStore
+    kafka_bootstrap: str,
+    pipeline_prefix: str,
+    database_url: str,
+    pg_schema: str,
+    store: EngineStore,
 ) -> None:
-    prefix = new_prefix()
-    create_topics(kafka_bootstrap, prefix)
+    prefix = pipeline_prefix
     store.write(BatchRecord(outbox=rows(0, 3)))
     # given a worker stand-in that started a relay process, which is publishing
     parent = subprocess.Popen(
@@ -199,10 +207,13 @@ def _ends(pid: int) -> bool:
 
 
 def test_rows_committed_while_the_relay_reads_ahead_do_not_wait_for_its_poll(
-    kafka_bootstrap: str, database_url: str, pg_schema: str, store: EngineStore
+    kafka_bootstrap: str,
+    pipeline_prefix: str,
+    database_url: str,
+    pg_schema: str,
+    store: EngineStore,
 ) -> None:
-    prefix = new_prefix()
-    create_topics(kafka_bootstrap, prefix)
+    prefix = pipeline_prefix
 
     class CommitDuringReadAhead(Relay):
         """Rows are committed just after it read ahead (while a transaction commits)."""

@@ -10,8 +10,6 @@ import pytest
 from tests.integration.pipeline import (
     cli,
     comparable,
-    create_topics,
-    new_prefix,
     read_topics,
     start_worker,
     stop,
@@ -30,10 +28,9 @@ def _replay(tmp_path: Path, sequences: Path, events: Path) -> list[dict[str, obj
 
 
 def test_welcome_through_produce_and_worker_matches_replay(
-    kafka_bootstrap: str, fresh_database_url: str, tmp_path: Path
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:
-    prefix = new_prefix()
-    create_topics(kafka_bootstrap, prefix)
+    prefix = pipeline_prefix
     expected = _replay(tmp_path, SCENARIO / "welcome.yaml", SCENARIO / "welcome.events.jsonl")
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
     try:
@@ -66,10 +63,9 @@ def test_welcome_through_produce_and_worker_matches_replay(
 
 
 def test_a_malformed_record_lands_on_the_dead_letter_topic_and_the_worker_goes_on(
-    kafka_bootstrap: str, fresh_database_url: str, tmp_path: Path
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:
-    prefix = new_prefix()
-    create_topics(kafka_bootstrap, prefix)
+    prefix = pipeline_prefix
     lines = (SCENARIO / "welcome.events.jsonl").read_bytes().splitlines()
     broken = (
         b'{"specversion":"1.0","id":"bad-1","source":"crm","type":"contact.tag_added",'

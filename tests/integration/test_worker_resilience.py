@@ -15,8 +15,6 @@ from tests.integration.history import write_history
 from tests.integration.pipeline import (
     cli,
     comparable,
-    create_topics,
-    new_prefix,
     read_topics,
     start_worker,
     stop,
@@ -62,12 +60,11 @@ def _effect_ids_once(got: list[dict[str, Any]]) -> None:
 
 
 def test_sigkill_five_times_during_20000_events_changes_nothing(
-    kafka_bootstrap: str, fresh_database_url: str, tmp_path: Path
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:
     definitions, history = write_history(tmp_path, events=20_000, contacts=3_000)
     expected = _replay(tmp_path, definitions, history)
-    prefix = new_prefix()
-    create_topics(kafka_bootstrap, prefix)
+    prefix = pipeline_prefix
     rnd = random.Random(5)
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
     try:
@@ -108,12 +105,11 @@ def _same(
 
 
 def test_two_workers_sharing_the_partitions_decide_as_one(
-    kafka_bootstrap: str, fresh_database_url: str, tmp_path: Path
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:
     definitions, history = write_history(tmp_path, events=6_000, contacts=1_000, seed=11)
     expected = _replay(tmp_path, definitions, history)
-    prefix = new_prefix()
-    create_topics(kafka_bootstrap, prefix)
+    prefix = pipeline_prefix
     first = start_worker(kafka_bootstrap, fresh_database_url, prefix)
     second = start_worker(kafka_bootstrap, fresh_database_url, prefix)
     try:
@@ -130,12 +126,11 @@ def test_two_workers_sharing_the_partitions_decide_as_one(
 
 
 def test_a_backlog_published_before_the_worker_starts_is_decided_with_its_definitions(
-    kafka_bootstrap: str, fresh_database_url: str, tmp_path: Path
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:
     definitions, history = write_history(tmp_path, events=4_000, contacts=800, seed=3)
     expected = _replay(tmp_path, definitions, history)
-    prefix = new_prefix()
-    create_topics(kafka_bootstrap, prefix)
+    prefix = pipeline_prefix
     _publish(kafka_bootstrap, prefix, definitions, history)
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
     try:
