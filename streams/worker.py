@@ -66,6 +66,14 @@ GROUP_ID = "engine"
 DEFINITIONS_EVERY = 0.05  # seconds between looks for other workers' definition changes
 PENDING_AT_MOST = 4  # polls' worth of inputs decided while a write runs, before waiting
 FINISHED_AFTER = 2.0  # seconds without a record before every topic counts as read to the end
+# A fetch waits up to FETCH_WAIT_MS for FETCH_MIN_BYTES: under light load a fetch per
+# record or two (each names all the input partitions, decoded in pure Python, and the broker
+# answers each) cost more CPU than deciding the records; a backlog still fills it at once.
+FETCH_WAIT_MS = 10
+FETCH_MIN_BYTES = 64 * 1024
+# Kafka's committed offsets only show the group's progress (the store's positions decide where
+# a worker resumes), so they go at most once a COMMIT_EVERY seconds, not after every write.
+COMMIT_EVERY = 1.0
 Clock = Callable[[], datetime]
 
 
@@ -128,6 +136,7 @@ class EngineWorker:
         self.pending_commits: dict[TopicPartition, int] = {}
         self.offsets: dict[TopicPartition, int] = {}  # recorded, to commit to Kafka
         self.committing: asyncio.Task[None] | None = None
+        self.commit_now = asyncio.Event()  # set while `_drain` waits for the commits
         # Moves on every revocation and rebuild: what an older engine decided and did not
         # yet hand to the writer is dropped (the rebuild reads it again from Kafka).
         self.generation = 0
@@ -142,6 +151,8 @@ class EngineWorker:
             isolation_level="read_committed",
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=settings.batch_size,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
+            fetch_min_bytes=FETCH_MIN_BYTES,
             session_timeout_ms=30_000,
             heartbeat_interval_ms=3_000,
         )
@@ -172,7 +183,7 @@ class EngineWorker:
                     self._check_relay()
                 await self._drain()
             finally:
-                await self.consumer.stop()  # leaves the group; offsets were committed per batch
+                await self.consumer.stop()  # leaves the group; _drain committed the offsets
         finally:
             await self._stop_relay()
             self.store.close()
@@ -331,7 +342,11 @@ class EngineWorker:
             await asyncio.shield(self.writer)
         self._raise_if_failed()
         if self.committing is not None:
-            await asyncio.shield(self.committing)
+            self.commit_now.set()
+            try:
+                await asyncio.shield(self.committing)
+            finally:
+                self.commit_now.clear()
 
     async def _write_pending(self) -> None:
         """Write the pending batch, then the one gathered meanwhile, until none is left."""
@@ -358,6 +373,8 @@ class EngineWorker:
                     self.committing = asyncio.create_task(self._commit_offsets())
 
     async def _commit_offsets(self) -> None:
+        """Commit what was recorded, then what was recorded meanwhile, at most once a
+        COMMIT_EVERY seconds (without the pause while `_drain` waits for it)."""
         while self.offsets:
             offsets, self.offsets = self.offsets, {}
             try:
@@ -366,6 +383,8 @@ class EngineWorker:
                 # A rebalance took the partitions meanwhile; what was decided is in the
                 # store, and the next owner starts from there.
                 log.warning("offset commit refused by a rebalance; the store has it")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.commit_now.wait(), COMMIT_EVERY)
 
     # ---- deciding ------------------------------------------------------------------------
 
