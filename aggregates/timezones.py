@@ -41,15 +41,31 @@ def zone_for_phone(e164: str) -> str | None:
     if not e164.startswith("+"):
         return None
     prefix = e164[1 : 1 + TIMEZONE_LONGEST_PREFIX]
-    if prefix not in _ZONE_BY_PREFIX:
-        if len(_ZONE_BY_PREFIX) >= _PREFIX_CACHE_SIZE:
-            _ZONE_BY_PREFIX.clear()
-        _ZONE_BY_PREFIX[prefix] = _zone_of(e164)
-    return _ZONE_BY_PREFIX[prefix]
+    if prefix in _RECENT_ZONES:
+        return _RECENT_ZONES[prefix]
+    return _recall_zone(prefix, e164)
 
 
-_ZONE_BY_PREFIX: dict[str, str | None] = {}
-_PREFIX_CACHE_SIZE = 65536
+def _recall_zone(prefix: str, e164: str) -> str | None:
+    """The cache's slow path: a prefix not looked up since the last rotation.
+
+    Two generations rather than one dict emptied when full: TIMEZONE_LONGEST_PREFIX digits
+    are nearly a whole number, so a long history holds more prefixes than the cache, and
+    emptying it made every contact still enrolled parse its number again (in bursts that
+    grew with the history). A rotation keeps the previous generation, and what is still
+    looked up moves back into the new one, so the contacts in use stay cached.
+    """
+    global _RECENT_ZONES, _OLDER_ZONES
+    zone = _OLDER_ZONES.pop(prefix) if prefix in _OLDER_ZONES else _zone_of(e164)
+    if len(_RECENT_ZONES) >= _PREFIX_GENERATION_SIZE:
+        _OLDER_ZONES, _RECENT_ZONES = _RECENT_ZONES, {}
+    _RECENT_ZONES[prefix] = zone
+    return zone
+
+
+_RECENT_ZONES: dict[str, str | None] = {}
+_OLDER_ZONES: dict[str, str | None] = {}
+_PREFIX_GENERATION_SIZE = 65536  # per generation: the cache holds at most twice this
 
 
 def _zone_of(e164: str) -> str | None:
@@ -82,7 +98,9 @@ def contact_zone(
     A name that is not a known IANA zone is passed over like a missing one; only the
     account's zone must be valid (ValueError otherwise).
     """
-    for name in (explicit, zone_for_phone(phone) if phone else None, schedule_zone):
+    if explicit and (zone := zone_named(explicit)) is not None:
+        return zone  # the phone is looked up only when needed: this runs for every step
+    for name in (zone_for_phone(phone) if phone else None, schedule_zone):
         if name and (zone := zone_named(name)) is not None:
             return zone
     zone = zone_named(account_zone)

@@ -24,7 +24,6 @@ half-built state, and a failure leaves the old ones as they were.
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import subprocess
 import sys
@@ -81,6 +80,7 @@ from projections.stream import (
     text_of,
 )
 from schemas.envelope import ENGINE_SOURCE
+from streams.collector import cycle_collector_paused
 
 PROGRESS_EVERY = 1 << 13  # lines between progress reports
 READ_BUFFER = 1 << 20  # bytes read from the file at a time
@@ -151,7 +151,7 @@ def rebuild_file(
             conn.execute(INDEX_MEMORY)
             decoder = _Decoder()
             state = _State()
-            with _without_cycle_collection(), path.open("rb", buffering=READ_BUFFER) as lines:
+            with cycle_collector_paused(), path.open("rb", buffering=READ_BUFFER) as lines:
                 events = decoder.events(lines, progress)
                 if child is not None:
                     _load_beside_history(
@@ -282,7 +282,7 @@ def _history_main() -> int:
     staging = sql.Identifier(orders["staging"])
     clock = _Clock()
     with (
-        _without_cycle_collection(),
+        cycle_collector_paused(),
         Path(orders["path"]).open("rb", buffering=READ_BUFFER) as lines,
         psycopg.connect(orders["url"], autocommit=True) as conn,
     ):
@@ -430,20 +430,6 @@ def _swap(conn: psycopg.Connection[Any], staging: sql.Identifier, target: sql.Id
             )
         )
     conn.execute(sql.SQL("DROP SCHEMA {}").format(staging))
-
-
-@contextmanager
-def _without_cycle_collection() -> Iterator[None]:
-    """Reference counting frees what each line leaves behind; the cycle collector would only
-    walk, again and again, the hundreds of thousands of enrollments, cards and keys the load
-    keeps (a sixth of its time, and most of the time spent writing out the state)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _Clock:

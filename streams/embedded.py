@@ -18,6 +18,7 @@ from aggregates.sequence import Catalog
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
 from schemas.registry import EVENT_TYPES
 from schemas.validation import EventRejected, decode_event
+from streams.collector import cycle_collector_paused
 
 Sink = Callable[[list[CloudEvent]], None]
 DEFINITIONS_CAUSE = "sequences"
@@ -76,6 +77,17 @@ def replay(
     sink: Sink,
     on_rejected: Callable[[RejectedLine], None],
     until: datetime | None = None,
+) -> ReplayStats:
+    with cycle_collector_paused():
+        return _replay(definitions, lines, sink, on_rejected, until)
+
+
+def _replay(
+    definitions: Mapping[str, Any],
+    lines: Iterable[bytes],
+    sink: Sink,
+    on_rejected: Callable[[RejectedLine], None],
+    until: datetime | None,
 ) -> ReplayStats:
     engine = Engine(Catalog.from_document({"account": definitions.get("account")}))
     stats = ReplayStats()

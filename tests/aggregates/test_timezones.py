@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from aggregates import timezones
 from aggregates.timezones import contact_zone, normalize_phone, zone_for_phone
 
 
@@ -87,3 +88,41 @@ def test_an_unknown_account_zone_is_refused() -> None:
 def test_zone_objects_are_shared() -> None:
     first = contact_zone("America/Denver", None, None, "UTC")
     assert contact_zone("America/Denver", None, None, "UTC") is first
+
+
+def test_the_phone_zone_cache_keeps_the_numbers_in_use_when_it_rotates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Generations of 3: twelve numbers rotate it many times; the answers stay those of a
+    # fresh lookup, and a number looked up in every round is parsed only the first time.
+    monkeypatch.setattr(timezones, "_PREFIX_GENERATION_SIZE", 3)
+    monkeypatch.setattr(timezones, "_RECENT_ZONES", {})
+    monkeypatch.setattr(timezones, "_OLDER_ZONES", {})
+    parsed: list[str] = []
+    parse = timezones._zone_of
+
+    def counting(e164: str) -> str | None:
+        parsed.append(e164)
+        return parse(e164)
+
+    monkeypatch.setattr(timezones, "_zone_of", counting)
+    regular = "+17205550142"
+    # Each its own cache key: the key is the first digits, up to the longest prefix a zone
+    # is known by.
+    others = [f"+1{area}55{n}0142" for area in (212, 312, 208, 415) for n in range(3)]
+    for number in others:
+        assert zone_for_phone(regular) == "America/Denver"
+        assert zone_for_phone(number) == parse(number)
+    assert parsed.count(regular) == 1
+    assert len(parsed) == 1 + len(others)
+
+
+def test_a_contact_with_its_own_zone_needs_no_phone_lookup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(e164: str) -> str | None:
+        raise AssertionError(f"looked up {e164}")
+
+    monkeypatch.setattr(timezones, "zone_for_phone", refuse)
+    zone = contact_zone("Europe/Berlin", "+17205550142", "America/Chicago", "America/New_York")
+    assert zone == ZoneInfo("Europe/Berlin")
