@@ -9,6 +9,7 @@ import threading
 from collections.abc import AsyncIterator
 
 import pytest
+from aiokafka import TopicPartition  # type: ignore[import-untyped]
 
 from streams.store import AlreadyRecorded, BatchRecord, OutboxRow
 from streams.worker import EngineWorker, WorkerSettings
@@ -99,3 +100,37 @@ async def test_nothing_decided_after_a_refused_batch_is_written(
     await worker._drain()
     assert worker.stale
     assert store.log == ["start a", "refused a"]
+
+
+class CommitLog:
+    """Stands in for the consumer's offset commits."""
+
+    def __init__(self) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(dict(offsets))
+
+
+async def test_offsets_are_committed_at_most_once_a_second_and_at_once_on_drain(
+    worker: EngineWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = CommitLog()
+    monkeypatch.setattr(worker, "consumer", log)
+    monkeypatch.setattr("streams.worker.COMMIT_EVERY", 30.0)
+    tp = TopicPartition("t.contacts", 0)
+    store = SlowStore(refuse_first=False)
+    store.release.set()
+    monkeypatch.setattr(worker.store, "write", store.write)
+    for offset in range(3):
+        worker.commits[tp] = offset
+        await decide(worker, f"e{offset}")
+        while worker.writer is not None and not worker.writer.done():
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    # The first write's offsets went at once; the later ones wait for the pause to end.
+    assert log.commits == [{tp: 0}]
+    assert worker.offsets == {tp: 2}
+    await asyncio.wait_for(worker._drain(), 5)
+    assert log.commits == [{tp: 0}, {tp: 2}]
+    assert worker.offsets == {}
