@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -107,3 +108,13 @@ def decide(defs: dict[str, Any], inputs: list[dict[str, Any]], until: str | None
 def load_yaml(path: str) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:
         return validate_definition_document(yaml.safe_load(handle))
+
+
+# The worked scenario: ../shared/scenarios next to the clone when it is there, else the copy
+# kept in tests/engine/scenarios (byte-identical; a test compares them when both are there).
+SHARED_SCENARIOS = Path(__file__).resolve().parents[3] / "shared" / "scenarios"
+LOCAL_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+
+def welcome_dir() -> Path:
+    return SHARED_SCENARIOS if (SHARED_SCENARIOS / "welcome.yaml").exists() else LOCAL_SCENARIOS

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 
-from tests.engine.helpers import Outcome, decide, load_yaml
-
-SCENARIOS = Path(__file__).resolve().parents[2].parent / "shared" / "scenarios"
-LOCAL = Path(__file__).resolve().parent / "scenarios"
-
-
-def _scenario_dir() -> Path:
-    if (SCENARIOS / "welcome.yaml").exists():
-        return SCENARIOS
-    return LOCAL
+from tests.engine.helpers import (
+    LOCAL_SCENARIOS,
+    SHARED_SCENARIOS,
+    Outcome,
+    decide,
+    load_yaml,
+    welcome_dir,
+)
 
 
 @pytest.fixture(scope="module")
 def welcome() -> Outcome:
-    folder = _scenario_dir()
+    folder = welcome_dir()
     defs = load_yaml(str(folder / "welcome.yaml"))
     inputs = [
         orjson.loads(line)
@@ -79,3 +75,10 @@ def test_every_output_is_from_the_engine_with_a_unique_id(welcome: Outcome) -> N
     ids = [e["id"] for e in welcome.events]
     assert len(ids) == len(set(ids))
     assert {e["source"] for e in welcome.events} == {"dripstream"}
+
+
+@pytest.mark.parametrize("name", ["welcome.yaml", "welcome.events.jsonl", "welcome.expected.md"])
+def test_the_local_copy_of_the_scenario_is_the_shared_one(name: str) -> None:
+    if not (SHARED_SCENARIOS / name).exists():
+        pytest.skip("the shared scenarios are not next to this clone")
+    assert (LOCAL_SCENARIOS / name).read_bytes() == (SHARED_SCENARIOS / name).read_bytes()

@@ -10,14 +10,13 @@ import orjson
 import pytest
 
 from ops.cli import main
+from tests.engine.helpers import welcome_dir
 
-SCENARIOS = Path(__file__).resolve().parents[3] / "shared" / "scenarios"
+SCENARIOS = welcome_dir()
 
 
 @pytest.fixture
 def replayed(tmp_path: Path) -> Path:
-    if not (SCENARIOS / "welcome.yaml").exists():
-        pytest.skip("the shared scenarios are not next to this clone")
     out = tmp_path / "welcome.out.jsonl"
     code = main(
         [
