@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,14 @@ def store(database_url: str, pg_schema: str) -> Iterator[EngineStore]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def settings(
+    kafka_bootstrap: str, pipeline_prefix: str, database_url: str, pg_schema: str
+) -> RelaySettings:
+    """A relay on this test's topics and schema."""
+    return RelaySettings(kafka_bootstrap, database_url, pipeline_prefix, pg_schema)
 
 
 def rows(first: int, count: int) -> list[OutboxRow]:
@@ -80,17 +89,13 @@ async def relay_until(relay: Relay, published: int, stopping: asyncio.Event) -> 
 
 
 def test_every_row_is_published_once_in_order_on_the_partition_of_its_key(
-    kafka_bootstrap: str,
-    pipeline_prefix: str,
-    database_url: str,
-    pg_schema: str,
-    store: EngineStore,
+    settings: RelaySettings, store: EngineStore
 ) -> None:
-    prefix = pipeline_prefix
+    kafka_bootstrap, prefix = settings.bootstrap_servers, settings.prefix
     written = rows(0, 40) + rows(40, 25)
     store.write(BatchRecord(outbox=written[:40]))
     store.write(BatchRecord(outbox=written[40:]))
-    relay = Relay(RelaySettings(kafka_bootstrap, database_url, prefix, pg_schema, batch=30))
+    relay = Relay(replace(settings, batch=30))
 
     async def run() -> None:
         stopping = asyncio.Event()
@@ -115,16 +120,11 @@ def test_every_row_is_published_once_in_order_on_the_partition_of_its_key(
 
 
 def test_the_relay_wakes_when_rows_are_committed_not_when_its_poll_comes_round(
-    kafka_bootstrap: str,
-    pipeline_prefix: str,
-    database_url: str,
-    pg_schema: str,
-    store: EngineStore,
+    settings: RelaySettings, store: EngineStore
 ) -> None:
-    prefix = pipeline_prefix
+    kafka_bootstrap, prefix = settings.bootstrap_servers, settings.prefix
     # A poll an hour apart: only the commit's notification can wake it in this test.
-    settings = RelaySettings(kafka_bootstrap, database_url, prefix, pg_schema, poll_seconds=3600)
-    relay = Relay(settings)
+    relay = Relay(replace(settings, poll_seconds=3600))
 
     async def run() -> None:
         stopping = asyncio.Event()
@@ -150,13 +150,9 @@ async def relay_until_idle(relay: Relay, published: int) -> None:
 
 
 def test_a_relay_process_stops_when_the_worker_that_started_it_is_killed(
-    kafka_bootstrap: str,
-    pipeline_prefix: str,
-    database_url: str,
-    pg_schema: str,
-    store: EngineStore,
+    settings: RelaySettings, store: EngineStore
 ) -> None:
-    prefix = pipeline_prefix
+    kafka_bootstrap, prefix = settings.bootstrap_servers, settings.prefix
     store.write(BatchRecord(outbox=rows(0, 3)))
     # given a worker stand-in that started a relay process, which is publishing
     parent = subprocess.Popen(
@@ -166,9 +162,7 @@ def test_a_relay_process_stops_when_the_worker_that_started_it_is_killed(
             textwrap.dedent(f"""
                 import time
                 from streams.relay import RelaySettings, start_relay_process
-                settings = RelaySettings({kafka_bootstrap!r}, {database_url!r}, {prefix!r},
-                                         {pg_schema!r})
-                process = start_relay_process(settings)
+                process = start_relay_process({settings!r})
                 print(process.pid, flush=True)
                 time.sleep(600)
             """),
@@ -207,13 +201,9 @@ def _ends(pid: int) -> bool:
 
 
 def test_rows_committed_while_the_relay_reads_ahead_do_not_wait_for_its_poll(
-    kafka_bootstrap: str,
-    pipeline_prefix: str,
-    database_url: str,
-    pg_schema: str,
-    store: EngineStore,
+    settings: RelaySettings, store: EngineStore
 ) -> None:
-    prefix = pipeline_prefix
+    kafka_bootstrap, prefix = settings.bootstrap_servers, settings.prefix
 
     class CommitDuringReadAhead(Relay):
         """Rows are committed just after it read ahead (while a transaction commits)."""
@@ -230,9 +220,7 @@ def test_rows_committed_while_the_relay_reads_ahead_do_not_wait_for_its_poll(
             return found
 
     # Only notifications can wake this relay: a wake-up it forgets leaves rows behind.
-    relay = CommitDuringReadAhead(
-        RelaySettings(kafka_bootstrap, database_url, prefix, pg_schema, poll_seconds=3600)
-    )
+    relay = CommitDuringReadAhead(replace(settings, poll_seconds=3600))
 
     async def run() -> None:
         stopping = asyncio.Event()
