@@ -5,7 +5,7 @@ type indexes are the in-memory report's, in every zone and timeframe."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -292,44 +292,43 @@ def test_a_rebuild_replaces_the_read_models_and_nothing_else(
     assert staging == (0,)
 
 
+def _fail_storing_the_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: Any) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("projections.rebuild._State.store", fail)
+
+
+def _fail_the_history_writer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", "false")  # the second process exits 1 at once
+
+
 @pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("break_it", "workers", "error", "message"),
+    [
+        (_fail_storing_the_state, 1, RuntimeError, "disk full"),
+        (_fail_the_history_writer, 2, RebuildFailedError, "exit code 1"),
+    ],
+    ids=["state-store-fails", "history-writer-fails"],
+)
 def test_a_failed_rebuild_leaves_the_read_models_as_they_were(
     conn: psycopg.Connection[Any],
     pg_schema: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    break_it: Callable[[pytest.MonkeyPatch], None],
+    workers: int,
+    error: type[Exception],
+    message: str,
 ) -> None:
     path = rich_stream().write(tmp_path / "out.jsonl")
     projection = rebuilt(conn, pg_schema, path)
     before = stored(conn, pg_schema)
+    break_it(monkeypatch)
 
-    def fail(*args: Any) -> None:
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr("projections.rebuild._State.store", fail)
-    with pytest.raises(RuntimeError, match="disk full"):
-        projection.rebuild(odd_stream().write(tmp_path / "other.jsonl"), workers=1)
-
-    assert stored(conn, pg_schema) == before
-    monkeypatch.undo()
-    projection.rebuild(path, workers=1)  # and the next rebuild clears what it left
-    assert stored(conn, pg_schema) == before
-
-
-@pytest.mark.postgres
-def test_a_rebuild_whose_history_writer_fails_changes_nothing(
-    conn: psycopg.Connection[Any],
-    pg_schema: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    path = rich_stream().write(tmp_path / "out.jsonl")
-    projection = rebuilt(conn, pg_schema, path)
-    before = stored(conn, pg_schema)
-    monkeypatch.setattr(sys, "executable", "false")  # the second process exits 1 at once
-
-    with pytest.raises(RebuildFailedError, match="exit code 1"):
-        projection.rebuild(odd_stream().write(tmp_path / "other.jsonl"), workers=2)
+    with pytest.raises(error, match=message):
+        projection.rebuild(odd_stream().write(tmp_path / "other.jsonl"), workers=workers)
 
     assert stored(conn, pg_schema) == before
     monkeypatch.undo()
