@@ -634,7 +634,7 @@ class Engine:
             contact,
             self._zone(sequence, contact),
             self._clock(),
-            self.throttle.reserve,
+            self.throttle,
             context.perform,
         )
         self._record(enrollment, decisions, out, state)
@@ -666,6 +666,8 @@ class Engine:
                 token = self._push(state.due_at, "step", (contact_id, sequence_id))
                 self.timer_tokens[state.enrollment_id] = token
         else:
+            # A step that was to run gives its place in the throttle's minute back.
+            self.throttle.release(state.enrollment_id)
             active = self.enrollments.get(contact_id, {})
             if (
                 active.get(sequence_id) is not None

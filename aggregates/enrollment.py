@@ -2,7 +2,8 @@
 
 A decider: `decide_*` functions return decisions, `evolve` folds them into the next state.
 Scheduling follows CONTRACT.md §3: step 1's delay counts from enrollment, step k's from the
-moment step k-1 was done; a due moment is moved by the calendar, then by the throttle.
+moment step k-1 was done; a due moment is moved by the calendar and the throttle until it
+holds still, and a step that will run holds its place in the throttle's minute.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ class Enrollment:
     next_step: int = 0
     due_at: datetime | None = None
     anchor: datetime | None = None
-    throttled: bool = False
     active: bool = True
 
     @property
@@ -60,16 +60,15 @@ def evolve(state: Enrollment | None, decision: Decision) -> Enrollment | None:
                 0,
                 None,
                 decision.at,
-                False,
                 True,
             )
     if state is None:
         raise TypeError(f"{type(decision).__name__} before the enrollment exists")
     match decision:
         case StepScheduled():
-            return _moved(state, decision.due_at, throttled=False)
+            return _moved(state, decision.due_at)
         case StepDeferred():
-            return _moved(state, decision.moved_to, throttled=decision.reason == "throttle")
+            return _moved(state, decision.moved_to)
         case StepExecuted() | StepSkipped():
             return Enrollment(
                 state.enrollment_id,
@@ -79,7 +78,6 @@ def evolve(state: Enrollment | None, decision: Decision) -> Enrollment | None:
                 state.next_step + 1,
                 None,
                 decision.at,
-                False,
                 state.active,
             )
         case ContactDisenrolled() | EnrollmentCompleted():
@@ -91,7 +89,6 @@ def evolve(state: Enrollment | None, decision: Decision) -> Enrollment | None:
                 state.next_step,
                 None,
                 state.anchor,
-                state.throttled,
                 False,
             )
         case _:
@@ -99,7 +96,7 @@ def evolve(state: Enrollment | None, decision: Decision) -> Enrollment | None:
             return state
 
 
-def _moved(state: Enrollment, due_at: datetime, *, throttled: bool) -> Enrollment:
+def _moved(state: Enrollment, due_at: datetime) -> Enrollment:
     return Enrollment(
         state.enrollment_id,
         state.sequence_id,
@@ -108,13 +105,20 @@ def _moved(state: Enrollment, due_at: datetime, *, throttled: bool) -> Enrollmen
         state.next_step,
         due_at,
         state.anchor,
-        throttled,
         state.active,
     )
 
 
-class Reserve(Protocol):
-    def __call__(self, sequence_id: str, due: datetime, limit: int | None) -> datetime: ...
+class Slots(Protocol):
+    """The throttle's places, as the decider uses them (aggregates/throttle.py)."""
+
+    def first_room(self, sequence_id: str, due: datetime, limit: int | None) -> datetime: ...
+
+    def hold(self, holder: str, sequence_id: str, due: datetime, limit: int | None) -> datetime: ...
+
+    def take(self, holder: str, moment: datetime) -> bool: ...
+
+    def release(self, holder: str) -> None: ...
 
 
 Perform = Callable[[Step, Enrollment, datetime], list[Decision]]
@@ -129,13 +133,69 @@ def raw_due(step: Step, anchor: datetime, zone: ZoneInfo) -> datetime:
     return anchor
 
 
+@dataclass(slots=True)
+class _Placing:
+    """What settling one step's due moment needs (CONTRACT.md §3 (a)-(d))."""
+
+    sequence: Sequence
+    step: Step
+    contact: ContactState
+    zone: ZoneInfo
+    slots: Slots
+    holder: str
+
+    def calendar(self, due: datetime) -> tuple[datetime, str | None]:
+        return adjust_due(
+            due,
+            self.zone,
+            self.sequence.calendar,
+            contact_facing_voice_or_text=self.step.type in VOICE_OR_TEXT,
+        )
+
+    def settle(self, due: datetime, reason: str | None) -> tuple[datetime, str | None]:
+        """Rules (a)-(c) from `due`, then (d), again until the moment holds still, keeping
+        the first reason; a step that is going to run holds its place in that minute."""
+        moment, moved = self.calendar(due)
+        reason = reason or moved
+        limit, sequence_id = self.sequence.throttle_per_minute, self.sequence.id
+        if limit is None or skip_reason(self.step, self.contact) is not None:
+            return moment, reason
+        while (room := self.slots.first_room(sequence_id, moment, limit)) != moment:
+            reason = reason or "throttle"
+            moment, _ = self.calendar(room)
+        self.slots.hold(self.holder, sequence_id, moment, limit)
+        return moment, reason
+
+    def when_due(self, now: datetime, settled: bool) -> tuple[datetime, str | None, str | None]:
+        """At its due moment: where it moves to and why, or why it is skipped (None, None:
+        it runs now). The contact may have moved zones since it was settled: check again,
+        unless it was settled for this very moment (same zone, same answer)."""
+        if not settled:
+            moved_to, reason = self.calendar(now)
+            if reason is not None:
+                self.slots.release(self.holder)
+                return (*self.settle(moved_to, reason), None)
+        skip = skip_reason(self.step, self.contact)
+        if skip is not None:
+            self.slots.release(self.holder)
+            return now, None, skip
+        if self.sequence.throttle_per_minute is None or self.slots.take(self.holder, now):
+            return now, None, None
+        # No place held in this minute (the step was to be skipped when it was settled,
+        # or a live clock fired it late): it needs one now.
+        moved_to, reason = self.settle(now, None)
+        if reason is None:
+            self.slots.take(self.holder, now)
+        return moved_to, reason, None
+
+
 def decide_advance(
     state: Enrollment,
     sequence: Sequence,
     contact: ContactState,
     zone: ZoneInfo,
     now: datetime,
-    reserve: Reserve,
+    slots: Slots,
     perform: Perform,
 ) -> tuple[list[Decision], Enrollment]:
     """Run the enrollment as far as it can go at `now`: schedule, defer, execute, complete.
@@ -156,53 +216,34 @@ def decide_advance(
             emit(EnrollmentCompleted(now, *ids))
             break
         step = sequence.steps[current.next_step]
-        voice_or_text = step.type in VOICE_OR_TEXT
-        checked = False  # whether `now` itself just passed the calendar for this step
+        placing = _Placing(sequence, step, contact, zone, slots, state.enrollment_id)
+        settled = False  # whether `now` itself was just settled for this step
         if current.due_at is None:
-            anchor = current.anchor or now
-            due = raw_due(step, anchor, zone)
+            due = raw_due(step, current.anchor or now, zone)
             emit(StepScheduled(now, *ids, step_id=step.id, due_at=due))
-            moved, reason = adjust_due(
-                due, zone, sequence.calendar, contact_facing_voice_or_text=voice_or_text
-            )
+            moved_to, reason = placing.settle(due, None)
             if reason is not None:
                 emit(
                     StepDeferred(
-                        now, *ids, step_id=step.id, moved_from=due, moved_to=moved, reason=reason
+                        now, *ids, step_id=step.id, moved_from=due, moved_to=moved_to, reason=reason
                     )
                 )
-            checked = reason is None and due == now
+            settled = moved_to == now
         due_at = current.due_at
         assert due_at is not None
         if due_at > now:
             break
-        # Due now. The contact may have moved zones since it was scheduled: check again,
-        # unless it was scheduled for this very moment just above (same zone, same answer).
-        reason = None
-        if not checked:
-            moved, reason = adjust_due(
-                now, zone, sequence.calendar, contact_facing_voice_or_text=voice_or_text
-            )
+        moved_to, reason, skip = placing.when_due(now, settled)
         if reason is not None:
             emit(
                 StepDeferred(
-                    now, *ids, step_id=step.id, moved_from=now, moved_to=moved, reason=reason
+                    now, *ids, step_id=step.id, moved_from=now, moved_to=moved_to, reason=reason
                 )
             )
             break
-        skip = skip_reason(step, contact)
         if skip is not None:
             emit(StepSkipped(now, *ids, step_id=step.id, reason=skip))
             continue
-        if not current.throttled:
-            slot = reserve(sequence.id, now, sequence.throttle_per_minute)
-            if slot > now:
-                emit(
-                    StepDeferred(
-                        now, *ids, step_id=step.id, moved_from=now, moved_to=slot, reason="throttle"
-                    )
-                )
-                break
         performed = perform(step, current, now)
         for decision in performed:
             emit(decision)

@@ -38,12 +38,20 @@ class _SequenceCounts:
 
 
 class MinuteThrottle:
-    """At most `limit` step executions of one sequence in one UTC minute."""
+    """At most `limit` step executions of one sequence in one UTC minute.
 
-    __slots__ = ("_sequences",)
+    A step's minute is taken when its due moment is settled (`hold`), not when it runs, so
+    its one `step.deferred` can already name where it will run (CONTRACT.md §3: "again
+    until it holds still"). A hold is given back when its enrollment ends or the step is
+    skipped or moved (`release`), and becomes the execution when the step runs (`take`).
+    """
+
+    __slots__ = ("_held", "_sequences")
 
     def __init__(self) -> None:
         self._sequences: dict[str, _SequenceCounts] = {}
+        # holder (an enrollment id) -> (sequence id, minute) it holds: at most one each.
+        self._held: dict[str, tuple[str, int]] = {}
 
     def reserve(self, sequence_id: str, due: datetime, limit: int | None) -> datetime:
         """Count one execution of `sequence_id` at `due` and return when it may run.
@@ -54,6 +62,62 @@ class MinuteThrottle:
         """
         if limit is None:
             return due
+        state, wanted, minute = self._room(sequence_id, due, limit)
+        state.counts[minute] = state.counts.get(minute, 0) + 1
+        return due if minute == wanted else minute_start(minute)
+
+    def first_room(self, sequence_id: str, due: datetime, limit: int | None) -> datetime:
+        """When a step of `sequence_id` due at `due` may run, counting nothing: `due` when
+        its minute has room (or `limit` is None), else the start of the first minute with
+        room."""
+        if limit is None:
+            return due
+        _, wanted, minute = self._room(sequence_id, due, limit)
+        return due if minute == wanted else minute_start(minute)
+
+    def hold(self, holder: str, sequence_id: str, due: datetime, limit: int | None) -> datetime:
+        """`reserve` on behalf of `holder`, giving back what it held before."""
+        self.release(holder)
+        granted = self.reserve(sequence_id, due, limit)
+        if limit is not None:
+            self._held[holder] = (sequence_id, minute_of(granted))
+        return granted
+
+    def take(self, holder: str, moment: datetime) -> bool:
+        """Whether `holder` holds a place in the minute of `moment`: it is then used (the
+        execution stays counted). A place held in another minute is given back."""
+        held = self._held.pop(holder, None)
+        if held is None:
+            return False
+        if held[1] == minute_of(moment):
+            return True
+        self._give_back(*held)
+        return False
+
+    def release(self, holder: str) -> None:
+        """Give back the place `holder` holds, if any."""
+        held = self._held.pop(holder, None)
+        if held is not None:
+            self._give_back(*held)
+
+    def holders(self) -> int:
+        return len(self._held)
+
+    def _give_back(self, sequence_id: str, minute: int) -> None:
+        state = self._sequences.get(sequence_id)
+        if state is None or minute not in state.counts:
+            return  # a minute already forgotten
+        left = state.counts[minute] - 1
+        if left:
+            state.counts[minute] = left
+        else:
+            del state.counts[minute]
+        # The hints say which minutes are full; one of them may have room again.
+        state.skip.clear()
+
+    def _room(
+        self, sequence_id: str, due: datetime, limit: int
+    ) -> tuple[_SequenceCounts, int, int]:
         if limit < 1:
             raise ValueError(f"throttle limit must be at least 1, got {limit}")
         wanted = minute_of(due)
@@ -64,9 +128,7 @@ class MinuteThrottle:
             # The hints hold for one limit only (a raised limit reopens full minutes).
             state.skip.clear()
             state.skip_limit = limit
-        minute = self._first_with_room(state, wanted, limit)
-        state.counts[minute] = state.counts.get(minute, 0) + 1
-        return due if minute == wanted else minute_start(minute)
+        return state, wanted, self._first_with_room(state, wanted, limit)
 
     @staticmethod
     def _first_with_room(state: _SequenceCounts, minute: int, limit: int) -> int:

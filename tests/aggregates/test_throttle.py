@@ -161,3 +161,66 @@ def test_bad_arguments_are_refused() -> None:
         throttle.reserve("s", utc("2028-03-02T10:00:00"), 0)
     with pytest.raises(ValueError, match="timezone-aware"):
         throttle.reserve("s", datetime(2028, 3, 2, 10, 0), 5)
+
+
+def test_a_held_place_is_used_when_the_step_runs_in_its_minute() -> None:
+    # given a place held at 10:00:20 in a one-a-minute sequence
+    throttle = MinuteThrottle()
+    assert throttle.hold("e-1", "s", utc("2028-03-02T10:00:20"), 1) == utc("2028-03-02T10:00:20")
+    # when the step runs in that minute, the place is its execution
+    assert throttle.take("e-1", utc("2028-03-02T10:00:20"))
+    # then it stays counted and is no longer held
+    assert throttle.count("s", utc("2028-03-02T10:00:00")) == 1
+    assert throttle.holders() == 0
+    assert not throttle.take("e-1", utc("2028-03-02T10:00:20"))
+
+
+def test_a_released_place_is_free_for_the_next_step() -> None:
+    # given two places held for one-a-minute: 10:00 and, overflowing, 10:01
+    throttle = MinuteThrottle()
+    due = utc("2028-03-02T10:00:10")
+    assert throttle.hold("e-1", "s", due, 1) == due
+    assert throttle.hold("e-2", "s", due, 1) == utc("2028-03-02T10:01:00")
+    # when the enrollment holding 10:01 ends
+    throttle.release("e-2")
+    # then the next step due in 10:00 is sent to 10:01 again, not to 10:02
+    assert throttle.first_room("s", due, 1) == utc("2028-03-02T10:01:00")
+    assert throttle.hold("e-3", "s", due, 1) == utc("2028-03-02T10:01:00")
+    assert throttle.count("s", utc("2028-03-02T10:01:00")) == 1
+
+
+def test_holding_again_gives_back_the_place_held_before() -> None:
+    throttle = MinuteThrottle()
+    throttle.hold("e-1", "s", utc("2028-03-02T10:00:00"), 1)
+    throttle.hold("e-1", "s", utc("2028-03-02T11:00:00"), 1)
+    assert throttle.count("s", utc("2028-03-02T10:00:00")) == 0
+    assert throttle.count("s", utc("2028-03-02T11:00:00")) == 1
+    assert throttle.holders() == 1
+
+
+def test_a_place_held_in_another_minute_is_given_back_when_taken_late() -> None:
+    # given a place held for 10:00, and the step fired late, at 10:05
+    throttle = MinuteThrottle()
+    throttle.hold("e-1", "s", utc("2028-03-02T10:00:00"), 1)
+    # then taking it fails and gives the 10:00 place back
+    assert not throttle.take("e-1", utc("2028-03-02T10:05:00"))
+    assert throttle.count("s", utc("2028-03-02T10:00:00")) == 0
+
+
+def test_first_room_counts_nothing() -> None:
+    throttle = MinuteThrottle()
+    due = utc("2028-03-02T10:00:00")
+    throttle.reserve("s", due, 1)
+    for _ in range(3):
+        assert throttle.first_room("s", due, 1) == utc("2028-03-02T10:01:00")
+    assert throttle.first_room("s", due, None) == due
+    assert throttle.count("s", utc("2028-03-02T10:01:00")) == 0
+
+
+def test_releasing_after_the_minute_was_forgotten_changes_nothing() -> None:
+    throttle = MinuteThrottle()
+    throttle.hold("e-1", "s", utc("2028-03-02T10:00:00"), 1)
+    throttle.forget_before(utc("2028-03-02T10:05:00"))
+    throttle.release("e-1")
+    assert throttle.snapshot() == {}
+    assert throttle.holders() == 0

@@ -272,6 +272,21 @@ def test_no_step_runs_before_its_delay_and_deferrals_only_move_forward(
     assert times == sorted(times) or _only_definition_first(out)
 
 
+@PROPERTY_SETTINGS
+@given(worlds())
+def test_the_throttle_holds_in_every_utc_minute(
+    world_inputs: tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]],
+) -> None:
+    world, inputs, _ = world_inputs
+    limit = world["sequences"][0]["throttle_per_minute"]
+    out = _replay(world, inputs)
+    per_minute: dict[str, int] = {}
+    for event in out.of("step.executed"):
+        minute = event["time"][:16]
+        per_minute[minute] = per_minute.get(minute, 0) + 1
+    assert limit is None or max(per_minute.values(), default=0) <= limit, per_minute
+
+
 def _only_definition_first(out: Outcome) -> bool:
     times = [parse_time(e["time"]) for e in out.events[1:]]
     return times == sorted(times)

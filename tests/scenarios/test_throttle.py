@@ -19,6 +19,11 @@ def opening(replayed: Callable[[str], Replay]) -> Replay:
     return replayed("throttle_at_opening")
 
 
+@pytest.fixture(scope="module")
+def settles(replayed: Callable[[str], Replay]) -> Replay:
+    return replayed("throttle_settles")
+
+
 def _minutes(run: Replay, command: str, sequence: str) -> list[tuple[str, str]]:
     """(contact, UTC minute) of each command of one sequence, in output order."""
     return [
@@ -83,6 +88,37 @@ def test_opening_then_one_a_minute(opening: Replay) -> None:
 def test_opening_deferral_names_the_first_reason(
     opening: Replay, contact: str, tagged: str
 ) -> None:
-    deferred = opening.deferrals(contact, "s1")
-    assert deferred[0][:2] == ("outside_hours", tagged)
-    assert deferred[-1][2] == opening.times("email.send", contact_id=contact)[0]
+    # one step.deferred, naming the first reason, to where the step runs
+    assert opening.deferrals(contact, "s1") == [
+        ("outside_hours", tagged, opening.times("email.send", contact_id=contact)[0])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("contact", "runs"),
+    [("c-l2", "2027-07-07T13:00:00Z"), ("c-l3", "2027-07-07T13:01:00Z")],
+)
+def test_throttled_into_closed_hours_is_deferred_once(
+    settles: Replay, contact: str, runs: str
+) -> None:
+    assert settles.deferrals(contact, "s1") == [("throttle", "2027-07-06T20:59:20Z", runs)]
+    assert settles.times("email.send", contact_id=contact) == [runs]
+
+
+def test_the_last_place_before_closing_runs_at_once(settles: Replay) -> None:
+    assert settles.times("email.send", contact_id="c-l1") == ["2027-07-06T20:59:20Z"]
+    assert settles.deferrals("c-l1", "s1") == []
+
+
+def test_a_place_given_back_by_a_disenrollment_is_taken_by_the_next(settles: Replay) -> None:
+    assert settles.one("enrollment.disenrolled", contact_id="c-f2")["data"]["reason"] == (
+        "responded"
+    )
+    settles.none("email.send", contact_id="c-f2")
+    assert settles.deferrals("c-f3", "s1") == [
+        ("throttle", "2027-07-06T14:00:40Z", "2027-07-06T14:01:00Z")
+    ]
+    assert _minutes(settles, "email.send", "freed") == [
+        ("c-f1", "2027-07-06T14:00"),
+        ("c-f3", "2027-07-06T14:01"),
+    ]
