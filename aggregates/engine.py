@@ -176,7 +176,7 @@ class Engine:
         """Decide on one input at `at` (default: the event's own time). Timers due strictly
         before it fire first: those of `partition`, or all of them when it is None."""
         moment = at or event.time
-        out = _Outbox(event.id)
+        out = _Outbox(event.identity)
         if event.type not in DEFINITION_COMMANDS:
             # A definition published today must not fire the timers of a history being
             # pushed through by event time, nor move its clock.

@@ -573,7 +573,9 @@ async def latency(args: argparse.Namespace, database_url: str) -> dict[str, Any]
                         sms.append(now - produced)
                         by_send.append((produced, now - produced))
                 elif event["type"] == "enrollment.enrolled" and event["id"].startswith("lat-"):
-                    enrolled.append(now - int(event["id"].split("-")[2].split("/")[0]) / 1e9)
+                    # <input id>@<source>/<n>, the input id being lat-<i>-<ns produced>
+                    produced_ns = int(event["id"].split("@")[0].split("-")[2])
+                    enrolled.append(now - produced_ns / 1e9)
 
             ready = asyncio.Event()
             watcher = asyncio.create_task(

@@ -26,6 +26,12 @@ class CloudEvent:
     dataversion: int = 1
     extensions: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def identity(self) -> str:
+        """The event's id and source together: CloudEvents makes an id unique only within
+        its source, so two systems may both send an "e-1". Outputs are numbered from it."""
+        return f"{self.id}@{self.source}"
+
     def to_json(self) -> dict[str, Any]:
         return self._fields(format_time(self.time))
 

@@ -43,7 +43,8 @@ def fan_out(event: CloudEvent, contacts_matching: ContactsMatching) -> list[Outb
             subject=contact_id,
             data={"sequence_id": data["sequence_id"], "contact_ids": [contact_id]},
         )
-        rows.append(OutboxRow(request.id, "commands", contact_id, request.encode()))
+        row_id = f"fan:{event.identity}/{contact_id}"
+        rows.append(OutboxRow(row_id, "commands", contact_id, request.encode()))
     return rows
 
 
@@ -70,7 +71,7 @@ def rerouted_lead(event: CloudEvent, contact_id: str) -> OutboxRow:
         subject=contact_id,
         data=event.data,
     )
-    return OutboxRow(f"route:{event.id}", "intake", contact_id, routed.encode())
+    return OutboxRow(f"route:{event.identity}", "intake", contact_id, routed.encode())
 
 
 def dead_letter(item: Pending) -> OutboxRow:

@@ -475,11 +475,11 @@ class EngineWorker:
         now = self.engine.now or event.time
         data = event.data
         if event.type == "sequence.applied":
-            return dict(data), [], now, event.id
+            return dict(data), [], now, event.identity
         if event.type == "sequence.delete_requested":
-            return {"sequences": []}, [str(data["sequence_id"])], now, event.id
+            return {"sequences": []}, [str(data["sequence_id"])], now, event.identity
         copy = self.engine.raw_definition(str(data["new_id"]))
-        return {"sequences": [copy] if copy else []}, [], now, event.id
+        return {"sequences": [copy] if copy else []}, [], now, event.identity
 
     def partition_of(self, contact_id: str) -> int:
         return int((murmur2(contact_id.encode()) & 0x7FFFFFFF) % max(1, self.partition_count))

@@ -183,7 +183,7 @@ def _state_before(inputs: list[dict[str, Any]], event: dict[str, Any]) -> list[d
     if cause.startswith("t:"):
         return [i for i in inputs if parse_time(i["time"]) <= parse_time(event["time"])]
     for index, item in enumerate(inputs):
-        if item["id"] == cause:
+        if f"{item['id']}@{item['source']}" == cause:
             return inputs[: index + 1]
     raise AssertionError(f"no input {cause}")
 

@@ -344,3 +344,22 @@ def test_an_empty_history_still_defines_the_sequences() -> None:
     out = decide(definitions(sequence(), sequence(id="other", outbound_line=None)), [])
     defined = {e["data"]["sequence_id"]: e["data"]["status"] for e in out.of("sequence.defined")}
     assert defined == {"seq": "active", "other": "invalid"}
+
+
+def test_the_same_id_from_two_sources_gives_outputs_with_different_ids() -> None:
+    # given two upstream systems that both number their events from 1
+    from_crm = {**created("c-1"), "id": "1", "source": "crm"}
+    from_forms = {**created("c-2", phone="+12125550102"), "id": "1", "source": "web-forms"}
+    # when each creation enrolls its contact
+    enrolls_new = sequence(triggers=[{"type": "contact_created"}])
+    out = decide(definitions(enrolls_new), [from_crm, from_forms])
+    # then both are texted, and no two outputs share an id (CloudEvents: source + id)
+    assert sorted(e["data"]["contact_id"] for e in out.of("sms.send")) == ["c-1", "c-2"]
+    ids = [e["id"] for e in out.events]
+    assert len(ids) == len(set(ids))
+
+
+def test_each_output_id_names_the_input_that_caused_it() -> None:
+    given = {**created(), "id": "lead-9", "source": "crm"}
+    out = decide(definitions(sequence(triggers=[{"type": "contact_created"}])), [given])
+    assert out.one("enrollment.enrolled")["id"].startswith("lead-9@crm/")
