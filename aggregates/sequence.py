@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from aggregates.calendar import Calendar, DailyWindow
 from aggregates.templating import unknown_shortcodes
+from schemas.definitions import DEFAULT_OPT_OUT_PHRASE, DEFAULT_TIMEZONE
 from schemas.envelope import parse_time
 
 ProcessOn = Literal["every_day", "business_days"]
@@ -117,8 +118,8 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    timezone: str = "UTC"
-    opt_out_phrase: str | None = None
+    timezone: str = DEFAULT_TIMEZONE
+    opt_out_phrase: str | None = DEFAULT_OPT_OUT_PHRASE
     quiet_hours: DailyWindow | None = None
     lines: Mapping[str, str] = field(default_factory=dict)
     users: Mapping[str, User] = field(default_factory=dict)
@@ -202,8 +203,8 @@ def build_account(doc: Mapping[str, Any] | None) -> Account:
         str(gid): tuple(members) for gid, members in (doc.get("ring_groups") or {}).items()
     }
     return Account(
-        timezone=str(doc.get("timezone") or "UTC"),
-        opt_out_phrase=doc.get("opt_out_phrase"),
+        timezone=str(doc.get("timezone") or DEFAULT_TIMEZONE),
+        opt_out_phrase=doc.get("opt_out_phrase") or DEFAULT_OPT_OUT_PHRASE,
         quiet_hours=_window(doc.get("quiet_hours"), "start", "end"),
         lines={str(k): str(v) for k, v in (doc.get("lines") or {}).items()},
         users=users,

@@ -14,7 +14,7 @@ from aiohttp import web
 from ops.cli_groups import SubParsers
 from ops.http_api import FileReadModels, PostgresReadModels, ReadModelSource, make_app
 from ops.settings import Settings
-from schemas.definitions import DefinitionRejected, load_definition_file
+from schemas.definitions import DefinitionRejected, account_with_defaults, load_definition_file
 from schemas.envelope import CloudEvent
 
 PROG = "dripstream api"
@@ -74,7 +74,7 @@ def run_api(args: argparse.Namespace) -> int:
     account = None
     if args.account is not None:
         try:
-            account = load_definition_file(args.account)["account"]
+            account = account_with_defaults(load_definition_file(args.account).get("account"))
         except DefinitionRejected as rejected:
             print(f"{PROG}: {args.account}: {rejected}", file=sys.stderr)
             return 2

@@ -27,10 +27,10 @@ from effects.ledger import InMemoryLedger
 from effects.ports import Rejected, SendResult
 from effects.processor import EffectProcessor
 from ops.cli_groups import SubParsers
-from ops.readmodel_cli import SEQUENCE_HEADERS, _history_text, _sequence_cells, _table
+from ops.readmodel_cli import _history_text, _table, sequences_text
 from projections.history import HistoryPage, HistoryQuery, HistoryReport
 from projections.sequences_list import SequenceRow, SequencesList
-from schemas.definitions import DefinitionRejected, load_definition_file
+from schemas.definitions import DefinitionRejected, account_with_defaults, load_definition_file
 from schemas.envelope import CloudEvent, format_time, parse_time
 from streams.embedded import RejectedLine, ReplayStats, replay
 
@@ -203,7 +203,7 @@ def run_demo(
     bundled_events: bool = False,
 ) -> DemoRun:
     """Decide, carry out, project: the whole demo without printing anything."""
-    zone_name = str(definitions["account"]["timezone"])
+    zone_name = str(account_with_defaults(definitions.get("account"))["timezone"])
     zone = ZoneInfo(zone_name)
     end = until or _end_of_day(_last_time(lines), zone)
     decisions: list[CloudEvent] = []
@@ -412,10 +412,7 @@ def report(demo: DemoRun, out: Path | None) -> str:
     ]
     if demo.stats.beyond_until:
         parts.append(f"           {demo.stats.beyond_until} events after that were not replayed\n")
-    parts.append(
-        _heading(f"Sequences ({PROG} sequences list)")
-        + _table(SEQUENCE_HEADERS, [_sequence_cells(row) for row in demo.rows])
-    )
+    parts.append(_heading(f"Sequences ({PROG} sequences list)") + sequences_text(demo.rows))
     if demo.busiest is not None and demo.history is not None:
         parts.append(
             _heading(

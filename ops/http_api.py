@@ -483,6 +483,7 @@ SCHEMAS: dict[str, Any] = {
             "contacts",
             "remaining_tasks",
             "status",
+            "problems",
         ],
         "properties": {
             "id": {"type": "string"},
@@ -494,6 +495,11 @@ SCHEMAS: dict[str, Any] = {
             "contacts": {"type": "integer"},
             "remaining_tasks": {"type": "integer"},
             "status": {"type": "string"},
+            "problems": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "why the sequence is invalid; empty when active",
+            },
         },
         "additionalProperties": False,
     },
@@ -501,6 +507,7 @@ SCHEMAS: dict[str, Any] = {
     "HistoryRow": {
         "type": "object",
         "required": [
+            "contact",
             "contact_id",
             "contact_name",
             "contact_phone",
@@ -510,6 +517,11 @@ SCHEMAS: dict[str, Any] = {
             "time",
         ],
         "properties": {
+            "contact": _nullable(
+                "string",
+                description="the report's contact column: `Name (id) +phone`, as known;"
+                " null for a row of no contact",
+            ),
             "contact_id": _nullable("string"),
             "contact_name": _nullable("string"),
             "contact_phone": _nullable("string"),

@@ -225,7 +225,7 @@ def run_sequences_list(args: argparse.Namespace) -> int:
     if args.json:
         _write_json([row.to_json() for row in rows])
     else:
-        sys.stdout.write(_table(SEQUENCE_HEADERS, [_sequence_cells(row) for row in rows]))
+        sys.stdout.write(sequences_text(rows))
     return 1 if errors else 0
 
 
@@ -379,6 +379,15 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     )
 
 
+def sequences_text(rows: Sequence[SequenceRow]) -> str:
+    """The table, then one line per problem of each invalid sequence, naming it:
+    `welcome-2: invalid: step s1 (send_sms): needs the sequence's outbound_line`."""
+    problems = "".join(
+        f"{row.id}: {row.status}: {problem}\n" for row in rows for problem in row.problems
+    )
+    return _table(SEQUENCE_HEADERS, [_sequence_cells(row) for row in rows]) + problems
+
+
 def _sequence_cells(row: SequenceRow) -> list[str]:
     return [
         _cell(row.id),
@@ -397,7 +406,7 @@ def _history_text(page: HistoryPage) -> str:
     zone = ZoneInfo(page.timezone)
     cells = [
         [
-            _contact_cell(line.contact_id, line.contact_name, line.contact_phone),
+            _cell(line.contact),
             line.action,
             line.event,
             _local_time(line.time, zone),
@@ -405,13 +414,6 @@ def _history_text(page: HistoryPage) -> str:
         for line in page.rows
     ]
     return _table(HISTORY_HEADERS, cells) + f"Total: {page.total}\n"
-
-
-def _contact_cell(contact_id: str | None, name: str | None, phone: str | None) -> str:
-    if contact_id is None:
-        return "-"
-    text = f"{name} ({contact_id})" if name else contact_id
-    return f"{text} {phone}" if phone else text
 
 
 def _local_time(moment: datetime, zone: ZoneInfo) -> str:

@@ -357,8 +357,14 @@ class HistoryLine:
     type: str
     time: datetime
 
+    @property
+    def contact(self) -> str | None:
+        """The report's contact column: `Name (id) +phone`, as much of it as is known."""
+        return contact_label(self.contact_id, self.contact_name, self.contact_phone)
+
     def to_json(self) -> dict[str, Any]:
         return {
+            "contact": self.contact,
             "contact_id": self.contact_id,
             "contact_name": self.contact_name,
             "contact_phone": self.contact_phone,
@@ -367,6 +373,15 @@ class HistoryLine:
             "type": self.type,
             "time": format_time(self.time),
         }
+
+
+def contact_label(contact_id: str | None, name: str | None, phone: str | None) -> str | None:
+    """`Maya Ortiz (c-100) +17205550142`, `c-100 +17205550142`, `c-100`; None for a row of
+    no contact (a rejected lead)."""
+    if contact_id is None:
+        return None
+    text = f"{name} ({contact_id})" if name else contact_id
+    return f"{text} {phone}" if phone else text
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,7 @@ from projections.pg_tables import (
     split_window,
     trigram_extension,
 )
-from projections.sequences_list import SequenceRow
+from projections.sequences_list import SequenceRow, problems_of
 from projections.state import (
     BOOK_TYPES,
     DIRECTORY_TYPES,
@@ -154,7 +154,7 @@ _SEQUENCE_ROWS: LiteralString = """
            count(e.enrollment_id),
            coalesce(sum(greatest(
                coalesce(e.steps_total, s.steps_count) - cardinality(e.steps_done), 0)), 0),
-           s.status
+           s.status, s.problems
     FROM {s}.sequences s
     LEFT JOIN {s}.enrollments e ON e.sequence_id = s.sequence_id AND e.state = 'active'
     WHERE NOT s.deleted
@@ -522,6 +522,7 @@ class PostgresProjection:
                 contacts=int(r[6]),
                 remaining_tasks=int(r[7]),
                 status=r[8],
+                problems=problems_of(r[9]),
             )
             for r in rows
         ]

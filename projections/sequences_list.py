@@ -4,6 +4,7 @@ and the steps those enrollments have still to do."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,8 @@ class SequenceRow:
     contacts: int
     remaining_tasks: int
     status: str
+    # Why the sequence is `invalid` (the `sequence.defined` problems); empty when active.
+    problems: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -35,6 +38,7 @@ class SequenceRow:
             "contacts": self.contacts,
             "remaining_tasks": self.remaining_tasks,
             "status": self.status,
+            "problems": list(self.problems),
         }
 
 
@@ -59,9 +63,16 @@ def sequence_rows(catalog: Catalog, book: EnrollmentBook) -> list[SequenceRow]:
             contacts=contacts[info.sequence_id],
             remaining_tasks=remaining[info.sequence_id],
             status=info.status,
+            problems=problems_of(info.problems),
         )
         for info in catalog.visible()
     ]
+
+
+def problems_of(problems: Iterable[Any]) -> tuple[str, ...]:
+    """A definition's problems as text (the engine writes strings; anything else is shown
+    as its JSON-ish `str`, so an odd producer's problem is still listed)."""
+    return tuple(p if isinstance(p, str) else str(p) for p in problems)
 
 
 class SequencesList(Projection):

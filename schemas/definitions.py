@@ -21,7 +21,16 @@ from schemas import checking
 
 _SEQUENCE_PATH = re.compile(r"sequences\[(\d+)\](?:\.(.+))?")
 
-ACCOUNT_DEFAULTS: dict[str, Any] = {"lines": {}, "users": {}, "ring_groups": {}}
+# The account may be left out, and so may its keys: the contract requires none of them.
+DEFAULT_TIMEZONE = "UTC"
+DEFAULT_OPT_OUT_PHRASE = "Reply STOP to opt out."
+ACCOUNT_DEFAULTS: dict[str, Any] = {
+    "timezone": DEFAULT_TIMEZONE,
+    "opt_out_phrase": DEFAULT_OPT_OUT_PHRASE,
+    "lines": {},
+    "users": {},
+    "ring_groups": {},
+}
 SEQUENCE_DEFAULTS: dict[str, Any] = {
     "process_on": "business_days",
     "run_on_holidays": False,
@@ -200,8 +209,9 @@ def _check_keys_are_strings(doc: object, value: object, location: str) -> None:
 
 
 def _check_rules(doc: dict[str, Any]) -> None:
-    account = doc["account"]
-    _check_zone(doc, "account.timezone", account["timezone"])
+    account = doc.get("account", {})
+    if "timezone" in account:
+        _check_zone(doc, "account.timezone", account["timezone"])
     quiet = account.get("quiet_hours")
     if quiet is not None and quiet["start"] >= quiet["end"]:
         raise _rejection(doc, "account.quiet_hours.end", f"must be after start ({quiet['start']})")
@@ -245,11 +255,21 @@ def _check_zone(doc: object, location: str, zone: str) -> None:
 
 
 def _with_defaults(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
+    # An account left out stays out: the engine then keeps the account in force (the
+    # defaults, for a replay), rather than a later `sequences apply` of a file without one
+    # wiping the lines, users and quiet hours an earlier one set.
+    filled = {
         **doc,
-        "account": _filled(ACCOUNT_DEFAULTS, doc["account"]),
         "sequences": [_sequence_with_defaults(sequence) for sequence in doc["sequences"]],
     }
+    if "account" in doc:
+        filled["account"] = account_with_defaults(doc["account"])
+    return filled
+
+
+def account_with_defaults(account: dict[str, Any] | None) -> dict[str, Any]:
+    """The account as the engine runs it: `account` (None when left out) with its defaults."""
+    return _filled(ACCOUNT_DEFAULTS, account or {})
 
 
 def _sequence_with_defaults(sequence: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ events in, every decision out, byte-identical from run to run.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,12 +39,15 @@ class RejectedLine:
         return f"line {self.line}: {self.field}: {self.reason}"
 
     def dead_letter(self) -> bytes:
+        """One JSON line: `raw` is the line as text (readable, but bytes that are not UTF-8
+        become U+FFFD), `raw_base64` the exact bytes, in every record (CONTRACT.md §1)."""
         return orjson.dumps(
             {
                 "line": self.line,
                 "field": self.field,
                 "reason": self.reason,
                 "raw": self.raw.decode("utf-8", errors="replace"),
+                "raw_base64": base64.b64encode(self.raw).decode("ascii"),
             }
         )
 

@@ -54,6 +54,7 @@ def test_given_an_enrollment_then_its_rows_newest_first_with_the_contact() -> No
     assert page.total == 6
     assert [line.to_json() for line in page.rows[:2]] == [
         {
+            "contact": "Maya Ortiz (c-100) +17205550142",
             "contact_id": "c-100",
             "contact_name": "Maya Ortiz",
             "contact_phone": "+17205550142",
@@ -63,6 +64,7 @@ def test_given_an_enrollment_then_its_rows_newest_first_with_the_contact() -> No
             "time": "2028-03-02T23:10:00Z",
         },
         {
+            "contact": "Maya Ortiz (c-100) +17205550142",
             "contact_id": "c-100",
             "contact_name": "Maya Ortiz",
             "contact_phone": "+17205550142",
@@ -142,6 +144,25 @@ def test_a_rejected_lead_belongs_to_the_sequence_of_its_intake_address() -> None
 
     assert query(report_of(given), kind="creation") == [
         ("-", "Lead rejected: no phone or email", "lead.rejected")
+    ]
+
+
+def test_each_row_names_its_contact_as_the_report_shows_it() -> None:
+    given = Stream()
+    given.defined("w", intake_address="leads-1@intake.example.com")
+    given.enrolled("w", "c-1", T0, **MAYA)
+    given.enrolled("w", "c-2", T0, phone="+17205550143")
+    given.enrolled("w", "c-3", T0)
+    given.add("lead.rejected", T0, to="leads-1@intake.example.com", reason="no phone or email")
+
+    page = report_of(given).query(HistoryQuery("w"))
+
+    assert page is not None
+    assert [(row["contact_id"], row["contact"]) for row in page.to_json()["rows"]] == [
+        (None, None),
+        ("c-3", "c-3"),
+        ("c-2", "c-2 +17205550143"),
+        ("c-1", "Maya Ortiz (c-1) +17205550142"),
     ]
 
 

@@ -181,6 +181,55 @@ def test_given_a_stream_then_postgres_answers_as_the_in_memory_models(
     assert projection.position() == len(events)
 
 
+def invalid_and_active() -> Stream:
+    given = Stream()
+    given.defined("welcome")
+    given.defined(
+        "broken",
+        line=None,
+        status="invalid",
+        problems=[
+            "step s1 (send_sms): needs the sequence's outbound_line",
+            "step s2 (sms_ring_group): needs a ring_group",
+        ],
+    )
+    return given
+
+
+BROKEN_PROBLEMS = (
+    "step s1 (send_sms): needs the sequence's outbound_line",
+    "step s2 (sms_ring_group): needs a ring_group",
+)
+
+
+def test_an_invalid_sequences_problems_are_listed_as_in_memory(
+    projection: PostgresProjection,
+) -> None:
+    events = invalid_and_active().events
+
+    apply_in_batches(projection, events, 1)
+
+    rows = projection.sequence_rows()
+    assert rows == in_memory(events).sequences.rows()
+    assert [(r.id, r.status, r.problems) for r in rows] == [
+        ("broken", "invalid", BROKEN_PROBLEMS),
+        ("welcome", "active", ()),
+    ]
+
+
+def test_a_rebuild_keeps_an_invalid_sequences_problems(
+    projection: PostgresProjection, tmp_path: Path
+) -> None:
+    path = invalid_and_active().write(tmp_path / "out.jsonl")
+
+    projection.rebuild(path, workers=1)
+
+    assert [(r.id, r.problems) for r in projection.sequence_rows()] == [
+        ("broken", BROKEN_PROBLEMS),
+        ("welcome", ()),
+    ]
+
+
 def test_reapplying_the_same_records_changes_nothing(
     projection: PostgresProjection, conn: psycopg.Connection[Any], pg_schema: str
 ) -> None:

@@ -46,7 +46,17 @@ def history_file(tmp_path: Path) -> Path:
         process_on="business_days",
         account_timezone="America/Denver",
     )
-    given.defined("zeta", name="Broken", steps_count=1, line=None, status="invalid")
+    given.defined(
+        "zeta",
+        name="Broken",
+        steps_count=1,
+        line=None,
+        status="invalid",
+        problems=[
+            "step s1 (send_sms): needs the sequence's outbound_line",
+            "step s1 (send_sms): unknown shortcode [Nickname] in text",
+        ],
+    )
     given.enrolled(
         "welcome",
         "c-100",
@@ -76,7 +86,7 @@ def test_sequences_list_prints_an_aligned_table(
     code, out, err = run(capsys, "sequences", "list", "--history", str(history_file))
 
     assert (code, err) == (0, "")
-    header, welcome, zeta = out.splitlines()
+    header, welcome, zeta, *problems = out.splitlines()
     assert cells(header) == [
         "ID",
         "NAME",
@@ -101,6 +111,10 @@ def test_sequences_list_prints_an_aligned_table(
     ]
     assert cells(zeta)[-4:] == ["-", "0", "0", "invalid"]
     assert header.index("STATUS") == welcome.index("active") == zeta.index("invalid")
+    assert problems == [
+        "zeta: invalid: step s1 (send_sms): needs the sequence's outbound_line",
+        "zeta: invalid: step s1 (send_sms): unknown shortcode [Nickname] in text",
+    ]
 
 
 def test_sequences_list_json_gives_the_fixed_keys(
@@ -120,8 +134,14 @@ def test_sequences_list_json_gives_the_fixed_keys(
         "contacts": 1,
         "remaining_tasks": 3,
         "status": "active",
+        "problems": [],
     }
     assert [r["id"] for r in rows] == ["welcome", "zeta"]
+    assert rows[1]["status"] == "invalid"
+    assert rows[1]["problems"] == [
+        "step s1 (send_sms): needs the sequence's outbound_line",
+        "step s1 (send_sms): unknown shortcode [Nickname] in text",
+    ]
 
 
 def test_history_json_gives_total_and_rows_newest_first(
@@ -134,6 +154,7 @@ def test_history_json_gives_total_and_rows_newest_first(
     assert set(report) == {"sequence_id", "total", "rows"}
     assert (report["sequence_id"], report["total"]) == ("welcome", 5)
     assert report["rows"][0] == {
+        "contact": "Ravi (c-101) +17205550143",
         "contact_id": "c-101",
         "contact_name": "Ravi",
         "contact_phone": "+17205550143",
@@ -144,6 +165,25 @@ def test_history_json_gives_total_and_rows_newest_first(
     }
     assert report["rows"][-1]["action"] == "Enrolled"
     assert report["rows"][-1]["event"] == "contact_tagged"
+
+
+def test_history_json_contact_is_the_tables_contact_column(
+    capsys: pytest.CaptureFixture[str], history_file: Path
+) -> None:
+    base = ("history", "welcome", "--history", str(history_file))
+
+    _, table, _ = run(capsys, *base)
+    _, out, _ = run(capsys, *base, "--json")
+
+    header, *lines, total = table.splitlines()
+    width = header.index("ACTION")
+    rows = orjson.loads(out)["rows"]
+    assert total == "Total: 5"
+    assert [line[:width].rstrip() for line in lines] == [row["contact"] for row in rows]
+    assert {row["contact"] for row in rows} == {
+        "Ravi (c-101) +17205550143",
+        "Maya Ortiz (c-100) +17205550142",
+    }
 
 
 def test_history_table_shows_local_times_and_the_total(

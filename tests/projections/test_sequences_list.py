@@ -41,6 +41,7 @@ def test_given_definitions_then_one_row_each_sorted_by_id_with_their_settings() 
             "contacts": 0,
             "remaining_tasks": 0,
             "status": "invalid",
+            "problems": ["no line"],
         },
         {
             "id": "welcome",
@@ -52,6 +53,7 @@ def test_given_definitions_then_one_row_each_sorted_by_id_with_their_settings() 
             "contacts": 0,
             "remaining_tasks": 0,
             "status": "active",
+            "problems": [],
         },
     ]
 

@@ -52,6 +52,7 @@ def test_maya_is_still_enrolled_with_two_steps_to_go_and_ravi_left(
             "contacts": 1,
             "remaining_tasks": 2,
             "status": "active",
+            "problems": [],
         }
     ]
 

@@ -265,11 +265,10 @@ def account(**changes: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("change", "key", "reason"),
     [
-        ({"account": None}, "account", "is required"),
+        ({"account": "UTC"}, "account", "must be an object"),
         ({"sequences": None}, "sequences", "is required"),
         ({"sequences": {}}, "sequences", "must be an array"),
-        ({"account": {"opt_out_phrase": "STOP"}}, "account.timezone", "is required"),
-        ({"account": {"timezone": "UTC"}}, "account.opt_out_phrase", "is required"),
+        (account(opt_out_phrase=""), "account.opt_out_phrase", "must not be empty"),
         (account(timezone="Moon/Tranquility"), "account.timezone", "unknown IANA time zone"),
         (
             account(quiet_hours={"start": "8:00", "end": "21:00"}),
@@ -304,6 +303,35 @@ def test_a_bad_account_or_file_is_refused_naming_the_key(
     assert refused.key == key
     assert refused.reason.startswith(reason)
     assert str(refused) == f"{key}: {refused.reason}"
+
+
+def test_a_file_of_sequences_alone_loads_and_leaves_the_account_to_the_engine() -> None:
+    loaded = load_definition_text("sequences:\n  - {id: hello, name: Hello}\n")
+
+    assert "account" not in loaded
+    assert [sequence["id"] for sequence in loaded["sequences"]] == ["hello"]
+
+
+@pytest.mark.parametrize(
+    ("given", "filled"),
+    [
+        ({}, {"timezone": "UTC", "opt_out_phrase": "Reply STOP to opt out."}),
+        ({"timezone": "America/Denver"}, {"opt_out_phrase": "Reply STOP to opt out."}),
+        ({"opt_out_phrase": "Text STOP to end."}, {"timezone": "UTC"}),
+    ],
+)
+def test_an_account_key_left_out_takes_its_default(
+    given: dict[str, Any], filled: dict[str, Any]
+) -> None:
+    loaded = validate_definition_document({"account": given, "sequences": []})
+
+    assert loaded["account"] == {
+        **given,
+        **filled,
+        "lines": {},
+        "users": {},
+        "ring_groups": {},
+    }
 
 
 def test_two_sequences_with_one_id_are_refused() -> None:
