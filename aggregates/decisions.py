@@ -179,6 +179,28 @@ class SequenceDeleted:
 
 
 @dataclass(frozen=True, slots=True)
+class SequenceCommandRejected:
+    """A delete or copy request that could not be carried out: said, not dropped."""
+
+    TYPE: ClassVar[str] = "sequence.command_rejected"
+    at: datetime
+    command: str
+    sequence_id: str
+    reason: str  # unknown_sequence | id_taken
+    new_id: str | None = None
+
+    def data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "command": self.command,
+            "sequence_id": self.sequence_id,
+            "reason": self.reason,
+        }
+        if self.new_id is not None:
+            data["new_id"] = self.new_id
+        return data
+
+
+@dataclass(frozen=True, slots=True)
 class LeadRejected:
     TYPE: ClassVar[str] = "lead.rejected"
     at: datetime
@@ -202,5 +224,6 @@ Decision = (
     | EffectRequested
     | SequenceDefined
     | SequenceDeleted
+    | SequenceCommandRejected
     | LeadRejected
 )

@@ -23,6 +23,7 @@ from aggregates.decisions import (
     EffectRequested,
     EnrollmentRejected,
     LeadRejected,
+    SequenceCommandRejected,
     SequenceDefined,
     SequenceDeleted,
 )
@@ -78,7 +79,7 @@ def _subject(decision: Decision) -> str:
     match decision:
         case SequenceDefined():
             return f"sequence:{decision.payload['sequence_id']}"
-        case SequenceDeleted():
+        case SequenceDeleted() | SequenceCommandRejected():
             return f"sequence:{decision.sequence_id}"
         case LeadRejected():
             return f"intake:{decision.to}"
@@ -487,7 +488,15 @@ class Engine:
         self._apply_definitions(data, self._clock(), out)
 
     def _on_sequence_delete(self, data: Mapping[str, Any], out: _Outbox) -> None:
-        self._delete(str(data["sequence_id"]), out, announce=True)
+        sequence_id = str(data["sequence_id"])
+        if sequence_id not in self.sequences:
+            out.add(
+                SequenceCommandRejected(
+                    self._clock(), "sequence.delete_requested", sequence_id, "unknown_sequence"
+                )
+            )
+            return
+        self._delete(sequence_id, out, announce=True)
         self._reindex()
 
     def _delete(self, sequence_id: str, out: _Outbox, *, announce: bool) -> None:
@@ -503,9 +512,12 @@ class Engine:
             out.add(SequenceDeleted(now, sequence_id))
 
     def _on_sequence_copy(self, data: Mapping[str, Any], out: _Outbox) -> None:
-        source = self.sequences.get(str(data["sequence_id"]))
-        new_id = str(data["new_id"])
+        source_id, new_id = str(data["sequence_id"]), str(data["new_id"])
+        source = self.sequences.get(source_id)
         if source is None or new_id in self.sequences:
+            reason = "unknown_sequence" if source is None else "id_taken"
+            command = "sequence.copy_requested"
+            out.add(SequenceCommandRejected(self._clock(), command, source_id, reason, new_id))
             return
         copy = replace(source.copied(new_id, data.get("new_name")), created=self._clock())
         self.sequences[new_id] = copy

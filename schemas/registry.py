@@ -56,6 +56,7 @@ def _table() -> dict[str, EventTypeInfo]:
         ("step.skipped", 1, "decisions", "output"),
         ("sequence.defined", 1, "decisions", "output"),
         ("sequence.deleted", 1, "decisions", "output"),
+        ("sequence.command_rejected", 1, "decisions", "output"),
         ("lead.rejected", 1, "decisions", "output"),
         # Effect commands.
         ("sms.send", 1, "effects", "output"),

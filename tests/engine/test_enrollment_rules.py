@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.engine.helpers import decide, definitions, event, sequence
 
 T0 = "2027-07-06T14:00:00Z"  # a Tuesday, 10:00 in New York
@@ -338,6 +340,47 @@ def test_copy_makes_a_new_active_sequence() -> None:
     defined = out.one("sequence.defined", sequence_id="seq-2")
     assert defined["data"]["name"] == "Test sequence (copy)"
     assert {e["data"]["sequence_id"] for e in out.of("enrollment.enrolled")} == {"seq", "seq-2"}
+
+
+def test_deleting_a_sequence_that_does_not_exist_is_rejected_with_a_reason() -> None:
+    delete = event("sequence.delete_requested", T1, subject="sequence:nope", sequence_id="nope")
+    out = decide(definitions(sequence()), [created(), delete])
+    rejected = out.one("sequence.command_rejected")
+    assert rejected["subject"] == "sequence:nope"
+    assert rejected["data"] == {
+        "command": "sequence.delete_requested",
+        "sequence_id": "nope",
+        "reason": "unknown_sequence",
+    }
+    assert out.of("sequence.deleted") == []
+
+
+@pytest.mark.parametrize(
+    ("source", "new_id", "reason"),
+    [("nope", "seq-2", "unknown_sequence"), ("seq", "other", "id_taken")],
+)
+def test_a_copy_that_cannot_be_made_is_rejected_with_a_reason(
+    source: str, new_id: str, reason: str
+) -> None:
+    copy = event(
+        "sequence.copy_requested",
+        T1,
+        subject=f"sequence:{source}",
+        sequence_id=source,
+        new_id=new_id,
+    )
+    out = decide(definitions(sequence(), sequence(id="other", name="Other")), [created(), copy])
+    assert out.one("sequence.command_rejected")["data"] == {
+        "command": "sequence.copy_requested",
+        "sequence_id": source,
+        "reason": reason,
+        "new_id": new_id,
+    }
+    # and nothing was (re)defined by the request: only the two definitions at the start
+    assert sorted(e["data"]["sequence_id"] for e in out.of("sequence.defined")) == [
+        "other",
+        "seq",
+    ]
 
 
 def test_an_empty_history_still_defines_the_sequences() -> None:

@@ -124,6 +124,12 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "intake_address": None,
     },
     "sequence.deleted": {"sequence_id": "welcome"},
+    "sequence.command_rejected": {
+        "command": "sequence.copy_requested",
+        "sequence_id": "welcome",
+        "reason": "id_taken",
+        "new_id": "nurture",
+    },
     "lead.rejected": {"to": "leads-7f3kq@intake.example.com", "reason": "no phone or e-mail"},
     # effect commands
     "sms.send": {**EFFECT, "to": "+17205550142", "from_line": "line-1", "body": "Hi! Reply STOP"},

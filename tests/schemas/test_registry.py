@@ -49,6 +49,7 @@ def test_every_old_version_has_an_upcaster_to_the_next(event_type: str) -> None:
         ("step.deferred", "decisions"),
         ("sequence.defined", "decisions"),
         ("sequence.deleted", "decisions"),
+        ("sequence.command_rejected", "decisions"),
         ("lead.rejected", "decisions"),
         ("sms.send", "effects"),
         ("notify.email", "effects"),
