@@ -189,17 +189,18 @@ async def _apply(request: web.Request, body: dict[str, Any], status: int) -> web
     state = request.app[STATE]
     sequence = dict(body)
     account = sequence.pop("account", None) or state.default_account
-    if account is None:
-        raise ApiError(422, "is required (no default account configured)", "account")
+    # The document as given (defaults are the engine's to fill, as for `sequences apply`);
+    # without an account the engine keeps the one in force, as for a file without one.
+    document: dict[str, Any] = {"sequences": [sequence]}
+    if account is not None:
+        document["account"] = dict(account)
     try:
-        validate_definition_document({"account": account, "sequences": [sequence]})
+        validate_definition_document(document)
     except DefinitionRejected as rejected:
         key = rejected.key
         if rejected.sequence_id is None and rejected.location.startswith("sequences[0]"):
             key = rejected.location.removeprefix("sequences[0]").lstrip(".") or "body"
         raise ApiError(422, rejected.reason, key, sequence_id=rejected.sequence_id) from None
-    # The document as given (defaults are the engine's to fill, as for `sequences apply`).
-    document = {"account": dict(account), "sequences": [sequence]}
     event = await _send(request, "sequence.applied", DEFINITIONS_SUBJECT, document)
     state.published[str(sequence["id"])] = True
     return _json({"command_id": event.id, "sequence_id": sequence["id"]}, status)
@@ -437,7 +438,8 @@ SCHEMAS: dict[str, Any] = {
     "SequenceDefinition": {
         "type": "object",
         "description": "One sequence as in a sequence file (schemas/json/sequences.schema.json"
-        ", definitions.sequence), plus an optional `account` (else the server's default).",
+        ", definitions.sequence), plus an optional `account` (else the server's default; with"
+        " neither, the account in force stays).",
         "required": ["id", "name"],
         "properties": {
             "id": {"type": "string", "minLength": 1},

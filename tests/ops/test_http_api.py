@@ -356,16 +356,21 @@ async def test_a_refused_definition_names_the_key_and_the_sequence(
     assert sink.sent == []
 
 
-async def test_without_any_account_a_definition_is_refused(
+async def test_without_any_account_a_definition_keeps_the_account_in_force(
     output_file: Path, sink: Sink, definitions: dict[str, Any]
 ) -> None:
+    # given a server with no default account
     app = make_app(sink, FileReadModels.load(output_file))
     async with TestClient(TestServer(app)) as bare:
-        body = await call(
-            bare, "post", "/sequences", "/sequences", 422, json=_new_sequence(definitions, "x")
+        # when a sequence is posted without one
+        await call(
+            bare, "post", "/sequences", "/sequences", 201, json=_new_sequence(definitions, "x")
         )
-    assert body["field"] == "account"
-    assert sink.sent == []
+    # then it is published without an account, as a sequence file without one is
+    published = sink.only()
+    assert published.type == "sequence.applied"
+    assert "account" not in published.data
+    assert [s["id"] for s in published.data["sequences"]] == ["x"]
 
 
 @pytest.mark.parametrize(
