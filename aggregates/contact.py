@@ -43,6 +43,7 @@ class ContactState:
     dnc: bool = False
     opted_out: frozenset[str] = frozenset()  # channels: "sms", "email"
     communicated: bool = False
+    created: bool = False  # a contact.created was seen: creation triggers fire only once
 
     @property
     def name(self) -> str:

@@ -27,6 +27,7 @@ from aggregates.decisions import (
     SequenceDefined,
     SequenceDeleted,
 )
+from aggregates.duplicates import RecentIdentities
 from aggregates.enrollment import Enrollment, decide_advance, decide_stop, evolve
 from aggregates.ids import enrollment_id
 from aggregates.intake import LeadProblem, contact_id_for_lead, parse_lead_email
@@ -130,6 +131,8 @@ class Engine:
         self._intake: dict[str, Sequence] = {}
         self._pending: deque[CloudEvent] = deque()
         self._paused: deque[tuple[str, str]] = deque()
+        self._recent = RecentIdentities()
+        self.duplicates = 0  # inputs skipped as repeats of one decided before
         self._reindex()
 
     # ---- the public surface -------------------------------------------------------------
@@ -184,6 +187,10 @@ class Engine:
             self._fire_until(moment, out, inclusive=False, partition=partition)
             self._tick(moment)
         self._at = moment
+        if self._recent.repeated(event.identity, moment):
+            # The same source and id: the same event again (a retry); its clock counted.
+            self.duplicates += 1
+            return out.events
         self._process(event, out)
         self._drain(out)
         return out.events
@@ -193,6 +200,17 @@ class Engine:
         out = _Outbox("timers")
         self._fire_until(until, out, inclusive=True, partition=partition)
         self._tick(until)
+        return out.events
+
+    def close_notice_windows(self, at: datetime) -> list[CloudEvent]:
+        """Send at `at` the owner notices still gathering their minute: the end of a finite
+        input (a replay) closes the minute early, so a notice is not lost with it."""
+        queue = self.timers.get(NOTICES, [])
+        self.timers[NOTICES] = []
+        out = _Outbox("timers")
+        self._at = at
+        for timer in sorted(queue):
+            self._flush_owner_notices(timer._replace(due=at), out)
         return out.events
 
     def next_due(self, partition: int | None = None) -> datetime | None:
@@ -336,7 +354,13 @@ class Engine:
 
     def _on_contact_created(self, data: Mapping[str, Any], out: _Outbox) -> None:
         contact_id = str(data["contact_id"])
-        contact = self._contact(contact_id).with_profile(data)
+        before = self._contact(contact_id)
+        if before.created:
+            # Created again (an upsert, or the same contact from a second system): not a
+            # new contact, so only what changed counts, as in an update.
+            self._on_contact_updated(data, out)
+            return
+        contact = before.with_profile(data).changed({"created": True})
         self.contacts[contact_id] = contact
         self._run_triggers("contact_created", contact_id, None, out)
         for tag in sorted(contact.tags):

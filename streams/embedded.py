@@ -59,6 +59,8 @@ class ReplayStats:
     rejected: int = 0
     beyond_until: int = 0
     own_changes: int = 0
+    duplicates: int = 0  # repeats of an input already decided (same source and id)
+    first_duplicate: int | None = None  # its line number
     active_enrollments: int = 0
 
 
@@ -81,9 +83,13 @@ def replay(
     sink: Sink,
     on_rejected: Callable[[RejectedLine], None],
     until: datetime | None = None,
+    *,
+    close_windows: bool = True,
 ) -> ReplayStats:
+    """`close_windows`: at the end, send the owner notices whose minute is still open (see
+    `Engine.close_notice_windows`); off to compare with a live pipeline, whose minute goes on."""
     with cycle_collector_paused():
-        return _replay(definitions, lines, sink, on_rejected, until)
+        return _replay(definitions, lines, sink, on_rejected, until, close_windows)
 
 
 def _replay(
@@ -92,6 +98,7 @@ def _replay(
     sink: Sink,
     on_rejected: Callable[[RejectedLine], None],
     until: datetime | None,
+    close_windows: bool,
 ) -> ReplayStats:
     engine = Engine(Catalog.from_document({"account": definitions.get("account")}))
     stats = ReplayStats()
@@ -126,6 +133,9 @@ def _replay(
             defined = True
         stats.inputs += 1
         emit(engine.handle(decoded))
+        if engine.duplicates > stats.duplicates:
+            stats.duplicates = engine.duplicates
+            stats.first_duplicate = stats.first_duplicate or number
         last = decoded.time if last is None or decoded.time > last else last
     end = until or last
     if not defined:
@@ -135,5 +145,7 @@ def _replay(
         emit(engine.define(definitions, end or NO_TIME, DEFINITIONS_CAUSE))
     if end is not None:
         emit(engine.advance(end))
+        if close_windows:
+            emit(engine.close_notice_windows(end))
     stats.active_enrollments = engine.active_enrollments()
     return stats

@@ -1,0 +1,115 @@
+"""Given/when/then: an input decided once (CloudEvents identity), a contact created once, and
+owner notices not lost at the end of a finite input."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from aggregates.duplicates import DUPLICATE_WINDOW
+from schemas.envelope import CloudEvent, format_time, parse_time
+from streams.embedded import RejectedLine, replay
+from tests.engine.helpers import decide, definitions, event, sequence
+
+T0 = "2027-07-06T14:00:10Z"  # a Tuesday, 10:00:10 in New York
+OWNER_STEP = [{"id": "own", "type": "change_owner", "owner_id": "u-7"}]
+
+
+def created(contact: str = "c-1", time: str = T0, **profile: Any) -> dict[str, Any]:
+    fields = {"first_name": "Ana", "phone": "+12125550101", **profile}
+    return event("contact.created", time, contact_id=contact, **fields)
+
+
+def tagged(contact: str = "c-1", time: str = T0) -> dict[str, Any]:
+    return event("contact.tag_added", time, contact_id=contact, tag="hot")
+
+
+def test_the_owner_of_the_last_minute_is_told_at_the_end_of_the_input() -> None:
+    # given one contact given an owner by the last input of the file (default --until)
+    out = decide(definitions(sequence(steps=OWNER_STEP)), [created(), tagged()])
+    # then the owner's SMS is there, at the end of the input, not lost with the minute
+    notice = out.one("notify.sms")
+    assert notice["data"]["to"] == "u-7"
+    assert notice["time"] == T0
+    assert "Ana" in notice["data"]["body"]
+
+
+def test_a_crowd_in_the_last_minute_still_becomes_one_summary() -> None:
+    inputs = [created(f"c-{i}") for i in range(25)] + [tagged(f"c-{i}") for i in range(25)]
+    out = decide(definitions(sequence(steps=OWNER_STEP)), inputs)
+    (summary,) = out.of("notify.sms")
+    assert "group of contacts (25 contacts)" in summary["data"]["body"]
+
+
+def test_within_until_the_notice_comes_when_its_minute_ends() -> None:
+    out = decide(
+        definitions(sequence(steps=OWNER_STEP)),
+        [created(), tagged()],
+        until="2027-07-06T14:05:00Z",
+    )
+    assert out.one("notify.sms")["time"] == "2027-07-06T14:01:00Z"
+
+
+def test_windows_left_open_for_a_comparison_with_a_live_pipeline() -> None:
+    defs = definitions(sequence(steps=OWNER_STEP))
+    lines = [orjson.dumps(e) for e in (created(), tagged())]
+    got: list[CloudEvent] = []
+    rejected: list[RejectedLine] = []
+    replay(defs, lines, got.extend, rejected.append, close_windows=False)
+    assert [e.type for e in got if e.type == "notify.sms"] == []
+    assert any(e.type == "contact.updated" for e in got)
+
+
+def test_the_same_event_twice_is_decided_once() -> None:
+    # given a producer that sent the same event (source and id) twice
+    first = created()
+    out_once = decide(definitions(sequence(triggers=[{"type": "contact_created"}])), [first])
+    out_twice = decide(
+        definitions(sequence(triggers=[{"type": "contact_created"}])), [first, dict(first)]
+    )
+    # then the second changes nothing, and no output id is used twice
+    assert [e["type"] for e in out_twice.events] == [e["type"] for e in out_once.events]
+    ids = [e["id"] for e in out_twice.events]
+    assert len(ids) == len(set(ids))
+
+
+def test_the_replay_says_which_line_was_a_repeat() -> None:
+    defs = definitions(sequence())
+    first = created()
+    lines = [orjson.dumps(e) for e in (first, tagged(), first)]
+    stats = replay(defs, lines, lambda _: None, lambda _: None)
+    assert (stats.duplicates, stats.first_duplicate) == (1, 3)
+
+
+def test_an_id_seen_longer_ago_than_the_window_is_a_new_event() -> None:
+    first = created()
+    later = parse_time(T0) + DUPLICATE_WINDOW + timedelta(seconds=1)
+    again = {**first, "time": format_time(later)}
+    seq = sequence(
+        triggers=[{"type": "contact_tagged", "tags": ["hot"]}],
+        steps=[{"id": "s1", "type": "send_sms", "text": "x"}],
+    )
+    out = decide(definitions(seq), [first, tagged(), again, tagged(time=format_time(later))])
+    # the second tag (a new event) enrolls again: the first enrollment completed at once
+    assert len(out.of("enrollment.enrolled")) == 2
+    assert len(out.of("sms.send")) == 2
+
+
+def test_a_contact_created_twice_joins_creation_sequences_once() -> None:
+    # given a sequence that enrolls new contacts
+    seq = sequence(triggers=[{"type": "contact_created"}])
+    # when the same contact is created again by another system, after completing it
+    again = {**created(first_name="Ann", tags=["vip"]), "source": "web-forms"}
+    out = decide(definitions(seq), [created(), again])
+    # then it is enrolled once, and the second creation updated it
+    assert len(out.of("enrollment.enrolled")) == 1
+    assert out.of("enrollment.rejected") == []
+
+
+def test_tags_new_in_a_repeated_creation_still_fire_tag_triggers() -> None:
+    seq = sequence(triggers=[{"type": "contact_tagged", "tags": ["vip"]}])
+    again = {**created(tags=["vip"]), "source": "web-forms"}
+    out = decide(definitions(seq), [created(), again])
+    assert out.one("enrollment.enrolled")["data"]["via"] == "contact_tagged"
