@@ -377,6 +377,8 @@ class Engine:
             self._run_triggers("tag_removed", contact_id, tag, out)
         if after.dnc != before.dnc:
             self._run_triggers("dnc_changed", contact_id, "added" if after.dnc else "removed", out)
+        if after.disposition is not None and after.disposition != before.disposition:
+            self._run_triggers("contact_disposition", contact_id, after.disposition, out)
 
     def _on_tag_added(self, data: Mapping[str, Any], out: _Outbox) -> None:
         contact_id, tag = str(data["contact_id"]), str(data["tag"])

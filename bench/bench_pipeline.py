@@ -377,7 +377,17 @@ def _replay_counts(definitions: Path, history: Path, folder: Path) -> dict[str, 
     from streams.worker import topic_for  # noqa: PLC0415
 
     out = folder / "replay.jsonl"
-    cli("replay", "--sequences", str(definitions), "--events", str(history), "--out", str(out))
+    # --leave-windows-open: the worker's minute goes on, so it never sends the last notices.
+    cli(
+        "replay",
+        "--sequences",
+        str(definitions),
+        "--events",
+        str(history),
+        "--out",
+        str(out),
+        "--leave-windows-open",
+    )
     counts: dict[str, int] = {}
     for line in out.read_bytes().splitlines():
         if not line.strip():

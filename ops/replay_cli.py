@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
 from schemas.definitions import DefinitionRejected, load_definition_file
-from schemas.envelope import CloudEvent, parse_time
-from streams.embedded import RejectedLine, replay
+from schemas.envelope import CloudEvent, TimeOutOfRange, parse_event_time
+from streams.embedded import RejectedLine, ReplayStats, replay
 
 WRITE_CHUNK = 4096  # events per write: few syscalls, bounded memory
 
@@ -34,14 +35,37 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     parser.add_argument("--out", type=Path, help="write decisions here (default: stdout)")
     parser.add_argument("--dlq", type=Path, help="write rejected lines here, with their reasons")
+    parser.add_argument(
+        "--leave-windows-open",
+        action="store_true",
+        help="do not send at the end the owner notices whose minute is still open (as a live"
+        " worker, whose minute goes on: to compare with the pipeline's output)",
+    )
     parser.set_defaults(handler=run)
 
 
 def _moment(text: str) -> Any:
+    # The range the engine accepts event times in: timers up to --until must stay computable.
     try:
-        return parse_time(text)
+        return parse_event_time(text)
+    except TimeOutOfRange as error:
+        raise argparse.ArgumentTypeError(f"{text!r} {error}") from error
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from error
+
+
+def _unwritable(option: str, path: Path | None) -> str | None:
+    """Why `path` cannot be written, when that can be told without opening it: opening
+    empties it, and a refused run leaves every file as it was."""
+    if path is None:
+        return None
+    if path.is_dir():
+        return f"cannot write {path} ({option}): is a directory"
+    folder = path.parent
+    if not folder.is_dir():
+        problem = "no such directory" if not folder.exists() else "not a directory"
+        return f"cannot write {path} ({option}): {problem}: {folder}"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,44 +77,37 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"dripstream: cannot read {args.sequences}: {error.strerror}", file=sys.stderr)
         return 2
-    try:
-        events_file = args.events.open("rb")
-    except OSError as error:
-        print(f"dripstream: cannot read {args.events}: {error.strerror}", file=sys.stderr)
+    # Every output checked before anything is opened or processed.
+    refusal = _unwritable("--out", args.out) or _unwritable("--dlq", args.dlq)
+    if refusal is not None:
+        print(f"dripstream: {refusal}", file=sys.stderr)
         return 2
-    out: IO[bytes] = args.out.open("wb") if args.out else sys.stdout.buffer
-    dlq: IO[bytes] | None = args.dlq.open("wb") if args.dlq else None
-    buffer: list[bytes] = []
-
-    def sink(events: list[CloudEvent]) -> None:
-        buffer.extend(event.encode() for event in events)
-        if len(buffer) >= WRITE_CHUNK:
-            flush()
-
-    def flush() -> None:
-        if buffer:
-            out.write(b"\n".join(buffer) + b"\n")
-            buffer.clear()
-
-    def on_rejected(rejected: RejectedLine) -> None:
-        print(f"dripstream: {args.events}: {rejected.message()}", file=sys.stderr)
-        if dlq is not None:
-            dlq.write(rejected.dead_letter() + b"\n")
-
-    try:
-        with events_file:
-            stats = replay(definitions, events_file, sink, on_rejected, until=args.until)
-        flush()
-    finally:
-        if args.out:
-            out.close()
-        else:
-            out.flush()
-        if dlq is not None:
-            dlq.close()
+    with ExitStack() as files:
+        try:
+            events_file = files.enter_context(args.events.open("rb"))
+        except OSError as error:
+            print(f"dripstream: cannot read {args.events}: {error.strerror}", file=sys.stderr)
+            return 2
+        try:
+            out = files.enter_context(args.out.open("wb")) if args.out else sys.stdout.buffer
+            dlq = files.enter_context(args.dlq.open("wb")) if args.dlq else None
+        except OSError as error:
+            print(f"dripstream: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
+            return 2
+        try:
+            stats = _replay_into(definitions, events_file, out, dlq, args)
+        finally:
+            if not args.out:
+                out.flush()
     if stats.beyond_until:
         print(
             f"dripstream: {stats.beyond_until} event(s) after --until were not processed",
+            file=sys.stderr,
+        )
+    if stats.duplicates:
+        print(
+            f"dripstream: {args.events}: {stats.duplicates} event(s) repeated the source and id"
+            f" of one decided before and were skipped (the first at line {stats.first_duplicate})",
             file=sys.stderr,
         )
     if stats.own_changes:
@@ -100,3 +117,44 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1 if stats.rejected else 0
+
+
+def _replay_into(
+    definitions: dict[str, Any],
+    events_file: IO[bytes],
+    out: IO[bytes],
+    dlq: IO[bytes] | None,
+    args: argparse.Namespace,
+) -> ReplayStats:
+    buffer: list[bytes] = []
+
+    def sink(events: list[CloudEvent]) -> None:
+        buffer.extend(event.encode() for event in events)
+        if len(buffer) >= WRITE_CHUNK:
+            flush()
+
+    def flush() -> None:
+        if buffer:
+            # Cleared before the write: a write that failed is not tried again below.
+            chunk = b"\n".join(buffer) + b"\n"
+            buffer.clear()
+            out.write(chunk)
+
+    def on_rejected(rejected: RejectedLine) -> None:
+        print(f"dripstream: {args.events}: {rejected.message()}", file=sys.stderr)
+        if dlq is not None:
+            dlq.write(rejected.dead_letter() + b"\n")
+
+    try:
+        return replay(
+            definitions,
+            events_file,
+            sink,
+            on_rejected,
+            until=args.until,
+            close_windows=not args.leave_windows_open,
+        )
+    finally:
+        # Also when the run dies: what was decided before the error is written, and the
+        # error goes on up.
+        flush()

@@ -18,7 +18,9 @@ import yaml
 from fastjsonschema import JsonSchemaValueException
 
 from schemas import checking
+from schemas.envelope import TimeOutOfRange, parse_event_time
 
+_RFC3339_REASON = "must be an RFC 3339 date-time such as 2027-07-02T20:30:00Z"
 _SEQUENCE_PATH = re.compile(r"sequences\[(\d+)\](?:\.(.+))?")
 
 # The account may be left out, and so may its keys: the contract requires none of them.
@@ -223,6 +225,8 @@ def _check_rules(doc: dict[str, Any]) -> None:
         earlier = first_with_id.setdefault(sequence["id"], index)
         if earlier != index:
             raise _rejection(doc, f"{here}.id", f"is already the id of sequences[{earlier}]")
+        if "created" in sequence:
+            _check_created(doc, f"{here}.created", sequence["created"])
         schedule = sequence.get("schedule") or {}
         if "timezone" in schedule:
             _check_zone(doc, f"{here}.schedule.timezone", schedule["timezone"])
@@ -244,6 +248,17 @@ def _check_rules(doc: dict[str, Any]) -> None:
                 raise _rejection(
                     doc, f"{here}.steps[{number}].id", f"is already the id of steps[{earlier}]"
                 )
+
+
+def _check_created(doc: object, location: str, text: str) -> None:
+    # The schema's `format: date-time` lets through what the engine cannot parse (second 60)
+    # or hold (0001-01-01T00:00:00+01:00 is before year 1 in UTC).
+    try:
+        parse_event_time(text)
+    except TimeOutOfRange as exc:
+        raise _rejection(doc, location, str(exc)) from None
+    except ValueError as exc:
+        raise _rejection(doc, location, f"{_RFC3339_REASON}: {exc}") from None
 
 
 def _check_zone(doc: object, location: str, zone: str) -> None:

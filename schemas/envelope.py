@@ -66,9 +66,38 @@ def format_time(moment: datetime) -> str:
     return utc.isoformat()[:-6] + "Z"
 
 
+# The times the engine accepts (event times, --until, a sequence's `created`): far enough
+# inside datetime's range (years 1 to 9999) that a delay of up to ten years, and the
+# deferrals after it, never leave it.
+EARLIEST_TIME = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(9000, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+TIME_RANGE_REASON = "must be between 1900-01-01T00:00:00Z and 9000-12-31T23:59:59Z"
+
+
+class TimeOutOfRange(ValueError):  # noqa: N818 - a ValueError, caught as one by most callers
+    """A time the engine cannot compute with: outside datetime's range once in UTC, or
+    outside [EARLIEST_TIME, LATEST_TIME]."""
+
+
 def parse_time(text: str) -> datetime:
-    """RFC 3339 to an aware UTC datetime; raises ValueError for anything else."""
+    """RFC 3339 to an aware UTC datetime; raises ValueError for anything else, including
+    TimeOutOfRange for a time that leaves datetime's range in UTC (0001-01-01T00:00:00+01:00)."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"time {text!r} has no UTC offset")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise TimeOutOfRange(f"time {text!r} cannot be expressed in UTC") from None
+
+
+def parse_event_time(text: str) -> datetime:
+    """`parse_time`, for a time the engine will compute with: it must also lie in
+    [EARLIEST_TIME, LATEST_TIME], else TimeOutOfRange (a ValueError) with TIME_RANGE_REASON."""
+    try:
+        moment = parse_time(text)
+    except TimeOutOfRange:
+        raise TimeOutOfRange(TIME_RANGE_REASON) from None
+    if not EARLIEST_TIME <= moment <= LATEST_TIME:
+        raise TimeOutOfRange(TIME_RANGE_REASON)
+    return moment

@@ -113,3 +113,17 @@ def test_tags_new_in_a_repeated_creation_still_fire_tag_triggers() -> None:
     again = {**created(tags=["vip"]), "source": "web-forms"}
     out = decide(definitions(seq), [created(), again])
     assert out.one("enrollment.enrolled")["data"]["via"] == "contact_tagged"
+
+
+def test_a_disposition_set_by_an_update_fires_disposition_triggers() -> None:
+    seq = sequence(
+        triggers=[
+            {"type": "contact_disposition", "dispositions": ["interested"], "action": "enroll"}
+        ]
+    )
+    update = event("contact.updated", T0, contact_id="c-1", disposition="interested")
+    out = decide(definitions(seq), [created(), update])
+    assert out.one("enrollment.enrolled")["data"]["via"] == "contact_disposition"
+    # and the same disposition again changes nothing
+    again = event("contact.updated", T0, contact_id="c-1", disposition="interested")
+    assert decide(definitions(seq), [created(), update, again]).of("enrollment.rejected") == []

@@ -33,6 +33,7 @@ def _replay(tmp_path: Path, definitions: Path, history: Path) -> list[dict[str, 
         str(history),
         "--out",
         str(out),
+        "--leave-windows-open",  # a live worker's minute goes on: notices gathering stay
         timeout=600,
     )
     assert done.returncode == 0, done.stderr

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from ops import replay_cli
 from ops.cli import main
 
 ONLY_SEQUENCES = """\
@@ -127,3 +129,286 @@ def test_a_line_that_is_not_utf8_loses_its_bytes_in_raw_but_not_in_raw_base64(
 
     assert dead[0]["raw"] == "\ufffd\ufffd{}\n"
     assert dead[0]["raw_base64"] == "//57fQo="
+
+
+# --- times the engine cannot compute with, delays too long, outputs that cannot be written
+
+
+def event_at(time: str, **changes: Any) -> bytes:
+    return orjson.dumps({**GOOD_LINES[0], "id": "e-late", "time": time, **changes})
+
+
+@pytest.mark.parametrize(
+    "time", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59Z"]
+)
+def test_an_event_time_out_of_range_is_a_dead_letter_and_the_run_goes_on(
+    tmp_path: Path, time: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = good_lines()
+
+    status, outputs, dead = replay(tmp_path, ONLY_SEQUENCES, [first, event_at(time), second])
+
+    assert status == 1
+    reason = "must be between 1900-01-01T00:00:00Z and 9000-12-31T23:59:59Z"
+    assert [(d["line"], d["field"], d["reason"]) for d in dead] == [(2, "time", reason)]
+    assert f"line 2: time: {reason}" in capsys.readouterr().err
+    assert [e["data"]["contact_id"] for e in outputs if e["type"] == "sms.send"] == ["c-1"]
+
+
+LONGEST_DELAYS = """\
+sequences:
+  - id: minutes
+    name: Minutes
+    process_on: every_day
+    steps:
+      - {id: s1, type: add_tag, tag: a, delay: {kind: default, amount: 5256000, unit: minutes}}
+    triggers:
+      - {type: contact_created}
+  - id: days
+    name: Days
+    process_on: every_day
+    steps:
+      - {id: s1, type: add_tag, tag: b}
+      - {id: s2, type: add_tag, tag: c, delay: {kind: time_of_day, days: 3650, at: "10:00"}}
+    triggers:
+      - {type: contact_created}
+"""
+
+
+def test_the_longest_delays_from_the_latest_time_are_scheduled(tmp_path: Path) -> None:
+    lines = [event_at("9000-12-31T23:59:59Z")]
+
+    status, outputs, dead = replay_until(tmp_path, LONGEST_DELAYS, lines, until=None)
+
+    assert (status, dead) == (0, [])
+    scheduled = [
+        (e["data"]["sequence_id"], e["data"]["step_id"], e["data"]["due_at"])
+        for e in outputs
+        if e["type"] == "step.scheduled"
+    ]
+    assert sorted(scheduled) == [
+        ("days", "s1", "9000-12-31T23:59:59Z"),
+        ("days", "s2", "9010-12-29T15:00:00Z"),  # 10:00 in New York, from the phone
+        ("minutes", "s1", "9010-12-29T23:59:59Z"),
+    ]
+
+
+def replay_until(
+    tmp_path: Path, sequences: str, lines: list[bytes], until: str | None
+) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
+    (tmp_path / "sequences.yaml").write_text(sequences)
+    (tmp_path / "events.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    out, dlq = tmp_path / "out.jsonl", tmp_path / "dlq.jsonl"
+    arguments = [
+        "replay",
+        "--sequences", str(tmp_path / "sequences.yaml"),
+        "--events", str(tmp_path / "events.jsonl"),
+        "--out", str(out),
+        "--dlq", str(dlq),
+    ]  # fmt: skip
+    status = main(arguments if until is None else [*arguments, "--until", until])
+    return (
+        status,
+        [orjson.loads(line) for line in out.read_bytes().splitlines()],
+        [orjson.loads(line) for line in dlq.read_bytes().splitlines()],
+    )
+
+
+@pytest.mark.parametrize(
+    ("until", "message"),
+    [
+        (
+            "0001-01-01T00:00:00+01:00",
+            "argument --until: '0001-01-01T00:00:00+01:00' must be between "
+            "1900-01-01T00:00:00Z and 9000-12-31T23:59:59Z",
+        ),
+        (
+            "9999-12-31T23:59:59Z",
+            "argument --until: '9999-12-31T23:59:59Z' must be between "
+            "1900-01-01T00:00:00Z and 9000-12-31T23:59:59Z",
+        ),
+        ("soon", "argument --until: not an RFC 3339 time: 'soon'"),
+    ],
+)
+def test_an_until_out_of_range_stops_with_exit_2_and_a_message(
+    tmp_path: Path, until: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        replay_until(tmp_path, ONLY_SEQUENCES, good_lines(), until=until)
+
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert message in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("delay", "field", "reason"),
+    [
+        ("{kind: default, amount: 3000000, unit: days}", "amount", "must be at most 3650 days"),
+        ('{kind: time_of_day, days: 99999999999, at: "10:00"}', "days", "must be at most 3650"),
+    ],
+)
+def test_a_sequence_file_with_a_delay_too_long_is_refused_whole(
+    tmp_path: Path, delay: str, field: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sequences = ONLY_SEQUENCES.replace('text: "Hi [FirstName]"', f"text: Hi, delay: {delay}")
+
+    status = main(
+        [
+            "replay",
+            "--sequences", str(write(tmp_path / "sequences.yaml", sequences)),
+            "--events", str(write(tmp_path / "events.jsonl", b"\n".join(good_lines()))),
+            "--out", str(tmp_path / "out.jsonl"),
+        ]
+    )  # fmt: skip
+
+    assert status == 2
+    assert f"sequence 'hello': steps[0].delay.{field}: {reason}" in capsys.readouterr().err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    if isinstance(content, str):
+        path.write_text(content)
+    else:
+        path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("option", ["--out", "--dlq"])
+def test_an_output_in_a_missing_directory_stops_with_exit_2_before_anything_runs(
+    tmp_path: Path, option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-such-dir" / "file.jsonl"
+    other = "--dlq" if option == "--out" else "--out"
+
+    status = main(
+        [
+            "replay",
+            "--sequences", str(write(tmp_path / "sequences.yaml", ONLY_SEQUENCES)),
+            "--events", str(write(tmp_path / "events.jsonl", b"\n".join(good_lines()))),
+            option, str(missing),
+            other, str(tmp_path / "other.jsonl"),
+        ]
+    )  # fmt: skip
+
+    assert status == 2
+    error = capsys.readouterr().err
+    assert error == (
+        f"dripstream: cannot write {missing} ({option}): no such directory: {missing.parent}\n"
+    )
+    assert not (tmp_path / "other.jsonl").exists()
+
+
+def test_an_output_that_is_a_directory_stops_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(
+        [
+            "replay",
+            "--sequences", str(write(tmp_path / "sequences.yaml", ONLY_SEQUENCES)),
+            "--events", str(write(tmp_path / "events.jsonl", b"\n".join(good_lines()))),
+            "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+
+    assert status == 2
+    assert (
+        capsys.readouterr().err == f"dripstream: cannot write {tmp_path} (--out): is a directory\n"
+    )
+
+
+def test_a_run_that_dies_keeps_what_it_had_decided_in_out_and_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a run whose input gives out with an unexpected error after the first two lines
+    real_replay = replay_cli.replay
+
+    def failing_lines(lines: Iterable[bytes]) -> Iterator[bytes]:
+        yield from list(lines)[:2]
+        raise RuntimeError("the disk went away")
+
+    def replay_then_fail(definitions: Any, lines: Iterable[bytes], *args: Any, **kw: Any) -> Any:
+        return real_replay(definitions, failing_lines(lines), *args, **kw)
+
+    monkeypatch.setattr(replay_cli, "replay", replay_then_fail)
+    out = tmp_path / "out.jsonl"
+
+    # When it runs, the error goes on up
+    with pytest.raises(RuntimeError, match="the disk went away"):
+        main(
+            [
+                "replay",
+                "--sequences", str(write(tmp_path / "sequences.yaml", ONLY_SEQUENCES)),
+                "--events", str(write(tmp_path / "events.jsonl", b"\n".join(good_lines()))),
+                "--out", str(out),
+            ]
+        )  # fmt: skip
+
+    # Then what the first two lines decided is in --out
+    written = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [e["data"]["contact_id"] for e in written if e["type"] == "sms.send"] == ["c-1"]
+
+
+def test_a_dnc_that_is_not_a_boolean_is_a_dead_letter_and_leaves_the_contact_reachable(
+    tmp_path: Path,
+) -> None:
+    first, second = good_lines()
+    update = orjson.dumps(
+        {
+            **GOOD_LINES[0],
+            "id": "e-upd",
+            "type": "contact.updated",
+            "time": "2028-03-02T15:00:30Z",
+            "data": {"contact_id": "c-1", "dnc": "false"},
+        }
+    )
+
+    status, outputs, dead = replay(tmp_path, ONLY_SEQUENCES, [first, update, second])
+
+    assert status == 1
+    assert [(d["line"], d["field"], d["reason"]) for d in dead] == [
+        (2, "data.dnc", "must be a boolean or null")
+    ]
+    assert [e["type"] for e in outputs if e["type"] in ("sms.send", "step.skipped")] == ["sms.send"]
+
+
+def test_a_repeated_event_is_skipped_and_said_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [orjson.dumps(e) for e in GOOD_LINES] + [orjson.dumps(GOOD_LINES[1])]
+    status, outputs, _ = replay(tmp_path, ONLY_SEQUENCES, lines)
+    assert status == 0
+    assert [e["type"] for e in outputs].count("sms.send") == 1
+    said = capsys.readouterr().err
+    assert "1 event(s) repeated the source and id" in said
+    assert "(the first at line 3)" in said
+
+
+OWNER_SEQUENCE = """\
+account: {users: {u-7: {name: Sam, phone: "+12125550007"}}}
+sequences:
+  - id: own
+    name: Owner
+    process_on: every_day
+    steps:
+      - {id: s1, type: change_owner, owner_id: u-7}
+    triggers:
+      - {type: contact_tagged, tags: [hot]}
+"""
+
+
+@pytest.mark.parametrize(("flags", "notices"), [([], 1), (["--leave-windows-open"], 0)])
+def test_the_last_minutes_owner_notice_is_sent_unless_windows_stay_open(
+    tmp_path: Path, flags: list[str], notices: int
+) -> None:
+    (tmp_path / "s.yaml").write_text(OWNER_SEQUENCE)
+    (tmp_path / "e.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in GOOD_LINES))
+    out = tmp_path / "out.jsonl"
+    arguments = ["replay", "--sequences", str(tmp_path / "s.yaml")]
+    arguments += ["--events", str(tmp_path / "e.jsonl"), "--out", str(out), *flags]
+    assert main(arguments) == 0
+    sent = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [e["type"] for e in sent].count("notify.sms") == notices

@@ -213,6 +213,51 @@ HH_MM = "must be a time HH:MM (00:00 to 23:59)"
             "steps[1].id",
             "is already the id of steps[0]",
         ),
+        (
+            one_step(type="mark_dnc", delay={"kind": "default", "amount": 3000000, "unit": "days"}),
+            "steps[0].delay.amount",
+            "must be at most 3650 days",
+        ),
+        (
+            one_step(type="mark_dnc", delay={"kind": "default", "amount": 3651, "unit": "days"}),
+            "steps[0].delay.amount",
+            "must be at most 3650 days",
+        ),
+        (
+            one_step(type="mark_dnc", delay={"kind": "default", "amount": 87601, "unit": "hours"}),
+            "steps[0].delay.amount",
+            "must be at most 87600 hours (3650 days)",
+        ),
+        (
+            one_step(
+                type="mark_dnc", delay={"kind": "default", "amount": 5256001, "unit": "minutes"}
+            ),
+            "steps[0].delay.amount",
+            "must be at most 5256000 minutes (3650 days)",
+        ),
+        (
+            one_step(
+                type="mark_dnc", delay={"kind": "time_of_day", "at": "10:00", "days": 99999999999}
+            ),
+            "steps[0].delay.days",
+            "must be at most 3650",
+        ),
+        (
+            one_step(type="mark_dnc", delay={"kind": "time_of_day", "at": "10:00", "days": 3651}),
+            "steps[0].delay.days",
+            "must be at most 3650",
+        ),
+        ({"created": "2027-07-01T10:00:60Z"}, "created", "must be an RFC 3339 date-time"),
+        (
+            {"created": "0001-01-01T00:00:00+01:00"},
+            "created",
+            "must be between 1900-01-01T00:00:00Z and 9000-12-31T23:59:59Z",
+        ),
+        (
+            {"created": "9999-12-31T23:59:59Z"},
+            "created",
+            "must be between 1900-01-01T00:00:00Z and 9000-12-31T23:59:59Z",
+        ),
         (one_trigger(type="birthday"), "triggers[0].type", "must be one of contact_disposition"),
         (one_trigger(type="contact_disposition"), "triggers[0].dispositions", "is required"),
         (
@@ -332,6 +377,42 @@ def test_an_account_key_left_out_takes_its_default(
         "users": {},
         "ring_groups": {},
     }
+
+
+@pytest.mark.parametrize(
+    "delay",
+    [
+        {"kind": "default", "amount": 3650, "unit": "days"},
+        {"kind": "default", "amount": 87600, "unit": "hours"},
+        {"kind": "default", "amount": 5256000, "unit": "minutes"},
+        {"kind": "time_of_day", "at": "10:00", "days": 3650},
+    ],
+)
+def test_a_delay_of_ten_years_is_the_longest_that_loads(delay: dict[str, Any]) -> None:
+    doc = document(steps=[{"id": "s1", "type": "mark_dnc", "delay": delay}])
+
+    loaded = validate_definition_document(doc)
+
+    assert loaded["sequences"][0]["steps"][0]["delay"] == delay
+
+
+def test_a_too_long_delay_in_a_file_is_refused_naming_the_sequence_and_field(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "sequences.yaml"
+    path.write_text(
+        "sequences:\n"
+        "  - id: slow\n"
+        "    name: Slow\n"
+        "    steps:\n"
+        "      - {id: s1, type: mark_dnc, delay: {kind: time_of_day, days: 99999999999, "
+        'at: "10:00"}}\n'
+    )
+
+    with pytest.raises(DefinitionRejected) as caught:
+        load_definition_file(path)
+
+    assert str(caught.value) == "sequence 'slow': steps[0].delay.days: must be at most 3650"
 
 
 def test_two_sequences_with_one_id_are_refused() -> None:

@@ -319,6 +319,95 @@ def test_bad_data_is_refused_naming_the_field(
     assert (refused.field, refused.reason) == (field, reason)
 
 
+# Every field of contact.created / contact.updated that the engine reads has a type: a
+# string "false" would otherwise be read as bool("false"), that is True.
+CONTACT_FIELDS_OF_THE_WRONG_TYPE = [
+    ("dnc", "false", "must be a boolean or null"),
+    ("dnc", 0, "must be a boolean or null"),
+    ("disposition", {"x": 1}, "must be a string or null"),
+    ("disposition", "", "must not be empty"),
+    ("first_name", 7, "must be a string or null"),
+    ("last_name", ["Ortiz"], "must be a string or null"),
+    ("email", True, "must be a string or null"),
+    ("state", 5, "must be a string or null"),
+    ("lead_source", {"web": 1}, "must be a string or null"),
+    ("owner_id", 7, "must be a string or null"),
+    ("line_id", False, "must be a string or null"),
+    ("tracking_number", 17205550100, "must be a string or null"),
+    ("timezone", 1, "must be a string or null"),
+    ("phone", 17205550142, "must be a string or null"),
+    ("tags", "hot", "must be an array"),
+]
+
+
+@pytest.mark.parametrize("event_type", ["contact.created", "contact.updated"])
+@pytest.mark.parametrize(("field", "value", "reason"), CONTACT_FIELDS_OF_THE_WRONG_TYPE)
+def test_each_contact_field_the_engine_reads_is_refused_with_the_wrong_type(
+    event_type: str, field: str, value: object, reason: str
+) -> None:
+    data = {"contact_id": "c-1", field: value}
+
+    refused = rejection(raw_event(event_type, data))
+
+    assert (refused.field, refused.reason) == (f"data.{field}", reason)
+
+
+@pytest.mark.parametrize("event_type", ["contact.created", "contact.updated"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"contact_id": "c-1", "dnc": False, "disposition": "interested"},
+        {"contact_id": "c-1", "dnc": True, "disposition": None},
+        {"contact_id": "c-1", "dnc": None},
+        {"contact_id": "c-1", "crm_score": {"any": "shape"}},
+    ],
+)
+def test_contact_fields_of_the_right_type_decode(event_type: str, data: dict[str, Any]) -> None:
+    event = decode_event(raw_event(event_type, data))
+
+    assert event.data == data
+
+
+# --- times the engine can compute with
+
+
+OUT_OF_RANGE = "must be between 1900-01-01T00:00:00Z and 9000-12-31T23:59:59Z"
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        "0001-01-01T00:00:00+01:00",  # before year 1 in UTC
+        "9999-12-31T23:59:59-01:00",  # after year 9999 in UTC
+        "9999-12-31T23:59:59Z",  # a timer a minute later would not exist
+        "9001-01-01T00:00:00Z",
+        "9000-12-31T23:30:00-01:00",
+        "1899-12-31T23:59:59Z",
+        "1900-01-01T00:30:00+01:00",
+        "0001-01-01T00:00:00Z",
+    ],
+)
+def test_a_time_outside_the_engines_range_is_refused(time: str) -> None:
+    refused = rejection(raw_event("contact.tag_added", time=time))
+
+    assert (refused.field, refused.reason) == ("time", OUT_OF_RANGE)
+
+
+@pytest.mark.parametrize(
+    ("time", "utc"),
+    [
+        ("1900-01-01T00:00:00Z", datetime(1900, 1, 1, tzinfo=UTC)),
+        ("1900-01-01T01:00:00+01:00", datetime(1900, 1, 1, tzinfo=UTC)),
+        ("9000-12-31T23:59:59.999999Z", datetime(9000, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+        ("9000-12-31T22:59:59-01:00", datetime(9000, 12, 31, 23, 59, 59, tzinfo=UTC)),
+    ],
+)
+def test_a_time_at_the_edges_of_the_range_is_accepted(time: str, utc: datetime) -> None:
+    event = decode_event(raw_event("contact.tag_added", time=time))
+
+    assert event.time == utc
+
+
 def test_extra_data_fields_are_kept_for_forward_compatibility() -> None:
     data = {"contact_id": "c-1", "tag": "hot", "sequence_id": "welcome", "step_id": "s4"}
 
@@ -355,7 +444,10 @@ ids = st.text(min_size=1, max_size=30)
     tag=ids,
     removed=st.booleans(),
     moment=st.datetimes(
-        min_value=datetime(1970, 1, 1), max_value=datetime(9999, 1, 1), timezones=st.just(UTC)
+        # The range the engine accepts (schemas.envelope.EARLIEST_TIME / LATEST_TIME).
+        min_value=datetime(1900, 1, 1),
+        max_value=datetime(9000, 12, 31, 23, 59, 59, 999999),
+        timezones=st.just(UTC),
     ),
     extra=st.dictionaries(st.from_regex(r"x[a-z0-9]{1,10}", fullmatch=True), ids, max_size=3),
 )
