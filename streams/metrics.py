@@ -30,6 +30,11 @@ class WorkerMetrics:
         self.active_enrollments = Gauge(
             "dripstream_active_enrollments", "Active enrollments", registry=r
         )
+        self.repeated_inputs = Gauge(
+            "dripstream_repeated_inputs",
+            "Inputs skipped as repeats (same source and id) by the engine since it was built",
+            registry=r,
+        )
         self.lag = Gauge(
             "dripstream_consumer_lag",
             "Records not yet decided on the assigned partitions",

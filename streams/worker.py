@@ -619,6 +619,7 @@ class EngineWorker:
     def _report_lag(self) -> None:
         self.metrics.active_enrollments.set(self.engine.active_enrollments())
         self.metrics.timers_pending.set(self.engine.pending_timers())
+        self.metrics.repeated_inputs.set(self.engine.duplicates)
         lag = 0
         for tp in self.assigned:
             highwater = self.consumer.highwater(tp)

@@ -19,6 +19,7 @@ def test_counters_and_gauges_are_served_over_http() -> None:
     metrics.events_in.inc(3)
     metrics.dead_letters.inc()
     metrics.lag.set(7)
+    metrics.repeated_inputs.set(2)
     port = _free_port()
     metrics.serve(port)
 
@@ -28,4 +29,5 @@ def test_counters_and_gauges_are_served_over_http() -> None:
     assert "dripstream_events_in_total 3.0" in text
     assert "dripstream_dead_letters_total 1.0" in text
     assert "dripstream_consumer_lag 7.0" in text
+    assert "dripstream_repeated_inputs 2.0" in text
     assert "dripstream_batch_seconds_bucket" in text
