@@ -30,7 +30,12 @@ from aggregates.decisions import (
 from aggregates.duplicates import RecentIdentities
 from aggregates.enrollment import Enrollment, decide_advance, decide_stop, evolve
 from aggregates.ids import enrollment_id
-from aggregates.intake import LeadProblem, contact_id_for_lead, parse_lead_email
+from aggregates.intake import (
+    LeadProblem,
+    contact_id_for_lead,
+    intake_address,
+    parse_lead_email,
+)
 from aggregates.keywords import keyword_intent
 from aggregates.sequence import Account, Catalog, Sequence, Trigger, build_account, build_sequence
 from aggregates.steps import StepContext
@@ -477,7 +482,7 @@ class Engine:
                 self._enroll(sequence, contact_id, "manual", out)
 
     def _on_lead_email(self, data: Mapping[str, Any], out: _Outbox) -> None:
-        to = str(data["to"]).strip().lower()
+        to = intake_address(str(data["to"]))
         now = self._clock()
         sender = data.get("from")
         sequence = self._intake.get(to)

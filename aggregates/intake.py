@@ -8,8 +8,16 @@ Reading rules (the "advanced algorithm" of the seed, kept predictable):
 * A field is a ``Key: value`` line; ``Key = value``, ``Key - value`` (dash between spaces) and
   ``Key<TAB>value`` are read too, but only for the labels this module knows. Keys compare
   case-insensitively with everything but letters and digits removed, and any parenthesised
-  remark dropped ("Phone (mobile)" is "phone"). A known key with nothing after it takes the
-  next line as its value. The first usable value of a field wins.
+  remark and leading "your" dropped ("Phone (mobile)" is "phone", "Your First Name" is
+  "first name"). A label the table does not hold is still a phone or e-mail label when what
+  is left after dropping its numbering at the end ("number", "no", "#", "id", "address",
+  "1") and its qualifiers at the front ("best", "primary", "contact", "daytime", "work",
+  "home", "mobile", "cell" …) is one: "Your Phone Number", "Work Email", "Phone 1", "Email
+  Id". "Phone Type", "Email Opt In", "Address" and "Contact Preference" stay other fields. A
+  known key with nothing after it takes the next line as its value. The first usable value
+  of a field wins: a value that is no phone or address never hides a good one.
+* Several fields on one line, split by ``|`` or ``;`` ("Phone: … | Email: …"), are read as
+  one line each; a ``|`` or ``;`` not followed by a field stays in the value.
 * Quoted lines (starting with ``>``) are noise, and so is a signature (from a ``--`` line to
   the next forwarded-message marker). When the body holds a forwarded message, the
   forwarder's note above the first marker is ignored. If that leaves no phone or e-mail, the
@@ -33,7 +41,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from html.parser import HTMLParser
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -87,6 +95,7 @@ _LABELS: Final[dict[str, tuple[str, ...]]] = {
         "telephone",
         "telephonenumber",
         "tel",
+        "ph",
         "primaryphone",
         "contactnumber",
         "contactphone",
@@ -113,6 +122,45 @@ _LABELS: Final[dict[str, tuple[str, ...]]] = {
 _FIELD_OF_KEY: Final[dict[str, str]] = {
     key: field for field, keys in _LABELS.items() for key in keys
 }
+# Labels read after their numbering and qualifiers are dropped: only ways to reach the lead,
+# so that "Home State" or "Contact Preference" never turn into something they do not say.
+_REACH_OF_KEY: Final[dict[str, str]] = {
+    key: field for key, field in _FIELD_OF_KEY.items() if field in ("phone", "email")
+}
+# Words at the end of a label that number it or name its form: "Phone Number 2", "Email Id".
+_LABEL_NUMBERING: Final = frozenset({"number", "no", "num", "nbr", "id", "address", "addr"})
+# Words at the front of a label that say whose, which or what kind of phone or e-mail it is.
+_LABEL_QUALIFIERS: Final = frozenset(
+    {
+        "your",
+        "best",
+        "preferred",
+        "primary",
+        "main",
+        "alternate",
+        "alternative",
+        "alt",
+        "secondary",
+        "other",
+        "contact",
+        "daytime",
+        "day",
+        "evening",
+        "night",
+        "work",
+        "office",
+        "business",
+        "home",
+        "personal",
+        "private",
+        "mobile",
+        "cell",
+        "cellular",
+    }
+)
+_LABEL_WORD: Final = re.compile(r"[^\W_]+")
+_CAMEL_HUMP: Final = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_E_MAIL: Final = re.compile(r"\be[\s_-]?mail", re.IGNORECASE)
 # Header lines of a forwarded or replied-to message: never lead fields, never notes.
 _MAIL_HEADERS: Final = frozenset(
     {"from", "to", "cc", "bcc", "date", "sent", "subject", "replyto", "returnpath", "messageid"}
@@ -134,7 +182,7 @@ _REMARK: Final = re.compile(r"\([^)]*\)")
 _NOT_ALNUM: Final = re.compile(r"[\W_]+")
 _EMAIL: Final = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
-    r"[A-Za-z]{2,63}(?![\w.-])"
+    r"[A-Za-z]{2,63}(?![\w-]|\.[\w-])"  # a sentence's full stop may follow
 )
 _HTML: Final = re.compile(
     r"<(?:!doctype|html|head|body|br|p|div|table|tr|td|span|font|b|strong|a|ul|li)\b",
@@ -163,6 +211,7 @@ _US_ZONES: Final[dict[str, str]] = {
 _ZONE_SUFFIX: Final = re.compile(r"(?:standardtime|daylighttime|time)$")
 _IANA_NAME: Final = re.compile(r"^(?:[A-Za-z_]+(?:/[A-Za-z0-9_+-]+)+|UTC)$")
 _CELL: Final = "\ue000"  # between table cells while an HTML row is being read
+_PAIR_SEPARATOR: Final = re.compile(r"(\s*[|;]\s*)")
 
 
 def parse_lead_email(
@@ -178,6 +227,17 @@ def parse_lead_email(
         if from_sender is not None:
             return from_sender
     return _lead_from_fields(fields)
+
+
+def intake_address(to: str) -> str:
+    """The bare address a lead e-mail was sent to: lower-cased, without name or brackets.
+
+    ``to`` may be ``addr``, ``Name <addr>``, ``"Name, Inc" <addr>`` or ``<addr>``; when it
+    lists several, the first is taken. Text holding no address comes back stripped and
+    lower-cased, so it matches no sequence rather than a wrong one.
+    """
+    address = next((a for _, a in getaddresses([to]) if "@" in a), None)
+    return (address if address is not None else to).strip().lower()
 
 
 def contact_id_for_lead(intake_address: str, lead: ParsedLead, message_key: str) -> str:
@@ -241,6 +301,44 @@ def _content(lines: Iterable[str], *, keep_quoted: bool) -> list[str]:
     return out
 
 
+def _pairs(line: str) -> list[str]:
+    """A line as its fields: "Phone: 1 | Email: a" is two; "Message: a; b" stays one."""
+    if _match(line) is None:
+        return [line]
+    parts = _PAIR_SEPARATOR.split(line)
+    pairs = [parts[0]]
+    for separator, part in zip(parts[1::2], parts[2::2], strict=True):
+        if _match(part) is None:
+            pairs[-1] += separator + part
+        else:
+            pairs.append(part)
+    return pairs
+
+
+def _field_of(key: str) -> str | None:
+    """The field a label names (module notes), or None for a label this module does not know."""
+    bare = _REMARK.sub("", key)
+    field = _FIELD_OF_KEY.get(_NOT_ALNUM.sub("", bare.casefold()))
+    if field is not None:
+        return field
+    words = _LABEL_WORD.findall(_E_MAIL.sub("email", _CAMEL_HUMP.sub(" ", bare)).casefold())
+    if words[:1] == ["your"]:  # a form addressing the lead: "Your First Name" is "First Name"
+        field = _FIELD_OF_KEY.get("".join(words[1:]))
+        if field is not None:
+            return field
+    core = list(words)
+    while core and (core[-1].isdigit() or core[-1] in _LABEL_NUMBERING):
+        core.pop()
+    # Drop the qualifiers one by one, each time trying the label with and without numbering
+    # ("Best Contact Number" is "contact number", "Phone 1" is "phone").
+    while core:
+        field = _REACH_OF_KEY.get("".join(words)) or _REACH_OF_KEY.get("".join(core))
+        if field is not None or core[0] not in _LABEL_QUALIFIERS:
+            return field
+        words, core = words[1:], core[1:]
+    return None
+
+
 def _match(line: str) -> tuple[str | None, str, str] | None:
     """``(field or None when unknown, key as written, value)`` for a field line, else None."""
     m = _FIELD_LINE.match(line)
@@ -248,7 +346,7 @@ def _match(line: str) -> tuple[str | None, str, str] | None:
         return None
     key = m["key"].strip(" *")
     value = m["value"].strip().strip("*").strip()
-    field = _FIELD_OF_KEY.get(_NOT_ALNUM.sub("", _REMARK.sub("", key).casefold()))
+    field = _field_of(key)
     if field is not None:
         return field, key, value
     plausible = (
@@ -264,6 +362,7 @@ def _match(line: str) -> tuple[str | None, str, str] | None:
 
 def _read_fields(lines: Sequence[str]) -> _Fields:
     fields: _Fields = {name: [] for name in (*_LABELS, "extra")}
+    lines = [pair for line in lines for pair in _pairs(line)]
     i = 0
     while i < len(lines):
         found = _match(lines[i])

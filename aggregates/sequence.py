@@ -12,6 +12,7 @@ from datetime import datetime, time
 from typing import Any, Literal
 
 from aggregates.calendar import Calendar, DailyWindow
+from aggregates.intake import intake_address
 from aggregates.templating import unknown_shortcodes
 from schemas.definitions import DEFAULT_OPT_OUT_PHRASE, DEFAULT_TIMEZONE
 from schemas.envelope import parse_time
@@ -254,18 +255,28 @@ def _step(spec: Mapping[str, Any]) -> Step:
     )
 
 
-def problems_of(sequence_doc: Mapping[str, Any], steps: tuple[Step, ...]) -> tuple[str, ...]:
-    """What keeps a well-formed sequence from running; empty means `active`."""
+def problems_of(
+    sequence_doc: Mapping[str, Any], steps: tuple[Step, ...], account: Account
+) -> tuple[str, ...]:
+    """What keeps a well-formed sequence from running; empty means `active`.
+
+    A line, ring group or user is checked against the account only when the account defines
+    some of that kind: a file without `lines` (or `ring_groups`, `users`) names them for
+    systems outside dripstream, and the engine passes the ids on as they are.
+    """
     problems: list[str] = []
-    has_line = bool(sequence_doc.get("outbound_line"))
+    line = sequence_doc.get("outbound_line")
+    if line and account.lines and str(line) not in account.lines:
+        problems.append(f"outbound_line: unknown line {str(line)!r}")
     for step in steps:
         where = f"step {step.id} ({step.type})"
         if step.type not in STEP_TYPES:
             problems.append(f"{where}: unknown step type")
-        if step.type in NEEDS_LINE and not has_line:
+        if step.type in NEEDS_LINE and not line:
             problems.append(f"{where}: needs the sequence's outbound_line")
         if step.type in NEEDS_RING_GROUP and not step.get("ring_group"):
             problems.append(f"{where}: needs a ring_group")
+        problems.extend(f"{where}: {problem}" for problem in _unknown_references(step, account))
         for key in TEXT_KEYS:
             text = step.get(key)
             if isinstance(text, str):
@@ -280,12 +291,40 @@ def problems_of(sequence_doc: Mapping[str, Any], steps: tuple[Step, ...]) -> tup
     return tuple(problems)
 
 
+# Steps that name one of the account's users as a contact's owner: the owner is told.
+_OWNER_SETTINGS = {"change_owner": "owner_id", "round_robin_owner": "owners"}
+
+
+def _unknown_references(step: Step, account: Account) -> list[str]:
+    """The step's ring group and owners that the account does not define, or leaves empty."""
+    problems: list[str] = []
+    group = step.get("ring_group") if step.type in NEEDS_RING_GROUP else None
+    if group and account.ring_groups:
+        members = account.ring_groups.get(str(group))
+        if members is None:
+            problems.append(f"unknown ring group {str(group)!r} in ring_group")
+        elif not members:
+            problems.append(f"ring group {str(group)!r} has no members")
+        elif account.users and not any(member in account.users for member in members):
+            problems.append(f"ring group {str(group)!r} has no member among the account's users")
+    key = _OWNER_SETTINGS.get(step.type)
+    if key is not None and account.users:
+        value = step.get(key)
+        owners = value if isinstance(value, list | tuple) else [value] if value else []
+        problems.extend(
+            f"unknown user {str(owner)!r} in {key}"
+            for owner in owners
+            if str(owner) not in account.users
+        )
+    return problems
+
+
 def build_sequence(doc: Mapping[str, Any], account: Account) -> Sequence:
     steps = tuple(_step(s) for s in doc.get("steps") or ())
     schedule = doc.get("schedule") or {}
     process_on: ProcessOn = "every_day" if doc.get("process_on") == "every_day" else "business_days"
     open_hours = _window(schedule, "open", "close")
-    problems = problems_of(doc, steps)
+    problems = problems_of(doc, steps, account)
     quiet = account.quiet_hours
     if (
         open_hours is not None
@@ -315,7 +354,9 @@ def build_sequence(doc: Mapping[str, Any], account: Account) -> Sequence:
         remove_on_response=bool(doc.get("remove_on_response", True)),
         remove_on_manual_call=bool(doc.get("remove_on_manual_call", True)),
         remove_on_opt_out=bool(doc.get("remove_on_opt_out", True)),
-        intake_address=(str(doc["intake_address"]).lower() if doc.get("intake_address") else None),
+        intake_address=(
+            intake_address(str(doc["intake_address"])) if doc.get("intake_address") else None
+        ),
         created=parse_time(created) if isinstance(created, str) else None,
         steps=steps,
         triggers=tuple(_trigger(t) for t in doc.get("triggers") or ()),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import orjson
 
-from aggregates.intake import LeadProblem, contact_id_for_lead, parse_lead_email
+from aggregates.intake import LeadProblem, contact_id_for_lead, intake_address, parse_lead_email
 from aggregates.targets import targets_of
 from schemas.envelope import CloudEvent
 from schemas.registry import DLQ_TOPIC
@@ -58,7 +58,7 @@ def lead_destination(event: CloudEvent) -> str | None:
     if isinstance(lead, LeadProblem):
         return None
     return contact_id_for_lead(
-        str(data["to"]).strip().lower(), lead, str(data.get("message_id") or event.id)
+        intake_address(str(data["to"])), lead, str(data.get("message_id") or event.identity)
     )
 
 

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from aggregates.intake import LeadProblem, ParsedLead, contact_id_for_lead, parse_lead_email
+from aggregates.intake import (
+    LeadProblem,
+    ParsedLead,
+    contact_id_for_lead,
+    intake_address,
+    parse_lead_email,
+)
 from aggregates.phones import to_e164
 
 SAMPLES = Path(__file__).parent / "lead_emails"
@@ -125,6 +131,45 @@ def test_a_person_writing_in_becomes_the_lead() -> None:
     assert result.notes.startswith("Hello,\n\nI saw your ad")
 
 
+def test_a_crm_form_with_qualified_labels_and_look_alike_fields() -> None:
+    # given "Cell Phone Number" and "Your Email Address", beside "Phone Type", "Email Opt In",
+    # "Address" and "Contact Preference", which are about the phone and e-mail but are not them
+    assert lead(sample("crm_form_labels.txt")) == ParsedLead(
+        first_name="Dana",
+        last_name="Whitfield",
+        phone="+12125550161",
+        email="dana.whitfield@example.com",
+        state="NY",
+        notes=(
+            "Phone Type: mobile\nEmail Opt In: yes\nAddress: 1 Main St\nContact Preference: email"
+        ),
+    )
+
+
+def test_fields_written_side_by_side_on_one_line() -> None:
+    # given "Key: value | Key: value" and "Key: value; Key: value" lines, a full stop after the
+    # address, and a message that holds a ";" and a "|" of its own
+    assert lead(sample("one_line_pairs.txt")) == ParsedLead(
+        first_name="Jo",
+        last_name="Reyes",
+        phone="+12125550163",
+        email="jo.reyes@example.com",
+        state="NJ",
+        lead_source="Partner Feed",
+        notes="call after 5; weekends are fine | thanks",
+    )
+
+
+def test_an_html_table_with_qualified_labels() -> None:
+    assert lead(sample("html_table_labels.html")) == ParsedLead(
+        first_name="Lee",
+        last_name="Okafor",
+        phone="+16465550164",
+        email="lee.okafor@example.org",
+        notes="Phone Type: Mobile\nContact Preference: phone",
+    )
+
+
 # --- the sender as the lead -------------------------------------------------------------
 
 
@@ -188,8 +233,111 @@ def test_phone_values(body: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "label",
+    [
+        "Cell Phone Number",
+        "Mobile Phone Number",
+        "Work Phone",
+        "Home Phone",
+        "Best Phone",
+        "Your Phone",
+        "Your Phone Number",
+        "Daytime Phone",
+        "Contact Phone Number",
+        "Primary Phone Number",
+        "Phone 1",
+        "Phone #2",
+        "Ph",
+        "WorkPhone",
+        "best_contact_number",
+        "Mobile 1",
+    ],
+)
+def test_qualified_and_numbered_phone_labels(label: str) -> None:
+    assert lead(f"{label}: 212-555-0161").phone == "+12125550161"
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "Your Email Address",
+        "Work Email",
+        "Email Id",
+        "Home E-mail",
+        "Personal Email Address 2",
+        "Email Address 1",
+    ],
+)
+def test_qualified_and_numbered_email_labels(label: str) -> None:
+    assert lead(f"{label}: Jo@Example.com").email == "jo@example.com"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Phone Type: mobile",
+        "Phone Type: 212-555-0199",
+        "Email Opt In: yes",
+        "Email Opt In: optin@example.com",
+        "Address: 1 Main St",
+        "Home Address: 2 Elm St",
+        "Contact Preference: email",
+        "Contact: 646-555-0199",
+        "Best Time: 5pm",
+        "Lead Id: 8812",
+    ],
+)
+def test_look_alike_labels_are_other_fields(line: str) -> None:
+    # given a field about the phone or e-mail that is not one, before and after the real ones
+    for body in (
+        f"{line}\nPhone: 212-555-0161\nEmail: jo@example.com",
+        f"Phone: 212-555-0161\nEmail: jo@example.com\n{line}",
+    ):
+        result = lead(body)
+        # then it neither replaces them nor is lost: it is kept as a note
+        assert (result.phone, result.email, result.notes) == (
+            "+12125550161",
+            "jo@example.com",
+            line,
+        )
+    # and on its own it is no way to reach the lead
+    assert problem(line) == "no phone or e-mail in the lead"
+
+
+def test_your_before_any_label_is_filler() -> None:
+    result = lead("Your First Name: Jo\nYour Last Name: Reyes\nYour Phone: 2125550161")
+    assert (result.first_name, result.last_name) == ("Jo", "Reyes")
+
+
+@pytest.mark.parametrize(
+    ("body", "phone", "email"),
+    [
+        ("Phone: 212-555-0161 | Email: a@b.com", "+12125550161", "a@b.com"),
+        ("Phone: 212-555-0161; Email: a@b.com", "+12125550161", "a@b.com"),
+        ("Email: a@b.com|Phone: 212-555-0161", "+12125550161", "a@b.com"),
+        (
+            "Name: Jo | Cell Phone Number: 212-555-0161 ; Work Email: a@b.com",
+            "+12125550161",
+            "a@b.com",
+        ),
+    ],
+    ids=["pipe", "semicolon", "tight-pipe", "three-qualified"],
+)
+def test_several_fields_on_one_line(body: str, phone: str, email: str) -> None:
+    result = lead(body)
+    assert (result.phone, result.email) == (phone, email)
+
+
+def test_a_separator_not_followed_by_a_field_stays_in_the_value() -> None:
+    result = lead("Message: quote for 2 roofs; the barn | the house\nPhone: 2125550161")
+    assert result.notes == "quote for 2 roofs; the barn | the house"
+
+
+@pytest.mark.parametrize(
     ("body", "expected"),
     [
+        ("Email: jo@example.com.", "jo@example.com"),
+        ("Email: jo@example.co.uk.", "jo@example.co.uk"),
         ("Email: Jane.Doe@Example.COM", "jane.doe@example.com"),
         ("E-mail: Jane Doe <jane@example.com>", "jane@example.com"),
         ("Email Address: jane@example.com <mailto:jane@example.com>", "jane@example.com"),
@@ -361,6 +509,34 @@ def test_a_long_bad_value_is_cut_short_in_the_reason() -> None:
 
 def test_a_valid_phone_saves_a_lead_with_a_bad_email() -> None:
     assert lead("Phone: 7205550142\nEmail: jane@") == ParsedLead(phone="+17205550142")
+
+
+# --- the intake address a lead was sent to ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "leads-7f3kq@intake.example.com",
+        "  LEADS-7F3KQ@Intake.Example.com  ",
+        "Leads <leads-7f3kq@intake.example.com>",
+        '"Leads, Inc" <Leads-7f3kq@intake.example.com>',
+        "<leads-7f3kq@intake.example.com>",
+        "Leads<leads-7f3kq@intake.example.com>",
+        "leads-7f3kq@intake.example.com (Leads)",
+        "Leads <leads-7f3kq@intake.example.com>, boss@example.com",
+    ],
+    ids=["bare", "spaced-upper", "named", "quoted-comma", "angle", "tight", "comment", "several"],
+)
+def test_the_intake_address_is_the_bare_address_lower_cased(to: str) -> None:
+    assert intake_address(to) == "leads-7f3kq@intake.example.com"
+
+
+@pytest.mark.parametrize(
+    ("to", "expected"), [(" Not An Address ", "not an address"), ("", ""), ("Leads <>", "leads <>")]
+)
+def test_text_with_no_address_is_kept_as_written_lower_cased(to: str, expected: str) -> None:
+    assert intake_address(to) == expected
 
 
 # --- contact ids ------------------------------------------------------------------------

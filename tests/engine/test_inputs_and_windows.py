@@ -127,3 +127,17 @@ def test_a_disposition_set_by_an_update_fires_disposition_triggers() -> None:
     # and the same disposition again changes nothing
     again = event("contact.updated", T0, contact_id="c-1", disposition="interested")
     assert decide(definitions(seq), [created(), update, again]).of("enrollment.rejected") == []
+
+
+def test_a_lead_mailed_to_the_intake_address_with_a_display_name_is_taken() -> None:
+    seq = sequence(intake_address="leads-1@intake.example.com", triggers=[])
+    mail = event(
+        "lead.email_received",
+        T0,
+        subject="intake",
+        to='"Leads, Inc" <Leads-1@Intake.Example.com>',
+        body="First Name: Jo\nPhone: (212) 555-0199",
+    )
+    out = decide(definitions(seq), [mail])
+    assert out.of("lead.rejected") == []
+    assert out.one("enrollment.enrolled")["data"]["via"] == "intake"

@@ -87,9 +87,9 @@ def test_user_and_system_facing_steps_emit_changes_and_notices() -> None:
         ),
         "mark_dnc": ({"type": "mark_dnc"}, "contact.dnc_changed", {"dnc": True}),
         "change_owner": (
-            {"type": "change_owner", "owner_id": "u-9"},
+            {"type": "change_owner", "owner_id": "u-7"},
             "contact.updated",
-            {"owner_id": "u-9"},
+            {"owner_id": "u-7"},
         ),
         "add_line": (
             {"type": "add_line", "line_id": "line-2"},

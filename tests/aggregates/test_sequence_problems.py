@@ -1,0 +1,196 @@
+"""Sequence problems: a sequence that parses but names a line, ring group or user the account
+does not define loads `invalid`, listing why; without such maps the names pass unchecked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aggregates.sequence import Catalog, Sequence
+from schemas.definitions import validate_definition_document
+from tests.engine import helpers
+
+ACCOUNT: dict[str, Any] = {
+    "lines": {"line-1": "+12125550000"},
+    "users": {
+        "u-7": {"name": "Sam Lee", "phone": "+12125550007"},
+        "u-8": {"name": "Kim Ode", "phone": "+12125550008"},
+    },
+    "ring_groups": {"rg-sales": ["u-7"], "rg-empty": [], "rg-ghosts": ["u-1", "u-2"]},
+}
+NO_MAPS: dict[str, Any] = {"timezone": "America/New_York"}
+
+
+def loaded(*steps: dict[str, Any], account: dict[str, Any], **settings: Any) -> Sequence:
+    """When a sequence with these steps is loaded under this account."""
+    spec: dict[str, Any] = {
+        "id": "seq",
+        "name": "Test",
+        "outbound_line": "line-1",
+        "steps": [{"id": f"s{n}", **step} for n, step in enumerate(steps, start=1)],
+        **settings,
+    }
+    doc = validate_definition_document({"account": account, "sequences": [spec]})
+    return Catalog.from_document(doc).sequences["seq"]
+
+
+SMS = {"type": "send_sms", "text": "Hi [FirstName]"}
+
+
+def dialer(group: str) -> dict[str, Any]:
+    return {"type": "progressive_dialer", "ring_group": group, "message": "Press 1"}
+
+
+# --- the account defines them: unknown names are problems -------------------------------
+
+
+def test_an_outbound_line_the_account_does_not_define_makes_the_sequence_invalid() -> None:
+    sequence = loaded(SMS, account=ACCOUNT, outbound_line="line-9")
+    assert sequence.status == "invalid"
+    assert sequence.problems == ("outbound_line: unknown line 'line-9'",)
+
+
+def test_an_unknown_ring_group_is_a_problem_of_its_step() -> None:
+    sequence = loaded(dialer("rg-typo"), account=ACCOUNT)
+    assert sequence.status == "invalid"
+    assert sequence.problems == (
+        "step s1 (progressive_dialer): unknown ring group 'rg-typo' in ring_group",
+    )
+
+
+def test_every_ring_group_step_type_is_checked() -> None:
+    sequence = loaded(
+        {"type": "preview_dialer", "ring_group": "rg-x", "message": "Press 1"},
+        {"type": "sms_ring_group", "ring_group": "rg-x", "text": "Lead"},
+        {"type": "email_ring_group", "ring_group": "rg-x", "subject": "Lead", "body": "See"},
+        account=ACCOUNT,
+    )
+    assert sequence.problems == (
+        "step s1 (preview_dialer): unknown ring group 'rg-x' in ring_group",
+        "step s2 (sms_ring_group): unknown ring group 'rg-x' in ring_group",
+        "step s3 (email_ring_group): unknown ring group 'rg-x' in ring_group",
+    )
+
+
+def test_a_ring_group_with_no_members_reaches_nobody() -> None:
+    sequence = loaded(dialer("rg-empty"), account=ACCOUNT)
+    assert sequence.problems == (
+        "step s1 (progressive_dialer): ring group 'rg-empty' has no members",
+    )
+
+
+def test_a_ring_group_whose_members_are_no_users_reaches_nobody() -> None:
+    sequence = loaded(dialer("rg-ghosts"), account=ACCOUNT)
+    assert sequence.problems == (
+        "step s1 (progressive_dialer): ring group 'rg-ghosts' has no member among the"
+        " account's users",
+    )
+
+
+def test_a_new_owner_the_account_does_not_define_is_a_problem() -> None:
+    sequence = loaded({"type": "change_owner", "owner_id": "u-9"}, account=ACCOUNT)
+    assert sequence.status == "invalid"
+    assert sequence.problems == ("step s1 (change_owner): unknown user 'u-9' in owner_id",)
+
+
+def test_each_unknown_round_robin_owner_is_listed() -> None:
+    sequence = loaded(
+        {"type": "round_robin_owner", "owners": ["u-7", "u-9", "u-8", "u-10"]}, account=ACCOUNT
+    )
+    assert sequence.problems == (
+        "step s1 (round_robin_owner): unknown user 'u-9' in owners",
+        "step s1 (round_robin_owner): unknown user 'u-10' in owners",
+    )
+
+
+def test_problems_of_several_kinds_are_all_listed_with_the_existing_ones() -> None:
+    sequence = loaded(
+        {"type": "send_sms", "text": "Hi [Nickname]"},
+        dialer("rg-typo"),
+        {"type": "change_owner", "owner_id": "u-9"},
+        account=ACCOUNT,
+        outbound_line="line-9",
+    )
+    assert sequence.problems == (
+        "outbound_line: unknown line 'line-9'",
+        "step s1 (send_sms): unknown shortcode [Nickname] in text",
+        "step s2 (progressive_dialer): unknown ring group 'rg-typo' in ring_group",
+        "step s3 (change_owner): unknown user 'u-9' in owner_id",
+    )
+
+
+def test_names_the_account_defines_leave_the_sequence_active() -> None:
+    sequence = loaded(
+        SMS,
+        dialer("rg-sales"),
+        {"type": "change_owner", "owner_id": "u-8"},
+        {"type": "round_robin_owner", "owners": ["u-7", "u-8"]},
+        account=ACCOUNT,
+    )
+    assert (sequence.status, sequence.problems) == ("active", ())
+
+
+# --- the account defines none of a kind: the names pass as they are ---------------------
+
+
+def test_without_account_maps_any_line_ring_group_and_owner_is_accepted() -> None:
+    sequence = loaded(
+        SMS,
+        dialer("rg-anything"),
+        {"type": "change_owner", "owner_id": "u-9"},
+        {"type": "round_robin_owner", "owners": ["u-1", "u-2"]},
+        account=NO_MAPS,
+        outbound_line="line-anything",
+    )
+    assert (sequence.status, sequence.problems) == ("active", ())
+
+
+def test_each_kind_is_checked_only_when_the_account_defines_that_kind() -> None:
+    # given an account with lines only
+    lines_only = {"lines": {"line-1": "+12125550000"}}
+    # then ring groups and owners pass unchecked, and the line is still checked
+    assert (
+        loaded(
+            dialer("rg-anything"), {"type": "change_owner", "owner_id": "u-9"}, account=lines_only
+        ).problems
+        == ()
+    )
+    assert loaded(SMS, account=lines_only, outbound_line="line-9").problems == (
+        "outbound_line: unknown line 'line-9'",
+    )
+    # given ring groups whose members the account does not list as users
+    groups_only = {"ring_groups": {"rg-sales": ["u-7"]}}
+    assert loaded(dialer("rg-sales"), account=groups_only).problems == ()
+
+
+def test_the_worked_example_stays_active() -> None:
+    # given the contract's worked example, which names a line and ring group it never defines
+    document = helpers.load_yaml(str(helpers.welcome_dir() / "welcome.yaml"))
+    # then it loads active
+    sequences = Catalog.from_document(document).sequences.values()
+    assert [(s.id, s.status) for s in sequences] == [("welcome", "active")]
+
+
+# --- through the engine -----------------------------------------------------------------
+
+
+def test_nobody_is_enrolled_in_a_sequence_naming_an_unknown_owner() -> None:
+    # given a sequence that hands contacts to a user the account does not have
+    defs = helpers.definitions(
+        helpers.sequence(steps=[{"id": "s1", "type": "change_owner", "owner_id": "u-9"}])
+    )
+    # when a contact meets its trigger
+    out = helpers.decide(
+        defs,
+        [
+            helpers.event("contact.created", "2027-07-05T14:00:00Z", contact_id="c-1"),
+            helpers.event("contact.tag_added", "2027-07-05T14:01:00Z", contact_id="c-1", tag="hot"),
+        ],
+    )
+    # then the sequence is invalid, says why, and the contact is rejected, not reassigned
+    defined = out.one("sequence.defined")["data"]
+    assert (defined["status"], defined["problems"]) == (
+        "invalid",
+        ["step s1 (change_owner): unknown user 'u-9' in owner_id"],
+    )
+    assert out.one("enrollment.rejected")["data"]["reason"] == "sequence_invalid"
+    assert out.of("contact.updated") == []
