@@ -110,6 +110,13 @@ def run(args: argparse.Namespace) -> int:
             f" of one decided before and were skipped (the first at line {stats.first_duplicate})",
             file=sys.stderr,
         )
+    if stats.late:
+        print(
+            f"dripstream: {args.events}: {stats.late} event(s) were earlier than an event before"
+            f" them (the first at line {stats.first_late}); each was decided in file order, after"
+            " the timers already fired",
+            file=sys.stderr,
+        )
     if stats.own_changes:
         print(
             f"dripstream: {stats.own_changes} event(s) with source 'dripstream' were the engine's "

@@ -61,6 +61,8 @@ class ReplayStats:
     own_changes: int = 0
     duplicates: int = 0  # repeats of an input already decided (same source and id)
     first_duplicate: int | None = None  # its line number
+    late: int = 0  # inputs earlier than one before them in the file
+    first_late: int | None = None  # its line number
     active_enrollments: int = 0
 
 
@@ -132,6 +134,9 @@ def _replay(
             emit(engine.define(definitions, decoded.time, DEFINITIONS_CAUSE))
             defined = True
         stats.inputs += 1
+        if last is not None and decoded.time < last:
+            stats.late += 1
+            stats.first_late = stats.first_late or number
         emit(engine.handle(decoded))
         if engine.duplicates > stats.duplicates:
             stats.duplicates = engine.duplicates

@@ -412,3 +412,14 @@ def test_the_last_minutes_owner_notice_is_sent_unless_windows_stay_open(
     assert main(arguments) == 0
     sent = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     assert [e["type"] for e in sent].count("notify.sms") == notices
+
+
+def test_an_event_earlier_than_the_one_before_it_is_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    earlier = {**GOOD_LINES[1], "id": "e-3", "time": "2028-03-02T14:00:00Z"}
+    lines = [orjson.dumps(e) for e in [*GOOD_LINES, earlier]]
+    status, _, _ = replay(tmp_path, ONLY_SEQUENCES, lines)
+    assert status == 0
+    said = capsys.readouterr().err
+    assert "1 event(s) were earlier than an event before them (the first at line 3)" in said
