@@ -58,6 +58,11 @@ class EnrollmentRejected:
     contact_id: str
     reason: str
     via: str
+    # Who, as with enrollment.enrolled: a contact only ever rejected is still named and
+    # found by phone in a history built from the output alone.
+    contact_name: str | None = None
+    contact_phone: str | None = None
+    contact_email: str | None = None
 
     def data(self) -> dict[str, Any]:
         return {
@@ -65,6 +70,9 @@ class EnrollmentRejected:
             "contact_id": self.contact_id,
             "reason": self.reason,
             "via": self.via,
+            "contact_name": self.contact_name,
+            "contact_phone": self.contact_phone,
+            "contact_email": self.contact_email,
         }
 
 

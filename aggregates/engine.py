@@ -469,14 +469,9 @@ class Engine:
         targets = self._targets(data)
         for contact_id in targets:
             if sequence is None:
+                contact = self._contact(contact_id)
                 out.add(
-                    EnrollmentRejected(
-                        self._clock(),
-                        str(data["sequence_id"]),
-                        contact_id,
-                        "sequence_invalid",
-                        "manual",
-                    )
+                    self._rejected(str(data["sequence_id"]), contact, "sequence_invalid", "manual")
                 )
             else:
                 self._enroll(sequence, contact_id, "manual", out)
@@ -615,12 +610,26 @@ class Engine:
             return "outside_hours"
         return None
 
+    def _rejected(
+        self, sequence_id: str, contact: ContactState, reason: str, via: str
+    ) -> EnrollmentRejected:
+        return EnrollmentRejected(
+            self._clock(),
+            sequence_id,
+            contact.contact_id,
+            reason,
+            via,
+            contact_name=contact.name or None,
+            contact_phone=contact.phone,
+            contact_email=contact.email,
+        )
+
     def _enroll(self, sequence: Sequence, contact_id: str, via: str, out: _Outbox) -> None:
         now = self._clock()
         contact = self._contact(contact_id)
         reason = self._rejection(sequence, contact, now)
         if reason is not None:
-            out.add(EnrollmentRejected(now, sequence.id, contact_id, reason, via))
+            out.add(self._rejected(sequence.id, contact, reason, via))
             return
         counts = self.enrollment_counts.setdefault(sequence.id, {})
         number = counts.get(contact_id, 0) + 1

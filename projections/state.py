@@ -21,7 +21,7 @@ SCHEDULE_TYPES = frozenset({"step.scheduled", "step.deferred"})
 # What changes an enrollment, and what tells the directory about a contact.
 BOOK_TYPES = frozenset({"enrollment.enrolled"}) | ENDING_TYPES | DONE_STEP_TYPES | SCHEDULE_TYPES
 CONTACT_FACT_TYPES = frozenset({"contact.created", "contact.updated"})
-DIRECTORY_TYPES = frozenset({"enrollment.enrolled"}) | CONTACT_FACT_TYPES
+DIRECTORY_TYPES = frozenset({"enrollment.enrolled", "enrollment.rejected"}) | CONTACT_FACT_TYPES
 CATALOG_TYPES = frozenset({"sequence.defined", "sequence.deleted"})
 
 # Each fold below takes an event's parts (type, data, ...) rather than an OutputEvent, so
@@ -259,7 +259,7 @@ class Directory:
         card = self.cards.get(contact_id)
         if card is None:
             card = self.cards[contact_id] = ContactCard(contact_id)
-        if kind == "enrollment.enrolled":
+        if kind in ("enrollment.enrolled", "enrollment.rejected"):
             card.name = text_of(data, "contact_name") or card.name
             card.phone = text_of(data, "contact_phone") or card.phone
             card.email = text_of(data, "contact_email") or card.email

@@ -15,6 +15,7 @@ from tests.engine.helpers import decide, definitions, event, sequence
 
 T0 = "2027-07-06T14:00:10Z"  # a Tuesday, 10:00:10 in New York
 OWNER_STEP = [{"id": "own", "type": "change_owner", "owner_id": "u-7"}]
+DAY = {"kind": "default", "amount": 1, "unit": "days"}
 
 
 def created(contact: str = "c-1", time: str = T0, **profile: Any) -> dict[str, Any]:
@@ -141,3 +142,11 @@ def test_a_lead_mailed_to_the_intake_address_with_a_display_name_is_taken() -> N
     out = decide(definitions(seq), [mail])
     assert out.of("lead.rejected") == []
     assert out.one("enrollment.enrolled")["data"]["via"] == "intake"
+
+
+def test_a_rejection_names_the_contact_like_an_enrollment() -> None:
+    seq = sequence(steps=[{"id": "s1", "type": "send_sms", "text": "x", "delay": DAY}])
+    out = decide(definitions(seq), [created(), tagged(), tagged()])
+    rejected = out.one("enrollment.rejected")["data"]
+    assert rejected["reason"] == "already_enrolled"
+    assert (rejected["contact_name"], rejected["contact_phone"]) == ("Ana", "+12125550101")

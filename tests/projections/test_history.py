@@ -147,6 +147,25 @@ def test_a_rejected_lead_belongs_to_the_sequence_of_its_intake_address() -> None
     ]
 
 
+def test_a_contact_only_ever_rejected_is_named_and_found_by_phone() -> None:
+    given = Stream()
+    given.defined("w")
+    given.add(
+        "enrollment.rejected",
+        T0,
+        sequence_id="w",
+        contact_id="c-8",
+        reason="opted_out",
+        via="contact_tagged",
+        contact_name="Ravi Rao",
+        contact_phone="+17205550143",
+        contact_email=None,
+    )
+    page = report_of(given).query(HistoryQuery("w", search="720-555-0143"))
+    assert page is not None
+    assert [line.contact for line in page.rows] == ["Ravi Rao (c-8) +17205550143"]
+
+
 def test_each_row_names_its_contact_as_the_report_shows_it() -> None:
     given = Stream()
     given.defined("w", intake_address="leads-1@intake.example.com")
