@@ -17,7 +17,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "replay": ("ops.replay_cli",),
     "sequences": ("ops.readmodel_cli", "ops.kafka_cli"),
     "history": ("ops.readmodel_cli",),
-    "projections": ("ops.readmodel_cli",),
+    "projections": ("ops.readmodel_cli", "ops.projector_cli"),
     "worker": ("ops.kafka_cli",),
     "produce": ("ops.kafka_cli",),
     "effects": ("ops.effects_cli",),

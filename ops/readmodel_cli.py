@@ -339,7 +339,8 @@ def _connect(args: argparse.Namespace, missing: str = NO_SOURCE) -> Iterator[Pos
             yield PostgresProjection(conn, schema=args.schema)
     except psycopg.errors.UndefinedTable:
         raise _ReadFailedError(
-            f"no read models in schema {args.schema!r}: run `{PROG} projections rebuild`"
+            f"no read models in schema {args.schema!r}: run `{PROG} projections run` (from"
+            f" the topics) or `{PROG} projections rebuild` (from a file)"
         ) from None
     except psycopg.errors.UndefinedColumn:
         raise _ReadFailedError(

@@ -23,6 +23,7 @@ from projections.history import EPOCH
 # rebuild loads the two groups side by side.
 STATE_TABLES: tuple[LiteralString, ...] = (
     "projection_position",
+    "projection_offsets",
     "sequences",
     "enrollments",
     "contacts",
@@ -45,6 +46,17 @@ TABLE_DDL: tuple[tuple[str, LiteralString], ...] = (
         name text PRIMARY KEY,
         position bigint NOT NULL,
         latest_time timestamptz)""",
+    ),
+    (
+        # Where the live projector (`projections run`) has read each output topic partition
+        # to; empty for read models loaded from a file.
+        "projection_offsets",
+        """CREATE TABLE IF NOT EXISTS {s}.projection_offsets (
+        name text NOT NULL,
+        topic text NOT NULL,
+        partition integer NOT NULL,
+        next_offset bigint NOT NULL,
+        PRIMARY KEY (name, topic, partition))""",
     ),
     (
         "sequences",

@@ -7,7 +7,9 @@ classes the in-memory models use, writes the slice back with executemany, copies
 history rows with COPY, adds them to the hourly and daily counters, and moves the position,
 so re-applying the same records changes nothing. History rows are also unique by CloudEvents
 (source, id): a redelivered event at a new position adds no row. A rebuild from a file takes
-the bulk path in `projections/rebuild.py` instead.
+the bulk path in `projections/rebuild.py` instead. The live projector (streams/projector.py)
+applies records read from the output topics with `apply_consumed`, which keeps their topic
+offsets in `projection_offsets` in the same transaction.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ from projections.state import (
     EnrollmentBook,
     SequenceInfo,
 )
-from projections.stream import EventKey, Positioned
+from projections.stream import Consumed, EventKey, Positioned
 
 if TYPE_CHECKING:
     from projections.rebuild import Rebuilt
@@ -278,27 +280,85 @@ class PostgresProjection:
         with self._conn.transaction():
             stored, latest = self._lock_position()
             fresh = self._unseen([r for r in batch if r.position > stored])
-            state = self._load_slice(fresh)
-            entries: list[HistoryEntry] = []
-            for record in fresh:
-                event = record.event
-                state.catalog.evolve(event, record.position)
-                state.book.evolve(event)
-                state.directory.evolve(event)
-                entry = history_entry(event, state.catalog, record.position)
-                if entry is not None:
-                    entries.append(entry)
-                if latest is None or event.time > latest:
-                    latest = event.time
-            self._store(state, entries)
-            self._conn.execute(
-                self._sql(
-                    "UPDATE {s}.projection_position SET position = %s, latest_time = %s"
-                    " WHERE name = %s"
-                ),
-                (max(stored, batch[-1].position), latest, self.name),
-            )
+            latest = self._fold_and_store(fresh, latest)
+            self._set_position(max(stored, batch[-1].position), latest)
         return len(fresh)
+
+    def offsets(self) -> dict[tuple[str, int], int]:
+        """The next offset to read of each topic partition the live projector has read."""
+        rows = self._conn.execute(
+            self._sql(
+                "SELECT topic, partition, next_offset FROM {s}.projection_offsets WHERE name = %s"
+            ),
+            (self.name,),
+        ).fetchall()
+        return {(str(topic), int(partition)): int(offset) for topic, partition, offset in rows}
+
+    def apply_consumed(self, records: Iterable[Consumed]) -> int:
+        """Apply records read from the output topics in one transaction, with the offsets
+        they reach: a record below its partition's stored offset was applied before (a
+        redelivery) and changes nothing. Events are folded in time order (then topic,
+        partition, offset), so facts from the contacts topic and decisions meet as they
+        happened. Returns how many events were new."""
+        with self._conn.transaction():
+            stored, latest = self._lock_position()
+            done = self.offsets()
+            reached: dict[tuple[str, int], int] = {}
+            new: list[Consumed] = []
+            for record in records:
+                where = (record.topic, record.partition)
+                if record.offset < done.get(where, 0):
+                    continue
+                reached[where] = max(reached.get(where, 0), record.offset + 1)
+                if record.event is not None:
+                    new.append(record)
+            if not reached:
+                return 0
+            new.sort(key=_consumed_order)
+            positioned = [
+                Positioned(stored + n, record.event)
+                for n, record in enumerate(new, start=1)
+                if record.event is not None
+            ]
+            fresh = self._unseen(positioned)
+            latest = self._fold_and_store(fresh, latest)
+            self._set_position(stored + len(positioned), latest)
+            with self._conn.cursor() as cur:
+                cur.executemany(
+                    self._sql(
+                        "INSERT INTO {s}.projection_offsets (name, topic, partition, next_offset)"
+                        " VALUES (%s, %s, %s, %s) ON CONFLICT (name, topic, partition)"
+                        " DO UPDATE SET next_offset = EXCLUDED.next_offset"
+                    ),
+                    [(self.name, topic, part, offset) for (topic, part), offset in reached.items()],
+                )
+        return len(fresh)
+
+    def _fold_and_store(self, fresh: list[Positioned], latest: datetime | None) -> datetime | None:
+        """Fold new events into the stored state they touch and write it back; returns the
+        latest event time seen."""
+        state = self._load_slice(fresh)
+        entries: list[HistoryEntry] = []
+        for record in fresh:
+            event = record.event
+            state.catalog.evolve(event, record.position)
+            state.book.evolve(event)
+            state.directory.evolve(event)
+            entry = history_entry(event, state.catalog, record.position)
+            if entry is not None:
+                entries.append(entry)
+            if latest is None or event.time > latest:
+                latest = event.time
+        self._store(state, entries)
+        return latest
+
+    def _set_position(self, position: int, latest: datetime | None) -> None:
+        self._conn.execute(
+            self._sql(
+                "UPDATE {s}.projection_position SET position = %s, latest_time = %s WHERE name = %s"
+            ),
+            (position, latest, self.name),
+        )
 
     def _lock_position(self) -> tuple[int, datetime | None]:
         self._conn.execute(
@@ -838,3 +898,8 @@ def _json_text(value: Any) -> str:
 
 def card_row(c: ContactCard) -> Row:
     return (c.contact_id, c.first_name, c.last_name, c.name, c.phone, c.email)
+
+
+def _consumed_order(record: Consumed) -> tuple[datetime, str, int, int]:
+    assert record.event is not None
+    return (record.event.time, record.topic, record.partition, record.offset)

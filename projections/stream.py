@@ -131,6 +131,17 @@ class OutputEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Consumed:
+    """An output event read from a Kafka topic, with where it was read; `event` is None for
+    a record that is not an output event (it still moves the topic's position)."""
+
+    topic: str
+    partition: int
+    offset: int
+    event: OutputEvent | None
+
+
+@dataclass(frozen=True, slots=True)
 class Positioned:
     """An event and its place in the stream (the 1-based line number of a file)."""
 

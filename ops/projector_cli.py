@@ -1,0 +1,97 @@
+"""`dripstream projections run`: keep the PostgreSQL read models current from the output topics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+from ops.cli_groups import SubParsers, get_or_create_group
+from ops.settings import Settings
+
+if TYPE_CHECKING:
+    from projections.postgres import PostgresProjection
+    from streams.projector import ProjectorSettings
+
+PROG = "dripstream"
+
+
+def register(commands: SubParsers) -> None:
+    projections = get_or_create_group(commands, "projections", help="the read models in PostgreSQL")
+    parser = projections.add_parser(
+        "run",
+        help="keep the read models current from the output topics",
+        description="Read the output topics (decisions, effects, contacts) as they grow and "
+        "apply them to the read models in PostgreSQL, each poll in one transaction with the "
+        "offsets it reached; a restart resumes there. Stop with SIGTERM or Ctrl-C.",
+    )
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--topic-prefix", help="topic prefix (DRIPSTREAM_TOPIC_PREFIX)")
+    parser.add_argument("--database-url", metavar="URL", help="PostgreSQL (DATABASE_URL)")
+    parser.add_argument("--schema", default="readmodels", help="schema of the read models")
+    parser.add_argument(
+        "--reset",
+        action="store_true",
+        help="empty the read models first and read the topics from their beginning (needed "
+        "once over read models loaded from a file)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import psycopg  # noqa: PLC0415 - heavy imports, only for this command
+
+    from projections.pg_tables import OlderLayoutError  # noqa: PLC0415
+    from projections.postgres import PostgresProjection  # noqa: PLC0415
+    from streams.projector import ProjectorSettings  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    env = Settings.from_environment()
+    url = args.database_url or env.database_url
+    if not url:
+        print(f"{PROG}: no PostgreSQL: set DATABASE_URL or --database-url", file=sys.stderr)
+        return 2
+    settings = ProjectorSettings(
+        bootstrap_servers=args.bootstrap or env.bootstrap_servers,
+        topic_prefix=args.topic_prefix if args.topic_prefix is not None else env.topic_prefix,
+    )
+    try:
+        conn = psycopg.connect(url, autocommit=True)
+    except psycopg.Error as error:
+        print(f"{PROG}: cannot connect to PostgreSQL: {error}", file=sys.stderr)
+        return 2
+    with conn:
+        projection = PostgresProjection(conn, schema=args.schema)
+        try:
+            projection.ensure_schema()
+        except OlderLayoutError as error:
+            print(f"{PROG}: {error}", file=sys.stderr)
+            return 2
+        if args.reset:
+            projection.reset()
+        elif projection.position() and not projection.offsets():
+            print(
+                f"{PROG}: the read models in schema {args.schema!r} were loaded from a file, not"
+                " from the topics: run with --reset to rebuild them from the topics (or use"
+                " another --schema)",
+                file=sys.stderr,
+            )
+            return 2
+        return asyncio.run(_run(settings, projection))
+
+
+async def _run(settings: ProjectorSettings, projection: PostgresProjection) -> int:
+    from streams.projector import run_projector  # noqa: PLC0415
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    applied = await run_projector(settings, projection, stop)
+    logging.getLogger(__name__).info("stopped; %d new events applied", applied)
+    return 0

@@ -1,0 +1,126 @@
+"""`dripstream projections run`: the PostgreSQL read models kept current from the output topics.
+
+A consumer group reads `decisions`, `effects` and `contacts` (read_committed: only what the
+relay's transactions committed) and applies each poll to the read models in one PostgreSQL
+transaction together with the offsets it reached (projections/postgres.py `apply_consumed`).
+Those stored offsets, not Kafka's committed ones, say where reading resumes: on every
+assignment each partition is sought to its stored offset, so a crash between the
+transaction and Kafka's commit re-reads records the read models already hold, and they are
+skipped. Kafka's offsets are still committed afterwards, as a view of progress for tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import (  # type: ignore[import-untyped]
+    AIOKafkaConsumer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+)
+
+from projections.postgres import PostgresProjection
+from projections.stream import Consumed, MalformedEventError, OutputEvent
+
+log = logging.getLogger(__name__)
+
+OUTPUT_TOPICS = ("decisions", "effects", "contacts")
+POLL_MS = 500
+MAX_RECORDS = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectorSettings:
+    bootstrap_servers: str
+    topic_prefix: str
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(self.topic_prefix + name for name in OUTPUT_TOPICS)
+
+    @property
+    def group_id(self) -> str:
+        return self.topic_prefix + "projections"
+
+
+def consumed(topic: str, partition: int, offset: int, value: bytes | None) -> Consumed:
+    """One record as the read models take it: an output event, or None for anything else
+    (a record that is not JSON or not an event still moves its partition's offset)."""
+    try:
+        event = OutputEvent.from_json(orjson.loads(value or b""))
+    except (orjson.JSONDecodeError, MalformedEventError) as error:
+        log.warning("skipped %s:%d@%d: %s", topic, partition, offset, error)
+        return Consumed(topic, partition, offset, None)
+    return Consumed(topic, partition, offset, event)
+
+
+class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc, unused-ignore]
+    """Each partition taken starts where the read models say, not where Kafka does."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, projection: PostgresProjection) -> None:
+        self._consumer = consumer
+        self._projection = projection
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        log.info("partitions revoked: %s", sorted(str(tp) for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        stored = await asyncio.to_thread(self._projection.offsets)
+        for tp in assigned:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
+        log.info("partitions assigned: %s", sorted(str(tp) for tp in assigned))
+
+
+async def run_projector(
+    settings: ProjectorSettings, projection: PostgresProjection, stop: asyncio.Event
+) -> int:
+    """Apply the output topics to the read models until `stop` is set; returns how many
+    events were new to them."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        # A read_committed fetch parked at the broker is answered when its wait runs out.
+        fetch_max_wait_ms=100,
+    )
+    consumer.subscribe(settings.topics, listener=_SeekToStored(consumer, projection))
+    await consumer.start()
+    applied = 0
+    try:
+        while not stop.is_set():
+            polled = asyncio.ensure_future(
+                consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
+            )
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({polled, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not polled.done():
+                polled.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await polled
+                break
+            records = [
+                consumed(tp.topic, tp.partition, record.offset, record.value)
+                for tp, batch in polled.result().items()
+                for record in batch
+            ]
+            if not records:
+                continue
+            applied += await asyncio.to_thread(projection.apply_consumed, records)
+            with contextlib.suppress(Exception):  # a view of progress only: the store decides
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+    return applied

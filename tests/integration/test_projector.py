@@ -1,0 +1,161 @@
+"""`dripstream projections run` on the real broker and PostgreSQL: the read models follow the
+output topics, a restart resumes where the stored offsets say, and SIGTERM stops it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+
+from projections.history import HistoryQuery
+from projections.loading import ReadModels
+from projections.postgres import PostgresProjection
+from schemas.registry import EVENT_TYPES
+from streams.projector import ProjectorSettings, run_projector
+from tests.engine.helpers import welcome_dir
+from tests.integration.pipeline import REPO, cli
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(300)]
+
+
+@pytest.fixture
+def projection(database_url: str, pg_schema: str) -> Iterator[PostgresProjection]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        projection = PostgresProjection(conn, schema=pg_schema)
+        projection.ensure_schema()
+        yield projection
+
+
+def replayed(tmp_path: Path) -> list[dict[str, Any]]:
+    out = tmp_path / "welcome.out.jsonl"
+    scenario = welcome_dir()
+    done = cli(
+        "replay",
+        "--sequences",
+        str(scenario / "welcome.yaml"),
+        "--events",
+        str(scenario / "welcome.events.jsonl"),
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    return [orjson.loads(line) for line in out.read_bytes().splitlines()]
+
+
+async def publish(bootstrap: str, prefix: str, events: list[dict[str, Any]]) -> None:
+    """As the relay does: each event on its type's topic, keyed by its subject."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        for event in events:
+            topic = prefix + EVENT_TYPES[event["type"]].topic
+            key = (event.get("subject") or "").encode()
+            await producer.send(topic, orjson.dumps(event), key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def project_until(
+    settings: ProjectorSettings, projection: PostgresProjection, position: int
+) -> int:
+    """Runs the projector until the read models hold `position` events (or 60 s pass)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_projector(settings, projection, stop))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not task.done():
+        if await asyncio.to_thread(projection.position) >= position:
+            break
+        await asyncio.sleep(0.2)
+    stop.set()
+    return await task
+
+
+def in_memory(events: list[dict[str, Any]]) -> ReadModels:
+    models = ReadModels()
+    for event in events:
+        for model in models.all():
+            model.apply(event)
+    return models
+
+
+async def test_the_read_models_follow_the_topics_and_resume_after_a_restart(
+    kafka_bootstrap: str, pipeline_prefix: str, projection: PostgresProjection, tmp_path: Path
+) -> None:
+    events = replayed(tmp_path)
+    first, rest = events[:-3], events[-3:]
+    settings = ProjectorSettings(kafka_bootstrap, pipeline_prefix)
+    # given the first outputs on the topics, when the projector runs
+    await publish(kafka_bootstrap, pipeline_prefix, first)
+    assert await project_until(settings, projection, len(first)) == len(first)
+    memory = in_memory(first)
+    assert projection.sequence_rows() == memory.sequences.rows()
+    # when more arrive and the projector starts again
+    await publish(kafka_bootstrap, pipeline_prefix, rest)
+    assert await project_until(settings, projection, len(events)) == len(rest)
+    # then the read models are those of the whole stream, nothing applied twice
+    memory = in_memory(events)
+    assert projection.sequence_rows() == memory.sequences.rows()
+    got = projection.history(HistoryQuery("welcome"))
+    want = memory.history.query(HistoryQuery("welcome"))
+    assert got is not None
+    assert want is not None
+    assert got.total == want.total
+    assert sorted(got.rows, key=repr) == sorted(want.rows, key=repr)
+    assert projection.position() == len(events)
+
+
+def test_sigterm_stops_the_projector_cleanly(
+    kafka_bootstrap: str, pipeline_prefix: str, database_url: str, pg_schema: str
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ops.cli", "projections", "run", "--schema", pg_schema],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "DRIPSTREAM_TOPIC_PREFIX": pipeline_prefix,
+            "DATABASE_URL": database_url,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        time.sleep(6)  # joined its group, polling
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_read_models_loaded_from_a_file_are_not_mixed_with_the_topics(
+    database_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    events = replayed(tmp_path)
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    loaded = cli(
+        "projections", "rebuild", "--history", str(path), "--schema", pg_schema,
+        "--database-url", database_url,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    refused = cli(
+        "projections", "run", "--schema", pg_schema, "--database-url", database_url,
+        "--bootstrap", "127.0.0.1:1",
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "loaded from a file" in refused.stderr
+    assert "--reset" in refused.stderr

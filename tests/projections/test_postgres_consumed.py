@@ -1,0 +1,101 @@
+"""The read models fed from the output topics (`apply_consumed`): given records with their
+topic, partition and offset, then the same answers as in memory, and a record read again
+changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from projections.history import HistoryQuery
+from projections.postgres import PostgresProjection
+from projections.stream import Consumed, OutputEvent
+from tests.projections.test_postgres_projection import QUERIES, in_memory, rich_stream, snapshot
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def projection(conn: psycopg.Connection[Any], pg_schema: str) -> PostgresProjection:
+    projection = PostgresProjection(conn, schema=pg_schema)
+    projection.ensure_schema()
+    return projection
+
+
+def on_topics(events: list[dict[str, Any]]) -> list[Consumed]:
+    """The events as the relay would publish them: contact facts on `contacts`, the rest on
+    `decisions`, two partitions each, offsets counted per partition."""
+    offsets: dict[tuple[str, int], int] = {}
+    records = []
+    for event in events:
+        topic = "p.contacts" if event["type"].startswith("contact.") else "p.decisions"
+        partition = len(str(event.get("subject"))) % 2
+        offset = offsets.get((topic, partition), 0)
+        offsets[(topic, partition)] = offset + 1
+        records.append(Consumed(topic, partition, offset, OutputEvent.from_json(event)))
+    return records
+
+
+def test_records_from_the_topics_give_the_in_memory_answers(
+    projection: PostgresProjection,
+) -> None:
+    events = rich_stream().events
+    records = on_topics(events)
+    # when they arrive in three polls
+    for start in range(0, len(records), 7):
+        projection.apply_consumed(records[start : start + 7])
+    # then the same answers as the models of the file; rows of the same moment may come in
+    # another order (the topics interleave them differently from the file), so pages of
+    # them are not compared
+    memory = in_memory(events)
+    assert projection.sequence_rows() == memory.sequences.rows()
+    for query in (q for q in QUERIES if q.limit is None):
+        got, want = projection.history(query), memory.history.query(query)
+        if want is None:
+            assert got is None, query
+            continue
+        assert got is not None, query
+        assert got.total == want.total, query
+        assert sorted(got.rows, key=repr) == sorted(want.rows, key=repr), query
+        assert [r.time for r in got.rows] == [r.time for r in want.rows], query
+    assert projection.history(HistoryQuery("nope")) is None
+
+
+def test_records_read_again_change_nothing(
+    projection: PostgresProjection, conn: psycopg.Connection[Any], pg_schema: str
+) -> None:
+    records = on_topics(rich_stream().events)
+    assert projection.apply_consumed(records) > 0
+    before = snapshot(conn, pg_schema)
+    # when a restart reads the last ten again
+    assert projection.apply_consumed(records[-10:]) == 0
+    # then nothing changed
+    assert snapshot(conn, pg_schema) == before
+
+
+def test_the_offsets_reached_are_stored_with_the_rows(projection: PostgresProjection) -> None:
+    records = on_topics(rich_stream().events)
+    projection.apply_consumed(records)
+    expected: dict[tuple[str, int], int] = {}
+    for record in records:
+        where = (record.topic, record.partition)
+        expected[where] = max(expected.get(where, 0), record.offset + 1)
+    assert projection.offsets() == expected
+
+
+def test_a_record_that_is_not_an_event_moves_the_offset_only(
+    projection: PostgresProjection,
+) -> None:
+    junk = Consumed("p.decisions", 0, 0, None)
+    assert projection.apply_consumed([junk]) == 0
+    assert projection.offsets() == {("p.decisions", 0): 1}
+    assert projection.sequence_rows() == []
