@@ -52,9 +52,12 @@ class ContactState:
     def is_opted_out(self, channel: str) -> bool:
         return channel in self.opted_out
 
-    def with_profile(self, data: Mapping[str, Any]) -> ContactState:
-        """Apply the profile fields present in `data` (contact.created / contact.updated)."""
+    def with_profile(self, data: Mapping[str, Any], *, created: bool = False) -> ContactState:
+        """Apply the profile fields present in `data` (contact.created / contact.updated);
+        `created` marks the contact as created (by its first contact.created)."""
         changes: dict[str, Any] = {k: data[k] for k in PROFILE_FIELDS if k in data}
+        if created:
+            changes["created"] = True
         for name in SHARED_FIELDS:
             value = changes.get(name)
             if type(value) is str:

@@ -23,20 +23,18 @@ class RecentIdentities:
     def repeated(self, identity: str, moment: datetime) -> bool:
         """Whether `identity` was decided within the window before `moment`; if not, it is
         remembered as decided at `moment`."""
-        first = self._seen.get(identity)
-        if first is not None and moment - first <= DUPLICATE_WINDOW:
+        seen, order = self._seen, self._order
+        first = seen.get(identity)
+        cutoff = moment - DUPLICATE_WINDOW
+        if first is not None and first >= cutoff:
             return True
-        self._seen[identity] = moment
-        self._order.append((moment, identity))
-        self._forget_before(moment - DUPLICATE_WINDOW)
+        seen[identity] = moment
+        order.append((moment, identity))
+        while order[0][0] < cutoff:  # the one just appended is not: the loop ends there
+            old, known = order.popleft()
+            if seen.get(known) == old:
+                del seen[known]
         return False
 
     def __len__(self) -> int:
         return len(self._seen)
-
-    def _forget_before(self, cutoff: datetime) -> None:
-        order, seen = self._order, self._seen
-        while order and order[0][0] < cutoff:
-            moment, identity = order.popleft()
-            if seen.get(identity) == moment:
-                del seen[identity]

@@ -185,14 +185,15 @@ class Engine:
         """Decide on one input at `at` (default: the event's own time). Timers due strictly
         before it fire first: those of `partition`, or all of them when it is None."""
         moment = at or event.time
-        out = _Outbox(event.identity)
+        identity = event.identity
+        out = _Outbox(identity)
         if event.type not in DEFINITION_COMMANDS:
             # A definition published today must not fire the timers of a history being
             # pushed through by event time, nor move its clock.
             self._fire_until(moment, out, inclusive=False, partition=partition)
             self._tick(moment)
         self._at = moment
-        if self._recent.repeated(event.identity, moment):
+        if self._recent.repeated(identity, moment):
             # The same source and id: the same event again (a retry); its clock counted.
             self.duplicates += 1
             return out.events
@@ -365,7 +366,7 @@ class Engine:
             # new contact, so only what changed counts, as in an update.
             self._on_contact_updated(data, out)
             return
-        contact = before.with_profile(data).changed({"created": True})
+        contact = before.with_profile(data, created=True)
         self.contacts[contact_id] = contact
         self._run_triggers("contact_created", contact_id, None, out)
         for tag in sorted(contact.tags):

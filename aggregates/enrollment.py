@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -112,8 +113,6 @@ def _moved(state: Enrollment, due_at: datetime) -> Enrollment:
 class Slots(Protocol):
     """The throttle's places, as the decider uses them (aggregates/throttle.py)."""
 
-    def first_room(self, sequence_id: str, due: datetime, limit: int | None) -> datetime: ...
-
     def hold(self, holder: str, sequence_id: str, due: datetime, limit: int | None) -> datetime: ...
 
     def take(self, holder: str, moment: datetime) -> bool: ...
@@ -133,23 +132,28 @@ def raw_due(step: Step, anchor: datetime, zone: ZoneInfo) -> datetime:
     return anchor
 
 
-@dataclass(slots=True)
 class _Placing:
     """What settling one step's due moment needs (CONTRACT.md §3 (a)-(d))."""
 
-    sequence: Sequence
-    step: Step
-    contact: ContactState
-    zone: ZoneInfo
-    slots: Slots
-    holder: str
+    __slots__ = ("calendar", "contact", "holder", "sequence", "slots", "step")
 
-    def calendar(self, due: datetime) -> tuple[datetime, str | None]:
-        return adjust_due(
-            due,
-            self.zone,
-            self.sequence.calendar,
-            contact_facing_voice_or_text=self.step.type in VOICE_OR_TEXT,
+    def __init__(
+        self,
+        sequence: Sequence,
+        step: Step,
+        contact: ContactState,
+        zone: ZoneInfo,
+        slots: Slots,
+        holder: str,
+    ) -> None:
+        self.sequence, self.step, self.contact = sequence, step, contact
+        self.slots, self.holder = slots, holder
+        # Rules (a)-(c) for this step: bound once, called for every candidate moment.
+        self.calendar = partial(
+            adjust_due,
+            zone=zone,
+            cal=sequence.calendar,
+            contact_facing_voice_or_text=step.type in VOICE_OR_TEXT,
         )
 
     def settle(self, due: datetime, reason: str | None) -> tuple[datetime, str | None]:
@@ -160,21 +164,25 @@ class _Placing:
         limit, sequence_id = self.sequence.throttle_per_minute, self.sequence.id
         if limit is None or skip_reason(self.step, self.contact) is not None:
             return moment, reason
-        while (room := self.slots.first_room(sequence_id, moment, limit)) != moment:
+        while True:
+            granted = self.slots.hold(self.holder, sequence_id, moment, limit)
+            if granted == moment:
+                return moment, reason
+            # Its minute is full: the first with room may lie outside the calendar.
             reason = reason or "throttle"
-            moment, _ = self.calendar(room)
-        self.slots.hold(self.holder, sequence_id, moment, limit)
-        return moment, reason
+            moment, _ = self.calendar(granted)
+            if moment == granted:
+                return moment, reason
 
     def when_due(self, now: datetime, settled: bool) -> tuple[datetime, str | None, str | None]:
         """At its due moment: where it moves to and why, or why it is skipped (None, None:
         it runs now). The contact may have moved zones since it was settled: check again,
         unless it was settled for this very moment (same zone, same answer)."""
         if not settled:
-            moved_to, reason = self.calendar(now)
-            if reason is not None:
+            moved_to, moved = self.calendar(now)
+            if moved is not None:
                 self.slots.release(self.holder)
-                return (*self.settle(moved_to, reason), None)
+                return (*self.settle(moved_to, moved), None)
         skip = skip_reason(self.step, self.contact)
         if skip is not None:
             self.slots.release(self.holder)

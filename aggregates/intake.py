@@ -229,6 +229,9 @@ def parse_lead_email(
     return _lead_from_fields(fields)
 
 
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+")
+
+
 def intake_address(to: str) -> str:
     """The bare address a lead e-mail was sent to: lower-cased, without name or brackets.
 
@@ -236,6 +239,9 @@ def intake_address(to: str) -> str:
     lists several, the first is taken. Text holding no address comes back stripped and
     lower-cased, so it matches no sequence rather than a wrong one.
     """
+    bare = to.strip()
+    if _PLAIN_ADDRESS.fullmatch(bare):  # the usual case, without the parser's cost
+        return bare.lower()
     address = next((a for _, a in getaddresses([to]) if "@" in a), None)
     return (address if address is not None else to).strip().lower()
 

@@ -35,6 +35,9 @@ class _SequenceCounts:
     # `skip_limit`. They keep a burst of N reservations at O(N) instead of O(N²/limit).
     skip: dict[int, int] = field(default_factory=dict)
     skip_limit: int = 0
+    # At most the earliest minute counted: `forget_before` passes a sequence whose places
+    # all lie ahead (held for steps due later) without copying its counters.
+    earliest: int = 0
 
 
 class MinuteThrottle:
@@ -63,7 +66,7 @@ class MinuteThrottle:
         if limit is None:
             return due
         state, wanted, minute = self._room(sequence_id, due, limit)
-        state.counts[minute] = state.counts.get(minute, 0) + 1
+        _count(state, minute)
         return due if minute == wanted else minute_start(minute)
 
     def first_room(self, sequence_id: str, due: datetime, limit: int | None) -> datetime:
@@ -78,10 +81,12 @@ class MinuteThrottle:
     def hold(self, holder: str, sequence_id: str, due: datetime, limit: int | None) -> datetime:
         """`reserve` on behalf of `holder`, giving back what it held before."""
         self.release(holder)
-        granted = self.reserve(sequence_id, due, limit)
-        if limit is not None:
-            self._held[holder] = (sequence_id, minute_of(granted))
-        return granted
+        if limit is None:
+            return due
+        state, wanted, minute = self._room(sequence_id, due, limit)
+        _count(state, minute)
+        self._held[holder] = (sequence_id, minute)
+        return due if minute == wanted else minute_start(minute)
 
     def take(self, holder: str, moment: datetime) -> bool:
         """Whether `holder` holds a place in the minute of `moment`: it is then used (the
@@ -158,7 +163,10 @@ class MinuteThrottle:
         cutoff = minute_of(moment)
         for sequence_id in list(self._sequences):
             state = self._sequences[sequence_id]
+            if state.earliest >= cutoff:
+                continue
             state.counts = {m: n for m, n in state.counts.items() if m >= cutoff}
+            state.earliest = min(state.counts, default=cutoff)
             state.skip = {m: n for m, n in state.skip.items() if m >= cutoff}
             if not state.counts:
                 del self._sequences[sequence_id]
@@ -177,5 +185,12 @@ class MinuteThrottle:
         for sequence_id, counts in snapshot.items():
             kept = {int(minute): int(n) for minute, n in counts.items() if int(n) > 0}
             if kept:
-                throttle._sequences[sequence_id] = _SequenceCounts(counts=kept)
+                throttle._sequences[sequence_id] = _SequenceCounts(counts=kept, earliest=min(kept))
         return throttle
+
+
+def _count(state: _SequenceCounts, minute: int) -> None:
+    counts = state.counts
+    if not counts or minute < state.earliest:
+        state.earliest = minute
+    counts[minute] = counts.get(minute, 0) + 1
