@@ -464,7 +464,7 @@ async def run_kafka_once(
         await verify_kafka_run(
             bootstrap,
             prefix,
-            "dripstream-effects",
+            prefix + "effects",  # the worker's default group, `<prefix>effects`
             {event.data["effect_id"] for event in [*warm, *batch]},
             args.partitions,
         )

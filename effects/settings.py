@@ -21,7 +21,8 @@ class EffectsSettings:
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     database_url: str | None = None
     topic_prefix: str = "dripstream."
-    consumer_group: str = "dripstream-effects"
+    # None: `<prefix>effects`, one group per deployment as the engine's `<prefix>engine`.
+    consumer_group: str | None = None
     # `contacts` too: the engine writes power_dialer.* there (schemas.registry).
     command_topics: tuple[str, ...] = ("effects", "contacts")
     batch_size: int = 200
@@ -69,6 +70,12 @@ class EffectsSettings:
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
+    @property
+    def group_id(self) -> str:
+        """The Kafka consumer group: two deployments with different prefixes on one broker
+        must not share one (they would rebalance each other's partitions away)."""
+        return self.consumer_group or self.topic("effects")
+
     def with_overrides(self, **overrides: Any) -> EffectsSettings:
         """A copy with the given fields replaced; None values are ignored (unset CLI flags)."""
         given = {key: value for key, value in overrides.items() if value is not None}
@@ -108,6 +115,7 @@ _ENVIRONMENT: dict[str, tuple[str, str]] = {
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "str"),
     "database_url": ("DATABASE_URL", "str"),
     "topic_prefix": ("DRIPSTREAM_TOPIC_PREFIX", "str"),
+    "consumer_group": ("EFFECTS_CONSUMER_GROUP", "str"),
     "batch_size": ("EFFECTS_BATCH_SIZE", "int"),
     "command_topics": ("EFFECTS_COMMAND_TOPICS", "list"),
     "http_host": ("EFFECTS_HTTP_HOST", "str"),

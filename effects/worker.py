@@ -2,7 +2,7 @@
 
 One loop: take a batch of records (from `effects`, and from `contacts`, where the engine
 writes `power_dialer.added` / `.removed`; the rest of that topic is skipped; consumer group
-`dripstream-effects`, no auto-commit), carry it out through the processor (each command
+`<prefix>effects`, no auto-commit), carry it out through the processor (each command
 claimed in the ledger before its provider is called), publish the outcomes (idempotent
 producer, acks=all), then commit the batch's offsets. Batches overlap: the next one is
 fetched and started while the last ones finish, so the processor's send slots never wait
@@ -329,7 +329,7 @@ async def run_effects_worker(
     )
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.consumer_group,
+        group_id=settings.group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",

@@ -20,6 +20,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "projections": ("ops.readmodel_cli", "ops.projector_cli"),
     "worker": ("ops.kafka_cli",),
     "produce": ("ops.kafka_cli",),
+    "topics": ("ops.topics_cli",),
     "effects": ("ops.effects_cli",),
     "api": ("ops.api_cli",),
     "demo": ("ops.demo_cli",),

@@ -31,6 +31,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--http-host", help="address the callback server listens on")
     parser.add_argument("--public-url", help="base URL providers reach the callbacks at")
     parser.add_argument("--topic-prefix", help="topic prefix (default dripstream.)")
+    parser.add_argument(
+        "--consumer-group",
+        help="Kafka consumer group (EFFECTS_CONSUMER_GROUP; default <topic prefix>effects)",
+    )
     parser.add_argument("--concurrency", type=int, help="sends in progress at once")
     parser.add_argument("--line-rate", type=float, help="messages per second per line")
     parser.add_argument(
@@ -53,6 +57,7 @@ def settings_from(args: argparse.Namespace) -> EffectsSettings:
         "http_host": args.http_host,
         "public_base_url": args.public_url,
         "topic_prefix": args.topic_prefix,
+        "consumer_group": args.consumer_group,
         "concurrency": args.concurrency,
         "line_rate_per_second": args.line_rate,
     }

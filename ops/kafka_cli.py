@@ -134,7 +134,7 @@ def run_produce(args: argparse.Namespace) -> int:
             event = decode_event(raw)
         except EventRejected as rejected:
             if args.raw:
-                records.append((_raw_topic(raw), None, raw))
+                records.append((_raw_topic(raw), _raw_key(raw), raw))
                 continue
             print(f"dripstream produce: {args.file}: line {number}: {rejected}", file=sys.stderr)
             bad += 1
@@ -155,6 +155,16 @@ def _raw_topic(raw: bytes) -> str:
         return "commands"
     info = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     return info.topic if info else "commands"
+
+
+def _raw_key(raw: bytes) -> bytes | None:
+    """The key of a line published as it is: its `subject` when it is a JSON object with a
+    string one (so its dead letter lands in, and names, the contact's partition), else none."""
+    try:
+        subject = orjson.loads(raw).get("subject")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return subject.encode() if isinstance(subject, str) and subject else None
 
 
 def run_apply(args: argparse.Namespace) -> int:

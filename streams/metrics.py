@@ -2,7 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionProgress:
+    """How far one assigned partition is read, as the consumer knows it."""
+
+    highwater: int | None  # the next offset the broker will write
+    last_stable: int | None  # read_committed: the first offset of an open transaction
+    position: int | None  # the next offset the consumer will return
+
+
+def consumer_lag(partitions: Iterable[PartitionProgress], held: int = 0) -> int:
+    """Records on the assigned partitions not yet consumed and decided.
+
+    Counted from the consumer's position, not from the stored position of the last record
+    decided: the input topics also hold records that are read and never decided (the
+    producer's `stream.watermark`, dead letters' originals, the markers that end the relay's
+    transactions), and counting from the stored position took them for lag for ever. Under
+    read_committed the consumer can read up to the last stable offset only; past it is an
+    open transaction, not yet readable. `held` adds the records read and still waiting in
+    the buffers for their turn (the event-time merge), which are not decided yet either.
+    """
+    lag = held
+    for progress in partitions:
+        end = progress.highwater
+        if progress.last_stable is not None and progress.last_stable >= 0:
+            end = progress.last_stable if end is None else min(end, progress.last_stable)
+        if end is None or progress.position is None:
+            continue  # nothing fetched yet: unknown, not zero and not the whole partition
+        lag += max(0, end - progress.position)
+    return lag
 
 
 class WorkerMetrics:
@@ -37,7 +71,7 @@ class WorkerMetrics:
         )
         self.lag = Gauge(
             "dripstream_consumer_lag",
-            "Records not yet decided on the assigned partitions",
+            "Records on the assigned partitions not yet consumed and decided",
             registry=r,
         )
         self.batch_seconds = Histogram(

@@ -84,7 +84,8 @@ def dead_letter(item: Pending) -> OutboxRow:
         "offset": item.offset,
         "key": key,
         "field": field,
-        "reason": f"{field}: {reason}",
+        # The bare reason, as in `replay --dlq`: the field has a key of its own.
+        "reason": reason,
         "value": item.raw.decode("utf-8", "replace"),
         "value_hex": item.raw.hex(),
     }

@@ -47,7 +47,7 @@ from schemas.envelope import ENGINE_SOURCE, CloudEvent
 from schemas.registry import EVENT_TYPES
 from schemas.validation import EventRejected, decode_event
 from streams import routing
-from streams.metrics import WorkerMetrics
+from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
 from streams.ordering import GroupBuffer, Pending
 from streams.relay import RelaySettings, start_relay_process
 from streams.store import (
@@ -74,6 +74,8 @@ FETCH_MIN_BYTES = 64 * 1024
 # Kafka's committed offsets only show the group's progress (the store's positions decide where
 # a worker resumes), so they go at most once a COMMIT_EVERY seconds, not after every write.
 COMMIT_EVERY = 1.0
+POSITION_WAIT = 0.1  # seconds the lag gauge waits for a partition's position to be known
+GAUGES_EVERY = 0.25  # seconds between updates of the gauges (the lag asks every partition)
 Clock = Callable[[], datetime]
 
 
@@ -119,6 +121,7 @@ class EngineWorker:
         self.assigned: set[TopicPartition] = set()
         self.buffers: dict[int, GroupBuffer] = {}
         self.quiet_since: float | None = None
+        self.gauges_at = float("-inf")
         self.stale = False  # set when the store refused a batch: rebuild before going on
         self.rebuilding = False
         self.commands_read = False
@@ -256,7 +259,7 @@ class EngineWorker:
         await self._submit()
         if decided:
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self._report_lag()
+        await self._report_lag()
 
     def _buffer(self, tp: TopicPartition, records: Iterable[Any]) -> None:
         stored = self.positions.get((tp.topic, tp.partition), -1)
@@ -616,17 +619,34 @@ class EngineWorker:
             applied = change.version
         return engine, clocks, applied, replayed
 
-    def _report_lag(self) -> None:
+    async def _report_lag(self) -> None:
+        now = time.monotonic()
+        if now - self.gauges_at < GAUGES_EVERY:
+            return
+        self.gauges_at = now
         self.metrics.active_enrollments.set(self.engine.active_enrollments())
         self.metrics.timers_pending.set(self.engine.pending_timers())
         self.metrics.repeated_inputs.set(self.engine.duplicates)
-        lag = 0
-        for tp in self.assigned:
-            highwater = self.consumer.highwater(tp)
-            position = self.positions.get((tp.topic, tp.partition), -1)
-            if highwater is not None:
-                lag += max(0, highwater - (position + 1))
-        self.metrics.lag.set(lag)
+        # The broker's ends first, with no await between: the assignment cannot change.
+        ends = {
+            tp: (self.consumer.highwater(tp), self.consumer.last_stable_offset(tp))
+            for tp in self.assigned
+        }
+        progress = [
+            PartitionProgress(highwater, last_stable, await self._position(tp))
+            for tp, (highwater, last_stable) in ends.items()
+        ]
+        held = sum(len(buffer) for buffer in self.buffers.values())
+        self.metrics.lag.set(consumer_lag(progress, held))
+
+    async def _position(self, tp: TopicPartition) -> int | None:
+        """The consumer's next offset; None while it is not known (a partition being
+        revoked, or its position being reset), rather than wait for it here."""
+        try:
+            position: int = await asyncio.wait_for(self.consumer.position(tp), POSITION_WAIT)
+        except (IllegalStateError, TimeoutError):
+            return None
+        return position
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -2,12 +2,20 @@
 
 `POST /v3/mail/send` with `Authorization: Bearer <key>` answers 202 and an `X-Message-Id`;
 every request is recorded with the effect id found in its `custom_args`.
+
+Run alone: `python -m effects.fakes.sendgrid_server [--port N] [--api-key KEY] [--log]`; it
+prints its base URL (and, on stderr, the settings that point `dripstream effects` at it),
+and `--log` prints every mail it answers as a JSON line on stdout.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import hmac
+import sys
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,8 +66,17 @@ def _effect_id(body: dict[str, Any]) -> str | None:
 
 
 class FakeSendGridServer(LoopbackServer):
-    def __init__(self, *, api_key: str = API_KEY, port: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str = API_KEY,
+        port: int = 0,
+        report: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """`report`, when given, is called with a summary of every request as it is
+        answered (refused ones too), e.g. to print what a standalone fake received."""
         self.api_key = api_key
+        self.report = report
         self.mails: list[RecordedMail] = []
         self.accepted_by_effect: Counter[str] = Counter()
         self._sequence = 0
@@ -80,26 +97,33 @@ class FakeSendGridServer(LoopbackServer):
         return [mail for mail in self.mails if mail.message_id is not None]
 
     async def _send(self, request: web.Request) -> web.StreamResponse:
+        mail, answer = await self._answer(request)
+        if self.report is not None:
+            self.report(_summary(mail, answer))
+        return answer
+
+    async def _answer(self, request: web.Request) -> tuple[RecordedMail | None, web.Response]:
         expected = f"Bearer {self.api_key}"
         if not hmac.compare_digest(request.headers.get("Authorization", ""), expected):
-            return _error(SendGridFailure(401, "The provided authorization grant is invalid"))
+            return None, _error(SendGridFailure(401, "The provided authorization grant is invalid"))
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
-            return _error(SendGridFailure(400, "Bad Request"))
+            return None, _error(SendGridFailure(400, "Bad Request"))
         effect_id = _effect_id(body)
         recorded = RecordedMail(body, effect_id, None)
         for address in recorded.recipients:
             failure = self._failure_for(address)
             if failure is not None:
                 self.mails.append(recorded)
-                return _error(failure)
+                return recorded, _error(failure)
         self._sequence += 1
         message_id = f"fakeSG{self._sequence:016d}"
-        self.mails.append(RecordedMail(body, effect_id, message_id))
+        accepted = RecordedMail(body, effect_id, message_id)
+        self.mails.append(accepted)
         if effect_id is not None:
             self.accepted_by_effect[effect_id] += 1
-        return web.Response(status=202, headers={"X-Message-Id": message_id})
+        return accepted, web.Response(status=202, headers={"X-Message-Id": message_id})
 
     def _failure_for(self, address: str) -> SendGridFailure | None:
         queued = self._first.get(address)
@@ -115,3 +139,51 @@ def _error(failure: SendGridFailure) -> web.Response:
         status=failure.status,
         headers=headers,
     )
+
+
+def _summary(mail: RecordedMail | None, answer: web.Response) -> dict[str, Any]:
+    """One request and its answer, flat: what `--log` prints."""
+    summary: dict[str, Any] = {"status": answer.status}
+    if mail is not None:
+        summary |= {
+            "message_id": mail.message_id,
+            "effect_id": mail.effect_id,
+            "to": mail.recipients,
+            "from": (mail.body.get("from") or {}).get("email"),
+            "subject": mail.body.get("subject"),
+            "text": mail.text,
+        }
+    return {key: value for key, value in summary.items() if value is not None}
+
+
+def print_json_line(summary: dict[str, Any]) -> None:
+    sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+    sys.stdout.flush()
+
+
+async def _serve(port: int, api_key: str, *, log: bool) -> None:
+    server = await FakeSendGridServer(
+        api_key=api_key, port=port, report=print_json_line if log else None
+    ).start()
+    print(server.url, flush=True)
+    print(
+        f"fake SendGrid: SENDGRID_API_BASE={server.url} SENDGRID_API_KEY={api_key}",
+        file=sys.stderr,
+        flush=True,
+    )
+    await asyncio.Event().wait()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Fake SendGrid v3 mail send on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", default=API_KEY, help=f"the key it accepts ({API_KEY})")
+    parser.add_argument(
+        "--log", action="store_true", help="print every request answered as a JSON line"
+    )
+    args = parser.parse_args(argv)
+    asyncio.run(_serve(args.port, args.api_key, log=args.log))
+
+
+if __name__ == "__main__":
+    main()

@@ -6,8 +6,10 @@ numbers it was told to refuse, and records every request with the effect id it f
 StatusCallback URL's query, so a test can assert "each effect id reached Twilio at most once".
 It can also play Twilio's part afterwards: signed status callbacks to that URL.
 
-Run alone (for benchmarks): `python -m effects.fakes.twilio_server [--port N] [--http
-lean|aiohttp]`; it prints its base URL, and `GET /_fake/stats` gives its counters. Alone it
+Run alone: `python -m effects.fakes.twilio_server [--port N] [--http lean|aiohttp]
+[--log]`; it prints its base URL (and, on stderr, the settings that point `dripstream
+effects` at it), `--log` prints every request it answers as a JSON line on stdout, and
+`GET /_fake/stats` gives its counters. Alone it
 answers through a bare HTTP server (`_lean_server.py`, the default) so that on a small box
 the stand-in takes as little CPU as it can from the processor being measured; in tests it
 runs on aiohttp, in the test's process, where callbacks and scripting are needed.
@@ -21,7 +23,9 @@ import base64
 import binascii
 import hmac
 import re
+import sys
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -97,11 +101,15 @@ class FakeTwilioServer(LoopbackServer):
         latency: float = 0.0,
         port: int = 0,
         keep_requests: bool = True,
+        report: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        """`report`, when given, is called with a summary of every create request as it is
+        answered (refused ones too), e.g. to print what a standalone fake received."""
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.latency = latency
         self.keep_requests = keep_requests
+        self.report = report
         self.requests: list[RecordedRequest] = []
         self.accepted_by_effect: Counter[str] = Counter()
         self.requests_by_effect: Counter[str] = Counter()
@@ -204,6 +212,12 @@ class FakeTwilioServer(LoopbackServer):
 
     def respond(self, received: _Received | TwilioFailure) -> LeanResponse:
         """Decide the answer: a scripted failure, or accepted with a new sid."""
+        answer = self._answer(received)
+        if self.report is not None:
+            self.report(_summary(received, answer))
+        return answer
+
+    def _answer(self, received: _Received | TwilioFailure) -> LeanResponse:
         if isinstance(received, TwilioFailure):
             return _error(received)
         resource, form, effect_id = received.resource, received.form, received.effect_id
@@ -300,6 +314,30 @@ class FakeTwilioServer(LoopbackServer):
             return response.status
 
 
+def _summary(received: _Received | TwilioFailure, answer: LeanResponse) -> dict[str, Any]:
+    """One request and its answer, flat: what `--log` prints."""
+    reply = orjson.loads(answer.body)
+    if isinstance(received, TwilioFailure):
+        return {"status": answer.status, "code": received.code, "message": received.message}
+    summary: dict[str, Any] = {
+        "resource": received.resource,
+        "status": answer.status,
+        "sid": reply.get("sid"),
+        "code": reply.get("code"),
+        "effect_id": received.effect_id,
+    }
+    for key in ("To", "From", "Body", "MediaUrl", "Twiml", "Url"):
+        values = received.form.get(key)
+        if values:
+            summary[key.lower()] = values[0] if len(values) == 1 else values
+    return {key: value for key, value in summary.items() if value is not None}
+
+
+def print_json_line(summary: dict[str, Any]) -> None:
+    sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+    sys.stdout.flush()
+
+
 def _error(failure: TwilioFailure) -> LeanResponse:
     headers = (("Retry-After", failure.retry_after),) if failure.retry_after else ()
     body = {
@@ -311,8 +349,13 @@ def _error(failure: TwilioFailure) -> LeanResponse:
     return LeanResponse(failure.status, orjson.dumps(body), headers=headers)
 
 
-async def _serve(port: int, latency: float, frontend: str) -> None:
-    server = FakeTwilioServer(port=port, latency=latency, keep_requests=False)
+async def _serve(port: int, latency: float, frontend: str, *, log: bool = False) -> None:
+    server = FakeTwilioServer(
+        port=port,
+        latency=latency,
+        keep_requests=False,
+        report=print_json_line if log else None,
+    )
     if frontend == "aiohttp":
         await server.start()
         url = server.url
@@ -320,10 +363,16 @@ async def _serve(port: int, latency: float, frontend: str) -> None:
         lean = await LeanServer(server.handle_lean, port=port, latency=latency).start()
         url = lean.url
     print(url, flush=True)
+    print(
+        f"fake Twilio: TWILIO_API_BASE={url} TWILIO_ACCOUNT_SID={ACCOUNT_SID}"
+        f" TWILIO_AUTH_TOKEN={AUTH_TOKEN}",
+        file=sys.stderr,
+        flush=True,
+    )
     await asyncio.Event().wait()
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Fake Twilio REST API on 127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
@@ -333,8 +382,11 @@ def main() -> None:
         default="lean",
         help="the HTTP server in front of the fake (lean: cheapest, for benchmarks)",
     )
-    args = parser.parse_args()
-    asyncio.run(_serve(args.port, args.latency, args.http))
+    parser.add_argument(
+        "--log", action="store_true", help="print every request answered as a JSON line"
+    )
+    args = parser.parse_args(argv)
+    asyncio.run(_serve(args.port, args.latency, args.http, log=args.log))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,26 @@ def test_the_effects_command_takes_its_flags_over_the_environment(
     assert settings.database_url == "postgresql://env/db"
     assert settings.http_port == 9099
     assert settings.topic("outcomes") == "t.outcomes"
+    # the consumer group follows the prefix, so two deployments never share one
+    assert settings.group_id == "t.effects"
+
+
+def test_the_consumer_group_is_named_by_the_prefix_unless_set() -> None:
+    # given two deployments on one broker, with different prefixes
+    default = EffectsSettings.from_env({})
+    audit = EffectsSettings.from_env({"DRIPSTREAM_TOPIC_PREFIX": "audit4."})
+    # then each has a group of its own, named as the engine worker's (`<prefix>engine`)
+    assert default.group_id == "dripstream.effects"
+    assert audit.group_id == "audit4.effects"
+    # and a group set in the environment or by flag wins over the prefix
+    pinned = EffectsSettings.from_env(
+        {"DRIPSTREAM_TOPIC_PREFIX": "audit4.", "EFFECTS_CONSUMER_GROUP": "fx-blue"}
+    )
+    assert pinned.group_id == "fx-blue"
+    parser = argparse.ArgumentParser()
+    effects_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["effects", "--topic-prefix", "t.", "--consumer-group", "fx-green"])
+    assert effects_cli.settings_from(args).group_id == "fx-green"
 
 
 def test_full_jitter_stays_under_the_capped_exponential() -> None:

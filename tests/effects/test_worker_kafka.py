@@ -96,9 +96,7 @@ async def test_the_worker_sends_each_command_once_and_publishes_outcomes(
             stop.set()
             await asyncio.wait_for(worker, timeout=30)
         # and the consumer group committed every command
-        check = AIOKafkaConsumer(
-            bootstrap_servers=kafka_bootstrap, group_id=settings.consumer_group
-        )
+        check = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=settings.group_id)
         await check.start()
         try:
             partitions = [TopicPartition(prefix + "effects", p) for p in range(3)]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import time
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -105,11 +108,78 @@ def test_a_malformed_record_lands_on_the_dead_letter_topic_and_the_worker_goes_o
         decisions = read_topics(kafka_bootstrap, prefix, ("decisions",), quiet=4)
     finally:
         stop(worker)
-    reasons = sorted(letter["reason"] for letter in letters)
     assert len(letters) == 2
-    assert any(r.startswith("data.tag") for r in reasons), reasons
+    by_value = {letter["value"]: letter for letter in letters}
+    # the field in `field`, the bare reason in `reason`, as in `replay --dlq`
+    missing_tag = by_value[broken.decode()]
+    assert (missing_tag["field"], missing_tag["reason"]) == ("data.tag", "is required")
+    # an invalid line published with --raw keeps its subject as its key
+    assert missing_tag["key"] == "c-100"
+    assert by_value["{not json"]["key"] is None
     assert all(letter["value"] for letter in letters)
     # The good records after the bad ones were still decided: c-101 was enrolled.
     assert any(
         d["type"] == "enrollment.enrolled" and d["data"]["contact_id"] == "c-101" for d in decisions
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _metric(port: int, name: str) -> float | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return None  # not serving yet
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def test_an_idle_worker_that_consumed_everything_reports_no_lag(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    # given inputs that leave records the worker reads but does not decide: the producer's
+    # watermarks on every input partition, a dead letter's original, and the engine's own
+    # contact changes written back to `contacts` in the relay's transactions (each ending
+    # in a marker)
+    prefix = pipeline_prefix
+    lines = (SCENARIO / "welcome.events.jsonl").read_bytes().splitlines()
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes(b"\n".join([*lines, b"{not json"]) + b"\n")
+    port = _free_port()
+    worker = start_worker(kafka_bootstrap, fresh_database_url, prefix, "--metrics-port", str(port))
+    try:
+        applied = cli(
+            "sequences",
+            "apply",
+            str(SCENARIO / "welcome.yaml"),
+            "--bootstrap",
+            kafka_bootstrap,
+            "--topic-prefix",
+            prefix,
+        )
+        assert applied.returncode == 0, applied.stderr
+        produced = cli(
+            "produce", "--raw", str(mixed), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix
+        )
+        assert produced.returncode == 0, produced.stderr
+        read_topics(kafka_bootstrap, prefix, ("dlq",), expect=1)
+        # when the worker has read everything and goes idle
+        lag = _metric(port, "dripstream_consumer_lag")
+        deadline = time.monotonic() + 60
+        while lag != 0.0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            lag = _metric(port, "dripstream_consumer_lag")
+        decided = _metric(port, "dripstream_events_in_total")
+    finally:
+        stop(worker)
+    # then nothing counts as lag
+    assert lag == 0.0
+    assert decided is not None
+    assert decided >= len(lines)

@@ -1,0 +1,173 @@
+"""`dripstream topics create` and `dripstream topics dump` on the real broker: the topics
+made once and kept, and a dump of the output topics the read models load as they load the
+replay's output."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+
+from schemas.registry import EVENT_TYPES
+from tests.integration.pipeline import cli, delete_topics, new_prefix
+
+SCENARIO = Path(__file__).resolve().parents[1] / "engine" / "scenarios"
+
+pytestmark = [pytest.mark.kafka]
+
+
+@pytest.fixture
+def prefix(kafka_bootstrap: str) -> Iterator[str]:
+    """A fresh prefix with no topics; whatever a test makes under it is deleted after."""
+    name = new_prefix()
+    try:
+        yield name
+    finally:
+        delete_topics(kafka_bootstrap, name)
+
+
+def _partition_counts(bootstrap: str, prefix: str) -> dict[str, int]:
+    async def describe() -> dict[str, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            return {
+                str(t["topic"])[len(prefix) :]: len(t["partitions"])
+                for t in await admin.describe_topics()
+                if str(t["topic"]).startswith(prefix)
+            }
+        finally:
+            await admin.close()
+
+    return asyncio.run(describe())
+
+
+def test_create_makes_every_topic_of_the_prefix_and_keeps_existing_ones(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    connection = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    # when the topics are created, and created again
+    first = cli("topics", "create", "--partitions", "3", *connection)
+    again = cli("topics", "create", "--partitions", "3", *connection)
+    # then every input and output topic is there, co-partitioned; the second run kept them
+    assert first.returncode == 0, first.stderr
+    assert again.returncode == 0, again.stderr
+    assert _partition_counts(kafka_bootstrap, prefix) == {
+        **dict.fromkeys(("contacts", "calls", "messages", "appointments", "intake", "commands"), 3),
+        **dict.fromkeys(("decisions", "effects", "outcomes", "dlq"), 3),
+        "relay-position": 1,
+    }
+    assert [line.split("\t")[2] for line in first.stdout.splitlines()] == ["created"] * 11
+    assert [line.split("\t")[2] for line in again.stdout.splitlines()] == ["exists"] * 11
+
+
+def _publish(bootstrap: str, prefix: str, lines: list[bytes]) -> None:
+    """Each event to its topic keyed by subject, in transactions as the relay writes them
+    (so the partitions end in commit markers), and one aborted transaction whose record a
+    read_committed dump must not see."""
+
+    async def publish() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, transactional_id=f"{prefix}test-publisher"
+        )
+        await producer.start()
+        try:
+            for start in range(0, len(lines), 5):
+                async with producer.transaction():
+                    for line in lines[start : start + 5]:
+                        event = orjson.loads(line)
+                        topic = EVENT_TYPES[event["type"]].topic
+                        await producer.send(
+                            prefix + topic, line, key=str(event["subject"]).encode()
+                        )
+            await producer.begin_transaction()
+            await producer.send(prefix + "decisions", b'{"aborted": true}', key=b"c-1")
+            await producer.abort_transaction()
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish())
+
+
+def _read_models(history: Path) -> tuple[Any, Any]:
+    listed = cli("sequences", "list", "--history", str(history), "--json")
+    assert listed.returncode == 0, listed.stderr
+    report = cli("history", "welcome", "--history", str(history), "--json")
+    assert report.returncode == 0, report.stderr
+    page = orjson.loads(report.stdout)
+    # equal times are listed in reverse stream order: compare the rows as a multiset
+    rows = Counter(orjson.dumps(row, option=orjson.OPT_SORT_KEYS) for row in page["rows"])
+    return orjson.loads(listed.stdout), (page["total"], rows)
+
+
+def test_a_dump_of_the_output_topics_builds_the_read_models_the_replay_output_builds(
+    kafka_bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    connection = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    assert cli("topics", "create", "--partitions", "3", *connection).returncode == 0
+    # given the welcome scenario's decisions and effects, and the CRM's contact facts, on
+    # the output topics (as the relay and the CRM write them)
+    replayed = tmp_path / "replay.jsonl"
+    done = cli(
+        "replay",
+        "--sequences",
+        str(SCENARIO / "welcome.yaml"),
+        "--events",
+        str(SCENARIO / "welcome.events.jsonl"),
+        "--out",
+        str(replayed),
+    )
+    assert done.returncode == 0, done.stderr
+    crm = [
+        line
+        for line in (SCENARIO / "welcome.events.jsonl").read_bytes().splitlines()
+        if orjson.loads(line)["type"].startswith("contact.")
+    ]
+    expected = replayed.read_bytes().splitlines() + crm
+    assert crm
+    _publish(kafka_bootstrap, prefix, expected)
+    # when the output topics are dumped
+    dumped = tmp_path / "dump.jsonl"
+    dump = cli("topics", "dump", "--out", str(dumped), *connection)
+    assert dump.returncode == 0, dump.stderr
+    # then the file holds every committed record once, by event time, and nothing aborted
+    lines = dumped.read_bytes().splitlines()
+    assert Counter(lines) == Counter(expected)
+    times = [orjson.loads(line)["time"] for line in lines]
+    assert times == sorted(times)  # all in UTC, `Z`: text order is time order
+    assert f"dumped {len(expected)} record(s)" in dump.stderr
+    # and the read models built from it are those built from the replay and the CRM's facts
+    both = tmp_path / "replay-and-crm.jsonl"
+    both.write_bytes(b"\n".join(expected) + b"\n")
+    assert _read_models(dumped) == _read_models(both)
+    # and dumping again gives the same bytes
+    again = tmp_path / "again.jsonl"
+    assert cli("topics", "dump", "--out", str(again), *connection).returncode == 0
+    assert again.read_bytes() == dumped.read_bytes()
+
+
+def test_dumping_a_topic_that_does_not_exist_is_an_error_and_creates_nothing(
+    kafka_bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    dump = cli(
+        "topics",
+        "dump",
+        "--topics",
+        "decisions",
+        "--out",
+        str(tmp_path / "dump.jsonl"),
+        "--bootstrap",
+        kafka_bootstrap,
+        "--topic-prefix",
+        prefix,
+    )
+    assert dump.returncode == 2
+    assert f"no topic {prefix}decisions" in dump.stderr
+    assert _partition_counts(kafka_bootstrap, prefix) == {}
