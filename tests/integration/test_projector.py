@@ -19,12 +19,12 @@ import pytest
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
 from projections.history import HistoryQuery
-from projections.loading import ReadModels
 from projections.postgres import PostgresProjection
 from schemas.registry import EVENT_TYPES
 from streams.projector import ProjectorSettings, run_projector
 from tests.engine.helpers import welcome_dir
 from tests.integration.pipeline import REPO, cli
+from tests.projections.test_postgres_projection import in_memory
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(300)]
 
@@ -80,14 +80,6 @@ async def project_until(
         await asyncio.sleep(0.2)
     stop.set()
     return await task
-
-
-def in_memory(events: list[dict[str, Any]]) -> ReadModels:
-    models = ReadModels()
-    for event in events:
-        for model in models.all():
-            model.apply(event)
-    return models
 
 
 async def test_the_read_models_follow_the_topics_and_resume_after_a_restart(

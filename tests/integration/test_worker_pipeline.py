@@ -40,6 +40,19 @@ def _replay(tmp_path: Path, sequences: Path, events: Path) -> list[dict[str, obj
     return [orjson.loads(line) for line in out.read_bytes().splitlines()]
 
 
+def _apply_welcome(bootstrap: str, prefix: str) -> None:
+    applied = cli(
+        "sequences",
+        "apply",
+        str(SCENARIO / "welcome.yaml"),
+        "--bootstrap",
+        bootstrap,
+        "--topic-prefix",
+        prefix,
+    )
+    assert applied.returncode == 0, applied.stderr
+
+
 def test_welcome_through_produce_and_worker_matches_replay(
     kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:
@@ -47,16 +60,7 @@ def test_welcome_through_produce_and_worker_matches_replay(
     expected = _replay(tmp_path, SCENARIO / "welcome.yaml", SCENARIO / "welcome.events.jsonl")
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
     try:
-        applied = cli(
-            "sequences",
-            "apply",
-            str(SCENARIO / "welcome.yaml"),
-            "--bootstrap",
-            kafka_bootstrap,
-            "--topic-prefix",
-            prefix,
-        )
-        assert applied.returncode == 0, applied.stderr
+        _apply_welcome(kafka_bootstrap, prefix)
         produced = cli(
             "produce",
             str(SCENARIO / "welcome.events.jsonl"),
@@ -155,16 +159,7 @@ def test_an_idle_worker_that_consumed_everything_reports_no_lag(
     port = _free_port()
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix, "--metrics-port", str(port))
     try:
-        applied = cli(
-            "sequences",
-            "apply",
-            str(SCENARIO / "welcome.yaml"),
-            "--bootstrap",
-            kafka_bootstrap,
-            "--topic-prefix",
-            prefix,
-        )
-        assert applied.returncode == 0, applied.stderr
+        _apply_welcome(kafka_bootstrap, prefix)
         produced = cli(
             "produce", "--raw", str(mixed), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix
         )

@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
+
+from projections.postgres import PostgresProjection
 
 try:
     # Fixtures, found by pytest under these names (database_url needs docker_engine).
@@ -33,3 +36,16 @@ except ImportError:
         finally:
             with psycopg.connect(database_url, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def projection(conn: psycopg.Connection[Any], pg_schema: str) -> PostgresProjection:
+    projection = PostgresProjection(conn, schema=pg_schema)
+    projection.ensure_schema()
+    return projection

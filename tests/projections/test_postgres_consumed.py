@@ -4,7 +4,6 @@ changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -16,19 +15,6 @@ from projections.stream import Consumed, OutputEvent
 from tests.projections.test_postgres_projection import QUERIES, in_memory, rich_stream, snapshot
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def projection(conn: psycopg.Connection[Any], pg_schema: str) -> PostgresProjection:
-    projection = PostgresProjection(conn, schema=pg_schema)
-    projection.ensure_schema()
-    return projection
 
 
 def on_topics(events: list[dict[str, Any]]) -> list[Consumed]:

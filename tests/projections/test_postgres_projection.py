@@ -4,7 +4,6 @@ re-applying the same records changes nothing."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,19 +27,6 @@ pytestmark = pytest.mark.postgres
 
 T0 = "2028-03-02T22:41:00Z"
 TABLES = ("sequences", "enrollments", "contacts", "history", "projection_position")
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def projection(conn: psycopg.Connection[Any], pg_schema: str) -> PostgresProjection:
-    projection = PostgresProjection(conn, schema=pg_schema)
-    projection.ensure_schema()
-    return projection
 
 
 def positioned(events: list[dict[str, Any]]) -> list[Positioned]:

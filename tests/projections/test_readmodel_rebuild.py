@@ -43,12 +43,6 @@ SLOW = settings(
 
 
 @pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
 def other_schema(conn: psycopg.Connection[Any], pg_schema: str) -> Iterator[str]:
     """A second empty schema, for the other path to write to."""
     name = f"{pg_schema}_b"
