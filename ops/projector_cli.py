@@ -45,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     import psycopg  # noqa: PLC0415 - heavy imports, only for this command
 
     from projections.pg_tables import OlderLayoutError  # noqa: PLC0415
-    from projections.postgres import PostgresProjection  # noqa: PLC0415
+    from projections.postgres import (  # noqa: PLC0415
+        PostgresProjection,
+        ReadModelsFromFileError,
+    )
     from streams.projector import ProjectorSettings  # noqa: PLC0415
 
     logging.basicConfig(
@@ -75,14 +78,22 @@ def run(args: argparse.Namespace) -> int:
         if args.reset:
             projection.reset()
         elif projection.position() and not projection.offsets():
-            print(
-                f"{PROG}: the read models in schema {args.schema!r} were loaded from a file, not"
-                " from the topics: run with --reset to rebuild them from the topics (or use"
-                " another --schema)",
-                file=sys.stderr,
-            )
+            _refuse_file_models(args.schema)
             return 2
-        return asyncio.run(_run(settings, projection))
+        try:
+            return asyncio.run(_run(settings, projection))
+        except ReadModelsFromFileError:
+            # `projections rebuild` replaced the tables while this ran.
+            _refuse_file_models(args.schema)
+            return 2
+
+
+def _refuse_file_models(schema: str) -> None:
+    print(
+        f"{PROG}: the read models in schema {schema!r} were loaded from a file, not from the"
+        " topics: run with --reset to rebuild them from the topics (or use another --schema)",
+        file=sys.stderr,
+    )
 
 
 async def _run(settings: ProjectorSettings, projection: PostgresProjection) -> int:

@@ -103,6 +103,7 @@ TABLE_DDL: tuple[tuple[str, LiteralString], ...] = (
         name text,
         phone text,
         email text,
+        seen_at timestamptz,
         phone_digits text GENERATED ALWAYS AS (regexp_replace(phone, '[^0-9]', '', 'g')) STORED)""",
     ),
     # Every sequence, type and contact that has a history row, once (a contact here may have
@@ -251,6 +252,13 @@ def create_tables(
     for table, statement in TABLE_DDL:
         if table in tables:
             conn.execute(sql.SQL(statement).format(s=schema))
+    if "contacts" in tables:
+        # Added after the first layout: read models written before keep their rows.
+        conn.execute(
+            sql.SQL("ALTER TABLE {s}.contacts ADD COLUMN IF NOT EXISTS seen_at timestamptz").format(
+                s=schema
+            )
+        )
 
 
 def create_indexes(

@@ -115,7 +115,7 @@ ENROLLMENT_TYPES = (
     "text",
     "timestamptz",
 )
-CONTACT_COLUMNS = ("contact_id", "first_name", "last_name", "name", "phone", "email")
+CONTACT_COLUMNS = ("contact_id", "first_name", "last_name", "name", "phone", "email", "seen_at")
 HISTORY_COLUMNS = (
     "position",
     "event_source",
@@ -208,6 +208,11 @@ def _like(text: str) -> str:
     """A LIKE pattern that matches `text` anywhere, with its own wildcards taken literally."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+class ReadModelsFromFileError(RuntimeError):
+    """Records from the topics offered to read models loaded from a file: mixing the two
+    would count what both hold twice."""
 
 
 class PostgresProjection:
@@ -303,6 +308,11 @@ class PostgresProjection:
         with self._conn.transaction():
             stored, latest = self._lock_position()
             done = self.offsets()
+            if stored and not done:
+                raise ReadModelsFromFileError(
+                    f"the read models in schema {self.schema!r} hold a stream loaded from a"
+                    " file (`projections rebuild`), not read from the topics"
+                )
             reached: dict[tuple[str, int], int] = {}
             new: list[Consumed] = []
             for record in records:
@@ -897,7 +907,7 @@ def _json_text(value: Any) -> str:
 
 
 def card_row(c: ContactCard) -> Row:
-    return (c.contact_id, c.first_name, c.last_name, c.name, c.phone, c.email)
+    return (c.contact_id, c.first_name, c.last_name, c.name, c.phone, c.email, c.seen_at)
 
 
 def _consumed_order(record: Consumed) -> tuple[datetime, str, int, int]:

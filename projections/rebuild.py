@@ -544,9 +544,9 @@ class _State:
             contact_id = contact_of(data, subject)
             self.book.fold(kind, text_of(data, "sequence_id"), contact_id, data, moment)
             if kind in DIRECTORY_TYPES:
-                self.directory.fold(kind, contact_id, data)
+                self.directory.fold(kind, contact_id, data, moment)
         elif kind in DIRECTORY_TYPES:
-            self.directory.fold(kind, contact_of(data, subject), data)
+            self.directory.fold(kind, contact_of(data, subject), data, moment)
 
     def store(
         self, conn: psycopg.Connection[Any], schema: sql.Identifier, name: str, read: _Decoder
@@ -578,7 +578,7 @@ class _State:
             "contacts",
             CONTACT_COLUMNS,
             map(card_row, self.directory.cards.values()),
-            ("text",) * len(CONTACT_COLUMNS),
+            ("text",) * (len(CONTACT_COLUMNS) - 1) + ("timestamptz",),
         )
 
 

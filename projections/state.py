@@ -240,6 +240,14 @@ class ContactCard:
     name: str | None = None
     phone: str | None = None
     email: str | None = None
+    # The time of the latest facts the card holds: older facts arriving later (the topics
+    # read by the live projector interleave differently from a file) only fill what is
+    # missing, so the card does not depend on the order polls happen to bring them in.
+    seen_at: datetime | None = None
+
+
+def _merge(current: str | None, new: str | None, older: bool) -> str | None:
+    return (current or new) if older else (new or current)
 
 
 class Directory:
@@ -251,27 +259,37 @@ class Directory:
         self.cards: dict[str, ContactCard] = {c.contact_id: c for c in cards}
 
     def evolve(self, event: OutputEvent) -> None:
-        self.fold(event.type, event.contact_id, event.data)
+        self.fold(event.type, event.contact_id, event.data, event.time)
 
-    def fold(self, kind: str, contact_id: str | None, data: Mapping[str, Any]) -> None:
+    def fold(
+        self,
+        kind: str,
+        contact_id: str | None,
+        data: Mapping[str, Any],
+        moment: datetime | None = None,
+    ) -> None:
         if contact_id is None or kind not in DIRECTORY_TYPES:
             return
         card = self.cards.get(contact_id)
         if card is None:
             card = self.cards[contact_id] = ContactCard(contact_id)
+        older = moment is not None and card.seen_at is not None and moment < card.seen_at
+        if moment is not None and not older:
+            card.seen_at = moment
         if kind in ("enrollment.enrolled", "enrollment.rejected"):
-            card.name = text_of(data, "contact_name") or card.name
-            card.phone = text_of(data, "contact_phone") or card.phone
-            card.email = text_of(data, "contact_email") or card.email
+            card.name = _merge(card.name, text_of(data, "contact_name"), older)
+            card.phone = _merge(card.phone, text_of(data, "contact_phone"), older)
+            card.email = _merge(card.email, text_of(data, "contact_email"), older)
             return
-        card.phone = text_of(data, "phone") or card.phone
-        card.email = text_of(data, "email") or card.email
+        card.phone = _merge(card.phone, text_of(data, "phone"), older)
+        card.email = _merge(card.email, text_of(data, "email"), older)
         first, last = text_of(data, "first_name"), text_of(data, "last_name")
         if first is None and last is None:
             return
-        card.first_name = first or card.first_name
-        card.last_name = last or card.last_name
-        card.name = " ".join(p for p in (card.first_name, card.last_name) if p) or None
+        card.first_name = _merge(card.first_name, first, older)
+        card.last_name = _merge(card.last_name, last, older)
+        if not older or card.name is None:
+            card.name = " ".join(p for p in (card.first_name, card.last_name) if p) or None
 
     def get(self, contact_id: str | None) -> ContactCard | None:
         return None if contact_id is None else self.cards.get(contact_id)

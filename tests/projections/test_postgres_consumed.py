@@ -10,8 +10,10 @@ import psycopg
 import pytest
 
 from projections.history import HistoryQuery
-from projections.postgres import PostgresProjection
-from projections.stream import Consumed, OutputEvent
+from projections.postgres import PostgresProjection, ReadModelsFromFileError
+from projections.stream import Consumed, OutputEvent, Positioned
+from tests.projections.helpers import Stream
+from tests.projections.test_history import at
 from tests.projections.test_postgres_projection import QUERIES, in_memory, rich_stream, snapshot
 
 pytestmark = pytest.mark.postgres
@@ -85,3 +87,35 @@ def test_a_record_that_is_not_an_event_moves_the_offset_only(
     assert projection.apply_consumed([junk]) == 0
     assert projection.offsets() == {("p.decisions", 0): 1}
     assert projection.sequence_rows() == []
+
+
+def test_records_from_the_topics_are_refused_by_read_models_loaded_from_a_file(
+    projection: PostgresProjection,
+) -> None:
+    # given read models loaded from a file (a position, no topic offsets)
+    projection.apply([Positioned(1, OutputEvent.from_json(rich_stream().events[0]))])
+    # when records from the topics arrive, then they are refused, not mixed in
+    with pytest.raises(ReadModelsFromFileError, match=r"loaded from a\s+file"):
+        projection.apply_consumed(on_topics(rich_stream().events))
+    assert projection.offsets() == {}
+
+
+def test_an_older_snapshot_read_in_a_later_poll_does_not_undo_a_rename(
+    projection: PostgresProjection,
+) -> None:
+    given = Stream()
+    given.defined("w")
+    given.enrolled("w", "c-1", "2028-03-02T10:00:00Z", name="Maya Ortiz", phone="+17205550142")
+    rename = given.add(
+        "contact.updated", "2028-03-02T12:00:00Z", source="crm", contact_id="c-1",
+        first_name="Mayana", last_name="Ortiz",
+    )  # fmt: skip
+    records = on_topics(given.events)
+    renamed = [r for r in records if r.event is not None and r.event.time == at(rename["time"])]
+    # when the rename comes in a poll before the (older) enrollment's
+    projection.apply_consumed(renamed)
+    projection.apply_consumed([r for r in records if r not in renamed])
+    # then the card keeps the newer name
+    summary = projection.contact("c-1")
+    assert summary is not None
+    assert summary.name == "Mayana Ortiz"
