@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ops.cli_groups import SubParsers
 from ops.http_api import FileReadModels, PostgresReadModels, ReadModelSource, make_app
-from ops.settings import Settings
+from ops.settings import PREFIX_HELP, Settings
 from schemas.definitions import DefinitionRejected, account_with_defaults, load_definition_file
 from schemas.envelope import CloudEvent
 
@@ -40,9 +40,7 @@ def register(commands: SubParsers) -> None:
         default=env.bootstrap_servers,
         help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
     )
-    parser.add_argument(
-        "--topic-prefix", default=env.topic_prefix, help="topic name prefix (default dripstream.)"
-    )
+    parser.add_argument("--topic-prefix", default=env.topic_prefix, help=PREFIX_HELP)
     parser.add_argument(
         "--database-url", default=env.database_url, help="PostgreSQL URL (DATABASE_URL)"
     )

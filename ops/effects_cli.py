@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from effects.settings import EffectsSettings, SettingsError, environment_variables
+from ops.settings import PREFIX_HELP
 
 HELP_ENV = ", ".join(sorted(set(environment_variables().values())))
 
@@ -30,7 +31,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--http-port", type=int, help="port of the callback server")
     parser.add_argument("--http-host", help="address the callback server listens on")
     parser.add_argument("--public-url", help="base URL providers reach the callbacks at")
-    parser.add_argument("--topic-prefix", help="topic prefix (default dripstream.)")
+    parser.add_argument("--topic-prefix", help=PREFIX_HELP)
     parser.add_argument(
         "--consumer-group",
         help="Kafka consumer group (EFFECTS_CONSUMER_GROUP; default <topic prefix>effects)",

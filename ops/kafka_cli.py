@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from ops.cli_groups import SubParsers, get_or_create_group
-from ops.settings import Settings
+from ops.settings import PREFIX_HELP, Settings
 from schemas.definitions import DefinitionRejected, load_definition_file
 from schemas.envelope import CloudEvent, format_time, parse_time
 from schemas.registry import EVENT_TYPES
@@ -88,9 +88,7 @@ def _connection_flags(
         default=env.bootstrap_servers,
         help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
     )
-    parser.add_argument(
-        "--topic-prefix", default=env.topic_prefix, help="topic name prefix (default dripstream.)"
-    )
+    parser.add_argument("--topic-prefix", default=env.topic_prefix, help=PREFIX_HELP)
     if database:
         parser.add_argument(
             "--database-url", default=env.database_url, help="PostgreSQL URL (DATABASE_URL)"

@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ops.cli_groups import SubParsers, get_or_create_group
-from ops.settings import Settings
+from ops.settings import PREFIX_HELP, Settings
 
 if TYPE_CHECKING:
     from projections.postgres import PostgresProjection
@@ -29,7 +29,7 @@ def register(commands: SubParsers) -> None:
         "offsets it reached; a restart resumes there. Stop with SIGTERM or Ctrl-C.",
     )
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)")
-    parser.add_argument("--topic-prefix", help="topic prefix (DRIPSTREAM_TOPIC_PREFIX)")
+    parser.add_argument("--topic-prefix", help=PREFIX_HELP)
     parser.add_argument("--database-url", metavar="URL", help="PostgreSQL (DATABASE_URL)")
     parser.add_argument("--schema", default="readmodels", help="schema of the read models")
     parser.add_argument(

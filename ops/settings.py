@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_PREFIX = "dripstream."
+PREFIX_HELP = f"topic name prefix (DRIPSTREAM_TOPIC_PREFIX, default {DEFAULT_PREFIX})"
 
 
 @dataclass(frozen=True, slots=True)

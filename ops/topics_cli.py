@@ -18,7 +18,7 @@ from typing import IO, Any
 import orjson
 
 from ops.cli_groups import SubParsers, get_or_create_group
-from ops.settings import Settings
+from ops.settings import PREFIX_HELP, Settings
 from schemas.envelope import parse_time
 from schemas.registry import DLQ_TOPIC
 
@@ -86,7 +86,7 @@ def _connection_flags(parser: argparse.ArgumentParser, env: Settings) -> None:
     parser.add_argument(
         "--topic-prefix",
         default=env.topic_prefix,
-        help="topic name prefix (DRIPSTREAM_TOPIC_PREFIX, default dripstream.)",
+        help=PREFIX_HELP,
     )
 
 
