@@ -17,10 +17,9 @@ from ops.cli_groups import SubParsers, get_or_create_group
 from ops.settings import PREFIX_HELP, Settings
 from schemas.definitions import DefinitionRejected, load_definition_file
 from schemas.envelope import CloudEvent, format_time, parse_time
-from schemas.registry import EVENT_TYPES
+from schemas.registry import EVENT_TYPES, INPUT_TOPICS
 from schemas.validation import EventRejected, decode_event
 
-INPUT_TOPICS = ("contacts", "calls", "messages", "appointments", "intake", "commands")
 WATERMARK_EVERY = 500
 
 

@@ -19,18 +19,11 @@ import orjson
 
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.settings import PREFIX_HELP, Settings
+from projections.stream import READ_MODEL_TOPICS
 from schemas.envelope import parse_time
-from schemas.registry import DLQ_TOPIC
+from schemas.registry import INPUT_TOPICS, OUTPUT_TOPICS
+from streams.relay import POSITION_TOPIC  # one record per batch, all with one key
 
-# CONTRACT.md §5 (and ops/kafka_cli.py, streams/worker.py): keyed by contact id, so they
-# must all have the same partition count.
-INPUT_TOPICS = ("contacts", "calls", "messages", "appointments", "intake", "commands")
-OUTPUT_TOPICS = ("decisions", "effects", "outcomes", DLQ_TOPIC)
-# streams/relay.py's position: one record per batch, all with one key.
-POSITION_TOPIC = "relay-position"
-# What the read models are built from: the decisions, the effect commands and the contact
-# facts (the engine's own changes and the CRM's, which name the contacts).
-DUMP_TOPICS = ("decisions", "effects", "contacts")
 TOPIC_EXISTS = 36  # Kafka's TOPIC_ALREADY_EXISTS error code
 STALLED_AFTER = 60.0  # seconds without progress before a dump gives up
 
@@ -71,7 +64,7 @@ def register(commands: SubParsers) -> None:
     dump.add_argument(
         "--topics",
         type=_names,
-        default=DUMP_TOPICS,
+        default=READ_MODEL_TOPICS,
         help="comma-separated topics, without the prefix (default decisions,effects,contacts)",
     )
     dump.set_defaults(handler=run_dump)

@@ -20,6 +20,11 @@ from schemas.envelope import ENGINE_SOURCE, parse_time
 
 EventKey = tuple[str, str]
 
+# The topics (without the prefix) the read models are built from: the decisions, the effect
+# commands and the contact facts (the engine's own changes and the CRM's, which name the
+# contacts). `projections run` follows them; `topics dump` writes them to a file.
+READ_MODEL_TOPICS = ("decisions", "effects", "contacts")
+
 
 @lru_cache(maxsize=1 << 16)
 def parse_moment(text: str) -> datetime:

@@ -13,6 +13,10 @@ from typing import Literal
 Direction = Literal["input", "output", "command", "outcome", "control"]
 
 DLQ_TOPIC = "dlq"
+# CONTRACT.md §5, without the prefix. The inputs are keyed by contact id and co-partitioned:
+# they must all have the same partition count.
+INPUT_TOPICS = ("contacts", "calls", "messages", "appointments", "intake", "commands")
+OUTPUT_TOPICS = ("decisions", "effects", "outcomes", DLQ_TOPIC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,11 +26,10 @@ from aiokafka import (  # type: ignore[import-untyped]
 )
 
 from projections.postgres import PostgresProjection
-from projections.stream import Consumed, MalformedEventError, OutputEvent
+from projections.stream import READ_MODEL_TOPICS, Consumed, MalformedEventError, OutputEvent
 
 log = logging.getLogger(__name__)
 
-OUTPUT_TOPICS = ("decisions", "effects", "contacts")
 POLL_MS = 500
 MAX_RECORDS = 5_000
 
@@ -42,7 +41,7 @@ class ProjectorSettings:
 
     @property
     def topics(self) -> tuple[str, ...]:
-        return tuple(self.topic_prefix + name for name in OUTPUT_TOPICS)
+        return tuple(self.topic_prefix + name for name in READ_MODEL_TOPICS)
 
     @property
     def group_id(self) -> str:

@@ -44,7 +44,7 @@ from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
 from aggregates.engine import DEFINITION_COMMANDS, Engine
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
-from schemas.registry import EVENT_TYPES
+from schemas.registry import EVENT_TYPES, INPUT_TOPICS
 from schemas.validation import EventRejected, decode_event
 from streams import routing
 from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
@@ -61,7 +61,6 @@ from streams.store import (
 
 log = logging.getLogger("dripstream.worker")
 
-INPUT_TOPICS = ("contacts", "calls", "messages", "appointments", "intake", "commands")
 GROUP_ID = "engine"
 DEFINITIONS_EVERY = 0.05  # seconds between looks for other workers' definition changes
 PENDING_AT_MOST = 4  # polls' worth of inputs decided while a write runs, before waiting

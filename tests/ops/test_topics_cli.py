@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 
 from ops.cli import build_parser
-from ops.topics_cli import DUMP_TOPICS, DumpedRecord, dump_lines, topic_plan
+from ops.topics_cli import READ_MODEL_TOPICS, DumpedRecord, dump_lines, topic_plan
 
 
 def _event(event_id: str, time: str, kind: str = "step.scheduled") -> bytes:
@@ -85,7 +85,7 @@ def test_a_dump_keeps_each_record_on_one_line_and_counts_what_cannot_be_one() ->
 def test_the_commands_and_their_defaults() -> None:
     parser = build_parser("topics")
     dump = parser.parse_args(["topics", "dump"])
-    assert dump.topics == DUMP_TOPICS == ("decisions", "effects", "contacts")
+    assert dump.topics == READ_MODEL_TOPICS == ("decisions", "effects", "contacts")
     assert dump.out is None
     chosen = parser.parse_args(["topics", "dump", "--topics", "decisions, outcomes,,decisions"])
     assert chosen.topics == ("decisions", "outcomes")
