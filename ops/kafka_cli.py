@@ -131,7 +131,7 @@ def run_produce(args: argparse.Namespace) -> int:
             event = decode_event(raw)
         except EventRejected as rejected:
             if args.raw:
-                records.append((_raw_topic(raw), _raw_key(raw), raw))
+                records.append((*_raw_route(raw), raw))
                 continue
             print(f"dripstream produce: {args.file}: line {number}: {rejected}", file=sys.stderr)
             bad += 1
@@ -145,23 +145,20 @@ def run_produce(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def _raw_topic(raw: bytes) -> str:
+def _raw_route(raw: bytes) -> tuple[str, bytes | None]:
+    """Where a line published as it is goes: the topic of its `type` (else `commands`), keyed
+    by its `subject` when it has a string one (so its dead letter lands in, and names, the
+    contact's partition), else with no key."""
     try:
-        kind = orjson.loads(raw).get("type")
-    except (orjson.JSONDecodeError, AttributeError):
-        return "commands"
+        envelope = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return "commands", None
+    if not isinstance(envelope, dict):
+        return "commands", None
+    kind, subject = envelope.get("type"), envelope.get("subject")
     info = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
-    return info.topic if info else "commands"
-
-
-def _raw_key(raw: bytes) -> bytes | None:
-    """The key of a line published as it is: its `subject` when it is a JSON object with a
-    string one (so its dead letter lands in, and names, the contact's partition), else none."""
-    try:
-        subject = orjson.loads(raw).get("subject")
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    return subject.encode() if isinstance(subject, str) and subject else None
+    key = subject.encode() if isinstance(subject, str) and subject else None
+    return (info.topic if info else "commands"), key
 
 
 def run_apply(args: argparse.Namespace) -> int:
