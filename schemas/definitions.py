@@ -18,9 +18,8 @@ import yaml
 from fastjsonschema import JsonSchemaValueException
 
 from schemas import checking
-from schemas.envelope import TimeOutOfRange, parse_event_time
+from schemas.envelope import RFC3339_REASON, TimeOutOfRange, parse_event_time
 
-_RFC3339_REASON = "must be an RFC 3339 date-time such as 2027-07-02T20:30:00Z"
 _SEQUENCE_PATH = re.compile(r"sequences\[(\d+)\](?:\.(.+))?")
 
 # The account may be left out, and so may its keys: the contract requires none of them.
@@ -258,7 +257,7 @@ def _check_created(doc: object, location: str, text: str) -> None:
     except TimeOutOfRange as exc:
         raise _rejection(doc, location, str(exc)) from None
     except ValueError as exc:
-        raise _rejection(doc, location, f"{_RFC3339_REASON}: {exc}") from None
+        raise _rejection(doc, location, f"{RFC3339_REASON}: {exc}") from None
 
 
 def _check_zone(doc: object, location: str, zone: str) -> None:

@@ -72,6 +72,7 @@ def format_time(moment: datetime) -> str:
 EARLIEST_TIME = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST_TIME = datetime(9000, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 TIME_RANGE_REASON = "must be between 1900-01-01T00:00:00Z and 9000-12-31T23:59:59Z"
+RFC3339_REASON = "must be an RFC 3339 date-time such as 2027-07-02T20:30:00Z"
 
 
 class TimeOutOfRange(ValueError):  # noqa: N818 - a ValueError, caught as one by most callers

@@ -17,6 +17,7 @@ from schemas.definitions import DefinitionRejected, validate_definition_document
 from schemas.envelope import (
     EARLIEST_TIME,
     LATEST_TIME,
+    RFC3339_REASON,
     TIME_RANGE_REASON,
     CloudEvent,
     TimeOutOfRange,
@@ -66,7 +67,6 @@ ENVELOPE_SCHEMA = "cloudevent.schema.json"
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
-_RFC3339_REASON = "must be an RFC 3339 date-time such as 2027-07-02T20:30:00Z"
 _FIRST_YEAR, _LAST_YEAR = f"{EARLIEST_TIME.year:04d}", f"{LATEST_TIME.year:04d}"
 
 # The envelope schema's patterns, for _envelope_is_plain.
@@ -190,7 +190,7 @@ def _event_time(text: str) -> datetime:
     # then parse_event_time for the values (a 30 February fails there) and for the range the
     # engine can compute delays in.
     if _RFC3339.fullmatch(text) is None:
-        raise EventRejected("time", _RFC3339_REASON)
+        raise EventRejected("time", RFC3339_REASON)
     try:
         if text[-1] == "Z" and text[10] == "T":
             # The common case, 3x quicker than parse_event_time, which it agrees with: the
@@ -204,7 +204,7 @@ def _event_time(text: str) -> datetime:
     except TimeOutOfRange:
         raise EventRejected("time", TIME_RANGE_REASON) from None
     except ValueError as exc:
-        raise EventRejected("time", f"{_RFC3339_REASON}: {exc}") from None
+        raise EventRejected("time", f"{RFC3339_REASON}: {exc}") from None
 
 
 def encode_event(event: CloudEvent) -> bytes:
