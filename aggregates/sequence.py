@@ -268,8 +268,18 @@ def problems_of(
     line = sequence_doc.get("outbound_line")
     if line and account.lines and str(line) not in account.lines:
         problems.append(f"outbound_line: unknown line {str(line)!r}")
+    for number, trigger in enumerate(sequence_doc.get("triggers") or (), start=1):
+        if trigger.get("type") == "call_duration" and trigger.get("action", "disenroll") != (
+            "disenroll"
+        ):
+            # CONTRACT.md §2: a call_duration trigger disenrolls; taking `enroll` silently
+            # would leave the author believing long calls enroll.
+            problems.append(f"trigger {number} (call_duration): action must be disenroll")
     for step in steps:
         where = f"step {step.id} ({step.type})"
+        added_line = step.get("line_id") if step.type == "add_line" else None
+        if added_line and account.lines and str(added_line) not in account.lines:
+            problems.append(f"{where}: unknown line {str(added_line)!r} in line_id")
         if step.type not in STEP_TYPES:
             problems.append(f"{where}: unknown step type")
         if step.type in NEEDS_LINE and not line:

@@ -225,7 +225,9 @@ class StepContext:
                 owner = self.round_robin(
                     base["sequence_id"], step.id, tuple(str(o) for o in step.get("owners") or ())
                 )
-            self.owner_assigned(base["sequence_id"], owner, c.contact_id, step.id, now)
+            if owner != c.owner_id:
+                # The seed tells the owner of a *new* contact: one they already own is not.
+                self.owner_assigned(base["sequence_id"], owner, c.contact_id, step.id, now)
             return [("contact.updated", {**base, "owner_id": owner})]
         if kind == "add_line":
             return [("contact.updated", {**base, "line_id": step.get("line_id")})]

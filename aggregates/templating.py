@@ -131,13 +131,15 @@ def _strip_tail(out: list[str]) -> None:
 def with_opt_out(body: str, phrase: str | None) -> str:
     """``body`` ending with the opt-out ``phrase``, added once after a single space.
 
-    A body that already ends with the phrase (ignoring case and trailing blanks) is returned
-    as it is, so applying this twice changes nothing. No phrase: the body as it is.
+    A body that already ends with the phrase, exactly as the account writes it (trailing
+    blanks aside), is returned as it is, so applying this twice changes nothing. A copy in
+    other letters ("reply stop …") does not count: the compliance text is the account's.
+    No phrase: the body as it is.
     """
     wanted = phrase.strip() if phrase else ""
     if not wanted:
         return body
     trimmed = body.rstrip()
-    if trimmed.casefold().endswith(wanted.casefold()):
+    if trimmed.endswith(wanted):
         return body
     return f"{trimmed} {wanted}" if trimmed else wanted

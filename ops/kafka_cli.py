@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from ops.cli_groups import SubParsers, get_or_create_group
+from ops.definition_files import load_or_explain
 from ops.settings import PREFIX_HELP, Settings
-from schemas.definitions import DefinitionRejected, load_definition_file
 from schemas.envelope import CloudEvent, format_time, parse_time
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS
 from schemas.validation import EventRejected, decode_event
@@ -162,13 +162,8 @@ def _raw_route(raw: bytes) -> tuple[str, bytes | None]:
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    try:
-        document = load_definition_file(args.file)
-    except DefinitionRejected as rejected:
-        print(f"dripstream: {args.file}: {rejected}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"dripstream: cannot read {args.file}: {error.strerror}", file=sys.stderr)
+    document = load_or_explain(args.file)
+    if document is None:
         return 2
     body = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     command = CloudEvent(

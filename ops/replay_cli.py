@@ -8,7 +8,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
-from schemas.definitions import DefinitionRejected, load_definition_file
+from ops.definition_files import load_or_explain
 from schemas.envelope import CloudEvent, TimeOutOfRange, parse_event_time
 from streams.embedded import RejectedLine, ReplayStats, replay
 
@@ -69,13 +69,8 @@ def _unwritable(option: str, path: Path | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        definitions = load_definition_file(args.sequences)
-    except DefinitionRejected as rejected:
-        print(f"dripstream: {args.sequences}: {rejected}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"dripstream: cannot read {args.sequences}: {error.strerror}", file=sys.stderr)
+    definitions = load_or_explain(args.sequences)
+    if definitions is None:
         return 2
     # Every output checked before anything is opened or processed.
     refusal = _unwritable("--out", args.out) or _unwritable("--dlq", args.dlq)

@@ -194,3 +194,18 @@ def test_nobody_is_enrolled_in_a_sequence_naming_an_unknown_owner() -> None:
     )
     assert out.one("enrollment.rejected")["data"]["reason"] == "sequence_invalid"
     assert out.of("contact.updated") == []
+
+
+def test_an_added_line_the_account_does_not_define_is_a_problem() -> None:
+    sequence = loaded(SMS, {"type": "add_line", "line_id": "line-9"}, account=ACCOUNT)
+    assert sequence.problems == ("step s2 (add_line): unknown line 'line-9' in line_id",)
+    assert loaded({"type": "add_line", "line_id": "line-1"}, account=ACCOUNT).status == "active"
+
+
+def test_a_call_duration_trigger_that_would_enroll_is_a_problem() -> None:
+    # CONTRACT.md §2: call_duration disenrolls; `enroll` there must not be taken silently.
+    trigger = {"type": "call_duration", "metric": "talk_time", "seconds": 60}
+    enrolling = loaded(SMS, account=ACCOUNT, triggers=[{**trigger, "action": "enroll"}])
+    assert enrolling.problems == ("trigger 1 (call_duration): action must be disenroll",)
+    for fine in (trigger, {**trigger, "action": "disenroll"}):
+        assert loaded(SMS, account=ACCOUNT, triggers=[fine]).status == "active"

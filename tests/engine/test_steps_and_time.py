@@ -92,9 +92,9 @@ def test_user_and_system_facing_steps_emit_changes_and_notices() -> None:
             {"owner_id": "u-7"},
         ),
         "add_line": (
-            {"type": "add_line", "line_id": "line-2"},
+            {"type": "add_line", "line_id": "line-1"},
             "contact.updated",
-            {"line_id": "line-2"},
+            {"line_id": "line-1"},
         ),
         "change_lead_source": (
             {"type": "change_lead_source", "lead_source": "expo"},
@@ -253,7 +253,8 @@ def test_round_robin_is_fair_and_owner_gets_notified() -> None:
         **ACCOUNT,
         "users": {**ACCOUNT["users"], "u-8": {"name": "Kim", "phone": "+12125550008"}},
     }
-    inputs = [created(f"c-{i}") for i in range(4)] + [tagged(f"c-{i}") for i in range(4)]
+    inputs = [created(f"c-{i}", owner_id="u-0") for i in range(4)]
+    inputs += [tagged(f"c-{i}") for i in range(4)]
     out = decide(definitions(seq, account=account), inputs, until="2027-07-06T14:02:00Z")
     owners = [e["data"]["owner_id"] for e in out.of("contact.updated")]
     assert owners == ["u-7", "u-8", "u-7", "u-8"]
@@ -265,11 +266,24 @@ def test_round_robin_is_fair_and_owner_gets_notified() -> None:
 
 def test_more_than_twenty_assignments_in_a_minute_become_one_summary() -> None:
     seq = sequence(steps=[{"id": "own", "type": "change_owner", "owner_id": "u-7"}])
-    inputs = [created(f"c-{i}") for i in range(21)] + [tagged(f"c-{i}") for i in range(21)]
+    inputs = [created(f"c-{i}", owner_id="u-0") for i in range(21)]
+    inputs += [tagged(f"c-{i}") for i in range(21)]
     out = decide(definitions(seq), inputs, until="2027-07-06T14:02:00Z")
     notices = out.of("notify.sms")
     assert len(notices) == 1
     assert "group of contacts" in notices[0]["data"]["body"]
+
+
+def test_an_owner_given_a_contact_they_already_own_is_not_told() -> None:
+    # The seed: "When a new contact is assigned, the new owner will receive an SMS".
+    seq = sequence(steps=[{"id": "own", "type": "change_owner", "owner_id": "u-7"}])
+    inputs = [created("c-1", owner_id="u-7"), created("c-2", owner_id="u-0", phone="+12125550102")]
+    inputs += [tagged("c-1"), tagged("c-2")]
+    out = decide(definitions(seq), inputs, until="2027-07-06T14:02:00Z")
+    assert {e["subject"] for e in out.of("contact.updated", owner_id="u-7")} == {"c-1", "c-2"}
+    notice = out.one("notify.sms")
+    assert "+12125550102" in notice["data"]["body"]
+    assert len(out.of("enrollment.completed")) == 2
 
 
 def test_lead_email_creates_and_enrolls_a_contact() -> None:

@@ -423,3 +423,32 @@ def test_an_event_earlier_than_the_one_before_it_is_said(
     assert status == 0
     said = capsys.readouterr().err
     assert "1 event(s) were earlier than an event before them (the first at line 3)" in said
+
+
+def test_a_key_nothing_reads_is_named_on_stderr_and_the_file_still_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A typo would otherwise leave the setting at its default without a word.
+    typo = ONLY_SEQUENCES.replace(
+        "    process_on:", "    remove_on_respnse: false\n    process_on:"
+    )
+    typo = typo.replace('text: "Hi [FirstName]"', 'text: "Hi [FirstName]", colour: red')
+
+    status, outputs, _ = replay(tmp_path, typo, good_lines())
+
+    assert status == 0
+    assert len([e for e in outputs if e["type"] == "sms.send"]) == 1
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert [line.split("warning: ", 1)[1] for line in warnings] == [
+        "sequence hello: remove_on_respnse: unknown key, ignored",
+        "sequence hello: steps[0].colour: unknown key, ignored",
+    ]
+
+
+def test_a_file_of_known_keys_gives_no_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, _ = replay(tmp_path, ONLY_SEQUENCES, good_lines())
+
+    assert status == 0
+    assert "warning" not in capsys.readouterr().err
