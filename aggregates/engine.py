@@ -43,6 +43,7 @@ from aggregates.targets import targets_of
 from aggregates.throttle import MinuteThrottle
 from aggregates.timezones import contact_zone
 from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
+from schemas.registry import EVENT_TYPES
 
 OWNER_SUMMARY_THRESHOLD = 20  # the seed: more than 20 assignments become one summary message
 DEFINITION_COMMANDS = frozenset(
@@ -77,8 +78,14 @@ class _Outbox:
                 time=decision.at,
                 subject=subject,
                 data=decision.data(),
+                dataversion=_LATER_VERSIONS.get(decision.TYPE, 1),
             )
         )
+
+
+# The types whose data is past version 1 (contact.opted_out): the engine writes the current
+# version, as every encoder must (schemas/README.md), and these are few, so a miss is cheap.
+_LATER_VERSIONS = {kind: info.version for kind, info in EVENT_TYPES.items() if info.version > 1}
 
 
 def _subject(decision: Decision) -> str:

@@ -17,7 +17,7 @@ from ops.cli_groups import SubParsers, get_or_create_group
 from ops.definition_files import load_or_explain
 from ops.settings import PREFIX_HELP, Settings
 from schemas.envelope import CloudEvent, format_time, parse_time
-from schemas.registry import EVENT_TYPES, INPUT_TOPICS
+from schemas.registry import EVENT_TYPES, INPUT_TOPICS, input_refusal
 from schemas.validation import EventRejected, decode_event
 
 WATERMARK_EVERY = 500
@@ -123,32 +123,44 @@ def run_produce(args: argparse.Namespace) -> int:
         print(f"dripstream produce: cannot read {args.file}: {error.strerror}", file=sys.stderr)
         return 2
     records: list[tuple[str, bytes | None, bytes]] = []
+    numbers: list[int] = []  # the line number of each record
     bad = 0
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
             event = decode_event(raw)
+            refusal = input_refusal(event.type, event.source)
+            if refusal is not None:
+                raise EventRejected("type", refusal)
         except EventRejected as rejected:
             if args.raw:
                 records.append((*_raw_route(raw), raw))
+                numbers.append(number)
                 continue
             print(f"dripstream produce: {args.file}: line {number}: {rejected}", file=sys.stderr)
             bad += 1
             continue
         key = event.subject.encode() if event.subject else None
         records.append((EVENT_TYPES[event.type].topic, key, raw))
-    asyncio.run(
+        numbers.append(number)
+    refused = asyncio.run(
         _send(args.bootstrap, args.topic_prefix, records, watermarks=not args.no_watermarks)
     )
-    print(f"published {len(records)} event(s)", file=sys.stderr)
-    return 1 if bad else 0
+    for index, reason in refused:
+        print(
+            f"dripstream produce: {args.file}: line {numbers[index]}: not published: {reason}",
+            file=sys.stderr,
+        )
+    print(f"published {len(records) - len(refused)} event(s)", file=sys.stderr)
+    return 1 if bad or refused else 0
 
 
 def _raw_route(raw: bytes) -> tuple[str, bytes | None]:
-    """Where a line published as it is goes: the topic of its `type` (else `commands`), keyed
-    by its `subject` when it has a string one (so its dead letter lands in, and names, the
-    contact's partition), else with no key."""
+    """Where a line published as it is goes: the input topic of its `type` (else `commands`:
+    an output type goes to no output topic, where subscribers would take it for the
+    engine's), keyed by its `subject` when it has a string one (so its dead letter lands in,
+    and names, the contact's partition), else with no key."""
     try:
         envelope = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -158,7 +170,7 @@ def _raw_route(raw: bytes) -> tuple[str, bytes | None]:
     kind, subject = envelope.get("type"), envelope.get("subject")
     info = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     key = subject.encode() if isinstance(subject, str) and subject else None
-    return (info.topic if info else "commands"), key
+    return (info.topic if info and info.topic in INPUT_TOPICS else "commands"), key
 
 
 def run_apply(args: argparse.Namespace) -> int:
@@ -174,9 +186,12 @@ def run_apply(args: argparse.Namespace) -> int:
         subject="sequences",
         data=document,
     )
-    asyncio.run(
+    refused = asyncio.run(
         _send(args.bootstrap, args.topic_prefix, [("commands", b"sequences", command.encode())])
     )
+    if refused:
+        print(f"dripstream: {args.file}: not published: {refused[0][1]}", file=sys.stderr)
+        return 1
     ids = ", ".join(str(s["id"]) for s in document.get("sequences") or ())
     print(f"published sequence definitions: {ids}", file=sys.stderr)
     return 0
@@ -188,20 +203,30 @@ async def _send(
     records: list[tuple[str, bytes | None, bytes]],
     *,
     watermarks: bool = False,
-) -> None:
+) -> list[tuple[int, str]]:
     """Publish in order. With `watermarks`, every WATERMARK_EVERY records and at the end a
     `stream.watermark` goes to every partition of every input topic, after the records it
     follows (the idempotent producer keeps each partition's order): a worker on the event
-    clock then knows how far each topic is complete."""
+    clock then knows how far each topic is complete.
+
+    Returns the records Kafka refused (too large, say), by index, with the reason: the
+    others still go out."""
     from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]  # noqa: PLC0415
+    from aiokafka.errors import KafkaError  # type: ignore[import-untyped]  # noqa: PLC0415
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=10)
     await producer.start()
     try:
         latest: datetime | None = None
         futures = []
+        sent: list[tuple[int, Any]] = []
+        refused: list[tuple[int, str]] = []
         for n, (topic, key, value) in enumerate(records, start=1):
-            futures.append(await producer.send(prefix + topic, value, key=key))
+            try:
+                sent.append((n - 1, await producer.send(prefix + topic, value, key=key)))
+            except KafkaError as error:
+                refused.append((n - 1, _kafka_reason(error)))
+                continue
             if watermarks:
                 moment = _time_of(value)
                 latest = (
@@ -211,10 +236,20 @@ async def _send(
                     futures.extend(await _watermark(producer, prefix, latest, n))
         if watermarks and latest is not None:
             futures.extend(await _watermark(producer, prefix, latest, len(records)))
+        for index, future in sent:
+            try:
+                await future
+            except KafkaError as error:
+                refused.append((index, _kafka_reason(error)))
         for future in futures:
             await future
     finally:
         await producer.stop()
+    return sorted(refused)
+
+
+def _kafka_reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 async def _watermark(producer: Any, prefix: str, moment: datetime, serial: int) -> list[Any]:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
+from schemas.envelope import ENGINE_SOURCE
+
 Direction = Literal["input", "output", "command", "outcome", "control"]
 
 DLQ_TOPIC = "dlq"
@@ -92,3 +94,19 @@ EVENT_TYPES: Mapping[str, EventTypeInfo] = MappingProxyType(_table())
 def topic_for(event_type: str) -> str:
     """The topic (without prefix) an event of this type is written to; KeyError if unknown."""
     return EVENT_TYPES[event_type].topic
+
+
+def input_refusal(event_type: str, source: str) -> str | None:
+    """Why an event of this type and source is no input the engine decides on, or None.
+
+    Decisions, effect commands and outcomes are what the engine and the effect processors
+    write: taken as input, a forged `sms.send` would be carried out. The engine's own contact
+    changes (source `dripstream`) come back on `contacts` and are passed over, not refused.
+    """
+    info = EVENT_TYPES.get(event_type)
+    if info is None or info.direction in ("input", "command", "control"):
+        return None
+    if source == ENGINE_SOURCE and info.topic in INPUT_TOPICS:
+        return None
+    writer = "the effect processors" if info.direction == "outcome" else "the engine"
+    return f"{event_type!r} is an output of {writer}, not an input"

@@ -129,8 +129,11 @@ def decode_event(raw: bytes | str) -> CloudEvent:
         data = upcast(event_type, data, version)
 
     subject = envelope.get("subject")
-    if event_type in _CONTACT_SCOPED and subject is not None and subject != data["contact_id"]:
-        raise EventRejected("subject", "must equal data.contact_id")
+    if event_type in _CONTACT_SCOPED and subject != data["contact_id"]:
+        # Without it the record has no key on Kafka, and the contact's facts would be
+        # spread over partitions that different workers decide (CONTRACT.md §1).
+        reason = "is required: the contact id" if subject is None else "must equal data.contact_id"
+        raise EventRejected("subject", reason)
     if event_type in _ZONED:
         zone = data.get("timezone")
         if zone is not None and not checking.is_iana_zone(zone):

@@ -17,7 +17,7 @@ import orjson
 from aggregates.engine import Engine
 from aggregates.sequence import Catalog
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
-from schemas.registry import EVENT_TYPES
+from schemas.registry import EVENT_TYPES, input_refusal
 from schemas.validation import EventRejected, decode_event
 from streams.collector import cycle_collector_paused
 
@@ -71,11 +71,9 @@ def decode_input(raw: bytes, line: int) -> CloudEvent | RejectedLine:
         event = decode_event(raw)
     except EventRejected as rejected:
         return RejectedLine(line, raw, rejected.field, rejected.reason)
-    info = EVENT_TYPES.get(event.type)
-    if info is not None and info.direction not in ("input", "command", "control"):
-        return RejectedLine(
-            line, raw, "type", f"{event.type!r} is an output of the engine, not an input"
-        )
+    refusal = input_refusal(event.type, event.source)
+    if refusal is not None:
+        return RejectedLine(line, raw, "type", refusal)
     return event
 
 

@@ -44,7 +44,7 @@ from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
 from aggregates.engine import DEFINITION_COMMANDS, Engine
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
-from schemas.registry import EVENT_TYPES, INPUT_TOPICS
+from schemas.registry import EVENT_TYPES, INPUT_TOPICS, input_refusal
 from schemas.validation import EventRejected, decode_event
 from streams import routing
 from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
@@ -273,6 +273,9 @@ class EngineWorker:
                 rejection = None
             except EventRejected as rejected:
                 event, rejection = None, (rejected.field, rejected.reason)
+            refusal = input_refusal(event.type, event.source) if event is not None else None
+            if refusal is not None:
+                event, rejection = None, ("type", refusal)
             if event is not None and event.type == "stream.watermark":
                 buffer.watermark(tp.topic, event.time)
                 continue

@@ -143,6 +143,8 @@ def test_stop_keyword_opts_out_and_disenrolls_as_opted_out() -> None:
     opted = out.one("contact.opted_out")
     assert opted["source"] == "dripstream"
     assert opted["data"]["channel"] == "sms"
+    # written in the type's current data version, as every encoder must
+    assert opted["dataversion"] == "2"
     assert out.one("enrollment.disenrolled")["data"]["reason"] == "opted_out"
 
 

@@ -171,3 +171,43 @@ def test_dumping_a_topic_that_does_not_exist_is_an_error_and_creates_nothing(
     assert dump.returncode == 2
     assert f"no topic {prefix}decisions" in dump.stderr
     assert _partition_counts(kafka_bootstrap, prefix) == {}
+
+
+def test_a_line_too_large_for_kafka_is_named_and_the_lines_after_it_still_go_out(
+    kafka_bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    # given a valid event of 2 MB (over the producer's 1 MB request limit) between two others
+    def tagged(n: int, tag: str) -> bytes:
+        return orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": f"big-{n}",
+                "source": "crm",
+                "type": "contact.tag_added",
+                "time": f"2028-03-02T22:4{n}:00Z",
+                "subject": "c-1",
+                "data": {"contact_id": "c-1", "tag": tag},
+            }
+        )
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join([tagged(1, "a"), tagged(2, "x" * 2_000_000), tagged(3, "b")]))
+    created = cli("topics", "create", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    assert created.returncode == 0, created.stderr
+    # when it is published
+    done = cli(
+        "produce", "--no-watermarks", str(events), "--bootstrap", kafka_bootstrap,
+        "--topic-prefix", prefix,
+    )  # fmt: skip
+    # then the run says which line was not published, goes on, and ends with status 1
+    assert done.returncode == 1, done.stderr
+    assert "line 2: not published: MessageSizeTooLargeError" in done.stderr
+    assert "published 2 event(s)" in done.stderr
+    dump = tmp_path / "contacts.jsonl"
+    dumped = cli(
+        "topics", "dump", "--topics", "contacts", "--out", str(dump),
+        "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix,
+    )  # fmt: skip
+    assert dumped.returncode == 0, dumped.stderr
+    ids = [orjson.loads(line)["id"] for line in dump.read_bytes().splitlines()]
+    assert ids == ["big-1", "big-3"]

@@ -88,8 +88,15 @@ def test_a_malformed_record_lands_on_the_dead_letter_topic_and_the_worker_goes_o
         b'{"specversion":"1.0","id":"bad-1","source":"crm","type":"contact.tag_added",'
         b'"time":"2028-03-02T22:41:30Z","subject":"c-100","data":{"contact_id":"c-100"}}'
     )
+    # A well-formed effect command is no input: taken as one, it would be carried out.
+    forged = (
+        b'{"specversion":"1.0","id":"bad-2","source":"crm","type":"sms.send",'
+        b'"time":"2028-03-02T22:41:40Z","subject":"c-100","data":{"effect_id":"fx-forged",'
+        b'"step_id":"s1","sequence_id":"welcome","contact_id":"c-100","to":"+17205550142",'
+        b'"from_line":"line-main","body":"forged"}}'
+    )
     mixed = tmp_path / "mixed.jsonl"
-    mixed.write_bytes(b"\n".join([*lines[:3], broken, b"{not json", *lines[3:]]) + b"\n")
+    mixed.write_bytes(b"\n".join([*lines[:3], broken, b"{not json", forged, *lines[3:]]) + b"\n")
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
     try:
         assert (
@@ -108,11 +115,12 @@ def test_a_malformed_record_lands_on_the_dead_letter_topic_and_the_worker_goes_o
             "produce", "--raw", str(mixed), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix
         )
         assert produced.returncode == 0, produced.stderr
-        letters = read_topics(kafka_bootstrap, prefix, ("dlq",), expect=2)
+        letters = read_topics(kafka_bootstrap, prefix, ("dlq",), expect=3)
         decisions = read_topics(kafka_bootstrap, prefix, ("decisions",), quiet=4)
+        effects = read_topics(kafka_bootstrap, prefix, ("effects",), quiet=2)
     finally:
         stop(worker)
-    assert len(letters) == 2
+    assert len(letters) == 3
     by_value = {letter["value"]: letter for letter in letters}
     # the field in `field`, the bare reason in `reason`, as in `replay --dlq`
     missing_tag = by_value[broken.decode()]
@@ -120,6 +128,13 @@ def test_a_malformed_record_lands_on_the_dead_letter_topic_and_the_worker_goes_o
     # an invalid line published with --raw keeps its subject as its key
     assert missing_tag["key"] == "c-100"
     assert by_value["{not json"]["key"] is None
+    refused = by_value[forged.decode()]
+    assert (refused["field"], refused["reason"]) == (
+        "type",
+        "'sms.send' is an output of the engine, not an input",
+    )
+    assert refused["topic"] == prefix + "commands"
+    assert all(e["data"].get("effect_id") != "fx-forged" for e in effects)
     assert all(letter["value"] for letter in letters)
     # The good records after the bad ones were still decided: c-101 was enrolled.
     assert any(

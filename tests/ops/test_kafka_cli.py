@@ -28,8 +28,9 @@ def published(monkeypatch: pytest.MonkeyPatch) -> Published:
 
     async def keep(
         bootstrap: str, prefix: str, records: Published, *, watermarks: bool = False
-    ) -> None:
+    ) -> list[tuple[int, str]]:
         kept.extend(records)
+        return []
 
     monkeypatch.setattr(kafka_cli, "_send", keep)
     return kept
@@ -78,3 +79,46 @@ def test_without_raw_an_invalid_line_is_reported_and_not_published(
     assert _produce(events) == 1
     assert [(topic, key) for topic, key, _ in published] == [("contacts", b"c-201")]
     assert "line 1: data.tag: is required" in capsys.readouterr().err
+
+
+FORGED_SMS = (
+    b'{"specversion":"1.0","id":"x-1","source":"crm","type":"sms.send",'
+    b'"time":"2028-03-02T22:41:30Z","subject":"c-201","data":{"effect_id":"fx-1",'
+    b'"step_id":"s1","sequence_id":"q","contact_id":"c-201","to":"+12125550101",'
+    b'"from_line":"line-1","body":"hi"}}'
+)
+OUTCOME = (
+    b'{"specversion":"1.0","id":"x-2","source":"crm","type":"effect.sent",'
+    b'"time":"2028-03-02T22:41:30Z","subject":"c-201","data":{"effect_id":"fx-1",'
+    b'"provider":"twilio"}}'
+)
+
+
+def test_an_engine_output_is_refused_and_not_published(
+    tmp_path: Path, published: Published, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given an effect command and a provider outcome among inputs: the effect processors
+    # would carry out a forged sms.send taken from a file
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join([FORGED_SMS, VALID, OUTCOME]) + b"\n")
+    # when it is published
+    assert _produce(events) == 1
+    # then only the input went out, and each refusal says what the line is
+    assert [(topic, key) for topic, key, _ in published] == [("contacts", b"c-201")]
+    err = capsys.readouterr().err
+    assert "line 1: type: 'sms.send' is an output of the engine, not an input" in err
+    assert "line 3: type: 'effect.sent' is an output of the effect processors" in err
+
+
+def test_raw_outputs_go_to_commands_never_to_an_output_topic(
+    tmp_path: Path, published: Published
+) -> None:
+    # given the same lines published as they are, to exercise the dead letters
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join([FORGED_SMS, OUTCOME]) + b"\n")
+    assert _produce(events, "--raw") == 0
+    # then they reach an input topic, where the worker refuses them into dlq
+    assert [(topic, key) for topic, key, _ in published] == [
+        ("commands", b"c-201"),
+        ("commands", b"c-201"),
+    ]

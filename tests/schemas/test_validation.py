@@ -164,8 +164,15 @@ def test_a_str_decodes_like_bytes() -> None:
     assert decode_event(raw.decode()) == decode_event(raw)
 
 
-def test_an_event_without_subject_is_accepted() -> None:
-    event = decode_event(raw_event("contact.tag_added", subject=None))
+def test_a_contact_event_without_subject_is_refused() -> None:
+    # CONTRACT.md §1: `subject` is the contact id of every contact-scoped event (the key).
+    refused = rejection(raw_event("contact.tag_added", subject=None))
+
+    assert str(refused) == "subject: is required: the contact id"
+
+
+def test_an_event_about_no_one_contact_needs_no_subject() -> None:
+    event = decode_event(raw_event("lead.email_received", subject=None))
 
     assert event.subject is None
 
