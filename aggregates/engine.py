@@ -208,6 +208,15 @@ class Engine:
         self._drain(out)
         return out.events
 
+    def fire_before(self, moment: datetime) -> list[CloudEvent]:
+        """Fire every timer due strictly before `moment`. `handle` leaves the clock alone for
+        a definition command (a live one carries today's time); in a history, where its
+        time is the history's, the timers before it come first (CONTRACT.md §3)."""
+        out = _Outbox("timers")
+        self._fire_until(moment, out, inclusive=False)
+        self._tick(moment)
+        return out.events
+
     def advance(self, until: datetime, partition: int | None = None) -> list[CloudEvent]:
         """Fire every timer due up to and including `until` (of one partition, or all)."""
         out = _Outbox("timers")

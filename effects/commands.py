@@ -124,9 +124,9 @@ def decode_command(raw: bytes | str) -> CloudEvent:
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
-        raise CommandRejected("$", f"not JSON: {error}") from None
+        raise CommandRejected("event", f"not valid JSON: {error}") from None
     if not isinstance(document, dict):
-        raise CommandRejected("$", "must be a JSON object")
+        raise CommandRejected("event", "must be a JSON object")
     for key in ("id", "source", "type", "time"):
         if not isinstance(document.get(key), str):
             raise CommandRejected(key, "is required")

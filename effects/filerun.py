@@ -1,7 +1,9 @@
 """Carry out the effect commands of a `.jsonl` file (no broker): demos, tests, crash drills.
 
 Same processor and ledger as the Kafka worker. Run it twice over the same file and the
-second run sends nothing: it re-emits the outcomes the ledger already holds.
+second run sends nothing: it re-emits the outcomes the ledger already holds. The file may be
+a whole output stream (`dripstream replay --out`, `topics dump`): its other events are
+skipped, as the worker skips what on `contacts` is not a command.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-from effects.commands import CommandRejected, decode_command, effect_id_of
+from effects.commands import EFFECT_TYPES, CommandRejected, decode_command, effect_id_of
 from effects.settings import EffectsSettings
 from effects.wiring import Runtime, open_runtime
 from schemas.envelope import CloudEvent
+from schemas.registry import EVENT_TYPES
 
 
 def _write(out: BinaryIO, events: list[CloudEvent]) -> None:
@@ -23,6 +26,16 @@ def _write(out: BinaryIO, events: list[CloudEvent]) -> None:
         out.flush()
 
 
+def _is_command(event: CloudEvent) -> bool:
+    """True for an effect command; False for another known event, which is not ours.
+    Only the type decides: `step.executed` carries the effect id of the command it caused."""
+    if event.type in EFFECT_TYPES:
+        return True
+    if event.type not in EVENT_TYPES:
+        raise CommandRejected("type", f"unknown event type {event.type!r}")
+    return False
+
+
 async def run_commands_file(
     settings: EffectsSettings,
     commands: Path,
@@ -30,10 +43,13 @@ async def run_commands_file(
     *,
     runtime: Runtime | None = None,
 ) -> int:
-    """0 when every line was a command, 1 when some were not (reported on stderr)."""
+    """0 when every line was a valid event, 1 when some were not (reported on stderr).
+
+    Events that are not effect commands are skipped and counted in the closing summary.
+    """
     runtime = runtime or await open_runtime(settings)
     out = outcomes.open("ab", buffering=0) if outcomes else sys.stdout.buffer
-    bad = 0
+    taken = skipped = bad = 0
     try:
         _write(out, await runtime.processor.recover())
         batch: list[CloudEvent] = []
@@ -42,13 +58,17 @@ async def run_commands_file(
                 if not line.strip():
                     continue
                 try:
-                    command = decode_command(line)
-                    effect_id_of(command)
+                    event = decode_command(line)
+                    if not _is_command(event):
+                        skipped += 1
+                        continue
+                    effect_id_of(event)
                 except CommandRejected as error:
                     print(f"{commands}:{number}: {error}", file=sys.stderr)
                     bad += 1
                     continue
-                batch.append(command)
+                taken += 1
+                batch.append(event)
                 if len(batch) >= settings.batch_size:
                     _write(out, await runtime.processor.handle_batch(batch))
                     batch = []
@@ -60,4 +80,9 @@ async def run_commands_file(
         if outcomes:
             out.close()
         await runtime.close()
+    print(
+        f"{commands}: {taken} effect commands, {skipped} other events skipped "
+        f"(not effect commands), {bad} invalid lines",
+        file=sys.stderr,
+    )
     return 1 if bad else 0

@@ -99,7 +99,12 @@ class EffectProcessor:
 
     async def handle(self, command: CloudEvent) -> list[CloudEvent]:
         """Carry out one effect command at most once; the outcome events it caused.
-        Raises CommandRejected only for a command without an effect id (nothing to record)."""
+        Raises CommandRejected, recording nothing, for a command without an effect id and
+        for an event that is no effect command."""
+        if command.type not in kinds.EFFECT_TYPES:
+            # Its effect id is a real command's (`step.executed` names the effect it
+            # caused): recorded under that id, it would make the real one a duplicate.
+            raise CommandRejected("type", f"{command.type!r} is not an effect command")
         effect_id = effect_id_of(command)
         async with self._slots:
             try:

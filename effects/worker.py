@@ -11,6 +11,10 @@ still published, and offsets committed, batch after batch in the order fetched. 
 anywhere redelivers the uncommitted batches; the ledger turns the redelivery into
 re-published outcomes with the same ids, never a second send. A rebalance waits for the
 batches in progress to be committed (the listener takes the same lock as starting one).
+
+A record of `effects` that is no effect command goes to `dlq` in the engine worker's shape
+(README, "Topics"): the composition root passes the engine's own builder in, since this
+package may not import streams/.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -42,20 +47,38 @@ from effects.processor import EffectProcessor
 from effects.settings import EffectsSettings
 from effects.wiring import Runtime, open_runtime, utc_now
 from schemas.envelope import CloudEvent
+from schemas.registry import DLQ_TOPIC
 
 _log = logging.getLogger(__name__)
 
 COMMANDS_TOPIC = "effects"
-DEAD_LETTER_TOPIC = "dlq"
 MAX_RECORD_BATCH_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRecord:
+    """A record the worker cannot carry out: where it was read, its bytes, and why."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    field: str
+    reason: str
+
+
+DeadLetter = Callable[[RejectedRecord], tuple[bytes | None, bytes]]
+"""The key and value of a rejected record's dead letter."""
 
 
 class KafkaPublisher:
     """`Publish` on an AIOKafkaProducer: key = the event's subject, value = its JSON."""
 
-    def __init__(self, producer: Any, prefix: str) -> None:
+    def __init__(self, producer: Any, prefix: str, dead_letter: DeadLetter) -> None:
         self._producer = producer
         self._prefix = prefix
+        self._dead_letter = dead_letter
 
     async def __call__(self, topic: str, event: CloudEvent) -> None:
         await self.publish_many([event], topic)
@@ -70,13 +93,9 @@ class KafkaPublisher:
         if pending:
             await asyncio.gather(*pending)
 
-    async def dead_letter(self, raw: bytes, reason: str, key: bytes | None) -> None:
-        future = await self._producer.send(
-            self._prefix + DEAD_LETTER_TOPIC,
-            value=raw,
-            key=key,
-            headers=[("dripstream-reason", reason.encode())],
-        )
+    async def dead_letter(self, rejected: RejectedRecord) -> None:
+        key, value = self._dead_letter(rejected)
+        future = await self._producer.send(self._prefix + DLQ_TOPIC, value=value, key=key)
         await future
 
 
@@ -108,16 +127,22 @@ async def carry_out_records(
     how many records were dead-lettered. `on_finished` is called as each command is done.
 
     Records of other types (the `contacts` topic carries power_dialer.* among contact
-    facts) are not ours and are skipped; a bad record in `commands_topic` is dead-lettered.
+    facts) are not ours and are skipped; a bad record in `commands_topic`, or one there that
+    is no effect command, is dead-lettered.
     """
     commands: list[CloudEvent] = []
     rejected = 0
     for record in records:
         ours = record.topic == commands_topic
+        raw: bytes = record.value or b""  # a tombstone has no value; its letter still does
         try:
-            command = decode_command(record.value)
-            if command.type not in EFFECT_TYPES and not ours:
-                continue
+            command = decode_command(raw)
+            if command.type not in EFFECT_TYPES:
+                if not ours:
+                    continue
+                # Never to the processor: a `step.executed` carries the effect id of the
+                # command it caused, and claiming that id would make the command a duplicate.
+                raise CommandRejected("type", f"{command.type!r} is not an effect command")
             effect_id_of(command)
         except CommandRejected as error:
             if not ours:
@@ -125,7 +150,17 @@ async def carry_out_records(
             _log.error(
                 "dead-lettered %s:%s@%s: %s", record.topic, record.partition, record.offset, error
             )
-            await publisher.dead_letter(record.value, str(error), record.key)
+            await publisher.dead_letter(
+                RejectedRecord(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                    value=raw,
+                    field=error.field,
+                    reason=error.reason,
+                )
+            )
             rejected += 1
             continue
         commands.append(command)
@@ -310,10 +345,11 @@ async def consume(
 async def run_effects_worker(
     settings: EffectsSettings,
     *,
+    dead_letter: DeadLetter,
     stop: asyncio.Event | None = None,
     clock: Clock = utc_now,
 ) -> None:
-    """Run until `stop` is set (or forever)."""
+    """Run until `stop` is set (or forever); `dead_letter` shapes what goes to `dlq`."""
     stop = stop or asyncio.Event()
     runtime = await open_runtime(settings, clock=clock)
     producer = AIOKafkaProducer(
@@ -345,7 +381,7 @@ async def run_effects_worker(
     recovery: asyncio.Task[None] | None = None
     try:
         await producer.start()
-        publisher = KafkaPublisher(producer, settings.topic_prefix)
+        publisher = KafkaPublisher(producer, settings.topic_prefix, dead_letter)
         runner = await _serve_inbound(settings, runtime, publisher)
         await publisher.publish_many(await runtime.processor.recover())
         recovery = asyncio.create_task(_recover_periodically(runtime, publisher, settings))

@@ -62,9 +62,8 @@ class ContactSummary:
 
 def contact_enrollment(enrollment: Enrollment, catalog: Catalog) -> ContactEnrollment:
     info = catalog.sequences.get(enrollment.sequence_id)
-    total = enrollment.steps_total
-    if total is None and info is not None:
-        total = info.steps_count
+    # The definition in force, as for remaining tasks (projections/state.py).
+    total = info.steps_count if info is not None else enrollment.steps_total
     return ContactEnrollment(
         sequence_id=enrollment.sequence_id,
         sequence_name=info.name if info else None,

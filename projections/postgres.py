@@ -155,7 +155,7 @@ _SEQUENCE_ROWS: LiteralString = """
     SELECT s.sequence_id, s.name, s.created, s.steps_count, s.process_on, s.line,
            count(e.enrollment_id),
            coalesce(sum(greatest(
-               coalesce(e.steps_total, s.steps_count) - cardinality(e.steps_done), 0)), 0),
+               s.steps_count - cardinality(e.steps_done), 0)), 0),
            s.status, s.problems
     FROM {s}.sequences s
     LEFT JOIN {s}.enrollments e ON e.sequence_id = s.sequence_id AND e.state = 'active'

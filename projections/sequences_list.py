@@ -44,14 +44,15 @@ class SequenceRow:
 
 def sequence_rows(catalog: Catalog, book: EnrollmentBook) -> list[SequenceRow]:
     """Visible (defined, not deleted) sequences sorted by id. `contacts` counts active
-    enrollments; `remaining_tasks` sums, over them, steps_total minus the distinct steps
-    executed or skipped."""
+    enrollments; `remaining_tasks` sums, over them, the sequence's steps count minus the
+    distinct steps executed or skipped."""
     contacts: Counter[str] = Counter()
     remaining: Counter[str] = Counter()
     for enrollment in book.active():
         info = catalog.sequences.get(enrollment.sequence_id)
         contacts[enrollment.sequence_id] += 1
-        remaining[enrollment.sequence_id] += enrollment.remaining(info.steps_count if info else 0)
+        steps_count = info.steps_count if info else None
+        remaining[enrollment.sequence_id] += enrollment.remaining(steps_count)
     return [
         SequenceRow(
             id=info.sequence_id,

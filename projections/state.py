@@ -116,9 +116,11 @@ class Enrollment:
     next_step_id: str | None = None
     next_due_at: datetime | None = None
 
-    def remaining(self, steps_count: int) -> int:
-        """Steps not yet done; `steps_count` (the sequence's) stands in for an unknown total."""
-        total = self.steps_total if self.steps_total is not None else steps_count
+    def remaining(self, steps_count: int | None) -> int:
+        """Steps not yet done. The sequence's current `steps_count` counts when it is known:
+        a redefined sequence's enrollments go on through its new steps (the engine follows
+        the definition in force), so the total at enrollment only stands in for it."""
+        total = steps_count if steps_count is not None else self.steps_total or 0
         return max(total - len(self.steps_done), 0)
 
 

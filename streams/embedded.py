@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from aggregates.engine import Engine
+from aggregates.engine import DEFINITION_COMMANDS, Engine
 from aggregates.sequence import Catalog
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
 from schemas.registry import EVENT_TYPES, input_refusal
@@ -135,6 +135,8 @@ def _replay(
         if last is not None and decoded.time < last:
             stats.late += 1
             stats.first_late = stats.first_late or number
+        if decoded.type in DEFINITION_COMMANDS:
+            emit(engine.fire_before(decoded.time))
         emit(engine.handle(decoded))
         if engine.duplicates > stats.duplicates:
             stats.duplicates = engine.duplicates

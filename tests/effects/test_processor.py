@@ -202,6 +202,21 @@ async def test_a_command_without_an_effect_id_is_rejected() -> None:
         await processor(FakeSenders(), Sleeps()).handle(bad)
 
 
+async def test_an_event_that_is_no_command_is_refused_and_leaves_its_effect_id_alone() -> None:
+    # given the decision that names an effect: it carries the effect's own id
+    fakes, sleeps = FakeSenders(), Sleeps()
+    ledger = InMemoryLedger("p-1")
+    effects = processor(fakes, sleeps, ledger)
+    executed = command("step.executed", 1)
+    # when it reaches the processor
+    with pytest.raises(CommandRejected, match=r"'step\.executed' is not an effect command"):
+        await effects.handle(executed)
+    # then nothing is recorded under that id, and the command itself still goes out
+    assert await ledger.get(EffectId("fx:welcome:c-1:1:s1:1")) is None
+    assert types_of(await effects.handle(sms(1))) == ["effect.sent"]
+    assert len(fakes.sms.sent) == 1
+
+
 async def test_each_line_is_paced_by_its_own_token_bucket() -> None:
     fakes, sleeps = FakeSenders(), Sleeps()
     # All four reserve their slot at the same instant (time stands still at 0).

@@ -17,7 +17,13 @@ from effects.processor import EffectProcessor
 from effects.settings import EffectsSettings
 from effects.wiring import open_runtime
 from effects.worker import KafkaPublisher, process_records
+from ops.effects_cli import engine_dead_letter
+from streams.ordering import Pending
+from streams.routing import dead_letter
 from tests.effects.helpers import Clock, command, sms
+
+# The README's topics table: what a `dlq` record's value holds, whichever worker wrote it.
+DEAD_LETTER_KEYS = {"topic", "partition", "offset", "key", "field", "reason", "value", "value_hex"}
 
 
 @dataclass
@@ -42,6 +48,15 @@ class Record:
     offset: int = 0
 
 
+def publisher(producer: FakeProducer) -> KafkaPublisher:
+    return KafkaPublisher(producer, "dripstream.", engine_dead_letter)
+
+
+def in_memory() -> tuple[EffectProcessor, FakeSenders]:
+    fakes = FakeSenders()
+    return EffectProcessor(ledger=InMemoryLedger(), senders=fakes.senders(), clock=Clock()), fakes
+
+
 async def test_a_batch_becomes_outcomes_keyed_by_contact_and_bad_records_dead_letters() -> None:
     producer = FakeProducer()
     fakes = FakeSenders()
@@ -51,15 +66,12 @@ async def test_a_batch_becomes_outcomes_keyed_by_contact_and_bad_records_dead_le
         Record(b"{not json", b"c-2", offset=1),
         Record(sms(3).encode(), b"c-3", offset=2),
     ]
-    rejected = await process_records(
-        records, effects, KafkaPublisher(producer, "dripstream."), "dripstream.effects"
-    )
+    rejected = await process_records(records, effects, publisher(producer), "dripstream.effects")
     assert rejected == 1
     assert len(fakes.sms.sent) == 2
     [dead, first, second] = sorted(producer.sent, key=lambda sent: sent[0])
-    assert dead[0] == "dripstream.dlq"
-    assert dead[2] == b"{not json"
-    assert dead[3][0][0] == "dripstream-reason"
+    assert (dead[0], dead[1]) == ("dripstream.dlq", b"c-2")
+    assert orjson.loads(dead[2])["value"] == "{not json"
     assert (first[0], first[1]) == ("dripstream.outcomes", b"c-1")
     assert orjson.loads(first[2])["type"] == "effect.sent"
     assert (second[0], second[1]) == ("dripstream.outcomes", b"c-3")
@@ -75,12 +87,60 @@ async def test_power_dialer_commands_are_taken_from_contacts_and_the_rest_skippe
         Record(command("contact.tag_added", 2, tag="hot").encode(), topic=contacts),
         Record(b"not ours to judge", topic=contacts),
     ]
-    rejected = await process_records(
-        records, effects, KafkaPublisher(producer, "dripstream."), "dripstream.effects"
-    )
+    rejected = await process_records(records, effects, publisher(producer), "dripstream.effects")
     assert rejected == 0
     assert await fakes.power_dialer.users_for("c-1") == ["u-7"]
     assert [orjson.loads(sent[2])["type"] for sent in producer.sent] == ["effect.sent"]
+
+
+async def test_a_dead_letter_of_the_effects_worker_is_the_engine_workers_letter() -> None:
+    # given bytes that are not JSON at all, read from `effects`
+    producer = FakeProducer()
+    effects, fakes = in_memory()
+    raw = b"\xff garbage not json"
+    record = Record(raw, b"c-9", partition=2, offset=7)
+    # when the worker takes them
+    rejected = await process_records([record], effects, publisher(producer), "dripstream.effects")
+    # then one `dlq` record, keyed as the original, holding the README's JSON
+    assert rejected == 1
+    assert fakes.sms.sent == []
+    [(topic, key, value, _)] = producer.sent
+    assert (topic, key) == ("dripstream.dlq", b"c-9")
+    letter = orjson.loads(value)
+    assert set(letter) == DEAD_LETTER_KEYS
+    assert (letter["topic"], letter["partition"], letter["offset"]) == ("dripstream.effects", 2, 7)
+    assert letter["key"] == "c-9"
+    assert letter["field"] == "event"
+    assert letter["reason"].startswith("not valid JSON")
+    assert bytes.fromhex(letter["value_hex"]) == raw
+    # and byte for byte what the engine worker writes for a record it rejects so
+    engine = Pending("dripstream.effects", 2, 7, b"c-9", raw, None, ("event", letter["reason"]))
+    assert value == dead_letter(engine).value
+
+
+async def test_an_event_on_effects_that_is_no_command_leaves_its_effect_id_to_the_command() -> None:
+    # given the decision that names an effect, then the effect itself, both on `effects`
+    producer = FakeProducer()
+    effects, fakes = in_memory()
+    executed = command("step.executed", 1)
+    records = [
+        Record(executed.encode(), b"c-1", offset=0),
+        Record(sms(1).encode(), b"c-1", offset=1),
+    ]
+    # when the worker takes them
+    rejected = await process_records(records, effects, publisher(producer), "dripstream.effects")
+    # then the decision is a dead letter that says why, and the text still goes out once
+    assert rejected == 1
+    assert len(fakes.sms.sent) == 1
+    [dead, sent] = sorted(producer.sent, key=lambda sent: sent[0])
+    letter = orjson.loads(dead[2])
+    assert (dead[0], letter["offset"], letter["field"]) == ("dripstream.dlq", 0, "type")
+    assert letter["reason"] == "'step.executed' is not an effect command"
+    outcome = orjson.loads(sent[2])
+    assert (outcome["type"], outcome["data"]["effect_id"]) == (
+        "effect.sent",
+        sms(1).data["effect_id"],
+    )
 
 
 async def test_the_file_runner_sends_each_command_once(tmp_path: Path) -> None:

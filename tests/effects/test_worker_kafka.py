@@ -18,7 +18,8 @@ from aiokafka.admin import NewTopic  # type: ignore[import-untyped]
 from effects.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from effects.settings import EffectsSettings
 from effects.worker import run_effects_worker
-from tests.effects.helpers import sms
+from ops.effects_cli import engine_dead_letter
+from tests.effects.helpers import command, sms
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 
@@ -60,7 +61,9 @@ async def test_the_worker_sends_each_command_once_and_publishes_outcomes(
                 line_rate_per_second=100_000,
                 batch_size=16,
             )
-            worker = asyncio.create_task(run_effects_worker(settings, stop=stop))
+            worker = asyncio.create_task(
+                run_effects_worker(settings, dead_letter=engine_dead_letter, stop=stop)
+            )
             # given commands (one of them twice) and a record that is no command
             await producer.start()
             commands = [sms(n, to=f"+1646{n:07d}") for n in range(COUNT)]
@@ -86,7 +89,7 @@ async def test_the_worker_sends_each_command_once_and_publishes_outcomes(
             assert max(twilio.accepted_by_effect.values()) == 1
             assert len(twilio.accepted_by_effect) == COUNT
             assert {o["type"] for o in outcomes} == {"effect.sent"}
-            assert dead == [b"{oops"]
+            assert [orjson.loads(letter)["value"] for letter in dead] == ["{oops"]
             # and the callback server answers
             async with (
                 aiohttp.ClientSession() as session,
@@ -105,6 +108,93 @@ async def test_the_worker_sends_each_command_once_and_publishes_outcomes(
                 assert await check.committed(partition) == ends[partition]
         finally:
             await check.stop()
+    finally:
+        stop.set()
+        await producer.stop()
+        await consumer.stop()
+        await kafka_admin.delete_topics(topics)
+
+
+async def test_a_decision_on_effects_is_dead_lettered_and_its_effect_still_sent_once(
+    kafka_bootstrap: str, kafka_admin: Any
+) -> None:
+    prefix = f"dripstream.fx{uuid.uuid4().hex[:10]}."
+    topics = [prefix + name for name in ("effects", "outcomes", "contacts", "dlq")]
+    await kafka_admin.create_topics([NewTopic(name, 3, 1) for name in topics])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
+    consumer = AIOKafkaConsumer(
+        prefix + "outcomes",
+        prefix + "dlq",
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    stop = asyncio.Event()
+    try:
+        async with FakeTwilioServer() as twilio:
+            settings = EffectsSettings(
+                kafka_bootstrap_servers=kafka_bootstrap,
+                topic_prefix=prefix,
+                consumer_group=f"effects-{uuid.uuid4().hex[:8]}",
+                http_port=free_port(),
+                twilio_account_sid=ACCOUNT_SID,
+                twilio_auth_token=AUTH_TOKEN,
+                twilio_api_base=twilio.url,
+                line_rate_per_second=100_000,
+            )
+            worker = asyncio.create_task(
+                run_effects_worker(settings, dead_letter=engine_dead_letter, stop=stop)
+            )
+            # given on `effects`: the decision naming an effect, the effect, and bytes that
+            # are no JSON at all
+            await producer.start()
+            text = sms(1)
+            executed = command("step.executed", 1)
+            garbage = b"\xff garbage not json"
+            written = [
+                await producer.send_and_wait(prefix + "effects", value, key=key)
+                for key, value in [
+                    (b"c-1", executed.encode()),
+                    (b"c-1", text.encode()),
+                    (b"c-9", garbage),
+                ]
+            ]
+            # when the worker has done its work
+            await consumer.start()
+            outcomes: list[dict[str, Any]] = []
+            dead: list[tuple[bytes | None, dict[str, Any]]] = []
+            async with asyncio.timeout(90):
+                while not outcomes or len(dead) < 2:
+                    batches = await consumer.getmany(timeout_ms=500)
+                    for tp, records in batches.items():
+                        for record in records:
+                            if tp.topic.endswith("dlq"):
+                                dead.append((record.key, orjson.loads(record.value)))
+                            else:
+                                outcomes.append(orjson.loads(record.value))
+            stop.set()
+            await asyncio.wait_for(worker, timeout=30)
+        # then the text reached Twilio once and was answered effect.sent
+        assert dict(twilio.accepted_by_effect) == {text.data["effect_id"]: 1}
+        assert [(o["type"], o["data"]["effect_id"]) for o in outcomes] == [
+            ("effect.sent", text.data["effect_id"])
+        ]
+        # and the two others are dead letters in the engine worker's shape, keyed as read
+        by_offset = {(letter["partition"], letter["offset"]): (key, letter) for key, letter in dead}
+        key, letter = by_offset[(written[0].partition, written[0].offset)]
+        assert key == b"c-1"
+        assert (letter["topic"], letter["field"]) == (prefix + "effects", "type")
+        assert letter["reason"] == "'step.executed' is not an effect command"
+        assert orjson.loads(letter["value"]) == orjson.loads(executed.encode())
+        key, letter = by_offset[(written[2].partition, written[2].offset)]
+        assert key == b"c-9"
+        assert set(letter) == {
+            "topic", "partition", "offset", "key", "field", "reason", "value", "value_hex"
+        }  # fmt: skip
+        where = (letter["topic"], letter["key"], letter["field"])
+        assert where == (prefix + "effects", "c-9", "event")
+        assert letter["reason"].startswith("not valid JSON")
+        assert bytes.fromhex(letter["value_hex"]) == garbage
     finally:
         stop.set()
         await producer.stop()

@@ -334,6 +334,33 @@ def test_deleting_a_sequence_disenrolls_its_contacts() -> None:
     assert out.of("sms.send") == []
 
 
+def test_steps_due_before_a_deletion_run_before_it() -> None:
+    # CONTRACT.md §3: timers fire in time order, inputs included; the deletion's time is
+    # the history's own, so a step due at 14:02 is carried out before a deletion at 14:05.
+    two_minutes = {"kind": "default", "amount": 2, "unit": "minutes"}
+    seq = sequence(
+        steps=[
+            {"id": "s1", "type": "send_sms", "text": "x", "delay": two_minutes},
+            {**A_DAY_LATER[0], "id": "s2"},
+        ]
+    )
+    delete = event("sequence.delete_requested", T1, subject="sequence:seq", sequence_id="seq")
+    out = decide(definitions(seq), [created(), tagged(), delete], until="2027-07-09T00:00:00Z")
+    assert out.one("sms.send")["time"] == "2027-07-06T14:02:00Z"
+    assert out.types().index("step.executed") < out.types().index("enrollment.disenrolled")
+    assert out.one("enrollment.disenrolled")["time"] == T1
+
+
+def test_a_copy_comes_after_the_steps_due_before_it() -> None:
+    two_minutes = {"kind": "default", "amount": 2, "unit": "minutes"}
+    seq = sequence(steps=[{"id": "s1", "type": "send_sms", "text": "x", "delay": two_minutes}])
+    copy = event(
+        "sequence.copy_requested", T1, subject="sequence:seq", sequence_id="seq", new_id="seq-2"
+    )
+    out = decide(definitions(seq), [created(), tagged(), copy])
+    assert out.types().index("sms.send") < out.types().index("sequence.defined", 1)
+
+
 def test_copy_makes_a_new_active_sequence() -> None:
     copy = event(
         "sequence.copy_requested", T1, subject="sequence:seq", sequence_id="seq", new_id="seq-2"

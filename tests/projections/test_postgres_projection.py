@@ -120,7 +120,7 @@ def rich_stream() -> Stream:
         "welcome",
         "2028-03-04T00:00:00Z",
         name="Welcome v2",
-        steps_count=4,
+        steps_count=3,  # one step fewer: remaining tasks follow the steps in force
         account_timezone="America/Denver",
         intake_address="leads@in.example",
     )

@@ -118,6 +118,20 @@ def test_without_enrollment_ids_events_apply_to_the_contacts_active_enrollment()
     assert counters(rows_after(given)) == {"w": (1, 4)}
 
 
+def test_after_a_redefinition_remaining_tasks_follow_the_new_steps() -> None:
+    # The engine runs an enrollment on through the steps in force, so a sequence cut from
+    # three steps to two leaves one to do after the first, whatever the enrollment said.
+    given = Stream()
+    given.defined("w", steps_count=3)
+    given.enrolled("w", "c-1", T0, steps_total=3)
+    given.step("executed", "w", "c-1", "s1", T0)
+    given.defined("w", T0, steps_count=2)
+    assert counters(rows_after(given)) == {"w": (1, 1)}
+
+    given.defined("w", T0, steps_count=5)
+    assert counters(rows_after(given)) == {"w": (1, 4)}
+
+
 def test_a_redefinition_replaces_settings_and_keeps_contacts() -> None:
     given = Stream()
     given.defined("w", name="Old", line="line-1")
@@ -175,8 +189,9 @@ def engine_streams(draw: st.DrawFn) -> list[dict[str, Any]]:
     """Enroll / step / complete / disenroll events as an engine would emit them, with
     redeliveries of earlier events and steps reported after an enrollment ended."""
     given = Stream()
-    for sequence_id in SEQUENCES:
-        given.defined(sequence_id, steps_count=draw(st.integers(1, 5)))
+    steps = {sequence_id: draw(st.integers(1, 5)) for sequence_id in SEQUENCES}
+    for sequence_id, count in steps.items():
+        given.defined(sequence_id, steps_count=count)
     counts: Counter[tuple[str, str]] = Counter()
     totals: dict[tuple[str, str], int] = {}
     active: set[tuple[str, str]] = set()
@@ -202,7 +217,7 @@ def engine_streams(draw: st.DrawFn) -> list[dict[str, Any]]:
             )
         elif action == "enroll":
             counts[pair] += 1
-            totals[pair] = number % 5 + 1
+            totals[pair] = steps[sequence_id]
             active.add(pair)
             given.enrolled(sequence_id, contact_id, T0, n=counts[pair], steps_total=totals[pair])
         elif pair not in active and not (action == "late" and n):
