@@ -28,7 +28,13 @@ from aggregates.decisions import (
     SequenceDeleted,
 )
 from aggregates.duplicates import RecentIdentities
-from aggregates.enrollment import Enrollment, decide_advance, decide_stop, evolve
+from aggregates.enrollment import (
+    Enrollment,
+    decide_advance,
+    decide_displaced,
+    decide_stop,
+    evolve,
+)
 from aggregates.ids import enrollment_id
 from aggregates.intake import (
     LeadProblem,
@@ -707,6 +713,30 @@ class Engine:
             context.perform,
         )
         self._record(enrollment, decisions, out, state)
+        if self.throttle.displaced:
+            self._move_displaced(out)
+
+    def _move_displaced(self, out: _Outbox) -> None:
+        """Move on the steps whose place in their minute went to a step due earlier; each
+        move may displace one due later still."""
+        displaced = self.throttle.displaced
+        while displaced:
+            holder, sequence_id = displaced.pop(0)
+            # An enrollment id is `<sequence>:<contact>:<n>` (aggregates/ids.py).
+            contact_id = holder[len(sequence_id) + 1 : holder.rindex(":")]
+            enrollment = self.enrollments.get(contact_id, {}).get(sequence_id)
+            if enrollment is None or enrollment.enrollment_id != holder:
+                continue
+            sequence, contact = self.sequences[sequence_id], self.contacts[contact_id]
+            decisions, state = decide_displaced(
+                enrollment,
+                sequence,
+                contact,
+                self._zone(sequence, contact),
+                self._clock(),
+                self.throttle,
+            )
+            self._record(enrollment, decisions, out, state)
 
     def _record(
         self,

@@ -113,7 +113,16 @@ def _moved(state: Enrollment, due_at: datetime) -> Enrollment:
 class Slots(Protocol):
     """The throttle's places, as the decider uses them (aggregates/throttle.py)."""
 
-    def hold(self, holder: str, sequence_id: str, due: datetime, limit: int | None) -> datetime: ...
+    def hold(
+        self,
+        holder: str,
+        sequence_id: str,
+        due: datetime,
+        limit: int | None,
+        *,
+        rank: datetime | None = None,
+        movable: bool = False,
+    ) -> datetime: ...
 
     def take(self, holder: str, moment: datetime) -> bool: ...
 
@@ -164,8 +173,11 @@ class _Placing:
         limit, sequence_id = self.sequence.throttle_per_minute, self.sequence.id
         if limit is None or skip_reason(self.step, self.contact) is not None:
             return moment, reason
+        rank = moment  # its due moment, by which it goes before or after the others
         while True:
-            granted = self.slots.hold(self.holder, sequence_id, moment, limit)
+            granted = self.slots.hold(
+                self.holder, sequence_id, moment, limit, rank=rank, movable=reason is None
+            )
             if granted == moment:
                 return moment, reason
             # Its minute is full: the first with room may lie outside the calendar.
@@ -260,6 +272,38 @@ def decide_advance(
             break
     assert current is not None
     return decisions, current
+
+
+def decide_displaced(
+    state: Enrollment,
+    sequence: Sequence,
+    contact: ContactState,
+    zone: ZoneInfo,
+    now: datetime,
+    slots: Slots,
+) -> tuple[list[Decision], Enrollment]:
+    """The step whose place in its minute went to a step due earlier (CONTRACT.md §3: the
+    rest move to the following minutes in due-time order): it moves on to the next minute
+    with room, its one step.deferred. One that is to be skipped now stays where it is."""
+    due = state.due_at
+    if due is None or state.next_step >= len(sequence.steps):
+        return [], state
+    step = sequence.steps[state.next_step]
+    if skip_reason(step, contact) is not None:
+        return [], state
+    placing = _Placing(sequence, step, contact, zone, slots, state.enrollment_id)
+    moved_to, _ = placing.settle(due, "throttle")
+    deferred = StepDeferred(
+        now,
+        state.sequence_id,
+        state.contact_id,
+        state.enrollment_id,
+        step_id=step.id,
+        moved_from=due,
+        moved_to=moved_to,
+        reason="throttle",
+    )
+    return [deferred], _moved(state, moved_to)
 
 
 def skip_reason(step: Step, contact: ContactState) -> str | None:

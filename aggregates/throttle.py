@@ -38,6 +38,13 @@ class _SequenceCounts:
     # At most the earliest minute counted: `forget_before` passes a sequence whose places
     # all lie ahead (held for steps due later) without copying its counters.
     earliest: int = 0
+    # Places held by steps that were not deferred, `minute -> {holder: due}`: one of them
+    # gives way to a step due earlier (the rest move "in due-time order"). Steps already
+    # deferred keep theirs, since a step has one step.deferred.
+    movable: dict[int, dict[str, datetime]] = field(default_factory=dict)
+    # At least the latest due among `movable`: a step due at or after it displaces nobody,
+    # which keeps a burst settled in due order on the fast path.
+    movable_latest: datetime | None = None
 
 
 class MinuteThrottle:
@@ -47,14 +54,21 @@ class MinuteThrottle:
     its one `step.deferred` can already name where it will run (CONTRACT.md §3: "again
     until it holds still"). A hold is given back when its enrollment ends or the step is
     skipped or moved (`release`), and becomes the execution when the step runs (`take`).
+
+    The places go in due-time order: a step finding its minute full takes the place of a
+    step due later that holds one undeferred; that step is then `displaced`, and the
+    engine moves it (its one step.deferred, `throttle`).
     """
 
-    __slots__ = ("_held", "_sequences")
+    __slots__ = ("_held", "_sequences", "displaced")
 
     def __init__(self) -> None:
         self._sequences: dict[str, _SequenceCounts] = {}
         # holder (an enrollment id) -> (sequence id, minute) it holds: at most one each.
         self._held: dict[str, tuple[str, int]] = {}
+        # (holder, sequence id) of the steps whose place went to a step due earlier, in the
+        # order it happened: the engine moves each and empties the list.
+        self.displaced: list[tuple[str, str]] = []
 
     def reserve(self, sequence_id: str, due: datetime, limit: int | None) -> datetime:
         """Count one execution of `sequence_id` at `due` and return when it may run.
@@ -78,14 +92,42 @@ class MinuteThrottle:
         _, wanted, minute = self._room(sequence_id, due, limit)
         return due if minute == wanted else minute_start(minute)
 
-    def hold(self, holder: str, sequence_id: str, due: datetime, limit: int | None) -> datetime:
-        """`reserve` on behalf of `holder`, giving back what it held before."""
+    def hold(
+        self,
+        holder: str,
+        sequence_id: str,
+        due: datetime,
+        limit: int | None,
+        *,
+        rank: datetime | None = None,
+        movable: bool = False,
+    ) -> datetime:
+        """`reserve` on behalf of `holder`, giving back what it held before.
+
+        `rank` is the step's due moment, which orders it against the other steps (default
+        `due`); a place held for a later one, undeferred, is taken over and its holder
+        added to `displaced`. `movable`: the step has no deferral, so if it gets `due`
+        itself it may in turn give way to a step due earlier."""
         self.release(holder)
         if limit is None:
             return due
+        rank = rank or due
         state, wanted, minute = self._room(sequence_id, due, limit)
-        _count(state, minute)
+        taken = None
+        if minute != wanted and state.movable_latest is not None and rank < state.movable_latest:
+            taken = _later_holder(state, wanted, minute, rank)
+        if taken is None:
+            _count(state, minute)
+        else:
+            minute, victim = taken
+            del state.movable[minute][victim]
+            del self._held[victim]
+            self.displaced.append((victim, sequence_id))
         self._held[holder] = (sequence_id, minute)
+        if movable and minute == wanted:
+            state.movable.setdefault(minute, {})[holder] = rank
+            if state.movable_latest is None or rank > state.movable_latest:
+                state.movable_latest = rank
         return due if minute == wanted else minute_start(minute)
 
     def take(self, holder: str, moment: datetime) -> bool:
@@ -94,6 +136,7 @@ class MinuteThrottle:
         held = self._held.pop(holder, None)
         if held is None:
             return False
+        self._unmark(holder, *held)
         if held[1] == minute_of(moment):
             return True
         self._give_back(*held)
@@ -103,10 +146,23 @@ class MinuteThrottle:
         """Give back the place `holder` holds, if any."""
         held = self._held.pop(holder, None)
         if held is not None:
+            self._unmark(holder, *held)
             self._give_back(*held)
 
     def holders(self) -> int:
         return len(self._held)
+
+    def _unmark(self, holder: str, sequence_id: str, minute: int) -> None:
+        """`holder` no longer holds a place it could give up."""
+        state = self._sequences.get(sequence_id)
+        movable = state.movable.get(minute) if state is not None else None
+        if state is None or movable is None or holder not in movable:
+            return
+        del movable[holder]
+        if not movable:
+            del state.movable[minute]
+            if not state.movable:
+                state.movable_latest = None
 
     def _give_back(self, sequence_id: str, minute: int) -> None:
         state = self._sequences.get(sequence_id)
@@ -168,6 +224,9 @@ class MinuteThrottle:
             state.counts = {m: n for m, n in state.counts.items() if m >= cutoff}
             state.earliest = min(state.counts, default=cutoff)
             state.skip = {m: n for m, n in state.skip.items() if m >= cutoff}
+            state.movable = {m: h for m, h in state.movable.items() if m >= cutoff}
+            if not state.movable:
+                state.movable_latest = None
             if not state.counts:
                 del self._sequences[sequence_id]
 
@@ -187,6 +246,21 @@ class MinuteThrottle:
             if kept:
                 throttle._sequences[sequence_id] = _SequenceCounts(counts=kept, earliest=min(kept))
         return throttle
+
+
+def _later_holder(
+    state: _SequenceCounts, wanted: int, room: int, rank: datetime
+) -> tuple[int, str] | None:
+    """In the first full minute from `wanted` (before `room`, the first with room) that has
+    one, the undeferred holder due latest after `rank` (the last settled of equals)."""
+    for minute in sorted(m for m in state.movable if wanted <= m < room):
+        victim: tuple[datetime, str] | None = None
+        for holder, due in state.movable[minute].items():
+            if due > rank and (victim is None or due >= victim[0]):
+                victim = (due, holder)
+        if victim is not None:
+            return minute, victim[1]
+    return None
 
 
 def _count(state: _SequenceCounts, minute: int) -> None:

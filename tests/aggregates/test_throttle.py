@@ -224,3 +224,53 @@ def test_releasing_after_the_minute_was_forgotten_changes_nothing() -> None:
     throttle.release("e-1")
     assert throttle.snapshot() == {}
     assert throttle.holders() == 0
+
+
+def test_a_step_due_earlier_takes_the_place_of_an_undeferred_one_due_later() -> None:
+    # given one a minute: 10:00 used at 10:00:00, and 10:01 held for a step due 10:01:00
+    throttle = MinuteThrottle()
+    first, later = utc("2028-03-02T10:00:00"), utc("2028-03-02T10:01:00")
+    assert throttle.hold("e-1", "s", first, 1, movable=True) == first
+    assert throttle.take("e-1", first)
+    assert throttle.hold("e-2", "s", later, 1, movable=True) == later
+    # when a step due 10:00:30 finds 10:00 full
+    assert throttle.hold("e-3", "s", utc("2028-03-02T10:00:30"), 1) == later
+    # then it has 10:01, and the step due later is displaced, for the engine to move on
+    assert throttle.displaced == [("e-2", "s")]
+    assert throttle.count("s", later) == 1
+    assert not throttle.take("e-2", later)
+    assert throttle.take("e-3", later)
+
+
+def test_a_deferred_or_equally_due_holder_keeps_its_place() -> None:
+    throttle = MinuteThrottle()
+    full, later = utc("2028-03-02T10:00:00"), utc("2028-03-02T10:01:00")
+    throttle.hold("e-1", "s", full, 1, movable=True)
+    # a holder that was deferred (not movable), and one due at the same moment
+    throttle.hold("e-2", "s", later, 1, movable=False)
+    assert throttle.hold("e-3", "s", utc("2028-03-02T10:00:30"), 1) == utc("2028-03-02T10:02:00")
+    throttle.hold("e-4", "s", utc("2028-03-02T10:03:00"), 1, movable=True)
+    assert throttle.hold(
+        "e-5", "s", utc("2028-03-02T10:03:00"), 1, rank=utc("2028-03-02T10:03:00")
+    ) == utc("2028-03-02T10:04:00")
+    assert throttle.displaced == []
+
+
+def test_the_holder_due_latest_gives_way_and_a_released_place_displaces_nobody() -> None:
+    # given two a minute, 10:05 held for steps due 10:05:10 and 10:05:50
+    throttle = MinuteThrottle()
+    throttle.hold("e-1", "s", utc("2028-03-02T10:05:10"), 2, movable=True)
+    throttle.hold("e-2", "s", utc("2028-03-02T10:05:50"), 2, movable=True)
+    # when a step due 10:05:40 comes: the one due latest gives way
+    due = utc("2028-03-02T10:05:40")
+    assert throttle.hold("e-3", "s", due, 2, movable=True) == due
+    assert throttle.displaced == [("e-2", "s")]
+    # the engine moves it on (held again, now deferred: not movable)
+    throttle.displaced.clear()
+    assert throttle.hold("e-2", "s", utc("2028-03-02T10:05:50"), 2) == utc("2028-03-02T10:06:00")
+    # a place given back is just taken: a step due 10:05:20 displaces nobody
+    throttle.release("e-3")
+    due = utc("2028-03-02T10:05:20")
+    assert throttle.hold("e-4", "s", due, 2) == due
+    assert throttle.displaced == []
+    assert throttle.count("s", due) == 2

@@ -24,6 +24,11 @@ def settles(replayed: Callable[[str], Replay]) -> Replay:
     return replayed("throttle_settles")
 
 
+@pytest.fixture(scope="module")
+def due_order(replayed: Callable[[str], Replay]) -> Replay:
+    return replayed("throttle_due_order")
+
+
 def _minutes(run: Replay, command: str, sequence: str) -> list[tuple[str, str]]:
     """(contact, UTC minute) of each command of one sequence, in output order."""
     return [
@@ -121,4 +126,40 @@ def test_a_place_given_back_by_a_disenrollment_is_taken_by_the_next(settles: Rep
     assert _minutes(settles, "email.send", "freed") == [
         ("c-f1", "2027-07-06T14:00"),
         ("c-f3", "2027-07-06T14:01"),
+    ]
+
+
+def test_a_step_due_earlier_takes_the_place_of_one_due_later(due_order: Replay) -> None:
+    assert due_order.deferrals("c-b", "k1") == [
+        ("throttle", "2027-07-06T14:00:30Z", "2027-07-06T14:01:00Z")
+    ]
+    # the step it displaced moves on, decided then, with its one deferral
+    assert due_order.deferrals("c-a", "k2") == [
+        ("throttle", "2027-07-06T14:01:00Z", "2027-07-06T14:02:00Z")
+    ]
+    assert due_order.one("step.deferred", contact_id="c-a", step_id="k2")["time"] == (
+        "2027-07-06T14:00:30Z"
+    )
+    tags = [
+        (e["data"]["contact_id"], e["data"]["tag"], e["time"][:16])
+        for e in due_order.of("contact.tag_added", sequence_id="order")
+    ]
+    assert tags == [
+        ("c-a", "first", "2027-07-06T14:00"),
+        ("c-b", "first", "2027-07-06T14:01"),
+        ("c-a", "second", "2027-07-06T14:02"),
+        ("c-b", "second", "2027-07-06T14:03"),
+    ]
+
+
+def test_a_step_deferred_once_keeps_its_place(due_order: Replay) -> None:
+    assert due_order.deferrals("c-e", "m1") == [
+        ("non_processing_day", "2027-07-10T14:00:20Z", "2027-07-12T14:00:20Z")
+    ]
+    assert due_order.deferrals("c-n", "m1") == [
+        ("throttle", "2027-07-12T14:00:00Z", "2027-07-12T14:01:00Z")
+    ]
+    assert due_order.times("step.executed", sequence_id="kept") == [
+        "2027-07-12T14:00:20Z",
+        "2027-07-12T14:01:00Z",
     ]
