@@ -149,12 +149,10 @@ class StepContext:
             return [("power_dialer.added", {**base, "user_id": step.get("user_id") or c.owner_id})]
         if kind == "remove_from_power_dialer":
             all_users = bool(step.get("all_users", not step.get("user_id")))
-            return [
-                (
-                    "power_dialer.removed",
-                    {**base, "user_id": step.get("user_id"), "all_users": all_users},
-                )
-            ]
+            # Not from everyone's list and no user named: from the owner's, whose list a
+            # `power_dialer` step with no user puts the contact in.
+            user = step.get("user_id") or (None if all_users else c.owner_id)
+            return [("power_dialer.removed", {**base, "user_id": user, "all_users": all_users})]
         if kind == "ringless_voicemail":
             return [
                 (

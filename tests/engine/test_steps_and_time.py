@@ -320,3 +320,15 @@ def test_replay_is_byte_identical() -> None:
     defs = definitions(sequence(throttle_per_minute=1))
     inputs = [created(f"c-{i}") for i in range(3)] + [tagged(f"c-{i}") for i in range(3)]
     assert decide(defs, inputs).events == decide(defs, inputs).events
+
+
+def test_removal_from_one_power_dialer_list_names_the_owner_when_no_user_is_given() -> None:
+    out = decide(
+        one_step({"type": "remove_from_power_dialer", "all_users": False}),
+        [created(owner_id="u-7"), tagged()],
+    )
+    removed = out.one("power_dialer.removed")["data"]
+    assert (removed["user_id"], removed["all_users"]) == ("u-7", False)
+    everyone = decide(one_step({"type": "remove_from_power_dialer"}), [created(), tagged()])
+    removed = everyone.one("power_dialer.removed")["data"]
+    assert (removed["user_id"], removed["all_users"]) == (None, True)
