@@ -120,7 +120,7 @@ class MinuteThrottle:
             _count(state, minute)
         else:
             minute, victim = taken
-            del state.movable[minute][victim]
+            self._unmark(victim, sequence_id, minute)
             del self._held[victim]
             self.displaced.append((victim, sequence_id))
         self._held[holder] = (sequence_id, minute)

@@ -287,6 +287,30 @@ def test_the_throttle_holds_in_every_utc_minute(
     assert limit is None or max(per_minute.values(), default=0) <= limit, per_minute
 
 
+@PROPERTY_SETTINGS
+@given(worlds())
+def test_a_step_is_deferred_at_most_once_and_runs_where_it_was_told(
+    world_inputs: tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]],
+) -> None:
+    # CONTRACT.md §3: "again until it holds still, with one step.deferred"; the throttle's
+    # places go in due-time order without a second deferral for any step.
+    world, inputs, _ = world_inputs
+    out = _replay(world, inputs)
+    told: dict[tuple[str, str], str] = {}
+    deferrals: dict[tuple[str, str], int] = {}
+    for event in out.events:
+        data = event["data"]
+        key = (data.get("enrollment_id", ""), data.get("step_id", ""))
+        if event["type"] == "step.scheduled":
+            told[key] = data["due_at"]
+        elif event["type"] == "step.deferred":
+            deferrals[key] = deferrals.get(key, 0) + 1
+            told[key] = data["to"]
+        elif event["type"] == "step.executed":
+            assert event["time"] == told[key], key
+    assert all(count == 1 for count in deferrals.values()), deferrals
+
+
 def _only_definition_first(out: Outcome) -> bool:
     times = [parse_time(e["time"]) for e in out.events[1:]]
     return times == sorted(times)
