@@ -512,17 +512,18 @@ class Engine:
             out.add(LeadRejected(now, to, lead.reason, sender))
             return
         contact_id = contact_id_for_lead(to, lead, str(data.get("message_id") or out.cause))
+        exists = contact_id in self.contacts
         fields = {
             "first_name": lead.first_name,
             "last_name": lead.last_name,
             "phone": lead.phone,
             "email": lead.email,
             "state": lead.state,
-            "lead_source": lead.lead_source or "email_intake",
+            # The default names a new contact's origin; it never overwrites a known source.
+            "lead_source": lead.lead_source or (None if exists else "email_intake"),
             "timezone": lead.timezone,
         }
         profile = {"contact_id": contact_id, **{k: v for k, v in fields.items() if v is not None}}
-        exists = contact_id in self.contacts
         kind = "contact.updated" if exists else "contact.created"
         self.contacts[contact_id] = self._contact(contact_id).with_profile(profile)
         self._emit_change(
@@ -530,8 +531,9 @@ class Engine:
         )
         self._enroll(sequence, contact_id, "intake", out)
         if not exists:
-            # Other sequences' contact_created triggers see the new contact too.
-            self._run_triggers("contact_created", contact_id, None, out)
+            # Other sequences' contact_created triggers see the new contact too; the intake
+            # sequence itself has just enrolled it (once: its steps may already be done).
+            self._run_triggers("contact_created", contact_id, None, out, skip=sequence.id)
 
     def _on_sequence_applied(self, data: Mapping[str, Any], out: _Outbox) -> None:
         self._apply_definitions(data, self._clock(), out)
@@ -592,7 +594,15 @@ class Engine:
             return sorted(c.contact_id for c in self.contacts.values() if tag in c.tags)
         return sorted(c.contact_id for c in self.contacts.values() if c.line_id == line)
 
-    def _run_triggers(self, kind: str, contact_id: str, value: str | None, out: _Outbox) -> None:
+    def _run_triggers(
+        self,
+        kind: str,
+        contact_id: str,
+        value: str | None,
+        out: _Outbox,
+        *,
+        skip: str | None = None,
+    ) -> None:
         if value is None:
             matching = [(sequence, trigger) for sequence, trigger in self._triggers.get(kind, ())]
         else:
@@ -603,6 +613,8 @@ class Engine:
                 (sequence, trigger) for _, sequence, trigger in sorted(found, key=lambda e: e[0])
             ]
         for sequence, trigger in matching:
+            if sequence.id == skip:
+                continue
             if trigger.action == "disenroll":
                 self._stop_in(sequence, contact_id, "trigger", out)
             else:

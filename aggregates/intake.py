@@ -211,6 +211,13 @@ _US_ZONES: Final[dict[str, str]] = {
 _ZONE_SUFFIX: Final = re.compile(r"(?:standardtime|daylighttime|time)$")
 _IANA_NAME: Final = re.compile(r"^(?:[A-Za-z_]+(?:/[A-Za-z0-9_+-]+)+|UTC)$")
 _CELL: Final = "\ue000"  # between table cells while an HTML row is being read
+# A sign-off line ("Thanks,", "Best regards"): after the lead's fields, what follows is the
+# sender's signature, whose phone or address would otherwise be taken for the lead's.
+_SIGN_OFF: Final = re.compile(
+    r"(?:thanks|thank you|many thanks|regards|best regards|kind regards|warm regards|"
+    r"best|best wishes|cheers|sincerely|yours truly|respectfully)[ \t]*[,.!]?",
+    re.IGNORECASE,
+)
 _PAIR_SEPARATOR: Final = re.compile(r"(\s*[|;]\s*)")
 
 
@@ -291,19 +298,21 @@ def _content(lines: Iterable[str], *, keep_quoted: bool) -> list[str]:
     """The lines that may hold the lead: no quotes (unless kept, then unquoted), no signature."""
     out: list[str] = []
     in_signature = False
+    fields_seen = False
     for raw in lines:
         line = raw
         if line.lstrip().startswith(">"):
             if not keep_quoted:
                 continue
             line = line.lstrip("> \t")
-        if line.rstrip() == "--":
+        if line.rstrip() == "--" or (fields_seen and _SIGN_OFF.fullmatch(line.strip())):
             in_signature = True
         elif _is_forward_marker(line):
             in_signature = False
             out.append("")
         elif not in_signature:
             out.append(line)
+            fields_seen = fields_seen or _match(line) is not None
     return out
 
 
@@ -583,11 +592,13 @@ class _HtmlLines(HTMLParser):
         self._hidden = 0
         self._quote_depth = 0
         self._quoted = False
+        # An open mailto:/tel: link: its target, and where its text starts in `_parts`.
+        self._link: tuple[str, int] | None = None
 
     def handle_starttag(
         self,
         tag: str,
-        attrs: list[tuple[str, str | None]],  # noqa: ARG002 -- HTMLParser's signature
+        attrs: list[tuple[str, str | None]],
     ) -> None:
         if tag in _HIDDEN_TAGS:
             self._hidden += 1
@@ -599,9 +610,21 @@ class _HtmlLines(HTMLParser):
             self._quote_depth += 1
         elif tag == "br" or tag in _BLOCK_TAGS:
             self._break()
+        elif tag == "a":
+            href = (dict(attrs).get("href") or "").strip()
+            scheme, _, target = href.partition(":")
+            if scheme.lower() in ("mailto", "tel") and target:
+                self._link = (target.split("?", 1)[0], len(self._parts))
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in _HIDDEN_TAGS:
+        if tag == "a" and self._link is not None:
+            # "<a href="mailto:jo@x.com">Click to email</a>": the address is the value.
+            target, start = self._link
+            self._link = None
+            text = "".join(self._parts[start:])
+            if not ("@" in text or sum(c.isdigit() for c in text) >= 7):
+                self._parts[start:] = [target]
+        elif tag in _HIDDEN_TAGS:
             self._hidden = max(0, self._hidden - 1)
         elif tag == "blockquote":
             self._break()

@@ -589,3 +589,30 @@ def test_a_lead_without_email_or_phone_falls_back_to_the_message() -> None:
     assert one != contact_id_for_lead("other@intake.example.com", nobody, "m-1")
     assert one.startswith("lead-")
     assert len(one) == len("lead-") + 16
+
+
+@pytest.mark.parametrize("sign_off", ["Thanks,", "Best regards", "Regards,", "Cheers!"])
+def test_a_sign_off_after_the_fields_starts_the_senders_signature(sign_off: str) -> None:
+    # The vendor's own phone and address below "Thanks," are not the lead's.
+    body = (
+        "First Name: Jo\nEmail: jo@example.com\n\n"
+        f"{sign_off}\nBob Vendor\nPhone: 646-555-0000\nEmail: bob@acmeleads.example\n"
+    )
+    found = lead(body)
+    assert (found.first_name, found.email, found.phone) == ("Jo", "jo@example.com", None)
+
+
+def test_a_sign_off_before_any_field_is_just_text() -> None:
+    found = lead("Thanks!\nHere is a new lead.\nFirst Name: Jo\nPhone: 212-555-0199\n")
+    assert (found.first_name, found.phone) == ("Jo", "+12125550199")
+
+
+def test_mailto_and_tel_links_give_their_targets_when_the_text_is_no_address() -> None:
+    body = (
+        "<table><tr><td>Name</td><td>Jo Park</td></tr>"
+        '<tr><td>Email</td><td><a href="mailto:jo@example.com?subject=Hi">Click to email</a>'
+        "</td></tr>"
+        '<tr><td>Phone</td><td><a href="tel:+12125550199">Call now</a></td></tr></table>'
+    )
+    found = lead(body)
+    assert (found.email, to_e164(found.phone)) == ("jo@example.com", "+12125550199")

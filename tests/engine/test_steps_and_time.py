@@ -332,3 +332,34 @@ def test_removal_from_one_power_dialer_list_names_the_owner_when_no_user_is_give
     everyone = decide(one_step({"type": "remove_from_power_dialer"}), [created(), tagged()])
     removed = everyone.one("power_dialer.removed")["data"]
     assert (removed["user_id"], removed["all_users"]) == (None, True)
+
+
+def test_a_lead_resent_without_a_source_keeps_the_one_it_had() -> None:
+    seq = sequence(intake_address="leads-1@intake.example.com", triggers=[])
+
+    def mail(body: str) -> dict[str, Any]:
+        return event(
+            "lead.email_received", TUESDAY_10AM_NY, subject="intake",
+            to="leads-1@intake.example.com", body=body,
+        )  # fmt: skip
+
+    first = mail("First Name: Jo\nEmail: jo@example.com\nLead Source: Zillow")
+    again = mail("First Name: Jo\nEmail: jo@example.com")
+    out = decide(definitions(seq), [first, again])
+    assert out.one("contact.created")["data"]["lead_source"] == "Zillow"
+    assert "lead_source" not in out.one("contact.updated")["data"]
+
+
+def test_an_intake_sequence_that_also_triggers_on_creation_enrolls_a_lead_once() -> None:
+    # One step that runs at once: the intake enrollment is complete before the triggers
+    # run, and the sequence's own contact_created trigger must not enroll the lead again.
+    seq = sequence(
+        intake_address="leads-1@intake.example.com", triggers=[{"type": "contact_created"}]
+    )
+    mail = event(
+        "lead.email_received", TUESDAY_10AM_NY, subject="intake",
+        to="leads-1@intake.example.com", body="First Name: Jo\nPhone: (212) 555-0199",
+    )  # fmt: skip
+    out = decide(definitions(seq), [mail])
+    assert [e["data"]["via"] for e in out.of("enrollment.enrolled")] == ["intake"]
+    assert len(out.of("sms.send")) == 1
