@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+from aggregates.addresses import AddressBook
 from aggregates.calendar import within_open_hours
 from aggregates.contact import ContactState
 from aggregates.decisions import (
@@ -129,6 +130,7 @@ class Engine:
         self.account: Account = catalog.account if catalog else Account()
         self.sequences: dict[str, Sequence] = dict(catalog.sequences) if catalog else {}
         self.contacts: dict[str, ContactState] = {}
+        self.addresses = AddressBook()  # contacts by phone and e-mail, for leads
         self.enrollments: dict[str, dict[str, Enrollment]] = {}  # contact -> sequence -> active
         self.members: dict[str, set[str]] = {}  # sequence -> active contact ids
         # sequence -> contact -> enrollments so far: numbers re-enrollments. Nested rather
@@ -390,6 +392,7 @@ class Engine:
             return
         contact = before.with_profile(data, created=True)
         self.contacts[contact_id] = contact
+        self.addresses.update(before, contact)
         self._run_triggers("contact_created", contact_id, None, out)
         for tag in sorted(contact.tags):
             self._run_triggers("contact_tagged", contact_id, tag, out)
@@ -399,6 +402,7 @@ class Engine:
         before = self._contact(contact_id)
         after = before.with_profile(data)
         self.contacts[contact_id] = after
+        self.addresses.update(before, after)
         for tag in sorted(after.tags - before.tags):
             self._run_triggers("contact_tagged", contact_id, tag, out)
         for tag in sorted(before.tags - after.tags):
@@ -511,7 +515,10 @@ class Engine:
         if isinstance(lead, LeadProblem):
             out.add(LeadRejected(now, to, lead.reason, sender))
             return
-        contact_id = contact_id_for_lead(to, lead, str(data.get("message_id") or out.cause))
+        # The contact the lead already is, else a new one named by its address.
+        contact_id = self.addresses.lead_contact(lead.email, lead.phone) or contact_id_for_lead(
+            to, lead, str(data.get("message_id") or out.cause)
+        )
         exists = contact_id in self.contacts
         fields = {
             "first_name": lead.first_name,
@@ -525,15 +532,41 @@ class Engine:
         }
         profile = {"contact_id": contact_id, **{k: v for k, v in fields.items() if v is not None}}
         kind = "contact.updated" if exists else "contact.created"
-        self.contacts[contact_id] = self._contact(contact_id).with_profile(profile)
+        before = self._contact(contact_id)
+        self.contacts[contact_id] = after = before.with_profile(profile)
+        self.addresses.update(before, after)
         self._emit_change(
             kind, contact_id, {**profile, "sequence_id": sequence.id}, out, apply_now=False
         )
+        self._bind_suppressions(after, sequence.id, out)
         self._enroll(sequence, contact_id, "intake", out)
         if not exists:
             # Other sequences' contact_created triggers see the new contact too; the intake
             # sequence itself has just enrolled it (once: its steps may already be done).
             self._run_triggers("contact_created", contact_id, None, out, skip=sequence.id)
+
+    def _bind_suppressions(self, lead: ContactState, sequence_id: str, out: _Outbox) -> None:
+        """A lead's number or address that another contact put on DNC or opted out stays
+        so for the lead: said as the engine's own changes, applied before it is enrolled."""
+        others = [self.contacts[c] for c in self.addresses.sharing(lead)]
+        same_phone = [c for c in others if lead.phone and c.phone == lead.phone]
+        same_email = [
+            c for c in others if lead.email and (c.email or "").casefold() == lead.email.casefold()
+        ]
+        base = {"contact_id": lead.contact_id, "sequence_id": sequence_id}
+        if not lead.dnc and any(c.dnc for c in same_phone):
+            self._emit_change(
+                "contact.dnc_changed", lead.contact_id, {**base, "dnc": True}, out, apply_now=True
+            )
+        for channel, bound in (("sms", same_phone), ("email", same_email)):
+            if not lead.is_opted_out(channel) and any(c.is_opted_out(channel) for c in bound):
+                self._emit_change(
+                    "contact.opted_out",
+                    lead.contact_id,
+                    {**base, "channel": channel},
+                    out,
+                    apply_now=True,
+                )
 
     def _on_sequence_applied(self, data: Mapping[str, Any], out: _Outbox) -> None:
         self._apply_definitions(data, self._clock(), out)

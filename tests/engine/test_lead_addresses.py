@@ -1,0 +1,91 @@
+"""A lead e-mail about a person dripstream already knows: it is that contact, and the DNC or
+opt-out on its number or address binds it (a form must not undo a STOP)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.engine.helpers import Outcome, decide, definitions, event, sequence
+
+T0 = "2027-07-06T14:00:00Z"  # a Tuesday, 10:00 in New York
+INTAKE = "leads-1@intake.example.com"
+SEQ = sequence(
+    intake_address=INTAKE,
+    triggers=[],
+    steps=[
+        {"id": "s1", "type": "send_sms", "text": "Hi [FirstName]"},
+        {"id": "s2", "type": "email_contact", "subject": "Hello", "body": "."},
+    ],
+)
+
+
+def crm(kind: str, contact: str, **data: Any) -> dict[str, Any]:
+    return event(kind, T0, contact_id=contact, **data)
+
+
+def lead(body: str) -> dict[str, Any]:
+    return event("lead.email_received", T0, subject="intake", to=INTAKE, body=body)
+
+
+def decide_(*inputs: dict[str, Any]) -> Outcome:
+    return decide(definitions(SEQ), list(inputs))
+
+
+def test_a_lead_with_a_known_email_is_that_contact() -> None:
+    out = decide_(
+        crm("contact.created", "c-1", first_name="Jo", email="Jo@Example.com", owner_id="u-7"),
+        lead("First Name: Jo\nLast Name: Park\nEmail: jo@example.com\nPhone: 212-555-0199"),
+    )
+    assert out.of("contact.created", source="dripstream") == []
+    assert out.one("contact.updated")["data"]["contact_id"] == "c-1"
+    assert out.one("enrollment.enrolled")["data"]["contact_id"] == "c-1"
+    assert out.one("sms.send")["data"]["to"] == "+12125550199"
+
+
+def test_a_lead_without_an_email_is_the_contact_with_its_phone() -> None:
+    out = decide_(
+        crm("contact.created", "c-1", first_name="Jo", phone="+12125550199"),
+        crm("contact.dnc_changed", "c-1", dnc=True),
+        lead("First Name: Jo\nPhone: (212) 555-0199"),
+    )
+    assert out.one("enrollment.enrolled")["data"]["contact_id"] == "c-1"
+    assert out.of("sms.send") == []
+    assert {e["data"]["reason"] for e in out.of("step.skipped")} == {"dnc"}
+
+
+def test_a_new_lead_on_a_number_that_said_stop_is_opted_out_too() -> None:
+    # given a number that opted out of SMS, known as another contact
+    out = decide_(
+        crm("contact.created", "c-1", first_name="Jo", phone="+12125550199"),
+        crm("contact.opted_out", "c-1", channel="sms"),
+        # when a lead with a new e-mail (a new contact) brings that number back
+        lead("First Name: Jo\nEmail: jo@example.com\nPhone: 212-555-0199"),
+    )
+    # then the lead is opted out as the engine's own change, before it is enrolled
+    created = out.one("contact.created")["data"]["contact_id"]
+    opted = out.one("contact.opted_out", contact_id=created)
+    assert (opted["source"], opted["data"]["channel"]) == ("dripstream", "sms")
+    assert out.one("enrollment.rejected")["data"]["reason"] == "opted_out"
+    assert out.of("sms.send") == []
+
+
+def test_a_lead_on_a_dnc_number_is_put_on_dnc_and_not_called_or_texted() -> None:
+    out = decide_(
+        crm("contact.created", "c-1", first_name="Jo", phone="+12125550199"),
+        crm("contact.dnc_changed", "c-1", dnc=True),
+        lead("First Name: Ann\nEmail: ann@example.com\nPhone: 212-555-0199"),
+    )
+    created = out.one("contact.created")["data"]["contact_id"]
+    assert out.one("contact.dnc_changed", contact_id=created)["data"]["dnc"] is True
+    assert out.of("sms.send") == []
+    assert out.of("email.send") == []
+
+
+def test_a_number_shared_with_a_reachable_contact_binds_nothing() -> None:
+    out = decide_(
+        crm("contact.created", "c-1", first_name="Jo", phone="+12125550199"),
+        lead("First Name: Ann\nEmail: ann@example.com\nPhone: 212-555-0199"),
+    )
+    assert out.of("contact.dnc_changed") == []
+    assert out.of("contact.opted_out") == []
+    assert out.one("sms.send")["data"]["to"] == "+12125550199"
