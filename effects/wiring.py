@@ -6,6 +6,7 @@ Nothing here runs at import time; `open_runtime` connects, `Runtime.close` lets 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import socket
@@ -27,6 +28,8 @@ from effects.twilio_http import build_twilio_client, close_twilio_client
 from effects.twilio_senders import TwilioCallPlacer, TwilioSmsSender, TwilioVoicemailDropper
 from effects.twiml import CallbackUrls
 from effects.webhooks import HttpWebhookPoster, NetworkGuard
+
+_log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -106,6 +109,9 @@ async def open_runtime(
 async def _real_senders(
     settings: EffectsSettings, clock: Clock, closers: list[Callable[[], Awaitable[None]]]
 ) -> Senders:
+    for missing in missing_credentials(settings):
+        # Said once at the start, rather than as each send fails against the provider.
+        _log.warning("%s is not set: the provider will refuse these sends", missing)
     twilio = build_twilio_client(
         account_sid=settings.twilio_account_sid,
         auth_token=settings.twilio_auth_token,
@@ -151,3 +157,13 @@ async def _real_senders(
         webhooks=webhooks,
         power_dialer=power_dialer,
     )
+
+
+def missing_credentials(settings: EffectsSettings) -> list[str]:
+    """The provider credentials left empty, by their environment variable."""
+    wanted = {
+        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
+        "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
+        "SENDGRID_API_KEY": settings.sendgrid_api_key,
+    }
+    return [name for name, value in wanted.items() if not value]

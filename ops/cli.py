@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
+
+from ops.service_errors import service_problem
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -54,7 +57,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(arguments[0] if arguments else None)
     args = parser.parse_args(arguments)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except BrokenPipeError:
+        # The reader went away (`| head`): what it did not read is not an error. Python
+        # would otherwise complain again while flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as error:
+        problem = service_problem(
+            error,
+            bootstrap=getattr(args, "bootstrap", None),
+            database_url=getattr(args, "database_url", None),
+        )
+        if problem is None:
+            raise
+        print(f"dripstream: {problem}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

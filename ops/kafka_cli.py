@@ -215,8 +215,8 @@ async def _send(
     from aiokafka.errors import KafkaError  # type: ignore[import-untyped]  # noqa: PLC0415
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=10)
-    await producer.start()
     try:
+        await producer.start()
         latest: datetime | None = None
         futures = []
         sent: list[tuple[int, Any]] = []

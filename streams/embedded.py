@@ -132,15 +132,16 @@ def _replay(
             emit(engine.define(definitions, decoded.time, DEFINITIONS_CAUSE))
             defined = True
         stats.inputs += 1
-        if last is not None and decoded.time < last:
-            stats.late += 1
-            stats.first_late = stats.first_late or number
         if decoded.type in DEFINITION_COMMANDS:
             emit(engine.fire_before(decoded.time))
         emit(engine.handle(decoded))
         if engine.duplicates > stats.duplicates:
             stats.duplicates = engine.duplicates
             stats.first_duplicate = stats.first_duplicate or number
+        elif last is not None and decoded.time < last:
+            # Said only of an input that was decided: a repeat is skipped, not decided late.
+            stats.late += 1
+            stats.first_late = stats.first_late or number
         last = decoded.time if last is None or decoded.time > last else last
     end = until or last
     if not defined:

@@ -11,6 +11,7 @@ import pytest
 from effects.ratelimit import LineRateLimiter
 from effects.retry import RetryPolicy, parse_retry_after
 from effects.settings import EffectsSettings, SettingsError
+from effects.wiring import missing_credentials
 from ops import effects_cli
 from tests.effects.helpers import T0
 
@@ -131,3 +132,16 @@ def test_a_token_bucket_allows_its_burst_then_its_rate() -> None:
     assert [limiter.reserve("a") for _ in range(4)] == [0.0, 0.0, 0.0, 0.5]
     now[0] = 10.0  # long idle: the bucket is full again, not fuller
     assert [limiter.reserve("a") for _ in range(4)] == [0.0, 0.0, 0.0, 0.5]
+
+
+def test_empty_provider_credentials_are_named() -> None:
+    none = EffectsSettings()
+    assert missing_credentials(none) == [
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "SENDGRID_API_KEY",
+    ]
+    given = EffectsSettings(
+        twilio_account_sid="AC1", twilio_auth_token="t", sendgrid_api_key="SG.x"
+    )
+    assert missing_credentials(given) == []

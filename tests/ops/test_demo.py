@@ -6,6 +6,8 @@ import argparse
 import contextlib
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +244,20 @@ def test_a_refused_definition_file_exits_2(
     assert status == 2
     assert text == ""
     assert "account.timezone" in capsys.readouterr().err
+
+
+def test_a_reader_that_stops_early_gets_no_traceback() -> None:
+    # `dripstream demo --json | head -c 10`: the pipe closes while the summary is written.
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "ops.cli", "demo", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None
+    assert reader.stderr is not None
+    assert reader.stdout.read(10).startswith(b"{")
+    reader.stdout.close()
+    status = reader.wait(timeout=120)
+    err = reader.stderr.read().decode()
+    assert "Traceback" not in err
+    assert status == 0

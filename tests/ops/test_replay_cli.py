@@ -378,13 +378,15 @@ def test_a_dnc_that_is_not_a_boolean_is_a_dead_letter_and_leaves_the_contact_rea
 def test_a_repeated_event_is_skipped_and_said_with_its_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    lines = [orjson.dumps(e) for e in GOOD_LINES] + [orjson.dumps(GOOD_LINES[1])]
+    # the first line again, after a later one: skipped as a repeat, not decided late
+    lines = [orjson.dumps(e) for e in GOOD_LINES] + [orjson.dumps(GOOD_LINES[0])]
     status, outputs, _ = replay(tmp_path, ONLY_SEQUENCES, lines)
     assert status == 0
     assert [e["type"] for e in outputs].count("sms.send") == 1
     said = capsys.readouterr().err
     assert "1 event(s) repeated the source and id" in said
     assert "(the first at line 3)" in said
+    assert "earlier than" not in said
 
 
 OWNER_SEQUENCE = """\

@@ -1,0 +1,59 @@
+"""One line, not a traceback, when a command cannot reach Kafka or PostgreSQL: the usual
+first-run mistakes (the broker not started, a wrong DATABASE_URL) deserve a plain answer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _is(error: BaseException, module: str, *names: str) -> bool:
+    kind = type(error)
+    return kind.__module__.startswith(module) and kind.__name__ in names
+
+
+def service_problem(
+    error: BaseException, *, bootstrap: str | None = None, database_url: str | None = None
+) -> str | None:
+    """What to say when `error` (or what caused it) is an unreachable broker or database;
+    None for any other error, which is a bug to show in full."""
+    chain = list(_chain(error))
+    if any(_is(e, "aiokafka", "KafkaConnectionError") for e in chain):
+        where = bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "the bootstrap servers"
+        return (
+            f"cannot reach Kafka at {where} (KAFKA_BOOTSTRAP_SERVERS, --bootstrap): "
+            "is the broker running?"
+        )
+    database = [
+        e
+        for e in chain
+        if _is(e, "psycopg", "OperationalError", "PoolTimeout")
+        or _is(e, "eventsourcing", "OperationalError")
+    ]
+    if not database:
+        return None
+    # A pool only says it timed out; one plain connection says why (a wrong password, a
+    # refused port, no such database).
+    url = database_url or os.environ.get("DATABASE_URL")
+    reason = _connect_problem(url) if url else None
+    reason = " ".join((reason or str(database[-1])).split())
+    return f"cannot connect to PostgreSQL: {reason} (DATABASE_URL, --database-url)"
+
+
+def _connect_problem(url: str) -> str | None:
+    import psycopg  # noqa: PLC0415 - only on this error path
+
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as error:
+        return str(error)
+    return None
