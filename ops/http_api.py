@@ -8,9 +8,10 @@ applies (`decode_event`) and was published, not that the engine has decided it y
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,28 +73,39 @@ class PostgresReadModels:
         self._url = database_url
         self._schema = schema
 
-    def _projection(self) -> Any:
+    @contextlib.contextmanager
+    def _projection(self) -> Iterator[Any]:
+        """The projection on a fresh connection; a database that cannot answer is a 503
+        saying why (not started, or no read models yet), not a 500."""
         import psycopg  # noqa: PLC0415 - only this adapter needs a database driver
 
         from projections.postgres import DEFAULT_SCHEMA, PostgresProjection  # noqa: PLC0415
 
-        conn = psycopg.connect(self._url, autocommit=True)
-        return conn, PostgresProjection(conn, schema=self._schema or DEFAULT_SCHEMA)
+        schema = self._schema or DEFAULT_SCHEMA
+        try:
+            with psycopg.connect(self._url, autocommit=True) as conn:
+                yield PostgresProjection(conn, schema=schema)
+        except psycopg.errors.UndefinedTable:
+            raise ApiError(
+                503,
+                f"no read models in schema {schema!r} yet: run `dripstream projections run`",
+                None,
+            ) from None
+        except psycopg.OperationalError as error:
+            reason = " ".join(str(error).split())
+            raise ApiError(503, f"cannot connect to PostgreSQL: {reason}", None) from None
 
     def sequences(self) -> list[dict[str, Any]]:
-        conn, projection = self._projection()
-        with conn:
+        with self._projection() as projection:
             return [row.to_json() for row in projection.sequence_rows()]
 
     def history(self, query: HistoryQuery) -> dict[str, Any] | None:
-        conn, projection = self._projection()
-        with conn:
+        with self._projection() as projection:
             page = projection.history(query)
         return None if page is None else dict(page.to_json())
 
     def contact(self, contact_id: str) -> dict[str, Any] | None:
-        conn, projection = self._projection()
-        with conn:
+        with self._projection() as projection:
             summary = projection.contact(contact_id)
         return None if summary is None else dict(summary.to_json())
 
