@@ -215,6 +215,12 @@ def run_sequences_list(args: argparse.Namespace) -> int:
             model = SequencesList()
             errors = _load(args.history, model)
             rows = model.rows()
+            if not model.catalog.sequences:
+                # An input file given by mistake reads as an empty page: say why.
+                _say(
+                    f"{args.history}: no sequence.defined in it; the read models are built"
+                    " from an output stream (`replay --out`, `topics dump`)"
+                )
         else:
             errors = []
             with _connect(args) as projection:

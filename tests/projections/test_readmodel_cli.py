@@ -117,6 +117,22 @@ def test_sequences_list_prints_an_aligned_table(
     ]
 
 
+def test_a_file_without_definitions_is_said_to_be_no_output_stream(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # an input file given by mistake: contact facts, no sequence.defined
+    inputs = tmp_path / "events.jsonl"
+    inputs.write_bytes(
+        b'{"specversion":"1.0","id":"e-1","source":"crm","type":"contact.created",'
+        b'"time":"2028-03-02T22:40:00Z","subject":"c-1","data":{"contact_id":"c-1"}}\n'
+    )
+    code, out, err = run(capsys, "sequences", "list", "--history", str(inputs))
+
+    assert code == 0
+    assert out.splitlines()[1:] == []
+    assert "no sequence.defined in it" in err
+
+
 def test_sequences_list_json_gives_the_fixed_keys(
     capsys: pytest.CaptureFixture[str], history_file: Path
 ) -> None:
