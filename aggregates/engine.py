@@ -319,9 +319,17 @@ class Engine:
     # ---- definitions ---------------------------------------------------------------------
 
     def _apply_definitions(self, document: Mapping[str, Any], at: datetime, out: _Outbox) -> None:
+        specs = list(document.get("sequences") or ())
         if document.get("account") is not None:
-            self.account = build_account(document["account"])
-        for spec in document.get("sequences") or ():
+            account = build_account(document["account"])
+            if account != self.account:
+                self.account = account
+                # The sequences this document leaves alone run under the new account too
+                # (its quiet hours, lines, users): rebuilt, and said, as their status may
+                # change with it.
+                named = {str(spec["id"]) for spec in specs}
+                specs = [s.definition for s in self.sequences.values() if s.id not in named] + specs
+        for spec in specs:
             sequence = build_sequence(spec, self.account)
             previous = self.sequences.get(sequence.id)
             created = sequence.created or (previous.created if previous else None) or at

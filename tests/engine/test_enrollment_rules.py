@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.engine.helpers import decide, definitions, event, sequence
+from tests.engine.helpers import ACCOUNT, decide, definitions, event, sequence
 
 T0 = "2027-07-06T14:00:00Z"  # a Tuesday, 10:00 in New York
 T1 = "2027-07-06T14:05:00Z"
@@ -435,3 +435,44 @@ def test_each_output_id_names_the_input_that_caused_it() -> None:
     given = {**created(), "id": "lead-9", "source": "crm"}
     out = decide(definitions(sequence(triggers=[{"type": "contact_created"}])), [given])
     assert out.one("enrollment.enrolled")["id"].startswith("lead-9@crm/")
+
+
+def test_a_new_account_governs_the_sequences_its_document_leaves_alone() -> None:
+    # given a sequence on line-1 under the first account
+    seq = sequence(steps=[{"id": "s1", "type": "send_sms", "text": "x"}])
+    # when a document brings a new account (quiet hours 10-11, only line-2) and another sequence
+    applied = event(
+        "sequence.applied",
+        T0,
+        subject="sequences",
+        account={
+            **ACCOUNT,
+            "quiet_hours": {"start": "10:30", "end": "11:00"},
+            "lines": {"line-2": "+12125550002"},
+        },
+        sequences=[sequence(id="other", outbound_line="line-2")],
+    )
+    out = decide(definitions(seq), [applied, created(time=T1), tagged(time=T1)])
+    # then the first is defined again under it: its line is gone, so it is invalid
+    again = out.of("sequence.defined", sequence_id="seq")[-1]["data"]
+    assert again["status"] == "invalid"
+    assert again["problems"] == ["outbound_line: unknown line 'line-1'"]
+    assert out.one("enrollment.rejected", sequence_id="seq")["data"]["reason"] == (
+        "sequence_invalid"
+    )
+
+
+def test_a_new_accounts_quiet_hours_hold_for_every_sequence() -> None:
+    seq = sequence(steps=[{"id": "s1", "type": "send_sms", "text": "x"}])
+    applied = event(
+        "sequence.applied",
+        T0,
+        subject="sequences",
+        account={**ACCOUNT, "quiet_hours": {"start": "10:30", "end": "11:00"}},
+        sequences=[],
+    )
+    # tagged at 10:05 New York: before the new quiet hours open at 10:30
+    inputs = [applied, created(time=T1), tagged(time=T1)]
+    out = decide(definitions(seq), inputs, until="2027-07-07T00:00:00Z")
+    assert out.one("step.deferred")["data"]["reason"] == "quiet_hours"
+    assert out.one("sms.send")["time"] == "2027-07-06T14:30:00Z"
