@@ -12,7 +12,14 @@ from typing import Any
 from aiohttp import web
 
 from ops.cli_groups import SubParsers
-from ops.http_api import FileReadModels, PostgresReadModels, ReadModelSource, make_app
+from ops.http_api import (
+    ApiError,
+    FileReadModels,
+    PostgresReadModels,
+    Publish,
+    ReadModelSource,
+    make_app,
+)
 from ops.settings import PREFIX_HELP, Settings
 from schemas.definitions import DefinitionRejected, account_with_defaults, load_definition_file
 from schemas.envelope import CloudEvent
@@ -89,6 +96,10 @@ async def _application(
     args: argparse.Namespace, read_models: ReadModelSource, account: dict[str, Any] | None
 ) -> web.Application:
     """Built inside the running loop, so the producer belongs to the server's loop."""
+    if args.history is not None:
+        # Over a file the API only reads: a command would go to a broker whose decisions
+        # never reach this file, or to one where some worker takes it for real.
+        return make_app(read_only(args.history), read_models, default_account=account)
     producer_box: dict[str, Any] = {}
 
     async def publish(topic: str, event: CloudEvent) -> None:
@@ -111,3 +122,17 @@ async def _application(
 
     app.cleanup_ctx.append(producer_context)
     return app
+
+
+def read_only(history: Path) -> Publish:
+    """The publisher of an API over a file: every command is refused (405)."""
+
+    async def refuse(_topic: str, _event: CloudEvent) -> None:
+        raise ApiError(
+            405,
+            f"read-only: this API serves the file {history}; commands need the live mode"
+            " (DATABASE_URL, Kafka)",
+            None,
+        )
+
+    return refuse

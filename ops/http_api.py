@@ -24,7 +24,7 @@ from aiohttp import web
 from projections.history import TIMEFRAMES, HistoryQuery, event_types_for
 from projections.loading import ReadModels, load_file
 from schemas.definitions import DefinitionRejected, validate_definition_document
-from schemas.envelope import CloudEvent, parse_time
+from schemas.envelope import CloudEvent, TimeOutOfRange, parse_event_time
 from schemas.validation import EventRejected, decode_event
 
 SOURCE = "dripstream-api"
@@ -200,7 +200,10 @@ async def _replace_sequence(request: web.Request) -> web.Response:
 async def _apply(request: web.Request, body: dict[str, Any], status: int) -> web.Response:
     state = request.app[STATE]
     sequence = dict(body)
-    account = sequence.pop("account", None) or state.default_account
+    account = sequence.pop("account", None)
+    if account is not None and not isinstance(account, dict):
+        raise ApiError(422, "must be an object", "account")
+    account = account or state.default_account
     # The document as given (defaults are the engine's to fill, as for `sequences apply`);
     # without an account the engine keeps the one in force, as for a file without one.
     document: dict[str, Any] = {"sequences": [sequence]}
@@ -270,7 +273,7 @@ async def _send(
     """Build the command, check it exactly as a consumer will, publish it to `commands`."""
     state = request.app[STATE]
     event = CloudEvent(
-        id=f"api-{uuid.uuid4().hex}-{next(state.counter)}",
+        id=_command_id(request, state),
         source=SOURCE,
         type=event_type,
         time=datetime.now(UTC),
@@ -286,6 +289,21 @@ async def _send(
         raise ApiError(422, rejected.reason, where or "body") from None
     await state.publish("commands", event)
     return event
+
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
+def _command_id(request: web.Request, state: _State) -> str:
+    """The command's CloudEvent id. With an `Idempotency-Key`, the key itself: the engine
+    decides one id from one source once (within a day), so a retried request cannot enroll
+    a contact, or send, twice."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return f"api-{uuid.uuid4().hex}-{next(state.counter)}"
+    if not key.strip() or len(key) > 200:
+        raise ApiError(400, "must be 1 to 200 characters", IDEMPOTENCY_KEY)
+    return f"api-key-{key.strip()}"
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -352,11 +370,16 @@ def history_query(sequence_id: str, params: Mapping[str, str]) -> HistoryQuery:
     now = None
     if params.get("now"):
         try:
-            now = parse_time(params["now"])
+            now = parse_event_time(params["now"])
+        except TimeOutOfRange as error:
+            raise ApiError(400, str(error), "now") from None
         except ValueError:
             raise ApiError(
                 400, "must be an RFC 3339 time such as 2028-03-03T12:00:00Z", "now"
             ) from None
+    search = params.get("search") or None
+    if search is not None and "\x00" in search:
+        raise ApiError(400, "must not contain a NUL character", "search")
     zone = params.get("timezone") or None
     if zone is not None:
         try:
@@ -365,7 +388,7 @@ def history_query(sequence_id: str, params: Mapping[str, str]) -> HistoryQuery:
             raise ApiError(400, f"unknown time zone {zone!r}", "timezone") from None
     return HistoryQuery(
         sequence_id=sequence_id,
-        search=params.get("search") or None,
+        search=search,
         kind=kind,
         timeframe=timeframe,
         now=now,
@@ -379,13 +402,17 @@ def _count(params: Mapping[str, str], name: str) -> int | None:
     text = params.get(name)
     if text is None or text == "":
         return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise ApiError(400, f"not a whole number: {text!r}", name) from None
+    if not (text.isascii() and text.lstrip("-").isdigit()):
+        raise ApiError(400, f"not a whole number: {text!r}", name)
+    value = int(text)
     if value < 0:
         raise ApiError(400, "must not be negative", name)
+    if value > MAX_COUNT:
+        raise ApiError(400, f"must be at most {MAX_COUNT}", name)
     return value
+
+
+MAX_COUNT = 1_000_000_000  # inside PostgreSQL's bigint, and past any history's length
 
 
 # --- OpenAPI ---------------------------------------------------------------------------------
@@ -619,7 +646,15 @@ def openapi_document() -> dict[str, Any]:
             "title": "dripstream API",
             "version": "1",
             "description": "Sequence commands (published to the commands topic as CloudEvents"
-            ", decided asynchronously by the engine) and the read models.",
+            ", decided asynchronously by the engine: an answer means published, and the read"
+            " models show the outcome once the worker and the projector have caught up) and"
+            " the read models. A command request may carry an `Idempotency-Key` header: the"
+            " key becomes the command's id, and the engine decides one id once within a day,"
+            " so a retry enrolls or sends nothing twice. `account` in a definition is the"
+            " account of every sequence, as in a file given to `sequences apply`. Editing a"
+            " sequence's steps: active enrollments go on by position (the step after the"
+            " last one done), with the due moments already settled. Over a file (`--history`)"
+            " the API only reads: commands answer 405.",
         },
         "paths": {
             "/openapi.json": {
