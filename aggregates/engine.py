@@ -173,9 +173,7 @@ class Engine:
         disenroll this engine's own members of deleted sequences (CONTRACT.md §1.2)."""
         out = _Outbox(cause, per_subject=True)
         self._at = at  # another worker's clock: no timer fires, the high-water mark stays
-        if document.get("account") is not None:
-            self.account = build_account(document["account"])
-        for spec in document.get("sequences") or ():
+        for spec in self._specs_under(document):
             sequence = build_sequence(spec, self.account)
             previous = self.sequences.get(sequence.id)
             created = sequence.created or (previous.created if previous else None) or at
@@ -319,17 +317,7 @@ class Engine:
     # ---- definitions ---------------------------------------------------------------------
 
     def _apply_definitions(self, document: Mapping[str, Any], at: datetime, out: _Outbox) -> None:
-        specs = list(document.get("sequences") or ())
-        if document.get("account") is not None:
-            account = build_account(document["account"])
-            if account != self.account:
-                self.account = account
-                # The sequences this document leaves alone run under the new account too
-                # (its quiet hours, lines, users): rebuilt, and said, as their status may
-                # change with it.
-                named = {str(spec["id"]) for spec in specs}
-                specs = [s.definition for s in self.sequences.values() if s.id not in named] + specs
-        for spec in specs:
+        for spec in self._specs_under(document):
             sequence = build_sequence(spec, self.account)
             previous = self.sequences.get(sequence.id)
             created = sequence.created or (previous.created if previous else None) or at
@@ -337,6 +325,22 @@ class Engine:
             self.sequences[sequence.id] = sequence
             out.add(SequenceDefined(at, self._definition_payload(sequence)))
         self._reindex()
+
+    def _specs_under(self, document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """Take the document's account, if any; the sequence definitions to build under it.
+
+        The sequences the document leaves alone run under a new account too (its quiet
+        hours, lines, users): they are rebuilt, and defined again, as their status may
+        change with it."""
+        specs: list[Mapping[str, Any]] = list(document.get("sequences") or ())
+        if document.get("account") is None:
+            return specs
+        account = build_account(document["account"])
+        if account == self.account:
+            return specs
+        self.account = account
+        named = {str(spec["id"]) for spec in specs}
+        return [s.definition for s in self.sequences.values() if s.id not in named] + specs
 
     def _definition_payload(self, sequence: Sequence) -> dict[str, Any]:
         created = sequence.created or self.now
