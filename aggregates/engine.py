@@ -146,6 +146,9 @@ class Engine:
         self.now: datetime | None = None  # the latest moment seen: the high-water mark
         self._at: datetime | None = None  # the moment of the decision being made
         self._forgot_at: datetime | None = None
+        # partition -> its event clock, when partitions keep their own (worker --clock event)
+        self._partition_clocks: dict[int, datetime] = {}
+        self._expected_partitions: frozenset[int] = frozenset()
         self._token = 0
         self._triggers: dict[str, list[tuple[Sequence, Trigger]]] = {}
         self._intake: dict[str, Sequence] = {}
@@ -204,6 +207,7 @@ class Engine:
             # A definition published today must not fire the timers of a history being
             # pushed through by event time, nor move its clock.
             self._fire_until(moment, out, inclusive=False, partition=partition)
+            self._note_partition_clock(partition, moment)
             self._tick(moment)
         self._at = moment
         if self._recent.repeated(identity, moment):
@@ -227,6 +231,7 @@ class Engine:
         """Fire every timer due up to and including `until` (of one partition, or all)."""
         out = _Outbox("timers")
         self._fire_until(until, out, inclusive=True, partition=partition)
+        self._note_partition_clock(partition, until)
         self._tick(until)
         return out.events
 
@@ -253,13 +258,30 @@ class Engine:
 
     # ---- time ----------------------------------------------------------------------------
 
+    def expect_partitions(self, partitions: Iterable[int]) -> None:
+        """The partitions whose event clocks this engine follows (worker --clock event):
+        until each has moved, no throttle minute counts as past for all of them."""
+        self._expected_partitions = frozenset(partitions)
+
+    def _note_partition_clock(self, partition: int | None, moment: datetime) -> None:
+        if partition is not None:
+            known = self._partition_clocks.get(partition)
+            if known is None or moment > known:
+                self._partition_clocks[partition] = moment
+
     def _tick(self, moment: datetime) -> None:
         if self.now is None or moment > self.now:
             self.now = moment
             if self._forgot_at is None or moment - self._forgot_at >= timedelta(minutes=5):
                 # Throttle minutes in the past are never needed again: drop them now and
                 # then, so the counters follow the clock rather than the history's length.
-                self.throttle.forget_before(moment - timedelta(minutes=1))
+                # Past for every partition: one whose event clock lags still decides in
+                # those minutes, and must find them counted.
+                clocks = self._partition_clocks
+                if any(p not in clocks for p in self._expected_partitions):
+                    return  # a partition not read yet may still decide in any minute
+                floor = min(clocks.values(), default=moment)
+                self.throttle.forget_before(min(floor, moment) - timedelta(minutes=1))
                 self._forgot_at = moment
 
     def _queues(self, partition: int | None) -> list[list[_Timer]]:
@@ -889,7 +911,9 @@ class Engine:
 
     def _flush_owner_notices(self, timer: _Timer, into: _Outbox) -> None:
         sequence_id, owner_id, minute_text = timer.key
-        out = _Outbox(f"t:notify:{sequence_id}:{owner_id}:{minute_text}")
+        # Numbered per contact: a partition whose clock lags can add to a minute already
+        # sent, and its notices must not take the ids of the first ones.
+        out = _Outbox(f"t:notify:{sequence_id}:{owner_id}:{minute_text}", per_subject=True)
         self._notices(timer, out)
         into.events.extend(out.events)
 

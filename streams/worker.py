@@ -223,6 +223,8 @@ class EngineWorker:
         started = time.perf_counter()
         generation = self.generation
         self._sync_definitions()
+        if self.event_clock:
+            self.engine.expect_partitions({tp.partition for tp in self.assigned})
         for tp, records in fetched.items():
             if tp in self.assigned:
                 self._buffer(tp, records)

@@ -1,0 +1,71 @@
+"""The engine under a worker's event clock: each partition keeps its own clock, and one
+that lags still decides in minutes the others have left behind."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from aggregates.engine import Engine
+from schemas.envelope import CloudEvent, parse_time
+from schemas.validation import decode_event
+from tests.engine.helpers import definitions, event, sequence
+
+PARTITION = {"c-0": 0, "c-1": 1, "c-2": 2}
+
+
+def at(clock: str) -> datetime:
+    return parse_time(f"2027-05-04T{clock}Z")
+
+
+def fed(engine: Engine, clock: str, kind: str, contact: str, **data: Any) -> list[CloudEvent]:
+    item = event(kind, f"2027-05-04T{clock}Z", contact_id=contact, **data)
+    return engine.handle(decode_event(orjson.dumps(item)), partition=PARTITION[contact])
+
+
+def test_a_lagging_partition_finds_its_minutes_still_counted() -> None:
+    # given one a minute, and three contacts in three partitions
+    engine = Engine(partition_of=PARTITION.__getitem__)
+    seq = sequence(
+        throttle_per_minute=1,
+        steps=[{"id": "s1", "type": "add_tag", "tag": "x"}],
+        triggers=[{"type": "contact_tagged", "tags": ["go"]}],
+    )
+    engine.define(definitions(seq), at("15:00:00"), "defs")
+    engine.expect_partitions(PARTITION.values())
+    outputs: list[CloudEvent] = []
+    for contact in PARTITION:
+        outputs += fed(engine, "15:00:00", "contact.created", contact)
+    # when partition 0 runs ten minutes ahead before the others read their tags at 15:01
+    outputs += fed(engine, "15:01:00", "contact.tag_added", "c-0", tag="go")
+    outputs += fed(engine, "15:11:00", "contact.updated", "c-0", state="NY")
+    for second, contact in ((10, "c-1"), (20, "c-2")):
+        outputs += fed(engine, f"15:01:{second}", "contact.tag_added", contact, tag="go")
+        outputs += engine.advance(at("15:20:00"), partition=PARTITION[contact])
+    # then no minute holds more than one execution: 15:01 was not forgotten
+    minutes = [e.time.strftime("%H:%M") for e in outputs if e.type == "step.executed"]
+    assert sorted(minutes) == ["15:01", "15:02", "15:03"]
+
+
+def test_a_notice_a_lagging_partition_adds_to_a_sent_minute_keeps_its_own_id() -> None:
+    # given owner changes to u-7 for contacts in two partitions, in the same minute
+    engine = Engine(partition_of=PARTITION.__getitem__)
+    seq = sequence(
+        steps=[{"id": "own", "type": "change_owner", "owner_id": "u-7"}],
+        triggers=[{"type": "contact_tagged", "tags": ["go"]}],
+    )
+    engine.define(definitions(seq), at("15:00:00"), "defs")
+    outputs: list[CloudEvent] = []
+    outputs += fed(engine, "15:00:00", "contact.created", "c-0", phone="+12125550100")
+    outputs += fed(engine, "15:00:00", "contact.created", "c-1", phone="+12125550101")
+    outputs += fed(engine, "15:01:00", "contact.tag_added", "c-0", tag="go")
+    # when partition 0 passes the minute (its notice is sent) before partition 1 tags c-1
+    outputs += engine.advance(at("15:05:00"), partition=0)
+    outputs += fed(engine, "15:01:30", "contact.tag_added", "c-1", tag="go")
+    outputs += engine.advance(at("15:05:00"), partition=1)
+    # then both owners' notices go out, under ids of their own
+    notices = [e for e in outputs if e.type == "notify.sms"]
+    assert sorted(e.data["contact_id"] for e in notices) == ["c-0", "c-1"]
+    assert len({e.id for e in notices}) == 2
