@@ -44,7 +44,15 @@ from aggregates.intake import (
     parse_lead_email,
 )
 from aggregates.keywords import keyword_intent
-from aggregates.sequence import Account, Catalog, Sequence, Trigger, build_account, build_sequence
+from aggregates.sequence import (
+    Account,
+    Catalog,
+    Sequence,
+    Step,
+    Trigger,
+    build_account,
+    build_sequence,
+)
 from aggregates.steps import StepContext
 from aggregates.targets import targets_of
 from aggregates.throttle import MinuteThrottle
@@ -93,6 +101,11 @@ class _Outbox:
 # The types whose data is past version 1 (contact.opted_out): the engine writes the current
 # version, as every encoder must (schemas/README.md), and these are few, so a miss is cheap.
 _LATER_VERSIONS = {kind: info.version for kind, info in EVENT_TYPES.items() if info.version > 1}
+
+
+def _timing(step: Step | None) -> tuple[str, str, Any] | None:
+    """What decides when a step runs, and which step it is."""
+    return None if step is None else (step.id, step.type, step.delay)
 
 
 def _subject(decision: Decision) -> str:
@@ -181,6 +194,7 @@ class Engine:
             previous = self.sequences.get(sequence.id)
             created = sequence.created or (previous.created if previous else None) or at
             self.sequences[sequence.id] = replace(sequence, created=created)
+            self._reschedule_changed_steps(previous, self.sequences[sequence.id], out)
         for sequence_id in deleted:
             self._delete(sequence_id, out, announce=False)
         self._reindex()
@@ -346,7 +360,31 @@ class Engine:
             sequence = replace(sequence, created=created)
             self.sequences[sequence.id] = sequence
             out.add(SequenceDefined(at, self._definition_payload(sequence)))
+            self._reschedule_changed_steps(previous, sequence, out)
         self._reindex()
+
+    def _reschedule_changed_steps(
+        self, previous: Sequence | None, sequence: Sequence, out: _Outbox
+    ) -> None:
+        """After a redefinition, an active enrollment waiting for a step that is not the same
+        any more at its place (another id, type or delay, or none) is scheduled again for
+        the step now there, its delay counted as ever from the step before; or completed.
+        A step whose text alone changed keeps its moment (the text is read when it runs)."""
+        if previous is None or previous.steps == sequence.steps:
+            return
+        for contact_id in sorted(self.members.get(sequence.id, ())):
+            enrollment = self.enrollments[contact_id][sequence.id]
+            index = enrollment.next_step
+            if enrollment.due_at is None:
+                continue  # about to go on anyway
+            before = previous.steps[index] if index < len(previous.steps) else None
+            now = sequence.steps[index] if index < len(sequence.steps) else None
+            if _timing(before) == _timing(now):
+                continue
+            self.throttle.release(enrollment.enrollment_id)
+            waiting = replace(enrollment, due_at=None)
+            self.enrollments[contact_id][sequence.id] = waiting
+            self._advance(waiting, out)
 
     def _specs_under(self, document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         """Take the document's account, if any; the sequence definitions to build under it.

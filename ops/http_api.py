@@ -653,8 +653,9 @@ def openapi_document() -> dict[str, Any]:
             " so a retry enrolls or sends nothing twice. `account` in a definition is the"
             " account of every sequence, as in a file given to `sequences apply`. Editing a"
             " sequence's steps: active enrollments go on by position (the step after the"
-            " last one done), with the due moments already settled. Over a file (`--history`)"
-            " the API only reads: commands answer 405.",
+            " last one done); one waiting for a step whose id, type or delay changed is"
+            " scheduled again for the step now in its place. Over a file (`--history`) the"
+            " API only reads: commands answer 405.",
         },
         "paths": {
             "/openapi.json": {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.engine.helpers import ACCOUNT, decide, definitions, event, sequence
@@ -476,3 +478,49 @@ def test_a_new_accounts_quiet_hours_hold_for_every_sequence() -> None:
     out = decide(definitions(seq), inputs, until="2027-07-07T00:00:00Z")
     assert out.one("step.deferred")["data"]["reason"] == "quiet_hours"
     assert out.one("sms.send")["time"] == "2027-07-06T14:30:00Z"
+
+
+def _two_steps(second: dict[str, Any]) -> dict[str, Any]:
+    return sequence(steps=[{"id": "s1", "type": "send_sms", "text": "one"}, second])
+
+
+TWO_DAYS = {"kind": "default", "amount": 2, "unit": "days"}
+HALF_HOUR = {"kind": "default", "amount": 30, "unit": "minutes"}
+
+
+def test_a_redefined_step_at_an_enrollments_place_is_scheduled_anew() -> None:
+    # given an enrollment waiting two days for `later`
+    first = _two_steps({"id": "later", "type": "send_sms", "text": "two", "delay": TWO_DAYS})
+    # when, an hour on, the sequence puts `new2` (half an hour after s1) in its place
+    second = _two_steps({"id": "new2", "type": "send_sms", "text": "new", "delay": HALF_HOUR})
+    applied = event(
+        "sequence.applied", "2027-07-06T15:00:00Z", subject="sequences", sequences=[second]
+    )
+    out = decide(definitions(first), [created(), tagged(), applied])
+    # then new2 is scheduled from s1's execution, and being past due, runs at once
+    assert out.one("step.scheduled", step_id="new2")["data"]["due_at"] == "2027-07-06T14:30:00Z"
+    assert out.one("step.executed", step_id="new2")["time"] == "2027-07-06T15:00:00Z"
+    assert out.one("sms.send", step_id="new2")["data"]["body"].startswith("new")
+    assert out.of("step.executed", step_id="later") == []
+
+
+def test_a_step_whose_text_alone_changed_keeps_its_moment() -> None:
+    first = _two_steps({"id": "s2", "type": "send_sms", "text": "two", "delay": HALF_HOUR})
+    second = _two_steps({"id": "s2", "type": "send_sms", "text": "TWO", "delay": HALF_HOUR})
+    applied = event(
+        "sequence.applied", "2027-07-06T14:10:00Z", subject="sequences", sequences=[second]
+    )
+    out = decide(definitions(first), [created(), tagged(), applied], until="2027-07-06T15:00:00Z")
+    assert len(out.of("step.scheduled", step_id="s2")) == 1
+    assert out.one("sms.send", step_id="s2")["time"] == "2027-07-06T14:30:00Z"
+    assert out.one("sms.send", step_id="s2")["data"]["body"].startswith("TWO")
+
+
+def test_a_sequence_cut_short_completes_an_enrollment_past_its_end() -> None:
+    first = _two_steps({"id": "s2", "type": "send_sms", "text": "two", "delay": TWO_DAYS})
+    cut = sequence(steps=[{"id": "s1", "type": "send_sms", "text": "one"}])
+    applied = event(
+        "sequence.applied", "2027-07-06T15:00:00Z", subject="sequences", sequences=[cut]
+    )
+    out = decide(definitions(first), [created(), tagged(), applied])
+    assert out.one("enrollment.completed")["time"] == "2027-07-06T15:00:00Z"
