@@ -7,6 +7,8 @@ must not be texted again because it came back through a web form.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aggregates.contact import ContactState
 
 
@@ -44,13 +46,20 @@ class AddressBook:
             if after.contact_id not in owners:
                 owners.append(after.contact_id)
 
-    def lead_contact(self, email: str | None, phone: str | None) -> str | None:
-        """The contact a lead is: the first with its e-mail; without an e-mail, the first
-        with its phone number (a shared number alone does not make two people one)."""
+    def lead_contact(
+        self, email: str | None, phone: str | None, email_of: Callable[[str], str | None]
+    ) -> str | None:
+        """The contact a lead is: the first with its e-mail; else the first with its phone
+        number that has no e-mail of its own (the same person, now with an address). A
+        shared number alone does not make two people with two addresses one."""
         if email:
-            return self._first("email:" + email.casefold())
+            found = self._first("email:" + email.casefold())
+            if found is not None:
+                return found
         if phone:
-            return self._first("phone:" + phone)
+            for contact_id in self._owners.get("phone:" + phone, ()):
+                if not email or not email_of(contact_id):
+                    return contact_id
         return None
 
     def sharing(self, contact: ContactState) -> list[str]:

@@ -588,7 +588,8 @@ class Engine:
             out.add(LeadRejected(now, to, lead.reason, sender))
             return
         # The contact the lead already is, else a new one named by its address.
-        contact_id = self.addresses.lead_contact(lead.email, lead.phone) or contact_id_for_lead(
+        known = self.addresses.lead_contact(lead.email, lead.phone, self._email_of)
+        contact_id = known or contact_id_for_lead(
             to, lead, str(data.get("message_id") or out.cause)
         )
         exists = contact_id in self.contacts
@@ -616,6 +617,10 @@ class Engine:
             # Other sequences' contact_created triggers see the new contact too; the intake
             # sequence itself has just enrolled it (once: its steps may already be done).
             self._run_triggers("contact_created", contact_id, None, out, skip=sequence.id)
+
+    def _email_of(self, contact_id: str) -> str | None:
+        contact = self.contacts.get(contact_id)
+        return contact.email if contact else None
 
     def _bind_suppressions(self, lead: ContactState, sequence_id: str, out: _Outbox) -> None:
         """A lead's number or address that another contact put on DNC or opted out stays

@@ -54,9 +54,9 @@ def test_a_lead_without_an_email_is_the_contact_with_its_phone() -> None:
 
 
 def test_a_new_lead_on_a_number_that_said_stop_is_opted_out_too() -> None:
-    # given a number that opted out of SMS, known as another contact
+    # given a number that opted out of SMS, known as another contact with its own address
     out = decide_(
-        crm("contact.created", "c-1", first_name="Jo", phone="+12125550199"),
+        crm("contact.created", "c-1", first_name="Jo", phone="+12125550199", email="a@b.example"),
         crm("contact.opted_out", "c-1", channel="sms"),
         # when a lead with a new e-mail (a new contact) brings that number back
         lead("First Name: Jo\nEmail: jo@example.com\nPhone: 212-555-0199"),
@@ -71,7 +71,7 @@ def test_a_new_lead_on_a_number_that_said_stop_is_opted_out_too() -> None:
 
 def test_a_lead_on_a_dnc_number_is_put_on_dnc_and_not_called_or_texted() -> None:
     out = decide_(
-        crm("contact.created", "c-1", first_name="Jo", phone="+12125550199"),
+        crm("contact.created", "c-1", first_name="Jo", phone="+12125550199", email="a@b.example"),
         crm("contact.dnc_changed", "c-1", dnc=True),
         lead("First Name: Ann\nEmail: ann@example.com\nPhone: 212-555-0199"),
     )
@@ -89,3 +89,15 @@ def test_a_number_shared_with_a_reachable_contact_binds_nothing() -> None:
     assert out.of("contact.dnc_changed") == []
     assert out.of("contact.opted_out") == []
     assert out.one("sms.send")["data"]["to"] == "+12125550199"
+
+
+def test_a_lead_with_an_address_is_the_contact_with_its_number_and_none() -> None:
+    # the same person mailed first with a phone only, then with an e-mail too: one contact
+    out = decide_(
+        lead("First Name: Jo\nPhone: 212-555-0199"),
+        lead("First Name: Jo\nEmail: jo@example.com\nPhone: 212-555-0199"),
+    )
+    created = out.one("contact.created")["data"]["contact_id"]
+    assert out.one("contact.updated")["data"]["contact_id"] == created
+    assert out.one("contact.updated")["data"]["email"] == "jo@example.com"
+    assert {e["data"]["contact_id"] for e in out.of("enrollment.enrolled")} == {created}
