@@ -13,8 +13,7 @@ re-published outcomes with the same ids, never a second send. A rebalance waits 
 batches in progress to be committed (the listener takes the same lock as starting one).
 
 A record of `effects` that is no effect command goes to `dlq` in the engine worker's shape
-(README, "Topics"): the composition root passes the engine's own builder in, since this
-package may not import streams/.
+(schemas/dead_letters.py, README "Topics").
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -46,6 +44,7 @@ from effects.ports import Clock
 from effects.processor import EffectProcessor
 from effects.settings import EffectsSettings
 from effects.wiring import Runtime, open_runtime, utc_now
+from schemas.dead_letters import RejectedRecord
 from schemas.envelope import CloudEvent
 from schemas.registry import DLQ_TOPIC
 
@@ -55,30 +54,12 @@ COMMANDS_TOPIC = "effects"
 MAX_RECORD_BATCH_BYTES = 512 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class RejectedRecord:
-    """A record the worker cannot carry out: where it was read, its bytes, and why."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    field: str
-    reason: str
-
-
-DeadLetter = Callable[[RejectedRecord], tuple[bytes | None, bytes]]
-"""The key and value of a rejected record's dead letter."""
-
-
 class KafkaPublisher:
     """`Publish` on an AIOKafkaProducer: key = the event's subject, value = its JSON."""
 
-    def __init__(self, producer: Any, prefix: str, dead_letter: DeadLetter) -> None:
+    def __init__(self, producer: Any, prefix: str) -> None:
         self._producer = producer
         self._prefix = prefix
-        self._dead_letter = dead_letter
 
     async def __call__(self, topic: str, event: CloudEvent) -> None:
         await self.publish_many([event], topic)
@@ -94,8 +75,9 @@ class KafkaPublisher:
             await asyncio.gather(*pending)
 
     async def dead_letter(self, rejected: RejectedRecord) -> None:
-        key, value = self._dead_letter(rejected)
-        future = await self._producer.send(self._prefix + DLQ_TOPIC, value=value, key=key)
+        """Keyed as the record was read, in the engine worker's shape."""
+        name = self._prefix + DLQ_TOPIC
+        future = await self._producer.send(name, value=rejected.letter(), key=rejected.key)
         await future
 
 
@@ -345,11 +327,10 @@ async def consume(
 async def run_effects_worker(
     settings: EffectsSettings,
     *,
-    dead_letter: DeadLetter,
     stop: asyncio.Event | None = None,
     clock: Clock = utc_now,
 ) -> None:
-    """Run until `stop` is set (or forever); `dead_letter` shapes what goes to `dlq`."""
+    """Run until `stop` is set (or forever)."""
     stop = stop or asyncio.Event()
     runtime = await open_runtime(settings, clock=clock)
     producer = AIOKafkaProducer(
@@ -381,7 +362,7 @@ async def run_effects_worker(
     recovery: asyncio.Task[None] | None = None
     try:
         await producer.start()
-        publisher = KafkaPublisher(producer, settings.topic_prefix, dead_letter)
+        publisher = KafkaPublisher(producer, settings.topic_prefix)
         runner = await _serve_inbound(settings, runtime, publisher)
         await publisher.publish_many(await runtime.processor.recover())
         recovery = asyncio.create_task(_recover_periodically(runtime, publisher, settings))

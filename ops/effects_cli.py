@@ -9,13 +9,10 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from effects.settings import EffectsSettings, SettingsError, environment_variables
 from ops.settings import PREFIX_HELP
-
-if TYPE_CHECKING:
-    from effects.worker import RejectedRecord
 
 HELP_ENV = ", ".join(sorted(set(environment_variables().values())))
 
@@ -89,28 +86,6 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_run_worker(settings))
 
 
-def engine_dead_letter(rejected: RejectedRecord) -> tuple[bytes | None, bytes]:
-    """The effects worker's dead letter, built by the engine worker's own function: one
-    shape on `dlq` whoever rejected the record (effects/ may not import streams/)."""
-    # Deferred: streams/ loads psycopg and eventsourcing, which `replay` must start without.
-    from streams.ordering import Pending  # noqa: PLC0415
-    from streams.routing import dead_letter  # noqa: PLC0415
-
-    row = dead_letter(
-        Pending(
-            topic=rejected.topic,
-            partition=rejected.partition,
-            offset=rejected.offset,
-            key=rejected.key,
-            raw=rejected.value,
-            event=None,
-            rejection=(rejected.field, rejected.reason),
-        )
-    )
-    # The record's own key bytes, which the row's text key equals whenever it is UTF-8.
-    return rejected.key, row.value
-
-
 async def _run_worker(settings: EffectsSettings) -> int:
     from effects.worker import run_effects_worker  # noqa: PLC0415 - heavy imports
 
@@ -118,7 +93,7 @@ async def _run_worker(settings: EffectsSettings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await run_effects_worker(settings, dead_letter=engine_dead_letter, stop=stop)
+    await run_effects_worker(settings, stop=stop)
     return 0
 
 

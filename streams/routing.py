@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import orjson
-
 from aggregates.intake import LeadProblem, contact_id_for_lead, intake_address, parse_lead_email
 from aggregates.targets import targets_of
+from schemas.dead_letters import RejectedRecord
 from schemas.envelope import CloudEvent
 from schemas.registry import DLQ_TOPIC
 from streams.ordering import Pending
@@ -75,20 +74,9 @@ def rerouted_lead(event: CloudEvent, contact_id: str) -> OutboxRow:
 
 
 def dead_letter(item: Pending) -> OutboxRow:
-    """The rejected record whole (its bytes, as text and hex), where it was, and why."""
+    """The rejected record as its `dlq` letter (schemas/dead_letters.py), to the outbox."""
     field, reason = item.rejection or ("event", "rejected")
-    key = item.key.decode("utf-8", "replace") if item.key else None
-    letter = {
-        "topic": item.topic,
-        "partition": item.partition,
-        "offset": item.offset,
-        "key": key,
-        "field": field,
-        # The bare reason, as in `replay --dlq`: the field has a key of its own.
-        "reason": reason,
-        "value": item.raw.decode("utf-8", "replace"),
-        "value_hex": item.raw.hex(),
-    }
-    return OutboxRow(
-        f"dlq:{item.topic}:{item.partition}:{item.offset}", DLQ_TOPIC, key, orjson.dumps(letter)
+    rejected = RejectedRecord(
+        item.topic, item.partition, item.offset, item.key, item.raw, field, reason
     )
+    return OutboxRow(rejected.letter_id, DLQ_TOPIC, rejected.text_key, rejected.letter())

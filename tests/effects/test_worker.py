@@ -17,7 +17,6 @@ from effects.processor import EffectProcessor
 from effects.settings import EffectsSettings
 from effects.wiring import open_runtime
 from effects.worker import KafkaPublisher, process_records
-from ops.effects_cli import engine_dead_letter
 from streams.ordering import Pending
 from streams.routing import dead_letter
 from tests.effects.helpers import Clock, command, sms
@@ -49,7 +48,7 @@ class Record:
 
 
 def publisher(producer: FakeProducer) -> KafkaPublisher:
-    return KafkaPublisher(producer, "dripstream.", engine_dead_letter)
+    return KafkaPublisher(producer, "dripstream.")
 
 
 def in_memory() -> tuple[EffectProcessor, FakeSenders]:

@@ -21,7 +21,6 @@ from aiokafka.admin import NewTopic  # type: ignore[import-untyped]
 from effects.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from effects.settings import EffectsSettings
 from effects.worker import run_effects_worker
-from ops.effects_cli import engine_dead_letter
 from tests.effects.helpers import command, sms
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
@@ -99,9 +98,7 @@ async def effects_worker(
                 line_rate_per_second=100_000,
                 **settings,
             )
-            worker = asyncio.create_task(
-                run_effects_worker(config, dead_letter=engine_dead_letter, stop=stop)
-            )
+            worker = asyncio.create_task(run_effects_worker(config, stop=stop))
             await producer.start()
             yield Rig(prefix, producer, consumer, twilio, config, stop, worker)
     finally:

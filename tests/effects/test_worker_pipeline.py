@@ -19,7 +19,6 @@ from effects.ledger import InMemoryLedger
 from effects.ports import Delivered, SendResult, SmsMessage
 from effects.processor import EffectProcessor
 from effects.worker import BatchPipeline, KafkaPublisher, _WaitForBatches, consume
-from ops.effects_cli import engine_dead_letter
 from tests.effects.helpers import Clock, sms
 
 TOPIC = "dripstream.effects"
@@ -122,7 +121,7 @@ def pipeline_processor(sender: GatedSms) -> EffectProcessor:
 
 
 def publisher_for(journal: Journal, *, fail: bool = False) -> KafkaPublisher:
-    return KafkaPublisher(JournalProducer(journal, fail=fail), "dripstream.", engine_dead_letter)
+    return KafkaPublisher(JournalProducer(journal, fail=fail), "dripstream.")
 
 
 def given_a_pipeline(
