@@ -272,6 +272,10 @@ class Engine:
 
     # ---- time ----------------------------------------------------------------------------
 
+    def partition_clock(self, partition: int) -> datetime | None:
+        """How far `partition`'s event clock has moved (its inputs and fired timers)."""
+        return self._partition_clocks.get(partition)
+
     def expect_partitions(self, partitions: Iterable[int]) -> None:
         """The partitions whose event clocks this engine follows (worker --clock event):
         until each has moved, no throttle minute counts as past for all of them."""

@@ -113,7 +113,6 @@ class EngineWorker:
         self.metrics = WorkerMetrics()
         self.engine = Engine()
         self.partition_count = 0
-        self.partition_clock: dict[int, datetime] = {}
         self.definitions_version = 0
         self.definitions_checked = float("-inf")
         self.positions: dict[tuple[str, int], int] = {}
@@ -453,8 +452,6 @@ class EngineWorker:
         at: datetime | None = None
         if self.event_clock:
             outputs = self.engine.handle(event, partition=item.partition)
-            if event.type not in DEFINITION_COMMANDS:
-                self._advance_clock(item.partition, event.time)
         else:
             at = self.clock()
             outputs = self.engine.handle(event, at=at)
@@ -471,11 +468,6 @@ class EngineWorker:
             record.definition = self._definition_change(event)
             return True
         return False
-
-    def _advance_clock(self, group: int, moment: datetime) -> None:
-        known = self.partition_clock.get(group)
-        if known is None or moment > known:
-            self.partition_clock[group] = moment
 
     def _definition_change(self, event: CloudEvent) -> Definition:
         """The change a sequence command made, as the other workers must adopt it."""
@@ -502,7 +494,7 @@ class EngineWorker:
             buffer = self.buffers.get(group)
             moment = buffer.complete_until() if buffer is not None else None
             if moment is None and finished:
-                moment = self.partition_clock.get(group)
+                moment = self.engine.partition_clock(group)
             if moment is not None:
                 self._tick(moment, group)
 
@@ -511,8 +503,6 @@ class EngineWorker:
         if due is None or due > now:
             return
         outputs = self.engine.advance(now, partition=group)
-        if group is not None:
-            self._advance_clock(group, now)
         self.metrics.timers_fired.inc(
             sum(1 for e in outputs if e.type in ("step.executed", "step.skipped"))
         )
@@ -569,9 +559,8 @@ class EngineWorker:
 
     async def _rebuild_engine(self) -> None:
         names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
-        engine, clocks, applied, replayed = await asyncio.to_thread(self._replay_store, names)
+        engine, applied, replayed = await asyncio.to_thread(self._replay_store, names)
         self.engine = engine
-        self.partition_clock = clocks
         self.definitions_version = applied
         self.definitions_checked = float("-inf")
         self.stale = False
@@ -589,9 +578,8 @@ class EngineWorker:
         self.metrics.rebuilds.inc()
         log.info("replayed %d stored inputs", replayed)
 
-    def _replay_store(self, names: list[str]) -> tuple[Engine, dict[int, datetime], int, int]:
+    def _replay_store(self, names: list[str]) -> tuple[Engine, int, int]:
         engine = Engine(partition_of=self.partition_of)
-        clocks: dict[int, datetime] = {}
         pending = self.store.definitions_after(0)
         applied = 0
         replayed = 0
@@ -610,18 +598,13 @@ class EngineWorker:
                     engine.handle(event, at=item.at)
                 else:
                     engine.handle(event, partition=item.partition)
-                    if event.type not in DEFINITION_COMMANDS and item.partition is not None:
-                        known = clocks.get(item.partition)
-                        clocks[item.partition] = (
-                            event.time if known is None else max(known, event.time)
-                        )
                 replayed += 1
         for change in pending:
             engine.adopt(
                 change.document, change.deleted, change.applied_at, f"defs:{change.version}"
             )
             applied = change.version
-        return engine, clocks, applied, replayed
+        return engine, applied, replayed
 
     async def _report_lag(self) -> None:
         now = time.monotonic()
