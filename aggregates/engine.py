@@ -36,7 +36,7 @@ from aggregates.enrollment import (
     decide_stop,
     evolve,
 )
-from aggregates.ids import enrollment_id
+from aggregates.ids import contact_of, enrollment_id
 from aggregates.intake import (
     LeadProblem,
     contact_id_for_lead,
@@ -819,9 +819,15 @@ class Engine:
             contact.timezone, contact.phone, sequence.schedule_timezone, self.account.timezone
         )
 
-    def _advance(self, enrollment: Enrollment, out: _Outbox) -> None:
+    def _place_of(self, enrollment: Enrollment) -> tuple[Sequence, ContactState, Any, datetime]:
+        """What a decision about one enrollment reads: its sequence, its contact, the
+        contact's zone and the moment."""
         sequence = self.sequences[enrollment.sequence_id]
         contact = self.contacts[enrollment.contact_id]
+        return sequence, contact, self._zone(sequence, contact), self._clock()
+
+    def _advance(self, enrollment: Enrollment, out: _Outbox) -> None:
+        sequence, contact, zone, now = self._place_of(enrollment)
         context = StepContext(
             account=self.account,
             sequence=sequence,
@@ -830,13 +836,7 @@ class Engine:
             owner_assigned=self._owner_assigned,
         )
         decisions, state = decide_advance(
-            enrollment,
-            sequence,
-            contact,
-            self._zone(sequence, contact),
-            self._clock(),
-            self.throttle,
-            context.perform,
+            enrollment, sequence, contact, zone, now, self.throttle, context.perform
         )
         self._record(enrollment, decisions, out, state)
         if self.throttle.displaced:
@@ -848,19 +848,11 @@ class Engine:
         displaced = self.throttle.displaced
         while displaced:
             holder, sequence_id = displaced.pop(0)
-            # An enrollment id is `<sequence>:<contact>:<n>` (aggregates/ids.py).
-            contact_id = holder[len(sequence_id) + 1 : holder.rindex(":")]
-            enrollment = self.enrollments.get(contact_id, {}).get(sequence_id)
+            enrollment = self.enrollments.get(contact_of(holder, sequence_id), {}).get(sequence_id)
             if enrollment is None or enrollment.enrollment_id != holder:
                 continue
-            sequence, contact = self.sequences[sequence_id], self.contacts[contact_id]
             decisions, state = decide_displaced(
-                enrollment,
-                sequence,
-                contact,
-                self._zone(sequence, contact),
-                self._clock(),
-                self.throttle,
+                enrollment, *self._place_of(enrollment), self.throttle
             )
             self._record(enrollment, decisions, out, state)
 

@@ -16,6 +16,12 @@ def enrollment_id(sequence_id: str, contact_id: str, number: int) -> EnrollmentI
     return EnrollmentId(f"{sequence_id}:{contact_id}:{number}")
 
 
+def contact_of(enrollment: str, sequence_id: str) -> ContactId:
+    """The contact of an enrollment id of `sequence_id` (the inverse of `enrollment_id`:
+    a sequence id has no ':', a contact id may)."""
+    return ContactId(enrollment[len(sequence_id) + 1 : enrollment.rindex(":")])
+
+
 def effect_id(
     sequence_id: str, contact_id: str, number: int, step_id: str, attempt: int = 1
 ) -> EffectId:
