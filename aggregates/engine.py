@@ -8,12 +8,11 @@ Runners (streams/) feed it events in order and persist or publish what it return
 
 from __future__ import annotations
 
-import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import datetime, timedelta
+from typing import Any
 
 from aggregates.addresses import AddressBook
 from aggregates.calendar import within_open_hours
@@ -44,23 +43,24 @@ from aggregates.intake import (
     parse_lead_email,
 )
 from aggregates.keywords import keyword_intent
+from aggregates.owner_notices import Assignment, OwnerNotices, window_of
 from aggregates.sequence import (
     Account,
     Catalog,
     Sequence,
     Step,
-    Trigger,
     build_account,
     build_sequence,
 )
 from aggregates.steps import StepContext
 from aggregates.targets import targets_of
 from aggregates.throttle import MinuteThrottle
+from aggregates.timer_queue import Timer, TimerQueue
 from aggregates.timezones import contact_zone
+from aggregates.trigger_index import TriggerIndex
 from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
 from schemas.registry import EVENT_TYPES
 
-OWNER_SUMMARY_THRESHOLD = 20  # the seed: more than 20 assignments become one summary message
 DEFINITION_COMMANDS = frozenset(
     {"sequence.applied", "sequence.delete_requested", "sequence.copy_requested"}
 )
@@ -120,18 +120,6 @@ def _subject(decision: Decision) -> str:
             return decision.contact_id
 
 
-class _Timer(NamedTuple):
-    """A heap entry; compared as a tuple (due, then the unique token), which is fast."""
-
-    due: datetime
-    token: int
-    kind: str  # "step" or "notify"
-    key: tuple[str, ...]
-
-
-NOTICES = -1  # the timer queue of owner notices, which span contacts and partitions
-
-
 class Engine:
     """`partition_of` maps a contact to its input partition: timers then fire by each
     partition's own event time (a worker pushing history through several partitions must
@@ -150,21 +138,17 @@ class Engine:
         # than keyed by pairs: it holds every pair ever enrolled, and a tuple per pair was
         # most of its memory.
         self.enrollment_counts: dict[str, dict[str, int]] = {}
-        self.timers: dict[int, list[_Timer]] = {}
-        self._partition_of = partition_of
-        self.timer_tokens: dict[str, int] = {}  # enrollment id -> token of its live timer
+        self.timers = TimerQueue(partition_of)
         self.throttle = MinuteThrottle()
         self.round_robin_cursor: dict[tuple[str, str], int] = {}
-        self.owner_notices: dict[tuple[str, str, datetime], list[tuple[str, str, str]]] = {}
+        self.owner_notices = OwnerNotices()
         self.now: datetime | None = None  # the latest moment seen: the high-water mark
         self._at: datetime | None = None  # the moment of the decision being made
         self._forgot_at: datetime | None = None
         # partition -> its event clock, when partitions keep their own (worker --clock event)
         self._partition_clocks: dict[int, datetime] = {}
         self._expected_partitions: frozenset[int] = frozenset()
-        self._token = 0
-        self._triggers: dict[str, list[tuple[Sequence, Trigger]]] = {}
-        self._intake: dict[str, Sequence] = {}
+        self._triggers = TriggerIndex()
         self._pending: deque[CloudEvent] = deque()
         self._paused: deque[tuple[str, str]] = deque()
         self._recent = RecentIdentities()
@@ -252,20 +236,30 @@ class Engine:
     def close_notice_windows(self, at: datetime) -> list[CloudEvent]:
         """Send at `at` the owner notices still gathering their minute: the end of a finite
         input (a replay) closes the minute early, so a notice is not lost with it."""
-        queue = self.timers.get(NOTICES, [])
-        self.timers[NOTICES] = []
         out = _Outbox("timers")
         self._at = at
-        for timer in sorted(queue):
+        for timer in self.timers.take_notices():
             self._flush_owner_notices(timer._replace(due=at), out)
         return out.events
 
     def next_due(self, partition: int | None = None) -> datetime | None:
-        heads = [q[0].due for q in self._queues(partition) if q]
-        return min(heads) if heads else None
+        return self.timers.next_due(partition)
 
     def pending_timers(self) -> int:
-        return sum(len(q) for q in self.timers.values())
+        return len(self.timers)
+
+    def sizes(self) -> dict[str, int]:
+        """How much state the engine holds, for benchmarks and the curious."""
+        counts = self.enrollment_counts.values()
+        return {
+            "contacts": len(self.contacts),
+            "contacts_with_enrollments": len(self.enrollments),
+            "enrollments_ever": sum(sum(per.values()) for per in counts),
+            "enrollment_pairs_ever": sum(len(per) for per in counts),
+            "timers_in_heap": len(self.timers),
+            "timers_live": self.timers.live_steps(),
+            "owner_notice_batches": len(self.owner_notices),
+        }
 
     def active_enrollments(self) -> int:
         return sum(len(m) for m in self.members.values())
@@ -302,30 +296,10 @@ class Engine:
                 self.throttle.forget_before(min(floor, moment) - timedelta(minutes=1))
                 self._forgot_at = moment
 
-    def _queues(self, partition: int | None) -> list[list[_Timer]]:
-        if partition is None:
-            return list(self.timers.values())
-        return [self.timers.setdefault(partition, []), self.timers.setdefault(NOTICES, [])]
-
     def _fire_until(
         self, limit: datetime, out: _Outbox, *, inclusive: bool, partition: int | None = None
     ) -> None:
-        queues = self._queues(partition)
-        while True:
-            if partition is None and len(queues) != len(self.timers):
-                # A firing pushed the first timer of a new queue (the owner notices, or a
-                # contact of another partition): it must fire in this pass, in time order.
-                queues = self._queues(None)
-            queue: list[_Timer] | None = None
-            for candidate in queues:
-                if candidate and (queue is None or candidate[0] < queue[0]):
-                    queue = candidate
-            if queue is None:
-                return
-            head = queue[0]
-            if head.due > limit or (head.due == limit and not inclusive):
-                return
-            heapq.heappop(queue)
+        while head := self.timers.pop_due(limit, inclusive=inclusive, partition=partition):
             self._tick(head.due)
             self._at = head.due
             if head.kind == "step":
@@ -344,15 +318,6 @@ class Engine:
             enrollment = self.enrollments.get(contact_id, {}).get(sequence_id)
             if enrollment is not None and enrollment.due_at is None:
                 self._advance(enrollment, out)
-
-    def _push(self, due: datetime, kind: str, key: tuple[str, ...]) -> int:
-        self._token += 1
-        if kind != "step":
-            queue = NOTICES
-        else:
-            queue = self._partition_of(key[0]) if self._partition_of else 0
-        heapq.heappush(self.timers.setdefault(queue, []), _Timer(due, self._token, kind, key))
-        return self._token
 
     # ---- definitions ---------------------------------------------------------------------
 
@@ -424,25 +389,7 @@ class Engine:
         }
 
     def _reindex(self) -> None:
-        """Triggers by type, and by (type, value) for those that name values: a tag then
-        reaches only the sequences listening for it, in definition order."""
-        self._triggers = {}
-        self._triggers_by_value: dict[tuple[str, str], list[tuple[int, Sequence, Trigger]]] = {}
-        self._triggers_any: dict[str, list[tuple[int, Sequence, Trigger]]] = {}
-        self._intake = {}
-        rank = 0
-        for sequence in self.sequences.values():
-            for trigger in sequence.triggers:
-                self._triggers.setdefault(trigger.type, []).append((sequence, trigger))
-                entry = (rank, sequence, trigger)
-                rank += 1
-                if trigger.values:
-                    for value in trigger.values:
-                        self._triggers_by_value.setdefault((trigger.type, value), []).append(entry)
-                else:
-                    self._triggers_any.setdefault(trigger.type, []).append(entry)
-            if sequence.intake_address:
-                self._intake[sequence.intake_address] = sequence
+        self._triggers = TriggerIndex(self.sequences.values())
 
     # ---- inputs --------------------------------------------------------------------------
 
@@ -583,7 +530,7 @@ class Engine:
         to = intake_address(str(data["to"]))
         now = self._clock()
         sender = data.get("from")
-        sequence = self._intake.get(to)
+        sequence = self._triggers.intake(to)
         if sequence is None:
             out.add(LeadRejected(now, to, f"no sequence has the intake address {to}", sender))
             return
@@ -717,16 +664,7 @@ class Engine:
         *,
         skip: str | None = None,
     ) -> None:
-        if value is None:
-            matching = [(sequence, trigger) for sequence, trigger in self._triggers.get(kind, ())]
-        else:
-            found = self._triggers_any.get(kind, []) + self._triggers_by_value.get(
-                (kind, value), []
-            )
-            matching = [
-                (sequence, trigger) for _, sequence, trigger in sorted(found, key=lambda e: e[0])
-            ]
-        for sequence, trigger in matching:
+        for sequence, trigger in self._triggers.listening(kind, value):
             if sequence.id == skip:
                 continue
             if trigger.action == "disenroll":
@@ -735,7 +673,7 @@ class Engine:
                 self._enroll(sequence, contact_id, kind, out)
 
     def _run_call_duration(self, contact_id: str, data: Mapping[str, Any], out: _Outbox) -> None:
-        for sequence, trigger in self._triggers.get("call_duration", ()):
+        for sequence, trigger in self._triggers.of_type("call_duration"):
             measured = data.get(trigger.metric or "duration")
             if (
                 measured is not None
@@ -880,8 +818,9 @@ class Engine:
             if state.due_at is None:
                 self._paused.append((contact_id, sequence_id))
             elif decisions:
-                token = self._push(state.due_at, "step", (contact_id, sequence_id))
-                self.timer_tokens[state.enrollment_id] = token
+                self.timers.schedule_step(
+                    state.due_at, contact_id, sequence_id, state.enrollment_id
+                )
         else:
             # A step that was to run gives its place in the throttle's minute back.
             self.throttle.release(state.enrollment_id)
@@ -894,12 +833,12 @@ class Engine:
                 if not active:
                     self.enrollments.pop(contact_id, None)
                 self.members.get(sequence_id, set()).discard(contact_id)
-            self.timer_tokens.pop(state.enrollment_id, None)
+            self.timers.cancel(state.enrollment_id)
 
-    def _fire_step(self, timer: _Timer, out: _Outbox) -> None:
+    def _fire_step(self, timer: Timer, out: _Outbox) -> None:
         contact_id, sequence_id = timer.key
         enrollment = self.enrollments.get(contact_id, {}).get(sequence_id)
-        if enrollment is None or self.timer_tokens.get(enrollment.enrollment_id) != timer.token:
+        if enrollment is None or not self.timers.is_current(timer, enrollment.enrollment_id):
             return  # cancelled or superseded: a stale entry in the heap
         # The id names the enrollment, step and due moment, so it is the same in any runner.
         cause = f"t:{enrollment.enrollment_id}:{enrollment.next_step}:{format_time(timer.due)}"
@@ -937,68 +876,32 @@ class Engine:
     def _owner_assigned(
         self, sequence_id: str, owner_id: str, contact_id: str, step_id: str, at: datetime
     ) -> None:
-        minute = at.astimezone(UTC).replace(second=0, microsecond=0)
-        key = (sequence_id, owner_id, minute)
-        batch = self.owner_notices.get(key)
-        if batch is None:
-            batch = self.owner_notices[key] = []
-            self._push(
-                minute + timedelta(minutes=1), "notify", (sequence_id, owner_id, minute.isoformat())
-            )
+        window = window_of(sequence_id, owner_id, at)
         enrollment = self.enrollments.get(contact_id, {}).get(sequence_id)
-        batch.append((contact_id, enrollment.enrollment_id if enrollment else "", step_id))
+        assignment = Assignment(contact_id, enrollment.enrollment_id if enrollment else "", step_id)
+        if self.owner_notices.assign(window, assignment):
+            minute = window[2]
+            self.timers.schedule_notices(
+                minute + timedelta(minutes=1), (sequence_id, owner_id, minute.isoformat())
+            )
 
-    def _flush_owner_notices(self, timer: _Timer, into: _Outbox) -> None:
+    def _flush_owner_notices(self, timer: Timer, into: _Outbox) -> None:
+        """Tell owners of their new contacts: one SMS each, or one summary for a crowd."""
         sequence_id, owner_id, minute_text = timer.key
         # Numbered per contact: a partition whose clock lags can add to a minute already
         # sent, and its notices must not take the ids of the first ones.
         out = _Outbox(f"t:notify:{sequence_id}:{owner_id}:{minute_text}", per_subject=True)
-        self._notices(timer, out)
-        into.events.extend(out.events)
-
-    def _notices(self, timer: _Timer, out: _Outbox) -> None:
-        """Tell owners of their new contacts: one SMS each, or one summary for a crowd."""
-        sequence_id, owner_id, minute_text = timer.key
-        batch = self.owner_notices.pop(
-            (sequence_id, owner_id, datetime.fromisoformat(minute_text)), []
-        )
-        if not batch:
-            return
-        user = self.account.users.get(owner_id)
         sequence = self.sequences.get(sequence_id)
-        line = sequence.outbound_line if sequence else None
-        base = {
-            "sequence_id": sequence_id,
-            "user_id": owner_id,
-            "to": owner_id,  # a user (CONTRACT.md §1.2); the number to text goes alongside
-            "ring_group_numbers": [user.phone] if user and user.phone else [],
-            "from_line": line,
-            "from_number": self.account.lines.get(line) if line else None,
-        }
-        if len(batch) > OWNER_SUMMARY_THRESHOLD:
-            first_contact, _, first_step = batch[0]
-            payload = {
-                **base,
-                "effect_id": f"fx:{sequence_id}:owner:{owner_id}:{minute_text}:summary",
-                "step_id": first_step,
-                "contact_id": first_contact,
-                "contact_ids": [contact for contact, _, _ in batch],
-                "body": f"You have been assigned to a group of contacts ({len(batch)} contacts).",
-            }
-            out.add(EffectRequested(timer.due, "notify.sms", f"user:{owner_id}", payload))
-            return
-        for contact_id, enrollment, step_id in batch:
-            contact = self.contacts.get(contact_id) or ContactState(contact_id=contact_id)
-            who = ", ".join(p for p in (contact.name, contact.phone) if p) or contact_id
-            payload = {
-                **base,
-                "effect_id": f"fx:{enrollment or owner_id}:{step_id}:owner-notice",
-                "step_id": step_id,
-                "contact_id": contact_id,
-                "enrollment_id": enrollment or None,
-                "body": f"You have been assigned a new contact: {who}.",
-            }
-            out.add(EffectRequested(timer.due, "notify.sms", contact_id, payload))
+        notices = self.owner_notices.close(
+            (sequence_id, owner_id, datetime.fromisoformat(minute_text)),
+            timer.due,
+            account=self.account,
+            line=sequence.outbound_line if sequence else None,
+            contacts=self.contacts,
+        )
+        for notice in notices:
+            out.add(notice)
+        into.events.extend(out.events)
 
 
 _Handler = Any

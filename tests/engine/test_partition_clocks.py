@@ -69,3 +69,30 @@ def test_a_notice_a_lagging_partition_adds_to_a_sent_minute_keeps_its_own_id() -
     notices = [e for e in outputs if e.type == "notify.sms"]
     assert sorted(e.data["contact_id"] for e in notices) == ["c-0", "c-1"]
     assert len({e.id for e in notices}) == 2
+
+
+def test_the_engine_tells_how_much_state_it_holds() -> None:
+    # given a step due in an hour for two contacts, one of whom then leaves
+    engine = Engine(partition_of=PARTITION.__getitem__)
+    seq = sequence(
+        steps=[
+            {
+                "id": "s1",
+                "type": "add_tag",
+                "tag": "x",
+                "delay": {"kind": "default", "amount": 1, "unit": "hours"},
+            }
+        ],
+        triggers=[{"type": "contact_tagged", "tags": ["go"]}],
+    )
+    engine.define(definitions(seq), at("15:00:00"), "defs")
+    for contact in ("c-0", "c-1"):
+        fed(engine, "15:00:00", "contact.tag_added", contact, tag="go")
+    fed(engine, "15:01:00", "contact.opted_out", "c-1")
+    # then both timers are in the heaps, one of them stale, and one enrollment is live
+    sizes = engine.sizes()
+    assert sizes["contacts"] == 2
+    assert sizes["contacts_with_enrollments"] == 1
+    assert sizes["enrollments_ever"] == 2
+    assert (sizes["timers_in_heap"], sizes["timers_live"]) == (2, 1)
+    assert engine.pending_timers() == 2

@@ -1,0 +1,103 @@
+"""Telling owners about the contacts a sequence gave them.
+
+The seed: the new owner of a contact is told by SMS, and "more than 20 assignments to one
+owner by one sequence within a minute" become one summary message. So the assignments of a
+(sequence, owner, UTC minute) gather until the minute is over, and are told then: one notice
+each, or one summary for a crowd. The engine keeps the timer that ends the minute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aggregates.contact import ContactState
+from aggregates.decisions import EffectRequested
+from aggregates.sequence import Account
+
+OWNER_SUMMARY_THRESHOLD = 20  # the seed: more than 20 assignments become one summary message
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    contact_id: str
+    enrollment_id: str  # "" when the enrollment had ended by the time it was recorded
+    step_id: str
+
+
+Window = tuple[str, str, datetime]  # sequence, owner, the UTC minute the assignments fall in
+
+
+def window_of(sequence_id: str, owner_id: str, at: datetime) -> Window:
+    return sequence_id, owner_id, at.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+class OwnerNotices:
+    def __init__(self) -> None:
+        self._open: dict[Window, list[Assignment]] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def assign(self, window: Window, assignment: Assignment) -> bool:
+        """Gather one assignment; True when it opens its window (the caller then sets the
+        timer that closes it)."""
+        batch = self._open.get(window)
+        if batch is None:
+            self._open[window] = [assignment]
+            return True
+        batch.append(assignment)
+        return False
+
+    def close(
+        self,
+        window: Window,
+        at: datetime,
+        *,
+        account: Account,
+        line: str | None,
+        contacts: Mapping[str, ContactState],
+    ) -> list[EffectRequested]:
+        """The notices of one window, sent at `at` from the sequence's `line`: nothing if
+        the window was closed already."""
+        batch = self._open.pop(window, [])
+        if not batch:
+            return []
+        sequence_id, owner_id, minute = window
+        minute_text = minute.isoformat()
+        user = account.users.get(owner_id)
+        base = {
+            "sequence_id": sequence_id,
+            "user_id": owner_id,
+            "to": owner_id,  # a user (CONTRACT.md §1.2); the number to text goes alongside
+            "ring_group_numbers": [user.phone] if user and user.phone else [],
+            "from_line": line,
+            "from_number": account.lines.get(line) if line else None,
+        }
+        if len(batch) > OWNER_SUMMARY_THRESHOLD:
+            payload = {
+                **base,
+                "effect_id": f"fx:{sequence_id}:owner:{owner_id}:{minute_text}:summary",
+                "step_id": batch[0].step_id,
+                "contact_id": batch[0].contact_id,
+                "contact_ids": [a.contact_id for a in batch],
+                "body": f"You have been assigned to a group of contacts ({len(batch)} contacts).",
+            }
+            return [EffectRequested(at, "notify.sms", f"user:{owner_id}", payload)]
+        notices = []
+        for assignment in batch:
+            contact_id = assignment.contact_id
+            contact = contacts.get(contact_id) or ContactState(contact_id=contact_id)
+            who = ", ".join(p for p in (contact.name, contact.phone) if p) or contact_id
+            payload = {
+                **base,
+                "effect_id": f"fx:{assignment.enrollment_id or owner_id}:"
+                f"{assignment.step_id}:owner-notice",
+                "step_id": assignment.step_id,
+                "contact_id": contact_id,
+                "enrollment_id": assignment.enrollment_id or None,
+                "body": f"You have been assigned a new contact: {who}.",
+            }
+            notices.append(EffectRequested(at, "notify.sms", contact_id, payload))
+        return notices

@@ -1,0 +1,91 @@
+"""The engine's timers: when each enrollment's next step is due, and when each minute of
+owner notices closes.
+
+Timers are kept in one heap per input partition (a worker pushing a history through several
+partitions by event time fires each partition's timers by that partition's own clock), and
+owner notices in a heap of their own, as they span contacts and partitions. A replay has
+one partition. A timer is never removed from its heap: rescheduling or ending an
+enrollment makes its old entry stale, and a stale entry is skipped when it comes up.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from datetime import datetime
+from typing import NamedTuple
+
+NOTICES = -1  # the heap of owner notices
+
+
+class Timer(NamedTuple):
+    """A heap entry; compared as a tuple (due, then the unique token), which is fast."""
+
+    due: datetime
+    token: int
+    kind: str  # "step" or "notify"
+    key: tuple[str, ...]  # (contact, sequence) for a step; (sequence, owner, minute) else
+
+
+class TimerQueue:
+    def __init__(self, partition_of: Callable[[str], int] | None = None) -> None:
+        self._heaps: dict[int, list[Timer]] = {}
+        self._partition_of = partition_of
+        self._token = 0
+        self._live: dict[str, int] = {}  # enrollment id -> token of its live step timer
+
+    def __len__(self) -> int:
+        """Entries in the heaps, stale ones included."""
+        return sum(len(heap) for heap in self._heaps.values())
+
+    def live_steps(self) -> int:
+        return len(self._live)
+
+    def schedule_step(
+        self, due: datetime, contact_id: str, sequence_id: str, enrollment_id: str
+    ) -> None:
+        """Set the enrollment's timer; its earlier one, if any, goes stale."""
+        partition = self._partition_of(contact_id) if self._partition_of else 0
+        self._live[enrollment_id] = self._push(partition, due, "step", (contact_id, sequence_id))
+
+    def schedule_notices(self, due: datetime, key: tuple[str, ...]) -> None:
+        self._push(NOTICES, due, "notify", key)
+
+    def cancel(self, enrollment_id: str) -> None:
+        self._live.pop(enrollment_id, None)
+
+    def is_current(self, timer: Timer, enrollment_id: str) -> bool:
+        """Whether this step timer is still the enrollment's (not cancelled, not moved)."""
+        return self._live.get(enrollment_id) == timer.token
+
+    def pop_due(self, limit: datetime, *, inclusive: bool, partition: int | None) -> Timer | None:
+        """The earliest timer due by `limit` (of one partition and the notices, or of all),
+        taken off its heap; None when there is none."""
+        earliest: list[Timer] | None = None
+        for heap in self._heaps_of(partition):
+            if heap and (earliest is None or heap[0] < earliest[0]):
+                earliest = heap
+        if earliest is None:
+            return None
+        due = earliest[0].due
+        if due > limit or (due == limit and not inclusive):
+            return None
+        return heapq.heappop(earliest)
+
+    def next_due(self, partition: int | None = None) -> datetime | None:
+        heads = [heap[0].due for heap in self._heaps_of(partition) if heap]
+        return min(heads) if heads else None
+
+    def take_notices(self) -> list[Timer]:
+        """Every owner-notice timer, in time order, off the queue."""
+        return sorted(self._heaps.pop(NOTICES, []))
+
+    def _heaps_of(self, partition: int | None) -> list[list[Timer]]:
+        if partition is None:
+            return list(self._heaps.values())
+        return [self._heaps.setdefault(partition, []), self._heaps.setdefault(NOTICES, [])]
+
+    def _push(self, heap: int, due: datetime, kind: str, key: tuple[str, ...]) -> int:
+        self._token += 1
+        heapq.heappush(self._heaps.setdefault(heap, []), Timer(due, self._token, kind, key))
+        return self._token

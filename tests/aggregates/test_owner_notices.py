@@ -1,0 +1,69 @@
+"""Owner notices: one SMS per new contact, or one summary for more than 20 in a minute."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aggregates.contact import ContactState
+from aggregates.owner_notices import Assignment, OwnerNotices, window_of
+from aggregates.sequence import build_account
+
+ACCOUNT = build_account(
+    {
+        "timezone": "America/New_York",
+        "lines": {"line-1": "+12125550000"},
+        "users": {"u-7": {"name": "Sam Lee", "phone": "+12125550007"}},
+    }
+)
+AT = datetime(2027, 7, 2, 14, 30, 25, tzinfo=UTC)
+SENT = datetime(2027, 7, 2, 14, 31, tzinfo=UTC)
+
+
+def _gathered(count: int) -> OwnerNotices:
+    notices = OwnerNotices()
+    window = window_of("seq", "u-7", AT)
+    for n in range(count):
+        notices.assign(window, Assignment(f"c-{n}", f"seq~c-{n}~1", "owner"))
+    return notices
+
+
+def _close(notices: OwnerNotices) -> list[dict[str, object]]:
+    contacts = {"c-0": ContactState(contact_id="c-0", first_name="Ana", phone="+12125550100")}
+    closed = notices.close(
+        window_of("seq", "u-7", AT), SENT, account=ACCOUNT, line="line-1", contacts=contacts
+    )
+    assert all(n.type == "notify.sms" and n.at == SENT for n in closed)
+    return [dict(n.payload) for n in closed]
+
+
+def test_a_window_is_the_utc_minute_of_one_owner_in_one_sequence() -> None:
+    notices = OwnerNotices()
+    first = notices.assign(window_of("seq", "u-7", AT), Assignment("c-1", "e-1", "s"))
+    same_minute = datetime(2027, 7, 2, 14, 30, 59, tzinfo=UTC)
+    again = notices.assign(window_of("seq", "u-7", same_minute), Assignment("c-2", "e-2", "s"))
+    other_owner = notices.assign(window_of("seq", "u-8", AT), Assignment("c-3", "e-3", "s"))
+    assert (first, again, other_owner) == (True, False, True)
+    assert len(notices) == 2
+
+
+def test_twenty_assignments_are_twenty_notices_naming_each_contact() -> None:
+    payloads = _close(_gathered(20))
+    assert len(payloads) == 20
+    assert payloads[0]["body"] == "You have been assigned a new contact: Ana, +12125550100."
+    assert payloads[1]["body"] == "You have been assigned a new contact: c-1."
+    assert payloads[0]["ring_group_numbers"] == ["+12125550007"]
+    assert payloads[0]["from_number"] == "+12125550000"
+    assert len({p["effect_id"] for p in payloads}) == 20
+
+
+def test_twenty_one_assignments_are_one_summary() -> None:
+    payloads = _close(_gathered(21))
+    assert len(payloads) == 1
+    assert payloads[0]["body"] == "You have been assigned to a group of contacts (21 contacts)."
+    assert payloads[0]["contact_ids"] == [f"c-{n}" for n in range(21)]
+
+
+def test_a_window_is_told_once() -> None:
+    notices = _gathered(2)
+    assert len(_close(notices)) == 2
+    assert _close(notices) == []
