@@ -312,12 +312,31 @@ class Engine:
         paused for them go on: a step after `mark_dnc` must see the DNC."""
         while self._pending or self._paused:
             if self._pending:
-                self._process(self._pending.popleft(), out)
+                change = self._pending.popleft()
+                if not self._changes_nothing(change):
+                    self._process(change, out)
                 continue
             contact_id, sequence_id = self._paused.popleft()
             enrollment = self.enrollments.get(contact_id, {}).get(sequence_id)
             if enrollment is not None and enrollment.due_at is None:
                 self._advance(enrollment, out)
+
+    def _changes_nothing(self, change: CloudEvent) -> bool:
+        """Whether a step's contact change leaves the contact as it was (a tag it already
+        has, a disposition it already is): then no tag or disposition trigger fires, as
+        nothing was added, removed or changed. An upstream fact is taken as it says."""
+        data = change.data
+        contact = self.contacts.get(str(data["contact_id"]))
+        if contact is None:
+            return False
+        match change.type:
+            case "contact.tag_added":
+                return data["tag"] in contact.tags
+            case "contact.tag_removed":
+                return data["tag"] not in contact.tags
+            case "contact.disposition_changed":
+                return bool(contact.disposition == data["disposition"])
+        return False
 
     # ---- definitions ---------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 The seed: the new owner of a contact is told by SMS, and "more than 20 assignments to one
 owner by one sequence within a minute" become one summary message. So the assignments of a
 (sequence, owner, UTC minute) gather until the minute is over, and are told then: one notice
-each, or one summary for a crowd. The engine keeps the timer that ends the minute.
+each, or one summary for a crowd. The engine keeps the timer that ends the minute. An owner
+with an e-mail address and no phone number is told by e-mail (`notify.email`).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class OwnerNotices:
         sequence_id, owner_id, minute = window
         minute_text = minute.isoformat()
         user = account.users.get(owner_id)
-        base = {
+        base: dict[str, object] = {
             "sequence_id": sequence_id,
             "user_id": owner_id,
             "to": owner_id,  # a user (CONTRACT.md §1.2); the number to text goes alongside
@@ -75,6 +76,12 @@ class OwnerNotices:
             "from_line": line,
             "from_number": account.lines.get(line) if line else None,
         }
+        kind = "notify.sms"
+        by_email = bool(user and user.email and not user.phone)
+        if user and by_email:
+            # An owner with no number to text is told by e-mail rather than not at all.
+            kind = "notify.email"
+            base["ring_group_emails"] = [user.email]
         if len(batch) > OWNER_SUMMARY_THRESHOLD:
             payload = {
                 **base,
@@ -83,8 +90,9 @@ class OwnerNotices:
                 "contact_id": batch[0].contact_id,
                 "contact_ids": [a.contact_id for a in batch],
                 "body": f"You have been assigned to a group of contacts ({len(batch)} contacts).",
+                **({"subject": "New contacts assigned"} if by_email else {}),
             }
-            return [EffectRequested(at, "notify.sms", f"user:{owner_id}", payload)]
+            return [EffectRequested(at, kind, f"user:{owner_id}", payload)]
         notices = []
         for assignment in batch:
             contact_id = assignment.contact_id
@@ -98,6 +106,7 @@ class OwnerNotices:
                 "contact_id": contact_id,
                 "enrollment_id": assignment.enrollment_id or None,
                 "body": f"You have been assigned a new contact: {who}.",
+                **({"subject": "New contact assigned"} if by_email else {}),
             }
-            notices.append(EffectRequested(at, "notify.sms", contact_id, payload))
+            notices.append(EffectRequested(at, kind, contact_id, payload))
         return notices

@@ -5,7 +5,8 @@ Routes (all POST, form-encoded unless said):
   an `unknown` ledger row is reconciled to `sent` (and `effect.sent` is emitted).
 - `/twilio/sms` — inbound SMS -> `message.received` (channel sms).
 - `/twilio/gather?effect_id=&mode=` — a dialer's key press -> `dialer.key_pressed`
-  (9 also -> `contact.opted_out`, channel all); answers with TwiML.
+  (9 also -> `contact.opted_out`, channel all, and `contact.dnc_changed` to DNC); answers
+  with TwiML.
 - `/sendgrid/events` — SendGrid's signed Event Webhook (JSON) -> `effect.status_changed`.
 - `/sendgrid/inbound` — SendGrid Inbound Parse (multipart) -> `lead.email_received`.
 
@@ -185,11 +186,11 @@ class InboundHandlers:
                     document = twiml.say_and_hang_up(
                         "You have been removed from our contact list. Goodbye."
                     )
-                    events.append(
-                        outcomes.contact_opted_out(
-                            effect_id, context, "all", "pressed 9 during a dialer call", now
-                        )
-                    )
+                    # "Removed from our contact list": no more messages (the opt-out) and
+                    # no more calls (DNC; an opt-out alone leaves the dialers running).
+                    said = "pressed 9 during a dialer call"
+                    events.append(outcomes.contact_opted_out(effect_id, context, "all", said, now))
+                    events.append(outcomes.contact_put_on_dnc(effect_id, context, said, now))
         await publish_all(self._publish, events)
         return web.Response(text=document, content_type=TWIML)
 

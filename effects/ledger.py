@@ -40,6 +40,7 @@ from schemas.envelope import CloudEvent
 PENDING = "pending"
 IN_FLIGHT = "in_flight"
 SENT = "sent"
+UNDELIVERED = "undelivered"  # the code of a sent row some of whose recipients were missed
 FAILED = "failed"
 UNKNOWN = "unknown"
 TERMINAL = frozenset({SENT, FAILED, UNKNOWN})
@@ -107,8 +108,16 @@ class Ledger(Protocol):
         ...
 
     async def record_sent(
-        self, effect_id: EffectId, provider: str, provider_id: str, at: datetime
-    ) -> None: ...
+        self,
+        effect_id: EffectId,
+        provider: str,
+        provider_id: str,
+        at: datetime,
+        undelivered: str | None = None,
+    ) -> None:
+        """`undelivered`: the recipients of a sent effect not reached (`effects.fan_out`),
+        kept as the row's error with the code `UNDELIVERED`."""
+        ...
 
     async def record_failed(
         self, effect_id: EffectId, error: str, code: str | None, at: datetime
@@ -223,7 +232,12 @@ class InMemoryLedger:
         self._update(effect_id, frozenset({IN_FLIGHT}), status=PENDING, error=error, updated_at=at)
 
     async def record_sent(
-        self, effect_id: EffectId, provider: str, provider_id: str, at: datetime
+        self,
+        effect_id: EffectId,
+        provider: str,
+        provider_id: str,
+        at: datetime,
+        undelivered: str | None = None,
     ) -> None:
         self._update(
             effect_id,
@@ -231,7 +245,8 @@ class InMemoryLedger:
             status=SENT,
             provider=provider,
             provider_id=provider_id,
-            error=None,
+            error=undelivered,
+            **({"code": UNDELIVERED} if undelivered else {}),
             updated_at=at,
         )
 
@@ -516,7 +531,12 @@ class PostgresLedger:
         await self._moves.submit(_Move(effect_id, PENDING, (IN_FLIGHT,), at, error=error))
 
     async def record_sent(
-        self, effect_id: EffectId, provider: str, provider_id: str, at: datetime
+        self,
+        effect_id: EffectId,
+        provider: str,
+        provider_id: str,
+        at: datetime,
+        undelivered: str | None = None,
     ) -> None:
         await self._moves.submit(
             _Move(
@@ -526,6 +546,8 @@ class PostgresLedger:
                 at,
                 provider=provider,
                 provider_id=provider_id,
+                error=undelivered,
+                code=UNDELIVERED if undelivered else None,
             )
         )
 

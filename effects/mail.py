@@ -36,12 +36,12 @@ UNSUBSCRIBE_TAG = "<%asm_group_unsubscribe_raw_url%>"
 
 
 def footer(postal_address: str, has_unsubscribe_group: bool) -> str:
-    lines = ["", "", "--"]
-    if postal_address:
-        lines.append(postal_address)
+    """The signature block under a contact's e-mail; nothing when there is nothing to say
+    (a bare "--" closing the body would look like a cut-off message)."""
+    lines = [postal_address] if postal_address else []
     if has_unsubscribe_group:
         lines.append(f"Unsubscribe: {UNSUBSCRIBE_TAG}")
-    return "\n".join(lines)
+    return "\n".join(["", "", "--", *lines]) if lines else ""
 
 
 def build_mail(

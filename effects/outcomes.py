@@ -19,6 +19,7 @@ EFFECT_UNKNOWN = "effect.unknown"
 EFFECT_STATUS_CHANGED = "effect.status_changed"
 DIALER_KEY_PRESSED = "dialer.key_pressed"
 CONTACT_OPTED_OUT = "contact.opted_out"
+CONTACT_DNC_CHANGED = "contact.dnc_changed"
 MESSAGE_RECEIVED = "message.received"
 LEAD_EMAIL_RECEIVED = "lead.email_received"
 
@@ -51,15 +52,18 @@ def _event(
 
 
 def effect_sent(
-    effect_id: str, context: Mapping[str, Any], provider: str, provider_id: str, at: datetime
+    effect_id: str,
+    context: Mapping[str, Any],
+    provider: str,
+    provider_id: str,
+    at: datetime,
+    undelivered: str | None = None,
 ) -> CloudEvent:
-    return _event(
-        f"{effect_id}/sent",
-        EFFECT_SENT,
-        at,
-        context,
-        {"effect_id": effect_id, "provider": provider, "provider_id": provider_id},
-    )
+    """`undelivered`: the recipients of a ring group the provider did not reach, and why."""
+    data = {"effect_id": effect_id, "provider": provider, "provider_id": provider_id}
+    if undelivered:
+        data["undelivered"] = undelivered
+    return _event(f"{effect_id}/sent", EFFECT_SENT, at, context, data)
 
 
 def effect_failed(
@@ -124,6 +128,23 @@ def contact_opted_out(
         subject=contact_id if isinstance(contact_id, str) else None,
         data={"contact_id": contact_id, "channel": channel, "reason": reason},
         dataversion=_version(CONTACT_OPTED_OUT),
+    )
+
+
+def contact_put_on_dnc(
+    effect_id: str, context: Mapping[str, Any], reason: str, at: datetime
+) -> CloudEvent:
+    """An input fact for the engine: the contact asked not to be contacted at all (a key 9
+    on a dialer call). An opt-out covers messages only (CONTRACT.md §2); DNC stops calls."""
+    contact_id = context.get("contact_id")
+    return CloudEvent(
+        id=f"{effect_id}/dnc",
+        source=ENGINE_SOURCE,
+        type=CONTACT_DNC_CHANGED,
+        time=at,
+        subject=contact_id if isinstance(contact_id, str) else None,
+        data={"contact_id": contact_id, "dnc": True, "reason": reason},
+        dataversion=_version(CONTACT_DNC_CHANGED),
     )
 
 

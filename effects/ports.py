@@ -37,6 +37,9 @@ class Delivered:
 
     provider: str
     provider_id: str
+    # One effect to several recipients (a ring group): those not reached, and why. The
+    # effect still counts as sent, as sending it again would reach the others twice.
+    undelivered: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

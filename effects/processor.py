@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from effects import commands as kinds
 from effects import outcomes
 from effects.commands import CommandRejected, EffectCommand, effect_id_of, read_command
-from effects.ledger import ABANDONED, FAILED, SENT, UNKNOWN, Ledger, LedgerEntry
+from effects.fan_out import to_each
+from effects.ledger import ABANDONED, FAILED, SENT, UNDELIVERED, UNKNOWN, Ledger, LedgerEntry
 from effects.ports import (
     Ambiguous,
     CallRequest,
@@ -175,11 +176,11 @@ class EffectProcessor:
                 result = Ambiguous(f"sender raised {type(error).__name__}: {error}")
             now = self._clock()
             if isinstance(result, Delivered):
-                await self.ledger.record_sent(effect_id, result.provider, result.provider_id, now)
+                provider, provider_id = result.provider, result.provider_id
+                missed = result.undelivered  # ring-group members not reached: effects.fan_out
+                await self.ledger.record_sent(effect_id, provider, provider_id, now, missed)
                 return [
-                    outcomes.effect_sent(
-                        effect_id, context, result.provider, result.provider_id, now
-                    )
+                    outcomes.effect_sent(effect_id, context, provider, provider_id, now, missed)
                 ]
             if isinstance(result, Rejected):
                 await self.ledger.record_failed(effect_id, result.reason, result.code, now)
@@ -237,7 +238,9 @@ class EffectProcessor:
                 for to in recipients(command, "ring_group_numbers", lambda to: to.startswith("+"))
             ]
             return _Plan(
-                lambda: _to_each(texts, senders.sms.send_sms), self._message_limiter, from_number
+                lambda: to_each(texts, senders.sms.send_sms, provider="twilio", name=_recipient),
+                self._message_limiter,
+                from_number,
             )
         if kind in {kinds.EMAIL_SEND, kinds.NOTIFY_EMAIL}:
             to = (
@@ -332,22 +335,8 @@ def recipients(
     return found
 
 
-async def _to_each(
-    messages: list[SmsMessage], send: Callable[[SmsMessage], Awaitable[SendResult]]
-) -> SendResult:
-    """One text per member. Until one is sent the first refusal is the effect's answer (a
-    retry is safe); after that the effect counts as sent, a member's refusal is logged and
-    not retried (a retry would text the others again)."""
-    sent: list[str] = []
-    for message in messages:
-        result = await send(message)
-        if isinstance(result, Delivered):
-            sent.append(result.provider_id)
-            continue
-        if not sent:
-            return result
-        _log.warning("effect %s: text to %s: %s", message.effect_id, message.to, result)
-    return Delivered("twilio", ",".join(sent))
+def _recipient(message: SmsMessage) -> str:
+    return message.to
 
 
 def replay(entry: LedgerEntry) -> list[CloudEvent]:
@@ -361,6 +350,7 @@ def replay(entry: LedgerEntry) -> list[CloudEvent]:
                 entry.provider or "",
                 entry.provider_id or "",
                 entry.updated_at,
+                entry.error if entry.code == UNDELIVERED else None,
             )
         ]
     if entry.status == FAILED:

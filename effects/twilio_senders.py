@@ -7,6 +7,7 @@ from typing import Any
 
 from effects import twiml
 from effects.blocking import run_blocking
+from effects.fan_out import to_each
 from effects.ports import (
     CallRequest,
     Delivered,
@@ -73,8 +74,9 @@ class TwilioCallPlacer:
                 return Rejected(f"ring group {call.ring_group!r} has no agent numbers")
             prompt = twiml.preview_prompt(call.message, call.repeat_message, action)
             targets = [(agent, prompt) for agent in call.agent_numbers]
-        sids: list[str] = []
-        for to, document in targets:
+
+        async def dial(target: tuple[str, str]) -> SendResult:
+            to, document = target
             try:
                 created = await _create(
                     self._calls,
@@ -86,13 +88,11 @@ class TwilioCallPlacer:
                     status_callback_event=CALL_EVENTS,
                 )
             except Exception as error:
-                result = classify(error)
-                if not sids:
-                    return result
-                _log.warning("effect %s: call to agent %s failed: %s", call.effect_id, to, result)
-                continue
-            sids.append(str(created.sid))
-        return Delivered(PROVIDER, ",".join(sids))
+                return classify(error)
+            return Delivered(PROVIDER, str(created.sid))
+
+        # Preview: every agent of the ring group is called; see effects.fan_out.
+        return await to_each(targets, dial, provider=PROVIDER, name=_callee)
 
 
 class TwilioVoicemailDropper:
@@ -120,3 +120,7 @@ class TwilioVoicemailDropper:
         except Exception as error:
             return classify(error)
         return Delivered(PROVIDER, str(created.sid))
+
+
+def _callee(target: tuple[str, str]) -> str:
+    return target[0]

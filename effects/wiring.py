@@ -76,6 +76,10 @@ async def open_runtime(
                 settings.database_url, owner, pool_size=min(settings.concurrency, 16)
             )
         else:
+            _log.warning(
+                "DATABASE_URL is not set: the effect ledger is in memory, so a command carried"
+                " out by an earlier run is carried out again"
+            )
             ledger = InMemoryLedger(owner)
     await ledger.open()
     closers.append(ledger.close)
@@ -112,6 +116,11 @@ async def _real_senders(
     for missing in missing_credentials(settings):
         # Said once at the start, rather than as each send fails against the provider.
         _log.warning("%s is not set: the provider will refuse these sends", missing)
+    if not settings.webhook_secret:
+        _log.warning(
+            "EFFECTS_WEBHOOK_SECRET is not set: webhooks go out unsigned unless their step"
+            " names a secret"
+        )
     twilio = build_twilio_client(
         account_sid=settings.twilio_account_sid,
         auth_token=settings.twilio_auth_token,

@@ -67,3 +67,15 @@ def test_a_window_is_told_once() -> None:
     notices = _gathered(2)
     assert len(_close(notices)) == 2
     assert _close(notices) == []
+
+
+def test_an_owner_with_no_phone_but_an_email_is_told_by_email() -> None:
+    account = build_account({"users": {"u-9": {"name": "Kim", "email": "kim@example.com"}}})
+    notices = OwnerNotices()
+    window = window_of("seq", "u-9", AT)
+    notices.assign(window, Assignment("c-1", "seq~c-1~1", "owner"))
+    [notice] = notices.close(window, SENT, account=account, line=None, contacts={})
+    assert notice.type == "notify.email"
+    assert notice.payload["ring_group_emails"] == ["kim@example.com"]
+    assert notice.payload["subject"] == "New contact assigned"
+    assert notice.payload["to"] == "u-9"

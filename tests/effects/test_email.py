@@ -14,7 +14,7 @@ from effects.fakes.sendgrid_server import (
     FakeSendGridServer,
 )
 from effects.ledger import InMemoryLedger
-from effects.mail import SendGridEmailSender
+from effects.mail import SendGridEmailSender, footer
 from effects.processor import EffectProcessor
 from effects.retry import RetryPolicy
 from tests.effects.helpers import Sleeps, command, types_of
@@ -149,3 +149,9 @@ async def test_a_ring_group_email_is_one_mail_with_a_personalization_per_member(
     ]
     assert all(len(p["to"]) == 1 for p in mail.body["personalizations"])
     assert mail.effect_id == "fx:welcome:c-1:1:s1:1"
+
+
+def test_a_footer_with_nothing_to_say_is_left_out() -> None:
+    assert footer("", has_unsubscribe_group=False) == ""
+    assert footer("1 Main St", has_unsubscribe_group=False) == "\n\n--\n1 Main St"
+    assert footer("", has_unsubscribe_group=True).startswith("\n\n--\nUnsubscribe: ")

@@ -146,6 +146,10 @@ async def test_a_replay_output_file_has_each_effect_carried_out_once_and_exits_0
     # and the decisions are skipped quietly, counted once in the summary
     assert "is required" not in stderr
     assert f"{3 * CONTACTS} effect commands, {others} other events skipped" in stderr
+    # and the user is told a second run would send again (the ledger is in memory), and
+    # that the webhooks went out unsigned
+    assert "DATABASE_URL is not set: the effect ledger is in memory" in stderr
+    assert "EFFECTS_WEBHOOK_SECRET is not set" in stderr
 
 
 async def test_a_line_that_is_no_valid_event_is_still_reported_by_its_number(

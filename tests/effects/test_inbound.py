@@ -256,12 +256,15 @@ async def test_key_9_opts_the_contact_out_of_everything(inbound: Inbound) -> Non
     await given_in_ledger(inbound, progressive_dial(), "sent")
     response = await gather(inbound, "9")
     assert response.find("Hangup") is not None
-    assert inbound.sink.topics() == ["outcomes", "contacts"]
-    pressed, opted_out = inbound.sink.events()
+    assert inbound.sink.topics() == ["outcomes", "contacts", "contacts"]
+    pressed, opted_out, dnc = inbound.sink.events()
     assert pressed.data["action"] == "opt_out"
     assert opted_out.type == "contact.opted_out"
     assert opted_out.data["channel"] == "all"
     assert opted_out.subject == "c-1"
+    # an opt-out covers messages (CONTRACT.md §2); the calls stop with DNC
+    assert (dnc.type, dnc.subject, dnc.data["dnc"]) == ("contact.dnc_changed", "c-1", True)
+    decode_event(dnc.encode())  # an input the engine reads
 
 
 async def test_another_key_plays_the_prompt_again(inbound: Inbound) -> None:

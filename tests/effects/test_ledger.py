@@ -13,6 +13,7 @@ from effects.ledger import (
     IN_FLIGHT,
     PENDING,
     SENT,
+    UNDELIVERED,
     UNKNOWN,
     InMemoryLedger,
     Ledger,
@@ -94,6 +95,20 @@ async def test_a_new_command_is_claimed_once(harness: Harness) -> None:
     )
     assert entry.command["data"]["effect_id"] == FX
     assert entry.context["contact_id"] == "c-1"
+
+
+async def test_a_sent_effect_keeps_the_recipients_it_missed(harness: Harness) -> None:
+    ledger = harness.ledger
+    await ledger.claim(FX, sms(), T0)
+    await ledger.begin(FX, T0)
+    await ledger.record_sent(FX, "twilio", "SM1", T0, "+12125550009: invalid number")
+    entry = await (await harness.restart()).get(FX)
+    assert entry is not None
+    assert (entry.status, entry.error, entry.code) == (
+        SENT,
+        "+12125550009: invalid number",
+        UNDELIVERED,
+    )
 
 
 async def test_a_claimed_but_never_attempted_command_may_be_taken_again(harness: Harness) -> None:

@@ -325,3 +325,57 @@ async def test_notify_sms_to_a_ring_group_texts_each_member_once(world: World) -
         "+12125550007",
         "+12125550008",
     ]
+
+
+async def test_a_member_the_provider_refuses_does_not_keep_the_others_from_their_text(
+    world: World,
+) -> None:
+    # given a ring group whose first member's number is invalid
+    notify = command(
+        "notify.sms",
+        to="rg-sales",
+        ring_group="rg-sales",
+        ring_group_numbers=[INVALID_NUMBER, "+12125550008"],
+        from_number=LINE,
+        body="New lead: Ann",
+    )
+    # when the notice is carried out, and delivered again
+    [sent] = await world.effects.handle(notify)
+    [again] = await world.effects.handle(notify)
+    # then the second member is texted once, and the outcome names the member missed
+    assert [r.value("To") for r in world.twilio.accepted()] == ["+12125550008"]
+    assert sent.type == "effect.sent"
+    assert sent.data["undelivered"].startswith(f"{INVALID_NUMBER}: invalid 'To' phone number")
+    assert again.data == sent.data
+
+
+async def test_a_preview_call_reaches_the_agents_it_can(world: World) -> None:
+    dial = command(
+        "call.dial",
+        to="+12125550101",
+        mode="preview",
+        ring_group="rg-sales",
+        ring_group_numbers=[INVALID_NUMBER, "+12125550007"],
+        message="New lead Ann.",
+        from_number=LINE,
+    )
+    [sent] = await world.effects.handle(dial)
+    assert [c.value("To") for c in world.twilio.accepted()] == ["+12125550007"]
+    assert sent.data["undelivered"].startswith(f"{INVALID_NUMBER}: ")
+
+
+async def test_a_ring_group_none_of_whose_members_is_reached_fails_as_one_send(
+    world: World,
+) -> None:
+    notify = command(
+        "notify.sms",
+        to="rg-sales",
+        ring_group="rg-sales",
+        ring_group_numbers=[INVALID_NUMBER, NOT_SMS_CAPABLE_NUMBER],
+        from_number=LINE,
+        body="New lead: Ann",
+    )
+    [failed] = await world.effects.handle(notify)
+    assert failed.type == "effect.failed"
+    assert failed.data["code"] == "21211"  # the first member's refusal
+    assert len(world.twilio.requests) == 2

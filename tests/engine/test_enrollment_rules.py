@@ -317,6 +317,39 @@ def test_a_tag_added_by_a_step_triggers_another_sequence() -> None:
     assert out.one("enrollment.enrolled", sequence_id="second")["data"]["via"] == "contact_tagged"
 
 
+def test_a_step_that_changes_nothing_sets_off_no_trigger() -> None:
+    # given a contact tagged `vip` with disposition `new`, and a sequence whose steps add
+    # the tag it has, remove one it lacks and set the disposition it already is
+    first = sequence(
+        id="first",
+        steps=[
+            {"id": "add", "type": "add_tag", "tag": "vip"},
+            {"id": "remove", "type": "remove_tag", "tag": "cold"},
+            {"id": "same", "type": "change_disposition", "disposition": "new"},
+            {"id": "other", "type": "change_disposition", "disposition": "won"},
+        ],
+    )
+    listeners = [
+        sequence(id="on-vip", triggers=[{"type": "contact_tagged", "tags": ["vip"]}]),
+        sequence(id="on-cold-gone", triggers=[{"type": "tag_removed", "tags": ["cold"]}]),
+        sequence(id="on-new", triggers=[{"type": "contact_disposition", "dispositions": ["new"]}]),
+        sequence(id="on-won", triggers=[{"type": "contact_disposition", "dispositions": ["won"]}]),
+    ]
+    profile = event("contact.updated", T0, contact_id="c-1", tags=["vip"], disposition="new")
+    # when the steps run (on-vip and on-new enrolled the contact already, and finished)
+    out = decide(definitions(first, *listeners), [created(), profile, tagged()])
+    # then each step is recorded, and only the real change (to `won`) sets off its trigger
+    assert [e["data"]["step_id"] for e in out.of("step.executed", sequence_id="first")] == [
+        "add",
+        "remove",
+        "same",
+        "other",
+    ]
+    assert out.one("contact.tag_removed", tag="cold")["source"] == "dripstream"
+    enrolled = [e["data"]["sequence_id"] for e in out.of("enrollment.enrolled")]
+    assert enrolled == ["on-vip", "on-new", "first", "on-won"]
+
+
 def test_mark_dnc_is_seen_by_the_very_next_step() -> None:
     seq = sequence(
         steps=[{"id": "dnc", "type": "mark_dnc"}, {"id": "s2", "type": "send_sms", "text": "x"}]
