@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from aggregates.contact import ContactState
 from aggregates.decisions import Decision, EffectRequested, StepExecuted
@@ -85,6 +86,28 @@ class StepContext:
             "tags": sorted(c.tags),
             "disposition": c.disposition,
         }
+
+    def _contact_profile(self) -> dict[str, Any]:
+        """What a webhook carries: the seed's "the enrolled contact's information"."""
+        c = self.contact
+        return {
+            **self._contact_card(),
+            "first_name": c.first_name,
+            "last_name": c.last_name,
+            "timezone": c.timezone,
+            "lead_source": c.lead_source,
+            "line_id": c.line_id,
+            "tracking_number": c.tracking_number,
+            "dnc": c.dnc,
+            "opted_out": sorted(c.opted_out),
+        }
+
+    def _url(self, step: Step) -> str:
+        """The webhook's address, its shortcodes filled in and percent-encoded (an unknown
+        `[name]` stays as written: brackets are common in query strings)."""
+        values = self.contact.template_values(self.account.user_name(self.contact.owner_id))
+        encoded = {k: quote(v.strip(), safe="") if v else None for k, v in values.items()}
+        return render(str(step.get("url") or ""), encoded)
 
     def _effect(
         self, step: Step, base: dict[str, Any], now: datetime
@@ -203,9 +226,9 @@ class StepContext:
                 "sequence_id": base["sequence_id"],
                 "step_id": step.id,
                 "enrollment_id": base["enrollment_id"],
-                "contact": self._contact_card(),
+                "contact": self._contact_profile(),
             }
-            return [("webhook.post", {**base, "url": step.get("url"), "payload": payload})]
+            return [("webhook.post", {**base, "url": self._url(step), "payload": payload})]
         if kind == "add_tag":
             return [("contact.tag_added", {**base, "tag": step.get("tag")})]
         if kind == "remove_tag":

@@ -76,6 +76,35 @@ def test_each_contact_facing_step_emits_its_command() -> None:
     assert mms["media_url"] == "https://x/p.png"
 
 
+def test_a_webhook_carries_the_contacts_information_to_an_address_with_shortcodes() -> None:
+    # given a webhook whose address names the contact, and a contact with a full profile
+    hook = {
+        "type": "send_webhook",
+        "url": "https://hooks.example.com/lead?name=[FirstName]&s=[State]&f[x]=[Phone]",
+    }
+    contact = created(
+        state="NY", lead_source="expo", tracking_number="+12125550199", line_id="line-1"
+    )
+    # when the step runs
+    data = decide(one_step(hook), [contact, tagged()]).one("webhook.post")["data"]
+    # then the shortcodes are filled in, percent-encoded; an unknown bracket stays
+    assert data["url"] == "https://hooks.example.com/lead?name=Ana&s=NY&f[x]=%2B12125550101"
+    # and the payload has the contact's information
+    profile = data["payload"]["contact"]
+    assert {k: profile[k] for k in ("first_name", "last_name", "phone", "email")} == {
+        "first_name": "Ana",
+        "last_name": "Diaz",
+        "phone": "+12125550101",
+        "email": "ana@example.com",
+    }
+    assert (profile["state"], profile["lead_source"], profile["tracking_number"]) == (
+        "NY",
+        "expo",
+        "+12125550199",
+    )
+    assert (profile["line_id"], profile["owner_id"], profile["tags"]) == ("line-1", "u-7", ["hot"])
+
+
 def test_user_and_system_facing_steps_emit_changes_and_notices() -> None:
     cases = {
         "add_tag": ({"type": "add_tag", "tag": "t"}, "contact.tag_added", {"tag": "t"}),
