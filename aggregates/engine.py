@@ -901,7 +901,7 @@ class Engine:
         if self.owner_notices.assign(window, assignment):
             minute = window[2]
             self.timers.schedule_notices(
-                minute + timedelta(minutes=1), (sequence_id, owner_id, minute.isoformat())
+                minute + timedelta(minutes=1), (sequence_id, owner_id, format_time(minute))
             )
 
     def _flush_owner_notices(self, timer: Timer, into: _Outbox) -> None:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from aggregates.contact import ContactState
 from aggregates.decisions import EffectRequested
 from aggregates.sequence import Account
+from schemas.envelope import format_time
 
 OWNER_SUMMARY_THRESHOLD = 20  # the seed: more than 20 assignments become one summary message
 
@@ -66,7 +67,7 @@ class OwnerNotices:
         if not batch:
             return []
         sequence_id, owner_id, minute = window
-        minute_text = minute.isoformat()
+        minute_text = format_time(minute)
         user = account.users.get(owner_id)
         base: dict[str, object] = {
             "sequence_id": sequence_id,

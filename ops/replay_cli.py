@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
                 out.flush()
     if stats.beyond_until:
         print(
-            f"dripstream: {stats.beyond_until} event(s) after --until were not processed",
+            f"dripstream: {stats.beyond_until} event(s) from the first one after --until on"
+            " were not processed",
             file=sys.stderr,
         )
     if stats.duplicates:

@@ -29,8 +29,13 @@ class CloudEvent:
     @property
     def identity(self) -> str:
         """The event's id and source together: CloudEvents makes an id unique only within
-        its source, so two systems may both send an "e-1". Outputs are numbered from it."""
-        return f"{self.id}@{self.source}"
+        its source, so two systems may both send an "e-1". Outputs are numbered from it.
+        An `@` (or `%`) in the id is escaped, so that id `a@b` from `c` and id `a` from
+        `b@c` stay two events."""
+        event_id = self.id
+        if "@" in event_id or "%" in event_id:
+            event_id = event_id.replace("%", "%25").replace("@", "%40")
+        return f"{event_id}@{self.source}"
 
     def to_json(self) -> dict[str, Any]:
         return self._fields(format_time(self.time))

@@ -104,6 +104,7 @@ def _replay(
     stats = ReplayStats()
     defined = False
     last: datetime | None = None
+    past_until = False
 
     def emit(events: list[CloudEvent]) -> None:
         if events:
@@ -125,7 +126,11 @@ def _replay(
             # were applied when they were decided, so applying them again would double them.
             stats.own_changes += 1
             continue
-        if until is not None and decoded.time > until:
+        if until is not None and (past_until or decoded.time > until):
+            # The history up to --until ends at its first line past it: a later line with
+            # an earlier time comes after that point in the stream, as in a full replay,
+            # where it is decided late. Checked and counted, not decided.
+            past_until = True
             stats.beyond_until += 1
             continue
         if not defined:

@@ -150,3 +150,48 @@ def test_a_rejection_names_the_contact_like_an_enrollment() -> None:
     rejected = out.one("enrollment.rejected")["data"]
     assert rejected["reason"] == "already_enrolled"
     assert (rejected["contact_name"], rejected["contact_phone"]) == ("Ana", "+12125550101")
+
+
+def test_an_at_sign_in_an_id_or_a_source_does_not_make_two_events_one() -> None:
+    # given two inputs whose id and source would read alike if joined by "@"
+    one = {**tagged("c-1"), "id": "e1@crm", "source": "web"}
+    other = {**tagged("c-2"), "id": "e1", "source": "crm@web"}
+    # when both are replayed
+    out = decide(definitions(sequence()), [created("c-1"), created("c-2"), one, other])
+    # then both are decided, and their outputs' ids differ
+    enrolled = out.of("enrollment.enrolled")
+    assert sorted(e["data"]["contact_id"] for e in enrolled) == ["c-1", "c-2"]
+    assert len({e["id"] for e in out.events}) == len(out.events)
+
+
+def test_until_ends_the_history_at_its_first_line_past_it() -> None:
+    # given a step due at 14:30 and, after a line at 15:00, a reply dated 14:20
+    seq = sequence(
+        steps=[
+            {
+                "id": "s1",
+                "type": "send_sms",
+                "text": "x",
+                "delay": {"kind": "default", "amount": 30, "unit": "minutes"},
+            }
+        ],
+        remove_on_response=True,
+    )
+    later = event("contact.updated", "2027-07-06T15:00:10Z", contact_id="c-1", state="NY")
+    reply = event(
+        "message.received",
+        "2027-07-06T14:20:10Z",
+        contact_id="c-1",
+        message_id="m-1",
+        channel="sms",
+        body="hi",
+    )
+    inputs = [created(), tagged(), later, reply]
+    full = decide(definitions(seq), inputs)
+    # when the same file is replayed up to 14:45, before the line at 15:00
+    cut = decide(definitions(seq), inputs, until="2027-07-06T14:45:00Z")
+    # then the cut is the full run up to 14:45: the SMS went at 14:30, the late reply is
+    # not decided (in the full run it comes after 15:00, too late to stop the SMS)
+    assert full.one("sms.send")["time"] == "2027-07-06T14:30:10Z"
+    before = [e for e in full.events if e["time"] <= "2027-07-06T14:45:00Z"]
+    assert cut.events == before
