@@ -9,11 +9,11 @@ loads such a sequence with status `invalid`.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
 
-import orjson
 import yaml
 from fastjsonschema import JsonSchemaValueException
 
@@ -136,7 +136,20 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 def _construct_decimal_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
     assert isinstance(node, yaml.ScalarNode)
-    return int(loader.construct_scalar(node))
+    text = str(loader.construct_scalar(node))
+    if len(text) > _LONGEST_NUMBER:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a number of {len(text)} digits is too long", node.start_mark
+        )
+    return int(text)
+
+
+_LONGEST_NUMBER = 100  # digits: far beyond any setting, far below Python's 4,300-digit guard
+# Values a document may hold once its YAML aliases are expanded: a file of a hundred
+# sequences holds a few thousand. Beyond it lies an alias bomb ("billion laughs"), which
+# every later walk of the document would expand again.
+_MOST_VALUES = 200_000
+_DEEPEST = 64  # nesting levels; a definition needs about eight
 
 
 for _tag, _pattern, _first in [
@@ -161,15 +174,69 @@ def _parse(raw: bytes | str) -> object:
             raw = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise DefinitionRejected(None, "file", f"not valid UTF-8: {exc.reason}") from None
+    try:
+        doc = _parse_text(raw)
+    except RecursionError:
+        raise DefinitionRejected(None, "file", "nested too deeply") from None
+    _check_size(doc)
+    return doc
+
+
+def _parse_text(raw: str) -> object:
     if raw.lstrip().startswith(("{", "[")):
         try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            return json.loads(raw, object_pairs_hook=_mapping_without_repeats)
+        except json.JSONDecodeError:
             pass  # a YAML flow mapping starts with "{" too
     try:
         return yaml.load(raw, Loader=_DefinitionLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise DefinitionRejected(None, "file", f"not valid YAML: {_yaml_problem(exc)}") from None
+
+
+def _mapping_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it names a key twice (as YAML is): the last value would
+    win without a word, e.g. a delay's second `amount`."""
+    mapping: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in mapping:
+            raise DefinitionRejected(None, "file", f"not valid JSON: found the key {key!r} twice")
+        mapping[key] = value
+    return mapping
+
+
+def _check_size(doc: object) -> None:
+    """Refuse a document too big or too deep once its aliases are expanded. Counted with a
+    memo per shared value, so an alias bomb is measured without being expanded."""
+    sizes: dict[int, int] = {}
+    # (value, depth, children counted): a post-order walk without recursion
+    stack: list[tuple[object, int, bool]] = [(doc, 1, False)]
+    while stack:
+        value, depth, counted = stack.pop()
+        if depth > _DEEPEST:
+            raise DefinitionRejected(None, "file", f"nested more than {_DEEPEST} levels deep")
+        children = _children(value)
+        if counted:
+            total = 1 + sum(sizes[id(child)] for child in children)
+            if total > _MOST_VALUES:
+                raise DefinitionRejected(
+                    None,
+                    "file",
+                    f"holds more than {_MOST_VALUES:,} values once its YAML aliases are"
+                    " expanded",
+                )
+            sizes[id(value)] = total
+        elif id(value) not in sizes:
+            stack.append((value, depth, True))
+            stack.extend((child, depth + 1, False) for child in children)
+
+
+def _children(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, list):
+        return list(value)
+    return []
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:

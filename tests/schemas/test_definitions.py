@@ -524,3 +524,60 @@ def test_a_loaded_document_validates_to_itself() -> None:
     loaded = validate_definition_document(document())
 
     assert validate_definition_document(loaded) == loaded
+
+
+# --- documents that would hang or crash a parser
+
+
+def _refusal(text: str) -> str:
+    with pytest.raises(DefinitionRejected) as refused:
+        load_definition_text(text)
+    return str(refused.value)
+
+
+def test_an_alias_bomb_is_refused_without_being_expanded() -> None:
+    # nine levels of nine aliases: 387 million strings once expanded
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level, name in enumerate("bcdefghi"):
+        previous = "abcdefghi"[level]
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    lines.append("sequences: []")
+    assert "more than 200,000 values once its YAML aliases are expanded" in _refusal(
+        "\n".join(lines)
+    )
+
+
+def test_aliases_a_real_file_shares_are_still_welcome() -> None:
+    text = """
+account: {timezone: UTC}
+sequences:
+  - {id: a, name: A, schedule: &hours {timezone: UTC, open: "09:00", close: "17:00"}}
+  - {id: b, name: B, schedule: *hours}
+"""
+    loaded = load_definition_text(text)
+    assert loaded["sequences"][1]["schedule"]["open"] == "09:00"
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("sequences: []\nx: " + "[" * 500 + "]" * 500, "nested too deeply"),
+        ('{"sequences": [], "x": ' + "[" * 2000 + "]" * 2000 + "}", "nested too deeply"),
+        ("sequences: []\nx: " + "[" * 80 + "]" * 80, "nested more than 64 levels deep"),
+        ("a: &a [*a]\nsequences: []", "nested more than 64 levels deep"),
+        (
+            "sequences: [{id: a, name: A, throttle_per_minute: 1" + "0" * 4300 + "}]",
+            "a number of 4301 digits is too long",
+        ),
+    ],
+)
+def test_a_document_too_deep_or_too_long_is_refused_with_a_reason(text: str, said: str) -> None:
+    assert said in _refusal(text)
+
+
+def test_a_key_repeated_in_a_json_file_is_refused_as_in_yaml() -> None:
+    text = (
+        '{"sequences": [{"id": "a", "name": "A", "steps": [{"id": "s", "type": "add_tag",'
+        ' "tag": "x", "delay": {"kind": "default", "amount": 5, "unit": "days", "amount": 0}}]}]}'
+    )
+    assert "found the key 'amount' twice" in _refusal(text)
