@@ -18,7 +18,7 @@ from ops.definition_files import load_or_explain
 from ops.settings import PREFIX_HELP, Settings
 from schemas.envelope import CloudEvent, format_time, parse_time
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS, input_refusal
-from schemas.validation import EventRejected, decode_event
+from schemas.validation import EventRejected, decode_event, without_bom
 
 WATERMARK_EVERY = 500
 
@@ -125,7 +125,8 @@ def run_produce(args: argparse.Namespace) -> int:
     records: list[tuple[str, bytes | None, bytes]] = []
     numbers: list[int] = []  # the line number of each record
     bad = 0
-    for number, raw in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=1):
+        raw = without_bom(line, number)
         if not raw.strip():
             continue
         try:

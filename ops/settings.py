@@ -19,7 +19,9 @@ class Settings:
     @classmethod
     def from_environment(cls) -> Settings:
         return cls(
-            bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP),
-            database_url=os.environ.get("DATABASE_URL"),
+            # A variable set but empty (`KAFKA_BOOTSTRAP_SERVERS=`) means "not set".
+            bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP,
+            database_url=os.environ.get("DATABASE_URL") or None,
+            # An empty prefix is a choice: topics named `contacts`, `decisions`, ...
             topic_prefix=os.environ.get("DRIPSTREAM_TOPIC_PREFIX", DEFAULT_PREFIX),
         )

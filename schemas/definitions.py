@@ -222,8 +222,7 @@ def _check_size(doc: object) -> None:
                 raise DefinitionRejected(
                     None,
                     "file",
-                    f"holds more than {_MOST_VALUES:,} values once its YAML aliases are"
-                    " expanded",
+                    f"holds more than {_MOST_VALUES:,} values once its YAML aliases are expanded",
                 )
             sizes[id(value)] = total
         elif id(value) not in sizes:

@@ -88,7 +88,12 @@ class TimeOutOfRange(ValueError):  # noqa: N818 - a ValueError, caught as one by
 def parse_time(text: str) -> datetime:
     """RFC 3339 to an aware UTC datetime; raises ValueError for anything else, including
     TimeOutOfRange for a time that leaves datetime's range in UTC (0001-01-01T00:00:00+01:00)."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as error:
+        if "offset must be a timedelta" in str(error):  # Python's words for +24:00
+            raise ValueError("its UTC offset must lie between -23:59 and +23:59") from None
+        raise
     if moment.tzinfo is None:
         raise ValueError(f"time {text!r} has no UTC offset")
     try:

@@ -91,6 +91,15 @@ class EventRejected(ValueError):  # noqa: N818 - the name is fixed by DEVELOPERS
         return (type(self), (self.field, self.reason))
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def without_bom(raw: bytes, line: int) -> bytes:
+    """A file's first line without the byte order mark some editors write (RFC 8259 lets a
+    parser ignore it): the first event of a file saved on Windows is not lost to it."""
+    return raw[len(UTF8_BOM) :] if line == 1 and raw.startswith(UTF8_BOM) else raw
+
+
 def decode_event(raw: bytes | str) -> CloudEvent:
     """Parse and check one structured-mode CloudEvent; its data comes out at the current version.
 
@@ -99,7 +108,7 @@ def decode_event(raw: bytes | str) -> CloudEvent:
     try:
         envelope = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise EventRejected("event", f"not valid JSON: {exc}") from None
+        raise EventRejected("event", f"not valid JSON: {_json_problem(raw, exc)}") from None
     if not _envelope_is_plain(envelope):
         try:
             _check_envelope(envelope)
@@ -208,6 +217,16 @@ def _event_time(text: str) -> datetime:
         raise EventRejected("time", TIME_RANGE_REASON) from None
     except ValueError as exc:
         raise EventRejected("time", f"{RFC3339_REASON}: {exc}") from None
+
+
+def _json_problem(raw: bytes | str, error: orjson.JSONDecodeError) -> str:
+    """orjson's reason, except for bytes that are not UTF-8, where it speaks of surrogates."""
+    if isinstance(raw, bytes):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return f"not valid UTF-8 (byte {bad.start + 1}: {bad.reason})"
+    return str(error)
 
 
 def encode_event(event: CloudEvent) -> bytes:

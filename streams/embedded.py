@@ -18,7 +18,7 @@ from aggregates.engine import DEFINITION_COMMANDS, Engine
 from aggregates.sequence import Catalog
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
 from schemas.registry import EVENT_TYPES, input_refusal
-from schemas.validation import EventRejected, decode_event
+from schemas.validation import EventRejected, decode_event, without_bom
 from streams.collector import cycle_collector_paused
 
 Sink = Callable[[list[CloudEvent]], None]
@@ -68,7 +68,7 @@ class ReplayStats:
 
 def decode_input(raw: bytes, line: int) -> CloudEvent | RejectedLine:
     try:
-        event = decode_event(raw)
+        event = decode_event(without_bom(raw, line))
     except EventRejected as rejected:
         return RejectedLine(line, raw, rejected.field, rejected.reason)
     refusal = input_refusal(event.type, event.source)

@@ -12,6 +12,8 @@ import pytest
 
 from ops import replay_cli
 from ops.cli import main
+from schemas.checking import schema_document
+from schemas.unknown_keys import STEP_SETTINGS, TRIGGER_SETTINGS
 
 ONLY_SEQUENCES = """\
 sequences:
@@ -454,3 +456,47 @@ def test_a_file_of_known_keys_gives_no_warning(
 
     assert status == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_key_this_kind_of_step_delay_or_trigger_does_not_read_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A key another kind reads looks right and does nothing here: a delay of kind `none`
+    # with an amount runs at once, a creation trigger with tags enrolls everyone.
+    misplaced = ONLY_SEQUENCES.replace(
+        'text: "Hi [FirstName]"}',
+        'text: "Hi [FirstName]", ring_group: rg-sales, delay: {kind: none, amount: 5, unit: days}}',
+    ).replace("{type: contact_tagged, tags: [hot]}", "{type: contact_created, tags: [vip]}")
+    misplaced = misplaced.replace(
+        "    steps:\n",
+        "    steps:\n      - {id: s0, type: add_tag, tag: x, delay: {kind: default, amount: 1,"
+        " unit: hours, days: 0}}\n",
+    )
+
+    status, _, _ = replay(tmp_path, misplaced, good_lines())
+
+    assert status == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert [line.split("warning: ", 1)[1] for line in warnings] == [
+        "sequence hello: steps[1].ring_group: not read by a send_sms step, ignored",
+        "sequence hello: steps[1].delay.amount: not read by a none delay, ignored",
+        "sequence hello: steps[1].delay.unit: not read by a none delay, ignored",
+        "sequence hello: triggers[0].tags: not read by a contact_created trigger, ignored",
+    ]
+
+
+def test_every_step_and_trigger_type_says_what_it_reads() -> None:
+    schema = schema_document("sequences.schema.json")["definitions"]
+    step_types = schema["step"]["allOf"][0]["properties"]["type"]["enum"]
+    trigger_types = schema["trigger"]["allOf"][0]["properties"]["type"]["enum"]
+    assert sorted(STEP_SETTINGS) == sorted(step_types)
+    assert sorted(TRIGGER_SETTINGS) == sorted(trigger_types)
+
+
+def test_a_file_saved_with_a_byte_order_mark_keeps_its_first_event(tmp_path: Path) -> None:
+    first, *rest = good_lines()
+
+    status, outputs, dead = replay(tmp_path, ONLY_SEQUENCES, [b"\xef\xbb\xbf" + first, *rest])
+
+    assert (status, dead) == (0, [])
+    assert len([e for e in outputs if e["type"] == "sms.send"]) == 1

@@ -545,3 +545,27 @@ def test_the_quick_envelope_check_never_accepts_what_the_schema_refuses(
 
     if quick:
         assert checking.compiled(validation.ENVELOPE_SCHEMA, formats=False)(envelope) is envelope
+
+
+def test_an_offset_of_24_hours_is_named_in_plain_words() -> None:
+    refused = rejection(raw_event("contact.tag_added", time="2028-03-02T22:42:00+24:00"))
+
+    assert refused.field == "time"
+    assert refused.reason.endswith("its UTC offset must lie between -23:59 and +23:59")
+    assert "timedelta" not in refused.reason
+
+
+def test_bytes_that_are_not_utf8_are_named_as_such() -> None:
+    raw = raw_event("contact.tag_added").replace(b'"hot"', b'"h\xffot"')
+
+    refused = rejection(raw)
+
+    assert refused.field == "event"
+    assert "not valid UTF-8 (byte " in refused.reason
+    assert "surrogates" not in refused.reason
+
+
+def test_a_byte_order_mark_is_dropped_from_a_files_first_line_only() -> None:
+    bom = validation.UTF8_BOM
+    assert validation.without_bom(bom + b"{}", 1) == b"{}"
+    assert validation.without_bom(bom + b"{}", 2) == bom + b"{}"
