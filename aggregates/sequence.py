@@ -317,6 +317,13 @@ def _unknown_references(step: Step, account: Account) -> list[str]:
             problems.append(f"ring group {str(group)!r} has no members")
         elif account.users and not any(member in account.users for member in members):
             problems.append(f"ring group {str(group)!r} has no member among the account's users")
+        elif account.users:
+            # Texted or called: a member with a number must be there; mailed: an address.
+            known = [account.users[m] for m in members if m in account.users]
+            if step.type == "email_ring_group" and not any(u.email for u in known):
+                problems.append(f"ring group {str(group)!r} has no member with an e-mail")
+            elif step.type != "email_ring_group" and not any(u.phone for u in known):
+                problems.append(f"ring group {str(group)!r} has no member with a phone")
     key = _OWNER_SETTINGS.get(step.type)
     if key is not None and account.users:
         value = step.get(key)

@@ -86,6 +86,30 @@ def test_a_ring_group_whose_members_are_no_users_reaches_nobody() -> None:
     )
 
 
+def test_a_ring_group_nobody_of_which_can_be_reached_that_way_reaches_nobody() -> None:
+    account = {
+        **ACCOUNT,
+        "users": {
+            "u-m": {"name": "Mail Only", "email": "m@example.com"},
+            "u-p": {"name": "Phone Only", "phone": "+12125550009"},
+        },
+        "ring_groups": {"rg-mail": ["u-m"], "rg-phone": ["u-p"]},
+    }
+    sequence = loaded(
+        {"type": "sms_ring_group", "ring_group": "rg-mail", "text": "Lead"},
+        dialer("rg-mail"),
+        {"type": "email_ring_group", "ring_group": "rg-phone", "subject": "Lead", "body": "See"},
+        {"type": "email_ring_group", "ring_group": "rg-mail", "subject": "Lead", "body": "See"},
+        {"type": "sms_ring_group", "ring_group": "rg-phone", "text": "Lead"},
+        account=account,
+    )
+    assert sequence.problems == (
+        "step s1 (sms_ring_group): ring group 'rg-mail' has no member with a phone",
+        "step s2 (progressive_dialer): ring group 'rg-mail' has no member with a phone",
+        "step s3 (email_ring_group): ring group 'rg-phone' has no member with an e-mail",
+    )
+
+
 def test_a_new_owner_the_account_does_not_define_is_a_problem() -> None:
     sequence = loaded({"type": "change_owner", "owner_id": "u-9"}, account=ACCOUNT)
     assert sequence.status == "invalid"
