@@ -105,7 +105,8 @@ class OwnerNotices:
                 f"{assignment.step_id}:owner-notice",
                 "step_id": assignment.step_id,
                 "contact_id": contact_id,
-                "enrollment_id": assignment.enrollment_id or None,
+                # None would break the schema (a non-empty string when present)
+                **({"enrollment_id": assignment.enrollment_id} if assignment.enrollment_id else {}),
                 "body": f"You have been assigned a new contact: {who}.",
                 **({"subject": "New contact assigned"} if by_email else {}),
             }
