@@ -144,6 +144,13 @@ def within_window(moment: datetime, zone: ZoneInfo, window: DailyWindow | None) 
     return start <= moment < end
 
 
+def window_close(moment: datetime, zone: ZoneInfo, window: DailyWindow) -> datetime | None:
+    """When (UTC) the window `moment` lies in closes on its local day; None outside it."""
+    moment = _utc(moment)
+    start, end = _bounds(zone, moment.astimezone(zone).date(), window.start, window.end)
+    return end if start <= moment < end else None
+
+
 def within_open_hours(moment: datetime, zone: ZoneInfo, cal: Calendar) -> bool:
     """For `enroll_only_within_hours`: inside [open, close) local time on a processing day.
 

@@ -126,8 +126,18 @@ class Engine:
     not fire one contact's timer past an input of that contact it has not read yet)."""
 
     def __init__(
-        self, catalog: Catalog | None = None, partition_of: Callable[[str], int] | None = None
+        self,
+        catalog: Catalog | None = None,
+        partition_of: Callable[[str], int] | None = None,
+        *,
+        live: bool = False,
     ) -> None:
+        """`live`: the clock is the wall clock (a live worker). A timer that fires after its
+        due moment (a poll's delay, a worker down for an hour) is then decided at the moment
+        it fires, and checked against the calendar again at that moment: an SMS due at
+        20:50 and fired at 21:10 is held to the quiet hours of 21:10. In a history
+        (replay, --clock event) a timer is decided at its due moment, as if on time."""
+        self.live = live
         self.account: Account = catalog.account if catalog else Account()
         self.sequences: dict[str, Sequence] = dict(catalog.sequences) if catalog else {}
         self.contacts: dict[str, ContactState] = {}
@@ -300,8 +310,9 @@ class Engine:
         self, limit: datetime, out: _Outbox, *, inclusive: bool, partition: int | None = None
     ) -> None:
         while head := self.timers.pop_due(limit, inclusive=inclusive, partition=partition):
-            self._tick(head.due)
-            self._at = head.due
+            moment = limit if self.live and limit > head.due else head.due
+            self._tick(moment)
+            self._at = moment
             if head.kind == "step":
                 self._fire_step(head, out)
             else:
@@ -791,6 +802,7 @@ class Engine:
             contact=contact,
             round_robin=self._round_robin,
             owner_assigned=self._owner_assigned,
+            zone=zone,
         )
         decisions, state = decide_advance(
             enrollment, sequence, contact, zone, now, self.throttle, context.perform

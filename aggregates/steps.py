@@ -11,13 +11,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
+from aggregates.calendar import window_close
 from aggregates.contact import ContactState
 from aggregates.decisions import Decision, EffectRequested, StepExecuted
 from aggregates.enrollment import Enrollment
 from aggregates.ids import effect_id
-from aggregates.sequence import Account, Sequence, Step
+from aggregates.sequence import VOICE_OR_TEXT, Account, Sequence, Step
 from aggregates.templating import render, with_opt_out
+from schemas.envelope import format_time
+
+# The commands that reach a contact by phone: held to the quiet hours (CONTRACT.md §3).
+TO_CONTACT_BY_PHONE = frozenset({"sms.send", "mms.send", "call.dial", "voicemail.drop"})
 
 # Picks the next owner of a round-robin step: (sequence_id, step_id, owners) -> owner.
 RoundRobin = Callable[[str, str, tuple[str, ...]], str]
@@ -32,6 +38,7 @@ class StepContext:
     contact: ContactState
     round_robin: RoundRobin
     owner_assigned: OwnerAssigned
+    zone: ZoneInfo
 
     def perform(self, step: Step, enrollment: Enrollment, now: datetime) -> list[Decision]:
         fx = effect_id(enrollment.sequence_id, enrollment.contact_id, enrollment.number, step.id)
@@ -51,10 +58,23 @@ class StepContext:
             effect_id=fx,
         )
         made = self._effect(step, base, now)
+        deadline = self._send_before(now) if step.type in VOICE_OR_TEXT else None
+        if deadline is not None:
+            # Effects may carry a command out late (a backlog after an outage): the quiet
+            # hours the engine checked at `now` must still hold when it reaches the contact.
+            made = [
+                (kind, {**data, "send_before": deadline} if kind in TO_CONTACT_BY_PHONE else data)
+                for kind, data in made
+            ]
         return [
             executed,
             *(EffectRequested(now, kind, enrollment.contact_id, data) for kind, data in made),
         ]
+
+    def _send_before(self, now: datetime) -> str | None:
+        quiet = self.sequence.calendar.quiet_hours
+        close = window_close(now, self.zone, quiet) if quiet is not None else None
+        return format_time(close) if close is not None else None
 
     def _text(self, step: Step, key: str) -> str:
         agent = self.account.user_name(self.contact.owner_id)

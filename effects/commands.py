@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -83,6 +84,13 @@ class EffectCommand:
         value = self.data.get(key)
         return value if isinstance(value, str) and value else None
 
+    @property
+    def send_before(self) -> datetime | None:
+        """The moment the contact's quiet hours close (the engine's `send_before` on a text,
+        call or voicemail): later, it must not go out. Checked by `read_command`."""
+        value = self.data.get("send_before")
+        return parse_time(value) if isinstance(value, str) else None
+
     def context(self) -> dict[str, Any]:
         """The fields every outcome repeats, so consumers need not join on effect_id."""
         out: dict[str, Any] = {"effect_type": self.type}
@@ -116,7 +124,20 @@ def read_command(event: CloudEvent) -> EffectCommand:
             raise CommandRejected("data.ring_group_numbers", "must be a list of E.164 numbers")
     if event.type == WEBHOOK_POST and not isinstance(command.data.get("url"), str):
         raise CommandRejected("data.url", "must be a string")
+    deadline = command.data.get("send_before")
+    if deadline is not None and not _is_time(deadline):
+        raise CommandRejected("data.send_before", "must be an RFC 3339 time")
     return command
+
+
+def _is_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_time(value)
+    except ValueError:
+        return False
+    return True
 
 
 def decode_command(raw: bytes | str) -> CloudEvent:

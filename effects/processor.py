@@ -13,6 +13,8 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from effects import commands as kinds
 from effects import outcomes
@@ -38,9 +40,11 @@ from effects.ports import (
 from effects.ratelimit import LineRateLimiter
 from effects.retry import RetryPolicy
 from effects.twilio_http import UNSUBSCRIBED
-from schemas.envelope import CloudEvent
+from schemas.envelope import CloudEvent, format_time
 
 _log = logging.getLogger(__name__)
+
+EXPIRED = "expired"  # the code of a command that reached its send_before unsent
 
 Action = Callable[[], Awaitable[SendResult]]
 
@@ -164,6 +168,11 @@ class EffectProcessor:
                 attempt = await self.ledger.begin(effect_id, self._clock())
                 if attempt is None:
                     return []  # taken by a concurrent delivery of the same command
+            deadline, now = command.send_before, self._clock()
+            if deadline is not None and now >= deadline:
+                # Held up past the contact's quiet hours (a backlog, a wait for the line):
+                # sending now would reach them when the law says not to. Failed, not late.
+                return await self._expire(effect_id, context, deadline, now)
             if attempt > self._retry.max_attempts:
                 now = self._clock()
                 reason = f"gave up after {attempt - 1} attempts"
@@ -200,10 +209,19 @@ class EffectProcessor:
                 reason = f"gave up after {attempt} attempts: {result.reason}"
                 await self.ledger.record_failed(effect_id, reason, result.code, now)
                 return [outcomes.effect_failed(effect_id, context, reason, result.code, now)]
+            if deadline is not None and now + timedelta(seconds=delay) >= deadline:
+                return await self._expire(effect_id, context, deadline, now)  # no use waiting
             _log.info("effect %s: %s; retry in %.2fs", effect_id, result.reason, delay)
             await self.ledger.release(effect_id, result.reason, now)
             await self._sleep(delay)
             attempt = None
+
+    async def _expire(
+        self, effect_id: EffectId, context: dict[str, Any], deadline: datetime, now: datetime
+    ) -> list[CloudEvent]:
+        reason = f"not sent: the contact's quiet-hours window closed at {format_time(deadline)}"
+        await self.ledger.record_failed(effect_id, reason, EXPIRED, now)
+        return [outcomes.effect_failed(effect_id, context, reason, EXPIRED, now)]
 
     def _from_number(self, command: EffectCommand) -> str:
         number = command.optional_text("from_number") or self._default_from

@@ -111,7 +111,7 @@ class EngineWorker:
         self.event_clock = settings.clock == "event"
         self.store = EngineStore(settings.database_url, settings.schema)
         self.metrics = WorkerMetrics()
-        self.engine = Engine()
+        self.engine = Engine(live=not self.event_clock)
         self.partition_count = 0
         self.definitions_version = 0
         self.definitions_checked = float("-inf")
@@ -579,7 +579,7 @@ class EngineWorker:
         log.info("replayed %d stored inputs", replayed)
 
     def _replay_store(self, names: list[str]) -> tuple[Engine, int, int]:
-        engine = Engine(partition_of=self.partition_of)
+        engine = Engine(partition_of=self.partition_of, live=not self.event_clock)
         pending = self.store.definitions_after(0)
         applied = 0
         replayed = 0

@@ -4,6 +4,7 @@ retries, pacing. (The real SDKs against fake servers are in test_twilio / test_e
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
@@ -14,7 +15,8 @@ from effects.ports import Ambiguous, EffectId, Rejected, Transient
 from effects.processor import EffectProcessor
 from effects.ratelimit import LineRateLimiter
 from effects.retry import RetryPolicy
-from tests.effects.helpers import LINE, Clock, Sleeps, command, sms, types_of
+from schemas.envelope import format_time
+from tests.effects.helpers import LINE, T0, Clock, Sleeps, command, sms, types_of
 
 
 def processor(
@@ -378,3 +380,40 @@ async def test_outcome_ids_are_a_function_of_the_effect_id() -> None:
     ledger = InMemoryLedger("x")
     await processor(FakeSenders(), Sleeps(), ledger).handle(sms())
     assert (await ledger.get(EffectId("fx:welcome:c-1:1:s1:1"))).status == SENT  # type: ignore[union-attr]
+
+
+async def test_a_text_held_up_past_the_contacts_quiet_hours_is_not_sent_late() -> None:
+    fakes, sleeps = FakeSenders(), Sleeps()
+    effects = processor(fakes, sleeps)
+    closes = format_time(T0 + timedelta(minutes=5))
+    # when one text reaches the processor before its window closes and one after
+    [sent] = await effects.handle(sms(1, send_before=closes))
+    sleeps.clock.advance(5 * 60)
+    [expired] = await effects.handle(sms(2, send_before=closes))
+    # then the first goes out, the second fails with its reason, and nothing is retried
+    assert sent.type == "effect.sent"
+    assert len(fakes.sms.sent) == 1
+    assert (expired.type, expired.data["code"]) == ("effect.failed", "expired")
+    assert expired.data["reason"] == (
+        f"not sent: the contact's quiet-hours window closed at {closes}"
+    )
+
+
+async def test_a_retry_that_would_land_past_the_window_is_given_up() -> None:
+    fakes, sleeps = FakeSenders(), Sleeps()
+    fakes.sms.script = lambda to: Transient("twilio 503")
+    closes = format_time(T0 + timedelta(seconds=2))
+    # when the provider is down and the backoff runs past the window's close
+    [failed] = await processor(fakes, sleeps).handle(sms(send_before=closes))
+    # then the effect fails as expired rather than trying again into the quiet hours
+    assert failed.data["code"] == "expired"
+    assert sleeps.delays == [0.5, 1.0]  # tried at 0, 0.5 and 1.5 s; 3.5 s would be past 2 s
+    assert len(fakes.sms.sent) == 3
+
+
+async def test_a_send_before_that_is_no_time_is_refused() -> None:
+    fakes, sleeps = FakeSenders(), Sleeps()
+    [failed] = await processor(fakes, sleeps).handle(sms(send_before="tonight"))
+    assert failed.data["code"] == "invalid_command"
+    assert "data.send_before" in failed.data["reason"]
+    assert fakes.sms.sent == []

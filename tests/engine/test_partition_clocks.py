@@ -96,3 +96,40 @@ def test_the_engine_tells_how_much_state_it_holds() -> None:
     assert sizes["enrollments_ever"] == 2
     assert (sizes["timers_in_heap"], sizes["timers_live"]) == (2, 1)
     assert engine.pending_timers() == 2
+
+
+def test_a_live_clock_decides_a_late_timer_when_it_fires_under_the_hours_of_then() -> None:
+    # given an SMS due at 20:50 in New York (00:50Z), inside the quiet hours (08:00-21:00)
+    seq = sequence(
+        steps=[
+            {
+                "id": "s1",
+                "type": "send_sms",
+                "text": "x",
+                "delay": {"kind": "default", "amount": 10, "unit": "minutes"},
+            }
+        ],
+    )
+    outputs: dict[bool, list[CloudEvent]] = {}
+    for live in (False, True):
+        engine = Engine(live=live)
+        engine.define(definitions(seq), parse_time("2027-05-05T00:40:00Z"), "defs")
+        for kind in ("contact.created", "contact.tag_added"):
+            item = event(
+                kind,
+                "2027-05-05T00:40:00Z",
+                contact_id="c-0",
+                phone="+12125550101",
+                timezone="America/New_York",
+                tag="hot",
+            )
+            engine.handle(decode_event(orjson.dumps(item)))
+        # when the clock next moves at 21:10 (a worker down for twenty minutes)
+        outputs[live] = engine.advance(parse_time("2027-05-05T01:10:00Z"))
+    # then a history decides it on time; a live clock at 21:10, which holds it to 08:00
+    [sent] = [e for e in outputs[False] if e.type == "sms.send"]
+    assert sent.time == parse_time("2027-05-05T00:50:00Z")
+    assert [e.type for e in outputs[True]] == ["step.deferred"]
+    deferred = outputs[True][0]
+    assert deferred.time == parse_time("2027-05-05T01:10:00Z")
+    assert (deferred.data["reason"], deferred.data["to"]) == ("quiet_hours", "2027-05-05T12:00:00Z")

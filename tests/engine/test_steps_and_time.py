@@ -105,6 +105,22 @@ def test_a_webhook_carries_the_contacts_information_to_an_address_with_shortcode
     assert (profile["line_id"], profile["owner_id"], profile["tags"]) == ("line-1", "u-7", ["hot"])
 
 
+def test_a_text_or_call_carries_the_close_of_the_contacts_quiet_hours() -> None:
+    # given a contact in New York reached at 10:00 on a Tuesday, quiet hours 08:00-21:00
+    steps = [
+        {"id": "s1", "type": "send_sms", "text": "x"},
+        {"id": "s2", "type": "email_contact", "subject": "s", "body": "b"},
+        {"id": "s3", "type": "ringless_voicemail", "recording_url": "https://x/vm.mp3"},
+    ]
+    out = decide(
+        definitions(sequence(steps=steps)), [created(timezone="America/New_York"), tagged()]
+    )
+    # then what reaches them by phone must go out before 21:00 there; the e-mail has no limit
+    assert out.one("sms.send")["data"]["send_before"] == "2027-07-07T01:00:00Z"
+    assert out.one("voicemail.drop")["data"]["send_before"] == "2027-07-07T01:00:00Z"
+    assert "send_before" not in out.one("email.send")["data"]
+
+
 def test_user_and_system_facing_steps_emit_changes_and_notices() -> None:
     cases = {
         "add_tag": ({"type": "add_tag", "tag": "t"}, "contact.tag_added", {"tag": "t"}),
