@@ -63,6 +63,7 @@ from projections.state import (
     SequenceInfo,
 )
 from projections.stream import Consumed, EventKey, Positioned
+from schemas.envelope import ENGINE_SOURCE
 
 if TYPE_CHECKING:
     from projections.rebuild import Rebuilt
@@ -357,8 +358,8 @@ class PostgresProjection:
             entry = history_entry(event, state.catalog, record.position)
             if entry is not None:
                 entries.append(entry)
-            if latest is None or event.time > latest:
-                latest = event.time
+            if event.source == ENGINE_SOURCE and (latest is None or event.time > latest):
+                latest = event.time  # the latest decision: see projections.base
         self._store(state, entries)
         return latest
 

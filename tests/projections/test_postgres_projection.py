@@ -106,6 +106,8 @@ def rich_stream() -> Stream:
     given.add(
         "contact.updated", "2028-03-03T11:00:00Z", contact_id="c-7", last_name="Park", source="crm"
     )
+    # A CRM whose clock runs a year ahead: its facts do not move the timeframes' clock.
+    given.add("contact.updated", "2029-03-03T11:00:00Z", contact_id="c-7", state="CO", source="crm")
     # Events without enrollment ids: the pair's active enrollment, numbered ids.
     for kind, extra in (
         ("enrollment.enrolled", {"via": "manual"}),
@@ -164,6 +166,7 @@ def test_given_a_stream_then_postgres_answers_as_the_in_memory_models(
         assert projection.contact(contact) == memory.contacts.contact(contact), contact
     assert projection.history(HistoryQuery("nope")) is None
     assert projection.latest_time() == memory.history.latest_time
+    assert memory.history.latest_time == datetime(2028, 3, 4, tzinfo=UTC)  # the last decision
     assert projection.position() == len(events)
 
 

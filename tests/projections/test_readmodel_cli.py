@@ -347,3 +347,28 @@ def test_rebuild_without_a_database_exits_2(
 
     assert code == 2
     assert err == "dripstream: no PostgreSQL: give --database-url URL or set DATABASE_URL\n"
+
+
+def test_an_upstream_fact_dated_far_ahead_does_not_move_the_timeframes(
+    capsys: pytest.CaptureFixture[str], history_file: Path
+) -> None:
+    # given a dump that also holds a CRM's contact change whose clock ran a year ahead
+    ahead = {
+        "specversion": "1.0",
+        "id": "crm-9",
+        "source": "crm",
+        "type": "contact.updated",
+        "time": "2029-03-02T23:30:00Z",
+        "subject": "c-100",
+        "data": {"contact_id": "c-100", "state": "CO"},
+    }
+    with history_file.open("ab") as dump:
+        dump.write(orjson.dumps(ahead) + b"\n")
+    # when today's history is asked for, without --now
+    code, out, _ = run(
+        capsys, "history", "welcome", "--history", str(history_file), "--json", "--timeframe",
+        "today",
+    )  # fmt: skip
+    # then "today" is the day of the latest decision, not the CRM's clock
+    assert code == 0
+    assert orjson.loads(out)["total"] == 5
