@@ -256,7 +256,8 @@ class Engine:
         return self.timers.next_due(partition)
 
     def pending_timers(self) -> int:
-        return len(self.timers)
+        """Timers that will fire: stale heap entries (a cancelled or moved step) aside."""
+        return self.timers.live()
 
     def sizes(self) -> dict[str, int]:
         """How much state the engine holds, for benchmarks and the curious."""

@@ -41,6 +41,10 @@ class TimerQueue:
     def live_steps(self) -> int:
         return len(self._live)
 
+    def live(self) -> int:
+        """The timers that will fire: each enrollment's current step, and the notices."""
+        return len(self._live) + len(self._heaps.get(NOTICES, ()))
+
     def schedule_step(
         self, due: datetime, contact_id: str, sequence_id: str, enrollment_id: str
     ) -> None:

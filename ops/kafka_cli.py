@@ -35,7 +35,14 @@ def register(commands: SubParsers) -> None:
         help="what drives the timers: the wall clock (default) or the inputs' event time",
     )
     worker.add_argument(
-        "--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT"
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on PORT (with --processes N, process n on PORT+n)",
+    )
+    worker.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="the address the metrics are served on (0.0.0.0: every interface; default 127.0.0.1)",
     )
     worker.add_argument(
         "--no-relay", action="store_true", help="do not publish the outbox from this process"
@@ -109,6 +116,7 @@ def run_worker(args: argparse.Namespace) -> int:
             topic_prefix=args.topic_prefix,
             clock=args.clock,
             metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
             relay=not args.no_relay,
             schema=args.schema,
         ),

@@ -43,7 +43,11 @@ class WorkerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.events_in = Counter("dripstream_events_in", "Input records decided", registry=r)
+        self.events_in = Counter(
+            "dripstream_events_in",
+            "Input records taken: decided, dead-lettered, or skipped as the engine's own",
+            registry=r,
+        )
         self.events_out = Counter("dripstream_events_out", "Decisions recorded", registry=r)
         self.redelivered = Counter(
             "dripstream_redelivered", "Records at or below the stored position", registry=r
@@ -59,7 +63,9 @@ class WorkerMetrics:
             "dripstream_published", "Outbox rows published to Kafka", registry=r
         )
         self.timers_pending = Gauge(
-            "dripstream_timers_pending", "Timers waiting in the engine", registry=r
+            "dripstream_timers_pending",
+            "Timers waiting in the engine (steps of active enrollments, owner-notice minutes)",
+            registry=r,
         )
         self.active_enrollments = Gauge(
             "dripstream_active_enrollments", "Active enrollments", registry=r
@@ -87,5 +93,5 @@ class WorkerMetrics:
             registry=r,
         )
 
-    def serve(self, port: int) -> None:
-        start_http_server(port, addr="127.0.0.1", registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=host, registry=self.registry)

@@ -92,6 +92,7 @@ class WorkerSettings:
     batch_size: int = 5000  # records per poll at most; one poll is one transaction
     idle_ms: int = 200
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     relay: bool = True
     schema: str = "public"
 
@@ -172,7 +173,7 @@ class EngineWorker:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopping.set)
         if self.settings.metrics_port is not None:
-            self.metrics.serve(self.settings.metrics_port)
+            self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
         if self.settings.relay:
             self.relay_process = start_relay_process(self.relay_settings, self.relay_published)
         try:
@@ -227,6 +228,11 @@ class EngineWorker:
         for tp, records in fetched.items():
             if tp in self.assigned:
                 self._buffer(tp, records)
+        # Measured with the fetched records still undecided: a fetch can take thousands at
+        # once, and measured after deciding them, a backlog read in big gulps showed 0.
+        await self._report_lag()
+        if self.generation != generation:
+            return  # a rebalance came while the consumer was asked for its positions
         if fetched:
             self.quiet_since = None
         elif self.quiet_since is None:
@@ -259,7 +265,6 @@ class EngineWorker:
         await self._submit()
         if decided:
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        await self._report_lag()
 
     def _buffer(self, tp: TopicPartition, records: Iterable[Any]) -> None:
         stored = self.positions.get((tp.topic, tp.partition), -1)
@@ -669,8 +674,9 @@ def run_worker(settings: WorkerSettings) -> None:
 def run_workers(settings: WorkerSettings, processes: int) -> int:
     """`processes` workers in one consumer group, each a process of its own, so the
     engines of different partition groups use different cores. The first one runs the
-    relay and serves the metrics (of its own partitions). Exit status: 0 when all of them
-    stopped cleanly."""
+    relay; process n serves the metrics of its own partitions on the metrics port + n.
+    Exit status: 0 when all of them stopped cleanly."""
+    port = settings.metrics_port
     if processes <= 1:
         run_worker(settings)
         return 0
@@ -682,7 +688,7 @@ def run_workers(settings: WorkerSettings, processes: int) -> int:
                 replace(
                     settings,
                     relay=settings.relay and n == 0,
-                    metrics_port=settings.metrics_port if n == 0 else None,
+                    metrics_port=None if port is None else port + n,
                 ),
             ),
             name=f"dripstream-worker-{n}",
