@@ -255,6 +255,10 @@ class Engine:
     def next_due(self, partition: int | None = None) -> datetime | None:
         return self.timers.next_due(partition)
 
+    def timers_due(self, moment: datetime, partition: int | None = None) -> int:
+        """Steps whose moment has come by `moment` and that have not run yet."""
+        return self.timers.due_by(moment, partition)
+
     def pending_timers(self) -> int:
         """Timers that will fire: stale heap entries (a cancelled or moved step) aside."""
         return self.timers.live()

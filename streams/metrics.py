@@ -67,6 +67,11 @@ class WorkerMetrics:
             "Timers waiting in the engine (steps of active enrollments, owner-notice minutes)",
             registry=r,
         )
+        self.timers_due = Gauge(
+            "dripstream_timers_due",
+            "Steps whose moment has come (by the worker's clock) and that have not run yet",
+            registry=r,
+        )
         self.active_enrollments = Gauge(
             "dripstream_active_enrollments", "Active enrollments", registry=r
         )

@@ -618,6 +618,7 @@ class EngineWorker:
         self.gauges_at = now
         self.metrics.active_enrollments.set(self.engine.active_enrollments())
         self.metrics.timers_pending.set(self.engine.pending_timers())
+        self.metrics.timers_due.set(self._timers_due())
         self.metrics.repeated_inputs.set(self.engine.duplicates)
         # The broker's ends first, with no await between: the assignment cannot change.
         ends = {
@@ -630,6 +631,16 @@ class EngineWorker:
         ]
         held = sum(len(buffer) for buffer in self.buffers.values())
         self.metrics.lag.set(consumer_lag(progress, held))
+
+    def _timers_due(self) -> int:
+        if not self.event_clock:
+            return self.engine.timers_due(self.clock())
+        due = 0
+        for group in {tp.partition for tp in self.assigned}:
+            moment = self.engine.partition_clock(group)
+            if moment is not None:
+                due += self.engine.timers_due(moment, group)
+        return due
 
     async def _position(self, tp: TopicPartition) -> int | None:
         """The consumer's next offset; None while it is not known (a partition being

@@ -69,3 +69,16 @@ def test_the_notices_can_be_taken_off_the_queue_in_time_order() -> None:
     queue.schedule_step(T0, "c-1", "seq", "e-1")
     assert [t.key[0] for t in queue.take_notices()] == ["early", "late"]
     assert _drain(queue, T0 + timedelta(hours=1)) == ["c-1"]
+
+
+def test_the_steps_due_by_a_moment_are_counted_live_ones_only() -> None:
+    queue = TimerQueue()
+    for n in range(10):
+        queue.schedule_step(T0 + timedelta(minutes=n), f"c-{n}", "seq", f"e-{n}")
+    queue.schedule_step(T0 + timedelta(hours=5), "c-1", "seq", "e-1")  # moved: its old one stale
+    queue.cancel("e-2")
+    queue.schedule_notices(T0, ("notice",))
+    # due by 00:04 were c-0 .. c-4; c-1 moved on and c-2 ended
+    assert queue.due_by(T0 + timedelta(minutes=4)) == 3
+    assert queue.due_by(T0 - timedelta(minutes=1)) == 0
+    assert queue.due_by(T0 + timedelta(hours=6)) == 9
