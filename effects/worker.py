@@ -39,6 +39,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
 
 from effects.commands import EFFECT_TYPES, CommandRejected, decode_command, effect_id_of
 from effects.inbound import InboundHandlers, build_inbound_app
+from effects.metrics import EffectsMetrics
 from effects.outcomes import topic_for
 from effects.ports import Clock
 from effects.processor import EffectProcessor
@@ -57,9 +58,10 @@ MAX_RECORD_BATCH_BYTES = 512 * 1024
 class KafkaPublisher:
     """`Publish` on an AIOKafkaProducer: key = the event's subject, value = its JSON."""
 
-    def __init__(self, producer: Any, prefix: str) -> None:
+    def __init__(self, producer: Any, prefix: str, metrics: EffectsMetrics | None = None) -> None:
         self._producer = producer
         self._prefix = prefix
+        self._metrics = metrics or EffectsMetrics()
 
     async def __call__(self, topic: str, event: CloudEvent) -> None:
         await self.publish_many([event], topic)
@@ -67,18 +69,27 @@ class KafkaPublisher:
     async def publish_many(self, events: Iterable[CloudEvent], topic: str | None = None) -> None:
         """Send all, then wait for every acknowledgement (order per key is kept)."""
         pending = []
+        kinds: list[str] = []
         for event in events:
             key = event.subject.encode() if event.subject else None
             name = self._prefix + (topic or topic_for(event))
             pending.append(await self._producer.send(name, value=event.encode(), key=key))
+            kinds.append(event.type)
         if pending:
             await asyncio.gather(*pending)
+        for kind in kinds:  # counted once acknowledged
+            self._metrics.published.labels(type=kind).inc()
 
     async def dead_letter(self, rejected: RejectedRecord) -> None:
         """Keyed as the record was read, in the engine worker's shape."""
         name = self._prefix + DLQ_TOPIC
         future = await self._producer.send(name, value=rejected.letter(), key=rejected.key)
         await future
+        self._metrics.dead_letters.inc()
+
+    @property
+    def metrics(self) -> EffectsMetrics:
+        return self._metrics
 
 
 class _WaitForBatches(ConsumerRebalanceListener):  # type: ignore[misc, unused-ignore]
@@ -402,7 +413,9 @@ async def _serve_inbound(
         sendgrid_public_key=settings.sendgrid_webhook_public_key,
         sendgrid_inbound_token=settings.sendgrid_inbound_token,
     )
-    runner = web.AppRunner(build_inbound_app(handlers), access_log=None)
+    app = build_inbound_app(handlers)
+    app.router.add_get("/metrics", publisher.metrics.serve)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
     _log.info("provider callbacks on %s:%s", settings.http_host, settings.http_port)

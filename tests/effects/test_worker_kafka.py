@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -129,12 +130,16 @@ async def test_the_worker_sends_each_command_once_and_publishes_outcomes(
         assert len(rig.twilio.accepted_by_effect) == COUNT
         assert {o["type"] for o in outcomes} == {"effect.sent"}
         assert [orjson.loads(letter)["value"] for _, letter in dead] == ["{oops"]
-        # and the callback server answers
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{port}/healthz") as response,
-        ):
-            assert response.status == 200
+        # and the callback server answers, its metrics counting what was done
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert response.status == 200
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                metrics = await response.text()
+        sent = re.search(r'dripstream_effects_published_total\{type="effect.sent"\} (\S+)', metrics)
+        assert sent is not None
+        assert float(sent[1]) in (COUNT, COUNT + 1)  # the repeated command's outcome again
+        assert "dripstream_effects_dead_letters_total 1.0" in metrics
         await rig.finish()
         # and the consumer group committed every command
         check = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=rig.settings.group_id)

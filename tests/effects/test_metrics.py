@@ -1,0 +1,50 @@
+"""The effects worker's metrics: what it published, by type, and what it dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from effects import outcomes
+from effects.worker import KafkaPublisher
+from schemas.dead_letters import RejectedRecord
+from tests.effects.helpers import T0
+
+CONTEXT = {"effect_type": "sms.send", "sequence_id": "welcome", "contact_id": "c-1"}
+
+
+class FakeProducer:
+    """Acknowledges every record at once, and keeps what it was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> Any:
+        self.sent.append((topic, value))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_published_outcomes_and_dead_letters_are_counted_and_served() -> None:
+    producer = FakeProducer()
+    publisher = KafkaPublisher(producer, "dripstream.")
+    await publisher.publish_many(
+        [
+            outcomes.effect_sent("fx:1", CONTEXT, "twilio", "SM1", T0),
+            outcomes.effect_sent("fx:2", CONTEXT, "twilio", "SM2", T0),
+            outcomes.effect_failed("fx:3", CONTEXT, "invalid number", "21211", T0),
+        ]
+    )
+    await publisher.dead_letter(
+        RejectedRecord("dripstream.effects", 0, 7, None, b"{", "event", "x")
+    )
+
+    response = await publisher.metrics.serve(None)  # type: ignore[arg-type]
+
+    assert response.body is not None
+    text = bytes(response.body).decode()  # type: ignore[arg-type]
+    assert 'dripstream_effects_published_total{type="effect.sent"} 2.0' in text
+    assert 'dripstream_effects_published_total{type="effect.failed"} 1.0' in text
+    assert "dripstream_effects_dead_letters_total 1.0" in text
+    assert [topic for topic, _ in producer.sent] == ["dripstream.outcomes"] * 3 + ["dripstream.dlq"]
