@@ -15,6 +15,7 @@ import orjson
 
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.definition_files import load_or_explain
+from ops.service_errors import quiet_kafka_client
 from ops.settings import PREFIX_HELP, Settings
 from schemas.envelope import CloudEvent, format_time, parse_time
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS, input_refusal
@@ -125,6 +126,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_produce(args: argparse.Namespace) -> int:
+    quiet_kafka_client()
     try:
         lines = args.file.read_bytes().splitlines()
     except OSError as error:
@@ -183,6 +185,7 @@ def _raw_route(raw: bytes) -> tuple[str, bytes | None]:
 
 
 def run_apply(args: argparse.Namespace) -> int:
+    quiet_kafka_client()
     document = load_or_explain(args.file)
     if document is None:
         return 2

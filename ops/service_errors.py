@@ -3,8 +3,16 @@ first-run mistakes (the broker not started, a wrong DATABASE_URL) deserve a plai
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
+
+
+def quiet_kafka_client() -> None:
+    """For a one-shot command: the client's own log of each failed connection would come
+    before, and say less clearly, the one line `service_problem` gives. Services (worker,
+    effects, projections) keep it: there it tells of a broker coming and going."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:

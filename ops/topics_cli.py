@@ -18,6 +18,7 @@ from typing import IO, Any
 import orjson
 
 from ops.cli_groups import SubParsers, get_or_create_group
+from ops.service_errors import quiet_kafka_client
 from ops.settings import PREFIX_HELP, Settings
 from projections.stream import READ_MODEL_TOPICS
 from schemas.envelope import parse_time
@@ -108,6 +109,7 @@ def topic_plan(prefix: str, partitions: int) -> dict[str, int]:
 
 
 def run_create(args: argparse.Namespace) -> int:
+    quiet_kafka_client()
     plan = topic_plan(args.topic_prefix, args.partitions)
     try:
         created, counts = asyncio.run(_create(args.bootstrap, plan, args.replication_factor))
@@ -209,6 +211,7 @@ def _time_of(event: dict[str, Any]) -> datetime:
 
 
 def run_dump(args: argparse.Namespace) -> int:
+    quiet_kafka_client()
     try:
         records = asyncio.run(_read(args.bootstrap, args.topic_prefix, args.topics))
     except TopicsError as error:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import psycopg
 import pytest
 from aiokafka.errors import KafkaConnectionError  # type: ignore[import-untyped]
@@ -38,3 +42,25 @@ def test_a_database_error_deep_in_the_chain_is_named(monkeypatch: pytest.MonkeyP
 def test_other_errors_are_left_to_show_in_full() -> None:
     assert service_problem(ValueError("a bug")) is None
     assert service_problem(KafkaConnectionError("x")) is not None
+
+
+def test_produce_to_a_broker_that_is_down_says_one_line_and_nothing_else(tmp_path: Path) -> None:
+    # A process of its own: the Kafka client's own log lines would go to the real stderr.
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"specversion":"1.0","id":"e-1","source":"crm","type":"contact.created",'
+        '"time":"2027-07-02T20:30:00Z","subject":"c-1","data":{"contact_id":"c-1"}}\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "produce", str(events), "--bootstrap", "127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "dripstream: cannot reach Kafka at 127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS, --bootstrap):"
+        " is the broker running?"
+    ]
