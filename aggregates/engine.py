@@ -53,7 +53,7 @@ from aggregates.sequence import (
     build_sequence,
 )
 from aggregates.steps import StepContext
-from aggregates.targets import targets_of
+from aggregates.targets import ON_PARTITION, targets_of
 from aggregates.throttle import MinuteThrottle
 from aggregates.timer_queue import Timer, TimerQueue
 from aggregates.timezones import contact_zone
@@ -138,6 +138,7 @@ class Engine:
         20:50 and fired at 21:10 is held to the quiet hours of 21:10. In a history
         (replay, --clock event) a timer is decided at its due moment, as if on time."""
         self.live = live
+        self._partition_of = partition_of
         self.account: Account = catalog.account if catalog else Account()
         self.sequences: dict[str, Sequence] = dict(catalog.sequences) if catalog else {}
         self.contacts: dict[str, ContactState] = {}
@@ -552,6 +553,11 @@ class Engine:
     def _on_enrollment_requested(self, data: Mapping[str, Any], out: _Outbox) -> None:
         sequence = self.sequences.get(str(data["sequence_id"]))
         targets = self._targets(data)
+        on = data.get(ON_PARTITION)
+        if on is not None and self._partition_of is not None:
+            # One partition's copy of a request a worker fanned out to every partition
+            # (streams/routing.py): it stands for the contacts of that partition only.
+            targets = [c for c in targets if self._partition_of(c) == on]
         for contact_id in targets:
             if sequence is None:
                 contact = self._contact(contact_id)

@@ -1,7 +1,7 @@
 """Who an `enrollment.requested` names: contact ids, and tags or lines to look up.
 
-Read the same way by the engine (which knows its contacts) and by a Kafka worker (which
-looks the tags and lines up in the store and routes one request per contact).
+Read by the engine, which knows its contacts. A Kafka worker sends such a request to every
+partition first (streams/routing.py), and each partition's engine picks its own contacts.
 """
 
 from __future__ import annotations
@@ -9,6 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+# A worker sends a request naming several contacts, a tag or a line to every input
+# partition, each copy marked with its partition: the engine reading the copy decides it
+# for that partition's contacts only, in that partition's own order of events.
+ON_PARTITION = "on_partition"
 
 
 @dataclass(frozen=True, slots=True)

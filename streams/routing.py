@@ -6,45 +6,57 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aggregates.intake import LeadProblem, contact_id_for_lead, intake_address, parse_lead_email
-from aggregates.targets import targets_of
+from aggregates.targets import ON_PARTITION
 from schemas.dead_letters import RejectedRecord
 from schemas.envelope import CloudEvent
 from schemas.registry import DLQ_TOPIC
 from streams.ordering import Pending
 from streams.store import OutboxRow
 
-ContactsMatching = Callable[[str | None, str | None], list[str]]
+PartitionOf = Callable[[str], int]
 
 
 def needs_fan_out(event: CloudEvent) -> bool:
-    """An enrollment request is decided where it lands only when it names exactly the one
-    contact it is keyed by; anything else is split per contact first."""
+    """An enrollment request is decided where it lands when it names exactly the one
+    contact it is keyed by, or is one partition's copy of a fanned-out request; anything
+    else goes to every partition first."""
     data = event.data
+    if ON_PARTITION in data:
+        return False
     ids = [str(c) for c in data.get("contact_ids") or ()]
     selectors = bool(data.get("tag") or data.get("line_id") or data.get("contact_group"))
     return selectors or len(ids) != 1 or event.subject != ids[0]
 
 
-def fan_out(event: CloudEvent, contacts_matching: ContactsMatching) -> list[OutboxRow]:
-    """One request per contact, keyed by that contact, back onto `commands`."""
-    data = event.data
-    targets = targets_of(data)
-    chosen = dict.fromkeys(targets.contact_ids)
-    for tag, line in targets.selectors:
-        chosen.update(dict.fromkeys(contacts_matching(tag, line)))
+def fan_out(event: CloudEvent, partitions: int, partition_of: PartitionOf) -> list[OutboxRow]:
+    """One copy of the request per partition of `commands`, marked with it: the copy is
+    decided in its partition, for that partition's contacts, with what that partition
+    knows of them by then. (Choosing the contacts here, from what this worker has seen,
+    missed those of partitions it had not read up to the request yet.)"""
     rows = []
-    for contact_id in chosen:
+    for partition in range(max(1, partitions)):
+        key = _key_on(partition, partition_of)
         request = CloudEvent(
-            id=f"{event.id}/{contact_id}",
+            id=f"{event.id}/p{partition}",
             source=event.source,
             type=event.type,
             time=event.time,
-            subject=contact_id,
-            data={"sequence_id": data["sequence_id"], "contact_ids": [contact_id]},
+            subject=key,
+            data={**event.data, ON_PARTITION: partition},
         )
-        row_id = f"fan:{event.identity}/{contact_id}"
-        rows.append(OutboxRow(row_id, "commands", contact_id, request.encode()))
+        rows.append(
+            OutboxRow(f"fan:{event.identity}/p{partition}", "commands", key, request.encode())
+        )
     return rows
+
+
+def _key_on(partition: int, partition_of: PartitionOf) -> str:
+    """A record key the producer's partitioner sends to `partition` (the relay publishes by
+    key): the first of `fan-out:<partition>:<n>` that lands there."""
+    n = 0
+    while partition_of(key := f"fan-out:{partition}:{n}") != partition:
+        n += 1
+    return key
 
 
 def lead_destination(event: CloudEvent) -> str | None:

@@ -49,10 +49,6 @@ OUTBOX_DDL = (
     " deleted text[] NOT NULL DEFAULT '{{}}',"
     " applied_at timestamptz NOT NULL,"
     " cause text NOT NULL UNIQUE)",
-    "CREATE TABLE IF NOT EXISTS {schema}.dripstream_contacts ("
-    " contact_id text PRIMARY KEY,"
-    " tags text[] NOT NULL DEFAULT '{{}}',"
-    " line_id text)",
     "CREATE TABLE IF NOT EXISTS {schema}.dripstream_positions ("
     " topic text NOT NULL,"
     " partition int NOT NULL,"
@@ -138,7 +134,6 @@ class BatchRecord:
     trackings: dict[int, int] = field(default_factory=dict)  # partition group -> progress
     positions: dict[tuple[str, int], int] = field(default_factory=dict)  # highest offset
     outbox: list[OutboxRow] = field(default_factory=list)
-    contacts: dict[str, tuple[list[str], str | None]] = field(default_factory=dict)
     definition: Definition | None = None
 
     def __bool__(self) -> bool:
@@ -154,12 +149,11 @@ class BatchRecord:
         self.trackings.update(later.trackings)  # a group's later progress is the higher
         self.positions.update(later.positions)
         self.outbox.extend(later.outbox)
-        self.contacts.update(later.contacts)
 
 
 class EngineRecorder(PostgresProcessRecorder):
-    """The eventsourcing process recorder, plus the outbox, positions, definitions and the
-    contacts index in the same transaction."""
+    """The eventsourcing process recorder, plus the outbox, positions and definitions in the
+    same transaction."""
 
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(
@@ -208,8 +202,6 @@ class EngineRecorder(PostgresProcessRecorder):
                     copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
         if batch.outbox:
             _copy_outbox(curs, schema, batch.outbox)
-        if batch.contacts:
-            _copy_contacts(curs, schema, batch.contacts)
         self._write_rest(curs, batch)
 
     def _write_pipelined(self, conn: Connection[DictRow], batch: BatchRecord) -> None:
@@ -254,20 +246,6 @@ class EngineRecorder(PostgresProcessRecorder):
                         " %b::bytea[]) WITH ORDINALITY AS u(e, t, k, v, n) ORDER BY n"
                         " ON CONFLICT (event_id) DO NOTHING",
                         _columns(batch.outbox, 4),
-                    )
-                if batch.contacts:
-                    ids = list(batch.contacts)
-                    curs.execute(
-                        f"INSERT INTO {schema}.dripstream_contacts (contact_id, tags, line_id)"
-                        " SELECT c, ARRAY(SELECT jsonb_array_elements_text(t)), l"
-                        " FROM unnest(%b::text[], %b::jsonb[], %b::text[]) AS u(c, t, l)"
-                        " ON CONFLICT (contact_id) DO UPDATE"
-                        " SET tags = EXCLUDED.tags, line_id = EXCLUDED.line_id",
-                        (
-                            ids,
-                            [orjson.dumps(batch.contacts[c][0]).decode() for c in ids],
-                            [batch.contacts[c][1] for c in ids],
-                        ),
                     )
                 self._write_rest(curs, batch)
                 if batch.trackings:
@@ -333,24 +311,6 @@ def _copy_outbox(curs: Cursor[DictRow], schema: str, rows: Sequence[OutboxRow]) 
     )
 
 
-def _copy_contacts(
-    curs: Cursor[DictRow], schema: str, contacts: dict[str, tuple[list[str], str | None]]
-) -> None:
-    curs.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS dripstream_contacts_stage"
-        " (contact_id text, tags text[], line_id text) ON COMMIT DELETE ROWS"
-    )
-    with curs.copy("COPY dripstream_contacts_stage FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(["text", "text[]", "text"])
-        for contact_id, (tags, line_id) in contacts.items():
-            copy.write_row((contact_id, tags, line_id))
-    curs.execute(
-        f"INSERT INTO {schema}.dripstream_contacts (contact_id, tags, line_id)"
-        " SELECT contact_id, tags, line_id FROM dripstream_contacts_stage"
-        " ON CONFLICT (contact_id) DO UPDATE SET tags = EXCLUDED.tags, line_id = EXCLUDED.line_id"
-    )
-
-
 class EngineStore:
     """What the worker and the relay need from PostgreSQL."""
 
@@ -399,7 +359,7 @@ class EngineStore:
 
     def write(self, batch: BatchRecord) -> None:
         """One transaction for a worker batch: the inputs and ticks in the order they were
-        decided, each group's tracking and positions, the decisions, the contacts index.
+        decided, each group's tracking and positions, the decisions.
 
         A group's tracking is its `progress` (the sum of its next offsets), which grows with
         every batch; the eventsourcing tracking refuses one that does not, so a redelivered
@@ -472,23 +432,6 @@ class EngineStore:
                 )
                 for r in curs.fetchall()
             ]
-
-    def contacts_matching(self, tag: str | None, line_id: str | None) -> list[str]:
-        schema = self.datastore.schema
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            if tag is not None:
-                curs.execute(
-                    f"SELECT contact_id FROM {schema}.dripstream_contacts"
-                    " WHERE %s = ANY(tags) ORDER BY 1",
-                    (tag,),
-                )
-            else:
-                curs.execute(
-                    f"SELECT contact_id FROM {schema}.dripstream_contacts"
-                    " WHERE line_id = %s ORDER BY 1",
-                    (line_id,),
-                )
-            return [str(r["contact_id"]) for r in curs.fetchall()]
 
     def outbox_after(self, position: int, limit: int) -> list[tuple[int, OutboxRow]]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

@@ -127,10 +127,6 @@ class EngineWorker:
         self.stopping = asyncio.Event()
         # What the current poll decided, not yet handed to the writer.
         self.record = BatchRecord()
-        self.touched: set[str] = set()
-        # What the contacts index holds for each contact this worker wrote, so a batch
-        # writes only the contacts whose tags or line changed (most inputs change neither).
-        self.indexed: dict[str, tuple[list[str], str | None]] = {}
         self.commits: dict[TopicPartition, int] = {}
         # The write under way, and what was decided since, waiting to be written next.
         self.writer: asyncio.Task[None] | None = None
@@ -314,14 +310,6 @@ class EngineWorker:
         until everything is recorded."""
         record, self.record = self.record, BatchRecord()
         commits, self.commits = self.commits, {}
-        for contact_id in sorted(self.touched):
-            state = self.engine.contacts.get(contact_id)
-            if state is None:
-                continue
-            entry = (sorted(state.tags), state.line_id)
-            if self.indexed.get(contact_id) != entry:
-                record.contacts[contact_id] = self.indexed[contact_id] = entry
-        self.touched = set()
         self._raise_if_failed()
         if not self.stale and (record or commits):
             self.pending.extend(record)
@@ -403,13 +391,6 @@ class EngineWorker:
         generation = self.generation
         last: dict[str, int] = {}  # topic -> last offset decided
         for item in ready:
-            if item.event is not None and self._fans_out(item.event):
-                # The fan-out reads the contacts index: bring it up to this point first.
-                self._track(group, last)
-                last = {}
-                await self._submit(wait=True)
-                if self.stale or self.generation != generation:
-                    return
             self.metrics.events_in.inc()
             last[item.topic] = item.offset
             if self._decide(item):
@@ -447,7 +428,7 @@ class EngineWorker:
         if event.source == ENGINE_SOURCE:
             return False  # the engine's own change, applied when it was decided
         if self._fans_out(event):
-            record.outbox.extend(routing.fan_out(event, self.store.contacts_matching))
+            record.outbox.extend(routing.fan_out(event, self.partition_count, self.partition_of))
             return False
         if event.type == "lead.email_received":
             destination = routing.lead_destination(event)
@@ -467,8 +448,6 @@ class EngineWorker:
         )
         record.outbox.extend(outbox_rows(outputs, topic_for))
         self.metrics.events_out.inc(len(outputs))
-        if event.subject and not event.subject.startswith("sequence"):
-            self.touched.add(event.subject)
         if event.type in DEFINITION_COMMANDS:
             record.definition = self._definition_change(event)
             return True
@@ -552,9 +531,8 @@ class EngineWorker:
         started = time.perf_counter()
         self.rebuilding = True
         self.generation += 1
-        self.record, self.commits, self.touched = BatchRecord(), {}, set()
+        self.record, self.commits = BatchRecord(), {}
         self._drop_pending()
-        self.indexed = {}  # a refused write may not have written what this says
         try:
             await self._drain()  # the rebuild reads what the write in flight records
             await self._rebuild_engine()
@@ -664,7 +642,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker.assigned -= set(revoked)
         self.worker.rebuilding = True  # nothing is decided until the new assignment is rebuilt
         self.worker.generation += 1
-        self.worker.record, self.worker.commits, self.worker.touched = BatchRecord(), {}, set()
+        self.worker.record, self.worker.commits = BatchRecord(), {}
         self.worker._drop_pending()
         # An error of the write is raised again to the worker's own loop.
         with contextlib.suppress(Exception):

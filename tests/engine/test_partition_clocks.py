@@ -133,3 +133,26 @@ def test_a_live_clock_decides_a_late_timer_when_it_fires_under_the_hours_of_then
     deferred = outputs[True][0]
     assert deferred.time == parse_time("2027-05-05T01:10:00Z")
     assert (deferred.data["reason"], deferred.data["to"]) == ("quiet_hours", "2027-05-05T12:00:00Z")
+
+
+def test_a_fanned_out_request_is_decided_by_each_copy_for_its_own_partition() -> None:
+    # given contacts on partitions 0, 1 and 2, two of them on line-1
+    engine = Engine(partition_of=PARTITION.__getitem__)
+    engine.define(definitions(sequence(triggers=[])), at("15:00:00"), "defs")
+    for contact, line in (("c-0", "line-1"), ("c-1", None), ("c-2", "line-1")):
+        fed(engine, "15:00:00", "contact.created", contact, phone="+12125550101", line_id=line)
+    # when the request by line comes as one copy per partition (streams/routing.fan_out)
+    enrolled: dict[int, list[str]] = {}
+    for partition in (0, 1, 2):
+        copy = event(
+            "enrollment.requested",
+            "2027-05-04T15:01:00Z",
+            subject=f"fan-out:{partition}:0",
+            sequence_id="seq",
+            line_id="line-1",
+            on_partition=partition,
+        )
+        outputs = engine.handle(decode_event(orjson.dumps(copy)), partition=partition)
+        enrolled[partition] = [e.subject or "" for e in outputs if e.type == "enrollment.enrolled"]
+    # then each copy enrolls its own partition's contacts on the line, once
+    assert enrolled == {0: ["c-0"], 1: [], 2: ["c-2"]}

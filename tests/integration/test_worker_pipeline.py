@@ -193,3 +193,80 @@ def test_an_idle_worker_that_consumed_everything_reports_no_lag(
     assert lag == 0.0
     assert decided is not None
     assert decided >= len(lines)
+
+
+BY_LINE_SEQUENCES = """\
+account: {timezone: America/New_York, lines: {line-1: "+12125550000", line-2: "+12125550001"}}
+sequences:
+  - id: campaign-2
+    name: By line
+    process_on: every_day
+    outbound_line: line-2
+    steps: [{id: s1, type: send_sms, delay: {kind: none}, text: "Hello [FirstName]"}]
+    triggers: []
+"""
+
+
+def test_a_request_by_line_reaches_the_contacts_of_every_partition(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    # given contacts spread over the six partitions, some on line-2, and a request by line
+    # keyed by the sequence (so it lands on a partition most of them are not on)
+    sequences = tmp_path / "sequences.yaml"
+    sequences.write_text(BY_LINE_SEQUENCES)
+    events = [
+        {
+            "specversion": "1.0",
+            "id": f"c-{n}",
+            "source": "crm",
+            "type": "contact.created",
+            "time": "2027-07-06T13:00:00Z",
+            "subject": f"c-{n}",
+            "data": {
+                "contact_id": f"c-{n}",
+                "first_name": f"N{n}",
+                "phone": f"+121255507{n:02d}",
+                "timezone": "America/New_York",
+                **({"line_id": "line-2"} if n % 2 == 0 else {}),
+            },
+        }
+        for n in range(12)
+    ]
+    events.append(
+        {
+            "specversion": "1.0",
+            "id": "g-3",
+            "source": "admin",
+            "type": "enrollment.requested",
+            "time": "2027-07-06T14:40:00Z",
+            "subject": "campaign-2",
+            "data": {"sequence_id": "campaign-2", "line_id": "line-2"},
+        }
+    )
+    history = tmp_path / "events.jsonl"
+    history.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    expected = _replay(tmp_path, sequences, history)
+    assert len([e for e in expected if e["type"] == "sms.send"]) == 6
+    # when it goes through produce and the worker
+    worker = start_worker(kafka_bootstrap, fresh_database_url, pipeline_prefix)
+    try:
+        applied = cli(
+            "sequences", "apply", str(sequences),
+            "--bootstrap", kafka_bootstrap, "--topic-prefix", pipeline_prefix,
+        )  # fmt: skip
+        assert applied.returncode == 0, applied.stderr
+        produced = cli(
+            "produce", str(history),
+            "--bootstrap", kafka_bootstrap, "--topic-prefix", pipeline_prefix,
+        )  # fmt: skip
+        assert produced.returncode == 0, produced.stderr
+        got = read_topics(
+            kafka_bootstrap,
+            pipeline_prefix,
+            ("decisions", "effects", "contacts"),
+            expect=len(expected) + 1,
+        )
+    finally:
+        stop(worker)
+    # then every contact on the line is enrolled and texted once, as in the replay
+    assert comparable(got) == comparable(expected)

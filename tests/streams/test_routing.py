@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
+from aggregates.targets import ON_PARTITION
 from schemas.registry import DLQ_TOPIC
 from schemas.validation import EventRejected, decode_event
 from streams.embedded import RejectedLine
 from streams.ordering import Pending
-from streams.routing import dead_letter
+from streams.routing import dead_letter, fan_out, needs_fan_out
 
 MISSING_CONTACT = (
     b'{"specversion":"1.0","id":"bad-1","source":"crm","type":"contact.tag_added",'
@@ -54,3 +56,26 @@ def test_the_topic_and_the_replay_file_give_the_same_field_and_reason() -> None:
         RejectedLine(1, MISSING_CONTACT, rejected.field, rejected.reason).dead_letter()
     )
     assert (on_topic["field"], on_topic["reason"]) == (in_file["field"], in_file["reason"])
+
+
+def test_a_request_by_line_goes_to_every_partition_marked_with_it() -> None:
+    # given a request by line, and three partitions
+    request = decode_event(
+        b'{"specversion":"1.0","id":"g-3","source":"admin","type":"enrollment.requested",'
+        b'"time":"2027-07-06T14:40:00Z","subject":"campaign-2",'
+        b'"data":{"sequence_id":"campaign-2","line_id":"line-2"}}'
+    )
+    assert needs_fan_out(request)
+    # when it is fanned out
+    rows = fan_out(request, 3, partition_of)
+    copies = [decode_event(row.value) for row in rows]
+    # then each partition gets one copy, keyed to land there, which is not fanned out again
+    assert [partition_of(row.key or "") for row in rows] == [0, 1, 2]
+    assert [copy.data[ON_PARTITION] for copy in copies] == [0, 1, 2]
+    assert all(copy.data["line_id"] == "line-2" for copy in copies)
+    assert not any(needs_fan_out(copy) for copy in copies)
+    assert len({row.event_id for row in rows}) == 3
+
+
+def partition_of(key: str) -> int:
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % 3
