@@ -315,7 +315,10 @@ class Engine:
     def _fire_until(
         self, limit: datetime, out: _Outbox, *, inclusive: bool, partition: int | None = None
     ) -> None:
-        while head := self.timers.pop_due(limit, inclusive=inclusive, partition=partition):
+        notices = self._notices_until(limit, partition)
+        while head := self.timers.pop_due(
+            limit, inclusive=inclusive, partition=partition, notices_limit=notices
+        ):
             moment = limit if self.live and limit > head.due else head.due
             self._tick(moment)
             self._at = moment
@@ -323,6 +326,18 @@ class Engine:
                 self._fire_step(head, out)
             else:
                 self._flush_owner_notices(head, out)
+
+    def _notices_until(self, limit: datetime, partition: int | None) -> datetime | None:
+        """Up to when owner notices may be sent while `partition`'s timers fire: a minute's
+        notices wait until every partition has left it, as a lagging one may still assign
+        owners in it (they would go out in two or more parts, or 21 assignments as 21
+        texts instead of one summary). None: not yet."""
+        if partition is None:
+            return limit
+        clocks = self._partition_clocks
+        if any(p not in clocks for p in self._expected_partitions if p != partition):
+            return None  # a partition not read yet may still assign in any minute
+        return min([limit, *(c for p, c in clocks.items() if p != partition)])
 
     def _drain(self, out: _Outbox) -> None:
         """Feed the engine's own contact changes back in, then let the enrollments that

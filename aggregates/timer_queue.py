@@ -68,19 +68,28 @@ class TimerQueue:
         """Whether this step timer is still the enrollment's (not cancelled, not moved)."""
         return self._live.get(enrollment_id) == timer.token
 
-    def pop_due(self, limit: datetime, *, inclusive: bool, partition: int | None) -> Timer | None:
+    def pop_due(
+        self,
+        limit: datetime,
+        *,
+        inclusive: bool,
+        partition: int | None,
+        notices_limit: datetime | None = None,
+    ) -> Timer | None:
         """The earliest timer due by `limit` (of one partition and the notices, or of all),
-        taken off its heap; None when there is none."""
+        taken off its heap; None when there is none. The notices are held to
+        `notices_limit` when one is given (None with a partition: they wait)."""
         earliest: list[Timer] | None = None
-        for heap in self._heaps_of(partition):
-            if heap and (earliest is None or heap[0] < earliest[0]):
+        for number, heap in self._numbered_heaps(partition):
+            if not heap:
+                continue
+            bound = limit if number != NOTICES or partition is None else notices_limit
+            due = heap[0].due
+            if bound is None or due > bound or (due == bound and not inclusive):
+                continue
+            if earliest is None or heap[0] < earliest[0]:
                 earliest = heap
-        if earliest is None:
-            return None
-        due = earliest[0].due
-        if due > limit or (due == limit and not inclusive):
-            return None
-        return heapq.heappop(earliest)
+        return heapq.heappop(earliest) if earliest is not None else None
 
     def next_due(self, partition: int | None = None) -> datetime | None:
         heads = [heap[0].due for heap in self._heaps_of(partition) if heap]
@@ -108,9 +117,15 @@ class TimerQueue:
         return sorted(self._heaps.pop(NOTICES, []))
 
     def _heaps_of(self, partition: int | None) -> list[list[Timer]]:
+        return [heap for _, heap in self._numbered_heaps(partition)]
+
+    def _numbered_heaps(self, partition: int | None) -> list[tuple[int, list[Timer]]]:
         if partition is None:
-            return list(self._heaps.values())
-        return [self._heaps.setdefault(partition, []), self._heaps.setdefault(NOTICES, [])]
+            return list(self._heaps.items())
+        return [
+            (partition, self._heaps.setdefault(partition, [])),
+            (NOTICES, self._heaps.setdefault(NOTICES, [])),
+        ]
 
     def _push(self, heap: int, due: datetime, kind: str, key: tuple[str, ...]) -> int:
         self._token += 1

@@ -473,12 +473,14 @@ class EngineWorker:
             return
         # Event time moves only with the inputs. A group fires its timers up to where all
         # its topics are known complete (the producer's watermarks); without watermarks,
-        # up to its latest input once the stream has gone quiet.
+        # up to its latest input once the stream has gone quiet, and a group that never had
+        # an input up to the latest moment of any: owner notices wait for every group to
+        # leave their minute (Engine._notices_until), and an empty one must not hold them.
         for group in sorted({tp.partition for tp in self.assigned}):
             buffer = self.buffers.get(group)
             moment = buffer.complete_until() if buffer is not None else None
             if moment is None and finished:
-                moment = self.engine.partition_clock(group)
+                moment = self.engine.partition_clock(group) or self.engine.now
             if moment is not None:
                 self._tick(moment, group)
 

@@ -156,3 +156,37 @@ def test_a_fanned_out_request_is_decided_by_each_copy_for_its_own_partition() ->
         enrolled[partition] = [e.subject or "" for e in outputs if e.type == "enrollment.enrolled"]
     # then each copy enrolls its own partition's contacts on the line, once
     assert enrolled == {0: ["c-0"], 1: [], 2: ["c-2"]}
+
+
+def test_a_minutes_owner_notices_wait_for_every_partition_to_leave_it() -> None:
+    # given 21 contacts over three partitions, each given an owner in the 15:05 minute
+    def partition_of(contact: str) -> int:
+        return int(contact.split("-")[1]) % 3
+
+    engine = Engine(partition_of=partition_of)
+    seq = sequence(steps=[{"id": "own", "type": "change_owner", "owner_id": "u-7"}])
+    engine.define(definitions(seq), at("15:00:00"), "defs")
+    engine.expect_partitions({0, 1, 2})
+    contacts = [f"c-{n}" for n in range(21)]
+    outputs: list[CloudEvent] = []
+
+    def feed(clock: str, kind: str, contact: str, **data: Any) -> None:
+        item = event(kind, f"2027-05-04T{clock}Z", contact_id=contact, **data)
+        decoded = decode_event(orjson.dumps(item))
+        outputs.extend(engine.handle(decoded, partition=partition_of(contact)))
+
+    for contact in contacts:
+        feed("15:00:00", "contact.created", contact, phone="+12125550101")
+    # when partition 0 reads its tags and runs on to 15:10 before the others read theirs
+    for partition in (0, 1, 2):
+        mine = [c for c in contacts if partition_of(c) == partition]
+        for second, contact in enumerate(mine):
+            feed(f"15:05:{second:02d}", "contact.tag_added", contact, tag="hot")
+        feed("15:10:00", "contact.updated", mine[0], state="NY")
+        outputs.extend(engine.advance(at("15:10:00"), partition=partition))
+    # then the owner hears of them once, in one summary, as a replay would say it
+    notices = [e for e in outputs if e.type == "notify.sms"]
+    assert [n.data["body"] for n in notices] == [
+        "You have been assigned to a group of contacts (21 contacts)."
+    ]
+    assert notices[0].time == at("15:06:00")
