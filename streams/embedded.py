@@ -68,7 +68,9 @@ class ReplayStats:
 
 def decode_input(raw: bytes, line: int) -> CloudEvent | RejectedLine:
     try:
-        event = decode_event(without_bom(raw, line))
+        # Without its line ending, as a Kafka record holds it: a line cut short gets the
+        # same reason here and on the worker's dead-letter topic.
+        event = decode_event(without_bom(raw.rstrip(b"\r\n"), line))
     except EventRejected as rejected:
         return RejectedLine(line, raw, rejected.field, rejected.reason)
     refusal = input_refusal(event.type, event.source)

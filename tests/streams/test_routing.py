@@ -9,7 +9,7 @@ from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 from aggregates.targets import ON_PARTITION
 from schemas.registry import DLQ_TOPIC
 from schemas.validation import EventRejected, decode_event
-from streams.embedded import RejectedLine
+from streams.embedded import RejectedLine, decode_input
 from streams.ordering import Pending
 from streams.routing import dead_letter, fan_out, needs_fan_out
 
@@ -79,3 +79,12 @@ def test_a_request_by_line_goes_to_every_partition_marked_with_it() -> None:
 
 def partition_of(key: str) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % 3
+
+
+def test_a_line_cut_short_gets_the_same_reason_in_a_file_as_on_the_topic() -> None:
+    cut = MISSING_CONTACT[:60]
+    in_file = decode_input(cut + b"\n", 2)  # a file's line keeps its ending
+    on_topic = _rejected(cut)  # a Kafka record holds no line ending
+    assert isinstance(in_file, RejectedLine)
+    assert (in_file.field, in_file.reason) == (on_topic.field, on_topic.reason)
+    assert in_file.raw == cut + b"\n"  # the dead letter keeps the bytes as read
