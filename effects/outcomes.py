@@ -119,15 +119,8 @@ def contact_opted_out(
     effect_id: str, context: Mapping[str, Any], channel: str, reason: str, at: datetime
 ) -> CloudEvent:
     """An input fact for the engine, caused by an effect (carrier 21610, or a key 9)."""
-    contact_id = context.get("contact_id")
-    return CloudEvent(
-        id=f"{effect_id}/opted_out",
-        source=ENGINE_SOURCE,
-        type=CONTACT_OPTED_OUT,
-        time=at,
-        subject=contact_id if isinstance(contact_id, str) else None,
-        data={"contact_id": contact_id, "channel": channel, "reason": reason},
-        dataversion=_version(CONTACT_OPTED_OUT),
+    return _contact_fact(
+        f"{effect_id}/opted_out", CONTACT_OPTED_OUT, context, at, channel=channel, reason=reason
     )
 
 
@@ -136,15 +129,24 @@ def contact_put_on_dnc(
 ) -> CloudEvent:
     """An input fact for the engine: the contact asked not to be contacted at all (a key 9
     on a dialer call). An opt-out covers messages only (CONTRACT.md §2); DNC stops calls."""
+    return _contact_fact(
+        f"{effect_id}/dnc", CONTACT_DNC_CHANGED, context, at, dnc=True, reason=reason
+    )
+
+
+def _contact_fact(
+    event_id: str, kind: str, context: Mapping[str, Any], at: datetime, **data: Any
+) -> CloudEvent:
+    """A contact change `effects` learnt of, written back to `contacts` for the engine."""
     contact_id = context.get("contact_id")
     return CloudEvent(
-        id=f"{effect_id}/dnc",
+        id=event_id,
         source=ENGINE_SOURCE,
-        type=CONTACT_DNC_CHANGED,
+        type=kind,
         time=at,
         subject=contact_id if isinstance(contact_id, str) else None,
-        data={"contact_id": contact_id, "dnc": True, "reason": reason},
-        dataversion=_version(CONTACT_DNC_CHANGED),
+        data={"contact_id": contact_id, **data},
+        dataversion=_version(kind),
     )
 
 
