@@ -112,8 +112,8 @@ class EngineWorker:
         self.event_clock = settings.clock == "event"
         self.store = EngineStore(settings.database_url, settings.schema)
         self.metrics = WorkerMetrics()
-        self.engine = Engine(live=not self.event_clock)
         self.partition_count = 0
+        self.engine = Engine(partition_of=self.partition_of, live=not self.event_clock)
         self.definitions_version = 0
         self.definitions_checked = float("-inf")
         self.positions: dict[tuple[str, int], int] = {}
