@@ -164,6 +164,7 @@ class Engine:
         self._paused: deque[tuple[str, str]] = deque()
         self._recent = RecentIdentities()
         self.duplicates = 0  # inputs skipped as repeats of one decided before
+        self.timers_fired = 0  # timers that came up and were live (steps, notice minutes)
         self._reindex()
 
     # ---- the public surface -------------------------------------------------------------
@@ -325,6 +326,7 @@ class Engine:
             if head.kind == "step":
                 self._fire_step(head, out)
             else:
+                self.timers_fired += 1
                 self._flush_owner_notices(head, out)
 
     def _notices_until(self, limit: datetime, partition: int | None) -> datetime | None:
@@ -897,6 +899,7 @@ class Engine:
         enrollment = self.enrollments.get(contact_id, {}).get(sequence_id)
         if enrollment is None or not self.timers.is_current(timer, enrollment.enrollment_id):
             return  # cancelled or superseded: a stale entry in the heap
+        self.timers_fired += 1
         # The id names the enrollment, step and due moment, so it is the same in any runner.
         cause = f"t:{enrollment.enrollment_id}:{enrollment.next_step}:{format_time(timer.due)}"
         timer_out = _Outbox(cause)

@@ -56,7 +56,9 @@ class WorkerMetrics:
             "dripstream_dead_letters", "Records sent to the dead-letter topic", registry=r
         )
         self.timers_fired = Counter(
-            "dripstream_timers_fired", "Steps run or skipped by a timer", registry=r
+            "dripstream_timers_fired",
+            "Timers that came up live: a step run, skipped or deferred, a minute's owner notices",
+            registry=r,
         )
         self.rebuilds = Counter("dripstream_rebuilds", "Engine rebuilds from the store", registry=r)
         self.published = Counter(

@@ -96,6 +96,9 @@ def test_the_engine_tells_how_much_state_it_holds() -> None:
     assert sizes["enrollments_ever"] == 2
     assert (sizes["timers_in_heap"], sizes["timers_live"]) == (2, 1)
     assert engine.pending_timers() == 1  # the cancelled one is no timer to wait for
+    # and once both are due, only the live one counts as fired
+    engine.advance(at("17:00:00"))
+    assert engine.timers_fired == 1
 
 
 def test_a_live_clock_decides_a_late_timer_when_it_fires_under_the_hours_of_then() -> None:
@@ -126,6 +129,7 @@ def test_a_live_clock_decides_a_late_timer_when_it_fires_under_the_hours_of_then
             engine.handle(decode_event(orjson.dumps(item)))
         # when the clock next moves at 21:10 (a worker down for twenty minutes)
         outputs[live] = engine.advance(parse_time("2027-05-05T01:10:00Z"))
+        assert engine.timers_fired == 1  # run or deferred, it fired
     # then a history decides it on time; a live clock at 21:10, which holds it to 08:00
     [sent] = [e for e in outputs[False] if e.type == "sms.send"]
     assert sent.time == parse_time("2027-05-05T00:50:00Z")
