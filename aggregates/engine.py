@@ -43,7 +43,7 @@ from aggregates.intake import (
     parse_lead_email,
 )
 from aggregates.keywords import keyword_intent
-from aggregates.owner_notices import Assignment, OwnerNotices, window_of
+from aggregates.owner_notices import Assignment, OwnerNotices, describe, window_of
 from aggregates.sequence import (
     Account,
     Catalog,
@@ -938,7 +938,13 @@ class Engine:
     ) -> None:
         window = window_of(sequence_id, owner_id, at)
         enrollment = self.enrollments.get(contact_id, {}).get(sequence_id)
-        assignment = Assignment(contact_id, enrollment.enrollment_id if enrollment else "", step_id)
+        assignment = Assignment(
+            contact_id,
+            enrollment.enrollment_id if enrollment else "",
+            step_id,
+            at,
+            describe(self._contact(contact_id)),
+        )
         if self.owner_notices.assign(window, assignment):
             minute = window[2]
             self.timers.schedule_notices(
@@ -957,7 +963,6 @@ class Engine:
             timer.due,
             account=self.account,
             line=sequence.outbound_line if sequence else None,
-            contacts=self.contacts,
         )
         for notice in notices:
             out.add(notice)

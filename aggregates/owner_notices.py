@@ -9,7 +9,6 @@ with an e-mail address and no phone number is told by e-mail (`notify.email`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,12 +22,23 @@ OWNER_SUMMARY_THRESHOLD = 20  # the seed: more than 20 assignments become one su
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
+    """One contact given to the owner. What the notice says of the contact is taken when it
+    is assigned: a worker whose partitions lag closes the minute later, and by then the
+    contact's own partition may have read later changes."""
+
     contact_id: str
     enrollment_id: str  # "" when the enrollment had ended by the time it was recorded
     step_id: str
+    at: datetime
+    who: str  # name and phone, else the id
 
 
 Window = tuple[str, str, datetime]  # sequence, owner, the UTC minute the assignments fall in
+
+
+def describe(contact: ContactState) -> str:
+    """The contact as a notice names it: name and phone, else its id."""
+    return ", ".join(p for p in (contact.name, contact.phone) if p) or contact.contact_id
 
 
 def window_of(sequence_id: str, owner_id: str, at: datetime) -> Window:
@@ -59,11 +69,11 @@ class OwnerNotices:
         *,
         account: Account,
         line: str | None,
-        contacts: Mapping[str, ContactState],
     ) -> list[EffectRequested]:
         """The notices of one window, sent at `at` from the sequence's `line`: nothing if
         the window was closed already."""
-        batch = self._open.pop(window, [])
+        # In time order, then by contact: the order partitions were read in does not show.
+        batch = sorted(self._open.pop(window, []), key=lambda a: (a.at, a.contact_id))
         if not batch:
             return []
         sequence_id, owner_id, minute = window
@@ -97,8 +107,6 @@ class OwnerNotices:
         notices = []
         for assignment in batch:
             contact_id = assignment.contact_id
-            contact = contacts.get(contact_id) or ContactState(contact_id=contact_id)
-            who = ", ".join(p for p in (contact.name, contact.phone) if p) or contact_id
             payload = {
                 **base,
                 "effect_id": f"fx:{assignment.enrollment_id or owner_id}:"
@@ -107,7 +115,7 @@ class OwnerNotices:
                 "contact_id": contact_id,
                 # None would break the schema (a non-empty string when present)
                 **({"enrollment_id": assignment.enrollment_id} if assignment.enrollment_id else {}),
-                "body": f"You have been assigned a new contact: {who}.",
+                "body": f"You have been assigned a new contact: {assignment.who}.",
                 **({"subject": "New contact assigned"} if by_email else {}),
             }
             notices.append(EffectRequested(at, kind, contact_id, payload))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from aggregates.contact import ContactState
-from aggregates.owner_notices import Assignment, OwnerNotices, window_of
+from aggregates.owner_notices import Assignment, OwnerNotices, describe, window_of
 from aggregates.sequence import build_account
 
 ACCOUNT = build_account(
@@ -19,29 +19,32 @@ AT = datetime(2027, 7, 2, 14, 30, 25, tzinfo=UTC)
 SENT = datetime(2027, 7, 2, 14, 31, tzinfo=UTC)
 
 
+def _assigned(contact: str, enrollment: str = "", at: datetime = AT) -> Assignment:
+    return Assignment(contact, enrollment, "owner", at, describe(ContactState(contact_id=contact)))
+
+
 def _gathered(count: int) -> OwnerNotices:
     notices = OwnerNotices()
     window = window_of("seq", "u-7", AT)
-    for n in range(count):
-        notices.assign(window, Assignment(f"c-{n}", f"seq~c-{n}~1", "owner"))
+    ana = ContactState(contact_id="c-0", first_name="Ana", phone="+12125550100")
+    notices.assign(window, Assignment("c-0", "seq~c-0~1", "owner", AT, describe(ana)))
+    for n in range(1, count):
+        notices.assign(window, _assigned(f"c-{n}", f"seq~c-{n}~1"))
     return notices
 
 
 def _close(notices: OwnerNotices) -> list[dict[str, object]]:
-    contacts = {"c-0": ContactState(contact_id="c-0", first_name="Ana", phone="+12125550100")}
-    closed = notices.close(
-        window_of("seq", "u-7", AT), SENT, account=ACCOUNT, line="line-1", contacts=contacts
-    )
+    closed = notices.close(window_of("seq", "u-7", AT), SENT, account=ACCOUNT, line="line-1")
     assert all(n.type == "notify.sms" and n.at == SENT for n in closed)
     return [dict(n.payload) for n in closed]
 
 
 def test_a_window_is_the_utc_minute_of_one_owner_in_one_sequence() -> None:
     notices = OwnerNotices()
-    first = notices.assign(window_of("seq", "u-7", AT), Assignment("c-1", "e-1", "s"))
+    first = notices.assign(window_of("seq", "u-7", AT), _assigned("c-1"))
     same_minute = datetime(2027, 7, 2, 14, 30, 59, tzinfo=UTC)
-    again = notices.assign(window_of("seq", "u-7", same_minute), Assignment("c-2", "e-2", "s"))
-    other_owner = notices.assign(window_of("seq", "u-8", AT), Assignment("c-3", "e-3", "s"))
+    again = notices.assign(window_of("seq", "u-7", same_minute), _assigned("c-2"))
+    other_owner = notices.assign(window_of("seq", "u-8", AT), _assigned("c-3"))
     assert (first, again, other_owner) == (True, False, True)
     assert len(notices) == 2
 
@@ -60,7 +63,7 @@ def test_twenty_one_assignments_are_one_summary() -> None:
     payloads = _close(_gathered(21))
     assert len(payloads) == 1
     assert payloads[0]["body"] == "You have been assigned to a group of contacts (21 contacts)."
-    assert payloads[0]["contact_ids"] == [f"c-{n}" for n in range(21)]
+    assert payloads[0]["contact_ids"] == sorted(f"c-{n}" for n in range(21))  # same moment: by id
 
 
 def test_a_window_is_told_once() -> None:
@@ -73,9 +76,27 @@ def test_an_owner_with_no_phone_but_an_email_is_told_by_email() -> None:
     account = build_account({"users": {"u-9": {"name": "Kim", "email": "kim@example.com"}}})
     notices = OwnerNotices()
     window = window_of("seq", "u-9", AT)
-    notices.assign(window, Assignment("c-1", "seq~c-1~1", "owner"))
-    [notice] = notices.close(window, SENT, account=account, line=None, contacts={})
+    notices.assign(window, _assigned("c-1", "seq~c-1~1"))
+    [notice] = notices.close(window, SENT, account=account, line=None)
     assert notice.type == "notify.email"
     assert notice.payload["ring_group_emails"] == ["kim@example.com"]
     assert notice.payload["subject"] == "New contact assigned"
     assert notice.payload["to"] == "u-9"
+
+
+def test_a_minute_is_told_in_time_order_with_the_contacts_as_they_were_assigned() -> None:
+    # given assignments recorded out of order (a lagging partition), one of a contact
+    # who has since been renamed
+    notices = OwnerNotices()
+    window = window_of("seq", "u-7", AT)
+    later = datetime(2027, 7, 2, 14, 30, 40, tzinfo=UTC)
+    notices.assign(window, _assigned("c-2", at=later))
+    renamed = ContactState(contact_id="c-1", first_name="Old Name")
+    notices.assign(window, Assignment("c-1", "", "owner", AT, describe(renamed)))
+    # when the minute is told
+    bodies = [p["body"] for p in _close(notices)]
+    # then in the order they were assigned, naming the contact as it was then
+    assert bodies == [
+        "You have been assigned a new contact: Old Name.",
+        "You have been assigned a new contact: c-2.",
+    ]
