@@ -76,9 +76,11 @@ class StepContext:
         close = window_close(now, self.zone, quiet) if quiet is not None else None
         return format_time(close) if close is not None else None
 
+    def _shortcodes(self) -> dict[str, str | None]:
+        return self.contact.template_values(self.account.user_name(self.contact.owner_id))
+
     def _text(self, step: Step, key: str) -> str:
-        agent = self.account.user_name(self.contact.owner_id)
-        return render(str(step.get(key) or ""), self.contact.template_values(agent))
+        return render(str(step.get(key) or ""), self._shortcodes())
 
     def _line(self) -> dict[str, Any]:
         line = self.sequence.outbound_line
@@ -125,8 +127,9 @@ class StepContext:
     def _url(self, step: Step) -> str:
         """The webhook's address, its shortcodes filled in and percent-encoded (an unknown
         `[name]` stays as written: brackets are common in query strings)."""
-        values = self.contact.template_values(self.account.user_name(self.contact.owner_id))
-        encoded = {k: quote(v.strip(), safe="") if v else None for k, v in values.items()}
+        encoded = {
+            k: quote(v.strip(), safe="") if v else None for k, v in self._shortcodes().items()
+        }
         return render(str(step.get("url") or ""), encoded)
 
     def _effect(
