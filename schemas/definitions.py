@@ -89,6 +89,7 @@ def load_definition_text(raw: bytes | str) -> dict[str, Any]:
 
 def validate_definition_document(doc: object) -> dict[str, Any]:
     """Check a parsed document; return a copy with every default filled in (`doc` is untouched)."""
+    _check_size(doc)  # first: the walks below would recurse too deep, or expand an alias bomb
     _check_keys_are_strings(doc, doc, "")
     try:
         checking.compiled("sequences.schema.json")(doc)
@@ -175,11 +176,9 @@ def _parse(raw: bytes | str) -> object:
         except UnicodeDecodeError as exc:
             raise DefinitionRejected(None, "file", f"not valid UTF-8: {exc.reason}") from None
     try:
-        doc = _parse_text(raw)
+        return _parse_text(raw)
     except RecursionError:
         raise DefinitionRejected(None, "file", "nested too deeply") from None
-    _check_size(doc)
-    return doc
 
 
 def _parse_text(raw: str) -> object:

@@ -581,3 +581,12 @@ def test_a_key_repeated_in_a_json_file_is_refused_as_in_yaml() -> None:
         ' "tag": "x", "delay": {"kind": "default", "amount": 5, "unit": "days", "amount": 0}}]}]}'
     )
     assert "found the key 'amount' twice" in _refusal(text)
+
+
+def test_a_document_that_never_was_text_is_held_to_the_same_depth() -> None:
+    # The HTTP API and a published `sequence.applied` hand over parsed JSON (orjson goes
+    # 1,024 levels deep): it must be refused as a file is, not overflow the checks' stack.
+    deep = orjson.loads(b'{"sequences": [], "x": ' + b"[" * 1020 + b"]" * 1020 + b"}")
+    with pytest.raises(DefinitionRejected) as refused:
+        validate_definition_document(deep)
+    assert "nested more than 64 levels deep" in str(refused.value)

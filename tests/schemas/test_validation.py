@@ -569,3 +569,12 @@ def test_a_byte_order_mark_is_dropped_from_a_files_first_line_only() -> None:
     bom = validation.UTF8_BOM
     assert validation.without_bom(bom + b"{}", 1) == b"{}"
     assert validation.without_bom(bom + b"{}", 2) == bom + b"{}"
+
+
+def test_a_published_definition_nested_too_deep_is_rejected_not_a_crash() -> None:
+    envelope = raw_event("sequence.applied", {"sequences": [], "x": 0}, subject="sequences")
+    deep = envelope.replace(b'"x":0', b'"x":' + b"[" * 1020 + b"]" * 1020)
+    assert deep != envelope
+    refused = rejection(deep)
+    assert refused.field == "data"
+    assert "nested more than 64 levels deep" in refused.reason
