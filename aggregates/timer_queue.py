@@ -33,7 +33,6 @@ class TimerQueue:
         self._partition_of = partition_of
         self._token = 0
         self._live: dict[str, int] = {}  # enrollment id -> token of its live step timer
-        self._live_tokens: set[int] = set()  # the same tokens, to tell a heap entry is live
 
     def __len__(self) -> int:
         """Entries in the heaps, stale ones included."""
@@ -51,18 +50,13 @@ class TimerQueue:
     ) -> None:
         """Set the enrollment's timer; its earlier one, if any, goes stale."""
         partition = self._partition_of(contact_id) if self._partition_of else 0
-        self.cancel(enrollment_id)
-        token = self._push(partition, due, "step", (contact_id, sequence_id))
-        self._live[enrollment_id] = token
-        self._live_tokens.add(token)
+        self._live[enrollment_id] = self._push(partition, due, "step", (contact_id, sequence_id))
 
     def schedule_notices(self, due: datetime, key: tuple[str, ...]) -> None:
         self._push(NOTICES, due, "notify", key)
 
     def cancel(self, enrollment_id: str) -> None:
-        token = self._live.pop(enrollment_id, None)
-        if token is not None:
-            self._live_tokens.discard(token)
+        self._live.pop(enrollment_id, None)
 
     def is_current(self, timer: Timer, enrollment_id: str) -> bool:
         """Whether this step timer is still the enrollment's (not cancelled, not moved)."""
@@ -98,19 +92,21 @@ class TimerQueue:
     def due_by(self, moment: datetime, partition: int | None = None) -> int:
         """How many steps are due at or before `moment` and have not fired yet (owner
         notices aside). Walks only the top of each heap: below an entry due later,
-        everything is due later still."""
-        count = 0
-        for heap in self._heaps_of(partition):
-            below = [0] if heap else []
+        everything is due later still. (A metric's question, asked a few times a second:
+        the live tokens are gathered then, not kept beside every timer set.)"""
+        due: list[int] = []
+        for number, heap in self._numbered_heaps(partition):
+            below = [0] if heap and number != NOTICES else []
             while below:
                 index = below.pop()
-                timer = heap[index]
-                if timer.due > moment:
+                if heap[index].due > moment:
                     continue
-                if timer.token in self._live_tokens:
-                    count += 1
+                due.append(heap[index].token)
                 below.extend(child for child in (2 * index + 1, 2 * index + 2) if child < len(heap))
-        return count
+        if not due:
+            return 0
+        live = set(self._live.values())
+        return sum(1 for token in due if token in live)
 
     def take_notices(self) -> list[Timer]:
         """Every owner-notice timer, in time order, off the queue."""
