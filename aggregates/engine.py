@@ -943,7 +943,7 @@ class Engine:
             enrollment.enrollment_id if enrollment else "",
             step_id,
             at,
-            describe(self._contact(contact_id)),
+            describe(self.contacts.get(contact_id) or ContactState(contact_id=contact_id)),
         )
         if self.owner_notices.assign(window, assignment):
             minute = window[2]

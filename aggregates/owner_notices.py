@@ -88,8 +88,8 @@ class OwnerNotices:
             "from_number": account.lines.get(line) if line else None,
         }
         kind = "notify.sms"
-        by_email = bool(user and user.email and not user.phone)
-        if user and by_email:
+        by_email = user is not None and bool(user.email) and not user.phone
+        if user is not None and by_email:
             # An owner with no number to text is told by e-mail rather than not at all.
             kind = "notify.email"
             base["ring_group_emails"] = [user.email]
