@@ -18,7 +18,7 @@ from aggregates.contact import ContactState
 from aggregates.decisions import Decision, EffectRequested, StepExecuted
 from aggregates.enrollment import Enrollment
 from aggregates.ids import effect_id
-from aggregates.sequence import VOICE_OR_TEXT, Account, Sequence, Step
+from aggregates.sequence import Account, Sequence, Step
 from aggregates.templating import render, with_opt_out
 from schemas.envelope import format_time
 
@@ -58,8 +58,9 @@ class StepContext:
             effect_id=fx,
         )
         made = self._effect(step, base, now)
-        deadline = self._send_before(now) if step.type in VOICE_OR_TEXT else None
-        if deadline is not None:
+        if any(kind in TO_CONTACT_BY_PHONE for kind, _ in made) and (
+            deadline := self._send_before(now)
+        ):
             # Effects may carry a command out late (a backlog after an outage): the quiet
             # hours the engine checked at `now` must still hold when it reaches the contact.
             made = [
