@@ -161,6 +161,7 @@ class EffectProcessor:
         """`attempt` is given when the ledger already holds this attempt in flight."""
         effect_id = command.effect_id
         context = command.context()
+        deadline = command.send_before
         while True:
             if attempt is None:
                 if plan.limiter is not None:
@@ -168,7 +169,7 @@ class EffectProcessor:
                 attempt = await self.ledger.begin(effect_id, self._clock())
                 if attempt is None:
                     return []  # taken by a concurrent delivery of the same command
-            deadline, now = command.send_before, self._clock()
+            now = self._clock()
             if deadline is not None and now >= deadline:
                 # Held up past the contact's quiet hours (a backlog, a wait for the line):
                 # sending now would reach them when the law says not to. Failed, not late.
