@@ -63,7 +63,6 @@ from projections.state import (
     SequenceInfo,
 )
 from projections.stream import Consumed, EventKey, Positioned
-from schemas.envelope import ENGINE_SOURCE
 
 if TYPE_CHECKING:
     from projections.rebuild import Rebuilt
@@ -358,7 +357,7 @@ class PostgresProjection:
             entry = history_entry(event, state.catalog, record.position)
             if entry is not None:
                 entries.append(entry)
-            if event.source == ENGINE_SOURCE and (latest is None or event.time > latest):
+            if event.by_engine and (latest is None or event.time > latest):
                 latest = event.time  # the latest decision: see projections.base
         self._store(state, entries)
         return latest
