@@ -61,7 +61,7 @@ class KafkaPublisher:
     def __init__(self, producer: Any, prefix: str, metrics: EffectsMetrics | None = None) -> None:
         self._producer = producer
         self._prefix = prefix
-        self._metrics = metrics or EffectsMetrics()
+        self.metrics = metrics or EffectsMetrics()
 
     async def __call__(self, topic: str, event: CloudEvent) -> None:
         await self.publish_many([event], topic)
@@ -78,18 +78,14 @@ class KafkaPublisher:
         if pending:
             await asyncio.gather(*pending)
         for kind in kinds:  # counted once acknowledged
-            self._metrics.published.labels(type=kind).inc()
+            self.metrics.published.labels(type=kind).inc()
 
     async def dead_letter(self, rejected: RejectedRecord) -> None:
         """Keyed as the record was read, in the engine worker's shape."""
         name = self._prefix + DLQ_TOPIC
         future = await self._producer.send(name, value=rejected.letter(), key=rejected.key)
         await future
-        self._metrics.dead_letters.inc()
-
-    @property
-    def metrics(self) -> EffectsMetrics:
-        return self._metrics
+        self.metrics.dead_letters.inc()
 
 
 class _WaitForBatches(ConsumerRebalanceListener):  # type: ignore[misc, unused-ignore]
