@@ -550,8 +550,10 @@ class Engine:
             self._run_call_duration(contact_id, data, out)
         if not inbound and manual:
             self._stop_where(contact_id, "manual_call", out, lambda s: s.remove_on_manual_call)
-        elif inbound or answered:
-            # An inbound call, or a sequence's call the contact answered, is a response.
+        if inbound or answered:
+            # An inbound call, or any call the contact answered (the seed: removed "if they
+            # respond to a message or answer a call"), is a response; a sequence that
+            # removes on manual calls has already said so above, with the narrower reason.
             self._stop_where(contact_id, "responded", out, lambda s: s.remove_on_response)
         disposition = data.get("disposition")
         if disposition:
