@@ -27,7 +27,7 @@ from aggregates.decisions import (
     SequenceDefined,
     SequenceDeleted,
 )
-from aggregates.duplicates import RecentIdentities
+from aggregates.duplicates import RecentIdentities, ReusedIdentityError
 from aggregates.enrollment import (
     Enrollment,
     decide_advance,
@@ -209,10 +209,18 @@ class Engine:
         self, event: CloudEvent, at: datetime | None = None, partition: int | None = None
     ) -> list[CloudEvent]:
         """Decide on one input at `at` (default: the event's own time). Timers due strictly
-        before it fire first: those of `partition`, or all of them when it is None."""
+        before it fire first: those of `partition`, or all of them when it is None.
+
+        A repeat of an input decided within the last day is skipped (counted in
+        `duplicates`); another event under its source and id raises `ReusedIdentityError`
+        before anything is decided."""
         moment = at or event.time
-        identity = event.identity
-        out = _Outbox(identity)
+        identity, fingerprint = event.identity, event.fingerprint()
+        earlier = self._recent.earlier(identity, moment)
+        if earlier is not None and earlier != fingerprint:
+            # Before anything moves: the caller dead-letters it and nothing was decided.
+            raise ReusedIdentityError(event.id, event.source)
+        out = _Outbox(event.occurrence)
         if event.type not in DEFINITION_COMMANDS:
             # A definition published today must not fire the timers of a history being
             # pushed through by event time, nor move its clock.
@@ -220,10 +228,11 @@ class Engine:
             self._note_partition_clock(partition, moment)
             self._tick(moment)
         self._at = moment
-        if self._recent.repeated(identity, moment):
+        if earlier is not None:
             # The same source and id: the same event again (a retry); its clock counted.
             self.duplicates += 1
             return out.events
+        self._recent.remember(identity, moment, fingerprint)
         self._process(event, out)
         self._drain(out)
         return out.events

@@ -37,6 +37,21 @@ class CloudEvent:
             event_id = event_id.replace("%", "%25").replace("@", "%40")
         return f"{event_id}@{self.source}"
 
+    @property
+    def occurrence(self) -> str:
+        """The identity and the event's time: what its outputs are numbered from. A repeat
+        within a day is the same event and decided once; a producer that reuses an id
+        later still gets outputs whose ids do not collide with the first event's (a
+        subscriber or the outbox would drop them as repeats). The time has no `@` or `/`,
+        so the last `@` of this and the `/` of an output id stay unambiguous."""
+        return f"{self.identity}@{format_time(self.time)}"
+
+    def fingerprint(self) -> int:
+        """What tells a repeat of this event (same content) from another event that
+        reuses its identity. Never stored or written: `hash` is salted per process."""
+        content = orjson.dumps(self.data, option=orjson.OPT_SORT_KEYS)
+        return hash((self.type, self.subject, self.time, content))
+
     def to_json(self) -> dict[str, Any]:
         return self._fields(format_time(self.time))
 

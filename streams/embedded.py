@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
 from aggregates.sequence import Catalog
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
@@ -64,6 +65,20 @@ class ReplayStats:
     late: int = 0  # inputs earlier than one before them in the file
     first_late: int | None = None  # its line number
     active_enrollments: int = 0
+    last_time: datetime | None = None  # the latest input time so far
+
+    def count_input(self, line: int, moment: datetime, duplicates: int) -> None:
+        """One input handed to the engine, which has skipped `duplicates` repeats so far."""
+        self.inputs += 1
+        if duplicates > self.duplicates:
+            self.duplicates = duplicates
+            self.first_duplicate = self.first_duplicate or line
+        elif self.last_time is not None and moment < self.last_time:
+            # Said only of an input that was decided: a repeat is skipped, not decided late.
+            self.late += 1
+            self.first_late = self.first_late or line
+        if self.last_time is None or moment > self.last_time:
+            self.last_time = moment
 
 
 def decode_input(raw: bytes, line: int) -> CloudEvent | RejectedLine:
@@ -105,7 +120,6 @@ def _replay(
     engine = Engine(Catalog.from_document({"account": definitions.get("account")}))
     stats = ReplayStats()
     defined = False
-    last: datetime | None = None
     past_until = False
 
     def emit(events: list[CloudEvent]) -> None:
@@ -138,19 +152,16 @@ def _replay(
         if not defined:
             emit(engine.define(definitions, decoded.time, DEFINITIONS_CAUSE))
             defined = True
-        stats.inputs += 1
         if decoded.type in DEFINITION_COMMANDS:
             emit(engine.fire_before(decoded.time))
-        emit(engine.handle(decoded))
-        if engine.duplicates > stats.duplicates:
-            stats.duplicates = engine.duplicates
-            stats.first_duplicate = stats.first_duplicate or number
-        elif last is not None and decoded.time < last:
-            # Said only of an input that was decided: a repeat is skipped, not decided late.
-            stats.late += 1
-            stats.first_late = stats.first_late or number
-        last = decoded.time if last is None or decoded.time > last else last
-    end = until or last
+        try:
+            emit(engine.handle(decoded))
+        except ReusedIdentityError as reused:
+            stats.rejected += 1
+            on_rejected(RejectedLine(number, raw, reused.field, reused.reason))
+            continue
+        stats.count_input(number, decoded.time, engine.duplicates)
+    end = until or stats.last_time
     if not defined:
         # No input at all: the definitions still appear in the output (the sequences list
         # is built from it), at --until or, with no time anywhere, at the Unix epoch so the

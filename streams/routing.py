@@ -45,7 +45,7 @@ def fan_out(event: CloudEvent, partitions: int, partition_of: PartitionOf) -> li
             data={**event.data, ON_PARTITION: partition},
         )
         rows.append(
-            OutboxRow(f"fan:{event.identity}/p{partition}", "commands", key, request.encode())
+            OutboxRow(f"fan:{event.occurrence}/p{partition}", "commands", key, request.encode())
         )
     return rows
 
@@ -69,7 +69,7 @@ def lead_destination(event: CloudEvent) -> str | None:
     if isinstance(lead, LeadProblem):
         return None
     return contact_id_for_lead(
-        intake_address(str(data["to"])), lead, str(data.get("message_id") or event.identity)
+        intake_address(str(data["to"])), lead, str(data.get("message_id") or event.occurrence)
     )
 
 
@@ -82,7 +82,7 @@ def rerouted_lead(event: CloudEvent, contact_id: str) -> OutboxRow:
         subject=contact_id,
         data=event.data,
     )
-    return OutboxRow(f"route:{event.identity}", "intake", contact_id, routed.encode())
+    return OutboxRow(f"route:{event.occurrence}", "intake", contact_id, routed.encode())
 
 
 def dead_letter(item: Pending) -> OutboxRow:

@@ -42,6 +42,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 )
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
+from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS, input_refusal
@@ -175,8 +176,8 @@ class EngineWorker:
             self.relay_process = start_relay_process(self.relay_settings, self.relay_published)
         try:
             self.consumer.subscribe(topics=list(self.topics), listener=_Rebalance(self))
-            await self.consumer.start()
             try:
+                await self.consumer.start()  # a failed start is stopped too, not left unclosed
                 while not self.stopping.is_set():
                     await self._step()
                     self._check_relay()
@@ -437,11 +438,18 @@ class EngineWorker:
                 record.outbox.append(routing.rerouted_lead(event, destination))
                 return False
         at: datetime | None = None
-        if self.event_clock:
-            outputs = self.engine.handle(event, partition=item.partition)
-        else:
-            at = self.clock()
-            outputs = self.engine.handle(event, at=at)
+        try:
+            if self.event_clock:
+                outputs = self.engine.handle(event, partition=item.partition)
+            else:
+                at = self.clock()
+                outputs = self.engine.handle(event, at=at)
+        except ReusedIdentityError as reused:
+            # Refused before anything was decided, and not stored: a rebuild never sees it.
+            self.metrics.dead_letters.inc()
+            rejected = replace(item, event=None, rejection=(reused.field, reused.reason))
+            record.outbox.append(routing.dead_letter(rejected))
+            return False
         record.stored.append(
             InputRecord(
                 item.topic, item.partition, item.offset, at, self.definitions_version, item.raw
@@ -459,11 +467,11 @@ class EngineWorker:
         now = self.engine.now or event.time
         data = event.data
         if event.type == "sequence.applied":
-            return dict(data), [], now, event.identity
+            return dict(data), [], now, event.occurrence
         if event.type == "sequence.delete_requested":
-            return {"sequences": []}, [str(data["sequence_id"])], now, event.identity
+            return {"sequences": []}, [str(data["sequence_id"])], now, event.occurrence
         copy = self.engine.raw_definition(str(data["new_id"]))
-        return {"sequences": [copy] if copy else []}, [], now, event.identity
+        return {"sequences": [copy] if copy else []}, [], now, event.occurrence
 
     def partition_of(self, contact_id: str) -> int:
         return int((murmur2(contact_id.encode()) & 0x7FFFFFFF) % max(1, self.partition_count))

@@ -183,7 +183,8 @@ def _state_before(inputs: list[dict[str, Any]], event: dict[str, Any]) -> list[d
     if cause.startswith("t:"):
         return [i for i in inputs if parse_time(i["time"]) <= parse_time(event["time"])]
     for index, item in enumerate(inputs):
-        if f"{item['id']}@{item['source']}" == cause:
+        # An input's outputs are numbered from `<id>@<source>@<time>`.
+        if f"{item['id']}@{item['source']}" == cause.rsplit("@", 1)[0]:
             return inputs[: index + 1]
     raise AssertionError(f"no input {cause}")
 

@@ -501,7 +501,31 @@ def test_the_same_id_from_two_sources_gives_outputs_with_different_ids() -> None
 def test_each_output_id_names_the_input_that_caused_it() -> None:
     given = {**created(), "id": "lead-9", "source": "crm"}
     out = decide(definitions(sequence(triggers=[{"type": "contact_created"}])), [given])
-    assert out.one("enrollment.enrolled")["id"].startswith("lead-9@crm/")
+    assert out.one("enrollment.enrolled")["id"].startswith(f"lead-9@crm@{T0}/")
+
+
+def test_an_id_reused_after_the_repeat_window_still_gives_outputs_ids_of_their_own() -> None:
+    # given a producer that reuses an input id two days later, for another contact
+    seq = sequence(triggers=[{"type": "contact_tagged", "tags": ["hot"]}])
+    first = {**tagged(), "id": "same"}
+    later = {**tagged(contact="c-2", time="2027-07-08T14:00:00Z"), "id": "same"}
+    out = decide(definitions(seq), [created(), first, created("c-2"), later])
+    # then both are decided, and no two outputs share an id (a subscriber would drop one)
+    assert len(out.of("enrollment.enrolled")) == 2
+    ids = [e["id"] for e in out.events]
+    assert len(ids) == len(set(ids))
+
+
+def test_another_event_under_an_id_decided_within_the_day_is_refused_not_skipped() -> None:
+    seq = sequence(triggers=[{"type": "contact_tagged", "tags": ["hot"]}])
+    first = {**tagged(), "id": "same"}
+    retry = {**first, "data": dict(reversed(list(first["data"].items())))}  # same content
+    other = {**tagged(contact="c-2", time="2027-07-06T15:00:00Z"), "id": "same"}
+    out = decide(definitions(seq), [created(), first, retry, created("c-2"), other])
+    # the retry is the same event (skipped), the other one is a dead letter naming the id
+    assert [e["data"]["contact_id"] for e in out.of("enrollment.enrolled")] == ["c-1"]
+    assert [(r.line, r.field) for r in out.rejected] == [(5, "id")]
+    assert "already names a different event" in out.rejected[0].reason
 
 
 def test_a_new_account_governs_the_sequences_its_document_leaves_alone() -> None:

@@ -95,8 +95,17 @@ def test_a_malformed_record_lands_on_the_dead_letter_topic_and_the_worker_goes_o
         b'"step_id":"s1","sequence_id":"welcome","contact_id":"c-100","to":"+17205550142",'
         b'"from_line":"line-main","body":"forged"}}'
     )
+    # Another event under an id decided minutes before ("w-3", the c-100 tag) is refused,
+    # not skipped as a repeat of it.
+    reused = (
+        b'{"specversion":"1.0","id":"w-3","source":"crm","type":"contact.tag_added",'
+        b'"time":"2028-03-02T22:41:50Z","subject":"c-100","data":{"contact_id":"c-100",'
+        b'"tag":"other"}}'
+    )
     mixed = tmp_path / "mixed.jsonl"
-    mixed.write_bytes(b"\n".join([*lines[:3], broken, b"{not json", forged, *lines[3:]]) + b"\n")
+    mixed.write_bytes(
+        b"\n".join([*lines[:3], broken, b"{not json", forged, reused, *lines[3:]]) + b"\n"
+    )
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
     try:
         assert (
@@ -115,12 +124,12 @@ def test_a_malformed_record_lands_on_the_dead_letter_topic_and_the_worker_goes_o
             "produce", "--raw", str(mixed), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix
         )
         assert produced.returncode == 0, produced.stderr
-        letters = read_topics(kafka_bootstrap, prefix, ("dlq",), expect=3)
+        letters = read_topics(kafka_bootstrap, prefix, ("dlq",), expect=4)
         decisions = read_topics(kafka_bootstrap, prefix, ("decisions",), quiet=4)
         effects = read_topics(kafka_bootstrap, prefix, ("effects",), quiet=2)
     finally:
         stop(worker)
-    assert len(letters) == 3
+    assert len(letters) == 4
     by_value = {letter["value"]: letter for letter in letters}
     # the field in `field`, the bare reason in `reason`, as in `replay --dlq`
     missing_tag = by_value[broken.decode()]
@@ -135,6 +144,8 @@ def test_a_malformed_record_lands_on_the_dead_letter_topic_and_the_worker_goes_o
     )
     assert refused["topic"] == prefix + "commands"
     assert all(e["data"].get("effect_id") != "fx-forged" for e in effects)
+    assert by_value[reused.decode()]["field"] == "id"
+    assert "already names a different event" in by_value[reused.decode()]["reason"]
     assert all(letter["value"] for letter in letters)
     # The good records after the bad ones were still decided: c-101 was enrolled.
     assert any(
