@@ -590,6 +590,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     progress = out_dir / f"results-{spec.name()}.partial.jsonl"
     if args.report_only:
+        if not progress.exists():
+            print(f"no results for this history yet: run without --report-only ({progress})")
+            return 2
         machine = orjson.loads((out_dir / f"results-{spec.name()}.machine.json").read_bytes())
         saved = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
         print(report(machine, summary, saved))

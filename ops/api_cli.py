@@ -99,7 +99,12 @@ async def _application(
     if args.history is not None:
         # Over a file the API only reads: a command would go to a broker whose decisions
         # never reach this file, or to one where some worker takes it for real.
-        return make_app(read_only(args.history), read_models, default_account=account)
+        return make_app(
+            read_only(args.history),
+            read_models,
+            default_account=account,
+            read_only=read_only_reason(args.history),
+        )
     producer_box: dict[str, Any] = {}
 
     async def publish(topic: str, event: CloudEvent) -> None:
@@ -128,11 +133,13 @@ def read_only(history: Path) -> Publish:
     """The publisher of an API over a file: every command is refused (405)."""
 
     async def refuse(_topic: str, _event: CloudEvent) -> None:
-        raise ApiError(
-            405,
-            f"read-only: this API serves the file {history}; commands need the live mode"
-            " (DATABASE_URL, Kafka)",
-            None,
-        )
+        raise ApiError(405, read_only_reason(history), None)
 
     return refuse
+
+
+def read_only_reason(history: Path) -> str:
+    return (
+        f"read-only: this API serves the file {history}; commands need the live mode"
+        " (DATABASE_URL, Kafka)"
+    )

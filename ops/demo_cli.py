@@ -160,12 +160,12 @@ def run(args: argparse.Namespace) -> int:
         _say(f"{sequences_path}: {rejected}")
         return 2
     try:
-        lines = events_path.read_bytes().split(b"\n")
+        # Line endings kept, as `replay` reads them: a dead letter holds the line's bytes.
+        with events_path.open("rb") as handle:
+            lines = list(handle)
     except OSError as error:
         _say(f"cannot read {events_path}: {error.strerror}")
         return 2
-    if lines and not lines[-1]:
-        lines.pop()
     demo = run_demo(
         definitions,
         lines,

@@ -129,6 +129,8 @@ class _State:
     publish: Publish
     read_models: ReadModelSource
     default_account: Mapping[str, Any] | None
+    # Why commands are refused (405) before their bodies are read, when they are.
+    read_only: str | None = None
     counter: itertools.count[int] = field(default_factory=itertools.count)
     # What this process published: id -> still defined (the read models may lag behind).
     published: dict[str, bool] = field(default_factory=dict)
@@ -142,11 +144,13 @@ def make_app(
     read_models: ReadModelSource,
     *,
     default_account: Mapping[str, Any] | None = None,
+    read_only: str | None = None,
 ) -> web.Application:
     """The API. `default_account` is the account sent with a definition whose body has none
-    (a `sequence.applied` document always carries one)."""
+    (a `sequence.applied` document always carries one). `read_only`: every command is
+    answered 405 with this message, whatever its body."""
     app = web.Application(middlewares=[_errors])
-    app[STATE] = _State(publish, read_models, default_account)
+    app[STATE] = _State(publish, read_models, default_account, read_only)
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/sequences", _list_sequences)
     app.router.add_post("/sequences", _create_sequence)
@@ -164,6 +168,9 @@ async def _errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     try:
+        refusal = request.app[STATE].read_only
+        if refusal is not None and request.method not in ("GET", "HEAD"):
+            raise ApiError(405, refusal, None)
         return await handler(request)
     except ApiError as refused:
         return refused.response()

@@ -27,7 +27,15 @@ WATERMARK_EVERY = 500
 def register(commands: SubParsers) -> None:
     env = Settings.from_environment()
 
-    worker = commands.add_parser("worker", help="run the engine on Kafka and PostgreSQL")
+    worker = commands.add_parser(
+        "worker",
+        help="run the engine on Kafka and PostgreSQL",
+        description=(
+            "Decide the input topics (KAFKA_BOOTSTRAP_SERVERS) into decisions, effects and "
+            "contact changes, exactly once: each batch's inputs, timers and outbox are one "
+            "PostgreSQL transaction (DATABASE_URL); an outbox relay publishes them."
+        ),
+    )
     _connection_flags(worker, env)
     worker.add_argument(
         "--clock",

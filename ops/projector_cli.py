@@ -10,6 +10,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ops.cli_groups import SubParsers, get_or_create_group
+from ops.service_errors import database_problem
 from ops.settings import PREFIX_HELP, Settings
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         conn = psycopg.connect(url, autocommit=True)
     except psycopg.Error as error:
-        print(f"{PROG}: cannot connect to PostgreSQL: {error}", file=sys.stderr)
+        print(f"{PROG}: {database_problem(str(error))}", file=sys.stderr)
         return 2
     with conn:
         projection = PostgresProjection(conn, schema=args.schema)

@@ -17,6 +17,7 @@ import orjson
 import psycopg
 
 from ops.cli_groups import SubParsers, get_or_create_group
+from ops.service_errors import database_problem
 from projections.history import (
     TIMEFRAMES,
     HistoryPage,
@@ -339,7 +340,7 @@ def _connect(args: argparse.Namespace, missing: str = NO_SOURCE) -> Iterator[Pos
     try:
         conn = psycopg.connect(url, autocommit=True)
     except psycopg.Error as error:
-        raise _ReadFailedError(f"cannot connect to PostgreSQL: {error}") from None
+        raise _ReadFailedError(database_problem(str(error))) from None
     try:
         with conn:
             yield PostgresProjection(conn, schema=args.schema)

@@ -53,8 +53,13 @@ def service_problem(
     # refused port, no such database).
     url = database_url or os.environ.get("DATABASE_URL")
     reason = _connect_problem(url) if url else None
-    reason = " ".join((reason or str(database[-1])).split())
-    return f"cannot connect to PostgreSQL: {reason} (DATABASE_URL, --database-url)"
+    return database_problem(reason or str(database[-1]))
+
+
+def database_problem(reason: str) -> str:
+    """The one line for a failed connection: psycopg's own message spans lines."""
+    flat = " ".join(reason.split())
+    return f"cannot connect to PostgreSQL: {flat} (DATABASE_URL, --database-url)"
 
 
 def _connect_problem(url: str) -> str | None:

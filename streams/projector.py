@@ -95,9 +95,9 @@ async def run_projector(
         fetch_max_wait_ms=100,
     )
     consumer.subscribe(settings.topics, listener=_SeekToStored(consumer, projection))
-    await consumer.start()
     applied = 0
     try:
+        await consumer.start()  # inside: a failed start is stopped too, not left unclosed
         while not stop.is_set():
             polled = asyncio.ensure_future(
                 consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)

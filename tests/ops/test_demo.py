@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import io
 import json
@@ -231,6 +232,20 @@ def test_own_files_with_a_bad_line_exit_1(tmp_path: Path) -> None:
     assert [r["text"] for r in document["effects"]["requests"]] == ["Hi Ada Text STOP to end."]
     assert [r["line"] for r in document["rejected"]] == [2]
     assert document["until"] == "2027-10-13T04:59:59Z"  # the end of that day in Chicago
+
+
+def test_a_rejected_line_keeps_its_exact_bytes_line_ending_included(tmp_path: Path) -> None:
+    # The README: raw_base64 holds "the exact bytes of the line as read (its line ending
+    # included)", as `replay --dlq` writes it.
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b'{"bad":1}\r\n{not json\n')
+    status, _ = run(["--events", str(events), "--out", str(tmp_path / "out")])
+    assert status == 1
+    letters = (tmp_path / "out" / "rejected.jsonl").read_bytes().splitlines()
+    assert [base64.b64decode(orjson.loads(line)["raw_base64"]) for line in letters] == [
+        b'{"bad":1}\r\n',
+        b"{not json\n",
+    ]
 
 
 def test_a_refused_definition_file_exits_2(

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from ops.api_cli import read_only
+from ops.api_cli import read_only, read_only_reason
 from ops.http_api import FileReadModels, make_app, openapi_document
 from projections.loading import load_file
 from schemas.definitions import load_definition_file
@@ -552,11 +552,16 @@ async def test_an_idempotency_key_is_the_commands_id(
 
 async def test_over_a_file_the_api_only_reads(output_file: Path) -> None:
     models, _ = load_file(output_file)
-    app = make_app(read_only(output_file), FileReadModels(models))
+    app = make_app(
+        read_only(output_file), FileReadModels(models), read_only=read_only_reason(output_file)
+    )
     async with TestClient(TestServer(app)) as reader:
         answer = await reader.post("/sequences/welcome/enrollments", json={"tag": "hot"})
         body = await answer.json()
+        # a body that would be refused (422) live is still no command here: 405
+        invalid = await reader.post("/sequences", json={"id": "x"})
         listed = await reader.get("/sequences")
     assert answer.status == 405
     assert body["error"].startswith("read-only: this API serves the file")
+    assert invalid.status == 405
     assert listed.status == 200

@@ -64,3 +64,20 @@ def test_produce_to_a_broker_that_is_down_says_one_line_and_nothing_else(tmp_pat
         "dripstream: cannot reach Kafka at 127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS, --bootstrap):"
         " is the broker running?"
     ]
+
+
+def test_a_read_model_command_whose_database_is_down_says_one_line_naming_it() -> None:
+    # psycopg's own message spans two lines; the answer is one, naming where it looked.
+    done = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "history", "welcome"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": "postgresql://x:y@127.0.0.1:1/x"},
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith("dripstream: cannot connect to PostgreSQL: ")
+    assert line.endswith("(DATABASE_URL, --database-url)")

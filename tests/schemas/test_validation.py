@@ -343,7 +343,7 @@ CONTACT_FIELDS_OF_THE_WRONG_TYPE = [
     ("tracking_number", 17205550100, "must be a string or null"),
     ("timezone", 1, "must be a string or null"),
     ("phone", 17205550142, "must be a string or null"),
-    ("tags", "hot", "must be an array"),
+    ("tags", "hot", "must be an array or null"),
 ]
 
 
@@ -366,6 +366,7 @@ def test_each_contact_field_the_engine_reads_is_refused_with_the_wrong_type(
         {"contact_id": "c-1", "dnc": False, "disposition": "interested"},
         {"contact_id": "c-1", "dnc": True, "disposition": None},
         {"contact_id": "c-1", "dnc": None},
+        {"contact_id": "c-1", "tags": None},  # a CRM's "no tags": not a lost contact
         {"contact_id": "c-1", "crm_score": {"any": "shape"}},
     ],
 )
