@@ -122,6 +122,16 @@ def test_a_dead_letter_keeps_the_exact_bytes_of_the_line(tmp_path: Path, bad: by
     assert [e["data"]["contact_id"] for e in outputs if e["type"] == "sms.send"] == ["c-1"]
 
 
+def test_blank_lines_are_skipped_and_still_counted_in_line_numbers(tmp_path: Path) -> None:
+    first, second = good_lines()
+
+    status, outputs, dead = replay(tmp_path, ONLY_SEQUENCES, [b"", b" \t", first, b"{", second])
+
+    assert status == 1  # the bad line, not the blank ones
+    assert [letter["line"] for letter in dead] == [4]
+    assert [e["data"]["contact_id"] for e in outputs if e["type"] == "sms.send"] == ["c-1"]
+
+
 def test_a_line_that_is_not_utf8_loses_its_bytes_in_raw_but_not_in_raw_base64(
     tmp_path: Path,
 ) -> None:
