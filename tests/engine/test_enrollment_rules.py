@@ -150,51 +150,32 @@ def test_stop_keyword_opts_out_and_disenrolls_as_opted_out() -> None:
     assert out.one("enrollment.disenrolled")["data"]["reason"] == "opted_out"
 
 
-def test_a_manual_call_disenrolls_as_manual_call() -> None:
-    seq = sequence(steps=A_DAY_LATER)
-    call = event(
+def manual_call(*, answered: bool) -> dict[str, Any]:
+    return event(
         "call.completed",
         T1,
         contact_id="c-1",
         call_id="k-1",
         direction="outbound",
-        answered=False,
+        answered=answered,
         manual=True,
     )
-    out = decide(definitions(seq), [created(), tagged(), call])
+
+
+def test_a_manual_call_disenrolls_as_manual_call() -> None:
+    seq = sequence(steps=A_DAY_LATER)
+    out = decide(definitions(seq), [created(), tagged(), manual_call(answered=False)])
     assert out.one("enrollment.disenrolled")["data"]["reason"] == "manual_call"
 
 
-def test_an_answered_manual_call_is_a_response_where_manual_calls_do_not_remove() -> None:
+@pytest.mark.parametrize(("answered", "reasons"), [(True, ["responded"]), (False, [])])
+def test_an_answered_manual_call_is_a_response_where_manual_calls_do_not_remove(
+    answered: bool, reasons: list[str]
+) -> None:
     # The seed: leads are removed "if they respond to a message or answer a call".
     seq = sequence(remove_on_response=True, remove_on_manual_call=False, steps=A_DAY_LATER)
-    call = event(
-        "call.completed",
-        T1,
-        contact_id="c-1",
-        call_id="k-1",
-        direction="outbound",
-        answered=True,
-        manual=True,
-    )
-    out = decide(definitions(seq), [created(), tagged(), call])
-    assert out.one("enrollment.disenrolled")["data"]["reason"] == "responded"
-
-
-def test_an_unanswered_manual_call_is_no_response() -> None:
-    seq = sequence(remove_on_response=True, remove_on_manual_call=False, steps=A_DAY_LATER)
-    call = event(
-        "call.completed",
-        T1,
-        contact_id="c-1",
-        call_id="k-1",
-        direction="outbound",
-        answered=False,
-        manual=True,
-    )
-    out = decide(definitions(seq), [created(), tagged(), call])
-    assert out.of("enrollment.disenrolled") == []
-    assert out.one("enrollment.enrolled")["data"]["contact_id"] == "c-1"
+    out = decide(definitions(seq), [created(), tagged(), manual_call(answered=answered)])
+    assert [e["data"]["reason"] for e in out.of("enrollment.disenrolled")] == reasons
 
 
 def test_remove_flags_off_keep_the_contact_enrolled() -> None:
