@@ -38,7 +38,7 @@ from effects import outcomes, twiml
 from effects.ledger import IN_FLIGHT, UNKNOWN, Ledger
 from effects.ports import Clock, EffectId, Publish
 from effects.publish import publish_all
-from schemas.envelope import ENGINE_SOURCE, CloudEvent
+from schemas.envelope import EFFECTS_SOURCE, CloudEvent
 
 _log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class InboundHandlers:
         contact_id = await self._ledger.contact_for_address(sender) or sender
         event = CloudEvent(
             id=f"twilio:{message_sid}",
-            source=ENGINE_SOURCE,
+            source=EFFECTS_SOURCE,
             type=outcomes.MESSAGE_RECEIVED,
             time=self._clock(),
             subject=contact_id,
@@ -258,7 +258,7 @@ class InboundHandlers:
             raise web.HTTPBadRequest(text="no recipient")
         event = CloudEvent(
             id=f"sendgrid-inbound:{_message_key(form, to, sender, subject, body)}",
-            source=ENGINE_SOURCE,
+            source=EFFECTS_SOURCE,
             type=outcomes.LEAD_EMAIL_RECEIVED,
             time=self._clock(),
             subject=to,

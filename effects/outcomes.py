@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from schemas.envelope import ENGINE_SOURCE, CloudEvent
+from schemas.envelope import EFFECTS_SOURCE, ENGINE_SOURCE, CloudEvent
 from schemas.registry import EVENT_TYPES
 
 EFFECT_SENT = "effect.sent"
@@ -141,7 +141,7 @@ def _contact_fact(
     contact_id = context.get("contact_id")
     return CloudEvent(
         id=event_id,
-        source=ENGINE_SOURCE,
+        source=EFFECTS_SOURCE,
         type=kind,
         time=at,
         subject=contact_id if isinstance(contact_id, str) else None,

@@ -11,6 +11,11 @@ import orjson
 
 SPECVERSION = "1.0"
 ENGINE_SOURCE = "dripstream"
+# The facts `effects` learns from the providers and hands the engine as input (an inbound
+# text, a carrier's opt-out, a key pressed on a call, an inbound lead e-mail). Not
+# ENGINE_SOURCE: the engine passes over its own changes when they come back, and these
+# must be decided.
+EFFECTS_SOURCE = "dripstream/effects"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from effects.ports import EffectId
 from effects.publish import InMemorySink
 from schemas.validation import decode_event
 from tests.effects.helpers import LINE, T0, Clock, command, sms, types_of
+from tests.engine.helpers import decide, definitions, event, sequence
 
 TOKEN = "twilio-auth-token"
 INBOUND_TOKEN = "parse-secret"
@@ -100,8 +101,8 @@ async def inbound() -> AsyncIterator[Inbound]:
     async with server, aiohttp.ClientSession() as session:
         yield Inbound(server.url, sink, ledger, signing_key, session)
     # and whatever was published passes the project's validation
-    for _, event in sink.published:
-        decode_event(event.encode())
+    for _, published in sink.published:
+        decode_event(published.encode())
 
 
 async def given_in_ledger(inbound: Inbound, event: object, status: str) -> None:
@@ -399,3 +400,39 @@ async def test_inbound_parse_without_the_token_is_refused(inbound: Inbound) -> N
     async with inbound.session.post(f"{inbound.url}/sendgrid/inbound?token=guess", data=form) as r:
         assert r.status == 403
     assert inbound.sink.published == []
+
+
+async def test_what_effects_learns_is_decided_by_the_engine_not_passed_over(
+    inbound: Inbound,
+) -> None:
+    # given c-1 enrolled, its next text a day away, and a STOP text and a key 9 that reach
+    # `effects`' callbacks
+    await given_in_ledger(inbound, sms(to="+12125550101"), "sent")
+    await inbound.twilio(
+        "/twilio/sms", {"From": "+12125550101", "To": LINE, "Body": "STOP", "MessageSid": "SM7"}
+    )
+    await given_in_ledger(inbound, progressive_dial(), "sent")
+    await gather(inbound, "9")
+    learnt = [orjson.loads(event.encode()) for event in inbound.sink.events()]
+    learnt = [e for e in learnt if e["type"] in ("message.received", "contact.dnc_changed")]
+    assert len(learnt) == 2
+    later = {"id": "s1", "type": "send_sms", "text": "x", "delay": {"kind": "default",
+             "amount": 1, "unit": "days"}}  # fmt: skip
+    watch = sequence(
+        id="dnc-watch", triggers=[{"type": "dnc_changed", "on": "added"}], remove_on_opt_out=False
+    )
+    earlier = "2027-07-02T13:00:00Z"  # before the callbacks' clock (T0)
+    given = [
+        event("contact.created", earlier, contact_id="c-1", phone="+12125550101"),
+        event("contact.tag_added", earlier, contact_id="c-1", tag="hot"),
+    ]
+    # when a worker (or a replay of a topic dump) reads them as input
+    out = decide(
+        definitions(sequence(steps=[later]), watch),
+        given + learnt,
+    )
+    # then the STOP opts c-1 out and removes them, and the DNC sets off its trigger
+    assert out.one("contact.opted_out")["data"]["contact_id"] == "c-1"
+    assert out.one("enrollment.disenrolled")["data"]["reason"] == "opted_out"
+    assert out.one("enrollment.enrolled", sequence_id="dnc-watch")["data"]["via"] == "dnc_changed"
+    assert out.of("sms.send") == []
