@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aggregates.engine import DEFINITION_COMMANDS
 from schemas.envelope import CloudEvent
@@ -127,3 +127,20 @@ class GroupBuffer:
 
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
+_INSTANT = timedelta(microseconds=1)  # the finest step of a datetime: "just before"
+
+
+def timers_until(
+    complete: datetime | None, *, finished: bool, clock: datetime | None
+) -> datetime | None:
+    """How far (inclusive) a group's timers may fire under the event clock, or None.
+
+    `complete`: the group is read up to that moment (`GroupBuffer.complete_until`), yet an
+    input of that very moment may come next, and an input goes before a timer due at the
+    same instant (CONTRACT.md §3): the timers before it fire. Once the input has gone quiet
+    (`finished`), its end is the history's end, as in a replay: up to and including it,
+    or, with no group position known, up to the engine's `clock` for the group.
+    """
+    if complete is not None:
+        return complete if finished else complete - _INSTANT
+    return clock if finished else None

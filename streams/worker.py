@@ -49,7 +49,7 @@ from schemas.registry import EVENT_TYPES, INPUT_TOPICS, input_refusal
 from schemas.validation import EventRejected, decode_event
 from streams import routing
 from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
-from streams.ordering import GroupBuffer, Pending
+from streams.ordering import GroupBuffer, Pending, timers_until
 from streams.relay import RelaySettings, start_relay_process
 from streams.store import (
     AlreadyRecorded,
@@ -487,9 +487,11 @@ class EngineWorker:
         # leave their minute (Engine._notices_until), and an empty one must not hold them.
         for group in sorted({tp.partition for tp in self.assigned}):
             buffer = self.buffers.get(group)
-            moment = buffer.complete_until() if buffer is not None else None
-            if moment is None and finished:
-                moment = self.engine.partition_clock(group) or self.engine.now
+            moment = timers_until(
+                buffer.complete_until() if buffer is not None else None,
+                finished=finished,
+                clock=self.engine.partition_clock(group) or self.engine.now,
+            )
             if moment is not None:
                 self._tick(moment, group)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.envelope import CloudEvent, parse_time
-from streams.ordering import GroupBuffer, Pending
+from streams.ordering import GroupBuffer, Pending, timers_until
 
 TOPICS = ("p.contacts", "p.messages", "p.commands")
 
@@ -57,3 +57,23 @@ def test_a_topic_counted_as_read_to_the_end_holds_nothing_back() -> None:
     decided = buffer.event_time_order({"p.messages", "p.commands"})
 
     assert [p.offset for p in decided] == [0]
+
+
+def test_timers_fire_before_the_moment_read_to_until_the_input_goes_quiet() -> None:
+    # given a group read up to 10:05 (the producer's watermark on every topic)
+    buffer = GroupBuffer(TOPICS)
+    for topic in TOPICS:
+        buffer.watermark(topic, parse_time("2027-01-01T10:05:00Z"))
+    complete = buffer.complete_until()
+    # then a timer due at 10:05 waits: an input of 10:05 may come next, and goes first
+    assert timers_until(complete, finished=False, clock=None) == parse_time(
+        "2027-01-01T10:04:59.999999Z"
+    )
+    # once the input has gone quiet, its end is the history's end, as in a replay
+    assert timers_until(complete, finished=True, clock=None) == complete
+
+
+def test_a_group_with_no_position_fires_to_its_clock_only_when_quiet() -> None:
+    clock = parse_time("2027-01-01T09:00:00Z")
+    assert timers_until(None, finished=False, clock=clock) is None
+    assert timers_until(None, finished=True, clock=clock) == clock
