@@ -111,7 +111,7 @@ class Replayable:
     """A stored record to feed a rebuild: an input, or a tick of the worker's clock."""
 
     notification_id: int
-    kind: str  # "input" or "tick"
+    kind: str  # "input", "tick", or "adopt" (another worker's definition change taken)
     at: datetime | None
     definitions: int
     event: bytes | None
@@ -370,17 +370,31 @@ class EngineStore:
             self.recorder.write(batch)
 
     def tick(
-        self, at: datetime, partitions: Sequence[str], partition: int | None = None
+        self,
+        at: datetime,
+        partitions: Sequence[str],
+        partition: int | None = None,
+        *,
+        definitions: int = 0,
+        adopted: bool = False,
     ) -> StoredEvent:
         """A tick of the clock that fired timers (of one partition's timers, or all), to
-        record with their decisions so a rebuild fires them at the same point."""
+        record with their decisions so a rebuild fires them at the same point, under the
+        definitions (version) in force then. `adopted`: no tick but the point where another
+        worker's definition change (`definitions`) was adopted; a rebuild adopts it there."""
+        state: dict[str, Any] = {
+            "at": format_time(at),
+            "partitions": list(partitions),
+            "partition": partition,
+            "definitions": definitions,
+        }
+        if adopted:
+            state["adopted"] = True
         return StoredEvent(
             originator_id=self.tick_names,
             originator_version=next(self.tick_count),
             topic=TICK_TOPIC,
-            state=orjson.dumps(
-                {"at": format_time(at), "partitions": list(partitions), "partition": partition}
-            ),
+            state=orjson.dumps(state),
         )
 
     def replayable(self, partitions: Sequence[str]) -> Iterator[Replayable]:
@@ -410,9 +424,9 @@ class EngineStore:
                     if wanted & {f"{INPUT_TOPIC}:{p}" for p in state["partitions"]}:
                         yield Replayable(
                             note.id,
-                            "tick",
+                            "adopt" if state.get("adopted") else "tick",
                             parse_time(state["at"]),
-                            0,
+                            int(state.get("definitions", 0)),  # 0 in rows of older versions
                             None,
                             state.get("partition"),
                         )

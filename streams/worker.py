@@ -458,13 +458,14 @@ class EngineWorker:
         record.outbox.extend(outbox_rows(outputs, topic_for))
         self.metrics.events_out.inc(len(outputs))
         if event.type in DEFINITION_COMMANDS:
-            record.definition = self._definition_change(event)
+            record.definition = self._definition_change(event, at or event.time)
             return True
         return False
 
-    def _definition_change(self, event: CloudEvent) -> Definition:
-        """The change a sequence command made, as the other workers must adopt it."""
-        now = self.engine.now or event.time
+    def _definition_change(self, event: CloudEvent, now: datetime) -> Definition:
+        """The change a sequence command made at `now` (when this engine decided it), as
+        the other workers must adopt it: at that moment too, so their decisions carry the
+        same time and a new sequence the same `created`."""
         data = event.data
         if event.type == "sequence.applied":
             return dict(data), [], now, event.occurrence
@@ -503,7 +504,9 @@ class EngineWorker:
         if outputs:
             # Recorded after the inputs decided before it, in the same transaction.
             names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
-            self.record.stored.append(self.store.tick(now, names, group))
+            self.record.stored.append(
+                self.store.tick(now, names, group, definitions=self.definitions_version)
+            )
             self.record.outbox.extend(outbox_rows(outputs, topic_for))
             self.metrics.events_out.inc(len(outputs))
 
@@ -521,7 +524,12 @@ class EngineWorker:
             self.definitions_version = change.version
             if outputs:
                 names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
-                self.record.stored.append(self.store.tick(change.applied_at, names))
+                # Where the adoption happened among this worker's inputs: a rebuild adopts
+                # the change at this point (and fires nothing here).
+                marker = self.store.tick(
+                    change.applied_at, names, definitions=change.version, adopted=True
+                )
+                self.record.stored.append(marker)
                 self.record.outbox.extend(outbox_rows(outputs, topic_for))
 
     # ---- rebalancing ---------------------------------------------------------------------
@@ -584,6 +592,8 @@ class EngineWorker:
                     change.document, change.deleted, change.applied_at, f"defs:{change.version}"
                 )
                 applied = change.version
+            if item.kind == "adopt":
+                continue  # the change it marks was adopted just above
             if item.kind == "tick" and item.at is not None:
                 engine.advance(item.at, partition=item.partition)
             elif item.event is not None:

@@ -135,6 +135,24 @@ def test_ticks_replay_where_they_were_decided_even_two_at_one_moment(
     ]
 
 
+def test_a_tick_carries_the_definitions_in_force_and_an_adoption_is_no_tick(
+    store: Store,
+) -> None:
+    # given a tick under definitions version 3, then the point where version 4, another
+    # worker's change, was adopted (it fired nothing: a rebuild must not fire timers there)
+    record = batch([given_input("contacts", 2, 0)], [], {2: 1})
+    record.stored.append(store.tick(NOON, ["contacts:2"], 2, definitions=3))
+    record.stored.append(store.tick(NOON, ["contacts:2"], definitions=4, adopted=True))
+    store.write(record)
+
+    replayed = list(store.replayable(["contacts:2"]))
+    assert [(r.kind, r.definitions, r.partition) for r in replayed] == [
+        ("input", 0, 2),
+        ("tick", 3, 2),
+        ("adopt", 4, None),
+    ]
+
+
 def test_a_write_draws_no_outbox_id_while_an_earlier_write_is_still_open(
     store: Store, database_url: str, pg_schema: str
 ) -> None:
