@@ -541,26 +541,38 @@ class EngineWorker:
         if not self.partition_count:
             raise RuntimeError(f"no partitions known for {contacts_topic}: is the topic there?")
         self.assigned = set(partitions)
-        await self._rebuild()
+        # Rebuilt by the worker's own loop, not here: aiokafka sends no heartbeats while a
+        # rebalance callback runs, and a rebuild longer than the session timeout got the
+        # worker expelled from the group, to rebuild again, for ever.
+        self.generation += 1
+        self.record, self.commits = BatchRecord(), {}
+        self._drop_pending()
+        self.stale = True
+        self.rebuilding = False
 
     async def _rebuild(self) -> None:
         """A fresh engine from the stored inputs of the assigned groups, in the order they
-        were decided. It runs in a thread so the consumer's heartbeats go on meanwhile."""
+        were decided. It runs in a thread, from the worker's loop, so the consumer's
+        heartbeats go on meanwhile; a rebalance meanwhile makes it start again."""
         started = time.perf_counter()
         self.rebuilding = True
         self.generation += 1
+        generation = self.generation
         self.record, self.commits = BatchRecord(), {}
         self._drop_pending()
         try:
             await self._drain()  # the rebuild reads what the write in flight records
-            await self._rebuild_engine()
+            rebuilt = await self._rebuild_engine(generation)
         finally:
             self.rebuilding = False
-        log.info("rebuilt the engine from the store in %.2fs", time.perf_counter() - started)
+        if rebuilt:
+            log.info("rebuilt the engine from the store in %.2fs", time.perf_counter() - started)
 
-    async def _rebuild_engine(self) -> None:
+    async def _rebuild_engine(self, generation: int) -> bool:
         names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
         engine, applied, replayed = await asyncio.to_thread(self._replay_store, names)
+        if self.generation != generation:
+            return False  # the assignment changed meanwhile: `stale` says to start again
         self.engine = engine
         self.timers_counted = engine.timers_fired  # replayed firings were counted when live
         self.definitions_version = applied
@@ -579,6 +591,7 @@ class EngineWorker:
             self.consumer.seek(tp, position + 1 if position is not None else 0)
         self.metrics.rebuilds.inc()
         log.info("replayed %d stored inputs", replayed)
+        return True
 
     def _replay_store(self, names: list[str]) -> tuple[Engine, int, int]:
         engine = Engine(partition_of=self.partition_of, live=not self.event_clock)
