@@ -61,6 +61,12 @@ class WorkerMetrics:
             registry=r,
         )
         self.rebuilds = Counter("dripstream_rebuilds", "Engine rebuilds from the store", registry=r)
+        self.rebuilding = Gauge(
+            "dripstream_rebuilding",
+            "1 while the engine is rebuilt from the store: nothing is decided, and the other"
+            " gauges keep their last values",
+            registry=r,
+        )
         self.published = Counter(
             "dripstream_published", "Outbox rows published to Kafka", registry=r
         )

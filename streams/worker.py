@@ -259,7 +259,8 @@ class EngineWorker:
             if self.generation != generation:
                 return  # a rebalance came while a batch was being recorded
         self._fire_timers(finished=finished)
-        decided = bool(self.commits)
+        # Inputs decided, or timers fired alone: a batch either way.
+        decided = bool(self.commits or self.record.outbox)
         await self._submit()
         if decided:
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -531,6 +532,7 @@ class EngineWorker:
                 )
                 self.record.stored.append(marker)
                 self.record.outbox.extend(outbox_rows(outputs, topic_for))
+                self.metrics.events_out.inc(len(outputs))
 
     # ---- rebalancing ---------------------------------------------------------------------
 
@@ -560,11 +562,13 @@ class EngineWorker:
         generation = self.generation
         self.record, self.commits = BatchRecord(), {}
         self._drop_pending()
+        self.metrics.rebuilding.set(1)
         try:
             await self._drain()  # the rebuild reads what the write in flight records
             rebuilt = await self._rebuild_engine(generation)
         finally:
             self.rebuilding = False
+            self.metrics.rebuilding.set(0)
         if rebuilt:
             log.info("rebuilt the engine from the store in %.2fs", time.perf_counter() - started)
 

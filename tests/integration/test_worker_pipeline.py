@@ -198,12 +198,20 @@ def test_an_idle_worker_that_consumed_everything_reports_no_lag(
             time.sleep(0.5)
             lag = _metric(port, "dripstream_consumer_lag")
         decided = _metric(port, "dripstream_events_in_total")
+        batches = _metric(port, "dripstream_batch_seconds_count")
+        rebuilt, rebuilding = (
+            _metric(port, "dripstream_rebuilds_total"),
+            _metric(port, "dripstream_rebuilding"),
+        )
     finally:
         stop(worker)
     # then nothing counts as lag
     assert lag == 0.0
     assert decided is not None
     assert decided >= len(lines)
+    assert batches is not None and batches >= 1
+    # and the engine was built once for the assignment, and is not being rebuilt
+    assert (rebuilt, rebuilding) == (1.0, 0.0)
 
 
 BY_LINE_SEQUENCES = """\
