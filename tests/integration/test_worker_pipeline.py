@@ -209,7 +209,8 @@ def test_an_idle_worker_that_consumed_everything_reports_no_lag(
     assert lag == 0.0
     assert decided is not None
     assert decided >= len(lines)
-    assert batches is not None and batches >= 1
+    assert batches is not None
+    assert batches >= 1
     # and the engine was built once for the assignment, and is not being rebuilt
     assert (rebuilt, rebuilding) == (1.0, 0.0)
 
