@@ -71,12 +71,13 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc, unused-ign
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         stored = await asyncio.to_thread(self._projection.offsets)
+        # Every position set at once, with no await between: an awaited seek_to_beginning
+        # per partition let the fetcher read the others from the group's committed offsets
+        # meanwhile, and those records, applied first, made the earlier ones look like
+        # redeliveries (a `--reset` lost them). Offset 0 gone by retention resets to the
+        # earliest kept (auto_offset_reset).
         for tp in assigned:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, offset)
+            self._consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
         log.info("partitions assigned: %s", sorted(str(tp) for tp in assigned))
 
 

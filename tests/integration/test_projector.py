@@ -151,3 +151,29 @@ def test_read_models_loaded_from_a_file_are_not_mixed_with_the_topics(
     assert refused.returncode == 2
     assert "loaded from a file" in refused.stderr
     assert "--reset" in refused.stderr
+
+
+async def test_a_reset_reads_the_topics_from_the_start_though_the_group_has_committed_offsets(
+    kafka_bootstrap: str, pipeline_prefix: str, projection: PostgresProjection, tmp_path: Path
+) -> None:
+    events = replayed(tmp_path)
+    first, rest = events[:-3], events[-3:]
+    settings = ProjectorSettings(kafka_bootstrap, pipeline_prefix)
+    # (topics of several partitions each: the seeks of a start used to be awaited one
+    # partition at a time, while the others were fetched from the group's offsets)
+    made = cli(
+        "topics", "create", "--bootstrap", kafka_bootstrap, "--topic-prefix", pipeline_prefix
+    )
+    assert made.returncode == 0, made.stderr
+    # given a projector that read the first outputs (its group committed those offsets)
+    await publish(kafka_bootstrap, pipeline_prefix, first)
+    assert await project_until(settings, projection, len(first)) == len(first)
+    # when the read models are emptied (`projections run --reset`) and more outputs come
+    projection.reset()
+    await publish(kafka_bootstrap, pipeline_prefix, rest)
+    applied = await project_until(settings, projection, len(events))
+    # then every output is read again from the start, not from the group's offsets
+    assert applied == len(events)
+    memory = in_memory(events)
+    assert projection.sequence_rows() == memory.sequences.rows()
+    assert projection.position() == len(events)
