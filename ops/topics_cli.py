@@ -20,7 +20,7 @@ import orjson
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.service_errors import quiet_kafka_client
 from ops.settings import PREFIX_HELP, Settings
-from projections.stream import READ_MODEL_TOPICS
+from projections.stream import READ_MODEL_TOPICS, merged_by_time
 from schemas.envelope import parse_time
 from schemas.registry import INPUT_TOPICS, OUTPUT_TOPICS
 from streams.relay import POSITION_TOPIC  # one record per batch, all with one key
@@ -181,9 +181,10 @@ _NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 
 def dump_lines(records: Iterable[DumpedRecord]) -> tuple[list[bytes], int]:
-    """The records as JSON lines in a deterministic order the read models accept: by event
-    `time`, then topic, partition and offset (Kafka orders each partition; the read models
-    fold by time). A value that is not a JSON object (a tombstone, a foreign record) cannot
+    """The records as JSON lines in a deterministic order the read models accept: the
+    partitions merged by event `time` (then topic, partition and offset), each partition
+    in the order it was written, so a late input's decisions stay after what they follow.
+    A value that is not a JSON object (a tombstone, a foreign record) cannot
     be a line: it is left out and counted. Returns the lines and how many were left out."""
     kept: list[tuple[datetime, str, int, int, bytes]] = []
     skipped = 0
@@ -199,8 +200,9 @@ def dump_lines(records: Iterable[DumpedRecord]) -> tuple[list[bytes], int]:
         if b"\n" in value or b"\r" in value:
             value = orjson.dumps(parsed)  # pretty-printed JSON: one line, same content
         kept.append((_time_of(parsed), record.topic, record.partition, record.offset, value))
-    kept.sort(key=lambda item: item[:4])
-    return [item[4] for item in kept], skipped
+    kept.sort(key=lambda item: item[3])  # each partition in the order it was written
+    merged = merged_by_time(kept, lambda item: (item[1], item[2]), lambda item: item[:4])
+    return [item[4] for item in merged], skipped
 
 
 def _time_of(event: dict[str, Any]) -> datetime:

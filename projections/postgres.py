@@ -62,7 +62,7 @@ from projections.state import (
     EnrollmentBook,
     SequenceInfo,
 )
-from projections.stream import Consumed, EventKey, Positioned
+from projections.stream import Consumed, EventKey, Positioned, merged_by_time
 
 if TYPE_CHECKING:
     from projections.rebuild import Rebuilt
@@ -302,9 +302,10 @@ class PostgresProjection:
     def apply_consumed(self, records: Iterable[Consumed]) -> int:
         """Apply records read from the output topics in one transaction, with the offsets
         they reach: a record below its partition's stored offset was applied before (a
-        redelivery) and changes nothing. Events are folded in time order (then topic,
-        partition, offset), so facts from the contacts topic and decisions meet as they
-        happened. Returns how many events were new."""
+        redelivery) and changes nothing. The partitions are merged by time (then topic,
+        partition, offset), each kept in its own order (`merged_by_time`), so facts from
+        the contacts topic and decisions meet as they happened. Returns how many events
+        were new."""
         with self._conn.transaction():
             stored, latest = self._lock_position()
             done = self.offsets()
@@ -324,7 +325,8 @@ class PostgresProjection:
                     new.append(record)
             if not reached:
                 return 0
-            new.sort(key=_consumed_order)
+            new.sort(key=lambda record: record.offset)
+            new = merged_by_time(new, lambda r: (r.topic, r.partition), _consumed_order)
             positioned = [
                 Positioned(stored + n, record.event)
                 for n, record in enumerate(new, start=1)

@@ -64,6 +64,23 @@ def test_a_dump_is_ordered_by_event_time_then_topic_partition_and_offset() -> No
     assert dump_lines(reversed(records)) == (lines, 0)
 
 
+def test_a_late_inputs_decisions_stay_after_what_they_follow_in_their_partition() -> None:
+    # given an enrollment at 10:05, then (a late opt-out timed 10:01, decided after it)
+    # its disenrollment, both on one partition of decisions, and an SMS of 10:03 elsewhere
+    enrolled = _event("d-enrolled", "2028-03-02T10:05:00Z", "enrollment.enrolled")
+    removed = _event("d-removed", "2028-03-02T10:01:00Z", "enrollment.disenrolled")
+    other = _event("e-other", "2028-03-02T10:03:00Z", "sms.send")
+    records = [
+        DumpedRecord("decisions", 0, 0, enrolled),
+        DumpedRecord("decisions", 0, 1, removed),
+        DumpedRecord("effects", 0, 0, other),
+    ]
+    # then the disenrollment is not put before the enrollment it ends
+    lines, _ = dump_lines(records)
+    assert lines == [other, enrolled, removed]
+    assert dump_lines(reversed(records)) == (lines, 0)
+
+
 def test_a_dump_keeps_each_record_on_one_line_and_counts_what_cannot_be_one() -> None:
     pretty = orjson.dumps(
         orjson.loads(_event("p", "2028-03-02T09:00:00Z")), option=orjson.OPT_INDENT_2
@@ -77,8 +94,8 @@ def test_a_dump_keeps_each_record_on_one_line_and_counts_what_cannot_be_one() ->
         DumpedRecord("contacts", 0, 4, no_time),
     ]
     lines, skipped = dump_lines(records)
-    # a record without a time goes first, where the read models report it
-    assert lines == [no_time, orjson.dumps(orjson.loads(pretty))]
+    # a record without a time keeps its place in its partition (the read models report it)
+    assert lines == [orjson.dumps(orjson.loads(pretty)), no_time]
     assert skipped == 3
 
 

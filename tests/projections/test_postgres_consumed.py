@@ -119,3 +119,19 @@ def test_an_older_snapshot_read_in_a_later_poll_does_not_undo_a_rename(
     summary = projection.contact("c-1")
     assert summary is not None
     assert summary.name == "Mayana Ortiz"
+
+
+def test_a_late_inputs_disenrollment_ends_the_enrollment_it_follows_in_one_poll(
+    projection: PostgresProjection,
+) -> None:
+    # given an enrollment at 10:05 and then, decided after it from a late opt-out timed
+    # 10:01, its disenrollment: one partition, in that order
+    given = Stream()
+    given.defined("w")
+    given.enrolled("w", "c-1", "2028-03-02T10:05:00Z")
+    given.disenrolled("w", "c-1", "2028-03-02T10:01:00Z", reason="opted_out")
+    # when one poll brings both
+    projection.apply_consumed(on_topics(given.events))
+    # then the contact is not counted as active (folded by time, the end came first)
+    [row] = projection.sequence_rows()
+    assert row.contacts == 0
