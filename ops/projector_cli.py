@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     settings = ProjectorSettings(
         bootstrap_servers=args.bootstrap or env.bootstrap_servers,
         topic_prefix=args.topic_prefix if args.topic_prefix is not None else env.topic_prefix,
+        schema=args.schema,
     )
     try:
         conn = psycopg.connect(url, autocommit=True)

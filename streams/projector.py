@@ -25,7 +25,7 @@ from aiokafka import (  # type: ignore[import-untyped]
     TopicPartition,
 )
 
-from projections.postgres import PostgresProjection
+from projections.postgres import DEFAULT_SCHEMA, PostgresProjection
 from projections.stream import READ_MODEL_TOPICS, Consumed, MalformedEventError, OutputEvent
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ MAX_RECORDS = 5_000
 class ProjectorSettings:
     bootstrap_servers: str
     topic_prefix: str
+    schema: str = DEFAULT_SCHEMA
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -45,7 +46,10 @@ class ProjectorSettings:
 
     @property
     def group_id(self) -> str:
-        return self.topic_prefix + "projections"
+        """One consumer group per schema: projectors of one schema share the partitions,
+        a second schema (to keep serving the old one while another fills) reads them all."""
+        group = self.topic_prefix + "projections"
+        return group if self.schema == DEFAULT_SCHEMA else f"{group}.{self.schema}"
 
 
 def consumed(topic: str, partition: int, offset: int, value: bytes | None) -> Consumed:
