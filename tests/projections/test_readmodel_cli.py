@@ -292,6 +292,9 @@ def test_a_missing_history_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_
         ("--type", "sms"),
         ("--timeframe", "last_week"),
         ("--now", "tomorrow"),
+        # a timeframe around the calendar's end cannot be counted: refused, no traceback
+        ("--now", "9999-12-31T12:00:00Z", "--timeframe", "today"),
+        ("--now", "0001-01-01T01:00:00Z", "--timeframe", "last_month"),
         ("--timezone", "Mars/Olympus"),
         ("--limit", "-1"),
     ],
