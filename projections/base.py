@@ -32,7 +32,7 @@ class Projection(ABC):
                 return False
             self._applied.add(key)
         self._order += 1
-        if event.by_engine and (self.latest_time is None or event.time > self.latest_time):
+        if event.moves_clock and (self.latest_time is None or event.time > self.latest_time):
             # The clock of the history's timeframes: the latest decision. An upstream fact's
             # own `time` may be anything (a CRM clock a year ahead would empty "today").
             self.latest_time = event.time

@@ -359,7 +359,7 @@ class PostgresProjection:
             entry = history_entry(event, state.catalog, record.position)
             if entry is not None:
                 entries.append(entry)
-            if event.by_engine and (latest is None or event.time > latest):
+            if event.moves_clock and (latest is None or event.time > latest):
                 latest = event.time  # the latest decision: see projections.base
         self._store(state, entries)
         return latest

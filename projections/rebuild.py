@@ -507,8 +507,12 @@ class _Decoder:
                         continue
                     ids.add(event_id)
                 applied += 1
-                if source == ENGINE_SOURCE and (latest is None or moment > latest):
-                    latest = moment  # the latest decision: see projections.base
+                if (
+                    source == ENGINE_SOURCE
+                    and not kind.startswith("sequence.")
+                    and (latest is None or moment > latest)
+                ):
+                    latest = moment  # the latest decision: see OutputEvent.moves_clock
                 yield position, kind, moment, data, event_id, source, subject
         finally:
             # Kept in locals while reading: attribute writes per line add up.

@@ -124,6 +124,13 @@ class OutputEvent:
     def by_engine(self) -> bool:
         return self.source == ENGINE_SOURCE
 
+    @property
+    def moves_clock(self) -> bool:
+        """Whether its time moves the timeframes' clock: a decision about the contacts, not
+        a definition (`sequence.*` carry when someone applied them, on a live system
+        today's date, whatever the history's time) nor an upstream fact."""
+        return self.by_engine and not self.type.startswith("sequence.")
+
     def text(self, name: str) -> str | None:
         return text_of(self.data, name)
 

@@ -348,7 +348,10 @@ def test_a_day_that_starts_in_a_dst_gap_starts_when_the_clocks_jump() -> None:
 
 def test_without_now_timeframes_count_from_the_latest_event_in_the_stream() -> None:
     given = stream_at(BEFORE_MIDNIGHT, AT_MIDNIGHT)
-    given.defined("later", "2028-03-05T12:00:00Z")  # not a history row, still the latest event
+    given.scoped("sms.send", "later", "c-9", "2028-03-05T12:00:00Z")  # another sequence's
+    # A definition's time is when it was applied (on a live system, the day it ran): it
+    # does not move the clock, or a history pushed through from another year had no today.
+    given.defined("applied-live", "2031-06-01T09:00:00Z")
     report = report_of(given)
 
     page = report.query(HistoryQuery("w", timeframe="last_7_days"))

@@ -375,3 +375,22 @@ def test_an_upstream_fact_dated_far_ahead_does_not_move_the_timeframes(
     # then "today" is the day of the latest decision, not the CRM's clock
     assert code == 0
     assert orjson.loads(out)["total"] == 5
+
+
+def test_a_definition_applied_live_today_does_not_move_the_timeframes(
+    capsys: pytest.CaptureFixture[str], history_file: Path
+) -> None:
+    # given a dump of a history pushed through a live pipeline, whose definitions were
+    # applied (and stamped) years after the history's time
+    applied_today = Stream().defined("welcome", at="2031-06-01T09:00:00Z")
+    applied_today["id"] = "sequences-applied-live/0"
+    with history_file.open("ab") as dump:
+        dump.write(orjson.dumps(applied_today) + b"\n")
+    # when today's history is asked for, without --now
+    code, out, _ = run(
+        capsys, "history", "welcome", "--history", str(history_file), "--json", "--timeframe",
+        "today",
+    )  # fmt: skip
+    # then "today" is still the day of the latest decision about the contacts
+    assert code == 0
+    assert orjson.loads(out)["total"] == 5
