@@ -292,6 +292,9 @@ class SearchTerms:
 
     text: str
     digits: str
+    # As typed (stripped): PostgreSQL folds it with its own lower(), as it folds the
+    # stored names, so the two agree whatever the database's LC_CTYPE folds.
+    typed: str = ""
 
     @classmethod
     def parse(cls, text: str) -> SearchTerms | None:
@@ -299,7 +302,7 @@ class SearchTerms:
         if not wanted:
             return None
         digits = digits_of(wanted) if _PHONE_LIKE.fullmatch(wanted) else ""
-        return cls(wanted, digits)
+        return cls(wanted, digits, text.strip())
 
 
 def contact_matches(terms: SearchTerms, contact_id: str | None, card: ContactCard | None) -> bool:

@@ -177,13 +177,15 @@ _HISTORY_CONTEXT: LiteralString = """
 
 # The contacts a search matches (the same rules as `contact_matches`): by id among every
 # contact with history rows, by name, phone, e-mail or phone digits among the cards. Each
-# test is a LIKE the trigram indexes answer; `%(like)s` is the escaped text within `%`.
+# test is a LIKE the trigram indexes answer; `%(like)s` is the escaped text within `%`,
+# as typed: the server's lower() folds it as it folds the stored values (under a C ctype
+# ASCII letters only, so an exact-case search for a name with accents still finds it).
 _MATCHING_CONTACTS: LiteralString = """
-    SELECT key FROM {s}.contact_keys WHERE lower(contact_id) LIKE %(like)s
+    SELECT key FROM {s}.contact_keys WHERE lower(contact_id) LIKE lower(%(like)s)
     UNION
     SELECT k.key FROM {s}.contacts c JOIN {s}.contact_keys k ON k.contact_id = c.contact_id
-    WHERE lower(c.name) LIKE %(like)s OR lower(c.phone) LIKE %(like)s
-       OR lower(c.email) LIKE %(like)s {digits}
+    WHERE lower(c.name) LIKE lower(%(like)s) OR lower(c.phone) LIKE lower(%(like)s)
+       OR lower(c.email) LIKE lower(%(like)s) {digits}
 """
 _MATCHING_DIGITS: LiteralString = "OR c.phone_digits LIKE %(digits)s"
 
@@ -707,7 +709,7 @@ class PostgresProjection:
         digits = sql.SQL(_MATCHING_DIGITS if terms.digits else "")
         found = self._conn.execute(
             self._sql(_MATCHING_CONTACTS, digits=digits),
-            {"like": _like(terms.text), "digits": _like(terms.digits)},
+            {"like": _like(terms.typed or terms.text), "digits": _like(terms.digits)},
             prepare=False,
         ).fetchall()
         return sorted(int(row[0]) for row in found)

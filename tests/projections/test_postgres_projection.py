@@ -362,3 +362,20 @@ def test_rebuild_resume_applies_only_the_new_lines(
     assert "1 events applied" in out
     rows = orjson.loads(run(capsys, "sequences", "list", "--json", *db)[1])
     assert {r["id"]: r["contacts"] for r in rows} == {"nurture": 3, "welcome": 1}
+
+
+@pytest.mark.parametrize("typed", ["Élodie Ångström", "ÉLODIE", "Ångström"])
+def test_a_search_for_a_name_with_accents_finds_it_as_in_memory(
+    projection: PostgresProjection, typed: str
+) -> None:
+    # Both sides are folded by the same lower(): whatever the database's LC_CTYPE folds
+    # (a C ctype: ASCII letters only), the name as written is found.
+    given = Stream()
+    given.defined("welcome")
+    given.enrolled("welcome", "c-1", "2028-03-02T10:00:00Z", name="Élodie Ångström")
+    apply_in_batches(projection, given.events, 10)
+    query = HistoryQuery("welcome", search=typed)
+    got = projection.history(query)
+    assert got is not None
+    assert got.total == 1
+    assert got == in_memory(given.events).history.query(query)
