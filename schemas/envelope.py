@@ -53,9 +53,11 @@ class CloudEvent:
 
     def fingerprint(self) -> int:
         """What tells a repeat of this event (same content) from another event that
-        reuses its identity. Never stored or written: `hash` is salted per process."""
+        reuses its identity. Not the time: a retry may be stamped anew (an API client
+        retrying with the same Idempotency-Key). Never stored or written: `hash` is
+        salted per process."""
         content = orjson.dumps(self.data, option=orjson.OPT_SORT_KEYS)
-        return hash((self.type, self.subject, self.time, content))
+        return hash((self.type, self.subject, content))
 
     def to_json(self) -> dict[str, Any]:
         return self._fields(format_time(self.time))

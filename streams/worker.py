@@ -439,6 +439,7 @@ class EngineWorker:
                 record.outbox.append(routing.rerouted_lead(event, destination))
                 return False
         at: datetime | None = None
+        repeats = self.engine.duplicates
         try:
             if self.event_clock:
                 outputs = self.engine.handle(event, partition=item.partition)
@@ -458,7 +459,8 @@ class EngineWorker:
         )
         record.outbox.extend(outbox_rows(outputs, topic_for))
         self.metrics.events_out.inc(len(outputs))
-        if event.type in DEFINITION_COMMANDS:
+        if event.type in DEFINITION_COMMANDS and self.engine.duplicates == repeats:
+            # (a repeat changed nothing: no change for the other workers to adopt)
             record.definition = self._definition_change(event, at or event.time)
             return True
         return False

@@ -497,6 +497,17 @@ def test_an_id_reused_after_the_repeat_window_still_gives_outputs_ids_of_their_o
     assert len(ids) == len(set(ids))
 
 
+def test_a_retry_stamped_anew_is_still_a_repeat() -> None:
+    # an API client retrying with the same Idempotency-Key: same id and content, new time
+    seq = sequence(triggers=[{"type": "contact_tagged", "tags": ["hot"]}])
+    first = {**tagged(), "id": "key-7"}
+    retry = {**first, "time": T1}
+    out = decide(definitions(seq), [created(), first, retry])
+    assert len(out.of("enrollment.enrolled")) == 1
+    assert out.of("enrollment.rejected") == []
+    assert out.rejected == []
+
+
 def test_another_event_under_an_id_decided_within_the_day_is_refused_not_skipped() -> None:
     seq = sequence(triggers=[{"type": "contact_tagged", "tags": ["hot"]}])
     first = {**tagged(), "id": "same"}
