@@ -96,6 +96,9 @@ class WorkerSettings:
     metrics_host: str = "127.0.0.1"
     relay: bool = True
     schema: str = "public"
+    # The broker drops a member it has not heard from for this long (heartbeats every
+    # tenth of it); the broker's own floor is 6 s.
+    session_timeout_ms: int = 30_000
 
 
 # Looked up for every decision: a plain dict, not the registry's read-only mapping.
@@ -153,8 +156,8 @@ class EngineWorker:
             max_poll_records=settings.batch_size,
             fetch_max_wait_ms=FETCH_WAIT_MS,
             fetch_min_bytes=FETCH_MIN_BYTES,
-            session_timeout_ms=30_000,
-            heartbeat_interval_ms=3_000,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.session_timeout_ms // 10,
         )
         self.relay_settings = RelaySettings(
             settings.bootstrap_servers, settings.database_url, prefix, settings.schema
