@@ -66,6 +66,7 @@ GROUP_ID = "engine"
 DEFINITIONS_EVERY = 0.05  # seconds between looks for other workers' definition changes
 PENDING_AT_MOST = 4  # polls' worth of inputs decided while a write runs, before waiting
 FINISHED_AFTER = 2.0  # seconds without a record before every topic counts as read to the end
+MAX_POLL_INTERVAL_MS = 3_600_000  # the longest rebuild (a store replayed without snapshots)
 # A fetch waits up to FETCH_WAIT_MS for FETCH_MIN_BYTES: under light load a fetch per
 # record or two (each names all the input partitions, decoded in pure Python, and the broker
 # answers each) cost more CPU than deciding the records; a backlog still fills it at once.
@@ -158,6 +159,9 @@ class EngineWorker:
             fetch_min_bytes=FETCH_MIN_BYTES,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.session_timeout_ms // 10,
+            # A rebuild polls nothing while it replays the store (heartbeats go on): past
+            # this, aiokafka leaves the group and the rebuild starts over, for ever.
+            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
         )
         self.relay_settings = RelaySettings(
             settings.bootstrap_servers, settings.database_url, prefix, settings.schema
@@ -620,10 +624,16 @@ class EngineWorker:
                 engine.advance(item.at, partition=item.partition)
             elif item.event is not None:
                 event = decode_event(item.event)
-                if item.at is not None:  # decided by the wall clock
-                    engine.handle(event, at=item.at)
-                else:
-                    engine.handle(event, partition=item.partition)
+                try:
+                    if item.at is not None:  # decided by the wall clock
+                        engine.handle(event, at=item.at)
+                    else:
+                        engine.handle(event, partition=item.partition)
+                except ReusedIdentityError:
+                    # Two engines (two processes, or one before and after a rebalance)
+                    # each decided an input under this id; now together, the second is
+                    # refused here as it would be live. What it decided was published.
+                    log.warning("stored input %s reuses an id decided before", event.identity)
                 replayed += 1
         for change in pending:
             engine.adopt(
