@@ -76,6 +76,7 @@ from projections.stream import (
     MalformedEventError,
     contact_of,
     decode_line,
+    moves_clock,
     parse_moment,
     text_of,
 )
@@ -507,12 +508,8 @@ class _Decoder:
                         continue
                     ids.add(event_id)
                 applied += 1
-                if (
-                    source == ENGINE_SOURCE
-                    and not kind.startswith("sequence.")
-                    and (latest is None or moment > latest)
-                ):
-                    latest = moment  # the latest decision: see OutputEvent.moves_clock
+                if moves_clock(source, kind) and (latest is None or moment > latest):
+                    latest = moment  # the latest decision about the contacts
                 yield position, kind, moment, data, event_id, source, subject
         finally:
             # Kept in locals while reading: attribute writes per line add up.

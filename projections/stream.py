@@ -126,10 +126,7 @@ class OutputEvent:
 
     @property
     def moves_clock(self) -> bool:
-        """Whether its time moves the timeframes' clock: a decision about the contacts, not
-        a definition (`sequence.*` carry when someone applied them, on a live system
-        today's date, whatever the history's time) nor an upstream fact."""
-        return self.by_engine and not self.type.startswith("sequence.")
+        return moves_clock(self.source, self.type)
 
     def text(self, name: str) -> str | None:
         return text_of(self.data, name)
@@ -202,6 +199,14 @@ def count_lines(path: Path | str) -> int:
             total += chunk.count(b"\n")
             last = chunk[-1:]
     return total if last == b"\n" else total + 1
+
+
+def moves_clock(source: str, kind: str) -> bool:
+    """Whether an event's time moves the timeframes' clock: a decision about the contacts,
+    not a definition (`sequence.*` carry when someone applied them, on a live system
+    today's date, whatever the history's time) nor an upstream fact (a CRM clock a year
+    ahead would empty "today")."""
+    return source == ENGINE_SOURCE and not kind.startswith("sequence.")
 
 
 def merged_by_time(
