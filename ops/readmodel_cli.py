@@ -31,7 +31,7 @@ from projections.postgres import DEFAULT_SCHEMA, PostgresProjection
 from projections.rebuild import RebuildFailedError
 from projections.sequences_list import SequenceRow, SequencesList
 from projections.stream import LineError, Positioned, count_lines, read_stream
-from schemas.envelope import TimeOutOfRange, format_time, parse_event_time, parse_time
+from schemas.envelope import TimeOutOfRange, format_time, parse_event_time
 
 PROG = "dripstream"
 SEQUENCE_HEADERS = (
@@ -169,15 +169,13 @@ def add_projections_rebuild(projections: SubParsers) -> None:
 
 def _moment(text: str) -> datetime:
     try:
-        parse_time(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
-    try:
         # The range the engine's times keep to: a month or a day around the calendar's
         # ends cannot be counted.
         return parse_event_time(text)
     except TimeOutOfRange as refused:
         raise argparse.ArgumentTypeError(f"{text!r}: {refused}") from None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
 
 
 def _zone(text: str) -> str:
