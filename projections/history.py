@@ -294,7 +294,7 @@ class SearchTerms:
     digits: str
     # As typed (stripped): PostgreSQL folds it with its own lower(), as it folds the
     # stored names, so the two agree whatever the database's LC_CTYPE folds.
-    typed: str = ""
+    typed: str
 
     @classmethod
     def parse(cls, text: str) -> SearchTerms | None:

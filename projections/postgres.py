@@ -709,7 +709,7 @@ class PostgresProjection:
         digits = sql.SQL(_MATCHING_DIGITS if terms.digits else "")
         found = self._conn.execute(
             self._sql(_MATCHING_CONTACTS, digits=digits),
-            {"like": _like(terms.typed or terms.text), "digits": _like(terms.digits)},
+            {"like": _like(terms.typed), "digits": _like(terms.digits)},
             prepare=False,
         ).fetchall()
         return sorted(int(row[0]) for row in found)
