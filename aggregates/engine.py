@@ -945,7 +945,13 @@ class Engine:
         return owners[cursor % len(owners)]
 
     def _owner_assigned(
-        self, sequence_id: str, owner_id: str, contact_id: str, step_id: str, at: datetime
+        self,
+        sequence_id: str,
+        owner_id: str,
+        contact_id: str,
+        step_id: str,
+        effect_id: str,
+        at: datetime,
     ) -> None:
         window = window_of(sequence_id, owner_id, at)
         enrollment = self.enrollments.get(contact_id, {}).get(sequence_id)
@@ -953,6 +959,7 @@ class Engine:
             contact_id,
             enrollment.enrollment_id if enrollment else "",
             step_id,
+            effect_id,
             at,
             describe(self.contacts.get(contact_id) or ContactState(contact_id=contact_id)),
         )

@@ -41,6 +41,14 @@ class Enrollment:
     due_at: datetime | None = None
     anchor: datetime | None = None
     active: bool = True
+    # The ids of the steps carried out so far, in order. A redefinition can put a step
+    # already carried out back ahead (steps go on by position): its second run is another
+    # attempt, with an effect id of its own, or effects would take it for the first again.
+    done: tuple[str, ...] = ()
+
+    def attempt(self, step_id: str) -> int:
+        """Which run of `step_id` in this enrollment its next execution is (1-based)."""
+        return self.done.count(step_id) + 1
 
     @property
     def is_terminal(self) -> bool:
@@ -62,6 +70,7 @@ def evolve(state: Enrollment | None, decision: Decision) -> Enrollment | None:
                 None,
                 decision.at,
                 True,
+                (),
             )
     if state is None:
         raise TypeError(f"{type(decision).__name__} before the enrollment exists")
@@ -70,7 +79,7 @@ def evolve(state: Enrollment | None, decision: Decision) -> Enrollment | None:
             return _moved(state, decision.due_at)
         case StepDeferred():
             return _moved(state, decision.moved_to)
-        case StepExecuted() | StepSkipped():
+        case StepExecuted():
             return Enrollment(
                 state.enrollment_id,
                 state.sequence_id,
@@ -80,6 +89,19 @@ def evolve(state: Enrollment | None, decision: Decision) -> Enrollment | None:
                 None,
                 decision.at,
                 state.active,
+                (*state.done, decision.step_id),
+            )
+        case StepSkipped():
+            return Enrollment(
+                state.enrollment_id,
+                state.sequence_id,
+                state.contact_id,
+                state.number,
+                state.next_step + 1,
+                None,
+                decision.at,
+                state.active,
+                state.done,
             )
         case ContactDisenrolled() | EnrollmentCompleted():
             return Enrollment(
@@ -91,6 +113,7 @@ def evolve(state: Enrollment | None, decision: Decision) -> Enrollment | None:
                 None,
                 state.anchor,
                 False,
+                (),  # an ended enrollment runs no step again
             )
         case _:
             # Effect commands and contact changes ride along with a step; they change nothing here.
@@ -107,6 +130,7 @@ def _moved(state: Enrollment, due_at: datetime) -> Enrollment:
         due_at,
         state.anchor,
         state.active,
+        state.done,
     )
 
 

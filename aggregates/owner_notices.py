@@ -29,6 +29,7 @@ class Assignment:
     contact_id: str
     enrollment_id: str  # "" when the enrollment had ended by the time it was recorded
     step_id: str
+    effect_id: str  # the step's: the notice is of that run of the step
     at: datetime
     who: str  # name and phone, else the id
 
@@ -109,8 +110,7 @@ class OwnerNotices:
             contact_id = assignment.contact_id
             payload = {
                 **base,
-                "effect_id": f"fx:{assignment.enrollment_id or owner_id}:"
-                f"{assignment.step_id}:owner-notice",
+                "effect_id": f"{assignment.effect_id}:owner-notice",
                 "step_id": assignment.step_id,
                 "contact_id": contact_id,
                 # None would break the schema (a non-empty string when present)

@@ -27,8 +27,9 @@ TO_CONTACT_BY_PHONE = frozenset({"sms.send", "mms.send", "call.dial", "voicemail
 
 # Picks the next owner of a round-robin step: (sequence_id, step_id, owners) -> owner.
 RoundRobin = Callable[[str, str, tuple[str, ...]], str]
-# Notes an owner change so the owner can be told (batched per minute by the engine).
-OwnerAssigned = Callable[[str, str, str, str, datetime], None]
+# Notes an owner change so the owner can be told (batched per minute by the engine):
+# sequence, owner, contact, the step and its effect id, when.
+OwnerAssigned = Callable[[str, str, str, str, str, datetime], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,13 @@ class StepContext:
     zone: ZoneInfo
 
     def perform(self, step: Step, enrollment: Enrollment, now: datetime) -> list[Decision]:
-        fx = effect_id(enrollment.sequence_id, enrollment.contact_id, enrollment.number, step.id)
+        fx = effect_id(
+            enrollment.sequence_id,
+            enrollment.contact_id,
+            enrollment.number,
+            step.id,
+            enrollment.attempt(step.id),
+        )
         base = {
             "effect_id": fx,
             "step_id": step.id,
@@ -272,7 +279,9 @@ class StepContext:
                 )
             if owner != c.owner_id:
                 # The seed tells the owner of a *new* contact: one they already own is not.
-                self.owner_assigned(base["sequence_id"], owner, c.contact_id, step.id, now)
+                self.owner_assigned(
+                    base["sequence_id"], owner, c.contact_id, step.id, base["effect_id"], now
+                )
             return [("contact.updated", {**base, "owner_id": owner})]
         if kind == "add_line":
             return [("contact.updated", {**base, "line_id": step.get("line_id")})]

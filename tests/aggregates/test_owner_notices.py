@@ -20,14 +20,19 @@ SENT = datetime(2027, 7, 2, 14, 31, tzinfo=UTC)
 
 
 def _assigned(contact: str, enrollment: str = "", at: datetime = AT) -> Assignment:
-    return Assignment(contact, enrollment, "owner", at, describe(ContactState(contact_id=contact)))
+    fx = f"fx:seq:{contact}:1:owner:1"
+    return Assignment(
+        contact, enrollment, "owner", fx, at, describe(ContactState(contact_id=contact))
+    )
 
 
 def _gathered(count: int) -> OwnerNotices:
     notices = OwnerNotices()
     window = window_of("seq", "u-7", AT)
     ana = ContactState(contact_id="c-0", first_name="Ana", phone="+12125550100")
-    notices.assign(window, Assignment("c-0", "seq~c-0~1", "owner", AT, describe(ana)))
+    notices.assign(
+        window, Assignment("c-0", "seq~c-0~1", "owner", "fx:seq:c-0:1:owner:1", AT, describe(ana))
+    )
     for n in range(1, count):
         notices.assign(window, _assigned(f"c-{n}", f"seq~c-{n}~1"))
     return notices
@@ -92,7 +97,9 @@ def test_a_minute_is_told_in_time_order_with_the_contacts_as_they_were_assigned(
     later = datetime(2027, 7, 2, 14, 30, 40, tzinfo=UTC)
     notices.assign(window, _assigned("c-2", at=later))
     renamed = ContactState(contact_id="c-1", first_name="Old Name")
-    notices.assign(window, Assignment("c-1", "", "owner", AT, describe(renamed)))
+    notices.assign(
+        window, Assignment("c-1", "", "owner", "fx:seq:c-1:1:owner:1", AT, describe(renamed))
+    )
     # when the minute is told
     bodies = [p["body"] for p in _close(notices)]
     # then in the order they were assigned, naming the contact as it was then

@@ -605,3 +605,32 @@ def test_a_sequence_cut_short_completes_an_enrollment_past_its_end() -> None:
     )
     out = decide(definitions(first), [created(), tagged(), applied])
     assert out.one("enrollment.completed")["time"] == "2027-07-06T15:00:00Z"
+
+
+def test_a_step_run_again_after_a_redefinition_is_another_attempt() -> None:
+    # given an enrollment that has run s1 and waits two days for `later`; s1 changes the
+    # contact's owner
+    owner = {"id": "s1", "type": "change_owner", "owner_id": "u-7"}
+    later = {"id": "later", "type": "send_sms", "text": "two", "delay": TWO_DAYS}
+    first = sequence(steps=[owner, later])
+    # when a step is put in front: s1 now sits where the enrollment is
+    intro = {"id": "intro", "type": "send_sms", "text": "intro"}
+    second = sequence(steps=[intro, {**owner, "owner_id": "u-8"}, later])
+    applied = event(
+        "sequence.applied", "2027-07-06T15:00:00Z", subject="sequences", sequences=[second]
+    )
+    account = {
+        **ACCOUNT,
+        "users": {**ACCOUNT["users"], "u-8": {"name": "Kim", "phone": "+12125550008"}},
+    }
+    out = decide(
+        definitions(first, account=account),
+        [created(), tagged(), applied],
+        until="2027-07-06T15:05:00Z",
+    )
+    # then s1 runs again under an effect id of its own, and so does its owner notice: with
+    # the first run's ids, effects would take the second for a repeat and do nothing
+    runs = [e["data"]["effect_id"] for e in out.of("step.executed", step_id="s1")]
+    assert runs == ["fx:seq:c-1:1:s1:1", "fx:seq:c-1:1:s1:2"]
+    notices = [e["data"]["effect_id"] for e in out.of("notify.sms", step_id="s1")]
+    assert notices == ["fx:seq:c-1:1:s1:1:owner-notice", "fx:seq:c-1:1:s1:2:owner-notice"]
