@@ -125,8 +125,6 @@ class Account:
     lines: Mapping[str, str] = field(default_factory=dict)
     users: Mapping[str, User] = field(default_factory=dict)
     ring_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    postal_address: str | None = None
-    webhook_secret: str | None = None
 
     def user_name(self, user_id: str | None) -> str | None:
         user = self.users.get(user_id) if user_id else None
@@ -210,8 +208,6 @@ def build_account(doc: Mapping[str, Any] | None) -> Account:
         lines={str(k): str(v) for k, v in (doc.get("lines") or {}).items()},
         users=users,
         ring_groups=ring_groups,
-        postal_address=doc.get("postal_address"),
-        webhook_secret=doc.get("webhook_secret"),
     )
 
 

@@ -117,10 +117,7 @@ async def _real_senders(
         # Said once at the start, rather than as each send fails against the provider.
         _log.warning("%s is not set: the provider will refuse these sends", missing)
     if not settings.webhook_secret:
-        _log.warning(
-            "EFFECTS_WEBHOOK_SECRET is not set: webhooks go out unsigned unless their step"
-            " names a secret"
-        )
+        _log.warning("EFFECTS_WEBHOOK_SECRET is not set: webhooks go out unsigned")
     twilio = build_twilio_client(
         account_sid=settings.twilio_account_sid,
         auth_token=settings.twilio_auth_token,

@@ -459,6 +459,21 @@ def test_a_key_nothing_reads_is_named_on_stderr_and_the_file_still_runs(
     ]
 
 
+def test_provider_settings_in_the_account_are_named_as_read_by_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The signing secret and the postal address are the effects processor's settings; in
+    # the account they would be published on `commands` and do nothing.
+    account = 'account: {webhook_secret: "whsec_abc", postal_address: "1 Main St"}\n'
+    status, _, _ = replay(tmp_path, account + ONLY_SEQUENCES, good_lines())
+    assert status == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert [line.split("warning: ", 1)[1] for line in warnings] == [
+        "account.webhook_secret: unknown key, ignored",
+        "account.postal_address: unknown key, ignored",
+    ]
+
+
 def test_a_file_of_known_keys_gives_no_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
