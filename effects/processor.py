@@ -278,6 +278,13 @@ class EffectProcessor:
             return _Plan(lambda: senders.email.send_email(email))
         if kind == kinds.CALL_DIAL:
             numbers = command.data.get("ring_group_numbers") or []
+            if not numbers:
+                # Both dialers connect the contact to an agent: with nobody to connect, a
+                # progressive call would ring the contact and then hang up on them.
+                raise CommandRejected(
+                    "data.ring_group_numbers",
+                    f"ring group {command.optional_text('ring_group')!r} has no agent numbers",
+                )
             call = CallRequest(
                 effect_id=effect_id,
                 to=command.text("to"),

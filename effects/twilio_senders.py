@@ -11,7 +11,6 @@ from effects.fan_out import to_each
 from effects.ports import (
     CallRequest,
     Delivered,
-    Rejected,
     SendResult,
     SmsMessage,
     VoicemailRequest,
@@ -70,8 +69,6 @@ class TwilioCallPlacer:
         if call.mode == "progressive":
             targets = [(call.to, twiml.progressive_prompt(call.message, action))]
         else:
-            if not call.agent_numbers:
-                return Rejected(f"ring group {call.ring_group!r} has no agent numbers")
             prompt = twiml.preview_prompt(call.message, call.repeat_message, action)
             targets = [(agent, prompt) for agent in call.agent_numbers]
 

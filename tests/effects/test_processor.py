@@ -334,6 +334,21 @@ async def test_a_notification_with_nobody_to_reach_fails() -> None:
     assert failed.data["reason"].startswith("data.ring_group_emails: no address to notify")
 
 
+@pytest.mark.parametrize("mode", ["progressive", "preview"])
+async def test_a_dialer_with_no_agent_to_connect_fails_without_calling(mode: str) -> None:
+    fakes = FakeSenders()
+    dial = command(
+        "call.dial", to="+12125550105", mode=mode, ring_group="rg-empty", ring_group_numbers=[]
+    )
+    [failed] = await processor(fakes, Sleeps()).handle(dial)
+    assert failed.type == "effect.failed"
+    assert failed.data["code"] == "invalid_command"
+    assert failed.data["reason"] == (
+        "data.ring_group_numbers: ring group 'rg-empty' has no agent numbers"
+    )
+    assert fakes.calls.placed == []
+
+
 async def test_a_ring_group_email_goes_to_every_member_in_one_mail() -> None:
     fakes = FakeSenders()
     notify = command(
@@ -352,7 +367,12 @@ async def test_a_ring_group_email_goes_to_every_member_in_one_mail() -> None:
 async def test_a_dialer_step_without_a_message_gets_the_standard_prompt() -> None:
     fakes = FakeSenders()
     dial = command(
-        "call.dial", to="+12125550101", mode="progressive", message=None, from_number=LINE
+        "call.dial",
+        to="+12125550101",
+        mode="progressive",
+        message=None,
+        ring_group_numbers=["+12125550007"],
+        from_number=LINE,
     )
     await processor(fakes, Sleeps()).handle(dial)
     assert "press 1" in fakes.calls.placed[0].message
