@@ -34,6 +34,7 @@ from aggregates.enrollment import (
     decide_displaced,
     decide_stop,
     evolve,
+    first_not_passed,
 )
 from aggregates.ids import contact_of, enrollment_id
 from aggregates.intake import (
@@ -162,6 +163,11 @@ class Engine:
         self._triggers = TriggerIndex()
         self._pending: deque[CloudEvent] = deque()
         self._paused: deque[tuple[str, str]] = deque()
+        # (sequence, contact) enrolled by the cause being decided (an input, a timer, a
+        # definition): one cause enrolls a contact in a sequence once. Without it, two
+        # sequences that tag the contact into each other with no delay would go round for
+        # ever within one moment, each finished before the other's tag arrives.
+        self._enrolled_by_cause: set[tuple[str, str]] = set()
         self._recent = RecentIdentities()
         self.duplicates = 0  # inputs skipped as repeats of one decided before
         self.timers_fired = 0  # timers that came up and were live (steps, notice minutes)
@@ -175,6 +181,7 @@ class Engine:
         self._fire_until(at, out, inclusive=False)
         self._tick(at)
         self._at = at
+        self._enrolled_by_cause.clear()
         self._apply_definitions(document, at, out)
         return out.events
 
@@ -185,6 +192,7 @@ class Engine:
         disenroll this engine's own members of deleted sequences (CONTRACT.md §1.2)."""
         out = _Outbox(cause, per_subject=True)
         self._at = at  # another worker's clock: no timer fires, the high-water mark stays
+        self._enrolled_by_cause.clear()
         for spec in self._specs_under(document):
             sequence = build_sequence(spec, self.account)
             previous = self.sequences.get(sequence.id)
@@ -233,6 +241,7 @@ class Engine:
             self.duplicates += 1
             return out.events
         self._recent.remember(identity, moment, fingerprint)
+        self._enrolled_by_cause.clear()
         self._process(event, out)
         self._drain(out)
         return out.events
@@ -397,23 +406,35 @@ class Engine:
     def _reschedule_changed_steps(
         self, previous: Sequence | None, sequence: Sequence, out: _Outbox
     ) -> None:
-        """After a redefinition, an active enrollment waiting for a step that is not the same
-        any more at its place (another id, type or delay, or none) is scheduled again for
-        the step now there, its delay counted as ever from the step before; or completed.
-        A step whose text alone changed keeps its moment (the text is read when it runs)."""
-        if previous is None or previous.steps == sequence.steps:
+        """After a redefinition an active enrollment goes on by step id: with the first step
+        of the new steps it has not passed (each step runs once, wherever an edit moved it).
+        When that is not the step it was waiting for (another id, type or delay), it is
+        scheduled again, its delay counted as ever from the step passed last; or it
+        completes. A step whose text alone changed keeps its moment (the text is read when
+        it runs). An enrollment of a sequence put right after being invalid goes on."""
+        if previous is None:
+            return
+        resumed = bool(previous.problems) and not sequence.problems
+        if previous.steps == sequence.steps and not resumed:
             return
         for contact_id in sorted(self.members.get(sequence.id, ())):
             enrollment = self.enrollments[contact_id][sequence.id]
-            index = enrollment.next_step
-            if enrollment.due_at is None:
-                continue  # about to go on anyway
-            before = previous.steps[index] if index < len(previous.steps) else None
+            old = enrollment.next_step
+            before = previous.steps[old] if old < len(previous.steps) else None
+            index = first_not_passed(sequence.steps, enrollment.passed)
             now = sequence.steps[index] if index < len(sequence.steps) else None
-            if _timing(before) == _timing(now):
+            waiting = replace(enrollment, next_step=index)
+            if enrollment.due_at is not None and _timing(before) == _timing(now):
+                if index != old:  # the same step, at another place: its moment stands
+                    self.enrollments[contact_id][sequence.id] = waiting
+                continue
+            if enrollment.due_at is None and not resumed:
+                # Paused for its own contact change, or held while the sequence was
+                # invalid (and still is): it goes on from its new place when it goes on.
+                self.enrollments[contact_id][sequence.id] = waiting
                 continue
             self.throttle.release(enrollment.enrollment_id)
-            waiting = replace(enrollment, due_at=None)
+            waiting = replace(waiting, due_at=None)
             self.enrollments[contact_id][sequence.id] = waiting
             self._advance(waiting, out)
 
@@ -756,6 +777,8 @@ class Engine:
             return "sequence_invalid"
         if sequence.id in self.enrollments.get(contact.contact_id, {}):
             return "already_enrolled"
+        if (sequence.id, contact.contact_id) in self._enrolled_by_cause:
+            return "already_enrolled"
         if sequence.remove_on_opt_out and contact.opted_out:
             return "opted_out"
         if sequence.prevent_enrollment_if_communicated and contact.communicated:
@@ -787,6 +810,7 @@ class Engine:
         if reason is not None:
             out.add(self._rejected(sequence.id, contact, reason, via))
             return
+        self._enrolled_by_cause.add((sequence.id, contact_id))
         counts = self.enrollment_counts.setdefault(sequence.id, {})
         number = counts.get(contact_id, 0) + 1
         counts[contact_id] = number
@@ -835,6 +859,15 @@ class Engine:
 
     def _advance(self, enrollment: Enrollment, out: _Outbox) -> None:
         sequence, contact, zone, now = self._place_of(enrollment)
+        if sequence.problems:
+            # An invalid sequence "cannot run" (CONTRACT.md §2): an edit that broke it holds
+            # its enrollments where they are, their step unscheduled, until one puts it right.
+            if enrollment.due_at is not None:
+                self.throttle.release(enrollment.enrollment_id)
+                self.timers.cancel(enrollment.enrollment_id)
+                held = replace(enrollment, due_at=None)
+                self.enrollments[enrollment.contact_id][enrollment.sequence_id] = held
+            return
         context = StepContext(
             account=self.account,
             sequence=sequence,
@@ -914,6 +947,7 @@ class Engine:
         # The id names the enrollment, step and due moment, so it is the same in any runner.
         cause = f"t:{enrollment.enrollment_id}:{enrollment.next_step}:{format_time(timer.due)}"
         timer_out = _Outbox(cause)
+        self._enrolled_by_cause.clear()
         self._advance(enrollment, timer_out)
         self._drain(timer_out)
         out.events.extend(timer_out.events)

@@ -41,14 +41,10 @@ class Enrollment:
     due_at: datetime | None = None
     anchor: datetime | None = None
     active: bool = True
-    # The ids of the steps carried out so far, in order. A redefinition can put a step
-    # already carried out back ahead (steps go on by position): its second run is another
-    # attempt, with an effect id of its own, or effects would take it for the first again.
-    done: tuple[str, ...] = ()
-
-    def attempt(self, step_id: str) -> int:
-        """Which run of `step_id` in this enrollment its next execution is (1-based)."""
-        return self.done.count(step_id) + 1
+    # The ids of the steps passed so far (carried out or skipped). An enrollment goes on by
+    # step id: after a redefinition it takes the first step it has not passed, and passes
+    # over the ones it has wherever they now stand, so each step runs once.
+    passed: tuple[str, ...] = ()
 
     @property
     def is_terminal(self) -> bool:
@@ -79,7 +75,7 @@ def evolve(state: Enrollment | None, decision: Decision) -> Enrollment | None:
             return _moved(state, decision.due_at)
         case StepDeferred():
             return _moved(state, decision.moved_to)
-        case StepExecuted():
+        case StepExecuted() | StepSkipped():
             return Enrollment(
                 state.enrollment_id,
                 state.sequence_id,
@@ -89,19 +85,7 @@ def evolve(state: Enrollment | None, decision: Decision) -> Enrollment | None:
                 None,
                 decision.at,
                 state.active,
-                (*state.done, decision.step_id),
-            )
-        case StepSkipped():
-            return Enrollment(
-                state.enrollment_id,
-                state.sequence_id,
-                state.contact_id,
-                state.number,
-                state.next_step + 1,
-                None,
-                decision.at,
-                state.active,
-                state.done,
+                (*state.passed, decision.step_id),
             )
         case ContactDisenrolled() | EnrollmentCompleted():
             return Enrollment(
@@ -113,11 +97,30 @@ def evolve(state: Enrollment | None, decision: Decision) -> Enrollment | None:
                 None,
                 state.anchor,
                 False,
-                (),  # an ended enrollment runs no step again
+                (),  # an ended enrollment passes no step again
             )
         case _:
             # Effect commands and contact changes ride along with a step; they change nothing here.
             return state
+
+
+def first_not_passed(steps: tuple[Step, ...], passed: tuple[str, ...]) -> int:
+    """Where an enrollment that has passed these step ids goes on in `steps`."""
+    return next((i for i, step in enumerate(steps) if step.id not in passed), len(steps))
+
+
+def _past(state: Enrollment) -> Enrollment:
+    return Enrollment(
+        state.enrollment_id,
+        state.sequence_id,
+        state.contact_id,
+        state.number,
+        state.next_step + 1,
+        state.due_at,
+        state.anchor,
+        state.active,
+        state.passed,
+    )
 
 
 def _moved(state: Enrollment, due_at: datetime) -> Enrollment:
@@ -130,7 +133,7 @@ def _moved(state: Enrollment, due_at: datetime) -> Enrollment:
         due_at,
         state.anchor,
         state.active,
-        state.done,
+        state.passed,
     )
 
 
@@ -260,6 +263,10 @@ def decide_advance(
             emit(EnrollmentCompleted(now, *ids))
             break
         step = sequence.steps[current.next_step]
+        if step.id in current.passed:
+            # Passed before a redefinition moved it here: not run again.
+            current = _past(current)
+            continue
         placing = _Placing(sequence, step, contact, zone, slots, state.enrollment_id)
         settled = False  # whether `now` itself was just settled for this step
         if current.due_at is None:

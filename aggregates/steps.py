@@ -42,13 +42,7 @@ class StepContext:
     zone: ZoneInfo
 
     def perform(self, step: Step, enrollment: Enrollment, now: datetime) -> list[Decision]:
-        fx = effect_id(
-            enrollment.sequence_id,
-            enrollment.contact_id,
-            enrollment.number,
-            step.id,
-            enrollment.attempt(step.id),
-        )
+        fx = effect_id(enrollment.sequence_id, enrollment.contact_id, enrollment.number, step.id)
         base = {
             "effect_id": fx,
             "step_id": step.id,

@@ -23,8 +23,9 @@ class Targets:
 
 
 def targets_of(data: Mapping[str, Any]) -> Targets:
-    """contact_ids[], tag, line_id and contact_group[] (items: a contact id, "tag:x",
-    "line:y", or an object with one of contact_id / tag / line_id)."""
+    """contact_ids[], tag, line_id and contact_group[] (items: a contact id, or an object
+    with one of contact_id / tag / line_id). A string is always a contact id: a contact id
+    may hold a colon, so no `tag:` prefix can mark a tag."""
     ids = [str(c) for c in data.get("contact_ids") or ()]
     selectors: list[tuple[str | None, str | None]] = []
     if data.get("tag"):
@@ -33,12 +34,7 @@ def targets_of(data: Mapping[str, Any]) -> Targets:
         selectors.append((None, str(data["line_id"])))
     for item in data.get("contact_group") or ():
         if isinstance(item, str):
-            if item.startswith("tag:"):
-                selectors.append((item[4:], None))
-            elif item.startswith("line:"):
-                selectors.append((None, item[5:]))
-            else:
-                ids.append(item)
+            ids.append(item)
         elif isinstance(item, Mapping):
             if item.get("contact_id"):
                 ids.append(str(item["contact_id"]))

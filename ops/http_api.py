@@ -659,10 +659,11 @@ def openapi_document() -> dict[str, Any]:
             " key becomes the command's id, and the engine decides one id once within a day,"
             " so a retry enrolls or sends nothing twice. `account` in a definition is the"
             " account of every sequence, as in a file given to `sequences apply`. Editing a"
-            " sequence's steps: active enrollments go on by position (the step after the"
-            " last one done); one waiting for a step whose id, type or delay changed is"
-            " scheduled again for the step now in its place. Over a file (`--history`) the"
-            " API only reads: commands answer 405.",
+            " sequence's steps: active enrollments go on by step id (the first step not"
+            " passed yet, so each step runs once); one whose next step is not the one it"
+            " was waiting for is scheduled again from the step passed last. An edit that"
+            " makes a sequence invalid holds its enrollments until one puts it right. Over"
+            " a file (`--history`) the API only reads: commands answer 405.",
         },
         "paths": {
             "/openapi.json": {

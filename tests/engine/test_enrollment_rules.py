@@ -320,6 +320,18 @@ def test_manual_enrollment_by_ids_tag_and_line() -> None:
     ]
 
 
+def test_a_contact_group_string_is_a_contact_id_even_with_a_colon() -> None:
+    inputs = [
+        created("line:7"),
+        created("c-8", line_id="7"),
+        event(
+            "enrollment.requested", T1, subject="seq", sequence_id="seq", contact_group=["line:7"]
+        ),
+    ]
+    out = decide(definitions(sequence(triggers=[])), inputs)
+    assert [e["data"]["contact_id"] for e in out.of("enrollment.enrolled")] == ["line:7"]
+
+
 def test_a_tag_added_by_a_step_triggers_another_sequence() -> None:
     first = sequence(id="first", steps=[{"id": "t", "type": "add_tag", "tag": "warm"}])
     second = sequence(id="second", triggers=[{"type": "contact_tagged", "tags": ["warm"]}])
@@ -607,30 +619,108 @@ def test_a_sequence_cut_short_completes_an_enrollment_past_its_end() -> None:
     assert out.one("enrollment.completed")["time"] == "2027-07-06T15:00:00Z"
 
 
-def test_a_step_run_again_after_a_redefinition_is_another_attempt() -> None:
-    # given an enrollment that has run s1 and waits two days for `later`; s1 changes the
-    # contact's owner
+def _apply(time: str, *sequences: dict[str, Any]) -> dict[str, object]:
+    return event("sequence.applied", time, subject="sequences", sequences=list(sequences))
+
+
+def test_a_step_put_in_front_runs_next_and_a_step_passed_never_runs_again() -> None:
+    # given an enrollment that has run s1 (an owner change) and waits two days for `later`
     owner = {"id": "s1", "type": "change_owner", "owner_id": "u-7"}
     later = {"id": "later", "type": "send_sms", "text": "two", "delay": TWO_DAYS}
-    first = sequence(steps=[owner, later])
-    # when a step is put in front: s1 now sits where the enrollment is
+    # when a step is put in front of s1
     intro = {"id": "intro", "type": "send_sms", "text": "intro"}
-    second = sequence(steps=[intro, {**owner, "owner_id": "u-8"}, later])
-    applied = event(
-        "sequence.applied", "2027-07-06T15:00:00Z", subject="sequences", sequences=[second]
-    )
-    account = {
-        **ACCOUNT,
-        "users": {**ACCOUNT["users"], "u-8": {"name": "Kim", "phone": "+12125550008"}},
-    }
+    applied = _apply("2027-07-06T15:00:00Z", sequence(steps=[intro, owner, later]))
     out = decide(
-        definitions(first, account=account),
+        definitions(sequence(steps=[owner, later])),
         [created(), tagged(), applied],
-        until="2027-07-06T15:05:00Z",
+        until="2027-07-10T00:00:00Z",
     )
-    # then s1 runs again under an effect id of its own, and so does its owner notice: with
-    # the first run's ids, effects would take the second for a repeat and do nothing
-    runs = [e["data"]["effect_id"] for e in out.of("step.executed", step_id="s1")]
-    assert runs == ["fx:seq:c-1:1:s1:1", "fx:seq:c-1:1:s1:2"]
-    notices = [e["data"]["effect_id"] for e in out.of("notify.sms", step_id="s1")]
-    assert notices == ["fx:seq:c-1:1:s1:1:owner-notice", "fx:seq:c-1:1:s1:2:owner-notice"]
+    # then the enrollment goes on by step id: the new step runs at once, s1 (now where the
+    # enrollment stood) is not run again, and `later` counts its delay from the new step
+    assert [e["data"]["step_id"] for e in out.of("step.executed")] == ["s1", "intro", "later"]
+    assert out.one("step.executed", step_id="intro")["time"] == "2027-07-06T15:00:00Z"
+    assert out.one("sms.send", step_id="later")["time"] == "2027-07-08T15:00:00Z"
+    assert len(out.of("notify.sms", step_id="s1")) == 1
+    assert out.one("enrollment.completed")["time"] == "2027-07-08T15:00:00Z"
+
+
+def test_swapped_steps_each_run_once() -> None:
+    a = {"id": "a", "type": "send_sms", "text": "first"}
+    b = {"id": "b", "type": "send_sms", "text": "second", "delay": HALF_HOUR}
+    applied = _apply(
+        T1, sequence(steps=[{**b, "delay": {"kind": "none"}}, {**a, "delay": HALF_HOUR}])
+    )
+    out = decide(definitions(sequence(steps=[a, b])), [created(), tagged(), applied])
+    # a ran before the edit; b, now first, runs at once; a is passed over
+    assert [(e["data"]["step_id"], e["time"]) for e in out.of("step.executed")] == [
+        ("a", T0),
+        ("b", T1),
+    ]
+    assert out.one("enrollment.completed")["time"] == T1
+
+
+def test_removing_a_step_already_passed_keeps_the_enrollments_place() -> None:
+    # given an enrollment waiting for s3, half an hour after s2
+    steps = [
+        {"id": "s1", "type": "add_tag", "tag": "x"},
+        {"id": "s2", "type": "add_tag", "tag": "y"},
+        {"id": "s3", "type": "send_sms", "text": "three", "delay": HALF_HOUR},
+        {"id": "s4", "type": "send_sms", "text": "four", "delay": TWO_DAYS},
+    ]
+    # when s1 is removed: s3 now stands where s2 stood, s4 where s3 did
+    applied = _apply(T1, sequence(steps=steps[1:]))
+    out = decide(definitions(sequence(steps=steps)), [created(), tagged(), applied], until=T2)
+    # then it still waits for s3 at the same moment (by position it would now wait for s4)
+    assert len(out.of("step.scheduled", step_id="s3")) == 1
+    assert out.of("step.scheduled", step_id="s4") == []
+
+
+def test_an_edit_that_makes_a_sequence_invalid_holds_its_enrollments_until_put_right() -> None:
+    # given an enrollment waiting an hour for its second text
+    hour = {"kind": "default", "amount": 1, "unit": "hours"}
+    steps = [
+        {"id": "s1", "type": "send_sms", "text": "one"},
+        {"id": "s2", "type": "send_sms", "text": "two", "delay": hour},
+    ]
+    good = sequence(steps=steps)
+    broken = {k: v for k, v in good.items() if k != "outbound_line"}  # an SMS with no line
+    inputs = [
+        created(),
+        tagged(),
+        _apply("2027-07-06T14:30:00Z", broken),
+        _apply("2027-07-06T16:00:00Z", good),
+    ]
+    out = decide(definitions(good), inputs, until="2027-07-06T17:00:00Z")
+    # then s2 does not run at 15:00 while the sequence is invalid (it "cannot run"), and
+    # runs when the sequence is put right at 16:00, past due
+    assert [e["time"] for e in out.of("sms.send")] == [T0, "2027-07-06T16:00:00Z"]
+    assert all(e["data"]["from_line"] == "line-1" for e in out.of("sms.send"))
+    assert out.one("enrollment.completed")["time"] == "2027-07-06T16:00:00Z"
+
+
+def test_sequences_that_feed_each_other_at_once_enroll_a_contact_once_per_input() -> None:
+    # given two sequences, each ending at once by tagging the contact into the other
+    a = sequence(
+        id="a",
+        triggers=[{"type": "contact_tagged", "tags": ["a"]}],
+        steps=[
+            {"id": "a1", "type": "remove_tag", "tag": "a"},
+            {"id": "a2", "type": "add_tag", "tag": "b"},
+        ],
+    )
+    b = sequence(
+        id="b",
+        triggers=[{"type": "contact_tagged", "tags": ["b"]}],
+        steps=[
+            {"id": "b1", "type": "remove_tag", "tag": "b"},
+            {"id": "b2", "type": "add_tag", "tag": "a"},
+        ],
+    )
+    # when the contact is tagged `a`
+    out = decide(definitions(a, b), [created(), tagged("a")])
+    # then one round: a, then b, then a refused (it would go round for ever within the
+    # one moment); the next input may enroll it again
+    assert [e["data"]["sequence_id"] for e in out.of("enrollment.enrolled")] == ["a", "b"]
+    assert out.one("enrollment.rejected")["data"]["reason"] == "already_enrolled"
+    again = decide(definitions(a, b), [created(), tagged("a"), tagged("a", time=T1)])
+    assert len(again.of("enrollment.enrolled", sequence_id="a")) == 2
