@@ -500,8 +500,9 @@ class Engine:
         self.contacts[contact_id] = contact
         self.addresses.update(before, contact)
         self._run_triggers("contact_created", contact_id, None, out)
-        for tag in sorted(contact.tags):
-            self._run_triggers("contact_tagged", contact_id, tag, out)
+        # A contact created with tags, on DNC or with a disposition has had them added:
+        # the same triggers fire as when an update adds them.
+        self._run_profile_triggers(contact_id, before, contact, out)
 
     def _on_contact_updated(self, data: Mapping[str, Any], out: _Outbox) -> None:
         contact_id = str(data["contact_id"])
@@ -509,6 +510,11 @@ class Engine:
         after = before.with_profile(data)
         self.contacts[contact_id] = after
         self.addresses.update(before, after)
+        self._run_profile_triggers(contact_id, before, after, out)
+
+    def _run_profile_triggers(
+        self, contact_id: str, before: ContactState, after: ContactState, out: _Outbox
+    ) -> None:
         for tag in sorted(after.tags - before.tags):
             self._run_triggers("contact_tagged", contact_id, tag, out)
         for tag in sorted(before.tags - after.tags):
@@ -572,7 +578,9 @@ class Engine:
         inbound = data.get("direction") == "inbound"
         manual = bool(data.get("manual", False))
         answered = bool(data.get("answered", False))
-        if inbound or (manual and answered):
+        if inbound or answered:
+            # The contact called, or took a call and so spoke with an agent (a dialer
+            # connects them to one): what a response is below, too.
             self._mark_communicated(contact_id)
         else:
             self._contact(contact_id)

@@ -99,6 +99,48 @@ def test_a_contact_who_communicated_is_rejected_when_the_sequence_says_so() -> N
     assert out.one("enrollment.rejected")["data"]["reason"] == "communicated"
 
 
+@pytest.mark.parametrize(
+    ("direction", "manual", "answered", "communicated"),
+    [
+        ("inbound", False, False, True),  # the contact called, even unanswered
+        ("outbound", True, True, True),  # a user's call the contact took
+        ("outbound", False, True, True),  # a dialer's call: taken, they spoke with an agent
+        ("outbound", False, False, False),  # a dialer's call nobody took
+        ("outbound", True, False, False),
+    ],
+)
+def test_which_calls_count_as_having_communicated(
+    direction: str, manual: bool, answered: bool, communicated: bool
+) -> None:
+    seq = sequence(prevent_enrollment_if_communicated=True)
+    call = event(
+        "call.completed",
+        T0,
+        call_id="k-1",
+        contact_id="c-1",
+        direction=direction,
+        answered=answered,
+        manual=manual,
+    )
+    out = decide(definitions(seq), [created(), call, tagged(time=T1)])
+    assert bool(out.of("enrollment.rejected", reason="communicated")) == communicated
+    assert bool(out.of("enrollment.enrolled")) != communicated
+
+
+def test_a_contact_created_on_dnc_or_with_a_disposition_sets_off_those_triggers() -> None:
+    on_dnc = sequence(id="dnc", steps=[], triggers=[{"type": "dnc_changed", "on": "added"}])
+    keen = sequence(
+        id="keen",
+        steps=[],
+        triggers=[{"type": "contact_disposition", "dispositions": ["interested"]}],
+    )
+    out = decide(definitions(on_dnc, keen), [created(dnc=True, disposition="interested")])
+    assert sorted(e["data"]["sequence_id"] for e in out.of("enrollment.enrolled")) == [
+        "dnc",
+        "keen",
+    ]
+
+
 def test_enroll_only_within_hours_rejects_a_lead_at_night() -> None:
     seq = sequence(schedule={"open": "09:00", "close": "17:00", "enroll_only_within_hours": True})
     night = "2027-07-07T03:00:00Z"  # 23:00 in New York
