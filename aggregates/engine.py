@@ -411,32 +411,37 @@ class Engine:
         When that is not the step it was waiting for (another id, type or delay), it is
         scheduled again, its delay counted as ever from the step passed last; or it
         completes. A step whose text alone changed keeps its moment (the text is read when
-        it runs). An enrollment of a sequence put right after being invalid goes on."""
+        it runs). An edit that makes the sequence invalid holds its enrollments (no timer,
+        no throttle place); one that puts it right lets them go on."""
         if previous is None:
             return
-        resumed = bool(previous.problems) and not sequence.problems
-        if previous.steps == sequence.steps and not resumed:
+        broken = sequence.problems and not previous.problems
+        resumed = previous.problems and not sequence.problems
+        if previous.steps == sequence.steps and not broken and not resumed:
             return
+        # Every member's place first, its old timer and throttle place dropped when its step
+        # is to be scheduled again: scheduling one may displace another from its minute,
+        # and that one must be read at its new place, or be held no place at all.
+        again: list[tuple[str, str]] = []
         for contact_id in sorted(self.members.get(sequence.id, ())):
             enrollment = self.enrollments[contact_id][sequence.id]
             old = enrollment.next_step
             before = previous.steps[old] if old < len(previous.steps) else None
             index = first_not_passed(sequence.steps, enrollment.passed)
             now = sequence.steps[index] if index < len(sequence.steps) else None
-            waiting = replace(enrollment, next_step=index)
-            if enrollment.due_at is not None and _timing(before) == _timing(now):
-                if index != old:  # the same step, at another place: its moment stands
-                    self.enrollments[contact_id][sequence.id] = waiting
-                continue
-            if enrollment.due_at is None and not resumed:
-                # Paused for its own contact change, or held while the sequence was
-                # invalid (and still is): it goes on from its new place when it goes on.
-                self.enrollments[contact_id][sequence.id] = waiting
-                continue
-            self.throttle.release(enrollment.enrollment_id)
-            waiting = replace(waiting, due_at=None)
-            self.enrollments[contact_id][sequence.id] = waiting
-            self._advance(waiting, out)
+            held = enrollment.due_at is None  # held while the sequence was invalid
+            same = not held and _timing(before) == _timing(now)
+            if not held and (broken or not same):
+                self.throttle.release(enrollment.enrollment_id)
+                self.timers.cancel(enrollment.enrollment_id)
+            if index != old or (not held and (broken or not same)):
+                moment = enrollment.due_at if same and not broken else None
+                enrollment = replace(enrollment, next_step=index, due_at=moment)
+                self.enrollments[contact_id][sequence.id] = enrollment
+            if not sequence.problems and (resumed or not same):
+                again.append((contact_id, sequence.id))
+        for contact_id, sequence_id in again:
+            self._advance(self.enrollments[contact_id][sequence_id], out)
 
     def _specs_under(self, document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         """Take the document's account, if any; the sequence definitions to build under it.
@@ -502,7 +507,7 @@ class Engine:
         self._run_triggers("contact_created", contact_id, None, out)
         # A contact created with tags, on DNC or with a disposition has had them added:
         # the same triggers fire as when an update adds them.
-        self._run_profile_triggers(contact_id, before, contact, out)
+        self._run_profile_triggers(contact_id, before, contact, out, created=True)
 
     def _on_contact_updated(self, data: Mapping[str, Any], out: _Outbox) -> None:
         contact_id = str(data["contact_id"])
@@ -513,13 +518,23 @@ class Engine:
         self._run_profile_triggers(contact_id, before, after, out)
 
     def _run_profile_triggers(
-        self, contact_id: str, before: ContactState, after: ContactState, out: _Outbox
+        self,
+        contact_id: str,
+        before: ContactState,
+        after: ContactState,
+        out: _Outbox,
+        *,
+        created: bool = False,
     ) -> None:
-        for tag in sorted(after.tags - before.tags):
+        """The triggers of what a profile adds, changes or (for an update) removes. A
+        creation only adds: each of its tags counts, and what it leaves out of what was
+        known before (a tag a step added meanwhile) was not removed."""
+        for tag in sorted(after.tags if created else after.tags - before.tags):
             self._run_triggers("contact_tagged", contact_id, tag, out)
-        for tag in sorted(before.tags - after.tags):
-            self._run_triggers("tag_removed", contact_id, tag, out)
-        if after.dnc != before.dnc:
+        if not created:
+            for tag in sorted(before.tags - after.tags):
+                self._run_triggers("tag_removed", contact_id, tag, out)
+        if after.dnc != before.dnc and (after.dnc or not created):
             self._run_triggers("dnc_changed", contact_id, "added" if after.dnc else "removed", out)
         if after.disposition is not None and after.disposition != before.disposition:
             self._run_triggers("contact_disposition", contact_id, after.disposition, out)

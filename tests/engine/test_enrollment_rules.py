@@ -766,3 +766,42 @@ def test_sequences_that_feed_each_other_at_once_enroll_a_contact_once_per_input(
     assert out.one("enrollment.rejected")["data"]["reason"] == "already_enrolled"
     again = decide(definitions(a, b), [created(), tagged("a"), tagged("a", time=T1)])
     assert len(again.of("enrollment.enrolled", sequence_id="a")) == 2
+
+
+def test_a_step_displaced_by_an_edit_is_named_at_its_new_place() -> None:
+    # given a throttle of one a minute; b waits for s2 at 15:00:40, a for s3 (at index 2)
+    def sms(step: str, minutes: int) -> dict[str, Any]:
+        delay = {"kind": "default", "amount": minutes, "unit": "minutes"}
+        return {"id": step, "type": "send_sms", "text": step, "delay": delay}
+
+    first = sequence(
+        throttle_per_minute=1,
+        steps=[{"id": "s1", "type": "send_sms", "text": "s1"}, sms("s2", 60), sms("s3", 60)],
+    )
+    # when s1 is dropped and s3 waits 70 minutes: a's s3 now falls at 15:00:10, in b's minute
+    second = {**first, "steps": [sms("s2", 60), sms("s3", 70)]}
+    inputs = [
+        created("a", time="2027-07-06T12:50:10Z", tags=["hot"]),
+        created("b", time="2027-07-06T14:00:40Z", tags=["hot"]),
+        _apply("2027-07-06T14:10:00Z", second),
+    ]
+    out = decide(definitions(first), inputs, until="2027-07-06T14:20:00Z")
+    # then b's step, moved on by a's earlier one, is its s2, now first in the list
+    deferred = out.one("step.deferred", contact_id="b")
+    assert (deferred["data"]["step_id"], deferred["data"]["reason"]) == ("s2", "throttle")
+    assert out.one("step.scheduled", contact_id="a", step_id="s3", due_at="2027-07-06T15:00:10Z")
+
+
+def test_a_creation_that_leaves_out_what_was_known_removes_nothing() -> None:
+    # given a contact the engine knew before its creation arrived: tagged and on DNC
+    untagged = sequence(
+        id="untagged", steps=[], triggers=[{"type": "tag_removed", "tags": ["warm"]}]
+    )
+    off_dnc = sequence(id="offdnc", steps=[], triggers=[{"type": "dnc_changed", "on": "removed"}])
+    known = [tagged("warm"), event("contact.dnc_changed", T0, contact_id="c-1", dnc=True)]
+    # when the CRM's contact.created comes without them
+    out = decide(
+        definitions(untagged, off_dnc), [*known, created(time=T1, tags=["lead"], dnc=False)]
+    )
+    # then no removal trigger fires: a creation adds, it takes nothing away
+    assert out.of("enrollment.enrolled") == []
