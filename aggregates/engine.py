@@ -467,6 +467,7 @@ class Engine:
             "description": sequence.description,
             "created": format_time(created) if created else None,
             "steps_count": len(sequence.steps),
+            "step_ids": [step.id for step in sequence.steps],
             "process_on": sequence.process_on,
             "line": sequence.outbound_line,
             "status": sequence.status,

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
-from phonenumbers.tzdata import TIMEZONE_LONGEST_PREFIX
 
 __all__ = ["contact_zone", "normalize_phone", "zone_for_phone", "zone_named"]
 
@@ -34,38 +33,37 @@ def zone_for_phone(e164: str) -> str | None:
     """The IANA zone of a phone number when its prefix maps to exactly one zone, else None.
 
     None also for an invalid number, an unknown prefix, or a zone this machine's tz
-    database does not know. Zones depend only on a number's leading digits (at most
-    TIMEZONE_LONGEST_PREFIX of them), so the answer is cached per prefix: parsing every
-    new number would cost far more than the rest of a contact's decisions.
+    database does not know. The answer is cached per number, this runs for every step:
+    not per leading digits, although zones are listed by prefix, as phonenumbers gives an
+    invalid number (a digit short) no zone, so one number's answer is not another's.
     """
     if not e164.startswith("+"):
         return None
-    prefix = e164[1 : 1 + TIMEZONE_LONGEST_PREFIX]
-    if prefix in _RECENT_ZONES:
-        return _RECENT_ZONES[prefix]
-    return _recall_zone(prefix, e164)
+    if e164 in _RECENT_ZONES:
+        return _RECENT_ZONES[e164]
+    return _recall_zone(e164)
 
 
-def _recall_zone(prefix: str, e164: str) -> str | None:
-    """The cache's slow path: a prefix not looked up since the last rotation.
+def _recall_zone(e164: str) -> str | None:
+    """The cache's slow path: a number not looked up since the last rotation.
 
-    Two generations rather than one dict emptied when full: TIMEZONE_LONGEST_PREFIX digits
-    are nearly a whole number, so a long history holds more prefixes than the cache, and
-    emptying it made every contact still enrolled parse its number again (in bursts that
-    grew with the history). A rotation keeps the previous generation, and what is still
-    looked up moves back into the new one, so the contacts in use stay cached.
+    Two generations rather than one dict emptied when full: a long history holds more
+    numbers than the cache, and emptying it made every contact still enrolled parse its
+    number again (in bursts that grew with the history). A rotation keeps the previous
+    generation, and what is still looked up moves back into the new one, so the contacts
+    in use stay cached.
     """
     global _RECENT_ZONES, _OLDER_ZONES
-    zone = _OLDER_ZONES.pop(prefix) if prefix in _OLDER_ZONES else _zone_of(e164)
-    if len(_RECENT_ZONES) >= _PREFIX_GENERATION_SIZE:
+    zone = _OLDER_ZONES.pop(e164) if e164 in _OLDER_ZONES else _zone_of(e164)
+    if len(_RECENT_ZONES) >= _GENERATION_SIZE:
         _OLDER_ZONES, _RECENT_ZONES = _RECENT_ZONES, {}
-    _RECENT_ZONES[prefix] = zone
+    _RECENT_ZONES[e164] = zone
     return zone
 
 
 _RECENT_ZONES: dict[str, str | None] = {}
 _OLDER_ZONES: dict[str, str | None] = {}
-_PREFIX_GENERATION_SIZE = 65536  # per generation: the cache holds at most twice this
+_GENERATION_SIZE = 65536  # per generation: the cache holds at most twice this
 
 
 def _zone_of(e164: str) -> str | None:

@@ -72,7 +72,7 @@ def contact_enrollment(enrollment: Enrollment, catalog: Catalog) -> ContactEnrol
         reason=enrollment.reason,
         enrolled_at=enrollment.enrolled_at,
         ended_at=enrollment.ended_at,
-        steps_done=len(enrollment.steps_done),
+        steps_done=len(enrollment.steps_done) if info is None else enrollment.passed_of(info),
         steps_total=total,
         next_step_id=enrollment.next_step_id,
         next_due_at=enrollment.next_due_at,

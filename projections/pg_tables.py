@@ -74,7 +74,8 @@ TABLE_DDL: tuple[tuple[str, LiteralString], ...] = (
         intake_address text,
         account_timezone text,
         defined_order bigint NOT NULL,
-        deleted boolean NOT NULL)""",
+        deleted boolean NOT NULL,
+        step_ids jsonb)""",
     ),
     (
         "enrollments",
@@ -252,13 +253,14 @@ def create_tables(
     for table, statement in TABLE_DDL:
         if table in tables:
             conn.execute(sql.SQL(statement).format(s=schema))
-    if "contacts" in tables:
-        # Added after the first layout: read models written before keep their rows.
-        conn.execute(
-            sql.SQL("ALTER TABLE {s}.contacts ADD COLUMN IF NOT EXISTS seen_at timestamptz").format(
-                s=schema
-            )
-        )
+    # Columns added after the first layout: read models written before keep their rows.
+    added: tuple[tuple[str, LiteralString], ...] = (
+        ("contacts", "ALTER TABLE {s}.contacts ADD COLUMN IF NOT EXISTS seen_at timestamptz"),
+        ("sequences", "ALTER TABLE {s}.sequences ADD COLUMN IF NOT EXISTS step_ids jsonb"),
+    )
+    for table, statement in added:
+        if table in tables:
+            conn.execute(sql.SQL(statement).format(s=schema))
 
 
 def create_indexes(

@@ -85,6 +85,7 @@ SEQUENCE_COLUMNS = (
     "account_timezone",
     "defined_order",
     "deleted",
+    "step_ids",
 )
 ENROLLMENT_COLUMNS = (
     "enrollment_id",
@@ -154,8 +155,11 @@ def _upsert(schema: sql.Identifier, table: str, names: tuple[str, ...]) -> sql.C
 _SEQUENCE_ROWS: LiteralString = """
     SELECT s.sequence_id, s.name, s.created, s.steps_count, s.process_on, s.line,
            count(e.enrollment_id),
-           coalesce(sum(greatest(
-               s.steps_count - cardinality(e.steps_done), 0)), 0),
+           coalesce(sum(greatest(s.steps_count - CASE
+               WHEN s.step_ids IS NULL THEN cardinality(e.steps_done)
+               -- the steps passed that the definition in force still has (projections/state.py)
+               ELSE (SELECT count(*) FROM unnest(e.steps_done) AS d(id) WHERE s.step_ids ? d.id)
+               END, 0)), 0),
            s.status, s.problems
     FROM {s}.sequences s
     LEFT JOIN {s}.enrollments e ON e.sequence_id = s.sequence_id AND e.state = 'active'
@@ -885,6 +889,7 @@ def sequence_row(s: SequenceInfo) -> Row:
         s.account_timezone,
         s.defined_order,
         s.deleted,
+        None if s.step_ids is None else _json_text(s.step_ids),
     )
 
 

@@ -44,15 +44,14 @@ class SequenceRow:
 
 def sequence_rows(catalog: Catalog, book: EnrollmentBook) -> list[SequenceRow]:
     """Visible (defined, not deleted) sequences sorted by id. `contacts` counts active
-    enrollments; `remaining_tasks` sums, over them, the sequence's steps count minus the
-    distinct steps executed or skipped."""
+    enrollments; `remaining_tasks` sums, over them, the sequence's steps not yet executed or
+    skipped."""
     contacts: Counter[str] = Counter()
     remaining: Counter[str] = Counter()
     for enrollment in book.active():
         info = catalog.sequences.get(enrollment.sequence_id)
         contacts[enrollment.sequence_id] += 1
-        steps_count = info.steps_count if info else None
-        remaining[enrollment.sequence_id] += enrollment.remaining(steps_count)
+        remaining[enrollment.sequence_id] += enrollment.remaining(info)
     return [
         SequenceRow(
             id=info.sequence_id,

@@ -45,6 +45,8 @@ class SequenceInfo:
     account_timezone: str | None
     defined_order: int
     deleted: bool = False
+    # The steps' ids in order; None from a stream written before they were published.
+    step_ids: list[str] | None = None
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any], order: int, sequence_id: str) -> SequenceInfo:
@@ -64,6 +66,7 @@ class SequenceInfo:
             intake_address=text_of(data, "intake_address"),
             account_timezone=text_of(data, "account_timezone"),
             defined_order=order,
+            step_ids=_texts(data.get("step_ids")),
         )
 
 
@@ -116,12 +119,19 @@ class Enrollment:
     next_step_id: str | None = None
     next_due_at: datetime | None = None
 
-    def remaining(self, steps_count: int | None) -> int:
-        """Steps not yet done. The sequence's current `steps_count` counts when it is known:
-        a redefined sequence's enrollments go on through its new steps (the engine follows
-        the definition in force), so the total at enrollment only stands in for it."""
-        total = steps_count if steps_count is not None else self.steps_total or 0
-        return max(total - len(self.steps_done), 0)
+    def remaining(self, info: SequenceInfo | None) -> int:
+        """Steps not yet done, of the definition in force when it is known: after an edit
+        the engine goes on by step id through the new steps, so a step passed that the
+        edit removed no longer counts, and the total at enrollment only stands in."""
+        if info is None:
+            return max((self.steps_total or 0) - len(self.steps_done), 0)
+        return max(info.steps_count - self.passed_of(info), 0)
+
+    def passed_of(self, info: SequenceInfo) -> int:
+        """How many of the sequence's current steps this enrollment has passed."""
+        if info.step_ids is None:
+            return len(self.steps_done)
+        return sum(1 for step_id in info.step_ids if step_id in self.steps_done)
 
 
 class EnrollmentBook:
@@ -295,3 +305,9 @@ class Directory:
 
     def get(self, contact_id: str | None) -> ContactCard | None:
         return None if contact_id is None else self.cards.get(contact_id)
+
+
+def _texts(value: Any) -> list[str] | None:
+    if not isinstance(value, list):
+        return None
+    return [str(item) for item in value]

@@ -95,7 +95,7 @@ def test_the_phone_zone_cache_keeps_the_numbers_in_use_when_it_rotates(
 ) -> None:
     # Generations of 3: twelve numbers rotate it many times; the answers stay those of a
     # fresh lookup, and a number looked up in every round is parsed only the first time.
-    monkeypatch.setattr(timezones, "_PREFIX_GENERATION_SIZE", 3)
+    monkeypatch.setattr(timezones, "_GENERATION_SIZE", 3)
     monkeypatch.setattr(timezones, "_RECENT_ZONES", {})
     monkeypatch.setattr(timezones, "_OLDER_ZONES", {})
     parsed: list[str] = []
@@ -107,14 +107,21 @@ def test_the_phone_zone_cache_keeps_the_numbers_in_use_when_it_rotates(
 
     monkeypatch.setattr(timezones, "_zone_of", counting)
     regular = "+17205550142"
-    # Each its own cache key: the key is the first digits, up to the longest prefix a zone
-    # is known by.
     others = [f"+1{area}55{n}0142" for area in (212, 312, 208, 415) for n in range(3)]
     for number in others:
         assert zone_for_phone(regular) == "America/Denver"
         assert zone_for_phone(number) == parse(number)
     assert parsed.count(regular) == 1
     assert len(parsed) == 1 + len(others)
+
+
+def test_a_numbers_zone_does_not_depend_on_the_numbers_looked_up_before() -> None:
+    # A digit short, a number shares all its leading digits with a valid one, yet is no
+    # valid number and has no zone: the answer for one must not be cached for the other.
+    short, valid = "+1212555010", "+12125550100"
+    assert zone_for_phone(short) is None
+    assert zone_for_phone(valid) == "America/New_York"
+    assert zone_for_phone(short) is None
 
 
 def test_a_contact_with_its_own_zone_needs_no_phone_lookup(

@@ -127,3 +127,13 @@ class Stream:
             lines.insert(number - 1, text)
         path.write_text("\n".join(lines) + "\n")
         return path
+
+
+def a_passed_step_removed() -> Stream:
+    # an enrollment that has passed s1 of s1-s3, then s1 removed: s2 and s3 are still to do
+    given = Stream()
+    given.defined("w", steps_count=3, step_ids=["s1", "s2", "s3"])
+    given.enrolled("w", "c-1", "2028-03-02T10:00:00Z", steps_total=3)
+    given.step("executed", "w", "c-1", "s1", "2028-03-02T10:00:00Z")
+    given.defined("w", "2028-03-02T10:00:00Z", steps_count=2, step_ids=["s2", "s3"])
+    return given

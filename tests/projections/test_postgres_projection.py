@@ -20,7 +20,7 @@ from projections.history import EVENT_KINDS, TIMEFRAMES, HistoryQuery
 from projections.loading import ReadModels
 from projections.postgres import PostgresProjection
 from projections.stream import OutputEvent, Positioned
-from tests.projections.helpers import Stream
+from tests.projections.helpers import Stream, a_passed_step_removed
 from tests.projections.test_sequences_list import engine_streams
 
 pytestmark = pytest.mark.postgres
@@ -205,6 +205,17 @@ def test_an_invalid_sequences_problems_are_listed_as_in_memory(
         ("broken", "invalid", BROKEN_PROBLEMS),
         ("welcome", "active", ()),
     ]
+
+
+def test_remaining_tasks_count_the_steps_of_the_definition_in_force_as_in_memory(
+    projection: PostgresProjection,
+) -> None:
+    events = a_passed_step_removed().events
+    apply_in_batches(projection, events, 1)
+    assert projection.sequence_rows() == in_memory(events).sequences.rows()
+    assert [(r.contacts, r.remaining_tasks) for r in projection.sequence_rows()] == [(1, 2)]
+    summary = projection.contact("c-1")
+    assert summary == in_memory(events).contacts.contact("c-1")
 
 
 def test_a_rebuild_keeps_an_invalid_sequences_problems(

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projections.sequences_list import SequenceRow, SequencesList
-from tests.projections.helpers import Stream
+from tests.projections.helpers import Stream, a_passed_step_removed
 
 T0 = "2028-03-02T10:00:00Z"
 
@@ -130,6 +130,12 @@ def test_after_a_redefinition_remaining_tasks_follow_the_new_steps() -> None:
 
     given.defined("w", T0, steps_count=5)
     assert counters(rows_after(given)) == {"w": (1, 4)}
+
+
+def test_a_step_passed_then_removed_no_longer_counts_as_done() -> None:
+    # The engine goes on by step id after an edit: a step passed that the edit removed
+    # leaves every step of the new list still to do.
+    assert counters(rows_after(a_passed_step_removed())) == {"w": (1, 2)}
 
 
 def test_a_redefinition_replaces_settings_and_keeps_contacts() -> None:
