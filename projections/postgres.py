@@ -156,6 +156,7 @@ _SEQUENCE_ROWS: LiteralString = """
     SELECT s.sequence_id, s.name, s.created, s.steps_count, s.process_on, s.line,
            count(e.enrollment_id),
            coalesce(sum(greatest(s.steps_count - CASE
+               WHEN e.enrollment_id IS NULL THEN s.steps_count  -- the join's row of no one
                WHEN s.step_ids IS NULL THEN cardinality(e.steps_done)
                -- the steps passed that the definition in force still has (projections/state.py)
                ELSE (SELECT count(*) FROM unnest(e.steps_done) AS d(id) WHERE s.step_ids ? d.id)

@@ -218,6 +218,15 @@ def test_remaining_tasks_count_the_steps_of_the_definition_in_force_as_in_memory
     assert summary == in_memory(events).contacts.contact("c-1")
 
 
+def test_a_sequence_nobody_is_enrolled_in_has_no_remaining_tasks(
+    projection: PostgresProjection,
+) -> None:
+    given = Stream()
+    given.defined("idle", steps_count=2, step_ids=["s1", "s2"])
+    apply_in_batches(projection, given.events, 1)
+    assert [(r.contacts, r.remaining_tasks) for r in projection.sequence_rows()] == [(0, 0)]
+
+
 def test_a_rebuild_keeps_an_invalid_sequences_problems(
     projection: PostgresProjection, tmp_path: Path
 ) -> None:
