@@ -246,6 +246,12 @@ class Engine:
         self._drain(out)
         return out.events
 
+    def remember(self, event: CloudEvent, at: datetime | None = None) -> None:
+        """Note `event` as decided at `at` (default: its time) without deciding it: a
+        rebuild takes a definition command's change another way, and a repeat of the
+        command must still be told from another event under its id."""
+        self._recent.remember(event.identity, at or event.time, event.fingerprint())
+
     def fire_before(self, moment: datetime) -> list[CloudEvent]:
         """Fire every timer due strictly before `moment`. `handle` leaves the clock alone for
         a definition command (a live one carries today's time); in a history, where its

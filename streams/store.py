@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -116,6 +116,27 @@ class Replayable:
     definitions: int
     event: bytes | None
     partition: int | None
+
+
+def in_definitions_order(items: Iterable[Replayable]) -> list[Replayable]:
+    """Stored records as a rebuild replays them: by the definitions version they were
+    decided under, then in the order they were decided.
+
+    Each worker adopts another's definition change a little after it was decided, so a
+    group it decides for records inputs under the old version after the change's own
+    records; replayed in the order of the log alone, a rebuild that takes both workers'
+    groups would decide those inputs under the new definitions (enrolling contacts in a
+    sequence they never joined, and sending its steps). A group's records never go back
+    to an older version, so each group keeps its own order. A tick of a store written
+    before ticks carried the version (0) keeps the place of the record before it."""
+    keyed: list[tuple[int, int, Replayable]] = []
+    level = 0
+    for n, item in enumerate(items):
+        if item.kind != "tick" or item.definitions:
+            level = item.definitions
+        keyed.append((level, n, item))
+    keyed.sort(key=lambda entry: (entry[0], entry[1]))
+    return [item for _, _, item in keyed]
 
 
 @dataclass(frozen=True, slots=True)

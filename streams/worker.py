@@ -57,6 +57,7 @@ from streams.store import (
     Definition,
     EngineStore,
     InputRecord,
+    in_definitions_order,
     outbox_rows,
 )
 
@@ -410,6 +411,10 @@ class EngineWorker:
                 await self._submit(wait=True)
                 if self.stale or self.generation != generation:
                     return
+                # Its version at once (it is in force here already): the inputs decided
+                # next carry it, and a rebuild replays them after the change.
+                self.definitions_checked = float("-inf")
+                self._sync_definitions()
         self._track(group, last)
 
     def _fans_out(self, event: CloudEvent) -> bool:
@@ -611,7 +616,7 @@ class EngineWorker:
         pending = self.store.definitions_after(0)
         applied = 0
         replayed = 0
-        for item in self.store.replayable(names):
+        for item in in_definitions_order(self.store.replayable(names)):
             while pending and pending[0].version <= item.definitions:
                 change = pending.pop(0)
                 engine.adopt(
@@ -624,6 +629,12 @@ class EngineWorker:
                 engine.advance(item.at, partition=item.partition)
             elif item.event is not None:
                 event = decode_event(item.event)
+                if event.type in DEFINITION_COMMANDS:
+                    # Its change is adopted above by version, where each group took it:
+                    # decided here, it would govern other groups' inputs decided before.
+                    engine.remember(event, item.at)
+                    replayed += 1
+                    continue
                 try:
                     if item.at is not None:  # decided by the wall clock
                         engine.handle(event, at=item.at)
