@@ -437,11 +437,12 @@ class Engine:
             now = sequence.steps[index] if index < len(sequence.steps) else None
             held = enrollment.due_at is None  # held while the sequence was invalid
             same = not held and _timing(before) == _timing(now)
-            if not held and (broken or not same):
+            unscheduled = not held and (broken or not same)
+            if unscheduled:
                 self.throttle.release(enrollment.enrollment_id)
                 self.timers.cancel(enrollment.enrollment_id)
-            if index != old or (not held and (broken or not same)):
-                moment = enrollment.due_at if same and not broken else None
+            if index != old or unscheduled:
+                moment = None if unscheduled else enrollment.due_at
                 enrollment = replace(enrollment, next_step=index, due_at=moment)
                 self.enrollments[contact_id][sequence.id] = enrollment
             if not sequence.problems and (resumed or not same):
@@ -890,13 +891,8 @@ class Engine:
     def _advance(self, enrollment: Enrollment, out: _Outbox) -> None:
         sequence, contact, zone, now = self._place_of(enrollment)
         if sequence.problems:
-            # An invalid sequence "cannot run" (CONTRACT.md §2): an edit that broke it holds
-            # its enrollments where they are, their step unscheduled, until one puts it right.
-            if enrollment.due_at is not None:
-                self.throttle.release(enrollment.enrollment_id)
-                self.timers.cancel(enrollment.enrollment_id)
-                held = replace(enrollment, due_at=None)
-                self.enrollments[enrollment.contact_id][enrollment.sequence_id] = held
+            # An invalid sequence "cannot run" (CONTRACT.md §2): the edit that broke it held
+            # its enrollments (_reschedule_changed_steps), and they wait for one to mend it.
             return
         context = StepContext(
             account=self.account,
