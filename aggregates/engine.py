@@ -44,7 +44,7 @@ from aggregates.intake import (
     parse_lead_email,
 )
 from aggregates.keywords import keyword_intent
-from aggregates.outbox import Outbox
+from aggregates.outputs import Outputs
 from aggregates.owner_notices import Assignment, OwnerNotices, describe, window_of
 from aggregates.sequence import (
     Account,
@@ -128,7 +128,7 @@ class Engine:
 
     def define(self, document: Mapping[str, Any], at: datetime, cause: str) -> list[CloudEvent]:
         """Apply a definition document (account + sequences): add or replace sequences."""
-        out = Outbox(cause)
+        out = Outputs(cause)
         self._fire_until(at, out, inclusive=False)
         self._tick(at)
         self._at = at
@@ -141,7 +141,7 @@ class Engine:
     ) -> list[CloudEvent]:
         """Take definitions another worker recorded: upsert without announcing them, and
         disenroll this engine's own members of deleted sequences (CONTRACT.md §1.2)."""
-        out = Outbox(cause, per_subject=True)
+        out = Outputs(cause, per_subject=True)
         self._at = at  # another worker's clock: no timer fires, the high-water mark stays
         self._enrolled_by_cause.clear()
         for spec in self._specs_under(document):
@@ -179,7 +179,7 @@ class Engine:
         if earlier is not None and earlier != fingerprint:
             # Before anything moves: the caller dead-letters it and nothing was decided.
             raise ReusedIdentityError(event.id, event.source)
-        out = Outbox(event.occurrence)
+        out = Outputs(event.occurrence)
         if event.type not in DEFINITION_COMMANDS:
             # A definition published today must not fire the timers of a history being
             # pushed through by event time, nor move its clock.
@@ -207,14 +207,14 @@ class Engine:
         """Fire every timer due strictly before `moment`. `handle` leaves the clock alone for
         a definition command (a live one carries today's time); in a history, where its
         time is the history's, the timers before it come first (CONTRACT.md §3)."""
-        out = Outbox("timers")
+        out = Outputs("timers")
         self._fire_until(moment, out, inclusive=False)
         self._tick(moment)
         return out.events
 
     def advance(self, until: datetime, partition: int | None = None) -> list[CloudEvent]:
         """Fire every timer due up to and including `until` (of one partition, or all)."""
-        out = Outbox("timers")
+        out = Outputs("timers")
         self._fire_until(until, out, inclusive=True, partition=partition)
         self._note_partition_clock(partition, until)
         self._tick(until)
@@ -223,7 +223,7 @@ class Engine:
     def close_notice_windows(self, at: datetime) -> list[CloudEvent]:
         """Send at `at` the owner notices still gathering their minute: the end of a finite
         input (a replay) closes the minute early, so a notice is not lost with it."""
-        out = Outbox("timers")
+        out = Outputs("timers")
         self._at = at
         for timer in self.timers.take_notices():
             self._flush_owner_notices(timer._replace(due=at), out)
@@ -289,7 +289,7 @@ class Engine:
                 self._forgot_at = moment
 
     def _fire_until(
-        self, limit: datetime, out: Outbox, *, inclusive: bool, partition: int | None = None
+        self, limit: datetime, out: Outputs, *, inclusive: bool, partition: int | None = None
     ) -> None:
         notices = self._notices_until(limit, partition)
         while head := self.timers.pop_due(
@@ -316,7 +316,7 @@ class Engine:
             return None  # a partition not read yet may still assign in any minute
         return min([limit, *(c for p, c in clocks.items() if p != partition)])
 
-    def _drain(self, out: Outbox) -> None:
+    def _drain(self, out: Outputs) -> None:
         """Feed the engine's own contact changes back in, then let the enrollments that
         paused for them go on: a step after `mark_dnc` must see the DNC."""
         while self._pending or self._paused:
@@ -349,7 +349,7 @@ class Engine:
 
     # ---- definitions ---------------------------------------------------------------------
 
-    def _apply_definitions(self, document: Mapping[str, Any], at: datetime, out: Outbox) -> None:
+    def _apply_definitions(self, document: Mapping[str, Any], at: datetime, out: Outputs) -> None:
         for spec in self._specs_under(document):
             sequence = build_sequence(spec, self.account)
             previous = self.sequences.get(sequence.id)
@@ -361,7 +361,7 @@ class Engine:
         self._reindex()
 
     def _reschedule_changed_steps(
-        self, previous: Sequence | None, sequence: Sequence, out: Outbox
+        self, previous: Sequence | None, sequence: Sequence, out: Outputs
     ) -> None:
         """After a redefinition an active enrollment goes on by step id: with the first step
         of the new steps it has not passed (each step runs once, wherever an edit moved it).
@@ -447,12 +447,12 @@ class Engine:
             self.contacts[contact_id] = contact
         return contact
 
-    def _process(self, event: CloudEvent, out: Outbox) -> None:
+    def _process(self, event: CloudEvent, out: Outputs) -> None:
         handler = _HANDLERS.get(event.type)
         if handler is not None:
             handler(self, event.data, out)
 
-    def _on_contact_created(self, data: Mapping[str, Any], out: Outbox) -> None:
+    def _on_contact_created(self, data: Mapping[str, Any], out: Outputs) -> None:
         contact_id = str(data["contact_id"])
         before = self._contact(contact_id)
         if before.created:
@@ -468,7 +468,7 @@ class Engine:
         # the same triggers fire as when an update adds them.
         self._run_profile_triggers(contact_id, before, contact, out, created=True)
 
-    def _on_contact_updated(self, data: Mapping[str, Any], out: Outbox) -> None:
+    def _on_contact_updated(self, data: Mapping[str, Any], out: Outputs) -> None:
         contact_id = str(data["contact_id"])
         before = self._contact(contact_id)
         after = before.with_profile(data)
@@ -481,7 +481,7 @@ class Engine:
         contact_id: str,
         before: ContactState,
         after: ContactState,
-        out: Outbox,
+        out: Outputs,
         *,
         created: bool = False,
     ) -> None:
@@ -498,22 +498,22 @@ class Engine:
         if after.disposition is not None and after.disposition != before.disposition:
             self._run_triggers("contact_disposition", contact_id, after.disposition, out)
 
-    def _on_tag_added(self, data: Mapping[str, Any], out: Outbox) -> None:
+    def _on_tag_added(self, data: Mapping[str, Any], out: Outputs) -> None:
         contact_id, tag = str(data["contact_id"]), str(data["tag"])
         self.contacts[contact_id] = self._contact(contact_id).with_tag(tag, present=True)
         self._run_triggers("contact_tagged", contact_id, tag, out)
 
-    def _on_tag_removed(self, data: Mapping[str, Any], out: Outbox) -> None:
+    def _on_tag_removed(self, data: Mapping[str, Any], out: Outputs) -> None:
         contact_id, tag = str(data["contact_id"]), str(data["tag"])
         self.contacts[contact_id] = self._contact(contact_id).with_tag(tag, present=False)
         self._run_triggers("tag_removed", contact_id, tag, out)
 
-    def _on_disposition_changed(self, data: Mapping[str, Any], out: Outbox) -> None:
+    def _on_disposition_changed(self, data: Mapping[str, Any], out: Outputs) -> None:
         contact_id, disposition = str(data["contact_id"]), str(data["disposition"])
         self.contacts[contact_id] = self._contact(contact_id).changed({"disposition": disposition})
         self._run_triggers("contact_disposition", contact_id, disposition, out)
 
-    def _on_dnc_changed(self, data: Mapping[str, Any], out: Outbox) -> None:
+    def _on_dnc_changed(self, data: Mapping[str, Any], out: Outputs) -> None:
         contact_id, dnc = str(data["contact_id"]), bool(data["dnc"])
         before = self._contact(contact_id)
         self.contacts[contact_id] = before.changed({"dnc": dnc}) if before.dnc != dnc else before
@@ -521,18 +521,18 @@ class Engine:
             # Added to or removed from the list: a repeat of the same state is neither.
             self._run_triggers("dnc_changed", contact_id, "added" if dnc else "removed", out)
 
-    def _on_opted_out(self, data: Mapping[str, Any], out: Outbox) -> None:
+    def _on_opted_out(self, data: Mapping[str, Any], out: Outputs) -> None:
         contact_id = str(data["contact_id"])
         channel = str(data.get("channel") or "all")
         self.contacts[contact_id] = self._contact(contact_id).with_opt_out(channel, opted_out=True)
         self._stop_where(contact_id, "opted_out", out, lambda s: s.remove_on_opt_out)
 
-    def _on_opted_in(self, data: Mapping[str, Any], _out: Outbox) -> None:
+    def _on_opted_in(self, data: Mapping[str, Any], _out: Outputs) -> None:
         contact_id = str(data["contact_id"])
         channel = str(data.get("channel") or "all")
         self.contacts[contact_id] = self._contact(contact_id).with_opt_out(channel, opted_out=False)
 
-    def _on_message_received(self, data: Mapping[str, Any], out: Outbox) -> None:
+    def _on_message_received(self, data: Mapping[str, Any], out: Outputs) -> None:
         contact_id = str(data["contact_id"])
         self._mark_communicated(contact_id)
         if data.get("channel") == "sms":
@@ -547,7 +547,7 @@ class Engine:
                 self._emit_change(kind, contact_id, payload, out, apply_now=True)
         self._stop_where(contact_id, "responded", out, lambda s: s.remove_on_response)
 
-    def _on_call_completed(self, data: Mapping[str, Any], out: Outbox) -> None:
+    def _on_call_completed(self, data: Mapping[str, Any], out: Outputs) -> None:
         contact_id = str(data["contact_id"])
         inbound = data.get("direction") == "inbound"
         manual = bool(data.get("manual", False))
@@ -576,12 +576,12 @@ class Engine:
         if not contact.communicated:
             self.contacts[contact_id] = contact.changed({"communicated": True})
 
-    def _on_appointment_changed(self, data: Mapping[str, Any], out: Outbox) -> None:
+    def _on_appointment_changed(self, data: Mapping[str, Any], out: Outputs) -> None:
         contact_id = str(data["contact_id"])
         self._contact(contact_id)
         self._run_triggers("appointment", contact_id, str(data["status"]), out)
 
-    def _on_enrollment_requested(self, data: Mapping[str, Any], out: Outbox) -> None:
+    def _on_enrollment_requested(self, data: Mapping[str, Any], out: Outputs) -> None:
         sequence = self.sequences.get(str(data["sequence_id"]))
         targets = self._targets(data)
         on = data.get(ON_PARTITION)
@@ -598,7 +598,7 @@ class Engine:
             else:
                 self._enroll(sequence, contact_id, "manual", out)
 
-    def _on_lead_email(self, data: Mapping[str, Any], out: Outbox) -> None:
+    def _on_lead_email(self, data: Mapping[str, Any], out: Outputs) -> None:
         to = intake_address(str(data["to"]))
         now = self._clock()
         sender = data.get("from")
@@ -645,7 +645,7 @@ class Engine:
         contact = self.contacts.get(contact_id)
         return contact.email if contact else None
 
-    def _bind_suppressions(self, lead: ContactState, sequence_id: str, out: Outbox) -> None:
+    def _bind_suppressions(self, lead: ContactState, sequence_id: str, out: Outputs) -> None:
         """A lead's number or address that another contact put on DNC or opted out stays
         so for the lead: said as the engine's own changes, applied before it is enrolled."""
         others = [self.contacts[c] for c in self.addresses.sharing(lead)]
@@ -668,10 +668,10 @@ class Engine:
                     apply_now=True,
                 )
 
-    def _on_sequence_applied(self, data: Mapping[str, Any], out: Outbox) -> None:
+    def _on_sequence_applied(self, data: Mapping[str, Any], out: Outputs) -> None:
         self._apply_definitions(data, self._clock(), out)
 
-    def _on_sequence_delete(self, data: Mapping[str, Any], out: Outbox) -> None:
+    def _on_sequence_delete(self, data: Mapping[str, Any], out: Outputs) -> None:
         sequence_id = str(data["sequence_id"])
         if sequence_id not in self.sequences:
             out.add(
@@ -683,7 +683,7 @@ class Engine:
         self._delete(sequence_id, out, announce=True)
         self._reindex()
 
-    def _delete(self, sequence_id: str, out: Outbox, *, announce: bool) -> None:
+    def _delete(self, sequence_id: str, out: Outputs, *, announce: bool) -> None:
         if sequence_id not in self.sequences:
             return
         now = self._clock()
@@ -695,7 +695,7 @@ class Engine:
         if announce:
             out.add(SequenceDeleted(now, sequence_id))
 
-    def _on_sequence_copy(self, data: Mapping[str, Any], out: Outbox) -> None:
+    def _on_sequence_copy(self, data: Mapping[str, Any], out: Outputs) -> None:
         source_id, new_id = str(data["sequence_id"]), str(data["new_id"])
         source = self.sequences.get(source_id)
         if source is None or new_id in self.sequences:
@@ -732,7 +732,7 @@ class Engine:
         kind: str,
         contact_id: str,
         value: str | None,
-        out: Outbox,
+        out: Outputs,
         *,
         skip: str | None = None,
     ) -> None:
@@ -744,7 +744,7 @@ class Engine:
             else:
                 self._enroll(sequence, contact_id, kind, out)
 
-    def _run_call_duration(self, contact_id: str, data: Mapping[str, Any], out: Outbox) -> None:
+    def _run_call_duration(self, contact_id: str, data: Mapping[str, Any], out: Outputs) -> None:
         for sequence, trigger in self._triggers.of_type("call_duration"):
             measured = data.get(trigger.metric or "duration")
             if (
@@ -785,7 +785,7 @@ class Engine:
             contact_email=contact.email,
         )
 
-    def _enroll(self, sequence: Sequence, contact_id: str, via: str, out: Outbox) -> None:
+    def _enroll(self, sequence: Sequence, contact_id: str, via: str, out: Outputs) -> None:
         now = self._clock()
         contact = self._contact(contact_id)
         reason = self._rejection(sequence, contact, now)
@@ -814,13 +814,13 @@ class Engine:
         self.members.setdefault(sequence.id, set()).add(contact_id)
         self._advance(state, out)
 
-    def _stop_in(self, sequence: Sequence, contact_id: str, reason: str, out: Outbox) -> None:
+    def _stop_in(self, sequence: Sequence, contact_id: str, reason: str, out: Outputs) -> None:
         enrollment = self.enrollments.get(contact_id, {}).get(sequence.id)
         if enrollment is not None:
             self._record(enrollment, decide_stop(enrollment, self._clock(), reason), out)
 
     def _stop_where(
-        self, contact_id: str, reason: str, out: Outbox, applies: Callable[[Sequence], bool]
+        self, contact_id: str, reason: str, out: Outputs, applies: Callable[[Sequence], bool]
     ) -> None:
         for sequence_id, enrollment in sorted(self.enrollments.get(contact_id, {}).items()):
             sequence = self.sequences.get(sequence_id)
@@ -839,7 +839,7 @@ class Engine:
         contact = self.contacts[enrollment.contact_id]
         return sequence, contact, self._zone(sequence, contact), self._clock()
 
-    def _advance(self, enrollment: Enrollment, out: Outbox) -> None:
+    def _advance(self, enrollment: Enrollment, out: Outputs) -> None:
         sequence, contact, zone, now = self._place_of(enrollment)
         if sequence.problems:
             # An invalid sequence "cannot run" (CONTRACT.md §2): the edit that broke it held
@@ -860,7 +860,7 @@ class Engine:
         if self.throttle.displaced:
             self._move_displaced(out)
 
-    def _move_displaced(self, out: Outbox) -> None:
+    def _move_displaced(self, out: Outputs) -> None:
         """Move on the steps whose place in their minute went to a step due earlier; each
         move may displace one due later still."""
         displaced = self.throttle.displaced
@@ -878,7 +878,7 @@ class Engine:
         self,
         enrollment: Enrollment,
         decisions: list[Decision],
-        out: Outbox,
+        out: Outputs,
         folded: Enrollment | None = None,
     ) -> None:
         """Fold the decisions into the enrollment (unless the decider already did:
@@ -915,7 +915,7 @@ class Engine:
                 self.members.get(sequence_id, set()).discard(contact_id)
             self.timers.cancel(state.enrollment_id)
 
-    def _fire_step(self, timer: Timer, out: Outbox) -> None:
+    def _fire_step(self, timer: Timer, out: Outputs) -> None:
         contact_id, sequence_id = timer.key
         enrollment = self.enrollments.get(contact_id, {}).get(sequence_id)
         if enrollment is None or not self.timers.is_current(timer, enrollment.enrollment_id):
@@ -923,7 +923,7 @@ class Engine:
         self.timers_fired += 1
         # The id names the enrollment, step and due moment, so it is the same in any runner.
         cause = f"t:{enrollment.enrollment_id}:{enrollment.next_step}:{format_time(timer.due)}"
-        timer_out = Outbox(cause)
+        timer_out = Outputs(cause)
         self._enrolled_by_cause.clear()
         self._advance(enrollment, timer_out)
         self._drain(timer_out)
@@ -932,14 +932,14 @@ class Engine:
     # ---- engine-made changes -------------------------------------------------------------
 
     def _emit_change(
-        self, kind: str, contact_id: str, payload: dict[str, Any], out: Outbox, *, apply_now: bool
+        self, kind: str, contact_id: str, payload: dict[str, Any], out: Outputs, *, apply_now: bool
     ) -> None:
         change = EffectRequested(self._clock(), kind, contact_id, payload)
         out.add(change)
         if apply_now:
             self._process(self._as_input(change, out), out)
 
-    def _as_input(self, change: EffectRequested, out: Outbox) -> CloudEvent:
+    def _as_input(self, change: EffectRequested, out: Outputs) -> CloudEvent:
         return CloudEvent(
             id=f"{out.cause}/in{len(out.events)}",
             source=ENGINE_SOURCE,
@@ -980,12 +980,12 @@ class Engine:
                 minute + timedelta(minutes=1), (sequence_id, owner_id, format_time(minute))
             )
 
-    def _flush_owner_notices(self, timer: Timer, into: Outbox) -> None:
+    def _flush_owner_notices(self, timer: Timer, into: Outputs) -> None:
         """Tell owners of their new contacts: one SMS each, or one summary for a crowd."""
         sequence_id, owner_id, minute_text = timer.key
         # Numbered per contact: a partition whose clock lags can add to a minute already
         # sent, and its notices must not take the ids of the first ones.
-        out = Outbox(f"t:notify:{sequence_id}:{owner_id}:{minute_text}", per_subject=True)
+        out = Outputs(f"t:notify:{sequence_id}:{owner_id}:{minute_text}", per_subject=True)
         sequence = self.sequences.get(sequence_id)
         notices = self.owner_notices.close(
             (sequence_id, owner_id, datetime.fromisoformat(minute_text)),

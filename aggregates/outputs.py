@@ -20,7 +20,7 @@ from schemas.registry import EVENT_TYPES
 
 
 @dataclass(slots=True)
-class Outbox:
+class Outputs:
     """Collects one cause's decisions as CloudEvents with ids `<cause>/<n>`."""
 
     cause: str
