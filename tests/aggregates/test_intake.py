@@ -251,6 +251,9 @@ def test_phone_values(body: str, expected: str) -> None:
         "WorkPhone",
         "best_contact_number",
         "Mobile 1",
+        "Tel",
+        "Tel.",
+        "TEL",
     ],
 )
 def test_qualified_and_numbered_phone_labels(label: str) -> None:

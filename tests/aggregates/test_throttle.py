@@ -256,6 +256,16 @@ def test_a_deferred_or_equally_due_holder_keeps_its_place() -> None:
     assert throttle.displaced == []
 
 
+def test_an_equally_due_holder_keeps_its_place_while_one_due_later_waits_further_on() -> None:
+    # given 10:03 held for a step due 10:03:00, and 10:05 for one due 10:05:00
+    throttle = MinuteThrottle()
+    throttle.hold("e-1", "s", utc("2028-03-02T10:03:00"), 1, movable=True)
+    throttle.hold("e-2", "s", utc("2028-03-02T10:05:00"), 1, movable=True)
+    # when another step due 10:03:00 comes: then the first come keeps 10:03, it takes 10:04
+    assert throttle.hold("e-3", "s", utc("2028-03-02T10:03:00"), 1) == utc("2028-03-02T10:04:00")
+    assert throttle.displaced == []
+
+
 def test_the_holder_due_latest_gives_way_and_a_released_place_displaces_nobody() -> None:
     # given two a minute, 10:05 held for steps due 10:05:10 and 10:05:50
     throttle = MinuteThrottle()

@@ -265,6 +265,37 @@ def test_call_duration_trigger_disenrolls_at_the_threshold() -> None:
     assert disenrolled["time"] == T2
 
 
+def test_an_inbound_call_does_not_set_off_the_call_duration_trigger() -> None:
+    # The seed: "If you make an outbound call and its duration ... the contact will be
+    # removed": a long call the contact placed is not one.
+    seq = sequence(
+        triggers=[
+            {"type": "contact_tagged", "tags": ["hot"]},
+            {"type": "call_duration", "metric": "duration", "seconds": 60},
+        ],
+        steps=A_DAY_LATER,
+        remove_on_response=False,
+    )
+    inbound = event(
+        "call.completed",
+        T1,
+        contact_id="c-1",
+        call_id="k-1",
+        direction="inbound",
+        answered=True,
+        duration=600,
+    )
+    out = decide(definitions(seq), [created(), tagged(), inbound])
+    assert out.of("enrollment.disenrolled") == []
+
+
+def test_a_manual_call_removes_when_the_sequence_does_not_say() -> None:
+    seq = sequence(steps=A_DAY_LATER, remove_on_response=False)
+    seq.pop("remove_on_manual_call", None)
+    out = decide(definitions(seq), [created(), tagged(), manual_call(answered=False)])
+    assert out.one("enrollment.disenrolled")["data"]["reason"] == "manual_call"
+
+
 def test_disposition_triggers_enroll_and_disenroll() -> None:
     enroll = sequence(
         id="nurture",

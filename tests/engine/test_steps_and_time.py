@@ -197,6 +197,22 @@ def test_dnc_and_opt_out_skip_contact_facing_steps_but_not_tags() -> None:
     assert out.one("email.send")
 
 
+def test_an_sms_opt_out_skips_mms_too_but_not_email() -> None:
+    seq = sequence(
+        steps=[
+            {"id": "sms", "type": "send_sms", "text": "x"},
+            {"id": "mms", "type": "send_mms", "text": "x", "media_url": "https://x/p.png"},
+            {"id": "mail", "type": "email_contact", "subject": "s", "body": "b"},
+        ],
+        remove_on_opt_out=False,
+    )
+    opted = event("contact.opted_out", TUESDAY_10AM_NY, contact_id="c-1", channel="sms")
+    out = decide(definitions(seq), [created(), opted, tagged()])
+    skipped = {e["data"]["step_id"]: e["data"]["reason"] for e in out.of("step.skipped")}
+    assert skipped == {"sms": "opted_out", "mms": "opted_out"}
+    assert out.one("email.send")
+
+
 def test_missing_phone_and_email_skip_and_the_next_step_counts_from_the_skip() -> None:
     seq = sequence(
         steps=[
@@ -222,6 +238,18 @@ def test_missing_phone_and_email_skip_and_the_next_step_counts_from_the_skip() -
     skipped_mail = out.one("step.skipped", step_id="mail")
     assert skipped_mail["data"]["reason"] == "missing_email"
     assert skipped_mail["time"] == "2027-07-06T14:30:00Z"
+
+
+def test_quiet_hours_end_is_outside_them() -> None:
+    at_end = "2027-07-07T01:00:00Z"  # 21:00 in New York: the quiet hours run [08:00, 21:00)
+    out = decide(
+        one_step({"type": "send_sms", "text": "x"}),
+        [created(time=at_end), tagged(time=at_end)],
+        until="2027-07-08T00:00:00Z",
+    )
+    deferred = out.one("step.deferred")
+    assert deferred["data"]["reason"] == "quiet_hours"
+    assert deferred["data"]["to"] == "2027-07-07T12:00:00Z"  # 08:00 EDT the next morning
 
 
 def test_quiet_hours_hold_an_sms_but_not_an_email() -> None:

@@ -67,6 +67,39 @@ def test_a_missing_required_field_is_named(event_type: str) -> None:
     assert str(refused) == f"data.{field}: is required"
 
 
+# CONTRACT.md §1.1, the bold fields: written out here, not read from the schemas, so a
+# schema that stops requiring one fails a test.
+CONTRACT_REQUIRED = {
+    "contact.created": ["contact_id"],
+    "contact.updated": ["contact_id"],
+    "contact.tag_added": ["contact_id", "tag"],
+    "contact.tag_removed": ["contact_id", "tag"],
+    "contact.disposition_changed": ["contact_id", "disposition"],
+    "contact.dnc_changed": ["contact_id", "dnc"],
+    "contact.opted_out": ["contact_id"],
+    "contact.opted_in": ["contact_id"],
+    "call.completed": ["call_id", "contact_id", "direction", "answered"],
+    "message.received": ["message_id", "contact_id", "channel"],
+    "appointment.changed": ["appointment_id", "contact_id", "status"],
+    "lead.email_received": ["to", "body"],
+    "enrollment.requested": ["sequence_id"],
+}
+
+
+@pytest.mark.parametrize(
+    ("event_type", "field"),
+    [(kind, field) for kind, fields in CONTRACT_REQUIRED.items() for field in fields],
+)
+def test_every_field_the_contract_requires_is_refused_when_missing(
+    event_type: str, field: str
+) -> None:
+    data = {key: value for key, value in SAMPLES[event_type].items() if key != field}
+
+    refused = rejection(raw_event(event_type, data))
+
+    assert str(refused) == f"data.{field}: is required"
+
+
 @pytest.mark.parametrize("event_type", ALL_TYPES)
 def test_a_field_of_the_wrong_type_is_named(event_type: str) -> None:
     field = _required_of(event_type)[-1]
