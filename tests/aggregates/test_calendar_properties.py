@@ -70,6 +70,10 @@ def transitions(zone: ZoneInfo) -> list[datetime]:
 TRANSITIONS = {name: transitions(ZoneInfo(name)) for name in ZONES}
 
 
+def clock_minutes(wall: time) -> int:
+    return wall.hour * 60 + wall.minute
+
+
 def clock(minute_of_day: int) -> time:
     """A wall time from minutes after midnight; 1440 is the end of the day."""
     return time.max if minute_of_day >= 1440 else time(minute_of_day // 60, minute_of_day % 60)
@@ -207,8 +211,11 @@ def non_processing_cases(draw: st.DrawFn) -> tuple[ZoneInfo, datetime, Calendar,
     while processing_day_reason(day, cal) is None:
         day += timedelta(days=1)
     window = cal.open_hours
-    low = 0 if window is None else window.start.hour * 60 + window.start.minute
-    high = 1439 if window is None else min(1439, window.end.hour * 60 + window.end.minute - 1)
+    low = 0 if window is None else clock_minutes(window.start)
+    # The last whole minute inside the window: one open to the end of the day ends at
+    # time.max (23:59:59.999999), whose minute 23:59 is still inside it.
+    end = 1440 if window is None or window.end == time.max else clock_minutes(window.end)
+    high = end - 1
     minute = draw(st.integers(low, high))
     return zone, local_at(day, clock(minute), zone), cal, draw(st.booleans())
 

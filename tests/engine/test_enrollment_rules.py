@@ -90,6 +90,37 @@ def test_opted_out_contact_is_rejected_when_the_sequence_removes_on_opt_out() ->
     assert out.one("enrollment.rejected")["data"]["reason"] == "opted_out"
 
 
+def test_an_opt_in_without_a_channel_lifts_every_opt_out() -> None:
+    inputs = [
+        created(),
+        event("contact.opted_out", T0, contact_id="c-1", channel="all"),
+        event("contact.opted_in", T1, contact_id="c-1"),
+        tagged(time=T2),
+    ]
+    out = decide(definitions(sequence()), inputs)
+    assert out.one("enrollment.enrolled")
+    assert out.one("sms.send")
+
+
+def test_an_enrolled_contact_is_already_enrolled_whatever_else_would_reject_it() -> None:
+    # given c-1 enrolled, then opted out of e-mail where the sequence did not remove on it
+    seq = sequence(steps=A_DAY_LATER, remove_on_opt_out=False)
+    opted = event("contact.opted_out", T1, contact_id="c-1", channel="email")
+    # when the sequence starts removing on opt-outs (not retroactively) and c-1 is asked for
+    applied = event(
+        "sequence.applied",
+        T1,
+        subject="sequences",
+        sequences=[sequence(steps=A_DAY_LATER, remove_on_opt_out=True)],
+    )
+    request = event(
+        "enrollment.requested", T2, subject="seq", sequence_id="seq", contact_ids=["c-1"]
+    )
+    out = decide(definitions(seq), [created(), tagged(), opted, applied, request])
+    # then the answer is that c-1 is in it already
+    assert out.one("enrollment.rejected")["data"]["reason"] == "already_enrolled"
+
+
 def test_a_contact_who_communicated_is_rejected_when_the_sequence_says_so() -> None:
     seq = sequence(prevent_enrollment_if_communicated=True)
     inbound = event(
