@@ -252,6 +252,7 @@ def search_stream() -> Stream:
         ("maya", {"c-100"}),
         ("ORTIZ", {"c-100"}),
         ("c-101", {"c-101"}),
+        ("c-7", {"c-7"}),  # an id with a digit is no phone number: "7" is in the others
         ("7205550142", {"c-100"}),
         ("(720) 555-0143", {"c-101"}),
         ("720-555", {"c-100", "c-101"}),
@@ -333,6 +334,29 @@ def test_this_month_and_last_month_follow_local_month_boundaries() -> None:
     assert contacts_in(report, "this_month", now) == ["c-2"]
     assert contacts_in(report, "last_month", now) == ["c-1"]
     assert contacts_in(report, "all_time", now) == ["c-1", "c-2", "c-3"]
+
+
+def test_last_30_days_begin_at_local_midnight_29_days_before_today() -> None:
+    report = report_of(stream_at(BEFORE_MIDNIGHT, AT_MIDNIGHT))
+    now = "2028-03-31T18:00:00Z"  # 31 March, 12:00 local: the window is 2..31 March local
+
+    assert contacts_in(report, "last_30_days", now) == ["c-2"]
+
+
+def test_this_month_runs_to_the_months_end_past_now() -> None:
+    report = report_of(stream_at("2028-03-20T12:00:00Z", "2028-04-01T12:00:00Z"))
+
+    assert contacts_in(report, "this_month", "2028-03-15T12:00:00Z") == ["c-1"]
+
+
+def test_last_month_in_january_is_the_december_before() -> None:
+    report = report_of(
+        stream_at("2027-12-15T12:00:00Z", "2027-11-30T12:00:00Z", "2028-01-02T12:00:00Z")
+    )
+    now = "2028-01-15T12:00:00Z"
+
+    assert contacts_in(report, "last_month", now) == ["c-1"]
+    assert contacts_in(report, "this_month", now) == ["c-3"]
 
 
 def test_a_day_that_starts_in_a_dst_gap_starts_when_the_clocks_jump() -> None:

@@ -257,6 +257,12 @@ def test_a_malformed_line_is_reported_with_its_number_and_exits_1(
     assert f"{history_file}:2: not JSON" in err
     assert [r["contacts"] for r in orjson.loads(out)] == [1, 0]
 
+    code, out, err = run(capsys, "history", "welcome", "--history", str(history_file), "--json")
+
+    assert code == 1
+    assert f"{history_file}:2: not JSON" in err
+    assert orjson.loads(out)["total"] == 5
+
 
 def test_an_unknown_sequence_exits_2(
     capsys: pytest.CaptureFixture[str], history_file: Path
