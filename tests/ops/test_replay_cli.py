@@ -432,11 +432,12 @@ def test_an_event_earlier_than_the_one_before_it_is_said(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     earlier = {**GOOD_LINES[1], "id": "e-3", "time": "2028-03-02T14:00:00Z"}
-    lines = [orjson.dumps(e) for e in [*GOOD_LINES, earlier]]
+    earlier_still = {**earlier, "id": "e-4"}
+    lines = [orjson.dumps(e) for e in [*GOOD_LINES, earlier, earlier_still]]
     status, _, _ = replay(tmp_path, ONLY_SEQUENCES, lines)
     assert status == 0
     said = capsys.readouterr().err
-    assert "1 event(s) were earlier than an event before them (the first at line 3)" in said
+    assert "2 event(s) were earlier than an event before them (the first at line 3)" in said
 
 
 def test_a_key_nothing_reads_is_named_on_stderr_and_the_file_still_runs(
