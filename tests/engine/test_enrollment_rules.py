@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from aggregates.engine import Engine
+from schemas.envelope import parse_time
 from tests.engine.helpers import ACCOUNT, decide, definitions, event, sequence
 
 T0 = "2027-07-06T14:00:00Z"  # a Tuesday, 10:00 in New York
@@ -523,6 +525,19 @@ def test_a_copy_comes_after_the_steps_due_before_it() -> None:
     )
     out = decide(definitions(seq), [created(), tagged(), copy])
     assert out.types().index("sms.send") < out.types().index("sequence.defined", 1)
+
+
+def test_a_definition_adopted_from_another_worker_keeps_its_created_time() -> None:
+    # given a sequence defined on 1 March
+    engine = Engine()
+    engine.define(definitions(sequence()), parse_time("2028-03-01T12:00:00Z"), "d-1")
+    # when another worker's edit of it (a document without `created`) is adopted on 5 March
+    edited = definitions(sequence(name="Renamed"))
+    engine.adopt(edited, [], parse_time("2028-03-05T12:00:00Z"), "a-1")
+    # then it was still created on 1 March
+    adopted = engine.raw_definition("seq")
+    assert adopted is not None
+    assert (adopted["name"], adopted["created"]) == ("Renamed", "2028-03-01T12:00:00Z")
 
 
 def test_copy_makes_a_new_active_sequence() -> None:

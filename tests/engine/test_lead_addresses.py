@@ -101,3 +101,33 @@ def test_a_lead_with_an_address_is_the_contact_with_its_number_and_none() -> Non
     assert out.one("contact.updated")["data"]["contact_id"] == created
     assert out.one("contact.updated")["data"]["email"] == "jo@example.com"
     assert {e["data"]["contact_id"] for e in out.of("enrollment.enrolled")} == {created}
+
+
+def test_an_email_opt_out_of_a_contact_sharing_the_address_binds_the_lead() -> None:
+    # given two contacts on one address (spelt two ways), one of them opted out of e-mail
+    out = decide_(
+        crm("contact.created", "c-1", first_name="Jo", email="jo@example.com"),
+        crm("contact.created", "c-2", first_name="Jo", email="JO@example.com"),
+        crm("contact.opted_out", "c-2", channel="email"),
+        # when a lead with that address comes in
+        lead("First Name: Jo\nEmail: jo@example.com"),
+    )
+    # then the lead (c-1) is opted out of e-mail too, before it is enrolled
+    assert out.one("contact.opted_out", contact_id="c-1")["data"]["channel"] == "email"
+    assert out.one("enrollment.rejected")["data"]["reason"] == "opted_out"
+
+
+def test_a_lead_joins_its_intake_sequence_once_though_it_listens_to_contact_created() -> None:
+    seq = {**SEQ, "triggers": [{"type": "contact_created"}]}
+    out = decide(definitions(seq), [lead("First Name: Jo\nEmail: jo@example.com")])
+    assert out.one("enrollment.enrolled")["data"]["via"] == "intake"
+    assert out.of("enrollment.rejected") == []
+
+
+def test_a_copy_does_not_take_the_intake_address() -> None:
+    copy = event(
+        "sequence.copy_requested", T0, subject="sequences", sequence_id="seq", new_id="seq-b"
+    )
+    out = decide(definitions(SEQ), [copy, lead("First Name: Jo\nEmail: jo@example.com")])
+    assert out.one("sequence.defined", sequence_id="seq-b")["data"]["intake_address"] is None
+    assert out.one("enrollment.enrolled")["data"]["sequence_id"] == "seq"

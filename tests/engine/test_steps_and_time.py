@@ -347,6 +347,19 @@ def test_more_than_twenty_assignments_in_a_minute_become_one_summary() -> None:
     assert "group of contacts" in notices[0]["data"]["body"]
 
 
+def test_each_minutes_summary_has_an_effect_id_of_its_own() -> None:
+    # Effects drop a command whose effect_id they have seen: the second minute's summary
+    # must not look like a repeat of the first's.
+    seq = sequence(steps=[{"id": "own", "type": "change_owner", "owner_id": "u-7"}])
+    minutes = [TUESDAY_10AM_NY, "2027-07-06T14:01:00Z"]
+    inputs = [created(f"c-{i}", owner_id="u-0") for i in range(42)]
+    inputs += [tagged(f"c-{i}", minutes[i // 21]) for i in range(42)]
+    out = decide(definitions(seq), inputs, until="2027-07-06T14:05:00Z")
+    summaries = out.of("notify.sms")
+    assert len(summaries) == 2
+    assert len({n["data"]["effect_id"] for n in summaries}) == 2
+
+
 def test_an_owner_given_a_contact_they_already_own_is_not_told() -> None:
     # The seed: "When a new contact is assigned, the new owner will receive an SMS".
     seq = sequence(steps=[{"id": "own", "type": "change_owner", "owner_id": "u-7"}])
@@ -436,3 +449,46 @@ def test_an_intake_sequence_that_also_triggers_on_creation_enrolls_a_lead_once()
     out = decide(definitions(seq), [mail])
     assert [e["data"]["via"] for e in out.of("enrollment.enrolled")] == ["intake"]
     assert len(out.of("sms.send")) == 1
+
+
+def test_a_power_dialer_step_with_no_user_fills_the_owners_list() -> None:
+    out = decide(one_step({"type": "power_dialer"}), [created(), tagged()])
+    assert out.one("power_dialer.added")["data"]["user_id"] == "u-7"
+
+
+def test_a_ring_group_text_carries_the_contact_and_no_opt_out_phrase() -> None:
+    # The opt-out phrase is for texts to contacts; the seed's ring-group text goes "with the
+    # enrolled contact's information" to the team.
+    step = {"type": "sms_ring_group", "ring_group": "rg-sales", "text": "New lead [FirstName]"}
+    out = decide(one_step(step), [created(), tagged()])
+    body = out.one("notify.sms")["data"]["body"]
+    assert body == "New lead Ana\nContact: Ana Diaz, +12125550101, ana@example.com"
+
+
+def test_a_ring_group_text_needs_the_sequences_outbound_line() -> None:
+    step = {"type": "sms_ring_group", "ring_group": "rg-sales", "text": "New lead"}
+    out = decide(one_step(step, outbound_line=None), [created(), tagged()])
+    defined = out.one("sequence.defined")["data"]
+    assert defined["status"] == "invalid"
+    assert any("outbound_line" in problem for problem in defined["problems"])
+    assert out.one("enrollment.rejected")["data"]["reason"] == "sequence_invalid"
+
+
+def test_round_robin_turns_per_step() -> None:
+    # given two round-robin steps over the same owners: each keeps its own turn
+    account = {
+        **ACCOUNT,
+        "users": {**ACCOUNT["users"], "u-8": {"name": "Kim", "phone": "+12125550008"}},
+    }
+    owners = ["u-7", "u-8"]
+    seq = sequence(
+        steps=[
+            {"id": "r1", "type": "round_robin_owner", "owners": owners},
+            {"id": "r2", "type": "round_robin_owner", "owners": owners},
+        ]
+    )
+    later = "2027-07-06T14:05:00Z"
+    inputs = [created("c-1"), tagged("c-1"), created("c-2", time=later), tagged("c-2", later)]
+    out = decide(definitions(seq, account=account), inputs)
+    first = [e["data"] for e in out.of("contact.updated", step_id="r1")]
+    assert [(d["contact_id"], d["owner_id"]) for d in first] == [("c-1", "u-7"), ("c-2", "u-8")]
