@@ -265,33 +265,33 @@ def test_remove_flags_off_keep_the_contact_enrolled() -> None:
     assert out.of("enrollment.disenrolled") == []
 
 
-def test_call_duration_trigger_disenrolls_at_the_threshold() -> None:
-    seq = sequence(
+def call_duration_sequence(metric: str) -> dict[str, Any]:
+    return sequence(
         triggers=[
             {"type": "contact_tagged", "tags": ["hot"]},
-            {"type": "call_duration", "metric": "talk_time", "seconds": 60},
+            {"type": "call_duration", "metric": metric, "seconds": 60},
         ],
         steps=A_DAY_LATER,
         remove_on_response=False,
     )
-    short = event(
+
+
+def answered_call(time: str, call_id: str, direction: str, **measures: int) -> dict[str, Any]:
+    return event(
         "call.completed",
-        T1,
+        time,
         contact_id="c-1",
-        call_id="k-1",
-        direction="outbound",
+        call_id=call_id,
+        direction=direction,
         answered=True,
-        talk_time=59,
+        **measures,
     )
-    long = event(
-        "call.completed",
-        T2,
-        contact_id="c-1",
-        call_id="k-2",
-        direction="outbound",
-        answered=True,
-        talk_time=60,
-    )
+
+
+def test_call_duration_trigger_disenrolls_at_the_threshold() -> None:
+    short = answered_call(T1, "k-1", "outbound", talk_time=59)
+    long = answered_call(T2, "k-2", "outbound", talk_time=60)
+    seq = call_duration_sequence("talk_time")
     out = decide(definitions(seq), [created(), tagged(), short, long])
     disenrolled = out.one("enrollment.disenrolled")
     assert disenrolled["data"]["reason"] == "call_duration"
@@ -301,24 +301,8 @@ def test_call_duration_trigger_disenrolls_at_the_threshold() -> None:
 def test_an_inbound_call_does_not_set_off_the_call_duration_trigger() -> None:
     # The seed: "If you make an outbound call and its duration ... the contact will be
     # removed": a long call the contact placed is not one.
-    seq = sequence(
-        triggers=[
-            {"type": "contact_tagged", "tags": ["hot"]},
-            {"type": "call_duration", "metric": "duration", "seconds": 60},
-        ],
-        steps=A_DAY_LATER,
-        remove_on_response=False,
-    )
-    inbound = event(
-        "call.completed",
-        T1,
-        contact_id="c-1",
-        call_id="k-1",
-        direction="inbound",
-        answered=True,
-        duration=600,
-    )
-    out = decide(definitions(seq), [created(), tagged(), inbound])
+    inbound = answered_call(T1, "k-1", "inbound", duration=600)
+    out = decide(definitions(call_duration_sequence("duration")), [created(), tagged(), inbound])
     assert out.of("enrollment.disenrolled") == []
 
 
