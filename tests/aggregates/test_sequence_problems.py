@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from aggregates.sequence import Catalog, Sequence
 from schemas.definitions import validate_definition_document
 from tests.engine import helpers
@@ -233,3 +235,41 @@ def test_a_call_duration_trigger_that_would_enroll_is_a_problem() -> None:
     assert enrolling.problems == ("trigger 1 (call_duration): action must be disenroll",)
     for fine in (trigger, {**trigger, "action": "disenroll"}):
         assert loaded(SMS, account=ACCOUNT, triggers=[fine]).status == "active"
+
+
+# --- what cannot run whatever the account defines ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        SMS,
+        {"type": "send_mms", "media_url": "https://example.com/a.png"},
+        {"type": "sms_ring_group", "ring_group": "rg-sales", "text": "x"},
+    ],
+    ids=lambda step: step["type"],
+)
+def test_every_texting_step_needs_the_outbound_line(step: dict[str, Any]) -> None:
+    sequence = loaded(step, account=ACCOUNT, outbound_line=None)
+    assert sequence.status == "invalid"
+    assert f"step s1 ({step['type']}): needs the sequence's outbound_line" in sequence.problems
+
+
+@pytest.mark.parametrize(
+    ("step", "key"),
+    [
+        ({**dialer("rg-sales"), "message": "Call [Nickname]"}, "message"),
+        ({"type": "email_contact", "subject": "Hi [Nickname]", "body": "b"}, "subject"),
+    ],
+)
+def test_an_unknown_shortcode_in_any_text_is_a_problem(step: dict[str, Any], key: str) -> None:
+    sequence = loaded(step, account=ACCOUNT)
+    problem = f"step s1 ({step['type']}): unknown shortcode [Nickname] in {key}"
+    assert sequence.problems == (problem,)
+
+
+def test_open_hours_ending_where_the_quiet_hours_begin_never_meet_them() -> None:
+    account = {**ACCOUNT, "quiet_hours": {"start": "17:00", "end": "21:00"}}
+    sequence = loaded(SMS, account=account, schedule={"open": "09:00", "close": "17:00"})
+    assert sequence.status == "invalid"
+    assert any("never meet the account's quiet hours" in p for p in sequence.problems)

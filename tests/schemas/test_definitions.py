@@ -153,6 +153,7 @@ HH_MM = "must be a time HH:MM (00:00 to 23:59)"
         ({"schedule": {"open": "9:00"}}, "schedule.open", HH_MM),
         ({"schedule": {"close": "24:00"}}, "schedule.close", HH_MM),
         ({"schedule": {"open": "17:00", "close": "09:00"}}, "schedule.close", "must be after open"),
+        ({"schedule": {"open": "09:00", "close": "09:00"}}, "schedule.close", "must be after open"),
         ({"schedule": {"timezone": "Mars/Base"}}, "schedule.timezone", "unknown IANA time zone"),
         (one_step(type="fax"), "steps[0].type", "must be one of progressive_dialer"),
         ({"steps": [{"type": "mark_dnc"}]}, "steps[0].id", "is required"),
@@ -327,8 +328,18 @@ def account(**changes: Any) -> dict[str, Any]:
             "must be after start (21:00)",
         ),
         (
+            account(quiet_hours={"start": "09:00", "end": "09:00"}),
+            "account.quiet_hours.end",
+            "must be after start (09:00)",
+        ),
+        (
             account(lines={"line-1": "2125550000"}),
             "account.lines.line-1",
+            "must match E.164 (+ and up to 15 digits)",
+        ),
+        (
+            account(users={"u-7": {"name": "Sam", "phone": "212-555-0007"}}),
+            "account.users.u-7.phone",
             "must match E.164 (+ and up to 15 digits)",
         ),
         (account(users={"u-7": {"phone": "+1"}}), "account.users.u-7.name", "is required"),
