@@ -304,6 +304,36 @@ def test_a_bad_sequence_is_refused_naming_it_and_the_key(
     assert str(refused) == f"sequence {refused.sequence_id!r}: {key}: {refused.reason}"
 
 
+# CONTRACT.md §2: what each trigger type is told, written out rather than read from the
+# schema, so a schema that stops requiring one fails here.
+TRIGGER_KEYS: dict[str, dict[str, Any]] = {
+    "contact_disposition": {"dispositions": ["interested"]},
+    "call_disposition": {"dispositions": ["interested"]},
+    "call_duration": {"metric": "talk_time", "seconds": 60},
+    "dnc_changed": {"on": "added"},
+    "appointment": {"statuses": ["scheduled"]},
+    "contact_tagged": {"tags": ["hot"]},
+    "tag_removed": {"tags": ["hot"]},
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "key"), [(kind, key) for kind, keys in TRIGGER_KEYS.items() for key in keys]
+)
+def test_a_trigger_without_what_its_type_needs_is_refused(kind: str, key: str) -> None:
+    trigger = {"type": kind, **{k: v for k, v in TRIGGER_KEYS[kind].items() if k != key}}
+
+    refused = refusal(document(**one_trigger(**trigger)))
+
+    assert (refused.key, refused.reason) == (f"triggers[0].{key}", "is required")
+
+
+def test_each_trigger_with_what_its_type_needs_loads() -> None:
+    triggers = [{"type": kind, **keys} for kind, keys in TRIGGER_KEYS.items()]
+    loaded = validate_definition_document(document(triggers=triggers))
+    assert [t["type"] for t in loaded["sequences"][0]["triggers"]] == list(TRIGGER_KEYS)
+
+
 def account(**changes: Any) -> dict[str, Any]:
     return {"account": {**DEFINITION["account"], **changes}}
 
