@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +23,7 @@ from effects.fakes.twilio_server import (
     FakeTwilioServer,
 )
 from effects.ledger import InMemoryLedger
-from effects.ports import Senders
+from effects.ports import EffectId, Senders
 from effects.processor import EffectProcessor
 from effects.retry import RetryPolicy
 from effects.twilio_http import build_twilio_client, close_twilio_client, rebase
@@ -39,14 +41,20 @@ class World:
     sleeps: Sleeps
 
 
-@pytest.fixture(params=["async", "aiohttp", "threads"])
-async def world(request: pytest.FixtureRequest, twilio: FakeTwilioServer) -> AsyncIterator[World]:
+TRANSPORTS = ["async", "aiohttp", "threads"]
+
+
+@asynccontextmanager
+async def world_on(
+    twilio: FakeTwilioServer, transport: str, timeout: float = 5.0
+) -> AsyncIterator[World]:
+    """The processor with the real SDK on `transport`, rebased on `twilio`."""
     client = build_twilio_client(
         account_sid=ACCOUNT_SID,
         auth_token=AUTH_TOKEN,
         api_base=twilio.url,
-        transport=request.param,
-        timeout=5.0,
+        transport=transport,
+        timeout=timeout,
     )
     urls = CallbackUrls(PUBLIC)
     fakes = FakeSenders()
@@ -67,8 +75,16 @@ async def world(request: pytest.FixtureRequest, twilio: FakeTwilioServer) -> Asy
         sleep=sleeps,
         rand=lambda: 0.25,
     )
-    yield World(twilio, effects, sleeps)
-    await close_twilio_client(client)
+    try:
+        yield World(twilio, effects, sleeps)
+    finally:
+        await close_twilio_client(client)
+
+
+@pytest.fixture(params=TRANSPORTS)
+async def world(request: pytest.FixtureRequest, twilio: FakeTwilioServer) -> AsyncIterator[World]:
+    async with world_on(twilio, request.param) as built:
+        yield built
 
 
 def twiml_of(form_value: str | None) -> ET.Element:
@@ -118,6 +134,32 @@ async def test_mms_send_carries_its_media(world: World) -> None:
     )
     assert types_of(await world.effects.handle(mms)) == ["effect.sent"]
     assert world.twilio.requests[0].form["MediaUrl"] == ["https://cdn.example.com/menu.png"]
+
+
+async def test_mms_send_carries_every_media_url_in_order(world: World) -> None:
+    media = ["https://cdn.example.com/a.png", "https://cdn.example.com/b.png"]
+    mms = command("mms.send", to="+12125550101", from_number=LINE, body="Menu", media_url=media)
+    assert types_of(await world.effects.handle(mms)) == ["effect.sent"]
+    assert world.twilio.requests[0].form["MediaUrl"] == media
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_no_answer_in_time_is_unknown_and_never_sent_again(transport: str) -> None:
+    # given a Twilio that takes a second to answer, and a client that waits 0.2 s: the
+    # text may have gone out, and two texts are worse than a late one
+    async with FakeTwilioServer(latency=1.0) as slow, world_on(slow, transport, 0.2) as world:
+        # when
+        events = await world.effects.handle(sms())
+        # then it is reported in doubt, not retried
+        assert types_of(events) == ["effect.unknown"]
+        assert world.sleeps.delays == []
+        entry = await world.effects.ledger.get(EffectId("fx:welcome:c-1:1:s1:1"))
+        assert entry is not None
+        assert entry.status == "unknown"
+        # and a redelivery says the same without asking Twilio again
+        assert types_of(await world.effects.handle(sms())) == ["effect.unknown"]
+        await asyncio.sleep(1.2)  # let the slow answer finish before counting
+        assert slow.requests_by_effect == {"fx:welcome:c-1:1:s1:1": 1}
 
 
 async def test_notify_sms_texts_the_user(world: World) -> None:
