@@ -322,6 +322,10 @@ async def test_an_owner_notice_without_a_line_uses_the_default_number() -> None:
     notice = command("notify.sms", to="+12125550007", ring_group=None, body="You have a lead.")
     assert types_of(await effects.handle(notice)) == ["effect.sent"]
     assert fakes.sms.sent[0].from_number == "+18005550000"
+    # a line's own number goes before the default
+    text = command("sms.send", 2, to="+12125550101", from_number=LINE, body="hi")
+    assert types_of(await effects.handle(text)) == ["effect.sent"]
+    assert fakes.sms.sent[1].from_number == LINE
     # without a default there is no caller id: the effect fails, naming the field
     [failed] = await processor(FakeSenders(), Sleeps()).handle(notice)
     assert failed.data["reason"].startswith("data.from_number: is required")
