@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
@@ -23,15 +24,20 @@ ADDRESS = "Dripstream Inc., 1 Main St, Springfield, IL 62701, USA"
 
 
 def processor(
-    sendgrid: FakeSendGridServer, sleeps: Sleeps, api_key: str = API_KEY
+    sendgrid: FakeSendGridServer | str,
+    sleeps: Sleeps,
+    api_key: str = API_KEY,
+    *,
+    timeout: float = 5.0,
 ) -> EffectProcessor:
+    """The processor with the real SDK pointed at `sendgrid` (a fake, or any URL)."""
     sender = SendGridEmailSender(
         api_key=api_key,
-        api_base=sendgrid.url,
+        api_base=sendgrid if isinstance(sendgrid, str) else sendgrid.url,
         default_from="hello@dripstream.example",
         unsubscribe_group_id=4242,
         postal_address=ADDRESS,
-        timeout=5.0,
+        timeout=timeout,
         clock=sleeps.clock,
     )
     return EffectProcessor(
@@ -155,3 +161,54 @@ def test_a_footer_with_nothing_to_say_is_left_out() -> None:
     assert footer("", has_unsubscribe_group=False) == ""
     assert footer("1 Main St", has_unsubscribe_group=False) == "\n\n--\n1 Main St"
     assert footer("", has_unsubscribe_group=True).startswith("\n\n--\nUnsubscribe: ")
+
+
+class SilentServer:
+    """Takes HTTP requests and never answers them: a SendGrid that accepted a mail, maybe."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._take, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _take(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await reader.readline():
+            self.requests += 1
+        await asyncio.sleep(2)
+        writer.close()
+
+
+async def test_no_answer_in_time_is_unknown_and_not_sent_again() -> None:
+    silent, sleeps = SilentServer(), Sleeps()
+    async with silent as url:
+        effects = processor(url, sleeps, timeout=0.2)
+        mail = command("email.send", to="ann@example.com", subject="Hi", body="b")
+        [outcome] = await effects.handle(mail)
+        assert outcome.type == "effect.unknown"
+        assert outcome.data["reason"].startswith("no answer from SendGrid")
+        assert sleeps.delays == []
+        assert types_of(await effects.handle(mail)) == ["effect.unknown"]
+        assert silent.requests == 1
+
+
+async def test_a_refused_connection_is_retried_then_fails() -> None:
+    # given a port nobody listens on: the mail never left, so trying again is safe
+    probe = await asyncio.start_server(lambda _r, _w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    sleeps = Sleeps()
+    effects = processor(f"http://127.0.0.1:{port}", sleeps, timeout=0.2)
+    mail = command("email.send", to="ann@example.com", subject="Hi", body="b")
+    [outcome] = await effects.handle(mail)
+    assert outcome.type == "effect.failed"
+    assert "refused" in outcome.data["reason"]
+    assert len(sleeps.delays) == 4  # five attempts
