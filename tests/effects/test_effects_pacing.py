@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import pytest
+
 from effects.fakes.senders import FakeSenders
 from effects.ledger import PENDING, SENT, InMemoryLedger
 from effects.ports import EffectId
@@ -26,6 +28,13 @@ class GatedSleep:
         self.delays.append(seconds)
         self.waiting.set()
         await self.go.wait()
+
+    async def someone_waits(self) -> None:
+        """Until a send waits at the gate: a failure, not a hang, when none ever does."""
+        try:
+            await asyncio.wait_for(self.waiting.wait(), timeout=5)
+        except TimeoutError:
+            pytest.fail("no send waited for its line", pytrace=False)
 
 
 def frozen_limiter(rate: float, burst: int, sleep: Sleeps | GatedSleep) -> LineRateLimiter:
@@ -52,7 +61,7 @@ async def test_a_send_waiting_for_its_line_waits_claimed_not_in_flight() -> None
     await effects.handle(sms(1))
     # when a second text for that line comes
     second = asyncio.create_task(effects.handle(sms(2)))
-    await gate.waiting.wait()
+    await gate.someone_waits()
     # then, while it waits for the line, it is claimed and was never attempted
     entry = await ledger.get(EffectId("fx:welcome:c-2:1:s1:1"))
     assert entry is not None
@@ -71,7 +80,7 @@ async def test_a_crash_while_waiting_for_the_line_loses_nothing() -> None:
     effects = processor(ledger, fakes, frozen_limiter(1.0, 1, gate))
     await effects.handle(sms(1))
     waiting = asyncio.create_task(effects.handle(sms(2)))
-    await gate.waiting.wait()
+    await gate.someone_waits()
     waiting.cancel()
     # when a new processor starts and the command is redelivered
     restarted = ledger.restarted("p-2")
