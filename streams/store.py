@@ -129,14 +129,14 @@ def in_definitions_order(items: Iterable[Replayable]) -> list[Replayable]:
     sequence they never joined, and sending its steps). A group's records never go back
     to an older version, so each group keeps its own order. A tick of a store written
     before ticks carried the version (0) keeps the place of the record before it."""
-    keyed: list[tuple[int, int, Replayable]] = []
+    keyed: list[tuple[int, Replayable]] = []
     level = 0
-    for n, item in enumerate(items):
+    for item in items:
         if item.kind != "tick" or item.definitions:
             level = item.definitions
-        keyed.append((level, n, item))
-    keyed.sort(key=lambda entry: (entry[0], entry[1]))
-    return [item for _, _, item in keyed]
+        keyed.append((level, item))
+    keyed.sort(key=lambda entry: entry[0])  # stable: the decided order within a version
+    return [item for _, item in keyed]
 
 
 @dataclass(frozen=True, slots=True)

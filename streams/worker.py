@@ -413,8 +413,7 @@ class EngineWorker:
                     return
                 # Its version at once (it is in force here already): the inputs decided
                 # next carry it, and a rebuild replays them after the change.
-                self.definitions_checked = float("-inf")
-                self._sync_definitions()
+                self._sync_definitions(at_once=True)
         self._track(group, last)
 
     def _fans_out(self, event: CloudEvent) -> bool:
@@ -525,11 +524,11 @@ class EngineWorker:
             self.record.outbox.extend(outbox_rows(outputs, topic_for))
             self.metrics.events_out.inc(len(outputs))
 
-    def _sync_definitions(self) -> None:
+    def _sync_definitions(self, *, at_once: bool = False) -> None:
         # A query on the event loop: under a trickle of records the loop takes many small
         # polls a second, and another worker's definition change may wait this long.
         now = time.monotonic()
-        if now - self.definitions_checked < DEFINITIONS_EVERY:
+        if not at_once and now - self.definitions_checked < DEFINITIONS_EVERY:
             return
         self.definitions_checked = now
         for change in self.store.definitions_after(self.definitions_version):

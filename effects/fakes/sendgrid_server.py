@@ -70,12 +70,16 @@ class FakeSendGridServer(LoopbackServer):
         self,
         *,
         api_key: str = API_KEY,
+        latency: float = 0.0,
         port: int = 0,
         report: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         """`report`, when given, is called with a summary of every request as it is
-        answered (refused ones too), e.g. to print what a standalone fake received."""
+        answered (refused ones too), e.g. to print what a standalone fake received.
+        `latency`: seconds before each answer, after the mail is recorded (a client that
+        gives up sooner leaves a mail that was accepted all the same)."""
         self.api_key = api_key
+        self.latency = latency
         self.report = report
         self.mails: list[RecordedMail] = []
         self.accepted_by_effect: Counter[str] = Counter()
@@ -98,6 +102,8 @@ class FakeSendGridServer(LoopbackServer):
 
     async def _send(self, request: web.Request) -> web.StreamResponse:
         mail, answer = await self._answer(request)
+        if self.latency:
+            await asyncio.sleep(self.latency)
         if self.report is not None:
             self.report(_summary(mail, answer))
         return answer

@@ -30,7 +30,7 @@ def processor(
     *,
     timeout: float = 5.0,
 ) -> EffectProcessor:
-    """The processor with the real SDK pointed at `sendgrid` (a fake, or any URL)."""
+    """The processor with the real SDK pointed at `sendgrid` (the fake, or any URL)."""
     sender = SendGridEmailSender(
         api_key=api_key,
         api_base=sendgrid if isinstance(sendgrid, str) else sendgrid.url,
@@ -163,40 +163,19 @@ def test_a_footer_with_nothing_to_say_is_left_out() -> None:
     assert footer("", has_unsubscribe_group=True).startswith("\n\n--\nUnsubscribe: ")
 
 
-class SilentServer:
-    """Takes HTTP requests and never answers them: a SendGrid that accepted a mail, maybe."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> str:
-        self._server = await asyncio.start_server(self._take, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self._server is not None
-        self._server.close()
-
-    async def _take(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if await reader.readline():
-            self.requests += 1
-        await asyncio.sleep(2)
-        writer.close()
-
-
 async def test_no_answer_in_time_is_unknown_and_not_sent_again() -> None:
-    silent, sleeps = SilentServer(), Sleeps()
-    async with silent as url:
-        effects = processor(url, sleeps, timeout=0.2)
+    # given a SendGrid that takes a second to answer, and a client that waits 0.2 s: the
+    # mail may have been accepted, and two mails are worse than a late one
+    sleeps = Sleeps()
+    async with FakeSendGridServer(latency=1.0) as slow:
+        effects = processor(slow, sleeps, timeout=0.2)
         mail = command("email.send", to="ann@example.com", subject="Hi", body="b")
         [outcome] = await effects.handle(mail)
         assert outcome.type == "effect.unknown"
         assert outcome.data["reason"].startswith("no answer from SendGrid")
         assert sleeps.delays == []
         assert types_of(await effects.handle(mail)) == ["effect.unknown"]
-        assert silent.requests == 1
+        assert len(slow.mails) == 1
 
 
 async def test_a_refused_connection_is_retried_then_fails() -> None:
