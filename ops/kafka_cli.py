@@ -22,6 +22,9 @@ from schemas.registry import EVENT_TYPES, INPUT_TOPICS, input_refusal
 from schemas.validation import EventRejected, decode_event, without_bom
 
 WATERMARK_EVERY = 500
+# Seconds: the broker's default group.min.session.timeout.ms and group.max.session.timeout.ms;
+# outside them its JoinGroup answers INVALID_SESSION_TIMEOUT.
+SESSION_TIMEOUT_RANGE = (6.0, 1800.0)
 
 
 def register(commands: SubParsers) -> None:
@@ -65,6 +68,15 @@ def register(commands: SubParsers) -> None:
         default=1,
         help="workers to run in this consumer group, one process each (one per core);"
         " the throttle and round robin are then per process, as with separate workers",
+    )
+    worker.add_argument(
+        "--session-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long the group waits for a worker it no longer hears from before its"
+        " partitions go to the others (default 30; the broker allows 6 to 1800). A worker"
+        " stopped while a rebalance waits for a dead one leaves when that rebalance ends",
     )
     worker.set_defaults(handler=run_worker)
 
@@ -117,6 +129,14 @@ def run_worker(args: argparse.Namespace) -> int:
     if not args.database_url:
         print("dripstream worker: set DATABASE_URL or --database-url", file=sys.stderr)
         return 2
+    if not SESSION_TIMEOUT_RANGE[0] <= args.session_timeout <= SESSION_TIMEOUT_RANGE[1]:
+        low, high = SESSION_TIMEOUT_RANGE
+        print(
+            f"dripstream worker: --session-timeout {args.session_timeout:g} is outside the"
+            f" broker's default bounds, {low:g} to {high:g} seconds",
+            file=sys.stderr,
+        )
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     return run_workers(
         WorkerSettings(
@@ -128,6 +148,7 @@ def run_worker(args: argparse.Namespace) -> int:
             metrics_host=args.metrics_host,
             relay=not args.no_relay,
             schema=args.schema,
+            session_timeout_ms=round(args.session_timeout * 1000),
         ),
         max(1, args.processes),
     )

@@ -71,9 +71,12 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 
 
 def start_worker(
-    bootstrap: str, database_url: str, prefix: str, *extra: str
+    bootstrap: str, database_url: str, prefix: str, *extra: str, log_to: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    log = open(REPO / "var" / f"worker-{prefix}{uuid.uuid4().hex[:4]}.log", "wb")  # noqa: SIM115 - lives with the process
+    """`dripstream worker --clock event`, its output going to `log_to` (default a new file
+    under var/)."""
+    log_to = log_to or REPO / "var" / f"worker-{prefix}{uuid.uuid4().hex[:4]}.log"
+    log = open(log_to, "wb")  # noqa: SIM115 - lives with the process
     return subprocess.Popen(
         [
             sys.executable,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 import random
+import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,64 @@ def test_two_workers_sharing_the_partitions_decide_as_one(
         stop(second)
     _effect_ids_once(got)
     _same(comparable(got), comparable(expected))
+
+
+# What a worker logs when it takes partitions over and rebuilds their state from the store.
+REBUILT = re.compile(r"replayed (\d+) stored inputs")
+
+
+def test_rebalances_in_the_middle_of_the_work_change_nothing(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    # The partitions move four times while records are in flight, each move once the last
+    # one is done: a second worker joins (the first gives half of its partitions up), the
+    # first is killed and a third joins (the two take its partitions once its session
+    # lapses, rebuilding from the store what it had decided), and the second stops on
+    # SIGTERM (it finishes its batch and leaves; the third takes everything).
+    definitions, history = write_history(tmp_path, events=20_000, contacts=3_000, seed=23)
+    expected = _replay(tmp_path, definitions, history)
+    prefix = pipeline_prefix
+    logs = [tmp_path / f"worker-{n}.log" for n in range(3)]
+
+    def start(n: int) -> subprocess.Popen[bytes]:
+        # A 10 s session: the group gives up on the killed one sooner than the default 30.
+        return start_worker(
+            kafka_bootstrap, fresh_database_url, prefix, "--session-timeout", "10", log_to=logs[n]
+        )
+
+    workers = [start(0)]
+    try:
+        _publish(kafka_bootstrap, prefix, definitions, history)
+        workers.append(start(1))
+        _took_over(logs[1], after=0)
+        stop(workers[0], kill=True)
+        workers.append(start(2))
+        taken = _took_over(logs[2], after=0)
+        stop(workers[1])
+        assert workers[1].returncode == 0, "the second worker did not stop cleanly"
+        _took_over(logs[2], after=len(taken))
+        got = _decisions(kafka_bootstrap, prefix, expected)
+        assert workers[2].poll() is None, "the third worker died"
+    finally:
+        for worker in workers:
+            stop(worker)
+    _effect_ids_once(got)
+    decided = [e for e in got if e.get("source") == "dripstream"]
+    twice = [i for i, n in collections.Counter(e["id"] for e in decided).items() if n > 1]
+    assert not twice, f"published twice: {twice[:10]}"
+    _same(comparable(got), comparable(expected))
+
+
+def _took_over(log: Path, after: int, limit: float = 90) -> list[int]:
+    """Wait until the worker writing `log` has rebuilt more than `after` times, the last
+    time from stored inputs (so it took over decided work); how many inputs each time."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        rebuilt = [int(n) for n in REBUILT.findall(log.read_text(errors="replace"))]
+        if len(rebuilt) > after and rebuilt[-1] > 0:
+            return rebuilt
+        time.sleep(0.2)
+    raise AssertionError(f"{log.name}: no rebuild from decided work in {limit:g} s")
 
 
 def test_a_backlog_published_before_the_worker_starts_is_decided_with_its_definitions(

@@ -122,3 +122,43 @@ def test_raw_outputs_go_to_commands_never_to_an_output_topic(
         ("commands", b"c-201"),
         ("commands", b"c-201"),
     ]
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, int]]:
+    """What `dripstream worker` would run, instead of running it."""
+    import streams.worker  # noqa: PLC0415 - the Kafka clients load only in these tests
+
+    kept: list[tuple[object, int]] = []
+
+    def keep(settings: object, processes: int) -> int:
+        kept.append((settings, processes))
+        return 0
+
+    monkeypatch.setattr(streams.worker, "run_workers", keep)
+    return kept
+
+
+def _worker(*flags: str) -> int:
+    args = build_parser("worker").parse_args(
+        ["worker", "--database-url", "postgresql://u@127.0.0.1:1/d", *flags]
+    )
+    code: int = args.handler(args)
+    return code
+
+
+def test_the_worker_session_timeout_defaults_to_30_s_and_can_be_set(
+    started: list[tuple[object, int]],
+) -> None:
+    assert _worker() == 0
+    assert _worker("--session-timeout", "7.5") == 0
+    assert [getattr(s, "session_timeout_ms", None) for s, _ in started] == [30_000, 7_500]
+
+
+@pytest.mark.parametrize("seconds", ["5.9", "1800.5", "0", "-3"])
+def test_a_session_timeout_the_broker_would_refuse_is_named_and_nothing_starts(
+    seconds: str, started: list[tuple[object, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _worker("--session-timeout", seconds) == 2
+    assert started == []
+    assert f"--session-timeout {float(seconds):g} is outside" in capsys.readouterr().err
