@@ -23,6 +23,7 @@ from projections.postgres import PostgresProjection
 from schemas.registry import EVENT_TYPES
 from streams.projector import ProjectorSettings, run_projector
 from tests.engine.helpers import welcome_dir
+from tests.integration.history import write_history
 from tests.integration.pipeline import REPO, cli
 from tests.projections.test_postgres_projection import in_memory
 
@@ -177,3 +178,72 @@ async def test_a_reset_reads_the_topics_from_the_start_though_the_group_has_comm
     memory = in_memory(events)
     assert projection.sequence_rows() == memory.sequences.rows()
     assert projection.position() == len(events)
+
+
+def test_projectors_sharing_the_topics_and_one_killed_build_the_same_read_models(
+    kafka_bootstrap: str,
+    pipeline_prefix: str,
+    database_url: str,
+    pg_schema: str,
+    projection: PostgresProjection,
+    tmp_path: Path,
+) -> None:
+    # Given the outputs of a history on the topics, when two projectors share them, the
+    # first is killed mid-run (its partitions move, with a poll of its own perhaps half
+    # done) and a third joins, then the read models are those of the whole stream.
+    definitions, history = write_history(tmp_path, events=8_000, contacts=1_500, seed=5)
+    out = tmp_path / "out.jsonl"
+    done = cli(
+        "replay", "--sequences", str(definitions), "--events", str(history), "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    events = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    asyncio.run(publish(kafka_bootstrap, pipeline_prefix, events))
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ops.cli", "projections", "run", "--schema", pg_schema],
+            cwd=REPO,
+            env={
+                **os.environ,
+                "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+                "DRIPSTREAM_TOPIC_PREFIX": pipeline_prefix,
+                "DATABASE_URL": database_url,
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def until(position: int, limit: float = 120) -> int:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if (reached := projection.position()) >= position:
+                return reached
+            time.sleep(0.05)
+        raise AssertionError(f"the read models reached {projection.position()}, not {position}")
+
+    processes = [start(), start()]
+    try:
+        at_kill = until(len(events) // 3)
+        processes[0].send_signal(signal.SIGKILL)
+        processes[0].wait()
+        processes.append(start())
+        assert until(len(events)) == len(events)
+        time.sleep(2)  # anything applied twice would now show in the position
+        assert [p.poll() for p in processes[1:]] == [None, None], "a projector died"
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+    assert at_kill < len(events), "the kill came after all the work"
+    assert projection.position() == len(events)
+    memory = in_memory(events)
+    assert projection.sequence_rows() == memory.sequences.rows()
+    for sequence in sorted(row.id for row in memory.sequences.rows()):
+        got = projection.history(HistoryQuery(sequence))
+        want = memory.history.query(HistoryQuery(sequence))
+        assert got is not None
+        assert want is not None
+        assert got.total == want.total, sequence
+        assert sorted(got.rows, key=repr) == sorted(want.rows, key=repr), sequence
