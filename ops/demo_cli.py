@@ -217,6 +217,8 @@ def run_demo(
         document = event.to_json()
         sequences.apply(document)
         history.apply(document)
+    for outcome in effects.outcomes:  # what the providers refused is in the history too
+        history.apply(outcome.to_json())
     rows = sequences.rows()
     busiest = _busiest(history, [row.id for row in rows])
     page = (
@@ -485,10 +487,14 @@ def _next_steps(demo: DemoRun, out: Path | None) -> str:
             "\nAdd --out DIR to keep decisions.jsonl, outcomes.jsonl and rejected.jsonl and "
             "explore them\nwith `dripstream sequences list` and `dripstream history`.\n"
         )
-    decisions = out / "decisions.jsonl"
+    decisions, outcomes = out / "decisions.jsonl", out / "outcomes.jsonl"
     counts = (len(demo.decisions), len(demo.effects.outcomes), len(demo.rejected))
     written = ", ".join(f"{name} ({n})" for name, n in zip(OUTPUT_FILES, counts, strict=True))
-    history = f"{PROG} history {demo.busiest} --history {decisions}" if demo.busiest else ""
+    history = (
+        f"{PROG} history {demo.busiest} --history {decisions} --history {outcomes}"
+        if demo.busiest
+        else ""
+    )
     commands = [f"{PROG} sequences list --history {decisions}", history]
     return f"\nWritten to {out}: {written}\nLook further:\n" + "".join(
         f"  {command}\n" for command in commands if command

@@ -25,9 +25,9 @@ def register(commands: SubParsers) -> None:
     parser = projections.add_parser(
         "run",
         help="keep the read models current from the output topics",
-        description="Read the output topics (decisions, effects, contacts) as they grow and "
-        "apply them to the read models in PostgreSQL, each poll in one transaction with the "
-        "offsets it reached; a restart resumes there. Stop with SIGTERM or Ctrl-C.",
+        description="Read the output topics (decisions, effects, contacts, outcomes) as they "
+        "grow and apply them to the read models in PostgreSQL, each poll in one transaction "
+        "with the offsets it reached; a restart resumes there. Stop with SIGTERM or Ctrl-C.",
     )
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)")
     parser.add_argument("--topic-prefix", help=PREFIX_HELP)

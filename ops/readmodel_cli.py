@@ -69,9 +69,12 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--history",
         type=Path,
+        action="append",
         metavar="FILE",
         help="build the read models from this output stream (.jsonl: a replay's --out or a "
-        "dump of the output topics); without it, read PostgreSQL at DATABASE_URL",
+        "dump of the output topics); again for more files, read in the order given (say, "
+        "a replay's output, then the outcomes `dripstream effects --outcomes` wrote); "
+        "without it, read PostgreSQL at DATABASE_URL",
     )
     parser.add_argument("--database-url", metavar="URL", help="PostgreSQL (default: $DATABASE_URL)")
     parser.add_argument(
@@ -223,8 +226,8 @@ def run_sequences_list(args: argparse.Namespace) -> int:
             if not model.catalog.sequences:
                 # An input file given by mistake reads as an empty page: say why.
                 _say(
-                    f"{args.history}: no sequence.defined in it; the read models are built"
-                    " from an output stream (`replay --out`, `topics dump`)"
+                    f"{_names(args.history)}: no sequence.defined in it; the read models are"
+                    " built from an output stream (`replay --out`, `topics dump`)"
                 )
         else:
             errors = []
@@ -256,7 +259,7 @@ def run_history(args: argparse.Namespace) -> int:
             report = HistoryReport()
             errors = _load(args.history, report)
             page = report.query(query)
-            source = str(args.history)
+            source = _names(args.history)
         else:
             errors = []
             with _connect(args) as projection:
@@ -325,14 +328,22 @@ def _apply_in_batches(
 # --- sources -------------------------------------------------------------------------------
 
 
-def _load(path: Path, model: SequencesList | HistoryReport) -> list[LineError]:
-    try:
-        errors = load_into(path, model)
-    except OSError as error:
-        raise _ReadFailedError(f"cannot read {path}: {error.strerror}") from None
-    for problem in errors:
-        _say(problem.describe(path))
-    return errors
+def _load(paths: list[Path], model: SequencesList | HistoryReport) -> list[LineError]:
+    """Every file into `model`, in the order given; the bad lines of each are reported."""
+    found: list[LineError] = []
+    for path in paths:
+        try:
+            errors = load_into(path, model)
+        except OSError as error:
+            raise _ReadFailedError(f"cannot read {path}: {error.strerror}") from None
+        for problem in errors:
+            _say(problem.describe(path))
+        found.extend(errors)
+    return found
+
+
+def _names(paths: list[Path]) -> str:
+    return ", ".join(str(path) for path in paths)
 
 
 @contextmanager

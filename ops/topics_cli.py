@@ -56,8 +56,9 @@ def register(commands: SubParsers) -> None:
         help="write the output topics as one .jsonl the read models load",
         description=(
             "Read the topics (read_committed) from the beginning up to their ends when the"
-            " command starts, and write every record's value as one JSON line, ordered by"
-            " event time, then topic, partition and offset."
+            " command starts, and write every record's value as one JSON line: each"
+            " partition in the order it was written, the partitions merged by event time"
+            " (then topic, partition and offset)."
         ),
     )
     _connection_flags(dump, env)

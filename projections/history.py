@@ -34,6 +34,20 @@ COMMUNICATION_TYPES = frozenset(
         "notify.email",
     }
 )
+# What a provider answered, when the contact was not (or may not have been) reached: a
+# send that went through adds no row, its command's row says it. A status adds a row only
+# when it is one of NOT_REACHED (providers' own words: Twilio's message and call statuses,
+# SendGrid's events).
+OUTCOME_TYPES = frozenset({"effect.failed", "effect.unknown", "effect.status_changed"})
+NOT_REACHED = {
+    "failed": "failed",
+    "undelivered": "undelivered",
+    "busy": "busy",
+    "no-answer": "not answered",
+    "canceled": "canceled",
+    "bounce": "bounced",
+    "dropped": "dropped",
+}
 # Contact facts count only when the engine made them (a step or an intake), never the CRM's.
 PROPERTY_UPDATE_TYPES = frozenset(
     {
@@ -55,7 +69,7 @@ EVENT_KINDS: dict[str, frozenset[str]] = {
     "enrollment": ENROLLMENT_TYPES,
     "disenrollment": DISENROLLMENT_TYPES,
     "property_update": PROPERTY_UPDATE_TYPES,
-    "communication": COMMUNICATION_TYPES,
+    "communication": COMMUNICATION_TYPES | OUTCOME_TYPES,
     "creation": CREATION_TYPES,
     "trigger": STEP_TYPES | {"webhook.post"},
 }
@@ -137,6 +151,8 @@ def history_row(
             address = text_of(data, "to")
             sequence_id = catalog.by_intake(address) if address else None
         contact_id = None
+    if kind == "effect.status_changed" and text_of(data, "status") not in NOT_REACHED:
+        return None
     if sequence_id is None:
         return None
     cause = (text_of(data, "via") if kind == "enrollment.enrolled" else None) or kind
@@ -171,6 +187,17 @@ _STEP_ACTIONS = {
     "step.executed": ("executed", None),
     "step.skipped": ("skipped", "reason"),
 }
+# The effect an outcome answers, by its command's type (`effect_type`).
+_EFFECT_LABELS = {
+    "sms.send": "SMS",
+    "mms.send": "MMS",
+    "email.send": "Email",
+    "call.dial": "Call",
+    "voicemail.drop": "Voicemail",
+    "webhook.post": "Webhook",
+    "notify.sms": "SMS notification",
+    "notify.email": "Email notification",
+}
 _UPDATE_LABELS = {
     "owner_id": "Owner changed",
     "line_id": "Line added",
@@ -204,7 +231,21 @@ def describe(kind: str, data: Mapping[str, Any]) -> str:
         return f"{label} ({text_of(data, 'channel') or 'all'})"
     if kind == "contact.updated":
         return _describe_update(data) or "Contact updated"
+    if kind in OUTCOME_TYPES:
+        return _describe_outcome(kind, data)
     return kind
+
+
+def _describe_outcome(kind: str, data: Mapping[str, Any]) -> str:
+    """The row of a provider's answer: "SMS failed: <reason>", "Call not answered"."""
+    effect_type = text_of(data, "effect_type")
+    label = _EFFECT_LABELS.get(effect_type or "", effect_type or "Effect")
+    if kind == "effect.status_changed":
+        status = text_of(data, "status") or ""
+        return f"{label} {NOT_REACHED.get(status, status)}"
+    phrase = f"{label} failed" if kind == "effect.failed" else f"{label} outcome unknown"
+    reason = text_of(data, "reason")
+    return f"{phrase}: {reason}" if reason else phrase
 
 
 def _describe_update(data: Any) -> str:

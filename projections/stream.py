@@ -24,9 +24,10 @@ _Item = TypeVar("_Item")
 EventKey = tuple[str, str]
 
 # The topics (without the prefix) the read models are built from: the decisions, the effect
-# commands and the contact facts (the engine's own changes and the CRM's, which name the
-# contacts). `projections run` follows them; `topics dump` writes them to a file.
-READ_MODEL_TOPICS = ("decisions", "effects", "contacts")
+# commands, the contact facts (the engine's own changes and the CRM's, which name the
+# contacts) and what the providers answered (a send that failed is in the history).
+# `projections run` follows them; `topics dump` writes them to a file.
+READ_MODEL_TOPICS = ("decisions", "effects", "contacts", "outcomes")
 
 
 @lru_cache(maxsize=1 << 16)
@@ -204,9 +205,13 @@ def count_lines(path: Path | str) -> int:
 def moves_clock(source: str, kind: str) -> bool:
     """Whether an event's time moves the timeframes' clock: a decision about the contacts,
     not a definition (`sequence.*` carry when someone applied them, on a live system
-    today's date, whatever the history's time) nor an upstream fact (a CRM clock a year
-    ahead would empty "today")."""
-    return source == ENGINE_SOURCE and not kind.startswith("sequence.")
+    today's date, whatever the history's time), nor a provider's answer (`effect.*`,
+    `dialer.*`: the wall clock's time, even for a history pushed through `--clock event`),
+    nor an upstream fact (a CRM clock a year ahead would empty "today")."""
+    return source == ENGINE_SOURCE and not kind.startswith(_NOT_DECISIONS)
+
+
+_NOT_DECISIONS = ("sequence.", "effect.", "dialer.")
 
 
 def merged_by_time(

@@ -1,8 +1,9 @@
 """`dripstream projections run`: the PostgreSQL read models kept current from the output topics.
 
-A consumer group reads `decisions`, `effects` and `contacts` (read_committed: only what the
-relay's transactions committed) and applies each poll to the read models in one PostgreSQL
-transaction together with the offsets it reached (projections/postgres.py `apply_consumed`).
+A consumer group reads `decisions`, `effects`, `contacts` and `outcomes` (read_committed:
+of the relay's records only what its transactions committed) and applies each poll to the
+read models in one PostgreSQL transaction together with the offsets it reached
+(projections/postgres.py `apply_consumed`).
 Those stored offsets, not Kafka's committed ones, say where reading resumes: on every
 assignment each partition is sought to its stored offset, so a crash between the
 transaction and Kafka's commit re-reads records the read models already hold, and they are

@@ -18,8 +18,10 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
+from effects import outcomes
 from projections.history import HistoryQuery
 from projections.postgres import PostgresProjection
+from schemas.envelope import parse_time
 from schemas.registry import EVENT_TYPES
 from streams.projector import ProjectorSettings, run_projector
 from tests.engine.helpers import welcome_dir
@@ -87,6 +89,16 @@ async def test_the_read_models_follow_the_topics_and_resume_after_a_restart(
     kafka_bootstrap: str, pipeline_prefix: str, projection: PostgresProjection, tmp_path: Path
 ) -> None:
     events = replayed(tmp_path)
+    # and what a provider answered to one of the texts, on `outcomes`
+    sms = next(e for e in events if e["type"] == "sms.send")
+    refused = outcomes.effect_failed(
+        sms["data"]["effect_id"],
+        {**sms["data"], "effect_type": "sms.send"},
+        "the recipient unsubscribed",
+        "21610",
+        parse_time(sms["time"]),
+    ).to_json()
+    events.append(refused)
     first, rest = events[:-3], events[-3:]
     settings = ProjectorSettings(kafka_bootstrap, pipeline_prefix)
     # given the first outputs on the topics, when the projector runs
@@ -106,6 +118,7 @@ async def test_the_read_models_follow_the_topics_and_resume_after_a_restart(
     assert want is not None
     assert got.total == want.total
     assert sorted(got.rows, key=repr) == sorted(want.rows, key=repr)
+    assert "SMS failed: the recipient unsubscribed" in [row.action for row in got.rows]
     assert projection.position() == len(events)
 
 

@@ -102,7 +102,7 @@ def test_a_dump_keeps_each_record_on_one_line_and_counts_what_cannot_be_one() ->
 def test_the_commands_and_their_defaults() -> None:
     parser = build_parser("topics")
     dump = parser.parse_args(["topics", "dump"])
-    assert dump.topics == READ_MODEL_TOPICS == ("decisions", "effects", "contacts")
+    assert dump.topics == READ_MODEL_TOPICS == ("decisions", "effects", "contacts", "outcomes")
     assert dump.out is None
     chosen = parser.parse_args(["topics", "dump", "--topics", "decisions, outcomes,,decisions"])
     assert chosen.topics == ("decisions", "outcomes")

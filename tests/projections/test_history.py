@@ -11,6 +11,7 @@ from projections.history import EVENT_KINDS, HistoryQuery, HistoryReport
 from tests.projections.helpers import Stream
 
 T0 = "2028-03-02T22:41:00Z"
+T1 = "2028-03-02T22:41:02Z"
 MAYA = {"name": "Maya Ortiz", "phone": "+17205550142", "email": "maya@example.com"}
 RAVI = {"name": "Ravi Rao", "phone": "+17205550143", "email": "ravi@example.com"}
 
@@ -124,6 +125,70 @@ def test_each_output_type_reads_as_a_short_action(
     assert query(report_of(given)) == [("c-1", action, kind)]
 
 
+OUTCOMES = [
+    (
+        "effect.failed",
+        {"effect_type": "sms.send", "reason": "data.from_number: is required", "code": "x"},
+        "SMS failed: data.from_number: is required",
+    ),
+    (
+        "effect.failed",
+        {"effect_type": "webhook.post", "reason": "HTTP 500"},
+        "Webhook failed: HTTP 500",
+    ),
+    (
+        "effect.unknown",
+        {"effect_type": "email.send", "reason": "no answer in 10 s"},
+        "Email outcome unknown: no answer in 10 s",
+    ),
+    ("effect.unknown", {"reason": "abandoned"}, "Effect outcome unknown: abandoned"),
+    (
+        "effect.status_changed",
+        {"effect_type": "sms.send", "status": "undelivered"},
+        "SMS undelivered",
+    ),
+    (
+        "effect.status_changed",
+        {"effect_type": "call.dial", "status": "no-answer"},
+        "Call not answered",
+    ),
+    ("effect.status_changed", {"effect_type": "email.send", "status": "bounce"}, "Email bounced"),
+]
+
+
+@pytest.mark.parametrize(("kind", "data", "action"), OUTCOMES)
+def test_a_send_the_provider_did_not_carry_out_reads_as_its_own_row(
+    kind: str, data: dict[str, Any], action: str
+) -> None:
+    # The command's row says "SMS sent" when the engine decided it; what the provider
+    # answered comes later, from the effects processor, and is the row that says why not.
+    given = Stream()
+    given.defined("w")
+    given.scoped("sms.send", "w", "c-1", T0, step_id="s1")
+    given.scoped(kind, "w", "c-1", T1, effect_id="fx:1", **data)
+
+    assert query(report_of(given)) == [("c-1", action, kind), ("c-1", "SMS sent", "sms.send")]
+    assert query(report_of(given), kind="communication")[0] == ("c-1", action, kind)
+
+
+@pytest.mark.parametrize("status", ["queued", "sent", "delivered", "opened", "completed"])
+def test_a_send_that_went_through_adds_no_row(status: str) -> None:
+    given = Stream()
+    given.defined("w")
+    given.scoped("sms.send", "w", "c-1", T0, step_id="s1")
+    given.scoped("effect.sent", "w", "c-1", T1, effect_id="fx:1", provider="twilio")
+    given.scoped(
+        "effect.status_changed",
+        "w",
+        "c-1",
+        T1,
+        effect_id="fx:1",
+        status=status,
+    )
+
+    assert query(report_of(given)) == [("c-1", "SMS sent", "sms.send")]
+
+
 def test_only_this_sequences_engine_outputs_make_rows() -> None:
     given = Stream()
     given.defined("w")
@@ -201,6 +266,7 @@ def filters_stream() -> Stream:
     given.add("lead.rejected", T0, to="in@x.example", reason="unparseable")
     given.completed("w", "c-1", T0)
     given.disenrolled("w", "c-2", T0)
+    given.scoped("effect.failed", "w", "c-1", T0, effect_id="fx:1", reason="refused")
     return given
 
 
@@ -210,7 +276,7 @@ def filters_stream() -> Stream:
         ("enrollment", ["enrollment.rejected", "enrollment.enrolled"]),
         ("disenrollment", ["enrollment.disenrolled", "enrollment.completed"]),
         ("property_update", ["power_dialer.added", "contact.tag_added"]),
-        ("communication", ["notify.email", "sms.send"]),
+        ("communication", ["effect.failed", "notify.email", "sms.send"]),
         ("creation", ["lead.rejected", "contact.created"]),
         ("trigger", ["webhook.post", "step.executed", "step.scheduled"]),
         ("sms.send", ["sms.send"]),
@@ -228,7 +294,7 @@ def test_the_type_filter_keeps_its_kind_of_rows(kind: str, types: list[str]) -> 
 
 def test_every_kind_together_covers_every_row() -> None:
     report = report_of(filters_stream())
-    assert sum(total(report, kind=kind) for kind in EVENT_KINDS) == total(report) == 13
+    assert sum(total(report, kind=kind) for kind in EVENT_KINDS) == total(report) == 14
 
 
 def test_an_unknown_type_filter_is_refused() -> None:

@@ -85,6 +85,21 @@ def rich_stream() -> Stream:
     given.step("scheduled", "welcome", "c-100", "s1", "2028-03-02T06:59:59Z", due_at=T0)
     given.step("executed", "welcome", "c-100", "s1", "2028-03-02T07:00:00Z")
     given.scoped("sms.send", "welcome", "c-100", "2028-03-02T07:00:00Z", step_id="s1")
+    # what the provider answered: a failure and an undelivered text make rows, a delivery none
+    for kind, answer in (
+        ("effect.failed", {"reason": "unreachable", "code": "21211"}),
+        ("effect.status_changed", {"status": "undelivered", "provider": "twilio"}),
+        ("effect.status_changed", {"status": "delivered", "provider": "twilio"}),
+    ):
+        given.scoped(
+            kind,
+            "welcome",
+            "c-100",
+            "2028-03-02T07:00:02Z",
+            effect_id="fx:welcome:c-100:1:s1:1",
+            effect_type="sms.send",
+            **answer,
+        )
     given.step(
         "deferred",
         "welcome",
@@ -347,6 +362,7 @@ def test_rebuild_then_read_gives_what_the_file_gives(
         ("sequences", "list"),
         ("history", "welcome", "--json", "--search", "7205550142"),
         ("history", "welcome", "--type", "trigger", "--timeframe", "last_7_days"),
+        ("history", "welcome", "--type", "communication"),
         ("history", "welcome", "--limit", "2", "--offset", "1", "--timezone", "Asia/Tokyo"),
     ):
         from_file = run(capsys, *argv, "--history", str(path))

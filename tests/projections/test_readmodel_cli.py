@@ -375,7 +375,24 @@ CRM_CLOCK_A_YEAR_AHEAD = {
 }
 
 
-@pytest.mark.parametrize("later", [CRM_CLOCK_A_YEAR_AHEAD, _definition_applied_live()])
+def _provider_answer_on_the_wall_clock() -> dict[str, Any]:
+    # a text of the history, answered by its provider when the effects processor sent it
+    answer = Stream().scoped(
+        "effect.failed",
+        "welcome",
+        "c-100",
+        "2031-06-01T09:00:01Z",
+        effect_id="fx:welcome:c-100:1:hello:1",
+        effect_type="sms.send",
+        reason="refused",
+    )
+    return {**answer, "id": "fx:welcome:c-100:1:hello:1/failed"}
+
+
+@pytest.mark.parametrize(
+    "later",
+    [CRM_CLOCK_A_YEAR_AHEAD, _definition_applied_live(), _provider_answer_on_the_wall_clock()],
+)
 def test_only_decisions_about_contacts_move_the_timeframes(
     capsys: pytest.CaptureFixture[str], history_file: Path, later: dict[str, Any]
 ) -> None:
@@ -391,3 +408,36 @@ def test_only_decisions_about_contacts_move_the_timeframes(
     # then "today" is the day of the latest decision about the contacts
     assert code == 0
     assert orjson.loads(out)["total"] == 5
+
+
+def test_several_history_files_are_read_in_order_and_each_bad_line_names_its_file(
+    capsys: pytest.CaptureFixture[str], history_file: Path, tmp_path: Path
+) -> None:
+    # Given a replay's output and the outcomes the effects processor wrote for it
+    answered = Stream()
+    answered.scoped(
+        "effect.failed",
+        "welcome",
+        "c-100",
+        "2028-03-02T22:41:01Z",
+        event_id="fx:welcome:c-100:1:hello:1/failed",
+        effect_id="fx:welcome:c-100:1:hello:1",
+        effect_type="sms.send",
+        reason="data.from_number: is required",
+    )
+    outcomes = answered.write(tmp_path / "outcomes.jsonl")
+    outcomes.write_text(outcomes.read_text() + "not json either\n")
+    both = ("--history", str(history_file), "--history", str(outcomes))
+
+    code, out, err = run(capsys, "history", "welcome", *both, "--type", "communication", "--json")
+
+    assert code == 1
+    assert f"{outcomes}:2: not JSON" in err
+    assert [(r["action"], r["event"]) for r in orjson.loads(out)["rows"]] == [
+        ("SMS failed: data.from_number: is required", "effect.failed"),
+        ("SMS sent", "sms.send"),
+    ]
+    # and the sequences list reads them all the same (an outcome changes no count)
+    code, out, _ = run(capsys, "sequences", "list", *both, "--json")
+    assert code == 1
+    assert [r["contacts"] for r in orjson.loads(out)] == [1, 0]
