@@ -75,15 +75,19 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc, unused-ign
         log.info("partitions revoked: %s", sorted(str(tp) for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        taken = list(assigned)
+        # Nothing is read from the partitions until each is at its stored offset: while
+        # the offsets are looked up (an await), the fetcher would read them from the
+        # group's committed offsets, and those records, applied first, would make the
+        # earlier ones look like redeliveries (a `--reset` lost them: first with a seek
+        # awaited per partition, then, under load, during this lookup). Offset 0 gone by
+        # retention resets to the earliest kept (auto_offset_reset).
+        self._consumer.pause(*taken)
         stored = await asyncio.to_thread(self._projection.offsets)
-        # Every position set at once, with no await between: an awaited seek_to_beginning
-        # per partition let the fetcher read the others from the group's committed offsets
-        # meanwhile, and those records, applied first, made the earlier ones look like
-        # redeliveries (a `--reset` lost them). Offset 0 gone by retention resets to the
-        # earliest kept (auto_offset_reset).
-        for tp in assigned:
+        for tp in taken:
             self._consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
-        log.info("partitions assigned: %s", sorted(str(tp) for tp in assigned))
+        self._consumer.resume(*taken)
+        log.info("partitions assigned: %s", sorted(str(tp) for tp in taken))
 
 
 async def run_projector(

@@ -167,9 +167,24 @@ def test_read_models_loaded_from_a_file_are_not_mixed_with_the_topics(
     assert "--reset" in refused.stderr
 
 
+@pytest.mark.parametrize("lookup_seconds", [0.0, 2.0])
 async def test_a_reset_reads_the_topics_from_the_start_though_the_group_has_committed_offsets(
-    kafka_bootstrap: str, pipeline_prefix: str, projection: PostgresProjection, tmp_path: Path
+    kafka_bootstrap: str,
+    pipeline_prefix: str,
+    projection: PostgresProjection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    lookup_seconds: float,
 ) -> None:
+    # (`lookup_seconds`: the stored offsets take that long to read, as on a loaded
+    # database; the fetcher must not read from the group's offsets meanwhile)
+    stored_offsets = projection.offsets
+
+    def slow_offsets() -> dict[tuple[str, int], int]:
+        time.sleep(lookup_seconds)
+        return stored_offsets()
+
+    monkeypatch.setattr(projection, "offsets", slow_offsets)
     events = replayed(tmp_path)
     first, rest = events[:-3], events[-3:]
     settings = ProjectorSettings(kafka_bootstrap, pipeline_prefix)
