@@ -753,9 +753,14 @@ def run_workers(settings: WorkerSettings, processes: int) -> int:
     for child in children:
         child.start()
 
+    stopped: set[int] = set()
+
     def forward(signum: int, _frame: object) -> None:
+        # Once per child: a second SIGTERM reaching a worker already past its own stop
+        # (its asyncio handler gone) would kill it, and the group would exit 1.
         for child in children:
-            if child.is_alive() and child.pid is not None:
+            if child.is_alive() and child.pid is not None and child.pid not in stopped:
+                stopped.add(child.pid)
                 os.kill(child.pid, signum)
 
     signal.signal(signal.SIGTERM, forward)

@@ -200,3 +200,48 @@ def test_a_backlog_published_before_the_worker_starts_is_decided_with_its_defini
     finally:
         stop(worker)
     _same(comparable(got), comparable(expected))
+
+
+def test_worker_processes_decide_as_replay_and_stop_cleanly_on_sigterm(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    # `worker --processes 2`: two workers of one group, each a process, under one parent
+    # that forwards SIGTERM; the exit status is 0 only if both stopped cleanly.
+    definitions, history = write_history(tmp_path, events=3_000, contacts=600, seed=29)
+    expected = _replay(tmp_path, definitions, history)
+    logs = iter(tmp_path / f"workers-{n}.log" for n in range(4))
+
+    def start() -> tuple[subprocess.Popen[bytes], Path]:
+        log = next(logs)
+        group = start_worker(
+            kafka_bootstrap, fresh_database_url, pipeline_prefix, "--processes", "2", log_to=log
+        )
+        return group, log
+
+    group, log = start()
+    try:
+        _both_assigned(log)
+        _publish(kafka_bootstrap, pipeline_prefix, definitions, history)
+        got = _decisions(kafka_bootstrap, pipeline_prefix, expected)
+        assert group.poll() is None, "the workers stopped"
+    finally:
+        stop(group)
+    assert group.returncode == 0
+    _effect_ids_once(got)
+    _same(comparable(got), comparable(expected))
+    # and again, a stop right after both took their partitions: still 0, every time
+    for _ in range(3):
+        group, log = start()
+        try:
+            _both_assigned(log)
+        finally:
+            stop(group)
+        assert group.returncode == 0
+
+
+def _both_assigned(log: Path, limit: float = 60) -> None:
+    """Wait until two workers logged a rebuild (they took partitions)."""
+    deadline = time.monotonic() + limit
+    while len(REBUILT.findall(log.read_text(errors="replace"))) < 2:
+        assert time.monotonic() < deadline, "the two workers did not both take partitions"
+        time.sleep(0.1)
