@@ -495,11 +495,13 @@ class PostgresLedger:
         self._moves = GroupCommit(self._move_batch)
 
     async def open(self) -> None:
+        # The lease first: held for the life of the process, dropped by PostgreSQL when
+        # the process dies, which is how recovery tells a dead processor from a slow one.
+        # A plain connect, it also says at once when the database cannot be reached,
+        # where the pool would retry for its whole timeout, warning at each attempt.
+        self._lease = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
         await self._pool.open()
         await self.migrate()
-        # The lease: held for the life of the process, dropped by PostgreSQL when the
-        # process dies, which is how recovery tells a dead processor from a slow one.
-        self._lease = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
         await self._lease.execute(
             "SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, self.owner)
         )

@@ -262,8 +262,8 @@ async def _read(bootstrap: str, prefix: str, names: Sequence[str]) -> list[Dumpe
         auto_offset_reset="earliest",
         client_id="dripstream-topics-dump",
     )
-    await consumer.start()
     try:
+        await consumer.start()
         # Every topic's metadata, asked without naming any, so none is auto-created (the
         # consumer's own metadata covers only the topics it reads; as streams/relay.py).
         cluster = await consumer._client.fetch_all_metadata()

@@ -81,3 +81,41 @@ def test_a_read_model_command_whose_database_is_down_says_one_line_naming_it() -
     [line] = done.stderr.splitlines()
     assert line.startswith("dripstream: cannot connect to PostgreSQL: ")
     assert line.endswith("(DATABASE_URL, --database-url)")
+
+
+def test_effects_whose_database_is_down_says_one_line_before_any_retry() -> None:
+    # The ledger's pool would retry for its whole timeout, a warning at each attempt; the
+    # lease connects first and answers at once. (Kafka is never reached: the ledger opens
+    # before the consumer, so an unused broker address is fine here.)
+    done = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "effects"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_URL": "postgresql://x:y@127.0.0.1:1/x",
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        },
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith("dripstream: cannot connect to PostgreSQL: ")
+
+
+def test_topics_dump_from_a_broker_that_is_down_says_one_line_and_nothing_else() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "topics", "dump", "--bootstrap", "127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "dripstream: cannot reach Kafka at 127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS, --bootstrap):"
+        " is the broker running?"
+    ]
