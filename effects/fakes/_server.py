@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import socket
 from types import TracebackType
 from typing import Self
@@ -61,3 +63,13 @@ class LoopbackServer:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+async def until_stopped() -> None:
+    """Wait for SIGTERM or SIGINT: a fake run from the command line then ends with status 0,
+    as the services it stands beside do, instead of being killed by the signal."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from effects.fakes._server import LoopbackServer
+from effects.fakes._server import LoopbackServer, until_stopped
 
 API_KEY = "SG.fake-sendgrid-key"
 
@@ -177,7 +177,7 @@ async def _serve(port: int, api_key: str, *, log: bool) -> None:
         file=sys.stderr,
         flush=True,
     )
-    await asyncio.Event().wait()
+    await until_stopped()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -121,3 +121,11 @@ def test_the_fake_sendgrid_runs_alone_and_logs_each_mail(
     assert accepted["effect_id"] == "fx:welcome:c-1:1:mail:1"
     assert accepted["message_id"].startswith("fakeSG")
     assert _logged(process) == {"status": 401}
+
+
+@pytest.mark.parametrize("module", ["effects.fakes.twilio_server", "effects.fakes.sendgrid_server"])
+def test_a_fake_stops_cleanly_on_sigterm(module: str) -> None:
+    process, url = _start(module)
+    assert url.startswith("http://127.0.0.1:")
+    process.terminate()
+    assert process.wait(timeout=10) == 0
