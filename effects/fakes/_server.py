@@ -65,11 +65,12 @@ class LoopbackServer:
         await self.stop()
 
 
-async def until_stopped() -> None:
-    """Wait for SIGTERM or SIGINT: a fake run from the command line then ends with status 0,
-    as the services it stands beside do, instead of being killed by the signal."""
+def stop_requested() -> asyncio.Event:
+    """Set on SIGTERM or SIGINT, from now on: a fake run from the command line then ends
+    with status 0, as the services beside it do, instead of being killed by the signal.
+    Called before the fake prints its URL, which is when a caller may already stop it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from effects.fakes._server import LoopbackServer, until_stopped
+from effects.fakes._server import LoopbackServer, stop_requested
 
 API_KEY = "SG.fake-sendgrid-key"
 
@@ -168,6 +168,7 @@ def print_json_line(summary: dict[str, Any]) -> None:
 
 
 async def _serve(port: int, api_key: str, *, log: bool) -> None:
+    stop = stop_requested()
     server = await FakeSendGridServer(
         api_key=api_key, port=port, report=print_json_line if log else None
     ).start()
@@ -177,7 +178,7 @@ async def _serve(port: int, api_key: str, *, log: bool) -> None:
         file=sys.stderr,
         flush=True,
     )
-    await until_stopped()
+    await stop.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -39,7 +39,7 @@ from twilio.request_validator import (  # type: ignore[import-untyped, unused-ig
 from yarl import URL
 
 from effects.fakes._lean_server import LeanRequest, LeanResponse, LeanServer
-from effects.fakes._server import LoopbackServer, until_stopped
+from effects.fakes._server import LoopbackServer, stop_requested
 
 ACCOUNT_SID = "AC00000000000000000000000000000000"
 AUTH_TOKEN = "fake-twilio-auth-token"  # noqa: S105 - the fake's own credential
@@ -350,6 +350,7 @@ def _error(failure: TwilioFailure) -> LeanResponse:
 
 
 async def _serve(port: int, latency: float, frontend: str, *, log: bool = False) -> None:
+    stop = stop_requested()
     server = FakeTwilioServer(
         port=port,
         latency=latency,
@@ -369,7 +370,7 @@ async def _serve(port: int, latency: float, frontend: str, *, log: bool = False)
         file=sys.stderr,
         flush=True,
     )
-    await until_stopped()
+    await stop.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
