@@ -149,10 +149,19 @@ class Relay:
                     continue
                 last = rows[-1][0]
                 async with producer.transaction():
-                    await self._send(producer, rows)
-                    await producer.send(
-                        self.prefix + POSITION_TOPIC, orjson.dumps({"position": last}), key=b"relay"
+                    delivered = await self._send(producer, rows)
+                    delivered.append(
+                        await producer.send(
+                            self.prefix + POSITION_TOPIC,
+                            orjson.dumps({"position": last}),
+                            key=b"relay",
+                        )
                     )
+                    # Every batch acknowledged before the commit: a batch the broker
+                    # refused (a record over its size limit) raises here, the
+                    # transaction aborts and the relay stops loudly, rather than commit
+                    # the position past rows that never reached Kafka.
+                    await asyncio.gather(*delivered)
                     # Read the next rows while this transaction commits; a wake-up that
                     # came before this read is for rows it will see, so forget it.
                     if not self.hurry:
@@ -182,9 +191,13 @@ class Relay:
             for i, event_id, topic, key, value in await cursor.fetchall()
         ]
 
-    async def _send(self, producer: Any, rows: Sequence[tuple[int, OutboxRow]]) -> None:
+    async def _send(
+        self, producer: Any, rows: Sequence[tuple[int, OutboxRow]]
+    ) -> list[asyncio.Future[Any]]:
         """The rows as record batches, one open batch per partition, in row order: a
-        partition's records keep the order they were decided in."""
+        partition's records keep the order they were decided in. Returns the batches'
+        delivery futures."""
+        delivered: list[asyncio.Future[Any]] = []
         open_batches: dict[tuple[str, int], Any] = {}
         for _, row in rows:
             topic = self.prefix + row.topic
@@ -199,13 +212,14 @@ class Relay:
             if batch.append(key=key, value=row.value, timestamp=None) is None:
                 # Full: send it and start the next one for this partition.
                 batch.close()
-                await producer.send_batch(batch, where[0], partition=where[1])
+                delivered.append(await producer.send_batch(batch, where[0], partition=where[1]))
                 batch = open_batches[where] = producer.create_batch()
                 if batch.append(key=key, value=row.value, timestamp=None) is None:
                     raise ValueError(f"outbox row {row.event_id} is larger than a record batch")
         for (topic, partition), batch in open_batches.items():
             batch.close()
-            await producer.send_batch(batch, topic, partition=partition)
+            delivered.append(await producer.send_batch(batch, topic, partition=partition))
+        return delivered
 
     async def _read_position(self) -> int:
         """The position of the last committed batch: the tail of the position topic."""

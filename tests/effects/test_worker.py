@@ -22,7 +22,17 @@ from streams.routing import dead_letter
 from tests.effects.helpers import Clock, command, sms
 
 # The README's topics table: what a `dlq` record's value holds, whichever worker wrote it.
-DEAD_LETTER_KEYS = {"topic", "partition", "offset", "key", "field", "reason", "value", "value_hex"}
+DEAD_LETTER_KEYS = {
+    "topic",
+    "partition",
+    "offset",
+    "key",
+    "key_hex",
+    "field",
+    "reason",
+    "value",
+    "value_hex",
+}
 
 
 @dataclass

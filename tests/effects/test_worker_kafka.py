@@ -190,7 +190,7 @@ async def test_a_decision_on_effects_is_dead_lettered_and_its_effect_still_sent_
     key, letter = by_offset[(written[2].partition, written[2].offset)]
     assert key == b"c-9"
     assert set(letter) == {
-        "topic", "partition", "offset", "key", "field", "reason", "value", "value_hex"
+        "topic", "partition", "offset", "key", "key_hex", "field", "reason", "value", "value_hex"
     }  # fmt: skip
     where = (letter["topic"], letter["key"], letter["field"])
     assert where == (prefix + "effects", "c-9", "event")

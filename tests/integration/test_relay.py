@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
+from aiokafka.errors import MessageSizeTooLargeError  # type: ignore[import-untyped]
 from aiokafka.partitioner import DefaultPartitioner  # type: ignore[import-untyped]
 
 from streams.relay import Relay, RelaySettings
@@ -54,8 +55,11 @@ def rows(first: int, count: int) -> list[OutboxRow]:
     return made
 
 
-def read_back(bootstrap: str, prefix: str, expect: int) -> list[tuple[str, int, Any, bytes]]:
-    """(topic, partition, key, value) of the committed records, in each partition's order."""
+def read_back(
+    bootstrap: str, prefix: str, expect: int, wait: float = 60
+) -> list[tuple[str, int, Any, bytes]]:
+    """(topic, partition, key, value) of the committed records, in each partition's order,
+    read until `expect` came or `wait` seconds passed."""
 
     async def read() -> list[tuple[str, int, Any, bytes]]:
         consumer = AIOKafkaConsumer(
@@ -70,7 +74,7 @@ def read_back(bootstrap: str, prefix: str, expect: int) -> list[tuple[str, int, 
         await consumer.start()
         found: list[tuple[str, int, Any, bytes]] = []
         try:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + wait
             while len(found) < expect and time.monotonic() < deadline:
                 batch = await consumer.getmany(timeout_ms=500)
                 for tp, records in batch.items():
@@ -232,3 +236,25 @@ def test_rows_committed_while_the_relay_reads_ahead_do_not_wait_for_its_poll(
     asyncio.run(run())
     assert relay.injected
     assert len(read_back(kafka_bootstrap, prefix, 6)) == 6
+
+
+def test_a_row_the_broker_refuses_stops_the_relay_before_its_position_moves(
+    settings: RelaySettings, store: EngineStore
+) -> None:
+    # Given a row over the broker's message size limit (1 MB by default) between two
+    # others of the same partition's batch
+    kafka_bootstrap, prefix = settings.bootstrap_servers, settings.prefix
+    huge = OutboxRow("e-huge", "decisions", "c-1", b'"' + b"x" * 1_200_000 + b'"')
+    store.write(BatchRecord(outbox=[*rows(0, 3), huge, *rows(3, 3)]))
+    relay = Relay(settings)
+
+    async def run() -> None:
+        stopping = asyncio.Event()
+        await asyncio.wait_for(relay.run(stopping), timeout=60)
+
+    # when the relay publishes, then it stops with the broker's error, not silently
+    with pytest.raises(MessageSizeTooLargeError):
+        asyncio.run(run())
+    # and it committed nothing: its transaction aborted, its position did not move
+    assert relay.published == 0
+    assert read_back(kafka_bootstrap, prefix, expect=1, wait=5) == []

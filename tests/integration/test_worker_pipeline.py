@@ -102,9 +102,11 @@ def test_a_malformed_record_lands_on_the_dead_letter_topic_and_the_worker_goes_o
         b'"time":"2028-03-02T22:41:50Z","subject":"c-100","data":{"contact_id":"c-100",'
         b'"tag":"other"}}'
     )
+    # Too large to go whole into a letter (as text and hex it would pass the broker's limit)
+    large = b"{" + b"x" * 600_000
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_bytes(
-        b"\n".join([*lines[:3], broken, b"{not json", forged, reused, *lines[3:]]) + b"\n"
+        b"\n".join([*lines[:3], broken, b"{not json", forged, reused, large, *lines[3:]]) + b"\n"
     )
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
     try:
@@ -124,12 +126,15 @@ def test_a_malformed_record_lands_on_the_dead_letter_topic_and_the_worker_goes_o
             "produce", "--raw", str(mixed), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix
         )
         assert produced.returncode == 0, produced.stderr
-        letters = read_topics(kafka_bootstrap, prefix, ("dlq",), expect=4)
+        letters = read_topics(kafka_bootstrap, prefix, ("dlq",), expect=5)
         decisions = read_topics(kafka_bootstrap, prefix, ("decisions",), quiet=4)
         effects = read_topics(kafka_bootstrap, prefix, ("effects",), quiet=2)
     finally:
         stop(worker)
-    assert len(letters) == 4
+    assert len(letters) == 5
+    [cut] = [letter for letter in letters if letter.get("truncated")]
+    assert (cut["value_bytes"], cut["field"]) == (len(large), "event")
+    assert bytes.fromhex(cut["value_hex"]) == large[: len(bytes.fromhex(cut["value_hex"]))]
     by_value = {letter["value"]: letter for letter in letters}
     # the field in `field`, the bare reason in `reason`, as in `replay --dlq`
     missing_tag = by_value[broken.decode()]

@@ -1,0 +1,57 @@
+"""A `dlq` letter holds the rejected record whole (as text and hex, its key too), or, when
+that would not fit a Kafka record, its beginning, its length and its SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+
+import orjson
+
+from schemas.dead_letters import KEPT_BYTES, LETTER_BUDGET, RejectedRecord
+
+
+def _letter(value: bytes, key: bytes | None = b"c-1") -> dict[str, object]:
+    record = RejectedRecord("p.contacts", 3, 41, key, value, "event", "not valid JSON")
+    raw = record.letter()
+    assert len(raw) <= LETTER_BUDGET
+    letter: dict[str, object] = orjson.loads(raw)
+    return letter
+
+
+def test_a_letter_holds_the_record_whole_with_its_place_and_reason() -> None:
+    letter = _letter(b"{oops")
+    assert letter == {
+        "topic": "p.contacts",
+        "partition": 3,
+        "offset": 41,
+        "key": "c-1",
+        "key_hex": b"c-1".hex(),
+        "field": "event",
+        "reason": "not valid JSON",
+        "value": "{oops",
+        "value_hex": b"{oops".hex(),
+    }
+
+
+def test_a_key_that_is_no_utf8_is_kept_in_hex() -> None:
+    letter = _letter(b"{", key=b"\xff\xfe")
+    assert letter["key"] == "\ufffd\ufffd"
+    assert letter["key_hex"] == "fffe"
+    assert _letter(b"{", key=None)["key_hex"] is None
+
+
+def test_a_record_too_large_for_a_letter_is_cut_and_named_by_length_and_hash() -> None:
+    # 400 KB would weigh 1.2 MB as text and hex: more than the broker takes by default.
+    value = b"\x00" + b"x" * 400_000
+    letter = _letter(value)
+    assert letter["truncated"] is True
+    assert letter["value_bytes"] == len(value)
+    assert letter["value_sha256"] == hashlib.sha256(value).hexdigest()
+    assert letter["value_hex"] == value[:KEPT_BYTES].hex()
+
+
+def test_the_largest_record_that_fits_is_not_cut() -> None:
+    value = b"y" * (LETTER_BUDGET // 4)
+    letter = _letter(value)
+    assert "truncated" not in letter
+    assert letter["value"] == value.decode()
