@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 import urllib.request
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
 from tests.integration.pipeline import (
     cli,
@@ -295,3 +297,49 @@ def test_a_request_by_line_reaches_the_contacts_of_every_partition(
         stop(worker)
     # then every contact on the line is enrolled and texted once, as in the replay
     assert comparable(got) == comparable(expected)
+
+
+CODECS = ("gzip", "snappy", "lz4", "zstd")
+
+
+def test_inputs_compressed_with_any_kafka_codec_are_decided(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str
+) -> None:
+    # An upstream producer of its own, as a CRM's would be, one codec per contact.
+    prefix = pipeline_prefix
+    worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
+    try:
+        _apply_welcome(kafka_bootstrap, prefix)
+        asyncio.run(_publish_compressed(kafka_bootstrap, prefix))
+        decisions = read_topics(kafka_bootstrap, prefix, ("decisions",), expect=12, quiet=8)
+        assert worker.poll() is None, "the worker died"
+    finally:
+        stop(worker)
+    enrolled = {d["data"]["contact_id"] for d in decisions if d["type"] == "enrollment.enrolled"}
+    assert enrolled == {f"c-{codec}" for codec in CODECS}
+
+
+async def _publish_compressed(bootstrap: str, prefix: str) -> None:
+    for n, codec in enumerate(CODECS):
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, compression_type=codec)
+        await producer.start()
+        try:
+            contact = f"c-{codec}"
+            for kind, data in (
+                ("contact.created", {"first_name": "Ann", "phone": f"+1720555010{n}"}),
+                ("contact.tag_added", {"tag": "web-lead"}),
+            ):
+                event = {
+                    "specversion": "1.0",
+                    "id": f"{codec}-{kind}",
+                    "source": "crm",
+                    "type": kind,
+                    "time": f"2028-03-02T22:4{n}:00Z",
+                    "subject": contact,
+                    "data": {"contact_id": contact, **data},
+                }
+                await producer.send_and_wait(
+                    prefix + "contacts", orjson.dumps(event), key=contact.encode()
+                )
+        finally:
+            await producer.stop()
