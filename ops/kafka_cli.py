@@ -18,7 +18,7 @@ from ops.definition_files import load_or_explain
 from ops.service_errors import quiet_kafka_client
 from ops.settings import PREFIX_HELP, Settings
 from schemas.envelope import CloudEvent, format_time, parse_time
-from schemas.registry import EVENT_TYPES, INPUT_TOPICS, input_refusal
+from schemas.registry import EVENT_TYPES, INPUT_TOPICS
 from schemas.validation import EventRejected, decode_event, without_bom
 
 WATERMARK_EVERY = 500
@@ -169,10 +169,7 @@ def run_produce(args: argparse.Namespace) -> int:
         if not raw.strip():
             continue
         try:
-            event = decode_event(raw)
-            refusal = input_refusal(event.type, event.source)
-            if refusal is not None:
-                raise EventRejected("type", refusal)
+            event = decode_event(raw, as_input=True)
         except EventRejected as rejected:
             if args.raw:
                 records.append((*_raw_route(raw), raw))

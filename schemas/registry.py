@@ -110,3 +110,24 @@ def input_refusal(event_type: str, source: str) -> str | None:
         return None
     writer = "the effect processors" if info.direction == "outcome" else "the engine"
     return f"{event_type!r} is an output of {writer}, not an input"
+
+
+def placement_refusal(
+    event_type: str, subject: str | None, topic: str, key: bytes | None
+) -> tuple[str, str] | None:
+    """Why an input read from `topic` (no prefix) with record `key` does not belong there,
+    as (field, reason), or None (CONTRACT.md §5: inputs on their type's topic, keyed by
+    their subject, the contact id). Decided elsewhere, it would split a contact's facts
+    over partitions that different workers decide, in no reliable order."""
+    info = EVENT_TYPES.get(event_type)
+    if info is None or info.direction == "control":
+        return None  # a watermark goes to every partition of every input topic
+    if info.topic != topic:
+        return "type", f"{event_type!r} belongs on the {info.topic!r} topic, not {topic!r}"
+    if subject is not None and key != subject.encode():
+        shown = "no key" if key is None else f"the key {key.decode('utf-8', 'replace')!r}"
+        return "key", (
+            f"must be the subject {subject!r}, so that a contact's records share a"
+            f" partition; the record has {shown}"
+        )
+    return None

@@ -23,7 +23,7 @@ from schemas.envelope import (
     TimeOutOfRange,
     parse_event_time,
 )
-from schemas.registry import EVENT_TYPES
+from schemas.registry import EVENT_TYPES, input_refusal
 from schemas.upcasting import upcast
 
 # Attributes the CloudEvent dataclass holds itself; the rest of the envelope are extensions.
@@ -100,10 +100,12 @@ def without_bom(raw: bytes, line: int) -> bytes:
     return raw[len(UTF8_BOM) :] if line == 1 and raw.startswith(UTF8_BOM) else raw
 
 
-def decode_event(raw: bytes | str) -> CloudEvent:
+def decode_event(raw: bytes | str, *, as_input: bool = False) -> CloudEvent:
     """Parse and check one structured-mode CloudEvent; its data comes out at the current version.
 
-    Raises EventRejected naming the first field at fault.
+    Raises EventRejected naming the first field at fault. `as_input`: an event the engine
+    is to decide, so an output type is refused as soon as the type is known (before its
+    data is checked: "an output, not an input" says more than a field it lacks).
     """
     try:
         envelope = orjson.loads(raw)
@@ -121,6 +123,8 @@ def decode_event(raw: bytes | str) -> CloudEvent:
     info = EVENT_TYPES.get(event_type)
     if info is None:
         raise EventRejected("type", f"unknown event type {event_type!r}")
+    if as_input and (refusal := input_refusal(event_type, envelope["source"])) is not None:
+        raise EventRejected("type", refusal)
     version_text = envelope.get("dataversion")
     version = 1 if version_text is None else int(version_text)
     if version > info.version:

@@ -18,7 +18,7 @@ from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
 from aggregates.sequence import Catalog
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
-from schemas.registry import EVENT_TYPES, input_refusal
+from schemas.registry import EVENT_TYPES
 from schemas.validation import EventRejected, decode_event, without_bom
 from streams.collector import cycle_collector_paused
 
@@ -85,13 +85,9 @@ def decode_input(raw: bytes, line: int) -> CloudEvent | RejectedLine:
     try:
         # Without its line ending, as a Kafka record holds it: a line cut short gets the
         # same reason here and on the worker's dead-letter topic.
-        event = decode_event(without_bom(raw.rstrip(b"\r\n"), line))
+        return decode_event(without_bom(raw.rstrip(b"\r\n"), line), as_input=True)
     except EventRejected as rejected:
         return RejectedLine(line, raw, rejected.field, rejected.reason)
-    refusal = input_refusal(event.type, event.source)
-    if refusal is not None:
-        return RejectedLine(line, raw, "type", refusal)
-    return event
 
 
 def replay(

@@ -45,7 +45,7 @@ from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
-from schemas.registry import EVENT_TYPES, INPUT_TOPICS, input_refusal
+from schemas.registry import EVENT_TYPES, INPUT_TOPICS, placement_refusal
 from schemas.validation import EventRejected, decode_event
 from streams import routing
 from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
@@ -101,6 +101,17 @@ class WorkerSettings:
     # The broker drops a member it has not heard from for this long (heartbeats every
     # tenth of it); the broker's own floor is 6 s.
     session_timeout_ms: int = 30_000
+
+
+BINARY_MODE = (
+    "is in CloudEvents binary mode (ce_* headers), which is not read: send it in structured"
+    " mode, the whole CloudEvent as the JSON value"
+)
+
+
+def _binary_mode(headers: Any) -> bool:
+    """Whether a record's headers carry a CloudEvent's attributes (Kafka binary mode)."""
+    return any(name == "ce_specversion" for name, _ in headers or ())
 
 
 # Looked up for every decision: a plain dict, not the registry's read-only mapping.
@@ -282,19 +293,29 @@ class EngineWorker:
                 continue
             raw: bytes = record.value or b""
             try:
-                event: CloudEvent | None = decode_event(raw)
+                event: CloudEvent | None = decode_event(raw, as_input=True)
                 rejection = None
             except EventRejected as rejected:
                 event, rejection = None, (rejected.field, rejected.reason)
-            refusal = input_refusal(event.type, event.source) if event is not None else None
-            if refusal is not None:
-                event, rejection = None, ("type", refusal)
+                if _binary_mode(record.headers):
+                    rejection = ("event", BINARY_MODE)
+            misplaced = (
+                placement_refusal(event.type, event.subject, self._unprefixed(tp.topic), record.key)
+                if event is not None
+                else None
+            )
+            if misplaced is not None:
+                event, rejection = None, misplaced
             if event is not None and event.type == "stream.watermark":
                 buffer.watermark(tp.topic, event.time)
                 continue
             buffer.add(
                 Pending(tp.topic, tp.partition, record.offset, record.key, raw, event, rejection)
             )
+
+    def _unprefixed(self, topic: str) -> str:
+        prefix = self.settings.topic_prefix
+        return topic[len(prefix) :] if topic.startswith(prefix) else topic
 
     async def _commands_read(self) -> bool:
         """Under the event clock, nothing is decided until the assigned `commands`

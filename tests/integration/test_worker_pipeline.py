@@ -12,6 +12,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
+from streams.worker import BINARY_MODE
 from tests.integration.pipeline import (
     cli,
     comparable,
@@ -343,3 +344,66 @@ async def _publish_compressed(bootstrap: str, prefix: str) -> None:
                 )
         finally:
             await producer.stop()
+
+
+def test_an_input_keyed_or_placed_off_its_contact_or_in_binary_mode_is_dead_lettered(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str
+) -> None:
+    prefix = pipeline_prefix
+
+    def tag(contact: str, n: int) -> bytes:
+        return orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": f"k-{n}",
+                "source": "crm",
+                "type": "contact.tag_added",
+                "time": f"2028-03-02T22:4{n}:00Z",
+                "subject": contact,
+                "data": {"contact_id": contact, "tag": "web-lead"},
+            }
+        )
+
+    placed = [
+        ("contacts", b"ann@example.com", tag("c-1", 1)),  # keyed by e-mail
+        ("contacts", None, tag("c-2", 2)),  # no key
+        ("messages", b"c-3", tag("c-3", 3)),  # on another type's topic
+        ("contacts", b"c-4", tag("c-4", 4)),  # as it should be
+    ]
+
+    async def publish() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            for topic, key, value in placed:
+                await producer.send_and_wait(prefix + topic, value, key=key)
+            # CloudEvents' Kafka binary mode: attributes in headers, only the data as value
+            binary = [("ce_specversion", b"1.0"), ("ce_type", b"contact.tag_added")]
+            await producer.send_and_wait(
+                prefix + "contacts",
+                orjson.dumps({"contact_id": "c-5", "tag": "web-lead"}),
+                key=b"c-5",
+                headers=binary,
+            )
+        finally:
+            await producer.stop()
+
+    worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
+    try:
+        _apply_welcome(kafka_bootstrap, prefix)
+        asyncio.run(publish())
+        letters = read_topics(kafka_bootstrap, prefix, ("dlq",), expect=4)
+        decisions = read_topics(kafka_bootstrap, prefix, ("decisions",), quiet=4)
+        assert worker.poll() is None, "the worker died"
+    finally:
+        stop(worker)
+    reasons = sorted((letter["field"], letter["reason"]) for letter in letters)
+    share = "so that a contact's records share a partition"
+    assert reasons == [
+        ("event", BINARY_MODE),
+        ("key", f"must be the subject 'c-1', {share}; the record has the key 'ann@example.com'"),
+        ("key", f"must be the subject 'c-2', {share}; the record has no key"),
+        ("type", "'contact.tag_added' belongs on the 'contacts' topic, not 'messages'"),
+    ]
+    enrolled = {d["data"]["contact_id"] for d in decisions if d["type"] == "enrollment.enrolled"}
+    assert enrolled == {"c-4"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from schemas import checking
-from schemas.registry import DLQ_TOPIC, EVENT_TYPES, topic_for
+from schemas.registry import DLQ_TOPIC, EVENT_TYPES, placement_refusal, topic_for
 from schemas.upcasting import registered_upcasters
 from schemas.validation import data_schema_path
 from tests.schemas.samples import SAMPLES
@@ -77,3 +77,19 @@ def test_directions_and_the_dead_letter_topic() -> None:
 def test_an_unknown_type_has_no_topic() -> None:
     with pytest.raises(KeyError):
         topic_for("foo.bar")
+
+
+def test_an_input_belongs_on_its_types_topic_keyed_by_its_subject() -> None:
+    assert placement_refusal("contact.tag_added", "c-1", "contacts", b"c-1") is None
+    assert placement_refusal("power_dialer.added", "c-1", "contacts", b"c-1") is None
+    # a watermark goes to every partition of every input topic, without a key
+    assert placement_refusal("stream.watermark", None, "calls", None) is None
+    # no subject, nothing to hold the key to (a lead e-mail may come keyed by its address)
+    assert placement_refusal("lead.email_received", None, "intake", b"in@x.example") is None
+    assert placement_refusal("message.received", "c-1", "contacts", b"c-1") == (
+        "type",
+        "'message.received' belongs on the 'messages' topic, not 'contacts'",
+    )
+    field, reason = placement_refusal("call.completed", "c-1", "calls", b"\xff") or ("", "")
+    assert field == "key"
+    assert reason.endswith("the record has the key '\ufffd'")

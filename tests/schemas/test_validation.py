@@ -612,3 +612,28 @@ def test_a_published_definition_nested_too_deep_is_rejected_not_a_crash() -> Non
     refused = rejection(deep)
     assert refused.field == "data"
     assert "nested more than 64 levels deep" in refused.reason
+
+
+@pytest.mark.parametrize("event_type", ["sms.send", "enrollment.enrolled", "effect.failed"])
+def test_an_output_taken_as_input_is_refused_as_one_before_its_fields_are_checked(
+    event_type: str,
+) -> None:
+    # A forged command with half its fields: the reason says what it is, not what it lacks.
+    raw = orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": "x-1",
+            "source": "crm",
+            "type": event_type,
+            "time": "2028-03-02T22:41:30Z",
+            "subject": "c-1",
+            "data": {"contact_id": "c-1"},
+        }
+    )
+    with pytest.raises(EventRejected) as refused:
+        decode_event(raw, as_input=True)
+    assert refused.value.field == "type"
+    assert refused.value.reason.endswith("not an input")
+    with pytest.raises(EventRejected) as checked:
+        decode_event(raw)  # read as an output (a projection's view): its fields are checked
+    assert checked.value.field.startswith("data")
