@@ -112,6 +112,11 @@ def input_refusal(event_type: str, source: str) -> str | None:
     return f"{event_type!r} is an output of {writer}, not an input"
 
 
+# Inputs the worker re-keys itself, wherever they landed: a lead goes to its contact's
+# partition.
+_KEYED_ANYHOW = frozenset({"lead.email_received"})
+
+
 def placement_refusal(
     event_type: str, subject: str | None, topic: str, key: bytes | None
 ) -> tuple[str, str] | None:
@@ -124,7 +129,12 @@ def placement_refusal(
         return None  # a watermark goes to every partition of every input topic
     if info.topic != topic:
         return "type", f"{event_type!r} belongs on the {info.topic!r} topic, not {topic!r}"
-    if subject is not None and key != subject.encode():
+    if (
+        subject is not None
+        and info.direction == "input"  # sequence commands reach every worker by the store
+        and event_type not in _KEYED_ANYHOW
+        and key != subject.encode()
+    ):
         shown = "no key" if key is None else f"the key {key.decode('utf-8', 'replace')!r}"
         return "key", (
             f"must be the subject {subject!r}, so that a contact's records share a"

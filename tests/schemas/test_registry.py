@@ -86,6 +86,9 @@ def test_an_input_belongs_on_its_types_topic_keyed_by_its_subject() -> None:
     assert placement_refusal("stream.watermark", None, "calls", None) is None
     # no subject, nothing to hold the key to (a lead e-mail may come keyed by its address)
     assert placement_refusal("lead.email_received", None, "intake", b"in@x.example") is None
+    # re-keyed by the worker to its contact's partition, and definitions go by the store
+    assert placement_refusal("lead.email_received", "m-1", "intake", b"in@x.example") is None
+    assert placement_refusal("sequence.applied", "sequence:w", "commands", b"sequences") is None
     assert placement_refusal("message.received", "c-1", "contacts", b"c-1") == (
         "type",
         "'message.received' belongs on the 'messages' topic, not 'contacts'",
