@@ -209,7 +209,6 @@ def _account(rng: random.Random) -> dict[str, Any]:
             "rg-closers": ["u-8", "u-9", "u-10"],
             "rg-all": list(users),
         },
-        "postal_address": "100 Main St, Springfield, IL 62701",
     }
 
 

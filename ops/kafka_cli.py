@@ -291,18 +291,19 @@ def _kafka_reason(error: Exception) -> str:
 
 
 async def _watermark(producer: Any, prefix: str, moment: datetime, serial: int) -> list[Any]:
-    mark = CloudEvent(
-        id=f"watermark-{format_time(moment)}-{serial}",
-        source="dripstream-produce",
-        type="stream.watermark",
-        time=moment,
-        subject=None,
-        data={"producer": "dripstream produce"},
-    ).encode()
     futures = []
     for topic in INPUT_TOPICS:
-        partitions = sorted(await producer.partitions_for(prefix + topic))
-        futures.extend([await producer.send(prefix + topic, mark, partition=p) for p in partitions])
+        for partition in sorted(await producer.partitions_for(prefix + topic)):
+            mark = CloudEvent(
+                # One id per record: a CloudEvent's source and id name one event.
+                id=f"watermark-{format_time(moment)}-{serial}/{topic}/{partition}",
+                source="dripstream-produce",
+                type="stream.watermark",
+                time=moment,
+                subject=None,
+                data={"producer": "dripstream produce"},
+            ).encode()
+            futures.append(await producer.send(prefix + topic, mark, partition=partition))
     return futures
 
 

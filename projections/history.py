@@ -197,6 +197,8 @@ _EFFECT_LABELS = {
     "webhook.post": "Webhook",
     "notify.sms": "SMS notification",
     "notify.email": "Email notification",
+    "power_dialer.added": "Power dialer add",
+    "power_dialer.removed": "Power dialer removal",
 }
 _UPDATE_LABELS = {
     "owner_id": "Owner changed",

@@ -3,8 +3,11 @@ publishing step is replaced by one that keeps what it was given)."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
 from ops import kafka_cli
@@ -162,3 +165,24 @@ def test_a_session_timeout_the_broker_would_refuse_is_named_and_nothing_starts(
     assert _worker("--session-timeout", seconds) == 2
     assert started == []
     assert f"--session-timeout {float(seconds):g} is outside" in capsys.readouterr().err
+
+
+def test_each_watermark_record_has_an_id_of_its_own() -> None:
+    # A watermark goes to every partition of every input topic; CloudEvents' source and id
+    # name one event, so each of those records needs its own id.
+    sent: list[tuple[str, int, bytes]] = []
+
+    class Producer:
+        async def partitions_for(self, topic: str) -> set[int]:
+            return {0, 1, 2}
+
+        async def send(self, topic: str, value: bytes, partition: int) -> None:
+            sent.append((topic, partition, value))
+
+    moment = datetime(2028, 3, 2, 22, 41, tzinfo=UTC)
+    asyncio.run(kafka_cli._watermark(Producer(), "p.", moment, 7))
+
+    ids = [orjson.loads(value)["id"] for _, _, value in sent]
+    assert len(sent) == 3 * 6
+    assert len(set(ids)) == len(ids)
+    assert {orjson.loads(value)["type"] for _, _, value in sent} == {"stream.watermark"}
