@@ -54,6 +54,12 @@ DEFAULT_DIALER_MESSAGE = (
 )
 
 
+class RetryAbandoned(Exception):  # noqa: N818 - names what happened, not an error
+    """A retry not made because the processor is stopping: the effect was put back to
+    `pending` (never in flight), and its command, left uncommitted, comes to the next
+    processor, which tries again."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     action: Action
@@ -86,6 +92,13 @@ class EffectProcessor:
         self._call_limiter = call_limiter
         self._slots = asyncio.Semaphore(concurrency)
         self._default_from = default_from_number
+        self._stopping = asyncio.Event()
+
+    def stop_retrying(self) -> None:
+        """From now on a send to be tried again is left for the next processor
+        (RetryAbandoned) instead of waiting its backoff: a stop then waits only for the sends
+        in progress, not for minutes of retries against a provider that is down."""
+        self._stopping.set()
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -214,8 +227,20 @@ class EffectProcessor:
                 return await self._expire(effect_id, context, deadline, now)  # no use waiting
             _log.info("effect %s: %s; retry in %.2fs", effect_id, result.reason, delay)
             await self.ledger.release(effect_id, result.reason, now)
-            await self._sleep(delay)
+            if not await self._waited(delay):
+                raise RetryAbandoned(effect_id)
             attempt = None
+
+    async def _waited(self, seconds: float) -> bool:
+        """Sleep before a retry; False when a stop came first."""
+        if self._stopping.is_set():
+            return False
+        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({sleeping, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (sleeping, stopping):
+            waiter.cancel()
+        return not self._stopping.is_set()
 
     async def _expire(
         self, effect_id: EffectId, context: dict[str, Any], deadline: datetime, now: datetime

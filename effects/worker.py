@@ -42,7 +42,7 @@ from effects.inbound import InboundHandlers, build_inbound_app
 from effects.metrics import EffectsMetrics
 from effects.outcomes import topic_for
 from effects.ports import Clock
-from effects.processor import EffectProcessor
+from effects.processor import EffectProcessor, RetryAbandoned
 from effects.settings import EffectsSettings
 from effects.wiring import Runtime, open_runtime, utc_now
 from schemas.dead_letters import RejectedRecord
@@ -162,8 +162,14 @@ async def carry_out_records(
         finally:
             on_finished()
 
-    results = await asyncio.gather(*(handle(command) for command in commands))
-    return [event for events in results for event in events], rejected
+    # Every command to its end before anything is raised: none is left running unwatched.
+    results = await asyncio.gather(
+        *(handle(command) for command in commands), return_exceptions=True
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [event for events in results if isinstance(events, list) for event in events], rejected
 
 
 async def process_records(
@@ -251,6 +257,11 @@ class BatchPipeline:
         for task in self._tasks:
             task.cancel()
 
+    def stop_retrying(self) -> None:
+        """A stop: the sends in progress end; those to be tried again are left for the
+        next processor, with their batch (and the ones after it) uncommitted."""
+        self._processor.stop_retrying()
+
     async def _run(
         self, records: list[Any], offsets: dict[Any, int], previous: asyncio.Task[None] | None
     ) -> None:
@@ -294,8 +305,11 @@ class BatchPipeline:
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._tasks.remove(task)
-        if not task.cancelled() and task.exception() is not None and self._failure is None:
-            self._failure = task.exception()
+        failure = None if task.cancelled() else task.exception()
+        # An abandoned retry is no failure: its batch (and each after it, which awaits it)
+        # just stays uncommitted, for the next processor.
+        if failure is not None and not isinstance(failure, RetryAbandoned):
+            self._failure = self._failure or failure
         self._changed.set()
 
     def _raise_failure(self) -> None:
@@ -328,6 +342,7 @@ async def consume(
         # Sends already begun end and are recorded; later batches publish nothing.
         await pipeline.settle()
         raise
+    pipeline.stop_retrying()
     await pipeline.drain()
 
 

@@ -16,8 +16,9 @@ from aiokafka.errors import IllegalStateError  # type: ignore[import-untyped, un
 
 from effects.fakes.senders import FakeSenders
 from effects.ledger import InMemoryLedger
-from effects.ports import Delivered, SendResult, SmsMessage
+from effects.ports import Delivered, EffectId, SendResult, SmsMessage, Transient
 from effects.processor import EffectProcessor
+from effects.retry import RetryPolicy
 from effects.worker import BatchPipeline, KafkaPublisher, _WaitForBatches, consume
 from tests.effects.helpers import Clock, sms
 
@@ -244,3 +245,57 @@ async def test_a_commit_refused_after_a_rebalance_leaves_the_worker_running() ->
     await pipeline.drain()
     await pipeline.room()
     assert journal.entries == [("publish", "c-1")]
+
+
+@dataclass
+class DownFirst:
+    """A provider that refuses (for now) the first `down` tries, then takes every send."""
+
+    down: int
+    tries: list[str] = field(default_factory=list)
+
+    async def send_sms(self, message: SmsMessage) -> SendResult:
+        self.tries.append(message.to)
+        if len(self.tries) <= self.down:
+            return Transient("connection refused")
+        return Delivered("twilio", f"SM-{message.to}")
+
+
+async def test_a_stop_leaves_a_send_to_retry_to_the_next_processor_instead_of_waiting() -> None:
+    # given a provider down for the first try, and a backoff of an hour before the next
+    provider = DownFirst(down=1)
+    ledger = InMemoryLedger()
+    journal = Journal()
+
+    def processor() -> EffectProcessor:
+        return EffectProcessor(
+            ledger=ledger,
+            senders=replace(FakeSenders().senders(), sms=provider),
+            clock=Clock(),
+            retry=RetryPolicy(base_seconds=3600, cap_seconds=3600),
+            rand=lambda: 1.0,
+        )
+
+    async def commit(offsets: Mapping[Any, int]) -> None:
+        journal.add(("commit", dict(offsets)))
+
+    pipeline = BatchPipeline(processor(), publisher_for(journal), commit, TOPIC, ahead=8)
+    stop = asyncio.Event()
+    running = asyncio.create_task(
+        consume(ScriptedConsumer([batch(1), batch(2)]), pipeline, asyncio.Lock(), stop, 10)
+    )
+    while len(provider.tries) < 2:  # c-1 refused (waiting to retry), c-2 tried
+        await asyncio.sleep(0.01)
+    # when the processor is told to stop
+    stop.set()
+    async with asyncio.timeout(5):  # not the hour of the backoff
+        await running
+    # then nothing was committed: the batch of the send to retry, and the one after it
+    assert [entry for entry in journal.entries if entry[0] == "commit"] == []
+    entry = await ledger.get(EffectId("fx:welcome:c-1:1:s1:1"))
+    assert entry is not None
+    assert entry.status == "pending"
+    # and the next processor, given the command again, sends it once
+    again = await processor().handle(sms(1, to=number(1)))
+    assert [event.type for event in again] == ["effect.sent"]
+    assert provider.tries == [number(1), number(2), number(1)]
