@@ -500,11 +500,15 @@ class PostgresLedger:
         # A plain connect, it also says at once when the database cannot be reached,
         # where the pool would retry for its whole timeout, warning at each attempt.
         self._lease = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-        await self._pool.open()
-        await self.migrate()
-        await self._lease.execute(
-            "SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, self.owner)
-        )
+        try:
+            await self._pool.open()
+            await self.migrate()
+            await self._lease.execute(
+                "SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, self.owner)
+            )
+        except BaseException:
+            await self.close()  # the caller registers close() only once this returns
+            raise
 
     async def close(self) -> None:
         if self._lease is not None:

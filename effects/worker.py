@@ -83,7 +83,7 @@ class KafkaPublisher:
     async def dead_letter(self, rejected: RejectedRecord) -> None:
         """Keyed as the record was read, in the engine worker's shape."""
         name = self._prefix + DLQ_TOPIC
-        future = await self._producer.send(name, value=rejected.letter(), key=rejected.key)
+        future = await self._producer.send(name, value=rejected.letter(), key=rejected.record_key)
         await future
         self.metrics.dead_letters.inc()
 
@@ -166,9 +166,10 @@ async def carry_out_records(
     results = await asyncio.gather(
         *(handle(command) for command in commands), return_exceptions=True
     )
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+    failures = [result for result in results if isinstance(result, BaseException)]
+    # A real failure before an abandoned retry: the batch must fail, not just wait.
+    for failure in sorted(failures, key=lambda error: isinstance(error, RetryAbandoned)):
+        raise failure
     return [event for events in results if isinstance(events, list) for event in events], rejected
 
 
@@ -216,6 +217,7 @@ class BatchPipeline:
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._failure: BaseException | None = None
+        self._stopping = False
 
     @property
     def unfinished(self) -> int:
@@ -234,6 +236,8 @@ class BatchPipeline:
     def start(self, batches: Mapping[Any, Sequence[Any]]) -> None:
         """Start carrying out one `getmany` result (records per topic partition)."""
         self._raise_failure()
+        if self._stopping:
+            raise RuntimeError("the pipeline is stopping: no batch starts after a stop")
         records = [record for part in batches.values() for record in part]
         offsets = {tp: part[-1].offset + 1 for tp, part in batches.items() if part}
         previous = self._tasks[-1] if self._tasks else None
@@ -259,7 +263,9 @@ class BatchPipeline:
 
     def stop_retrying(self) -> None:
         """A stop: the sends in progress end; those to be tried again are left for the
-        next processor, with their batch (and the ones after it) uncommitted."""
+        next processor, with their batch (and the ones after it) uncommitted. No batch
+        starts after it: one would commit offsets past a command left behind."""
+        self._stopping = True
         self._processor.stop_retrying()
 
     async def _run(
@@ -310,6 +316,7 @@ class BatchPipeline:
         # just stays uncommitted, for the next processor.
         if failure is not None and not isinstance(failure, RetryAbandoned):
             self._failure = self._failure or failure
+            self._processor.stop_retrying()  # the worker is going down: no backoff to wait
         self._changed.set()
 
     def _raise_failure(self) -> None:
@@ -325,6 +332,14 @@ async def consume(
     batch_size: int,
 ) -> None:
     """Feed the pipeline from the consumer until `stop`; then let the batches finish."""
+
+    async def stop_retrying_on_stop() -> None:
+        # At once, not when the loop comes round: with the provider down, every send slot
+        # waits out a backoff and the loop waits in `room()` for one of them to end.
+        await stop.wait()
+        pipeline.stop_retrying()
+
+    watcher = asyncio.create_task(stop_retrying_on_stop())
     try:
         while not stop.is_set():
             await pipeline.room()
@@ -339,9 +354,13 @@ async def consume(
         await pipeline.settle()
         raise
     except Exception:
-        # Sends already begun end and are recorded; later batches publish nothing.
+        # Sends already begun end and are recorded; later batches publish nothing, and
+        # none waits out a retry's backoff.
+        pipeline.stop_retrying()
         await pipeline.settle()
         raise
+    finally:
+        watcher.cancel()
     pipeline.stop_retrying()
     await pipeline.drain()
 

@@ -67,7 +67,9 @@ def register(commands: SubParsers) -> None:
         "--topics",
         type=_names,
         default=READ_MODEL_TOPICS,
-        help="comma-separated topics, without the prefix (default decisions,effects,contacts)",
+        help="comma-separated topics, without the prefix (default"
+        f" {','.join(READ_MODEL_TOPICS)}; by default a missing `outcomes` is passed over:"
+        " a deployment that never ran `effects` may not have it)",
     )
     dump.set_defaults(handler=run_dump)
 
@@ -216,7 +218,9 @@ def _time_of(event: dict[str, Any]) -> datetime:
 def run_dump(args: argparse.Namespace) -> int:
     quiet_kafka_client()
     try:
-        records = asyncio.run(_read(args.bootstrap, args.topic_prefix, args.topics))
+        # Only the defaults' `outcomes` may be missing: a topic asked for by name may not.
+        optional = {"outcomes"} if args.topics == READ_MODEL_TOPICS else set()
+        records = asyncio.run(_read(args.bootstrap, args.topic_prefix, args.topics, optional))
     except TopicsError as error:
         print(f"dripstream topics dump: {error}", file=sys.stderr)
         return 2
@@ -249,9 +253,12 @@ def _write(out: IO[bytes], lines: Sequence[bytes]) -> None:
     out.flush()
 
 
-async def _read(bootstrap: str, prefix: str, names: Sequence[str]) -> list[DumpedRecord]:
+async def _read(
+    bootstrap: str, prefix: str, names: Sequence[str], optional: set[str] | None = None
+) -> list[DumpedRecord]:
     """Every committed record of the topics, from the beginning up to the ends they had
-    when the read began (records written meanwhile are left for the next dump)."""
+    when the read began (records written meanwhile are left for the next dump). A topic
+    in `optional` that does not exist is passed over with a word on stderr."""
     from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]  # noqa: PLC0415
 
     consumer = AIOKafkaConsumer(
@@ -270,6 +277,12 @@ async def _read(bootstrap: str, prefix: str, names: Sequence[str]) -> list[Dumpe
         partitions: list[Any] = []
         for name in names:
             found = cluster.partitions_for_topic(prefix + name)
+            if not found and name in (optional or set()):
+                print(
+                    f"dripstream topics dump: no topic {prefix + name}: passed over",
+                    file=sys.stderr,
+                )
+                continue
             if not found:
                 raise TopicsError(f"no topic {prefix + name} on {bootstrap}")
             partitions.extend(TopicPartition(prefix + name, p) for p in sorted(found))

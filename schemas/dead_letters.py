@@ -18,6 +18,11 @@ import orjson
 # its topic, at the partition and offset the letter gives, for as long as that keeps it).
 LETTER_BUDGET = 512 * 1024
 KEPT_BYTES = 48 * 1024
+# A key and a reason are short in any sane record, but both can echo what the record holds
+# (a reason quotes a type or a subject), so each is cut too: the key to KEPT_KEY_BYTES
+# (named then by length and SHA-256), the reason to KEPT_REASON characters.
+KEPT_KEY_BYTES = 1024
+KEPT_REASON = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +41,14 @@ class RejectedRecord:
         return f"dlq:{self.topic}:{self.partition}:{self.offset}"
 
     @property
+    def record_key(self) -> bytes | None:
+        """The letter's own Kafka key: the rejected record's, cut to KEPT_KEY_BYTES."""
+        return None if self.key is None else self.key[:KEPT_KEY_BYTES]
+
+    @property
     def text_key(self) -> str | None:
-        return self.key.decode("utf-8", "replace") if self.key else None
+        key = self.record_key
+        return key.decode("utf-8", "replace") if key else None
 
     def letter(self) -> bytes:
         """The record's bytes as text and hex, its place, the field at fault and the bare
@@ -54,15 +65,22 @@ class RejectedRecord:
         )
 
     def _letter(self, value: bytes, **more: object) -> bytes:
+        key = self.record_key
+        if self.key is not None and key != self.key:
+            more = {**more, "key_bytes": len(self.key)}
+            more["key_sha256"] = hashlib.sha256(self.key).hexdigest()
+        reason = self.reason
+        if len(reason) > KEPT_REASON:
+            reason = f"{reason[:KEPT_REASON]}... ({len(self.reason)} characters)"
         return orjson.dumps(
             {
                 "topic": self.topic,
                 "partition": self.partition,
                 "offset": self.offset,
                 "key": self.text_key,
-                "key_hex": self.key.hex() if self.key is not None else None,
+                "key_hex": key.hex() if key is not None else None,
                 "field": self.field,
-                "reason": self.reason,
+                "reason": reason,
                 "value": value.decode("utf-8", "replace"),
                 "value_hex": value.hex(),
                 **more,

@@ -70,6 +70,9 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc, unused-ign
     def __init__(self, consumer: AIOKafkaConsumer, projection: PostgresProjection) -> None:
         self._consumer = consumer
         self._projection = projection
+        # The lookup's error, for the projector's loop to raise: aiokafka only logs what a
+        # listener raises, and the partitions would stay paused without a word.
+        self.failure: Exception | None = None
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         log.info("partitions revoked: %s", sorted(str(tp) for tp in revoked))
@@ -83,7 +86,11 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc, unused-ign
         # awaited per partition, then, under load, during this lookup). Offset 0 gone by
         # retention resets to the earliest kept (auto_offset_reset).
         self._consumer.pause(*taken)
-        stored = await asyncio.to_thread(self._projection.offsets)
+        try:
+            stored = await asyncio.to_thread(self._projection.offsets)
+        except Exception as error:
+            self.failure = error
+            raise
         for tp in taken:
             self._consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
         self._consumer.resume(*taken)
@@ -104,11 +111,14 @@ async def run_projector(
         # A read_committed fetch parked at the broker is answered when its wait runs out.
         fetch_max_wait_ms=100,
     )
-    consumer.subscribe(settings.topics, listener=_SeekToStored(consumer, projection))
+    listener = _SeekToStored(consumer, projection)
+    consumer.subscribe(settings.topics, listener=listener)
     applied = 0
     try:
         await consumer.start()  # inside: a failed start is stopped too, not left unclosed
         while not stop.is_set():
+            if listener.failure is not None:
+                raise listener.failure
             polled = asyncio.ensure_future(
                 consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
             )

@@ -157,16 +157,17 @@ class Relay:
                             key=b"relay",
                         )
                     )
+                    # Read the next rows while this transaction is acknowledged and
+                    # commits; a wake-up that came before this read is for rows it will
+                    # see, so forget it.
+                    if not self.hurry:
+                        wake.clear()
+                        ahead = asyncio.create_task(self._fetch(conn, last))
                     # Every batch acknowledged before the commit: a batch the broker
                     # refused (a record over its size limit) raises here, the
                     # transaction aborts and the relay stops loudly, rather than commit
                     # the position past rows that never reached Kafka.
                     await asyncio.gather(*delivered)
-                    # Read the next rows while this transaction commits; a wake-up that
-                    # came before this read is for rows it will see, so forget it.
-                    if not self.hurry:
-                        wake.clear()
-                        ahead = asyncio.create_task(self._fetch(conn, last))
                 position = last
                 self.published += len(rows)
                 if self.on_published is not None:

@@ -171,6 +171,9 @@ class EngineWorker:
             fetch_min_bytes=FETCH_MIN_BYTES,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.session_timeout_ms // 10,
+            # The broker may hold a JoinGroup as long as the rebalance timeout (aiokafka
+            # makes it the session's): a request must be allowed to wait longer than that.
+            request_timeout_ms=max(40_000, settings.session_timeout_ms + 5_000),
             # A rebuild polls nothing while it replays the store (heartbeats go on): past
             # this, aiokafka leaves the group and the rebuild starts over, for ever.
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
@@ -775,8 +778,9 @@ def run_workers(settings: WorkerSettings, processes: int) -> int:
         child.start()
 
     stopped: set[int] = set()
+    asked = 0
 
-    def forward(signum: int, _frame: object) -> None:
+    def stop_children(signum: int) -> None:
         # Once per child: a second SIGTERM reaching a worker already past its own stop
         # (its asyncio handler gone) would kill it, and the group would exit 1.
         for child in children:
@@ -784,18 +788,34 @@ def run_workers(settings: WorkerSettings, processes: int) -> int:
                 stopped.add(child.pid)
                 os.kill(child.pid, signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal asked
+        asked += 1
+        if asked == 1:
+            stop_children(signum)
+            return
+        # Asked again: the one way to end a stop that hangs (the children's own second
+        # signal would do nothing, they are already stopping).
+        for child in children:
+            if child.is_alive() and child.pid is not None:
+                os.kill(child.pid, signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     # One worker stopping (a crash, a signal) stops the others: the group is the unit.
     multiprocessing.connection.wait([child.sentinel for child in children])
-    forward(signal.SIGTERM, None)
+    stop_children(signal.SIGTERM)
     for child in children:
         child.join()
     return 0 if all(child.exitcode == 0 for child in children) else 1
 
 
 def _worker_process(settings: WorkerSettings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # The process's name (dripstream-worker-<n>) on each line: the children share a log.
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(processName)s %(name)s %(levelname)s %(message)s",
+    )
 
     async def main() -> None:
         worker = EngineWorker(settings)

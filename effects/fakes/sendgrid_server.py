@@ -179,6 +179,7 @@ async def _serve(port: int, api_key: str, *, log: bool) -> None:
         flush=True,
     )
     await stop.wait()
+    await server.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -357,12 +357,12 @@ async def _serve(port: int, latency: float, frontend: str, *, log: bool = False)
         keep_requests=False,
         report=print_json_line if log else None,
     )
+    running: FakeTwilioServer | LeanServer
     if frontend == "aiohttp":
-        await server.start()
-        url = server.url
+        running = await server.start()
     else:
-        lean = await LeanServer(server.handle_lean, port=port, latency=latency).start()
-        url = lean.url
+        running = await LeanServer(server.handle_lean, port=port, latency=latency).start()
+    url = running.url
     print(url, flush=True)
     print(
         f"fake Twilio: TWILIO_API_BASE={url} TWILIO_ACCOUNT_SID={ACCOUNT_SID}"
@@ -371,6 +371,7 @@ async def _serve(port: int, latency: float, frontend: str, *, log: bool = False)
         flush=True,
     )
     await stop.wait()
+    await running.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -275,3 +275,20 @@ def test_projectors_sharing_the_topics_and_one_killed_build_the_same_read_models
         assert want is not None
         assert got.total == want.total, sequence
         assert sorted(got.rows, key=repr) == sorted(want.rows, key=repr), sequence
+
+
+async def test_a_failed_lookup_of_the_stored_offsets_stops_the_projector_with_its_error(
+    kafka_bootstrap: str,
+    pipeline_prefix: str,
+    projection: PostgresProjection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # (aiokafka only logs what a rebalance listener raises: the partitions, paused for the
+    # lookup, would stay paused and the projector would read nothing, for ever)
+    def unreachable() -> dict[tuple[str, int], int]:
+        raise psycopg.OperationalError("the server closed the connection")
+
+    monkeypatch.setattr(projection, "offsets", unreachable)
+    settings = ProjectorSettings(kafka_bootstrap, pipeline_prefix)
+    with pytest.raises(psycopg.OperationalError, match="closed the connection"):
+        await asyncio.wait_for(run_projector(settings, projection, asyncio.Event()), 60)

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
-from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 
 from schemas.registry import EVENT_TYPES
 from tests.integration.pipeline import cli, delete_topics, new_prefix
@@ -211,3 +211,28 @@ def test_a_line_too_large_for_kafka_is_named_and_the_lines_after_it_still_go_out
     assert dumped.returncode == 0, dumped.stderr
     ids = [orjson.loads(line)["id"] for line in dump.read_bytes().splitlines()]
     assert ids == ["big-1", "big-3"]
+
+
+def test_a_default_dump_passes_over_a_missing_outcomes_topic_but_not_one_asked_for(
+    kafka_bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    # given the topics of a deployment whose effects processor never ran (no `outcomes`)
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics(
+                [NewTopic(prefix + name, 1, 1) for name in ("decisions", "effects", "contacts")]
+            )
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    where = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    out = str(tmp_path / "dump.jsonl")
+    dumped = cli("topics", "dump", "--out", out, *where)
+    assert dumped.returncode == 0, dumped.stderr
+    assert f"no topic {prefix}outcomes: passed over" in dumped.stderr
+    asked = cli("topics", "dump", "--out", out, "--topics", "decisions,outcomes", *where)
+    assert asked.returncode == 2
+    assert f"no topic {prefix}outcomes on" in asked.stderr

@@ -87,12 +87,15 @@ def test_sigkill_five_times_during_20000_events_changes_nothing(
     _same(comparable(got), comparable(expected))
 
 
+OUTPUT_TOPICS = ("decisions", "effects", "contacts")
+
+
 def _decisions(bootstrap: str, prefix: str, expected: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Everything the pipeline published, read until replay's count arrived or all is quiet."""
     return read_topics(
         bootstrap,
         prefix,
-        ("decisions", "effects", "contacts"),
+        OUTPUT_TOPICS,
         expect=len(expected),
         quiet=20,
         limit=600,
@@ -154,9 +157,15 @@ def test_rebalances_in_the_middle_of_the_work_change_nothing(
     workers = [start(0)]
     try:
         _publish(kafka_bootstrap, prefix, definitions, history)
+        # the first has decided some of it when the second joins
+        read_topics(kafka_bootstrap, prefix, ("decisions",), expect=1, quiet=30, limit=60)
         workers.append(start(1))
         _took_over(logs[1], after=0)
         stop(workers[0], kill=True)
+        # and not all of it when it is killed: its partitions wait for the others
+        so_far = read_topics(kafka_bootstrap, prefix, OUTPUT_TOPICS, quiet=2, limit=8)
+        decided = [e for e in so_far if e.get("source") == "dripstream"]
+        assert len(decided) < len(expected), "all was decided before the kill"
         workers.append(start(2))
         taken = _took_over(logs[2], after=0)
         stop(workers[1])
@@ -239,9 +248,13 @@ def test_worker_processes_decide_as_replay_and_stop_cleanly_on_sigterm(
         assert group.returncode == 0
 
 
+# A rebuild as a process of `worker --processes` logs it: its name, then the count.
+REBUILT_BY = re.compile(r"(dripstream-worker-\d+) dripstream\.worker INFO replayed \d+ stored")
+
+
 def _both_assigned(log: Path, limit: float = 60) -> None:
-    """Wait until two workers logged a rebuild (they took partitions)."""
+    """Wait until both worker processes logged a rebuild (each took partitions)."""
     deadline = time.monotonic() + limit
-    while len(REBUILT.findall(log.read_text(errors="replace"))) < 2:
+    while len(set(REBUILT_BY.findall(log.read_text(errors="replace")))) < 2:
         assert time.monotonic() < deadline, "the two workers did not both take partitions"
         time.sleep(0.1)

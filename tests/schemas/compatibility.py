@@ -89,6 +89,8 @@ def _keyword(key: str, old: Any, new: Any, path: str) -> Iterator[str]:
     elif key == "additionalProperties":
         if old is not False and new is False:
             yield f"{path}: unknown fields are now refused"
+        elif old is True and isinstance(new, dict):
+            yield f"{path}: unknown fields must now match {_short(new)}"
         elif isinstance(old, dict) and isinstance(new, dict):
             yield from breaking_changes(old, new, path)
     elif key == "items":

@@ -50,8 +50,26 @@ def test_a_record_too_large_for_a_letter_is_cut_and_named_by_length_and_hash() -
     assert letter["value_hex"] == value[:KEPT_BYTES].hex()
 
 
-def test_the_largest_record_that_fits_is_not_cut() -> None:
+def test_a_record_of_a_quarter_of_the_budget_goes_whole() -> None:
     value = b"y" * (LETTER_BUDGET // 4)
     letter = _letter(value)
     assert "truncated" not in letter
     assert letter["value"] == value.decode()
+
+
+def test_a_huge_key_and_a_reason_quoting_the_record_are_cut_too() -> None:
+    # A reason can echo the record (an unknown type is quoted), a key can be anything.
+    key = b"k" * 300_000
+    record = RejectedRecord(
+        "p.contacts", 0, 9, key, b"{}", "type", "unknown event type " + "t" * 900_000
+    )
+    raw = record.letter()
+    letter = orjson.loads(raw)
+    assert len(raw) <= LETTER_BUDGET
+    assert record.record_key == key[:1024]
+    assert letter["key"] == "k" * 1024
+    assert letter["key_bytes"] == len(key)
+    assert letter["key_sha256"] == hashlib.sha256(key).hexdigest()
+    assert letter["reason"].startswith("unknown event type ttt")
+    assert letter["reason"].endswith("(900019 characters)")
+    assert letter["value"] == "{}"

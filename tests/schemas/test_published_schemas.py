@@ -85,6 +85,7 @@ def test_additive_changes_keep_the_version(path: tuple[str, ...], value: Any) ->
         (("properties", "tags", "minItems"), 1, "/properties/tags/minItems: added"),
         (("properties", "at", "format"), "date", "/properties/at/format: changed"),
         (("additionalProperties",), False, "/additionalProperties: unknown fields"),
+        (("additionalProperties",), {"type": "string"}, "/additionalProperties: unknown"),
         (("$id",), "urn:dripstream:schema:event:y:v1", "/$id: changed"),
     ],
 )
