@@ -122,20 +122,30 @@ async def test_the_read_models_follow_the_topics_and_resume_after_a_restart(
     assert projection.position() == len(events)
 
 
-def test_sigterm_stops_the_projector_cleanly(
-    kafka_bootstrap: str, pipeline_prefix: str, database_url: str, pg_schema: str
-) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ops.cli", "projections", "run", "--schema", pg_schema],
+def start_projector(
+    bootstrap: str, prefix: str, database_url: str, schema: str, output: int
+) -> subprocess.Popen[bytes]:
+    """`dripstream projections run` in a process of its own; its output to `output`
+    (`subprocess.PIPE` or `DEVNULL`), stderr with it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ops.cli", "projections", "run", "--schema", schema],
         cwd=REPO,
         env={
             **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "DRIPSTREAM_TOPIC_PREFIX": pipeline_prefix,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "DRIPSTREAM_TOPIC_PREFIX": prefix,
             "DATABASE_URL": database_url,
         },
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
+    )
+
+
+def test_sigterm_stops_the_projector_cleanly(
+    kafka_bootstrap: str, pipeline_prefix: str, database_url: str, pg_schema: str
+) -> None:
+    process = start_projector(
+        kafka_bootstrap, pipeline_prefix, database_url, pg_schema, subprocess.PIPE
     )
     try:
         time.sleep(6)  # joined its group, polling
@@ -229,17 +239,8 @@ def test_projectors_sharing_the_topics_and_one_killed_build_the_same_read_models
     asyncio.run(publish(kafka_bootstrap, pipeline_prefix, events))
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", "projections", "run", "--schema", pg_schema],
-            cwd=REPO,
-            env={
-                **os.environ,
-                "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-                "DRIPSTREAM_TOPIC_PREFIX": pipeline_prefix,
-                "DATABASE_URL": database_url,
-            },
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        return start_projector(
+            kafka_bootstrap, pipeline_prefix, database_url, pg_schema, subprocess.DEVNULL
         )
 
     def until(position: int, limit: float = 120) -> int:

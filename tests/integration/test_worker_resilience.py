@@ -80,11 +80,7 @@ def test_sigkill_five_times_during_20000_events_changes_nothing(
         assert worker.poll() is None, "the worker died"
     finally:
         stop(worker)
-    _effect_ids_once(got)
-    decided = [e for e in got if e.get("source") == "dripstream"]
-    twice = [i for i, n in collections.Counter(e["id"] for e in decided).items() if n > 1]
-    assert not twice, f"published twice: {twice[:10]}"
-    _same(comparable(got), comparable(expected))
+    _exactly_replays(got, expected)
 
 
 OUTPUT_TOPICS = ("decisions", "effects", "contacts")
@@ -100,6 +96,16 @@ def _decisions(bootstrap: str, prefix: str, expected: list[dict[str, Any]]) -> l
         quiet=20,
         limit=600,
     )
+
+
+def _exactly_replays(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    """What the pipeline published is what replay decides, each effect and each decision
+    published once."""
+    _effect_ids_once(got)
+    decided = [e for e in got if e.get("source") == "dripstream"]
+    twice = [i for i, n in collections.Counter(e["id"] for e in decided).items() if n > 1]
+    assert not twice, f"published twice: {twice[:10]}"
+    _same(comparable(got), comparable(expected))
 
 
 def _same(
@@ -127,8 +133,7 @@ def test_two_workers_sharing_the_partitions_decide_as_one(
     finally:
         stop(first)
         stop(second)
-    _effect_ids_once(got)
-    _same(comparable(got), comparable(expected))
+    _exactly_replays(got, expected)
 
 
 # What a worker logs when it takes partitions over and rebuilds their state from the store.
@@ -176,11 +181,7 @@ def test_rebalances_in_the_middle_of_the_work_change_nothing(
     finally:
         for worker in workers:
             stop(worker)
-    _effect_ids_once(got)
-    decided = [e for e in got if e.get("source") == "dripstream"]
-    twice = [i for i, n in collections.Counter(e["id"] for e in decided).items() if n > 1]
-    assert not twice, f"published twice: {twice[:10]}"
-    _same(comparable(got), comparable(expected))
+    _exactly_replays(got, expected)
 
 
 def _took_over(log: Path, after: int, limit: float = 90) -> list[int]:
@@ -236,8 +237,7 @@ def test_worker_processes_decide_as_replay_and_stop_cleanly_on_sigterm(
     finally:
         stop(group)
     assert group.returncode == 0
-    _effect_ids_once(got)
-    _same(comparable(got), comparable(expected))
+    _exactly_replays(got, expected)
     # and again, a stop right after both took their partitions: still 0, every time
     for _ in range(3):
         group, log = start()

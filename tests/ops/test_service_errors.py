@@ -14,6 +14,20 @@ from ops.cli import main
 from ops.service_errors import service_problem
 
 
+def _dripstream(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI in a process of its own: the Kafka client's own log lines would go to the
+    real stderr, and the test checks all of stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "ops.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+    )
+
+
 def test_a_command_whose_broker_is_down_says_so_in_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -51,14 +65,7 @@ def test_produce_to_a_broker_that_is_down_says_one_line_and_nothing_else(tmp_pat
         '{"specversion":"1.0","id":"e-1","source":"crm","type":"contact.created",'
         '"time":"2027-07-02T20:30:00Z","subject":"c-1","data":{"contact_id":"c-1"}}\n'
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "ops.cli", "produce", str(events), "--bootstrap", "127.0.0.1:1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    done = _dripstream("produce", str(events), "--bootstrap", "127.0.0.1:1")
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         "dripstream: cannot reach Kafka at 127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS, --bootstrap):"
@@ -68,13 +75,9 @@ def test_produce_to_a_broker_that_is_down_says_one_line_and_nothing_else(tmp_pat
 
 def test_a_read_model_command_whose_database_is_down_says_one_line_naming_it() -> None:
     # psycopg's own message spans two lines; the answer is one, naming where it looked.
-    done = subprocess.run(
-        [sys.executable, "-m", "ops.cli", "history", "welcome"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=Path(__file__).resolve().parents[2],
+    done = _dripstream(
+        "history",
+        "welcome",
         env={"PATH": "/usr/bin:/bin", "DATABASE_URL": "postgresql://x:y@127.0.0.1:1/x"},
     )
     assert done.returncode == 2
@@ -87,13 +90,8 @@ def test_effects_whose_database_is_down_says_one_line_before_any_retry() -> None
     # The ledger's pool would retry for its whole timeout, a warning at each attempt; the
     # lease connects first and answers at once. (Kafka is never reached: the ledger opens
     # before the consumer, so an unused broker address is fine here.)
-    done = subprocess.run(
-        [sys.executable, "-m", "ops.cli", "effects"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=Path(__file__).resolve().parents[2],
+    done = _dripstream(
+        "effects",
         env={
             "PATH": "/usr/bin:/bin",
             "DATABASE_URL": "postgresql://x:y@127.0.0.1:1/x",
@@ -106,14 +104,7 @@ def test_effects_whose_database_is_down_says_one_line_before_any_retry() -> None
 
 
 def test_topics_dump_from_a_broker_that_is_down_says_one_line_and_nothing_else() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "ops.cli", "topics", "dump", "--bootstrap", "127.0.0.1:1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    done = _dripstream("topics", "dump", "--bootstrap", "127.0.0.1:1")
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         "dripstream: cannot reach Kafka at 127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS, --bootstrap):"
