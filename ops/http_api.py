@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -134,6 +136,32 @@ class _State:
     counter: itertools.count[int] = field(default_factory=itertools.count)
     # What this process published: id -> still defined (the read models may lag behind).
     published: dict[str, bool] = field(default_factory=dict)
+    # Idempotency-Key -> the request it came with and the answer given, for a day.
+    answers: dict[str, _Answer] = field(default_factory=dict)
+
+    def answered(self, key: str, now: float) -> _Answer | None:
+        while self.answers:  # oldest first: drop what is past its day, or over the bound
+            oldest = next(iter(self.answers))
+            if (
+                now - self.answers[oldest].at < ANSWERS_KEPT_SECONDS
+                and len(self.answers) <= ANSWERS_KEPT
+            ):
+                break
+            del self.answers[oldest]
+        return self.answers.get(key)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    fingerprint: str
+    status: int
+    body: bytes
+    at: float
+
+
+# As long as the engine's own window for a repeated command id (a day), and a bound.
+ANSWERS_KEPT_SECONDS = 24 * 3600.0
+ANSWERS_KEPT = 100_000
 
 
 STATE: web.AppKey[_State] = web.AppKey("dripstream_api", _State)
@@ -149,7 +177,7 @@ def make_app(
     """The API. `default_account` is the account sent with a definition whose body has none
     (a `sequence.applied` document always carries one). `read_only`: every command is
     answered 405 with this message, whatever its body."""
-    app = web.Application(middlewares=[_errors])
+    app = web.Application(middlewares=[_errors, _idempotent])
     app[STATE] = _State(publish, read_models, default_account, read_only)
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/sequences", _list_sequences)
@@ -178,6 +206,45 @@ async def _errors(
         if http.status < 400:
             raise
         return _json({"error": http.reason, "field": None}, http.status)
+
+
+@web.middleware
+async def _idempotent(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A command retried with its Idempotency-Key gets the answer the first one got (a
+    create retried after a timeout is not told "exists"); the key sent with another request
+    is refused, not answered 2xx and then passed over by the engine as a repeat. Kept in
+    this process: across processes the engine still decides one command id once."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None or request.method in ("GET", "HEAD"):
+        return await handler(request)
+    state = request.app[STATE]
+    fingerprint = request[FINGERPRINT] = _fingerprint(request, await request.read())
+    answered = state.answered(key.strip(), time.monotonic())
+    if answered is not None:
+        if answered.fingerprint != fingerprint:
+            raise ApiError(
+                422,
+                "was sent with another request in the last 24 hours: a new request needs a new key",
+                IDEMPOTENCY_KEY,
+            )
+        return web.Response(
+            body=answered.body, status=answered.status, content_type="application/json"
+        )
+    response = await handler(request)
+    if 200 <= response.status < 300 and isinstance(response, web.Response):
+        body = response.body if isinstance(response.body, bytes) else b""
+        state.answers[key.strip()] = _Answer(fingerprint, response.status, body, time.monotonic())
+    return response
+
+
+FINGERPRINT = web.RequestKey("dripstream_fingerprint", str)  # set by _idempotent
+
+
+def _fingerprint(request: web.Request, body: bytes) -> str:
+    """What makes two requests the same request: method, path and body."""
+    return hashlib.sha256(f"{request.method} {request.path}\n".encode() + body).hexdigest()
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
@@ -302,15 +369,17 @@ IDEMPOTENCY_KEY = "Idempotency-Key"
 
 
 def _command_id(request: web.Request, state: _State) -> str:
-    """The command's CloudEvent id. With an `Idempotency-Key`, the key itself: the engine
-    decides one id from one source once (within a day), so a retried request cannot enroll
-    a contact, or send, twice."""
+    """The command's CloudEvent id. With an `Idempotency-Key`, the key and the request's
+    fingerprint: the engine decides one id from one source once (within a day), so a
+    retried request cannot enroll a contact, or send, twice."""
     key = request.headers.get(IDEMPOTENCY_KEY)
     if key is None:
         return f"api-{uuid.uuid4().hex}-{next(state.counter)}"
     if not key.strip() or len(key) > 200:
         raise ApiError(400, "must be 1 to 200 characters", IDEMPOTENCY_KEY)
-    return f"api-key-{key.strip()}"
+    # The request's fingerprint too: another API process, which has not seen the key,
+    # carries out another request sent with it rather than have the engine pass it over.
+    return f"api-key-{key.strip()}-{request[FINGERPRINT][:16]}"
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -655,9 +724,13 @@ def openapi_document() -> dict[str, Any]:
             "description": "Sequence commands (published to the commands topic as CloudEvents"
             ", decided asynchronously by the engine: an answer means published, and the read"
             " models show the outcome once the worker and the projector have caught up) and"
-            " the read models. A command request may carry an `Idempotency-Key` header: the"
-            " key becomes the command's id, and the engine decides one id once within a day,"
-            " so a retry enrolls or sends nothing twice. `account` in a definition is the"
+            " the read models. A command request may carry an `Idempotency-Key` header: a"
+            " retry with the same key and the same request (method, path, body) within a day"
+            " gets the first answer again and publishes nothing (this API process remembers"
+            " it; across processes the key and the request's fingerprint make the command's"
+            " id, which the engine decides once within a day), so a retry enrolls or sends"
+            " nothing twice; the same key with another request is refused (422, field"
+            " `Idempotency-Key`). `account` in a definition is the"
             " account of every sequence, as in a file given to `sequences apply`. Editing a"
             " sequence's steps: active enrollments go on by step id (the first step not"
             " passed yet, so each step runs once); one whose next step is not the one it"

@@ -535,9 +535,10 @@ async def test_a_copy_to_an_id_a_definition_could_not_have_is_refused(
 async def test_an_idempotency_key_is_the_commands_id(
     client: TestClient[web.Request, web.Application], sink: Sink
 ) -> None:
-    # a retried request carries the same key: the same command id, which the engine
-    # decides once (tests/engine: a repeated identity is skipped)
-    for _ in range(2):
+    # a retried request carries the same key: it gets the first answer and publishes
+    # nothing more; the command's id holds the key (and the request's fingerprint), which
+    # the engine decides once (tests/engine: a repeated identity is skipped)
+    answers = [
         await call(
             client,
             "post",
@@ -547,7 +548,38 @@ async def test_an_idempotency_key_is_the_commands_id(
             json={"contact_ids": ["c-100"]},
             headers={"Idempotency-Key": "retry-7"},
         )
-    assert [event.id for _, event in sink.sent] == ["api-key-retry-7", "api-key-retry-7"]
+        for _ in range(2)
+    ]
+    assert answers[0] == answers[1]
+    [(_, sent)] = sink.sent
+    assert sent.id.startswith("api-key-retry-7-")
+    assert answers[0]["command_id"] == sent.id
+
+
+async def test_a_create_retried_with_its_key_gets_its_first_answer_not_exists(
+    client: TestClient[web.Request, web.Application], sink: Sink, definitions: dict[str, Any]
+) -> None:
+    body = _new_sequence(definitions, "retried")
+    first = await client.post("/sequences", json=body, headers={"Idempotency-Key": "c-1"})
+    again = await client.post("/sequences", json=body, headers={"Idempotency-Key": "c-1"})
+    assert (first.status, again.status) == (201, 201)
+    assert await first.json() == await again.json()
+    assert len(sink.sent) == 1
+
+
+async def test_a_key_sent_again_with_another_request_is_refused_and_nothing_sent(
+    client: TestClient[web.Request, web.Application], sink: Sink
+) -> None:
+    headers = {"Idempotency-Key": "k-9"}
+    path = "/sequences/welcome/enrollments"
+    first = await client.post(path, json={"contact_ids": ["c-1"]}, headers=headers)
+    other = await client.post(path, json={"contact_ids": ["c-2"]}, headers=headers)
+    assert first.status == 202
+    assert other.status == 422
+    body = await other.json()
+    assert body["field"] == "Idempotency-Key"
+    assert "another request" in body["error"]
+    assert [event.data["contact_ids"] for _, event in sink.sent] == [["c-1"]]
 
 
 async def test_over_a_file_the_api_only_reads(output_file: Path) -> None:
