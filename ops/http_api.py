@@ -469,9 +469,24 @@ def history_query(sequence_id: str, params: Mapping[str, str]) -> HistoryQuery:
         timeframe=timeframe,
         now=now,
         timezone=zone,
-        limit=_count(params, "limit"),
+        limit=_limit(params),
         offset=_count(params, "offset") or 0,
     )
+
+
+# A history can hold millions of rows: a page unless asked otherwise, and never all of them
+# at once (the total says how many there are).
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+
+
+def _limit(params: Mapping[str, str]) -> int:
+    limit = _count(params, "limit")
+    if limit is None:
+        return DEFAULT_LIMIT
+    if limit > MAX_LIMIT:
+        raise ApiError(400, f"must be at most {MAX_LIMIT}: page with offset", "limit")
+    return limit
 
 
 def _count(params: Mapping[str, str], name: str) -> int | None:
@@ -821,7 +836,14 @@ def openapi_document() -> dict[str, Any]:
                             format="date-time",
                         ),
                         _query("timezone", "IANA zone for the timeframes"),
-                        _query("limit", "rows to return", type="integer", minimum=0),
+                        _query(
+                            "limit",
+                            f"rows to return (default {DEFAULT_LIMIT}, at most {MAX_LIMIT};"
+                            " `total` counts them all)",
+                            type="integer",
+                            minimum=0,
+                            maximum=MAX_LIMIT,
+                        ),
                         _query("offset", "rows to skip", type="integer", minimum=0, default=0),
                     ],
                     "responses": {

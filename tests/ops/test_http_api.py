@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from ops.api_cli import read_only, read_only_reason
-from ops.http_api import FileReadModels, make_app, openapi_document
+from ops.http_api import ApiError, FileReadModels, history_query, make_app, openapi_document
 from projections.loading import load_file
 from schemas.definitions import load_definition_file
 from schemas.envelope import CloudEvent
@@ -597,3 +597,14 @@ async def test_over_a_file_the_api_only_reads(output_file: Path) -> None:
     assert body["error"].startswith("read-only: this API serves the file")
     assert invalid.status == 405
     assert listed.status == 200
+
+
+def test_history_pages_by_default_and_never_returns_more_than_the_cap() -> None:
+    # a history can hold millions of rows: one request once took 17 s for 21 MB
+    assert history_query("w", {}).limit == 100
+    assert history_query("w", {"limit": "5"}).limit == 5
+    assert history_query("w", {"limit": "10000"}).limit == 10_000
+    with pytest.raises(ApiError) as refused:
+        history_query("w", {"limit": "10001"})
+    assert refused.value.status == 400
+    assert refused.value.field == "limit"
