@@ -335,7 +335,9 @@ async def _enroll(request: web.Request) -> web.Response:
     data = {key: body[key] for key in ENROLL_KEYS if key in body}
     data["sequence_id"] = sequence_id
     ids = data.get("contact_ids")
-    single = isinstance(ids, list) and len(ids) == 1 and len(data) == 2
+    # One contact: its own subject, so the request is decided in its partition. (Not an
+    # empty id: the data's check names `contact_ids[0]` for that, not the envelope's subject.)
+    single = isinstance(ids, list) and len(ids) == 1 and len(data) == 2 and bool(ids[0])
     subject = str(ids[0]) if single and isinstance(ids, list) else f"sequence:{sequence_id}"
     event = await _send(request, "enrollment.requested", subject, data)
     return _json({"command_id": event.id, "sequence_id": sequence_id}, 202)

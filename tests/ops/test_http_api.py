@@ -608,3 +608,13 @@ def test_history_pages_by_default_and_never_returns_more_than_the_cap() -> None:
         history_query("w", {"limit": "10001"})
     assert refused.value.status == 400
     assert refused.value.field == "limit"
+
+
+async def test_an_empty_contact_id_is_named_as_the_bodys_field(
+    client: TestClient[web.Request, web.Application], sink: Sink
+) -> None:
+    answer = await client.post("/sequences/welcome/enrollments", json={"contact_ids": [""]})
+    body = await answer.json()
+    assert answer.status == 422
+    assert body["field"] == "contact_ids[0]"
+    assert sink.sent == []
