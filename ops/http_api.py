@@ -531,8 +531,11 @@ def _errors_for(*codes: int) -> dict[str, Any]:
     what = {
         400: "invalid JSON or a bad query parameter (field names it)",
         404: "unknown sequence or contact",
+        405: "read-only: this API serves a file (`--history`), commands are not taken",
         409: "the id is taken",
-        422: "the command was refused (field names the key, e.g. steps[1].text)",
+        413: "the body is over 1 MiB",
+        422: "the command was refused (field names the key, e.g. steps[1].text, or"
+        " Idempotency-Key when the key came with another request)",
     }
     return {str(code): _reply(what[code], "Error") for code in codes}
 
@@ -772,23 +775,27 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": definition_body,
                     "responses": {
                         "201": _reply("published", "Accepted"),
-                        **_errors_for(400, 409, 422),
+                        **_errors_for(400, 405, 409, 413, 422),
                     },
                 },
             },
             "/sequences/{sequence_id}": {
                 "parameters": [_SEQUENCE_ID],
                 "put": {
-                    "summary": "Replace a sequence's definition (publishes sequence.applied)",
+                    "summary": "Replace a sequence's definition, or define it under this id"
+                    " (publishes sequence.applied)",
                     "requestBody": definition_body,
                     "responses": {
                         "200": _reply("published", "Accepted"),
-                        **_errors_for(400, 422),
+                        **_errors_for(400, 405, 413, 422),
                     },
                 },
                 "delete": {
                     "summary": "Delete a sequence (publishes sequence.delete_requested)",
-                    "responses": {"202": _reply("published", "Accepted"), **_errors_for(404)},
+                    "responses": {
+                        "202": _reply("published", "Accepted"),
+                        **_errors_for(400, 404, 405, 422),
+                    },
                 },
             },
             "/sequences/{sequence_id}/copy": {
@@ -798,7 +805,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _content("CopyRequest")},
                     "responses": {
                         "201": _reply("published; sequence_id is the new id", "Accepted"),
-                        **_errors_for(400, 404, 409, 422),
+                        **_errors_for(400, 404, 405, 409, 413, 422),
                     },
                 },
             },
@@ -809,7 +816,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _content("EnrollmentRequest")},
                     "responses": {
                         "202": _reply("published", "Accepted"),
-                        **_errors_for(400, 404, 422),
+                        **_errors_for(400, 404, 405, 413, 422),
                     },
                 },
             },

@@ -618,3 +618,17 @@ async def test_an_empty_contact_id_is_named_as_the_bodys_field(
     assert answer.status == 422
     assert body["field"] == "contact_ids[0]"
     assert sink.sent == []
+
+
+async def test_a_body_over_the_limit_and_a_reused_key_get_documented_answers(
+    client: TestClient[web.Request, web.Application], sink: Sink
+) -> None:
+    enroll = "/sequences/welcome/enrollments"
+    template = "/sequences/{sequence_id}/enrollments"
+    huge = {"contact_ids": ["c-" + "9" * (2**20)]}
+    refused = await call(client, "post", enroll, template, 413, json=huge)
+    assert refused["error"]
+    headers = {"Idempotency-Key": "k-413"}
+    await call(client, "post", enroll, template, 202, json={"tag": "a"}, headers=headers)
+    await call(client, "post", enroll, template, 422, json={"tag": "b"}, headers=headers)
+    assert len(sink.sent) == 1
