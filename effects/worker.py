@@ -167,9 +167,9 @@ async def carry_out_records(
         *(handle(command) for command in commands), return_exceptions=True
     )
     failures = [result for result in results if isinstance(result, BaseException)]
-    # A real failure before an abandoned retry: the batch must fail, not just wait.
-    for failure in sorted(failures, key=lambda error: isinstance(error, RetryAbandoned)):
-        raise failure
+    if failures:
+        # A real failure before an abandoned retry: the batch must fail, not just wait.
+        raise min(failures, key=lambda error: isinstance(error, RetryAbandoned))
     return [event for events in results if isinstance(events, list) for event in events], rejected
 
 

@@ -219,7 +219,7 @@ def run_dump(args: argparse.Namespace) -> int:
     quiet_kafka_client()
     try:
         # Only the defaults' `outcomes` may be missing: a topic asked for by name may not.
-        optional = {"outcomes"} if args.topics == READ_MODEL_TOPICS else set()
+        optional = frozenset({"outcomes"} if args.topics == READ_MODEL_TOPICS else ())
         records = asyncio.run(_read(args.bootstrap, args.topic_prefix, args.topics, optional))
     except TopicsError as error:
         print(f"dripstream topics dump: {error}", file=sys.stderr)
@@ -254,7 +254,7 @@ def _write(out: IO[bytes], lines: Sequence[bytes]) -> None:
 
 
 async def _read(
-    bootstrap: str, prefix: str, names: Sequence[str], optional: set[str] | None = None
+    bootstrap: str, prefix: str, names: Sequence[str], optional: frozenset[str] = frozenset()
 ) -> list[DumpedRecord]:
     """Every committed record of the topics, from the beginning up to the ends they had
     when the read began (records written meanwhile are left for the next dump). A topic
@@ -277,7 +277,7 @@ async def _read(
         partitions: list[Any] = []
         for name in names:
             found = cluster.partitions_for_topic(prefix + name)
-            if not found and name in (optional or set()):
+            if not found and name in optional:
                 print(
                     f"dripstream topics dump: no topic {prefix + name}: passed over",
                     file=sys.stderr,

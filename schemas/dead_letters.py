@@ -67,8 +67,11 @@ class RejectedRecord:
     def _letter(self, value: bytes, **more: object) -> bytes:
         key = self.record_key
         if self.key is not None and key != self.key:
-            more = {**more, "key_bytes": len(self.key)}
-            more["key_sha256"] = hashlib.sha256(self.key).hexdigest()
+            more = {
+                **more,
+                "key_bytes": len(self.key),
+                "key_sha256": hashlib.sha256(self.key).hexdigest(),
+            }
         reason = self.reason
         if len(reason) > KEPT_REASON:
             reason = f"{reason[:KEPT_REASON]}... ({len(self.reason)} characters)"

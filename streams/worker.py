@@ -158,6 +158,8 @@ class EngineWorker:
         self.generation = 0
         prefix = settings.topic_prefix
         self.topics = tuple(prefix + t for t in INPUT_TOPICS)
+        # Each input topic's name as the registry has it, without the prefix.
+        self.topic_names = dict(zip(self.topics, INPUT_TOPICS, strict=True))
         self.consumer = AIOKafkaConsumer(
             *self.topics,
             bootstrap_servers=settings.bootstrap_servers,
@@ -303,7 +305,7 @@ class EngineWorker:
                 if _binary_mode(record.headers):
                     rejection = ("event", BINARY_MODE)
             misplaced = (
-                placement_refusal(event.type, event.subject, self._unprefixed(tp.topic), record.key)
+                placement_refusal(event.type, event.subject, self.topic_names[tp.topic], record.key)
                 if event is not None
                 else None
             )
@@ -315,10 +317,6 @@ class EngineWorker:
             buffer.add(
                 Pending(tp.topic, tp.partition, record.offset, record.key, raw, event, rejection)
             )
-
-    def _unprefixed(self, topic: str) -> str:
-        prefix = self.settings.topic_prefix
-        return topic[len(prefix) :] if topic.startswith(prefix) else topic
 
     async def _commands_read(self) -> bool:
         """Under the event clock, nothing is decided until the assigned `commands`

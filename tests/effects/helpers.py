@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from effects.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN
 from schemas.envelope import CloudEvent
+
+ROOT = Path(__file__).resolve().parents[2]
 
 T0 = datetime(2027, 7, 2, 14, 0, tzinfo=UTC)
 LINE = "+12125550000"
@@ -68,3 +75,35 @@ class Sleeps:
 
 def types_of(events: list[CloudEvent]) -> list[str]:
     return [event.type for event in events]
+
+
+async def start_effects(
+    twilio_url: str,
+    database_url: str,
+    *args: str,
+    stderr: int = asyncio.subprocess.DEVNULL,
+    **settings: str,
+) -> asyncio.subprocess.Process:
+    """`dripstream effects ARGS` in a process of its own, with the PostgreSQL ledger at
+    `database_url` and the fake Twilio at `twilio_url`; `settings` are more of its
+    environment (EFFECTS_*, the Kafka ones)."""
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_API_BASE": twilio_url,
+        "EFFECTS_PUBLIC_URL": "https://effects.example.com",
+        **settings,
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ops.effects_cli",
+        "effects",
+        *args,
+        cwd=ROOT,
+        env=environment,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=stderr,
+    )

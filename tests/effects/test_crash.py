@@ -14,9 +14,7 @@ effect ends sent, failed or unknown: none is lost, none is left pending or in fl
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +23,11 @@ import psycopg
 import pytest
 
 from effects.fakes.twilio_server import (
-    ACCOUNT_SID,
-    AUTH_TOKEN,
     INVALID_NUMBER,
     UNSUBSCRIBED_NUMBER,
     FakeTwilioServer,
 )
-from tests.effects.helpers import sms
+from tests.effects.helpers import sms, start_effects
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -81,32 +77,16 @@ def recipient(n: int) -> str:
 async def start_processor(
     drill: Drill, commands: Path, outcomes: Path, twilio: FakeTwilioServer, database_url: str
 ) -> asyncio.subprocess.Process:
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "TWILIO_API_BASE": twilio.url,
-        "EFFECTS_LINE_RATE": drill.line_rate,
-        "EFFECTS_LINE_BURST": drill.line_burst,
-        "EFFECTS_CONCURRENCY": drill.concurrency,
-        "EFFECTS_BATCH_SIZE": drill.batch_size,
-        "EFFECTS_BACKOFF_BASE": "0.01",
-        "EFFECTS_PUBLIC_URL": "https://effects.example.com",
-    }
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ops.effects_cli",
-        "effects",
-        "--commands",
-        str(commands),
-        "--outcomes",
-        str(outcomes),
-        cwd=ROOT,
-        env=environment,
-        stdout=asyncio.subprocess.DEVNULL,
+    return await start_effects(
+        twilio.url,
+        database_url,
+        *("--commands", str(commands), "--outcomes", str(outcomes)),
         stderr=asyncio.subprocess.PIPE,
+        EFFECTS_LINE_RATE=drill.line_rate,
+        EFFECTS_LINE_BURST=drill.line_burst,
+        EFFECTS_CONCURRENCY=drill.concurrency,
+        EFFECTS_BATCH_SIZE=drill.batch_size,
+        EFFECTS_BACKOFF_BASE="0.01",
     )
 
 

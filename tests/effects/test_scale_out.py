@@ -11,9 +11,7 @@ or unknown for what was in flight at the kill. Nothing is lost, nothing sent twi
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,8 +24,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka.admin import NewTopic  # type: ignore[import-untyped]
 
-from effects.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
-from tests.effects.helpers import sms
+from effects.fakes.twilio_server import FakeTwilioServer
+from tests.effects.helpers import sms, start_effects
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -39,30 +37,16 @@ CONCURRENCY = 32  # sends in flight per processor, at most
 async def start_processor(
     kafka_bootstrap: str, prefix: str, group: str, database_url: str, twilio: FakeTwilioServer
 ) -> asyncio.subprocess.Process:
-    environment = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "DRIPSTREAM_TOPIC_PREFIX": prefix,
-        "EFFECTS_CONSUMER_GROUP": group,
-        "DATABASE_URL": database_url,
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "TWILIO_API_BASE": twilio.url,
-        "EFFECTS_LINE_RATE": "100000",
-        "EFFECTS_CONCURRENCY": str(CONCURRENCY),
-        "EFFECTS_BATCH_SIZE": "100",
-        "EFFECTS_HTTP_PORT": "0",
-        "EFFECTS_PUBLIC_URL": "https://effects.example.com",
-    }
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ops.effects_cli",
-        "effects",
-        cwd=ROOT,
-        env=environment,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+    return await start_effects(
+        twilio.url,
+        database_url,
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        DRIPSTREAM_TOPIC_PREFIX=prefix,
+        EFFECTS_CONSUMER_GROUP=group,
+        EFFECTS_LINE_RATE="100000",
+        EFFECTS_CONCURRENCY=str(CONCURRENCY),
+        EFFECTS_BATCH_SIZE="100",
+        EFFECTS_HTTP_PORT="0",
     )
 
 
