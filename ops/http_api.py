@@ -199,6 +199,7 @@ async def _errors(
         refusal = request.app[STATE].read_only
         if refusal is not None and request.method not in ("GET", "HEAD"):
             raise ApiError(405, refusal, None)
+        _refuse_unknown_parameters(request)
         return await handler(request)
     except ApiError as refused:
         return refused.response()
@@ -237,6 +238,21 @@ async def _idempotent(
         body = response.body if isinstance(response.body, bytes) else b""
         state.answers[key.strip()] = _Answer(fingerprint, response.status, body, time.monotonic())
     return response
+
+
+# The query parameters each route reads; any other is refused by name, so a misspelt filter
+# (`serach=`) is not answered with the whole unfiltered history.
+HISTORY_PARAMETERS = ("search", "type", "timeframe", "now", "timezone", "limit", "offset")
+ROUTE_PARAMETERS = {"/sequences/{sequence_id}/history": frozenset(HISTORY_PARAMETERS)}
+
+
+def _refuse_unknown_parameters(request: web.Request) -> None:
+    route = request.match_info.route.resource
+    known = ROUTE_PARAMETERS.get(route.canonical if route is not None else "", frozenset())
+    unknown = sorted(set(request.query) - known)
+    if unknown:
+        expected = f"one of {', '.join(sorted(known))}" if known else "no query parameters"
+        raise ApiError(400, f"unknown query parameter; this route takes {expected}", unknown[0])
 
 
 FINGERPRINT = web.RequestKey("dripstream_fingerprint", str)  # set by _idempotent
@@ -385,6 +401,8 @@ def _command_id(request: web.Request, state: _State) -> str:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
+    if CONTENT_TYPE in request.headers and not _is_json(request.content_type):
+        raise ApiError(415, f"must be application/json, not {request.content_type!r}", CONTENT_TYPE)
     raw = await request.read()
     try:
         value = orjson.loads(raw)
@@ -393,6 +411,15 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ApiError(400, "must be a JSON object", "body")
     return value
+
+
+CONTENT_TYPE = "Content-Type"
+
+
+def _is_json(media_type: str) -> bool:
+    """`application/json` or a JSON-based type (`application/cloudevents+json`)."""
+    kind, _, subtype = media_type.lower().partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 async def _known(request: web.Request, sequence_id: str) -> bool:
@@ -529,11 +556,12 @@ def _reply(description: str, schema: str) -> dict[str, Any]:
 
 def _errors_for(*codes: int) -> dict[str, Any]:
     what = {
-        400: "invalid JSON or a bad query parameter (field names it)",
+        400: "invalid JSON, or a bad or unknown query parameter (field names it)",
         404: "unknown sequence or contact",
         405: "read-only: this API serves a file (`--history`), commands are not taken",
         409: "the id is taken",
         413: "the body is over 1 MiB",
+        415: "the body's Content-Type is not JSON (send application/json, or no Content-Type)",
         422: "the command was refused (field names the key, e.g. steps[1].text, or"
         " Idempotency-Key when the key came with another request)",
     }
@@ -768,14 +796,17 @@ def openapi_document() -> dict[str, Any]:
             "/sequences": {
                 "get": {
                     "summary": "The Sequences page (as `sequences list --json`)",
-                    "responses": {"200": _reply("one row per sequence", "SequenceList")},
+                    "responses": {
+                        "200": _reply("one row per sequence", "SequenceList"),
+                        **_errors_for(400),
+                    },
                 },
                 "post": {
                     "summary": "Define a new sequence (publishes sequence.applied)",
                     "requestBody": definition_body,
                     "responses": {
                         "201": _reply("published", "Accepted"),
-                        **_errors_for(400, 405, 409, 413, 422),
+                        **_errors_for(400, 405, 409, 413, 415, 422),
                     },
                 },
             },
@@ -787,7 +818,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": definition_body,
                     "responses": {
                         "200": _reply("published", "Accepted"),
-                        **_errors_for(400, 405, 413, 422),
+                        **_errors_for(400, 405, 413, 415, 422),
                     },
                 },
                 "delete": {
@@ -805,7 +836,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _content("CopyRequest")},
                     "responses": {
                         "201": _reply("published; sequence_id is the new id", "Accepted"),
-                        **_errors_for(400, 404, 405, 409, 413, 422),
+                        **_errors_for(400, 404, 405, 409, 413, 415, 422),
                     },
                 },
             },
@@ -816,7 +847,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _content("EnrollmentRequest")},
                     "responses": {
                         "202": _reply("published", "Accepted"),
-                        **_errors_for(400, 404, 405, 413, 422),
+                        **_errors_for(400, 404, 405, 413, 415, 422),
                     },
                 },
             },
@@ -872,7 +903,10 @@ def openapi_document() -> dict[str, Any]:
                 ],
                 "get": {
                     "summary": "A contact and its enrollments",
-                    "responses": {"200": _reply("the contact", "Contact"), **_errors_for(404)},
+                    "responses": {
+                        "200": _reply("the contact", "Contact"),
+                        **_errors_for(400, 404),
+                    },
                 },
             },
         },

@@ -632,3 +632,63 @@ async def test_a_body_over_the_limit_and_a_reused_key_get_documented_answers(
     await call(client, "post", enroll, template, 202, json={"tag": "a"}, headers=headers)
     await call(client, "post", enroll, template, 422, json={"tag": "b"}, headers=headers)
     assert len(sink.sent) == 1
+
+
+async def test_a_body_that_says_it_is_not_json_is_415_and_nothing_sent(
+    client: TestClient[web.Request, web.Application], sink: Sink
+) -> None:
+    # curl -d sends form encoding unless told otherwise: that body is not taken as JSON
+    body = await call(
+        client,
+        "post",
+        "/sequences/welcome/enrollments",
+        "/sequences/{sequence_id}/enrollments",
+        415,
+        data=b'{"tag": "hot"}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert body["field"] == "Content-Type"
+    assert "application/x-www-form-urlencoded" in body["error"]
+    assert sink.sent == []
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "application/json; charset=utf-8", "application/cloudevents+json"]
+)
+async def test_a_json_body_or_one_without_a_content_type_is_taken(
+    client: TestClient[web.Request, web.Application], sink: Sink, content_type: str | None
+) -> None:
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    await call(
+        client,
+        "post",
+        "/sequences/welcome/enrollments",
+        "/sequences/{sequence_id}/enrollments",
+        202,
+        data=b'{"tag": "hot"}',
+        headers=headers,
+        skip_auto_headers=["Content-Type"],
+    )
+    assert sink.only().data["tag"] == "hot"
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "template", "parameter"),
+    [
+        ("get", "/sequences/welcome/history", "/sequences/{sequence_id}/history", "serach"),
+        ("get", "/sequences", "/sequences", "status"),
+        ("get", "/contacts/c-1", "/contacts/{contact_id}", "fields"),
+        ("delete", "/sequences/welcome", WELCOME_SEQUENCE, "force"),
+    ],
+)
+async def test_an_unknown_query_parameter_is_named_not_passed_over(
+    client: TestClient[web.Request, web.Application],
+    sink: Sink,
+    method: str,
+    url: str,
+    template: str,
+    parameter: str,
+) -> None:
+    body = await call(client, method, url, template, 400, params={parameter: "x"})
+    assert body["field"] == parameter
+    assert sink.sent == []
