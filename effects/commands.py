@@ -107,6 +107,12 @@ def effect_id_of(event: CloudEvent) -> EffectId:
     return EffectId(value)
 
 
+# What a missing field means where the engine leaves it empty on purpose: the history shows it.
+WHY_MISSING = {
+    (POWER_DIALER_ADDED, "user_id"): "no user: the step names none and the contact has no owner"
+}
+
+
 def read_command(event: CloudEvent) -> EffectCommand:
     """The command, or CommandRejected naming the first missing or malformed field."""
     if event.type not in EFFECT_TYPES:
@@ -115,7 +121,7 @@ def read_command(event: CloudEvent) -> EffectCommand:
     for key in REQUIRED[event.type]:
         value = command.data.get(key)
         if value is None or value == "":
-            raise CommandRejected(f"data.{key}", "is required")
+            raise CommandRejected(f"data.{key}", WHY_MISSING.get((event.type, key), "is required"))
     if event.type == CALL_DIAL:
         if command.data["mode"] not in {"progressive", "preview"}:
             raise CommandRejected("data.mode", "must be progressive or preview")

@@ -397,6 +397,18 @@ async def test_power_dialer_commands_are_bookkeeping() -> None:
     assert await fakes.power_dialer.users_for("c-1") == []
 
 
+async def test_a_power_dialer_add_with_no_user_fails_saying_why_and_adds_nobody() -> None:
+    # given a power_dialer step that names no user, for a contact with no owner
+    fakes = FakeSenders()
+    [failed] = await processor(fakes, Sleeps()).handle(
+        command("power_dialer.added", 1, user_id=None)
+    )
+    # then it fails with a reason a reader of the history understands, and no row is added
+    assert (failed.type, failed.data["code"]) == ("effect.failed", "invalid_command")
+    assert "no owner" in failed.data["reason"]
+    assert await fakes.power_dialer.users_for("c-1") == []
+
+
 async def test_outcome_ids_are_a_function_of_the_effect_id() -> None:
     a = await processor(FakeSenders(), Sleeps(Clock())).handle(sms())
     b = await processor(FakeSenders(), Sleeps(Clock())).handle(sms())
