@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from aggregates.calendar import Calendar, DailyWindow
 from aggregates.intake import intake_address
-from aggregates.templating import unknown_shortcodes
+from aggregates.templating import unknown_shortcodes, with_opt_out
 from schemas.definitions import DEFAULT_OPT_OUT_PHRASE, DEFAULT_TIMEZONE
 from schemas.envelope import parse_time
 
@@ -290,11 +290,29 @@ def problems_of(
                     f"{where}: unknown shortcode [{code}] in {key}"
                     for code in unknown_shortcodes(text)
                 )
+        problems.extend(f"{where}: {problem}" for problem in _text_too_long(step, account))
         if step.type == "send_webhook" and not str(step.get("url", "")).startswith(
             ("http://", "https://")
         ):
             problems.append(f"{where}: url must be http(s)")
     return tuple(problems)
+
+
+# Twilio refuses a message body over 1,600 characters (error 21617): a text that long before
+# any shortcode is filled in would fail at every send.
+SMS_BODY_LIMIT = 1600
+_TEXTED_TO_CONTACT = frozenset({"send_sms", "send_mms"})
+
+
+def _text_too_long(step: Step, account: Account) -> list[str]:
+    text = step.get("text")
+    if step.type not in NEEDS_LINE or not isinstance(text, str):
+        return []
+    body = with_opt_out(text, account.opt_out_phrase) if step.type in _TEXTED_TO_CONTACT else text
+    if len(body) <= SMS_BODY_LIMIT:
+        return []
+    what = "with the opt-out phrase " if body != text else ""
+    return [f"text is {len(body)} characters {what}(an SMS holds at most {SMS_BODY_LIMIT})"]
 
 
 # Steps that name one of the account's users as a contact's owner: the owner is told.

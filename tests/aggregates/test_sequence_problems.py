@@ -273,3 +273,27 @@ def test_open_hours_ending_where_the_quiet_hours_begin_never_meet_them() -> None
     sequence = loaded(SMS, account=account, schedule={"open": "09:00", "close": "17:00"})
     assert sequence.status == "invalid"
     assert any("never meet the account's quiet hours" in p for p in sequence.problems)
+
+
+def test_a_text_longer_than_an_sms_can_hold_with_the_opt_out_phrase_is_a_problem() -> None:
+    # given the account's phrase "Reply STOP to opt out." (22 characters, after one space)
+    account = {**ACCOUNT, "opt_out_phrase": "Reply STOP to opt out."}
+    fits = loaded({"type": "send_sms", "text": "x" * 1577}, account=account)
+    over = loaded(
+        {"type": "send_mms", "text": "x" * 1578, "media_url": "https://e.x/a.png"}, account=account
+    )
+    # then 1,577 + 1 + 22 = 1,600 runs, and one character more cannot
+    assert fits.status == "active"
+    assert over.problems == (
+        "step s1 (send_mms): text is 1601 characters with the opt-out phrase"
+        " (an SMS holds at most 1600)",
+    )
+
+
+def test_a_ring_group_text_is_measured_without_the_opt_out_phrase() -> None:
+    step = {"type": "sms_ring_group", "ring_group": "rg-sales", "text": "y" * 1601}
+    sequence = loaded(step, account=ACCOUNT)
+    assert sequence.problems == (
+        "step s1 (sms_ring_group): text is 1601 characters (an SMS holds at most 1600)",
+    )
+    assert loaded({**step, "text": "y" * 1600}, account=ACCOUNT).status == "active"
