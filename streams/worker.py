@@ -772,6 +772,13 @@ def run_workers(settings: WorkerSettings, processes: int) -> int:
         )
         for n in range(processes)
     ]
+    return supervise(children)
+
+
+def supervise(children: list[SpawnProcess]) -> int:
+    """Start the children and wait: one stopping stops the others; the first SIGTERM or
+    SIGINT is passed on to each child once, a second one kills them. Exit status: 0 when
+    all of them stopped cleanly."""
     for child in children:
         child.start()
 

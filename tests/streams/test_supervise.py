@@ -1,0 +1,68 @@
+"""`worker --processes N`'s supervision, with stand-in children: the first SIGTERM reaches
+each child once, a second one kills them, and one child stopping stops the group."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def launch(mode: str, folder: Path) -> subprocess.Popen[bytes]:
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "tests.streams.supervised_children", mode, str(folder)],
+        cwd=ROOT,
+    )
+    wait_for(lambda: all((folder / f"{n}.ready").exists() for n in range(2)), launcher)
+    return launcher
+
+
+def wait_for(
+    condition: Callable[[], bool], launcher: subprocess.Popen[bytes], seconds: float = 30
+) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            launcher.kill()
+            pytest.fail("timed out")
+        time.sleep(0.05)
+
+
+def signals_seen(folder: Path, n: int) -> int:
+    path = folder / f"{n}.signals"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_one_sigterm_stops_obedient_children_and_the_group_exits_0(tmp_path: Path) -> None:
+    launcher = launch("obedient", tmp_path)
+    launcher.send_signal(signal.SIGTERM)
+    assert launcher.wait(timeout=30) == 0
+    assert [signals_seen(tmp_path, n) for n in range(2)] == [1, 1]
+
+
+def test_a_second_sigterm_kills_children_that_do_not_stop(tmp_path: Path) -> None:
+    # given children that take SIGTERM and go on (a stop that hangs)
+    launcher = launch("stubborn", tmp_path)
+    launcher.send_signal(signal.SIGTERM)
+    wait_for(lambda: all(signals_seen(tmp_path, n) == 1 for n in range(2)), launcher)
+    time.sleep(0.5)
+    # then the first signal is passed on once, and the group waits for them
+    assert launcher.poll() is None
+    assert [signals_seen(tmp_path, n) for n in range(2)] == [1, 1]
+    # when the user asks again, the children are killed and the group says it was not clean
+    launcher.send_signal(signal.SIGTERM)
+    assert launcher.wait(timeout=30) == 1
+    assert [signals_seen(tmp_path, n) for n in range(2)] == [1, 1]
+
+
+def test_one_child_stopping_stops_the_other_and_the_group_exits_1(tmp_path: Path) -> None:
+    launcher = launch("crash", tmp_path)
+    assert launcher.wait(timeout=30) == 1
+    assert signals_seen(tmp_path, 1) == 1
