@@ -433,6 +433,9 @@ class Engine:
             "triggers": [t.type for t in sequence.triggers],
             "intake_address": sequence.intake_address,
             "account_timezone": self.account.timezone,
+            # The whole definition in force (defaults filled in), so a read model can show
+            # the sequence's settings, steps and triggers, not only the list's columns.
+            "definition": dict(sequence.definition),
         }
 
     def _reindex(self) -> None:

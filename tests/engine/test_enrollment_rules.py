@@ -532,6 +532,13 @@ def test_copy_makes_a_new_active_sequence() -> None:
     defined = out.one("sequence.defined", sequence_id="seq-2")
     assert defined["data"]["name"] == "Test sequence (copy)"
     assert {e["data"]["sequence_id"] for e in out.of("enrollment.enrolled")} == {"seq", "seq-2"}
+    # and each definition in force is published whole, the copy's under its own id and name
+    original = out.one("sequence.defined", sequence_id="seq")["data"]["definition"]
+    copied = defined["data"]["definition"]
+    assert (copied["id"], copied["name"]) == ("seq-2", "Test sequence (copy)")
+    assert copied["steps"] == original["steps"]
+    # with every default filled in
+    assert original["steps"] == [{**sequence()["steps"][0], "delay": {"kind": "none"}}]
 
 
 def test_deleting_a_sequence_that_does_not_exist_is_rejected_with_a_reason() -> None:
