@@ -132,7 +132,8 @@ def with_opt_out(body: str, phrase: str | None) -> str:
     """``body`` ending with the opt-out ``phrase``, added once after a single space.
 
     A body that already ends with the phrase, exactly as the account writes it (trailing
-    blanks aside), is returned as it is, so applying this twice changes nothing. A copy in
+    blanks aside), is returned without those blanks, so it ends with the phrase (a YAML
+    block scalar's final newline would hide it) and applying this twice changes nothing. A copy in
     other letters ("reply stop …") does not count: the compliance text is the account's.
     No phrase: the body as it is.
     """
@@ -141,5 +142,5 @@ def with_opt_out(body: str, phrase: str | None) -> str:
         return body
     trimmed = body.rstrip()
     if trimmed.endswith(wanted):
-        return body
+        return trimmed
     return f"{trimmed} {wanted}" if trimmed else wanted
