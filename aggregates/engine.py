@@ -601,6 +601,20 @@ class Engine:
             else:
                 self._enroll(sequence, contact_id, "manual", out)
 
+    def _on_removal_requested(self, data: Mapping[str, Any], out: Outputs) -> None:
+        """Take contacts out of a sequence by hand (the seed's "Contacts: manage the
+        contacts enrolled"): each one enrolled now is disenrolled, `manual`; the others
+        have nothing to leave. Targets as for an enrollment request, fanned out alike."""
+        sequence = self.sequences.get(str(data["sequence_id"]))
+        if sequence is None:
+            return  # nobody is enrolled in a sequence the engine does not know
+        targets = self._targets(data)
+        on = data.get(ON_PARTITION)
+        if on is not None and self._partition_of is not None:
+            targets = [c for c in targets if self._partition_of(c) == on]
+        for contact_id in targets:
+            self._stop_in(sequence, contact_id, "manual", out)
+
     def _on_lead_email(self, data: Mapping[str, Any], out: Outputs) -> None:
         to = intake_address(str(data["to"]))
         now = self._clock()
@@ -1016,6 +1030,7 @@ _HANDLERS: dict[str, _Handler] = {
     "appointment.changed": Engine._on_appointment_changed,
     "lead.email_received": Engine._on_lead_email,
     "enrollment.requested": Engine._on_enrollment_requested,
+    "enrollment.removal_requested": Engine._on_removal_requested,
     "sequence.applied": Engine._on_sequence_applied,
     "sequence.delete_requested": Engine._on_sequence_delete,
     "sequence.copy_requested": Engine._on_sequence_copy,

@@ -47,6 +47,7 @@ def _table() -> dict[str, EventTypeInfo]:
         ("appointment.changed", 1, "appointments", "input"),
         ("lead.email_received", 1, "intake", "input"),
         ("enrollment.requested", 1, "commands", "input"),
+        ("enrollment.removal_requested", 1, "commands", "input"),
         # Commands about the definitions.
         ("sequence.applied", 1, "commands", "command"),
         ("sequence.delete_requested", 1, "commands", "command"),

@@ -15,11 +15,14 @@ from streams.store import OutboxRow
 
 PartitionOf = Callable[[str], int]
 
+# Commands that name their contacts by ids, tag, line or group: decided per partition.
+TARGETED_COMMANDS = frozenset({"enrollment.requested", "enrollment.removal_requested"})
+
 
 def needs_fan_out(event: CloudEvent) -> bool:
-    """An enrollment request is decided where it lands when it names exactly the one
-    contact it is keyed by, or is one partition's copy of a fanned-out request; anything
-    else goes to every partition first."""
+    """An enrollment (or removal) request is decided where it lands when it names exactly
+    the one contact it is keyed by, or is one partition's copy of a fanned-out request;
+    anything else goes to every partition first."""
     data = event.data
     if ON_PARTITION in data:
         return False

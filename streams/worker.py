@@ -439,7 +439,7 @@ class EngineWorker:
         self._track(group, last)
 
     def _fans_out(self, event: CloudEvent) -> bool:
-        return event.type == "enrollment.requested" and routing.needs_fan_out(event)
+        return event.type in routing.TARGETED_COMMANDS and routing.needs_fan_out(event)
 
     def _track(self, group: int, last: dict[str, int]) -> None:
         """The group's new positions, in the record and for the offset commit."""

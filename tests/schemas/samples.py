@@ -84,6 +84,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "sequence_id": "welcome",
         "contact_group": ["c-1", {"tag": "hot"}, {"line_id": "line-1"}, {"contact_id": "c-2"}],
     },
+    "enrollment.removal_requested": {"sequence_id": "welcome", "contact_ids": ["c-1"]},
     # commands
     "sequence.applied": DEFINITION,
     "sequence.delete_requested": {"sequence_id": "welcome"},

@@ -42,6 +42,7 @@ def test_every_old_version_has_an_upcaster_to_the_next(event_type: str) -> None:
         ("appointment.changed", "appointments"),
         ("lead.email_received", "intake"),
         ("enrollment.requested", "commands"),
+        ("enrollment.removal_requested", "commands"),
         ("sequence.applied", "commands"),
         ("sequence.delete_requested", "commands"),
         ("sequence.copy_requested", "commands"),

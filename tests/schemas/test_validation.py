@@ -83,6 +83,7 @@ CONTRACT_REQUIRED = {
     "appointment.changed": ["appointment_id", "contact_id", "status"],
     "lead.email_received": ["to", "body"],
     "enrollment.requested": ["sequence_id"],
+    "enrollment.removal_requested": ["sequence_id"],
 }
 
 
