@@ -18,7 +18,7 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 # modules register.
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "replay": ("ops.replay_cli",),
-    "sequences": ("ops.readmodel_cli", "ops.kafka_cli"),
+    "sequences": ("ops.readmodel_cli", "ops.kafka_cli", "ops.sequence_commands_cli"),
     "history": ("ops.readmodel_cli",),
     "projections": ("ops.readmodel_cli", "ops.projector_cli"),
     "worker": ("ops.kafka_cli",),

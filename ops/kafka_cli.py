@@ -182,7 +182,7 @@ def run_produce(args: argparse.Namespace) -> int:
         records.append((EVENT_TYPES[event.type].topic, key, raw))
         numbers.append(number)
     refused = asyncio.run(
-        _send(args.bootstrap, args.topic_prefix, records, watermarks=not args.no_watermarks)
+        publish(args.bootstrap, args.topic_prefix, records, watermarks=not args.no_watermarks)
     )
     for index, reason in refused:
         print(
@@ -225,7 +225,7 @@ def run_apply(args: argparse.Namespace) -> int:
         data=document,
     )
     refused = asyncio.run(
-        _send(args.bootstrap, args.topic_prefix, [("commands", b"sequences", command.encode())])
+        publish(args.bootstrap, args.topic_prefix, [("commands", b"sequences", command.encode())])
     )
     if refused:
         print(f"dripstream: {args.file}: not published: {refused[0][1]}", file=sys.stderr)
@@ -235,7 +235,7 @@ def run_apply(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _send(
+async def publish(
     bootstrap: str,
     prefix: str,
     records: list[tuple[str, bytes | None, bytes]],

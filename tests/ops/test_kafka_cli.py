@@ -35,7 +35,7 @@ def published(monkeypatch: pytest.MonkeyPatch) -> Published:
         kept.extend(records)
         return []
 
-    monkeypatch.setattr(kafka_cli, "_send", keep)
+    monkeypatch.setattr(kafka_cli, "publish", keep)
     return kept
 
 

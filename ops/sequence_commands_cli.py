@@ -1,0 +1,141 @@
+"""`dripstream sequences enroll | remove | copy | delete`: the Sequences page's actions as
+commands on the `commands` topic, decided by the workers as the HTTP API's are."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from ops import kafka_cli
+from ops.cli_groups import SubParsers, get_or_create_group
+from ops.service_errors import quiet_kafka_client
+from ops.settings import PREFIX_HELP, Settings
+from schemas.envelope import CloudEvent
+from schemas.validation import EventRejected, decode_event
+
+SOURCE = "dripstream-cli"
+DEFINITIONS_SUBJECT = "sequences"  # as `sequences apply` and the API key definition commands
+
+
+def register(commands: SubParsers) -> None:
+    env = Settings.from_environment()
+    sequences = get_or_create_group(
+        commands, "sequences", help="sequence definitions and the sequences list"
+    )
+    for name, what in (("enroll", "enroll contacts"), ("remove", "take contacts out")):
+        targeted = sequences.add_parser(
+            name, help=f"{what}, by id, tag or line (publishes {_TARGETED_TYPES[name]})"
+        )
+        _connection(targeted, env)
+        targeted.add_argument("sequence_id")
+        targeted.add_argument(
+            "--contact", action="append", default=[], metavar="ID", help="a contact id (repeatable)"
+        )
+        targeted.add_argument("--tag", help="every contact with this tag")
+        targeted.add_argument("--line", help="every contact on this line")
+        targeted.set_defaults(handler=run_targeted, action=name)
+
+    copy = sequences.add_parser("copy", help="copy a sequence (publishes sequence.copy_requested)")
+    _connection(copy, env)
+    copy.add_argument("sequence_id")
+    copy.add_argument("new_id")
+    copy.add_argument("--name", help="the copy's name (default: '<name> (copy)')")
+    copy.set_defaults(handler=run_copy)
+
+    delete = sequences.add_parser(
+        "delete",
+        help="delete a sequence, disenrolling its contacts (publishes sequence.delete_requested)",
+    )
+    _connection(delete, env)
+    delete.add_argument("sequence_id")
+    delete.set_defaults(handler=run_delete)
+
+
+_TARGETED_TYPES = {"enroll": "enrollment.requested", "remove": "enrollment.removal_requested"}
+
+
+def _connection(parser: argparse.ArgumentParser, env: Settings) -> None:
+    parser.add_argument(
+        "--bootstrap",
+        default=env.bootstrap_servers,
+        help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
+    )
+    parser.add_argument("--topic-prefix", default=env.topic_prefix, help=PREFIX_HELP)
+
+
+def run_targeted(args: argparse.Namespace) -> int:
+    data: dict[str, Any] = {"sequence_id": args.sequence_id}
+    if args.contact:
+        data["contact_ids"] = list(dict.fromkeys(args.contact))
+    if args.tag is not None:
+        data["tag"] = args.tag
+    if args.line is not None:
+        data["line_id"] = args.line
+    ids = data.get("contact_ids", [])
+    # One contact alone: its own subject, so the request is decided in its partition
+    # without being copied to every one. (Not an empty id: the data's check names it.)
+    single = len(data) == 2 and len(ids) == 1 and bool(ids[0])
+    subject = ids[0] if single else f"sequence:{args.sequence_id}"
+    return _publish(args, _TARGETED_TYPES[args.action], subject, data)
+
+
+def run_copy(args: argparse.Namespace) -> int:
+    data = {"sequence_id": args.sequence_id, "new_id": args.new_id}
+    if args.name is not None:
+        data["new_name"] = args.name
+    return _publish(args, "sequence.copy_requested", DEFINITIONS_SUBJECT, data)
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    data = {"sequence_id": args.sequence_id}
+    return _publish(args, "sequence.delete_requested", DEFINITIONS_SUBJECT, data)
+
+
+def _publish(args: argparse.Namespace, kind: str, subject: str, data: dict[str, Any]) -> int:
+    """Check the command as a worker will, then publish it. A bad one: exit 2, nothing sent."""
+    command = CloudEvent(
+        id=f"cli-{uuid.uuid4().hex}",
+        source=SOURCE,
+        type=kind,
+        time=datetime.now(UTC),
+        subject=subject,
+        data=data,
+    )
+    try:
+        decode_event(command.encode(), as_input=True)
+    except EventRejected as rejected:
+        print(f"dripstream sequences: {_as_option(rejected)}", file=sys.stderr)
+        return 2
+    quiet_kafka_client()
+    refused = asyncio.run(
+        kafka_cli.publish(
+            args.bootstrap, args.topic_prefix, [("commands", subject.encode(), command.encode())]
+        )
+    )
+    if refused:
+        print(f"dripstream sequences: not published: {refused[0][1]}", file=sys.stderr)
+        return 1
+    print(
+        f"published {kind} {command.id} (decided by the workers; the read models show the"
+        " outcome once they have caught up)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+_OPTIONS = {"data.contact_ids": "--contact", "data.tag": "--tag", "data.line_id": "--line"}
+
+
+def _as_option(rejected: EventRejected) -> str:
+    """The reason, naming the option the user typed rather than the event's field."""
+    field = rejected.field
+    for prefix, option in _OPTIONS.items():
+        if field.startswith(prefix):
+            return f"{option}: {rejected.reason}"
+    if field == "data":
+        return f"give --contact, --tag or --line: {rejected.reason}"
+    return str(rejected)
