@@ -294,6 +294,15 @@ def _check_rules(doc: dict[str, Any]) -> None:
         schedule = sequence.get("schedule") or {}
         if "timezone" in schedule:
             _check_zone(doc, f"{here}.schedule.timezone", schedule["timezone"])
+        given = [edge for edge in ("open", "close") if schedule.get(edge) is not None]
+        if len(given) == 1:
+            # One edge alone would be passed over: the window is both or neither.
+            missing = "close" if given == ["open"] else "open"
+            raise _rejection(
+                doc,
+                f"{here}.schedule.{missing}",
+                f"is required with {given[0]} (leave both out for open all day)",
+            )
         if "open" in schedule and "close" in schedule and schedule["open"] >= schedule["close"]:
             raise _rejection(
                 doc, f"{here}.schedule.close", f"must be after open ({schedule['open']})"

@@ -154,6 +154,8 @@ HH_MM = "must be a time HH:MM (00:00 to 23:59)"
         ({"schedule": {"close": "24:00"}}, "schedule.close", HH_MM),
         ({"schedule": {"open": "17:00", "close": "09:00"}}, "schedule.close", "must be after open"),
         ({"schedule": {"open": "09:00", "close": "09:00"}}, "schedule.close", "must be after open"),
+        ({"schedule": {"open": "09:00"}}, "schedule.close", "is required with open"),
+        ({"schedule": {"timezone": "UTC", "close": "17:00"}}, "schedule.open", "is required with"),
         ({"schedule": {"timezone": "Mars/Base"}}, "schedule.timezone", "unknown IANA time zone"),
         (one_step(type="fax"), "steps[0].type", "must be one of progressive_dialer"),
         ({"steps": [{"type": "mark_dnc"}]}, "steps[0].id", "is required"),
