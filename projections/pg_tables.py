@@ -75,7 +75,8 @@ TABLE_DDL: tuple[tuple[str, LiteralString], ...] = (
         account_timezone text,
         defined_order bigint NOT NULL,
         deleted boolean NOT NULL,
-        step_ids jsonb)""",
+        step_ids jsonb,
+        definition jsonb)""",
     ),
     (
         "enrollments",
@@ -185,6 +186,14 @@ INDEX_DDL: tuple[tuple[str, str, LiteralString], ...] = (
         """CREATE INDEX IF NOT EXISTS enrollments_active ON {s}.enrollments (sequence_id)
         WHERE state = 'active'""",
     ),
+    # A sequence's contacts, a page in order (enrolled_at, then contact id as Python
+    # compares them) read from the index rather than a sort of all its enrollments.
+    (
+        "enrollments",
+        "enrollments_sequence_order",
+        """CREATE INDEX IF NOT EXISTS enrollments_sequence_order ON {s}.enrollments
+        (sequence_id, enrolled_at, contact_id COLLATE "C", enrollment_id COLLATE "C")""",
+    ),
     # A redelivered event adds no row (the apply path also looks events up here).
     (
         "history",
@@ -257,6 +266,7 @@ def create_tables(
     added: tuple[tuple[str, LiteralString], ...] = (
         ("contacts", "ALTER TABLE {s}.contacts ADD COLUMN IF NOT EXISTS seen_at timestamptz"),
         ("sequences", "ALTER TABLE {s}.sequences ADD COLUMN IF NOT EXISTS step_ids jsonb"),
+        ("sequences", "ALTER TABLE {s}.sequences ADD COLUMN IF NOT EXISTS definition jsonb"),
     )
     for table, statement in added:
         if table in tables:

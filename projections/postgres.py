@@ -51,6 +51,12 @@ from projections.pg_tables import (
     split_window,
     trigram_extension,
 )
+from projections.sequence_contacts import (
+    SequenceContactsPage,
+    SequenceContactsQuery,
+    contacts_page,
+)
+from projections.sequence_detail import SequenceDetail, sequence_detail
 from projections.sequences_list import SequenceRow, problems_of
 from projections.state import (
     BOOK_TYPES,
@@ -61,6 +67,7 @@ from projections.state import (
     Enrollment,
     EnrollmentBook,
     SequenceInfo,
+    UnknownSequenceError,
 )
 from projections.stream import Consumed, EventKey, Positioned, merged_by_time
 
@@ -70,7 +77,8 @@ if TYPE_CHECKING:
 DEFAULT_SCHEMA = "readmodels"
 DEFAULT_NAME = "readmodels"
 
-SEQUENCE_COLUMNS = (
+# What every read of a sequence needs; the writers keep its definition too.
+SEQUENCE_SUMMARY_COLUMNS = (
     "sequence_id",
     "name",
     "description",
@@ -87,6 +95,7 @@ SEQUENCE_COLUMNS = (
     "deleted",
     "step_ids",
 )
+SEQUENCE_COLUMNS = (*SEQUENCE_SUMMARY_COLUMNS, "definition")
 ENROLLMENT_COLUMNS = (
     "enrollment_id",
     "sequence_id",
@@ -164,7 +173,7 @@ _SEQUENCE_ROWS: LiteralString = """
            s.status, s.problems
     FROM {s}.sequences s
     LEFT JOIN {s}.enrollments e ON e.sequence_id = s.sequence_id AND e.state = 'active'
-    WHERE NOT s.deleted
+    WHERE NOT s.deleted {only}
     GROUP BY s.sequence_id
     ORDER BY s.sequence_id COLLATE "C"
 """
@@ -589,22 +598,78 @@ class PostgresProjection:
         return None if row is None else row[0]
 
     def sequence_rows(self) -> list[SequenceRow]:
-        rows = self._conn.execute(self._sql(_SEQUENCE_ROWS)).fetchall()
-        return [
-            SequenceRow(
-                id=r[0],
-                name=r[1],
-                created=r[2],
-                steps=r[3],
-                process_on=r[4],
-                line=r[5],
-                contacts=int(r[6]),
-                remaining_tasks=int(r[7]),
-                status=r[8],
-                problems=problems_of(r[9]),
+        rows = self._conn.execute(self._sql(_SEQUENCE_ROWS, only=sql.SQL(""))).fetchall()
+        return _sequence_rows(rows)
+
+    def sequence_detail(self, sequence_id: str) -> SequenceDetail:
+        """As `detail_of` over the same stream; UnknownSequenceError for a sequence the list
+        does not show."""
+        info = self._shown_sequence(sequence_id, with_definition=True)
+        rows = self._conn.execute(
+            self._sql(_SEQUENCE_ROWS, only=sql.SQL("AND s.sequence_id = %s")), (sequence_id,)
+        ).fetchall()
+        if not rows:  # deleted since it was read
+            raise UnknownSequenceError(sequence_id, deleted=True)
+        return sequence_detail(info, _sequence_rows(rows)[0])
+
+    def sequence_contacts(self, query: SequenceContactsQuery) -> SequenceContactsPage:
+        """As `contacts_of` over the same stream, in the same order (enrolled_at, then ids
+        compared byte by byte, as Python compares them)."""
+        info = self._shown_sequence(query.sequence_id)
+        active = sql.SQL("" if query.ended else " AND e.state = 'active'")
+        counted = self._conn.execute(
+            self._sql(
+                "SELECT count(*) FROM {s}.enrollments e WHERE e.sequence_id = %s{active}",
+                active=active,
+            ),
+            (query.sequence_id,),
+        ).fetchone()
+        total = 0 if counted is None else int(counted[0])
+        rows: list[TupleRow] = []
+        if total > query.offset and query.limit != 0:
+            rows = self._fetch(
+                self._sql(
+                    "SELECT {enrollment}, {card} FROM {s}.enrollments e"
+                    " LEFT JOIN {s}.contacts c ON c.contact_id = e.contact_id"
+                    " WHERE e.sequence_id = %s{active}"
+                    ' ORDER BY e.enrolled_at, e.contact_id COLLATE "C",'
+                    ' e.enrollment_id COLLATE "C" LIMIT %s OFFSET %s',
+                    enrollment=sql.SQL(", ").join(
+                        sql.Identifier("e", name) for name in ENROLLMENT_COLUMNS
+                    ),
+                    card=sql.SQL(", ").join(sql.Identifier("c", name) for name in CONTACT_COLUMNS),
+                    active=active,
+                ),
+                [query.sequence_id, query.limit, query.offset],
             )
-            for r in rows
-        ]
+        width = len(ENROLLMENT_COLUMNS)
+        return contacts_page(
+            query,
+            info,
+            total,
+            (
+                (
+                    _enrollment(row[:width]),
+                    None if row[width] is None else ContactCard(*row[width:]),
+                )
+                for row in rows
+            ),
+        )
+
+    def _shown_sequence(self, sequence_id: str, *, with_definition: bool = False) -> SequenceInfo:
+        """The sequence the list shows under this id, as `Catalog.shown`. Its definition
+        through the row as jsonb: NULL rather than an error from a table the projector has
+        not added the column to yet (a reader may not ALTER it)."""
+        definition = ", to_jsonb(s) -> 'definition'" if with_definition else ""
+        row = self._conn.execute(
+            self._sql(
+                "SELECT {columns}{definition} FROM {s}.sequences s WHERE sequence_id = %s",
+                columns=_columns(SEQUENCE_SUMMARY_COLUMNS),
+                definition=sql.SQL(definition),
+            ),
+            (sequence_id,),
+        ).fetchone()
+        return Catalog([] if row is None else [_sequence(row)]).shown(sequence_id)
 
     def history(self, query: HistoryQuery) -> HistoryPage | None:
         """The same page as HistoryReport.query over the same stream. Without a search the
@@ -781,7 +846,7 @@ class PostgresProjection:
             self._sql(
                 "SELECT {columns} FROM {s}.sequences WHERE sequence_id IN"
                 " (SELECT sequence_id FROM {s}.enrollments WHERE contact_id = %s)",
-                columns=_columns(SEQUENCE_COLUMNS),
+                columns=_columns(SEQUENCE_SUMMARY_COLUMNS),
             ),
             (contact_id,),
         ).fetchall()
@@ -818,6 +883,24 @@ class _Scope:
         if spans != [(None, None)]:
             text += sql.SQL(" AND ") + span_condition(column, spans, params)
         return text
+
+
+def _sequence_rows(rows: list[TupleRow]) -> list[SequenceRow]:
+    return [
+        SequenceRow(
+            id=r[0],
+            name=r[1],
+            created=r[2],
+            steps=r[3],
+            process_on=r[4],
+            line=r[5],
+            contacts=int(r[6]),
+            remaining_tasks=int(r[7]),
+            status=r[8],
+            problems=problems_of(r[9]),
+        )
+        for r in rows
+    ]
 
 
 def _sequence(row: TupleRow) -> SequenceInfo:
@@ -891,6 +974,7 @@ def sequence_row(s: SequenceInfo) -> Row:
         s.defined_order,
         s.deleted,
         None if s.step_ids is None else _json_text(s.step_ids),
+        None if s.definition is None else _json_text(s.definition),
     )
 
 

@@ -47,6 +47,9 @@ class SequenceInfo:
     deleted: bool = False
     # The steps' ids in order; None from a stream written before they were published.
     step_ids: list[str] | None = None
+    # The whole definition in force (settings, steps, triggers, defaults filled in); None
+    # from a stream written before `sequence.defined` carried it.
+    definition: dict[str, Any] | None = None
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any], order: int, sequence_id: str) -> SequenceInfo:
@@ -67,7 +70,17 @@ class SequenceInfo:
             account_timezone=text_of(data, "account_timezone"),
             defined_order=order,
             step_ids=_texts(data.get("step_ids")),
+            definition=_object(data.get("definition")),
         )
+
+
+class UnknownSequenceError(LookupError):
+    """A sequence the list does not show: never defined, or deleted (`deleted`)."""
+
+    def __init__(self, sequence_id: str, *, deleted: bool) -> None:
+        super().__init__(f"unknown sequence {sequence_id!r}" + (": deleted" if deleted else ""))
+        self.sequence_id = sequence_id
+        self.deleted = deleted
 
 
 class Catalog:
@@ -90,6 +103,14 @@ class Catalog:
             self.sequences[sequence_id] = SequenceInfo.from_data(data, order, sequence_id)
         elif sequence_id in self.sequences:
             self.sequences[sequence_id].deleted = True
+
+    def shown(self, sequence_id: str) -> SequenceInfo:
+        """The sequence the list shows under this id; UnknownSequenceError for one never
+        defined or deleted (the list hides it, so its views do too)."""
+        info = self.sequences.get(sequence_id)
+        if info is None or info.deleted:
+            raise UnknownSequenceError(sequence_id, deleted=info is not None)
+        return info
 
     def visible(self) -> list[SequenceInfo]:
         return sorted(
@@ -237,6 +258,16 @@ class EnrollmentBook:
         for enrollment_id in self._live:
             yield self.enrollments[enrollment_id]
 
+    def of_sequence(self, sequence_id: str, *, ended: bool = False) -> list[Enrollment]:
+        """The sequence's active enrollments (and the ended ones too when `ended`), by
+        enrollment time, then contact and enrollment id. A scan: an index by sequence would
+        cost every fold (a rebuild's too) for a query only the read models of a file make."""
+        chosen = self.enrollments.values() if ended else self.active()
+        return sorted(
+            (e for e in chosen if e.sequence_id == sequence_id),
+            key=lambda e: (e.enrolled_at, e.contact_id, e.enrollment_id),
+        )
+
     def of_contact(self, contact_id: str) -> list[Enrollment]:
         return sorted(
             (self.enrollments[i] for i in self._by_contact.get(contact_id, [])),
@@ -305,6 +336,10 @@ class Directory:
 
     def get(self, contact_id: str | None) -> ContactCard | None:
         return None if contact_id is None else self.cards.get(contact_id)
+
+
+def _object(value: Any) -> dict[str, Any] | None:
+    return dict(value) if isinstance(value, dict) else None
 
 
 def _texts(value: Any) -> list[str] | None:

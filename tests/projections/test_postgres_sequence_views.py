@@ -1,0 +1,139 @@
+"""A sequence's definition and its contacts from the PostgreSQL read models: given what the
+engine decided in a small scenario, then the same answers as the in-memory models, applied in
+any batches or rebuilt from a file, and read models written before the definition was kept
+still answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from projections.postgres import PostgresProjection
+from projections.sequence_contacts import SequenceContactsQuery
+from projections.state import UnknownSequenceError
+from projections.stream import OutputEvent, Positioned
+from tests.projections.drip_scenario import drip_outputs, without_definitions, write
+from tests.projections.test_postgres_projection import apply_in_batches
+from tests.projections.test_sequence_views import contacts, show
+
+pytestmark = pytest.mark.postgres
+
+QUERIES = [
+    SequenceContactsQuery("drip"),
+    SequenceContactsQuery("drip", ended=True),
+    SequenceContactsQuery("drip", ended=True, limit=1, offset=1),
+    SequenceContactsQuery("drip", limit=1),
+    SequenceContactsQuery("drip", offset=5),
+    SequenceContactsQuery("drip", limit=0),
+    SequenceContactsQuery("idle", ended=True),
+]
+
+
+def assert_answers_as_in_memory(
+    projection: PostgresProjection, events: list[dict[str, Any]]
+) -> None:
+    for sequence_id in ("drip", "idle"):
+        assert projection.sequence_detail(sequence_id) == show(events, sequence_id), sequence_id
+    for query in QUERIES:
+        assert projection.sequence_contacts(query) == contacts(events, query), query
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 1000])
+def test_given_a_stream_in_any_batches_then_postgres_answers_as_the_in_memory_models(
+    projection: PostgresProjection, batch_size: int
+) -> None:
+    events = drip_outputs()
+
+    apply_in_batches(projection, events, batch_size)
+
+    assert_answers_as_in_memory(projection, events)
+    detail = projection.sequence_detail("drip")
+    assert detail.definition is not None
+    assert [step["id"] for step in detail.definition["steps"]] == ["s1", "s2", "s3"]
+    # jsonb keeps no key order: the answer is put back in the sequence file's
+    assert list(detail.definition)[:3] == ["id", "name", "description"]
+    assert [r.contact_id for r in projection.sequence_contacts(QUERIES[1]).rows] == [
+        "c-2",
+        "c-1",
+        "c-3",
+    ]
+
+
+def test_a_rebuild_keeps_the_definitions_and_the_contacts(
+    projection: PostgresProjection, tmp_path: Path
+) -> None:
+    events = drip_outputs()
+
+    projection.rebuild(write(events, tmp_path / "out.jsonl"), workers=1)
+
+    assert_answers_as_in_memory(projection, events)
+
+
+def test_a_stream_without_definitions_shows_none_as_in_memory(
+    projection: PostgresProjection,
+) -> None:
+    events = without_definitions(drip_outputs())
+
+    apply_in_batches(projection, events, 7)
+
+    assert projection.sequence_detail("drip").definition is None
+    assert_answers_as_in_memory(projection, events)
+
+
+@pytest.mark.parametrize(("sequence_id", "deleted"), [("gone", True), ("nope", False)])
+def test_a_deleted_or_unknown_sequence_is_refused_as_in_memory(
+    projection: PostgresProjection, sequence_id: str, deleted: bool
+) -> None:
+    apply_in_batches(projection, drip_outputs(), 1000)
+
+    with pytest.raises(UnknownSequenceError) as refused:
+        projection.sequence_detail(sequence_id)
+    with pytest.raises(UnknownSequenceError):
+        projection.sequence_contacts(SequenceContactsQuery(sequence_id, ended=True))
+
+    assert refused.value.deleted is deleted
+
+
+def test_read_models_written_before_the_definition_was_kept_still_answer_and_then_keep_it(
+    projection: PostgresProjection, conn: psycopg.Connection[Any], pg_schema: str
+) -> None:
+    # Given read models of the layout before the definition column and the contacts' index
+    older = without_definitions(drip_outputs())
+    apply_in_batches(projection, older, 1000)
+    schema = sql.Identifier(pg_schema)
+    conn.execute(sql.SQL("ALTER TABLE {}.sequences DROP COLUMN definition").format(schema))
+    conn.execute(sql.SQL("DROP INDEX {}.enrollments_sequence_order").format(schema))
+
+    # when they are read before the projector has moved the tables on: no definition, no error
+    assert projection.sequence_detail("drip") == show(older, "drip")
+    assert projection.sequence_contacts(QUERIES[1]) == contacts(older, QUERIES[1])
+    assert projection.contact("c-1") is not None
+    listed = projection.sequence_rows()
+
+    # then the projector's start adds the column and the index, keeping the rows, and a
+    # definition published from then on is kept
+    projection.ensure_schema()
+    assert projection.sequence_rows() == listed
+    assert "enrollments_sequence_order" in indexes(conn, pg_schema)
+    redefined = [
+        {**e, "id": f"applied-again-{n}"}
+        for n, e in enumerate(drip_outputs())
+        if e["type"] == "sequence.defined"
+    ]
+    projection.apply(
+        [
+            Positioned(len(older) + n, OutputEvent.from_json(e))
+            for n, e in enumerate(redefined, start=1)
+        ]
+    )
+    assert projection.sequence_detail("drip") == show(older + redefined, "drip")
+    assert projection.sequence_detail("drip").definition is not None
+
+
+def indexes(conn: psycopg.Connection[Any], schema: str) -> set[str]:
+    rows = conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,))
+    return {str(row[0]) for row in rows.fetchall()}
