@@ -2,7 +2,8 @@
 
 Routes (all POST, form-encoded unless said):
 - `/twilio/status?effect_id=` — message and call status callbacks -> `effect.status_changed`;
-  an `unknown` ledger row is reconciled to `sent` (and `effect.sent` is emitted).
+  an `unknown` ledger row is reconciled to `sent` (and `effect.sent` is emitted); the end of
+  a progressive call or voicemail drop -> `call.completed` on `calls`, for the engine.
 - `/twilio/sms` — inbound SMS -> `message.received` (channel sms).
 - `/twilio/gather?effect_id=&mode=` — a dialer's key press -> `dialer.key_pressed`
   (9 also -> `contact.opted_out`, channel all, and `contact.dnc_changed` to DNC); answers
@@ -35,7 +36,8 @@ from twilio.request_validator import (  # type: ignore[import-untyped, unused-ig
 )
 
 from effects import outcomes, twiml
-from effects.ledger import IN_FLIGHT, UNKNOWN, Ledger
+from effects.commands import CALL_DIAL, VOICEMAIL_DROP
+from effects.ledger import IN_FLIGHT, UNKNOWN, Ledger, LedgerEntry
 from effects.ports import Clock, EffectId, Publish
 from effects.publish import publish_all
 from schemas.envelope import EFFECTS_SOURCE, CloudEvent
@@ -44,6 +46,8 @@ _log = logging.getLogger(__name__)
 
 TWIML = "text/xml"
 SIGNATURE_HEADER = "X-Twilio-Signature"
+# A call's last status callback carries one of these (Twilio's CallStatus values).
+FINAL_CALL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 CLIENT_MAX_SIZE = 25 * 1024 * 1024
 
 
@@ -103,8 +107,38 @@ class InboundHandlers:
             if reconciled is not None:
                 _log.info("effect %s reconciled to sent by status %s", effect_id, status)
                 events.append(outcomes.effect_sent(effect_id, context, "twilio", sid, now))
+        if entry is not None and form.get("CallSid") and status in FINAL_CALL_STATUSES:
+            answered = await self._contact_answered(entry, sid, status, form)
+            if answered is not None:
+                duration = str(form.get("CallDuration", ""))
+                events.append(
+                    outcomes.call_completed(
+                        effect_id,
+                        context,
+                        call_sid=sid,
+                        answered=answered,
+                        duration=int(duration) if duration.isdecimal() else None,
+                        at=now,
+                    )
+                )
         await publish_all(self._publish, events)
         return web.Response(status=204)
+
+    async def _contact_answered(
+        self, entry: LedgerEntry, call_sid: str, status: str, form: MultiDictProxy[Any]
+    ) -> bool | None:
+        """Whether the contact took this call, for the calls whose end tells: a progressive
+        call is the contact's own leg, answered by a person when a key was pressed on it
+        (a machine presses none); a voicemail drop's machine detection names who answered.
+        None for a preview call: its legs ring the agents, and the contact's is a <Dial>
+        whose end no status callback reports."""
+        if entry.type not in (CALL_DIAL, VOICEMAIL_DROP) or _is_preview(entry):
+            return None
+        if status != "completed":
+            return False  # busy, no answer, failed or canceled
+        if entry.type == VOICEMAIL_DROP:
+            return str(form.get("AnsweredBy", "")) == "human"
+        return await self._ledger.connected_by(entry.effect_id) == call_sid
 
     async def twilio_sms(self, request: web.Request) -> web.StreamResponse:
         form = await self._twilio_form(request)
@@ -172,6 +206,9 @@ class InboundHandlers:
                 message = str(data.get("message", ""))
                 document = twiml.progressive_prompt(message, self._base + request.raw_path)
             else:
+                # A key on the contact's own leg: a person took the call (the end of the
+                # call says so to the engine, as an answered `call.completed`).
+                await self._ledger.mark_connected(effect_id, call_sid)
                 events.append(
                     outcomes.dialer_key_pressed(
                         effect_id, context, call_sid=call_sid, digit=digit, action=action, at=now
@@ -288,6 +325,10 @@ def add_inbound_routes(app: web.Application, handlers: InboundHandlers) -> web.A
 def build_inbound_app(handlers: InboundHandlers) -> web.Application:
     # Inbound Parse posts whole mails, attachments included.
     return add_inbound_routes(web.Application(client_max_size=CLIENT_MAX_SIZE), handlers)
+
+
+def _is_preview(entry: LedgerEntry) -> bool:
+    return entry.type == CALL_DIAL and entry.command.get("data", {}).get("mode") == "preview"
 
 
 def _recipient(form: MultiDictProxy[Any]) -> str:

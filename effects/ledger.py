@@ -142,6 +142,10 @@ class Ledger(Protocol):
         """First caller wins (the agent who answers a preview call first)."""
         ...
 
+    async def connected_by(self, effect_id: EffectId) -> str | None:
+        """Who `mark_connected` recorded, if anyone."""
+        ...
+
     async def contact_for_address(self, address: str) -> str | None:
         """The contact of the newest contact-facing effect sent to this address."""
         ...
@@ -298,6 +302,10 @@ class InMemoryLedger:
             return False
         row.connected_by = by
         return True
+
+    async def connected_by(self, effect_id: EffectId) -> str | None:
+        row = self._store.rows.get(effect_id)
+        return row.connected_by if row else None
 
     async def contact_for_address(self, address: str) -> str | None:
         best: LedgerEntry | None = None
@@ -672,6 +680,14 @@ class PostgresLedger:
                 (by, effect_id, by),
             )
             return await cursor.fetchone() is not None
+
+    async def connected_by(self, effect_id: EffectId) -> str | None:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT connected_by FROM effect_ledger WHERE effect_id = %s", (effect_id,)
+            )
+            row = await cursor.fetchone()
+        return row[0] if row and isinstance(row[0], str) else None
 
     async def contact_for_address(self, address: str) -> str | None:
         async with self._pool.connection() as conn:

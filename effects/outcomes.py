@@ -21,6 +21,7 @@ DIALER_KEY_PRESSED = "dialer.key_pressed"
 CONTACT_OPTED_OUT = "contact.opted_out"
 CONTACT_DNC_CHANGED = "contact.dnc_changed"
 MESSAGE_RECEIVED = "message.received"
+CALL_COMPLETED = "call.completed"
 LEAD_EMAIL_RECEIVED = "lead.email_received"
 
 
@@ -165,4 +166,40 @@ def dialer_key_pressed(
         at,
         context,
         {"effect_id": effect_id, "digit": digit, "action": action, "call_sid": call_sid},
+    )
+
+
+def call_completed(
+    effect_id: str,
+    context: Mapping[str, Any],
+    *,
+    call_sid: str,
+    answered: bool,
+    duration: int | None,
+    at: datetime,
+) -> CloudEvent:
+    """An input fact for the engine: a call dripstream placed to the contact has ended
+    (the phone system for the calls it places, as for the texts it receives). Answered, it
+    is a response (the seed: removed "if they ... answer a call")."""
+    contact_id = context.get("contact_id")
+    data: dict[str, Any] = {
+        "call_id": call_sid,
+        "contact_id": contact_id,
+        "direction": "outbound",
+        "answered": answered,
+        "manual": False,
+        "effect_id": effect_id,
+        "sequence_id": context.get("sequence_id"),
+    }
+    if duration is not None:
+        data["duration"] = duration
+    return CloudEvent(
+        id=f"{effect_id}/call/{call_sid}",
+        # Not the engine's own source: the engine passes over its own events read back.
+        source=EFFECTS_SOURCE,
+        type=CALL_COMPLETED,
+        time=at,
+        subject=contact_id if isinstance(contact_id, str) else None,
+        data=data,
+        dataversion=_version(CALL_COMPLETED),
     )

@@ -436,3 +436,89 @@ async def test_what_effects_learns_is_decided_by_the_engine_not_passed_over(
     assert out.one("enrollment.disenrolled")["data"]["reason"] == "opted_out"
     assert out.one("enrollment.enrolled", sequence_id="dnc-watch")["data"]["via"] == "dnc_changed"
     assert out.of("sms.send") == []
+
+
+async def call_ends(inbound: Inbound, status: str, call: str = "CA1", **more: str) -> None:
+    answer = await inbound.twilio(
+        f"/twilio/status?effect_id={FX}", {"CallSid": call, "CallStatus": status, **more}
+    )
+    assert answer.status == 204
+
+
+async def test_a_progressive_call_the_contact_took_ends_as_an_answered_call_completed(
+    inbound: Inbound,
+) -> None:
+    # given a progressive call on which the contact pressed 1 and spoke for two minutes
+    await given_in_ledger(inbound, progressive_dial(), "sent")
+    await gather(inbound, "1")
+    # when Twilio reports the end of the call
+    await call_ends(inbound, "completed", CallDuration="120")
+    # then the engine is told: an answered outbound call with the contact, not placed by hand
+    [(topic, ended)] = [(t, e) for t, e in inbound.sink.published if e.type == "call.completed"]
+    assert (topic, ended.subject, ended.id) == ("calls", "c-1", f"{FX}/call/CA1")
+    assert {k: ended.data[k] for k in ("call_id", "contact_id", "direction", "answered")} == {
+        "call_id": "CA1",
+        "contact_id": "c-1",
+        "direction": "outbound",
+        "answered": True,
+    }
+    assert (ended.data["duration"], ended.data["manual"]) == (120, False)
+
+
+@pytest.mark.parametrize("status", ["completed", "no-answer", "busy"])
+async def test_a_progressive_call_nobody_took_ends_unanswered(
+    inbound: Inbound, status: str
+) -> None:
+    # given a call that a machine took (no key pressed), or that nobody took
+    await given_in_ledger(inbound, progressive_dial(), "sent")
+    await call_ends(inbound, status)
+    [ended] = inbound.sink.events("call.completed")
+    assert ended.data["answered"] is False
+
+
+async def test_a_voicemail_drop_is_answered_only_when_a_person_picked_up(inbound: Inbound) -> None:
+    drop = command("voicemail.drop", to="+12125550101", recording_url="https://e.x/v.mp3",
+                   from_number=LINE)  # fmt: skip
+    await given_in_ledger(inbound, drop, "sent")
+    await call_ends(inbound, "completed", call="CA1", AnsweredBy="machine_end_beep")
+    await call_ends(inbound, "completed", call="CA2", AnsweredBy="human")
+    assert [e.data["answered"] for e in inbound.sink.events("call.completed")] == [False, True]
+
+
+async def test_a_preview_call_and_a_call_still_ringing_tell_the_engine_nothing(
+    inbound: Inbound,
+) -> None:
+    preview = command(
+        "call.dial",
+        to="+12125550101",
+        mode="preview",
+        ring_group="rg-sales",
+        ring_group_numbers=["+12125550007"],
+        message="m",
+        from_number=LINE,
+    )
+    await given_in_ledger(inbound, preview, "sent")
+    await call_ends(inbound, "completed")
+    await call_ends(inbound, "ringing")
+    assert inbound.sink.events("call.completed") == []
+
+
+async def test_an_answered_dialer_call_removes_the_contact_who_responded(inbound: Inbound) -> None:
+    # given c-1 enrolled in a sequence that removes on response, and a dialer call they took
+    await given_in_ledger(inbound, progressive_dial(), "sent")
+    await gather(inbound, "1")
+    await call_ends(inbound, "completed", CallDuration="45")
+    [ended] = [orjson.loads(e.encode()) for e in inbound.sink.events("call.completed")]
+    later = {"id": "s1", "type": "send_sms", "text": "x", "delay": {"kind": "default",
+             "amount": 1, "unit": "days"}}  # fmt: skip
+    earlier = "2027-07-02T13:00:00Z"  # before the callbacks' clock (T0)
+    given = [
+        event("contact.created", earlier, contact_id="c-1", phone="+12125550101"),
+        event("contact.tag_added", earlier, contact_id="c-1", tag="hot"),
+    ]
+    # when the engine reads the call's end
+    out = decide(definitions(sequence(steps=[later])), [*given, ended])
+    assert out.rejected == []
+    # then the contact is removed: they answered a call (the seed's "remove on response")
+    assert out.one("enrollment.disenrolled")["data"]["reason"] == "responded"
+    assert out.of("sms.send") == []

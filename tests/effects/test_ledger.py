@@ -233,6 +233,13 @@ async def test_the_first_agent_to_connect_wins(harness: Harness) -> None:
     assert await harness.ledger.mark_connected(FX, "CA1") is True
     assert await harness.ledger.mark_connected(FX, "CA1") is True
     assert await harness.ledger.mark_connected(FX, "CA2") is False
+    assert await harness.ledger.connected_by(FX) == "CA1"
+
+
+async def test_nobody_is_connected_until_marked(harness: Harness) -> None:
+    await harness.ledger.claim(FX, sms(), T0)
+    assert await harness.ledger.connected_by(FX) is None
+    assert await harness.ledger.connected_by(EffectId("fx:never")) is None
 
 
 async def test_an_address_maps_to_the_contact_last_contacted_there(harness: Harness) -> None:
