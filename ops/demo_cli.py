@@ -27,7 +27,8 @@ from effects.ledger import InMemoryLedger
 from effects.ports import Rejected, SendResult
 from effects.processor import EffectProcessor
 from ops.cli_groups import SubParsers
-from ops.readmodel_cli import _history_text, _table, sequences_text
+from ops.readmodel_cli import _history_text, sequences_text
+from ops.text_table import table
 from projections.history import HistoryPage, HistoryQuery, HistoryReport
 from projections.sequences_list import SequenceRow, SequencesList
 from schemas.definitions import DefinitionRejected, account_with_defaults, load_definition_file
@@ -425,7 +426,7 @@ def report(demo: DemoRun, out: Path | None) -> str:
         )
     parts.append(_heading("What would have been sent (the fake providers' inbox)"))
     parts.append(
-        _table(
+        table(
             EFFECT_HEADERS,
             [
                 [

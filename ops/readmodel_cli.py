@@ -1,5 +1,6 @@
-"""`dripstream sequences list`, `dripstream history` and `dripstream projections rebuild`: the
-read models on the command line, built from an output stream file or read from PostgreSQL."""
+"""`dripstream sequences list | show | contacts`, `dripstream history` and `dripstream
+projections rebuild`: the read models on the command line, built from an output stream file or
+read from PostgreSQL."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ import orjson
 import psycopg
 
 from ops.cli_groups import SubParsers, get_or_create_group
+from ops.sequence_text import contacts_text, sequence_text
 from ops.service_errors import database_problem
+from ops.text_table import cell, local_time, table
+from projections.base import Projection
+from projections.contacts_view import ContactsView
 from projections.history import (
     TIMEFRAMES,
     HistoryPage,
@@ -29,9 +34,12 @@ from projections.loading import load_into
 from projections.pg_tables import OlderLayoutError
 from projections.postgres import DEFAULT_SCHEMA, PostgresProjection
 from projections.rebuild import RebuildFailedError
+from projections.sequence_contacts import SequenceContactsQuery, contacts_of
+from projections.sequence_detail import detail_of
 from projections.sequences_list import SequenceRow, SequencesList
+from projections.state import UnknownSequenceError
 from projections.stream import LineError, Positioned, count_lines, read_stream
-from schemas.envelope import TimeOutOfRange, format_time, parse_event_time
+from schemas.envelope import TimeOutOfRange, parse_event_time
 
 PROG = "dripstream"
 SEQUENCE_HEADERS = (
@@ -56,9 +64,12 @@ class _ReadFailedError(Exception):
 
 
 def register(commands: SubParsers) -> None:
-    add_sequences_list(
-        get_or_create_group(commands, "sequences", help="sequence definitions and their list")
+    sequences = get_or_create_group(
+        commands, "sequences", help="sequence definitions and their list"
     )
+    add_sequences_list(sequences)
+    add_sequences_show(sequences)
+    add_sequences_contacts(sequences)
     add_history(commands)
     add_projections_rebuild(
         get_or_create_group(commands, "projections", help="the read models in PostgreSQL")
@@ -93,6 +104,43 @@ def add_sequences_list(sequences: SubParsers) -> None:
     )
     _add_source(parser)
     parser.set_defaults(handler=run_sequences_list)
+
+
+def add_sequences_show(sequences: SubParsers) -> None:
+    parser = sequences.add_parser(
+        "show",
+        help="one sequence: its settings, steps and triggers",
+        description="A sequence's id, name, description, created, status and problems, the "
+        "contacts enrolled and remaining tasks, then the definition in force: its settings, "
+        "each step (its delay in words and its settings) and each trigger (values, action). "
+        "With --json, that object with the definition as published. A deleted sequence is "
+        "not shown, as the list does not show it.",
+    )
+    parser.add_argument("sequence_id", metavar="SEQUENCE_ID")
+    _add_source(parser)
+    parser.set_defaults(handler=run_sequences_show)
+
+
+def add_sequences_contacts(sequences: SubParsers) -> None:
+    parser = sequences.add_parser(
+        "contacts",
+        help="the contacts enrolled in a sequence, how far each got and the next step due",
+        description="One row per active enrollment (per contact): contact id, name, phone, "
+        "e-mail, enrolled at, steps done of the steps in force, the next step and when it is "
+        "due; ordered by enrolled at, then contact id, with the total count. --all adds the "
+        "enrollments that ended, with their state and reason.",
+    )
+    parser.add_argument("sequence_id", metavar="SEQUENCE_ID")
+    _add_source(parser)
+    parser.add_argument(
+        "--all",
+        dest="ended",
+        action="store_true",
+        help="also the enrollments that completed or were disenrolled",
+    )
+    parser.add_argument("--limit", type=_count, metavar="N", help="rows to show (default: all)")
+    parser.add_argument("--offset", type=_count, default=0, metavar="K", help="rows to skip")
+    parser.set_defaults(handler=run_sequences_contacts)
 
 
 def add_history(commands: SubParsers) -> None:
@@ -243,6 +291,82 @@ def run_sequences_list(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def run_sequences_show(args: argparse.Namespace) -> int:
+    source = "PostgreSQL" if args.history is None else _names(args.history)
+    try:
+        if args.history is not None:
+            model = SequencesList()
+            errors = _load(args.history, model)
+            detail = detail_of(model.catalog, model.book, args.sequence_id)
+        else:
+            errors = []
+            with _connect(args) as projection:
+                detail = projection.sequence_detail(args.sequence_id)
+    except _ReadFailedError as failed:
+        _say(str(failed))
+        return 2
+    except UnknownSequenceError as unknown:
+        _say(_unknown_sequence(unknown, source))
+        return 2
+    if args.json:
+        _write_json(detail.to_json())
+    else:
+        sys.stdout.write(sequence_text(detail, _without_definition(args.history)))
+    return 1 if errors else 0
+
+
+def run_sequences_contacts(args: argparse.Namespace) -> int:
+    query = SequenceContactsQuery(
+        sequence_id=args.sequence_id, ended=args.ended, limit=args.limit, offset=args.offset
+    )
+    source = "PostgreSQL" if args.history is None else _names(args.history)
+    try:
+        if args.history is not None:
+            model = ContactsView()
+            errors = _load(args.history, model)
+            page = contacts_of(model.catalog, model.book, model.directory, query)
+        else:
+            errors = []
+            with _connect(args) as projection:
+                page = projection.sequence_contacts(query)
+    except _ReadFailedError as failed:
+        _say(str(failed))
+        return 2
+    except UnknownSequenceError as unknown:
+        _say(_unknown_sequence(unknown, source))
+        return 2
+    if args.json:
+        _write_json(page.to_json())
+    else:
+        sys.stdout.write(contacts_text(page, ended=args.ended))
+    return 1 if errors else 0
+
+
+def _unknown_sequence(unknown: UnknownSequenceError, source: str) -> str:
+    """As `history` says it of a sequence it does not know; a deleted one says so."""
+    sequence_id = unknown.sequence_id
+    if unknown.deleted:
+        return (
+            f"unknown sequence {sequence_id!r}: deleted in {source} (its history stays"
+            f" readable: `{PROG} history {sequence_id}`)"
+        )
+    return f"unknown sequence {sequence_id!r}: no such sequence in {source}"
+
+
+def _without_definition(paths: list[Path] | None) -> str:
+    if paths is not None:
+        return (
+            f"The settings, steps and triggers are not in {_names(paths)}: its"
+            " sequence.defined carries no `definition` (written by an engine from before"
+            " the definition was published)."
+        )
+    return (
+        "The settings, steps and triggers are not in the read models: the sequence.defined"
+        " they hold carries no `definition` (an engine from before it was published), or was"
+        f" read before they kept it (`{PROG} projections run --reset` reads the topics again)."
+    )
+
+
 def run_history(args: argparse.Namespace) -> int:
     query = HistoryQuery(
         sequence_id=args.sequence_id,
@@ -269,7 +393,7 @@ def run_history(args: argparse.Namespace) -> int:
         _say(str(failed))
         return 2
     if page is None:
-        _say(f"unknown sequence {args.sequence_id!r}: no such sequence in {source}")
+        _say(_unknown_sequence(UnknownSequenceError(args.sequence_id, deleted=False), source))
         return 2
     if args.json:
         _write_json(page.to_json())
@@ -328,7 +452,7 @@ def _apply_in_batches(
 # --- sources -------------------------------------------------------------------------------
 
 
-def _load(paths: list[Path], model: SequencesList | HistoryReport) -> list[LineError]:
+def _load(paths: list[Path], model: Projection) -> list[LineError]:
     """Every file into `model`, in the order given; the bad lines of each are reported."""
     found: list[LineError] = []
     for path in paths:
@@ -388,40 +512,26 @@ def _write_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def _cell(value: object) -> str:
-    return "-" if value is None or value == "" else str(value)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    lines = [headers, *rows]
-    return "".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        + "\n"
-        for line in lines
-    )
-
-
 def sequences_text(rows: Sequence[SequenceRow]) -> str:
     """The table, then one line per problem of each invalid sequence, naming it:
     `welcome-2: invalid: step s1 (send_sms): needs the sequence's outbound_line`."""
     problems = "".join(
         f"{row.id}: {row.status}: {problem}\n" for row in rows for problem in row.problems
     )
-    return _table(SEQUENCE_HEADERS, [_sequence_cells(row) for row in rows]) + problems
+    return table(SEQUENCE_HEADERS, [_sequence_cells(row) for row in rows]) + problems
 
 
 def _sequence_cells(row: SequenceRow) -> list[str]:
     return [
-        _cell(row.id),
-        _cell(row.name),
-        _cell(row.created),
+        cell(row.id),
+        cell(row.name),
+        cell(row.created),
         str(row.steps),
-        _cell(row.process_on),
-        _cell(row.line),
+        cell(row.process_on),
+        cell(row.line),
         str(row.contacts),
         str(row.remaining_tasks),
-        _cell(row.status),
+        cell(row.status),
     ]
 
 
@@ -429,20 +539,14 @@ def _history_text(page: HistoryPage) -> str:
     zone = ZoneInfo(page.timezone)
     cells = [
         [
-            _cell(line.contact),
+            cell(line.contact),
             line.action,
             line.event,
-            _local_time(line.time, zone),
+            local_time(line.time, zone),
         ]
         for line in page.rows
     ]
-    return _table(HISTORY_HEADERS, cells) + f"Total: {page.total}\n"
-
-
-def _local_time(moment: datetime, zone: ZoneInfo) -> str:
-    if zone.key == "UTC":
-        return format_time(moment)
-    return moment.astimezone(zone).isoformat(timespec="seconds")
+    return table(HISTORY_HEADERS, cells) + f"Total: {page.total}\n"
 
 
 class ProgressBar:

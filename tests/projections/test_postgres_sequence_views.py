@@ -18,6 +18,7 @@ from projections.state import UnknownSequenceError
 from projections.stream import OutputEvent, Positioned
 from tests.projections.drip_scenario import drip_outputs, without_definitions, write
 from tests.projections.test_postgres_projection import apply_in_batches
+from tests.projections.test_readmodel_cli import run
 from tests.projections.test_sequence_views import contacts, show
 
 pytestmark = pytest.mark.postgres
@@ -137,3 +138,57 @@ def test_read_models_written_before_the_definition_was_kept_still_answer_and_the
 def indexes(conn: psycopg.Connection[Any], schema: str) -> set[str]:
     rows = conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,))
     return {str(row[0]) for row in rows.fetchall()}
+
+
+# --- the command line on PostgreSQL ------------------------------------------------------------
+
+
+def test_the_commands_print_from_postgresql_what_they_print_from_the_file(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database_url: str,
+    pg_schema: str,
+) -> None:
+    path = write(drip_outputs(), tmp_path / "out.jsonl")
+    db = ("--database-url", database_url, "--schema", pg_schema)
+    assert run(capsys, "projections", "rebuild", "--history", str(path), *db)[0] == 0
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    for argv in (
+        ("sequences", "show", "drip"),
+        ("sequences", "show", "drip", "--json"),
+        ("sequences", "show", "idle"),
+        ("sequences", "contacts", "drip"),
+        ("sequences", "contacts", "drip", "--all"),
+        ("sequences", "contacts", "drip", "--json", "--all", "--limit", "2", "--offset", "1"),
+    ):
+        from_file = run(capsys, *argv, "--history", str(path))
+        from_db = run(capsys, *argv, *db)
+        assert from_db == from_file == (0, from_file[1], ""), argv
+
+    for command, sequence_id, says in (
+        ("show", "nope", "no such sequence in PostgreSQL"),
+        ("contacts", "gone", "deleted in PostgreSQL"),
+    ):
+        code, _, err = run(capsys, "sequences", command, sequence_id, *db)
+        assert code == 2
+        assert f"unknown sequence {sequence_id!r}: {says}" in err
+
+
+def test_the_commands_say_when_the_read_models_hold_no_definition(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database_url: str, pg_schema: str
+) -> None:
+    path = write(without_definitions(drip_outputs()), tmp_path / "old.jsonl")
+    db = ("--database-url", database_url, "--schema", pg_schema)
+    assert run(capsys, "projections", "rebuild", "--history", str(path), *db)[0] == 0
+
+    code, out, _ = run(capsys, "sequences", "show", "drip", *db)
+
+    assert code == 0
+    assert out.endswith(
+        "The settings, steps and triggers are not in the read models: the sequence.defined"
+        " they hold carries no `definition` (an engine from before it was published), or was"
+        " read before they kept it (`dripstream projections run --reset` reads the topics"
+        " again).\n"
+    )
