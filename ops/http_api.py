@@ -25,6 +25,9 @@ from aiohttp import web
 
 from projections.history import TIMEFRAMES, HistoryQuery, event_types_for
 from projections.loading import ReadModels, load_file
+from projections.sequence_contacts import SequenceContactsQuery, contacts_of
+from projections.sequence_detail import detail_of
+from projections.state import UnknownSequenceError
 from schemas.definitions import DefinitionRejected, validate_definition_document
 from schemas.envelope import CloudEvent, TimeOutOfRange, parse_event_time
 from schemas.validation import EventRejected, decode_event
@@ -39,6 +42,14 @@ class ReadModelSource(Protocol):
     """What the API reads; each call may block (PostgreSQL), so it runs in a thread."""
 
     def sequences(self) -> list[dict[str, Any]]: ...
+
+    def sequence(self, sequence_id: str) -> dict[str, Any]:
+        """Raises UnknownSequenceError for a sequence the list does not show."""
+        ...
+
+    def sequence_contacts(self, query: SequenceContactsQuery) -> dict[str, Any]:
+        """Raises UnknownSequenceError for a sequence the list does not show."""
+        ...
 
     def history(self, query: HistoryQuery) -> dict[str, Any] | None: ...
 
@@ -58,6 +69,14 @@ class FileReadModels:
 
     def sequences(self) -> list[dict[str, Any]]:
         return [row.to_json() for row in self._models.sequences.rows()]
+
+    def sequence(self, sequence_id: str) -> dict[str, Any]:
+        listed = self._models.sequences
+        return detail_of(listed.catalog, listed.book, sequence_id).to_json()
+
+    def sequence_contacts(self, query: SequenceContactsQuery) -> dict[str, Any]:
+        view = self._models.contacts
+        return contacts_of(view.catalog, view.book, view.directory, query).to_json()
 
     def history(self, query: HistoryQuery) -> dict[str, Any] | None:
         page = self._models.history.query(query)
@@ -100,6 +119,14 @@ class PostgresReadModels:
     def sequences(self) -> list[dict[str, Any]]:
         with self._projection() as projection:
             return [row.to_json() for row in projection.sequence_rows()]
+
+    def sequence(self, sequence_id: str) -> dict[str, Any]:
+        with self._projection() as projection:
+            return dict(projection.sequence_detail(sequence_id).to_json())
+
+    def sequence_contacts(self, query: SequenceContactsQuery) -> dict[str, Any]:
+        with self._projection() as projection:
+            return dict(projection.sequence_contacts(query).to_json())
 
     def history(self, query: HistoryQuery) -> dict[str, Any] | None:
         with self._projection() as projection:
@@ -182,10 +209,12 @@ def make_app(
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/sequences", _list_sequences)
     app.router.add_post("/sequences", _create_sequence)
+    app.router.add_get("/sequences/{sequence_id}", _show_sequence)
     app.router.add_put("/sequences/{sequence_id}", _replace_sequence)
     app.router.add_delete("/sequences/{sequence_id}", _delete_sequence)
     app.router.add_post("/sequences/{sequence_id}/copy", _copy_sequence)
     app.router.add_post("/sequences/{sequence_id}/enrollments", _enroll)
+    app.router.add_get("/sequences/{sequence_id}/contacts", _sequence_contacts)
     app.router.add_get("/sequences/{sequence_id}/history", _history)
     app.router.add_get("/contacts/{contact_id}", _contact)
     return app
@@ -243,7 +272,11 @@ async def _idempotent(
 # The query parameters each route reads; any other is refused by name, so a misspelt filter
 # (`serach=`) is not answered with the whole unfiltered history.
 HISTORY_PARAMETERS = ("search", "type", "timeframe", "now", "timezone", "limit", "offset")
-ROUTE_PARAMETERS = {"/sequences/{sequence_id}/history": frozenset(HISTORY_PARAMETERS)}
+CONTACTS_PARAMETERS = ("all", "limit", "offset")
+ROUTE_PARAMETERS = {
+    "/sequences/{sequence_id}/history": frozenset(HISTORY_PARAMETERS),
+    "/sequences/{sequence_id}/contacts": frozenset(CONTACTS_PARAMETERS),
+}
 
 
 def _refuse_unknown_parameters(request: web.Request) -> None:
@@ -443,6 +476,37 @@ async def _existing(request: web.Request) -> str:
 
 async def _list_sequences(request: web.Request) -> web.Response:
     return _json(await asyncio.to_thread(request.app[STATE].read_models.sequences))
+
+
+async def _show_sequence(request: web.Request) -> web.Response:
+    sequence_id = request.match_info["sequence_id"]
+    read = request.app[STATE].read_models.sequence
+    try:
+        return _json(await asyncio.to_thread(read, sequence_id))
+    except UnknownSequenceError as unknown:
+        raise ApiError(404, str(unknown), "sequence_id") from None
+
+
+async def _sequence_contacts(request: web.Request) -> web.Response:
+    query = contacts_query(request.match_info["sequence_id"], request.query)
+    read = request.app[STATE].read_models.sequence_contacts
+    try:
+        return _json(await asyncio.to_thread(read, query))
+    except UnknownSequenceError as unknown:
+        raise ApiError(404, str(unknown), "sequence_id") from None
+
+
+def contacts_query(sequence_id: str, params: Mapping[str, str]) -> SequenceContactsQuery:
+    """The query string as a SequenceContactsQuery; a bad parameter is a 400 naming it."""
+    ended = params.get("all") or "false"
+    if ended not in ("true", "false"):
+        raise ApiError(400, "must be true or false", "all")
+    return SequenceContactsQuery(
+        sequence_id=sequence_id,
+        ended=ended == "true",
+        limit=_limit(params),
+        offset=_count(params, "offset") or 0,
+    )
 
 
 async def _history(request: web.Request) -> web.Response:
@@ -669,6 +733,131 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
     },
     "SequenceList": {"type": "array", "items": _ref("SequenceRow")},
+    "SequenceDetail": {
+        "type": "object",
+        "description": "One sequence: the list's columns, its description and the definition"
+        " in force.",
+        "required": [
+            "id",
+            "name",
+            "description",
+            "created",
+            "steps",
+            "process_on",
+            "line",
+            "contacts",
+            "remaining_tasks",
+            "status",
+            "problems",
+            "definition",
+        ],
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "description": _nullable("string"),
+            "created": _nullable("string"),
+            "steps": {"type": "integer"},
+            "process_on": _nullable("string"),
+            "line": _nullable("string"),
+            "contacts": {"type": "integer", "description": "active enrollments"},
+            "remaining_tasks": {"type": "integer"},
+            "status": {"type": "string"},
+            "problems": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "why the sequence is invalid; empty when active",
+            },
+            "definition": _nullable(
+                "object",
+                description="The definition in force as the engine published it with"
+                " sequence.defined: a sequence file's sequence with every default filled in"
+                " (settings, `schedule`, `steps` with their `delay` and settings, `triggers`);"
+                " keys in the sequence file's order. A trigger without `action` enrolls, but"
+                " `call_duration`, which disenrolls. null when the stream was written by an"
+                " engine that did not publish it.",
+                required=["id", "name", "steps", "triggers"],
+                properties={
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "steps": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["id", "type"],
+                            "properties": {
+                                "id": {"type": "string"},
+                                "type": {"type": "string"},
+                                "delay": {"type": "object"},
+                            },
+                            "additionalProperties": True,
+                        },
+                    },
+                    "triggers": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["type"],
+                            "properties": {
+                                "type": {"type": "string"},
+                                "action": {"type": "string", "enum": ["enroll", "disenroll"]},
+                            },
+                            "additionalProperties": True,
+                        },
+                    },
+                },
+                additionalProperties=True,
+            ),
+        },
+        "additionalProperties": False,
+    },
+    "SequenceContact": {
+        "type": "object",
+        "description": "One enrollment in the sequence and its contact as known now.",
+        "required": [
+            "contact_id",
+            "name",
+            "phone",
+            "email",
+            "enrollment_id",
+            "state",
+            "reason",
+            "enrolled_at",
+            "ended_at",
+            "steps_done",
+            "steps_total",
+            "next_step_id",
+            "next_due_at",
+        ],
+        "properties": {
+            "contact_id": {"type": "string"},
+            "name": _nullable("string"),
+            "phone": _nullable("string"),
+            "email": _nullable("string"),
+            "enrollment_id": {"type": "string"},
+            "state": {"type": "string", "enum": ["active", "completed", "disenrolled"]},
+            "reason": _nullable("string", description="why it was disenrolled"),
+            "enrolled_at": {"type": "string", "format": "date-time"},
+            "ended_at": _nullable("string", format="date-time"),
+            "steps_done": {
+                "type": "integer",
+                "description": "steps of the definition in force executed or skipped",
+            },
+            "steps_total": _nullable("integer", description="steps of the definition in force"),
+            "next_step_id": _nullable("string"),
+            "next_due_at": _nullable("string", format="date-time"),
+        },
+        "additionalProperties": False,
+    },
+    "SequenceContactsPage": {
+        "type": "object",
+        "required": ["sequence_id", "total", "rows"],
+        "properties": {
+            "sequence_id": {"type": "string"},
+            "total": {"type": "integer", "description": "rows before limit and offset"},
+            "rows": {"type": "array", "items": _ref("SequenceContact")},
+        },
+        "additionalProperties": False,
+    },
     "HistoryRow": {
         "type": "object",
         "required": [
@@ -812,6 +1001,14 @@ def openapi_document() -> dict[str, Any]:
             },
             "/sequences/{sequence_id}": {
                 "parameters": [_SEQUENCE_ID],
+                "get": {
+                    "summary": "A sequence's settings, steps and triggers (as `sequences show"
+                    " --json`); a deleted sequence is unknown, as in the list",
+                    "responses": {
+                        "200": _reply("the sequence", "SequenceDetail"),
+                        **_errors_for(400, 404),
+                    },
+                },
                 "put": {
                     "summary": "Replace a sequence's definition, or define it under this id"
                     " (publishes sequence.applied)",
@@ -848,6 +1045,34 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "202": _reply("published", "Accepted"),
                         **_errors_for(400, 404, 405, 413, 415, 422),
+                    },
+                },
+            },
+            "/sequences/{sequence_id}/contacts": {
+                "parameters": [_SEQUENCE_ID],
+                "get": {
+                    "summary": "The contacts enrolled (as `sequences contacts --json`): active"
+                    " enrollments by enrolled_at, then contact id",
+                    "parameters": [
+                        _query(
+                            "all",
+                            "true: the enrollments that completed or were disenrolled too",
+                            type="boolean",
+                            default=False,
+                        ),
+                        _query(
+                            "limit",
+                            f"rows to return (default {DEFAULT_LIMIT}, at most {MAX_LIMIT};"
+                            " `total` counts them all)",
+                            type="integer",
+                            minimum=0,
+                            maximum=MAX_LIMIT,
+                        ),
+                        _query("offset", "rows to skip", type="integer", minimum=0, default=0),
+                    ],
+                    "responses": {
+                        "200": _reply("the page and the total", "SequenceContactsPage"),
+                        **_errors_for(400, 404),
                     },
                 },
             },

@@ -17,10 +17,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from ops.api_cli import read_only, read_only_reason
 from ops.http_api import ApiError, FileReadModels, history_query, make_app, openapi_document
 from projections.loading import load_file
+from projections.sequence_detail import detail_of
 from schemas.definitions import load_definition_file
 from schemas.envelope import CloudEvent
 from schemas.validation import decode_event
 from streams.embedded import replay
+from tests.projections.drip_scenario import drip_outputs, without_definitions, write
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "engine" / "scenarios"
 UNTIL = datetime.fromisoformat("2028-03-04T00:00:00+00:00")
@@ -219,6 +221,99 @@ async def test_history_with_filters_and_paging(
         params={"timeframe": "today", "now": "2030-01-01T12:00:00Z"},
     )
     assert later["total"] == 0
+
+
+async def test_get_a_sequence_is_sequences_show_json(
+    client: TestClient[web.Request, web.Application], output_file: Path
+) -> None:
+    shown = await call(client, "get", "/sequences/welcome", WELCOME_SEQUENCE, 200)
+
+    models, _ = load_file(output_file)
+    assert shown == detail_of(models.sequences.catalog, models.sequences.book, "welcome").to_json()
+    assert (shown["contacts"], shown["remaining_tasks"]) == (1, 2)
+    assert [step["id"] for step in shown["definition"]["steps"]] == ["hello", "mail", "call", "tag"]
+    assert shown["definition"]["schedule"]["open"] == "08:30"
+    assert shown["definition"]["triggers"] == [{"type": "contact_tagged", "tags": ["web-lead"]}]
+
+
+async def test_a_sequences_contacts_are_its_enrollments_paged_with_the_total(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    template = "/sequences/{sequence_id}/contacts"
+    url = "/sequences/welcome/contacts"
+
+    active = await call(client, "get", url, template, 200)
+    everyone = await call(client, "get", url, template, 200, params={"all": "true"})
+    second = await call(
+        client, "get", url, template, 200, params={"all": "true", "limit": "1", "offset": "1"}
+    )
+    explicit = await call(client, "get", url, template, 200, params={"all": "false"})
+
+    assert [(r["contact_id"], r["state"]) for r in active["rows"]] == [("c-100", "active")]
+    assert active["rows"][0]["next_step_id"] == "call"
+    assert (active["total"], explicit) == (1, active)
+    assert [(r["contact_id"], r["state"], r["reason"]) for r in everyone["rows"]] == [
+        ("c-100", "active", None),
+        ("c-101", "disenrolled", "responded"),
+    ]
+    assert second == {**everyone, "rows": everyone["rows"][1:]}
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"all": "yes"}, "all"),
+        ({"limit": "10001"}, "limit"),
+        ({"offset": "-1"}, "offset"),
+        ({"state": "active"}, "state"),
+    ],
+)
+async def test_a_bad_contacts_parameter_is_named(
+    client: TestClient[web.Request, web.Application], params: dict[str, str], field: str
+) -> None:
+    template = "/sequences/{sequence_id}/contacts"
+    body = await call(client, "get", "/sequences/welcome/contacts", template, 400, params=params)
+    assert body["field"] == field
+
+
+@pytest.fixture
+async def drip_client(
+    tmp_path: Path, sink: Sink, request: pytest.FixtureRequest
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """The API over the drip scenario (tests/projections/drip_scenario.py): a deleted
+    sequence, and with `indirect` True, a stream without definitions."""
+    events = drip_outputs()
+    if getattr(request, "param", False):
+        events = without_definitions(events)
+    models, _ = load_file(write(events, tmp_path / "drip.jsonl"))
+    async with TestClient(TestServer(make_app(sink, FileReadModels(models)))) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    ("sequence_id", "error"),
+    [("gone", "unknown sequence 'gone': deleted"), ("nope", "unknown sequence 'nope'")],
+)
+async def test_a_deleted_sequence_is_404_as_an_unknown_one(
+    drip_client: TestClient[web.Request, web.Application], sequence_id: str, error: str
+) -> None:
+    for url, template in (
+        (f"/sequences/{sequence_id}", WELCOME_SEQUENCE),
+        (f"/sequences/{sequence_id}/contacts", "/sequences/{sequence_id}/contacts"),
+    ):
+        body = await call(drip_client, "get", url, template, 404)
+        assert (body["error"], body["field"]) == (error, "sequence_id")
+    listed = await call(drip_client, "get", "/sequences", "/sequences", 200)
+    assert [row["id"] for row in listed] == ["drip", "idle"]
+
+
+@pytest.mark.parametrize("drip_client", [True], indirect=True)
+async def test_a_sequence_from_a_stream_without_its_definition_has_a_null_one(
+    drip_client: TestClient[web.Request, web.Application],
+) -> None:
+    shown = await call(drip_client, "get", "/sequences/drip", WELCOME_SEQUENCE, 200)
+    assert shown["definition"] is None
+    assert (shown["steps"], shown["contacts"]) == (3, 2)
 
 
 async def test_contact_view(client: TestClient[web.Request, web.Application]) -> None:
@@ -678,6 +773,7 @@ async def test_a_json_body_or_one_without_a_content_type_is_taken(
         ("get", "/sequences/welcome/history", "/sequences/{sequence_id}/history", "serach"),
         ("get", "/sequences", "/sequences", "status"),
         ("get", "/contacts/c-1", "/contacts/{contact_id}", "fields"),
+        ("get", "/sequences/welcome", WELCOME_SEQUENCE, "fields"),
         ("delete", "/sequences/welcome", WELCOME_SEQUENCE, "force"),
     ],
 )

@@ -10,12 +10,17 @@ from typing import Any
 
 import psycopg
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from psycopg import sql
 
+from ops.http_api import FileReadModels, PostgresReadModels, make_app
+from projections.loading import load_file
 from projections.postgres import PostgresProjection
 from projections.sequence_contacts import SequenceContactsQuery
 from projections.state import UnknownSequenceError
 from projections.stream import OutputEvent, Positioned
+from schemas.envelope import CloudEvent
+from tests.ops.test_http_api import call
 from tests.projections.drip_scenario import drip_outputs, without_definitions, write
 from tests.projections.test_postgres_projection import apply_in_batches
 from tests.projections.test_readmodel_cli import run
@@ -192,3 +197,43 @@ def test_the_commands_say_when_the_read_models_hold_no_definition(
         " read before they kept it (`dripstream projections run --reset` reads the topics"
         " again).\n"
     )
+
+
+# --- the HTTP API on PostgreSQL ----------------------------------------------------------------
+
+
+async def test_the_api_answers_from_postgresql_as_from_the_file(
+    projection: PostgresProjection, tmp_path: Path, database_url: str, pg_schema: str
+) -> None:
+    events = drip_outputs()
+    apply_in_batches(projection, events, 1000)
+    models, _ = load_file(write(events, tmp_path / "out.jsonl"))
+    requests = [
+        ("/sequences/drip", "/sequences/{sequence_id}", {}, 200),
+        ("/sequences/idle", "/sequences/{sequence_id}", {}, 200),
+        ("/sequences/gone", "/sequences/{sequence_id}", {}, 404),
+        ("/sequences/drip/contacts", "/sequences/{sequence_id}/contacts", {}, 200),
+        ("/sequences/drip/contacts", "/sequences/{sequence_id}/contacts", {"all": "true"}, 200),
+        (
+            "/sequences/drip/contacts",
+            "/sequences/{sequence_id}/contacts",
+            {"all": "true", "limit": "1", "offset": "2"},
+            200,
+        ),
+        ("/sequences/nope/contacts", "/sequences/{sequence_id}/contacts", {}, 404),
+    ]
+
+    answers: list[list[Any]] = []
+    for read_models in (FileReadModels(models), PostgresReadModels(database_url, pg_schema)):
+        answers.append([])
+        async with TestClient(TestServer(make_app(_publish_nothing, read_models))) as client:
+            for url, template, params, status in requests:
+                answers[-1].append(await call(client, "get", url, template, status, params=params))
+
+    from_file, from_database = answers
+    assert from_database == from_file
+    assert from_database[4]["total"] == 3
+
+
+async def _publish_nothing(topic: str, event: CloudEvent) -> None:
+    raise AssertionError("a read publishes nothing")
