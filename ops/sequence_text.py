@@ -77,6 +77,7 @@ def _facts(detail: SequenceDetail) -> str:
 
 def _settings(definition: Mapping[str, Any]) -> str:
     schedule = definition.get("schedule")
+    # Without a schedule (open all day) the engine's default: false.
     within_hours = (
         schedule.get("enroll_only_within_hours") if isinstance(schedule, Mapping) else None
     )
