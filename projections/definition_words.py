@@ -38,9 +38,10 @@ def delay_words(delay: Any, after: str | None) -> str:
 
 
 def trigger_action(trigger: Mapping[str, Any]) -> str:
-    """What the trigger does to a contact. `sequence.defined` fills `action` in only on the
-    disposition triggers; the engine's rule for the others (aggregates/sequence.py): a
-    `call_duration` trigger disenrolls, any other without an action enrolls."""
+    """What the trigger does to a contact. `sequence.defined` fills `action` in on every
+    trigger; a stream written before it did had it on the disposition triggers only, and
+    the engine's rule for the others: a `call_duration` trigger disenrolls, any other
+    enrolls."""
     action = trigger.get("action")
     if isinstance(action, str) and action:
         return action

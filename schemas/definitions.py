@@ -46,8 +46,10 @@ SEQUENCE_DEFAULTS: dict[str, Any] = {
 SCHEDULE_DEFAULTS: dict[str, Any] = {"enroll_only_within_hours": False}
 STEP_DEFAULTS: dict[str, Any] = {"delay": {"kind": "none"}}
 TIME_OF_DAY_DEFAULTS: dict[str, Any] = {"days": 0}
-DISPOSITION_TRIGGER_DEFAULTS: dict[str, Any] = {"action": "enroll"}
-_DISPOSITION_TRIGGERS = frozenset({"contact_disposition", "call_disposition"})
+TRIGGER_DEFAULTS: dict[str, Any] = {"action": "enroll"}
+# A call_duration trigger removes the contact (CONTRACT.md §2): its action says so, so that
+# a reader of the definition need not know the rule.
+CALL_DURATION_TRIGGER_DEFAULTS: dict[str, Any] = {"action": "disenroll"}
 
 
 class DefinitionRejected(ValueError):  # noqa: N818 - the name is fixed by DEVELOPERS.md
@@ -366,9 +368,12 @@ def _sequence_with_defaults(sequence: dict[str, Any]) -> dict[str, Any]:
         filled["schedule"] = _filled(SCHEDULE_DEFAULTS, filled["schedule"])
     filled["steps"] = [_step_with_defaults(step) for step in filled["steps"]]
     filled["triggers"] = [
-        _filled(DISPOSITION_TRIGGER_DEFAULTS, trigger)
-        if trigger["type"] in _DISPOSITION_TRIGGERS
-        else dict(trigger)
+        _filled(
+            CALL_DURATION_TRIGGER_DEFAULTS
+            if trigger["type"] == "call_duration"
+            else TRIGGER_DEFAULTS,
+            trigger,
+        )
         for trigger in filled["triggers"]
     ]
     return filled

@@ -233,7 +233,9 @@ async def test_get_a_sequence_is_sequences_show_json(
     assert (shown["contacts"], shown["remaining_tasks"]) == (1, 2)
     assert [step["id"] for step in shown["definition"]["steps"]] == ["hello", "mail", "call", "tag"]
     assert shown["definition"]["schedule"]["open"] == "08:30"
-    assert shown["definition"]["triggers"] == [{"type": "contact_tagged", "tags": ["web-lead"]}]
+    assert shown["definition"]["triggers"] == [
+        {"type": "contact_tagged", "tags": ["web-lead"], "action": "enroll"}
+    ]
 
 
 async def test_a_sequences_contacts_are_its_enrollments_paged_with_the_total(

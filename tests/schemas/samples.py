@@ -32,7 +32,7 @@ DEFINITION: dict[str, Any] = {
             "steps": [
                 {"id": "s1", "type": "send_sms", "delay": {"kind": "none"}, "text": "Hi!"},
             ],
-            "triggers": [{"type": "contact_tagged", "tags": ["hot"]}],
+            "triggers": [{"type": "contact_tagged", "tags": ["hot"], "action": "enroll"}],
         }
     ],
 }

@@ -85,7 +85,7 @@ sequences:
     }
     assert sequence["steps"][0]["tag"] == "yes"
     assert sequence["steps"][0]["delay"] == {"kind": "time_of_day", "at": "10:00", "days": 0}
-    assert sequence["triggers"][0] == {"type": "dnc_changed", "on": "removed"}
+    assert sequence["triggers"][0] == {"type": "dnc_changed", "on": "removed", "action": "enroll"}
 
 
 def test_a_yaml_flow_mapping_is_not_mistaken_for_json() -> None:
@@ -520,6 +520,7 @@ def test_defaults_are_filled_in() -> None:
                     {"type": "contact_disposition", "dispositions": ["hot"]},
                     {"type": "call_disposition", "dispositions": ["no"], "action": "disenroll"},
                     {"type": "contact_created"},
+                    {"type": "call_duration", "metric": "talk_time", "seconds": 60},
                 ],
             }
         ],
@@ -544,7 +545,8 @@ def test_defaults_are_filled_in() -> None:
     assert [trigger.get("action") for trigger in sequence["triggers"]] == [
         "enroll",
         "disenroll",
-        None,
+        "enroll",
+        "disenroll",  # a call_duration trigger's only action
     ]
 
 

@@ -60,7 +60,4 @@ def test_the_defaults_written_in_the_schema_are_the_ones_filled_in() -> None:
     assert _defaults(sequence["schedule"]["properties"]) == definitions.SCHEDULE_DEFAULTS
     assert _defaults(found["step"]["allOf"][0]["properties"]) == definitions.STEP_DEFAULTS
     assert _defaults(found["delay"]["allOf"][0]["properties"]) == definitions.TIME_OF_DAY_DEFAULTS
-    assert (
-        _defaults(found["trigger"]["allOf"][0]["properties"])
-        == definitions.DISPOSITION_TRIGGER_DEFAULTS
-    )
+    assert _defaults(found["trigger"]["allOf"][0]["properties"]) == definitions.TRIGGER_DEFAULTS
