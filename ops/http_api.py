@@ -214,6 +214,7 @@ def make_app(
     app.router.add_delete("/sequences/{sequence_id}", _delete_sequence)
     app.router.add_post("/sequences/{sequence_id}/copy", _copy_sequence)
     app.router.add_post("/sequences/{sequence_id}/enrollments", _enroll)
+    app.router.add_post("/sequences/{sequence_id}/removals", _remove)
     app.router.add_get("/sequences/{sequence_id}/contacts", _sequence_contacts)
     app.router.add_get("/sequences/{sequence_id}/history", _history)
     app.router.add_get("/contacts/{contact_id}", _contact)
@@ -375,6 +376,16 @@ ENROLL_KEYS = ("contact_ids", "tag", "line_id", "contact_group")
 
 
 async def _enroll(request: web.Request) -> web.Response:
+    return await _targeted(request, "enrollment.requested")
+
+
+async def _remove(request: web.Request) -> web.Response:
+    """Take contacts out of the sequence by hand (the Sequences page's Contacts)."""
+    return await _targeted(request, "enrollment.removal_requested")
+
+
+async def _targeted(request: web.Request, kind: str) -> web.Response:
+    """A command naming contacts by ids, tag, line or group, for one sequence."""
     sequence_id = await _existing(request)
     body = await _body(request)
     if body.get("sequence_id", sequence_id) != sequence_id:
@@ -388,7 +399,7 @@ async def _enroll(request: web.Request) -> web.Response:
     # empty id: the data's check names `contact_ids[0]` for that, not the envelope's subject.)
     single = isinstance(ids, list) and len(ids) == 1 and len(data) == 2 and bool(ids[0])
     subject = str(ids[0]) if single and isinstance(ids, list) else f"sequence:{sequence_id}"
-    event = await _send(request, "enrollment.requested", subject, data)
+    event = await _send(request, kind, subject, data)
     return _json({"command_id": event.id, "sequence_id": sequence_id}, 202)
 
 
@@ -1041,6 +1052,19 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [_SEQUENCE_ID],
                 "post": {
                     "summary": "Enroll contacts (publishes enrollment.requested)",
+                    "requestBody": {"required": True, "content": _content("EnrollmentRequest")},
+                    "responses": {
+                        "202": _reply("published", "Accepted"),
+                        **_errors_for(400, 404, 405, 413, 415, 422),
+                    },
+                },
+            },
+            "/sequences/{sequence_id}/removals": {
+                "parameters": [_SEQUENCE_ID],
+                "post": {
+                    "summary": "Take contacts out of the sequence by hand (publishes"
+                    " enrollment.removal_requested; each one enrolled is disenrolled, reason"
+                    " manual)",
                     "requestBody": {"required": True, "content": _content("EnrollmentRequest")},
                     "responses": {
                         "202": _reply("published", "Accepted"),

@@ -790,3 +790,37 @@ async def test_an_unknown_query_parameter_is_named_not_passed_over(
     body = await call(client, method, url, template, 400, params={parameter: "x"})
     assert body["field"] == parameter
     assert sink.sent == []
+
+
+@pytest.mark.parametrize(
+    ("body", "subject"),
+    [({"contact_ids": ["c-1"]}, "c-1"), ({"tag": "hot"}, "sequence:welcome")],
+)
+async def test_a_removal_publishes_enrollment_removal_requested(
+    client: TestClient[web.Request, web.Application],
+    sink: Sink,
+    body: dict[str, Any],
+    subject: str,
+) -> None:
+    answer = await call(
+        client,
+        "post",
+        "/sequences/welcome/removals",
+        "/sequences/{sequence_id}/removals",
+        202,
+        json=body,
+    )
+    event = sink.only()
+    assert answer == {"command_id": event.id, "sequence_id": "welcome"}
+    assert (event.type, event.subject) == ("enrollment.removal_requested", subject)
+    assert event.data == {"sequence_id": "welcome", **body}
+
+
+async def test_a_removal_without_contacts_or_from_an_unknown_sequence_is_refused(
+    client: TestClient[web.Request, web.Application], sink: Sink
+) -> None:
+    template = "/sequences/{sequence_id}/removals"
+    body = await call(client, "post", "/sequences/welcome/removals", template, 422, json={})
+    assert body["field"] == "body"
+    await call(client, "post", "/sequences/nope/removals", template, 404, json={"tag": "hot"})
+    assert sink.sent == []
