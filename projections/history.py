@@ -39,6 +39,13 @@ COMMUNICATION_TYPES = frozenset(
 # when it is one of NOT_REACHED (providers' own words: Twilio's message and call statuses,
 # SendGrid's events).
 OUTCOME_TYPES = frozenset({"effect.failed", "effect.unknown", "effect.status_changed"})
+# A contact's key on a dialer call: they answered, and said what they want.
+KEY_PRESSED = "dialer.key_pressed"
+_KEY_MEANINGS = {
+    "connect": "put through to an agent",
+    "callback": "asked to be called back",
+    "opt_out": "asked not to be contacted again",
+}
 NOT_REACHED = {
     "failed": "failed",
     "undelivered": "undelivered",
@@ -69,7 +76,7 @@ EVENT_KINDS: dict[str, frozenset[str]] = {
     "enrollment": ENROLLMENT_TYPES,
     "disenrollment": DISENROLLMENT_TYPES,
     "property_update": PROPERTY_UPDATE_TYPES,
-    "communication": COMMUNICATION_TYPES | OUTCOME_TYPES,
+    "communication": COMMUNICATION_TYPES | OUTCOME_TYPES | {KEY_PRESSED},
     "creation": CREATION_TYPES,
     "trigger": STEP_TYPES | {"webhook.post"},
 }
@@ -235,6 +242,10 @@ def describe(kind: str, data: Mapping[str, Any]) -> str:
         return _describe_update(data) or "Contact updated"
     if kind in OUTCOME_TYPES:
         return _describe_outcome(kind, data)
+    if kind == KEY_PRESSED:
+        meaning = _KEY_MEANINGS.get(text_of(data, "action") or "")
+        pressed = f"Call answered: pressed {text_of(data, 'digit') or '?'}"
+        return f"{pressed} ({meaning})" if meaning else pressed
     return kind
 
 

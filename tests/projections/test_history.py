@@ -171,6 +171,31 @@ def test_a_send_the_provider_did_not_carry_out_reads_as_its_own_row(
     assert query(report_of(given), kind="communication")[0] == ("c-1", action, kind)
 
 
+@pytest.mark.parametrize(
+    ("digit", "action", "row"),
+    [
+        ("1", "connect", "Call answered: pressed 1 (put through to an agent)"),
+        ("2", "callback", "Call answered: pressed 2 (asked to be called back)"),
+        ("9", "opt_out", "Call answered: pressed 9 (asked not to be contacted again)"),
+    ],
+)
+def test_a_key_pressed_on_a_dialer_call_is_a_communication_row(
+    digit: str, action: str, row: str
+) -> None:
+    # given a progressive call, and the contact's key on it (from the effects processor)
+    given = Stream()
+    given.defined("w")
+    given.scoped("call.dial", "w", "c-1", T0, step_id="s1", mode="progressive")
+    given.scoped(
+        "dialer.key_pressed", "w", "c-1", T1, effect_id="fx:1", effect_type="call.dial",
+        digit=digit, action=action, call_sid="CA1",
+    )  # fmt: skip
+    # then the report says what the contact chose, under communication
+    key_row = ("c-1", row, "dialer.key_pressed")
+    assert query(report_of(given)) == [key_row, ("c-1", "Call dialed (progressive)", "call.dial")]
+    assert query(report_of(given), kind="communication")[0] == key_row
+
+
 @pytest.mark.parametrize("status", ["queued", "sent", "delivered", "opened", "completed"])
 def test_a_send_that_went_through_adds_no_row(status: str) -> None:
     given = Stream()

@@ -100,6 +100,11 @@ def rich_stream() -> Stream:
             effect_type="sms.send",
             **answer,
         )
+    given.scoped(
+        "dialer.key_pressed", "welcome", "c-100", "2028-03-02T07:00:03Z",
+        effect_id="fx:welcome:c-100:1:s1:1", effect_type="call.dial", digit="2",
+        action="callback", call_sid="CA1",
+    )  # fmt: skip
     given.step(
         "deferred",
         "welcome",
