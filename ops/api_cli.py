@@ -4,6 +4,7 @@ reading the read models from an output stream file or PostgreSQL."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ops.api_auth import Tokens
 from ops.cli_groups import SubParsers
 from ops.http_api import (
     ApiError,
@@ -60,10 +62,40 @@ def register(commands: SubParsers) -> None:
         metavar="FILE",
         help="a sequence file whose account is sent with definitions that carry none",
     )
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve commands without DRIPSTREAM_API_ADMIN_TOKEN on an address other than"
+        " loopback (anyone who reaches it may change and delete sequences)",
+    )
     parser.set_defaults(handler=run_api)
 
 
+ADMIN_TOKEN_VARIABLE = "DRIPSTREAM_API_ADMIN_TOKEN"  # noqa: S105 - a name, not a secret
+READ_TOKEN_VARIABLE = "DRIPSTREAM_API_READ_TOKEN"  # noqa: S105 - a name, not a secret
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def tokens_from_environment() -> Tokens:
+    return Tokens(
+        admin=os.environ.get(ADMIN_TOKEN_VARIABLE) or None,
+        read=os.environ.get(READ_TOKEN_VARIABLE) or None,
+    )
+
+
 def run_api(args: argparse.Namespace) -> int:
+    tokens = tokens_from_environment()
+    if tokens.admin is None and args.history is None:
+        # The seed: only administrators create sequences. Open commands are for a machine
+        # of one's own; on a shared address the operator must say so.
+        if args.host not in LOOPBACK and not args.no_auth:
+            print(
+                f"{PROG}: set {ADMIN_TOKEN_VARIABLE} (commands need it) or pass --no-auth to serve"
+                f" commands to anyone who reaches {args.host}:{args.port}",
+                file=sys.stderr,
+            )
+            return 2
+        print(f"{PROG}: {ADMIN_TOKEN_VARIABLE} is not set: commands are open", file=sys.stderr)
     read_models: ReadModelSource
     if args.history is not None:
         try:
@@ -84,7 +116,7 @@ def run_api(args: argparse.Namespace) -> int:
             print(f"{PROG}: {args.account}: {rejected}", file=sys.stderr)
             return 2
     web.run_app(
-        _application(args, read_models, account),
+        _application(args, read_models, account, tokens),
         host=args.host,
         port=args.port,
         print=lambda text: print(text, file=sys.stderr),
@@ -93,7 +125,10 @@ def run_api(args: argparse.Namespace) -> int:
 
 
 async def _application(
-    args: argparse.Namespace, read_models: ReadModelSource, account: dict[str, Any] | None
+    args: argparse.Namespace,
+    read_models: ReadModelSource,
+    account: dict[str, Any] | None,
+    tokens: Tokens,
 ) -> web.Application:
     """Built inside the running loop, so the producer belongs to the server's loop."""
     if args.history is not None:
@@ -104,6 +139,7 @@ async def _application(
             read_models,
             default_account=account,
             read_only=read_only_reason(args.history),
+            tokens=tokens,
         )
     producer_box: dict[str, Any] = {}
 
@@ -112,7 +148,7 @@ async def _application(
         key = event.subject.encode() if event.subject else None
         await producer.send_and_wait(args.topic_prefix + topic, event.encode(), key=key)
 
-    app = make_app(publish, read_models, default_account=account)
+    app = make_app(publish, read_models, default_account=account, tokens=tokens)
 
     async def producer_context(_app: web.Application) -> AsyncIterator[None]:
         from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]  # noqa: PLC0415

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 from aiohttp import web
 
+from ops.api_auth import AUTHORIZATION, Tokens, Unauthorized, check
 from projections.history import TIMEFRAMES, HistoryQuery, event_types_for
 from projections.loading import ReadModels, load_file
 from projections.sequence_contacts import SequenceContactsQuery, contacts_of
@@ -150,7 +151,10 @@ class ApiError(Exception):
         self.extra = extra
 
     def response(self) -> web.Response:
-        return _json({"error": self.error, "field": self.field, **self.extra}, self.status)
+        answer = _json({"error": self.error, "field": self.field, **self.extra}, self.status)
+        if self.status == 401:
+            answer.headers["WWW-Authenticate"] = 'Bearer realm="dripstream"'
+        return answer
 
 
 @dataclass
@@ -160,6 +164,7 @@ class _State:
     default_account: Mapping[str, Any] | None
     # Why commands are refused (405) before their bodies are read, when they are.
     read_only: str | None = None
+    tokens: Tokens = field(default_factory=Tokens)
     counter: itertools.count[int] = field(default_factory=itertools.count)
     # What this process published: id -> still defined (the read models may lag behind).
     published: dict[str, bool] = field(default_factory=dict)
@@ -200,12 +205,14 @@ def make_app(
     *,
     default_account: Mapping[str, Any] | None = None,
     read_only: str | None = None,
+    tokens: Tokens | None = None,
 ) -> web.Application:
     """The API. `default_account` is the account sent with a definition whose body has none
     (a `sequence.applied` document always carries one). `read_only`: every command is
-    answered 405 with this message, whatever its body."""
+    answered 405 with this message, whatever its body. `tokens`: who may send commands
+    and read (ops/api_auth.py); none, anyone who reaches the port."""
     app = web.Application(middlewares=[_errors, _idempotent])
-    app[STATE] = _State(publish, read_models, default_account, read_only)
+    app[STATE] = _State(publish, read_models, default_account, read_only, tokens or Tokens())
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/sequences", _list_sequences)
     app.router.add_post("/sequences", _create_sequence)
@@ -226,6 +233,10 @@ async def _errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     try:
+        try:
+            check(request, request.app[STATE].tokens)
+        except Unauthorized as refused:
+            raise ApiError(refused.status, refused.reason, AUTHORIZATION) from None
         refusal = request.app[STATE].read_only
         if refusal is not None and request.method not in ("GET", "HEAD"):
             raise ApiError(405, refusal, None)
@@ -632,6 +643,8 @@ def _reply(description: str, schema: str) -> dict[str, Any]:
 def _errors_for(*codes: int) -> dict[str, Any]:
     what = {
         400: "invalid JSON, or a bad or unknown query parameter (field names it)",
+        401: "no token, or an unknown one, where the API has tokens set (field Authorization)",
+        403: "the read token on a command: commands need the admin token",
         404: "unknown sequence or contact",
         405: "read-only: this API serves a file (`--history`), commands are not taken",
         409: "the id is taken",
@@ -990,6 +1003,7 @@ def openapi_document() -> dict[str, Any]:
             "/openapi.json": {
                 "get": {
                     "summary": "This document",
+                    "security": [],  # open whatever tokens are set
                     "responses": {"200": {"description": "OpenAPI 3.0 document"}},
                 }
             },
@@ -998,7 +1012,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "The Sequences page (as `sequences list --json`)",
                     "responses": {
                         "200": _reply("one row per sequence", "SequenceList"),
-                        **_errors_for(400),
+                        **_errors_for(400, 401),
                     },
                 },
                 "post": {
@@ -1006,7 +1020,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": definition_body,
                     "responses": {
                         "201": _reply("published", "Accepted"),
-                        **_errors_for(400, 405, 409, 413, 415, 422),
+                        **_errors_for(400, 401, 403, 405, 409, 413, 415, 422),
                     },
                 },
             },
@@ -1017,7 +1031,7 @@ def openapi_document() -> dict[str, Any]:
                     " --json`); a deleted sequence is unknown, as in the list",
                     "responses": {
                         "200": _reply("the sequence", "SequenceDetail"),
-                        **_errors_for(400, 404),
+                        **_errors_for(400, 401, 404),
                     },
                 },
                 "put": {
@@ -1026,14 +1040,14 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": definition_body,
                     "responses": {
                         "200": _reply("published", "Accepted"),
-                        **_errors_for(400, 405, 413, 415, 422),
+                        **_errors_for(400, 401, 403, 405, 413, 415, 422),
                     },
                 },
                 "delete": {
                     "summary": "Delete a sequence (publishes sequence.delete_requested)",
                     "responses": {
                         "202": _reply("published", "Accepted"),
-                        **_errors_for(400, 404, 405, 422),
+                        **_errors_for(400, 401, 403, 404, 405, 422),
                     },
                 },
             },
@@ -1044,7 +1058,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _content("CopyRequest")},
                     "responses": {
                         "201": _reply("published; sequence_id is the new id", "Accepted"),
-                        **_errors_for(400, 404, 405, 409, 413, 415, 422),
+                        **_errors_for(400, 401, 403, 404, 405, 409, 413, 415, 422),
                     },
                 },
             },
@@ -1055,7 +1069,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _content("EnrollmentRequest")},
                     "responses": {
                         "202": _reply("published", "Accepted"),
-                        **_errors_for(400, 404, 405, 413, 415, 422),
+                        **_errors_for(400, 401, 403, 404, 405, 413, 415, 422),
                     },
                 },
             },
@@ -1068,7 +1082,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _content("EnrollmentRequest")},
                     "responses": {
                         "202": _reply("published", "Accepted"),
-                        **_errors_for(400, 404, 405, 413, 415, 422),
+                        **_errors_for(400, 401, 403, 404, 405, 413, 415, 422),
                     },
                 },
             },
@@ -1096,7 +1110,7 @@ def openapi_document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": _reply("the page and the total", "SequenceContactsPage"),
-                        **_errors_for(400, 404),
+                        **_errors_for(400, 401, 404),
                     },
                 },
             },
@@ -1137,7 +1151,7 @@ def openapi_document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": _reply("the page and the total", "HistoryPage"),
-                        **_errors_for(400, 404),
+                        **_errors_for(400, 401, 404),
                     },
                 },
             },
@@ -1154,10 +1168,21 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "A contact and its enrollments",
                     "responses": {
                         "200": _reply("the contact", "Contact"),
-                        **_errors_for(400, 404),
+                        **_errors_for(400, 401, 404),
                     },
                 },
             },
         },
-        "components": {"schemas": SCHEMAS},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "DRIPSTREAM_API_ADMIN_TOKEN for commands (and reads);"
+                    " DRIPSTREAM_API_READ_TOKEN for reads. A token not set is not asked for.",
+                }
+            },
+        },
+        "security": [{"bearer": []}, {}],
     }
