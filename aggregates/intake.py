@@ -239,6 +239,14 @@ def parse_lead_email(
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+")
 
 
+def own_intake_address(sequence_id: str, domain: str) -> str:
+    """The address `intake_address: auto` sets: the sequence's id and a hash of it (so two
+    ids differing in case only still differ) at the account's intake domain. A pure
+    function of the id: every worker, and every replay, sets the same one."""
+    digest = hashlib.sha256(sequence_id.encode()).hexdigest()[:8]
+    return f"{sequence_id}-{digest}@{domain}".lower()
+
+
 def intake_address(to: str) -> str:
     """The bare address a lead e-mail was sent to: lower-cased, without name or brackets.
 

@@ -12,9 +12,9 @@ from datetime import datetime, time
 from typing import Any, Literal
 
 from aggregates.calendar import Calendar, DailyWindow
-from aggregates.intake import intake_address
+from aggregates.intake import intake_address, own_intake_address
 from aggregates.templating import unknown_shortcodes, with_opt_out
-from schemas.definitions import DEFAULT_OPT_OUT_PHRASE, DEFAULT_TIMEZONE
+from schemas.definitions import AUTO_INTAKE, DEFAULT_OPT_OUT_PHRASE, DEFAULT_TIMEZONE
 from schemas.envelope import parse_time
 
 ProcessOn = Literal["every_day", "business_days"]
@@ -125,6 +125,7 @@ class Account:
     lines: Mapping[str, str] = field(default_factory=dict)
     users: Mapping[str, User] = field(default_factory=dict)
     ring_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    intake_domain: str | None = None
 
     def user_name(self, user_id: str | None) -> str | None:
         user = self.users.get(user_id) if user_id else None
@@ -168,15 +169,32 @@ class Sequence:
     def copied(self, new_id: str, new_name: str | None) -> Sequence:
         definition = {**self.definition, "id": new_id, "name": new_name or f"{self.name} (copy)"}
         definition.pop("created", None)
-        definition.pop("intake_address", None)  # an intake address belongs to one sequence
+        # An address belongs to one sequence; `auto` sets the copy one of its own.
+        auto = definition.get("intake_address") == AUTO_INTAKE
+        if not auto:
+            definition.pop("intake_address", None)
         return replace(
             self,
             id=new_id,
             name=str(definition["name"]),
-            intake_address=None,
+            intake_address=(
+                own_intake_address(new_id, self.intake_address.partition("@")[2])
+                if auto and self.intake_address
+                else None
+            ),
             created=None,
             definition=definition,
         )
+
+
+def _intake_address_of(doc: Mapping[str, Any], account: Account) -> str | None:
+    written = doc.get("intake_address")
+    if not written:
+        return None
+    if written == AUTO_INTAKE:
+        domain = account.intake_domain
+        return own_intake_address(str(doc["id"]), domain) if domain else None
+    return intake_address(str(written))
 
 
 def parse_clock(text: str) -> time:
@@ -208,6 +226,7 @@ def build_account(doc: Mapping[str, Any] | None) -> Account:
         lines={str(k): str(v) for k, v in (doc.get("lines") or {}).items()},
         users=users,
         ring_groups=ring_groups,
+        intake_domain=str(doc["intake_domain"]).lower() if doc.get("intake_domain") else None,
     )
 
 
@@ -261,6 +280,8 @@ def problems_of(
     systems outside dripstream, and the engine passes the ids on as they are.
     """
     problems: list[str] = []
+    if sequence_doc.get("intake_address") == AUTO_INTAKE and not account.intake_domain:
+        problems.append("intake_address: auto needs the account's intake_domain")
     line = sequence_doc.get("outbound_line")
     if line and account.lines and str(line) not in account.lines:
         problems.append(f"outbound_line: unknown line {str(line)!r}")
@@ -385,9 +406,7 @@ def build_sequence(doc: Mapping[str, Any], account: Account) -> Sequence:
         remove_on_response=bool(doc.get("remove_on_response", True)),
         remove_on_manual_call=bool(doc.get("remove_on_manual_call", True)),
         remove_on_opt_out=bool(doc.get("remove_on_opt_out", True)),
-        intake_address=(
-            intake_address(str(doc["intake_address"])) if doc.get("intake_address") else None
-        ),
+        intake_address=_intake_address_of(doc, account),
         created=parse_time(created) if isinstance(created, str) else None,
         steps=steps,
         triggers=tuple(_trigger(t) for t in doc.get("triggers") or ()),

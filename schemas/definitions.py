@@ -46,6 +46,8 @@ SEQUENCE_DEFAULTS: dict[str, Any] = {
 SCHEDULE_DEFAULTS: dict[str, Any] = {"enroll_only_within_hours": False}
 STEP_DEFAULTS: dict[str, Any] = {"delay": {"kind": "none"}}
 TIME_OF_DAY_DEFAULTS: dict[str, Any] = {"days": 0}
+# `intake_address: auto`: the engine sets the sequence's own address (aggregates/intake.py).
+AUTO_INTAKE = "auto"
 TRIGGER_DEFAULTS: dict[str, Any] = {"action": "enroll"}
 # A call_duration trigger removes the contact (CONTRACT.md §2): its action says so, so that
 # a reader of the definition need not know the rule.
@@ -310,7 +312,7 @@ def _check_rules(doc: dict[str, Any]) -> None:
                 doc, f"{here}.schedule.close", f"must be after open ({schedule['open']})"
             )
         address = sequence.get("intake_address")
-        if address is not None:
+        if address is not None and address != AUTO_INTAKE:  # auto: one of its own per id
             owner = first_with_address.setdefault(address.casefold(), sequence["id"])
             if owner != sequence["id"]:
                 raise _rejection(

@@ -99,3 +99,14 @@ def test_a_published_file_that_is_gone_is_named() -> None:
     lock = {"events/x.v1.schema.json": OLD}
     assert problems(lock, {}) == ["events/x.v1.schema.json: a published schema is gone"]
     assert problems(lock, {"events/x.v1.schema.json": OLD}) == []
+
+
+def test_named_definitions_are_compared_part_by_part() -> None:
+    # as sequences.schema.json keeps its parts under `definitions`
+    old = {"definitions": {"account": OLD, "step": {"type": "object"}}}
+    grown = {"definitions": {"account": _with(("properties", "note"), {"type": "string"}),
+                             "step": {"type": "object"}, "delay": {"type": "object"}}}  # fmt: skip
+    assert list(breaking_changes(old, grown)) == []
+    assert list(breaking_changes(old, {"definitions": {"account": OLD}})) == [
+        "/definitions/step: removed"
+    ]
