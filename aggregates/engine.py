@@ -433,9 +433,11 @@ class Engine:
             "triggers": [t.type for t in sequence.triggers],
             "intake_address": sequence.intake_address,
             "account_timezone": self.account.timezone,
-            # The whole definition in force (defaults filled in), so a read model can show
-            # the sequence's settings, steps and triggers, not only the list's columns.
-            "definition": dict(sequence.definition),
+            # The whole definition in force (defaults filled in, an `auto` intake address
+            # set), so a read model can show the sequence's settings, steps and triggers.
+            "definition": {**sequence.definition, "intake_address": sequence.intake_address}
+            if sequence.definition.get("intake_address")
+            else dict(sequence.definition),
         }
 
     def _reindex(self) -> None:

@@ -32,6 +32,9 @@ def test_auto_sets_a_unique_address_that_takes_leads() -> None:
     assert addresses["seq"].startswith("seq-")
     assert addresses["seq"].endswith("@" + DOMAIN)
     assert addresses["seq"] != addresses["other"]
+    # the published definition holds the address set, for `sequences show`
+    defined = out.one("sequence.defined", sequence_id="seq")["data"]
+    assert defined["definition"]["intake_address"] == addresses["seq"]
     # and a lead mailed to it (in any case) is enrolled in that sequence
     out = decide(definitions(AUTO, other, account=WITH_DOMAIN), [lead(addresses["seq"].upper())])
     enrolled = out.one("enrollment.enrolled")["data"]
