@@ -1,13 +1,16 @@
-"""A small aiohttp server on 127.0.0.1 and a free port, for the fake providers."""
+"""A small aiohttp server on 127.0.0.1 and a free port, for the fake providers; what they share
+when run alone."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import socket
+import sys
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
+import orjson
 from aiohttp import web
 
 
@@ -74,3 +77,9 @@ def stop_requested() -> asyncio.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+def print_json_line(summary: dict[str, Any]) -> None:
+    """A fake's `--log`: one request and its answer, a JSON line on stdout, at once."""
+    sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+    sys.stdout.flush()

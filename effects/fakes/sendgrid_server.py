@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from effects.fakes._server import LoopbackServer, stop_requested
+from effects.fakes._server import LoopbackServer, print_json_line, stop_requested
 
 API_KEY = "SG.fake-sendgrid-key"
 
@@ -160,11 +160,6 @@ def _summary(mail: RecordedMail | None, answer: web.Response) -> dict[str, Any]:
             "text": mail.text,
         }
     return {key: value for key, value in summary.items() if value is not None}
-
-
-def print_json_line(summary: dict[str, Any]) -> None:
-    sys.stdout.write(orjson.dumps(summary).decode() + "\n")
-    sys.stdout.flush()
 
 
 async def _serve(port: int, api_key: str, *, log: bool) -> None:

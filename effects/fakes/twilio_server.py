@@ -39,7 +39,7 @@ from twilio.request_validator import (  # type: ignore[import-untyped, unused-ig
 from yarl import URL
 
 from effects.fakes._lean_server import LeanRequest, LeanResponse, LeanServer
-from effects.fakes._server import LoopbackServer, stop_requested
+from effects.fakes._server import LoopbackServer, print_json_line, stop_requested
 
 ACCOUNT_SID = "AC00000000000000000000000000000000"
 AUTH_TOKEN = "fake-twilio-auth-token"  # noqa: S105 - the fake's own credential
@@ -331,11 +331,6 @@ def _summary(received: _Received | TwilioFailure, answer: LeanResponse) -> dict[
         if values:
             summary[key.lower()] = values[0] if len(values) == 1 else values
     return {key: value for key, value in summary.items() if value is not None}
-
-
-def print_json_line(summary: dict[str, Any]) -> None:
-    sys.stdout.write(orjson.dumps(summary).decode() + "\n")
-    sys.stdout.flush()
 
 
 def _error(failure: TwilioFailure) -> LeanResponse:
