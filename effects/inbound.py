@@ -10,6 +10,8 @@ Routes (all POST, form-encoded unless said):
   with TwiML.
 - `/sendgrid/events` — SendGrid's signed Event Webhook (JSON) -> `effect.status_changed`.
 - `/sendgrid/inbound` — SendGrid Inbound Parse (multipart) -> `lead.email_received`.
+- `/mailgun/events`, `/mailgun/inbound` — Mailgun's event webhooks and Routes' forwards
+  (`mailgun_callbacks.py`), signed with MAILGUN_WEBHOOK_SIGNING_KEY.
 
 Twilio requests must carry a valid X-Twilio-Signature for the public URL they were sent to
 (`public_base_url` + path and query); SendGrid events a valid ECDSA signature. A request that
@@ -19,12 +21,9 @@ scheme: it is protected by a secret `token` query parameter when one is configur
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 from collections.abc import Mapping
-from email.utils import getaddresses
-from html.parser import HTMLParser
 from typing import Any
 
 import orjson
@@ -37,8 +36,17 @@ from twilio.request_validator import (  # type: ignore[import-untyped, unused-ig
 
 from effects import outcomes, twiml
 from effects.commands import CALL_DIAL, VOICEMAIL_DROP
-from effects.ledger import IN_FLIGHT, UNKNOWN, Ledger, LedgerEntry
+from effects.lead_mail import (
+    first_address,
+    header_lines,
+    lead_email_received,
+    message_key,
+    text_of_html,
+)
+from effects.ledger import Ledger, LedgerEntry
+from effects.mailgun_callbacks import MailgunCallbacks
 from effects.ports import Clock, EffectId, Publish
+from effects.provider_status import status_outcomes
 from effects.publish import publish_all
 from schemas.envelope import EFFECTS_SOURCE, CloudEvent
 
@@ -62,6 +70,7 @@ class InboundHandlers:
         twilio_auth_token: str,
         sendgrid_public_key: str | None = None,
         sendgrid_inbound_token: str | None = None,
+        mailgun_signing_key: str | None = None,
     ) -> None:
         self._ledger = ledger
         self._publish = publish
@@ -73,6 +82,10 @@ class InboundHandlers:
         self._inbound_token = sendgrid_inbound_token
         if not sendgrid_inbound_token:
             _log.warning("SENDGRID_INBOUND_TOKEN is not set: /sendgrid/inbound is unprotected")
+        # Without a signing key its routes refuse everything: Mailgun signs all it posts.
+        self.mailgun = MailgunCallbacks(
+            ledger=ledger, publish=publish, clock=clock, signing_key=mailgun_signing_key
+        )
 
     # -- checks ----------------------------------------------------------------------------
 
@@ -97,16 +110,16 @@ class InboundHandlers:
         now = self._clock()
         entry = await self._ledger.get(effect_id)
         context = entry.context if entry else {}
-        events = [
-            outcomes.effect_status_changed(
-                effect_id, context, "twilio", sid, status, now, callback_key=sid or "-"
-            )
-        ]
-        if entry is not None and entry.status in {UNKNOWN, IN_FLIGHT}:
-            reconciled = await self._ledger.reconcile(effect_id, "twilio", sid, status, now)
-            if reconciled is not None:
-                _log.info("effect %s reconciled to sent by status %s", effect_id, status)
-                events.append(outcomes.effect_sent(effect_id, context, "twilio", sid, now))
+        events = await status_outcomes(
+            self._ledger,
+            effect_id,
+            entry,
+            provider="twilio",
+            provider_id=sid,
+            status=status,
+            callback_key=sid or "-",
+            at=now,
+        )
         if entry is not None and form.get("CallSid") and status in FINAL_CALL_STATUSES:
             answered = await self._contact_answered(entry, sid, status, form)
             if answered is not None:
@@ -253,21 +266,16 @@ class InboundHandlers:
             status = str(item.get("event", ""))
             provider_id = str(item.get("sg_message_id", "")).split(".")[0]
             key = str(item.get("sg_event_id") or provider_id or "-")
-            entry = await self._ledger.get(effect_id)
-            context = entry.context if entry else {}
-            events.append(
-                outcomes.effect_status_changed(
-                    effect_id, context, "sendgrid", provider_id, status, now, callback_key=key
-                )
+            events += await status_outcomes(
+                self._ledger,
+                effect_id,
+                await self._ledger.get(effect_id),
+                provider="sendgrid",
+                provider_id=provider_id,
+                status=status,
+                callback_key=key,
+                at=now,
             )
-            if entry is not None and entry.status in {UNKNOWN, IN_FLIGHT}:
-                reconciled = await self._ledger.reconcile(
-                    effect_id, "sendgrid", provider_id, status, now
-                )
-                if reconciled is not None:
-                    events.append(
-                        outcomes.effect_sent(effect_id, context, "sendgrid", provider_id, now)
-                    )
         await publish_all(self._publish, events)
         return web.Response(status=204)
 
@@ -290,16 +298,18 @@ class InboundHandlers:
         sender = str(form.get("from", ""))
         subject = str(form.get("subject", ""))
         text = form.get("text")
-        body = str(text) if text else _strip_html(str(form.get("html", "")))
+        body = str(text) if text else text_of_html(str(form.get("html", "")))
         if not to:
             raise web.HTTPBadRequest(text="no recipient")
-        event = CloudEvent(
-            id=f"sendgrid-inbound:{_message_key(form, to, sender, subject, body)}",
-            source=EFFECTS_SOURCE,
-            type=outcomes.LEAD_EMAIL_RECEIVED,
-            time=self._clock(),
-            subject=to,
-            data={"to": to, "from": sender, "subject": subject, "body": body},
+        headers = header_lines(str(form.get("headers", "")))
+        event = lead_email_received(
+            "sendgrid",
+            to=to,
+            sender=sender,
+            subject=subject,
+            body=body,
+            key=message_key(headers, to, sender, subject, body),
+            at=self._clock(),
         )
         await self._publish("intake", event)
         return web.Response(status=200, text="ok")
@@ -316,6 +326,7 @@ def add_inbound_routes(app: web.Application, handlers: InboundHandlers) -> web.A
             web.post("/twilio/gather", handlers.twilio_gather),
             web.post("/sendgrid/events", handlers.sendgrid_events),
             web.post("/sendgrid/inbound", handlers.sendgrid_inbound),
+            *handlers.mailgun.routes(),
             web.get("/healthz", handlers.health),
         ]
     )
@@ -323,7 +334,7 @@ def add_inbound_routes(app: web.Application, handlers: InboundHandlers) -> web.A
 
 
 def build_inbound_app(handlers: InboundHandlers) -> web.Application:
-    # Inbound Parse posts whole mails, attachments included.
+    # Inbound Parse and Mailgun's Routes post whole mails, attachments included.
     return add_inbound_routes(web.Application(client_max_size=CLIENT_MAX_SIZE), handlers)
 
 
@@ -341,29 +352,4 @@ def _recipient(form: MultiDictProxy[Any]) -> str:
             recipients = []
         if recipients:
             return str(recipients[0]).strip().lower()
-    addresses = [address for _, address in getaddresses([str(form.get("to", ""))]) if address]
-    return addresses[0].strip().lower() if addresses else ""
-
-
-def _message_key(form: MultiDictProxy[Any], *parts: str) -> str:
-    """The mail's Message-ID when present, else a digest: SendGrid's retries map to one id."""
-    for line in str(form.get("headers", "")).splitlines():
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "message-id" and value.strip():
-            return value.strip().strip("<>")
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
-
-
-class _TextOnly(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-
-def _strip_html(html: str) -> str:
-    parser = _TextOnly()
-    parser.feed(html)
-    return "".join(parser.parts).strip()
+    return first_address(str(form.get("to", "")))

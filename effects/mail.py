@@ -18,6 +18,7 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Asm, CustomArg, From, GroupId, Mail
 
 from effects.blocking import run_blocking
+from effects.mail_footer import signature_block
 from effects.ports import (
     Ambiguous,
     Clock,
@@ -36,12 +37,8 @@ UNSUBSCRIBE_TAG = "<%asm_group_unsubscribe_raw_url%>"
 
 
 def footer(postal_address: str, has_unsubscribe_group: bool) -> str:
-    """The signature block under a contact's e-mail; nothing when there is nothing to say
-    (a bare "--" closing the body would look like a cut-off message)."""
-    lines = [postal_address] if postal_address else []
-    if has_unsubscribe_group:
-        lines.append(f"Unsubscribe: {UNSUBSCRIBE_TAG}")
-    return "\n".join(["", "", "--", *lines]) if lines else ""
+    """The signature block, with the unsubscribe group's link when there is a group."""
+    return signature_block(postal_address, UNSUBSCRIBE_TAG if has_unsubscribe_group else None)
 
 
 def build_mail(

@@ -1,0 +1,72 @@
+"""A lead e-mail handed over by a provider's inbound route, as the engine's input fact.
+
+SendGrid Inbound Parse and Mailgun Routes post the same mail in different forms; both become
+the same `lead.email_received` on `intake`, so the engine parses a lead alike whichever
+provider carried it (aggregates.intake reads the text; it is not done here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import datetime
+from email.utils import getaddresses
+from html.parser import HTMLParser
+
+from effects import outcomes
+from schemas.envelope import EFFECTS_SOURCE, CloudEvent
+
+
+def lead_email_received(
+    provider: str, *, to: str, sender: str, subject: str, body: str, key: str, at: datetime
+) -> CloudEvent:
+    """`key` names the mail (`message_key`): a provider posting it again gives the same id."""
+    return CloudEvent(
+        id=f"{provider}-inbound:{key}",
+        source=EFFECTS_SOURCE,
+        type=outcomes.LEAD_EMAIL_RECEIVED,
+        time=at,
+        subject=to,
+        data={"to": to, "from": sender, "subject": subject, "body": body},
+    )
+
+
+def first_address(header: str) -> str:
+    """The first address of a To:-style header, lower-cased; "" when it has none."""
+    addresses = [address for _, address in getaddresses([header]) if address]
+    return addresses[0].strip().lower() if addresses else ""
+
+
+def message_key(headers: Iterable[tuple[str, str]], *parts: str) -> str:
+    """The mail's Message-ID when present, else a digest of `parts` (to, from, subject,
+    body): a provider's retries of one mail map to one id."""
+    for name, value in headers:
+        if name.strip().lower() == "message-id" and value.strip():
+            return value.strip().strip("<>")
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def header_lines(text: str) -> list[tuple[str, str]]:
+    """`Name: value` lines (a raw header block) as pairs; folded lines are passed over."""
+    pairs = []
+    for line in text.splitlines():
+        name, colon, value = line.partition(":")
+        if colon:
+            pairs.append((name, value))
+    return pairs
+
+
+class _TextOnly(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def text_of_html(html: str) -> str:
+    """An HTML-only mail's text, for the lead parser, which reads text."""
+    parser = _TextOnly()
+    parser.feed(html)
+    return "".join(parser.parts).strip()

@@ -1,0 +1,162 @@
+"""Mailgun's callbacks: delivery events and inbound lead e-mails, signed both.
+
+- `POST /mailgun/events` — an event webhook, JSON `{"signature": {timestamp, token,
+  signature}, "event-data": {...}}` -> `effect.status_changed` (provider `mailgun`) for the
+  effect named by `event-data.user-variables.effect_id`; an `unknown` effect is reconciled
+  to `sent`, as for SendGrid's events.
+- `POST /mailgun/inbound` — a Route's forward of a mail (form fields `recipient`, `from`,
+  `subject`, `body-plain`, `stripped-text`, `body-html`, `message-headers`, and the
+  signature's `timestamp`, `token`, `signature`) -> `lead.email_received` on `intake`.
+
+A request whose signature fails (`mailgun_signature`) gets 403, is logged, and publishes
+nothing. What passes gets 200: Mailgun takes any other answer as a reason to post again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from effects.lead_mail import first_address, lead_email_received, message_key, text_of_html
+from effects.ledger import Ledger
+from effects.mailgun_signature import MailgunSignatureCheck
+from effects.ports import Clock, EffectId, Publish
+from effects.provider_status import status_outcomes
+from effects.publish import publish_all
+
+_log = logging.getLogger(__name__)
+
+PROVIDER = "mailgun"
+# A `failed` event of severity `temporary`: Mailgun tries again by itself. Reported under
+# SendGrid's word for the same, so that only a permanent failure reads as `failed` (the
+# History report shows that one as "Email failed").
+TRYING_AGAIN = "deferred"
+
+
+class MailgunCallbacks:
+    def __init__(
+        self, *, ledger: Ledger, publish: Publish, clock: Clock, signing_key: str | None
+    ) -> None:
+        self._ledger = ledger
+        self._publish = publish
+        self._clock = clock
+        self._check = MailgunSignatureCheck(signing_key, clock)
+
+    def _verify(self, request: web.Request, fields: Mapping[str, Any]) -> None:
+        refusal = self._check.refusal(
+            _text(fields.get("timestamp")),
+            _text(fields.get("token")),
+            _text(fields.get("signature")),
+        )
+        if refusal is not None:
+            _log.warning("refused %s from %s: %s", request.path, request.remote, refusal)
+            raise web.HTTPForbidden(text="bad signature")
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        try:
+            document = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            document = None
+        # Unreadable, or without a signature: nothing shows it is Mailgun's.
+        signature = document.get("signature") if isinstance(document, dict) else None
+        self._verify(request, signature if isinstance(signature, dict) else {})
+        assert isinstance(document, dict)
+        data = document.get("event-data")
+        if not isinstance(data, dict) or not data.get("event"):
+            raise web.HTTPBadRequest(text="event-data with an event is required")
+        variables = data.get("user-variables")
+        effect_id = variables.get("effect_id") if isinstance(variables, dict) else None
+        if not effect_id:
+            return web.Response(text="not an effect of ours")  # a mail sent by something else
+        provider_id = message_id_of(data)
+        events = await status_outcomes(
+            self._ledger,
+            EffectId(str(effect_id)),
+            await self._ledger.get(EffectId(str(effect_id))),
+            provider=PROVIDER,
+            provider_id=provider_id,
+            status=status_of(data),
+            callback_key=_text(data.get("id")) or provider_id or "-",
+            at=self._clock(),
+        )
+        await publish_all(self._publish, events)
+        return web.Response(text="ok")
+
+    async def inbound(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        self._verify(request, form)
+        to = first_address(_text(form.get("recipient"))) or first_address(_text(form.get("To")))
+        if not to:
+            raise web.HTTPBadRequest(text="no recipient")
+        sender = _text(form.get("from")) or _text(form.get("sender"))
+        subject = _text(form.get("subject"))
+        # The whole plain body first, as SendGrid's `text`: the lead parser tells quoted
+        # text apart itself, and the same mail must read the same through either provider.
+        body = (
+            _text(form.get("body-plain"))
+            or _text(form.get("stripped-text"))
+            or text_of_html(_text(form.get("body-html")))
+        )
+        headers = [*_header_pairs(_text(form.get("message-headers")))]
+        headers.append(("Message-Id", _text(form.get("Message-Id"))))
+        event = lead_email_received(
+            PROVIDER,
+            to=to,
+            sender=sender,
+            subject=subject,
+            body=body,
+            key=message_key(headers, to, sender, subject, body),
+            at=self._clock(),
+        )
+        await self._publish("intake", event)
+        return web.Response(text="ok")
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/mailgun/events", self.events),
+            web.post("/mailgun/inbound", self.inbound),
+        ]
+
+
+def status_of(event_data: Mapping[str, Any]) -> str:
+    """Mailgun's event name (accepted, delivered, failed, opened, ...), but for a failure
+    Mailgun will retry by itself."""
+    event = _text(event_data.get("event"))
+    if event == "failed" and event_data.get("severity") == "temporary":
+        return TRYING_AGAIN
+    return event
+
+
+def message_id_of(event_data: Mapping[str, Any]) -> str:
+    """The Message-Id Mailgun gave the mail, as the sender recorded it (no angle brackets)."""
+    message = event_data.get("message")
+    headers = message.get("headers") if isinstance(message, dict) else None
+    found = headers.get("message-id") if isinstance(headers, dict) else None
+    return _text(found).strip().strip("<>")
+
+
+def _header_pairs(raw: str) -> list[tuple[str, str]]:
+    """Mailgun's `message-headers`: a JSON list of [name, value] pairs."""
+    try:
+        pairs = orjson.loads(raw) if raw else []
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(pairs, list):
+        return []
+    return [
+        (str(pair[0]), str(pair[1])) for pair in pairs if isinstance(pair, list) and len(pair) == 2
+    ]
+
+
+def _text(value: object) -> str:
+    """A field as text: a string, or a whole number (a JSON timestamp); else "" (absent, a
+    file upload, a JSON object)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return ""

@@ -1,0 +1,45 @@
+"""A provider's word on an effect it was sent (a status callback, a delivery event), as outcomes.
+
+Any such word proves the provider accepted the request, so an effect left `unknown` (a read
+timeout) or orphaned `in_flight` is reconciled to `sent`: the one way a send in doubt gets
+settled without being sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from effects import outcomes
+from effects.ledger import IN_FLIGHT, UNKNOWN, Ledger, LedgerEntry
+from effects.ports import EffectId
+from schemas.envelope import CloudEvent
+
+_log = logging.getLogger(__name__)
+
+
+async def status_outcomes(
+    ledger: Ledger,
+    effect_id: EffectId,
+    entry: LedgerEntry | None,
+    *,
+    provider: str,
+    provider_id: str,
+    status: str,
+    callback_key: str,
+    at: datetime,
+) -> list[CloudEvent]:
+    """`effect.status_changed`, and `effect.sent` when the status settles a send in doubt.
+    `entry` is the effect's ledger row as the caller read it (None: not one of ours)."""
+    context = entry.context if entry else {}
+    events = [
+        outcomes.effect_status_changed(
+            effect_id, context, provider, provider_id, status, at, callback_key=callback_key
+        )
+    ]
+    if entry is not None and entry.status in {UNKNOWN, IN_FLIGHT}:
+        reconciled = await ledger.reconcile(effect_id, provider, provider_id, status, at)
+        if reconciled is not None:
+            _log.info("effect %s reconciled to sent by %s status %s", effect_id, provider, status)
+            events.append(outcomes.effect_sent(effect_id, context, provider, provider_id, at))
+    return events
