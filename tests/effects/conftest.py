@@ -15,6 +15,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
+from effects.fakes.mailgun_server import FakeMailgunServer
 from effects.fakes.sendgrid_server import FakeSendGridServer
 from effects.fakes.twilio_server import FakeTwilioServer
 from effects.fakes.webhook_receiver import FakeWebhookReceiver
@@ -65,6 +66,12 @@ async def twilio() -> AsyncIterator[FakeTwilioServer]:
 @pytest.fixture
 async def sendgrid() -> AsyncIterator[FakeSendGridServer]:
     async with FakeSendGridServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def mailgun() -> AsyncIterator[FakeMailgunServer]:
+    async with FakeMailgunServer() as server:
         yield server
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
+from effects.fakes import mailgun_server
 from effects.fakes.sendgrid_server import API_KEY
 from effects.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, UNSUBSCRIBED_NUMBER
 
@@ -123,7 +124,55 @@ def test_the_fake_sendgrid_runs_alone_and_logs_each_mail(
     assert _logged(process) == {"status": 401}
 
 
-@pytest.mark.parametrize("module", ["effects.fakes.twilio_server", "effects.fakes.sendgrid_server"])
+def test_the_fake_mailgun_runs_alone_and_logs_each_message(
+    running: list[subprocess.Popen[str]],
+) -> None:
+    # given the fake Mailgun run alone with --log
+    process, url = _start("effects.fakes.mailgun_server", "--log")
+    running.append(process)
+    assert url.startswith("http://127.0.0.1:")
+    messages = f"{url}/v3/{mailgun_server.DOMAIN}/messages"
+    form = urllib.parse.urlencode(
+        {
+            "from": "team@mg.example.com",
+            "to": "ana@example.com",
+            "subject": "Your quote",
+            "text": "Here it is.",
+            "v:effect_id": "fx:welcome:c-1:1:mail:1",
+        }
+    ).encode()
+
+    def basic(key: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(f"api:{key}".encode()).decode()}
+
+    # when a message is sent with its key, one to a refused address, and one with another key
+    sent = _post(messages, form, basic(mailgun_server.API_KEY))
+    refused = _post(
+        messages,
+        form.replace(b"ana%40example.com", b"rejected%40example.com"),
+        basic(mailgun_server.API_KEY),
+    )
+    unauthorized = _post(messages, form, basic("guess"))
+    # then each answer is logged on stdout as a JSON line
+    assert (sent, refused, unauthorized) == (200, 400, 401)
+    accepted = _logged(process)
+    assert accepted["status"] == 200
+    assert accepted["to"] == ["ana@example.com"]
+    assert (accepted["subject"], accepted["text"]) == ("Your quote", "Here it is.")
+    assert accepted["effect_id"] == "fx:welcome:c-1:1:mail:1"
+    assert accepted["message_id"].endswith(f"@{mailgun_server.DOMAIN}")
+    assert _logged(process)["status"] == 400
+    assert _logged(process) == {"status": 401}
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "effects.fakes.twilio_server",
+        "effects.fakes.sendgrid_server",
+        "effects.fakes.mailgun_server",
+    ],
+)
 def test_a_fake_stops_cleanly_on_sigterm(module: str) -> None:
     process, url = _start(module)
     assert url.startswith("http://127.0.0.1:")
