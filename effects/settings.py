@@ -9,6 +9,10 @@ from typing import Any
 
 TWILIO_DEFAULT_BASE = "https://api.twilio.com"
 SENDGRID_DEFAULT_BASE = "https://api.sendgrid.com"
+MAILGUN_DEFAULT_BASE = "https://api.mailgun.net"  # the EU region: https://api.eu.mailgun.net
+SENDGRID = "sendgrid"
+MAILGUN = "mailgun"
+EMAIL_PROVIDERS = (SENDGRID, MAILGUN)
 
 
 class SettingsError(ValueError):
@@ -44,6 +48,16 @@ class EffectsSettings:
     email_from: str = "no-reply@example.com"
     email_unsubscribe_group_id: int | None = None
     email_postal_address: str = ""
+    # Which provider sends e-mail; None: chosen by the keys given (`chosen_email_provider`).
+    email_provider: str | None = None
+    # Mailgun
+    mailgun_api_key: str = ""
+    mailgun_domain: str = ""
+    mailgun_api_base: str = MAILGUN_DEFAULT_BASE
+    mailgun_webhook_signing_key: str | None = None
+    # Put Mailgun's %unsubscribe_url% in a contact's mail: only once unsubscribe tracking
+    # is on for the domain, or Mailgun leaves the placeholder as it is.
+    mailgun_unsubscribe_link: bool = False
     # Webhooks
     webhook_secret: str | None = None
     # Caller id for texts and calls whose command names no line number (owner notices).
@@ -75,6 +89,17 @@ class EffectsSettings:
         """The Kafka consumer group: two deployments with different prefixes on one broker
         must not share one (they would rebalance each other's partitions away)."""
         return self.consumer_group or self.topic("effects")
+
+    @property
+    def chosen_email_provider(self) -> str:
+        """EFFECTS_EMAIL_PROVIDER when set; else Mailgun when only its key is given, so a
+        deployment that configures Mailgun alone needs no more; else SendGrid, as before
+        Mailgun was offered. `check` refuses the settings this rule cannot settle."""
+        if self.email_provider:
+            return self.email_provider
+        if self.mailgun_api_key and not self.sendgrid_api_key:
+            return MAILGUN
+        return SENDGRID
 
     def with_overrides(self, **overrides: Any) -> EffectsSettings:
         """A copy with the given fields replaced; None values are ignored (unset CLI flags)."""
@@ -108,6 +133,41 @@ class EffectsSettings:
         for variable, value in positive.items():
             if value <= 0:
                 raise SettingsError(f"{variable}: must be positive, got {value}")
+        self._check_email_provider()
+
+    def _check_email_provider(self) -> None:
+        """Refuse at start what would otherwise fail every e-mail, or send through a
+        provider nobody meant."""
+        chosen = self.email_provider
+        if chosen is not None and chosen not in EMAIL_PROVIDERS:
+            raise SettingsError(
+                f"EFFECTS_EMAIL_PROVIDER: must be sendgrid or mailgun, got {chosen!r}"
+            )
+        if chosen is None and self.sendgrid_api_key and self.mailgun_api_key:
+            raise SettingsError(
+                "EFFECTS_EMAIL_PROVIDER: both SENDGRID_API_KEY and MAILGUN_API_KEY are set;"
+                " say which sends e-mail (sendgrid or mailgun)"
+            )
+        if chosen == SENDGRID and self.mailgun_api_key and not self.sendgrid_api_key:
+            raise SettingsError(
+                "SENDGRID_API_KEY: is required with EFFECTS_EMAIL_PROVIDER=sendgrid"
+                " (only MAILGUN_API_KEY is set)"
+            )
+        if self.chosen_email_provider != MAILGUN:
+            return
+        if not self.mailgun_api_key:
+            raise SettingsError("MAILGUN_API_KEY: is required when e-mail goes through Mailgun")
+        if not self.mailgun_domain:
+            raise SettingsError(
+                "MAILGUN_DOMAIN: is required when e-mail goes through Mailgun"
+                " (the sending domain, e.g. mg.example.com)"
+            )
+        if "/" in self.mailgun_domain or not self.mailgun_domain.strip():
+            raise SettingsError(f"MAILGUN_DOMAIN: a domain name, got {self.mailgun_domain!r}")
+        if not self.mailgun_api_base.startswith(("https://", "http://")):
+            raise SettingsError(
+                f"MAILGUN_API_BASE: must be an http(s) URL, got {self.mailgun_api_base!r}"
+            )
 
 
 # field name -> (environment variable, kind)
@@ -132,6 +192,12 @@ _ENVIRONMENT: dict[str, tuple[str, str]] = {
     "email_from": ("EFFECTS_EMAIL_FROM", "str"),
     "email_unsubscribe_group_id": ("SENDGRID_ASM_GROUP_ID", "int"),
     "email_postal_address": ("EFFECTS_POSTAL_ADDRESS", "str"),
+    "email_provider": ("EFFECTS_EMAIL_PROVIDER", "str"),
+    "mailgun_api_key": ("MAILGUN_API_KEY", "str"),
+    "mailgun_domain": ("MAILGUN_DOMAIN", "str"),
+    "mailgun_api_base": ("MAILGUN_API_BASE", "str"),
+    "mailgun_webhook_signing_key": ("MAILGUN_WEBHOOK_SIGNING_KEY", "str"),
+    "mailgun_unsubscribe_link": ("MAILGUN_UNSUBSCRIBE_LINK", "bool"),
     "webhook_secret": ("EFFECTS_WEBHOOK_SECRET", "str"),
     "default_from_number": ("EFFECTS_DEFAULT_FROM_NUMBER", "str"),
     "webhook_allowlist": ("EFFECTS_WEBHOOK_ALLOWLIST", "list"),
@@ -154,6 +220,10 @@ def environment_variables() -> dict[str, str]:
     return {name: variable for name, (variable, _) in _ENVIRONMENT.items()}
 
 
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
 def _convert(variable: str, raw: str, kind: str) -> Any:
     try:
         if kind == "int":
@@ -162,6 +232,12 @@ def _convert(variable: str, raw: str, kind: str) -> Any:
             return float(raw)
     except ValueError:
         raise SettingsError(f"{variable}: expected a number, got {raw!r}") from None
+    if kind == "bool":
+        if raw.strip().lower() in _TRUE:
+            return True
+        if raw.strip().lower() in _FALSE:
+            return False
+        raise SettingsError(f"{variable}: expected true or false, got {raw!r}")
     if kind == "list":
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw

@@ -1,4 +1,5 @@
-"""Builds the real processor from settings: ledger, Twilio, SendGrid, webhooks, limiters.
+"""Builds the real processor from settings: ledger, Twilio, SendGrid or Mailgun, webhooks,
+limiters.
 
 Nothing here runs at import time; `open_runtime` connects, `Runtime.close` lets go.
 """
@@ -18,12 +19,13 @@ from datetime import UTC, datetime
 
 from effects.ledger import InMemoryLedger, Ledger, PostgresLedger
 from effects.mail import SendGridEmailSender
-from effects.ports import Clock, PowerDialerQueue, Senders
+from effects.mailgun import MailgunEmailSender
+from effects.ports import Clock, EmailSender, PowerDialerQueue, Senders
 from effects.power_dialer import InMemoryPowerDialerQueue, PostgresPowerDialerQueue
 from effects.processor import EffectProcessor
 from effects.ratelimit import LineRateLimiter
 from effects.retry import RetryPolicy
-from effects.settings import EffectsSettings
+from effects.settings import MAILGUN, EffectsSettings
 from effects.twilio_http import build_twilio_client, close_twilio_client
 from effects.twilio_senders import TwilioCallPlacer, TwilioSmsSender, TwilioVoicemailDropper
 from effects.twiml import CallbackUrls
@@ -151,25 +153,58 @@ async def _real_senders(
         sms=TwilioSmsSender(twilio, urls),
         calls=TwilioCallPlacer(twilio, urls),
         voicemail=TwilioVoicemailDropper(twilio, urls),
-        email=SendGridEmailSender(
-            api_key=settings.sendgrid_api_key,
-            api_base=settings.sendgrid_api_base,
-            default_from=settings.email_from,
-            unsubscribe_group_id=settings.email_unsubscribe_group_id,
-            postal_address=settings.email_postal_address,
-            timeout=settings.provider_timeout_seconds,
-            clock=clock,
-        ),
+        email=email_sender(settings, clock, closers),
         webhooks=webhooks,
         power_dialer=power_dialer,
     )
 
 
+def email_sender(
+    settings: EffectsSettings, clock: Clock, closers: list[Callable[[], Awaitable[None]]]
+) -> EmailSender:
+    """The sender of the provider the settings choose (`chosen_email_provider`)."""
+    if settings.chosen_email_provider == MAILGUN:
+        _log.info(
+            "e-mail goes through Mailgun, domain %s at %s",
+            settings.mailgun_domain,
+            settings.mailgun_api_base,
+        )
+        if not settings.mailgun_webhook_signing_key:
+            _log.warning(
+                "MAILGUN_WEBHOOK_SIGNING_KEY is not set: /mailgun/events refuses every event,"
+                " so an e-mail in doubt stays unknown"
+            )
+        mailgun = MailgunEmailSender(
+            api_key=settings.mailgun_api_key,
+            domain=settings.mailgun_domain,
+            api_base=settings.mailgun_api_base,
+            default_from=settings.email_from,
+            postal_address=settings.email_postal_address,
+            unsubscribe_link=settings.mailgun_unsubscribe_link,
+            timeout=settings.provider_timeout_seconds,
+            clock=clock,
+            pool_size=settings.concurrency,
+        )
+        closers.append(mailgun.close)
+        return mailgun
+    return SendGridEmailSender(
+        api_key=settings.sendgrid_api_key,
+        api_base=settings.sendgrid_api_base,
+        default_from=settings.email_from,
+        unsubscribe_group_id=settings.email_unsubscribe_group_id,
+        postal_address=settings.email_postal_address,
+        timeout=settings.provider_timeout_seconds,
+        clock=clock,
+    )
+
+
 def missing_credentials(settings: EffectsSettings) -> list[str]:
-    """The provider credentials left empty, by their environment variable."""
+    """The provider credentials left empty, by their environment variable. (Mailgun's are
+    not among them: `EffectsSettings.check` refuses to start without them.)"""
     wanted = {
         "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
         "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
-        "SENDGRID_API_KEY": settings.sendgrid_api_key,
     }
+    if settings.chosen_email_provider != MAILGUN:
+        wanted["SENDGRID_API_KEY"] = settings.sendgrid_api_key
     return [name for name, value in wanted.items() if not value]

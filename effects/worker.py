@@ -442,6 +442,7 @@ async def _serve_inbound(
         twilio_auth_token=settings.twilio_auth_token,
         sendgrid_public_key=settings.sendgrid_webhook_public_key,
         sendgrid_inbound_token=settings.sendgrid_inbound_token,
+        mailgun_signing_key=settings.mailgun_webhook_signing_key,
     )
     app = build_inbound_app(handlers)
     app.router.add_get("/metrics", publisher.metrics.serve)
