@@ -667,6 +667,24 @@ _SEQUENCE_ID = {
     "schema": {"type": "string"},
 }
 
+# The Sequences page's columns: a row of the list, and the head of one sequence's detail.
+_ROW_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "string"},
+    "name": {"type": "string"},
+    "created": _nullable("string"),
+    "steps": {"type": "integer"},
+    "process_on": _nullable("string"),
+    "line": _nullable("string"),
+    "contacts": {"type": "integer", "description": "active enrollments"},
+    "remaining_tasks": {"type": "integer"},
+    "status": {"type": "string"},
+    "problems": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "why the sequence is invalid; empty when active",
+    },
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -726,34 +744,8 @@ SCHEMAS: dict[str, Any] = {
     },
     "SequenceRow": {
         "type": "object",
-        "required": [
-            "id",
-            "name",
-            "created",
-            "steps",
-            "process_on",
-            "line",
-            "contacts",
-            "remaining_tasks",
-            "status",
-            "problems",
-        ],
-        "properties": {
-            "id": {"type": "string"},
-            "name": {"type": "string"},
-            "created": _nullable("string"),
-            "steps": {"type": "integer"},
-            "process_on": _nullable("string"),
-            "line": _nullable("string"),
-            "contacts": {"type": "integer"},
-            "remaining_tasks": {"type": "integer"},
-            "status": {"type": "string"},
-            "problems": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "why the sequence is invalid; empty when active",
-            },
-        },
+        "required": list(_ROW_PROPERTIES),
+        "properties": _ROW_PROPERTIES,
         "additionalProperties": False,
     },
     "SequenceList": {"type": "array", "items": _ref("SequenceRow")},
@@ -761,36 +753,10 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "One sequence: the list's columns, its description and the definition"
         " in force.",
-        "required": [
-            "id",
-            "name",
-            "description",
-            "created",
-            "steps",
-            "process_on",
-            "line",
-            "contacts",
-            "remaining_tasks",
-            "status",
-            "problems",
-            "definition",
-        ],
+        "required": [*_ROW_PROPERTIES, "description", "definition"],
         "properties": {
-            "id": {"type": "string"},
-            "name": {"type": "string"},
+            **_ROW_PROPERTIES,
             "description": _nullable("string"),
-            "created": _nullable("string"),
-            "steps": {"type": "integer"},
-            "process_on": _nullable("string"),
-            "line": _nullable("string"),
-            "contacts": {"type": "integer", "description": "active enrollments"},
-            "remaining_tasks": {"type": "integer"},
-            "status": {"type": "string"},
-            "problems": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "why the sequence is invalid; empty when active",
-            },
             "definition": _nullable(
                 "object",
                 description="The definition in force as the engine published it with"
