@@ -146,6 +146,11 @@ class Ledger(Protocol):
         """Who `mark_connected` recorded, if anyone."""
         ...
 
+    async def first_use(self, key: str, at: datetime, keep_until: datetime) -> bool:
+        """True the first time `key` (a provider's one-time token) is seen; False when it
+        was seen before and is still kept (a replayed request). Kept until `keep_until`."""
+        ...
+
     async def contact_for_address(self, address: str) -> str | None:
         """The contact of the newest contact-facing effect sent to this address."""
         ...
@@ -164,6 +169,7 @@ class _MemoryStore:
     def __init__(self) -> None:
         self.rows: dict[str, _Row] = {}
         self.live_owners: set[str] = set()
+        self.used_keys: dict[str, datetime] = {}  # one-time token -> kept until
 
 
 class InMemoryLedger:
@@ -307,6 +313,15 @@ class InMemoryLedger:
         row = self._store.rows.get(effect_id)
         return row.connected_by if row else None
 
+    async def first_use(self, key: str, at: datetime, keep_until: datetime) -> bool:
+        used = self._store.used_keys
+        for old_key in [k for k, until in used.items() if until < at]:
+            del used[old_key]
+        if key in used:
+            return False
+        used[key] = keep_until
+        return True
+
     async def contact_for_address(self, address: str) -> str | None:
         best: LedgerEntry | None = None
         for row in self._store.rows.values():
@@ -348,6 +363,10 @@ CREATE INDEX IF NOT EXISTS effect_ledger_in_flight
     ON effect_ledger (owner) WHERE status = 'in_flight';
 CREATE INDEX IF NOT EXISTS effect_ledger_to
     ON effect_ledger ((command -> 'data' ->> 'to'), updated_at DESC);
+CREATE TABLE IF NOT EXISTS used_callback_tokens (
+    key        text PRIMARY KEY,
+    kept_until timestamptz NOT NULL
+);
 """
 
 _COLUMNS = (
@@ -678,6 +697,17 @@ class PostgresLedger:
                 "UPDATE effect_ledger SET connected_by = %s WHERE effect_id = %s"
                 " AND (connected_by IS NULL OR connected_by = %s) RETURNING 1",
                 (by, effect_id, by),
+            )
+            return await cursor.fetchone() is not None
+
+    async def first_use(self, key: str, at: datetime, keep_until: datetime) -> bool:
+        async with self._pool.connection() as conn:
+            # Shared by every effects process: a token one of them took is a replay at all.
+            await conn.execute("DELETE FROM used_callback_tokens WHERE kept_until < %s", (at,))
+            cursor = await conn.execute(
+                "INSERT INTO used_callback_tokens (key, kept_until) VALUES (%s, %s)"
+                " ON CONFLICT (key) DO NOTHING RETURNING 1",
+                (key, keep_until),
             )
             return await cursor.fetchone() is not None
 

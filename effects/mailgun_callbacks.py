@@ -46,12 +46,19 @@ class MailgunCallbacks:
         self._clock = clock
         self._check = MailgunSignatureCheck(signing_key, clock)
 
-    def _verify(self, request: web.Request, fields: Mapping[str, Any]) -> None:
+    async def _verify(self, request: web.Request, fields: Mapping[str, Any]) -> None:
+        token = _text(fields.get("token"))
         refusal = self._check.refusal(
-            _text(fields.get("timestamp")),
-            _text(fields.get("token")),
-            _text(fields.get("signature")),
+            _text(fields.get("timestamp")), token, _text(fields.get("signature"))
         )
+        if refusal is None:
+            # Mailgun signs the timestamp and token, not the body: a captured signature
+            # would carry any body. Each token is good once, for as long as its timestamp
+            # could be taken (either side of our clock), then forgotten.
+            now = self._clock()
+            kept_until = now + 2 * self._check.max_distance
+            if not await self._ledger.first_use(f"mailgun:{token}", now, kept_until):
+                refusal = "a token already used (a replayed request)"
         if refusal is not None:
             _log.warning("refused %s from %s: %s", request.path, request.remote, refusal)
             raise web.HTTPForbidden(text="bad signature")
@@ -62,9 +69,10 @@ class MailgunCallbacks:
         except orjson.JSONDecodeError:
             document = None
         # Unreadable, or without a signature: nothing shows it is Mailgun's.
-        signature = document.get("signature") if isinstance(document, dict) else None
-        self._verify(request, signature if isinstance(signature, dict) else {})
-        assert isinstance(document, dict)
+        if not isinstance(document, dict):
+            document = {}
+        signature = document.get("signature")
+        await self._verify(request, signature if isinstance(signature, dict) else {})
         data = document.get("event-data")
         if not isinstance(data, dict) or not data.get("event"):
             raise web.HTTPBadRequest(text="event-data with an event is required")
@@ -88,7 +96,7 @@ class MailgunCallbacks:
 
     async def inbound(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
-        self._verify(request, form)
+        await self._verify(request, form)
         to = first_address(_text(form.get("recipient"))) or first_address(_text(form.get("To")))
         if not to:
             raise web.HTTPBadRequest(text="no recipient")

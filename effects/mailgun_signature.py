@@ -2,11 +2,10 @@
 signing key. Mailgun signs its event webhooks (in the JSON body) and its Routes' forwards
 (as form fields) alike.
 
-A good signature alone would let whoever captured one request play it again for ever, so a
-timestamp too far from our clock is refused as well, as Mailgun advises. The window is
-wide (15 minutes) because Mailgun warns that its own delivery of webhooks can lag. Tokens
-are not remembered: a replay inside the window publishes events whose ids were already
-published (they derive from the effect and the provider's event id), which consumers drop.
+The signature covers the timestamp and token, not the body: a captured one would carry any
+body. So a timestamp too far from our clock is refused, as Mailgun advises (the window is
+wide, 15 minutes, because Mailgun warns that its own delivery of webhooks can lag), and the
+callbacks take each token once (`Ledger.first_use`, shared by every effects process).
 """
 
 from __future__ import annotations

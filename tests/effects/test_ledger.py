@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 
@@ -318,3 +319,13 @@ async def test_many_starts_go_together(harness: Harness) -> None:
     await ledger.record_sent(ids[1], "twilio", "SM1", T0)
     started = await asyncio.gather(*(ledger.start(i, sms(effect_id=i), T0) for i in ids))
     assert started == [1, None, *[1] * 58]
+
+
+async def test_a_one_time_token_is_taken_once_while_kept(harness: Harness) -> None:
+    kept = T0 + timedelta(minutes=30)
+    assert await harness.ledger.first_use("mailgun:t1", T0, kept) is True
+    assert await harness.ledger.first_use("mailgun:t1", T0, kept) is False
+    assert await harness.ledger.first_use("mailgun:t2", T0, kept) is True
+    # past its time it is forgotten: taking it again is a first use
+    after = kept + timedelta(seconds=1)
+    assert await harness.ledger.first_use("mailgun:t1", after, after) is True

@@ -300,3 +300,26 @@ async def test_a_forward_that_fails_the_signature_check_is_refused(
 async def test_a_forward_without_a_recipient_is_a_bad_request(callbacks: Callbacks) -> None:
     assert await callbacks.post_mail(forwarded(recipient="")) == 400
     assert callbacks.sink.published == []
+
+
+async def test_a_captured_signature_sent_again_with_another_body_is_refused(
+    callbacks: Callbacks,
+) -> None:
+    # given one signed delivery event, taken
+    signature = signed()
+    assert await callbacks.post_event(event_body(signature=signature)) == 200
+    # when someone posts that signature again, with a body of their own, to either route
+    forged_event = event_body("failed", signature=signature, id="ev-forged", severity="permanent")
+    forged_lead = forwarded(**signature)
+    # then both are refused, and only the first event was published
+    assert await callbacks.post_event(forged_event) == 403
+    assert await callbacks.post_mail(forged_lead) == 403
+    assert types_of(callbacks.sink.events()) == ["effect.status_changed"]
+
+
+async def test_a_token_is_forgotten_once_its_timestamp_could_no_longer_pass() -> None:
+    ledger = InMemoryLedger()
+    assert await ledger.first_use("mailgun:t", T0, T0 + timedelta(minutes=30)) is True
+    assert await ledger.first_use("mailgun:t", T0 + timedelta(minutes=29), T0) is False
+    later = T0 + timedelta(minutes=31)
+    assert await ledger.first_use("mailgun:t", later, later + timedelta(minutes=30)) is True
