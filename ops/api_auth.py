@@ -36,6 +36,9 @@ def check(request: web.Request, tokens: Tokens) -> None:
     if request.path in OPEN_PATHS:
         return
     command = request.method not in ("GET", "HEAD")
+    if command and tokens.admin is None and tokens.read is not None:
+        # Reads guarded and commands open would be upside down: refuse the commands.
+        raise Unauthorized(403, "commands need an admin token, and none is set")
     needed = tokens.admin if command else tokens.read
     if needed is None:
         return

@@ -85,6 +85,13 @@ def tokens_from_environment() -> Tokens:
 
 def run_api(args: argparse.Namespace) -> int:
     tokens = tokens_from_environment()
+    if tokens.read is not None and tokens.admin is None:
+        print(
+            f"{PROG}: {READ_TOKEN_VARIABLE} is set without {ADMIN_TOKEN_VARIABLE}: the reads"
+            " would be guarded and the commands open; set both",
+            file=sys.stderr,
+        )
+        return 2
     if tokens.admin is None and args.history is None:
         # The seed: only administrators create sequences. Open commands are for a machine
         # of one's own; on a shared address the operator must say so.

@@ -116,3 +116,21 @@ def test_the_api_will_not_serve_open_commands_beyond_loopback(
     )
     assert args.handler(args) == 2
     assert "DRIPSTREAM_API_ADMIN_TOKEN" in capsys.readouterr().err
+
+
+async def test_a_read_token_alone_leaves_no_command_open(output_file: Path) -> None:  # noqa: F811
+    async with _client(output_file, Tokens(read=READER)) as (client, sink):
+        for headers in ({}, bearer(READER)):
+            status, body, _ = await enroll(client, headers=headers)
+            assert (status, body["field"]) == (403, "Authorization")
+        assert sink.sent == []
+
+
+def test_the_api_will_not_start_with_a_read_token_and_no_admin_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DRIPSTREAM_API_ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("DRIPSTREAM_API_READ_TOKEN", READER)
+    args = build_parser("api").parse_args(["api", "--database-url", "postgresql://nowhere/x"])
+    assert args.handler(args) == 2
+    assert "set both" in capsys.readouterr().err
