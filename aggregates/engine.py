@@ -436,7 +436,7 @@ class Engine:
             # The whole definition in force (defaults filled in, an `auto` intake address
             # set), so a read model can show the sequence's settings, steps and triggers.
             "definition": {**sequence.definition, "intake_address": sequence.intake_address}
-            if sequence.definition.get("intake_address")
+            if sequence.intake_address
             else dict(sequence.definition),
         }
 

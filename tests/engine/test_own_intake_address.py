@@ -45,12 +45,25 @@ def test_two_ids_differing_in_case_get_different_addresses() -> None:
     assert own_intake_address("Leads", DOMAIN) != own_intake_address("leads", DOMAIN)
 
 
+@pytest.mark.parametrize("odd_id", ["a,b", "we@lcome", "promo(1)", 'q"t', "<x>", "@@"])
+def test_an_id_with_characters_no_address_holds_still_gets_one_that_takes_leads(
+    odd_id: str,
+) -> None:
+    seq = sequence(id=odd_id, intake_address="auto", triggers=[])
+    address = own_intake_address(odd_id, DOMAIN)
+    assert address.count("@") == 1
+    out = decide(definitions(seq, account=WITH_DOMAIN), [lead(address)])
+    assert out.of("lead.rejected") == []
+    assert out.one("enrollment.enrolled")["data"]["sequence_id"] == odd_id
+
+
 def test_auto_without_an_intake_domain_loads_invalid_naming_it() -> None:
     out = decide(definitions(AUTO), [])
     defined = out.one("sequence.defined")["data"]
     assert defined["status"] == "invalid"
     assert defined["problems"] == ["intake_address: auto needs the account's intake_domain"]
     assert defined["intake_address"] is None
+    assert defined["definition"]["intake_address"] == "auto"  # what the problem speaks of
 
 
 def test_a_copy_of_an_auto_sequence_gets_an_address_of_its_own() -> None:
