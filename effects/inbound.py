@@ -183,7 +183,7 @@ class InboundHandlers:
     async def twilio_gather(self, request: web.Request) -> web.StreamResponse:
         form = await self._twilio_form(request)
         effect_id = EffectId(request.query.get("effect_id", ""))
-        mode = request.query.get("mode", "progressive")
+        mode = "preview" if request.query.get("mode") == "preview" else "progressive"
         digit = str(form.get("Digits", ""))
         call_sid = str(form.get("CallSid", ""))
         entry = await self._ledger.get(effect_id)
@@ -208,6 +208,7 @@ class InboundHandlers:
                             call_sid=call_sid,
                             digit=digit,
                             action=twiml.CONNECT,
+                            mode=mode,
                             at=now,
                         )
                     )
@@ -224,7 +225,13 @@ class InboundHandlers:
                 await self._ledger.mark_connected(effect_id, call_sid)
                 events.append(
                     outcomes.dialer_key_pressed(
-                        effect_id, context, call_sid=call_sid, digit=digit, action=action, at=now
+                        effect_id,
+                        context,
+                        call_sid=call_sid,
+                        digit=digit,
+                        action=action,
+                        mode=mode,
+                        at=now,
                     )
                 )
                 if action == twiml.CONNECT:

@@ -158,14 +158,23 @@ def dialer_key_pressed(
     call_sid: str,
     digit: str,
     action: str,
+    mode: str,
     at: datetime,
 ) -> CloudEvent:
+    """`mode` says who pressed: the contact on a progressive call, an agent on a preview
+    one (whose leg rings before the contact's)."""
     return _event(
         f"{effect_id}/key/{call_sid}/{digit}",
         DIALER_KEY_PRESSED,
         at,
         context,
-        {"effect_id": effect_id, "digit": digit, "action": action, "call_sid": call_sid},
+        {
+            "effect_id": effect_id,
+            "digit": digit,
+            "action": action,
+            "call_sid": call_sid,
+            "mode": mode,
+        },
     )
 
 

@@ -39,7 +39,8 @@ COMMUNICATION_TYPES = frozenset(
 # when it is one of NOT_REACHED (providers' own words: Twilio's message and call statuses,
 # SendGrid's events).
 OUTCOME_TYPES = frozenset({"effect.failed", "effect.unknown", "effect.status_changed"})
-# A contact's key on a dialer call: they answered, and said what they want.
+# A key on a dialer call: the contact's (they answered, and said what they want), or on a
+# preview call an agent's.
 KEY_PRESSED = "dialer.key_pressed"
 _KEY_MEANINGS = {
     "connect": "put through to an agent",
@@ -243,8 +244,12 @@ def describe(kind: str, data: Mapping[str, Any]) -> str:
     if kind in OUTCOME_TYPES:
         return _describe_outcome(kind, data)
     if kind == KEY_PRESSED:
+        digit = text_of(data, "digit") or "?"
+        if text_of(data, "mode") == "preview":
+            # An agent's key: the contact's phone has not rung yet.
+            return f"Agent took the call: pressed {digit} (put through to the contact)"
         meaning = _KEY_MEANINGS.get(text_of(data, "action") or "")
-        pressed = f"Call answered: pressed {text_of(data, 'digit') or '?'}"
+        pressed = f"Call answered: pressed {digit}"
         return f"{pressed} ({meaning})" if meaning else pressed
     return kind
 

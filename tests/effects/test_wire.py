@@ -27,7 +27,9 @@ EMITTED = [
         FX, CONTEXT, "twilio", "SM1", "delivered", T0, callback_key="SM1"
     ),
     outcomes.effect_status_changed(FX, {}, "twilio", "SM1", "sent", T0, callback_key="SM1"),
-    outcomes.dialer_key_pressed(FX, CONTEXT, call_sid="CA1", digit="9", action="opt_out", at=T0),
+    outcomes.dialer_key_pressed(
+        FX, CONTEXT, call_sid="CA1", digit="9", action="opt_out", mode="progressive", at=T0
+    ),
     outcomes.contact_opted_out(FX, CONTEXT, "sms", "carrier 21610", T0),
     outcomes.contact_opted_out(FX, CONTEXT, "all", "pressed 9", T0),
 ]

@@ -196,6 +196,17 @@ def test_a_key_pressed_on_a_dialer_call_is_a_communication_row(
     assert query(report_of(given), kind="communication")[0] == key_row
 
 
+def test_an_agents_key_on_a_preview_call_does_not_read_as_the_contact_answering() -> None:
+    given = Stream()
+    given.defined("w")
+    given.scoped(
+        "dialer.key_pressed", "w", "c-1", T1, effect_id="fx:1", effect_type="call.dial",
+        digit="1", action="connect", call_sid="CA-agent", mode="preview",
+    )  # fmt: skip
+    [(_, action, _)] = query(report_of(given))
+    assert action == "Agent took the call: pressed 1 (put through to the contact)"
+
+
 @pytest.mark.parametrize("status", ["queued", "sent", "delivered", "opened", "completed"])
 def test_a_send_that_went_through_adds_no_row(status: str) -> None:
     given = Stream()

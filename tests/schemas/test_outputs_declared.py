@@ -144,8 +144,9 @@ def _outcome_outputs() -> Iterator[dict[str, Any]]:
                 fx, context, "twilio", "CA1", "completed", at, callback_key="CA1"
             ),
             outcomes.dialer_key_pressed(
-                fx, context, call_sid="CA1", digit="9", action="opt_out", at=at
+                fx, context, call_sid="CA1", digit="9", action="opt_out", mode="preview", at=at
             ),
+            outcomes.call_completed(fx, context, call_sid="CA1", answered=True, duration=45, at=at),
             outcomes.contact_opted_out(fx, context, "all", "pressed 9", at),
             outcomes.contact_put_on_dnc(fx, context, "pressed 9", at),
         ]
