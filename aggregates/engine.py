@@ -608,10 +608,15 @@ class Engine:
         contacts enrolled"): each one enrolled now is disenrolled, `manual`; the others
         have nothing to leave. Targets as for an enrollment request, fanned out alike."""
         sequence = self.sequences.get(str(data["sequence_id"]))
-        if sequence is None:
-            return  # nobody is enrolled in a sequence the engine does not know
-        targets = self._targets(data)
         on = data.get(ON_PARTITION)
+        if sequence is None:
+            # Said once, not by every partition's copy of a fanned-out request.
+            if on in (None, 0):
+                command, reason = "enrollment.removal_requested", "unknown_sequence"
+                sequence_id = str(data["sequence_id"])
+                out.add(SequenceCommandRejected(self._clock(), command, sequence_id, reason))
+            return
+        targets = self._targets(data)
         if on is not None and self._partition_of is not None:
             targets = [c for c in targets if self._partition_of(c) == on]
         for contact_id in targets:

@@ -60,12 +60,25 @@ def test_removal_by_tag_takes_out_the_enrolled_contacts_with_the_tag() -> None:
     assert out.one("enrollment.completed")["data"]["contact_id"] == "c-2"
 
 
-def test_a_contact_not_enrolled_or_a_sequence_unknown_changes_nothing() -> None:
-    other = event(
-        "enrollment.removal_requested", T1, subject="c-1", sequence_id="nope", contact_ids=["c-1"]
-    )
-    out = decide(SEQ, [created("c-1"), removal(contact_ids=["c-9"]), other], UNTIL)
+def test_a_contact_not_enrolled_changes_nothing() -> None:
+    out = decide(SEQ, [created("c-1"), removal(contact_ids=["c-9"])], UNTIL)
     assert out.of("enrollment.disenrolled") == []
+    assert out.of("sequence.command_rejected") == []
+    assert out.one("enrollment.completed")["data"]["contact_id"] == "c-1"
+
+
+def test_a_removal_from_a_sequence_the_engine_does_not_know_is_refused_once() -> None:
+    unknown = {"subject": "sequence:nope", "sequence_id": "nope", "tag": "hot"}
+    copies = [
+        event("enrollment.removal_requested", T1, on_partition=n, **unknown) for n in range(3)
+    ]
+    out = decide(SEQ, [created("c-1"), *copies], UNTIL)
+    # then one refusal says so (not one per partition's copy), and c-1 goes on
+    refused = out.one("sequence.command_rejected")["data"]
+    assert (refused["command"], refused["reason"]) == (
+        "enrollment.removal_requested",
+        "unknown_sequence",
+    )
     assert out.one("enrollment.completed")["data"]["contact_id"] == "c-1"
 
 
