@@ -60,4 +60,11 @@ def test_the_defaults_written_in_the_schema_are_the_ones_filled_in() -> None:
     assert _defaults(sequence["schedule"]["properties"]) == definitions.SCHEDULE_DEFAULTS
     assert _defaults(found["step"]["allOf"][0]["properties"]) == definitions.STEP_DEFAULTS
     assert _defaults(found["delay"]["allOf"][0]["properties"]) == definitions.TIME_OF_DAY_DEFAULTS
-    assert _defaults(found["trigger"]["allOf"][0]["properties"]) == definitions.TRIGGER_DEFAULTS
+    # a trigger's action: per type, disenroll for call_duration and enroll for the others
+    by_duration = next(
+        part for part in found["trigger"]["allOf"] if "call_duration" in str(part.get("if"))
+    )
+    assert _defaults(by_duration["then"]["properties"]) == (
+        definitions.CALL_DURATION_TRIGGER_DEFAULTS
+    )
+    assert _defaults(by_duration["else"]["properties"]) == definitions.TRIGGER_DEFAULTS
