@@ -43,3 +43,16 @@ def targets_of(data: Mapping[str, Any]) -> Targets:
             elif item.get("line_id"):
                 selectors.append((None, str(item["line_id"])))
     return Targets(tuple(dict.fromkeys(ids)), tuple(selectors))
+
+
+def request_subject(sequence_id: str, data: Mapping[str, Any]) -> str:
+    """The subject (and so the Kafka key) of a request naming contacts: the contact's id
+    when it names one contact by id and nothing else, so it is decided in that contact's
+    partition as it lands; else `sequence:<id>`, and the worker copies it to every
+    partition (streams/routing.py `needs_fan_out` is the other side of this rule). Not an
+    empty id: the data's check then names `contact_ids[0]`, not the envelope's subject."""
+    ids = data.get("contact_ids")
+    others = [key for key in data if key not in ("contact_ids", "sequence_id")]
+    if isinstance(ids, list) and len(ids) == 1 and not others and ids[0]:
+        return str(ids[0])
+    return f"sequence:{sequence_id}"

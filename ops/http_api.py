@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 from aiohttp import web
 
+from aggregates.targets import request_subject
 from ops.api_auth import AUTHORIZATION, Tokens, Unauthorized, check
 from projections.history import TIMEFRAMES, HistoryQuery, event_types_for
 from projections.loading import ReadModels, load_file
@@ -405,12 +406,7 @@ async def _targeted(request: web.Request, kind: str) -> web.Response:
         raise ApiError(422, "needs one of contact_ids, tag, line_id, contact_group", "body")
     data = {key: body[key] for key in ENROLL_KEYS if key in body}
     data["sequence_id"] = sequence_id
-    ids = data.get("contact_ids")
-    # One contact: its own subject, so the request is decided in its partition. (Not an
-    # empty id: the data's check names `contact_ids[0]` for that, not the envelope's subject.)
-    single = isinstance(ids, list) and len(ids) == 1 and len(data) == 2 and bool(ids[0])
-    subject = str(ids[0]) if single and isinstance(ids, list) else f"sequence:{sequence_id}"
-    event = await _send(request, kind, subject, data)
+    event = await _send(request, kind, request_subject(sequence_id, data), data)
     return _json({"command_id": event.id, "sequence_id": sequence_id}, 202)
 
 

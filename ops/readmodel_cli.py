@@ -7,11 +7,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -34,8 +34,8 @@ from projections.loading import load_into
 from projections.pg_tables import OlderLayoutError
 from projections.postgres import DEFAULT_SCHEMA, PostgresProjection
 from projections.rebuild import RebuildFailedError
-from projections.sequence_contacts import SequenceContactsQuery, contacts_of
-from projections.sequence_detail import detail_of
+from projections.sequence_contacts import SequenceContactsPage, SequenceContactsQuery, contacts_of
+from projections.sequence_detail import SequenceDetail, detail_of
 from projections.sequences_list import SequenceRow, SequencesList
 from projections.state import UnknownSequenceError
 from projections.stream import LineError, Positioned, count_lines, read_stream
@@ -292,22 +292,17 @@ def run_sequences_list(args: argparse.Namespace) -> int:
 
 
 def run_sequences_show(args: argparse.Namespace) -> int:
-    source = "PostgreSQL" if args.history is None else _names(args.history)
-    try:
-        if args.history is not None:
-            model = SequencesList()
-            errors = _load(args.history, model)
-            detail = detail_of(model.catalog, model.book, args.sequence_id)
-        else:
-            errors = []
-            with _connect(args) as projection:
-                detail = projection.sequence_detail(args.sequence_id)
-    except _ReadFailedError as failed:
-        _say(str(failed))
+    def from_files(paths: list[Path]) -> tuple[SequenceDetail, list[LineError]]:
+        model = SequencesList()
+        errors = _load(paths, model)
+        return detail_of(model.catalog, model.book, args.sequence_id), errors
+
+    read = _sequence_view(
+        args, from_files, lambda projection: projection.sequence_detail(args.sequence_id)
+    )
+    if read is None:
         return 2
-    except UnknownSequenceError as unknown:
-        _say(_unknown_sequence(unknown, source))
-        return 2
+    detail, errors = read
     if args.json:
         _write_json(detail.to_json())
     else:
@@ -319,27 +314,44 @@ def run_sequences_contacts(args: argparse.Namespace) -> int:
     query = SequenceContactsQuery(
         sequence_id=args.sequence_id, ended=args.ended, limit=args.limit, offset=args.offset
     )
-    source = "PostgreSQL" if args.history is None else _names(args.history)
-    try:
-        if args.history is not None:
-            model = ContactsView()
-            errors = _load(args.history, model)
-            page = contacts_of(model.catalog, model.book, model.directory, query)
-        else:
-            errors = []
-            with _connect(args) as projection:
-                page = projection.sequence_contacts(query)
-    except _ReadFailedError as failed:
-        _say(str(failed))
+
+    def from_files(paths: list[Path]) -> tuple[SequenceContactsPage, list[LineError]]:
+        model = ContactsView()
+        errors = _load(paths, model)
+        return contacts_of(model.catalog, model.book, model.directory, query), errors
+
+    read = _sequence_view(args, from_files, lambda projection: projection.sequence_contacts(query))
+    if read is None:
         return 2
-    except UnknownSequenceError as unknown:
-        _say(_unknown_sequence(unknown, source))
-        return 2
+    page, errors = read
     if args.json:
         _write_json(page.to_json())
     else:
         sys.stdout.write(contacts_text(page, ended=args.ended))
     return 1 if errors else 0
+
+
+View = TypeVar("View")
+
+
+def _sequence_view(
+    args: argparse.Namespace,
+    from_files: Callable[[list[Path]], tuple[View, list[LineError]]],
+    from_database: Callable[[PostgresProjection], View],
+) -> tuple[View, list[LineError]] | None:
+    """One sequence's view, from the `--history` files or else PostgreSQL, with the files'
+    bad lines; None when it could not be read or the sequence is unknown (said on stderr)."""
+    try:
+        if args.history is not None:
+            return from_files(args.history)
+        with _connect(args) as projection:
+            return from_database(projection), []
+    except _ReadFailedError as failed:
+        _say(str(failed))
+    except UnknownSequenceError as unknown:
+        source = "PostgreSQL" if args.history is None else _names(args.history)
+        _say(_unknown_sequence(unknown, source))
+    return None
 
 
 def _unknown_sequence(unknown: UnknownSequenceError, source: str) -> str:

@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from aggregates.targets import request_subject
 from ops import kafka_cli
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.service_errors import quiet_kafka_client
@@ -75,11 +76,7 @@ def run_targeted(args: argparse.Namespace) -> int:
         data["tag"] = args.tag
     if args.line is not None:
         data["line_id"] = args.line
-    ids = data.get("contact_ids", [])
-    # One contact alone: its own subject, so the request is decided in its partition
-    # without being copied to every one. (Not an empty id: the data's check names it.)
-    single = len(data) == 2 and len(ids) == 1 and bool(ids[0])
-    subject = ids[0] if single else f"sequence:{args.sequence_id}"
+    subject = request_subject(args.sequence_id, data)
     return _publish(args, _TARGETED_TYPES[args.action], subject, data)
 
 
