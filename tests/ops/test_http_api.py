@@ -15,7 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from ops.api_cli import read_only, read_only_reason
-from ops.http_api import ApiError, FileReadModels, history_query, make_app, openapi_document
+from ops.http_api import ApiError, FileReadModels, history_query, make_app
+from ops.openapi import openapi_document
 from projections.loading import load_file
 from projections.sequence_detail import detail_of
 from schemas.definitions import load_definition_file
