@@ -192,6 +192,8 @@ class EngineWorker:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                continue  # ignored on purpose (a worker of `--processes`: its launcher decides)
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopping.set)
         if self.settings.metrics_port is not None:
@@ -777,8 +779,8 @@ def run_workers(settings: WorkerSettings, processes: int) -> int:
 
 def supervise(children: list[SpawnProcess]) -> int:
     """Start the children and wait: one stopping stops the others; the first SIGTERM or
-    SIGINT is passed on to each child once, a second one kills them. Exit status: 0 when
-    all of them stopped cleanly."""
+    SIGINT is passed on to each child once, as SIGTERM (the children ignore SIGINT), a
+    second one kills them. Exit status: 0 when all of them stopped cleanly."""
     for child in children:
         child.start()
 
@@ -793,11 +795,13 @@ def supervise(children: list[SpawnProcess]) -> int:
                 stopped.add(child.pid)
                 os.kill(child.pid, signum)
 
-    def on_signal(signum: int, _frame: object) -> None:
+    def on_signal(_signum: int, _frame: object) -> None:
         nonlocal asked
         asked += 1
         if asked == 1:
-            stop_children(signum)
+            # SIGTERM whatever came: a Ctrl-C reaches the children too, from the terminal,
+            # and they ignore SIGINT so that each is told once, by this launcher.
+            stop_children(signal.SIGTERM)
             return
         # Asked again: the one way to end a stop that hangs (the children's own second
         # signal would do nothing, they are already stopping).
@@ -816,6 +820,7 @@ def supervise(children: list[SpawnProcess]) -> int:
 
 
 def _worker_process(settings: WorkerSettings) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher passes a Ctrl-C on as SIGTERM
     # The process's name (dripstream-worker-<n>) on each line: the children share a log.
     logging.basicConfig(
         level=logging.INFO,

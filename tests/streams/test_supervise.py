@@ -3,6 +3,7 @@ each child once, a second one kills them, and one child stopping stops the group
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ def launch(mode: str, folder: Path) -> subprocess.Popen[bytes]:
     launcher = subprocess.Popen(
         [sys.executable, "-m", "tests.streams.supervised_children", mode, str(folder)],
         cwd=ROOT,
+        start_new_session=True,  # a group of its own, as a terminal gives a command
     )
     wait_for(lambda: all((folder / f"{n}.ready").exists() for n in range(2)), launcher)
     return launcher
@@ -66,3 +68,15 @@ def test_one_child_stopping_stops_the_other_and_the_group_exits_1(tmp_path: Path
     launcher = launch("crash", tmp_path)
     assert launcher.wait(timeout=30) == 1
     assert signals_seen(tmp_path, 1) == 1
+
+
+def test_a_ctrl_c_to_the_group_tells_each_child_once_and_the_group_exits_0(
+    tmp_path: Path,
+) -> None:
+    # given the launcher and its children in a process group, as a terminal runs them
+    launcher = launch("obedient", tmp_path)
+    # when Ctrl-C sends SIGINT to every process of the group
+    os.killpg(launcher.pid, signal.SIGINT)
+    # then each child is stopped once, by the launcher's SIGTERM, and all stop cleanly
+    assert launcher.wait(timeout=30) == 0
+    assert [signals_seen(tmp_path, n) for n in range(2)] == [1, 1]
