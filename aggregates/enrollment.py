@@ -337,7 +337,17 @@ def skip_reason(step: Step, contact: ContactState) -> str | None:
         if contact.is_opted_out("email"):
             return "opted_out"
         return None if contact.email else "missing_email"
-    return None if contact.phone else "missing_phone"
+    if not contact.phone:
+        return "missing_phone"
+    if kind == "ringless_voicemail" and not contact.phone.startswith(NANP):
+        # The seed: ringless voicemail reaches contacts "in the US and Canada" only. Told
+        # by the country code (+1, the North American plan), not by a parse: fictional
+        # numbers such as 555-0100 are +1 too, and a parse would call them no one's.
+        return "outside_us_canada"
+    return None
+
+
+NANP = "+1"
 
 
 def decide_stop(state: Enrollment, now: datetime, reason: str) -> list[Decision]:

@@ -488,3 +488,25 @@ def test_round_robin_turns_per_step() -> None:
     out = decide(definitions(seq, account=account), inputs)
     first = [e["data"] for e in out.of("contact.updated", step_id="r1")]
     assert [(d["contact_id"], d["owner_id"]) for d in first] == [("c-1", "u-7"), ("c-2", "u-8")]
+
+
+@pytest.mark.parametrize(
+    ("phone", "dropped"),
+    [("+12125550101", True), ("+14165550101", True), ("+442071838750", False)],
+)
+def test_a_ringless_voicemail_reaches_the_us_and_canada_only(phone: str, dropped: bool) -> None:
+    # given a voicemail step and a contact in New York, Toronto or London
+    steps = [
+        {"id": "s1", "type": "ringless_voicemail", "recording_url": "https://x/vm.mp3"},
+        {"id": "s2", "type": "add_tag", "tag": "after"},
+    ]
+    out = decide(
+        definitions(sequence(steps=steps)),
+        [created(phone=phone, timezone="America/New_York"), tagged()],
+    )
+    # then a number outside the North American plan is skipped, with its reason, and the
+    # next step runs on
+    assert len(out.of("voicemail.drop")) == (1 if dropped else 0)
+    skipped = out.of("step.skipped", step_id="s1")
+    assert [e["data"]["reason"] for e in skipped] == ([] if dropped else ["outside_us_canada"])
+    assert out.one("contact.tag_added", tag="after")

@@ -330,7 +330,7 @@ def test_a_subject_of_a_non_contact_event_is_not_compared() -> None:
             "step.skipped",
             {**SAMPLES["step.skipped"], "reason": "bored"},
             "data.reason",
-            "must be one of dnc, opted_out, missing_phone, missing_email",
+            "must be one of dnc, opted_out, missing_phone, missing_email, outside_us_canada",
         ),
         (
             "dialer.key_pressed",
