@@ -11,11 +11,18 @@ import logging
 from datetime import datetime
 
 from effects import outcomes
+from effects.commands import EMAIL_SEND
 from effects.ledger import IN_FLIGHT, UNKNOWN, Ledger, LedgerEntry
 from effects.ports import EffectId
 from schemas.envelope import CloudEvent
 
 _log = logging.getLogger(__name__)
+
+# The providers' words for "no more e-mail from you": SendGrid's unsubscribe events and
+# spam report, Mailgun's unsubscribed and complained.
+UNSUBSCRIBED = frozenset(
+    {"unsubscribe", "group_unsubscribe", "spamreport", "unsubscribed", "complained"}
+)
 
 
 async def status_outcomes(
@@ -37,6 +44,12 @@ async def status_outcomes(
             effect_id, context, provider, provider_id, status, at, callback_key=callback_key
         )
     ]
+    if entry is not None and entry.type == EMAIL_SEND and status in UNSUBSCRIBED:
+        # The contact said no more e-mail (the footer's link, or a spam report): the engine
+        # must hear it as an opt-out, or the next e-mail step would try again. One reason
+        # for every such word, so a second one (a report after an unsubscribe) is a repeat.
+        said = "unsubscribed through an e-mail"
+        events.append(outcomes.contact_opted_out(effect_id, context, "email", said, at))
     if entry is not None and entry.status in {UNKNOWN, IN_FLIGHT}:
         reconciled = await ledger.reconcile(effect_id, provider, provider_id, status, at)
         if reconciled is not None:

@@ -522,3 +522,53 @@ async def test_an_answered_dialer_call_removes_the_contact_who_responded(inbound
     # then the contact is removed: they answered a call (the seed's "remove on response")
     assert out.one("enrollment.disenrolled")["data"]["reason"] == "responded"
     assert out.of("sms.send") == []
+
+
+def sendgrid_event(event: str, n: int) -> dict[str, object]:
+    return {
+        "email": "ann@example.com",
+        "event": event,
+        "sg_event_id": f"ev-{n}",
+        "sg_message_id": "abc123.filter0001.1.0",
+        "effect_id": FX,
+        "timestamp": 1782993600,
+    }
+
+
+async def test_an_unsubscribe_from_an_email_opts_the_contact_out_of_email(
+    inbound: Inbound,
+) -> None:
+    # given an e-mail sent to c-1, then its unsubscribe link used and a spam report made
+    mail = command("email.send", to="ann@example.com", subject="Hi", body="x")
+    await given_in_ledger(inbound, mail, "sent")
+    body = orjson.dumps([sendgrid_event("group_unsubscribe", 1), sendgrid_event("spamreport", 2)])
+    assert await inbound.sendgrid_events(body) == 204
+    # then the engine is told: an e-mail opt-out of c-1, on contacts, the same event twice
+    opted = [(t, e) for t, e in inbound.sink.published if e.type == "contact.opted_out"]
+    assert [(t, e.subject, e.data["channel"]) for t, e in opted] == [
+        ("contacts", "c-1", "email"),
+        ("contacts", "c-1", "email"),
+    ]
+    first, second = (e for _, e in opted)
+    assert (first.id, first.data) == (second.id, second.data)  # a repeat the engine drops
+    # and the engine, reading it, skips the next e-mail to c-1
+    fact, again = orjson.loads(first.encode()), orjson.loads(second.encode())
+    later = {"id": "s1", "type": "email_contact", "subject": "s", "body": "b",
+             "delay": {"kind": "default", "amount": 1, "unit": "days"}}  # fmt: skip
+    earlier = "2027-07-02T13:00:00Z"
+    given = [
+        event("contact.created", earlier, contact_id="c-1", email="ann@example.com"),
+        event("contact.tag_added", earlier, contact_id="c-1", tag="hot"),
+    ]
+    seq = sequence(steps=[later], remove_on_opt_out=False)
+    out = decide(definitions(seq), [*given, fact, again], until="2027-07-04T13:00:00Z")
+    assert out.rejected == []
+    assert out.of("email.send") == []
+    assert out.one("step.skipped")["data"]["reason"] == "opted_out"
+
+
+async def test_an_unsubscribe_from_a_users_notice_opts_no_contact_out(inbound: Inbound) -> None:
+    notice = command("notify.email", to="u-7", body="x", user_emails=["sam@example.com"])
+    await given_in_ledger(inbound, notice, "sent")
+    assert await inbound.sendgrid_events(orjson.dumps([sendgrid_event("unsubscribe", 1)])) == 204
+    assert inbound.sink.events("contact.opted_out") == []

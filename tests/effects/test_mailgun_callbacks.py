@@ -323,3 +323,13 @@ async def test_a_token_is_forgotten_once_its_timestamp_could_no_longer_pass() ->
     assert await ledger.first_use("mailgun:t", T0 + timedelta(minutes=29), T0) is False
     later = T0 + timedelta(minutes=31)
     assert await ledger.first_use("mailgun:t", later, later + timedelta(minutes=30)) is True
+
+
+@pytest.mark.parametrize("word", ["unsubscribed", "complained"])
+async def test_an_unsubscribe_or_complaint_opts_the_contact_out_of_email(
+    callbacks: Callbacks, word: str
+) -> None:
+    await given_email_in_ledger(callbacks.ledger, "sent")
+    assert await callbacks.post_event(event_body(word)) == 200
+    [opted] = callbacks.sink.events("contact.opted_out")
+    assert (opted.subject, opted.data["channel"]) == ("c-1", "email")
