@@ -133,8 +133,9 @@ def with_opt_out(body: str, phrase: str | None) -> str:
 
     A body that already ends with the phrase, exactly as the account writes it (trailing
     blanks aside), is returned without those blanks, so it ends with the phrase (a YAML
-    block scalar's final newline would hide it) and applying this twice changes nothing. A copy in
-    other letters ("reply stop …") does not count: the compliance text is the account's.
+    block scalar's final newline would hide it) and applying this twice changes nothing.
+    A copy in other letters ("reply stop …") does not count: the compliance text is the
+    account's.
     No phrase: the body as it is.
     """
     wanted = phrase.strip() if phrase else ""
