@@ -2,7 +2,8 @@
 
 The seed: "only administrators can create sequences". A command (POST, PUT, DELETE) needs
 the admin token once one is set; the read models need the read token (or the admin one)
-once a read token is set. `/openapi.json` is always open: it describes, it reveals no data.
+once a read token is set (a read token alone refuses every command). `/openapi.json` is
+always open: it describes, it reveals no data.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def check(request: web.Request, tokens: Tokens) -> None:
 
 def _bearer(request: web.Request) -> str | None:
     scheme, _, token = request.headers.get(AUTHORIZATION, "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
 
 
 def _same(given: str, expected: str | None) -> bool:
