@@ -322,6 +322,19 @@ def _query(name: str, description: str, **schema: Any) -> dict[str, Any]:
     }
 
 
+# A page of rows: the contacts of a sequence, its history.
+_PAGING = (
+    _query(
+        "limit",
+        f"rows to return (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}; `total` counts them all)",
+        type="integer",
+        minimum=0,
+        maximum=MAX_LIMIT,
+    ),
+    _query("offset", "rows to skip", type="integer", minimum=0, default=0),
+)
+
+
 def openapi_document() -> dict[str, Any]:
     definition_body = {"required": True, "content": _content("SequenceDefinition")}
     return {
@@ -445,15 +458,7 @@ def openapi_document() -> dict[str, Any]:
                             type="boolean",
                             default=False,
                         ),
-                        _query(
-                            "limit",
-                            f"rows to return (default {DEFAULT_LIMIT}, at most {MAX_LIMIT};"
-                            " `total` counts them all)",
-                            type="integer",
-                            minimum=0,
-                            maximum=MAX_LIMIT,
-                        ),
-                        _query("offset", "rows to skip", type="integer", minimum=0, default=0),
+                        *_PAGING,
                     ],
                     "responses": {
                         "200": _reply("the page and the total", "SequenceContactsPage"),
@@ -486,15 +491,7 @@ def openapi_document() -> dict[str, Any]:
                             format="date-time",
                         ),
                         _query("timezone", "IANA zone for the timeframes"),
-                        _query(
-                            "limit",
-                            f"rows to return (default {DEFAULT_LIMIT}, at most {MAX_LIMIT};"
-                            " `total` counts them all)",
-                            type="integer",
-                            minimum=0,
-                            maximum=MAX_LIMIT,
-                        ),
-                        _query("offset", "rows to skip", type="integer", minimum=0, default=0),
+                        *_PAGING,
                     ],
                     "responses": {
                         "200": _reply("the page and the total", "HistoryPage"),
