@@ -12,8 +12,7 @@ import pytest
 
 from ops import kafka_cli
 from ops.cli import build_parser
-
-Published = list[tuple[str, bytes | None, bytes]]
+from tests.ops.conftest import Published
 
 INVALID_WITH_SUBJECT = (
     b'{"specversion":"1.0","id":"bad-1","source":"crm","type":"contact.tag_added",'
@@ -23,20 +22,6 @@ VALID = (
     b'{"specversion":"1.0","id":"ok-1","source":"crm","type":"contact.tag_added",'
     b'"time":"2028-03-02T22:41:30Z","subject":"c-201","data":{"contact_id":"c-201","tag":"hot"}}'
 )
-
-
-@pytest.fixture
-def published(monkeypatch: pytest.MonkeyPatch) -> Published:
-    kept: Published = []
-
-    async def keep(
-        bootstrap: str, prefix: str, records: Published, *, watermarks: bool = False
-    ) -> list[tuple[int, str]]:
-        kept.extend(records)
-        return []
-
-    monkeypatch.setattr(kafka_cli, "publish", keep)
-    return kept
 
 
 def _produce(path: Path, *flags: str) -> int:

@@ -8,25 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
-from ops import kafka_cli
 from ops.cli import build_parser
 from schemas.validation import decode_event
-
-Published = list[tuple[str, bytes | None, bytes]]
-
-
-@pytest.fixture
-def published(monkeypatch: pytest.MonkeyPatch) -> Published:
-    kept: Published = []
-
-    async def keep(
-        bootstrap: str, prefix: str, records: Published, *, watermarks: bool = False
-    ) -> list[tuple[int, str]]:
-        kept.extend(records)
-        return []
-
-    monkeypatch.setattr(kafka_cli, "publish", keep)
-    return kept
+from tests.ops.conftest import Published
 
 
 def run(*argv: str) -> int:
