@@ -169,8 +169,24 @@ class _State:
     read_only: str | None = None
     tokens: Tokens = field(default_factory=Tokens)
     counter: itertools.count[int] = field(default_factory=itertools.count)
-    # What this process published: id -> still defined (the read models may lag behind).
-    published: dict[str, bool] = field(default_factory=dict)
+    # What this process published lately: id -> (still defined, when). The read models lag
+    # behind a command by a moment; past PUBLISHED_KEPT_SECONDS they say what is so (another
+    # process, the CLI or the engine refusing a copy may have changed it since).
+    published: dict[str, tuple[bool, float]] = field(default_factory=dict)
+
+    def publishing(self, sequence_id: str, defined: bool) -> None:
+        self.published[sequence_id] = (defined, time.monotonic())
+
+    def lately_published(self, sequence_id: str) -> bool | None:
+        """Defined or not by this process's own command of the last moments; None if none."""
+        entry = self.published.get(sequence_id)
+        if entry is None:
+            return None
+        defined, at = entry
+        if time.monotonic() - at > PUBLISHED_KEPT_SECONDS:
+            del self.published[sequence_id]
+            return None
+        return defined
     # Idempotency-Key -> the request it came with and the answer given, for a day.
     answers: dict[str, _Answer] = field(default_factory=dict)
 
@@ -195,6 +211,9 @@ class _Answer:
 
 
 # As long as the engine's own window for a repeated command id (a day), and a bound.
+# Long enough for the worker and the projector to catch up with a command, short enough
+# that a change made elsewhere soon counts.
+PUBLISHED_KEPT_SECONDS = 30.0
 ANSWERS_KEPT_SECONDS = 24 * 3600.0
 ANSWERS_KEPT = 100_000
 
@@ -355,7 +374,7 @@ async def _apply(request: web.Request, body: dict[str, Any], status: int) -> web
             key = rejected.location.removeprefix("sequences[0]").lstrip(".") or "body"
         raise ApiError(422, rejected.reason, key, sequence_id=rejected.sequence_id) from None
     event = await _send(request, "sequence.applied", DEFINITIONS_SUBJECT, document)
-    state.published[str(sequence["id"])] = True
+    state.publishing(str(sequence["id"]), True)
     return _json({"command_id": event.id, "sequence_id": sequence["id"]}, status)
 
 
@@ -364,7 +383,7 @@ async def _delete_sequence(request: web.Request) -> web.Response:
     event = await _send(
         request, "sequence.delete_requested", DEFINITIONS_SUBJECT, {"sequence_id": sequence_id}
     )
-    request.app[STATE].published[sequence_id] = False
+    request.app[STATE].publishing(sequence_id, False)
     return _json({"command_id": event.id, "sequence_id": sequence_id}, 202)
 
 
@@ -382,7 +401,7 @@ async def _copy_sequence(request: web.Request) -> web.Response:
     if "new_name" in body:
         data["new_name"] = body["new_name"]
     event = await _send(request, "sequence.copy_requested", DEFINITIONS_SUBJECT, data)
-    request.app[STATE].published[new_id] = True
+    request.app[STATE].publishing(new_id, True)
     return _json({"command_id": event.id, "sequence_id": new_id}, 201)
 
 
@@ -473,10 +492,12 @@ def _is_json(media_type: str) -> bool:
 
 
 async def _known(request: web.Request, sequence_id: str) -> bool:
-    """Defined as far as this process knows: published here, else in the read models."""
+    """Defined as far as this process knows: its own command of the last moments, else the
+    read models."""
     state = request.app[STATE]
-    if sequence_id in state.published:
-        return state.published[sequence_id]
+    lately = state.lately_published(sequence_id)
+    if lately is not None:
+        return lately
     rows = await asyncio.to_thread(state.read_models.sequences)
     return any(row.get("id") == sequence_id for row in rows)
 

@@ -15,7 +15,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from ops.api_cli import read_only, read_only_reason
-from ops.http_api import ApiError, FileReadModels, history_query, make_app
+from ops.http_api import (
+    PUBLISHED_KEPT_SECONDS,
+    STATE,
+    ApiError,
+    FileReadModels,
+    history_query,
+    make_app,
+)
 from ops.openapi import openapi_document
 from projections.loading import load_file
 from projections.sequence_detail import detail_of
@@ -825,3 +832,28 @@ async def test_a_removal_without_contacts_or_from_an_unknown_sequence_is_refused
     assert body["field"] == "body"
     await call(client, "post", "/sequences/nope/removals", template, 404, json={"tag": "hot"})
     assert sink.sent == []
+
+
+async def test_what_this_process_published_counts_only_until_the_read_models_can_say(
+    client: TestClient[web.Request, web.Application],
+    definitions: dict[str, Any],
+) -> None:
+    # given a sequence this process just created, and one it just deleted
+    created = _new_sequence(definitions, "fresh")
+    await call(client, "post", "/sequences", "/sequences", 201, json=created)
+    await call(client, "delete", "/sequences/welcome", WELCOME_SEQUENCE, 202)
+    enrollments = "/sequences/{sequence_id}/enrollments"
+    # then at first its own commands are what it goes by (the read models lag behind)
+    await call(client, "post", "/sequences/fresh/enrollments", enrollments, 202, json={"tag": "t"})
+    await call(
+        client, "post", "/sequences/welcome/enrollments", enrollments, 404, json={"tag": "t"}
+    )
+    # when the moment has passed (the engine may have refused them, or another changed them)
+    state = client.app[STATE]
+    for sequence_id, (defined, at) in list(state.published.items()):
+        state.published[sequence_id] = (defined, at - PUBLISHED_KEPT_SECONDS - 1)
+    # then the read models say what is so: `fresh` never reached them, `welcome` is there
+    await call(client, "post", "/sequences/fresh/enrollments", enrollments, 404, json={"tag": "t"})
+    await call(
+        client, "post", "/sequences/welcome/enrollments", enrollments, 202, json={"tag": "t"}
+    )
