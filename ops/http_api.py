@@ -187,6 +187,7 @@ class _State:
             del self.published[sequence_id]
             return None
         return defined
+
     # Idempotency-Key -> the request it came with and the answer given, for a day.
     answers: dict[str, _Answer] = field(default_factory=dict)
 
@@ -263,6 +264,7 @@ async def _errors(
         if refusal is not None and request.method not in ("GET", "HEAD"):
             raise ApiError(405, refusal, None)
         _refuse_unknown_parameters(request)
+        _refuse_a_body_not_json(request)
         return await handler(request)
     except ApiError as refused:
         return refused.response()
@@ -420,6 +422,10 @@ async def _targeted(request: web.Request, kind: str) -> web.Response:
     body = await _body(request)
     if body.get("sequence_id", sequence_id) != sequence_id:
         raise ApiError(422, f"must equal the path's sequence id {sequence_id!r}", "sequence_id")
+    unknown = sorted(set(body) - {*ENROLL_KEYS, "sequence_id"})
+    if unknown:
+        # A misspelt key (`tags`) would otherwise be passed over and the rest carried out.
+        raise ApiError(422, f"unknown key; takes {', '.join(ENROLL_KEYS)}", unknown[0])
     if not any(key in body for key in ENROLL_KEYS):
         raise ApiError(422, "needs one of contact_ids, tag, line_id, contact_group", "body")
     data = {key: body[key] for key in ENROLL_KEYS if key in body}
@@ -470,8 +476,6 @@ def _command_id(request: web.Request, state: _State) -> str:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    if CONTENT_TYPE in request.headers and not _is_json(request.content_type):
-        raise ApiError(415, f"must be application/json, not {request.content_type!r}", CONTENT_TYPE)
     raw = await request.read()
     try:
         value = orjson.loads(raw)
@@ -483,6 +487,14 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 CONTENT_TYPE = "Content-Type"
+
+
+def _refuse_a_body_not_json(request: web.Request) -> None:
+    """Any request with a body (a DELETE's too, which no handler reads) that says it is not
+    JSON: refused, not passed over, so a client sending a form learns it at once."""
+    declared = request.headers.get(CONTENT_TYPE)
+    if request.body_exists and declared is not None and not _is_json(request.content_type):
+        raise ApiError(415, f"must be application/json, not {request.content_type!r}", CONTENT_TYPE)
 
 
 def _is_json(media_type: str) -> bool:

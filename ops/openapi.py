@@ -407,7 +407,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Delete a sequence (publishes sequence.delete_requested)",
                     "responses": {
                         "202": _reply("published", "Accepted"),
-                        **_errors_for(400, 401, 403, 404, 405, 422),
+                        **_errors_for(400, 401, 403, 404, 405, 415, 422),
                     },
                 },
             },

@@ -857,3 +857,35 @@ async def test_what_this_process_published_counts_only_until_the_read_models_can
     await call(
         client, "post", "/sequences/welcome/enrollments", enrollments, 202, json={"tag": "t"}
     )
+
+
+async def test_a_delete_with_a_body_that_is_not_json_is_415_and_nothing_sent(
+    client: TestClient[web.Request, web.Application], sink: Sink
+) -> None:
+    body = await call(
+        client,
+        "delete",
+        "/sequences/welcome",
+        WELCOME_SEQUENCE,
+        415,
+        data=b"please delete",
+        headers={"Content-Type": "text/plain"},
+    )
+    assert body["field"] == "Content-Type"
+    assert sink.sent == []
+
+
+@pytest.mark.parametrize("path", ["enrollments", "removals"])
+async def test_a_misspelt_key_in_a_request_naming_contacts_is_named_not_passed_over(
+    client: TestClient[web.Request, web.Application], sink: Sink, path: str
+) -> None:
+    body = await call(
+        client,
+        "post",
+        f"/sequences/welcome/{path}",
+        f"/sequences/{{sequence_id}}/{path}",
+        422,
+        json={"contact_ids": ["c-1"], "tags": "x"},
+    )
+    assert body["field"] == "tags"
+    assert sink.sent == []
