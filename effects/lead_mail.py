@@ -16,18 +16,28 @@ from html.parser import HTMLParser
 from effects import outcomes
 from schemas.envelope import EFFECTS_SOURCE, CloudEvent
 
+MAX_LEAD_BODY = 200_000  # characters: at most 800 KB of UTF-8, with room to spare
+MAX_LEAD_SUBJECT = 2_000
+
 
 def lead_email_received(
     provider: str, *, to: str, sender: str, subject: str, body: str, key: str, at: datetime
 ) -> CloudEvent:
-    """`key` names the mail (`message_key`): a provider posting it again gives the same id."""
+    """`key` names the mail (`message_key`): a provider posting it again gives the same id.
+    A body past MAX_LEAD_BODY characters is cut there: a Kafka record holds 1 MB, and a
+    lead's fields are in its first lines, not in a megabyte of quoted thread or markup."""
     return CloudEvent(
         id=f"{provider}-inbound:{key}",
         source=EFFECTS_SOURCE,
         type=outcomes.LEAD_EMAIL_RECEIVED,
         time=at,
         subject=to,
-        data={"to": to, "from": sender, "subject": subject, "body": body},
+        data={
+            "to": to,
+            "from": sender,
+            "subject": subject[:MAX_LEAD_SUBJECT],
+            "body": body[:MAX_LEAD_BODY],
+        },
     )
 
 

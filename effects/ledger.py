@@ -151,6 +151,11 @@ class Ledger(Protocol):
         was seen before and is still kept (a replayed request). Kept until `keep_until`."""
         ...
 
+    async def forget_use(self, key: str) -> None:
+        """Take back a `first_use` whose request then failed, so the provider's retry of it
+        is not refused as a replay."""
+        ...
+
     async def contact_for_address(self, address: str) -> str | None:
         """The contact of the newest contact-facing effect sent to this address."""
         ...
@@ -321,6 +326,9 @@ class InMemoryLedger:
             return False
         used[key] = keep_until
         return True
+
+    async def forget_use(self, key: str) -> None:
+        self._store.used_keys.pop(key, None)
 
     async def contact_for_address(self, address: str) -> str | None:
         best: LedgerEntry | None = None
@@ -710,6 +718,10 @@ class PostgresLedger:
                 (key, keep_until),
             )
             return await cursor.fetchone() is not None
+
+    async def forget_use(self, key: str) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute("DELETE FROM used_callback_tokens WHERE key = %s", (key,))
 
     async def connected_by(self, effect_id: EffectId) -> str | None:
         async with self._pool.connection() as conn:

@@ -14,8 +14,9 @@ nothing. What passes gets 200: Mailgun takes any other answer as a reason to pos
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -46,7 +47,8 @@ class MailgunCallbacks:
         self._clock = clock
         self._check = MailgunSignatureCheck(signing_key, clock)
 
-    async def _verify(self, request: web.Request, fields: Mapping[str, Any]) -> None:
+    async def _verify(self, request: web.Request, fields: Mapping[str, Any]) -> str:
+        """The token's key once the request is Mailgun's and its token new; else 403."""
         token = _text(fields.get("token"))
         refusal = self._check.refusal(
             _text(fields.get("timestamp")), token, _text(fields.get("signature"))
@@ -62,6 +64,17 @@ class MailgunCallbacks:
         if refusal is not None:
             _log.warning("refused %s from %s: %s", request.path, request.remote, refusal)
             raise web.HTTPForbidden(text="bad signature")
+        return f"mailgun:{token}"
+
+    @contextlib.asynccontextmanager
+    async def _taken_back_on_failure(self, key: str) -> AsyncIterator[None]:
+        """A request that fails after its token was taken gives the token back: Mailgun
+        posts it again (the same token, within the window) and must not be refused."""
+        try:
+            yield
+        except BaseException:
+            await self._ledger.forget_use(key)
+            raise
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -72,7 +85,11 @@ class MailgunCallbacks:
         if not isinstance(document, dict):
             document = {}
         signature = document.get("signature")
-        await self._verify(request, signature if isinstance(signature, dict) else {})
+        key = await self._verify(request, signature if isinstance(signature, dict) else {})
+        async with self._taken_back_on_failure(key):
+            return await self._event(document)
+
+    async def _event(self, document: Mapping[str, Any]) -> web.StreamResponse:
         data = document.get("event-data")
         if not isinstance(data, dict) or not data.get("event"):
             raise web.HTTPBadRequest(text="event-data with an event is required")
@@ -96,7 +113,11 @@ class MailgunCallbacks:
 
     async def inbound(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
-        await self._verify(request, form)
+        key = await self._verify(request, form)
+        async with self._taken_back_on_failure(key):
+            return await self._lead(form)
+
+    async def _lead(self, form: Mapping[str, Any]) -> web.StreamResponse:
         to = first_address(_text(form.get("recipient"))) or first_address(_text(form.get("To")))
         if not to:
             raise web.HTTPBadRequest(text="no recipient")

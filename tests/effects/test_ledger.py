@@ -329,3 +329,6 @@ async def test_a_one_time_token_is_taken_once_while_kept(harness: Harness) -> No
     # past its time it is forgotten: taking it again is a first use
     after = kept + timedelta(seconds=1)
     assert await harness.ledger.first_use("mailgun:t1", after, after) is True
+    # and one taken back (its request failed) is a first use again
+    await harness.ledger.forget_use("mailgun:t2")
+    assert await harness.ledger.first_use("mailgun:t2", T0, kept) is True

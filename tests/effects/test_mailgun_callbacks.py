@@ -333,3 +333,45 @@ async def test_an_unsubscribe_or_complaint_opts_the_contact_out_of_email(
     assert await callbacks.post_event(event_body(word)) == 200
     [opted] = callbacks.sink.events("contact.opted_out")
     assert (opted.subject, opted.data["channel"]) == ("c-1", "email")
+
+
+async def test_a_forward_that_fails_after_its_check_can_be_posted_again() -> None:
+    # given a publisher that fails once (the broker away), as Mailgun's first try meets it
+    app = web.Application()
+    server = LoopbackServer(app)
+    sink = InMemorySink()
+    failures = [RuntimeError("broker away")]
+
+    async def publish(topic: str, event: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await sink(topic, event)
+
+    handlers = InboundHandlers(
+        ledger=InMemoryLedger(),
+        publish=publish,
+        clock=Clock(),
+        public_base_url="http://127.0.0.1",
+        twilio_auth_token="unused",
+        mailgun_signing_key=SIGNING_KEY,
+    )
+    add_inbound_routes(app, handlers)
+    mail = forwarded()
+    async with server, aiohttp.ClientSession() as session:
+        callbacks = Callbacks(server.url, sink, InMemoryLedger(), session)
+        # when the first post fails and Mailgun posts the very same request again
+        assert await callbacks.post_mail(mail) == 500
+        assert await callbacks.post_mail(mail) == 200
+        # then the retry is taken, not refused as a replay, and the lead is published once
+        assert types_of(sink.events()) == ["lead.email_received"]
+        # and a third post of it is a replay
+        assert await callbacks.post_mail(mail) == 403
+
+
+async def test_a_lead_mail_too_large_for_a_record_is_cut_not_lost(callbacks: Callbacks) -> None:
+    # (the server takes forms of up to 25 MB; this test's of 1 MB: the cut is what counts)
+    huge = "Name: Ann Lee\nPhone: (212) 555-0101\n" + "> quoted thread\n" * 15_000
+    assert await callbacks.post_mail(forwarded(**{"body-plain": huge})) == 200
+    [lead] = callbacks.sink.events()
+    assert lead.data["body"].startswith("Name: Ann Lee")
+    assert len(lead.data["body"]) == 200_000
