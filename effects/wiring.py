@@ -171,8 +171,9 @@ def email_sender(
         )
         if not settings.mailgun_webhook_signing_key:
             _log.warning(
-                "MAILGUN_WEBHOOK_SIGNING_KEY is not set: /mailgun/events refuses every event,"
-                " so an e-mail in doubt stays unknown"
+                "MAILGUN_WEBHOOK_SIGNING_KEY is not set: /mailgun/events and /mailgun/inbound"
+                " refuse everything, so an e-mail in doubt stays unknown and no lead comes in"
+                " through Mailgun"
             )
         mailgun = MailgunEmailSender(
             api_key=settings.mailgun_api_key,

@@ -4,6 +4,7 @@ reading the read models from an output stream file or PostgreSQL."""
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -73,7 +74,6 @@ def register(commands: SubParsers) -> None:
 
 ADMIN_TOKEN_VARIABLE = "DRIPSTREAM_API_ADMIN_TOKEN"  # noqa: S105 - a name, not a secret
 READ_TOKEN_VARIABLE = "DRIPSTREAM_API_READ_TOKEN"  # noqa: S105 - a name, not a secret
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def tokens_from_environment() -> Tokens:
@@ -95,7 +95,7 @@ def run_api(args: argparse.Namespace) -> int:
     if tokens.admin is None and args.history is None:
         # The seed: only administrators create sequences. Open commands are for a machine
         # of one's own; on a shared address the operator must say so.
-        if args.host not in LOOPBACK and not args.no_auth:
+        if not is_loopback(args.host) and not args.no_auth:
             print(
                 f"{PROG}: set {ADMIN_TOKEN_VARIABLE} (commands need it) or pass --no-auth to serve"
                 f" commands to anyone who reaches {args.host}:{args.port}",
@@ -186,3 +186,13 @@ def read_only_reason(history: Path) -> str:
         f"read-only: this API serves the file {history}; commands need the live mode"
         " (DATABASE_URL, Kafka)"
     )
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: only this machine can reach it."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to any address

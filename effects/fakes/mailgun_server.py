@@ -219,7 +219,8 @@ async def _serve(port: int, api_key: str, domain: str, *, log: bool) -> None:
     print(server.url, flush=True)
     print(
         f"fake Mailgun: EFFECTS_EMAIL_PROVIDER=mailgun MAILGUN_API_BASE={server.url}"
-        f" MAILGUN_API_KEY={api_key} MAILGUN_DOMAIN={domain}",
+        f" MAILGUN_API_KEY={api_key} MAILGUN_DOMAIN={domain}"
+        f" MAILGUN_WEBHOOK_SIGNING_KEY={server.signing_key}",
         file=sys.stderr,
         flush=True,
     )

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from ops.api_auth import Tokens
+from ops.api_cli import is_loopback
 from ops.cli import build_parser
 from ops.http_api import FileReadModels, make_app
 from projections.loading import load_file
@@ -134,3 +135,19 @@ def test_the_api_will_not_start_with_a_read_token_and_no_admin_token(
     args = build_parser("api").parse_args(["api", "--database-url", "postgresql://nowhere/x"])
     assert args.handler(args) == 2
     assert "set both" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),  # every interface: the case refused
+        ("10.1.2.3", False),
+        ("api.example.com", False),
+    ],
+)
+def test_only_a_loopback_address_serves_open_commands(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
