@@ -15,7 +15,7 @@ from ops import kafka_cli
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.service_errors import quiet_kafka_client
 from ops.settings import PREFIX_HELP, Settings
-from schemas.envelope import CloudEvent
+from schemas.envelope import CloudEvent, TimeOutOfRange, parse_event_time
 from schemas.validation import EventRejected, decode_event
 
 SOURCE = "dripstream-cli"
@@ -66,6 +66,22 @@ def _connection(parser: argparse.ArgumentParser, env: Settings) -> None:
         help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
     )
     parser.add_argument("--topic-prefix", default=env.topic_prefix, help=PREFIX_HELP)
+    parser.add_argument(
+        "--time",
+        type=_moment,
+        metavar="TIME",
+        help="the command's time, RFC 3339 (default now): under `worker --clock event` it"
+        " is decided at its time among the inputs, so give one inside the history",
+    )
+
+
+def _moment(text: str) -> datetime:
+    try:
+        return parse_event_time(text)
+    except (TimeOutOfRange, ValueError) as error:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an RFC 3339 time such as 2028-03-03T12:00:00Z ({error})"
+        ) from None
 
 
 def run_targeted(args: argparse.Namespace) -> int:
@@ -98,7 +114,7 @@ def _publish(args: argparse.Namespace, kind: str, subject: str, data: dict[str, 
         id=f"cli-{uuid.uuid4().hex}",
         source=SOURCE,
         type=kind,
-        time=datetime.now(UTC),
+        time=args.time or datetime.now(UTC),
         subject=subject,
         data=data,
     )
@@ -124,15 +140,23 @@ def _publish(args: argparse.Namespace, kind: str, subject: str, data: dict[str, 
     return 0
 
 
-_OPTIONS = {"data.contact_ids": "--contact", "data.tag": "--tag", "data.line_id": "--line"}
+_OPTIONS = {
+    "data.contact_ids": "--contact",
+    "data.tag": "--tag",
+    "data.line_id": "--line",
+    "data.new_id": "NEW_ID",
+    "data.new_name": "--name",
+    "data.sequence_id": "SEQUENCE_ID",
+    "subject": "SEQUENCE_ID",
+}
 
 
 def _as_option(rejected: EventRejected) -> str:
-    """The reason, naming the option the user typed rather than the event's field."""
+    """The reason, naming what the user typed rather than the event's field."""
     field = rejected.field
     for prefix, option in _OPTIONS.items():
         if field.startswith(prefix):
             return f"{option}: {rejected.reason}"
-    if field == "data":
-        return f"give --contact, --tag or --line: {rejected.reason}"
+    if field == "data":  # none of the targets: the command's own words for them
+        return "give --contact, --tag or --line"
     return str(rejected)

@@ -71,7 +71,8 @@ def test_copy_and_delete_are_definition_commands(published: Published) -> None:
         (["enroll", "welcome"], "give --contact, --tag or --line"),
         (["remove", "welcome", "--tag", ""], "--tag: must not be empty"),
         (["enroll", "welcome", "--contact", ""], "--contact"),
-        (["copy", "welcome", "has space"], "data.new_id"),
+        (["copy", "welcome", "has space"], "NEW_ID: "),
+        (["copy", "welcome", "w2", "--name", ""], "--name: "),
     ],
 )
 def test_a_bad_command_is_refused_naming_the_option_and_nothing_is_sent(
@@ -80,3 +81,18 @@ def test_a_bad_command_is_refused_naming_the_option_and_nothing_is_sent(
     assert run(*argv) == 2
     assert named in capsys.readouterr().err
     assert published == []
+
+
+def test_a_command_can_carry_a_time_of_the_history_it_joins(published: Published) -> None:
+    assert run("remove", "welcome", "--tag", "hot", "--time", "2028-03-03T12:00:00Z") == 0
+    [(_, _, value)] = published
+    assert orjson.loads(value)["time"] == "2028-03-03T12:00:00Z"
+
+
+def test_a_time_that_is_not_rfc_3339_is_refused_by_the_parser(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        run("delete", "welcome", "--time", "yesterday")
+    assert refused.value.code == 2
+    assert "--time" in capsys.readouterr().err
