@@ -241,16 +241,20 @@ _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+")
 
 def own_intake_address(sequence_id: str, domain: str) -> str:
     """The address `intake_address: auto` sets: the sequence's id made safe for an address
-    (letters and digits, the rest one `-`) and a hash of the id itself (so ids that read
-    alike, `A,b` and `a-b`, still differ) at the account's intake domain. Normalised as
-    mail to it will be, so the two meet. A pure function of the id: every worker, and every
-    replay, sets the same one."""
-    readable = _NOT_ADDRESS_SAFE.sub("-", sequence_id.lower()).strip("-") or "sequence"
+    (what a plain address holds stays, each run of anything else is one `-`; at most
+    READABLE_PART characters of it, as a local part holds 64) and a hash of the id itself
+    (so ids that read alike, `A,b` and `a-b`, still differ) at the account's intake domain.
+    Normalised as mail to it will be, so the two meet. A pure function of the id: every
+    worker, and every replay, sets the same one."""
+    safe = _NOT_ADDRESS_SAFE.sub("-", sequence_id.lower())[:READABLE_PART]
+    readable = safe.strip("-.") or "sequence"
     digest = hashlib.sha256(sequence_id.encode()).hexdigest()[:8]
     return intake_address(f"{readable}-{digest}@{domain}")
 
 
-_NOT_ADDRESS_SAFE = re.compile(r"[^a-z0-9]+")
+# The characters of a plain address's local part (_PLAIN_ADDRESS), and how many to keep.
+_NOT_ADDRESS_SAFE = re.compile(r"[^a-z0-9._%+\-]+")
+READABLE_PART = 40
 
 
 def intake_address(to: str) -> str:

@@ -91,3 +91,15 @@ def test_a_bad_auto_or_domain_is_refused_naming_the_key(change: dict[str, Any], 
     with pytest.raises(DefinitionRejected) as refused:
         validate_definition_document(doc)
     assert refused.value.key.endswith(key)
+
+
+def test_an_id_an_address_holds_keeps_its_characters_and_the_address_stays_put() -> None:
+    # pinned: an address handed out must not change with a new version of the engine
+    assert own_intake_address("welcome_new", DOMAIN) == "welcome_new-3c645cf7@" + DOMAIN
+    assert own_intake_address("promo.2027", DOMAIN).startswith("promo.2027-")
+
+
+def test_a_long_id_gives_a_local_part_an_address_can_hold() -> None:
+    local = own_intake_address("x" * 63, DOMAIN).split("@")[0]
+    assert len(local) <= 64
+    assert own_intake_address("x" * 63, DOMAIN) != own_intake_address("x" * 62, DOMAIN)
