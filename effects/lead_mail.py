@@ -8,6 +8,7 @@ provider carried it (aggregates.intake reads the text; it is not done here).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from email.utils import getaddresses
@@ -16,16 +17,20 @@ from html.parser import HTMLParser
 from effects import outcomes
 from schemas.envelope import EFFECTS_SOURCE, CloudEvent
 
-MAX_LEAD_BODY = 200_000  # characters: at most 800 KB of UTF-8, with room to spare
-MAX_LEAD_SUBJECT = 2_000
+MAX_LEAD_BODY = 200_000  # characters: at most 800 KB as JSON once controls are gone
+MAX_LEAD_FIELD = 2_000  # the subject and addresses
+# Control characters but line breaks and tabs: JSON writes each as six bytes (\u0001), and
+# a lead's fields hold none.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def lead_email_received(
     provider: str, *, to: str, sender: str, subject: str, body: str, key: str, at: datetime
 ) -> CloudEvent:
     """`key` names the mail (`message_key`): a provider posting it again gives the same id.
-    A body past MAX_LEAD_BODY characters is cut there: a Kafka record holds 1 MB, and a
-    lead's fields are in its first lines, not in a megabyte of quoted thread or markup."""
+    A body past MAX_LEAD_BODY characters is cut there, and control characters become
+    spaces: a Kafka record holds 1 MB, and a lead's fields are in its first lines, not in
+    a megabyte of quoted thread or markup."""
     return CloudEvent(
         id=f"{provider}-inbound:{key}",
         source=EFFECTS_SOURCE,
@@ -33,12 +38,16 @@ def lead_email_received(
         time=at,
         subject=to,
         data={
-            "to": to,
-            "from": sender,
-            "subject": subject[:MAX_LEAD_SUBJECT],
-            "body": body[:MAX_LEAD_BODY],
+            "to": to[:MAX_LEAD_FIELD],
+            "from": _printable(sender)[:MAX_LEAD_FIELD],
+            "subject": _printable(subject)[:MAX_LEAD_FIELD],
+            "body": _printable(body[:MAX_LEAD_BODY]),
         },
     )
+
+
+def _printable(text: str) -> str:
+    return _CONTROLS.sub(" ", text)
 
 
 def first_address(header: str) -> str:

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from effects.fakes._server import LoopbackServer
 from effects.inbound import InboundHandlers, add_inbound_routes
+from effects.lead_mail import lead_email_received
 from effects.ledger import InMemoryLedger
 from effects.mailgun_signature import sign
 from effects.ports import EffectId
@@ -375,3 +376,19 @@ async def test_a_lead_mail_too_large_for_a_record_is_cut_not_lost(callbacks: Cal
     [lead] = callbacks.sink.events()
     assert lead.data["body"].startswith("Name: Ann Lee")
     assert len(lead.data["body"]) == 200_000
+
+
+@pytest.mark.parametrize("filler", ["\x01", '"', "\U0001f600"])
+def test_a_lead_of_any_characters_fits_a_kafka_record(filler: str) -> None:
+    # the worst cases for JSON: a control character (six bytes), a quote (two), an emoji (four)
+    lead = lead_email_received(
+        "mailgun",
+        to="leads@in.example.com",
+        sender=filler * 5_000,
+        subject=filler * 5_000,
+        body="Name: Ann\n" + filler * 300_000,
+        key="k",
+        at=T0,
+    )
+    assert len(lead.encode()) < 1_000_000
+    assert lead.data["body"].startswith("Name: Ann\n")
