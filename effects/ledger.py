@@ -375,6 +375,8 @@ CREATE TABLE IF NOT EXISTS used_callback_tokens (
     key        text PRIMARY KEY,
     kept_until timestamptz NOT NULL
 );
+CREATE INDEX IF NOT EXISTS used_callback_tokens_kept_until
+    ON used_callback_tokens (kept_until);
 """
 
 _COLUMNS = (
