@@ -190,12 +190,7 @@ class EngineWorker:
     # ---- lifecycle -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            if signal.getsignal(sig) is signal.SIG_IGN:
-                continue  # ignored on purpose (a worker of `--processes`: its launcher decides)
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stopping.set)
+        install_stop_signals(asyncio.get_running_loop(), self.stopping.set)
         if self.settings.metrics_port is not None:
             self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
         if self.settings.relay:
@@ -819,8 +814,24 @@ def supervise(children: list[SpawnProcess]) -> int:
     return 0 if all(child.exitcode == 0 for child in children) else 1
 
 
+def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT call `stop`, but a signal the process ignores stays ignored (a
+    worker of `--processes` ignores SIGINT: its launcher decides, see ignore_interrupts)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            continue
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop)
+
+
+def ignore_interrupts() -> None:
+    """A worker of `--processes`: a Ctrl-C reaches it from the terminal, and its launcher
+    passes it on as SIGTERM; taking both would tell it twice."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _worker_process(settings: WorkerSettings) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher passes a Ctrl-C on as SIGTERM
+    ignore_interrupts()
     # The process's name (dripstream-worker-<n>) on each line: the children share a log.
     logging.basicConfig(
         level=logging.INFO,

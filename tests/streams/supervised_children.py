@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from streams.worker import supervise
+from streams.worker import ignore_interrupts, supervise
 
 
 def child(mode: str, directory: str, n: int) -> None:
@@ -27,7 +27,7 @@ def child(mode: str, directory: str, n: int) -> None:
             sys.exit(0)
 
     signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a worker of --processes does
+    ignore_interrupts()  # as a worker of --processes does
     (folder / f"{n}.ready").touch()
     if mode == "crash" and n == 0:
         while not (folder / "1.ready").exists():  # child 1's handler in: it can be told

@@ -3,6 +3,7 @@ each child once, a second one kills them, and one child stopping stops the group
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from streams.worker import ignore_interrupts, install_stop_signals
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,3 +83,23 @@ def test_a_ctrl_c_to_the_group_tells_each_child_once_and_the_group_exits_0(
     # then each child is stopped once, by the launcher's SIGTERM, and all stop cleanly
     assert launcher.wait(timeout=30) == 0
     assert [signals_seen(tmp_path, n) for n in range(2)] == [1, 1]
+
+
+def test_a_worker_that_ignores_ctrl_c_keeps_ignoring_it_once_it_runs() -> None:
+    # given a process set up as a worker of --processes, when the worker installs its stop
+    # handlers, then SIGINT stays ignored (or a Ctrl-C would reach it twice) and SIGTERM stops
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    loop = asyncio.new_event_loop()
+    stopped: list[bool] = []
+    try:
+        ignore_interrupts()
+        install_stop_signals(loop, lambda: stopped.append(True))
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGTERM)
+        loop.run_until_complete(asyncio.sleep(0.1))
+        assert stopped == [True]
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        loop.close()
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
