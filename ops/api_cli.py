@@ -85,7 +85,7 @@ def tokens_from_environment() -> Tokens:
 
 def run_api(args: argparse.Namespace) -> int:
     tokens = tokens_from_environment()
-    if tokens.read is not None and tokens.admin is None:
+    if tokens.read is not None and tokens.admin is None and args.history is None:
         print(
             f"{PROG}: {READ_TOKEN_VARIABLE} is set without {ADMIN_TOKEN_VARIABLE}: the reads"
             " would be guarded and the commands open; set both",

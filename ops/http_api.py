@@ -175,7 +175,12 @@ class _State:
     published: dict[str, tuple[bool, float]] = field(default_factory=dict)
 
     def publishing(self, sequence_id: str, defined: bool) -> None:
-        self.published[sequence_id] = (defined, time.monotonic())
+        now = time.monotonic()
+        for stale in [
+            k for k, (_, at) in self.published.items() if now - at > PUBLISHED_KEPT_SECONDS
+        ]:
+            del self.published[stale]
+        self.published[sequence_id] = (defined, now)
 
     def lately_published(self, sequence_id: str) -> bool | None:
         """Defined or not by this process's own command of the last moments; None if none."""
@@ -425,7 +430,8 @@ async def _targeted(request: web.Request, kind: str) -> web.Response:
     unknown = sorted(set(body) - {*ENROLL_KEYS, "sequence_id"})
     if unknown:
         # A misspelt key (`tags`) would otherwise be passed over and the rest carried out.
-        raise ApiError(422, f"unknown key; takes {', '.join(ENROLL_KEYS)}", unknown[0])
+        takes = ", ".join((*ENROLL_KEYS, "sequence_id"))
+        raise ApiError(422, f"unknown key; takes {takes}", unknown[0])
     if not any(key in body for key in ENROLL_KEYS):
         raise ApiError(422, "needs one of contact_ids, tag, line_id, contact_group", "body")
     data = {key: body[key] for key in ENROLL_KEYS if key in body}
@@ -490,9 +496,11 @@ CONTENT_TYPE = "Content-Type"
 
 
 def _refuse_a_body_not_json(request: web.Request) -> None:
-    """Any request with a body (a DELETE's too, which no handler reads) that says it is not
+    """A command with a body (a DELETE's too, which no handler reads) that says it is not
     JSON: refused, not passed over, so a client sending a form learns it at once."""
     declared = request.headers.get(CONTENT_TYPE)
+    if request.method in ("GET", "HEAD"):
+        return  # a read takes no body: whatever came with it is not read
     if request.body_exists and declared is not None and not _is_json(request.content_type):
         raise ApiError(415, f"must be application/json, not {request.content_type!r}", CONTENT_TYPE)
 

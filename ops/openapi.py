@@ -25,7 +25,7 @@ def _errors_for(*codes: int) -> dict[str, Any]:
     what = {
         400: "invalid JSON, or a bad or unknown query parameter (field names it)",
         401: "no token, or an unknown one, where the API has tokens set (field Authorization)",
-        403: "the read token on a command: commands need the admin token",
+        403: "a command with the read token, or with no admin token set at all",
         404: "unknown sequence or contact",
         405: "read-only: this API serves a file (`--history`), commands are not taken",
         409: "the id is taken",
@@ -110,8 +110,10 @@ SCHEMAS: dict[str, Any] = {
     },
     "EnrollmentRequest": {
         "type": "object",
-        "description": "At least one of contact_ids, tag, line_id, contact_group.",
+        "description": "At least one of contact_ids, tag, line_id, contact_group; any other"
+        " key is refused (422), sequence_id aside when it is the path's.",
         "properties": {
+            "sequence_id": {"type": "string", "description": "the path's, if given"},
             "contact_ids": {"type": "array", "minItems": 1, "items": {"type": "string"}},
             "tag": {"type": "string", "minLength": 1},
             "line_id": {"type": "string", "minLength": 1},
@@ -122,6 +124,7 @@ SCHEMAS: dict[str, Any] = {
             },
         },
         "anyOf": [{"required": [key]} for key in ENROLL_KEYS],
+        "additionalProperties": False,
     },
     "SequenceRow": {
         "type": "object",
