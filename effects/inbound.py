@@ -40,7 +40,6 @@ from effects.lead_mail import (
     first_address,
     header_lines,
     lead_email_received,
-    message_key,
     text_of_html,
 )
 from effects.ledger import Ledger, LedgerEntry
@@ -315,7 +314,7 @@ class InboundHandlers:
             sender=sender,
             subject=subject,
             body=body,
-            key=message_key(headers, to, sender, subject, body),
+            headers=headers,
             at=self._clock(),
         )
         await self._publish("intake", event)

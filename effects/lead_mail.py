@@ -25,12 +25,21 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def lead_email_received(
-    provider: str, *, to: str, sender: str, subject: str, body: str, key: str, at: datetime
+    provider: str,
+    *,
+    to: str,
+    sender: str,
+    subject: str,
+    body: str,
+    headers: Iterable[tuple[str, str]],
+    at: datetime,
 ) -> CloudEvent:
-    """`key` names the mail (`message_key`): a provider posting it again gives the same id.
-    A body past MAX_LEAD_BODY characters is cut there, and control characters become
-    spaces: a Kafka record holds 1 MB, and a lead's fields are in its first lines, not in
-    a megabyte of quoted thread or markup."""
+    """The mail's id is its Message-ID (`message_key`): a provider posting it again gives
+    the same event. A body past MAX_LEAD_BODY characters is cut there, and control
+    characters become spaces: a Kafka record holds 1 MB, and a lead's fields are in its
+    first lines, not in a megabyte of quoted thread or markup."""
+    key = message_key(headers, to, sender, subject, body)
+    to = to[:MAX_LEAD_FIELD]
     return CloudEvent(
         id=f"{provider}-inbound:{key}",
         source=EFFECTS_SOURCE,
@@ -38,7 +47,7 @@ def lead_email_received(
         time=at,
         subject=to,
         data={
-            "to": to[:MAX_LEAD_FIELD],
+            "to": to,
             "from": _printable(sender)[:MAX_LEAD_FIELD],
             "subject": _printable(subject)[:MAX_LEAD_FIELD],
             "body": _printable(body[:MAX_LEAD_BODY]),

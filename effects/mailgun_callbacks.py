@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from effects.lead_mail import first_address, lead_email_received, message_key, text_of_html
+from effects.lead_mail import first_address, lead_email_received, text_of_html
 from effects.ledger import Ledger
 from effects.mailgun_signature import MailgunSignatureCheck
 from effects.ports import Clock, EffectId, Publish
@@ -138,7 +138,7 @@ class MailgunCallbacks:
             sender=sender,
             subject=subject,
             body=body,
-            key=message_key(headers, to, sender, subject, body),
+            headers=headers,
             at=self._clock(),
         )
         await self._publish("intake", event)

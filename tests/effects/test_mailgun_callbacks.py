@@ -387,7 +387,7 @@ def test_a_lead_of_any_characters_fits_a_kafka_record(filler: str) -> None:
         sender=filler * 5_000,
         subject=filler * 5_000,
         body="Name: Ann\n" + filler * 300_000,
-        key="k",
+        headers=[("Message-Id", "<k@mail.example>")],
         at=T0,
     )
     assert len(lead.encode()) < 1_000_000
