@@ -8,7 +8,6 @@ Notifications to the account's own users carry neither. The effect id rides in
 
 from __future__ import annotations
 
-import logging
 import urllib.error
 from datetime import datetime
 from typing import Any
@@ -24,13 +23,10 @@ from effects.ports import (
     Clock,
     Delivered,
     EmailMessage,
-    Rejected,
     SendResult,
     Transient,
 )
-from effects.retry import parse_retry_after
-
-_log = logging.getLogger(__name__)
+from effects.retry import http_refusal
 
 PROVIDER = "sendgrid"
 UNSUBSCRIBE_TAG = "<%asm_group_unsubscribe_raw_url%>"
@@ -85,8 +81,6 @@ class SendGridEmailSender:
         self._group = unsubscribe_group_id
         self._postal_address = postal_address
         self._clock = clock
-        if not postal_address:
-            _log.warning("EFFECTS_POSTAL_ADDRESS is empty: contact e-mail lacks a postal address")
 
     async def send_email(self, message: EmailMessage) -> SendResult:
         document = build_mail(
@@ -112,9 +106,5 @@ class SendGridEmailSender:
 def _classify_http(error: Any, now: datetime) -> SendResult:
     status = int(error.status_code)
     detail = error.body.decode("utf-8", "replace") if isinstance(error.body, bytes) else ""
-    reason = f"sendgrid {status}: {detail[:300]}"
-    if status == 429 or status >= 500:
-        headers = error.headers
-        retry_after = headers.get("Retry-After") if headers is not None else None
-        return Transient(reason, str(status), parse_retry_after(retry_after, now))
-    return Rejected(reason, str(status))
+    retry_after = error.headers.get("Retry-After") if error.headers is not None else None
+    return http_refusal(f"sendgrid {status}: {detail[:300]}", status, retry_after, now)

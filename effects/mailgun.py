@@ -14,7 +14,6 @@ of the account's users carries neither.
 from __future__ import annotations
 
 import base64
-import logging
 from datetime import datetime
 from urllib.parse import quote
 
@@ -28,13 +27,10 @@ from effects.ports import (
     Clock,
     Delivered,
     EmailMessage,
-    Rejected,
     SendResult,
     Transient,
 )
-from effects.retry import parse_retry_after
-
-_log = logging.getLogger(__name__)
+from effects.retry import http_refusal
 
 PROVIDER = "mailgun"
 UNSUBSCRIBE_VARIABLE = "%unsubscribe_url%"
@@ -95,8 +91,6 @@ class MailgunEmailSender:
         self._postal_address = postal_address
         self._unsubscribe_link = unsubscribe_link
         self._clock = clock
-        if not postal_address:
-            _log.warning("EFFECTS_POSTAL_ADDRESS is empty: contact e-mail lacks a postal address")
 
     async def send_email(self, message: EmailMessage) -> SendResult:
         form = build_form(
@@ -124,10 +118,7 @@ def classify(response: HttpResponse, now: datetime) -> SendResult:
     if 200 <= status < 300:
         return Delivered(PROVIDER, _answer_field(response, "id").strip("<>"))
     reason = f"mailgun {status}: {(_answer_field(response, 'message') or response.text)[:300]}"
-    if status == 429 or status >= 500:
-        retry_after = parse_retry_after(response.headers.get("retry-after"), now)
-        return Transient(reason, str(status), retry_after)
-    return Rejected(reason, str(status))
+    return http_refusal(reason, status, response.headers.get("retry-after"), now)
 
 
 def _answer_field(response: HttpResponse, name: str) -> str:

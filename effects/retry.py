@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from effects.ports import Random
+from effects.ports import Random, Rejected, SendResult, Transient
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +46,11 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return max(0.0, (moment - now).total_seconds())
+
+
+def http_refusal(reason: str, status: int, retry_after: str | None, now: datetime) -> SendResult:
+    """A provider's HTTP refusal: 429 and 5xx are for now (retried, its Retry-After
+    honoured), any other status for good."""
+    if status == 429 or status >= 500:
+        return Transient(reason, str(status), parse_retry_after(retry_after, now))
+    return Rejected(reason, str(status))

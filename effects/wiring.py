@@ -163,6 +163,8 @@ def email_sender(
     settings: EffectsSettings, clock: Clock, closers: list[Callable[[], Awaitable[None]]]
 ) -> EmailSender:
     """The sender of the provider the settings choose (`chosen_email_provider`)."""
+    if not settings.email_postal_address:
+        _log.warning("EFFECTS_POSTAL_ADDRESS is empty: contact e-mail lacks a postal address")
     if settings.chosen_email_provider == MAILGUN:
         _log.info(
             "e-mail goes through Mailgun, domain %s at %s",
