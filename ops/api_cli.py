@@ -23,7 +23,7 @@ from ops.http_api import (
     ReadModelSource,
     make_app,
 )
-from ops.settings import PREFIX_HELP, Settings
+from ops.settings import Settings, add_kafka_flags
 from schemas.definitions import DefinitionRejected, account_with_defaults, load_definition_file
 from schemas.envelope import CloudEvent
 
@@ -45,15 +45,7 @@ def register(commands: SubParsers) -> None:
         metavar="FILE",
         help="read models from this output stream (.jsonl); without it, PostgreSQL",
     )
-    parser.add_argument(
-        "--bootstrap",
-        default=env.bootstrap_servers,
-        help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
-    )
-    parser.add_argument("--topic-prefix", default=env.topic_prefix, help=PREFIX_HELP)
-    parser.add_argument(
-        "--database-url", default=env.database_url, help="PostgreSQL URL (DATABASE_URL)"
-    )
+    add_kafka_flags(parser, env, database=True)
     parser.add_argument(
         "--schema", default=None, help="PostgreSQL schema of the read models (default readmodels)"
     )

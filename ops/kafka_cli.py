@@ -16,7 +16,7 @@ import orjson
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.definition_files import load_or_explain
 from ops.service_errors import quiet_kafka_client
-from ops.settings import PREFIX_HELP, Settings
+from ops.settings import Settings, add_kafka_flags
 from schemas.envelope import CloudEvent, format_time, parse_time
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS
 from schemas.validation import EventRejected, decode_event, without_bom
@@ -39,7 +39,7 @@ def register(commands: SubParsers) -> None:
             "PostgreSQL transaction (DATABASE_URL); an outbox relay publishes them."
         ),
     )
-    _connection_flags(worker, env)
+    add_kafka_flags(worker, env, database=True)
     worker.add_argument(
         "--clock",
         choices=("wall", "event"),
@@ -83,7 +83,7 @@ def register(commands: SubParsers) -> None:
     produce = commands.add_parser(
         "produce", help="publish a .jsonl of input events, keyed by subject"
     )
-    _connection_flags(produce, env, database=False)
+    add_kafka_flags(produce, env)
     produce.add_argument("file", type=Path)
     produce.add_argument(
         "--raw",
@@ -102,24 +102,9 @@ def register(commands: SubParsers) -> None:
         commands, "sequences", help="sequence definitions and the sequences list"
     )
     apply = sequences.add_parser("apply", help="publish sequence definitions to the commands topic")
-    _connection_flags(apply, env, database=False)
+    add_kafka_flags(apply, env)
     apply.add_argument("file", type=Path)
     apply.set_defaults(handler=run_apply)
-
-
-def _connection_flags(
-    parser: argparse.ArgumentParser, env: Settings, *, database: bool = True
-) -> None:
-    parser.add_argument(
-        "--bootstrap",
-        default=env.bootstrap_servers,
-        help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
-    )
-    parser.add_argument("--topic-prefix", default=env.topic_prefix, help=PREFIX_HELP)
-    if database:
-        parser.add_argument(
-            "--database-url", default=env.database_url, help="PostgreSQL URL (DATABASE_URL)"
-        )
 
 
 def run_worker(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from aggregates.targets import request_subject
 from ops import kafka_cli
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.service_errors import quiet_kafka_client
-from ops.settings import PREFIX_HELP, Settings
+from ops.settings import Settings, add_kafka_flags
 from schemas.envelope import CloudEvent, TimeOutOfRange, parse_event_time
 from schemas.validation import EventRejected, decode_event
 
@@ -60,12 +60,7 @@ _TARGETED_TYPES = {"enroll": "enrollment.requested", "remove": "enrollment.remov
 
 
 def _connection(parser: argparse.ArgumentParser, env: Settings) -> None:
-    parser.add_argument(
-        "--bootstrap",
-        default=env.bootstrap_servers,
-        help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
-    )
-    parser.add_argument("--topic-prefix", default=env.topic_prefix, help=PREFIX_HELP)
+    add_kafka_flags(parser, env)
     parser.add_argument(
         "--time",
         type=_moment,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 
@@ -24,4 +25,21 @@ class Settings:
             database_url=os.environ.get("DATABASE_URL") or None,
             # An empty prefix is a choice: topics named `contacts`, `decisions`, ...
             topic_prefix=os.environ.get("DRIPSTREAM_TOPIC_PREFIX", DEFAULT_PREFIX),
+        )
+
+
+def add_kafka_flags(
+    parser: argparse.ArgumentParser, env: Settings, *, database: bool = False
+) -> None:
+    """--bootstrap and --topic-prefix (and --database-url), defaulting to the environment:
+    the same words on every command that reaches the broker."""
+    parser.add_argument(
+        "--bootstrap",
+        default=env.bootstrap_servers,
+        help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
+    )
+    parser.add_argument("--topic-prefix", default=env.topic_prefix, help=PREFIX_HELP)
+    if database:
+        parser.add_argument(
+            "--database-url", default=env.database_url, help="PostgreSQL URL (DATABASE_URL)"
         )

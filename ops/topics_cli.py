@@ -19,7 +19,7 @@ import orjson
 
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.service_errors import quiet_kafka_client
-from ops.settings import PREFIX_HELP, Settings
+from ops.settings import Settings, add_kafka_flags
 from projections.stream import READ_MODEL_TOPICS, merged_by_time
 from schemas.envelope import parse_time
 from schemas.registry import INPUT_TOPICS, OUTPUT_TOPICS
@@ -39,7 +39,7 @@ def register(commands: SubParsers) -> None:
         "create",
         help="create every input and output topic of the prefix (existing ones are kept)",
     )
-    _connection_flags(create, env)
+    add_kafka_flags(create, env)
     create.add_argument(
         "--partitions",
         type=_positive,
@@ -61,7 +61,7 @@ def register(commands: SubParsers) -> None:
             " (then topic, partition and offset)."
         ),
     )
-    _connection_flags(dump, env)
+    add_kafka_flags(dump, env)
     dump.add_argument("--out", type=Path, help="write here (default stdout)")
     dump.add_argument(
         "--topics",
@@ -72,19 +72,6 @@ def register(commands: SubParsers) -> None:
         " a deployment that never ran `effects` may not have it)",
     )
     dump.set_defaults(handler=run_dump)
-
-
-def _connection_flags(parser: argparse.ArgumentParser, env: Settings) -> None:
-    parser.add_argument(
-        "--bootstrap",
-        default=env.bootstrap_servers,
-        help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
-    )
-    parser.add_argument(
-        "--topic-prefix",
-        default=env.topic_prefix,
-        help=PREFIX_HELP,
-    )
 
 
 def _positive(text: str) -> int:
