@@ -15,26 +15,19 @@ from projections.definition_words import (
     value_text,
 )
 from projections.sequence_contacts import SequenceContact, SequenceContactsPage
-from projections.sequence_detail import SequenceDetail
+from projections.sequence_detail import SEQUENCE_KEYS, SequenceDetail
 
 INDENT = "  "
-# The settings in the order of a sequence file (CONTRACT.md §2); enroll_only_within_hours
-# is the schedule's, shown on a line of its own as the product's settings page does.
-SETTINGS = (
-    "process_on",
-    "run_on_holidays",
-    "schedule",
-    "enroll_only_within_hours",
-    "prevent_enrollment_if_communicated",
-    "outbound_line",
-    "throttle_per_minute",
-    "remove_on_response",
-    "remove_on_manual_call",
-    "remove_on_opt_out",
-    "intake_address",
-)
 # Keys with a place of their own in the text rather than among the settings.
 NOT_SETTINGS = frozenset({"id", "name", "description", "created", "steps", "triggers"})
+# The settings in the order of a sequence file (CONTRACT.md §2); enroll_only_within_hours
+# is the schedule's, shown on a line of its own after it, as the product's settings page does.
+SETTINGS = tuple(
+    shown
+    for key in SEQUENCE_KEYS
+    if key not in NOT_SETTINGS
+    for shown in ((key, "enroll_only_within_hours") if key == "schedule" else (key,))
+)
 TRIGGER_HEADERS = ("TYPE", "VALUES", "ACTION")
 CONTACT_HEADERS = ("CONTACT", "NAME", "PHONE", "EMAIL", "ENROLLED AT")
 ENDED_HEADERS = ("STATE", "REASON", "ENDED AT")
