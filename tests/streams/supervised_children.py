@@ -1,5 +1,5 @@
 """A launcher for the supervision test: `python -m tests.streams.supervised_children MODE DIR`
-runs two children under `streams.worker.supervise` and exits with its status. Each child
+runs two children under `streams.processes.supervise` and exits with its status. Each child
 writes DIR/<n>.ready once its signal handler is in, and a line to DIR/<n>.signals per SIGTERM.
 
 MODE `obedient`: a child exits 0 on SIGTERM. `stubborn`: it notes SIGTERM and goes on.
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from streams.worker import ignore_interrupts, supervise
+from streams.processes import ignore_interrupts, supervise
 
 
 def child(mode: str, directory: str, n: int) -> None:

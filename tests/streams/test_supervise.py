@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.worker import ignore_interrupts, install_stop_signals
+from streams.processes import ignore_interrupts, install_stop_signals
 
 ROOT = Path(__file__).resolve().parents[2]
 
