@@ -38,7 +38,8 @@ from psycopg import conninfo, sql
 from ops.readmodel_cli import REBUILD_BATCH
 from projections.history import EVENT_KINDS, TIMEFRAMES, HistoryQuery, HistoryReport
 from projections.loading import load_into
-from projections.postgres import DEFAULT_SCHEMA, PostgresProjection
+from projections.pg_reads import DEFAULT_SCHEMA
+from projections.postgres import PostgresProjection
 from projections.stream import LineError, Positioned, read_stream
 from schemas.definitions import load_definition_file
 from streams.embedded import RejectedLine, replay

@@ -104,12 +104,12 @@ class PostgresReadModels:
         saying why (not started, or no read models yet), not a 500."""
         import psycopg  # noqa: PLC0415 - only this adapter needs a database driver
 
-        from projections.postgres import DEFAULT_SCHEMA, PostgresProjection  # noqa: PLC0415
+        from projections.pg_reads import DEFAULT_SCHEMA, PostgresReadModels  # noqa: PLC0415
 
         schema = self._schema or DEFAULT_SCHEMA
         try:
             with psycopg.connect(self._url, autocommit=True) as conn:
-                yield PostgresProjection(conn, schema=schema)
+                yield PostgresReadModels(conn, schema=schema)
         except psycopg.errors.UndefinedTable:
             raise ApiError(
                 503,

@@ -31,8 +31,9 @@ from projections.history import (
     event_types_for,
 )
 from projections.loading import load_into
+from projections.pg_reads import DEFAULT_SCHEMA
 from projections.pg_tables import OlderLayoutError
-from projections.postgres import DEFAULT_SCHEMA, PostgresProjection
+from projections.postgres import PostgresProjection
 from projections.rebuild import RebuildFailedError
 from projections.sequence_contacts import SequenceContactsPage, SequenceContactsQuery, contacts_of
 from projections.sequence_detail import SequenceDetail, detail_of

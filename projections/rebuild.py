@@ -40,6 +40,17 @@ import psycopg
 from psycopg import conninfo, sql
 
 from projections.history import history_row
+from projections.pg_rows import (
+    CONTACT_COLUMNS,
+    ENROLLMENT_COLUMNS,
+    ENROLLMENT_TYPES,
+    HISTORY_COLUMNS,
+    HISTORY_COPY_TYPES,
+    SEQUENCE_COLUMNS,
+    card_row,
+    enrollment_row,
+    sequence_row,
+)
 from projections.pg_tables import (
     DAY,
     HISTORY_TABLES,
@@ -51,17 +62,6 @@ from projections.pg_tables import (
     create_tables,
     floor_to,
     trigram_extension,
-)
-from projections.postgres import (
-    CONTACT_COLUMNS,
-    ENROLLMENT_COLUMNS,
-    ENROLLMENT_TYPES,
-    HISTORY_COLUMNS,
-    HISTORY_COPY_TYPES,
-    SEQUENCE_COLUMNS,
-    card_row,
-    enrollment_row,
-    sequence_row,
 )
 from projections.state import (
     BOOK_TYPES,

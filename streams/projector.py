@@ -26,7 +26,8 @@ from aiokafka import (  # type: ignore[import-untyped]
     TopicPartition,
 )
 
-from projections.postgres import DEFAULT_SCHEMA, PostgresProjection
+from projections.pg_reads import DEFAULT_SCHEMA
+from projections.postgres import PostgresProjection
 from projections.stream import READ_MODEL_TOPICS, Consumed, MalformedEventError, OutputEvent
 
 log = logging.getLogger(__name__)
