@@ -142,7 +142,9 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_produce(args: argparse.Namespace) -> int:
     quiet_kafka_client()
     try:
-        lines = args.file.read_bytes().splitlines()
+        # Lines end at LF alone, as `replay` reads them (a CR is JSON whitespace), and lose
+        # their line ending (CRLF too) before they are decoded.
+        lines = [line.rstrip(b"\r\n") for line in args.file.read_bytes().split(b"\n")]
     except OSError as error:
         print(f"dripstream produce: cannot read {args.file}: {error.strerror}", file=sys.stderr)
         return 2

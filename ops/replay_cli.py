@@ -115,8 +115,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if stats.own_changes:
         print(
-            f"dripstream: {stats.own_changes} event(s) with source 'dripstream' were the engine's "
-            "own changes and were not applied again",
+            f"dripstream: {args.events}: {stats.own_changes} event(s) with source 'dripstream' (the"
+            f" first at line {stats.first_own_change}) were the engine's own contact changes and"
+            " were not applied again",
             file=sys.stderr,
         )
     return 1 if stats.rejected else 0

@@ -1,6 +1,6 @@
 """What validation and definitions share: the shipped JSON Schema files compiled once, a
-fastjsonschema failure put into a field path and plain words, and the IANA zone check that
-JSON Schema cannot express.
+fastjsonschema failure put into a field path and plain words, and the checks JSON Schema cannot
+express (an IANA zone, a string without NUL).
 """
 
 from __future__ import annotations
@@ -132,3 +132,30 @@ def is_iana_zone(name: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
+
+
+# PostgreSQL's text and jsonb cannot hold U+0000, and a worker keeps every input's ids, its
+# outputs and the definitions there: a string holding one is refused where it comes in, in a
+# file as on a topic, or it would stop the worker's partition at its first write.
+NUL_REASON = "must not contain the NUL character (\\u0000)"
+
+
+def first_nul(value: object, path: str = "") -> str | None:
+    """The path (`data.tags[1]`) of the first string or key in a parsed JSON value that holds
+    U+0000, or None. A key's own NUL is written as `\\u0000` in the path."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = _join(path, str(key).replace("\x00", "\\u0000"))
+            if isinstance(key, str) and "\x00" in key:
+                return here
+            found = first_nul(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = first_nul(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None

@@ -113,6 +113,21 @@ def input_refusal(event_type: str, source: str) -> str | None:
     return f"{event_type!r} is an output of {writer}, not an input"
 
 
+def source_refusal(event_type: str, source: str) -> str | None:
+    """Why an input's `source` cannot be taken, or None. `dripstream` marks the engine's own
+    contact changes coming back on `contacts`, which the engine passes over: any other input
+    under it would be passed over too, without a word, so it is refused instead."""
+    if source != ENGINE_SOURCE:
+        return None
+    info = EVENT_TYPES.get(event_type)
+    if info is None or info.topic == "contacts":
+        return None
+    return (
+        f"{ENGINE_SOURCE!r} is the engine's own source, for the contact changes it writes back;"
+        f" a {event_type} from upstream needs a source of its own"
+    )
+
+
 # Inputs the worker re-keys itself, wherever they landed: a lead goes to its contact's
 # partition.
 _KEYED_ANYHOW = frozenset({"lead.email_received"})

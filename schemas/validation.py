@@ -23,7 +23,7 @@ from schemas.envelope import (
     TimeOutOfRange,
     parse_event_time,
 )
-from schemas.registry import EVENT_TYPES, input_refusal
+from schemas.registry import EVENT_TYPES, input_refusal, source_refusal
 from schemas.upcasting import upcast
 
 # Attributes the CloudEvent dataclass holds itself; the rest of the envelope are extensions.
@@ -92,6 +92,8 @@ class EventRejected(ValueError):  # noqa: N818 - the name is fixed by DEVELOPERS
 
 
 UTF8_BOM = b"\xef\xbb\xbf"
+_NUL_ESCAPE_TEXT = "\\u0000"
+_NUL_ESCAPE = _NUL_ESCAPE_TEXT.encode()
 
 
 def without_bom(raw: bytes, line: int) -> bytes:
@@ -111,6 +113,11 @@ def decode_event(raw: bytes | str, *, as_input: bool = False) -> CloudEvent:
         envelope = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise EventRejected("event", f"not valid JSON: {_json_problem(raw, exc)}") from None
+    # JSON can only carry a NUL escaped; the walk runs for the rare event that has the escape.
+    if (_NUL_ESCAPE in raw) if isinstance(raw, bytes) else (_NUL_ESCAPE_TEXT in raw):
+        where = checking.first_nul(envelope)
+        if where is not None:
+            raise EventRejected(where, checking.NUL_REASON)
     if not _envelope_is_plain(envelope):
         try:
             _check_envelope(envelope)
@@ -125,6 +132,8 @@ def decode_event(raw: bytes | str, *, as_input: bool = False) -> CloudEvent:
         raise EventRejected("type", f"unknown event type {event_type!r}")
     if as_input and (refusal := input_refusal(event_type, envelope["source"])) is not None:
         raise EventRejected("type", refusal)
+    if as_input and (refusal := source_refusal(event_type, envelope["source"])) is not None:
+        raise EventRejected("source", refusal)
     version_text = envelope.get("dataversion")
     version = 1 if version_text is None else int(version_text)
     if version > info.version:

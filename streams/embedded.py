@@ -60,6 +60,7 @@ class ReplayStats:
     rejected: int = 0
     beyond_until: int = 0
     own_changes: int = 0
+    first_own_change: int | None = None  # its line number
     duplicates: int = 0  # repeats of an input already decided (same source and id)
     first_duplicate: int | None = None  # its line number
     late: int = 0  # inputs earlier than one before them in the file
@@ -137,6 +138,7 @@ def _replay(
             # The engine's own contact changes, e.g. in a dump of the contacts topic: they
             # were applied when they were decided, so applying them again would double them.
             stats.own_changes += 1
+            stats.first_own_change = stats.first_own_change or number
             continue
         if until is not None and (past_until or decoded.time > until):
             # The history up to --until ends at its first line past it: a later line with

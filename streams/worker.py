@@ -44,7 +44,7 @@ from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS, placement_refusal
-from schemas.validation import EventRejected, decode_event
+from schemas.validation import EventRejected, decode_event, without_bom
 from streams import routing
 from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
 from streams.ordering import GroupBuffer, Pending, timers_until
@@ -106,6 +106,7 @@ BINARY_MODE = (
     "is in CloudEvents binary mode (ce_* headers), which is not read: send it in structured"
     " mode, the whole CloudEvent as the JSON value"
 )
+TOMBSTONE = "has no value (a tombstone): an input record holds one CloudEvent as its value"
 
 
 def _binary_mode(headers: Any) -> bool:
@@ -294,12 +295,15 @@ class EngineWorker:
                 continue
             raw: bytes = record.value or b""
             try:
-                event: CloudEvent | None = decode_event(raw, as_input=True)
+                # A leading byte order mark is passed over, as `replay` and `produce` do.
+                event: CloudEvent | None = decode_event(without_bom(raw, 1), as_input=True)
                 rejection = None
             except EventRejected as rejected:
                 event, rejection = None, (rejected.field, rejected.reason)
                 if _binary_mode(record.headers):
                     rejection = ("event", BINARY_MODE)
+                elif record.value is None:
+                    rejection = ("event", TOMBSTONE)
             misplaced = (
                 placement_refusal(event.type, event.subject, self.topic_names[tp.topic], record.key)
                 if event is not None

@@ -12,7 +12,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
-from streams.worker import BINARY_MODE
+from schemas.checking import NUL_REASON
+from streams.worker import BINARY_MODE, TOMBSTONE
 from tests.integration.pipeline import (
     cli,
     comparable,
@@ -407,3 +408,76 @@ def test_an_input_keyed_or_placed_off_its_contact_or_in_binary_mode_is_dead_lett
     ]
     enrolled = {d["data"]["contact_id"] for d in decisions if d["type"] == "enrollment.enrolled"}
     assert enrolled == {"c-4"}
+
+
+def test_a_nul_a_tombstone_and_a_fact_under_the_engines_source_are_dead_lettered(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str
+) -> None:
+    # The worker keeps keys, ids and outputs in PostgreSQL text, which cannot hold U+0000: a
+    # NUL in a record once stopped its partition for good, at every restart.
+    prefix = pipeline_prefix
+
+    def tag(contact: str, n: int, **envelope: str) -> bytes:
+        event = {
+            "specversion": "1.0",
+            "id": f"n-{n}",
+            "source": "crm",
+            "type": "contact.tag_added",
+            "time": f"2028-03-02T22:4{n}:00Z",
+            "subject": contact,
+            "data": {"contact_id": contact, "tag": "web-lead"},
+        }
+        return orjson.dumps({**event, **envelope})
+
+    text = orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": "n-5",
+            "source": "dripstream",
+            "type": "message.received",
+            "time": "2028-03-02T22:45:00Z",
+            "subject": "c-5",
+            "data": {"message_id": "m-5", "contact_id": "c-5", "channel": "sms", "body": "hi"},
+        }
+    )
+    placed: list[tuple[str, bytes, bytes | None]] = [
+        ("contacts", b"c\x00k", b"not json"),  # a NUL in the key of a bad record
+        ("contacts", "c-\u00002".encode(), tag("c-\u00002", 2)),  # and in the contact id
+        ("contacts", b"c-3", None),  # a tombstone
+        ("contacts", b"c-4", b"\xef\xbb\xbf" + tag("c-4", 4)),  # a byte order mark first
+        ("messages", b"c-5", text),  # an upstream fact under the engine's own source
+        ("contacts", b"c-6", tag("c-6", 6)),  # as it should be
+    ]
+
+    async def publish() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            for topic, key, value in placed:
+                await producer.send_and_wait(prefix + topic, value, key=key)
+        finally:
+            await producer.stop()
+
+    worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
+    try:
+        _apply_welcome(kafka_bootstrap, prefix)
+        asyncio.run(publish())
+        letters = read_topics(kafka_bootstrap, prefix, ("dlq",), expect=4)
+        decisions = read_topics(kafka_bootstrap, prefix, ("decisions",), quiet=4)
+        assert worker.poll() is None, "the worker died"
+    finally:
+        stop(worker)
+    by_field = sorted((letter["field"], letter["reason"], letter["key_hex"]) for letter in letters)
+    assert {(field, key) for field, _, key in by_field} == {
+        ("event", b"c\x00k".hex()),
+        ("event", b"c-3".hex()),
+        ("source", b"c-5".hex()),
+        ("subject", "c-\u00002".encode().hex()),
+    }
+    reasons = {field: reason for field, reason, _ in by_field if field != "event"}
+    assert reasons["subject"] == NUL_REASON
+    assert reasons["source"].endswith("a message.received from upstream needs a source of its own")
+    assert TOMBSTONE in {reason for field, reason, _ in by_field if field == "event"}
+    assert {letter["key"] for letter in letters} >= {"c\ufffdk"}
+    enrolled = {d["data"]["contact_id"] for d in decisions if d["type"] == "enrollment.enrolled"}
+    assert enrolled == {"c-4", "c-6"}

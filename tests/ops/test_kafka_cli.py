@@ -171,3 +171,17 @@ def test_each_watermark_record_has_an_id_of_its_own() -> None:
     assert len(sent) == 3 * 6
     assert len(set(ids)) == len(ids)
     assert {orjson.loads(value)["type"] for _, _, value in sent} == {"stream.watermark"}
+
+
+def test_lines_end_at_lf_alone_as_replay_reads_them(
+    tmp_path: Path, published: Published, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given a valid event with a bare CR as JSON whitespace, a CRLF line, and a bad line after
+    with_cr = VALID.replace(b',"data"', b',\r"data"')
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(with_cr + b"\n" + VALID + b"\r\n" + INVALID_WITH_SUBJECT + b"\n")
+    # when it is published
+    assert _produce(events) == 1
+    # then the CR line is one event, the CRLF line goes without its CR, the bad line is line 3
+    assert [value for _, _, value in published] == [with_cr, VALID]
+    assert "line 3: data.tag: is required" in capsys.readouterr().err

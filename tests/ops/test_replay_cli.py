@@ -526,3 +526,36 @@ def test_a_file_saved_with_a_byte_order_mark_keeps_its_first_event(tmp_path: Pat
 
     assert (status, dead) == (0, [])
     assert len([e for e in outputs if e["type"] == "sms.send"]) == 1
+
+
+def test_own_changes_are_passed_over_with_a_word_and_other_facts_under_its_source_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given a dump of `contacts` holding one of the engine's own tag changes, and an inbound
+    # text sent by a producer under the engine's source
+    own_tag = {**GOOD_LINES[1], "id": "q/0", "source": "dripstream"}
+    text = {
+        **GOOD_LINES[1],
+        "id": "m-1",
+        "source": "dripstream",
+        "type": "message.received",
+        "data": {"message_id": "m-1", "contact_id": "c-1", "channel": "sms", "body": "hi"},
+    }
+    lines = [orjson.dumps(e) for e in [GOOD_LINES[0], own_tag, text, GOOD_LINES[1]]]
+    # when it is replayed
+    status, outputs, letters = replay(tmp_path, ONLY_SEQUENCES, lines)
+    # then the own change is passed over, said with its line; the text is a dead letter
+    assert status == 1
+    assert [(letter["line"], letter["field"]) for letter in letters] == [(3, "source")]
+    said = capsys.readouterr().err
+    assert "1 event(s) with source 'dripstream' (the first at line 2)" in said
+    assert [e["type"] for e in outputs].count("sms.send") == 1  # the upstream tag enrolled
+
+
+def test_a_line_with_a_nul_character_is_a_dead_letter_naming_the_field(tmp_path: Path) -> None:
+    nul = {**GOOD_LINES[1], "id": "e-9", "data": {"contact_id": "c-1", "tag": "h\u0000t"}}
+    lines = [orjson.dumps(e) for e in [GOOD_LINES[0], nul, GOOD_LINES[1]]]
+    status, outputs, letters = replay(tmp_path, ONLY_SEQUENCES, lines)
+    assert status == 1
+    assert [(letter["line"], letter["field"]) for letter in letters] == [(2, "data.tag")]
+    assert [e["type"] for e in outputs].count("sms.send") == 1

@@ -40,6 +40,14 @@ def test_a_key_that_is_no_utf8_is_kept_in_hex() -> None:
     assert _letter(b"{", key=None)["key_hex"] is None
 
 
+def test_a_key_holding_nul_is_written_without_it_and_kept_in_hex() -> None:
+    # PostgreSQL text (the outbox's key column) cannot hold U+0000
+    record = RejectedRecord("p.contacts", 0, 7, b"c\x00k", b"not json", "event", "not valid JSON")
+    assert record.text_key == "c\ufffdk"
+    letter = orjson.loads(record.letter())
+    assert (letter["key"], letter["key_hex"]) == ("c\ufffdk", b"c\x00k".hex())
+
+
 def test_a_record_too_large_for_a_letter_is_cut_and_named_by_length_and_hash() -> None:
     # 400 KB would weigh 1.2 MB as text and hex: more than the broker takes by default.
     value = b"\x00" + b"x" * 400_000

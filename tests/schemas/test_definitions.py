@@ -635,3 +635,13 @@ def test_a_document_that_never_was_text_is_held_to_the_same_depth() -> None:
     with pytest.raises(DefinitionRejected) as refused:
         validate_definition_document(deep)
     assert "nested more than 64 levels deep" in str(refused.value)
+
+
+def test_a_nul_character_in_a_definition_is_refused_naming_where() -> None:
+    # PostgreSQL (the definitions table, the read models) cannot hold U+0000
+    steps = [{"id": "s1", "type": "send_sms", "delay": {"kind": "none"}, "text": "Hi\u0000"}]
+    refused = refusal(document(steps=steps))
+    assert (refused.sequence_id, refused.key) == ("welcome", "steps[0].text")
+    assert refused.reason == "must not contain the NUL character (\\u0000)"
+    key_refused = refusal(document(**{"note\u0000": "x"}))
+    assert key_refused.key == "note\\u0000"

@@ -638,3 +638,53 @@ def test_an_output_taken_as_input_is_refused_as_one_before_its_fields_are_checke
     with pytest.raises(EventRejected) as checked:
         decode_event(raw)  # read as an output (a projection's view): its fields are checked
     assert checked.value.field.startswith("data")
+
+
+# --- what PostgreSQL cannot hold, and the engine's own source
+
+
+@pytest.mark.parametrize(
+    ("envelope", "field"),
+    [
+        ({"id": "e-\u0000-1"}, "id"),
+        ({"subject": "c-\u00001", "data": {"contact_id": "c-\u00001", "tag": "hot"}}, "subject"),
+        ({"data": {"contact_id": "c-1", "tag": "h\u0000t"}}, "data.tag"),
+        ({"traceparent": "\u0000"}, "traceparent"),
+        ({"data": {"contact_id": "c-1", "tag": "hot", "note\u0000": 1}}, "data.note\\u0000"),
+    ],
+)
+def test_a_nul_character_anywhere_is_refused_naming_where(
+    envelope: dict[str, Any], field: str
+) -> None:
+    # given an event with U+0000 in one string or key (JSON carries it as the \u0000 escape)
+    raw = raw_event("contact.tag_added", **envelope)
+    assert b"\\u0000" in raw
+    # then it is refused, naming that string, before any write could fail on it
+    refused = rejection(raw)
+    assert (refused.field, refused.reason) == (field, checking.NUL_REASON)
+
+
+def test_a_backslash_before_u0000_is_text_not_a_nul() -> None:
+    # "\\u0000" in JSON is a backslash and five characters: no NUL, nothing to refuse
+    raw = raw_event("contact.tag_added", {"contact_id": "c-1", "tag": "a\\u0000b"})
+    assert b"\\\\u0000" in raw
+    assert decode_event(raw).data["tag"] == "a\\u0000b"
+
+
+@pytest.mark.parametrize(
+    "event_type", ["message.received", "call.completed", "enrollment.requested"]
+)
+def test_an_input_from_upstream_under_the_engines_own_source_is_refused(event_type: str) -> None:
+    # given a fact the engine never writes back, sent with source "dripstream": the engine
+    # passes over its own changes, so taking it would drop it without a word
+    raw = raw_event(event_type, source="dripstream")
+    with pytest.raises(EventRejected) as refused:
+        decode_event(raw, as_input=True)
+    assert refused.value.field == "source"
+    assert f"a {event_type} from upstream needs a source of its own" in refused.value.reason
+
+
+def test_the_engines_own_contact_change_still_decodes_as_input() -> None:
+    # a dump of `contacts` holds the engine's own changes: replay and the worker pass over them
+    event = decode_event(raw_event("contact.tag_added", source="dripstream"), as_input=True)
+    assert event.source == "dripstream"
