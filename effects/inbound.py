@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from multidict import MultiDictProxy
+from multidict import MultiDict, MultiDictProxy
 from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
 from twilio.request_validator import (  # type: ignore[import-untyped, unused-ignore]
     RequestValidator,
@@ -95,7 +95,14 @@ class InboundHandlers:
         if not signature or not self._validator.validate(url, form, signature):
             _log.warning("refused %s: bad X-Twilio-Signature from %s", url, request.remote)
             raise web.HTTPForbidden(text="bad signature")
-        return form
+        # Signed as sent; NUL, which PostgreSQL (the ledger, the engine's store) cannot
+        # hold and the engine refuses, becomes U+FFFD, so an inbound text is not lost to it.
+        return MultiDictProxy(
+            MultiDict(
+                (key, value.replace("\x00", "\ufffd") if isinstance(value, str) else value)
+                for key, value in form.items()
+            )
+        )
 
     # -- Twilio ----------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from effects.inbound import InboundHandlers, add_inbound_routes
 from effects.ledger import InMemoryLedger
 from effects.ports import EffectId
 from effects.publish import InMemorySink
-from schemas.validation import decode_event
+from schemas.validation import decode_event, encode_event
 from tests.effects.helpers import LINE, T0, Clock, command, sms, types_of
 from tests.engine.helpers import decide, definitions, event, sequence
 
@@ -203,6 +203,20 @@ async def test_an_inbound_sms_becomes_message_received_for_the_contact(inbound: 
         "from": "+12125550101",
         "to": LINE,
     }
+
+
+async def test_an_inbound_sms_holding_nul_is_passed_on_decodable(inbound: Inbound) -> None:
+    # given a text whose body holds U+0000 (the engine refuses NUL: PostgreSQL cannot hold it)
+    await given_in_ledger(inbound, sms(to="+12125550101"), "sent")
+    response = await inbound.twilio(
+        "/twilio/sms",
+        {"From": "+12125550101", "To": LINE, "Body": "STOP\x00", "MessageSid": "SM98"},
+    )
+    # then it is still signed as sent, and published with U+FFFD in its place
+    assert response.status == 200
+    [(_, event)] = inbound.sink.published
+    assert event.data["body"] == "STOP\ufffd"
+    assert decode_event(encode_event(event), as_input=True).data["body"] == "STOP\ufffd"
 
 
 def progressive_dial() -> object:
