@@ -27,6 +27,7 @@ STATE_TABLES: tuple[LiteralString, ...] = (
     "sequences",
     "enrollments",
     "contacts",
+    "catalog_events",
 )
 HISTORY_TABLES: tuple[LiteralString, ...] = (
     "sequence_keys",
@@ -107,6 +108,16 @@ TABLE_DDL: tuple[tuple[str, LiteralString], ...] = (
         email text,
         seen_at timestamptz,
         phone_digits text GENERATED ALWAYS AS (regexp_replace(phone, '[^0-9]', '', 'g')) STORED)""",
+    ),
+    (
+        # The ids of the definitions and deletions applied: they leave no history row, whose
+        # key tells every other event applied again, and one applied again (a stale
+        # definition, a deletion after the sequence was defined anew) would change the list.
+        "catalog_events",
+        """CREATE TABLE IF NOT EXISTS {s}.catalog_events (
+        event_source text NOT NULL,
+        event_id text NOT NULL,
+        PRIMARY KEY (event_source, event_id))""",
     ),
     # Every sequence, type and contact that has a history row, once (a contact here may have
     # no card in `contacts`: its id is all a search can match).

@@ -51,6 +51,7 @@ from projections.pg_tables import (
 from projections.rebuild import Rebuilt, rebuild_file
 from projections.state import (
     BOOK_TYPES,
+    CATALOG_TYPES,
     DIRECTORY_TYPES,
     Catalog,
     ContactCard,
@@ -208,6 +209,18 @@ class PostgresProjection(PostgresReadModels):
             if event.moves_clock and (latest is None or event.time > latest):
                 latest = event.time  # the latest decision: see projections.base
         self._store(state, entries)
+        catalog_keys = [
+            r.event.key for r in fresh if r.event.type in CATALOG_TYPES and r.event.key is not None
+        ]
+        if catalog_keys:
+            with self._conn.cursor() as cur:
+                cur.executemany(
+                    self._sql(
+                        "INSERT INTO {s}.catalog_events (event_source, event_id) VALUES (%s, %s)"
+                        " ON CONFLICT DO NOTHING"
+                    ),
+                    catalog_keys,
+                )
         return latest
 
     def _set_position(self, position: int, latest: datetime | None) -> None:
@@ -243,10 +256,13 @@ class PostgresProjection(PostgresReadModels):
             rows = self._conn.execute(
                 self._sql(
                     "SELECT h.event_source, h.event_id FROM {s}.history h"
-                    " JOIN unnest(%s::text[], %s::text[]) AS k(source, id)"
+                    " JOIN unnest(%(sources)s::text[], %(ids)s::text[]) AS k(source, id)"
                     " ON h.event_id = k.id AND h.event_source = k.source"
+                    " UNION ALL SELECT c.event_source, c.event_id FROM {s}.catalog_events c"
+                    " JOIN unnest(%(sources)s::text[], %(ids)s::text[]) AS k(source, id)"
+                    " ON c.event_id = k.id AND c.event_source = k.source"
                 ),
-                ([k[0] for k in keys], [k[1] for k in keys]),
+                {"sources": [k[0] for k in keys], "ids": [k[1] for k in keys]},
             ).fetchall()
             seen = {(str(source), str(event_id)) for source, event_id in rows}
         unseen: list[Positioned] = []

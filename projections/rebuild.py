@@ -253,8 +253,8 @@ def _load_beside_history(
     with conn.transaction():
         _truncate(conn, staging, STATE_TABLES)
         fold = state.fold
-        for position, kind, moment, data, _, _, subject in events:
-            fold(position, kind, moment, data, subject)
+        for event in events:
+            fold(*event)
         clock.lap("read and fold")
         state.store(conn, staging, name, decoder)
         clock.lap("copy the rest")
@@ -322,7 +322,7 @@ def _fold_history(
     hours, hour_of = history.hours, history.hour_of
     for position, kind, moment, data, event_id, source, subject in events:
         if with_state:
-            fold(position, kind, moment, data, subject)
+            fold(position, kind, moment, data, event_id, source, subject)
         elif kind in CATALOG_TYPES:
             catalog.fold(kind, data, position)
         row = history_row(
@@ -528,6 +528,9 @@ class _State:
     catalog: Catalog = field(default_factory=Catalog)
     book: EnrollmentBook = field(default_factory=EnrollmentBook)
     directory: Directory = field(default_factory=Directory)
+    # The (source, id) of each definition and deletion folded: `catalog_events`, so that a
+    # later `--resume` or live projector does not apply one of them again.
+    catalog_events: list[tuple[str, str]] = field(default_factory=list)
 
     def fold(
         self,
@@ -535,12 +538,16 @@ class _State:
         kind: str,
         moment: datetime,
         data: Mapping[str, Any],
+        event_id: str | None,
+        source: str,
         subject: str | None,
     ) -> None:
         # The folds' own first checks, made here to skip the calls (and the reading of the
         # sequence and the contact) for the events they would ignore.
         if kind in CATALOG_TYPES:
             self.catalog.fold(kind, data, position)
+            if event_id is not None:
+                self.catalog_events.append((source, event_id))
         elif kind in BOOK_TYPES:
             contact_id = contact_of(data, subject)
             self.book.fold(kind, text_of(data, "sequence_id"), contact_id, data, moment)
@@ -581,6 +588,7 @@ class _State:
             map(card_row, self.directory.cards.values()),
             ("text",) * (len(CONTACT_COLUMNS) - 1) + ("timestamptz",),
         )
+        _copy(conn, schema, "catalog_events", ("event_source", "event_id"), self.catalog_events)
 
 
 class _History:

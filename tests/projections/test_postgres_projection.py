@@ -420,3 +420,53 @@ def test_a_search_for_a_name_with_accents_finds_it_as_in_memory(
     assert got is not None
     assert got.total == 1
     assert got == in_memory(given.events).history.query(query)
+
+
+def a_redefined_and_a_recreated_sequence() -> Stream:
+    given = Stream()
+    given.defined("s", name="First", steps_count=4)
+    given.defined("r", name="Recreated")
+    given.deleted("r", "2028-03-02T00:00:00Z")
+    given.defined("s", "2028-03-03T00:00:00Z", name="Second", steps_count=2)
+    given.defined("r", "2028-03-03T00:00:00Z", name="Recreated again")
+    given.enrolled("s", "c-1", "2028-03-04T00:00:00Z", steps_total=2)
+    return given
+
+
+def test_a_definition_or_deletion_delivered_again_later_changes_nothing(
+    projection: PostgresProjection,
+) -> None:
+    # given a sequence redefined and one deleted and defined anew
+    events = a_redefined_and_a_recreated_sequence().events
+    projection.apply(positioned(events))
+    before = projection.sequence_rows()
+    # when the first definition and the deletion arrive again, at new positions (a relay
+    # that published them twice)
+    repeats = [events[0], events[2]]
+    projection.apply(
+        [Positioned(len(events) + n, OutputEvent.from_json(e)) for n, e in enumerate(repeats, 1)]
+    )
+    # then the list is as it was: as file mode, which skips a repeated (source, id)
+    after = projection.sequence_rows()
+    assert after == before
+    assert [(row.id, row.name, row.steps) for row in after] == [
+        ("r", "Recreated again", 3),
+        ("s", "Second", 2),
+    ]
+
+
+def test_a_resume_after_a_bulk_rebuild_skips_its_definitions_delivered_again(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database_url: str, pg_schema: str
+) -> None:
+    given = a_redefined_and_a_recreated_sequence()
+    path = given.write(tmp_path / "out.jsonl")
+    db = ("--database-url", database_url, "--schema", pg_schema)
+    assert run(capsys, "projections", "rebuild", "--history", str(path), *db)[0] == 0
+    listed = run(capsys, "sequences", "list", "--json", *db)[1]
+
+    given.events.extend([given.events[0], given.events[2]])
+    given.write(path)
+    code, out, _ = run(capsys, "projections", "rebuild", "--history", str(path), *db, "--resume")
+
+    assert (code, "0 events applied" in out) == (0, True)
+    assert run(capsys, "sequences", "list", "--json", *db)[1] == listed
