@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -18,6 +18,7 @@ import orjson
 import psycopg
 
 from ops.cli_groups import SubParsers, get_or_create_group
+from ops.history_files import JoinedFiles, joined
 from ops.sequence_text import contacts_text, sequence_text
 from ops.service_errors import database_problem
 from ops.text_table import cell, local_time, table
@@ -39,7 +40,7 @@ from projections.sequence_contacts import SequenceContactsPage, SequenceContacts
 from projections.sequence_detail import SequenceDetail, detail_of
 from projections.sequences_list import SequenceRow, SequencesList
 from projections.state import UnknownSequenceError
-from projections.stream import LineError, Positioned, count_lines, read_stream
+from projections.stream import LineError, Positioned, read_stream
 from schemas.envelope import TimeOutOfRange, parse_event_time
 
 PROG = "dripstream"
@@ -193,7 +194,16 @@ def add_projections_rebuild(projections: SubParsers) -> None:
         "when done (readers see the old read models until then); with --resume the tables "
         "are kept and only the lines past the stored position are applied, in batches.",
     )
-    parser.add_argument("--history", type=Path, required=True, metavar="FILE")
+    parser.add_argument(
+        "--history",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="the output stream (.jsonl); again for more files, read one after the other in "
+        "the order given, as the read commands do (the position then counts the lines of all "
+        "of them: --resume with the same files, in the same order)",
+    )
     parser.add_argument("--database-url", metavar="URL", help="PostgreSQL (default: $DATABASE_URL)")
     parser.add_argument("--schema", default=DEFAULT_SCHEMA)
     parser.add_argument(
@@ -416,13 +426,19 @@ def run_history(args: argparse.Namespace) -> int:
 
 
 def run_rebuild(args: argparse.Namespace) -> int:
-    path: Path = args.history
-    try:
-        total = count_lines(path)
-    except OSError as error:
-        _say(f"cannot read {path}: {error.strerror}")
-        return 2
-    bar = ProgressBar(total, sys.stderr)
+    paths: list[Path] = args.history
+    with ExitStack() as stack:
+        try:
+            stream = stack.enter_context(joined(paths))
+        except OSError as error:
+            _say(f"cannot read {error.filename or _names(paths)}: {error.strerror}")
+            return 2
+        return _rebuild(args, stream)
+
+
+def _rebuild(args: argparse.Namespace, stream: JoinedFiles) -> int:
+    path = stream.path
+    bar = ProgressBar(sum(lines for _, lines in stream.parts), sys.stderr)
     try:
         with _connect(args, NO_DATABASE) as projection:
             if args.resume:
@@ -438,8 +454,8 @@ def run_rebuild(args: argparse.Namespace) -> int:
         _say(str(failed))
         return 2
     for problem in errors:
-        _say(problem.describe(path))
-    print(f"{PROG}: {applied} events applied from {path}; position {position}")
+        _say(problem.describe(*stream.origin(problem.line)))
+    print(f"{PROG}: {applied} events applied from {_names(args.history)}; position {position}")
     return 1 if errors else 0
 
 

@@ -167,8 +167,9 @@ class LineError:
     line: int
     reason: str
 
-    def describe(self, path: Path | str) -> str:
-        return f"{path}:{self.line}: {self.reason}"
+    def describe(self, path: Path | str, line: int | None = None) -> str:
+        """`path:line: reason`; `line` when the file's own numbering differs (joined files)."""
+        return f"{path}:{self.line if line is None else line}: {self.reason}"
 
 
 def decode_line(raw: bytes | str) -> OutputEvent:

@@ -470,3 +470,34 @@ def test_a_resume_after_a_bulk_rebuild_skips_its_definitions_delivered_again(
 
     assert (code, "0 events applied" in out) == (0, True)
     assert run(capsys, "sequences", "list", "--json", *db)[1] == listed
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_rebuild_from_several_files_reads_them_all_as_the_read_commands_do(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    database_url: str,
+    pg_schema: str,
+    workers: str,
+) -> None:
+    # given a stream split over two files (say, a replay's output and then the outcomes),
+    # the second without a final newline and with a bad second line
+    events = rich_stream().events
+    half = len(events) // 2
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events[:half]))
+    lines = [orjson.dumps(e) for e in events[half:]]
+    second.write_bytes(b"\n".join([lines[0], b"oops", *lines[1:]]))
+    db = ("--database-url", database_url, "--schema", pg_schema)
+    files = ("--history", str(first), "--history", str(second))
+    # when both are loaded
+    code, out, err = run(capsys, "projections", "rebuild", *files, *db, "--workers", workers)
+    # then every event of both is in, the bad line named by its own file and line
+    assert code == 1
+    assert f"{second}:2: not JSON" in err
+    assert f"{len(events)} events applied from {first}, {second}" in out
+    for argv in (("sequences", "list", "--json"), ("history", "welcome", "--json")):
+        assert run(capsys, *argv, *db)[1] == run(capsys, *argv, *files)[1], argv
+    # and a resume with the same files finds nothing new
+    code, out, _ = run(capsys, "projections", "rebuild", *files, *db, "--resume")
+    assert "0 events applied" in out
