@@ -160,3 +160,34 @@ def test_quiet_hours_in_a_zone_inferred_from_the_phone(quiet: Replay) -> None:
         ("quiet_hours", "2027-07-07T13:00:00Z", "2027-07-07T18:00:00Z")
     ]
     assert quiet.times("sms.send", contact_id="c-hawaii") == ["2027-07-07T18:00:00Z"]
+
+
+@pytest.fixture(scope="module")
+def half_hours(replayed: Callable[[str], Replay]) -> Replay:
+    return replayed("more_dst_half_hour_zones")
+
+
+@pytest.mark.parametrize(
+    ("contact", "due"),
+    [
+        ("c-lh-fold", "2028-04-01T14:45:00Z"),  # Lord Howe's fold: the first 01:45 (+11:00)
+        ("c-lh-gap", "2028-09-30T15:45:00Z"),  # its half-hour gap: 02:15 is 02:45 +11:00
+        ("c-ch-gap", "2028-09-23T14:15:00Z"),  # the Chathams' gap at 02:45: 03:00 is 04:00
+        ("c-ch-day", "2028-09-23T23:15:00Z"),  # a day across it: 24 hours
+    ],
+)
+def test_clock_changes_of_half_an_hour_or_at_a_quarter_to_move_as_the_contract_says(
+    half_hours: Replay, contact: str, due: str
+) -> None:
+    assert half_hours.one("step.scheduled", contact_id=contact)["data"]["due_at"] == due
+    assert half_hours.deferrals(contact, "s1") == []
+    assert half_hours.times("email.send", contact_id=contact) == [due]
+
+
+def test_quiet_hours_end_at_eight_by_the_clock_after_a_half_hour_change(
+    half_hours: Replay,
+) -> None:
+    assert half_hours.deferrals("c-lh-quiet", "s1") == [
+        ("quiet_hours", "2028-09-30T12:00:00Z", "2028-09-30T21:00:00Z")
+    ]
+    assert half_hours.times("sms.send", contact_id="c-lh-quiet") == ["2028-09-30T21:00:00Z"]
