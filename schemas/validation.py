@@ -102,19 +102,24 @@ def without_bom(raw: bytes, line: int) -> bytes:
     return raw[len(UTF8_BOM) :] if line == 1 and raw.startswith(UTF8_BOM) else raw
 
 
-def decode_event(raw: bytes | str, *, as_input: bool = False) -> CloudEvent:
+def decode_event(
+    raw: bytes | str, *, as_input: bool = False, refuse_nul: bool = True
+) -> CloudEvent:
     """Parse and check one structured-mode CloudEvent; its data comes out at the current version.
 
     Raises EventRejected naming the first field at fault. `as_input`: an event the engine
     is to decide, so an output type is refused as soon as the type is known (before its
     data is checked: "an output, not an input" says more than a field it lacks).
+    `refuse_nul=False`: an event decided and stored already, replayed as it was.
     """
     try:
         envelope = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise EventRejected("event", f"not valid JSON: {_json_problem(raw, exc)}") from None
     # JSON can only carry a NUL escaped; the walk runs for the rare event that has the escape.
-    if (_NUL_ESCAPE in raw) if isinstance(raw, bytes) else (_NUL_ESCAPE_TEXT in raw):
+    if refuse_nul and (
+        (_NUL_ESCAPE in raw) if isinstance(raw, bytes) else (_NUL_ESCAPE_TEXT in raw)
+    ):
         where = checking.first_nul(envelope)
         if where is not None:
             raise EventRejected(where, checking.NUL_REASON)

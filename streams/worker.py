@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
-import multiprocessing.connection
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -294,9 +293,12 @@ class EngineWorker:
                 self.metrics.redelivered.inc()
                 continue
             raw: bytes = record.value or b""
+            # A leading byte order mark is passed over, as `replay` and `produce` do; the
+            # input is stored without it (a rebuild parses what is stored), a dead letter
+            # keeps the record's bytes as they came.
+            body = without_bom(raw, 1)
             try:
-                # A leading byte order mark is passed over, as `replay` and `produce` do.
-                event: CloudEvent | None = decode_event(without_bom(raw, 1), as_input=True)
+                event: CloudEvent | None = decode_event(body, as_input=True)
                 rejection = None
             except EventRejected as rejected:
                 event, rejection = None, (rejected.field, rejected.reason)
@@ -314,8 +316,9 @@ class EngineWorker:
             if event is not None and event.type == "stream.watermark":
                 buffer.watermark(tp.topic, event.time)
                 continue
+            value = raw if event is None else body
             buffer.add(
-                Pending(tp.topic, tp.partition, record.offset, record.key, raw, event, rejection)
+                Pending(tp.topic, tp.partition, record.offset, record.key, value, event, rejection)
             )
 
     async def _commands_read(self) -> bool:
@@ -649,7 +652,9 @@ class EngineWorker:
             if item.kind == "tick" and item.at is not None:
                 engine.advance(item.at, partition=item.partition)
             elif item.event is not None:
-                event = decode_event(item.event)
+                # What was decided is replayed as it was: an input stored before NUL was
+                # refused (in a field no text column held) must not stop the rebuild.
+                event = decode_event(item.event, refuse_nul=False)
                 if event.type in DEFINITION_COMMANDS:
                     # Its change is adopted above by version, where each group took it:
                     # decided here, it would govern other groups' inputs decided before.

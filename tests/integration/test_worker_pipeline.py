@@ -481,3 +481,15 @@ def test_a_nul_a_tombstone_and_a_fact_under_the_engines_source_are_dead_lettered
     assert {letter["key"] for letter in letters} >= {"c\ufffdk"}
     enrolled = {d["data"]["contact_id"] for d in decisions if d["type"] == "enrollment.enrolled"}
     assert enrolled == {"c-4", "c-6"}
+
+    # and a restart rebuilds the partitions from what was stored (the input read past its
+    # byte order mark included) and goes on
+    placed[:] = [("contacts", b"c-7", tag("c-7", 7))]
+    again = start_worker(kafka_bootstrap, fresh_database_url, prefix)
+    try:
+        asyncio.run(publish())
+        later = read_topics(kafka_bootstrap, prefix, ("decisions",), quiet=4)
+        assert again.poll() is None, "the restarted worker died"
+    finally:
+        stop(again)
+    assert "c-7" in {d["data"]["contact_id"] for d in later if d["type"] == "enrollment.enrolled"}

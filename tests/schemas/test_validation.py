@@ -664,9 +664,16 @@ def test_a_nul_character_anywhere_is_refused_naming_where(
     # given an event with U+0000 in one string or key (JSON carries it as the \u0000 escape)
     raw = raw_event("contact.tag_added", **envelope)
     assert b"\\u0000" in raw
-    # then it is refused, naming that string, before any write could fail on it
-    refused = rejection(raw)
-    assert (refused.field, refused.reason) == (field, checking.NUL_REASON)
+    # then it is refused, naming that string, before any write could fail on it, as bytes
+    # and as text
+    for as_given in (raw, raw.decode()):
+        refused = rejection(as_given)
+        assert (refused.field, refused.reason) == (field, checking.NUL_REASON)
+
+
+def test_an_input_stored_before_nul_was_refused_is_still_replayed() -> None:
+    raw = raw_event("contact.tag_added", {"contact_id": "c-1", "tag": "h\u0000t"})
+    assert decode_event(raw, refuse_nul=False).data["tag"] == "h\u0000t"
 
 
 def test_a_backslash_before_u0000_is_text_not_a_nul() -> None:
