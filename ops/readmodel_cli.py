@@ -201,8 +201,9 @@ def add_projections_rebuild(projections: SubParsers) -> None:
         required=True,
         metavar="FILE",
         help="the output stream (.jsonl); again for more files, read one after the other in "
-        "the order given, as the read commands do (the position then counts the lines of all "
-        "of them: --resume with the same files, in the same order)",
+        "the order given, as the read commands do (they are first joined into one temporary "
+        "file in $TMPDIR, which needs room for them; the position counts the lines of all of "
+        "them: --resume with the same files, in the same order)",
     )
     parser.add_argument("--database-url", metavar="URL", help="PostgreSQL (default: $DATABASE_URL)")
     parser.add_argument("--schema", default=DEFAULT_SCHEMA)
@@ -431,7 +432,11 @@ def run_rebuild(args: argparse.Namespace) -> int:
         try:
             stream = stack.enter_context(joined(paths))
         except OSError as error:
-            _say(f"cannot read {error.filename or _names(paths)}: {error.strerror}")
+            where = error.filename or _names(paths)
+            if where in paths or str(where) in map(str, paths):
+                _say(f"cannot read {where}: {error.strerror}")
+            else:  # the joined copy (in $TMPDIR): a full disk, say
+                _say(f"cannot join the --history files into {where}: {error.strerror}")
             return 2
         return _rebuild(args, stream)
 

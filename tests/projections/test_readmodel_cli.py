@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from ops.cli_groups import get_or_create_group
+from ops.history_files import joined
 from ops.readmodel_cli import ProgressBar, register
 from tests.projections.helpers import Stream
 
@@ -441,3 +442,33 @@ def test_several_history_files_are_read_in_order_and_each_bad_line_names_its_fil
     code, out, _ = run(capsys, "sequences", "list", *both, "--json")
     assert code == 1
     assert [r["contacts"] for r in orjson.loads(out)] == [1, 0]
+
+
+def test_a_rebuild_naming_a_file_that_is_not_there_says_which_before_connecting(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    there = Stream()
+    there.defined("welcome")
+    first = there.write(tmp_path / "a.jsonl")
+    missing = tmp_path / "b.jsonl"
+    code, _, err = run(
+        capsys, "projections", "rebuild", "--history", str(first), "--history", str(missing)
+    )
+    assert code == 2
+    assert f"cannot read {missing}: No such file or directory" in err
+
+
+def test_joined_files_tell_each_line_back_by_its_own_file_and_number(tmp_path: Path) -> None:
+    first, empty, last = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    first.write_bytes(b"1\n2")  # no final newline: the next file must not run into it
+    empty.write_bytes(b"")
+    last.write_bytes(b"3\n4\n")
+    with joined([first, empty, last]) as stream:
+        assert stream.path.read_bytes() == b"1\n2\n3\n4\n"
+        assert [stream.origin(n) for n in (1, 2, 3, 4)] == [
+            (first, 1),
+            (first, 2),
+            (last, 1),
+            (last, 2),
+        ]
+    assert not stream.path.exists()  # the joined copy goes with the command

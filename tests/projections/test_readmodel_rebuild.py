@@ -78,6 +78,7 @@ def stored(conn: psycopg.Connection[Any], schema: str) -> dict[str, list[tuple[A
         "sequences": "SELECT * FROM {s}.sequences",
         "enrollments": "SELECT * FROM {s}.enrollments",
         "contacts": "SELECT * FROM {s}.contacts",
+        "catalog_events": "SELECT * FROM {s}.catalog_events",
         "history": """
             SELECT h.position, h.event_source, h.event_id, s.sequence_id, k.contact_id, t.type,
                    h.action, h.event, h.time
