@@ -38,8 +38,10 @@ def lead_email_received(
     the same event. A body past MAX_LEAD_BODY characters is cut there, and control
     characters become spaces: a Kafka record holds 1 MB, and a lead's fields are in its
     first lines, not in a megabyte of quoted thread or markup."""
-    key = message_key(headers, to, sender, subject, body)
-    to = to[:MAX_LEAD_FIELD]
+    # The id and `to` too: a control character anywhere (a NUL in a forged Message-ID, say)
+    # would have the engine refuse the whole lead.
+    key = _printable(message_key(headers, to, sender, subject, body))
+    to = _printable(to)[:MAX_LEAD_FIELD]
     return CloudEvent(
         id=f"{provider}-inbound:{key}",
         source=EFFECTS_SOURCE,

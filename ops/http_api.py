@@ -104,12 +104,12 @@ class PostgresReadModels:
         saying why (not started, or no read models yet), not a 500."""
         import psycopg  # noqa: PLC0415 - only this adapter needs a database driver
 
-        from projections.pg_reads import DEFAULT_SCHEMA, PostgresReadModels  # noqa: PLC0415
+        from projections import pg_reads  # noqa: PLC0415
 
-        schema = self._schema or DEFAULT_SCHEMA
+        schema = self._schema or pg_reads.DEFAULT_SCHEMA
         try:
             with psycopg.connect(self._url, autocommit=True) as conn:
-                yield PostgresReadModels(conn, schema=schema)
+                yield pg_reads.PostgresReadModels(conn, schema=schema)
         except psycopg.errors.UndefinedTable:
             raise ApiError(
                 503,

@@ -392,3 +392,19 @@ def test_a_lead_of_any_characters_fits_a_kafka_record(filler: str) -> None:
     )
     assert len(lead.encode()) < 1_000_000
     assert lead.data["body"].startswith("Name: Ann\n")
+
+
+def test_a_lead_with_nul_in_its_message_id_or_address_still_decodes_as_an_input() -> None:
+    # the engine refuses NUL anywhere: a forged Message-ID must not cost the lead
+    lead = lead_email_received(
+        "mailgun",
+        to="leads\x00@in.example.com",
+        sender="ann@example.com",
+        subject="Lead",
+        body="Name: Ann\nPhone: (212) 555-0101",
+        headers=[("Message-Id", "<k\x00@mail.example>")],
+        at=T0,
+    )
+    decoded = decode_event(lead.encode(), as_input=True)
+    assert decoded.id == "mailgun-inbound:k @mail.example"
+    assert decoded.data["to"] == "leads @in.example.com"
