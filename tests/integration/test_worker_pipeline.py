@@ -7,6 +7,7 @@ import socket
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -55,6 +56,37 @@ def _apply_welcome(bootstrap: str, prefix: str) -> None:
         prefix,
     )
     assert applied.returncode == 0, applied.stderr
+
+
+Record = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
+
+
+def _worker_reads(
+    bootstrap: str, database_url: str, prefix: str, records: list[Record], letters: int = 0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A worker (welcome applied) reads `records` (topic, key, value, headers), sent as they
+    are by a producer of our own: the dead letters (`letters` of them are awaited) and the
+    decisions, the worker still alive."""
+
+    async def publish() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            for topic, key, value, headers in records:
+                await producer.send_and_wait(prefix + topic, value, key=key, headers=headers)
+        finally:
+            await producer.stop()
+
+    worker = start_worker(bootstrap, database_url, prefix)
+    try:
+        _apply_welcome(bootstrap, prefix)
+        asyncio.run(publish())
+        dead = read_topics(bootstrap, prefix, ("dlq",), expect=letters) if letters else []
+        decisions = read_topics(bootstrap, prefix, ("decisions",), quiet=4)
+        assert worker.poll() is None, "the worker died"
+    finally:
+        stop(worker)
+    return dead, decisions
 
 
 def test_welcome_through_produce_and_worker_matches_replay(
@@ -365,39 +397,16 @@ def test_an_input_keyed_or_placed_off_its_contact_or_in_binary_mode_is_dead_lett
             }
         )
 
-    placed = [
-        ("contacts", b"ann@example.com", tag("c-1", 1)),  # keyed by e-mail
-        ("contacts", None, tag("c-2", 2)),  # no key
-        ("messages", b"c-3", tag("c-3", 3)),  # on another type's topic
-        ("contacts", b"c-4", tag("c-4", 4)),  # as it should be
+    # CloudEvents' Kafka binary mode: attributes in headers, only the data as value
+    binary = [("ce_specversion", b"1.0"), ("ce_type", b"contact.tag_added")]
+    placed: list[Record] = [
+        ("contacts", b"ann@example.com", tag("c-1", 1), None),  # keyed by e-mail
+        ("contacts", None, tag("c-2", 2), None),  # no key
+        ("messages", b"c-3", tag("c-3", 3), None),  # on another type's topic
+        ("contacts", b"c-4", tag("c-4", 4), None),  # as it should be
+        ("contacts", b"c-5", orjson.dumps({"contact_id": "c-5", "tag": "web-lead"}), binary),
     ]
-
-    async def publish() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-        await producer.start()
-        try:
-            for topic, key, value in placed:
-                await producer.send_and_wait(prefix + topic, value, key=key)
-            # CloudEvents' Kafka binary mode: attributes in headers, only the data as value
-            binary = [("ce_specversion", b"1.0"), ("ce_type", b"contact.tag_added")]
-            await producer.send_and_wait(
-                prefix + "contacts",
-                orjson.dumps({"contact_id": "c-5", "tag": "web-lead"}),
-                key=b"c-5",
-                headers=binary,
-            )
-        finally:
-            await producer.stop()
-
-    worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
-    try:
-        _apply_welcome(kafka_bootstrap, prefix)
-        asyncio.run(publish())
-        letters = read_topics(kafka_bootstrap, prefix, ("dlq",), expect=4)
-        decisions = read_topics(kafka_bootstrap, prefix, ("decisions",), quiet=4)
-        assert worker.poll() is None, "the worker died"
-    finally:
-        stop(worker)
+    letters, decisions = _worker_reads(kafka_bootstrap, fresh_database_url, prefix, placed, 4)
     reasons = sorted((letter["field"], letter["reason"]) for letter in letters)
     share = "so that a contact's records share a partition"
     assert reasons == [
@@ -440,33 +449,15 @@ def test_a_nul_a_tombstone_and_a_fact_under_the_engines_source_are_dead_lettered
             "data": {"message_id": "m-5", "contact_id": "c-5", "channel": "sms", "body": "hi"},
         }
     )
-    placed: list[tuple[str, bytes, bytes | None]] = [
-        ("contacts", b"c\x00k", b"not json"),  # a NUL in the key of a bad record
-        ("contacts", "c-\u00002".encode(), tag("c-\u00002", 2)),  # and in the contact id
-        ("contacts", b"c-3", None),  # a tombstone
-        ("contacts", b"c-4", b"\xef\xbb\xbf" + tag("c-4", 4)),  # a byte order mark first
-        ("messages", b"c-5", text),  # an upstream fact under the engine's own source
-        ("contacts", b"c-6", tag("c-6", 6)),  # as it should be
+    placed: list[Record] = [
+        ("contacts", b"c\x00k", b"not json", None),  # a NUL in the key of a bad record
+        ("contacts", "c-\u00002".encode(), tag("c-\u00002", 2), None),  # and in the contact id
+        ("contacts", b"c-3", None, None),  # a tombstone
+        ("contacts", b"c-4", b"\xef\xbb\xbf" + tag("c-4", 4), None),  # a byte order mark first
+        ("messages", b"c-5", text, None),  # an upstream fact under the engine's own source
+        ("contacts", b"c-6", tag("c-6", 6), None),  # as it should be
     ]
-
-    async def publish() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-        await producer.start()
-        try:
-            for topic, key, value in placed:
-                await producer.send_and_wait(prefix + topic, value, key=key)
-        finally:
-            await producer.stop()
-
-    worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
-    try:
-        _apply_welcome(kafka_bootstrap, prefix)
-        asyncio.run(publish())
-        letters = read_topics(kafka_bootstrap, prefix, ("dlq",), expect=4)
-        decisions = read_topics(kafka_bootstrap, prefix, ("decisions",), quiet=4)
-        assert worker.poll() is None, "the worker died"
-    finally:
-        stop(worker)
+    letters, decisions = _worker_reads(kafka_bootstrap, fresh_database_url, prefix, placed, 4)
     by_field = sorted((letter["field"], letter["reason"], letter["key_hex"]) for letter in letters)
     assert {(field, key) for field, _, key in by_field} == {
         ("event", b"c\x00k".hex()),
@@ -484,12 +475,7 @@ def test_a_nul_a_tombstone_and_a_fact_under_the_engines_source_are_dead_lettered
 
     # and a restart rebuilds the partitions from what was stored (the input read past its
     # byte order mark included) and goes on
-    placed[:] = [("contacts", b"c-7", tag("c-7", 7))]
-    again = start_worker(kafka_bootstrap, fresh_database_url, prefix)
-    try:
-        asyncio.run(publish())
-        later = read_topics(kafka_bootstrap, prefix, ("decisions",), quiet=4)
-        assert again.poll() is None, "the restarted worker died"
-    finally:
-        stop(again)
+    later = _worker_reads(
+        kafka_bootstrap, fresh_database_url, prefix, [("contacts", b"c-7", tag("c-7", 7), None)]
+    )[1]
     assert "c-7" in {d["data"]["contact_id"] for d in later if d["type"] == "enrollment.enrolled"}
