@@ -32,7 +32,7 @@ from projections.history import (
     event_types_for,
 )
 from projections.loading import load_into
-from projections.pg_reads import DEFAULT_SCHEMA
+from projections.pg_reads import DEFAULT_SCHEMA, PostgresReadModels
 from projections.pg_tables import OlderLayoutError
 from projections.postgres import PostgresProjection
 from projections.rebuild import RebuildFailedError
@@ -349,7 +349,7 @@ View = TypeVar("View")
 def _sequence_view(
     args: argparse.Namespace,
     from_files: Callable[[list[Path]], tuple[View, list[LineError]]],
-    from_database: Callable[[PostgresProjection], View],
+    from_database: Callable[[PostgresReadModels], View],
 ) -> tuple[View, list[LineError]] | None:
     """One sequence's view, from the `--history` files or else PostgreSQL, with the files'
     bad lines; None when it could not be read or the sequence is unknown (said on stderr)."""
