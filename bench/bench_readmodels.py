@@ -35,6 +35,7 @@ import orjson
 import psycopg
 from psycopg import conninfo, sql
 
+from bench.generate_history import HistorySpec, write_history
 from ops.readmodel_cli import REBUILD_BATCH
 from projections.history import EVENT_KINDS, TIMEFRAMES, HistoryQuery, HistoryReport
 from projections.loading import load_into
@@ -386,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--events, --batch-size and --queries must be positive")
 
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.history == HISTORY and not HISTORY.with_suffix(".events.jsonl").exists():
+        # The default history is bench_replay's; a fresh clone has none yet.
+        print(f"generating {HISTORY.name} (about 15 s) ...", file=sys.stderr, flush=True)
+        write_history(HistorySpec(), OUT, HISTORY.name)
     stream, produced = output_stream(args.events, args.history)
     print(f"output stream: {stream.relative_to(ROOT)} {produced}", file=sys.stderr)
 

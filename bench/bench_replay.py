@@ -581,6 +581,11 @@ def main(argv: list[str] | None = None) -> int:
 
     out_dir: Path = args.out_dir.resolve()
     spec = HistorySpec(args.events, args.sequences, args.contacts, args.seed, args.bad_every)
+    progress = out_dir / f"results-{spec.name()}.partial.jsonl"
+    if args.report_only and not progress.exists():
+        # Said before any history is generated: there is nothing to report either way.
+        print(f"no results for this history yet: run without --report-only ({progress})")
+        return 2
     files, summary = _history(spec, out_dir)
     lines = summary["lines"]
     sizes = (
@@ -588,11 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.sizes
         else sorted({max(1, lines // 4), max(1, lines // 2), lines})
     )
-    progress = out_dir / f"results-{spec.name()}.partial.jsonl"
     if args.report_only:
-        if not progress.exists():
-            print(f"no results for this history yet: run without --report-only ({progress})")
-            return 2
         machine = orjson.loads((out_dir / f"results-{spec.name()}.machine.json").read_bytes())
         saved = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
         print(report(machine, summary, saved))
