@@ -346,6 +346,8 @@ async def consume(
             if stop.is_set():
                 break
             batches = await consumer.getmany(timeout_ms=500, max_records=batch_size)
+            if stop.is_set():
+                break  # asked to stop while waiting: these records stay uncommitted, redelivered
             if batches:
                 async with lock:
                     pipeline.start(batches)

@@ -307,3 +307,27 @@ async def test_a_stop_leaves_a_send_to_retry_to_the_next_processor_instead_of_wa
     assert [event.type for event in again] == ["effect.sent"]
     assert provider.tries[0] == provider.tries[-1] == number(1)
     assert provider.tries.count(number(1)) == 2
+
+
+@dataclass
+class StoppedWhileWaiting:
+    """`getmany` during which the worker is asked to stop, and records arrive meanwhile."""
+
+    stop: asyncio.Event
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, list[Record]]:
+        del timeout_ms, max_records
+        self.stop.set()  # SIGTERM while the consumer waits for records
+        return batch(1)
+
+
+async def test_a_stop_asked_while_waiting_for_records_ends_cleanly_and_starts_nothing() -> None:
+    # given a worker waiting on the broker when it is told to stop, and records arriving
+    journal = Journal()
+    stop = asyncio.Event()
+    pipeline = given_a_pipeline(GatedSms(held=set()), journal, ahead=8)
+    # when the wait returns them
+    await consume(StoppedWhileWaiting(stop), pipeline, asyncio.Lock(), stop, 2)
+    # then the loop ends without an error, nothing is sent or committed: the records are
+    # read again by whoever takes the partition
+    assert journal.entries == []
