@@ -29,6 +29,7 @@ import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from effects.ports import (
+    Ambiguous,
     Clock,
     Delivered,
     Rejected,
@@ -185,7 +186,9 @@ class HttpWebhookPoster:
         self._guard = guard
         self._clock = clock
         self._default_secret = default_secret
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # Connecting has a bound of its own: a connection never made is safe to try again,
+        # a request sent and not answered is not (see `post`).
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout / 2)
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -239,8 +242,14 @@ class HttpWebhookPoster:
             if isinstance(error.os_error, AddressRefused):
                 return Rejected(f"refused: {error.os_error}", "address_refused")
             return Transient(f"cannot connect: {error}")
+        except aiohttp.ConnectionTimeoutError as error:
+            return Transient(f"cannot connect in time: {error}", "timeout")
         except (TimeoutError, aiohttp.ClientError) as error:
-            return Transient(f"no answer ({type(error).__name__}: {error})", "timeout")
+            # Sent, or partly sent, and not answered: the receiver may have acted on it. Not
+            # tried again, as for a provider's read timeout (effects/README.md): a receiver
+            # slower than the timeout would get it once per try, and the last try's failure
+            # would say "failed" of a webhook delivered five times.
+            return Ambiguous(f"no answer ({type(error).__name__}: {error})")
         return _classify(status, location, parse_retry_after(retry_after, now))
 
 

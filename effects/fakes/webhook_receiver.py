@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -13,6 +14,7 @@ from effects.fakes._server import LoopbackServer
 class ScriptedResponse:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering: a receiver slower than the sender waits
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,4 +41,6 @@ class FakeWebhookReceiver(LoopbackServer):
         headers = {key.lower(): value for key, value in request.headers.items()}
         self.received.append(ReceivedHook(request.path, headers, body))
         scripted = self._script.pop(0) if self._script else ScriptedResponse()
+        if scripted.delay:
+            await asyncio.sleep(scripted.delay)
         return web.Response(status=scripted.status, headers=scripted.headers)

@@ -127,6 +127,22 @@ async def test_a_bounded_schedule_then_failed(receiver: FakeWebhookReceiver) -> 
     assert sleeps.delays == [0.5, 1.0, 2.0, 4.0]
 
 
+async def test_a_receiver_slower_than_the_timeout_gets_it_once_and_the_outcome_is_unknown(
+    receiver: FakeWebhookReceiver,
+) -> None:
+    # given a receiver that answers after the poster's timeout (it may well act on the hook)
+    receiver.respond(ScriptedResponse(200, delay=3.0))
+    sleeps = Sleeps()
+    effects, poster = processor(sleeps)  # a 2 s timeout
+    # when
+    [outcome] = await effects.handle(hook(receiver.url))  # type: ignore[arg-type]
+    await poster.close()
+    # then it is not posted again, and said to be in doubt rather than failed
+    assert len(receiver.received) == 1
+    assert outcome.type == "effect.unknown"
+    assert sleeps.delays == []
+
+
 async def test_a_client_error_is_not_retried(receiver: FakeWebhookReceiver) -> None:
     receiver.respond(ScriptedResponse(410))
     effects, poster = processor(Sleeps())
