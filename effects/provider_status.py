@@ -54,5 +54,26 @@ async def status_outcomes(
         reconciled = await ledger.reconcile(effect_id, provider, provider_id, status, at)
         if reconciled is not None:
             _log.info("effect %s reconciled to sent by %s status %s", effect_id, provider, status)
-            events.append(outcomes.effect_sent(effect_id, context, provider, provider_id, at))
+            events.append(
+                outcomes.effect_sent(
+                    effect_id, context, provider, provider_id, at, _others_in_doubt(entry)
+                )
+            )
     return events
+
+
+def _others_in_doubt(entry: LedgerEntry) -> str | None:
+    """What a member's status cannot say of a ring group's others: the processor sends to
+    them one after another and may have stopped between two, so the outcome must not claim
+    that all were reached."""
+    data = entry.command.get("data", {})
+    fanned_out = entry.type == "notify.sms" or (
+        entry.type == "call.dial" and data.get("mode") == "preview"
+    )
+    members = data.get("ring_group_numbers")
+    if not fanned_out or not isinstance(members, list) or len(members) < 2:
+        return None
+    return (
+        f"in doubt for the other members of {len(members)}: the processor stopped between"
+        " them, and this status proves only one was reached"
+    )

@@ -177,9 +177,31 @@ async def test_a_status_callback_reconciles_an_unknown_effect(inbound: Inbound) 
     sent = inbound.sink.events("effect.sent")[0]
     assert sent.id == f"{FX}/sent"
     assert sent.data["provider_id"] == "SM7"
+    assert "undelivered" not in sent.data  # one recipient: its status says it all
     entry = await inbound.ledger.get(EffectId(FX))
     assert entry is not None
     assert (entry.status, entry.provider_id) == ("sent", "SM7")
+
+
+async def test_one_members_status_does_not_claim_a_ring_group_was_all_reached(
+    inbound: Inbound,
+) -> None:
+    # given a text to a ring group of two, in doubt (its processor died between members)
+    notice = command(
+        "notify.sms",
+        to="rg-sales",
+        body="New lead",
+        from_number=LINE,
+        ring_group_numbers=["+12125550007", "+12125550008"],
+    )
+    await given_in_ledger(inbound, notice, "unknown")
+    # when the first member's message reports its status
+    await inbound.twilio(
+        f"/twilio/status?effect_id={FX}", {"MessageSid": "SM8", "MessageStatus": "sent"}
+    )
+    # then the effect is sent, and the outcome says the other member is in doubt
+    sent = inbound.sink.events("effect.sent")[0]
+    assert sent.data["undelivered"].startswith("in doubt for the other members of 2")
 
 
 async def test_an_inbound_sms_becomes_message_received_for_the_contact(inbound: Inbound) -> None:
