@@ -8,7 +8,5 @@ from schemas.registry import EVENT_TYPES
 
 
 def test_every_input_and_command_type_has_a_rule_and_only_those() -> None:
-    decided = {
-        kind for kind, info in EVENT_TYPES.items() if info.direction in ("input", "command")
-    }
+    decided = {kind for kind, info in EVENT_TYPES.items() if info.direction in ("input", "command")}
     assert set(Engine._rules) == decided
