@@ -24,7 +24,6 @@ from aggregates.outputs import Outputs
 from aggregates.owner_notices import Assignment, OwnerNotices, describe, window_of
 from aggregates.sequence import Account, Catalog, Sequence
 from aggregates.steps import StepContext
-from aggregates.targets import targets_of
 from aggregates.throttle import MinuteThrottle
 from aggregates.timer_queue import Timer, TimerQueue
 from aggregates.timezones import contact_zone
@@ -203,19 +202,6 @@ class EngineCore:
     def _clock(self) -> datetime:
         assert self._at is not None, "the engine has no time yet"
         return self._at
-
-    def _targets(self, data: Mapping[str, Any]) -> list[str]:
-        """The contacts an enrollment request names, in a stable order without repeats."""
-        targets = targets_of(data)
-        chosen = dict.fromkeys(targets.contact_ids)
-        for tag, line in targets.selectors:
-            chosen.update(dict.fromkeys(self._matching(tag, line)))
-        return list(chosen)
-
-    def _matching(self, tag: str | None, line: str | None) -> list[str]:
-        if tag is not None:
-            return sorted(c.contact_id for c in self.contacts.values() if tag in c.tags)
-        return sorted(c.contact_id for c in self.contacts.values() if c.line_id == line)
 
     def _run_triggers(
         self,

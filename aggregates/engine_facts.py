@@ -12,7 +12,7 @@ from aggregates.engine_core import EngineCore
 from aggregates.intake import LeadProblem, contact_id_for_lead, intake_address, parse_lead_email
 from aggregates.keywords import keyword_intent
 from aggregates.outputs import Outputs
-from aggregates.targets import ON_PARTITION
+from aggregates.targets import ON_PARTITION, targets_of
 
 
 class FactRules(EngineCore):
@@ -149,13 +149,7 @@ class FactRules(EngineCore):
 
     def _on_enrollment_requested(self, data: Mapping[str, Any], out: Outputs) -> None:
         sequence = self.sequences.get(str(data["sequence_id"]))
-        targets = self._targets(data)
-        on = data.get(ON_PARTITION)
-        if on is not None and self._partition_of is not None:
-            # One partition's copy of a request a worker fanned out to every partition
-            # (streams/routing.py): it stands for the contacts of that partition only.
-            targets = [c for c in targets if self._partition_of(c) == on]
-        for contact_id in targets:
+        for contact_id in self._targets(data):
             if sequence is None:
                 contact = self._contact(contact_id)
                 out.add(
@@ -177,11 +171,26 @@ class FactRules(EngineCore):
                 sequence_id = str(data["sequence_id"])
                 out.add(SequenceCommandRejected(self._clock(), command, sequence_id, reason))
             return
-        targets = self._targets(data)
-        if on is not None and self._partition_of is not None:
-            targets = [c for c in targets if self._partition_of(c) == on]
-        for contact_id in targets:
+        for contact_id in self._targets(data):
             self._stop_in(sequence, contact_id, "manual", out)
+
+    def _targets(self, data: Mapping[str, Any]) -> list[str]:
+        """The contacts an enrollment or removal request names, in a stable order without
+        repeats. One partition's copy of a request a worker fanned out to every partition
+        (streams/routing.py) stands for the contacts of that partition only."""
+        targets = targets_of(data)
+        chosen = dict.fromkeys(targets.contact_ids)
+        for tag, line in targets.selectors:
+            chosen.update(dict.fromkeys(self._matching(tag, line)))
+        on = data.get(ON_PARTITION)
+        if on is not None and self._partition_of is not None:
+            return [c for c in chosen if self._partition_of(c) == on]
+        return list(chosen)
+
+    def _matching(self, tag: str | None, line: str | None) -> list[str]:
+        if tag is not None:
+            return sorted(c.contact_id for c in self.contacts.values() if tag in c.tags)
+        return sorted(c.contact_id for c in self.contacts.values() if c.line_id == line)
 
     def _on_lead_email(self, data: Mapping[str, Any], out: Outputs) -> None:
         to = intake_address(str(data["to"]))
