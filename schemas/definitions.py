@@ -94,7 +94,10 @@ def load_definition_text(raw: bytes | str) -> dict[str, Any]:
 def validate_definition_document(doc: object) -> dict[str, Any]:
     """Check a parsed document; return a copy with every default filled in (`doc` is untouched)."""
     _check_size(doc)  # first: the walks below would recurse too deep, or expand an alias bomb
-    _check_keys_and_strings(doc, doc, "")
+    _check_keys_are_strings(doc, doc, "")
+    nul = checking.first_nul(doc)
+    if nul is not None:
+        raise _rejection(doc, nul, checking.NUL_REASON)
     try:
         checking.compiled("sequences.schema.json")(doc)
     except JsonSchemaValueException as exc:
@@ -265,21 +268,16 @@ def _rejection(doc: object, location: str, reason: str) -> DefinitionRejected:
     return DefinitionRejected(None, location or "file", reason, location)
 
 
-def _check_keys_and_strings(doc: object, value: object, location: str) -> None:
-    """Keys are strings, and no key or string holds a NUL (checking.NUL_REASON)."""
+def _check_keys_are_strings(doc: object, value: object, location: str) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             here = f"{location}.{key}" if location else str(key)
             if not isinstance(key, str):
                 raise _rejection(doc, here, "keys must be strings")
-            if "\x00" in key:
-                raise _rejection(doc, here.replace("\x00", "\\u0000"), checking.NUL_REASON)
-            _check_keys_and_strings(doc, item, here)
+            _check_keys_are_strings(doc, item, here)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_keys_and_strings(doc, item, f"{location}[{index}]")
-    elif isinstance(value, str) and "\x00" in value:
-        raise _rejection(doc, location, checking.NUL_REASON)
+            _check_keys_are_strings(doc, item, f"{location}[{index}]")
 
 
 def _check_rules(doc: dict[str, Any]) -> None:
