@@ -4,6 +4,7 @@ lines, so the files are joined into one and each line's number is told back per 
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -43,16 +44,12 @@ def joined(paths: list[Path]) -> Iterator[JoinedFiles]:
         return
     with tempfile.TemporaryDirectory(prefix="dripstream-history-") as folder:
         target = Path(folder) / "joined.jsonl"
-        with target.open("wb") as out:
+        with target.open("w+b") as out:
             for path in paths:
                 with path.open("rb") as source:
                     shutil.copyfileobj(source, out, 1 << 20)
-                    if source.tell() and not _ends_with_newline(path):
+                if out.tell():
+                    out.seek(-1, os.SEEK_END)
+                    if out.read(1) != b"\n":
                         out.write(b"\n")
         yield JoinedFiles(target, parts)
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with path.open("rb") as handle:
-        handle.seek(-1, 2)
-        return handle.read(1) == b"\n"

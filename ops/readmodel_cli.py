@@ -433,7 +433,7 @@ def run_rebuild(args: argparse.Namespace) -> int:
             stream = stack.enter_context(joined(paths))
         except OSError as error:
             where = error.filename or _names(paths)
-            if where in paths or str(where) in map(str, paths):
+            if str(where) in {str(path) for path in paths}:
                 _say(f"cannot read {where}: {error.strerror}")
             else:  # the joined copy (in $TMPDIR): a full disk, say
                 _say(f"cannot join the --history files into {where}: {error.strerror}")
