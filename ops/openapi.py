@@ -41,6 +41,20 @@ def _nullable(kind: str, **more: Any) -> dict[str, Any]:
     return {"type": kind, "nullable": True, **more}
 
 
+def _page(row: str, total: str) -> dict[str, Any]:
+    """A page of one sequence's `row`s, with the count `total` describes."""
+    return {
+        "type": "object",
+        "required": ["sequence_id", "total", "rows"],
+        "properties": {
+            "sequence_id": {"type": "string"},
+            "total": {"type": "integer", "description": total},
+            "rows": {"type": "array", "items": _ref(row)},
+        },
+        "additionalProperties": False,
+    }
+
+
 _SEQUENCE_ID = {
     "name": "sequence_id",
     "in": "path",
@@ -222,16 +236,7 @@ SCHEMAS: dict[str, Any] = {
         },
         "additionalProperties": False,
     },
-    "SequenceContactsPage": {
-        "type": "object",
-        "required": ["sequence_id", "total", "rows"],
-        "properties": {
-            "sequence_id": {"type": "string"},
-            "total": {"type": "integer", "description": "rows before limit and offset"},
-            "rows": {"type": "array", "items": _ref("SequenceContact")},
-        },
-        "additionalProperties": False,
-    },
+    "SequenceContactsPage": _page("SequenceContact", "rows before limit and offset"),
     "HistoryRow": {
         "type": "object",
         "required": [
@@ -260,16 +265,7 @@ SCHEMAS: dict[str, Any] = {
         },
         "additionalProperties": False,
     },
-    "HistoryPage": {
-        "type": "object",
-        "required": ["sequence_id", "total", "rows"],
-        "properties": {
-            "sequence_id": {"type": "string"},
-            "total": {"type": "integer", "description": "rows after the filters"},
-            "rows": {"type": "array", "items": _ref("HistoryRow")},
-        },
-        "additionalProperties": False,
-    },
+    "HistoryPage": _page("HistoryRow", "rows after the filters"),
     "ContactEnrollment": {
         "type": "object",
         "required": [

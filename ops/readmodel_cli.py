@@ -96,6 +96,11 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def _add_paging(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=_count, metavar="N", help="rows to show (default: all)")
+    parser.add_argument("--offset", type=_count, default=0, metavar="K", help="rows to skip")
+
+
 def add_sequences_list(sequences: SubParsers) -> None:
     parser = sequences.add_parser(
         "list",
@@ -140,8 +145,7 @@ def add_sequences_contacts(sequences: SubParsers) -> None:
         action="store_true",
         help="also the enrollments that completed or were disenrolled",
     )
-    parser.add_argument("--limit", type=_count, metavar="N", help="rows to show (default: all)")
-    parser.add_argument("--offset", type=_count, default=0, metavar="K", help="rows to skip")
+    _add_paging(parser)
     parser.set_defaults(handler=run_sequences_contacts)
 
 
@@ -180,8 +184,7 @@ def add_history(commands: SubParsers) -> None:
         help="the account's time zone for timeframes (default: the sequence's "
         "account_timezone, else UTC)",
     )
-    parser.add_argument("--limit", type=_count, metavar="N", help="rows to show (default: all)")
-    parser.add_argument("--offset", type=_count, default=0, metavar="K", help="rows to skip")
+    _add_paging(parser)
     parser.set_defaults(handler=run_history)
 
 
