@@ -4,9 +4,10 @@
 #
 #   ops/test.sh [pytest arguments...]      e.g. ops/test.sh -x tests/integration
 #
-# Creates .venv when missing and installs -e ".[dev]" into it (again whenever pyproject.toml
-# changes). Uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set; otherwise starts the broker
-# and the database with ops/kafka.sh and ops/postgres.sh (left running: the next run is quick).
+# Creates .venv when missing and installs -e ".[dev]" into it at the versions pinned in
+# ops/constraints.txt (again whenever pyproject.toml or that file changes). Uses
+# KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set; otherwise starts the broker and the
+# database with ops/kafka.sh and ops/postgres.sh (left running: the next run is quick).
 # Every step runs; the exit status is non-zero when any of them failed.
 set -euo pipefail
 
@@ -29,12 +30,13 @@ ensure_venv() {
   fi
   # Reinstall only when the declared dependencies changed since the last install.
   local stamp=$VENV/.dripstream-deps wanted
-  wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  wanted=$(cat pyproject.toml ops/constraints.txt | sha256sum | cut -d' ' -f1)
   if [[ ! -f $stamp || $(<"$stamp") != "$wanted" ]]; then
     say "installing -e .[dev] into .venv"
     local log=$VENV/pip-install.log
     if ! { "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip &&
-      "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"; } >"$log" 2>&1; then
+      "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        -c ops/constraints.txt -e ".[dev]"; } >"$log" 2>&1; then
       tail -n 40 "$log" >&2
       echo "ops/test.sh: pip install failed (full log: $log)" >&2
       exit 1
