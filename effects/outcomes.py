@@ -26,14 +26,13 @@ LEAD_EMAIL_RECEIVED = "lead.email_received"
 
 
 def topic_for(event: CloudEvent) -> str:
-    """The event's topic, without prefix, from the schema registry (CONTRACT.md §5)."""
-    info = EVENT_TYPES.get(event.type)
-    return info.topic if info else "outcomes"
+    """The event's topic, without prefix, from the schema registry (CONTRACT.md §5); a
+    type the registry lacks is a bug, a KeyError rather than a guessed topic."""
+    return EVENT_TYPES[event.type].topic
 
 
 def _version(kind: str) -> int:
-    info = EVENT_TYPES.get(kind)
-    return info.version if info else 1
+    return EVENT_TYPES[kind].version
 
 
 def _event(

@@ -118,7 +118,9 @@ _TOPICS = {kind: info.topic for kind, info in EVENT_TYPES.items()}
 
 
 def topic_for(event_type: str) -> str:
-    return _TOPICS.get(event_type, "decisions")
+    """The topic of an output, without prefix. A type the registry lacks is a bug between
+    the engine and schemas/registry.py: a KeyError, not a guess at a topic."""
+    return _TOPICS[event_type]
 
 
 class EngineWorker:

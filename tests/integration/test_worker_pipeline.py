@@ -9,11 +9,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
-from schemas.checking import NUL_REASON
+from schemas.checking import NUL_REASON, schema_document
 from streams.worker import BINARY_MODE, TOMBSTONE
 from tests.integration.pipeline import (
     cli,
@@ -168,6 +169,8 @@ def test_a_malformed_record_lands_on_the_dead_letter_topic_and_the_worker_goes_o
     finally:
         stop(worker)
     assert len(letters) == 5
+    for letter in letters:
+        jsonschema.validate(letter, schema_document("dead_letter.schema.json"))
     [cut] = [letter for letter in letters if letter.get("truncated")]
     assert (cut["value_bytes"], cut["field"]) == (len(large), "event")
     assert bytes.fromhex(cut["value_hex"]) == large[: len(bytes.fromhex(cut["value_hex"]))]

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import orjson
 import pytest
 
@@ -64,11 +65,15 @@ def replay(
             "--dlq", str(dlq),
         ]
     )  # fmt: skip
-    return (
-        status,
-        [orjson.loads(line) for line in out.read_bytes().splitlines()],
-        [orjson.loads(line) for line in dlq.read_bytes().splitlines()],
-    )
+    return status, [orjson.loads(line) for line in out.read_bytes().splitlines()], letters(dlq)
+
+
+def letters(dlq: Path) -> list[dict[str, Any]]:
+    """The dead-letter file's lines, each checked against its published schema."""
+    found = [orjson.loads(line) for line in dlq.read_bytes().splitlines()]
+    for letter in found:
+        jsonschema.validate(letter, schema_document("rejected_line.schema.json"))
+    return found
 
 
 def good_lines() -> list[bytes]:
@@ -219,11 +224,7 @@ def replay_until(
         "--dlq", str(dlq),
     ]  # fmt: skip
     status = main(arguments if until is None else [*arguments, "--until", until])
-    return (
-        status,
-        [orjson.loads(line) for line in out.read_bytes().splitlines()],
-        [orjson.loads(line) for line in dlq.read_bytes().splitlines()],
-    )
+    return status, [orjson.loads(line) for line in out.read_bytes().splitlines()], letters(dlq)
 
 
 @pytest.mark.parametrize(

@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import hashlib
 
+import jsonschema
 import orjson
+import pytest
 
+from schemas.checking import schema_document
 from schemas.dead_letters import KEPT_BYTES, LETTER_BUDGET, RejectedRecord
 
 
 def _letter(value: bytes, key: bytes | None = b"c-1") -> dict[str, object]:
     record = RejectedRecord("p.contacts", 3, 41, key, value, "event", "not valid JSON")
+    return _published(record)
+
+
+def _published(record: RejectedRecord) -> dict[str, object]:
+    """The record's letter, checked to fit a Kafka record and to match dead_letter.schema.json."""
     raw = record.letter()
     assert len(raw) <= LETTER_BUDGET
     letter: dict[str, object] = orjson.loads(raw)
+    jsonschema.validate(letter, schema_document("dead_letter.schema.json"))
     return letter
 
 
@@ -44,7 +53,7 @@ def test_a_key_holding_nul_is_written_without_it_and_kept_in_hex() -> None:
     # PostgreSQL text (the outbox's key column) cannot hold U+0000
     record = RejectedRecord("p.contacts", 0, 7, b"c\x00k", b"not json", "event", "not valid JSON")
     assert record.text_key == "c\ufffdk"
-    letter = orjson.loads(record.letter())
+    letter = _published(record)
     assert (letter["key"], letter["key_hex"]) == ("c\ufffdk", b"c\x00k".hex())
 
 
@@ -71,9 +80,7 @@ def test_a_huge_key_and_a_reason_quoting_the_record_are_cut_too() -> None:
     record = RejectedRecord(
         "p.contacts", 0, 9, key, b"{}", "type", "unknown event type " + "t" * 900_000
     )
-    raw = record.letter()
-    letter = orjson.loads(raw)
-    assert len(raw) <= LETTER_BUDGET
+    letter = _published(record)
     assert record.record_key == key[:1024]
     assert letter["key"] == "k" * 1024
     assert letter["key_bytes"] == len(key)
@@ -81,3 +88,10 @@ def test_a_huge_key_and_a_reason_quoting_the_record_are_cut_too() -> None:
     assert letter["reason"].startswith("unknown event type ttt")
     assert letter["reason"].endswith("(900019 characters)")
     assert letter["value"] == "{}"
+
+
+def test_the_published_schema_refuses_a_letter_without_its_reason() -> None:
+    letter = _letter(b"{oops")
+    del letter["reason"]
+    with pytest.raises(jsonschema.ValidationError, match="'reason' is a required property"):
+        jsonschema.validate(letter, schema_document("dead_letter.schema.json"))
