@@ -18,8 +18,9 @@ Reading rules (the "advanced algorithm" of the seed, kept predictable):
   of a field wins: a value that is no phone or address never hides a good one.
 * Several fields on one line, split by ``|`` or ``;`` ("Phone: … | Email: …"), are read as
   one line each; a ``|`` or ``;`` not followed by a field stays in the value.
-* Quoted lines (starting with ``>``) are noise, and so is a signature (from a ``--`` line to
-  the next forwarded-message marker). When the body holds a forwarded message, the
+* Quoted lines (starting with ``>``) are noise, and so is a signature (from a ``--`` line,
+  or a sign-off below the fields that a field line does not follow, to the next
+  forwarded-message marker). When the body holds a forwarded message, the
   forwarder's note above the first marker is ignored. If that leaves no phone or e-mail, the
   quoted lines and then the forwarder's note are tried, in that order.
 * Message/Comments-like fields become ``notes``, followed by any other ``Key: value`` field
@@ -39,7 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import getaddresses, parseaddr
 from html.parser import HTMLParser
@@ -184,8 +185,10 @@ _EMAIL: Final = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
     r"[A-Za-z]{2,63}(?![\w-]|\.[\w-])"  # a sentence's full stop may follow
 )
+# A tag's name ends at a space, `/` or `>`: `<b.smith@example.com>` in plain text is an
+# address, not a bold tag.
 _HTML: Final = re.compile(
-    r"<(?:!doctype|html|head|body|br|p|div|table|tr|td|span|font|b|strong|a|ul|li)\b",
+    r"<(?:!doctype|html|head|body|br|p|div|table|tr|td|span|font|b|strong|a|ul|li)(?=[\s/>])",
     re.IGNORECASE,
 )
 _AUTOMATED_SENDER: Final = re.compile(
@@ -212,7 +215,9 @@ _ZONE_SUFFIX: Final = re.compile(r"(?:standardtime|daylighttime|time)$")
 _IANA_NAME: Final = re.compile(r"^(?:[A-Za-z_]+(?:/[A-Za-z0-9_+-]+)+|UTC)$")
 _CELL: Final = "\ue000"  # between table cells while an HTML row is being read
 # A sign-off line ("Thanks,", "Best regards"): after the lead's fields, what follows is the
-# sender's signature, whose phone or address would otherwise be taken for the lead's.
+# sender's signature, whose phone or address would otherwise be taken for the lead's. A
+# signature goes on with a name; a sign-off followed by a field line ("Thanks!" closing a
+# form's message, then "Phone: ...") is the message's own text.
 _SIGN_OFF: Final = re.compile(
     r"(?:thanks|thank you|many thanks|regards|best regards|kind regards|warm regards|"
     r"best|best wishes|cheers|sincerely|yours truly|respectfully)[ \t]*[,.!]?",
@@ -312,18 +317,22 @@ def _is_forward_marker(line: str) -> bool:
     return bool(_FORWARD_MARKER.match(line.lstrip("> \t").strip()))
 
 
-def _content(lines: Iterable[str], *, keep_quoted: bool) -> list[str]:
+def _content(lines: Sequence[str], *, keep_quoted: bool) -> list[str]:
     """The lines that may hold the lead: no quotes (unless kept, then unquoted), no signature."""
     out: list[str] = []
     in_signature = False
     fields_seen = False
-    for raw in lines:
+    for at, raw in enumerate(lines):
         line = raw
         if line.lstrip().startswith(">"):
             if not keep_quoted:
                 continue
             line = line.lstrip("> \t")
-        if line.rstrip() == "--" or (fields_seen and _SIGN_OFF.fullmatch(line.strip())):
+        if line.rstrip() == "--" or (
+            fields_seen
+            and _SIGN_OFF.fullmatch(line.strip())
+            and not _field_line_next(lines, at + 1, keep_quoted=keep_quoted)
+        ):
             in_signature = True
         elif _is_forward_marker(line):
             in_signature = False
@@ -332,6 +341,18 @@ def _content(lines: Iterable[str], *, keep_quoted: bool) -> list[str]:
             out.append(line)
             fields_seen = fields_seen or _match(line) is not None
     return out
+
+
+def _field_line_next(lines: Sequence[str], start: int, *, keep_quoted: bool) -> bool:
+    """Whether the first line from `start` with text on it (as `_content` reads it) is a field."""
+    for raw in lines[start:]:
+        quoted = raw.lstrip().startswith(">")
+        if quoted and not keep_quoted:
+            continue
+        line = raw.lstrip("> \t") if quoted else raw
+        if line.strip():
+            return _match(line) is not None
+    return False
 
 
 def _pairs(line: str) -> list[str]:

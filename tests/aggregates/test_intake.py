@@ -605,6 +605,26 @@ def test_a_sign_off_after_the_fields_starts_the_senders_signature(sign_off: str)
     assert (found.first_name, found.email, found.phone) == ("Jo", "jo@example.com", None)
 
 
+@pytest.mark.parametrize("sign_off", ["Thanks!", "Thank you.", "Regards,"])
+def test_a_sign_off_followed_by_a_field_is_the_messages_own_text(sign_off: str) -> None:
+    # A web form's message ends with its own "Thanks!"; the form's next field follows.
+    body = (
+        f"Name: Jane Roe\nMessage: call me\n{sign_off}\nPhone: 720-555-0142\nEmail: j@x.example\n"
+    )
+    found = lead(body)
+    assert (found.phone, found.email) == ("+17205550142", "j@x.example")
+
+
+def test_a_plain_text_address_in_angle_brackets_is_no_html_tag() -> None:
+    # `<b.smith@...>` and `<a.lee@...>` start like the tags <b> and <a>.
+    for sender in ("b.smith", "a.lee", "p.jones"):
+        body = (
+            f"Forwarded by {sender} <{sender}@agency.example>\nName: Jo Park\nPhone: 212-555-0199\n"
+        )
+        found = lead(body)
+        assert (found.first_name, found.phone) == ("Jo", "+12125550199"), sender
+
+
 def test_a_sign_off_before_any_field_is_just_text() -> None:
     found = lead("Thanks!\nHere is a new lead.\nFirst Name: Jo\nPhone: 212-555-0199\n")
     assert (found.first_name, found.phone) == ("Jo", "+12125550199")
