@@ -47,28 +47,34 @@ class AddressBook:
                 owners.append(after.contact_id)
 
     def lead_contact(
-        self, email: str | None, phone: str | None, email_of: Callable[[str], str | None]
+        self,
+        email: str | None,
+        phone: str | None,
+        email_of: Callable[[str], str | None],
+        within: Callable[[str], bool] = lambda _: True,
     ) -> str | None:
         """The contact a lead is: the first with its e-mail; else the first with its phone
         number that has no e-mail of its own (the same person, now with an address). A
-        shared number alone does not make two people with two addresses one."""
+        shared number alone does not make two people with two addresses one. Only contacts
+        `within` says yes to are candidates."""
         if email:
-            found = self._first("email:" + email.casefold())
-            if found is not None:
-                return found
+            for contact_id in self._owners.get("email:" + email.casefold(), ()):
+                if within(contact_id):
+                    return contact_id
         if phone:
             for contact_id in self._owners.get("phone:" + phone, ()):
-                if not email or not email_of(contact_id):
+                if within(contact_id) and (not email or not email_of(contact_id)):
                     return contact_id
         return None
 
-    def sharing(self, contact: ContactState) -> list[str]:
-        """The other contacts with the phone number or e-mail address of `contact`."""
+    def sharing(
+        self, contact: ContactState, within: Callable[[str], bool] = lambda _: True
+    ) -> list[str]:
+        """The other contacts with the phone number or e-mail address of `contact`, of
+        those `within` says yes to."""
         found: list[str] = []
         for key in _keys(contact):
-            found.extend(c for c in self._owners.get(key, ()) if c != contact.contact_id)
+            found.extend(
+                c for c in self._owners.get(key, ()) if c != contact.contact_id and within(c)
+            )
         return found
-
-    def _first(self, key: str) -> str | None:
-        owners = self._owners.get(key)
-        return owners[0] if owners else None

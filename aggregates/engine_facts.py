@@ -3,7 +3,7 @@ for requests to enroll or remove contacts by hand."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aggregates.contact import ContactState
@@ -205,10 +205,10 @@ class FactRules(EngineCore):
             out.add(LeadRejected(now, to, lead.reason, sender))
             return
         # The contact the lead already is, else a new one named by its address.
-        known = self.addresses.lead_contact(lead.email, lead.phone, self._email_of)
-        contact_id = known or contact_id_for_lead(
-            to, lead, str(data.get("message_id") or out.cause)
-        )
+        named = contact_id_for_lead(to, lead, str(data.get("message_id") or out.cause))
+        within = self._lead_partition(named)
+        known = self.addresses.lead_contact(lead.email, lead.phone, self._email_of, within)
+        contact_id = known or named
         exists = contact_id in self.contacts
         fields = {
             "first_name": lead.first_name,
@@ -228,7 +228,7 @@ class FactRules(EngineCore):
         self._emit_change(
             kind, contact_id, {**profile, "sequence_id": sequence.id}, out, apply_now=False
         )
-        self._bind_suppressions(after, sequence.id, out)
+        self._bind_suppressions(after, sequence.id, out, within)
         self._enroll(sequence, contact_id, "intake", out)
         if not exists:
             # Other sequences' contact_created triggers see the new contact too; the intake
@@ -239,10 +239,28 @@ class FactRules(EngineCore):
         contact = self.contacts.get(contact_id)
         return contact.email if contact else None
 
-    def _bind_suppressions(self, lead: ContactState, sequence_id: str, out: Outputs) -> None:
+    def _lead_partition(self, named: str) -> Callable[[str], bool]:
+        """Which contacts a lead named `named` may be matched to. On Kafka (a partition
+        function is set) only those of the partition the lead is decided in: what a
+        partition decides then rests on its own inputs alone, the same however partitions
+        are spread over workers, before a rebalance and after it (a rebuild decides each
+        partition's stored inputs again). In a replay, every contact."""
+        partition_of = self._partition_of
+        if partition_of is None:
+            return lambda _: True
+        home = partition_of(named)
+        return lambda contact_id: partition_of(contact_id) == home
+
+    def _bind_suppressions(
+        self,
+        lead: ContactState,
+        sequence_id: str,
+        out: Outputs,
+        within: Callable[[str], bool],
+    ) -> None:
         """A lead's number or address that another contact put on DNC or opted out stays
         so for the lead: said as the engine's own changes, applied before it is enrolled."""
-        others = [self.contacts[c] for c in self.addresses.sharing(lead)]
+        others = [self.contacts[c] for c in self.addresses.sharing(lead, within)]
         same_phone = [c for c in others if lead.phone and c.phone == lead.phone]
         same_email = [
             c for c in others if lead.email and (c.email or "").casefold() == lead.email.casefold()

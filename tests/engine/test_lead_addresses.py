@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
+from aggregates.engine import Engine
+from schemas.envelope import CloudEvent, parse_time
+from schemas.validation import decode_event
 from tests.engine.helpers import Outcome, decide, definitions, event, sequence
 
 T0 = "2027-07-06T14:00:00Z"  # a Tuesday, 10:00 in New York
@@ -131,3 +136,39 @@ def test_a_copy_does_not_take_the_intake_address() -> None:
     out = decide(definitions(SEQ), [copy, lead("First Name: Jo\nEmail: jo@example.com")])
     assert out.one("sequence.defined", sequence_id="seq-b")["data"]["intake_address"] is None
     assert out.one("enrollment.enrolled")["data"]["sequence_id"] == "seq"
+
+
+# --- on Kafka: a lead is matched within the partition it is decided in -------------------
+
+
+def _on_partitions(home: str, crm_partition: int, lead_partition: int) -> list[CloudEvent]:
+    """The CRM contact c-1 (on DNC) in `crm_partition`; a lead with c-1's e-mail and
+    number, decided in `lead_partition`, the partition its own id falls in."""
+
+    def partition_of(contact_id: str) -> int:
+        return crm_partition if contact_id == "c-1" else lead_partition
+
+    engine = Engine(partition_of=partition_of)
+    engine.define(definitions(SEQ), parse_time(T0), "defs")
+    given = crm("contact.created", "c-1", first_name="Jo", email=home, phone="+12125550199")
+    outputs = engine.handle(decode_event(orjson.dumps(given)), partition=crm_partition)
+    dnc = crm("contact.dnc_changed", "c-1", dnc=True)
+    outputs += engine.handle(decode_event(orjson.dumps(dnc)), partition=crm_partition)
+    mail = lead(f"First Name: Jo\nEmail: {home}\nPhone: 212-555-0199")
+    return outputs + engine.handle(decode_event(orjson.dumps(mail)), partition=lead_partition)
+
+
+def test_on_kafka_a_lead_is_its_known_contact_when_both_share_a_partition() -> None:
+    outputs = _on_partitions("jo@example.com", crm_partition=3, lead_partition=3)
+    [enrolled] = [e for e in outputs if e.type == "enrollment.enrolled"]
+    assert enrolled.data["contact_id"] == "c-1"
+
+
+def test_on_kafka_a_lead_whose_known_contact_is_elsewhere_is_a_contact_of_its_own() -> None:
+    # One worker may hold both partitions now and not after a rebalance, when each partition's
+    # stored inputs are decided again: the answer must not depend on who holds what.
+    outputs = _on_partitions("jo@example.com", crm_partition=1, lead_partition=3)
+    [enrolled] = [e for e in outputs if e.type == "enrollment.enrolled"]
+    assert enrolled.data["contact_id"].startswith("lead-")
+    assert not any(e.type == "contact.dnc_changed" and e.source == "dripstream" for e in outputs)
+    assert not any(e.subject == "c-1" and e.source == "dripstream" for e in outputs)
