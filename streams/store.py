@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
-from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
@@ -147,12 +147,21 @@ class Definitions:
     applied_at: datetime
 
 
+class GroupProgress(NamedTuple):
+    """A partition group's tracking: the sum of its topics' next offsets. A batch moves it
+    from `expected` (what the store must hold when the batch is written: 0 for nothing yet)
+    to `progress`."""
+
+    expected: int
+    progress: int
+
+
 @dataclass(slots=True)
 class BatchRecord:
     """Everything one worker batch records, in one transaction: built while deciding."""
 
     stored: list[StoredEvent] = field(default_factory=list)  # inputs and ticks, as decided
-    trackings: dict[int, int] = field(default_factory=dict)  # partition group -> progress
+    trackings: dict[int, GroupProgress] = field(default_factory=dict)  # by partition group
     positions: dict[tuple[str, int], int] = field(default_factory=dict)  # highest offset
     outbox: list[OutboxRow] = field(default_factory=list)
     definition: Definition | None = None
@@ -167,7 +176,11 @@ class BatchRecord:
                 raise ValueError("a batch holds one definition change at most")
             self.definition = later.definition
         self.stored.extend(later.stored)
-        self.trackings.update(later.trackings)  # a group's later progress is the higher
+        for group, moved in later.trackings.items():
+            # From where this batch found the group to where the later one left it.
+            earlier = self.trackings.get(group)
+            start = moved.expected if earlier is None else earlier.expected
+            self.trackings[group] = GroupProgress(start, moved.progress)
         self.positions.update(later.positions)
         self.outbox.extend(later.outbox)
 
@@ -190,8 +203,9 @@ class EngineRecorder(PostgresProcessRecorder):
                 curs.execute(statement)
 
     def write(self, batch: BatchRecord, *, copy: bool | None = None) -> None:
-        """One transaction. A tracking that does not move forward (another worker recorded
-        that group since) raises IntegrityError and nothing of the batch is kept.
+        """One transaction. A group whose tracking is not what the batch expects (another
+        worker recorded that group since this one read or wrote it) raises IntegrityError
+        and nothing of the batch is kept.
 
         A large batch goes in with binary COPY (least work per row); a small one as a few
         array-valued statements sent in one pipeline, since COPY costs round trips that
@@ -211,8 +225,9 @@ class EngineRecorder(PostgresProcessRecorder):
         # outbox (the relay) and of the notification log (a rebuild) go by id, so no
         # transaction may commit ids below those of one that committed before it.
         self._lock_table(curs)
-        for group, progress in sorted(batch.trackings.items()):
-            self._insert_tracking(curs, Tracking(f"inputs:{group}", progress))
+        if batch.trackings:
+            curs.execute(self._fence_statement(), _fence_arguments(batch))
+            _check_fence(curs.fetchall(), batch)
         if batch.stored:
             with curs.copy(
                 f"COPY {schema}.{EVENTS_TABLE}"
@@ -232,20 +247,7 @@ class EngineRecorder(PostgresProcessRecorder):
             with conn.pipeline(), conn.cursor() as curs, conn.cursor() as tracking:
                 self._lock_table(curs)  # first, as in _write_copying
                 if batch.trackings:
-                    groups = sorted(batch.trackings)
-                    tracking.execute(
-                        f"INSERT INTO {schema}.{TRACKING_TABLE} (application_name, notification_id)"
-                        " SELECT * FROM unnest(%b::text[], %b::bigint[])"
-                        " ON CONFLICT (application_name) DO UPDATE"
-                        " SET notification_id = EXCLUDED.notification_id"
-                        f" WHERE {schema}.{TRACKING_TABLE}.notification_id"
-                        " < EXCLUDED.notification_id"
-                        " RETURNING application_name",
-                        (
-                            [f"inputs:{g}" for g in groups],
-                            [batch.trackings[g] for g in groups],
-                        ),
-                    )
+                    tracking.execute(self._fence_statement(), _fence_arguments(batch))
                 if batch.stored:
                     curs.execute(
                         f"INSERT INTO {schema}.{EVENTS_TABLE}"
@@ -271,12 +273,26 @@ class EngineRecorder(PostgresProcessRecorder):
                 self._write_rest(curs, batch)
                 if batch.trackings:
                     tracked = tracking.fetchall()  # the pipeline's results, in one round trip
-            if len(tracked) != len(batch.trackings):
-                # Raised inside the transaction, so it rolls back: nothing is kept.
-                raise IntegrityError(
-                    f"a group was recorded elsewhere: {len(tracked)} of"
-                    f" {len(batch.trackings)} trackings moved forward"
-                )
+            # Raised inside the transaction, so it rolls back: nothing is kept.
+            _check_fence(tracked, batch)
+
+    def _fence_statement(self) -> str:
+        """Each group's tracking moves only from the value the batch expects (compare and
+        set). Growing alone would not do: a worker that rebuilt before another's write to
+        one topic of a group, then read further on another topic, would carry a larger sum
+        and pass, its decisions made without the record the other wrote."""
+        table = f"{self.datastore.schema}.{TRACKING_TABLE}"
+        return (
+            "WITH v (name, progress, expected) AS"
+            " (SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bigint[]))"
+            f" INSERT INTO {table} (application_name, notification_id)"
+            " SELECT name, progress FROM v"
+            " ON CONFLICT (application_name) DO UPDATE"
+            " SET notification_id = EXCLUDED.notification_id"
+            f" WHERE {table}.notification_id"
+            " = (SELECT expected FROM v WHERE v.name = EXCLUDED.application_name)"
+            " RETURNING application_name"
+        )
 
     def _write_rest(self, curs: Cursor[DictRow], batch: BatchRecord) -> None:
         """Positions, a definition change and the relay's wake-up, either way."""
@@ -302,6 +318,23 @@ class EngineRecorder(PostgresProcessRecorder):
         if batch.outbox:
             # Delivered at commit, and only then: the relay wakes to rows it can read.
             curs.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, schema))
+
+
+def _fence_arguments(batch: BatchRecord) -> tuple[list[str], list[int], list[int]]:
+    groups = sorted(batch.trackings)
+    return (
+        [f"inputs:{g}" for g in groups],
+        [batch.trackings[g].progress for g in groups],
+        [batch.trackings[g].expected for g in groups],
+    )
+
+
+def _check_fence(moved: Sequence[Any], batch: BatchRecord) -> None:
+    if len(moved) != len(batch.trackings):
+        raise IntegrityError(
+            f"a group was recorded elsewhere: {len(moved)} of {len(batch.trackings)}"
+            " trackings were where this batch expected them"
+        )
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
@@ -383,8 +416,8 @@ class EngineStore:
         decided, each group's tracking and positions, the decisions.
 
         A group's tracking is its `progress` (the sum of its next offsets), which grows with
-        every batch; the eventsourcing tracking refuses one that does not, so a redelivered
-        or stale batch raises AlreadyRecorded and the caller knows its in-memory state is
+        every batch and moves only from the value the batch expects, so a redelivered or
+        stale batch raises AlreadyRecorded and the caller knows its in-memory state is
         stale.
         """
         if batch:

@@ -54,6 +54,7 @@ from streams.store import (
     BatchRecord,
     Definition,
     EngineStore,
+    GroupProgress,
     InputRecord,
     in_definitions_order,
     outbox_rows,
@@ -329,11 +330,14 @@ class EngineWorker:
         through after `sequences apply` must not be decided before its definitions."""
         if self.commands_read:
             return True
-        for tp in self.assigned:
-            if tp.topic != self.settings.topic_prefix + "commands":
-                continue
+        commands = self.settings.topic_prefix + "commands"
+        # A copy: a revocation during the await below changes the assignment in place.
+        for tp in [tp for tp in self.assigned if tp.topic == commands]:
             highwater = self.consumer.highwater(tp)
-            if highwater is None or await self.consumer.position(tp) < highwater:
+            if highwater is None:
+                return False
+            position = await self._position(tp)
+            if position is None or position < highwater:
                 return False
         self.commands_read = True
         return True
@@ -450,13 +454,19 @@ class EngineWorker:
         """The group's new positions, in the record and for the offset commit."""
         if not last:
             return
+        expected = self._progress(group)
         for topic, offset in last.items():
             self.positions[(topic, group)] = offset
             self.record.positions[(topic, group)] = offset
             self.commits[TopicPartition(topic, group)] = offset + 1
-        self.record.trackings[group] = sum(
-            offset + 1 for (topic, g), offset in self.positions.items() if g == group
+        earlier = self.record.trackings.get(group)
+        self.record.trackings[group] = GroupProgress(
+            expected if earlier is None else earlier.expected, self._progress(group)
         )
+
+    def _progress(self, group: int) -> int:
+        """The group's tracking as this worker knows it: the sum of its next offsets."""
+        return sum(offset + 1 for (_, g), offset in self.positions.items() if g == group)
 
     def _decide(self, item: Pending) -> bool:
         """Decide one record into the current record; True for a definition change."""
@@ -614,6 +624,10 @@ class EngineWorker:
 
     async def _rebuild_engine(self, generation: int) -> bool:
         names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
+        # The positions before the inputs: a write by another worker in between then
+        # leaves this one's trackings behind the store's, and its first write is refused
+        # (read after, they could cover inputs the replay never saw, and be accepted).
+        stored = await asyncio.to_thread(self.store.positions)
         engine, applied, replayed = await asyncio.to_thread(self._replay_store, names)
         if self.generation != generation:
             return False  # the assignment changed meanwhile: `stale` says to start again
@@ -624,7 +638,6 @@ class EngineWorker:
         self.stale = False
         self.commands_read = False
         self.buffers = {tp.partition: GroupBuffer(self.topics) for tp in self.assigned}
-        stored = self.store.positions()
         self.positions = {
             key: value for key, value in stored.items() if TopicPartition(*key) in self.assigned
         }

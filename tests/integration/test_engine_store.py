@@ -13,7 +13,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 from psycopg import sql
 
-from streams.store import BatchRecord, EngineStore, InputRecord, OutboxRow
+from streams.store import BatchRecord, EngineStore, GroupProgress, InputRecord, OutboxRow
 
 pytestmark = [pytest.mark.postgres]
 
@@ -58,9 +58,11 @@ def outbox(database_url: str, schema: str) -> list[str]:
 
 
 def batch(
-    inputs: list[InputRecord], rows: list[OutboxRow], trackings: dict[int, int]
+    inputs: list[InputRecord], rows: list[OutboxRow], trackings: dict[int, tuple[int, int]]
 ) -> BatchRecord:
-    record = BatchRecord(trackings=dict(trackings), outbox=list(rows))
+    """`trackings`: each group's tracking as (what the store must hold, where it moves)."""
+    moved = {group: GroupProgress(*pair) for group, pair in trackings.items()}
+    record = BatchRecord(trackings=moved, outbox=list(rows))
     for item in inputs:
         record.stored.append(item.stored())
         record.positions[(item.topic, item.partition)] = item.offset
@@ -75,7 +77,7 @@ def test_several_groups_are_recorded_in_one_transaction_and_a_stale_one_refuses_
         batch(
             [given_input("contacts", 0, 0), given_input("contacts", 1, 0)],
             [row("a/0"), row("b/0", "c-2")],
-            {0: 1, 1: 1},
+            {0: (0, 1), 1: (0, 1)},
         )
     )
 
@@ -83,7 +85,7 @@ def test_several_groups_are_recorded_in_one_transaction_and_a_stale_one_refuses_
     stale = batch(
         [given_input("contacts", 0, 0), given_input("contacts", 1, 1)],
         [row("a/1"), row("b/1", "c-2")],
-        {0: 1, 1: 2},
+        {0: (0, 1), 1: (1, 2)},
     )
 
     # then none of it is kept: not group 1's input, position or decisions either
@@ -98,13 +100,34 @@ def test_several_groups_are_recorded_in_one_transaction_and_a_stale_one_refuses_
     ]
 
 
+def test_a_worker_that_missed_a_write_to_one_topic_of_its_group_is_refused_however_far_it_read(
+    store: Store, database_url: str, pg_schema: str
+) -> None:
+    # given group 0 recorded at contacts 0 and calls 0 (tracking 2), then moved by worker A
+    # to contacts 1 (tracking 3)
+    store.write(batch([given_input("contacts", 0, 0), given_input("calls", 0, 0)], [], {0: (0, 2)}))
+    store.write(batch([given_input("contacts", 0, 1)], [row("a/opt-out")], {0: (2, 3)}))
+
+    # when worker B, which rebuilt before A's write, decides two calls records: its sum (4)
+    # is past the store's (3), but it never saw contacts 1
+    stale = batch(
+        [given_input("calls", 0, 1), given_input("calls", 0, 2)], [row("b/sms")], {0: (2, 4)}
+    )
+
+    # then the store refuses it whole
+    with pytest.raises(IntegrityError):
+        store.write(stale)
+    assert outbox(database_url, pg_schema) == ["a/opt-out"]
+    assert store.positions() == {("contacts", 0): 1, ("calls", 0): 0}
+
+
 def test_outbox_rows_keep_the_order_they_were_decided_in_and_a_repeat_is_dropped(
     store: Store, database_url: str, pg_schema: str
 ) -> None:
-    store.write(batch([given_input("contacts", 0, 0)], [row("z/0"), row("a/0")], {0: 1}))
+    store.write(batch([given_input("contacts", 0, 0)], [row("z/0"), row("a/0")], {0: (0, 1)}))
 
     # when a later batch holds a decision already recorded (a definition adopted twice)
-    store.write(batch([given_input("contacts", 0, 1)], [row("a/0"), row("m/0")], {0: 2}))
+    store.write(batch([given_input("contacts", 0, 1)], [row("a/0"), row("m/0")], {0: (1, 2)}))
 
     assert outbox(database_url, pg_schema) == ["z/0", "a/0", "m/0"]
 
@@ -114,7 +137,7 @@ def test_ticks_replay_where_they_were_decided_even_two_at_one_moment(
 ) -> None:
     # given an input, a tick, another input and a second tick at the same moment, the
     # second from another store (another worker, or this one after a restart)
-    record = batch([given_input("contacts", 2, 0)], [], {2: 1})
+    record = batch([given_input("contacts", 2, 0)], [], {2: (0, 1)})
     record.stored.append(store.tick(NOON, ["contacts:2"], 2))
     later = given_input("contacts", 2, 1)
     record.stored.append(later.stored())
@@ -140,7 +163,7 @@ def test_a_tick_carries_the_definitions_in_force_and_an_adoption_is_no_tick(
 ) -> None:
     # given a tick under definitions version 3, then the point where version 4, another
     # worker's change, was adopted (it fired nothing: a rebuild must not fire timers there)
-    record = batch([given_input("contacts", 2, 0)], [], {2: 1})
+    record = batch([given_input("contacts", 2, 0)], [], {2: (0, 1)})
     record.stored.append(store.tick(NOON, ["contacts:2"], 2, definitions=3))
     record.stored.append(store.tick(NOON, ["contacts:2"], definitions=4, adopted=True))
     store.write(record)
@@ -158,7 +181,7 @@ def test_a_write_draws_no_outbox_id_while_an_earlier_write_is_still_open(
 ) -> None:
     """The relay publishes outbox rows by id: a write that drew lower ids and commits
     later would be passed over for ever. So a write takes the log's lock first."""
-    store.write(batch([given_input("contacts", 0, 0)], [row("first")], {0: 1}))
+    store.write(batch([given_input("contacts", 0, 0)], [row("first")], {0: (0, 1)}))
     sequence = sql.SQL("SELECT last_value FROM {}.dripstream_outbox_id_seq").format(
         sql.Identifier(pg_schema)
     )
@@ -176,7 +199,7 @@ def test_a_write_draws_no_outbox_id_while_an_earlier_write_is_still_open(
         def write() -> None:
             # Decisions only, no input to store (dead letters): nothing else takes the lock.
             try:
-                store.write(batch([], [row("second")], {0: 2}))
+                store.write(batch([], [row("second")], {0: (1, 2)}))
             except BaseException as error:  # reported by the test thread
                 errors.append(error)
 
