@@ -35,7 +35,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from effects.groupcommit import GroupCommit
 from effects.ports import EffectId
-from schemas.envelope import CloudEvent
+from schemas.envelope import CloudEvent, parse_time
 
 PENDING = "pending"
 IN_FLIGHT = "in_flight"
@@ -43,12 +43,14 @@ SENT = "sent"
 UNDELIVERED = "undelivered"  # the code of a sent row some of whose recipients were missed
 FAILED = "failed"
 UNKNOWN = "unknown"
-TERMINAL = frozenset({SENT, FAILED, UNKNOWN})
+# The statuses of a send that reached (or may have reached) its recipient: a reply is to one
+# of those rather than to one still pending or refused.
+WENT_OUT = frozenset({SENT, UNKNOWN, IN_FLIGHT})
 
 ABANDONED = "in flight when its processor stopped; not resent (reconcile from provider status)"
 
 # Effect types whose `to` is a contact's address: an inbound message from that address is
-# attributed to the contact of the newest such effect.
+# attributed to the contact of the latest such effect.
 CONTACT_FACING = ("sms.send", "mms.send", "call.dial", "voicemail.drop", "email.send")
 
 
@@ -157,7 +159,9 @@ class Ledger(Protocol):
         ...
 
     async def contact_for_address(self, address: str) -> str | None:
-        """The contact of the newest contact-facing effect sent to this address."""
+        """The contact of the latest contact-facing effect decided for this address (by the
+        command's time: a status callback that touches an older row later does not make it
+        the latest), preferring one that went out (or may have) to one pending or failed."""
         ...
 
 
@@ -190,10 +194,6 @@ class InMemoryLedger:
         """A new processor over the same rows; this one is considered dead."""
         self._store.live_owners.discard(self.owner)
         return InMemoryLedger(owner, self._store)
-
-    @property
-    def entries(self) -> list[LedgerEntry]:
-        return [row.entry for row in self._store.rows.values()]
 
     async def open(self) -> None:
         self._store.live_owners.add(self.owner)
@@ -331,17 +331,18 @@ class InMemoryLedger:
         self._store.used_keys.pop(key, None)
 
     async def contact_for_address(self, address: str) -> str | None:
-        best: LedgerEntry | None = None
-        for row in self._store.rows.values():
-            entry = row.entry
-            if entry.type not in CONTACT_FACING:
-                continue
-            if entry.command.get("data", {}).get("to") != address:
-                continue
-            if best is None or entry.updated_at >= best.updated_at:
-                best = entry
-        if best is None:
+        candidates = [
+            row.entry
+            for row in self._store.rows.values()
+            if row.entry.type in CONTACT_FACING
+            and row.entry.command.get("data", {}).get("to") == address
+        ]
+        if not candidates:
             return None
+        best = max(
+            candidates,
+            key=lambda e: (e.status in WENT_OUT, parse_time(str(e.command["time"]))),
+        )
         contact = best.command.get("data", {}).get("contact_id")
         return contact if isinstance(contact, str) else None
 
@@ -384,9 +385,9 @@ _COLUMNS = (
     " updated_at, command"
 )
 
-# Built once from constants (ruff's S608 cannot tell); every value is a bound parameter.
+# Built once from constants (ruff's S608 cannot tell); every value is a bound parameter. The
+# two UPDATEs spell _COLUMNS out: S608 flags any interpolated UPDATE.
 _GET = f"SELECT {_COLUMNS} FROM effect_ledger WHERE effect_id = %s"  # noqa: S608
-_ALL = f"SELECT {_COLUMNS} FROM effect_ledger ORDER BY effect_id"  # noqa: S608
 _RECONCILE = (
     "UPDATE effect_ledger SET status = 'sent', provider = %s, provider_id = %s, error = %s,"
     " updated_at = %s WHERE effect_id = %s AND status IN ('unknown', 'in_flight')"
@@ -667,14 +668,6 @@ class PostgresLedger:
             row = await cursor.fetchone()
         return _entry(row) if row else None
 
-    async def all_entries(self) -> list[LedgerEntry]:
-        """Every row (for tests and operators' checks)."""
-        async with self._pool.connection() as conn:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(_ALL)
-            rows = await cursor.fetchall()
-        return [_entry(row) for row in rows]
-
     async def recover_abandoned(self, at: datetime) -> list[LedgerEntry]:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
@@ -738,8 +731,9 @@ class PostgresLedger:
             cursor = await conn.execute(
                 "SELECT command -> 'data' ->> 'contact_id' FROM effect_ledger"
                 " WHERE command -> 'data' ->> 'to' = %s AND type = ANY(%s)"
-                " ORDER BY updated_at DESC LIMIT 1",
-                (address, list(CONTACT_FACING)),
+                " ORDER BY status = ANY(%s) DESC, (command ->> 'time')::timestamptz DESC"
+                " LIMIT 1",
+                (address, list(CONTACT_FACING), sorted(WENT_OUT)),
             )
             row = await cursor.fetchone()
         return row[0] if row and isinstance(row[0], str) else None
