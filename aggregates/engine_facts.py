@@ -205,7 +205,7 @@ class FactRules(EngineCore):
             out.add(LeadRejected(now, to, lead.reason, sender))
             return
         # The contact the lead already is, else a new one named by its address.
-        named = contact_id_for_lead(to, lead, str(data.get("message_id") or out.cause))
+        named = contact_id_for_lead(lead)
         within = self._lead_partition(named)
         known = self.addresses.lead_contact(lead.email, lead.phone, self._email_of, within)
         contact_id = known or named

@@ -276,21 +276,20 @@ def intake_address(to: str) -> str:
     return (address if address is not None else to).strip().lower()
 
 
-def contact_id_for_lead(intake_address: str, lead: ParsedLead, message_key: str) -> str:
+def contact_id_for_lead(lead: ParsedLead) -> str:
     """The id of the contact a lead becomes: ``lead-`` and 16 hex digits of a SHA-256.
 
     Derived from the e-mail (else the phone) alone, so the same person mailed twice, or to
     two sequences' intake addresses, is one contact (an opt-out then covers both). A lead
-    with neither falls back to the intake address and ``message_key``.
+    has one or the other: `parse_lead_email` gives a LeadProblem for a mail with neither.
     """
     email = (lead.email or "").strip().casefold()
-    phone = (to_e164(lead.phone) or lead.phone.strip()) if lead.phone else ""
     if email:
         key = f"email:{email}"
-    elif phone:
-        key = f"phone:{phone}"
+    elif lead.phone:
+        key = f"phone:{to_e164(lead.phone) or lead.phone.strip()}"
     else:
-        key = f"message:{intake_address.strip().casefold()}\n{message_key}"
+        raise ValueError("a lead with neither an e-mail nor a phone becomes no contact")
     return "lead-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aggregates.intake import LeadProblem, contact_id_for_lead, intake_address, parse_lead_email
+from aggregates.intake import LeadProblem, contact_id_for_lead, parse_lead_email
 from aggregates.targets import ON_PARTITION
 from schemas.dead_letters import RejectedRecord
 from schemas.envelope import CloudEvent
@@ -71,9 +71,7 @@ def lead_destination(event: CloudEvent) -> str | None:
     )
     if isinstance(lead, LeadProblem):
         return None
-    return contact_id_for_lead(
-        intake_address(str(data["to"])), lead, str(data.get("message_id") or event.occurrence)
-    )
+    return contact_id_for_lead(lead)
 
 
 def rerouted_lead(event: CloudEvent, contact_id: str) -> OutboxRow:

@@ -550,48 +550,41 @@ INTAKE = "leads-7f3kq@intake.example.com"
 def test_contact_id_is_a_stable_hash_of_the_email() -> None:
     # the literal pins the id across runs, machines and Python versions
     maya = ParsedLead(email="maya.lopez@example.com", phone="+17205550142")
-    assert contact_id_for_lead(INTAKE, maya, "m-1") == "lead-8c1d11b052253156"
+    assert contact_id_for_lead(maya) == "lead-8c1d11b052253156"
 
 
 def test_the_same_email_in_any_case_is_the_same_contact() -> None:
     lower = ParsedLead(email="maya.lopez@example.com")
     upper = ParsedLead(first_name="Maya", email="Maya.Lopez@EXAMPLE.com ")
-    assert contact_id_for_lead(INTAKE, lower, "m-1") == contact_id_for_lead(
-        "other@intake.example.com", upper, "m-2"
-    )
+    assert contact_id_for_lead(lower) == contact_id_for_lead(upper)
 
 
 def test_the_same_person_mailed_twice_is_the_same_contact() -> None:
     first = lead(sample("website_form.txt"))
     again = lead("Name: Maya Lopez\nEmail: MAYA.LOPEZ@example.com")
-    assert contact_id_for_lead(INTAKE, first, "m-1") == contact_id_for_lead(INTAKE, again, "m-9")
+    assert contact_id_for_lead(first) == contact_id_for_lead(again)
 
 
 def test_without_email_the_phone_decides() -> None:
     a = ParsedLead(phone="+17205550142")
     b = ParsedLead(phone="(720) 555-0142", first_name="Other")
-    assert contact_id_for_lead(INTAKE, a, "m-1") == "lead-5a959efc1980f8ca"
-    assert contact_id_for_lead(INTAKE, b, "m-2") == "lead-5a959efc1980f8ca"
+    assert contact_id_for_lead(a) == "lead-5a959efc1980f8ca"
+    assert contact_id_for_lead(b) == "lead-5a959efc1980f8ca"
 
 
 def test_different_people_are_different_contacts() -> None:
     ids = {
-        contact_id_for_lead(INTAKE, ParsedLead(email="a@example.com"), "m"),
-        contact_id_for_lead(INTAKE, ParsedLead(email="b@example.com"), "m"),
-        contact_id_for_lead(INTAKE, ParsedLead(phone="+17205550142"), "m"),
-        contact_id_for_lead(INTAKE, ParsedLead(phone="+17205550143"), "m"),
+        contact_id_for_lead(ParsedLead(email="a@example.com")),
+        contact_id_for_lead(ParsedLead(email="b@example.com")),
+        contact_id_for_lead(ParsedLead(phone="+17205550142")),
+        contact_id_for_lead(ParsedLead(phone="+17205550143")),
     }
     assert len(ids) == 4
 
 
-def test_a_lead_without_email_or_phone_falls_back_to_the_message() -> None:
-    nobody = ParsedLead(first_name="Jane")
-    one = contact_id_for_lead(INTAKE, nobody, "m-1")
-    assert one == contact_id_for_lead(INTAKE.upper(), nobody, "m-1")
-    assert one != contact_id_for_lead(INTAKE, nobody, "m-2")
-    assert one != contact_id_for_lead("other@intake.example.com", nobody, "m-1")
-    assert one.startswith("lead-")
-    assert len(one) == len("lead-") + 16
+def test_a_lead_without_email_or_phone_names_no_contact() -> None:
+    with pytest.raises(ValueError, match="neither an e-mail nor a phone"):
+        contact_id_for_lead(ParsedLead(first_name="Jane"))
 
 
 @pytest.mark.parametrize("sign_off", ["Thanks,", "Best regards", "Regards,", "Cheers!"])
