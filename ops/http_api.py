@@ -518,8 +518,12 @@ async def _known(request: web.Request, sequence_id: str) -> bool:
     lately = state.lately_published(sequence_id)
     if lately is not None:
         return lately
-    rows = await asyncio.to_thread(state.read_models.sequences)
-    return any(row.get("id") == sequence_id for row in rows)
+    try:
+        # One sequence's row, not the whole list with its counts, for every command.
+        await asyncio.to_thread(state.read_models.sequence, sequence_id)
+    except UnknownSequenceError:
+        return False
+    return True
 
 
 async def _existing(request: web.Request) -> str:

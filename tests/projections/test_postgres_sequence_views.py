@@ -237,3 +237,24 @@ async def test_the_api_answers_from_postgresql_as_from_the_file(
 
 async def _publish_nothing(topic: str, event: CloudEvent) -> None:
     raise AssertionError("a read publishes nothing")
+
+
+async def test_a_command_to_a_sequence_postgresql_knows_is_taken_and_to_another_is_404(
+    projection: PostgresProjection, database_url: str, pg_schema: str
+) -> None:
+    apply_in_batches(projection, drip_outputs(), 1000)
+    sent: list[CloudEvent] = []
+
+    async def publish(topic: str, event: CloudEvent) -> None:
+        sent.append(event)
+
+    app = make_app(publish, PostgresReadModels(database_url, pg_schema))
+    enrollments = "/sequences/{sequence_id}/enrollments"
+    async with TestClient(TestServer(app)) as client:
+        await call(
+            client, "post", "/sequences/gone/enrollments", enrollments, 404, json={"tag": "x"}
+        )
+        await call(
+            client, "post", "/sequences/drip/enrollments", enrollments, 202, json={"tag": "x"}
+        )
+    assert [(e.type, e.data["sequence_id"]) for e in sent] == [("enrollment.requested", "drip")]
