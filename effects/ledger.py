@@ -23,6 +23,8 @@ so one worker starting up never disowns the calls another worker is still making
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -46,6 +48,9 @@ UNKNOWN = "unknown"
 # The statuses of a send that reached (or may have reached) its recipient: a reply is to one
 # of those rather than to one still pending or refused.
 WENT_OUT = frozenset({SENT, UNKNOWN, IN_FLIGHT})
+
+# How long the lease's connection may take to answer before it counts as lost.
+LEASE_CHECK_TIMEOUT = 10.0
 
 ABANDONED = "in flight when its processor stopped; not resent (reconcile from provider status)"
 
@@ -86,6 +91,13 @@ class Ledger(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def keep_lease(self) -> bool:
+        """Check that this processor still holds its lease (what tells other processors it
+        is alive) and take it again when it was lost; True when it had to be taken again.
+        Until then, another processor's recovery may have marked this one's sends in
+        flight `unknown` (a later outcome still settles them)."""
+        ...
 
     async def claim(self, effect_id: EffectId, command: CloudEvent, at: datetime) -> bool:
         """Insert `pending` if absent. True when the caller may go on: the row is new, or
@@ -200,6 +212,12 @@ class InMemoryLedger:
 
     async def close(self) -> None:
         self._store.live_owners.discard(self.owner)
+
+    async def keep_lease(self) -> bool:
+        if self.owner in self._store.live_owners:
+            return False
+        self._store.live_owners.add(self.owner)
+        return True
 
     async def claim(self, effect_id: EffectId, command: CloudEvent, at: datetime) -> bool:
         row = self._store.rows.get(effect_id)
@@ -541,12 +559,39 @@ class PostgresLedger:
         try:
             await self._pool.open()
             await self.migrate()
-            await self._lease.execute(
-                "SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, self.owner)
-            )
+            await self._take_lease(self._lease)
         except BaseException:
             await self.close()  # the caller registers close() only once this returns
             raise
+
+    async def _take_lease(self, lease: psycopg.AsyncConnection[Any]) -> None:
+        await lease.execute(
+            "SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, self.owner)
+        )
+
+    async def keep_lease(self) -> bool:
+        # The pool reconnects on its own after PostgreSQL restarts or drops a connection;
+        # the lease's connection does not, and its session lock went with it.
+        lease = self._lease
+        if lease is None:
+            return False  # not open (or closed): nothing to keep
+        if not lease.closed:
+            try:
+                await asyncio.wait_for(lease.execute("SELECT 1"), LEASE_CHECK_TIMEOUT)
+            except (psycopg.Error, TimeoutError):
+                pass
+            else:
+                return False
+            with contextlib.suppress(psycopg.Error):
+                await lease.close()
+        renewed = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        try:
+            await self._take_lease(renewed)
+        except BaseException:
+            await renewed.close()
+            raise
+        self._lease = renewed
+        return True
 
     async def close(self) -> None:
         if self._lease is not None:

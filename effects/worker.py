@@ -367,6 +367,10 @@ async def consume(
     await pipeline.drain()
 
 
+# How often the worker checks that it still holds its ledger lease.
+LEASE_EVERY = 5.0
+
+
 async def run_effects_worker(
     settings: EffectsSettings,
     *,
@@ -403,12 +407,14 @@ async def run_effects_worker(
     lock = asyncio.Lock()
     runner: web.AppRunner | None = None
     recovery: asyncio.Task[None] | None = None
+    leasing: asyncio.Task[None] | None = None
     try:
         await producer.start()
         publisher = KafkaPublisher(producer, settings.topic_prefix)
         runner = await _serve_inbound(settings, runtime, publisher)
         await publisher.publish_many(await runtime.processor.recover())
         recovery = asyncio.create_task(_recover_periodically(runtime, publisher, settings))
+        leasing = asyncio.create_task(_keep_lease(runtime))
         pipeline = BatchPipeline(
             runtime.processor,
             publisher,
@@ -422,10 +428,11 @@ async def run_effects_worker(
         _log.info("effects worker consuming %s", ", ".join(topics))
         await consume(consumer, pipeline, lock, stop, settings.batch_size)
     finally:
-        if recovery is not None:
-            recovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await recovery
+        for task in (recovery, leasing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await consumer.stop()
         if runner is not None:
             await runner.cleanup()
@@ -465,3 +472,19 @@ async def _recover_periodically(
             await publisher.publish_many(await runtime.processor.recover())
         except Exception:
             _log.exception("recovery pass failed; will try again")
+
+
+async def _keep_lease(runtime: Runtime) -> None:
+    """The lease tells other workers this one is alive; PostgreSQL drops it with its
+    connection (a restart, a failover), while the pool goes on reconnecting. Checked, and
+    taken again, every LEASE_EVERY seconds."""
+    while True:
+        await asyncio.sleep(LEASE_EVERY)
+        try:
+            if await runtime.ledger.keep_lease():
+                _log.warning(
+                    "the ledger lease was lost and is taken again; sends in flight meanwhile"
+                    " may have been marked unknown by another worker's recovery"
+                )
+        except Exception:
+            _log.exception("the ledger lease could not be taken again; will try again")

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+import psycopg
 import pytest
 
 from effects.ledger import (
@@ -216,6 +217,37 @@ async def test_a_living_processors_calls_are_left_alone(harness: Harness) -> Non
     other = await harness.sibling()
     assert await other.recover_abandoned(T0) == []
     assert await status(other) == IN_FLIGHT
+
+
+async def test_a_lease_that_is_held_is_kept_as_it_is(harness: Harness) -> None:
+    assert await harness.ledger.keep_lease() is False
+
+
+@pytest.mark.postgres
+async def test_a_lease_lost_with_its_connection_is_taken_again(clean_database: str) -> None:
+    # given a processor with a send in flight, and a sibling
+    ledger = PostgresLedger(clean_database, "p-1", pool_size=2)
+    sibling = PostgresLedger(clean_database, "p-3", pool_size=2)
+    await ledger.open()
+    await sibling.open()
+    try:
+        await ledger.claim(FX, sms(), T0)
+        await ledger.begin(FX, T0)
+        # when PostgreSQL drops the lease's connection (a restart, a failover)
+        async with await psycopg.AsyncConnection.connect(clean_database, autocommit=True) as admin:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                " WHERE locktype = 'advisory' AND objid::int = hashtext('p-1')"
+            )
+        # then the processor notices and takes its lease again
+        assert await ledger.keep_lease() is True
+        assert await ledger.keep_lease() is False
+        # and the sibling's recovery leaves its send alone, as that of a living processor
+        assert await sibling.recover_abandoned(T0) == []
+        assert await status(sibling) == IN_FLIGHT
+    finally:
+        await ledger.close()
+        await sibling.close()
 
 
 async def test_a_status_callback_reconciles_an_unknown_row(harness: Harness) -> None:
