@@ -195,6 +195,8 @@ class _State:
 
     # Idempotency-Key -> the request it came with and the answer given, for a day.
     answers: dict[str, _Answer] = field(default_factory=dict)
+    # Keys whose first request is being answered: a second one waits for that answer.
+    answering: dict[str, asyncio.Event] = field(default_factory=dict)
 
     def answered(self, key: str, now: float) -> _Answer | None:
         while self.answers:  # oldest first: drop what is past its day, or over the bound
@@ -286,13 +288,17 @@ async def _idempotent(
     """A command retried with its Idempotency-Key gets the answer the first one got (a
     create retried after a timeout is not told "exists"); the key sent with another request
     is refused, not answered 2xx and then passed over by the engine as a repeat. Kept in
-    this process: across processes the engine still decides one command id once."""
+    this process: across processes the engine still decides one command id once. A request
+    that comes while another under its key is being answered waits for that answer."""
     key = request.headers.get(IDEMPOTENCY_KEY)
     if key is None or request.method in ("GET", "HEAD"):
         return await handler(request)
     state = request.app[STATE]
+    key = key.strip()
     fingerprint = request[FINGERPRINT] = _fingerprint(request, await request.read())
-    answered = state.answered(key.strip(), time.monotonic())
+    while (first := state.answering.get(key)) is not None:
+        await first.wait()
+    answered = state.answered(key, time.monotonic())
     if answered is not None:
         if answered.fingerprint != fingerprint:
             raise ApiError(
@@ -303,10 +309,15 @@ async def _idempotent(
         return web.Response(
             body=answered.body, status=answered.status, content_type="application/json"
         )
-    response = await handler(request)
-    if 200 <= response.status < 300 and isinstance(response, web.Response):
-        body = response.body if isinstance(response.body, bytes) else b""
-        state.answers[key.strip()] = _Answer(fingerprint, response.status, body, time.monotonic())
+    done = state.answering[key] = asyncio.Event()
+    try:
+        response = await handler(request)
+        if 200 <= response.status < 300 and isinstance(response, web.Response):
+            body = response.body if isinstance(response.body, bytes) else b""
+            state.answers[key] = _Answer(fingerprint, response.status, body, time.monotonic())
+    finally:
+        del state.answering[key]
+        done.set()
     return response
 
 

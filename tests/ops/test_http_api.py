@@ -3,6 +3,7 @@ JSON answer checked against the schema the document gives it, and the published 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -684,6 +685,22 @@ async def test_a_key_sent_again_with_another_request_is_refused_and_nothing_sent
     body = await other.json()
     assert body["field"] == "Idempotency-Key"
     assert "another request" in body["error"]
+    assert [event.data["contact_ids"] for _, event in sink.sent] == [["c-1"]]
+
+
+async def test_two_requests_at_once_under_one_key_give_one_command(
+    client: TestClient[web.Request, web.Application], sink: Sink
+) -> None:
+    # given two different requests sent together under one key (a client's bug, or a
+    # retry racing the first attempt)
+    headers = {"Idempotency-Key": "k-race"}
+    path = "/sequences/welcome/enrollments"
+    first, other = await asyncio.gather(
+        client.post(path, json={"contact_ids": ["c-1"]}, headers=headers),
+        client.post(path, json={"contact_ids": ["c-2"]}, headers=headers),
+    )
+    # then the second waits for the first, and is refused
+    assert (first.status, other.status) == (202, 422)
     assert [event.data["contact_ids"] for _, event in sink.sent] == [["c-1"]]
 
 
