@@ -10,8 +10,9 @@ decided: what is decided while a write runs gathers into the next one, so a batc
 recorded before the one decided ahead of it (and not at all after one was refused). A
 record at or below the stored position is a redelivery and changes nothing. On every
 assignment the engine is rebuilt from the stored inputs of its groups, so a worker never
-decides on state it has not recorded. Decisions reach Kafka through the outbox relay
-(streams/relay.py), which runs in a process of its own.
+decides on state it has not recorded, and a write to a group another worker recorded since
+this one read it is refused whole (the fence in streams/store.py). Decisions reach Kafka
+through the outbox relay (streams/relay.py), which runs in a process of its own.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ class WorkerSettings:
     topic_prefix: str = "dripstream."
     clock: str = "wall"  # "wall" or "event"
     group_id: str | None = None  # default: `<prefix>engine`, one group per deployment
-    batch_size: int = 5000  # records per poll at most; one poll is one transaction
+    batch_size: int = 5000  # records per poll at most; polls gathered while a write runs
+    # go in one transaction
     idle_ms: int = 200
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
@@ -371,6 +373,18 @@ class EngineWorker:
         if writer is not None and writer.done() and writer.exception() is not None:
             writer.result()
 
+    def _invalidate(self) -> None:
+        """Forget what was decided and not yet handed to the writer, and what waits to be
+        written: the assignment changed, or the engine is being rebuilt (a new generation,
+        which a rebuild under way then sees it must not install)."""
+        self.generation += 1
+        self.record, self.commits = BatchRecord(), {}
+        self._drop_pending()
+
+    def _stream_names(self) -> list[str]:
+        """The stored input streams (`topic:partition`) of the assigned partitions."""
+        return sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
+
     def _drop_pending(self) -> None:
         """What was decided but not yet being written: a rebuild decides it again from the
         stored positions."""
@@ -554,7 +568,7 @@ class EngineWorker:
         outputs = self.engine.advance(now, partition=group)
         if outputs:
             # Recorded after the inputs decided before it, in the same transaction.
-            names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
+            names = self._stream_names()
             self.record.stored.append(
                 self.store.tick(now, names, group, definitions=self.definitions_version)
             )
@@ -574,7 +588,7 @@ class EngineWorker:
             )
             self.definitions_version = change.version
             if outputs:
-                names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
+                names = self._stream_names()
                 # Where the adoption happened among this worker's inputs: a rebuild adopts
                 # the change at this point (and fires nothing here).
                 marker = self.store.tick(
@@ -596,9 +610,7 @@ class EngineWorker:
         # Rebuilt by the worker's own loop, not here: aiokafka sends no heartbeats while a
         # rebalance callback runs, and a rebuild longer than the session timeout got the
         # worker expelled from the group, to rebuild again, for ever.
-        self.generation += 1
-        self.record, self.commits = BatchRecord(), {}
-        self._drop_pending()
+        self._invalidate()
         self.stale = True
         self.rebuilding = False
 
@@ -608,10 +620,8 @@ class EngineWorker:
         heartbeats go on meanwhile; a rebalance meanwhile makes it start again."""
         started = time.perf_counter()
         self.rebuilding = True
-        self.generation += 1
+        self._invalidate()
         generation = self.generation
-        self.record, self.commits = BatchRecord(), {}
-        self._drop_pending()
         self.metrics.rebuilding.set(1)
         try:
             await self._drain()  # the rebuild reads what the write in flight records
@@ -623,7 +633,7 @@ class EngineWorker:
             log.info("rebuilt the engine from the store in %.2fs", time.perf_counter() - started)
 
     async def _rebuild_engine(self, generation: int) -> bool:
-        names = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
+        names = self._stream_names()
         # The positions before the inputs: a write by another worker in between then
         # leaves this one's trackings behind the store's, and its first write is refused
         # (read after, they could cover inputs the replay never saw, and be accepted).
@@ -749,9 +759,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.worker.assigned -= set(revoked)
         self.worker.rebuilding = True  # nothing is decided until the new assignment is rebuilt
-        self.worker.generation += 1
-        self.worker.record, self.worker.commits = BatchRecord(), {}
-        self.worker._drop_pending()
+        self.worker._invalidate()
         # An error of the write is raised again to the worker's own loop.
         with contextlib.suppress(Exception):
             await self.worker._drain()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
@@ -275,41 +275,41 @@ async def test_nobody_is_connected_until_marked(harness: Harness) -> None:
     assert await harness.ledger.connected_by(EffectId("fx:never")) is None
 
 
+HOUSEHOLD = "+12125550101"
+
+
+async def attempted(ledger: Ledger, n: int, at: datetime) -> EffectId:
+    """An SMS to HOUSEHOLD for contact c-`n`, decided and begun at `at`."""
+    effect_id = EffectId(f"fx:c-{n}")
+    await ledger.claim(effect_id, replace(sms(n, to=HOUSEHOLD, effect_id=effect_id), time=at), at)
+    assert await ledger.begin(effect_id, at) is not None
+    return effect_id
+
+
 async def test_a_reply_goes_to_the_latest_send_not_to_an_older_one_a_callback_touched_later(
     harness: Harness,
 ) -> None:
     # given an SMS to c-1 left unknown (a timeout), then one to c-2 on the same household
     # number, sent
     ledger = harness.ledger
-    number = "+12125550101"
-    older, newer = EffectId("fx:older"), EffectId("fx:newer")
-    await ledger.claim(older, sms(1, to=number, effect_id=older), T0)
-    assert await ledger.begin(older, T0) is not None
-    await ledger.record_unknown(older, "timed out", T0)
     later = T0 + timedelta(hours=1)
-    await ledger.claim(newer, replace(sms(2, to=number, effect_id=newer), time=later), later)
-    assert await ledger.begin(newer, later) is not None
-    await ledger.record_sent(newer, "twilio", "SM2", later)
+    older = await attempted(ledger, 1, T0)
+    await ledger.record_unknown(older, "timed out", T0)
+    await ledger.record_sent(await attempted(ledger, 2, later), "twilio", "SM2", later)
     # when Twilio's callback for the older one comes afterwards and reconciles it
     assert await ledger.reconcile(older, "twilio", "SM1", "delivered", later + timedelta(hours=1))
     # then a reply from the number is still c-2's, whose SMS went out last
-    assert await ledger.contact_for_address(number) == "c-2"
+    assert await ledger.contact_for_address(HOUSEHOLD) == "c-2"
 
 
 async def test_a_reply_goes_to_a_send_that_went_out_rather_than_a_later_one_that_failed(
     harness: Harness,
 ) -> None:
     ledger = harness.ledger
-    number = "+12125550101"
-    went, refused = EffectId("fx:went"), EffectId("fx:refused")
-    await ledger.claim(went, sms(1, to=number, effect_id=went), T0)
-    assert await ledger.begin(went, T0) is not None
-    await ledger.record_sent(went, "twilio", "SM1", T0)
     later = T0 + timedelta(hours=1)
-    await ledger.claim(refused, replace(sms(2, to=number, effect_id=refused), time=later), later)
-    assert await ledger.begin(refused, later) is not None
-    await ledger.record_failed(refused, "invalid number", "21211", later)
-    assert await ledger.contact_for_address(number) == "c-1"
+    await ledger.record_sent(await attempted(ledger, 1, T0), "twilio", "SM1", T0)
+    await ledger.record_failed(await attempted(ledger, 2, later), "invalid number", "21211", later)
+    assert await ledger.contact_for_address(HOUSEHOLD) == "c-1"
 
 
 async def test_an_address_maps_to_the_contact_last_contacted_there(harness: Harness) -> None:
