@@ -96,7 +96,7 @@ class Ledger(Protocol):
         """Check that this processor still holds its lease (what tells other processors it
         is alive) and take it again when it was lost; True when it had to be taken again.
         Until then, another processor's recovery may have marked this one's sends in
-        flight `unknown` (a later outcome still settles them)."""
+        flight `unknown` (one that went out is still recorded `sent` when it returns)."""
         ...
 
     async def claim(self, effect_id: EffectId, command: CloudEvent, at: datetime) -> bool:
@@ -350,17 +350,16 @@ class InMemoryLedger:
 
     async def contact_for_address(self, address: str) -> str | None:
         candidates = [
-            row.entry
-            for row in self._store.rows.values()
+            (row.entry.status in WENT_OUT, parse_time(str(row.entry.command["time"])), n)
+            for n, row in enumerate(self._store.rows.values())
             if row.entry.type in CONTACT_FACING
             and row.entry.command.get("data", {}).get("to") == address
         ]
         if not candidates:
             return None
-        best = max(
-            candidates,
-            key=lambda e: (e.status in WENT_OUT, parse_time(str(e.command["time"]))),
-        )
+        # Of sends decided at the same moment, the one claimed last (PostgreSQL, which
+        # keeps no claim order, takes the one changed last).
+        best = list(self._store.rows.values())[max(candidates)[2]].entry
         contact = best.command.get("data", {}).get("contact_id")
         return contact if isinstance(contact, str) else None
 
@@ -776,8 +775,8 @@ class PostgresLedger:
             cursor = await conn.execute(
                 "SELECT command -> 'data' ->> 'contact_id' FROM effect_ledger"
                 " WHERE command -> 'data' ->> 'to' = %s AND type = ANY(%s)"
-                " ORDER BY status = ANY(%s) DESC, (command ->> 'time')::timestamptz DESC"
-                " LIMIT 1",
+                " ORDER BY status = ANY(%s) DESC, (command ->> 'time')::timestamptz DESC,"
+                " updated_at DESC LIMIT 1",
                 (address, list(CONTACT_FACING), sorted(WENT_OUT)),
             )
             row = await cursor.fetchone()
