@@ -143,8 +143,10 @@ def rebuild_file(
     try:
         trigram = trigram_extension(conn)
         memory = conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()
-        # One rebuild of a schema at a time: another would drop this one's staging tables.
-        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"dripstream rebuild {schema}",))
+        # One rebuild per staging schema at a time: another would drop this one's tables
+        # (two schemas alike in their first 50 characters share one).
+        lock = f"dripstream rebuild {staging_name}"
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock,))
         try:
             with conn.transaction():
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(staging))
@@ -175,9 +177,7 @@ def rebuild_file(
         finally:
             if memory is not None:
                 conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", (memory[0],))
-            conn.execute(
-                "SELECT pg_advisory_unlock(hashtext(%s))", (f"dripstream rebuild {schema}",)
-            )
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock,))
     finally:
         if child is not None and child.poll() is None:
             child.kill()
