@@ -34,10 +34,7 @@ from aiokafka import (  # type: ignore[import-untyped]
     TopicPartition,
 )
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor  # type: ignore[import-untyped]
-from aiokafka.errors import (  # type: ignore[import-untyped]
-    CommitFailedError,
-    IllegalStateError,
-)
+from aiokafka.errors import IllegalStateError  # type: ignore[import-untyped]
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
 from aggregates.duplicates import ReusedIdentityError
@@ -46,12 +43,12 @@ from schemas.envelope import ENGINE_SOURCE, CloudEvent
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS, placement_refusal
 from schemas.validation import EventRejected, decode_event, without_bom
 from streams import routing
+from streams.batch_writer import BatchWriter
 from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
 from streams.ordering import GroupBuffer, Pending, timers_until
 from streams.processes import ignore_interrupts, install_stop_signals, supervise
 from streams.relay import RelaySettings, start_relay_process
 from streams.store import (
-    AlreadyRecorded,
     BatchRecord,
     Definition,
     EngineStore,
@@ -73,9 +70,6 @@ MAX_POLL_INTERVAL_MS = 3_600_000  # the longest rebuild (a store replayed withou
 # answers each) cost more CPU than deciding the records; a backlog still fills it at once.
 FETCH_WAIT_MS = 10
 FETCH_MIN_BYTES = 64 * 1024
-# Kafka's committed offsets only show the group's progress (the store's positions decide where
-# a worker resumes), so they go at most once a COMMIT_EVERY seconds, not after every write.
-COMMIT_EVERY = 1.0
 POSITION_WAIT = 0.1  # seconds the lag gauge waits for a partition's position to be known
 GAUGES_EVERY = 0.25  # seconds between updates of the gauges (the lag asks every partition)
 Clock = Callable[[], datetime]
@@ -150,13 +144,6 @@ class EngineWorker:
         # What the current poll decided, not yet handed to the writer.
         self.record = BatchRecord()
         self.commits: dict[TopicPartition, int] = {}
-        # The write under way, and what was decided since, waiting to be written next.
-        self.writer: asyncio.Task[None] | None = None
-        self.pending = BatchRecord()
-        self.pending_commits: dict[TopicPartition, int] = {}
-        self.offsets: dict[TopicPartition, int] = {}  # recorded, to commit to Kafka
-        self.committing: asyncio.Task[None] | None = None
-        self.commit_now = asyncio.Event()  # set while `_drain` waits for the commits
         # Moves on every revocation and rebuild: what an older engine decided and did not
         # yet hand to the writer is dropped (the rebuild reads it again from Kafka).
         self.generation = 0
@@ -183,6 +170,14 @@ class EngineWorker:
             # A rebuild polls nothing while it replays the store (heartbeats go on): past
             # this, aiokafka leaves the group and the rebuild starts over, for ever.
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+        )
+        self.writes = BatchWriter(
+            self.store,
+            self._commit_offsets,
+            self.metrics.write_seconds,
+            stale=lambda: self.stale,
+            refused=self._refused,
+            gather_at_most=PENDING_AT_MOST * settings.batch_size,
         )
         self.relay_settings = RelaySettings(
             settings.bootstrap_servers, settings.database_url, prefix, settings.schema
@@ -347,31 +342,20 @@ class EngineWorker:
     # ---- writing -------------------------------------------------------------------------
 
     async def _submit(self, *, wait: bool = False) -> None:
-        """Hand what was decided so far to the writer and go on deciding. While a write
-        runs, later batches gather into the next one (a transaction costs round trips
-        whatever its size, so under load the batches grow instead of queueing up); the
-        engine waits only when that next batch is PENDING_AT_MOST polls big. With `wait`,
-        until everything is recorded."""
+        """Hand what was decided so far to the writer (streams/batch_writer.py) and go on
+        deciding; with `wait`, until everything is recorded."""
         record, self.record = self.record, BatchRecord()
         commits, self.commits = self.commits, {}
-        self._raise_if_failed()
-        if not self.stale and (record or commits):
-            self.pending.extend(record)
-            self.pending_commits.update(commits)
-            if self.writer is None or self.writer.done():
-                self.writer = asyncio.create_task(self._write_pending())
-        limit = PENDING_AT_MOST * self.settings.batch_size
-        while wait or len(self.pending.stored) >= limit:
-            if self.writer is None or self.writer.done():
-                break
-            await self.writer
-        self._raise_if_failed()
+        await self.writes.submit(record, commits, wait=wait)
 
-    def _raise_if_failed(self) -> None:
-        """A write that failed other than by a refusal stops the worker, loudly."""
-        writer = self.writer
-        if writer is not None and writer.done() and writer.exception() is not None:
-            writer.result()
+    async def _drain(self) -> None:
+        await self.writes.drain()
+
+    def _refused(self) -> None:
+        self.stale = True
+
+    async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+        await self.consumer.commit(offsets)
 
     def _invalidate(self) -> None:
         """Forget what was decided and not yet handed to the writer, and what waits to be
@@ -379,69 +363,11 @@ class EngineWorker:
         which a rebuild under way then sees it must not install)."""
         self.generation += 1
         self.record, self.commits = BatchRecord(), {}
-        self._drop_pending()
+        self.writes.drop_pending()
 
     def _stream_names(self) -> list[str]:
         """The stored input streams (`topic:partition`) of the assigned partitions."""
         return sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
-
-    def _drop_pending(self) -> None:
-        """What was decided but not yet being written: a rebuild decides it again from the
-        stored positions."""
-        self.pending, self.pending_commits = BatchRecord(), {}
-
-    async def _drain(self) -> None:
-        """Wait until everything handed to the writer is recorded (or dropped), and its
-        offsets committed to Kafka."""
-        while self.writer is not None and not self.writer.done():
-            await asyncio.shield(self.writer)
-        self._raise_if_failed()
-        if self.committing is not None:
-            self.commit_now.set()
-            try:
-                await asyncio.shield(self.committing)
-            finally:
-                self.commit_now.clear()
-
-    async def _write_pending(self) -> None:
-        """Write the pending batch, then the one gathered meanwhile, until none is left."""
-        while self.pending and not self.stale:
-            record, commits = self.pending, self.pending_commits
-            self._drop_pending()
-            started = time.perf_counter()
-            try:
-                await asyncio.to_thread(self.store.write, record)
-            except AlreadyRecorded:
-                # Another worker recorded one of these groups first (a rebalance fenced
-                # us): our in-memory state is stale, so start again from the store, and
-                # write nothing decided after it.
-                log.warning("a group was recorded elsewhere; rebuilding from the store")
-                self.stale = True
-                self._drop_pending()
-                return
-            self.metrics.write_seconds.observe(time.perf_counter() - started)
-            if commits:
-                # Kafka's offsets only show the group's progress (the store decides where
-                # a worker resumes): committed beside the writes, not between them.
-                self.offsets.update(commits)
-                if self.committing is None or self.committing.done():
-                    self.committing = asyncio.create_task(self._commit_offsets())
-
-    async def _commit_offsets(self) -> None:
-        """Commit what was recorded, then what was recorded meanwhile, at most once a
-        COMMIT_EVERY seconds (without the pause while `_drain` waits for it)."""
-        while self.offsets:
-            offsets, self.offsets = self.offsets, {}
-            try:
-                await self.consumer.commit(offsets)
-            except (CommitFailedError, IllegalStateError):
-                # A rebalance took the partitions meanwhile; what was decided is in the
-                # store, and the next owner starts from there.
-                log.warning("offset commit refused by a rebalance; the store has it")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.commit_now.wait(), COMMIT_EVERY)
-
-    # ---- deciding ------------------------------------------------------------------------
 
     async def _decide_group(self, group: int, ready: list[Pending]) -> None:
         generation = self.generation

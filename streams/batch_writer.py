@@ -1,0 +1,147 @@
+"""The worker's writes: one batch at a time, in the order decided, while the engine decides
+on; then the batch's offsets to Kafka.
+
+What is decided while a write runs gathers into the next batch (a transaction costs round
+trips whatever its size, so under load the batches grow instead of queueing up). A batch
+the store refuses (another worker recorded one of its groups) makes the worker stale:
+nothing decided after it is written, and the worker rebuilds from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    CommitFailedError,
+    IllegalStateError,
+)
+from prometheus_client import Histogram
+
+from streams.store import AlreadyRecorded, BatchRecord
+
+log = logging.getLogger("dripstream.worker")
+
+# Kafka's committed offsets only show the group's progress (the store's positions decide where
+# a worker resumes), so they go at most once a COMMIT_EVERY seconds, not after every write.
+COMMIT_EVERY = 1.0
+
+# A topic partition (aiokafka's TopicPartition) -> the next offset to read.
+Offsets = dict[Any, int]
+
+
+class Store(Protocol):
+    def write(self, batch: BatchRecord) -> None: ...
+
+
+class BatchWriter:
+    """`stale` tells whether the worker's state is already known to be stale (nothing more
+    is written then); `refused` is called when the store refuses a batch. `commit` commits
+    offsets to Kafka; `gather_at_most` is how many stored rows may wait behind a write
+    before the engine waits for it."""
+
+    def __init__(
+        self,
+        store: Store,
+        commit: Callable[[Offsets], Awaitable[None]],
+        write_seconds: Histogram,
+        *,
+        stale: Callable[[], bool],
+        refused: Callable[[], None],
+        gather_at_most: int,
+    ) -> None:
+        self._store = store
+        self._commit = commit
+        self._write_seconds = write_seconds
+        self._stale = stale
+        self._refused = refused
+        self._gather_at_most = gather_at_most
+        # The write under way, and what was decided since, waiting to be written next.
+        self.writer: asyncio.Task[None] | None = None
+        self.pending = BatchRecord()
+        self.pending_commits: Offsets = {}
+        self.offsets: Offsets = {}  # recorded, to commit to Kafka
+        self.committing: asyncio.Task[None] | None = None
+        self.commit_now = asyncio.Event()  # set while `drain` waits for the commits
+
+    async def submit(self, record: BatchRecord, commits: Offsets, *, wait: bool = False) -> None:
+        """Hand a decided batch to the writer and go on deciding; the engine waits only when
+        the batch gathering behind a write holds `gather_at_most` stored rows. With `wait`,
+        until everything is recorded."""
+        self.raise_if_failed()
+        if not self._stale() and (record or commits):
+            self.pending.extend(record)
+            self.pending_commits.update(commits)
+            if self.writer is None or self.writer.done():
+                self.writer = asyncio.create_task(self._write_pending())
+        while wait or len(self.pending.stored) >= self._gather_at_most:
+            if self.writer is None or self.writer.done():
+                break
+            await self.writer
+        self.raise_if_failed()
+
+    def raise_if_failed(self) -> None:
+        """A write that failed other than by a refusal stops the worker, loudly."""
+        writer = self.writer
+        if writer is not None and writer.done() and writer.exception() is not None:
+            writer.result()
+
+    def drop_pending(self) -> None:
+        """What was decided but not yet being written: a rebuild decides it again from the
+        stored positions."""
+        self.pending, self.pending_commits = BatchRecord(), {}
+
+    async def drain(self) -> None:
+        """Wait until everything handed to the writer is recorded (or dropped), and its
+        offsets committed to Kafka."""
+        while self.writer is not None and not self.writer.done():
+            await asyncio.shield(self.writer)
+        self.raise_if_failed()
+        if self.committing is not None:
+            self.commit_now.set()
+            try:
+                await asyncio.shield(self.committing)
+            finally:
+                self.commit_now.clear()
+
+    async def _write_pending(self) -> None:
+        """Write the pending batch, then the one gathered meanwhile, until none is left."""
+        while self.pending and not self._stale():
+            record, commits = self.pending, self.pending_commits
+            self.drop_pending()
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(self._store.write, record)
+            except AlreadyRecorded:
+                # Another worker recorded one of these groups first (a rebalance fenced
+                # us): our in-memory state is stale, so start again from the store, and
+                # write nothing decided after it.
+                log.warning("a group was recorded elsewhere; rebuilding from the store")
+                self._refused()
+                self.drop_pending()
+                return
+            self._write_seconds.observe(time.perf_counter() - started)
+            if commits:
+                # Kafka's offsets only show the group's progress (the store decides where
+                # a worker resumes): committed beside the writes, not between them.
+                self.offsets.update(commits)
+                if self.committing is None or self.committing.done():
+                    self.committing = asyncio.create_task(self._commit_offsets())
+
+    async def _commit_offsets(self) -> None:
+        """Commit what was recorded, then what was recorded meanwhile, at most once a
+        COMMIT_EVERY seconds (without the pause while `drain` waits for it)."""
+        while self.offsets:
+            offsets, self.offsets = self.offsets, {}
+            try:
+                await self._commit(offsets)
+            except (CommitFailedError, IllegalStateError):
+                # A rebalance took the partitions meanwhile; what was decided is in the
+                # store, and the next owner starts from there.
+                log.warning("offset commit refused by a rebalance; the store has it")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.commit_now.wait(), COMMIT_EVERY)
