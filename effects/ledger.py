@@ -541,6 +541,10 @@ class PostgresLedger:
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True},
+            # A pooled connection PostgreSQL dropped (a restart, a failover) is replaced
+            # when taken: otherwise the first batch after an outage fails on it, minutes
+            # later for an idle processor.
+            check=AsyncConnectionPool.check_connection,
             open=False,
         )
         self._lease: psycopg.AsyncConnection[Any] | None = None

@@ -22,6 +22,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 )
 from prometheus_client import Histogram
 
+from streams.outages import BROKER_LOST, DATABASE_LOST
 from streams.store import AlreadyRecorded, BatchRecord
 
 log = logging.getLogger("dripstream.worker")
@@ -124,6 +125,13 @@ class BatchWriter:
                 self._refused()
                 self.drop_pending()
                 return
+            except DATABASE_LOST as error:
+                # Committed or not, the store says which once it is back: the worker
+                # rebuilds from it then, as after a refusal.
+                log.warning("PostgreSQL was lost during a write (%s); rebuilding from it", error)
+                self._refused()
+                self.drop_pending()
+                return
             self._write_seconds.observe(time.perf_counter() - started)
             if commits:
                 # Kafka's offsets only show the group's progress (the store decides where
@@ -143,5 +151,10 @@ class BatchWriter:
                 # A rebalance took the partitions meanwhile; what was decided is in the
                 # store, and the next owner starts from there.
                 log.warning("offset commit refused by a rebalance; the store has it")
+            except BROKER_LOST as error:
+                # The store has the positions; Kafka's only show progress: kept for the
+                # next commit, behind any later ones.
+                log.warning("offset commit failed (%s); the store has the positions", error)
+                self.offsets = {**offsets, **self.offsets}
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.commit_now.wait(), COMMIT_EVERY)

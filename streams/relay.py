@@ -33,6 +33,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
+from streams.outages import FIRST_WAIT, OUTAGES, next_wait
 from streams.store import OUTBOX_CHANNEL, OutboxRow, outbox_select
 
 log = logging.getLogger("dripstream.relay")
@@ -117,6 +118,24 @@ class Relay:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
                         await task
+
+    async def run_through_outages(self, stopping: asyncio.Event) -> None:
+        """`run`, started again when PostgreSQL or the broker goes away: it reconnects,
+        takes the lock again and resumes from the position on Kafka, so nothing is
+        published twice or left out (a transaction cut short is aborted by the next
+        producer under the same transactional id)."""
+        wait = FIRST_WAIT
+        while True:
+            try:
+                await self.run(stopping)
+                return
+            except OUTAGES as error:
+                if stopping.is_set():
+                    raise  # told to stop: what is left stays in the outbox for the next relay
+                reason = " ".join(str(error).split()) or type(error).__name__
+                log.warning("outbox relay lost its connection (%s); again in %.1f s", reason, wait)
+            await _sleep_or_stop(stopping, wait)
+            wait = next_wait(wait)
 
     async def _publish_until(
         self, stopping: asyncio.Event, conn: psycopg.AsyncConnection[Any], wake: asyncio.Event
@@ -320,7 +339,7 @@ def relay_process_main(settings: RelaySettings, published: Synchronized[int] | N
 
             # The parent's end of this pipe closes when the parent dies, however it dies.
             loop.add_reader(sentinel, orphaned)
-        await relay.run(stopping)
+        await relay.run_through_outages(stopping)
         log.info("outbox relay stopped after %d rows", relay.published)
 
     asyncio.run(main())

@@ -381,6 +381,9 @@ class EngineStore:
             schema=schema,
             pool_size=4,
             originator_id_type="text",
+            # A pooled connection PostgreSQL dropped (a restart) is replaced when taken,
+            # rather than failing the write it was taken for.
+            pre_ping=True,
         )
         self.recorder = EngineRecorder(self.datastore)
         # Ticks are told apart by this store's own name and a count: two workers, or one

@@ -46,6 +46,7 @@ from streams import routing
 from streams.batch_writer import BatchWriter
 from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
 from streams.ordering import GroupBuffer, Pending, timers_until
+from streams.outages import DATABASE_LOST, FIRST_WAIT, OUTAGES, next_wait
 from streams.processes import ignore_interrupts, install_stop_signals, supervise
 from streams.relay import RelaySettings, start_relay_process
 from streams.store import (
@@ -73,6 +74,12 @@ FETCH_MIN_BYTES = 64 * 1024
 POSITION_WAIT = 0.1  # seconds the lag gauge waits for a partition's position to be known
 GAUGES_EVERY = 0.25  # seconds between updates of the gauges (the lag asks every partition)
 Clock = Callable[[], datetime]
+
+
+def _outage(error: Exception) -> str:
+    what = "PostgreSQL" if isinstance(error, DATABASE_LOST) else "Kafka"
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return f"lost {what} ({reason})"
 
 
 def wall_clock() -> datetime:
@@ -138,6 +145,7 @@ class EngineWorker:
         self.quiet_since: float | None = None
         self.gauges_at = float("-inf")
         self.stale = False  # set when the store refused a batch: rebuild before going on
+        self.outage_wait = FIRST_WAIT  # before the next try after losing PostgreSQL or Kafka
         self.rebuilding = False
         self.commands_read = False
         self.stopping = asyncio.Event()
@@ -199,7 +207,12 @@ class EngineWorker:
             try:
                 await self.consumer.start()  # a failed start is stopped too, not left unclosed
                 while not self.stopping.is_set():
-                    await self._step()
+                    try:
+                        await self._step()
+                    except OUTAGES as error:
+                        await self._wait_out(error)
+                        continue
+                    self.outage_wait = FIRST_WAIT
                     self._check_relay()
                 await self._drain()
             finally:
@@ -207,6 +220,21 @@ class EngineWorker:
         finally:
             await self._stop_relay()
             self.store.close()
+
+    async def _wait_out(self, error: Exception) -> None:
+        """PostgreSQL or the broker went away in the middle of a step: forget what it
+        decided, wait, and rebuild from the store once it answers (each try that finds it
+        still gone comes back here, waiting longer)."""
+        log.warning(
+            "%s; rebuilding from the store in %.1f s",
+            _outage(error),
+            self.outage_wait,
+        )
+        self._invalidate()
+        self.stale = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), self.outage_wait)
+        self.outage_wait = next_wait(self.outage_wait)
 
     def _check_relay(self, *, alive: bool = True) -> None:
         process = self.relay_process

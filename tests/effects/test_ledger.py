@@ -250,6 +250,28 @@ async def test_a_lease_lost_with_its_connection_is_taken_again(clean_database: s
         await sibling.close()
 
 
+@pytest.mark.postgres
+async def test_after_postgresql_dropped_all_its_connections_the_ledger_works_on(
+    clean_database: str,
+) -> None:
+    ledger = PostgresLedger(f"{clean_database}&application_name=fx-dropped", "p-1", pool_size=2)
+    await ledger.open()
+    try:
+        await ledger.claim(FX, sms(), T0)
+        # when PostgreSQL drops every connection of the processor (a restart)
+        async with await psycopg.AsyncConnection.connect(clean_database, autocommit=True) as admin:
+            cursor = await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'fx-dropped'"
+            )
+            assert len(await cursor.fetchall()) >= 2  # the pool's and the lease's
+        # then the next statements go on new connections, and the lease is taken again
+        assert await ledger.begin(FX, T0) is not None
+        assert await ledger.keep_lease() is True
+    finally:
+        await ledger.close()
+
+
 async def test_a_status_callback_reconciles_an_unknown_row(harness: Harness) -> None:
     await harness.ledger.claim(FX, sms(), T0)
     await harness.ledger.begin(FX, T0)

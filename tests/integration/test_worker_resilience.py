@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
+import psycopg.conninfo
 import pytest
 
 from tests.integration.history import write_history
@@ -283,3 +285,46 @@ def _both_assigned(log: Path, limit: float = 60) -> None:
     while len(set(REBUILT_BY.findall(log.read_text(errors="replace")))) < 2:
         assert time.monotonic() < deadline, "the two workers did not both take partitions"
         time.sleep(0.1)
+
+
+def test_postgresql_dropping_the_workers_connections_changes_nothing(
+    kafka_bootstrap: str,
+    pipeline_prefix: str,
+    fresh_database_url: str,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    # given a worker (and its relay) deciding 20,000 events
+    definitions, history = write_history(tmp_path, events=20_000, contacts=3_000)
+    expected = _replay(tmp_path, definitions, history)
+    prefix = pipeline_prefix
+    rnd = random.Random(11)
+    log = tmp_path / "worker.log"
+    worker = start_worker(kafka_bootstrap, fresh_database_url, prefix, log_to=log)
+    try:
+        _publish(kafka_bootstrap, prefix, definitions, history)
+        # when PostgreSQL drops every connection to its database three times (what a
+        # restart or a failover does to them)
+        dropped = 0
+        for _ in range(3):
+            time.sleep(rnd.uniform(1.0, 4.0))
+            dropped += _drop_connections(database_url, fresh_database_url)
+        got = _decisions(kafka_bootstrap, prefix, expected)
+        # then the worker is still up, having rebuilt from the store, and decided as replay
+        assert worker.poll() is None, log.read_text()[-3000:]
+    finally:
+        stop(worker)
+    assert dropped >= 3
+    _exactly_replays(got, expected)
+
+
+def _drop_connections(admin_url: str, url: str) -> int:
+    """Terminates every session on `url`'s database; how many there were."""
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        ).fetchall()
+    return len(rows)
