@@ -144,7 +144,7 @@ class EngineWorker:
         self.buffers: dict[int, GroupBuffer] = {}
         self.quiet_since: float | None = None
         self.gauges_at = float("-inf")
-        self.stale = False  # set when the store refused a batch: rebuild before going on
+        self.stale = False  # the store refused a batch, or was lost: rebuild before going on
         self.outage_wait = FIRST_WAIT  # before the next try after losing PostgreSQL or Kafka
         self.rebuilding = False
         self.commands_read = False
@@ -396,6 +396,8 @@ class EngineWorker:
     def _stream_names(self) -> list[str]:
         """The stored input streams (`topic:partition`) of the assigned partitions."""
         return sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned)
+
+    # ---- deciding ------------------------------------------------------------------------
 
     async def _decide_group(self, group: int, ready: list[Pending]) -> None:
         generation = self.generation
