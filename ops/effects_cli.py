@@ -74,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from streams.outages import limit_client_logs  # noqa: PLC0415 - heavy imports
+
+    limit_client_logs()
     try:
         settings = settings_from(args)
     except SettingsError as error:

@@ -123,6 +123,9 @@ def run_worker(args: argparse.Namespace) -> int:
         )
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from streams.outages import limit_client_logs  # noqa: PLC0415 - heavy imports
+
+    limit_client_logs()
     return run_workers(
         WorkerSettings(
             bootstrap_servers=args.bootstrap,

@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from streams.outages import limit_client_logs  # noqa: PLC0415 - heavy imports
+
+    limit_client_logs()
     env = Settings.from_environment()
     url = args.database_url or env.database_url
     if not url:

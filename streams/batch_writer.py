@@ -41,7 +41,8 @@ class Store(Protocol):
 
 class BatchWriter:
     """`stale` tells whether the worker's state is already known to be stale (nothing more
-    is written then); `refused` is called when the store refuses a batch. `commit` commits
+    is written then); `refused` is called when the store refuses a batch, `lost` when
+    PostgreSQL went away during a write (either way the worker must rebuild). `commit` commits
     offsets to Kafka; `gather_at_most` is how many stored rows may wait behind a write
     before the engine waits for it."""
 
@@ -53,6 +54,7 @@ class BatchWriter:
         *,
         stale: Callable[[], bool],
         refused: Callable[[], None],
+        lost: Callable[[], None],
         gather_at_most: int,
     ) -> None:
         self._store = store
@@ -60,6 +62,7 @@ class BatchWriter:
         self._write_seconds = write_seconds
         self._stale = stale
         self._refused = refused
+        self._lost = lost
         self._gather_at_most = gather_at_most
         # The write under way, and what was decided since, waiting to be written next.
         self.writer: asyncio.Task[None] | None = None
@@ -129,7 +132,7 @@ class BatchWriter:
                 # Committed or not, the store says which once it is back: the worker
                 # rebuilds from it then, as after a refusal.
                 log.warning("PostgreSQL was lost during a write (%s); rebuilding from it", error)
-                self._refused()
+                self._lost()
                 self.drop_pending()
                 return
             self._write_seconds.observe(time.perf_counter() - started)

@@ -8,6 +8,10 @@ stop them loudly.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+
 import psycopg
 from aiokafka.errors import (  # type: ignore[import-untyped]
     KafkaConnectionError,
@@ -42,3 +46,45 @@ LONGEST_WAIT = 10.0  # the wait doubles up to this
 
 def next_wait(wait: float) -> float:
     return min(wait * 2, LONGEST_WAIT)
+
+
+class RepeatLimit(logging.Filter):
+    """At most one record a `period` per logger and message template of a client library
+    (loggers named `prefix...`); the next one let through says how many were held back. A
+    broker that is down makes aiokafka log each failed connection, about 90 a second."""
+
+    def __init__(
+        self,
+        prefix: str = "aiokafka",
+        period: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._prefix = prefix
+        self._period = period
+        self._clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefix):
+            return True
+        key = (record.name, str(record.msg))
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._period:
+            self._held[key] = self._held.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        held = self._held.pop(key, 0)
+        if held:
+            record.msg = f"{record.msg} (and {held} more like it in the last {self._period:g} s)"
+        return True
+
+
+def limit_client_logs() -> None:
+    """Put a RepeatLimit on every handler of the root logger (a filter on the `aiokafka`
+    logger would not see its children's records)."""
+    limit = RepeatLimit()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(limit)

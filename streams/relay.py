@@ -33,7 +33,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
-from streams.outages import FIRST_WAIT, OUTAGES, next_wait
+from streams.outages import FIRST_WAIT, LONGEST_WAIT, OUTAGES, limit_client_logs, next_wait
 from streams.store import OUTBOX_CHANNEL, OutboxRow, outbox_select
 
 log = logging.getLogger("dripstream.relay")
@@ -125,11 +125,15 @@ class Relay:
         published twice or left out (a transaction cut short is aborted by the next
         producer under the same transactional id)."""
         wait = FIRST_WAIT
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 await self.run(stopping)
                 return
             except OUTAGES as error:
+                if loop.time() - started > LONGEST_WAIT:
+                    wait = FIRST_WAIT  # it ran a while: a new outage, waited for afresh
                 if stopping.is_set():
                     raise  # told to stop: what is left stays in the outbox for the next relay
                 reason = " ".join(str(error).split()) or type(error).__name__
@@ -315,6 +319,7 @@ def start_relay_process(
 
 def relay_process_main(settings: RelaySettings, published: Synchronized[int] | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    limit_client_logs()
 
     def count(n: int) -> None:
         if published is not None:

@@ -15,6 +15,7 @@ relay (streams/relay.py).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import uuid
@@ -371,20 +372,9 @@ class EngineStore:
     def __init__(self, database_url: str, schema: str = "public") -> None:
         if not _IDENTIFIER.fullmatch(schema):
             raise ValueError(f"schema {schema!r} must be a plain SQL identifier")
-        params = _conninfo(database_url)
-        self.datastore = PostgresDatastore(
-            dbname=params["dbname"],
-            host=params["host"],
-            port=params["port"],
-            user=params["user"],
-            password=params["password"],
-            schema=schema,
-            pool_size=4,
-            originator_id_type="text",
-            # A pooled connection PostgreSQL dropped (a restart) is replaced when taken,
-            # rather than failing the write it was taken for.
-            pre_ping=True,
-        )
+        self._params = _conninfo(database_url)
+        self._schema = schema
+        self.datastore = self._new_datastore()
         self.recorder = EngineRecorder(self.datastore)
         # Ticks are told apart by this store's own name and a count: two workers, or one
         # before and after a restart, may tick at the same moment.
@@ -401,6 +391,32 @@ class EngineStore:
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
                 conn.commit()
+
+    def _new_datastore(self) -> PostgresDatastore:
+        params = self._params
+        return PostgresDatastore(
+            dbname=params["dbname"],
+            host=params["host"],
+            port=params["port"],
+            user=params["user"],
+            password=params["password"],
+            schema=self._schema,
+            pool_size=4,
+            originator_id_type="text",
+            # A pooled connection PostgreSQL dropped (a restart) is replaced when taken,
+            # rather than failing the write it was taken for.
+            pre_ping=True,
+        )
+
+    def reconnect(self) -> None:
+        """A fresh connection pool, for after PostgreSQL went away: the old pool's own
+        retries back off for minutes (to psycopg_pool's reconnect timeout), and would
+        leave the worker waiting long after PostgreSQL is back. Not while a write runs."""
+        old = self.datastore
+        self.datastore = self._new_datastore()
+        self.recorder = EngineRecorder(self.datastore)
+        with contextlib.suppress(Exception):  # a pool of dead connections closes as it can
+            old.close()
 
     def close(self) -> None:
         self.datastore.close()

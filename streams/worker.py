@@ -46,7 +46,7 @@ from streams import routing
 from streams.batch_writer import BatchWriter
 from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
 from streams.ordering import GroupBuffer, Pending, timers_until
-from streams.outages import DATABASE_LOST, FIRST_WAIT, OUTAGES, next_wait
+from streams.outages import DATABASE_LOST, FIRST_WAIT, OUTAGES, limit_client_logs, next_wait
 from streams.processes import ignore_interrupts, install_stop_signals, supervise
 from streams.relay import RelaySettings, start_relay_process
 from streams.store import (
@@ -146,6 +146,7 @@ class EngineWorker:
         self.gauges_at = float("-inf")
         self.stale = False  # the store refused a batch, or was lost: rebuild before going on
         self.outage_wait = FIRST_WAIT  # before the next try after losing PostgreSQL or Kafka
+        self.store_lost = False  # PostgreSQL went away: a fresh pool before the rebuild
         self.rebuilding = False
         self.commands_read = False
         self.stopping = asyncio.Event()
@@ -185,6 +186,7 @@ class EngineWorker:
             self.metrics.write_seconds,
             stale=lambda: self.stale,
             refused=self._refused,
+            lost=self._lost,
             gather_at_most=PENDING_AT_MOST * settings.batch_size,
         )
         self.relay_settings = RelaySettings(
@@ -232,6 +234,7 @@ class EngineWorker:
         )
         self._invalidate()
         self.stale = True
+        self.store_lost = self.store_lost or isinstance(error, DATABASE_LOST)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), self.outage_wait)
         self.outage_wait = next_wait(self.outage_wait)
@@ -381,6 +384,10 @@ class EngineWorker:
 
     def _refused(self) -> None:
         self.stale = True
+
+    def _lost(self) -> None:
+        self.stale = True
+        self.store_lost = True
 
     async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
         await self.consumer.commit(offsets)
@@ -590,6 +597,8 @@ class EngineWorker:
 
     async def _rebuild_engine(self, generation: int) -> bool:
         names = self._stream_names()
+        if self.store_lost:  # no write runs now: _rebuild drained them
+            await asyncio.to_thread(self.store.reconnect)
         # The positions before the inputs: a write by another worker in between then
         # leaves this one's trackings behind the store's, and its first write is refused
         # (read after, they could cover inputs the replay never saw, and be accepted).
@@ -602,6 +611,7 @@ class EngineWorker:
         self.definitions_version = applied
         self.definitions_checked = float("-inf")
         self.stale = False
+        self.store_lost = False
         self.commands_read = False
         self.buffers = {tp.partition: GroupBuffer(self.topics) for tp in self.assigned}
         self.positions = {
@@ -766,6 +776,7 @@ def _worker_process(settings: WorkerSettings) -> None:
         level=logging.INFO,
         format="%(asctime)s %(processName)s %(name)s %(levelname)s %(message)s",
     )
+    limit_client_logs()
 
     async def main() -> None:
         worker = EngineWorker(settings)

@@ -232,3 +232,13 @@ def _wait_until_blocked(database_url: str, schema: str, writer: threading.Thread
                 pytest.fail("the write went through while another write held the log")
             time.sleep(0.05)
     pytest.fail("the write neither waited nor finished")
+
+
+def test_a_store_reconnected_after_an_outage_goes_on_where_it_was(store: Store) -> None:
+    store.write(batch([given_input("contacts", 0, 0)], [row("before")], {0: (0, 1)}))
+    # when the worker gives the store a fresh pool (PostgreSQL came back)
+    store.reconnect()
+    # then it reads and writes on as before
+    assert store.positions() == {("contacts", 0): 0}
+    store.write(batch([given_input("contacts", 0, 1)], [row("after")], {0: (1, 2)}))
+    assert store.positions() == {("contacts", 0): 1}

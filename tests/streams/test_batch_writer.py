@@ -49,6 +49,7 @@ class Worker:
             seconds,
             stale=lambda: self.stale,
             refused=self.refuse,
+            lost=self.refuse,
             gather_at_most=1000,
         )
 
