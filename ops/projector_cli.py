@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.service_errors import database_problem
 from ops.settings import PREFIX_HELP, Settings
 
 if TYPE_CHECKING:
+    from psycopg import Connection
+
     from projections.postgres import PostgresProjection
     from streams.projector import ProjectorSettings
 
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             _refuse_file_models(args.schema)
             return 2
         try:
-            return asyncio.run(_run(settings, projection))
+            return asyncio.run(_run(settings, projection, url))
         except ReadModelsFromFileError:
             # `projections rebuild` replaced the tables while this ran.
             _refuse_file_models(args.schema)
@@ -101,13 +104,63 @@ def _refuse_file_models(schema: str) -> None:
     )
 
 
-async def _run(settings: ProjectorSettings, projection: PostgresProjection) -> int:
+async def _run(settings: ProjectorSettings, projection: PostgresProjection, url: str) -> int:
+    """Project until told to stop. A lost PostgreSQL is waited out: on a new connection the
+    projector joins its group again and resumes from the offsets stored with the rows."""
+    from streams.outages import DATABASE_LOST  # noqa: PLC0415
     from streams.projector import run_projector  # noqa: PLC0415
 
+    log = logging.getLogger(__name__)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    applied = await run_projector(settings, projection, stop)
-    logging.getLogger(__name__).info("stopped; %d new events applied", applied)
+    applied = 0
+    opened: list[Connection[Any]] = []  # the connections made here, closed here
+    try:
+        current: PostgresProjection | None = projection
+        while current is not None:
+            try:
+                applied += await run_projector(settings, current, stop)
+                break
+            except DATABASE_LOST as error:
+                if stop.is_set():
+                    raise
+                log.warning("lost PostgreSQL (%s)", " ".join(str(error).split()))
+            current = await _reconnected(current.schema, url, stop, opened)
+    finally:
+        for conn in opened:
+            conn.close()
+    log.info("stopped; %d new events applied", applied)
     return 0
+
+
+async def _reconnected(
+    schema: str, url: str, stop: asyncio.Event, opened: list[Connection[Any]]
+) -> PostgresProjection | None:
+    """The read models on a new connection, once PostgreSQL answers again (waiting 0.5 s,
+    then longer, up to 10 s); None when told to stop first."""
+    from projections.postgres import PostgresProjection  # noqa: PLC0415
+    from streams.outages import DATABASE_LOST, FIRST_WAIT, next_wait  # noqa: PLC0415
+
+    wait = FIRST_WAIT
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait)
+        if stop.is_set():
+            return None
+        try:
+            conn: Connection[Any] = await asyncio.to_thread(_connect, url)
+        except DATABASE_LOST as error:
+            reason = " ".join(str(error).split())
+            logging.getLogger(__name__).warning("PostgreSQL still away (%s)", reason)
+            wait = next_wait(wait)
+            continue
+        opened.append(conn)
+        return PostgresProjection(conn, schema=schema)
+
+
+def _connect(url: str) -> Connection[Any]:
+    import psycopg  # noqa: PLC0415
+
+    return psycopg.connect(url, autocommit=True)

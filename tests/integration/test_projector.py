@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,53 @@ def test_sigterm_stops_the_projector_cleanly(
     finally:
         if process.poll() is None:
             process.kill()
+
+
+async def test_the_projector_waits_out_postgresql_dropping_its_connection(
+    kafka_bootstrap: str,
+    pipeline_prefix: str,
+    database_url: str,
+    pg_schema: str,
+    projection: PostgresProjection,
+    tmp_path: Path,
+) -> None:
+    events = replayed(tmp_path)
+    first, rest = events[: len(events) // 2], events[len(events) // 2 :]
+    separator = "&" if "?" in database_url else "?"
+    marked = f"{database_url}{separator}application_name=projector-dropped"
+    log = tmp_path / "projector.log"
+    with log.open("wb") as output:
+        process = start_projector(
+            kafka_bootstrap, pipeline_prefix, marked, pg_schema, output.fileno()
+        )
+    try:
+        # given the first half applied
+        await publish(kafka_bootstrap, pipeline_prefix, first)
+        await _until(lambda: projection.position() >= len(first))
+        # when PostgreSQL drops the projector's connection, and the rest is published
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            dropped = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'projector-dropped'"
+            ).fetchall()
+        assert dropped
+        await publish(kafka_bootstrap, pipeline_prefix, rest)
+        # then the projector, still running, applies it on a new connection, nothing twice
+        await _until(lambda: projection.position() >= len(events))
+        assert process.poll() is None, log.read_text()[-3000:]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert projection.position() == len(events)
+    assert projection.sequence_rows() == in_memory(events).sequences.rows()
+    assert "lost PostgreSQL" in log.read_text()
+
+
+async def _until(holds: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not await asyncio.to_thread(holds):
+        assert time.monotonic() < deadline, "not within the time"
+        await asyncio.sleep(0.2)
 
 
 def test_read_models_loaded_from_a_file_are_not_mixed_with_the_topics(
