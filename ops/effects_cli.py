@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -71,12 +70,9 @@ def settings_from(args: argparse.Namespace) -> EffectsSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from streams.outages import limit_client_logs  # noqa: PLC0415 - heavy imports
+    from streams.outages import log_as_service  # noqa: PLC0415 - heavy imports
 
-    limit_client_logs()
+    log_as_service("%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = settings_from(args)
     except SettingsError as error:

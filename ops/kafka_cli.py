@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,10 +121,9 @@ def run_worker(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from streams.outages import limit_client_logs  # noqa: PLC0415 - heavy imports
+    from streams.outages import log_as_service  # noqa: PLC0415 - heavy imports
 
-    limit_client_logs()
+    log_as_service()
     return run_workers(
         WorkerSettings(
             bootstrap_servers=args.bootstrap,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -53,14 +52,10 @@ def run(args: argparse.Namespace) -> int:
         PostgresProjection,
         ReadModelsFromFileError,
     )
+    from streams.outages import log_as_service  # noqa: PLC0415 - heavy imports
     from streams.projector import ProjectorSettings  # noqa: PLC0415
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from streams.outages import limit_client_logs  # noqa: PLC0415 - heavy imports
-
-    limit_client_logs()
+    log_as_service("%(asctime)s %(levelname)s %(name)s: %(message)s")
     env = Settings.from_environment()
     url = args.database_url or env.database_url
     if not url:
@@ -107,7 +102,7 @@ def _refuse_file_models(schema: str) -> None:
 async def _run(settings: ProjectorSettings, projection: PostgresProjection, url: str) -> int:
     """Project until told to stop. A lost PostgreSQL is waited out: on a new connection the
     projector joins its group again and resumes from the offsets stored with the rows."""
-    from streams.outages import DATABASE_LOST  # noqa: PLC0415
+    from streams.outages import DATABASE_LOST, one_line  # noqa: PLC0415
     from streams.projector import run_projector  # noqa: PLC0415
 
     log = logging.getLogger(__name__)
@@ -126,7 +121,7 @@ async def _run(settings: ProjectorSettings, projection: PostgresProjection, url:
             except DATABASE_LOST as error:
                 if stop.is_set():
                     raise
-                log.warning("lost PostgreSQL (%s)", " ".join(str(error).split()))
+                log.warning("lost PostgreSQL (%s)", one_line(error))
             current = await _reconnected(current.schema, url, stop, opened)
     finally:
         for conn in opened:
@@ -141,19 +136,23 @@ async def _reconnected(
     """The read models on a new connection, once PostgreSQL answers again (waiting 0.5 s,
     then longer, up to 10 s); None when told to stop first."""
     from projections.postgres import PostgresProjection  # noqa: PLC0415
-    from streams.outages import DATABASE_LOST, FIRST_WAIT, next_wait  # noqa: PLC0415
+    from streams.outages import (  # noqa: PLC0415
+        DATABASE_LOST,
+        FIRST_WAIT,
+        next_wait,
+        one_line,
+        sleep_unless_stopped,
+    )
 
     wait = FIRST_WAIT
     while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), wait)
+        await sleep_unless_stopped(stop, wait)
         if stop.is_set():
             return None
         try:
             conn: Connection[Any] = await asyncio.to_thread(_connect, url)
         except DATABASE_LOST as error:
-            reason = " ".join(str(error).split())
-            logging.getLogger(__name__).warning("PostgreSQL still away (%s)", reason)
+            logging.getLogger(__name__).warning("PostgreSQL still away (%s)", one_line(error))
             wait = next_wait(wait)
             continue
         opened.append(conn)

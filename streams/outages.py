@@ -8,6 +8,8 @@ stop them loudly.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -82,9 +84,25 @@ class RepeatLimit(logging.Filter):
         return True
 
 
-def limit_client_logs() -> None:
-    """Put a RepeatLimit on every handler of the root logger (a filter on the `aiokafka`
-    logger would not see its children's records)."""
+SERVICE_LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+def log_as_service(log_format: str = SERVICE_LOG_FORMAT) -> None:
+    """A service process's log: INFO and above on stderr in `log_format`, the client
+    library's repeated records limited by one RepeatLimit on every root handler (a filter on
+    the `aiokafka` logger would not see its children's records)."""
+    logging.basicConfig(level=logging.INFO, format=log_format)
     limit = RepeatLimit()
     for handler in logging.getLogger().handlers:
         handler.addFilter(limit)
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (psycopg's span several), else its class's name."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+async def sleep_unless_stopped(stopping: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds`, or less when `stopping` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), timeout=seconds)

@@ -33,7 +33,15 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
-from streams.outages import FIRST_WAIT, LONGEST_WAIT, OUTAGES, limit_client_logs, next_wait
+from streams.outages import (
+    FIRST_WAIT,
+    LONGEST_WAIT,
+    OUTAGES,
+    log_as_service,
+    next_wait,
+    one_line,
+    sleep_unless_stopped,
+)
 from streams.store import OUTBOX_CHANNEL, OutboxRow, outbox_select
 
 log = logging.getLogger("dripstream.relay")
@@ -104,7 +112,7 @@ class Relay:
                 row = await cursor.fetchone()
                 held = bool(row and row[0])
                 if not held:
-                    await _sleep_or_stop(stopping, 1.0)
+                    await sleep_unless_stopped(stopping, 1.0)
             if not held or self.hurry:
                 return
             wake = self.wake
@@ -136,9 +144,10 @@ class Relay:
                     wait = FIRST_WAIT  # it ran a while: a new outage, waited for afresh
                 if stopping.is_set():
                     raise  # told to stop: what is left stays in the outbox for the next relay
-                reason = " ".join(str(error).split()) or type(error).__name__
-                log.warning("outbox relay lost its connection (%s); again in %.1f s", reason, wait)
-            await _sleep_or_stop(stopping, wait)
+                log.warning(
+                    "outbox relay lost its connection (%s); again in %.1f s", one_line(error), wait
+                )
+            await sleep_unless_stopped(stopping, wait)
             wait = next_wait(wait)
 
     async def _publish_until(
@@ -294,11 +303,6 @@ async def _wake_on(stopping: asyncio.Event, wake: asyncio.Event) -> None:
     wake.set()
 
 
-async def _sleep_or_stop(stopping: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stopping.wait(), timeout=seconds)
-
-
 # ---- the relay's own process ---------------------------------------------------------------
 
 
@@ -318,8 +322,7 @@ def start_relay_process(
 
 
 def relay_process_main(settings: RelaySettings, published: Synchronized[int] | None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    limit_client_logs()
+    log_as_service()
 
     def count(n: int) -> None:
         if published is not None:

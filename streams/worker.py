@@ -46,7 +46,15 @@ from streams import routing
 from streams.batch_writer import BatchWriter
 from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
 from streams.ordering import GroupBuffer, Pending, timers_until
-from streams.outages import DATABASE_LOST, FIRST_WAIT, OUTAGES, limit_client_logs, next_wait
+from streams.outages import (
+    DATABASE_LOST,
+    FIRST_WAIT,
+    OUTAGES,
+    log_as_service,
+    next_wait,
+    one_line,
+    sleep_unless_stopped,
+)
 from streams.processes import ignore_interrupts, install_stop_signals, supervise
 from streams.relay import RelaySettings, start_relay_process
 from streams.store import (
@@ -74,12 +82,6 @@ FETCH_MIN_BYTES = 64 * 1024
 POSITION_WAIT = 0.1  # seconds the lag gauge waits for a partition's position to be known
 GAUGES_EVERY = 0.25  # seconds between updates of the gauges (the lag asks every partition)
 Clock = Callable[[], datetime]
-
-
-def _outage(error: Exception) -> str:
-    what = "PostgreSQL" if isinstance(error, DATABASE_LOST) else "Kafka"
-    reason = " ".join(str(error).split()) or type(error).__name__
-    return f"lost {what} ({reason})"
 
 
 def wall_clock() -> datetime:
@@ -227,16 +229,17 @@ class EngineWorker:
         """PostgreSQL or the broker went away in the middle of a step: forget what it
         decided, wait, and rebuild from the store once it answers (each try that finds it
         still gone comes back here, waiting longer)."""
+        lost_database = isinstance(error, DATABASE_LOST)
         log.warning(
-            "%s; rebuilding from the store in %.1f s",
-            _outage(error),
+            "lost %s (%s); rebuilding from the store in %.1f s",
+            "PostgreSQL" if lost_database else "Kafka",
+            one_line(error),
             self.outage_wait,
         )
         self._invalidate()
         self.stale = True
-        self.store_lost = self.store_lost or isinstance(error, DATABASE_LOST)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), self.outage_wait)
+        self.store_lost = self.store_lost or lost_database
+        await sleep_unless_stopped(self.stopping, self.outage_wait)
         self.outage_wait = next_wait(self.outage_wait)
 
     def _check_relay(self, *, alive: bool = True) -> None:
@@ -772,11 +775,7 @@ def run_workers(settings: WorkerSettings, processes: int) -> int:
 def _worker_process(settings: WorkerSettings) -> None:
     ignore_interrupts()
     # The process's name (dripstream-worker-<n>) on each line: the children share a log.
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(processName)s %(name)s %(levelname)s %(message)s",
-    )
-    limit_client_logs()
+    log_as_service("%(asctime)s %(processName)s %(name)s %(levelname)s %(message)s")
 
     async def main() -> None:
         worker = EngineWorker(settings)

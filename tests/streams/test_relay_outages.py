@@ -35,7 +35,7 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def sleep_or_stop(stopping: asyncio.Event, seconds: float) -> None:
         taken.append(seconds)
 
-    monkeypatch.setattr(relay_module, "_sleep_or_stop", sleep_or_stop)
+    monkeypatch.setattr(relay_module, "sleep_unless_stopped", sleep_or_stop)
     monkeypatch.setattr(relay_module, "LONGEST_WAIT", 0.05)  # "ran a while", for the test
     return taken
 
