@@ -349,17 +349,21 @@ class InMemoryLedger:
         self._store.used_keys.pop(key, None)
 
     async def contact_for_address(self, address: str) -> str | None:
-        candidates = [
-            (row.entry.status in WENT_OUT, parse_time(str(row.entry.command["time"])), n)
-            for n, row in enumerate(self._store.rows.values())
+        matching = [
+            row.entry
+            for row in self._store.rows.values()
             if row.entry.type in CONTACT_FACING
             and row.entry.command.get("data", {}).get("to") == address
         ]
-        if not candidates:
+        if not matching:
             return None
-        # Of sends decided at the same moment, the one claimed last (PostgreSQL, which
-        # keeps no claim order, takes the one changed last).
-        best = list(self._store.rows.values())[max(candidates)[2]].entry
+        # Read from the last claimed, max keeps the first of equals: of sends decided at
+        # the same moment, the one claimed last (PostgreSQL, which keeps no claim order,
+        # takes the one changed last).
+        best = max(
+            reversed(matching),
+            key=lambda e: (e.status in WENT_OUT, parse_time(str(e.command["time"]))),
+        )
         contact = best.command.get("data", {}).get("contact_id")
         return contact if isinstance(contact, str) else None
 

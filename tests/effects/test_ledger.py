@@ -334,6 +334,17 @@ async def test_a_reply_goes_to_a_send_that_went_out_rather_than_a_later_one_that
     assert await ledger.contact_for_address(HOUSEHOLD) == "c-1"
 
 
+async def test_of_two_sends_decided_at_one_moment_a_reply_goes_to_the_later(
+    harness: Harness,
+) -> None:
+    ledger = harness.ledger
+    first = await attempted(ledger, 1, T0)
+    second = await attempted(ledger, 2, T0)
+    await ledger.record_sent(first, "twilio", "SM1", T0)
+    await ledger.record_sent(second, "twilio", "SM2", T0 + timedelta(seconds=1))
+    assert await ledger.contact_for_address(HOUSEHOLD) == "c-2"
+
+
 async def test_an_address_maps_to_the_contact_last_contacted_there(harness: Harness) -> None:
     ledger = harness.ledger
     await ledger.claim(FX, sms(1, to="+12125550101"), T0)
