@@ -319,12 +319,17 @@ def test_postgresql_dropping_the_workers_connections_changes_nothing(
 
 
 def _drop_connections(admin_url: str, url: str) -> int:
-    """Terminates every session on `url`'s database; how many there were."""
+    """Terminates every client session on `url`'s database; how many there were.
+
+    Only client backends of our own user: an autovacuum worker can be on the database too,
+    and only a superuser may terminate it.
+    """
     name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
     with psycopg.connect(admin_url, autocommit=True) as admin:
         rows = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            " WHERE datname = %s AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend' AND usename = current_user",
             (name,),
         ).fetchall()
     return len(rows)
