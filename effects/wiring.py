@@ -70,7 +70,14 @@ async def open_runtime(
     # The SDKs' blocking calls (SendGrid, and Twilio on the `threads` transport) run in the
     # loop's default executor: as many threads as sends in progress.
     loop = asyncio.get_running_loop()
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=settings.concurrency + 4))
+    executor = ThreadPoolExecutor(max_workers=settings.concurrency + 4)
+    loop.set_default_executor(executor)
+
+    async def let_threads_go() -> None:
+        # A worker that starts again after an outage sets a new one: the old threads end.
+        executor.shutdown(wait=False)
+
+    closers.append(let_threads_go)
     owner = new_owner_id()
     if ledger is None:
         if settings.database_url:

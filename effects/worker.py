@@ -48,6 +48,7 @@ from effects.wiring import Runtime, open_runtime, utc_now
 from schemas.dead_letters import RejectedRecord
 from schemas.envelope import CloudEvent
 from schemas.registry import DLQ_TOPIC
+from streams.outages import run_through_outages
 
 _log = logging.getLogger(__name__)
 
@@ -377,8 +378,21 @@ async def run_effects_worker(
     stop: asyncio.Event | None = None,
     clock: Clock = utc_now,
 ) -> None:
-    """Run until `stop` is set (or forever)."""
+    """Run until `stop` is set (or forever).
+
+    A PostgreSQL or broker that goes away while commands are carried out ends the run (its
+    sends in progress end first); the next starts once they answer, as a restarted process
+    would: a new ledger owner whose recovery makes the last run's sends in doubt
+    `effect.unknown`, and a new consumer that resumes from the committed offsets, the ledger
+    turning the redelivered commands into their outcomes again, never a second send.
+    """
     stop = stop or asyncio.Event()
+    await run_through_outages(
+        lambda: _run_until_stopped(settings, stop, clock), stop, "effects worker", _log
+    )
+
+
+async def _run_until_stopped(settings: EffectsSettings, stop: asyncio.Event, clock: Clock) -> None:
     runtime = await open_runtime(settings, clock=clock)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import psycopg
 from aiokafka.errors import (  # type: ignore[import-untyped]
@@ -44,6 +44,7 @@ OUTAGES = DATABASE_LOST + BROKER_LOST
 
 FIRST_WAIT = 0.5  # seconds before the first try again
 LONGEST_WAIT = 10.0  # the wait doubles up to this
+FRESH_AFTER = 10.0  # a run longer than this meets its next outage with FIRST_WAIT again
 
 
 def next_wait(wait: float) -> float:
@@ -106,3 +107,31 @@ async def sleep_unless_stopped(stopping: asyncio.Event, seconds: float) -> None:
     """Wait `seconds`, or less when `stopping` is set meanwhile."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stopping.wait(), timeout=seconds)
+
+
+async def run_through_outages(
+    run: Callable[[], Awaitable[None]],
+    stopping: asyncio.Event,
+    what: str,
+    log: logging.Logger,
+) -> None:
+    """`run` until it returns, started again after each outage (OUTAGES; any other error
+    stops it): the first try again after FIRST_WAIT, each next one of the same outage after
+    twice as long up to LONGEST_WAIT, and a run that lasted longer than FRESH_AFTER meets
+    its next outage afresh. Told to stop during an outage, it raises the outage's error:
+    what is left undone stays where the next process finds it."""
+    wait = FIRST_WAIT
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        try:
+            await run()
+            return
+        except OUTAGES as error:
+            if loop.time() - started > FRESH_AFTER:
+                wait = FIRST_WAIT
+            if stopping.is_set():
+                raise
+            log.warning("%s lost its connection (%s); again in %.1f s", what, one_line(error), wait)
+        await sleep_unless_stopped(stopping, wait)
+        wait = next_wait(wait)

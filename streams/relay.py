@@ -33,15 +33,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
-from streams.outages import (
-    FIRST_WAIT,
-    LONGEST_WAIT,
-    OUTAGES,
-    log_as_service,
-    next_wait,
-    one_line,
-    sleep_unless_stopped,
-)
+from streams.outages import log_as_service, run_through_outages, sleep_unless_stopped
 from streams.store import OUTBOX_CHANNEL, OutboxRow, outbox_select
 
 log = logging.getLogger("dripstream.relay")
@@ -132,23 +124,7 @@ class Relay:
         takes the lock again and resumes from the position on Kafka, so nothing is
         published twice or left out (a transaction cut short is aborted by the next
         producer under the same transactional id)."""
-        wait = FIRST_WAIT
-        loop = asyncio.get_running_loop()
-        while True:
-            started = loop.time()
-            try:
-                await self.run(stopping)
-                return
-            except OUTAGES as error:
-                if loop.time() - started > LONGEST_WAIT:
-                    wait = FIRST_WAIT  # it ran a while: a new outage, waited for afresh
-                if stopping.is_set():
-                    raise  # told to stop: what is left stays in the outbox for the next relay
-                log.warning(
-                    "outbox relay lost its connection (%s); again in %.1f s", one_line(error), wait
-                )
-            await sleep_unless_stopped(stopping, wait)
-            wait = next_wait(wait)
+        await run_through_outages(lambda: self.run(stopping), stopping, "outbox relay", log)
 
     async def _publish_until(
         self, stopping: asyncio.Event, conn: psycopg.AsyncConnection[Any], wake: asyncio.Event

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from aiokafka.errors import KafkaConnectionError  # type: ignore[import-untyped]
 
-from streams import relay as relay_module
+from streams import outages
 from streams.relay import Relay, RelaySettings
 
 
@@ -35,8 +35,8 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def sleep_or_stop(stopping: asyncio.Event, seconds: float) -> None:
         taken.append(seconds)
 
-    monkeypatch.setattr(relay_module, "sleep_unless_stopped", sleep_or_stop)
-    monkeypatch.setattr(relay_module, "LONGEST_WAIT", 0.05)  # "ran a while", for the test
+    monkeypatch.setattr(outages, "sleep_unless_stopped", sleep_or_stop)
+    monkeypatch.setattr(outages, "FRESH_AFTER", 0.05)  # "ran a while", for the test
     return taken
 
 
