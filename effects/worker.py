@@ -387,13 +387,20 @@ async def run_effects_worker(
     turning the redelivered commands into their outcomes again, never a second send.
     """
     stop = stop or asyncio.Event()
-    await run_through_outages(
-        lambda: _run_until_stopped(settings, stop, clock), stop, "effects worker", _log
-    )
+    # The first ledger is opened outside the waits: a database that cannot be reached at
+    # the start is more likely a wrong DATABASE_URL than an outage, and says so at once.
+    opened = [await open_runtime(settings, clock=clock)]
+
+    async def run() -> None:
+        runtime = opened.pop() if opened else await open_runtime(settings, clock=clock)
+        await _run_until_stopped(settings, stop, runtime)
+
+    await run_through_outages(run, stop, "effects worker", _log)
 
 
-async def _run_until_stopped(settings: EffectsSettings, stop: asyncio.Event, clock: Clock) -> None:
-    runtime = await open_runtime(settings, clock=clock)
+async def _run_until_stopped(
+    settings: EffectsSettings, stop: asyncio.Event, runtime: Runtime
+) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_idempotence=True,
