@@ -19,6 +19,7 @@ from ops.settings import Settings, add_kafka_flags
 from schemas.envelope import CloudEvent, format_time, parse_time
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS
 from schemas.validation import EventRejected, decode_event, without_bom
+from streams import routing
 
 WATERMARK_EVERY = 500
 # Seconds: the broker's default group.min.session.timeout.ms and group.max.session.timeout.ms;
@@ -152,6 +153,7 @@ def run_produce(args: argparse.Namespace) -> int:
     records: list[tuple[str, bytes | None, bytes]] = []
     numbers: list[int] = []  # the line number of each record
     bad = 0
+    partitions: int | None = None  # of `commands`, asked for at the first request to fan out
     for number, line in enumerate(lines, start=1):
         raw = without_bom(line, number)
         if not raw.strip():
@@ -166,6 +168,13 @@ def run_produce(args: argparse.Namespace) -> int:
             print(f"dripstream produce: {args.file}: line {number}: {rejected}", file=sys.stderr)
             bad += 1
             continue
+        if partitions is None and routing.fans_out(event):
+            partitions = asyncio.run(_partition_count(args.bootstrap, args.topic_prefix))
+        placed = _placed(event, partitions or 0)
+        if placed:
+            records.extend(placed)
+            numbers.extend([number] * len(placed))
+            continue
         key = event.subject.encode() if event.subject else None
         records.append((EVENT_TYPES[event.type].topic, key, raw))
         numbers.append(number)
@@ -179,6 +188,41 @@ def run_produce(args: argparse.Namespace) -> int:
         )
     print(f"published {len(records) - len(refused)} event(s)", file=sys.stderr)
     return 1 if bad or refused else 0
+
+
+def _placed(event: CloudEvent, partitions: int) -> list[tuple[str, bytes | None, bytes]]:
+    """What the worker would pass on before deciding, passed on here instead, so that it
+    lands in the stream where the line stands rather than after the inputs published
+    behind it: a request by tag, line or group as one copy per partition of `commands`
+    (none when their number is unknown: the worker makes them), and a lead e-mail keyed by
+    the contact it will create. Empty for any other event, published as it is."""
+    if routing.fans_out(event):
+        rows = (
+            routing.fan_out(event, partitions, lambda key: routing.kafka_partition(key, partitions))
+            if partitions
+            else []
+        )
+    elif event.type == "lead.email_received" and (to := routing.lead_destination(event)):
+        rows = [routing.rerouted_lead(event, to)]
+    else:
+        rows = []
+    return [(row.topic, row.key.encode() if row.key else None, row.value) for row in rows]
+
+
+async def _partition_count(bootstrap: str, prefix: str) -> int | None:
+    """How many partitions `commands` has; None when the broker does not say."""
+    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
+    from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    try:
+        await producer.start()
+        found = await producer.partitions_for(prefix + "commands")
+    except KafkaError:
+        return None
+    finally:
+        await producer.stop()
+    return len(found) if found else None
 
 
 def _raw_route(raw: bytes) -> tuple[str, bytes | None]:
@@ -237,8 +281,8 @@ async def publish(
 
     Returns the records Kafka refused (too large, say), by index, with the reason: the
     others still go out."""
-    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]  # noqa: PLC0415
-    from aiokafka.errors import KafkaError  # type: ignore[import-untyped]  # noqa: PLC0415
+    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
+    from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=10)
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
+
 from aggregates.intake import LeadProblem, contact_id_for_lead, parse_lead_email
 from aggregates.targets import ON_PARTITION
 from schemas.dead_letters import RejectedRecord
@@ -17,6 +19,16 @@ PartitionOf = Callable[[str], int]
 
 # Commands that name their contacts by ids, tag, line or group: decided per partition.
 TARGETED_COMMANDS = frozenset({"enrollment.requested", "enrollment.removal_requested"})
+
+
+def kafka_partition(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2 of the key) gives `key`."""
+    return int((murmur2(key.encode()) & 0x7FFFFFFF) % max(1, partitions))
+
+
+def fans_out(event: CloudEvent) -> bool:
+    """An enrollment or removal request that goes to every partition before it is decided."""
+    return event.type in TARGETED_COMMANDS and needs_fan_out(event)
 
 
 def needs_fan_out(event: CloudEvent) -> bool:

@@ -35,7 +35,6 @@ from aiokafka import (  # type: ignore[import-untyped]
 )
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor  # type: ignore[import-untyped]
 from aiokafka.errors import IllegalStateError  # type: ignore[import-untyped]
-from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
 from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
@@ -427,9 +426,6 @@ class EngineWorker:
                 self._sync_definitions(at_once=True)
         self._track(group, last)
 
-    def _fans_out(self, event: CloudEvent) -> bool:
-        return event.type in routing.TARGETED_COMMANDS and routing.needs_fan_out(event)
-
     def _track(self, group: int, last: dict[str, int]) -> None:
         """The group's new positions, in the record and for the offset commit."""
         if not last:
@@ -458,7 +454,7 @@ class EngineWorker:
             return False
         if event.source == ENGINE_SOURCE:
             return False  # the engine's own change, applied when it was decided
-        if self._fans_out(event):
+        if routing.fans_out(event):
             record.outbox.extend(routing.fan_out(event, self.partition_count, self.partition_of))
             return False
         if event.type == "lead.email_received":
@@ -506,7 +502,7 @@ class EngineWorker:
         return {"sequences": [copy] if copy else []}, [], now, event.occurrence
 
     def partition_of(self, contact_id: str) -> int:
-        return int((murmur2(contact_id.encode()) & 0x7FFFFFFF) % max(1, self.partition_count))
+        return routing.kafka_partition(contact_id, self.partition_count)
 
     def _fire_timers(self, *, finished: bool) -> None:
         if not self.event_clock:

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
+from aggregates.intake import ParsedLead, contact_id_for_lead, parse_lead_email
 from schemas.checking import NUL_REASON, schema_document
 from streams.worker import BINARY_MODE, TOMBSTONE
 from tests.integration.pipeline import (
@@ -333,6 +334,123 @@ def test_a_request_by_line_reaches_the_contacts_of_every_partition(
     finally:
         stop(worker)
     # then every contact on the line is enrolled and texted once, as in the replay
+    assert comparable(got) == comparable(expected)
+
+
+BY_TAG_SEQUENCES = """\
+account: {timezone: America/New_York, lines: {line-1: "+12125550000"}}
+sequences:
+  - id: campaign-3
+    name: By tag
+    process_on: every_day
+    outbound_line: line-1
+    remove_on_response: true
+    intake_address: leads@intake.example.com
+    steps:
+      - {id: s1, type: send_sms, delay: {kind: none}, text: "Hello [FirstName]"}
+      - {id: s2, type: send_sms, delay: {kind: default, amount: 1, unit: days}, text: "Again"}
+    triggers: []
+"""
+
+
+def _event(kind: str, n: int, at: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "specversion": "1.0", "id": f"{kind}-{n}", "source": "crm", "type": kind,
+        "time": at, "subject": f"c-{n}", "data": {"contact_id": f"c-{n}", **data},
+    }  # fmt: skip
+
+
+def test_a_request_by_tag_and_lead_emails_keep_their_place_among_later_inputs(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    # given tagged contacts over the six partitions, a request by tag, and a reply from each
+    # of them a minute later (published right behind the request)
+    sequences = tmp_path / "sequences.yaml"
+    sequences.write_text(BY_TAG_SEQUENCES)
+    count = 12
+    created = {"first_name": "N", "timezone": "America/New_York", "tags": ["hot"]}
+    events = [
+        _event(
+            "contact.created", n, "2027-07-06T13:00:00Z", {**created, "phone": f"+121255507{n:02d}"}
+        )
+        for n in range(count)
+    ]
+    events.append(
+        {
+            "specversion": "1.0",
+            "id": "r-1",
+            "source": "admin",
+            "type": "enrollment.requested",
+            "time": "2027-07-06T14:40:00Z",
+            "subject": "campaign-3",
+            "data": {"sequence_id": "campaign-3", "tag": "hot"},
+        }
+    )
+    events += [
+        _event(
+            "message.received",
+            n,
+            "2027-07-06T14:41:00Z",
+            {"message_id": f"m-{n}", "channel": "sms", "body": "ok"},
+        )
+        for n in range(count)
+    ]
+    # and lead e-mails, each contact they create replying a minute later
+    for n in range(count, count + 4):
+        body = f"First Name: L{n}\nPhone: (212) 555-08{n:02d}\nEmail: l{n}@example.com"
+        lead = parse_lead_email(subject="Lead", body=body, sender="forms@example.com")
+        assert isinstance(lead, ParsedLead)
+        events.append(
+            {
+                "specversion": "1.0",
+                "id": f"lead-{n}",
+                "source": "forms",
+                "type": "lead.email_received",
+                "time": "2027-07-06T14:50:00Z",
+                "data": {
+                    "to": "leads@intake.example.com",
+                    "from": "forms@example.com",
+                    "subject": "Lead",
+                    "body": body,
+                },
+            }
+        )
+        reply = _event(
+            "message.received",
+            n,
+            "2027-07-06T14:51:00Z",
+            {"message_id": f"m-{n}", "channel": "sms"},
+        )
+        reply["subject"] = reply["data"]["contact_id"] = contact_id_for_lead(lead)
+        events.append(reply)
+    history = tmp_path / "events.jsonl"
+    history.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    expected = _replay(tmp_path, sequences, history)
+    responded = [e for e in expected if e["type"] == "enrollment.disenrolled"]
+    assert len(responded) == count + 4
+    # when it goes through produce and the worker
+    worker = start_worker(kafka_bootstrap, fresh_database_url, pipeline_prefix)
+    try:
+        applied = cli(
+            "sequences", "apply", str(sequences),
+            "--bootstrap", kafka_bootstrap, "--topic-prefix", pipeline_prefix,
+        )  # fmt: skip
+        assert applied.returncode == 0, applied.stderr
+        produced = cli(
+            "produce", str(history),
+            "--bootstrap", kafka_bootstrap, "--topic-prefix", pipeline_prefix,
+        )  # fmt: skip
+        assert produced.returncode == 0, produced.stderr
+        got = read_topics(
+            kafka_bootstrap,
+            pipeline_prefix,
+            ("decisions", "effects", "contacts"),
+            expect=len(expected) + 1,
+        )
+    finally:
+        stop(worker)
+    # then each contact (the leads' too) is enrolled, texted once and removed by its reply,
+    # as in the replay
     assert comparable(got) == comparable(expected)
 
 
