@@ -23,6 +23,7 @@ import orjson
 
 from effects.commands import EFFECT_TYPES, effect_id_of
 from effects.fakes.senders import FakeSenders, FakeSmsSender
+from effects.fakes.twilio_server import DEMO_LANDLINE_NUMBER
 from effects.ledger import InMemoryLedger
 from effects.ports import Rejected, SendResult
 from effects.processor import EffectProcessor
@@ -45,7 +46,7 @@ EFFECT_HEADERS = ("TIME", "CHANNEL", "TO", "TEXT", "EFFECT ID", "OUTCOME")
 OUTPUT_FILES = ("decisions.jsonl", "outcomes.jsonl", "rejected.jsonl")
 
 # The fake Twilio plays a landline for this number, so the demo shows a refused text too.
-LANDLINE = "+12125550188"
+LANDLINE = DEMO_LANDLINE_NUMBER
 
 
 def register(commands: SubParsers) -> None:

@@ -81,10 +81,19 @@ def register(commands: SubParsers) -> None:
     worker.set_defaults(handler=run_worker)
 
     produce = commands.add_parser(
-        "produce", help="publish a .jsonl of input events, keyed by subject"
+        "produce",
+        help="publish a .jsonl of input events, keyed by subject",
+        description=(
+            "Publish each line of FILE, in order, to the input topic of its type (README"
+            " 'Topics'), keyed by its subject. A request by tag, line or group goes out as one"
+            " copy per partition of `commands`, and a lead e-mail keyed by the contact it"
+            " creates, as the worker would pass them on. A line that is not a valid input"
+            " event is reported with its number and not published (unless --raw); the exit"
+            " status is then 1."
+        ),
     )
     add_kafka_flags(produce, env)
-    produce.add_argument("file", type=Path)
+    produce.add_argument("file", type=Path, help="a .jsonl of input CloudEvents, one per line")
     produce.add_argument(
         "--raw",
         action="store_true",
@@ -101,9 +110,17 @@ def register(commands: SubParsers) -> None:
     sequences = get_or_create_group(
         commands, "sequences", help="sequence definitions and the sequences list"
     )
-    apply = sequences.add_parser("apply", help="publish sequence definitions to the commands topic")
+    apply = sequences.add_parser(
+        "apply",
+        help="publish sequence definitions to the commands topic",
+        description=(
+            "Check FILE as `replay --sequences` does (a file that is not valid: a message"
+            " naming the sequence and field, exit 2, nothing published), then publish it as one"
+            " `sequence.applied` command; running workers take it without a restart."
+        ),
+    )
     add_kafka_flags(apply, env)
-    apply.add_argument("file", type=Path)
+    apply.add_argument("file", type=Path, help="a sequence file, YAML or JSON")
     apply.set_defaults(handler=run_apply)
 
 

@@ -38,6 +38,12 @@ def register(commands: SubParsers) -> None:
     create = topics.add_parser(
         "create",
         help="create every input and output topic of the prefix (existing ones are kept)",
+        description=(
+            "Create the prefix's input topics (co-partitioned: the same number of partitions"
+            " each), output topics and the relay's position topic (1 partition). Existing"
+            " topics are kept; the exit status is 1 when the input topics are not"
+            " co-partitioned."
+        ),
     )
     add_kafka_flags(create, env)
     create.add_argument(

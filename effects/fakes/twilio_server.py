@@ -50,6 +50,9 @@ INVALID_NUMBER = "+12025550162"
 THROTTLED_ONCE_NUMBER = "+12025550163"
 NOT_SMS_CAPABLE_NUMBER = "+12025550164"
 DOWN_NUMBER = "+12025550165"
+# The bundled demo's landline (ops/demo): `dripstream demo` and the README's live walkthrough
+# on this server show the same refused text.
+DEMO_LANDLINE_NUMBER = "+12125550188"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,9 @@ class FakeTwilioServer(LoopbackServer):
                     400, 21211, f"The 'To' number {INVALID_NUMBER} is not a valid phone number."
                 ),
                 NOT_SMS_CAPABLE_NUMBER: TwilioFailure(
+                    400, 21614, "'To' number is not a valid mobile number"
+                ),
+                DEMO_LANDLINE_NUMBER: TwilioFailure(
                     400, 21614, "'To' number is not a valid mobile number"
                 ),
                 DOWN_NUMBER: TwilioFailure(503, 20500, "Service unavailable"),

@@ -15,6 +15,7 @@ from effects.fakes.senders import FakeSenders
 from effects.fakes.twilio_server import (
     ACCOUNT_SID,
     AUTH_TOKEN,
+    DEMO_LANDLINE_NUMBER,
     DOWN_NUMBER,
     INVALID_NUMBER,
     NOT_SMS_CAPABLE_NUMBER,
@@ -273,6 +274,7 @@ async def test_an_unsubscribed_recipient_opts_the_contact_out_of_sms(world: Worl
     [
         (INVALID_NUMBER, "21211", "invalid 'To' phone number"),
         (NOT_SMS_CAPABLE_NUMBER, "21614", "'To' number is not SMS-capable"),
+        (DEMO_LANDLINE_NUMBER, "21614", "'To' number is not SMS-capable"),
     ],
 )
 async def test_an_invalid_number_fails_with_the_reason(
