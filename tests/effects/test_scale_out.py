@@ -50,6 +50,19 @@ async def start_processor(
     )
 
 
+async def publish_texts(bootstrap: str, topic: str, effect_ids: list[str]) -> None:
+    """An SMS command for each effect id, the n-th to contact c-n, on `topic`."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        for n, effect_id in enumerate(effect_ids):
+            command = sms(n, to=f"+1646{n:07d}", effect_id=effect_id)
+            await producer.send(topic, command.encode(), key=command.subject.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
 async def until_sent(twilio: FakeTwilioServer, count: int, limit: float = 120) -> None:
     async with asyncio.timeout(limit):
         while twilio.request_count < count:
@@ -93,17 +106,7 @@ async def test_processors_joining_and_dying_mid_run_send_each_effect_once(
     processes: list[asyncio.subprocess.Process] = []
     try:
         async with FakeTwilioServer(latency=0.02) as twilio:
-            producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
-            await producer.start()
-            try:
-                for n, effect_id in enumerate(effect_ids):
-                    command = sms(n, to=f"+1646{n:07d}", effect_id=effect_id)
-                    await producer.send(
-                        prefix + "effects", command.encode(), key=command.subject.encode()
-                    )
-                await producer.flush()
-            finally:
-                await producer.stop()
+            await publish_texts(kafka_bootstrap, prefix + "effects", effect_ids)
 
             processes.append(
                 await start_processor(kafka_bootstrap, prefix, group, clean_database, twilio)

@@ -20,13 +20,12 @@ import psycopg
 import pytest
 
 # aiokafka ships no type information.
-from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka.admin import NewTopic  # type: ignore[import-untyped]
 from psycopg import sql
 
 from effects.fakes.twilio_server import FakeTwilioServer
-from tests.effects.helpers import sms, start_effects
-from tests.effects.test_scale_out import read_outcomes, until_sent
+from tests.effects.helpers import start_effects
+from tests.effects.test_scale_out import publish_texts, read_outcomes, until_sent
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -64,17 +63,7 @@ async def test_a_busy_processor_waits_out_postgresql_dropping_its_connections(
     process: asyncio.subprocess.Process | None = None
     try:
         async with FakeTwilioServer(latency=0.05) as twilio:
-            producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
-            await producer.start()
-            try:
-                for n, effect_id in enumerate(effect_ids):
-                    command = sms(n, to=f"+1646{n:07d}", effect_id=effect_id)
-                    await producer.send(
-                        prefix + "effects", command.encode(), key=command.subject.encode()
-                    )
-                await producer.flush()
-            finally:
-                await producer.stop()
+            await publish_texts(kafka_bootstrap, prefix + "effects", effect_ids)
             process = await start_effects(
                 twilio.url,
                 f"{fresh_database_url}?application_name={APPLICATION}",

@@ -260,6 +260,27 @@ def test_an_idle_worker_that_consumed_everything_reports_no_lag(
     assert (rebuilt, rebuilding) == (1.0, 0.0)
 
 
+def _applied_and_produced(
+    bootstrap: str, prefix: str, database_url: str, sequences: Path, history: Path, outputs: int
+) -> list[dict[str, Any]]:
+    """What a worker decides once `sequences apply` and `produce` publish the two files: the
+    decisions, effects and contact changes, read until `outputs` of them and the definition's
+    `sequence.defined` are in."""
+    worker = start_worker(bootstrap, database_url, prefix)
+    try:
+        applied = cli(
+            "sequences", "apply", str(sequences), "--bootstrap", bootstrap, "--topic-prefix", prefix
+        )
+        assert applied.returncode == 0, applied.stderr
+        produced = cli("produce", str(history), "--bootstrap", bootstrap, "--topic-prefix", prefix)
+        assert produced.returncode == 0, produced.stderr
+        return read_topics(
+            bootstrap, prefix, ("decisions", "effects", "contacts"), expect=outputs + 1
+        )
+    finally:
+        stop(worker)
+
+
 BY_LINE_SEQUENCES = """\
 account: {timezone: America/New_York, lines: {line-1: "+12125550000", line-2: "+12125550001"}}
 sequences:
@@ -313,26 +334,9 @@ def test_a_request_by_line_reaches_the_contacts_of_every_partition(
     expected = _replay(tmp_path, sequences, history)
     assert len([e for e in expected if e["type"] == "sms.send"]) == 6
     # when it goes through produce and the worker
-    worker = start_worker(kafka_bootstrap, fresh_database_url, pipeline_prefix)
-    try:
-        applied = cli(
-            "sequences", "apply", str(sequences),
-            "--bootstrap", kafka_bootstrap, "--topic-prefix", pipeline_prefix,
-        )  # fmt: skip
-        assert applied.returncode == 0, applied.stderr
-        produced = cli(
-            "produce", str(history),
-            "--bootstrap", kafka_bootstrap, "--topic-prefix", pipeline_prefix,
-        )  # fmt: skip
-        assert produced.returncode == 0, produced.stderr
-        got = read_topics(
-            kafka_bootstrap,
-            pipeline_prefix,
-            ("decisions", "effects", "contacts"),
-            expect=len(expected) + 1,
-        )
-    finally:
-        stop(worker)
+    got = _applied_and_produced(
+        kafka_bootstrap, pipeline_prefix, fresh_database_url, sequences, history, len(expected)
+    )
     # then every contact on the line is enrolled and texted once, as in the replay
     assert comparable(got) == comparable(expected)
 
@@ -429,26 +433,9 @@ def test_a_request_by_tag_and_lead_emails_keep_their_place_among_later_inputs(
     responded = [e for e in expected if e["type"] == "enrollment.disenrolled"]
     assert len(responded) == count + 4
     # when it goes through produce and the worker
-    worker = start_worker(kafka_bootstrap, fresh_database_url, pipeline_prefix)
-    try:
-        applied = cli(
-            "sequences", "apply", str(sequences),
-            "--bootstrap", kafka_bootstrap, "--topic-prefix", pipeline_prefix,
-        )  # fmt: skip
-        assert applied.returncode == 0, applied.stderr
-        produced = cli(
-            "produce", str(history),
-            "--bootstrap", kafka_bootstrap, "--topic-prefix", pipeline_prefix,
-        )  # fmt: skip
-        assert produced.returncode == 0, produced.stderr
-        got = read_topics(
-            kafka_bootstrap,
-            pipeline_prefix,
-            ("decisions", "effects", "contacts"),
-            expect=len(expected) + 1,
-        )
-    finally:
-        stop(worker)
+    got = _applied_and_produced(
+        kafka_bootstrap, pipeline_prefix, fresh_database_url, sequences, history, len(expected)
+    )
     # then each contact (the leads' too) is enrolled, texted once and removed by its reply,
     # as in the replay
     assert comparable(got) == comparable(expected)
