@@ -6,8 +6,10 @@ writes `power_dialer.added` / `.removed`; the rest of that topic is skipped; con
 claimed in the ledger before its provider is called), publish the outcomes (idempotent
 producer, acks=all), then commit the batch's offsets. Batches overlap: the next one is
 fetched and started while the last ones finish, so the processor's send slots never wait
-for a batch's slowest sends, the producer's acknowledgements or the commit; outcomes are
-still published, and offsets committed, batch after batch in the order fetched. A crash
+for a batch's slowest sends, the producer's acknowledgements or the commit. A command's
+outcomes are published as soon as it is done (per contact in the order of the commands:
+a text waiting minutes for its line's pace holds back no one else's), and offsets are
+committed batch after batch in the order fetched. A crash
 anywhere redelivers the uncommitted batches; the ledger turns the redelivery into
 re-published outcomes with the same ids, never a second send. A rebalance waits for the
 batches in progress to be committed (the listener takes the same lock as starting one).
@@ -105,16 +107,11 @@ class _WaitForBatches(ConsumerRebalanceListener):  # type: ignore[misc, unused-i
         _log.info("partitions assigned: %s", sorted(str(tp) for tp in assigned))
 
 
-async def carry_out_records(
-    records: Iterable[Any],
-    processor: EffectProcessor,
-    publisher: KafkaPublisher,
-    commands_topic: str,
-    *,
-    on_finished: Callable[[], None] | None = None,
+async def commands_in(
+    records: Iterable[Any], publisher: KafkaPublisher, commands_topic: str
 ) -> tuple[list[CloudEvent], int]:
-    """Decode and carry out one batch: its outcomes (in record order, not yet published) and
-    how many records were dead-lettered. `on_finished` is called as each command is done.
+    """The effect commands among `records`, in record order, and how many records were
+    dead-lettered.
 
     Records of other types (the `contacts` topic carries power_dialer.* among contact
     facts) are not ours and are skipped; a bad record in `commands_topic`, or one there that
@@ -154,24 +151,7 @@ async def carry_out_records(
             rejected += 1
             continue
         commands.append(command)
-    if on_finished is None:
-        return await processor.handle_batch(commands), rejected
-
-    async def handle(command: CloudEvent) -> list[CloudEvent]:
-        try:
-            return await processor.handle(command)
-        finally:
-            on_finished()
-
-    # Every command to its end before anything is raised: none is left running unwatched.
-    results = await asyncio.gather(
-        *(handle(command) for command in commands), return_exceptions=True
-    )
-    failures = [result for result in results if isinstance(result, BaseException)]
-    if failures:
-        # A real failure before an abandoned retry: the batch must fail, not just wait.
-        raise min(failures, key=lambda error: isinstance(error, RetryAbandoned))
-    return [event for events in results if isinstance(events, list) for event in events], rejected
+    return commands, rejected
 
 
 async def process_records(
@@ -181,8 +161,8 @@ async def process_records(
     commands_topic: str,
 ) -> int:
     """Carry out one batch and publish its outcomes; returns how many were dead-lettered."""
-    outcomes, rejected = await carry_out_records(records, processor, publisher, commands_topic)
-    await publisher.publish_many(outcomes)
+    commands, rejected = await commands_in(records, publisher, commands_topic)
+    await publisher.publish_many(await processor.handle_batch(commands))
     return rejected
 
 
@@ -190,12 +170,15 @@ Commit = Callable[[Mapping[Any, int]], Awaitable[None]]
 
 
 class BatchPipeline:
-    """Batches carried out side by side, finished in order.
+    """Batches carried out side by side, committed in order.
 
-    Each batch's commands go to the processor as soon as the batch is started; its outcomes
-    are published once the batch before it is published and committed, then its offsets
-    are committed. So a redelivery after a crash starts at the oldest batch whose outcomes
-    were not all published, and per key the outcomes leave in the order of the commands.
+    Each batch's commands go to the processor as soon as the batch is started. A command's
+    outcomes are published once it is done and the commands before it with the same key
+    (contact) have published theirs: per key they leave in the order of the commands, and a
+    slow send (one waiting for its line's pace) holds back no other contact's outcomes. A
+    batch's offsets are committed once all its outcomes are out and the batch before it is
+    committed, so a redelivery after a crash starts at the oldest batch not committed (the
+    ledger makes its commands their outcomes again, with the same ids, never a resend).
     `room()` holds the next batch back while `ahead` commands are still unfinished: enough
     to keep every send slot busy with a batch waiting behind, and no more.
     """
@@ -217,6 +200,7 @@ class BatchPipeline:
         self._unfinished = 0
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._last_of_key: dict[str | None, asyncio.Task[None]] = {}  # publishing, per key
         self._failure: BaseException | None = None
         self._stopping = False
 
@@ -281,19 +265,22 @@ class BatchPipeline:
                 self._release(1)
 
         try:
-            outcomes, _ = await carry_out_records(
-                records,
-                self._processor,
-                self._publisher,
-                self._commands_topic,
-                on_finished=finished,
+            commands, _ = await commands_in(records, self._publisher, self._commands_topic)
+            # The records that were no commands of ours (skipped, dead-lettered) are done.
+            self._release(counted - len(commands))
+            counted = len(commands)
+            # Every command to its end before anything is raised: none is left running
+            # unwatched.
+            results = await asyncio.gather(
+                *(self._published(command, finished) for command in commands),
+                return_exceptions=True,
             )
-            # The records that were no commands of ours (skipped, dead-lettered) are done too.
-            self._release(counted)
-            counted = 0
+            failures = [result for result in results if isinstance(result, BaseException)]
+            if failures:
+                # A real failure before an abandoned retry: the batch must fail, not wait.
+                raise min(failures, key=lambda error: isinstance(error, RetryAbandoned))
             if previous is not None:
-                await previous  # its failure is this batch's: nothing published, no commit
-            await self._publisher.publish_many(outcomes)
+                await previous  # its failure is this batch's: no commit
             try:
                 await self._commit(offsets)
             except (CommitFailedError, IllegalStateError) as error:
@@ -304,6 +291,32 @@ class BatchPipeline:
         finally:
             self._release(counted)
             counted = 0
+
+    def _published(self, command: CloudEvent, finished: Callable[[], None]) -> asyncio.Task[None]:
+        """The command carried out and its outcomes published after those of the last
+        command started with the same key."""
+        key = command.subject
+        task = asyncio.create_task(self._carry_out(command, self._last_of_key.get(key), finished))
+        self._last_of_key[key] = task
+        task.add_done_callback(lambda done: self._forget_key(key, done))
+        return task
+
+    async def _carry_out(
+        self, command: CloudEvent, before: asyncio.Task[None] | None, finished: Callable[[], None]
+    ) -> None:
+        try:
+            outcomes = await self._processor.handle(command)
+        finally:
+            finished()
+        if before is not None:
+            # Its failure is this one's: nothing of the key is published out of order. Not
+            # cancelled with this one: it belongs to its own batch.
+            await asyncio.shield(before)
+        await self._publisher.publish_many(outcomes)
+
+    def _forget_key(self, key: str | None, task: asyncio.Task[None]) -> None:
+        if self._last_of_key.get(key) is task:
+            del self._last_of_key[key]
 
     def _release(self, count: int) -> None:
         if count:

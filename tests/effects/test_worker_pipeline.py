@@ -1,5 +1,6 @@
-"""The worker's batches overlap: the next is carried out while the last ones finish, and
-still each batch's outcomes are published, and its offsets committed, in the order fetched."""
+"""The worker's batches overlap: the next is carried out while the last ones finish. A
+command's outcomes leave as soon as it is done, after those of the commands before it for
+the same contact; each batch's offsets are still committed in the order fetched."""
 
 from __future__ import annotations
 
@@ -78,13 +79,16 @@ class Journal:
 class JournalProducer:
     journal: Journal
     fail: bool = False
+    effect_ids: list[str] = field(default_factory=list)  # of the outcomes, as they left
 
     async def send(
         self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None
     ) -> asyncio.Future[None]:
         if self.fail:
             raise ConnectionError("broker gone")
-        self.journal.add(("publish", orjson.loads(value)["subject"]))
+        event = orjson.loads(value)
+        self.effect_ids.append(event["data"]["effect_id"])
+        self.journal.add(("publish", event["subject"]))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
@@ -135,7 +139,7 @@ def given_a_pipeline(
     return BatchPipeline(pipeline_processor(sender), publisher, commit, TOPIC, ahead=ahead)
 
 
-async def test_the_next_batch_is_sent_while_the_last_one_finishes_and_both_leave_in_order() -> None:
+async def test_a_hanging_send_holds_back_only_its_own_outcome_and_the_commits_after_it() -> None:
     # given a first batch whose first send hangs, and a second batch behind it
     sender = GatedSms(held={number(1)})
     journal = Journal()
@@ -143,23 +147,53 @@ async def test_the_next_batch_is_sent_while_the_last_one_finishes_and_both_leave
     consumer = ScriptedConsumer([batch(1, 2), batch(3)])
     pipeline = given_a_pipeline(sender, journal, ahead=8)
     worker = asyncio.create_task(consume(consumer, pipeline, asyncio.Lock(), stop, 2))
-    # when the second batch's send has gone out while the first batch still waits
-    await sender.began(number(3)).wait()
-    # then nothing has left yet: the second batch waits for the first to be published
-    assert journal.entries == []
-    # and when the hanging send returns, outcomes and commits follow in batch order
+    # when the other sends are done while the first still waits
+    await journal.until(2)
+    # then their outcomes have left, and nothing is committed
+    assert sorted(journal.entries) == [("publish", "c-2"), ("publish", "c-3")]
+    # and when the hanging send returns, its outcome follows, then the commits in order
     sender.gate.set()
     await journal.until(5)
     stop.set()
     await worker
-    assert journal.entries == [
+    assert journal.entries[2:] == [
         ("publish", "c-1"),
-        ("publish", "c-2"),
         ("commit", {PARTITION: 3}),
-        ("publish", "c-3"),
         ("commit", {PARTITION: 4}),
     ]
     assert pipeline.unfinished == 0
+
+
+async def test_a_contacts_outcomes_leave_in_the_order_of_its_commands() -> None:
+    # given two texts to one contact, in two batches, the first one's send hanging
+    sender = GatedSms(held={number(1)})
+    journal = Journal()
+    producer = JournalProducer(journal)
+
+    async def commit(offsets: Mapping[Any, int]) -> None:
+        journal.add(("commit", dict(offsets)))
+
+    pipeline = BatchPipeline(
+        pipeline_processor(sender),
+        KafkaPublisher(producer, "dripstream."),
+        commit,
+        TOPIC,
+        ahead=8,
+    )
+    first = sms(1, to=number(1))
+    second = sms(1, to=number(2), effect_id="fx:welcome:c-1:1:s2:1")
+    pipeline.start({PARTITION: [Record(first.encode(), offset=0, key=b"c-1")]})
+    pipeline.start({PARTITION: [Record(second.encode(), offset=1, key=b"c-1")]})
+    # when the second is sent while the first still waits
+    await sender.began(number(2)).wait()
+    await asyncio.sleep(0.01)
+    # then its outcome waits for the first one's
+    assert producer.effect_ids == []
+    sender.gate.set()
+    await pipeline.drain()
+    assert producer.effect_ids == ["fx:welcome:c-1:1:s1:1", "fx:welcome:c-1:1:s2:1"]
+    commits = [entry for entry in journal.entries if entry[0] == "commit"]
+    assert commits == [("commit", {PARTITION: 1}), ("commit", {PARTITION: 2})]
 
 
 async def test_no_batch_starts_while_enough_commands_are_unfinished() -> None:
