@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -272,13 +273,20 @@ async def _errors(
             raise ApiError(405, refusal, None)
         _refuse_unknown_parameters(request)
         _refuse_a_body_not_json(request)
+        _refuse_a_nul_in_the_path(request)
         return await handler(request)
     except ApiError as refused:
-        return refused.response()
+        answer = refused.response()
+        if refused.status == 405:
+            answer.headers["Allow"] = "GET, HEAD"  # the read-only API's refusal of a command
+        return answer
     except web.HTTPException as http:
         if http.status < 400:
             raise
-        return _json({"error": http.reason, "field": None}, http.status)
+        answer = _json({"error": http.reason, "field": None}, http.status)
+        if "Allow" in http.headers:  # a 405 names the methods the route takes
+            answer.headers["Allow"] = http.headers["Allow"]
+        return answer
 
 
 @web.middleware
@@ -405,9 +413,15 @@ async def _delete_sequence(request: web.Request) -> web.Response:
     return _json({"command_id": event.id, "sequence_id": sequence_id}, 202)
 
 
+COPY_KEYS = ("new_id", "new_name")
+
+
 async def _copy_sequence(request: web.Request) -> web.Response:
     sequence_id = await _existing(request)
     body = await _body(request)
+    unknown = sorted(set(body) - set(COPY_KEYS))
+    if unknown:
+        raise ApiError(422, f"unknown key; takes {', '.join(COPY_KEYS)}", unknown[0])
     new_id = body.get("new_id")
     if not isinstance(new_id, str) or not new_id:
         raise ApiError(422, "is required: a non-empty string", "new_id")
@@ -500,7 +514,39 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise ApiError(400, f"not valid JSON: {error}", "body") from None
     if not isinstance(value, dict):
         raise ApiError(400, "must be a JSON object", "body")
+    where = _nul_in(value)
+    if where is not None:
+        # No id, name or text of the engine holds one (decoding an event refuses it too).
+        raise ApiError(422, "must not contain a NUL character", where or "body")
     return value
+
+
+def _nul_in(value: Any, where: str = "") -> str | None:
+    """Where in a JSON value a NUL character is (`steps[0].text`; "" for the value
+    itself), in a key or a string; None when there is none."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{where}.{key}" if where else str(key)
+            if "\x00" in key:
+                return inner
+            found = _nul_in(item, inner)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_in(item, f"{where}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _refuse_a_nul_in_the_path(request: web.Request) -> None:
+    """No sequence or contact has a NUL in its id (PostgreSQL could not even compare one)."""
+    for name, value in request.match_info.items():
+        if "\x00" in value:
+            raise ApiError(404, f"unknown {name.removesuffix('_id')} {value!r}", name)
 
 
 CONTENT_TYPE = "Content-Type"
@@ -641,25 +687,26 @@ def history_query(sequence_id: str, params: Mapping[str, str]) -> HistoryQuery:
 
 
 def _limit(params: Mapping[str, str]) -> int:
-    limit = _count(params, "limit")
-    if limit is None:
-        return DEFAULT_LIMIT
-    if limit > MAX_LIMIT:
-        raise ApiError(400, f"must be at most {MAX_LIMIT}: page with offset", "limit")
-    return limit
+    limit = _count(params, "limit", most=MAX_LIMIT, beyond=": page with offset")
+    return DEFAULT_LIMIT if limit is None else limit
 
 
-def _count(params: Mapping[str, str], name: str) -> int | None:
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+
+
+def _count(
+    params: Mapping[str, str], name: str, *, most: int = MAX_COUNT, beyond: str = ""
+) -> int | None:
     text = params.get(name)
     if text is None or text == "":
         return None
-    if not (text.isascii() and text.lstrip("-").isdigit()):
+    if not _WHOLE_NUMBER.fullmatch(text):
         raise ApiError(400, f"not a whole number: {text!r}", name)
     value = int(text)
     if value < 0:
         raise ApiError(400, "must not be negative", name)
-    if value > MAX_COUNT:
-        raise ApiError(400, f"must be at most {MAX_COUNT}", name)
+    if value > most:
+        raise ApiError(400, f"must be at most {most}{beyond}", name)
     return value
 
 

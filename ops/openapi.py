@@ -23,7 +23,8 @@ def _reply(description: str, schema: str) -> dict[str, Any]:
 
 def _errors_for(*codes: int) -> dict[str, Any]:
     what = {
-        400: "invalid JSON, or a bad or unknown query parameter (field names it)",
+        400: "invalid JSON, a bad or unknown query parameter, or an Idempotency-Key that is"
+        " not 1 to 200 characters (field names it)",
         401: "no token, or an unknown one, where the API has tokens set (field Authorization)",
         403: "a command with the read token, or with no admin token set at all",
         404: "unknown sequence or contact",
@@ -33,8 +34,11 @@ def _errors_for(*codes: int) -> dict[str, Any]:
         415: "the body's Content-Type is not JSON (send application/json, or no Content-Type)",
         422: "the command was refused (field names the key, e.g. steps[1].text, or"
         " Idempotency-Key when the key came with another request)",
+        503: "live mode: the read models' PostgreSQL cannot be reached, or holds no read"
+        " models yet (run `dripstream projections run`)",
     }
-    return {str(code): _reply(what[code], "Error") for code in codes}
+    # Every route but the document's reads the read models, commands too (to check ids).
+    return {str(code): _reply(what[code], "Error") for code in (*codes, 503)}
 
 
 def _nullable(kind: str, **more: Any) -> dict[str, Any]:
@@ -363,7 +367,10 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "This document",
                     "security": [],  # open whatever tokens are set
-                    "responses": {"200": {"description": "OpenAPI 3.0 document"}},
+                    "responses": {
+                        "200": {"description": "OpenAPI 3.0 document"},
+                        "400": _reply("a query parameter (it takes none)", "Error"),
+                    },
                 }
             },
             "/sequences": {

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from ops.http_api import PostgresReadModels, make_app
+from projections.postgres import PostgresProjection
 
 pytestmark = pytest.mark.postgres
 
@@ -35,3 +37,30 @@ async def test_the_api_without_its_database_answers_503() -> None:
         body = await answer.json()
     assert answer.status == 503
     assert body["error"].startswith("cannot connect to PostgreSQL")
+
+
+async def test_a_nul_in_an_id_is_an_unknown_id_or_a_refused_key_not_a_server_error(
+    fresh_database_url: str,
+) -> None:
+    # given read models in PostgreSQL, which cannot compare a text holding a NUL
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        PostgresProjection(conn, schema="api_nul")
+    sent: list[object] = []
+
+    async def publish(topic: str, event: object) -> None:
+        sent.append(event)
+
+    app = make_app(publish, PostgresReadModels(fresh_database_url, schema="api_nul"))
+    async with TestClient(TestServer(app)) as client:
+        # when an id in the path holds one, then it is an unknown one
+        for path in ("/sequences/a%00", "/sequences/a%00/history", "/contacts/a%00"):
+            answer = await client.get(path)
+            assert answer.status == 404, (path, await answer.text())
+            assert (await answer.json())["error"].startswith("unknown ")
+        answer = await client.post("/sequences/a%00/enrollments", json={"tag": "hot"})
+        assert answer.status == 404
+        # and a key in a body that holds one is refused by name
+        answer = await client.post("/sequences", json={"id": "a\u0000", "name": "x"})
+        assert answer.status == 422
+        assert (await answer.json())["field"] == "id"
+    assert sent == []

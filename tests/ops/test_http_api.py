@@ -394,6 +394,61 @@ async def test_unknown_sequence_and_contact_are_404(
     assert sink.sent == []
 
 
+@pytest.mark.parametrize("params", [{"limit": "--1"}, {"offset": "--3"}, {"limit": "1-"}])
+async def test_a_malformed_number_is_400_naming_it(
+    client: TestClient[web.Request, web.Application], params: dict[str, str]
+) -> None:
+    history = "/sequences/{sequence_id}/history"
+    body = await call(client, "get", "/sequences/welcome/history", history, 400, params=params)
+    assert body["field"] == next(iter(params))
+
+
+async def test_a_limit_past_the_page_cap_names_the_cap(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    history = "/sequences/{sequence_id}/history"
+    params = {"limit": "99999999999999999999"}
+    body = await call(client, "get", "/sequences/welcome/history", history, 400, params=params)
+    assert body["error"] == "must be at most 10000: page with offset"
+
+
+async def test_a_method_a_route_does_not_take_is_405_with_allow(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    answer = await client.patch("/sequences/welcome", json={})
+    assert answer.status == 405
+    assert {method.strip() for method in answer.headers["Allow"].split(",")} >= {
+        "GET",
+        "PUT",
+        "DELETE",
+    }
+
+
+async def test_a_copy_with_a_key_it_does_not_take_is_refused_by_name(
+    client: TestClient[web.Request, web.Application], sink: Sink
+) -> None:
+    body = await call(
+        client,
+        "post",
+        "/sequences/welcome/copy",
+        "/sequences/{sequence_id}/copy",
+        422,
+        json={"new_id": "welcome-2", "name": "Welcome again"},
+    )
+    assert body["field"] == "name"
+    assert sink.sent == []
+
+
+async def test_a_nul_deep_in_a_body_is_refused_where_it_is(
+    client: TestClient[web.Request, web.Application], definitions: dict[str, Any], sink: Sink
+) -> None:
+    sequence = _new_sequence(definitions, "nul-inside")
+    sequence["steps"][0]["text"] = "Hi\u0000"
+    body = await call(client, "post", "/sequences", "/sequences", 422, json=sequence)
+    assert body["field"] == "steps[0].text"
+    assert sink.sent == []
+
+
 # --- commands -------------------------------------------------------------------------------
 
 
@@ -716,6 +771,7 @@ async def test_over_a_file_the_api_only_reads(output_file: Path) -> None:
         invalid = await reader.post("/sequences", json={"id": "x"})
         listed = await reader.get("/sequences")
     assert answer.status == 405
+    assert answer.headers["Allow"] == "GET, HEAD"
     assert body["error"].startswith("read-only: this API serves the file")
     assert invalid.status == 405
     assert listed.status == 200
