@@ -351,8 +351,8 @@ class SearchTerms:
 
     text: str
     digits: str
-    # As typed (stripped): PostgreSQL folds it with its own lower(), as it folds the
-    # stored names, so the two agree whatever the database's LC_CTYPE folds.
+    # As typed (stripped): PostgreSQL folds it with lower(), as it folds the stored names
+    # (under ICU where it has it: pg_tables `folding`), so the two always agree.
     typed: str
 
     @classmethod

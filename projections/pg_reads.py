@@ -28,7 +28,7 @@ from projections.pg_rows import (
     enrollment_from_row,
     sequence_from_row,
 )
-from projections.pg_tables import Span, nonempty, span_condition, split_window
+from projections.pg_tables import Span, folding, nonempty, span_condition, split_window
 from projections.sequence_contacts import SequenceContactsPage, SequenceContactsQuery, contacts_page
 from projections.sequence_detail import SequenceDetail, sequence_detail
 from projections.sequences_list import SequenceRow, problems_of
@@ -69,14 +69,15 @@ _HISTORY_CONTEXT: LiteralString = """
 # The contacts a search matches (the same rules as `contact_matches`): by id among every
 # contact with history rows, by name, phone, e-mail or phone digits among the cards. Each
 # test is a LIKE the trigram indexes answer; `%(like)s` is the escaped text within `%`,
-# as typed: the server's lower() folds it as it folds the stored values (under a C ctype
-# ASCII letters only, so an exact-case search for a name with accents still finds it).
+# as typed: lower() folds it as it folds the stored values, with `{fold}` (pg_tables
+# `folding`: ICU where PostgreSQL has it, as the indexes were built).
 _MATCHING_CONTACTS: LiteralString = """
-    SELECT key FROM {s}.contact_keys WHERE lower(contact_id) LIKE lower(%(like)s)
+    SELECT key FROM {s}.contact_keys WHERE lower(contact_id{fold}) LIKE lower(%(like)s::text{fold})
     UNION
     SELECT k.key FROM {s}.contacts c JOIN {s}.contact_keys k ON k.contact_id = c.contact_id
-    WHERE lower(c.name) LIKE lower(%(like)s) OR lower(c.phone) LIKE lower(%(like)s)
-       OR lower(c.email) LIKE lower(%(like)s) {digits}
+    WHERE lower(c.name{fold}) LIKE lower(%(like)s::text{fold})
+       OR lower(c.phone{fold}) LIKE lower(%(like)s::text{fold})
+       OR lower(c.email{fold}) LIKE lower(%(like)s::text{fold}) {digits}
 """
 _MATCHING_DIGITS: LiteralString = "OR c.phone_digits LIKE %(digits)s"
 
@@ -312,7 +313,7 @@ class PostgresReadModels:
     def _matching_contacts(self, terms: SearchTerms) -> list[int]:
         digits = sql.SQL(_MATCHING_DIGITS if terms.digits else "")
         found = self._conn.execute(
-            self._sql(_MATCHING_CONTACTS, digits=digits),
+            self._sql(_MATCHING_CONTACTS, digits=digits, fold=folding(self._conn)),
             {"like": _like(terms.typed), "digits": _like(terms.digits)},
             prepare=False,
         ).fetchall()

@@ -227,31 +227,32 @@ INDEX_DDL: tuple[tuple[str, str, LiteralString], ...] = (
         ON {s}.history (sequence_key, contact_key, time, position) INCLUDE (type_key)""",
     ),
 )
-# Substring search (`lower(x) LIKE '%text%'`) over the contacts, with pg_trgm.
+# Substring search (`lower(x) LIKE '%text%'`) over the contacts, with pg_trgm. `{fold}` is
+# `folding(conn)`: the reads fold the same way (pg_reads `_MATCHING_CONTACTS`).
 TRIGRAM_DDL: tuple[tuple[str, str, LiteralString], ...] = (
     (
         "contact_keys",
-        "contact_keys_id_trgm",
-        """CREATE INDEX IF NOT EXISTS contact_keys_id_trgm
-        ON {s}.contact_keys USING gin (lower(contact_id) {ops})""",
+        "contact_keys_id_folded_trgm",
+        """CREATE INDEX IF NOT EXISTS contact_keys_id_folded_trgm
+        ON {s}.contact_keys USING gin (lower(contact_id{fold}) {ops})""",
     ),
     (
         "contacts",
-        "contacts_name_trgm",
-        """CREATE INDEX IF NOT EXISTS contacts_name_trgm
-        ON {s}.contacts USING gin (lower(name) {ops})""",
+        "contacts_name_folded_trgm",
+        """CREATE INDEX IF NOT EXISTS contacts_name_folded_trgm
+        ON {s}.contacts USING gin (lower(name{fold}) {ops})""",
     ),
     (
         "contacts",
-        "contacts_phone_trgm",
-        """CREATE INDEX IF NOT EXISTS contacts_phone_trgm
-        ON {s}.contacts USING gin (lower(phone) {ops})""",
+        "contacts_phone_folded_trgm",
+        """CREATE INDEX IF NOT EXISTS contacts_phone_folded_trgm
+        ON {s}.contacts USING gin (lower(phone{fold}) {ops})""",
     ),
     (
         "contacts",
-        "contacts_email_trgm",
-        """CREATE INDEX IF NOT EXISTS contacts_email_trgm
-        ON {s}.contacts USING gin (lower(email) {ops})""",
+        "contacts_email_folded_trgm",
+        """CREATE INDEX IF NOT EXISTS contacts_email_folded_trgm
+        ON {s}.contacts USING gin (lower(email{fold}) {ops})""",
     ),
     (
         "contacts",
@@ -260,6 +261,28 @@ TRIGRAM_DDL: tuple[tuple[str, str, LiteralString], ...] = (
         ON {s}.contacts USING gin (phone_digits {ops})""",
     ),
 )
+# The trigram indexes of lower() under the database's own LC_CTYPE, before `folding`: no
+# search uses them any more.
+SUPERSEDED_INDEXES = (
+    "contact_keys_id_trgm",
+    "contacts_name_trgm",
+    "contacts_phone_trgm",
+    "contacts_email_trgm",
+)
+FOLDING_COLLATION = "und-x-icu"
+
+
+def folding(conn: psycopg.Connection[Any]) -> sql.Composable:
+    """What a search's `lower()` folds with: ICU's root locale where PostgreSQL has ICU, as
+    Python's `str.lower()` folds for the read models of a file (`ZOË` finds Zoë); else the
+    database's LC_CTYPE, which under `C` (a common `initdb` default) folds ASCII alone."""
+    row = conn.execute(
+        "SELECT 1 FROM pg_collation WHERE collname = %s AND collprovider = 'i'",
+        (FOLDING_COLLATION,),
+    ).fetchone()
+    if row is None:
+        return sql.SQL("")
+    return sql.SQL(" COLLATE {}").format(sql.Identifier(FOLDING_COLLATION))
 
 
 class OlderLayoutError(RuntimeError):
@@ -299,10 +322,15 @@ def create_indexes(
             conn.execute(sql.SQL(statement).format(s=schema))
     if trigram is None:
         return
+    for name in SUPERSEDED_INDEXES:
+        conn.execute(
+            sql.SQL("DROP INDEX IF EXISTS {s}.{i}").format(s=schema, i=sql.Identifier(name))
+        )
     ops = sql.SQL("{}.gin_trgm_ops").format(sql.Identifier(trigram))
+    fold = folding(conn)
     for table, name, statement in TRIGRAM_DDL:
         if table in tables and name not in skip:
-            conn.execute(sql.SQL(statement).format(s=schema, ops=ops))
+            conn.execute(sql.SQL(statement).format(s=schema, ops=ops, fold=fold))
 
 
 def create_index(
@@ -317,7 +345,8 @@ def create_index(
         if known == name:
             if trigram is not None:
                 ops = sql.SQL("{}.gin_trgm_ops").format(sql.Identifier(trigram))
-                conn.execute(sql.SQL(statement).format(s=schema, ops=ops))
+                fold = folding(conn)
+                conn.execute(sql.SQL(statement).format(s=schema, ops=ops, fold=fold))
             return
     raise KeyError(name)
 

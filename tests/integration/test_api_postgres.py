@@ -44,7 +44,7 @@ async def test_a_nul_in_an_id_is_an_unknown_id_or_a_refused_key_not_a_server_err
 ) -> None:
     # given read models in PostgreSQL, which cannot compare a text holding a NUL
     with psycopg.connect(fresh_database_url, autocommit=True) as conn:
-        PostgresProjection(conn, schema="api_nul")
+        PostgresProjection(conn, schema="api_nul").ensure_schema()
     sent: list[object] = []
 
     async def publish(topic: str, event: object) -> None:

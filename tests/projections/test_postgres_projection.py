@@ -18,6 +18,7 @@ from psycopg import sql
 from ops.readmodel_cli import register
 from projections.history import EVENT_KINDS, TIMEFRAMES, HistoryQuery
 from projections.loading import ReadModels
+from projections.pg_tables import trigram_extension
 from projections.postgres import PostgresProjection
 from projections.stream import OutputEvent, Positioned
 from tests.projections.helpers import Stream, a_passed_step_removed
@@ -405,12 +406,15 @@ def test_rebuild_resume_applies_only_the_new_lines(
     assert {r["id"]: r["contacts"] for r in rows} == {"nurture": 3, "welcome": 1}
 
 
-@pytest.mark.parametrize("typed", ["Élodie Ångström", "ÉLODIE", "Ångström"])
+@pytest.mark.parametrize(
+    "typed", ["Élodie Ångström", "ÉLODIE", "Ångström", "élodie ångström", "ÅNGSTRÖM"]
+)
 def test_a_search_for_a_name_with_accents_finds_it_as_in_memory(
     projection: PostgresProjection, typed: str
 ) -> None:
-    # Both sides are folded by the same lower(): whatever the database's LC_CTYPE folds
-    # (a C ctype: ASCII letters only), the name as written is found.
+    # Both sides are folded by the same lower(), under ICU where PostgreSQL has it: the
+    # accented capitals fold too, as Python's do for the read models of a file, whatever the
+    # database's LC_CTYPE (a C ctype folds ASCII letters alone).
     given = Stream()
     given.defined("welcome")
     given.enrolled("welcome", "c-1", "2028-03-02T10:00:00Z", name="Élodie Ångström")
@@ -420,6 +424,31 @@ def test_a_search_for_a_name_with_accents_finds_it_as_in_memory(
     assert got is not None
     assert got.total == 1
     assert got == in_memory(given.events).history.query(query)
+
+
+def test_the_older_layouts_search_indexes_give_way_to_folded_ones(
+    conn: psycopg.Connection[Any], projection: PostgresProjection, pg_schema: str
+) -> None:
+    # given a schema with a search index of the older layout (over lower(name) as the
+    # database's LC_CTYPE folds it), which no search uses any more
+    trigram = trigram_extension(conn)
+    assert trigram is not None
+    conn.execute(
+        sql.SQL("CREATE INDEX contacts_name_trgm ON {}.contacts USING gin (lower(name) {})").format(
+            sql.Identifier(pg_schema), sql.SQL("{}.gin_trgm_ops").format(sql.Identifier(trigram))
+        )
+    )
+    # when a projector opens the schema again
+    PostgresProjection(conn, schema=pg_schema).ensure_schema()
+    # then the old index is gone and the folded one is there
+    names = {
+        row[0]
+        for row in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (pg_schema,)
+        ).fetchall()
+    }
+    assert "contacts_name_trgm" not in names
+    assert "contacts_name_folded_trgm" in names
 
 
 def a_redefined_and_a_recreated_sequence() -> Stream:
