@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -58,6 +59,14 @@ COMMANDS_TOPIC = "effects"
 MAX_RECORD_BATCH_BYTES = 512 * 1024
 
 
+@dataclass
+class Sent:
+    """Events handed to the producer: the acknowledgements to come, and their types."""
+
+    pending: list[Any] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+
+
 class KafkaPublisher:
     """`Publish` on an AIOKafkaProducer: key = the event's subject, value = its JSON."""
 
@@ -71,16 +80,24 @@ class KafkaPublisher:
 
     async def publish_many(self, events: Iterable[CloudEvent], topic: str | None = None) -> None:
         """Send all, then wait for every acknowledgement (order per key is kept)."""
-        pending = []
-        kinds: list[str] = []
+        await self.acknowledged(await self.send(events, topic))
+
+    async def send(self, events: Iterable[CloudEvent], topic: str | None = None) -> Sent:
+        """Hand every event to the producer, in order (which keeps their order per key);
+        what to wait for before counting them published."""
+        sent = Sent()
         for event in events:
             key = event.subject.encode() if event.subject else None
             name = self._prefix + (topic or topic_for(event))
-            pending.append(await self._producer.send(name, value=event.encode(), key=key))
-            kinds.append(event.type)
-        if pending:
-            await asyncio.gather(*pending)
-        for kind in kinds:  # counted once acknowledged
+            sent.pending.append(await self._producer.send(name, value=event.encode(), key=key))
+            sent.kinds.append(event.type)
+        return sent
+
+    async def acknowledged(self, sent: Sent) -> None:
+        """Wait until the broker has every event `send` handed over; raise its refusal."""
+        if sent.pending:
+            await asyncio.gather(*sent.pending)
+        for kind in sent.kinds:  # counted once acknowledged
             self.metrics.published.labels(type=kind).inc()
 
     async def dead_letter(self, rejected: RejectedRecord) -> None:
@@ -200,7 +217,7 @@ class BatchPipeline:
         self._unfinished = 0
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._last_of_key: dict[str | None, asyncio.Task[None]] = {}  # publishing, per key
+        self._last_of_key: dict[str | None, asyncio.Task[Sent]] = {}  # publishing, per key
         self._failure: BaseException | None = None
         self._stopping = False
 
@@ -279,6 +296,12 @@ class BatchPipeline:
             if failures:
                 # A real failure before an abandoned retry: the batch must fail, not wait.
                 raise min(failures, key=lambda error: isinstance(error, RetryAbandoned))
+            batch = Sent()
+            for sent in results:
+                if isinstance(sent, Sent):
+                    batch.pending += sent.pending
+                    batch.kinds += sent.kinds
+            await self._publisher.acknowledged(batch)
             if previous is not None:
                 await previous  # its failure is this batch's: no commit
             try:
@@ -292,9 +315,10 @@ class BatchPipeline:
             self._release(counted)
             counted = 0
 
-    def _published(self, command: CloudEvent, finished: Callable[[], None]) -> asyncio.Task[None]:
-        """The command carried out and its outcomes published after those of the last
-        command started with the same key."""
+    def _published(self, command: CloudEvent, finished: Callable[[], None]) -> asyncio.Task[Sent]:
+        """The command carried out and its outcomes handed to the producer after those of
+        the last command started with the same key (the producer keeps that order; the
+        batch waits for their acknowledgements before its commit)."""
         key = command.subject
         task = asyncio.create_task(self._carry_out(command, self._last_of_key.get(key), finished))
         self._last_of_key[key] = task
@@ -302,8 +326,8 @@ class BatchPipeline:
         return task
 
     async def _carry_out(
-        self, command: CloudEvent, before: asyncio.Task[None] | None, finished: Callable[[], None]
-    ) -> None:
+        self, command: CloudEvent, before: asyncio.Task[Sent] | None, finished: Callable[[], None]
+    ) -> Sent:
         try:
             outcomes = await self._processor.handle(command)
         finally:
@@ -312,9 +336,9 @@ class BatchPipeline:
             # Its failure is this one's: nothing of the key is published out of order. Not
             # cancelled with this one: it belongs to its own batch.
             await asyncio.shield(before)
-        await self._publisher.publish_many(outcomes)
+        return await self._publisher.send(outcomes)
 
-    def _forget_key(self, key: str | None, task: asyncio.Task[None]) -> None:
+    def _forget_key(self, key: str | None, task: asyncio.Task[Sent]) -> None:
         if self._last_of_key.get(key) is task:
             del self._last_of_key[key]
 
