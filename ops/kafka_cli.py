@@ -171,6 +171,7 @@ def run_produce(args: argparse.Namespace) -> int:
     numbers: list[int] = []  # the line number of each record
     bad = 0
     partitions: int | None = None  # of `commands`, asked for at the first request to fan out
+    asked = False
     for number, line in enumerate(lines, start=1):
         raw = without_bom(line, number)
         if not raw.strip():
@@ -185,8 +186,9 @@ def run_produce(args: argparse.Namespace) -> int:
             print(f"dripstream produce: {args.file}: line {number}: {rejected}", file=sys.stderr)
             bad += 1
             continue
-        if partitions is None and routing.fans_out(event):
+        if not asked and routing.fans_out(event):
             partitions = asyncio.run(_partition_count(args.bootstrap, args.topic_prefix))
+            asked = True
         placed = _placed(event, partitions or 0)
         if placed:
             records.extend(placed)

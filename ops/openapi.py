@@ -125,6 +125,8 @@ SCHEMAS: dict[str, Any] = {
             "new_id": {"type": "string", "minLength": 1},
             "new_name": {"type": "string", "minLength": 1},
         },
+        "additionalProperties": False,
+        "description": "Any other key is refused (422).",
     },
     "EnrollmentRequest": {
         "type": "object",
