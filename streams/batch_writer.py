@@ -4,7 +4,12 @@ on; then the batch's offsets to Kafka.
 What is decided while a write runs gathers into the next batch (a transaction costs round
 trips whatever its size, so under load the batches grow instead of queueing up). A batch
 the store refuses (another worker recorded one of its groups) makes the worker stale:
-nothing decided after it is written, and the worker rebuilds from the store.
+nothing decided after it is written, and the worker rebuilds from the store. A write cut
+off by a lost PostgreSQL is in doubt: the batch, with what was decided behind it, waits to
+be written again once PostgreSQL answers (`write_again`). Written again, it either goes in
+(the cut-off transaction was rolled back: the usual case) or is refused (it had committed,
+or another worker wrote meanwhile: its inputs' rows, its ticks' and its groups' trackings
+are there already), and the worker rebuilds as after any refusal.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 )
 from prometheus_client import Histogram
 
-from streams.outages import BROKER_LOST, DATABASE_LOST
+from streams.outages import BROKER_LOST, DATABASE_LOST, one_line
 from streams.store import AlreadyRecorded, BatchRecord
 
 log = logging.getLogger("dripstream.worker")
@@ -41,10 +46,11 @@ class Store(Protocol):
 
 class BatchWriter:
     """`stale` tells whether the worker's state is already known to be stale (nothing more
-    is written then); `refused` is called when the store refuses a batch, `lost` when
-    PostgreSQL went away during a write (either way the worker must rebuild). `commit` commits
-    offsets to Kafka; `gather_at_most` is how many stored rows may wait behind a write
-    before the engine waits for it."""
+    is written then); `refused` is called when the store refuses a batch (the worker must
+    rebuild), `lost` when PostgreSQL went away during a write (the write is in doubt until
+    `write_again`; a batch that cannot be written again safely is refused instead).
+    `commit` commits offsets to Kafka; `gather_at_most` is how many stored rows may wait
+    behind a write before the engine waits for it."""
 
     def __init__(
         self,
@@ -71,6 +77,9 @@ class BatchWriter:
         self.offsets: Offsets = {}  # recorded, to commit to Kafka
         self.committing: asyncio.Task[None] | None = None
         self.commit_now = asyncio.Event()  # set while `drain` waits for the commits
+        # A write was cut off by a lost PostgreSQL: `pending` starts with its batch, and
+        # nothing is written until `write_again`.
+        self.in_doubt = False
 
     async def submit(self, record: BatchRecord, commits: Offsets, *, wait: bool = False) -> None:
         """Hand a decided batch to the writer and go on deciding; the engine waits only when
@@ -80,7 +89,7 @@ class BatchWriter:
         if not self._stale() and (record or commits):
             self.pending.extend(record)
             self.pending_commits.update(commits)
-            if self.writer is None or self.writer.done():
+            if not self.in_doubt and (self.writer is None or self.writer.done()):
                 self.writer = asyncio.create_task(self._write_pending())
         while wait or len(self.pending.stored) >= self._gather_at_most:
             if self.writer is None or self.writer.done():
@@ -98,6 +107,15 @@ class BatchWriter:
         """What was decided but not yet being written: a rebuild decides it again from the
         stored positions."""
         self.pending, self.pending_commits = BatchRecord(), {}
+        self.in_doubt = False
+
+    def write_again(self) -> None:
+        """PostgreSQL answers again (on a new connection pool): write the batch in doubt,
+        and what was decided behind it, as one. `submit`, `drain` and `raise_if_failed`
+        then say how it went."""
+        if self.in_doubt and (self.writer is None or self.writer.done()):
+            self.in_doubt = False
+            self.writer = asyncio.create_task(self._write_pending())
 
     async def drain(self) -> None:
         """Wait until everything handed to the writer is recorded (or dropped), and its
@@ -129,11 +147,19 @@ class BatchWriter:
                 self.drop_pending()
                 return
             except DATABASE_LOST as error:
-                # Committed or not, the store says which once it is back: the worker
-                # rebuilds from it then, as after a refusal.
-                log.warning("PostgreSQL was lost during a write (%s); rebuilding from it", error)
+                if not self._keep_in_doubt(record, commits):
+                    log.warning(
+                        "PostgreSQL was lost during a write (%s); rebuilding from it",
+                        one_line(error),
+                    )
+                    self._refused()
+                    self.drop_pending()
+                    return
+                log.warning(
+                    "PostgreSQL was lost during a write (%s); written again once it answers",
+                    one_line(error),
+                )
                 self._lost()
-                self.drop_pending()
                 return
             self._write_seconds.observe(time.perf_counter() - started)
             if commits:
@@ -142,6 +168,21 @@ class BatchWriter:
                 self.offsets.update(commits)
                 if self.committing is None or self.committing.done():
                     self.committing = asyncio.create_task(self._commit_offsets())
+
+    def _keep_in_doubt(self, record: BatchRecord, commits: Offsets) -> bool:
+        """Put the batch whose write was cut off back ahead of what was decided since;
+        False when it cannot be written again safely: without rows of inputs or ticks, a
+        batch that did commit would not be refused the second time."""
+        if not record.stored:
+            return False
+        try:
+            record.extend(self.pending)
+        except ValueError:
+            return False  # two definition changes: one transaction holds one
+        self.pending = record
+        self.pending_commits = {**commits, **self.pending_commits}
+        self.in_doubt = True
+        return True
 
     async def _commit_offsets(self) -> None:
         """Commit what was recorded, then what was recorded meanwhile, at most once a

@@ -61,6 +61,12 @@ class WorkerMetrics:
             registry=r,
         )
         self.rebuilds = Counter("dripstream_rebuilds", "Engine rebuilds from the store", registry=r)
+        self.writes_again = Counter(
+            "dripstream_writes_again",
+            "Writes cut off by a lost PostgreSQL and written again once it answered, with no"
+            " rebuild",
+            registry=r,
+        )
         self.rebuilding = Gauge(
             "dripstream_rebuilding",
             "1 while the engine is rebuilt from the store: nothing is decided, and the other"

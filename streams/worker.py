@@ -148,6 +148,7 @@ class EngineWorker:
         self.stale = False  # the store refused a batch, or was lost: rebuild before going on
         self.outage_wait = FIRST_WAIT  # before the next try after losing PostgreSQL or Kafka
         self.store_lost = False  # PostgreSQL went away: a fresh pool before the rebuild
+        self.reads_lost = False  # a read of the store failed: a fresh pool, no rebuild
         self.rebuilding = False
         self.commands_read = False
         self.stopping = asyncio.Event()
@@ -215,7 +216,8 @@ class EngineWorker:
                     except OUTAGES as error:
                         await self._wait_out(error)
                         continue
-                    self.outage_wait = FIRST_WAIT
+                    if not (self.writes.in_doubt or self.reads_lost):
+                        self.outage_wait = FIRST_WAIT
                     self._check_relay()
                 await self._drain()
             finally:
@@ -264,12 +266,25 @@ class EngineWorker:
         self._check_relay(alive=False)  # the count only: do not hide why the worker stops
 
     async def _step(self) -> None:
+        if self.writes.in_doubt and not self.stale:
+            await self._write_again()
+            return
+        if self.reads_lost and not self.stale:
+            await self._reconnect_for_reads()
+            return
         if self.stale and not self.rebuilding:
             await self._rebuild()
         fetched = await self.consumer.getmany(timeout_ms=self.settings.idle_ms)
         if self.rebuilding or self.stale:
             # Fetched for an assignment whose engine is not rebuilt yet: the rebuild seeks
             # every partition back to its stored position, so these come again.
+            return
+        if self.writes.in_doubt:
+            # A write was cut off while the consumer waited: these wait in their buffers,
+            # decided once it is written again (no seek brings them back).
+            for tp, records in fetched.items():
+                if tp in self.assigned:
+                    self._buffer(tp, records)
             return
         started = time.perf_counter()
         generation = self.generation
@@ -388,8 +403,46 @@ class EngineWorker:
         self.stale = True
 
     def _lost(self) -> None:
-        self.stale = True
-        self.store_lost = True
+        self.store_lost = True  # the write waits in doubt: see _write_again
+
+    async def _reconnect_for_reads(self) -> None:
+        """A read of the store failed with nothing decided on it: wait, then a fresh
+        connection pool (the old one's retries back off for minutes), once no write runs."""
+        await sleep_unless_stopped(self.stopping, self.outage_wait)
+        self.outage_wait = next_wait(self.outage_wait)
+        await self.writes.submit(BatchRecord(), {}, wait=True)  # reconnect under no write
+        if self.writes.in_doubt or self.stale:
+            return  # the write met the outage too: it reconnects (or the worker rebuilds)
+        try:
+            await asyncio.to_thread(self.store.reconnect)
+        except DATABASE_LOST as error:
+            log.warning("PostgreSQL still away (%s)", one_line(error))
+            return
+        self.reads_lost = False
+        self.store_lost = False
+        self.definitions_checked = float("-inf")  # read them at once
+
+    async def _write_again(self) -> None:
+        """PostgreSQL went away during a write: nothing more is decided until that batch
+        (with what was decided behind it) is written again, on a fresh connection pool
+        once PostgreSQL answers. Refused, it had committed (or another worker wrote
+        meanwhile), and the worker rebuilds; cut off again, it waits longer."""
+        await sleep_unless_stopped(self.stopping, self.outage_wait)
+        if self.stopping.is_set():
+            return  # what waits is not recorded, nor its offsets committed: redelivered
+        self.outage_wait = next_wait(self.outage_wait)
+        try:
+            await asyncio.to_thread(self.store.reconnect)
+        except DATABASE_LOST as error:
+            log.warning("PostgreSQL still away (%s)", one_line(error))
+            return
+        self.store_lost = False
+        self.reads_lost = False
+        self.writes.write_again()
+        await self.writes.submit(BatchRecord(), {}, wait=True)
+        if not (self.writes.in_doubt or self.stale):
+            log.info("the write cut off by the outage is written again; no rebuild")
+            self.metrics.writes_again.inc()
 
     async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
         await self.consumer.commit(offsets)
@@ -544,7 +597,15 @@ class EngineWorker:
         if not at_once and now - self.definitions_checked < DEFINITIONS_EVERY:
             return
         self.definitions_checked = now
-        for change in self.store.definitions_after(self.definitions_version):
+        try:
+            changes = self.store.definitions_after(self.definitions_version)
+        except DATABASE_LOST as error:
+            # Nothing is decided yet: read again on a new pool once PostgreSQL answers
+            # (_reconnect_for_reads), no rebuild.
+            log.warning("could not read the definitions (%s); reading again", one_line(error))
+            self.reads_lost = True
+            return
+        for change in changes:
             outputs = self.engine.adopt(
                 change.document, change.deleted, change.applied_at, f"defs:{change.version}"
             )
@@ -596,7 +657,7 @@ class EngineWorker:
 
     async def _rebuild_engine(self, generation: int) -> bool:
         names = self._stream_names()
-        if self.store_lost:  # no write runs now: _rebuild drained them
+        if self.store_lost or self.reads_lost:  # no write runs now: _rebuild drained them
             await asyncio.to_thread(self.store.reconnect)
         # The positions before the inputs: a write by another worker in between then
         # leaves this one's trackings behind the store's, and its first write is refused
@@ -611,6 +672,7 @@ class EngineWorker:
         self.definitions_checked = float("-inf")
         self.stale = False
         self.store_lost = False
+        self.reads_lost = False
         self.commands_read = False
         self.buffers = {tp.partition: GroupBuffer(self.topics) for tp in self.assigned}
         self.positions = {

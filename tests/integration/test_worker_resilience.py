@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import psycopg
 import psycopg.conninfo
+import psycopg.sql
 import pytest
 
 from tests.integration.history import write_history
@@ -310,12 +311,64 @@ def test_postgresql_dropping_the_workers_connections_changes_nothing(
             time.sleep(rnd.uniform(1.0, 4.0))
             dropped += _drop_connections(database_url, fresh_database_url)
         got = _decisions(kafka_bootstrap, prefix, expected)
-        # then the worker is still up, having rebuilt from the store, and decided as replay
+        # then the worker is still up, and decided as replay
         assert worker.poll() is None, log.read_text()[-3000:]
     finally:
         stop(worker)
     assert dropped >= 3
     _exactly_replays(got, expected)
+    _rebuilt_only_when_refused(log)
+
+
+def test_postgresql_away_for_seconds_changes_nothing(
+    kafka_bootstrap: str,
+    pipeline_prefix: str,
+    fresh_database_url: str,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    # given a worker (and its relay) deciding 20,000 events
+    definitions, history = write_history(tmp_path, events=20_000, contacts=3_000)
+    expected = _replay(tmp_path, definitions, history)
+    log = tmp_path / "worker.log"
+    worker = start_worker(kafka_bootstrap, fresh_database_url, pipeline_prefix, log_to=log)
+    try:
+        _publish(kafka_bootstrap, pipeline_prefix, definitions, history)
+        # when its database drops every connection and refuses new ones for 8 seconds
+        # (what a restart does), while it decides
+        time.sleep(2.0)
+        dropped = _refuse_connections_for(database_url, fresh_database_url, 8.0)
+        got = _decisions(kafka_bootstrap, pipeline_prefix, expected)
+        # then the worker is still up, and decided as replay
+        assert worker.poll() is None, log.read_text()[-3000:]
+    finally:
+        stop(worker)
+    assert dropped
+    _exactly_replays(got, expected)
+    _rebuilt_only_when_refused(log)
+
+
+def _rebuilt_only_when_refused(log: Path) -> None:
+    """The worker rebuilt only when it took its partitions, or when a write cut off by the
+    outage turned out to have committed (written again, it was refused): a lost write or
+    read is done again on a new connection, the engine's state kept."""
+    text = log.read_text(errors="replace")
+    refused = text.count("a group was recorded elsewhere")
+    assert text.count("rebuilt the engine from the store") == 1 + refused, text[-3000:]
+
+
+def _refuse_connections_for(admin_url: str, url: str, seconds: float) -> int:
+    """Refuses new connections to `url`'s database for `seconds`, its client sessions
+    terminated first; how many there were."""
+    name = psycopg.sql.Identifier(psycopg.conninfo.conninfo_to_dict(url)["dbname"])
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
+        try:
+            dropped = _drop_connections(admin_url, url)
+            time.sleep(seconds)
+        finally:
+            admin.execute(psycopg.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(name))
+    return dropped
 
 
 def _drop_connections(admin_url: str, url: str) -> int:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import psycopg
 import pytest
 from aiokafka import TopicPartition  # type: ignore[import-untyped]
+from eventsourcing.persistence import StoredEvent
 from prometheus_client import CollectorRegistry, Histogram
 
 from streams.batch_writer import BatchWriter, Offsets
@@ -41,6 +43,7 @@ class Worker:
 
     def __init__(self, store: SlowStore) -> None:
         self.stale = False
+        self.lost = 0  # writes cut off by a lost PostgreSQL, in doubt
         self.commits: list[Offsets] = []
         seconds = Histogram("write_seconds", "", registry=CollectorRegistry())
         self.writes = BatchWriter(
@@ -49,12 +52,15 @@ class Worker:
             seconds,
             stale=lambda: self.stale,
             refused=self.refuse,
-            lost=self.refuse,
+            lost=self.note_lost,
             gather_at_most=1000,
         )
 
     def refuse(self) -> None:
         self.stale = True
+
+    def note_lost(self) -> None:
+        self.lost += 1
 
     async def commit(self, offsets: Offsets) -> None:
         self.commits.append(dict(offsets))
@@ -139,3 +145,81 @@ async def test_a_write_that_fails_otherwise_stops_the_worker() -> None:
     await worker.decide("a")
     with pytest.raises(OSError, match="connection lost"):
         await worker.writes.drain()
+
+
+class CutOffStore(SlowStore):
+    """A store whose connection is cut off during the first write (rolled back), then
+    answers; with `committed`, that first write had committed, so writing it again is
+    refused (its rows are there)."""
+
+    def __init__(self, committed: bool = False) -> None:
+        super().__init__()
+        self.release.set()
+        self.committed = committed
+
+    def write(self, batch: BatchRecord) -> None:
+        names = [row.event_id for row in batch.outbox]
+        self.batches.append(batch)
+        if len(self.batches) == 1:
+            self.log.append(f"cut off {names}")
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        if self.committed:
+            self.log.append(f"refused {names}")
+            raise AlreadyRecorded("duplicate key value violates unique constraint")
+        self.log.append(f"wrote {names}")
+
+
+def stored(name: str) -> BatchRecord:
+    row = StoredEvent(f"in:t.contacts:0:{name}", 1, "input:t.contacts:0", b"{}")
+    return BatchRecord(stored=[row], outbox=[OutboxRow(name, "decisions", None, b"{}")])
+
+
+async def until_written(worker: Worker) -> None:
+    writer = worker.writes.writer
+    while writer is not None and not writer.done():
+        await asyncio.sleep(0.01)
+
+
+async def test_a_write_cut_off_by_a_lost_database_is_written_again_with_what_followed() -> None:
+    store = CutOffStore()
+    worker = Worker(store)
+    tp = TopicPartition("t.contacts", 0)
+    # given a batch whose write PostgreSQL cut off
+    await worker.writes.submit(stored("a"), {tp: 1})
+    await until_written(worker)
+    assert worker.writes.in_doubt
+    assert worker.lost == 1
+    # when more is decided meanwhile, then nothing is written while it is in doubt
+    await worker.writes.submit(stored("b"), {tp: 2})
+    await until_written(worker)
+    assert store.log == ["cut off ['a']"]
+    # and once PostgreSQL answers, the cut-off batch and the later one go in as one, in order
+    worker.writes.write_again()
+    await worker.writes.drain()
+    assert store.log == ["cut off ['a']", "wrote ['a', 'b']"]
+    assert not worker.writes.in_doubt
+    assert not worker.stale
+    assert worker.commits == [{tp: 2}]
+
+
+async def test_a_cut_off_write_that_had_committed_is_refused_and_the_worker_rebuilds() -> None:
+    store = CutOffStore(committed=True)
+    worker = Worker(store)
+    await worker.writes.submit(stored("a"), {})
+    await until_written(worker)
+    worker.writes.write_again()
+    await worker.writes.drain()
+    assert store.log == ["cut off ['a']", "refused ['a']"]
+    assert worker.stale
+    assert not worker.writes.in_doubt
+
+
+async def test_a_cut_off_write_without_stored_rows_is_not_written_again() -> None:
+    # Nothing of it would make a second write of a batch that had committed fail.
+    store = CutOffStore()
+    worker = Worker(store)
+    await worker.decide("a")  # decisions only, no input or tick rows
+    await until_written(worker)
+    assert worker.stale
+    assert not worker.writes.in_doubt
+    assert store.log == ["cut off ['a']"]
