@@ -33,6 +33,7 @@ from projections.loading import ReadModels, load_file
 from projections.sequence_contacts import SequenceContactsQuery, contacts_of
 from projections.sequence_detail import detail_of
 from projections.state import UnknownSequenceError
+from schemas.checking import NUL_REASON, first_nul
 from schemas.definitions import DefinitionRejected, validate_definition_document
 from schemas.envelope import CloudEvent, TimeOutOfRange, parse_event_time
 from schemas.validation import EventRejected, decode_event
@@ -514,32 +515,11 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise ApiError(400, f"not valid JSON: {error}", "body") from None
     if not isinstance(value, dict):
         raise ApiError(400, "must be a JSON object", "body")
-    where = _nul_in(value)
+    where = first_nul(value)
     if where is not None:
         # No id, name or text of the engine holds one (decoding an event refuses it too).
-        raise ApiError(422, "must not contain a NUL character", where or "body")
+        raise ApiError(422, NUL_REASON, where or "body")
     return value
-
-
-def _nul_in(value: Any, where: str = "") -> str | None:
-    """Where in a JSON value a NUL character is (`steps[0].text`; "" for the value
-    itself), in a key or a string; None when there is none."""
-    if isinstance(value, str):
-        return where if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            inner = f"{where}.{key}" if where else str(key)
-            if "\x00" in key:
-                return inner
-            found = _nul_in(item, inner)
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _nul_in(item, f"{where}[{index}]")
-            if found is not None:
-                return found
-    return None
 
 
 def _refuse_a_nul_in_the_path(request: web.Request) -> None:

@@ -406,43 +406,43 @@ class EngineWorker:
         self.store_lost = True  # the write waits in doubt: see _write_again
 
     async def _reconnect_for_reads(self) -> None:
-        """A read of the store failed with nothing decided on it: wait, then a fresh
-        connection pool (the old one's retries back off for minutes), once no write runs."""
-        await sleep_unless_stopped(self.stopping, self.outage_wait)
-        self.outage_wait = next_wait(self.outage_wait)
+        """A read of the store failed with nothing decided on it: read again on a fresh
+        connection pool, once no write runs."""
         await self.writes.submit(BatchRecord(), {}, wait=True)  # reconnect under no write
         if self.writes.in_doubt or self.stale:
             return  # the write met the outage too: it reconnects (or the worker rebuilds)
-        try:
-            await asyncio.to_thread(self.store.reconnect)
-        except DATABASE_LOST as error:
-            log.warning("PostgreSQL still away (%s)", one_line(error))
-            return
-        self.reads_lost = False
-        self.store_lost = False
-        self.definitions_checked = float("-inf")  # read them at once
+        if await self._fresh_pool():
+            self.definitions_checked = float("-inf")  # read them at once
 
     async def _write_again(self) -> None:
         """PostgreSQL went away during a write: nothing more is decided until that batch
         (with what was decided behind it) is written again, on a fresh connection pool
         once PostgreSQL answers. Refused, it had committed (or another worker wrote
         meanwhile), and the worker rebuilds; cut off again, it waits longer."""
-        await sleep_unless_stopped(self.stopping, self.outage_wait)
-        if self.stopping.is_set():
-            return  # what waits is not recorded, nor its offsets committed: redelivered
-        self.outage_wait = next_wait(self.outage_wait)
-        try:
-            await asyncio.to_thread(self.store.reconnect)
-        except DATABASE_LOST as error:
-            log.warning("PostgreSQL still away (%s)", one_line(error))
-            return
-        self.store_lost = False
-        self.reads_lost = False
+        if not await self._fresh_pool():
+            return  # stopping: what waits is not recorded nor committed, so redelivered
         self.writes.write_again()
         await self.writes.submit(BatchRecord(), {}, wait=True)
         if not (self.writes.in_doubt or self.stale):
             log.info("the write cut off by the outage is written again; no rebuild")
             self.metrics.writes_again.inc()
+
+    async def _fresh_pool(self) -> bool:
+        """After the outage's next wait, a fresh connection pool for the store (the old
+        one's own retries back off for minutes); False when PostgreSQL is still away, or
+        the worker is stopping. Not while a write runs."""
+        await sleep_unless_stopped(self.stopping, self.outage_wait)
+        if self.stopping.is_set():
+            return False
+        self.outage_wait = next_wait(self.outage_wait)
+        try:
+            await asyncio.to_thread(self.store.reconnect)
+        except DATABASE_LOST as error:
+            log.warning("PostgreSQL still away (%s)", one_line(error))
+            return False
+        self.store_lost = False
+        self.reads_lost = False
+        return True
 
     async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
         await self.consumer.commit(offsets)

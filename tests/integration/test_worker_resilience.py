@@ -7,6 +7,7 @@ import random
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -288,44 +289,31 @@ def _both_assigned(log: Path, limit: float = 60) -> None:
         time.sleep(0.1)
 
 
-def test_postgresql_dropping_the_workers_connections_changes_nothing(
-    kafka_bootstrap: str,
-    pipeline_prefix: str,
-    fresh_database_url: str,
-    database_url: str,
-    tmp_path: Path,
-) -> None:
-    # given a worker (and its relay) deciding 20,000 events
-    definitions, history = write_history(tmp_path, events=20_000, contacts=3_000)
-    expected = _replay(tmp_path, definitions, history)
-    prefix = pipeline_prefix
+def _drop_three_times(admin_url: str, url: str) -> int:
+    """PostgreSQL drops every connection to the database three times, at random moments (what
+    a restart or a failover does to them); how many it dropped."""
     rnd = random.Random(11)
-    log = tmp_path / "worker.log"
-    worker = start_worker(kafka_bootstrap, fresh_database_url, prefix, log_to=log)
-    try:
-        _publish(kafka_bootstrap, prefix, definitions, history)
-        # when PostgreSQL drops every connection to its database three times (what a
-        # restart or a failover does to them)
-        dropped = 0
-        for _ in range(3):
-            time.sleep(rnd.uniform(1.0, 4.0))
-            dropped += _drop_connections(database_url, fresh_database_url)
-        got = _decisions(kafka_bootstrap, prefix, expected)
-        # then the worker is still up, and decided as replay
-        assert worker.poll() is None, log.read_text()[-3000:]
-    finally:
-        stop(worker)
-    assert dropped >= 3
-    _exactly_replays(got, expected)
-    _rebuilt_only_when_refused(log)
+    dropped = 0
+    for _ in range(3):
+        time.sleep(rnd.uniform(1.0, 4.0))
+        dropped += _drop_connections(admin_url, url)
+    return dropped
 
 
-def test_postgresql_away_for_seconds_changes_nothing(
+def _away_for_eight_seconds(admin_url: str, url: str) -> int:
+    """The database drops every connection and refuses new ones for 8 s (a restart)."""
+    time.sleep(2.0)
+    return _refuse_connections_for(admin_url, url, 8.0)
+
+
+@pytest.mark.parametrize("outage", [_drop_three_times, _away_for_eight_seconds])
+def test_postgresql_going_away_under_the_worker_changes_nothing(
     kafka_bootstrap: str,
     pipeline_prefix: str,
     fresh_database_url: str,
     database_url: str,
     tmp_path: Path,
+    outage: Callable[[str, str], int],
 ) -> None:
     # given a worker (and its relay) deciding 20,000 events
     definitions, history = write_history(tmp_path, events=20_000, contacts=3_000)
@@ -334,16 +322,14 @@ def test_postgresql_away_for_seconds_changes_nothing(
     worker = start_worker(kafka_bootstrap, fresh_database_url, pipeline_prefix, log_to=log)
     try:
         _publish(kafka_bootstrap, pipeline_prefix, definitions, history)
-        # when its database drops every connection and refuses new ones for 8 seconds
-        # (what a restart does), while it decides
-        time.sleep(2.0)
-        dropped = _refuse_connections_for(database_url, fresh_database_url, 8.0)
+        # when PostgreSQL goes away meanwhile
+        dropped = outage(database_url, fresh_database_url)
         got = _decisions(kafka_bootstrap, pipeline_prefix, expected)
         # then the worker is still up, and decided as replay
         assert worker.poll() is None, log.read_text()[-3000:]
     finally:
         stop(worker)
-    assert dropped
+    assert dropped  # the outage met the worker's connections
     _exactly_replays(got, expected)
     _rebuilt_only_when_refused(log)
 
