@@ -70,6 +70,27 @@ def test_records_read_again_change_nothing(
     assert snapshot(conn, pg_schema) == before
 
 
+def test_outcomes_published_again_at_new_offsets_change_nothing(
+    projection: PostgresProjection, conn: psycopg.Connection[Any], pg_schema: str
+) -> None:
+    # given the read models of a stream whose providers' answers are on `outcomes`
+    records = on_topics(rich_stream().events)
+    projection.apply_consumed(records)
+    before = snapshot(conn, pg_schema)
+    # when an effects processor, restarted, publishes those answers again (byte for byte,
+    # the same ids) further on in `outcomes`
+    answers = [r for r in records if r.event.type.startswith(("effect.", "dialer."))]
+    assert answers
+    again = [Consumed("p.outcomes", 0, 100 + n, r.event) for n, r in enumerate(answers)]
+    projection.apply_consumed(again)
+    # then no row changed: only the count of records taken moved (positions may have gaps)
+    after = snapshot(conn, pg_schema)
+    changed = {table for table in before if before[table] != after[table]}
+    assert changed <= {"projection_position"}
+    [(name, _, latest)] = before["projection_position"]
+    assert [(row[0], row[2]) for row in after["projection_position"]] == [(name, latest)]
+
+
 def test_the_offsets_reached_are_stored_with_the_rows(projection: PostgresProjection) -> None:
     records = on_topics(rich_stream().events)
     projection.apply_consumed(records)
