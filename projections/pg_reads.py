@@ -119,6 +119,7 @@ class PostgresReadModels:
         self.schema = schema
         self._schema = sql.Identifier(schema)
         self.name = name
+        self._fold: sql.Composable | None = None  # pg_tables `folding`, asked at the first search
 
     def _sql(self, text: LiteralString, **fragments: sql.Composable) -> sql.Composed:
         return sql.SQL(text).format(s=self._schema, **fragments)
@@ -310,10 +311,15 @@ class PostgresReadModels:
         )
         return self._fetch(self._sql(_PAGE, rows=rows, extra=sql.SQL("")), [*params, limit, offset])
 
+    def _folding(self) -> sql.Composable:
+        if self._fold is None:
+            self._fold = folding(self._conn)
+        return self._fold
+
     def _matching_contacts(self, terms: SearchTerms) -> list[int]:
         digits = sql.SQL(_MATCHING_DIGITS if terms.digits else "")
         found = self._conn.execute(
-            self._sql(_MATCHING_CONTACTS, digits=digits, fold=folding(self._conn)),
+            self._sql(_MATCHING_CONTACTS, digits=digits, fold=self._folding()),
             {"like": _like(terms.typed), "digits": _like(terms.digits)},
             prepare=False,
         ).fetchall()
