@@ -474,9 +474,12 @@ class EngineStore:
         """The stored inputs of these partitions (`topic:partition`) and the ticks that
         touched them, in the order they were decided."""
         wanted = {f"{INPUT_TOPIC}:{p}" for p in partitions}
+        # Filtered by PostgreSQL: a worker with some of the partitions is sent only their
+        # inputs (and the ticks, whose partitions are told apart below).
+        topics = sorted(wanted | {TICK_TOPIC})
         start = 1
         while True:
-            batch = self.recorder.select_notifications(start=start, limit=2000)
+            batch = self.recorder.select_notifications(start=start, limit=2000, topics=topics)
             if not batch:
                 return
             for note in batch:
