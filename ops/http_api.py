@@ -420,9 +420,7 @@ COPY_KEYS = ("new_id", "new_name")
 async def _copy_sequence(request: web.Request) -> web.Response:
     sequence_id = await _existing(request)
     body = await _body(request)
-    unknown = sorted(set(body) - set(COPY_KEYS))
-    if unknown:
-        raise ApiError(422, f"unknown key; takes {', '.join(COPY_KEYS)}", unknown[0])
+    _refuse_unknown_keys(body, COPY_KEYS)
     new_id = body.get("new_id")
     if not isinstance(new_id, str) or not new_id:
         raise ApiError(422, "is required: a non-empty string", "new_id")
@@ -453,11 +451,7 @@ async def _targeted(request: web.Request, kind: str) -> web.Response:
     body = await _body(request)
     if body.get("sequence_id", sequence_id) != sequence_id:
         raise ApiError(422, f"must equal the path's sequence id {sequence_id!r}", "sequence_id")
-    unknown = sorted(set(body) - {*ENROLL_KEYS, "sequence_id"})
-    if unknown:
-        # A misspelt key (`tags`) would otherwise be passed over and the rest carried out.
-        takes = ", ".join((*ENROLL_KEYS, "sequence_id"))
-        raise ApiError(422, f"unknown key; takes {takes}", unknown[0])
+    _refuse_unknown_keys(body, (*ENROLL_KEYS, "sequence_id"))
     if not any(key in body for key in ENROLL_KEYS):
         raise ApiError(422, "needs one of contact_ids, tag, line_id, contact_group", "body")
     data = {key: body[key] for key in ENROLL_KEYS if key in body}
@@ -520,6 +514,13 @@ async def _body(request: web.Request) -> dict[str, Any]:
         # No id, name or text of the engine holds one (decoding an event refuses it too).
         raise ApiError(422, NUL_REASON, where or "body")
     return value
+
+
+def _refuse_unknown_keys(body: Mapping[str, Any], takes: tuple[str, ...]) -> None:
+    """A misspelt key (`tags`) would otherwise be passed over and the rest carried out."""
+    unknown = sorted(set(body) - set(takes))
+    if unknown:
+        raise ApiError(422, f"unknown key; takes {', '.join(takes)}", unknown[0])
 
 
 def _refuse_a_nul_in_the_path(request: web.Request) -> None:
