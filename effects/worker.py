@@ -49,7 +49,7 @@ from effects.processor import EffectProcessor, RetryAbandoned
 from effects.settings import EffectsSettings
 from effects.wiring import Runtime, open_runtime, utc_now
 from schemas.dead_letters import RejectedRecord
-from schemas.envelope import CloudEvent
+from schemas.envelope import LETTER_HEADERS, STRUCTURED_HEADERS, CloudEvent
 from schemas.registry import DLQ_TOPIC
 from streams.outages import run_through_outages
 
@@ -89,7 +89,11 @@ class KafkaPublisher:
         for event in events:
             key = event.subject.encode() if event.subject else None
             name = self._prefix + (topic or topic_for(event))
-            sent.pending.append(await self._producer.send(name, value=event.encode(), key=key))
+            sent.pending.append(
+                await self._producer.send(
+                    name, value=event.encode(), key=key, headers=STRUCTURED_HEADERS
+                )
+            )
             sent.kinds.append(event.type)
         return sent
 
@@ -103,7 +107,9 @@ class KafkaPublisher:
     async def dead_letter(self, rejected: RejectedRecord) -> None:
         """Keyed as the record was read, in the engine worker's shape."""
         name = self._prefix + DLQ_TOPIC
-        future = await self._producer.send(name, value=rejected.letter(), key=rejected.record_key)
+        future = await self._producer.send(
+            name, value=rejected.letter(), key=rejected.record_key, headers=LETTER_HEADERS
+        )
         await future
         self.metrics.dead_letters.inc()
 

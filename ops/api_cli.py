@@ -25,7 +25,7 @@ from ops.http_api import (
 )
 from ops.settings import Settings, add_kafka_flags
 from schemas.definitions import DefinitionRejected, account_with_defaults, load_definition_file
-from schemas.envelope import CloudEvent
+from schemas.envelope import STRUCTURED_HEADERS, CloudEvent
 
 PROG = "dripstream api"
 
@@ -145,7 +145,9 @@ async def _application(
     async def publish(topic: str, event: CloudEvent) -> None:
         producer = producer_box["producer"]
         key = event.subject.encode() if event.subject else None
-        await producer.send_and_wait(args.topic_prefix + topic, event.encode(), key=key)
+        await producer.send_and_wait(
+            args.topic_prefix + topic, event.encode(), key=key, headers=STRUCTURED_HEADERS
+        )
 
     app = make_app(publish, read_models, default_account=account, tokens=tokens)
 

@@ -16,7 +16,7 @@ from ops.cli_groups import SubParsers, get_or_create_group
 from ops.definition_files import load_or_explain
 from ops.service_errors import quiet_kafka_client
 from ops.settings import Settings, add_kafka_flags
-from schemas.envelope import CloudEvent, format_time, parse_time
+from schemas.envelope import STRUCTURED_HEADERS, CloudEvent, format_time, parse_time
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS
 from schemas.validation import EventRejected, decode_event, without_bom
 from streams import routing
@@ -141,6 +141,10 @@ def run_worker(args: argparse.Namespace) -> int:
         return 2
     from streams.outages import log_as_service  # noqa: PLC0415 - heavy imports
 
+    problem = deployment_problem(args.bootstrap, args.topic_prefix, args.database_url, args.schema)
+    if problem is not None:
+        print(f"dripstream worker: {problem}", file=sys.stderr)
+        return 2
     log_as_service()
     return run_workers(
         WorkerSettings(
@@ -156,6 +160,23 @@ def run_worker(args: argparse.Namespace) -> int:
         ),
         max(1, args.processes),
     )
+
+
+def deployment_problem(bootstrap: str, prefix: str, database_url: str, schema: str) -> str | None:
+    """Checked once, before any worker process starts, so the mistakes a deployment makes
+    once are said plainly: input topics that are not co-partitioned, and engine tables
+    another deployment's topic prefix has. None when neither (the tables are made)."""
+    from ops.topics_cli import input_partition_counts, not_copartitioned  # noqa: PLC0415
+    from streams.store import AnotherDeploymentsStoreError, EngineStore  # noqa: PLC0415
+
+    problem = not_copartitioned(asyncio.run(input_partition_counts(bootstrap, prefix)))
+    if problem is not None:
+        return problem
+    try:
+        EngineStore(database_url, schema, prefix=prefix).close()
+    except AnotherDeploymentsStoreError as error:
+        return str(error)
+    return None
 
 
 def run_produce(args: argparse.Namespace) -> int:
@@ -312,7 +333,14 @@ async def publish(
         refused: list[tuple[int, str]] = []
         for n, (topic, key, value) in enumerate(records, start=1):
             try:
-                sent.append((n - 1, await producer.send(prefix + topic, value, key=key)))
+                sent.append(
+                    (
+                        n - 1,
+                        await producer.send(
+                            prefix + topic, value, key=key, headers=STRUCTURED_HEADERS
+                        ),
+                    )
+                )
             except KafkaError as error:
                 refused.append((n - 1, _kafka_reason(error)))
                 continue
@@ -354,7 +382,11 @@ async def _watermark(producer: Any, prefix: str, moment: datetime, serial: int) 
                 subject=None,
                 data={"producer": "dripstream produce"},
             ).encode()
-            futures.append(await producer.send(prefix + topic, mark, partition=partition))
+            futures.append(
+                await producer.send(
+                    prefix + topic, mark, partition=partition, headers=STRUCTURED_HEADERS
+                )
+            )
     return futures
 
 

@@ -83,6 +83,17 @@ def run(args: argparse.Namespace) -> int:
         elif projection.position() and not projection.offsets():
             _refuse_file_models(args.schema)
             return 2
+        others = sorted({topic for topic, _ in projection.offsets()} - set(settings.topics))
+        if others:
+            # Another deployment's read models (another topic prefix): mixing the two would
+            # count each one's enrollments in the other's pages.
+            print(
+                f"{PROG}: the read models in schema {args.schema!r} follow other topics"
+                f" ({', '.join(others)}), not {settings.topic_prefix!r}'s: give each"
+                " deployment its own --schema, or --reset to rebuild them from these topics",
+                file=sys.stderr,
+            )
+            return 2
         try:
             return asyncio.run(_run(settings, projection, url))
         except ReadModelsFromFileError:

@@ -112,16 +112,24 @@ def run_create(args: argparse.Namespace) -> int:
     except TopicsError as error:
         print(f"dripstream topics create: {error}", file=sys.stderr)
         return 1
+    kept = []
     for name in plan:
         state = "created" if name in created else "exists"
         print(f"{name}\t{counts.get(name, '?')} partition(s)\t{state}")
-    inputs = {counts.get(args.topic_prefix + name) for name in INPUT_TOPICS}
-    if len(inputs) != 1:
+        if name not in created and counts.get(name, plan[name]) != plan[name]:
+            kept.append(name)
+    if kept:
         print(
-            "dripstream topics create: the input topics are not co-partitioned (their"
-            " partition counts differ); the worker needs one count for all of them",
+            f"dripstream topics create: {len(kept)} existing topic(s) kept as they are, not"
+            f" with {args.partitions} partitions ({', '.join(kept)}): topics are never"
+            " changed here",
             file=sys.stderr,
         )
+    problem = not_copartitioned(
+        {name: counts.get(name, 0) for name in (args.topic_prefix + n for n in INPUT_TOPICS)}
+    )
+    if problem is not None:
+        print(f"dripstream topics create: {problem}", file=sys.stderr)
         return 1
     return 0
 
@@ -160,6 +168,37 @@ async def _create(
         return created, counts
     finally:
         await admin.close()
+
+
+async def input_partition_counts(bootstrap: str, prefix: str) -> dict[str, int]:
+    """The partition count of each of the prefix's input topics that exists."""
+    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
+
+    names = {prefix + name for name in INPUT_TOPICS}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="dripstream-topics")
+    await admin.start()
+    try:
+        present = sorted(names & set(await admin.list_topics()))
+        if not present:
+            return {}
+        return {
+            str(topic["topic"]): len(topic["partitions"])
+            for topic in await admin.describe_topics(present)
+        }
+    finally:
+        await admin.close()
+
+
+def not_copartitioned(counts: dict[str, int]) -> str | None:
+    """What to say when the input topics' partition counts differ, else None."""
+    if len(set(counts.values())) <= 1:
+        return None
+    listed = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+    return (
+        f"the input topics are not co-partitioned ({listed} partitions): a contact's"
+        " events would reach different partition groups, decided apart; give every input"
+        " topic the same count"
+    )
 
 
 # ---- dump --------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -16,6 +16,12 @@ ENGINE_SOURCE = "dripstream"
 # ENGINE_SOURCE: the engine passes over its own changes when they come back, and these
 # must be decided.
 EFFECTS_SOURCE = "dripstream/effects"
+# On Kafka, the CloudEvents binding tells structured mode from binary mode by this header;
+# without it, a binding-following consumer would take the JSON value for a bare `data`.
+# Lists, never changed: aiokafka's record builder takes no tuple.
+STRUCTURED_HEADERS: Final = [("content-type", b"application/cloudevents+json")]
+# A dead letter is plain JSON, not a CloudEvent.
+LETTER_HEADERS: Final = [("content-type", b"application/json")]
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,8 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
+from schemas.envelope import LETTER_HEADERS, STRUCTURED_HEADERS
+from schemas.registry import DLQ_TOPIC
 from streams.outages import log_as_service, run_through_outages, sleep_unless_stopped
 from streams.store import OUTBOX_CHANNEL, OutboxRow, outbox_select
 
@@ -218,12 +220,13 @@ class Relay:
             batch = open_batches.get(where)
             if batch is None:
                 batch = open_batches[where] = producer.create_batch()
-            if batch.append(key=key, value=row.value, timestamp=None) is None:
+            headers = LETTER_HEADERS if row.topic == DLQ_TOPIC else STRUCTURED_HEADERS
+            if batch.append(key=key, value=row.value, timestamp=None, headers=headers) is None:
                 # Full: send it and start the next one for this partition.
                 batch.close()
                 delivered.append(await producer.send_batch(batch, where[0], partition=where[1]))
                 batch = open_batches[where] = producer.create_batch()
-                if batch.append(key=key, value=row.value, timestamp=None) is None:
+                if batch.append(key=key, value=row.value, timestamp=None, headers=headers) is None:
                     raise ValueError(f"outbox row {row.event_id} is larger than a record batch")
         for (topic, partition), batch in open_batches.items():
             batch.close()

@@ -55,6 +55,11 @@ OUTBOX_DDL = (
     " partition int NOT NULL,"
     " position bigint NOT NULL,"
     " PRIMARY KEY (topic, partition))",
+    # The topic prefix these tables serve: one row. Two deployments (prefixes) on one
+    # broker must not share them, or each relay would publish the other's decisions.
+    "CREATE TABLE IF NOT EXISTS {schema}.dripstream_deployment ("
+    " one boolean PRIMARY KEY DEFAULT true CHECK (one),"
+    " topic_prefix text NOT NULL)",
 )
 
 # Whoever commits outbox rows wakes the relay on this channel (payload: the schema).
@@ -68,6 +73,10 @@ AlreadyRecorded = IntegrityError
 Definition = tuple[dict[str, Any], list[str], datetime, str]
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 SETUP_LOCK = 0x64726971  # advisory lock serialising the creation of the tables
+
+
+class AnotherDeploymentsStoreError(Exception):
+    """The schema's tables already serve another topic prefix."""
 
 
 class OutboxRow(NamedTuple):
@@ -369,7 +378,9 @@ def _copy_outbox(curs: Cursor[DictRow], schema: str, rows: Sequence[OutboxRow]) 
 class EngineStore:
     """What the worker and the relay need from PostgreSQL."""
 
-    def __init__(self, database_url: str, schema: str = "public") -> None:
+    def __init__(
+        self, database_url: str, schema: str = "public", *, prefix: str = "dripstream."
+    ) -> None:
         if not _IDENTIFIER.fullmatch(schema):
             raise ValueError(f"schema {schema!r} must be a plain SQL identifier")
         self._params = _conninfo(database_url)
@@ -388,6 +399,7 @@ class EngineStore:
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
                 conn.commit()
                 self.recorder.create_table()
+                _claim(conn, schema, prefix)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
                 conn.commit()
@@ -535,6 +547,23 @@ class EngineStore:
                 (int(r["id"]), OutboxRow(r["event_id"], r["topic"], r["key"], bytes(r["value"])))
                 for r in curs.fetchall()
             ]
+
+
+def _claim(conn: Connection[DictRow], schema: str, prefix: str) -> None:
+    """Take the schema's tables for `prefix`, or refuse when another prefix has them."""
+    conn.execute(
+        f"INSERT INTO {schema}.dripstream_deployment (topic_prefix) VALUES (%s)"
+        " ON CONFLICT (one) DO NOTHING",
+        (prefix,),
+    )
+    conn.commit()
+    row = conn.execute(f"SELECT topic_prefix FROM {schema}.dripstream_deployment").fetchone()
+    served = row["topic_prefix"] if row else prefix
+    if served != prefix:
+        raise AnotherDeploymentsStoreError(
+            f"the engine's tables in PostgreSQL schema {schema!r} serve the topic prefix"
+            f" {served!r}, not {prefix!r}: give each deployment its own schema (--schema)"
+        )
 
 
 def outbox_select(schema: str) -> str:

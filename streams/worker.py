@@ -114,8 +114,11 @@ TOMBSTONE = "has no value (a tombstone): an input record holds one CloudEvent as
 
 
 def _binary_mode(headers: Any) -> bool:
-    """Whether a record's headers carry a CloudEvent's attributes (Kafka binary mode)."""
-    return any(name == "ce_specversion" for name, _ in headers or ())
+    """Whether a record is in Kafka binary mode, its value the bare `data`: by the binding,
+    a record with CloudEvent attributes in `ce_*` headers and no structured content type."""
+    found = dict(headers or ())
+    structured = bytes(found.get("content-type", b"")).startswith(b"application/cloudevents")
+    return "ce_specversion" in found and not structured
 
 
 # Looked up for every decision: a plain dict, not the registry's read-only mapping.
@@ -133,7 +136,9 @@ class EngineWorker:
         self.settings = settings
         self.clock = clock
         self.event_clock = settings.clock == "event"
-        self.store = EngineStore(settings.database_url, settings.schema)
+        self.store = EngineStore(
+            settings.database_url, settings.schema, prefix=settings.topic_prefix
+        )
         self.metrics = WorkerMetrics()
         self.partition_count = 0
         self.engine = Engine(partition_of=self.partition_of, live=not self.event_clock)
@@ -345,15 +350,19 @@ class EngineWorker:
             # input is stored without it (a rebuild parses what is stored), a dead letter
             # keeps the record's bytes as they came.
             body = without_bom(raw, 1)
-            try:
-                event: CloudEvent | None = decode_event(body, as_input=True)
-                rejection = None
-            except EventRejected as rejected:
-                event, rejection = None, (rejected.field, rejected.reason)
-                if _binary_mode(record.headers):
-                    rejection = ("event", BINARY_MODE)
-                elif record.value is None:
-                    rejection = ("event", TOMBSTONE)
+            event: CloudEvent | None = None
+            rejection: tuple[str, str] | None = None
+            if record.headers and _binary_mode(record.headers):
+                # Even when its value happens to parse as an event: the binding says the
+                # value is the data, and the attributes in the headers would be ignored.
+                rejection = ("event", BINARY_MODE)
+            else:
+                try:
+                    event = decode_event(body, as_input=True)
+                except EventRejected as rejected:
+                    rejection = (rejected.field, rejected.reason)
+                    if record.value is None:
+                        rejection = ("event", TOMBSTONE)
             misplaced = (
                 placement_refusal(event.type, event.subject, self.topic_names[tp.topic], record.key)
                 if event is not None

@@ -81,9 +81,12 @@ async def test_a_batch_becomes_outcomes_keyed_by_contact_and_bad_records_dead_le
     [dead, first, second] = sorted(producer.sent, key=lambda sent: sent[0])
     assert (dead[0], dead[1]) == ("dripstream.dlq", b"c-2")
     assert orjson.loads(dead[2])["value"] == "{not json"
+    assert dead[3] == [("content-type", b"application/json")]  # a letter is no CloudEvent
     assert (first[0], first[1]) == ("dripstream.outcomes", b"c-1")
     assert orjson.loads(first[2])["type"] == "effect.sent"
     assert (second[0], second[1]) == ("dripstream.outcomes", b"c-3")
+    # structured mode, said so for consumers that follow the CloudEvents Kafka binding
+    assert first[3] == second[3] == [("content-type", b"application/cloudevents+json")]
 
 
 async def test_power_dialer_commands_are_taken_from_contacts_and_the_rest_skipped() -> None:

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from effects import outcomes
 from projections.history import HistoryQuery
 from projections.postgres import PostgresProjection
+from projections.stream import Consumed
 from schemas.envelope import parse_time
 from schemas.registry import EVENT_TYPES
 from streams.projector import ProjectorSettings, run_projector
@@ -221,6 +222,23 @@ def test_read_models_loaded_from_a_file_are_not_mixed_with_the_topics(
     )  # fmt: skip
     assert refused.returncode == 2
     assert "loaded from a file" in refused.stderr
+    assert "--reset" in refused.stderr
+
+
+def test_read_models_of_another_prefix_are_not_mixed_with_these_topics(
+    projection: PostgresProjection, database_url: str, pg_schema: str
+) -> None:
+    # given read models a projector of the prefix `other.` follows (a record that is no
+    # output event still moves its topic's offset)
+    projection.apply_consumed([Consumed("other.decisions", 0, 0, None)])
+    # when a projector of the default prefix is started on the same schema
+    refused = cli(
+        "projections", "run", "--schema", pg_schema, "--database-url", database_url,
+        "--bootstrap", "127.0.0.1:1", "--topic-prefix", "dripstream.",
+    )  # fmt: skip
+    # then it refuses, rather than count each deployment's enrollments in the other's pages
+    assert refused.returncode == 2
+    assert "follow other topics (other.decisions), not 'dripstream.'" in refused.stderr
     assert "--reset" in refused.stderr
 
 

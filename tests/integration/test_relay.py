@@ -56,15 +56,21 @@ def rows(first: int, count: int) -> list[OutboxRow]:
 
 
 def read_back(
-    bootstrap: str, prefix: str, expect: int, wait: float = 60
+    bootstrap: str,
+    prefix: str,
+    expect: int,
+    wait: float = 60,
+    headers: dict[bytes, Any] | None = None,
 ) -> list[tuple[str, int, Any, bytes]]:
     """(topic, partition, key, value) of the committed records, in each partition's order,
-    read until `expect` came or `wait` seconds passed."""
+    read until `expect` came or `wait` seconds passed; each one's headers into `headers`,
+    by value, when given."""
 
     async def read() -> list[tuple[str, int, Any, bytes]]:
         consumer = AIOKafkaConsumer(
             prefix + "decisions",
             prefix + "effects",
+            prefix + "dlq",
             bootstrap_servers=bootstrap,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -79,6 +85,8 @@ def read_back(
                 batch = await consumer.getmany(timeout_ms=500)
                 for tp, records in batch.items():
                     found.extend((tp.topic, tp.partition, r.key, r.value) for r in records)
+                    if headers is not None:
+                        headers.update((r.value, list(r.headers)) for r in records)
         finally:
             await consumer.stop()
         return found
@@ -121,6 +129,34 @@ def test_every_row_is_published_once_in_order_on_the_partition_of_its_key(
         for partition in partitions:
             seen = [value for t, p, _, value in got if (t, p) == (topic, partition)]
             assert seen == [v for v in by_id if v in seen]  # the order they were decided in
+
+
+def test_events_go_out_marked_structured_and_dead_letters_as_plain_json(
+    settings: RelaySettings, store: EngineStore
+) -> None:
+    # By the CloudEvents Kafka binding, a record with no content type is read as binary
+    # mode (the value a bare `data`) by a binding-following consumer.
+    store.write(
+        BatchRecord(
+            outbox=[
+                OutboxRow("e-1", "decisions", "c-1", b'{"specversion": "1.0"}'),
+                OutboxRow("dlq:1", "dlq", "c-1", b'{"topic": "contacts"}'),
+            ]
+        )
+    )
+    relay = Relay(settings)
+
+    async def run() -> None:
+        stopping = asyncio.Event()
+        await asyncio.gather(relay.run(stopping), relay_until(relay, 2, stopping))
+
+    asyncio.run(run())
+    headers: dict[bytes, Any] = {}
+    read_back(settings.bootstrap_servers, settings.prefix, 2, headers=headers)
+    assert headers == {
+        b'{"specversion": "1.0"}': [("content-type", b"application/cloudevents+json")],
+        b'{"topic": "contacts"}': [("content-type", b"application/json")],
+    }
 
 
 def test_the_relay_wakes_when_rows_are_committed_not_when_its_poll_comes_round(

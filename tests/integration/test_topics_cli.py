@@ -68,6 +68,79 @@ def test_create_makes_every_topic_of_the_prefix_and_keeps_existing_ones(
     assert [line.split("\t")[2] for line in again.stdout.splitlines()] == ["exists"] * 11
 
 
+def test_create_says_which_existing_topics_it_kept_with_another_partition_count(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    connection = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    assert cli("topics", "create", "--partitions", "2", *connection).returncode == 0
+    # when asked for 4 partitions over topics made with 2
+    again = cli("topics", "create", "--partitions", "4", *connection)
+    # then they are kept, and stderr says so rather than a silent "exists"
+    assert again.returncode == 0, again.stderr
+    assert _partition_counts(kafka_bootstrap, prefix)["contacts"] == 2
+    assert "10 existing topic(s) kept as they are, not with 4 partitions" in again.stderr
+    assert f"{prefix}contacts" in again.stderr
+    assert f"{prefix}relay-position" not in again.stderr  # it has 1 by design
+
+
+def _make_topics(bootstrap: str, counts: dict[str, int]) -> None:
+    async def make() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(n, c, 1) for n, c in counts.items()])
+        finally:
+            await admin.close()
+
+    asyncio.run(make())
+
+
+@pytest.mark.postgres
+def test_a_worker_refuses_input_topics_that_are_not_co_partitioned(
+    kafka_bootstrap: str, database_url: str, pg_schema: str, prefix: str
+) -> None:
+    # given input topics one of which has another partition count
+    counts = {prefix + t: 3 for t in ("contacts", "messages", "appointments", "intake")}
+    _make_topics(kafka_bootstrap, {**counts, prefix + "calls": 2, prefix + "commands": 3})
+    # when a worker starts on them
+    started = cli(
+        "worker",
+        *("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix),
+        *("--database-url", database_url, "--schema", pg_schema),
+        timeout=60,
+    )
+    # then it says which counts differ and exits at once, rather than deciding a contact's
+    # calls in another partition group than the rest of its facts
+    assert started.returncode == 2, started.stderr
+    assert "not co-partitioned" in started.stderr
+    assert f"{prefix}calls 2, {prefix}commands 3" in started.stderr
+
+
+@pytest.mark.postgres
+def test_a_worker_refuses_the_tables_of_a_deployment_with_another_prefix(
+    kafka_bootstrap: str, database_url: str, pg_schema: str, prefix: str
+) -> None:
+    # given the engine's tables in a schema, taken by a deployment with another prefix
+    from streams.store import EngineStore  # noqa: PLC0415 - psycopg and eventsourcing
+
+    EngineStore(database_url, pg_schema, prefix=f"{prefix}other.").close()
+    # when a worker of this prefix is pointed at them
+    started = cli(
+        "worker",
+        *("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix),
+        *("--database-url", database_url, "--schema", pg_schema),
+        timeout=60,
+    )
+    # then it refuses at once: its relay would publish the other deployment's decisions
+    # (its texts to send among them) on this prefix's topics
+    assert started.returncode == 2, started.stderr
+    assert (
+        f"the engine's tables in PostgreSQL schema {pg_schema!r} serve the topic prefix"
+        f" '{prefix}other.', not {prefix!r}: give each deployment its own schema (--schema)"
+    ) in started.stderr
+    assert "Traceback" not in started.stderr
+
+
 def _publish(bootstrap: str, prefix: str, lines: list[bytes]) -> None:
     """Each event to its topic keyed by subject, in transactions as the relay writes them
     (so the partitions end in commit markers), and one aborted transaction whose record a

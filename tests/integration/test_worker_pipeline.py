@@ -505,26 +505,32 @@ def test_an_input_keyed_or_placed_off_its_contact_or_in_binary_mode_is_dead_lett
             }
         )
 
-    # CloudEvents' Kafka binary mode: attributes in headers, only the data as value
+    # CloudEvents' Kafka binary mode: attributes in headers, only the data as value; by
+    # the binding, so is a record with those headers whose value happens to be an event,
+    # unless its content type says structured mode
     binary = [("ce_specversion", b"1.0"), ("ce_type", b"contact.tag_added")]
+    structured = [*binary, ("content-type", b"application/cloudevents+json; charset=utf-8")]
     placed: list[Record] = [
         ("contacts", b"ann@example.com", tag("c-1", 1), None),  # keyed by e-mail
         ("contacts", None, tag("c-2", 2), None),  # no key
         ("messages", b"c-3", tag("c-3", 3), None),  # on another type's topic
         ("contacts", b"c-4", tag("c-4", 4), None),  # as it should be
         ("contacts", b"c-5", orjson.dumps({"contact_id": "c-5", "tag": "web-lead"}), binary),
+        ("contacts", b"c-6", tag("c-6", 6), binary),
+        ("contacts", b"c-7", tag("c-7", 7), structured),
     ]
-    letters, decisions = _worker_reads(kafka_bootstrap, fresh_database_url, prefix, placed, 4)
+    letters, decisions = _worker_reads(kafka_bootstrap, fresh_database_url, prefix, placed, 5)
     reasons = sorted((letter["field"], letter["reason"]) for letter in letters)
     share = "so that a contact's records share a partition"
     assert reasons == [
+        ("event", BINARY_MODE),
         ("event", BINARY_MODE),
         ("key", f"must be the subject 'c-1', {share}; the record has the key 'ann@example.com'"),
         ("key", f"must be the subject 'c-2', {share}; the record has no key"),
         ("type", "'contact.tag_added' belongs on the 'contacts' topic, not 'messages'"),
     ]
     enrolled = {d["data"]["contact_id"] for d in decisions if d["type"] == "enrollment.enrolled"}
-    assert enrolled == {"c-4"}
+    assert enrolled == {"c-4", "c-7"}
 
 
 def test_a_nul_a_tombstone_and_a_fact_under_the_engines_source_are_dead_lettered(

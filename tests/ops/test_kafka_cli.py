@@ -124,6 +124,9 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, int]]:
         return 0
 
     monkeypatch.setattr(streams.worker, "run_workers", keep)
+    # (its checks of the topics and tables run against the real services elsewhere:
+    # tests/integration/test_topics_cli.py)
+    monkeypatch.setattr(kafka_cli, "deployment_problem", lambda *_: None)
     return kept
 
 
@@ -161,7 +164,10 @@ def test_each_watermark_record_has_an_id_of_its_own() -> None:
         async def partitions_for(self, topic: str) -> set[int]:
             return {0, 1, 2}
 
-        async def send(self, topic: str, value: bytes, partition: int) -> None:
+        async def send(
+            self, topic: str, value: bytes, partition: int, headers: list[tuple[str, bytes]]
+        ) -> None:
+            assert headers == [("content-type", b"application/cloudevents+json")]
             sent.append((topic, partition, value))
 
     moment = datetime(2028, 3, 2, 22, 41, tzinfo=UTC)
