@@ -288,10 +288,7 @@ def run_sequences_list(args: argparse.Namespace) -> int:
             rows = model.rows()
             if not model.catalog.sequences:
                 # An input file given by mistake reads as an empty page: say why.
-                _say(
-                    f"{_names(args.history)}: no sequence.defined in it; the read models are"
-                    " built from an output stream (`replay --out`, `topics dump`)"
-                )
+                _say(_no_definitions(args.history))
         else:
             errors = []
             with _connect(args) as projection:
@@ -369,6 +366,13 @@ def _sequence_view(
     return None
 
 
+def _no_definitions(paths: list[Path]) -> str:
+    return (
+        f"{_names(paths)}: no sequence.defined in it; the read models are built from an"
+        " output stream (`replay --out`, `topics dump`)"
+    )
+
+
 def _unknown_sequence(unknown: UnknownSequenceError, source: str) -> str:
     """As `history` says it of a sequence it does not know; a deleted one says so."""
     sequence_id = unknown.sequence_id
@@ -407,7 +411,7 @@ def run_history(args: argparse.Namespace) -> int:
     )
     try:
         if args.history is not None:
-            report = HistoryReport()
+            report = HistoryReport(only=args.sequence_id)
             errors = _load(args.history, report)
             page = report.query(query)
             source = _names(args.history)
@@ -421,6 +425,8 @@ def run_history(args: argparse.Namespace) -> int:
         return 2
     if page is None:
         _say(_unknown_sequence(UnknownSequenceError(args.sequence_id, deleted=False), source))
+        if args.history is not None and not report.catalog.sequences:
+            _say(_no_definitions(args.history))
         return 2
     if args.json:
         _write_json(page.to_json())
@@ -489,6 +495,9 @@ def _apply_in_batches(
 # --- sources -------------------------------------------------------------------------------
 
 
+BAD_LINES_SHOWN = 20  # of each file, on stderr; the rest are counted
+
+
 def _load(paths: list[Path], model: Projection) -> list[LineError]:
     """Every file into `model`, in the order given; the bad lines of each are reported."""
     found: list[LineError] = []
@@ -497,8 +506,14 @@ def _load(paths: list[Path], model: Projection) -> list[LineError]:
             errors = load_into(path, model)
         except OSError as error:
             raise _ReadFailedError(f"cannot read {path}: {error.strerror}") from None
-        for problem in errors:
+        for problem in errors[:BAD_LINES_SHOWN]:
             _say(problem.describe(path))
+        if len(errors) > BAD_LINES_SHOWN:
+            # A wrong kind of file (a pretty-printed JSON, a YAML) is bad on every line.
+            _say(
+                f"{path}: {len(errors) - BAD_LINES_SHOWN:,} more bad lines not shown"
+                f" ({len(errors):,} in all)"
+            )
         found.extend(errors)
     return found
 

@@ -14,7 +14,16 @@ def cell(value: object) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
+# Control characters from upstream data (a name with a newline, a tab or an ESC) would
+# break a row or reach the terminal as an escape sequence: shown as escapes instead.
+_VISIBLE = {
+    code: {"\t": "\\t", "\n": "\\n", "\r": "\\r"}.get(chr(code), f"\\x{code:02x}")
+    for code in (*range(0x20), *range(0x7F, 0xA0))
+}
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    rows = [[c.translate(_VISIBLE) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     lines = [headers, *rows]
     return "".join(

@@ -553,3 +553,21 @@ def test_the_same_id_from_another_source_is_another_event() -> None:
 
     assert page is not None
     assert [(line.contact_name, line.action) for line in page.rows] == [("Ann", "SMS sent")]
+
+
+def test_a_report_kept_for_one_sequence_gives_its_page_and_keeps_no_other_rows() -> None:
+    given = Stream()
+    given.defined("w")
+    given.defined("v")
+    for n in range(3):
+        given.enrolled("w", f"c-{n}", T0, **MAYA)
+        given.enrolled("v", f"c-{n}", T1, **RAVI)
+    only = HistoryReport(only="w")
+    for event in given.events:
+        only.apply(event)
+
+    whole = report_of(given).query(HistoryQuery("w", search="maya"))
+    assert only.query(HistoryQuery("w", search="maya")) == whole
+    assert only.knows("v")  # defined, so not "unknown", but its rows were not kept
+    with pytest.raises(ValueError, match="keeps the rows of 'w' alone"):
+        only.query(HistoryQuery("v"))

@@ -132,6 +132,14 @@ def test_a_file_without_definitions_is_said_to_be_no_output_stream(
     assert code == 0
     assert out.splitlines()[1:] == []
     assert "no sequence.defined in it" in err
+    # and `history` of a sequence in it says the same after "unknown sequence"
+    code, out, err = run(capsys, "history", "welcome", "--history", str(inputs))
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"dripstream: unknown sequence 'welcome': no such sequence in {inputs}",
+        f"dripstream: {inputs}: no sequence.defined in it; the read models are built from an"
+        " output stream (`replay --out`, `topics dump`)",
+    ]
 
 
 def test_sequences_list_json_gives_the_fixed_keys(
@@ -263,6 +271,38 @@ def test_a_malformed_line_is_reported_with_its_number_and_exits_1(
     assert code == 1
     assert f"{history_file}:2: not JSON" in err
     assert orjson.loads(out)["total"] == 5
+
+
+def test_a_file_bad_on_every_line_is_reported_in_twenty_lines_and_a_count(
+    capsys: pytest.CaptureFixture[str], history_file: Path
+) -> None:
+    # a pretty-printed JSON file, say, given by mistake: every line is bad
+    wrong = history_file.with_name("pretty.json")
+    wrong.write_text("\n".join(["{"] + ['  "key": 1,'] * 500 + ["}"]) + "\n")
+
+    code, _, err = run(capsys, "sequences", "list", "--history", str(wrong))
+
+    assert code == 1
+    lines = err.splitlines()
+    assert [line.split(":")[2] for line in lines[:20]] == [str(n) for n in range(1, 21)]
+    assert lines[20] == f"dripstream: {wrong}: 482 more bad lines not shown (502 in all)"
+
+
+def test_control_characters_from_upstream_are_shown_as_escapes_in_the_table(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    given = Stream()
+    given.defined("welcome", name="Welcome\x1b[2J", steps_count=1, line="line-main")
+    given.enrolled("welcome", "c-1", T0, name="Ann\nFake row Lee\t")
+    history = given.write(tmp_path / "out.jsonl")
+
+    _, listed, _ = run(capsys, "sequences", "list", "--history", str(history))
+    _, report, _ = run(capsys, "history", "welcome", "--history", str(history))
+
+    assert "Welcome\\x1b[2J" in listed
+    assert "\x1b" not in listed
+    assert len(report.splitlines()) == 3  # header, the one row, the total
+    assert "Ann\\nFake row Lee\\t (c-1)" in report
 
 
 def test_an_unknown_sequence_exits_2(
