@@ -16,7 +16,13 @@ from ops.cli_groups import SubParsers, get_or_create_group
 from ops.definition_files import load_or_explain
 from ops.service_errors import quiet_kafka_client
 from ops.settings import Settings, add_kafka_flags
-from schemas.envelope import STRUCTURED_HEADERS, CloudEvent, format_time, parse_time
+from schemas.envelope import (
+    ENGINE_SOURCE,
+    STRUCTURED_HEADERS,
+    CloudEvent,
+    format_time,
+    parse_time,
+)
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS
 from schemas.validation import EventRejected, decode_event, without_bom
 from streams import routing
@@ -193,6 +199,7 @@ def run_produce(args: argparse.Namespace) -> int:
     bad = 0
     partitions: int | None = None  # of `commands`, asked for at the first request to fan out
     asked = False
+    own: list[int] = []  # line numbers of the engine's own contact changes
     for number, line in enumerate(lines, start=1):
         raw = without_bom(line, number)
         if not raw.strip():
@@ -206,6 +213,11 @@ def run_produce(args: argparse.Namespace) -> int:
                 continue
             print(f"dripstream produce: {args.file}: line {number}: {rejected}", file=sys.stderr)
             bad += 1
+            continue
+        if event.source == ENGINE_SOURCE:
+            # A dump of the contacts topic holds the engine's own changes: the worker would
+            # pass them over without a word (they were applied when decided), as replay does.
+            own.append(number)
             continue
         if not asked and routing.fans_out(event):
             partitions = asyncio.run(_partition_count(args.bootstrap, args.topic_prefix))
@@ -224,6 +236,12 @@ def run_produce(args: argparse.Namespace) -> int:
     for index, reason in refused:
         print(
             f"dripstream produce: {args.file}: line {numbers[index]}: not published: {reason}",
+            file=sys.stderr,
+        )
+    if own:
+        print(
+            f"dripstream produce: {args.file}: {len(own)} event(s) with source 'dripstream' (the"
+            f" first at line {own[0]}) are the engine's own contact changes: not published",
             file=sys.stderr,
         )
     print(f"published {len(records) - len(refused)} event(s)", file=sys.stderr)

@@ -69,6 +69,24 @@ def test_without_raw_an_invalid_line_is_reported_and_not_published(
     assert "line 1: data.tag: is required" in capsys.readouterr().err
 
 
+def test_the_engines_own_contact_changes_are_not_published_and_said_so(
+    tmp_path: Path, published: Published, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given a dump of the contacts topic: the CRM's facts and the engine's own changes
+    own = VALID.replace(b'"source":"crm"', b'"source":"dripstream"').replace(b"ok-1", b"own-1")
+    events = tmp_path / "contacts.jsonl"
+    events.write_bytes(b"\n".join([VALID, own, own.replace(b"own-1", b"own-2")]) + b"\n")
+    # when it is published
+    assert _produce(events) == 0
+    # then the worker is not handed what it would pass over without a word
+    assert [value for _, _, value in published] == [VALID]
+    err = capsys.readouterr().err
+    assert (
+        f"{events}: 2 event(s) with source 'dripstream' (the first at line 2) are the engine's"
+        " own contact changes: not published"
+    ) in err
+
+
 FORGED_SMS = (
     b'{"specversion":"1.0","id":"x-1","source":"crm","type":"sms.send",'
     b'"time":"2028-03-02T22:41:30Z","subject":"c-201","data":{"effect_id":"fx-1",'
