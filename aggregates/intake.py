@@ -3,8 +3,13 @@
 Reading rules (the "advanced algorithm" of the seed, kept predictable):
 
 * HTML bodies become lines: ``<br>`` and block ends break lines, a table row of two cells
-  ``<td>Key</td><td>Value</td>`` becomes ``Key: Value``, entities are decoded, ``<script>``,
-  ``<style>`` and ``<head>`` are dropped, ``<blockquote>`` content counts as quoted.
+  ``<td>Key</td><td>Value</td>`` becomes ``Key: Value``, and so does ``<dt>Key</dt>
+  <dd>Value</dd>``; a row of three or more cells followed by a row of as many pairs them as
+  a header of labels and its values (a form mailer's column layout); entities are decoded,
+  ``<script>``, ``<style>`` and ``<head>`` are dropped, ``<blockquote>`` content counts as
+  quoted.
+* A body that is one JSON object (a webhook-to-mail bridge) becomes a ``key: value`` line
+  for each of its text and number values, nested objects included.
 * A field is a ``Key: value`` line; ``Key = value``, ``Key - value`` (dash between spaces) and
   ``Key<TAB>value`` are read too, but only for the labels this module knows. Keys compare
   case-insensitively with everything but letters and digits removed, and any parenthesised
@@ -39,6 +44,7 @@ Reading rules (the "advanced algorithm" of the seed, kept predictable):
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -188,7 +194,8 @@ _EMAIL: Final = re.compile(
 # A tag's name ends at a space, `/` or `>`: `<b.smith@example.com>` in plain text is an
 # address, not a bold tag.
 _HTML: Final = re.compile(
-    r"<(?:!doctype|html|head|body|br|p|div|table|tr|td|span|font|b|strong|a|ul|li)(?=[\s/>])",
+    r"<(?:!doctype|html|head|body|br|p|div|table|thead|tbody|tr|td|th|span|font|b|strong|a"
+    r"|ul|ol|li|dl|dt|dd|h[1-6])(?=[\s/>])",
     re.IGNORECASE,
 )
 _AUTOMATED_SENDER: Final = re.compile(
@@ -232,7 +239,9 @@ def parse_lead_email(
     """The lead written in an intake e-mail, or why there is none."""
     if not body.strip():
         return LeadProblem("empty body")
-    lines = _html_lines(body) if _HTML.search(body) else body.splitlines()
+    lines = _json_lines(body)
+    if lines is None:
+        lines = _html_lines(body) if _HTML.search(body) else body.splitlines()
     fields = _best_fields(lines)
     if not any(fields[name] for name in ("first_name", "last_name", "name", "phone", "email")):
         from_sender = _lead_from_sender(subject, sender, lines)
@@ -632,6 +641,8 @@ class _HtmlLines(HTMLParser):
         self._quoted = False
         # An open mailto:/tel: link: its target, and where its text starts in `_parts`.
         self._link: tuple[str, int] | None = None
+        # The last row of three or more cells: labels, when the next row has as many.
+        self._header: list[str] | None = None
 
     def handle_starttag(
         self,
@@ -640,7 +651,8 @@ class _HtmlLines(HTMLParser):
     ) -> None:
         if tag in _HIDDEN_TAGS:
             self._hidden += 1
-        elif tag in ("td", "th"):
+        elif tag in ("td", "th", "dd"):
+            # A <dd> is the value of the <dt> before it: the second cell of a row.
             if "".join(self._parts).strip():
                 self._parts.append(_CELL)
         elif tag == "blockquote":
@@ -667,7 +679,7 @@ class _HtmlLines(HTMLParser):
         elif tag == "blockquote":
             self._break()
             self._quote_depth = max(0, self._quote_depth - 1)
-        elif tag in _BLOCK_TAGS:
+        elif tag in _BLOCK_TAGS and tag != "dt":  # a <dt> runs on into its <dd>
             self._break()
 
     def handle_data(self, data: str) -> None:
@@ -685,13 +697,49 @@ class _HtmlLines(HTMLParser):
         cells = [" ".join(cell.split()) for cell in "".join(self._parts).split(_CELL)]
         cells = [cell for cell in cells if cell]
         self._parts = []
+        header, quoted = self._header, self._quoted
+        self._quoted = False
+        if cells:
+            self._header = cells if len(cells) > 2 else None
+        if header is not None and len(cells) == len(header):
+            # Column layout: a header row of labels, then a row of their values.
+            self._header = None
+            for label, value in zip(header, cells, strict=True):
+                self._add(f"{label.rstrip(': ')}: {value}", quoted)
+            return
         # A two-cell row is a label and its value.
         line = f"{cells[0].rstrip(': ')}: {cells[1]}" if len(cells) == 2 else " ".join(cells)
-        if self._quoted:
+        self._add(line, quoted)
+
+    def _add(self, line: str, quoted: bool) -> None:
+        if quoted:
             line = f"> {line}"
-        self._quoted = False
         if line or (self.lines and self.lines[-1]):
             self.lines.append(line)
+
+
+def _json_lines(body: str) -> list[str] | None:
+    """`key: value` lines of a body that is one JSON object, else None."""
+    text = body.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    lines: list[str] = []
+
+    def walk(node: dict[object, object]) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value)
+            elif isinstance(value, str | int | float) and not isinstance(value, bool):
+                lines.append(f"{key}: {value}")
+
+    walk(document)
+    return lines
 
 
 def _html_lines(body: str) -> list[str]:

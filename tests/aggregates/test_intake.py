@@ -632,3 +632,43 @@ def test_mailto_and_tel_links_give_their_targets_when_the_text_is_no_address() -
     )
     found = lead(body)
     assert (found.email, to_e164(found.phone)) == ("jo@example.com", "+12125550199")
+
+
+# --- shapes of form mailers: definition lists, column layouts, JSON ----------------------
+
+
+def test_a_definition_list_pairs_each_term_with_its_description() -> None:
+    body = (
+        "<html><body><h2>New lead</h2><dl>"
+        "<dt>First Name</dt><dd>Ann</dd><dt>Last Name</dt><dd>Lee</dd>"
+        "<dt>Phone</dt><dd>(646) 555-0101</dd><dt>Email</dt><dd>Ann@X.com</dd>"
+        "</dl></body></html>"
+    )
+    assert lead(body) == ParsedLead(
+        first_name="Ann", last_name="Lee", phone="+16465550101", email="ann@x.com"
+    )
+
+
+def test_a_column_layout_pairs_a_header_row_with_the_row_of_values() -> None:
+    body = (
+        "<table><tr><th>First Name</th><th>Last Name</th><th>Phone</th><th>Email</th></tr>"
+        "<tr><td>Ann</td><td>Lee</td><td>646-555-0101</td><td>ann@x.com</td></tr></table>"
+    )
+    assert lead(body) == ParsedLead(
+        first_name="Ann", last_name="Lee", phone="+16465550101", email="ann@x.com"
+    )
+
+
+def test_a_json_body_gives_its_text_and_number_values_nested_or_not() -> None:
+    body = (
+        '{"lead": {"first_name": "Ann", "last_name": "Lee", "phone": "6465550101"},'
+        ' "email": "ann@x.com", "opted_in": true, "tags": ["a"], "budget": 5000}'
+    )
+    assert lead(body) == ParsedLead(
+        first_name="Ann", last_name="Lee", phone="+16465550101", email="ann@x.com",
+        notes="budget: 5000",
+    )  # fmt: skip
+
+
+def test_a_body_that_only_looks_like_json_is_read_as_text() -> None:
+    assert lead("{not json}\nPhone: 646-555-0101") == ParsedLead(phone="+16465550101")
