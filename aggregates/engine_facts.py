@@ -220,14 +220,24 @@ class FactRules(EngineCore):
             "lead_source": lead.lead_source or (None if exists else "email_intake"),
             "timezone": lead.timezone,
         }
-        profile = {"contact_id": contact_id, **{k: v for k, v in fields.items() if v is not None}}
-        kind = "contact.updated" if exists else "contact.created"
         before = self._contact(contact_id)
+        # A known contact's update names what the lead changes: the same lead mailed again
+        # changes nothing, and its history would otherwise say each field "changed".
+        profile = {
+            "contact_id": contact_id,
+            **{
+                k: v
+                for k, v in fields.items()
+                if v is not None and not (exists and getattr(before, k) == v)
+            },
+        }
         self.contacts[contact_id] = after = before.with_profile(profile)
         self.addresses.update(before, after)
-        self._emit_change(
-            kind, contact_id, {**profile, "sequence_id": sequence.id}, out, apply_now=False
-        )
+        if not exists or len(profile) > 1:
+            kind = "contact.updated" if exists else "contact.created"
+            self._emit_change(
+                kind, contact_id, {**profile, "sequence_id": sequence.id}, out, apply_now=False
+            )
         self._bind_suppressions(after, sequence.id, out, within)
         self._enroll(sequence, contact_id, "intake", out)
         if not exists:

@@ -429,7 +429,18 @@ def test_a_lead_resent_without_a_source_keeps_the_one_it_had() -> None:
     again = mail("First Name: Jo\nEmail: jo@example.com")
     out = decide(definitions(seq), [first, again])
     assert out.one("contact.created")["data"]["lead_source"] == "Zillow"
-    assert "lead_source" not in out.one("contact.updated")["data"]
+    # nothing changed: no update (its history row would say each field "changed")
+    assert out.of("contact.updated") == []
+    assert len(out.of("enrollment.enrolled")) == 2  # still enrolled again, by intake
+
+    # with a new phone, the update names the phone alone
+    moved = mail("First Name: Jo\nEmail: jo@example.com\nPhone: (212) 555-0199")
+    out = decide(definitions(seq), [first, moved])
+    assert out.one("contact.updated")["data"] == {
+        "contact_id": out.one("contact.created")["data"]["contact_id"],
+        "phone": "+12125550199",
+        "sequence_id": seq["id"],
+    }
 
 
 def test_an_intake_sequence_that_also_triggers_on_creation_enrolls_a_lead_once() -> None:
