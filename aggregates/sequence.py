@@ -126,6 +126,9 @@ class Account:
     users: Mapping[str, User] = field(default_factory=dict)
     ring_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     intake_domain: str | None = None
+    # The seed: ringless voicemail is "only for verified accounts". True unless the file
+    # says otherwise, so a file written to the contract alone keeps its voicemail steps.
+    ringless_voicemail_verified: bool = True
 
     def user_name(self, user_id: str | None) -> str | None:
         user = self.users.get(user_id) if user_id else None
@@ -227,6 +230,7 @@ def build_account(doc: Mapping[str, Any] | None) -> Account:
         users=users,
         ring_groups=ring_groups,
         intake_domain=str(doc["intake_domain"]).lower() if doc.get("intake_domain") else None,
+        ringless_voicemail_verified=doc.get("ringless_voicemail_verified") is not False,
     )
 
 
@@ -303,6 +307,11 @@ def problems_of(
             problems.append(f"{where}: needs the sequence's outbound_line")
         if step.type in NEEDS_RING_GROUP and not step.get("ring_group"):
             problems.append(f"{where}: needs a ring_group")
+        if step.type == "ringless_voicemail" and not account.ringless_voicemail_verified:
+            problems.append(
+                f"{where}: the account is not verified for ringless voicemail"
+                " (account.ringless_voicemail_verified)"
+            )
         problems.extend(f"{where}: {problem}" for problem in _unknown_references(step, account))
         for key in TEXT_KEYS:
             text = step.get(key)

@@ -297,3 +297,26 @@ def test_a_ring_group_text_is_measured_without_the_opt_out_phrase() -> None:
         "step s1 (sms_ring_group): text is 1601 characters (an SMS holds at most 1600)",
     )
     assert loaded({**step, "text": "y" * 1600}, account=ACCOUNT).status == "active"
+
+
+# --- ringless voicemail is for verified accounts (the seed) -------------------------------
+
+VOICEMAIL = {"type": "ringless_voicemail", "recording_url": "https://example.com/vm.mp3"}
+
+
+def test_ringless_voicemail_under_an_account_not_verified_for_it_is_invalid() -> None:
+    sequence = loaded(VOICEMAIL, account={**ACCOUNT, "ringless_voicemail_verified": False})
+    assert sequence.status == "invalid"
+    assert sequence.problems == (
+        "step s1 (ringless_voicemail): the account is not verified for ringless voicemail"
+        " (account.ringless_voicemail_verified)",
+    )
+
+
+@pytest.mark.parametrize("verified", [{}, {"ringless_voicemail_verified": True}])
+def test_ringless_voicemail_runs_under_a_verified_account_or_one_that_does_not_say(
+    verified: dict[str, Any],
+) -> None:
+    assert loaded(VOICEMAIL, account={**ACCOUNT, **verified}).status == "active"
+    # and the setting says nothing of sequences without a voicemail step
+    assert loaded(SMS, account={**ACCOUNT, "ringless_voicemail_verified": False}).problems == ()
