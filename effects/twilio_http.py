@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Mapping
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,6 +44,7 @@ from twilio.rest import Client  # type: ignore[import-untyped, unused-ignore]
 from effects.formencode import form_encode
 from effects.httpclient import Http1Client, RequestNotSentError
 from effects.ports import Ambiguous, Rejected, SendResult, Transient
+from effects.retry import parse_retry_after
 from effects.settings import TWILIO_DEFAULT_BASE
 
 _log = logging.getLogger(__name__)
@@ -50,6 +54,19 @@ INVALID_NUMBERS = {21211: "invalid 'To' phone number", 21614: "'To' number is no
 
 
 _REBASED_KEPT = 1024
+
+# The Retry-After of the refusal a transport read last, for `classify`: the SDK's exception
+# keeps the status and Twilio's code, not the headers. A context variable, so each send
+# (a task of its own; a thread's copied context for the threads transport, handed back by
+# `twilio_senders._create`) sees its own response's, not a concurrent one's.
+RETRY_AFTER: ContextVar[str | None] = ContextVar("twilio_retry_after", default=None)
+
+
+def _keep_retry_after(status: int, headers: Mapping[str, str] | None) -> None:
+    found = None
+    if headers and (status == 429 or status >= 500):
+        found = headers.get("retry-after") or headers.get("Retry-After")
+    RETRY_AFTER.set(found)
 
 
 def rebase(url: str, base: str) -> str:
@@ -74,7 +91,9 @@ class RebasedTwilioHttpClient(TwilioHttpClient):  # type: ignore[misc, unused-ig
         self.session.mount("https://", adapter)
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        return super().request(method, rebase(url, self.base_url), *args, **kwargs)
+        response = super().request(method, rebase(url, self.base_url), *args, **kwargs)
+        _keep_retry_after(response.status_code, response.headers)
+        return response
 
 
 class AsyncRebasedHttpClient(AsyncHttpClient):  # type: ignore[misc, unused-ignore]
@@ -139,6 +158,7 @@ class AsyncRebasedHttpClient(AsyncHttpClient):  # type: ignore[misc, unused-igno
             timeout=per_request,
         ) as response:
             text = await response.text()
+            _keep_retry_after(response.status, response.headers)
             return Response(response.status, text, response.headers)
 
     async def close(self) -> None:
@@ -194,6 +214,7 @@ class Http1RebasedHttpClient(AsyncHttpClient):  # type: ignore[misc, unused-igno
         response = await self._http.request(
             method.upper(), target, sent_headers, body, timeout=timeout or self.timeout
         )
+        _keep_retry_after(response.status, response.headers)
         return Response(response.status, response.text, response.headers)
 
     def _basic(self, auth: tuple[str, str]) -> str:
@@ -258,7 +279,8 @@ def classify(error: BaseException) -> SendResult:
         if code in INVALID_NUMBERS:
             return Rejected(f"{INVALID_NUMBERS[code]}: {error.msg}", str(code))
         if error.status == 429 or error.status >= 500:
-            return Transient(text, str(code or error.status))
+            retry_after = parse_retry_after(RETRY_AFTER.get(), datetime.now(UTC))
+            return Transient(text, str(code or error.status), retry_after)
         return Rejected(text, str(code or error.status))
     if _never_connected(error):
         return Transient(f"connection to Twilio failed: {error}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from typing import Any
 
@@ -15,7 +16,7 @@ from effects.ports import (
     SmsMessage,
     VoicemailRequest,
 )
-from effects.twilio_http import classify
+from effects.twilio_http import RETRY_AFTER, classify
 
 _log = logging.getLogger(__name__)
 
@@ -27,7 +28,12 @@ async def _create(resource: Any, is_async: bool, **kwargs: Any) -> Any:
     """`resource.create(**kwargs)` on whichever transport the client was built with."""
     if is_async:
         return await resource.create_async(**kwargs)
-    return await run_blocking(resource.create, **kwargs)
+    # In a context of its own, whose Retry-After (twilio_http.RETRY_AFTER) comes back here.
+    context = contextvars.copy_context()
+    try:
+        return await run_blocking(context.run, resource.create, **kwargs)
+    finally:
+        RETRY_AFTER.set(context.get(RETRY_AFTER))
 
 
 class TwilioSmsSender:

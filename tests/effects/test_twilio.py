@@ -22,6 +22,7 @@ from effects.fakes.twilio_server import (
     THROTTLED_ONCE_NUMBER,
     UNSUBSCRIBED_NUMBER,
     FakeTwilioServer,
+    TwilioFailure,
 )
 from effects.ledger import InMemoryLedger
 from effects.ports import EffectId, Senders
@@ -292,6 +293,16 @@ async def test_a_429_is_retried_after_a_backoff(world: World) -> None:
     assert types_of(events) == ["effect.sent"]
     assert [r.accepted for r in world.twilio.requests] == [False, True]
     assert world.sleeps.delays == [0.25]  # uniform(0, 1 s) drawn at 0.25
+
+
+async def test_a_429s_retry_after_is_waited_for_on_every_transport(world: World) -> None:
+    # given Twilio refusing the first try with Retry-After: 7 (the SDK's exception drops
+    # the headers; the transport keeps it for the send that read it)
+    to = "+12025550177"
+    world.twilio.fail_first(to, TwilioFailure(429, 20429, "Too Many Requests", retry_after="7"))
+    events = await world.effects.handle(sms(to=to))
+    assert types_of(events) == ["effect.sent"]
+    assert world.sleeps.delays == [7.0]  # not the backoff's 0.25
 
 
 async def test_a_provider_that_stays_down_fails_the_effect_after_five_tries(world: World) -> None:
