@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from typing import Any
 
 from effects import commands as kinds
@@ -177,6 +179,11 @@ class EffectProcessor:
         deadline = command.send_before
         while True:
             if attempt is None:
+                now = self._clock()
+                if deadline is not None and now >= deadline:
+                    # Before taking a turn on the line: after an outage, a backlog of texts
+                    # already too late would each hold up the line's fresh ones a slot.
+                    return await self._expire(effect_id, context, deadline, now)
                 if plan.limiter is not None:
                     await plan.limiter.acquire(plan.limiter_key)
                 attempt = await self.ledger.begin(effect_id, self._clock())
@@ -290,8 +297,12 @@ class EffectProcessor:
             to = (
                 (command.text("to"),)
                 if kind == kinds.EMAIL_SEND
-                else tuple(recipients(command, "ring_group_emails", lambda to: "@" in to))
+                else tuple(recipients(command, "ring_group_emails", is_email_address))
             )
+            if kind == kinds.EMAIL_SEND and not is_email_address(to[0]):
+                # Refused here, not by the mail library while the request is built: that
+                # raised, and a send that raised is reported unknown though nothing went out.
+                raise CommandRejected("data.to", f"is not an e-mail address: {to[0]!r}")
             email = EmailMessage(
                 effect_id=effect_id,
                 to=to,
@@ -384,6 +395,14 @@ def recipients(
     if not found:
         raise CommandRejected(f"data.{members_key}", f"no address to notify (to={to!r})")
     return found
+
+
+_ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+\.[^@\s<>()\[\],;:\"]+")
+
+
+def is_email_address(text: str) -> bool:
+    """An address of a plausible shape (`local@domain.tld`), bare or `Name <address>`."""
+    return _ADDRESS.fullmatch(parseaddr(text)[1]) is not None
 
 
 def _recipient(message: SmsMessage) -> str:

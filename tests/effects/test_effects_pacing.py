@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 
@@ -13,7 +14,8 @@ from effects.ledger import PENDING, SENT, InMemoryLedger
 from effects.ports import EffectId
 from effects.processor import EffectProcessor
 from effects.ratelimit import LineRateLimiter
-from tests.effects.helpers import Sleeps, sms, types_of
+from schemas.envelope import format_time
+from tests.effects.helpers import T0, Sleeps, sms, types_of
 
 
 @dataclass
@@ -127,3 +129,18 @@ def test_a_token_given_back_while_others_wait_is_dropped() -> None:
     limiter.give_back("line")
     # handing it on would put two sends in the waiter's slot: it is dropped instead
     assert limiter.reserve("line") == 2.0
+
+
+async def test_texts_already_past_their_window_fail_without_a_turn_on_the_line() -> None:
+    # given a busy line (one text a second) and a backlog of texts whose quiet-hours window
+    # closed before they were read (an outage, say), then one still in time
+    ledger, fakes, sleeps = InMemoryLedger("p-1"), FakeSenders(), Sleeps()
+    effects = processor(ledger, fakes, frozen_limiter(1.0, 1, sleeps))
+    closed = format_time(T0 - timedelta(minutes=1))
+    late = [sms(n, send_before=closed) for n in range(1, 13)]
+    outcomes = await effects.handle_batch([sms(0), *late, sms(13)])
+    # then each late text fails as expired at once, and the one in time waits only for
+    # the text before it: one slot, not thirteen
+    assert [e.data["code"] for e in outcomes[1:13]] == ["expired"] * 12
+    assert types_of([outcomes[0], outcomes[13]]) == ["effect.sent", "effect.sent"]
+    assert sleeps.delays == [1.0]

@@ -126,6 +126,19 @@ async def test_a_bad_api_key_is_refused(sendgrid: FakeSendGridServer) -> None:
     assert sendgrid.accepted() == []
 
 
+@pytest.mark.parametrize("to", ["not an address", "ann@example", "ann@@example.com"])
+async def test_a_contact_email_to_no_address_fails_as_invalid_not_unknown(
+    sendgrid: FakeSendGridServer, to: str
+) -> None:
+    # given a contact whose e-mail upstream is not an address (the engine passes it on)
+    effects = processor(sendgrid, Sleeps())
+    [failed] = await effects.handle(command("email.send", to=to, subject="Hi", body="x"))
+    # then it failed, saying why: nothing went out, so it is no `effect.unknown`
+    assert (failed.type, failed.data["code"]) == ("effect.failed", "invalid_command")
+    assert failed.data["reason"] == f"data.to: is not an e-mail address: {to!r}"
+    assert sendgrid.accepted() == []
+
+
 @pytest.mark.parametrize("kind", ["email.send", "notify.email"])
 async def test_each_email_effect_reaches_sendgrid_at_most_once(
     sendgrid: FakeSendGridServer, kind: str
