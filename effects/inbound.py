@@ -24,6 +24,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -47,7 +48,7 @@ from effects.mailgun_callbacks import MailgunCallbacks
 from effects.ports import Clock, EffectId, Publish
 from effects.provider_status import status_outcomes
 from effects.publish import publish_all
-from schemas.envelope import EFFECTS_SOURCE, CloudEvent
+from schemas.envelope import EFFECTS_SOURCE, CloudEvent, parse_time
 
 _log = logging.getLogger(__name__)
 
@@ -201,7 +202,14 @@ class InboundHandlers:
         caller_id = data.get("from_number")
         now = self._clock()
         events: list[CloudEvent] = []
-        if mode == "preview":
+        if mode == "preview" and _past_window(data, now):
+            # An agent kept on the line (a repeated message) presses a key after the
+            # contact's quiet-hours window closed: dialing the contact now is what the
+            # deadline forbids, whenever the agents' calls were placed.
+            document = twiml.say_and_hang_up(
+                "The time to call this contact has passed. The call will not be connected."
+            )
+        elif mode == "preview":
             if await self._ledger.mark_connected(effect_id, call_sid):
                 document = twiml.connect_to(
                     [str(data.get("to", ""))], caller_id, "Connecting you to the contact."
@@ -349,6 +357,17 @@ def add_inbound_routes(app: web.Application, handlers: InboundHandlers) -> web.A
 def build_inbound_app(handlers: InboundHandlers) -> web.Application:
     # Inbound Parse and Mailgun's Routes post whole mails, attachments included.
     return add_inbound_routes(web.Application(client_max_size=CLIENT_MAX_SIZE), handlers)
+
+
+def _past_window(data: Mapping[str, Any], now: datetime) -> bool:
+    """Whether the command's `send_before` (the contact's quiet-hours close) has passed."""
+    deadline = data.get("send_before")
+    if not isinstance(deadline, str):
+        return False
+    try:
+        return now >= parse_time(deadline)
+    except ValueError:
+        return True  # unreadable: the processor refused to send such a command at all
 
 
 def _is_preview(entry: LedgerEntry) -> bool:

@@ -6,6 +6,7 @@ import base64
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import aiohttp
 import orjson
@@ -20,6 +21,7 @@ from effects.inbound import InboundHandlers, add_inbound_routes
 from effects.ledger import InMemoryLedger
 from effects.ports import EffectId
 from effects.publish import InMemorySink
+from schemas.envelope import format_time
 from schemas.validation import decode_event, encode_event
 from tests.effects.helpers import LINE, T0, Clock, command, sms, types_of
 from tests.engine.helpers import decide, definitions, event, sequence
@@ -333,6 +335,31 @@ async def test_in_preview_the_first_agent_to_press_a_key_gets_the_contact(inboun
     [pressed] = inbound.sink.events()
     assert pressed.data["action"] == "connect"
     assert pressed.data["call_sid"] == "CA-agent-1"
+
+
+@pytest.mark.parametrize(("closes", "connected"), [(-60, False), (0, False), (60, True)])
+async def test_in_preview_a_key_pressed_after_the_contacts_window_closed_dials_no_one(
+    inbound: Inbound, closes: int, connected: bool
+) -> None:
+    # given a preview call whose agent stayed on the line (a repeated message) until the
+    # contact's quiet-hours window closed (or not yet)
+    preview = command(
+        "call.dial",
+        to="+12125550101",
+        mode="preview",
+        ring_group_numbers=["+12125550007"],
+        message="New lead",
+        repeat_message=True,
+        from_number=LINE,
+        send_before=format_time(T0 + timedelta(seconds=closes)),
+    )
+    await given_in_ledger(inbound, preview, "sent")
+    # when the agent presses 1 at T0
+    answer = await gather(inbound, "1", mode="preview", call="CA-agent-1")
+    # then the contact is dialed only while the window is open
+    assert [n.text for n in answer.iter("Number")] == (["+12125550101"] if connected else [])
+    assert (answer.find("Hangup") is None) == connected
+    assert len(inbound.sink.events()) == (1 if connected else 0)
 
 
 async def test_in_preview_without_repeat_the_agent_is_connected_without_a_key(
