@@ -637,23 +637,22 @@ def test_mailto_and_tel_links_give_their_targets_when_the_text_is_no_address() -
 # --- shapes of form mailers: definition lists, column layouts, JSON ----------------------
 
 
-def test_a_definition_list_pairs_each_term_with_its_description() -> None:
-    body = (
-        "<html><body><h2>New lead</h2><dl>"
-        "<dt>First Name</dt><dd>Ann</dd><dt>Last Name</dt><dd>Lee</dd>"
-        "<dt>Phone</dt><dd>(646) 555-0101</dd><dt>Email</dt><dd>Ann@X.com</dd>"
-        "</dl></body></html>"
-    )
-    assert lead(body) == ParsedLead(
-        first_name="Ann", last_name="Lee", phone="+16465550101", email="ann@x.com"
-    )
+DEFINITION_LIST = (
+    "<html><body><h2>New lead</h2><dl>"
+    "<dt>First Name</dt><dd>Ann</dd><dt>Last Name</dt><dd>Lee</dd>"
+    "<dt>Phone</dt><dd>(646) 555-0101</dd><dt>Email</dt><dd>Ann@X.com</dd>"
+    "</dl></body></html>"
+)
+COLUMN_LAYOUT = (
+    "<table><tr><th>First Name</th><th>Last Name</th><th>Phone</th><th>Email</th></tr>"
+    "<tr><td>Ann</td><td>Lee</td><td>646-555-0101</td><td>ann@x.com</td></tr></table>"
+)
 
 
-def test_a_column_layout_pairs_a_header_row_with_the_row_of_values() -> None:
-    body = (
-        "<table><tr><th>First Name</th><th>Last Name</th><th>Phone</th><th>Email</th></tr>"
-        "<tr><td>Ann</td><td>Lee</td><td>646-555-0101</td><td>ann@x.com</td></tr></table>"
-    )
+@pytest.mark.parametrize(
+    "body", [DEFINITION_LIST, COLUMN_LAYOUT], ids=["dt-dd pairs", "header row over values"]
+)
+def test_html_labels_paired_with_their_values_in_other_shapes_than_two_cells(body: str) -> None:
     assert lead(body) == ParsedLead(
         first_name="Ann", last_name="Lee", phone="+16465550101", email="ann@x.com"
     )

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import aiohttp
 import orjson
@@ -315,16 +316,22 @@ async def test_another_key_plays_the_prompt_again(inbound: Inbound) -> None:
     assert inbound.sink.published == []
 
 
-async def test_in_preview_the_first_agent_to_press_a_key_gets_the_contact(inbound: Inbound) -> None:
-    preview = command(
+def preview_dial(agents: list[str], *, repeat_message: bool, **data: Any) -> object:
+    return command(
         "call.dial",
         to="+12125550101",
         mode="preview",
-        ring_group="rg-sales",
-        ring_group_numbers=["+12125550007", "+12125550008"],
+        ring_group_numbers=agents,
         message="New lead",
-        repeat_message=True,
+        repeat_message=repeat_message,
         from_number=LINE,
+        **data,
+    )
+
+
+async def test_in_preview_the_first_agent_to_press_a_key_gets_the_contact(inbound: Inbound) -> None:
+    preview = preview_dial(
+        ["+12125550007", "+12125550008"], repeat_message=True, ring_group="rg-sales"
     )
     await given_in_ledger(inbound, preview, "sent")
     first = await gather(inbound, "4", mode="preview", call="CA-agent-1")
@@ -343,16 +350,8 @@ async def test_in_preview_a_key_pressed_after_the_contacts_window_closed_dials_n
 ) -> None:
     # given a preview call whose agent stayed on the line (a repeated message) until the
     # contact's quiet-hours window closed (or not yet)
-    preview = command(
-        "call.dial",
-        to="+12125550101",
-        mode="preview",
-        ring_group_numbers=["+12125550007"],
-        message="New lead",
-        repeat_message=True,
-        from_number=LINE,
-        send_before=format_time(T0 + timedelta(seconds=closes)),
-    )
+    closing = format_time(T0 + timedelta(seconds=closes))
+    preview = preview_dial(["+12125550007"], repeat_message=True, send_before=closing)
     await given_in_ledger(inbound, preview, "sent")
     # when the agent presses 1 at T0
     answer = await gather(inbound, "1", mode="preview", call="CA-agent-1")
@@ -365,15 +364,7 @@ async def test_in_preview_a_key_pressed_after_the_contacts_window_closed_dials_n
 async def test_in_preview_without_repeat_the_agent_is_connected_without_a_key(
     inbound: Inbound,
 ) -> None:
-    preview = command(
-        "call.dial",
-        to="+12125550101",
-        mode="preview",
-        ring_group_numbers=["+12125550007"],
-        message="New lead",
-        repeat_message=False,
-        from_number=LINE,
-    )
+    preview = preview_dial(["+12125550007"], repeat_message=False)
     await given_in_ledger(inbound, preview, "sent")
     answer = await inbound.twilio(
         f"/twilio/gather?effect_id={FX}&mode=preview", {"CallSid": "CA-agent-1"}
