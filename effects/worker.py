@@ -52,6 +52,7 @@ from schemas.dead_letters import RejectedRecord
 from schemas.envelope import LETTER_HEADERS, STRUCTURED_HEADERS, CloudEvent
 from schemas.registry import DLQ_TOPIC
 from streams.outages import run_through_outages
+from streams.progress import ProgressLog, registry_totals
 
 _log = logging.getLogger(__name__)
 
@@ -374,6 +375,7 @@ async def consume(
     lock: asyncio.Lock,
     stop: asyncio.Event,
     batch_size: int,
+    progress: ProgressLog | None = None,
 ) -> None:
     """Feed the pipeline from the consumer until `stop`; then let the batches finish."""
 
@@ -395,6 +397,9 @@ async def consume(
             if batches:
                 async with lock:
                     pipeline.start(batches)
+            said = progress.line() if progress is not None else None
+            if said is not None:
+                _log.info("%s", said)
     except asyncio.CancelledError:
         pipeline.cancel()  # sends cut short stay in flight; recovery makes them unknown
         await pipeline.settle()
@@ -490,7 +495,14 @@ async def _run_until_stopped(
         consumer.subscribe(topics, listener=_WaitForBatches(lock, pipeline))
         await consumer.start()
         _log.info("effects worker consuming %s", ", ".join(topics))
-        await consume(consumer, pipeline, lock, stop, settings.batch_size)
+        progress = ProgressLog(
+            registry_totals(
+                publisher.metrics.registry,
+                ("dripstream_effects_published_total", "dripstream_effects_dead_letters_total"),
+            ),
+            ("outcome(s) and contact change(s) published", "dead letter(s)"),
+        )
+        await consume(consumer, pipeline, lock, stop, settings.batch_size, progress)
     finally:
         for task in (recovery, leasing):
             if task is not None:

@@ -170,12 +170,18 @@ def run_worker(args: argparse.Namespace) -> int:
 
 def deployment_problem(bootstrap: str, prefix: str, database_url: str, schema: str) -> str | None:
     """Checked once, before any worker process starts, so the mistakes a deployment makes
-    once are said plainly: input topics that are not co-partitioned, and engine tables
-    another deployment's topic prefix has. None when neither (the tables are made)."""
-    from ops.topics_cli import input_partition_counts, not_copartitioned  # noqa: PLC0415
+    once are said plainly: input topics that are not co-partitioned, or some of them
+    missing, and engine tables another deployment's topic prefix has. None when none of
+    these (the tables are made)."""
+    from ops.topics_cli import (  # noqa: PLC0415
+        input_partition_counts,
+        missing_inputs,
+        not_copartitioned,
+    )
     from streams.store import AnotherDeploymentsStoreError, EngineStore  # noqa: PLC0415
 
-    problem = not_copartitioned(asyncio.run(input_partition_counts(bootstrap, prefix)))
+    counts = asyncio.run(input_partition_counts(bootstrap, prefix))
+    problem = not_copartitioned(counts) or missing_inputs(counts, prefix)
     if problem is not None:
         return problem
     try:
@@ -244,7 +250,14 @@ def run_produce(args: argparse.Namespace) -> int:
             f" first at line {own[0]}) are the engine's own contact changes: not published",
             file=sys.stderr,
         )
-    print(f"published {len(records) - len(refused)} event(s)", file=sys.stderr)
+    out = len(records) - len(refused)
+    lines_out = len(set(numbers) - {numbers[index] for index, _ in refused})
+    copies = (
+        ""
+        if out == lines_out
+        else f" from {lines_out} line(s): a request by tag, line or group is one per partition"
+    )
+    print(f"published {out} event(s){copies}", file=sys.stderr)
     return 1 if bad or refused else 0
 
 

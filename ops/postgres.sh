@@ -6,7 +6,8 @@
 #                            roles and databases; the test database URL is the last line
 #   ops/postgres.sh stop     fast shutdown
 #   ops/postgres.sh status   exit 0 and print the test URL when it answers, else exit 1
-#   ops/postgres.sh env      print `export DATABASE_URL=...` (for eval)
+#   ops/postgres.sh env      print `export DATABASE_URL=...` of the development database
+#                            (for eval); `env test`: of the test database
 #
 # Roles and databases: dripstream/dripstream (development) and dripstream_test/dripstream_test
 # (tests; may create databases). Environment: PG_PORT (55432), PG_BIN (the server's bin
@@ -266,7 +267,7 @@ case ${1:-} in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  env) printf 'export DATABASE_URL=%s\n' "$TEST_URL" ;;
+  env) printf 'export DATABASE_URL=%s\n' "$([[ ${2:-} == test ]] && echo "$TEST_URL" || echo "$DEV_URL")" ;;
   *)
     printf 'usage: %s start|stop|status|env\n' "$0" >&2
     exit 2

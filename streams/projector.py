@@ -29,6 +29,7 @@ from aiokafka import (  # type: ignore[import-untyped]
 from projections.pg_reads import DEFAULT_SCHEMA
 from projections.postgres import PostgresProjection
 from projections.stream import READ_MODEL_TOPICS, Consumed, MalformedEventError, OutputEvent
+from streams.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +116,13 @@ async def run_projector(
     listener = _SeekToStored(consumer, projection)
     consumer.subscribe(settings.topics, listener=listener)
     applied = 0
+    progress = ProgressLog(lambda: (applied,), ("new event(s) applied to the read models",))
     try:
         await consumer.start()  # inside: a failed start is stopped too, not left unclosed
         while not stop.is_set():
+            said = progress.line()
+            if said is not None:
+                log.info("%s", said)
             if listener.failure is not None:
                 raise listener.failure
             polled = asyncio.ensure_future(

@@ -55,6 +55,7 @@ from streams.outages import (
     sleep_unless_stopped,
 )
 from streams.processes import ignore_interrupts, install_stop_signals, supervise
+from streams.progress import ProgressLog, registry_totals
 from streams.relay import RelaySettings, start_relay_process
 from streams.store import (
     BatchRecord,
@@ -202,6 +203,18 @@ class EngineWorker:
         self.relay_process: SpawnProcess | None = None
         self.relay_published = multiprocessing.get_context("spawn").Value("q", 0)
         self.relay_reported = 0
+        self.progress = ProgressLog(
+            registry_totals(
+                self.metrics.registry,
+                (
+                    "dripstream_events_in_total",
+                    "dripstream_events_out_total",
+                    "dripstream_timers_fired_total",
+                    "dripstream_published_total",
+                ),
+            ),
+            ("input(s) taken", "decision(s) recorded", "timer(s) fired", "published"),
+        )
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -224,6 +237,10 @@ class EngineWorker:
                     if not (self.writes.in_doubt or self.reads_lost):
                         self.outage_wait = FIRST_WAIT
                     self._check_relay()
+                    said = self.progress.line()
+                    if said is not None:
+                        lag = self.metrics.registry.get_sample_value("dripstream_consumer_lag")
+                        log.info("%s; lag %d", said, lag or 0)
                 await self._drain()
             finally:
                 await self.consumer.stop()  # leaves the group; _drain committed the offsets

@@ -93,6 +93,8 @@ _CREATE_PATH = re.compile(r"/2010-04-01/Accounts/(?P<sid>[^/]+)/(?P<resource>Mes
 class _Script:
     always: dict[str, TwilioFailure] = field(default_factory=dict)
     first: dict[str, list[TwilioFailure]] = field(default_factory=dict)
+    # Refused for texts only: a landline takes calls (21614 is a Messages error).
+    texts: dict[str, TwilioFailure] = field(default_factory=dict)
 
 
 class FakeTwilioServer(LoopbackServer):
@@ -127,15 +129,13 @@ class FakeTwilioServer(LoopbackServer):
                 INVALID_NUMBER: TwilioFailure(
                     400, 21211, f"The 'To' number {INVALID_NUMBER} is not a valid phone number."
                 ),
-                NOT_SMS_CAPABLE_NUMBER: TwilioFailure(
-                    400, 21614, "'To' number is not a valid mobile number"
-                ),
-                DEMO_LANDLINE_NUMBER: TwilioFailure(
-                    400, 21614, "'To' number is not a valid mobile number"
-                ),
                 DOWN_NUMBER: TwilioFailure(503, 20500, "Service unavailable"),
             },
             first={THROTTLED_ONCE_NUMBER: [TwilioFailure(429, 20429, "Too Many Requests")]},
+            texts=dict.fromkeys(
+                (NOT_SMS_CAPABLE_NUMBER, DEMO_LANDLINE_NUMBER),
+                TwilioFailure(400, 21614, "'To' number is not a valid mobile number"),
+            ),
         )
         app = web.Application()
         prefix = "/2010-04-01/Accounts/{sid}"
@@ -228,7 +228,7 @@ class FakeTwilioServer(LoopbackServer):
             return _error(received)
         resource, form, effect_id = received.resource, received.form, received.effect_id
         to = form.get("To", [""])[0]
-        failure = self._failure_for(to)
+        failure = self._failure_for(to, resource)
         if failure is not None:
             self._record(RecordedRequest(resource, form, effect_id, None))
             return _error(failure)
@@ -253,11 +253,14 @@ class FakeTwilioServer(LoopbackServer):
             body["direction"] = "outbound-api"
         return LeanResponse(201, orjson.dumps(body))
 
-    def _failure_for(self, to: str) -> TwilioFailure | None:
+    def _failure_for(self, to: str, resource: str) -> TwilioFailure | None:
         queued = self._script.first.get(to)
         if queued:
             return queued.pop(0)
-        return self._script.always.get(to)
+        found = self._script.always.get(to)
+        if found is None and resource == "Messages":
+            found = self._script.texts.get(to)
+        return found
 
     def _record(self, recorded: RecordedRequest) -> None:
         if self.keep_requests:

@@ -200,6 +200,21 @@ async def test_progressive_dial_calls_the_contact_with_a_one_digit_gather(world:
     assert say.text == "To connect, press 1. For a callback, press 2. To opt out, press 9."
 
 
+async def test_a_number_that_takes_no_texts_still_takes_a_call(world: World) -> None:
+    # a landline (the demo's): Twilio's 21614 refuses a message, never a call
+    dial = command(
+        "call.dial",
+        to=DEMO_LANDLINE_NUMBER,
+        mode="progressive",
+        ring_group_numbers=["+12125550007"],
+        from_number=LINE,
+    )
+    assert types_of(await world.effects.handle(sms(2, to=DEMO_LANDLINE_NUMBER))) == [
+        "effect.failed"
+    ]
+    assert types_of(await world.effects.handle(dial)) == ["effect.sent"]
+
+
 async def test_preview_dial_calls_each_agent_and_repeats_the_message(world: World) -> None:
     dial = command(
         "call.dial",

@@ -117,6 +117,26 @@ def test_a_worker_refuses_input_topics_that_are_not_co_partitioned(
 
 
 @pytest.mark.postgres
+def test_a_worker_refuses_to_start_when_some_input_topics_are_missing(
+    kafka_bootstrap: str, database_url: str, pg_schema: str, prefix: str
+) -> None:
+    # given `contacts` made by hand with 4 partitions, the other inputs not made
+    _make_topics(kafka_bootstrap, {prefix + "contacts": 4})
+    # when a worker starts (its subscription would have the broker make the others)
+    started = cli(
+        "worker",
+        *("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix),
+        *("--database-url", database_url, "--schema", pg_schema),
+        timeout=60,
+    )
+    # then it refuses, naming them and how to make them with the same count
+    assert started.returncode == 2, started.stderr
+    assert f"input topics missing: {prefix}calls, {prefix}messages" in started.stderr
+    assert "create `dripstream topics create --partitions 4` first" in started.stderr
+    assert set(_partition_counts(kafka_bootstrap, prefix)) == {"contacts"}  # none made
+
+
+@pytest.mark.postgres
 def test_a_worker_refuses_the_tables_of_a_deployment_with_another_prefix(
     kafka_bootstrap: str, database_url: str, pg_schema: str, prefix: str
 ) -> None:

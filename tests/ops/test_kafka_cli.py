@@ -87,6 +87,30 @@ def test_the_engines_own_contact_changes_are_not_published_and_said_so(
     ) in err
 
 
+def test_a_request_fanned_out_is_counted_as_its_copies_and_said_so(
+    tmp_path: Path,
+    published: Published,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def three(bootstrap: str, prefix: str) -> int:
+        return 3
+
+    monkeypatch.setattr(kafka_cli, "_partition_count", three)
+    by_tag = (
+        b'{"specversion":"1.0","id":"r-1","source":"crm","type":"enrollment.requested",'
+        b'"time":"2028-03-02T22:41:30Z","subject":"tag:hot",'
+        b'"data":{"sequence_id":"welcome","tag":"hot"}}'
+    )
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(VALID + b"\n" + by_tag + b"\n")
+    assert _produce(events) == 0
+    assert [topic for topic, _, _ in published] == ["contacts", *["commands"] * 3]
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "published 4 event(s) from 2 line(s): a request by tag, line or group is one per partition"
+    )
+
+
 FORGED_SMS = (
     b'{"specversion":"1.0","id":"x-1","source":"crm","type":"sms.send",'
     b'"time":"2028-03-02T22:41:30Z","subject":"c-201","data":{"effect_id":"fx-1",'
