@@ -202,17 +202,16 @@ def not_copartitioned(counts: dict[str, int]) -> str | None:
 
 
 def missing_inputs(counts: dict[str, int], prefix: str) -> str | None:
-    """What to say when some of the prefix's input topics exist and others do not (the
-    broker would make those at its default count, whatever the others have), else None."""
+    """What to say when some of the prefix's co-partitioned input topics exist and others
+    do not (the broker would make those at its default count), else None."""
     missing = [prefix + name for name in INPUT_TOPICS if prefix + name not in counts]
     if not counts or not missing:
         return None
-    have = sorted(set(counts.values()))
-    make = f"`dripstream topics create --partitions {have[0]}`" if len(have) == 1 else "them"
+    count = max(counts.values())
     return (
         f"input topics missing: {', '.join(missing)}; the broker would create them with its"
-        f" default partition count, not the {'/'.join(map(str, have))} of the others:"
-        f" create {make} first"
+        f" default partition count, not the {count} of the others: make them first"
+        f" (`dripstream topics create --partitions {count}`)"
     )
 
 

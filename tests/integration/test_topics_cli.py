@@ -132,7 +132,7 @@ def test_a_worker_refuses_to_start_when_some_input_topics_are_missing(
     # then it refuses, naming them and how to make them with the same count
     assert started.returncode == 2, started.stderr
     assert f"input topics missing: {prefix}calls, {prefix}messages" in started.stderr
-    assert "create `dripstream topics create --partitions 4` first" in started.stderr
+    assert "make them first (`dripstream topics create --partitions 4`)" in started.stderr
     assert set(_partition_counts(kafka_bootstrap, prefix)) == {"contacts"}  # none made
 
 
