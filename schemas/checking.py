@@ -159,3 +159,27 @@ def first_nul(value: object, path: str = "") -> str | None:
             if found is not None:
                 return found
     return None
+
+
+# How deep a value may nest: no event needs more, and the JSON writer (orjson) refuses past
+# 255 levels, which a parsed event could otherwise reach (its parser allows 1,024).
+DEPTH_LIMIT = 64
+DEPTH_REASON = f"nested more than {DEPTH_LIMIT} levels deep"
+
+
+def too_deep(value: object, limit: int = DEPTH_LIMIT) -> bool:
+    """Whether objects and arrays nest in `value` more than `limit` levels deep (a value
+    that is an object or array is one level)."""
+    level: list[Any] = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        level = [
+            item
+            for node in level
+            for item in (node.values() if isinstance(node, dict) else node)
+            if isinstance(item, dict | list)
+        ]
+    return False

@@ -157,7 +157,7 @@ _LONGEST_NUMBER = 100  # digits: far beyond any setting, far below Python's 4,30
 # sequences holds a few thousand. Beyond it lies an alias bomb ("billion laughs"), which
 # every later walk of the document would expand again.
 _MOST_VALUES = 200_000
-_DEEPEST = 64  # nesting levels; a definition needs about eight
+_DEEPEST = checking.DEPTH_LIMIT  # nesting levels; a definition needs about eight
 
 
 for _tag, _pattern, _first in [

@@ -123,6 +123,17 @@ def decode_event(
         where = checking.first_nul(envelope)
         if where is not None:
             raise EventRejected(where, checking.NUL_REASON)
+    # Nesting is counted only for the rare line with many brackets: with no more than the
+    # limit of them, no value can nest deeper.
+    brackets = (
+        raw.count(b"{") + raw.count(b"[")
+        if isinstance(raw, bytes)
+        else raw.count("{") + raw.count("[")
+    )
+    if brackets > checking.DEPTH_LIMIT and isinstance(envelope, dict):
+        for key, value in envelope.items():
+            if checking.too_deep(value):
+                raise EventRejected(str(key), checking.DEPTH_REASON)
     if not _envelope_is_plain(envelope):
         try:
             _check_envelope(envelope)

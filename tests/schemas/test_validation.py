@@ -700,3 +700,28 @@ def test_the_engines_own_contact_change_still_decodes_as_input() -> None:
     # a dump of `contacts` holds the engine's own changes: replay and the worker pass over them
     event = decode_event(raw_event("contact.tag_added", source="dripstream"), as_input=True)
     assert event.source == "dripstream"
+
+
+# --- nesting the JSON writer could not write back
+
+
+@pytest.mark.parametrize("depth", [64, 300, 1000])
+def test_data_nested_past_the_limit_is_refused_as_bytes_and_as_text(depth: int) -> None:
+    # given a tag event whose data holds a value nested `depth` levels (1,000 still parses;
+    # orjson writes 255 at most, and the engine fingerprints data by writing it)
+    nested = "[" * depth + "]" * depth
+    raw = raw_event("contact.tag_added", {"contact_id": "c-1", "tag": "hot"}).replace(
+        b'"tag":"hot"', b'"tag":"hot","extra":' + nested.encode()
+    )
+    for as_given in (raw, raw.decode()):
+        refused = rejection(as_given)
+        assert (refused.field, refused.reason) == ("data", checking.DEPTH_REASON)
+
+
+def test_data_nested_to_the_limit_and_wide_is_taken() -> None:
+    # 63 levels under `data` (64 with it), and far more than 64 brackets side by side
+    extra = b"[" * 62 + b"]" * 62 + b"," + b",".join([b"[]"] * 500)
+    raw = raw_event("contact.tag_added", {"contact_id": "c-1", "tag": "hot"}).replace(
+        b'"tag":"hot"', b'"tag":"hot","extra":[' + extra + b"]"
+    )
+    assert decode_event(raw, as_input=True).data["tag"] == "hot"
