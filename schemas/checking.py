@@ -183,3 +183,27 @@ def too_deep(value: object, limit: int = DEPTH_LIMIT) -> bool:
             if isinstance(item, dict | list)
         ]
     return False
+
+
+# The JSON writer (orjson) writes integers of 64 bits at most.
+INTEGER_RANGE = (-(2**63), 2**63 - 1)
+INTEGER_REASON = "is too large a number (at most 9,223,372,036,854,775,807)"
+
+
+def first_huge_integer(value: object, path: str = "") -> str | None:
+    """The path of the first integer in a parsed value that JSON output cannot hold."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        low, high = INTEGER_RANGE
+        return None if low <= value <= high else path
+    items = (
+        ((_join(path, str(key)), item) for key, item in value.items())
+        if isinstance(value, dict)
+        else ((f"{path}[{index}]", item) for index, item in enumerate(value))
+        if isinstance(value, list)
+        else ()
+    )
+    for where, item in items:
+        found = first_huge_integer(item, where)
+        if found is not None:
+            return found
+    return None

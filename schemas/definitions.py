@@ -98,6 +98,10 @@ def validate_definition_document(doc: object) -> dict[str, Any]:
     nul = checking.first_nul(doc)
     if nul is not None:
         raise _rejection(doc, nul, checking.NUL_REASON)
+    huge = checking.first_huge_integer(doc)
+    if huge is not None:
+        # Else it loads, and the engine's first output naming it cannot be written.
+        raise _rejection(doc, huge, checking.INTEGER_REASON)
     try:
         checking.compiled("sequences.schema.json")(doc)
     except JsonSchemaValueException as exc:
@@ -194,6 +198,12 @@ def _parse_text(raw: str) -> object:
             return json.loads(raw, object_pairs_hook=_mapping_without_repeats)
         except json.JSONDecodeError:
             pass  # a YAML flow mapping starts with "{" too
+        except DefinitionRejected:
+            raise  # a key named twice
+        except ValueError:  # an integer of more digits than Python converts
+            raise DefinitionRejected(
+                None, "file", "not valid JSON: a number of more than 4,300 digits"
+            ) from None
     try:
         return yaml.load(raw, Loader=_DefinitionLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:

@@ -637,6 +637,32 @@ def test_a_document_that_never_was_text_is_held_to_the_same_depth() -> None:
     assert "nested more than 64 levels deep" in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"throttle_per_minute": 10**30}, "throttle_per_minute"),
+        ({"note": -(2**63) - 1}, "note"),  # a key the engine ignores is written all the same
+        ({"tags_seen": [1, 2**64]}, "tags_seen[1]"),
+    ],
+)
+def test_an_integer_json_output_cannot_hold_is_refused_naming_where(
+    change: dict[str, Any], key: str
+) -> None:
+    refused = refusal(document(**change))
+    assert (refused.sequence_id, refused.key) == ("welcome", key)
+    assert refused.reason == "is too large a number (at most 9,223,372,036,854,775,807)"
+    assert validate_definition_document(document(throttle_per_minute=2**63 - 1))
+
+
+def test_a_json_file_with_a_number_of_thousands_of_digits_is_refused_not_a_crash() -> None:
+    with pytest.raises(DefinitionRejected) as caught:
+        load_definition_text('{"sequences": [], "n": ' + "9" * 5000 + "}")
+    assert (caught.value.key, caught.value.reason) == (
+        "file",
+        "not valid JSON: a number of more than 4,300 digits",
+    )
+
+
 def test_a_nul_character_in_a_definition_is_refused_naming_where() -> None:
     # PostgreSQL (the definitions table, the read models) cannot hold U+0000
     steps = [{"id": "s1", "type": "send_sms", "delay": {"kind": "none"}, "text": "Hi\u0000"}]
