@@ -158,9 +158,10 @@ def _construct_decimal_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
 
 _LONGEST_NUMBER = 100  # digits: far beyond any setting, far below Python's 4,300-digit guard
 # Values a document may hold once its YAML aliases are expanded: a file of a hundred
-# sequences holds a few thousand. Beyond it lies an alias bomb ("billion laughs"), which
-# every later walk of the document would expand again.
-_MOST_VALUES = 200_000
+# sequences holds a few thousand, one of a thousand sequences of fifty steps about 420,000.
+# Beyond it lies an alias bomb ("billion laughs"), which every later walk of the document
+# would expand again.
+_MOST_VALUES = 1_000_000
 _DEEPEST = checking.DEPTH_LIMIT  # nesting levels; a definition needs about eight
 
 
@@ -238,7 +239,8 @@ def _check_size(doc: object) -> None:
                 raise DefinitionRejected(
                     None,
                     "file",
-                    f"holds more than {_MOST_VALUES:,} values once its YAML aliases are expanded",
+                    f"holds more than {_MOST_VALUES:,} values (each YAML alias counted as"
+                    " the values it stands for)",
                 )
             sizes[id(value)] = total
         elif id(value) not in sizes:
