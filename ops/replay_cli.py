@@ -68,12 +68,34 @@ def _unwritable(option: str, path: Path | None) -> str | None:
     return None
 
 
+def _overlapping(outputs: dict[str, Path | None], others: dict[str, Path | None]) -> str | None:
+    """An output that is another file of the run (`--out` the events file, say): opening
+    it for writing would empty it before it is read, or mix two outputs in one file."""
+    for option, path in outputs.items():
+        for other, named in others.items():
+            if path is None or named is None or other == option:
+                continue
+            same = path.resolve() == named.resolve() or (
+                path.exists() and named.exists() and path.samefile(named)
+            )
+            if same:
+                return f"{option} {path} names the same file as {other}: nothing was written"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     definitions = load_or_explain(args.sequences)
     if definitions is None:
         return 2
     # Every output checked before anything is opened or processed.
-    refusal = _unwritable("--out", args.out) or _unwritable("--dlq", args.dlq)
+    refusal = (
+        _unwritable("--out", args.out)
+        or _unwritable("--dlq", args.dlq)
+        or _overlapping(
+            {"--out": args.out, "--dlq": args.dlq},
+            {"--events": args.events, "--sequences": args.sequences, "--out": args.out},
+        )
+    )
     if refusal is not None:
         print(f"dripstream: {refusal}", file=sys.stderr)
         return 2

@@ -333,6 +333,31 @@ def test_an_output_that_is_a_directory_stops_with_exit_2(
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "same_as"),
+    [("--out", "--events"), ("--out", "--sequences"), ("--dlq", "--events"), ("--dlq", "--out")],
+)
+def test_an_output_naming_another_file_of_the_run_stops_with_exit_2_and_empties_nothing(
+    tmp_path: Path, option: str, same_as: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = {
+        "--sequences": write(tmp_path / "sequences.yaml", ONLY_SEQUENCES),
+        "--events": write(tmp_path / "events.jsonl", b"\n".join(good_lines())),
+        "--out": tmp_path / "out.jsonl",
+    }
+    before = {name: path.read_bytes() for name, path in files.items() if path.exists()}
+    # the same file, spelled another way
+    files[option] = tmp_path / "." / files[same_as].name
+    status = main(["replay", *(part for item in files.items() for part in map(str, item))])
+
+    assert status == 2
+    assert capsys.readouterr().err == (
+        f"dripstream: {option} {files[option]} names the same file as {same_as}: nothing"
+        " was written\n"
+    )
+    assert {name: files[name].read_bytes() for name in before} == before
+
+
 def test_a_run_that_dies_keeps_what_it_had_decided_in_out_and_raises(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
