@@ -400,9 +400,13 @@ def recipients(
 _ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+\.[^@\s<>()\[\],;:\"]+")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def is_email_address(text: str) -> bool:
-    """An address of a plausible shape (`local@domain.tld`), bare or `Name <address>`."""
-    return _ADDRESS.fullmatch(parseaddr(text)[1]) is not None
+    """An address of a plausible shape (`local@domain.tld`), bare or `Name <address>`; never
+    with a control character, which parseaddr would cut off unseen ("a@x.com\r\nBcc: …")."""
+    return _CONTROL.search(text) is None and _ADDRESS.fullmatch(parseaddr(text)[1]) is not None
 
 
 def _recipient(message: SmsMessage) -> str:

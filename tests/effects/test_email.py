@@ -126,7 +126,9 @@ async def test_a_bad_api_key_is_refused(sendgrid: FakeSendGridServer) -> None:
     assert sendgrid.accepted() == []
 
 
-@pytest.mark.parametrize("to", ["not an address", "ann@example", "ann@@example.com"])
+@pytest.mark.parametrize(
+    "to", ["not an address", "ann@example", "ann@@example.com", "ann@example.com\r\nBcc: x@y.io"]
+)
 async def test_a_contact_email_to_no_address_fails_as_invalid_not_unknown(
     sendgrid: FakeSendGridServer, to: str
 ) -> None:
