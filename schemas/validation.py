@@ -245,7 +245,16 @@ def _event_time(text: str) -> datetime:
     except TimeOutOfRange:
         raise EventRejected("time", TIME_RANGE_REASON) from None
     except ValueError as exc:
+        if text[17:19] == "60":
+            # RFC 3339 allows a leap second; Python's datetime cannot hold one.
+            raise EventRejected("time", LEAP_SECOND_REASON) from None
         raise EventRejected("time", f"{RFC3339_REASON}: {exc}") from None
+
+
+LEAP_SECOND_REASON = (
+    "is a leap second (:60), which RFC 3339 allows but the engine cannot represent: send"
+    " :59 (or the next second's :00)"
+)
 
 
 def _json_problem(raw: bytes | str, error: orjson.JSONDecodeError) -> str:

@@ -725,3 +725,14 @@ def test_data_nested_to_the_limit_and_wide_is_taken() -> None:
         b'"tag":"hot"', b'"tag":"hot","extra":[' + extra + b"]"
     )
     assert decode_event(raw, as_input=True).data["tag"] == "hot"
+
+
+@pytest.mark.parametrize("time", ["2027-06-30T23:59:60Z", "2027-06-30T18:59:60.5-05:00"])
+def test_a_leap_second_is_refused_saying_so(time: str) -> None:
+    # RFC 3339 allows second 60; "second must be in 0..59" would contradict the reason's
+    # own "must be an RFC 3339 date-time"
+    refused = rejection(
+        raw_event("contact.tag_added", {"contact_id": "c-1", "tag": "x"}, time=time)
+    )
+    assert refused.field == "time"
+    assert refused.reason.startswith("is a leap second (:60), which RFC 3339 allows")
