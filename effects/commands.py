@@ -86,10 +86,7 @@ class EffectCommand:
 
     @property
     def send_before(self) -> datetime | None:
-        """The moment the contact's quiet hours close (the engine's `send_before` on a text,
-        call or voicemail): later, it must not go out. Checked by `read_command`."""
-        value = self.data.get("send_before")
-        return parse_time(value) if isinstance(value, str) else None
+        return send_before_of(self.data)
 
     def context(self) -> dict[str, Any]:
         """The fields every outcome repeats, so consumers need not join on effect_id."""
@@ -98,6 +95,13 @@ class EffectCommand:
             if key in self.data:
                 out[key] = self.data[key]
         return out
+
+
+def send_before_of(data: Mapping[str, Any]) -> datetime | None:
+    """The moment the contact's quiet hours close (the engine's `send_before` on a text,
+    call or voicemail): later, it must not go out. Checked by `read_command`."""
+    value = data.get("send_before")
+    return parse_time(value) if isinstance(value, str) else None
 
 
 def effect_id_of(event: CloudEvent) -> EffectId:

@@ -36,7 +36,7 @@ from twilio.request_validator import (  # type: ignore[import-untyped, unused-ig
 )
 
 from effects import outcomes, twiml
-from effects.commands import CALL_DIAL, VOICEMAIL_DROP
+from effects.commands import CALL_DIAL, VOICEMAIL_DROP, send_before_of
 from effects.lead_mail import (
     first_address,
     header_lines,
@@ -48,7 +48,7 @@ from effects.mailgun_callbacks import MailgunCallbacks
 from effects.ports import Clock, EffectId, Publish
 from effects.provider_status import status_outcomes
 from effects.publish import publish_all
-from schemas.envelope import EFFECTS_SOURCE, CloudEvent, parse_time
+from schemas.envelope import EFFECTS_SOURCE, CloudEvent
 
 _log = logging.getLogger(__name__)
 
@@ -360,14 +360,10 @@ def build_inbound_app(handlers: InboundHandlers) -> web.Application:
 
 
 def _past_window(data: Mapping[str, Any], now: datetime) -> bool:
-    """Whether the command's `send_before` (the contact's quiet-hours close) has passed."""
-    deadline = data.get("send_before")
-    if not isinstance(deadline, str):
-        return False
-    try:
-        return now >= parse_time(deadline)
-    except ValueError:
-        return True  # unreadable: the processor refused to send such a command at all
+    """Whether the command's `send_before` has passed: a call was placed, so the
+    processor read its command (and its `send_before`) first."""
+    deadline = send_before_of(data)
+    return deadline is not None and now >= deadline
 
 
 def _is_preview(entry: LedgerEntry) -> bool:
