@@ -81,7 +81,9 @@ def explain(error: JsonSchemaValueException) -> tuple[str, str]:
 
 def _reason(rule: str | None, wanted: Any, error: JsonSchemaValueException) -> str:
     if rule == "enum":
-        return "must be one of " + ", ".join(str(choice) for choice in wanted)
+        named = ", ".join(str(choice) for choice in wanted if choice is not None)
+        # null in an enum stands for "left out": said apart, as JSON spells it.
+        return f"must be one of {named}" + (" (or null)" if None in wanted else "")
     if rule == "const":
         return f"must be {orjson.dumps(wanted).decode()}"
     if rule == "minLength":

@@ -46,7 +46,7 @@ def upcast(event_type: str, data: Data, from_version: int) -> Data:
 
 @upcaster("contact.opted_out", 1)
 def _opted_out_channel_required(data: Data) -> Data:
-    # v1 let `channel` out and meant every channel by that; v2 says so explicitly.
-    if "channel" in data:
+    # v1 let `channel` out (or null) and meant every channel by that; v2 says so explicitly.
+    if data.get("channel") is not None:
         return data
     return {**data, "channel": "all"}

@@ -104,6 +104,19 @@ def test_an_opt_in_without_a_channel_lifts_every_opt_out() -> None:
     assert out.one("sms.send")
 
 
+def test_a_null_channel_is_every_channel_like_a_missing_one() -> None:
+    # A producer that serialises "no channel" as null means what leaving it out means.
+    seq = sequence(remove_on_opt_out=True)
+    opted = event("contact.opted_out", T0, contact_id="c-1", channel=None)
+    out = decide(definitions(seq), [created(), opted, tagged(time=T1)])
+    assert out.one("enrollment.rejected")["data"]["reason"] == "opted_out"
+
+    back = event("contact.opted_in", T1, contact_id="c-1", channel=None)
+    out = decide(definitions(seq), [created(), opted, back, tagged(time=T2)])
+    assert out.one("enrollment.enrolled")
+    assert out.one("sms.send")
+
+
 def test_an_enrolled_contact_is_already_enrolled_whatever_else_would_reject_it() -> None:
     # given c-1 enrolled, then opted out of e-mail where the sequence did not remove on it
     seq = sequence(steps=A_DAY_LATER, remove_on_opt_out=False)
@@ -296,6 +309,26 @@ def test_call_duration_trigger_disenrolls_at_the_threshold() -> None:
     disenrolled = out.one("enrollment.disenrolled")
     assert disenrolled["data"]["reason"] == "call_duration"
     assert disenrolled["time"] == T2
+
+
+def test_a_null_measure_is_unknown_and_sets_off_no_call_duration_trigger() -> None:
+    # A phone system sends talk_time null for a call it could not time; manual null is
+    # "not said", as when left out.
+    unknown = event(
+        "call.completed",
+        T1,
+        contact_id="c-1",
+        call_id="k-1",
+        direction="outbound",
+        answered=True,
+        talk_time=None,
+        wait_time=None,
+        duration=None,
+        manual=None,
+    )
+    out = decide(definitions(call_duration_sequence("talk_time")), [created(), tagged(), unknown])
+    assert out.rejected == []
+    assert out.of("enrollment.disenrolled") == []
 
 
 def test_an_inbound_call_does_not_set_off_the_call_duration_trigger() -> None:

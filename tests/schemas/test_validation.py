@@ -282,7 +282,7 @@ def test_a_subject_of_a_non_contact_event_is_not_compared() -> None:
             "contact.opted_in",
             {"contact_id": "c-1", "channel": "fax"},
             "data.channel",
-            "must be one of sms, email, all",
+            "must be one of sms, email, all (or null)",
         ),
         (
             "call.completed",
@@ -408,6 +408,43 @@ def test_contact_fields_of_the_right_type_decode(event_type: str, data: dict[str
     event = decode_event(raw_event(event_type, data))
 
     assert event.data == data
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data", "decoded"),
+    [
+        (
+            "call.completed",
+            {"talk_time": None, "wait_time": None, "duration": None, "manual": None},
+            {"talk_time": None, "wait_time": None, "duration": None, "manual": None},
+        ),
+        # v1 of an opt-out read null as every channel, as a missing one; v2 says "all".
+        ("contact.opted_out", {"channel": None}, {"channel": "all"}),
+        ("contact.opted_in", {"channel": None}, {"channel": None}),
+    ],
+)
+def test_an_optional_upstream_field_may_be_null(
+    event_type: str, data: dict[str, Any], decoded: dict[str, Any]
+) -> None:
+    # As for the contact fields: null is how many producers write "not known".
+    event = decode_event(raw_event(event_type, {**SAMPLES[event_type], **data}))
+
+    assert {key: event.data[key] for key in decoded} == decoded
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ({"talk_time": "60"}, "must be a number or null"),
+        ({"manual": "yes"}, "must be a boolean or null"),
+    ],
+)
+def test_a_null_allowed_field_still_refuses_the_wrong_type(
+    data: dict[str, Any], reason: str
+) -> None:
+    refused = rejection(raw_event("call.completed", {**SAMPLES["call.completed"], **data}))
+
+    assert (refused.field, refused.reason) == (f"data.{next(iter(data))}", reason)
 
 
 # --- times the engine can compute with
