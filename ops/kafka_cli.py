@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import hashlib
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from schemas.envelope import (
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS
 from schemas.validation import EventRejected, decode_event, without_bom
 from streams import routing
+from streams.ordering import position_header
 
 WATERMARK_EVERY = 500
 # Seconds: the broker's default group.min.session.timeout.ms and group.max.session.timeout.ms;
@@ -237,7 +239,13 @@ def run_produce(args: argparse.Namespace) -> int:
         records.append((EVENT_TYPES[event.type].topic, key, raw))
         numbers.append(number)
     refused = asyncio.run(
-        publish(args.bootstrap, args.topic_prefix, records, watermarks=not args.no_watermarks)
+        publish(
+            args.bootstrap,
+            args.topic_prefix,
+            records,
+            watermarks=not args.no_watermarks,
+            lines=numbers,
+        )
     )
     for index, reason in refused:
         print(
@@ -344,17 +352,25 @@ async def publish(
     records: list[tuple[str, bytes | None, bytes]],
     *,
     watermarks: bool = False,
+    lines: list[int] | None = None,
 ) -> list[tuple[int, str]]:
     """Publish in order. With `watermarks`, every WATERMARK_EVERY records and at the end a
     `stream.watermark` goes to every partition of every input topic, after the records it
     follows (the idempotent producer keeps each partition's order): a worker on the event
     clock then knows how far each topic is complete.
 
+    Every record carries its place (`lines`: the file line each came from, copies of one
+    line alike; else its index), so a worker decides records of the same time in this
+    order, whatever topics they are on (streams/ordering.py).
+
     Returns the records Kafka refused (too large, say), by index, with the reason: the
     others still go out."""
     from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
     from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
 
+    places = lines if lines is not None else list(range(1, len(records) + 1))
+    # A later run of produce must come after this one: it starts later.
+    run = time.time_ns() // 1000
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=10)
     try:
         await producer.start()
@@ -362,15 +378,12 @@ async def publish(
         futures = []
         sent: list[tuple[int, Any]] = []
         refused: list[tuple[int, str]] = []
+        since_mark = 0
         for n, (topic, key, value) in enumerate(records, start=1):
+            headers = [*STRUCTURED_HEADERS, position_header(run, places[n - 1])]
             try:
                 sent.append(
-                    (
-                        n - 1,
-                        await producer.send(
-                            prefix + topic, value, key=key, headers=STRUCTURED_HEADERS
-                        ),
-                    )
+                    (n - 1, await producer.send(prefix + topic, value, key=key, headers=headers))
                 )
             except KafkaError as error:
                 refused.append((n - 1, _kafka_reason(error)))
@@ -380,10 +393,15 @@ async def publish(
                 latest = (
                     moment if latest is None or (moment is not None and moment > latest) else latest
                 )
-                if n % WATERMARK_EVERY == 0 and latest is not None:
-                    futures.extend(await _watermark(producer, prefix, latest, n))
-        if watermarks and latest is not None:
-            futures.extend(await _watermark(producer, prefix, latest, len(records)))
+                since_mark += 1
+                # Not between the copies of one line: the mark promises that line is out.
+                # (After the last record, the closing mark below does it.)
+                whole = n < len(records) and places[n] != places[n - 1]
+                if since_mark >= WATERMARK_EVERY and whole and latest is not None:
+                    futures.extend(await _watermark(producer, prefix, latest, (run, places[n - 1])))
+                    since_mark = 0
+        if watermarks and latest is not None and places:
+            futures.extend(await _watermark(producer, prefix, latest, (run, places[-1])))
         for index, future in sent:
             try:
                 await future
@@ -400,13 +418,17 @@ def _kafka_reason(error: Exception) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-async def _watermark(producer: Any, prefix: str, moment: datetime, serial: int) -> list[Any]:
+async def _watermark(
+    producer: Any, prefix: str, moment: datetime, place: tuple[int, int]
+) -> list[Any]:
+    run, line = place
+    headers = [*STRUCTURED_HEADERS, position_header(run, line)]
     futures = []
     for topic in INPUT_TOPICS:
         for partition in sorted(await producer.partitions_for(prefix + topic)):
             mark = CloudEvent(
                 # One id per record: a CloudEvent's source and id name one event.
-                id=f"watermark-{format_time(moment)}-{serial}/{topic}/{partition}",
+                id=f"watermark-{format_time(moment)}-{run}:{line}/{topic}/{partition}",
                 source="dripstream-produce",
                 type="stream.watermark",
                 time=moment,
@@ -414,9 +436,7 @@ async def _watermark(producer: Any, prefix: str, moment: datetime, serial: int) 
                 data={"producer": "dripstream produce"},
             ).encode()
             futures.append(
-                await producer.send(
-                    prefix + topic, mark, partition=partition, headers=STRUCTURED_HEADERS
-                )
+                await producer.send(prefix + topic, mark, partition=partition, headers=headers)
             )
     return futures
 

@@ -5,18 +5,46 @@ Kafka orders records within one topic partition only. Partition p of `contacts`,
 `contacts` for one contact must be decided in the order they happened. Under the event
 clock, a group (one partition number across all input topics) merges its topics by event
 time, and holds a record back while a topic that may still hold something earlier has not
-been read that far (a watermark per topic). Under the wall clock, records are decided as
-they arrive.
+been read that far (a watermark per topic). Records of one moment go in the order their
+producer published them when it says so (`dripstream produce`'s position header), else
+topic by topic. Under the wall clock, records are decided as they arrive.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from aggregates.engine import DEFINITION_COMMANDS
 from schemas.envelope import CloudEvent
+
+# Where a producer put a record among everything it published: (run, line), comparable
+# across topics. (0, 0) for a producer that does not say.
+Position = tuple[int, int]
+UNPLACED: Position = (0, 0)
+# How far a topic has been read: the latest event time, then the position at it.
+Mark = tuple[datetime, int, int]
+# The header saying it: b"<run>:<line>", a run being when the producer started (µs since
+# the epoch, so a later run of the same producer comes after) and a line its place in it.
+POSITION_HEADER: Final = "dripstream-position"
+
+
+def position_header(run: int, line: int) -> tuple[str, bytes]:
+    return (POSITION_HEADER, f"{run}:{line}".encode())
+
+
+def position_of(headers: Iterable[tuple[str, bytes]] | None) -> Position:
+    """The producer's position of a record, or UNPLACED: it only breaks ties of event
+    time, so a header that does not parse is passed over rather than refused."""
+    for name, value in headers or ():
+        if name == POSITION_HEADER:
+            run, _, line = bytes(value or b"").partition(b":")
+            if run.isdigit() and line.isdigit():
+                return (int(run), int(line))
+    return UNPLACED
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +58,7 @@ class Pending:
     raw: bytes
     event: CloudEvent | None  # None: rejected (see `rejection`)
     rejection: tuple[str, str] | None = None  # (field, reason)
+    position: Position = UNPLACED
 
     @property
     def is_definition(self) -> bool:
@@ -47,27 +76,30 @@ class GroupBuffer:
 
     topics: tuple[str, ...]
     queues: dict[str, deque[Pending]] = field(default_factory=dict)
-    seen: dict[str, datetime] = field(default_factory=dict)  # latest event time read per topic
+    seen: dict[str, Mark] = field(default_factory=dict)  # how far each topic has been read
     watermarked: bool = False  # a producer writes watermarks: never guess the end
 
     def add(self, item: Pending) -> None:
         self.queues.setdefault(item.topic, deque()).append(item)
-        moment = item.time
-        if moment is not None and (item.topic not in self.seen or moment > self.seen[item.topic]):
-            self.seen[item.topic] = moment
+        if item.time is not None:
+            self._read_to(item.topic, (item.time, *item.position))
 
-    def watermark(self, topic: str, moment: datetime) -> None:
-        """Nothing earlier than `moment` follows on this topic (a producer's promise)."""
+    def watermark(self, topic: str, moment: datetime, position: Position = UNPLACED) -> None:
+        """Nothing earlier than `moment` follows on this topic, nor anything its producer
+        published before `position` (a producer's promise)."""
         self.watermarked = True
-        if topic not in self.seen or moment > self.seen[topic]:
-            self.seen[topic] = moment
+        self._read_to(topic, (moment, *position))
+
+    def _read_to(self, topic: str, mark: Mark) -> None:
+        if topic not in self.seen or mark > self.seen[topic]:
+            self.seen[topic] = mark
 
     def complete_until(self) -> datetime | None:
         """The moment up to which every topic of the group has been read, when its queues
         are empty: timers up to it can fire."""
         if any(self.queues.values()) or any(t not in self.seen for t in self.topics):
             return None
-        return min(self.seen[t] for t in self.topics)
+        return min(self.seen[t][0] for t in self.topics)
 
     def holds_definition(self) -> bool:
         return any(q and q[0].is_definition for q in self.queues.values())
@@ -89,7 +121,8 @@ class GroupBuffer:
         """The records that can be decided now, earliest event time first.
 
         A record waits while some topic with nothing buffered is not `caught_up` (it may
-        hold more) and has not been read up to that record's time.
+        hold more) and has not been read up to that record's time (and, at that very time,
+        up to its producer's position: a tie goes in the order it was published).
         """
         out: list[Pending] = []
         rank = {topic: n for n, topic in enumerate(self.topics)}
@@ -105,23 +138,24 @@ class GroupBuffer:
                     not p.is_definition,
                     p.time is not None,
                     p.time or _EPOCH,
+                    p.position,
                     rank.get(p.topic, 0),
                 ),
             )
             if (
                 not head.is_definition
                 and head.time is not None
-                and not self._safe(head.time, caught_up)
+                and not self._safe((head.time, *head.position), caught_up)
             ):
                 return out
             out.append(self.queues[head.topic].popleft())
 
-    def _safe(self, moment: datetime, caught_up: set[str]) -> bool:
+    def _safe(self, mark: Mark, caught_up: set[str]) -> bool:
         for topic in self.topics:
             if self.queues.get(topic) or topic in caught_up:
                 continue
             seen = self.seen.get(topic)
-            if seen is None or seen < moment:
+            if seen is None or seen < mark:
                 return False
         return True
 

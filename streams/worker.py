@@ -44,7 +44,7 @@ from schemas.validation import EventRejected, decode_event, without_bom
 from streams import routing
 from streams.batch_writer import BatchWriter
 from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
-from streams.ordering import GroupBuffer, Pending, timers_until
+from streams.ordering import GroupBuffer, Pending, position_of, timers_until
 from streams.outages import (
     DATABASE_LOST,
     FIRST_WAIT,
@@ -392,12 +392,22 @@ class EngineWorker:
             )
             if misplaced is not None:
                 event, rejection = None, misplaced
+            position = position_of(record.headers)
             if event is not None and event.type == "stream.watermark":
-                buffer.watermark(tp.topic, event.time)
+                buffer.watermark(tp.topic, event.time, position)
                 continue
             value = raw if event is None else body
             buffer.add(
-                Pending(tp.topic, tp.partition, record.offset, record.key, value, event, rejection)
+                Pending(
+                    tp.topic,
+                    tp.partition,
+                    record.offset,
+                    record.key,
+                    value,
+                    event,
+                    rejection,
+                    position,
+                )
             )
 
     async def _commands_read(self) -> bool:

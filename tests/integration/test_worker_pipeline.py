@@ -441,6 +441,75 @@ def test_a_request_by_tag_and_lead_emails_keep_their_place_among_later_inputs(
     assert comparable(got) == comparable(expected)
 
 
+TIED_SEQUENCES = """\
+account: {timezone: America/New_York, lines: {line-1: "+12125550000"}}
+sequences:
+  - id: hot
+    name: Hot leads
+    process_on: every_day
+    outbound_line: line-1
+    remove_on_response: true
+    steps:
+      - {id: s1, type: send_sms, delay: {kind: none}, text: "Hello [FirstName]"}
+      - {id: s2, type: send_sms, delay: {kind: default, amount: 1, unit: hours}, text: "Again"}
+    triggers: [{type: contact_tagged, tags: [hot]}]
+  - id: cold
+    name: Cold leads
+    process_on: every_day
+    outbound_line: line-1
+    steps: [{id: s1, type: send_sms, delay: {kind: none}, text: "Still there?"}]
+    triggers: []
+"""
+
+
+def test_inputs_of_the_same_second_on_different_topics_keep_the_files_order(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    # given, at one second, a reply and then a tag for some contacts (the reply comes before
+    # the enrollment: it removes no one), the other way round for others (it removes), and
+    # a request by tag beside tags of the same second on either side of it
+    sequences = tmp_path / "sequences.yaml"
+    sequences.write_text(TIED_SEQUENCES)
+    at = "2027-07-06T14:41:00Z"
+    created = {"first_name": "N", "timezone": "America/New_York"}
+    events = [
+        _event(
+            "contact.created", n, "2027-07-06T13:00:00Z", {**created, "phone": f"+121255507{n:02d}"}
+        )
+        for n in range(12)
+    ]
+    reply = {"channel": "sms", "body": "ok"}
+    for n in range(6):
+        events.append(_event("message.received", n, at, {**reply, "message_id": f"m-{n}"}))
+        events.append(_event("contact.tag_added", n, at, {"tag": "hot"}))
+    for n in range(6, 12):
+        events.append(_event("contact.tag_added", n, at, {"tag": "hot"}))
+        events.append(_event("message.received", n, at, {**reply, "message_id": f"m-{n}"}))
+    request = {"sequence_id": "cold", "tag": "cold"}
+    events.append({**_event("contact.tag_added", 0, at, {"tag": "cold"}), "id": "early-cold"})
+    events.append({**_event("enrollment.requested", 0, at, request), "subject": "cold"})
+    events[-1]["data"] = request
+    events.append({**_event("contact.tag_added", 1, at, {"tag": "cold"}), "id": "late-cold"})
+    history = tmp_path / "events.jsonl"
+    history.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    expected = _replay(tmp_path, sequences, history)
+    removed = {e["subject"] for e in expected if e["type"] == "enrollment.disenrolled"}
+    assert removed == {f"c-{n}" for n in range(6, 12)}
+    enrolled_cold = {
+        e["subject"]
+        for e in expected
+        if e["type"] == "enrollment.enrolled" and e["data"]["sequence_id"] == "cold"
+    }
+    assert enrolled_cold == {"c-0"}
+    # when it goes through produce and the worker (which used to take contacts before
+    # messages and commands at the same time, whatever the file said)
+    got = _applied_and_produced(
+        kafka_bootstrap, pipeline_prefix, fresh_database_url, sequences, history, len(expected)
+    )
+    # then the decisions are the replay's
+    assert comparable(got) == comparable(expected)
+
+
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 
 

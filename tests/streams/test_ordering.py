@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from schemas.envelope import CloudEvent, parse_time
-from streams.ordering import GroupBuffer, Pending, timers_until
+from streams.ordering import (
+    UNPLACED,
+    GroupBuffer,
+    Pending,
+    position_header,
+    position_of,
+    timers_until,
+)
 
 TOPICS = ("p.contacts", "p.messages", "p.commands")
 
@@ -77,3 +86,78 @@ def test_a_group_with_no_position_fires_to_its_clock_only_when_quiet() -> None:
     clock = parse_time("2027-01-01T09:00:00Z")
     assert timers_until(None, finished=False, clock=clock) is None
     assert timers_until(None, finished=True, clock=clock) == clock
+
+
+def placed(
+    topic: str, offset: int, time: str, line: int, kind: str = "contact.tag_added"
+) -> Pending:
+    item = pending(topic, offset, time, kind)
+    return Pending(item.topic, 0, offset, item.key, item.raw, item.event, position=(1_000, line))
+
+
+def test_records_of_one_moment_go_in_the_order_they_were_published() -> None:
+    # given a reply (line 2) and a tag (line 3) of the same second on two topics
+    buffer = GroupBuffer(TOPICS)
+    buffer.add(placed("p.contacts", 0, "2027-01-01T10:00:00Z", line=3))
+    buffer.add(placed("p.messages", 0, "2027-01-01T10:00:00Z", line=2, kind="message.received"))
+    for topic in TOPICS:
+        buffer.watermark(topic, parse_time("2027-01-01T10:00:00Z"), (1_000, 3))
+
+    decided = buffer.event_time_order(set())
+
+    # then the file's order, not the topics' (contacts ranks before messages)
+    assert [p.topic for p in decided] == ["p.messages", "p.contacts"]
+
+
+def test_a_tie_waits_for_a_topic_read_to_that_moment_but_not_that_line() -> None:
+    # given messages read to 10:00 up to line 2 only: its line 4 of 10:00 may follow
+    buffer = GroupBuffer(TOPICS)
+    buffer.watermark("p.commands", parse_time("2027-01-01T11:00:00Z"), (1_000, 9))
+    buffer.watermark("p.messages", parse_time("2027-01-01T10:00:00Z"), (1_000, 2))
+    buffer.add(placed("p.contacts", 0, "2027-01-01T10:00:00Z", line=5))
+
+    assert buffer.event_time_order(set()) == []
+
+    buffer.add(placed("p.messages", 0, "2027-01-01T10:00:00Z", line=4, kind="message.received"))
+    buffer.watermark("p.messages", parse_time("2027-01-01T10:00:00Z"), (1_000, 6))
+
+    assert [p.topic for p in buffer.event_time_order(set())] == ["p.messages", "p.contacts"]
+
+
+def test_without_positions_a_tie_goes_topic_by_topic_as_soon_as_the_time_is_read() -> None:
+    buffer = GroupBuffer(TOPICS)
+    buffer.watermark("p.commands", parse_time("2027-01-01T10:00:00Z"))
+    buffer.add(pending("p.messages", 0, "2027-01-01T10:00:00Z", kind="message.received"))
+    buffer.add(pending("p.contacts", 0, "2027-01-01T10:00:00Z"))
+
+    assert [p.topic for p in buffer.event_time_order(set())] == ["p.contacts", "p.messages"]
+
+
+def test_a_later_run_of_the_producer_comes_after_an_earlier_one() -> None:
+    early = Pending("p.contacts", 0, 0, b"c-1", b"{}", None, position=(1_000, 900))
+    late = Pending("p.contacts", 0, 1, b"c-1", b"{}", None, position=(2_000, 1))
+    assert early.position < late.position
+
+
+@pytest.mark.parametrize(
+    ("headers", "position"),
+    [
+        (
+            [("content-type", b"application/cloudevents+json"), ("dripstream-position", b"17:4")],
+            (17, 4),
+        ),
+        ([("dripstream-position", b"17")], UNPLACED),
+        ([("dripstream-position", b"-1:4")], UNPLACED),
+        ([("dripstream-position", b"")], UNPLACED),
+        ([], UNPLACED),
+        (None, UNPLACED),
+    ],
+)
+def test_the_position_header_is_read_or_passed_over(
+    headers: list[tuple[str, bytes]] | None, position: tuple[int, int]
+) -> None:
+    assert position_of(headers) == position
+
+
+def test_the_position_header_reads_back() -> None:
+    assert position_of([position_header(1_764_000_000_000_000, 12)]) == (1_764_000_000_000_000, 12)
