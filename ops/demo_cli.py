@@ -28,6 +28,7 @@ from effects.ledger import InMemoryLedger
 from effects.ports import Rejected, SendResult
 from effects.processor import EffectProcessor
 from ops.cli_groups import SubParsers
+from ops.cli_time import moment
 from ops.readmodel_cli import _history_text, sequences_text
 from ops.text_table import table
 from projections.history import HistoryPage, HistoryQuery, HistoryReport
@@ -74,7 +75,7 @@ def register(commands: SubParsers) -> None:
     )
     parser.add_argument(
         "--until",
-        type=_moment,
+        type=moment,
         metavar="TIME",
         help="fire timers up to this RFC 3339 time (default: the end of the last event's day "
         "in the account's time zone)",
@@ -87,13 +88,6 @@ def register(commands: SubParsers) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print a JSON summary, not tables")
     parser.set_defaults(handler=run)
-
-
-def _moment(text: str) -> datetime:
-    try:
-        return parse_time(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
 
 
 # --- the run ----------------------------------------------------------------------------

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from ops.cli_groups import SubParsers, get_or_create_group
+from ops.cli_time import moment
 from ops.definition_files import load_or_explain
 from ops.service_errors import quiet_kafka_client
 from ops.settings import Settings, add_kafka_flags
@@ -129,6 +130,13 @@ def register(commands: SubParsers) -> None:
     )
     add_kafka_flags(apply, env)
     apply.add_argument("file", type=Path, help="a sequence file, YAML or JSON")
+    apply.add_argument(
+        "--time",
+        type=moment,
+        metavar="TIME",
+        help="the command's time, RFC 3339 (default now): under `worker --clock event` a"
+        " change to running enrollments takes effect at it, so give one inside the history",
+    )
     apply.set_defaults(handler=run_apply)
 
 
@@ -326,12 +334,13 @@ def run_apply(args: argparse.Namespace) -> int:
     document = load_or_explain(args.file)
     if document is None:
         return 2
-    body = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     command = CloudEvent(
-        id=f"apply-{hashlib.sha256(body).hexdigest()[:20]}",
+        # A new id each time: the engine takes a repeated source and id for a retry and
+        # skips it, so a file applied again after another (to undo it) would be lost.
+        id=f"apply-{uuid.uuid4().hex}",
         source="dripstream-cli",
         type="sequence.applied",
-        time=datetime.now(UTC),
+        time=args.time or datetime.now(UTC),
         subject="sequences",
         data=document,
     )

@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,6 +17,7 @@ import orjson
 import psycopg
 
 from ops.cli_groups import SubParsers, get_or_create_group
+from ops.cli_time import moment
 from ops.history_files import JoinedFiles, joined
 from ops.sequence_text import contacts_text, sequence_text
 from ops.service_errors import database_problem
@@ -41,7 +41,6 @@ from projections.sequence_detail import SequenceDetail, detail_of
 from projections.sequences_list import SequenceRow, SequencesList
 from projections.state import UnknownSequenceError
 from projections.stream import LineError, Positioned, read_stream
-from schemas.envelope import TimeOutOfRange, parse_event_time
 
 PROG = "dripstream"
 SEQUENCE_HEADERS = (
@@ -172,7 +171,7 @@ def add_history(commands: SubParsers) -> None:
     parser.add_argument("--timeframe", choices=TIMEFRAMES, default="all_time")
     parser.add_argument(
         "--now",
-        type=_moment,
+        type=moment,
         metavar="TIME",
         help="the moment timeframes count from (RFC 3339; default: the latest event time in "
         "the stream, so the same file gives the same report)",
@@ -231,17 +230,6 @@ def add_projections_rebuild(projections: SubParsers) -> None:
 
 
 # --- argument types ----------------------------------------------------------------------
-
-
-def _moment(text: str) -> datetime:
-    try:
-        # The range the engine's times keep to: a month or a day around the calendar's
-        # ends cannot be counted.
-        return parse_event_time(text)
-    except TimeOutOfRange as refused:
-        raise argparse.ArgumentTypeError(f"{text!r}: {refused}") from None
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
 
 
 def _zone(text: str) -> str:

@@ -8,8 +8,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
+from ops.cli_time import moment
 from ops.definition_files import load_or_explain
-from schemas.envelope import CloudEvent, TimeOutOfRange, parse_event_time
+from schemas.envelope import CloudEvent
 from streams.embedded import RejectedLine, ReplayStats, replay
 
 WRITE_CHUNK = 4096  # events per write: few syscalls, bounded memory
@@ -30,7 +31,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     parser.add_argument(
         "--until",
-        type=_moment,
+        type=moment,
         help="fire timers up to this RFC 3339 time (default: the last event's time)",
     )
     parser.add_argument("--out", type=Path, help="write decisions here (default: stdout)")
@@ -42,16 +43,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         " worker, whose minute goes on: to compare with the pipeline's output)",
     )
     parser.set_defaults(handler=run)
-
-
-def _moment(text: str) -> Any:
-    # The range the engine accepts event times in: timers up to --until must stay computable.
-    try:
-        return parse_event_time(text)
-    except TimeOutOfRange as error:
-        raise argparse.ArgumentTypeError(f"{text!r} {error}") from error
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from error
 
 
 def _unwritable(option: str, path: Path | None) -> str | None:

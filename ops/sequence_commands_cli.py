@@ -13,9 +13,10 @@ from typing import Any
 from aggregates.targets import request_subject
 from ops import kafka_cli
 from ops.cli_groups import SubParsers, get_or_create_group
+from ops.cli_time import moment
 from ops.service_errors import quiet_kafka_client
 from ops.settings import Settings, add_kafka_flags
-from schemas.envelope import CloudEvent, TimeOutOfRange, parse_event_time
+from schemas.envelope import CloudEvent
 from schemas.validation import EventRejected, decode_event
 
 SOURCE = "dripstream-cli"
@@ -63,20 +64,11 @@ def _connection(parser: argparse.ArgumentParser, env: Settings) -> None:
     add_kafka_flags(parser, env)
     parser.add_argument(
         "--time",
-        type=_moment,
+        type=moment,
         metavar="TIME",
         help="the command's time, RFC 3339 (default now): under `worker --clock event` it"
         " is decided at its time among the inputs, so give one inside the history",
     )
-
-
-def _moment(text: str) -> datetime:
-    try:
-        return parse_event_time(text)
-    except (TimeOutOfRange, ValueError) as error:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an RFC 3339 time such as 2028-03-03T12:00:00Z ({error})"
-        ) from None
 
 
 def run_targeted(args: argparse.Namespace) -> int:

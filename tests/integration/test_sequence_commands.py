@@ -103,3 +103,39 @@ def test_remove_copy_and_delete_from_the_command_line_are_decided_by_the_worker(
     assert [e["data"]["sequence_id"] for e in found if e["type"] == "sequence.deleted"] == [
         "nurture"
     ]
+
+
+def test_a_file_applied_again_after_another_takes_effect_again(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    # given a sequence applied, then changed (renamed), then the first file applied again
+    # to undo the change: the first and the third publications carry the same document
+    connection = ("--bootstrap", kafka_bootstrap, "--topic-prefix", pipeline_prefix)
+    first = tmp_path / "first.yaml"
+    first.write_text(SEQUENCES)
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(SEQUENCES.replace("name: Nurture", "name: Renamed"))
+    worker = start_worker(kafka_bootstrap, fresh_database_url, pipeline_prefix)
+    try:
+        for path, at in ((first, []), (renamed, []), (first, ["--time", "2027-07-06T12:00:00Z"])):
+            done = cli("sequences", "apply", str(path), *connection, *at)
+            assert done.returncode == 0, done.stderr
+            time.sleep(1)
+        found = _until(kafka_bootstrap, pipeline_prefix, 3)
+    finally:
+        stop(worker)
+    # then each is decided (the third used to be skipped as a repeat of the first's id)
+    names = [e["data"]["name"] for e in found if e["type"] == "sequence.defined"]
+    assert names == ["Nurture", "Renamed", "Nurture"]
+    # under three ids, the last at the time it was given
+    applied = read_topics(kafka_bootstrap, pipeline_prefix, ("commands",), expect=3)
+    assert len({e["id"] for e in applied}) == 3
+    assert applied[-1]["time"] == "2027-07-06T12:00:00Z"
+
+
+def test_apply_takes_a_time_and_refuses_one_that_is_no_time(tmp_path: Path) -> None:
+    sequences = tmp_path / "sequences.yaml"
+    sequences.write_text(SEQUENCES)
+    done = cli("sequences", "apply", str(sequences), "--time", "soon")
+    assert done.returncode == 2
+    assert "argument --time: not an RFC 3339 time: 'soon'" in done.stderr

@@ -15,8 +15,14 @@ def published(monkeypatch: pytest.MonkeyPatch) -> Published:
     kept: Published = []
 
     async def keep(
-        bootstrap: str, prefix: str, records: Published, *, watermarks: bool = False
+        bootstrap: str,
+        prefix: str,
+        records: Published,
+        *,
+        watermarks: bool = False,
+        lines: list[int] | None = None,
     ) -> list[tuple[int, str]]:
+        assert lines is None or len(lines) == len(records)
         kept.extend(records)
         return []
 

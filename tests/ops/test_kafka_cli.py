@@ -209,11 +209,15 @@ def test_each_watermark_record_has_an_id_of_its_own() -> None:
         async def send(
             self, topic: str, value: bytes, partition: int, headers: list[tuple[str, bytes]]
         ) -> None:
-            assert headers == [("content-type", b"application/cloudevents+json")]
+            # the place in the run it follows: line 7 of the run started at 1000 µs
+            assert headers == [
+                ("content-type", b"application/cloudevents+json"),
+                ("dripstream-position", b"1000:7"),
+            ]
             sent.append((topic, partition, value))
 
     moment = datetime(2028, 3, 2, 22, 41, tzinfo=UTC)
-    asyncio.run(kafka_cli._watermark(Producer(), "p.", moment, 7))
+    asyncio.run(kafka_cli._watermark(Producer(), "p.", moment, (1000, 7)))
 
     ids = [orjson.loads(value)["id"] for _, _, value in sent]
     assert len(sent) == 3 * 6
