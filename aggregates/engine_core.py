@@ -316,6 +316,12 @@ class EngineCore:
         return sequence, contact, self._zone(sequence, contact), self._clock()
 
     def _advance(self, enrollment: Enrollment, out: Outputs) -> None:
+        if enrollment.due_at is None and self._changing(enrollment.contact_id):
+            # Another sequence's step has just changed this contact (DNC, owner, …), and
+            # the change is not in yet: wait for it, as that step's own enrollment does, so
+            # no step of this moment reads the contact as it was before it.
+            self._paused.append((enrollment.contact_id, enrollment.sequence_id))
+            return
         sequence, contact, zone, now = self._place_of(enrollment)
         if sequence.problems:
             # An invalid sequence "cannot run" (CONTRACT.md §2): the edit that broke it held
@@ -335,6 +341,9 @@ class EngineCore:
         self._record(enrollment, decisions, out, state)
         if self.throttle.displaced:
             self._move_displaced(out)
+
+    def _changing(self, contact_id: str) -> bool:
+        return any(change.subject == contact_id for change in self._pending)
 
     def _move_displaced(self, out: Outputs) -> None:
         """Move on the steps whose place in their minute went to a step due earlier; each

@@ -199,6 +199,31 @@ def test_dnc_and_opt_out_skip_contact_facing_steps_but_not_tags() -> None:
     assert out.one("email.send")
 
 
+def test_a_dnc_one_sequences_step_makes_holds_for_another_started_by_the_same_input() -> None:
+    # given two sequences the same tag starts: the first marks the contact DNC at once
+    mark = sequence(id="a-mark", steps=[{"id": "m1", "type": "mark_dnc"}])
+    text = sequence(id="b-text", steps=[{"id": "t1", "type": "send_sms", "text": "Hello"}])
+    # when the tag comes
+    out = decide(definitions(mark, text), [created(), tagged()])
+    # then the other sequence's text, decided after the DNC, is skipped, not sent
+    assert out.one("contact.dnc_changed")["data"]["dnc"] is True
+    assert out.of("sms.send") == []
+    assert out.one("step.skipped", sequence_id="b-text")["data"]["reason"] == "dnc"
+
+
+def test_an_owner_one_sequences_step_sets_is_the_agent_of_another_started_with_it() -> None:
+    account = {
+        **ACCOUNT,
+        "users": {**ACCOUNT["users"], "u-8": {"name": "Kim Park", "phone": "+12125550008"}},
+    }
+    give = sequence(id="a-give", steps=[{"id": "o1", "type": "change_owner", "owner_id": "u-8"}])
+    text = sequence(
+        id="b-text", steps=[{"id": "t1", "type": "send_sms", "text": "[AgentName] here"}]
+    )
+    out = decide(definitions(give, text, account=account), [created(), tagged()])
+    assert out.one("sms.send", sequence_id="b-text")["data"]["body"].startswith("Kim Park here")
+
+
 def test_an_sms_opt_out_skips_mms_too_but_not_email() -> None:
     seq = sequence(
         steps=[
