@@ -23,6 +23,11 @@ KEPT_BYTES = 48 * 1024
 # (named then by length and SHA-256), the reason to KEPT_REASON characters.
 KEPT_KEY_BYTES = 1024
 KEPT_REASON = 2048
+# The record's headers go too (in binary mode they hold the event's attributes): the first
+# KEPT_HEADERS, each value cut to KEPT_KEY_BYTES like a key.
+KEPT_HEADERS = 32
+
+Headers = tuple[tuple[str, bytes], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,7 @@ class RejectedRecord:
     value: bytes
     field: str
     reason: str
+    headers: Headers = ()
 
     @property
     def letter_id(self) -> str:
@@ -88,6 +94,22 @@ class RejectedRecord:
                 "reason": reason,
                 "value": value.decode("utf-8", "replace"),
                 "value_hex": value.hex(),
+                **({"headers": self._headers()} if self.headers else {}),
                 **more,
             }
         )
+
+    def _headers(self) -> list[dict[str, object]]:
+        """Each header as text and hex, in the record's order (names may repeat)."""
+        kept: list[dict[str, object]] = []
+        for name, value in self.headers[:KEPT_HEADERS]:
+            shown = value[:KEPT_KEY_BYTES]
+            kept.append(
+                {
+                    "name": name.replace("\x00", "\ufffd"),
+                    "value": shown.decode("utf-8", "replace").replace("\x00", "\ufffd"),
+                    "value_hex": shown.hex(),
+                    **({"value_bytes": len(value)} if len(shown) < len(value) else {}),
+                }
+            )
+        return kept

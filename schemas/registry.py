@@ -133,6 +133,14 @@ def source_refusal(event_type: str, source: str) -> str | None:
 _KEYED_ANYHOW = frozenset({"lead.email_received"})
 
 
+def keyed_by_subject(event_type: str) -> bool:
+    """Whether an input of this type must be keyed by its subject (the contact) and so sit on
+    that key's partition. Sequence commands reach every worker through the store; a lead is
+    re-keyed by the worker, wherever it landed."""
+    info = EVENT_TYPES.get(event_type)
+    return info is not None and info.direction == "input" and event_type not in _KEYED_ANYHOW
+
+
 def placement_refusal(
     event_type: str, subject: str | None, topic: str, key: bytes | None
 ) -> tuple[str, str] | None:
@@ -145,12 +153,7 @@ def placement_refusal(
         return None  # a watermark goes to every partition of every input topic
     if info.topic != topic:
         return "type", f"{event_type!r} belongs on the {info.topic!r} topic, not {topic!r}"
-    if (
-        subject is not None
-        and info.direction == "input"  # sequence commands reach every worker by the store
-        and event_type not in _KEYED_ANYHOW
-        and key != subject.encode()
-    ):
+    if subject is not None and keyed_by_subject(event_type) and key != subject.encode():
         shown = "no key" if key is None else f"the key {key.decode('utf-8', 'replace')!r}"
         return "key", (
             f"must be the subject {subject!r}, so that a contact's records share a"

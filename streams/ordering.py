@@ -59,6 +59,7 @@ class Pending:
     event: CloudEvent | None  # None: rejected (see `rejection`)
     rejection: tuple[str, str] | None = None  # (field, reason)
     position: Position = UNPLACED
+    headers: tuple[tuple[str, bytes], ...] = ()  # kept for a rejected record's letter only
 
     @property
     def is_definition(self) -> bool:

@@ -102,6 +102,6 @@ def dead_letter(item: Pending) -> OutboxRow:
     """The rejected record as its `dlq` letter (schemas/dead_letters.py), to the outbox."""
     field, reason = item.rejection or ("event", "rejected")
     rejected = RejectedRecord(
-        item.topic, item.partition, item.offset, item.key, item.raw, field, reason
+        item.topic, item.partition, item.offset, item.key, item.raw, field, reason, item.headers
     )
     return OutboxRow(rejected.letter_id, DLQ_TOPIC, rejected.text_key, rejected.letter())

@@ -39,7 +39,7 @@ from aiokafka.errors import IllegalStateError  # type: ignore[import-untyped]
 from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
-from schemas.registry import EVENT_TYPES, INPUT_TOPICS, placement_refusal
+from schemas.registry import EVENT_TYPES, INPUT_TOPICS, keyed_by_subject, placement_refusal
 from schemas.validation import EventRejected, decode_event, without_bom
 from streams import routing
 from streams.batch_writer import BatchWriter
@@ -121,8 +121,10 @@ def _binary_mode(headers: Any) -> bool:
     # `ce_specversion`, and is passed by the first test without building anything.
     if not any(name == "ce_specversion" for name, _ in headers or ()):
         return False
+    # Media types are case-insensitive (RFC 6838), and some clients capitalise the name.
     return not any(
-        name == "content-type" and bytes(value).startswith(b"application/cloudevents")
+        name.lower() == "content-type"
+        and bytes(value or b"").lower().startswith(b"application/cloudevents")
         for name, value in headers
     )
 
@@ -390,6 +392,8 @@ class EngineWorker:
                 if event is not None
                 else None
             )
+            if misplaced is None and event is not None:
+                misplaced = self._partition_refusal(event, tp.partition)
             if misplaced is not None:
                 event, rejection = None, misplaced
             position = position_of(record.headers)
@@ -407,6 +411,9 @@ class EngineWorker:
                     event,
                     rejection,
                     position,
+                    tuple((n, bytes(v or b"")) for n, v in record.headers or ())
+                    if event is None
+                    else (),
                 )
             )
 
@@ -594,6 +601,23 @@ class EngineWorker:
             return {"sequences": []}, [str(data["sequence_id"])], now, event.occurrence
         copy = self.engine.raw_definition(str(data["new_id"]))
         return {"sequences": [copy] if copy else []}, [], now, event.occurrence
+
+    def _partition_refusal(self, event: CloudEvent, partition: int) -> tuple[str, str] | None:
+        """Why a record keyed by its contact is not on that key's partition, or None. A
+        producer with another partitioner (librdkafka's default, crc32) splits a contact
+        over partition groups that decide apart: a request by tag would miss it, a call
+        would not find its enrollment. Refused rather than decided wrong without a word."""
+        if event.subject is None or not keyed_by_subject(event.type):
+            return None
+        belongs = self.partition_of(event.subject)
+        if belongs == partition:
+            return None
+        return "partition", (
+            f"the key {event.subject!r} belongs on partition {belongs} of"
+            f" {self.partition_count}, not {partition}: publish with Kafka's default"
+            " partitioner (murmur2 of the key, as the Java client and aiokafka do;"
+            " librdkafka clients: partitioner=murmur2_random)"
+        )
 
     def partition_of(self, contact_id: str) -> int:
         return routing.kafka_partition(contact_id, self.partition_count)

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
 from aggregates.intake import ParsedLead, contact_id_for_lead, parse_lead_email
 from schemas.checking import NUL_REASON, schema_document
+from streams.routing import kafka_partition
 from streams.worker import BINARY_MODE, TOMBSTONE
 from tests.integration.pipeline import (
     cli,
@@ -579,6 +580,7 @@ def test_an_input_keyed_or_placed_off_its_contact_or_in_binary_mode_is_dead_lett
     # unless its content type says structured mode
     binary = [("ce_specversion", b"1.0"), ("ce_type", b"contact.tag_added")]
     structured = [*binary, ("content-type", b"application/cloudevents+json; charset=utf-8")]
+    capitalised = [*binary, ("Content-Type", b"Application/CloudEvents+JSON")]
     placed: list[Record] = [
         ("contacts", b"ann@example.com", tag("c-1", 1), None),  # keyed by e-mail
         ("contacts", None, tag("c-2", 2), None),  # no key
@@ -587,6 +589,7 @@ def test_an_input_keyed_or_placed_off_its_contact_or_in_binary_mode_is_dead_lett
         ("contacts", b"c-5", orjson.dumps({"contact_id": "c-5", "tag": "web-lead"}), binary),
         ("contacts", b"c-6", tag("c-6", 6), binary),
         ("contacts", b"c-7", tag("c-7", 7), structured),
+        ("contacts", b"c-8", tag("c-8", 8), capitalised),
     ]
     letters, decisions = _worker_reads(kafka_bootstrap, fresh_database_url, prefix, placed, 5)
     reasons = sorted((letter["field"], letter["reason"]) for letter in letters)
@@ -598,8 +601,65 @@ def test_an_input_keyed_or_placed_off_its_contact_or_in_binary_mode_is_dead_lett
         ("key", f"must be the subject 'c-2', {share}; the record has no key"),
         ("type", "'contact.tag_added' belongs on the 'contacts' topic, not 'messages'"),
     ]
+    # a binary-mode letter keeps the headers that held the event's attributes
+    kept = [letter.get("headers") for letter in letters if letter["reason"] == BINARY_MODE]
+    shown = [{"name": n, "value": v.decode(), "value_hex": v.hex()} for n, v in binary]
+    assert kept == [shown, shown]
     enrolled = {d["data"]["contact_id"] for d in decisions if d["type"] == "enrollment.enrolled"}
-    assert enrolled == {"c-4", "c-7"}
+    assert enrolled == {"c-4", "c-7", "c-8"}
+
+
+def test_an_input_on_another_partition_than_its_keys_is_dead_lettered(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str
+) -> None:
+    # A producer with another partitioner (librdkafka's crc32) put a contact's facts on
+    # partitions the worker's murmur2 does not: a request by tag or a call on the right
+    # partition would not find them, without a word.
+    prefix = pipeline_prefix
+
+    def tag(contact: str) -> bytes:
+        return orjson.dumps(
+            {
+                "specversion": "1.0", "id": f"p-{contact}", "source": "crm",
+                "type": "contact.tag_added", "time": "2028-03-02T22:40:00Z",
+                "subject": contact, "data": {"contact_id": contact, "tag": "web-lead"},
+            }
+        )  # fmt: skip
+
+    async def publish() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            for contact, shift in (("c-1", 1), ("c-2", 0)):
+                right = kafka_partition(contact, 6)
+                await producer.send_and_wait(
+                    prefix + "contacts",
+                    tag(contact),
+                    key=contact.encode(),
+                    partition=(right + shift) % 6,
+                )
+        finally:
+            await producer.stop()
+
+    bootstrap = kafka_bootstrap
+    worker = start_worker(bootstrap, fresh_database_url, prefix)
+    try:
+        _apply_welcome(bootstrap, prefix)
+        asyncio.run(publish())
+        letters = read_topics(bootstrap, prefix, ("dlq",), expect=1)
+        decisions = read_topics(bootstrap, prefix, ("decisions",), quiet=4)
+        assert worker.poll() is None, "the worker died"
+    finally:
+        stop(worker)
+    right = kafka_partition("c-1", 6)
+    assert [(letter["field"], letter["partition"]) for letter in letters] == [
+        ("partition", (right + 1) % 6)
+    ]
+    assert letters[0]["reason"].startswith(
+        f"the key 'c-1' belongs on partition {right} of 6, not {(right + 1) % 6}:"
+    )
+    enrolled = {d["data"]["contact_id"] for d in decisions if d["type"] == "enrollment.enrolled"}
+    assert enrolled == {"c-2"}
 
 
 def test_a_nul_a_tombstone_and_a_fact_under_the_engines_source_are_dead_lettered(

@@ -95,3 +95,36 @@ def test_the_published_schema_refuses_a_letter_without_its_reason() -> None:
     del letter["reason"]
     with pytest.raises(jsonschema.ValidationError, match="'reason' is a required property"):
         jsonschema.validate(letter, schema_document("dead_letter.schema.json"))
+
+
+def test_a_records_headers_go_with_it_in_order_cut_like_a_key() -> None:
+    # In CloudEvents binary mode the event's attributes are in the headers: without them
+    # a letter of one could not be rebuilt into the event.
+    headers = (
+        ("ce_specversion", b"1.0"),
+        ("ce_type", b"contact.tag_added"),
+        ("ce_type", b"again"),
+        ("bin", b"\xff\x00"),
+        ("big", b"x" * 2000),
+    )
+    record = RejectedRecord("p.contacts", 0, 7, b"c-1", b"{}", "event", "binary mode", headers)
+
+    kept = _published(record)["headers"]
+
+    assert kept == [
+        {"name": "ce_specversion", "value": "1.0", "value_hex": b"1.0".hex()},
+        {"name": "ce_type", "value": "contact.tag_added", "value_hex": b"contact.tag_added".hex()},
+        {"name": "ce_type", "value": "again", "value_hex": b"again".hex()},
+        {"name": "bin", "value": "\ufffd\ufffd", "value_hex": "ff00"},
+        {"name": "big", "value": "x" * 1024, "value_hex": "78" * 1024, "value_bytes": 2000},
+    ]
+
+
+def test_a_record_without_headers_has_no_headers_key() -> None:
+    assert "headers" not in _letter(b"{oops")
+
+
+def test_at_most_32_headers_are_kept() -> None:
+    headers = tuple((f"h{n}", b"v") for n in range(40))
+    record = RejectedRecord("p.contacts", 0, 7, None, b"{}", "event", "x", headers)
+    assert [h["name"] for h in _published(record)["headers"]] == [f"h{n}" for n in range(32)]  # type: ignore[union-attr]
