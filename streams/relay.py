@@ -33,6 +33,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
+from schemas.dead_letters import RejectedRecord
 from schemas.envelope import LETTER_HEADERS, STRUCTURED_HEADERS
 from schemas.registry import DLQ_TOPIC
 from streams.outages import log_as_service, run_through_outages, sleep_unless_stopped
@@ -44,6 +45,9 @@ POSITION_TOPIC = "relay-position"
 RELAY_LOCK = 0x64726970  # "drip": the advisory lock id of the relay, per schema and prefix
 BATCH = 5000  # rows per Kafka transaction at most: a backlog goes out in few transactions
 MAX_BATCH_BYTES = 512 * 1024  # one record batch, well under the broker's 1 MB message limit
+# The largest key and value an empty batch takes with room to spare (the batch's and the
+# record's framing, the headers).
+MAX_RECORD_BYTES = MAX_BATCH_BYTES - 4096
 POLL_SECONDS = 1.0  # without a notification (a missed one, a lost connection), look anyway
 POSITION_READ_TIMEOUT = 120.0  # seconds to read the position topic before giving up loudly
 
@@ -210,11 +214,14 @@ class Relay:
         delivery futures."""
         delivered: list[asyncio.Future[Any]] = []
         open_batches: dict[tuple[str, int], Any] = {}
-        for _, row in rows:
+        for row_id, decided in rows:
+            row = decided
+            if len(row.value) + len(row.key or "") > MAX_RECORD_BYTES:
+                bound = self.prefix + row.topic
+                count = await self._partition_count(producer, bound)
+                row = _too_large(row_id, row, bound, count)
             topic = self.prefix + row.topic
-            count = self.partition_counts.get(topic)
-            if count is None:
-                count = self.partition_counts[topic] = len(await producer.partitions_for(topic))
+            count = await self._partition_count(producer, topic)
             key = row.key.encode() if row.key is not None else None
             where = (topic, partition_for(key, row.event_id, count))
             batch = open_batches.get(where)
@@ -232,6 +239,12 @@ class Relay:
             batch.close()
             delivered.append(await producer.send_batch(batch, topic, partition=partition))
         return delivered
+
+    async def _partition_count(self, producer: Any, topic: str) -> int:
+        count = self.partition_counts.get(topic)
+        if count is None:
+            count = self.partition_counts[topic] = len(await producer.partitions_for(topic))
+        return count
 
     async def _read_position(self) -> int:
         """The position of the last committed batch: the tail of the position topic."""
@@ -270,6 +283,32 @@ class Relay:
             return position
         finally:
             await consumer.stop()
+
+
+def _too_large(row_id: int, row: OutboxRow, topic: str, partitions: int) -> OutboxRow:
+    """A `dlq` letter in place of a row too large for a Kafka record (an input's 600 KB
+    name put into a text twice): the relay stopped at such a row, at every start, and held
+    back everything decided after it. The letter names the topic and partition the row was
+    bound for, and as `offset` its row in the outbox, where it stays whole."""
+    size = len(row.value) + len(row.key or "")
+    log.error(
+        "outbox row %d (%s) is %d bytes, more than a record may carry: dead-lettered",
+        row_id,
+        row.event_id,
+        size,
+    )
+    key = row.key.encode() if row.key is not None else None
+    letter = RejectedRecord(
+        topic,
+        partition_for(key, row.event_id, partitions),
+        row_id,
+        key,
+        row.value,
+        "event",
+        f"an output of {size} bytes, more than a Kafka record may carry here"
+        f" ({MAX_RECORD_BYTES}): not published; kept whole in the outbox, row {row_id}",
+    )
+    return OutboxRow(f"{row.event_id}:too-large", DLQ_TOPIC, letter.text_key, letter.letter())
 
 
 async def _listen(conn: psycopg.AsyncConnection[Any], wake: asyncio.Event) -> None:
