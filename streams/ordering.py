@@ -152,13 +152,30 @@ class GroupBuffer:
             out.append(self.queues[head.topic].popleft())
 
     def _safe(self, mark: Mark, caught_up: set[str]) -> bool:
+        return not self._behind(mark, caught_up)
+
+    def _behind(self, mark: Mark, caught_up: set[str]) -> list[str]:
+        """The topics that may still hold something before `mark`: nothing buffered, not
+        `caught_up`, and not read up to it."""
+        behind = []
         for topic in self.topics:
             if self.queues.get(topic) or topic in caught_up:
                 continue
             seen = self.seen.get(topic)
             if seen is None or seen < mark:
-                return False
-        return True
+                behind.append(topic)
+        return behind
+
+    def held_back(self, caught_up: set[str]) -> tuple[datetime, list[str]] | None:
+        """What `event_time_order` is waiting for, after it has run: the time of the
+        earliest record held, and the topics not read up to it; None when nothing waits."""
+        heads = [q[0] for q in self.queues.values() if q and q[0].time is not None]
+        if not heads:
+            return None
+        head = min(heads, key=lambda p: (p.time or _EPOCH, p.position))
+        assert head.time is not None
+        behind = self._behind((head.time, *head.position), caught_up)
+        return (head.time, behind) if behind else None
 
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)

@@ -38,7 +38,7 @@ from aiokafka.errors import IllegalStateError  # type: ignore[import-untyped]
 
 from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
-from schemas.envelope import ENGINE_SOURCE, CloudEvent
+from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS, keyed_by_subject, placement_refusal
 from schemas.validation import EventRejected, decode_event, without_bom
 from streams import routing
@@ -73,6 +73,7 @@ GROUP_ID = "engine"
 DEFINITIONS_EVERY = 0.05  # seconds between looks for other workers' definition changes
 PENDING_AT_MOST = 4  # polls' worth of inputs decided while a write runs, before waiting
 FINISHED_AFTER = 2.0  # seconds without a record before every topic counts as read to the end
+HELD_SAID_EVERY = 30.0  # seconds a group may wait for a topic before the log says so
 MAX_POLL_INTERVAL_MS = 3_600_000  # the longest rebuild (a store replayed without snapshots)
 # A fetch waits up to FETCH_WAIT_MS for FETCH_MIN_BYTES: under light load a fetch per
 # record or two (each names all the input partitions, decoded in pure Python, and the broker
@@ -159,6 +160,8 @@ class EngineWorker:
         self.quiet_since: float | None = None
         self.gauges_at = float("-inf")
         self.stale = False  # the store refused a batch, or was lost: rebuild before going on
+        self.held_since: dict[int, float] = {}  # groups waiting for a topic, since (monotonic)
+        self.held_said = float("-inf")
         self.outage_wait = FIRST_WAIT  # before the next try after losing PostgreSQL or Kafka
         self.store_lost = False  # PostgreSQL went away: a fresh pool before the rebuild
         self.reads_lost = False  # a read of the store failed: a fresh pool, no rebuild
@@ -355,12 +358,42 @@ class EngineWorker:
                 await self._decide_group(group, ready)
             if self.generation != generation:
                 return  # a rebalance came while a batch was being recorded
+        if self.event_clock:
+            self._say_what_holds_back(everything)
         self._fire_timers(finished=finished)
         # Inputs decided, or timers fired alone: a batch either way.
         decided = bool(self.commits or self.record.outbox)
         await self._submit()
         if decided:
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _say_what_holds_back(self, everything: set[str]) -> None:
+        """Under the event clock, a group whose records wait for a topic that is never read
+        further (a producer that writes watermarks to some topics only) decides nothing,
+        and the progress line is quiet then: say what it waits for, every HELD_SAID_EVERY."""
+        now = time.monotonic()
+        held = {}
+        for group, buffer in self.buffers.items():
+            waiting = buffer.held_back(set() if buffer.watermarked else everything)
+            if waiting is not None:
+                held[group] = waiting
+        self.held_since = {group: self.held_since.get(group, now) for group in held}
+        if now - self.held_said < HELD_SAID_EVERY:
+            return
+        for group in sorted(held):
+            if now - self.held_since[group] < HELD_SAID_EVERY:
+                continue
+            self.held_said = now
+            moment, topics = held[group]
+            log.warning(
+                "partition %d holds %d record(s) from %s on: waiting for %s to be read up to"
+                " then (under --clock event a producer writes stream.watermark records to"
+                " every partition of every input topic; see the README)",
+                group,
+                len(self.buffers[group]),
+                format_time(moment),
+                ", ".join(topics),
+            )
 
     def _buffer(self, tp: TopicPartition, records: Iterable[Any]) -> None:
         stored = self.positions.get((tp.topic, tp.partition), -1)

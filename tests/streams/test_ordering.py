@@ -161,3 +161,29 @@ def test_the_position_header_is_read_or_passed_over(
 
 def test_the_position_header_reads_back() -> None:
     assert position_of([position_header(1_764_000_000_000_000, 12)]) == (1_764_000_000_000_000, 12)
+
+
+def test_what_a_group_waits_for_is_the_earliest_records_time_and_the_topics_behind_it() -> None:
+    # given watermarks on contacts only (a CRM that writes them to its own topic)
+    buffer = GroupBuffer(TOPICS)
+    buffer.watermark("p.contacts", parse_time("2027-01-01T12:00:00Z"))
+    buffer.add(pending("p.contacts", 0, "2027-01-01T10:05:00Z"))
+    buffer.add(pending("p.contacts", 1, "2027-01-01T10:09:00Z"))
+
+    assert buffer.event_time_order(set()) == []
+    assert buffer.held_back(set()) == (
+        parse_time("2027-01-01T10:05:00Z"),
+        ["p.messages", "p.commands"],
+    )
+
+    # once messages and commands are read past it, nothing waits
+    buffer.watermark("p.messages", parse_time("2027-01-01T12:00:00Z"))
+    buffer.watermark("p.commands", parse_time("2027-01-01T12:00:00Z"))
+    assert len(buffer.event_time_order(set())) == 2
+    assert buffer.held_back(set()) is None
+
+
+def test_a_topic_counted_as_read_to_the_end_holds_nothing() -> None:
+    buffer = GroupBuffer(TOPICS)
+    buffer.add(pending("p.contacts", 0, "2027-01-01T10:05:00Z"))
+    assert buffer.held_back({"p.messages", "p.commands"}) is None
