@@ -78,6 +78,7 @@ class EngineCore:
         self._expected_partitions: frozenset[int] = frozenset()
         self._triggers = TriggerIndex()
         self._pending: deque[CloudEvent] = deque()
+        self._pending_for: dict[str | None, int] = {}  # how many of them each contact has
         self._paused: deque[tuple[str, str]] = deque()
         # (sequence, contact) enrolled by the cause being decided (an input, a timer, a
         # definition): one cause enrolls a contact in a sequence once. Without it, two
@@ -155,6 +156,11 @@ class EngineCore:
         while self._pending or self._paused:
             if self._pending:
                 change = self._pending.popleft()
+                left = self._pending_for[change.subject] - 1
+                if left:
+                    self._pending_for[change.subject] = left
+                else:
+                    del self._pending_for[change.subject]
                 if not self._changes_nothing(change):
                     self._process(change, out)
                 continue
@@ -343,7 +349,7 @@ class EngineCore:
             self._move_displaced(out)
 
     def _changing(self, contact_id: str) -> bool:
-        return any(change.subject == contact_id for change in self._pending)
+        return contact_id in self._pending_for
 
     def _move_displaced(self, out: Outputs) -> None:
         """Move on the steps whose place in their minute went to a step due earlier; each
@@ -374,7 +380,9 @@ class EngineCore:
             if folded is None:
                 state = evolve(state, decision)
             if isinstance(decision, EffectRequested) and decision.type.startswith("contact."):
-                self._pending.append(self._as_input(decision, out))
+                change = self._as_input(decision, out)
+                self._pending.append(change)
+                self._pending_for[change.subject] = self._pending_for.get(change.subject, 0) + 1
         state = folded or state
         assert state is not None
         contact_id, sequence_id = state.contact_id, state.sequence_id

@@ -16,7 +16,7 @@ import orjson
 # / 8 bytes may not fit whole: its letter then carries the first KEPT_BYTES of it, says
 # `truncated`, and names the whole by length and SHA-256 (the record itself is still on
 # its topic, at the partition and offset the letter gives, for as long as that keeps it).
-LETTER_BUDGET = 512 * 1024
+LETTER_BUDGET = 500 * 1024  # under the relay's record limit (streams/relay.py)
 KEPT_BYTES = 48 * 1024
 # A key and a reason are short in any sane record, but both can echo what the record holds
 # (a reason quotes a type or a subject), so each is cut too: the key to KEPT_KEY_BYTES
@@ -24,8 +24,11 @@ KEPT_BYTES = 48 * 1024
 KEPT_KEY_BYTES = 1024
 KEPT_REASON = 2048
 # The record's headers go too (in binary mode they hold the event's attributes): the first
-# KEPT_HEADERS, each value cut to KEPT_KEY_BYTES like a key.
-KEPT_HEADERS = 32
+# KEPT_HEADERS, each name and value cut to KEPT_HEADER_BYTES. With the value cut to
+# KEPT_BYTES, the key and the reason, the worst letter (every byte a control character,
+# six in JSON) stays under LETTER_BUDGET: about 470 KB.
+KEPT_HEADERS = 16
+KEPT_HEADER_BYTES = 256
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -103,10 +106,10 @@ class RejectedRecord:
         """Each header as text and hex, in the record's order (names may repeat)."""
         kept: list[dict[str, object]] = []
         for name, value in self.headers[:KEPT_HEADERS]:
-            shown = value[:KEPT_KEY_BYTES]
+            shown = value[:KEPT_HEADER_BYTES]
             kept.append(
                 {
-                    "name": name.replace("\x00", "\ufffd"),
+                    "name": name[:KEPT_HEADER_BYTES].replace("\x00", "\ufffd"),
                     "value": shown.decode("utf-8", "replace").replace("\x00", "\ufffd"),
                     "value_hex": shown.hex(),
                     **({"value_bytes": len(value)} if len(shown) < len(value) else {}),

@@ -21,10 +21,11 @@ from typing import Final
 from aggregates.engine import DEFINITION_COMMANDS
 from schemas.envelope import CloudEvent
 
-# Where a producer put a record among everything it published: (run, line), comparable
-# across topics. (0, 0) for a producer that does not say.
+# Where a producer put a record among everything it published: (run, line). Lines order
+# the records of one run across topics; records of one moment from different runs go run
+# by run, and those of a producer that does not say (UNPLACED) after them, topic by topic.
 Position = tuple[int, int]
-UNPLACED: Position = (0, 0)
+UNPLACED: Position = (2**63, 0)
 # How far a topic has been read: the latest event time, then the position at it.
 Mark = tuple[datetime, int, int]
 # The header saying it: b"<run>:<line>", a run being when the producer started (µs since
@@ -162,7 +163,7 @@ class GroupBuffer:
             if self.queues.get(topic) or topic in caught_up:
                 continue
             seen = self.seen.get(topic)
-            if seen is None or seen < mark:
+            if seen is None or not _read_past(seen, mark):
                 behind.append(topic)
         return behind
 
@@ -176,6 +177,18 @@ class GroupBuffer:
         assert head.time is not None
         behind = self._behind((head.time, *head.position), caught_up)
         return (head.time, behind) if behind else None
+
+
+def _read_past(seen: Mark, mark: Mark) -> bool:
+    """Whether a topic read up to `seen` holds nothing more before `mark`. At the same time,
+    lines count within one run only: a later run, or a producer that gives no position,
+    may add records of that time anywhere, as before positions (a wait for a line of
+    another run would wait for ever: no watermark of that run may come)."""
+    if seen[0] != mark[0]:
+        return seen[0] > mark[0]
+    if seen[1] == mark[1] and mark[1] != UNPLACED[0]:
+        return seen[2] >= mark[2]
+    return True
 
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)

@@ -216,7 +216,7 @@ class Relay:
         open_batches: dict[tuple[str, int], Any] = {}
         for row_id, decided in rows:
             row = decided
-            if len(row.value) + len(row.key or "") > MAX_RECORD_BYTES:
+            if len(row.value) + len((row.key or "").encode()) > MAX_RECORD_BYTES:
                 bound = self.prefix + row.topic
                 count = await self._partition_count(producer, bound)
                 row = _too_large(row_id, row, bound, count)
@@ -290,7 +290,7 @@ def _too_large(row_id: int, row: OutboxRow, topic: str, partitions: int) -> Outb
     name put into a text twice): the relay stopped at such a row, at every start, and held
     back everything decided after it. The letter names the topic and partition the row was
     bound for, and as `offset` its row in the outbox, where it stays whole."""
-    size = len(row.value) + len(row.key or "")
+    size = len(row.value) + len((row.key or "").encode())
     log.error(
         "outbox row %d (%s) is %d bytes, more than a record may carry: dead-lettered",
         row_id,

@@ -344,6 +344,7 @@ class EngineWorker:
         if self.event_clock and not await self._commands_read():
             await self._submit()  # what adopting definitions decided, if anything
             return  # definitions first: see _commands_read
+        moved: set[int] = set()  # groups that decided something this step
         # Groups holding a definition change go first, so every group decides with it.
         for group in sorted(
             self.buffers, key=lambda g: (not self.buffers[g].holds_definition(), g)
@@ -355,11 +356,12 @@ class EngineWorker:
                 else buffer.arrival_order()
             )
             if ready and not self.stale:
+                moved.add(group)
                 await self._decide_group(group, ready)
             if self.generation != generation:
                 return  # a rebalance came while a batch was being recorded
         if self.event_clock:
-            self._say_what_holds_back(everything)
+            self._say_what_holds_back(everything, moved)
         self._fire_timers(finished=finished)
         # Inputs decided, or timers fired alone: a batch either way.
         decided = bool(self.commits or self.record.outbox)
@@ -367,17 +369,21 @@ class EngineWorker:
         if decided:
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
-    def _say_what_holds_back(self, everything: set[str]) -> None:
+    def _say_what_holds_back(self, everything: set[str], moved: set[int]) -> None:
         """Under the event clock, a group whose records wait for a topic that is never read
         further (a producer that writes watermarks to some topics only) decides nothing,
-        and the progress line is quiet then: say what it waits for, every HELD_SAID_EVERY."""
+        and the progress line is quiet then: say what it waits for once it has decided
+        nothing for HELD_SAID_EVERY (a group of a long push always holds its newest
+        records until the next watermark, and is fine), at most that often."""
         now = time.monotonic()
         held = {}
         for group, buffer in self.buffers.items():
             waiting = buffer.held_back(set() if buffer.watermarked else everything)
             if waiting is not None:
                 held[group] = waiting
-        self.held_since = {group: self.held_since.get(group, now) for group in held}
+        self.held_since = {
+            group: now if group in moved else self.held_since.get(group, now) for group in held
+        }
         if now - self.held_said < HELD_SAID_EVERY:
             return
         for group in sorted(held):

@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiokafka  # type: ignore[import-untyped]
 import orjson
 import pytest
 
@@ -237,3 +238,69 @@ def test_lines_end_at_lf_alone_as_replay_reads_them(
     # then the CR line is one event, the CRLF line goes without its CR, the bad line is line 3
     assert [value for _, _, value in published] == [with_cr, VALID]
     assert "line 3: data.tag: is required" in capsys.readouterr().err
+
+
+def test_every_record_carries_its_line_and_no_watermark_falls_between_copies_of_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given five records from three lines, the second line copied to three partitions, and
+    # a watermark due every 2 records
+    sent: list[tuple[str, str, str]] = []  # (topic, type, line)
+
+    class Producer:
+        def __init__(self, **_: object) -> None:
+            pass
+
+        async def start(self) -> None:
+            pass
+
+        async def stop(self) -> None:
+            pass
+
+        async def partitions_for(self, topic: str) -> set[int]:
+            return {0}
+
+        async def send(
+            self,
+            topic: str,
+            value: bytes,
+            key: bytes | None = None,
+            partition: int | None = None,
+            headers: list[tuple[str, bytes]] | None = None,
+        ) -> asyncio.Future[None]:
+            run, line = dict(headers or [])["dripstream-position"].split(b":")
+            assert run.isdigit()
+            sent.append((topic, orjson.loads(value)["type"], line.decode()))
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+    monkeypatch.setattr(aiokafka, "AIOKafkaProducer", Producer)
+    monkeypatch.setattr(kafka_cli, "WATERMARK_EVERY", 2)
+
+    def record(topic: str, kind: str) -> tuple[str, bytes | None, bytes]:
+        event = {"specversion": "1.0", "id": kind, "source": "s", "type": kind,
+                 "time": "2027-01-01T00:00:00Z", "subject": "c-1", "data": {}}  # fmt: skip
+        return (topic, b"c-1", orjson.dumps(event))
+
+    records = [
+        record("contacts", "contact.tag_added"),
+        *[record("commands", "enrollment.requested")] * 3,
+        record("contacts", "contact.tag_removed"),
+    ]
+    # when it is published
+    asyncio.run(kafka_cli.publish("x", "p.", records, watermarks=True, lines=[1, 2, 2, 2, 3]))
+    # then each record carries its line, and the marks come after whole lines only
+    events = [(topic, kind, line) for topic, kind, line in sent if kind != "stream.watermark"]
+    assert events == [
+        ("p.contacts", "contact.tag_added", "1"),
+        ("p.commands", "enrollment.requested", "2"),
+        ("p.commands", "enrollment.requested", "2"),
+        ("p.commands", "enrollment.requested", "2"),
+        ("p.contacts", "contact.tag_removed", "3"),
+    ]
+    kinds = [kind for _, kind, _ in sent]
+    first_mark = kinds.index("stream.watermark")
+    assert first_mark > max(n for n, kind in enumerate(kinds) if kind == "enrollment.requested")
+    marks = [line for _, kind, line in sent if kind == "stream.watermark"]
+    assert marks == ["2"] * 6 + ["3"] * 6  # line 2 whole (not inside it), then the closing one

@@ -11,6 +11,7 @@ import pytest
 
 from schemas.checking import schema_document
 from schemas.dead_letters import KEPT_BYTES, LETTER_BUDGET, RejectedRecord
+from streams.relay import MAX_RECORD_BYTES
 
 
 def _letter(value: bytes, key: bytes | None = b"c-1") -> dict[str, object]:
@@ -106,6 +107,7 @@ def test_a_records_headers_go_with_it_in_order_cut_like_a_key() -> None:
         ("ce_type", b"again"),
         ("bin", b"\xff\x00"),
         ("big", b"x" * 2000),
+        ("n" * 300, b""),
     )
     record = RejectedRecord("p.contacts", 0, 7, b"c-1", b"{}", "event", "binary mode", headers)
 
@@ -116,7 +118,8 @@ def test_a_records_headers_go_with_it_in_order_cut_like_a_key() -> None:
         {"name": "ce_type", "value": "contact.tag_added", "value_hex": b"contact.tag_added".hex()},
         {"name": "ce_type", "value": "again", "value_hex": b"again".hex()},
         {"name": "bin", "value": "\ufffd\ufffd", "value_hex": "ff00"},
-        {"name": "big", "value": "x" * 1024, "value_hex": "78" * 1024, "value_bytes": 2000},
+        {"name": "big", "value": "x" * 256, "value_hex": "78" * 256, "value_bytes": 2000},
+        {"name": "n" * 256, "value": "", "value_hex": ""},
     ]
 
 
@@ -124,7 +127,20 @@ def test_a_record_without_headers_has_no_headers_key() -> None:
     assert "headers" not in _letter(b"{oops")
 
 
-def test_at_most_32_headers_are_kept() -> None:
+def test_at_most_16_headers_are_kept() -> None:
     headers = tuple((f"h{n}", b"v") for n in range(40))
     record = RejectedRecord("p.contacts", 0, 7, None, b"{}", "event", "x", headers)
-    assert [h["name"] for h in _published(record)["headers"]] == [f"h{n}" for n in range(32)]  # type: ignore[union-attr]
+    kept = _published(record)["headers"]
+    assert isinstance(kept, list)
+    assert [h["name"] for h in kept] == [f"h{n}" for n in range(16)]
+
+
+def test_the_worst_letter_fits_its_budget_and_the_relays_record() -> None:
+    # Every byte a control character (six bytes in JSON), everything as long as it goes.
+    worst = b"\x01" * 2_000_000
+    headers = tuple(("\x01" * 1000, worst[:1000]) for _ in range(40))
+    record = RejectedRecord(
+        "p.contacts", 0, 7, worst[:5000], worst, "event", "\x01" * 5000, headers
+    )
+    assert len(record.letter()) <= LETTER_BUDGET < MAX_RECORD_BYTES
+    _published(record)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -133,10 +134,41 @@ def test_without_positions_a_tie_goes_topic_by_topic_as_soon_as_the_time_is_read
     assert [p.topic for p in buffer.event_time_order(set())] == ["p.contacts", "p.messages"]
 
 
-def test_a_later_run_of_the_producer_comes_after_an_earlier_one() -> None:
-    early = Pending("p.contacts", 0, 0, b"c-1", b"{}", None, position=(1_000, 900))
-    late = Pending("p.contacts", 0, 1, b"c-1", b"{}", None, position=(2_000, 1))
-    assert early.position < late.position
+def test_a_later_runs_record_of_the_last_moment_is_not_held_for_ever() -> None:
+    # given a history pushed through (run 1000, read to its closing watermark at 17:00),
+    # then a command published later with that time (run 2000, line 1: no watermark follows)
+    buffer = GroupBuffer(TOPICS)
+    for topic in TOPICS:
+        buffer.watermark(topic, parse_time("2027-01-01T17:00:00Z"), (1_000, 900))
+    late = pending("p.commands", 0, "2027-01-01T17:00:00Z", kind="enrollment.requested")
+    buffer.add(replace(late, position=(2_000, 1)))
+    # then it is decided: another run's lines say nothing of this one's
+    assert [p.offset for p in buffer.event_time_order(set())] == [0]
+
+
+def test_a_record_of_no_position_goes_after_the_placed_ones_of_its_moment() -> None:
+    # (a copy the worker made of a request, a producer of its own): as commands went after
+    # contacts before positions
+    buffer = GroupBuffer(TOPICS)
+    for topic in TOPICS:
+        buffer.watermark(topic, parse_time("2027-01-01T10:00:00Z"), (1_000, 9))
+    buffer.add(pending("p.commands", 0, "2027-01-01T10:00:00Z", kind="enrollment.requested"))
+    buffer.add(placed("p.messages", 0, "2027-01-01T10:00:00Z", line=8, kind="message.received"))
+    buffer.add(placed("p.contacts", 0, "2027-01-01T10:00:00Z", line=9))
+
+    decided = buffer.event_time_order(set())
+
+    assert [p.topic for p in decided] == ["p.messages", "p.contacts", "p.commands"]
+
+
+def test_a_placed_record_is_not_held_by_watermarks_that_give_no_position() -> None:
+    # a producer of its own writes watermarks without the header to calls
+    buffer = GroupBuffer(TOPICS)
+    buffer.watermark("p.messages", parse_time("2027-01-01T10:00:00Z"))
+    buffer.watermark("p.commands", parse_time("2027-01-01T10:00:00Z"))
+    buffer.add(placed("p.contacts", 0, "2027-01-01T10:00:00Z", line=3))
+
+    assert [p.offset for p in buffer.event_time_order(set())] == [0]
 
 
 @pytest.mark.parametrize(
