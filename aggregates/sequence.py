@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from aggregates.calendar import Calendar, DailyWindow
 from aggregates.intake import intake_address, own_intake_address
-from aggregates.templating import unknown_shortcodes, with_opt_out
+from aggregates.templating import misspelled_shortcodes, unknown_shortcodes, with_opt_out
 from schemas.definitions import AUTO_INTAKE, DEFAULT_OPT_OUT_PHRASE, DEFAULT_TIMEZONE
 from schemas.envelope import parse_time
 
@@ -320,6 +320,12 @@ def problems_of(
                     f"{where}: unknown shortcode [{code}] in {key}"
                     for code in unknown_shortcodes(text)
                 )
+                problems.extend(
+                    f"{where}: {written} in {key} is no shortcode: write {meant}"
+                    for written, meant in misspelled_shortcodes(text)
+                )
+        if step.type in _WORDS_SENT and not str(step.get(_WORDS_SENT[step.type], "")).strip():
+            problems.append(f"{where}: {_WORDS_SENT[step.type]} is empty")
         problems.extend(f"{where}: {problem}" for problem in _text_too_long(step, account))
         if step.type == "send_webhook" and not str(step.get("url", "")).startswith(
             ("http://", "https://")
@@ -345,12 +351,26 @@ def _text_too_long(step: Step, account: Account) -> list[str]:
     return [f"text is {len(body)} characters {what}(an SMS holds at most {SMS_BODY_LIMIT})"]
 
 
-# Steps that name one of the account's users as a contact's owner: the owner is told.
-_OWNER_SETTINGS = {"change_owner": "owner_id", "round_robin_owner": "owners"}
+# What a message step sends: empty, only the opt-out phrase or a blank e-mail would go.
+_WORDS_SENT = {
+    "send_sms": "text",
+    "send_mms": "text",
+    "sms_ring_group": "text",
+    "email_contact": "body",
+    "email_ring_group": "body",
+}
+
+# Steps that name the account's users: a contact's owner (who is told), a power dialer's.
+_USER_SETTINGS = {
+    "change_owner": "owner_id",
+    "round_robin_owner": "owners",
+    "power_dialer": "user_id",
+    "remove_from_power_dialer": "user_id",
+}
 
 
 def _unknown_references(step: Step, account: Account) -> list[str]:
-    """The step's ring group and owners that the account does not define, or leaves empty."""
+    """The step's ring group and users that the account does not define, or leaves empty."""
     problems: list[str] = []
     group = step.get("ring_group") if step.type in NEEDS_RING_GROUP else None
     if group and account.ring_groups:
@@ -368,7 +388,12 @@ def _unknown_references(step: Step, account: Account) -> list[str]:
                 problems.append(f"ring group {str(group)!r} has no member with an e-mail")
             elif step.type != "email_ring_group" and not any(u.phone for u in known):
                 problems.append(f"ring group {str(group)!r} has no member with a phone")
-    key = _OWNER_SETTINGS.get(step.type)
+            problems.extend(
+                f"unknown user {member!r} in ring group {str(group)!r}"
+                for member in members
+                if member not in account.users
+            )
+    key = _USER_SETTINGS.get(step.type)
     if key is not None and account.users:
         value = step.get(key)
         owners = value if isinstance(value, list | tuple) else [value] if value else []

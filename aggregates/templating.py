@@ -1,10 +1,12 @@
 """Shortcodes in message texts (``[FirstName]`` …) and the account's opt-out phrase.
 
 A shortcode is a bracketed run of ASCII letters, spelled exactly as in CONTRACT.md §2.
-Anything else in brackets ("[1]", "[ ]", "[a b]", "[First_Name]") is plain text: it is
-neither replaced nor reported. A letters-only token with an unknown name ("[Frist]",
-"[firstname]") is left as written by ``render`` and reported by ``unknown_shortcodes``, so
-the sequence that uses it loads as invalid instead of sending the typo to a contact.
+Anything else in brackets ("[1]", "[ ]", "[a b]") is plain text: it is neither replaced nor
+reported. A letters-only token with an unknown name ("[Frist]", "[firstname]") is left as
+written by ``render`` and reported by ``unknown_shortcodes``, and so is a shortcode
+written another way ("[First Name]", "[first_name]", "{FirstName}") by
+``misspelled_shortcodes``: the sequence that uses one loads as invalid instead of sending
+the typo to a contact.
 """
 
 from __future__ import annotations
@@ -32,6 +34,24 @@ def unknown_shortcodes(text: str) -> list[str]:
     """
     found = (name for name in _TOKEN.findall(text) if name not in SHORTCODES)
     return list(dict.fromkeys(found))
+
+
+# A shortcode's name in other brackets, cased, spaced or joined otherwise.
+_NEAR: Final = re.compile(r"[\[{]\s*([A-Za-z][A-Za-z _-]*?)\s*[\]}]")
+_FOLDED: Final = {name.casefold(): name for name in SHORTCODES}
+
+
+def misspelled_shortcodes(text: str) -> list[tuple[str, str]]:
+    """(as written, the shortcode meant) for each token that spells a shortcode's name
+    another way and is not a letters-only bracketed token (`unknown_shortcodes` names
+    those). In order of first appearance, each once."""
+    found: dict[str, str] = {}
+    for match in _NEAR.finditer(text):
+        written = match.group(0)
+        meant = _FOLDED.get(re.sub(r"[ _-]", "", match.group(1)).casefold())
+        if meant is not None and not _TOKEN.fullmatch(written):
+            found.setdefault(written, f"[{meant}]")
+    return list(found.items())
 
 
 @lru_cache(maxsize=4096)

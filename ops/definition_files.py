@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aggregates.sequence import build_account, build_sequence
 from schemas.definitions import DefinitionRejected, load_definition_file
 from schemas.unknown_keys import unknown_keys
 
@@ -23,4 +24,19 @@ def load_or_explain(path: Path) -> dict[str, Any] | None:
         return None
     for warning in unknown_keys(document):
         print(f"dripstream: {path}: warning: {warning}", file=sys.stderr)
+    for sequence_id, problems in invalid_sequences(document):
+        print(
+            f"dripstream: {path}: warning: sequence {sequence_id!r} is invalid, nobody is"
+            f" enrolled in it: {'; '.join(problems)}",
+            file=sys.stderr,
+        )
     return document
+
+
+def invalid_sequences(document: dict[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
+    """Each sequence of the file that loads `invalid`, with its problems: it loads (CONTRACT
+    §2), and only the read models or a rejected enrollment would tell the author otherwise.
+    Judged by the file's own account (or the defaults, for a file without one)."""
+    account = build_account(document.get("account"))
+    built = (build_sequence(doc, account) for doc in document.get("sequences") or ())
+    return [(sequence.id, sequence.problems) for sequence in built if sequence.problems]

@@ -320,3 +320,69 @@ def test_ringless_voicemail_runs_under_a_verified_account_or_one_that_does_not_s
     assert loaded(VOICEMAIL, account={**ACCOUNT, **verified}).status == "active"
     # and the setting says nothing of sequences without a voicemail step
     assert loaded(SMS, account={**ACCOUNT, "ringless_voicemail_verified": False}).problems == ()
+
+
+def test_a_ring_group_naming_a_user_the_account_does_not_define_is_a_problem() -> None:
+    account = {**ACCOUNT, "ring_groups": {"rg-sales": ["u-7", "u-99"]}}
+    sequence = loaded(dialer("rg-sales"), account=account)
+    assert sequence.problems == (
+        "step s1 (progressive_dialer): unknown user 'u-99' in ring group 'rg-sales'",
+    )
+
+
+@pytest.mark.parametrize("kind", ["power_dialer", "remove_from_power_dialer"])
+def test_a_power_dialer_user_the_account_does_not_define_is_a_problem(kind: str) -> None:
+    assert loaded({"type": kind, "user_id": "u-99"}, account=ACCOUNT).problems == (
+        f"step s1 ({kind}): unknown user 'u-99' in user_id",
+    )
+    assert loaded({"type": kind, "user_id": "u-7"}, account=ACCOUNT).problems == ()
+    assert loaded({"type": kind}, account=ACCOUNT).problems == ()  # the contact's owner
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [
+        ("[First Name]", "[FirstName]"),
+        ("[first_name]", "[FirstName]"),
+        ("[ FirstName ]", "[FirstName]"),
+        ("{FirstName}", "[FirstName]"),
+        ("[tracking-number]", "[TrackingNumber]"),
+        ("{agent name}", "[AgentName]"),
+    ],
+)
+def test_a_shortcode_written_another_way_is_a_problem_naming_the_right_one(
+    written: str, meant: str
+) -> None:
+    # Sent as written, the contact would read the bracket and the typo.
+    sequence = loaded({"type": "send_sms", "text": f"Hi {written}!"}, account=ACCOUNT)
+    assert sequence.problems == (
+        f"step s1 (send_sms): {written} in text is no shortcode: write {meant}",
+    )
+
+
+@pytest.mark.parametrize("text", ["Hi [FirstName]", "Reply [YES] or [1]", "Call {us} [9am]"])
+def test_brackets_that_spell_no_shortcode_are_plain_text(text: str) -> None:
+    problems = loaded({"type": "send_sms", "text": text}, account=ACCOUNT).problems
+    assert [p for p in problems if "shortcode" in p] == (
+        ["step s1 (send_sms): unknown shortcode [YES] in text"] if "[YES]" in text else []
+    )
+
+
+@pytest.mark.parametrize(
+    ("step", "key"),
+    [
+        ({"type": "send_sms", "text": ""}, "text"),
+        ({"type": "send_mms", "text": "  ", "media_url": "https://x.example/a.png"}, "text"),
+        ({"type": "sms_ring_group", "ring_group": "rg-sales", "text": ""}, "text"),
+        ({"type": "email_contact", "subject": "Hi", "body": ""}, "body"),
+        (
+            {"type": "email_ring_group", "ring_group": "rg-sales", "subject": "s", "body": " "},
+            "body",
+        ),
+    ],
+)
+def test_a_message_with_nothing_to_say_is_a_problem(step: dict[str, Any], key: str) -> None:
+    # An SMS of only the opt-out phrase, a blank e-mail (to a group that has an address).
+    reachable = {"name": "Sam Lee", "phone": "+12125550007", "email": "sam@example.com"}
+    sequence = loaded(step, account={**ACCOUNT, "users": {"u-7": reachable}})
+    assert sequence.problems == (f"step s1 ({step['type']}): {key} is empty",)

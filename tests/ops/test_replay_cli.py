@@ -501,6 +501,28 @@ def test_provider_settings_in_the_account_are_named_as_read_by_nothing(
     ]
 
 
+def test_a_sequence_that_loads_invalid_is_named_on_stderr_with_its_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It loads (CONTRACT.md §2) and rejects every enrollment: without a word the author
+    # would learn it from the read models only.
+    broken = ONLY_SEQUENCES.replace("    outbound_line: line-1\n", "").replace(
+        "Hi [FirstName]", "Hi [First Name]"
+    )
+    status, outputs, _ = replay(tmp_path, broken, good_lines())
+
+    assert status == 0
+    assert [e["data"]["reason"] for e in outputs if e["type"] == "enrollment.rejected"] == [
+        "sequence_invalid"
+    ]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert [line.split("warning: ", 1)[1] for line in warnings] == [
+        "sequence 'hello' is invalid, nobody is enrolled in it:"
+        " step s1 (send_sms): needs the sequence's outbound_line;"
+        " step s1 (send_sms): [First Name] in text is no shortcode: write [FirstName]"
+    ]
+
+
 def test_a_file_of_known_keys_gives_no_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

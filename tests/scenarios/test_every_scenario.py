@@ -44,7 +44,10 @@ def test_the_exit_status(replayed: Callable[[str], Replay], name: str) -> None:
     run = replayed(name)
     assert run.status == EXIT_STATUS.get(name, 0), run.stderr
     if run.status == 0:
-        assert run.stderr == ""
+        # Nothing on stderr but the word that a sequence loads invalid (some scenarios
+        # show what happens then).
+        said = [line for line in run.stderr.splitlines() if " is invalid, nobody is" not in line]
+        assert said == []
         assert run.raw
 
 
