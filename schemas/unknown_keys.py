@@ -102,6 +102,9 @@ def _walk(document: Mapping[str, Any]) -> Iterator[str]:
             continue
         where = f"sequence {sequence.get('id')!s}: "
         yield from _extra(sequence, "sequence", where)
+        if sequence.get("process_on") == "every_day" and sequence.get("run_on_holidays"):
+            # CONTRACT.md §3: holidays are left out of business days only.
+            yield f"{where}run_on_holidays: not read with process_on every_day, ignored"
         yield from _extra(sequence.get("schedule"), "schedule", f"{where}schedule.")
         for number, step in enumerate(sequence.get("steps") or ()):
             if isinstance(step, Mapping):

@@ -523,6 +523,20 @@ def test_a_sequence_that_loads_invalid_is_named_on_stderr_with_its_problems(
     ]
 
 
+def test_run_on_holidays_with_every_day_is_named_as_read_by_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    every_day = ONLY_SEQUENCES.replace(
+        "    process_on: every_day\n", "    process_on: every_day\n    run_on_holidays: true\n"
+    )
+    status, _, _ = replay(tmp_path, every_day, good_lines())
+    assert status == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert [line.split("warning: ", 1)[1] for line in warnings] == [
+        "sequence hello: run_on_holidays: not read with process_on every_day, ignored"
+    ]
+
+
 def test_a_file_of_known_keys_gives_no_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
