@@ -23,7 +23,7 @@ from ops.http_api import (
     ReadModelSource,
     make_app,
 )
-from ops.settings import Settings, add_kafka_flags
+from ops.settings import Settings, add_kafka_flags, listen_port
 from schemas.definitions import DefinitionRejected, account_with_defaults, load_definition_file
 from schemas.envelope import STRUCTURED_HEADERS, CloudEvent
 
@@ -38,7 +38,7 @@ def register(commands: SubParsers) -> None:
         description="JSON over HTTP; the OpenAPI document is at /openapi.json.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    parser.add_argument("--port", type=listen_port, default=8080, help="port (default 8080)")
     parser.add_argument(
         "--history",
         type=Path,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from effects.settings import EffectsSettings, SettingsError, environment_variables
-from ops.settings import PREFIX_HELP
+from ops.settings import PREFIX_HELP, Settings, bootstrap_servers, listen_port
 
 HELP_ENV = ", ".join(sorted(set(environment_variables().values())))
 
@@ -25,9 +25,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "is set) and serve the providers' callbacks. Environment: " + HELP_ENV + "."
         ),
     )
-    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument(
+        "--bootstrap",
+        type=bootstrap_servers,
+        default=Settings.from_environment().bootstrap_servers,
+        help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
+    )
     parser.add_argument("--database-url", help="PostgreSQL URL of the ledger (DATABASE_URL)")
-    parser.add_argument("--http-port", type=int, help="port of the callback server")
+    parser.add_argument("--http-port", type=listen_port, help="port of the callback server")
     parser.add_argument("--http-host", help="address the callback server listens on")
     parser.add_argument("--public-url", help="base URL providers reach the callbacks at")
     parser.add_argument("--topic-prefix", help=PREFIX_HELP)

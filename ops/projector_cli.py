@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.service_errors import database_problem
-from ops.settings import PREFIX_HELP, Settings
+from ops.settings import PREFIX_HELP, Settings, bootstrap_servers
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -31,7 +31,12 @@ def register(commands: SubParsers) -> None:
         "grow and apply them to the read models in PostgreSQL, each poll in one transaction "
         "with the offsets it reached; a restart resumes there. Stop with SIGTERM or Ctrl-C.",
     )
-    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument(
+        "--bootstrap",
+        type=bootstrap_servers,
+        default=Settings.from_environment().bootstrap_servers,
+        help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
+    )
     parser.add_argument("--topic-prefix", help=PREFIX_HELP)
     parser.add_argument("--database-url", metavar="URL", help="PostgreSQL (DATABASE_URL)")
     parser.add_argument("--schema", default="readmodels", help="schema of the read models")

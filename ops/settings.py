@@ -28,6 +28,25 @@ class Settings:
         )
 
 
+def bootstrap_servers(text: str) -> str:
+    """`host:port[,host:port…]`, for argparse's `type=`: a port that is no number, or out of
+    range, is a usage error here rather than a traceback from the client's first connect."""
+    for address in text.split(","):
+        host, colon, port = address.strip().rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise argparse.ArgumentTypeError(
+                f"{address.strip()!r} is not host:port with a port from 1 to 65535"
+            )
+    return text
+
+
+def listen_port(text: str) -> int:
+    """A TCP port to serve on, for argparse's `type=`."""
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port from 1 to 65535")
+    return int(text)
+
+
 def add_kafka_flags(
     parser: argparse.ArgumentParser, env: Settings, *, database: bool = False
 ) -> None:
@@ -35,6 +54,7 @@ def add_kafka_flags(
     the same words on every command that reaches the broker."""
     parser.add_argument(
         "--bootstrap",
+        type=bootstrap_servers,
         default=env.bootstrap_servers,
         help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
     )
