@@ -23,6 +23,7 @@ from ops.http_api import (
     ReadModelSource,
     make_app,
 )
+from ops.service_errors import database_problem, malformed_database_url
 from ops.settings import Settings, add_kafka_flags, listen_port
 from schemas.definitions import DefinitionRejected, account_with_defaults, load_definition_file
 from schemas.envelope import STRUCTURED_HEADERS, CloudEvent
@@ -103,6 +104,12 @@ def run_api(args: argparse.Namespace) -> int:
             print(f"{PROG}: cannot read {args.history}: {error.strerror}", file=sys.stderr)
             return 2
     elif args.database_url:
+        malformed = malformed_database_url(args.database_url)
+        if malformed is not None:
+            # A reachable server may come later (503 meanwhile); a URL that cannot name
+            # one gave a 500 on every request.
+            print(f"{PROG}: {database_problem(malformed)}", file=sys.stderr)
+            return 2
         read_models = PostgresReadModels(args.database_url, args.schema)
     else:
         print(f"{PROG}: give --history FILE or --database-url / DATABASE_URL", file=sys.stderr)

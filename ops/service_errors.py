@@ -62,6 +62,17 @@ def database_problem(reason: str) -> str:
     return f"cannot connect to PostgreSQL: {flat} (DATABASE_URL, --database-url)"
 
 
+def malformed_database_url(url: str) -> str | None:
+    """Why `url` names no PostgreSQL server (not a connection string at all), or None."""
+    import psycopg  # noqa: PLC0415 - the ops layer's errors import nothing up front
+
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as error:
+        return str(error)
+    return None
+
+
 def _connect_problem(url: str) -> str | None:
     import psycopg  # noqa: PLC0415 - only on this error path
 

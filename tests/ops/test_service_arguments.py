@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ops.cli import build_parser
+from ops.cli import build_parser, main
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,13 @@ def test_an_address_or_port_no_service_can_use_is_a_usage_error(
 @pytest.mark.parametrize("servers", ["127.0.0.1:9092", "a:1,b:65535", "broker-1.example:9093"])
 def test_bootstrap_servers_as_kafka_writes_them_are_taken(servers: str) -> None:
     assert build_parser().parse_args(["worker", "--bootstrap", servers]).bootstrap == servers
+
+
+def test_the_api_refuses_a_database_url_that_names_no_server(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It started, and answered every request with a 500 (an unreachable server gets 503s
+    # until it answers; this one never could).
+    status = main(["api", "--port", "19499", "--database-url", "notaurl"])
+    assert status == 2
+    assert 'cannot connect to PostgreSQL: missing "=" after "notaurl"' in capsys.readouterr().err
