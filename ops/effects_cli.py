@@ -93,12 +93,26 @@ def run(args: argparse.Namespace) -> int:
 async def _run_worker(settings: EffectsSettings) -> int:
     from effects.worker import run_effects_worker  # noqa: PLC0415 - heavy imports
 
+    await _broker_answers(settings.kafka_bootstrap_servers)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await run_effects_worker(settings, stop=stop)
     return 0
+
+
+async def _broker_answers(bootstrap: str) -> None:
+    """Raise the client's connection error when no broker answers at the start: the
+    processor rides out a broker lost while it runs, and so waited for ever for one that
+    was never there (a wrong address) instead of saying so in one line (ops/cli.py)."""
+    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    try:
+        await producer.start()
+    finally:
+        await producer.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
