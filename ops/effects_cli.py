@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from effects.settings import EffectsSettings, SettingsError, environment_variables
+from ops.service_errors import connect_problem, database_problem
 from ops.settings import PREFIX_HELP, Settings, bootstrap_servers, listen_port
 
 HELP_ENV = ", ".join(sorted(set(environment_variables().values())))
@@ -93,6 +94,13 @@ def run(args: argparse.Namespace) -> int:
 async def _run_worker(settings: EffectsSettings) -> int:
     from effects.worker import run_effects_worker  # noqa: PLC0415 - heavy imports
 
+    if settings.database_url:
+        # The ledger first, as before: its pool would retry a lost database for its whole
+        # timeout; one plain connection says why at once.
+        problem = await asyncio.to_thread(connect_problem, settings.database_url)
+        if problem is not None:
+            print(f"dripstream: {database_problem(problem)}", file=sys.stderr)
+            return 2
     await _broker_answers(settings.kafka_bootstrap_servers)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -52,7 +52,7 @@ def service_problem(
     # A pool only says it timed out; one plain connection says why (a wrong password, a
     # refused port, no such database).
     url = database_url or os.environ.get("DATABASE_URL")
-    reason = _connect_problem(url) if url else None
+    reason = connect_problem(url) if url else None
     return database_problem(reason or str(database[-1]))
 
 
@@ -73,8 +73,8 @@ def malformed_database_url(url: str) -> str | None:
     return None
 
 
-def _connect_problem(url: str) -> str | None:
-    import psycopg  # noqa: PLC0415 - only on this error path
+def connect_problem(url: str) -> str | None:
+    import psycopg  # noqa: PLC0415 - the ops layer imports it only where it connects
 
     try:
         psycopg.connect(url, connect_timeout=5).close()

@@ -55,22 +55,3 @@ def test_the_api_refuses_a_database_url_that_names_no_server(
     status = main(["api", "--port", "19499", "--database-url", "notaurl"])
     assert status == 2
     assert 'cannot connect to PostgreSQL: missing "=" after "notaurl"' in capsys.readouterr().err
-
-
-def test_effects_says_in_one_line_that_no_broker_answers_at_its_start(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    # It rides out a broker lost while it runs, and so waited for ever for one that was
-    # never there.
-    argv = [
-        "effects",
-        "--bootstrap",
-        "127.0.0.1:1",
-        "--database-url",
-        "postgresql://x@127.0.0.1:1/x",
-    ]
-    assert main(argv) == 2
-    assert (
-        "cannot reach Kafka at 127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS, --bootstrap): is the broker"
-        " running?" in capsys.readouterr().err
-    )

@@ -103,6 +103,19 @@ def test_effects_whose_database_is_down_says_one_line_before_any_retry() -> None
     assert line.startswith("dripstream: cannot connect to PostgreSQL: ")
 
 
+def test_effects_without_a_broker_at_its_start_says_so_in_one_line() -> None:
+    # It rides out a broker lost while it runs, and so waited for ever for one that was
+    # never there (no database: the ledger is kept in memory).
+    done = _dripstream(
+        "effects", env={"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "dripstream: cannot reach Kafka at 127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS, --bootstrap):"
+        " is the broker running?"
+    )
+
+
 def test_topics_dump_from_a_broker_that_is_down_says_one_line_and_nothing_else() -> None:
     done = _dripstream("topics", "dump", "--bootstrap", "127.0.0.1:1")
     assert done.returncode == 2
