@@ -17,7 +17,7 @@ from ops.cli_groups import SubParsers, get_or_create_group
 from ops.cli_time import moment
 from ops.definition_files import load_or_explain
 from ops.service_errors import quiet_kafka_client
-from ops.settings import Settings, add_kafka_flags, listen_port
+from ops.settings import Settings, add_kafka_flags, at_least_one, listen_port
 from schemas.envelope import (
     ENGINE_SOURCE,
     STRUCTURED_HEADERS,
@@ -73,7 +73,7 @@ def register(commands: SubParsers) -> None:
     )
     worker.add_argument(
         "--processes",
-        type=process_count,
+        type=at_least_one,
         default=1,
         help="workers to run in this consumer group, one process each (one per core);"
         " the throttle and round robin are then per process, as with separate workers",
@@ -138,12 +138,6 @@ def register(commands: SubParsers) -> None:
         " change to running enrollments takes effect at it, so give one inside the history",
     )
     apply.set_defaults(handler=run_apply)
-
-
-def process_count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1 or more)")
-    return int(text)
 
 
 def run_worker(args: argparse.Namespace) -> int:

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: no PostgreSQL: set DATABASE_URL or --database-url", file=sys.stderr)
         return 2
     settings = ProjectorSettings(
-        bootstrap_servers=args.bootstrap or env.bootstrap_servers,
+        bootstrap_servers=args.bootstrap,
         topic_prefix=args.topic_prefix if args.topic_prefix is not None else env.topic_prefix,
         schema=args.schema,
     )

@@ -21,6 +21,7 @@ from ops.cli_time import moment
 from ops.history_files import JoinedFiles, joined
 from ops.sequence_text import contacts_text, sequence_text
 from ops.service_errors import database_problem
+from ops.settings import at_least_one, whole_number
 from ops.text_table import cell, local_time, table
 from projections.base import Projection
 from projections.contacts_view import ContactsView
@@ -96,8 +97,10 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_paging(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--limit", type=_count, metavar="N", help="rows to show (default: all)")
-    parser.add_argument("--offset", type=_count, default=0, metavar="K", help="rows to skip")
+    parser.add_argument(
+        "--limit", type=whole_number, metavar="N", help="rows to show (default: all)"
+    )
+    parser.add_argument("--offset", type=whole_number, default=0, metavar="K", help="rows to skip")
 
 
 def add_sequences_list(sequences: SubParsers) -> None:
@@ -214,7 +217,7 @@ def add_projections_rebuild(projections: SubParsers) -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive,
+        type=at_least_one,
         default=REBUILD_BATCH,
         metavar="N",
         help=f"events per transaction with --resume (default: {REBUILD_BATCH})",
@@ -246,23 +249,6 @@ def _kind(text: str) -> str:
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _count(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 # --- handlers ----------------------------------------------------------------------------

@@ -40,6 +40,25 @@ def bootstrap_servers(text: str) -> str:
     return text
 
 
+def whole_number(text: str) -> int:
+    """A count of rows, items, … (0 or more), for argparse's `type=`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def at_least_one(text: str) -> int:
+    """A count of partitions, replicas, processes, … (1 or more), for argparse's `type=`."""
+    value = whole_number(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def listen_port(text: str) -> int:
     """A TCP port to serve on, for argparse's `type=`."""
     if not text.isdigit() or not 0 < int(text) < 65536:

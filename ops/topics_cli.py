@@ -19,7 +19,7 @@ import orjson
 
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.service_errors import quiet_kafka_client
-from ops.settings import Settings, add_kafka_flags
+from ops.settings import Settings, add_kafka_flags, at_least_one
 from projections.stream import READ_MODEL_TOPICS, merged_by_time
 from schemas.envelope import parse_time
 from schemas.registry import INPUT_TOPICS, OUTPUT_TOPICS
@@ -48,12 +48,12 @@ def register(commands: SubParsers) -> None:
     add_kafka_flags(create, env)
     create.add_argument(
         "--partitions",
-        type=_positive,
+        type=at_least_one,
         default=6,
         help="partitions of each input and output topic (default 6; the position topic has 1)",
     )
     create.add_argument(
-        "--replication-factor", type=_positive, default=1, help="replicas of each (default 1)"
+        "--replication-factor", type=at_least_one, default=1, help="replicas of each (default 1)"
     )
     create.set_defaults(handler=run_create)
 
@@ -78,13 +78,6 @@ def register(commands: SubParsers) -> None:
         " a deployment that never ran `effects` may not have it)",
     )
     dump.set_defaults(handler=run_dump)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -80,6 +80,10 @@ class GroupBuffer:
     queues: dict[str, deque[Pending]] = field(default_factory=dict)
     seen: dict[str, Mark] = field(default_factory=dict)  # how far each topic has been read
     watermarked: bool = False  # a producer writes watermarks: never guess the end
+    rank: dict[str, int] = field(init=False)  # ties of time and position: topic by topic
+
+    def __post_init__(self) -> None:
+        self.rank = {topic: n for n, topic in enumerate(self.topics)}
 
     def add(self, item: Pending) -> None:
         self.queues.setdefault(item.topic, deque()).append(item)
@@ -127,33 +131,42 @@ class GroupBuffer:
         up to its producer's position: a tie goes in the order it was published).
         """
         out: list[Pending] = []
-        rank = {topic: n for n, topic in enumerate(self.topics)}
-        while True:
-            heads = [q[0] for q in self.queues.values() if q]
-            if not heads:
-                return out
-            # A definition change has no place in the history's time: it takes effect at
-            # once (it fires no timer and moves no clock), so it goes before the rest.
-            head = min(
-                heads,
-                key=lambda p: (
-                    not p.is_definition,
-                    p.time is not None,
-                    p.time or _EPOCH,
-                    p.position,
-                    rank.get(p.topic, 0),
-                ),
-            )
+        while (head := self._head()) is not None:
             if (
                 not head.is_definition
                 and head.time is not None
-                and not self._safe((head.time, *head.position), caught_up)
+                and self._behind((head.time, *head.position), caught_up)
             ):
-                return out
+                break
             out.append(self.queues[head.topic].popleft())
+        return out
 
-    def _safe(self, mark: Mark, caught_up: set[str]) -> bool:
-        return not self._behind(mark, caught_up)
+    def held_back(self, caught_up: set[str]) -> tuple[datetime, list[str]] | None:
+        """What `event_time_order` is waiting for, after it has run: the time of the
+        earliest record held, and the topics not read up to it; None when nothing waits."""
+        head = self._head()
+        if head is None or head.time is None:
+            return None
+        behind = self._behind((head.time, *head.position), caught_up)
+        return (head.time, behind) if behind else None
+
+    def _head(self) -> Pending | None:
+        """The record that goes next, if it may. A definition change has no place in the
+        history's time: it takes effect at once (it fires no timer and moves no clock), so
+        it goes before the rest, and so does a rejected record (no time)."""
+        heads = [q[0] for q in self.queues.values() if q]
+        if not heads:
+            return None
+        return min(
+            heads,
+            key=lambda p: (
+                not p.is_definition,
+                p.time is not None,
+                p.time or _EPOCH,
+                p.position,
+                self.rank.get(p.topic, 0),
+            ),
+        )
 
     def _behind(self, mark: Mark, caught_up: set[str]) -> list[str]:
         """The topics that may still hold something before `mark`: nothing buffered, not
@@ -166,17 +179,6 @@ class GroupBuffer:
             if seen is None or not _read_past(seen, mark):
                 behind.append(topic)
         return behind
-
-    def held_back(self, caught_up: set[str]) -> tuple[datetime, list[str]] | None:
-        """What `event_time_order` is waiting for, after it has run: the time of the
-        earliest record held, and the topics not read up to it; None when nothing waits."""
-        heads = [q[0] for q in self.queues.values() if q and q[0].time is not None]
-        if not heads:
-            return None
-        head = min(heads, key=lambda p: (p.time or _EPOCH, p.position))
-        assert head.time is not None
-        behind = self._behind((head.time, *head.position), caught_up)
-        return (head.time, behind) if behind else None
 
 
 def _read_past(seen: Mark, mark: Mark) -> bool:

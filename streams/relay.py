@@ -216,13 +216,15 @@ class Relay:
         open_batches: dict[tuple[str, int], Any] = {}
         for row_id, decided in rows:
             row = decided
-            if len(row.value) + len((row.key or "").encode()) > MAX_RECORD_BYTES:
+            key = row.key.encode() if row.key is not None else None
+            size = len(row.value) + len(key or b"")
+            if size > MAX_RECORD_BYTES:
                 bound = self.prefix + row.topic
                 count = await self._partition_count(producer, bound)
-                row = _too_large(row_id, row, bound, count)
+                row = _too_large(row_id, row, key, size, bound, count)
+                key = row.key.encode() if row.key is not None else None
             topic = self.prefix + row.topic
             count = await self._partition_count(producer, topic)
-            key = row.key.encode() if row.key is not None else None
             where = (topic, partition_for(key, row.event_id, count))
             batch = open_batches.get(where)
             if batch is None:
@@ -285,19 +287,19 @@ class Relay:
             await consumer.stop()
 
 
-def _too_large(row_id: int, row: OutboxRow, topic: str, partitions: int) -> OutboxRow:
+def _too_large(
+    row_id: int, row: OutboxRow, key: bytes | None, size: int, topic: str, partitions: int
+) -> OutboxRow:
     """A `dlq` letter in place of a row too large for a Kafka record (an input's 600 KB
     name put into a text twice): the relay stopped at such a row, at every start, and held
     back everything decided after it. The letter names the topic and partition the row was
     bound for, and as `offset` its row in the outbox, where it stays whole."""
-    size = len(row.value) + len((row.key or "").encode())
     log.error(
         "outbox row %d (%s) is %d bytes, more than a record may carry: dead-lettered",
         row_id,
         row.event_id,
         size,
     )
-    key = row.key.encode() if row.key is not None else None
     letter = RejectedRecord(
         topic,
         partition_for(key, row.event_id, partitions),

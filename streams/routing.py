@@ -3,6 +3,7 @@ partitions, and dead letters."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
@@ -21,8 +22,11 @@ PartitionOf = Callable[[str], int]
 TARGETED_COMMANDS = frozenset({"enrollment.requested", "enrollment.removal_requested"})
 
 
+@functools.lru_cache(maxsize=65536)
 def kafka_partition(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2 of the key) gives `key`."""
+    """The partition Kafka's default partitioner (murmur2 of the key) gives `key`. Cached:
+    the worker checks it for every keyed input, murmur2 is pure Python, and a contact's
+    records come again and again."""
     return int((murmur2(key.encode()) & 0x7FFFFFFF) % max(1, partitions))
 
 

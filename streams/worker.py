@@ -160,7 +160,9 @@ class EngineWorker:
         self.quiet_since: float | None = None
         self.gauges_at = float("-inf")
         self.stale = False  # the store refused a batch, or was lost: rebuild before going on
-        self.held_since: dict[int, float] = {}  # groups waiting for a topic, since (monotonic)
+        # Per group, since when (monotonic) it has waited: its last decision, or the first
+        # record it got with nothing buffered. Only read when a word about it may be due.
+        self.waiting_since: dict[int, float] = {}
         self.held_said = float("-inf")
         self.outage_wait = FIRST_WAIT  # before the next try after losing PostgreSQL or Kafka
         self.store_lost = False  # PostgreSQL went away: a fresh pool before the rebuild
@@ -344,7 +346,6 @@ class EngineWorker:
         if self.event_clock and not await self._commands_read():
             await self._submit()  # what adopting definitions decided, if anything
             return  # definitions first: see _commands_read
-        moved: set[int] = set()  # groups that decided something this step
         # Groups holding a definition change go first, so every group decides with it.
         for group in sorted(
             self.buffers, key=lambda g: (not self.buffers[g].holds_definition(), g)
@@ -356,12 +357,12 @@ class EngineWorker:
                 else buffer.arrival_order()
             )
             if ready and not self.stale:
-                moved.add(group)
+                self.waiting_since[group] = time.monotonic()
                 await self._decide_group(group, ready)
             if self.generation != generation:
                 return  # a rebalance came while a batch was being recorded
         if self.event_clock:
-            self._say_what_holds_back(everything, moved)
+            self._say_what_holds_back(everything)
         self._fire_timers(finished=finished)
         # Inputs decided, or timers fired alone: a batch either way.
         decided = bool(self.commits or self.record.outbox)
@@ -369,34 +370,29 @@ class EngineWorker:
         if decided:
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
-    def _say_what_holds_back(self, everything: set[str], moved: set[int]) -> None:
+    def _say_what_holds_back(self, everything: set[str]) -> None:
         """Under the event clock, a group whose records wait for a topic that is never read
         further (a producer that writes watermarks to some topics only) decides nothing,
-        and the progress line is quiet then: say what it waits for once it has decided
-        nothing for HELD_SAID_EVERY (a group of a long push always holds its newest
-        records until the next watermark, and is fine), at most that often."""
+        and the progress line is quiet then: say what it waits for once it has waited
+        HELD_SAID_EVERY (a group of a long push always holds its newest records until the
+        next watermark, and is fine), at most that often."""
         now = time.monotonic()
-        held = {}
-        for group, buffer in self.buffers.items():
-            waiting = buffer.held_back(set() if buffer.watermarked else everything)
-            if waiting is not None:
-                held[group] = waiting
-        self.held_since = {
-            group: now if group in moved else self.held_since.get(group, now) for group in held
-        }
         if now - self.held_said < HELD_SAID_EVERY:
             return
-        for group in sorted(held):
-            if now - self.held_since[group] < HELD_SAID_EVERY:
+        for group, buffer in sorted(self.buffers.items()):
+            if now - self.waiting_since.get(group, now) < HELD_SAID_EVERY:
+                continue
+            held = buffer.held_back(set() if buffer.watermarked else everything)
+            if held is None:
                 continue
             self.held_said = now
-            moment, topics = held[group]
+            moment, topics = held
             log.warning(
                 "partition %d holds %d record(s) from %s on: waiting for %s to be read up to"
                 " then (under --clock event a producer writes stream.watermark records to"
                 " every partition of every input topic; see the README)",
                 group,
-                len(self.buffers[group]),
+                len(buffer),
                 format_time(moment),
                 ", ".join(topics),
             )
@@ -404,6 +400,8 @@ class EngineWorker:
     def _buffer(self, tp: TopicPartition, records: Iterable[Any]) -> None:
         stored = self.positions.get((tp.topic, tp.partition), -1)
         buffer = self.buffers.setdefault(tp.partition, GroupBuffer(self.topics))
+        if not buffer:
+            self.waiting_since[tp.partition] = time.monotonic()
         for record in records:
             if record.offset <= stored:
                 self.metrics.redelivered.inc()
@@ -428,11 +426,10 @@ class EngineWorker:
                         rejection = ("event", TOMBSTONE)
             misplaced = (
                 placement_refusal(event.type, event.subject, self.topic_names[tp.topic], record.key)
+                or self._partition_refusal(event, tp.partition)
                 if event is not None
                 else None
             )
-            if misplaced is None and event is not None:
-                misplaced = self._partition_refusal(event, tp.partition)
             if misplaced is not None:
                 event, rejection = None, misplaced
             position = position_of(record.headers)

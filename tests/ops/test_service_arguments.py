@@ -30,7 +30,7 @@ from ops.cli import build_parser, main
         (["worker", "--metrics-port", "-1"], "argument --metrics-port: '-1' is not a port"),
         (["effects", "--http-port", "70000"], "argument --http-port: '70000' is not a port"),
         (["api", "--port", "0"], "argument --port: '0' is not a port from 1 to 65535"),
-        (["worker", "--processes", "0"], "argument --processes: '0' is not a number of processes"),
+        (["worker", "--processes", "0"], "argument --processes: must be at least 1"),
     ],
 )
 def test_an_address_or_port_no_service_can_use_is_a_usage_error(
