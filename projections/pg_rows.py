@@ -9,7 +9,7 @@ import orjson
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from projections.state import ContactCard, Enrollment, SequenceInfo
+from projections.state import CARD_FIELDS, ContactCard, Enrollment, SequenceInfo
 
 # What every read of a sequence needs; the writers keep its definition too.
 SEQUENCE_SUMMARY_COLUMNS = (
@@ -59,7 +59,16 @@ ENROLLMENT_TYPES = (
     "text",
     "timestamptz",
 )
-CONTACT_COLUMNS = ("contact_id", "first_name", "last_name", "name", "phone", "email", "seen_at")
+CONTACT_COLUMNS = (
+    "contact_id",
+    "first_name",
+    "last_name",
+    "name",
+    "phone",
+    "email",
+    "seen_at",
+    *(f"{field_name}_at" for field_name in CARD_FIELDS),
+)
 HISTORY_COLUMNS = (
     "position",
     "event_source",
@@ -148,4 +157,17 @@ def json_text(value: Any) -> str:
 
 
 def card_row(c: ContactCard) -> Row:
-    return (c.contact_id, c.first_name, c.last_name, c.name, c.phone, c.email, c.seen_at)
+    return (
+        c.contact_id,
+        c.first_name,
+        c.last_name,
+        c.name,
+        c.phone,
+        c.email,
+        c.seen_at,
+        c.first_name_at,
+        c.last_name_at,
+        c.name_at,
+        c.phone_at,
+        c.email_at,
+    )

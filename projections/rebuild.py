@@ -586,7 +586,7 @@ class _State:
             "contacts",
             CONTACT_COLUMNS,
             map(card_row, self.directory.cards.values()),
-            ("text",) * (len(CONTACT_COLUMNS) - 1) + ("timestamptz",),
+            ("text",) * 6 + ("timestamptz",) * (len(CONTACT_COLUMNS) - 6),
         )
         _copy(conn, schema, "catalog_events", ("event_source", "event_id"), self.catalog_events)
 

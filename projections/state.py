@@ -277,20 +277,47 @@ class EnrollmentBook:
 
 @dataclass(slots=True)
 class ContactCard:
+    """A contact's name, phone and e-mail, each with the time of the fact that set it: the
+    latest fact about a field wins whatever order facts arrive in (the topics the live
+    projector reads interleave differently from a file), so both read models agree."""
+
     contact_id: str
     first_name: str | None = None
     last_name: str | None = None
     name: str | None = None
     phone: str | None = None
     email: str | None = None
-    # The time of the latest facts the card holds: older facts arriving later (the topics
-    # read by the live projector interleave differently from a file) only fill what is
-    # missing, so the card does not depend on the order polls happen to bring them in.
+    # The latest time of any fact; the only time rows written before the times per field
+    # have, so it stands in for each field they hold.
     seen_at: datetime | None = None
+    first_name_at: datetime | None = None
+    last_name_at: datetime | None = None
+    name_at: datetime | None = None
+    phone_at: datetime | None = None
+    email_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.seen_at is None:
+            return
+        for field_name in CARD_FIELDS:
+            if getattr(self, field_name) is not None and getattr(self, field_name + "_at") is None:
+                setattr(self, field_name + "_at", self.seen_at)
+
+    def offer(self, field_name: str, value: str | None, moment: datetime | None) -> bool:
+        """Take `value` unless the field holds a value of a later fact; True if taken. A fact
+        without a time (never from a stream) is taken as the latest."""
+        if value is None:
+            return False
+        held_at: datetime | None = getattr(self, field_name + "_at")
+        if moment is not None and held_at is not None and moment < held_at:
+            return False
+        setattr(self, field_name, value)
+        if moment is not None:
+            setattr(self, field_name + "_at", moment)
+        return True
 
 
-def _merge(current: str | None, new: str | None, older: bool) -> str | None:
-    return (current or new) if older else (new or current)
+CARD_FIELDS = ("first_name", "last_name", "name", "phone", "email")
 
 
 class Directory:
@@ -316,23 +343,23 @@ class Directory:
         card = self.cards.get(contact_id)
         if card is None:
             card = self.cards[contact_id] = ContactCard(contact_id)
-        older = moment is not None and card.seen_at is not None and moment < card.seen_at
-        if moment is not None and not older:
+        if moment is not None and (card.seen_at is None or moment > card.seen_at):
             card.seen_at = moment
         if kind in ("enrollment.enrolled", "enrollment.rejected"):
-            card.name = _merge(card.name, text_of(data, "contact_name"), older)
-            card.phone = _merge(card.phone, text_of(data, "contact_phone"), older)
-            card.email = _merge(card.email, text_of(data, "contact_email"), older)
+            card.offer("name", text_of(data, "contact_name"), moment)
+            card.offer("phone", text_of(data, "contact_phone"), moment)
+            card.offer("email", text_of(data, "contact_email"), moment)
             return
-        card.phone = _merge(card.phone, text_of(data, "phone"), older)
-        card.email = _merge(card.email, text_of(data, "email"), older)
-        first, last = text_of(data, "first_name"), text_of(data, "last_name")
-        if first is None and last is None:
-            return
-        card.first_name = _merge(card.first_name, first, older)
-        card.last_name = _merge(card.last_name, last, older)
-        if not older or card.name is None:
-            card.name = " ".join(p for p in (card.first_name, card.last_name) if p) or None
+        card.offer("phone", text_of(data, "phone"), moment)
+        card.offer("email", text_of(data, "email"), moment)
+        took_first = card.offer("first_name", text_of(data, "first_name"), moment)
+        took_last = card.offer("last_name", text_of(data, "last_name"), moment)
+        if took_first or took_last:
+            # The name the facts give is as new as the newer of its parts, which an older
+            # part arriving late does not make older.
+            parts = [t for t in (card.first_name_at, card.last_name_at) if t is not None]
+            joined = " ".join(p for p in (card.first_name, card.last_name) if p) or None
+            card.offer("name", joined, max(parts) if parts else moment)
 
     def get(self, contact_id: str | None) -> ContactCard | None:
         return None if contact_id is None else self.cards.get(contact_id)

@@ -530,3 +530,57 @@ def test_a_rebuild_from_several_files_reads_them_all_as_the_read_commands_do(
     # and a resume with the same files finds nothing new
     code, out, _ = run(capsys, "projections", "rebuild", *files, *db, "--resume")
     assert "0 events applied" in out
+
+
+def facts_going_backwards() -> tuple[Stream, list[dict[str, Any]]]:
+    """A contact's facts in time order, and as the live projector may meet them: the
+    newest first, then the older ones (each topic read on its own)."""
+    given = Stream()
+    given.defined("welcome")
+    given.enrolled("welcome", "c-9", "2028-03-02T10:00:00Z", name="Maya Ortiz")
+    given.add("contact.created", "2028-03-02T08:00:00Z", contact_id="c-9", phone="+17205550100")
+    given.add("contact.updated", "2028-03-02T09:00:00Z", contact_id="c-9", phone="+17205550142")
+    given.add("contact.updated", "2028-03-02T11:00:00Z", contact_id="c-9", last_name="Ortiz-Lee")
+    in_time_order = sorted(given.events, key=lambda e: str(e["time"]))
+    return given, in_time_order
+
+
+def test_facts_arriving_with_times_going_backwards_give_the_cards_of_time_order(
+    projection: PostgresProjection,
+) -> None:
+    given, in_time_order = facts_going_backwards()
+
+    apply_in_batches(projection, given.events, 1)
+
+    expected = in_memory(in_time_order).contacts.contact("c-9")
+    assert expected is not None
+    assert projection.contact("c-9") == expected
+    # the phone of 09:00 is the latest, though the one of 08:00 arrived first
+    query = HistoryQuery("welcome", search="7205550142")
+    page = projection.history(query)
+    assert page == in_memory(in_time_order).history.query(query)
+    assert page is not None
+    assert page.total == 1
+
+
+def test_a_card_written_before_times_per_field_reads_its_one_time_for_each(
+    conn: psycopg.Connection[Any], projection: PostgresProjection, pg_schema: str
+) -> None:
+    # given a card as the older layout wrote it: one time for every field
+    projection.apply(positioned([Stream().defined("welcome")]))
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {}.contacts (contact_id, first_name, phone, seen_at)"
+            " VALUES ('c-9', 'Maya', '+17205550142', '2028-03-02T10:00:00Z')"
+        ).format(sql.Identifier(pg_schema))
+    )
+    given = Stream()
+    given.add("contact.updated", "2028-03-02T09:00:00Z", contact_id="c-9", phone="+17205550100")
+    given.add("contact.updated", "2028-03-02T11:00:00Z", contact_id="c-9", first_name="May")
+    # when an older and a newer fact arrive
+    for n, event in enumerate(given.events, start=2):
+        projection.apply([Positioned(n, OutputEvent.from_json(event))])
+    # then the older phone does not replace the card's, the newer name does
+    summary = projection.contact("c-9")
+    assert summary is not None
+    assert (summary.phone, summary.name) == ("+17205550142", "May")
