@@ -62,10 +62,9 @@ MAX_RECORD_BATCH_BYTES = 512 * 1024
 
 @dataclass
 class Sent:
-    """Events handed to the producer: the acknowledgements to come, and their types."""
+    """Events handed to the producer: the acknowledgements to come."""
 
     pending: list[Any] = field(default_factory=list)
-    kinds: list[str] = field(default_factory=list)
 
 
 class KafkaPublisher:
@@ -85,25 +84,32 @@ class KafkaPublisher:
 
     async def send(self, events: Iterable[CloudEvent], topic: str | None = None) -> Sent:
         """Hand every event to the producer, in order (which keeps their order per key);
-        what to wait for before counting them published."""
+        what to wait for. Each is counted published once the broker acknowledges it, not
+        when its batch of commands is done: a paced send holds a batch for minutes."""
         sent = Sent()
         for event in events:
             key = event.subject.encode() if event.subject else None
             name = self._prefix + (topic or topic_for(event))
-            sent.pending.append(
-                await self._producer.send(
-                    name, value=event.encode(), key=key, headers=STRUCTURED_HEADERS
-                )
+            future = await self._producer.send(
+                name, value=event.encode(), key=key, headers=STRUCTURED_HEADERS
             )
-            sent.kinds.append(event.type)
+            future.add_done_callback(self._counter(event.type))
+            sent.pending.append(future)
         return sent
+
+    def _counter(self, kind: str) -> Callable[[asyncio.Future[Any]], None]:
+        published = self.metrics.published.labels(type=kind)
+
+        def count(future: asyncio.Future[Any]) -> None:
+            if not future.cancelled() and future.exception() is None:
+                published.inc()
+
+        return count
 
     async def acknowledged(self, sent: Sent) -> None:
         """Wait until the broker has every event `send` handed over; raise its refusal."""
         if sent.pending:
             await asyncio.gather(*sent.pending)
-        for kind in sent.kinds:  # counted once acknowledged
-            self.metrics.published.labels(type=kind).inc()
 
     async def dead_letter(self, rejected: RejectedRecord) -> None:
         """Keyed as the record was read, in the engine worker's shape."""
@@ -307,7 +313,6 @@ class BatchPipeline:
             for sent in results:
                 if isinstance(sent, Sent):
                     batch.pending += sent.pending
-                    batch.kinds += sent.kinds
             await self._publisher.acknowledged(batch)
             if previous is not None:
                 await previous  # its failure is this batch's: no commit

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from effects import outcomes
 from effects.worker import KafkaPublisher
 from schemas.dead_letters import RejectedRecord
@@ -50,3 +52,48 @@ async def test_published_outcomes_and_dead_letters_are_counted_and_served() -> N
     assert 'dripstream_effects_published_total{type="effect.failed"} 1.0' in text
     assert "dripstream_effects_dead_letters_total 1.0" in text
     assert [topic for topic, _ in producer.sent] == ["dripstream.outcomes"] * 3 + ["dripstream.dlq"]
+
+
+class HeldProducer(FakeProducer):
+    """Acknowledges each record only when told to (or refuses it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.futures: list[asyncio.Future[None]] = []
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None
+    ) -> Any:
+        self.sent.append((topic, value))
+        self.futures.append(asyncio.get_running_loop().create_future())
+        return self.futures[-1]
+
+
+def published(publisher: KafkaPublisher, kind: str) -> float | None:
+    return publisher.metrics.registry.get_sample_value(
+        "dripstream_effects_published_total", {"type": kind}
+    )
+
+
+async def test_each_outcome_is_counted_when_acknowledged_not_when_its_batch_is() -> None:
+    producer = HeldProducer()
+    publisher = KafkaPublisher(producer, "dripstream.")
+    sent = await publisher.send(
+        [
+            outcomes.effect_sent("fx:1", CONTEXT, "twilio", "SM1", T0),
+            outcomes.effect_sent("fx:2", CONTEXT, "twilio", "SM2", T0),
+            outcomes.effect_sent("fx:3", CONTEXT, "twilio", "SM3", T0),
+        ]
+    )
+    assert published(publisher, "effect.sent") in (None, 0)
+
+    producer.futures[0].set_result(None)
+    producer.futures[1].set_exception(RuntimeError("refused"))
+    await asyncio.sleep(0)
+
+    # the first is counted while the third waits; the refused one never is
+    assert published(publisher, "effect.sent") == 1
+    producer.futures[2].set_result(None)
+    with pytest.raises(RuntimeError, match="refused"):
+        await publisher.acknowledged(sent)
+    assert published(publisher, "effect.sent") == 2
