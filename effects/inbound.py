@@ -41,7 +41,6 @@ from effects.lead_mail import (
     first_address,
     header_lines,
     lead_email_received,
-    text_of_html,
 )
 from effects.ledger import Ledger, LedgerEntry
 from effects.mailgun_callbacks import MailgunCallbacks
@@ -319,7 +318,9 @@ class InboundHandlers:
         sender = str(form.get("from", ""))
         subject = str(form.get("subject", ""))
         text = form.get("text")
-        body = str(text) if text else text_of_html(str(form.get("html", "")))
+        # An HTML-only mail goes as it is: the lead parser reads its tables, line breaks and
+        # links, which flattening to text here would run together.
+        body = str(text) if text else str(form.get("html", ""))
         if not to:
             raise web.HTTPBadRequest(text="no recipient")
         headers = header_lines(str(form.get("headers", "")))

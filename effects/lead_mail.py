@@ -12,7 +12,6 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 from email.utils import getaddresses
-from html.parser import HTMLParser
 
 from effects import outcomes
 from schemas.envelope import EFFECTS_SOURCE, CloudEvent
@@ -84,19 +83,3 @@ def header_lines(text: str) -> list[tuple[str, str]]:
         if colon:
             pairs.append((name, value))
     return pairs
-
-
-class _TextOnly(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-
-def text_of_html(html: str) -> str:
-    """An HTML-only mail's text, for the lead parser, which reads text."""
-    parser = _TextOnly()
-    parser.feed(html)
-    return "".join(parser.parts).strip()

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from twilio.request_validator import RequestValidator
 
+from aggregates.intake import ParsedLead, parse_lead_email
 from effects.fakes._server import LoopbackServer
 from effects.inbound import InboundHandlers, add_inbound_routes
 from effects.ledger import InMemoryLedger
@@ -416,6 +417,14 @@ def parse_form(**fields: str) -> aiohttp.FormData:
     return form
 
 
+HTML_LEAD = (
+    "<table><tr><td>Name</td><td>Maya Ortiz</td></tr>"
+    "<tr><td>Phone</td><td>(720) 555-0142</td></tr>"
+    '<tr><td>Email</td><td><a href="mailto:maya@example.com">maya@example.com</a></td></tr>'
+    "</table>"
+)
+
+
 async def test_an_inbound_parse_mail_becomes_lead_email_received(inbound: Inbound) -> None:
     form = parse_form(
         to='"Leads" <Leads-7f3kq@intake.example.com>',
@@ -441,12 +450,19 @@ async def test_an_inbound_parse_mail_becomes_lead_email_received(inbound: Inboun
     }
 
 
-async def test_an_html_only_mail_is_reduced_to_text(inbound: Inbound) -> None:
-    form = parse_form(to="leads@intake.example.com", subject="x", html="<p>Name: <b>Ann</b></p>")
+async def test_an_html_only_mail_goes_as_html_and_its_table_is_read(inbound: Inbound) -> None:
+    form = parse_form(to="leads@intake.example.com", subject="x", html=HTML_LEAD)
     url = f"{inbound.url}/sendgrid/inbound?token={INBOUND_TOKEN}"
     async with inbound.session.post(url, data=form) as response:
         assert response.status == 200
-    assert inbound.sink.events()[0].data["body"] == "Name: Ann"
+    body = inbound.sink.events()[0].data["body"]
+    assert body == HTML_LEAD
+    # flattened to text, the cells ran together ("NameMaya Ortiz") and no field was read
+    assert parse_lead_email(subject="x", body=body, sender="Zillow <leads@zillow.example>") == (
+        ParsedLead(
+            first_name="Maya", last_name="Ortiz", phone="+17205550142", email="maya@example.com"
+        )
+    )
 
 
 async def test_inbound_parse_without_the_token_is_refused(inbound: Inbound) -> None:

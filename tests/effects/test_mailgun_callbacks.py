@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from aggregates.intake import ParsedLead, parse_lead_email
 from effects.fakes._server import LoopbackServer
 from effects.inbound import InboundHandlers, add_inbound_routes
 from effects.lead_mail import lead_email_received
@@ -268,11 +269,15 @@ async def test_the_same_mail_reads_the_same_as_through_sendgrid(callbacks: Callb
     assert through_mailgun.id == "mailgun-inbound:abc@mail.zillow.example"
 
 
-async def test_an_html_only_mail_is_reduced_to_text(callbacks: Callbacks) -> None:
+async def test_an_html_only_mail_goes_as_html_for_the_lead_parser(callbacks: Callbacks) -> None:
     html_only = forwarded(**{"body-plain": "", "stripped-text": ""})
-    html_only["body-html"] = "<p>Name: <b>Ann</b></p>"
+    html_only["body-html"] = "<p>Name: Ann Lee<br>Phone: 212-555-0101</p>"
     assert await callbacks.post_mail(html_only) == 200
-    assert callbacks.sink.events()[0].data["body"] == "Name: Ann"
+    body = callbacks.sink.events()[0].data["body"]
+    assert body == "<p>Name: Ann Lee<br>Phone: 212-555-0101</p>"
+    lead = parse_lead_email(subject="x", body=body, sender=None)
+    assert isinstance(lead, ParsedLead)
+    assert (lead.first_name, lead.phone) == ("Ann", "+12125550101")
 
 
 async def test_a_mail_without_message_id_gets_a_digest_id_stable_across_retries(
