@@ -9,7 +9,7 @@ from typing import Any
 from aggregates.contact import ContactState
 from aggregates.decisions import LeadRejected, SequenceCommandRejected
 from aggregates.engine_core import EngineCore
-from aggregates.intake import LeadProblem, contact_id_for_lead, intake_address, parse_lead_email
+from aggregates.intake import LeadProblem, contact_id_for_lead, intake_candidates, parse_lead_email
 from aggregates.keywords import keyword_intent
 from aggregates.outputs import Outputs
 from aggregates.targets import ON_PARTITION, targets_of
@@ -193,12 +193,19 @@ class FactRules(EngineCore):
         return sorted(c.contact_id for c in self.contacts.values() if c.line_id == line)
 
     def _on_lead_email(self, data: Mapping[str, Any], out: Outputs) -> None:
-        to = intake_address(str(data["to"]))
+        candidates = intake_candidates(str(data["to"]))
         now = self._clock()
         sender = data.get("from")
+        to = next((a for a in candidates if self._triggers.intake(a)), candidates[0])
         sequence = self._triggers.intake(to)
         if sequence is None:
-            out.add(LeadRejected(now, to, f"no sequence has the intake address {to}", sender))
+            listed = ", ".join(candidates)
+            reason = (
+                f"no sequence has the intake address {to}"
+                if len(candidates) == 1
+                else f"no sequence has any of the intake addresses {listed}"
+            )
+            out.add(LeadRejected(now, to, reason, sender))
             return
         lead = parse_lead_email(subject=data.get("subject"), body=str(data["body"]), sender=sender)
         if isinstance(lead, LeadProblem):

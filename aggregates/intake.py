@@ -5,27 +5,34 @@ Reading rules (the "advanced algorithm" of the seed, kept predictable):
 * HTML bodies become lines: ``<br>`` and block ends break lines, a table row of two cells
   ``<td>Key</td><td>Value</td>`` becomes ``Key: Value``, and so does ``<dt>Key</dt>
   <dd>Value</dd>``; a row of three or more cells followed by a row of as many pairs them as
-  a header of labels and its values (a form mailer's column layout); entities are decoded,
+  a header of labels and its values (a form mailer's column layout), and so does a row of two
+  known labels over a row of two values; a cell holding only ``:`` is dropped, and a row of
+  known label, value, label, value … is read pair by pair; entities are decoded,
   ``<script>``, ``<style>`` and ``<head>`` are dropped, ``<blockquote>`` content counts as
   quoted.
 * A body that is one JSON object (a webhook-to-mail bridge) becomes a ``key: value`` line
   for each of its text and number values, nested objects included.
-* A field is a ``Key: value`` line; ``Key = value``, ``Key - value`` (dash between spaces) and
-  ``Key<TAB>value`` are read too, but only for the labels this module knows. Keys compare
+* A field is a ``Key: value`` line, perhaps bulleted or numbered (``1. Name:``); ``Key =
+  value``, ``Key - value`` (a dash or en/em dash between spaces) and ``Key<TAB>value`` are
+  read too, but only for the labels this module knows. Keys compare
   case-insensitively with everything but letters and digits removed, and any parenthesised
   remark and leading "your" dropped ("Phone (mobile)" is "phone", "Your First Name" is
   "first name"). A label the table does not hold is still a phone or e-mail label when what
   is left after dropping its numbering at the end ("number", "no", "#", "id", "address",
   "1") and its qualifiers at the front ("best", "primary", "contact", "daytime", "work",
   "home", "mobile", "cell" …) is one: "Your Phone Number", "Work Email", "Phone 1", "Email
-  Id". "Phone Type", "Email Opt In", "Address" and "Contact Preference" stay other fields. A
-  known key with nothing after it takes the next line as its value. The first usable value
-  of a field wins: a value that is no phone or address never hides a good one.
+  Id". "Phone Type", "Email Opt In", "Address" and "Contact Preference" stay other fields.
+  The lead's role in front of a name, phone or e-mail label is dropped too ("Buyer Phone",
+  "Client Email", "Lead Name"). A known key with nothing after it, or written alone on its
+  line ("Phone", "--- Name ---", a table cell of its own), takes the next line as its value.
+  The first usable value of a field wins: a value that is no phone or address never hides a
+  good one, and no address, phone number or sentence is a name.
 * Several fields on one line, split by ``|`` or ``;`` ("Phone: … | Email: …"), are read as
   one line each; a ``|`` or ``;`` not followed by a field stays in the value.
 * Quoted lines (starting with ``>``) are noise, and so is a signature (from a ``--`` line,
   or a sign-off below the fields that a field line does not follow, to the next
-  forwarded-message marker). When the body holds a forwarded message, the
+  forwarded-message marker). When the body holds a forwarded message (a marker line, or a
+  ``From:`` line with ``Sent:``/``Date:`` and ``Subject:`` below it), the
   forwarder's note above the first marker is ignored. If that leaves no phone or e-mail, the
   quoted lines and then the forwarder's note are tried, in that order.
 * Message/Comments-like fields become ``notes``, followed by any other ``Key: value`` field
@@ -34,11 +41,17 @@ Reading rules (the "advanced algorithm" of the seed, kept predictable):
 * Phone: E.164 via ``phonenumbers`` (region US); e-mail: the address inside the value,
   lower-cased, with a sane shape; state: two letters are upper-cased; time zone: an IANA
   name, or a US zone word ("Eastern", "PST") mapped to one; otherwise dropped.
-* The sender stands in for the lead only when the body has no recognised field at all, the
-  mail is not a forward, the sender is a named person with a non-automated address, and
-  the subject or body reads like an inquiry (quote, interested, call me …). Then the
-  sender's name and address are used, the first phone number written in the text, and the
-  text itself as notes.
+* When the body has no recognised field at all and is not a forward, a ``From: Name
+  <address>`` line in it (a form mailer's template, as Contact Form 7's) names the lead.
+  Else the sender stands in for the lead only when it is a named person with an address of
+  no role or system ("info", "wordpress", "leads", "…form…", "noreply" …), the subject or
+  body reads like an inquiry (quote, interested, call me …; not "lead", which a vendor's
+  subject says), and the text names no other address. Then the sender's name and address
+  are used, the first phone number written in the text, and the text itself as notes.
+* A body read as HTML (it holds a tag) that gives no phone or e-mail is read as plain
+  lines too: a text mail quoting one ``<b>`` is still text.
+* A refusal for want of a phone or e-mail quotes the address or number the text does hold
+  under a label this module does not read.
 """
 
 from __future__ import annotations
@@ -106,8 +119,10 @@ _LABELS: Final[dict[str, tuple[str, ...]]] = {
         "primaryphone",
         "contactnumber",
         "contactphone",
+        "sms",
+        "whatsapp",
     ),
-    "email": ("email", "emailaddress", "youremail", "contactemail", "primaryemail"),
+    "email": ("email", "emailaddress", "youremail", "contactemail", "primaryemail", "mail"),
     "state": ("state", "province", "region", "stateprovince", "stateregion"),
     "lead_source": ("leadsource", "source", "utmsource"),
     "timezone": ("timezone", "tz"),
@@ -165,6 +180,26 @@ _LABEL_QUALIFIERS: Final = frozenset(
         "cellular",
     }
 )
+# Words at the front of a label that say the field is the lead's: "Buyer Phone", "Client Name".
+_PERSON_QUALIFIERS: Final = frozenset(
+    {
+        "lead",
+        "buyer",
+        "seller",
+        "customer",
+        "client",
+        "prospect",
+        "guest",
+        "renter",
+        "tenant",
+        "homeowner",
+        "applicant",
+        "borrower",
+        "patient",
+        "visitor",
+    }
+)
+_PERSON_FIELDS: Final = frozenset({"first_name", "last_name", "name", "phone", "email"})
 _LABEL_WORD: Final = re.compile(r"[^\W_]+")
 _CAMEL_HUMP: Final = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _E_MAIL: Final = re.compile(r"\be[\s_-]?mail", re.IGNORECASE)
@@ -177,9 +212,18 @@ _BLANK_VALUES: Final = frozenset(
     {"n/a", "na", "none", "null", "-", "--", "unknown", "not provided"}
 )
 
+# A field line, perhaps bulleted or numbered ("1. Name: …"); dashes need spaces around them.
 _FIELD_LINE: Final = re.compile(
-    r"^[\s*•·-]*(?P<key>[^\W\d_][^:=\t]{0,39}?)\s*(?P<sep>:|=|\t|\s[-\u2013]\s)(?P<value>.*)$"
+    r"^[\s*•·-]*(?:\d{1,2}[.)]\s*)?(?P<key>[^\W\d_][^:=\t]{0,39}?)\s*"
+    r"(?P<sep>:|=|\t|\s[-\u2013\u2014]\s)(?P<value>.*)$"
 )
+# What may surround a label written alone on its line: "--- Name ---", "**Phone**", "Email:".
+_LABEL_DECORATION: Final = re.compile(r"^[\s*•·#=_-]+|[\s*•·#=_:?-]+$")
+# A header block of a forwarded message pasted without a marker line above it: a From
+# line, then Sent or Date and Subject lines (Outlook's plain forward).
+_HEADER_FROM: Final = re.compile(r"^\s*from:\s*\S", re.IGNORECASE)
+_HEADER_DATE: Final = re.compile(r"^\s*(?:sent|date):\s*\S", re.IGNORECASE)
+_HEADER_SUBJECT: Final = re.compile(r"^\s*subject:", re.IGNORECASE)
 _FORWARD_MARKER: Final = re.compile(
     r"^(?:-{2,}\s*(?:forwarded message|original message)\s*-*"
     r"|begin forwarded message:?|-{2,}\s*forwarded by\b.*|_{8,})$",
@@ -202,8 +246,16 @@ _AUTOMATED_SENDER: Final = re.compile(
     r"^(?:no-?reply|do-?not-?reply|mailer-daemon|postmaster|bounces?|notifications?|alerts?)\b",
     re.IGNORECASE,
 )
+# Mailboxes of a role or a system, never a person writing in: "info@", "wordpress@",
+# "leads@", "website-form-submission@".
+_ROLE_MAILBOX: Final = re.compile(
+    r"^(?:info|admin|support|sales|marketing|web|website|webmaster|wordpress|wp|crm)(?:$|[._+-])"
+    r"|(?:^|[._+-])(?:leads?|forms?|webforms?|submissions?|notifications?)(?:$|[._+-])",
+    re.IGNORECASE,
+)
+# "lead" is not among them: a vendor's "New lead: …" is no person asking.
 _INQUIRY: Final = re.compile(
-    r"\b(?:lead|inquiry|enquiry|quote|interested|interest|call me|call back|callback"
+    r"\b(?:inquiry|enquiry|quote|interested|interest|call me|call back|callback"
     r"|contact me|reach me|more info|information)\b",
     re.IGNORECASE,
 )
@@ -239,15 +291,31 @@ def parse_lead_email(
     """The lead written in an intake e-mail, or why there is none."""
     if not body.strip():
         return LeadProblem("empty body")
+    body = body.lstrip("\ufeff").replace("\uff1a", ":")  # a BOM; a full-width colon
     lines = _json_lines(body)
     if lines is None:
-        lines = _html_lines(body) if _HTML.search(body) else body.splitlines()
-    fields = _best_fields(lines)
+        plain = body.splitlines()
+        lines = _html_lines(body) if _HTML.search(body) else plain
+        fields = _best_fields(lines)
+        if lines is not plain and not _reaches(fields):
+            # A plain-text mail with a tag in it ("see <b>my</b> note") is read as text too.
+            plain_fields = _best_fields(plain)
+            if _reaches(plain_fields):
+                lines, fields = plain, plain_fields
+    else:
+        fields = _best_fields(lines)
     if not any(fields[name] for name in ("first_name", "last_name", "name", "phone", "email")):
+        in_body = _lead_from_from_line(lines)
+        if in_body is not None:
+            return in_body
         from_sender = _lead_from_sender(subject, sender, lines)
         if from_sender is not None:
             return from_sender
-    return _lead_from_fields(fields)
+    return _lead_from_fields(fields, lines)
+
+
+def _reaches(fields: _Fields) -> bool:
+    return bool(fields["phone"] or fields["email"])
 
 
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+")
@@ -278,11 +346,26 @@ def intake_address(to: str) -> str:
     lists several, the first is taken. Text holding no address comes back stripped and
     lower-cased, so it matches no sequence rather than a wrong one.
     """
+    return intake_candidates(to)[0]
+
+
+def intake_candidates(to: str) -> list[str]:
+    """Every address ``to`` lists, bare and lower-cased, in order, each followed by itself
+    without a ``+tag`` (``leads-x+zillow@…`` is ``leads-x@…`` tagged by a vendor); at least
+    one entry (see `intake_address`). A mail to the agent and the intake address together
+    reaches the sequence through the second."""
     bare = to.strip()
     if _PLAIN_ADDRESS.fullmatch(bare):  # the usual case, without the parser's cost
-        return bare.lower()
-    address = next((a for _, a in getaddresses([to]) if "@" in a), None)
-    return (address if address is not None else to).strip().lower()
+        addresses = [bare.lower()]
+    else:
+        found = [a.strip().lower() for _, a in getaddresses([to.replace(";", ",")]) if "@" in a]
+        addresses = found or [bare.lower()]
+    candidates: list[str] = []
+    for address in addresses:
+        local, at, domain = address.partition("@")
+        untagged = f"{local.partition('+')[0]}@{domain}" if at and "+" in local else None
+        candidates += [a for a in (address, untagged) if a is not None and a not in candidates]
+    return candidates
 
 
 def contact_id_for_lead(lead: ParsedLead) -> str:
@@ -309,7 +392,7 @@ _Fields = dict[str, list[str]]
 
 def _best_fields(lines: Sequence[str]) -> _Fields:
     """Fields of the first reading that finds a phone or e-mail (see the module notes)."""
-    marker = next((i for i, line in enumerate(lines) if _is_forward_marker(line)), None)
+    marker = _forward_at(lines)
     below = lines if marker is None else lines[marker + 1 :]
     readings = [_content(below, keep_quoted=False), _content(below, keep_quoted=True)]
     if marker is not None:
@@ -323,6 +406,18 @@ def _best_fields(lines: Sequence[str]) -> _Fields:
 
 def _is_forward_marker(line: str) -> bool:
     return bool(_FORWARD_MARKER.match(line.lstrip("> \t").strip()))
+
+
+def _forward_at(lines: Sequence[str]) -> int | None:
+    """Where a forwarded message starts: a marker line, or a header block without one."""
+    for at, line in enumerate(lines):
+        if _is_forward_marker(line):
+            return at
+        if _HEADER_FROM.match(line):
+            block = lines[at + 1 : at + 6]
+            if any(map(_HEADER_DATE.match, block)) and any(map(_HEADER_SUBJECT.match, block)):
+                return at
+    return None
 
 
 def _content(lines: Sequence[str], *, keep_quoted: bool) -> list[str]:
@@ -347,8 +442,12 @@ def _content(lines: Sequence[str], *, keep_quoted: bool) -> list[str]:
             out.append("")
         elif not in_signature:
             out.append(line)
-            fields_seen = fields_seen or _match(line) is not None
+            fields_seen = fields_seen or _is_field(line)
     return out
+
+
+def _is_field(line: str) -> bool:
+    return _match(line) is not None or _bare_label(line) is not None
 
 
 def _field_line_next(lines: Sequence[str], start: int, *, keep_quoted: bool) -> bool:
@@ -359,7 +458,7 @@ def _field_line_next(lines: Sequence[str], start: int, *, keep_quoted: bool) -> 
             continue
         line = raw.lstrip("> \t") if quoted else raw
         if line.strip():
-            return _match(line) is not None
+            return _is_field(line)
     return False
 
 
@@ -384,6 +483,11 @@ def _field_of(key: str) -> str | None:
     if field is not None:
         return field
     words = _LABEL_WORD.findall(_E_MAIL.sub("email", _CAMEL_HUMP.sub(" ", bare)).casefold())
+    if len(words) > 1 and words[0] in _PERSON_QUALIFIERS:
+        # "Buyer Phone Number" is the lead's "Phone Number" (never the lead's "Source").
+        field = _field_of(" ".join(words[1:]))
+        if field in _PERSON_FIELDS:
+            return field
     if words[:1] == ["your"]:  # a form addressing the lead: "Your First Name" is "First Name"
         field = _FIELD_OF_KEY.get("".join(words[1:]))
         if field is not None:
@@ -407,7 +511,8 @@ def _match(line: str) -> tuple[str | None, str, str] | None:
     if m is None:
         return None
     key = m["key"].strip(" *")
-    value = m["value"].strip().strip("*").strip()
+    # "Name:: Maya", "Name => Maya": the separator doubled is no part of the value.
+    value = m["value"].strip().strip("*").lstrip(":=>").strip()
     field = _field_of(key)
     if field is not None:
         return field, key, value
@@ -422,12 +527,27 @@ def _match(line: str) -> tuple[str | None, str, str] | None:
     return (None, key, value) if plausible else None
 
 
+def _is_label(cell: str) -> bool:
+    return _field_of(cell.rstrip(": ")) is not None
+
+
+def _bare_label(line: str) -> str | None:
+    """The field a known label names when it stands alone on its line ("Phone", "--- Name
+    ---", a table cell of its own): its value is on the next line."""
+    text = _LABEL_DECORATION.sub("", line)
+    if not text or len(text) > 30 or not text[0].isalpha() or ":" in text:
+        return None
+    return _field_of(text)
+
+
 def _read_fields(lines: Sequence[str]) -> _Fields:
     fields: _Fields = {name: [] for name in (*_LABELS, "extra")}
     lines = [pair for line in lines for pair in _pairs(line)]
     i = 0
     while i < len(lines):
         found = _match(lines[i])
+        if found is None and (bare := _bare_label(lines[i])) is not None:
+            found = (bare, lines[i], "")
         i += 1
         if found is None:
             continue
@@ -452,7 +572,7 @@ def _next_line_value(lines: Sequence[str], i: int) -> tuple[str, int]:
     j = i
     while j < len(lines) and j - i < 3 and not lines[j].strip():
         j += 1
-    if j < len(lines) and lines[j].strip() and _match(lines[j]) is None:
+    if j < len(lines) and lines[j].strip() and not _is_field(lines[j]):
         return lines[j].strip(), j + 1
     return "", i
 
@@ -464,7 +584,7 @@ def _continued(lines: Sequence[str], i: int, first: str) -> tuple[str, int]:
         start = i
         while i < len(lines) and i - start < 3 and not lines[i].strip():
             i += 1
-    while i < len(lines) and lines[i].strip() and _match(lines[i]) is None:
+    while i < len(lines) and lines[i].strip() and not _is_field(lines[i]):
         parts.append(lines[i].strip())
         i += 1
     return "\n".join(parts), i
@@ -473,14 +593,14 @@ def _continued(lines: Sequence[str], i: int, first: str) -> tuple[str, int]:
 # --- from fields to a lead --------------------------------------------------------------
 
 
-def _lead_from_fields(fields: _Fields) -> ParsedLead | LeadProblem:
+def _lead_from_fields(fields: _Fields, lines: Sequence[str]) -> ParsedLead | LeadProblem:
     phone = next((p for raw in fields["phone"] if (p := to_e164(raw))), None)
     email = next((e for raw in fields["email"] if (e := _email(raw))), None)
     if phone is None and email is None:
-        return LeadProblem(_missing_reason(fields))
-    first = _first(fields["first_name"])
-    last = _first(fields["last_name"])
-    full = _first(fields["name"])
+        return LeadProblem(_missing_reason(fields, lines))
+    first = _first_name_like(fields["first_name"])
+    last = _first_name_like(fields["last_name"])
+    full = _first_name_like(fields["name"])
     if full and not (first and last):
         split_first, split_last = _split_name(full)
         first = first or split_first
@@ -498,7 +618,26 @@ def _lead_from_fields(fields: _Fields) -> ParsedLead | LeadProblem:
     )
 
 
-def _missing_reason(fields: _Fields) -> str:
+def _first_name_like(values: Sequence[str]) -> str | None:
+    """The first value that can be a name: no address, no phone number, no sentence (the
+    message below an empty name field is no name)."""
+    return next((v for v in values if _name_like(v)), None)
+
+
+def _name_like(value: str) -> bool:
+    return (
+        "@" not in value
+        and sum(c.isdigit() for c in value) < 3
+        and len(value.split()) <= 5
+        and not _SENTENCE.search(value)
+    )
+
+
+# Punctuation going on in lower case ("Hello, call me"), or a question or exclamation.
+_SENTENCE: Final = re.compile(r"[,;.!?]\s+[^\W\d_A-Z]|[!?]\s*$")
+
+
+def _missing_reason(fields: _Fields, lines: Sequence[str]) -> str:
     bad_phone = _first(fields["phone"])
     bad_email = _first(fields["email"])
     if bad_phone and bad_email:
@@ -510,6 +649,15 @@ def _missing_reason(fields: _Fields) -> str:
         return f"phone {_shown(bad_phone)} is not a valid number and no e-mail"
     if bad_email:
         return f"e-mail {_shown(bad_email)} is not a valid address and no phone"
+    text = "\n".join(lines)
+    address = _EMAIL.search(text)
+    held = address[0] if address is not None else first_phone_in(text)
+    if held is not None:
+        # The mail has a way to reach someone, under a label this parser does not read.
+        return (
+            f"no phone or e-mail field in the lead (the text holds {_shown(held)},"
+            " under no label read as a phone or e-mail)"
+        )
     return "no phone or e-mail in the lead"
 
 
@@ -568,6 +716,30 @@ def _timezone(raw: str) -> str | None:
     return name
 
 
+def _lead_from_from_line(lines: Sequence[str]) -> ParsedLead | None:
+    """The person a form mailer names in a ``From: Name <address>`` line of its body
+    (Contact Form 7's template), when the body is no forwarded message."""
+    if _forward_at(lines) is not None:
+        return None
+    line = next((line for line in lines if _HEADER_FROM.match(line)), None)
+    if line is None:
+        return None
+    display, address = parseaddr(line.partition(":")[2].strip())
+    email = _email(address) if address else None
+    if email is None or not any(c.isalpha() for c in display):
+        return None
+    rest = [other for other in lines if other is not line]
+    text = "\n".join(other.strip() for other in _content(rest, keep_quoted=False)).strip()
+    first, last = _split_name(" ".join(display.split()))
+    return ParsedLead(
+        first_name=first,
+        last_name=last,
+        phone=first_phone_in(text),
+        email=email,
+        notes=re.sub(r"\n{3,}", "\n\n", text) or None,
+    )
+
+
 def _lead_from_sender(
     subject: str | None, sender: str | None, lines: Sequence[str]
 ) -> ParsedLead | None:
@@ -576,13 +748,15 @@ def _lead_from_sender(
     email = _email(address) if address else None
     if email is None or not any(c.isalpha() for c in display):
         return None
-    if _AUTOMATED_SENDER.match(email) or _FORWARD_SUBJECT.match(subject or ""):
+    if _AUTOMATED_SENDER.match(email) or _ROLE_MAILBOX.search(email.partition("@")[0]):
         return None
-    if any(_is_forward_marker(line) for line in lines):
+    if _FORWARD_SUBJECT.match(subject or "") or _forward_at(lines) is not None:
         return None
     text = "\n".join(line.strip() for line in _content(lines, keep_quoted=False)).strip()
     if not _INQUIRY.search(f"{subject or ''}\n{text}"):
         return None
+    if any(found.casefold() != email for found in _EMAIL.findall(text)):
+        return None  # the text names someone else to reach: a referral, a relayed lead
     first, last = _split_name(" ".join(display.split()))
     return ParsedLead(
         first_name=first,
@@ -636,6 +810,8 @@ class _HtmlLines(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.lines: list[str] = []
         self._parts: list[str] = []
+        # Whether `_parts` holds any text yet (a join of them per cell would be quadratic).
+        self._has_text = False
         self._hidden = 0
         self._quote_depth = 0
         self._quoted = False
@@ -643,6 +819,8 @@ class _HtmlLines(HTMLParser):
         self._link: tuple[str, int] | None = None
         # The last row of three or more cells: labels, when the next row has as many.
         self._header: list[str] | None = None
+        # A row of two labels, said as "label: label" unless the next row gives their values.
+        self._pending: tuple[str, bool] | None = None
 
     def handle_starttag(
         self,
@@ -653,7 +831,7 @@ class _HtmlLines(HTMLParser):
             self._hidden += 1
         elif tag in ("td", "th", "dd"):
             # A <dd> is the value of the <dt> before it: the second cell of a row.
-            if "".join(self._parts).strip():
+            if self._has_text:
                 self._parts.append(_CELL)
         elif tag == "blockquote":
             self._break()
@@ -686,30 +864,57 @@ class _HtmlLines(HTMLParser):
         if self._hidden:
             return
         self._parts.append(data)
-        if self._quote_depth and data.strip():
-            self._quoted = True
+        if data.strip():
+            self._has_text = True
+            self._quoted = self._quoted or self._quote_depth > 0
 
     def close(self) -> None:
         super().close()
         self._break()
+        self._flush()
 
     def _break(self) -> None:
         cells = [" ".join(cell.split()) for cell in "".join(self._parts).split(_CELL)]
-        cells = [cell for cell in cells if cell]
+        # A cell holding a colon alone parts a label from its value; it is no cell itself.
+        cells = [cell for cell in cells if cell and cell != ":"]
         self._parts = []
+        self._has_text = False
         header, quoted = self._header, self._quoted
         self._quoted = False
-        if cells:
-            self._header = cells if len(cells) > 2 else None
-        if header is not None and len(cells) == len(header):
+        if not cells:
+            self._add("", quoted)
+            return
+        if (
+            header is not None
+            and len(cells) == len(header)
+            and (len(header) > 2 or not any(map(_is_label, cells)))
+        ):
             # Column layout: a header row of labels, then a row of their values.
-            self._header = None
+            self._header = self._pending = None
             for label, value in zip(header, cells, strict=True):
                 self._add(f"{label.rstrip(': ')}: {value}", quoted)
             return
-        # A two-cell row is a label and its value.
+        self._flush()
+        labels = [_is_label(cell) for cell in cells]
+        self._header = cells if len(cells) > 2 or all(labels) else None
+        if len(cells) >= 4 and len(cells) % 2 == 0 and all(labels[0::2]) and not any(labels[1::2]):
+            # Label, value, label, value … in one row.
+            self._header = None
+            for label, value in zip(cells[0::2], cells[1::2], strict=True):
+                self._add(f"{label.rstrip(': ')}: {value}", quoted)
+            return
+        # A two-cell row is a label and its value, unless both are labels and the next row
+        # holds their values ("Name | Phone" over "Maya | 720…"): then it waits for that row.
         line = f"{cells[0].rstrip(': ')}: {cells[1]}" if len(cells) == 2 else " ".join(cells)
-        self._add(line, quoted)
+        if len(cells) == 2 and self._header is not None:
+            self._pending = (line, quoted)
+        else:
+            self._add(line, quoted)
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            self._add(*self._pending)
+            self._pending = None
 
     def _add(self, line: str, quoted: bool) -> None:
         if quoted:

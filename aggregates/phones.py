@@ -5,9 +5,14 @@ Lead forms write numbers every which way; this turns them into ``+17205550142`` 
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 
 DEFAULT_REGION = "US"
+
+
+_INTERNATIONAL_00 = re.compile(r"^\s*00(?=\s*[1-9])")
 
 
 def to_e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
@@ -18,6 +23,9 @@ def to_e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
     """
     if raw is None or not raw.strip():
         return None
+    # "00 44 …": the international prefix of most of the world, which region US does not read
+    # (its own, "011", it does).
+    raw = _INTERNATIONAL_00.sub("+", raw, count=1)
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:

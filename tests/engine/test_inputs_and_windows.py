@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+import pytest
 
 from aggregates.duplicates import DUPLICATE_WINDOW
 from schemas.envelope import CloudEvent, format_time, parse_time
@@ -142,6 +143,36 @@ def test_a_lead_mailed_to_the_intake_address_with_a_display_name_is_taken() -> N
     out = decide(definitions(seq), [mail])
     assert out.of("lead.rejected") == []
     assert out.one("enrollment.enrolled")["data"]["via"] == "intake"
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "Bob Agent <bob@agency.example>, Leads <leads-1@intake.example.com>",
+        "bob@agency.example; leads-1@intake.example.com",
+        "leads-1+zillow@intake.example.com",
+    ],
+    ids=["two-addresses", "semicolon", "plus-tag"],
+)
+def test_a_lead_reaches_the_sequence_through_any_address_it_was_sent_to(to: str) -> None:
+    seq = sequence(intake_address="leads-1@intake.example.com", triggers=[])
+    mail = event(
+        "lead.email_received", T0, subject="intake", to=to, body="Name: Jo\nPhone: 212-555-0199"
+    )
+    out = decide(definitions(seq), [mail])
+    assert out.of("lead.rejected") == []
+    assert out.one("enrollment.enrolled")["data"]["via"] == "intake"
+
+
+def test_a_lead_to_no_intake_address_names_every_address_it_tried() -> None:
+    seq = sequence(intake_address="leads-1@intake.example.com", triggers=[])
+    to = "bob@agency.example, ann+x@agency.example"
+    mail = event("lead.email_received", T0, subject="intake", to=to, body="Phone: 212-555-0199")
+    rejected = decide(definitions(seq), [mail]).one("lead.rejected")["data"]
+    assert rejected["reason"] == (
+        "no sequence has any of the intake addresses"
+        " bob@agency.example, ann+x@agency.example, ann@agency.example"
+    )
 
 
 def test_a_rejection_names_the_contact_like_an_enrollment() -> None:
