@@ -215,9 +215,16 @@ class LeadRejected:
     to: str
     reason: str
     sender: str | None
+    # The sequence whose intake address `to` is, when one has it: the History report files
+    # the row under it without looking the address up (the definition may reach a live
+    # projector after the rejection, or another sequence may take the address later).
+    sequence_id: str | None = None
 
     def data(self) -> dict[str, Any]:
-        return {"to": self.to, "reason": self.reason, "from": self.sender}
+        data = {"to": self.to, "reason": self.reason, "from": self.sender}
+        if self.sequence_id is not None:
+            data["sequence_id"] = self.sequence_id
+        return data
 
 
 Decision = (

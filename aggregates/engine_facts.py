@@ -209,7 +209,7 @@ class FactRules(EngineCore):
             return
         lead = parse_lead_email(subject=data.get("subject"), body=str(data["body"]), sender=sender)
         if isinstance(lead, LeadProblem):
-            out.add(LeadRejected(now, to, lead.reason, sender))
+            out.add(LeadRejected(now, to, lead.reason, sender, sequence.id))
             return
         # The contact the lead already is, else a new one named by its address.
         named = contact_id_for_lead(lead)

@@ -9,7 +9,7 @@ import orjson
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from projections.state import CARD_FIELDS, ContactCard, Enrollment, SequenceInfo
+from projections.state import ContactCard, Enrollment, SequenceInfo
 
 # What every read of a sequence needs; the writers keep its definition too.
 SEQUENCE_SUMMARY_COLUMNS = (
@@ -67,8 +67,15 @@ CONTACT_COLUMNS = (
     "phone",
     "email",
     "seen_at",
-    *(f"{field_name}_at" for field_name in CARD_FIELDS),
+    "first_name_at",
+    "last_name_at",
+    "given_name",
+    "given_name_at",
+    "phone_at",
+    "email_at",
 )
+# Their types, for COPY.
+CONTACT_TYPES = ("text",) * 6 + ("timestamptz",) * 3 + ("text",) + ("timestamptz",) * 3
 HISTORY_COLUMNS = (
     "position",
     "event_source",
@@ -167,7 +174,8 @@ def card_row(c: ContactCard) -> Row:
         c.seen_at,
         c.first_name_at,
         c.last_name_at,
-        c.name_at,
+        c.given_name,
+        c.given_name_at,
         c.phone_at,
         c.email_at,
     )

@@ -109,7 +109,8 @@ TABLE_DDL: tuple[tuple[str, LiteralString], ...] = (
         seen_at timestamptz,
         first_name_at timestamptz,
         last_name_at timestamptz,
-        name_at timestamptz,
+        given_name text,
+        given_name_at timestamptz,
         phone_at timestamptz,
         email_at timestamptz,
         phone_digits text GENERATED ALWAYS AS (regexp_replace(phone, '[^0-9]', '', 'g')) STORED)""",
@@ -304,10 +305,12 @@ def create_tables(
     # Columns added after the first layout: read models written before keep their rows.
     added: tuple[tuple[str, LiteralString], ...] = (
         ("contacts", "ALTER TABLE {s}.contacts ADD COLUMN IF NOT EXISTS seen_at timestamptz"),
-        # The time of each field (older rows: NULL, read as seen_at by ContactCard).
+        # The time of each field, and the name enrollments gave (older rows: NULL, read as
+        # seen_at and name by ContactCard).
         ("contacts", "ALTER TABLE {s}.contacts ADD COLUMN IF NOT EXISTS first_name_at timestamptz"),
         ("contacts", "ALTER TABLE {s}.contacts ADD COLUMN IF NOT EXISTS last_name_at timestamptz"),
-        ("contacts", "ALTER TABLE {s}.contacts ADD COLUMN IF NOT EXISTS name_at timestamptz"),
+        ("contacts", "ALTER TABLE {s}.contacts ADD COLUMN IF NOT EXISTS given_name text"),
+        ("contacts", "ALTER TABLE {s}.contacts ADD COLUMN IF NOT EXISTS given_name_at timestamptz"),
         ("contacts", "ALTER TABLE {s}.contacts ADD COLUMN IF NOT EXISTS phone_at timestamptz"),
         ("contacts", "ALTER TABLE {s}.contacts ADD COLUMN IF NOT EXISTS email_at timestamptz"),
         ("sequences", "ALTER TABLE {s}.sequences ADD COLUMN IF NOT EXISTS step_ids jsonb"),

@@ -42,6 +42,7 @@ from psycopg import conninfo, sql
 from projections.history import history_row
 from projections.pg_rows import (
     CONTACT_COLUMNS,
+    CONTACT_TYPES,
     ENROLLMENT_COLUMNS,
     ENROLLMENT_TYPES,
     HISTORY_COLUMNS,
@@ -586,7 +587,7 @@ class _State:
             "contacts",
             CONTACT_COLUMNS,
             map(card_row, self.directory.cards.values()),
-            ("text",) * 6 + ("timestamptz",) * (len(CONTACT_COLUMNS) - 6),
+            CONTACT_TYPES,
         )
         _copy(conn, schema, "catalog_events", ("event_source", "event_id"), self.catalog_events)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from projections.stream import OutputEvent, integer_of, moment_of, text_of
@@ -279,11 +279,14 @@ class EnrollmentBook:
 class ContactCard:
     """A contact's name, phone and e-mail, each with the time of the fact that set it: the
     latest fact about a field wins whatever order facts arrive in (the topics the live
-    projector reads interleave differently from a file), so both read models agree."""
+    projector reads interleave differently from a file), so both read models agree. Facts
+    of the same time are ordered by their values, so they too give one card in any order."""
 
     contact_id: str
     first_name: str | None = None
     last_name: str | None = None
+    # The name shown: the later of the name an enrollment carried (`given_name`) and the
+    # one the contact facts' first and last names make, as `_resolve_name` chooses.
     name: str | None = None
     phone: str | None = None
     email: str | None = None
@@ -292,32 +295,56 @@ class ContactCard:
     seen_at: datetime | None = None
     first_name_at: datetime | None = None
     last_name_at: datetime | None = None
-    name_at: datetime | None = None
+    given_name: str | None = None
+    given_name_at: datetime | None = None
     phone_at: datetime | None = None
     email_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.seen_at is None:
             return
+        if self.given_name is None and self.given_name_at is None:
+            self.given_name = self.name  # an older row: its name, whatever made it
         for field_name in CARD_FIELDS:
             if getattr(self, field_name) is not None and getattr(self, field_name + "_at") is None:
                 setattr(self, field_name + "_at", self.seen_at)
 
-    def offer(self, field_name: str, value: str | None, moment: datetime | None) -> bool:
-        """Take `value` unless the field holds a value of a later fact; True if taken. A fact
-        without a time (never from a stream) is taken as the latest."""
+    def offer(self, field_name: str, value: str | None, moment: datetime | None) -> None:
+        """Take `value` unless the field holds a value of a later fact, or of a fact of the
+        same time that sorts after it (the same fact again changes nothing). A fact without
+        a time (never from a stream) is taken as the latest."""
         if value is None:
-            return False
+            return
         held_at: datetime | None = getattr(self, field_name + "_at")
-        if moment is not None and held_at is not None and moment < held_at:
-            return False
+        if moment is not None and held_at is not None:
+            held: str | None = getattr(self, field_name)
+            if moment < held_at or (moment == held_at and held is not None and value <= held):
+                return
         setattr(self, field_name, value)
         if moment is not None:
             setattr(self, field_name + "_at", moment)
-        return True
+
+    def resolve_name(self) -> None:
+        joined = " ".join(p for p in (self.first_name, self.last_name) if p) or None
+        parts = [t for t in (self.first_name_at, self.last_name_at) if t is not None]
+        candidates = [
+            (_newest_first(at), value)
+            for value, at in (
+                (self.given_name, self.given_name_at),
+                (joined, max(parts) if parts else None),
+            )
+            if value is not None
+        ]
+        self.name = max(candidates)[1] if candidates else None
 
 
-CARD_FIELDS = ("first_name", "last_name", "name", "phone", "email")
+CARD_FIELDS = ("first_name", "last_name", "given_name", "phone", "email")
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+def _newest_first(moment: datetime | None) -> tuple[bool, datetime]:
+    """A sort key that puts a time-less value (never from a stream) after every time."""
+    return (moment is None, moment or _EARLIEST)
 
 
 class Directory:
@@ -346,20 +373,15 @@ class Directory:
         if moment is not None and (card.seen_at is None or moment > card.seen_at):
             card.seen_at = moment
         if kind in ("enrollment.enrolled", "enrollment.rejected"):
-            card.offer("name", text_of(data, "contact_name"), moment)
+            card.offer("given_name", text_of(data, "contact_name"), moment)
             card.offer("phone", text_of(data, "contact_phone"), moment)
             card.offer("email", text_of(data, "contact_email"), moment)
-            return
-        card.offer("phone", text_of(data, "phone"), moment)
-        card.offer("email", text_of(data, "email"), moment)
-        took_first = card.offer("first_name", text_of(data, "first_name"), moment)
-        took_last = card.offer("last_name", text_of(data, "last_name"), moment)
-        if took_first or took_last:
-            # The name the facts give is as new as the newer of its parts, which an older
-            # part arriving late does not make older.
-            parts = [t for t in (card.first_name_at, card.last_name_at) if t is not None]
-            joined = " ".join(p for p in (card.first_name, card.last_name) if p) or None
-            card.offer("name", joined, max(parts) if parts else moment)
+        else:
+            card.offer("phone", text_of(data, "phone"), moment)
+            card.offer("email", text_of(data, "email"), moment)
+            card.offer("first_name", text_of(data, "first_name"), moment)
+            card.offer("last_name", text_of(data, "last_name"), moment)
+        card.resolve_name()
 
     def get(self, contact_id: str | None) -> ContactCard | None:
         return None if contact_id is None else self.cards.get(contact_id)

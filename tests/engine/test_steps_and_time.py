@@ -419,7 +419,10 @@ def test_a_lead_without_phone_or_email_is_rejected_with_a_reason() -> None:
         body="First Name: Jo",
     )
     out = decide(definitions(seq), [mail])
-    assert "phone" in out.one("lead.rejected")["data"]["reason"]
+    rejected = out.one("lead.rejected")["data"]
+    assert "phone" in rejected["reason"]
+    # the sequence is named: read models file the row without looking the address up
+    assert rejected["sequence_id"] == seq["id"]
     assert out.of("enrollment.enrolled") == []
 
 

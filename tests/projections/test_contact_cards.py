@@ -108,3 +108,22 @@ def test_the_card_does_not_depend_on_the_order_facts_of_distinct_times_arrive_in
     arrived = list(timed)
     shuffle.shuffle(arrived)
     assert shown(card_after(arrived)) == shown(card_after(timed))
+
+
+@given(
+    st.lists(st.tuples(FACT, st.integers(0, 3)), min_size=1, max_size=8),
+    st.randoms(use_true_random=False),
+)
+def test_facts_of_the_same_time_give_one_card_in_any_order(
+    facts: list[tuple[tuple[str, dict[str, Any]], int]], shuffle: Any
+) -> None:
+    timed = [(kind, data, T0 + timedelta(seconds=s)) for (kind, data), s in facts]
+    arrived = list(timed)
+    shuffle.shuffle(arrived)
+    assert shown(card_after(arrived)) == shown(card_after(timed))
+
+
+def test_the_same_fact_again_changes_nothing() -> None:
+    fact = ("contact.updated", {"phone": "+17205550100"}, T0)
+    other = ("contact.updated", {"phone": "+17205550199"}, T0)
+    assert card_after([fact, other, fact]).phone == card_after([other, fact]).phone

@@ -584,3 +584,47 @@ def test_a_card_written_before_times_per_field_reads_its_one_time_for_each(
     summary = projection.contact("c-9")
     assert summary is not None
     assert (summary.phone, summary.name) == ("+17205550142", "May")
+
+
+def test_a_rejected_lead_naming_its_sequence_is_filed_though_the_definition_comes_later(
+    projection: PostgresProjection,
+) -> None:
+    # given the lead's rejection read before its sequence's definition (another partition)
+    given = Stream()
+    given.defined("welcome", intake_address="in@x.example")
+    given.add(
+        "lead.rejected",
+        "2028-03-02T10:00:00Z",
+        subject="intake:in@x.example",
+        to="in@x.example",
+        reason="no phone or e-mail in the lead",
+        sequence_id="welcome",
+    )
+    arrived = [given.events[1], given.events[0]]
+    apply_in_batches(projection, arrived, 1)
+    # then its History row is there, as from the file
+    query = HistoryQuery("welcome")
+    page = projection.history(query)
+    assert page is not None
+    assert page.total == 1
+    assert page == in_memory(given.events).history.query(query)
+
+
+def same_time_facts() -> list[dict[str, Any]]:
+    given = Stream()
+    given.defined("welcome")
+    at = "2028-03-02T10:00:00Z"
+    given.enrolled("welcome", "c-9", at, name="Maya Ortiz", phone="+17205550100")
+    given.add("contact.updated", at, source="crm", contact_id="c-9", phone="+17205550199")
+    given.add("contact.updated", at, source="crm", contact_id="c-9", first_name="Maia")
+    return given.events
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (0, 3, 2, 1), (0, 2, 3, 1, 2)])
+def test_facts_of_one_time_give_one_card_whichever_poll_brings_them(
+    projection: PostgresProjection, order: tuple[int, ...]
+) -> None:
+    events = same_time_facts()
+    # one poll each, in this order (an index twice: the same fact delivered again)
+    apply_in_batches(projection, [events[i] for i in order], 1)
+    assert projection.contact("c-9") == in_memory(events).contacts.contact("c-9")
