@@ -57,15 +57,15 @@ Reading rules (the "advanced algorithm" of the seed, kept predictable):
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import getaddresses, parseaddr
-from html.parser import HTMLParser
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from aggregates.lead_body import HTML_TAG, html_lines, json_lines
+from aggregates.lead_labels import LABELS, NOT_ALNUM, REMARK, field_of, is_label
 from aggregates.phones import first_phone_in, to_e164
 
 
@@ -90,119 +90,6 @@ class LeadProblem:
     reason: str
 
 
-_LABELS: Final[dict[str, tuple[str, ...]]] = {
-    "first_name": ("firstname", "fname", "first", "givenname", "forename"),
-    "last_name": ("lastname", "lname", "last", "surname", "familyname"),
-    "name": (
-        "name",
-        "fullname",
-        "contactname",
-        "leadname",
-        "yourname",
-        "customername",
-        "clientname",
-    ),
-    "phone": (
-        "phone",
-        "phonenumber",
-        "phoneno",
-        "mobile",
-        "mobilephone",
-        "mobilenumber",
-        "cell",
-        "cellphone",
-        "cellnumber",
-        "telephone",
-        "telephonenumber",
-        "tel",
-        "ph",
-        "primaryphone",
-        "contactnumber",
-        "contactphone",
-        "sms",
-        "whatsapp",
-    ),
-    "email": ("email", "emailaddress", "youremail", "contactemail", "primaryemail", "mail"),
-    "state": ("state", "province", "region", "stateprovince", "stateregion"),
-    "lead_source": ("leadsource", "source", "utmsource"),
-    "timezone": ("timezone", "tz"),
-    "notes": (
-        "message",
-        "comments",
-        "comment",
-        "notes",
-        "note",
-        "questions",
-        "question",
-        "details",
-        "inquiry",
-        "enquiry",
-        "additionalinformation",
-        "additionalinfo",
-    ),
-}
-_FIELD_OF_KEY: Final[dict[str, str]] = {
-    key: field for field, keys in _LABELS.items() for key in keys
-}
-# Labels read after their numbering and qualifiers are dropped: only ways to reach the lead,
-# so that "Home State" or "Contact Preference" never turn into something they do not say.
-_REACH_OF_KEY: Final[dict[str, str]] = {
-    key: field for key, field in _FIELD_OF_KEY.items() if field in ("phone", "email")
-}
-# Words at the end of a label that number it or name its form: "Phone Number 2", "Email Id".
-_LABEL_NUMBERING: Final = frozenset({"number", "no", "num", "nbr", "id", "address", "addr"})
-# Words at the front of a label that say whose, which or what kind of phone or e-mail it is.
-_LABEL_QUALIFIERS: Final = frozenset(
-    {
-        "your",
-        "best",
-        "preferred",
-        "primary",
-        "main",
-        "alternate",
-        "alternative",
-        "alt",
-        "secondary",
-        "other",
-        "contact",
-        "daytime",
-        "day",
-        "evening",
-        "night",
-        "work",
-        "office",
-        "business",
-        "home",
-        "personal",
-        "private",
-        "mobile",
-        "cell",
-        "cellular",
-    }
-)
-# Words at the front of a label that say the field is the lead's: "Buyer Phone", "Client Name".
-_PERSON_QUALIFIERS: Final = frozenset(
-    {
-        "lead",
-        "buyer",
-        "seller",
-        "customer",
-        "client",
-        "prospect",
-        "guest",
-        "renter",
-        "tenant",
-        "homeowner",
-        "applicant",
-        "borrower",
-        "patient",
-        "visitor",
-    }
-)
-_PERSON_FIELDS: Final = frozenset({"first_name", "last_name", "name", "phone", "email"})
-_LABEL_WORD: Final = re.compile(r"[^\W_]+")
-_CAMEL_HUMP: Final = re.compile(r"(?<=[a-z])(?=[A-Z])")
-_E_MAIL: Final = re.compile(r"\be[\s_-]?mail", re.IGNORECASE)
 # Header lines of a forwarded or replied-to message: never lead fields, never notes.
 _MAIL_HEADERS: Final = frozenset(
     {"from", "to", "cc", "bcc", "date", "sent", "subject", "replyto", "returnpath", "messageid"}
@@ -229,18 +116,9 @@ _FORWARD_MARKER: Final = re.compile(
     r"|begin forwarded message:?|-{2,}\s*forwarded by\b.*|_{8,})$",
     re.IGNORECASE,
 )
-_REMARK: Final = re.compile(r"\([^)]*\)")
-_NOT_ALNUM: Final = re.compile(r"[\W_]+")
 _EMAIL: Final = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
     r"[A-Za-z]{2,63}(?![\w-]|\.[\w-])"  # a sentence's full stop may follow
-)
-# A tag's name ends at a space, `/` or `>`: `<b.smith@example.com>` in plain text is an
-# address, not a bold tag.
-_HTML: Final = re.compile(
-    r"<(?:!doctype|html|head|body|br|p|div|table|thead|tbody|tr|td|th|span|font|b|strong|a"
-    r"|ul|ol|li|dl|dt|dd|h[1-6])(?=[\s/>])",
-    re.IGNORECASE,
 )
 _AUTOMATED_SENDER: Final = re.compile(
     r"^(?:no-?reply|do-?not-?reply|mailer-daemon|postmaster|bounces?|notifications?|alerts?)\b",
@@ -272,7 +150,6 @@ _US_ZONES: Final[dict[str, str]] = {
 }
 _ZONE_SUFFIX: Final = re.compile(r"(?:standardtime|daylighttime|time)$")
 _IANA_NAME: Final = re.compile(r"^(?:[A-Za-z_]+(?:/[A-Za-z0-9_+-]+)+|UTC)$")
-_CELL: Final = "\ue000"  # between table cells while an HTML row is being read
 # A sign-off line ("Thanks,", "Best regards"): after the lead's fields, what follows is the
 # sender's signature, whose phone or address would otherwise be taken for the lead's. A
 # signature goes on with a name; a sign-off followed by a field line ("Thanks!" closing a
@@ -292,10 +169,10 @@ def parse_lead_email(
     if not body.strip():
         return LeadProblem("empty body")
     body = body.lstrip("\ufeff").replace("\uff1a", ":")  # a BOM; a full-width colon
-    lines = _json_lines(body)
+    lines = json_lines(body)
     if lines is None:
         plain = body.splitlines()
-        lines = _html_lines(body) if _HTML.search(body) else plain
+        lines = html_lines(body, is_label) if HTML_TAG.search(body) else plain
         fields = _best_fields(lines)
         if lines is not plain and not _reaches(fields):
             # A plain-text mail with a tag in it ("see <b>my</b> note") is read as text too.
@@ -401,7 +278,7 @@ def _best_fields(lines: Sequence[str]) -> _Fields:
     for fields in found:
         if fields["phone"] or fields["email"]:
             return fields
-    return next((f for f in found if any(f[name] for name in _LABELS)), found[0])
+    return next((f for f in found if any(f[name] for name in LABELS)), found[0])
 
 
 def _is_forward_marker(line: str) -> bool:
@@ -476,35 +353,6 @@ def _pairs(line: str) -> list[str]:
     return pairs
 
 
-def _field_of(key: str) -> str | None:
-    """The field a label names (module notes), or None for a label this module does not know."""
-    bare = _REMARK.sub("", key)
-    field = _FIELD_OF_KEY.get(_NOT_ALNUM.sub("", bare.casefold()))
-    if field is not None:
-        return field
-    words = _LABEL_WORD.findall(_E_MAIL.sub("email", _CAMEL_HUMP.sub(" ", bare)).casefold())
-    if len(words) > 1 and words[0] in _PERSON_QUALIFIERS:
-        # "Buyer Phone Number" is the lead's "Phone Number" (never the lead's "Source").
-        field = _field_of(" ".join(words[1:]))
-        if field in _PERSON_FIELDS:
-            return field
-    if words[:1] == ["your"]:  # a form addressing the lead: "Your First Name" is "First Name"
-        field = _FIELD_OF_KEY.get("".join(words[1:]))
-        if field is not None:
-            return field
-    core = list(words)
-    while core and (core[-1].isdigit() or core[-1] in _LABEL_NUMBERING):
-        core.pop()
-    # Drop the qualifiers one by one, each time trying the label with and without numbering
-    # ("Best Contact Number" is "contact number", "Phone 1" is "phone").
-    while core:
-        field = _REACH_OF_KEY.get("".join(words)) or _REACH_OF_KEY.get("".join(core))
-        if field is not None or core[0] not in _LABEL_QUALIFIERS:
-            return field
-        words, core = words[1:], core[1:]
-    return None
-
-
 def _match(line: str) -> tuple[str | None, str, str] | None:
     """``(field or None when unknown, key as written, value)`` for a field line, else None."""
     m = _FIELD_LINE.match(line)
@@ -513,7 +361,7 @@ def _match(line: str) -> tuple[str | None, str, str] | None:
     key = m["key"].strip(" *")
     # "Name:: Maya", "Name => Maya": the separator doubled is no part of the value.
     value = m["value"].strip().strip("*").lstrip(":=>").strip()
-    field = _field_of(key)
+    field = field_of(key)
     if field is not None:
         return field, key, value
     plausible = (
@@ -522,13 +370,9 @@ def _match(line: str) -> tuple[str | None, str, str] | None:
         and len(key) <= 30
         and len(key.split()) <= 4
         and not value.startswith("//")
-        and _NOT_ALNUM.sub("", key.casefold()) not in _MAIL_HEADERS
+        and NOT_ALNUM.sub("", key.casefold()) not in _MAIL_HEADERS
     )
     return (None, key, value) if plausible else None
-
-
-def _is_label(cell: str) -> bool:
-    return _field_of(cell.rstrip(": ")) is not None
 
 
 def _bare_label(line: str) -> str | None:
@@ -537,11 +381,11 @@ def _bare_label(line: str) -> str | None:
     text = _LABEL_DECORATION.sub("", line)
     if not text or len(text) > 30 or not text[0].isalpha() or ":" in text:
         return None
-    return _field_of(text)
+    return field_of(text)
 
 
 def _read_fields(lines: Sequence[str]) -> _Fields:
-    fields: _Fields = {name: [] for name in (*_LABELS, "extra")}
+    fields: _Fields = {name: [] for name in (*LABELS, "extra")}
     lines = [pair for line in lines for pair in _pairs(line)]
     i = 0
     while i < len(lines):
@@ -703,7 +547,7 @@ def _state(raw: str | None) -> str | None:
 
 def _timezone(raw: str) -> str | None:
     """An IANA zone name for ``raw``, which may also be a US zone word like "Eastern"."""
-    word = _ZONE_SUFFIX.sub("", _NOT_ALNUM.sub("", _REMARK.sub("", raw).casefold()))
+    word = _ZONE_SUFFIX.sub("", NOT_ALNUM.sub("", REMARK.sub("", raw).casefold()))
     if word in _US_ZONES:
         return _US_ZONES[word]
     name = raw.strip()
@@ -765,190 +609,3 @@ def _lead_from_sender(
         email=email,
         notes=re.sub(r"\n{3,}", "\n\n", text) or None,
     )
-
-
-# --- HTML to lines ----------------------------------------------------------------------
-
-_BLOCK_TAGS: Final = frozenset(
-    {
-        "p",
-        "div",
-        "li",
-        "ul",
-        "ol",
-        "dl",
-        "dt",
-        "dd",
-        "table",
-        "tbody",
-        "thead",
-        "tfoot",
-        "tr",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "hr",
-        "pre",
-        "section",
-        "article",
-        "header",
-        "footer",
-        "center",
-        "address",
-    }
-)
-_HIDDEN_TAGS: Final = frozenset({"script", "style", "head", "title", "template"})
-
-
-class _HtmlLines(HTMLParser):
-    """Collects the text of an HTML body as lines (see the module notes)."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.lines: list[str] = []
-        self._parts: list[str] = []
-        # Whether `_parts` holds any text yet (a join of them per cell would be quadratic).
-        self._has_text = False
-        self._hidden = 0
-        self._quote_depth = 0
-        self._quoted = False
-        # An open mailto:/tel: link: its target, and where its text starts in `_parts`.
-        self._link: tuple[str, int] | None = None
-        # The last row of three or more cells: labels, when the next row has as many.
-        self._header: list[str] | None = None
-        # A row of two labels, said as "label: label" unless the next row gives their values.
-        self._pending: tuple[str, bool] | None = None
-
-    def handle_starttag(
-        self,
-        tag: str,
-        attrs: list[tuple[str, str | None]],
-    ) -> None:
-        if tag in _HIDDEN_TAGS:
-            self._hidden += 1
-        elif tag in ("td", "th", "dd"):
-            # A <dd> is the value of the <dt> before it: the second cell of a row.
-            if self._has_text:
-                self._parts.append(_CELL)
-        elif tag == "blockquote":
-            self._break()
-            self._quote_depth += 1
-        elif tag == "br" or tag in _BLOCK_TAGS:
-            self._break()
-        elif tag == "a":
-            href = (dict(attrs).get("href") or "").strip()
-            scheme, _, target = href.partition(":")
-            if scheme.lower() in ("mailto", "tel") and target:
-                self._link = (target.split("?", 1)[0], len(self._parts))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._link is not None:
-            # "<a href="mailto:jo@x.com">Click to email</a>": the address is the value.
-            target, start = self._link
-            self._link = None
-            text = "".join(self._parts[start:])
-            if not ("@" in text or sum(c.isdigit() for c in text) >= 7):
-                self._parts[start:] = [target]
-        elif tag in _HIDDEN_TAGS:
-            self._hidden = max(0, self._hidden - 1)
-        elif tag == "blockquote":
-            self._break()
-            self._quote_depth = max(0, self._quote_depth - 1)
-        elif tag in _BLOCK_TAGS and tag != "dt":  # a <dt> runs on into its <dd>
-            self._break()
-
-    def handle_data(self, data: str) -> None:
-        if self._hidden:
-            return
-        self._parts.append(data)
-        if data.strip():
-            self._has_text = True
-            self._quoted = self._quoted or self._quote_depth > 0
-
-    def close(self) -> None:
-        super().close()
-        self._break()
-        self._flush()
-
-    def _break(self) -> None:
-        cells = [" ".join(cell.split()) for cell in "".join(self._parts).split(_CELL)]
-        # A cell holding a colon alone parts a label from its value; it is no cell itself.
-        cells = [cell for cell in cells if cell and cell != ":"]
-        self._parts = []
-        self._has_text = False
-        header, quoted = self._header, self._quoted
-        self._quoted = False
-        if not cells:
-            self._add("", quoted)
-            return
-        if (
-            header is not None
-            and len(cells) == len(header)
-            and (len(header) > 2 or not any(map(_is_label, cells)))
-        ):
-            # Column layout: a header row of labels, then a row of their values.
-            self._header = self._pending = None
-            for label, value in zip(header, cells, strict=True):
-                self._add(f"{label.rstrip(': ')}: {value}", quoted)
-            return
-        self._flush()
-        labels = [_is_label(cell) for cell in cells]
-        self._header = cells if len(cells) > 2 or all(labels) else None
-        if len(cells) >= 4 and len(cells) % 2 == 0 and all(labels[0::2]) and not any(labels[1::2]):
-            # Label, value, label, value … in one row.
-            self._header = None
-            for label, value in zip(cells[0::2], cells[1::2], strict=True):
-                self._add(f"{label.rstrip(': ')}: {value}", quoted)
-            return
-        # A two-cell row is a label and its value, unless both are labels and the next row
-        # holds their values ("Name | Phone" over "Maya | 720…"): then it waits for that row.
-        line = f"{cells[0].rstrip(': ')}: {cells[1]}" if len(cells) == 2 else " ".join(cells)
-        if len(cells) == 2 and self._header is not None:
-            self._pending = (line, quoted)
-        else:
-            self._add(line, quoted)
-
-    def _flush(self) -> None:
-        if self._pending is not None:
-            self._add(*self._pending)
-            self._pending = None
-
-    def _add(self, line: str, quoted: bool) -> None:
-        if quoted:
-            line = f"> {line}"
-        if line or (self.lines and self.lines[-1]):
-            self.lines.append(line)
-
-
-def _json_lines(body: str) -> list[str] | None:
-    """`key: value` lines of a body that is one JSON object, else None."""
-    text = body.strip()
-    if not (text.startswith("{") and text.endswith("}")):
-        return None
-    try:
-        document = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(document, dict):
-        return None
-    lines: list[str] = []
-
-    def walk(node: dict[object, object]) -> None:
-        for key, value in node.items():
-            if isinstance(value, dict):
-                walk(value)
-            elif isinstance(value, str | int | float) and not isinstance(value, bool):
-                lines.append(f"{key}: {value}")
-
-    walk(document)
-    return lines
-
-
-def _html_lines(body: str) -> list[str]:
-    parser = _HtmlLines()
-    parser.feed(body)
-    parser.close()
-    return parser.lines

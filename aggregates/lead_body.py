@@ -1,0 +1,205 @@
+"""A lead e-mail's HTML or JSON body as text lines, for aggregates/intake.py: rows of label and
+value cells become ``Label: value`` lines (the rules are in intake.py's notes)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from html.parser import HTMLParser
+from typing import Final
+
+# A tag's name ends at a space, `/` or `>`: `<b.smith@example.com>` in plain text is an
+# address, not a bold tag.
+HTML_TAG: Final = re.compile(
+    r"<(?:!doctype|html|head|body|br|p|div|table|thead|tbody|tr|td|th|span|font|b|strong|a"
+    r"|ul|ol|li|dl|dt|dd|h[1-6])(?=[\s/>])",
+    re.IGNORECASE,
+)
+_CELL: Final = "\ue000"  # between table cells while an HTML row is being read
+
+_BLOCK_TAGS: Final = frozenset(
+    {
+        "p",
+        "div",
+        "li",
+        "ul",
+        "ol",
+        "dl",
+        "dt",
+        "dd",
+        "table",
+        "tbody",
+        "thead",
+        "tfoot",
+        "tr",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "pre",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "center",
+        "address",
+    }
+)
+_HIDDEN_TAGS: Final = frozenset({"script", "style", "head", "title", "template"})
+
+
+class _HtmlLines(HTMLParser):
+    """Collects the text of an HTML body as lines (see the module notes)."""
+
+    def __init__(self, is_label: Callable[[str], bool]) -> None:
+        super().__init__(convert_charrefs=True)
+        self._is_label = is_label
+        self.lines: list[str] = []
+        self._parts: list[str] = []
+        # Whether `_parts` holds any text yet (a join of them per cell would be quadratic).
+        self._has_text = False
+        self._hidden = 0
+        self._quote_depth = 0
+        self._quoted = False
+        # An open mailto:/tel: link: its target, and where its text starts in `_parts`.
+        self._link: tuple[str, int] | None = None
+        # The last row of three or more cells: labels, when the next row has as many.
+        self._header: list[str] | None = None
+        # A row of two labels, said as "label: label" unless the next row gives their values.
+        self._pending: tuple[str, bool] | None = None
+
+    def handle_starttag(
+        self,
+        tag: str,
+        attrs: list[tuple[str, str | None]],
+    ) -> None:
+        if tag in _HIDDEN_TAGS:
+            self._hidden += 1
+        elif tag in ("td", "th", "dd"):
+            # A <dd> is the value of the <dt> before it: the second cell of a row.
+            if self._has_text:
+                self._parts.append(_CELL)
+        elif tag == "blockquote":
+            self._break()
+            self._quote_depth += 1
+        elif tag == "br" or tag in _BLOCK_TAGS:
+            self._break()
+        elif tag == "a":
+            href = (dict(attrs).get("href") or "").strip()
+            scheme, _, target = href.partition(":")
+            if scheme.lower() in ("mailto", "tel") and target:
+                self._link = (target.split("?", 1)[0], len(self._parts))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._link is not None:
+            # "<a href="mailto:jo@x.com">Click to email</a>": the address is the value.
+            target, start = self._link
+            self._link = None
+            text = "".join(self._parts[start:])
+            if not ("@" in text or sum(c.isdigit() for c in text) >= 7):
+                self._parts[start:] = [target]
+        elif tag in _HIDDEN_TAGS:
+            self._hidden = max(0, self._hidden - 1)
+        elif tag == "blockquote":
+            self._break()
+            self._quote_depth = max(0, self._quote_depth - 1)
+        elif tag in _BLOCK_TAGS and tag != "dt":  # a <dt> runs on into its <dd>
+            self._break()
+
+    def handle_data(self, data: str) -> None:
+        if self._hidden:
+            return
+        self._parts.append(data)
+        if data.strip():
+            self._has_text = True
+            self._quoted = self._quoted or self._quote_depth > 0
+
+    def close(self) -> None:
+        super().close()
+        self._break()
+        self._flush()
+
+    def _break(self) -> None:
+        cells = [" ".join(cell.split()) for cell in "".join(self._parts).split(_CELL)]
+        # A cell holding a colon alone parts a label from its value; it is no cell itself.
+        cells = [cell for cell in cells if cell and cell != ":"]
+        self._parts = []
+        self._has_text = False
+        header, quoted = self._header, self._quoted
+        self._quoted = False
+        if not cells:
+            self._add("", quoted)
+            return
+        if (
+            header is not None
+            and len(cells) == len(header)
+            and (len(header) > 2 or not any(map(self._is_label, cells)))
+        ):
+            # Column layout: a header row of labels, then a row of their values.
+            self._header = self._pending = None
+            for label, value in zip(header, cells, strict=True):
+                self._add(f"{label.rstrip(': ')}: {value}", quoted)
+            return
+        self._flush()
+        labels = [self._is_label(cell) for cell in cells]
+        self._header = cells if len(cells) > 2 or all(labels) else None
+        if len(cells) >= 4 and len(cells) % 2 == 0 and all(labels[0::2]) and not any(labels[1::2]):
+            # Label, value, label, value … in one row.
+            self._header = None
+            for label, value in zip(cells[0::2], cells[1::2], strict=True):
+                self._add(f"{label.rstrip(': ')}: {value}", quoted)
+            return
+        # A two-cell row is a label and its value, unless both are labels and the next row
+        # holds their values ("Name | Phone" over "Maya | 720…"): then it waits for that row.
+        line = f"{cells[0].rstrip(': ')}: {cells[1]}" if len(cells) == 2 else " ".join(cells)
+        if len(cells) == 2 and self._header is not None:
+            self._pending = (line, quoted)
+        else:
+            self._add(line, quoted)
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            self._add(*self._pending)
+            self._pending = None
+
+    def _add(self, line: str, quoted: bool) -> None:
+        if quoted:
+            line = f"> {line}"
+        if line or (self.lines and self.lines[-1]):
+            self.lines.append(line)
+
+
+def json_lines(body: str) -> list[str] | None:
+    """`key: value` lines of a body that is one JSON object, else None."""
+    text = body.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    lines: list[str] = []
+
+    def walk(node: dict[object, object]) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value)
+            elif isinstance(value, str | int | float) and not isinstance(value, bool):
+                lines.append(f"{key}: {value}")
+
+    walk(document)
+    return lines
+
+
+def html_lines(body: str, is_label: Callable[[str], bool]) -> list[str]:
+    """The lines of an HTML body; `is_label` tells a label cell from a value."""
+    parser = _HtmlLines(is_label)
+    parser.feed(body)
+    parser.close()
+    return parser.lines
