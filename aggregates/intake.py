@@ -24,15 +24,18 @@ Reading rules (the "advanced algorithm" of the seed, kept predictable):
   Id". "Phone Type", "Email Opt In", "Address" and "Contact Preference" stay other fields.
   The lead's role in front of a name, phone or e-mail label is dropped too ("Buyer Phone",
   "Client Email", "Lead Name"). A known key with nothing after it, or written alone on its
-  line ("Phone", "--- Name ---", a table cell of its own), takes the next line as its value.
+  line ("Phone", "--- Name ---", a table cell of its own; only where two or more labels
+  stand so, as a form writes them, not one in a signature), takes the next line as its
+  value.
   The first usable value of a field wins: a value that is no phone or address never hides a
   good one, and no address, phone number or sentence is a name.
 * Several fields on one line, split by ``|`` or ``;`` ("Phone: … | Email: …"), are read as
   one line each; a ``|`` or ``;`` not followed by a field stays in the value.
 * Quoted lines (starting with ``>``) are noise, and so is a signature (from a ``--`` line,
   or a sign-off below the fields that a field line does not follow, to the next
-  forwarded-message marker). When the body holds a forwarded message (a marker line, or a
-  ``From:`` line with ``Sent:``/``Date:`` and ``Subject:`` below it), the
+  forwarded-message marker). When the body holds a forwarded message (a marker line, or,
+  below some text, a ``From:`` line with an address and ``Sent:``/``Date:`` and
+  ``Subject:`` lines under it), the
   forwarder's note above the first marker is ignored. If that leaves no phone or e-mail, the
   quoted lines and then the forwarder's note are tried, in that order.
 * Message/Comments-like fields become ``notes``, followed by any other ``Key: value`` field
@@ -41,12 +44,14 @@ Reading rules (the "advanced algorithm" of the seed, kept predictable):
 * Phone: E.164 via ``phonenumbers`` (region US); e-mail: the address inside the value,
   lower-cased, with a sane shape; state: two letters are upper-cased; time zone: an IANA
   name, or a US zone word ("Eastern", "PST") mapped to one; otherwise dropped.
-* When the body has no recognised field at all and is not a forward, a ``From: Name
-  <address>`` line in it (a form mailer's template, as Contact Form 7's) names the lead.
+* A ``From: Name <address>`` line opening a body that is no forward (a form mailer's
+  template, as Contact Form 7's) names the lead: it is the lead when the body has no other
+  field, and gives the name and address its fields lack otherwise (not a role's address).
   Else the sender stands in for the lead only when it is a named person with an address of
   no role or system ("info", "wordpress", "leads", "…form…", "noreply" …), the subject or
   body reads like an inquiry (quote, interested, call me …; not "lead", which a vendor's
-  subject says), and the text names no other address. Then the sender's name and address
+  subject says), and the message names no other address (a reply's "… wrote:" line and a
+  signature aside). Then the sender's name and address
   are used, the first phone number written in the text, and the text itself as notes.
 * A body read as HTML (it holds a tag) that gives no phone or e-mail is read as plain
   lines too: a text mail quoting one ``<b>`` is still text.
@@ -181,13 +186,19 @@ def parse_lead_email(
                 lines, fields = plain, plain_fields
     else:
         fields = _best_fields(lines)
+    in_body = _lead_from_from_line(lines)
     if not any(fields[name] for name in ("first_name", "last_name", "name", "phone", "email")):
-        in_body = _lead_from_from_line(lines)
         if in_body is not None:
             return in_body
         from_sender = _lead_from_sender(subject, sender, lines)
         if from_sender is not None:
             return from_sender
+    elif in_body is not None:
+        # The form's From line names the person its fields (a phone, say) are about; the
+        # fields' own values come first.
+        named = " ".join(p for p in (in_body.first_name, in_body.last_name) if p)
+        fields["email"] += [in_body.email] if in_body.email else []
+        fields["name"] += [named] if named else []
     return _lead_from_fields(fields, lines)
 
 
@@ -287,13 +298,18 @@ def _is_forward_marker(line: str) -> bool:
 
 def _forward_at(lines: Sequence[str]) -> int | None:
     """Where a forwarded message starts: a marker line, or a header block without one."""
+    text_seen = False
     for at, line in enumerate(lines):
         if _is_forward_marker(line):
             return at
-        if _HEADER_FROM.match(line):
+        # A form mailer's own header lines open its body ("From: Maya <maya@…>", a date): a
+        # forwarded message's come below the forwarder's note. And a form's "From: Denver"
+        # is an answer, not a header.
+        if text_seen and _HEADER_FROM.match(line) and "@" in line:
             block = lines[at + 1 : at + 6]
             if any(map(_HEADER_DATE.match, block)) and any(map(_HEADER_SUBJECT.match, block)):
                 return at
+        text_seen = text_seen or bool(line.strip())
     return None
 
 
@@ -329,7 +345,8 @@ def _is_field(line: str) -> bool:
 
 def _field_line_next(lines: Sequence[str], start: int, *, keep_quoted: bool) -> bool:
     """Whether the first line from `start` with text on it (as `_content` reads it) is a field."""
-    for raw in lines[start:]:
+    for j in range(start, len(lines)):  # by index: no copy of the rest per sign-off
+        raw = lines[j]
         quoted = raw.lstrip().startswith(">")
         if quoted and not keep_quoted:
             continue
@@ -344,13 +361,13 @@ def _pairs(line: str) -> list[str]:
     if _match(line) is None:
         return [line]
     parts = _PAIR_SEPARATOR.split(line)
-    pairs = [parts[0]]
+    pairs = [[parts[0]]]
     for separator, part in zip(parts[1::2], parts[2::2], strict=True):
         if _match(part) is None:
-            pairs[-1] += separator + part
+            pairs[-1] += (separator, part)  # joined once at the end: a long line stays linear
         else:
-            pairs.append(part)
-    return pairs
+            pairs.append([part])
+    return ["".join(pair) for pair in pairs]
 
 
 def _match(line: str) -> tuple[str | None, str, str] | None:
@@ -379,7 +396,7 @@ def _bare_label(line: str) -> str | None:
     """The field a known label names when it stands alone on its line ("Phone", "--- Name
     ---", a table cell of its own): its value is on the next line."""
     text = _LABEL_DECORATION.sub("", line)
-    if not text or len(text) > 30 or not text[0].isalpha() or ":" in text:
+    if not text or len(text) > 30 or not text[0].isalpha() or not is_label(text):
         return None
     return field_of(text)
 
@@ -387,10 +404,13 @@ def _bare_label(line: str) -> str | None:
 def _read_fields(lines: Sequence[str]) -> _Fields:
     fields: _Fields = {name: [] for name in (*LABELS, "extra")}
     lines = [pair for line in lines for pair in _pairs(line)]
+    # Labels alone on their lines make a form only when there are two or more of them: one
+    # "Phone" line over a number in a person's own mail is their signature.
+    form = len({_bare_label(line) for line in lines} - {None}) > 1
     i = 0
     while i < len(lines):
         found = _match(lines[i])
-        if found is None and (bare := _bare_label(lines[i])) is not None:
+        if found is None and form and (bare := _bare_label(lines[i])) is not None:
             found = (bare, lines[i], "")
         i += 1
         if found is None:
@@ -469,16 +489,48 @@ def _first_name_like(values: Sequence[str]) -> str | None:
 
 
 def _name_like(value: str) -> bool:
+    words = value.casefold().split()
     return (
         "@" not in value
         and sum(c.isdigit() for c in value) < 3
-        and len(value.split()) <= 5
+        and len(words) <= 7
         and not _SENTENCE.search(value)
+        and _NOT_IN_NAMES.isdisjoint(w.strip(",.;:!?") for w in words)
     )
 
 
-# Punctuation going on in lower case ("Hello, call me"), or a question or exclamation.
-_SENTENCE: Final = re.compile(r"[,;.!?]\s+[^\W\d_A-Z]|[!?]\s*$")
+# A phrase going on after a comma ("Hello, call me"), or a question or exclamation; a name
+# may be "Smith, john" or "Ms. maya ortiz".
+_SENTENCE: Final = re.compile(r"[,;]\s+[^\W\d_A-Z][\w'-]*\s+\w|[!?]")
+# Words of a message that no name holds.
+_NOT_IN_NAMES: Final = frozenset(
+    {
+        "i",
+        "i'm",
+        "im",
+        "am",
+        "is",
+        "are",
+        "was",
+        "the",
+        "please",
+        "call",
+        "me",
+        "my",
+        "we",
+        "you",
+        "your",
+        "would",
+        "like",
+        "want",
+        "need",
+        "interested",
+        "thanks",
+        "thank",
+        "hello",
+        "hi",
+    }
+)
 
 
 def _missing_reason(fields: _Fields, lines: Sequence[str]) -> str:
@@ -561,20 +613,21 @@ def _timezone(raw: str) -> str | None:
 
 
 def _lead_from_from_line(lines: Sequence[str]) -> ParsedLead | None:
-    """The person a form mailer names in a ``From: Name <address>`` line of its body
-    (Contact Form 7's template), when the body is no forwarded message."""
+    """The person a form mailer names in a ``From: Name <address>`` line opening its body
+    (Contact Form 7's template), when the body is no forwarded message and the address no
+    role's or system's."""
     if _forward_at(lines) is not None:
         return None
-    line = next((line for line in lines if _HEADER_FROM.match(line)), None)
-    if line is None:
+    line = next((line for line in lines if line.strip()), "")
+    if not _HEADER_FROM.match(line):
         return None
     display, address = parseaddr(line.partition(":")[2].strip())
     email = _email(address) if address else None
-    if email is None or not any(c.isalpha() for c in display):
+    if email is None or not _a_persons(email):
         return None
     rest = [other for other in lines if other is not line]
     text = "\n".join(other.strip() for other in _content(rest, keep_quoted=False)).strip()
-    first, last = _split_name(" ".join(display.split()))
+    first, last = _split_name(" ".join(display.split())) if display.strip() else (None, None)
     return ParsedLead(
         first_name=first,
         last_name=last,
@@ -582,6 +635,26 @@ def _lead_from_from_line(lines: Sequence[str]) -> ParsedLead | None:
         email=email,
         notes=re.sub(r"\n{3,}", "\n\n", text) or None,
     )
+
+
+def _a_persons(email: str) -> bool:
+    return not (_AUTOMATED_SENDER.match(email) or _ROLE_MAILBOX.search(email.partition("@")[0]))
+
+
+def _names_another(text: str, email: str) -> bool:
+    """Whether the message itself names an address other than `email`: not a reply's
+    "On …, Bob <bob@…> wrote:" line, nor anything from a sign-off on (a signature)."""
+    for line in text.splitlines():
+        if line.rstrip() == "--" or _SIGN_OFF.fullmatch(line.strip()):
+            return False
+        if _WROTE.search(line):
+            continue
+        if any(found.casefold() != email for found in _EMAIL.findall(line)):
+            return True
+    return False
+
+
+_WROTE: Final = re.compile(r"\bwrote:\s*$", re.IGNORECASE)
 
 
 def _lead_from_sender(
@@ -592,15 +665,15 @@ def _lead_from_sender(
     email = _email(address) if address else None
     if email is None or not any(c.isalpha() for c in display):
         return None
-    if _AUTOMATED_SENDER.match(email) or _ROLE_MAILBOX.search(email.partition("@")[0]):
+    if not _a_persons(email):
         return None
     if _FORWARD_SUBJECT.match(subject or "") or _forward_at(lines) is not None:
         return None
     text = "\n".join(line.strip() for line in _content(lines, keep_quoted=False)).strip()
     if not _INQUIRY.search(f"{subject or ''}\n{text}"):
         return None
-    if any(found.casefold() != email for found in _EMAIL.findall(text)):
-        return None  # the text names someone else to reach: a referral, a relayed lead
+    if _names_another(text, email):
+        return None  # a referral, a relayed lead: the person to reach is someone else
     first, last = _split_name(" ".join(display.split()))
     return ParsedLead(
         first_name=first,

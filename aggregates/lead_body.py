@@ -123,6 +123,11 @@ class _HtmlLines(HTMLParser):
         self._break()
         self._flush()
 
+    def _is_field(self, cell: str) -> bool:
+        """Whether a cell is a whole field ("Phone: 720…"), no value of a header's label."""
+        key, colon, _ = cell.partition(":")
+        return bool(colon) and self._is_label(key)
+
     def _break(self) -> None:
         cells = [" ".join(cell.split()) for cell in "".join(self._parts).split(_CELL)]
         # A cell holding a colon alone parts a label from its value; it is no cell itself.
@@ -138,6 +143,7 @@ class _HtmlLines(HTMLParser):
             header is not None
             and len(cells) == len(header)
             and (len(header) > 2 or not any(map(self._is_label, cells)))
+            and not any(map(self._is_field, cells))
         ):
             # Column layout: a header row of labels, then a row of their values.
             self._header = self._pending = None
@@ -146,7 +152,7 @@ class _HtmlLines(HTMLParser):
             return
         self._flush()
         labels = [self._is_label(cell) for cell in cells]
-        self._header = cells if len(cells) > 2 or all(labels) else None
+        self._header = cells if len(cells) > 2 or (len(cells) == 2 and all(labels)) else None
         if len(cells) >= 4 and len(cells) % 2 == 0 and all(labels[0::2]) and not any(labels[1::2]):
             # Label, value, label, value … in one row.
             self._header = None
@@ -200,6 +206,22 @@ def json_lines(body: str) -> list[str] | None:
 def html_lines(body: str, is_label: Callable[[str], bool]) -> list[str]:
     """The lines of an HTML body; `is_label` tells a label cell from a value."""
     parser = _HtmlLines(is_label)
-    parser.feed(body)
-    parser.close()
+    try:
+        parser.feed(body)
+        parser.close()
+    except AssertionError:
+        # Python's parser asserts on a marked section it does not know ("<![Maya]>"): the
+        # lines read so far, then the rest as text without its tags. Mail is anyone's input.
+        rest = _TAG.sub(" ", body[_offset(body, parser.getpos()) :])
+        return [*parser.lines, *rest.splitlines()]
     return parser.lines
+
+
+_TAG: Final = re.compile(r"<[^>]*>")
+
+
+def _offset(body: str, position: tuple[int, int]) -> int:
+    """The index in `body` of a parser position (line from 1, column from 0)."""
+    line, column = position
+    starts = [0, *(m.end() for m in re.finditer("\n", body))]  # as the parser counts lines
+    return starts[min(line, len(starts)) - 1] + column

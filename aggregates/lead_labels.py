@@ -153,4 +153,9 @@ def field_of(key: str) -> str | None:
 
 
 def is_label(cell: str) -> bool:
-    return field_of(cell.rstrip(": ")) is not None
+    """Whether a cell or line holds a known label and nothing else: no value after a colon,
+    no number (which `field_of` would take for the label's numbering: "Cell 720-555-0142")."""
+    text = cell.rstrip(": ")
+    if ":" in text or sum(c.isdigit() for c in text) > 2:
+        return False
+    return field_of(text) is not None

@@ -818,3 +818,98 @@ def test_more_table_shapes(row: str) -> None:
 @pytest.mark.parametrize("written", ["0044 7911 123456", "00 44 7911 123456"])
 def test_an_international_number_written_with_00(written: str) -> None:
     assert to_e164(written) == "+447911123456"
+
+
+# --- what a second reading of the layouts above found ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<p>Name: Maya Ortiz</p><p>Phone: 720-555-0142</p><p>Email: maya@gmail.com</p>",
+        "Name: Maya Ortiz<br>Phone: <br>Email: maya@gmail.com<br>Phone: 720-555-0142",
+        "<p>Phone: 720-555-0142<br>Name: Maya Ortiz<br>Email: maya@gmail.com</p>",
+    ],
+    ids=["paragraphs", "empty-phone", "br"],
+)
+def test_an_html_field_line_is_no_header_of_the_line_after_it(body: str) -> None:
+    assert reached(lead(body, sender=ZILLOW)) == MAYA
+
+
+def test_a_phone_written_after_its_label_without_a_colon_is_no_label_alone() -> None:
+    body = (
+        "Hi, I'm interested in a quote. Please call me.\n\nThanks,\nMaya Ortiz\n"
+        "Cell 720-555-0142\nDenver, CO"
+    )
+    result = lead(body, subject="123 Main St", sender="Maya Ortiz <maya@gmail.com>")
+    assert reached(result) == MAYA
+
+
+def test_one_label_alone_in_a_persons_mail_makes_no_form() -> None:
+    body = "I'd like a quote for my roof.\n\nMaya Ortiz\nPhone\n720-555-0142"
+    result = lead(body, subject="Roof", sender="Maya Ortiz <maya@gmail.com>")
+    assert reached(result) == MAYA
+
+
+@pytest.mark.parametrize(
+    ("written", "first", "last"),
+    [
+        ("Smith, john", "john", "Smith"),
+        ("de la Cruz, maria", "maria", "de la Cruz"),
+        ("Ms. maya ortiz", "maya", "ortiz"),
+        ("Maria de la Cruz Lopez Garcia", "Maria", "de la Cruz Lopez Garcia"),
+    ],
+)
+def test_real_names_pass_the_name_check(written: str, first: str, last: str) -> None:
+    result = lead(f"Name: {written}\nPhone: 720-555-0142")
+    assert (result.first_name, result.last_name) == (first, last)
+
+
+@pytest.mark.parametrize(
+    "not_a_name", ["Hello, call me", "I am interested in the house", "Can you call me?"]
+)
+def test_a_sentence_is_still_no_name(not_a_name: str) -> None:
+    assert lead(f"Name: {not_a_name}\nPhone: 720-555-0142").first_name is None
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "\n\nOn Mon, Mar 1, 2027, Bob <bob@brokerage.example> wrote:\n> Happy to help.",
+        "\n\nThanks,\nMaya Ortiz\nmaya.ortiz@work.example",
+    ],
+    ids=["reply-line", "signature"],
+)
+def test_addresses_in_a_reply_line_or_signature_keep_the_person_writing_in(tail: str) -> None:
+    body = "I am interested in a quote, call me at 720-555-0142." + tail
+    result = lead(body, subject="Quote", sender="Maya Ortiz <maya@gmail.com>")
+    assert reached(result) == MAYA
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "From: Maya Ortiz <maya@gmail.com>\nSubject: Roof\nDate: March 1, 2027\n\n"
+        "Message Body:\nCall me at 720-555-0142",
+        "From: <maya@gmail.com>\nSubject: Roof\n\nMessage Body:\nCall me at 720-555-0142",
+        "From: Maya Ortiz <maya@gmail.com>\nPhone: 720-555-0142\nSubject: Roof",
+    ],
+    ids=["with-date", "address-only", "with-a-phone-field"],
+)
+def test_contact_form_7_shapes(body: str) -> None:
+    result = lead(body, sender="WordPress <wordpress@acme.example>")
+    assert (result.phone, result.email) == ("+17205550142", "maya@gmail.com")
+
+
+def test_a_from_answer_in_a_form_is_no_forward() -> None:
+    body = (
+        "Name: Maya Ortiz\nFrom: Denver, CO\nTo: Austin, TX\nDate: 2027-04-01\n"
+        "Subject: Moving quote\nPhone: 720-555-0142\nEmail: maya@gmail.com"
+    )
+    assert reached(lead(body, sender=ZILLOW)) == MAYA
+
+
+@pytest.mark.parametrize("declaration", ["<![Maya]>", "<![ok ]]>", "<!>", "<![if !mso]>"])
+def test_a_malformed_html_declaration_is_read_past(declaration: str) -> None:
+    body = f"<p>Phone: 720-555-0142</p>{declaration}<p>Email: maya@gmail.com</p>"
+    assert lead(body).phone == "+17205550142"
