@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
@@ -11,7 +12,7 @@ from typing import IO, Any
 from ops.cli_time import moment
 from ops.definition_files import load_or_explain
 from schemas.envelope import CloudEvent
-from streams.embedded import RejectedLine, ReplayStats, replay
+from streams.embedded import EngineFailedError, RejectedLine, ReplayStats, replay
 
 WRITE_CHUNK = 4096  # events per write: few syscalls, bounded memory
 
@@ -104,6 +105,15 @@ def run(args: argparse.Namespace) -> int:
             return 2
         try:
             stats = _replay_into(definitions, events_file, out, dlq, args)
+        except EngineFailedError as failed:
+            traceback.print_exception(failed.__cause__ or failed, file=sys.stderr)
+            print(
+                f"dripstream: {args.events}: {failed}; the replay stopped there (what was decided"
+                " before it is written). This is a bug in dripstream: please report it with"
+                " that line.",
+                file=sys.stderr,
+            )
+            return 1
         finally:
             if not args.out:
                 out.flush()

@@ -27,6 +27,15 @@ DEFINITIONS_CAUSE = "sequences"
 NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+class EngineFailedError(Exception):
+    """The engine raised on an input line (a bug): the replay cannot go on past it, as its
+    state may be half changed."""
+
+    def __init__(self, line: int, error: Exception) -> None:
+        super().__init__(f"line {line}: the engine failed on it: {type(error).__name__}: {error}")
+        self.line = line
+
+
 @dataclass(frozen=True, slots=True)
 class RejectedLine:
     """An input line that is not a valid input event: kept whole, with why (the dead letter)."""
@@ -158,6 +167,8 @@ def _replay(
             stats.rejected += 1
             on_rejected(RejectedLine(number, raw, reused.field, reused.reason))
             continue
+        except Exception as error:
+            raise EngineFailedError(number, error) from error
         stats.count_input(number, decoded.time, engine.duplicates)
     end = until or stats.last_time
     if not defined:

@@ -160,6 +160,9 @@ class EngineWorker:
         self.quiet_since: float | None = None
         self.gauges_at = float("-inf")
         self.stale = False  # the store refused a batch, or was lost: rebuild before going on
+        # The engine raised on an input (a bug): its state may be half changed, so what was
+        # decided before it is written, and the engine rebuilt from the store without it.
+        self.engine_failed = False
         # Per group, since when (monotonic) it has waited: its last decision, or the first
         # record it got with nothing buffered. Only read when a word about it may be due.
         self.waiting_since: dict[int, float] = {}
@@ -551,7 +554,14 @@ class EngineWorker:
         for item in ready:
             self.metrics.events_in.inc()
             last[item.topic] = item.offset
-            if self._decide(item):
+            decided_a_change = self._decide(item)
+            if self.engine_failed:
+                self._track(group, last)
+                await self._submit(wait=True)
+                self.engine_failed = False
+                self.stale = True  # the next step rebuilds; the rest of `ready` comes again
+                return
+            if decided_a_change:
                 # A definition change is recorded alone, so other workers adopt it in order.
                 self._track(group, last)
                 last = {}
@@ -612,6 +622,22 @@ class EngineWorker:
             self.metrics.dead_letters.inc()
             rejected = replace(item, event=None, rejection=(reused.field, reused.reason))
             record.outbox.append(routing.dead_letter(rejected))
+            return False
+        except Exception as error:
+            # A bug one input meets must not stop its partitions for good (a restart would
+            # meet it again, for ever): it is dead-lettered, not stored, and the engine is
+            # rebuilt without it (see `engine_failed`).
+            log.exception(
+                "the engine failed on %s:%d@%d; dead-lettered, rebuilding",
+                item.topic,
+                item.partition,
+                item.offset,
+            )
+            self.metrics.dead_letters.inc()
+            failure = f"the engine failed on it: {type(error).__name__}: {error}"[:500]
+            rejected = replace(item, event=None, rejection=("engine", failure))
+            record.outbox.append(routing.dead_letter(rejected))
+            self.engine_failed = True
             return False
         record.stored.append(
             InputRecord(

@@ -71,10 +71,15 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 
 
 def start_worker(
-    bootstrap: str, database_url: str, prefix: str, *extra: str, log_to: Path | None = None
+    bootstrap: str,
+    database_url: str,
+    prefix: str,
+    *extra: str,
+    log_to: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """`dripstream worker --clock event`, its output going to `log_to` (default a new file
-    under var/)."""
+    under var/), with `env` added to the environment."""
     log_to = log_to or REPO / "var" / f"worker-{prefix}{uuid.uuid4().hex[:4]}.log"
     log = open(log_to, "wb")  # noqa: SIM115 - lives with the process
     return subprocess.Popen(
@@ -96,7 +101,7 @@ def start_worker(
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
 

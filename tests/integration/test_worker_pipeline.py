@@ -118,6 +118,75 @@ def test_welcome_through_produce_and_worker_matches_replay(
     assert comparable(got) == comparable(expected)
 
 
+# Loaded by the worker's interpreter at its start (a `sitecustomize` on its PYTHONPATH): a bug
+# that meets one input, after changing the engine's state, as a half-done handling would.
+PLANTED_BUG = """
+from aggregates.engine import Engine
+
+_handle = Engine.handle
+
+
+def handle(self, event, *args, **kwargs):
+    outputs = _handle(self, event, *args, **kwargs)
+    if event.id == "w-6":
+        raise RuntimeError("a bug met by this input")
+    return outputs
+
+
+Engine.handle = handle
+"""
+
+
+def test_an_input_the_engine_fails_on_is_dead_lettered_and_its_half_done_change_undone(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    # given the welcome inputs, then a reply of c-101 at 23:20, and a worker whose engine
+    # fails on w-6 (c-101's first reply, at 23:10) after deciding it in memory
+    prefix = pipeline_prefix
+    later_reply = (
+        b'{"specversion":"1.0","id":"w-7","source":"twilio","type":"message.received",'
+        b'"time":"2028-03-02T23:20:00Z","subject":"c-101","data":{"message_id":"m-10",'
+        b'"contact_id":"c-101","channel":"sms","body":"hello again"}}'
+    )
+    lines = [*(SCENARIO / "welcome.events.jsonl").read_bytes().splitlines(), later_reply]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    without = tmp_path / "without-w-6.jsonl"
+    without.write_bytes(b"\n".join(line for line in lines if b'"id":"w-6"' not in line) + b"\n")
+    expected = _replay(tmp_path, SCENARIO / "welcome.yaml", without)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(PLANTED_BUG)
+    log = tmp_path / "worker.log"
+    worker = start_worker(
+        kafka_bootstrap, fresh_database_url, prefix, log_to=log, env={"PYTHONPATH": str(hook)}
+    )
+    try:
+        _apply_welcome(kafka_bootstrap, prefix)
+        produced = cli(
+            "produce", str(events), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix
+        )
+        assert produced.returncode == 0, produced.stderr
+        [letter] = read_topics(kafka_bootstrap, prefix, ("dlq",), expect=1)
+        got = read_topics(
+            kafka_bootstrap, prefix, ("decisions", "effects", "contacts"), expect=len(expected) + 5
+        )
+        assert worker.poll() is None, "the worker died"
+    finally:
+        stop(worker)
+    # then w-6 is a dead letter naming the failure, and the worker decided the rest as a
+    # replay without w-6 does: c-101, still enrolled, is removed by its reply at 23:20
+    assert letter["field"] == "engine"
+    assert letter["reason"] == "the engine failed on it: RuntimeError: a bug met by this input"
+    assert b'"id":"w-6"' in letter["value"].encode()
+    assert comparable(got) == comparable(expected)
+    assert any(
+        e["type"] == "enrollment.disenrolled" and e["data"]["contact_id"] == "c-101"
+        for e in expected
+    )
+    assert "the engine failed on" in log.read_text()
+
+
 def test_a_malformed_record_lands_on_the_dead_letter_topic_and_the_worker_goes_on(
     kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ import jsonschema
 import orjson
 import pytest
 
+from aggregates.engine import Engine
 from ops import replay_cli
 from ops.cli import main
 from schemas.checking import schema_document
@@ -621,3 +622,28 @@ def test_a_line_with_a_nul_character_is_a_dead_letter_naming_the_field(tmp_path:
     assert status == 1
     assert [(letter["line"], letter["field"]) for letter in letters] == [(2, "data.tag")]
     assert [e["type"] for e in outputs].count("sms.send") == 1
+
+
+def test_an_input_the_engine_fails_on_stops_the_replay_naming_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given an engine with a bug that the second line meets
+    handle = Engine.handle
+
+    def failing(self: Engine, event: Any, *args: Any, **kwargs: Any) -> Any:
+        if event.id == "e-2":
+            raise RuntimeError("a bug met by this input")
+        return handle(self, event, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "handle", failing)
+    # when the file is replayed
+    status, outputs, _ = replay(tmp_path, ONLY_SEQUENCES, good_lines())
+    # then it stops at that line with exit 1, saying so, and what came before is written
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "RuntimeError: a bug met by this input" in err
+    assert (
+        f"{tmp_path / 'events.jsonl'}: line 2: the engine failed on it: RuntimeError:"
+        " a bug met by this input; the replay stopped there"
+    ) in err
+    assert [o["type"] for o in outputs if o["type"] == "sequence.defined"] == ["sequence.defined"]
