@@ -286,7 +286,7 @@ class ContactCard:
     first_name: str | None = None
     last_name: str | None = None
     # The name shown: the later of the name an enrollment carried (`given_name`) and the
-    # one the contact facts' first and last names make, as `_resolve_name` chooses.
+    # one the contact facts' first and last names make, as `resolve_name` chooses.
     name: str | None = None
     phone: str | None = None
     email: str | None = None
@@ -309,40 +309,46 @@ class ContactCard:
             if getattr(self, field_name) is not None and getattr(self, field_name + "_at") is None:
                 setattr(self, field_name + "_at", self.seen_at)
 
-    def offer(self, field_name: str, value: str | None, moment: datetime | None) -> None:
-        """Take `value` unless the field holds a value of a later fact, or of a fact of the
-        same time that sorts after it (the same fact again changes nothing). A fact without
-        a time (never from a stream) is taken as the latest."""
-        if value is None:
-            return
-        held_at: datetime | None = getattr(self, field_name + "_at")
-        if moment is not None and held_at is not None:
-            held: str | None = getattr(self, field_name)
-            if moment < held_at or (moment == held_at and held is not None and value <= held):
-                return
-        setattr(self, field_name, value)
-        if moment is not None:
-            setattr(self, field_name + "_at", moment)
-
     def resolve_name(self) -> None:
-        joined = " ".join(p for p in (self.first_name, self.last_name) if p) or None
-        parts = [t for t in (self.first_name_at, self.last_name_at) if t is not None]
-        candidates = [
-            (_newest_first(at), value)
-            for value, at in (
-                (self.given_name, self.given_name_at),
-                (joined, max(parts) if parts else None),
-            )
-            if value is not None
-        ]
-        self.name = max(candidates)[1] if candidates else None
+        """`name`: the later of the enrollment's name and the facts' first and last names,
+        the greater at the same time (a time-less value, never from a stream, the latest)."""
+        first, last = self.first_name, self.last_name
+        joined = f"{first} {last}" if first and last else (first or last or None)
+        given = self.given_name
+        if joined is None or given is None:
+            self.name = given if joined is None else joined
+            return
+        first_at, last_at = self.first_name_at, self.last_name_at
+        joined_at = (
+            first_at if last_at is None else last_at if first_at is None else max(first_at, last_at)
+        )
+        if (_key(joined_at), joined) < (_key(self.given_name_at), given):
+            self.name = given
+        else:
+            self.name = joined
 
 
 CARD_FIELDS = ("first_name", "last_name", "given_name", "phone", "email")
+
+
+def _later(
+    value: str | None, held: str | None, held_at: datetime | None, moment: datetime | None
+) -> bool:
+    """Whether `value` replaces what a field holds: unless the field holds a value of a
+    later fact, or of a fact of the same time that sorts after it (so facts of one time
+    give one card in any order, and the same fact again changes nothing). A fact without a
+    time (never from a stream) is taken as the latest."""
+    if value is None:
+        return False
+    if moment is None or held_at is None:
+        return True
+    return moment > held_at or (moment == held_at and (held is None or value > held))
+
+
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
-def _newest_first(moment: datetime | None) -> tuple[bool, datetime]:
+def _key(moment: datetime | None) -> tuple[bool, datetime]:
     """A sort key that puts a time-less value (never from a stream) after every time."""
     return (moment is None, moment or _EARLIEST)
 
@@ -372,16 +378,33 @@ class Directory:
             card = self.cards[contact_id] = ContactCard(contact_id)
         if moment is not None and (card.seen_at is None or moment > card.seen_at):
             card.seen_at = moment
+        # Spelled out field by field: this runs for every enrollment and contact fact of a
+        # rebuild, where a generic getattr/setattr version cost twice the time.
         if kind in ("enrollment.enrolled", "enrollment.rejected"):
-            card.offer("given_name", text_of(data, "contact_name"), moment)
-            card.offer("phone", text_of(data, "contact_phone"), moment)
-            card.offer("email", text_of(data, "contact_email"), moment)
+            name = text_of(data, "contact_name")
+            phone = text_of(data, "contact_phone")
+            email = text_of(data, "contact_email")
+            if _later(name, card.given_name, card.given_name_at, moment):
+                card.given_name, card.given_name_at = name, moment or card.given_name_at
+                card.resolve_name()
         else:
-            card.offer("phone", text_of(data, "phone"), moment)
-            card.offer("email", text_of(data, "email"), moment)
-            card.offer("first_name", text_of(data, "first_name"), moment)
-            card.offer("last_name", text_of(data, "last_name"), moment)
-        card.resolve_name()
+            phone = text_of(data, "phone")
+            email = text_of(data, "email")
+            first = text_of(data, "first_name")
+            last = text_of(data, "last_name")
+            named = False
+            if _later(first, card.first_name, card.first_name_at, moment):
+                card.first_name, card.first_name_at = first, moment or card.first_name_at
+                named = True
+            if _later(last, card.last_name, card.last_name_at, moment):
+                card.last_name, card.last_name_at = last, moment or card.last_name_at
+                named = True
+            if named:
+                card.resolve_name()
+        if _later(phone, card.phone, card.phone_at, moment):
+            card.phone, card.phone_at = phone, moment or card.phone_at
+        if _later(email, card.email, card.email_at, moment):
+            card.email, card.email_at = email, moment or card.email_at
 
     def get(self, contact_id: str | None) -> ContactCard | None:
         return None if contact_id is None else self.cards.get(contact_id)
