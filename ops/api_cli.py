@@ -43,8 +43,10 @@ def register(commands: SubParsers) -> None:
     parser.add_argument(
         "--history",
         type=Path,
+        action="append",
         metavar="FILE",
-        help="read models from this output stream (.jsonl); without it, PostgreSQL",
+        help="read models from this output stream (.jsonl); again for more files, read in the"
+        " order given (a replay's output, then outcomes); without it, PostgreSQL",
     )
     add_kafka_flags(parser, env, database=True)
     parser.add_argument(
@@ -99,9 +101,9 @@ def run_api(args: argparse.Namespace) -> int:
     read_models: ReadModelSource
     if args.history is not None:
         try:
-            read_models = FileReadModels.load(args.history)
+            read_models = FileReadModels.load(*args.history)
         except OSError as error:
-            print(f"{PROG}: cannot read {args.history}: {error.strerror}", file=sys.stderr)
+            print(f"{PROG}: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
             return 2
     elif args.database_url:
         malformed = malformed_database_url(args.database_url)
@@ -173,7 +175,7 @@ async def _application(
     return app
 
 
-def read_only(history: Path) -> Publish:
+def read_only(history: list[Path]) -> Publish:
     """The publisher of an API over a file: every command is refused (405)."""
 
     async def refuse(_topic: str, _event: CloudEvent) -> None:
@@ -182,10 +184,11 @@ def read_only(history: Path) -> Publish:
     return refuse
 
 
-def read_only_reason(history: Path) -> str:
+def read_only_reason(history: list[Path]) -> str:
+    files = ", ".join(str(path) for path in history)
     return (
-        f"read-only: this API serves the file {history}; commands need the live mode"
-        " (DATABASE_URL, Kafka)"
+        f"read-only: this API serves the file{'s' if len(history) > 1 else ''} {files};"
+        " commands need the live mode (DATABASE_URL, Kafka)"
     )
 
 

@@ -6,11 +6,13 @@ import argparse
 import sys
 import traceback
 from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 from ops.cli_time import moment
 from ops.definition_files import load_or_explain
+from ops.replay_inputs import InputFiles
 from schemas.envelope import CloudEvent
 from streams.embedded import EngineFailedError, RejectedLine, ReplayStats, replay
 
@@ -28,7 +30,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--sequences", required=True, type=Path, help="sequence definitions (YAML or JSON)"
     )
     parser.add_argument(
-        "--events", required=True, type=Path, help="input events, one CloudEvent per line"
+        "--events",
+        required=True,
+        type=Path,
+        action="append",
+        help="input events, one CloudEvent per line; again for a history kept in several"
+        " files, read one after the other in the order given (the engine keeps no state"
+        " between runs)",
     )
     parser.add_argument(
         "--until",
@@ -79,78 +87,163 @@ def run(args: argparse.Namespace) -> int:
     definitions = load_or_explain(args.sequences)
     if definitions is None:
         return 2
+    events: list[Path] = args.events
     # Every output checked before anything is opened or processed.
     refusal = (
         _unwritable("--out", args.out)
         or _unwritable("--dlq", args.dlq)
         or _overlapping(
             {"--out": args.out, "--dlq": args.dlq},
-            {"--events": args.events, "--sequences": args.sequences, "--out": args.out},
+            {
+                **{"--events" if len(events) == 1 else f"--events {p}": p for p in events},
+                "--sequences": args.sequences,
+                "--out": args.out,
+            },
         )
     )
     if refusal is not None:
         print(f"dripstream: {refusal}", file=sys.stderr)
         return 2
-    with ExitStack() as files:
-        try:
-            events_file = files.enter_context(args.events.open("rb"))
-        except OSError as error:
-            print(f"dripstream: cannot read {args.events}: {error.strerror}", file=sys.stderr)
-            return 2
-        try:
-            out = files.enter_context(args.out.open("wb")) if args.out else sys.stdout.buffer
-            dlq = files.enter_context(args.dlq.open("wb")) if args.dlq else None
-        except OSError as error:
-            print(f"dripstream: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
-            return 2
-        try:
-            stats = _replay_into(definitions, events_file, out, dlq, args)
-        except EngineFailedError as failed:
-            traceback.print_exception(failed.__cause__ or failed, file=sys.stderr)
-            print(
-                f"dripstream: {args.events}: {failed}; the replay stopped there (what was decided"
-                " before it is written). This is a bug in dripstream: please report it with"
-                " that line.",
-                file=sys.stderr,
-            )
-            return 1
-        finally:
-            if not args.out:
-                out.flush()
+    try:
+        with ExitStack() as files:
+            opened = _open(files, args)
+            if opened is None:
+                return 2
+            inputs, out, dlq = opened
+            report = _Report(inputs, dlq)
+            stats = _replay_said(definitions, inputs, out, report, args)
+    except OSError as error:
+        # Writing failed (a full disk, say): said in one line; --out keeps what was written.
+        target = error.filename or args.out or "the standard output"
+        print(f"dripstream: cannot write {target}: {error.strerror}", file=sys.stderr)
+        return 2
+    if stats is None:
+        return 1
+    report.close()
     if stats.beyond_until:
         print(
             f"dripstream: {stats.beyond_until} event(s) from the first one after --until on"
             " were not processed",
             file=sys.stderr,
         )
-    if stats.duplicates:
+    if stats.duplicates and stats.first_duplicate is not None:
         print(
-            f"dripstream: {args.events}: {stats.duplicates} event(s) repeated the source and id"
-            f" of one decided before and were skipped (the first at line {stats.first_duplicate})",
+            f"dripstream: {inputs.label}{stats.duplicates} event(s) repeated the source and id of"
+            f" one decided before and were skipped (the first at"
+            f" {inputs.at(stats.first_duplicate)})",
             file=sys.stderr,
         )
-    if stats.late:
+    if stats.late and stats.first_late is not None:
         print(
-            f"dripstream: {args.events}: {stats.late} event(s) were earlier than an event before"
-            f" them (the first at line {stats.first_late}); each was decided in file order, after"
+            f"dripstream: {inputs.label}{stats.late} event(s) were earlier than an event before"
+            f" them (the first at {inputs.at(stats.first_late)}); each was decided in file"
+            " order, after"
             " the timers already fired",
             file=sys.stderr,
         )
-    if stats.own_changes:
+    if stats.own_changes and stats.first_own_change is not None:
         print(
-            f"dripstream: {args.events}: {stats.own_changes} event(s) with source 'dripstream' (the"
-            f" first at line {stats.first_own_change}) were the engine's own contact changes and"
+            f"dripstream: {inputs.label}{stats.own_changes} event(s) with source 'dripstream' (the"
+            f" first at {inputs.at(stats.first_own_change)}) were the engine's own contact"
+            " changes and"
             " were not applied again",
+            file=sys.stderr,
+        )
+    if not stats.inputs and not stats.rejected:
+        print(
+            "dripstream: no input event was decided: the output holds the sequence definitions"
+            f" only, dated {'--until' if args.until else 'the Unix epoch (no time anywhere)'}",
             file=sys.stderr,
         )
     return 1 if stats.rejected else 0
 
 
+def _open(
+    files: ExitStack, args: argparse.Namespace
+) -> tuple[InputFiles, IO[bytes], IO[bytes] | None] | None:
+    """The inputs and outputs of the run, opened; None (said on stderr) when one cannot be."""
+    inputs = InputFiles([])
+    for path in args.events:
+        try:
+            inputs.files.append((path, files.enter_context(path.open("rb"))))
+        except OSError as error:
+            print(f"dripstream: cannot read {path}: {error.strerror}", file=sys.stderr)
+            return None
+    try:
+        out = files.enter_context(args.out.open("wb")) if args.out else sys.stdout.buffer
+        dlq = files.enter_context(args.dlq.open("wb")) if args.dlq else None
+    except OSError as error:
+        print(f"dripstream: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
+        return None
+    return inputs, out, dlq
+
+
+def _replay_said(
+    definitions: dict[str, Any],
+    inputs: InputFiles,
+    out: IO[bytes],
+    report: _Report,
+    args: argparse.Namespace,
+) -> ReplayStats | None:
+    """The replay's stats; None when the engine failed on a line (said on stderr)."""
+    try:
+        stats = _replay_into(definitions, inputs, out, report, args)
+    except EngineFailedError as failed:
+        traceback.print_exception(failed.__cause__ or failed, file=sys.stderr)
+        print(
+            f"dripstream: {inputs.place(failed.line)}: {failed.error}; the replay stopped"
+            " there (what was decided before it is written). This is a bug in dripstream:"
+            " please report it with that line.",
+            file=sys.stderr,
+        )
+        return None
+    out.flush()
+    return stats
+
+
+BAD_LINES_SHOWN = 20  # on stderr; --dlq keeps every one
+
+
+@dataclass(slots=True)
+class _Report:
+    """Rejected lines: the first BAD_LINES_SHOWN on stderr (a wrong file would print a line
+    for each of its lines), every one to --dlq, by its file and line within it."""
+
+    inputs: InputFiles
+    dlq: IO[bytes] | None
+    shown: int = 0
+    more: int = 0
+
+    def rejected(self, line: RejectedLine) -> None:
+        path, number = self.inputs.where(line.line)
+        if self.shown < BAD_LINES_SHOWN:
+            self.shown += 1
+            print(
+                f"dripstream: {self.inputs.place(line.line)}: {line.field}: {line.reason}",
+                file=sys.stderr,
+            )
+        else:
+            self.more += 1
+        if self.dlq is not None:
+            several = len(self.inputs.files) > 1
+            own = replace(line, line=number)
+            self.dlq.write(own.dead_letter(str(path) if several else None) + b"\n")
+
+    def close(self) -> None:
+        if self.more:
+            kept = (
+                " (--dlq keeps them all)"
+                if self.dlq is not None
+                else " (--dlq FILE keeps them all)"
+            )
+            print(f"dripstream: {self.more} more bad line(s) not shown{kept}", file=sys.stderr)
+
+
 def _replay_into(
     definitions: dict[str, Any],
-    events_file: IO[bytes],
+    inputs: InputFiles,
     out: IO[bytes],
-    dlq: IO[bytes] | None,
+    report: _Report,
     args: argparse.Namespace,
 ) -> ReplayStats:
     buffer: list[bytes] = []
@@ -167,17 +260,12 @@ def _replay_into(
             buffer.clear()
             out.write(chunk)
 
-    def on_rejected(rejected: RejectedLine) -> None:
-        print(f"dripstream: {args.events}: {rejected.message()}", file=sys.stderr)
-        if dlq is not None:
-            dlq.write(rejected.dead_letter() + b"\n")
-
     try:
         return replay(
             definitions,
-            events_file,
+            inputs.lines(),
             sink,
-            on_rejected,
+            report.rejected,
             until=args.until,
             close_windows=not args.leave_windows_open,
         )

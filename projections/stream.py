@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import orjson
 
 from schemas.envelope import ENGINE_SOURCE, parse_time
+from schemas.validation import UTF8_BOM
 
 _Item = TypeVar("_Item")
 
@@ -173,6 +174,10 @@ class LineError:
 
 
 def decode_line(raw: bytes | str) -> OutputEvent:
+    if isinstance(raw, bytes) and raw.startswith(UTF8_BOM):
+        # A file saved by an editor that writes a byte order mark (or files joined, each
+        # with one): its first event is not lost to it, as `replay` reads an input file.
+        raw = raw[len(UTF8_BOM) :]
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -32,7 +32,8 @@ class EngineFailedError(Exception):
     state may be half changed."""
 
     def __init__(self, line: int, error: Exception) -> None:
-        super().__init__(f"line {line}: the engine failed on it: {type(error).__name__}: {error}")
+        self.error = f"the engine failed on it: {type(error).__name__}: {error}"
+        super().__init__(f"line {line}: {self.error}")
         self.line = line
 
 
@@ -48,18 +49,20 @@ class RejectedLine:
     def message(self) -> str:
         return f"line {self.line}: {self.field}: {self.reason}"
 
-    def dead_letter(self) -> bytes:
+    def dead_letter(self, file: str | None = None) -> bytes:
         """One JSON line: `raw` is the line as text (readable, but bytes that are not UTF-8
-        become U+FFFD), `raw_base64` the exact bytes, in every record (CONTRACT.md §1)."""
-        return orjson.dumps(
-            {
-                "line": self.line,
-                "field": self.field,
-                "reason": self.reason,
-                "raw": self.raw.decode("utf-8", errors="replace"),
-                "raw_base64": base64.b64encode(self.raw).decode("ascii"),
-            }
-        )
+        become U+FFFD), `raw_base64` the exact bytes, in every record (CONTRACT.md §1);
+        `file`, when given (a replay of several files), the file `line` counts in."""
+        letter: dict[str, object] = {
+            "line": self.line,
+            "field": self.field,
+            "reason": self.reason,
+            "raw": self.raw.decode("utf-8", errors="replace"),
+            "raw_base64": base64.b64encode(self.raw).decode("ascii"),
+        }
+        if file is not None:
+            letter["file"] = file
+        return orjson.dumps(letter)
 
 
 @dataclass(slots=True)

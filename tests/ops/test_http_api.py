@@ -25,6 +25,7 @@ from ops.http_api import (
     make_app,
 )
 from ops.openapi import openapi_document
+from projections.history import HistoryQuery
 from projections.loading import load_file
 from projections.sequence_detail import detail_of
 from schemas.definitions import load_definition_file
@@ -762,7 +763,7 @@ async def test_two_requests_at_once_under_one_key_give_one_command(
 async def test_over_a_file_the_api_only_reads(output_file: Path) -> None:
     models, _ = load_file(output_file)
     app = make_app(
-        read_only(output_file), FileReadModels(models), read_only=read_only_reason(output_file)
+        read_only([output_file]), FileReadModels(models), read_only=read_only_reason([output_file])
     )
     async with TestClient(TestServer(app)) as reader:
         answer = await reader.post("/sequences/welcome/enrollments", json={"tag": "hot"})
@@ -962,3 +963,20 @@ async def test_a_misspelt_key_in_a_request_naming_contacts_is_named_not_passed_o
     )
     assert body["field"] == "tags"
     assert sink.sent == []
+
+
+def test_read_models_of_several_files_are_those_of_the_files_joined(
+    output_file: Path, tmp_path: Path
+) -> None:
+    # given an output stream split in two files
+    lines = output_file.read_bytes().splitlines(keepends=True)
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_bytes(b"".join(lines[: len(lines) // 2]))
+    second.write_bytes(b"".join(lines[len(lines) // 2 :]))
+    # when both are loaded, in order
+    both = FileReadModels.load(first, second)
+    whole = FileReadModels.load(output_file)
+    # then the API answers as for the whole file
+    assert both.sequences() == whole.sequences()
+    assert both.history(HistoryQuery("welcome")) == whole.history(HistoryQuery("welcome"))
+    assert both.sequences() != FileReadModels.load(second).sequences()

@@ -647,3 +647,86 @@ def test_an_input_the_engine_fails_on_stops_the_replay_naming_its_line(
         " a bug met by this input; the replay stopped there"
     ) in err
     assert [o["type"] for o in outputs if o["type"] == "sequence.defined"] == ["sequence.defined"]
+
+
+def replay_files(tmp_path: Path, parts: list[bytes], *extra: str) -> tuple[int, bytes]:
+    """`dripstream replay` of the history in these files, in order: status and output."""
+    tmp_path.mkdir(exist_ok=True)
+    sequences = write(tmp_path / "sequences.yaml", ONLY_SEQUENCES)
+    out = tmp_path / "out.jsonl"
+    events = [
+        arg
+        for n, part in enumerate(parts, start=1)
+        for arg in ("--events", str(write(tmp_path / f"part{n}.jsonl", part)))
+    ]
+    argv = ["replay", "--sequences", str(sequences), *events, "--out", str(out), *extra]
+    return main(argv), out.read_bytes()
+
+
+def more_lines() -> list[bytes]:
+    later = {**GOOD_LINES[1], "id": "e-3", "time": "2028-03-02T15:05:00Z"}
+    later["data"] = {"contact_id": "c-1", "tag": "warm"}
+    return [*good_lines(), orjson.dumps(later)]
+
+
+def test_a_history_split_over_files_replays_as_the_whole_given_in_order(tmp_path: Path) -> None:
+    lines = more_lines()
+    whole = replay_files(tmp_path / "whole", [b"\n".join(lines) + b"\n"])
+    # the first part without its last newline, the second with a byte order mark
+    split = replay_files(
+        tmp_path / "split", [lines[0], b"\xef\xbb\xbf" + b"\n".join(lines[1:]) + b"\n"]
+    )
+    assert split == whole
+    assert whole[0] == 0
+
+
+def test_bad_lines_of_several_files_are_named_by_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _ = replay_files(
+        tmp_path,
+        [good_lines()[0] + b"\n{oops\n", b"\n".join(good_lines()[1:]) + b"\nnope\n"],
+        "--dlq",
+        str(tmp_path / "dlq.jsonl"),
+    )
+    assert status == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'part1.jsonl'}: line 2: event:" in err
+    assert f"{tmp_path / 'part2.jsonl'}: line 2: event:" in err
+    found = letters(tmp_path / "dlq.jsonl")
+    assert [(letter["file"], letter["line"]) for letter in found] == [
+        (str(tmp_path / "part1.jsonl"), 2),
+        (str(tmp_path / "part2.jsonl"), 2),
+    ]
+
+
+def test_bad_lines_past_twenty_are_counted_not_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _ = replay_files(tmp_path, [b"\n".join([b"{bad"] * 25 + good_lines()) + b"\n"])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert err.count(": event: ") == 20
+    assert "5 more bad line(s) not shown (--dlq FILE keeps them all)" in err
+
+
+def test_an_output_that_cannot_be_written_is_said_in_one_line_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = Path("/dev/full")
+    if not full.exists():
+        pytest.skip("no /dev/full here")
+    sequences = write(tmp_path / "sequences.yaml", ONLY_SEQUENCES)
+    events = write(tmp_path / "events.jsonl", b"\n".join(good_lines()) + b"\n")
+    argv = ["replay", "--sequences", str(sequences), "--events", str(events), "--out", str(full)]
+    assert main(argv) == 2
+    assert "cannot write /dev/full: No space left on device" in capsys.readouterr().err
+
+
+def test_a_history_with_no_event_says_the_output_holds_the_definitions_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out = replay_files(tmp_path, [b""])
+    assert status == 0
+    assert [orjson.loads(line)["type"] for line in out.splitlines()] == ["sequence.defined"]
+    assert "no input event was decided" in capsys.readouterr().err

@@ -512,3 +512,14 @@ def test_joined_files_tell_each_line_back_by_its_own_file_and_number(tmp_path: P
             (last, 2),
         ]
     assert not stream.path.exists()  # the joined copy goes with the command
+
+
+def test_a_history_file_starting_with_a_byte_order_mark_loses_no_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, history_file: Path
+) -> None:
+    marked = tmp_path / "marked.jsonl"
+    marked.write_bytes(b"\xef\xbb\xbf" + history_file.read_bytes())
+    for argv in (("sequences", "list"), ("history", "welcome")):
+        expected = run(capsys, *argv, "--history", str(history_file))
+        assert run(capsys, *argv, "--history", str(marked)) == expected
+        assert expected[0] == 0
