@@ -535,7 +535,15 @@ def _say(message: str) -> None:
 
 
 def _write_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+    # UTF-8 bytes, as JSON is, whatever the terminal's encoding (an ASCII or cp1252 one
+    # could not encode an accented name).
+    text = orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n"
+    binary = getattr(sys.stdout, "buffer", None)  # none when redirected to a StringIO
+    if binary is None:
+        sys.stdout.write(text.decode())
+        return
+    sys.stdout.flush()
+    binary.write(text)
 
 
 def sequences_text(rows: Sequence[SequenceRow]) -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -523,3 +526,18 @@ def test_a_history_file_starting_with_a_byte_order_mark_loses_no_line(
         expected = run(capsys, *argv, "--history", str(history_file))
         assert run(capsys, *argv, "--history", str(marked)) == expected
         assert expected[0] == 0
+
+
+def test_an_ascii_terminal_gets_json_in_utf8_and_tables_with_stand_ins(tmp_path: Path) -> None:
+    given = Stream()
+    given.defined("welcome", name="Welcome")
+    given.enrolled("welcome", "c-1", T0, name="José Núñez", phone="+17205550142")
+    path = given.write(tmp_path / "out.jsonl")
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    command = [sys.executable, "-m", "ops.cli", "history", "welcome", "--history", str(path)]
+    as_json = subprocess.run([*command, "--json"], capture_output=True, env=env, check=False)
+    assert as_json.returncode == 0, as_json.stderr
+    assert orjson.loads(as_json.stdout)["rows"][0]["contact_name"] == "José Núñez"
+    table = subprocess.run(command, capture_output=True, env=env, check=False)
+    assert table.returncode == 0, table.stderr
+    assert b"Jos? N??ez" in table.stdout
