@@ -59,6 +59,25 @@ def _page(row: str, total: str) -> dict[str, Any]:
     }
 
 
+def _history_page() -> dict[str, Any]:
+    """A History page, with the window its timeframe chose."""
+    page = _page("HistoryRow", "rows after the filters")
+    when = "RFC 3339, UTC"
+    page["required"] = [*page["required"], "timezone", "timeframe", "now", "from", "to"]
+    page["properties"] |= {
+        "timezone": {"type": "string", "description": "the zone the timeframe's days are in"},
+        "timeframe": {"type": "string", "enum": list(TIMEFRAMES)},
+        "now": _nullable(
+            "string",
+            description=f"the moment the timeframe counts from ({when}): `now`, else"
+            " the latest decision",
+        ),
+        "from": _nullable("string", description=f"the window's start ({when}); null: all time"),
+        "to": _nullable("string", description=f"the window's end, excluded ({when})"),
+    }
+    return page
+
+
 _SEQUENCE_ID = {
     "name": "sequence_id",
     "in": "path",
@@ -271,7 +290,7 @@ SCHEMAS: dict[str, Any] = {
         },
         "additionalProperties": False,
     },
-    "HistoryPage": _page("HistoryRow", "rows after the filters"),
+    "HistoryPage": _history_page(),
     "ContactEnrollment": {
         "type": "object",
         "required": [

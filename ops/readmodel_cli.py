@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -336,7 +337,7 @@ def _sequence_view(
         _say(str(failed))
     except UnknownSequenceError as unknown:
         source = "PostgreSQL" if args.history is None else _names(args.history)
-        _say(_unknown_sequence(unknown, source))
+        _say(_unknown_sequence(unknown, source, args.history))
     return None
 
 
@@ -347,13 +348,17 @@ def _no_definitions(paths: list[Path]) -> str:
     )
 
 
-def _unknown_sequence(unknown: UnknownSequenceError, source: str) -> str:
-    """As `history` says it of a sequence it does not know; a deleted one says so."""
+def _unknown_sequence(
+    unknown: UnknownSequenceError, source: str, paths: list[Path] | None = None
+) -> str:
+    """As `history` says it of a sequence it does not know; a deleted one says so, with
+    the command that reads its history from the same source."""
     sequence_id = unknown.sequence_id
     if unknown.deleted:
+        files = "".join(f" --history {shlex.quote(str(path))}" for path in paths or [])
         return (
             f"unknown sequence {sequence_id!r}: deleted in {source} (its history stays"
-            f" readable: `{PROG} history {sequence_id}`)"
+            f" readable: `{PROG} history {shlex.quote(sequence_id)}{files}`)"
         )
     return f"unknown sequence {sequence_id!r}: no such sequence in {source}"
 

@@ -452,13 +452,29 @@ class HistoryPage:
     total: int
     rows: tuple[HistoryLine, ...]
     timezone: str
+    # The window the timeframe chose: the moment it counts from (`--now`, else the latest
+    # decision) and [start, end) in UTC, None for all time; said with the page so a
+    # `today` read later can be told apart and asked again.
+    timeframe: str = "all_time"
+    now: datetime | None = None
+    start: datetime | None = None
+    end: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "sequence_id": self.sequence_id,
             "total": self.total,
             "rows": [row.to_json() for row in self.rows],
+            "timezone": self.timezone,
+            "timeframe": self.timeframe,
+            "now": _time_or_none(self.now),
+            "from": _time_or_none(self.start),
+            "to": _time_or_none(self.end),
         }
+
+
+def _time_or_none(moment: datetime | None) -> str | None:
+    return None if moment is None else format_time(moment)
 
 
 def history_line(entry: HistoryEntry, card: ContactCard | None) -> HistoryLine:
@@ -502,7 +518,8 @@ class HistoryReport(Projection):
             return None
         info = self.catalog.sequences.get(query.sequence_id)
         zone = resolve_zone(query.timezone, info.account_timezone if info else None)
-        start, end = time_window(query.timeframe, query.now or self.latest_time or EPOCH, zone)
+        now = query.now or self.latest_time or EPOCH
+        start, end = time_window(query.timeframe, now, zone)
         types, terms = query.types, query.terms
         kept = [
             entry
@@ -525,4 +542,8 @@ class HistoryReport(Projection):
                 for entry in kept[query.offset : stop]
             ),
             timezone=zone.key,
+            timeframe=query.timeframe,
+            now=now,
+            start=start,
+            end=end,
         )

@@ -226,7 +226,8 @@ class PostgresReadModels:
         if not defined and sequence_key is None:
             return None
         zone = resolve_zone(query.timezone, account_zone)
-        start, end = time_window(query.timeframe, query.now or latest or EPOCH, zone)
+        now = query.now or latest or EPOCH
+        start, end = time_window(query.timeframe, now, zone)
         total, rows = 0, []
         if sequence_key is not None and type_keys:
             scope = _Scope(sequence_key, sorted(type_keys), start, end)
@@ -243,6 +244,10 @@ class PostgresReadModels:
             total=total,
             rows=tuple(HistoryLine(*row) for row in rows),
             timezone=zone.key,
+            timeframe=query.timeframe,
+            now=now,
+            start=start,
+            end=end,
         )
 
     def _fetch(self, query: sql.Composed, params: list[Any]) -> list[TupleRow]:

@@ -179,8 +179,15 @@ def test_history_json_gives_total_and_rows_newest_first(
 
     report = orjson.loads(out)
     assert code == 0
-    assert set(report) == {"sequence_id", "total", "rows"}
     assert (report["sequence_id"], report["total"]) == ("welcome", 5)
+    # and the window its timeframe chose: all time, counted from the latest decision
+    assert {k: v for k, v in report.items() if k not in ("rows", "sequence_id", "total")} == {
+        "timezone": "America/Denver",
+        "timeframe": "all_time",
+        "now": "2028-03-02T23:10:00Z",
+        "from": None,
+        "to": None,
+    }
     assert report["rows"][0] == {
         "contact": "Ravi (c-101) +17205550143",
         "contact_id": "c-101",
@@ -193,6 +200,17 @@ def test_history_json_gives_total_and_rows_newest_first(
     }
     assert report["rows"][-1]["action"] == "Enrolled"
     assert report["rows"][-1]["event"] == "contact_tagged"
+
+
+def test_history_json_says_the_window_of_its_timeframe(
+    capsys: pytest.CaptureFixture[str], history_file: Path
+) -> None:
+    argv = ("history", "welcome", "--history", str(history_file), "--json")
+    _, out, _ = run(capsys, *argv, "--timeframe", "today", "--timezone", "Asia/Tokyo")
+    report = orjson.loads(out)
+    # 23:10Z on 2 March is 08:10 on 3 March in Tokyo: that day, in UTC
+    assert (report["timezone"], report["timeframe"]) == ("Asia/Tokyo", "today")
+    assert (report["from"], report["to"]) == ("2028-03-02T15:00:00Z", "2028-03-03T15:00:00Z")
 
 
 def test_history_json_contact_is_the_tables_contact_column(

@@ -166,7 +166,7 @@ def test_a_deleted_sequence_is_refused_as_history_refuses_an_unknown_one(
             2,
             "",
             f"dripstream: unknown sequence 'gone': deleted in {out_file} (its history stays"
-            " readable: `dripstream history gone`)\n",
+            f" readable: `dripstream history gone --history {out_file}`)\n",
         )
     assert run(capsys, "history", "gone", *source)[0] == 0
 
