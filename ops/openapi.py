@@ -513,7 +513,7 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         _query(
                             "now",
-                            "RFC 3339; default the latest event time",
+                            "RFC 3339; default the time of the latest decision about a contact",
                             type="string",
                             format="date-time",
                         ),

@@ -177,8 +177,8 @@ def add_history(commands: SubParsers) -> None:
         "--now",
         type=moment,
         metavar="TIME",
-        help="the moment timeframes count from (RFC 3339; default: the latest event time in "
-        "the stream, so the same file gives the same report)",
+        help="the moment timeframes count from (RFC 3339; default: the time of the latest "
+        "decision about a contact in the stream, so the same file gives the same report)",
     )
     parser.add_argument(
         "--timezone",
