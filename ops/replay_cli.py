@@ -137,16 +137,14 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"dripstream: {inputs.label}{stats.late} event(s) were earlier than an event before"
             f" them (the first at {inputs.at(stats.first_late)}); each was decided in file"
-            " order, after"
-            " the timers already fired",
+            " order, after the timers already fired",
             file=sys.stderr,
         )
     if stats.own_changes and stats.first_own_change is not None:
         print(
             f"dripstream: {inputs.label}{stats.own_changes} event(s) with source 'dripstream' (the"
             f" first at {inputs.at(stats.first_own_change)}) were the engine's own contact"
-            " changes and"
-            " were not applied again",
+            " changes and were not applied again",
             file=sys.stderr,
         )
     if not stats.inputs and not stats.rejected:
