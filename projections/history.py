@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from projections.base import Projection
+from projections.search_text import SEPARATOR, fold
 from projections.state import Catalog, ContactCard, Directory
 from projections.stream import OutputEvent, text_of
 from schemas.envelope import format_time
@@ -351,9 +352,11 @@ class SearchTerms:
 
     text: str
     digits: str
-    # As typed (stripped): PostgreSQL folds it with lower(), as it folds the stored names
-    # (under ICU where it has it: pg_tables `folding`), so the two always agree.
+    # As typed (stripped): PostgreSQL folds it with lower() to match contact ids, as it
+    # folds the stored ids (under ICU where it has it: pg_tables `folding`).
     typed: str
+    # As names, phones and e-mails are folded (search_text): accents and case aside.
+    folded: str
 
     @classmethod
     def parse(cls, text: str) -> SearchTerms | None:
@@ -361,19 +364,19 @@ class SearchTerms:
         if not wanted:
             return None
         digits = digits_of(wanted) if _PHONE_LIKE.fullmatch(wanted) else ""
-        return cls(wanted, digits, text.strip())
+        return cls(wanted, digits, text.strip(), fold(text.strip()).replace(SEPARATOR, " "))
 
 
 def contact_matches(terms: SearchTerms, contact_id: str | None, card: ContactCard | None) -> bool:
     if contact_id is None:
         return False
-    fields = [contact_id]
-    if card is not None:
-        fields += [f for f in (card.name, card.phone, card.email) if f]
-    if any(terms.text in f.lower() for f in fields):
+    if terms.text in contact_id.lower():
         return True
-    phone = card.phone if card is not None else None
-    return bool(terms.digits and phone and terms.digits in digits_of(phone))
+    if card is None:
+        return False
+    if any(terms.folded in fold(f) for f in (card.name, card.phone, card.email) if f):
+        return True
+    return bool(terms.digits and card.phone and terms.digits in digits_of(card.phone))
 
 
 # --- the report -----------------------------------------------------------------------------

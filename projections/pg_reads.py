@@ -68,16 +68,15 @@ _HISTORY_CONTEXT: LiteralString = """
 
 # The contacts a search matches (the same rules as `contact_matches`): by id among every
 # contact with history rows, by name, phone, e-mail or phone digits among the cards. Each
-# test is a LIKE the trigram indexes answer; `%(like)s` is the escaped text within `%`,
-# as typed: lower() folds it as it folds the stored values, with `{fold}` (pg_tables
-# `folding`: ICU where PostgreSQL has it, as the indexes were built).
+# test is a LIKE the trigram indexes answer. `%(like)s` is the escaped text within `%`, as
+# typed: lower() folds it as it folds the stored ids, with `{fold}` (pg_tables `folding`:
+# ICU where PostgreSQL has it, as the index was built); `%(folded)s` is it folded as
+# `folded` holds the card's fields (search_text, in Python on both sides).
 _MATCHING_CONTACTS: LiteralString = """
     SELECT key FROM {s}.contact_keys WHERE lower(contact_id{fold}) LIKE lower(%(like)s::text{fold})
     UNION
     SELECT k.key FROM {s}.contacts c JOIN {s}.contact_keys k ON k.contact_id = c.contact_id
-    WHERE lower(c.name{fold}) LIKE lower(%(like)s::text{fold})
-       OR lower(c.phone{fold}) LIKE lower(%(like)s::text{fold})
-       OR lower(c.email{fold}) LIKE lower(%(like)s::text{fold}) {digits}
+    WHERE c.folded LIKE %(folded)s {digits}
 """
 _MATCHING_DIGITS: LiteralString = "OR c.phone_digits LIKE %(digits)s"
 
@@ -325,7 +324,11 @@ class PostgresReadModels:
         digits = sql.SQL(_MATCHING_DIGITS if terms.digits else "")
         found = self._conn.execute(
             self._sql(_MATCHING_CONTACTS, digits=digits, fold=self._folding()),
-            {"like": _like(terms.typed), "digits": _like(terms.digits)},
+            {
+                "like": _like(terms.typed),
+                "folded": _like(terms.folded),
+                "digits": _like(terms.digits),
+            },
             prepare=False,
         ).fetchall()
         return sorted(int(row[0]) for row in found)

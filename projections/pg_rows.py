@@ -9,6 +9,7 @@ import orjson
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from projections.search_text import searchable
 from projections.state import ContactCard, Enrollment, SequenceInfo
 
 # What every read of a sequence needs; the writers keep its definition too.
@@ -74,8 +75,11 @@ CONTACT_COLUMNS = (
     "phone_at",
     "email_at",
 )
+# What a card's row holds beyond them: its fields folded for search (search_text), written
+# with the row and never read back into a card.
+CONTACT_WRITE_COLUMNS = (*CONTACT_COLUMNS, "folded")
 # Their types, for COPY.
-CONTACT_TYPES = ("text",) * 6 + ("timestamptz",) * 3 + ("text",) + ("timestamptz",) * 3
+CONTACT_TYPES = ("text",) * 6 + ("timestamptz",) * 3 + ("text",) + ("timestamptz",) * 3 + ("text",)
 HISTORY_COLUMNS = (
     "position",
     "event_source",
@@ -178,4 +182,5 @@ def card_row(c: ContactCard) -> Row:
         c.given_name_at,
         c.phone_at,
         c.email_at,
+        searchable(c.name, c.phone, c.email),
     )

@@ -26,6 +26,7 @@ from projections.history import HistoryEntry, history_entry
 from projections.pg_reads import PostgresReadModels
 from projections.pg_rows import (
     CONTACT_COLUMNS,
+    CONTACT_WRITE_COLUMNS,
     ENROLLMENT_COLUMNS,
     HISTORY_COLUMNS,
     HISTORY_COPY_TYPES,
@@ -350,7 +351,7 @@ class PostgresProjection(PostgresReadModels):
                     [(*row[:9], list(row[9]), *row[10:]) for row in enrollments],
                 )
             if cards:
-                cur.executemany(_upsert(self._schema, "contacts", CONTACT_COLUMNS), cards)
+                cur.executemany(_upsert(self._schema, "contacts", CONTACT_WRITE_COLUMNS), cards)
         if entries:
             self._store_history(entries)
 

@@ -41,8 +41,8 @@ from psycopg import conninfo, sql
 
 from projections.history import history_row
 from projections.pg_rows import (
-    CONTACT_COLUMNS,
     CONTACT_TYPES,
+    CONTACT_WRITE_COLUMNS,
     ENROLLMENT_COLUMNS,
     ENROLLMENT_TYPES,
     HISTORY_COLUMNS,
@@ -585,7 +585,7 @@ class _State:
             conn,
             schema,
             "contacts",
-            CONTACT_COLUMNS,
+            CONTACT_WRITE_COLUMNS,
             map(card_row, self.directory.cards.values()),
             CONTACT_TYPES,
         )
