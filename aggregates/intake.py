@@ -69,7 +69,7 @@ from email.utils import getaddresses, parseaddr
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from aggregates.lead_body import HTML_TAG, html_lines, json_lines
+from aggregates.lead_body import HTML_TAG, html_lines, json_lines, without_tags
 from aggregates.lead_labels import LABELS, NOT_ALNUM, REMARK, field_of, is_label
 from aggregates.phones import first_phone_in, to_e164
 
@@ -180,7 +180,9 @@ def parse_lead_email(
         lines = html_lines(body, is_label) if HTML_TAG.search(body) else plain
         fields = _best_fields(lines)
         if lines is not plain and not _reaches(fields):
-            # A plain-text mail with a tag in it ("see <b>my</b> note") is read as text too.
+            # A plain-text mail with a tag in it ("see <b>my</b> note", "<div>Name: …" over
+            # lines of its own) is read as text too, without those tags.
+            plain = [without_tags(line) for line in plain]
             plain_fields = _best_fields(plain)
             if _reaches(plain_fields):
                 lines, fields = plain, plain_fields

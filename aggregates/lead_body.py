@@ -11,11 +11,23 @@ from typing import Final
 
 # A tag's name ends at a space, `/` or `>`: `<b.smith@example.com>` in plain text is an
 # address, not a bold tag.
-HTML_TAG: Final = re.compile(
-    r"<(?:!doctype|html|head|body|br|p|div|table|thead|tbody|tr|td|th|span|font|b|strong|a"
-    r"|ul|ol|li|dl|dt|dd|h[1-6])(?=[\s/>])",
-    re.IGNORECASE,
+_TAG_NAMES: Final = (
+    r"(?:!doctype|html|head|body|br|p|pre|div|table|thead|tbody|tr|td|th|span|font|b|strong|a"
+    r"|ul|ol|li|dl|dt|dd|h[1-6])(?=[\s/>])"
 )
+HTML_TAG: Final = re.compile("<" + _TAG_NAMES, re.IGNORECASE)
+# A whole tag of those, opening or closing: what a plain reading of a body with a few tags
+# drops ("<div>Name: Maya" is "Name: Maya"), leaving "<b.smith@example.com>" as it is.
+_WHOLE_TAG: Final = re.compile("</?" + _TAG_NAMES + "[^>]*>", re.IGNORECASE)
+
+
+def without_tags(line: str) -> str:
+    return _SPACES.sub(" ", _WHOLE_TAG.sub(" ", line))
+
+
+_SPACES: Final = re.compile(r" {2,}")
+
+
 _CELL: Final = "\ue000"  # between table cells while an HTML row is being read
 
 _BLOCK_TAGS: Final = frozenset(

@@ -913,3 +913,21 @@ def test_a_from_answer_in_a_form_is_no_forward() -> None:
 def test_a_malformed_html_declaration_is_read_past(declaration: str) -> None:
     body = f"<p>Phone: 720-555-0142</p>{declaration}<p>Email: maya@gmail.com</p>"
     assert lead(body).phone == "+17205550142"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<pre>Name: Maya Ortiz\nPhone: 720-555-0142\nEmail: maya@gmail.com</pre>",
+        "<div>Name: Maya Ortiz\nPhone: 720-555-0142\nEmail: maya@gmail.com</div>",
+    ],
+    ids=["pre", "div-over-lines"],
+)
+def test_text_lines_inside_one_html_block_are_read_as_lines(body: str) -> None:
+    assert reached(lead(body)) == MAYA
+
+
+def test_a_plain_mail_read_without_its_tags_keeps_an_address_in_angle_brackets() -> None:
+    body = "Name: Maya Ortiz\nEmail: Maya <maya@gmail.com>\nMessage: see <b>my</b> note"
+    result = lead(body)
+    assert (result.email, result.notes) == ("maya@gmail.com", "see my note")
