@@ -301,12 +301,14 @@ class ContactCard:
     email_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        if self.seen_at is None:
+        # A row written before the times per field has none of them (a card written since
+        # has one for each field it holds): its one time stands in for each, and its name,
+        # whatever made it, counts as given.
+        if self.seen_at is None or any(getattr(self, f + "_at") for f in CARD_FIELDS):
             return
-        if self.given_name is None and self.given_name_at is None:
-            self.given_name = self.name  # an older row: its name, whatever made it
+        self.given_name = self.name
         for field_name in CARD_FIELDS:
-            if getattr(self, field_name) is not None and getattr(self, field_name + "_at") is None:
+            if getattr(self, field_name) is not None:
                 setattr(self, field_name + "_at", self.seen_at)
 
     def resolve_name(self) -> None:

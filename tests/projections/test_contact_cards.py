@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from projections.pg_rows import CONTACT_COLUMNS, card_row
 from projections.state import ContactCard, Directory
 
 T0 = datetime(2028, 3, 2, 22, 41, tzinfo=UTC)
@@ -127,3 +128,39 @@ def test_the_same_fact_again_changes_nothing() -> None:
     fact = ("contact.updated", {"phone": "+17205550100"}, T0)
     other = ("contact.updated", {"phone": "+17205550199"}, T0)
     assert card_after([fact, other, fact]).phone == card_after([other, fact]).phone
+
+
+def through_rows(batches: list[list[Fact]]) -> ContactCard:
+    """As the live projector folds: each batch into the card read back from its row."""
+    cards: list[ContactCard] = []
+    for batch in batches:
+        directory = Directory(cards)
+        for kind, data, moment in batch:
+            directory.fold(kind, "c1", data, moment)
+        card = directory.get("c1")
+        assert card is not None
+        cards = [ContactCard(*card_row(card)[: len(CONTACT_COLUMNS)])]
+    return cards[0]
+
+
+def test_a_card_read_back_from_its_row_folds_as_one_never_written() -> None:
+    early = ("contact.created", {"first_name": "Maya"}, T0)
+    phone = ("contact.updated", {"phone": "+17205550199"}, T0 + timedelta(hours=2))
+    late = ("contact.updated", {"first_name": "May"}, T0 + timedelta(hours=1))
+    assert through_rows([[early, phone], [late]]).name == card_after([early, phone, late]).name
+    assert card_after([early, phone, late]).name == "May"
+
+
+@given(
+    st.lists(st.tuples(FACT, st.integers(0, 3)), min_size=1, max_size=8),
+    st.randoms(use_true_random=False),
+    st.integers(1, 4),
+)
+def test_batches_read_back_from_rows_give_the_card_of_one_fold(
+    facts: list[tuple[tuple[str, dict[str, Any]], int]], shuffle: Any, size: int
+) -> None:
+    timed = [(kind, data, T0 + timedelta(seconds=s)) for (kind, data), s in facts]
+    arrived = list(timed)
+    shuffle.shuffle(arrived)
+    batches = [arrived[i : i + size] for i in range(0, len(arrived), size)]
+    assert shown(through_rows(batches)) == shown(card_after(timed))
