@@ -33,9 +33,9 @@ Reading rules (the "advanced algorithm" of the seed, kept predictable):
   one line each; a ``|`` or ``;`` not followed by a field stays in the value.
 * Quoted lines (starting with ``>``) are noise, and so is a signature (from a ``--`` line,
   or a sign-off below the fields that a field line does not follow, to the next
-  forwarded-message marker). When the body holds a forwarded message (a marker line, or,
-  below some text, a ``From:`` line with an address and ``Sent:``/``Date:`` and
-  ``Subject:`` lines under it), the
+  forwarded-message marker). When the body holds a forwarded message (a marker line, or a
+  ``From:`` line with an address and ``Subject:`` and ``Sent:``/``To:``/``Cc:`` lines
+  under it, as Outlook writes them), the
   forwarder's note above the first marker is ignored. If that leaves no phone or e-mail, the
   quoted lines and then the forwarder's note are tried, in that order.
 * Message/Comments-like fields become ``notes``, followed by any other ``Key: value`` field
@@ -44,9 +44,10 @@ Reading rules (the "advanced algorithm" of the seed, kept predictable):
 * Phone: E.164 via ``phonenumbers`` (region US); e-mail: the address inside the value,
   lower-cased, with a sane shape; state: two letters are upper-cased; time zone: an IANA
   name, or a US zone word ("Eastern", "PST") mapped to one; otherwise dropped.
-* A ``From: Name <address>`` line opening a body that is no forward (a form mailer's
-  template, as Contact Form 7's) names the lead: it is the lead when the body has no other
-  field, and gives the name and address its fields lack otherwise (not a role's address).
+* A ``From: Name <address>`` line among the first three of a body that is no forward (a
+  form mailer's template, as Contact Form 7's) names the lead: it is the lead when the body
+  has no other field, and gives the name and address its fields lack otherwise (not a
+  role's address).
   Else the sender stands in for the lead only when it is a named person with an address of
   no role or system ("info", "wordpress", "leads", "…form…", "noreply" …), the subject or
   body reads like an inquiry (quote, interested, call me …; not "lead", which a vendor's
@@ -114,7 +115,7 @@ _LABEL_DECORATION: Final = re.compile(r"^[\s*•·#=_-]+|[\s*•·#=_:?-]+$")
 # A header block of a forwarded message pasted without a marker line above it: a From
 # line, then Sent or Date and Subject lines (Outlook's plain forward).
 _HEADER_FROM: Final = re.compile(r"^\s*from:\s*\S", re.IGNORECASE)
-_HEADER_DATE: Final = re.compile(r"^\s*(?:sent|date):\s*\S", re.IGNORECASE)
+_HEADER_SENT: Final = re.compile(r"^\s*(?:sent|to|cc):\s*\S", re.IGNORECASE)
 _HEADER_SUBJECT: Final = re.compile(r"^\s*subject:", re.IGNORECASE)
 _FORWARD_MARKER: Final = re.compile(
     r"^(?:-{2,}\s*(?:forwarded message|original message)\s*-*"
@@ -299,19 +300,17 @@ def _is_forward_marker(line: str) -> bool:
 
 
 def _forward_at(lines: Sequence[str]) -> int | None:
-    """Where a forwarded message starts: a marker line, or a header block without one."""
-    text_seen = False
+    """Where a forwarded message starts: a marker line, or a header block without one (a
+    From line with an address, and Subject and Sent, To or Cc lines under it, as Outlook
+    writes them; a form mailer's own From, Subject and Date lines are no forward, nor is a
+    form's "From: Denver")."""
     for at, line in enumerate(lines):
         if _is_forward_marker(line):
             return at
-        # A form mailer's own header lines open its body ("From: Maya <maya@…>", a date): a
-        # forwarded message's come below the forwarder's note. And a form's "From: Denver"
-        # is an answer, not a header.
-        if text_seen and _HEADER_FROM.match(line) and "@" in line:
+        if _HEADER_FROM.match(line) and "@" in line:
             block = lines[at + 1 : at + 6]
-            if any(map(_HEADER_DATE.match, block)) and any(map(_HEADER_SUBJECT.match, block)):
+            if any(map(_HEADER_SENT.match, block)) and any(map(_HEADER_SUBJECT.match, block)):
                 return at
-        text_seen = text_seen or bool(line.strip())
     return None
 
 
@@ -491,25 +490,26 @@ def _first_name_like(values: Sequence[str]) -> str | None:
 
 
 def _name_like(value: str) -> bool:
-    words = value.casefold().split()
+    words = [w.strip(",.;:!?") for w in value.casefold().split()]
+    message_words = sum(w in _MESSAGE_WORDS for w in words)
     return (
         "@" not in value
         and sum(c.isdigit() for c in value) < 3
         and len(words) <= 7
         and not _SENTENCE.search(value)
-        and _NOT_IN_NAMES.isdisjoint(w.strip(",.;:!?") for w in words)
+        # Two of them, or one alone ("Thanks"): a message; one in a name ("Hi Tran") is not.
+        and message_words < 2
+        and not (message_words and len(words) == 1)
     )
 
 
-# A phrase going on after a comma ("Hello, call me"), or a question or exclamation; a name
-# may be "Smith, john" or "Ms. maya ortiz".
-_SENTENCE: Final = re.compile(r"[,;]\s+[^\W\d_A-Z][\w'-]*\s+\w|[!?]")
-# Words of a message that no name holds.
-_NOT_IN_NAMES: Final = frozenset(
+# A phrase going on after a comma ("Hello there, call me back"), or a question or
+# exclamation; a name may be "Smith, john paul" or "Ms. maya ortiz".
+_SENTENCE: Final = re.compile(r"[,;]\s+[^\W\d_A-Z][\w'-]*(?:\s+[\w'-]+){2,}|[!?]")
+# Words of a message, which a name seldom holds.
+_MESSAGE_WORDS: Final = frozenset(
     {
-        "i",
         "i'm",
-        "im",
         "am",
         "is",
         "are",
@@ -620,14 +620,17 @@ def _lead_from_from_line(lines: Sequence[str]) -> ParsedLead | None:
     role's or system's."""
     if _forward_at(lines) is not None:
         return None
-    line = next((line for line in lines if line.strip()), "")
-    if not _HEADER_FROM.match(line):
+    # Its first lines: a mailer may put a heading above ("New message from your website").
+    opening = [number for number, line in enumerate(lines) if line.strip()][:3]
+    at = next((n for n in opening if _HEADER_FROM.match(lines[n])), None)
+    if at is None:
         return None
+    line = lines[at]
     display, address = parseaddr(line.partition(":")[2].strip())
     email = _email(address) if address else None
     if email is None or not _a_persons(email):
         return None
-    rest = [other for other in lines if other is not line]
+    rest = [*lines[:at], *lines[at + 1 :]]
     text = "\n".join(other.strip() for other in _content(rest, keep_quoted=False)).strip()
     first, last = _split_name(" ".join(display.split())) if display.strip() else (None, None)
     return ParsedLead(

@@ -931,3 +931,44 @@ def test_a_plain_mail_read_without_its_tags_keeps_an_address_in_angle_brackets()
     body = "Name: Maya Ortiz\nEmail: Maya <maya@gmail.com>\nMessage: see <b>my</b> note"
     result = lead(body)
     assert (result.email, result.notes) == ("maya@gmail.com", "see my note")
+
+
+def test_a_forward_opening_with_its_header_block_gives_no_forwarder_address_to_the_lead() -> None:
+    body = (
+        "From: Bob Agent <bob@brokerage.example>\nSent: Monday, March 1, 2027 9:00 AM\n"
+        "To: Ann\nSubject: Lead for you\n\nName: Maya Ortiz\nPhone: 720-555-0142"
+    )
+    assert reached(lead(body, sender="Bob Agent <bob@brokerage.example>")) == (
+        "Maya",
+        "Ortiz",
+        "+17205550142",
+        None,
+    )
+
+
+def test_a_form_mailers_heading_above_its_from_line_keeps_the_lead() -> None:
+    body = (
+        "New message from your website\nFrom: Maya Ortiz <maya@gmail.com>\nSubject: Roof\n"
+        "Date: March 1, 2027\n\nMessage Body:\nCall me at 720-555-0142"
+    )
+    assert reached(lead(body, sender="WordPress <wordpress@acme.example>")) == MAYA
+
+
+@pytest.mark.parametrize(
+    ("written", "first", "last"),
+    [
+        ("John I. Smith", "John", "I. Smith"),
+        ("Im Soo-jin", "Im", "Soo-jin"),
+        ("Smith, john paul", "john paul", "Smith"),
+        ("Hi Tran", "Hi", "Tran"),
+    ],
+)
+def test_names_with_a_word_a_message_may_hold_are_names(
+    written: str, first: str, last: str
+) -> None:
+    result = lead(f"Name: {written}\nPhone: 720-555-0142")
+    assert (result.first_name, result.last_name) == (first, last)
+
+
+def test_a_one_word_message_is_no_name() -> None:
+    assert lead("First Name: Maya\nLast Name:\n\nThanks\nPhone: 720-555-0142").last_name is None
