@@ -54,11 +54,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    for stream in (sys.stdout, sys.stderr):
-        # Text (tables, messages) on a terminal whose encoding lacks a name's letters is
-        # shown with a stand-in rather than ending the command (JSON goes out as UTF-8).
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="replace")
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # Tables on a terminal whose encoding lacks a name's letters show a stand-in rather
+        # than end the command (JSON goes out as UTF-8: ops/json_out.py; stderr keeps
+        # Python's escapes).
+        sys.stdout.reconfigure(errors="replace")
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(arguments[0] if arguments else None)
     args = parser.parse_args(arguments)

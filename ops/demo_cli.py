@@ -29,6 +29,7 @@ from effects.ports import Rejected, SendResult
 from effects.processor import EffectProcessor
 from ops.cli_groups import SubParsers
 from ops.cli_time import moment
+from ops.json_out import write_json
 from ops.readmodel_cli import _history_text, sequences_text
 from ops.text_table import table
 from projections.history import HistoryPage, HistoryQuery, HistoryReport
@@ -177,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
             _say(f"cannot write to {args.out}: {error.strerror}")
             return 2
     if args.json:
-        sys.stdout.write(orjson.dumps(summary(demo, args.out), option=orjson.OPT_INDENT_2).decode())
+        write_json(summary(demo, args.out), newline=False)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(report(demo, args.out))

@@ -11,15 +11,15 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import orjson
 import psycopg
 
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.cli_time import moment
 from ops.history_files import JoinedFiles, joined
+from ops.json_out import write_json
 from ops.sequence_text import contacts_text, sequence_text
 from ops.service_errors import database_problem
 from ops.settings import at_least_one, whole_number
@@ -272,7 +272,7 @@ def run_sequences_list(args: argparse.Namespace) -> int:
         _say(str(failed))
         return 2
     if args.json:
-        _write_json([row.to_json() for row in rows])
+        write_json([row.to_json() for row in rows])
     else:
         sys.stdout.write(sequences_text(rows))
     return 1 if errors else 0
@@ -291,7 +291,7 @@ def run_sequences_show(args: argparse.Namespace) -> int:
         return 2
     detail, errors = read
     if args.json:
-        _write_json(detail.to_json())
+        write_json(detail.to_json())
     else:
         sys.stdout.write(sequence_text(detail, _without_definition(args.history)))
     return 1 if errors else 0
@@ -312,7 +312,7 @@ def run_sequences_contacts(args: argparse.Namespace) -> int:
         return 2
     page, errors = read
     if args.json:
-        _write_json(page.to_json())
+        write_json(page.to_json())
     else:
         sys.stdout.write(contacts_text(page, ended=args.ended))
     return 1 if errors else 0
@@ -408,7 +408,7 @@ def run_history(args: argparse.Namespace) -> int:
             _say(_no_definitions(args.history))
         return 2
     if args.json:
-        _write_json(page.to_json())
+        write_json(page.to_json())
     else:
         sys.stdout.write(_history_text(page))
     return 1 if errors else 0
@@ -537,18 +537,6 @@ def _connect(args: argparse.Namespace, missing: str = NO_SOURCE) -> Iterator[Pos
 
 def _say(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr)
-
-
-def _write_json(value: Any) -> None:
-    # UTF-8 bytes, as JSON is, whatever the terminal's encoding (an ASCII or cp1252 one
-    # could not encode an accented name).
-    text = orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n"
-    binary = getattr(sys.stdout, "buffer", None)  # none when redirected to a StringIO
-    if binary is None:
-        sys.stdout.write(text.decode())
-        return
-    sys.stdout.flush()
-    binary.write(text)
 
 
 def sequences_text(rows: Sequence[SequenceRow]) -> str:

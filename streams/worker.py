@@ -364,6 +364,10 @@ class EngineWorker:
                 await self._decide_group(group, ready)
             if self.generation != generation:
                 return  # a rebalance came while a batch was being recorded
+        if self.stale:
+            # The store refused a write, or the engine failed on an input and may be half
+            # changed: no timer fires on it; the next step rebuilds it.
+            return
         if self.event_clock:
             self._say_what_holds_back(everything)
         self._fire_timers(finished=finished)

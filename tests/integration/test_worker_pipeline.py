@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 import urllib.request
@@ -159,7 +160,13 @@ def test_an_input_the_engine_fails_on_is_dead_lettered_and_its_half_done_change_
     (hook / "sitecustomize.py").write_text(PLANTED_BUG)
     log = tmp_path / "worker.log"
     worker = start_worker(
-        kafka_bootstrap, fresh_database_url, prefix, log_to=log, env={"PYTHONPATH": str(hook)}
+        kafka_bootstrap,
+        fresh_database_url,
+        prefix,
+        log_to=log,
+        env={
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
+        },
     )
     try:
         _apply_welcome(kafka_bootstrap, prefix)
