@@ -41,6 +41,7 @@ from effects.lead_mail import (
     first_address,
     header_lines,
     lead_email_received,
+    seen_html,
 )
 from effects.ledger import Ledger, LedgerEntry
 from effects.mailgun_callbacks import MailgunCallbacks
@@ -320,7 +321,7 @@ class InboundHandlers:
         text = form.get("text")
         # An HTML-only mail goes as it is: the lead parser reads its tables, line breaks and
         # links, which flattening to text here would run together.
-        body = str(text) if text else str(form.get("html", ""))
+        body = str(text) if text else seen_html(str(form.get("html", "")))
         if not to:
             raise web.HTTPBadRequest(text="no recipient")
         headers = header_lines(str(form.get("headers", "")))

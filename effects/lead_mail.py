@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 from email.utils import getaddresses
+from typing import Final
 
 from effects import outcomes
 from schemas.envelope import EFFECTS_SOURCE, CloudEvent
@@ -54,6 +55,20 @@ def lead_email_received(
             "body": _printable(body[:MAX_LEAD_BODY]),
         },
     )
+
+
+# What an HTML mail holds that no reader sees: a head, styles, scripts, comments, images
+# inlined as data: URIs. Dropped before the body is cut to MAX_LEAD_BODY, so a big style
+# sheet does not push the lead's fields past the cut.
+_UNSEEN: Final = re.compile(
+    r"<(head|style|script)\b.*?</\1\s*>|<!--.*?-->|data:[^\s\"'>]*",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def seen_html(html: str) -> str:
+    """An HTML body without what no reader of it sees."""
+    return _UNSEEN.sub("", html)
 
 
 def _printable(text: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from effects.lead_mail import first_address, lead_email_received
+from effects.lead_mail import first_address, lead_email_received, seen_html
 from effects.ledger import Ledger
 from effects.mailgun_signature import MailgunSignatureCheck
 from effects.ports import Clock, EffectId, Publish
@@ -128,7 +128,7 @@ class MailgunCallbacks:
         body = (
             _text(form.get("body-plain"))
             or _text(form.get("stripped-text"))
-            or _text(form.get("body-html"))  # as SendGrid's `html`: the parser reads HTML
+            or seen_html(_text(form.get("body-html")))  # as SendGrid's `html`
         )
         headers = [*_header_pairs(_text(form.get("message-headers")))]
         headers.append(("Message-Id", _text(form.get("Message-Id"))))

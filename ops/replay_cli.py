@@ -117,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
         target = error.filename or args.out or "the standard output"
         print(f"dripstream: cannot write {target}: {error.strerror}", file=sys.stderr)
         return 2
+    report.close()
     if stats is None:
         return 1
-    report.close()
     if stats.beyond_until:
         print(
             f"dripstream: {stats.beyond_until} event(s) from the first one after --until on"
@@ -199,12 +199,12 @@ def _replay_said(
     return stats
 
 
-BAD_LINES_SHOWN = 20  # on stderr; --dlq keeps every one
+BAD_LINES_PRINTED = 20  # of the whole run, on stderr; --dlq keeps every one
 
 
 @dataclass(slots=True)
 class _Report:
-    """Rejected lines: the first BAD_LINES_SHOWN on stderr (a wrong file would print a line
+    """Rejected lines: the first BAD_LINES_PRINTED on stderr (a wrong file would print a line
     for each of its lines), every one to --dlq, by its file and line within it."""
 
     inputs: InputFiles
@@ -214,7 +214,7 @@ class _Report:
 
     def rejected(self, line: RejectedLine) -> None:
         path, number = self.inputs.where(line.line)
-        if self.shown < BAD_LINES_SHOWN:
+        if self.shown < BAD_LINES_PRINTED:
             self.shown += 1
             print(
                 f"dripstream: {self.inputs.place(line.line)}: {line.field}: {line.reason}",

@@ -642,3 +642,23 @@ async def test_an_unsubscribe_from_a_users_notice_opts_no_contact_out(inbound: I
     await given_in_ledger(inbound, notice, "sent")
     assert await inbound.sendgrid_events(orjson.dumps([sendgrid_event("unsubscribe", 1)])) == 204
     assert inbound.sink.events("contact.opted_out") == []
+
+
+async def test_an_html_mail_s_unseen_parts_do_not_push_its_fields_past_the_cut(
+    inbound: Inbound,
+) -> None:
+    # given an HTML-only mail whose style sheet alone is longer than the body kept
+    style = "<head><style>" + ".x{color:red}" * 20_000 + "</style></head>"
+    image = '<img src="data:image/png;base64,' + "A" * 250_000 + '">'
+    form = parse_form(
+        to="leads@intake.example.com", subject="x", html=f"<html>{style}<body>{image}{HTML_LEAD}"
+    )
+    url = f"{inbound.url}/sendgrid/inbound?token={INBOUND_TOKEN}"
+    async with inbound.session.post(url, data=form) as response:
+        assert response.status == 200
+    # then what is kept still holds the lead
+    body = inbound.sink.events()[0].data["body"]
+    assert len(style) > 200_000
+    assert parse_lead_email(subject="x", body=body, sender=None) == ParsedLead(
+        first_name="Maya", last_name="Ortiz", phone="+17205550142", email="maya@example.com"
+    )
