@@ -49,11 +49,16 @@ Reading rules (the "advanced algorithm" of the seed, kept predictable):
   has no other field, and gives the name and address its fields lack otherwise (not a
   role's address).
   Else the sender stands in for the lead only when it is a named person with an address of
-  no role or system ("info", "wordpress", "leads", "…form…", "noreply" …), the subject or
+  no system or form mailer ("wordpress", "leads", "…form…", "noreply" …) and the subject or
   body reads like an inquiry (quote, interested, call me …; not "lead", which a vendor's
-  subject says), and the message names no other address (a reply's "… wrote:" line and a
-  signature aside). Then the sender's name and address
+  subject says). Then the sender's name and address
   are used, the first phone number written in the text, and the text itself as notes.
+* When the fields give a phone but no name or e-mail (a person's signature, "Cell: …"),
+  such a sender gives the name and address.
+* A reply (its subject "RE:", or a "… wrote:" line) is read from the person's own text
+  above what it quotes: the agent's mail below, and its signature, are not the lead's.
+* A delivery failure notice (from a mailer-daemon or postmaster) is no lead, whatever form
+  it quotes.
 * A body read as HTML (it holds a tag) that gives no phone or e-mail is read as plain
   lines too: a text mail quoting one ``<b>`` is still text.
 * A refusal for want of a phone or e-mail quotes the address or number the text does hold
@@ -63,6 +68,7 @@ Reading rules (the "advanced algorithm" of the seed, kept predictable):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,7 +139,7 @@ _AUTOMATED_SENDER: Final = re.compile(
 # Mailboxes of a role or a system, never a person writing in: "info@", "wordpress@",
 # "leads@", "website-form-submission@".
 _ROLE_MAILBOX: Final = re.compile(
-    r"^(?:info|admin|support|sales|marketing|web|website|webmaster|wordpress|wp|crm)(?:$|[._+-])"
+    r"^(?:web|website|webmaster|wordpress|wp|crm)(?:$|[._+-])"
     r"|(?:^|[._+-])(?:leads?|forms?|webforms?|submissions?|notifications?)(?:$|[._+-])",
     re.IGNORECASE,
 )
@@ -174,35 +180,47 @@ def parse_lead_email(
     """The lead written in an intake e-mail, or why there is none."""
     if not body.strip():
         return LeadProblem("empty body")
+    if _DELIVERY_FAILURE.match(parseaddr(sender or "")[1]):
+        # A bounce quotes the mail that failed (a lead form, say): no one is asking.
+        return LeadProblem(f"a delivery failure notice from {_shown(sender or '')}")
     body = body.lstrip("\ufeff").replace("\uff1a", ":")  # a BOM; a full-width colon
+    reply = bool(_REPLY_SUBJECT.match(subject or ""))
     lines = json_lines(body)
     if lines is None:
         plain = body.splitlines()
         lines = html_lines(body, is_label) if HTML_TAG.search(body) else plain
-        fields = _best_fields(lines)
+        reply = reply or any(map(_WROTE.search, lines))
+        fields = _best_fields(lines, reply=reply)
         if lines is not plain and not _reaches(fields):
             # A plain-text mail with a tag in it ("see <b>my</b> note", "<div>Name: …" over
             # lines of its own) is read as text too, without those tags.
             plain = [without_tags(line) for line in plain]
-            plain_fields = _best_fields(plain)
+            plain_fields = _best_fields(plain, reply=reply)
             if _reaches(plain_fields):
                 lines, fields = plain, plain_fields
     else:
-        fields = _best_fields(lines)
+        fields = _best_fields(lines, reply=reply)
     in_body = _lead_from_from_line(lines)
+    from_sender = _lead_from_sender(subject, sender, lines, reply=reply)
     if not any(fields[name] for name in ("first_name", "last_name", "name", "phone", "email")):
         if in_body is not None:
             return in_body
-        from_sender = _lead_from_sender(subject, sender, lines)
         if from_sender is not None:
             return from_sender
-    elif in_body is not None:
-        # The form's From line names the person its fields (a phone, say) are about; the
-        # fields' own values come first.
-        named = " ".join(p for p in (in_body.first_name, in_body.last_name) if p)
-        fields["email"] += [in_body.email] if in_body.email else []
+    elif in_body is not None or (from_sender is not None and not _names_or_mails(fields)):
+        # A form's From line names the person its fields (a phone, say) are about, and a
+        # person writing in is the one whose signature gives only a number: the fields'
+        # own values come first.
+        filler = in_body if in_body is not None else from_sender
+        assert filler is not None
+        named = " ".join(p for p in (filler.first_name, filler.last_name) if p)
+        fields["email"] += [filler.email] if filler.email else []
         fields["name"] += [named] if named else []
     return _lead_from_fields(fields, lines)
+
+
+def _names_or_mails(fields: _Fields) -> bool:
+    return any(fields[name] for name in ("first_name", "last_name", "name", "email"))
 
 
 def _reaches(fields: _Fields) -> bool:
@@ -281,9 +299,14 @@ def contact_id_for_lead(lead: ParsedLead) -> str:
 _Fields = dict[str, list[str]]
 
 
-def _best_fields(lines: Sequence[str]) -> _Fields:
-    """Fields of the first reading that finds a phone or e-mail (see the module notes)."""
+def _best_fields(lines: Sequence[str], *, reply: bool) -> _Fields:
+    """Fields of the first reading that finds a phone or e-mail (see the module notes). A
+    reply's own text is above what it quotes, which is the agent's mail: only that is read."""
     marker = _forward_at(lines)
+    if reply:
+        readings = [_content(lines if marker is None else lines[:marker], keep_quoted=False)]
+        found = [_read_fields(reading) for reading in readings]
+        return found[0]
     below = lines if marker is None else lines[marker + 1 :]
     readings = [_content(below, keep_quoted=False), _content(below, keep_quoted=True)]
     if marker is not None:
@@ -336,7 +359,7 @@ def _content(lines: Sequence[str], *, keep_quoted: bool) -> list[str]:
             out.append("")
         elif not in_signature:
             out.append(line)
-            fields_seen = fields_seen or _is_field(line)
+            fields_seen = fields_seen or _match(line) is not None
     return out
 
 
@@ -353,7 +376,7 @@ def _field_line_next(lines: Sequence[str], start: int, *, keep_quoted: bool) -> 
             continue
         line = raw.lstrip("> \t") if quoted else raw
         if line.strip():
-            return _is_field(line)
+            return _match(line) is not None
     return False
 
 
@@ -405,9 +428,11 @@ def _bare_label(line: str) -> str | None:
 def _read_fields(lines: Sequence[str]) -> _Fields:
     fields: _Fields = {name: [] for name in (*LABELS, "extra")}
     lines = [pair for line in lines for pair in _pairs(line)]
-    # Labels alone on their lines make a form only when there are two or more of them: one
-    # "Phone" line over a number in a person's own mail is their signature.
-    form = len({_bare_label(line) for line in lines} - {None}) > 1
+    # Labels alone on their lines make a form only when there are two or more of them above
+    # any sign-off: one "Phone" line over a number, or a signature's "Mobile" and "Email",
+    # is a person's own.
+    above = itertools.takewhile(lambda line: not _SIGN_OFF.fullmatch(line.strip()), lines)
+    form = len({_bare_label(line) for line in above} - {None}) > 1
     i = 0
     while i < len(lines):
         found = _match(lines[i])
@@ -495,7 +520,7 @@ def _name_like(value: str) -> bool:
     return (
         "@" not in value
         and sum(c.isdigit() for c in value) < 3
-        and len(words) <= 7
+        and len(words) <= 10
         and not _SENTENCE.search(value)
         # Two of them, or one alone ("Thanks"): a message; one in a name ("Hi Tran") is not.
         and message_words < 2
@@ -503,9 +528,8 @@ def _name_like(value: str) -> bool:
     )
 
 
-# A phrase going on after a comma ("Hello there, call me back"), or a question or
-# exclamation; a name may be "Smith, john paul" or "Ms. maya ortiz".
-_SENTENCE: Final = re.compile(r"[,;]\s+[^\W\d_A-Z][\w'-]*(?:\s+[\w'-]+){2,}|[!?]")
+# A question or an exclamation (a name may be "Smith, john paul", "Ms. maya ortiz").
+_SENTENCE: Final = re.compile(r"[!?]")
 # Words of a message, which a name seldom holds.
 _MESSAGE_WORDS: Final = frozenset(
     {
@@ -518,7 +542,6 @@ _MESSAGE_WORDS: Final = frozenset(
         "please",
         "call",
         "me",
-        "my",
         "we",
         "you",
         "your",
@@ -530,7 +553,6 @@ _MESSAGE_WORDS: Final = frozenset(
         "thanks",
         "thank",
         "hello",
-        "hi",
     }
 )
 
@@ -626,7 +648,7 @@ def _lead_from_from_line(lines: Sequence[str]) -> ParsedLead | None:
     if at is None:
         return None
     line = lines[at]
-    display, address = parseaddr(line.partition(":")[2].strip())
+    display, address = _name_and_address(line.partition(":")[2].strip())
     email = _email(address) if address else None
     if email is None or not _a_persons(email):
         return None
@@ -642,43 +664,43 @@ def _lead_from_from_line(lines: Sequence[str]) -> ParsedLead | None:
     )
 
 
+def _name_and_address(value: str) -> tuple[str, str]:
+    """`Name <address>` apart; a form writes "Doe, Jane <jane@…>" unquoted, which an RFC
+    5322 reading takes for two addresses."""
+    name, bracket, rest = value.rpartition("<")
+    if bracket and rest.rstrip().endswith(">"):
+        return name.strip().strip('"').strip(), rest.rstrip()[:-1].strip()
+    return parseaddr(value)
+
+
 def _a_persons(email: str) -> bool:
     return not (_AUTOMATED_SENDER.match(email) or _ROLE_MAILBOX.search(email.partition("@")[0]))
 
 
-def _names_another(text: str, email: str) -> bool:
-    """Whether the message itself names an address other than `email`: not a reply's
-    "On …, Bob <bob@…> wrote:" line, nor anything from a sign-off on (a signature)."""
-    for line in text.splitlines():
-        if line.rstrip() == "--" or _SIGN_OFF.fullmatch(line.strip()):
-            return False
-        if _WROTE.search(line):
-            continue
-        if any(found.casefold() != email for found in _EMAIL.findall(line)):
-            return True
-    return False
-
-
+# A reply: its subject, or the line that opens what it quotes ("On …, Bob <…> wrote:").
 _WROTE: Final = re.compile(r"\bwrote:\s*$", re.IGNORECASE)
+_REPLY_SUBJECT: Final = re.compile(r"^\s*(?:re|aw|sv)\s*:", re.IGNORECASE)
+_DELIVERY_FAILURE: Final = re.compile(r"^(?:mailer-daemon|postmaster)@", re.IGNORECASE)
 
 
 def _lead_from_sender(
-    subject: str | None, sender: str | None, lines: Sequence[str]
+    subject: str | None, sender: str | None, lines: Sequence[str], *, reply: bool
 ) -> ParsedLead | None:
-    """The sender as the lead, when the mail is a person writing in (module notes)."""
+    """The sender as the lead, when the mail is a person writing in (module notes); in a
+    reply, from their own text above the mail it quotes."""
     display, address = parseaddr(sender or "")
     email = _email(address) if address else None
     if email is None or not any(c.isalpha() for c in display):
         return None
-    if not _a_persons(email):
+    if not _a_persons(email) or _FORWARD_SUBJECT.match(subject or ""):
         return None
-    if _FORWARD_SUBJECT.match(subject or "") or _forward_at(lines) is not None:
+    marker = _forward_at(lines)
+    if marker is not None and not reply:
         return None
-    text = "\n".join(line.strip() for line in _content(lines, keep_quoted=False)).strip()
+    own = lines if marker is None else lines[:marker]
+    text = "\n".join(line.strip() for line in _content(own, keep_quoted=False)).strip()
     if not _INQUIRY.search(f"{subject or ''}\n{text}"):
         return None
-    if _names_another(text, email):
-        return None  # a referral, a relayed lead: the person to reach is someone else
     first, last = _split_name(" ".join(display.split()))
     return ParsedLead(
         first_name=first,

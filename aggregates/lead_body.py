@@ -81,8 +81,9 @@ class _HtmlLines(HTMLParser):
         self._link: tuple[str, int] | None = None
         # The last row of three or more cells: labels, when the next row has as many.
         self._header: list[str] | None = None
-        # A row of two labels, said as "label: label" unless the next row gives their values.
-        self._pending: tuple[str, bool] | None = None
+        # The lines of a row that may be a header (two labels; label, value, label, value …),
+        # said as they are unless the next row gives values for its cells.
+        self._pending: list[tuple[str, bool]] = []
 
     def handle_starttag(
         self,
@@ -151,38 +152,44 @@ class _HtmlLines(HTMLParser):
         if not cells:
             self._add("", quoted)
             return
+        labels = [self._is_label(cell) for cell in cells]
         if (
             header is not None
             and len(cells) == len(header)
-            and (len(header) > 2 or not any(map(self._is_label, cells)))
+            and (len(header) > 2 or not any(labels))
             and not any(map(self._is_field, cells))
+            # A row of label, value, label, value … under another such row is no header's
+            # values; under a header whose columns alternate known and unknown labels
+            # ("Name | Company | Email | Service") it is.
+            and not (self._pending and len(cells) >= 4 and all(labels[0::2]))
         ):
             # Column layout: a header row of labels, then a row of their values.
-            self._header = self._pending = None
+            self._header, self._pending = None, []
             for label, value in zip(header, cells, strict=True):
                 self._add(f"{label.rstrip(': ')}: {value}", quoted)
             return
         self._flush()
-        labels = [self._is_label(cell) for cell in cells]
         self._header = cells if len(cells) > 2 or (len(cells) == 2 and all(labels)) else None
+        pairs: list[tuple[str, str]] = []
         if len(cells) >= 4 and len(cells) % 2 == 0 and all(labels[0::2]) and not any(labels[1::2]):
-            # Label, value, label, value … in one row.
-            self._header = None
-            for label, value in zip(cells[0::2], cells[1::2], strict=True):
-                self._add(f"{label.rstrip(': ')}: {value}", quoted)
-            return
-        # A two-cell row is a label and its value, unless both are labels and the next row
-        # holds their values ("Name | Phone" over "Maya | 720…"): then it waits for that row.
-        line = f"{cells[0].rstrip(': ')}: {cells[1]}" if len(cells) == 2 else " ".join(cells)
-        if len(cells) == 2 and self._header is not None:
-            self._pending = (line, quoted)
+            # Label, value, label, value … in one row, unless the next row gives values
+            # for all of them as a header.
+            pairs = list(zip(cells[0::2], cells[1::2], strict=True))
+        elif len(cells) == 2:
+            # A label and its value, unless both are labels and the next row holds their
+            # values ("Name | Phone" over "Maya | 720…").
+            pairs = [(cells[0], cells[1])]
+        lines = [f"{label.rstrip(': ')}: {value}" for label, value in pairs] or [" ".join(cells)]
+        if self._header is not None and pairs:
+            self._pending = [(line, quoted) for line in lines]
         else:
-            self._add(line, quoted)
+            for line in lines:
+                self._add(line, quoted)
 
     def _flush(self) -> None:
-        if self._pending is not None:
-            self._add(*self._pending)
-            self._pending = None
+        for line, quoted in self._pending:
+            self._add(line, quoted)
+        self._pending = []
 
     def _add(self, line: str, quoted: bool) -> None:
         if quoted:
