@@ -200,21 +200,17 @@ def parse_lead_email(
                 lines, fields = plain, plain_fields
     else:
         fields = _best_fields(lines, reply=reply)
-    in_body = _lead_from_from_line(lines)
-    from_sender = _lead_from_sender(subject, sender, lines, reply=reply)
-    if not any(fields[name] for name in ("first_name", "last_name", "name", "phone", "email")):
-        if in_body is not None:
-            return in_body
-        if from_sender is not None:
-            return from_sender
-    elif in_body is not None or (from_sender is not None and not _names_or_mails(fields)):
-        # A form's From line names the person its fields (a phone, say) are about, and a
-        # person writing in is the one whose signature gives only a number: the fields'
-        # own values come first.
-        filler = in_body if in_body is not None else from_sender
-        assert filler is not None
-        named = " ".join(p for p in (filler.first_name, filler.last_name) if p)
-        fields["email"] += [filler.email] if filler.email else []
+    # A form's From line names the person its fields are about, else a person writing in
+    # is the lead: alone when the body has no field, or giving the name and address that a
+    # phone alone (a signature's "Cell:") lacks. The fields' own values come first.
+    person = _lead_from_from_line(lines)
+    if person is None and not _names_or_mails(fields):
+        person = _lead_from_sender(subject, sender, lines, reply=reply)
+    if person is not None:
+        if not (_names_or_mails(fields) or fields["phone"]):
+            return person
+        named = " ".join(p for p in (person.first_name, person.last_name) if p)
+        fields["email"] += [person.email] if person.email else []
         fields["name"] += [named] if named else []
     return _lead_from_fields(fields, lines)
 
@@ -652,8 +648,13 @@ def _lead_from_from_line(lines: Sequence[str]) -> ParsedLead | None:
     email = _email(address) if address else None
     if email is None or not _a_persons(email):
         return None
-    rest = [*lines[:at], *lines[at + 1 :]]
-    text = "\n".join(other.strip() for other in _content(rest, keep_quoted=False)).strip()
+    return _person(display, email, [*lines[:at], *lines[at + 1 :]])
+
+
+def _person(display: str, email: str, lines: Sequence[str]) -> ParsedLead:
+    """A person named in a From line or as the sender: their name and address, the first
+    phone number their text writes, and the text as notes."""
+    text = "\n".join(line.strip() for line in _content(lines, keep_quoted=False)).strip()
     first, last = _split_name(" ".join(display.split())) if display.strip() else (None, None)
     return ParsedLead(
         first_name=first,
@@ -697,15 +698,7 @@ def _lead_from_sender(
     marker = _forward_at(lines)
     if marker is not None and not reply:
         return None
-    own = lines if marker is None else lines[:marker]
-    text = "\n".join(line.strip() for line in _content(own, keep_quoted=False)).strip()
-    if not _INQUIRY.search(f"{subject or ''}\n{text}"):
+    person = _person(display, email, lines if marker is None else lines[:marker])
+    if not _INQUIRY.search(f"{subject or ''}\n{person.notes or ''}"):
         return None
-    first, last = _split_name(" ".join(display.split()))
-    return ParsedLead(
-        first_name=first,
-        last_name=last,
-        phone=first_phone_in(text),
-        email=email,
-        notes=re.sub(r"\n{3,}", "\n\n", text) or None,
-    )
+    return person
