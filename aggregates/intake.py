@@ -189,7 +189,7 @@ def parse_lead_email(
     if lines is None:
         plain = body.splitlines()
         lines = html_lines(body, is_label) if HTML_TAG.search(body) else plain
-        reply = reply or any(map(_WROTE.search, lines))
+        reply = reply or _quotes_a_reply(lines)
         fields = _best_fields(lines, reply=reply)
         if lines is not plain and not _reaches(fields):
             # A plain-text mail with a tag in it ("see <b>my</b> note", "<div>Name: …" over
@@ -213,6 +213,14 @@ def parse_lead_email(
         fields["email"] += [person.email] if person.email else []
         fields["name"] += [named] if named else []
     return _lead_from_fields(fields, lines)
+
+
+def _quotes_a_reply(lines: Sequence[str]) -> bool:
+    """Whether the body is a reply: an "… wrote:" line above any forwarded message (in a
+    forward, such a line belongs to the thread forwarded)."""
+    marker = _forward_at(lines)
+    wrote = next((at for at, line in enumerate(lines) if _WROTE.search(line)), None)
+    return wrote is not None and (marker is None or wrote < marker)
 
 
 def _names_or_mails(fields: _Fields) -> bool:

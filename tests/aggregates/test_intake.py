@@ -1080,3 +1080,12 @@ def test_two_rows_of_label_value_pairs_are_both_read_as_pairs() -> None:
 def test_a_from_line_naming_last_name_first_keeps_the_address() -> None:
     body = "From: Ortiz, Maya <maya@gmail.com>\nSubject: Quote\n\nMessage Body:\nCall 720-555-0142"
     assert reached(lead(body, sender="WordPress <wordpress@acme.example>")) == MAYA
+
+
+def test_a_forwarded_thread_with_a_wrote_line_is_read_as_a_forward() -> None:
+    body = (
+        "FYI\n\n---------- Forwarded message ---------\nFrom: Zillow <leads@zillow.example>\n"
+        "Date: Tue, Mar 4, 2025\nSubject: New lead\n\nName: Maya Ortiz\nPhone: 720-555-0142\n"
+        "Email: maya@gmail.com\n\nOn Mon, Mar 3, 2025 Maya wrote:\n> Is it still available?"
+    )
+    assert reached(lead(body, subject="Fwd: New lead", sender="Bob <bob@agency.example>")) == MAYA
