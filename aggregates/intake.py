@@ -308,9 +308,9 @@ def _best_fields(lines: Sequence[str], *, reply: bool) -> _Fields:
     reply's own text is above what it quotes, which is the agent's mail: only that is read."""
     marker = _forward_at(lines)
     if reply:
-        readings = [_content(lines if marker is None else lines[:marker], keep_quoted=False)]
-        found = [_read_fields(reading) for reading in readings]
-        return found[0]
+        return _read_fields(
+            _content(lines if marker is None else lines[:marker], keep_quoted=False)
+        )
     below = lines if marker is None else lines[marker + 1 :]
     readings = [_content(below, keep_quoted=False), _content(below, keep_quoted=True)]
     if marker is not None:
