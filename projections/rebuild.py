@@ -80,6 +80,7 @@ from projections.stream import (
     moves_clock,
     parse_moment,
     text_of,
+    without_nul,
 )
 from schemas.envelope import ENGINE_SOURCE
 from streams.collector import cycle_collector_paused
@@ -473,7 +474,7 @@ class _Decoder:
                     progress(position)
                 moment: datetime | None = None
                 try:
-                    obj = loads(raw)
+                    obj = loads(without_nul(raw))
                     # What an engine writes: every field there, of the right type.
                     kind, raw_time, data = obj["type"], obj["time"], obj["data"]
                     event_id, source, subject = obj["id"], obj["source"], obj["subject"]

@@ -28,7 +28,7 @@ from aiokafka import (  # type: ignore[import-untyped]
 
 from projections.pg_reads import DEFAULT_SCHEMA
 from projections.postgres import PostgresProjection
-from projections.stream import READ_MODEL_TOPICS, Consumed, MalformedEventError, OutputEvent
+from projections.stream import READ_MODEL_TOPICS, Consumed, MalformedEventError, decode_line
 from streams.progress import ProgressLog
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def consumed(topic: str, partition: int, offset: int, value: bytes | None) -> Co
     """One record as the read models take it: an output event, or None for anything else
     (a record that is not JSON or not an event still moves its partition's offset)."""
     try:
-        event = OutputEvent.from_json(orjson.loads(value or b""))
+        event = decode_line(value or b"")
     except (orjson.JSONDecodeError, MalformedEventError) as error:
         log.warning("skipped %s:%d@%d: %s", topic, partition, offset, error)
         return Consumed(topic, partition, offset, None)

@@ -21,6 +21,7 @@ from projections.loading import ReadModels
 from projections.pg_tables import trigram_extension
 from projections.postgres import PostgresProjection
 from projections.stream import OutputEvent, Positioned
+from streams.projector import consumed
 from tests.projections.helpers import Stream, a_passed_step_removed
 from tests.projections.test_sequences_list import engine_streams
 
@@ -659,3 +660,37 @@ def test_cards_written_before_the_folded_column_are_found_after_the_schema_is_op
     got = projection.history(HistoryQuery("welcome", search="jose"))
     assert got is not None
     assert got.total == 1
+
+
+def test_a_nul_in_a_crm_fact_is_read_as_a_replacement_character_on_every_path(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    projection: PostgresProjection,
+    database_url: str,
+    pg_schema: str,
+) -> None:
+    # given a CRM's contact fact holding a NUL, as the contacts topic may carry it
+    given = Stream()
+    given.defined("welcome")
+    given.enrolled("welcome", "c-1", "2028-03-02T10:00:00Z", name="Ana")
+    given.add("contact.updated", "2028-03-02T11:00:00Z", source="crm", contact_id="c-1",
+              first_name="A\x00na")  # fmt: skip
+    path = given.write(tmp_path / "out.jsonl")
+    lines = path.read_bytes().splitlines()
+    assert b"\\u0000" in lines[-1]
+    # when the live projector decodes and applies it, and a rebuild loads the file
+    live = [consumed("dripstream.contacts", 0, n, line) for n, line in enumerate(lines)]
+    projection.apply_consumed(live)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    db = ("--database-url", database_url, "--schema", f"{pg_schema}_bulk")
+    code, _, err = run(capsys, "projections", "rebuild", "--history", str(path), *db)
+    # then both hold it as U+FFFD, as the file's read models do
+    assert code == 0, err
+    summary = projection.contact("c-1")
+    assert summary is not None
+    assert summary.name == "A\ufffdna"
+    from_file = run(capsys, "history", "welcome", "--json", "--history", str(path))
+    from_db = run(capsys, "history", "welcome", "--json", *db)
+    assert from_db[:2] == from_file[:2]
+    assert "A\ufffdna" in from_file[1]
