@@ -184,43 +184,60 @@ def parse_lead_email(
         # A bounce quotes the mail that failed (a lead form, say): no one is asking.
         return LeadProblem(f"a delivery failure notice from {_shown(sender or '')}")
     body = body.lstrip("\ufeff").replace("\uff1a", ":")  # a BOM; a full-width colon
-    reply = bool(_REPLY_SUBJECT.match(subject or ""))
-    lines = json_lines(body)
-    if lines is None:
+    replied = bool(_REPLY_SUBJECT.match(subject or ""))
+    as_json = json_lines(body)
+    if as_json is None:
         plain = body.splitlines()
-        lines = html_lines(body, is_label) if HTML_TAG.search(body) else plain
-        reply = reply or _quotes_a_reply(lines)
-        fields = _best_fields(lines, reply=reply)
-        if lines is not plain and not _reaches(fields):
+        html = HTML_TAG.search(body) is not None
+        mail = _Body.of(html_lines(body, is_label) if html else plain, replied)
+        fields = _best_fields(mail)
+        if html and not _reaches(fields):
             # A plain-text mail with a tag in it ("see <b>my</b> note", "<div>Name: …" over
             # lines of its own) is read as text too, without those tags.
-            plain = [without_tags(line) for line in plain]
-            plain_fields = _best_fields(plain, reply=reply)
-            if _reaches(plain_fields):
-                lines, fields = plain, plain_fields
+            stripped = _Body.of([without_tags(line) for line in plain], replied)
+            stripped_fields = _best_fields(stripped)
+            if _reaches(stripped_fields):
+                mail, fields = stripped, stripped_fields
     else:
-        fields = _best_fields(lines, reply=reply)
+        mail = _Body.of(as_json, replied)
+        fields = _best_fields(mail)
     # A form's From line names the person its fields are about, else a person writing in
     # is the lead: alone when the body has no field, or giving the name and address that a
     # phone alone (a signature's "Cell:") lacks. The fields' own values come first.
-    person = _lead_from_from_line(lines)
+    person = _lead_from_from_line(mail)
     if person is None and not _names_or_mails(fields):
-        person = _lead_from_sender(subject, sender, lines, reply=reply)
+        person = _lead_from_sender(subject, sender, mail)
     if person is not None:
         if not (_names_or_mails(fields) or fields["phone"]):
             return person
         named = " ".join(p for p in (person.first_name, person.last_name) if p)
         fields["email"] += [person.email] if person.email else []
         fields["name"] += [named] if named else []
-    return _lead_from_fields(fields, lines)
+    return _lead_from_fields(fields, mail.lines)
 
 
-def _quotes_a_reply(lines: Sequence[str]) -> bool:
-    """Whether the body is a reply: an "… wrote:" line above any forwarded message (in a
-    forward, such a line belongs to the thread forwarded)."""
-    marker = _forward_at(lines)
-    wrote = next((at for at, line in enumerate(lines) if _WROTE.search(line)), None)
-    return wrote is not None and (marker is None or wrote < marker)
+@dataclass(frozen=True, slots=True)
+class _Body:
+    """A body's lines, where a forwarded message in them starts (`marker`), and whether the
+    mail is a reply: each worked out once, for every reading of the lines."""
+
+    lines: Sequence[str]
+    marker: int | None
+    reply: bool
+
+    @classmethod
+    def of(cls, lines: Sequence[str], replied: bool) -> _Body:
+        """`replied`: the subject says so; else an "… wrote:" line above any forwarded
+        message makes a reply (in a forward, such a line belongs to the thread forwarded)."""
+        marker = _forward_at(lines)
+        wrote = next((at for at, line in enumerate(lines) if _WROTE.search(line)), None)
+        quoted = wrote is not None and (marker is None or wrote < marker)
+        return cls(lines, marker, replied or quoted)
+
+    @property
+    def own(self) -> Sequence[str]:
+        """The lines above a forwarded or quoted message: the writer's own."""
+        return self.lines if self.marker is None else self.lines[: self.marker]
 
 
 def _names_or_mails(fields: _Fields) -> bool:
@@ -303,18 +320,16 @@ def contact_id_for_lead(lead: ParsedLead) -> str:
 _Fields = dict[str, list[str]]
 
 
-def _best_fields(lines: Sequence[str], *, reply: bool) -> _Fields:
+def _best_fields(mail: _Body) -> _Fields:
     """Fields of the first reading that finds a phone or e-mail (see the module notes). A
     reply's own text is above what it quotes, which is the agent's mail: only that is read."""
-    marker = _forward_at(lines)
-    if reply:
-        return _read_fields(
-            _content(lines if marker is None else lines[:marker], keep_quoted=False)
-        )
+    if mail.reply:
+        return _read_fields(_content(mail.own, keep_quoted=False))
+    lines, marker = mail.lines, mail.marker
     below = lines if marker is None else lines[marker + 1 :]
     readings = [_content(below, keep_quoted=False), _content(below, keep_quoted=True)]
     if marker is not None:
-        readings.append(_content(lines[:marker], keep_quoted=False))
+        readings.append(_content(mail.own, keep_quoted=False))
     found = [_read_fields(reading) for reading in readings]
     for fields in found:
         if fields["phone"] or fields["email"]:
@@ -640,12 +655,13 @@ def _timezone(raw: str) -> str | None:
     return name
 
 
-def _lead_from_from_line(lines: Sequence[str]) -> ParsedLead | None:
+def _lead_from_from_line(mail: _Body) -> ParsedLead | None:
     """The person a form mailer names in a ``From: Name <address>`` line opening its body
     (Contact Form 7's template), when the body is no forwarded message and the address no
     role's or system's."""
-    if _forward_at(lines) is not None:
+    if mail.marker is not None:
         return None
+    lines = mail.lines
     # Its first lines: a mailer may put a heading above ("New message from your website").
     opening = [number for number, line in enumerate(lines) if line.strip()][:3]
     at = next((n for n in opening if _HEADER_FROM.match(lines[n])), None)
@@ -692,9 +708,7 @@ _REPLY_SUBJECT: Final = re.compile(r"^\s*(?:re|aw|sv)\s*:", re.IGNORECASE)
 _DELIVERY_FAILURE: Final = re.compile(r"^(?:mailer-daemon|postmaster)@", re.IGNORECASE)
 
 
-def _lead_from_sender(
-    subject: str | None, sender: str | None, lines: Sequence[str], *, reply: bool
-) -> ParsedLead | None:
+def _lead_from_sender(subject: str | None, sender: str | None, mail: _Body) -> ParsedLead | None:
     """The sender as the lead, when the mail is a person writing in (module notes); in a
     reply, from their own text above the mail it quotes."""
     display, address = parseaddr(sender or "")
@@ -703,10 +717,9 @@ def _lead_from_sender(
         return None
     if not _a_persons(email) or _FORWARD_SUBJECT.match(subject or ""):
         return None
-    marker = _forward_at(lines)
-    if marker is not None and not reply:
+    if mail.marker is not None and not mail.reply:
         return None
-    person = _person(display, email, lines if marker is None else lines[:marker])
+    person = _person(display, email, mail.own)
     if not _INQUIRY.search(f"{subject or ''}\n{person.notes or ''}"):
         return None
     return person
