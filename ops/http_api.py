@@ -29,7 +29,7 @@ from ops.api_auth import AUTHORIZATION, Tokens, Unauthorized, check
 from ops.api_rules import DEFAULT_LIMIT, ENROLL_KEYS, MAX_COUNT, MAX_LIMIT
 from ops.openapi import openapi_document
 from projections.history import TIMEFRAMES, HistoryQuery, event_types_for
-from projections.loading import ReadModels, load_into
+from projections.loading import ReadModels, load_file
 from projections.sequence_contacts import SequenceContactsQuery, contacts_of
 from projections.sequence_detail import detail_of
 from projections.state import UnknownSequenceError
@@ -71,9 +71,7 @@ class FileReadModels:
     @classmethod
     def load(cls, *paths: Path | str) -> FileReadModels:
         """The read models of these files, read one after the other."""
-        models = ReadModels()
-        for path in paths:
-            load_into(path, *models.all())
+        models, _errors = load_file(*paths)
         return cls(models)
 
     def sequences(self) -> list[dict[str, Any]]:

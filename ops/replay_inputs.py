@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-BOM = b"\xef\xbb\xbf"
+from schemas.validation import UTF8_BOM
 
 
 @dataclass(slots=True)
@@ -30,7 +30,7 @@ class InputFiles:
                 # history's first line's is.
                 later_first = read == first and read > 0
                 read += 1
-                yield raw.removeprefix(BOM) if later_first else raw
+                yield raw.removeprefix(UTF8_BOM) if later_first else raw
 
     def where(self, number: int) -> tuple[Path, int]:
         """The file and the line within it of line `number` of the whole history."""

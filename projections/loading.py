@@ -35,6 +35,7 @@ def load_into(path: Path | str, *projections: Projection) -> list[LineError]:
     return errors
 
 
-def load_file(path: Path | str) -> tuple[ReadModels, list[LineError]]:
+def load_file(*paths: Path | str) -> tuple[ReadModels, list[LineError]]:
+    """The read models of these files, read one after the other, and their bad lines."""
     models = ReadModels()
-    return models, load_into(path, *models.all())
+    return models, [error for path in paths for error in load_into(path, *models.all())]
