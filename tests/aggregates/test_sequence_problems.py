@@ -368,11 +368,16 @@ def test_brackets_that_spell_no_shortcode_are_plain_text(text: str) -> None:
     )
 
 
+def test_a_picture_mms_needs_no_words() -> None:
+    picture = {"type": "send_mms", "media_url": "https://x.example/a.png"}
+    assert loaded(picture, account=ACCOUNT).problems == ()
+    assert loaded({**picture, "text": "  "}, account=ACCOUNT).problems == ()
+
+
 @pytest.mark.parametrize(
     ("step", "key"),
     [
         ({"type": "send_sms", "text": ""}, "text"),
-        ({"type": "send_mms", "text": "  ", "media_url": "https://x.example/a.png"}, "text"),
         ({"type": "sms_ring_group", "ring_group": "rg-sales", "text": ""}, "text"),
         ({"type": "email_contact", "subject": "Hi", "body": ""}, "body"),
         (

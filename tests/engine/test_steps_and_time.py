@@ -78,6 +78,17 @@ def test_each_contact_facing_step_emits_its_command() -> None:
     assert mms["media_url"] == "https://x/p.png"
 
 
+def test_a_picture_mms_without_words_sends_the_picture_and_the_opt_out_phrase() -> None:
+    # given an MMS step with a picture and no text (the seed's "picture MMS message")
+    picture = {"type": "send_mms", "media_url": "https://x/p.png"}
+    # when a contact is enrolled
+    out = decide(one_step(picture), [created(), tagged()])
+    # then the sequence runs it: the picture goes out with only the compliance words
+    mms = out.one("mms.send")["data"]
+    assert (mms["body"], mms["media_url"]) == ("Reply STOP to opt out.", "https://x/p.png")
+    assert out.one("step.executed")["data"]["effect_id"] == mms["effect_id"]
+
+
 def test_a_webhook_carries_the_contacts_information_to_an_address_with_shortcodes() -> None:
     # given a webhook whose address names the contact, and a contact with a full profile
     hook = {
