@@ -327,6 +327,8 @@ def decide_displaced(
 def skip_reason(step: Step, contact: ContactState) -> str | None:
     """Why a contact-facing step is not carried out for this contact (CONTRACT.md §2)."""
     kind = step.type
+    if kind == "remove_from_power_dialer":
+        return None if _dialer_user_known(step, contact) else "missing_owner"
     if kind not in VOICE_OR_TEXT and kind != "email_contact":
         return None
     if contact.dnc:
@@ -344,7 +346,18 @@ def skip_reason(step: Step, contact: ContactState) -> str | None:
         # by the country code (+1, the North American plan), not by a parse: fictional
         # numbers such as 555-0100 are +1 too, and a parse would call them no one's.
         return "outside_us_canada"
+    if kind == "power_dialer" and not _dialer_user_known(step, contact):
+        return "missing_owner"
     return None
+
+
+def _dialer_user_known(step: Step, contact: ContactState) -> bool:
+    """Whether a power dialer step knows whose list it means: the user it names, else the
+    contact's owner (a removal from every user's list needs neither). Without one the
+    effect could only fail, so the step is skipped rather than reported done."""
+    if step.type == "remove_from_power_dialer" and step.get("all_users", not step.get("user_id")):
+        return True
+    return bool(step.get("user_id") or contact.owner_id)
 
 
 NANP = "+1"

@@ -502,6 +502,33 @@ def test_a_power_dialer_step_with_no_user_fills_the_owners_list() -> None:
     assert out.one("power_dialer.added")["data"]["user_id"] == "u-7"
 
 
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"type": "power_dialer"},
+        {"type": "remove_from_power_dialer", "all_users": False},
+    ],
+)
+def test_a_power_dialer_step_with_no_user_for_a_contact_with_no_owner_is_skipped(
+    step: dict[str, Any],
+) -> None:
+    # given a contact nobody owns, and a step that would use the owner's list
+    unowned = created()
+    del unowned["data"]["owner_id"]
+    # when the step falls due
+    out = decide(one_step({**step, "id": "s1"}), [unowned, tagged()])
+    # then it is skipped with a reason, not reported done for an effect that could only fail
+    assert out.of("power_dialer.added") == out.of("power_dialer.removed") == []
+    assert out.of("step.executed") == []
+    assert out.one("step.skipped")["data"]["reason"] == "missing_owner"
+    assert len(out.of("enrollment.completed")) == 1
+    # a step naming its user, or a removal from every list, needs no owner
+    named = decide(one_step({**step, "user_id": "u-7"}), [unowned, tagged()])
+    assert named.of("step.skipped") == []
+    everyone = decide(one_step({"type": "remove_from_power_dialer"}), [unowned, tagged()])
+    assert everyone.one("power_dialer.removed")["data"]["all_users"] is True
+
+
 def test_a_ring_group_text_carries_the_contact_and_no_opt_out_phrase() -> None:
     # The opt-out phrase is for texts to contacts; the seed's ring-group text goes "with the
     # enrolled contact's information" to the team.

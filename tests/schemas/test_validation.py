@@ -330,7 +330,8 @@ def test_a_subject_of_a_non_contact_event_is_not_compared() -> None:
             "step.skipped",
             {**SAMPLES["step.skipped"], "reason": "bored"},
             "data.reason",
-            "must be one of dnc, opted_out, missing_phone, missing_email, outside_us_canada",
+            "must be one of dnc, opted_out, missing_phone, missing_email, outside_us_canada, "
+            "missing_owner",
         ),
         (
             "dialer.key_pressed",
