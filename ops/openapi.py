@@ -502,7 +502,9 @@ def openapi_document() -> dict[str, Any]:
                         _query(
                             "type",
                             "enrollment, disenrollment, property_update, communication, "
-                            "creation, trigger, or an exact event type",
+                            "creation, step; trigger (enrollment and disenrollment) or "
+                            "action (step, property_update, communication, creation); "
+                            "or an exact event type",
                         ),
                         _query(
                             "timeframe",

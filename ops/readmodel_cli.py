@@ -169,8 +169,9 @@ def add_history(commands: SubParsers) -> None:
         dest="kind",
         type=_kind,
         metavar="KIND",
-        help="enrollment, disenrollment, property_update, communication, creation, trigger, "
-        "or an exact event type",
+        help="enrollment, disenrollment, property_update, communication, creation, step; "
+        "trigger (enrollment and disenrollment) or action (step, property_update, "
+        "communication, creation); or an exact event type",
     )
     parser.add_argument("--timeframe", choices=TIMEFRAMES, default="all_time")
     parser.add_argument(

@@ -74,13 +74,22 @@ PROPERTY_UPDATE_TYPES = frozenset(
 CREATION_TYPES = frozenset({"contact.created", "lead.rejected"})
 ENGINE_ONLY_TYPES = PROPERTY_UPDATE_TYPES | {"contact.created"}
 
+# The seed's event types: each row is of exactly one of these kinds.
 EVENT_KINDS: dict[str, frozenset[str]] = {
     "enrollment": ENROLLMENT_TYPES,
     "disenrollment": DISENROLLMENT_TYPES,
     "property_update": PROPERTY_UPDATE_TYPES,
     "communication": COMMUNICATION_TYPES | OUTCOME_TYPES | {KEY_PRESSED},
     "creation": CREATION_TYPES,
-    "trigger": STEP_TYPES | {"webhook.post"},
+    "step": STEP_TYPES | {"webhook.post"},
+}
+# The seed's "trigger and action events": what triggers (and exits) did to an enrollment,
+# and what the sequence's steps and intake did. Each is a union of kinds above.
+UNION_KINDS: dict[str, frozenset[str]] = {
+    "trigger": ENROLLMENT_TYPES | DISENROLLMENT_TYPES,
+    "action": frozenset().union(
+        *(EVENT_KINDS[k] for k in ("step", "property_update", "communication", "creation"))
+    ),
 }
 HISTORY_TYPES: frozenset[str] = frozenset().union(*EVENT_KINDS.values())
 
@@ -283,9 +292,11 @@ def event_types_for(kind: str) -> frozenset[str]:
     """The CloudEvent types an `--type` value selects: a kind of the report, or one exact type."""
     if kind in EVENT_KINDS:
         return EVENT_KINDS[kind]
+    if kind in UNION_KINDS:
+        return UNION_KINDS[kind]
     if kind in HISTORY_TYPES:
         return frozenset({kind})
-    known = ", ".join(sorted(EVENT_KINDS))
+    known = ", ".join(sorted({*EVENT_KINDS, *UNION_KINDS}))
     raise ValueError(f"unknown event type {kind!r}: use one of {known}, or a history event type")
 
 

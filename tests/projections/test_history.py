@@ -314,7 +314,7 @@ def filters_stream() -> Stream:
         ("property_update", ["power_dialer.added", "contact.tag_added"]),
         ("communication", ["effect.failed", "notify.email", "sms.send"]),
         ("creation", ["lead.rejected", "contact.created"]),
-        ("trigger", ["webhook.post", "step.executed", "step.scheduled"]),
+        ("step", ["webhook.post", "step.executed", "step.scheduled"]),
         ("sms.send", ["sms.send"]),
     ],
 )
@@ -331,6 +331,24 @@ def test_the_type_filter_keeps_its_kind_of_rows(kind: str, types: list[str]) -> 
 def test_every_kind_together_covers_every_row() -> None:
     report = report_of(filters_stream())
     assert sum(total(report, kind=kind) for kind in EVENT_KINDS) == total(report) == 14
+
+
+def test_trigger_and_action_split_the_rows_between_them() -> None:
+    # The seed: "View trigger and action events within the sequence, including contact
+    # enrollment, disenrollment, property updates, communication with contacts, and
+    # information creation."
+    report = report_of(filters_stream())
+    kinds = {kind: total(report, kind=kind) for kind in EVENT_KINDS}
+    assert total(report, kind="trigger") == kinds["enrollment"] + kinds["disenrollment"] == 4
+    assert total(report, kind="action") == total(report) - 4 == 10
+    page = report.query(HistoryQuery("w", kind="trigger"))
+    assert page is not None
+    assert {line.type for line in page.rows} == {
+        "enrollment.enrolled",
+        "enrollment.rejected",
+        "enrollment.disenrolled",
+        "enrollment.completed",
+    }
 
 
 def test_an_unknown_type_filter_is_refused() -> None:
