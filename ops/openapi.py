@@ -240,6 +240,7 @@ SCHEMAS: dict[str, Any] = {
             "steps_total",
             "next_step_id",
             "next_due_at",
+            "held",
         ],
         "properties": {
             "contact_id": {"type": "string"},
@@ -258,6 +259,11 @@ SCHEMAS: dict[str, Any] = {
             "steps_total": _nullable("integer", description="steps of the definition in force"),
             "next_step_id": _nullable("string"),
             "next_due_at": _nullable("string", format="date-time"),
+            "held": {
+                "type": "boolean",
+                "description": "active in a sequence an edit made invalid: held, no step due"
+                " until an edit puts it right",
+            },
         },
         "additionalProperties": False,
     },
@@ -305,6 +311,7 @@ SCHEMAS: dict[str, Any] = {
             "steps_total",
             "next_step_id",
             "next_due_at",
+            "held",
         ],
         "properties": {
             "sequence_id": {"type": "string"},
@@ -318,6 +325,11 @@ SCHEMAS: dict[str, Any] = {
             "steps_total": _nullable("integer"),
             "next_step_id": _nullable("string"),
             "next_due_at": _nullable("string", format="date-time"),
+            "held": {
+                "type": "boolean",
+                "description": "active in a sequence an edit made invalid: held, no step due"
+                " until an edit puts it right",
+            },
         },
         "additionalProperties": False,
     },

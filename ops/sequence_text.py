@@ -174,7 +174,7 @@ def _contact_cells(row: SequenceContact, zone: ZoneInfo, *, ended: bool) -> list
         *cells,
         f"{e.steps_done}/{total}",
         cell(e.next_step_id),
-        "-" if e.next_due_at is None else local_time(e.next_due_at, zone),
+        "held" if e.held else "-" if e.next_due_at is None else local_time(e.next_due_at, zone),
     ]
 
 

@@ -25,6 +25,9 @@ class ContactEnrollment:
     steps_total: int | None
     next_step_id: str | None
     next_due_at: datetime | None
+    # Active in a sequence an edit made invalid: the engine holds it (no timer) until an
+    # edit puts the sequence right, so no due moment is shown.
+    held: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +42,7 @@ class ContactEnrollment:
             "steps_total": self.steps_total,
             "next_step_id": self.next_step_id,
             "next_due_at": None if self.next_due_at is None else format_time(self.next_due_at),
+            "held": self.held,
         }
 
 
@@ -64,6 +68,7 @@ def contact_enrollment(enrollment: Enrollment, catalog: Catalog) -> ContactEnrol
     info = catalog.sequences.get(enrollment.sequence_id)
     # The definition in force, as for remaining tasks (projections/state.py).
     total = info.steps_count if info is not None else enrollment.steps_total
+    held = enrollment.state == "active" and info is not None and info.status == "invalid"
     return ContactEnrollment(
         sequence_id=enrollment.sequence_id,
         sequence_name=info.name if info else None,
@@ -75,7 +80,8 @@ def contact_enrollment(enrollment: Enrollment, catalog: Catalog) -> ContactEnrol
         steps_done=len(enrollment.steps_done) if info is None else enrollment.passed_of(info),
         steps_total=total,
         next_step_id=enrollment.next_step_id,
-        next_due_at=enrollment.next_due_at,
+        next_due_at=None if held else enrollment.next_due_at,
+        held=held,
     )
 
 

@@ -53,9 +53,10 @@ CONTACTS = {
 }
 
 
-def drip_outputs() -> list[dict[str, Any]]:
+def drip_outputs(*later: dict[str, Any]) -> list[dict[str, Any]]:
     """What the engine decides: c-2 enrolled first, c-1 and c-3 at the same moment next
-    (so contact id orders them), c-3 then disenrolled by its `won` disposition."""
+    (so contact id orders them), c-3 then disenrolled by its `won` disposition; then the
+    `later` inputs."""
     defs = definitions(
         DRIP,
         sequence(id="gone", name="Gone", triggers=[]),
@@ -79,6 +80,7 @@ def drip_outputs() -> list[dict[str, Any]]:
         event("contact.tag_added", ENROLLED_NEXT, contact_id="c-1", tag="hot"),
         event("contact.disposition_changed", TAKEN_OUT, contact_id="c-3", disposition="won"),
         event("sequence.delete_requested", TAKEN_OUT, subject="sequence:gone", sequence_id="gone"),
+        *later,
     ]
     return decide(defs, inputs, until=UNTIL).events
 

@@ -14,7 +14,8 @@ from projections.sequence_contacts import SequenceContactsPage, SequenceContacts
 from projections.sequence_detail import SequenceDetail, detail_of, ordered_definition
 from projections.sequences_list import SequencesList
 from projections.state import UnknownSequenceError
-from tests.projections.drip_scenario import drip_outputs, without_definitions
+from tests.engine.helpers import event as input_event
+from tests.projections.drip_scenario import DRIP, drip_outputs, without_definitions
 
 
 def listed(events: list[dict[str, Any]]) -> SequencesList:
@@ -188,7 +189,37 @@ def test_the_active_enrollments_one_row_per_contact_by_enrollment_time_then_cont
         "steps_total": 3,
         "next_step_id": "s2",
         "next_due_at": "2028-03-01T17:00:00Z",
+        "held": False,
     }
+
+
+def test_while_an_edit_has_made_the_sequence_invalid_its_contacts_show_no_step_due() -> None:
+    # given the drip sequence edited, after every s1 ran, into one that cannot run
+    broken = {
+        **DRIP,
+        "steps": [*DRIP["steps"], {"id": "s4", "type": "send_sms", "text": "[Frist]"}],
+    }
+    edit = input_event(
+        "sequence.applied", "2028-03-01T15:45:00Z", subject="sequences", sequences=[broken]
+    )
+
+    page = contacts(drip_outputs(edit), SequenceContactsQuery("drip"))
+
+    # then the engine holds its enrollments, and the page says so rather than a due moment
+    assert [(r.contact_id, r.enrollment.next_step_id) for r in page.rows] == [
+        ("c-2", "s2"),
+        ("c-1", "s2"),
+    ]
+    assert {(r.enrollment.held, r.enrollment.next_due_at) for r in page.rows} == {(True, None)}
+    # and an edit that puts it right shows the step due again
+    fixed = input_event(
+        "sequence.applied", "2028-03-01T15:50:00Z", subject="sequences", sequences=[DRIP]
+    )
+    page = contacts(drip_outputs(edit, fixed), SequenceContactsQuery("drip"))
+    assert [(r.enrollment.held, r.enrollment.next_due_at) for r in page.rows] == [
+        (False, datetime(2028, 3, 1, 17, tzinfo=UTC)),
+        (False, datetime(2028, 3, 1, 17, 5, tzinfo=UTC)),
+    ]
 
 
 def test_all_adds_the_enrollments_that_ended_with_their_state_and_reason() -> None:
