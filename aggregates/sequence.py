@@ -211,6 +211,23 @@ def _window(spec: Mapping[str, Any] | None, start: str, end: str) -> DailyWindow
     return DailyWindow(parse_clock(str(spec[start])), parse_clock(str(spec[end])))
 
 
+def _open_hours(schedule: Mapping[str, Any]) -> tuple[DailyWindow | None, tuple[str, ...]]:
+    """The schedule's [open, close), or the problem that makes the sequence unable to run:
+    hours that close at or before they open (overnight hours are not supported: a night's
+    hours after midnight would fall on the next day, another processing day or not)."""
+    opens, closes = schedule.get("open"), schedule.get("close")
+    if (
+        opens is not None
+        and closes is not None
+        and parse_clock(str(closes)) <= parse_clock(str(opens))
+    ):
+        return None, (
+            f"schedule: close ({closes}) must be after open ({opens});"
+            " hours past midnight are not supported",
+        )
+    return _window(schedule, "open", "close"), ()
+
+
 def build_account(doc: Mapping[str, Any] | None) -> Account:
     doc = doc or {}
     users = {
@@ -409,8 +426,8 @@ def build_sequence(doc: Mapping[str, Any], account: Account) -> Sequence:
     steps = tuple(_step(s) for s in doc.get("steps") or ())
     schedule = doc.get("schedule") or {}
     process_on: ProcessOn = "every_day" if doc.get("process_on") == "every_day" else "business_days"
-    open_hours = _window(schedule, "open", "close")
-    problems = problems_of(doc, steps, account)
+    open_hours, hours_problems = _open_hours(schedule)
+    problems = hours_problems + problems_of(doc, steps, account)
     quiet = account.quiet_hours
     if (
         open_hours is not None

@@ -321,10 +321,6 @@ def _check_rules(doc: dict[str, Any]) -> None:
                 f"{here}.schedule.{missing}",
                 f"is required with {given[0]} (leave both out for open all day)",
             )
-        if "open" in schedule and "close" in schedule and schedule["open"] >= schedule["close"]:
-            raise _rejection(
-                doc, f"{here}.schedule.close", f"must be after open ({schedule['open']})"
-            )
         address = sequence.get("intake_address")
         if address is not None and address != AUTO_INTAKE:  # auto: one of its own per id
             owner = first_with_address.setdefault(address.casefold(), sequence["id"])

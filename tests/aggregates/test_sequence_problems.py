@@ -368,6 +368,21 @@ def test_brackets_that_spell_no_shortcode_are_plain_text(text: str) -> None:
     )
 
 
+@pytest.mark.parametrize(("opens", "closes"), [("22:00", "06:00"), ("09:00", "09:00")])
+def test_hours_that_close_before_they_open_make_the_sequence_invalid(
+    opens: str, closes: str
+) -> None:
+    # CONTRACT.md §2: such a sequence parses but cannot run, so it loads invalid rather
+    # than refusing the file its other sequences are in.
+    schedule = {"timezone": "America/New_York", "open": opens, "close": closes}
+    sequence = loaded({"type": "send_sms", "text": "Hi"}, account=ACCOUNT, schedule=schedule)
+    assert sequence.problems == (
+        f"schedule: close ({closes}) must be after open ({opens});"
+        " hours past midnight are not supported",
+    )
+    assert sequence.open_hours is None
+
+
 def test_a_picture_mms_needs_no_words() -> None:
     picture = {"type": "send_mms", "media_url": "https://x.example/a.png"}
     assert loaded(picture, account=ACCOUNT).problems == ()

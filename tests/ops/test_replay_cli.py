@@ -524,6 +524,32 @@ def test_a_sequence_that_loads_invalid_is_named_on_stderr_with_its_problems(
     ]
 
 
+def test_a_night_shift_sequence_loads_invalid_and_its_neighbours_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Hours that close before they open parse but cannot run (CONTRACT.md §2): the file is
+    # not refused whole, and the other sequence in it still texts.
+    night = ONLY_SEQUENCES.replace("id: hello", "id: night").replace(
+        "process_on: every_day",
+        'process_on: every_day\n    schedule: {open: "22:00", close: "06:00"}',
+    )
+    both = ONLY_SEQUENCES + night.split("sequences:\n", 1)[1]
+    status, outputs, _ = replay(tmp_path, both, good_lines())
+
+    assert status == 0
+    defined = {
+        e["data"]["sequence_id"]: e["data"] for e in outputs if e["type"] == "sequence.defined"
+    }
+    assert (defined["hello"]["status"], defined["night"]["status"]) == ("active", "invalid")
+    assert [
+        (e["data"]["sequence_id"], e["data"]["reason"])
+        for e in outputs
+        if e["type"] == "enrollment.rejected"
+    ] == [("night", "sequence_invalid")]
+    assert [e["data"]["sequence_id"] for e in outputs if e["type"] == "sms.send"] == ["hello"]
+    assert "schedule: close (06:00) must be after open (22:00)" in capsys.readouterr().err
+
+
 def test_run_on_holidays_with_every_day_is_named_as_read_by_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
