@@ -68,6 +68,21 @@ def _key_hash(key: bytes) -> int:
     return int(murmur2(key)) & 0x7FFFFFFF
 
 
+def record_key(row: OutboxRow) -> bytes | None:
+    """The Kafka key of an outbox row. A dead letter's is the refused record's own bytes,
+    kept exact in its `key_hex`: the outbox's text column holds a key that is not UTF-8 (or
+    has a NUL) only with U+FFFD in its place, which would key and place the letter apart
+    from the record it stands for."""
+    if row.topic == DLQ_TOPIC and row.key is not None:
+        try:
+            exact = orjson.loads(row.value).get("key_hex")
+            if isinstance(exact, str):
+                return bytes.fromhex(exact)
+        except (orjson.JSONDecodeError, ValueError, AttributeError):
+            pass  # not a letter this relay wrote: its text key, as any row's
+    return row.key.encode() if row.key is not None else None
+
+
 def partition_for(key: bytes | None, event_id: str, partitions: int) -> int:
     """Kafka's default partitioner for a key, so a contact's records land where every
     other producer of that key puts them; keyless rows spread by their event id."""
@@ -216,13 +231,13 @@ class Relay:
         open_batches: dict[tuple[str, int], Any] = {}
         for row_id, decided in rows:
             row = decided
-            key = row.key.encode() if row.key is not None else None
+            key = record_key(row)
             size = len(row.value) + len(key or b"")
             if size > MAX_RECORD_BYTES:
                 bound = self.prefix + row.topic
                 count = await self._partition_count(producer, bound)
                 row = _too_large(row_id, row, key, size, bound, count)
-                key = row.key.encode() if row.key is not None else None
+                key = record_key(row)
             topic = self.prefix + row.topic
             count = await self._partition_count(producer, topic)
             where = (topic, partition_for(key, row.event_id, count))

@@ -123,9 +123,11 @@ def read_topics(
     expect: int | None = None,
     quiet: float = 6.0,
     limit: float = 120.0,
+    keys: bool = False,
 ) -> list[dict[str, Any]]:
     """Every committed record of the topics, read until `expect` arrived (or nothing new
-    came for `quiet` seconds), as decoded JSON with `_topic` added."""
+    came for `quiet` seconds), as decoded JSON with `_topic` added (and with `keys`, the
+    record's key in hex as `_key_hex`)."""
 
     async def read() -> list[dict[str, Any]]:
         consumer = AIOKafkaConsumer(
@@ -146,6 +148,8 @@ def read_topics(
                     for record in records:
                         item = orjson.loads(record.value)
                         item["_topic"] = tp.topic[len(prefix) :]
+                        if keys:
+                            item["_key_hex"] = None if record.key is None else record.key.hex()
                         found.append(item)
                         last = time.monotonic()
                 if expect is not None and len(found) >= expect and time.monotonic() - last > 1.0:

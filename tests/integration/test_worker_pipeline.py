@@ -85,7 +85,9 @@ def _worker_reads(
     try:
         _apply_welcome(bootstrap, prefix)
         asyncio.run(publish())
-        dead = read_topics(bootstrap, prefix, ("dlq",), expect=letters) if letters else []
+        dead = (
+            read_topics(bootstrap, prefix, ("dlq",), expect=letters, keys=True) if letters else []
+        )
         decisions = read_topics(bootstrap, prefix, ("decisions",), quiet=4)
         assert worker.poll() is None, "the worker died"
     finally:
@@ -789,6 +791,8 @@ def test_a_nul_a_tombstone_and_a_fact_under_the_engines_source_are_dead_lettered
     assert reasons["source"].endswith("a message.received from upstream needs a source of its own")
     assert TOMBSTONE in {reason for field, reason, _ in by_field if field == "event"}
     assert {letter["key"] for letter in letters} >= {"c\ufffdk"}
+    # each letter keyed by its record's own bytes, the NUL included, not the text stand-in
+    assert all(letter["_key_hex"] == letter["key_hex"] for letter in letters)
     enrolled = {d["data"]["contact_id"] for d in decisions if d["type"] == "enrollment.enrolled"}
     assert enrolled == {"c-4", "c-6"}
 

@@ -11,6 +11,7 @@ from schemas.registry import DLQ_TOPIC
 from schemas.validation import EventRejected, decode_event
 from streams.embedded import RejectedLine, decode_input
 from streams.ordering import Pending
+from streams.relay import record_key
 from streams.routing import dead_letter, fan_out, needs_fan_out
 
 MISSING_CONTACT = (
@@ -41,6 +42,21 @@ def test_a_dead_letter_names_the_field_apart_from_the_bare_reason() -> None:
     assert letter["reason"] == "is required"
     assert (letter["topic"], letter["partition"], letter["offset"]) == ("p.contacts", 3, 17)
     assert bytes.fromhex(letter["value_hex"]) == MISSING_CONTACT
+
+
+@pytest.mark.parametrize("key", [b"\xff\xfe\x00k", b"c-200", "José".encode()])
+def test_a_dead_letter_is_keyed_by_the_refused_records_exact_key_bytes(key: bytes) -> None:
+    # given a record under a key that is not UTF-8 and holds a NUL (the outbox's text column
+    # holds it with U+FFFD in place), or a plain one
+    rejected = _rejected(MISSING_CONTACT)
+    row = dead_letter(
+        Pending("p.contacts", 0, 19, key, MISSING_CONTACT, None, (rejected.field, rejected.reason))
+    )
+    # when the relay publishes its outbox row
+    published = record_key(row)
+    # then under the record's own key, so it lands where the record's partitioner put it
+    assert published == key
+    assert record_key(row._replace(topic="decisions", key="c-1")) == b"c-1"
 
 
 def test_the_topic_and_the_replay_file_give_the_same_field_and_reason() -> None:
