@@ -180,13 +180,11 @@ class _Placing:
 
     def settle(self, due: datetime, reason: str | None) -> tuple[datetime, str | None]:
         """Rules (a)-(c) from `due`, then (d), again until the moment holds still, keeping
-        the first reason; the step holds its place in that minute. So does one that would be
-        skipped now (DNC, no phone): the contact may be reachable by its due moment, and a
-        place sought then could only be a second deferral, behind steps due after it."""
+        the first reason; a step that is going to run holds its place in that minute."""
         moment, moved = self.calendar(due)
         reason = reason or moved
         limit, sequence_id = self.sequence.throttle_per_minute, self.sequence.id
-        if limit is None:
+        if limit is None or skip_reason(self.step, self.contact) is not None:
             return moment, reason
         rank = moment  # its due moment, by which it goes before or after the others
         while True:
@@ -216,8 +214,8 @@ class _Placing:
             return now, None, skip
         if self.sequence.throttle_per_minute is None or self.slots.take(self.holder, now):
             return now, None, None
-        # No place held in this minute (a live clock fired it late, or its place went
-        # with an edit of the throttle): it needs one now.
+        # No place held in this minute (the step was to be skipped when it was settled,
+        # or a live clock fired it late): it needs one now.
         moved_to, reason = self.settle(now, None)
         if reason is None:
             self.slots.take(self.holder, now)
@@ -304,11 +302,13 @@ def decide_displaced(
 ) -> tuple[list[Decision], Enrollment]:
     """The step whose place in its minute went to a step due earlier (CONTRACT.md §3: the
     rest move to the following minutes in due-time order): it moves on to the next minute
-    with room, its one step.deferred."""
+    with room, its one step.deferred. One that is to be skipped now stays where it is."""
     due = state.due_at
     if due is None or state.next_step >= len(sequence.steps):
         return [], state
     step = sequence.steps[state.next_step]
+    if skip_reason(step, contact) is not None:
+        return [], state
     placing = _Placing(sequence, step, contact, zone, slots, state.enrollment_id)
     moved_to, _ = placing.settle(due, "throttle")
     deferred = StepDeferred(

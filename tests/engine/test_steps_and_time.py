@@ -331,44 +331,6 @@ def test_throttle_moves_the_rest_to_the_next_minutes_in_order() -> None:
     assert {e["data"]["reason"] for e in out.of("step.deferred")} == {"throttle"}
 
 
-@pytest.mark.parametrize(
-    "reachable_again",
-    [
-        {"type": "contact.dnc_changed", "dnc": False},
-        {"type": "contact.updated", "phone": "+12125550101"},
-    ],
-    ids=["off-dnc", "phone-added"],
-)
-def test_a_step_settled_for_an_unreachable_contact_keeps_its_place_in_due_order(
-    reachable_again: dict[str, Any],
-) -> None:
-    # given a throttle of 1 and two contacts tagged at night, c-x first while it cannot be
-    # texted (on DNC, or no phone yet), both steps held to the 08:00 quiet-hours start
-    night, later = "2027-07-07T02:00:00Z", "2027-07-07T03:00:00Z"
-    unreachable = (
-        created("c-x", time=night, dnc=True)
-        if reachable_again["type"] == "contact.dnc_changed"
-        else event("contact.created", night, contact_id="c-x", first_name="Xi")
-    )
-    kind, change = (
-        reachable_again["type"],
-        {k: v for k, v in reachable_again.items() if k != "type"},
-    )
-    inputs = [
-        unreachable,
-        created("c-y", time=night, phone="+12125550102"),
-        tagged("c-x", time=night),
-        tagged("c-y", time="2027-07-07T02:00:10Z"),
-        event(kind, later, contact_id="c-x", **change),  # reachable before 08:00
-    ]
-    out = decide(definitions(sequence(throttle_per_minute=1)), inputs, until="2027-07-07T13:00:00Z")
-    # then each has one deferral, and they run in due-time order, one a minute
-    deferred = [(e["data"]["contact_id"], e["data"]["reason"]) for e in out.of("step.deferred")]
-    assert deferred == [("c-x", "quiet_hours"), ("c-y", "quiet_hours")]
-    sent = [(e["data"]["contact_id"], e["time"]) for e in out.of("sms.send")]
-    assert sent == [("c-x", "2027-07-07T12:00:00Z"), ("c-y", "2027-07-07T12:01:00Z")]
-
-
 def test_time_of_day_delay_in_the_contacts_zone() -> None:
     seq = sequence(
         steps=[
