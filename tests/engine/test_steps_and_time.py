@@ -331,6 +331,26 @@ def test_throttle_moves_the_rest_to_the_next_minutes_in_order() -> None:
     assert {e["data"]["reason"] for e in out.of("step.deferred")} == {"throttle"}
 
 
+def test_a_step_settled_for_an_unreachable_contact_holds_no_throttle_place() -> None:
+    # given a throttle of 1 and two contacts tagged at night, c-x first while on DNC, both
+    # steps held to the 08:00 quiet-hours start; c-x leaves DNC before then
+    night = "2027-07-07T02:00:00Z"
+    inputs = [
+        created("c-x", time=night, dnc=True),
+        created("c-y", time=night, phone="+12125550102"),
+        tagged("c-x", time=night),
+        tagged("c-y", time="2027-07-07T02:00:10Z"),
+        event("contact.dnc_changed", "2027-07-07T03:00:00Z", contact_id="c-x", dnc=False),
+    ]
+    out = decide(definitions(sequence(throttle_per_minute=1)), inputs, until="2027-07-07T13:00:00Z")
+    # then c-y holds 08:00 (README: places go to steps that would run as they are settled),
+    # and c-x, reachable again, finds the minute full and moves on a second time
+    deferred = [(e["data"]["contact_id"], e["data"]["reason"]) for e in out.of("step.deferred")]
+    assert deferred == [("c-x", "quiet_hours"), ("c-y", "quiet_hours"), ("c-x", "throttle")]
+    sent = [(e["data"]["contact_id"], e["time"]) for e in out.of("sms.send")]
+    assert sent == [("c-y", "2027-07-07T12:00:00Z"), ("c-x", "2027-07-07T12:01:00Z")]
+
+
 def test_time_of_day_delay_in_the_contacts_zone() -> None:
     seq = sequence(
         steps=[
