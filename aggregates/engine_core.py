@@ -85,6 +85,11 @@ class EngineCore:
         # sequences that tag the contact into each other with no delay would go round for
         # ever within one moment, each finished before the other's tag arrives.
         self._enrolled_by_cause: set[tuple[str, str]] = set()
+        # The (sequence, contact) pairs an enroll trigger of the fact being processed has
+        # tried already: a fact that matches two of a sequence's triggers (a contact created
+        # with a tag the sequence also listens for) enrolls once, with no `already_enrolled`
+        # against itself.
+        self._tried_by_fact: set[tuple[str, str]] = set()
         self._recent = RecentIdentities()
         self.duplicates = 0  # inputs skipped as repeats of one decided before
         self.timers_fired = 0  # timers that came up and were live (steps, notice minutes)
@@ -201,7 +206,11 @@ class EngineCore:
     def _process(self, event: CloudEvent, out: Outputs) -> None:
         rule = self._rules.get(event.type)
         if rule is not None:
-            rule(self, event.data, out)
+            outer, self._tried_by_fact = self._tried_by_fact, set()
+            try:
+                rule(self, event.data, out)
+            finally:
+                self._tried_by_fact = outer
 
     # ---- enrollment ----------------------------------------------------------------------
 
@@ -223,7 +232,10 @@ class EngineCore:
                 continue
             if trigger.action == "disenroll":
                 self._stop_in(sequence, contact_id, "trigger", out)
-            else:
+                continue
+            pair = (sequence.id, contact_id)
+            if pair not in self._tried_by_fact:
+                self._tried_by_fact.add(pair)
                 self._enroll(sequence, contact_id, kind, out)
 
     def _run_call_duration(self, contact_id: str, data: Mapping[str, Any], out: Outputs) -> None:

@@ -51,6 +51,25 @@ def test_a_second_trigger_while_enrolled_is_rejected_as_already_enrolled() -> No
     assert out.one("enrollment.rejected")["data"]["reason"] == "already_enrolled"
 
 
+@pytest.mark.parametrize("steps", [None, A_DAY_LATER], ids=["completes-at-once", "stays"])
+def test_one_fact_matching_two_of_a_sequences_triggers_enrolls_once_without_a_rejection(
+    steps: list[dict[str, object]] | None,
+) -> None:
+    # given a sequence listening for new contacts and for a tag, and a contact created
+    # with that tag (and another tag it listens for)
+    triggers = [{"type": "contact_created"}, {"type": "contact_tagged", "tags": ["hot", "vip"]}]
+    seq = sequence(triggers=triggers, **({"steps": steps} if steps else {}))
+    # when the one fact arrives
+    out = decide(definitions(seq), [created(tags=["hot", "vip"])])
+    # then one enrollment, by the first trigger, and no already_enrolled against itself
+    assert [e["data"]["via"] for e in out.of("enrollment.enrolled")] == ["contact_created"]
+    assert out.of("enrollment.rejected") == []
+    # while the next fact that matches is refused as ever
+    if steps:
+        later = decide(definitions(seq), [created(tags=["hot"]), tagged("vip", time=T1)])
+        assert later.one("enrollment.rejected")["data"]["reason"] == "already_enrolled"
+
+
 def test_a_contact_can_enroll_again_after_completing() -> None:
     out = decide(definitions(sequence()), [created(), tagged(time=T0), tagged(time=T1)])
     ids = [e["data"]["enrollment_id"] for e in out.of("enrollment.enrolled")]
