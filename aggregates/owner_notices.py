@@ -73,9 +73,10 @@ class OwnerNotices:
     ) -> list[EffectRequested]:
         """The notices of one window, sent at `at` from the sequence's `line`: nothing if
         the window was closed already. A sequence of owner steps needs no outbound line of
-        its own, so without one the notice goes from the account's first line (the
-        effects' default number, when the account has none)."""
-        line = line or next(iter(account.lines), None)
+        its own, so without one the notice goes from the account's line of the lowest id
+        (the effects' default number, when the account has none): by id, not by the file's
+        order, which a worker's stored definitions (PostgreSQL jsonb) do not keep."""
+        line = line or min(account.lines, default=None)
         # In time order, then by contact: the order partitions were read in does not show.
         batch = sorted(self._open.pop(window, []), key=lambda a: (a.at, a.contact_id))
         if not batch:
