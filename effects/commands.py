@@ -32,7 +32,7 @@ POWER_DIALER_REMOVED = "power_dialer.removed"
 # (from_number is checked when planning: a default number may stand in for it).
 REQUIRED: dict[str, tuple[str, ...]] = {
     SMS_SEND: ("to", "body"),
-    MMS_SEND: ("to", "body", "media_url"),
+    MMS_SEND: ("to", "media_url"),  # a picture may go without words
     EMAIL_SEND: ("to", "subject", "body"),
     CALL_DIAL: ("to", "mode"),
     VOICEMAIL_DROP: ("to", "recording_url"),

@@ -276,7 +276,7 @@ class EffectProcessor:
                 effect_id=effect_id,
                 to=command.text("to"),
                 from_number=self._from_number(command),
-                body=command.text("body"),
+                body=command.text("body") if kind == kinds.SMS_SEND else _words(command),
                 media_urls=tuple(str(url) for url in media_urls),
             )
             return _Plan(lambda: senders.sms.send_sms(sms), self._message_limiter, sms.from_number)
@@ -447,3 +447,11 @@ def replay(entry: LedgerEntry) -> list[CloudEvent]:
             )
         ]
     return []
+
+
+def _words(command: EffectCommand) -> str:
+    """An MMS's text: none at all is fine, the picture is the message."""
+    body = command.data.get("body")
+    if body is not None and not isinstance(body, str):
+        raise CommandRejected("data.body", "must be a string")
+    return body or ""

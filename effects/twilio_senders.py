@@ -47,9 +47,10 @@ class TwilioSmsSender:
         kwargs: dict[str, Any] = {
             "to": message.to,
             "from_": message.from_number,
-            "body": message.body,
             "status_callback": self._urls.status(message.effect_id),
         }
+        if message.body:  # an MMS may be its picture alone: then Twilio takes no Body
+            kwargs["body"] = message.body
         if message.media_urls:
             kwargs["media_url"] = list(message.media_urls)
         try:

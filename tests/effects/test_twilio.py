@@ -138,6 +138,21 @@ async def test_mms_send_carries_its_media(world: World) -> None:
     assert world.twilio.requests[0].form["MediaUrl"] == ["https://cdn.example.com/menu.png"]
 
 
+@pytest.mark.parametrize("body", ["", None])
+async def test_a_picture_mms_without_words_goes_with_no_body(
+    world: World, body: str | None
+) -> None:
+    # A blank opt-out phrase leaves a picture step's MMS with no text: Twilio takes a
+    # message of media alone, so it is sent rather than refused for its empty body.
+    words = {} if body is None else {"body": body}
+    mms = command(
+        "mms.send", to="+12125550101", from_number=LINE, media_url="https://x/p.png", **words
+    )
+    assert types_of(await world.effects.handle(mms)) == ["effect.sent"]
+    form = world.twilio.requests[0].form
+    assert (form["MediaUrl"], "Body" in form) == (["https://x/p.png"], False)
+
+
 async def test_mms_send_carries_every_media_url_in_order(world: World) -> None:
     media = ["https://cdn.example.com/a.png", "https://cdn.example.com/b.png"]
     mms = command("mms.send", to="+12125550101", from_number=LINE, body="Menu", media_url=media)
