@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -217,7 +217,7 @@ class EffectProcessor:
                 events = [
                     outcomes.effect_failed(effect_id, context, result.reason, result.code, now)
                 ]
-                if result.opted_out:
+                if result.opted_out and _to_the_contact(context):
                     events.append(
                         outcomes.contact_opted_out(effect_id, context, "sms", result.reason, now)
                     )
@@ -433,7 +433,7 @@ def replay(entry: LedgerEntry) -> list[CloudEvent]:
                 entry.effect_id, context, entry.error or "", entry.code, entry.updated_at
             )
         ]
-        if entry.code == str(UNSUBSCRIBED):
+        if entry.code == str(UNSUBSCRIBED) and _to_the_contact(context):
             events.append(
                 outcomes.contact_opted_out(
                     entry.effect_id, context, "sms", entry.error or "", entry.updated_at
@@ -455,3 +455,9 @@ def _words(command: EffectCommand) -> str:
     if body is not None and not isinstance(body, str):
         raise CommandRejected("data.body", "must be a string")
     return body or ""
+
+
+def _to_the_contact(context: Mapping[str, Any]) -> bool:
+    """Whether the command texted the contact: a carrier's "unsubscribed" (21610) to a
+    ring group's or an owner's notice is a user's number, and opts no contact out."""
+    return context.get("effect_type") in {kinds.SMS_SEND, kinds.MMS_SEND}

@@ -434,6 +434,27 @@ async def test_a_member_the_provider_refuses_does_not_keep_the_others_from_their
     assert again.data == sent.data
 
 
+@pytest.mark.parametrize(
+    "members", [[UNSUBSCRIBED_NUMBER], [UNSUBSCRIBED_NUMBER, INVALID_NUMBER]], ids=["one", "all"]
+)
+async def test_an_unsubscribed_member_opts_no_contact_out(world: World, members: list[str]) -> None:
+    # given a notice whose members' numbers have all texted STOP to the line (21610)
+    notify = command(
+        "notify.sms",
+        to="rg-sales",
+        ring_group="rg-sales",
+        ring_group_numbers=members,
+        from_number=LINE,
+        body="New lead: Ann",
+    )
+    # when it is carried out, and delivered again
+    first = await world.effects.handle(notify)
+    again = await world.effects.handle(notify)
+    # then it fails for the members, and the lead it is about is not opted out
+    assert types_of(first) == types_of(again) == ["effect.failed"]
+    assert first[0].data["code"] == "21610"
+
+
 async def test_a_preview_call_reaches_the_agents_it_can(world: World) -> None:
     dial = command(
         "call.dial",
