@@ -94,9 +94,13 @@ class SendGridEmailSender:
         except python_http_client.exceptions.HTTPError as error:
             return _classify_http(error, self._clock())
         except urllib.error.URLError as error:
+            # urllib raises URLError only while it connects and writes the request (a name
+            # that does not resolve, a refused or unreachable host, a failed TLS handshake,
+            # a write cut short): SendGrid never had the whole mail, so another try is
+            # safe. A wait for the answer fails as a bare OSError, below.
             if isinstance(error.reason, ConnectionRefusedError):
                 return Transient(f"connection to SendGrid refused: {error.reason}")
-            return Ambiguous(f"no answer from SendGrid: {error.reason}")
+            return Transient(f"could not reach SendGrid: {error.reason}")
         except OSError as error:  # a read timeout: the mail may have been accepted
             return Ambiguous(f"no answer from SendGrid ({type(error).__name__}: {error})")
         message_id = response.headers.get("X-Message-Id") or ""

@@ -53,7 +53,7 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class Transient:
-    """Refused for now (429, 5xx, a connection never made): nothing was sent, so a retry is safe."""
+    """Refused for now (429, 503, a connection never made): nothing was sent, so a retry is safe."""
 
     reason: str
     code: str | None = None

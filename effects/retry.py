@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from effects.ports import Random, Rejected, SendResult, Transient
+from effects.ports import Ambiguous, Random, Rejected, SendResult, Transient
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +48,19 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (moment - now).total_seconds())
 
 
+# The statuses that say the request was not acted on: too many requests, and a service
+# that turned it away while unavailable. Retried.
+NOT_ACTED_ON = frozenset({429, 503})
+
+
 def http_refusal(reason: str, status: int, retry_after: str | None, now: datetime) -> SendResult:
-    """A provider's HTTP refusal: 429 and 5xx are for now (retried, its Retry-After
-    honoured), any other status for good."""
-    if status == 429 or status >= 500:
+    """A provider's HTTP answer other than success: 429 and 503 are for now (retried, its
+    Retry-After honoured); another 5xx may come after the provider, or the gateway before
+    it, took the request (a 500 part way through, a 502 or 504 from a proxy whose upstream
+    went on), so the message may have gone and it is in doubt, never sent again (two texts
+    are worse than a late one); any other status is for good."""
+    if status in NOT_ACTED_ON:
         return Transient(reason, str(status), parse_retry_after(retry_after, now))
+    if status >= 500:
+        return Ambiguous(f"{reason} (it may have been carried out)")
     return Rejected(reason, str(status))

@@ -44,7 +44,7 @@ from twilio.rest import Client  # type: ignore[import-untyped, unused-ignore]
 from effects.formencode import form_encode
 from effects.httpclient import Http1Client, RequestNotSentError
 from effects.ports import Ambiguous, Rejected, SendResult, Transient
-from effects.retry import parse_retry_after
+from effects.retry import NOT_ACTED_ON, parse_retry_after
 from effects.settings import TWILIO_DEFAULT_BASE
 
 _log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ RETRY_AFTER: ContextVar[str | None] = ContextVar("twilio_retry_after", default=N
 
 def _keep_retry_after(status: int, headers: Mapping[str, str] | None) -> None:
     found = None
-    if headers and (status == 429 or status >= 500):
+    if headers and status in NOT_ACTED_ON:
         found = headers.get("retry-after") or headers.get("Retry-After")
     RETRY_AFTER.set(found)
 
@@ -278,9 +278,11 @@ def classify(error: BaseException) -> SendResult:
             return Rejected(f"recipient unsubscribed: {error.msg}", str(code), opted_out=True)
         if code in INVALID_NUMBERS:
             return Rejected(f"{INVALID_NUMBERS[code]}: {error.msg}", str(code))
-        if error.status == 429 or error.status >= 500:
+        if error.status in NOT_ACTED_ON:
             retry_after = parse_retry_after(RETRY_AFTER.get(), datetime.now(UTC))
             return Transient(text, str(code or error.status), retry_after)
+        if error.status >= 500:  # may have been carried out: in doubt (effects.retry)
+            return Ambiguous(f"{text} (it may have been carried out)")
         return Rejected(text, str(code or error.status))
     if _never_connected(error):
         return Transient(f"connection to Twilio failed: {error}")

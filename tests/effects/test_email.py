@@ -13,6 +13,7 @@ from effects.fakes.sendgrid_server import (
     REJECTED_ADDRESS,
     THROTTLED_ONCE_ADDRESS,
     FakeSendGridServer,
+    SendGridFailure,
 )
 from effects.ledger import InMemoryLedger
 from effects.mail import SendGridEmailSender, footer
@@ -206,3 +207,31 @@ async def test_a_refused_connection_is_retried_then_fails() -> None:
     assert outcome.type == "effect.failed"
     assert "refused" in outcome.data["reason"]
     assert len(sleeps.delays) == 4  # five attempts
+
+
+async def test_a_name_that_does_not_resolve_is_retried_then_fails_not_unknown() -> None:
+    # given an API base whose name resolves nowhere: the mail never left, so it is no
+    # `effect.unknown` (nothing would ever reconcile it) and trying again is safe
+    sleeps = Sleeps()
+    effects = processor("http://sendgrid-down.invalid", sleeps, timeout=0.5)
+    mail = command("email.send", to="ann@example.com", subject="Hi", body="b")
+    [outcome] = await effects.handle(mail)
+    assert outcome.type == "effect.failed"
+    assert "could not reach SendGrid" in outcome.data["reason"]
+    assert len(sleeps.delays) == 4  # five attempts
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(503, "effect.sent"), (502, "effect.unknown")])
+async def test_a_503_is_retried_and_a_502_is_in_doubt(
+    sendgrid: FakeSendGridServer, status: int, outcome: str
+) -> None:
+    # 503: SendGrid turned the mail away while unavailable; 502: a gateway's answer, the
+    # mail may have been taken behind it, and two mails are worse than a late one
+    sleeps = Sleeps()
+    sendgrid.fail_first("ann@example.com", SendGridFailure(status, "try later"))
+    effects = processor(sendgrid, sleeps)
+    events = await effects.handle(
+        command("email.send", to="ann@example.com", subject="Hi", body="b")
+    )
+    assert types_of(events) == [outcome]
+    assert len(sendgrid.mails) == (2 if status == 503 else 1)

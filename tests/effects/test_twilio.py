@@ -335,6 +335,24 @@ async def test_a_429s_retry_after_is_waited_for_on_every_transport(world: World)
     assert world.sleeps.delays == [7.0]  # not the backoff's 0.25
 
 
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_a_5xx_that_may_come_after_the_message_was_taken_is_in_doubt(
+    world: World, status: int
+) -> None:
+    # given Twilio (or a gateway before it) answering 500, 502 or 504 once: the message may
+    # have been created all the same
+    to = "+12025550178"
+    world.twilio.fail_first(to, TwilioFailure(status, 20500, "Internal Server Error"))
+    # when the text is sent, and the command delivered again
+    events = await world.effects.handle(sms(to=to))
+    again = await world.effects.handle(sms(to=to))
+    # then it is in doubt, never sent a second time
+    assert types_of(events) == types_of(again) == ["effect.unknown"]
+    assert events[0].data["reason"].endswith("(it may have been carried out)")
+    assert len(world.twilio.requests) == 1
+    assert world.sleeps.delays == []
+
+
 async def test_a_provider_that_stays_down_fails_the_effect_after_five_tries(world: World) -> None:
     [failed] = await world.effects.handle(sms(to=DOWN_NUMBER))
     assert failed.type == "effect.failed"
