@@ -71,9 +71,11 @@ async def run_commands_file(
                 batch.append(event)
                 if len(batch) >= settings.batch_size:
                     _write(out, await runtime.processor.handle_batch(batch))
+                    runtime.processor.check_credentials()
                     batch = []
         if batch:
             _write(out, await runtime.processor.handle_batch(batch))
+            runtime.processor.check_credentials()
         # Processors killed while this one ran may have left rows in flight.
         _write(out, await runtime.processor.recover())
     finally:

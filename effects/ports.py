@@ -58,6 +58,9 @@ class Transient:
     reason: str
     code: str | None = None
     retry_after: float | None = None
+    # The provider refused our credentials (401): every send would be refused alike, so
+    # the processor stops for an operator rather than failing a backlog of steps.
+    credentials: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,11 @@ DEFAULT_DIALER_MESSAGE = (
 )
 
 
+class CredentialsRefused(Exception):  # noqa: N818 - names what happened
+    """A provider refused the processor's credentials: its commands stay pending (and their
+    records uncommitted) until an operator sets the right ones and starts it again."""
+
+
 class RetryAbandoned(Exception):  # noqa: N818 - names what happened, not an error
     """A retry not made because the processor is stopping: the effect was put back to
     `pending` (never in flight), and its command, left uncommitted, comes to the next
@@ -95,6 +100,8 @@ class EffectProcessor:
         self._slots = asyncio.Semaphore(concurrency)
         self._default_from = default_from_number
         self._stopping = asyncio.Event()
+        # What a provider said when it refused our credentials: no send is tried after it.
+        self.refused_credentials: str | None = None
 
     def stop_retrying(self) -> None:
         """From now on a send to be tried again is left for the next processor
@@ -168,6 +175,16 @@ class EffectProcessor:
         results = await asyncio.gather(*(self.handle(command) for command in batch))
         return [event for events in results for event in events]
 
+    def check_credentials(self) -> None:
+        """Raise CredentialsRefused when a provider has refused our credentials."""
+        if self.refused_credentials is not None:
+            raise CredentialsRefused(
+                f"a provider refused the credentials ({self.refused_credentials}): set the"
+                " right ones (TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN, SENDGRID_API_KEY,"
+                " MAILGUN_API_KEY) and start it again; the commands not carried out stay"
+                " pending and are tried then"
+            )
+
     # -- one command -----------------------------------------------------------------------
 
     async def _carry_out(
@@ -179,6 +196,8 @@ class EffectProcessor:
         deadline = command.send_before
         while True:
             if attempt is None:
+                if self.refused_credentials is not None:
+                    return []  # left pending, or never claimed: the next processor's
                 now = self._clock()
                 if deadline is not None and now >= deadline:
                     # Before taking a turn on the line: after an outage, a backlog of texts
@@ -225,6 +244,15 @@ class EffectProcessor:
             if isinstance(result, Ambiguous):
                 await self.ledger.record_unknown(effect_id, result.reason, now)
                 return [outcomes.effect_unknown(effect_id, context, result.reason, now)]
+            if result.credentials:
+                # Each send would be refused alike: failing them one by one would fail every
+                # step waiting. Left pending; the runner stops on `refused_credentials`.
+                _log.error(
+                    "effect %s: %s: check the provider's credentials", effect_id, result.reason
+                )
+                self.refused_credentials = result.reason
+                await self.ledger.release(effect_id, result.reason, now)
+                return []
             delay = self._retry.delay(attempt, self._rand, result.retry_after)
             if delay is None:
                 reason = f"gave up after {attempt} attempts: {result.reason}"

@@ -51,6 +51,8 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
 # The statuses that say the request was not acted on: too many requests, and a service
 # that turned it away while unavailable. Retried.
 NOT_ACTED_ON = frozenset({429, 503})
+# The provider does not know our credentials: nothing was sent, and nothing will be.
+UNAUTHORIZED = 401
 
 
 def http_refusal(reason: str, status: int, retry_after: str | None, now: datetime) -> SendResult:
@@ -61,6 +63,8 @@ def http_refusal(reason: str, status: int, retry_after: str | None, now: datetim
     are worse than a late one); any other status is for good."""
     if status in NOT_ACTED_ON:
         return Transient(reason, str(status), parse_retry_after(retry_after, now))
+    if status == UNAUTHORIZED:
+        return Transient(reason, str(status), credentials=True)
     if status >= 500:
         return Ambiguous(f"{reason} (it may have been carried out)")
     return Rejected(reason, str(status))

@@ -193,6 +193,7 @@ async def process_records(
     """Carry out one batch and publish its outcomes; returns how many were dead-lettered."""
     commands, rejected = await commands_in(records, publisher, commands_topic)
     await publisher.publish_many(await processor.handle_batch(commands))
+    processor.check_credentials()  # before the batch is committed: its rest stays pending
     return rejected
 
 
@@ -309,6 +310,8 @@ class BatchPipeline:
             if failures:
                 # A real failure before an abandoned retry: the batch must fail, not wait.
                 raise min(failures, key=lambda error: isinstance(error, RetryAbandoned))
+            # Refused credentials leave commands pending: this batch must not be committed.
+            self._processor.check_credentials()
             batch = Sent()
             for sent in results:
                 if isinstance(sent, Sent):

@@ -84,11 +84,17 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as error:
         print(f"dripstream effects: {error}", file=sys.stderr)
         return 2
-    if args.commands is not None:
-        from effects.filerun import run_commands_file  # noqa: PLC0415 - heavy imports
+    from effects.processor import CredentialsRefused  # noqa: PLC0415 - heavy imports
 
-        return asyncio.run(run_commands_file(settings, args.commands, args.outcomes))
-    return asyncio.run(_run_worker(settings))
+    try:
+        if args.commands is not None:
+            from effects.filerun import run_commands_file  # noqa: PLC0415 - heavy imports
+
+            return asyncio.run(run_commands_file(settings, args.commands, args.outcomes))
+        return asyncio.run(_run_worker(settings))
+    except CredentialsRefused as error:
+        print(f"dripstream effects: {error}", file=sys.stderr)
+        return 2
 
 
 async def _run_worker(settings: EffectsSettings) -> int:

@@ -17,7 +17,7 @@ from effects.fakes.sendgrid_server import (
 )
 from effects.ledger import InMemoryLedger
 from effects.mail import SendGridEmailSender, footer
-from effects.processor import EffectProcessor
+from effects.processor import CredentialsRefused, EffectProcessor
 from effects.retry import RetryPolicy
 from tests.effects.helpers import Sleeps, command, types_of
 
@@ -119,11 +119,16 @@ async def test_a_refused_address_fails_without_retry(sendgrid: FakeSendGridServe
     assert len(sendgrid.mails) == 1
 
 
-async def test_a_bad_api_key_is_refused(sendgrid: FakeSendGridServer) -> None:
-    [failed] = await processor(sendgrid, Sleeps(), api_key="SG.wrong").handle(
-        command("email.send", to="ann@example.com", subject="Hi", body="x")
+async def test_a_bad_api_key_fails_no_mail_and_stops_the_processor(
+    sendgrid: FakeSendGridServer,
+) -> None:
+    effects = processor(sendgrid, Sleeps(), api_key="SG.wrong")
+    assert (
+        await effects.handle(command("email.send", to="ann@example.com", subject="Hi", body="x"))
+        == []
     )
-    assert failed.data["code"] == "401"
+    with pytest.raises(CredentialsRefused, match="sendgrid 401"):
+        effects.check_credentials()
     assert sendgrid.accepted() == []
 
 

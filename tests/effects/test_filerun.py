@@ -152,6 +152,31 @@ async def test_a_replay_output_file_has_each_effect_carried_out_once_and_exits_0
     assert "EFFECTS_WEBHOOK_SECRET is not set" in stderr
 
 
+@pytest.mark.parametrize("provider", ["twilio", "sendgrid"])
+async def test_refused_credentials_stop_the_run_and_fail_no_step(
+    tmp_path: Path,
+    twilio: FakeTwilioServer,
+    sendgrid: FakeSendGridServer,
+    receiver: FakeWebhookReceiver,
+    provider: str,
+) -> None:
+    # given a replay's output, and a wrong key for one provider
+    out = replay_out(tmp_path, receiver.url)
+    wrong = {"TWILIO_AUTH_TOKEN": "wrong"} if provider == "twilio" else {"SENDGRID_API_KEY": "SG.x"}
+    environment = provider_environment(twilio, sendgrid) | wrong
+    outcomes = tmp_path / "outcomes.jsonl"
+    # when `dripstream effects` runs over it
+    status, stderr = await dripstream_effects(out, outcomes, environment)
+    # then it stops with the reason, exit 2, and no effect of that provider failed: a
+    # step is not failed for the operator's key
+    assert status == 2, stderr
+    assert "a provider refused the credentials" in stderr
+    written = [orjson.loads(line) for line in outcomes.read_bytes().splitlines()]
+    refused = "sms.send" if provider == "twilio" else "email.send"
+    assert [o for o in written if o["data"]["effect_type"] == refused] == []
+    assert {o["type"] for o in written} <= {"effect.sent"}
+
+
 async def test_a_line_that_is_no_valid_event_is_still_reported_by_its_number(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -22,7 +22,7 @@ from effects.fakes.mailgun_server import (
 from effects.fakes.senders import FakeSenders
 from effects.ledger import InMemoryLedger
 from effects.mailgun import MailgunEmailSender
-from effects.processor import EffectProcessor
+from effects.processor import CredentialsRefused, EffectProcessor
 from effects.retry import RetryPolicy
 from schemas.envelope import CloudEvent
 from tests.effects.helpers import Sleeps, command, types_of
@@ -159,11 +159,10 @@ async def test_a_refused_address_fails_with_mailguns_message_and_no_retry(
 @pytest.mark.parametrize(
     ("setting", "code", "reason"),
     [
-        ({"api_key": "wrong-key"}, "401", "mailgun 401: Forbidden"),
         ({"domain": "other.example.com"}, "404", "mailgun 404: Domain not found: other"),
     ],
 )
-async def test_a_bad_key_or_domain_fails_at_once(
+async def test_a_bad_domain_fails_at_once(
     mailgun: FakeMailgunServer,
     processor: Build,
     setting: dict[str, str],
@@ -253,3 +252,13 @@ async def test_each_email_effect_reaches_mailgun_at_most_once(
     await effects.handle_batch([email, email])
     await effects.handle(email)
     assert mailgun.accepted_by_effect == {FX: 1}
+
+
+async def test_a_bad_key_fails_no_mail_and_stops_the_processor(
+    mailgun: FakeMailgunServer, processor: Build
+) -> None:
+    effects = processor(mailgun, Sleeps(), api_key="wrong-key")
+    assert await effects.handle(mail(body="x")) == []
+    with pytest.raises(CredentialsRefused, match="mailgun 401"):
+        effects.check_credentials()
+    assert mailgun.accepted() == []

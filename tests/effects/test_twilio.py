@@ -26,7 +26,7 @@ from effects.fakes.twilio_server import (
 )
 from effects.ledger import InMemoryLedger
 from effects.ports import EffectId, Senders
-from effects.processor import EffectProcessor
+from effects.processor import CredentialsRefused, EffectProcessor
 from effects.retry import RetryPolicy
 from effects.twilio_http import build_twilio_client, close_twilio_client, rebase
 from effects.twilio_senders import TwilioCallPlacer, TwilioSmsSender, TwilioVoicemailDropper
@@ -361,7 +361,9 @@ async def test_a_provider_that_stays_down_fails_the_effect_after_five_tries(worl
     assert world.sleeps.delays == [0.25, 0.5, 1.0, 2.0]
 
 
-async def test_wrong_credentials_fail_without_retry(twilio: FakeTwilioServer) -> None:
+async def test_wrong_credentials_fail_no_step_and_stop_the_processor(
+    twilio: FakeTwilioServer,
+) -> None:
     client: Any = build_twilio_client(
         account_sid=ACCOUNT_SID, auth_token="wrong", api_base=twilio.url, transport="async"
     )
@@ -378,10 +380,18 @@ async def test_wrong_credentials_fail_without_retry(twilio: FakeTwilioServer) ->
         ),
         clock=Sleeps().clock,
     )
-    [failed] = await effects.handle(sms())
+    outcomes = await effects.handle(sms())
+    # the text stays pending, with no outcome, and the processor says why it must stop
+    assert outcomes == []
+    with pytest.raises(CredentialsRefused, match="Authenticate"):
+        effects.check_credentials()
+    # and no later command is tried meanwhile
+    assert await effects.handle(sms(2)) == []
     await close_twilio_client(client)
-    assert failed.type == "effect.failed"
-    assert failed.data["code"] == "20003"
+    assert twilio.accepted() == []
+    entry = await effects.ledger.get(EffectId("fx:welcome:c-1:1:s1:1"))
+    assert entry is not None
+    assert entry.status == "pending"
 
 
 async def test_twilio_unreachable_is_retried_not_unknown() -> None:

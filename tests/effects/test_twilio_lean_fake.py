@@ -18,7 +18,7 @@ from effects.fakes.twilio_server import (
     UNSUBSCRIBED_NUMBER,
     FakeTwilioServer,
 )
-from effects.ports import Delivered, Rejected, SmsMessage
+from effects.ports import Delivered, Rejected, SmsMessage, Transient
 from effects.twilio_http import build_twilio_client, close_twilio_client
 from effects.twilio_senders import TwilioSmsSender
 from effects.twiml import CallbackUrls
@@ -70,8 +70,8 @@ async def test_wrong_credentials_are_refused(lean: tuple[FakeTwilioServer, str])
         SmsMessage(effect_id="fx:1", to="+16465550100", from_number=LINE, body="Hi")
     )
     await close_twilio_client(client)
-    assert isinstance(result, Rejected)
-    assert result.code == "20003"
+    assert isinstance(result, Transient)
+    assert (result.code, result.credentials) == ("20003", True)
     assert fake.request_count == 0
 
 

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type:
 from aiokafka.admin import NewTopic  # type: ignore[import-untyped]
 
 from effects.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
+from effects.processor import CredentialsRefused
 from effects.settings import EffectsSettings
 from effects.worker import run_effects_worker
 from tests.effects.helpers import command, sms
@@ -94,7 +95,7 @@ async def effects_worker(
                 topic_prefix=prefix,
                 consumer_group=f"effects-{uuid.uuid4().hex[:8]}",
                 twilio_account_sid=ACCOUNT_SID,
-                twilio_auth_token=AUTH_TOKEN,
+                twilio_auth_token=settings.pop("twilio_auth_token", AUTH_TOKEN),
                 twilio_api_base=twilio.url,
                 line_rate_per_second=100_000,
                 **settings,
@@ -196,3 +197,29 @@ async def test_a_decision_on_effects_is_dead_lettered_and_its_effect_still_sent_
     assert where == (prefix + "effects", "c-9", "event")
     assert letter["reason"].startswith("not valid JSON")
     assert bytes.fromhex(letter["value_hex"]) == garbage
+
+
+async def test_refused_credentials_stop_the_worker_with_the_commands_uncommitted(
+    kafka_bootstrap: str, kafka_admin: Any
+) -> None:
+    async with effects_worker(kafka_bootstrap, kafka_admin, twilio_auth_token="wrong") as rig:
+        # given commands on `effects`, and a worker whose Twilio token is wrong
+        commands = [sms(n, to=f"+1646{n:07d}") for n in range(3)]
+        for command in commands:
+            await rig.producer.send_and_wait(
+                rig.prefix + "effects", command.encode(), key=command.subject.encode()
+            )
+        # when it tries them, then it stops, saying why, and sent nothing
+        with pytest.raises(CredentialsRefused, match="Authenticate"):
+            await asyncio.wait_for(rig.worker, timeout=60)
+        assert rig.twilio.accepted() == []
+        # and no outcome failed a step, and nothing was committed: a worker with the right
+        # token gets every command again
+        check = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=rig.settings.group_id)
+        await check.start()
+        try:
+            partitions = [TopicPartition(rig.prefix + "effects", p) for p in range(3)]
+            for partition in partitions:
+                assert await check.committed(partition) is None
+        finally:
+            await check.stop()
