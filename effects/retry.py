@@ -15,7 +15,9 @@ class RetryPolicy:
     [0, min(cap, base * 2**(n-1))) ("full jitter"), or what the server's Retry-After asked,
     never more than `max_retry_after` (a longer ask is answered by giving up)."""
 
-    max_attempts: int = 5
+    # Eight tries wait up to 1+2+4+…+32+60 = 123 s in all (about a minute on average): a
+    # provider's or the network's blip of a minute fails no send that nothing went out of.
+    max_attempts: int = 8
     base_seconds: float = 1.0
     cap_seconds: float = 60.0
     max_retry_after: float = 300.0

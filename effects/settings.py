@@ -68,7 +68,7 @@ class EffectsSettings:
     line_rate_per_second: float = 1.0
     line_burst: int = 1
     call_rate_per_second: float = 1.0
-    max_attempts: int = 5
+    max_attempts: int = 8
     backoff_base_seconds: float = 1.0
     backoff_cap_seconds: float = 60.0
     provider_timeout_seconds: float = 15.0
