@@ -203,8 +203,13 @@ class EffectProcessor:
                     # Before taking a turn on the line: after an outage, a backlog of texts
                     # already too late would each hold up the line's fresh ones a slot.
                     return await self._expire(effect_id, context, deadline, now)
-                if plan.limiter is not None:
-                    await plan.limiter.acquire(plan.limiter_key)
+                if plan.limiter is not None and not await plan.limiter.acquire(
+                    plan.limiter_key, unless=self._stopping
+                ):
+                    # A stop came while it waited for its line: the row is `pending`, never
+                    # attempted, and its batch stays uncommitted for the next processor (a
+                    # busy line's queue took minutes to drain on a stop).
+                    raise RetryAbandoned(effect_id)
                 attempt = await self.ledger.begin(effect_id, self._clock())
                 if attempt is None:
                     return []  # taken by a concurrent delivery of the same command

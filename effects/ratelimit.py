@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from effects.ports import Sleep
@@ -59,7 +60,21 @@ class LineRateLimiter:
         self._updated[key] = now
         return tokens
 
-    async def acquire(self, key: str) -> None:
+    async def acquire(self, key: str, *, unless: asyncio.Event | None = None) -> bool:
+        """Wait for the key's next slot: True when it came, False when `unless` was set
+        first (a stop: the send is left for the next processor, and its slot is lost,
+        which only ever slows the line)."""
         wait = self.reserve(key)
-        if wait > 0:
+        if wait <= 0:
+            return True
+        if unless is None:
             await self._sleep(wait)
+            return True
+        if unless.is_set():
+            return False
+        turn = asyncio.ensure_future(self._sleep(wait))
+        stop = asyncio.ensure_future(unless.wait())
+        done, _ = await asyncio.wait({turn, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (turn, stop):
+            waiter.cancel()
+        return turn in done

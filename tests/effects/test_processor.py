@@ -12,7 +12,7 @@ from effects.commands import CommandRejected
 from effects.fakes.senders import FakeSenders
 from effects.ledger import IN_FLIGHT, SENT, UNKNOWN, InMemoryLedger
 from effects.ports import Ambiguous, EffectId, Rejected, Transient
-from effects.processor import EffectProcessor
+from effects.processor import EffectProcessor, RetryAbandoned
 from effects.ratelimit import LineRateLimiter
 from effects.retry import RetryPolicy
 from schemas.envelope import format_time
@@ -230,6 +230,27 @@ async def test_each_line_is_paced_by_its_own_token_bucket() -> None:
     # then on that line the 2nd waits 1 s and the 3rd 2 s; the other line does not wait
     assert len(fakes.sms.sent) == 4
     assert sorted(sleeps.delays) == [1.0, 2.0]
+
+
+async def test_a_stop_leaves_the_sends_waiting_for_their_line_pending() -> None:
+    # given a line paced at one text a minute, and a sleep that lasts until cancelled
+    fakes, ledger = FakeSenders(), InMemoryLedger()
+
+    async def forever(_seconds: float) -> None:
+        await asyncio.Event().wait()
+
+    limiter = LineRateLimiter(1 / 60, 1, monotonic=lambda: 0.0, sleep=forever)
+    effects = processor(fakes, Sleeps(), limiter=limiter, ledger=ledger)
+    # when three texts on the line are handed over, and a stop comes
+    batch = asyncio.gather(*(effects.handle(sms(n)) for n in (1, 2, 3)), return_exceptions=True)
+    await asyncio.sleep(0.05)
+    effects.stop_retrying()
+    results = await asyncio.wait_for(batch, timeout=5)
+    # then the first went out and the two waiting are left, never attempted, at once
+    assert len(fakes.sms.sent) == 1
+    assert sum(isinstance(r, RetryAbandoned) for r in results) == 2
+    waiting = [await ledger.get(EffectId(f"fx:welcome:c-{n}:1:s1:1")) for n in (2, 3)]
+    assert [(e.status, e.attempts) for e in waiting if e] == [("pending", 0), ("pending", 0)]
 
 
 async def test_mms_email_calls_voicemail_webhooks_reach_their_senders() -> None:
