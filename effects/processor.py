@@ -321,8 +321,9 @@ class EffectProcessor:
                 SmsMessage(effect_id=effect_id, to=to, from_number=from_number, body=body)
                 for to in recipients(command, "ring_group_numbers", lambda to: to.startswith("+"))
             ]
+            each = self._paced_after_first(senders.sms.send_sms, from_number)
             return _Plan(
-                lambda: to_each(texts, senders.sms.send_sms, provider="twilio", name=_recipient),
+                lambda: to_each(texts, each(), provider="twilio", name=_recipient),
                 self._message_limiter,
                 from_number,
             )
@@ -392,6 +393,28 @@ class EffectProcessor:
         if kind == kinds.POWER_DIALER_REMOVED:
             return _Plan(lambda: self._power_dialer_remove(command))
         raise CommandRejected("type", f"{kind!r} is not an effect command")  # pragma: no cover
+
+    def _paced_after_first(
+        self, send: Callable[[SmsMessage], Awaitable[SendResult]], line: str
+    ) -> Callable[[], Callable[[SmsMessage], Awaitable[SendResult]]]:
+        """For each try of a ring group's texts, a send that takes a turn on the line for
+        every member after the first (the command's own turn covers the first): a group of
+        five is five texts to the carrier, paced as five."""
+        limiter = self._message_limiter
+
+        def one_try() -> Callable[[SmsMessage], Awaitable[SendResult]]:
+            sent = 0
+
+            async def paced(message: SmsMessage) -> SendResult:
+                nonlocal sent
+                if sent and limiter is not None:
+                    await limiter.acquire(line)
+                sent += 1
+                return await send(message)
+
+            return paced
+
+        return one_try
 
     async def _power_dialer_add(self, command: EffectCommand) -> SendResult:
         user_id = command.text("user_id")

@@ -232,6 +232,22 @@ async def test_each_line_is_paced_by_its_own_token_bucket() -> None:
     assert sorted(sleeps.delays) == [1.0, 2.0]
 
 
+async def test_a_ring_groups_texts_each_take_a_turn_on_the_line() -> None:
+    # given a line paced at one text a second, and a notice to a group of three
+    fakes, sleeps = FakeSenders(), Sleeps()
+    limiter = LineRateLimiter(1.0, 1, monotonic=lambda: 0.0, sleep=sleeps)
+    effects = processor(fakes, sleeps, limiter=limiter)
+    members = ["+12125550007", "+12125550008", "+12125550009"]
+    notify = command(
+        "notify.sms", to="rg-sales", ring_group_numbers=members, from_number=LINE, body="Lead"
+    )
+    # when it is carried out
+    assert types_of(await effects.handle(notify)) == ["effect.sent"]
+    # then three texts went out, the second and third each waiting their turn
+    assert [text.to for text in fakes.sms.sent] == members
+    assert sleeps.delays == [1.0, 2.0]
+
+
 async def test_a_stop_leaves_the_sends_waiting_for_their_line_pending() -> None:
     # given a line paced at one text a minute, and a sleep that lasts until cancelled
     fakes, ledger = FakeSenders(), InMemoryLedger()
