@@ -140,7 +140,10 @@ class EffectProcessor:
             except CommandRejected as error:
                 return await self._reject(effect_id, command, error)
             limiter = plan.limiter
-            if limiter is None or limiter.try_take(plan.limiter_key):
+            late = parsed.send_before is not None and self._clock() >= parsed.send_before
+            # A command already too late takes no turn on its line (it will not be sent):
+            # the slow path fails it before any turn is taken.
+            if limiter is None or (not late and limiter.try_take(plan.limiter_key)):
                 # The usual case, no wait for the line: claim and mark in flight in one
                 # ledger step (one round trip), then call the provider.
                 attempt = await self.ledger.start(effect_id, command, self._clock())
@@ -264,7 +267,8 @@ class EffectProcessor:
                 await self.ledger.record_failed(effect_id, reason, result.code, now)
                 return [outcomes.effect_failed(effect_id, context, reason, result.code, now)]
             if deadline is not None and now + timedelta(seconds=delay) >= deadline:
-                return await self._expire(effect_id, context, deadline, now)  # no use waiting
+                # No use waiting: the retry would land after the window closes.
+                return await self._expire(effect_id, context, deadline, now, retry=True)
             _log.info("effect %s: %s; retry in %.2fs", effect_id, result.reason, delay)
             await self.ledger.release(effect_id, result.reason, now)
             if not await self._waited(delay):
@@ -283,9 +287,20 @@ class EffectProcessor:
         return not self._stopping.is_set()
 
     async def _expire(
-        self, effect_id: EffectId, context: dict[str, Any], deadline: datetime, now: datetime
+        self,
+        effect_id: EffectId,
+        context: dict[str, Any],
+        deadline: datetime,
+        now: datetime,
+        *,
+        retry: bool = False,
     ) -> list[CloudEvent]:
-        reason = f"not sent: the contact's quiet-hours window closed at {format_time(deadline)}"
+        closes = format_time(deadline)
+        reason = (
+            f"not sent: a retry would come after the contact's quiet hours close at {closes}"
+            if retry
+            else f"not sent: the contact's quiet-hours window closed at {closes}"
+        )
         await self.ledger.record_failed(effect_id, reason, EXPIRED, now)
         return [outcomes.effect_failed(effect_id, context, reason, EXPIRED, now)]
 

@@ -482,6 +482,22 @@ async def test_a_retry_that_would_land_past_the_window_is_given_up() -> None:
     assert failed.data["code"] == "expired"
     assert sleeps.delays == [0.5, 1.0]  # tried at 0, 0.5 and 1.5 s; 3.5 s would be past 2 s
     assert len(fakes.sms.sent) == 3
+    # and says so: the window had not closed yet when it was given up
+    assert failed.data["reason"] == (
+        f"not sent: a retry would come after the contact's quiet hours close at {closes}"
+    )
+
+
+async def test_a_text_already_too_late_takes_no_turn_on_its_line() -> None:
+    # given a line paced at one text a second, a text past its window and a fresh one
+    fakes, sleeps = FakeSenders(), Sleeps()
+    limiter = LineRateLimiter(1.0, 1, monotonic=lambda: 0.0, sleep=sleeps)
+    effects = processor(fakes, sleeps, limiter=limiter)
+    [expired] = await effects.handle(sms(1, send_before=format_time(T0)))
+    [sent] = await effects.handle(sms(2))
+    # then the late one fails without the line's free turn, and the fresh one waits for none
+    assert (expired.data["code"], sent.type) == ("expired", "effect.sent")
+    assert sleeps.delays == []
 
 
 async def test_a_send_before_that_is_no_time_is_refused() -> None:
