@@ -36,6 +36,7 @@ from effects.ports import (
     SendResult,
     Sleep,
     SmsMessage,
+    Transient,
     VoicemailRequest,
     WebhookRequest,
 )
@@ -232,26 +233,8 @@ class EffectProcessor:
                 _log.exception("effect %s: sender raised", effect_id)
                 result = Ambiguous(f"sender raised {type(error).__name__}: {error}")
             now = self._clock()
-            if isinstance(result, Delivered):
-                provider, provider_id = result.provider, result.provider_id
-                missed = result.undelivered  # ring-group members not reached: effects.fan_out
-                await self.ledger.record_sent(effect_id, provider, provider_id, now, missed)
-                return [
-                    outcomes.effect_sent(effect_id, context, provider, provider_id, now, missed)
-                ]
-            if isinstance(result, Rejected):
-                await self.ledger.record_failed(effect_id, result.reason, result.code, now)
-                events = [
-                    outcomes.effect_failed(effect_id, context, result.reason, result.code, now)
-                ]
-                if result.opted_out and _to_the_contact(context):
-                    events.append(
-                        outcomes.contact_opted_out(effect_id, context, "sms", result.reason, now)
-                    )
-                return events
-            if isinstance(result, Ambiguous):
-                await self.ledger.record_unknown(effect_id, result.reason, now)
-                return [outcomes.effect_unknown(effect_id, context, result.reason, now)]
+            if not isinstance(result, Transient):
+                return await self._settled(effect_id, context, result, now)
             if result.credentials:
                 # Each send would be refused alike: failing them one by one would fail every
                 # step waiting. Left pending; the runner stops on `refused_credentials`.
@@ -264,6 +247,7 @@ class EffectProcessor:
             delay = self._retry.delay(attempt, self._rand, result.retry_after)
             if delay is None:
                 reason = f"gave up after {attempt} attempts: {result.reason}"
+                _log.warning("effect %s failed: %s", effect_id, reason)
                 await self.ledger.record_failed(effect_id, reason, result.code, now)
                 return [outcomes.effect_failed(effect_id, context, reason, result.code, now)]
             if deadline is not None and now + timedelta(seconds=delay) >= deadline:
@@ -274,6 +258,31 @@ class EffectProcessor:
             if not await self._waited(delay):
                 raise RetryAbandoned(effect_id)
             attempt = None
+
+    async def _settled(
+        self,
+        effect_id: EffectId,
+        context: dict[str, Any],
+        result: Delivered | Rejected | Ambiguous,
+        now: datetime,
+    ) -> list[CloudEvent]:
+        """Record an answer that ends the command, and its outcome events."""
+        if isinstance(result, Delivered):
+            provider, provider_id = result.provider, result.provider_id
+            missed = result.undelivered  # ring-group members not reached: effects.fan_out
+            await self.ledger.record_sent(effect_id, provider, provider_id, now, missed)
+            return [outcomes.effect_sent(effect_id, context, provider, provider_id, now, missed)]
+        if isinstance(result, Rejected):
+            await self.ledger.record_failed(effect_id, result.reason, result.code, now)
+            events = [outcomes.effect_failed(effect_id, context, result.reason, result.code, now)]
+            if result.opted_out and _to_the_contact(context):
+                events.append(
+                    outcomes.contact_opted_out(effect_id, context, "sms", result.reason, now)
+                )
+            return events
+        _log.warning("effect %s is in doubt, not sent again: %s", effect_id, result.reason)
+        await self.ledger.record_unknown(effect_id, result.reason, now)
+        return [outcomes.effect_unknown(effect_id, context, result.reason, now)]
 
     async def _waited(self, seconds: float) -> bool:
         """Sleep before a retry; False when a stop came first."""
