@@ -222,8 +222,8 @@ def _open_hours(schedule: Mapping[str, Any]) -> tuple[DailyWindow | None, tuple[
         and parse_clock(str(closes)) <= parse_clock(str(opens))
     ):
         return None, (
-            f"schedule: close ({closes}) must be after open ({opens});"
-            " hours past midnight are not supported",
+            f"schedule: close ({closes}) must be after open ({opens})"
+            + ("; hours past midnight are not supported" if str(closes) < str(opens) else ""),
         )
     return _window(schedule, "open", "close"), ()
 

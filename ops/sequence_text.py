@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ops.text_table import cell, local_time, table
+from projections.contacts_view import ContactEnrollment
 from projections.definition_words import (
     delay_words,
     trigger_action,
@@ -174,8 +175,16 @@ def _contact_cells(row: SequenceContact, zone: ZoneInfo, *, ended: bool) -> list
         *cells,
         f"{e.steps_done}/{total}",
         cell(e.next_step_id),
-        "held" if e.held else "-" if e.next_due_at is None else local_time(e.next_due_at, zone),
+        _due(e, zone),
     ]
+
+
+def _due(enrollment: ContactEnrollment, zone: ZoneInfo) -> str:
+    """The DUE column: `held` while an edit has made the sequence invalid, `-` for none."""
+    if enrollment.held:
+        return "held"
+    due = enrollment.next_due_at
+    return "-" if due is None else local_time(due, zone)
 
 
 def _aligned(pairs: Sequence[tuple[str, str]]) -> str:

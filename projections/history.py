@@ -74,7 +74,8 @@ PROPERTY_UPDATE_TYPES = frozenset(
 CREATION_TYPES = frozenset({"contact.created", "lead.rejected"})
 ENGINE_ONLY_TYPES = PROPERTY_UPDATE_TYPES | {"contact.created"}
 
-# The seed's event types: each row is of exactly one of these kinds.
+# The report's kinds of row (the seed's enrollment, disenrollment, property updates,
+# communication and creation, and the steps' own rows): each row is of exactly one.
 EVENT_KINDS: dict[str, frozenset[str]] = {
     "enrollment": ENROLLMENT_TYPES,
     "disenrollment": DISENROLLMENT_TYPES,

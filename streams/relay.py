@@ -73,12 +73,14 @@ def record_key(row: OutboxRow) -> bytes | None:
     kept exact in its `key_hex`: the outbox's text column holds a key that is not UTF-8 (or
     has a NUL) only with U+FFFD in its place, which would key and place the letter apart
     from the record it stands for."""
-    if row.topic == DLQ_TOPIC and row.key is not None:
+    if row.topic == DLQ_TOPIC:
         try:
-            exact = orjson.loads(row.value).get("key_hex")
-            if isinstance(exact, str):
-                return bytes.fromhex(exact)
-        except (orjson.JSONDecodeError, ValueError, AttributeError):
+            letter = orjson.loads(row.value)
+            if "key_hex" in letter:
+                exact = letter["key_hex"]
+                # An empty key is a key (b""), and hashes apart from none.
+                return None if exact is None else bytes.fromhex(exact)
+        except (orjson.JSONDecodeError, ValueError, TypeError):
             pass  # not a letter this relay wrote: its text key, as any row's
     return row.key.encode() if row.key is not None else None
 

@@ -44,8 +44,8 @@ def test_a_dead_letter_names_the_field_apart_from_the_bare_reason() -> None:
     assert bytes.fromhex(letter["value_hex"]) == MISSING_CONTACT
 
 
-@pytest.mark.parametrize("key", [b"\xff\xfe\x00k", b"c-200", "José".encode()])
-def test_a_dead_letter_is_keyed_by_the_refused_records_exact_key_bytes(key: bytes) -> None:
+@pytest.mark.parametrize("key", [b"\xff\xfe\x00k", b"c-200", "José".encode(), b"", None])
+def test_a_dead_letter_is_keyed_by_the_refused_records_exact_key_bytes(key: bytes | None) -> None:
     # given a record under a key that is not UTF-8 and holds a NUL (the outbox's text column
     # holds it with U+FFFD in place), or a plain one
     rejected = _rejected(MISSING_CONTACT)
