@@ -4,7 +4,8 @@ Life of a row::
 
     claim ──► pending ──begin──► in_flight ──► sent | failed | unknown
                  ▲                   │
-                 └──── release ──────┘  (a refusal that sent nothing: 429, 5xx)
+                 └──── release ──────┘  (a refusal that sent nothing: 429, 503, no connection,
+                                          refused credentials)
 
     start = claim + begin in one step: (no row | pending) ──► in_flight
 
@@ -117,8 +118,12 @@ class Ledger(Protocol):
         when the row is in any other state or a concurrent caller got there first."""
         ...
 
-    async def release(self, effect_id: EffectId, error: str, at: datetime) -> None:
-        """`in_flight` -> `pending`: the attempt was refused and sent nothing."""
+    async def release(
+        self, effect_id: EffectId, error: str, at: datetime, *, counted: bool = True
+    ) -> None:
+        """`in_flight` -> `pending`: the attempt was refused and sent nothing. Not `counted`
+        (refused credentials: the operator's error, not the send's), it uses none of the
+        command's tries."""
         ...
 
     async def record_sent(
@@ -261,8 +266,16 @@ class InMemoryLedger:
         )
         return attempts
 
-    async def release(self, effect_id: EffectId, error: str, at: datetime) -> None:
-        self._update(effect_id, frozenset({IN_FLIGHT}), status=PENDING, error=error, updated_at=at)
+    async def release(
+        self, effect_id: EffectId, error: str, at: datetime, *, counted: bool = True
+    ) -> None:
+        row = self._store.rows.get(effect_id)
+        if row is None or row.entry.status != IN_FLIGHT:
+            return
+        attempts = row.entry.attempts if counted else row.entry.attempts - 1
+        row.entry = replace(
+            row.entry, status=PENDING, error=error, updated_at=at, attempts=attempts
+        )
 
     async def record_sent(
         self,
@@ -475,6 +488,7 @@ class _Move:
     provider_id: str | None = None
     error: str | None = None
     code: str | None = None
+    uncount: bool = False  # give the attempt back (a release that used none of the tries)
 
 
 # The hot-path statements take their batch as one JSON array (one parameter, encoded by
@@ -526,10 +540,11 @@ UPDATE effect_ledger l
 SET status = v.status, updated_at = v.at, error = v.error,
     provider = COALESCE(v.provider, l.provider),
     provider_id = COALESCE(v.provider_id, l.provider_id),
-    code = COALESCE(v.code, l.code)
+    code = COALESCE(v.code, l.code),
+    attempts = l.attempts - CASE WHEN v.uncount THEN 1 ELSE 0 END
 FROM jsonb_to_recordset(%s::jsonb)
     AS v(effect_id text, status text, allowed text[], at timestamptz, provider text,
-         provider_id text, error text, code text)
+         provider_id text, error text, code text, uncount boolean)
 WHERE l.effect_id = v.effect_id AND l.status = ANY(v.allowed)
 """
 
@@ -623,8 +638,11 @@ class PostgresLedger:
     async def start(self, effect_id: EffectId, command: CloudEvent, at: datetime) -> int | None:
         return await self._starts.submit(_Arrival(effect_id, command.type, at, command.encode()))
 
-    async def release(self, effect_id: EffectId, error: str, at: datetime) -> None:
-        await self._moves.submit(_Move(effect_id, PENDING, (IN_FLIGHT,), at, error=error))
+    async def release(
+        self, effect_id: EffectId, error: str, at: datetime, *, counted: bool = True
+    ) -> None:
+        move = _Move(effect_id, PENDING, (IN_FLIGHT,), at, error=error, uncount=not counted)
+        await self._moves.submit(move)
 
     async def record_sent(
         self,
@@ -690,6 +708,7 @@ class PostgresLedger:
                     "provider_id": m.provider_id,
                     "error": m.error,
                     "code": m.code,
+                    "uncount": m.uncount,
                 }
                 for m in moves
             ]

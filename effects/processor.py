@@ -135,6 +135,8 @@ class EffectProcessor:
             raise CommandRejected("type", f"{command.type!r} is not an effect command")
         effect_id = effect_id_of(command)
         async with self._slots:
+            if self.refused_credentials is not None:
+                return []  # not claimed: the next processor's, with the right credentials
             try:
                 parsed = read_command(command)
                 plan = self._plan(parsed)
@@ -176,8 +178,18 @@ class EffectProcessor:
 
     async def handle_batch(self, batch: Iterable[CloudEvent]) -> list[CloudEvent]:
         """Many commands at once, at most `concurrency` in progress; outcomes in input order."""
-        results = await asyncio.gather(*(self.handle(command) for command in batch))
-        return [event for events in results for event in events]
+        results = await asyncio.gather(
+            *(self.handle(command) for command in batch), return_exceptions=True
+        )
+        failures = [result for result in results if isinstance(result, BaseException)]
+        real = [failure for failure in failures if not isinstance(failure, RetryAbandoned)]
+        if real:
+            raise real[0]
+        if failures and self.refused_credentials is None:
+            raise failures[0]
+        # (Retries abandoned after refused credentials: pending; `check_credentials` says
+        # why once the outcomes of the rest are written.)
+        return [event for events in results if isinstance(events, list) for event in events]
 
     def check_credentials(self) -> None:
         """Raise CredentialsRefused when a provider has refused our credentials."""
@@ -214,6 +226,8 @@ class EffectProcessor:
                     # attempted, and its batch stays uncommitted for the next processor (a
                     # busy line's queue took minutes to drain on a stop).
                     raise RetryAbandoned(effect_id)
+                if self.refused_credentials is not None:
+                    return []  # refused while it waited: left `pending`, never attempted
                 attempt = await self.ledger.begin(effect_id, self._clock())
                 if attempt is None:
                     return []  # taken by a concurrent delivery of the same command
@@ -242,7 +256,8 @@ class EffectProcessor:
                     "effect %s: %s: check the provider's credentials", effect_id, result.reason
                 )
                 self.refused_credentials = result.reason
-                await self.ledger.release(effect_id, result.reason, now)
+                self.stop_retrying()  # backoffs and line waits end now: nothing can go out
+                await self.ledger.release(effect_id, result.reason, now, counted=False)
                 return []
             delay = self._retry.delay(attempt, self._rand, result.retry_after)
             if delay is None:
@@ -290,9 +305,11 @@ class EffectProcessor:
             return False
         sleeping = asyncio.ensure_future(self._sleep(seconds))
         stopping = asyncio.ensure_future(self._stopping.wait())
-        await asyncio.wait({sleeping, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in (sleeping, stopping):
-            waiter.cancel()
+        try:
+            await asyncio.wait({sleeping, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # cancelled too: neither waiter outlives this call
+            for waiter in (sleeping, stopping):
+                waiter.cancel()
         return not self._stopping.is_set()
 
     async def _expire(
@@ -431,8 +448,13 @@ class EffectProcessor:
 
             async def paced(message: SmsMessage) -> SendResult:
                 nonlocal sent
-                if sent and limiter is not None:
-                    await limiter.acquire(line)
+                turn = sent == 0 or limiter is None
+                if not turn and limiter is not None:
+                    turn = await limiter.acquire(line, unless=self._stopping)
+                if not turn:
+                    # Stopping: this member is left out (said in `undelivered`), and the
+                    # members reached are not texted again.
+                    return Transient("not sent: the processor was stopping")
                 sent += 1
                 return await send(message)
 

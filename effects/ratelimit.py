@@ -74,7 +74,9 @@ class LineRateLimiter:
             return False
         turn = asyncio.ensure_future(self._sleep(wait))
         stop = asyncio.ensure_future(unless.wait())
-        done, _ = await asyncio.wait({turn, stop}, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in (turn, stop):
-            waiter.cancel()
+        try:
+            done, _ = await asyncio.wait({turn, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # cancelled too: neither waiter outlives this call
+            for waiter in (turn, stop):
+                waiter.cancel()
         return turn in done

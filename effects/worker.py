@@ -307,11 +307,12 @@ class BatchPipeline:
                 return_exceptions=True,
             )
             failures = [result for result in results if isinstance(result, BaseException)]
+            # Refused credentials leave commands pending: this batch must not be committed,
+            # and the worker stops saying why (before an abandoned retry, which would not).
+            self._processor.check_credentials()
             if failures:
                 # A real failure before an abandoned retry: the batch must fail, not wait.
                 raise min(failures, key=lambda error: isinstance(error, RetryAbandoned))
-            # Refused credentials leave commands pending: this batch must not be committed.
-            self._processor.check_credentials()
             batch = Sent()
             for sent in results:
                 if isinstance(sent, Sent):

@@ -173,6 +173,18 @@ async def test_a_refused_attempt_goes_back_to_pending_and_counts(harness: Harnes
     assert await ledger.begin(FX, T0) == 2
 
 
+async def test_a_release_not_counted_gives_the_attempt_back(harness: Harness) -> None:
+    # refused credentials: the operator's error, so the command keeps all its tries
+    ledger = harness.ledger
+    await ledger.claim(FX, sms(), T0)
+    await ledger.begin(FX, T0)
+    await ledger.release(FX, "twilio 401", T0, counted=False)
+    entry = await ledger.get(FX)
+    assert entry is not None
+    assert (entry.status, entry.attempts, entry.error) == (PENDING, 0, "twilio 401")
+    assert await ledger.begin(FX, T0) == 1
+
+
 async def test_failures_and_unknowns_are_recorded(harness: Harness) -> None:
     ledger = harness.ledger
     second = EffectId("fx:2")

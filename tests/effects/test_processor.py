@@ -12,7 +12,7 @@ from effects.commands import CommandRejected
 from effects.fakes.senders import FakeSenders
 from effects.ledger import IN_FLIGHT, SENT, UNKNOWN, InMemoryLedger
 from effects.ports import Ambiguous, EffectId, Rejected, Transient
-from effects.processor import EffectProcessor, RetryAbandoned
+from effects.processor import CredentialsRefused, EffectProcessor, RetryAbandoned
 from effects.ratelimit import LineRateLimiter
 from effects.retry import RetryPolicy
 from schemas.envelope import format_time
@@ -246,6 +246,53 @@ async def test_a_ring_groups_texts_each_take_a_turn_on_the_line() -> None:
     # then three texts went out, the second and third each waiting their turn
     assert [text.to for text in fakes.sms.sent] == members
     assert sleeps.delays == [1.0, 2.0]
+
+
+async def test_after_refused_credentials_no_other_send_is_tried_nor_a_try_used() -> None:
+    # given a provider that refuses the processor's credentials, and five texts at once
+    fakes, ledger = FakeSenders(), InMemoryLedger()
+    fakes.sms.script = lambda to: Transient("twilio 401: Authenticate", "20003", credentials=True)
+    effects = processor(fakes, Sleeps(), ledger)
+    # when the batch is handled
+    outcomes = await effects.handle_batch([sms(n, to=f"+1212555010{n}") for n in range(1, 6)])
+    # then the provider was asked once, nothing has an outcome, and the processor says why
+    assert (len(fakes.sms.sent), outcomes) == (1, [])
+    with pytest.raises(CredentialsRefused):
+        effects.check_credentials()
+    # and the refused text is pending with none of its tries used; the others unclaimed
+    rows = [await ledger.get(EffectId(f"fx:welcome:c-{n}:1:s1:1")) for n in range(1, 6)]
+    assert [(r.status, r.attempts) if r else None for r in rows] == [("pending", 0)] + [None] * 4
+    # and with the right credentials the next processor sends each once
+    fixed = FakeSenders()
+    again = await processor(fixed, Sleeps(), ledger).handle_batch(
+        [sms(n, to=f"+1212555010{n}") for n in range(1, 6)]
+    )
+    assert types_of(again) == ["effect.sent"] * 5
+    assert len(fixed.sms.sent) == 5
+
+
+async def test_a_stop_ends_a_ring_groups_wait_for_the_line_and_texts_no_one_twice() -> None:
+    # given a line paced at one text a minute, and a notice to a group of three
+    fakes, ledger = FakeSenders(), InMemoryLedger()
+
+    async def forever(_seconds: float) -> None:
+        await asyncio.Event().wait()
+
+    limiter = LineRateLimiter(1 / 60, 1, monotonic=lambda: 0.0, sleep=forever)
+    effects = processor(fakes, Sleeps(), limiter=limiter, ledger=ledger)
+    members = ["+12125550007", "+12125550008", "+12125550009"]
+    notify = command(
+        "notify.sms", to="rg-sales", ring_group_numbers=members, from_number=LINE, body="Lead"
+    )
+    # when the first member is texted and a stop comes while the second waits its turn
+    handling = asyncio.ensure_future(effects.handle(notify))
+    await asyncio.sleep(0.05)
+    effects.stop_retrying()
+    [sent] = await asyncio.wait_for(handling, timeout=5)
+    # then the notice is sent, saying who was left out, and is not sent again
+    assert [text.to for text in fakes.sms.sent] == members[:1]
+    assert sent.type == "effect.sent"
+    assert sent.data["undelivered"].count("the processor was stopping") == 2
 
 
 async def test_a_stop_leaves_the_sends_waiting_for_their_line_pending() -> None:
