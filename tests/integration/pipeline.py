@@ -81,6 +81,8 @@ def start_worker(
     """`dripstream worker --clock event`, its output going to `log_to` (default a new file
     under var/), with `env` added to the environment."""
     log_to = log_to or REPO / "var" / f"worker-{prefix}{uuid.uuid4().hex[:4]}.log"
+    # var/ is made by ops/kafka.sh; a broker and database given from outside leave it absent.
+    log_to.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_to, "wb")  # noqa: SIM115 - lives with the process
     return subprocess.Popen(
         [
