@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from aiohttp import web
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from aggregates.targets import request_subject
 from ops.api_auth import AUTHORIZATION, Tokens, Unauthorized, check
@@ -200,6 +201,9 @@ class _State:
     answers: dict[str, _Answer] = field(default_factory=dict)
     # Keys whose first request is being answered: a second one waits for that answer.
     answering: dict[str, asyncio.Event] = field(default_factory=dict)
+    # Held from a create's or copy's check that the id is free to its publishing, so two
+    # requests for one id at once get one 201 and one 409 (in this process).
+    new_ids: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def answered(self, key: str, now: float) -> _Answer | None:
         while self.answers:  # oldest first: drop what is past its day, or over the bound
@@ -368,9 +372,12 @@ def _json(value: Any, status: int = 200) -> web.Response:
 async def _create_sequence(request: web.Request) -> web.Response:
     body = await _body(request)
     sequence_id = body.get("id")
-    if isinstance(sequence_id, str) and await _known(request, sequence_id):
-        raise ApiError(409, f"sequence {sequence_id!r} exists: PUT /sequences/{sequence_id}", "id")
-    return await _apply(request, body, 201)
+    async with request.app[STATE].new_ids:
+        if isinstance(sequence_id, str) and await _known(request, sequence_id):
+            raise ApiError(
+                409, f"sequence {sequence_id!r} exists: PUT /sequences/{sequence_id}", "id"
+            )
+        return await _apply(request, body, 201)
 
 
 async def _replace_sequence(request: web.Request) -> web.Response:
@@ -427,13 +434,14 @@ async def _copy_sequence(request: web.Request) -> web.Response:
         raise ApiError(422, "is required: a non-empty string", "new_id")
     if "new_name" in body and (not isinstance(body["new_name"], str) or not body["new_name"]):
         raise ApiError(422, "must be a non-empty string", "new_name")
-    if await _known(request, new_id):
-        raise ApiError(409, f"sequence {new_id!r} exists", "new_id")
     data = {"sequence_id": sequence_id, "new_id": new_id}
     if "new_name" in body:
         data["new_name"] = body["new_name"]
-    event = await _send(request, "sequence.copy_requested", DEFINITIONS_SUBJECT, data)
-    request.app[STATE].publishing(new_id, True)
+    async with request.app[STATE].new_ids:
+        if await _known(request, new_id):
+            raise ApiError(409, f"sequence {new_id!r} exists", "new_id")
+        event = await _send(request, "sequence.copy_requested", DEFINITIONS_SUBJECT, data)
+        request.app[STATE].publishing(new_id, True)
     return _json({"command_id": event.id, "sequence_id": new_id}, 201)
 
 
@@ -474,15 +482,38 @@ async def _send(
         subject=subject,
         data=data,
     )
+    encoded = event.encode()
+    if len(encoded) > MAX_COMMAND_BYTES:
+        # Past this a command, or what the engine makes of it (the definition it publishes,
+        # a copy per partition), would not fit a Kafka record: refused here, not accepted
+        # and then dead-lettered where the client never hears of it.
+        raise ApiError(
+            413, f"the command is {len(encoded):,} bytes; at most {MAX_COMMAND_BYTES:,}", "body"
+        )
     try:
-        decode_event(event.encode())
+        decode_event(encoded)
     except EventRejected as rejected:
         where = rejected.field.removeprefix("data").lstrip(".")
         if event_type == "sequence.applied":
             where = where.removeprefix("sequences[0]").lstrip(".")
         raise ApiError(422, rejected.reason, where or "body") from None
-    await state.publish("commands", event)
+    try:
+        await asyncio.wait_for(state.publish("commands", event), PUBLISH_TIMEOUT_SECONDS)
+    except (TimeoutError, KafkaError) as error:
+        raise ApiError(
+            503,
+            f"cannot reach Kafka ({type(error).__name__}): the command may still go through;"
+            " retry it with the same Idempotency-Key",
+            None,
+        ) from None
     return event
+
+
+# A quarter of what the relay fits in one record (streams.relay.MAX_RECORD_BYTES): room for
+# the engine's outputs of it, which carry the definition with its defaults filled in.
+MAX_COMMAND_BYTES = 256 * 1024
+# How long a command waits for the broker before the client is told 503.
+PUBLISH_TIMEOUT_SECONDS = 15.0
 
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -540,7 +571,12 @@ def _refuse_a_body_not_json(request: web.Request) -> None:
     declared = request.headers.get(CONTENT_TYPE)
     if request.method in ("GET", "HEAD"):
         return  # a read takes no body: whatever came with it is not read
-    if request.body_exists and declared is not None and not _is_json(request.content_type):
+    if request.body_exists and declared is None:
+        # Required, not assumed: a browser page of another site can send a body without a
+        # preflight only as text, a form or with no type at all, so demanding JSON keeps a
+        # visited page from sending commands to a loopback API without tokens.
+        raise ApiError(415, "is required: application/json", CONTENT_TYPE)
+    if request.body_exists and not _is_json(request.content_type):
         raise ApiError(415, f"must be application/json, not {request.content_type!r}", CONTENT_TYPE)
 
 

@@ -30,12 +30,13 @@ def _errors_for(*codes: int) -> dict[str, Any]:
         404: "unknown sequence or contact",
         405: "read-only: this API serves a file (`--history`), commands are not taken",
         409: "the id is taken",
-        413: "the body is over 1 MiB",
-        415: "the body's Content-Type is not JSON (send application/json, or no Content-Type)",
+        413: "the body is over 1 MiB, or the command made of it over 256 KiB (field body)",
+        415: "a body without Content-Type application/json (or another +json type)",
         422: "the command was refused (field names the key, e.g. steps[1].text, or"
         " Idempotency-Key when the key came with another request)",
         503: "live mode: the read models' PostgreSQL cannot be reached, or holds no read"
-        " models yet (run `dripstream projections run`)",
+        " models yet (run `dripstream projections run`); for a command, Kafka did not take"
+        " it within 15 s (it may still go through: retry with the same Idempotency-Key)",
     }
     # Every route but the document's reads the read models, commands too (to check ids).
     return {str(code): _reply(what[code], "Error") for code in (*codes, 503)}

@@ -15,8 +15,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from ops import http_api
 from ops.api_cli import read_only, read_only_reason
 from ops.http_api import (
+    MAX_COMMAND_BYTES,
     PUBLISHED_KEPT_SECONDS,
     STATE,
     ApiError,
@@ -729,6 +731,26 @@ async def test_a_create_retried_with_its_key_gets_its_first_answer_not_exists(
     assert len(sink.sent) == 1
 
 
+async def test_creates_of_one_id_at_once_get_one_201_and_the_rest_409(
+    output_file: Path, definitions: dict[str, Any]
+) -> None:
+    # given a broker slow to take each command, so the requests overlap
+    sent: list[CloudEvent] = []
+
+    async def slow(_topic: str, event: CloudEvent) -> None:
+        await asyncio.sleep(0.05)
+        sent.append(event)
+
+    models, _ = load_file(output_file)
+    async with TestClient(TestServer(make_app(slow, FileReadModels(models)))) as client:
+        # when ten clients create the same id at once, each with its own name
+        bodies = [{**_new_sequence(definitions, "race"), "name": f"Race {n}"} for n in range(10)]
+        answers = await asyncio.gather(*(client.post("/sequences", json=b) for b in bodies))
+    # then one is created, and the others are told it exists, not that they created it
+    assert sorted(a.status for a in answers) == [201] + [409] * 9
+    assert len(sent) == 1
+
+
 async def test_a_key_sent_again_with_another_request_is_refused_and_nothing_sent(
     client: TestClient[web.Request, web.Application], sink: Sink
 ) -> None:
@@ -831,13 +853,31 @@ async def test_a_body_that_says_it_is_not_json_is_415_and_nothing_sent(
     assert sink.sent == []
 
 
-@pytest.mark.parametrize(
-    "content_type", [None, "application/json; charset=utf-8", "application/cloudevents+json"]
-)
-async def test_a_json_body_or_one_without_a_content_type_is_taken(
-    client: TestClient[web.Request, web.Application], sink: Sink, content_type: str | None
+async def test_a_body_without_a_content_type_is_refused(
+    client: TestClient[web.Request, web.Application], sink: Sink
 ) -> None:
-    headers = {} if content_type is None else {"Content-Type": content_type}
+    # A page of another site may send a body with no type without a browser's preflight:
+    # demanding JSON keeps it from sending commands to a loopback API without tokens.
+    response = await client.post(
+        "/sequences/welcome/enrollments",
+        data=b'{"tag": "hot"}',
+        skip_auto_headers=["Content-Type"],
+    )
+    assert response.status == 415
+    assert (await response.json()) == {
+        "error": "is required: application/json",
+        "field": "Content-Type",
+    }
+    assert sink.sent == []
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "application/cloudevents+json"]
+)
+async def test_a_json_body_is_taken(
+    client: TestClient[web.Request, web.Application], sink: Sink, content_type: str
+) -> None:
+    headers = {"Content-Type": content_type}
     await call(
         client,
         "post",
@@ -980,3 +1020,36 @@ def test_read_models_of_several_files_are_those_of_the_files_joined(
     assert both.sequences() == whole.sequences()
     assert both.history(HistoryQuery("welcome")) == whole.history(HistoryQuery("welcome"))
     assert both.sequences() != FileReadModels.load(second).sequences()
+
+
+async def test_a_command_too_large_for_a_kafka_record_is_refused_413(
+    client: TestClient[web.Request, web.Application], sink: Sink
+) -> None:
+    # An enrollment naming so many contacts that it, or its copies per partition, would be
+    # dead-lettered rather than decided: refused before it is published.
+    ids = [f"c-{n:07d}" for n in range(30_000)]
+    response = await client.post("/sequences/welcome/enrollments", json={"contact_ids": ids})
+    body = await response.json()
+    assert response.status == 413, body
+    assert body["field"] == "body"
+    assert f"at most {MAX_COMMAND_BYTES:,}" in body["error"]
+    assert sink.sent == []
+
+
+async def test_a_broker_that_does_not_answer_is_a_503_not_a_hang(
+    output_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a publisher that never hears back from Kafka
+    async def unanswered(_topic: str, _event: CloudEvent) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(http_api, "PUBLISH_TIMEOUT_SECONDS", 0.2)
+    models, _ = load_file(output_file)
+    async with TestClient(TestServer(make_app(unanswered, FileReadModels(models)))) as client:
+        # when a command is sent
+        response = await client.post("/sequences/welcome/enrollments", json={"tag": "hot"})
+        body = await response.json()
+    # then the client is told at once, and how to retry
+    assert response.status == 503, body
+    assert body["error"].startswith("cannot reach Kafka (TimeoutError)")
+    assert "same Idempotency-Key" in body["error"]
