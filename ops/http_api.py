@@ -358,8 +358,14 @@ FINGERPRINT = web.RequestKey("dripstream_fingerprint", str)  # set by _idempoten
 
 
 def _fingerprint(request: web.Request, body: bytes) -> str:
-    """What makes two requests the same request: method, path and body."""
-    return hashlib.sha256(f"{request.method} {request.path}\n".encode() + body).hexdigest()
+    """What makes two requests the same request: method, path and body, the body as JSON
+    means it (a client that serialises a retry with other spacing or key order sends the
+    same request); a body that is no JSON, as its bytes."""
+    try:
+        meant = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS) if body else body
+    except orjson.JSONDecodeError:
+        meant = body
+    return hashlib.sha256(f"{request.method} {request.path}\n".encode() + meant).hexdigest()
 
 
 def _json(value: Any, status: int = 200) -> web.Response:

@@ -731,6 +731,20 @@ async def test_a_create_retried_with_its_key_gets_its_first_answer_not_exists(
     assert len(sink.sent) == 1
 
 
+async def test_a_retry_serialised_another_way_is_the_same_request(
+    client: TestClient[web.Request, web.Application], sink: Sink
+) -> None:
+    headers = {"Idempotency-Key": "spaced", "Content-Type": "application/json"}
+    url = "/sequences/welcome/enrollments"
+    first = await client.post(url, data=b'{"contact_ids":["c-1"],"tag":"hot"}', headers=headers)
+    again = await client.post(
+        url, data=b'{"tag": "hot", "contact_ids": [ "c-1" ]}', headers=headers
+    )
+    assert (first.status, again.status) == (202, 202)
+    assert await first.json() == await again.json()
+    assert len(sink.sent) == 1
+
+
 async def test_creates_of_one_id_at_once_get_one_201_and_the_rest_409(
     output_file: Path, definitions: dict[str, Any]
 ) -> None:
