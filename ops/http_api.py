@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from aggregates.targets import request_subject
 from ops.api_auth import AUTHORIZATION, Tokens, Unauthorized, check
 from ops.api_rules import DEFAULT_LIMIT, ENROLL_KEYS, MAX_COUNT, MAX_LIMIT
+from ops.definition_files import invalid_sequences
 from ops.openapi import openapi_document
 from projections.history import TIMEFRAMES, HistoryQuery, event_types_for
 from projections.loading import ReadModels, load_file
@@ -37,6 +38,7 @@ from projections.state import UnknownSequenceError
 from schemas.checking import NUL_REASON, first_nul
 from schemas.definitions import DefinitionRejected, validate_definition_document
 from schemas.envelope import CloudEvent, TimeOutOfRange, parse_event_time
+from schemas.unknown_keys import unknown_keys
 from schemas.validation import EventRejected, decode_event
 
 SOURCE = "dripstream-api"
@@ -408,7 +410,7 @@ async def _apply(request: web.Request, body: dict[str, Any], status: int) -> web
     if account is not None:
         document["account"] = dict(account)
     try:
-        validate_definition_document(document)
+        checked = validate_definition_document(document)
     except DefinitionRejected as rejected:
         key = rejected.key
         if rejected.sequence_id is None and rejected.location.startswith("sequences[0]"):
@@ -416,7 +418,14 @@ async def _apply(request: web.Request, body: dict[str, Any], status: int) -> web
         raise ApiError(422, rejected.reason, key, sequence_id=rejected.sequence_id) from None
     event = await _send(request, "sequence.applied", DEFINITIONS_SUBJECT, document)
     state.publishing(str(sequence["id"]), True)
-    return _json({"command_id": event.id, "sequence_id": sequence["id"]}, status)
+    # What `sequences apply` says on stderr: keys nothing reads (a typo leaves a setting at
+    # its default), and the problems of a sequence that loads `invalid`.
+    warnings = unknown_keys(checked) + [
+        f"sequence {sequence_id!r} is invalid, nobody is enrolled in it: {'; '.join(problems)}"
+        for sequence_id, problems in invalid_sequences(checked)
+    ]
+    answer = {"command_id": event.id, "sequence_id": sequence["id"], "warnings": warnings}
+    return _json(answer, status)
 
 
 async def _delete_sequence(request: web.Request) -> web.Response:

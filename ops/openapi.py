@@ -120,6 +120,13 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "command_id": {"type": "string", "description": "the published CloudEvent's id"},
             "sequence_id": {"type": "string"},
+            "warnings": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "a create or update: keys nothing reads (`sequence x: colour:"
+                " unknown key, ignored`) and, for a sequence that loads `invalid`, its problems;"
+                " as `sequences apply` says on stderr",
+            },
         },
         "additionalProperties": False,
     },

@@ -469,7 +469,7 @@ async def test_post_sequence_publishes_sequence_applied(
     sequence = _new_sequence(definitions, "nurture")
     body = await call(client, "post", "/sequences", "/sequences", 201, json=sequence)
     event = sink.only()
-    assert body == {"command_id": event.id, "sequence_id": "nurture"}
+    assert body == {"command_id": event.id, "sequence_id": "nurture", "warnings": []}
     assert event.type == "sequence.applied"
     assert event.subject == "sequences"
     assert [s["id"] for s in event.data["sequences"]] == ["nurture"]
@@ -488,6 +488,25 @@ async def test_post_sequence_publishes_sequence_applied(
     )
 
 
+async def test_a_definition_is_answered_with_the_warnings_sequences_apply_gives(
+    client: TestClient[web.Request, web.Application], sink: Sink, definitions: dict[str, Any]
+) -> None:
+    # given a typo'd setting and a shortcode the engine does not know
+    sequence = _new_sequence(definitions, "typo")
+    sequence["remove_on_respons"] = False
+    sequence["steps"][0]["text"] = "Hi [Frist]"
+    # when it is created
+    body = await call(client, "post", "/sequences", "/sequences", 201, json=sequence)
+    # then it is published, and the author is told what will not do what they meant
+    assert len(sink.sent) == 1
+    assert body["warnings"] == [
+        "sequence typo: remove_on_respons: unknown key, ignored",
+        "sequence 'typo' is invalid, nobody is enrolled in it:"
+        f" step {sequence['steps'][0]['id']} ({sequence['steps'][0]['type']}):"
+        " unknown shortcode [Frist] in text",
+    ]
+
+
 async def test_post_sequence_with_its_own_account(
     client: TestClient[web.Request, web.Application], sink: Sink, definitions: dict[str, Any]
 ) -> None:
@@ -504,7 +523,7 @@ async def test_put_replaces_and_the_ids_must_match(
     sequence["name"] = "Welcome, renamed"
     body = await call(client, "put", "/sequences/welcome", WELCOME_SEQUENCE, 200, json=sequence)
     event = sink.only()
-    assert body == {"command_id": event.id, "sequence_id": "welcome"}
+    assert body == {"command_id": event.id, "sequence_id": "welcome", "warnings": []}
     assert event.data["sequences"][0]["name"] == "Welcome, renamed"
 
     refused = await call(client, "put", "/sequences/other", WELCOME_SEQUENCE, 422, json=sequence)
