@@ -269,8 +269,8 @@ SCHEMAS: dict[str, Any] = {
             "next_due_at": _nullable("string", format="date-time"),
             "held": {
                 "type": "boolean",
-                "description": "active in a sequence an edit made invalid: held, no step due"
-                " until an edit puts it right",
+                "description": "active in a sequence an edit made invalid: held, no next step"
+                " or due moment until an edit puts it right",
             },
         },
         "additionalProperties": False,
@@ -335,8 +335,8 @@ SCHEMAS: dict[str, Any] = {
             "next_due_at": _nullable("string", format="date-time"),
             "held": {
                 "type": "boolean",
-                "description": "active in a sequence an edit made invalid: held, no step due"
-                " until an edit puts it right",
+                "description": "active in a sequence an edit made invalid: held, no next step"
+                " or due moment until an edit puts it right",
             },
         },
         "additionalProperties": False,

@@ -26,7 +26,7 @@ class ContactEnrollment:
     next_step_id: str | None
     next_due_at: datetime | None
     # Active in a sequence an edit made invalid: the engine holds it (no timer) until an
-    # edit puts the sequence right, so no due moment is shown.
+    # edit puts the sequence right, so no next step or due moment is shown.
     held: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -79,7 +79,9 @@ def contact_enrollment(enrollment: Enrollment, catalog: Catalog) -> ContactEnrol
         ended_at=enrollment.ended_at,
         steps_done=len(enrollment.steps_done) if info is None else enrollment.passed_of(info),
         steps_total=total,
-        next_step_id=enrollment.next_step_id,
+        # While held, which step comes next is the fixing edit's to say (it may put
+        # another step first), so none is shown.
+        next_step_id=None if held else enrollment.next_step_id,
         next_due_at=None if held else enrollment.next_due_at,
         held=held,
     )

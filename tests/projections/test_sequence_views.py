@@ -206,11 +206,10 @@ def test_while_an_edit_has_made_the_sequence_invalid_its_contacts_show_no_step_d
     page = contacts(drip_outputs(edit), SequenceContactsQuery("drip"))
 
     # then the engine holds its enrollments, and the page says so rather than a due moment
-    assert [(r.contact_id, r.enrollment.next_step_id) for r in page.rows] == [
-        ("c-2", "s2"),
-        ("c-1", "s2"),
-    ]
-    assert {(r.enrollment.held, r.enrollment.next_due_at) for r in page.rows} == {(True, None)}
+    assert [r.contact_id for r in page.rows] == ["c-2", "c-1"]
+    assert {
+        (r.enrollment.held, r.enrollment.next_step_id, r.enrollment.next_due_at) for r in page.rows
+    } == {(True, None, None)}
     # and an edit that puts it right shows the step due again
     fixed = input_event(
         "sequence.applied", "2028-03-01T15:50:00Z", subject="sequences", sequences=[DRIP]
