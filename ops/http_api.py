@@ -286,7 +286,9 @@ async def _errors(
     except ApiError as refused:
         answer = refused.response()
         if refused.status == 405:
-            answer.headers["Allow"] = "GET, HEAD"  # the read-only API's refusal of a command
+            # The read-only API's refusal of a command: what of this path is still taken
+            # (nothing, for a path that only takes commands).
+            answer.headers["Allow"] = ", ".join(_reads_of(request))
         return answer
     except web.HTTPException as http:
         if http.status < 400:
@@ -295,6 +297,13 @@ async def _errors(
         if "Allow" in http.headers:  # a 405 names the methods the route takes
             answer.headers["Allow"] = http.headers["Allow"]
         return answer
+
+
+def _reads_of(request: web.Request) -> list[str]:
+    """The read methods the request's path takes, for a read-only API's `Allow`."""
+    resource = request.match_info.route.resource
+    routes = resource if resource is not None else []
+    return [m for m in ("GET", "HEAD") if any(route.method in (m, "*") for route in routes)]
 
 
 @web.middleware
