@@ -271,15 +271,21 @@ async def test_after_refused_credentials_no_other_send_is_tried_nor_a_try_used()
     assert len(fixed.sms.sent) == 5
 
 
-async def test_a_stop_ends_a_ring_groups_wait_for_the_line_and_texts_no_one_twice() -> None:
-    # given a line paced at one text a minute, and a notice to a group of three
+def _on_a_line_that_never_frees() -> tuple[FakeSenders, InMemoryLedger, EffectProcessor]:
+    """A processor whose line takes one text a minute, and whose wait for a turn lasts until
+    it is cancelled: a send queued behind the first waits for a stop."""
     fakes, ledger = FakeSenders(), InMemoryLedger()
 
     async def forever(_seconds: float) -> None:
         await asyncio.Event().wait()
 
     limiter = LineRateLimiter(1 / 60, 1, monotonic=lambda: 0.0, sleep=forever)
-    effects = processor(fakes, Sleeps(), limiter=limiter, ledger=ledger)
+    return fakes, ledger, processor(fakes, Sleeps(), limiter=limiter, ledger=ledger)
+
+
+async def test_a_stop_ends_a_ring_groups_wait_for_the_line_and_texts_no_one_twice() -> None:
+    # given a line paced at one text a minute, and a notice to a group of three
+    fakes, _, effects = _on_a_line_that_never_frees()
     members = ["+12125550007", "+12125550008", "+12125550009"]
     notify = command(
         "notify.sms", to="rg-sales", ring_group_numbers=members, from_number=LINE, body="Lead"
@@ -297,13 +303,7 @@ async def test_a_stop_ends_a_ring_groups_wait_for_the_line_and_texts_no_one_twic
 
 async def test_a_stop_leaves_the_sends_waiting_for_their_line_pending() -> None:
     # given a line paced at one text a minute, and a sleep that lasts until cancelled
-    fakes, ledger = FakeSenders(), InMemoryLedger()
-
-    async def forever(_seconds: float) -> None:
-        await asyncio.Event().wait()
-
-    limiter = LineRateLimiter(1 / 60, 1, monotonic=lambda: 0.0, sleep=forever)
-    effects = processor(fakes, Sleeps(), limiter=limiter, ledger=ledger)
+    fakes, ledger, effects = _on_a_line_that_never_frees()
     # when three texts on the line are handed over, and a stop comes
     batch = asyncio.gather(*(effects.handle(sms(n)) for n in (1, 2, 3)), return_exceptions=True)
     await asyncio.sleep(0.05)
