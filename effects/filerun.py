@@ -8,6 +8,9 @@ skipped, as the worker skips what on `contacts` is not a command.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import sys
 from pathlib import Path
 from typing import BinaryIO
@@ -17,6 +20,33 @@ from effects.settings import EffectsSettings
 from effects.wiring import Runtime, open_runtime
 from schemas.envelope import CloudEvent
 from schemas.registry import EVENT_TYPES
+
+# The exit status of a run a signal stopped (128 + SIGINT, as shells report it).
+STOPPED = 130
+
+
+def _stop_on_signals(runtime: Runtime) -> asyncio.Event:
+    """SIGTERM or SIGINT: read no more commands, and end the retries' and lines' waits, so
+    the sends in progress finish and are recorded rather than being cut off in flight
+    (which the next run could only report `unknown`)."""
+    stopped = asyncio.Event()
+
+    def stop() -> None:
+        stopped.set()
+        runtime.processor.stop_retrying()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop)
+    return stopped
+
+
+def _forget_signals() -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signum)
 
 
 def _write(out: BinaryIO, events: list[CloudEvent]) -> None:
@@ -43,18 +73,22 @@ async def run_commands_file(
     *,
     runtime: Runtime | None = None,
 ) -> int:
-    """0 when every line was a valid event, 1 when some were not (reported on stderr).
+    """0 when every line was a valid event, 1 when some were not (reported on stderr),
+    STOPPED when a signal stopped the run.
 
     Events that are not effect commands are skipped and counted in the closing summary.
     """
     runtime = runtime or await open_runtime(settings)
     out = outcomes.open("ab", buffering=0) if outcomes else sys.stdout.buffer
     taken = skipped = bad = 0
+    stopped = _stop_on_signals(runtime)
     try:
         _write(out, await runtime.processor.recover())
         batch: list[CloudEvent] = []
         with commands.open("rb") as lines:
             for number, line in enumerate(lines, start=1):
+                if stopped.is_set():
+                    break
                 if not line.strip():
                     continue
                 try:
@@ -70,18 +104,27 @@ async def run_commands_file(
                 taken += 1
                 batch.append(event)
                 if len(batch) >= settings.batch_size:
-                    _write(out, await runtime.processor.handle_batch(batch))
+                    _write(out, await runtime.processor.handle_batch(batch, abandoned_ok=True))
                     runtime.processor.check_credentials()
                     batch = []
-        if batch:
-            _write(out, await runtime.processor.handle_batch(batch))
+        if batch and not stopped.is_set():
+            _write(out, await runtime.processor.handle_batch(batch, abandoned_ok=True))
             runtime.processor.check_credentials()
         # Processors killed while this one ran may have left rows in flight.
         _write(out, await runtime.processor.recover())
     finally:
+        _forget_signals()
         if outcomes:
             out.close()
         await runtime.close()
+    if stopped.is_set():
+        print(
+            f"{commands}: stopped by a signal after {taken} effect commands read; sends in"
+            " progress were finished, the rest are not carried out: run it again (with the"
+            " same DATABASE_URL ledger) to carry them out, nothing twice",
+            file=sys.stderr,
+        )
+        return STOPPED
     print(
         f"{commands}: {taken} effect commands, {skipped} other events skipped "
         f"(not effect commands), {bad} invalid lines",

@@ -176,8 +176,13 @@ class EffectProcessor:
         entry = await self.ledger.get(effect_id)
         return replay(entry) if entry else []
 
-    async def handle_batch(self, batch: Iterable[CloudEvent]) -> list[CloudEvent]:
-        """Many commands at once, at most `concurrency` in progress; outcomes in input order."""
+    async def handle_batch(
+        self, batch: Iterable[CloudEvent], *, abandoned_ok: bool = False
+    ) -> list[CloudEvent]:
+        """Many commands at once, at most `concurrency` in progress; outcomes in input order.
+        A send abandoned by a stop (RetryAbandoned: left pending) raises once the rest are
+        done, unless `abandoned_ok` (a runner that commits nothing: the outcomes of the rest
+        are wanted) or the credentials were refused (`check_credentials` says why)."""
         results = await asyncio.gather(
             *(self.handle(command) for command in batch), return_exceptions=True
         )
@@ -185,10 +190,8 @@ class EffectProcessor:
         real = [failure for failure in failures if not isinstance(failure, RetryAbandoned)]
         if real:
             raise real[0]
-        if failures and self.refused_credentials is None:
+        if failures and not abandoned_ok and self.refused_credentials is None:
             raise failures[0]
-        # (Retries abandoned after refused credentials: pending; `check_credentials` says
-        # why once the outcomes of the rest are written.)
         return [event for events in results if isinstance(events, list) for event in events]
 
     def check_credentials(self) -> None:

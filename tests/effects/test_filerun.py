@@ -95,10 +95,11 @@ def provider_environment(twilio: FakeTwilioServer, sendgrid: FakeSendGridServer)
 
 
 async def dripstream_effects(
-    commands: Path, outcomes: Path, environment: dict[str, str]
+    commands: Path, outcomes: Path, environment: dict[str, str], *, stop_after: float | None = None
 ) -> tuple[int, str]:
-    """Runs `dripstream effects --commands --outcomes` as a user would: its status and stderr.
-    A process of its own, so this loop goes on serving the fakes meanwhile."""
+    """Runs `dripstream effects --commands --outcomes` as a user would: its status and stderr
+    (SIGTERM after `stop_after` seconds, if given). A process of its own, so this loop goes
+    on serving the fakes meanwhile."""
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "ops.effects_cli", "effects"),
         *("--commands", str(commands), "--outcomes", str(outcomes)),
@@ -107,9 +108,38 @@ async def dripstream_effects(
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
+    if stop_after is not None:
+        await asyncio.sleep(stop_after)
+        process.terminate()
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
     assert process.returncode is not None
     return process.returncode, stderr.decode()
+
+
+async def test_a_stopped_file_run_finishes_its_sends_and_names_what_is_left(
+    tmp_path: Path, twilio: FakeTwilioServer, sendgrid: FakeSendGridServer
+) -> None:
+    # given twenty texts from one line paced at one every 2 s
+    commands = tmp_path / "texts.jsonl"
+    commands.write_bytes(
+        b"".join(sms(n, to=f"+1646555{n:04d}").encode() + b"\n" for n in range(20))
+    )
+    environment = provider_environment(twilio, sendgrid) | {
+        "EFFECTS_LINE_RATE": "0.5",
+        "EFFECTS_LINE_BURST": "1",
+    }
+    outcomes = tmp_path / "outcomes.jsonl"
+    # when it is sent SIGTERM while texts wait for their turn on the line
+    status, stderr = await dripstream_effects(commands, outcomes, environment, stop_after=4.0)
+    # then it stops at once with 130, saying so, and each text that went out has its outcome
+    assert status == 130, stderr
+    assert "stopped by a signal" in stderr
+    sent = sorted(twilio.accepted_by_effect)
+    assert 1 <= len(sent) < 20
+    assert max(twilio.accepted_by_effect.values()) == 1
+    written = [orjson.loads(line) for line in outcomes.read_bytes().splitlines()]
+    assert sorted(o["data"]["effect_id"] for o in written) == sent
+    assert {o["type"] for o in written} == {"effect.sent"}
 
 
 @pytest.mark.timeout(180)
