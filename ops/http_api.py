@@ -272,13 +272,15 @@ async def _errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     try:
+        refusal = request.app[STATE].read_only
+        if refusal is not None and request.method not in ("GET", "HEAD"):
+            # Before the tokens: no token makes a command possible here, so "405, this API
+            # only reads" is the answer, not "403, commands need an admin token".
+            raise ApiError(405, refusal, None)
         try:
             check(request, request.app[STATE].tokens)
         except Unauthorized as refused:
             raise ApiError(refused.status, refused.reason, AUTHORIZATION) from None
-        refusal = request.app[STATE].read_only
-        if refusal is not None and request.method not in ("GET", "HEAD"):
-            raise ApiError(405, refusal, None)
         _refuse_unknown_parameters(request)
         _refuse_a_body_not_json(request)
         _refuse_a_nul_in_the_path(request)

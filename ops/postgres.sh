@@ -11,7 +11,8 @@
 #
 # Roles and databases: dripstream/dripstream (development) and dripstream_test/dripstream_test
 # (tests; may create databases). Environment: PG_PORT (55432), PG_BIN (the server's bin
-# directory, found under /usr/lib/postgresql), PG_HOME_DIR (var/postgres in the clone).
+# directory, found under /usr/lib/postgresql), PG_HOME_DIR (var/postgres in the clone),
+# PG_START_TIMEOUT (seconds, 60).
 set -euo pipefail
 
 readonly HOST=127.0.0.1

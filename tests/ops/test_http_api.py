@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from ops import http_api
+from ops.api_auth import Tokens
 from ops.api_cli import read_only, read_only_reason
 from ops.http_api import (
     MAX_COMMAND_BYTES,
@@ -827,6 +828,16 @@ async def test_over_a_file_the_api_only_reads(output_file: Path) -> None:
         invalid = await reader.post("/sequences", json={"id": "x"})
         listed = await reader.get("/sequences")
     assert answer.status == 405
+    # the same with a read token set, which would otherwise say commands need an admin token
+    guarded = make_app(
+        read_only([output_file]),
+        FileReadModels(models),
+        read_only=read_only_reason([output_file]),
+        tokens=Tokens(read="r"),
+    )
+    async with TestClient(TestServer(guarded)) as reader:
+        refused = await reader.post("/sequences", json={"id": "x"})
+    assert refused.status == 405
     # a path that only takes commands takes nothing here; one with reads, its reads
     assert answer.headers["Allow"] == ""
     assert invalid.headers["Allow"] == "GET, HEAD"
