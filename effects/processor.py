@@ -242,6 +242,7 @@ class EffectProcessor:
             if attempt > self._retry.max_attempts:
                 now = self._clock()
                 reason = f"gave up after {attempt - 1} attempts"
+                _log.warning("effect %s failed: %s", effect_id, reason)
                 await self.ledger.record_failed(effect_id, reason, "attempts", now)
                 return [outcomes.effect_failed(effect_id, context, reason, "attempts", now)]
             try:
