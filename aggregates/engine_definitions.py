@@ -26,7 +26,7 @@ class DefinitionRules(EngineCore):
 
     def _apply_definitions(self, document: Mapping[str, Any], at: datetime, out: Outputs) -> None:
         for spec in self._specs_under(document):
-            sequence = self._with_its_own_address(build_sequence(spec, self.account))
+            sequence = build_sequence(spec, self.account)
             previous = self.sequences.get(sequence.id)
             created = sequence.created or (previous.created if previous else None) or at
             sequence = replace(sequence, created=created)
@@ -34,22 +34,6 @@ class DefinitionRules(EngineCore):
             out.add(SequenceDefined(at, self._definition_payload(sequence)))
             self._reschedule_changed_steps(previous, sequence, out)
         self._reindex()
-
-    def _with_its_own_address(self, sequence: Sequence) -> Sequence:
-        """A sequence given an intake address a sequence defined before it holds loads
-        `invalid`: leads to the address go to the first, and the second would wait for
-        leads that never come (a file's own sequences are checked against each other when
-        it is read; these came in separate definitions)."""
-        address = sequence.intake_address
-        if not address:
-            return sequence
-        for other in self.sequences.values():
-            if other.id == sequence.id:
-                return sequence  # the ones defined after it do not take it from it
-            if other.intake_address == address:
-                problem = f"intake_address: already the intake address of {other.id!r}"
-                return replace(sequence, problems=(*sequence.problems, problem))
-        return sequence
 
     def _reschedule_changed_steps(
         self, previous: Sequence | None, sequence: Sequence, out: Outputs

@@ -35,8 +35,7 @@ class TriggerIndex:
                 else:
                     self._valueless.setdefault(trigger.type, []).append(entry)
             if sequence.intake_address:
-                # The first defined holds it; a later one given it is `invalid`.
-                self._intake.setdefault(sequence.intake_address, sequence)
+                self._intake[sequence.intake_address] = sequence
 
     def of_type(self, kind: str) -> list[Listener]:
         """Every trigger of one type, whatever values it names."""

@@ -719,32 +719,6 @@ def test_a_new_account_governs_the_sequences_its_document_leaves_alone() -> None
     )
 
 
-def test_a_sequence_given_an_address_another_holds_is_invalid_and_leads_go_to_the_first() -> None:
-    # given a sequence with an intake address, and another defined later with the same one
-    address = "leads@intake.example.com"
-    first = sequence(id="first", intake_address=address, triggers=[])
-    later = event(
-        "sequence.applied",
-        T0,
-        subject="sequences",
-        sequences=[sequence(id="second", intake_address=address.upper(), triggers=[])],
-    )
-    mail = event(
-        "lead.email_received", T1, to=address, subject="lead", body="Name: Jo\nPhone: 2125550199"
-    )
-    # when a lead mails the address, and the first is defined again
-    again = event("sequence.applied", T1, subject="sequences", sequences=[first])
-    out = decide(definitions(first), [later, mail, again])
-    # then the second is invalid, naming the holder; the lead enrolls in the first
-    defined = {e["data"]["sequence_id"]: e["data"] for e in out.of("sequence.defined")}
-    assert defined["second"]["problems"] == [
-        "intake_address: already the intake address of 'first'"
-    ]
-    assert [e["data"]["sequence_id"] for e in out.of("enrollment.enrolled")] == ["first"]
-    # and the first, defined again, keeps it
-    assert defined["first"]["status"] == "active"
-
-
 def test_a_new_accounts_quiet_hours_hold_for_every_sequence() -> None:
     seq = sequence(steps=[{"id": "s1", "type": "send_sms", "text": "x"}])
     applied = event(
