@@ -11,6 +11,7 @@ sequences are enrolled in.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from aggregates.sequence import Sequence, Trigger
 
@@ -34,8 +35,11 @@ class TriggerIndex:
                         self._by_value.setdefault((trigger.type, value), []).append(entry)
                 else:
                     self._valueless.setdefault(trigger.type, []).append(entry)
-            if sequence.intake_address:
-                self._intake[sequence.intake_address] = sequence
+            address = sequence.intake_address
+            if address:
+                held = self._intake.get(address)
+                if held is None or _holds_before(sequence, held):
+                    self._intake[address] = sequence
 
     def of_type(self, kind: str) -> list[Listener]:
         """Every trigger of one type, whatever values it names."""
@@ -56,3 +60,13 @@ class TriggerIndex:
 
 def _rank(entry: tuple[int, Sequence, Trigger]) -> int:
     return entry[0]
+
+
+_BEFORE_ANY = datetime.min.replace(tzinfo=UTC)
+
+
+def _holds_before(one: Sequence, other: Sequence) -> bool:
+    """Two sequences given one intake address (in separate definitions: a file's are
+    refused): the one created first holds it, then the lower id. Not the order they were
+    read in, which a worker adopting stored definitions need not share with the decider."""
+    return (one.created or _BEFORE_ANY, one.id) < (other.created or _BEFORE_ANY, other.id)

@@ -719,6 +719,28 @@ def test_a_new_account_governs_the_sequences_its_document_leaves_alone() -> None
     )
 
 
+def test_of_two_sequences_given_one_address_the_first_created_gets_the_leads() -> None:
+    # given a sequence with an intake address, and another given the same one later
+    address = "leads@intake.example.com"
+    first = sequence(
+        id="zz-first", intake_address=address, triggers=[], created="2027-01-04T00:00:00Z"
+    )
+    later = event(
+        "sequence.applied",
+        T0,
+        subject="sequences",
+        sequences=[sequence(id="aa-second", intake_address=address.upper(), triggers=[])],
+    )
+    mail = event(
+        "lead.email_received", T1, to=address, subject="lead", body="Name: Jo\nPhone: 2125550199"
+    )
+    # when a lead mails the address, after the first is defined again too
+    again = event("sequence.applied", T0, subject="sequences", sequences=[first])
+    out = decide(definitions(first), [later, again, mail])
+    # then the lead enrolls in the one created first, whatever order they were read in
+    assert [e["data"]["sequence_id"] for e in out.of("enrollment.enrolled")] == ["zz-first"]
+
+
 def test_a_new_accounts_quiet_hours_hold_for_every_sequence() -> None:
     seq = sequence(steps=[{"id": "s1", "type": "send_sms", "text": "x"}])
     applied = event(
