@@ -113,15 +113,19 @@ async def run_commands_file(
         # Processors killed while this one ran may have left rows in flight.
         _write(out, await runtime.processor.recover())
     finally:
-        _forget_signals()
         if outcomes:
             out.close()
         await runtime.close()
+        _forget_signals()
     if stopped.is_set():
+        again = (
+            "run it again to carry them out: the ledger sends none twice"
+            if settings.database_url
+            else "the ledger was in memory, so a run again would send those done again too"
+        )
         print(
             f"{commands}: stopped by a signal after {taken} effect commands read; sends in"
-            " progress were finished, the rest are not carried out: run it again (with the"
-            " same DATABASE_URL ledger) to carry them out, nothing twice",
+            f" progress were finished, the rest are not carried out; {again}",
             file=sys.stderr,
         )
         return STOPPED

@@ -137,6 +137,10 @@ class EffectProcessor:
         async with self._slots:
             if self.refused_credentials is not None:
                 return []  # not claimed: the next processor's, with the right credentials
+            if self._stopping.is_set():
+                # Stopping while it waited for a slot: never claimed, so the next processor
+                # (or the next run over the file) carries it out.
+                raise RetryAbandoned(effect_id)
             try:
                 parsed = read_command(command)
                 plan = self._plan(parsed)

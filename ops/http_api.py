@@ -8,13 +8,14 @@ applies (`decode_event`) and was published, not that the engine has decided it y
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import itertools
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,9 +204,24 @@ class _State:
     answers: dict[str, _Answer] = field(default_factory=dict)
     # Keys whose first request is being answered: a second one waits for that answer.
     answering: dict[str, asyncio.Event] = field(default_factory=dict)
-    # Held from a create's or copy's check that the id is free to its publishing, so two
-    # requests for one id at once get one 201 and one 409 (in this process).
-    new_ids: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Held per id from a create's or copy's check that the id is free to its publishing, so
+    # two requests for one id at once get one 201 and one 409 (in this process); requests
+    # for other ids do not wait for it.
+    new_ids: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # How many requests hold or wait for each of those locks: the last one out drops it.
+    new_id_users: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    @contextlib.asynccontextmanager
+    async def claiming(self, sequence_id: str) -> AsyncIterator[None]:
+        lock = self.new_ids.setdefault(sequence_id, asyncio.Lock())
+        self.new_id_users[sequence_id] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self.new_id_users[sequence_id] -= 1
+            if not self.new_id_users[sequence_id]:
+                del self.new_id_users[sequence_id], self.new_ids[sequence_id]
 
     def answered(self, key: str, now: float) -> _Answer | None:
         while self.answers:  # oldest first: drop what is past its day, or over the bound
@@ -376,7 +392,7 @@ def _fingerprint(request: web.Request, body: bytes) -> str:
     same request); a body that is no JSON, as its bytes."""
     try:
         meant = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS) if body else body
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):  # not JSON, or nested too deep
         meant = body
     return hashlib.sha256(f"{request.method} {request.path}\n".encode() + meant).hexdigest()
 
@@ -391,7 +407,7 @@ def _json(value: Any, status: int = 200) -> web.Response:
 async def _create_sequence(request: web.Request) -> web.Response:
     body = await _body(request)
     sequence_id = body.get("id")
-    async with request.app[STATE].new_ids:
+    async with request.app[STATE].claiming(str(sequence_id)):
         if isinstance(sequence_id, str) and await _known(request, sequence_id):
             raise ApiError(
                 409, f"sequence {sequence_id!r} exists: PUT /sequences/{sequence_id}", "id"
@@ -463,7 +479,7 @@ async def _copy_sequence(request: web.Request) -> web.Response:
     data = {"sequence_id": sequence_id, "new_id": new_id}
     if "new_name" in body:
         data["new_name"] = body["new_name"]
-    async with request.app[STATE].new_ids:
+    async with request.app[STATE].claiming(new_id):
         if await _known(request, new_id):
             raise ApiError(409, f"sequence {new_id!r} exists", "new_id")
         event = await _send(request, "sequence.copy_requested", DEFINITIONS_SUBJECT, data)
@@ -528,8 +544,10 @@ async def _send(
     except (TimeoutError, KafkaError) as error:
         raise ApiError(
             503,
-            f"cannot reach Kafka ({type(error).__name__}): the command may still go through;"
-            " retry it with the same Idempotency-Key",
+            f"cannot reach Kafka ({type(error).__name__}): the command may still go through."
+            " A retry with the same Idempotency-Key is decided once (without a key it may be"
+            " a second command); a create or copy retried may be told 409 if the first went"
+            " through: GET the sequence to know",
             None,
         ) from None
     return event

@@ -4,6 +4,7 @@ retries, pacing. (The real SDKs against fake servers are in test_twilio / test_e
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from effects.commands import CommandRejected
 from effects.fakes.senders import FakeSenders
 from effects.ledger import IN_FLIGHT, SENT, UNKNOWN, InMemoryLedger
-from effects.ports import Ambiguous, EffectId, Rejected, Transient
+from effects.ports import Ambiguous, EffectId, Rejected, SendResult, SmsMessage, Transient
 from effects.processor import CredentialsRefused, EffectProcessor, RetryAbandoned
 from effects.ratelimit import LineRateLimiter
 from effects.retry import RetryPolicy
@@ -230,6 +231,31 @@ async def test_each_line_is_paced_by_its_own_token_bucket() -> None:
     # then on that line the 2nd waits 1 s and the 3rd 2 s; the other line does not wait
     assert len(fakes.sms.sent) == 4
     assert sorted(sleeps.delays) == [1.0, 2.0]
+
+
+async def test_a_stop_leaves_the_commands_waiting_for_a_slot_unclaimed() -> None:
+    # given a processor that carries out one command at a time, and a slow provider
+    fakes, ledger = FakeSenders(), InMemoryLedger()
+    started = asyncio.Event()
+
+    class SlowTexts:
+        async def send_sms(self, message: SmsMessage) -> SendResult:
+            started.set()
+            await asyncio.sleep(0.1)
+            return await fakes.sms.send_sms(message)
+
+    senders = replace(fakes.senders(), sms=SlowTexts())
+    effects = EffectProcessor(ledger=ledger, senders=senders, clock=Sleeps().clock, concurrency=1)
+    # when ten texts are handed over and a stop comes while the first is being sent
+    batch = asyncio.gather(*(effects.handle(sms(n)) for n in range(10)), return_exceptions=True)
+    await started.wait()
+    effects.stop_retrying()
+    results = await asyncio.wait_for(batch, timeout=5)
+    # then the one in progress is finished, and the nine waiting were never claimed
+    assert len(fakes.sms.sent) == 1
+    assert sum(isinstance(r, RetryAbandoned) for r in results) == 9
+    claimed = [await ledger.get(EffectId(f"fx:welcome:c-{n}:1:s1:1")) for n in range(10)]
+    assert sum(entry is not None for entry in claimed) == 1
 
 
 async def test_a_ring_groups_texts_each_take_a_turn_on_the_line() -> None:

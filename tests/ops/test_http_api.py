@@ -785,6 +785,45 @@ async def test_creates_of_one_id_at_once_get_one_201_and_the_rest_409(
     assert len(sent) == 1
 
 
+async def test_creates_of_other_ids_do_not_wait_for_each_other(
+    output_file: Path, definitions: dict[str, Any]
+) -> None:
+    # given a broker that takes each command only when told to
+    release = asyncio.Event()
+    handed: list[CloudEvent] = []
+
+    async def held(_topic: str, event: CloudEvent) -> None:
+        handed.append(event)
+        await release.wait()
+
+    models, _ = load_file(output_file)
+    async with TestClient(TestServer(make_app(held, FileReadModels(models)))) as client:
+        # when two creates of different ids are sent together
+        both = [client.post("/sequences", json=_new_sequence(definitions, i)) for i in ("a", "b")]
+        pending = asyncio.gather(*both)
+        await asyncio.sleep(0.2)
+        # then both were handed to the broker at once: neither waited for the other's answer
+        handed_before_release = len(handed)
+        release.set()
+        answers = await pending
+    assert [a.status for a in answers] == [201, 201]
+    assert handed_before_release == 2
+
+
+async def test_a_body_nested_too_deep_to_fingerprint_as_json_is_no_500(
+    client: TestClient[web.Request, web.Application], sink: Sink
+) -> None:
+    nested = "[" * 300 + "]" * 300
+    body = f'{{"tag": "x", "x": {nested}}}'.encode()
+    response = await client.post(
+        "/sequences/welcome/enrollments",
+        data=body,
+        headers={"Idempotency-Key": "deep", "Content-Type": "application/json"},
+    )
+    assert response.status == 422, await response.text()
+    assert sink.sent == []
+
+
 async def test_a_key_sent_again_with_another_request_is_refused_and_nothing_sent(
     client: TestClient[web.Request, web.Application], sink: Sink
 ) -> None:
