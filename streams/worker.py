@@ -305,9 +305,11 @@ class EngineWorker:
     async def _step(self) -> None:
         if self.writes.in_doubt and not self.stale:
             await self._write_again()
+            await self._report_lag()  # timers falling due meanwhile, records held: shown
             return
         if self.reads_lost and not self.stale:
             await self._reconnect_for_reads()
+            await self._report_lag()
             return
         if self.stale and not self.rebuilding:
             await self._rebuild()
