@@ -787,6 +787,26 @@ class EngineWorker:
             self.metrics.rebuilding.set(0)
         if rebuilt:
             log.info("rebuilt the engine from the store in %.2fs", time.perf_counter() - started)
+            self._warn_of_a_split_throttle()
+
+    def _warn_of_a_split_throttle(self) -> None:
+        """A throttle's places span partitions: with only some of them, this worker's
+        rebuild may have placed steps otherwise than they were published (README)."""
+        throttled = sorted(s.id for s in self.engine.sequences.values() if s.throttle_per_minute)
+        if not throttled or not self.assigned:
+            return
+        topic = next(iter(self.assigned)).topic
+        every = self.consumer.partitions_for_topic(topic) or set()
+        held = {tp.partition for tp in self.assigned if tp.topic == topic}
+        if len(held) < len(every):
+            log.warning(
+                "this worker holds %d of %d partitions and sequences %s have a throttle: its"
+                " places span partitions, so steps may run otherwise than published after a"
+                " rebalance; run one worker process for throttled sequences (README)",
+                len(held),
+                len(every),
+                ", ".join(throttled),
+            )
 
     async def _rebuild_engine(self, generation: int) -> bool:
         names = self._stream_names()
