@@ -118,7 +118,14 @@ def classify(response: HttpResponse, now: datetime) -> SendResult:
     if 200 <= status < 300:
         return Delivered(PROVIDER, _answer_field(response, "id").strip("<>"))
     reason = f"mailgun {status}: {(_answer_field(response, 'message') or response.text)[:300]}"
+    if status == DOMAIN_NOT_FOUND:
+        # The send URL names only the account's domain (MAILGUN_DOMAIN): every mail would
+        # be refused alike, so the processor stops as for a wrong key.
+        return Transient(reason, str(status), credentials=True)
     return http_refusal(reason, status, response.headers.get("retry-after"), now)
+
+
+DOMAIN_NOT_FOUND = 404
 
 
 def _answer_field(response: HttpResponse, name: str) -> str:

@@ -204,8 +204,8 @@ class EffectProcessor:
             raise CredentialsRefused(
                 f"a provider refused the credentials ({self.refused_credentials}): set the"
                 " right ones (TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN, SENDGRID_API_KEY,"
-                " MAILGUN_API_KEY) and start it again; the commands not carried out stay"
-                " pending and are tried then"
+                " MAILGUN_API_KEY / MAILGUN_DOMAIN) and start it again; the commands not"
+                " carried out stay pending and are tried then"
             )
 
     # -- one command -----------------------------------------------------------------------
