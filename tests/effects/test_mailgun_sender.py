@@ -156,13 +156,20 @@ async def test_a_refused_address_fails_with_mailguns_message_and_no_retry(
     assert sleeps.delays == []
 
 
-async def test_a_bad_domain_fails_no_mail_and_stops_the_processor(
-    mailgun: FakeMailgunServer, processor: Build
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        # every mail goes to the one domain's URL: a wrong MAILGUN_DOMAIN refuses them all
+        ({"domain": "other.example.com"}, "mailgun 404: Domain not found: other"),
+        ({"api_key": "wrong-key"}, "mailgun 401"),
+    ],
+)
+async def test_a_bad_key_or_domain_fails_no_mail_and_stops_the_processor(
+    mailgun: FakeMailgunServer, processor: Build, setting: dict[str, str], said: str
 ) -> None:
-    # every mail goes to the one domain's URL: a wrong MAILGUN_DOMAIN refuses them all alike
-    effects = processor(mailgun, Sleeps(), domain="other.example.com")
+    effects = processor(mailgun, Sleeps(), **setting)
     assert await effects.handle(mail(body="x")) == []
-    with pytest.raises(CredentialsRefused, match="mailgun 404: Domain not found: other"):
+    with pytest.raises(CredentialsRefused, match=said):
         effects.check_credentials()
     assert mailgun.accepted() == []
 
@@ -243,13 +250,3 @@ async def test_each_email_effect_reaches_mailgun_at_most_once(
     await effects.handle_batch([email, email])
     await effects.handle(email)
     assert mailgun.accepted_by_effect == {FX: 1}
-
-
-async def test_a_bad_key_fails_no_mail_and_stops_the_processor(
-    mailgun: FakeMailgunServer, processor: Build
-) -> None:
-    effects = processor(mailgun, Sleeps(), api_key="wrong-key")
-    assert await effects.handle(mail(body="x")) == []
-    with pytest.raises(CredentialsRefused, match="mailgun 401"):
-        effects.check_credentials()
-    assert mailgun.accepted() == []
