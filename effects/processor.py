@@ -219,8 +219,6 @@ class EffectProcessor:
         deadline = command.send_before
         while True:
             if attempt is None:
-                if self.refused_credentials is not None:
-                    return []  # left pending, or never claimed: the next processor's
                 now = self._clock()
                 if deadline is not None and now >= deadline:
                     # Before taking a turn on the line: after an outage, a backlog of texts
@@ -370,9 +368,9 @@ class EffectProcessor:
                 SmsMessage(effect_id=effect_id, to=to, from_number=from_number, body=body)
                 for to in recipients(command, "ring_group_numbers", lambda to: to.startswith("+"))
             ]
-            each = self._paced_after_first(senders.sms.send_sms, from_number)
+            paced = self._paced_after_first(senders.sms.send_sms, texts)
             return _Plan(
-                lambda: to_each(texts, each(), provider="twilio", name=_recipient),
+                lambda: to_each(texts, paced, provider="twilio", name=_recipient),
                 self._message_limiter,
                 from_number,
             )
@@ -444,31 +442,26 @@ class EffectProcessor:
         raise CommandRejected("type", f"{kind!r} is not an effect command")  # pragma: no cover
 
     def _paced_after_first(
-        self, send: Callable[[SmsMessage], Awaitable[SendResult]], line: str
-    ) -> Callable[[], Callable[[SmsMessage], Awaitable[SendResult]]]:
-        """For each try of a ring group's texts, a send that takes a turn on the line for
-        every member after the first (the command's own turn covers the first): a group of
-        five is five texts to the carrier, paced as five."""
+        self, send: Callable[[SmsMessage], Awaitable[SendResult]], texts: list[SmsMessage]
+    ) -> Callable[[SmsMessage], Awaitable[SendResult]]:
+        """A ring group's send that takes a turn on the line for every member after the
+        first (the command's own turn covers the first): a group of five is five texts to
+        the carrier, paced as five."""
         limiter = self._message_limiter
+        first = texts[0] if texts else None
 
-        def one_try() -> Callable[[SmsMessage], Awaitable[SendResult]]:
-            sent = 0
+        async def paced(message: SmsMessage) -> SendResult:
+            if (
+                message is not first
+                and limiter is not None
+                and not await limiter.acquire(message.from_number, unless=self._stopping)
+            ):
+                # Stopping: this member is left out (said in `undelivered`), and the
+                # members reached are not texted again.
+                return Transient("not sent: the processor was stopping")
+            return await send(message)
 
-            async def paced(message: SmsMessage) -> SendResult:
-                nonlocal sent
-                turn = sent == 0 or limiter is None
-                if not turn and limiter is not None:
-                    turn = await limiter.acquire(line, unless=self._stopping)
-                if not turn:
-                    # Stopping: this member is left out (said in `undelivered`), and the
-                    # members reached are not texted again.
-                    return Transient("not sent: the processor was stopping")
-                sent += 1
-                return await send(message)
-
-            return paced
-
-        return one_try
+        return paced
 
     async def _power_dialer_add(self, command: EffectCommand) -> SendResult:
         user_id = command.text("user_id")

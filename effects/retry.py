@@ -57,16 +57,20 @@ NOT_ACTED_ON = frozenset({429, 503})
 UNAUTHORIZED = 401
 
 
-def http_refusal(reason: str, status: int, retry_after: str | None, now: datetime) -> SendResult:
+def http_refusal(
+    reason: str, status: int, retry_after: str | None, now: datetime, code: str | None = None
+) -> SendResult:
     """A provider's HTTP answer other than success: 429 and 503 are for now (retried, its
-    Retry-After honoured); another 5xx may come after the provider, or the gateway before
-    it, took the request (a 500 part way through, a 502 or 504 from a proxy whose upstream
-    went on), so the message may have gone and it is in doubt, never sent again (two texts
-    are worse than a late one); any other status is for good."""
+    Retry-After honoured); 401 refuses our credentials (the processor stops); another 5xx
+    may come after the provider, or the gateway before it, took the request (a 500 part way
+    through, a 502 or 504 from a proxy whose upstream went on), so the message may have
+    gone and it is in doubt, never sent again (two texts are worse than a late one); any
+    other status is for good. `code`: the provider's own (Twilio's), else the status."""
+    code = code or str(status)
     if status in NOT_ACTED_ON:
-        return Transient(reason, str(status), parse_retry_after(retry_after, now))
+        return Transient(reason, code, parse_retry_after(retry_after, now))
     if status == UNAUTHORIZED:
-        return Transient(reason, str(status), credentials=True)
+        return Transient(reason, code, credentials=True)
     if status >= 500:
         return Ambiguous(f"{reason} (it may have been carried out)")
-    return Rejected(reason, str(status))
+    return Rejected(reason, code)

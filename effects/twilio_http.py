@@ -44,7 +44,7 @@ from twilio.rest import Client  # type: ignore[import-untyped, unused-ignore]
 from effects.formencode import form_encode
 from effects.httpclient import Http1Client, RequestNotSentError
 from effects.ports import Ambiguous, Rejected, SendResult, Transient
-from effects.retry import NOT_ACTED_ON, UNAUTHORIZED, parse_retry_after
+from effects.retry import NOT_ACTED_ON, http_refusal
 from effects.settings import TWILIO_DEFAULT_BASE
 
 _log = logging.getLogger(__name__)
@@ -278,14 +278,10 @@ def classify(error: BaseException) -> SendResult:
             return Rejected(f"recipient unsubscribed: {error.msg}", str(code), opted_out=True)
         if code in INVALID_NUMBERS:
             return Rejected(f"{INVALID_NUMBERS[code]}: {error.msg}", str(code))
-        if error.status == UNAUTHORIZED:  # Twilio 20003: the account SID or token
-            return Transient(text, str(code or error.status), credentials=True)
-        if error.status in NOT_ACTED_ON:
-            retry_after = parse_retry_after(RETRY_AFTER.get(), datetime.now(UTC))
-            return Transient(text, str(code or error.status), retry_after)
-        if error.status >= 500:  # may have been carried out: in doubt (effects.retry)
-            return Ambiguous(f"{text} (it may have been carried out)")
-        return Rejected(text, str(code or error.status))
+        # The rest as any provider's HTTP answer (a 401 is Twilio's 20003: the SID or token).
+        return http_refusal(
+            text, error.status, RETRY_AFTER.get(), datetime.now(UTC), str(code) if code else None
+        )
     if _never_connected(error):
         return Transient(f"connection to Twilio failed: {error}")
     return Ambiguous(f"no answer from Twilio ({type(error).__name__}: {error})")
