@@ -1,7 +1,8 @@
 """`dripstream worker`: the engine on Kafka and PostgreSQL, each decision exactly once.
 
 A consumer group reads the co-partitioned input topics; the range assignor gives one
-worker partition p of every input topic (a "group"). Records of a group are decided in
+worker partition p of every input topic (a "group"), or, while a sequence has a throttle,
+one worker every group (streams/assignment.py). Records of a group are decided in
 order (streams/ordering.py). What a poll brings (several, under load), across the groups, is
 recorded in one PostgreSQL transaction with the clock's ticks, the decisions
 and each group's Kafka positions (streams/store.py); only then are the offsets committed to
@@ -42,6 +43,7 @@ from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS, keyed_by_subject, placement_refusal
 from schemas.validation import EventRejected, decode_event, without_bom
 from streams import routing
+from streams.assignment import MemberState, whole_group_assignor
 from streams.batch_writer import BatchWriter
 from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
 from streams.ordering import GroupBuffer, Pending, position_of, timers_until
@@ -172,6 +174,11 @@ class EngineWorker:
         self.reads_lost = False  # a read of the store failed: a fresh pool, no rebuild
         self.rebuilding = False
         self.commands_read = False
+        # What this worker told the group as it joined (streams/assignment.py): whether its
+        # definitions have a throttle, and how many groups it held before the rebalance.
+        self.throttle_told = False
+        self.groups_held = 0
+        self.rejoin_wanted = False
         self.stopping = asyncio.Event()
         # What the current poll decided, not yet handed to the writer.
         self.record = BatchRecord()
@@ -190,7 +197,12 @@ class EngineWorker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
-            partition_assignment_strategy=(RangePartitionAssignor,),
+            # Range unless a sequence has a throttle; the range assignor alone while the
+            # group has workers of a version without the first.
+            partition_assignment_strategy=(
+                whole_group_assignor(self._member_state),
+                RangePartitionAssignor,
+            ),
             max_poll_records=settings.batch_size,
             fetch_max_wait_ms=FETCH_WAIT_MS,
             fetch_min_bytes=FETCH_MIN_BYTES,
@@ -240,6 +252,7 @@ class EngineWorker:
         if self.settings.relay:
             self.relay_process = start_relay_process(self.relay_settings, self.relay_published)
         try:
+            self.throttle_told = await asyncio.to_thread(self._throttle_in_store)
             self.consumer.subscribe(topics=list(self.topics), listener=_Rebalance(self))
             try:
                 await self.consumer.start()  # a failed start is stopped too, not left unclosed
@@ -313,6 +326,9 @@ class EngineWorker:
             return
         if self.stale and not self.rebuilding:
             await self._rebuild()
+        if self.rejoin_wanted:
+            await self._rejoin()
+            return
         fetched = await self.consumer.getmany(timeout_ms=self.settings.idle_ms)
         if self.rebuilding or self.stale:
             # Fetched for an assignment whose engine is not rebuilt yet: the rebuild seeks
@@ -753,6 +769,8 @@ class EngineWorker:
                 self.record.stored.append(marker)
                 self.record.outbox.extend(outbox_rows(outputs, topic_for))
                 self.metrics.events_out.inc(len(outputs))
+        if changes:
+            self._rejoin_on_throttle_change()
 
     # ---- rebalancing ---------------------------------------------------------------------
 
@@ -763,6 +781,13 @@ class EngineWorker:
         if not self.partition_count:
             raise RuntimeError(f"no partitions known for {contacts_topic}: is the topic there?")
         self.assigned = set(partitions)
+        groups = sorted({tp.partition for tp in partitions})
+        self.groups_held = len(groups)
+        log.info(
+            "assigned partition groups %s of %d",
+            ", ".join(map(str, groups)) or "none",
+            self.partition_count,
+        )
         # Rebuilt by the worker's own loop, not here: aiokafka sends no heartbeats while a
         # rebalance callback runs, and a rebuild longer than the session timeout got the
         # worker expelled from the group, to rebuild again, for ever.
@@ -788,10 +813,61 @@ class EngineWorker:
         if rebuilt:
             log.info("rebuilt the engine from the store in %.2fs", time.perf_counter() - started)
             self._warn_of_a_split_throttle()
+            self._rejoin_on_throttle_change()
+
+    # ---- who holds the partitions (streams/assignment.py) ----------------------------------
+
+    def _member_state(self) -> MemberState:
+        return MemberState(self.throttle_told, self.groups_held)
+
+    def _has_a_throttle(self) -> bool:
+        return any(s.throttle_per_minute for s in self.engine.sequences.values())
+
+    def _throttle_in_store(self) -> bool:
+        """Whether the stored definitions have a throttle, told at the first join: the
+        engine is built after it. Unread (PostgreSQL away), the rebuild tells again."""
+        definitions = Engine()
+        try:
+            changes = self.store.definitions_after(0)
+        except DATABASE_LOST as error:
+            log.warning("could not read the definitions (%s)", one_line(error))
+            return False
+        for change in changes:
+            definitions.adopt(change.document, change.deleted, change.applied_at, "startup")
+        return any(s.throttle_per_minute for s in definitions.sequences.values())
+
+    def _rejoin_on_throttle_change(self) -> None:
+        """The first throttle defined, or the last one gone: join the group again, so its
+        leader gives every partition to one worker, or spreads them again."""
+        throttle = self._has_a_throttle()
+        if throttle == self.throttle_told:
+            return
+        self.throttle_told = throttle  # what it tells at its next join, whatever comes of it
+        if throttle and not 0 < self.groups_held < self.partition_count:
+            # Holding all the groups, it keeps them at the next join; holding none, the
+            # workers holding them ask.
+            return
+        log.info(
+            "%s: asking the group for a new assignment",
+            "a sequence has a throttle" if throttle else "no sequence has a throttle now",
+        )
+        self.rejoin_wanted = True  # at the next step, with this one's decisions recorded
+
+    async def _rejoin(self) -> None:
+        """Record what was decided, give the partitions up as a revocation does, and join
+        again: a new subscription to the same topics makes aiokafka do so."""
+        await self._submit(wait=True)
+        self.rejoin_wanted = False
+        self.assigned = set()
+        self.rebuilding = True  # nothing is decided until the new assignment is rebuilt
+        self._invalidate()
+        self.consumer.subscribe(topics=list(self.topics), listener=_Rebalance(self))
 
     def _warn_of_a_split_throttle(self) -> None:
         """A throttle's places span partitions: with only some of them, this worker's
-        rebuild may have placed steps otherwise than they were published (README)."""
+        rebuild may have placed steps otherwise than they were published. The group gives
+        every partition to one worker (streams/assignment.py), unless a worker of a version
+        before that is in it, or until the workers have seen the throttle (README)."""
         throttled = sorted(s.id for s in self.engine.sequences.values() if s.throttle_per_minute)
         if not throttled or not self.assigned:
             return
@@ -800,9 +876,9 @@ class EngineWorker:
         held = {tp.partition for tp in self.assigned if tp.topic == topic}
         if len(held) < len(every):
             log.warning(
-                "this worker holds %d of %d partitions and sequences %s have a throttle: its"
-                " places span partitions, so steps may run otherwise than published after a"
-                " rebalance; run one worker process for throttled sequences (README)",
+                "this worker holds %d of %d partitions while sequences %s have a throttle,"
+                " whose places span partitions: until one worker holds them all, steps may"
+                " run otherwise than published (README)",
                 len(held),
                 len(every),
                 ", ".join(throttled),

@@ -39,10 +39,9 @@ def test_a_throttle_split_over_workers_is_warned_of(
     said = [r.getMessage() for r in caplog.records if "have a throttle" in r.getMessage()]
     assert said == (
         [
-            "this worker holds 3 of 6 partitions and sequences seq have a throttle:"
-            " its places span partitions, so steps may run otherwise than published"
-            " after a rebalance; run one worker process for throttled sequences"
-            " (README)"
+            "this worker holds 3 of 6 partitions while sequences seq have a throttle,"
+            " whose places span partitions: until one worker holds them all, steps may"
+            " run otherwise than published (README)"
         ]
         if warned
         else []

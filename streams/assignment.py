@@ -1,0 +1,101 @@
+"""Which worker takes which partitions: spread by range, or all to one under a throttle.
+
+A throttle's places span partitions (CONTRACT.md §3 (d)). Workers each holding a share
+would each allow `throttle_per_minute` a minute, and a worker rebuilt with some of the
+partitions would decide their inputs again with a throttle missing the others' places,
+placing steps otherwise than they were published. So while any sequence has a throttle,
+every partition goes to one worker and the others stand by: a takeover rebuilds every
+partition, and decides them as they were published.
+
+Each worker says in its join metadata whether its definitions have a throttle and how many
+partitions it holds; the group's leader decides for all. The broker picks a protocol every
+member offers, so workers of a version without this one still share the range assignor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor  # type: ignore[import-untyped]
+from aiokafka.coordinator.protocol import (  # type: ignore[import-untyped]
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
+
+__all__ = ["PROTOCOL", "MemberState", "one_when_throttled", "whole_group_assignor"]
+
+PROTOCOL = "dripstream-one-when-throttled"
+VERSION = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MemberState:
+    """What a worker tells the group as it joins."""
+
+    throttled: bool
+    held: int  # input partitions it holds now (the one holding most keeps them all)
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"throttled": self.throttled, "held": self.held})
+
+    @classmethod
+    def decode(cls, user_data: bytes) -> MemberState:
+        """A member of another version, or with data this one cannot read, tells nothing."""
+        try:
+            told = orjson.loads(user_data) if user_data else {}
+        except orjson.JSONDecodeError:
+            told = {}
+        if not isinstance(told, dict):
+            told = {}
+        held = told.get("held")
+        return cls(told.get("throttled") is True, held if isinstance(held, int) else 0)
+
+
+def one_when_throttled(
+    partitions_of: Callable[[str], Iterable[int] | None],
+    members: Mapping[str, tuple[list[str], MemberState]],
+) -> dict[str, dict[str, list[int]]] | None:
+    """Every partition of the subscribed topics to one member when any member's definitions
+    have a throttle: the one holding most now (no move, when it stays), then the lowest id.
+    None when no member has a throttle (then the range assignor spreads them)."""
+    if not any(state.throttled for _, state in members.values()):
+        return None
+    chosen = min(members, key=lambda member: (-members[member][1].held, member))
+    assignment: dict[str, dict[str, list[int]]] = {member: {} for member in members}
+    for topic in sorted(members[chosen][0]):
+        partitions = partitions_of(topic)
+        if partitions is not None:
+            assignment[chosen][topic] = sorted(partitions)
+    return assignment
+
+
+def whole_group_assignor(state: Callable[[], MemberState]) -> type[Any]:
+    """An aiokafka assignor class (aiokafka calls its class methods) whose join metadata is
+    what `state` says at each join."""
+
+    class OneWhenThrottled(RangePartitionAssignor):  # type: ignore[misc]
+        name = PROTOCOL
+        version = VERSION
+
+        @classmethod
+        def metadata(cls, topics: Iterable[str]) -> Any:
+            return ConsumerProtocolMemberMetadata(cls.version, list(topics), state().encode())
+
+        @classmethod
+        def assign(cls, cluster: Any, members: Mapping[str, Any]) -> dict[str, Any]:
+            told = {
+                member: (list(meta.subscription), MemberState.decode(meta.user_data))
+                for member, meta in members.items()
+            }
+            whole = one_when_throttled(cluster.partitions_for_topic, told)
+            if whole is None:
+                return dict(super().assign(cluster, members))
+            return {
+                member: ConsumerProtocolMemberAssignment(cls.version, sorted(topics.items()), b"")
+                for member, topics in whole.items()
+            }
+
+    return OneWhenThrottled

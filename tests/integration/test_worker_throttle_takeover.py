@@ -1,0 +1,220 @@
+"""A throttled sequence across a rebalance: every partition stays with one worker, so each
+step runs where its published decisions said, and no minute takes more than the throttle.
+
+(With the partitions spread, each worker would allow the throttle apiece, and one rebuilt
+with part of them would decide its inputs again against a throttle missing the others'
+places: steps ran before the minute their `step.deferred` named, or never.)
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from schemas.envelope import format_time, parse_time
+from tests.integration.pipeline import cli, read_topics, start_worker, stop
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600)]
+
+LIMIT = 2  # step executions a minute
+STEPS = ("w1", "w2", "w3")
+START = datetime.fromisoformat("2027-03-01T15:00:00+00:00")
+DEFINITIONS = {
+    "account": {"timezone": "America/Chicago", "opt_out_phrase": "Reply STOP to opt out."},
+    "sequences": [
+        {
+            "id": "drip",
+            "name": "Drip",
+            "process_on": "every_day",
+            "throttle_per_minute": LIMIT,
+            "steps": [
+                {
+                    "id": step,
+                    "type": "send_webhook",
+                    "url": "https://hooks.example.com/drip",
+                    "delay": {"kind": "none"}
+                    if n == 0
+                    else {"kind": "default", "amount": 1, "unit": "minutes"},
+                }
+                for n, step in enumerate(STEPS)
+            ],
+            "triggers": [{"type": "contact_created"}],
+        }
+    ],
+}
+
+
+def _event(n: int, kind: str, at: datetime, contact: str, **data: Any) -> bytes:
+    return orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": f"e-{n}",
+            "source": "crm",
+            "type": kind,
+            "time": format_time(at),
+            "subject": contact,
+            "data": {"contact_id": contact, **data},
+        }
+    )
+
+
+def _parts(tmp_path: Path) -> list[Path]:
+    """Contacts created 5 s apart, then 20 more later, then an update of each a day on
+    (every partition's event clock passes every due step)."""
+    first = [
+        _event(n, "contact.created", START + timedelta(seconds=5 * n), f"c-{n}") for n in range(40)
+    ]
+    later = START + timedelta(minutes=20)
+    second = [
+        _event(n, "contact.created", later + timedelta(seconds=5 * n), f"c-{n}")
+        for n in range(40, 60)
+    ]
+    end = START + timedelta(days=1)
+    third = [_event(100 + n, "contact.updated", end, f"c-{n}", state="TX") for n in range(60)]
+    parts = []
+    for n, lines in enumerate((first, second, third)):
+        part = tmp_path / f"part{n}.jsonl"
+        part.write_bytes(b"\n".join(lines) + b"\n")
+        parts.append(part)
+    return parts
+
+
+ASSIGNED = re.compile(r"assigned partition groups ([\d, ]+|none) of (\d+)")
+
+
+def _assignments(log: Path) -> list[str]:
+    return [m.group(1) for m in ASSIGNED.finditer(log.read_text(errors="replace"))]
+
+
+def _wait_for(what: str, condition: Any, limit: float = 90) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not seen in {limit:g} s: {what}")
+
+
+def _each_step_ran_where_it_was_placed(decisions: list[dict[str, Any]]) -> None:
+    by_contact: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for event in decisions:
+        by_contact[event["data"]["contact_id"]].append(event)
+    assert len(by_contact) == 60, sorted(by_contact)
+    for contact, events in by_contact.items():
+        placed: dict[str, str] = {}
+        ran: list[tuple[str, str]] = []
+        for event in events:
+            data = event["data"]
+            if event["type"] == "step.scheduled":
+                placed[data["step_id"]] = data["due_at"]
+            elif event["type"] == "step.deferred":
+                placed[data["step_id"]] = data["to"]
+            elif event["type"] == "step.executed":
+                ran.append((data["step_id"], event["time"]))
+        assert [step for step, _ in ran] == list(STEPS), (contact, ran)
+        for step, at in ran:
+            assert parse_time(at) == parse_time(placed[step]), (contact, step, at, placed[step])
+        assert [e["type"] for e in events].count("enrollment.completed") == 1, contact
+
+
+def test_a_throttled_sequence_stays_with_one_worker_across_rebalances(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    definitions = tmp_path / "drip.yaml"
+    definitions.write_text(yaml.safe_dump(DEFINITIONS))
+    first, second, third = _parts(tmp_path)
+    prefix = pipeline_prefix
+    logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
+
+    def start(n: int) -> Any:
+        return start_worker(
+            kafka_bootstrap, fresh_database_url, prefix, "--session-timeout", "10", log_to=logs[n]
+        )
+
+    def publish(*args: str) -> None:
+        done = cli(*args, "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+        assert done.returncode == 0, done.stderr
+
+    workers = [start(0)]
+    try:
+        publish("sequences", "apply", str(definitions))
+        time.sleep(3)  # adopted by the worker before the traffic it governs
+        publish("produce", str(first))
+        read_topics(kafka_bootstrap, prefix, ("decisions",), expect=40, quiet=30, limit=60)
+        # A second worker joins while most steps wait for their minute: it stands by.
+        workers.append(start(1))
+        _wait_for("b assigned", lambda: _assignments(logs[1]))
+        _wait_for("a kept all", lambda: len(_assignments(logs[0])) >= 2)
+        assert _assignments(logs[1])[-1] == "none"
+        assert _assignments(logs[0])[-1] == "0, 1, 2, 3, 4, 5"
+        publish("produce", str(second))
+        time.sleep(2)
+        # The first dies: the second takes every partition over and rebuilds them all.
+        stop(workers[0], kill=True)
+        _wait_for("b took all", lambda: _assignments(logs[1])[-1] == "0, 1, 2, 3, 4, 5")
+        publish("produce", str(third))
+        got = read_topics(
+            kafka_bootstrap,
+            prefix,
+            ("decisions", "effects"),
+            expect=None,
+            quiet=20,
+            limit=300,
+        )
+        assert workers[1].poll() is None, "the second worker died"
+    finally:
+        for worker in workers:
+            stop(worker)
+    decisions = [e for e in got if e["_topic"] == "decisions" and e["type"] != "sequence.defined"]
+    _each_step_ran_where_it_was_placed(decisions)
+    per_minute = collections.Counter(
+        e["time"][:16] for e in decisions if e["type"] == "step.executed"
+    )
+    assert max(per_minute.values()) <= LIMIT, per_minute.most_common(3)
+    assert sum(per_minute.values()) == 60 * len(STEPS)
+    effects = collections.Counter(e["data"]["effect_id"] for e in got if e["_topic"] == "effects")
+    assert len(effects) == 60 * len(STEPS)
+    assert max(effects.values()) == 1
+
+
+def test_the_first_throttle_gathers_the_partitions_and_the_last_gone_spreads_them(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    prefix = pipeline_prefix
+    logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
+
+    def apply(throttle: int | None) -> None:
+        document = orjson.loads(orjson.dumps(DEFINITIONS))
+        document["sequences"][0]["throttle_per_minute"] = throttle
+        definitions = tmp_path / f"drip-{throttle}.yaml"
+        definitions.write_text(yaml.safe_dump(document))
+        done = cli(
+            "sequences", "apply", str(definitions), "--bootstrap", kafka_bootstrap,
+            "--topic-prefix", prefix,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    def held() -> list[str]:
+        return sorted(_assignments(log)[-1] if _assignments(log) else "?" for log in logs)
+
+    workers = [
+        start_worker(kafka_bootstrap, fresh_database_url, prefix, log_to=log) for log in logs
+    ]
+    try:
+        _wait_for("spread", lambda: held() == ["0, 1, 2", "3, 4, 5"])
+        apply(LIMIT)
+        _wait_for("gathered", lambda: held() == ["0, 1, 2, 3, 4, 5", "none"])
+        apply(None)
+        _wait_for("spread again", lambda: held() == ["0, 1, 2", "3, 4, 5"])
+        assert all(worker.poll() is None for worker in workers), "a worker died"
+    finally:
+        for worker in workers:
+            stop(worker)
