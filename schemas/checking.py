@@ -6,6 +6,7 @@ express (an IANA zone, a string without NUL).
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
@@ -208,4 +209,57 @@ def first_huge_integer(value: object, path: str = "") -> str | None:
         found = first_huge_integer(item, where)
         if found is not None:
             return found
+    return None
+
+
+class _RepeatedKey(Exception):  # noqa: N818 - a signal out of the JSON reader, not an error
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in members:
+            raise _RepeatedKey(key)
+        members[key] = value
+    return members
+
+
+def _members(value: object) -> int:
+    if isinstance(value, dict):
+        return len(value) + sum(_members(item) for item in value.values())
+    if isinstance(value, list):
+        return sum(_members(item) for item in value)
+    return 0
+
+
+def repeated_key(raw: bytes | str, parsed: object) -> str | None:
+    """A key some object of the JSON text `raw` holds twice, or None. orjson keeps the
+    last one without a word, and readers differ in which one they keep: the producer meant
+    one of them, and nobody can tell which."""
+    # Each member written leaves a `":` (or `" :`) in the text, so text with no more of them
+    # than `parsed` keeps members has no repeat. Only text with more (a repeat, a string
+    # holding the two characters, nested objects) is counted further, then read again.
+    if isinstance(raw, bytes):
+        marks = raw.count(b'":') + raw.count(b'" :')
+    else:
+        marks = raw.count('":') + raw.count('" :')
+    if not isinstance(parsed, dict):
+        return None if marks == 0 else _read_for_repeats(raw)
+    data = parsed.get("data")
+    if marks <= len(parsed) + (len(data) if isinstance(data, dict) else 0):
+        return None
+    if marks <= _members(parsed):
+        return None
+    return _read_for_repeats(raw)
+
+
+def _read_for_repeats(raw: bytes | str) -> str | None:
+    try:
+        json.loads(raw, object_pairs_hook=_unique_members)
+    except _RepeatedKey as repeat:
+        return repeat.key
+    except ValueError:
+        return None  # read by orjson, which the caller trusts
     return None

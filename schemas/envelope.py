@@ -116,6 +116,9 @@ class TimeOutOfRange(ValueError):  # noqa: N818 - a ValueError, caught as one by
 def parse_time(text: str) -> datetime:
     """RFC 3339 to an aware UTC datetime; raises ValueError for anything else, including
     TimeOutOfRange for a time that leaves datetime's range in UTC (0001-01-01T00:00:00+01:00)."""
+    if len(text) > 6 and text[-6] in "+-" and text[-3] == ":" and text[-2] > "5":
+        # Python reads +05:60 as +06:00; RFC 3339 allows minutes 00-59 only.
+        raise ValueError("its UTC offset must lie between -23:59 and +23:59")
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError as error:

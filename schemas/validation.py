@@ -123,6 +123,9 @@ def decode_event(
         where = checking.first_nul(envelope)
         if where is not None:
             raise EventRejected(where, checking.NUL_REASON)
+    repeated = checking.repeated_key(raw, envelope)
+    if repeated is not None:
+        raise EventRejected("event", f"the key {repeated!r} appears twice in one object")
     # Nesting is counted only for the rare line with many brackets: with no more than the
     # limit of them, no value can nest deeper.
     brackets = (

@@ -633,6 +633,52 @@ def test_an_offset_of_24_hours_is_named_in_plain_words() -> None:
     assert "timedelta" not in refused.reason
 
 
+@pytest.mark.parametrize("offset", ["+05:60", "+05:99", "-00:75"])
+def test_an_offset_of_60_minutes_or_more_is_refused_not_read_as_the_next_hour(
+    offset: str,
+) -> None:
+    refused = rejection(raw_event("contact.tag_added", time=f"2028-03-02T22:42:00{offset}"))
+
+    assert refused.field == "time"
+    assert refused.reason.endswith("its UTC offset must lie between -23:59 and +23:59")
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "key"),
+    [
+        (b'"id":"e-1",', b'"id":"e-1","id":"e-2",', "id"),
+        (b'"tag":"hot"', b'"tag":"hot","tag":"cold"', "tag"),
+        (b'"tag":"hot"', b'"tag" : "hot", "tag" :"cold"', "tag"),
+        (b'"tag":"hot"', b'"tag":"hot","x":{"a":1,"a":2}', "a"),
+    ],
+)
+def test_a_key_written_twice_in_one_object_is_refused_by_name(
+    before: bytes, after: bytes, key: str
+) -> None:
+    raw = raw_event("contact.tag_added")
+    assert before in raw
+
+    refused = rejection(raw.replace(before, after))
+
+    assert (refused.field, refused.reason) == (
+        "event",
+        f"the key {key!r} appears twice in one object",
+    )
+
+
+@pytest.mark.parametrize("tag", ['say ":" twice ":"', '":', "plain"])
+def test_text_that_only_looks_like_more_keys_is_no_repeat(tag: str) -> None:
+    event = decode_event(raw_event("contact.tag_added", {"contact_id": "c-1", "tag": tag}))
+
+    assert event.data["tag"] == tag
+
+
+def test_keys_repeated_only_across_objects_are_no_repeat() -> None:
+    raw = raw_event("contact.tag_added", {"contact_id": "c-1", "tag": "t", "x": {"tag": 1}})
+
+    assert decode_event(raw).data["tag"] == "t"
+
+
 def test_bytes_that_are_not_utf8_are_named_as_such() -> None:
     raw = raw_event("contact.tag_added").replace(b'"hot"', b'"h\xffot"')
 
