@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
@@ -119,6 +120,18 @@ def _reason(rule: str | None, wanted: Any, error: JsonSchemaValueException) -> s
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
+
+
+# One address, as a provider's `to` takes it: no list, display name or header break.
+_ONE_ADDRESS = re.compile(r'[^\s@,;<>"\x00-\x1f\x7f]+@[^\s@,;<>"\x00-\x1f\x7f]+')
+ADDRESS_REASON = (
+    "must be one e-mail address (name@domain, without spaces, commas, angle brackets or"
+    " control characters)"
+)
+
+
+def is_one_address(text: str) -> bool:
+    return _ONE_ADDRESS.fullmatch(text) is not None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -296,6 +296,10 @@ def _check_rules(doc: dict[str, Any]) -> None:
     account = doc.get("account", {})
     if "timezone" in account:
         _check_zone(doc, "account.timezone", account["timezone"])
+    for user_id, user in (account.get("users") or {}).items():
+        email = user.get("email")
+        if email is not None and not checking.is_one_address(email):
+            raise _rejection(doc, f"account.users.{user_id}.email", checking.ADDRESS_REASON)
     quiet = account.get("quiet_hours")
     if quiet is not None and quiet["start"] >= quiet["end"]:
         raise _rejection(doc, "account.quiet_hours.end", f"must be after start ({quiet['start']})")

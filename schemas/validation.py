@@ -59,7 +59,7 @@ _CONTACT_SCOPED = frozenset(
     }
 )
 
-# Types whose data carries a contact's `timezone`.
+# Types whose data carries a contact's `timezone` and `email`.
 _ZONED = frozenset({"contact.created", "contact.updated"})
 
 ENVELOPE_SCHEMA = "cloudevent.schema.json"
@@ -176,9 +176,7 @@ def decode_event(
         reason = "is required: the contact id" if subject is None else "must equal data.contact_id"
         raise EventRejected("subject", reason)
     if event_type in _ZONED:
-        zone = data.get("timezone")
-        if zone is not None and not checking.is_iana_zone(zone):
-            raise EventRejected("data.timezone", f"unknown IANA time zone {zone!r}")
+        _check_contact_fields(data)
 
     extensions = (
         {}
@@ -196,6 +194,17 @@ def decode_event(
         info.version,  # dataversion
         extensions,  # extensions
     )
+
+
+def _check_contact_fields(data: dict[str, Any]) -> None:
+    """What the JSON Schema cannot say about a contact's fields."""
+    zone = data.get("timezone")
+    if zone is not None and not checking.is_iana_zone(zone):
+        raise EventRejected("data.timezone", f"unknown IANA time zone {zone!r}")
+    # Empty is no address; anything else must be one, not a list or a header break.
+    email = data.get("email")
+    if email and not checking.is_one_address(email):
+        raise EventRejected("data.email", checking.ADDRESS_REASON)
 
 
 def _envelope_is_plain(envelope: Any) -> bool:

@@ -373,6 +373,11 @@ def account(**changes: Any) -> dict[str, Any]:
             "must match E.164 (+ and up to 15 digits)",
         ),
         (account(users={"u-7": {"phone": "+1"}}), "account.users.u-7.name", "is required"),
+        (
+            account(users={"u-7": {"name": "Sam", "email": "nope"}}),
+            "account.users.u-7.email",
+            "must be one e-mail address",
+        ),
         (account(ring_groups={"rg": "u-7"}), "account.ring_groups.rg", "must be an array"),
         ({"sequences": [{"name": "no id"}]}, "sequences[0].id", "is required"),
         ({"sequences": ["welcome"]}, "sequences[0]", "must be an object"),

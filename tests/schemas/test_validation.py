@@ -271,6 +271,16 @@ def test_a_subject_of_a_non_contact_event_is_not_compared() -> None:
             "data.timezone",
             "unknown IANA time zone 'America'",
         ),
+        *(
+            (kind, {"contact_id": "c-1", "email": email}, "data.email", checking.ADDRESS_REASON)
+            for kind, email in [
+                ("contact.created", "not an email"),
+                ("contact.updated", "a@x.com\r\nBcc: b@y.com"),
+                ("contact.created", "a@x.com, b@y.com"),
+                ("contact.created", "Ann <a@x.com>"),
+                ("contact.updated", "a@b@c"),
+            ]
+        ),
         ("contact.created", {"contact_id": ""}, "data.contact_id", "must not be empty"),
         (
             "contact.dnc_changed",
@@ -671,6 +681,13 @@ def test_text_that_only_looks_like_more_keys_is_no_repeat(tag: str) -> None:
     event = decode_event(raw_event("contact.tag_added", {"contact_id": "c-1", "tag": tag}))
 
     assert event.data["tag"] == tag
+
+
+@pytest.mark.parametrize("email", ["ann.o+tag@sub.example.co.uk", "ops@localhost", "", None])
+def test_one_address_or_none_is_a_contacts_email(email: str | None) -> None:
+    event = decode_event(raw_event("contact.updated", {"contact_id": "c-1", "email": email}))
+
+    assert event.data["email"] == email
 
 
 def test_keys_repeated_only_across_objects_are_no_repeat() -> None:
