@@ -17,7 +17,12 @@ from typing import Any, TypeVar
 
 import orjson
 
-from schemas.envelope import ENGINE_SOURCE, parse_time
+from schemas.envelope import (
+    ENGINE_SOURCE,
+    TIME_RANGE_REASON,
+    TimeOutOfRange,
+    parse_event_time,
+)
 from schemas.validation import UTF8_BOM
 
 _Item = TypeVar("_Item")
@@ -33,9 +38,11 @@ READ_MODEL_TOPICS = ("decisions", "effects", "contacts", "outcomes")
 
 @lru_cache(maxsize=1 << 16)
 def parse_moment(text: str) -> datetime:
-    """`parse_time`, remembered: an output stream names the same instants again and again
-    (every output of one input shares its time), and parsing is a large part of a rebuild."""
-    return parse_time(text)
+    """`parse_event_time`, remembered: an output stream names the same instants again and
+    again (every output of one input shares its time), and parsing is a large part of a
+    rebuild. Held to the engine's range: a timeframe a day or a month past a time near the
+    calendar's edge would leave what a datetime can hold."""
+    return parse_event_time(text)
 
 
 # The rules for reading a field, shared by OutputEvent and the rebuild's raw-dict path so
@@ -100,6 +107,8 @@ class OutputEvent:
             raise MalformedEventError("time: is required (an RFC 3339 string)")
         try:
             moment = parse_moment(raw_time)
+        except TimeOutOfRange:
+            raise MalformedEventError(f"time: {raw_time!r} {TIME_RANGE_REASON}") from None
         except ValueError:
             raise MalformedEventError(f"time: {raw_time!r} is not RFC 3339") from None
         data = obj.get("data")

@@ -48,6 +48,25 @@ def test_lines_that_are_not_events_are_reported_by_number_and_the_rest_loads(
     assert models.contacts.contact("c-2") is not None
 
 
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"])
+def test_a_time_past_the_engines_range_is_a_bad_line_not_a_crash_later(
+    tmp_path: Path, moment: str
+) -> None:
+    # A timeframe a month past the calendar's edge would leave what a datetime can hold.
+    given = Stream()
+    given.defined("w")
+    given.enrolled("w", "c-1", T0)
+    line = f'{{"type": "enrollment.enrolled", "time": "{moment}", "data": {{"sequence_id": "w"}}}}'
+    path = given.write(tmp_path / "out.jsonl", extra_lines=((3, line),))
+
+    models, errors = load_file(path)
+
+    assert [e.describe(path) for e in errors] == [
+        f"{path}:3: time: '{moment}' must be between 1900-01-01T00:00:00Z and 9000-12-31T23:59:59Z"
+    ]
+    assert [(r.id, r.contacts) for r in models.sequences.rows()] == [("w", 1)]
+
+
 @pytest.mark.parametrize(
     ("obj", "reason"),
     [
