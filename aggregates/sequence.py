@@ -163,6 +163,15 @@ class Sequence:
     def status(self) -> Literal["active", "invalid"]:
         return "invalid" if self.problems else "active"
 
+    @property
+    def spans_contacts(self) -> bool:
+        """Whether one contact's steps depend on other contacts' steps: a throttle's places
+        in a minute, a round robin's turns. Engines that each decide some of the contacts
+        would each keep their own, and decide otherwise than one engine deciding all."""
+        return bool(self.throttle_per_minute) or any(
+            step.type == "round_robin_owner" for step in self.steps
+        )
+
     def step_index(self, step_id: str) -> int:
         for index, step in enumerate(self.steps):
             if step.id == step_id:

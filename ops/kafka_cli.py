@@ -76,8 +76,8 @@ def register(commands: SubParsers) -> None:
         type=at_least_one,
         default=1,
         help="workers to run in this consumer group, one process each (one per core);"
-        " the round robin is then per process, as with separate workers; while a"
-        " sequence has a throttle one of them takes every partition",
+        " while a sequence has a throttle or a round robin, one of them takes every"
+        " partition and the others stand by",
     )
     worker.add_argument(
         "--session-timeout",

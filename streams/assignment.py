@@ -1,13 +1,14 @@
-"""Which worker takes which partitions: spread by range, or all to one under a throttle.
+"""Which worker takes which partitions: spread by range, or all to one when sequences need it.
 
-A throttle's places span partitions (CONTRACT.md §3 (d)). Workers each holding a share
-would each allow `throttle_per_minute` a minute, and a worker rebuilt with some of the
-partitions would decide their inputs again with a throttle missing the others' places,
-placing steps otherwise than they were published. So while any sequence has a throttle,
-every partition goes to one worker and the others stand by: a takeover rebuilds every
-partition, and decides them as they were published.
+A throttle's places and a round robin's turns span contacts, so partitions
+(`Sequence.spans_contacts`). Workers each holding a share would each allow
+`throttle_per_minute` a minute and each keep their own turn, and a worker rebuilt with some
+of the partitions would decide their inputs again without the others' places and turns,
+placing steps and choosing owners otherwise than they were published. So while any sequence
+spans contacts, every partition goes to one worker and the others stand by: a takeover
+rebuilds every partition, and decides them as they were published.
 
-Each worker says in its join metadata whether its definitions have a throttle and how many
+Each worker says in its join metadata whether its definitions need one worker and how many
 partitions it holds; the group's leader decides for all. The broker picks a protocol every
 member offers, so workers of a version without this one still share the range assignor.
 """
@@ -25,9 +26,9 @@ from aiokafka.coordinator.protocol import (  # type: ignore[import-untyped]
     ConsumerProtocolMemberMetadata,
 )
 
-__all__ = ["PROTOCOL", "MemberState", "one_when_throttled", "whole_group_assignor"]
+__all__ = ["PROTOCOL", "MemberState", "one_worker_assignment", "range_or_one_assignor"]
 
-PROTOCOL = "dripstream-one-when-throttled"
+PROTOCOL = "dripstream-range-or-one"
 VERSION = 0
 
 
@@ -35,11 +36,11 @@ VERSION = 0
 class MemberState:
     """What a worker tells the group as it joins."""
 
-    throttled: bool
+    one_worker: bool  # a sequence of its definitions spans contacts
     held: int  # input partitions it holds now (the one holding most keeps them all)
 
     def encode(self) -> bytes:
-        return orjson.dumps({"throttled": self.throttled, "held": self.held})
+        return orjson.dumps({"one_worker": self.one_worker, "held": self.held})
 
     @classmethod
     def decode(cls, user_data: bytes) -> MemberState:
@@ -51,17 +52,17 @@ class MemberState:
         if not isinstance(told, dict):
             told = {}
         held = told.get("held")
-        return cls(told.get("throttled") is True, held if isinstance(held, int) else 0)
+        return cls(told.get("one_worker") is True, held if isinstance(held, int) else 0)
 
 
-def one_when_throttled(
+def one_worker_assignment(
     partitions_of: Callable[[str], Iterable[int] | None],
     members: Mapping[str, tuple[list[str], MemberState]],
 ) -> dict[str, dict[str, list[int]]] | None:
     """Every partition of the subscribed topics to one member when any member's definitions
-    have a throttle: the one holding most now (no move, when it stays), then the lowest id.
-    None when no member has a throttle (then the range assignor spreads them)."""
-    if not any(state.throttled for _, state in members.values()):
+    need one worker: the one holding most now (no move, when it stays), then the lowest id.
+    None when none do (then the range assignor spreads them)."""
+    if not any(state.one_worker for _, state in members.values()):
         return None
     chosen = min(members, key=lambda member: (-members[member][1].held, member))
     assignment: dict[str, dict[str, list[int]]] = {member: {} for member in members}
@@ -72,11 +73,11 @@ def one_when_throttled(
     return assignment
 
 
-def whole_group_assignor(state: Callable[[], MemberState]) -> type[Any]:
+def range_or_one_assignor(state: Callable[[], MemberState]) -> type[Any]:
     """An aiokafka assignor class (aiokafka calls its class methods) whose join metadata is
     what `state` says at each join."""
 
-    class OneWhenThrottled(RangePartitionAssignor):  # type: ignore[misc]
+    class RangeOrOne(RangePartitionAssignor):  # type: ignore[misc]
         name = PROTOCOL
         version = VERSION
 
@@ -90,7 +91,7 @@ def whole_group_assignor(state: Callable[[], MemberState]) -> type[Any]:
                 member: (list(meta.subscription), MemberState.decode(meta.user_data))
                 for member, meta in members.items()
             }
-            whole = one_when_throttled(cluster.partitions_for_topic, told)
+            whole = one_worker_assignment(cluster.partitions_for_topic, told)
             if whole is None:
                 return dict(super().assign(cluster, members))
             return {
@@ -98,4 +99,4 @@ def whole_group_assignor(state: Callable[[], MemberState]) -> type[Any]:
                 for member, topics in whole.items()
             }
 
-    return OneWhenThrottled
+    return RangeOrOne

@@ -1,19 +1,19 @@
 """`dripstream worker`: the engine on Kafka and PostgreSQL, each decision exactly once.
 
-A consumer group reads the co-partitioned input topics; the range assignor gives one
-worker partition p of every input topic (a "group"), or, while a sequence has a throttle,
-one worker every group (streams/assignment.py). Records of a group are decided in
-order (streams/ordering.py). What a poll brings (several, under load), across the groups, is
-recorded in one PostgreSQL transaction with the clock's ticks, the decisions
+A consumer group reads the co-partitioned input topics; the range assignor gives one worker
+partition p of every input topic (a "group"), or, while a sequence spans contacts (a
+throttle, a round robin), one worker every group (streams/assignment.py). Records of a group
+are decided in order (streams/ordering.py). What a poll brings (several, under load), across
+the groups, is recorded in one PostgreSQL transaction with the clock's ticks, the decisions
 and each group's Kafka positions (streams/store.py); only then are the offsets committed to
 Kafka. Writes run in a thread while the engine decides on, one at a time and in the order
 decided: what is decided while a write runs gathers into the next one, so a batch is never
-recorded before the one decided ahead of it (and not at all after one was refused). A
-record at or below the stored position is a redelivery and changes nothing. On every
-assignment the engine is rebuilt from the stored inputs of its groups, so a worker never
-decides on state it has not recorded, and a write to a group another worker recorded since
-this one read it is refused whole (the fence in streams/store.py). Decisions reach Kafka
-through the outbox relay (streams/relay.py), which runs in a process of its own.
+recorded before the one decided ahead of it (and not at all after one was refused). A record
+at or below the stored position is a redelivery and changes nothing. On every assignment the
+engine is rebuilt from the stored inputs of its groups, so a worker never decides on state
+it has not recorded, and a write to a group another worker recorded since this one read it
+is refused whole (the fence in streams/store.py). Decisions reach Kafka through the outbox
+relay (streams/relay.py), which runs in a process of its own.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS, keyed_by_subject, placement_refusal
 from schemas.validation import EventRejected, decode_event, without_bom
 from streams import routing
-from streams.assignment import MemberState, whole_group_assignor
+from streams.assignment import MemberState, range_or_one_assignor
 from streams.batch_writer import BatchWriter
 from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
 from streams.ordering import GroupBuffer, Pending, position_of, timers_until
@@ -136,6 +136,11 @@ def _binary_mode(headers: Any) -> bool:
 _TOPICS = {kind: info.topic for kind, info in EVENT_TYPES.items()}
 
 
+def spanning_contacts(engine: Engine) -> list[str]:
+    """The ids of the sequences that need one engine deciding every contact."""
+    return sorted(s.id for s in engine.sequences.values() if s.spans_contacts)
+
+
 def topic_for(event_type: str) -> str:
     """The topic of an output, without prefix. A type the registry lacks is a bug between
     the engine and schemas/registry.py: a KeyError, not a guess at a topic."""
@@ -175,8 +180,8 @@ class EngineWorker:
         self.rebuilding = False
         self.commands_read = False
         # What this worker told the group as it joined (streams/assignment.py): whether its
-        # definitions have a throttle, and how many groups it held before the rebalance.
-        self.throttle_told = False
+        # definitions need one worker, and how many groups it held before the rebalance.
+        self.one_worker_told = False
         self.groups_held = 0
         self.rejoin_wanted = False
         self.stopping = asyncio.Event()
@@ -197,10 +202,10 @@ class EngineWorker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
-            # Range unless a sequence has a throttle; the range assignor alone while the
+            # Range unless a sequence spans contacts; the range assignor alone while the
             # group has workers of a version without the first.
             partition_assignment_strategy=(
-                whole_group_assignor(self._member_state),
+                range_or_one_assignor(self._member_state),
                 RangePartitionAssignor,
             ),
             max_poll_records=settings.batch_size,
@@ -252,7 +257,7 @@ class EngineWorker:
         if self.settings.relay:
             self.relay_process = start_relay_process(self.relay_settings, self.relay_published)
         try:
-            self.throttle_told = await asyncio.to_thread(self._throttle_in_store)
+            self.one_worker_told = await asyncio.to_thread(self._one_worker_in_store)
             self.consumer.subscribe(topics=list(self.topics), listener=_Rebalance(self))
             try:
                 await self.consumer.start()  # a failed start is stopped too, not left unclosed
@@ -770,7 +775,7 @@ class EngineWorker:
                 self.record.outbox.extend(outbox_rows(outputs, topic_for))
                 self.metrics.events_out.inc(len(outputs))
         if changes:
-            self._rejoin_on_throttle_change()
+            self._rejoin_on_span_change()
 
     # ---- rebalancing ---------------------------------------------------------------------
 
@@ -812,19 +817,16 @@ class EngineWorker:
             self.metrics.rebuilding.set(0)
         if rebuilt:
             log.info("rebuilt the engine from the store in %.2fs", time.perf_counter() - started)
-            self._warn_of_a_split_throttle()
-            self._rejoin_on_throttle_change()
+            self._warn_of_a_split_span()
+            self._rejoin_on_span_change()
 
     # ---- who holds the partitions (streams/assignment.py) ----------------------------------
 
     def _member_state(self) -> MemberState:
-        return MemberState(self.throttle_told, self.groups_held)
+        return MemberState(self.one_worker_told, self.groups_held)
 
-    def _has_a_throttle(self) -> bool:
-        return any(s.throttle_per_minute for s in self.engine.sequences.values())
-
-    def _throttle_in_store(self) -> bool:
-        """Whether the stored definitions have a throttle, told at the first join: the
+    def _one_worker_in_store(self) -> bool:
+        """Whether the stored definitions need one worker, told at the first join: the
         engine is built after it. Unread (PostgreSQL away), the rebuild tells again."""
         definitions = Engine()
         try:
@@ -834,22 +836,24 @@ class EngineWorker:
             return False
         for change in changes:
             definitions.adopt(change.document, change.deleted, change.applied_at, "startup")
-        return any(s.throttle_per_minute for s in definitions.sequences.values())
+        return bool(spanning_contacts(definitions))
 
-    def _rejoin_on_throttle_change(self) -> None:
-        """The first throttle defined, or the last one gone: join the group again, so its
-        leader gives every partition to one worker, or spreads them again."""
-        throttle = self._has_a_throttle()
-        if throttle == self.throttle_told:
+    def _rejoin_on_span_change(self) -> None:
+        """The first sequence spanning contacts defined, or the last one gone: join the
+        group again, so its leader gives every partition to one worker, or spreads them."""
+        one_worker = bool(spanning_contacts(self.engine))
+        if one_worker == self.one_worker_told:
             return
-        self.throttle_told = throttle  # what it tells at its next join, whatever comes of it
-        if throttle and not 0 < self.groups_held < self.partition_count:
+        self.one_worker_told = one_worker  # what it tells at its next join, whatever comes
+        if one_worker and not 0 < self.groups_held < self.partition_count:
             # Holding all the groups, it keeps them at the next join; holding none, the
             # workers holding them ask.
             return
         log.info(
             "%s: asking the group for a new assignment",
-            "a sequence has a throttle" if throttle else "no sequence has a throttle now",
+            "a sequence spans contacts (a throttle or a round robin)"
+            if one_worker
+            else "no sequence spans contacts now",
         )
         self.rejoin_wanted = True  # at the next step, with this one's decisions recorded
 
@@ -863,25 +867,26 @@ class EngineWorker:
         self._invalidate()
         self.consumer.subscribe(topics=list(self.topics), listener=_Rebalance(self))
 
-    def _warn_of_a_split_throttle(self) -> None:
-        """A throttle's places span partitions: with only some of them, this worker's
-        rebuild may have placed steps otherwise than they were published. The group gives
-        every partition to one worker (streams/assignment.py), unless a worker of a version
-        before that is in it, or until the workers have seen the throttle (README)."""
-        throttled = sorted(s.id for s in self.engine.sequences.values() if s.throttle_per_minute)
-        if not throttled or not self.assigned:
+    def _warn_of_a_split_span(self) -> None:
+        """A throttle's places and a round robin's turns span partitions: with only some of
+        them, this worker's rebuild may have decided otherwise than was published. The
+        group gives every partition to one worker (streams/assignment.py), unless a worker
+        of a version before that is in it, or until the workers have read the definitions
+        (README)."""
+        spanning = spanning_contacts(self.engine)
+        if not spanning or not self.assigned:
             return
         topic = next(iter(self.assigned)).topic
         every = self.consumer.partitions_for_topic(topic) or set()
         held = {tp.partition for tp in self.assigned if tp.topic == topic}
         if len(held) < len(every):
             log.warning(
-                "this worker holds %d of %d partitions while sequences %s have a throttle,"
-                " whose places span partitions: until one worker holds them all, steps may"
-                " run otherwise than published (README)",
+                "this worker holds %d of %d partitions while sequences %s span contacts (a"
+                " throttle or a round robin): until one worker holds them all, steps may run"
+                " otherwise than published (README)",
                 len(held),
                 len(every),
-                ", ".join(throttled),
+                ", ".join(spanning),
             )
 
     async def _rebuild_engine(self, generation: int) -> bool:

@@ -1,5 +1,6 @@
-"""A throttled sequence across a rebalance: every partition stays with one worker, so each
-step runs where its published decisions said, and no minute takes more than the throttle.
+"""Sequences spanning contacts (a throttle, a round robin) keep every partition with one
+worker: across a rebalance each step runs where its published decisions said, and no minute
+takes more than the throttle.
 
 (With the partitions spread, each worker would allow the throttle apiece, and one rebuilt
 with part of them would decide its inputs again against a throttle missing the others'
@@ -28,7 +29,11 @@ LIMIT = 2  # step executions a minute
 STEPS = ("w1", "w2", "w3")
 START = datetime.fromisoformat("2027-03-01T15:00:00+00:00")
 DEFINITIONS = {
-    "account": {"timezone": "America/Chicago", "opt_out_phrase": "Reply STOP to opt out."},
+    "account": {
+        "timezone": "America/Chicago",
+        "opt_out_phrase": "Reply STOP to opt out.",
+        "users": {"u-1": {"name": "Ann"}, "u-2": {"name": "Bo"}},
+    },
     "sequences": [
         {
             "id": "drip",
@@ -185,16 +190,29 @@ def test_a_throttled_sequence_stays_with_one_worker_across_rebalances(
     assert max(effects.values()) == 1
 
 
-def test_the_first_throttle_gathers_the_partitions_and_the_last_gone_spreads_them(
-    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+ROUND_ROBIN = {"id": "rr", "type": "round_robin_owner", "owners": ["u-1", "u-2"]}
+
+
+@pytest.mark.parametrize(
+    "spanning",
+    [{"throttle_per_minute": LIMIT}, {"steps": [ROUND_ROBIN]}],
+    ids=["throttle", "round_robin"],
+)
+def test_the_first_sequence_spanning_contacts_gathers_the_partitions_and_the_last_spreads_them(
+    kafka_bootstrap: str,
+    pipeline_prefix: str,
+    fresh_database_url: str,
+    tmp_path: Path,
+    spanning: dict[str, Any],
 ) -> None:
     prefix = pipeline_prefix
     logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
+    plain = {"throttle_per_minute": None, "steps": DEFINITIONS["sequences"][0]["steps"]}
 
-    def apply(throttle: int | None) -> None:
+    def apply(changes: dict[str, Any]) -> None:
         document = orjson.loads(orjson.dumps(DEFINITIONS))
-        document["sequences"][0]["throttle_per_minute"] = throttle
-        definitions = tmp_path / f"drip-{throttle}.yaml"
+        document["sequences"][0].update(changes)
+        definitions = tmp_path / f"drip-{len(list(tmp_path.glob('drip-*')))}.yaml"
         definitions.write_text(yaml.safe_dump(document))
         done = cli(
             "sequences", "apply", str(definitions), "--bootstrap", kafka_bootstrap,
@@ -210,9 +228,9 @@ def test_the_first_throttle_gathers_the_partitions_and_the_last_gone_spreads_the
     ]
     try:
         _wait_for("spread", lambda: held() == ["0, 1, 2", "3, 4, 5"])
-        apply(LIMIT)
+        apply(spanning)
         _wait_for("gathered", lambda: held() == ["0, 1, 2, 3, 4, 5", "none"])
-        apply(None)
+        apply(plain)
         _wait_for("spread again", lambda: held() == ["0, 1, 2", "3, 4, 5"])
         assert all(worker.poll() is None for worker in workers), "a worker died"
     finally:
