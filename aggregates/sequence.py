@@ -60,6 +60,8 @@ VOICE_OR_TEXT = CONTACT_FACING - {"email_contact"}
 NEEDS_PHONE = VOICE_OR_TEXT
 NEEDS_EMAIL = frozenset({"email_contact"})
 SMS_CHANNEL = frozenset({"send_sms", "send_mms"})
+# Steps that give a contact an owner, who is told (owner notices batch across contacts).
+_OWNER_STEPS = frozenset({"change_owner", "round_robin_owner"})
 NEEDS_LINE = frozenset({"send_sms", "send_mms", "sms_ring_group"})
 NEEDS_RING_GROUP = frozenset(
     {"progressive_dialer", "preview_dialer", "sms_ring_group", "email_ring_group"}
@@ -166,10 +168,11 @@ class Sequence:
     @property
     def spans_contacts(self) -> bool:
         """Whether one contact's steps depend on other contacts' steps: a throttle's places
-        in a minute, a round robin's turns. Engines that each decide some of the contacts
-        would each keep their own, and decide otherwise than one engine deciding all."""
+        in a minute, a round robin's turns, an owner's notices (more than 20 in a minute are
+        one summary). Engines that each decide some of the contacts would each keep their
+        own, and decide otherwise than one engine deciding all."""
         return bool(self.throttle_per_minute) or any(
-            step.type == "round_robin_owner" for step in self.steps
+            step.type in _OWNER_STEPS for step in self.steps
         )
 
     def step_index(self, step_id: str) -> int:

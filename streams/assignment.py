@@ -1,10 +1,11 @@
 """Which worker takes which partitions: spread by range, or all to one when sequences need it.
 
-A throttle's places and a round robin's turns span contacts, so partitions
-(`Sequence.spans_contacts`). Workers each holding a share would each allow
-`throttle_per_minute` a minute and each keep their own turn, and a worker rebuilt with some
-of the partitions would decide their inputs again without the others' places and turns,
-placing steps and choosing owners otherwise than they were published. So while any sequence
+A throttle's places, a round robin's turns and an owner's notices (more than 20 in a
+minute are one summary) span contacts, so partitions (`Sequence.spans_contacts`). Workers
+each holding a share would each allow `throttle_per_minute` a minute, keep their own turn
+and count their own notices, and a worker rebuilt with some of the partitions would decide
+their inputs again without the others' places and turns, placing steps and choosing owners
+otherwise than they were published. So while any sequence
 spans contacts, every partition goes to one worker and the others stand by: a takeover
 rebuilds every partition, and decides them as they were published.
 

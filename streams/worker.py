@@ -2,7 +2,7 @@
 
 A consumer group reads the co-partitioned input topics; the range assignor gives one worker
 partition p of every input topic (a "group"), or, while a sequence spans contacts (a
-throttle, a round robin), one worker every group (streams/assignment.py). Records of a group
+throttle, owner changes), one worker every group (streams/assignment.py). Records of a group
 are decided in order (streams/ordering.py). What a poll brings (several, under load), across
 the groups, is recorded in one PostgreSQL transaction with the clock's ticks, the decisions
 and each group's Kafka positions (streams/store.py); only then are the offsets committed to
@@ -851,7 +851,7 @@ class EngineWorker:
             return
         log.info(
             "%s: asking the group for a new assignment",
-            "a sequence spans contacts (a throttle or a round robin)"
+            "a sequence spans contacts (a throttle or owner changes)"
             if one_worker
             else "no sequence spans contacts now",
         )
@@ -868,8 +868,8 @@ class EngineWorker:
         self.consumer.subscribe(topics=list(self.topics), listener=_Rebalance(self))
 
     def _warn_of_a_split_span(self) -> None:
-        """A throttle's places and a round robin's turns span partitions: with only some of
-        them, this worker's rebuild may have decided otherwise than was published. The
+        """A throttle's places, a round robin's turns and owner notices span partitions: with
+        only some of them, this worker's rebuild may have decided otherwise than was published. The
         group gives every partition to one worker (streams/assignment.py), unless a worker
         of a version before that is in it, or until the workers have read the definitions
         (README)."""
@@ -882,7 +882,7 @@ class EngineWorker:
         if len(held) < len(every):
             log.warning(
                 "this worker holds %d of %d partitions while sequences %s span contacts (a"
-                " throttle or a round robin): until one worker holds them all, steps may run"
+                " throttle or owner changes): until one worker holds them all, steps may run"
                 " otherwise than published (README)",
                 len(held),
                 len(every),

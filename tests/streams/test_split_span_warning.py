@@ -1,5 +1,5 @@
 """A worker holding only some partitions warns when a sequence spans contacts (a throttle, a
-round robin): a rebuild may decide otherwise than was published (README)."""
+round robin, owner changes): a rebuild may decide otherwise than was published (README)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ def _worker(changes: dict[str, Any], held: set[int]) -> EngineWorker:
 
 
 THROTTLE = {"throttle_per_minute": 2}
+CHANGE_OWNER = {
+    "steps": [{"id": "co", "type": "change_owner", "owner_id": "u-1", "delay": {"kind": "none"}}]
+}
 ROUND_ROBIN = {
     "steps": [
         {"id": "rr", "type": "round_robin_owner", "owners": ["u-1"], "delay": {"kind": "none"}}
@@ -41,6 +44,7 @@ ROUND_ROBIN = {
     [
         (THROTTLE, {0, 1, 2}, True),
         (ROUND_ROBIN, {0, 1, 2}, True),
+        (CHANGE_OWNER, {0, 1, 2}, True),
         (THROTTLE, set(range(6)), False),
         ({}, {0, 1, 2}, False),
     ],
@@ -54,7 +58,7 @@ def test_a_sequence_spanning_contacts_split_over_workers_is_warned_of(
     assert said == (
         [
             "this worker holds 3 of 6 partitions while sequences seq span contacts (a"
-            " throttle or a round robin): until one worker holds them all, steps may run"
+            " throttle or owner changes): until one worker holds them all, steps may run"
             " otherwise than published (README)"
         ]
         if warned
