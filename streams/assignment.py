@@ -5,13 +5,16 @@ minute are one summary) span contacts, so partitions (`Sequence.spans_contacts`)
 each holding a share would each allow `throttle_per_minute` a minute, keep their own turn
 and count their own notices, and a worker rebuilt with some of the partitions would decide
 their inputs again without the others' places and turns, placing steps and choosing owners
-otherwise than they were published. So while any sequence
-spans contacts, every partition goes to one worker and the others stand by: a takeover
-rebuilds every partition, and decides them as they were published.
+otherwise than they were published. So once any sequence spans contacts, every partition
+goes to one worker and the others stand by: a takeover rebuilds every partition, and
+decides them as they were published. Once, for good: a rebuild replays every stored input
+(no snapshots), those decided under a throttle since removed too.
 
-Each worker says in its join metadata whether its definitions need one worker and how many
-partitions it holds; the group's leader decides for all. The broker picks a protocol every
-member offers, so workers of a version without this one still share the range assignor.
+Each worker says in its join metadata whether its definitions need one worker; the group's
+leader decides for all. Nothing else goes in the metadata: a member joining late with other
+metadata than at its last join makes the broker start another rebalance. The broker picks a
+protocol every member offers, so workers of a version without this one still share the range
+assignor.
 """
 
 from __future__ import annotations
@@ -37,11 +40,10 @@ VERSION = 0
 class MemberState:
     """What a worker tells the group as it joins."""
 
-    one_worker: bool  # a sequence of its definitions spans contacts
-    held: int  # input partitions it holds now (the one holding most keeps them all)
+    one_worker: bool  # a sequence of its definitions spans contacts, now or before
 
     def encode(self) -> bytes:
-        return orjson.dumps({"one_worker": self.one_worker, "held": self.held})
+        return orjson.dumps({"one_worker": self.one_worker})
 
     @classmethod
     def decode(cls, user_data: bytes) -> MemberState:
@@ -50,22 +52,20 @@ class MemberState:
             told = orjson.loads(user_data) if user_data else {}
         except orjson.JSONDecodeError:
             told = {}
-        if not isinstance(told, dict):
-            told = {}
-        held = told.get("held")
-        return cls(told.get("one_worker") is True, held if isinstance(held, int) else 0)
+        return cls(isinstance(told, dict) and told.get("one_worker") is True)
 
 
 def one_worker_assignment(
     partitions_of: Callable[[str], Iterable[int] | None],
     members: Mapping[str, tuple[list[str], MemberState]],
 ) -> dict[str, dict[str, list[int]]] | None:
-    """Every partition of the subscribed topics to one member when any member's definitions
-    need one worker: the one holding most now (no move, when it stays), then the lowest id.
-    None when none do (then the range assignor spreads them)."""
+    """Every partition of the subscribed topics to one member, the lowest id, when any
+    member's definitions need one worker; None when none do (then the range assignor
+    spreads them). Every member rebuilds at every assignment anyway: keeping the holder
+    would save no work."""
     if not any(state.one_worker for _, state in members.values()):
         return None
-    chosen = min(members, key=lambda member: (-members[member][1].held, member))
+    chosen = min(members)
     assignment: dict[str, dict[str, list[int]]] = {member: {} for member in members}
     for topic in sorted(members[chosen][0]):
         partitions = partitions_of(topic)

@@ -179,10 +179,9 @@ class EngineWorker:
         self.reads_lost = False  # a read of the store failed: a fresh pool, no rebuild
         self.rebuilding = False
         self.commands_read = False
-        # What this worker told the group as it joined (streams/assignment.py): whether its
-        # definitions need one worker, and how many groups it held before the rebalance.
-        self.one_worker_told = False
-        self.groups_held = 0
+        # What this worker tells the group as it joins (streams/assignment.py): whether its
+        # definitions need one worker, now or before. Once true, true for good.
+        self.one_worker = False
         self.rejoin_wanted = False
         self.stopping = asyncio.Event()
         # What the current poll decided, not yet handed to the writer.
@@ -257,7 +256,7 @@ class EngineWorker:
         if self.settings.relay:
             self.relay_process = start_relay_process(self.relay_settings, self.relay_published)
         try:
-            self.one_worker_told = await asyncio.to_thread(self._one_worker_in_store)
+            self.one_worker = await asyncio.to_thread(self._spanned_in_store)
             self.consumer.subscribe(topics=list(self.topics), listener=_Rebalance(self))
             try:
                 await self.consumer.start()  # a failed start is stopped too, not left unclosed
@@ -774,8 +773,7 @@ class EngineWorker:
                 self.record.stored.append(marker)
                 self.record.outbox.extend(outbox_rows(outputs, topic_for))
                 self.metrics.events_out.inc(len(outputs))
-        if changes:
-            self._rejoin_on_span_change()
+            self._note_span(bool(spanning_contacts(self.engine)))
 
     # ---- rebalancing ---------------------------------------------------------------------
 
@@ -787,7 +785,6 @@ class EngineWorker:
             raise RuntimeError(f"no partitions known for {contacts_topic}: is the topic there?")
         self.assigned = set(partitions)
         groups = sorted({tp.partition for tp in partitions})
-        self.groups_held = len(groups)
         log.info(
             "assigned partition groups %s of %d",
             ", ".join(map(str, groups)) or "none",
@@ -817,17 +814,18 @@ class EngineWorker:
             self.metrics.rebuilding.set(0)
         if rebuilt:
             log.info("rebuilt the engine from the store in %.2fs", time.perf_counter() - started)
+            self._note_span(await asyncio.to_thread(self._spanned_in_store))
             self._warn_of_a_split_span()
-            self._rejoin_on_span_change()
 
     # ---- who holds the partitions (streams/assignment.py) ----------------------------------
 
     def _member_state(self) -> MemberState:
-        return MemberState(self.one_worker_told, self.groups_held)
+        return MemberState(self.one_worker)
 
-    def _one_worker_in_store(self) -> bool:
-        """Whether the stored definitions need one worker, told at the first join: the
-        engine is built after it. Unread (PostgreSQL away), the rebuild tells again."""
+    def _spanned_in_store(self) -> bool:
+        """Whether a sequence spanned contacts in any definitions the store holds, in force
+        now or before: inputs decided under them would be decided again by a rebuild.
+        Unread (PostgreSQL away), False: the rebuild asks again."""
         definitions = Engine()
         try:
             changes = self.store.definitions_after(0)
@@ -836,26 +834,26 @@ class EngineWorker:
             return False
         for change in changes:
             definitions.adopt(change.document, change.deleted, change.applied_at, "startup")
-        return bool(spanning_contacts(definitions))
+            if spanning_contacts(definitions):
+                return True
+        return False
 
-    def _rejoin_on_span_change(self) -> None:
-        """The first sequence spanning contacts defined, or the last one gone: join the
-        group again, so its leader gives every partition to one worker, or spreads them."""
-        one_worker = bool(spanning_contacts(self.engine))
-        if one_worker == self.one_worker_told:
+    def _note_span(self, spanned: bool) -> None:
+        """From the first sequence spanning contacts on, this worker asks for one worker to
+        hold every partition, and never again for them to be spread: a rebuild replays
+        every stored input, those decided under a throttle too (no snapshots), and with
+        part of the partitions it would decide them again without the others' places. A
+        worker holding some of them joins the group again at its next step."""
+        if self.one_worker or not spanned:
             return
-        self.one_worker_told = one_worker  # what it tells at its next join, whatever comes
-        if one_worker and not 0 < self.groups_held < self.partition_count:
-            # Holding all the groups, it keeps them at the next join; holding none, the
-            # workers holding them ask.
-            return
-        log.info(
-            "%s: asking the group for a new assignment",
-            "a sequence spans contacts (a throttle or owner changes)"
-            if one_worker
-            else "no sequence spans contacts now",
-        )
-        self.rejoin_wanted = True  # at the next step, with this one's decisions recorded
+        self.one_worker = True
+        held = {tp.partition for tp in self.assigned}
+        if 0 < len(held) < self.partition_count:
+            log.info(
+                "a sequence spans contacts (a throttle or owner changes): asking the group"
+                " to give every partition to one worker"
+            )
+            self.rejoin_wanted = True  # with this step's decisions recorded first
 
     async def _rejoin(self) -> None:
         """Record what was decided, give the partitions up as a revocation does, and join
@@ -868,25 +866,22 @@ class EngineWorker:
         self.consumer.subscribe(topics=list(self.topics), listener=_Rebalance(self))
 
     def _warn_of_a_split_span(self) -> None:
-        """A throttle's places, a round robin's turns and owner notices span partitions: with
-        only some of them, this worker's rebuild may have decided otherwise than was published. The
-        group gives every partition to one worker (streams/assignment.py), unless a worker
-        of a version before that is in it, or until the workers have read the definitions
-        (README)."""
-        spanning = spanning_contacts(self.engine)
-        if not spanning or not self.assigned:
+        """Holding some of the partitions while the definitions need one worker, this
+        worker's rebuild may have decided otherwise than was published: the group gives
+        every partition to one worker (streams/assignment.py) unless a worker of a version
+        before that is in it (README)."""
+        if not self.one_worker or not self.assigned:
             return
         topic = next(iter(self.assigned)).topic
         every = self.consumer.partitions_for_topic(topic) or set()
         held = {tp.partition for tp in self.assigned if tp.topic == topic}
         if len(held) < len(every):
             log.warning(
-                "this worker holds %d of %d partitions while sequences %s span contacts (a"
-                " throttle or owner changes): until one worker holds them all, steps may run"
-                " otherwise than published (README)",
+                "this worker holds %d of %d partitions while its definitions need one worker"
+                " (a sequence with a throttle or owner changes, now or before): until one"
+                " worker holds them all, steps may run otherwise than published (README)",
                 len(held),
                 len(every),
-                ", ".join(spanning),
             )
 
     async def _rebuild_engine(self, generation: int) -> bool:
@@ -923,6 +918,10 @@ class EngineWorker:
 
     def _replay_store(self, names: list[str]) -> tuple[Engine, int, int]:
         engine = Engine(partition_of=self.partition_of, live=not self.event_clock)
+        if self.event_clock:
+            # As live (_step): until every group held has been replayed up to a minute, its
+            # throttle places and owner notices stay, for the groups replayed later.
+            engine.expect_partitions({tp.partition for tp in self.assigned})
         pending = self.store.definitions_after(0)
         applied = 0
         replayed = 0

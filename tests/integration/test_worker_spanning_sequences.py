@@ -92,6 +92,7 @@ def _parts(tmp_path: Path) -> list[Path]:
     return parts
 
 
+ALL = "0, 1, 2, 3, 4, 5"
 ASSIGNED = re.compile(r"assigned partition groups ([\d, ]+|none) of (\d+)")
 
 
@@ -154,17 +155,19 @@ def test_a_throttled_sequence_stays_with_one_worker_across_rebalances(
         time.sleep(3)  # adopted by the worker before the traffic it governs
         publish("produce", str(first))
         read_topics(kafka_bootstrap, prefix, ("decisions",), expect=40, quiet=30, limit=60)
-        # A second worker joins while most steps wait for their minute: it stands by.
+        # A second worker joins while most steps wait for their minute: one of the two
+        # takes every partition (the lower member id), the other stands by.
         workers.append(start(1))
         _wait_for("b assigned", lambda: _assignments(logs[1]))
-        _wait_for("a kept all", lambda: len(_assignments(logs[0])) >= 2)
-        assert _assignments(logs[1])[-1] == "none"
-        assert _assignments(logs[0])[-1] == "0, 1, 2, 3, 4, 5"
+        _wait_for("a assigned again", lambda: len(_assignments(logs[0])) >= 2)
+        now = [_assignments(log)[-1] for log in logs]
+        assert sorted(now) == [ALL, "none"]
         publish("produce", str(second))
         time.sleep(2)
-        # The first dies: the second takes every partition over and rebuilds them all.
-        stop(workers[0], kill=True)
-        _wait_for("b took all", lambda: _assignments(logs[1])[-1] == "0, 1, 2, 3, 4, 5")
+        # The holder dies: the other takes every partition over and rebuilds them all.
+        holder = now.index(ALL)
+        stop(workers[holder], kill=True)
+        _wait_for("the other took all", lambda: _assignments(logs[1 - holder])[-1] == ALL)
         publish("produce", str(third))
         got = read_topics(
             kafka_bootstrap,
@@ -174,7 +177,7 @@ def test_a_throttled_sequence_stays_with_one_worker_across_rebalances(
             quiet=20,
             limit=300,
         )
-        assert workers[1].poll() is None, "the second worker died"
+        assert workers[1 - holder].poll() is None, "the worker taking over died"
     finally:
         for worker in workers:
             stop(worker)
@@ -198,7 +201,7 @@ ROUND_ROBIN = {"id": "rr", "type": "round_robin_owner", "owners": ["u-1", "u-2"]
     [{"throttle_per_minute": LIMIT}, {"steps": [ROUND_ROBIN]}],
     ids=["throttle", "round_robin"],
 )
-def test_the_first_sequence_spanning_contacts_gathers_the_partitions_and_the_last_spreads_them(
+def test_the_first_sequence_spanning_contacts_gathers_the_partitions_for_good(
     kafka_bootstrap: str,
     pipeline_prefix: str,
     fresh_database_url: str,
@@ -229,9 +232,12 @@ def test_the_first_sequence_spanning_contacts_gathers_the_partitions_and_the_las
     try:
         _wait_for("spread", lambda: held() == ["0, 1, 2", "3, 4, 5"])
         apply(spanning)
-        _wait_for("gathered", lambda: held() == ["0, 1, 2, 3, 4, 5", "none"])
+        _wait_for("gathered", lambda: held() == [ALL, "none"])
+        # Gone, it leaves inputs decided under it in the store, which a rebuild with
+        # part of the partitions would decide again without the others' places.
         apply(plain)
-        _wait_for("spread again", lambda: held() == ["0, 1, 2", "3, 4, 5"])
+        time.sleep(5)
+        assert held() == [ALL, "none"]
         assert all(worker.poll() is None for worker in workers), "a worker died"
     finally:
         for worker in workers:
