@@ -76,7 +76,7 @@ def register(commands: SubParsers) -> None:
         type=at_least_one,
         default=1,
         help="workers to run in this consumer group, one process each (one per core);"
-        " while a sequence has a throttle or owner changes, one of them takes every"
+        " once a sequence has a throttle or owner changes, one of them takes every"
         " partition and the others stand by",
     )
     worker.add_argument(

@@ -1,7 +1,7 @@
 """`dripstream worker`: the engine on Kafka and PostgreSQL, each decision exactly once.
 
 A consumer group reads the co-partitioned input topics; the range assignor gives one worker
-partition p of every input topic (a "group"), or, while a sequence spans contacts (a
+partition p of every input topic (a "group"), or, once a sequence spans contacts (a
 throttle, owner changes), one worker every group (streams/assignment.py). Records of a group
 are decided in order (streams/ordering.py). What a poll brings (several, under load), across
 the groups, is recorded in one PostgreSQL transaction with the clock's ticks, the decisions
