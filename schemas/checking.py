@@ -240,24 +240,42 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _members(value: object) -> int:
-    if isinstance(value, dict):
-        return len(value) + sum(_members(item) for item in value.values())
-    if isinstance(value, list):
-        return sum(_members(item) for item in value)
-    return 0
+    """How many members the objects in a parsed value hold, all levels (a loop: the value
+    may nest as deep as the JSON reader allows)."""
+    count = 0
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            count += len(node)
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return count
+
+
+# Whitespace a writer may put between a key and its colon other than one space: text with
+# any of these is read again whatever the count says.
+_SPACED_COLON = (b'"\t', b'"\n', b'"\r', b'"  ')
+_SPACED_COLON_TEXT = tuple(mark.decode() for mark in _SPACED_COLON)
 
 
 def repeated_key(raw: bytes | str, parsed: object) -> str | None:
     """A key some object of the JSON text `raw` holds twice, or None. orjson keeps the
     last one without a word, and readers differ in which one they keep: the producer meant
     one of them, and nobody can tell which."""
-    # Each member written leaves a `":` (or `" :`) in the text, so text with no more of them
+    # Each member written leaves a `":` or `" :` in the text, so text with no more of them
     # than `parsed` keeps members has no repeat. Only text with more (a repeat, a string
-    # holding the two characters, nested objects) is counted further, then read again.
+    # holding the two characters, nested objects) or with other whitespace before a colon
+    # is counted further, then read again.
     if isinstance(raw, bytes):
         marks = raw.count(b'":') + raw.count(b'" :')
+        spaced = any(mark in raw for mark in _SPACED_COLON)
     else:
         marks = raw.count('":') + raw.count('" :')
+        spaced = any(mark in raw for mark in _SPACED_COLON_TEXT)
+    if spaced:
+        return _read_for_repeats(raw)
     if not isinstance(parsed, dict):
         return None if marks == 0 else _read_for_repeats(raw)
     data = parsed.get("data")
@@ -273,6 +291,6 @@ def _read_for_repeats(raw: bytes | str) -> str | None:
         json.loads(raw, object_pairs_hook=_unique_members)
     except _RepeatedKey as repeat:
         return repeat.key
-    except ValueError:
+    except (ValueError, RecursionError):
         return None  # read by orjson, which the caller trusts
     return None

@@ -106,6 +106,7 @@ EARLIEST_TIME = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST_TIME = datetime(9000, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 TIME_RANGE_REASON = "must be between 1900-01-01T00:00:00Z and 9000-12-31T23:59:59Z"
 RFC3339_REASON = "must be an RFC 3339 date-time such as 2027-07-02T20:30:00Z"
+OFFSET_REASON = "its UTC offset must lie between -23:59 and +23:59"
 
 
 class TimeOutOfRange(ValueError):  # noqa: N818 - a ValueError, caught as one by most callers
@@ -118,12 +119,12 @@ def parse_time(text: str) -> datetime:
     TimeOutOfRange for a time that leaves datetime's range in UTC (0001-01-01T00:00:00+01:00)."""
     if len(text) > 6 and text[-6] in "+-" and text[-3] == ":" and text[-2] > "5":
         # Python reads +05:60 as +06:00; RFC 3339 allows minutes 00-59 only.
-        raise ValueError("its UTC offset must lie between -23:59 and +23:59")
+        raise ValueError(OFFSET_REASON)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError as error:
         if "offset must be a timedelta" in str(error):  # Python's words for +24:00
-            raise ValueError("its UTC offset must lie between -23:59 and +23:59") from None
+            raise ValueError(OFFSET_REASON) from None
         raise
     if moment.tzinfo is None:
         raise ValueError(f"time {text!r} has no UTC offset")

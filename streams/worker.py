@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from multiprocessing.context import SpawnProcess
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import (  # type: ignore[import-untyped]
     AIOKafkaConsumer,
@@ -41,7 +41,7 @@ from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
 from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS, keyed_by_subject, placement_refusal
-from schemas.validation import EventRejected, decode_event, without_bom
+from schemas.validation import EventRejected, decode_event, decode_stored, without_bom
 from streams import routing
 from streams.assignment import MemberState, range_or_one_assignor
 from streams.batch_writer import BatchWriter
@@ -136,9 +136,19 @@ def _binary_mode(headers: Any) -> bool:
 _TOPICS = {kind: info.topic for kind, info in EVENT_TYPES.items()}
 
 
-def spanning_contacts(engine: Engine) -> list[str]:
-    """The ids of the sequences that need one engine deciding every contact."""
-    return sorted(s.id for s in engine.sequences.values() if s.spans_contacts)
+def needs_one_worker(engine: Engine) -> bool:
+    """Whether a sequence of the engine's definitions spans contacts (a throttle, owner
+    changes), so needs one engine deciding every contact (streams/assignment.py)."""
+    return any(sequence.spans_contacts for sequence in engine.sequences.values())
+
+
+class Replayed(NamedTuple):
+    """An engine rebuilt from the store, and what the rebuild saw on the way."""
+
+    engine: Engine
+    applied: int  # the definitions version in force at the end
+    inputs: int  # stored inputs replayed
+    spanned: bool  # a sequence spanned contacts in some definitions adopted on the way
 
 
 def topic_for(event_type: str) -> str:
@@ -328,6 +338,9 @@ class EngineWorker:
             await self._reconnect_for_reads()
             await self._report_lag()
             return
+        if self.rejoin_wanted:  # before a rebuild: the new assignment rebuilds anyway
+            await self._rejoin()
+            return
         if self.stale and not self.rebuilding:
             await self._rebuild()
         if self.rejoin_wanted:
@@ -348,6 +361,11 @@ class EngineWorker:
         started = time.perf_counter()
         generation = self.generation
         self._sync_definitions()
+        if self.rejoin_wanted:
+            # Nothing more decided with part of the partitions: the fetched records come
+            # again after the new assignment's rebuild (which seeks to the stored positions).
+            await self._rejoin()
+            return
         if self.event_clock:
             self.engine.expect_partitions({tp.partition for tp in self.assigned})
         for tp, records in fetched.items():
@@ -384,8 +402,8 @@ class EngineWorker:
             if ready and not self.stale:
                 self.waiting_since[group] = time.monotonic()
                 await self._decide_group(group, ready)
-            if self.generation != generation:
-                return  # a rebalance came while a batch was being recorded
+            if self.generation != generation or self.rejoin_wanted:
+                return  # a rebalance came while a batch was being recorded, or is wanted
         if self.stale:
             # The store refused a write, or the engine failed on an input and may be half
             # changed: no timer fires on it; the next step rebuilds it.
@@ -597,6 +615,8 @@ class EngineWorker:
                 # Its version at once (it is in force here already): the inputs decided
                 # next carry it, and a rebuild replays them after the change.
                 self._sync_definitions(at_once=True)
+                if self.rejoin_wanted:
+                    return  # the rest come again after the new assignment's rebuild
         self._track(group, last)
 
     def _track(self, group: int, last: dict[str, int]) -> None:
@@ -773,7 +793,7 @@ class EngineWorker:
                 self.record.stored.append(marker)
                 self.record.outbox.extend(outbox_rows(outputs, topic_for))
                 self.metrics.events_out.inc(len(outputs))
-            self._note_span(bool(spanning_contacts(self.engine)))
+            self._note_span(needs_one_worker(self.engine))
 
     # ---- rebalancing ---------------------------------------------------------------------
 
@@ -814,7 +834,6 @@ class EngineWorker:
             self.metrics.rebuilding.set(0)
         if rebuilt:
             log.info("rebuilt the engine from the store in %.2fs", time.perf_counter() - started)
-            self._note_span(await asyncio.to_thread(self._spanned_in_store))
             self._warn_of_a_split_span()
 
     # ---- who holds the partitions (streams/assignment.py) ----------------------------------
@@ -823,9 +842,9 @@ class EngineWorker:
         return MemberState(self.one_worker)
 
     def _spanned_in_store(self) -> bool:
-        """Whether a sequence spanned contacts in any definitions the store holds, in force
-        now or before: inputs decided under them would be decided again by a rebuild.
-        Unread (PostgreSQL away), False: the rebuild asks again."""
+        """Whether a sequence spanned contacts in any definitions the store holds, told at
+        the first join (the engine is built after it). Unread (PostgreSQL away), False:
+        the rebuild tells again before anything is decided."""
         definitions = Engine()
         try:
             changes = self.store.definitions_after(0)
@@ -834,31 +853,36 @@ class EngineWorker:
             return False
         for change in changes:
             definitions.adopt(change.document, change.deleted, change.applied_at, "startup")
-            if spanning_contacts(definitions):
+            if needs_one_worker(definitions):
                 return True
         return False
+
+    def _holds_part(self) -> bool:
+        """Some of the partition groups, not all."""
+        return 0 < len({tp.partition for tp in self.assigned}) < self.partition_count
 
     def _note_span(self, spanned: bool) -> None:
         """From the first sequence spanning contacts on, this worker asks for one worker to
         hold every partition, and never again for them to be spread: a rebuild replays
         every stored input, those decided under a throttle too (no snapshots), and with
         part of the partitions it would decide them again without the others' places. A
-        worker holding some of them joins the group again at its next step."""
+        worker holding some of them joins the group again, deciding nothing more before."""
         if self.one_worker or not spanned:
             return
         self.one_worker = True
-        held = {tp.partition for tp in self.assigned}
-        if 0 < len(held) < self.partition_count:
+        if self._holds_part():
             log.info(
                 "a sequence spans contacts (a throttle or owner changes): asking the group"
                 " to give every partition to one worker"
             )
-            self.rejoin_wanted = True  # with this step's decisions recorded first
+            self.rejoin_wanted = True
 
     async def _rejoin(self) -> None:
         """Record what was decided, give the partitions up as a revocation does, and join
         again: a new subscription to the same topics makes aiokafka do so."""
         await self._submit(wait=True)
+        if not self.rejoin_wanted:
+            return  # a rebalance came meanwhile, and this worker's join told the group
         self.rejoin_wanted = False
         self.assigned = set()
         self.rebuilding = True  # nothing is decided until the new assignment is rebuilt
@@ -869,19 +893,14 @@ class EngineWorker:
         """Holding some of the partitions while the definitions need one worker, this
         worker's rebuild may have decided otherwise than was published: the group gives
         every partition to one worker (streams/assignment.py) unless a worker of a version
-        before that is in it (README)."""
-        if not self.one_worker or not self.assigned:
-            return
-        topic = next(iter(self.assigned)).topic
-        every = self.consumer.partitions_for_topic(topic) or set()
-        held = {tp.partition for tp in self.assigned if tp.topic == topic}
-        if len(held) < len(every):
+        before that is in it (README). Not while it asks for that itself."""
+        if self.one_worker and not self.rejoin_wanted and self._holds_part():
             log.warning(
                 "this worker holds %d of %d partitions while its definitions need one worker"
                 " (a sequence with a throttle or owner changes, now or before): until one"
                 " worker holds them all, steps may run otherwise than published (README)",
-                len(held),
-                len(every),
+                len({tp.partition for tp in self.assigned}),
+                self.partition_count,
             )
 
     async def _rebuild_engine(self, generation: int) -> bool:
@@ -892,12 +911,13 @@ class EngineWorker:
         # leaves this one's trackings behind the store's, and its first write is refused
         # (read after, they could cover inputs the replay never saw, and be accepted).
         stored = await asyncio.to_thread(self.store.positions)
-        engine, applied, replayed = await asyncio.to_thread(self._replay_store, names)
+        groups = frozenset(tp.partition for tp in self.assigned)
+        replayed = await asyncio.to_thread(self._replay_store, names, groups)
         if self.generation != generation:
             return False  # the assignment changed meanwhile: `stale` says to start again
-        self.engine = engine
+        engine = self.engine = replayed.engine
         self.timers_counted = engine.timers_fired  # replayed firings were counted when live
-        self.definitions_version = applied
+        self.definitions_version = replayed.applied
         self.definitions_checked = float("-inf")
         self.stale = False
         self.store_lost = False
@@ -913,18 +933,22 @@ class EngineWorker:
             position = self.positions.get((tp.topic, tp.partition))
             self.consumer.seek(tp, position + 1 if position is not None else 0)
         self.metrics.rebuilds.inc()
-        log.info("replayed %d stored inputs", replayed)
+        log.info("replayed %d stored inputs", replayed.inputs)
+        self._note_span(replayed.spanned)
         return True
 
-    def _replay_store(self, names: list[str]) -> tuple[Engine, int, int]:
+    def _replay_store(self, names: list[str], groups: frozenset[int]) -> Replayed:
+        """A fresh engine from the stored inputs of the streams `names` (of the partition
+        `groups`), run in a thread: it reads no state the event loop changes."""
         engine = Engine(partition_of=self.partition_of, live=not self.event_clock)
         if self.event_clock:
             # As live (_step): until every group held has been replayed up to a minute, its
             # throttle places and owner notices stay, for the groups replayed later.
-            engine.expect_partitions({tp.partition for tp in self.assigned})
+            engine.expect_partitions(groups)
         pending = self.store.definitions_after(0)
         applied = 0
         replayed = 0
+        spanned = False
         for item in in_definitions_order(self.store.replayable(names)):
             while pending and pending[0].version <= item.definitions:
                 change = pending.pop(0)
@@ -932,14 +956,15 @@ class EngineWorker:
                     change.document, change.deleted, change.applied_at, f"defs:{change.version}"
                 )
                 applied = change.version
+                spanned = spanned or needs_one_worker(engine)
             if item.kind == "adopt":
                 continue  # the change it marks was adopted just above
             if item.kind == "tick" and item.at is not None:
                 engine.advance(item.at, partition=item.partition)
             elif item.event is not None:
-                # What was decided is replayed as it was: an input stored before NUL was
-                # refused (in a field no text column held) must not stop the rebuild.
-                event = decode_event(item.event, refuse_nul=False)
+                # What was decided is replayed as it was: an input stored before a check
+                # of today refused its kind must not stop the rebuild.
+                event = decode_stored(item.event)
                 if event.type in DEFINITION_COMMANDS:
                     # Its change is adopted above by version, where each group took it:
                     # decided here, it would govern other groups' inputs decided before.
@@ -962,7 +987,8 @@ class EngineWorker:
                 change.document, change.deleted, change.applied_at, f"defs:{change.version}"
             )
             applied = change.version
-        return engine, applied, replayed
+            spanned = spanned or needs_one_worker(engine)
+        return Replayed(engine, applied, replayed, spanned)
 
     async def _report_lag(self) -> None:
         now = time.monotonic()
@@ -1018,6 +1044,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.worker.assigned -= set(revoked)
+        # The join that follows tells the group what a rejoin of its own would have.
+        self.worker.rejoin_wanted = False
         self.worker.rebuilding = True  # nothing is decided until the new assignment is rebuilt
         self.worker._invalidate()
         # An error of the write is raised again to the worker's own loop.
@@ -1038,7 +1066,8 @@ def run_worker(settings: WorkerSettings) -> None:
 
 def run_workers(settings: WorkerSettings, processes: int) -> int:
     """`processes` workers in one consumer group, each a process of its own, so the
-    engines of different partition groups use different cores. The first one runs the
+    engines of different partition groups use different cores (once a sequence spans
+    contacts, one of them holds every group and the others stand by). The first one runs the
     relay; process n serves the metrics of its own partitions on the metrics port + n.
     Exit status: 0 when all of them stopped cleanly."""
     port = settings.metrics_port

@@ -660,6 +660,9 @@ def test_an_offset_of_60_minutes_or_more_is_refused_not_read_as_the_next_hour(
         (b'"tag":"hot"', b'"tag":"hot","tag":"cold"', "tag"),
         (b'"tag":"hot"', b'"tag" : "hot", "tag" :"cold"', "tag"),
         (b'"tag":"hot"', b'"tag":"hot","x":{"a":1,"a":2}', "a"),
+        (b'"tag":"hot"', b'"tag":"hot","tag"\n:"cold"', "tag"),
+        (b'"tag":"hot"', b'"tag":"hot","tag"\t :"cold"', "tag"),
+        (b'"tag":"hot"', b'"tag":"hot","tag"   :"cold"', "tag"),
     ],
 )
 def test_a_key_written_twice_in_one_object_is_refused_by_name(
@@ -688,6 +691,15 @@ def test_one_address_or_none_is_a_contacts_email(email: str | None) -> None:
     event = decode_event(raw_event("contact.updated", {"contact_id": "c-1", "email": email}))
 
     assert event.data["email"] == email
+
+
+def test_data_nested_past_the_limit_is_refused_not_a_recursion_error() -> None:
+    deep = b'{"a":' * 900 + b"1" + b"}" * 900
+    raw = raw_event("contact.tag_added").replace(b'"tag":"hot"', b'"tag":"hot","x":' + deep)
+
+    refused = rejection(raw)
+
+    assert (refused.field, refused.reason) == ("data", checking.DEPTH_REASON)
 
 
 def test_keys_repeated_only_across_objects_are_no_repeat() -> None:
@@ -772,9 +784,54 @@ def test_a_nul_character_anywhere_is_refused_naming_where(
         assert (refused.field, refused.reason) == (field, checking.NUL_REASON)
 
 
-def test_an_input_stored_before_nul_was_refused_is_still_replayed() -> None:
-    raw = raw_event("contact.tag_added", {"contact_id": "c-1", "tag": "h\u0000t"})
-    assert decode_event(raw, refuse_nul=False).data["tag"] == "h\u0000t"
+@pytest.mark.parametrize(
+    ("raw", "field", "value"),
+    [
+        (
+            raw_event("contact.tag_added", {"contact_id": "c-1", "tag": "h\u0000t"}),
+            "tag",
+            "h\u0000t",
+        ),
+        (
+            raw_event("contact.created", {"contact_id": "c-1", "email": "Ann <ann@x.com>"}),
+            "email",
+            "Ann <ann@x.com>",
+        ),
+        (
+            raw_event("contact.tag_added").replace(b'"tag":"hot"', b'"tag":"h","tag":"hot"'),
+            "tag",
+            "hot",
+        ),
+    ],
+)
+def test_an_input_stored_before_a_check_of_today_is_still_replayed(
+    raw: bytes, field: str, value: str
+) -> None:
+    with pytest.raises(EventRejected):
+        decode_event(raw)
+
+    assert validation.decode_stored(raw).data[field] == value
+
+
+def test_a_stored_time_with_an_offset_of_60_minutes_is_read_as_when_it_was_decided() -> None:
+    raw = raw_event("contact.tag_added", time="2028-03-02T22:42:00+05:60")
+
+    event = validation.decode_stored(raw)
+
+    assert event.time == datetime(2028, 3, 2, 16, 42, tzinfo=UTC)
+    assert event.data == SAMPLES["contact.tag_added"]
+
+
+def test_a_stored_definition_refused_by_a_check_of_today_is_still_replayed() -> None:
+    document = {
+        **DEFINITION,
+        "account": {**DEFINITION["account"], "users": {"u-1": {"name": "A", "email": "nope"}}},
+    }
+    raw = raw_event("sequence.applied", document, subject=None)
+    with pytest.raises(EventRejected):
+        decode_event(raw)
+
+    assert validation.decode_stored(raw).data["account"]["users"]["u-1"]["email"] == "nope"
 
 
 def test_a_backslash_before_u0000_is_text_not_a_nul() -> None:

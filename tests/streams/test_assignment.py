@@ -32,7 +32,7 @@ def test_when_no_member_needs_one_worker_nothing_is_decided_here() -> None:
 
 
 def test_one_member_needing_one_worker_gives_all_to_the_lowest_member_id() -> None:
-    members = _members(c=MemberState(False), b=MemberState(True), d=MemberState(False))
+    members = _members(c=MemberState(False), b=MemberState(False), d=MemberState(True))
     assert one_worker_assignment(CLUSTER.partitions_for_topic, members) == {
         "b": {"p.calls": [0, 1, 2, 3], "p.contacts": [0, 1, 2, 3]},
         "c": {},
@@ -73,6 +73,6 @@ def test_the_aiokafka_assignor_spreads_by_range_when_none_needs_one_worker() -> 
 
 def test_the_aiokafka_assignor_gives_all_to_one_when_one_needs_it() -> None:
     assignor = range_or_one_assignor(lambda: MemberState(False))
-    members = {"b": _join(MemberState(False)), "a": _join(MemberState(True))}
+    members = {"b": _join(MemberState(True)), "a": _join(MemberState(False))}
     got = {m: a.assignment for m, a in assignor.assign(CLUSTER, members).items()}
     assert got == {"a": [("p.calls", [0, 1, 2, 3]), ("p.contacts", [0, 1, 2, 3])], "b": []}

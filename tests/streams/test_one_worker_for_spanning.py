@@ -13,7 +13,8 @@ from aiokafka import TopicPartition  # type: ignore[import-untyped]
 from aggregates.engine import Engine
 from aggregates.sequence import Catalog
 from schemas.definitions import validate_definition_document
-from streams.worker import EngineWorker, spanning_contacts
+from streams.store import BatchRecord
+from streams.worker import EngineWorker, needs_one_worker
 from tests.engine.helpers import ACCOUNT, sequence
 
 THROTTLE = {"throttle_per_minute": 2}
@@ -46,35 +47,53 @@ def _worker(changes: dict[str, Any], held: set[int]) -> EngineWorker:
     worker.rejoin_wanted = False
     worker.partition_count = 6
     worker.assigned = {TopicPartition("p.contacts", n) for n in held}
-    worker.consumer = SimpleNamespace(partitions_for_topic=lambda _topic: set(range(6)))
     return worker
 
 
 @pytest.mark.parametrize(
-    ("changes", "held", "rejoins", "warned"),
+    ("changes", "held", "rejoins"),
     [
-        (THROTTLE, {0, 1, 2}, True, True),
-        (ROUND_ROBIN, {0, 1, 2}, True, True),
-        (CHANGE_OWNER, {0, 1, 2}, True, True),
-        (THROTTLE, set(range(6)), False, False),  # keeps them all at the next join
-        (THROTTLE, set(), False, False),  # the workers holding them ask
-        ({}, {0, 1, 2}, False, False),
+        (THROTTLE, {0, 1, 2}, True),
+        (ROUND_ROBIN, {0, 1, 2}, True),
+        (CHANGE_OWNER, {0, 1, 2}, True),
+        (THROTTLE, set(range(6)), False),  # keeps them all at the next join
+        (THROTTLE, set(), False),  # the workers holding them ask
+        ({}, {0, 1, 2}, False),
     ],
 )
 def test_a_spanning_sequence_asks_for_one_worker(
-    caplog: pytest.LogCaptureFixture,
-    changes: dict[str, Any],
-    held: set[int],
-    rejoins: bool,
-    warned: bool,
+    changes: dict[str, Any], held: set[int], rejoins: bool
 ) -> None:
     worker = _worker(changes, held)
-    with caplog.at_level(logging.WARNING, logger="dripstream.worker"):
-        worker._note_span(bool(spanning_contacts(worker.engine)))
-        worker._warn_of_a_split_span()
+
+    worker._note_span(needs_one_worker(worker.engine))
 
     assert worker.one_worker is (changes != {})
     assert worker.rejoin_wanted is rejoins
+
+
+@pytest.mark.parametrize(
+    ("one_worker", "rejoin_wanted", "held", "warned"),
+    [
+        (True, False, {0, 1, 2}, True),  # a group with a worker of an older version
+        (True, True, {0, 1, 2}, False),  # it asks for them all: no alarm
+        (True, False, set(range(6)), False),
+        (False, False, {0, 1, 2}, False),
+    ],
+)
+def test_holding_part_while_one_worker_is_needed_is_warned_of(
+    caplog: pytest.LogCaptureFixture,
+    one_worker: bool,
+    rejoin_wanted: bool,
+    held: set[int],
+    warned: bool,
+) -> None:
+    worker = _worker(THROTTLE, held)
+    worker.one_worker, worker.rejoin_wanted = one_worker, rejoin_wanted
+
+    with caplog.at_level(logging.WARNING, logger="dripstream.worker"):
+        worker._warn_of_a_split_span()
+
     said = [r.getMessage() for r in caplog.records if "need one worker" in r.getMessage()]
     assert said == ([WARNING] if warned else [])
 
@@ -83,11 +102,49 @@ def test_the_last_spanning_sequence_gone_still_needs_one_worker() -> None:
     # Its inputs stay in the store: a rebuild with part of the partitions would decide
     # them again without the others' throttle places.
     worker = _worker(THROTTLE, {0, 1, 2})
-    worker._note_span(bool(spanning_contacts(worker.engine)))
+    worker._note_span(needs_one_worker(worker.engine))
     worker.engine = _engine({})
     worker.rejoin_wanted = False
 
-    worker._note_span(bool(spanning_contacts(worker.engine)))
+    worker._note_span(needs_one_worker(worker.engine))
 
     assert worker.one_worker
     assert not worker.rejoin_wanted
+
+
+class _Writes:
+    """The writer's side a rejoin uses; a revocation may come while it waits."""
+
+    def __init__(self, worker: EngineWorker, revoke: bool) -> None:
+        self.worker, self.revoke, self.submitted = worker, revoke, 0
+
+    async def submit(self, _record: object, _commits: object, *, wait: bool) -> None:
+        assert wait
+        self.submitted += 1
+        if self.revoke:  # another worker's rejoin: this one's join tells the group too
+            self.worker.rejoin_wanted = False
+
+    def drop_pending(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("revoked_meanwhile", [False, True])
+async def test_a_rejoin_records_first_and_joins_unless_a_rebalance_came_meanwhile(
+    revoked_meanwhile: bool,
+) -> None:
+    worker = _worker(THROTTLE, {0, 1, 2})
+    worker._note_span(needs_one_worker(worker.engine))
+    subscribed: list[list[str]] = []
+    worker.consumer = SimpleNamespace(subscribe=lambda topics, listener: subscribed.append(topics))
+    worker.topics = ("p.contacts", "p.calls")
+    worker.record, worker.commits, worker.generation = BatchRecord(), {}, 0
+    writes = worker.writes = _Writes(worker, revoked_meanwhile)  # type: ignore[assignment]
+    worker.rebuilding = False
+
+    await worker._rejoin()
+
+    assert writes.submitted == 1
+    assert subscribed == ([] if revoked_meanwhile else [["p.contacts", "p.calls"]])
+    assert worker.rejoin_wanted is False
+    assert (worker.assigned == set()) is not revoked_meanwhile
+    assert worker.rebuilding is not revoked_meanwhile

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 import orjson
-from aiokafka import TopicPartition  # type: ignore[import-untyped]
 
 from aggregates.engine import Engine
 from schemas.envelope import format_time
@@ -62,7 +61,6 @@ def test_a_group_replayed_after_the_others_finds_their_throttle_minutes_counted(
     worker = object.__new__(EngineWorker)
     worker.event_clock = True
     worker.partition_count = 2
-    worker.assigned = {TopicPartition("p.contacts", 0), TopicPartition("p.contacts", 1)}
     worker.store = SimpleNamespace(
         definitions_after=lambda _version: [
             Definitions(1, DEFINITIONS, (), T0 - timedelta(hours=1))
@@ -72,7 +70,7 @@ def test_a_group_replayed_after_the_others_finds_their_throttle_minutes_counted(
             for n, (raw, partition) in enumerate(stored, start=1)
         ),
     )
-    rebuilt, _, _ = worker._replay_store(["p.contacts:0", "p.contacts:1"])
+    rebuilt = worker._replay_store(["p.contacts:0", "p.contacts:1"], frozenset({0, 1})).engine
 
     due = live.enrollments[late_contact]["seq"].due_at
     assert due == T0 + timedelta(minutes=12)
