@@ -338,10 +338,8 @@ class EngineWorker:
             await self._reconnect_for_reads()
             await self._report_lag()
             return
-        if self.rejoin_wanted:  # before a rebuild: the new assignment rebuilds anyway
-            await self._rejoin()
-            return
-        if self.stale and not self.rebuilding:
+        # A rejoin comes before a rebuild, not after it: the new assignment rebuilds anyway.
+        if self.stale and not self.rebuilding and not self.rejoin_wanted:
             await self._rebuild()
         if self.rejoin_wanted:
             await self._rejoin()
