@@ -15,7 +15,7 @@ from schemas.validation import decode_event
 from streams import routing
 from streams.store import Definitions, Replayable
 from streams.worker import EngineWorker
-from tests.engine.helpers import definitions, sequence
+from tests.engine.helpers import definitions, event, sequence
 
 T0 = datetime.fromisoformat("2027-03-01T15:00:00+00:00")
 DEFINITIONS = definitions(
@@ -33,17 +33,7 @@ def _ids_on(partition: int, count: int) -> list[str]:
 
 
 def _created(contact: str, at: datetime) -> bytes:
-    return orjson.dumps(
-        {
-            "specversion": "1.0",
-            "id": f"e-{contact}",
-            "source": "crm",
-            "type": "contact.created",
-            "time": format_time(at),
-            "subject": contact,
-            "data": {"contact_id": contact},
-        }
-    )
+    return orjson.dumps(event("contact.created", format_time(at), contact_id=contact))
 
 
 def test_a_group_replayed_after_the_others_finds_their_throttle_minutes_counted() -> None:
