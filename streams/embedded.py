@@ -137,7 +137,7 @@ def _replay(
             sink(events)
 
     for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
+        if not raw.strip() or (number == 1 and not without_bom(raw, 1).strip()):
             continue
         decoded = decode_input(raw, number)
         if isinstance(decoded, RejectedLine):

@@ -138,6 +138,15 @@ def test_blank_lines_are_skipped_and_still_counted_in_line_numbers(tmp_path: Pat
     assert [e["data"]["contact_id"] for e in outputs if e["type"] == "sms.send"] == ["c-1"]
 
 
+def test_a_first_line_holding_only_a_byte_order_mark_is_blank(tmp_path: Path) -> None:
+    first, second = good_lines()
+
+    status, outputs, dead = replay(tmp_path, ONLY_SEQUENCES, [b"\xef\xbb\xbf", first, second])
+
+    assert (status, dead) == (0, [])
+    assert [e["data"]["contact_id"] for e in outputs if e["type"] == "sms.send"] == ["c-1"]
+
+
 def test_a_line_that_is_not_utf8_loses_its_bytes_in_raw_but_not_in_raw_base64(
     tmp_path: Path,
 ) -> None:
