@@ -174,7 +174,7 @@ def decode_event(raw: bytes | str, *, as_input: bool = False, stored: bool = Fal
         reason = "is required: the contact id" if subject is None else "must equal data.contact_id"
         raise EventRejected("subject", reason)
     if event_type in _ZONED:
-        _check_contact_fields(data, stored=stored)
+        _check_contact_fields(data)
 
     extensions = (
         {}
@@ -194,14 +194,14 @@ def decode_event(raw: bytes | str, *, as_input: bool = False, stored: bool = Fal
     )
 
 
-def _check_contact_fields(data: dict[str, Any], *, stored: bool) -> None:
+def _check_contact_fields(data: dict[str, Any]) -> None:
     """What the JSON Schema cannot say about a contact's fields."""
     zone = data.get("timezone")
     if zone is not None and not checking.is_iana_zone(zone):
         raise EventRejected("data.timezone", f"unknown IANA time zone {zone!r}")
     # Empty is no address; anything else must be one, not a list or a header break.
     email = data.get("email")
-    if email and not stored and not checking.is_one_address(email):
+    if email and not checking.is_one_address(email):
         raise EventRejected("data.email", checking.ADDRESS_REASON)
 
 
