@@ -73,6 +73,17 @@ class WorkerMetrics:
             " gauges keep their last values",
             registry=r,
         )
+        self.groups_held = Gauge(
+            "dripstream_partition_groups_held",
+            "Partition groups this worker holds (0: it stands by, or has none yet)",
+            registry=r,
+        )
+        self.one_worker = Gauge(
+            "dripstream_one_worker",
+            "1 once the definitions need one worker holding every partition (a sequence with"
+            " a throttle or owner changes, now or before)",
+            registry=r,
+        )
         self.published = Counter(
             "dripstream_published", "Outbox rows published to Kafka", registry=r
         )

@@ -267,6 +267,7 @@ class EngineWorker:
             self.relay_process = start_relay_process(self.relay_settings, self.relay_published)
         try:
             self.one_worker = await asyncio.to_thread(self._spanned_in_store)
+            self.metrics.one_worker.set(int(self.one_worker))
             self.consumer.subscribe(topics=list(self.topics), listener=_Rebalance(self))
             try:
                 await self.consumer.start()  # a failed start is stopped too, not left unclosed
@@ -803,6 +804,7 @@ class EngineWorker:
             raise RuntimeError(f"no partitions known for {contacts_topic}: is the topic there?")
         self.assigned = set(partitions)
         groups = sorted({tp.partition for tp in partitions})
+        self.metrics.groups_held.set(len(groups))
         log.info(
             "assigned partition groups %s of %d",
             ", ".join(map(str, groups)) or "none",
@@ -868,6 +870,7 @@ class EngineWorker:
         if self.one_worker or not spanned:
             return
         self.one_worker = True
+        self.metrics.one_worker.set(1)
         if self._holds_part():
             log.info(
                 "a sequence spans contacts (a throttle or owner changes): asking the group"
@@ -883,6 +886,7 @@ class EngineWorker:
             return  # a rebalance came meanwhile, and this worker's join told the group
         self.rejoin_wanted = False
         self.assigned = set()
+        self.metrics.groups_held.set(0)
         self.rebuilding = True  # nothing is decided until the new assignment is rebuilt
         self._invalidate()
         self.consumer.subscribe(topics=list(self.topics), listener=_Rebalance(self))

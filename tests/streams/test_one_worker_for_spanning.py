@@ -13,6 +13,7 @@ from aiokafka import TopicPartition  # type: ignore[import-untyped]
 from aggregates.engine import Engine
 from aggregates.sequence import Catalog
 from schemas.definitions import validate_definition_document
+from streams.metrics import WorkerMetrics
 from streams.store import BatchRecord
 from streams.worker import EngineWorker, needs_one_worker
 from tests.engine.helpers import ACCOUNT, sequence
@@ -42,6 +43,7 @@ def _engine(changes: dict[str, Any]) -> Engine:
 
 def _worker(changes: dict[str, Any], held: set[int]) -> EngineWorker:
     worker = object.__new__(EngineWorker)
+    worker.metrics = WorkerMetrics()
     worker.engine = _engine(changes)
     worker.one_worker = False
     worker.rejoin_wanted = False
@@ -70,6 +72,8 @@ def test_a_spanning_sequence_asks_for_one_worker(
 
     assert worker.one_worker is (changes != {})
     assert worker.rejoin_wanted is rejoins
+    gauge = worker.metrics.registry.get_sample_value("dripstream_one_worker")
+    assert gauge == (1.0 if changes else 0.0)
 
 
 @pytest.mark.parametrize(
@@ -140,6 +144,7 @@ async def test_a_rejoin_records_first_and_joins_unless_a_rebalance_came_meanwhil
     worker.record, worker.commits, worker.generation = BatchRecord(), {}, 0
     writes = worker.writes = _Writes(worker, revoked_meanwhile)  # type: ignore[assignment]
     worker.rebuilding = False
+    worker.metrics.groups_held.set(3)
 
     await worker._rejoin()
 
@@ -148,3 +153,5 @@ async def test_a_rejoin_records_first_and_joins_unless_a_rebalance_came_meanwhil
     assert worker.rejoin_wanted is False
     assert (worker.assigned == set()) is not revoked_meanwhile
     assert worker.rebuilding is not revoked_meanwhile
+    held = worker.metrics.registry.get_sample_value("dripstream_partition_groups_held")
+    assert held == (3.0 if revoked_meanwhile else 0.0)
