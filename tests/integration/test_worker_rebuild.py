@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from streams.worker import EngineWorker, WorkerSettings
+from streams.worker import EngineWorker, Replayed, WorkerSettings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(180)]
 
@@ -35,10 +35,10 @@ async def test_a_rebuild_longer_than_the_session_keeps_the_worker_in_its_group(
     rebuilds: list[float] = []
     replay_store = worker._replay_store
 
-    def slow_replay(names: list[str]) -> tuple[object, int, int]:
+    def slow_replay(names: list[str], groups: frozenset[int]) -> Replayed:
         rebuilds.append(time.monotonic())
         time.sleep(REBUILD_S)  # a store of many inputs
-        return replay_store(names)
+        return replay_store(names, groups)
 
     monkeypatch.setattr(worker, "_replay_store", slow_replay)
     running = asyncio.create_task(worker.run())

@@ -37,7 +37,7 @@ def test_a_rebuild_over_two_inputs_that_reuse_an_id_goes_on(worker: EngineWorker
     second = InputRecord("p.contacts", 1, 0, None, 0, tagged("b", "2027-07-06T11:00:00Z"))
     worker.store.write(BatchRecord(stored=[first.stored(), second.stored()]))
     # when one engine is rebuilt over both partitions
-    engine, _, replayed = worker._replay_store(["p.contacts:0", "p.contacts:1"])
+    replayed = worker._replay_store(["p.contacts:0", "p.contacts:1"], frozenset({0, 1}))
     # then the rebuild goes on (the second is refused as it would be live), not crashes
-    assert replayed == 2
-    assert engine.now is not None
+    assert replayed.inputs == 2
+    assert replayed.engine.now is not None
