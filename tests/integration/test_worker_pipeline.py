@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,8 @@ from streams.worker import BINARY_MODE, TOMBSTONE
 from tests.integration.pipeline import (
     cli,
     comparable,
+    free_port,
+    metric,
     read_topics,
     start_worker,
     stop,
@@ -277,24 +277,6 @@ def test_a_malformed_record_lands_on_the_dead_letter_topic_and_the_worker_goes_o
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _metric(port: int, name: str) -> float | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-            text = answer.read().decode()
-    except OSError:
-        return None  # not serving yet
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
-
-
 def test_an_idle_worker_that_consumed_everything_reports_no_lag(
     kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:
@@ -306,7 +288,7 @@ def test_an_idle_worker_that_consumed_everything_reports_no_lag(
     lines = (SCENARIO / "welcome.events.jsonl").read_bytes().splitlines()
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_bytes(b"\n".join([*lines, b"{not json"]) + b"\n")
-    port = _free_port()
+    port = free_port()
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix, "--metrics-port", str(port))
     try:
         _apply_welcome(kafka_bootstrap, prefix)
@@ -316,16 +298,16 @@ def test_an_idle_worker_that_consumed_everything_reports_no_lag(
         assert produced.returncode == 0, produced.stderr
         read_topics(kafka_bootstrap, prefix, ("dlq",), expect=1)
         # when the worker has read everything and goes idle
-        lag = _metric(port, "dripstream_consumer_lag")
+        lag = metric(port, "dripstream_consumer_lag")
         deadline = time.monotonic() + 60
         while lag != 0.0 and time.monotonic() < deadline:
             time.sleep(0.5)
-            lag = _metric(port, "dripstream_consumer_lag")
-        decided = _metric(port, "dripstream_events_in_total")
-        batches = _metric(port, "dripstream_batch_seconds_count")
+            lag = metric(port, "dripstream_consumer_lag")
+        decided = metric(port, "dripstream_events_in_total")
+        batches = metric(port, "dripstream_batch_seconds_count")
         rebuilt, rebuilding = (
-            _metric(port, "dripstream_rebuilds_total"),
-            _metric(port, "dripstream_rebuilding"),
+            metric(port, "dripstream_rebuilds_total"),
+            metric(port, "dripstream_rebuilding"),
         )
     finally:
         stop(worker)

@@ -21,7 +21,14 @@ import pytest
 import yaml
 
 from schemas.envelope import format_time, parse_time
-from tests.integration.pipeline import cli, read_topics, start_worker, stop
+from tests.integration.pipeline import (
+    cli,
+    free_port,
+    metric,
+    read_topics,
+    start_worker,
+    stop,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -93,6 +100,7 @@ def _parts(tmp_path: Path) -> list[Path]:
 
 
 ALL = "0, 1, 2, 3, 4, 5"
+GROUPS, ONE_WORKER = "dripstream_partition_groups_held", "dripstream_one_worker"
 ASSIGNED = re.compile(r"assigned partition groups ([\d, ]+|none) of (\d+)")
 
 
@@ -226,18 +234,31 @@ def test_the_first_sequence_spanning_contacts_gathers_the_partitions_for_good(
     def held() -> list[str]:
         return sorted(_assignments(log)[-1] if _assignments(log) else "?" for log in logs)
 
+    ports = [free_port(), free_port()]
+
+    def gauges(name: str) -> list[float | None]:
+        return sorted((metric(port, name) for port in ports), key=lambda v: v or 0.0)
+
     workers = [
-        start_worker(kafka_bootstrap, fresh_database_url, prefix, log_to=log) for log in logs
+        start_worker(
+            kafka_bootstrap, fresh_database_url, prefix, "--metrics-port", str(port), log_to=log
+        )
+        for log, port in zip(logs, ports, strict=True)
     ]
     try:
         _wait_for("spread", lambda: held() == ["0, 1, 2", "3, 4, 5"])
+        _wait_for("spread, served", lambda: gauges(GROUPS) == [3.0, 3.0])
+        assert gauges(ONE_WORKER) == [0.0, 0.0]
         apply(spanning)
         _wait_for("gathered", lambda: held() == [ALL, "none"])
+        _wait_for("gathered, served", lambda: gauges(GROUPS) == [0.0, 6.0])
+        assert gauges(ONE_WORKER) == [1.0, 1.0]
         # Gone, it leaves inputs decided under it in the store, which a rebuild with
         # part of the partitions would decide again without the others' places.
         apply(plain)
         time.sleep(5)
         assert held() == [ALL, "none"]
+        assert gauges(ONE_WORKER) == [1.0, 1.0]
         assert all(worker.poll() is None for worker in workers), "a worker died"
     finally:
         for worker in workers:
