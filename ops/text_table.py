@@ -3,6 +3,7 @@ value as `-`, a time in the account's zone."""
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -22,12 +23,25 @@ _VISIBLE = {
 }
 
 
+def columns(text: str) -> int:
+    """How many terminal columns `text` takes: East Asian wide and full-width characters
+    take two, combining marks none (`len` would put the columns after `Li 王` out of line)."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        for char in text
+    )
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    rows = [[c.translate(_VISIBLE) for c in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    lines = [headers, *rows]
+    lines = [list(headers), *([c.translate(_VISIBLE) for c in row] for row in rows)]
+    widths = [max(columns(line[i]) for line in lines) for i in range(len(headers))]
     return "".join(
-        "  ".join(c.ljust(width) for c, width in zip(line, widths, strict=True)).rstrip() + "\n"
+        "  ".join(
+            c + " " * (width - columns(c)) for c, width in zip(line, widths, strict=True)
+        ).rstrip()
+        + "\n"
         for line in lines
     )
 
