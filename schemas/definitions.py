@@ -78,17 +78,19 @@ class DefinitionRejected(ValueError):  # noqa: N818 - the name is fixed by DEVEL
 
 
 def load_definition_file(path: str | Path) -> dict[str, Any]:
-    """Read, parse (JSON or YAML, told apart by content) and check a definition file."""
+    """Read, parse and check a definition file: JSON when it is named `.json`, else JSON or
+    YAML told apart by content."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise DefinitionRejected(None, "file", f"cannot be read: {exc.strerror or exc}") from None
-    return load_definition_text(raw)
+    return load_definition_text(raw, json_only=Path(path).suffix.lower() == ".json")
 
 
-def load_definition_text(raw: bytes | str) -> dict[str, Any]:
-    """Parse and check a definition document given as text (JSON or YAML)."""
-    return validate_definition_document(_parse(raw))
+def load_definition_text(raw: bytes | str, *, json_only: bool = False) -> dict[str, Any]:
+    """Parse and check a definition document given as text (JSON or YAML; `json_only`:
+    JSON, so its mistakes are told in JSON's words, not read again as YAML)."""
+    return validate_definition_document(_parse(raw, json_only=json_only))
 
 
 def validate_definition_document(doc: object) -> dict[str, Any]:
@@ -181,24 +183,29 @@ for _tag, _pattern, _first in [
 _DefinitionLoader.add_constructor("tag:yaml.org,2002:int", _construct_decimal_int)
 
 
-def _parse(raw: bytes | str) -> object:
+def _parse(raw: bytes | str, *, json_only: bool) -> object:
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise DefinitionRejected(None, "file", f"not valid UTF-8: {exc.reason}") from None
     try:
-        return _parse_text(raw)
+        return _parse_text(raw, json_only=json_only)
     except RecursionError:
         raise DefinitionRejected(None, "file", "nested too deeply") from None
 
 
-def _parse_text(raw: str) -> object:
-    if raw.lstrip().startswith(("{", "[")):
+def _parse_text(raw: str, *, json_only: bool) -> object:
+    if json_only or raw.lstrip().startswith(("{", "[")):
         try:
             return json.loads(raw, object_pairs_hook=_mapping_without_repeats)
-        except json.JSONDecodeError:
-            pass  # a YAML flow mapping starts with "{" too
+        except json.JSONDecodeError as exc:
+            if json_only:
+                where = f"line {exc.lineno}, column {exc.colno}"
+                raise DefinitionRejected(
+                    None, "file", f"not valid JSON: {exc.msg} ({where})"
+                ) from None
+            # a YAML flow mapping starts with "{" too
         except DefinitionRejected:
             raise  # a key named twice
         except ValueError:  # an integer of more digits than Python converts

@@ -672,3 +672,25 @@ def test_a_nul_character_in_a_definition_is_refused_naming_where() -> None:
     assert refused.reason == "must not contain the NUL character (\\u0000)"
     key_refused = refusal(document(**{"note\u0000": "x"}))
     assert key_refused.key == "note\\u0000"
+
+
+def test_a_file_named_json_is_read_as_json_and_its_mistakes_told_in_json_words(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "sequences.json"
+    path.write_text('{"account": {}, "sequences": [],}')  # a trailing comma: YAML would take it
+
+    with pytest.raises(DefinitionRejected) as refused:
+        load_definition_file(path)
+
+    assert str(refused.value) == (
+        "file: not valid JSON: Expecting property name enclosed in double quotes"
+        " (line 1, column 33)"
+    )
+
+
+def test_a_file_named_yaml_may_hold_a_yaml_flow_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "sequences.yaml"
+    path.write_text('{"account": {}, "sequences": [],}')
+
+    assert load_definition_file(path)["sequences"] == []
