@@ -117,11 +117,13 @@ def _wait_for(what: str, condition: Any, limit: float = 90) -> None:
     raise AssertionError(f"not seen in {limit:g} s: {what}")
 
 
-def _each_step_ran_where_it_was_placed(decisions: list[dict[str, Any]]) -> None:
+def _each_step_ran_where_it_was_placed(
+    decisions: list[dict[str, Any]], contacts: int = 60, steps: tuple[str, ...] = STEPS
+) -> None:
     by_contact: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for event in decisions:
         by_contact[event["data"]["contact_id"]].append(event)
-    assert len(by_contact) == 60, sorted(by_contact)
+    assert len(by_contact) == contacts, sorted(by_contact)
     for contact, events in by_contact.items():
         placed: dict[str, str] = {}
         ran: list[tuple[str, str]] = []
@@ -133,7 +135,7 @@ def _each_step_ran_where_it_was_placed(decisions: list[dict[str, Any]]) -> None:
                 placed[data["step_id"]] = data["to"]
             elif event["type"] == "step.executed":
                 ran.append((data["step_id"], event["time"]))
-        assert [step for step, _ in ran] == list(STEPS), (contact, ran)
+        assert [step for step, _ in ran] == list(steps), (contact, ran)
         for step, at in ran:
             assert parse_time(at) == parse_time(placed[step]), (contact, step, at, placed[step])
         assert [e["type"] for e in events].count("enrollment.completed") == 1, contact
@@ -263,3 +265,89 @@ def test_the_first_sequence_spanning_contacts_gathers_the_partitions_for_good(
     finally:
         for worker in workers:
             stop(worker)
+
+
+def test_takeovers_from_a_killed_holder_go_on_as_it_published(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    # Three workers, a sequence with a throttle and a round robin, contacts created while
+    # the holder of every partition is killed twice: each standby taking over rebuilds
+    # every partition (each group's event clock followed, as live) and goes on exactly
+    # where the published decisions left off.
+    contacts, limit = 600, 4
+    steps = ("w1", "rr", "w2")
+    document = orjson.loads(orjson.dumps(DEFINITIONS))
+    sequence = document["sequences"][0]
+    sequence["throttle_per_minute"] = limit
+    hook, _, _ = sequence["steps"]
+    sequence["steps"] = [
+        {**hook, "id": "w1"},
+        {**ROUND_ROBIN, "delay": {"kind": "none"}},
+        {**hook, "id": "w2", "delay": {"kind": "none"}},
+    ]
+    definitions = tmp_path / "drip.yaml"
+    definitions.write_text(yaml.safe_dump(document))
+    created = [
+        _event(n, "contact.created", START + timedelta(seconds=7 * n), f"c-{n}")
+        for n in range(contacts)
+    ]
+    later = [
+        _event(10_000 + n, "contact.updated", START + timedelta(days=2), f"c-{n}", state="TX")
+        for n in range(contacts)
+    ]
+    parts = []
+    for n, lines in enumerate([created[:200], created[200:400], created[400:], later]):
+        part = tmp_path / f"part{n}.jsonl"
+        part.write_bytes(b"\n".join(lines) + b"\n")
+        parts.append(part)
+    prefix = pipeline_prefix
+    logs = {name: tmp_path / f"worker-{name}.log" for name in ("a", "b", "c", "d", "e")}
+
+    def start(name: str) -> Any:
+        return start_worker(
+            kafka_bootstrap, fresh_database_url, prefix, "--session-timeout", "6", log_to=logs[name]
+        )
+
+    def publish(*args: str) -> None:
+        done = cli(*args, "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, timeout=300)
+        assert done.returncode == 0, done.stderr
+
+    def holder() -> str | None:
+        live = [n for n, w in workers.items() if w.poll() is None and _assignments(logs[n])]
+        holding = [n for n in live if _assignments(logs[n])[-1] == ALL]
+        return holding[0] if len(holding) == 1 else None
+
+    publish("sequences", "apply", str(definitions))
+    workers = {name: start(name) for name in ("a", "b", "c")}
+    try:
+        for part, replacement in zip(parts[:3], ("d", "e", None), strict=True):
+            _wait_for("one holder", lambda: holder() is not None)
+            publish("produce", str(part))
+            if replacement is not None:
+                time.sleep(2)  # some of it decided, more waiting for its minute
+                stop(workers[holder() or ""], kill=True)
+                workers[replacement] = start(replacement)
+        _wait_for("one holder", lambda: holder() is not None)
+        publish("produce", str(parts[3]))
+        got = read_topics(
+            kafka_bootstrap, prefix, ("decisions", "effects", "contacts"), quiet=20, limit=400
+        )
+    finally:
+        for worker in workers.values():
+            stop(worker)
+    decisions = [e for e in got if e["_topic"] == "decisions" and e["type"] != "sequence.defined"]
+    _each_step_ran_where_it_was_placed(decisions, contacts, steps)
+    per_minute = collections.Counter(
+        e["time"][:16] for e in decisions if e["type"] == "step.executed"
+    )
+    assert max(per_minute.values()) <= limit, per_minute.most_common(3)
+    effects = collections.Counter(e["data"]["effect_id"] for e in got if e["_topic"] == "effects")
+    assert len(effects) == contacts * 3  # two webhooks and the new owner's notice each
+    assert max(effects.values()) == 1
+    owners = collections.Counter(
+        e["data"]["owner_id"]
+        for e in got
+        if e["_topic"] == "contacts" and e["source"] == "dripstream" and "owner_id" in e["data"]
+    )
+    # Each takeover goes on from the published turn: the turns stay even.
+    assert sorted(owners.values()) == [contacts // 2, contacts // 2], owners
