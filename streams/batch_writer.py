@@ -171,9 +171,11 @@ class BatchWriter:
 
     def _keep_in_doubt(self, record: BatchRecord, commits: Offsets) -> bool:
         """Put the batch whose write was cut off back ahead of what was decided since;
-        False when it cannot be written again safely: without rows of inputs or ticks, a
-        batch that did commit would not be refused the second time."""
-        if not record.stored:
+        False when it cannot be written again safely: without rows of inputs or ticks, or a
+        group's tracking (whose fence refuses it moved once), a batch that did commit would
+        not be refused the second time. A batch of records passed over (the engine's own
+        contact changes read back, dead letters) moves the trackings alone."""
+        if not (record.stored or record.trackings):
             return False
         try:
             record.extend(self.pending)

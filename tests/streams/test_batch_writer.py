@@ -14,7 +14,7 @@ from eventsourcing.persistence import StoredEvent
 from prometheus_client import CollectorRegistry, Histogram
 
 from streams.batch_writer import BatchWriter, Offsets
-from streams.store import AlreadyRecorded, BatchRecord, OutboxRow
+from streams.store import AlreadyRecorded, BatchRecord, GroupProgress, OutboxRow
 
 
 class SlowStore:
@@ -223,3 +223,22 @@ async def test_a_cut_off_write_without_stored_rows_is_not_written_again() -> Non
     assert worker.stale
     assert not worker.writes.in_doubt
     assert store.log == ["cut off ['a']"]
+
+
+async def test_a_cut_off_write_that_moves_a_tracking_alone_is_written_again() -> None:
+    # Records passed over (the engine's own contact changes read back) move a group's
+    # tracking and nothing else: had it committed, the tracking's fence would refuse it.
+    store = CutOffStore()
+    worker = Worker(store)
+    tp = TopicPartition("t.contacts", 0)
+    passed_over = BatchRecord(
+        trackings={0: GroupProgress(0, 3)}, outbox=[OutboxRow("a", "dlq", None, b"{}")]
+    )
+    await worker.writes.submit(passed_over, {tp: 3})
+    await until_written(worker)
+    assert worker.writes.in_doubt
+    assert not worker.stale
+    worker.writes.write_again()
+    await worker.writes.drain()
+    assert store.log == ["cut off ['a']", "wrote ['a']"]
+    assert worker.commits == [{tp: 3}]
