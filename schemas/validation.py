@@ -151,8 +151,7 @@ def decode_event(raw: bytes | str, *, as_input: bool = False, stored: bool = Fal
         raise EventRejected("type", refusal)
     if as_input and (refusal := source_refusal(event_type, envelope["source"])) is not None:
         raise EventRejected("source", refusal)
-    version_text = envelope.get("dataversion")
-    version = 1 if version_text is None else int(version_text)
+    version = _claimed_version(envelope)
     if version > info.version:
         raise EventRejected(
             "dataversion",
@@ -175,7 +174,16 @@ def decode_event(raw: bytes | str, *, as_input: bool = False, stored: bool = Fal
         raise EventRejected("subject", reason)
     if event_type in _ZONED:
         _check_contact_fields(data)
+    return _event_of(envelope, time, data, info.version)
 
+
+def _claimed_version(envelope: dict[str, Any]) -> int:
+    version_text = envelope.get("dataversion")
+    return 1 if version_text is None else int(version_text)
+
+
+def _event_of(envelope: dict[str, Any], time: datetime, data: Any, version: int) -> CloudEvent:
+    """The CloudEvent of a read envelope, its data at `version` (the current one)."""
     extensions = (
         {}
         if envelope.keys() <= _ENVELOPE_KEYS
@@ -185,11 +193,11 @@ def decode_event(raw: bytes | str, *, as_input: bool = False, stored: bool = Fal
     return CloudEvent(
         envelope["id"],  # id
         envelope["source"],  # source
-        event_type,  # type
+        envelope["type"],  # type
         time,  # time
-        subject,  # subject
+        envelope.get("subject"),  # subject
         data,  # data
-        info.version,  # dataversion
+        version,  # dataversion
         extensions,  # extensions
     )
 
@@ -216,23 +224,13 @@ def decode_stored(raw: bytes) -> CloudEvent:
     except EventRejected:
         envelope = orjson.loads(raw)
     info = EVENT_TYPES[envelope["type"]]
-    version_text = envelope.get("dataversion")
-    version = 1 if version_text is None else int(version_text)
+    version = _claimed_version(envelope)
     data = envelope["data"]
     if version != info.version:
         data = upcast(envelope["type"], data, version)
     text = envelope["time"]
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    return CloudEvent(
-        envelope["id"],
-        envelope["source"],
-        envelope["type"],
-        moment.astimezone(UTC),
-        envelope.get("subject"),
-        data,
-        info.version,
-        {key: value for key, value in envelope.items() if key not in _ENVELOPE_KEYS},
-    )
+    return _event_of(envelope, moment.astimezone(UTC), data, info.version)
 
 
 def _envelope_is_plain(envelope: Any) -> bool:
