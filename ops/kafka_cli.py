@@ -143,7 +143,8 @@ def register(commands: SubParsers) -> None:
 
 def run_worker(args: argparse.Namespace) -> int:
     # Kafka clients load only here.
-    from streams.worker import WorkerSettings, run_workers  # noqa: PLC0415
+    from streams.worker import WorkerSettings  # noqa: PLC0415
+    from streams.worker_launch import run_workers  # noqa: PLC0415
 
     if not args.database_url:
         print("dripstream worker: set DATABASE_URL or --database-url", file=sys.stderr)

@@ -10,10 +10,10 @@ Kafka. Writes run in a thread while the engine decides on, one at a time and in 
 decided: what is decided while a write runs gathers into the next one, so a batch is never
 recorded before the one decided ahead of it (and not at all after one was refused). A record
 at or below the stored position is a redelivery and changes nothing. On every assignment the
-engine is rebuilt from the stored inputs of its groups, so a worker never decides on state
-it has not recorded, and a write to a group another worker recorded since this one read it
-is refused whole (the fence in streams/store.py). Decisions reach Kafka through the outbox
-relay (streams/relay.py), which runs in a process of its own.
+engine is rebuilt from the stored inputs of its groups (streams/engine_rebuild.py), so a
+worker never decides on state it has not recorded, and a write to a group another worker
+recorded since this one read it is refused whole (the fence in streams/store.py). Decisions
+reach Kafka through the outbox relay (streams/relay.py), which runs in a process of its own.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from multiprocessing.context import SpawnProcess
-from typing import Any, NamedTuple
+from typing import Any
 
 from aiokafka import (  # type: ignore[import-untyped]
     AIOKafkaConsumer,
@@ -40,23 +40,23 @@ from aiokafka.errors import IllegalStateError  # type: ignore[import-untyped]
 from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
 from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
-from schemas.registry import EVENT_TYPES, INPUT_TOPICS, keyed_by_subject, placement_refusal
-from schemas.validation import EventRejected, decode_event, decode_stored, without_bom
+from schemas.registry import EVENT_TYPES, INPUT_TOPICS
 from streams import routing
 from streams.assignment import MemberState, range_or_one_assignor
 from streams.batch_writer import BatchWriter
+from streams.engine_rebuild import Replayed, needs_one_worker, replay_store, spanned_in_store
+from streams.input_records import read_record
 from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
 from streams.ordering import GroupBuffer, Pending, position_of, timers_until
 from streams.outages import (
     DATABASE_LOST,
     FIRST_WAIT,
     OUTAGES,
-    log_as_service,
     next_wait,
     one_line,
     sleep_unless_stopped,
 )
-from streams.processes import ignore_interrupts, install_stop_signals, supervise
+from streams.processes import install_stop_signals
 from streams.progress import ProgressLog, registry_totals
 from streams.relay import RelaySettings, start_relay_process
 from streams.store import (
@@ -65,7 +65,6 @@ from streams.store import (
     EngineStore,
     GroupProgress,
     InputRecord,
-    in_definitions_order,
     outbox_rows,
 )
 
@@ -110,45 +109,8 @@ class WorkerSettings:
     session_timeout_ms: int = 30_000
 
 
-BINARY_MODE = (
-    "is in CloudEvents binary mode (ce_* headers), which is not read: send it in structured"
-    " mode, the whole CloudEvent as the JSON value"
-)
-TOMBSTONE = "has no value (a tombstone): an input record holds one CloudEvent as its value"
-
-
-def _binary_mode(headers: Any) -> bool:
-    """Whether a record is in Kafka binary mode, its value the bare `data`: by the binding,
-    a record with CloudEvent attributes in `ce_*` headers and no structured content type."""
-    # Every record our producers write has a header (content-type): the usual one has no
-    # `ce_specversion`, and is passed by the first test without building anything.
-    if not any(name == "ce_specversion" for name, _ in headers or ()):
-        return False
-    # Media types are case-insensitive (RFC 6838), and some clients capitalise the name.
-    return not any(
-        name.lower() == "content-type"
-        and bytes(value or b"").lower().startswith(b"application/cloudevents")
-        for name, value in headers
-    )
-
-
 # Looked up for every decision: a plain dict, not the registry's read-only mapping.
 _TOPICS = {kind: info.topic for kind, info in EVENT_TYPES.items()}
-
-
-def needs_one_worker(engine: Engine) -> bool:
-    """Whether a sequence of the engine's definitions spans contacts (a throttle, owner
-    changes), so needs one engine deciding every contact (streams/assignment.py)."""
-    return any(sequence.spans_contacts for sequence in engine.sequences.values())
-
-
-class Replayed(NamedTuple):
-    """An engine rebuilt from the store, and what the rebuild saw on the way."""
-
-    engine: Engine
-    applied: int  # the definitions version in force at the end
-    inputs: int  # stored inputs replayed
-    spanned: bool  # a sequence spanned contacts in some definitions adopted on the way
 
 
 def topic_for(event_type: str) -> str:
@@ -452,37 +414,17 @@ class EngineWorker:
             if record.offset <= stored:
                 self.metrics.redelivered.inc()
                 continue
-            raw: bytes = record.value or b""
-            # A leading byte order mark is passed over, as `replay` and `produce` do; the
-            # input is stored without it (a rebuild parses what is stored), a dead letter
-            # keeps the record's bytes as they came.
-            body = without_bom(raw, 1)
-            event: CloudEvent | None = None
-            rejection: tuple[str, str] | None = None
-            if record.headers and _binary_mode(record.headers):
-                # Even when its value happens to parse as an event: the binding says the
-                # value is the data, and the attributes in the headers would be ignored.
-                rejection = ("event", BINARY_MODE)
-            else:
-                try:
-                    event = decode_event(body, as_input=True)
-                except EventRejected as rejected:
-                    rejection = (rejected.field, rejected.reason)
-                    if record.value is None:
-                        rejection = ("event", TOMBSTONE)
-            misplaced = (
-                placement_refusal(event.type, event.subject, self.topic_names[tp.topic], record.key)
-                or self._partition_refusal(event, tp.partition)
-                if event is not None
-                else None
+            event, rejection, value = read_record(
+                record,
+                self.topic_names[tp.topic],
+                tp.partition,
+                self.partition_count,
+                self.partition_of,
             )
-            if misplaced is not None:
-                event, rejection = None, misplaced
             position = position_of(record.headers)
             if event is not None and event.type == "stream.watermark":
                 buffer.watermark(tp.topic, event.time, position)
                 continue
-            value = raw if event is None else body
             buffer.add(
                 Pending(
                     tp.topic,
@@ -709,23 +651,6 @@ class EngineWorker:
         copy = self.engine.raw_definition(str(data["new_id"]))
         return {"sequences": [copy] if copy else []}, [], now, event.occurrence
 
-    def _partition_refusal(self, event: CloudEvent, partition: int) -> tuple[str, str] | None:
-        """Why a record keyed by its contact is not on that key's partition, or None. A
-        producer with another partitioner (librdkafka's default, crc32) splits a contact
-        over partition groups that decide apart: a request by tag would miss it, a call
-        would not find its enrollment. Refused rather than decided wrong without a word."""
-        if event.subject is None or not keyed_by_subject(event.type):
-            return None
-        belongs = self.partition_of(event.subject)
-        if belongs == partition:
-            return None
-        return "partition", (
-            f"the key {event.subject!r} belongs on partition {belongs} of"
-            f" {self.partition_count}, not {partition}: publish with Kafka's default"
-            " partitioner (murmur2 of the key, as the Java client and aiokafka do;"
-            " librdkafka clients: partitioner=murmur2_random)"
-        )
-
     def partition_of(self, contact_id: str) -> int:
         return routing.kafka_partition(contact_id, self.partition_count)
 
@@ -845,17 +770,11 @@ class EngineWorker:
         """Whether a sequence spanned contacts in any definitions the store holds, told at
         the first join (the engine is built after it). Unread (PostgreSQL away), False:
         the rebuild tells again before anything is decided."""
-        definitions = Engine()
         try:
-            changes = self.store.definitions_after(0)
+            return spanned_in_store(self.store)
         except DATABASE_LOST as error:
             log.warning("could not read the definitions (%s)", one_line(error))
             return False
-        for change in changes:
-            definitions.adopt(change.document, change.deleted, change.applied_at, "startup")
-            if needs_one_worker(definitions):
-                return True
-        return False
 
     def _holds_part(self) -> bool:
         """Some of the partition groups, not all."""
@@ -940,57 +859,11 @@ class EngineWorker:
         return True
 
     def _replay_store(self, names: list[str], groups: frozenset[int]) -> Replayed:
-        """A fresh engine from the stored inputs of the streams `names` (of the partition
-        `groups`), run in a thread: it reads no state the event loop changes."""
-        engine = Engine(partition_of=self.partition_of, live=not self.event_clock)
-        if self.event_clock:
-            # As live (_step): until every group held has been replayed up to a minute, its
-            # throttle places and owner notices stay, for the groups replayed later.
-            engine.expect_partitions(groups)
-        pending = self.store.definitions_after(0)
-        applied = 0
-        replayed = 0
-        spanned = False
-        for item in in_definitions_order(self.store.replayable(names)):
-            while pending and pending[0].version <= item.definitions:
-                change = pending.pop(0)
-                engine.adopt(
-                    change.document, change.deleted, change.applied_at, f"defs:{change.version}"
-                )
-                applied = change.version
-                spanned = spanned or needs_one_worker(engine)
-            if item.kind == "adopt":
-                continue  # the change it marks was adopted just above
-            if item.kind == "tick" and item.at is not None:
-                engine.advance(item.at, partition=item.partition)
-            elif item.event is not None:
-                # What was decided is replayed as it was: an input stored before a check
-                # of today refused its kind must not stop the rebuild.
-                event = decode_stored(item.event)
-                if event.type in DEFINITION_COMMANDS:
-                    # Its change is adopted above by version, where each group took it:
-                    # decided here, it would govern other groups' inputs decided before.
-                    engine.remember(event, item.at)
-                    replayed += 1
-                    continue
-                try:
-                    if item.at is not None:  # decided by the wall clock
-                        engine.handle(event, at=item.at)
-                    else:
-                        engine.handle(event, partition=item.partition)
-                except ReusedIdentityError:
-                    # Two engines (two processes, or one before and after a rebalance)
-                    # each decided an input under this id; now together, the second is
-                    # refused here as it would be live. What it decided was published.
-                    log.warning("stored input %s reuses an id decided before", event.identity)
-                replayed += 1
-        for change in pending:
-            engine.adopt(
-                change.document, change.deleted, change.applied_at, f"defs:{change.version}"
-            )
-            applied = change.version
-            spanned = spanned or needs_one_worker(engine)
-        return Replayed(engine, applied, replayed, spanned)
+        """A fresh engine from the stored inputs of `names` (of the partition `groups`),
+        run in a thread: it reads no state the event loop changes."""
+        return replay_store(
+            self.store, names, groups, partition_of=self.partition_of, event_clock=self.event_clock
+        )
 
     async def _report_lag(self) -> None:
         now = time.monotonic()
@@ -1056,55 +929,3 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self.worker.assign(set(assigned))
-
-
-def run_worker(settings: WorkerSettings) -> None:
-    async def main() -> None:
-        # aiokafka clients must be made inside the running loop.
-        await EngineWorker(settings).run()
-
-    asyncio.run(main())
-
-
-def run_workers(settings: WorkerSettings, processes: int) -> int:
-    """`processes` workers in one consumer group, each a process of its own, so the
-    engines of different partition groups use different cores (once a sequence spans
-    contacts, one of them holds every group and the others stand by). The first one runs the
-    relay; process n serves the metrics of its own partitions on the metrics port + n.
-    Exit status: 0 when all of them stopped cleanly."""
-    port = settings.metrics_port
-    if processes <= 1:
-        run_worker(settings)
-        return 0
-    context = multiprocessing.get_context("spawn")
-    children = [
-        context.Process(
-            target=_worker_process,
-            args=(
-                replace(
-                    settings,
-                    relay=settings.relay and n == 0,
-                    metrics_port=None if port is None else port + n,
-                ),
-            ),
-            name=f"dripstream-worker-{n}",
-        )
-        for n in range(processes)
-    ]
-    return supervise(children)
-
-
-def _worker_process(settings: WorkerSettings) -> None:
-    ignore_interrupts()
-    # The process's name (dripstream-worker-<n>) on each line: the children share a log.
-    log_as_service("%(asctime)s %(processName)s %(name)s %(levelname)s %(message)s")
-
-    async def main() -> None:
-        worker = EngineWorker(settings)
-        parent = multiprocessing.parent_process()
-        if parent is not None:
-            # The launcher's end of this pipe closes when it dies, even by SIGKILL.
-            asyncio.get_running_loop().add_reader(parent.sentinel, worker.stopping.set)
-        await worker.run()
-
-    asyncio.run(main())

@@ -15,8 +15,8 @@ from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
 from aggregates.intake import ParsedLead, contact_id_for_lead, parse_lead_email
 from schemas.checking import NUL_REASON, schema_document
+from streams.input_records import BINARY_MODE, TOMBSTONE
 from streams.routing import kafka_partition
-from streams.worker import BINARY_MODE, TOMBSTONE
 from tests.integration.pipeline import (
     cli,
     comparable,

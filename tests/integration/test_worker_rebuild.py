@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from streams.worker import EngineWorker, Replayed, WorkerSettings
+from streams.engine_rebuild import Replayed
+from streams.worker import EngineWorker, WorkerSettings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(180)]
 

@@ -158,7 +158,7 @@ def test_raw_outputs_go_to_commands_never_to_an_output_topic(
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, int]]:
     """What `dripstream worker` would run, instead of running it."""
-    import streams.worker  # noqa: PLC0415 - the Kafka clients load only in these tests
+    import streams.worker_launch  # noqa: PLC0415 - the Kafka clients load only in these tests
 
     kept: list[tuple[object, int]] = []
 
@@ -166,7 +166,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, int]]:
         kept.append((settings, processes))
         return 0
 
-    monkeypatch.setattr(streams.worker, "run_workers", keep)
+    monkeypatch.setattr(streams.worker_launch, "run_workers", keep)
     # (its checks of the topics and tables run against the real services elsewhere:
     # tests/integration/test_topics_cli.py)
     monkeypatch.setattr(kafka_cli, "deployment_problem", lambda *_: None)

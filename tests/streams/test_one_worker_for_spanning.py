@@ -13,9 +13,10 @@ from aiokafka import TopicPartition  # type: ignore[import-untyped]
 from aggregates.engine import Engine
 from aggregates.sequence import Catalog
 from schemas.definitions import validate_definition_document
+from streams.engine_rebuild import needs_one_worker
 from streams.metrics import WorkerMetrics
 from streams.store import BatchRecord
-from streams.worker import EngineWorker, needs_one_worker
+from streams.worker import EngineWorker
 from tests.engine.helpers import ACCOUNT, sequence
 
 THROTTLE = {"throttle_per_minute": 2}
