@@ -67,7 +67,9 @@ from aiokafka.admin import (  # type: ignore[import-untyped, unused-ignore]
 from effects.fakes._lean_server import LeanRequest, LeanResponse, LeanServer
 from effects.fakes.senders import FakeSenders
 from effects.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
-from effects.ledger import InMemoryLedger, Ledger, PostgresLedger
+from effects.ledger import Ledger
+from effects.ledger_memory import InMemoryLedger
+from effects.ledger_postgres import PostgresLedger
 from effects.processor import EffectProcessor
 from effects.ratelimit import LineRateLimiter
 from effects.twilio_http import build_twilio_client, close_twilio_client

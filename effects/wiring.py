@@ -17,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from effects.ledger import InMemoryLedger, Ledger, PostgresLedger
+from effects.ledger import Ledger
+from effects.ledger_memory import InMemoryLedger
+from effects.ledger_postgres import PostgresLedger
 from effects.mail import SendGridEmailSender
 from effects.mailgun import MailgunEmailSender
 from effects.ports import Clock, EmailSender, PowerDialerQueue, Senders

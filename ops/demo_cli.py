@@ -24,7 +24,7 @@ import orjson
 from effects.commands import EFFECT_TYPES, effect_id_of
 from effects.fakes.senders import FakeSenders, FakeSmsSender
 from effects.fakes.twilio_server import DEMO_LANDLINE_NUMBER
-from effects.ledger import InMemoryLedger
+from effects.ledger_memory import InMemoryLedger
 from effects.ports import Rejected, SendResult
 from effects.processor import EffectProcessor
 from ops.cli_groups import SubParsers

@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 
 from effects.fakes.senders import FakeSenders
-from effects.ledger import PENDING, SENT, InMemoryLedger
+from effects.ledger import PENDING, SENT
+from effects.ledger_memory import InMemoryLedger
 from effects.ports import EffectId
 from effects.processor import EffectProcessor
 from effects.ratelimit import LineRateLimiter

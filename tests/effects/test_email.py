@@ -15,7 +15,7 @@ from effects.fakes.sendgrid_server import (
     FakeSendGridServer,
     SendGridFailure,
 )
-from effects.ledger import InMemoryLedger
+from effects.ledger_memory import InMemoryLedger
 from effects.mail import SendGridEmailSender, footer
 from effects.processor import CredentialsRefused, EffectProcessor
 from effects.retry import RetryPolicy

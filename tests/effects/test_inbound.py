@@ -20,7 +20,7 @@ from twilio.request_validator import RequestValidator
 from aggregates.intake import ParsedLead, parse_lead_email
 from effects.fakes._server import LoopbackServer
 from effects.inbound import InboundHandlers, add_inbound_routes
-from effects.ledger import InMemoryLedger
+from effects.ledger_memory import InMemoryLedger
 from effects.ports import EffectId
 from effects.publish import InMemorySink
 from schemas.envelope import format_time

@@ -10,17 +10,9 @@ from datetime import datetime, timedelta
 import psycopg
 import pytest
 
-from effects.ledger import (
-    FAILED,
-    IN_FLIGHT,
-    PENDING,
-    SENT,
-    UNDELIVERED,
-    UNKNOWN,
-    InMemoryLedger,
-    Ledger,
-    PostgresLedger,
-)
+from effects.ledger import FAILED, IN_FLIGHT, PENDING, SENT, UNDELIVERED, UNKNOWN, Ledger
+from effects.ledger_memory import InMemoryLedger
+from effects.ledger_postgres import PostgresLedger
 from effects.ports import EffectId
 from tests.effects.helpers import T0, sms
 

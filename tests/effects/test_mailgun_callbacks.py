@@ -18,7 +18,7 @@ from aggregates.intake import ParsedLead, parse_lead_email
 from effects.fakes._server import LoopbackServer
 from effects.inbound import InboundHandlers, add_inbound_routes
 from effects.lead_mail import lead_email_received
-from effects.ledger import InMemoryLedger
+from effects.ledger_memory import InMemoryLedger
 from effects.mailgun_signature import sign
 from effects.ports import EffectId
 from effects.publish import InMemorySink

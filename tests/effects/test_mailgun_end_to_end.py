@@ -20,7 +20,7 @@ from effects.fakes.sendgrid_server import FakeSendGridServer
 from effects.fakes.twilio_server import FakeTwilioServer
 from effects.fakes.webhook_receiver import FakeWebhookReceiver
 from effects.inbound import InboundHandlers, add_inbound_routes
-from effects.ledger import InMemoryLedger
+from effects.ledger_memory import InMemoryLedger
 from effects.mailgun import MailgunEmailSender
 from effects.ports import Delivered, EffectId, EmailMessage
 from effects.processor import EffectProcessor

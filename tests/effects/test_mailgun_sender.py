@@ -20,7 +20,7 @@ from effects.fakes.mailgun_server import (
     MailgunFailure,
 )
 from effects.fakes.senders import FakeSenders
-from effects.ledger import InMemoryLedger
+from effects.ledger_memory import InMemoryLedger
 from effects.mailgun import MailgunEmailSender
 from effects.processor import CredentialsRefused, EffectProcessor
 from effects.retry import RetryPolicy

@@ -11,7 +11,8 @@ import pytest
 
 from effects.commands import CommandRejected
 from effects.fakes.senders import FakeSenders
-from effects.ledger import IN_FLIGHT, SENT, UNKNOWN, InMemoryLedger
+from effects.ledger import IN_FLIGHT, SENT, UNKNOWN
+from effects.ledger_memory import InMemoryLedger
 from effects.ports import Ambiguous, EffectId, Rejected, SendResult, SmsMessage, Transient
 from effects.processor import CredentialsRefused, EffectProcessor, RetryAbandoned
 from effects.ratelimit import LineRateLimiter

@@ -14,7 +14,9 @@ from effects.fakes._server import LoopbackServer
 from effects.fakes.senders import FakeSenders
 from effects.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from effects.inbound import InboundHandlers, add_inbound_routes
-from effects.ledger import IN_FLIGHT, SENT, UNKNOWN, InMemoryLedger, Ledger, PostgresLedger
+from effects.ledger import IN_FLIGHT, SENT, UNKNOWN, Ledger
+from effects.ledger_memory import InMemoryLedger
+from effects.ledger_postgres import PostgresLedger
 from effects.ports import EffectId
 from effects.processor import EffectProcessor
 from effects.publish import InMemorySink

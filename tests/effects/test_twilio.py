@@ -24,7 +24,7 @@ from effects.fakes.twilio_server import (
     FakeTwilioServer,
     TwilioFailure,
 )
-from effects.ledger import InMemoryLedger
+from effects.ledger_memory import InMemoryLedger
 from effects.ports import EffectId, Senders
 from effects.processor import CredentialsRefused, EffectProcessor
 from effects.retry import RetryPolicy

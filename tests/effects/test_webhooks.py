@@ -11,7 +11,7 @@ import pytest
 
 from effects.fakes.senders import FakeSenders
 from effects.fakes.webhook_receiver import FakeWebhookReceiver, ScriptedResponse
-from effects.ledger import InMemoryLedger
+from effects.ledger_memory import InMemoryLedger
 from effects.processor import EffectProcessor
 from effects.retry import RetryPolicy
 from effects.webhooks import (

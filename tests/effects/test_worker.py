@@ -12,7 +12,7 @@ import orjson
 from effects.fakes.senders import FakeSenders
 from effects.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
 from effects.filerun import run_commands_file
-from effects.ledger import InMemoryLedger
+from effects.ledger_memory import InMemoryLedger
 from effects.processor import EffectProcessor
 from effects.settings import EffectsSettings
 from effects.wiring import open_runtime

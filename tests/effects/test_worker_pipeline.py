@@ -16,7 +16,7 @@ import pytest
 from aiokafka.errors import IllegalStateError  # type: ignore[import-untyped, unused-ignore]
 
 from effects.fakes.senders import FakeSenders
-from effects.ledger import InMemoryLedger
+from effects.ledger_memory import InMemoryLedger
 from effects.ports import Delivered, EffectId, SendResult, SmsMessage, Transient
 from effects.processor import EffectProcessor
 from effects.retry import RetryPolicy
