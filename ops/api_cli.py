@@ -14,15 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from ops.api_auth import Tokens
+from ops.api_errors import ApiError
+from ops.api_read_models import FileReadModels, PostgresReadModels, ReadModelSource
 from ops.cli_groups import SubParsers
-from ops.http_api import (
-    ApiError,
-    FileReadModels,
-    PostgresReadModels,
-    Publish,
-    ReadModelSource,
-    make_app,
-)
+from ops.http_api import Publish, make_app
 from ops.service_errors import database_problem, malformed_database_url
 from ops.settings import Settings, add_kafka_flags, listen_port
 from schemas.definitions import DefinitionRejected, account_with_defaults, load_definition_file

@@ -15,11 +15,10 @@ import itertools
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -28,13 +27,13 @@ from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from aggregates.targets import request_subject
 from ops.api_auth import AUTHORIZATION, Tokens, Unauthorized, check
+from ops.api_errors import ApiError, json_response
+from ops.api_read_models import ReadModelSource
 from ops.api_rules import DEFAULT_LIMIT, ENROLL_KEYS, MAX_COUNT, MAX_LIMIT
 from ops.definition_files import invalid_sequences
 from ops.openapi import openapi_document
 from projections.history import TIMEFRAMES, HistoryQuery, event_types_for
-from projections.loading import ReadModels, load_file
-from projections.sequence_contacts import SequenceContactsQuery, contacts_of
-from projections.sequence_detail import detail_of
+from projections.sequence_contacts import SequenceContactsQuery
 from projections.state import UnknownSequenceError
 from schemas.checking import NUL_REASON, first_nul
 from schemas.definitions import DefinitionRejected, validate_definition_document
@@ -46,125 +45,6 @@ SOURCE = "dripstream-api"
 DEFINITIONS_SUBJECT = "sequences"
 
 Publish = Callable[[str, CloudEvent], Awaitable[None]]
-
-
-class ReadModelSource(Protocol):
-    """What the API reads; each call may block (PostgreSQL), so it runs in a thread."""
-
-    def sequences(self) -> list[dict[str, Any]]: ...
-
-    def sequence(self, sequence_id: str) -> dict[str, Any]:
-        """Raises UnknownSequenceError for a sequence the list does not show."""
-        ...
-
-    def sequence_contacts(self, query: SequenceContactsQuery) -> dict[str, Any]:
-        """Raises UnknownSequenceError for a sequence the list does not show."""
-        ...
-
-    def history(self, query: HistoryQuery) -> dict[str, Any] | None: ...
-
-    def contact(self, contact_id: str) -> dict[str, Any] | None: ...
-
-
-class FileReadModels:
-    """The in-memory projections, loaded once from an output stream (`--history FILE`)."""
-
-    def __init__(self, models: ReadModels) -> None:
-        self._models = models
-
-    @classmethod
-    def load(cls, *paths: Path | str) -> FileReadModels:
-        """The read models of these files, read one after the other."""
-        models, _errors = load_file(*paths)
-        return cls(models)
-
-    def sequences(self) -> list[dict[str, Any]]:
-        return [row.to_json() for row in self._models.sequences.rows()]
-
-    def sequence(self, sequence_id: str) -> dict[str, Any]:
-        listed = self._models.sequences
-        return detail_of(listed.catalog, listed.book, sequence_id).to_json()
-
-    def sequence_contacts(self, query: SequenceContactsQuery) -> dict[str, Any]:
-        view = self._models.contacts
-        return contacts_of(view.catalog, view.book, view.directory, query).to_json()
-
-    def history(self, query: HistoryQuery) -> dict[str, Any] | None:
-        page = self._models.history.query(query)
-        return None if page is None else page.to_json()
-
-    def contact(self, contact_id: str) -> dict[str, Any] | None:
-        summary = self._models.contacts.contact(contact_id)
-        return None if summary is None else summary.to_json()
-
-
-class PostgresReadModels:
-    """The PostgreSQL projection; one short autocommit connection per request."""
-
-    def __init__(self, database_url: str, schema: str | None = None) -> None:
-        self._url = database_url
-        self._schema = schema
-
-    @contextlib.contextmanager
-    def _projection(self) -> Iterator[Any]:
-        """The projection on a fresh connection; a database that cannot answer is a 503
-        saying why (not started, or no read models yet), not a 500."""
-        import psycopg  # noqa: PLC0415 - only this adapter needs a database driver
-
-        from projections import pg_reads  # noqa: PLC0415
-
-        schema = self._schema or pg_reads.DEFAULT_SCHEMA
-        try:
-            with psycopg.connect(self._url, autocommit=True) as conn:
-                yield pg_reads.PostgresReadModels(conn, schema=schema)
-        except psycopg.errors.UndefinedTable:
-            raise ApiError(
-                503,
-                f"no read models in schema {schema!r} yet: run `dripstream projections run`",
-                None,
-            ) from None
-        except psycopg.OperationalError as error:
-            reason = " ".join(str(error).split())
-            raise ApiError(503, f"cannot connect to PostgreSQL: {reason}", None) from None
-
-    def sequences(self) -> list[dict[str, Any]]:
-        with self._projection() as projection:
-            return [row.to_json() for row in projection.sequence_rows()]
-
-    def sequence(self, sequence_id: str) -> dict[str, Any]:
-        with self._projection() as projection:
-            return dict(projection.sequence_detail(sequence_id).to_json())
-
-    def sequence_contacts(self, query: SequenceContactsQuery) -> dict[str, Any]:
-        with self._projection() as projection:
-            return dict(projection.sequence_contacts(query).to_json())
-
-    def history(self, query: HistoryQuery) -> dict[str, Any] | None:
-        with self._projection() as projection:
-            page = projection.history(query)
-        return None if page is None else dict(page.to_json())
-
-    def contact(self, contact_id: str) -> dict[str, Any] | None:
-        with self._projection() as projection:
-            summary = projection.contact(contact_id)
-        return None if summary is None else dict(summary.to_json())
-
-
-class ApiError(Exception):
-    """A refusal: the status, a message, the field at fault and anything else to report."""
-
-    def __init__(self, status: int, error: str, field: str | None, **extra: Any) -> None:
-        super().__init__(error)
-        self.status = status
-        self.error = error
-        self.field = field
-        self.extra = extra
-
-    def response(self) -> web.Response:
-        answer = _json({"error": self.error, "field": self.field, **self.extra}, self.status)
-        if self.status == 401:
-            answer.headers["WWW-Authenticate"] = 'Bearer realm="dripstream"'
-        return answer
 
 
 @dataclass
@@ -311,7 +191,7 @@ async def _errors(
     except web.HTTPException as http:
         if http.status < 400:
             raise
-        answer = _json({"error": http.reason, "field": None}, http.status)
+        answer = json_response({"error": http.reason, "field": None}, http.status)
         if "Allow" in http.headers:  # a 405 names the methods the route takes
             answer.headers["Allow"] = http.headers["Allow"]
         return answer
@@ -397,10 +277,6 @@ def _fingerprint(request: web.Request, body: bytes) -> str:
     return hashlib.sha256(f"{request.method} {request.path}\n".encode() + meant).hexdigest()
 
 
-def _json(value: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(value), status=status, content_type="application/json")
-
-
 # --- commands --------------------------------------------------------------------------------
 
 
@@ -452,7 +328,7 @@ async def _apply(request: web.Request, body: dict[str, Any], status: int) -> web
         for sequence_id, problems in invalid_sequences(checked)
     ]
     answer = {"command_id": event.id, "sequence_id": sequence["id"], "warnings": warnings}
-    return _json(answer, status)
+    return json_response(answer, status)
 
 
 async def _delete_sequence(request: web.Request) -> web.Response:
@@ -461,7 +337,7 @@ async def _delete_sequence(request: web.Request) -> web.Response:
         request, "sequence.delete_requested", DEFINITIONS_SUBJECT, {"sequence_id": sequence_id}
     )
     request.app[STATE].publishing(sequence_id, False)
-    return _json({"command_id": event.id, "sequence_id": sequence_id}, 202)
+    return json_response({"command_id": event.id, "sequence_id": sequence_id}, 202)
 
 
 COPY_KEYS = ("new_id", "new_name")
@@ -484,7 +360,7 @@ async def _copy_sequence(request: web.Request) -> web.Response:
             raise ApiError(409, f"sequence {new_id!r} exists", "new_id")
         event = await _send(request, "sequence.copy_requested", DEFINITIONS_SUBJECT, data)
         request.app[STATE].publishing(new_id, True)
-    return _json({"command_id": event.id, "sequence_id": new_id}, 201)
+    return json_response({"command_id": event.id, "sequence_id": new_id}, 201)
 
 
 async def _enroll(request: web.Request) -> web.Response:
@@ -508,7 +384,7 @@ async def _targeted(request: web.Request, kind: str) -> web.Response:
     data = {key: body[key] for key in ENROLL_KEYS if key in body}
     data["sequence_id"] = sequence_id
     event = await _send(request, kind, request_subject(sequence_id, data), data)
-    return _json({"command_id": event.id, "sequence_id": sequence_id}, 202)
+    return json_response({"command_id": event.id, "sequence_id": sequence_id}, 202)
 
 
 async def _send(
@@ -656,14 +532,14 @@ async def _existing(request: web.Request) -> str:
 
 
 async def _list_sequences(request: web.Request) -> web.Response:
-    return _json(await asyncio.to_thread(request.app[STATE].read_models.sequences))
+    return json_response(await asyncio.to_thread(request.app[STATE].read_models.sequences))
 
 
 async def _show_sequence(request: web.Request) -> web.Response:
     sequence_id = request.match_info["sequence_id"]
     read = request.app[STATE].read_models.sequence
     try:
-        return _json(await asyncio.to_thread(read, sequence_id))
+        return json_response(await asyncio.to_thread(read, sequence_id))
     except UnknownSequenceError as unknown:
         raise ApiError(404, str(unknown), "sequence_id") from None
 
@@ -672,7 +548,7 @@ async def _sequence_contacts(request: web.Request) -> web.Response:
     query = contacts_query(request.match_info["sequence_id"], request.query)
     read = request.app[STATE].read_models.sequence_contacts
     try:
-        return _json(await asyncio.to_thread(read, query))
+        return json_response(await asyncio.to_thread(read, query))
     except UnknownSequenceError as unknown:
         raise ApiError(404, str(unknown), "sequence_id") from None
 
@@ -695,7 +571,7 @@ async def _history(request: web.Request) -> web.Response:
     page = await asyncio.to_thread(request.app[STATE].read_models.history, query)
     if page is None:
         raise ApiError(404, f"unknown sequence {query.sequence_id!r}", "sequence_id")
-    return _json(page)
+    return json_response(page)
 
 
 async def _contact(request: web.Request) -> web.Response:
@@ -703,7 +579,7 @@ async def _contact(request: web.Request) -> web.Response:
     summary = await asyncio.to_thread(request.app[STATE].read_models.contact, contact_id)
     if summary is None:
         raise ApiError(404, f"unknown contact {contact_id!r}", "contact_id")
-    return _json(summary)
+    return json_response(summary)
 
 
 def history_query(sequence_id: str, params: Mapping[str, str]) -> HistoryQuery:
@@ -776,4 +652,4 @@ def _count(
 
 
 async def _openapi(_request: web.Request) -> web.Response:
-    return _json(openapi_document())
+    return json_response(openapi_document())

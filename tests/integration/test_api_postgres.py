@@ -6,7 +6,8 @@ import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from ops.http_api import PostgresReadModels, make_app
+from ops.api_read_models import PostgresReadModels
+from ops.http_api import make_app
 from projections.postgres import PostgresProjection
 
 pytestmark = pytest.mark.postgres

@@ -14,8 +14,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ops.api_auth import Tokens
 from ops.api_cli import is_loopback
+from ops.api_read_models import FileReadModels
 from ops.cli import build_parser
-from ops.http_api import FileReadModels, make_app
+from ops.http_api import make_app
 from projections.loading import load_file
 from tests.ops.test_http_api import Sink, definitions, output_file  # noqa: F401 - fixtures
 

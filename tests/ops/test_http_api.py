@@ -18,15 +18,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from ops import http_api
 from ops.api_auth import Tokens
 from ops.api_cli import read_only, read_only_reason
-from ops.http_api import (
-    MAX_COMMAND_BYTES,
-    PUBLISHED_KEPT_SECONDS,
-    STATE,
-    ApiError,
-    FileReadModels,
-    history_query,
-    make_app,
-)
+from ops.api_errors import ApiError
+from ops.api_read_models import FileReadModels
+from ops.http_api import MAX_COMMAND_BYTES, PUBLISHED_KEPT_SECONDS, STATE, history_query, make_app
 from ops.openapi import openapi_document
 from projections.history import HistoryQuery
 from projections.loading import load_file

@@ -13,7 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from psycopg import sql
 
-from ops.http_api import FileReadModels, PostgresReadModels, make_app
+from ops.api_read_models import FileReadModels, PostgresReadModels
+from ops.http_api import make_app
 from projections.loading import load_file
 from projections.postgres import PostgresProjection
 from projections.sequence_contacts import SequenceContactsQuery
