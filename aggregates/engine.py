@@ -19,7 +19,8 @@ from aggregates.engine_definitions import DefinitionRules
 from aggregates.engine_facts import FactRules
 from aggregates.outputs import Outputs
 from aggregates.sequence import build_sequence
-from schemas.envelope import CloudEvent, format_time
+from aggregates.targets import input_identity
+from schemas.envelope import CloudEvent, format_time, occurrence_of
 
 DEFINITION_COMMANDS = frozenset(
     {"sequence.applied", "sequence.delete_requested", "sequence.copy_requested"}
@@ -100,12 +101,12 @@ class Engine(FactRules, DefinitionRules):
         `duplicates`); another event under its source and id raises `ReusedIdentityError`
         before anything is decided."""
         moment = at or event.time
-        identity, fingerprint = event.identity, event.fingerprint()
+        identity, fingerprint = input_identity(event), event.fingerprint()
         earlier = self._recent.earlier(identity, moment)
         if earlier is not None and earlier != fingerprint:
             # Before anything moves: the caller dead-letters it and nothing was decided.
             raise ReusedIdentityError(event.id, event.source)
-        out = Outputs(event.occurrence)
+        out = Outputs(occurrence_of(identity, event.time))
         if event.type not in DEFINITION_COMMANDS:
             # A definition published today must not fire the timers of a history being
             # pushed through by event time, nor move its clock.
@@ -127,7 +128,7 @@ class Engine(FactRules, DefinitionRules):
         """Note `event` as decided at `at` (default: its time) without deciding it: a
         rebuild takes a definition command's change another way, and a repeat of the
         command must still be told from another event under its id."""
-        self._recent.remember(event.identity, at or event.time, event.fingerprint())
+        self._recent.remember(input_identity(event), at or event.time, event.fingerprint())
 
     def fire_before(self, moment: datetime) -> list[CloudEvent]:
         """Fire every timer due strictly before `moment`. `handle` leaves the clock alone for

@@ -10,10 +10,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.envelope import CloudEvent
+
 # A worker sends a request naming several contacts, a tag or a line to every input
 # partition, each copy marked with its partition: the engine reading the copy decides it
 # for that partition's contacts only, in that partition's own order of events.
 ON_PARTITION = "on_partition"
+
+
+def input_identity(event: CloudEvent) -> str:
+    """What tells an input from every other (CloudEvent.identity), a worker's copies apart:
+    its copy of request `r1` for partition 0 has the id `r1/p0`, and a producer's own event
+    `r1/p0` must not be refused for reusing the copy's id (nor the copy for reusing its)."""
+    return event.copy_identity if ON_PARTITION in event.data else event.identity
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,10 +43,21 @@ class CloudEvent:
         its source, so two systems may both send an "e-1". Outputs are numbered from it.
         An `@` (or `%`) in the id is escaped, so that id `a@b` from `c` and id `a` from
         `b@c` stay two events."""
+        return f"{self._escaped_id()}@{self.source}"
+
+    @property
+    def copy_identity(self) -> str:
+        """The identity of a copy the engine's worker made of a producer's event (one
+        partition's copy of a request it fans out): `%copy` after the escaped id, which no
+        producer's id gives (each `%` of one is escaped), so a producer's own event under
+        the copy's id stays another event."""
+        return f"{self._escaped_id()}%copy@{self.source}"
+
+    def _escaped_id(self) -> str:
         event_id = self.id
         if "@" in event_id or "%" in event_id:
             event_id = event_id.replace("%", "%25").replace("@", "%40")
-        return f"{event_id}@{self.source}"
+        return event_id
 
     @property
     def occurrence(self) -> str:
@@ -55,7 +66,7 @@ class CloudEvent:
         later still gets outputs whose ids do not collide with the first event's (a
         subscriber or the outbox would drop them as repeats). The time has no `@` or `/`,
         so the last `@` of this and the `/` of an output id stay unambiguous."""
-        return f"{self.identity}@{format_time(self.time)}"
+        return occurrence_of(self.identity, self.time)
 
     def fingerprint(self) -> int:
         """What tells a repeat of this event (same content) from another event that
@@ -89,6 +100,11 @@ class CloudEvent:
         # there are any), several times faster; this runs for every event published.
         moment = self.time if self.time.tzinfo is UTC else self.time.astimezone(UTC)
         return orjson.dumps(self._fields(moment), option=orjson.OPT_UTC_Z)
+
+
+def occurrence_of(identity: str, time: datetime) -> str:
+    """An event's occurrence (CloudEvent.occurrence) from its identity and time."""
+    return f"{identity}@{format_time(time)}"
 
 
 def format_time(moment: datetime) -> str:

@@ -671,6 +671,23 @@ def test_an_id_reused_after_the_repeat_window_still_gives_outputs_ids_of_their_o
     assert len(ids) == len(set(ids))
 
 
+def test_a_producers_event_under_the_id_of_a_workers_copy_is_another_event() -> None:
+    # given a worker's copy of request r1 (by tag) for partition 0, named r1/p0
+    seq = sequence(steps=[{"id": "s1", "type": "send_sms", "text": "hi"}])
+    by_tag = {"subject": "fan-out:0:0", "sequence_id": "seq", "tag": "vip", "on_partition": 0}
+    copy = {**event("enrollment.requested", T1, **by_tag), "id": "r1/p0", "source": "admin"}
+    # when the producer's own event r1/p0 (a request for c-2 by id) comes a minute later
+    own = {"subject": "c-2", "sequence_id": "seq", "contact_ids": ["c-2"]}
+    mine = {**event("enrollment.requested", T2, **own), "id": "r1/p0", "source": "admin"}
+    out = decide(definitions(seq), [created(tags=["vip"]), created("c-2"), copy, mine])
+    # then both are decided, neither refused for reusing the other's id
+    assert out.rejected == []
+    enrolled = sorted(e["data"]["contact_id"] for e in out.of("enrollment.enrolled"))
+    assert enrolled == ["c-1", "c-2"]
+    ids = [e["id"] for e in out.events]
+    assert len(ids) == len(set(ids))
+
+
 def test_a_retry_stamped_anew_is_still_a_repeat() -> None:
     # an API client retrying with the same Idempotency-Key: same id and content, new time
     seq = sequence(triggers=[{"type": "contact_tagged", "tags": ["hot"]}])
