@@ -11,6 +11,8 @@ from typing import NamedTuple
 from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
 from schemas.validation import decode_stored
+from streams import snapshots
+from streams.snapshots import Snapshot
 from streams.store import EngineStore, in_definitions_order
 
 log = logging.getLogger("dripstream.worker")
@@ -29,6 +31,7 @@ class Replayed(NamedTuple):
     applied: int  # the definitions version in force at the end
     inputs: int  # stored inputs replayed
     spanned: bool  # a sequence spanned contacts in some definitions adopted on the way
+    snapshot: Snapshot | None = None  # the one taken instead of replaying, if any
 
 
 def spanned_in_store(store: EngineStore) -> bool:
@@ -49,9 +52,14 @@ def replay_store(
     *,
     partition_of: Callable[[str], int],
     event_clock: bool,
+    key: str | None = None,
 ) -> Replayed:
     """A fresh engine from the stored inputs of the streams `names` (`topic:partition`, of
-    the partition `groups`). It may run in a thread: it reads only the store."""
+    the partition `groups`), or from the snapshot `key` when nothing was recorded for them
+    after it (streams/snapshots.py). It may run in a thread: it reads only the store."""
+    snapshot = snapshots.load(store, key, partition_of) if key is not None else None
+    if snapshot is not None and next(store.replayable(names, snapshot.last_record), None) is None:
+        return _from_snapshot(store, snapshot)
     engine = Engine(partition_of=partition_of, live=not event_clock)
     if event_clock:
         # As live: until every group held has been replayed up to a minute, its throttle
@@ -99,3 +107,15 @@ def replay_store(
         applied = change.version
         spanned = spanned or needs_one_worker(engine)
     return Replayed(engine, applied, replayed, spanned)
+
+
+def _from_snapshot(store: EngineStore, snapshot: Snapshot) -> Replayed:
+    """The snapshot's engine, with the definitions changed since adopted as a rebuild
+    adopts those after its last stored record."""
+    engine = snapshot.engine
+    applied, spanned = snapshot.applied, snapshot.spanned
+    for change in store.definitions_after(applied):
+        engine.adopt(change.document, change.deleted, change.applied_at, f"defs:{change.version}")
+        applied = change.version
+        spanned = spanned or needs_one_worker(engine)
+    return Replayed(engine, applied, 0, spanned, snapshot)

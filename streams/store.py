@@ -482,14 +482,15 @@ class EngineStore:
             state=orjson.dumps(state),
         )
 
-    def replayable(self, partitions: Sequence[str]) -> Iterator[Replayable]:
+    def replayable(self, partitions: Sequence[str], after: int = 0) -> Iterator[Replayable]:
         """The stored inputs of these partitions (`topic:partition`) and the ticks that
-        touched them, in the order they were decided."""
+        touched them, in the order they were decided; those recorded after the record
+        `after` (a notification id)."""
         wanted = {f"{INPUT_TOPIC}:{p}" for p in partitions}
         # Filtered by PostgreSQL: a worker with some of the partitions is sent only their
         # inputs (and the ticks, whose partitions are told apart below).
         topics = sorted(wanted | {TICK_TOPIC})
-        start = 1
+        start = after + 1
         while True:
             batch = self.recorder.select_notifications(start=start, limit=2000, topics=topics)
             if not batch:

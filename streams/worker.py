@@ -41,7 +41,7 @@ from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
 from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS
-from streams import routing
+from streams import routing, snapshots
 from streams.assignment import MemberState, range_or_one_assignor
 from streams.batch_writer import BatchWriter
 from streams.engine_rebuild import Replayed, needs_one_worker, replay_store, spanned_in_store
@@ -247,11 +247,53 @@ class EngineWorker:
                         lag = self.metrics.registry.get_sample_value("dripstream_consumer_lag")
                         log.info("%s; lag %d", said, lag or 0)
                 await self._drain()
+                await self._keep_snapshot()
             finally:
                 await self.consumer.stop()  # leaves the group; _drain committed the offsets
         finally:
             await self._stop_relay()
             self.store.close()
+
+    async def _keep_snapshot(self) -> None:
+        """On a clean stop, the engine as the snapshot its groups' next rebuild may take
+        instead of replaying the store (streams/snapshots.py): only when everything it
+        decided is written, and nothing is wrong with what it holds."""
+        if (
+            not self.assigned
+            or self.stale
+            or self.rebuilding
+            or self.rejoin_wanted
+            or self.engine_failed
+            or self.store_lost
+            or self.reads_lost
+            or self.writes.in_doubt
+            or self.record
+            or self.commits
+        ):
+            return
+        started = time.perf_counter()
+        try:
+            size = await asyncio.to_thread(
+                snapshots.save,
+                self.store,
+                self._held_key(),
+                self.engine,
+                self.partition_of,
+                applied=self.definitions_version,
+                spanned=self.one_worker,
+            )
+        except Exception as error:  # a stop goes on without one: the next start replays
+            log.warning("kept no snapshot of the engine (%s)", one_line(error))
+            return
+        log.info(
+            "kept the engine as a snapshot for the next start (%.1f MB in %.2fs)",
+            size / 1e6,
+            time.perf_counter() - started,
+        )
+
+    def _held_key(self) -> str:
+        groups = {tp.partition for tp in self.assigned}
+        return snapshots.held_key(self.settings.clock, self.partition_count, groups)
 
     async def _wait_out(self, error: Exception) -> None:
         """PostgreSQL or the broker went away in the middle of a step: forget what it
@@ -854,7 +896,14 @@ class EngineWorker:
             position = self.positions.get((tp.topic, tp.partition))
             self.consumer.seek(tp, position + 1 if position is not None else 0)
         self.metrics.rebuilds.inc()
-        log.info("replayed %d stored inputs", replayed.inputs)
+        if replayed.snapshot is not None:
+            log.info(
+                "took the engine from its snapshot of %s (nothing recorded for these"
+                " partitions since)",
+                format_time(replayed.snapshot.taken_at),
+            )
+        else:
+            log.info("replayed %d stored inputs", replayed.inputs)
         self._note_span(replayed.spanned)
         return True
 
@@ -862,7 +911,12 @@ class EngineWorker:
         """A fresh engine from the stored inputs of `names` (of the partition `groups`),
         run in a thread: it reads no state the event loop changes."""
         return replay_store(
-            self.store, names, groups, partition_of=self.partition_of, event_clock=self.event_clock
+            self.store,
+            names,
+            groups,
+            partition_of=self.partition_of,
+            event_clock=self.event_clock,
+            key=snapshots.held_key(self.settings.clock, self.partition_count, groups),
         )
 
     async def _report_lag(self) -> None:

@@ -1,0 +1,168 @@
+"""Snapshots of a worker's engine, so that a clean restart does not replay the whole store.
+
+Without one, every assignment rebuilds the engine from every stored input of its groups
+(streams/engine_rebuild.py), which takes longer as the history grows. A worker that stops
+cleanly, everything it decided written, keeps its engine here: pickled, with the id of the
+store's last record at that moment, for the partition groups it held. The next rebuild for
+exactly those groups (same partition count, same clock) takes it instead of replaying, but
+only while nothing has been recorded for them since (another worker deciding them
+meanwhile) and only for the same code: a fingerprint of the domain's source and of the
+libraries whose objects the engine holds. Otherwise the rebuild replays the store, as if
+there were no snapshot: a snapshot can only save time, never decide anything.
+
+Pickle runs code named in its bytes when read: the table is trusted as the store itself is
+(whoever may write the engine's tables already decides what the worker publishes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import io
+import logging
+import pickle
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from types import FunctionType, MethodType
+from typing import Any
+
+from aggregates.engine import Engine
+from streams.store import EVENTS_TABLE, EngineStore
+
+log = logging.getLogger("dripstream.worker")
+
+SNAPSHOTS_DDL = (
+    "CREATE TABLE IF NOT EXISTS {schema}.dripstream_snapshots ("
+    " held text PRIMARY KEY,"
+    " code text NOT NULL,"
+    " last_record bigint NOT NULL,"
+    " applied bigint NOT NULL,"
+    " spanned boolean NOT NULL,"
+    " taken_at timestamptz NOT NULL DEFAULT now(),"
+    " body bytea NOT NULL)"
+)
+
+# The sources whose classes a pickled engine holds, and the libraries it holds objects of.
+_DOMAIN = ("aggregates", "schemas")
+_LIBRARIES = ("holidays", "phonenumbers")
+_PARTITION_OF = "partition_of"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    engine: Engine
+    last_record: int  # the store's last notification id when it was taken
+    applied: int  # the definitions version in force in it
+    spanned: bool  # a sequence spanned contacts in some definitions it adopted
+    taken_at: datetime
+
+
+def held_key(clock: str, partition_count: int, groups: Iterable[int]) -> str:
+    """What a snapshot is kept under: the engine of other groups, of a topic since given
+    more partitions, or of the other clock is another engine."""
+    return f"{clock}:{partition_count}:{','.join(map(str, sorted(groups)))}"
+
+
+@cache
+def code_fingerprint() -> str:
+    """The domain's source files and the library versions, hashed: a snapshot written by
+    other code may hold objects this code would read otherwise."""
+    digest = hashlib.sha256(sys.version.encode())
+    for name in _LIBRARIES:
+        digest.update(f"{name}={importlib.metadata.version(name)}".encode())
+    root = Path(__file__).resolve().parent.parent
+    for package in _DOMAIN:
+        for path in sorted((root / package).rglob("*")):
+            if path.suffix in {".py", ".json"} and path.is_file():
+                digest.update(path.relative_to(root).as_posix().encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def save(
+    store: EngineStore,
+    key: str,
+    engine: Engine,
+    partition_of: Callable[[str], int],
+    *,
+    applied: int,
+    spanned: bool,
+) -> int:
+    """Keep `engine` as the snapshot of `key`, at the store's last record; its size."""
+    body = _pickled(engine, partition_of)
+    schema = store.datastore.schema
+    with store.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+        curs.execute(SNAPSHOTS_DDL.format(schema=schema))
+        # The writers' lock: a write under way (another worker's) commits before the last
+        # id is read, so none can commit a lower id after it.
+        curs.execute(f"LOCK TABLE {schema}.{EVENTS_TABLE} IN EXCLUSIVE MODE")
+        curs.execute(
+            f"SELECT coalesce(max(notification_id), 0) AS last FROM {schema}.{EVENTS_TABLE}"  # noqa: S608
+        )
+        row = curs.fetchone()
+        last = int(row["last"]) if row else 0
+        curs.execute(
+            f"INSERT INTO {schema}.dripstream_snapshots"  # noqa: S608
+            " (held, code, last_record, applied, spanned, body) VALUES (%s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (held) DO UPDATE SET code = excluded.code,"
+            " last_record = excluded.last_record, applied = excluded.applied,"
+            " spanned = excluded.spanned, taken_at = now(), body = excluded.body",
+            (key, code_fingerprint(), last, applied, spanned, body),
+        )
+    return len(body)
+
+
+def load(store: EngineStore, key: str, partition_of: Callable[[str], int]) -> Snapshot | None:
+    """The snapshot of `key` written by this code, or None."""
+    schema = store.datastore.schema
+    with store.datastore.get_connection() as conn, conn.cursor() as curs:
+        curs.execute(SNAPSHOTS_DDL.format(schema=schema))
+        curs.execute(
+            "SELECT last_record, applied, spanned, taken_at, body"  # noqa: S608
+            f" FROM {schema}.dripstream_snapshots WHERE held = %s AND code = %s",
+            (key, code_fingerprint()),
+        )
+        row = curs.fetchone()
+        conn.commit()
+    if row is None:
+        return None
+    try:
+        engine = _unpickled(bytes(row["body"]), partition_of)
+    except Exception as error:  # any unreadable snapshot means: replay the store
+        log.warning("the engine's snapshot could not be read (%s); replaying the store", error)
+        return None
+    return Snapshot(
+        engine, int(row["last_record"]), int(row["applied"]), row["spanned"], row["taken_at"]
+    )
+
+
+def _pickled(engine: Engine, partition_of: Callable[[str], int]) -> bytes:
+    """The engine's bytes, its `partition_of` (the worker's, which holds the consumer)
+    left out by name and given back by `_unpickled`."""
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> str | None:
+            if type(obj) in (MethodType, FunctionType) and obj == partition_of:
+                return _PARTITION_OF
+            return None
+
+    out = io.BytesIO()
+    Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(engine)
+    return out.getvalue()
+
+
+def _unpickled(body: bytes, partition_of: Callable[[str], int]) -> Engine:
+    class Unpickler(pickle.Unpickler):
+        def persistent_load(self, pid: Any) -> Any:
+            if pid == _PARTITION_OF:
+                return partition_of
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+
+    engine = Unpickler(io.BytesIO(body)).load()  # the store's own bytes (see above)
+    if not isinstance(engine, Engine):
+        raise TypeError(f"a snapshot holds a {type(engine).__name__}, not an Engine")
+    return engine

@@ -1,0 +1,179 @@
+"""A worker's snapshot of its engine (streams/snapshots.py): taken on a clean stop, used by
+the next rebuild of the same partition groups instead of replaying the store, and passed
+over whenever the store has moved on for them, or the code is another."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from schemas.envelope import parse_time
+from streams import snapshots
+from streams.store import BatchRecord, InputRecord
+from streams.worker import EngineWorker, WorkerSettings
+from tests.engine.helpers import definitions, sequence
+from tests.integration.history import write_history
+from tests.integration.pipeline import read_topics, start_worker, stop
+from tests.integration.test_worker_resilience import (
+    _apply,
+    _exactly_replays,
+    _produce,
+    _replay,
+)
+
+NAMES = ["p.contacts:0", "p.contacts:1"]
+GROUPS = frozenset({0, 1})
+KEY = snapshots.held_key("wall", 2, GROUPS)
+
+
+@pytest.fixture
+async def worker(database_url: str, pg_schema: str) -> AsyncIterator[EngineWorker]:
+    # The consumer is never started: the tests only rebuild from the store.
+    made = EngineWorker(WorkerSettings("127.0.0.1:1", database_url, schema=pg_schema, relay=False))
+    made.partition_count = 2
+    try:
+        yield made
+    finally:
+        made.store.close()
+
+
+def _created(contact: str, partition: int, offset: int, time: str) -> InputRecord:
+    raw = (
+        b'{"specversion":"1.0","id":"' + contact.encode() + b'","source":"crm",'
+        b'"type":"contact.created","time":"'
+        + time.encode()
+        + b'","subject":"'
+        + contact.encode()
+        + b'","data":{"contact_id":"'
+        + contact.encode()
+        + b'"}}'
+    )
+    return InputRecord("p.contacts", partition, offset, None, 0, raw)
+
+
+def _given_a_snapshot_of_two_contacts(worker: EngineWorker) -> None:
+    first = _created("a", 0, 0, "2027-07-06T10:00:00Z")
+    second = _created("b", 1, 0, "2027-07-06T11:00:00Z")
+    worker.store.write(BatchRecord(stored=[first.stored(), second.stored()]))
+    rebuilt = worker._replay_store(NAMES, GROUPS)
+    assert rebuilt.snapshot is None  # none yet: replayed
+    snapshots.save(worker.store, KEY, rebuilt.engine, worker.partition_of, applied=0, spanned=False)
+
+
+def test_a_rebuild_takes_the_snapshot_when_nothing_was_recorded_since(
+    worker: EngineWorker,
+) -> None:
+    _given_a_snapshot_of_two_contacts(worker)
+    # when the same groups are rebuilt again
+    rebuilt = worker._replay_store(NAMES, GROUPS)
+    # then the engine is the snapshot's: nothing replayed, both contacts known
+    assert rebuilt.snapshot is not None
+    assert rebuilt.inputs == 0
+    assert sorted(rebuilt.engine.contacts) == ["a", "b"]
+    # and it decides with the worker's own partitions (its partition_of came back)
+    assert rebuilt.engine._partition_of is not None
+    assert rebuilt.engine._partition_of("a") == worker.partition_of("a")
+
+
+def test_an_input_recorded_after_the_snapshot_makes_the_rebuild_replay(
+    worker: EngineWorker,
+) -> None:
+    _given_a_snapshot_of_two_contacts(worker)
+    # when another worker records an input of these groups after it
+    later = _created("c", 1, 1, "2027-07-06T12:00:00Z")
+    worker.store.write(BatchRecord(stored=[later.stored()]))
+    rebuilt = worker._replay_store(NAMES, GROUPS)
+    # then the store is replayed, the later input with it
+    assert rebuilt.snapshot is None
+    assert rebuilt.inputs == 3
+    assert sorted(rebuilt.engine.contacts) == ["a", "b", "c"]
+
+
+def test_a_snapshot_of_other_groups_or_other_code_is_passed_over(
+    worker: EngineWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _given_a_snapshot_of_two_contacts(worker)
+    # a rebuild of one of the groups only replays
+    alone = worker._replay_store(["p.contacts:0"], frozenset({0}))
+    assert alone.snapshot is None
+    assert sorted(alone.engine.contacts) == ["a"]
+    # and so does one by code other than the snapshot's
+    monkeypatch.setattr(snapshots, "code_fingerprint", lambda: "another version")
+    assert worker._replay_store(NAMES, GROUPS).snapshot is None
+
+
+def test_definitions_changed_after_the_snapshot_are_adopted_on_taking_it(
+    worker: EngineWorker,
+) -> None:
+    _given_a_snapshot_of_two_contacts(worker)
+    # when a definition change is recorded after it (no input with it)
+    document = definitions(sequence())
+    at: datetime = parse_time("2027-07-06T12:30:00Z")
+    worker.store.write(BatchRecord(definition=(document, [], at, "defs-after")))
+    rebuilt = worker._replay_store(NAMES, GROUPS)
+    # then the snapshot is taken, with the change adopted as a replay adopts it at the end
+    assert rebuilt.snapshot is not None
+    assert "seq" in rebuilt.engine.sequences
+    assert rebuilt.applied > 0
+
+
+# What the worker logs on stopping with a snapshot, and on starting from one.
+KEPT = "kept the engine as a snapshot"
+TAKEN = re.compile(r"took the engine from its snapshot")
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_worker_stopped_and_started_again_goes_on_from_its_snapshot_as_replay(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    definitions_file, history = write_history(tmp_path, events=4_000, contacts=800, seed=31)
+    expected = _replay(tmp_path, definitions_file, history)
+    lines = history.read_bytes().splitlines(keepends=True)
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_bytes(b"".join(lines[: len(lines) // 2]))
+    second.write_bytes(b"".join(lines[len(lines) // 2 :]))
+    logs = [tmp_path / "worker-0.log", tmp_path / "worker-1.log"]
+    prefix = pipeline_prefix
+    worker = start_worker(kafka_bootstrap, fresh_database_url, prefix, log_to=logs[0])
+    try:
+        # given a worker that decided the first half and stopped cleanly
+        _apply(kafka_bootstrap, prefix, definitions_file)
+        _produce(kafka_bootstrap, prefix, first)
+        read_topics(kafka_bootstrap, prefix, ("decisions",), expect=1, quiet=5, limit=120)
+        stop(worker)
+        assert worker.returncode == 0
+        assert KEPT in logs[0].read_text(errors="replace")
+        # when it starts again and the second half comes
+        worker = start_worker(kafka_bootstrap, fresh_database_url, prefix, log_to=logs[1])
+        _wait_for(TAKEN, logs[1])
+        _produce(kafka_bootstrap, prefix, second)
+        got = read_topics(
+            kafka_bootstrap,
+            prefix,
+            ("decisions", "effects", "contacts"),
+            expect=len(expected),
+            quiet=20,
+            limit=600,
+        )
+        assert worker.poll() is None, "the worker died"
+    finally:
+        stop(worker)
+    # then it decided exactly what an uninterrupted replay decides
+    _exactly_replays(got, expected)
+    assert "replayed" not in logs[1].read_text(errors="replace")
+
+
+def _wait_for(pattern: re.Pattern[str], log: Path, limit: float = 90) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if pattern.search(log.read_text(errors="replace")):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{log.name}: no {pattern.pattern!r} in {limit:g} s")
