@@ -35,17 +35,6 @@ from streams.store import EVENTS_TABLE, EngineStore
 
 log = logging.getLogger("dripstream.worker")
 
-SNAPSHOTS_DDL = (
-    "CREATE TABLE IF NOT EXISTS {schema}.dripstream_snapshots ("
-    " held text PRIMARY KEY,"
-    " code text NOT NULL,"
-    " last_record bigint NOT NULL,"
-    " applied bigint NOT NULL,"
-    " spanned boolean NOT NULL,"
-    " taken_at timestamptz NOT NULL DEFAULT now(),"
-    " body bytea NOT NULL)"
-)
-
 # The sources whose classes a pickled engine holds, and the libraries it holds objects of.
 _DOMAIN = ("aggregates", "schemas")
 _LIBRARIES = ("holidays", "phonenumbers")
@@ -96,7 +85,6 @@ def save(
     body = _pickled(engine, partition_of)
     schema = store.datastore.schema
     with store.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-        curs.execute(SNAPSHOTS_DDL.format(schema=schema))
         # The writers' lock: a write under way (another worker's) commits before the last
         # id is read, so none can commit a lower id after it.
         curs.execute(f"LOCK TABLE {schema}.{EVENTS_TABLE} IN EXCLUSIVE MODE")
@@ -120,7 +108,6 @@ def load(store: EngineStore, key: str, partition_of: Callable[[str], int]) -> Sn
     """The snapshot of `key` written by this code, or None."""
     schema = store.datastore.schema
     with store.datastore.get_connection() as conn, conn.cursor() as curs:
-        curs.execute(SNAPSHOTS_DDL.format(schema=schema))
         curs.execute(
             "SELECT last_record, applied, spanned, taken_at, body"  # noqa: S608
             f" FROM {schema}.dripstream_snapshots WHERE held = %s AND code = %s",

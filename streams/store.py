@@ -60,6 +60,15 @@ OUTBOX_DDL = (
     "CREATE TABLE IF NOT EXISTS {schema}.dripstream_deployment ("
     " one boolean PRIMARY KEY DEFAULT true CHECK (one),"
     " topic_prefix text NOT NULL)",
+    # A clean stop's engine, for the next rebuild of the same groups (streams/snapshots.py).
+    "CREATE TABLE IF NOT EXISTS {schema}.dripstream_snapshots ("
+    " held text PRIMARY KEY,"
+    " code text NOT NULL,"
+    " last_record bigint NOT NULL,"
+    " applied bigint NOT NULL,"
+    " spanned boolean NOT NULL,"
+    " taken_at timestamptz NOT NULL DEFAULT now(),"
+    " body bytea NOT NULL)",
 )
 
 # Whoever commits outbox rows wakes the relay on this channel (payload: the schema).

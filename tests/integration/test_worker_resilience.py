@@ -277,8 +277,12 @@ def test_worker_processes_decide_as_replay_and_stop_cleanly_on_sigterm(
         assert group.returncode == 0
 
 
-# A rebuild as a process of `worker --processes` logs it: its name, then the count.
-REBUILT_BY = re.compile(r"(dripstream-worker-\d+) dripstream\.worker INFO replayed \d+ stored")
+# A rebuild as a process of `worker --processes` logs it: its name, then the count (or,
+# after a clean stop of the same partitions, the snapshot it took instead).
+REBUILT_BY = re.compile(
+    r"(dripstream-worker-\d+) dripstream\.worker INFO"
+    r" (?:replayed \d+ stored|took the engine from its snapshot)"
+)
 
 
 def _both_assigned(log: Path, limit: float = 60) -> None:

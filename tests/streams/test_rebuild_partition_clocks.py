@@ -13,8 +13,8 @@ from aggregates.engine import Engine
 from schemas.envelope import format_time
 from schemas.validation import decode_event
 from streams import routing
+from streams.engine_rebuild import replay_store
 from streams.store import Definitions, Replayable
-from streams.worker import EngineWorker
 from tests.engine.helpers import definitions, event, sequence
 
 T0 = datetime.fromisoformat("2027-03-01T15:00:00+00:00")
@@ -48,10 +48,7 @@ def test_a_group_replayed_after_the_others_finds_their_throttle_minutes_counted(
     for raw, partition in stored:
         live.handle(decode_event(raw), partition=partition)
 
-    worker = object.__new__(EngineWorker)
-    worker.event_clock = True
-    worker.partition_count = 2
-    worker.store = SimpleNamespace(
+    store = SimpleNamespace(
         definitions_after=lambda _version: [
             Definitions(1, DEFINITIONS, (), T0 - timedelta(hours=1))
         ],
@@ -60,7 +57,13 @@ def test_a_group_replayed_after_the_others_finds_their_throttle_minutes_counted(
             for n, (raw, partition) in enumerate(stored, start=1)
         ),
     )
-    rebuilt = worker._replay_store(["p.contacts:0", "p.contacts:1"], frozenset({0, 1})).engine
+    rebuilt = replay_store(
+        store,  # type: ignore[arg-type]
+        ["p.contacts:0", "p.contacts:1"],
+        frozenset({0, 1}),
+        partition_of=lambda c: routing.kafka_partition(c, 2),
+        event_clock=True,
+    ).engine
 
     due = live.enrollments[late_contact]["seq"].due_at
     assert due == T0 + timedelta(minutes=12)
