@@ -72,12 +72,12 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import getaddresses, parseaddr
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aggregates.lead_body import HTML_TAG, html_lines, json_lines, without_tags
 from aggregates.lead_labels import LABELS, NOT_ALNUM, REMARK, field_of, is_label
+from aggregates.mail_addresses import parsed_address, parsed_addresses
 from aggregates.phones import first_phone_in, to_e164
 
 
@@ -117,7 +117,10 @@ _FIELD_LINE: Final = re.compile(
     r"(?P<sep>:|=|\t|\s[-\u2013\u2014]\s)(?P<value>.*)$"
 )
 # What may surround a label written alone on its line: "--- Name ---", "**Phone**", "Email:".
-_LABEL_DECORATION: Final = re.compile(r"^[\s*•·#=_-]+|[\s*•·#=_:?-]+$")
+_LEADING_DECORATION: Final = re.compile(r"[\s*•·#=_-]+")
+# Matched at the start of the reversed text: a search for a run at the end tried every
+# position of a long run in the middle of a line, in time quadratic in its length.
+_TRAILING_DECORATION: Final = re.compile(r"[\s*•·#=_:?-]+")
 # A header block of a forwarded message pasted without a marker line above it: a From
 # line, then Sent or Date and Subject lines (Outlook's plain forward).
 _HEADER_FROM: Final = re.compile(r"^\s*from:\s*\S", re.IGNORECASE)
@@ -171,7 +174,10 @@ _SIGN_OFF: Final = re.compile(
     r"best|best wishes|cheers|sincerely|yours truly|respectfully)[ \t]*[,.!]?",
     re.IGNORECASE,
 )
-_PAIR_SEPARATOR: Final = re.compile(r"(\s*[|;]\s*)")
+# Whitespace before the `|` or `;` is taken from where its run starts, not from inside it
+# (tried at every space of a long run that none ends, it took time quadratic in the run's
+# length); the second form is a separator right after the whitespace a match took.
+_PAIR_SEPARATOR: Final = re.compile(r"((?<!\s)\s*[|;]\s*|(?<=\s)[|;]\s*)")
 
 
 def parse_lead_email(
@@ -180,7 +186,7 @@ def parse_lead_email(
     """The lead written in an intake e-mail, or why there is none."""
     if not body.strip():
         return LeadProblem("empty body")
-    if _DELIVERY_FAILURE.match(parseaddr(sender or "")[1]):
+    if _DELIVERY_FAILURE.match(parsed_address(sender or "")[1]):
         # A bounce quotes the mail that failed (a lead form, say): no one is asking.
         return LeadProblem(f"a delivery failure notice from {_shown(sender or '')}")
     body = body.lstrip("\ufeff").replace("\uff1a", ":")  # a BOM; a full-width colon
@@ -288,7 +294,7 @@ def intake_candidates(to: str) -> list[str]:
     if _PLAIN_ADDRESS.fullmatch(bare):  # the usual case, without the parser's cost
         addresses = [bare.lower()]
     else:
-        found = [a.strip().lower() for _, a in getaddresses([to.replace(";", ",")]) if "@" in a]
+        found = [a.strip().lower() for _, a in parsed_addresses([to.replace(";", ",")]) if "@" in a]
         addresses = found or [bare.lower()]
     candidates: list[str] = []
     for address in addresses:
@@ -438,10 +444,18 @@ def _match(line: str) -> tuple[str | None, str, str] | None:
 def _bare_label(line: str) -> str | None:
     """The field a known label names when it stands alone on its line ("Phone", "--- Name
     ---", a table cell of its own): its value is on the next line."""
-    text = _LABEL_DECORATION.sub("", line)
+    text = _undecorated(line)
     if not text or len(text) > 30 or not text[0].isalpha() or not is_label(text):
         return None
     return field_of(text)
+
+
+def _undecorated(line: str) -> str:
+    """A line without what may surround a label: "--- Name ---", "**Phone**", "Email:"."""
+    leading = _LEADING_DECORATION.match(line)
+    text = line[leading.end() :] if leading else line
+    trailing = _TRAILING_DECORATION.match(text[::-1])
+    return text[: len(text) - trailing.end()] if trailing else text
 
 
 def _read_fields(lines: Sequence[str]) -> _Fields:
@@ -695,7 +709,7 @@ def _name_and_address(value: str) -> tuple[str, str]:
     name, bracket, rest = value.rpartition("<")
     if bracket and rest.rstrip().endswith(">"):
         return name.strip().strip('"').strip(), rest.rstrip()[:-1].strip()
-    return parseaddr(value)
+    return parsed_address(value)
 
 
 def _a_persons(email: str) -> bool:
@@ -711,7 +725,7 @@ _DELIVERY_FAILURE: Final = re.compile(r"^(?:mailer-daemon|postmaster)@", re.IGNO
 def _lead_from_sender(subject: str | None, sender: str | None, mail: _Body) -> ParsedLead | None:
     """The sender as the lead, when the mail is a person writing in (module notes); in a
     reply, from their own text above the mail it quotes."""
-    display, address = parseaddr(sender or "")
+    display, address = parsed_address(sender or "")
     email = _email(address) if address else None
     if email is None or not any(c.isalpha() for c in display):
         return None

@@ -17,8 +17,10 @@ _TAG_NAMES: Final = (
 )
 HTML_TAG: Final = re.compile("<" + _TAG_NAMES, re.IGNORECASE)
 # A whole tag of those, opening or closing: what a plain reading of a body with a few tags
-# drops ("<div>Name: Maya" is "Name: Maya"), leaving "<b.smith@example.com>" as it is.
-_WHOLE_TAG: Final = re.compile("</?" + _TAG_NAMES + "[^>]*>", re.IGNORECASE)
+# drops ("<div>Name: Maya" is "Name: Maya"), leaving "<b.smith@example.com>" as it is. No
+# `<` inside one: each try then stops at the next `<`, where an unclosed "<a " ran to the
+# end of the text from every one of many.
+_WHOLE_TAG: Final = re.compile("</?" + _TAG_NAMES + "[^<>]*>", re.IGNORECASE)
 
 
 def without_tags(line: str) -> str:
@@ -225,6 +227,9 @@ def json_lines(body: str) -> list[str] | None:
 def html_lines(body: str, is_label: Callable[[str], bool]) -> list[str]:
     """The lines of an HTML body; `is_label` tells a label cell from a value."""
     parser = _HtmlLines(is_label)
+    # A `<` with no `>` before the next `<` (or the end) starts no tag: written as text, or
+    # Python's parser scans from each such `<` to the end ("<a <a <a …" took minutes).
+    body = _UNCLOSED_LT.sub("&lt;", body)
     try:
         parser.feed(body)
         parser.close()
@@ -236,7 +241,9 @@ def html_lines(body: str, is_label: Callable[[str], bool]) -> list[str]:
     return parser.lines
 
 
-_TAG: Final = re.compile(r"<[^>]*>")
+_TAG: Final = re.compile(r"<[^<>]*>")  # no `<` inside, as _WHOLE_TAG
+# Each look ahead stops at the next `<` or `>`: linear over the body.
+_UNCLOSED_LT: Final = re.compile(r"<(?=[^<>]*(?:<|\Z))")
 
 
 def _offset(body: str, position: tuple[int, int]) -> int:

@@ -11,9 +11,9 @@ import hashlib
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from email.utils import getaddresses
 from typing import Final
 
+from aggregates.mail_addresses import parsed_addresses
 from effects import outcomes
 from schemas.envelope import EFFECTS_SOURCE, CloudEvent
 
@@ -77,7 +77,7 @@ def _printable(text: str) -> str:
 
 def first_address(header: str) -> str:
     """The first address of a To:-style header, lower-cased; "" when it has none."""
-    addresses = [address for _, address in getaddresses([header]) if address]
+    addresses = [address for _, address in parsed_addresses([header]) if address]
     return addresses[0].strip().lower() if addresses else ""
 
 

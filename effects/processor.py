@@ -15,9 +15,9 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 from typing import Any
 
+from aggregates.mail_addresses import parsed_address
 from effects import commands as kinds
 from effects import outcomes
 from effects.commands import CommandRejected, EffectCommand, effect_id_of, read_command
@@ -509,7 +509,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def is_email_address(text: str) -> bool:
     """An address of a plausible shape (`local@domain.tld`), bare or `Name <address>`; never
     with a control character, which parseaddr would cut off unseen ("a@x.com\r\nBcc: …")."""
-    return _CONTROL.search(text) is None and _ADDRESS.fullmatch(parseaddr(text)[1]) is not None
+    return _CONTROL.search(text) is None and _ADDRESS.fullmatch(parsed_address(text)[1]) is not None
 
 
 def _recipient(message: SmsMessage) -> str:
