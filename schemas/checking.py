@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from importlib import resources
@@ -203,6 +204,44 @@ def too_deep(value: object, limit: int = DEPTH_LIMIT) -> bool:
 
 # The JSON writer (orjson) writes integers of 64 bits at most.
 INTEGER_RANGE = (-(2**63), 2**63 - 1)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE_REASON = "holds a lone surrogate (U+D800 to U+DFFF), which UTF-8 cannot write"
+NOT_FINITE_REASON = "must be a finite number, not NaN or infinity"
+NOT_JSON_REASON = (
+    "is no JSON value (YAML's !!binary, !!set, !!timestamp, !!omap or !!pairs): write it as"
+    " a string, number, list or mapping"
+)
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def first_unwritable(value: object, path: str = "") -> tuple[str, str] | None:
+    """The path of the first value in a parsed document that no JSON output can hold, and
+    why: a lone surrogate in a string or key (a `\\ud800` escape), NaN or infinity, or a
+    value of a type JSON lacks (YAML's `!!binary`, `!!set`, `!!timestamp`, `!!omap`)."""
+    if isinstance(value, str):
+        return (path, SURROGATE_REASON) if _SURROGATE.search(value) else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, NOT_FINITE_REASON)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = _join(path, str(key))
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return here, SURROGATE_REASON
+            found = first_unwritable(item, here)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = first_unwritable(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, _JSON_SCALARS):
+        return None
+    return path, NOT_JSON_REASON
+
+
 INTEGER_REASON = "is too large a number (at most 9,223,372,036,854,775,807)"
 
 

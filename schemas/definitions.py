@@ -100,6 +100,10 @@ def validate_definition_document(doc: object) -> dict[str, Any]:
     nul = checking.first_nul(doc)
     if nul is not None:
         raise _rejection(doc, nul, checking.NUL_REASON)
+    unwritable = checking.first_unwritable(doc)
+    if unwritable is not None:
+        # Else it loads, and the engine's first output holding it cannot be written.
+        raise _rejection(doc, *unwritable)
     huge = checking.first_huge_integer(doc)
     if huge is not None:
         # Else it loads, and the engine's first output naming it cannot be written.

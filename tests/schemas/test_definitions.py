@@ -674,6 +674,51 @@ def test_a_nul_character_in_a_definition_is_refused_naming_where() -> None:
     assert key_refused.key == "note\\u0000"
 
 
+def text_refusal(text: str) -> DefinitionRejected:
+    with pytest.raises(DefinitionRejected) as caught:
+        load_definition_text(text)
+    return caught.value
+
+
+def test_a_lone_surrogate_in_a_definition_is_refused_naming_where() -> None:
+    # a `\\ud800` escape in JSON or YAML loads, and no output holding it can be written
+    refused = text_refusal('{"sequences": [{"id": "s", "name": "a\\ud800"}]}')
+    assert (refused.sequence_id, refused.key) == ("s", "name")
+    assert "lone surrogate" in refused.reason
+    yaml_key = text_refusal('sequences:\n  - {id: s, name: S, "\\udc00": 1}')
+    assert yaml_key.key == "\udc00"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (
+            "sequences:\n  - {id: s, name: S,"
+            " steps: [{id: a, type: add_tag, tag: t, z: !!binary aGk=}]}",
+            "steps[0].z",
+        ),
+        (
+            "sequences:\n  - {id: s, name: S, triggers: [{type: contact_created, z: !!set {a}}]}",
+            "triggers[0].z",
+        ),
+        ("sequences:\n  - {id: s, name: S, when: !!timestamp 2027-01-01}", "when"),
+        ("sequences:\n  - {id: s, name: S, z: !!omap [a: 1]}", "z[0]"),
+    ],
+    ids=["binary", "set", "timestamp", "omap"],
+)
+def test_a_yaml_value_json_cannot_write_is_refused_naming_where(text: str, key: str) -> None:
+    refused = text_refusal(text)
+    assert (refused.sequence_id, refused.key) == ("s", key)
+    assert refused.reason.startswith("is no JSON value")
+
+
+@pytest.mark.parametrize("number", ["NaN", "-Infinity", "1e400"])
+def test_a_number_that_is_not_finite_is_refused(number: str) -> None:
+    text = '{"sequences": [{"id": "s", "name": "S", "x": ' + number + "}]}"
+    refused = text_refusal(text)
+    assert (refused.key, refused.reason) == ("x", "must be a finite number, not NaN or infinity")
+
+
 def test_a_file_named_json_is_read_as_json_and_its_mistakes_told_in_json_words(
     tmp_path: Path,
 ) -> None:
