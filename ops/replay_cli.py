@@ -147,6 +147,13 @@ def run(args: argparse.Namespace) -> int:
             " changes and were not applied again",
             file=sys.stderr,
         )
+    if stats.watermarks and stats.first_watermark is not None:
+        print(
+            f"dripstream: {inputs.label}{stats.watermarks} stream.watermark event(s) (the first"
+            f" at {inputs.at(stats.first_watermark)}) were passed over: they order a worker's"
+            " topics, and a replay goes by the file's order",
+            file=sys.stderr,
+        )
     if not stats.inputs and not stats.rejected:
         print(
             "dripstream: no input event was decided: the output holds the sequence definitions"

@@ -73,6 +73,8 @@ class ReplayStats:
     beyond_until: int = 0
     own_changes: int = 0
     first_own_change: int | None = None  # its line number
+    watermarks: int = 0  # producers' stream.watermark lines, passed over
+    first_watermark: int | None = None  # its line number
     duplicates: int = 0  # repeats of an input already decided (same source and id)
     first_duplicate: int | None = None  # its line number
     late: int = 0  # inputs earlier than one before them in the file
@@ -145,7 +147,10 @@ def _replay(
             on_rejected(decoded)
             continue
         if EVENT_TYPES[decoded.type].direction == "control":
-            continue  # a producer's watermark: it orders topics, it is not a fact to decide
+            # A producer's watermark: it orders a worker's topics, it is no fact to decide.
+            stats.watermarks += 1
+            stats.first_watermark = stats.first_watermark or number
+            continue
         if decoded.source == ENGINE_SOURCE:
             # The engine's own contact changes, e.g. in a dump of the contacts topic: they
             # were applied when they were decided, so applying them again would double them.

@@ -650,6 +650,26 @@ def test_own_changes_are_passed_over_with_a_word_and_other_facts_under_its_sourc
     assert [e["type"] for e in outputs].count("sms.send") == 1  # the upstream tag enrolled
 
 
+def test_watermarks_are_passed_over_with_a_word(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given a producer's file with a watermark between the facts (as it writes to Kafka)
+    mark = {
+        **GOOD_LINES[1],
+        "id": "w-1",
+        "type": "stream.watermark",
+        "data": {"producer": "dripstream produce"},
+    }
+    lines = [orjson.dumps(e) for e in [GOOD_LINES[0], mark, GOOD_LINES[1]]]
+    # when it is replayed
+    status, outputs, letters = replay(tmp_path, ONLY_SEQUENCES, lines)
+    # then it decides the facts alone, and says it passed the watermark over, with its line
+    assert (status, letters) == (0, [])
+    said = capsys.readouterr().err
+    assert "1 stream.watermark event(s) (the first at line 2) were passed over" in said
+    assert [e["type"] for e in outputs].count("sms.send") == 1
+
+
 def test_a_line_with_a_nul_character_is_a_dead_letter_naming_the_field(tmp_path: Path) -> None:
     nul = {**GOOD_LINES[1], "id": "e-9", "data": {"contact_id": "c-1", "tag": "h\u0000t"}}
     lines = [orjson.dumps(e) for e in [GOOD_LINES[0], nul, GOOD_LINES[1]]]
