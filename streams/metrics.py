@@ -61,6 +61,11 @@ class WorkerMetrics:
             registry=r,
         )
         self.rebuilds = Counter("dripstream_rebuilds", "Engine rebuilds from the store", registry=r)
+        self.snapshots_taken = Counter(
+            "dripstream_snapshots_taken",
+            "Rebuilds that took the engine's snapshot of a clean stop instead of replaying",
+            registry=r,
+        )
         self.writes_again = Counter(
             "dripstream_writes_again",
             "Writes cut off by a lost PostgreSQL and written again once it answered, with no"

@@ -897,6 +897,7 @@ class EngineWorker:
             self.consumer.seek(tp, position + 1 if position is not None else 0)
         self.metrics.rebuilds.inc()
         if replayed.snapshot is not None:
+            self.metrics.snapshots_taken.inc()
             log.info(
                 "took the engine from its snapshot of %s (nothing recorded for these"
                 " partitions since)",

@@ -18,7 +18,7 @@ from streams.store import BatchRecord, InputRecord
 from streams.worker import EngineWorker, WorkerSettings
 from tests.engine.helpers import definitions, sequence
 from tests.integration.history import write_history
-from tests.integration.pipeline import read_topics, start_worker, stop
+from tests.integration.pipeline import free_port, metric, read_topics, start_worker, stop
 from tests.integration.test_worker_resilience import (
     _apply,
     _exactly_replays,
@@ -151,8 +151,17 @@ def test_a_worker_stopped_and_started_again_goes_on_from_its_snapshot_as_replay(
         assert worker.returncode == 0
         assert KEPT in logs[0].read_text(errors="replace")
         # when it starts again and the second half comes
-        worker = start_worker(kafka_bootstrap, fresh_database_url, prefix, log_to=logs[1])
+        port = free_port()
+        worker = start_worker(
+            kafka_bootstrap,
+            fresh_database_url,
+            prefix,
+            "--metrics-port",
+            str(port),
+            log_to=logs[1],
+        )
         _wait_for(TAKEN, logs[1])
+        assert metric(port, "dripstream_snapshots_taken_total") == 1
         _produce(kafka_bootstrap, prefix, second)
         got = read_topics(
             kafka_bootstrap,
