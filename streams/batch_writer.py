@@ -41,7 +41,7 @@ Offsets = dict[Any, int]
 
 
 class Store(Protocol):
-    def write(self, batch: BatchRecord) -> None: ...
+    def write(self, batch: BatchRecord) -> int | None: ...
 
 
 class BatchWriter:
@@ -70,6 +70,9 @@ class BatchWriter:
         self._refused = refused
         self._lost = lost
         self._gather_at_most = gather_at_most
+        # The notification id of the last input or tick written (or read by the rebuild
+        # this worker's state comes from): a snapshot of that state covers the store up to it.
+        self.last_record = 0
         # The write under way, and what was decided since, waiting to be written next.
         self.writer: asyncio.Task[None] | None = None
         self.pending = BatchRecord()
@@ -137,7 +140,7 @@ class BatchWriter:
             self.drop_pending()
             started = time.perf_counter()
             try:
-                await asyncio.to_thread(self._store.write, record)
+                written = await asyncio.to_thread(self._store.write, record)
             except AlreadyRecorded:
                 # Another worker recorded one of these groups first (a rebalance fenced
                 # us): our in-memory state is stale, so start again from the store, and
@@ -162,6 +165,8 @@ class BatchWriter:
                 self._lost()
                 return
             self._write_seconds.observe(time.perf_counter() - started)
+            if written is not None:
+                self.last_record = max(self.last_record, written)
             if commits:
                 # Kafka's offsets only show the group's progress (the store decides where
                 # a worker resumes): committed beside the writes, not between them.

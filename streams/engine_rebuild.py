@@ -5,7 +5,7 @@ decided. It is how a worker takes partitions over (streams/worker.py) without sn
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from aggregates.duplicates import ReusedIdentityError
@@ -13,7 +13,7 @@ from aggregates.engine import DEFINITION_COMMANDS, Engine
 from schemas.validation import decode_stored
 from streams import snapshots
 from streams.snapshots import Snapshot
-from streams.store import EngineStore, in_definitions_order
+from streams.store import Definitions, EngineStore, Replayable, in_definitions_order
 
 log = logging.getLogger("dripstream.worker")
 
@@ -31,7 +31,8 @@ class Replayed(NamedTuple):
     applied: int  # the definitions version in force at the end
     inputs: int  # stored inputs replayed
     spanned: bool  # a sequence spanned contacts in some definitions adopted on the way
-    snapshot: Snapshot | None = None  # the one taken instead of replaying, if any
+    last_record: int  # the notification id of the last record its state covers (0: none)
+    snapshot: Snapshot | None = None  # the one it started from, if any
 
 
 def spanned_in_store(store: EngineStore) -> bool:
@@ -55,67 +56,86 @@ def replay_store(
     key: str | None = None,
 ) -> Replayed:
     """A fresh engine from the stored inputs of the streams `names` (`topic:partition`, of
-    the partition `groups`), or from the snapshot `key` when nothing was recorded for them
-    after it (streams/snapshots.py). It may run in a thread: it reads only the store."""
+    the partition `groups`), in the order they were decided; or the snapshot `key`
+    (streams/snapshots.py) with the records stored after it replayed on top, when they
+    all come after its records in that order. It may run in a thread: it reads only the
+    store."""
     snapshot = snapshots.load(store, key, partition_of) if key is not None else None
-    if snapshot is not None and next(store.replayable(names, snapshot.last_record), None) is None:
-        return _from_snapshot(store, snapshot)
+    if snapshot is not None:
+        later = list(store.replayable(names, snapshot.last_record))
+        # A record decided under definitions older than the snapshot's goes, in a full
+        # replay, before some of the snapshot's own (another worker adopting a change
+        # late): the snapshot cannot stand for them then.
+        if all(item.definitions >= snapshot.applied for item in later):
+            rebuild = _Rebuild(snapshot.engine, store.definitions_after(snapshot.applied))
+            rebuild.applied, rebuild.spanned = snapshot.applied, snapshot.spanned
+            rebuild.last_record = snapshot.last_record
+            return rebuild.replay(later, snapshot)
+        log.info("the engine's snapshot is passed over: records after it go before it")
     engine = Engine(partition_of=partition_of, live=not event_clock)
     if event_clock:
         # As live: until every group held has been replayed up to a minute, its throttle
         # places and owner notices stay, for the groups replayed later.
         engine.expect_partitions(groups)
-    pending = store.definitions_after(0)
-    applied = 0
-    replayed = 0
-    spanned = False
-    for item in in_definitions_order(store.replayable(names)):
-        while pending and pending[0].version <= item.definitions:
+    return _Rebuild(engine, store.definitions_after(0)).replay(store.replayable(names), None)
+
+
+class _Rebuild:
+    """Records replayed into an engine, each definitions change adopted before the first
+    record decided under it."""
+
+    def __init__(self, engine: Engine, pending: list[Definitions]) -> None:
+        self.engine = engine
+        self.pending = pending
+        self.applied = 0
+        self.spanned = False
+        self.replayed = 0
+        self.last_record = 0
+
+    def replay(self, items: Iterable[Replayable], snapshot: Snapshot | None) -> Replayed:
+        for item in in_definitions_order(items):
+            self._adopt(item.definitions)
+            self.last_record = max(self.last_record, item.notification_id)
+            if item.kind == "adopt":
+                continue  # the change it marks was adopted just above
+            if item.kind == "tick" and item.at is not None:
+                self.engine.advance(item.at, partition=item.partition)
+            elif item.event is not None:
+                self._input(item)
+        self._adopt(None)
+        return Replayed(
+            self.engine, self.applied, self.replayed, self.spanned, self.last_record, snapshot
+        )
+
+    def _adopt(self, up_to: int | None) -> None:
+        """The pending changes up to version `up_to` (None: all of them)."""
+        pending, engine = self.pending, self.engine
+        while pending and (up_to is None or pending[0].version <= up_to):
             change = pending.pop(0)
             engine.adopt(
                 change.document, change.deleted, change.applied_at, f"defs:{change.version}"
             )
-            applied = change.version
-            spanned = spanned or needs_one_worker(engine)
-        if item.kind == "adopt":
-            continue  # the change it marks was adopted just above
-        if item.kind == "tick" and item.at is not None:
-            engine.advance(item.at, partition=item.partition)
-        elif item.event is not None:
-            # What was decided is replayed as it was: an input stored before a check of
-            # today refused its kind must not stop the rebuild.
-            event = decode_stored(item.event)
-            if event.type in DEFINITION_COMMANDS:
-                # Its change is adopted above by version, where each group took it: decided
-                # here, it would govern other groups' inputs decided before.
-                engine.remember(event, item.at)
-                replayed += 1
-                continue
-            try:
-                if item.at is not None:  # decided by the wall clock
-                    engine.handle(event, at=item.at)
-                else:
-                    engine.handle(event, partition=item.partition)
-            except ReusedIdentityError:
-                # Two engines (two processes, or one before and after a rebalance) each
-                # decided an input under this id; now together, the second is refused here
-                # as it would be live. What it decided was published.
-                log.warning("stored input %s reuses an id decided before", event.identity)
-            replayed += 1
-    for change in pending:
-        engine.adopt(change.document, change.deleted, change.applied_at, f"defs:{change.version}")
-        applied = change.version
-        spanned = spanned or needs_one_worker(engine)
-    return Replayed(engine, applied, replayed, spanned)
+            self.applied = change.version
+            self.spanned = self.spanned or needs_one_worker(engine)
 
-
-def _from_snapshot(store: EngineStore, snapshot: Snapshot) -> Replayed:
-    """The snapshot's engine, with the definitions changed since adopted as a rebuild
-    adopts those after its last stored record."""
-    engine = snapshot.engine
-    applied, spanned = snapshot.applied, snapshot.spanned
-    for change in store.definitions_after(applied):
-        engine.adopt(change.document, change.deleted, change.applied_at, f"defs:{change.version}")
-        applied = change.version
-        spanned = spanned or needs_one_worker(engine)
-    return Replayed(engine, applied, 0, spanned, snapshot)
+    def _input(self, item: Replayable) -> None:
+        assert item.event is not None
+        # What was decided is replayed as it was: an input stored before a check of today
+        # refused its kind must not stop the rebuild.
+        event = decode_stored(item.event)
+        self.replayed += 1
+        if event.type in DEFINITION_COMMANDS:
+            # Its change is adopted by version, where each group took it: decided here, it
+            # would govern other groups' inputs decided before.
+            self.engine.remember(event, item.at)
+            return
+        try:
+            if item.at is not None:  # decided by the wall clock
+                self.engine.handle(event, at=item.at)
+            else:
+                self.engine.handle(event, partition=item.partition)
+        except ReusedIdentityError:
+            # Two engines (two processes, or one before and after a rebalance) each decided
+            # an input under this id; now together, the second is refused here as it would
+            # be live. What it decided was published.
+            log.warning("stored input %s reuses an id decided before", event.identity)

@@ -1,14 +1,16 @@
-"""Snapshots of a worker's engine, so that a clean restart does not replay the whole store.
+"""Snapshots of a worker's engine, so that a restart does not replay the whole store.
 
 Without one, every assignment rebuilds the engine from every stored input of its groups
-(streams/engine_rebuild.py), which takes longer as the history grows. A worker that stops
-cleanly, everything it decided written, keeps its engine here: pickled, with the id of the
-store's last record at that moment, for the partition groups it held. The next rebuild for
-exactly those groups (same partition count, same clock) takes it instead of replaying, but
-only while nothing has been recorded for them since (another worker deciding them
-meanwhile) and only for the same code: a fingerprint of the domain's source and of the
-libraries whose objects the engine holds. Otherwise the rebuild replays the store, as if
-there were no snapshot: a snapshot can only save time, never decide anything.
+(streams/engine_rebuild.py), which takes longer as the history grows. A worker keeps its
+engine here, pickled, now and then and when it stops cleanly, everything it decided written:
+for the partition groups it holds, with the notification id of the last record its state
+covers (its own last write, or the last record its rebuild read). The next rebuild of
+exactly those groups (same partition count, same clock) starts from it and replays only
+the records stored after that id, provided they all come after the snapshot's records in a
+full replay's order (none decided under older definitions) and the code is the same: a
+fingerprint of the domain's source and of the libraries whose objects the engine holds.
+Otherwise the rebuild replays the store, as if there were no snapshot: a snapshot can only
+save time, never decide anything.
 
 Pickle runs code named in its bytes when read: the table is trusted as the store itself is
 (whoever may write the engine's tables already decides what the worker publishes).
@@ -31,7 +33,7 @@ from types import FunctionType, MethodType
 from typing import Any
 
 from aggregates.engine import Engine
-from streams.store import EVENTS_TABLE, EngineStore
+from streams.store import EngineStore
 
 log = logging.getLogger("dripstream.worker")
 
@@ -78,28 +80,23 @@ def save(
     engine: Engine,
     partition_of: Callable[[str], int],
     *,
+    last_record: int,
     applied: int,
     spanned: bool,
 ) -> int:
-    """Keep `engine` as the snapshot of `key`, at the store's last record; its size."""
+    """Keep `engine` as the snapshot of `key`: its state covers the store's records up to
+    the notification id `last_record` (its own last write, or what its rebuild read; a
+    global maximum could hold another worker's records it never saw). Its size."""
     body = _pickled(engine, partition_of)
     schema = store.datastore.schema
     with store.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-        # The writers' lock: a write under way (another worker's) commits before the last
-        # id is read, so none can commit a lower id after it.
-        curs.execute(f"LOCK TABLE {schema}.{EVENTS_TABLE} IN EXCLUSIVE MODE")
-        curs.execute(
-            f"SELECT coalesce(max(notification_id), 0) AS last FROM {schema}.{EVENTS_TABLE}"  # noqa: S608
-        )
-        row = curs.fetchone()
-        last = int(row["last"]) if row else 0
         curs.execute(
             f"INSERT INTO {schema}.dripstream_snapshots"  # noqa: S608
             " (held, code, last_record, applied, spanned, body) VALUES (%s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (held) DO UPDATE SET code = excluded.code,"
             " last_record = excluded.last_record, applied = excluded.applied,"
             " spanned = excluded.spanned, taken_at = now(), body = excluded.body",
-            (key, code_fingerprint(), last, applied, spanned, body),
+            (key, code_fingerprint(), last_record, applied, spanned, body),
         )
     return len(body)
 

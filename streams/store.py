@@ -221,10 +221,11 @@ class EngineRecorder(PostgresProcessRecorder):
             for statement in self.create_table_statements_extra:
                 curs.execute(statement)
 
-    def write(self, batch: BatchRecord, *, copy: bool | None = None) -> None:
+    def write(self, batch: BatchRecord, *, copy: bool | None = None) -> int | None:
         """One transaction. A group whose tracking is not what the batch expects (another
         worker recorded that group since this one read or wrote it) raises IntegrityError
-        and nothing of the batch is kept.
+        and nothing of the batch is kept. Returns the notification id of the batch's last
+        stored record (None without one): a snapshot covers the records up to it.
 
         A large batch goes in with binary COPY (least work per row); a small one as a few
         array-valued statements sent in one pipeline, since COPY costs round trips that
@@ -234,11 +235,16 @@ class EngineRecorder(PostgresProcessRecorder):
         with self.datastore.get_connection() as conn:
             if copy:
                 with conn.transaction(), conn.cursor() as curs:
-                    self._write_copying(curs, batch)
-            else:
-                self._write_pipelined(conn, batch)
+                    return self._write_copying(curs, batch)
+            return self._write_pipelined(conn, batch)
 
-    def _write_copying(self, curs: Cursor[DictRow], batch: BatchRecord) -> None:
+    def _last_id_statement(self) -> str:
+        """The last notification id this session drew: under the write lock, the batch's
+        own ids are the last ones drawn, in order."""
+        table = f"{self.datastore.schema}.{EVENTS_TABLE}"
+        return f"SELECT currval(pg_get_serial_sequence('{table}', 'notification_id')) AS last"
+
+    def _write_copying(self, curs: Cursor[DictRow], batch: BatchRecord) -> int | None:
         schema = self.datastore.schema
         # The write lock comes before any id is drawn from a sequence: readers of the
         # outbox (the relay) and of the notification log (a rebuild) go by id, so no
@@ -255,15 +261,27 @@ class EngineRecorder(PostgresProcessRecorder):
                 copy.set_types(["text", "int8", "text", "bytea"])
                 for e in batch.stored:
                     copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
+        last = None
+        if batch.stored:
+            curs.execute(self._last_id_statement())
+            row = curs.fetchone()
+            last = int(row["last"]) if row else None
         if batch.outbox:
             _copy_outbox(curs, schema, batch.outbox)
         self._write_rest(curs, batch)
+        return last
 
-    def _write_pipelined(self, conn: Connection[DictRow], batch: BatchRecord) -> None:
+    def _write_pipelined(self, conn: Connection[DictRow], batch: BatchRecord) -> int | None:
         schema = self.datastore.schema
         tracked: list[Any] = []
+        last_rows: list[Any] = []
         with conn.transaction():
-            with conn.pipeline(), conn.cursor() as curs, conn.cursor() as tracking:
+            with (
+                conn.pipeline(),
+                conn.cursor() as curs,
+                conn.cursor() as tracking,
+                conn.cursor() as last,
+            ):
                 self._lock_table(curs)  # first, as in _write_copying
                 if batch.trackings:
                     tracking.execute(self._fence_statement(), _fence_arguments(batch))
@@ -281,6 +299,7 @@ class EngineRecorder(PostgresProcessRecorder):
                             4,
                         ),
                     )
+                    last.execute(self._last_id_statement())
                 if batch.outbox:
                     curs.execute(
                         f"INSERT INTO {schema}.dripstream_outbox (event_id, topic, key, value)"
@@ -292,8 +311,11 @@ class EngineRecorder(PostgresProcessRecorder):
                 self._write_rest(curs, batch)
                 if batch.trackings:
                     tracked = tracking.fetchall()  # the pipeline's results, in one round trip
+                if batch.stored:
+                    last_rows = last.fetchall()
             # Raised inside the transaction, so it rolls back: nothing is kept.
             _check_fence(tracked, batch)
+        return int(last_rows[0]["last"]) if last_rows else None
 
     def _fence_statement(self) -> str:
         """Each group's tracking moves only from the value the batch expects (compare and
@@ -451,17 +473,17 @@ class EngineStore:
                 (str(r["topic"]), int(r["partition"])): int(r["position"]) for r in curs.fetchall()
             }
 
-    def write(self, batch: BatchRecord) -> None:
+    def write(self, batch: BatchRecord) -> int | None:
         """One transaction for a worker batch: the inputs and ticks in the order they were
-        decided, each group's tracking and positions, the decisions.
+        decided, each group's tracking and positions, the decisions; the notification id
+        of its last input or tick (None without one).
 
         A group's tracking is its `progress` (the sum of its next offsets), which grows with
         every batch and moves only from the value the batch expects, so a redelivered or
         stale batch raises AlreadyRecorded and the caller knows its in-memory state is
         stale.
         """
-        if batch:
-            self.recorder.write(batch)
+        return self.recorder.write(batch) if batch else None
 
     def tick(
         self,

@@ -107,6 +107,9 @@ class WorkerSettings:
     # The broker drops a member it has not heard from for this long (heartbeats every
     # tenth of it); the broker's own floor is 6 s.
     session_timeout_ms: int = 30_000
+    # Seconds between snapshots of the engine while it runs (0: only at a clean stop), so
+    # a restart after a crash replays the store from the last one, not from the start.
+    snapshot_every: float = 600.0
 
 
 # Looked up for every decision: a plain dict, not the registry's read-only mapping.
@@ -203,6 +206,8 @@ class EngineWorker:
         self.relay_settings = RelaySettings(
             settings.bootstrap_servers, settings.database_url, prefix, settings.schema
         )
+        self.snapshot_at = time.monotonic()
+        self.snapshot_covers = -1  # the last record the last snapshot covered
         self.relay_process: SpawnProcess | None = None
         self.relay_published = multiprocessing.get_context("spawn").Value("q", 0)
         self.relay_reported = 0
@@ -236,6 +241,7 @@ class EngineWorker:
                 while not self.stopping.is_set():
                     try:
                         await self._step()
+                        await self._snapshot_if_due()
                     except OUTAGES as error:
                         await self._wait_out(error)
                         continue
@@ -247,18 +253,57 @@ class EngineWorker:
                         lag = self.metrics.registry.get_sample_value("dripstream_consumer_lag")
                         log.info("%s; lag %d", said, lag or 0)
                 await self._drain()
-                await self._keep_snapshot()
+                if self.writes.last_record != self.snapshot_covers:
+                    await self._keep_snapshot()
             finally:
                 await self.consumer.stop()  # leaves the group; _drain committed the offsets
         finally:
             await self._stop_relay()
             self.store.close()
 
+    async def _snapshot_if_due(self) -> None:
+        """Every `snapshot_every` seconds, once something new was written: what was
+        decided is written first, and nothing is decided while the engine is pickled."""
+        every = self.settings.snapshot_every
+        if not every or time.monotonic() - self.snapshot_at < every or self._unsettled():
+            return
+        self.snapshot_at = time.monotonic()
+        await self._submit(wait=True)
+        if self.writes.last_record != self.snapshot_covers:
+            await self._keep_snapshot()
+
     async def _keep_snapshot(self) -> None:
         """On a clean stop, the engine as the snapshot its groups' next rebuild may take
         instead of replaying the store (streams/snapshots.py): only when everything it
         decided is written, and nothing is wrong with what it holds."""
-        if (
+        if self._unsettled() or self.record or self.commits:
+            return
+        started = time.perf_counter()
+        covers = self.writes.last_record
+        try:
+            size = await asyncio.to_thread(
+                snapshots.save,
+                self.store,
+                self._held_key(),
+                self.engine,
+                self.partition_of,
+                last_record=covers,
+                applied=self.definitions_version,
+                spanned=self.one_worker,
+            )
+        except Exception as error:  # a stop goes on without one: the next start replays
+            log.warning("kept no snapshot of the engine (%s)", one_line(error))
+            return
+        self.snapshot_covers = covers
+        log.info(
+            "kept the engine as a snapshot for the next start (%.1f MB in %.2fs)",
+            size / 1e6,
+            time.perf_counter() - started,
+        )
+
+    def _unsettled(self) -> bool:
+        """Holding nothing, or in a state a rebuild or a write again is to settle."""
+        return (
             not self.assigned
             or self.stale
             or self.rebuilding
@@ -267,28 +312,6 @@ class EngineWorker:
             or self.store_lost
             or self.reads_lost
             or self.writes.in_doubt
-            or self.record
-            or self.commits
-        ):
-            return
-        started = time.perf_counter()
-        try:
-            size = await asyncio.to_thread(
-                snapshots.save,
-                self.store,
-                self._held_key(),
-                self.engine,
-                self.partition_of,
-                applied=self.definitions_version,
-                spanned=self.one_worker,
-            )
-        except Exception as error:  # a stop goes on without one: the next start replays
-            log.warning("kept no snapshot of the engine (%s)", one_line(error))
-            return
-        log.info(
-            "kept the engine as a snapshot for the next start (%.1f MB in %.2fs)",
-            size / 1e6,
-            time.perf_counter() - started,
         )
 
     def _held_key(self) -> str:
@@ -896,12 +919,18 @@ class EngineWorker:
             position = self.positions.get((tp.topic, tp.partition))
             self.consumer.seek(tp, position + 1 if position is not None else 0)
         self.metrics.rebuilds.inc()
+        self.writes.last_record = replayed.last_record
+        # A snapshot taken as it stands needs no keeping again until something is written.
+        self.snapshot_covers = (
+            replayed.last_record if replayed.snapshot and not replayed.inputs else -1
+        )
         if replayed.snapshot is not None:
             self.metrics.snapshots_taken.inc()
             log.info(
-                "took the engine from its snapshot of %s (nothing recorded for these"
-                " partitions since)",
+                "took the engine from its snapshot of %s and replayed %d stored inputs"
+                " recorded after it",
                 format_time(replayed.snapshot.taken_at),
+                replayed.inputs,
             )
         else:
             log.info("replayed %d stored inputs", replayed.inputs)

@@ -131,13 +131,20 @@ async def test_the_worker_sends_each_command_once_and_publishes_outcomes(
         assert len(rig.twilio.accepted_by_effect) == COUNT
         assert {o["type"] for o in outcomes} == {"effect.sent"}
         assert [orjson.loads(letter)["value"] for _, letter in dead] == ["{oops"]
-        # and the callback server answers, its metrics counting what was done
+        # and the callback server answers, its metrics counting what was done (counted once
+        # the outcomes' transaction has committed: a moment after they can be read)
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
                 assert response.status == 200
-            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
-                metrics = await response.text()
-        sent = re.search(r'dripstream_effects_published_total\{type="effect.sent"\} (\S+)', metrics)
+            for _ in range(50):
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    metrics = await response.text()
+                sent = re.search(
+                    r'dripstream_effects_published_total\{type="effect.sent"\} (\S+)', metrics
+                )
+                if sent is not None and float(sent[1]) >= COUNT:
+                    break
+                await asyncio.sleep(0.1)
         assert sent is not None
         assert float(sent[1]) in (COUNT, COUNT + 1)  # the repeated command's outcome again
         assert "dripstream_effects_dead_letters_total 1.0" in metrics

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from schemas.envelope import parse_time
 from streams import snapshots
+from streams.engine_rebuild import replay_store
 from streams.store import BatchRecord, InputRecord
 from streams.worker import EngineWorker, WorkerSettings
 from tests.engine.helpers import definitions, sequence
@@ -62,7 +64,15 @@ def _given_a_snapshot_of_two_contacts(worker: EngineWorker) -> None:
     worker.store.write(BatchRecord(stored=[first.stored(), second.stored()]))
     rebuilt = worker._replay_store(NAMES, GROUPS)
     assert rebuilt.snapshot is None  # none yet: replayed
-    snapshots.save(worker.store, KEY, rebuilt.engine, worker.partition_of, applied=0, spanned=False)
+    snapshots.save(
+        worker.store,
+        KEY,
+        rebuilt.engine,
+        worker.partition_of,
+        last_record=rebuilt.last_record,
+        applied=0,
+        spanned=False,
+    )
 
 
 def test_a_rebuild_takes_the_snapshot_when_nothing_was_recorded_since(
@@ -80,7 +90,7 @@ def test_a_rebuild_takes_the_snapshot_when_nothing_was_recorded_since(
     assert rebuilt.engine._partition_of("a") == worker.partition_of("a")
 
 
-def test_an_input_recorded_after_the_snapshot_makes_the_rebuild_replay(
+def test_inputs_recorded_after_the_snapshot_are_replayed_on_top_of_it(
     worker: EngineWorker,
 ) -> None:
     _given_a_snapshot_of_two_contacts(worker)
@@ -88,10 +98,46 @@ def test_an_input_recorded_after_the_snapshot_makes_the_rebuild_replay(
     later = _created("c", 1, 1, "2027-07-06T12:00:00Z")
     worker.store.write(BatchRecord(stored=[later.stored()]))
     rebuilt = worker._replay_store(NAMES, GROUPS)
-    # then the store is replayed, the later input with it
-    assert rebuilt.snapshot is None
-    assert rebuilt.inputs == 3
+    # then the snapshot is taken and the later input alone replayed on top
+    assert rebuilt.snapshot is not None
+    assert rebuilt.inputs == 1
     assert sorted(rebuilt.engine.contacts) == ["a", "b", "c"]
+    # as a replay of the whole store has it
+    whole = replay_store(
+        worker.store, NAMES, GROUPS, partition_of=worker.partition_of, event_clock=False
+    )
+    assert (whole.inputs, whole.last_record) == (3, rebuilt.last_record)
+    assert whole.engine.contacts == rebuilt.engine.contacts
+    assert whole.engine.now == rebuilt.engine.now
+
+
+def test_a_record_after_the_snapshot_under_older_definitions_makes_it_replay_all(
+    worker: EngineWorker,
+) -> None:
+    # given definitions (version 1) adopted before a snapshot of two contacts
+    at = parse_time("2027-07-06T09:00:00Z")
+    worker.store.write(BatchRecord(definition=(definitions(sequence()), [], at, "defs-1")))
+    first = replace(_created("a", 0, 0, "2027-07-06T10:00:00Z"), definitions=1)
+    second = replace(_created("b", 1, 0, "2027-07-06T11:00:00Z"), definitions=1)
+    worker.store.write(BatchRecord(stored=[first.stored(), second.stored()]))
+    rebuilt = worker._replay_store(NAMES, GROUPS)
+    snapshots.save(
+        worker.store,
+        KEY,
+        rebuilt.engine,
+        worker.partition_of,
+        last_record=rebuilt.last_record,
+        applied=rebuilt.applied,
+        spanned=False,
+    )
+    # when a worker that had not adopted them yet records an input after it (version 0:
+    # a replay of the whole store puts it before the snapshot's own inputs)
+    late = _created("c", 0, 1, "2027-07-06T12:00:00Z")
+    worker.store.write(BatchRecord(stored=[late.stored()]))
+    again = worker._replay_store(NAMES, GROUPS)
+    # then the whole store is replayed
+    assert again.snapshot is None
+    assert again.inputs == 3
 
 
 def test_a_snapshot_of_other_groups_or_other_code_is_passed_over(
@@ -176,7 +222,8 @@ def test_a_worker_stopped_and_started_again_goes_on_from_its_snapshot_as_replay(
         stop(worker)
     # then it decided exactly what an uninterrupted replay decides
     _exactly_replays(got, expected)
-    assert "replayed" not in logs[1].read_text(errors="replace")
+    # and its start read the snapshot whole, with nothing stored after it to replay
+    assert "and replayed 0 stored inputs recorded after it" in logs[1].read_text(errors="replace")
 
 
 def _wait_for(pattern: re.Pattern[str], log: Path, limit: float = 90) -> None:
@@ -186,3 +233,45 @@ def _wait_for(pattern: re.Pattern[str], log: Path, limit: float = 90) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"{log.name}: no {pattern.pattern!r} in {limit:g} s")
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_worker_killed_after_a_snapshot_goes_on_from_it_as_replay(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    definitions_file, history = write_history(tmp_path, events=4_000, contacts=800, seed=37)
+    expected = _replay(tmp_path, definitions_file, history)
+    lines = history.read_bytes().splitlines(keepends=True)
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_bytes(b"".join(lines[: len(lines) // 2]))
+    second.write_bytes(b"".join(lines[len(lines) // 2 :]))
+    logs = [tmp_path / "worker-0.log", tmp_path / "worker-1.log"]
+    prefix = pipeline_prefix
+    worker = start_worker(
+        kafka_bootstrap, fresh_database_url, prefix, "--snapshot-every", "1", log_to=logs[0]
+    )
+    try:
+        # given a worker keeping a snapshot every second while it decides the first half
+        _apply(kafka_bootstrap, prefix, definitions_file)
+        _produce(kafka_bootstrap, prefix, first)
+        _wait_for(re.compile(KEPT), logs[0])
+        # when it is killed, the second half comes, and it starts again
+        stop(worker, kill=True)
+        _produce(kafka_bootstrap, prefix, second)
+        worker = start_worker(kafka_bootstrap, fresh_database_url, prefix, log_to=logs[1])
+        _wait_for(TAKEN, logs[1])
+        got = read_topics(
+            kafka_bootstrap,
+            prefix,
+            ("decisions", "effects", "contacts"),
+            expect=len(expected),
+            quiet=20,
+            limit=600,
+        )
+        assert worker.poll() is None, "the worker died"
+    finally:
+        stop(worker)
+    # then what it decided from the snapshot on is exactly an uninterrupted replay's
+    _exactly_replays(got, expected)

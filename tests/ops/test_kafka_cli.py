@@ -198,6 +198,18 @@ def test_a_session_timeout_the_broker_would_refuse_is_named_and_nothing_starts(
     assert f"--session-timeout {float(seconds):g} is outside" in capsys.readouterr().err
 
 
+def test_the_worker_keeps_a_snapshot_every_ten_minutes_unless_told_otherwise(
+    started: list[tuple[object, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _worker() == 0
+    assert _worker("--snapshot-every", "0") == 0
+    assert [getattr(s, "snapshot_every", None) for s, _ in started] == [600.0, 0.0]
+    # a negative interval is named, and nothing starts
+    assert _worker("--snapshot-every", "-1") == 2
+    assert len(started) == 2
+    assert "--snapshot-every must not be negative" in capsys.readouterr().err
+
+
 def test_each_watermark_record_has_an_id_of_its_own() -> None:
     # A watermark goes to every partition of every input topic; CloudEvents' source and id
     # name one event, so each of those records needs its own id.
