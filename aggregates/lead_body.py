@@ -227,9 +227,7 @@ def json_lines(body: str) -> list[str] | None:
 def html_lines(body: str, is_label: Callable[[str], bool]) -> list[str]:
     """The lines of an HTML body; `is_label` tells a label cell from a value."""
     parser = _HtmlLines(is_label)
-    # A `<` with no `>` before the next `<` (or the end) starts no tag: written as text, or
-    # Python's parser scans from each such `<` to the end ("<a <a <a …" took minutes).
-    body = _UNCLOSED_LT.sub("&lt;", body)
+    body = _without_endless_scans(body)
     try:
         parser.feed(body)
         parser.close()
@@ -242,8 +240,24 @@ def html_lines(body: str, is_label: Callable[[str], bool]) -> list[str]:
 
 
 _TAG: Final = re.compile(r"<[^<>]*>")  # no `<` inside, as _WHOLE_TAG
-# Each look ahead stops at the next `<` or `>`: linear over the body.
-_UNCLOSED_LT: Final = re.compile(r"<(?=[^<>]*(?:<|\Z))")
+# A comment whole (left as it is), or a `<` with no `>` before the next `<` or the end.
+# Matches never overlap and each look ahead stops at the next `<` or `>`: one pass.
+_COMMENT_OR_UNCLOSED_LT: Final = re.compile(r"<!--.*?-->|<(?=[^<>]*(?:<|\Z))", re.DOTALL)
+
+
+def _without_endless_scans(body: str) -> str:
+    """The body with what Python's parser would scan to the end for again and again written
+    as text: a comment opened after the last `-->` (it looked for its end from each one: "<!--x>"
+    over a body took seconds) and a `<` that starts no tag (from each one: "<a <a <a …" took
+    minutes). Comments that end stay comments, so the markup a form comments out is not read."""
+    last_close = body.rfind("-->")
+    end = last_close + 3 if last_close >= 0 else 0
+    body = body[:end] + body[end:].replace("<!--", "&lt;!--")
+    return _COMMENT_OR_UNCLOSED_LT.sub(_as_text_unless_comment, body)
+
+
+def _as_text_unless_comment(match: re.Match[str]) -> str:
+    return match[0] if match[0].startswith("<!--") else "&lt;"
 
 
 def _offset(body: str, position: tuple[int, int]) -> int:

@@ -16,13 +16,17 @@ from schemas.envelope import CloudEvent
 # partition, each copy marked with its partition: the engine reading the copy decides it
 # for that partition's contacts only, in that partition's own order of events.
 ON_PARTITION = "on_partition"
+# The requests a worker copies so (when they name contacts by tag, line or group), each
+# decided per partition.
+TARGETED_COMMANDS = frozenset({"enrollment.requested", "enrollment.removal_requested"})
 
 
 def input_identity(event: CloudEvent) -> str:
     """What tells an input from every other (CloudEvent.identity), a worker's copies apart:
     its copy of request `r1` for partition 0 has the id `r1/p0`, and a producer's own event
     `r1/p0` must not be refused for reusing the copy's id (nor the copy for reusing its)."""
-    return event.copy_identity if ON_PARTITION in event.data else event.identity
+    copy = event.type in TARGETED_COMMANDS and ON_PARTITION in event.data
+    return event.copy_identity if copy else event.identity
 
 
 @dataclass(frozen=True, slots=True)

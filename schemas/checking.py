@@ -205,7 +205,10 @@ def too_deep(value: object, limit: int = DEPTH_LIMIT) -> bool:
 # The JSON writer (orjson) writes integers of 64 bits at most.
 INTEGER_RANGE = (-(2**63), 2**63 - 1)
 _SURROGATE = re.compile("[\ud800-\udfff]")
-SURROGATE_REASON = "holds a lone surrogate (U+D800 to U+DFFF), which UTF-8 cannot write"
+SURROGATE_REASON = (
+    "holds a surrogate code point (U+D800 to U+DFFF), which UTF-8 cannot write (YAML reads"
+    " an escaped pair such as \\ud83d\\ude00 as two of them: write the character itself)"
+)
 NOT_FINITE_REASON = "must be a finite number, not NaN or infinity"
 NOT_JSON_REASON = (
     "is no JSON value (YAML's !!binary, !!set, !!timestamp, !!omap or !!pairs): write it as"

@@ -8,7 +8,8 @@ their inputs again without the others' places and turns, placing steps and choos
 otherwise than they were published. So once any sequence spans contacts, every partition
 goes to one worker and the others stand by: a takeover rebuilds every partition, and
 decides them as they were published. Once, for good: a rebuild replays every stored input
-(no snapshots), those decided under a throttle since removed too.
+(a snapshot stands only for the partitions it was taken with), those decided under a
+throttle since removed too.
 
 Each worker says in its join metadata whether its definitions need one worker; the group's
 leader decides for all. Nothing else goes in the metadata: a member joining late with other

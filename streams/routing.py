@@ -9,7 +9,7 @@ from collections.abc import Callable
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
 from aggregates.intake import LeadProblem, contact_id_for_lead, parse_lead_email
-from aggregates.targets import ON_PARTITION
+from aggregates.targets import ON_PARTITION, TARGETED_COMMANDS
 from schemas.dead_letters import RejectedRecord
 from schemas.envelope import CloudEvent
 from schemas.registry import DLQ_TOPIC
@@ -17,9 +17,6 @@ from streams.ordering import Pending
 from streams.store import OutboxRow
 
 PartitionOf = Callable[[str], int]
-
-# Commands that name their contacts by ids, tag, line or group: decided per partition.
-TARGETED_COMMANDS = frozenset({"enrollment.requested", "enrollment.removal_requested"})
 
 
 @functools.lru_cache(maxsize=65536)

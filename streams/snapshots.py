@@ -33,12 +33,15 @@ from types import FunctionType, MethodType
 from typing import Any
 
 from aggregates.engine import Engine
+from streams.outages import DATABASE_LOST
 from streams.store import EngineStore
 
 log = logging.getLogger("dripstream.worker")
 
-# The sources whose classes a pickled engine holds, and the libraries it holds objects of.
-_DOMAIN = ("aggregates", "schemas")
+# The sources whose classes a pickled engine holds, those that decide how a rebuild goes
+# on from it (streams/: the replay's order, the partitioner), and the libraries whose
+# objects it holds.
+_DOMAIN = ("aggregates", "schemas", "streams")
 _LIBRARIES = ("holidays", "phonenumbers")
 _PARTITION_OF = "partition_of"
 
@@ -52,16 +55,17 @@ class Snapshot:
     taken_at: datetime
 
 
-def held_key(clock: str, partition_count: int, groups: Iterable[int]) -> str:
-    """What a snapshot is kept under: the engine of other groups, of a topic since given
-    more partitions, or of the other clock is another engine."""
-    return f"{clock}:{partition_count}:{','.join(map(str, sorted(groups)))}"
+def held_key(clock: str, partition_count: int, names: Iterable[str]) -> str:
+    """What a snapshot is kept under: the input streams it decided (`topic:partition`), of
+    topics of `partition_count` partitions, by `clock`; any other is another engine."""
+    return f"{clock}:{partition_count}:{','.join(sorted(names))}"
 
 
 @cache
 def code_fingerprint() -> str:
-    """The domain's source files and the library versions, hashed: a snapshot written by
-    other code may hold objects this code would read otherwise."""
+    """The domain's and the runners' source files and the library versions, hashed: a
+    snapshot written by other code may hold objects this code reads otherwise, or have been
+    rebuilt in another order."""
     digest = hashlib.sha256(sys.version.encode())
     for name in _LIBRARIES:
         digest.update(f"{name}={importlib.metadata.version(name)}".encode())
@@ -102,7 +106,18 @@ def save(
 
 
 def load(store: EngineStore, key: str, partition_of: Callable[[str], int]) -> Snapshot | None:
-    """The snapshot of `key` written by this code, or None."""
+    """The snapshot of `key` written by this code, or None: also when it cannot be read (a
+    lost PostgreSQL excepted, which the rebuild waits out as any read of the store)."""
+    try:
+        return _load(store, key, partition_of)
+    except DATABASE_LOST:
+        raise
+    except Exception as error:  # any snapshot that cannot be read means: replay the store
+        log.warning("the engine's snapshot could not be read (%s); replaying the store", error)
+        return None
+
+
+def _load(store: EngineStore, key: str, partition_of: Callable[[str], int]) -> Snapshot | None:
     schema = store.datastore.schema
     with store.datastore.get_connection() as conn, conn.cursor() as curs:
         curs.execute(
@@ -114,11 +129,7 @@ def load(store: EngineStore, key: str, partition_of: Callable[[str], int]) -> Sn
         conn.commit()
     if row is None:
         return None
-    try:
-        engine = _unpickled(bytes(row["body"]), partition_of)
-    except Exception as error:  # any unreadable snapshot means: replay the store
-        log.warning("the engine's snapshot could not be read (%s); replaying the store", error)
-        return None
+    engine = _unpickled(bytes(row["body"]), partition_of)
     return Snapshot(
         engine, int(row["last_record"]), int(row["applied"]), row["spanned"], row["taken_at"]
     )

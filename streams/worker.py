@@ -315,8 +315,7 @@ class EngineWorker:
         )
 
     def _held_key(self) -> str:
-        groups = {tp.partition for tp in self.assigned}
-        return snapshots.held_key(self.settings.clock, self.partition_count, groups)
+        return snapshots.held_key(self.settings.clock, self.partition_count, self._stream_names())
 
     async def _wait_out(self, error: Exception) -> None:
         """PostgreSQL or the broker went away in the middle of a step: forget what it
@@ -848,9 +847,10 @@ class EngineWorker:
     def _note_span(self, spanned: bool) -> None:
         """From the first sequence spanning contacts on, this worker asks for one worker to
         hold every partition, and never again for them to be spread: a rebuild replays
-        every stored input, those decided under a throttle too (no snapshots), and with
-        part of the partitions it would decide them again without the others' places. A
-        worker holding some of them joins the group again, deciding nothing more before."""
+        every stored input, those decided under a throttle too (a snapshot stands for the
+        same partitions only), and with part of the partitions it would decide them again
+        without the others' places. A worker holding some of them joins the group again,
+        deciding nothing more before."""
         if self.one_worker or not spanned:
             return
         self.one_worker = True
@@ -946,7 +946,7 @@ class EngineWorker:
             groups,
             partition_of=self.partition_of,
             event_clock=self.event_clock,
-            key=snapshots.held_key(self.settings.clock, self.partition_count, groups),
+            key=snapshots.held_key(self.settings.clock, self.partition_count, names),
         )
 
     async def _report_lag(self) -> None:

@@ -1107,8 +1107,9 @@ CAP = 200_000
         ("Phone: +12125550199\n" + "| x " * (CAP // 4), "+12125550199"),
         ("Phone: +12125550199<br>" + "<a " * (CAP // 3), "+12125550199"),
         ("Phone: +12125550199<br>" + "<a b='" * (CAP // 6), "+12125550199"),
+        ("Phone: +12125550199<br>" + "<!--x>" * (CAP // 6), "+12125550199"),
     ],
-    ids=["spaces", "colons", "stars", "pipes", "unclosed-tags", "unclosed-attributes"],
+    ids=["spaces", "colons", "stars", "pipes", "unclosed-tags", "unclosed-attributes", "comments"],
 )
 def test_a_body_of_a_long_run_is_read_in_one_pass(body: str, phone: str) -> None:
     assert lead(body).phone == phone
@@ -1126,3 +1127,14 @@ def test_a_sender_nested_past_the_address_parser_is_no_sender(sender: str) -> No
 
 def test_an_intake_address_nested_past_the_address_parser_is_taken_as_written() -> None:
     assert intake_address("(" * 500) == "(" * 500
+
+
+def test_a_row_a_form_commented_out_is_not_read() -> None:
+    body = (
+        "<table><tr><td>Name</td><td>Maya Ortiz</td></tr>"
+        "<tr><td>Email</td><td>maya@example.com</td></tr>"
+        "<!-- <tr><td>Phone</td><td>303-555-0199</td></tr> -->"
+        "<tr><td>Message</td><td>Call me after 5</td></tr></table>"
+    )
+    read = lead(body)
+    assert (read.email, read.phone) == ("maya@example.com", None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import random
 import re
 import subprocess
@@ -11,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psycopg
 import psycopg.conninfo
 import psycopg.sql
@@ -19,9 +17,13 @@ import pytest
 
 from tests.integration.history import write_history
 from tests.integration.pipeline import (
-    cli,
+    apply_definitions,
     comparable,
+    exactly_replays,
+    produce_history,
     read_topics,
+    replay_expected,
+    same_decisions,
     start_worker,
     stop,
 )
@@ -29,43 +31,9 @@ from tests.integration.pipeline import (
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def _replay(tmp_path: Path, definitions: Path, history: Path) -> list[dict[str, Any]]:
-    out = tmp_path / "replay.jsonl"
-    done = cli(
-        "replay",
-        "--sequences",
-        str(definitions),
-        "--events",
-        str(history),
-        "--out",
-        str(out),
-        "--leave-windows-open",  # a live worker's minute goes on: notices gathering stay
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    return [orjson.loads(line) for line in out.read_bytes().splitlines()]
-
-
 def _publish(bootstrap: str, prefix: str, definitions: Path, history: Path) -> None:
-    _apply(bootstrap, prefix, definitions)
-    _produce(bootstrap, prefix, history)
-
-
-def _apply(bootstrap: str, prefix: str, definitions: Path) -> None:
-    applied = cli(
-        "sequences", "apply", str(definitions), "--bootstrap", bootstrap, "--topic-prefix", prefix
-    )
-    assert applied.returncode == 0, applied.stderr
-    # Definitions go ahead of the traffic they govern: every worker adopts them from the
-    # store at its next batch, which Kafka cannot order against other topics' records.
-    time.sleep(3)
-
-
-def _produce(bootstrap: str, prefix: str, history: Path) -> None:
-    produced = cli(
-        "produce", str(history), "--bootstrap", bootstrap, "--topic-prefix", prefix, timeout=300
-    )
-    assert produced.returncode == 0, produced.stderr
+    apply_definitions(bootstrap, prefix, definitions)
+    produce_history(bootstrap, prefix, history)
 
 
 def _thirds(history: Path) -> list[Path]:
@@ -80,17 +48,11 @@ def _thirds(history: Path) -> list[Path]:
     return parts
 
 
-def _effect_ids_once(got: list[dict[str, Any]]) -> None:
-    counts = collections.Counter(e["data"]["effect_id"] for e in got if e["_topic"] == "effects")
-    assert counts, "no effect commands at all"
-    assert max(counts.values()) == 1, [k for k, v in counts.items() if v > 1][:5]
-
-
 def test_sigkill_five_times_during_20000_events_changes_nothing(
     kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:
     definitions, history = write_history(tmp_path, events=20_000, contacts=3_000)
-    expected = _replay(tmp_path, definitions, history)
+    expected = replay_expected(tmp_path, definitions, history)
     prefix = pipeline_prefix
     rnd = random.Random(5)
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
@@ -104,7 +66,7 @@ def test_sigkill_five_times_during_20000_events_changes_nothing(
         assert worker.poll() is None, "the worker died"
     finally:
         stop(worker)
-    _exactly_replays(got, expected)
+    exactly_replays(got, expected)
 
 
 OUTPUT_TOPICS = ("decisions", "effects", "contacts")
@@ -122,29 +84,11 @@ def _decisions(bootstrap: str, prefix: str, expected: list[dict[str, Any]]) -> l
     )
 
 
-def _exactly_replays(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
-    """What the pipeline published is what replay decides, each effect and each decision
-    published once."""
-    _effect_ids_once(got)
-    decided = [e for e in got if e.get("source") == "dripstream"]
-    twice = [i for i, n in collections.Counter(e["id"] for e in decided).items() if n > 1]
-    assert not twice, f"published twice: {twice[:10]}"
-    _same(comparable(got), comparable(expected))
-
-
-def _same(
-    got: set[tuple[str, str, str, bytes]], expected: set[tuple[str, str, str, bytes]]
-) -> None:
-    extra, missing = sorted(got - expected)[:5], sorted(expected - got)[:5]
-    assert not extra, f"decided but not by replay: {extra}"
-    assert not missing, f"decided by replay only: {missing}"
-
-
 def test_two_workers_sharing_the_partitions_decide_as_one(
     kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:
     definitions, history = write_history(tmp_path, events=6_000, contacts=1_000, seed=11)
-    expected = _replay(tmp_path, definitions, history)
+    expected = replay_expected(tmp_path, definitions, history)
     prefix = pipeline_prefix
     first = start_worker(kafka_bootstrap, fresh_database_url, prefix)
     second = start_worker(kafka_bootstrap, fresh_database_url, prefix)
@@ -157,7 +101,7 @@ def test_two_workers_sharing_the_partitions_decide_as_one(
     finally:
         stop(first)
         stop(second)
-    _exactly_replays(got, expected)
+    exactly_replays(got, expected)
 
 
 # What a worker logs when it takes partitions over and rebuilds their state from the store.
@@ -173,7 +117,7 @@ def test_rebalances_in_the_middle_of_the_work_change_nothing(
     # lapses, rebuilding from the store what it had decided), and the second stops on
     # SIGTERM (it finishes its batch and leaves; the third takes everything).
     definitions, history = write_history(tmp_path, events=20_000, contacts=3_000, seed=23)
-    expected = _replay(tmp_path, definitions, history)
+    expected = replay_expected(tmp_path, definitions, history)
     prefix = pipeline_prefix
     logs = [tmp_path / f"worker-{n}.log" for n in range(3)]
 
@@ -187,16 +131,16 @@ def test_rebalances_in_the_middle_of_the_work_change_nothing(
     first, second, third = _thirds(history)
     workers = [start(0)]
     try:
-        _apply(kafka_bootstrap, prefix, definitions)
-        _produce(kafka_bootstrap, prefix, first)
+        apply_definitions(kafka_bootstrap, prefix, definitions)
+        produce_history(kafka_bootstrap, prefix, first)
         # the first has decided some of it when the second joins, with more coming
         read_topics(kafka_bootstrap, prefix, ("decisions",), expect=1, quiet=30, limit=60)
         workers.append(start(1))
-        _produce(kafka_bootstrap, prefix, second)
+        produce_history(kafka_bootstrap, prefix, second)
         _took_over(logs[1], after=0)
         stop(workers[0], kill=True)
         # records for its partitions come while it is dead: they wait for the others
-        _produce(kafka_bootstrap, prefix, third)
+        produce_history(kafka_bootstrap, prefix, third)
         so_far = read_topics(kafka_bootstrap, prefix, OUTPUT_TOPICS, quiet=1, limit=3)
         decided = [e for e in so_far if e.get("source") == "dripstream"]
         assert len(decided) < len(expected), "all was decided before the partitions moved"
@@ -210,7 +154,7 @@ def test_rebalances_in_the_middle_of_the_work_change_nothing(
     finally:
         for worker in workers:
             stop(worker)
-    _exactly_replays(got, expected)
+    exactly_replays(got, expected)
 
 
 def _took_over(log: Path, after: int, limit: float = 90) -> list[int]:
@@ -229,7 +173,7 @@ def test_a_backlog_published_before_the_worker_starts_is_decided_with_its_defini
     kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:
     definitions, history = write_history(tmp_path, events=4_000, contacts=800, seed=3)
-    expected = _replay(tmp_path, definitions, history)
+    expected = replay_expected(tmp_path, definitions, history)
     prefix = pipeline_prefix
     _publish(kafka_bootstrap, prefix, definitions, history)
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
@@ -238,7 +182,7 @@ def test_a_backlog_published_before_the_worker_starts_is_decided_with_its_defini
         assert worker.poll() is None, "the worker died"
     finally:
         stop(worker)
-    _same(comparable(got), comparable(expected))
+    same_decisions(comparable(got), comparable(expected))
 
 
 def test_worker_processes_decide_as_replay_and_stop_cleanly_on_sigterm(
@@ -247,7 +191,7 @@ def test_worker_processes_decide_as_replay_and_stop_cleanly_on_sigterm(
     # `worker --processes 2`: two workers of one group, each a process, under one parent
     # that forwards SIGTERM; the exit status is 0 only if both stopped cleanly.
     definitions, history = write_history(tmp_path, events=3_000, contacts=600, seed=29)
-    expected = _replay(tmp_path, definitions, history)
+    expected = replay_expected(tmp_path, definitions, history)
     logs = iter(tmp_path / f"workers-{n}.log" for n in range(4))
 
     def start() -> tuple[subprocess.Popen[bytes], Path]:
@@ -266,7 +210,7 @@ def test_worker_processes_decide_as_replay_and_stop_cleanly_on_sigterm(
     finally:
         stop(group)
     assert group.returncode == 0
-    _exactly_replays(got, expected)
+    exactly_replays(got, expected)
     # and again, a stop right after both took their partitions: still 0, every time
     for _ in range(3):
         group, log = start()
@@ -321,7 +265,7 @@ def test_postgresql_going_away_under_the_worker_changes_nothing(
 ) -> None:
     # given a worker (and its relay) deciding 20,000 events
     definitions, history = write_history(tmp_path, events=20_000, contacts=3_000)
-    expected = _replay(tmp_path, definitions, history)
+    expected = replay_expected(tmp_path, definitions, history)
     log = tmp_path / "worker.log"
     worker = start_worker(kafka_bootstrap, fresh_database_url, pipeline_prefix, log_to=log)
     try:
@@ -334,7 +278,7 @@ def test_postgresql_going_away_under_the_worker_changes_nothing(
     finally:
         stop(worker)
     assert dropped  # the outage met the worker's connections
-    _exactly_replays(got, expected)
+    exactly_replays(got, expected)
     _rebuilt_only_when_refused(log)
 
 

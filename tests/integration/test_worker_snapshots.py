@@ -20,17 +20,21 @@ from streams.store import BatchRecord, InputRecord
 from streams.worker import EngineWorker, WorkerSettings
 from tests.engine.helpers import definitions, sequence
 from tests.integration.history import write_history
-from tests.integration.pipeline import free_port, metric, read_topics, start_worker, stop
-from tests.integration.test_worker_resilience import (
-    _apply,
-    _exactly_replays,
-    _produce,
-    _replay,
+from tests.integration.pipeline import (
+    apply_definitions,
+    exactly_replays,
+    free_port,
+    metric,
+    produce_history,
+    read_topics,
+    replay_expected,
+    start_worker,
+    stop,
 )
 
 NAMES = ["p.contacts:0", "p.contacts:1"]
 GROUPS = frozenset({0, 1})
-KEY = snapshots.held_key("wall", 2, GROUPS)
+KEY = snapshots.held_key("wall", 2, NAMES)
 
 
 @pytest.fixture
@@ -140,17 +144,25 @@ def test_a_record_after_the_snapshot_under_older_definitions_makes_it_replay_all
     assert again.inputs == 3
 
 
-def test_a_snapshot_of_other_groups_or_other_code_is_passed_over(
+def test_a_snapshot_of_other_groups_is_passed_over(worker: EngineWorker) -> None:
+    _given_a_snapshot_of_two_contacts(worker)
+    # when one of its groups alone is rebuilt
+    alone = worker._replay_store(["p.contacts:0"], frozenset({0}))
+    # then that group's inputs are replayed
+    assert alone.snapshot is None
+    assert sorted(alone.engine.contacts) == ["a"]
+
+
+def test_a_snapshot_written_by_other_code_is_passed_over(
     worker: EngineWorker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _given_a_snapshot_of_two_contacts(worker)
-    # a rebuild of one of the groups only replays
-    alone = worker._replay_store(["p.contacts:0"], frozenset({0}))
-    assert alone.snapshot is None
-    assert sorted(alone.engine.contacts) == ["a"]
-    # and so does one by code other than the snapshot's
+    # when the code that rebuilds is another release's
     monkeypatch.setattr(snapshots, "code_fingerprint", lambda: "another version")
-    assert worker._replay_store(NAMES, GROUPS).snapshot is None
+    again = worker._replay_store(NAMES, GROUPS)
+    # then the store is replayed
+    assert again.snapshot is None
+    assert again.inputs == 2
 
 
 def test_definitions_changed_after_the_snapshot_are_adopted_on_taking_it(
@@ -180,7 +192,7 @@ def test_a_worker_stopped_and_started_again_goes_on_from_its_snapshot_as_replay(
     kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:
     definitions_file, history = write_history(tmp_path, events=4_000, contacts=800, seed=31)
-    expected = _replay(tmp_path, definitions_file, history)
+    expected = replay_expected(tmp_path, definitions_file, history)
     lines = history.read_bytes().splitlines(keepends=True)
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     first.write_bytes(b"".join(lines[: len(lines) // 2]))
@@ -190,8 +202,8 @@ def test_a_worker_stopped_and_started_again_goes_on_from_its_snapshot_as_replay(
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix, log_to=logs[0])
     try:
         # given a worker that decided the first half and stopped cleanly
-        _apply(kafka_bootstrap, prefix, definitions_file)
-        _produce(kafka_bootstrap, prefix, first)
+        apply_definitions(kafka_bootstrap, prefix, definitions_file)
+        produce_history(kafka_bootstrap, prefix, first)
         read_topics(kafka_bootstrap, prefix, ("decisions",), expect=1, quiet=5, limit=120)
         stop(worker)
         assert worker.returncode == 0
@@ -208,7 +220,7 @@ def test_a_worker_stopped_and_started_again_goes_on_from_its_snapshot_as_replay(
         )
         _wait_for(TAKEN, logs[1])
         assert metric(port, "dripstream_snapshots_taken_total") == 1
-        _produce(kafka_bootstrap, prefix, second)
+        produce_history(kafka_bootstrap, prefix, second)
         got = read_topics(
             kafka_bootstrap,
             prefix,
@@ -221,7 +233,7 @@ def test_a_worker_stopped_and_started_again_goes_on_from_its_snapshot_as_replay(
     finally:
         stop(worker)
     # then it decided exactly what an uninterrupted replay decides
-    _exactly_replays(got, expected)
+    exactly_replays(got, expected)
     # and its start read the snapshot whole, with nothing stored after it to replay
     assert "and replayed 0 stored inputs recorded after it" in logs[1].read_text(errors="replace")
 
@@ -242,7 +254,7 @@ def test_a_worker_killed_after_a_snapshot_goes_on_from_it_as_replay(
     kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:
     definitions_file, history = write_history(tmp_path, events=4_000, contacts=800, seed=37)
-    expected = _replay(tmp_path, definitions_file, history)
+    expected = replay_expected(tmp_path, definitions_file, history)
     lines = history.read_bytes().splitlines(keepends=True)
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     first.write_bytes(b"".join(lines[: len(lines) // 2]))
@@ -254,12 +266,12 @@ def test_a_worker_killed_after_a_snapshot_goes_on_from_it_as_replay(
     )
     try:
         # given a worker keeping a snapshot every second while it decides the first half
-        _apply(kafka_bootstrap, prefix, definitions_file)
-        _produce(kafka_bootstrap, prefix, first)
+        apply_definitions(kafka_bootstrap, prefix, definitions_file)
+        produce_history(kafka_bootstrap, prefix, first)
         _wait_for(re.compile(KEPT), logs[0])
         # when it is killed, the second half comes, and it starts again
         stop(worker, kill=True)
-        _produce(kafka_bootstrap, prefix, second)
+        produce_history(kafka_bootstrap, prefix, second)
         worker = start_worker(kafka_bootstrap, fresh_database_url, prefix, log_to=logs[1])
         _wait_for(TAKEN, logs[1])
         got = read_topics(
@@ -274,4 +286,4 @@ def test_a_worker_killed_after_a_snapshot_goes_on_from_it_as_replay(
     finally:
         stop(worker)
     # then what it decided from the snapshot on is exactly an uninterrupted replay's
-    _exactly_replays(got, expected)
+    exactly_replays(got, expected)
