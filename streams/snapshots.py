@@ -12,8 +12,10 @@ fingerprint of the domain's source and of the libraries whose objects the engine
 Otherwise the rebuild replays the store, as if there were no snapshot: a snapshot can only
 save time, never decide anything.
 
-Pickle runs code named in its bytes when read: the table is trusted as the store itself is
-(whoever may write the engine's tables already decides what the worker publishes).
+Pickle runs code named in its bytes when read: only the engine's own classes and a few of
+the standard library's may be named (anything else is refused, and the store replayed),
+and the table is otherwise trusted as the store itself is (whoever may write the engine's
+tables already decides what the worker publishes).
 """
 
 from __future__ import annotations
@@ -150,12 +152,30 @@ def _pickled(engine: Engine, partition_of: Callable[[str], int]) -> bytes:
     return out.getvalue()
 
 
+# What a snapshot's bytes may name: the engine's own classes and the standard library's
+# few it holds. Anything else (a function to call, say) is refused, and the store replayed.
+_TRUSTED_PACKAGES = ("aggregates.", "schemas.", "holidays.")
+_TRUSTED_MODULES = frozenset({"datetime", "collections", "zoneinfo", "zoneinfo._zoneinfo"})
+_TRUSTED_BUILTINS = frozenset({"set", "frozenset", "dict", "list", "tuple", "object"})
+
+
+def _trusted(module: str, name: str) -> bool:
+    if module == "builtins":
+        return name in _TRUSTED_BUILTINS
+    return module in _TRUSTED_MODULES or module.startswith(_TRUSTED_PACKAGES)
+
+
 def _unpickled(body: bytes, partition_of: Callable[[str], int]) -> Engine:
     class Unpickler(pickle.Unpickler):
         def persistent_load(self, pid: Any) -> Any:
             if pid == _PARTITION_OF:
                 return partition_of
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+
+        def find_class(self, module: str, name: str) -> Any:
+            if not _trusted(module, name):
+                raise pickle.UnpicklingError(f"a snapshot may not name {module}.{name}")
+            return super().find_class(module, name)
 
     engine = Unpickler(io.BytesIO(body)).load()  # the store's own bytes (see above)
     if not isinstance(engine, Engine):

@@ -3,9 +3,12 @@ was kept: it decides the rest of a history exactly as the original goes on to.""
 
 from __future__ import annotations
 
+import os
+import pickle
 from datetime import timedelta
 
 import orjson
+import pytest
 
 from aggregates.engine import Engine
 from schemas.envelope import parse_time
@@ -69,3 +72,15 @@ def test_an_engine_read_back_from_its_snapshot_decides_the_rest_as_the_original(
     decided = _decide(copy, rest)
     assert decided == _decide(original, rest)
     assert any(b'"step.deferred"' in line for line in decided)  # the throttle was in play
+
+
+class _Calls:
+    """What a forged snapshot could hold: a call to any function at all, made on reading."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.getenv, ("HOME",))
+
+
+def test_a_snapshot_naming_anything_but_the_engines_own_classes_is_refused() -> None:
+    with pytest.raises(pickle.UnpicklingError, match=r"may not name (os|posix)\.getenv"):
+        snapshots._unpickled(pickle.dumps(_Calls()), _partition_of)
