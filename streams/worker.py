@@ -273,9 +273,9 @@ class EngineWorker:
             await self._keep_snapshot()
 
     async def _keep_snapshot(self) -> None:
-        """On a clean stop, the engine as the snapshot its groups' next rebuild may take
-        instead of replaying the store (streams/snapshots.py): only when everything it
-        decided is written, and nothing is wrong with what it holds."""
+        """The engine as the snapshot its groups' next rebuild may start from instead of
+        replaying the store (streams/snapshots.py), now and then and at a clean stop: only
+        when everything it decided is written, and nothing is wrong with what it holds."""
         if self._unsettled() or self.record or self.commits:
             return
         started = time.perf_counter()
@@ -920,10 +920,9 @@ class EngineWorker:
             self.consumer.seek(tp, position + 1 if position is not None else 0)
         self.metrics.rebuilds.inc()
         self.writes.last_record = replayed.last_record
-        # A snapshot taken as it stands needs no keeping again until something is written.
-        self.snapshot_covers = (
-            replayed.last_record if replayed.snapshot and not replayed.inputs else -1
-        )
+        # The snapshot started from needs no keeping again until something is written.
+        taken = replayed.snapshot
+        self.snapshot_covers = taken.last_record if taken is not None else -1
         if replayed.snapshot is not None:
             self.metrics.snapshots_taken.inc()
             log.info(
