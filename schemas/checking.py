@@ -135,14 +135,19 @@ def is_one_address(text: str) -> bool:
     return _ONE_ADDRESS.fullmatch(text) is not None
 
 
+_NOT_DATABASE_NAMES = frozenset({"localtime", "posixrules"})
+
+
 @functools.lru_cache(maxsize=4096)
 def is_iana_zone(name: str) -> bool:
     """True for a zone of the tz database, such as `America/New_York` or `UTC`.
 
     `localtime` is refused: it names whatever zone the machine is set to, so the same file
-    would mean different things on different hosts.
+    would mean different things on different hosts. So are the copies some systems keep
+    beside the database (`posixrules`, `posix/…`, and `right/…`, whose clocks count leap
+    seconds and run 27 s apart from every other zone's): not the tz database's names.
     """
-    if name == "localtime":
+    if name in _NOT_DATABASE_NAMES or name.startswith(("posix/", "right/")):
         return False
     try:
         ZoneInfo(name)
