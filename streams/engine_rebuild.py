@@ -60,18 +60,19 @@ def replay_store(
     (streams/snapshots.py) with the records stored after it replayed on top, when they
     all come after its records in that order. It may run in a thread: it reads only the
     store."""
-    snapshot = snapshots.load(store, key, partition_of) if key is not None else None
+    snapshot = snapshots.find(store, key) if key is not None else None
     if snapshot is not None:
         later = list(store.replayable(names, snapshot.last_record))
         # A record decided under definitions older than the snapshot's goes, in a full
         # replay, before some of the snapshot's own (another worker adopting a change
         # late): the snapshot cannot stand for them then.
-        if all(item.definitions >= snapshot.applied for item in later):
-            rebuild = _Rebuild(snapshot.engine, store.definitions_after(snapshot.applied))
+        if any(item.definitions < snapshot.applied for item in later):
+            log.info("the engine's snapshot is passed over: records after it go before it")
+        elif (kept := snapshots.engine_of(store, snapshot, partition_of)) is not None:
+            rebuild = _Rebuild(kept, store.definitions_after(snapshot.applied))
             rebuild.applied, rebuild.spanned = snapshot.applied, snapshot.spanned
             rebuild.last_record = snapshot.last_record
             return rebuild.replay(later, snapshot)
-        log.info("the engine's snapshot is passed over: records after it go before it")
     engine = Engine(partition_of=partition_of, live=not event_clock)
     if event_clock:
         # As live: until every group held has been replayed up to a minute, its throttle

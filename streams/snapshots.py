@@ -50,8 +50,10 @@ _PARTITION_OF = "partition_of"
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    engine: Engine
-    last_record: int  # the store's last notification id when it was taken
+    """What a kept engine covers; `engine_of` reads the engine itself."""
+
+    key: str
+    last_record: int  # the notification id of the last record its state covers
     applied: int  # the definitions version in force in it
     spanned: bool  # a sequence spanned contacts in some definitions it adopted
     taken_at: datetime
@@ -107,34 +109,57 @@ def save(
     return len(body)
 
 
-def load(store: EngineStore, key: str, partition_of: Callable[[str], int]) -> Snapshot | None:
-    """The snapshot of `key` written by this code, or None: also when it cannot be read (a
-    lost PostgreSQL excepted, which the rebuild waits out as any read of the store)."""
+def find(store: EngineStore, key: str) -> Snapshot | None:
+    """The snapshot of `key` written by this code, without its engine (its body is read
+    only once the rebuild knows it can start from it), or None."""
+    schema = store.datastore.schema
+    row = _readable(
+        store,
+        "SELECT last_record, applied, spanned, taken_at"  # noqa: S608
+        f" FROM {schema}.dripstream_snapshots WHERE held = %s AND code = %s",
+        (key, code_fingerprint()),
+    )
+    if row is None:
+        return None
+    return Snapshot(
+        key, int(row["last_record"]), int(row["applied"]), row["spanned"], row["taken_at"]
+    )
+
+
+def engine_of(
+    store: EngineStore, snapshot: Snapshot, partition_of: Callable[[str], int]
+) -> Engine | None:
+    """The engine `snapshot` kept; None when it cannot be read, or was replaced since."""
+    schema = store.datastore.schema
+    row = _readable(
+        store,
+        f"SELECT body FROM {schema}.dripstream_snapshots"  # noqa: S608
+        " WHERE held = %s AND code = %s AND last_record = %s",
+        (snapshot.key, code_fingerprint(), snapshot.last_record),
+    )
+    if row is None:
+        return None
     try:
-        return _load(store, key, partition_of)
-    except DATABASE_LOST:
-        raise
+        return _unpickled(bytes(row["body"]), partition_of)
     except Exception as error:  # any snapshot that cannot be read means: replay the store
         log.warning("the engine's snapshot could not be read (%s); replaying the store", error)
         return None
 
 
-def _load(store: EngineStore, key: str, partition_of: Callable[[str], int]) -> Snapshot | None:
-    schema = store.datastore.schema
-    with store.datastore.get_connection() as conn, conn.cursor() as curs:
-        curs.execute(
-            "SELECT last_record, applied, spanned, taken_at, body"  # noqa: S608
-            f" FROM {schema}.dripstream_snapshots WHERE held = %s AND code = %s",
-            (key, code_fingerprint()),
-        )
-        row = curs.fetchone()
-        conn.commit()
-    if row is None:
+def _readable(store: EngineStore, query: str, arguments: tuple[Any, ...]) -> Any:
+    """One row of the snapshots table, or None: also when it cannot be read for any reason
+    but a lost PostgreSQL, which the rebuild waits out as any read of the store."""
+    try:
+        with store.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(query, arguments)
+            row = curs.fetchone()
+            conn.commit()
+    except DATABASE_LOST:
+        raise
+    except Exception as error:  # a snapshot that cannot be read means: replay the store
+        log.warning("the engine's snapshot could not be read (%s); replaying the store", error)
         return None
-    engine = _unpickled(bytes(row["body"]), partition_of)
-    return Snapshot(
-        engine, int(row["last_record"]), int(row["applied"]), row["spanned"], row["taken_at"]
-    )
+    return row
 
 
 def _pickled(engine: Engine, partition_of: Callable[[str], int]) -> bytes:

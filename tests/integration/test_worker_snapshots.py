@@ -165,6 +165,19 @@ def test_a_snapshot_written_by_other_code_is_passed_over(
     assert again.inputs == 2
 
 
+def test_a_snapshot_that_cannot_be_read_means_a_replay(worker: EngineWorker) -> None:
+    _given_a_snapshot_of_two_contacts(worker)
+    # when its bytes are damaged
+    with worker.store.datastore.get_connection() as conn:
+        schema = worker.store.datastore.schema
+        conn.execute(f"UPDATE {schema}.dripstream_snapshots SET body = 'not a pickle'")
+        conn.commit()
+    again = worker._replay_store(NAMES, GROUPS)
+    # then the store is replayed, not the rebuild failed
+    assert again.snapshot is None
+    assert again.inputs == 2
+
+
 def test_definitions_changed_after_the_snapshot_are_adopted_on_taking_it(
     worker: EngineWorker,
 ) -> None:
