@@ -267,13 +267,19 @@ def test_the_first_sequence_spanning_contacts_gathers_the_partitions_for_good(
             stop(worker)
 
 
+@pytest.mark.parametrize("snapshot_every", ["600", "1"], ids=["replaying", "from-snapshots"])
 def test_takeovers_from_a_killed_holder_go_on_as_it_published(
-    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+    kafka_bootstrap: str,
+    pipeline_prefix: str,
+    fresh_database_url: str,
+    tmp_path: Path,
+    snapshot_every: str,
 ) -> None:
     # Three workers, a sequence with a throttle and a round robin, contacts created while
     # the holder of every partition is killed twice: each standby taking over rebuilds
     # every partition (each group's event clock followed, as live) and goes on exactly
-    # where the published decisions left off.
+    # where the published decisions left off; with a snapshot every second, from the
+    # killed holder's last one and what was stored after it.
     contacts, limit = 600, 4
     steps = ("w1", "rr", "w2")
     document = orjson.loads(orjson.dumps(DEFINITIONS))
@@ -305,7 +311,14 @@ def test_takeovers_from_a_killed_holder_go_on_as_it_published(
 
     def start(name: str) -> Any:
         return start_worker(
-            kafka_bootstrap, fresh_database_url, prefix, "--session-timeout", "6", log_to=logs[name]
+            kafka_bootstrap,
+            fresh_database_url,
+            prefix,
+            "--session-timeout",
+            "6",
+            "--snapshot-every",
+            snapshot_every,
+            log_to=logs[name],
         )
 
     def publish(*args: str) -> None:
@@ -351,3 +364,6 @@ def test_takeovers_from_a_killed_holder_go_on_as_it_published(
     )
     # Each takeover goes on from the published turn: the turns stay even.
     assert sorted(owners.values()) == [contacts // 2, contacts // 2], owners
+    if snapshot_every == "1":
+        said = "".join(log.read_text(errors="replace") for log in logs.values() if log.exists())
+        assert "took the engine from its snapshot" in said
