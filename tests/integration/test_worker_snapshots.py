@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -206,10 +207,7 @@ def test_a_worker_stopped_and_started_again_goes_on_from_its_snapshot_as_replay(
 ) -> None:
     definitions_file, history = write_history(tmp_path, events=4_000, contacts=800, seed=31)
     expected = replay_expected(tmp_path, definitions_file, history)
-    lines = history.read_bytes().splitlines(keepends=True)
-    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    first.write_bytes(b"".join(lines[: len(lines) // 2]))
-    second.write_bytes(b"".join(lines[len(lines) // 2 :]))
+    first, second = _halves(history)
     logs = [tmp_path / "worker-0.log", tmp_path / "worker-1.log"]
     prefix = pipeline_prefix
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix, log_to=logs[0])
@@ -234,14 +232,7 @@ def test_a_worker_stopped_and_started_again_goes_on_from_its_snapshot_as_replay(
         _wait_for(TAKEN, logs[1])
         assert metric(port, "dripstream_snapshots_taken_total") == 1
         produce_history(kafka_bootstrap, prefix, second)
-        got = read_topics(
-            kafka_bootstrap,
-            prefix,
-            ("decisions", "effects", "contacts"),
-            expect=len(expected),
-            quiet=20,
-            limit=600,
-        )
+        got = _published(kafka_bootstrap, prefix, expected)
         assert worker.poll() is None, "the worker died"
     finally:
         stop(worker)
@@ -249,6 +240,21 @@ def test_a_worker_stopped_and_started_again_goes_on_from_its_snapshot_as_replay(
     exactly_replays(got, expected)
     # and its start read the snapshot whole, with nothing stored after it to replay
     assert "and replayed 0 stored inputs recorded after it" in logs[1].read_text(errors="replace")
+
+
+def _halves(history: Path) -> tuple[Path, Path]:
+    """The history's lines in two files, in order."""
+    lines = history.read_bytes().splitlines(keepends=True)
+    first, second = history.with_name("first.jsonl"), history.with_name("second.jsonl")
+    first.write_bytes(b"".join(lines[: len(lines) // 2]))
+    second.write_bytes(b"".join(lines[len(lines) // 2 :]))
+    return first, second
+
+
+def _published(bootstrap: str, prefix: str, expected: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the pipeline published, read until replay's count arrived or all is quiet."""
+    topics = ("decisions", "effects", "contacts")
+    return read_topics(bootstrap, prefix, topics, expect=len(expected), quiet=20, limit=600)
 
 
 def _wait_for(pattern: re.Pattern[str], log: Path, limit: float = 90) -> None:
@@ -268,10 +274,7 @@ def test_a_worker_killed_after_a_snapshot_goes_on_from_it_as_replay(
 ) -> None:
     definitions_file, history = write_history(tmp_path, events=4_000, contacts=800, seed=37)
     expected = replay_expected(tmp_path, definitions_file, history)
-    lines = history.read_bytes().splitlines(keepends=True)
-    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    first.write_bytes(b"".join(lines[: len(lines) // 2]))
-    second.write_bytes(b"".join(lines[len(lines) // 2 :]))
+    first, second = _halves(history)
     logs = [tmp_path / "worker-0.log", tmp_path / "worker-1.log"]
     prefix = pipeline_prefix
     worker = start_worker(
@@ -287,14 +290,7 @@ def test_a_worker_killed_after_a_snapshot_goes_on_from_it_as_replay(
         produce_history(kafka_bootstrap, prefix, second)
         worker = start_worker(kafka_bootstrap, fresh_database_url, prefix, log_to=logs[1])
         _wait_for(TAKEN, logs[1])
-        got = read_topics(
-            kafka_bootstrap,
-            prefix,
-            ("decisions", "effects", "contacts"),
-            expect=len(expected),
-            quiet=20,
-            limit=600,
-        )
+        got = _published(kafka_bootstrap, prefix, expected)
         assert worker.poll() is None, "the worker died"
     finally:
         stop(worker)
