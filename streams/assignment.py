@@ -13,9 +13,15 @@ throttle since removed too.
 
 Each worker says in its join metadata whether its definitions need one worker; the group's
 leader decides for all. Nothing else goes in the metadata: a member joining late with other
-metadata than at its last join makes the broker start another rebalance. The broker picks a
-protocol every member offers, so workers of a version without this one still share the range
-assignor.
+metadata than at its last join makes the broker start another rebalance.
+
+The assignor goes by the range assignor's protocol name, with its metadata's layout (the
+subscribed topics, then the user data, which a range leader does not read), and is the only
+one a worker offers: workers of a version before it (plain range) share the group, their
+leader spreading the partitions as before. Offering two protocols, as this did first, met
+aiokafka 0.14 sending a JoinGroup per protocol as it builds the list (one with the first,
+one with both): the broker took each second request for changed metadata and rebalanced
+again, and two workers joining together could go on so for minutes (a rebalance storm).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from aiokafka.coordinator.protocol import (  # type: ignore[import-untyped]
 
 __all__ = ["PROTOCOL", "MemberState", "one_worker_assignment", "range_or_one_assignor"]
 
-PROTOCOL = "dripstream-range-or-one"
+PROTOCOL = RangePartitionAssignor.name  # "range": see the module's notes
 VERSION = 0
 
 

@@ -34,7 +34,6 @@ from aiokafka import (  # type: ignore[import-untyped]
     ConsumerRebalanceListener,
     TopicPartition,
 )
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor  # type: ignore[import-untyped]
 from aiokafka.errors import IllegalStateError  # type: ignore[import-untyped]
 
 from aggregates.duplicates import ReusedIdentityError
@@ -176,12 +175,8 @@ class EngineWorker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
-            # Range unless a sequence spans contacts; the range assignor alone while the
-            # group has workers of a version without the first.
-            partition_assignment_strategy=(
-                range_or_one_assignor(self._member_state),
-                RangePartitionAssignor,
-            ),
+            # Range unless a sequence spans contacts (streams/assignment.py): one protocol.
+            partition_assignment_strategy=(range_or_one_assignor(self._member_state),),
             max_poll_records=settings.batch_size,
             fetch_max_wait_ms=FETCH_WAIT_MS,
             fetch_min_bytes=FETCH_MIN_BYTES,

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor  # type: ignore[import-untyped]
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata  # type: ignore[import-untyped]
 
 from streams.assignment import (
@@ -76,3 +77,18 @@ def test_the_aiokafka_assignor_gives_all_to_one_when_one_needs_it() -> None:
     members = {"b": _join(MemberState(True)), "a": _join(MemberState(False))}
     got = {m: a.assignment for m, a in assignor.assign(CLUSTER, members).items()}
     assert got == {"a": [("p.calls", [0, 1, 2, 3]), ("p.contacts", [0, 1, 2, 3])], "b": []}
+
+
+def test_workers_of_the_plain_range_assignor_share_its_protocol() -> None:
+    # given a worker of a version before this one, which offers aiokafka's range assignor
+    older = ConsumerProtocolMemberMetadata.decode(RangePartitionAssignor.metadata(TOPICS).encode())
+    assignor = range_or_one_assignor(lambda: MemberState(False))
+    # then this one offers the same protocol (one protocol: see streams/assignment.py)
+    assert assignor.name == RangePartitionAssignor.name == "range"
+    # and leading, reads the older one's join as needing nothing
+    members = {"a": older, "b": _join(MemberState(False))}
+    got = {m: a.assignment for m, a in assignor.assign(CLUSTER, members).items()}
+    assert got == {
+        "a": [("p.calls", [0, 1]), ("p.contacts", [0, 1])],
+        "b": [("p.calls", [2, 3]), ("p.contacts", [2, 3])],
+    }
