@@ -46,6 +46,7 @@ log = logging.getLogger("dripstream.worker")
 _DOMAIN = ("aggregates", "schemas", "streams")
 _LIBRARIES = ("holidays", "phonenumbers")
 _PARTITION_OF = "partition_of"
+KEPT_DAYS = 7  # how long a snapshot of streams no worker keeps again stays
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,13 @@ def save(
             " last_record = excluded.last_record, applied = excluded.applied,"
             " spanned = excluded.spanned, taken_at = now(), body = excluded.body",
             (key, code_fingerprint(), last_record, applied, spanned, body),
+        )
+        # No code reads another release's snapshots; those of streams no worker has held
+        # for a while (a rebalance spread them otherwise) would only take room.
+        curs.execute(
+            f"DELETE FROM {schema}.dripstream_snapshots"  # noqa: S608
+            " WHERE code <> %s OR (held <> %s AND taken_at < now() - %s * interval '1 day')",
+            (code_fingerprint(), key, KEPT_DAYS),
         )
     return len(body)
 

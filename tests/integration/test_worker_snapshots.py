@@ -179,6 +179,47 @@ def test_a_snapshot_that_cannot_be_read_means_a_replay(worker: EngineWorker) -> 
     assert again.inputs == 2
 
 
+def test_keeping_a_snapshot_drops_those_no_worker_can_use(
+    worker: EngineWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given snapshots of another release, of streams held a week ago, and of other streams
+    # held yesterday
+    monkeypatch.setattr(snapshots, "code_fingerprint", lambda: "another release")
+    _keep(worker, "wall:2:p.contacts:0")
+    monkeypatch.undo()
+    _keep(worker, "wall:2:p.contacts:1")
+    _keep(worker, "event:2:p.contacts:1")
+    schema = worker.store.datastore.schema
+    with worker.store.datastore.get_connection() as conn:
+        conn.execute(
+            f"UPDATE {schema}.dripstream_snapshots SET taken_at = now() - interval '8 days'"
+            " WHERE held = 'wall:2:p.contacts:1'"
+        )
+        conn.execute(
+            f"UPDATE {schema}.dripstream_snapshots SET taken_at = now() - interval '1 day'"
+            " WHERE held = 'event:2:p.contacts:1'"
+        )
+        conn.commit()
+    # when a worker keeps its own
+    _keep(worker, KEY)
+    # then the other release's and the week-old one are gone; yesterday's stays
+    with worker.store.datastore.get_connection() as conn:
+        rows = conn.execute(f"SELECT held FROM {schema}.dripstream_snapshots").fetchall()
+    assert sorted(row["held"] for row in rows) == sorted([KEY, "event:2:p.contacts:1"])
+
+
+def _keep(worker: EngineWorker, key: str) -> None:
+    snapshots.save(
+        worker.store,
+        key,
+        worker.engine,
+        worker.partition_of,
+        last_record=0,
+        applied=0,
+        spanned=False,
+    )
+
+
 def test_definitions_changed_after_the_snapshot_are_adopted_on_taking_it(
     worker: EngineWorker,
 ) -> None:
