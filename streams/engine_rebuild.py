@@ -69,31 +69,32 @@ def replay_store(
         if any(item.definitions < snapshot.applied for item in later):
             log.info("the engine's snapshot is passed over: records after it go before it")
         elif (kept := snapshots.engine_of(store, snapshot, partition_of)) is not None:
-            rebuild = _Rebuild(kept, store.definitions_after(snapshot.applied))
-            rebuild.applied, rebuild.spanned = snapshot.applied, snapshot.spanned
-            rebuild.last_record = snapshot.last_record
-            return rebuild.replay(later, snapshot)
+            pending = store.definitions_after(snapshot.applied)
+            return _Rebuild(kept, pending, snapshot).replay(later)
     engine = Engine(partition_of=partition_of, live=not event_clock)
     if event_clock:
         # As live: until every group held has been replayed up to a minute, its throttle
         # places and owner notices stay, for the groups replayed later.
         engine.expect_partitions(groups)
-    return _Rebuild(engine, store.definitions_after(0)).replay(store.replayable(names), None)
+    return _Rebuild(engine, store.definitions_after(0)).replay(store.replayable(names))
 
 
 class _Rebuild:
-    """Records replayed into an engine, each definitions change adopted before the first
-    record decided under it."""
+    """Records replayed into an engine (a fresh one, or the one a snapshot `start` kept),
+    each definitions change adopted before the first record decided under it."""
 
-    def __init__(self, engine: Engine, pending: list[Definitions]) -> None:
+    def __init__(
+        self, engine: Engine, pending: list[Definitions], start: Snapshot | None = None
+    ) -> None:
         self.engine = engine
         self.pending = pending
-        self.applied = 0
-        self.spanned = False
+        self.start = start
+        self.applied = start.applied if start else 0
+        self.spanned = start.spanned if start else False
+        self.last_record = start.last_record if start else 0
         self.replayed = 0
-        self.last_record = 0
 
-    def replay(self, items: Iterable[Replayable], snapshot: Snapshot | None) -> Replayed:
+    def replay(self, items: Iterable[Replayable]) -> Replayed:
         for item in in_definitions_order(items):
             self._adopt(item.definitions)
             self.last_record = max(self.last_record, item.notification_id)
@@ -105,7 +106,7 @@ class _Rebuild:
                 self._input(item)
         self._adopt(None)
         return Replayed(
-            self.engine, self.applied, self.replayed, self.spanned, self.last_record, snapshot
+            self.engine, self.applied, self.replayed, self.spanned, self.last_record, self.start
         )
 
     def _adopt(self, up_to: int | None) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from schemas.envelope import parse_time
 from streams import snapshots
-from streams.engine_rebuild import replay_store
+from streams.engine_rebuild import Replayed, replay_store
 from streams.store import BatchRecord, InputRecord
 from streams.worker import EngineWorker, WorkerSettings
 from tests.engine.helpers import definitions, sequence
@@ -69,15 +69,7 @@ def _given_a_snapshot_of_two_contacts(worker: EngineWorker) -> None:
     worker.store.write(BatchRecord(stored=[first.stored(), second.stored()]))
     rebuilt = worker._replay_store(NAMES, GROUPS)
     assert rebuilt.snapshot is None  # none yet: replayed
-    snapshots.save(
-        worker.store,
-        KEY,
-        rebuilt.engine,
-        worker.partition_of,
-        last_record=rebuilt.last_record,
-        applied=0,
-        spanned=False,
-    )
+    _keep(worker, KEY, rebuilt)
 
 
 def test_a_rebuild_takes_the_snapshot_when_nothing_was_recorded_since(
@@ -126,15 +118,7 @@ def test_a_record_after_the_snapshot_under_older_definitions_makes_it_replay_all
     second = replace(_created("b", 1, 0, "2027-07-06T11:00:00Z"), definitions=1)
     worker.store.write(BatchRecord(stored=[first.stored(), second.stored()]))
     rebuilt = worker._replay_store(NAMES, GROUPS)
-    snapshots.save(
-        worker.store,
-        KEY,
-        rebuilt.engine,
-        worker.partition_of,
-        last_record=rebuilt.last_record,
-        applied=rebuilt.applied,
-        spanned=False,
-    )
+    _keep(worker, KEY, rebuilt)
     # when a worker that had not adopted them yet records an input after it (version 0:
     # a replay of the whole store puts it before the snapshot's own inputs)
     late = _created("c", 0, 1, "2027-07-06T12:00:00Z")
@@ -208,14 +192,15 @@ def test_keeping_a_snapshot_drops_those_no_worker_can_use(
     assert sorted(row["held"] for row in rows) == sorted([KEY, "event:2:p.contacts:1"])
 
 
-def _keep(worker: EngineWorker, key: str) -> None:
+def _keep(worker: EngineWorker, key: str, rebuilt: Replayed | None = None) -> None:
+    """A snapshot of the engine `rebuilt` (default: the worker's own, covering nothing)."""
     snapshots.save(
         worker.store,
         key,
-        worker.engine,
+        rebuilt.engine if rebuilt else worker.engine,
         worker.partition_of,
-        last_record=0,
-        applied=0,
+        last_record=rebuilt.last_record if rebuilt else 0,
+        applied=rebuilt.applied if rebuilt else 0,
         spanned=False,
     )
 
