@@ -44,7 +44,7 @@ log = logging.getLogger("dripstream.worker")
 # on from it (streams/: the replay's order, the partitioner), and the libraries whose
 # objects it holds.
 _DOMAIN = ("aggregates", "schemas", "streams")
-_LIBRARIES = ("holidays", "phonenumbers")
+_LIBRARIES = ("holidays", "phonenumbers", "tzdata")
 _PARTITION_OF = "partition_of"
 KEPT_DAYS = 7  # how long a snapshot of streams no worker keeps again stays
 
