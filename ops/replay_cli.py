@@ -120,10 +120,17 @@ def run(args: argparse.Namespace) -> int:
     report.close()
     if stats is None:
         return 1
-    if stats.beyond_until:
+    if stats.beyond_until and stats.first_beyond_until is not None:
+        earlier = stats.beyond_until_earlier
         print(
-            f"dripstream: {stats.beyond_until} event(s) from the first one after --until on"
-            " were not processed",
+            f"dripstream: {inputs.label}{stats.beyond_until} event(s) from the first one after"
+            f" --until on (at {inputs.at(stats.first_beyond_until)}) were not processed"
+            + (
+                f", {earlier} of them timed before --until: the history up to it ends at"
+                " its first line past it"
+                if earlier
+                else ""
+            ),
             file=sys.stderr,
         )
     if stats.duplicates and stats.first_duplicate is not None:

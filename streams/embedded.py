@@ -71,6 +71,8 @@ class ReplayStats:
     outputs: int = 0
     rejected: int = 0
     beyond_until: int = 0
+    first_beyond_until: int | None = None  # its line number
+    beyond_until_earlier: int = 0  # of those, timed at or before --until (after the cut)
     own_changes: int = 0
     first_own_change: int | None = None  # its line number
     watermarks: int = 0  # producers' stream.watermark lines, passed over
@@ -81,6 +83,12 @@ class ReplayStats:
     first_late: int | None = None  # its line number
     active_enrollments: int = 0
     last_time: datetime | None = None  # the latest input time so far
+
+    def count_beyond_until(self, line: int, *, earlier: bool) -> None:
+        """One input left undecided, on or after the first line past --until."""
+        self.beyond_until += 1
+        self.first_beyond_until = self.first_beyond_until or line
+        self.beyond_until_earlier += earlier
 
     def count_input(self, line: int, moment: datetime, duplicates: int) -> None:
         """One input handed to the engine, which has skipped `duplicates` repeats so far."""
@@ -131,7 +139,6 @@ def _replay(
     engine = Engine(Catalog.from_document({"account": definitions.get("account")}))
     stats = ReplayStats()
     defined = False
-    past_until = False
 
     def emit(events: list[CloudEvent]) -> None:
         if events:
@@ -157,12 +164,11 @@ def _replay(
             stats.own_changes += 1
             stats.first_own_change = stats.first_own_change or number
             continue
-        if until is not None and (past_until or decoded.time > until):
+        if until is not None and (stats.beyond_until or decoded.time > until):
             # The history up to --until ends at its first line past it: a later line with
             # an earlier time comes after that point in the stream, as in a full replay,
             # where it is decided late. Checked and counted, not decided.
-            past_until = True
-            stats.beyond_until += 1
+            stats.count_beyond_until(number, earlier=decoded.time <= until)
             continue
         if not defined:
             emit(engine.define(definitions, decoded.time, DEFINITIONS_CAUSE))

@@ -785,3 +785,19 @@ def test_a_history_with_no_event_says_the_output_holds_the_definitions_only(
     assert status == 0
     assert [orjson.loads(line)["type"] for line in out.splitlines()] == ["sequence.defined"]
     assert "no input event was decided" in capsys.readouterr().err
+
+
+def test_the_events_past_until_are_said_with_where_they_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given a line past --until, then one timed before it: the history ends at the first
+    late = {**GOOD_LINES[1], "id": "e-3", "time": "2028-03-02T15:02:00Z"}
+    earlier = {**GOOD_LINES[1], "id": "e-4", "time": "2028-03-02T15:00:30Z"}
+    lines = [orjson.dumps(e) for e in [GOOD_LINES[0], late, earlier]]
+    status, _, _ = replay_until(tmp_path, ONLY_SEQUENCES, lines, until="2028-03-02T15:01:00Z")
+    assert status == 0
+    said = capsys.readouterr().err
+    assert (
+        "2 event(s) from the first one after --until on (at line 2) were not processed,"
+        " 1 of them timed before --until" in said
+    )
