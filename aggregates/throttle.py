@@ -45,6 +45,12 @@ class _SequenceCounts:
     # At least the latest due among `movable`: a step due at or after it displaces nobody,
     # which keeps a burst settled in due order on the fast path.
     movable_latest: datetime | None = None
+    # Places of steps the throttle moved past their own minute, `holder -> (due, minute)`:
+    # a step due later that is moved too goes no earlier than theirs (due-time order), even
+    # where a place before them was given back.
+    moved: dict[str, tuple[datetime, int]] = field(default_factory=dict)
+    # At least the latest minute in `moved`: a first room at or after it needs no look.
+    moved_latest: int | None = None
 
 
 class MinuteThrottle:
@@ -114,8 +120,13 @@ class MinuteThrottle:
         rank = rank or due
         state, wanted, minute = self._room(sequence_id, due, limit)
         taken = None
-        if minute != wanted and state.movable_latest is not None and rank < state.movable_latest:
-            taken = _later_holder(state, wanted, minute, rank)
+        displacing = state.movable_latest is not None and rank < state.movable_latest
+        if minute != wanted:
+            start = _after_earlier_moves(state, wanted, minute, rank, displacing)
+            if start > minute:
+                minute = self._first_with_room(state, start, limit)
+            if displacing:
+                taken = _later_holder(state, start, minute, rank)
         if taken is None:
             _count(state, minute)
         else:
@@ -124,6 +135,10 @@ class MinuteThrottle:
             del self._held[victim]
             self.displaced.append((victim, sequence_id))
         self._held[holder] = (sequence_id, minute)
+        if minute > minute_of(rank):
+            state.moved[holder] = (rank, minute)
+            if state.moved_latest is None or minute > state.moved_latest:
+                state.moved_latest = minute
         if movable and minute == wanted:
             state.movable.setdefault(minute, {})[holder] = rank
             if state.movable_latest is None or rank > state.movable_latest:
@@ -153,10 +168,14 @@ class MinuteThrottle:
         return len(self._held)
 
     def _unmark(self, holder: str, sequence_id: str, minute: int) -> None:
-        """`holder` no longer holds a place it could give up."""
+        """`holder` no longer holds a place it could give up, or one it was moved to."""
         state = self._sequences.get(sequence_id)
-        movable = state.movable.get(minute) if state is not None else None
-        if state is None or movable is None or holder not in movable:
+        if state is None:
+            return
+        if state.moved.pop(holder, None) is not None and not state.moved:
+            state.moved_latest = None
+        movable = state.movable.get(minute)
+        if movable is None or holder not in movable:
             return
         del movable[holder]
         if not movable:
@@ -227,6 +246,9 @@ class MinuteThrottle:
             state.movable = {m: h for m, h in state.movable.items() if m >= cutoff}
             if not state.movable:
                 state.movable_latest = None
+            state.moved = {h: held for h, held in state.moved.items() if held[1] >= cutoff}
+            if not state.moved:
+                state.moved_latest = None
             if not state.counts:
                 del self._sequences[sequence_id]
 
@@ -246,6 +268,23 @@ class MinuteThrottle:
             if kept:
                 throttle._sequences[sequence_id] = _SequenceCounts(counts=kept, earliest=min(kept))
         return throttle
+
+
+def _after_earlier_moves(
+    state: _SequenceCounts, wanted: int, room: int, rank: datetime, displacing: bool
+) -> int:
+    """The first minute a step due at `rank`, moved past `wanted`, may take: not before
+    the latest a step due earlier was moved to, so a place given back ahead of those goes
+    to no step due after them ("the rest move ... in due-time order").
+
+    The look is needed only when a moved step lies beyond `room` (the first with room from
+    `wanted`), or to bound the places a step may take over (`displacing`): a burst settled
+    in due order, each step at the end of the queue, passes it by."""
+    latest = state.moved_latest
+    if latest is None or (latest <= room and not displacing):
+        return wanted
+    behind = [minute for due, minute in state.moved.values() if due < rank]
+    return max(wanted, *behind) if behind else wanted
 
 
 def _later_holder(

@@ -284,3 +284,45 @@ def test_the_holder_due_latest_gives_way_and_a_released_place_displaces_nobody()
     assert throttle.hold("e-4", "s", due, 2) == due
     assert throttle.displaced == []
     assert throttle.count("s", due) == 2
+
+
+def test_a_place_given_back_ahead_of_a_moved_step_goes_to_no_step_due_after_it() -> None:
+    # given one a minute: 10:00 used, steps due 10:00:10 and 10:00:20 moved to 10:01, 10:02
+    throttle = MinuteThrottle()
+    throttle.hold("e-1", "s", utc("2028-03-02T10:00:00"), 1)
+    assert throttle.hold("e-2", "s", utc("2028-03-02T10:00:10"), 1) == utc("2028-03-02T10:01:00")
+    assert throttle.hold("e-3", "s", utc("2028-03-02T10:00:20"), 1) == utc("2028-03-02T10:02:00")
+    # when 10:01 is given back
+    throttle.release("e-2")
+    # then a step due 10:00:40, moved too, goes behind the one due 10:00:20
+    assert throttle.hold("e-4", "s", utc("2028-03-02T10:00:40"), 1) == utc("2028-03-02T10:03:00")
+    # a step due in 10:01 itself is no overflow: it has its own minute
+    due = utc("2028-03-02T10:01:30")
+    assert throttle.hold("e-5", "s", due, 1) == due
+
+
+def test_a_moved_step_that_ran_or_left_holds_no_one_back() -> None:
+    throttle = MinuteThrottle()
+    throttle.hold("e-1", "s", utc("2028-03-02T10:00:00"), 1)
+    throttle.hold("e-2", "s", utc("2028-03-02T10:00:10"), 1)  # moved to 10:01
+    throttle.hold("e-3", "s", utc("2028-03-02T10:00:20"), 1)  # moved to 10:02
+    throttle.release("e-2")
+    # the step due 10:00:20 leaves: 10:01 goes to the next step moved
+    throttle.release("e-3")
+    assert throttle.hold("e-4", "s", utc("2028-03-02T10:00:40"), 1) == utc("2028-03-02T10:01:00")
+
+
+def test_a_moved_step_takes_over_no_place_before_one_due_earlier_moved_ahead_of_it() -> None:
+    # given one a minute: 10:00 used, steps due 10:00:10 and 10:00:20 moved to 10:01, 10:02,
+    # then 10:01 given back and held by an undeferred step due in it, 10:01:50
+    throttle = MinuteThrottle()
+    throttle.hold("e-1", "s", utc("2028-03-02T10:00:00"), 1)
+    throttle.hold("e-2", "s", utc("2028-03-02T10:00:10"), 1)
+    throttle.hold("e-3", "s", utc("2028-03-02T10:00:20"), 1)
+    throttle.release("e-2")
+    own = utc("2028-03-02T10:01:50")
+    assert throttle.hold("e-4", "s", own, 1, movable=True) == own
+    # when a step due 10:00:40 is moved: it would take 10:01 from the step due later, but
+    # that puts it before the one due 10:00:20; it goes behind that one instead
+    assert throttle.hold("e-5", "s", utc("2028-03-02T10:00:40"), 1) == utc("2028-03-02T10:03:00")
+    assert throttle.displaced == []

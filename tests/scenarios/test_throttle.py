@@ -163,3 +163,19 @@ def test_a_step_deferred_once_keeps_its_place(due_order: Replay) -> None:
         "2027-07-12T14:00:20Z",
         "2027-07-12T14:01:00Z",
     ]
+
+
+def test_a_place_given_back_ahead_of_a_step_due_earlier_is_not_taken(settles: Replay) -> None:
+    # c-b3 (due 15:00:20) was moved to 15:02 before c-b2's place in 15:01 was given back;
+    # c-b4, due after it, goes behind it rather than into that place
+    assert settles.deferrals("c-b3", "s1") == [
+        ("throttle", "2027-07-06T15:00:20Z", "2027-07-06T15:02:00Z")
+    ]
+    assert settles.deferrals("c-b4", "s1") == [
+        ("throttle", "2027-07-06T15:00:40Z", "2027-07-06T15:03:00Z")
+    ]
+    assert _minutes(settles, "email.send", "behind") == [
+        ("c-b1", "2027-07-06T15:00"),
+        ("c-b3", "2027-07-06T15:02"),
+        ("c-b4", "2027-07-06T15:03"),
+    ]
