@@ -80,6 +80,12 @@ class GroupBuffer:
     queues: dict[str, deque[Pending]] = field(default_factory=dict)
     seen: dict[str, Mark] = field(default_factory=dict)  # how far each topic has been read
     watermarked: bool = False  # a producer writes watermarks: never guess the end
+    # How far each topic has been read counting only what was decided (and the watermarks
+    # before it): recorded with the topic's position, it is where a restart resumes, whose
+    # reading starts after that position (a watermark it passed is not read again).
+    settled: dict[str, Mark] = field(default_factory=dict)
+    # Watermarks read behind records still queued: (offset, mark), settled once those go.
+    marks_behind: dict[str, deque[tuple[int, Mark]]] = field(default_factory=dict)
     rank: dict[str, int] = field(init=False)  # ties of time and position: topic by topic
 
     def __post_init__(self) -> None:
@@ -90,15 +96,39 @@ class GroupBuffer:
         if item.time is not None:
             self._read_to(item.topic, (item.time, *item.position))
 
-    def watermark(self, topic: str, moment: datetime, position: Position = UNPLACED) -> None:
+    def watermark(
+        self, topic: str, moment: datetime, position: Position = UNPLACED, offset: int = -1
+    ) -> None:
         """Nothing earlier than `moment` follows on this topic, nor anything its producer
-        published before `position` (a producer's promise)."""
+        published before `position` (a producer's promise), read at `offset`."""
         self.watermarked = True
-        self._read_to(topic, (moment, *position))
+        mark = (moment, *position)
+        self._read_to(topic, mark)
+        if self.queues.get(topic):
+            self.marks_behind.setdefault(topic, deque()).append((offset, mark))
+        else:
+            _raise(self.settled, topic, mark)
+
+    def resume(self, topic: str, mark: Mark, watermarked: bool) -> None:
+        """Read up to `mark` already, as recorded with the topic's position: a restart
+        goes on from there rather than waiting for a watermark it will not read again."""
+        _raise(self.seen, topic, mark)
+        _raise(self.settled, topic, mark)
+        self.watermarked = self.watermarked or watermarked
 
     def _read_to(self, topic: str, mark: Mark) -> None:
-        if topic not in self.seen or mark > self.seen[topic]:
-            self.seen[topic] = mark
+        _raise(self.seen, topic, mark)
+
+    def _taken(self, item: Pending) -> Pending:
+        """`item`, just taken off its queue to be decided: what was read up to it is settled,
+        and so are the watermarks read before the next record queued."""
+        topic = item.topic
+        if item.time is not None:
+            _raise(self.settled, topic, (item.time, *item.position))
+        behind, queue = self.marks_behind.get(topic), self.queues.get(topic)
+        while behind and (not queue or queue[0].offset > behind[0][0]):
+            _raise(self.settled, topic, behind.popleft()[1])
+        return item
 
     def complete_until(self) -> datetime | None:
         """The moment up to which every topic of the group has been read, when its queues
@@ -118,9 +148,8 @@ class GroupBuffer:
         out: list[Pending] = []
         for topic in self.topics:
             queue = self.queues.get(topic)
-            if queue:
-                out.extend(queue)
-                queue.clear()
+            while queue:
+                out.append(self._taken(queue.popleft()))
         return out
 
     def event_time_order(self, caught_up: set[str]) -> list[Pending]:
@@ -138,7 +167,7 @@ class GroupBuffer:
                 and self._behind((head.time, *head.position), caught_up)
             ):
                 break
-            out.append(self.queues[head.topic].popleft())
+            out.append(self._taken(self.queues[head.topic].popleft()))
         return out
 
     def held_back(self, caught_up: set[str]) -> tuple[datetime, list[str]] | None:
@@ -179,6 +208,11 @@ class GroupBuffer:
             if seen is None or not _read_past(seen, mark):
                 behind.append(topic)
         return behind
+
+
+def _raise(marks: dict[str, Mark], topic: str, mark: Mark) -> None:
+    if topic not in marks or mark > marks[topic]:
+        marks[topic] = mark
 
 
 def _read_past(seen: Mark, mark: Mark) -> bool:

@@ -31,6 +31,7 @@ from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
 
 from schemas.envelope import CloudEvent, format_time, parse_time
+from streams.ordering import UNPLACED, Mark
 
 INPUT_TOPIC = "input"
 TICK_TOPIC = "tick"
@@ -55,6 +56,12 @@ OUTBOX_DDL = (
     " partition int NOT NULL,"
     " position bigint NOT NULL,"
     " PRIMARY KEY (topic, partition))",
+    # How far the topic was read up to that position, under the event clock (ReadTo). Added
+    # to a table of an earlier release as it starts: the columns are nullable.
+    "ALTER TABLE {schema}.dripstream_positions ADD COLUMN IF NOT EXISTS read_time timestamptz",
+    "ALTER TABLE {schema}.dripstream_positions ADD COLUMN IF NOT EXISTS read_run bigint",
+    "ALTER TABLE {schema}.dripstream_positions ADD COLUMN IF NOT EXISTS read_line bigint",
+    "ALTER TABLE {schema}.dripstream_positions ADD COLUMN IF NOT EXISTS watermarked boolean",
     # The topic prefix these tables serve: one row. Two deployments (prefixes) on one
     # broker must not share them, or each relay would publish the other's decisions.
     "CREATE TABLE IF NOT EXISTS {schema}.dripstream_deployment ("
@@ -175,6 +182,33 @@ class GroupProgress(NamedTuple):
     progress: int
 
 
+_UNREAD = (None, None, None, None)  # a position recorded without how far it was read
+
+
+@dataclass(frozen=True, slots=True)
+class ReadTo:
+    """How far an input topic partition was read, counting what was decided up to its
+    recorded position (`GroupBuffer.settled`), and whether its producer writes watermarks.
+    A worker that starts again reads on after that position, past the watermarks it read
+    before: without this, a group would wait for a watermark that never comes again."""
+
+    mark: Mark
+    watermarked: bool
+
+    def row(self) -> tuple[datetime, int | None, int | None, bool]:
+        moment, run, line = self.mark
+        if (run, line) == UNPLACED:
+            return moment, None, None, self.watermarked  # 2**63 fits no bigint
+        return moment, run, line, self.watermarked
+
+    @classmethod
+    def of_row(
+        cls, moment: datetime, run: int | None, line: int | None, watermarked: bool | None
+    ) -> ReadTo:
+        place = UNPLACED if run is None or line is None else (run, line)
+        return cls((moment, *place), bool(watermarked))
+
+
 @dataclass(slots=True)
 class BatchRecord:
     """Everything one worker batch records, in one transaction: built while deciding."""
@@ -182,6 +216,7 @@ class BatchRecord:
     stored: list[StoredEvent] = field(default_factory=list)  # inputs and ticks, as decided
     trackings: dict[int, GroupProgress] = field(default_factory=dict)  # by partition group
     positions: dict[tuple[str, int], int] = field(default_factory=dict)  # highest offset
+    read_to: dict[tuple[str, int], ReadTo] = field(default_factory=dict)  # at those positions
     outbox: list[OutboxRow] = field(default_factory=list)
     definition: Definition | None = None
 
@@ -201,6 +236,7 @@ class BatchRecord:
             start = moved.expected if earlier is None else earlier.expected
             self.trackings[group] = GroupProgress(start, moved.progress)
         self.positions.update(later.positions)
+        self.read_to.update(later.read_to)
         self.outbox.extend(later.outbox)
 
 
@@ -339,14 +375,24 @@ class EngineRecorder(PostgresProcessRecorder):
         """Positions, a definition change and the relay's wake-up, either way."""
         schema = self.datastore.schema
         if batch.positions:
-            topics, partitions, offsets = zip(
-                *((t, p, o) for (t, p), o in sorted(batch.positions.items())), strict=True
-            )
+            rows = [
+                (t, p, o, *(read.row() if (read := batch.read_to.get((t, p))) else _UNREAD))
+                for (t, p), o in sorted(batch.positions.items())
+            ]
+            # A position recorded without how far it was read (wall clock) keeps what was.
             curs.execute(
-                f"INSERT INTO {schema}.dripstream_positions (topic, partition, position)"
-                " SELECT * FROM unnest(%b::text[], %b::int[], %b::bigint[])"
-                " ON CONFLICT (topic, partition) DO UPDATE SET position = EXCLUDED.position",
-                (list(topics), list(partitions), list(offsets)),
+                f"INSERT INTO {schema}.dripstream_positions"
+                " (topic, partition, position, read_time, read_run, read_line, watermarked)"
+                " SELECT * FROM unnest(%b::text[], %b::int[], %b::bigint[],"
+                " %b::timestamptz[], %b::bigint[], %b::bigint[], %b::boolean[])"
+                " ON CONFLICT (topic, partition) DO UPDATE SET position = EXCLUDED.position,"
+                " read_time = coalesce(EXCLUDED.read_time, dripstream_positions.read_time),"
+                " read_run = CASE WHEN EXCLUDED.read_time IS NULL"
+                " THEN dripstream_positions.read_run ELSE EXCLUDED.read_run END,"
+                " read_line = CASE WHEN EXCLUDED.read_time IS NULL"
+                " THEN dripstream_positions.read_line ELSE EXCLUDED.read_line END,"
+                " watermarked = coalesce(EXCLUDED.watermarked, dripstream_positions.watermarked)",
+                [list(column) for column in zip(*rows, strict=True)],
             )
         if batch.definition is not None:
             document, deleted, at, cause = batch.definition
@@ -466,12 +512,27 @@ class EngineStore:
 
     def positions(self) -> dict[tuple[str, int], int]:
         """The highest Kafka offset already recorded, per input topic partition."""
+        return self.progress()[0]
+
+    def progress(self) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], ReadTo]]:
+        """`positions`, and how far each topic partition was read at its position where
+        that was recorded (under the event clock): one read, so the two agree."""
         schema = self.datastore.schema
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(f"SELECT topic, partition, position FROM {schema}.dripstream_positions")
-            return {
-                (str(r["topic"]), int(r["partition"])): int(r["position"]) for r in curs.fetchall()
-            }
+            curs.execute(
+                "SELECT topic, partition, position, read_time, read_run, read_line, watermarked"
+                f" FROM {schema}.dripstream_positions"
+            )
+            rows = curs.fetchall()
+        positions = {(str(r["topic"]), int(r["partition"])): int(r["position"]) for r in rows}
+        read_to = {
+            (str(r["topic"]), int(r["partition"])): ReadTo.of_row(
+                r["read_time"], r["read_run"], r["read_line"], r["watermarked"]
+            )
+            for r in rows
+            if r["read_time"] is not None
+        }
+        return positions, read_to
 
     def write(self, batch: BatchRecord) -> int | None:
         """One transaction for a worker batch: the inputs and ticks in the order they were

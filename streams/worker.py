@@ -64,6 +64,7 @@ from streams.store import (
     EngineStore,
     GroupProgress,
     InputRecord,
+    ReadTo,
     outbox_rows,
 )
 
@@ -482,7 +483,7 @@ class EngineWorker:
             )
             position = position_of(record.headers)
             if event is not None and event.type == "stream.watermark":
-                buffer.watermark(tp.topic, event.time, position)
+                buffer.watermark(tp.topic, event.time, position, record.offset)
                 continue
             buffer.add(
                 Pending(
@@ -624,10 +625,14 @@ class EngineWorker:
         if not last:
             return
         expected = self._progress(group)
+        buffer = self.buffers.get(group)
         for topic, offset in last.items():
             self.positions[(topic, group)] = offset
             self.record.positions[(topic, group)] = offset
             self.commits[TopicPartition(topic, group)] = offset + 1
+            settled = buffer.settled.get(topic) if buffer is not None else None
+            if self.event_clock and buffer is not None and settled is not None:
+                self.record.read_to[(topic, group)] = ReadTo(settled, buffer.watermarked)
         earlier = self.record.trackings.get(group)
         self.record.trackings[group] = GroupProgress(
             expected if earlier is None else earlier.expected, self._progress(group)
@@ -891,7 +896,7 @@ class EngineWorker:
         # The positions before the inputs: a write by another worker in between then
         # leaves this one's trackings behind the store's, and its first write is refused
         # (read after, they could cover inputs the replay never saw, and be accepted).
-        stored = await asyncio.to_thread(self.store.positions)
+        stored, read_to = await asyncio.to_thread(self.store.progress)
         groups = frozenset(tp.partition for tp in self.assigned)
         replayed = await asyncio.to_thread(self._replay_store, names, groups)
         if self.generation != generation:
@@ -905,6 +910,9 @@ class EngineWorker:
         self.reads_lost = False
         self.commands_read = False
         self.buffers = {tp.partition: GroupBuffer(self.topics) for tp in self.assigned}
+        for (topic, group), read in read_to.items():
+            if TopicPartition(topic, group) in self.assigned:
+                self.buffers[group].resume(topic, read.mark, read.watermarked)
         self.positions = {
             key: value for key, value in stored.items() if TopicPartition(*key) in self.assigned
         }

@@ -219,3 +219,34 @@ def test_a_topic_counted_as_read_to_the_end_holds_nothing() -> None:
     buffer = GroupBuffer(TOPICS)
     buffer.add(pending("p.contacts", 0, "2027-01-01T10:05:00Z"))
     assert buffer.held_back({"p.messages", "p.commands"}) is None
+
+
+def test_what_was_read_counts_as_settled_only_once_what_came_before_it_is_decided() -> None:
+    # given a record on contacts, a watermark read behind it, and messages not read at all
+    buffer = GroupBuffer(TOPICS)
+    buffer.add(pending("p.contacts", 4, "2027-01-01T10:05:00Z"))
+    buffer.watermark("p.contacts", parse_time("2027-01-01T11:00:00Z"), offset=5)
+    assert buffer.seen["p.contacts"][0] == parse_time("2027-01-01T11:00:00Z")
+    # the record still waits (messages): a restart would read both again
+    assert buffer.event_time_order(set()) == []
+    assert "p.contacts" not in buffer.settled
+    # when it is decided, the watermark behind it is settled too
+    buffer.watermark("p.messages", parse_time("2027-01-01T12:00:00Z"), offset=0)
+    buffer.watermark("p.commands", parse_time("2027-01-01T12:00:00Z"), offset=0)
+    assert [p.offset for p in buffer.event_time_order(set())] == [4]
+    assert buffer.settled["p.contacts"][0] == parse_time("2027-01-01T11:00:00Z")
+    # a watermark read with nothing queued is settled at once
+    assert buffer.settled["p.messages"][0] == parse_time("2027-01-01T12:00:00Z")
+
+
+def test_a_resumed_group_holds_nothing_back_for_a_topic_read_past_before() -> None:
+    # given a group that starts again: contacts was read to 15:00 at its recorded position,
+    # under a producer's watermarks
+    buffer = GroupBuffer(TOPICS)
+    buffer.resume("p.contacts", (parse_time("2027-01-01T15:00:00Z"), *UNPLACED), True)
+    buffer.watermark("p.messages", parse_time("2027-01-01T15:00:00Z"), offset=9)
+    # when a command of 14:30 comes
+    buffer.add(pending("p.commands", 3, "2027-01-01T14:30:00Z"))
+    # then it is decided at once: no topic is behind it
+    assert buffer.watermarked
+    assert [p.offset for p in buffer.event_time_order(set())] == [3]
