@@ -232,6 +232,7 @@ def run_produce(args: argparse.Namespace) -> int:
     partitions: int | None = None  # of `commands`, asked for at the first request to fan out
     asked = False
     own: list[int] = []  # line numbers of the engine's own contact changes
+    marks: list[int] = []  # line numbers of stream.watermark lines (a dump's)
     for number, line in enumerate(lines, start=1):
         raw = without_bom(line, number)
         if not raw.strip():
@@ -250,6 +251,10 @@ def run_produce(args: argparse.Namespace) -> int:
             # A dump of the contacts topic holds the engine's own changes: the worker would
             # pass them over without a word (they were applied when decided), as replay does.
             own.append(number)
+            continue
+        if EVENT_TYPES[event.type].direction == "control":
+            # A dump's watermarks are another push's promises: this one writes its own.
+            marks.append(number)
             continue
         if not asked and routing.fans_out(event):
             partitions = asyncio.run(_partition_count(args.bootstrap, args.topic_prefix))
@@ -276,12 +281,7 @@ def run_produce(args: argparse.Namespace) -> int:
             f"dripstream produce: {args.file}: line {numbers[index]}: not published: {reason}",
             file=sys.stderr,
         )
-    if own:
-        print(
-            f"dripstream produce: {args.file}: {len(own)} event(s) with source 'dripstream' (the"
-            f" first at line {own[0]}) are the engine's own contact changes: not published",
-            file=sys.stderr,
-        )
+    _say_passed_over(args.file, own, marks)
     out = len(records) - len(refused)
     lines_out = len(set(numbers) - {numbers[index] for index, _ in refused})
     copies = (
@@ -291,6 +291,22 @@ def run_produce(args: argparse.Namespace) -> int:
     )
     print(f"published {out} event(s){copies}", file=sys.stderr)
     return 1 if bad or refused else 0
+
+
+def _say_passed_over(file: Path, own: list[int], marks: list[int]) -> None:
+    """The lines of a topic dump that a push does not publish, counted with the first's."""
+    if own:
+        print(
+            f"dripstream produce: {file}: {len(own)} event(s) with source 'dripstream' (the"
+            f" first at line {own[0]}) are the engine's own contact changes: not published",
+            file=sys.stderr,
+        )
+    if marks:
+        print(
+            f"dripstream produce: {file}: {len(marks)} stream.watermark event(s) (the first"
+            f" at line {marks[0]}) were passed over: a push writes watermarks of its own",
+            file=sys.stderr,
+        )
 
 
 def _placed(event: CloudEvent, partitions: int) -> list[tuple[str, bytes | None, bytes]]:

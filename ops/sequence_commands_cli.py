@@ -29,10 +29,16 @@ def register(commands: SubParsers) -> None:
         commands, "sequences", help="sequence definitions and the sequences list"
     )
     for name, what in (("enroll", "enroll contacts"), ("remove", "take contacts out")):
+        summary = f"{what}, by id, tag or line (publishes {_TARGETED_TYPES[name]})"
         targeted = sequences.add_parser(
-            name, help=f"{what}, by id, tag or line (publishes {_TARGETED_TYPES[name]})"
+            name,
+            help=summary,
+            description=f"{summary[0].upper()}{summary[1:]} to the commands topic, keyed by"
+            " the contact when there is one, else copied by the worker to every partition. A"
+            " request naming no contact, tag or line is refused, exit 2. The workers decide it"
+            " as they decide the HTTP API's.",
         )
-        _connection(targeted, env)
+        _connection(targeted, env, _IN_EVENT_TIME)
         targeted.add_argument("sequence_id")
         targeted.add_argument(
             "--contact", action="append", default=[], metavar="ID", help="a contact id (repeatable)"
@@ -42,7 +48,7 @@ def register(commands: SubParsers) -> None:
         targeted.set_defaults(handler=run_targeted, action=name)
 
     copy = sequences.add_parser("copy", help="copy a sequence (publishes sequence.copy_requested)")
-    _connection(copy, env)
+    _connection(copy, env, _AHEAD_OF_INPUTS)
     copy.add_argument("sequence_id")
     copy.add_argument("new_id")
     copy.add_argument("--name", help="the copy's name (default: '<name> (copy)')")
@@ -52,7 +58,7 @@ def register(commands: SubParsers) -> None:
         "delete",
         help="delete a sequence, disenrolling its contacts (publishes sequence.delete_requested)",
     )
-    _connection(delete, env)
+    _connection(delete, env, _AHEAD_OF_INPUTS)
     delete.add_argument("sequence_id")
     delete.set_defaults(handler=run_delete)
 
@@ -60,14 +66,25 @@ def register(commands: SubParsers) -> None:
 _TARGETED_TYPES = {"enroll": "enrollment.requested", "remove": "enrollment.removal_requested"}
 
 
-def _connection(parser: argparse.ArgumentParser, env: Settings) -> None:
+# What `--time` means to a worker on the event clock, per kind of command.
+_IN_EVENT_TIME = (
+    "under `worker --clock event` it is decided at its time among the inputs, so give one"
+    " inside the history"
+)
+_AHEAD_OF_INPUTS = (
+    "under `worker --clock event` it is decided as soon as it is read, ahead of the inputs"
+    " read with it, as a definition is (the README's Known limits), at this time: give one"
+    " inside the history"
+)
+
+
+def _connection(parser: argparse.ArgumentParser, env: Settings, under_event_clock: str) -> None:
     add_kafka_flags(parser, env)
     parser.add_argument(
         "--time",
         type=moment,
         metavar="TIME",
-        help="the command's time, RFC 3339 (default now): under `worker --clock event` it"
-        " is decided at its time among the inputs, so give one inside the history",
+        help=f"the command's time, RFC 3339 (default now): {under_event_clock}",
     )
 
 

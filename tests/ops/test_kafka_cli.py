@@ -88,6 +88,27 @@ def test_the_engines_own_contact_changes_are_not_published_and_said_so(
     ) in err
 
 
+def test_a_dumps_watermarks_are_not_published_again_and_said_so(
+    tmp_path: Path, published: Published, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given a dump of an input topic, holding another push's watermarks
+    mark = (
+        b'{"specversion":"1.0","id":"watermark-1","source":"dripstream-produce",'
+        b'"type":"stream.watermark","time":"2028-03-02T22:41:30Z",'
+        b'"data":{"producer":"dripstream produce"}}'
+    )
+    events = tmp_path / "contacts.jsonl"
+    events.write_bytes(b"\n".join([mark, VALID]) + b"\n")
+    # when it is published
+    assert _produce(events) == 0
+    # then only the fact goes out: the push writes promises of its own
+    assert [value for _, _, value in published] == [VALID]
+    assert (
+        f"{events}: 1 stream.watermark event(s) (the first at line 1) were passed over"
+        in capsys.readouterr().err
+    )
+
+
 def test_a_request_fanned_out_is_counted_as_its_copies_and_said_so(
     tmp_path: Path,
     published: Published,
