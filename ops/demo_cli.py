@@ -403,14 +403,15 @@ def report(demo: DemoRun, out: Path | None) -> str:
         f"{PROG} demo: one day through the engine, the effect processors and the read models,\n"
         "all in this process (embedded runner, in-memory ledger, fake providers; no broker,\n"
         "no database, no network)\n",
-        f"\nSequences  {demo.sequences_path}: {demo.defined} sequences\n",
-        f"Input      {demo.events_path}: {demo.lines} lines, {demo.stats.inputs} events "
-        f"replayed, {len(demo.rejected)} rejected\n",
-        f"Engine     {len(demo.decisions)} output events; {_timers(demo)}; "
-        f"{demo.stats.active_enrollments} enrollments still active\n",
+        f"\nSequences  {demo.sequences_path}: {_many(demo.defined, 'sequence')}\n",
+        f"Input      {demo.events_path}: {_many(demo.lines, 'line')}, "
+        f"{_many(demo.stats.inputs, 'event')} replayed, {len(demo.rejected)} rejected\n",
+        f"Engine     {_many(len(demo.decisions), 'output event')}; {_timers(demo)}; "
+        f"{_many(demo.stats.active_enrollments, 'enrollment')} still active\n",
     ]
     if demo.stats.beyond_until:
-        parts.append(f"           {demo.stats.beyond_until} events after that were not replayed\n")
+        beyond = _many(demo.stats.beyond_until, "event")
+        parts.append(f"           {beyond} after that not replayed\n")
     parts.append(_heading(f"Sequences ({PROG} sequences list)") + sequences_text(demo.rows))
     if demo.busiest is not None and demo.history is not None:
         parts.append(
@@ -452,6 +453,10 @@ def report(demo: DemoRun, out: Path | None) -> str:
         parts.append("None: every input line was a valid event.\n")
     parts.append(_next_steps(demo, out))
     return "".join(parts)
+
+
+def _many(count: int, thing: str) -> str:
+    return f"{count} {thing}" if count == 1 else f"{count} {thing}s"
 
 
 def _timers(demo: DemoRun) -> str:
