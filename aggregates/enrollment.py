@@ -29,6 +29,7 @@ from aggregates.decisions import (
     StepSkipped,
 )
 from aggregates.sequence import VOICE_OR_TEXT, Sequence, Step
+from aggregates.timezones import in_us_or_canada
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,10 +342,8 @@ def skip_reason(step: Step, contact: ContactState) -> str | None:
         return None if contact.email else "missing_email"
     if not contact.phone:
         return "missing_phone"
-    if kind == "ringless_voicemail" and not contact.phone.startswith(NANP):
-        # The seed: ringless voicemail reaches contacts "in the US and Canada" only. Told
-        # by the country code (+1, the North American plan), not by a parse: fictional
-        # numbers such as 555-0100 are +1 too, and a parse would call them no one's.
+    if kind == "ringless_voicemail" and not in_us_or_canada(contact.phone):
+        # The seed: ringless voicemail reaches contacts "in the US and Canada" only.
         return "outside_us_canada"
     if kind == "power_dialer" and not _dialer_user_known(step, contact):
         return "missing_owner"
@@ -358,9 +357,6 @@ def _dialer_user_known(step: Step, contact: ContactState) -> bool:
     if step.type == "remove_from_power_dialer" and step.get("all_users", not step.get("user_id")):
         return True
     return bool(step.get("user_id") or contact.owner_id)
-
-
-NANP = "+1"
 
 
 def decide_stop(state: Enrollment, now: datetime, reason: str) -> list[Decision]:

@@ -6,13 +6,15 @@ objects are cached.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+from phonenumbers import PhoneMetadata
 from phonenumbers import timezone as phone_timezone
 
-__all__ = ["contact_zone", "normalize_phone", "zone_for_phone", "zone_named"]
+__all__ = ["contact_zone", "in_us_or_canada", "normalize_phone", "zone_for_phone", "zone_named"]
 
 
 def normalize_phone(text: str, default_region: str = "US") -> str | None:
@@ -27,6 +29,32 @@ def normalize_phone(text: str, default_region: str = "US") -> str | None:
     if not phonenumbers.is_valid_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def in_us_or_canada(e164: str) -> bool:
+    """Whether a number is one of the US's (its territories included) or Canada's.
+
+    Told by the country code and the area code, not by a full parse: fictional numbers such
+    as 555-0100 are valid nowhere, yet they are plainly American. The North American plan
+    (+1) also serves some twenty other countries (Jamaica's 876, the Bahamas' 242, …),
+    named apart by their area codes in phonenumbers' metadata.
+    """
+    return e164.startswith("+1") and _OTHER_NANP_AREAS.match(e164, 2) is None
+
+
+def _other_nanp_areas() -> re.Pattern[str]:
+    """The area codes of the North American plan's countries other than the US, its
+    territories and Canada, as phonenumbers lists them (`leading_digits`)."""
+    us_or_canada = {"US", "CA", "PR", "VI", "GU", "AS", "MP"}
+    patterns = []
+    for region in phonenumbers.region_codes_for_country_code(1):
+        metadata = PhoneMetadata.metadata_for_region(region)
+        if region not in us_or_canada and metadata is not None and metadata.leading_digits:
+            patterns.append(f"(?:{metadata.leading_digits})")
+    return re.compile("|".join(patterns) or "(?!)")
+
+
+_OTHER_NANP_AREAS = _other_nanp_areas()
 
 
 def zone_for_phone(e164: str) -> str | None:

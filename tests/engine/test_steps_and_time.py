@@ -607,10 +607,18 @@ def test_round_robin_turns_per_step() -> None:
 
 @pytest.mark.parametrize(
     ("phone", "dropped"),
-    [("+12125550101", True), ("+14165550101", True), ("+442071838750", False)],
+    [
+        ("+12125550101", True),
+        ("+14165550101", True),
+        ("+17875550123", True),  # Puerto Rico, a US territory
+        ("+442071838750", False),
+        ("+18765550123", False),  # Jamaica: +1, the North American plan, but not the US
+        ("+12425550123", False),  # the Bahamas
+    ],
 )
 def test_a_ringless_voicemail_reaches_the_us_and_canada_only(phone: str, dropped: bool) -> None:
-    # given a voicemail step and a contact in New York, Toronto or London
+    # given a voicemail step and a contact in New York, Toronto, San Juan, London, Kingston
+    # or Nassau
     steps = [
         {"id": "s1", "type": "ringless_voicemail", "recording_url": "https://x/vm.mp3"},
         {"id": "s2", "type": "add_tag", "tag": "after"},
@@ -619,8 +627,8 @@ def test_a_ringless_voicemail_reaches_the_us_and_canada_only(phone: str, dropped
         definitions(sequence(steps=steps)),
         [created(phone=phone, timezone="America/New_York"), tagged()],
     )
-    # then a number outside the North American plan is skipped, with its reason, and the
-    # next step runs on
+    # then a number outside the US and Canada is skipped, with its reason, and the next
+    # step runs on
     assert len(out.of("voicemail.drop")) == (1 if dropped else 0)
     skipped = out.of("step.skipped", step_id="s1")
     assert [e["data"]["reason"] for e in skipped] == ([] if dropped else ["outside_us_canada"])
