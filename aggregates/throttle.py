@@ -7,6 +7,7 @@ plain JSON-friendly data.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -29,6 +30,54 @@ def minute_start(minute: int) -> datetime:
 
 
 @dataclass(slots=True)
+class _MovedPlaces:
+    """The places of steps the throttle moved past their own minute: by holder, and in due
+    order with the minutes alongside, so the latest minute of those due before a moment is
+    a bisection and one max over a list (a step asks it each time it is moved)."""
+
+    by_holder: dict[str, tuple[datetime, int]] = field(default_factory=dict)
+    order: list[tuple[datetime, str]] = field(default_factory=list)  # (due, holder), sorted
+    minutes: list[int] = field(default_factory=list)  # each one's minute, as `order`
+    latest: int | None = None  # at least the latest minute held: no look beyond it
+
+    def add(self, holder: str, due: datetime, minute: int) -> None:
+        self.remove(holder)
+        at = bisect.bisect(self.order, (due, holder))
+        self.order.insert(at, (due, holder))
+        self.minutes.insert(at, minute)
+        self.by_holder[holder] = (due, minute)
+        if self.latest is None or minute > self.latest:
+            self.latest = minute
+
+    def remove(self, holder: str) -> None:
+        held = self.by_holder.pop(holder, None)
+        if held is None:
+            return
+        at = bisect.bisect_left(self.order, (held[0], holder))
+        del self.order[at], self.minutes[at]
+        if not self.by_holder:
+            self.latest = None
+
+    def latest_before(self, due: datetime) -> int | None:
+        """The latest minute held by a step due before `due`, or None."""
+        count = bisect.bisect_left(self.order, (due, ""))  # "" sorts before every holder
+        return max(self.minutes[:count]) if count else None
+
+    def forget_before(self, cutoff: int) -> None:
+        kept = [at for at, minute in enumerate(self.minutes) if minute >= cutoff]
+        if len(kept) == len(self.minutes):
+            return
+        self.order = [self.order[at] for at in kept]
+        self.minutes = [self.minutes[at] for at in kept]
+        self.by_holder = {
+            holder: (due, minute)
+            for (due, holder), minute in zip(self.order, self.minutes, strict=True)
+        }
+        if not self.by_holder:
+            self.latest = None
+
+
+@dataclass(slots=True)
 class _SequenceCounts:
     counts: dict[int, int] = field(default_factory=dict)
     # Hints `full minute -> a later minute`: every minute in [key, value) is full for
@@ -45,12 +94,10 @@ class _SequenceCounts:
     # At least the latest due among `movable`: a step due at or after it displaces nobody,
     # which keeps a burst settled in due order on the fast path.
     movable_latest: datetime | None = None
-    # Places of steps the throttle moved past their own minute, `holder -> (due, minute)`:
-    # a step due later that is moved too goes no earlier than theirs (due-time order), even
-    # where a place before them was given back.
-    moved: dict[str, tuple[datetime, int]] = field(default_factory=dict)
-    # At least the latest minute in `moved`: a first room at or after it needs no look.
-    moved_latest: int | None = None
+    # Places of steps the throttle moved past their own minute: a step due later that is
+    # moved too goes no earlier than theirs (due-time order), even where a place before
+    # them was given back.
+    moved: _MovedPlaces = field(default_factory=_MovedPlaces)
 
 
 class MinuteThrottle:
@@ -136,9 +183,7 @@ class MinuteThrottle:
             self.displaced.append((victim, sequence_id))
         self._held[holder] = (sequence_id, minute)
         if minute > minute_of(rank):
-            state.moved[holder] = (rank, minute)
-            if state.moved_latest is None or minute > state.moved_latest:
-                state.moved_latest = minute
+            state.moved.add(holder, rank, minute)
         if movable and minute == wanted:
             state.movable.setdefault(minute, {})[holder] = rank
             if state.movable_latest is None or rank > state.movable_latest:
@@ -172,8 +217,7 @@ class MinuteThrottle:
         state = self._sequences.get(sequence_id)
         if state is None:
             return
-        if state.moved.pop(holder, None) is not None and not state.moved:
-            state.moved_latest = None
+        state.moved.remove(holder)
         movable = state.movable.get(minute)
         if movable is None or holder not in movable:
             return
@@ -246,9 +290,7 @@ class MinuteThrottle:
             state.movable = {m: h for m, h in state.movable.items() if m >= cutoff}
             if not state.movable:
                 state.movable_latest = None
-            state.moved = {h: held for h, held in state.moved.items() if held[1] >= cutoff}
-            if not state.moved:
-                state.moved_latest = None
+            state.moved.forget_before(cutoff)
             if not state.counts:
                 del self._sequences[sequence_id]
 
@@ -280,11 +322,11 @@ def _after_earlier_moves(
     The look is needed only when a moved step lies beyond `room` (the first with room from
     `wanted`), or to bound the places a step may take over (`displacing`): a burst settled
     in due order, each step at the end of the queue, passes it by."""
-    latest = state.moved_latest
-    if latest is None or (latest <= room and not displacing):
+    latest = state.moved.latest
+    if latest is None or latest <= wanted or (latest <= room and not displacing):
         return wanted
-    behind = [minute for due, minute in state.moved.values() if due < rank]
-    return max(wanted, *behind) if behind else wanted
+    behind = state.moved.latest_before(rank)
+    return wanted if behind is None else max(wanted, behind)
 
 
 def _later_holder(

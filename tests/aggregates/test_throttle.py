@@ -326,3 +326,22 @@ def test_a_moved_step_takes_over_no_place_before_one_due_earlier_moved_ahead_of_
     # that puts it before the one due 10:00:20; it goes behind that one instead
     assert throttle.hold("e-5", "s", utc("2028-03-02T10:00:40"), 1) == utc("2028-03-02T10:03:00")
     assert throttle.displaced == []
+
+
+def test_the_moved_places_answer_the_latest_minute_of_those_due_before_a_moment() -> None:
+    from aggregates.throttle import _MovedPlaces  # noqa: PLC0415 - the index on its own
+
+    places = _MovedPlaces()
+    places.add("e-1", utc("2028-03-02T10:00:10"), 5)
+    places.add("e-2", utc("2028-03-02T10:00:20"), 3)
+    places.add("e-3", utc("2028-03-02T10:00:20"), 7)  # due as e-2: not before it
+    assert places.latest_before(utc("2028-03-02T10:00:10")) is None
+    assert places.latest_before(utc("2028-03-02T10:00:20")) == 5
+    assert places.latest_before(utc("2028-03-02T10:00:21")) == 7
+    places.remove("e-3")
+    assert places.latest_before(utc("2028-03-02T10:00:21")) == 5
+    places.forget_before(4)  # e-2's minute, 3, has passed
+    assert places.latest_before(utc("2028-03-02T10:00:21")) == 5
+    assert places.by_holder == {"e-1": (utc("2028-03-02T10:00:10"), 5)}
+    places.remove("e-1")
+    assert places.latest is None
