@@ -630,9 +630,9 @@ class EngineWorker:
             self.positions[(topic, group)] = offset
             self.record.positions[(topic, group)] = offset
             self.commits[TopicPartition(topic, group)] = offset + 1
-            settled = buffer.settled.get(topic) if buffer is not None else None
-            if self.event_clock and buffer is not None and settled is not None:
-                self.record.read_to[(topic, group)] = ReadTo(settled, buffer.watermarked)
+            if self.event_clock and buffer is not None and topic in buffer.settled:
+                read_to = ReadTo(buffer.settled[topic], buffer.watermarked)
+                self.record.read_to[(topic, group)] = read_to
         earlier = self.record.trackings.get(group)
         self.record.trackings[group] = GroupProgress(
             expected if earlier is None else earlier.expected, self._progress(group)
