@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from aggregates.engine import DEFINITION_COMMANDS
-from schemas.envelope import CloudEvent
+from schemas.envelope import ENGINE_SOURCE, CloudEvent
 
 # Where a producer put a record among everything it published: (run, line). Lines order
 # the records of one run across topics; records of one moment from different runs go run
@@ -43,7 +43,9 @@ def position_of(headers: Iterable[tuple[str, bytes]] | None) -> Position:
     for name, value in headers or ():
         if name == POSITION_HEADER:
             run, _, line = bytes(value or b"").partition(b":")
-            if run.isdigit() and line.isdigit():
+            # Beyond 2**63 - 1 a place is not one PostgreSQL can record with the position
+            # (streams/store.py, ReadTo): passed over as any header that does not parse.
+            if run.isdigit() and line.isdigit() and max(int(run), int(line)) < UNPLACED[0]:
                 return (int(run), int(line))
     return UNPLACED
 
@@ -68,8 +70,15 @@ class Pending:
 
     @property
     def time(self) -> datetime | None:
-        """The event time that orders it; a rejected record has none and goes first."""
-        return self.event.time if self.event is not None else None
+        """The event time that orders it. A rejected record has none and goes first, and
+        so does the engine's own contact change written back to `contacts`: it decides
+        nothing (it was applied when decided), and given its time, with no producer's place,
+        it would sort after the producer's records of that moment and hold back those
+        behind it on its topic while other topics' went ahead of them."""
+        event = self.event
+        if event is None or event.source == ENGINE_SOURCE:
+            return None
+        return event.time
 
 
 @dataclass(slots=True)

@@ -181,6 +181,9 @@ def test_a_placed_record_is_not_held_by_watermarks_that_give_no_position() -> No
         ([("dripstream-position", b"17")], UNPLACED),
         ([("dripstream-position", b"-1:4")], UNPLACED),
         ([("dripstream-position", b"")], UNPLACED),
+        ([("dripstream-position", b"9223372036854775808:1")], UNPLACED),  # 2**63: no bigint
+        ([("dripstream-position", b"1:9223372036854775808")], UNPLACED),
+        ([("dripstream-position", b"9223372036854775807:1")], (2**63 - 1, 1)),
         ([], UNPLACED),
         (None, UNPLACED),
     ],
@@ -250,3 +253,23 @@ def test_a_resumed_group_holds_nothing_back_for_a_topic_read_past_before() -> No
     # then it is decided at once: no topic is behind it
     assert buffer.watermarked
     assert [p.offset for p in buffer.event_time_order(set())] == [3]
+
+
+def test_the_engines_own_change_holds_back_no_record_of_its_moment() -> None:
+    # given, on contacts, the engine's own tag written back, then a producer's tag (line 2);
+    # on messages a reply of the same moment published after it (line 3)
+    buffer = GroupBuffer(TOPICS)
+    own = pending("p.contacts", 0, "2027-01-01T10:00:00Z")
+    assert own.event is not None
+    buffer.add(replace(own, event=replace(own.event, source="dripstream")))
+    buffer.add(placed("p.contacts", 1, "2027-01-01T10:00:00Z", line=2))
+    buffer.add(placed("p.messages", 0, "2027-01-01T10:00:00Z", line=3, kind="message.received"))
+    for topic in TOPICS:
+        buffer.watermark(topic, parse_time("2027-01-01T10:00:00Z"), (1_000, 3))
+    # then the producer's order holds: the tag before the reply, the own change aside
+    decided = buffer.event_time_order(set())
+    assert [(p.topic, p.offset) for p in decided] == [
+        ("p.contacts", 0),
+        ("p.contacts", 1),
+        ("p.messages", 0),
+    ]
