@@ -32,6 +32,7 @@ from ops.cli_time import moment
 from ops.json_out import write_json
 from ops.readmodel_cli import _history_text, sequences_text
 from ops.text_table import table
+from projections.definition_words import counted
 from projections.history import HistoryPage, HistoryQuery, HistoryReport
 from projections.sequences_list import SequenceRow, SequencesList
 from schemas.definitions import DefinitionRejected, account_with_defaults, load_definition_file
@@ -403,14 +404,14 @@ def report(demo: DemoRun, out: Path | None) -> str:
         f"{PROG} demo: one day through the engine, the effect processors and the read models,\n"
         "all in this process (embedded runner, in-memory ledger, fake providers; no broker,\n"
         "no database, no network)\n",
-        f"\nSequences  {demo.sequences_path}: {_many(demo.defined, 'sequence')}\n",
-        f"Input      {demo.events_path}: {_many(demo.lines, 'line')}, "
-        f"{_many(demo.stats.inputs, 'event')} replayed, {len(demo.rejected)} rejected\n",
-        f"Engine     {_many(len(demo.decisions), 'output event')}; {_timers(demo)}; "
-        f"{_many(demo.stats.active_enrollments, 'enrollment')} still active\n",
+        f"\nSequences  {demo.sequences_path}: {counted(demo.defined, 'sequence')}\n",
+        f"Input      {demo.events_path}: {counted(demo.lines, 'line')}, "
+        f"{counted(demo.stats.inputs, 'event')} replayed, {len(demo.rejected)} rejected\n",
+        f"Engine     {counted(len(demo.decisions), 'output event')}; {_timers(demo)}; "
+        f"{counted(demo.stats.active_enrollments, 'enrollment')} still active\n",
     ]
     if demo.stats.beyond_until:
-        beyond = _many(demo.stats.beyond_until, "event")
+        beyond = counted(demo.stats.beyond_until, "event")
         parts.append(f"           {beyond} after that not replayed\n")
     parts.append(_heading(f"Sequences ({PROG} sequences list)") + sequences_text(demo.rows))
     if demo.busiest is not None and demo.history is not None:
@@ -453,10 +454,6 @@ def report(demo: DemoRun, out: Path | None) -> str:
         parts.append("None: every input line was a valid event.\n")
     parts.append(_next_steps(demo, out))
     return "".join(parts)
-
-
-def _many(count: int, thing: str) -> str:
-    return f"{count} {thing}" if count == 1 else f"{count} {thing}s"
 
 
 def _timers(demo: DemoRun) -> str:

@@ -26,14 +26,14 @@ def delay_words(delay: Any, after: str | None) -> str:
     if kind == "none":
         return f"at once after {anchor}"
     if kind == "default" and _whole(amount) and unit in UNIT_NAMES:
-        return f"{_counted(amount, UNIT_NAMES[unit])} after {anchor}"
+        return f"{counted(amount, UNIT_NAMES[unit])} after {anchor}"
     if kind == "time_of_day" and isinstance(at, str) and _whole(days):
         if days == 0:
             return (
                 f"at {at} the contact's time on the day of {anchor}"
                 f" (the next day if {at} has passed)"
             )
-        return f"at {at} the contact's time, {_counted(days, 'day')} after {anchor}"
+        return f"at {at} the contact's time, {counted(days, 'day')} after {anchor}"
     return value_text(dict(delay))
 
 
@@ -80,5 +80,6 @@ def _whole(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _counted(amount: int, unit: str) -> str:
+def counted(amount: int, unit: str) -> str:
+    """`1 day`, `2 days`: the plural by an s, as every unit and thing counted here takes."""
     return f"{amount} {unit}" if amount == 1 else f"{amount} {unit}s"
