@@ -23,6 +23,8 @@ SHORTCODES: Final[frozenset[str]] = frozenset(
 _TOKEN: Final = re.compile(r"\[([A-Za-z]+)\]")
 # Blanks that a missing value may leave doubled; newlines are the author's layout.
 _BLANKS: Final = " \t"
+# What a line may hold besides its text: a line of only these is blank.
+_LINE_BLANKS: Final = " \t\r"
 # Punctuation that never follows a space once a missing value is taken out.
 _CLOSERS: Final = ",.!?;:"
 
@@ -85,9 +87,26 @@ def render(text: str, values: Mapping[str, str | None]) -> str:
     for i, (name, literal) in enumerate(pairs):
         value = get(name)
         if not value or not (value := value.strip()):
+            if "\n" in text:
+                return _render_lines(text, values)
             return _render_from_hole(out, literal, pairs[i + 1 :], values)
         out += (value, literal)
     return "".join(out)
+
+
+def _render_lines(text: str, values: Mapping[str, str | None]) -> str:
+    """``render`` line by line, once a value is missing from a text of several lines.
+
+    A line that held nothing but shortcodes without values goes with its line break, so a
+    signature line "[AgentName]" leaves no empty line (nor a trailing break) behind.
+    """
+    kept: list[str] = []
+    for line in text.split("\n"):
+        rendered = render(line, values)
+        # Text is never taken out, so a line that rendered blank but was not is all holes.
+        if rendered.strip(_LINE_BLANKS) or not line.strip(_LINE_BLANKS):
+            kept.append(rendered)
+    return "\n".join(kept)
 
 
 def _render_from_hole(

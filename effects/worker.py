@@ -51,7 +51,7 @@ from effects.wiring import Runtime, open_runtime, utc_now
 from schemas.dead_letters import RejectedRecord
 from schemas.envelope import LETTER_HEADERS, STRUCTURED_HEADERS, CloudEvent
 from schemas.registry import DLQ_TOPIC
-from streams.outages import run_through_outages
+from streams.outages import run_through_outages, start_quietly
 from streams.progress import ProgressLog, registry_totals
 
 _log = logging.getLogger(__name__)
@@ -487,7 +487,7 @@ async def _run_until_stopped(
     recovery: asyncio.Task[None] | None = None
     leasing: asyncio.Task[None] | None = None
     try:
-        await producer.start()
+        await start_quietly(producer)
         publisher = KafkaPublisher(producer, settings.topic_prefix)
         runner = await _serve_inbound(settings, runtime, publisher)
         await publisher.publish_many(await runtime.processor.recover())
@@ -502,7 +502,7 @@ async def _run_until_stopped(
         )
         topics = [settings.topic(name) for name in settings.command_topics]
         consumer.subscribe(topics, listener=_WaitForBatches(lock, pipeline))
-        await consumer.start()
+        await start_quietly(consumer)
         _log.info("effects worker consuming %s", ", ".join(topics))
         progress = ProgressLog(
             registry_totals(

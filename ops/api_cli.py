@@ -22,6 +22,7 @@ from ops.service_errors import database_problem, malformed_database_url
 from ops.settings import Settings, add_kafka_flags, listen_port
 from schemas.definitions import DefinitionRejected, account_with_defaults, load_definition_file
 from schemas.envelope import STRUCTURED_HEADERS, CloudEvent
+from streams.outages import start_quietly
 
 PROG = "dripstream api"
 
@@ -159,7 +160,7 @@ async def _application(
         from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]  # noqa: PLC0415
 
         producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, enable_idempotence=True)
-        await producer.start()
+        await start_quietly(producer)
         producer_box["producer"] = producer
         try:
             yield

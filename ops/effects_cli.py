@@ -122,11 +122,11 @@ async def _broker_answers(bootstrap: str) -> None:
     was never there (a wrong address) instead of saying so in one line (ops/cli.py)."""
     from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
 
+    from streams.outages import start_quietly  # noqa: PLC0415
+
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    try:
-        await producer.start()
-    finally:
-        await producer.stop()
+    await start_quietly(producer)
+    await producer.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -167,9 +167,11 @@ async def input_partition_counts(bootstrap: str, prefix: str) -> dict[str, int]:
     """The partition count of each of the prefix's input topics that exists."""
     from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
 
+    from streams.outages import start_quietly  # noqa: PLC0415 - Kafka clients load here
+
     names = {prefix + name for name in INPUT_TOPICS}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="dripstream-topics")
-    await admin.start()
+    await start_quietly(admin)
     try:
         present = sorted(names & set(await admin.list_topics()))
         if not present:

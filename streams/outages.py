@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import psycopg
 from aiokafka.errors import (  # type: ignore[import-untyped]
@@ -135,3 +136,21 @@ async def run_through_outages(
             log.warning("%s lost its connection (%s); again in %.1f s", what, one_line(error), wait)
         await sleep_unless_stopped(stopping, wait)
         wait = next_wait(wait)
+
+
+async def start_quietly(client: Any) -> None:
+    """Start an aiokafka client for a service whose start must reach the broker: a broker
+    that cannot be reached gives one line (`service_problem`), not the client's log of the
+    failed connection before it and its "Unclosed" warning after. Once started, the client
+    logs a broker coming and going as usual."""
+    kafka_log = logging.getLogger("aiokafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)
+    try:
+        await client.start()
+    except BaseException:
+        # A consumer or producer stops; the admin client has only close().
+        await (client.stop() if hasattr(client, "stop") else client.close())
+        raise
+    finally:
+        kafka_log.setLevel(level)

@@ -29,6 +29,7 @@ from aiokafka import (  # type: ignore[import-untyped]
 from projections.pg_reads import DEFAULT_SCHEMA
 from projections.postgres import PostgresProjection
 from projections.stream import READ_MODEL_TOPICS, Consumed, MalformedEventError, decode_line
+from streams.outages import start_quietly
 from streams.progress import ProgressLog
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ async def run_projector(
     applied = 0
     progress = ProgressLog(lambda: (applied,), ("new event(s) applied to the read models",))
     try:
-        await consumer.start()  # inside: a failed start is stopped too, not left unclosed
+        await start_quietly(consumer)  # inside: a failed start is stopped too
         while not stop.is_set():
             said = progress.line()
             if said is not None:

@@ -54,6 +54,7 @@ from streams.outages import (
     next_wait,
     one_line,
     sleep_unless_stopped,
+    start_quietly,
 )
 from streams.processes import install_stop_signals
 from streams.progress import ProgressLog, registry_totals
@@ -233,7 +234,7 @@ class EngineWorker:
             self.metrics.one_worker.set(int(self.one_worker))
             self.consumer.subscribe(topics=list(self.topics), listener=_Rebalance(self))
             try:
-                await self.consumer.start()  # a failed start is stopped too, not left unclosed
+                await start_quietly(self.consumer)
                 while not self.stopping.is_set():
                     try:
                         await self._step()

@@ -75,6 +75,11 @@ def test_a_missing_agent_leaves_no_space_before_the_period() -> None:
         ("From [State] ; ok", {}, "From; ok"),
         ("Call [Phone] or write [Email].", {"Email": "a@b.co"}, "Call or write a@b.co."),
         ("Hi  [FirstName]", {"FirstName": "Maya"}, "Hi  Maya"),
+        ("Thanks,\n[AgentName]", {}, "Thanks,"),
+        ("Thanks,\n[AgentName]\n", {}, "Thanks,\n"),
+        ("Thanks,\r\n[AgentName] [Phone]\r\nBye", {}, "Thanks,\r\nBye"),
+        ("Thanks,\n[AgentName]\n[Phone]", {"Phone": "+12125550000"}, "Thanks,\n+12125550000"),
+        ("Top\n\n[FirstName]\n\nEnd", {}, "Top\n\n\nEnd"),
     ],
     ids=[
         "first-missing",
@@ -89,6 +94,11 @@ def test_a_missing_agent_leaves_no_space_before_the_period() -> None:
         "before-semicolon",
         "middle",
         "author-spacing-kept",
+        "last-line-all-holes-goes-with-its-break",
+        "line-of-holes-goes-trailing-break-stays",
+        "crlf-line-of-holes",
+        "only-the-line-of-holes-goes",
+        "author-blank-lines-kept",
     ],
 )
 def test_missing_values_leave_tidy_whitespace(

@@ -14,6 +14,12 @@ from ops.cli import main
 from ops.service_errors import service_problem
 
 
+BROKER_DOWN = (
+    "dripstream: cannot reach Kafka at 127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS, --bootstrap):"
+    " is the broker running?"
+)
+
+
 def _dripstream(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The CLI in a process of its own: the Kafka client's own log lines would go to the
     real stderr, and the test checks all of stderr."""
@@ -110,10 +116,32 @@ def test_effects_without_a_broker_at_its_start_says_so_in_one_line() -> None:
         "effects", env={"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
     )
     assert done.returncode == 2
-    assert done.stderr.splitlines()[-1] == (
-        "dripstream: cannot reach Kafka at 127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS, --bootstrap):"
-        " is the broker running?"
+    assert done.stderr.splitlines() == [BROKER_DOWN]
+
+
+@pytest.mark.parametrize(
+    ("command", "first"),
+    [
+        (["worker"], []),
+        (["api"], ["dripstream api: DRIPSTREAM_API_ADMIN_TOKEN is not set: commands are open"]),
+    ],
+    ids=["worker", "api"],
+)
+def test_a_service_without_a_broker_at_its_start_says_so_in_one_line(
+    command: list[str], first: list[str]
+) -> None:
+    # Not the client's log of the failed connection before it, nor its "Unclosed" warning
+    # after it. (The database is never reached: the broker is asked first.)
+    done = _dripstream(
+        *command,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_URL": "postgresql://x:y@127.0.0.1:1/x",
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        },
     )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [*first, BROKER_DOWN]
 
 
 def test_topics_dump_from_a_broker_that_is_down_says_one_line_and_nothing_else() -> None:
