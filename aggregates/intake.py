@@ -28,9 +28,19 @@ Reading rules (the "advanced algorithm" of the seed, kept predictable):
   stand so, as a form writes them, not one in a signature), takes the next line as its
   value.
   The first usable value of a field wins: a value that is no phone or address never hides a
-  good one, and no address, phone number or sentence is a name.
+  good one, and no address, phone number or sentence is a name. Before that, each field's
+  values are ranked: those of the first block (lines between blank lines) holding a name
+  and a phone or e-mail come first (the agent a vendor sent the lead to, or the site's own
+  phone, written above the lead's block, is not the lead's), and a phone or e-mail under a
+  label of a second way ("Office Phone", "Alternate Email") comes after a plain one. A name
+  written with an address or number ("Nan Hu <nan@…>", "John Smith (212) 555-0100") is the
+  name without them, and they are the last values of their own fields. "Name (First)" and
+  "Name (Last)" are the first and last name; "Mr. Smith" is a family name alone.
 * Several fields on one line, split by ``|`` or ``;`` ("Phone: … | Email: …"), are read as
-  one line each; a ``|`` or ``;`` not followed by a field stays in the value.
+  one line each; a ``|`` or ``;`` not followed by a field stays in the value. So are known
+  fields after a comma or a space ("Name: Lu Ma, Phone: …", or a form flattened to "Name: Lu
+  Ma Phone: …"), except in a message; a colon after any other word stays in the value.
+  A table row whose cells each hold a whole field ("Name: Dee" | "Phone: …") is a line each.
 * Quoted lines (starting with ``>``) are noise, and so is a signature (from a ``--`` line,
   or a sign-off below the fields that a field line does not follow, to the next
   forwarded-message marker). When the body holds a forwarded message (a marker line, or a
@@ -76,9 +86,9 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aggregates.lead_body import HTML_TAG, html_lines, json_lines, without_tags
-from aggregates.lead_labels import LABELS, NOT_ALNUM, REMARK, field_of, is_label
+from aggregates.lead_labels import LABELS, NOT_ALNUM, REMARK, field_of, is_label, is_secondary
 from aggregates.mail_addresses import parsed_address, parsed_addresses
-from aggregates.phones import first_phone_in, to_e164
+from aggregates.phones import first_phone_in, first_phone_written, to_e164
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +261,9 @@ def _names_or_mails(fields: _Fields) -> bool:
 
 
 def _reaches(fields: _Fields) -> bool:
-    return bool(fields["phone"] or fields["email"])
+    """Whether the fields give a phone or e-mail that can be used (not "Email: Maya", which
+    a reading that ran lines together may give where another reading finds the address)."""
+    return any(map(to_e164, fields["phone"])) or any(map(_email, fields["email"]))
 
 
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+")
@@ -338,7 +350,7 @@ def _best_fields(mail: _Body) -> _Fields:
         readings.append(_content(mail.own, keep_quoted=False))
     found = [_read_fields(reading) for reading in readings]
     for fields in found:
-        if fields["phone"] or fields["email"]:
+        if _reaches(fields):
             return fields
     return next((f for f in found if any(f[name] for name in LABELS)), found[0])
 
@@ -416,7 +428,41 @@ def _pairs(line: str) -> list[str]:
             pairs[-1] += (separator, part)  # joined once at the end: a long line stays linear
         else:
             pairs.append([part])
-    return ["".join(pair) for pair in pairs]
+    return [field for pair in pairs for field in _run_together("".join(pair))]
+
+
+# A colon and the (up to three) words before it: where a field written on after another
+# may start. Matched on the reversed text before each colon, so a long line stays linear.
+_KEY_BEFORE: Final = re.compile(r"\s*((?:[^\s:,;|]+ ){0,2}[^\s:,;|]+)(?=[\s,]|$)")
+
+
+def _run_together(line: str) -> list[str]:
+    """A field line as its fields when known fields follow on it after a comma or a space
+    ("Name: Lu Ma, Phone: 212…", a form flattened to "Name: Lu Ma Phone: 212…"): a known
+    label, and a colon after it, start a field of their own. A colon after anything else
+    ("at 10:30", "http:", "Note: call me") stays in the value."""
+    first = line.find(":")
+    if first < 0 or line.find(":", first + 1) < 0 or field_of(line[:first]) == "notes":
+        return [line]  # a message is the person's own words, fields or not
+    starts: list[int] = []
+    for colon in (m.start() for m in re.finditer(":", line)):
+        if colon <= first:
+            continue
+        before = line[max(first + 1, colon - 60) : colon][::-1]
+        words = _KEY_BEFORE.match(before)
+        if words is None:
+            continue
+        # The longest of the last one, two or three words that is a known label.
+        candidates = words[1][::-1].split(" ")
+        for n in range(len(candidates), 0, -1):
+            key = " ".join(candidates[-n:])
+            if key[:1].isalpha() and field_of(key) is not None:
+                starts.append(colon - words.start(1) - len(key))
+                break
+    if not starts:
+        return [line]
+    bounds = [0, *starts, len(line)]
+    return [line[a:b].strip().rstrip(",").strip() for a, b in itertools.pairwise(bounds)]
 
 
 def _match(line: str) -> tuple[str | None, str, str] | None:
@@ -466,6 +512,7 @@ def _read_fields(lines: Sequence[str]) -> _Fields:
     # is a person's own.
     above = itertools.takewhile(lambda line: not _SIGN_OFF.fullmatch(line.strip()), lines)
     form = len({_bare_label(line) for line in above} - {None}) > 1
+    origins = _Origins(lines)
     i = 0
     while i < len(lines):
         found = _match(lines[i])
@@ -475,6 +522,7 @@ def _read_fields(lines: Sequence[str]) -> _Fields:
         if found is None:
             continue
         field, key, value = found
+        origins.at(i - 1, key)
         if field is None:
             fields["extra"].append(f"{key}: {value}")
             continue
@@ -487,7 +535,59 @@ def _read_fields(lines: Sequence[str]) -> _Fields:
             value, i = _next_line_value(lines, i)
         if value and value.casefold() not in _BLANK_VALUES:
             fields[field].append(" ".join(value.split()))
-    return fields
+            origins.took(field)
+    return origins.ranked(fields)
+
+
+_NAME_FIELDS: Final = ("first_name", "last_name", "name")
+
+
+class _Origins:
+    """Where each value of a field was read, to rank a field's values before the first
+    usable one is taken:
+
+    * A block is a run of lines between blank lines (a paragraph). A mail that gives
+      someone else's phone or e-mail above the lead's (the agent it was sent to, the site's
+      own "Phone: 800…") is read lead first: the first block holding a name and a phone or
+      e-mail is the lead's, and its values come first.
+    * A phone or e-mail under a label of a second way to reach someone ("Office Phone",
+      "Alternate Email") comes after those under a plain one ("Phone", "Mobile")."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        self._block_of: list[int] = []
+        block = 0
+        for at, line in enumerate(lines):
+            if not line.strip() and at and lines[at - 1].strip():
+                block += 1
+            self._block_of.append(block)
+        self._current = (0, False)
+        self._taken: dict[str, list[tuple[int, bool]]] = {}
+
+    def at(self, line: int, key: str) -> None:
+        """The field read next: the line its label stands on (its value may be on a later
+        line), and the label as written."""
+        self._current = (self._block_of[line], is_secondary(key))
+
+    def took(self, field: str) -> None:
+        self._taken.setdefault(field, []).append(self._current)
+
+    def ranked(self, fields: _Fields) -> _Fields:
+        def holds(block: int, names: Sequence[str]) -> bool:
+            return any(b == block for name in names for b, _ in self._taken.get(name, ()))
+
+        blocks = sorted({b for taken in self._taken.values() for b, _ in taken})
+        lead = next(
+            (b for b in blocks if holds(b, _NAME_FIELDS) and holds(b, ("phone", "email"))),
+            None,
+        )
+        for field in (*_NAME_FIELDS, "phone", "email"):
+            taken = self._taken.get(field, [])
+            ranked = sorted(
+                zip(taken, fields[field], strict=True),
+                key=lambda origin: (lead is not None and origin[0][0] != lead, origin[0][1]),
+            )
+            fields[field] = [value for _, value in ranked]
+        return fields
 
 
 def _next_line_value(lines: Sequence[str], i: int) -> tuple[str, int]:
@@ -517,6 +617,7 @@ def _continued(lines: Sequence[str], i: int, first: str) -> tuple[str, int]:
 
 
 def _lead_from_fields(fields: _Fields, lines: Sequence[str]) -> ParsedLead | LeadProblem:
+    _reach_apart_from_names(fields)
     phone = next((p for raw in fields["phone"] if (p := to_e164(raw))), None)
     email = next((e for raw in fields["email"] if (e := _email(raw))), None)
     if phone is None and email is None:
@@ -539,6 +640,31 @@ def _lead_from_fields(fields: _Fields, lines: Sequence[str]) -> ParsedLead | Lea
         timezone=next((z for raw in fields["timezone"] if (z := _timezone(raw))), None),
         notes=notes or None,
     )
+
+
+def _reach_apart_from_names(fields: _Fields) -> None:
+    """A name written with the person's address or number ("Nan Hu <nan@x.com>", "John Smith
+    (212) 555-0100"): the name without them, and each after the values of its own field."""
+    for field in _NAME_FIELDS:
+        names: list[str] = []
+        for value in fields[field]:
+            if _name_like(value):
+                names.append(value)
+                continue
+            rest = value
+            if (address := _EMAIL.search(rest)) is not None:
+                fields["email"].append(address[0])
+                rest = rest.replace(address[0], " ")
+            if (phone := first_phone_written(rest)) is not None:
+                fields["phone"].append(phone[0])
+                rest = rest.replace(phone[1], " ")
+            rest = " ".join(_BRACKETS.sub(" ", rest).split()).strip(" ,;-")
+            names.append(rest if rest and rest != value and _name_like(rest) else value)
+        fields[field] = names
+
+
+# What an address or number leaves behind once taken out of a name: "<>", "()", "mailto:".
+_BRACKETS: Final = re.compile(r"<\s*(?:mailto:)?\s*>|\(\s*\)|\[\s*\]")
 
 
 def _first_name_like(values: Sequence[str]) -> str | None:
@@ -641,7 +767,9 @@ def _split_name(full: str) -> tuple[str | None, str | None]:
         last, _, first = full.partition(",")
         return first.strip() or None, last.strip() or None
     words = full.split()
-    if len(words) > 2 and words[0].rstrip(".").casefold() in _HONORIFICS:
+    if len(words) > 1 and words[0].rstrip(".").casefold() in _HONORIFICS:
+        if len(words) == 2:
+            return None, words[1]  # "Mr. Smith": a family name, no given one
         words = words[1:]
     if not words:
         return None, None

@@ -171,6 +171,12 @@ class _HtmlLines(HTMLParser):
                 self._add(f"{label.rstrip(': ')}: {value}", quoted)
             return
         self._flush()
+        if len(cells) > 1 and all(map(self._is_field, cells)):
+            # Each cell a whole field ("Name: Dee" | "Phone: 212…"): a line each.
+            self._header = None
+            for cell in cells:
+                self._add(cell, quoted)
+            return
         self._header = cells if len(cells) > 2 or (len(cells) == 2 and all(labels)) else None
         pairs: list[tuple[str, str]] = []
         if len(cells) >= 4 and len(cells) % 2 == 0 and all(labels[0::2]) and not any(labels[1::2]):

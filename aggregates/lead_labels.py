@@ -123,8 +123,15 @@ REMARK: Final = re.compile(r"\([^)]*\)")
 NOT_ALNUM: Final = re.compile(r"[\W_]+")
 
 
+# "Name (First)", "Name (Last Name)": a form builder's two halves of one name field.
+_NAME_HALF: Final = re.compile(r"^\s*name\s*\(\s*(first|last)(?:\s*name)?\s*\)\s*$", re.IGNORECASE)
+
+
 def field_of(key: str) -> str | None:
     """The field a label names (aggregates/intake.py's notes), or None for one not known."""
+    half = _NAME_HALF.match(key)
+    if half is not None:
+        return f"{half[1].casefold()}_name"
     bare = REMARK.sub("", key)
     field = _FIELD_OF_KEY.get(NOT_ALNUM.sub("", bare.casefold()))
     if field is not None:
@@ -150,6 +157,19 @@ def field_of(key: str) -> str | None:
             return field
         words, core = words[1:], core[1:]
     return None
+
+
+# Words at the front of a phone or e-mail label that make it a second way to reach someone,
+# or someone else's: "Office Phone", "Alternate Email" (the plain "Phone" comes first).
+_SECONDARY_QUALIFIERS: Final = frozenset(
+    {"alternate", "alternative", "alt", "secondary", "other", "office", "business", "work"}
+)
+
+
+def is_secondary(key: str) -> bool:
+    """Whether a label names a second way to reach someone (see _SECONDARY_QUALIFIERS)."""
+    words = _LABEL_WORD.findall(_CAMEL_HUMP.sub(" ", key).casefold())
+    return bool(words) and words[0] in _SECONDARY_QUALIFIERS
 
 
 def is_label(cell: str) -> bool:

@@ -37,7 +37,14 @@ def to_e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
 
 def first_phone_in(text: str, region: str = DEFAULT_REGION) -> str | None:
     """The first valid number written anywhere in free ``text``, as E.164."""
+    found = first_phone_written(text, region)
+    return None if found is None else found[0]
+
+
+def first_phone_written(text: str, region: str = DEFAULT_REGION) -> tuple[str, str] | None:
+    """The first valid number written anywhere in free ``text``: as E.164, and as written."""
     match = next(iter(phonenumbers.PhoneNumberMatcher(text, region)), None)
     if match is None:
         return None
-    return phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+    return e164, match.raw_string

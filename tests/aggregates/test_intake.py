@@ -1138,3 +1138,117 @@ def test_a_row_a_form_commented_out_is_not_read() -> None:
     )
     read = lead(body)
     assert (read.email, read.phone) == ("maya@example.com", None)
+
+
+# --- someone else's details, and fields written together (a lead-mail audit) ---------------
+
+
+def test_the_agents_details_above_the_leads_are_not_the_leads() -> None:
+    # given a vendor's mail naming the agent it went to above the lead's own block
+    body = (
+        "This lead was sent to:\nAgent: Sam Lee\nPhone: (212) 555-0000\n"
+        "Email: sam@agency.example.com\n\nLead information\nName: Amy Buyer\n"
+        "Phone: (212) 555-0101\nEmail: amy@example.com\n"
+    )
+    assert reached(lead(body)) == ("Amy", "Buyer", "+12125550101", "amy@example.com")
+
+
+def test_a_sites_own_phone_in_a_heading_is_not_the_leads() -> None:
+    body = (
+        "Acme Roofing | Phone: 800-555-0000 | info@acme.example.com\n\n"
+        "Name: Cy Young\nPhone: 212-555-0103\nEmail: cy@example.com\n"
+    )
+    assert reached(lead(body)) == ("Cy", "Young", "+12125550103", "cy@example.com")
+
+
+def test_an_office_phone_comes_after_the_plain_phone() -> None:
+    body = (
+        "<table><tr><td>Office Phone</td><td>800-555-0000</td></tr></table>"
+        "<table><tr><td>Name</td><td>Cy Young</td></tr>"
+        "<tr><td>Phone</td><td>212-555-0103</td></tr></table>"
+    )
+    assert lead(body).phone == "+12125550103"
+    # alone, an office phone is still a way to reach the lead
+    assert lead("Name: Cy Young\nOffice Phone: 800-555-0000").phone == "+18005550000"
+
+
+def test_blocks_of_one_field_each_are_read_in_order() -> None:
+    body = "Name: Amy\n\nPhone: 212-555-0101\n\nEmail: amy@example.com\n\nPhone: 212-555-0199"
+    assert reached(lead(body)) == ("Amy", None, "+12125550101", "amy@example.com")
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        "<tr><td>Name: Dee Dee</td><td>Phone: 212-555-0104</td></tr>"
+        "<tr><td>Email: dee@example.com</td><td>State: NY</td></tr>",
+        "<tr><td>Name: Dee Dee</td><td>Phone: 212-555-0104</td>"
+        "<td>Email: dee@example.com</td><td>State: NY</td></tr>",
+    ],
+    ids=["two-cells-a-row", "four-cells-a-row"],
+)
+def test_table_cells_that_each_hold_a_whole_field_are_fields(row: str) -> None:
+    read = lead(f"<table>{row}</table>")
+    assert (*reached(read), read.state) == (
+        "Dee",
+        "Dee",
+        "+12125550104",
+        "dee@example.com",
+        "NY",
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Name: Lu Ma, Phone: 212-555-0128, Email: lu@example.com",
+        "Name: Lu Ma Phone: 212-555-0128 Email: lu@example.com",
+        "<div><span>Name: Lu Ma</span> <span>Phone: 212-555-0128</span>"
+        " <span>Email: lu@example.com</span></div>",
+    ],
+    ids=["commas", "flattened", "spans"],
+)
+def test_fields_written_on_one_line_are_read_apart(body: str) -> None:
+    assert reached(lead(body)) == ("Lu", "Ma", "+12125550128", "lu@example.com")
+
+
+def test_a_comma_or_colon_inside_a_value_stays_in_it() -> None:
+    read = lead("Name: Smith, Xavier\nPhone: 212-555-0128\nWebsite: http://x.example/a:b")
+    assert (read.first_name, read.last_name, read.notes) == (
+        "Xavier",
+        "Smith",
+        "Website: http://x.example/a:b",
+    )
+    # a message is the person's own words, labels in it or not
+    assert lead("Phone: 212-555-0128\nMessage: call at 10:30, my email: a@b.co").email is None
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Nan Hu <nan@example.com>", ("Nan", "Hu", "+12125550110", "nan@example.com")),
+        ("Nan Hu (212) 555-0111", ("Nan", "Hu", "+12125550110", None)),
+        ("Mr. Smith", (None, "Smith", "+12125550110", None)),
+        ("Mr. John Smith", ("John", "Smith", "+12125550110", None)),
+    ],
+    ids=["with-address", "with-number", "honorific-and-family-name", "honorific-first-last"],
+)
+def test_a_name_is_read_apart_from_what_is_written_with_it(
+    name: str, expected: tuple[str | None, ...]
+) -> None:
+    # the phone field's own value comes before a number written with the name
+    assert reached(lead(f"Name: {name}\nPhone: 212-555-0110")) == expected
+
+
+def test_a_name_written_with_the_only_number_reaches_the_lead() -> None:
+    assert reached(lead("Name: John Smith (212) 555-0100")) == (
+        "John",
+        "Smith",
+        "+12125550100",
+        None,
+    )
+
+
+def test_a_form_builders_two_halves_of_a_name_are_first_and_last() -> None:
+    body = "Name (First): Gil\nName (Last): Scott\nPhone: 212-555-0107"
+    assert reached(lead(body)) == ("Gil", "Scott", "+12125550107", None)

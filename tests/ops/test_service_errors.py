@@ -13,7 +13,6 @@ from aiokafka.errors import KafkaConnectionError  # type: ignore[import-untyped]
 from ops.cli import main
 from ops.service_errors import service_problem
 
-
 BROKER_DOWN = (
     "dripstream: cannot reach Kafka at 127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS, --bootstrap):"
     " is the broker running?"
