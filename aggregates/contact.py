@@ -58,6 +58,12 @@ class ContactState:
         changes: dict[str, Any] = {k: data[k] for k in PROFILE_FIELDS if k in data}
         if created:
             changes["created"] = True
+        for name in ("email", "phone"):
+            # A blank address or number is none (a form's empty field): outputs that carry
+            # the contact's say null, not "".
+            value = changes.get(name)
+            if type(value) is str and not value.strip():
+                changes[name] = None
         for name in SHARED_FIELDS:
             value = changes.get(name)
             if type(value) is str:

@@ -59,7 +59,7 @@ class RejectedRecord:
         """The key as text, for the letter and its outbox row: bytes that are not UTF-8 and
         NUL (which PostgreSQL text cannot hold) become U+FFFD; `key_hex` keeps them exact."""
         key = self.record_key
-        return key.decode("utf-8", "replace").replace("\x00", "\ufffd") if key else None
+        return key.decode("utf-8", "replace").replace("\x00", "\ufffd") if key is not None else None
 
     def letter(self) -> bytes:
         """The record's bytes as text and hex, its place, the field at fault and the bare

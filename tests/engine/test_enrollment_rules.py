@@ -964,3 +964,9 @@ def test_a_creation_that_leaves_out_what_was_known_removes_nothing() -> None:
     )
     # then no removal trigger fires: a creation adds, it takes nothing away
     assert out.of("enrollment.enrolled") == []
+
+
+def test_a_blank_email_is_none_in_what_the_engine_says_of_the_contact() -> None:
+    # given a form's empty e-mail field: the enrollment says null, never ""
+    out = decide(definitions(sequence()), [created(email=" "), tagged()])
+    assert out.one("enrollment.enrolled")["data"]["contact_email"] is None

@@ -50,6 +50,13 @@ def test_a_key_that_is_no_utf8_is_kept_in_hex() -> None:
     assert _letter(b"{", key=None)["key_hex"] is None
 
 
+def test_an_empty_key_is_told_apart_from_none() -> None:
+    # null means "no key" (dead_letter.schema.json); an empty key is a key
+    letter = _letter(b"{", key=b"")
+    assert (letter["key"], letter["key_hex"]) == ("", "")
+    assert _letter(b"{", key=None)["key"] is None
+
+
 def test_a_key_holding_nul_is_written_without_it_and_kept_in_hex() -> None:
     # PostgreSQL text (the outbox's key column) cannot hold U+0000
     record = RejectedRecord("p.contacts", 0, 7, b"c\x00k", b"not json", "event", "not valid JSON")
