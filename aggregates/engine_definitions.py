@@ -21,6 +21,13 @@ def _timing(step: Step | None) -> tuple[str, str, Any] | None:
     return None if step is None else (step.id, step.type, step.delay)
 
 
+def _rules_of_time(sequence: Sequence) -> tuple[Any, ...]:
+    """What moves a step's due moment besides its delay (CONTRACT.md §3 (a)-(d)): the
+    calendar (open hours, processing days, holidays, the account's quiet hours), the
+    schedule's zone (a contact's, failing its own) and the throttle."""
+    return (sequence.calendar, sequence.schedule_timezone, sequence.throttle_per_minute)
+
+
 class DefinitionRules(EngineCore):
     """Sequences added, replaced, copied and deleted, and what that does to enrollments."""
 
@@ -44,12 +51,17 @@ class DefinitionRules(EngineCore):
         scheduled again, its delay counted as ever from the step passed last; or it
         completes. A step whose text alone changed keeps its moment (the text is read when
         it runs). An edit that makes the sequence invalid holds its enrollments (no timer,
-        no throttle place); one that puts it right lets them go on."""
+        no throttle place); one that puts it right lets them go on. An edit of when steps
+        may run (the schedule, processing days, holidays, quiet hours, the throttle)
+        schedules every waiting step again from its own due moment under the new rules: a
+        step held for hours that now stand open, or for a minute a raised throttle now has
+        room in, runs then; a lowered throttle moves steps that held places beyond it."""
         if previous is None:
             return
         broken = sequence.problems and not previous.problems
         resumed = previous.problems and not sequence.problems
-        if previous.steps == sequence.steps and not broken and not resumed:
+        retimed = _rules_of_time(previous) != _rules_of_time(sequence)
+        if previous.steps == sequence.steps and not (broken or resumed or retimed):
             return
         # Every member's place first, its old timer and throttle place dropped when its step
         # is to be scheduled again: scheduling one may displace another from its minute,
@@ -62,7 +74,7 @@ class DefinitionRules(EngineCore):
             index = first_not_passed(sequence.steps, enrollment.passed)
             now = sequence.steps[index] if index < len(sequence.steps) else None
             held = enrollment.due_at is None  # held while the sequence was invalid
-            same = not held and _timing(before) == _timing(now)
+            same = not held and not retimed and _timing(before) == _timing(now)
             unscheduled = not held and (broken or not same)
             if unscheduled:
                 self.throttle.release(enrollment.enrollment_id)

@@ -970,3 +970,86 @@ def test_a_blank_email_is_none_in_what_the_engine_says_of_the_contact() -> None:
     # given a form's empty e-mail field: the enrollment says null, never ""
     out = decide(definitions(sequence()), [created(email=" "), tagged()])
     assert out.one("enrollment.enrolled")["data"]["contact_email"] is None
+
+
+# --- an edit of when steps may run, while steps wait (a sequence-edit audit) ----------------
+
+TWO_HOURS_LATER = [
+    {"id": "s1", "type": "send_sms", "text": "x"},
+    {
+        "id": "s2",
+        "type": "send_sms",
+        "text": "y",
+        "delay": {"kind": "default", "amount": 2, "unit": "hours"},
+    },
+]
+
+
+def _edited(time: str, **settings: Any) -> dict[str, Any]:
+    return event("sequence.applied", time, subject="sequences", sequences=[sequence(**settings)])
+
+
+def _minutes_of(out: Any, step: str) -> list[str]:
+    return sorted(e["time"] for e in out.of("step.executed", step_id=step))
+
+
+def test_a_lowered_throttle_moves_the_places_steps_already_held() -> None:
+    # given five contacts whose second step holds a place at 16:00, five a minute
+    seq = sequence(steps=TWO_HOURS_LATER, throttle_per_minute=5)
+    tags = [tagged(contact=f"c-{n}") for n in range(5)]
+    people = [created(f"c-{n}") for n in range(5)]
+    # when the throttle is lowered to one a minute before they are due
+    edit = _edited("2027-07-06T15:00:00Z", steps=TWO_HOURS_LATER, throttle_per_minute=1)
+    out = decide(definitions(seq), [*people, *tags, edit], until="2027-07-06T17:00:00Z")
+    # then they run one a minute from 16:00
+    assert _minutes_of(out, "s2") == [f"2027-07-06T16:0{n}:00Z" for n in range(5)]
+
+
+def test_a_raised_throttle_lets_steps_waiting_for_room_run_sooner() -> None:
+    # given four contacts tagged at once, one step a minute: three wait for 14:01-14:03
+    seq = sequence(throttle_per_minute=1)
+    people = [created(f"c-{n}") for n in range(4)] + [tagged(contact=f"c-{n}") for n in range(4)]
+    # when the throttle is lifted half a minute later
+    edit = _edited("2027-07-06T14:00:30Z", throttle_per_minute=None)
+    out = decide(definitions(seq), [*people, edit], until="2027-07-06T15:00:00Z")
+    # then the three run at the edit
+    assert _minutes_of(out, "s1") == [T0] + ["2027-07-06T14:00:30Z"] * 3
+
+
+def test_hours_widened_let_a_step_held_for_the_opening_run_at_once() -> None:
+    # given a step held at 18:00 (New York) for the next opening at 09:00
+    hours = {"timezone": "America/New_York", "open": "09:00", "close": "17:00"}
+    late = "2027-07-06T22:00:00Z"  # 18:00 in New York
+    seq = sequence(schedule=hours)
+    held = decide(definitions(seq), [created(time=late), tagged(time=late)])
+    assert held.one("step.deferred")["data"]["to"] == "2027-07-07T13:00:00Z"
+    # when the hours are widened at 19:00
+    edit = _edited("2027-07-06T23:00:00Z", schedule={**hours, "close": "23:00"})
+    out = decide(definitions(seq), [created(time=late), tagged(time=late), edit])
+    # then it runs at the edit, not at the old opening
+    assert out.one("step.executed")["time"] == "2027-07-06T23:00:00Z"
+
+
+def test_hours_narrowed_move_a_waiting_step_at_the_edit() -> None:
+    hours = {"timezone": "America/New_York", "open": "09:00", "close": "17:00"}
+    late = "2027-07-06T22:00:00Z"
+    seq = sequence(schedule=hours)
+    edit = _edited("2027-07-06T23:00:00Z", schedule={**hours, "open": "10:00"})
+    inputs = [created(time=late), tagged(time=late), edit]
+    out = decide(definitions(seq), inputs, until="2027-07-07T15:00:00Z")
+    moves = [(e["time"], e["data"]["to"]) for e in out.of("step.deferred")]
+    assert moves == [
+        (late, "2027-07-07T13:00:00Z"),
+        ("2027-07-06T23:00:00Z", "2027-07-07T14:00:00Z"),
+    ]
+    assert out.one("step.executed")["time"] == "2027-07-07T14:00:00Z"
+
+
+def test_an_edit_of_a_text_alone_keeps_every_moment() -> None:
+    # no new step.scheduled for anyone: the moment does not depend on the text
+    seq = sequence(steps=TWO_HOURS_LATER)
+    edited = [TWO_HOURS_LATER[0], {**TWO_HOURS_LATER[1], "text": "z"}]
+    edit = _edited("2027-07-06T15:00:00Z", steps=edited)
+    out = decide(definitions(seq), [created(), tagged(), edit], until="2027-07-06T17:00:00Z")
+    assert [e["time"] for e in out.of("step.scheduled", step_id="s2")] == [T0]
+    assert out.one("sms.send", step_id="s2")["data"]["body"].startswith("z")
