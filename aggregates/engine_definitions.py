@@ -17,8 +17,14 @@ from schemas.envelope import format_time
 
 
 def _timing(step: Step | None) -> tuple[str, str, Any] | None:
-    """What decides when a step runs, and which step it is."""
-    return None if step is None else (step.id, step.type, step.delay)
+    """What decides when a step runs, and which step it is. A delay counts by what it
+    waits, not how it is written: 2 hours is 120 minutes, and a default of 0 is none."""
+    if step is None:
+        return None
+    delay = step.delay
+    if delay.kind == "time_of_day":
+        return step.id, step.type, (delay.kind, delay.days, delay.at)
+    return step.id, step.type, ("after", delay.seconds() if delay.kind == "default" else 0)
 
 
 def _rules_of_time(sequence: Sequence) -> tuple[Any, ...]:

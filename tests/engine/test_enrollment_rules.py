@@ -1053,3 +1053,14 @@ def test_an_edit_of_a_text_alone_keeps_every_moment() -> None:
     out = decide(definitions(seq), [created(), tagged(), edit], until="2027-07-06T17:00:00Z")
     assert [e["time"] for e in out.of("step.scheduled", step_id="s2")] == [T0]
     assert out.one("sms.send", step_id="s2")["data"]["body"].startswith("z")
+
+
+def test_a_delay_written_another_way_schedules_nobody_again() -> None:
+    # 2 hours written as 120 minutes waits as long: no new step.scheduled
+    seq = sequence(steps=TWO_HOURS_LATER)
+    minutes = {"kind": "default", "amount": 120, "unit": "minutes"}
+    same = [TWO_HOURS_LATER[0], {**TWO_HOURS_LATER[1], "delay": minutes}]
+    edit = _edited("2027-07-06T15:00:00Z", steps=same)
+    out = decide(definitions(seq), [created(), tagged(), edit], until="2027-07-06T17:00:00Z")
+    assert len(out.of("sequence.defined")) == 2  # the edit was taken
+    assert [e["time"] for e in out.of("step.scheduled", step_id="s2")] == [T0]
