@@ -7,6 +7,7 @@ functions, so the PostgreSQL projection stores the same rows and filters the sam
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import defaultdict
 from collections.abc import Mapping
@@ -112,7 +113,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """A stored row: the contact's name and phone are looked up when the report is read, so
-    the report shows what is known of the contact now."""
+    the report shows what is known of the contact now. `position` orders the rows of one
+    time (`history_rank`)."""
 
     position: int
     event_source: str
@@ -125,7 +127,32 @@ class HistoryEntry:
     time: datetime
 
 
-def history_entry(event: OutputEvent, catalog: Catalog, position: int) -> HistoryEntry | None:
+# Bits of a rank: the hash of the event's cause, then its number among the cause's outputs.
+_NUMBER_BITS = 23
+_CAUSE_BITS = 63 - _NUMBER_BITS
+
+
+def history_rank(source: str, event_id: str | None) -> int:
+    """Where an event's row goes among the rows of its time, newest first: a number that
+    depends on the event alone, so a file, a rebuild and a live projector (which reads the
+    output topics' partitions interleaved in no fixed order) page the same rows alike.
+
+    The engine's outputs are ``<cause>/<n>`` in the order it wrote them: a cause's later
+    output ranks higher (newest-written first: the step scheduled next above the text sent
+    above the step executed). Causes, and events of other sources, rank by a hash of their
+    source and id: in no meaningful order, but in the same one everywhere."""
+    if event_id is None:
+        return 0
+    cause, _, number = event_id.rpartition("/")
+    if not (cause and number.isdigit() and number.isascii()):
+        cause, number = event_id, "0"
+    digest = hashlib.blake2b(f"{source}\x00{cause}".encode(), digest_size=8).digest()
+    return (int.from_bytes(digest) >> (64 - _CAUSE_BITS)) << _NUMBER_BITS | min(
+        int(number), (1 << _NUMBER_BITS) - 1
+    )
+
+
+def history_entry(event: OutputEvent, catalog: Catalog) -> HistoryEntry | None:
     """The row an output event adds to its sequence's history, or None when it adds none."""
     row = history_row(
         event.type,
@@ -139,7 +166,7 @@ def history_entry(event: OutputEvent, catalog: Catalog, position: int) -> Histor
         return None
     sequence_id, contact_id, action, cause = row
     return HistoryEntry(
-        position=position,
+        position=history_rank(event.source, event.id),
         event_source=event.source,
         event_id=event.id,
         sequence_id=sequence_id,
@@ -517,7 +544,7 @@ class HistoryReport(Projection):
     def _evolve(self, event: OutputEvent, order: int) -> None:
         self.catalog.evolve(event, order)
         self.directory.evolve(event)
-        entry = history_entry(event, self.catalog, order)
+        entry = history_entry(event, self.catalog)
         if entry is not None and self._only in (None, entry.sequence_id):
             self._entries[entry.sequence_id].append(entry)
 

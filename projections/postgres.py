@@ -204,7 +204,7 @@ class PostgresProjection(PostgresReadModels):
             state.catalog.evolve(event, record.position)
             state.book.evolve(event)
             state.directory.evolve(event)
-            entry = history_entry(event, state.catalog, record.position)
+            entry = history_entry(event, state.catalog)
             if entry is not None:
                 entries.append(entry)
             if event.moves_clock and (latest is None or event.time > latest):

@@ -39,7 +39,7 @@ import orjson
 import psycopg
 from psycopg import conninfo, sql
 
-from projections.history import history_row
+from projections.history import history_rank, history_row
 from projections.pg_rows import (
     CONTACT_TYPES,
     CONTACT_WRITE_COLUMNS,
@@ -356,7 +356,7 @@ def _fold_history(
         hours[bucket] = hours.get(bucket, 0) + 1
         write_row(
             (
-                position,
+                history_rank(source, event_id),
                 source,
                 event_id,
                 sequence_key,

@@ -35,7 +35,8 @@ class Stream:
             subject = data.get("contact_id") or f"sequence:{data.get('sequence_id')}"
         event = {
             "specversion": "1.0",
-            "id": event_id or f"in-{len(self.events) + 1}/0",
+            # As the engine numbers one cause's outputs: rows of one time, newest-written first.
+            "id": event_id or f"in/{len(self.events) + 1}",
             "source": source,
             "type": kind,
             "time": at,

@@ -694,3 +694,41 @@ def test_a_nul_in_a_crm_fact_is_read_as_a_replacement_character_on_every_path(
     from_db = run(capsys, "history", "welcome", "--json", *db)
     assert from_db[:2] == from_file[:2]
     assert "A\ufffdna" in from_file[1]
+
+
+def same_moment_from_two_causes() -> list[dict[str, Any]]:
+    """Two contacts tagged in one second: each cause's outputs numbered as the engine writes
+    them (`<cause>/<n>`), the step, its text, the next step scheduled."""
+    given = Stream()
+    given.defined("w")
+    for cause, contact in (("e-1@crm", "c-100"), ("e-2@crm", "c-101")):
+        given.enrolled("w", contact, T0)["id"] = f"{cause}/1"
+        given.step("executed", "w", contact, "s1", T0, event_id=f"{cause}/2", effect_id="fx")
+        given.scoped("sms.send", "w", contact, T0, event_id=f"{cause}/3", step_id="s1", to="+1")
+        given.step("scheduled", "w", contact, "s2", T0, event_id=f"{cause}/4", due_at=T0)
+    return given.events
+
+
+def test_rows_of_one_moment_page_alike_in_whatever_order_the_topics_were_read(
+    projection: PostgresProjection,
+) -> None:
+    # given the outputs of two causes of one second, read as a projector may read the
+    # decisions and effects topics' partitions: the texts first, the second cause first
+    events = same_moment_from_two_causes()
+    effects_first = sorted(events, key=lambda e: (e["type"] != "sms.send", e["id"] < "e-2"))
+    apply_in_batches(projection, effects_first, 3)
+    # then every page holds the rows a file in the engine's order gives, in its order
+    memory = in_memory(events)
+    for limit, offset in ((None, 0), (3, 0), (3, 3), (2, 5)):
+        query = HistoryQuery("w", limit=limit, offset=offset)
+        assert projection.history(query) == memory.history.query(query), (limit, offset)
+    # and each cause's rows read newest-written first: the next step over the text over
+    # the step that sent it
+    page = memory.history.query(HistoryQuery("w", search="c-100"))
+    assert page is not None
+    assert [row.event for row in page.rows] == [
+        "step.scheduled",
+        "sms.send",
+        "step.executed",
+        "manual",  # the enrollment's row names how it came
+    ]
