@@ -296,13 +296,28 @@ LEAP_SECOND_REASON = (
 
 
 def _json_problem(raw: bytes | str, error: orjson.JSONDecodeError) -> str:
-    """orjson's reason, except for bytes that are not UTF-8, where it speaks of surrogates."""
+    """orjson's reason, except for bytes that are not UTF-8, where it speaks of surrogates,
+    and for text in UTF-16 (what Windows PowerShell's `>` writes), which it reads as junk."""
     if isinstance(raw, bytes):
+        if _looks_utf16(raw):
+            return "not UTF-8: the text looks like UTF-16 (save the file as UTF-8)"
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as bad:
             return f"not valid UTF-8 (byte {bad.start + 1}: {bad.reason})"
     return str(error)
+
+
+def _looks_utf16(raw: bytes) -> bool:
+    """A UTF-16 byte order mark, or a NUL beside every ASCII character of a JSON start
+    (a line after the first of a UTF-16 file begins with the newline's other byte; the
+    last may be that byte alone)."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    head = raw.lstrip(b"\x00")[:8]
+    if not head.strip() and b"\x00" in raw:
+        return True
+    return len(head) >= 4 and head[:1] == b"{" and head[1::2].count(0) == len(head[1::2])
 
 
 def encode_event(event: CloudEvent) -> bytes:

@@ -728,6 +728,17 @@ def test_bytes_that_are_not_utf8_are_named_as_such() -> None:
     assert "surrogates" not in refused.reason
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_file_written_as_utf16_is_named_so_on_every_line(encoding: str) -> None:
+    # what Windows PowerShell's `>` writes: its lines split at the newline's first byte
+    text = (raw_event("contact.tag_added").decode() + "\n") * 2
+    lines = text.encode(encoding).split(b"\n")
+    for line in filter(None, lines):  # an empty line is passed over as blank
+        assert rejection(line).reason == (
+            "not valid JSON: not UTF-8: the text looks like UTF-16 (save the file as UTF-8)"
+        ), line
+
+
 def test_a_byte_order_mark_is_dropped_from_a_files_first_line_only() -> None:
     bom = validation.UTF8_BOM
     assert validation.without_bom(bom + b"{}", 1) == b"{}"
