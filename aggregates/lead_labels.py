@@ -7,8 +7,9 @@ import re
 from typing import Final
 
 LABELS: Final[dict[str, tuple[str, ...]]] = {
+    # Spanish forms too (US businesses serve them): Nombre, Apellido, Teléfono, Correo.
     "first_name": ("firstname", "fname", "first", "givenname", "forename"),
-    "last_name": ("lastname", "lname", "last", "surname", "familyname"),
+    "last_name": ("lastname", "lname", "last", "surname", "familyname", "apellido", "apellidos"),
     "name": (
         "name",
         "fullname",
@@ -17,6 +18,8 @@ LABELS: Final[dict[str, tuple[str, ...]]] = {
         "yourname",
         "customername",
         "clientname",
+        "nombre",  # a whole name as often as a given one: split as a name is
+        "nombrecompleto",
     ),
     "phone": (
         "phone",
@@ -37,8 +40,23 @@ LABELS: Final[dict[str, tuple[str, ...]]] = {
         "contactphone",
         "sms",
         "whatsapp",
+        "teléfono",
+        "telefono",
+        "celular",
+        "móvil",
+        "movil",
     ),
-    "email": ("email", "emailaddress", "youremail", "contactemail", "primaryemail", "mail"),
+    "email": (
+        "email",
+        "emailaddress",
+        "youremail",
+        "contactemail",
+        "primaryemail",
+        "mail",
+        "correo",
+        "correoelectrónico",
+        "correoelectronico",
+    ),
     "state": ("state", "province", "region", "stateprovince", "stateregion"),
     "lead_source": ("leadsource", "source", "utmsource"),
     "timezone": ("timezone", "tz"),
@@ -120,6 +138,8 @@ _LABEL_WORD: Final = re.compile(r"[^\W_]+")
 _CAMEL_HUMP: Final = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _E_MAIL: Final = re.compile(r"\be[\s_-]?mail", re.IGNORECASE)
 REMARK: Final = re.compile(r"\([^)]*\)")
+# "Contact #" is "Contact Number", as "Phone #" is "Phone Number".
+_NUMBER_SIGN: Final = re.compile(r"\s*#\s*$")
 NOT_ALNUM: Final = re.compile(r"[\W_]+")
 
 
@@ -132,7 +152,7 @@ def field_of(key: str) -> str | None:
     half = _NAME_HALF.match(key)
     if half is not None:
         return f"{half[1].casefold()}_name"
-    bare = REMARK.sub("", key)
+    bare = _NUMBER_SIGN.sub(" number", REMARK.sub("", key))
     field = _FIELD_OF_KEY.get(NOT_ALNUM.sub("", bare.casefold()))
     if field is not None:
         return field

@@ -1252,3 +1252,24 @@ def test_a_name_written_with_the_only_number_reaches_the_lead() -> None:
 def test_a_form_builders_two_halves_of_a_name_are_first_and_last() -> None:
     body = "Name (First): Gil\nName (Last): Scott\nPhone: 212-555-0107"
     assert reached(lead(body)) == ("Gil", "Scott", "+12125550107", None)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "Nombre: José Núñez\nTeléfono: (212) 555-0100\nCorreo electrónico: jose@example.com",
+            ("José", "Núñez", "+12125550100", "jose@example.com"),
+        ),
+        (
+            "Nombre: José\nApellido: Núñez\nCelular: 212 555 0100",
+            ("José", "Núñez", "+12125550100", None),
+        ),
+        ("Name: Kay Li\nContact #: 212-555-0108", ("Kay", "Li", "+12125550108", None)),
+    ],
+    ids=["spanish-form", "spanish-first-and-last", "contact-number-sign"],
+)
+def test_spanish_labels_and_a_number_sign_are_read(
+    body: str, expected: tuple[str | None, ...]
+) -> None:
+    assert reached(lead(body)) == expected
