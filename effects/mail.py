@@ -27,6 +27,7 @@ from effects.ports import (
     Transient,
 )
 from effects.retry import http_refusal
+from effects.sendgrid_client import without_redirects
 
 PROVIDER = "sendgrid"
 UNSUBSCRIBE_TAG = "<%asm_group_unsubscribe_raw_url%>"
@@ -77,6 +78,7 @@ class SendGridEmailSender:
         self._client = SendGridAPIClient(api_key=api_key, host=api_base.rstrip("/"))
         # Copied into every per-request client the SDK builds from this one.
         self._client.client.timeout = timeout
+        self._client.client = without_redirects(self._client.client)
         self._default_from = default_from
         self._group = unsubscribe_group_id
         self._postal_address = postal_address

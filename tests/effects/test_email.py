@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import replace
 
 import pytest
+from aiohttp import web
 
 from effects.fakes.senders import FakeSenders
 from effects.fakes.sendgrid_server import (
@@ -240,3 +241,37 @@ async def test_a_503_is_retried_and_a_502_is_in_doubt(
     )
     assert types_of(events) == [outcome]
     assert len(sendgrid.mails) == (2 if status == 503 else 1)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+async def test_a_redirect_is_refused_and_the_key_goes_nowhere_else(status: int) -> None:
+    # given an API base that redirects the mail send elsewhere, which would say 2xx: the
+    # SDK's urllib followed it as a GET without the mail, with the Bearer key, and the
+    # 2xx there was taken for a mail accepted
+    reached: list[tuple[str, str | None]] = []
+
+    async def redirect(_request: web.Request) -> web.Response:
+        return web.Response(status=status, headers={"Location": f"{base}/elsewhere"})
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        reached.append((request.method, request.headers.get("Authorization")))
+        return web.Response(status=202)
+
+    app = web.Application()
+    app.router.add_post("/v3/mail/send", redirect)
+    app.router.add_route("*", "/elsewhere", elsewhere)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        sleeps = Sleeps()
+        mail = command("email.send", to="ann@example.com", subject="Hi", body="b")
+        [outcome] = await processor(base, sleeps).handle(mail)
+    finally:
+        await runner.cleanup()
+    # then the send fails on the redirect, and nothing reached the other address
+    assert outcome.type == "effect.failed"
+    assert str(status) in outcome.data["reason"]
+    assert reached == []
