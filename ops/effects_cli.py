@@ -54,7 +54,24 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--outcomes", type=Path, help="with --commands: append outcomes here (default stdout)"
     )
+    parser.add_argument(
+        "--memory-ledger",
+        action="store_true",
+        help=(
+            "consume Kafka with the ledger in memory (a try-out: after a restart, or a lost"
+            " broker or database, commands carried out before are carried out again)"
+        ),
+    )
     parser.set_defaults(handler=run)
+
+
+# Consuming Kafka, a command comes back after a crash or a rebalance before its offset was
+# committed: only a ledger that outlives the process knows it was carried out already.
+NO_LEDGER = (
+    "set DATABASE_URL or --database-url: the ledger that carries out each command once must"
+    " outlive this process (in memory, a restart sends again what it sent); --memory-ledger"
+    " runs without one, for a try-out"
+)
 
 
 def settings_from(args: argparse.Namespace) -> EffectsSettings:
@@ -83,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from(args)
     except SettingsError as error:
         print(f"dripstream effects: {error}", file=sys.stderr)
+        return 2
+    if args.commands is None and not settings.database_url and not args.memory_ledger:
+        print(f"dripstream effects: {NO_LEDGER}", file=sys.stderr)
         return 2
     from effects.processor import CredentialsRefused  # noqa: PLC0415 - heavy imports
 

@@ -108,11 +108,23 @@ def test_effects_whose_database_is_down_says_one_line_before_any_retry() -> None
     assert line.startswith("dripstream: cannot connect to PostgreSQL: ")
 
 
+def test_effects_on_kafka_without_a_durable_ledger_is_refused() -> None:
+    # in memory, a command redelivered after a restart would be carried out again
+    done = _dripstream(
+        "effects", env={"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith("dripstream effects: set DATABASE_URL or --database-url: ")
+
+
 def test_effects_without_a_broker_at_its_start_says_so_in_one_line() -> None:
     # It rides out a broker lost while it runs, and so waited for ever for one that was
     # never there (no database: the ledger is kept in memory).
     done = _dripstream(
-        "effects", env={"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+        "effects",
+        "--memory-ledger",
+        env={"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
     )
     assert done.returncode == 2
     assert done.stderr.splitlines() == [BROKER_DOWN]
