@@ -134,7 +134,10 @@ class Ledger(Protocol):
         self, effect_id: EffectId, error: str, code: str | None, at: datetime
     ) -> None: ...
 
-    async def record_unknown(self, effect_id: EffectId, error: str, at: datetime) -> None: ...
+    async def record_unknown(self, effect_id: EffectId, error: str, at: datetime) -> bool:
+        """An `in_flight` row becomes `unknown`; False when it was no longer in flight (a
+        provider's callback settled it while the request went unanswered)."""
+        ...
 
     async def reconcile(
         self, effect_id: EffectId, provider: str, provider_id: str, status: str, at: datetime

@@ -148,8 +148,10 @@ class InMemoryLedger:
             updated_at=at,
         )
 
-    async def record_unknown(self, effect_id: EffectId, error: str, at: datetime) -> None:
-        self._update(effect_id, frozenset({IN_FLIGHT}), status=UNKNOWN, error=error, updated_at=at)
+    async def record_unknown(self, effect_id: EffectId, error: str, at: datetime) -> bool:
+        return self._update(
+            effect_id, frozenset({IN_FLIGHT}), status=UNKNOWN, error=error, updated_at=at
+        )
 
     async def reconcile(
         self, effect_id: EffectId, provider: str, provider_id: str, status: str, at: datetime

@@ -197,6 +197,7 @@ FROM jsonb_to_recordset(%s::jsonb)
     AS v(effect_id text, status text, allowed text[], at timestamptz, provider text,
          provider_id text, error text, code text, uncount boolean)
 WHERE l.effect_id = v.effect_id AND l.status = ANY(v.allowed)
+RETURNING l.effect_id, l.status
 """
 
 
@@ -323,8 +324,8 @@ class PostgresLedger:
             _Move(effect_id, FAILED, (PENDING, IN_FLIGHT), at, error=error, code=code)
         )
 
-    async def record_unknown(self, effect_id: EffectId, error: str, at: datetime) -> None:
-        await self._moves.submit(_Move(effect_id, UNKNOWN, (IN_FLIGHT,), at, error=error))
+    async def record_unknown(self, effect_id: EffectId, error: str, at: datetime) -> bool:
+        return await self._moves.submit(_Move(effect_id, UNKNOWN, (IN_FLIGHT,), at, error=error))
 
     async def _claim_batch(self, items: list[_Arrival]) -> list[bool]:
         async with self._pool.connection() as conn:
@@ -347,7 +348,7 @@ class PostgresLedger:
             attempts = {row[0]: int(row[1]) for row in await cursor.fetchall()}
         return [attempts.pop(item.effect_id, None) for item in items]
 
-    async def _move_batch(self, moves: list[_Move]) -> list[None]:
+    async def _move_batch(self, moves: list[_Move]) -> list[bool]:
         rows = orjson.dumps(
             [
                 {
@@ -365,8 +366,10 @@ class PostgresLedger:
             ]
         )
         async with self._pool.connection() as conn:
-            await conn.execute(_MOVE, (rows.decode(),))
-        return [None] * len(moves)
+            cursor = await conn.execute(_MOVE, (rows.decode(),))
+            moved = {(row[0], row[1]) for row in await cursor.fetchall()}
+        # Whether each move was made (its row was in a status it may move from).
+        return [(m.effect_id, m.status) in moved for m in moves]
 
     async def reconcile(
         self, effect_id: EffectId, provider: str, provider_id: str, status: str, at: datetime

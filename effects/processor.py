@@ -301,8 +301,11 @@ class EffectProcessor:
                     outcomes.contact_opted_out(effect_id, context, "sms", result.reason, now)
                 )
             return events
+        if not await self.ledger.record_unknown(effect_id, result.reason, now):
+            # A provider's callback settled it while the request went unanswered, and said
+            # so (effect.sent): "unknown" now would be a last word that contradicts it.
+            return []
         _log.warning("effect %s is in doubt, not sent again: %s", effect_id, result.reason)
-        await self.ledger.record_unknown(effect_id, result.reason, now)
         return [outcomes.effect_unknown(effect_id, context, result.reason, now)]
 
     async def _waited(self, seconds: float) -> bool:

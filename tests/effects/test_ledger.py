@@ -193,6 +193,26 @@ async def test_failures_and_unknowns_are_recorded(harness: Harness) -> None:
     assert (unknown.status, unknown.error) == (UNKNOWN, "read timeout")
 
 
+async def test_an_unanswered_send_a_callback_settled_meanwhile_stays_sent(
+    harness: Harness,
+) -> None:
+    # given a send in flight whose provider's status callback came before its answer
+    ledger = harness.ledger
+    await ledger.claim(FX, sms(), T0)
+    await ledger.begin(FX, T0)
+    assert await ledger.reconcile(FX, "twilio", "SM1", "sent", T0) is not None
+    # when the request then goes unanswered: the row is not made unknown, and says so
+    assert await ledger.record_unknown(FX, "read timeout", T0) is False
+    settled = await ledger.get(FX)
+    assert settled is not None
+    assert settled.status == SENT
+    # while a row still in flight is
+    second = EffectId("fx:2")
+    await ledger.claim(second, sms(2, effect_id=second), T0)
+    await ledger.begin(second, T0)
+    assert await ledger.record_unknown(second, "read timeout", T0) is True
+
+
 async def test_restart_turns_the_dead_processors_in_flight_rows_into_unknown(
     harness: Harness,
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -17,7 +17,7 @@ from effects.ports import Ambiguous, EffectId, Rejected, SendResult, SmsMessage,
 from effects.processor import CredentialsRefused, EffectProcessor, RetryAbandoned
 from effects.ratelimit import LineRateLimiter
 from effects.retry import RetryPolicy
-from schemas.envelope import format_time
+from schemas.envelope import CloudEvent, format_time
 from tests.effects.helpers import LINE, T0, Clock, Sleeps, command, sms, types_of
 
 
@@ -145,6 +145,28 @@ async def test_an_ambiguous_answer_is_unknown_and_never_retried() -> None:
     await effects.handle(sms())
     assert len(fakes.sms.sent) == 1
     assert sleeps.delays == []
+
+
+class _CallbackFirst(InMemoryLedger):
+    """A ledger whose sends get the provider's status callback as soon as they start,
+    before the request itself is answered."""
+
+    async def start(self, effect_id: EffectId, command: CloudEvent, at: datetime) -> int | None:
+        attempt = await super().start(effect_id, command, at)
+        await self.reconcile(effect_id, "twilio", "SM1", "sent", at)
+        return attempt
+
+
+async def test_an_unanswered_send_a_callback_settled_meanwhile_says_no_unknown() -> None:
+    # given a send whose callback said "sent" while the request went unanswered
+    fakes, sleeps = FakeSenders(), Sleeps()
+    fakes.sms.script = lambda to: Ambiguous("read timeout")
+    ledger = _CallbackFirst("p-1")
+    # then no effect.unknown contradicts the callback's word (its own outcome said sent)
+    assert await processor(fakes, sleeps, ledger).handle(sms()) == []
+    settled = await ledger.get(EffectId("fx:welcome:c-1:1:s1:1"))
+    assert settled is not None
+    assert settled.status == SENT
 
 
 async def test_a_sender_that_raises_leaves_the_effect_unknown() -> None:
