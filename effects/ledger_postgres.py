@@ -201,6 +201,22 @@ RETURNING l.effect_id, l.status
 """
 
 
+# The server's own TCP keepalives for the lease's session: a processor whose host died,
+# or whose network was cut, leaves a session PostgreSQL would keep (and its lease, and so
+# its sends in flight without an outcome) for the system's default, often 2 hours and
+# more; with these it is gone within about a minute. (A process stopped on a live host
+# still answers keepalives: its lease stays until it is killed.)
+_SERVER_KEEPALIVES = (
+    "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
+)
+
+
+async def _connect_lease(url: str) -> psycopg.AsyncConnection[Any]:
+    options = psycopg.conninfo.conninfo_to_dict(url).get("options")
+    merged = f"{options} {_SERVER_KEEPALIVES}" if options else _SERVER_KEEPALIVES
+    return await psycopg.AsyncConnection.connect(url, autocommit=True, options=merged)
+
+
 class PostgresLedger:
     """The real adapter (psycopg 3, async pool, autocommit: every statement commits)."""
 
@@ -229,7 +245,7 @@ class PostgresLedger:
         # the process dies, which is how recovery tells a dead processor from a slow one.
         # A plain connect, it also says at once when the database cannot be reached,
         # where the pool would retry for its whole timeout, warning at each attempt.
-        self._lease = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        self._lease = await _connect_lease(self._url)
         try:
             await self._pool.open()
             await self.migrate()
@@ -258,7 +274,7 @@ class PostgresLedger:
                 return False
             with contextlib.suppress(psycopg.Error):
                 await lease.close()
-        renewed = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        renewed = await _connect_lease(self._url)
         try:
             await self._take_lease(renewed)
         except BaseException:

@@ -459,3 +459,23 @@ async def test_a_one_time_token_is_taken_once_while_kept(harness: Harness) -> No
     # and one taken back (its request failed) is a first use again
     await harness.ledger.forget_use("mailgun:t2")
     assert await harness.ledger.first_use("mailgun:t2", T0, kept) is True
+
+
+@pytest.mark.postgres
+async def test_the_lease_session_is_dropped_soon_after_its_host_goes(clean_database: str) -> None:
+    # the server's keepalives for the lease's session: a dead host's lease (and its sends
+    # in flight) is let go within about a minute, not the system's 2 hours; options the
+    # URL sets are kept
+    from effects.ledger_postgres import _connect_lease  # noqa: PLC0415
+
+    # (clean_database's URL sets options of its own: the schema to work in)
+    lease = await _connect_lease(clean_database)
+    try:
+        cursor = await lease.execute(
+            "SELECT current_setting('tcp_keepalives_idle'), current_setting('search_path')"
+        )
+        idle, path = await cursor.fetchone() or ("", "")
+        assert idle == "30"
+        assert path.startswith("fx_")
+    finally:
+        await lease.close()
