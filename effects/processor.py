@@ -268,6 +268,12 @@ class EffectProcessor:
             delay = self._retry.delay(attempt, self._rand, result.retry_after)
             if delay is None:
                 reason = f"gave up after {attempt} attempts: {result.reason}"
+                asked, most = result.retry_after, self._retry.max_retry_after
+                if asked is not None and asked > most:
+                    reason = (
+                        f"the provider asked to wait {asked:g} s (Retry-After), longer than a"
+                        f" retry may wait ({most:g} s): {result.reason}"
+                    )
                 _log.warning("effect %s failed: %s", effect_id, reason)
                 await self.ledger.record_failed(effect_id, reason, result.code, now)
                 return [outcomes.effect_failed(effect_id, context, reason, result.code, now)]

@@ -249,7 +249,11 @@ class HttpWebhookPoster:
             # tried again, as for a provider's read timeout (effects/README.md): a receiver
             # slower than the timeout would get it once per try, and the last try's failure
             # would say "failed" of a webhook delivered five times.
-            return Ambiguous(f"no answer ({type(error).__name__}: {error})")
+            if isinstance(error, TimeoutError):
+                return Ambiguous(
+                    f"no answer from {parts.hostname} within {self._timeout.total:g} s"
+                )
+            return Ambiguous(f"no answer from {parts.hostname} ({type(error).__name__}: {error})")
         return _classify(status, location, parse_retry_after(retry_after, now))
 
 

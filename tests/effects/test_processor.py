@@ -120,6 +120,18 @@ async def test_a_retry_after_is_honoured() -> None:
     assert sleeps.delays == [7.0]
 
 
+async def test_a_retry_after_longer_than_a_retry_may_wait_fails_saying_so() -> None:
+    fakes, sleeps = FakeSenders(), Sleeps()
+    fakes.sms.script = lambda to: Transient("twilio 429: Too Many Requests", "429", 3600.0)
+    [failed] = await processor(fakes, sleeps).handle(sms())
+    assert failed.type == "effect.failed"
+    assert failed.data["reason"] == (
+        "the provider asked to wait 3600 s (Retry-After), longer than a retry may wait"
+        " (300 s): twilio 429: Too Many Requests"
+    )
+    assert sleeps.delays == []
+
+
 async def test_after_five_refusals_the_effect_fails() -> None:
     fakes, sleeps = FakeSenders(), Sleeps()
     fakes.sms.script = lambda to: Transient("http 503", "503")

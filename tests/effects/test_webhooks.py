@@ -140,6 +140,7 @@ async def test_a_receiver_slower_than_the_timeout_gets_it_once_and_the_outcome_i
     # then it is not posted again, and said to be in doubt rather than failed
     assert len(receiver.received) == 1
     assert outcome.type == "effect.unknown"
+    assert outcome.data["reason"] == "no answer from 127.0.0.1 within 2 s"
     assert sleeps.delays == []
 
 
