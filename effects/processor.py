@@ -101,6 +101,9 @@ class EffectProcessor:
         self._slots = asyncio.Semaphore(concurrency)
         self._default_from = default_from_number
         self._stopping = asyncio.Event()
+        # Tries given another go after a refusal for now (429, 503, a connection never
+        # made), counted for the metrics (`retries_total`).
+        self.retries = 0
         # What a provider said when it refused our credentials: no send is tried after it.
         self.refused_credentials: str | None = None
 
@@ -281,6 +284,7 @@ class EffectProcessor:
                 # No use waiting: the retry would land after the window closes.
                 return await self._expire(effect_id, context, deadline, now, retry=True)
             _log.info("effect %s: %s; retry in %.2fs", effect_id, result.reason, delay)
+            self.retries += 1
             await self.ledger.release(effect_id, result.reason, now)
             if not await self._waited(delay):
                 raise RetryAbandoned(effect_id)

@@ -489,6 +489,8 @@ async def _run_until_stopped(
     try:
         await start_quietly(producer)
         publisher = KafkaPublisher(producer, settings.topic_prefix)
+        processor = runtime.processor
+        publisher.metrics.count_retries(lambda: processor.retries)
         runner = await _serve_inbound(settings, runtime, publisher)
         await publisher.publish_many(await runtime.processor.recover())
         recovery = asyncio.create_task(_recover_periodically(runtime, publisher, settings))

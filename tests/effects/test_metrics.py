@@ -1,4 +1,5 @@
-"""The effects worker's metrics: what it published, by type, and what it dead-lettered."""
+"""The effects worker's metrics: what it published, by type, what it dead-lettered, and the
+sends it tried again."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from typing import Any
 import pytest
 
 from effects import outcomes
+from effects.fakes.senders import FakeSenders
+from effects.ledger_memory import InMemoryLedger
+from effects.ports import Transient
+from effects.processor import EffectProcessor
 from effects.worker import KafkaPublisher
 from schemas.dead_letters import RejectedRecord
-from tests.effects.helpers import T0
+from tests.effects.helpers import T0, Sleeps, sms
 
 CONTEXT = {"effect_type": "sms.send", "sequence_id": "welcome", "contact_id": "c-1"}
 
@@ -97,3 +102,20 @@ async def test_each_outcome_is_counted_when_acknowledged_not_when_its_batch_is()
     with pytest.raises(RuntimeError, match="refused"):
         await publisher.acknowledged(sent)
     assert published(publisher, "effect.sent") == 2
+
+
+async def test_the_sends_tried_again_are_counted_from_the_processor() -> None:
+    # given a processor whose text was refused twice for now, then sent
+    answers = [Transient("twilio 503", "503"), Transient("twilio 429", "429")]
+    fakes, sleeps = FakeSenders(), Sleeps()
+    fakes.sms.script = lambda to: answers.pop(0) if answers else None
+    processor = EffectProcessor(
+        ledger=InMemoryLedger("p-1"), senders=fakes.senders(), clock=sleeps.clock, sleep=sleeps
+    )
+    publisher = KafkaPublisher(FakeProducer(), "dripstream.")
+    publisher.metrics.count_retries(lambda: processor.retries)
+    await processor.handle(sms())
+    # then the scrape says two retries
+    response = await publisher.metrics.serve(None)  # type: ignore[arg-type]
+    text = bytes(response.body).decode()  # type: ignore[arg-type]
+    assert "dripstream_effects_retries_total 2.0" in text
