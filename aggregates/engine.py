@@ -71,12 +71,18 @@ class Engine(FactRules, DefinitionRules):
         out = Outputs(cause, per_subject=True)
         self._at = at  # another worker's clock: no timer fires, the high-water mark stays
         self._enrolled_by_cause.clear()
-        for spec in self._specs_under(document):
+        zone_before = self.account.timezone
+        specs = self._specs_under(document)
+        account_zone_moved = self.account.timezone != zone_before
+        for spec in specs:
             sequence = build_sequence(spec, self.account)
             previous = self.sequences.get(sequence.id)
             created = sequence.created or (previous.created if previous else None) or at
             self.sequences[sequence.id] = replace(sequence, created=created)
-            self._reschedule_changed_steps(previous, self.sequences[sequence.id], out)
+            zone_moved = account_zone_moved and sequence.schedule_timezone is None
+            self._reschedule_changed_steps(
+                previous, self.sequences[sequence.id], out, zone_moved=zone_moved
+            )
         for sequence_id in deleted:
             self._delete(sequence_id, out, announce=False)
         self._reindex()

@@ -38,18 +38,24 @@ class DefinitionRules(EngineCore):
     """Sequences added, replaced, copied and deleted, and what that does to enrollments."""
 
     def _apply_definitions(self, document: Mapping[str, Any], at: datetime, out: Outputs) -> None:
-        for spec in self._specs_under(document):
+        zone_before = self.account.timezone
+        specs = self._specs_under(document)
+        # The account's zone is a contact's last resort (CONTRACT.md §3), so a new one moves
+        # the steps of the sequences whose schedule names no zone of its own.
+        account_zone_moved = self.account.timezone != zone_before
+        for spec in specs:
             sequence = build_sequence(spec, self.account)
             previous = self.sequences.get(sequence.id)
             created = sequence.created or (previous.created if previous else None) or at
             sequence = replace(sequence, created=created)
             self.sequences[sequence.id] = sequence
             out.add(SequenceDefined(at, self._definition_payload(sequence)))
-            self._reschedule_changed_steps(previous, sequence, out)
+            zone_moved = account_zone_moved and sequence.schedule_timezone is None
+            self._reschedule_changed_steps(previous, sequence, out, zone_moved=zone_moved)
         self._reindex()
 
     def _reschedule_changed_steps(
-        self, previous: Sequence | None, sequence: Sequence, out: Outputs
+        self, previous: Sequence | None, sequence: Sequence, out: Outputs, *, zone_moved: bool
     ) -> None:
         """After a redefinition an active enrollment goes on by step id: with the first step
         of the new steps it has not passed (each step runs once, wherever an edit moved it).
@@ -58,15 +64,16 @@ class DefinitionRules(EngineCore):
         completes. A step whose text alone changed keeps its moment (the text is read when
         it runs). An edit that makes the sequence invalid holds its enrollments (no timer,
         no throttle place); one that puts it right lets them go on. An edit of when steps
-        may run (the schedule, processing days, holidays, quiet hours, the throttle)
-        schedules every waiting step again from its own due moment under the new rules: a
+        may run (the schedule, processing days, holidays, quiet hours, the throttle; the
+        account's zone, `zone_moved`, where the schedule names none) schedules every
+        waiting step again from its own due moment under the new rules: a
         step held for hours that now stand open, or for a minute a raised throttle now has
         room in, runs then; a lowered throttle moves steps that held places beyond it."""
         if previous is None:
             return
         broken = sequence.problems and not previous.problems
         resumed = previous.problems and not sequence.problems
-        retimed = _rules_of_time(previous) != _rules_of_time(sequence)
+        retimed = zone_moved or _rules_of_time(previous) != _rules_of_time(sequence)
         if previous.steps == sequence.steps and not (broken or resumed or retimed):
             return
         # Every member's place first, its old timer and throttle place dropped when its step

@@ -29,13 +29,14 @@ Reading rules (the "advanced algorithm" of the seed, kept predictable):
   value.
   The first usable value of a field wins: a value that is no phone or address never hides a
   good one, and no address, phone number or sentence is a name. Before that, each field's
-  values are ranked: those of the first block (lines between blank lines) holding a name
-  and a phone or e-mail come first (the agent a vendor sent the lead to, or the site's own
-  phone, written above the lead's block, is not the lead's), and a phone or e-mail under a
-  label of a second way ("Office Phone", "Alternate Email") comes after a plain one. A name
-  written with an address or number ("Nan Hu <nan@…>", "John Smith (212) 555-0100") is the
-  name without them, and they are the last values of their own fields. "Name (First)" and
-  "Name (Last)" are the first and last name; "Mr. Smith" is a family name alone.
+  values are ranked: when the first block (lines between blank lines) holding a name also
+  holds a phone or e-mail, its values come first (the agent a vendor sent the lead to, or
+  the site's own phone, written above the lead's block, is not the lead's), and a phone or
+  e-mail under a label of a second way ("Office Phone", "Alternate Email") comes after a
+  plain one. A name written with an address or number ("Nan Hu <nan@…>", "John Smith (212)
+  555-0100") is the name without them, and they are the last values of their own fields.
+  "Name (First)" and "Name (Last)" are the first and last name; "Mr. Smith" is a family
+  name alone.
 * Several fields on one line, split by ``|`` or ``;`` ("Phone: … | Email: …"), are read as
   one line each; a ``|`` or ``;`` not followed by a field stays in the value. So are known
   fields after a comma or a space ("Name: Lu Ma, Phone: …", or a form flattened to "Name: Lu
@@ -445,19 +446,24 @@ def _run_together(line: str) -> list[str]:
     if first < 0 or line.find(":", first + 1) < 0 or field_of(line[:first]) == "notes":
         return [line]  # a message is the person's own words, fields or not
     starts: list[int] = []
+    value_from = first + 1  # where the value of the field before the next one starts
     for colon in (m.start() for m in re.finditer(":", line)):
         if colon <= first:
             continue
-        before = line[max(first + 1, colon - 60) : colon][::-1]
+        before = line[max(value_from, colon - 60) : colon][::-1]
         words = _KEY_BEFORE.match(before)
         if words is None:
             continue
-        # The longest of the last one, two or three words that is a known label.
+        # The longest of the last one, two or three words that is a known label and leaves
+        # the field before it a value ("Name: John Cell Phone: …" is John's "Cell Phone";
+        # "Lead Type: Buyer Name: Jane" is Jane's "Name", not a "Buyer Name").
         candidates = words[1][::-1].split(" ")
         for n in range(len(candidates), 0, -1):
             key = " ".join(candidates[-n:])
-            if key[:1].isalpha() and field_of(key) is not None:
-                starts.append(colon - words.start(1) - len(key))
+            start = colon - words.start(1) - len(key)
+            if key[:1].isalpha() and line[value_from:start].strip(" ,") and field_of(key):
+                starts.append(start)
+                value_from = colon + 1
                 break
     if not starts:
         return [line]
@@ -548,8 +554,8 @@ class _Origins:
 
     * A block is a run of lines between blank lines (a paragraph). A mail that gives
       someone else's phone or e-mail above the lead's (the agent it was sent to, the site's
-      own "Phone: 800…") is read lead first: the first block holding a name and a phone or
-      e-mail is the lead's, and its values come first.
+      own "Phone: 800…") is read lead first: when the first block naming someone also
+      holds a phone or e-mail, it is the lead's, and its values come first.
     * A phone or e-mail under a label of a second way to reach someone ("Office Phone",
       "Alternate Email") comes after those under a plain one ("Phone", "Mobile")."""
 
@@ -575,11 +581,11 @@ class _Origins:
         def holds(block: int, names: Sequence[str]) -> bool:
             return any(b == block for name in names for b, _ in self._taken.get(name, ()))
 
-        blocks = sorted({b for taken in self._taken.values() for b, _ in taken})
-        lead = next(
-            (b for b in blocks if holds(b, _NAME_FIELDS) and holds(b, ("phone", "email"))),
-            None,
-        )
+        # The first block naming someone is the lead's when it also says how to reach
+        # them; when it does not, the lead's details run on over blocks below (where an
+        # agent's or a referrer's block may come too): they are read in order.
+        named = sorted({b for name in _NAME_FIELDS for b, _ in self._taken.get(name, ())})
+        lead = named[0] if named and holds(named[0], ("phone", "email")) else None
         for field in (*_NAME_FIELDS, "phone", "email"):
             taken = self._taken.get(field, [])
             ranked = sorted(

@@ -139,9 +139,10 @@ class _HtmlLines(HTMLParser):
         self._flush()
 
     def _is_field(self, cell: str) -> bool:
-        """Whether a cell is a whole field ("Phone: 720…"), no value of a header's label."""
-        key, colon, _ = cell.partition(":")
-        return bool(colon) and self._is_label(key)
+        """Whether a cell is a whole field ("Phone: 720…"), no value of a header's label
+        (nor a header's label written with its colon, "Phone:")."""
+        key, colon, value = cell.partition(":")
+        return bool(colon and value.strip()) and self._is_label(key)
 
     def _break(self) -> None:
         cells = [" ".join(cell.split()) for cell in "".join(self._parts).split(_CELL)]

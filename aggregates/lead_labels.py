@@ -181,8 +181,9 @@ def field_of(key: str) -> str | None:
 
 # Words at the front of a phone or e-mail label that make it a second way to reach someone,
 # or someone else's: "Office Phone", "Alternate Email" (the plain "Phone" comes first).
+# ("Work" and "Business" are not among them: a business's lead gives those as its own.)
 _SECONDARY_QUALIFIERS: Final = frozenset(
-    {"alternate", "alternative", "alt", "secondary", "other", "office", "business", "work"}
+    {"alternate", "alternative", "alt", "secondary", "other", "office"}
 )
 
 

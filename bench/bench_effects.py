@@ -415,6 +415,8 @@ async def run_kafka_once(
     if args.worker_tree:
         environment["PYTHONPATH"] = str(args.worker_tree)
     command = [sys.executable, "-m", "ops.cli", "effects"]
+    if not database_url:
+        command.append("--memory-ledger")  # the in-memory run, on purpose
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
         profile = args.profile / f"effects-worker-{run}.prof"

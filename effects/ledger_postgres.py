@@ -205,16 +205,24 @@ RETURNING l.effect_id, l.status
 # or whose network was cut, leaves a session PostgreSQL would keep (and its lease, and so
 # its sends in flight without an outcome) for the system's default, often 2 hours and
 # more; with these it is gone within about a minute. (A process stopped on a live host
-# still answers keepalives: its lease stays until it is killed.)
+# still answers keepalives: its lease stays until it is killed.) Set in the session, not
+# as startup options, which a pooler in front may refuse and the URL may set already.
 _SERVER_KEEPALIVES = (
-    "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
+    "SET tcp_keepalives_idle = 30",
+    "SET tcp_keepalives_interval = 10",
+    "SET tcp_keepalives_count = 3",
 )
 
 
 async def _connect_lease(url: str) -> psycopg.AsyncConnection[Any]:
-    options = psycopg.conninfo.conninfo_to_dict(url).get("options")
-    merged = f"{options} {_SERVER_KEEPALIVES}" if options else _SERVER_KEEPALIVES
-    return await psycopg.AsyncConnection.connect(url, autocommit=True, options=merged)
+    lease = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    try:
+        for setting in _SERVER_KEEPALIVES:
+            await lease.execute(setting)
+    except BaseException:
+        await lease.close()
+        raise
+    return lease
 
 
 class PostgresLedger:

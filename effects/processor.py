@@ -272,7 +272,7 @@ class EffectProcessor:
             if delay is None:
                 reason = f"gave up after {attempt} attempts: {result.reason}"
                 asked, most = result.retry_after, self._retry.max_retry_after
-                if asked is not None and asked > most:
+                if asked is not None and asked > most and attempt < self._retry.max_attempts:
                     reason = (
                         f"the provider asked to wait {asked:g} s (Retry-After), longer than a"
                         f" retry may wait ({most:g} s): {result.reason}"

@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--memory-ledger",
         action="store_true",
         help=(
-            "consume Kafka with the ledger in memory (a try-out: after a restart, or a lost"
-            " broker or database, commands carried out before are carried out again)"
+            "keep the ledger in memory, DATABASE_URL set or not (a try-out: after a restart,"
+            " or a lost broker, commands carried out before are carried out again)"
         ),
     )
     parser.set_defaults(handler=run)
@@ -101,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as error:
         print(f"dripstream effects: {error}", file=sys.stderr)
         return 2
-    if args.commands is None and not settings.database_url and not args.memory_ledger:
+    if args.memory_ledger:
+        settings = replace(settings, database_url=None)  # as the flag says, DATABASE_URL set or not
+    elif args.commands is None and not settings.database_url:
         print(f"dripstream effects: {NO_LEDGER}", file=sys.stderr)
         return 2
     from effects.processor import CredentialsRefused  # noqa: PLC0415 - heavy imports

@@ -144,7 +144,9 @@ def history_rank(source: str, event_id: str | None) -> int:
     if event_id is None:
         return 0
     cause, _, number = event_id.rpartition("/")
-    if not (cause and number.isdigit() and number.isascii()):
+    # At most 7 digits: the engine's numbers fit the rank's bits (and an id of any length
+    # from elsewhere costs no long conversion).
+    if not (cause and number.isdigit() and number.isascii() and len(number) <= 7):
         cause, number = event_id, "0"
     digest = hashlib.blake2b(f"{source}\x00{cause}".encode(), digest_size=8).digest()
     return (int.from_bytes(digest) >> (64 - _CAUSE_BITS)) << _NUMBER_BITS | min(

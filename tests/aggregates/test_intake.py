@@ -1273,3 +1273,33 @@ def test_spanish_labels_and_a_number_sign_are_read(
     body: str, expected: tuple[str | None, ...]
 ) -> None:
     assert reached(lead(body)) == expected
+
+
+def test_an_agents_block_below_a_lead_spread_over_blocks_is_not_the_leads() -> None:
+    # the lead's name in one block, how to reach them in the next: read in order, so the
+    # agent's block below (a name and a phone of its own) does not win
+    body = (
+        "Name: Jane Doe\nAddress: 12 Oak St, Springfield\n\n"
+        "Phone: (212) 555-0101\nEmail: jane.doe@gmail.com\n\n"
+        "Your agent\nName: Bob Agent\nPhone: (646) 555-0199\n"
+    )
+    assert reached(lead(body)) == ("Jane", "Doe", "+12125550101", "jane.doe@gmail.com")
+
+
+def test_a_header_row_of_labels_with_colons_still_heads_its_values() -> None:
+    body = (
+        "<table><tr><th>Name:</th><th>Phone:</th></tr>"
+        "<tr><td>Jane Doe</td><td>212-555-0101</td></tr></table>"
+    )
+    assert reached(lead(body)) == ("Jane", "Doe", "+12125550101", None)
+
+
+def test_a_field_run_on_keeps_the_word_before_it_in_the_value_it_would_empty() -> None:
+    # "Buyer Name" is a label too, but taking it would leave "Lead Type" no value
+    read = lead("Lead Type: Buyer Name: Jane Doe\nPhone: 212-555-0101")
+    assert (read.first_name, read.notes) == ("Jane", "Lead Type: Buyer")
+
+
+def test_a_work_phone_is_the_leads_own_in_its_order() -> None:
+    body = "Name: Jane Doe\nWork Phone: 212-555-0101\nHome Phone: 646-555-0199"
+    assert lead(body).phone == "+12125550101"

@@ -243,7 +243,7 @@ async def test_a_503_is_retried_and_a_502_is_in_doubt(
     assert len(sendgrid.mails) == (2 if status == 503 else 1)
 
 
-@pytest.mark.parametrize("status", [301, 302, 307])
+@pytest.mark.parametrize("status", [301, 302, 303, 307])
 async def test_a_redirect_is_refused_and_the_key_goes_nowhere_else(status: int) -> None:
     # given an API base that redirects the mail send elsewhere, which would say 2xx: the
     # SDK's urllib followed it as a GET without the mail, with the Bearer key, and the

@@ -968,7 +968,8 @@ def test_a_creation_that_leaves_out_what_was_known_removes_nothing() -> None:
 
 def test_a_blank_email_is_none_in_what_the_engine_says_of_the_contact() -> None:
     # given a form's empty e-mail field: the enrollment says null, never ""
-    out = decide(definitions(sequence()), [created(email=" "), tagged()])
+    out = decide(definitions(sequence()), [created(email=""), tagged()])
+    assert out.rejected == []  # the fact was taken (a blank " " is refused as input)
     assert out.one("enrollment.enrolled")["data"]["contact_email"] is None
 
 
@@ -1064,3 +1065,25 @@ def test_a_delay_written_another_way_schedules_nobody_again() -> None:
     out = decide(definitions(seq), [created(), tagged(), edit], until="2027-07-06T17:00:00Z")
     assert len(out.of("sequence.defined")) == 2  # the edit was taken
     assert [e["time"] for e in out.of("step.scheduled", step_id="s2")] == [T0]
+
+
+def test_a_new_account_zone_moves_the_steps_of_a_schedule_without_one() -> None:
+    # given an e-mail step held until 09:00 in Los Angeles, the account's zone (the
+    # schedule names none, the contact has neither zone nor phone)
+    hours = {"open": "09:00", "close": "17:00"}
+    steps = [{"id": "s1", "type": "email_contact", "subject": "s", "body": "b"}]
+    seq = sequence(schedule=hours, steps=steps)
+    west = {**ACCOUNT, "timezone": "America/Los_Angeles"}
+    late = "2027-07-07T03:00:00Z"
+    inputs = [created(time=late, phone=None), tagged(time=late)]
+    # when the account moves to New York's zone before then
+    edit = event(
+        "sequence.applied",
+        "2027-07-07T04:00:00Z",
+        subject="sequences",
+        account={**ACCOUNT, "timezone": "America/New_York"},
+        sequences=[seq],
+    )
+    out = decide(definitions(seq, account=west), [*inputs, edit], until="2027-07-08T00:00:00Z")
+    # then it runs at 09:00 in New York, not in Los Angeles
+    assert out.one("step.executed")["time"] == "2027-07-07T13:00:00Z"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from projections.history import EVENT_KINDS, HistoryQuery, HistoryReport
+from projections.history import EVENT_KINDS, HistoryQuery, HistoryReport, history_rank
 from tests.projections.helpers import Stream
 
 T0 = "2028-03-02T22:41:00Z"
@@ -589,3 +589,10 @@ def test_a_report_kept_for_one_sequence_gives_its_page_and_keeps_no_other_rows()
     assert only.knows("v")  # defined, so not "unknown", but its rows were not kept
     with pytest.raises(ValueError, match="keeps the rows of 'w' alone"):
         only.query(HistoryQuery("v"))
+
+
+def test_an_event_id_ending_in_a_long_number_ranks_without_converting_it() -> None:
+    # the rank reads the engine's `<cause>/<n>`; any other id, however long, hashes whole
+    long_tail = "x/" + "9" * 5000
+    assert history_rank("crm", long_tail) == history_rank("crm", long_tail)
+    assert history_rank("dripstream", "c/2") == history_rank("dripstream", "c/1") + 1
