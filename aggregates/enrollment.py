@@ -140,6 +140,8 @@ class Slots(Protocol):
 
     def take(self, holder: str, moment: datetime) -> bool: ...
 
+    def count_unthrottled(self, sequence_id: str, moment: datetime) -> None: ...
+
     def release(self, holder: str) -> None: ...
 
 
@@ -213,7 +215,10 @@ class _Placing:
         if skip is not None:
             self.slots.release(self.holder)
             return now, None, skip
-        if self.sequence.throttle_per_minute is None or self.slots.take(self.holder, now):
+        if self.sequence.throttle_per_minute is None:
+            self.slots.count_unthrottled(self.sequence.id, now)
+            return now, None, None
+        if self.slots.take(self.holder, now):
             return now, None, None
         # No place held in this minute (the step was to be skipped when it was settled,
         # or a live clock fired it late): it needs one now.

@@ -202,6 +202,15 @@ class MinuteThrottle:
         self._give_back(*held)
         return False
 
+    def count_unthrottled(self, sequence_id: str, moment: datetime) -> None:
+        """Count an execution of a sequence that has no limit now: an edit may give it one
+        within the minute, and that minute's executions so far count against it."""
+        state = self._sequences.get(sequence_id)
+        if state is None:
+            state = self._sequences[sequence_id] = _SequenceCounts()
+        _count(state, minute_of(moment))
+        state.skip.clear()  # a minute's fullness changed
+
     def release(self, holder: str) -> None:
         """Give back the place `holder` holds, if any."""
         held = self._held.pop(holder, None)

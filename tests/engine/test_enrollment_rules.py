@@ -1087,3 +1087,16 @@ def test_a_new_account_zone_moves_the_steps_of_a_schedule_without_one() -> None:
     out = decide(definitions(seq, account=west), [*inputs, edit], until="2027-07-08T00:00:00Z")
     # then it runs at 09:00 in New York, not in Los Angeles
     assert out.one("step.executed")["time"] == "2027-07-07T13:00:00Z"
+
+
+def test_a_throttle_set_within_a_minute_counts_what_ran_in_it_unthrottled() -> None:
+    # given two texts at 14:00 while the sequence had no throttle
+    seq = sequence()
+    people = [created(f"c-{n}") for n in range(3)]
+    first = [tagged(contact="c-0"), tagged(contact="c-1")]
+    # when a throttle of one a minute comes at 14:00:10, and a third contact at 14:00:30
+    edit = _edited("2027-07-06T14:00:10Z", throttle_per_minute=1)
+    third = tagged(contact="c-2", time="2027-07-06T14:00:30Z")
+    out = decide(definitions(seq), [*people, *first, edit, third], until="2027-07-06T14:05:00Z")
+    # then the third goes to the next minute: 14:00 already had its one and more
+    assert _minutes_of(out, "s1") == [T0, T0, "2027-07-06T14:01:00Z"]
