@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from effects.callback_forms import form_of
 from effects.lead_mail import first_address, lead_email_received, seen_html
 from effects.ledger import Ledger
 from effects.mailgun_signature import MailgunSignatureCheck
@@ -112,7 +113,7 @@ class MailgunCallbacks:
         return web.Response(text="ok")
 
     async def inbound(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        form = await form_of(request)
         key = await self._verify(request, form)
         async with self._taken_back_on_failure(key):
             return await self._lead(form)

@@ -662,3 +662,82 @@ async def test_an_html_mail_s_unseen_parts_do_not_push_its_fields_past_the_cut(
     assert parse_lead_email(subject="x", body=body, sender=None) == ParsedLead(
         first_name="Maya", last_name="Ortiz", phone="+17205550142", email="maya@example.com"
     )
+
+
+# --- what no one should be able to send (a callback security audit) -----------------------
+
+
+@pytest.fixture
+async def unconfigured() -> AsyncIterator[Inbound]:
+    """The callback server with neither a Twilio auth token nor an Inbound Parse token."""
+    app = web.Application()
+    server = LoopbackServer(app)
+    server.bind()
+    sink, ledger = InMemorySink(), InMemoryLedger()
+    handlers = InboundHandlers(
+        ledger=ledger, publish=sink, clock=Clock(), public_base_url=server.url, twilio_auth_token=""
+    )
+    add_inbound_routes(app, handlers)
+    async with server, aiohttp.ClientSession() as session:
+        yield Inbound(server.url, sink, ledger, ec.generate_private_key(ec.SECP256R1()), session)
+
+
+async def test_without_an_auth_token_no_twilio_callback_is_taken(unconfigured: Inbound) -> None:
+    # signed with the empty key, as anyone could
+    params = {"From": "+12125550101", "To": "+12125550000", "Body": "STOP", "MessageSid": "SM1"}
+    url = unconfigured.url + "/twilio/sms"
+    signature = RequestValidator("").compute_signature(url, params)
+    answer = await unconfigured.twilio("/twilio/sms", params, signature=signature)
+    assert answer.status == 403
+    assert unconfigured.sink.published == []
+
+
+async def test_without_a_token_inbound_parse_takes_no_mail(unconfigured: Inbound) -> None:
+    form = parse_form(to="leads@intake.example.com", subject="x", text="Phone: 212-555-0101")
+    async with unconfigured.session.post(f"{unconfigured.url}/sendgrid/inbound", data=form) as r:
+        assert r.status == 403
+    assert unconfigured.sink.published == []
+
+
+async def test_a_mail_in_latin1_is_read_in_the_charset_inbound_parse_names(
+    inbound: Inbound,
+) -> None:
+    form = aiohttp.FormData()
+    form.add_field("to", "leads@intake.example.com")
+    form.add_field("subject", "Solicitud")
+    form.add_field("charsets", '{"to":"UTF-8","subject":"UTF-8","text":"iso-8859-1"}')
+    # sent as bytes (here as a file part, which is read as its text all the same)
+    latin1 = "Nombre: José Núñez\nTeléfono: 212-555-0101\n".encode("latin-1")
+    form.add_field("text", latin1, filename="text", content_type="text/plain")
+    url = f"{inbound.url}/sendgrid/inbound?token={INBOUND_TOKEN}"
+    async with inbound.session.post(url, data=form) as response:
+        assert response.status == 200
+    [event] = inbound.sink.events()
+    assert event.data["body"] == "Nombre: José Núñez\nTeléfono: 212-555-0101\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "body"),
+    [
+        ("/twilio/sms", "application/x-www-form-urlencoded", b"Body=\xff\xfe"),
+        ("/twilio/sms", "application/x-www-form-urlencoded; charset=x-bogus", b"Body=hi"),
+        ("/sendgrid/events", "application/json", b'[{"a":"\xff"}]'),
+    ],
+    ids=["bytes-not-utf8", "unknown-charset", "events-not-utf8"],
+)
+async def test_a_body_that_does_not_read_as_its_form_is_a_400_not_a_500(
+    inbound: Inbound, path: str, content_type: str, body: bytes
+) -> None:
+    headers = {"Content-Type": content_type, "X-Twilio-Signature": "x"}
+    async with inbound.session.post(inbound.url + path, data=body, headers=headers) as r:
+        assert r.status == 400
+    assert inbound.sink.published == []
+
+
+async def test_a_file_posted_to_a_twilio_route_is_refused_not_a_crash(inbound: Inbound) -> None:
+    form = aiohttp.FormData()
+    form.add_field("Body", b"STOP", filename="stop.txt")
+    headers = {"X-Twilio-Signature": "x"}
+    async with inbound.session.post(f"{inbound.url}/twilio/sms", data=form, headers=headers) as r:
+        assert r.status == 403
+    assert inbound.sink.published == []

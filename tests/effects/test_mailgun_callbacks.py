@@ -82,6 +82,7 @@ async def serve(signing_key: str | None) -> AsyncIterator[Callbacks]:
         clock=Clock(),
         public_base_url="http://127.0.0.1",
         twilio_auth_token="unused",
+        sendgrid_inbound_token="inbound-token",
         mailgun_signing_key=signing_key,
     )
     add_inbound_routes(app, handlers)
@@ -259,7 +260,8 @@ async def test_the_same_mail_reads_the_same_as_through_sendgrid(callbacks: Callb
         "headers": "Message-ID: <abc@mail.zillow.example>",
     }.items():
         sendgrid.add_field(name, value)
-    async with callbacks.session.post(f"{callbacks.url}/sendgrid/inbound", data=sendgrid) as r:
+    url = f"{callbacks.url}/sendgrid/inbound?token=inbound-token"
+    async with callbacks.session.post(url, data=sendgrid) as r:
         assert r.status == 200
     assert await callbacks.post_mail(forwarded()) == 200
     # then the engine is handed the same fact, under each provider's id
