@@ -46,6 +46,9 @@ async def inbound_parse_form(request: web.Request) -> MultiDictProxy[str]:
     if not request.content_type.startswith("multipart/"):
         form = await form_of(request)
         return MultiDictProxy(MultiDict((k, str(v)) for k, v in form.items() if k in _MAIL_FIELDS))
+    # Read part by part, so the bound `request.post()` kept is kept here by hand.
+    if (request.content_length or 0) > CLIENT_MAX_SIZE:
+        raise _too_large(request.content_length or 0)
     reader = await request.multipart()
     raw: list[tuple[str, bytes]] = []
     charsets: dict[str, str] = {}
@@ -54,20 +57,25 @@ async def inbound_parse_form(request: web.Request) -> MultiDictProxy[str]:
         if not isinstance(part, BodyPartReader):
             continue  # a nested multipart: no field of the mail's
         name = part.name or ""
-        if name not in _MAIL_FIELDS and name != "charsets":
-            await part.release()
-            continue
-        data = bytes(await part.read(decode=True))
-        total += len(data)
-        if total > CLIENT_MAX_SIZE:
-            raise web.HTTPRequestEntityTooLarge(max_size=CLIENT_MAX_SIZE, actual_size=total)
+        kept = bytearray()
+        while chunk := await part.read_chunk():
+            total += len(chunk)
+            if total > CLIENT_MAX_SIZE:
+                raise _too_large(total)
+            if name in _MAIL_FIELDS or name == "charsets":
+                kept += chunk
+        data = bytes(part.decode(bytes(kept)))  # its transfer encoding undone
         if name == "charsets":
             charsets = _charsets(data)
-        else:
+        elif name in _MAIL_FIELDS:
             raw.append((name, data))
     return MultiDictProxy(
         MultiDict((name, _decoded(data, charsets.get(name))) for name, data in raw)
     )
+
+
+def _too_large(size: int) -> web.HTTPRequestEntityTooLarge:
+    return web.HTTPRequestEntityTooLarge(max_size=CLIENT_MAX_SIZE, actual_size=size)
 
 
 def _charsets(data: bytes) -> dict[str, str]:
