@@ -24,7 +24,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -35,6 +35,7 @@ from twilio.request_validator import (  # type: ignore[import-untyped, unused-ig
     RequestValidator,
 )
 
+from aggregates.duplicates import DUPLICATE_WINDOW
 from effects import outcomes, twiml
 from effects.callback_forms import CLIENT_MAX_SIZE, form_of, inbound_parse_form, text_of
 from effects.commands import CALL_DIAL, VOICEMAIL_DROP, send_before_of
@@ -285,6 +286,9 @@ class InboundHandlers:
         if not self._verified(body, signature, timestamp):
             _log.warning("refused SendGrid events from %s: bad signature", request.remote)
             raise web.HTTPForbidden(text="bad signature")
+        if not _fresh(timestamp, self._clock()):
+            _log.warning("refused SendGrid events from %s: signed at %s", request.remote, timestamp)
+            raise web.HTTPForbidden(text="signed too long ago, or in the future")
         try:
             batch = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -371,6 +375,22 @@ def add_inbound_routes(app: web.Application, handlers: InboundHandlers) -> web.A
 def build_inbound_app(handlers: InboundHandlers) -> web.Application:
     # Inbound Parse and Mailgun's Routes post whole mails, attachments included.
     return add_inbound_routes(web.Application(client_max_size=CLIENT_MAX_SIZE), handlers)
+
+
+# A signed batch is taken for as long as the engine knows its events again (it passes
+# over a repeat it decided within DUPLICATE_WINDOW): a batch captured and sent again later
+# would opt out again a contact who has since opted back in. A clock a little ahead is
+# no replay.
+_SIGNED_AHEAD = timedelta(minutes=5)
+
+
+def _fresh(timestamp: str, now: datetime) -> bool:
+    """Whether a SendGrid signature's timestamp (Unix seconds) is recent enough."""
+    try:
+        signed = datetime.fromtimestamp(int(timestamp), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return False
+    return now - DUPLICATE_WINDOW <= signed <= now + _SIGNED_AHEAD
 
 
 def _past_window(data: Mapping[str, Any], now: datetime) -> bool:

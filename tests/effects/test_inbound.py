@@ -6,7 +6,7 @@ import base64
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -64,9 +64,14 @@ class Inbound:
             return Answer(response.status, response.content_type, await response.text())
 
     async def sendgrid_events(
-        self, body: bytes, *, key: ec.EllipticCurvePrivateKey | None = None
+        self,
+        body: bytes,
+        *,
+        key: ec.EllipticCurvePrivateKey | None = None,
+        signed_at: datetime = T0,
     ) -> int:
-        timestamp = "1782993600"
+        """POST as SendGrid does, signed at `signed_at` (the server's clock reads T0)."""
+        timestamp = str(int(signed_at.timestamp()))
         signature = (key or self.signing_key).sign(
             timestamp.encode() + body, ec.ECDSA(hashes.SHA256())
         )
@@ -755,3 +760,21 @@ async def test_an_inbound_parse_post_over_the_bound_is_refused(
     async with inbound.session.post(url, data=form) as response:
         assert response.status == 413
     assert inbound.sink.published == []
+
+
+@pytest.mark.parametrize(
+    ("signed_at", "status"),
+    [
+        (T0 - timedelta(hours=23), 204),
+        (T0 - timedelta(hours=25), 403),  # past the engine's window for repeats
+        (T0 + timedelta(minutes=3), 204),  # a clock a little ahead
+        (T0 + timedelta(hours=1), 403),
+    ],
+    ids=["a-day-old", "older", "slightly-ahead", "far-ahead"],
+)
+async def test_a_signed_event_batch_is_taken_only_while_fresh(
+    inbound: Inbound, signed_at: datetime, status: int
+) -> None:
+    # a captured "unsubscribe" sent again after the engine forgot it would opt out again
+    body = orjson.dumps([{"event": "delivered", "effect_id": "fx:1", "sg_event_id": "e1"}])
+    assert await inbound.sendgrid_events(body, signed_at=signed_at) == status
