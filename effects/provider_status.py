@@ -11,12 +11,28 @@ import logging
 from datetime import datetime
 
 from effects import outcomes
-from effects.commands import EMAIL_SEND
+from effects.commands import (
+    CALL_DIAL,
+    EMAIL_SEND,
+    MMS_SEND,
+    NOTIFY_EMAIL,
+    NOTIFY_SMS,
+    SMS_SEND,
+    VOICEMAIL_DROP,
+)
 from effects.ledger import IN_FLIGHT, UNKNOWN, Ledger, LedgerEntry
 from effects.ports import EffectId
 from schemas.envelope import CloudEvent
 
 _log = logging.getLogger(__name__)
+
+# What each provider carries: a word from one about an effect of another's kind (an
+# "unsubscribe" from Twilio for an e-mail) is no word on it.
+_CARRIES = {
+    "twilio": frozenset({SMS_SEND, MMS_SEND, CALL_DIAL, VOICEMAIL_DROP, NOTIFY_SMS}),
+    "sendgrid": frozenset({EMAIL_SEND, NOTIFY_EMAIL}),
+    "mailgun": frozenset({EMAIL_SEND, NOTIFY_EMAIL}),
+}
 
 # The providers' words for "no more e-mail from you": SendGrid's unsubscribe events and
 # spam report, Mailgun's unsubscribed and complained.
@@ -37,7 +53,13 @@ async def status_outcomes(
     at: datetime,
 ) -> list[CloudEvent]:
     """`effect.status_changed`, and `effect.sent` when the status settles a send in doubt.
-    `entry` is the effect's ledger row as the caller read it (None: not one of ours)."""
+    `entry` is the effect's ledger row as the caller read it (None: not one of ours). No
+    outcome for an effect the provider does not carry."""
+    if entry is not None and entry.type not in _CARRIES.get(provider, {entry.type}):
+        _log.warning(
+            "passed over %s status %r for %s, a %s", provider, status, effect_id, entry.type
+        )
+        return []
     context = entry.context if entry else {}
     events = [
         outcomes.effect_status_changed(

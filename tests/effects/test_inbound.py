@@ -778,3 +778,20 @@ async def test_a_signed_event_batch_is_taken_only_while_fresh(
     # a captured "unsubscribe" sent again after the engine forgot it would opt out again
     body = orjson.dumps([{"event": "delivered", "effect_id": "fx:1", "sg_event_id": "e1"}])
     assert await inbound.sendgrid_events(body, signed_at=signed_at) == status
+
+
+async def test_a_status_from_a_provider_that_does_not_carry_the_effect_is_passed_over(
+    inbound: Inbound,
+) -> None:
+    # given an e-mail in doubt, and a signed Twilio status callback naming it
+    mail = command("email.send", to="ann@example.com", subject="Hi", body="x")
+    await given_in_ledger(inbound, mail, "unknown")
+    effect_id = mail.data["effect_id"]
+    params = {"MessageSid": "SM1", "MessageStatus": "unsubscribe"}
+    answer = await inbound.twilio(f"/twilio/status?effect_id={effect_id}", params)
+    # then nothing is published: no opt-out, no e-mail settled as sent by Twilio
+    assert answer.status == 204
+    assert inbound.sink.published == []
+    entry = await inbound.ledger.get(EffectId(effect_id))
+    assert entry is not None
+    assert entry.status == "unknown"
