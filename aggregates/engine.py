@@ -9,7 +9,6 @@ Runners (streams/) feed it events in order and persist or publish what it return
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -18,7 +17,6 @@ from aggregates.engine_core import Rule
 from aggregates.engine_definitions import DefinitionRules
 from aggregates.engine_facts import FactRules
 from aggregates.outputs import Outputs
-from aggregates.sequence import build_sequence
 from aggregates.targets import input_identity
 from schemas.envelope import CloudEvent, format_time, occurrence_of
 
@@ -71,18 +69,7 @@ class Engine(FactRules, DefinitionRules):
         out = Outputs(cause, per_subject=True)
         self._at = at  # another worker's clock: no timer fires, the high-water mark stays
         self._enrolled_by_cause.clear()
-        zone_before = self.account.timezone
-        specs = self._specs_under(document)
-        account_zone_moved = self.account.timezone != zone_before
-        for spec in specs:
-            sequence = build_sequence(spec, self.account)
-            previous = self.sequences.get(sequence.id)
-            created = sequence.created or (previous.created if previous else None) or at
-            self.sequences[sequence.id] = replace(sequence, created=created)
-            zone_moved = account_zone_moved and sequence.schedule_timezone is None
-            self._reschedule_changed_steps(
-                previous, self.sequences[sequence.id], out, zone_moved=zone_moved
-            )
+        self._upsert(document, at, out, announce=False)
         for sequence_id in deleted:
             self._delete(sequence_id, out, announce=False)
         self._reindex()

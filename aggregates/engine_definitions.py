@@ -38,6 +38,14 @@ class DefinitionRules(EngineCore):
     """Sequences added, replaced, copied and deleted, and what that does to enrollments."""
 
     def _apply_definitions(self, document: Mapping[str, Any], at: datetime, out: Outputs) -> None:
+        self._upsert(document, at, out, announce=True)
+        self._reindex()
+
+    def _upsert(
+        self, document: Mapping[str, Any], at: datetime, out: Outputs, *, announce: bool
+    ) -> None:
+        """Put the document's definitions in force (`announce`: with a `sequence.defined`
+        each; another worker's recorded ones go without), their enrollments re-planned."""
         zone_before = self.account.timezone
         specs = self._specs_under(document)
         # The account's zone is a contact's last resort (CONTRACT.md §3), so a new one moves
@@ -49,10 +57,10 @@ class DefinitionRules(EngineCore):
             created = sequence.created or (previous.created if previous else None) or at
             sequence = replace(sequence, created=created)
             self.sequences[sequence.id] = sequence
-            out.add(SequenceDefined(at, self._definition_payload(sequence)))
+            if announce:
+                out.add(SequenceDefined(at, self._definition_payload(sequence)))
             zone_moved = account_zone_moved and sequence.schedule_timezone is None
             self._reschedule_changed_steps(previous, sequence, out, zone_moved=zone_moved)
-        self._reindex()
 
     def _reschedule_changed_steps(
         self, previous: Sequence | None, sequence: Sequence, out: Outputs, *, zone_moved: bool
