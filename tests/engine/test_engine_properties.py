@@ -77,7 +77,9 @@ windows = st.tuples(st.integers(0, 11), st.integers(13, 23)).map(
 
 
 @st.composite
-def worlds(draw: st.DrawFn) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]]:
+def worlds(
+    draw: st.DrawFn, most_contacts: int = 4
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]]:
     steps = [
         {"id": f"s{i}", "type": kind, **STEP_KINDS[kind], "delay": draw(delays)}
         for i, kind in enumerate(
@@ -110,7 +112,9 @@ def worlds(draw: st.DrawFn) -> tuple[dict[str, Any], list[dict[str, Any]], dict[
     if quiet:
         account["quiet_hours"] = {"start": quiet[0], "end": quiet[1]}
     start = parse_time(draw(st.sampled_from(STARTS)))
-    contacts = {f"c-{i}": draw(st.sampled_from(ZONES)) for i in range(draw(st.integers(1, 4)))}
+    contacts = {
+        f"c-{i}": draw(st.sampled_from(ZONES)) for i in range(draw(st.integers(1, most_contacts)))
+    }
     inputs: list[dict[str, Any]] = []
     moment = start
     serial = 0
@@ -200,7 +204,7 @@ def _blocked(seen: list[dict[str, Any]], contact: str, kind: str) -> bool:
     dnc = False
     opted: set[str] = set()
     for item in seen:
-        if item["data"]["contact_id"] != contact:
+        if item["data"].get("contact_id") != contact:
             continue
         if item["type"] == "contact.dnc_changed":
             dnc = item["data"]["dnc"]
