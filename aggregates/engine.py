@@ -18,6 +18,7 @@ from aggregates.engine_definitions import DefinitionRules
 from aggregates.engine_facts import FactRules
 from aggregates.outputs import Outputs
 from aggregates.targets import input_identity
+from aggregates.timer_queue import Partitions
 from schemas.envelope import CloudEvent, format_time, occurrence_of
 
 DEFINITION_COMMANDS = frozenset(
@@ -85,10 +86,11 @@ class Engine(FactRules, DefinitionRules):
         return {**sequence.definition, "created": format_time(created) if created else None}
 
     def handle(
-        self, event: CloudEvent, at: datetime | None = None, partition: int | None = None
+        self, event: CloudEvent, at: datetime | None = None, partition: Partitions = None
     ) -> list[CloudEvent]:
         """Decide on one input at `at` (default: the event's own time). Timers due strictly
-        before it fire first: those of `partition`, or all of them when it is None.
+        before it fire first: those of `partition` (aggregates/timer_queue.py), or all of
+        them when it is None.
 
         A repeat of an input decided within the last day is skipped (counted in
         `duplicates`); another event under its source and id raises `ReusedIdentityError`
@@ -132,8 +134,8 @@ class Engine(FactRules, DefinitionRules):
         self._tick(moment)
         return out.events
 
-    def advance(self, until: datetime, partition: int | None = None) -> list[CloudEvent]:
-        """Fire every timer due up to and including `until` (of one partition, or all)."""
+    def advance(self, until: datetime, partition: Partitions = None) -> list[CloudEvent]:
+        """Fire every timer due up to and including `until` (of `partition`, or all)."""
         out = Outputs("timers")
         self._fire_until(until, out, inclusive=True, partition=partition)
         self._note_partition_clock(partition, until)
@@ -149,10 +151,10 @@ class Engine(FactRules, DefinitionRules):
             self._flush_owner_notices(timer._replace(due=at), out)
         return out.events
 
-    def next_due(self, partition: int | None = None) -> datetime | None:
+    def next_due(self, partition: Partitions = None) -> datetime | None:
         return self.timers.next_due(partition)
 
-    def timers_due(self, moment: datetime, partition: int | None = None) -> int:
+    def timers_due(self, moment: datetime, partition: Partitions = None) -> int:
         """Steps whose moment has come by `moment` and that have not run yet."""
         return self.timers.due_by(moment, partition)
 

@@ -25,7 +25,7 @@ from aggregates.owner_notices import Assignment, OwnerNotices, describe, window_
 from aggregates.sequence import Account, Catalog, Sequence
 from aggregates.steps import StepContext
 from aggregates.throttle import MinuteThrottle
-from aggregates.timer_queue import Timer, TimerQueue
+from aggregates.timer_queue import Partitions, Timer, TimerQueue
 from aggregates.timezones import contact_zone
 from aggregates.trigger_index import TriggerIndex
 from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
@@ -106,8 +106,8 @@ class EngineCore:
         until each has moved, no throttle minute counts as past for all of them."""
         self._expected_partitions = frozenset(partitions)
 
-    def _note_partition_clock(self, partition: int | None, moment: datetime) -> None:
-        if partition is not None:
+    def _note_partition_clock(self, partition: Partitions, moment: datetime) -> None:
+        if isinstance(partition, int):  # the event clock: each partition's own
             known = self._partition_clocks.get(partition)
             if known is None or moment > known:
                 self._partition_clocks[partition] = moment
@@ -128,7 +128,7 @@ class EngineCore:
                 self._forgot_at = moment
 
     def _fire_until(
-        self, limit: datetime, out: Outputs, *, inclusive: bool, partition: int | None = None
+        self, limit: datetime, out: Outputs, *, inclusive: bool, partition: Partitions = None
     ) -> None:
         notices = self._notices_until(limit, partition)
         while head := self.timers.pop_due(
@@ -143,12 +143,12 @@ class EngineCore:
                 self.timers_fired += 1
                 self._flush_owner_notices(head, out)
 
-    def _notices_until(self, limit: datetime, partition: int | None) -> datetime | None:
+    def _notices_until(self, limit: datetime, partition: Partitions) -> datetime | None:
         """Up to when owner notices may be sent while `partition`'s timers fire: a minute's
         notices wait until every partition has left it, as a lagging one may still assign
         owners in it (they would go out in two or more parts, or 21 assignments as 21
         texts instead of one summary). None: not yet."""
-        if partition is None:
+        if not isinstance(partition, int):
             return limit
         clocks = self._partition_clocks
         if any(p not in clocks for p in self._expected_partitions if p != partition):

@@ -13,9 +13,21 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from datetime import datetime
+from functools import cache
 from typing import NamedTuple
 
 NOTICES = -1  # the heap of owner notices
+
+# Whose step timers a call means: one partition's (worker --clock event, where each fires by
+# its own clock, owner notices waiting for the others), a set of partitions' (the wall
+# clock: the partitions one worker decided for, owner notices with them), or every one.
+Partitions = int | frozenset[int] | None
+
+
+@cache
+def alone(partition: int) -> frozenset[int]:
+    """One partition's timers on the wall clock (where a lone int means its event clock)."""
+    return frozenset((partition,))
 
 
 class Timer(NamedTuple):
@@ -67,17 +79,18 @@ class TimerQueue:
         limit: datetime,
         *,
         inclusive: bool,
-        partition: int | None,
+        partition: Partitions,
         notices_limit: datetime | None = None,
     ) -> Timer | None:
-        """The earliest timer due by `limit` (of one partition and the notices, or of all),
-        taken off its heap; None when there is none. The notices are held to
-        `notices_limit` when one is given (None with a partition: they wait)."""
+        """The earliest timer due by `limit` (of `partition` and the notices), taken off its
+        heap; None when there is none. With one partition, the notices are held to
+        `notices_limit` (None: they wait)."""
         earliest: list[Timer] | None = None
+        notices_bound = notices_limit if isinstance(partition, int) else limit
         for number, heap in self._numbered_heaps(partition):
             if not heap:
                 continue
-            bound = limit if number != NOTICES or partition is None else notices_limit
+            bound = notices_bound if number == NOTICES else limit
             due = heap[0].due
             if bound is None or due > bound or (due == bound and not inclusive):
                 continue
@@ -85,11 +98,11 @@ class TimerQueue:
                 earliest = heap
         return heapq.heappop(earliest) if earliest is not None else None
 
-    def next_due(self, partition: int | None = None) -> datetime | None:
+    def next_due(self, partition: Partitions = None) -> datetime | None:
         heads = [heap[0].due for heap in self._heaps_of(partition) if heap]
         return min(heads) if heads else None
 
-    def due_by(self, moment: datetime, partition: int | None = None) -> int:
+    def due_by(self, moment: datetime, partition: Partitions = None) -> int:
         """How many steps are due at or before `moment` and have not fired yet (owner
         notices aside). Walks only the top of each heap: below an entry due later,
         everything is due later still. (A metric's question, asked a few times a second:
@@ -112,16 +125,19 @@ class TimerQueue:
         """Every owner-notice timer, in time order, off the queue."""
         return sorted(self._heaps.pop(NOTICES, []))
 
-    def _heaps_of(self, partition: int | None) -> list[list[Timer]]:
+    def _heaps_of(self, partition: Partitions) -> list[list[Timer]]:
         return [heap for _, heap in self._numbered_heaps(partition)]
 
-    def _numbered_heaps(self, partition: int | None) -> list[tuple[int, list[Timer]]]:
+    def _numbered_heaps(self, partition: Partitions) -> list[tuple[int, list[Timer]]]:
         if partition is None:
             return list(self._heaps.items())
-        return [
-            (partition, self._heaps.setdefault(partition, [])),
-            (NOTICES, self._heaps.setdefault(NOTICES, [])),
-        ]
+        if isinstance(partition, int):
+            return [
+                (partition, self._heaps.setdefault(partition, [])),
+                (NOTICES, self._heaps.setdefault(NOTICES, [])),
+            ]
+        chosen = [(number, heap) for number, heap in self._heaps.items() if number in partition]
+        return [*chosen, (NOTICES, self._heaps.setdefault(NOTICES, []))]
 
     def _push(self, heap: int, due: datetime, kind: str, key: tuple[str, ...]) -> int:
         self._token += 1

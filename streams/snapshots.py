@@ -26,7 +26,7 @@ import io
 import logging
 import pickle
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -36,7 +36,7 @@ from typing import Any
 
 from aggregates.engine import Engine
 from streams.outages import DATABASE_LOST
-from streams.store import EngineStore
+from streams.store import TRACKING_TABLE, EngineStore, tracking_name
 
 log = logging.getLogger("dripstream.worker")
 
@@ -92,13 +92,27 @@ def save(
     last_record: int,
     applied: int,
     spanned: bool,
+    progress: Mapping[int, int],
 ) -> int:
     """Keep `engine` as the snapshot of `key`: its state covers the store's records up to
     the notification id `last_record` (its own last write, or what its rebuild read; a
-    global maximum could hold another worker's records it never saw). Its size."""
+    global maximum could hold another worker's records it never saw). Its size.
+
+    `progress` is each held group's tracking as the engine knows it. Another worker (one
+    that held a group before and writes still) may have recorded an input of a group below
+    `last_record` after this engine was rebuilt: the group's tracking in the store then
+    differs, and no snapshot is kept (SnapshotBehindError), as a rebuild from it would skip
+    that input for good. A record committed after this check draws ids above
+    `last_record` (the write lock), so a rebuild from the snapshot replays it."""
     body = _pickled(engine, partition_of)
     schema = store.datastore.schema
     with store.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+        behind = _recorded_elsewhere(curs, schema, progress)
+        if behind:
+            raise SnapshotBehindError(
+                f"partition group(s) {behind} were recorded by another worker since this"
+                " one rebuilt them"
+            )
         curs.execute(
             f"INSERT INTO {schema}.dripstream_snapshots"  # noqa: S608
             " (held, code, last_record, applied, spanned, body) VALUES (%s, %s, %s, %s, %s, %s)"
@@ -115,6 +129,22 @@ def save(
             (code_fingerprint(), key, KEPT_DAYS),
         )
     return len(body)
+
+
+class SnapshotBehindError(Exception):
+    """The engine has not seen every record of its groups: it is no snapshot of them."""
+
+
+def _recorded_elsewhere(curs: Any, schema: str, progress: Mapping[int, int]) -> list[int]:
+    """The groups whose tracking in the store is not what the engine knows (none: 0)."""
+    names = {tracking_name(group): group for group in progress}
+    curs.execute(
+        f"SELECT application_name, notification_id FROM {schema}.{TRACKING_TABLE}"  # noqa: S608
+        " WHERE application_name = ANY(%s)",
+        (list(names),),
+    )
+    stored = {names[row["application_name"]]: int(row["notification_id"]) for row in curs}
+    return sorted(g for g, known in progress.items() if stored.get(g, 0) != known)
 
 
 def find(store: EngineStore, key: str) -> Snapshot | None:

@@ -30,6 +30,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
 
+from aggregates.timer_queue import Partitions
 from schemas.envelope import CloudEvent, format_time, parse_time
 from streams.ordering import UNPLACED, Mark
 
@@ -141,7 +142,9 @@ class Replayable:
     at: datetime | None
     definitions: int
     event: bytes | None
-    partition: int | None
+    # An input's partition; a tick's: the event clock's one, or on the wall clock the
+    # partitions of the streams the worker held (it fired only their timers).
+    partition: Partitions
 
 
 def in_definitions_order(items: Iterable[Replayable]) -> list[Replayable]:
@@ -407,10 +410,25 @@ class EngineRecorder(PostgresProcessRecorder):
             curs.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, schema))
 
 
+def _tick_partitions(state: dict[str, Any]) -> Partitions:
+    """Whose timers a tick fired: the event clock's partition, else those of the streams
+    the worker held (a rebuild holding more must not fire the others' timers there: their
+    own worker fired them, or will, and what a rebuild fires is never published)."""
+    partition = state.get("partition")
+    if partition is not None:
+        return int(partition)
+    return frozenset(int(name.rsplit(":", 1)[1]) for name in state["partitions"])
+
+
+def tracking_name(group: int) -> str:
+    """A partition group's row in the tracking table."""
+    return f"inputs:{group}"
+
+
 def _fence_arguments(batch: BatchRecord) -> tuple[list[str], list[int], list[int]]:
     groups = sorted(batch.trackings)
     return (
-        [f"inputs:{g}" for g in groups],
+        [tracking_name(g) for g in groups],
         [batch.trackings[g].progress for g in groups],
         [batch.trackings[g].expected for g in groups],
     )
@@ -603,13 +621,14 @@ class EngineStore:
                 elif note.topic == TICK_TOPIC:
                     state = orjson.loads(note.state)
                     if wanted & {f"{INPUT_TOPIC}:{p}" for p in state["partitions"]}:
+                        adopted = bool(state.get("adopted"))
                         yield Replayable(
                             note.id,
-                            "adopt" if state.get("adopted") else "tick",
+                            "adopt" if adopted else "tick",
                             parse_time(state["at"]),
                             int(state.get("definitions", 0)),  # 0 in rows of older versions
                             None,
-                            state.get("partition"),
+                            None if adopted else _tick_partitions(state),
                         )
             start = batch[-1].id + 1
 

@@ -38,6 +38,7 @@ from aiokafka.errors import IllegalStateError  # type: ignore[import-untyped]
 
 from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
+from aggregates.timer_queue import Partitions, alone
 from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS
 from streams import routing, snapshots
@@ -287,6 +288,7 @@ class EngineWorker:
                 last_record=covers,
                 applied=self.definitions_version,
                 spanned=self.one_worker,
+                progress={tp.partition: self._progress(tp.partition) for tp in self.assigned},
             )
         except Exception as error:  # a stop goes on without one: the next start replays
             log.warning("kept no snapshot of the engine (%s)", one_line(error))
@@ -668,7 +670,9 @@ class EngineWorker:
                 outputs = self.engine.handle(event, partition=item.partition)
             else:
                 at = self.clock()
-                outputs = self.engine.handle(event, at=at)
+                # Only its own partition's timers before it: a rebuild that holds more
+                # partitions than this worker does replays it alike (streams/store.py).
+                outputs = self.engine.handle(event, at=at, partition=alone(item.partition))
         except ReusedIdentityError as reused:
             # Refused before anything was decided, and not stored: a rebuild never sees it.
             self.metrics.dead_letters.inc()
@@ -721,7 +725,7 @@ class EngineWorker:
 
     def _fire_timers(self, *, finished: bool) -> None:
         if not self.event_clock:
-            self._tick(self.clock(), None)
+            self._tick(self.clock(), frozenset(tp.partition for tp in self.assigned))
             return
         # Event time moves only with the inputs. A group fires its timers up to where all
         # its topics are known complete (the producer's watermarks); without watermarks,
@@ -738,7 +742,7 @@ class EngineWorker:
             if moment is not None:
                 self._tick(moment, group)
 
-    def _tick(self, now: datetime, group: int | None) -> None:
+    def _tick(self, now: datetime, group: Partitions) -> None:
         due = self.engine.next_due(group)
         if due is None or due > now:
             return
@@ -746,8 +750,10 @@ class EngineWorker:
         if outputs:
             # Recorded after the inputs decided before it, in the same transaction.
             names = self._stream_names()
+            # On the wall clock the tick names the groups it fired for by their streams.
+            one = group if isinstance(group, int) else None
             self.record.stored.append(
-                self.store.tick(now, names, group, definitions=self.definitions_version)
+                self.store.tick(now, names, one, definitions=self.definitions_version)
             )
             self.record.outbox.extend(outbox_rows(outputs, topic_for))
             self.metrics.events_out.inc(len(outputs))

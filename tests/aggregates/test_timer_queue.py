@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from aggregates.timer_queue import TimerQueue
+from aggregates.timer_queue import Partitions, TimerQueue, alone
 
 T0 = datetime(2027, 7, 2, 14, 0, tzinfo=UTC)
 
@@ -12,7 +12,7 @@ T0 = datetime(2027, 7, 2, 14, 0, tzinfo=UTC)
 def _drain(
     queue: TimerQueue,
     limit: datetime,
-    partition: int | None = None,
+    partition: Partitions = None,
     notices_limit: datetime | None = None,
 ) -> list[str]:
     fired = []
@@ -71,6 +71,19 @@ def test_one_partition_fires_only_its_own_steps_and_the_notices() -> None:
     assert queue.next_due(partition=1) is None
     assert queue.next_due() == T0
     assert len(queue) == 1
+
+
+def test_a_set_of_partitions_fires_only_their_steps_and_every_notice() -> None:
+    # the wall clock: a worker fires the timers of the partitions it decides for, and a
+    # rebuild holding more replays its ticks for those alone
+    queue = TimerQueue(partition_of=lambda contact: int(contact[-1]))
+    for partition in range(3):
+        queue.schedule_step(T0, f"c-{partition}", "seq", f"e-{partition}")
+    queue.schedule_notices(T0, ("notice",))
+    assert sorted(_drain(queue, T0, partition=frozenset({0, 2}))) == ["c-0", "c-2", "notice"]
+    assert queue.next_due(partition=alone(0)) is None
+    assert queue.due_by(T0, partition=alone(1)) == 1
+    assert _drain(queue, T0, partition=alone(1)) == ["c-1"]
 
 
 def test_the_notices_can_be_taken_off_the_queue_in_time_order() -> None:

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition  # type: ignore[import-untyped]
 
 from schemas.envelope import parse_time
+from schemas.validation import decode_stored
 from streams import snapshots
 from streams.engine_rebuild import Replayed, replay_store
-from streams.store import BatchRecord, InputRecord
+from streams.store import BatchRecord, EngineStore, GroupProgress, InputRecord
 from streams.worker import EngineWorker, WorkerSettings
 from tests.engine.helpers import definitions, sequence
 from tests.integration.history import write_history
@@ -202,7 +204,45 @@ def _keep(worker: EngineWorker, key: str, rebuilt: Replayed | None = None) -> No
         last_record=rebuilt.last_record if rebuilt else 0,
         applied=rebuilt.applied if rebuilt else 0,
         spanned=False,
+        progress=dict.fromkeys(GROUPS, 0),  # its inputs were written without trackings
     )
+
+
+async def test_no_snapshot_is_kept_over_a_record_another_worker_wrote_for_a_group(
+    worker: EngineWorker, database_url: str, pg_schema: str
+) -> None:
+    # given a worker holding both groups, rebuilt from an empty store
+    worker.assigned = {TopicPartition("p.contacts", 0), TopicPartition("p.contacts", 1)}
+    rebuilt = worker._replay_store(NAMES, GROUPS)
+    worker.engine, worker.writes.last_record = rebuilt.engine, rebuilt.last_record
+    worker.stale = False
+    # when the group's previous holder, writing still, records an input of group 0
+    earlier = EngineStore(database_url, pg_schema)
+    try:
+        stray = _created("z", 0, 0, "2027-07-06T10:00:00Z")
+        earlier.write(
+            BatchRecord(
+                stored=[stray.stored()],
+                trackings={0: GroupProgress(0, 1)},
+                positions={("p.contacts", 0): 0},
+            )
+        )
+    finally:
+        earlier.close()
+    # and this worker then records one of group 1 (accepted: nobody else wrote group 1),
+    # its last record now above the other's
+    mine = _created("b", 1, 0, "2027-07-06T11:00:00Z")
+    worker.engine.handle(decode_stored(mine.event), partition=1)
+    worker._track(1, {"p.contacts": 0})
+    worker.record.stored.append(mine.stored())
+    await worker._submit(wait=True)
+    assert not worker.stale
+    # then it keeps no snapshot, which would cover the other's input unseen
+    await worker._keep_snapshot()
+    assert snapshots.find(worker.store, worker._held_key()) is None
+    # and the rebuild its next write of group 0 will need replays both
+    again = worker._replay_store(NAMES, GROUPS)
+    assert sorted(again.engine.contacts) == ["b", "z"]
 
 
 def test_definitions_changed_after_the_snapshot_are_adopted_on_taking_it(

@@ -1,0 +1,135 @@
+"""On the wall clock, a worker that takes over another's partitions rebuilds them from the
+store with its own; what it replays must fire only the timers the deciding worker fired
+(streams/store.py `_tick_partitions`), or the other's steps due in between are counted as
+fired by the rebuild, whose decisions are never published, and are lost."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+
+import pytest
+from aiokafka import TopicPartition  # type: ignore[import-untyped]
+
+from schemas.envelope import format_time, parse_time
+from schemas.validation import decode_event
+from streams import routing
+from streams.ordering import Pending
+from streams.store import BatchRecord
+from streams.worker import EngineWorker, WorkerSettings
+from tests.engine.helpers import definitions, sequence
+
+pytestmark = [pytest.mark.postgres]
+
+TOPIC = "p.contacts"
+T0 = parse_time("2027-07-06T16:00:00Z")
+TEN_MINUTES_ON = sequence(
+    triggers=[{"type": "contact_created"}],
+    steps=[
+        {
+            "id": "s1",
+            "type": "add_tag",
+            "tag": "seen",
+            "delay": {"kind": "default", "amount": 10, "unit": "minutes"},
+        }
+    ],
+)
+
+
+def contact_on(partition: int, after: int = 0) -> str:
+    """A contact id the worker routes to `partition` (of 2)."""
+    n = after
+    while routing.kafka_partition(f"c{n}", 2) != partition:
+        n += 1
+    return f"c{n}"
+
+
+@pytest.fixture
+async def workers(
+    database_url: str, pg_schema: str
+) -> AsyncIterator[Callable[[int], EngineWorker]]:
+    # Consumers are never started: the workers decide and write as their loop would.
+    made: list[EngineWorker] = []
+
+    def holding(partition: int) -> EngineWorker:
+        worker = EngineWorker(
+            WorkerSettings("127.0.0.1:1", database_url, schema=pg_schema, relay=False)
+        )
+        worker.partition_count = 2  # read by the engine's partition_of as it routes
+        worker.assigned = {TopicPartition(TOPIC, partition)}
+        made.append(worker)
+        return worker
+
+    try:
+        yield holding
+    finally:
+        for worker in made:
+            worker.store.close()
+
+
+def created(contact: str, offset: int, at: datetime) -> Pending:
+    raw = (
+        b'{"specversion":"1.0","id":"in-%s","source":"crm","type":"contact.created",'
+        b'"time":"%s","subject":"%s","data":{"contact_id":"%s"}}'
+        % (contact.encode(), format_time(at).encode(), contact.encode(), contact.encode())
+    )
+    partition = routing.kafka_partition(contact, 2)
+    return Pending(
+        TOPIC, partition, offset, contact.encode(), raw, decode_event(raw, as_input=True)
+    )
+
+
+async def decide(worker: EngineWorker, item: Pending, at: datetime) -> None:
+    worker.clock = lambda: at
+    worker._decide(item)
+    worker._track(item.partition, {item.topic: item.offset})
+    await worker._submit(wait=True)
+    assert not worker.stale
+
+
+async def tick(worker: EngineWorker, at: datetime) -> None:
+    worker.clock = lambda: at
+    worker._fire_timers(finished=False)
+    await worker._submit(wait=True)
+
+
+def timer_rows(worker: EngineWorker, contact: str) -> list[str]:
+    schema = worker.settings.schema
+    with worker.store.datastore.get_connection() as conn:
+        rows = conn.execute(
+            f"SELECT event_id, key FROM {schema}.dripstream_outbox ORDER BY id"
+        ).fetchall()
+    return [r["event_id"] for r in rows if r["key"] == contact and r["event_id"].startswith("t:")]
+
+
+@pytest.mark.parametrize("by", ["a tick", "an input"])
+async def test_a_takeover_fires_the_steps_the_dead_worker_left_due(
+    workers: Callable[[int], EngineWorker], by: str
+) -> None:
+    # given A deciding partition 0 and B partition 1, each enrolling a contact whose step
+    # is due ten minutes on
+    a, b = workers(0), workers(1)
+    a.store.write(BatchRecord(definition=(definitions(TEN_MINUTES_ON), [], T0, "defs-1")))
+    for worker in (a, b):
+        worker._sync_definitions(at_once=True)
+    mine, theirs = contact_on(0), contact_on(1)
+    await decide(a, created(mine, 0, T0), T0)
+    await decide(b, created(theirs, 0, T0), T0)
+    # when B dies before its step is due, and A's wall clock passes it: by a tick firing
+    # A's own step, or by an input of A's decided after it
+    later = T0 + timedelta(minutes=11)
+    if by == "a tick":
+        await tick(a, later)
+    else:
+        await decide(a, created(contact_on(0, after=int(mine[1:]) + 1), 1, later), later)
+    assert timer_rows(a, theirs) == []  # B never fired it
+    fired_for_mine = timer_rows(a, mine)
+    assert fired_for_mine
+    # and A is given B's partition, rebuilds both and goes on
+    a.assigned = {TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)}
+    a.engine = a._replay_store(a._stream_names(), frozenset({0, 1})).engine
+    await tick(a, later + timedelta(seconds=1))
+    # then B's contact's step is decided and written, and A's is not decided again
+    assert any(row.startswith(f"t:seq:{theirs}:1:0:") for row in timer_rows(a, theirs))
+    assert timer_rows(a, mine) == fired_for_mine
+    assert a.engine.timers_due(later + timedelta(seconds=1)) == 0
