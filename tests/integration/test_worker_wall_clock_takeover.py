@@ -5,10 +5,15 @@ fired by the rebuild, whose decisions are never published, and are lost."""
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import orjson
 import pytest
+import yaml
 from aiokafka import TopicPartition  # type: ignore[import-untyped]
 
 from schemas.envelope import format_time, parse_time
@@ -18,6 +23,13 @@ from streams.ordering import Pending
 from streams.store import BatchRecord
 from streams.worker import EngineWorker, WorkerSettings
 from tests.engine.helpers import definitions, sequence
+from tests.integration.pipeline import (
+    apply_definitions,
+    produce_history,
+    read_topics,
+    start_worker,
+    stop,
+)
 
 pytestmark = [pytest.mark.postgres]
 
@@ -133,3 +145,90 @@ async def test_a_takeover_fires_the_steps_the_dead_worker_left_due(
     assert any(row.startswith(f"t:seq:{theirs}:1:0:") for row in timer_rows(a, theirs))
     assert timer_rows(a, mine) == fired_for_mine
     assert a.engine.timers_due(later + timedelta(seconds=1)) == 0
+
+
+ONE_MINUTE_ON = {
+    "account": {"timezone": "America/New_York", "lines": {"line-1": "+12125550000"}},
+    "sequences": [
+        sequence(
+            triggers=[{"type": "contact_created"}],
+            steps=[
+                {
+                    "id": "s1",
+                    "type": "add_tag",
+                    "tag": "seen",
+                    "delay": {"kind": "default", "amount": 1, "unit": "minutes"},
+                }
+            ],
+        )
+    ],
+}
+
+
+def wait_for(log: Path, pattern: str, count: int = 1, limit: float = 150) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if len(re.findall(pattern, log.read_text(errors="replace"))) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{log.name}: no {count} x {pattern!r} within {limit} s")
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_worker_killed_before_its_steps_are_due_loses_none_of_them(
+    kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    # given two wall-clock workers sharing the partitions, and 60 contacts enrolled in a
+    # sequence whose step is due a minute on
+    definitions = tmp_path / "definitions.yaml"
+    definitions.write_text(yaml.safe_dump(ONE_MINUTE_ON))
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    # The other's partitions come over only after the steps are due: the survivor's clock
+    # passes them first.
+    wall = ("--clock", "wall", "--session-timeout", "90")
+    a = start_worker(kafka_bootstrap, fresh_database_url, pipeline_prefix, *wall, log_to=logs[0])
+    b = None
+    try:
+        wait_for(logs[0], "rebuilt the engine")
+        apply_definitions(kafka_bootstrap, pipeline_prefix, definitions)
+        b = start_worker(
+            kafka_bootstrap, fresh_database_url, pipeline_prefix, *wall, log_to=logs[1]
+        )
+        wait_for(logs[1], "rebuilt the engine")
+        wait_for(logs[0], "rebuilt the engine", 2)
+        now = format_time(datetime.now(UTC))
+        contacts = [f"k{n}" for n in range(60)]
+        history = tmp_path / "history.jsonl"
+        history.write_bytes(
+            b"".join(
+                orjson.dumps(
+                    {
+                        "specversion": "1.0",
+                        "id": f"in-{contact}",
+                        "source": "crm",
+                        "type": "contact.created",
+                        "time": now,
+                        "subject": contact,
+                        "data": {"contact_id": contact},
+                    }
+                )
+                + b"\n"
+                for contact in contacts
+            )
+        )
+        produce_history(kafka_bootstrap, pipeline_prefix, history)
+        enrolled = read_topics(kafka_bootstrap, pipeline_prefix, ("decisions",), quiet=4)
+        assert sum(e["type"] == "enrollment.enrolled" for e in enrolled) == len(contacts)
+        # when one is killed, and the other takes its partitions over once its session lapses
+        stop(b, kill=True)
+        wait_for(logs[0], "rebuilt the engine", 3)
+        decided = read_topics(kafka_bootstrap, pipeline_prefix, ("decisions",), quiet=8)
+    finally:
+        stop(a)
+        if b is not None:
+            stop(b)
+    # then every contact's step was executed, once
+    executed = [e["data"]["contact_id"] for e in decided if e["type"] == "step.executed"]
+    assert sorted(executed) == sorted(contacts)
