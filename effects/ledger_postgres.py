@@ -28,6 +28,7 @@ from effects.ledger import (
     WENT_OUT,
     LedgerEntry,
 )
+from effects.pg_schema import create_schema, in_schema
 from effects.ports import EffectId
 from schemas.envelope import CloudEvent
 
@@ -228,11 +229,14 @@ async def _connect_lease(url: str) -> psycopg.AsyncConnection[Any]:
 class PostgresLedger:
     """The real adapter (psycopg 3, async pool, autocommit: every statement commits)."""
 
-    def __init__(self, database_url: str, owner: str, *, pool_size: int = 8) -> None:
+    def __init__(
+        self, database_url: str, owner: str, *, pool_size: int = 8, schema: str | None = None
+    ) -> None:
         self.owner = owner
-        self._url = database_url
+        self._url = in_schema(database_url, schema)  # effects/pg_schema.py
+        self._schema = schema
         self._pool = AsyncConnectionPool(
-            database_url,
+            self._url,
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True},
@@ -300,6 +304,8 @@ class PostgresLedger:
     async def migrate(self) -> None:
         async with self._pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_LOCK_NAMESPACE,))
+            if (statement := create_schema(self._schema)) is not None:
+                await conn.execute(statement)
             await conn.execute(SCHEMA)
 
     # The hot path (claim, begin, the transitions) goes through group commits: one

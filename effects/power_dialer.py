@@ -6,6 +6,7 @@ from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
+from effects.pg_schema import create_schema, in_schema
 from effects.ports import EffectId
 
 SCHEMA = """
@@ -44,15 +45,22 @@ class InMemoryPowerDialerQueue:
 
 
 class PostgresPowerDialerQueue:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, schema: str | None = None) -> None:
+        self._schema = schema  # effects/pg_schema.py
         self._pool = AsyncConnectionPool(
-            database_url, min_size=1, max_size=2, kwargs={"autocommit": True}, open=False
+            in_schema(database_url, schema),
+            min_size=1,
+            max_size=2,
+            kwargs={"autocommit": True},
+            open=False,
         )
 
     async def open(self) -> None:
         await self._pool.open()
         async with self._pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(1162233432, 1)")
+            if (statement := create_schema(self._schema)) is not None:
+                await conn.execute(statement)
             await conn.execute(SCHEMA)
 
     async def close(self) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from effects.pg_schema import schema_problem
+
 TWILIO_DEFAULT_BASE = "https://api.twilio.com"
 SENDGRID_DEFAULT_BASE = "https://api.sendgrid.com"
 MAILGUN_DEFAULT_BASE = "https://api.mailgun.net"  # the EU region: https://api.eu.mailgun.net
@@ -24,6 +26,9 @@ class EffectsSettings:
     # Kafka and PostgreSQL
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     database_url: str | None = None
+    # The ledger's and the power-dialer lists' schema (effects/pg_schema.py); None: the
+    # connection's search path, normally `public`.
+    schema: str | None = None
     topic_prefix: str = "dripstream."
     # None: `<prefix>effects`, one group per deployment as the engine's `<prefix>engine`.
     consumer_group: str | None = None
@@ -120,6 +125,8 @@ class EffectsSettings:
         return settings
 
     def check(self) -> None:
+        if (problem := schema_problem(self.schema)) is not None:
+            raise SettingsError(f"EFFECTS_SCHEMA: {problem}")
         if self.twilio_transport not in {"async", "aiohttp", "threads"}:
             raise SettingsError("EFFECTS_TWILIO_TRANSPORT: must be async, aiohttp or threads")
         positive = {
@@ -174,6 +181,7 @@ class EffectsSettings:
 _ENVIRONMENT: dict[str, tuple[str, str]] = {
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "str"),
     "database_url": ("DATABASE_URL", "str"),
+    "schema": ("EFFECTS_SCHEMA", "str"),
     "topic_prefix": ("DRIPSTREAM_TOPIC_PREFIX", "str"),
     "consumer_group": ("EFFECTS_CONSUMER_GROUP", "str"),
     "batch_size": ("EFFECTS_BATCH_SIZE", "int"),

@@ -84,7 +84,10 @@ async def open_runtime(
     if ledger is None:
         if settings.database_url:
             ledger = PostgresLedger(
-                settings.database_url, owner, pool_size=min(settings.concurrency, 16)
+                settings.database_url,
+                owner,
+                pool_size=min(settings.concurrency, 16),
+                schema=settings.schema,
             )
         else:
             _log.warning(
@@ -152,7 +155,7 @@ async def _real_senders(
     closers.append(webhooks.close)
     power_dialer: PowerDialerQueue
     if settings.database_url:
-        queue = PostgresPowerDialerQueue(settings.database_url)
+        queue = PostgresPowerDialerQueue(settings.database_url, settings.schema)
         await queue.open()
         closers.append(queue.close)
         power_dialer = queue

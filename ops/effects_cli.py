@@ -34,6 +34,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
     )
     parser.add_argument("--database-url", help="PostgreSQL URL of the ledger (DATABASE_URL)")
+    parser.add_argument(
+        "--schema",
+        help=(
+            "PostgreSQL schema of the ledger and the power-dialer lists (EFFECTS_SCHEMA;"
+            " default: the connection's search path, normally public); one per deployment"
+            " sharing a database"
+        ),
+    )
     parser.add_argument("--http-port", type=listen_port, help="port of the callback server")
     parser.add_argument("--http-host", help="address the callback server listens on")
     parser.add_argument("--public-url", help="base URL providers reach the callbacks at")
@@ -80,6 +88,7 @@ def settings_from(args: argparse.Namespace) -> EffectsSettings:
     overrides: dict[str, Any] = {
         "kafka_bootstrap_servers": args.bootstrap,
         "database_url": args.database_url,
+        "schema": args.schema,
         "http_port": args.http_port,
         "http_host": args.http_host,
         "public_base_url": args.public_url,
