@@ -28,7 +28,7 @@ from effects.ledger import (
     WENT_OUT,
     LedgerEntry,
 )
-from effects.pg_schema import create_schema, in_schema
+from effects.pg_schema import claim_for, create_schema, in_schema
 from effects.ports import EffectId
 from schemas.envelope import CloudEvent
 
@@ -230,9 +230,18 @@ class PostgresLedger:
     """The real adapter (psycopg 3, async pool, autocommit: every statement commits)."""
 
     def __init__(
-        self, database_url: str, owner: str, *, pool_size: int = 8, schema: str | None = None
+        self,
+        database_url: str,
+        owner: str,
+        *,
+        pool_size: int = 8,
+        schema: str | None = None,
+        serves: str | None = None,
     ) -> None:
+        """`schema`: effects/pg_schema.py; `serves`: the topic prefix of the deployment
+        whose commands it carries out (None: no deployment's, as a run over a file)."""
         self.owner = owner
+        self._serves = serves
         self._url = in_schema(database_url, schema)  # effects/pg_schema.py
         self._schema = schema
         self._pool = AsyncConnectionPool(
@@ -307,6 +316,8 @@ class PostgresLedger:
             if (statement := create_schema(self._schema)) is not None:
                 await conn.execute(statement)
             await conn.execute(SCHEMA)
+            if self._serves is not None:
+                await claim_for(conn, self._serves, self._schema)
 
     # The hot path (claim, begin, the transitions) goes through group commits: one
     # statement per batch of concurrent callers.

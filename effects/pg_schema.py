@@ -6,8 +6,9 @@ contact) and its power-dialer lists. None keeps the connection's own search path
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from psycopg import sql
+from psycopg import AsyncConnection, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 # Lower case only: unquoted in the search path, it must name what CREATE SCHEMA made.
@@ -35,3 +36,35 @@ def create_schema(schema: str | None) -> sql.Composed | None:
     if schema is None:
         return None
     return sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+
+
+# The topic prefix the schema's ledger serves: one row, as the engine's tables keep theirs.
+DEPLOYMENT_TABLE = """
+CREATE TABLE IF NOT EXISTS effects_deployment (
+    one          boolean PRIMARY KEY DEFAULT true CHECK (one),
+    topic_prefix text NOT NULL
+);
+"""
+
+
+class AnotherDeploymentsLedgerError(Exception):
+    """The ledger in this schema serves another topic prefix's processors."""
+
+
+async def claim_for(conn: AsyncConnection[Any], prefix: str, schema: str | None) -> None:
+    """Take the schema's ledger for the deployment of `prefix`, or refuse when another's
+    has it: they would carry out each other's commands once between them, not each."""
+    await conn.execute(DEPLOYMENT_TABLE)
+    await conn.execute(
+        "INSERT INTO effects_deployment (topic_prefix) VALUES (%s) ON CONFLICT (one) DO NOTHING",
+        (prefix,),
+    )
+    cursor = await conn.execute("SELECT topic_prefix FROM effects_deployment")
+    row = await cursor.fetchone()
+    served = row[0] if row else prefix
+    if served != prefix:
+        where = f"PostgreSQL schema {schema!r}" if schema else "the connection's search path"
+        raise AnotherDeploymentsLedgerError(
+            f"the effect ledger in {where} serves the topic prefix {served!r}, not"
+            f" {prefix!r}: give each deployment its own schema (--schema, EFFECTS_SCHEMA)"
+        )

@@ -65,9 +65,11 @@ async def open_runtime(
     clock: Clock = utc_now,
     ledger: Ledger | None = None,
     senders: Senders | None = None,
+    serves: str | None = None,
 ) -> Runtime:
     """The processor over the configured ledger (PostgreSQL when DATABASE_URL is set, else in
-    memory) and the real providers (unless `senders` is given)."""
+    memory) and the real providers (unless `senders` is given). `serves`: the topic prefix
+    whose commands it carries out, which the ledger's schema is then kept for."""
     closers: list[Callable[[], Awaitable[None]]] = []
     # The SDKs' blocking calls (SendGrid, and Twilio on the `threads` transport) run in the
     # loop's default executor: as many threads as sends in progress.
@@ -88,6 +90,7 @@ async def open_runtime(
                 owner,
                 pool_size=min(settings.concurrency, 16),
                 schema=settings.schema,
+                serves=serves,
             )
         else:
             _log.warning(

@@ -446,10 +446,13 @@ async def run_effects_worker(
     stop = stop or asyncio.Event()
     # The first ledger is opened outside the waits: a database that cannot be reached at
     # the start is more likely a wrong DATABASE_URL than an outage, and says so at once.
-    opened = [await open_runtime(settings, clock=clock)]
+    serves = settings.topic_prefix
+    opened = [await open_runtime(settings, clock=clock, serves=serves)]
 
     async def run() -> None:
-        runtime = opened.pop() if opened else await open_runtime(settings, clock=clock)
+        runtime = (
+            opened.pop() if opened else await open_runtime(settings, clock=clock, serves=serves)
+        )
         await _run_until_stopped(settings, stop, runtime)
 
     await run_through_outages(run, stop, "effects worker", _log)

@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.commands is None and not settings.database_url:
         print(f"dripstream effects: {NO_LEDGER}", file=sys.stderr)
         return 2
+    from effects.pg_schema import AnotherDeploymentsLedgerError  # noqa: PLC0415
     from effects.processor import CredentialsRefused  # noqa: PLC0415 - heavy imports
 
     try:
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
             return asyncio.run(run_commands_file(settings, args.commands, args.outcomes))
         return asyncio.run(_run_worker(settings))
-    except CredentialsRefused as error:
+    except (CredentialsRefused, AnotherDeploymentsLedgerError) as error:
         print(f"dripstream effects: {error}", file=sys.stderr)
         return 2
 

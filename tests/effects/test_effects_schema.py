@@ -11,7 +11,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from effects.ledger_postgres import PostgresLedger
-from effects.pg_schema import in_schema
+from effects.pg_schema import AnotherDeploymentsLedgerError, in_schema
 from effects.ports import EffectId
 from effects.power_dialer import PostgresPowerDialerQueue
 from effects.settings import EffectsSettings, SettingsError
@@ -90,3 +90,28 @@ async def test_two_deployments_on_one_database_share_no_ledger_row_or_dialer_lis
         ).fetchall()
     expected = ["effect_ledger", "power_dialer_queue", "used_callback_tokens"]
     assert tables == [(s, t) for s in sorted(two_schemas) for t in expected]
+
+
+@pytest.mark.postgres
+async def test_a_ledger_kept_for_one_prefix_is_refused_to_another_naming_both(
+    database_url: str, two_schemas: tuple[str, str]
+) -> None:
+    # given deployment a.'s processor on a schema (as two deployments that forgot --schema)
+    schema = two_schemas[0]
+    first = PostgresLedger(database_url, "a-1", pool_size=1, schema=schema, serves="a.")
+    await first.open()
+    try:
+        # when deployment b.'s processor opens the same ledger
+        other = PostgresLedger(database_url, "b-1", pool_size=1, schema=schema, serves="b.")
+        with pytest.raises(AnotherDeploymentsLedgerError) as refused:
+            await other.open()
+        # then it is refused, saying what to do; a.'s own next processor, and a run over a
+        # file (no deployment's), are not
+        assert f"schema {schema!r} serves the topic prefix 'a.', not 'b.'" in str(refused.value)
+        assert "--schema, EFFECTS_SCHEMA" in str(refused.value)
+        for serves in ("a.", None):
+            again = PostgresLedger(database_url, "a-2", pool_size=1, schema=schema, serves=serves)
+            await again.open()
+            await again.close()
+    finally:
+        await first.close()
