@@ -108,7 +108,10 @@ def run_api(args: argparse.Namespace) -> int:
             # one gave a 500 on every request.
             print(f"{PROG}: {database_problem(malformed)}", file=sys.stderr)
             return 2
-        read_models = PostgresReadModels(args.database_url, args.schema)
+        read_models = PostgresReadModels(args.database_url, args.schema, args.topic_prefix)
+        if (problem := _read_models_problem(read_models, args.database_url)) is not None:
+            print(f"{PROG}: {problem}", file=sys.stderr)
+            return 2
     else:
         print(f"{PROG}: give --history FILE or --database-url / DATABASE_URL", file=sys.stderr)
         return 2
@@ -126,6 +129,18 @@ def run_api(args: argparse.Namespace) -> int:
         print=lambda text: print(text, file=sys.stderr),
     )
     return 0
+
+
+def _read_models_problem(read_models: PostgresReadModels, url: str) -> str | None:
+    """Another deployment's read models, said at the start when PostgreSQL answers (a
+    database that comes later is checked at each request: 503 saying the same)."""
+    import psycopg  # noqa: PLC0415 - only this source needs a database driver
+
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
+            return read_models.mismatch(conn)
+    except psycopg.Error:
+        return None
 
 
 async def _application(

@@ -68,9 +68,28 @@ class FileReadModels:
 class PostgresReadModels:
     """The PostgreSQL projection; one short autocommit connection per request."""
 
-    def __init__(self, database_url: str, schema: str | None = None) -> None:
+    def __init__(
+        self, database_url: str, schema: str | None = None, serves: str | None = None
+    ) -> None:
+        """`serves`: the topic prefix this API's commands go to; read models that follow
+        another's topics (projections/deployment.py) are not served beside them."""
         self._url = database_url
         self._schema = schema
+        self._serves = serves
+
+    def mismatch(self, conn: Any) -> str | None:
+        """Why the schema's read models are not this deployment's; None when they may be."""
+        from projections import deployment, pg_reads  # noqa: PLC0415
+
+        schema = self._schema or pg_reads.DEFAULT_SCHEMA
+        followed = deployment.followed(conn, schema)
+        if self._serves is None or followed is None or followed == self._serves:
+            return None
+        return (
+            f"the read models in schema {schema!r} follow the topic prefix {followed!r}, not"
+            f" {self._serves!r} (where this API sends commands): give --schema of this"
+            " deployment's read models"
+        )
 
     @contextlib.contextmanager
     def _projection(self) -> Iterator[Any]:
@@ -83,6 +102,8 @@ class PostgresReadModels:
         schema = self._schema or pg_reads.DEFAULT_SCHEMA
         try:
             with psycopg.connect(self._url, autocommit=True) as conn:
+                if (problem := self.mismatch(conn)) is not None:
+                    raise ApiError(503, problem, None)
                 yield pg_reads.PostgresReadModels(conn, schema=schema)
         except psycopg.errors.UndefinedTable:
             raise ApiError(

@@ -52,6 +52,7 @@ def register(commands: SubParsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import psycopg  # noqa: PLC0415 - heavy imports, only for this command
 
+    from projections.deployment import claim  # noqa: PLC0415
     from projections.pg_tables import OlderLayoutError  # noqa: PLC0415
     from projections.postgres import (  # noqa: PLC0415
         PostgresProjection,
@@ -96,6 +97,16 @@ def run(args: argparse.Namespace) -> int:
                 f"{PROG}: the read models in schema {args.schema!r} follow other topics"
                 f" ({', '.join(others)}), not {settings.topic_prefix!r}'s: give each"
                 " deployment its own --schema, or --reset to rebuild them from these topics",
+                file=sys.stderr,
+            )
+            return 2
+        served = claim(conn, args.schema, settings.topic_prefix, take=args.reset)
+        if served != settings.topic_prefix:
+            # Another prefix's projector took the schema, maybe before it read anything.
+            print(
+                f"{PROG}: the read models in schema {args.schema!r} follow the topic prefix"
+                f" {served!r}, not {settings.topic_prefix!r}: give each deployment its own"
+                " --schema, or --reset to rebuild them from these topics",
                 file=sys.stderr,
             )
             return 2

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from psycopg import sql
 
+from projections.deployment import lock_schema
 from projections.history import HistoryEntry, history_entry
 from projections.pg_reads import PostgresReadModels
 from projections.pg_rows import (
@@ -91,6 +92,7 @@ class PostgresProjection(PostgresReadModels):
         check_layout(self._conn, self.schema)
         trigram = trigram_extension(self._conn)
         with self._conn.transaction():
+            lock_schema(self._conn, self.schema)
             create_tables(self._conn, self._schema)
             create_indexes(self._conn, self._schema, trigram)
 

@@ -39,6 +39,7 @@ import orjson
 import psycopg
 from psycopg import conninfo, sql
 
+from projections.deployment import DEPLOYMENT_TABLE
 from projections.history import history_rank, history_row
 from projections.pg_rows import (
     CONTACT_TYPES,
@@ -433,6 +434,10 @@ def _swap(conn: psycopg.Connection[Any], staging: sql.Identifier, target: sql.Id
             )
         )
     conn.execute(sql.SQL("DROP SCHEMA {}").format(staging))
+    # A file's read models follow no deployment's topics (projections/deployment.py).
+    conn.execute(
+        sql.SQL("DROP TABLE IF EXISTS {}.{}").format(target, sql.Identifier(DEPLOYMENT_TABLE))
+    )
 
 
 class _Clock:

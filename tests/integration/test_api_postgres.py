@@ -8,7 +8,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ops.api_read_models import PostgresReadModels
 from ops.http_api import make_app
+from projections import deployment
 from projections.postgres import PostgresProjection
+from tests.integration.pipeline import cli
 
 pytestmark = pytest.mark.postgres
 
@@ -25,6 +27,36 @@ async def test_the_api_before_any_read_model_answers_503_saying_what_to_run(
         body = await answer.json()
     assert answer.status == 503
     assert "run `dripstream projections run`" in body["error"]
+
+
+async def test_read_models_of_another_prefix_are_not_served_beside_this_ones_commands(
+    fresh_database_url: str,
+) -> None:
+    # given read models a projector of `d.` keeps in the schema
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        PostgresProjection(conn, schema="shared_rm").ensure_schema()
+        deployment.claim(conn, "shared_rm", "d.")
+
+    async def publish(topic: str, event: object) -> None:
+        raise AssertionError("nothing is published by a read")
+
+    # when an API sending commands to `b.`'s topics is started on it: refused at the start
+    started = cli(
+        "api", "--database-url", fresh_database_url, "--schema", "shared_rm",
+        "--topic-prefix", "b.", "--port", "1",
+    )  # fmt: skip
+    assert started.returncode == 2
+    assert "follow the topic prefix 'd.', not 'b.'" in started.stderr
+    # and one whose database came only later answers 503 saying the same; `d.`'s serves them
+    answers = {}
+    for prefix in ("b.", "d."):
+        models = PostgresReadModels(fresh_database_url, "shared_rm", serves=prefix)
+        async with TestClient(TestServer(make_app(publish, models))) as client:
+            answer = await client.get("/sequences")
+            answers[prefix] = (answer.status, await answer.json())
+    assert answers["b."][0] == 503
+    assert "give --schema of this deployment's read models" in answers["b."][1]["error"]
+    assert answers["d."] == (200, [])
 
 
 async def test_the_api_without_its_database_answers_503() -> None:

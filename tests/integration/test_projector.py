@@ -19,6 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
 from effects import outcomes
+from projections import deployment
 from projections.history import HistoryQuery
 from projections.postgres import PostgresProjection
 from projections.stream import Consumed
@@ -240,6 +241,38 @@ def test_read_models_of_another_prefix_are_not_mixed_with_these_topics(
     assert refused.returncode == 2
     assert "follow other topics (other.decisions), not 'dripstream.'" in refused.stderr
     assert "--reset" in refused.stderr
+
+
+def test_a_schema_another_prefixs_projector_took_before_reading_anything_is_refused(
+    database_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    # given a projector of `e.` started on the schema while its topics were still empty
+    # (nothing read: no offsets name its topics)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert deployment.claim(conn, pg_schema, "e.") == "e."
+    # when a projector of `d.` is started on the same schema
+    refused = cli(
+        "projections", "run", "--schema", pg_schema, "--database-url", database_url,
+        "--bootstrap", "127.0.0.1:1", "--topic-prefix", "d.",
+    )  # fmt: skip
+    # then it refuses, naming both, rather than mix the two deployments' rows as they come
+    assert refused.returncode == 2
+    assert f"schema {pg_schema!r} follow the topic prefix 'e.', not 'd.'" in refused.stderr
+    assert "--reset" in refused.stderr
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert deployment.followed(conn, pg_schema) == "e."
+        # a reset gives them to the prefix it rebuilds them from; a file's follow none
+        assert deployment.claim(conn, pg_schema, "d.", take=True) == "d."
+        assert deployment.claim(conn, pg_schema, "e.") == "d."
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in replayed(tmp_path)))
+    loaded = cli(
+        "projections", "rebuild", "--history", str(path), "--schema", pg_schema,
+        "--database-url", database_url,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert deployment.followed(conn, pg_schema) is None
 
 
 @pytest.mark.parametrize("lookup_seconds", [0.0, 2.0])
