@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -391,3 +392,22 @@ async def test_a_failed_lookup_of_the_stored_offsets_stops_the_projector_with_it
     settings = ProjectorSettings(kafka_bootstrap, pipeline_prefix)
     with pytest.raises(psycopg.OperationalError, match="closed the connection"):
         await asyncio.wait_for(run_projector(settings, projection, asyncio.Event()), 60)
+
+
+def test_two_projectors_making_one_new_schema_at_once_both_start(
+    database_url: str, pg_schema: str
+) -> None:
+    # (pg_schema exists already: the read models go in a new one beside it, dropped with it)
+    schema = f"{pg_schema}_new"
+
+    def make() -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            PostgresProjection(conn, schema=schema).ensure_schema()
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            for made in [pool.submit(make) for _ in range(4)]:
+                made.result()  # none fails on PostgreSQL's catalog
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
