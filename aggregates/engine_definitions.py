@@ -8,7 +8,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from aggregates.decisions import SequenceCommandRejected, SequenceDefined, SequenceDeleted
+from aggregates.decisions import (
+    SequenceCommandRejected,
+    SequenceDefined,
+    SequenceDeleted,
+    StepSkipped,
+)
 from aggregates.engine_core import EngineCore
 from aggregates.enrollment import decide_stop, first_not_passed
 from aggregates.outputs import Outputs
@@ -88,10 +93,25 @@ class DefinitionRules(EngineCore):
         # is to be scheduled again: scheduling one may displace another from its minute,
         # and that one must be read at its new place, or be held no place at all.
         again: list[tuple[str, str]] = []
+        kept = {step.id for step in sequence.steps}
         for contact_id in sorted(self.members.get(sequence.id, ())):
             enrollment = self.enrollments[contact_id][sequence.id]
             old = enrollment.next_step
             before = previous.steps[old] if old < len(previous.steps) else None
+            if before is not None and before.id not in kept:
+                # The step it was scheduled for is gone: said, so that every step.scheduled
+                # ends in an executed or skipped one. Not folded: a step it never ran is no
+                # step passed, and the next one's delay counts from the last it did run.
+                out.add(
+                    StepSkipped(
+                        self._clock(),
+                        sequence.id,
+                        contact_id,
+                        enrollment.enrollment_id,
+                        step_id=before.id,
+                        reason="removed",
+                    )
+                )
             index = first_not_passed(sequence.steps, enrollment.passed)
             now = sequence.steps[index] if index < len(sequence.steps) else None
             held = enrollment.due_at is None  # held while the sequence was invalid

@@ -810,6 +810,27 @@ def test_a_step_whose_text_alone_changed_keeps_its_moment() -> None:
     assert out.one("sms.send", step_id="s2")["data"]["body"].startswith("TWO")
 
 
+def test_the_step_an_edit_takes_out_is_told_skipped_and_the_next_counts_from_the_last_run() -> None:
+    # given an enrollment that ran s1 at 14:00 and waits two days for `later`
+    first = sequence(
+        steps=[
+            {"id": "s1", "type": "send_sms", "text": "one"},
+            {"id": "later", "type": "send_sms", "text": "two", "delay": TWO_DAYS},
+            {"id": "s3", "type": "send_sms", "text": "three", "delay": HALF_HOUR},
+        ]
+    )
+    # when an edit at 15:00 takes `later` out
+    cut = {**first, "steps": [first["steps"][0], first["steps"][2]]}
+    out = decide(definitions(first), [created(), tagged(), _apply("2027-07-06T15:00:00Z", cut)])
+    # then `later` is skipped as removed (every step.scheduled ends in a word), and s3,
+    # half an hour after s1 ran, is past due and runs at once
+    skipped = out.one("step.skipped", step_id="later")
+    assert (skipped["time"], skipped["data"]["reason"]) == ("2027-07-06T15:00:00Z", "removed")
+    assert out.one("step.scheduled", step_id="s3")["data"]["due_at"] == "2027-07-06T14:30:00Z"
+    assert out.one("step.executed", step_id="s3")["time"] == "2027-07-06T15:00:00Z"
+    assert out.of("step.executed", step_id="later") == []
+
+
 def test_a_sequence_cut_short_completes_an_enrollment_past_its_end() -> None:
     first = _two_steps({"id": "s2", "type": "send_sms", "text": "two", "delay": TWO_DAYS})
     cut = sequence(steps=[{"id": "s1", "type": "send_sms", "text": "one"}])

@@ -351,7 +351,7 @@ def test_a_subject_of_a_non_contact_event_is_not_compared() -> None:
             {**SAMPLES["step.skipped"], "reason": "bored"},
             "data.reason",
             "must be one of dnc, opted_out, missing_phone, missing_email, outside_us_canada, "
-            "missing_owner",
+            "missing_owner, removed",
         ),
         (
             "dialer.key_pressed",
