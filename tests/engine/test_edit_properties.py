@@ -247,3 +247,31 @@ def test_after_any_edit_deferrals_move_forward_and_no_step_runs_before_it_was_to
 def test_a_history_with_edits_replays_the_same(edited: tuple[World, list[InForce]]) -> None:
     (world, inputs, _), _ = edited
     assert _replay(world, inputs).events == _replay(world, inputs).events
+
+
+@EDIT_SETTINGS
+@given(edited_worlds())
+def test_after_any_edit_every_scheduled_step_ends_in_a_word_before_the_next_is_scheduled(
+    edited: tuple[World, list[InForce]],
+) -> None:
+    # A subscriber following an enrollment sees each step it was told of executed or
+    # skipped (an edit that takes it out: `removed`), or the enrollment end; or, when an
+    # edit put another step before it, that one scheduled while it waits its turn again.
+    (world, inputs, _), in_force = edited
+    out = _replay(world, inputs)
+    waiting: dict[str, str] = {}  # enrollment -> the step it was told is coming
+    for event in out.events:
+        data, kind = event["data"], event["type"]
+        enrollment = data.get("enrollment_id")
+        if kind == "step.scheduled":
+            told = waiting.get(enrollment)
+            steps = _in_force(inputs, in_force, event).sequence["steps"]
+            still_there = told in {step["id"] for step in steps}
+            assert told in (None, data["step_id"]) or still_there, (enrollment, told, data)
+            waiting[enrollment] = data["step_id"]
+        elif (
+            kind in ("step.executed", "step.skipped") and waiting.get(enrollment) == data["step_id"]
+        ):
+            del waiting[enrollment]
+        elif kind in ("enrollment.completed", "enrollment.disenrolled"):
+            waiting.pop(enrollment, None)
