@@ -410,6 +410,9 @@ async def run_kafka_once(
     environment.pop("DATABASE_URL", None)
     if database_url:
         environment["DATABASE_URL"] = with_application_name(database_url, application_name)
+        # A ledger serves one topic prefix (effects/pg_schema.py): each run, on topics of
+        # its own, has a schema of its own.
+        environment["EFFECTS_SCHEMA"] = prefix.rstrip(".").replace(".", "_")
     if args.batch_size:
         environment["EFFECTS_BATCH_SIZE"] = str(args.batch_size)
     if args.worker_tree:

@@ -710,7 +710,8 @@ async def timers(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
                     sms["first"] = now
                 if "end" not in marks:
                     sms["early"] += 1
-            elif event["type"] == "enrollment.enrolled" and event["id"].startswith("end/"):
+            elif event["type"] == "enrollment.enrolled" and event["id"].startswith("end@"):
+                # (an output's id: `<input id>@<input source>@<input time>/<n>`)
                 marks["end"] = now
             elif event["type"] == "enrollment.enrolled" and "first" not in marks:
                 marks["first"] = now

@@ -51,10 +51,13 @@ MB = 1024 * 1024
 BREAKDOWN = {
     "decode (streams.embedded.decode_input)": ("streams/embedded.py", "decode_input"),
     "engine: inputs and due timers (Engine.handle)": ("aggregates/engine.py", "handle"),
-    "engine: of which timers firing (Engine._fire_until)": ("aggregates/engine.py", "_fire_until"),
+    "engine: of which timers firing (Engine._fire_until)": (
+        "aggregates/engine_core.py",
+        "_fire_until",
+    ),
     "engine: of which calendar (adjust_due)": ("aggregates/calendar.py", "adjust_due"),
     "engine: of which contact zone (contact_zone)": ("aggregates/timezones.py", "contact_zone"),
-    "engine: of which CloudEvent building (_Outbox.add)": ("aggregates/engine.py", "add"),
+    "engine: of which CloudEvent building (Outputs.add)": ("aggregates/outputs.py", "add"),
     "engine: timers at the end (Engine.advance)": ("aggregates/engine.py", "advance"),
     "output: encode + write (the sink)": ("bench/bench_replay.py", "sink"),
     "output: of which CloudEvent.encode": ("schemas/envelope.py", "encode"),
@@ -602,8 +605,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.at:
         machine["git_head"] = _git("rev-parse", "--short", args.at)
         machine["git_dirty"] = f"none: a snapshot of {args.at} ({machine['git_head']})"
-    (out_dir / f"results-{spec.name()}.machine.json").write_text(json.dumps(machine, indent=2))
-    progress.write_text("")
     plan: list[tuple[str, int, dict[str, str]]] = [("floor", lines, {}), ("decode", lines, {})]
     if args.profile_events:
         size = min(args.profile_events, lines)
@@ -615,7 +616,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     results = []
     with tempfile.TemporaryDirectory(prefix="dripstream-bench-") as scratch:
+        # The snapshot first: an `--at` that cannot be had leaves the saved results alone.
         code = _snapshot(args.at, Path(scratch)) if args.at else ROOT
+        machine_file = out_dir / f"results-{spec.name()}.machine.json"
+        machine_file.write_text(json.dumps(machine, indent=2))
+        progress.write_text("")
         for kind, size, extra in plan:
             results.append(_run_child(kind, files, size, code, **extra))
             with progress.open("a") as handle:  # kept as it comes: a crash loses one, not all
