@@ -64,6 +64,7 @@ from aiokafka.admin import (  # type: ignore[import-untyped, unused-ignore]
     NewTopic,
 )
 
+from bench.prerequisites import run_main
 from effects.fakes._lean_server import LeanRequest, LeanResponse, LeanServer
 from effects.fakes.senders import FakeSenders
 from effects.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
@@ -671,4 +672,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_main(main))

@@ -49,6 +49,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-u
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 from psycopg import sql
 
+from bench.prerequisites import run_main
 from tests.integration.history import write_history
 
 REPO = Path(__file__).resolve().parents[1]
@@ -910,4 +911,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -36,6 +36,7 @@ import psycopg
 from psycopg import conninfo, sql
 
 from bench.generate_history import HistorySpec, write_history
+from bench.prerequisites import run_main
 from ops.readmodel_cli import REBUILD_BATCH
 from projections.history import EVENT_KINDS, TIMEFRAMES, HistoryQuery, HistoryReport
 from projections.loading import load_into
@@ -526,4 +527,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))
