@@ -917,6 +917,9 @@ class EngineWorker:
         self.reads_lost = False
         self.commands_read = False
         self.buffers = {tp.partition: GroupBuffer(self.topics) for tp in self.assigned}
+        # The records after the stored positions come again: a quiet spell before the
+        # rebuild says nothing about them (it would count every topic read to its end).
+        self.quiet_since = None
         for (topic, group), read in read_to.items():
             if TopicPartition(topic, group) in self.assigned:
                 self.buffers[group].resume(topic, read.mark, read.watermarked)
