@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from ops.service_errors import service_problem
+from ops.service_errors import machine_problem, service_problem
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -70,12 +70,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # would otherwise complain again while flushing stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:
+        # Ctrl-C: the services stop on their own signal handlers; a command in the middle
+        # of its work ends here, its file outputs left as they were (ops/atomic_output.py).
+        print("dripstream: interrupted", file=sys.stderr)
+        return 130
     except Exception as error:
         problem = service_problem(
             error,
             bootstrap=getattr(args, "bootstrap", None),
             database_url=getattr(args, "database_url", None),
-        )
+        ) or machine_problem(error)
         if problem is None:
             raise
         print(f"dripstream: {problem}", file=sys.stderr)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
+from ops.atomic_output import WholeOrNothing, all_done
 from ops.cli_time import moment
 from ops.definition_files import load_or_explain
 from ops.replay_inputs import InputFiles
@@ -110,14 +111,22 @@ def run(args: argparse.Namespace) -> int:
             if opened is None:
                 return 2
             inputs, out, dlq = opened
-            report = _Report(inputs, dlq)
-            stats = _replay_said(definitions, inputs, out, report, args)
+            report = _Report(inputs, dlq.stream if dlq else None)
+            stats = _replay_said(
+                definitions, inputs, out.stream if out else sys.stdout.buffer, report, args
+            )
+            report.close()
+            all_done(out, dlq)  # the run went to its end: the files go in place
     except OSError as error:
-        # Writing failed (a full disk, say): said in one line; --out keeps what was written.
-        target = error.filename or args.out or "the standard output"
+        # Writing failed (a full disk, say): said in one line; --out and --dlq are left as
+        # they were (ops/atomic_output.py).
+        # (a write does not say which file it was: every output the run had is named)
+        named = [str(path) for path in (args.out, args.dlq) if path is not None]
+        if args.out is None:
+            named.insert(0, "the standard output")
+        target = error.filename or " or ".join(named)
         print(f"dripstream: cannot write {target}: {error.strerror}", file=sys.stderr)
         return 2
-    report.close()
     if stats is None:
         return 1
     if stats.beyond_until and stats.first_beyond_until is not None:
@@ -172,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _open(
     files: ExitStack, args: argparse.Namespace
-) -> tuple[InputFiles, IO[bytes], IO[bytes] | None] | None:
+) -> tuple[InputFiles, WholeOrNothing | None, WholeOrNothing | None] | None:
     """The inputs and outputs of the run, opened; None (said on stderr) when one cannot be."""
     inputs = InputFiles([])
     for path in args.events:
@@ -182,8 +191,8 @@ def _open(
             print(f"dripstream: cannot read {path}: {error.strerror}", file=sys.stderr)
             return None
     try:
-        out = files.enter_context(args.out.open("wb")) if args.out else sys.stdout.buffer
-        dlq = files.enter_context(args.dlq.open("wb")) if args.dlq else None
+        out = files.enter_context(WholeOrNothing(args.out)) if args.out else None
+        dlq = files.enter_context(WholeOrNothing(args.dlq)) if args.dlq else None
     except OSError as error:
         print(f"dripstream: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
         return None

@@ -3,8 +3,10 @@ first-run mistakes (the broker not started, a wrong DATABASE_URL) deserve a plai
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 from collections.abc import Iterator
 
 
@@ -54,6 +56,28 @@ def service_problem(
     url = database_url or os.environ.get("DATABASE_URL")
     reason = connect_problem(url) if url else None
     return database_problem(reason or str(database[-1]))
+
+
+def machine_problem(error: BaseException) -> str | None:
+    """What to say when the machine refused what a command asked of it: a port to listen on
+    that another process holds or an address not this machine's (a usage error, like a bad
+    bootstrap address), or a full disk; None for anything else, a bug to show in full."""
+    if isinstance(error, socket.gaierror):
+        reason = error.strerror or str(error)
+        return f"cannot listen on that address: {reason} (--host, --metrics-host, --http-host)"
+    if isinstance(error, OverflowError) and "port" in str(error):
+        return f"cannot listen: {error} (--port, --metrics-port, --http-port)"
+    if not isinstance(error, OSError):
+        return None
+    if error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES) and not error.filename:
+        return (
+            f"cannot listen: {error.strerror} (a port another process holds, or an address not"
+            " this machine's: --port, --metrics-port, --http-port, --host)"
+        )
+    if error.errno == errno.ENOSPC:
+        where = error.filename or "the output"
+        return f"cannot write {where}: {error.strerror}"
+    return None
 
 
 def database_problem(reason: str) -> str:

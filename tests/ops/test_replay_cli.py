@@ -368,7 +368,7 @@ def test_an_output_naming_another_file_of_the_run_stops_with_exit_2_and_empties_
     assert {name: files[name].read_bytes() for name in before} == before
 
 
-def test_a_run_that_dies_keeps_what_it_had_decided_in_out_and_raises(
+def test_a_run_that_dies_leaves_out_as_it_was_and_raises(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a run whose input gives out with an unexpected error after the first two lines
@@ -382,7 +382,7 @@ def test_a_run_that_dies_keeps_what_it_had_decided_in_out_and_raises(
         return real_replay(definitions, failing_lines(lines), *args, **kw)
 
     monkeypatch.setattr(replay_cli, "replay", replay_then_fail)
-    out = tmp_path / "out.jsonl"
+    out = write(tmp_path / "out.jsonl", b"an earlier run's output\n")
 
     # When it runs, the error goes on up
     with pytest.raises(RuntimeError, match="the disk went away"):
@@ -395,9 +395,14 @@ def test_a_run_that_dies_keeps_what_it_had_decided_in_out_and_raises(
             ]
         )  # fmt: skip
 
-    # Then what the first two lines decided is in --out
-    written = [orjson.loads(line) for line in out.read_bytes().splitlines()]
-    assert [e["data"]["contact_id"] for e in written if e["type"] == "sms.send"] == ["c-1"]
+    # Then --out is as it was (half a replay would look like a whole one), and nothing of
+    # the run is left beside it
+    assert out.read_bytes() == b"an earlier run's output\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "events.jsonl",
+        "out.jsonl",
+        "sequences.yaml",
+    ]
 
 
 def test_a_dnc_that_is_not_a_boolean_is_a_dead_letter_and_leaves_the_contact_reachable(
@@ -801,3 +806,40 @@ def test_the_events_past_until_are_said_with_where_they_start(
         "2 event(s) from the first one after --until on (at line 2) were not processed,"
         " 1 of them timed before --until" in said
     )
+
+
+@pytest.mark.parametrize("failure", ["dlq refused", "interrupted"])
+def test_a_run_that_cannot_finish_leaves_every_output_as_it_was(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    failure: str,
+) -> None:
+    # given outputs an earlier run left
+    out = write(tmp_path / "out.jsonl", b"earlier decisions\n")
+    dlq = write(tmp_path / "dlq.jsonl", b"earlier dead letters\n")
+    arguments = [
+        "replay",
+        "--sequences", str(write(tmp_path / "sequences.yaml", ONLY_SEQUENCES)),
+        "--events", str(write(tmp_path / "events.jsonl", b"\n".join(good_lines()))),
+        "--out", str(out),
+    ]  # fmt: skip
+    if failure == "dlq refused":
+        # when the second output cannot be made (a folder that takes no new file)
+        arguments += ["--dlq", "/proc/no-such-file"]
+        expected = 2
+    else:
+        # when the run is interrupted (Ctrl-C) in the middle
+        def interrupted(*args: Any, **kw: Any) -> Any:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(replay_cli, "replay", interrupted)
+        arguments += ["--dlq", str(dlq)]
+        expected = 130
+    code = main(arguments)
+    # then it says so, and neither file is emptied or half written
+    assert code == expected
+    assert "dripstream: " in capsys.readouterr().err
+    assert out.read_bytes() == b"earlier decisions\n"
+    assert dlq.read_bytes() == b"earlier dead letters\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]

@@ -1,7 +1,10 @@
-"""A broker or database that cannot be reached: one line naming it, exit 2, no traceback."""
+"""A broker or database that cannot be reached, a port in use, a full disk: one line naming
+it, exit 2, no traceback."""
 
 from __future__ import annotations
 
+import errno
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +14,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError  # type: ignore[import-untyped]
 
 from ops.cli import main
-from ops.service_errors import service_problem
+from ops.service_errors import machine_problem, service_problem
 
 BROKER_DOWN = (
     "dripstream: cannot reach Kafka at 127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS, --bootstrap):"
@@ -162,3 +165,18 @@ def test_topics_dump_from_a_broker_that_is_down_says_one_line_and_nothing_else()
         "dripstream: cannot reach Kafka at 127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS, --bootstrap):"
         " is the broker running?"
     ]
+
+
+def test_a_port_in_use_an_unknown_host_and_a_full_disk_are_one_line_each() -> None:
+    in_use = OSError(errno.EADDRINUSE, "error while attempting to bind: address already in use")
+    assert (machine_problem(in_use) or "").startswith("cannot listen: error while attempting")
+    unknown = socket.gaierror(-2, "Name or service not known")
+    assert machine_problem(unknown) == (
+        "cannot listen on that address: Name or service not known"
+        " (--host, --metrics-host, --http-host)"
+    )
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert machine_problem(full) == "cannot write the output: No space left on device"
+    # anything else is a bug, shown in full
+    assert machine_problem(OSError(errno.ENOENT, "No such file", "x")) is None
+    assert machine_problem(ValueError("port")) is None
