@@ -17,9 +17,12 @@ _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 def schema_problem(schema: str | None) -> str | None:
     """Why `schema` cannot be the effect processors' schema; None when it can."""
-    if schema is None or _NAME.fullmatch(schema):
+    if schema is None or (_NAME.fullmatch(schema) and not schema.startswith("pg_")):
         return None
-    return f"a lower-case PostgreSQL name (letters, digits, _; at most 63), got {schema!r}"
+    return (
+        "a lower-case PostgreSQL name (letters, digits, _; at most 63; not pg_…, which are"
+        f" PostgreSQL's own), got {schema!r}"
+    )
 
 
 def in_schema(url: str, schema: str | None) -> str:

@@ -19,7 +19,7 @@ from ops.api_read_models import FileReadModels, PostgresReadModels, ReadModelSou
 from ops.cli_groups import SubParsers
 from ops.http_api import Publish, make_app
 from ops.service_errors import database_problem, malformed_database_url
-from ops.settings import Settings, add_kafka_flags, listen_port
+from ops.settings import Settings, add_kafka_flags, listen_port, schema_name
 from schemas.definitions import DefinitionRejected, account_with_defaults, load_definition_file
 from schemas.envelope import STRUCTURED_HEADERS, CloudEvent
 from streams.outages import start_quietly
@@ -46,7 +46,10 @@ def register(commands: SubParsers) -> None:
     )
     add_kafka_flags(parser, env, database=True)
     parser.add_argument(
-        "--schema", default=None, help="PostgreSQL schema of the read models (default readmodels)"
+        "--schema",
+        type=schema_name,
+        default=None,
+        help="PostgreSQL schema of the read models (default readmodels)",
     )
     parser.add_argument(
         "--account",

@@ -13,7 +13,14 @@ from typing import Any
 
 from effects.settings import EffectsSettings, SettingsError, environment_variables
 from ops.service_errors import connect_problem, database_problem
-from ops.settings import PREFIX_HELP, Settings, bootstrap_servers, listen_port
+from ops.settings import (
+    PREFIX_HELP,
+    Settings,
+    bootstrap_servers,
+    listen_port,
+    topic_prefix,
+    topic_prefix_problem,
+)
 
 HELP_ENV = ", ".join(sorted(set(environment_variables().values())))
 
@@ -45,7 +52,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--http-port", type=listen_port, help="port of the callback server")
     parser.add_argument("--http-host", help="address the callback server listens on")
     parser.add_argument("--public-url", help="base URL providers reach the callbacks at")
-    parser.add_argument("--topic-prefix", help=PREFIX_HELP)
+    parser.add_argument("--topic-prefix", type=topic_prefix, help=PREFIX_HELP)
     parser.add_argument(
         "--consumer-group",
         help="Kafka consumer group (EFFECTS_CONSUMER_GROUP; default <topic prefix>effects)",
@@ -99,6 +106,8 @@ def settings_from(args: argparse.Namespace) -> EffectsSettings:
     }
     settings = base.with_overrides(**overrides)
     settings.check()
+    if (problem := topic_prefix_problem(settings.topic_prefix)) is not None:
+        raise SettingsError(f"DRIPSTREAM_TOPIC_PREFIX: {problem}")
     return settings
 
 

@@ -17,7 +17,7 @@ from ops.cli_groups import SubParsers, get_or_create_group
 from ops.cli_time import moment
 from ops.definition_files import load_or_explain
 from ops.service_errors import quiet_kafka_client
-from ops.settings import Settings, add_kafka_flags, at_least_one, listen_port
+from ops.settings import Settings, add_kafka_flags, at_least_one, listen_port, schema_name
 from schemas.envelope import (
     ENGINE_SOURCE,
     STRUCTURED_HEADERS,
@@ -69,7 +69,10 @@ def register(commands: SubParsers) -> None:
         "--no-relay", action="store_true", help="do not publish the outbox from this process"
     )
     worker.add_argument(
-        "--schema", default="public", help="PostgreSQL schema of the engine's tables"
+        "--schema",
+        type=schema_name,
+        default="public",
+        help="PostgreSQL schema of the engine's tables",
     )
     worker.add_argument(
         "--processes",

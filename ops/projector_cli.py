@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.service_errors import database_problem
-from ops.settings import PREFIX_HELP, Settings, bootstrap_servers
+from ops.settings import (
+    PREFIX_HELP,
+    Settings,
+    bootstrap_servers,
+    schema_name,
+    topic_prefix,
+    topic_prefix_problem,
+)
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -37,9 +44,11 @@ def register(commands: SubParsers) -> None:
         default=Settings.from_environment().bootstrap_servers,
         help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
     )
-    parser.add_argument("--topic-prefix", help=PREFIX_HELP)
+    parser.add_argument("--topic-prefix", type=topic_prefix, help=PREFIX_HELP)
     parser.add_argument("--database-url", metavar="URL", help="PostgreSQL (DATABASE_URL)")
-    parser.add_argument("--schema", default="readmodels", help="schema of the read models")
+    parser.add_argument(
+        "--schema", type=schema_name, default="readmodels", help="schema of the read models"
+    )
     parser.add_argument(
         "--reset",
         action="store_true",
@@ -67,10 +76,12 @@ def run(args: argparse.Namespace) -> int:
     if not url:
         print(f"{PROG}: no PostgreSQL: set DATABASE_URL or --database-url", file=sys.stderr)
         return 2
+    prefix = args.topic_prefix if args.topic_prefix is not None else env.topic_prefix
+    if (problem := topic_prefix_problem(prefix)) is not None:
+        print(f"{PROG}: DRIPSTREAM_TOPIC_PREFIX: {problem}", file=sys.stderr)
+        return 2
     settings = ProjectorSettings(
-        bootstrap_servers=args.bootstrap,
-        topic_prefix=args.topic_prefix if args.topic_prefix is not None else env.topic_prefix,
-        schema=args.schema,
+        bootstrap_servers=args.bootstrap, topic_prefix=prefix, schema=args.schema
     )
     try:
         conn = psycopg.connect(url, autocommit=True)

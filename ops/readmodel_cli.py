@@ -22,7 +22,7 @@ from ops.history_files import JoinedFiles, joined
 from ops.json_out import write_json
 from ops.sequence_text import contacts_text, sequence_text
 from ops.service_errors import database_problem
-from ops.settings import at_least_one, whole_number
+from ops.settings import at_least_one, schema_name, whole_number
 from ops.text_table import cell, local_time, table
 from projections.base import Projection
 from projections.contacts_view import ContactsView
@@ -92,7 +92,10 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--database-url", metavar="URL", help="PostgreSQL (default: $DATABASE_URL)")
     parser.add_argument(
-        "--schema", default=DEFAULT_SCHEMA, help=f"PostgreSQL schema (default: {DEFAULT_SCHEMA})"
+        "--schema",
+        type=schema_name,
+        default=DEFAULT_SCHEMA,
+        help=f"PostgreSQL schema (default: {DEFAULT_SCHEMA})",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -213,7 +216,7 @@ def add_projections_rebuild(projections: SubParsers) -> None:
         "them: --resume with the same files, in the same order)",
     )
     parser.add_argument("--database-url", metavar="URL", help="PostgreSQL (default: $DATABASE_URL)")
-    parser.add_argument("--schema", default=DEFAULT_SCHEMA)
+    parser.add_argument("--schema", type=schema_name, default=DEFAULT_SCHEMA)
     parser.add_argument(
         "--resume", action="store_true", help="keep the tables; apply the lines not yet applied"
     )

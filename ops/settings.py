@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -37,6 +38,44 @@ def bootstrap_servers(text: str) -> str:
             raise argparse.ArgumentTypeError(
                 f"{address.strip()!r} is not host:port with a port from 1 to 65535"
             )
+    return text
+
+
+# Kafka's topic names: these characters, at most 249; the longest suffix the prefix takes
+# is `relay-position`.
+_TOPIC_CHARACTERS = re.compile(r"[A-Za-z0-9._-]*")
+_LONGEST_SUFFIX = len("relay-position")
+_SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def topic_prefix_problem(prefix: str) -> str | None:
+    """Why topics named `prefix` + a topic cannot exist (the clients would wait for ever
+    for metadata of a topic the broker refuses to make); None when they can."""
+    if not _TOPIC_CHARACTERS.fullmatch(prefix):
+        return f"{prefix!r}: a topic prefix takes only letters, digits, '.', '_' and '-'"
+    if len(prefix) + _LONGEST_SUFFIX > 249:
+        return f"a topic prefix of at most {249 - _LONGEST_SUFFIX} characters, got {len(prefix)}"
+    return None
+
+
+def topic_prefix(text: str) -> str:
+    """A topic prefix, for argparse's `type=` (DRIPSTREAM_TOPIC_PREFIX is checked as the
+    default it gives)."""
+    if (problem := topic_prefix_problem(text)) is not None:
+        raise argparse.ArgumentTypeError(f"{problem} (DRIPSTREAM_TOPIC_PREFIX, --topic-prefix)")
+    return text
+
+
+def schema_name(text: str) -> str:
+    """A PostgreSQL schema of dripstream's tables, for argparse's `type=`: a plain name, not
+    one of PostgreSQL's own (`pg_…`)."""
+    if not _SCHEMA.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a plain PostgreSQL name (a letter or _, then letters, digits, _;"
+            " at most 63)"
+        )
+    if text.lower().startswith("pg_"):
+        raise argparse.ArgumentTypeError(f"{text!r}: names starting pg_ are PostgreSQL's own")
     return text
 
 
@@ -77,7 +116,9 @@ def add_kafka_flags(
         default=env.bootstrap_servers,
         help="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
     )
-    parser.add_argument("--topic-prefix", default=env.topic_prefix, help=PREFIX_HELP)
+    parser.add_argument(
+        "--topic-prefix", type=topic_prefix, default=env.topic_prefix, help=PREFIX_HELP
+    )
     if database:
         parser.add_argument(
             "--database-url", default=env.database_url, help="PostgreSQL URL (DATABASE_URL)"

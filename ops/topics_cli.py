@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import orjson
 
+from ops.atomic_output import WholeOrNothing, all_done
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.service_errors import quiet_kafka_client
 from ops.settings import Settings, add_kafka_flags, at_least_one
@@ -270,10 +271,14 @@ def run_dump(args: argparse.Namespace) -> int:
         if args.out is None:
             _write(sys.stdout.buffer, lines)
         else:
-            with args.out.open("wb") as out:
-                _write(out, lines)
+            with WholeOrNothing(args.out) as out:  # a dump cut short leaves --out as it was
+                _write(out.stream, lines)
+                all_done(out)
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`): not an error (ops/cli.py)
     except OSError as error:
-        print(f"dripstream topics dump: cannot write {args.out}: {error.strerror}", file=sys.stderr)
+        target = args.out or "the standard output"
+        print(f"dripstream topics dump: cannot write {target}: {error.strerror}", file=sys.stderr)
         return 2
     print(
         f"dumped {len(lines)} record(s) from {', '.join(args.topics)}", file=sys.stderr, flush=True
