@@ -433,8 +433,18 @@ def run_rebuild(args: argparse.Namespace) -> int:
         return _rebuild(args, stream)
 
 
+def _defines_a_sequence(path: Path) -> bool:
+    """Whether the stream holds a `sequence.defined` (an output stream starts with them)."""
+    with path.open("rb") as lines:
+        return any(b'"sequence.defined"' in line for line in lines)
+
+
 def _rebuild(args: argparse.Namespace, stream: JoinedFiles) -> int:
     path = stream.path
+    if not _defines_a_sequence(path):
+        # An input file, say: the read models in place would be replaced by empty ones.
+        _say(_no_definitions(args.history) + "; the read models were left as they were")
+        return 2
     bar = ProgressBar(sum(lines for _, lines in stream.parts), sys.stderr)
     try:
         with _connect(args, NO_DATABASE) as projection:
@@ -450,8 +460,10 @@ def _rebuild(args: argparse.Namespace, stream: JoinedFiles) -> int:
         bar.stop()
         _say(str(failed))
         return 2
-    for problem in errors:
+    for problem in errors[:BAD_LINES_SHOWN]:
         _say(problem.describe(*stream.origin(problem.line)))
+    if len(errors) > BAD_LINES_SHOWN:
+        _say(f"{len(errors) - BAD_LINES_SHOWN:,} more bad lines not shown ({len(errors):,} in all)")
     print(f"{PROG}: {applied} events applied from {_names(args.history)}; position {position}")
     return 1 if errors else 0
 

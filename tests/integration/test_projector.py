@@ -411,3 +411,28 @@ def test_two_projectors_making_one_new_schema_at_once_both_start(
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_a_rebuild_from_a_file_with_no_sequence_defined_leaves_the_read_models_alone(
+    projection: PostgresProjection, database_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    # given read models of a replay's output
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in replayed(tmp_path)))
+    loaded = cli(
+        "projections", "rebuild", "--history", str(path), "--schema", pg_schema,
+        "--database-url", database_url,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    before = projection.sequence_rows()
+    assert before
+    # when a rebuild is given the replay's input instead (no decision in it)
+    inputs = welcome_dir() / "welcome.events.jsonl"
+    refused = cli(
+        "projections", "rebuild", "--history", str(inputs), "--schema", pg_schema,
+        "--database-url", database_url,
+    )  # fmt: skip
+    # then it says why, and the read models are as they were
+    assert refused.returncode == 2
+    assert "no sequence.defined in it" in refused.stderr
+    assert projection.sequence_rows() == before
