@@ -132,11 +132,32 @@ def run(args: argparse.Namespace) -> int:
         if args.commands is not None:
             from effects.filerun import run_commands_file  # noqa: PLC0415 - heavy imports
 
+            if (problem := _file_problem(args.commands, args.outcomes)) is not None:
+                print(f"dripstream effects: {problem}", file=sys.stderr)
+                return 2
+
             return asyncio.run(run_commands_file(settings, args.commands, args.outcomes))
         return asyncio.run(_run_worker(settings))
     except (CredentialsRefused, AnotherDeploymentsLedgerError) as error:
         print(f"dripstream effects: {error}", file=sys.stderr)
         return 2
+
+
+def _file_problem(commands: Path, outcomes: Path | None) -> str | None:
+    """Why the commands cannot be read or the outcomes appended, said before any command
+    is carried out (a run that stopped there would have sent some and recorded nothing)."""
+    try:
+        with commands.open("rb"):
+            pass
+    except OSError as error:
+        return f"cannot read {commands} (--commands): {error.strerror}"
+    if outcomes is not None:
+        try:
+            with outcomes.open("ab"):
+                pass
+        except OSError as error:
+            return f"cannot write {outcomes} (--outcomes): {error.strerror}"
+    return None
 
 
 async def _run_worker(settings: EffectsSettings) -> int:

@@ -1,14 +1,16 @@
-"""The command line loads only the modules of the command being run."""
+"""The command line loads only the modules of the command being run, and refuses files it
+cannot use before it does anything."""
 
 from __future__ import annotations
 
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from ops.cli import COMMAND_MODULES, build_parser
+from ops.cli import COMMAND_MODULES, build_parser, main
 
 
 def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -60,3 +62,23 @@ def test_replay_does_not_import_the_servers_and_clients() -> None:
         [sys.executable, "-c", probe], check=True, capture_output=True, text=True
     ).stdout.split()
     assert loaded == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--commands", "{tmp}/none.jsonl"], "cannot read {tmp}/none.jsonl (--commands): No such"),
+        (["--commands", "{tmp}"], "cannot read {tmp} (--commands): Is a directory"),
+        (
+            ["--commands", "{tmp}/c.jsonl", "--outcomes", "{tmp}/no/dir"],
+            "cannot write {tmp}/no/dir (--outcomes): No such file",
+        ),
+    ],
+)
+def test_effects_over_files_it_cannot_use_says_so_before_carrying_out_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], said: str
+) -> None:
+    (tmp_path / "c.jsonl").write_bytes(b"")
+    arguments = [part.format(tmp=tmp_path) for part in extra]
+    assert main(["effects", *arguments]) == 2
+    assert f"dripstream effects: {said.format(tmp=tmp_path)}" in capsys.readouterr().err
