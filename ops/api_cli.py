@@ -100,7 +100,9 @@ def run_api(args: argparse.Namespace) -> int:
     read_models: ReadModelSource
     if args.history is not None:
         try:
-            read_models = FileReadModels.load(*args.history)
+            read_models = FileReadModels.load(
+                *args.history, say=lambda text: print(f"{PROG}: {text}", file=sys.stderr)
+            )
         except OSError as error:
             print(f"{PROG}: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
             return 2

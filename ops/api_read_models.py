@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 from ops.api_errors import ApiError
 from projections.history import HistoryQuery
-from projections.loading import ReadModels, load_file
+from projections.loading import ReadModels, load_into
 from projections.sequence_contacts import SequenceContactsQuery, contacts_of
 from projections.sequence_detail import detail_of
 
@@ -33,6 +33,9 @@ class ReadModelSource(Protocol):
     def contact(self, contact_id: str) -> dict[str, Any] | None: ...
 
 
+BAD_LINES_SHOWN = 20  # of each file, as the read commands show them
+
+
 class FileReadModels:
     """The in-memory projections, loaded once from an output stream (`--history FILE`)."""
 
@@ -40,9 +43,18 @@ class FileReadModels:
         self._models = models
 
     @classmethod
-    def load(cls, *paths: Path | str) -> FileReadModels:
-        """The read models of these files, read one after the other."""
-        models, _errors = load_file(*paths)
+    def load(cls, *paths: Path | str, say: Callable[[str], None] | None = None) -> FileReadModels:
+        """The read models of these files, read one after the other; their bad lines told
+        to `say` (the first 20 of each file, the rest counted), as the read commands do."""
+        models = ReadModels()
+        for path in paths:
+            errors = load_into(path, *models.all())
+            if say is None:
+                continue
+            for problem in errors[:BAD_LINES_SHOWN]:
+                say(problem.describe(path))
+            if len(errors) > BAD_LINES_SHOWN:
+                say(f"{path}: {len(errors) - BAD_LINES_SHOWN:,} more bad lines not shown")
         return cls(models)
 
     def sequences(self) -> list[dict[str, Any]]:

@@ -47,6 +47,7 @@ HISTORY_ROWS = 15
 TEXT_WIDTH = 60
 EFFECT_HEADERS = ("TIME", "CHANNEL", "TO", "TEXT", "EFFECT ID", "OUTCOME")
 OUTPUT_FILES = ("decisions.jsonl", "outcomes.jsonl", "rejected.jsonl")
+BAD_LINES_SAID = 20  # on stderr, of the events given; the report lists them all
 
 # The fake Twilio plays a landline for this number, so the demo shows a refused text too.
 LANDLINE = DEMO_LANDLINE_NUMBER
@@ -183,8 +184,15 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(report(demo, args.out))
-    # Rejections are part of the bundled day; in someone's own input they count, as in replay.
-    return 1 if demo.rejected and not demo.bundled_events else 0
+    # Rejections are part of the bundled day; in someone's own input they count, as in replay
+    # (and are said on stderr too, as replay says them: the report may go to a file).
+    if demo.rejected and not demo.bundled_events:
+        for line in demo.rejected[:BAD_LINES_SAID]:
+            _say(line.message())
+        if len(demo.rejected) > BAD_LINES_SAID:
+            _say(f"{len(demo.rejected) - BAD_LINES_SAID} more bad line(s) not shown")
+        return 1
+    return 0
 
 
 def _label(given: Path | None, bundled: Path) -> str:

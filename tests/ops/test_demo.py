@@ -276,3 +276,16 @@ def test_a_reader_that_stops_early_gets_no_traceback() -> None:
     err = reader.stderr.read().decode()
     assert "Traceback" not in err
     assert status == 0
+
+
+def test_bad_lines_of_ones_own_events_are_said_on_stderr_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (the report, which lists them too, may go to a file; replay says them on stderr)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b'garbage\n{"x": 1}\n')
+    code, _report = run(["--events", str(events)])
+    assert code == 1
+    said = capsys.readouterr().err
+    assert "line 1: event: not valid JSON" in said
+    assert "line 2: specversion: is required" in said

@@ -1132,3 +1132,12 @@ async def test_a_broker_that_does_not_answer_is_a_503_not_a_hang(
     assert response.status == 503, body
     assert body["error"].startswith("cannot reach Kafka (TimeoutError)")
     assert "same Idempotency-Key" in body["error"]
+
+
+def test_an_api_over_a_file_tells_its_bad_lines_and_serves_the_rest(tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    history.write_bytes(b"garbage\n" * 25)
+    said: list[str] = []
+    FileReadModels.load(history, say=said.append)
+    assert said[0].startswith(f"{history}:1: not JSON")
+    assert said[20:] == [f"{history}: 5 more bad lines not shown"]
