@@ -127,6 +127,11 @@ class EffectsSettings:
     def check(self) -> None:
         if (problem := schema_problem(self.schema)) is not None:
             raise SettingsError(f"EFFECTS_SCHEMA: {problem}")
+        public = self.public_base_url
+        if public and (not public.startswith(("https://", "http://")) or public.endswith("://")):
+            # Providers would be given callback URLs they cannot call (and Twilio's
+            # signatures are checked against it): said at the start, not at the first send.
+            raise SettingsError(f"EFFECTS_PUBLIC_URL: must be an http(s) URL, got {public!r}")
         if self.twilio_transport not in {"async", "aiohttp", "threads"}:
             raise SettingsError("EFFECTS_TWILIO_TRANSPORT: must be async, aiohttp or threads")
         positive = {

@@ -17,7 +17,13 @@ from ops.cli_groups import SubParsers, get_or_create_group
 from ops.cli_time import moment
 from ops.definition_files import load_or_explain
 from ops.service_errors import quiet_kafka_client
-from ops.settings import Settings, add_kafka_flags, at_least_one, listen_port, schema_name
+from ops.settings import (
+    Settings,
+    add_kafka_flags,
+    listen_port,
+    processes,
+    schema_name,
+)
 from schemas.envelope import (
     ENGINE_SOURCE,
     STRUCTURED_HEADERS,
@@ -76,7 +82,7 @@ def register(commands: SubParsers) -> None:
     )
     worker.add_argument(
         "--processes",
-        type=at_least_one,
+        type=processes,
         default=1,
         help="workers to run in this consumer group, one process each (one per core);"
         " once a sequence has a throttle or owner changes, one of them takes every"

@@ -98,6 +98,18 @@ def at_least_one(text: str) -> int:
     return value
 
 
+def processes(text: str) -> int:
+    """A count of worker processes, for argparse's `type=`: at least 1, and not so many
+    that they only take the cores from each other (four a core; eight at least)."""
+    value = at_least_one(text)
+    most = max(8, 4 * (os.cpu_count() or 1))
+    if value > most:
+        raise argparse.ArgumentTypeError(
+            f"{value} processes on {os.cpu_count()} core(s): at most {most} (one a core is best)"
+        )
+    return value
+
+
 def listen_port(text: str) -> int:
     """A TCP port to serve on, for argparse's `type=`."""
     if not text.isdigit() or not 0 < int(text) < 65536:

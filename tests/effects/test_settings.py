@@ -57,6 +57,8 @@ def test_defaults_reach_the_real_providers() -> None:
         ({"EFFECTS_CONCURRENCY": "many"}, "EFFECTS_CONCURRENCY: expected a number"),
         ({"EFFECTS_LINE_RATE": "0"}, "EFFECTS_LINE_RATE: must be positive"),
         ({"EFFECTS_TWILIO_TRANSPORT": "carrier-pigeon"}, "EFFECTS_TWILIO_TRANSPORT"),
+        ({"EFFECTS_PUBLIC_URL": "nonsense"}, "EFFECTS_PUBLIC_URL: must be an http"),
+        ({"EFFECTS_PUBLIC_URL": "https://"}, "EFFECTS_PUBLIC_URL: must be an http"),
     ],
 )
 def test_a_bad_setting_names_its_variable(environment: dict[str, str], message: str) -> None:

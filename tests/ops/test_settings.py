@@ -1,5 +1,6 @@
 """Settings from the environment: a variable set but empty is not set (its default holds);
-a topic prefix or schema that cannot be is refused before anything connects."""
+a topic prefix, schema or process count that cannot be is refused before anything
+connects."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def test_an_empty_topic_prefix_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
         (["worker", "--schema", ""], "is not a plain PostgreSQL name"),
         (["projections", "run", "--schema", "pg_catalog"], "names starting pg_ are"),
         (["sequences", "list", "--schema", "two words"], "is not a plain PostgreSQL name"),
+        (["worker", "--processes", "1000"], "one a core is best"),
     ],
 )
 def test_a_topic_prefix_or_schema_that_cannot_be_is_a_usage_error(
