@@ -126,9 +126,10 @@ class EffectsSettings:
 
     def check(self) -> None:
         if (problem := schema_problem(self.schema)) is not None:
-            raise SettingsError(f"EFFECTS_SCHEMA: {problem}")
+            raise SettingsError(f"EFFECTS_SCHEMA (--schema): {problem}")
         public = self.public_base_url
-        if public and (not public.startswith(("https://", "http://")) or public.endswith("://")):
+        scheme_ok = public and public.lower().startswith(("https://", "http://"))
+        if public and (not scheme_ok or public.endswith("://")):
             # Providers would be given callback URLs they cannot call (and Twilio's
             # signatures are checked against it): said at the start, not at the first send.
             raise SettingsError(f"EFFECTS_PUBLIC_URL: must be an http(s) URL, got {public!r}")

@@ -2,12 +2,14 @@
 it and put in place only when the command says the run is done, so a run that fails or is
 interrupted (a full disk, a refused second output, Ctrl-C) leaves the file as it was, never
 half a replay that looks like a whole one. A target that is no regular file (/dev/stdout,
-a pipe) is written as is."""
+a pipe) is written as is; the file keeps its mode (a new one gets the umask's), and a
+link to it stays a link."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -20,7 +22,8 @@ class WholeOrNothing:
     it leaves `path` as it was."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        # A link is followed: the file it names is replaced, the link stays.
+        self.path = Path(os.path.realpath(path))
         self._temporary: str | None = None
         self.stream: IO[bytes]
 
@@ -34,6 +37,9 @@ class WholeOrNothing:
             )
         except OSError as error:
             raise OSError(error.errno, error.strerror, str(self.path)) from None
+        # The mode the file would have had written in place: its own when it exists, else
+        # what the umask leaves of rw-rw-rw- (mkstemp makes rw------- files).
+        os.chmod(self._temporary, _mode_for(self.path))
         self.stream = os.fdopen(handle, "wb")
         return self
 
@@ -63,3 +69,11 @@ def all_done(*outputs: WholeOrNothing | None) -> None:
         output.stream.close()  # flushes: a full disk says so here
     for output in chosen:
         output._place()
+
+
+def _mode_for(path: Path) -> int:
+    with contextlib.suppress(OSError):
+        return stat.S_IMODE(path.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

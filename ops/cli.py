@@ -6,6 +6,7 @@ import argparse
 import importlib
 import io
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -53,12 +54,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         # Tables on a terminal whose encoding lacks a name's letters show a stand-in rather
         # than end the command (JSON goes out as UTF-8: ops/json_out.py; stderr keeps
         # Python's escapes).
         sys.stdout.reconfigure(errors="replace")
+    if argv is None:
+        # SIGTERM ends a command as Ctrl-C does, unwinding (a replay's --out is then left as
+        # it was, not beside a partial file); the services install their own handlers.
+        signal.signal(signal.SIGTERM, _terminated)
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(arguments[0] if arguments else None)
     args = parser.parse_args(arguments)

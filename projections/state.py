@@ -205,7 +205,10 @@ class EnrollmentBook:
         if kind in DONE_STEP_TYPES:
             step_id = text_of(data, "step_id")
             if step_id is not None:
-                enrollment.steps_done.add(step_id)
+                # A step an edit took out is not done: an edit that puts it back schedules
+                # it again, and it runs then.
+                if data.get("reason") != "removed":
+                    enrollment.steps_done.add(step_id)
                 if enrollment.next_step_id == step_id:
                     enrollment.next_step_id = enrollment.next_due_at = None
         elif kind in SCHEDULE_TYPES:

@@ -10,7 +10,6 @@ from typing import NamedTuple
 
 from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
-from aggregates.timer_queue import alone
 from schemas.validation import decode_stored
 from streams import snapshots
 from streams.snapshots import Snapshot
@@ -126,7 +125,6 @@ class _Rebuild:
         # What was decided is replayed as it was: an input stored before a check of today
         # refused its kind must not stop the rebuild.
         event = decode_stored(item.event)
-        assert isinstance(item.partition, int)  # an input's own
         self.replayed += 1
         if event.type in DEFINITION_COMMANDS:
             # Its change is adopted by version, where each group took it: decided here, it
@@ -135,7 +133,7 @@ class _Rebuild:
             return
         try:
             if item.at is not None:  # decided by the wall clock
-                self.engine.handle(event, at=item.at, partition=alone(item.partition))
+                self.engine.handle(event, at=item.at, partition=item.partition)
             else:
                 self.engine.handle(event, partition=item.partition)
         except ReusedIdentityError:

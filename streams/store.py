@@ -30,7 +30,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
 
-from aggregates.timer_queue import Partitions
+from aggregates.timer_queue import Partitions, alone
 from schemas.envelope import CloudEvent, format_time, parse_time
 from streams.ordering import UNPLACED, Mark
 
@@ -118,13 +118,17 @@ class InputRecord:
     event: bytes
 
     def stored(self) -> StoredEvent:
-        state = orjson.dumps(
-            {
-                "at": format_time(self.at) if self.at else None,
-                "definitions": self.definitions,
-                "event": orjson.Fragment(self.event),
-            }
-        )
+        fields: dict[str, Any] = {
+            "at": format_time(self.at) if self.at else None,
+            "definitions": self.definitions,
+            "event": orjson.Fragment(self.event),
+        }
+        if self.at is not None:
+            # Decided on the wall clock after its own partition's due timers alone (an
+            # input stored by an earlier release, without the mark, fired every partition's
+            # the worker held, and is replayed so).
+            fields["own_timers"] = True
+        state = orjson.dumps(fields)
         return StoredEvent(
             originator_id=f"in:{self.topic}:{self.partition}",
             originator_version=self.offset,
@@ -142,8 +146,8 @@ class Replayable:
     at: datetime | None
     definitions: int
     event: bytes | None
-    # An input's partition; a tick's: the event clock's one, or on the wall clock the
-    # partitions of the streams the worker held (it fired only their timers).
+    # Whose due timers fired before it: an input's (`_input_partitions`), a tick's (the
+    # event clock's partition, or on the wall clock those of the streams the worker held).
     partition: Partitions
 
 
@@ -410,6 +414,16 @@ class EngineRecorder(PostgresProcessRecorder):
             curs.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, schema))
 
 
+def _input_partitions(topic: str, at: datetime | None, state: dict[str, Any]) -> Partitions:
+    """Whose due timers fired before an input: under the event clock, its partition's by
+    that partition's clock; on the wall clock, its partition's alone, or every one the
+    deciding worker held when an earlier release stored it (None: the rebuild's all)."""
+    partition = int(topic.rsplit(":", 1)[1])
+    if at is None:
+        return partition
+    return alone(partition) if state.get("own_timers") else None
+
+
 def _tick_partitions(state: dict[str, Any]) -> Partitions:
     """Whose timers a tick fired: the event clock's partition, else those of the streams
     the worker held (a rebuild holding more must not fire the others' timers there: their
@@ -609,14 +623,13 @@ class EngineStore:
                 if note.topic in wanted:
                     state = orjson.loads(note.state)
                     at = parse_time(state["at"]) if state["at"] else None
-                    partition = int(note.topic.rsplit(":", 1)[1])
                     yield Replayable(
                         note.id,
                         "input",
                         at,
                         int(state["definitions"]),
                         orjson.dumps(state["event"]),
-                        partition,
+                        _input_partitions(note.topic, at, state),
                     )
                 elif note.topic == TICK_TOPIC:
                     state = orjson.loads(note.state)

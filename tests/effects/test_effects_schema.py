@@ -24,7 +24,9 @@ FX = EffectId("fx:welcome:c-100:1:hello:1")  # the same id in both: the ids carr
 def test_a_schema_that_is_no_plain_lower_case_name_is_refused_naming_the_variable(
     schema: str,
 ) -> None:
-    with pytest.raises(SettingsError, match="EFFECTS_SCHEMA: a lower-case PostgreSQL name"):
+    with pytest.raises(
+        SettingsError, match=r"EFFECTS_SCHEMA \(--schema\): a lower-case PostgreSQL name"
+    ):
         EffectsSettings(schema=schema).check()
 
 

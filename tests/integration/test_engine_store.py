@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
+import orjson
 import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError
@@ -242,3 +244,18 @@ def test_a_store_reconnected_after_an_outage_goes_on_where_it_was(store: Store) 
     assert store.positions() == {("contacts", 0): 0}
     store.write(batch([given_input("contacts", 0, 1)], [row("after")], {0: (1, 2)}))
     assert store.positions() == {("contacts", 0): 1}
+
+
+def test_a_wall_clock_input_replays_with_the_timers_it_fired(store: Store) -> None:
+    # given a wall-clock input stored now (its own partition's timers fired before it), one
+    # an earlier release stored (every held partition's fired), and an event-clock one
+    now = InputRecord("contacts", 2, 0, NOON, 0, b'{"id": "now"}')
+    earlier = InputRecord("contacts", 2, 1, NOON, 0, b'{"id": "earlier"}').stored()
+    state = orjson.loads(earlier.state)
+    del state["own_timers"]
+    earlier = replace(earlier, state=orjson.dumps(state))
+    event_clock = given_input("contacts", 2, 2)
+    store.write(BatchRecord(stored=[now.stored(), earlier, event_clock.stored()]))
+    # then a rebuild fires before each what was fired before it when it was decided
+    replayed = list(store.replayable(["contacts:2"]))
+    assert [r.partition for r in replayed] == [frozenset({2}), None, 2]

@@ -14,6 +14,7 @@ from projections.sequence_contacts import SequenceContactsPage, SequenceContacts
 from projections.sequence_detail import SequenceDetail, detail_of, ordered_definition
 from projections.sequences_list import SequencesList
 from projections.state import UnknownSequenceError
+from tests.engine.helpers import decide, definitions, sequence
 from tests.engine.helpers import event as input_event
 from tests.projections.drip_scenario import DRIP, drip_outputs, without_definitions
 
@@ -255,3 +256,34 @@ def test_a_sequence_nobody_is_in_has_no_rows() -> None:
     page = contacts(drip_outputs(), SequenceContactsQuery("idle", ended=True))
     assert (page.total, page.rows) == (0, ())
     assert page.to_json() == {"sequence_id": "idle", "total": 0, "rows": []}
+
+
+def test_a_step_an_edit_took_out_and_put_back_is_the_next_step_again_not_done() -> None:
+    # given an enrollment that ran s1 and waits for `later`; an edit takes `later` out
+    # (step.skipped, removed), and another puts it back (step.scheduled `later` again)
+    two_days = {"kind": "default", "amount": 2, "unit": "days"}
+    steps = [
+        {"id": "s1", "type": "send_sms", "text": "one"},
+        {"id": "later", "type": "send_sms", "text": "two", "delay": two_days},
+        {"id": "s3", "type": "send_sms", "text": "three", "delay": two_days},
+    ]
+    whole = sequence(steps=steps)
+    cut = sequence(steps=[steps[0], steps[2]])
+    t0 = "2027-07-06T14:00:00Z"
+    inputs = [
+        input_event(
+            "contact.created", t0, contact_id="c-1", first_name="Ana", phone="+12125550101"
+        ),
+        input_event("contact.tag_added", t0, contact_id="c-1", tag="hot"),
+        input_event(
+            "sequence.applied", "2027-07-06T15:00:00Z", subject="sequences", sequences=[cut]
+        ),
+        input_event(
+            "sequence.applied", "2027-07-06T15:10:00Z", subject="sequences", sequences=[whole]
+        ),
+    ]
+    events = decide(definitions(whole), inputs).events
+    assert [e["data"]["reason"] for e in events if e["type"] == "step.skipped"] == ["removed"]
+    # then the contacts page shows it waiting for `later`, one step done of three
+    (row,) = contacts(events, SequenceContactsQuery("seq")).to_json()["rows"]
+    assert (row["steps_done"], row["steps_total"], row["next_step_id"]) == (1, 3, "later")
