@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -258,3 +259,13 @@ def same_decisions(
     extra, missing = sorted(got - expected)[:5], sorted(expected - got)[:5]
     assert not extra, f"decided but not by replay: {extra}"
     assert not missing, f"decided by replay only: {missing}"
+
+
+def wait_for_log(log: Path, pattern: str, count: int = 1, limit: float = 90) -> None:
+    """Until a process's log holds `count` matches of the regular expression `pattern`."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if len(re.findall(pattern, log.read_text(errors="replace"))) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{log.name}: no {count} x {pattern!r} within {limit:g} s")

@@ -207,17 +207,21 @@ async def _until(holds: Callable[[], bool], seconds: float = 60) -> None:
         await asyncio.sleep(0.2)
 
 
-def test_read_models_loaded_from_a_file_are_not_mixed_with_the_topics(
-    database_url: str, pg_schema: str, tmp_path: Path
-) -> None:
-    events = replayed(tmp_path)
+def rebuilt_from_a_replay(tmp_path: Path, database_url: str, schema: str) -> None:
+    """The read models in `schema` loaded by `projections rebuild` from a replay's output."""
     path = tmp_path / "out.jsonl"
-    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in replayed(tmp_path)))
     loaded = cli(
-        "projections", "rebuild", "--history", str(path), "--schema", pg_schema,
+        "projections", "rebuild", "--history", str(path), "--schema", schema,
         "--database-url", database_url,
     )  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr
+
+
+def test_read_models_loaded_from_a_file_are_not_mixed_with_the_topics(
+    database_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    rebuilt_from_a_replay(tmp_path, database_url, pg_schema)
     refused = cli(
         "projections", "run", "--schema", pg_schema, "--database-url", database_url,
         "--bootstrap", "127.0.0.1:1",
@@ -265,13 +269,7 @@ def test_a_schema_another_prefixs_projector_took_before_reading_anything_is_refu
         # a reset gives them to the prefix it rebuilds them from; a file's follow none
         assert deployment.claim(conn, pg_schema, "d.", take=True) == "d."
         assert deployment.claim(conn, pg_schema, "e.") == "d."
-    path = tmp_path / "out.jsonl"
-    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in replayed(tmp_path)))
-    loaded = cli(
-        "projections", "rebuild", "--history", str(path), "--schema", pg_schema,
-        "--database-url", database_url,
-    )  # fmt: skip
-    assert loaded.returncode == 0, loaded.stderr
+    rebuilt_from_a_replay(tmp_path, database_url, pg_schema)
     with psycopg.connect(database_url, autocommit=True) as conn:
         assert deployment.followed(conn, pg_schema) is None
 
@@ -417,13 +415,7 @@ def test_a_rebuild_from_a_file_with_no_sequence_defined_leaves_the_read_models_a
     projection: PostgresProjection, database_url: str, pg_schema: str, tmp_path: Path
 ) -> None:
     # given read models of a replay's output
-    path = tmp_path / "out.jsonl"
-    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in replayed(tmp_path)))
-    loaded = cli(
-        "projections", "rebuild", "--history", str(path), "--schema", pg_schema,
-        "--database-url", database_url,
-    )  # fmt: skip
-    assert loaded.returncode == 0, loaded.stderr
+    rebuilt_from_a_replay(tmp_path, database_url, pg_schema)
     before = projection.sequence_rows()
     assert before
     # when a rebuild is given the replay's input instead (no decision in it)

@@ -5,7 +5,6 @@ over whenever the store has moved on for them, or the code is another."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime
@@ -33,6 +32,7 @@ from tests.integration.pipeline import (
     replay_expected,
     start_worker,
     stop,
+    wait_for_log,
 )
 
 NAMES = ["p.contacts:0", "p.contacts:1"]
@@ -295,7 +295,7 @@ def test_a_worker_stopped_and_started_again_goes_on_from_its_snapshot_as_replay(
             str(port),
             log_to=logs[1],
         )
-        _wait_for(TAKEN, logs[1])
+        wait_for_log(logs[1], TAKEN.pattern)
         assert metric(port, "dripstream_snapshots_taken_total") == 1
         produce_history(kafka_bootstrap, prefix, second)
         got = _published(kafka_bootstrap, prefix, expected)
@@ -323,15 +323,6 @@ def _published(bootstrap: str, prefix: str, expected: list[dict[str, Any]]) -> l
     return read_topics(bootstrap, prefix, topics, expect=len(expected), quiet=20, limit=600)
 
 
-def _wait_for(pattern: re.Pattern[str], log: Path, limit: float = 90) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if pattern.search(log.read_text(errors="replace")):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{log.name}: no {pattern.pattern!r} in {limit:g} s")
-
-
 @pytest.mark.kafka
 @pytest.mark.slow
 @pytest.mark.timeout(600)
@@ -350,12 +341,12 @@ def test_a_worker_killed_after_a_snapshot_goes_on_from_it_as_replay(
         # given a worker keeping a snapshot every second while it decides the first half
         apply_definitions(kafka_bootstrap, prefix, definitions_file)
         produce_history(kafka_bootstrap, prefix, first)
-        _wait_for(re.compile(KEPT), logs[0])
+        wait_for_log(logs[0], KEPT)
         # when it is killed, the second half comes, and it starts again
         stop(worker, kill=True)
         produce_history(kafka_bootstrap, prefix, second)
         worker = start_worker(kafka_bootstrap, fresh_database_url, prefix, log_to=logs[1])
-        _wait_for(TAKEN, logs[1])
+        wait_for_log(logs[1], TAKEN.pattern)
         got = _published(kafka_bootstrap, prefix, expected)
         assert worker.poll() is None, "the worker died"
     finally:

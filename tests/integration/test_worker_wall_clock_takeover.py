@@ -5,8 +5,6 @@ fired by the rebuild, whose decisions are never published, and are lost."""
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +27,7 @@ from tests.integration.pipeline import (
     read_topics,
     start_worker,
     stop,
+    wait_for_log,
 )
 
 pytestmark = [pytest.mark.postgres]
@@ -165,15 +164,6 @@ ONE_MINUTE_ON = {
 }
 
 
-def wait_for(log: Path, pattern: str, count: int = 1, limit: float = 150) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if len(re.findall(pattern, log.read_text(errors="replace"))) >= count:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{log.name}: no {count} x {pattern!r} within {limit} s")
-
-
 @pytest.mark.kafka
 @pytest.mark.slow
 @pytest.mark.timeout(600)
@@ -191,13 +181,13 @@ def test_a_worker_killed_before_its_steps_are_due_loses_none_of_them(
     a = start_worker(kafka_bootstrap, fresh_database_url, pipeline_prefix, *wall, log_to=logs[0])
     b = None
     try:
-        wait_for(logs[0], "rebuilt the engine")
+        wait_for_log(logs[0], "rebuilt the engine", limit=150)
         apply_definitions(kafka_bootstrap, pipeline_prefix, definitions)
         b = start_worker(
             kafka_bootstrap, fresh_database_url, pipeline_prefix, *wall, log_to=logs[1]
         )
-        wait_for(logs[1], "rebuilt the engine")
-        wait_for(logs[0], "rebuilt the engine", 2)
+        wait_for_log(logs[1], "rebuilt the engine", limit=150)
+        wait_for_log(logs[0], "rebuilt the engine", 2, limit=150)
         now = format_time(datetime.now(UTC))
         contacts = [f"k{n}" for n in range(60)]
         history = tmp_path / "history.jsonl"
@@ -223,7 +213,7 @@ def test_a_worker_killed_before_its_steps_are_due_loses_none_of_them(
         assert sum(e["type"] == "enrollment.enrolled" for e in enrolled) == len(contacts)
         # when one is killed, and the other takes its partitions over once its session lapses
         stop(b, kill=True)
-        wait_for(logs[0], "rebuilt the engine", 3)
+        wait_for_log(logs[0], "rebuilt the engine", 3, limit=150)
         decided = read_topics(kafka_bootstrap, pipeline_prefix, ("decisions",), quiet=8)
     finally:
         stop(a)
