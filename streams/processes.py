@@ -17,6 +17,10 @@ def supervise(children: list[SpawnProcess]) -> int:
     """Start the children and wait: one stopping stops the others; the first SIGTERM or
     SIGINT is passed on to each child once, as SIGTERM (the children ignore SIGINT), a
     second one kills them. Exit status: 0 when all of them stopped cleanly."""
+    # Ignored while they start, SIGINT stays ignored in each child (an ignored signal stays
+    # so across exec, and Python leaves it so): a Ctrl-C while a child still imports would
+    # otherwise end it with a traceback before it could ignore it itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for child in children:
         child.start()
 
@@ -52,7 +56,10 @@ def supervise(children: list[SpawnProcess]) -> int:
     stop_children(signal.SIGTERM)
     for child in children:
         child.join()
-    return 0 if all(child.exitcode == 0 for child in children) else 1
+    # A child told to stop while it was still starting ends by the SIGTERM itself, before
+    # its own handler is there: a clean stop when the launcher was asked to stop.
+    clean = {0, -signal.SIGTERM} if asked else {0}
+    return 0 if all(child.exitcode in clean for child in children) else 1
 
 
 def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:

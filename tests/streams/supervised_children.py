@@ -3,7 +3,8 @@ runs two children under `streams.processes.supervise` and exits with its status.
 writes DIR/<n>.ready once its signal handler is in, and a line to DIR/<n>.signals per SIGTERM.
 
 MODE `obedient`: a child exits 0 on SIGTERM. `stubborn`: it notes SIGTERM and goes on.
-`crash`: child 0 exits 3 at once, child 1 is obedient."""
+`crash`: child 0 exits 3 at once, child 1 is obedient. `starting`: each child writes
+DIR/<n>.started and sleeps, as one still importing, before it sets any handler."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ from streams.processes import ignore_interrupts, supervise
 
 def child(mode: str, directory: str, n: int) -> None:
     folder = Path(directory)
+    if mode == "starting":
+        # Still importing (a worker's first seconds): no handler of its own yet.
+        (folder / f"{n}.started").touch()
+        time.sleep(30)
 
     def on_term(_signum: int, _frame: FrameType | None) -> None:
         with (folder / f"{n}.signals").open("a") as signals:

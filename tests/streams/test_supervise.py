@@ -103,3 +103,22 @@ def test_a_worker_that_ignores_ctrl_c_keeps_ignoring_it_once_it_runs() -> None:
         loop.close()
         signal.signal(signal.SIGINT, before[0])
         signal.signal(signal.SIGTERM, before[1])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_the_children_still_start_is_a_clean_stop(tmp_path: Path, signum: int) -> None:
+    # given children still starting (no handler of their own yet)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "tests.streams.supervised_children", "starting", str(tmp_path)],
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    wait_for(lambda: all((tmp_path / f"{n}.started").exists() for n in range(2)), launcher)
+    # when the group is told to stop: Ctrl-C to the whole group, as a terminal sends it, or
+    # SIGTERM to the launcher
+    if signum == signal.SIGINT:
+        os.killpg(launcher.pid, signal.SIGINT)
+    else:
+        launcher.send_signal(signal.SIGTERM)
+    # then it stops, exit 0: SIGINT was never theirs, and SIGTERM ended them as asked
+    assert launcher.wait(timeout=30) == 0
