@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -128,8 +129,7 @@ class EffectsSettings:
         if (problem := schema_problem(self.schema)) is not None:
             raise SettingsError(f"EFFECTS_SCHEMA (--schema): {problem}")
         public = self.public_base_url
-        scheme_ok = public and public.lower().startswith(("https://", "http://"))
-        if public and (not scheme_ok or public.endswith("://")):
+        if public and not re.fullmatch(r"https?://\S+", public, re.IGNORECASE):
             # Providers would be given callback URLs they cannot call (and Twilio's
             # signatures are checked against it): said at the start, not at the first send.
             raise SettingsError(f"EFFECTS_PUBLIC_URL: must be an http(s) URL, got {public!r}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -34,17 +35,20 @@ pytestmark = [pytest.mark.postgres]
 
 TOPIC = "p.contacts"
 T0 = parse_time("2027-07-06T16:00:00Z")
-TEN_MINUTES_ON = sequence(
-    triggers=[{"type": "contact_created"}],
-    steps=[
-        {
-            "id": "s1",
-            "type": "add_tag",
-            "tag": "seen",
-            "delay": {"kind": "default", "amount": 10, "unit": "minutes"},
-        }
-    ],
-)
+
+
+def tagging_after(minutes: int) -> dict[str, Any]:
+    """A sequence every new contact joins, whose one step tags it `minutes` later."""
+    step = {
+        "id": "s1",
+        "type": "add_tag",
+        "tag": "seen",
+        "delay": {"kind": "default", "amount": minutes, "unit": "minutes"},
+    }
+    return sequence(triggers=[{"type": "contact_created"}], steps=[step])
+
+
+TEN_MINUTES_ON = tagging_after(10)
 
 
 def contact_on(partition: int, after: int = 0) -> str:
@@ -148,19 +152,7 @@ async def test_a_takeover_fires_the_steps_the_dead_worker_left_due(
 
 ONE_MINUTE_ON = {
     "account": {"timezone": "America/New_York", "lines": {"line-1": "+12125550000"}},
-    "sequences": [
-        sequence(
-            triggers=[{"type": "contact_created"}],
-            steps=[
-                {
-                    "id": "s1",
-                    "type": "add_tag",
-                    "tag": "seen",
-                    "delay": {"kind": "default", "amount": 1, "unit": "minutes"},
-                }
-            ],
-        )
-    ],
+    "sequences": [tagging_after(1)],
 }
 
 
