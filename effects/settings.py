@@ -40,6 +40,10 @@ class EffectsSettings:
     http_host: str = "127.0.0.1"
     http_port: int = 8088
     public_base_url: str | None = None
+    # The metrics on a listener of their own, not the callback server that providers (the
+    # internet) reach; None: `/metrics` on the callback server, as before this was offered.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     # Twilio
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
@@ -133,6 +137,7 @@ class EffectsSettings:
             # Providers would be given callback URLs they cannot call (and Twilio's
             # signatures are checked against it): said at the start, not at the first send.
             raise SettingsError(f"EFFECTS_PUBLIC_URL: must be an http(s) URL, got {public!r}")
+        self._check_listeners()
         if self.twilio_transport not in {"async", "aiohttp", "threads"}:
             raise SettingsError("EFFECTS_TWILIO_TRANSPORT: must be async, aiohttp or threads")
         positive = {
@@ -147,6 +152,17 @@ class EffectsSettings:
             if value <= 0:
                 raise SettingsError(f"{variable}: must be positive, got {value}")
         self._check_email_provider()
+
+    def _check_listeners(self) -> None:
+        ports = {"EFFECTS_HTTP_PORT": self.http_port, "EFFECTS_METRICS_PORT": self.metrics_port}
+        for variable, port in ports.items():
+            if port is not None and not 0 < port < 65536:
+                raise SettingsError(f"{variable}: must be a port from 1 to 65535, got {port}")
+        if self.metrics_port == self.http_port:
+            raise SettingsError(
+                f"EFFECTS_METRICS_PORT: {self.metrics_port} is the callback server's port;"
+                " leave it unset to serve /metrics there, or give another"
+            )
 
     def _check_email_provider(self) -> None:
         """Refuse at start what would otherwise fail every e-mail, or send through a
@@ -195,6 +211,8 @@ _ENVIRONMENT: dict[str, tuple[str, str]] = {
     "http_host": ("EFFECTS_HTTP_HOST", "str"),
     "http_port": ("EFFECTS_HTTP_PORT", "int"),
     "public_base_url": ("EFFECTS_PUBLIC_URL", "str"),
+    "metrics_port": ("EFFECTS_METRICS_PORT", "int"),
+    "metrics_host": ("EFFECTS_METRICS_HOST", "str"),
     "twilio_account_sid": ("TWILIO_ACCOUNT_SID", "str"),
     "twilio_auth_token": ("TWILIO_AUTH_TOKEN", "str"),
     "twilio_api_base": ("TWILIO_API_BASE", "str"),

@@ -486,7 +486,7 @@ async def _run_until_stopped(
         fetch_max_wait_ms=20,
     )
     lock = asyncio.Lock()
-    runner: web.AppRunner | None = None
+    runners: list[web.AppRunner] = []
     recovery: asyncio.Task[None] | None = None
     leasing: asyncio.Task[None] | None = None
     try:
@@ -494,7 +494,9 @@ async def _run_until_stopped(
         publisher = KafkaPublisher(producer, settings.topic_prefix)
         processor = runtime.processor
         publisher.metrics.count_retries(lambda: processor.retries)
-        runner = await _serve_inbound(settings, runtime, publisher)
+        runners.append(await _serve_inbound(settings, runtime, publisher))
+        if settings.metrics_port is not None:
+            runners.append(await _serve_metrics(settings, publisher.metrics))
         await publisher.publish_many(await runtime.processor.recover())
         recovery = asyncio.create_task(_recover_periodically(runtime, publisher, settings))
         leasing = asyncio.create_task(_keep_lease(runtime))
@@ -524,7 +526,7 @@ async def _run_until_stopped(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await consumer.stop()
-        if runner is not None:
+        for runner in runners:
             await runner.cleanup()
         await producer.stop()
         await runtime.close()
@@ -544,11 +546,24 @@ async def _serve_inbound(
         mailgun_signing_key=settings.mailgun_webhook_signing_key,
     )
     app = build_inbound_app(handlers)
-    app.router.add_get("/metrics", publisher.metrics.serve)
+    if settings.metrics_port is None:
+        app.router.add_get("/metrics", publisher.metrics.serve)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
     _log.info("provider callbacks on %s:%s", settings.http_host, settings.http_port)
+    return runner
+
+
+async def _serve_metrics(settings: EffectsSettings, metrics: EffectsMetrics) -> web.AppRunner:
+    """`/metrics` apart from the callbacks: the callback server faces the providers, so the
+    internet, which has no business reading the counts of what was sent."""
+    app = web.Application()
+    app.router.add_get("/metrics", metrics.serve)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
+    _log.info("metrics on %s:%s/metrics", settings.metrics_host, settings.metrics_port)
     return runner
 
 

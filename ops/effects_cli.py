@@ -52,6 +52,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--http-port", type=listen_port, help="port of the callback server")
     parser.add_argument("--http-host", help="address the callback server listens on")
     parser.add_argument("--public-url", help="base URL providers reach the callbacks at")
+    parser.add_argument(
+        "--metrics-port",
+        type=listen_port,
+        help=(
+            "serve /metrics on a listener of its own on PORT (EFFECTS_METRICS_PORT), not on"
+            " the callback server providers reach"
+        ),
+    )
+    parser.add_argument(
+        "--metrics-host",
+        help="the address --metrics-port listens on (EFFECTS_METRICS_HOST; default 127.0.0.1)",
+    )
     parser.add_argument("--topic-prefix", type=topic_prefix, help=PREFIX_HELP)
     parser.add_argument(
         "--consumer-group",
@@ -99,6 +111,8 @@ def settings_from(args: argparse.Namespace) -> EffectsSettings:
         "http_port": args.http_port,
         "http_host": args.http_host,
         "public_base_url": args.public_url,
+        "metrics_port": args.metrics_port,
+        "metrics_host": args.metrics_host,
         "topic_prefix": args.topic_prefix,
         "consumer_group": args.consumer_group,
         "concurrency": args.concurrency,

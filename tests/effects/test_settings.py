@@ -59,6 +59,9 @@ def test_defaults_reach_the_real_providers() -> None:
         ({"EFFECTS_TWILIO_TRANSPORT": "carrier-pigeon"}, "EFFECTS_TWILIO_TRANSPORT"),
         ({"EFFECTS_PUBLIC_URL": "nonsense"}, "EFFECTS_PUBLIC_URL: must be an http"),
         ({"EFFECTS_PUBLIC_URL": "https://"}, "EFFECTS_PUBLIC_URL: must be an http"),
+        ({"EFFECTS_METRICS_PORT": "70000"}, "EFFECTS_METRICS_PORT: must be a port from 1"),
+        ({"EFFECTS_HTTP_PORT": "0"}, "EFFECTS_HTTP_PORT: must be a port from 1"),
+        ({"EFFECTS_METRICS_PORT": "8088"}, "EFFECTS_METRICS_PORT: 8088 is the callback"),
     ],
 )
 def test_a_bad_setting_names_its_variable(environment: dict[str, str], message: str) -> None:
@@ -85,6 +88,23 @@ def test_the_effects_command_takes_its_flags_over_the_environment(
     assert settings.topic("outcomes") == "t.outcomes"
     # the consumer group follows the prefix, so two deployments never share one
     assert settings.group_id == "t.effects"
+
+
+def test_the_metrics_listener_is_set_by_flag_or_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given no metrics port: /metrics stays on the callback server
+    assert EffectsSettings.from_env({}).metrics_port is None
+    # given one in the environment, and a host
+    monkeypatch.setenv("EFFECTS_METRICS_PORT", "9465")
+    monkeypatch.setenv("EFFECTS_METRICS_HOST", "0.0.0.0")
+    parser = argparse.ArgumentParser()
+    effects_cli.register(parser.add_subparsers(dest="command"))
+    from_env = effects_cli.settings_from(parser.parse_args(["effects"]))
+    assert (from_env.metrics_host, from_env.metrics_port) == ("0.0.0.0", 9465)
+    # then a flag wins over it
+    flagged = effects_cli.settings_from(parser.parse_args(["effects", "--metrics-port", "9466"]))
+    assert flagged.metrics_port == 9466
 
 
 def test_the_consumer_group_is_named_by_the_prefix_unless_set() -> None:

@@ -161,6 +161,37 @@ async def test_the_worker_sends_each_command_once_and_publishes_outcomes(
             await check.stop()
 
 
+async def test_a_metrics_port_takes_the_metrics_off_the_callback_server(
+    kafka_bootstrap: str, kafka_admin: Any
+) -> None:
+    callbacks, metrics = free_port(), free_port()
+    async with effects_worker(
+        kafka_bootstrap, kafka_admin, http_port=callbacks, metrics_port=metrics
+    ) as rig:
+        # given a command carried out
+        text = sms(1)
+        await rig.producer.send_and_wait(
+            rig.prefix + "effects", text.encode(), key=text.subject.encode()
+        )
+        await rig.read(lambda outcomes, _dead: bool(outcomes))
+        async with aiohttp.ClientSession() as session:
+            # then the metrics are served on their own port
+            for _ in range(50):
+                async with session.get(f"http://127.0.0.1:{metrics}/metrics") as response:
+                    assert response.status == 200
+                    served = await response.text()
+                if 'dripstream_effects_published_total{type="effect.sent"} 1.0' in served:
+                    break
+                await asyncio.sleep(0.1)
+            assert 'dripstream_effects_published_total{type="effect.sent"} 1.0' in served
+            # and the callback server, which the providers (the internet) reach, has none
+            async with session.get(f"http://127.0.0.1:{callbacks}/metrics") as response:
+                assert response.status == 404
+            async with session.get(f"http://127.0.0.1:{callbacks}/healthz") as response:
+                assert response.status == 200
+        await rig.finish()
+
+
 async def test_a_decision_on_effects_is_dead_lettered_and_its_effect_still_sent_once(
     kafka_bootstrap: str, kafka_admin: Any
 ) -> None:
