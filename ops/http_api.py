@@ -133,6 +133,9 @@ ANSWERS_KEPT = 100_000
 
 STATE: web.AppKey[_State] = web.AppKey("dripstream_api", _State)
 
+# A body longer is not read at all (aiohttp's own limit, said here so the answer can name it).
+MAX_BODY_BYTES = 1024 * 1024
+
 
 def make_app(
     publish: Publish,
@@ -146,7 +149,7 @@ def make_app(
     (a `sequence.applied` document always carries one). `read_only`: every command is
     answered 405 with this message, whatever its body. `tokens`: who may send commands
     and read (ops/api_auth.py); none, anyone who reaches the port."""
-    app = web.Application(middlewares=[_errors, _idempotent])
+    app = web.Application(middlewares=[_errors, _idempotent], client_max_size=MAX_BODY_BYTES)
     app[STATE] = _State(publish, read_models, default_account, read_only, tokens or Tokens())
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/sequences", _list_sequences)
@@ -188,6 +191,8 @@ async def _errors(
             # (nothing, for a path that only takes commands).
             answer.headers["Allow"] = ", ".join(_reads_of(request))
         return answer
+    except web.HTTPRequestEntityTooLarge:
+        return ApiError(413, f"the body is over {MAX_BODY_BYTES:,} bytes", "body").response()
     except web.HTTPException as http:
         if http.status < 400:
             raise

@@ -26,7 +26,8 @@ def _errors_for(*codes: int) -> dict[str, Any]:
         400: "invalid JSON, a bad or unknown query parameter, or an Idempotency-Key that is"
         " not 1 to 200 characters (field names it)",
         401: "no token, or an unknown one, where the API has tokens set (field Authorization)",
-        403: "a command with the read token, or with no admin token set at all",
+        403: "a command with the read token, or a command where only a read token is set"
+        " (no admin token: commands are then refused to everyone)",
         404: "unknown sequence or contact",
         405: "read-only: this API serves a file (`--history`), commands are not taken",
         409: "the id is taken",

@@ -176,7 +176,12 @@ def add_history(commands: SubParsers) -> None:
         "trigger (enrollment and disenrollment) or action (step, property_update, "
         "communication, creation); or an exact event type",
     )
-    parser.add_argument("--timeframe", choices=TIMEFRAMES, default="all_time")
+    parser.add_argument(
+        "--timeframe",
+        choices=TIMEFRAMES,
+        default="all_time",
+        help="only rows in this period, counted from --now in --timezone (default: all_time)",
+    )
     parser.add_argument(
         "--now",
         type=moment,
@@ -216,7 +221,12 @@ def add_projections_rebuild(projections: SubParsers) -> None:
         "them: --resume with the same files, in the same order)",
     )
     parser.add_argument("--database-url", metavar="URL", help="PostgreSQL (default: $DATABASE_URL)")
-    parser.add_argument("--schema", type=schema_name, default=DEFAULT_SCHEMA)
+    parser.add_argument(
+        "--schema",
+        type=schema_name,
+        default=DEFAULT_SCHEMA,
+        help=f"PostgreSQL schema of the read models (default: {DEFAULT_SCHEMA})",
+    )
     parser.add_argument(
         "--resume", action="store_true", help="keep the tables; apply the lines not yet applied"
     )

@@ -82,3 +82,19 @@ def test_effects_over_files_it_cannot_use_says_so_before_carrying_out_anything(
     arguments = [part.format(tmp=tmp_path) for part in extra]
     assert main(["effects", *arguments]) == 2
     assert f"dripstream effects: {said.format(tmp=tmp_path)}" in capsys.readouterr().err
+
+
+def _options_without_help(parser: argparse.ArgumentParser, path: str) -> list[str]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                found += _options_without_help(command, f"{path} {name}")
+        elif action.option_strings and action.help is None:
+            found.append(f"{path} {action.option_strings[0]}")
+    return found
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    # docs/cli.md sends readers to `--help` for "every option with a line on each"
+    assert _options_without_help(build_parser(), "dripstream") == []
