@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from projections.postgres import (  # noqa: PLC0415
         PostgresProjection,
         ReadModelsFromFileError,
+        ReadModelsTakenError,
     )
     from streams.outages import log_as_service  # noqa: PLC0415 - heavy imports
     from streams.projector import ProjectorSettings  # noqa: PLC0415
@@ -96,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{PROG}: {error}", file=sys.stderr)
             return 2
         if args.reset:
+            # Taken before the tables are emptied: a projector of the prefix that had them,
+            # still running, sees the claim gone at its next batch and stops, rather than
+            # writing into the emptied tables first.
+            claim(conn, args.schema, settings.topic_prefix, take=True)
             projection.reset()
         elif projection.position() and not projection.offsets():
             _refuse_file_models(args.schema)
@@ -121,11 +126,19 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        projection.follows = settings.topic_prefix
         try:
             return asyncio.run(_run(settings, projection, url))
         except ReadModelsFromFileError:
             # `projections rebuild` replaced the tables while this ran.
             _refuse_file_models(args.schema)
+            return 2
+        except ReadModelsTakenError as taken:
+            # Another prefix's `projections run --reset` took the schema while this ran.
+            print(
+                f"{PROG}: {taken}: this projector stops; give each deployment its own --schema",
+                file=sys.stderr,
+            )
             return 2
 
 
@@ -160,7 +173,7 @@ async def _run(settings: ProjectorSettings, projection: PostgresProjection, url:
                 if stop.is_set():
                     raise
                 log.warning("lost PostgreSQL (%s)", one_line(error))
-            current = await _reconnected(current.schema, url, stop, opened)
+            current = await _reconnected(current, url, stop, opened)
     finally:
         for conn in opened:
             conn.close()
@@ -169,7 +182,7 @@ async def _run(settings: ProjectorSettings, projection: PostgresProjection, url:
 
 
 async def _reconnected(
-    schema: str, url: str, stop: asyncio.Event, opened: list[Connection[Any]]
+    lost: PostgresProjection, url: str, stop: asyncio.Event, opened: list[Connection[Any]]
 ) -> PostgresProjection | None:
     """The read models on a new connection, once PostgreSQL answers again (waiting 0.5 s,
     then longer, up to 10 s); None when told to stop first."""
@@ -194,7 +207,9 @@ async def _reconnected(
             wait = next_wait(wait)
             continue
         opened.append(conn)
-        return PostgresProjection(conn, schema=schema)
+        again = PostgresProjection(conn, schema=lost.schema)
+        again.follows = lost.follows
+        return again
 
 
 def _connect(url: str) -> Connection[Any]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from psycopg import sql
 
-from projections.deployment import lock_schema
+from projections.deployment import followed, lock_schema
 from projections.history import HistoryEntry, history_entry
 from projections.pg_reads import PostgresReadModels
 from projections.pg_rows import (
@@ -84,9 +84,18 @@ class ReadModelsFromFileError(RuntimeError):
     would count what both hold twice."""
 
 
+class ReadModelsTakenError(RuntimeError):
+    """Records from one topic prefix offered to read models another prefix's projector
+    has taken since (`projections run --reset`): they would count both deployments'."""
+
+
 class PostgresProjection(PostgresReadModels):
     """Writer of the read-model tables (and, as `PostgresReadModels`, their reader). Give it
     an autocommit connection: each `apply` is its own transaction."""
+
+    # The topic prefix this projector claimed the schema for (projections/deployment.py);
+    # each batch from the topics checks the schema still follows it. None: not checked.
+    follows: str | None = None
 
     def ensure_schema(self) -> None:
         check_layout(self._conn, self.schema)
@@ -164,6 +173,7 @@ class PostgresProjection(PostgresReadModels):
                     f"the read models in schema {self.schema!r} hold a stream loaded from a"
                     " file (`projections rebuild`), not read from the topics"
                 )
+            self._check_still_followed()
             reached: dict[tuple[str, int], int] = {}
             new: list[Consumed] = []
             for record in records:
@@ -195,6 +205,21 @@ class PostgresProjection(PostgresReadModels):
                     [(self.name, topic, part, offset) for (topic, part), offset in reached.items()],
                 )
         return len(fresh)
+
+    def _check_still_followed(self) -> None:
+        if self.follows is None:
+            return
+        now = followed(self._conn, self.schema)
+        if now is None:  # a file's rebuild drops the claim with the tables it replaces
+            raise ReadModelsFromFileError(
+                f"the read models in schema {self.schema!r} were replaced by a stream loaded"
+                " from a file (`projections rebuild`)"
+            )
+        if now != self.follows:
+            raise ReadModelsTakenError(
+                f"the read models in schema {self.schema!r} follow the topic prefix {now!r}"
+                f" since a reset, not {self.follows!r}"
+            )
 
     def _fold_and_store(self, fresh: list[Positioned], latest: datetime | None) -> datetime | None:
         """Fold new events into the stored state they touch and write it back; returns the

@@ -4,13 +4,20 @@ changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import psycopg
 import pytest
 
+from ops import projector_cli
+from projections import deployment
 from projections.history import HistoryQuery
-from projections.postgres import PostgresProjection, ReadModelsFromFileError
+from projections.postgres import (
+    PostgresProjection,
+    ReadModelsFromFileError,
+    ReadModelsTakenError,
+)
 from projections.stream import Consumed, OutputEvent, Positioned
 from tests.projections.helpers import Stream
 from tests.projections.test_history import at
@@ -121,6 +128,40 @@ def test_records_from_the_topics_are_refused_by_read_models_loaded_from_a_file(
     assert projection.offsets() == {}
 
 
+def test_a_running_projector_stops_once_another_prefix_has_taken_its_schema(
+    projection: PostgresProjection, conn: psycopg.Connection[Any], pg_schema: str
+) -> None:
+    # given a projector of `p.` that claimed the schema and applied a first poll
+    assert deployment.claim(conn, pg_schema, "p.") == "p."
+    projection.follows = "p."
+    records = on_topics(rich_stream().events)
+    projection.apply_consumed(records[:5])
+    # when a projector of `q.` is started with --reset (the claim taken, then the tables
+    # emptied) while the first still runs
+    assert deployment.claim(conn, pg_schema, "q.", take=True) == "q."
+    projection.reset()
+    # then the first one's next poll is refused, and nothing of it is written
+    with pytest.raises(ReadModelsTakenError, match=r"follow the topic prefix 'q\.' since a reset"):
+        projection.apply_consumed(records[5:])
+    assert projection.offsets() == {}
+    assert projection.sequence_rows() == []
+
+
+def test_a_running_projector_stops_once_a_file_has_replaced_its_schema(
+    projection: PostgresProjection, conn: psycopg.Connection[Any], pg_schema: str
+) -> None:
+    # given a projector that claimed the schema
+    assert deployment.claim(conn, pg_schema, "p.") == "p."
+    projection.follows = "p."
+    # when the claim is dropped, as a rebuild from a file drops it (before it has stored
+    # anything for the projector to see)
+    conn.execute(f'DROP TABLE "{pg_schema}".projection_deployment')
+    # then the projector's next poll is refused
+    with pytest.raises(ReadModelsFromFileError, match="replaced by a stream loaded"):
+        projection.apply_consumed(on_topics(rich_stream().events))
+    assert projection.offsets() == {}
+
+
 def test_an_older_snapshot_read_in_a_later_poll_does_not_undo_a_rename(
     projection: PostgresProjection,
 ) -> None:
@@ -156,3 +197,22 @@ def test_a_late_inputs_disenrollment_ends_the_enrollment_it_follows_in_one_poll(
     # then the contact is not counted as active (folded by time, the end came first)
     [row] = projection.sequence_rows()
     assert row.contacts == 0
+
+
+def test_the_projector_on_a_new_connection_still_checks_its_claim(
+    projection: PostgresProjection, database_url: str
+) -> None:
+    # given a projector of `p.` whose PostgreSQL connection was lost
+    projection.follows = "p."
+    opened: list[psycopg.Connection[Any]] = []
+    # when it connects again
+    again = asyncio.run(
+        projector_cli._reconnected(projection, database_url, asyncio.Event(), opened)
+    )
+    try:
+        # then the new connection's projection checks the same claim
+        assert again is not None
+        assert (again.schema, again.follows) == (projection.schema, "p.")
+    finally:
+        for conn in opened:
+            conn.close()
