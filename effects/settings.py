@@ -156,9 +156,10 @@ class EffectsSettings:
     def _check_listeners(self) -> None:
         ports = {"EFFECTS_HTTP_PORT": self.http_port, "EFFECTS_METRICS_PORT": self.metrics_port}
         for variable, port in ports.items():
-            if port is not None and not 0 < port < 65536:
-                raise SettingsError(f"{variable}: must be a port from 1 to 65535, got {port}")
-        if self.metrics_port == self.http_port:
+            # 0: a free port the system picks (tests run several processors side by side)
+            if port is not None and not 0 <= port < 65536:
+                raise SettingsError(f"{variable}: must be a port from 0 to 65535, got {port}")
+        if self.metrics_port == self.http_port != 0:
             raise SettingsError(
                 f"EFFECTS_METRICS_PORT: {self.metrics_port} is the callback server's port;"
                 " leave it unset to serve /metrics there, or give another"

@@ -59,8 +59,8 @@ def test_defaults_reach_the_real_providers() -> None:
         ({"EFFECTS_TWILIO_TRANSPORT": "carrier-pigeon"}, "EFFECTS_TWILIO_TRANSPORT"),
         ({"EFFECTS_PUBLIC_URL": "nonsense"}, "EFFECTS_PUBLIC_URL: must be an http"),
         ({"EFFECTS_PUBLIC_URL": "https://"}, "EFFECTS_PUBLIC_URL: must be an http"),
-        ({"EFFECTS_METRICS_PORT": "70000"}, "EFFECTS_METRICS_PORT: must be a port from 1"),
-        ({"EFFECTS_HTTP_PORT": "0"}, "EFFECTS_HTTP_PORT: must be a port from 1"),
+        ({"EFFECTS_METRICS_PORT": "70000"}, "EFFECTS_METRICS_PORT: must be a port from 0"),
+        ({"EFFECTS_HTTP_PORT": "-1"}, "EFFECTS_HTTP_PORT: must be a port from 0"),
         ({"EFFECTS_METRICS_PORT": "8088"}, "EFFECTS_METRICS_PORT: 8088 is the callback"),
     ],
 )
@@ -95,6 +95,9 @@ def test_the_metrics_listener_is_set_by_flag_or_environment(
 ) -> None:
     # given no metrics port: /metrics stays on the callback server
     assert EffectsSettings.from_env({}).metrics_port is None
+    # given port 0 for both: each a free port the system picks, so no clash
+    both = EffectsSettings.from_env({"EFFECTS_HTTP_PORT": "0", "EFFECTS_METRICS_PORT": "0"})
+    assert (both.http_port, both.metrics_port) == (0, 0)
     # given one in the environment, and a host
     monkeypatch.setenv("EFFECTS_METRICS_PORT", "9465")
     monkeypatch.setenv("EFFECTS_METRICS_HOST", "0.0.0.0")
