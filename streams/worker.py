@@ -12,7 +12,8 @@ recorded before the one decided ahead of it (and not at all after one was refuse
 at or below the stored position is a redelivery and changes nothing. On every assignment the
 engine is rebuilt from the stored inputs of its groups (streams/engine_rebuild.py), so a
 worker never decides on state it has not recorded, and a write to a group another worker
-recorded since this one read it is refused whole (the fence in streams/store.py). Decisions
+recorded since this one read it is refused whole (the fence in streams/store.py), timers
+fired there included. Decisions
 reach Kafka through the outbox relay (streams/relay.py), which runs in a process of its own.
 """
 
@@ -38,7 +39,7 @@ from aiokafka.errors import IllegalStateError  # type: ignore[import-untyped]
 
 from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
-from aggregates.timer_queue import Partitions, alone
+from aggregates.timer_queue import alone
 from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
 from schemas.registry import EVENT_TYPES, INPUT_TOPICS
 from streams import routing, snapshots
@@ -641,6 +642,15 @@ class EngineWorker:
             expected if earlier is None else earlier.expected, self._progress(group)
         )
 
+    def _fence(self, group: int) -> None:
+        """Timers fired on what this worker knows of the group are written only if no other
+        worker has recorded the group since: one that lost it in a rebalance it has not
+        heard of yet must not run steps the new owner may have cancelled (a DNC, a reply).
+        The tracking stays where it is (a compare and set to the same value)."""
+        if group not in self.record.trackings:
+            progress = self._progress(group)
+            self.record.trackings[group] = GroupProgress(progress, progress)
+
     def _progress(self, group: int) -> int:
         """The group's tracking as this worker knows it: the sum of its next offsets."""
         return sum(offset + 1 for (_, g), offset in self.positions.items() if g == group)
@@ -742,12 +752,14 @@ class EngineWorker:
             if moment is not None:
                 self._tick(moment, group)
 
-    def _tick(self, now: datetime, group: Partitions) -> None:
+    def _tick(self, now: datetime, group: int | frozenset[int]) -> None:
         due = self.engine.next_due(group)
         if due is None or due > now:
             return
         outputs = self.engine.advance(now, partition=group)
         if outputs:
+            for fired in [group] if isinstance(group, int) else sorted(group):
+                self._fence(fired)
             # Recorded after the inputs decided before it, in the same transaction.
             names = self._stream_names()
             # On the wall clock the tick names the groups it fired for by their streams.

@@ -108,6 +108,13 @@ async def tick(worker: EngineWorker, at: datetime) -> None:
     await worker._submit(wait=True)
 
 
+def rebuild(worker: EngineWorker, groups: frozenset[int]) -> None:
+    """As a worker does when given partitions: the engine and the positions of the store."""
+    stored, _ = worker.store.progress()
+    worker.positions = {key: at for key, at in stored.items() if key[1] in groups}
+    worker.engine = worker._replay_store(worker._stream_names(), groups).engine
+
+
 def timer_rows(worker: EngineWorker, contact: str) -> list[str]:
     schema = worker.settings.schema
     with worker.store.datastore.get_connection() as conn:
@@ -142,12 +149,60 @@ async def test_a_takeover_fires_the_steps_the_dead_worker_left_due(
     assert fired_for_mine
     # and A is given B's partition, rebuilds both and goes on
     a.assigned = {TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)}
-    a.engine = a._replay_store(a._stream_names(), frozenset({0, 1})).engine
+    rebuild(a, frozenset({0, 1}))
     await tick(a, later + timedelta(seconds=1))
     # then B's contact's step is decided and written, and A's is not decided again
     assert any(row.startswith(f"t:seq:{theirs}:1:0:") for row in timer_rows(a, theirs))
     assert timer_rows(a, mine) == fired_for_mine
     assert a.engine.timers_due(later + timedelta(seconds=1)) == 0
+
+
+def marked_lost(contact: str, offset: int, at: datetime) -> Pending:
+    raw = (
+        b'{"specversion":"1.0","id":"lost-%s","source":"crm",'
+        b'"type":"contact.disposition_changed","time":"%s","subject":"%s",'
+        b'"data":{"contact_id":"%s","disposition":"lost"}}'
+        % (contact.encode(), format_time(at).encode(), contact.encode(), contact.encode())
+    )
+    partition = routing.kafka_partition(contact, 2)
+    return Pending(
+        TOPIC, partition, offset, contact.encode(), raw, decode_event(raw, as_input=True)
+    )
+
+
+async def test_a_worker_that_lost_its_partition_unknowing_fires_none_of_its_timers(
+    workers: Callable[[int], EngineWorker],
+) -> None:
+    # given A deciding partition 0, a contact enrolled whose step (a tag) is due ten
+    # minutes on, in a sequence a "lost" disposition leaves
+    a = workers(0)
+    leaving = {"type": "contact_disposition", "dispositions": ["lost"], "action": "disenroll"}
+    sequence = {**TEN_MINUTES_ON, "triggers": [*TEN_MINUTES_ON["triggers"], leaving]}
+    a.store.write(BatchRecord(definition=(definitions(sequence), [], T0, "defs-1")))
+    a._sync_definitions(at_once=True)
+    mine = contact_on(0)
+    await decide(a, created(mine, 0, T0), T0)
+    # when B is given partition 0 while A has not heard of it yet (a rebalance A missed),
+    # rebuilds it from the store, and decides the contact's "lost" disposition
+    b = workers(0)
+    rebuild(b, frozenset({0}))
+    b._sync_definitions(at_once=True)
+    await decide(b, marked_lost(mine, 1, T0 + timedelta(minutes=5)), T0 + timedelta(minutes=5))
+    # and A's wall clock passes the step's moment
+    await tick(a, T0 + timedelta(minutes=11))
+    # then A's tick is refused whole: the step is not run on what A knew, and A rebuilds
+    assert a.stale
+    assert timer_rows(a, mine) == []
+    # and B, which knows the contact left, runs nothing either
+    await tick(b, T0 + timedelta(minutes=11))
+    assert not b.stale
+    with b.store.datastore.get_connection() as conn:
+        values = conn.execute(
+            f"SELECT value FROM {b.settings.schema}.dripstream_outbox WHERE key = %s",
+            (mine,),
+        ).fetchall()
+    kinds = [orjson.loads(row["value"])["type"] for row in values]
+    assert kinds == ["enrollment.enrolled", "step.scheduled", "enrollment.disenrolled"]
 
 
 ONE_MINUTE_ON = {
