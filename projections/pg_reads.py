@@ -91,10 +91,19 @@ _PAGE: LiteralString = """
     LEFT JOIN {s}.contacts c ON c.contact_id = k.contact_id
     ORDER BY p.time DESC, p.position DESC
 """
-_PAGE_ROWS: LiteralString = (
-    "SELECT position, contact_key, type_key, action, event, time FROM {s}.history WHERE "
-)
 _NEWEST_FIRST: LiteralString = " ORDER BY time DESC, position DESC"
+# A sequence's contacts in the order of the in-memory models (ids compared byte by byte).
+_CONTACTS_ORDER: LiteralString = (
+    'ORDER BY e.enrolled_at, e.contact_id COLLATE "C", e.enrollment_id COLLATE "C"'
+)
+# The rows of a page chosen by their keys (`{chosen}`: time, position, type_key and
+# `{extra}`), read from the table by the type index: a position names one event, so
+# (sequence, type, time, position) names one row.
+_CHOSEN_ROWS: LiteralString = """
+    SELECT h.position, h.contact_key, h.type_key, h.action, h.event, h.time {extra}
+    FROM ({chosen}) AS chosen JOIN {s}.history h ON h.sequence_key = %s
+    AND h.type_key = chosen.type_key AND h.time = chosen.time AND h.position = chosen.position
+"""
 
 
 def _like(text: str) -> str:
@@ -115,6 +124,10 @@ class PostgresReadModels:
         name: str = DEFAULT_NAME,
     ) -> None:
         self._conn = conn
+        # A page of a large history is costed high enough for PostgreSQL to compile it
+        # (JIT), which took seconds of a 5 s answer at a million inputs, for queries whose
+        # work is an index range: never worth it here.
+        conn.execute("SET jit = off")
         self.schema = schema
         self._schema = sql.Identifier(schema)
         self.name = name
@@ -164,11 +177,13 @@ class PostgresReadModels:
         if total > query.offset and query.limit != 0:
             rows = self._fetch(
                 self._sql(
-                    "SELECT {enrollment}, {card} FROM {s}.enrollments e"
-                    " LEFT JOIN {s}.contacts c ON c.contact_id = e.contact_id"
+                    "SELECT {enrollment}, {card} FROM ("
+                    " SELECT e.enrollment_id, e.enrolled_at, e.contact_id FROM {s}.enrollments e"
                     " WHERE e.sequence_id = %s{active}"
-                    ' ORDER BY e.enrolled_at, e.contact_id COLLATE "C",'
-                    ' e.enrollment_id COLLATE "C" LIMIT %s OFFSET %s',
+                    " {order} LIMIT %s OFFSET %s) AS page"
+                    " JOIN {s}.enrollments e ON e.enrollment_id = page.enrollment_id"
+                    " LEFT JOIN {s}.contacts c ON c.contact_id = e.contact_id {order}",
+                    order=sql.SQL(_CONTACTS_ORDER),
                     enrollment=sql.SQL(", ").join(
                         sql.Identifier("e", name) for name in ENROLLMENT_COLUMNS
                     ),
@@ -292,13 +307,15 @@ class PostgresReadModels:
     ) -> list[TupleRow]:
         """A page in time order without a search: each type with rows in the window gives
         them in order from its own index range, and a Merge Append interleaves them, reading
-        no further than the page, so a rare type costs as little as a common one."""
+        no further than the page, so a rare type costs as little as a common one. The keys
+        alone come from the index (a page far down skips rows it never reads from the
+        table); then the page's rows are read."""
         params: list[Any] = []
         arms: list[sql.Composable] = []
         for type_key in sorted(counts):
             arm = (
                 sql.SQL("(")
-                + self._sql(_PAGE_ROWS)
+                + self._sql("SELECT time, position, type_key FROM {s}.history WHERE ")
                 + _Scope(scope.sequence_key, [type_key], scope.start, scope.end).condition(
                     params, "time", [(scope.start, scope.end)]
                 )
@@ -308,12 +325,16 @@ class PostgresReadModels:
                 arm += sql.SQL(" LIMIT %s")
                 params.append(offset + limit)
             arms.append(arm + sql.SQL(")"))
-        rows = (
+        chosen = (
             sql.SQL("SELECT * FROM (")
             + sql.SQL(" UNION ALL ").join(arms)
             + sql.SQL(") AS u" + _NEWEST_FIRST + " LIMIT %s OFFSET %s")
         )
-        return self._fetch(self._sql(_PAGE, rows=rows, extra=sql.SQL("")), [*params, limit, offset])
+        rows = self._sql(_CHOSEN_ROWS, chosen=chosen, extra=sql.SQL(""))
+        return self._fetch(
+            self._sql(_PAGE, rows=rows, extra=sql.SQL("")),
+            [*params, limit, offset, scope.sequence_key],
+        )
 
     def _folding(self) -> sql.Composable:
         if self._fold is None:
@@ -337,8 +358,7 @@ class PostgresReadModels:
         self, scope: _Scope, contacts: list[int], limit: int | None, offset: int
     ) -> tuple[int, list[TupleRow]]:
         """The rows of the matching contacts: counted, and the page chosen, in one pass over
-        the contact index alone; then only the page's rows are read (by the type index: a
-        position names one event, so (sequence, type, time, position) names one row). Only a
+        the contact index alone; then only the page's rows are read (`_CHOSEN_ROWS`). Only a
         page past the end needs a second statement, for the total."""
         params: list[Any] = []
         where = scope.condition(params, "time", [(scope.start, scope.end)]) + sql.SQL(
@@ -353,16 +373,7 @@ class PostgresReadModels:
             + where
             + sql.SQL(_NEWEST_FIRST + " LIMIT %s OFFSET %s")
         )
-        rows = (
-            sql.SQL("SELECT h.position, h.contact_key, h.type_key, h.action, h.event, h.time,")
-            + sql.SQL(" chosen.total FROM (")
-            + chosen
-            + self._sql(
-                ") AS chosen JOIN {s}.history h ON h.sequence_key = %s"
-                " AND h.type_key = chosen.type_key AND h.time = chosen.time"
-                " AND h.position = chosen.position"
-            )
-        )
+        rows = self._sql(_CHOSEN_ROWS, chosen=chosen, extra=sql.SQL(", chosen.total"))
         found = self._fetch(
             self._sql(_PAGE, rows=rows, extra=sql.SQL(", p.total")),
             [*params, limit, offset, scope.sequence_key],

@@ -113,7 +113,7 @@ def test_read_models_written_before_the_definition_was_kept_still_answer_and_the
     apply_in_batches(projection, older, 1000)
     schema = sql.Identifier(pg_schema)
     conn.execute(sql.SQL("ALTER TABLE {}.sequences DROP COLUMN definition").format(schema))
-    conn.execute(sql.SQL("DROP INDEX {}.enrollments_sequence_order").format(schema))
+    conn.execute(sql.SQL("DROP INDEX {}.enrollments_sequence_page").format(schema))
 
     # when they are read before the projector has moved the tables on: no definition, no error
     assert projection.sequence_detail("drip") == show(older, "drip")
@@ -125,7 +125,7 @@ def test_read_models_written_before_the_definition_was_kept_still_answer_and_the
     # definition published from then on is kept
     projection.ensure_schema()
     assert projection.sequence_rows() == listed
-    assert "enrollments_sequence_order" in indexes(conn, pg_schema)
+    assert "enrollments_sequence_page" in indexes(conn, pg_schema)
     redefined = [
         {**e, "id": f"applied-again-{n}"}
         for n, e in enumerate(drip_outputs())
