@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,11 +71,12 @@ class CloudEvent:
 
     def fingerprint(self) -> int:
         """What tells a repeat of this event (same content) from another event that
-        reuses its identity. Not the time: a retry may be stamped anew (an API client
-        retrying with the same Idempotency-Key). Never stored or written: `hash` is
-        salted per process."""
-        content = orjson.dumps(self.data, option=orjson.OPT_SORT_KEYS)
-        return hash((self.type, self.subject, content))
+        reuses its identity, in 64 bits. Not the time: a retry may be stamped anew (an API
+        client retrying with the same Idempotency-Key). The same in every process (not
+        `hash`, which is salted per process): a worker's snapshot keeps the fingerprints
+        of the day's inputs for the next process to compare a retry with."""
+        content = orjson.dumps([self.type, self.subject, self.data], option=orjson.OPT_SORT_KEYS)
+        return int.from_bytes(hashlib.blake2b(content, digest_size=8).digest())
 
     def to_json(self) -> dict[str, Any]:
         return self._fields(format_time(self.time))
