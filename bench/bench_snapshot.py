@@ -1,6 +1,7 @@
 """What a worker's snapshot (streams/snapshots.py) saves on a restart: the engine of a
 prefix of the bench history, built by replay as a rebuild builds it, then pickled and read
-back as the snapshot is. The time of each, and the snapshot's size.
+back as the snapshot is. The time of each, the snapshot's size, and the memory pickling
+leaves resident once freed, before and after `give_back_memory`.
 
     .venv/bin/python -m bench.bench_snapshot                   # prefixes of 100k and 1M lines
     .venv/bin/python -m bench.bench_snapshot --events 100000
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
+from pathlib import Path
 from typing import Any
 
 from aggregates.engine import Engine
@@ -23,6 +25,12 @@ from streams import embedded, snapshots
 
 def _partition_of(_contact: str) -> int:
     return 0
+
+
+def _resident_mb() -> int:
+    """This process's resident memory now (Linux)."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) // 1024
 
 
 def measure(events: int) -> dict[str, Any]:
@@ -48,9 +56,18 @@ def measure(events: int) -> dict[str, Any]:
         replayed = time.process_time() - started
     engine = built[0]
     engine.__class__ = Engine  # as a worker's engine is
+    before = _resident_mb()
     started = time.process_time()
     body = snapshots._pickled(engine, _partition_of)
     pickled = time.process_time() - started
+    size = len(body)
+    del body
+    for _ in range(2):  # as a worker keeps one every --snapshot-every seconds
+        snapshots._pickled(engine, _partition_of)
+    kept = _resident_mb() - before  # what three picklings leave resident, freed
+    snapshots.give_back_memory()
+    trimmed = _resident_mb() - before
+    body = snapshots._pickled(engine, _partition_of)
     started = time.process_time()
     snapshots._unpickled(body, _partition_of)
     read = time.process_time() - started
@@ -59,8 +76,10 @@ def measure(events: int) -> dict[str, Any]:
         "contacts": len(engine.contacts),
         "active_enrollments": engine.active_enrollments(),
         "replay_cpu_s": round(replayed, 2),
-        "snapshot_mb": round(len(body) / 1e6, 1),
+        "snapshot_mb": round(size / 1e6, 1),
         "pickle_cpu_s": round(pickled, 2),
+        "resident_after_3_picklings_mb": kept,
+        "resident_after_give_back_mb": trimmed,
         "read_cpu_s": round(read, 2),
     }
 

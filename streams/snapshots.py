@@ -20,6 +20,7 @@ tables already decides what the worker publishes).
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.metadata
 import io
@@ -104,7 +105,22 @@ def save(
     differs, and no snapshot is kept (SnapshotBehindError), as a rebuild from it would skip
     that input for good. A record committed after this check draws ids above
     `last_record` (the write lock), so a rebuild from the snapshot replays it."""
-    body = _pickled(engine, partition_of)
+    try:
+        body = _pickled(engine, partition_of)
+        return _keep(store, key, body, last_record, applied, spanned, progress)
+    finally:
+        give_back_memory()
+
+
+def _keep(
+    store: EngineStore,
+    key: str,
+    body: bytes,
+    last_record: int,
+    applied: int,
+    spanned: bool,
+    progress: Mapping[int, int],
+) -> int:
     schema = store.datastore.schema
     with store.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
         behind = _recorded_elsewhere(curs, schema, progress)
@@ -129,6 +145,17 @@ def save(
             (code_fingerprint(), key, KEPT_DAYS),
         )
     return len(body)
+
+
+def give_back_memory() -> None:
+    """Pickling the engine takes several times the snapshot's size for a moment (the
+    pickler's memo of every object, the growing buffer). Freed, the C library keeps those
+    pages, so a worker's resident memory would stay at its highest step for good (+40 MB
+    for a 7 MB snapshot, measured): glibc's malloc_trim hands them back. Nothing where
+    the C library has none."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 class SnapshotBehindError(Exception):
