@@ -5,7 +5,7 @@ for a repeat: it would otherwise vanish without a word."""
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
 from datetime import UTC, datetime, timedelta
 
 # How long (event time) an identity is remembered. Retries and re-publications come within
@@ -35,13 +35,16 @@ class RecentIdentities:
     what it must and no more: the identity string, one dict slot, and one int that packs
     the moment (microseconds since the epoch) over the fingerprint; and a pointer in the
     list of its minute, by which it is forgotten once the whole minute is out of the window.
+    Moments may come out of order (partitions' event clocks differ, a late input): each
+    minute has one list whatever the order, and the earliest minute goes first.
     """
 
-    __slots__ = ("_minutes", "_seen")
+    __slots__ = ("_by_minute", "_minutes", "_seen")
 
     def __init__(self) -> None:
         self._seen: dict[str, int] = {}
-        self._minutes: deque[tuple[int, list[str]]] = deque()
+        self._by_minute: dict[int, list[str]] = {}
+        self._minutes: list[int] = []  # a heap of the minutes in _by_minute
 
     def earlier(self, identity: str, moment: datetime) -> int | None:
         """The fingerprint of the event decided under `identity` within the window before
@@ -54,17 +57,19 @@ class RecentIdentities:
     def remember(self, identity: str, moment: datetime, fingerprint: int) -> None:
         """`identity` was decided at `moment`; identities older than the window go."""
         at = _micros(moment)
-        seen, minutes = self._seen, self._minutes
+        seen, by_minute, minutes = self._seen, self._by_minute, self._minutes
         seen[identity] = at << _FINGERPRINT_BITS | fingerprint
         minute = at // _MINUTE_MICROS
-        if minutes and minutes[-1][0] == minute:
-            minutes[-1][1].append(identity)
+        listed = by_minute.get(minute)
+        if listed is None:
+            by_minute[minute] = [identity]
+            heapq.heappush(minutes, minute)
         else:
-            minutes.append((minute, [identity]))
+            listed.append(identity)
         cutoff = at - _WINDOW_MICROS
         # The minute just noted ends after the cutoff: the loop stops there at the latest.
-        while (minutes[0][0] + 1) * _MINUTE_MICROS <= cutoff:
-            for known in minutes.popleft()[1]:
+        while (minutes[0] + 1) * _MINUTE_MICROS <= cutoff:
+            for known in by_minute.pop(heapq.heappop(minutes)):
                 # Not when decided again since (its moment then is the later one).
                 packed = seen.get(known)
                 if packed is not None and packed >> _FINGERPRINT_BITS < cutoff:

@@ -40,3 +40,19 @@ def test_an_identity_decided_again_later_is_remembered_from_then() -> None:
     # the first one's entry leaving the window does not take the second one's with it
     recent.remember("e-2@crm", T0 + DUPLICATE_WINDOW * 2 + timedelta(hours=1), 3)
     assert recent.earlier("e-1@crm", T0 + DUPLICATE_WINDOW * 2 + timedelta(hours=2)) == 2
+
+
+def test_moments_out_of_order_keep_one_list_a_minute_and_are_forgotten_in_time() -> None:
+    # given inputs of two partitions whose event clocks are an hour apart, interleaved
+    recent = RecentIdentities()
+    for n in range(120):
+        late = T0 + timedelta(seconds=n)
+        recent.remember(f"a-{n}@crm", late + timedelta(hours=1), n)
+        recent.remember(f"b-{n}@crm", late, n)
+    # then each minute has one list, not one per switch between the clocks
+    assert len(recent._by_minute) == 4
+    # and a day on, the earlier clock's identities go first, the later's when their time comes
+    recent.remember("c-1@crm", T0 + DUPLICATE_WINDOW + timedelta(minutes=30), 1)
+    assert recent.earlier("b-0@crm", T0 + DUPLICATE_WINDOW + timedelta(minutes=30)) is None
+    assert len(recent) == 120 + 1
+    assert recent.earlier("a-0@crm", T0 + DUPLICATE_WINDOW + timedelta(minutes=30)) == 0
