@@ -32,6 +32,10 @@ def _timing(step: Step | None) -> tuple[str, str, Any] | None:
     return step.id, step.type, ("after", delay.seconds() if delay.kind == "default" else 0)
 
 
+def _index_of(steps: tuple[Step, ...], step_id: str, otherwise: int) -> int:
+    return next((n for n, step in enumerate(steps) if step.id == step_id), otherwise)
+
+
 def _rules_of_time(sequence: Sequence) -> tuple[Any, ...]:
     """What moves a step's due moment besides its delay (CONTRACT.md §3 (a)-(d)): the
     calendar (open hours, processing days, holidays, the account's quiet hours), the
@@ -120,9 +124,14 @@ class DefinitionRules(EngineCore):
             if unscheduled:
                 self.throttle.release(enrollment.enrollment_id)
                 self.timers.cancel(enrollment.enrollment_id)
-            if index != old or unscheduled:
+            place = index
+            if sequence.problems and before is not None:
+                # Held, it still waits for the step it was told of, wherever this edit put
+                # it: the edit that takes that step out later says so (step.skipped).
+                place = _index_of(sequence.steps, before.id, index)
+            if place != old or unscheduled:
                 moment = None if unscheduled else enrollment.due_at
-                enrollment = replace(enrollment, next_step=index, due_at=moment)
+                enrollment = replace(enrollment, next_step=place, due_at=moment)
                 self.enrollments[contact_id][sequence.id] = enrollment
             if not sequence.problems and (resumed or not same):
                 again.append((contact_id, sequence.id))

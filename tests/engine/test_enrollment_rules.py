@@ -831,6 +831,48 @@ def test_the_step_an_edit_takes_out_is_told_skipped_and_the_next_counts_from_the
     assert out.of("step.executed", step_id="later") == []
 
 
+def test_a_step_taken_out_while_the_sequence_was_invalid_is_told_skipped_when_it_runs_again() -> (
+    None
+):
+    # given an enrollment that ran s1 at 14:00 and waits two days for `later`
+    first = sequence(
+        steps=[
+            {"id": "s1", "type": "send_sms", "text": "one"},
+            {"id": "later", "type": "send_sms", "text": "two", "delay": TWO_DAYS},
+        ]
+    )
+    # when an edit puts a step in front of `later` and breaks the sequence (an unknown
+    # line): the enrollment is held; and another puts it right without `later`
+    early = {"id": "early", "type": "send_sms", "text": "early", "delay": HALF_HOUR}
+    broken = {
+        **first,
+        "outbound_line": "line-9",
+        "steps": [first["steps"][0], early, *first["steps"][1:]],
+    }
+    mended = {**first, "steps": [first["steps"][0], early]}
+    out = decide(
+        definitions(first),
+        [
+            created(),
+            tagged(),
+            _apply("2027-07-06T15:00:00Z", broken),
+            _apply("2027-07-06T16:00:00Z", mended),
+        ],
+    )
+    # then `later`, which the subscriber was told of, is said skipped as removed when the
+    # sequence runs again, before `early` is scheduled and runs
+    told = [
+        (e["type"], e["data"].get("step_id")) for e in out.events if e["type"].startswith("step.")
+    ]
+    assert told[told.index(("step.scheduled", "later")) :] == [
+        ("step.scheduled", "later"),
+        ("step.skipped", "later"),
+        ("step.scheduled", "early"),
+        ("step.executed", "early"),
+    ]
+    assert out.one("step.skipped", step_id="later")["data"]["reason"] == "removed"
+
+
 def test_a_sequence_cut_short_completes_an_enrollment_past_its_end() -> None:
     first = _two_steps({"id": "s2", "type": "send_sms", "text": "two", "delay": TWO_DAYS})
     cut = sequence(steps=[{"id": "s1", "type": "send_sms", "text": "one"}])
