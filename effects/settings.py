@@ -117,7 +117,11 @@ class EffectsSettings:
         return replace(self, **given)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> EffectsSettings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, checked: bool = True
+    ) -> EffectsSettings:
+        """The settings the environment gives; `checked=False` leaves `check` to the caller,
+        for flags to override a value first (a flag can put right what the variable says)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for name, (variable, kind) in _ENVIRONMENT.items():
@@ -126,7 +130,8 @@ class EffectsSettings:
                 continue
             values[name] = _convert(variable, raw, kind)
         settings = cls(**values)
-        settings.check()
+        if checked:
+            settings.check()
         return settings
 
     def check(self) -> None:
@@ -161,8 +166,9 @@ class EffectsSettings:
                 raise SettingsError(f"{variable}: must be a port from 0 to 65535, got {port}")
         if self.metrics_port == self.http_port != 0:
             raise SettingsError(
-                f"EFFECTS_METRICS_PORT: {self.metrics_port} is the callback server's port;"
-                " leave it unset to serve /metrics there, or give another"
+                f"EFFECTS_METRICS_PORT (--metrics-port): {self.metrics_port} is the callback"
+                " server's port (EFFECTS_HTTP_PORT, --http-port); leave it unset to serve"
+                " /metrics there, or give another"
             )
 
     def _check_email_provider(self) -> None:

@@ -103,7 +103,7 @@ NO_LEDGER = (
 
 
 def settings_from(args: argparse.Namespace) -> EffectsSettings:
-    base = EffectsSettings.from_env()
+    base = EffectsSettings.from_env(checked=False)
     overrides: dict[str, Any] = {
         "kafka_bootstrap_servers": args.bootstrap,
         "database_url": args.database_url,

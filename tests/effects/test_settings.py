@@ -61,7 +61,7 @@ def test_defaults_reach_the_real_providers() -> None:
         ({"EFFECTS_PUBLIC_URL": "https://"}, "EFFECTS_PUBLIC_URL: must be an http"),
         ({"EFFECTS_METRICS_PORT": "70000"}, "EFFECTS_METRICS_PORT: must be a port from 0"),
         ({"EFFECTS_HTTP_PORT": "-1"}, "EFFECTS_HTTP_PORT: must be a port from 0"),
-        ({"EFFECTS_METRICS_PORT": "8088"}, "EFFECTS_METRICS_PORT: 8088 is the callback"),
+        ({"EFFECTS_METRICS_PORT": "8088"}, r"EFFECTS_METRICS_PORT \(--metrics-port\): 8088 is"),
     ],
 )
 def test_a_bad_setting_names_its_variable(environment: dict[str, str], message: str) -> None:
@@ -108,6 +108,12 @@ def test_the_metrics_listener_is_set_by_flag_or_environment(
     # then a flag wins over it
     flagged = effects_cli.settings_from(parser.parse_args(["effects", "--metrics-port", "9466"]))
     assert flagged.metrics_port == 9466
+    # and a flag that puts a clash of the environment right is taken (checked after it)
+    monkeypatch.setenv("EFFECTS_METRICS_PORT", "8088")
+    moved = effects_cli.settings_from(parser.parse_args(["effects", "--http-port", "9000"]))
+    assert (moved.http_port, moved.metrics_port) == (9000, 8088)
+    with pytest.raises(SettingsError, match=r"EFFECTS_METRICS_PORT \(--metrics-port\): 8088"):
+        effects_cli.settings_from(parser.parse_args(["effects"]))
 
 
 def test_the_consumer_group_is_named_by_the_prefix_unless_set() -> None:
