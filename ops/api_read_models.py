@@ -114,6 +114,7 @@ class PostgresReadModels:
         schema = self._schema or pg_reads.DEFAULT_SCHEMA
         try:
             with psycopg.connect(self._url, autocommit=True) as conn:
+                pg_reads.for_reading(conn)
                 if (problem := self.mismatch(conn)) is not None:
                     raise ApiError(503, problem, None)
                 yield pg_reads.PostgresReadModels(conn, schema=schema)

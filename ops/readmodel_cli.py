@@ -34,7 +34,7 @@ from projections.history import (
     event_types_for,
 )
 from projections.loading import load_into
-from projections.pg_reads import DEFAULT_SCHEMA, PostgresReadModels
+from projections.pg_reads import DEFAULT_SCHEMA, PostgresReadModels, for_reading
 from projections.pg_tables import OlderLayoutError
 from projections.postgres import PostgresProjection
 from projections.rebuild import RebuildFailedError
@@ -539,6 +539,7 @@ def _connect(args: argparse.Namespace, missing: str = NO_SOURCE) -> Iterator[Pos
         raise _ReadFailedError(database_problem(str(error))) from None
     try:
         with conn:
+            for_reading(conn)
             yield PostgresProjection(conn, schema=args.schema)
     except psycopg.errors.UndefinedTable:
         raise _ReadFailedError(

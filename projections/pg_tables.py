@@ -358,12 +358,12 @@ def create_indexes(
     for table, name, statement in INDEX_DDL:
         if table in tables and name not in skip:
             conn.execute(sql.SQL(statement).format(s=schema))
-    if trigram is None:
-        return
     for name in SUPERSEDED_INDEXES:
         conn.execute(
             sql.SQL("DROP INDEX IF EXISTS {s}.{i}").format(s=schema, i=sql.Identifier(name))
         )
+    if trigram is None:
+        return
     ops = sql.SQL("{}.gin_trgm_ops").format(sql.Identifier(trigram))
     fold = folding(conn)
     for table, name, statement in TRIGRAM_DDL:

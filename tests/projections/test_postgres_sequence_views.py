@@ -16,6 +16,7 @@ from psycopg import sql
 from ops.api_read_models import FileReadModels, PostgresReadModels
 from ops.http_api import make_app
 from projections.loading import load_file
+from projections.pg_tables import create_indexes, trigram_extension
 from projections.postgres import PostgresProjection
 from projections.sequence_contacts import SequenceContactsQuery
 from projections.state import UnknownSequenceError
@@ -141,6 +142,26 @@ def test_read_models_written_before_the_definition_was_kept_still_answer_and_the
     assert projection.sequence_detail("drip").definition is not None
 
 
+@pytest.mark.parametrize("trigram", [True, False], ids=["with pg_trgm", "without pg_trgm"])
+def test_the_contacts_page_index_of_an_earlier_release_gives_way_to_the_one_with_the_state(
+    projection: PostgresProjection, conn: psycopg.Connection[Any], pg_schema: str, trigram: bool
+) -> None:
+    # given read models with the page index of an earlier release (without the state)
+    schema = sql.Identifier(pg_schema)
+    conn.execute(sql.SQL("DROP INDEX {}.enrollments_sequence_page").format(schema))
+    conn.execute(
+        sql.SQL(
+            "CREATE INDEX enrollments_sequence_order ON {}.enrollments"
+            ' (sequence_id, enrolled_at, contact_id COLLATE "C", enrollment_id COLLATE "C")'
+        ).format(schema)
+    )
+    # when the projector opens them, on a database with or without pg_trgm
+    create_indexes(conn, schema, trigram_extension(conn) if trigram else None)
+    # then the new index replaces the old one, which would only slow every write
+    assert {"enrollments_sequence_page"} <= indexes(conn, pg_schema)
+    assert "enrollments_sequence_order" not in indexes(conn, pg_schema)
+
+
 def indexes(conn: psycopg.Connection[Any], schema: str) -> set[str]:
     rows = conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,))
     return {str(row[0]) for row in rows.fetchall()}
@@ -259,3 +280,12 @@ async def test_a_command_to_a_sequence_postgresql_knows_is_taken_and_to_another_
             client, "post", "/sequences/drip/enrollments", enrollments, 202, json={"tag": "x"}
         )
     assert [(e.type, e.data["sequence_id"]) for e in sent] == [("enrollment.requested", "drip")]
+
+
+def test_the_apis_read_model_sessions_never_compile_their_queries(
+    projection: PostgresProjection, database_url: str, pg_schema: str
+) -> None:
+    # A page far down a large history is costed high enough for PostgreSQL's JIT, which
+    # spent seconds compiling what an index range answers in a tenth of one.
+    with PostgresReadModels(database_url, pg_schema)._projection() as opened:
+        assert opened._conn.execute("SHOW jit").fetchone() == ("off",)
