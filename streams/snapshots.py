@@ -153,9 +153,16 @@ def give_back_memory() -> None:
     pages, so a worker's resident memory would stay at its highest step for good (+40 MB
     for a 7 MB snapshot, measured): glibc's malloc_trim hands them back. Nothing where
     the C library has none."""
-    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
-    if trim is not None:
+    if (trim := _malloc_trim()) is not None:
         trim(0)
+
+
+@cache
+def _malloc_trim() -> Any:
+    try:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except (OSError, TypeError):  # no C library to open by name here
+        return None
 
 
 class SnapshotBehindError(Exception):

@@ -791,6 +791,9 @@ class EngineWorker:
             )
             self.definitions_version = change.version
             if outputs:
+                # Steps the change moved may run now: fenced as fired timers are.
+                for partition in sorted({tp.partition for tp in self.assigned}):
+                    self._fence(partition)
                 names = self._stream_names()
                 # Where the adoption happened among this worker's inputs: a rebuild adopts
                 # the change at this point (and fires nothing here).

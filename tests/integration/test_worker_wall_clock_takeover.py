@@ -205,6 +205,39 @@ async def test_a_worker_that_lost_its_partition_unknowing_fires_none_of_its_time
     assert kinds == ["enrollment.enrolled", "step.scheduled", "enrollment.disenrolled"]
 
 
+async def test_a_worker_that_lost_its_partition_unknowing_writes_no_change_it_adopts(
+    workers: Callable[[int], EngineWorker],
+) -> None:
+    # given A deciding partition 0, a contact enrolled whose step is due ten minutes on
+    a = workers(0)
+    a.store.write(BatchRecord(definition=(definitions(TEN_MINUTES_ON), [], T0, "defs-1")))
+    a._sync_definitions(at_once=True)
+    mine = contact_on(0)
+    await decide(a, created(mine, 0, T0), T0)
+    # when B takes partition 0 (A has not heard of it) and decides an input there
+    b = workers(0)
+    rebuild(b, frozenset({0}))
+    b._sync_definitions(at_once=True)
+    later = T0 + timedelta(minutes=1)
+    await decide(b, created(contact_on(0, after=int(mine[1:]) + 1), 1, later), later)
+    # and A adopts a change that moves its contact's step
+    moved = T0 + timedelta(minutes=2)
+    a.store.write(BatchRecord(definition=(definitions(tagging_after(1)), [], moved, "defs-2")))
+    a.clock = lambda: moved
+    a._sync_definitions(at_once=True)
+    await a._submit(wait=True)
+    # then A's re-planning is refused whole (the step is B's to plan now), and A rebuilds
+    assert a.stale
+    with a.store.datastore.get_connection() as conn:
+        rows = conn.execute(
+            f"SELECT value FROM {a.settings.schema}.dripstream_outbox WHERE key = %s", (mine,)
+        ).fetchall()
+    assert [orjson.loads(row["value"])["type"] for row in rows] == [
+        "enrollment.enrolled",
+        "step.scheduled",
+    ]
+
+
 ONE_MINUTE_ON = {
     "account": {"timezone": "America/New_York", "lines": {"line-1": "+12125550000"}},
     "sequences": [tagging_after(1)],
