@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from ops.api_auth import Tokens
+from ops.api_cors import ORIGINS_VARIABLE, origin_problem
 from ops.api_errors import ApiError
 from ops.api_read_models import FileReadModels, PostgresReadModels, ReadModelSource
 from ops.cli_groups import SubParsers
@@ -58,6 +59,14 @@ def register(commands: SubParsers) -> None:
         help="a sequence file whose account is sent with definitions that carry none",
     )
     parser.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="ORIGIN",
+        type=allowed_origin,
+        help=f"a web page's origin (https://dashboard.example.com) that may call the API from a"
+        f" browser; again for more, * for any ({ORIGINS_VARIABLE}: comma-separated)",
+    )
+    parser.add_argument(
         "--no-auth",
         action="store_true",
         help="serve commands without DRIPSTREAM_API_ADMIN_TOKEN on an address other than"
@@ -70,6 +79,25 @@ ADMIN_TOKEN_VARIABLE = "DRIPSTREAM_API_ADMIN_TOKEN"  # noqa: S105 - a name, not 
 READ_TOKEN_VARIABLE = "DRIPSTREAM_API_READ_TOKEN"  # noqa: S105 - a name, not a secret
 
 
+def allowed_origin(text: str) -> str:
+    """An origin for argparse's `type=`."""
+    if (problem := origin_problem(text)) is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def origins_of(args: argparse.Namespace) -> tuple[str, ...] | str:
+    """The origins allowed: the flags', else the environment's; a message when one of the
+    environment's is no origin."""
+    if args.allow_origin:
+        return tuple(args.allow_origin)
+    given = [o.strip() for o in os.environ.get(ORIGINS_VARIABLE, "").split(",") if o.strip()]
+    for origin in given:
+        if (problem := origin_problem(origin)) is not None:
+            return f"{ORIGINS_VARIABLE}: {problem}"
+    return tuple(given)
+
+
 def tokens_from_environment() -> Tokens:
     return Tokens(
         admin=os.environ.get(ADMIN_TOKEN_VARIABLE) or None,
@@ -78,6 +106,11 @@ def tokens_from_environment() -> Tokens:
 
 
 def run_api(args: argparse.Namespace) -> int:
+    origins = origins_of(args)
+    if isinstance(origins, str):
+        print(f"{PROG}: {origins}", file=sys.stderr)
+        return 2
+    args.allow_origin = origins
     tokens = tokens_from_environment()
     if tokens.read is not None and tokens.admin is None and args.history is None:
         print(
@@ -164,6 +197,7 @@ async def _application(
             default_account=account,
             read_only=read_only_reason(args.history),
             tokens=tokens,
+            allow_origins=args.allow_origin,
         )
     producer_box: dict[str, Any] = {}
 
@@ -174,7 +208,13 @@ async def _application(
             args.topic_prefix + topic, event.encode(), key=key, headers=STRUCTURED_HEADERS
         )
 
-    app = make_app(publish, read_models, default_account=account, tokens=tokens)
+    app = make_app(
+        publish,
+        read_models,
+        default_account=account,
+        tokens=tokens,
+        allow_origins=args.allow_origin,
+    )
 
     async def producer_context(_app: web.Application) -> AsyncIterator[None]:
         from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]  # noqa: PLC0415

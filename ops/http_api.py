@@ -23,10 +23,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from aggregates.targets import request_subject
 from ops.api_auth import AUTHORIZATION, Tokens, Unauthorized, check
+from ops.api_cors import allowing
 from ops.api_errors import ApiError, json_response
 from ops.api_read_models import ReadModelSource
 from ops.api_rules import DEFAULT_LIMIT, ENROLL_KEYS, MAX_COUNT, MAX_LIMIT
@@ -144,12 +146,17 @@ def make_app(
     default_account: Mapping[str, Any] | None = None,
     read_only: str | None = None,
     tokens: Tokens | None = None,
+    allow_origins: tuple[str, ...] = (),
 ) -> web.Application:
     """The API. `default_account` is the account sent with a definition whose body has none
     (a `sequence.applied` document always carries one). `read_only`: every command is
     answered 405 with this message, whatever its body. `tokens`: who may send commands
-    and read (ops/api_auth.py); none, anyone who reaches the port."""
-    app = web.Application(middlewares=[_errors, _idempotent], client_max_size=MAX_BODY_BYTES)
+    and read (ops/api_auth.py); none, anyone who reaches the port. `allow_origins`: the web
+    pages' origins that may call it from a browser (ops/api_cors.py)."""
+    middlewares: list[Middleware] = [_errors, _idempotent]
+    if allow_origins:
+        middlewares.insert(0, allowing(allow_origins))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[STATE] = _State(publish, read_models, default_account, read_only, tokens or Tokens())
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/sequences", _list_sequences)
