@@ -170,6 +170,33 @@ def marked_lost(contact: str, offset: int, at: datetime) -> Pending:
     )
 
 
+async def enrolled_by(worker: EngineWorker, sequence: dict[str, Any]) -> str:
+    """The worker holding partition 0 enrolls a contact there (at T0) in `sequence`."""
+    worker.store.write(BatchRecord(definition=(definitions(sequence), [], T0, "defs-1")))
+    worker._sync_definitions(at_once=True)
+    contact = contact_on(0)
+    await decide(worker, created(contact, 0, T0), T0)
+    return contact
+
+
+def taking_over(worker: EngineWorker) -> EngineWorker:
+    """`worker`, given partition 0 while its holder has not heard of it yet (a rebalance
+    the holder missed), rebuilt from the store."""
+    rebuild(worker, frozenset({0}))
+    worker._sync_definitions(at_once=True)
+    return worker
+
+
+def outbox_kinds(worker: EngineWorker, contact: str) -> list[str]:
+    with worker.store.datastore.get_connection() as conn:
+        rows = conn.execute(
+            f"SELECT value FROM {worker.settings.schema}.dripstream_outbox WHERE key = %s"
+            " ORDER BY id",
+            (contact,),
+        ).fetchall()
+    return [orjson.loads(row["value"])["type"] for row in rows]
+
+
 async def test_a_worker_that_lost_its_partition_unknowing_fires_none_of_its_timers(
     workers: Callable[[int], EngineWorker],
 ) -> None:
@@ -177,16 +204,11 @@ async def test_a_worker_that_lost_its_partition_unknowing_fires_none_of_its_time
     # minutes on, in a sequence a "lost" disposition leaves
     a = workers(0)
     leaving = {"type": "contact_disposition", "dispositions": ["lost"], "action": "disenroll"}
-    sequence = {**TEN_MINUTES_ON, "triggers": [*TEN_MINUTES_ON["triggers"], leaving]}
-    a.store.write(BatchRecord(definition=(definitions(sequence), [], T0, "defs-1")))
-    a._sync_definitions(at_once=True)
-    mine = contact_on(0)
-    await decide(a, created(mine, 0, T0), T0)
-    # when B is given partition 0 while A has not heard of it yet (a rebalance A missed),
-    # rebuilds it from the store, and decides the contact's "lost" disposition
-    b = workers(0)
-    rebuild(b, frozenset({0}))
-    b._sync_definitions(at_once=True)
+    mine = await enrolled_by(
+        a, {**TEN_MINUTES_ON, "triggers": [*TEN_MINUTES_ON["triggers"], leaving]}
+    )
+    # when B takes partition 0 over and decides the contact's "lost" disposition
+    b = taking_over(workers(0))
     await decide(b, marked_lost(mine, 1, T0 + timedelta(minutes=5)), T0 + timedelta(minutes=5))
     # and A's wall clock passes the step's moment
     await tick(a, T0 + timedelta(minutes=11))
@@ -196,13 +218,8 @@ async def test_a_worker_that_lost_its_partition_unknowing_fires_none_of_its_time
     # and B, which knows the contact left, runs nothing either
     await tick(b, T0 + timedelta(minutes=11))
     assert not b.stale
-    with b.store.datastore.get_connection() as conn:
-        values = conn.execute(
-            f"SELECT value FROM {b.settings.schema}.dripstream_outbox WHERE key = %s",
-            (mine,),
-        ).fetchall()
-    kinds = [orjson.loads(row["value"])["type"] for row in values]
-    assert kinds == ["enrollment.enrolled", "step.scheduled", "enrollment.disenrolled"]
+    kinds = ["enrollment.enrolled", "step.scheduled", "enrollment.disenrolled"]
+    assert outbox_kinds(b, mine) == kinds
 
 
 async def test_a_worker_that_lost_its_partition_unknowing_writes_no_change_it_adopts(
@@ -210,14 +227,9 @@ async def test_a_worker_that_lost_its_partition_unknowing_writes_no_change_it_ad
 ) -> None:
     # given A deciding partition 0, a contact enrolled whose step is due ten minutes on
     a = workers(0)
-    a.store.write(BatchRecord(definition=(definitions(TEN_MINUTES_ON), [], T0, "defs-1")))
-    a._sync_definitions(at_once=True)
-    mine = contact_on(0)
-    await decide(a, created(mine, 0, T0), T0)
-    # when B takes partition 0 (A has not heard of it) and decides an input there
-    b = workers(0)
-    rebuild(b, frozenset({0}))
-    b._sync_definitions(at_once=True)
+    mine = await enrolled_by(a, TEN_MINUTES_ON)
+    # when B takes partition 0 over and decides an input there
+    b = taking_over(workers(0))
     later = T0 + timedelta(minutes=1)
     await decide(b, created(contact_on(0, after=int(mine[1:]) + 1), 1, later), later)
     # and A adopts a change that moves its contact's step
@@ -228,14 +240,7 @@ async def test_a_worker_that_lost_its_partition_unknowing_writes_no_change_it_ad
     await a._submit(wait=True)
     # then A's re-planning is refused whole (the step is B's to plan now), and A rebuilds
     assert a.stale
-    with a.store.datastore.get_connection() as conn:
-        rows = conn.execute(
-            f"SELECT value FROM {a.settings.schema}.dripstream_outbox WHERE key = %s", (mine,)
-        ).fetchall()
-    assert [orjson.loads(row["value"])["type"] for row in rows] == [
-        "enrollment.enrolled",
-        "step.scheduled",
-    ]
+    assert outbox_kinds(a, mine) == ["enrollment.enrolled", "step.scheduled"]
 
 
 ONE_MINUTE_ON = {
