@@ -83,10 +83,22 @@ async def workers(
 
 
 def created(contact: str, offset: int, at: datetime) -> Pending:
-    raw = (
-        b'{"specversion":"1.0","id":"in-%s","source":"crm","type":"contact.created",'
-        b'"time":"%s","subject":"%s","data":{"contact_id":"%s"}}'
-        % (contact.encode(), format_time(at).encode(), contact.encode(), contact.encode())
+    return fact("in", "contact.created", {"contact_id": contact}, offset, at)
+
+
+def fact(tag: str, kind: str, data: dict[str, Any], offset: int, at: datetime) -> Pending:
+    """A CRM fact about `data`'s contact, as read at `offset` of its partition."""
+    contact = str(data["contact_id"])
+    raw = orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": f"{tag}-{contact}",
+            "source": "crm",
+            "type": kind,
+            "time": format_time(at),
+            "subject": contact,
+            "data": data,
+        }
     )
     partition = routing.kafka_partition(contact, 2)
     return Pending(
@@ -158,16 +170,8 @@ async def test_a_takeover_fires_the_steps_the_dead_worker_left_due(
 
 
 def marked_lost(contact: str, offset: int, at: datetime) -> Pending:
-    raw = (
-        b'{"specversion":"1.0","id":"lost-%s","source":"crm",'
-        b'"type":"contact.disposition_changed","time":"%s","subject":"%s",'
-        b'"data":{"contact_id":"%s","disposition":"lost"}}'
-        % (contact.encode(), format_time(at).encode(), contact.encode(), contact.encode())
-    )
-    partition = routing.kafka_partition(contact, 2)
-    return Pending(
-        TOPIC, partition, offset, contact.encode(), raw, decode_event(raw, as_input=True)
-    )
+    data = {"contact_id": contact, "disposition": "lost"}
+    return fact("lost", "contact.disposition_changed", data, offset, at)
 
 
 async def enrolled_by(worker: EngineWorker, sequence: dict[str, Any]) -> str:
