@@ -51,7 +51,7 @@ from effects.wiring import Runtime, open_runtime, utc_now
 from schemas.dead_letters import RejectedRecord
 from schemas.envelope import LETTER_HEADERS, STRUCTURED_HEADERS, CloudEvent
 from schemas.registry import DLQ_TOPIC
-from streams.outages import run_through_outages, start_quietly
+from streams.outages import run_through_outages, start_quietly, stop_client
 from streams.progress import ProgressLog, registry_totals
 
 _log = logging.getLogger(__name__)
@@ -525,10 +525,10 @@ async def _run_until_stopped(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await consumer.stop()
+        await stop_client(consumer)
         for runner in runners:
             await runner.cleanup()
-        await producer.stop()
+        await stop_client(producer)
         await runtime.close()
 
 

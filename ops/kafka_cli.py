@@ -37,6 +37,11 @@ from streams import routing
 from streams.ordering import position_header
 
 WATERMARK_EVERY = 500
+# How long a record may wait for a broker that went away (a restart, a failover) before it
+# is reported not published: the idempotent producer sends it, in order, once one answers.
+OUTAGE_WAIT_MS = 5 * 60 * 1000
+# Records reported one by one; the rest are counted.
+REFUSALS_SHOWN = 20
 # Seconds: the broker's default group.min.session.timeout.ms and group.max.session.timeout.ms;
 # outside them its JoinGroup answers INVALID_SESSION_TIMEOUT.
 SESSION_TIMEOUT_RANGE = (6.0, 1800.0)
@@ -285,11 +290,7 @@ def run_produce(args: argparse.Namespace) -> int:
             lines=numbers,
         )
     )
-    for index, reason in refused:
-        print(
-            f"dripstream produce: {args.file}: line {numbers[index]}: not published: {reason}",
-            file=sys.stderr,
-        )
+    _say_refused(args.file, refused, numbers)
     _say_passed_over(args.file, own, marks)
     out = len(records) - len(refused)
     lines_out = len(set(numbers) - {numbers[index] for index, _ in refused})
@@ -300,6 +301,21 @@ def run_produce(args: argparse.Namespace) -> int:
     )
     print(f"published {out} event(s){copies}", file=sys.stderr)
     return 1 if bad or refused else 0
+
+
+def _say_refused(file: Path, refused: list[tuple[int, str]], numbers: list[int]) -> None:
+    """The records Kafka did not take: the first REFUSALS_SHOWN by line, the rest counted."""
+    for index, reason in refused[:REFUSALS_SHOWN]:
+        print(
+            f"dripstream produce: {file}: line {numbers[index]}: not published: {reason}",
+            file=sys.stderr,
+        )
+    if len(refused) > REFUSALS_SHOWN:
+        print(
+            f"dripstream produce: {file}: {len(refused) - REFUSALS_SHOWN} more event(s) not"
+            " published; a line published again is decided once (its source and id repeat)",
+            file=sys.stderr,
+        )
 
 
 def _say_passed_over(file: Path, own: list[int], marks: list[int]) -> None:
@@ -413,19 +429,27 @@ async def publish(
     line alike; else its index), so a worker decides records of the same time in this
     order, whatever topics they are on (streams/ordering.py).
 
-    Returns the records Kafka refused (too large, say), by index, with the reason: the
-    others still go out."""
+    A watermark goes out only once every record before it was taken: it promises that its
+    lines are out, and a line Kafka refused is not (after one, no more marks are sent).
+
+    Returns the records Kafka refused (too large, say, or a broker away for longer than
+    OUTAGE_WAIT_MS), by index, with the reason: the others still go out."""
     from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
     from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
 
     places = lines if lines is not None else list(range(1, len(records) + 1))
     # A later run of produce must come after this one: it starts later.
     run = time.time_ns() // 1000
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=10)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        linger_ms=10,
+        request_timeout_ms=OUTAGE_WAIT_MS,
+    )
     try:
         await producer.start()
         latest: datetime | None = None
-        futures = []
+        marks: list[Any] = []
         sent: list[tuple[int, Any]] = []
         refused: list[tuple[int, str]] = []
         since_mark = 0
@@ -447,21 +471,45 @@ async def publish(
                 # Not between the copies of one line: the mark promises that line is out.
                 # (After the last record, the closing mark below does it.)
                 whole = n < len(records) and places[n] != places[n - 1]
-                if since_mark >= WATERMARK_EVERY and whole and latest is not None:
-                    futures.extend(await _watermark(producer, prefix, latest, (run, places[n - 1])))
+                if since_mark >= WATERMARK_EVERY and whole and latest is not None and not refused:
+                    refused += await _confirmed(sent)
+                    sent = []
+                    if not refused:
+                        marks += await _watermark(producer, prefix, latest, (run, places[n - 1]))
                     since_mark = 0
-        if watermarks and latest is not None and places:
-            futures.extend(await _watermark(producer, prefix, latest, (run, places[-1])))
-        for index, future in sent:
-            try:
-                await future
-            except KafkaError as error:
-                refused.append((index, _kafka_reason(error)))
-        for future in futures:
-            await future
+        refused += await _confirmed(sent)
+        if watermarks and latest is not None and places and not refused:
+            marks += await _watermark(producer, prefix, latest, (run, places[-1]))
+        lost_marks = await _confirmed(list(enumerate(marks)))
     finally:
         await producer.stop()
+    if watermarks and refused:
+        first = places[min(index for index, _ in refused)]
+        print(
+            f"dripstream produce: no watermark sent from line {first} on: a mark promises that"
+            " the lines before it are out",
+            file=sys.stderr,
+        )
+    if lost_marks:
+        print(
+            f"dripstream produce: {len(lost_marks)} watermark record(s) not published"
+            f" ({lost_marks[0][1]}): workers on the event clock wait for the next ones",
+            file=sys.stderr,
+        )
     return sorted(refused)
+
+
+async def _confirmed(sent: list[tuple[int, Any]]) -> list[tuple[int, str]]:
+    """Wait for these sends to be taken; those Kafka refused, with the reason."""
+    from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
+
+    refused = []
+    for index, future in sent:
+        try:
+            await future
+        except KafkaError as error:
+            refused.append((index, _kafka_reason(error)))
+    return refused
 
 
 def _kafka_reason(error: Exception) -> str:

@@ -17,8 +17,16 @@ from typing import Any
 
 import psycopg
 from aiokafka.errors import (  # type: ignore[import-untyped]
+    CoordinatorLoadInProgressError,
+    CoordinatorNotAvailableError,
     KafkaConnectionError,
     KafkaTimeoutError,
+    LeaderNotAvailableError,
+    NodeNotReadyError,
+    NotCoordinatorForGroupError,
+    NotEnoughReplicasAfterAppendError,
+    NotEnoughReplicasError,
+    NotLeaderForPartitionError,
     RequestTimedOutError,
 )
 from eventsourcing.persistence import (
@@ -36,10 +44,21 @@ DATABASE_LOST: tuple[type[Exception], ...] = (
     InterfaceError,
     ConnectionUnavailableError,
 )
+# A broker starting again answers for a while that it leads no partition, coordinates no
+# group or lacks its replicas yet: the same outage, ending (an effects processor whose
+# outcome met one stopped, in the broker-restart audit). A topic that is gone is no outage.
 BROKER_LOST: tuple[type[Exception], ...] = (
     KafkaConnectionError,
     KafkaTimeoutError,
     RequestTimedOutError,
+    LeaderNotAvailableError,
+    NotLeaderForPartitionError,
+    NodeNotReadyError,
+    NotEnoughReplicasError,
+    NotEnoughReplicasAfterAppendError,
+    CoordinatorNotAvailableError,
+    CoordinatorLoadInProgressError,
+    NotCoordinatorForGroupError,
 )
 OUTAGES = DATABASE_LOST + BROKER_LOST
 
@@ -136,6 +155,19 @@ async def run_through_outages(
             log.warning("%s lost its connection (%s); again in %.1f s", what, one_line(error), wait)
         await sleep_unless_stopped(stopping, wait)
         wait = next_wait(wait)
+
+
+async def stop_client(client: Any) -> None:
+    """Stop an aiokafka consumer or producer on the way out of a run. With the broker away,
+    stop() may raise the CancelledError of the client's own tasks, though nobody cancelled
+    the caller: that would end a service in the middle of waiting out the outage, so it is
+    swallowed; a cancellation of the caller itself goes on."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 async def start_quietly(client: Any) -> None:

@@ -29,7 +29,7 @@ from aiokafka import (  # type: ignore[import-untyped]
 from projections.pg_reads import DEFAULT_SCHEMA
 from projections.postgres import PostgresProjection
 from projections.stream import READ_MODEL_TOPICS, Consumed, MalformedEventError, decode_line
-from streams.outages import start_quietly
+from streams.outages import start_quietly, stop_client
 from streams.progress import ProgressLog
 
 log = logging.getLogger(__name__)
@@ -148,5 +148,5 @@ async def run_projector(
             with contextlib.suppress(Exception):  # a view of progress only: the store decides
                 await consumer.commit()
     finally:
-        await consumer.stop()
+        await stop_client(consumer)
     return applied

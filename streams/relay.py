@@ -36,7 +36,12 @@ from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 from schemas.dead_letters import RejectedRecord
 from schemas.envelope import LETTER_HEADERS, STRUCTURED_HEADERS
 from schemas.registry import DLQ_TOPIC
-from streams.outages import log_as_service, run_through_outages, sleep_unless_stopped
+from streams.outages import (
+    log_as_service,
+    run_through_outages,
+    sleep_unless_stopped,
+    stop_client,
+)
 from streams.store import OUTBOX_CHANNEL, OutboxRow, outbox_select
 
 log = logging.getLogger("dripstream.relay")
@@ -210,7 +215,7 @@ class Relay:
                 ahead.cancel()
                 with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
                     await ahead
-            await producer.stop()
+            await stop_client(producer)
 
     async def _fetch(
         self, conn: psycopg.AsyncConnection[Any], position: int
@@ -301,7 +306,7 @@ class Relay:
                         position = max(position, int(orjson.loads(record.value)["position"]))
             return position
         finally:
-            await consumer.stop()
+            await stop_client(consumer)
 
 
 def _too_large(

@@ -10,6 +10,7 @@ from pathlib import Path
 import aiokafka  # type: ignore[import-untyped]
 import orjson
 import pytest
+from aiokafka.errors import MessageSizeTooLargeError  # type: ignore[import-untyped]
 
 from ops import kafka_cli
 from ops.cli import build_parser
@@ -273,43 +274,62 @@ def test_lines_end_at_lf_alone_as_replay_reads_them(
     assert "line 3: data.tag: is required" in capsys.readouterr().err
 
 
+class RecordingProducer:
+    """aiokafka's producer as `publish` uses it, one partition a topic: what was sent, as
+    (topic, type, line); a record whose id is in `refuse` is refused as too large."""
+
+    sent: list[tuple[str, str, str]]
+    refuse: frozenset[str] = frozenset()
+
+    def __init__(self, **_: object) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[None]:
+        run, line = dict(headers or [])["dripstream-position"].split(b":")
+        assert run.isdigit()
+        event = orjson.loads(value)
+        self.sent.append((topic, event["type"], line.decode()))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if event["id"] in self.refuse:
+            done.set_exception(MessageSizeTooLargeError())
+        else:
+            done.set_result(None)
+        return done
+
+
+def recording(
+    monkeypatch: pytest.MonkeyPatch, refuse: frozenset[str] = frozenset()
+) -> list[tuple[str, str, str]]:
+    """`publish` sends to a RecordingProducer, a watermark due every 2 records; its record."""
+    sent: list[tuple[str, str, str]] = []
+    producer = type("Producer", (RecordingProducer,), {"sent": sent, "refuse": refuse})
+    monkeypatch.setattr(aiokafka, "AIOKafkaProducer", producer)
+    monkeypatch.setattr(kafka_cli, "WATERMARK_EVERY", 2)
+    return sent
+
+
 def test_every_record_carries_its_line_and_no_watermark_falls_between_copies_of_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # given five records from three lines, the second line copied to three partitions, and
     # a watermark due every 2 records
-    sent: list[tuple[str, str, str]] = []  # (topic, type, line)
-
-    class Producer:
-        def __init__(self, **_: object) -> None:
-            pass
-
-        async def start(self) -> None:
-            pass
-
-        async def stop(self) -> None:
-            pass
-
-        async def partitions_for(self, topic: str) -> set[int]:
-            return {0}
-
-        async def send(
-            self,
-            topic: str,
-            value: bytes,
-            key: bytes | None = None,
-            partition: int | None = None,
-            headers: list[tuple[str, bytes]] | None = None,
-        ) -> asyncio.Future[None]:
-            run, line = dict(headers or [])["dripstream-position"].split(b":")
-            assert run.isdigit()
-            sent.append((topic, orjson.loads(value)["type"], line.decode()))
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-
-    monkeypatch.setattr(aiokafka, "AIOKafkaProducer", Producer)
-    monkeypatch.setattr(kafka_cli, "WATERMARK_EVERY", 2)
+    sent = recording(monkeypatch)
 
     def record(topic: str, kind: str) -> tuple[str, bytes | None, bytes]:
         event = {"specversion": "1.0", "id": kind, "source": "s", "type": kind,
@@ -337,3 +357,28 @@ def test_every_record_carries_its_line_and_no_watermark_falls_between_copies_of_
     assert first_mark > max(n for n, kind in enumerate(kinds) if kind == "enrollment.requested")
     marks = [line for _, kind, line in sent if kind == "stream.watermark"]
     assert marks == ["2"] * 6 + ["3"] * 6  # line 2 whole (not inside it), then the closing one
+
+
+def test_no_watermark_promises_a_line_kafka_did_not_take(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given six lines, the third one Kafka refuses (too large; or a broker away too long)
+    sent = recording(monkeypatch, refuse=frozenset({"e-3"}))
+    records = [
+        ("contacts", b"c-1", orjson.dumps({"specversion": "1.0", "id": f"e-{n}", "source": "s",
+         "type": "contact.tag_added", "time": "2027-01-01T00:00:00Z", "subject": "c-1",
+         "data": {}}))
+        for n in range(1, 7)
+    ]  # fmt: skip
+    # when it is published with watermarks
+    refused = asyncio.run(
+        kafka_cli.publish("x", "p.", records, watermarks=True, lines=[1, 2, 3, 4, 5, 6])
+    )
+    # then the refused line is reported, the others still go out
+    assert [index for index, _ in refused] == [2]
+    assert refused[0][1].startswith("MessageSizeTooLargeError")
+    assert [line for _, kind, line in sent if kind != "stream.watermark"] == list("123456")
+    # and the marks stop before it: the one after line 2 went out, none after (a mark says
+    # every line before it is out)
+    assert [line for _, kind, line in sent if kind == "stream.watermark"] == ["2"] * 6
+    assert "no watermark sent from line 3 on" in capsys.readouterr().err
