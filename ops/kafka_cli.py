@@ -7,6 +7,7 @@ import asyncio
 import sys
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -311,9 +312,14 @@ def _say_refused(file: Path, refused: list[tuple[int, str]], numbers: list[int])
             file=sys.stderr,
         )
     if len(refused) > REFUSALS_SHOWN:
+        # By kind: a broker away too long fails one record, and every later one fails on
+        # the gap it leaves in the producer's sequence (OutOfOrderSequenceNumber).
+        kinds = Counter(reason.split(":", 1)[0] for _, reason in refused[REFUSALS_SHOWN:])
+        said = ", ".join(f"{kind} {count}" for kind, count in kinds.most_common())
         print(
             f"dripstream produce: {file}: {len(refused) - REFUSALS_SHOWN} more event(s) not"
-            " published; a line published again is decided once (its source and id repeat)",
+            f" published ({said}); a line published again is decided once (its source and id"
+            " repeat)",
             file=sys.stderr,
         )
 

@@ -382,3 +382,23 @@ def test_no_watermark_promises_a_line_kafka_did_not_take(
     # every line before it is out)
     assert [line for _, kind, line in sent if kind == "stream.watermark"] == ["2"] * 6
     assert "no watermark sent from line 3 on" in capsys.readouterr().err
+
+
+def test_many_refusals_are_counted_by_reason_after_the_first_twenty(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given a broker away too long: one record expired, the 29 after it refused on the gap
+    refused = [(0, "LeaderNotAvailableError: expired")] + [
+        (n, "OutOfOrderSequenceNumber") for n in range(1, 30)
+    ]
+    kafka_cli._say_refused(Path("h.jsonl"), refused, list(range(101, 131)))
+    said = capsys.readouterr().err.splitlines()
+    # then the first twenty are said by line, the rest counted by reason
+    assert (
+        said[0]
+        == "dripstream produce: h.jsonl: line 101: not published: LeaderNotAvailableError: expired"
+    )
+    assert len(said) == 21
+    assert said[-1].startswith(
+        "dripstream produce: h.jsonl: 10 more event(s) not published (OutOfOrderSequenceNumber 10)"
+    )
