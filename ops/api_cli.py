@@ -86,15 +86,15 @@ def allowed_origin(text: str) -> str:
     return text
 
 
-def origins_of(args: argparse.Namespace) -> tuple[str, ...] | str:
-    """The origins allowed: the flags', else the environment's; a message when one of the
-    environment's is no origin."""
+def origins_of(args: argparse.Namespace) -> tuple[str, ...]:
+    """The origins allowed: the flags', else the environment's (ValueError naming the
+    variable when one of those is no origin; the flags' were checked as parsed)."""
     if args.allow_origin:
         return tuple(args.allow_origin)
     given = [o.strip() for o in os.environ.get(ORIGINS_VARIABLE, "").split(",") if o.strip()]
     for origin in given:
         if (problem := origin_problem(origin)) is not None:
-            return f"{ORIGINS_VARIABLE}: {problem}"
+            raise ValueError(f"{ORIGINS_VARIABLE}: {problem}")
     return tuple(given)
 
 
@@ -106,11 +106,11 @@ def tokens_from_environment() -> Tokens:
 
 
 def run_api(args: argparse.Namespace) -> int:
-    origins = origins_of(args)
-    if isinstance(origins, str):
-        print(f"{PROG}: {origins}", file=sys.stderr)
+    try:
+        args.allow_origin = origins_of(args)
+    except ValueError as bad:
+        print(f"{PROG}: {bad}", file=sys.stderr)
         return 2
-    args.allow_origin = origins
     tokens = tokens_from_environment()
     if tokens.read is not None and tokens.admin is None and args.history is None:
         print(

@@ -34,7 +34,7 @@ def origin_problem(origin: str) -> str | None:
 
 def allowing(origins: Iterable[str]) -> Middleware:
     """The middleware answering preflights and naming the allowed origins; put it first."""
-    allowed = frozenset(origin.rstrip("/").lower() for origin in origins)
+    allowed = frozenset(origin.lower() for origin in origins)  # as origin_problem let them
     everyone = ANY_ORIGIN in allowed
 
     @web.middleware

@@ -642,14 +642,15 @@ class EngineWorker:
             expected if earlier is None else earlier.expected, self._progress(group)
         )
 
-    def _fence(self, group: int) -> None:
-        """Timers fired on what this worker knows of the group are written only if no other
-        worker has recorded the group since: one that lost it in a rebalance it has not
-        heard of yet must not run steps the new owner may have cancelled (a DNC, a reply).
-        The tracking stays where it is (a compare and set to the same value)."""
-        if group not in self.record.trackings:
-            progress = self._progress(group)
-            self.record.trackings[group] = GroupProgress(progress, progress)
+    def _fence(self, groups: Iterable[int]) -> None:
+        """Timers fired on what this worker knows of these groups are written only if no
+        other worker has recorded one of them since: one that lost them in a rebalance it
+        has not heard of yet must not run steps the new owner may have cancelled (a DNC, a
+        reply). Each tracking stays where it is (a compare and set to the same value)."""
+        for group in groups:
+            if group not in self.record.trackings:
+                progress = self._progress(group)
+                self.record.trackings[group] = GroupProgress(progress, progress)
 
     def _progress(self, group: int) -> int:
         """The group's tracking as this worker knows it: the sum of its next offsets."""
@@ -758,8 +759,7 @@ class EngineWorker:
             return
         outputs = self.engine.advance(now, partition=group)
         if outputs:
-            for fired in [group] if isinstance(group, int) else sorted(group):
-                self._fence(fired)
+            self._fence([group] if isinstance(group, int) else group)
             # Recorded after the inputs decided before it, in the same transaction.
             names = self._stream_names()
             # On the wall clock the tick names the groups it fired for by their streams.
@@ -792,8 +792,7 @@ class EngineWorker:
             self.definitions_version = change.version
             if outputs:
                 # Steps the change moved may run now: fenced as fired timers are.
-                for partition in sorted({tp.partition for tp in self.assigned}):
-                    self._fence(partition)
+                self._fence(tp.partition for tp in self.assigned)
                 names = self._stream_names()
                 # Where the adoption happened among this worker's inputs: a rebuild adopts
                 # the change at this point (and fires nothing here).

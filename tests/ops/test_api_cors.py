@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from ops import api_cli
@@ -41,18 +41,29 @@ async def guarded(
         yield client, sink
 
 
+async def preflight(
+    client: TestClient[web.Request, web.Application],
+    path: str,
+    origin: str,
+    method: str,
+    **headers: str,
+) -> ClientResponse:
+    """What a browser asks before a page on `origin` sends `method` to `path`."""
+    asking = {"Origin": origin, "Access-Control-Request-Method": method, **headers}
+    return await client.options(path, headers=asking)
+
+
 async def test_a_preflight_from_an_allowed_page_is_answered_without_a_token(
     guarded: tuple[TestClient[web.Request, web.Application], Sink],
 ) -> None:
     client, sink = guarded
     # given the browser of a page on the dashboard's origin asking before a command
-    asked = await client.options(
+    asked = await preflight(
+        client,
         "/sequences/welcome/enrollments",
-        headers={
-            "Origin": DASHBOARD,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
-        },
+        DASHBOARD,
+        "POST",
+        **{"Access-Control-Request-Headers": "authorization, content-type, idempotency-key"},
     )
     # then it may send the command with its token, its body and a key
     assert asked.status == 204
@@ -81,10 +92,7 @@ async def test_another_origin_gets_no_leave_to_read(
     guarded: tuple[TestClient[web.Request, web.Application], Sink],
 ) -> None:
     client, _ = guarded
-    asked = await client.options(
-        "/sequences",
-        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
-    )
+    asked = await preflight(client, "/sequences", "https://evil.example", "GET")
     read = await client.get("/openapi.json", headers={"Origin": "https://evil.example"})
     assert asked.status == 401  # no preflight answer: a request of a method it lacks a token for
     assert read.status == 200
@@ -119,6 +127,8 @@ def test_origins_come_from_the_flags_or_else_the_environment(
         _parse("--allow-origin", "https://a.example/app")
     assert "is no origin" in capsys.readouterr().err
     monkeypatch.setenv(api_cli.ORIGINS_VARIABLE, "dashboard.example")
-    problem = api_cli.origins_of(_parse())
-    assert isinstance(problem, str)
-    assert problem.startswith(f"{api_cli.ORIGINS_VARIABLE}: 'dashboard.example' is no origin")
+    with pytest.raises(ValueError, match="is no origin") as problem:
+        api_cli.origins_of(_parse())
+    assert str(problem.value).startswith(
+        f"{api_cli.ORIGINS_VARIABLE}: 'dashboard.example' is no origin"
+    )
