@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import orjson
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.cli_time import moment
 from ops.definition_files import load_or_explain
+from ops.input_topics import InputTopicsNotReadyError, ensure_input_topics
 from ops.service_errors import quiet_kafka_client
 from ops.settings import (
     Settings,
@@ -241,58 +243,23 @@ def run_produce(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"dripstream produce: cannot read {args.file}: {error.strerror}", file=sys.stderr)
         return 2
-    records: list[tuple[str, bytes | None, bytes]] = []
-    numbers: list[int] = []  # the line number of each record
-    bad = 0
-    partitions: int | None = None  # of `commands`, asked for at the first request to fan out
-    asked = False
-    own: list[int] = []  # line numbers of the engine's own contact changes
-    marks: list[int] = []  # line numbers of stream.watermark lines (a dump's)
-    for number, line in enumerate(lines, start=1):
-        raw = without_bom(line, number)
-        if not raw.strip():
-            continue
-        try:
-            event = decode_event(raw, as_input=True)
-        except EventRejected as rejected:
-            if args.raw:
-                records.append((*_raw_route(raw), raw))
-                numbers.append(number)
-                continue
-            print(f"dripstream produce: {args.file}: line {number}: {rejected}", file=sys.stderr)
-            bad += 1
-            continue
-        if event.source == ENGINE_SOURCE:
-            # A dump of the contacts topic holds the engine's own changes: the worker would
-            # pass them over without a word (they were applied when decided), as replay does.
-            own.append(number)
-            continue
-        if EVENT_TYPES[event.type].direction == "control":
-            # A dump's watermarks are another push's promises: this one writes its own.
-            marks.append(number)
-            continue
-        if not asked and routing.fans_out(event):
-            partitions = asyncio.run(_partition_count(args.bootstrap, args.topic_prefix))
-            asked = True
-        placed = _placed(event, partitions or 0)
-        if placed:
-            records.extend(placed)
-            numbers.extend([number] * len(placed))
-            continue
-        key = event.subject.encode() if event.subject else None
-        records.append((EVENT_TYPES[event.type].topic, key, raw))
-        numbers.append(number)
-    refused = asyncio.run(
-        publish(
-            args.bootstrap,
-            args.topic_prefix,
-            records,
-            watermarks=not args.no_watermarks,
-            lines=numbers,
+    try:
+        read = _records_of(args, lines)
+        refused = asyncio.run(
+            publish(
+                args.bootstrap,
+                args.topic_prefix,
+                read.records,
+                watermarks=not args.no_watermarks,
+                lines=read.numbers,
+            )
         )
-    )
+    except InputTopicsNotReadyError as error:
+        print(f"dripstream produce: {error}; nothing published", file=sys.stderr)
+        return 2
+    records, numbers = read.records, read.numbers
     _say_refused(args.file, refused, numbers)
-    _say_passed_over(args.file, own, marks)
+    _say_passed_over(args.file, read.own, read.marks)
     out = len(records) - len(refused)
     lines_out = len(set(numbers) - {numbers[index] for index, _ in refused})
     copies = (
@@ -301,7 +268,59 @@ def run_produce(args: argparse.Namespace) -> int:
         else f" from {lines_out} line(s): a request by tag, line or group is one per partition"
     )
     print(f"published {out} event(s){copies}", file=sys.stderr)
-    return 1 if bad or refused else 0
+    return 1 if read.bad or refused else 0
+
+
+@dataclass
+class _Read:
+    """A file's lines as records to publish, and what was left out."""
+
+    records: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)  # the line number of each record
+    bad: int = 0  # lines that are not valid events (said on stderr)
+    own: list[int] = field(default_factory=list)  # the engine's own contact changes
+    marks: list[int] = field(default_factory=list)  # stream.watermark lines (a dump's)
+
+
+def _records_of(args: argparse.Namespace, lines: list[bytes]) -> _Read:
+    read = _Read()
+    partitions: int | None = None  # of `commands`, asked for at the first request to fan out
+    asked = False
+    for number, line in enumerate(lines, start=1):
+        raw = without_bom(line, number)
+        if not raw.strip():
+            continue
+        try:
+            event = decode_event(raw, as_input=True)
+        except EventRejected as rejected:
+            if args.raw:
+                read.records.append((*_raw_route(raw), raw))
+                read.numbers.append(number)
+                continue
+            print(f"dripstream produce: {args.file}: line {number}: {rejected}", file=sys.stderr)
+            read.bad += 1
+            continue
+        if event.source == ENGINE_SOURCE:
+            # A dump of the contacts topic holds the engine's own changes: the worker would
+            # pass them over without a word (they were applied when decided), as replay does.
+            read.own.append(number)
+            continue
+        if EVENT_TYPES[event.type].direction == "control":
+            # A dump's watermarks are another push's promises: this one writes its own.
+            read.marks.append(number)
+            continue
+        if not asked and routing.fans_out(event):
+            partitions = asyncio.run(_partition_count(args.bootstrap, args.topic_prefix))
+            asked = True
+        placed = _placed(event, partitions or 0)
+        if placed:
+            read.records.extend(placed)
+            read.numbers.extend([number] * len(placed))
+            continue
+        key = event.subject.encode() if event.subject else None
+        read.records.append((EVENT_TYPES[event.type].topic, key, raw))
+        read.numbers.append(number)
+    return read
 
 
 def _say_refused(file: Path, refused: list[tuple[int, str]], numbers: list[int]) -> None:
@@ -367,6 +386,8 @@ async def _partition_count(bootstrap: str, prefix: str) -> int | None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     try:
         await producer.start()
+        # Before `commands` alone is asked for (and made, on a broker that makes topics).
+        await ensure_input_topics(producer, prefix)
         found = await producer.partitions_for(prefix + "commands")
     except KafkaError:
         return None
@@ -407,9 +428,15 @@ def run_apply(args: argparse.Namespace) -> int:
         subject="sequences",
         data=document,
     )
-    refused = asyncio.run(
-        publish(args.bootstrap, args.topic_prefix, [("commands", b"sequences", command.encode())])
-    )
+    try:
+        refused = asyncio.run(
+            publish(
+                args.bootstrap, args.topic_prefix, [("commands", b"sequences", command.encode())]
+            )
+        )
+    except InputTopicsNotReadyError as error:
+        print(f"dripstream: {args.file}: not published: {error}", file=sys.stderr)
+        return 2
     if refused:
         print(f"dripstream: {args.file}: not published: {refused[0][1]}", file=sys.stderr)
         return 1
@@ -454,6 +481,7 @@ async def publish(
     )
     try:
         await producer.start()
+        await ensure_input_topics(producer, prefix)
         latest: datetime | None = None
         marks: list[Any] = []
         sent: list[tuple[int, Any]] = []

@@ -14,6 +14,7 @@ from aggregates.targets import request_subject
 from ops import kafka_cli
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.cli_time import moment
+from ops.input_topics import InputTopicsNotReadyError
 from ops.service_errors import quiet_kafka_client
 from ops.settings import Settings, add_kafka_flags
 from schemas.envelope import CloudEvent
@@ -128,11 +129,17 @@ def _publish(args: argparse.Namespace, kind: str, subject: str, data: dict[str, 
         print(f"dripstream sequences: {_as_option(rejected)}", file=sys.stderr)
         return 2
     quiet_kafka_client()
-    refused = asyncio.run(
-        kafka_cli.publish(
-            args.bootstrap, args.topic_prefix, [("commands", subject.encode(), command.encode())]
+    try:
+        refused = asyncio.run(
+            kafka_cli.publish(
+                args.bootstrap,
+                args.topic_prefix,
+                [("commands", subject.encode(), command.encode())],
+            )
         )
-    )
+    except InputTopicsNotReadyError as error:
+        print(f"dripstream sequences: not published: {error}", file=sys.stderr)
+        return 2
     if refused:
         print(f"dripstream sequences: not published: {refused[0][1]}", file=sys.stderr)
         return 1

@@ -329,3 +329,60 @@ def test_a_default_dump_passes_over_a_missing_outcomes_topic_but_not_one_asked_f
     asked = cli("topics", "dump", "--out", out, "--topics", "decisions,outcomes", *where)
     assert asked.returncode == 2
     assert f"no topic {prefix}outcomes on" in asked.stderr
+
+
+def _one_tag(path: Path) -> Path:
+    path.write_bytes(
+        orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": "t-1",
+                "source": "crm",
+                "type": "contact.tag_added",
+                "time": "2028-03-02T22:41:00Z",
+                "subject": "c-1",
+                "data": {"contact_id": "c-1", "tag": "hot"},
+            }
+        )
+    )
+    return path
+
+
+def test_produce_on_no_topics_has_the_broker_make_every_input_topic_alike(
+    kafka_bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    # given a prefix with no topics, and a file whose one line goes to `contacts`
+    events = _one_tag(tmp_path / "events.jsonl")
+    # when it is published with no watermarks (which alone would touch every input topic)
+    done = cli(
+        "produce", "--no-watermarks", str(events), "--bootstrap", kafka_bootstrap,
+        "--topic-prefix", prefix,
+    )  # fmt: skip
+    # then every input topic was made, one count for all, so that a worker takes them
+    assert done.returncode == 0, done.stderr
+    counts = _partition_counts(kafka_bootstrap, prefix)
+    inputs = ("contacts", "calls", "messages", "appointments", "intake", "commands")
+    assert set(counts) == set(inputs)
+    assert len({counts[name] for name in inputs}) == 1
+
+
+def test_produce_refuses_to_make_the_missing_input_topics_beside_ones_made_by_hand(
+    kafka_bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    # given `contacts` made by hand with 4 partitions, the other inputs not made
+    _make_topics(kafka_bootstrap, {prefix + "contacts": 4})
+    events = _one_tag(tmp_path / "events.jsonl")
+    # when a file is published, and a sequence command
+    done = cli("produce", str(events), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    enrolled = cli(
+        "sequences", "enroll", "welcome", "--contact", "c-1",
+        "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix,
+    )  # fmt: skip
+    # then both refuse as a worker would, naming the topics and how to make them; nothing
+    # was published and no topic made at the broker's default count
+    for run in (done, enrolled):
+        assert run.returncode == 2, run.stderr
+        assert f"input topics missing: {prefix}calls, {prefix}messages" in run.stderr
+        assert "make them first (`dripstream topics create --partitions 4`)" in run.stderr
+    assert "nothing published" in done.stderr
+    assert _partition_counts(kafka_bootstrap, prefix) == {"contacts": 4}

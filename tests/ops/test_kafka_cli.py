@@ -282,7 +282,13 @@ class RecordingProducer:
     refuse: frozenset[str] = frozenset()
 
     def __init__(self, **_: object) -> None:
-        pass
+        self.client = self  # its metadata: every topic there, with one partition
+
+    async def fetch_all_metadata(self) -> RecordingProducer:
+        return self
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0}
 
     async def start(self) -> None:
         pass

@@ -1,0 +1,109 @@
+"""The input topics checked before anything is published (ops/input_topics.py), against a
+fake broker whose topics and whose making of topics each test sets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ops.input_topics import InputTopicsNotReadyError, ensure_input_topics
+from schemas.registry import INPUT_TOPICS
+
+PREFIX = "p."
+
+
+class FakeCluster:
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        count = self.counts.get(topic)
+        return None if count is None else set(range(count))
+
+
+class FakeClient:
+    def __init__(self, broker: FakeBroker) -> None:
+        self.broker = broker
+
+    async def fetch_all_metadata(self) -> FakeCluster:
+        return FakeCluster(dict(self.broker.topics))
+
+
+class FakeBroker:
+    """A producer on a broker with `topics`; asked for one it lacks, it makes it with
+    `default_count` partitions when `makes_topics`, else never answers."""
+
+    def __init__(self, topics: dict[str, int], *, makes_topics: bool, default_count: int = 1):
+        self.topics = dict(topics)
+        self.makes_topics = makes_topics
+        self.default_count = default_count
+        self.asked: list[str] = []
+        self.client = FakeClient(self)
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        self.asked.append(topic)
+        if topic not in self.topics:
+            if not self.makes_topics:
+                await asyncio.Event().wait()  # aiokafka waits for the metadata
+            self.topics[topic] = self.default_count
+        return set(range(self.topics[topic]))
+
+
+def _all(count: int) -> dict[str, int]:
+    return {PREFIX + name: count for name in INPUT_TOPICS}
+
+
+def _ensure(broker: FakeBroker) -> None:
+    asyncio.run(ensure_input_topics(broker, PREFIX, wait_s=0.05))
+
+
+def test_topics_that_all_exist_with_one_count_are_taken_as_they_are() -> None:
+    broker = FakeBroker(_all(3), makes_topics=True)
+    _ensure(broker)
+    assert broker.asked == []  # read from the cluster's metadata, none asked for
+
+
+def test_none_existing_are_all_asked_for_so_a_broker_that_makes_topics_makes_every_one() -> None:
+    broker = FakeBroker({}, makes_topics=True, default_count=2)
+    _ensure(broker)
+    assert sorted(broker.asked) == sorted(PREFIX + name for name in INPUT_TOPICS)
+    assert broker.topics == _all(2)
+
+
+def test_a_broker_that_makes_no_topics_is_said_to_after_the_wait_rather_than_five_minutes() -> None:
+    broker = FakeBroker({}, makes_topics=False)
+    with pytest.raises(InputTopicsNotReadyError) as raised:
+        _ensure(broker)
+    said = str(raised.value)
+    assert "the input topics do not exist and the broker did not make them within 0.05 s" in said
+    assert f"{PREFIX}contacts, {PREFIX}calls" in said
+    assert "auto.create.topics.enable" in said
+    assert said.endswith("make them first (`dripstream topics create`)")
+
+
+def test_some_missing_are_refused_without_making_any() -> None:
+    # given contacts made by hand with 4 partitions, the other inputs not made
+    broker = FakeBroker({PREFIX + "contacts": 4}, makes_topics=True)
+    with pytest.raises(InputTopicsNotReadyError) as raised:
+        _ensure(broker)
+    # then the others are named, with the count to make them with, and none is asked for
+    # (the broker would make it at its default count)
+    assert f"input topics missing: {PREFIX}calls, {PREFIX}messages" in str(raised.value)
+    assert "`dripstream topics create --partitions 4`" in str(raised.value)
+    assert broker.asked == []
+    assert broker.topics == {PREFIX + "contacts": 4}
+
+
+def test_input_topics_with_different_counts_are_refused() -> None:
+    broker = FakeBroker({**_all(3), PREFIX + "calls": 2}, makes_topics=True)
+    with pytest.raises(InputTopicsNotReadyError) as raised:
+        _ensure(broker)
+    assert "not co-partitioned" in str(raised.value)
+    assert f"{PREFIX}calls 2" in str(raised.value)
+
+
+def test_topics_of_another_prefix_do_not_count() -> None:
+    broker = FakeBroker({"other." + name: 3 for name in INPUT_TOPICS}, makes_topics=True)
+    _ensure(broker)
+    assert broker.topics == {**{"other." + name: 3 for name in INPUT_TOPICS}, **_all(1)}
