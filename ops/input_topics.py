@@ -9,6 +9,7 @@ default count, beside input topics made by hand with another: a worker then refu
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from ops.topics_cli import missing_inputs, not_copartitioned
@@ -16,42 +17,60 @@ from schemas.registry import INPUT_TOPICS
 
 # Long enough for a broker that makes topics on first use to make and report all six.
 CREATION_WAIT_S = 15.0
+# How long some input topics may be missing beside others before that is taken as so.
+SETTLE_S = 3.0
+SETTLE_POLL_S = 0.25
 
 
 class InputTopicsNotReadyError(Exception):
     """The input topics cannot take records as they are; the message says what to do."""
 
 
-async def ensure_input_topics(producer: Any, prefix: str, wait_s: float = CREATION_WAIT_S) -> None:
+async def ensure_input_topics(
+    producer: Any, prefix: str, wait_s: float = CREATION_WAIT_S, settle_s: float = SETTLE_S
+) -> None:
     """Return once every input topic of `prefix` is known to the broker, else raise
     InputTopicsNotReadyError. `producer` is a started AIOKafkaProducer.
 
     Topics that exist are read from the whole cluster's metadata, which makes none. When
-    some exist and others do not, or their partition counts differ, nothing is made. When
-    none exists, all are asked for, so that a broker that makes topics on first use makes
-    every one of them, with one count; one that does not is waited for `wait_s` seconds."""
+    some exist and others do not for `settle_s` seconds, or their partition counts differ,
+    nothing is made. When none exists, all are asked for, so that a broker that makes
+    topics on first use makes every one of them, with one count; one that does not is
+    waited for `wait_s` seconds."""
     names = [prefix + name for name in INPUT_TOPICS]
-    cluster = await producer.client.fetch_all_metadata()
-    counts = {
-        name: len(found)
-        for name in names
-        if (found := cluster.partitions_for_topic(name)) is not None
-    }
+    settled = time.monotonic() + settle_s
+    while True:
+        counts = await _counts(producer, names)
+        if not counts or len(counts) == len(names) or time.monotonic() >= settled:
+            break
+        # Another client may be making them this moment (a worker's first subscription asks
+        # for all six): a topic just made shows no partitions until its leader is elected.
+        await asyncio.sleep(SETTLE_POLL_S)
     problem = not_copartitioned(counts) or missing_inputs(counts, prefix)
     if problem is not None:
         raise InputTopicsNotReadyError(problem)
-    if len(counts) == len(names):
+    if counts:
         return
     asked = asyncio.gather(*(producer.partitions_for(name) for name in names))
     try:
         await asyncio.wait_for(asked, wait_s)
         return
     except TimeoutError:
-        cluster = await producer.client.fetch_all_metadata()
-    missing = [name for name in names if cluster.partitions_for_topic(name) is None]
+        missing = [name for name in names if name not in await _counts(producer, names)]
     if missing:
         raise InputTopicsNotReadyError(
             f"the input topics do not exist and the broker did not make them within"
             f" {wait_s:g} s ({', '.join(missing)}; is its auto.create.topics.enable off?):"
             " make them first (`dripstream topics create`)"
         )
+
+
+async def _counts(producer: Any, names: list[str]) -> dict[str, int]:
+    """The partition count of each of `names` the broker reports, from the whole cluster's
+    metadata (asking for it by name would have a broker that makes topics make it)."""
+    cluster = await producer.client.fetch_all_metadata()
+    return {
+        name: len(found)
+        for name in names
+        if (found := cluster.partitions_for_topic(name)) is not None
+    }

@@ -27,15 +27,25 @@ class FakeClient:
         self.broker = broker
 
     async def fetch_all_metadata(self) -> FakeCluster:
-        return FakeCluster(dict(self.broker.topics))
+        answer = FakeCluster(dict(self.broker.topics))
+        self.broker.topics.update(self.broker.being_made)  # made by the next look
+        return answer
 
 
 class FakeBroker:
     """A producer on a broker with `topics`; asked for one it lacks, it makes it with
     `default_count` partitions when `makes_topics`, else never answers."""
 
-    def __init__(self, topics: dict[str, int], *, makes_topics: bool, default_count: int = 1):
+    def __init__(
+        self,
+        topics: dict[str, int],
+        *,
+        makes_topics: bool,
+        default_count: int = 1,
+        being_made: dict[str, int] | None = None,
+    ) -> None:
         self.topics = dict(topics)
+        self.being_made = being_made or {}  # by another client: there from the second look
         self.makes_topics = makes_topics
         self.default_count = default_count
         self.asked: list[str] = []
@@ -55,7 +65,7 @@ def _all(count: int) -> dict[str, int]:
 
 
 def _ensure(broker: FakeBroker) -> None:
-    asyncio.run(ensure_input_topics(broker, PREFIX, wait_s=0.05))
+    asyncio.run(ensure_input_topics(broker, PREFIX, wait_s=0.05, settle_s=0.3))
 
 
 def test_topics_that_all_exist_with_one_count_are_taken_as_they_are() -> None:
@@ -93,6 +103,17 @@ def test_some_missing_are_refused_without_making_any() -> None:
     assert "`dripstream topics create --partitions 4`" in str(raised.value)
     assert broker.asked == []
     assert broker.topics == {PREFIX + "contacts": 4}
+
+
+def test_some_missing_that_another_client_is_making_are_waited_for() -> None:
+    # given a worker's first subscription making the input topics this moment: the first
+    # look sees some of them
+    rest = {name: 1 for name in _all(1) if not name.endswith("contacts")}
+    broker = FakeBroker({PREFIX + "contacts": 1}, makes_topics=False, being_made=rest)
+    # then the next look sees them all, and they are taken
+    _ensure(broker)
+    assert broker.topics == _all(1)
+    assert broker.asked == []
 
 
 def test_input_topics_with_different_counts_are_refused() -> None:
