@@ -51,7 +51,7 @@ from effects.wiring import Runtime, open_runtime, utc_now
 from schemas.dead_letters import RejectedRecord
 from schemas.envelope import LETTER_HEADERS, STRUCTURED_HEADERS, CloudEvent
 from schemas.registry import DLQ_TOPIC
-from streams.outages import run_through_outages, start_quietly, stop_client
+from streams.outages import pace, run_through_outages, start_quietly, stop_client
 from streams.progress import ProgressLog, registry_totals
 
 _log = logging.getLogger(__name__)
@@ -472,6 +472,7 @@ async def _run_until_stopped(
         # broker's 1 MB message limit.
         max_batch_size=MAX_RECORD_BATCH_BYTES,
     )
+    pace(producer)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=settings.group_id,
@@ -485,6 +486,7 @@ async def _run_until_stopped(
         # latency of every effect (measured in bench_pipeline).
         fetch_max_wait_ms=20,
     )
+    pace(consumer)
     lock = asyncio.Lock()
     runners: list[web.AppRunner] = []
     recovery: asyncio.Task[None] | None = None

@@ -23,7 +23,7 @@ from ops.service_errors import database_problem, malformed_database_url
 from ops.settings import Settings, add_kafka_flags, listen_port, schema_name
 from schemas.definitions import DefinitionRejected, account_with_defaults, load_definition_file
 from schemas.envelope import STRUCTURED_HEADERS, CloudEvent
-from streams.outages import start_quietly
+from streams.outages import pace, start_quietly
 
 PROG = "dripstream api"
 
@@ -220,6 +220,7 @@ async def _application(
         from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]  # noqa: PLC0415
 
         producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, enable_idempotence=True)
+        pace(producer)
         await start_quietly(producer)
         producer_box["producer"] = producer
         try:

@@ -383,7 +383,10 @@ async def _partition_count(bootstrap: str, prefix: str) -> int | None:
     from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
     from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
 
+    from streams.outages import pace  # noqa: PLC0415 - Kafka clients load here
+
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    pace(producer)
     try:
         await producer.start()
         # Before `commands` alone is asked for (and made, on a broker that makes topics).
@@ -470,6 +473,8 @@ async def publish(
     from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
     from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415
 
+    from streams.outages import pace  # noqa: PLC0415 - Kafka clients load here
+
     places = lines if lines is not None else list(range(1, len(records) + 1))
     # A later run of produce must come after this one: it starts later.
     run = time.time_ns() // 1000
@@ -479,6 +484,7 @@ async def publish(
         linger_ms=10,
         request_timeout_ms=OUTAGE_WAIT_MS,
     )
+    pace(producer)
     try:
         await producer.start()
         await ensure_input_topics(producer, prefix)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
+from aiokafka.client import AIOKafkaClient  # type: ignore[import-untyped]
 from aiokafka.errors import (  # type: ignore[import-untyped]
     CoordinatorLoadInProgressError,
     CoordinatorNotAvailableError,
@@ -61,6 +62,22 @@ BROKER_LOST: tuple[type[Exception], ...] = (
     NotCoordinatorForGroupError,
 )
 OUTAGES = DATABASE_LOST + BROKER_LOST
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether `error` is an outage (OUTAGES), or was raised because of one: a Kafka
+    producer's sender that meets a closed connection while it looks for its transaction
+    coordinator dies with a plain KafkaError ("Unexpected error during batch delivery")
+    raised from the connection's error, and the next send or commit raises that."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, OUTAGES):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
 
 FIRST_WAIT = 0.5  # seconds before the first try again
 LONGEST_WAIT = 10.0  # the wait doubles up to this
@@ -135,8 +152,8 @@ async def run_through_outages(
     what: str,
     log: logging.Logger,
 ) -> None:
-    """`run` until it returns, started again after each outage (OUTAGES; any other error
-    stops it): the first try again after FIRST_WAIT, each next one of the same outage after
+    """`run` until it returns, started again after each outage (`is_outage`; any other
+    error stops it): the first try again after FIRST_WAIT, each next one of the same outage after
     twice as long up to LONGEST_WAIT, and a run that lasted longer than FRESH_AFTER meets
     its next outage afresh. Told to stop during an outage, it raises the outage's error:
     what is left undone stays where the next process finds it."""
@@ -147,7 +164,9 @@ async def run_through_outages(
         try:
             await run()
             return
-        except OUTAGES as error:
+        except Exception as error:
+            if not is_outage(error):
+                raise
             if loop.time() - started > FRESH_AFTER:
                 wait = FIRST_WAIT
             if stopping.is_set():
@@ -186,3 +205,33 @@ async def start_quietly(client: Any) -> None:
         raise
     finally:
         kafka_log.setLevel(level)
+
+
+class _PacedMetadataClient(AIOKafkaClient):  # type: ignore[misc]
+    """aiokafka's client, waiting `retry_backoff_ms` after a metadata refresh that failed.
+
+    A producer with records for a partition whose leader it does not know (a broker that
+    stops says it leads none, and one that is down says nothing newer) asks for metadata
+    and waits for that answer alone (aiokafka 0.14 producer/sender.py, `_sender_routine`),
+    though its comment says it waits the backoff. With no broker the refresh fails at once
+    on a refused connection (client.py, `_metadata_update`) and the loop goes again: about
+    2,700 refused connections a second, a whole core for as long as the outage lasts. The
+    consumer's fetcher waits on a refresh the same way. Java's client backs off
+    retry.backoff.ms after a failed refresh; so does this, for every waiter at once (they
+    all wait on the one refresh)."""
+
+    async def _metadata_update(self, cluster_metadata: Any, topics: Any) -> bool:
+        updated = bool(await super()._metadata_update(cluster_metadata, topics))
+        if not updated:
+            await asyncio.sleep(self._retry_backoff)
+        return updated
+
+
+def pace(client: Any) -> None:
+    """Have an aiokafka producer or consumer, before its start(), wait the backoff after a
+    failed metadata refresh (_PacedMetadataClient) rather than spin. Its client object stays
+    the same one, made of the subclass: nothing of aiokafka changes for other clients."""
+    for name in ("client", "_client"):  # the producer's, the consumer's
+        inner = getattr(client, name, None)
+        if type(inner) is AIOKafkaClient:
+            inner.__class__ = _PacedMetadataClient

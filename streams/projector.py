@@ -29,7 +29,7 @@ from aiokafka import (  # type: ignore[import-untyped]
 from projections.pg_reads import DEFAULT_SCHEMA
 from projections.postgres import PostgresProjection
 from projections.stream import READ_MODEL_TOPICS, Consumed, MalformedEventError, decode_line
-from streams.outages import start_quietly, stop_client
+from streams.outages import pace, start_quietly, stop_client
 from streams.progress import ProgressLog
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ async def run_projector(
         # A read_committed fetch parked at the broker is answered when its wait runs out.
         fetch_max_wait_ms=100,
     )
+    pace(consumer)
     listener = _SeekToStored(consumer, projection)
     consumer.subscribe(settings.topics, listener=listener)
     applied = 0

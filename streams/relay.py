@@ -38,6 +38,7 @@ from schemas.envelope import LETTER_HEADERS, STRUCTURED_HEADERS
 from schemas.registry import DLQ_TOPIC
 from streams.outages import (
     log_as_service,
+    pace,
     run_through_outages,
     sleep_unless_stopped,
     stop_client,
@@ -164,6 +165,7 @@ class Relay:
             linger_ms=0,  # record batches are built here; a commit sends what is left
             max_batch_size=MAX_BATCH_BYTES,
         )
+        pace(producer)
         await producer.start()
         try:
             position = await self._read_position()
@@ -277,6 +279,7 @@ class Relay:
             isolation_level="read_committed",
             enable_auto_commit=False,
         )
+        pace(consumer)
         await consumer.start()
         try:
             # The consumer's own metadata only covers topics it reads; ask for all of them.

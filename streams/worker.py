@@ -55,6 +55,7 @@ from streams.outages import (
     OUTAGES,
     next_wait,
     one_line,
+    pace,
     sleep_unless_stopped,
     start_quietly,
 )
@@ -193,6 +194,7 @@ class EngineWorker:
             # this, aiokafka leaves the group and the rebuild starts over, for ever.
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
         )
+        pace(self.consumer)
         self.writes = BatchWriter(
             self.store,
             self._commit_offsets,

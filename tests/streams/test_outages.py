@@ -6,7 +6,12 @@ import asyncio
 import logging
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka.client import AIOKafkaClient  # type: ignore[import-untyped]
+from aiokafka.cluster import ClusterMetadata  # type: ignore[import-untyped]
 from aiokafka.errors import (  # type: ignore[import-untyped]
+    KafkaConnectionError,
+    KafkaError,
     LeaderNotAvailableError,
     NotLeaderForPartitionError,
     UnknownTopicOrPartitionError,
@@ -37,6 +42,75 @@ async def test_a_topic_gone_is_no_outage() -> None:
 
     with pytest.raises(UnknownTopicOrPartitionError):
         await outages.run_through_outages(run, asyncio.Event(), "test", logging.getLogger("t"))
+
+
+def _sender_died() -> KafkaError:
+    """What a transactional producer's next send raises after its sender met a closed
+    connection looking for its coordinator (aiokafka/producer/sender.py)."""
+    try:
+        try:
+            raise KafkaConnectionError("Connection at 127.0.0.1:9092 closed")
+        except KafkaConnectionError as lost:
+            raise KafkaError(repr(lost)) from lost
+    except KafkaError as found:
+        error = KafkaError("Unexpected error during batch delivery")
+        error.__cause__ = found
+        return error
+
+
+async def test_a_producer_whose_sender_died_of_a_lost_connection_is_an_outage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outages, "sleep_unless_stopped", _no_wait)
+    met = [_sender_died()]
+
+    async def run() -> None:
+        if met:
+            raise met.pop(0)
+
+    await outages.run_through_outages(run, asyncio.Event(), "test", logging.getLogger("t"))
+    assert met == []
+
+
+async def test_a_kafka_error_with_no_outage_behind_it_still_stops() -> None:
+    async def run() -> None:
+        try:
+            raise ValueError("a bug")
+        except ValueError as bug:
+            raise KafkaError("Unexpected error during batch delivery") from bug
+
+    with pytest.raises(KafkaError):
+        await outages.run_through_outages(run, asyncio.Event(), "test", logging.getLogger("t"))
+
+
+async def test_a_paced_client_waits_the_backoff_after_a_failed_metadata_refresh() -> None:
+    # given a producer and a consumer, paced, that know no broker (not started)
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", retry_backoff_ms=300)
+    consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", retry_backoff_ms=300)
+    outages.pace(producer)
+    outages.pace(consumer)
+    loop = asyncio.get_running_loop()
+    try:
+        for client in (producer.client, consumer._client):
+            # when a metadata refresh fails
+            started = loop.time()
+            updated = await client._metadata_update(ClusterMetadata(), None)
+            # then it says so only after the backoff: the producer's sender, which waits
+            # for the refresh alone, no longer asks again at once, thousands of times a
+            # second while the broker is down
+            assert updated is False
+            assert loop.time() - started >= 0.3
+            assert isinstance(client, AIOKafkaClient)  # still aiokafka's client, paced
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+def test_pacing_leaves_other_clients_as_they_are() -> None:
+    fake = type("Fake", (), {"client": object()})()
+    before = fake.client
+    outages.pace(fake)
+    assert fake.client is before
 
 
 class CancelledOnStop:
