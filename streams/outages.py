@@ -68,14 +68,16 @@ def is_outage(error: BaseException) -> bool:
     """Whether `error` is an outage (OUTAGES), or was raised because of one: a Kafka
     producer's sender that meets a closed connection while it looks for its transaction
     coordinator dies with a plain KafkaError ("Unexpected error during batch delivery")
-    raised from the connection's error, and the next send or commit raises that."""
+    raised from the connection's error, and the next send or commit raises that. Only a
+    cause given with `raise ... from` counts: a bug met while handling an outage must
+    still stop the service."""
     seen: set[int] = set()
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:
         if isinstance(cause, OUTAGES):
             return True
         seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
+        cause = cause.__cause__
     return False
 
 

@@ -83,6 +83,17 @@ async def test_a_kafka_error_with_no_outage_behind_it_still_stops() -> None:
         await outages.run_through_outages(run, asyncio.Event(), "test", logging.getLogger("t"))
 
 
+async def test_a_bug_met_while_handling_an_outage_still_stops() -> None:
+    async def run() -> None:
+        try:
+            raise KafkaConnectionError("lost")
+        except KafkaConnectionError:
+            raise ValueError("a bug in the handling") from None
+
+    with pytest.raises(ValueError, match="a bug in the handling"):
+        await outages.run_through_outages(run, asyncio.Event(), "test", logging.getLogger("t"))
+
+
 async def test_a_paced_client_waits_the_backoff_after_a_failed_metadata_refresh() -> None:
     # given a producer and a consumer, paced, that know no broker (not started)
     producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", retry_backoff_ms=300)
