@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from ops import kafka_cli, topics_cli
 from ops.input_topics import InputTopicsNotReadyError, ensure_input_topics
 from schemas.registry import INPUT_TOPICS
 
@@ -128,3 +129,29 @@ def test_topics_of_another_prefix_do_not_count() -> None:
     broker = FakeBroker({"other." + name: 3 for name in INPUT_TOPICS}, makes_topics=True)
     _ensure(broker)
     assert broker.topics == {**{"other." + name: 3 for name in INPUT_TOPICS}, **_all(1)}
+
+
+def test_a_worker_waits_for_input_topics_produce_is_making_before_it_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a broker where `produce` is making the input topics: the first look finds two
+    looks = [{PREFIX + "contacts": 3, PREFIX + "calls": 3}, _all(3)]
+
+    async def counts(_bootstrap: str, _prefix: str) -> dict[str, int]:
+        return looks.pop(0) if len(looks) > 1 else looks[0]
+
+    monkeypatch.setattr(topics_cli, "input_partition_counts", counts)
+    # then the next look finds all six, co-partitioned: no problem
+    assert kafka_cli.input_topics_problem("x", PREFIX, settle_s=2.0) is None
+
+
+def test_a_worker_refuses_input_topics_still_missing_after_the_settling_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def counts(_bootstrap: str, _prefix: str) -> dict[str, int]:
+        return {PREFIX + "contacts": 4}
+
+    monkeypatch.setattr(topics_cli, "input_partition_counts", counts)
+    problem = kafka_cli.input_topics_problem("x", PREFIX, settle_s=0.3)
+    assert problem is not None
+    assert problem.startswith(f"input topics missing: {PREFIX}calls")
