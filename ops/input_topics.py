@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ops import topics_cli
 from ops.topics_cli import missing_inputs, not_copartitioned
 from schemas.registry import INPUT_TOPICS
 
@@ -38,15 +40,7 @@ async def ensure_input_topics(
     topics on first use makes every one of them, with one count; one that does not is
     waited for `wait_s` seconds."""
     names = [prefix + name for name in INPUT_TOPICS]
-    settled = time.monotonic() + settle_s
-    while True:
-        counts = await _counts(producer, names)
-        if not counts or len(counts) == len(names) or time.monotonic() >= settled:
-            break
-        # Another client may be making them this moment (a worker's first subscription asks
-        # for all six): a topic just made shows no partitions until its leader is elected.
-        await asyncio.sleep(SETTLE_POLL_S)
-    problem = not_copartitioned(counts) or missing_inputs(counts, prefix)
+    counts, problem = await _settled(lambda: _counts(producer, names), prefix, settle_s)
     if problem is not None:
         raise InputTopicsNotReadyError(problem)
     if counts:
@@ -63,6 +57,34 @@ async def ensure_input_topics(
             f" {wait_s:g} s ({', '.join(missing)}; is its auto.create.topics.enable off?):"
             " make them first (`dripstream topics create`)"
         )
+
+
+async def input_topics_problem(
+    bootstrap: str, prefix: str, settle_s: float = SETTLE_S
+) -> str | None:
+    """What is wrong with the prefix's input topics (some missing beside others, or counts
+    that differ) for `settle_s` seconds on end, else None: a worker's check at its start,
+    through the admin client, which makes no topic."""
+    _, problem = await _settled(
+        lambda: topics_cli.input_partition_counts(bootstrap, prefix), prefix, settle_s
+    )
+    return problem
+
+
+async def _settled(
+    read_counts: Callable[[], Awaitable[dict[str, int]]], prefix: str, settle_s: float
+) -> tuple[dict[str, int], str | None]:
+    """The input topics' partition counts and what is wrong with them, read again while
+    something is, for `settle_s` seconds: another client may be making them this moment (a
+    worker's first subscription, a `produce`, asks for all six), and a topic just made
+    shows no partitions until its leader is elected."""
+    settled = time.monotonic() + settle_s
+    while True:
+        counts = await read_counts()
+        problem = not_copartitioned(counts) or missing_inputs(counts, prefix)
+        if problem is None or time.monotonic() >= settled:
+            return counts, problem
+        await asyncio.sleep(SETTLE_POLL_S)
 
 
 async def _counts(producer: Any, names: list[str]) -> dict[str, int]:

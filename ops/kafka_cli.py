@@ -19,10 +19,9 @@ from ops.cli_groups import SubParsers, get_or_create_group
 from ops.cli_time import moment
 from ops.definition_files import load_or_explain
 from ops.input_topics import (
-    SETTLE_POLL_S,
-    SETTLE_S,
     InputTopicsNotReadyError,
     ensure_input_topics,
+    input_topics_problem,
 )
 from ops.service_errors import quiet_kafka_client
 from ops.settings import (
@@ -223,7 +222,7 @@ def deployment_problem(bootstrap: str, prefix: str, database_url: str, schema: s
     these (the tables are made)."""
     from streams.store import AnotherDeploymentsStoreError, EngineStore  # noqa: PLC0415
 
-    problem = input_topics_problem(bootstrap, prefix)
+    problem = asyncio.run(input_topics_problem(bootstrap, prefix))
     if problem is not None:
         return problem
     try:
@@ -231,22 +230,6 @@ def deployment_problem(bootstrap: str, prefix: str, database_url: str, schema: s
     except AnotherDeploymentsStoreError as error:
         return str(error)
     return None
-
-
-def input_topics_problem(bootstrap: str, prefix: str, settle_s: float = SETTLE_S) -> str | None:
-    """What is wrong with the prefix's input topics (some missing beside others, or counts
-    that differ) for `settle_s` seconds on end, else None."""
-    from ops import topics_cli  # noqa: PLC0415
-
-    settled = time.monotonic() + settle_s
-    while True:
-        counts = asyncio.run(topics_cli.input_partition_counts(bootstrap, prefix))
-        problem = topics_cli.not_copartitioned(counts) or topics_cli.missing_inputs(counts, prefix)
-        if problem is None or time.monotonic() >= settled:
-            return problem
-        # `produce` may be making them this moment: a topic just made shows no partitions
-        # until its leader is elected.
-        time.sleep(SETTLE_POLL_S)
 
 
 def run_produce(args: argparse.Namespace) -> int:

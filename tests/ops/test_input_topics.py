@@ -7,8 +7,12 @@ import asyncio
 
 import pytest
 
-from ops import kafka_cli, topics_cli
-from ops.input_topics import InputTopicsNotReadyError, ensure_input_topics
+from ops import topics_cli
+from ops.input_topics import (
+    InputTopicsNotReadyError,
+    ensure_input_topics,
+    input_topics_problem,
+)
 from schemas.registry import INPUT_TOPICS
 
 PREFIX = "p."
@@ -142,7 +146,7 @@ def test_a_worker_waits_for_input_topics_produce_is_making_before_it_refuses(
 
     monkeypatch.setattr(topics_cli, "input_partition_counts", counts)
     # then the next look finds all six, co-partitioned: no problem
-    assert kafka_cli.input_topics_problem("x", PREFIX, settle_s=2.0) is None
+    assert asyncio.run(input_topics_problem("x", PREFIX, settle_s=2.0)) is None
 
 
 def test_a_worker_refuses_input_topics_still_missing_after_the_settling_time(
@@ -152,6 +156,6 @@ def test_a_worker_refuses_input_topics_still_missing_after_the_settling_time(
         return {PREFIX + "contacts": 4}
 
     monkeypatch.setattr(topics_cli, "input_partition_counts", counts)
-    problem = kafka_cli.input_topics_problem("x", PREFIX, settle_s=0.3)
+    problem = asyncio.run(input_topics_problem("x", PREFIX, settle_s=0.3))
     assert problem is not None
     assert problem.startswith(f"input topics missing: {PREFIX}calls")
