@@ -255,11 +255,10 @@ def run_produce(args: argparse.Namespace) -> int:
     except InputTopicsNotReadyError as error:
         print(f"dripstream produce: {error}; nothing published", file=sys.stderr)
         return 2
-    records, numbers = read.records, read.numbers
-    _say_refused(args.file, refused, numbers)
+    _say_refused(args.file, refused, read.numbers)
     _say_passed_over(args.file, read.own, read.marks)
-    out = len(records) - len(refused)
-    lines_out = len(set(numbers) - {numbers[index] for index, _ in refused})
+    out = len(read.records) - len(refused)
+    lines_out = len(set(read.numbers) - {read.numbers[index] for index, _ in refused})
     copies = (
         ""
         if out == lines_out

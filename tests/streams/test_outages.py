@@ -24,15 +24,9 @@ async def test_a_broker_starting_again_is_an_outage_waited_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # given a run that meets a broker leading no partition yet, then one that has lost it
-    monkeypatch.setattr(outages, "sleep_unless_stopped", _no_wait)
     met = [LeaderNotAvailableError(), NotLeaderForPartitionError()]
-
-    async def run() -> None:
-        if met:
-            raise met.pop(0)
-
     # then it is started again after each, and ends when a run ends
-    await outages.run_through_outages(run, asyncio.Event(), "test", logging.getLogger("t"))
+    await _run_meeting(met, monkeypatch)
     assert met == []
 
 
@@ -44,31 +38,34 @@ async def test_a_topic_gone_is_no_outage() -> None:
         await outages.run_through_outages(run, asyncio.Event(), "test", logging.getLogger("t"))
 
 
-def _sender_died() -> KafkaError:
-    """What a transactional producer's next send raises after its sender met a closed
-    connection looking for its coordinator (aiokafka/producer/sender.py)."""
-    try:
-        try:
-            raise KafkaConnectionError("Connection at 127.0.0.1:9092 closed")
-        except KafkaConnectionError as lost:
-            raise KafkaError(repr(lost)) from lost
-    except KafkaError as found:
-        error = KafkaError("Unexpected error during batch delivery")
-        error.__cause__ = found
-        return error
-
-
-async def test_a_producer_whose_sender_died_of_a_lost_connection_is_an_outage(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def _run_meeting(met: list[Exception], monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_through_outages of a run that raises each of `met` in turn, then ends."""
     monkeypatch.setattr(outages, "sleep_unless_stopped", _no_wait)
-    met = [_sender_died()]
 
     async def run() -> None:
         if met:
             raise met.pop(0)
 
     await outages.run_through_outages(run, asyncio.Event(), "test", logging.getLogger("t"))
+
+
+def _sender_died() -> KafkaError:
+    """What a transactional producer's next send raises after its sender met a closed
+    connection looking for its coordinator (aiokafka/producer/sender.py): a KafkaError
+    raised from a KafkaError raised from the connection's error."""
+    lost = KafkaConnectionError("Connection at 127.0.0.1:9092 closed")
+    found = KafkaError(repr(lost))
+    found.__cause__ = lost
+    error = KafkaError("Unexpected error during batch delivery")
+    error.__cause__ = found
+    return error
+
+
+async def test_a_producer_whose_sender_died_of_a_lost_connection_is_an_outage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    met: list[Exception] = [_sender_died()]
+    await _run_meeting(met, monkeypatch)
     assert met == []
 
 
