@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,10 +131,13 @@ def read_topics(
     quiet: float = 6.0,
     limit: float = 120.0,
     keys: bool = False,
+    counted: Callable[[dict[str, Any]], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Every committed record of the topics, read until `expect` arrived (or nothing new
     came for `quiet` seconds), as decoded JSON with `_topic` added (and with `keys`, the
-    record's key in hex as `_key_hex`)."""
+    record's key in hex as `_key_hex`). With `counted`, only the records it takes count
+    towards `expect` (`contacts` holds the producer's inputs besides the engine's
+    changes: counted with them, a reader could stop before the last decisions came)."""
 
     async def read() -> list[dict[str, Any]]:
         consumer = AIOKafkaConsumer(
@@ -146,6 +150,7 @@ def read_topics(
         )
         await consumer.start()
         found: list[dict[str, Any]] = []
+        arrived = 0  # of the records that count
         started = last = time.monotonic()
         try:
             while time.monotonic() - started < limit:
@@ -157,16 +162,22 @@ def read_topics(
                         if keys:
                             item["_key_hex"] = None if record.key is None else record.key.hex()
                         found.append(item)
+                        arrived += counted is None or counted(item)
                         last = time.monotonic()
-                if expect is not None and len(found) >= expect and time.monotonic() - last > 1.0:
+                if expect is not None and arrived >= expect and time.monotonic() - last > 1.0:
                     break
-                if time.monotonic() - last > quiet and (expect is None or len(found) >= expect):
+                if time.monotonic() - last > quiet and (expect is None or arrived >= expect):
                     break
         finally:
             await consumer.stop()
         return found
 
     return asyncio.run(read())
+
+
+def is_decision(event: dict[str, Any]) -> bool:
+    """An event the engine decided, as `comparable` compares them."""
+    return event.get("source") == "dripstream" and event["type"] != "sequence.defined"
 
 
 def comparable(events: list[dict[str, Any]]) -> set[tuple[str, str, str, bytes]]:
@@ -179,7 +190,7 @@ def comparable(events: list[dict[str, Any]]) -> set[tuple[str, str, str, bytes]]
             orjson.dumps(e["data"], option=orjson.OPT_SORT_KEYS),
         )
         for e in events
-        if e.get("source") == "dripstream" and e["type"] != "sequence.defined"
+        if is_decision(e)
     }
 
 
