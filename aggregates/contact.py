@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from sys import intern
 from typing import Any
+
+from schemas.immutable import immutable
 
 PROFILE_FIELDS = (
     "first_name",
@@ -25,7 +27,7 @@ PROFILE_FIELDS = (
 SHARED_FIELDS = ("timezone", "state", "lead_source", "owner_id", "line_id")
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ContactState:
     contact_id: str
     first_name: str | None = None

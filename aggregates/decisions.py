@@ -7,14 +7,14 @@ and becomes the CloudEvent `time`. The enrollment aggregate folds these with `ev
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
 from schemas.envelope import format_time
+from schemas.immutable import immutable
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class EnrollmentDecision:
     TYPE: ClassVar[str]
     at: datetime
@@ -30,7 +30,7 @@ class EnrollmentDecision:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ContactEnrolled(EnrollmentDecision):
     TYPE: ClassVar[str] = "enrollment.enrolled"
     via: str
@@ -50,7 +50,7 @@ class ContactEnrolled(EnrollmentDecision):
         }
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class EnrollmentRejected:
     TYPE: ClassVar[str] = "enrollment.rejected"
     at: datetime
@@ -76,7 +76,7 @@ class EnrollmentRejected:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ContactDisenrolled(EnrollmentDecision):
     TYPE: ClassVar[str] = "enrollment.disenrolled"
     reason: str
@@ -85,12 +85,12 @@ class ContactDisenrolled(EnrollmentDecision):
         return {**EnrollmentDecision.data(self), "reason": self.reason}
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class EnrollmentCompleted(EnrollmentDecision):
     TYPE: ClassVar[str] = "enrollment.completed"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class StepScheduled(EnrollmentDecision):
     TYPE: ClassVar[str] = "step.scheduled"
     step_id: str
@@ -104,7 +104,7 @@ class StepScheduled(EnrollmentDecision):
         }
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class StepDeferred(EnrollmentDecision):
     TYPE: ClassVar[str] = "step.deferred"
     step_id: str
@@ -122,7 +122,7 @@ class StepDeferred(EnrollmentDecision):
         }
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class StepExecuted(EnrollmentDecision):
     TYPE: ClassVar[str] = "step.executed"
     step_id: str
@@ -136,7 +136,7 @@ class StepExecuted(EnrollmentDecision):
         }
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class StepSkipped(EnrollmentDecision):
     TYPE: ClassVar[str] = "step.skipped"
     step_id: str
@@ -146,7 +146,7 @@ class StepSkipped(EnrollmentDecision):
         return {**EnrollmentDecision.data(self), "step_id": self.step_id, "reason": self.reason}
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class EffectRequested:
     """An effect command (sms.send, email.send, call.dial, …) or an engine-made contact change.
 
@@ -166,7 +166,7 @@ class EffectRequested:
         return dict(self.payload)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SequenceDefined:
     TYPE: ClassVar[str] = "sequence.defined"
     at: datetime
@@ -176,7 +176,7 @@ class SequenceDefined:
         return dict(self.payload)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SequenceDeleted:
     TYPE: ClassVar[str] = "sequence.deleted"
     at: datetime
@@ -186,7 +186,7 @@ class SequenceDeleted:
         return {"sequence_id": self.sequence_id}
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SequenceCommandRejected:
     """A delete or copy request that could not be carried out: said, not dropped."""
 
@@ -208,7 +208,7 @@ class SequenceCommandRejected:
         return data
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class LeadRejected:
     TYPE: ClassVar[str] = "lead.rejected"
     at: datetime

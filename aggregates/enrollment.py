@@ -9,7 +9,7 @@ holds still, and a step that will run holds its place in the throttle's minute.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Protocol
@@ -30,9 +30,10 @@ from aggregates.decisions import (
 )
 from aggregates.sequence import VOICE_OR_TEXT, Sequence, Step
 from aggregates.timezones import in_us_or_canada
+from schemas.immutable import immutable
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Enrollment:
     enrollment_id: str
     sequence_id: str

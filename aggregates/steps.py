@@ -7,7 +7,6 @@ processors carry out later, keyed by a stable effect_id (record first, act after
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +20,7 @@ from aggregates.ids import effect_id
 from aggregates.sequence import Account, Sequence, Step
 from aggregates.templating import render, with_opt_out
 from schemas.envelope import format_time
+from schemas.immutable import immutable
 
 # The commands that reach a contact by phone: held to the quiet hours (CONTRACT.md §3).
 TO_CONTACT_BY_PHONE = frozenset({"sms.send", "mms.send", "call.dial", "voicemail.drop"})
@@ -32,7 +32,7 @@ RoundRobin = Callable[[str, str, tuple[str, ...]], str]
 OwnerAssigned = Callable[[str, str, str, str, str, datetime], None]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class StepContext:
     account: Account
     sequence: Sequence

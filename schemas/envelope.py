@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
+
+from schemas.immutable import immutable
 
 SPECVERSION = "1.0"
 ENGINE_SOURCE = "dripstream"
@@ -25,7 +27,7 @@ STRUCTURED_HEADERS: Final = [("content-type", b"application/cloudevents+json")]
 LETTER_HEADERS: Final = [("content-type", b"application/json")]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CloudEvent:
     """One event. `data` is the JSON object of the type's payload, already validated."""
 
