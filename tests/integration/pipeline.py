@@ -267,9 +267,15 @@ def exactly_replays(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -
 def same_decisions(
     got: set[tuple[str, str, str, bytes]], expected: set[tuple[str, str, str, bytes]]
 ) -> None:
-    extra, missing = sorted(got - expected)[:5], sorted(expected - got)[:5]
-    assert not extra, f"decided but not by replay: {extra}"
-    assert not missing, f"decided by replay only: {missing}"
+    assert not got - expected, f"decided but not by replay: {_described(got - expected)}"
+    assert not expected - got, f"decided by replay only: {_described(expected - got)}"
+
+
+def _described(decisions: set[tuple[str, str, str, bytes]]) -> str:
+    """How many, over which times, and the first five in time order: a run that stopped
+    early shows as a tail of many, not as five of one type."""
+    ordered = sorted(decisions, key=lambda d: (d[1], d[0], d[2]))
+    return f"{len(ordered)} from {ordered[0][1]} to {ordered[-1][1]}, first {ordered[:5]}"
 
 
 def wait_for_log(log: Path, pattern: str, count: int = 1, limit: float = 90) -> None:

@@ -7,6 +7,7 @@ import re
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,14 @@ from tests.integration.pipeline import (
     same_decisions,
     start_worker,
     stop,
+    wait_for_log,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+# What a worker logs when it takes partitions over and rebuilds their state from the store.
+REBUILT = re.compile(r"replayed (\d+) stored inputs")
 
 
 def _publish(bootstrap: str, prefix: str, definitions: Path, history: Path) -> None:
@@ -37,12 +43,12 @@ def _publish(bootstrap: str, prefix: str, definitions: Path, history: Path) -> N
     produce_history(bootstrap, prefix, history)
 
 
-def _thirds(history: Path) -> list[Path]:
-    """The history's lines in three files, in order (each published when the test says)."""
+def _parts(history: Path, count: int) -> list[Path]:
+    """The history's lines in `count` files, in order (each published when the test says)."""
     lines = history.read_bytes().splitlines(keepends=True)
-    cut = [0, len(lines) // 3, 2 * len(lines) // 3, len(lines)]
+    cut = [len(lines) * n // count for n in range(count + 1)]
     parts = []
-    for n in range(3):
+    for n in range(count):
         part = history.with_name(f"{history.stem}.part{n}.jsonl")
         part.write_bytes(b"".join(lines[cut[n] : cut[n + 1]]))
         parts.append(part)
@@ -52,22 +58,72 @@ def _thirds(history: Path) -> list[Path]:
 def test_sigkill_five_times_during_20000_events_changes_nothing(
     kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:
+    # Every kill lands on a worker at work: each holds the partitions (it has rebuilt) when
+    # a fifth of the history starts going out, in eight pushes a moment apart (one would be
+    # decided in a single write), and is killed once it has stored a random share of that
+    # fifth's decisions, with more records coming and timers due. A 6 s session hands the
+    # partitions on soon after.
     definitions, history = write_history(tmp_path, events=20_000, contacts=3_000)
     expected = replay_expected(tmp_path, definitions, history)
     prefix = pipeline_prefix
     rnd = random.Random(5)
-    worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
+    logs = [tmp_path / f"worker-{n}.log" for n in range(6)]
+    pushes = _parts(history, 40)
+    fifths = [pushes[n : n + 8] for n in range(0, 40, 8)]
+
+    def start(n: int) -> subprocess.Popen[bytes]:
+        return start_worker(
+            kafka_bootstrap, fresh_database_url, prefix, "--session-timeout", "6", log_to=logs[n]
+        )
+
+    worker = start(0)
     try:
-        _publish(kafka_bootstrap, prefix, definitions, history)
-        for _ in range(5):
-            time.sleep(rnd.uniform(1.0, 5.0))
-            stop(worker, kill=True)
-            worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
+        apply_definitions(kafka_bootstrap, prefix, definitions)
+        with ThreadPoolExecutor(max_workers=1) as producer:
+            for n, fifth in enumerate(fifths):
+                wait_for_log(logs[n], REBUILT.pattern)
+                stored = _stored(fresh_database_url)
+                producing = producer.submit(_produce_each, kafka_bootstrap, prefix, fifth)
+                share = rnd.uniform(0.2, 0.8) * len(expected) / len(fifths)
+                _wait_for_stored(fresh_database_url, stored + share, producing)
+                stop(worker, kill=True)
+                producing.result()
+                worker = start(n + 1)
         got = _decisions(kafka_bootstrap, prefix, expected)
         assert worker.poll() is None, "the worker died"
     finally:
         stop(worker)
     exactly_replays(got, expected)
+    # and the kills did come in the middle of the work: a worker after one rebuilt from a
+    # store that held part of a fifth, not only whole fifths (and the definitions)
+    sizes = [sum(len(push.read_bytes().splitlines()) for push in fifth) for fifth in fifths]
+    whole = {1 + sum(sizes[:n]) for n in range(len(sizes))}
+    rebuilt = [int(REBUILT.findall(log.read_text())[0]) for log in logs[1:5]]
+    assert set(rebuilt) - whole, f"every kill came between two fifths: {rebuilt}"
+
+
+def _produce_each(bootstrap: str, prefix: str, pushes: list[Path]) -> None:
+    for push in pushes:
+        produce_history(bootstrap, prefix, push)
+
+
+def _stored(database_url: str) -> int:
+    """How many decisions the worker has stored (the outbox keeps every row it published)."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM public.dripstream_outbox").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _wait_for_stored(database_url: str, rows: float, producing: Future[None]) -> None:
+    """Until the outbox holds `rows`, or the fifth is all out and its decisions stopped
+    coming (a fifth that decides less than its share)."""
+    last, still_since = -1, time.monotonic()
+    while (count := _stored(database_url)) < rows:
+        if count != last:
+            last, still_since = count, time.monotonic()
+        elif producing.done() and time.monotonic() - still_since > 3:
+            return
+        time.sleep(0.05)
 
 
 OUTPUT_TOPICS = ("decisions", "effects", "contacts")
@@ -106,10 +162,6 @@ def test_two_workers_sharing_the_partitions_decide_as_one(
     exactly_replays(got, expected)
 
 
-# What a worker logs when it takes partitions over and rebuilds their state from the store.
-REBUILT = re.compile(r"replayed (\d+) stored inputs")
-
-
 def test_rebalances_in_the_middle_of_the_work_change_nothing(
     kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:
@@ -130,7 +182,7 @@ def test_rebalances_in_the_middle_of_the_work_change_nothing(
         )
 
     # A third of the history before each move, so there is work whatever the machine's pace.
-    first, second, third = _thirds(history)
+    first, second, third = _parts(history, 3)
     workers = [start(0)]
     try:
         apply_definitions(kafka_bootstrap, prefix, definitions)
