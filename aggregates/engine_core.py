@@ -32,6 +32,9 @@ from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
 
 Rule = Callable[[Any, Mapping[str, Any], Outputs], None]
 
+# How often the throttle drops its past minutes (made once: this is asked on every tick).
+_FORGET_EVERY = timedelta(minutes=5)
+
 
 class EngineCore:
     """What every rule reads and changes. `partition_of` maps a contact to its input
@@ -115,7 +118,7 @@ class EngineCore:
     def _tick(self, moment: datetime) -> None:
         if self.now is None or moment > self.now:
             self.now = moment
-            if self._forgot_at is None or moment - self._forgot_at >= timedelta(minutes=5):
+            if self._forgot_at is None or moment - self._forgot_at >= _FORGET_EVERY:
                 # Throttle minutes in the past are never needed again: drop them now and
                 # then, so the counters follow the clock rather than the history's length.
                 # Past for every partition: one whose event clock lags still decides in

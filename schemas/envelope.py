@@ -114,9 +114,9 @@ def occurrence_of(identity: str, time: datetime) -> str:
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a `Z`; microseconds only when there are any."""
     utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
-    # isoformat is several times faster than strftime, and this runs for every event;
-    # in UTC it always ends in "+00:00".
-    return utc.isoformat()[:-6] + "Z"
+    # orjson writes what `isoformat` does, with a Z for +00:00, in well under half its
+    # time (a test holds the two together); this runs several times for every output.
+    return orjson.dumps(utc, option=orjson.OPT_UTC_Z)[1:-1].decode()
 
 
 # The times the engine accepts (event times, --until, a sequence's `created`): far enough

@@ -1,16 +1,24 @@
 """parse_time and parse_event_time: every time they cannot take is a ValueError, so that each
-caller's ValueError handling covers it; an event's fingerprint."""
+caller's ValueError handling covers it; format_time; an event's fingerprint."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from schemas.envelope import CloudEvent, TimeOutOfRange, parse_event_time, parse_time
+from schemas.envelope import (
+    CloudEvent,
+    TimeOutOfRange,
+    format_time,
+    parse_event_time,
+    parse_time,
+)
 from schemas.validation import decode_event
 
 OUT_OF_RANGE = "must be between 1900-01-01T00:00:00Z and 9000-12-31T23:59:59Z"
@@ -22,6 +30,23 @@ def test_a_time_that_leaves_datetimes_range_in_utc_is_a_value_error(text: str) -
         parse_time(text)
 
     assert isinstance(caught.value, TimeOutOfRange)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(2, 1, 1),
+        max_value=datetime(9998, 12, 31),
+        timezones=st.builds(
+            timezone, st.builds(timedelta, minutes=st.integers(min_value=-1439, max_value=1439))
+        ),
+    )
+)
+def test_format_time_writes_rfc_3339_in_utc_as_isoformat_does(moment: datetime) -> None:
+    utc = moment.astimezone(UTC)
+    written = format_time(moment)
+    # a Z for +00:00, microseconds only when there are any, and it reads back the same
+    assert written == utc.replace(tzinfo=None).isoformat() + "Z"
+    assert parse_time(written) == moment
 
 
 def test_parse_time_keeps_any_time_it_can_hold() -> None:
