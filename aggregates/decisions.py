@@ -1,4 +1,5 @@
-"""What the engine decides: facts in the past tense, one frozen dataclass per output type.
+"""What the engine decides: facts in the past tense, one frozen dataclass per output type
+(`immutable`: frozen to the type checker, cheap to build at run time).
 
 Each decision knows its CloudEvent type and its `data`; `at` is the decision's event time
 and becomes the CloudEvent `time`. The enrollment aggregate folds these with `evolve`.
