@@ -180,6 +180,27 @@ def is_decision(event: dict[str, Any]) -> bool:
     return event.get("source") == "dripstream" and event["type"] != "sequence.defined"
 
 
+# Where the engine publishes: its decisions, the effect commands and its contact changes.
+OUTPUT_TOPICS = ("decisions", "effects", "contacts")
+
+
+def read_decided(
+    bootstrap: str, prefix: str, expected: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Everything the pipeline published, read until as many decisions as replay made in
+    `expected` arrived, or all is quiet for 20 s (`contacts` also holds the producer's
+    inputs, so only decisions count towards the number)."""
+    return read_topics(
+        bootstrap,
+        prefix,
+        OUTPUT_TOPICS,
+        expect=sum(map(is_decision, expected)),
+        counted=is_decision,
+        quiet=20,
+        limit=600,
+    )
+
+
 def comparable(events: list[dict[str, Any]]) -> set[tuple[str, str, str, bytes]]:
     """Decisions compared as a set, ids aside."""
     return {

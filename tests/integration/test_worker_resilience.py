@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import psycopg.conninfo
@@ -18,11 +17,12 @@ import pytest
 
 from tests.integration.history import write_history
 from tests.integration.pipeline import (
+    OUTPUT_TOPICS,
     apply_definitions,
     comparable,
     exactly_replays,
-    is_decision,
     produce_history,
+    read_decided,
     read_topics,
     replay_expected,
     same_decisions,
@@ -89,7 +89,7 @@ def test_sigkill_five_times_during_20000_events_changes_nothing(
                 stop(worker, kill=True)
                 producing.result()
                 worker = start(n + 1)
-        got = _decisions(kafka_bootstrap, prefix, expected)
+        got = read_decided(kafka_bootstrap, prefix, expected)
         assert worker.poll() is None, "the worker died"
     finally:
         stop(worker)
@@ -126,22 +126,6 @@ def _wait_for_stored(database_url: str, rows: float, producing: Future[None]) ->
         time.sleep(0.05)
 
 
-OUTPUT_TOPICS = ("decisions", "effects", "contacts")
-
-
-def _decisions(bootstrap: str, prefix: str, expected: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Everything the pipeline published, read until replay's count arrived or all is quiet."""
-    return read_topics(
-        bootstrap,
-        prefix,
-        OUTPUT_TOPICS,
-        expect=sum(map(is_decision, expected)),
-        counted=is_decision,
-        quiet=20,
-        limit=600,
-    )
-
-
 def test_two_workers_sharing_the_partitions_decide_as_one(
     kafka_bootstrap: str, pipeline_prefix: str, fresh_database_url: str, tmp_path: Path
 ) -> None:
@@ -153,7 +137,7 @@ def test_two_workers_sharing_the_partitions_decide_as_one(
     try:
         time.sleep(3)
         _publish(kafka_bootstrap, prefix, definitions, history)
-        got = _decisions(kafka_bootstrap, prefix, expected)
+        got = read_decided(kafka_bootstrap, prefix, expected)
         assert first.poll() is None, "the first worker died"
         assert second.poll() is None, "the second worker died"
     finally:
@@ -203,7 +187,7 @@ def test_rebalances_in_the_middle_of_the_work_change_nothing(
         stop(workers[1])
         assert workers[1].returncode == 0, "the second worker did not stop cleanly"
         _took_over(logs[2], after=len(taken))
-        got = _decisions(kafka_bootstrap, prefix, expected)
+        got = read_decided(kafka_bootstrap, prefix, expected)
         assert workers[2].poll() is None, "the third worker died"
     finally:
         for worker in workers:
@@ -232,7 +216,7 @@ def test_a_backlog_published_before_the_worker_starts_is_decided_with_its_defini
     _publish(kafka_bootstrap, prefix, definitions, history)
     worker = start_worker(kafka_bootstrap, fresh_database_url, prefix)
     try:
-        got = _decisions(kafka_bootstrap, prefix, expected)
+        got = read_decided(kafka_bootstrap, prefix, expected)
         assert worker.poll() is None, "the worker died"
     finally:
         stop(worker)
@@ -259,7 +243,7 @@ def test_worker_processes_decide_as_replay_and_stop_cleanly_on_sigterm(
     try:
         _both_assigned(log)
         _publish(kafka_bootstrap, pipeline_prefix, definitions, history)
-        got = _decisions(kafka_bootstrap, pipeline_prefix, expected)
+        got = read_decided(kafka_bootstrap, pipeline_prefix, expected)
         assert group.poll() is None, "the workers stopped"
     finally:
         stop(group)
@@ -326,7 +310,7 @@ def test_postgresql_going_away_under_the_worker_changes_nothing(
         _publish(kafka_bootstrap, pipeline_prefix, definitions, history)
         # when PostgreSQL goes away meanwhile
         dropped = outage(database_url, fresh_database_url)
-        got = _decisions(kafka_bootstrap, pipeline_prefix, expected)
+        got = read_decided(kafka_bootstrap, pipeline_prefix, expected)
         # then the worker is still up, and decided as replay
         assert worker.poll() is None, log.read_text()[-3000:]
     finally:

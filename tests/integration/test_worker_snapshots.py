@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiokafka import TopicPartition  # type: ignore[import-untyped]
@@ -26,9 +25,9 @@ from tests.integration.pipeline import (
     apply_definitions,
     exactly_replays,
     free_port,
-    is_decision,
     metric,
     produce_history,
+    read_decided,
     read_topics,
     replay_expected,
     start_worker,
@@ -299,7 +298,7 @@ def test_a_worker_stopped_and_started_again_goes_on_from_its_snapshot_as_replay(
         wait_for_log(logs[1], TAKEN.pattern)
         assert metric(port, "dripstream_snapshots_taken_total") == 1
         produce_history(kafka_bootstrap, prefix, second)
-        got = _published(kafka_bootstrap, prefix, expected)
+        got = read_decided(kafka_bootstrap, prefix, expected)
         assert worker.poll() is None, "the worker died"
     finally:
         stop(worker)
@@ -316,20 +315,6 @@ def _halves(history: Path) -> tuple[Path, Path]:
     first.write_bytes(b"".join(lines[: len(lines) // 2]))
     second.write_bytes(b"".join(lines[len(lines) // 2 :]))
     return first, second
-
-
-def _published(bootstrap: str, prefix: str, expected: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What the pipeline published, read until replay's count arrived or all is quiet."""
-    topics = ("decisions", "effects", "contacts")
-    return read_topics(
-        bootstrap,
-        prefix,
-        topics,
-        expect=sum(map(is_decision, expected)),
-        counted=is_decision,
-        quiet=20,
-        limit=600,
-    )
 
 
 @pytest.mark.kafka
@@ -356,7 +341,7 @@ def test_a_worker_killed_after_a_snapshot_goes_on_from_it_as_replay(
         produce_history(kafka_bootstrap, prefix, second)
         worker = start_worker(kafka_bootstrap, fresh_database_url, prefix, log_to=logs[1])
         wait_for_log(logs[1], TAKEN.pattern)
-        got = _published(kafka_bootstrap, prefix, expected)
+        got = read_decided(kafka_bootstrap, prefix, expected)
         assert worker.poll() is None, "the worker died"
     finally:
         stop(worker)
