@@ -125,7 +125,7 @@ def _impure(modules: list[Module]) -> list[str]:
         wrong.extend(
             f"{where}: imports {name}"
             for name in _imports(tree)
-            if name in IMPURE_STDLIB or name.split(".")[0] in IMPURE_STDLIB - {"urllib"}
+            if name in IMPURE_STDLIB or name.split(".")[0] in IMPURE_STDLIB
         )
         wrong.extend(
             f"{where}:{node.lineno}: calls .{node.func.attr}()"

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import psycopg.conninfo
@@ -79,13 +80,16 @@ def test_sigkill_five_times_during_20000_events_changes_nothing(
     worker = start(0)
     try:
         apply_definitions(kafka_bootstrap, prefix, definitions)
-        with ThreadPoolExecutor(max_workers=1) as producer:
+        with (
+            ThreadPoolExecutor(max_workers=1) as producer,
+            psycopg.connect(fresh_database_url, autocommit=True) as store,
+        ):
             for n, fifth in enumerate(fifths):
                 wait_for_log(logs[n], REBUILT.pattern)
-                stored = _stored(fresh_database_url)
+                stored = _stored(store)
                 producing = producer.submit(_produce_each, kafka_bootstrap, prefix, fifth)
                 share = rnd.uniform(0.2, 0.8) * len(expected) / len(fifths)
-                _wait_for_stored(fresh_database_url, stored + share, producing)
+                _wait_for_stored(store, stored + share, producing)
                 stop(worker, kill=True)
                 producing.result()
                 worker = start(n + 1)
@@ -107,18 +111,17 @@ def _produce_each(bootstrap: str, prefix: str, pushes: list[Path]) -> None:
         produce_history(bootstrap, prefix, push)
 
 
-def _stored(database_url: str) -> int:
+def _stored(store: psycopg.Connection[Any]) -> int:
     """How many decisions the worker has stored (the outbox keeps every row it published)."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM public.dripstream_outbox").fetchone()
+    row = store.execute("SELECT count(*) FROM public.dripstream_outbox").fetchone()
     return int(row[0]) if row else 0
 
 
-def _wait_for_stored(database_url: str, rows: float, producing: Future[None]) -> None:
+def _wait_for_stored(store: psycopg.Connection[Any], rows: float, producing: Future[None]) -> None:
     """Until the outbox holds `rows`, or the fifth is all out and its decisions stopped
     coming (a fifth that decides less than its share)."""
     last, still_since = -1, time.monotonic()
-    while (count := _stored(database_url)) < rows:
+    while (count := _stored(store)) < rows:
         if count != last:
             last, still_since = count, time.monotonic()
         elif producing.done() and time.monotonic() - still_since > 3:
