@@ -81,7 +81,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -346,14 +346,25 @@ def _best_fields(mail: _Body) -> _Fields:
         return _read_fields(_content(mail.own, keep_quoted=False))
     lines, marker = mail.lines, mail.marker
     below = lines if marker is None else lines[marker + 1 :]
-    readings = [_content(below, keep_quoted=False), _content(below, keep_quoted=True)]
-    if marker is not None:
-        readings.append(_content(mail.own, keep_quoted=False))
-    found = [_read_fields(reading) for reading in readings]
-    for fields in found:
+    found: list[_Fields] = []
+    # Read one way at a time: most mails are settled by the first reading. The quoted lines
+    # are a reading of their own only where there are any.
+    for reading in _readings(below, mail.own if marker is not None else None):
+        fields = _read_fields(reading)
         if _reaches(fields):
             return fields
+        found.append(fields)
     return next((f for f in found if any(f[name] for name in LABELS)), found[0])
+
+
+def _readings(below: Sequence[str], forwarder: Sequence[str] | None) -> Iterator[list[str]]:
+    """The lines to read, in turn: without the quoted lines, with them, and the forwarder's
+    note above a forwarded message (see the module notes)."""
+    yield _content(below, keep_quoted=False)
+    if any(line.lstrip().startswith(">") for line in below):
+        yield _content(below, keep_quoted=True)
+    if forwarder is not None:
+        yield _content(forwarder, keep_quoted=False)
 
 
 def _is_forward_marker(line: str) -> bool:
