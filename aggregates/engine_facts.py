@@ -52,9 +52,10 @@ class FactRules(EngineCore):
         created: bool = False,
     ) -> None:
         """The triggers of what a profile adds, changes or (for an update) removes. A
-        creation only adds: each of its tags counts, and what it leaves out of what was
-        known before (a tag a step added meanwhile) was not removed."""
-        for tag in sorted(after.tags if created else after.tags - before.tags):
+        creation only adds: what it leaves out of what was known before (a tag a step added
+        meanwhile) was not removed, and a tag known before it (tagged ahead of the CRM's
+        creation) was added then, not now."""
+        for tag in sorted(after.tags - before.tags):
             self._run_triggers("contact_tagged", contact_id, tag, out)
         if not created:
             for tag in sorted(before.tags - after.tags):

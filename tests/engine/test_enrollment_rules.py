@@ -1029,6 +1029,27 @@ def test_a_creation_that_leaves_out_what_was_known_removes_nothing() -> None:
     assert out.of("enrollment.enrolled") == []
 
 
+def test_a_tag_known_before_the_creation_enrolls_once() -> None:
+    # given a contact tagged "hot" (enrolled, a text a day later) before its creation arrives
+    early = [tagged("hot"), tagged("warm", time=T1)]
+    # when the creation comes, once without tags and once more (an upsert) holding "hot"
+    inputs = [*early, created(time=T2), created(time=T2, tags=["hot", "new"])]
+    out = decide(definitions(sequence(steps=A_DAY_LATER)), inputs)
+    # then "hot" was added once, at T0: one enrollment, one step planned, no repeat refused
+    assert [e["time"] for e in out.of("enrollment.enrolled")] == [T0]
+    assert len(out.of("step.scheduled")) == 1
+    assert out.of("enrollment.rejected") == []
+
+
+def test_a_creation_sets_off_the_tags_it_adds_to_what_was_known() -> None:
+    # given a contact tagged "warm" before its creation
+    hot = sequence(id="hot", steps=[], triggers=[{"type": "contact_tagged", "tags": ["hot"]}])
+    # when the creation adds "hot" beside it
+    out = decide(definitions(hot), [tagged("warm"), created(time=T1, tags=["warm", "hot"])])
+    # then "hot" sets off its trigger at the creation
+    assert out.one("enrollment.enrolled", sequence_id="hot")["time"] == T1
+
+
 def test_a_blank_email_is_none_in_what_the_engine_says_of_the_contact() -> None:
     # given a form's empty e-mail field: the enrollment says null, never ""
     out = decide(definitions(sequence()), [created(email=""), tagged()])
