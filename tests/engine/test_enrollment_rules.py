@@ -427,6 +427,43 @@ def test_every_enroll_trigger_type_enrolls() -> None:
     }
 
 
+def test_appointment_and_dnc_triggers_that_name_no_values_listen_for_any() -> None:
+    # given the seed's bare triggers: "whenever an appointment is scheduled, displayed, or
+    # canceled"; "added to or removed from the DNC list"
+    appt = sequence(id="appt", steps=[], triggers=[{"type": "appointment"}])
+    dnc = sequence(id="dnc", steps=[], triggers=[{"type": "dnc_changed"}])
+
+    def booked(contact: str, status: str) -> dict[str, object]:
+        return event(
+            "appointment.changed", T1, contact_id=contact, appointment_id="a-1", status=status
+        )
+
+    def listed(contact: str, on: bool) -> dict[str, object]:
+        return event("contact.dnc_changed", T1, contact_id=contact, dnc=on)
+
+    inputs = [
+        *(created(c) for c in ("c-1", "c-2", "c-3", "c-4")),
+        created("c-5", dnc=True),
+        booked("c-1", "scheduled"),
+        booked("c-2", "shown"),
+        booked("c-3", "canceled"),
+        listed("c-4", True),
+        listed("c-5", False),
+    ]
+    out = decide(definitions(appt, dnc), inputs)
+    # then each status, and each change of the list, enrolls
+    enrolled = {
+        (e["data"]["sequence_id"], e["data"]["contact_id"]) for e in out.of("enrollment.enrolled")
+    }
+    assert enrolled == {
+        ("appt", "c-1"),
+        ("appt", "c-2"),
+        ("appt", "c-3"),
+        ("dnc", "c-4"),
+        ("dnc", "c-5"),
+    }
+
+
 def test_a_repeated_dnc_state_is_not_a_change_and_triggers_nothing() -> None:
     seq = sequence(id="dnc", triggers=[{"type": "dnc_changed", "on": "added"}])
     inputs = [

@@ -277,13 +277,11 @@ HH_MM = "must be a time HH:MM (00:00 to 23:59)"
             "triggers[0].metric",
             "must be one of talk_time, wait_time, duration",
         ),
-        (one_trigger(type="dnc_changed"), "triggers[0].on", "is required"),
         (
             one_trigger(type="dnc_changed", on=["added", "flipped"]),
             "triggers[0].on",
             "must be added, removed, or a list of those",
         ),
-        (one_trigger(type="appointment"), "triggers[0].statuses", "is required"),
         (
             one_trigger(type="appointment", statuses=["missed"]),
             "triggers[0].statuses[0]",
@@ -317,8 +315,19 @@ TRIGGER_KEYS: dict[str, dict[str, Any]] = {
 }
 
 
+# The seed's appointment and DNC triggers read bare ("whenever an appointment is scheduled,
+# displayed, or canceled"; "added to or removed from the DNC list"): left out, any.
+OPTIONAL_TRIGGER_KEYS = {"dnc_changed": "on", "appointment": "statuses"}
+
+
 @pytest.mark.parametrize(
-    ("kind", "key"), [(kind, key) for kind, keys in TRIGGER_KEYS.items() for key in keys]
+    ("kind", "key"),
+    [
+        (kind, key)
+        for kind, keys in TRIGGER_KEYS.items()
+        for key in keys
+        if OPTIONAL_TRIGGER_KEYS.get(kind) != key
+    ],
 )
 def test_a_trigger_without_what_its_type_needs_is_refused(kind: str, key: str) -> None:
     trigger = {"type": kind, **{k: v for k, v in TRIGGER_KEYS[kind].items() if k != key}}
@@ -326,6 +335,15 @@ def test_a_trigger_without_what_its_type_needs_is_refused(kind: str, key: str) -
     refused = refusal(document(**one_trigger(**trigger)))
 
     assert (refused.key, refused.reason) == (f"triggers[0].{key}", "is required")
+
+
+@pytest.mark.parametrize(("kind", "key"), OPTIONAL_TRIGGER_KEYS.items())
+def test_an_appointment_or_dnc_trigger_may_name_no_values(kind: str, key: str) -> None:
+    trigger = {"type": kind, **{k: v for k, v in TRIGGER_KEYS[kind].items() if k != key}}
+
+    loaded = validate_definition_document(document(**one_trigger(**trigger)))
+
+    assert loaded["sequences"][0]["triggers"][0]["type"] == kind
 
 
 def test_each_trigger_with_what_its_type_needs_loads() -> None:
