@@ -18,6 +18,8 @@ from aggregates.sequence import Account
 from schemas.envelope import format_time
 
 OWNER_SUMMARY_THRESHOLD = 20  # the seed: more than 20 assignments become one summary message
+# The seed: users "receive an SMS saying, 'You have been assigned to a group of contacts'".
+SUMMARY_BODY = "You have been assigned to a group of contacts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,8 @@ class OwnerNotices:
                 "step_id": batch[0].step_id,
                 "contact_id": batch[0].contact_id,
                 "contact_ids": [a.contact_id for a in batch],
-                "body": f"You have been assigned to a group of contacts ({len(batch)} contacts).",
+                # The seed's words exactly; how many is in contact_ids.
+                "body": SUMMARY_BODY,
                 **({"subject": "New contacts assigned"} if by_email else {}),
             }
             return [EffectRequested(at, kind, f"user:{owner_id}", payload)]

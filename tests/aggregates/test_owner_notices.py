@@ -67,7 +67,7 @@ def test_twenty_assignments_are_twenty_notices_naming_each_contact() -> None:
 def test_twenty_one_assignments_are_one_summary() -> None:
     payloads = _close(_gathered(21))
     assert len(payloads) == 1
-    assert payloads[0]["body"] == "You have been assigned to a group of contacts (21 contacts)."
+    assert payloads[0]["body"] == "You have been assigned to a group of contacts"
     assert payloads[0]["contact_ids"] == sorted(f"c-{n}" for n in range(21))  # same moment: by id
 
 

@@ -42,7 +42,8 @@ def test_a_crowd_in_the_last_minute_still_becomes_one_summary() -> None:
     inputs = [created(f"c-{i}") for i in range(25)] + [tagged(f"c-{i}") for i in range(25)]
     out = decide(definitions(sequence(steps=OWNER_STEP)), inputs)
     (summary,) = out.of("notify.sms")
-    assert "group of contacts (25 contacts)" in summary["data"]["body"]
+    assert summary["data"]["body"] == "You have been assigned to a group of contacts"
+    assert len(summary["data"]["contact_ids"]) == 25
 
 
 def test_within_until_the_notice_comes_when_its_minute_ends() -> None:
