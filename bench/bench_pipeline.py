@@ -898,7 +898,11 @@ def main() -> int:
         default=20,
         help="fetch_max_wait_ms of the readers that time the decisions (aiokafka: 500)",
     )
-    parser.add_argument("--out", type=Path, help="also write the table here (under bench/out/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="also write the table to this file (as given: bench/out/, say, which git ignores)",
+    )
     args = parser.parse_args()
     WATCH_WAIT_MS["ms"] = args.watch_wait_ms
     results = asyncio.run(main_async(args))
