@@ -451,17 +451,19 @@ def test_appointment_and_dnc_triggers_that_name_no_values_listen_for_any() -> No
         listed("c-5", False),
     ]
     out = decide(definitions(appt, dnc), inputs)
-    # then each status, and each change of the list, enrolls
-    enrolled = {
-        (e["data"]["sequence_id"], e["data"]["contact_id"]) for e in out.of("enrollment.enrolled")
-    }
-    assert enrolled == {
-        ("appt", "c-1"),
-        ("appt", "c-2"),
-        ("appt", "c-3"),
-        ("dnc", "c-4"),
-        ("dnc", "c-5"),
-    }
+    # then each status, and each change of the list (c-5's creation on it, its removal), enrolls
+    enrolled = [
+        (e["data"]["sequence_id"], e["data"]["contact_id"], e["time"])
+        for e in out.of("enrollment.enrolled")
+    ]
+    assert sorted(enrolled) == [
+        ("appt", "c-1", T1),
+        ("appt", "c-2", T1),
+        ("appt", "c-3", T1),
+        ("dnc", "c-4", T1),
+        ("dnc", "c-5", T0),
+        ("dnc", "c-5", T1),
+    ]
 
 
 def test_a_repeated_dnc_state_is_not_a_change_and_triggers_nothing() -> None:
