@@ -361,10 +361,15 @@ def _readings(below: Sequence[str], forwarder: Sequence[str] | None) -> Iterator
     """The lines to read, in turn: without the quoted lines, with them, and the forwarder's
     note above a forwarded message (see the module notes)."""
     yield _content(below, keep_quoted=False)
-    if any(line.lstrip().startswith(">") for line in below):
+    if any(map(_quoted, below)):
         yield _content(below, keep_quoted=True)
     if forwarder is not None:
         yield _content(forwarder, keep_quoted=False)
+
+
+def _quoted(line: str) -> bool:
+    """A line of the mail a reply or forward quotes ("> …")."""
+    return line.lstrip().startswith(">")
 
 
 def _is_forward_marker(line: str) -> bool:
@@ -393,7 +398,7 @@ def _content(lines: Sequence[str], *, keep_quoted: bool) -> list[str]:
     fields_seen = False
     for at, raw in enumerate(lines):
         line = raw
-        if line.lstrip().startswith(">"):
+        if _quoted(line):
             if not keep_quoted:
                 continue
             line = line.lstrip("> \t")
@@ -420,7 +425,7 @@ def _field_line_next(lines: Sequence[str], start: int, *, keep_quoted: bool) -> 
     """Whether the first line from `start` with text on it (as `_content` reads it) is a field."""
     for j in range(start, len(lines)):  # by index: no copy of the rest per sign-off
         raw = lines[j]
-        quoted = raw.lstrip().startswith(">")
+        quoted = _quoted(raw)
         if quoted and not keep_quoted:
             continue
         line = raw.lstrip("> \t") if quoted else raw
