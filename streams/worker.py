@@ -22,12 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from multiprocessing.context import SpawnProcess
 from typing import Any
 
 from aiokafka import (  # type: ignore[import-untyped]
@@ -37,14 +35,13 @@ from aiokafka import (  # type: ignore[import-untyped]
 )
 from aiokafka.errors import IllegalStateError  # type: ignore[import-untyped]
 
-from aggregates.duplicates import ReusedIdentityError
-from aggregates.engine import DEFINITION_COMMANDS, Engine
-from aggregates.timer_queue import alone
-from schemas.envelope import ENGINE_SOURCE, CloudEvent, format_time
-from schemas.registry import EVENT_TYPES, INPUT_TOPICS
+from aggregates.engine import Engine
+from schemas.envelope import format_time
+from schemas.registry import INPUT_TOPICS
 from streams import routing, snapshots
 from streams.assignment import MemberState, range_or_one_assignor
 from streams.batch_writer import BatchWriter
+from streams.deciding import Decided, DecidingContext, decide_record, topic_for
 from streams.engine_rebuild import Replayed, needs_one_worker, replay_store, spanned_in_store
 from streams.input_records import read_record
 from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
@@ -61,13 +58,12 @@ from streams.outages import (
 )
 from streams.processes import install_stop_signals
 from streams.progress import ProgressLog, registry_totals
-from streams.relay import RelaySettings, start_relay_process
+from streams.relay import RelaySettings
+from streams.relay_child import RelayChild
 from streams.store import (
     BatchRecord,
-    Definition,
     EngineStore,
     GroupProgress,
-    InputRecord,
     ReadTo,
     outbox_rows,
 )
@@ -114,16 +110,6 @@ class WorkerSettings:
     # Seconds between snapshots of the engine while it runs (0: only at a clean stop), so
     # a restart after a crash replays the store from the last one, not from the start.
     snapshot_every: float = 600.0
-
-
-# Looked up for every decision: a plain dict, not the registry's read-only mapping.
-_TOPICS = {kind: info.topic for kind, info in EVENT_TYPES.items()}
-
-
-def topic_for(event_type: str) -> str:
-    """The topic of an output, without prefix. A type the registry lacks is a bug between
-    the engine and schemas/registry.py: a KeyError, not a guess at a topic."""
-    return _TOPICS[event_type]
 
 
 class EngineWorker:
@@ -204,14 +190,14 @@ class EngineWorker:
             lost=self._lost,
             gather_at_most=PENDING_AT_MOST * settings.batch_size,
         )
-        self.relay_settings = RelaySettings(
-            settings.bootstrap_servers, settings.database_url, prefix, settings.schema
+        self.relay = RelayChild(
+            RelaySettings(
+                settings.bootstrap_servers, settings.database_url, prefix, settings.schema
+            ),
+            self.metrics.published,
         )
         self.snapshot_at = time.monotonic()
         self.snapshot_covers = -1  # the last record the last snapshot covered
-        self.relay_process: SpawnProcess | None = None
-        self.relay_published = multiprocessing.get_context("spawn").Value("q", 0)
-        self.relay_reported = 0
         self.progress = ProgressLog(
             registry_totals(
                 self.metrics.registry,
@@ -232,7 +218,7 @@ class EngineWorker:
         if self.settings.metrics_port is not None:
             self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
         if self.settings.relay:
-            self.relay_process = start_relay_process(self.relay_settings, self.relay_published)
+            self.relay.start()
         try:
             self.one_worker = await asyncio.to_thread(self._spanned_in_store)
             self.metrics.one_worker.set(int(self.one_worker))
@@ -248,7 +234,7 @@ class EngineWorker:
                         continue
                     if not (self.writes.in_doubt or self.reads_lost):
                         self.outage_wait = FIRST_WAIT
-                    self._check_relay()
+                    self.relay.check(stopping=self.stopping.is_set())
                     said = self.progress.line()
                     if said is not None:
                         lag = self.metrics.registry.get_sample_value("dripstream_consumer_lag")
@@ -259,7 +245,7 @@ class EngineWorker:
             finally:
                 await self.consumer.stop()  # leaves the group; _drain committed the offsets
         finally:
-            await self._stop_relay()
+            await self.relay.stop()
             self.store.close()
 
     async def _snapshot_if_due(self) -> None:
@@ -335,28 +321,6 @@ class EngineWorker:
         self.store_lost = self.store_lost or lost_database
         await sleep_unless_stopped(self.stopping, self.outage_wait)
         self.outage_wait = next_wait(self.outage_wait)
-
-    def _check_relay(self, *, alive: bool = True) -> None:
-        process = self.relay_process
-        if process is None:
-            return
-        published = self.relay_published.value
-        if published > self.relay_reported:
-            self.metrics.published.inc(published - self.relay_reported)
-            self.relay_reported = published
-        if alive and not process.is_alive() and not self.stopping.is_set():
-            # A relay that died takes the worker down, loudly.
-            raise RuntimeError(f"the outbox relay stopped (exit code {process.exitcode})")
-
-    async def _stop_relay(self) -> None:
-        """The relay publishes what is left in the outbox, then exits."""
-        process = self.relay_process
-        if process is None:
-            return
-        if process.is_alive():
-            process.terminate()  # SIGTERM: drain and stop
-        await asyncio.to_thread(process.join)
-        self._check_relay(alive=False)  # the count only: do not hide why the worker stops
 
     async def _step(self) -> None:
         if self.writes.in_doubt and not self.stale:
@@ -660,78 +624,20 @@ class EngineWorker:
 
     def _decide(self, item: Pending) -> bool:
         """Decide one record into the current record; True for a definition change."""
-        record = self.record
-        event = item.event
-        if event is None:
-            self.metrics.dead_letters.inc()
-            record.outbox.append(routing.dead_letter(item))
-            return False
-        if event.source == ENGINE_SOURCE:
-            return False  # the engine's own change, applied when it was decided
-        if routing.fans_out(event):
-            record.outbox.extend(routing.fan_out(event, self.partition_count, self.partition_of))
-            return False
-        if event.type == "lead.email_received":
-            destination = routing.lead_destination(event)
-            if destination is not None and self.partition_of(destination) != item.partition:
-                record.outbox.append(routing.rerouted_lead(event, destination))
-                return False
-        at: datetime | None = None
-        repeats = self.engine.duplicates
-        try:
-            if self.event_clock:
-                outputs = self.engine.handle(event, partition=item.partition)
-            else:
-                at = self.clock()
-                # Only its own partition's timers before it: a rebuild that holds more
-                # partitions than this worker does replays it alike (streams/store.py).
-                outputs = self.engine.handle(event, at=at, partition=alone(item.partition))
-        except ReusedIdentityError as reused:
-            # Refused before anything was decided, and not stored: a rebuild never sees it.
-            self.metrics.dead_letters.inc()
-            rejected = replace(item, event=None, rejection=(reused.field, reused.reason))
-            record.outbox.append(routing.dead_letter(rejected))
-            return False
-        except Exception as error:
-            # A bug one input meets must not stop its partitions for good (a restart would
-            # meet it again, for ever): it is dead-lettered, not stored, and the engine is
-            # rebuilt without it (see `engine_failed`).
-            log.exception(
-                "the engine failed on %s:%d@%d; dead-lettered, rebuilding",
-                item.topic,
-                item.partition,
-                item.offset,
-            )
-            self.metrics.dead_letters.inc()
-            failure = f"the engine failed on it: {type(error).__name__}: {error}"[:500]
-            rejected = replace(item, event=None, rejection=("engine", failure))
-            record.outbox.append(routing.dead_letter(rejected))
-            self.engine_failed = True
-            return False
-        record.stored.append(
-            InputRecord(
-                item.topic, item.partition, item.offset, at, self.definitions_version, item.raw
-            ).stored()
+        context = DecidingContext(
+            self.engine,
+            self.metrics,
+            self.partition_count,
+            self.partition_of,
+            self.definitions_version,
+            None if self.event_clock else self.clock,
         )
-        record.outbox.extend(outbox_rows(outputs, topic_for))
-        self.metrics.events_out.inc(len(outputs))
-        if event.type in DEFINITION_COMMANDS and self.engine.duplicates == repeats:
-            # (a repeat changed nothing: no change for the other workers to adopt)
-            record.definition = self._definition_change(event, at or event.time)
-            return True
-        return False
-
-    def _definition_change(self, event: CloudEvent, now: datetime) -> Definition:
-        """The change a sequence command made at `now` (when this engine decided it), as
-        the other workers must adopt it: at that moment too, so their decisions carry the
-        same time and a new sequence the same `created`."""
-        data = event.data
-        if event.type == "sequence.applied":
-            return dict(data), [], now, event.occurrence
-        if event.type == "sequence.delete_requested":
-            return {"sequences": []}, [str(data["sequence_id"])], now, event.occurrence
-        copy = self.engine.raw_definition(str(data["new_id"]))
-        return {"sequences": [copy] if copy else []}, [], now, event.occurrence
+        decided = decide_record(item, self.record, context)
+        # The engine may be half changed: what was decided before it is written, and the
+        # engine rebuilt from the store without it (see `engine_failed`).
+        if decided is Decided.ENGINE_FAILED:
+            self.engine_failed = True
+        return decided is Decided.DEFINITION_CHANGE
 
     def partition_of(self, contact_id: str) -> int:
         return routing.kafka_partition(contact_id, self.partition_count)
