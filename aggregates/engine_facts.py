@@ -9,7 +9,8 @@ from typing import Any
 from aggregates.contact import ContactState
 from aggregates.decisions import LeadRejected, SequenceCommandRejected
 from aggregates.engine_core import EngineCore
-from aggregates.intake import LeadProblem, contact_id_for_lead, intake_candidates, parse_lead_email
+from aggregates.intake import LeadProblem, contact_id_for_lead, parse_lead_email
+from aggregates.intake_addresses import intake_candidates
 from aggregates.keywords import keyword_intent
 from aggregates.outputs import Outputs
 from aggregates.targets import ON_PARTITION, targets_of

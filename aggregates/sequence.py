@@ -12,7 +12,7 @@ from datetime import datetime, time
 from typing import Any, Literal
 
 from aggregates.calendar import Calendar, DailyWindow
-from aggregates.intake import intake_address, own_intake_address
+from aggregates.intake_addresses import intake_address, own_intake_address
 from aggregates.templating import misspelled_shortcodes, unknown_shortcodes, with_opt_out
 from schemas.definitions import AUTO_INTAKE, DEFAULT_OPT_OUT_PHRASE, DEFAULT_TIMEZONE
 from schemas.envelope import parse_time

@@ -10,9 +10,9 @@ from aggregates.intake import (
     LeadProblem,
     ParsedLead,
     contact_id_for_lead,
-    intake_address,
     parse_lead_email,
 )
+from aggregates.intake_addresses import intake_address
 from aggregates.phones import to_e164
 
 SAMPLES = Path(__file__).parent / "lead_emails"

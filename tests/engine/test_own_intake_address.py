@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aggregates.intake import own_intake_address
+from aggregates.intake_addresses import own_intake_address
 from schemas.definitions import DefinitionRejected, validate_definition_document
 from tests.engine.helpers import ACCOUNT, decide, definitions, event, sequence
 
