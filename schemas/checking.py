@@ -232,7 +232,8 @@ def first_unwritable(value: object, path: str = "") -> tuple[str, str] | None:
         return None if math.isfinite(value) else (path, NOT_FINITE_REASON)
     if isinstance(value, dict):
         for key, item in value.items():
-            here = _join(path, str(key))
+            # A surrogate in the path as written could not be printed nor dead-lettered.
+            here = _join(path, str(key).encode("utf-8", "backslashreplace").decode("utf-8"))
             if isinstance(key, str) and _SURROGATE.search(key):
                 return here, SURROGATE_REASON
             found = first_unwritable(item, here)
@@ -248,6 +249,34 @@ def first_unwritable(value: object, path: str = "") -> tuple[str, str] | None:
     if isinstance(value, _JSON_SCALARS):
         return None
     return path, NOT_JSON_REASON
+
+
+OVERFLOW_REASON = "is too large a number: beyond a 64-bit float, it reads as infinity"
+LONE_SURROGATE_REASON = (
+    "holds a lone surrogate escape (\\ud800 to \\udfff without its pair), which is no"
+    " character: write the character itself, or its escaped pair"
+)
+
+
+def unwritable_in_text(raw: bytes | str) -> tuple[str, str] | None:
+    """Where a JSON text that orjson refused holds what JSON allows and no output can: a
+    lone surrogate escape (`\\ud800`), or a number beyond a 64-bit float (`1e400`); the path
+    and why. None when the text is not UTF-8 or not JSON at all (NaN and Infinity are not)."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        parsed = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return None
+    found = first_unwritable(parsed)
+    if found is None:
+        return None
+    path, reason = found
+    # No NaN or Infinity literal came through, and JSON reads an escaped pair as one.
+    return path, OVERFLOW_REASON if reason == NOT_FINITE_REASON else LONE_SURROGATE_REASON
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is no JSON value")
 
 
 INTEGER_REASON = "is too large a number (at most 9,223,372,036,854,775,807)"

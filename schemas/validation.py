@@ -114,6 +114,9 @@ def decode_event(raw: bytes | str, *, as_input: bool = False, stored: bool = Fal
     try:
         envelope = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        unwritable = checking.unwritable_in_text(raw)
+        if unwritable is not None:
+            raise EventRejected(*unwritable) from None
         raise EventRejected("event", f"not valid JSON: {_json_problem(raw, exc)}") from None
     # JSON can only carry a NUL escaped; the walk runs for the rare event that has the escape.
     if not stored and (

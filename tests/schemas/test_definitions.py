@@ -704,7 +704,7 @@ def test_a_lone_surrogate_in_a_definition_is_refused_naming_where() -> None:
     assert (refused.sequence_id, refused.key) == ("s", "name")
     assert "surrogate code point" in refused.reason
     yaml_key = text_refusal('sequences:\n  - {id: s, name: S, "\\udc00": 1}')
-    assert yaml_key.key == "\udc00"
+    assert yaml_key.key == "\\udc00"  # escaped, so the message itself can be written
 
 
 @pytest.mark.parametrize(

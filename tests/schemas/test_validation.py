@@ -728,6 +728,43 @@ def test_bytes_that_are_not_utf8_are_named_as_such() -> None:
     assert "surrogates" not in refused.reason
 
 
+@pytest.mark.parametrize(
+    ("data", "written", "field"),
+    [
+        ({"contact_id": "c-1", "first_name": "?"}, b'"\\ud800x"', "data.first_name"),
+        ({"contact_id": "c-1", "tags": ["ok", "?"]}, b'"\\udfff"', "data.tags[1]"),
+        ({"contact_id": "c-1", "?": "v"}, b'"\\ud800k"', "data.\\ud800k"),
+    ],
+)
+def test_a_lone_surrogate_escape_is_named_by_its_field(
+    data: dict[str, Any], written: bytes, field: str
+) -> None:
+    # JSON Schema takes `\ud800` for a string like any other; orjson cannot read it
+    raw = raw_event("contact.created", data).replace(b'"?"', written)
+
+    refused = rejection(raw)
+
+    assert (refused.field, refused.reason) == (field, checking.LONE_SURROGATE_REASON)
+
+
+def _talk_time(written: bytes) -> bytes:
+    return raw_event("call.completed").replace(b'"talk_time":75', b'"talk_time":' + written)
+
+
+def test_a_number_beyond_a_double_is_named_by_its_field() -> None:
+    refused = rejection(_talk_time(b"1e400"))
+
+    assert (refused.field, refused.reason) == ("data.talk_time", checking.OVERFLOW_REASON)
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_stay_no_json(literal: bytes) -> None:
+    refused = rejection(_talk_time(literal))
+
+    assert refused.field == "event"
+    assert refused.reason.startswith("not valid JSON: ")
+
+
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
 def test_a_file_written_as_utf16_is_named_so_on_every_line(encoding: str) -> None:
     # what Windows PowerShell's `>` writes: its lines split at the newline's first byte
