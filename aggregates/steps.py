@@ -92,10 +92,11 @@ class StepContext:
         group = str(step.get("ring_group") or "")
         members = self.account.ring_groups.get(group, ())
         users = [self.account.users[m] for m in members if m in self.account.users]
+        # Each number and address once: two members sharing a desk phone get one text.
         return {
             "ring_group": group,
-            "ring_group_numbers": [u.phone for u in users if u.phone],
-            "ring_group_emails": [u.email for u in users if u.email],
+            "ring_group_numbers": list(dict.fromkeys(u.phone for u in users if u.phone)),
+            "ring_group_emails": list(dict.fromkeys(u.email for u in users if u.email)),
         }
 
     def _contact_card(self) -> dict[str, Any]:

@@ -501,10 +501,10 @@ def recipients(
     command: EffectCommand, members_key: str, is_address: Callable[[str], bool]
 ) -> list[str]:
     """A notification's addresses: the ring group's members' (`ring_group_numbers` /
-    `ring_group_emails`) when given, else `to` itself when it is an address."""
+    `ring_group_emails`) when given, each once, else `to` itself when it is an address."""
     members = command.data.get(members_key)
     if isinstance(members, list) and members:
-        return [str(member) for member in members]
+        return list(dict.fromkeys(str(member) for member in members))
     to = command.data.get("to")
     addresses = to if isinstance(to, list) else [to]
     found = [str(a) for a in addresses if isinstance(a, str) and is_address(a)]

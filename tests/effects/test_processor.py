@@ -309,6 +309,20 @@ async def test_a_ring_groups_texts_each_take_a_turn_on_the_line() -> None:
     assert sleeps.delays == [1.0, 2.0]
 
 
+async def test_a_number_twice_in_a_ring_group_is_texted_once() -> None:
+    # given a notice whose group lists one desk phone for two members
+    fakes, sleeps = FakeSenders(), Sleeps()
+    effects = processor(fakes, sleeps)
+    members = ["+12125550007", "+12125550008", "+12125550007"]
+    notify = command(
+        "notify.sms", to="rg-sales", ring_group_numbers=members, from_number=LINE, body="Lead"
+    )
+    # when it is carried out
+    assert types_of(await effects.handle(notify)) == ["effect.sent"]
+    # then each number got one text
+    assert [text.to for text in fakes.sms.sent] == ["+12125550007", "+12125550008"]
+
+
 async def test_after_refused_credentials_no_other_send_is_tried_nor_a_try_used() -> None:
     # given a provider that refuses the processor's credentials, and five texts at once
     fakes, ledger = FakeSenders(), InMemoryLedger()

@@ -576,6 +576,34 @@ def test_a_ring_group_text_carries_the_contact_and_no_opt_out_phrase() -> None:
     assert body == "New lead Ana\nContact: Ana Diaz, +12125550101, ana@example.com"
 
 
+def test_ring_group_members_sharing_a_phone_or_address_are_notified_once() -> None:
+    # given a ring group of three, two of whom share a desk phone and one an address
+    users = {
+        "u-7": {"name": "Sam Lee", "phone": "+12125550007", "email": "desk@example.com"},
+        "u-8": {"name": "Kim Roe", "phone": "+12125550007", "email": "kim@example.com"},
+        "u-9": {"name": "Lu Ma", "phone": "+12125550009", "email": "desk@example.com"},
+    }
+    account = {**ACCOUNT, "users": users, "ring_groups": {"rg-sales": ["u-7", "u-8", "u-9"]}}
+    steps = [
+        {"id": "s1", "type": "sms_ring_group", "ring_group": "rg-sales", "text": "New lead"},
+        {
+            "id": "s2",
+            "type": "email_ring_group",
+            "ring_group": "rg-sales",
+            "subject": "Lead",
+            "body": "New lead",
+        },
+    ]
+    defs = definitions(sequence(steps=steps), account=account)
+    # when a contact runs through both steps
+    out = decide(defs, [created(), tagged()])
+    # then each number and each address is written once, in the group's order
+    text = out.one("notify.sms")["data"]
+    mail = out.one("notify.email")["data"]
+    assert text["ring_group_numbers"] == ["+12125550007", "+12125550009"]
+    assert mail["ring_group_emails"] == ["desk@example.com", "kim@example.com"]
+
+
 def test_a_ring_group_text_needs_the_sequences_outbound_line() -> None:
     step = {"type": "sms_ring_group", "ring_group": "rg-sales", "text": "New lead"}
     out = decide(one_step(step, outbound_line=None), [created(), tagged()])
