@@ -2,19 +2,20 @@
 
 A consumer group reads the co-partitioned input topics; the range assignor gives one worker
 partition p of every input topic (a "group"), or, once a sequence spans contacts (a
-throttle, owner changes), one worker every group (streams/assignment.py). Records of a group
-are decided in order (streams/ordering.py). What a poll brings (several, under load), across
-the groups, is recorded in one PostgreSQL transaction with the clock's ticks, the decisions
-and each group's Kafka positions (streams/store.py); only then are the offsets committed to
-Kafka. Writes run in a thread while the engine decides on, one at a time and in the order
-decided: what is decided while a write runs gathers into the next one, so a batch is never
-recorded before the one decided ahead of it (and not at all after one was refused). A record
-at or below the stored position is a redelivery and changes nothing. On every assignment the
+throttle, owner changes), one worker every group (streams/assignment.py). Records of a
+group are decided in order (streams/ordering.py), each into the batch by
+streams/deciding.py. What a poll brings (several, under load), across the groups, is
+recorded in one PostgreSQL transaction with the clock's ticks, the decisions and each
+group's Kafka positions (streams/store.py); only then are the offsets committed to Kafka.
+Writes run in a thread while the engine decides on, one at a time and in the order decided:
+what is decided while a write runs gathers into the next one, so a batch is never recorded
+before the one decided ahead of it (and not at all after one was refused). A record at or
+below the stored position is a redelivery and changes nothing. On every assignment the
 engine is rebuilt from the stored inputs of its groups (streams/engine_rebuild.py), so a
 worker never decides on state it has not recorded, and a write to a group another worker
 recorded since this one read it is refused whole (the fence in streams/store.py), timers
-fired there included. Decisions
-reach Kafka through the outbox relay (streams/relay.py), which runs in a process of its own.
+fired there included. Decisions reach Kafka through the outbox relay (streams/relay.py),
+which runs in a process of its own.
 """
 
 from __future__ import annotations
