@@ -94,8 +94,8 @@ async def open_runtime(
             )
         else:
             _log.warning(
-                "DATABASE_URL is not set: the effect ledger is in memory, so a command carried"
-                " out by an earlier run is carried out again"
+                "the effect ledger is in memory (no DATABASE_URL, or --memory-ledger), so a"
+                " command carried out by an earlier run is carried out again"
             )
             ledger = InMemoryLedger(owner)
     await ledger.open()

@@ -178,7 +178,7 @@ async def test_a_replay_output_file_has_each_effect_carried_out_once_and_exits_0
     assert f"{3 * CONTACTS} effect commands, {others} other events skipped" in stderr
     # and the user is told a second run would send again (the ledger is in memory), and
     # that the webhooks went out unsigned
-    assert "DATABASE_URL is not set: the effect ledger is in memory" in stderr
+    assert "the effect ledger is in memory (no DATABASE_URL, or --memory-ledger)" in stderr
     assert "EFFECTS_WEBHOOK_SECRET is not set" in stderr
 
 
