@@ -97,6 +97,19 @@ class _Script:
     texts: dict[str, TwilioFailure] = field(default_factory=dict)
 
 
+# Twilio refuses a message body over 1,600 characters (its error 21617); a text can grow
+# past it only once shortcodes are filled in, which a sequence file's check cannot see.
+BODY_LIMIT = 1600
+
+
+def _too_long(body: str) -> TwilioFailure | None:
+    if len(body) <= BODY_LIMIT:
+        return None
+    return TwilioFailure(
+        400, 21617, "The concatenated message body exceeds the 1600 character limit."
+    )
+
+
 class FakeTwilioServer(LoopbackServer):
     def __init__(
         self,
@@ -229,6 +242,8 @@ class FakeTwilioServer(LoopbackServer):
         resource, form, effect_id = received.resource, received.form, received.effect_id
         to = form.get("To", [""])[0]
         failure = self._failure_for(to, resource)
+        if failure is None and resource == "Messages":
+            failure = _too_long(form.get("Body", [""])[0])
         if failure is not None:
             self._record(RecordedRequest(resource, form, effect_id, None))
             return _error(failure)

@@ -318,6 +318,15 @@ async def test_an_invalid_number_fails_with_the_reason(
     assert len(world.twilio.requests) == 1  # never retried
 
 
+async def test_a_text_longer_than_twilio_takes_fails_with_twilios_code(world: World) -> None:
+    # given a text that shortcodes made longer than Twilio's 1,600 characters
+    long_text = command("sms.send", to="+12125550101", from_number=LINE, body="x" * 1601)
+    # when it is carried out, then it fails for good, asked once
+    [failed] = await world.effects.handle(long_text)
+    assert (failed.type, failed.data["code"]) == ("effect.failed", "21617")
+    assert len(world.twilio.requests) == 1
+
+
 async def test_a_429_is_retried_after_a_backoff(world: World) -> None:
     events = await world.effects.handle(sms(to=THROTTLED_ONCE_NUMBER))
     assert types_of(events) == ["effect.sent"]
