@@ -55,7 +55,7 @@ async def ensure_input_topics(
         raise InputTopicsNotReadyError(
             f"the input topics do not exist and the broker did not make them within"
             f" {wait_s:g} s ({', '.join(missing)}; is its auto.create.topics.enable off?):"
-            " make them first (`dripstream topics create`)"
+            f" make them first ({topics_cli.create_command(prefix)})"
         )
 
 

@@ -20,7 +20,7 @@ import orjson
 from ops.atomic_output import WholeOrNothing, all_done
 from ops.cli_groups import SubParsers, get_or_create_group
 from ops.service_errors import quiet_kafka_client
-from ops.settings import Settings, add_kafka_flags, at_least_one
+from ops.settings import DEFAULT_PREFIX, Settings, add_kafka_flags, at_least_one
 from projections.stream import READ_MODEL_TOPICS, merged_by_time
 from schemas.envelope import parse_time
 from schemas.registry import INPUT_TOPICS, OUTPUT_TOPICS
@@ -207,8 +207,17 @@ def missing_inputs(counts: dict[str, int], prefix: str) -> str | None:
     return (
         f"input topics missing: {', '.join(missing)}; the broker would create them with its"
         f" default partition count, not the {count} of the others: make them first"
-        f" (`dripstream topics create --partitions {count}`)"
+        f" ({create_command(prefix, count)})"
     )
+
+
+def create_command(prefix: str, partitions: int | None = None) -> str:
+    """The `topics create` that makes the prefix's topics, quoted: under another prefix
+    than the default it must name it, or it would make the default's."""
+    flags = "" if partitions is None else f" --partitions {partitions}"
+    if prefix != DEFAULT_PREFIX:
+        flags += f" --topic-prefix {prefix}"
+    return f"`dripstream topics create{flags}`"
 
 
 # ---- dump --------------------------------------------------------------------------------

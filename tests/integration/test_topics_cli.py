@@ -132,7 +132,8 @@ def test_a_worker_refuses_to_start_when_some_input_topics_are_missing(
     # then it refuses, naming them and how to make them with the same count
     assert started.returncode == 2, started.stderr
     assert f"input topics missing: {prefix}calls, {prefix}messages" in started.stderr
-    assert "make them first (`dripstream topics create --partitions 4`)" in started.stderr
+    made_by = f"make them first (`dripstream topics create --partitions 4 --topic-prefix {prefix}`)"
+    assert made_by in started.stderr
     assert set(_partition_counts(kafka_bootstrap, prefix)) == {"contacts"}  # none made
 
 
@@ -383,6 +384,6 @@ def test_produce_refuses_to_make_the_missing_input_topics_beside_ones_made_by_ha
     for run in (done, enrolled):
         assert run.returncode == 2, run.stderr
         assert f"input topics missing: {prefix}calls, {prefix}messages" in run.stderr
-        assert "make them first (`dripstream topics create --partitions 4`)" in run.stderr
+        assert f"(`dripstream topics create --partitions 4 --topic-prefix {prefix}`)" in run.stderr
     assert "nothing published" in done.stderr
     assert _partition_counts(kafka_bootstrap, prefix) == {"contacts": 4}

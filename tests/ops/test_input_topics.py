@@ -94,7 +94,7 @@ def test_a_broker_that_makes_no_topics_is_said_to_after_the_wait_rather_than_fiv
     assert "the input topics do not exist and the broker did not make them within 0.05 s" in said
     assert f"{PREFIX}contacts, {PREFIX}calls" in said
     assert "auto.create.topics.enable" in said
-    assert said.endswith("make them first (`dripstream topics create`)")
+    assert said.endswith(f"make them first (`dripstream topics create --topic-prefix {PREFIX}`)")
 
 
 def test_some_missing_are_refused_without_making_any() -> None:
@@ -105,7 +105,7 @@ def test_some_missing_are_refused_without_making_any() -> None:
     # then the others are named, with the count to make them with, and none is asked for
     # (the broker would make it at its default count)
     assert f"input topics missing: {PREFIX}calls, {PREFIX}messages" in str(raised.value)
-    assert "`dripstream topics create --partitions 4`" in str(raised.value)
+    assert f"`dripstream topics create --partitions 4 --topic-prefix {PREFIX}`" in str(raised.value)
     assert broker.asked == []
     assert broker.topics == {PREFIX + "contacts": 4}
 
