@@ -102,11 +102,14 @@ class Relay:
         self,
         settings: RelaySettings,
         on_published: Callable[[int], None] | None = None,
+        on_dead_lettered: Callable[[int], None] | None = None,
     ) -> None:
         self.settings = settings
         self.on_published = on_published
+        self.on_dead_lettered = on_dead_lettered
         self.prefix = settings.prefix
         self.published = 0
+        self.batch_letters = 0  # rows of the batch in hand sent to `dlq` instead (too large)
         self.hurry = False  # the worker is gone: stop after the batch in hand
         self.idle = asyncio.Event()  # set while it waits for a commit to wake it
         self.wake = asyncio.Event()  # set by a commit's notification
@@ -210,6 +213,8 @@ class Relay:
                 self.published += len(rows)
                 if self.on_published is not None:
                     self.on_published(len(rows))
+                if self.batch_letters and self.on_dead_lettered is not None:
+                    self.on_dead_lettered(self.batch_letters)  # counted once committed
                 if self.hurry:
                     return
         finally:
@@ -238,6 +243,7 @@ class Relay:
         delivery futures."""
         delivered: list[asyncio.Future[Any]] = []
         open_batches: dict[tuple[str, int], Any] = {}
+        self.batch_letters = 0
         for row_id, decided in rows:
             row = decided
             key = record_key(row)
@@ -246,6 +252,7 @@ class Relay:
                 bound = self.prefix + row.topic
                 count = await self._partition_count(producer, bound)
                 row = _too_large(row_id, row, key, size, bound, count)
+                self.batch_letters += 1
                 key = record_key(row)
             topic = self.prefix + row.topic
             count = await self._partition_count(producer, topic)
@@ -352,30 +359,42 @@ async def _wake_on(stopping: asyncio.Event, wake: asyncio.Event) -> None:
 
 
 def start_relay_process(
-    settings: RelaySettings, published: Synchronized[int] | None = None
+    settings: RelaySettings,
+    published: Synchronized[int] | None = None,
+    dead_lettered: Synchronized[int] | None = None,
 ) -> SpawnProcess:
     """The relay in a child process. It drains the outbox and exits on SIGTERM, and stops
     after the batch in hand when its parent dies (even by SIGKILL), so a killed worker
-    leaves no relay behind to hold the lock."""
+    leaves no relay behind to hold the lock. It adds the rows it publishes to `published`,
+    and those it had to send to `dlq` instead to `dead_lettered`."""
     context = multiprocessing.get_context("spawn")  # no copy of the worker's Kafka clients
     process = context.Process(
-        target=relay_process_main, args=(settings, published), name="dripstream-relay"
+        target=relay_process_main,
+        args=(settings, published, dead_lettered),
+        name="dripstream-relay",
     )
     process.daemon = True  # a worker that exits normally takes its relay with it
     process.start()
     return process
 
 
-def relay_process_main(settings: RelaySettings, published: Synchronized[int] | None) -> None:
+def relay_process_main(
+    settings: RelaySettings,
+    published: Synchronized[int] | None,
+    dead_lettered: Synchronized[int] | None = None,
+) -> None:
     log_as_service()
 
-    def count(n: int) -> None:
-        if published is not None:
-            with published.get_lock():
-                published.value += n
+    def adding_to(shared: Synchronized[int] | None) -> Callable[[int], None]:
+        def add(n: int) -> None:
+            if shared is not None:
+                with shared.get_lock():
+                    shared.value += n
+
+        return add
 
     async def main() -> None:
-        relay = Relay(settings, count)
+        relay = Relay(settings, adding_to(published), adding_to(dead_lettered))
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -196,6 +196,7 @@ class EngineWorker:
                 settings.bootstrap_servers, settings.database_url, prefix, settings.schema
             ),
             self.metrics.published,
+            self.metrics.dead_letters,
         )
         self.snapshot_at = time.monotonic()
         self.snapshot_covers = -1  # the last record the last snapshot covered

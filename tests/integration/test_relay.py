@@ -284,7 +284,8 @@ def test_a_row_too_large_for_a_record_goes_out_as_a_dead_letter_and_the_rest_fol
     kafka_bootstrap, prefix = settings.bootstrap_servers, settings.prefix
     huge = OutboxRow("e-huge", "decisions", "c-1", b'"' + b"x" * 1_200_000 + b'"')
     store.write(BatchRecord(outbox=[*rows(0, 3), huge, *rows(3, 3)]))
-    relay = Relay(settings)
+    dead_lettered: list[int] = []
+    relay = Relay(settings, on_dead_lettered=dead_lettered.append)
     # when the relay publishes
 
     async def run() -> None:
@@ -311,3 +312,5 @@ def test_a_row_too_large_for_a_record_goes_out_as_a_dead_letter_and_the_rest_fol
     assert (letter["truncated"], letter["value_bytes"]) == (True, 1_200_002)
     assert letter["value_sha256"] == hashlib.sha256(huge.value).hexdigest()
     assert f"row {letter['offset']}" in letter["reason"]
+    # and the letter is counted as the worker's dead letters are (its metric)
+    assert dead_lettered == [1]
