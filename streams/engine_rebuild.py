@@ -35,6 +35,17 @@ class Replayed(NamedTuple):
     snapshot: Snapshot | None = None  # the one it started from, if any
 
 
+class RebuildAbandonedError(Exception):
+    """The rebuild was given up part way: what it was for is gone (a new assignment, or the
+    worker stopping), so the rest of the store need not be read."""
+
+
+# Stored records replayed between looks at whether the rebuild is still wanted: a replay of
+# a whole store takes minutes, and a worker's first assignment is often taken back within
+# seconds, when the group's other members join.
+ABANDON_CHECK_EVERY = 1000
+
+
 def spanned_in_store(store: EngineStore) -> bool:
     """Whether a sequence spanned contacts in any definitions the store holds. A lost
     PostgreSQL raises (streams.outages.DATABASE_LOST) to the caller."""
@@ -54,12 +65,13 @@ def replay_store(
     partition_of: Callable[[str], int],
     event_clock: bool,
     key: str | None = None,
+    abandoned: Callable[[], bool] = lambda: False,
 ) -> Replayed:
     """A fresh engine from the stored inputs of the streams `names` (`topic:partition`, of
     the partition `groups`), in the order they were decided; or the snapshot `key`
     (streams/snapshots.py) with the records stored after it replayed on top, when they
     all come after its records in that order. It may run in a thread: it reads only the
-    store."""
+    store. Raises RebuildAbandonedError once `abandoned` says so (asked now and then)."""
     snapshot = snapshots.find(store, key) if key is not None else None
     if snapshot is not None:
         later = list(store.replayable(names, snapshot.last_record))
@@ -70,13 +82,14 @@ def replay_store(
             log.info("the engine's snapshot is passed over: records after it go before it")
         elif (kept := snapshots.engine_of(store, snapshot, partition_of)) is not None:
             pending = store.definitions_after(snapshot.applied)
-            return _Rebuild(kept, pending, snapshot).replay(later)
+            return _Rebuild(kept, pending, abandoned, snapshot).replay(later)
     engine = Engine(partition_of=partition_of, live=not event_clock)
     if event_clock:
         # As live: until every group held has been replayed up to a minute, its throttle
         # places and owner notices stay, for the groups replayed later.
         engine.expect_partitions(groups)
-    return _Rebuild(engine, store.definitions_after(0)).replay(store.replayable(names))
+    rebuild = _Rebuild(engine, store.definitions_after(0), abandoned)
+    return rebuild.replay(store.replayable(names))
 
 
 class _Rebuild:
@@ -84,10 +97,15 @@ class _Rebuild:
     each definitions change adopted before the first record decided under it."""
 
     def __init__(
-        self, engine: Engine, pending: list[Definitions], start: Snapshot | None = None
+        self,
+        engine: Engine,
+        pending: list[Definitions],
+        abandoned: Callable[[], bool],
+        start: Snapshot | None = None,
     ) -> None:
         self.engine = engine
         self.pending = pending
+        self.abandoned = abandoned
         self.start = start
         self.applied = start.applied if start else 0
         self.spanned = start.spanned if start else False
@@ -95,7 +113,9 @@ class _Rebuild:
         self.replayed = 0
 
     def replay(self, items: Iterable[Replayable]) -> Replayed:
-        for item in in_definitions_order(items):
+        for n, item in enumerate(in_definitions_order(items)):
+            if n % ABANDON_CHECK_EVERY == 0 and self.abandoned():
+                raise RebuildAbandonedError
             self._adopt(item.definitions)
             self.last_record = max(self.last_record, item.notification_id)
             if item.kind == "adopt":

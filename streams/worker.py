@@ -43,7 +43,13 @@ from streams import routing, snapshots
 from streams.assignment import MemberState, range_or_one_assignor
 from streams.batch_writer import BatchWriter
 from streams.deciding import Decided, DecidingContext, decide_record, topic_for
-from streams.engine_rebuild import Replayed, needs_one_worker, replay_store, spanned_in_store
+from streams.engine_rebuild import (
+    RebuildAbandonedError,
+    Replayed,
+    needs_one_worker,
+    replay_store,
+    spanned_in_store,
+)
 from streams.input_records import read_record
 from streams.metrics import PartitionProgress, WorkerMetrics, consumer_lag
 from streams.ordering import GroupBuffer, Pending, position_of, timers_until
@@ -829,9 +835,15 @@ class EngineWorker:
         # (read after, they could cover inputs the replay never saw, and be accepted).
         stored, read_to = await asyncio.to_thread(self.store.progress)
         groups = frozenset(tp.partition for tp in self.assigned)
-        replayed = await asyncio.to_thread(self._replay_store, names, groups)
-        if self.generation != generation:
-            return False  # the assignment changed meanwhile: `stale` says to start again
+        try:
+            replayed = await asyncio.to_thread(self._replay_store, names, groups)
+        except RebuildAbandonedError:
+            replayed = None
+        if replayed is None or self.generation != generation:
+            # The assignment changed meanwhile (`stale` says to start again), or the worker
+            # stops: the rest of the store was not read for nothing.
+            log.info("gave up rebuilding for partition groups %s", sorted(groups))
+            return False
         engine = self.engine = replayed.engine
         self.timers_counted = engine.timers_fired  # replayed firings were counted when live
         self.definitions_version = replayed.applied
@@ -875,7 +887,13 @@ class EngineWorker:
 
     def _replay_store(self, names: list[str], groups: frozenset[int]) -> Replayed:
         """A fresh engine from the stored inputs of `names` (of the partition `groups`),
-        run in a thread: it reads no state the event loop changes."""
+        run in a thread: it changes no state the event loop reads, and reads two flags of
+        it, to give up (RebuildAbandonedError) once a rebalance or a stop makes it pointless."""
+        generation = self.generation
+
+        def abandoned() -> bool:
+            return self.generation != generation or self.stopping.is_set()
+
         return replay_store(
             self.store,
             names,
@@ -883,6 +901,7 @@ class EngineWorker:
             partition_of=self.partition_of,
             event_clock=self.event_clock,
             key=snapshots.held_key(self.settings.clock, self.partition_count, names),
+            abandoned=abandoned,
         )
 
     async def _report_lag(self) -> None:
