@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 import time
 import uuid
@@ -191,6 +192,12 @@ def run_worker(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    processes = max(1, args.processes)
+    if args.metrics_port is not None:
+        taken = ports_problem(args.metrics_host, args.metrics_port, processes)
+        if taken is not None:
+            print(f"dripstream worker: --metrics-port: {taken}", file=sys.stderr)
+            return 2
     from streams.outages import log_as_service  # noqa: PLC0415 - heavy imports
 
     problem = deployment_problem(args.bootstrap, args.topic_prefix, args.database_url, args.schema)
@@ -211,8 +218,27 @@ def run_worker(args: argparse.Namespace) -> int:
             session_timeout_ms=round(args.session_timeout * 1000),
             snapshot_every=args.snapshot_every,
         ),
-        max(1, args.processes),
+        processes,
     )
+
+
+def ports_problem(host: str, first: int, count: int) -> str | None:
+    """Why the metrics ports (`first`, and one more per further process) cannot be served on
+    `host`, said before anything starts (the worker would fail later, its tables made);
+    None when each can be bound now. Bound as the metrics server binds, reusing an address
+    a closed connection still holds."""
+    for port in range(first, first + count):
+        try:
+            with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
+        except OSError as error:
+            return f"cannot serve {host}:{port} ({error.strerror or error})"
+    return None
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def deployment_problem(bootstrap: str, prefix: str, database_url: str, schema: str) -> str | None:

@@ -4,6 +4,7 @@ publishing step is replaced by one that keeps what it was given)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -408,3 +409,49 @@ def test_many_refusals_are_counted_by_reason_after_the_first_twenty(
     assert said[-1].startswith(
         "dripstream produce: h.jsonl: 10 more event(s) not published (OutOfOrderSequenceNumber 10)"
     )
+
+
+def _listening() -> socket.socket:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    return taken
+
+
+def test_a_metrics_port_in_use_is_named_before_anything_starts(
+    started: list[tuple[object, int]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given another program serving the port (the deployment checks would make tables)
+    checked: list[object] = []
+    monkeypatch.setattr(kafka_cli, "deployment_problem", lambda *a: checked.append(a))
+    with _listening() as taken:
+        port = taken.getsockname()[1]
+        # when a worker is asked to serve its metrics there
+        code = _worker("--metrics-port", str(port))
+    # then it refuses at once, naming it, with nothing checked, made or started
+    assert code == 2
+    assert f"--metrics-port: cannot serve 127.0.0.1:{port}" in capsys.readouterr().err
+    assert (checked, started) == ([], [])
+
+
+def test_each_process_metrics_port_is_checked(
+    started: list[tuple[object, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given the port after a free one taken: the second of two processes would serve it
+    with _listening() as taken:
+        second = taken.getsockname()[1]
+        if kafka_cli.ports_problem("127.0.0.1", second - 1, 1) is not None:
+            pytest.skip(f"port {second - 1} is not free here")
+        code = _worker("--metrics-port", str(second - 1), "--processes", "2")
+    assert code == 2
+    assert f"cannot serve 127.0.0.1:{second}" in capsys.readouterr().err
+    assert started == []
+
+
+def test_free_metrics_ports_start_the_workers(started: list[tuple[object, int]]) -> None:
+    with _listening() as probe:
+        port = probe.getsockname()[1]
+    assert _worker("--metrics-port", str(port)) == 0
+    assert [getattr(s, "metrics_port", None) for s, _ in started] == [port]
