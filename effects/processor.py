@@ -277,9 +277,11 @@ class EffectProcessor:
                         f"the provider asked to wait {asked:g} s (Retry-After), longer than a"
                         f" retry may wait ({most:g} s): {result.reason}"
                     )
+                # A connection never made carries no provider code: `attempts`, as above.
+                code = result.code or "attempts"
                 _log.warning("effect %s failed: %s", effect_id, reason)
-                await self.ledger.record_failed(effect_id, reason, result.code, now)
-                return [outcomes.effect_failed(effect_id, context, reason, result.code, now)]
+                await self.ledger.record_failed(effect_id, reason, code, now)
+                return [outcomes.effect_failed(effect_id, context, reason, code, now)]
             if deadline is not None and now + timedelta(seconds=delay) >= deadline:
                 # No use waiting: the retry would land after the window closes.
                 return await self._expire(effect_id, context, deadline, now, retry=True)

@@ -147,6 +147,16 @@ async def test_after_five_refusals_the_effect_fails() -> None:
     assert entry.attempts == 5
 
 
+async def test_a_provider_never_reached_fails_with_the_attempts_code() -> None:
+    # given a provider whose connection is refused at every try (no provider code)
+    fakes, sleeps = FakeSenders(), Sleeps()
+    fakes.sms.script = lambda to: Transient("connection to Twilio failed: refused")
+    [failed] = await processor(fakes, sleeps).handle(sms())
+    # then the failure says so, with a code a subscriber can match on
+    assert (failed.type, failed.data["code"]) == ("effect.failed", "attempts")
+    assert failed.data["reason"].startswith("gave up after 5 attempts: connection to Twilio")
+
+
 async def test_an_ambiguous_answer_is_unknown_and_never_retried() -> None:
     fakes, sleeps = FakeSenders(), Sleeps()
     fakes.sms.script = lambda to: Ambiguous("read timeout")
