@@ -71,10 +71,13 @@ class ContactState:
             value = changes.get(name)
             if type(value) is str:
                 changes[name] = intern(value)
+        # A creation only adds (engine_facts.FactRules._run_profile_triggers): a tag or a
+        # DNC the engine knew before it (told ahead of the CRM's creation) stays.
         if "tags" in data and data["tags"] is not None:
-            changes["tags"] = frozenset(intern(str(t)) for t in data["tags"])
+            tags = frozenset(intern(str(t)) for t in data["tags"])
+            changes["tags"] = self.tags | tags if created else tags
         if "dnc" in data and data["dnc"] is not None:
-            changes["dnc"] = bool(data["dnc"])
+            changes["dnc"] = bool(data["dnc"]) or (created and self.dnc)
         if "disposition" in data:
             changes["disposition"] = data["disposition"]
         return self.changed(changes) if changes else self

@@ -1068,6 +1068,19 @@ def test_a_creation_that_leaves_out_what_was_known_removes_nothing() -> None:
     assert out.of("enrollment.enrolled") == []
 
 
+def test_a_creation_keeps_the_tags_and_the_dnc_known_before_it() -> None:
+    # given a contact tagged "warm" and put on DNC before the CRM's creation, which lists
+    # other tags and no DNC (its snapshot was taken before those facts)
+    known = [tagged("warm"), event("contact.dnc_changed", T0, contact_id="c-1", dnc=True)]
+    inputs = [*known, created(time=T1, tags=["lead"], dnc=False)]
+    # when the contacts tagged "warm" are enrolled by hand
+    request = event("enrollment.requested", T2, subject="seq", sequence_id="seq", tag="warm")
+    out = decide(definitions(sequence(triggers=[])), [*inputs, request])
+    # then the contact is among them, and its text is held back by the DNC
+    assert out.one("enrollment.enrolled")["data"]["contact_id"] == "c-1"
+    assert out.one("step.skipped")["data"]["reason"] == "dnc"
+
+
 def test_a_tag_known_before_the_creation_enrolls_once() -> None:
     # given a contact tagged "hot" (enrolled, a text a day later) before its creation arrives
     early = [tagged("hot"), tagged("warm", time=T1)]
