@@ -441,9 +441,11 @@ async def _send(
     return event
 
 
-# A quarter of what the relay fits in one record (streams.relay.MAX_RECORD_BYTES): room for
-# the engine's outputs of it, which carry the definition with its defaults filled in.
-MAX_COMMAND_BYTES = 256 * 1024
+# A quarter of what the relay fits in one record (streams.relay.MAX_RECORD_BYTES, 508 KiB):
+# the engine's `sequence.defined` of a definition carries it with its defaults filled in,
+# about twice its size, and at half the record (256 KiB) a created sequence was answered 201
+# and then dead-lettered by the relay, for good.
+MAX_COMMAND_BYTES = 128 * 1024
 # How long a command waits for the broker before the client is told 503.
 PUBLISH_TIMEOUT_SECONDS = 15.0
 

@@ -31,7 +31,7 @@ def _errors_for(*codes: int) -> dict[str, Any]:
         404: "unknown sequence or contact",
         405: "read-only: this API serves a file (`--history`), commands are not taken",
         409: "the id is taken",
-        413: "the body is over 1 MiB, or the command made of it over 256 KiB (field body)",
+        413: "the body is over 1 MiB, or the command made of it over 128 KiB (field body)",
         415: "a body without Content-Type application/json (or another +json type)",
         422: "the command was refused (field names the key, e.g. steps[1].text, or"
         " Idempotency-Key when the key came with another request)",

@@ -25,10 +25,12 @@ from ops.openapi import openapi_document
 from projections.history import HistoryQuery
 from projections.loading import load_file
 from projections.sequence_detail import detail_of
-from schemas.definitions import load_definition_file
+from schemas.definitions import load_definition_file, validate_definition_document
 from schemas.envelope import CloudEvent
 from schemas.validation import decode_event
 from streams.embedded import replay
+from streams.relay import MAX_RECORD_BYTES
+from tests.engine.helpers import ACCOUNT, sequence
 from tests.projections.drip_scenario import drip_outputs, without_definitions, write
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "engine" / "scenarios"
@@ -1099,6 +1101,20 @@ def test_read_models_of_several_files_are_those_of_the_files_joined(
     assert both.sequences() == whole.sequences()
     assert both.history(HistoryQuery("welcome")) == whole.history(HistoryQuery("welcome"))
     assert both.sequences() != FileReadModels.load(second).sequences()
+
+
+def test_a_definition_at_the_command_limit_comes_back_within_a_kafka_record() -> None:
+    # given a definition as large as a command may be, all of it in the one field the
+    # engine's sequence.defined carries twice (its description)
+    big = sequence(description="x" * MAX_COMMAND_BYTES)
+    document = validate_definition_document({"account": ACCOUNT, "sequences": [big]})
+    # when the engine defines it
+    outputs: list[CloudEvent] = []
+    replay(document, [], outputs.extend, lambda _rejected: None)
+    # then what it says fits one record the relay can publish (else: a 201, then a dead letter)
+    [defined] = outputs
+    assert defined.type == "sequence.defined"
+    assert len(defined.encode()) + len(defined.subject.encode()) < MAX_RECORD_BYTES
 
 
 async def test_a_command_too_large_for_a_kafka_record_is_refused_413(
