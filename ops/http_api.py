@@ -178,15 +178,24 @@ async def _errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     try:
-        refusal = request.app[STATE].read_only
-        if refusal is not None and request.method not in ("GET", "HEAD"):
-            # Before the tokens: no token makes a command possible here, so "405, this API
-            # only reads" is the answer, not "403, commands need an admin token".
-            raise ApiError(405, refusal, None)
+        state = request.app[STATE]
+        refusal = state.read_only
+        command_refused = refusal is not None and request.method not in ("GET", "HEAD")
         try:
-            check(request, request.app[STATE].tokens)
+            check(request, state.tokens)
         except Unauthorized as refused:
-            raise ApiError(refused.status, refused.reason, AUTHORIZATION) from None
+            # A caller without a token learns nothing more (the read-only refusal names
+            # the files served); one whose token may not send commands is told that no
+            # token could here: "405, this API only reads", not "403, an admin token".
+            if not (command_refused and refused.status == 403):
+                raise ApiError(refused.status, refused.reason, AUTHORIZATION) from None
+        unrouted = request.match_info.http_exception
+        if unrouted is not None and not (
+            command_refused and isinstance(unrouted, web.HTTPMethodNotAllowed)
+        ):
+            raise unrouted  # no such path (404), or a method it does not take (405)
+        if command_refused:
+            raise ApiError(405, str(refusal), None)
         _refuse_unknown_parameters(request)
         _refuse_a_body_not_json(request)
         _refuse_a_nul_in_the_path(request)
@@ -211,9 +220,13 @@ async def _errors(
 
 def _reads_of(request: web.Request) -> list[str]:
     """The read methods the request's path takes, for a read-only API's `Allow`."""
-    resource = request.match_info.route.resource
-    routes = resource if resource is not None else []
-    return [m for m in ("GET", "HEAD") if any(route.method in (m, "*") for route in routes)]
+    unrouted = request.match_info.http_exception
+    if isinstance(unrouted, web.HTTPMethodNotAllowed):  # a method no route of it takes
+        methods: set[str] = set(unrouted.allowed_methods)
+    else:
+        resource = request.match_info.route.resource
+        methods = {route.method for route in resource} if resource is not None else set()
+    return [m for m in ("GET", "HEAD") if m in methods or "*" in methods]
 
 
 @web.middleware
@@ -225,11 +238,12 @@ async def _idempotent(
     is refused, not answered 2xx and then passed over by the engine as a repeat. Kept in
     this process: across processes the engine still decides one command id once. A request
     that comes while another under its key is being answered waits for that answer."""
-    key = request.headers.get(IDEMPOTENCY_KEY)
-    if key is None or request.method in ("GET", "HEAD"):
+    if request.method in ("GET", "HEAD"):
+        return await handler(request)
+    key = _idempotency_key(request)
+    if key is None:
         return await handler(request)
     state = request.app[STATE]
-    key = key.strip()
     fingerprint = request[FINGERPRINT] = _fingerprint(request, await request.read())
     while (first := state.answering.get(key)) is not None:
         await first.wait()
@@ -457,14 +471,23 @@ def _command_id(request: web.Request, state: _State) -> str:
     """The command's CloudEvent id. With an `Idempotency-Key`, the key and the request's
     fingerprint: the engine decides one id from one source once (within a day), so a
     retried request cannot enroll a contact, or send, twice."""
-    key = request.headers.get(IDEMPOTENCY_KEY)
+    key = _idempotency_key(request)
     if key is None:
         return f"api-{uuid.uuid4().hex}-{next(state.counter)}"
-    if not key.strip() or len(key) > 200:
-        raise ApiError(400, "must be 1 to 200 characters", IDEMPOTENCY_KEY)
     # The request's fingerprint too: another API process, which has not seen the key,
     # carries out another request sent with it rather than have the engine pass it over.
-    return f"api-key-{key.strip()}-{request[FINGERPRINT][:16]}"
+    return f"api-key-{key}-{request[FINGERPRINT][:16]}"
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    """The request's `Idempotency-Key`, stripped; refused (400) unless 1 to 200 characters,
+    before anything else is told of the request (its sequence unknown, its id taken)."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return None
+    if not key.strip() or len(key) > 200:
+        raise ApiError(400, "must be 1 to 200 characters", IDEMPOTENCY_KEY)
+    return key.strip()
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

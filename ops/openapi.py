@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ops.api_rules import DEFAULT_LIMIT, ENROLL_KEYS, MAX_LIMIT
+from ops.api_rules import DEFAULT_LIMIT, ENROLL_KEYS, MAX_COUNT, MAX_LIMIT
 from projections.history import TIMEFRAMES
 
 
@@ -376,7 +376,7 @@ _PAGING = (
         minimum=0,
         maximum=MAX_LIMIT,
     ),
-    _query("offset", "rows to skip", type="integer", minimum=0, default=0),
+    _query("offset", "rows to skip", type="integer", minimum=0, maximum=MAX_COUNT, default=0),
 )
 
 

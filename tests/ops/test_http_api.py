@@ -881,6 +881,65 @@ async def test_over_a_file_the_api_only_reads(output_file: Path) -> None:
     assert listed.status == 200
 
 
+async def test_over_a_file_a_path_or_method_no_route_takes_is_told_so(output_file: Path) -> None:
+    models, _ = load_file(output_file)
+    app = make_app(
+        read_only([output_file]), FileReadModels(models), read_only=read_only_reason([output_file])
+    )
+    async with TestClient(TestServer(app)) as reader:
+        nowhere = await reader.post("/no/such/route")
+        asked = await reader.get("/no/such/route", params={"x": "1"})
+        patched = await reader.patch("/sequences")
+        posted = await reader.post("/openapi.json")
+    # then no such path is 404 (not "read-only", not a query parameter refused)
+    assert (nowhere.status, asked.status) == (404, 404)
+    # and a method a path does not take names the reads it does
+    assert (patched.status, patched.headers["Allow"]) == (405, "GET, HEAD")
+    assert (posted.status, posted.headers["Allow"]) == (405, "GET, HEAD")
+
+
+async def test_over_a_file_a_command_without_a_token_learns_nothing_of_the_files(
+    output_file: Path,
+) -> None:
+    models, _ = load_file(output_file)
+    app = make_app(
+        read_only([output_file]),
+        FileReadModels(models),
+        read_only=read_only_reason([output_file]),
+        tokens=Tokens(admin="a", read="r"),
+    )
+    async with TestClient(TestServer(app)) as stranger:
+        answer = await stranger.delete("/sequences/welcome")
+        said = await answer.text()
+    assert answer.status == 401
+    assert str(output_file) not in said
+
+
+async def test_an_idempotency_key_of_the_wrong_length_is_refused_first(
+    client: TestClient[web.Request, web.Application], sink: Sink
+) -> None:
+    # given keys of 201 characters and of blanks, on requests that would be 404 and 409
+    long_key = {"Idempotency-Key": "k" * 201}
+    unknown = await client.post("/sequences/nope/enrollments", json={"tag": "a"}, headers=long_key)
+    taken = await client.post(
+        "/sequences", json={"id": "welcome"}, headers={"Idempotency-Key": " "}
+    )
+    # then both are told of the key, and nothing is sent
+    for answer in (unknown, taken):
+        body = await answer.json()
+        assert (answer.status, body["field"]) == (400, "Idempotency-Key")
+    assert sink.sent == []
+
+
+def test_the_documents_paging_limits_are_the_ones_the_api_keeps() -> None:
+    document = openapi_document()
+    history = document["paths"]["/sequences/{sequence_id}/history"]["get"]["parameters"]
+    offset = next(p for p in history if p["name"] == "offset")
+    assert offset["schema"]["maximum"] == http_api.MAX_COUNT
+    with pytest.raises(ApiError):
+        history_query("w", {"offset": str(http_api.MAX_COUNT + 1)})
+
+
 def test_history_pages_by_default_and_never_returns_more_than_the_cap() -> None:
     # a history can hold millions of rows: one request once took 17 s for 21 MB
     assert history_query("w", {}).limit == 100
