@@ -37,7 +37,7 @@ class Replayed(NamedTuple):
 
 class RebuildAbandonedError(Exception):
     """The rebuild was given up part way: what it was for is gone (a new assignment, or the
-    worker stopping), so the rest of the store need not be read."""
+    worker stopping), so the rest of the store's records are not replayed."""
 
 
 # Stored records replayed between looks at whether the rebuild is still wanted: a replay of
