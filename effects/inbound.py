@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDict, MultiDictProxy
 from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
 from twilio.request_validator import (  # type: ignore[import-untyped, unused-ignore]
@@ -47,7 +48,7 @@ from effects.lead_mail import (
 )
 from effects.ledger import Ledger, LedgerEntry
 from effects.mailgun_callbacks import MailgunCallbacks
-from effects.ports import Clock, EffectId, Publish
+from effects.ports import Clock, Publish, named_effect
 from effects.provider_status import status_outcomes
 from effects.publish import publish_all
 from schemas.envelope import EFFECTS_SOURCE, CloudEvent
@@ -121,10 +122,10 @@ class InboundHandlers:
 
     async def twilio_status(self, request: web.Request) -> web.StreamResponse:
         form = await self._twilio_form(request)
-        effect_id = EffectId(request.query.get("effect_id", ""))
+        effect_id = named_effect(request.query.get("effect_id", ""))
         sid = str(form.get("MessageSid") or form.get("CallSid") or "")
         status = str(form.get("MessageStatus") or form.get("CallStatus") or "")
-        if not effect_id or not status:
+        if effect_id is None or not status:
             raise web.HTTPBadRequest(text="effect_id and a status are required")
         now = self._clock()
         entry = await self._ledger.get(effect_id)
@@ -142,7 +143,8 @@ class InboundHandlers:
         if entry is not None and form.get("CallSid") and status in FINAL_CALL_STATUSES:
             answered = await self._contact_answered(entry, sid, status, form)
             if answered is not None:
-                duration = str(form.get("CallDuration", ""))
+                # Seconds: a value past any call's length (or int()'s 4,300 digits) is none.
+                duration = str(form.get("CallDuration", ""))[:9]
                 events.append(
                     outcomes.call_completed(
                         effect_id,
@@ -201,12 +203,12 @@ class InboundHandlers:
 
     async def twilio_gather(self, request: web.Request) -> web.StreamResponse:
         form = await self._twilio_form(request)
-        effect_id = EffectId(request.query.get("effect_id", ""))
+        effect_id = named_effect(request.query.get("effect_id", ""))
         mode = "preview" if request.query.get("mode") == "preview" else "progressive"
         digit = str(form.get("Digits", ""))
         call_sid = str(form.get("CallSid", ""))
-        entry = await self._ledger.get(effect_id)
-        if entry is None:
+        entry = None if effect_id is None else await self._ledger.get(effect_id)
+        if effect_id is None or entry is None:
             text = twiml.say_and_hang_up("Sorry, this call can no longer be connected.")
             return web.Response(text=text, content_type=TWIML)
         data: Mapping[str, Any] = entry.command.get("data", {})
@@ -296,9 +298,9 @@ class InboundHandlers:
         now = self._clock()
         events: list[CloudEvent] = []
         for item in batch if isinstance(batch, list) else []:
-            if not isinstance(item, dict) or not item.get("effect_id"):
-                continue
-            effect_id = EffectId(str(item["effect_id"]))
+            effect_id = named_effect(item.get("effect_id")) if isinstance(item, dict) else None
+            if effect_id is None:
+                continue  # a mail of another sender's, or an id no effect of ours has
             status = str(item.get("event", ""))
             provider_id = str(item.get("sg_message_id", "")).split(".")[0]
             key = str(item.get("sg_event_id") or provider_id or "-")
@@ -330,7 +332,10 @@ class InboundHandlers:
         if not hmac.compare_digest(given.encode(), self._inbound_token.encode()):
             _log.warning("refused Inbound Parse from %s: bad token", request.remote)
             raise web.HTTPForbidden(text="bad token")
-        form = await inbound_parse_form(request)
+        try:
+            form = await inbound_parse_form(request)
+        except (ValueError, HttpProcessingError) as error:  # no boundary, a part cut short
+            raise web.HTTPBadRequest(text=f"not a form of a mail: {error}") from None
         to = _recipient(form)
         sender = str(form.get("from", ""))
         subject = str(form.get("subject", ""))
@@ -409,9 +414,12 @@ def _recipient(form: MultiDictProxy[Any]) -> str:
     envelope = form.get("envelope")
     if envelope:
         try:
-            recipients = orjson.loads(str(envelope)).get("to") or []
-        except (orjson.JSONDecodeError, AttributeError):
-            recipients = []
-        if recipients:
-            return str(recipients[0]).strip().lower()
+            told = orjson.loads(str(envelope))
+        except orjson.JSONDecodeError:
+            told = None
+        recipients = told.get("to") if isinstance(told, dict) else None
+        if isinstance(recipients, str):
+            recipients = [recipients]
+        if isinstance(recipients, list) and recipients and isinstance(recipients[0], str):
+            return recipients[0].strip().lower()
     return first_address(str(form.get("to", "")))

@@ -22,6 +22,11 @@ MAX_LEAD_FIELD = 2_000  # the subject and addresses
 # Control characters but line breaks and tabs: JSON writes each as six bytes (\u0001), and
 # a lead's fields hold none.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# What a charset such as UTF-7 can decode to and UTF-8 cannot write: the event could not be.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+# A Message-ID longer than this (anyone who can mail the intake address writes it) names the
+# event by its digest: the id is not cut with the body, and a record holds 1 MB.
+MAX_MESSAGE_ID = 200
 
 
 def lead_email_received(
@@ -72,7 +77,7 @@ def seen_html(html: str) -> str:
 
 
 def _printable(text: str) -> str:
-    return _CONTROLS.sub(" ", text)
+    return _SURROGATES.sub("\ufffd", _CONTROLS.sub(" ", text))
 
 
 def first_address(header: str) -> str:
@@ -86,8 +91,14 @@ def message_key(headers: Iterable[tuple[str, str]], *parts: str) -> str:
     body): a provider's retries of one mail map to one id."""
     for name, value in headers:
         if name.strip().lower() == "message-id" and value.strip():
-            return value.strip().strip("<>")
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+            given = value.strip().strip("<>")
+            return given if len(given) <= MAX_MESSAGE_ID else "sha256:" + _digest(given)
+    return _digest("\x1f".join(parts))
+
+
+def _digest(text: str) -> str:
+    # surrogatepass: a field decoded from UTF-7 may hold a lone surrogate.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def header_lines(text: str) -> list[tuple[str, str]]:

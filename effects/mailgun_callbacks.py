@@ -26,7 +26,7 @@ from effects.callback_forms import form_of
 from effects.lead_mail import first_address, lead_email_received, seen_html
 from effects.ledger import Ledger
 from effects.mailgun_signature import MailgunSignatureCheck
-from effects.ports import Clock, EffectId, Publish
+from effects.ports import Clock, Publish, named_effect
 from effects.provider_status import status_outcomes
 from effects.publish import publish_all
 
@@ -54,6 +54,8 @@ class MailgunCallbacks:
         refusal = self._check.refusal(
             _text(fields.get("timestamp")), token, _text(fields.get("signature"))
         )
+        if refusal is None and "\x00" in token:
+            refusal = "a NUL in the token"  # signed, but no ledger key can hold it
         if refusal is None:
             # Mailgun signs the timestamp and token, not the body: a captured signature
             # would carry any body. Each token is good once, for as long as its timestamp
@@ -95,14 +97,16 @@ class MailgunCallbacks:
         if not isinstance(data, dict) or not data.get("event"):
             raise web.HTTPBadRequest(text="event-data with an event is required")
         variables = data.get("user-variables")
-        effect_id = variables.get("effect_id") if isinstance(variables, dict) else None
-        if not effect_id:
+        effect_id = named_effect(
+            variables.get("effect_id") if isinstance(variables, dict) else None
+        )
+        if effect_id is None:
             return web.Response(text="not an effect of ours")  # a mail sent by something else
         provider_id = message_id_of(data)
         events = await status_outcomes(
             self._ledger,
-            EffectId(str(effect_id)),
-            await self._ledger.get(EffectId(str(effect_id))),
+            effect_id,
+            await self._ledger.get(effect_id),
             provider=PROVIDER,
             provider_id=provider_id,
             status=status_of(data),

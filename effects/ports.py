@@ -15,6 +15,19 @@ from schemas.envelope import CloudEvent
 
 EffectId = NewType("EffectId", str)
 
+# Longer than any effect id the engine makes (they name a sequence, a contact and a step).
+MAX_EFFECT_ID = 1_000
+
+
+def named_effect(text: object) -> EffectId | None:
+    """An effect id as a provider's callback names it, or None when it can name no effect
+    of ours: empty, too long, or holding a NUL, which PostgreSQL's text cannot hold (a
+    signed callback naming one was answered 500, and a SendGrid batch lost with it)."""
+    if not isinstance(text, str) or not text or len(text) > MAX_EFFECT_ID or "\x00" in text:
+        return None
+    return EffectId(text)
+
+
 Clock = Callable[[], datetime]
 """The wall clock, injected: outcome times and ledger timestamps come from it."""
 

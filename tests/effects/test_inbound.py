@@ -20,8 +20,9 @@ from twilio.request_validator import RequestValidator
 from aggregates.intake import ParsedLead, parse_lead_email
 from effects.fakes._server import LoopbackServer
 from effects.inbound import InboundHandlers, add_inbound_routes
+from effects.lead_mail import message_key
 from effects.ledger_memory import InMemoryLedger
-from effects.ports import EffectId
+from effects.ports import EffectId, named_effect
 from effects.publish import InMemorySink
 from schemas.envelope import format_time
 from schemas.validation import decode_event, encode_event
@@ -795,3 +796,82 @@ async def test_a_status_from_a_provider_that_does_not_carry_the_effect_is_passed
     entry = await inbound.ledger.get(EffectId(effect_id))
     assert entry is not None
     assert entry.status == "unknown"
+
+
+def _part(name: bytes, value: bytes) -> bytes:
+    return (
+        b'--BND\r\nContent-Disposition: form-data; name="' + name + b'"\r\n\r\n' + value + b"\r\n"
+    )
+
+
+MULTIPART = {"Content-Type": "multipart/form-data; boundary=BND"}
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        (b"xx", {"Content-Type": "multipart/form-data"}, 400),  # no boundary
+        (b"--BND\r\nnonsense", MULTIPART, 400),  # cut short
+        (_part(b"envelope", b'{"to":5}') + _part(b"text", b"x") + b"--BND--\r\n", MULTIPART, 400),
+        (_part(b"envelope", b'{"to":{"a":1}}') + b"--BND--\r\n", MULTIPART, 400),
+    ],
+)
+async def test_an_inbound_parse_post_that_does_not_read_is_400_not_500(
+    inbound: Inbound, body: bytes, headers: dict[str, str], status: int
+) -> None:
+    url = f"{inbound.url}/sendgrid/inbound?token={INBOUND_TOKEN}"
+    async with inbound.session.post(url, data=body, headers=headers) as response:
+        assert response.status == status
+    assert inbound.sink.published == []
+
+
+async def test_a_mail_decoding_to_a_lone_surrogate_is_still_a_lead(inbound: Inbound) -> None:
+    # given a mail whose charset (UTF-7) decodes its text to a lone surrogate
+    body = (
+        _part(b"to", b"leads@intake.example.com")
+        + _part(b"text", b"Name: Ann +2D8-")
+        + _part(b"charsets", b'{"text":"utf-7"}')
+        + b"--BND--\r\n"
+    )
+    url = f"{inbound.url}/sendgrid/inbound?token={INBOUND_TOKEN}"
+    async with inbound.session.post(url, data=body, headers=MULTIPART) as response:
+        assert response.status == 200
+    # then the lead goes on, the character it could not be replaced, the event writable
+    [event] = inbound.sink.events()
+    assert event.data["body"] == "Name: Ann \ufffd"
+    assert decode_event(event.encode()).id == event.id
+
+
+async def test_a_signed_callback_naming_no_possible_effect_publishes_nothing(
+    inbound: Inbound,
+) -> None:
+    # given signed Twilio callbacks whose effect id holds a NUL (no ledger row can: in
+    # PostgreSQL the lookup itself failed, a 500) or runs past any id the engine makes
+    for effect_id in ("fx%00x", "fx" + "x" * 2_000):
+        status = await inbound.twilio(
+            f"/twilio/status?effect_id={effect_id}", {"MessageSid": "SM1", "MessageStatus": "sent"}
+        )
+        gather = await inbound.twilio(
+            f"/twilio/gather?effect_id={effect_id}", {"Digits": "9", "CallSid": "CA1"}
+        )
+        # then the status is refused, the call told it can no longer be connected
+        assert status.status == 400
+        assert "can no longer be connected" in gather.text
+    assert inbound.sink.published == []
+
+
+@pytest.mark.parametrize(
+    ("effect_id", "named"),
+    [("fx:a:c-1:1:s1:1", True), ("", False), ("fx\x00", False), ("f" * 1_001, False), (7, False)],
+)
+def test_only_a_text_that_could_be_an_effect_id_names_one(effect_id: object, named: bool) -> None:
+    assert (named_effect(effect_id) is not None) == named
+
+
+def test_a_message_id_longer_than_any_mails_names_the_lead_by_its_digest() -> None:
+    forged = [("Message-ID", "<" + "m" * 1_000_000 + "@example.com>")]
+    usual = [("Message-ID", "<abc@mail.zillow.example>")]
+    long_key = message_key(forged, "leads@intake.example.com", "", "", "")
+    assert long_key.startswith("sha256:")
+    assert len(long_key) == len("sha256:") + 32
+    assert message_key(usual, "leads@intake.example.com", "", "", "") == "abc@mail.zillow.example"
