@@ -208,7 +208,9 @@ class InboundHandlers:
         digit = str(form.get("Digits", ""))
         call_sid = str(form.get("CallSid", ""))
         entry = None if effect_id is None else await self._ledger.get(effect_id)
-        if effect_id is None or entry is None:
+        # Only a dialer's call asks for a key: a gather naming a text or a mail is no
+        # call of ours to act on (no opt-out, no DNC from it).
+        if effect_id is None or entry is None or entry.type != CALL_DIAL:
             text = twiml.say_and_hang_up("Sorry, this call can no longer be connected.")
             return web.Response(text=text, content_type=TWIML)
         data: Mapping[str, Any] = entry.command.get("data", {})

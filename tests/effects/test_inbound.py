@@ -482,8 +482,9 @@ async def test_what_effects_learns_is_decided_by_the_engine_not_passed_over(
     inbound: Inbound,
 ) -> None:
     # given c-1 enrolled, its next text a day away, and a STOP text and a key 9 that reach
-    # `effects`' callbacks
-    await given_in_ledger(inbound, sms(to="+12125550101"), "sent")
+    # `effects`' callbacks (the text and the call each an effect of its own)
+    text = sms(to="+12125550101", effect_id="fx:welcome:c-1:1:s0:1")
+    await given_in_ledger(inbound, text, "sent")
     await inbound.twilio(
         "/twilio/sms", {"From": "+12125550101", "To": LINE, "Body": "STOP", "MessageSid": "SM7"}
     )
@@ -875,3 +876,12 @@ def test_a_message_id_longer_than_any_mails_names_the_lead_by_its_digest() -> No
     assert long_key.startswith("sha256:")
     assert len(long_key) == len("sha256:") + 32
     assert message_key(usual, "leads@intake.example.com", "", "", "") == "abc@mail.zillow.example"
+
+
+async def test_a_key_pressed_on_a_call_naming_a_text_is_no_opt_out(inbound: Inbound) -> None:
+    # given a text in the ledger, and a signed gather naming it (no call of ours)
+    await given_in_ledger(inbound, sms(), "sent")
+    answer = await inbound.twilio(f"/twilio/gather?effect_id={FX}", {"Digits": "9"})
+    # then the caller is told it cannot be connected, and nothing follows from the key
+    assert "can no longer be connected" in answer.text
+    assert inbound.sink.published == []
