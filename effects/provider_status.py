@@ -54,25 +54,31 @@ async def status_outcomes(
 ) -> list[CloudEvent]:
     """`effect.status_changed`, and `effect.sent` when the status settles a send in doubt.
     `entry` is the effect's ledger row as the caller read it (None: not one of ours). No
-    outcome for an effect the provider does not carry."""
-    if entry is not None and entry.type not in _CARRIES.get(provider, {entry.type}):
+    outcome for an effect the provider does not carry, nor for one this ledger never had
+    (another deployment's, on a webhook both share): it would name no contact."""
+    if entry is None:
+        _log.info(
+            "passed over %s status %r for %s, not in this ledger", provider, status, effect_id
+        )
+        return []
+    if entry.type not in _CARRIES.get(provider, {entry.type}):
         _log.warning(
             "passed over %s status %r for %s, a %s", provider, status, effect_id, entry.type
         )
         return []
-    context = entry.context if entry else {}
+    context = entry.context
     events = [
         outcomes.effect_status_changed(
             effect_id, context, provider, provider_id, status, at, callback_key=callback_key
         )
     ]
-    if entry is not None and entry.type == EMAIL_SEND and status in UNSUBSCRIBED:
+    if entry.type == EMAIL_SEND and status in UNSUBSCRIBED:
         # The contact said no more e-mail (the footer's link, or a spam report): the engine
         # must hear it as an opt-out, or the next e-mail step would try again. One reason
         # for every such word, so a second one (a report after an unsubscribe) is a repeat.
         said = "unsubscribed through an e-mail"
         events.append(outcomes.contact_opted_out(effect_id, context, "email", said, at))
-    if entry is not None and entry.status in {UNKNOWN, IN_FLIGHT}:
+    if entry.status in {UNKNOWN, IN_FLIGHT}:
         reconciled = await ledger.reconcile(effect_id, provider, provider_id, status, at)
         if reconciled is not None:
             _log.info("effect %s reconciled to sent by %s status %s", effect_id, provider, status)

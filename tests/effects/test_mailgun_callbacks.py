@@ -313,7 +313,8 @@ async def test_a_forward_without_a_recipient_is_a_bad_request(callbacks: Callbac
 async def test_a_captured_signature_sent_again_with_another_body_is_refused(
     callbacks: Callbacks,
 ) -> None:
-    # given one signed delivery event, taken
+    # given one signed delivery event of a mail in the ledger, taken
+    await given_email_in_ledger(callbacks.ledger, "sent")
     signature = signed()
     assert await callbacks.post_event(event_body(signature=signature)) == 200
     # when someone posts that signature again, with a body of their own, to either route
@@ -323,6 +324,15 @@ async def test_a_captured_signature_sent_again_with_another_body_is_refused(
     assert await callbacks.post_event(forged_event) == 403
     assert await callbacks.post_mail(forged_lead) == 403
     assert types_of(callbacks.sink.events()) == ["effect.status_changed"]
+
+
+async def test_an_event_for_a_mail_this_ledger_never_had_is_passed_over(
+    callbacks: Callbacks,
+) -> None:
+    # given a signed event naming an effect of another deployment sharing the webhook
+    assert await callbacks.post_event(event_body(signature=signed())) == 200
+    # then nothing is published: it would name no contact
+    assert callbacks.sink.events() == []
 
 
 async def test_a_token_is_forgotten_once_its_timestamp_could_no_longer_pass() -> None:
