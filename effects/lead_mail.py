@@ -15,6 +15,7 @@ from typing import Final
 
 from aggregates.mail_addresses import parsed_addresses
 from effects import outcomes
+from schemas.checking import SURROGATES
 from schemas.envelope import EFFECTS_SOURCE, CloudEvent
 
 MAX_LEAD_BODY = 200_000  # characters: at most 800 KB as JSON once controls are gone
@@ -22,8 +23,6 @@ MAX_LEAD_FIELD = 2_000  # the subject and addresses
 # Control characters but line breaks and tabs: JSON writes each as six bytes (\u0001), and
 # a lead's fields hold none.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# What a charset such as UTF-7 can decode to and UTF-8 cannot write: the event could not be.
-_SURROGATES = re.compile("[\ud800-\udfff]")
 # A Message-ID longer than this (anyone who can mail the intake address writes it) names the
 # event by its digest: the id is not cut with the body, and a record holds 1 MB.
 MAX_MESSAGE_ID = 200
@@ -77,7 +76,8 @@ def seen_html(html: str) -> str:
 
 
 def _printable(text: str) -> str:
-    return _SURROGATES.sub("\ufffd", _CONTROLS.sub(" ", text))
+    # A lone surrogate (a charset such as UTF-7 decodes to one) would leave the event unwritable.
+    return SURROGATES.sub("\ufffd", _CONTROLS.sub(" ", text))
 
 
 def first_address(header: str) -> str:

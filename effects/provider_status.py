@@ -99,10 +99,11 @@ def _others_in_doubt(entry: LedgerEntry) -> str | None:
         entry.type == "call.dial" and data.get("mode") == "preview"
     )
     members = data.get("ring_group_numbers")
-    if not fanned_out or not isinstance(members, list) or len(set(map(str, members))) < 2:
+    count = len(set(map(str, members))) if isinstance(members, list) else 0
+    if not fanned_out or count < 2:
         return None
     return (
-        f"in doubt for the other members of {len(set(map(str, members)))}: they are sent to"
+        f"in doubt for the other members of {count}: they are sent to"
         " one after another, the send was left in doubt part way (a processor stopped, or a"
         " provider's answer went unheard), and this status proves only one was reached"
     )

@@ -209,7 +209,7 @@ def too_deep(value: object, limit: int = DEPTH_LIMIT) -> bool:
 
 # The JSON writer (orjson) writes integers of 64 bits at most.
 INTEGER_RANGE = (-(2**63), 2**63 - 1)
-_SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATES = re.compile("[\ud800-\udfff]")  # what UTF-8 cannot write
 SURROGATE_REASON = (
     "holds a surrogate code point (U+D800 to U+DFFF), which UTF-8 cannot write (YAML reads"
     " an escaped pair such as \\ud83d\\ude00 as two of them: write the character itself)"
@@ -227,14 +227,14 @@ def first_unwritable(value: object, path: str = "") -> tuple[str, str] | None:
     why: a lone surrogate in a string or key (a `\\ud800` escape), NaN or infinity, or a
     value of a type JSON lacks (YAML's `!!binary`, `!!set`, `!!timestamp`, `!!omap`)."""
     if isinstance(value, str):
-        return (path, SURROGATE_REASON) if _SURROGATE.search(value) else None
+        return (path, SURROGATE_REASON) if SURROGATES.search(value) else None
     if isinstance(value, float):
         return None if math.isfinite(value) else (path, NOT_FINITE_REASON)
     if isinstance(value, dict):
         for key, item in value.items():
             # A surrogate in the path as written could not be printed nor dead-lettered.
             here = _join(path, str(key).encode("utf-8", "backslashreplace").decode("utf-8"))
-            if isinstance(key, str) and _SURROGATE.search(key):
+            if isinstance(key, str) and SURROGATES.search(key):
                 return here, SURROGATE_REASON
             found = first_unwritable(item, here)
             if found is not None:

@@ -109,7 +109,6 @@ class Relay:
         self.on_dead_lettered = on_dead_lettered
         self.prefix = settings.prefix
         self.published = 0
-        self.batch_letters = 0  # rows of the batch in hand sent to `dlq` instead (too large)
         self.hurry = False  # the worker is gone: stop after the batch in hand
         self.idle = asyncio.Event()  # set while it waits for a commit to wake it
         self.wake = asyncio.Event()  # set by a commit's notification
@@ -190,7 +189,7 @@ class Relay:
                     continue
                 last = rows[-1][0]
                 async with producer.transaction():
-                    delivered = await self._send(producer, rows)
+                    delivered, letters = await self._send(producer, rows)
                     delivered.append(
                         await producer.send(
                             self.prefix + POSITION_TOPIC,
@@ -213,8 +212,8 @@ class Relay:
                 self.published += len(rows)
                 if self.on_published is not None:
                     self.on_published(len(rows))
-                if self.batch_letters and self.on_dead_lettered is not None:
-                    self.on_dead_lettered(self.batch_letters)  # counted once committed
+                if letters and self.on_dead_lettered is not None:
+                    self.on_dead_lettered(letters)  # counted once committed
                 if self.hurry:
                     return
         finally:
@@ -237,13 +236,13 @@ class Relay:
 
     async def _send(
         self, producer: Any, rows: Sequence[tuple[int, OutboxRow]]
-    ) -> list[asyncio.Future[Any]]:
+    ) -> tuple[list[asyncio.Future[Any]], int]:
         """The rows as record batches, one open batch per partition, in row order: a
         partition's records keep the order they were decided in. Returns the batches'
-        delivery futures."""
+        delivery futures, and how many rows went to `dlq` instead, too large for a record."""
         delivered: list[asyncio.Future[Any]] = []
         open_batches: dict[tuple[str, int], Any] = {}
-        self.batch_letters = 0
+        letters = 0
         for row_id, decided in rows:
             row = decided
             key = record_key(row)
@@ -252,7 +251,7 @@ class Relay:
                 bound = self.prefix + row.topic
                 count = await self._partition_count(producer, bound)
                 row = _too_large(row_id, row, key, size, bound, count)
-                self.batch_letters += 1
+                letters += 1
                 key = record_key(row)
             topic = self.prefix + row.topic
             count = await self._partition_count(producer, topic)
@@ -271,7 +270,7 @@ class Relay:
         for (topic, partition), batch in open_batches.items():
             batch.close()
             delivered.append(await producer.send_batch(batch, topic, partition=partition))
-        return delivered
+        return delivered, letters
 
     async def _partition_count(self, producer: Any, topic: str) -> int:
         count = self.partition_counts.get(topic)

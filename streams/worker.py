@@ -841,7 +841,7 @@ class EngineWorker:
             replayed = None
         if replayed is None or self.generation != generation:
             # The assignment changed meanwhile (`stale` says to start again), or the worker
-            # stops: the rest of the store was not read for nothing.
+            # stops: the rest of the store was not replayed for nothing.
             log.info("gave up rebuilding for partition groups %s", sorted(groups))
             return False
         engine = self.engine = replayed.engine

@@ -425,3 +425,14 @@ def test_a_lead_with_nul_in_its_message_id_or_address_still_decodes_as_an_input(
     decoded = decode_event(lead.encode(), as_input=True)
     assert decoded.id == "mailgun-inbound:k @mail.example"
     assert decoded.data["to"] == "leads @in.example.com"
+
+
+async def test_a_signed_token_holding_a_nul_is_refused(callbacks: Callbacks) -> None:
+    # given a signature made over a token with a NUL (the ledger keeps each token, and
+    # PostgreSQL's text cannot hold one: the lookup answered 500)
+    timestamp, token = str(int(T0.timestamp())), "tok\x00en"
+    signature = {"timestamp": timestamp, "token": token}
+    signature["signature"] = sign(SIGNING_KEY, timestamp, token)
+    # then the event is refused, and nothing published
+    assert await callbacks.post_event(event_body(signature=signature)) == 403
+    assert callbacks.sink.events() == []
