@@ -434,6 +434,33 @@ def _unknown_references(step: Step, account: Account) -> list[str]:
     return problems
 
 
+def unreached_members(sequence: Sequence, account: Account) -> list[str]:
+    """Ring-group members a step of the sequence cannot reach: a texted or called group's
+    member without a phone, a mailed group's without an e-mail. The step still reaches the
+    others, so this is no problem of the sequence; the author is told (a warning) rather
+    than learning it from a member who never heard. A group that reaches nobody is left to
+    problems_of, which makes the sequence invalid."""
+    missing: dict[tuple[str, str, str], list[str]] = {}
+    for step in sequence.steps:
+        if step.type not in NEEDS_RING_GROUP:
+            continue
+        group = str(step.get("ring_group") or "")
+        means = "e-mail" if step.type == "email_ring_group" else "phone"
+        users = [
+            (m, account.users[m]) for m in account.ring_groups.get(group, ()) if m in account.users
+        ]
+        unreached = [m for m, u in users if not (u.email if means == "e-mail" else u.phone)]
+        if len(unreached) == len(users):
+            continue  # nobody reached: a problem of the sequence already (problems_of)
+        for member in unreached:
+            missing.setdefault((group, member, means), []).append(f"step {step.id} ({step.type})")
+    return [
+        f"sequence {sequence.id!r}: ring group {group!r} member {member!r} has no {means},"
+        f" so {' and '.join(steps)} will not reach them"
+        for (group, member, means), steps in missing.items()
+    ]
+
+
 def build_sequence(doc: Mapping[str, Any], account: Account) -> Sequence:
     steps = tuple(_step(s) for s in doc.get("steps") or ())
     schedule = doc.get("schedule") or {}

@@ -1,5 +1,6 @@
 """Reading a sequence file for a command: refused with the reason (the caller exits 2), or
-loaded with a warning for each key nothing reads."""
+loaded with a warning for each key nothing reads, each sequence that loads `invalid` and
+each ring-group member a step cannot reach."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aggregates.sequence import build_account, build_sequence
+from aggregates.sequence import build_account, build_sequence, unreached_members
 from schemas.definitions import DefinitionRejected, load_definition_file
 from schemas.unknown_keys import unknown_keys
 
@@ -22,21 +23,26 @@ def load_or_explain(path: Path) -> dict[str, Any] | None:
     except OSError as error:
         print(f"dripstream: cannot read {path}: {error.strerror}", file=sys.stderr)
         return None
-    for warning in unknown_keys(document):
+    for warning in definition_warnings(document):
         print(f"dripstream: {path}: warning: {warning}", file=sys.stderr)
-    for sequence_id, problems in invalid_sequences(document):
-        print(
-            f"dripstream: {path}: warning: sequence {sequence_id!r} is invalid, nobody is"
-            f" enrolled in it: {'; '.join(problems)}",
-            file=sys.stderr,
-        )
     return document
 
 
-def invalid_sequences(document: dict[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
-    """Each sequence of the file that loads `invalid`, with its problems: it loads (CONTRACT
-    §2), and only the read models or a rejected enrollment would tell the author otherwise.
-    Judged by the file's own account (or the defaults, for a file without one)."""
+def definition_warnings(document: dict[str, Any]) -> list[str]:
+    """What the author of a checked file is told: keys nothing reads (a typo leaves a setting
+    at its default), each sequence that loads `invalid` with its problems (it loads, CONTRACT
+    §2, and only the read models or a rejected enrollment would tell the author otherwise),
+    and ring-group members a step cannot reach. Judged by the file's own account (or the
+    defaults, for a file without one)."""
     account = build_account(document.get("account"))
-    built = (build_sequence(doc, account) for doc in document.get("sequences") or ())
-    return [(sequence.id, sequence.problems) for sequence in built if sequence.problems]
+    built = [build_sequence(doc, account) for doc in document.get("sequences") or ()]
+    return (
+        unknown_keys(document)
+        + [
+            f"sequence {sequence.id!r} is invalid, nobody is enrolled in it:"
+            f" {'; '.join(sequence.problems)}"
+            for sequence in built
+            if sequence.problems
+        ]
+        + [warning for sequence in built for warning in unreached_members(sequence, account)]
+    )

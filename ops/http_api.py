@@ -32,7 +32,7 @@ from ops.api_cors import allowing
 from ops.api_errors import ApiError, json_response
 from ops.api_read_models import ReadModelSource
 from ops.api_rules import DEFAULT_LIMIT, ENROLL_KEYS, MAX_COUNT, MAX_LIMIT
-from ops.definition_files import invalid_sequences
+from ops.definition_files import definition_warnings
 from ops.openapi import openapi_document
 from projections.history import TIMEFRAMES, HistoryQuery, event_types_for
 from projections.sequence_contacts import SequenceContactsQuery
@@ -40,7 +40,6 @@ from projections.state import UnknownSequenceError
 from schemas.checking import NUL_REASON, first_nul
 from schemas.definitions import DefinitionRejected, validate_definition_document
 from schemas.envelope import CloudEvent, TimeOutOfRange, parse_event_time
-from schemas.unknown_keys import unknown_keys
 from schemas.validation import EventRejected, decode_event
 
 SOURCE = "dripstream-api"
@@ -347,12 +346,9 @@ async def _apply(request: web.Request, body: dict[str, Any], status: int) -> web
         raise ApiError(422, rejected.reason, key, sequence_id=rejected.sequence_id) from None
     event = await _send(request, "sequence.applied", DEFINITIONS_SUBJECT, document)
     state.publishing(str(sequence["id"]), True)
-    # What `sequences apply` says on stderr: keys nothing reads (a typo leaves a setting at
-    # its default), and the problems of a sequence that loads `invalid`.
-    warnings = unknown_keys(checked) + [
-        f"sequence {sequence_id!r} is invalid, nobody is enrolled in it: {'; '.join(problems)}"
-        for sequence_id, problems in invalid_sequences(checked)
-    ]
+    # What `sequences apply` says on stderr: keys nothing reads, the problems of a sequence
+    # that loads `invalid`, ring-group members a step cannot reach.
+    warnings = definition_warnings(checked)
     answer = {"command_id": event.id, "sequence_id": sequence["id"], "warnings": warnings}
     return json_response(answer, status)
 

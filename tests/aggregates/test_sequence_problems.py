@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aggregates.sequence import Catalog, Sequence
+from aggregates.sequence import Catalog, Sequence, build_account, unreached_members
 from schemas.definitions import validate_definition_document
 from tests.engine import helpers
 
@@ -110,6 +110,42 @@ def test_a_ring_group_nobody_of_which_can_be_reached_that_way_reaches_nobody() -
         "step s2 (progressive_dialer): ring group 'rg-mail' has no member with a phone",
         "step s3 (email_ring_group): ring group 'rg-phone' has no member with an e-mail",
     )
+
+
+def test_a_ring_group_member_not_reached_that_way_is_a_warning_not_a_problem() -> None:
+    account = {
+        **ACCOUNT,
+        "users": {
+            "u-m": {"name": "Mail Only", "email": "m@example.com"},
+            "u-p": {"name": "Phone Only", "phone": "+12125550009"},
+        },
+        "ring_groups": {"rg-both": ["u-m", "u-p", "u-ghost"], "rg-mail": ["u-m"]},
+    }
+    both = {**account, "ring_groups": {"rg-both": ["u-m", "u-p"]}}
+    sequence = loaded(
+        {"type": "sms_ring_group", "ring_group": "rg-both", "text": "Lead"},
+        {"type": "email_ring_group", "ring_group": "rg-both", "subject": "Lead", "body": "See"},
+        {"type": "sms_ring_group", "ring_group": "rg-both", "text": "Again"},
+        account=both,
+    )
+    assert sequence.status == "active"
+    assert unreached_members(sequence, build_account(both)) == [
+        "sequence 'seq': ring group 'rg-both' member 'u-m' has no phone,"
+        " so step s1 (sms_ring_group) and step s3 (sms_ring_group) will not reach them",
+        "sequence 'seq': ring group 'rg-both' member 'u-p' has no e-mail,"
+        " so step s2 (email_ring_group) will not reach them",
+    ]
+    # A group that reaches nobody, or a member the account lacks, is a problem already.
+    invalid = loaded(
+        {"type": "sms_ring_group", "ring_group": "rg-mail", "text": "Lead"},
+        {"type": "email_ring_group", "ring_group": "rg-both", "subject": "Lead", "body": "See"},
+        account=account,
+    )
+    assert invalid.status == "invalid"
+    assert unreached_members(invalid, build_account(account)) == [
+        "sequence 'seq': ring group 'rg-both' member 'u-p' has no e-mail,"
+        " so step s2 (email_ring_group) will not reach them"
+    ]
 
 
 def test_a_new_owner_the_account_does_not_define_is_a_problem() -> None:

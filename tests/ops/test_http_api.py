@@ -504,6 +504,30 @@ async def test_a_definition_is_answered_with_the_warnings_sequences_apply_gives(
     ]
 
 
+async def test_a_definition_is_answered_naming_a_ring_group_member_it_cannot_reach(
+    client: TestClient[web.Request, web.Application], sink: Sink, definitions: dict[str, Any]
+) -> None:
+    # given a texted ring group with a member who has only an e-mail
+    sequence = _new_sequence(definitions, "desk")
+    sequence["account"] = {
+        "users": {
+            "u-1": {"name": "Ann", "phone": "+12125550001"},
+            "u-2": {"name": "Bo", "email": "bo@example.com"},
+        },
+        "ring_groups": {"rg-desk": ["u-1", "u-2"]},
+    }
+    sequence["steps"] = [{"id": "s1", "type": "sms_ring_group", "ring_group": "rg-desk",
+                          "text": "New lead"}]  # fmt: skip
+    # when it is created
+    body = await call(client, "post", "/sequences", "/sequences", 201, json=sequence)
+    # then it runs, and the author is told who will not hear
+    assert len(sink.sent) == 1
+    assert body["warnings"] == [
+        "sequence 'desk': ring group 'rg-desk' member 'u-2' has no phone,"
+        " so step s1 (sms_ring_group) will not reach them"
+    ]
+
+
 async def test_post_sequence_with_its_own_account(
     client: TestClient[web.Request, web.Application], sink: Sink, definitions: dict[str, Any]
 ) -> None:

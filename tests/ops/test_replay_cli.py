@@ -538,6 +538,41 @@ def test_a_sequence_that_loads_invalid_is_named_on_stderr_with_its_problems(
     ]
 
 
+def test_a_ring_group_member_a_step_cannot_reach_is_named_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The group is texted and mailed: the member without a phone gets the mail only, the
+    # one without an e-mail the text only. The sequence runs (the others are reached), and
+    # the author hears of the gaps before a member never does.
+    account = """\
+account:
+  users:
+    u-1: {name: Ann, phone: "+12125550001", email: ann@example.com}
+    u-2: {name: Bo, email: bo@example.com}
+    u-3: {name: Cy, phone: "+12125550003"}
+  ring_groups: {rg-desk: [u-1, u-2, u-3]}
+"""
+    steps = ONLY_SEQUENCES.replace(
+        '      - {id: s1, type: send_sms, text: "Hi [FirstName]"}\n',
+        '      - {id: s1, type: sms_ring_group, ring_group: rg-desk, text: "New lead"}\n'
+        '      - {id: s2, type: email_ring_group, ring_group: rg-desk, subject: "Lead",'
+        ' body: "New lead"}\n'
+        "      - {id: s3, type: progressive_dialer, ring_group: rg-desk}\n",
+    )
+    status, outputs, _ = replay(tmp_path, account + steps, good_lines())
+
+    assert status == 0
+    texted = [e["data"] for e in outputs if e["type"] == "notify.sms"]
+    assert [data["ring_group_numbers"] for data in texted] == [["+12125550001", "+12125550003"]]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert [line.split("warning: ", 1)[1] for line in warnings] == [
+        "sequence 'hello': ring group 'rg-desk' member 'u-2' has no phone,"
+        " so step s1 (sms_ring_group) and step s3 (progressive_dialer) will not reach them",
+        "sequence 'hello': ring group 'rg-desk' member 'u-3' has no e-mail,"
+        " so step s2 (email_ring_group) will not reach them",
+    ]
+
+
 def test_a_night_shift_sequence_loads_invalid_and_its_neighbours_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
