@@ -491,16 +491,20 @@ class EngineCore:
     def _flush_owner_notices(self, timer: Timer, into: Outputs) -> None:
         """Tell owners of their new contacts: one SMS each, or one summary for a crowd."""
         sequence_id, owner_id, minute_text = timer.key
-        # Numbered per contact: a partition whose clock lags can add to a minute already
-        # sent, and its notices must not take the ids of the first ones.
-        out = Outputs(f"t:notify:{sequence_id}:{owner_id}:{minute_text}", per_subject=True)
+        window = (sequence_id, owner_id, datetime.fromisoformat(minute_text))
         sequence = self.sequences.get(sequence_id)
         notices = self.owner_notices.close(
-            (sequence_id, owner_id, datetime.fromisoformat(minute_text)),
+            window,
             timer.due,
             account=self.account,
             line=sequence.outbound_line if sequence else None,
         )
+        # A minute told again (a late input opened it once more) is numbered apart, and
+        # each telling per contact: a partition whose clock lags can add to a minute already
+        # sent, and its notices must not take the ids of the first ones.
+        told = self.owner_notices.told(window)
+        again = f"#{told}" if told > 1 else ""
+        out = Outputs(f"t:notify:{sequence_id}:{owner_id}:{minute_text}{again}", per_subject=True)
         for notice in notices:
             out.add(notice)
         into.events.extend(out.events)

@@ -9,8 +9,9 @@ with an e-mail address and no phone number is told by e-mail (`notify.email`).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aggregates.contact import ContactState
 from aggregates.decisions import EffectRequested
@@ -38,6 +39,10 @@ class Assignment:
 
 Window = tuple[str, str, datetime]  # sequence, owner, the UTC minute the assignments fall in
 
+# How long a minute told is remembered: a day, as the engine remembers an input's identity
+# (an input later than that is a known limit of its own, README "Known limits").
+TOLD_KEPT = timedelta(days=1)
+
 
 def describe(contact: ContactState) -> str:
     """The contact as a notice names it: name and phone, else its id."""
@@ -51,6 +56,11 @@ def window_of(sequence_id: str, owner_id: str, at: datetime) -> Window:
 class OwnerNotices:
     def __init__(self) -> None:
         self._open: dict[Window, list[Assignment]] = {}
+        # How many times each recent window was told: an input later than the minute it
+        # falls in opens the window again once it was told, and the second telling must not
+        # take the first one's event and effect ids.
+        self._told: dict[Window, int] = {}
+        self._told_order: deque[Window] = deque()
 
     def __len__(self) -> int:
         return len(self._open)
@@ -83,6 +93,7 @@ class OwnerNotices:
         batch = sorted(self._open.pop(window, []), key=lambda a: (a.at, a.contact_id))
         if not batch:
             return []
+        told = self._remember_told(window)
         sequence_id, owner_id, minute = window
         minute_text = format_time(minute)
         user = account.users.get(owner_id)
@@ -103,7 +114,8 @@ class OwnerNotices:
         if len(batch) > OWNER_SUMMARY_THRESHOLD:
             payload = {
                 **base,
-                "effect_id": f"fx:{sequence_id}:owner:{owner_id}:{minute_text}:summary",
+                "effect_id": f"fx:{sequence_id}:owner:{owner_id}:{minute_text}:summary"
+                + ("" if told == 1 else f":{told}"),
                 "step_id": batch[0].step_id,
                 "contact_id": batch[0].contact_id,
                 "contact_ids": [a.contact_id for a in batch],
@@ -127,3 +139,19 @@ class OwnerNotices:
             }
             notices.append(EffectRequested(at, kind, contact_id, payload))
         return notices
+
+    def told(self, window: Window) -> int:
+        """How many times the window was told (a day back at most): 1 after its first
+        closing, more where late inputs opened it again."""
+        return self._told.get(window, 0)
+
+    def _remember_told(self, window: Window) -> int:
+        told = self._told.get(window, 0) + 1
+        if told == 1:
+            self._told_order.append(window)
+        self._told[window] = told
+        # Windows are told about in time order, give or take late ones: forget from the
+        # oldest told while it is more than a day before this one.
+        while self._told_order and self._told_order[0][2] < window[2] - TOLD_KEPT:
+            del self._told[self._told_order.popleft()]
+        return told

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aggregates.contact import ContactState
 from aggregates.owner_notices import Assignment, OwnerNotices, describe, window_of
@@ -75,6 +75,33 @@ def test_a_window_is_told_once() -> None:
     notices = _gathered(2)
     assert len(_close(notices)) == 2
     assert _close(notices) == []
+
+
+def test_a_window_opened_again_after_it_was_told_is_told_under_other_ids() -> None:
+    # given a minute of 21 assignments told as a summary
+    notices = _gathered(21)
+    first = _close(notices)
+    # when late inputs assign 21 more in that minute, and it is told again
+    window = window_of("seq", "u-7", AT)
+    for n in range(21):
+        notices.assign(window, _assigned(f"c-{n}", f"seq~c-{n}~2"))
+    second = _close(notices)
+    # then the second summary is another effect, and the windows know they were told twice
+    assert [p["effect_id"] for p in first + second] == [
+        "fx:seq:owner:u-7:2027-07-02T14:30:00Z:summary",
+        "fx:seq:owner:u-7:2027-07-02T14:30:00Z:summary:2",
+    ]
+    assert notices.told(window) == 2
+    assert notices.told(window_of("seq", "u-8", AT)) == 0
+
+
+def test_a_told_window_is_forgotten_a_day_later() -> None:
+    notices = _gathered(1)
+    _close(notices)
+    later = window_of("seq", "u-7", AT + timedelta(days=1, minutes=1))
+    notices.assign(later, _assigned("c-9", at=AT + timedelta(days=1, minutes=1)))
+    notices.close(later, SENT + timedelta(days=1, minutes=1), account=ACCOUNT, line="line-1")
+    assert (notices.told(window_of("seq", "u-7", AT)), notices.told(later)) == (0, 1)
 
 
 def test_an_owner_with_no_phone_but_an_email_is_told_by_email() -> None:

@@ -55,6 +55,22 @@ def test_within_until_the_notice_comes_when_its_minute_ends() -> None:
     assert out.one("notify.sms")["time"] == "2027-07-06T14:01:00Z"
 
 
+def test_a_late_input_that_opens_a_told_minute_again_gets_ids_of_its_own() -> None:
+    # given c-1 given to u-7 at 14:00:10 (u-7 told at 14:01), then to u-8 upstream at 14:05
+    moved = event("contact.updated", "2027-07-06T14:05:00Z", contact_id="c-1", owner_id="u-8")
+    # when a late request (stamped 14:00:30) enrolls c-1 again into that minute
+    late = event(
+        "enrollment.requested", "2027-07-06T14:00:30Z", "c-1",
+        sequence_id="seq", contact_ids=["c-1"],
+    )  # fmt: skip
+    out = decide(definitions(sequence(steps=OWNER_STEP)), [created(), tagged(), moved, late])
+    # then u-7 is told of each assignment, under event and effect ids of its own
+    notices = out.of("notify.sms")
+    assert [n["data"]["enrollment_id"] for n in notices] == ["seq:c-1:1", "seq:c-1:2"]
+    assert len({e["id"] for e in out.events}) == len(out.events)
+    assert len({n["data"]["effect_id"] for n in notices}) == 2
+
+
 def test_windows_left_open_for_a_comparison_with_a_live_pipeline() -> None:
     defs = definitions(sequence(steps=OWNER_STEP))
     lines = [orjson.dumps(e) for e in (created(), tagged())]
