@@ -176,13 +176,16 @@ def _replay(
         if decoded.type in DEFINITION_COMMANDS:
             emit(engine.fire_before(decoded.time))
         try:
-            emit(engine.handle(decoded))
+            decided = engine.handle(decoded)
         except ReusedIdentityError as reused:
             stats.rejected += 1
             on_rejected(RejectedLine(number, raw, reused.field, reused.reason))
             continue
         except Exception as error:
             raise EngineFailedError(number, error) from error
+        # Outside the engine's failures: an output that cannot be written (a full disk) is
+        # the sink's error, told as such, not a bug of the engine on this line.
+        emit(decided)
         stats.count_input(number, decoded.time, engine.duplicates)
     end = until or stats.last_time
     if not defined:

@@ -818,6 +818,33 @@ def test_an_output_that_cannot_be_written_is_said_in_one_line_with_exit_2(
     assert "cannot write /dev/full: No space left on device" in capsys.readouterr().err
 
 
+def test_an_output_that_fails_while_inputs_are_decided_is_no_engine_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Outputs are written a chunk at a time as inputs are decided: a write failing then is
+    # the output's (exit 2, one line), not "the engine failed on" the line being decided.
+    full = Path("/dev/full")
+    if not full.exists():
+        pytest.skip("no /dev/full here")
+    monkeypatch.setattr(replay_cli, "WRITE_CHUNK", 1)
+    sequences = write(tmp_path / "sequences.yaml", ONLY_SEQUENCES)
+    # Enough contacts to pass the file's own buffer before the input ends.
+    tagged = [
+        orjson.dumps(
+            {**e, "id": f"{e['id']}-{n}", "subject": f"c-{n}",
+             "data": {**e["data"], "contact_id": f"c-{n}"}}
+        )
+        for n in range(100)
+        for e in GOOD_LINES
+    ]  # fmt: skip
+    events = write(tmp_path / "events.jsonl", b"\n".join(tagged) + b"\n")
+    argv = ["replay", "--sequences", str(sequences), "--events", str(events), "--out", str(full)]
+    assert main(argv) == 2
+    assert (
+        capsys.readouterr().err == "dripstream: cannot write /dev/full: No space left on device\n"
+    )
+
+
 def test_a_history_with_no_event_says_the_output_holds_the_definitions_only(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
