@@ -360,7 +360,8 @@ def _check_created(doc: object, location: str, text: str) -> None:
     except TimeOutOfRange as exc:
         raise _rejection(doc, location, str(exc)) from None
     except ValueError as exc:
-        raise _rejection(doc, location, f"{RFC3339_REASON}: {exc}") from None
+        said = RFC3339_REASON if RFC3339_REASON in str(exc) else f"{RFC3339_REASON}: {exc}"
+        raise _rejection(doc, location, said) from None
 
 
 def _check_zone(doc: object, location: str, zone: str) -> None:

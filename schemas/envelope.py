@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import field
 from datetime import UTC, datetime
@@ -127,6 +128,11 @@ LATEST_TIME = datetime(9000, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 TIME_RANGE_REASON = "must be between 1900-01-01T00:00:00Z and 9000-12-31T23:59:59Z"
 RFC3339_REASON = "must be an RFC 3339 date-time such as 2027-07-02T20:30:00Z"
 OFFSET_REASON = "its UTC offset must lie between -23:59 and +23:59"
+# RFC 3339's date-time (section 5.6): Python's fromisoformat takes much more (week dates,
+# the basic format, missing seconds, a comma), which must not pass for it.
+RFC3339_SHAPE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 class TimeOutOfRange(ValueError):  # noqa: N818 - a ValueError, caught as one by most callers
@@ -137,6 +143,8 @@ class TimeOutOfRange(ValueError):  # noqa: N818 - a ValueError, caught as one by
 def parse_time(text: str) -> datetime:
     """RFC 3339 to an aware UTC datetime; raises ValueError for anything else, including
     TimeOutOfRange for a time that leaves datetime's range in UTC (0001-01-01T00:00:00+01:00)."""
+    if RFC3339_SHAPE.fullmatch(text) is None:
+        raise ValueError(f"time {text!r} {RFC3339_REASON}")
     if len(text) > 6 and text[-6] in "+-" and text[-3] == ":" and text[-2] > "5":
         # Python reads +05:60 as +06:00; RFC 3339 allows minutes 00-59 only.
         raise ValueError(OFFSET_REASON)

@@ -18,6 +18,7 @@ from schemas.envelope import (
     EARLIEST_TIME,
     LATEST_TIME,
     RFC3339_REASON,
+    RFC3339_SHAPE,
     TIME_RANGE_REASON,
     CloudEvent,
     TimeOutOfRange,
@@ -64,9 +65,6 @@ _ZONED = frozenset({"contact.created", "contact.updated"})
 
 ENVELOPE_SCHEMA = "cloudevent.schema.json"
 
-_RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
 _FIRST_YEAR, _LAST_YEAR = f"{EARLIEST_TIME.year:04d}", f"{LATEST_TIME.year:04d}"
 
 # The envelope schema's patterns, for _envelope_is_plain.
@@ -271,7 +269,7 @@ def _event_time(text: str) -> datetime:
     # The envelope schema's `format: date-time`, checked here: one strict regex for the shape,
     # then parse_event_time for the values (a 30 February fails there) and for the range the
     # engine can compute delays in.
-    if _RFC3339.fullmatch(text) is None:
+    if RFC3339_SHAPE.fullmatch(text) is None:
         raise EventRejected("time", RFC3339_REASON)
     try:
         if text[-1] == "Z" and text[10] == "T":

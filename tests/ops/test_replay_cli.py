@@ -251,6 +251,14 @@ def replay_until(
             "1900-01-01T00:00:00Z and 9000-12-31T23:59:59Z",
         ),
         ("soon", "argument --until: not an RFC 3339 time: 'soon'"),
+        # What Python's fromisoformat reads and RFC 3339 does not: a typo is no time.
+        ("2027-10-12T10Z", "argument --until: not an RFC 3339 time: '2027-10-12T10Z'"),
+        ("20271012T100000Z", "argument --until: not an RFC 3339 time: '20271012T100000Z'"),
+        ("2027-W41-2T10:00:00Z", "argument --until: not an RFC 3339 time: '2027-W41-2T10:00:00Z'"),
+        (
+            "2027-10-12T10:00:00+0530",
+            "argument --until: not an RFC 3339 time: '2027-10-12T10:00:00+0530'",
+        ),
     ],
 )
 def test_an_until_out_of_range_stops_with_exit_2_and_a_message(

@@ -249,6 +249,8 @@ HH_MM = "must be a time HH:MM (00:00 to 23:59)"
             "must be at most 3650",
         ),
         ({"created": "2027-07-01T10:00:60Z"}, "created", "must be an RFC 3339 date-time"),
+        # The schema's format check lets an offset without its colon through; RFC 3339 does not.
+        ({"created": "2027-07-01T12:00:00+0500"}, "created", "must be an RFC 3339 date-time"),
         (
             {"created": "0001-01-01T00:00:00+01:00"},
             "created",
