@@ -133,7 +133,18 @@ class _DefinitionLoader(yaml.SafeLoader):
     # Its own table (filled below) instead of the one inherited from SafeLoader.
     yaml_implicit_resolvers = {}  # noqa: RUF012 - PyYAML keeps this table per loader class
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # An explicit tag on a value that is not of its kind (`!!int x`, `!!bool maybe`,
+        # `!!timestamp bad`) fails inside PyYAML's constructors with Python's own errors:
+        # said as YAML's, at the value.
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, AssertionError):
+            raise _not_of_its_tag(node) from None
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            raise _not_of_its_tag(node)  # `!!map x`, `!!set [a]`
         seen: set[tuple[str, str]] = set()
         for key_node, _ in node.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
@@ -150,6 +161,13 @@ class _DefinitionLoader(yaml.SafeLoader):
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _not_of_its_tag(node: yaml.Node) -> yaml.constructor.ConstructorError:
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    return yaml.constructor.ConstructorError(
+        None, None, f"a value tagged {tag} that is no {tag.lstrip('!')}", node.start_mark
+    )
 
 
 def _construct_decimal_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
@@ -237,15 +255,16 @@ def _check_size(doc: object) -> None:
     """Refuse a document too big or too deep once its aliases are expanded. Counted with a
     memo per shared value, so an alias bomb is measured without being expanded."""
     sizes: dict[int, int] = {}
-    # (value, depth, children counted): a post-order walk without recursion
-    stack: list[tuple[object, int, bool]] = [(doc, 1, False)]
+    # (value, depth, children counted, where): a post-order walk without recursion; `where`
+    # is a linked (parent's where, step) pair, spelt out only for a refusal.
+    stack: list[tuple[object, int, bool, _Where]] = [(doc, 1, False, None)]
     while stack:
-        value, depth, counted = stack.pop()
+        value, depth, counted, where = stack.pop()
         if depth > _DEEPEST:
-            raise DefinitionRejected(None, "file", f"nested more than {_DEEPEST} levels deep")
+            raise _rejection(doc, _spelt(where), f"nested more than {_DEEPEST} levels deep")
         children = _children(value)
         if counted:
-            total = 1 + sum(sizes[id(child)] for child in children)
+            total = 1 + sum(sizes[id(child)] for _, child in children)
             if total > _MOST_VALUES:
                 raise DefinitionRejected(
                     None,
@@ -255,15 +274,29 @@ def _check_size(doc: object) -> None:
                 )
             sizes[id(value)] = total
         elif id(value) not in sizes:
-            stack.append((value, depth, True))
-            stack.extend((child, depth + 1, False) for child in children)
+            stack.append((value, depth, True, where))
+            stack.extend((child, depth + 1, False, (where, step)) for step, child in children)
 
 
-def _children(value: object) -> list[object]:
+_Where = tuple["_Where", str] | None
+_SPELT_STEPS = 8  # of a too-deep value's place: enough to find it, not sixty `[0]`s
+
+
+def _spelt(where: _Where) -> str:
+    steps: list[str] = []
+    while where is not None:
+        where, step = where
+        steps.append(step)
+    steps.reverse()
+    text = "".join(steps[:_SPELT_STEPS]).lstrip(".")
+    return text + ("…" if len(steps) > _SPELT_STEPS else "")
+
+
+def _children(value: object) -> list[tuple[str, object]]:
     if isinstance(value, dict):
-        return list(value.values())
+        return [(f".{key}", item) for key, item in value.items()]
     if isinstance(value, list):
-        return list(value)
+        return [(f"[{index}]", item) for index, item in enumerate(value)]
     return []
 
 

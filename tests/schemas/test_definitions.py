@@ -120,6 +120,30 @@ def test_a_duplicate_yaml_key_names_its_line() -> None:
         load_definition_text("account: {timezone: UTC}\naccount: {timezone: UTC}\nsequences: []")
 
 
+@pytest.mark.parametrize(
+    ("value", "tag"),
+    [
+        ("!!bool maybe", "!!bool"),
+        ("!!int x", "!!int"),
+        ("!!int ''", "!!int"),
+        ("!!int [1]", "!!int"),
+        ("!!float ''", "!!float"),
+        ("!!timestamp 2020-13-45", "!!timestamp"),
+        ("!!map x", "!!map"),
+        ("!!set [a]", "!!set"),
+    ],
+)
+def test_a_value_not_of_its_explicit_tag_is_refused_at_its_place(value: str, tag: str) -> None:
+    # PyYAML's constructors fail on these with Python's own errors (a KeyError, a
+    # ValueError): a traceback and exit 1 until they were said as YAML's.
+    text = f"sequences:\n  - id: s\n    name: {value}\n    steps: []\n"
+    with pytest.raises(DefinitionRejected) as caught:
+        load_definition_text(text)
+    assert caught.value.reason == (
+        f"not valid YAML: a value tagged {tag} that is no {tag[2:]} (line 3, column 11)"
+    )
+
+
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DefinitionRejected, match=r"^file: cannot be read: No such file"):
         load_definition_file(tmp_path / "nope.yaml")
@@ -639,6 +663,12 @@ sequences:
 )
 def test_a_document_too_deep_or_too_long_is_refused_with_a_reason(text: str, said: str) -> None:
     assert said in _refusal(text)
+
+
+def test_a_value_too_deep_is_named_with_its_sequence_and_place() -> None:
+    refused = refusal(document(note=orjson.loads(b"[" * 70 + b"]" * 70)))
+    assert (refused.sequence_id, refused.key) == ("welcome", "note[0][0][0][0][0]…")
+    assert refused.reason == "nested more than 64 levels deep"
 
 
 def test_a_key_repeated_in_a_json_file_is_refused_as_in_yaml() -> None:
