@@ -371,6 +371,10 @@ def _check_rules(doc: dict[str, Any]) -> None:
             )
         address = sequence.get("intake_address")
         if address is not None and address != AUTO_INTAKE:  # auto: one of its own per id
+            if not checking.is_one_address(address):
+                # `<leads@…>` or `Leads <leads@…>` would reach the sequence as `leads@…`, and
+                # two spellings of one address would pass the check below.
+                raise _rejection(doc, f"{here}.intake_address", checking.ADDRESS_REASON)
             owner = first_with_address.setdefault(address.casefold(), sequence["id"])
             if owner != sequence["id"]:
                 raise _rejection(

@@ -522,6 +522,14 @@ def test_two_sequences_with_one_intake_address_are_refused() -> None:
     assert str(refused) == "sequence 'b': intake_address: is already the intake address of 'a'"
 
 
+@pytest.mark.parametrize("written", ["<leads@intake.example.com>", "leads@intake.example.com>"])
+def test_an_intake_address_is_one_bare_address(written: str) -> None:
+    # Mail reaches `<leads@…>` as `leads@…`: taken, it would slip past the check above.
+    refused = refusal(document(intake_address=written))
+    assert (refused.sequence_id, refused.key) == ("welcome", "intake_address")
+    assert refused.reason.startswith("must be one e-mail address")
+
+
 def test_runtime_problems_are_not_refusals() -> None:
     doc = document(
         outbound_line=None,
