@@ -327,7 +327,9 @@ def _rejection(doc: object, location: str, reason: str) -> DefinitionRejected:
 def _check_keys_are_strings(doc: object, value: object, location: str) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
-            here = f"{location}.{key}" if location else str(key)
+            # As the file wrote it: `null:`, `true:` (Python would say None, True).
+            written = json.dumps(key) if key is None or isinstance(key, bool) else str(key)
+            here = f"{location}.{written}" if location else written
             if not isinstance(key, str):
                 raise _rejection(doc, here, "keys must be strings")
             _check_keys_are_strings(doc, item, here)

@@ -144,6 +144,13 @@ def test_a_value_not_of_its_explicit_tag_is_refused_at_its_place(value: str, tag
     )
 
 
+def test_a_key_that_is_no_string_is_named_as_the_file_writes_it() -> None:
+    text = "sequences:\n  - {id: s, name: S, steps: [{id: a, type: add_tag, tag: x, true: 1}]}\n"
+    with pytest.raises(DefinitionRejected) as caught:
+        load_definition_text(text)
+    assert str(caught.value) == "sequence 's': steps[0].true: keys must be strings"
+
+
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DefinitionRejected, match=r"^file: cannot be read: No such file"):
         load_definition_file(tmp_path / "nope.yaml")
