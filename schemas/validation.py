@@ -81,12 +81,25 @@ class EventRejected(ValueError):  # noqa: N818 - the name is fixed by DEVELOPERS
     """An event that cannot be accepted; `field` is a dotted path into the event."""
 
     def __init__(self, field: str, reason: str) -> None:
+        field = printable(field)
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
 
     def __reduce__(self) -> tuple[type[EventRejected], tuple[str, str]]:
         return (type(self), (self.field, self.reason))
+
+
+# Control characters and the marks that turn text around: a key of an event's data holding
+# them, named on a terminal, could clear it or forge a report line of its own.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(field: str) -> str:
+    """A field path as it can be shown: what cannot be is written as its escape (\\x1b)."""
+    if _UNPRINTABLE.search(field) is None:
+        return field
+    return _UNPRINTABLE.sub(lambda found: found[0].encode("unicode_escape").decode(), field)
 
 
 UTF8_BOM = b"\xef\xbb\xbf"

@@ -816,6 +816,16 @@ def test_an_output_taken_as_input_is_refused_as_one_before_its_fields_are_checke
     assert checked.value.field.startswith("data")
 
 
+def test_a_field_named_with_control_characters_is_named_escaped() -> None:
+    # A key holding a terminal's escape sequences, a line break or a bidi override, named
+    # on stderr as it is, could clear the screen or forge a report line.
+    key = "\x1b[2J\r\nline 9: fake\u202e"
+    raw = raw_event("contact.tag_added", {"contact_id": "c-1", "tag": "hot", key: "a\u0000"})
+    refused = rejection(raw)
+    assert refused.field == "data.\\x1b[2J\\r\\nline 9: fake\\u202e"
+    assert str(refused).isprintable()
+
+
 # --- what PostgreSQL cannot hold, and the engine's own source
 
 
