@@ -8,7 +8,7 @@ Runners (streams/) feed it events in order and persist or publish what it return
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -134,10 +134,17 @@ class Engine(FactRules, DefinitionRules):
         self._tick(moment)
         return out.events
 
-    def advance(self, until: datetime, partition: Partitions = None) -> list[CloudEvent]:
-        """Fire every timer due up to and including `until` (of `partition`, or all)."""
+    def advance(
+        self,
+        until: datetime,
+        partition: Partitions = None,
+        *,
+        spill: Callable[[list[CloudEvent]], None] | None = None,
+    ) -> list[CloudEvent]:
+        """Fire every timer due up to and including `until` (of `partition`, or all). With
+        `spill`, the outputs go to it a part at a time, and only the last part comes back."""
         out = Outputs("timers")
-        self._fire_until(until, out, inclusive=True, partition=partition)
+        self._fire_until(until, out, inclusive=True, partition=partition, spill=spill)
         self._note_partition_clock(partition, until)
         self._tick(until)
         return out.events

@@ -34,6 +34,9 @@ Rule = Callable[[Any, Mapping[str, Any], Outputs], None]
 
 # How often the throttle drops its past minutes (made once: this is asked on every tick).
 _FORGET_EVERY = timedelta(minutes=5)
+# Outputs of timers handed over at a time by an advance that spills: a replay's --until
+# years past its input fires years of timers, which need not all be held at once.
+SPILL_EVERY = 4096
 
 
 class EngineCore:
@@ -131,8 +134,16 @@ class EngineCore:
                 self._forgot_at = moment
 
     def _fire_until(
-        self, limit: datetime, out: Outputs, *, inclusive: bool, partition: Partitions = None
+        self,
+        limit: datetime,
+        out: Outputs,
+        *,
+        inclusive: bool,
+        partition: Partitions = None,
+        spill: Callable[[list[CloudEvent]], None] | None = None,
     ) -> None:
+        """Fire the timers due by `limit`, their outputs into `out`; with `spill`, handed
+        over a part at a time as they come (each timer's carry ids of its own)."""
         notices = self._notices_until(limit, partition)
         while head := self.timers.pop_due(
             limit, inclusive=inclusive, partition=partition, notices_limit=notices
@@ -145,6 +156,9 @@ class EngineCore:
             else:
                 self.timers_fired += 1
                 self._flush_owner_notices(head, out)
+            if spill is not None and len(out.events) >= SPILL_EVERY:
+                spill(out.events[:])
+                out.events.clear()
 
     def _notices_until(self, limit: datetime, partition: Partitions) -> datetime | None:
         """Up to when owner notices may be sent while `partition`'s timers fire: a minute's

@@ -194,7 +194,7 @@ def _replay(
         # output stays a pure function of the files.
         emit(engine.define(definitions, end or NO_TIME, DEFINITIONS_CAUSE))
     if end is not None:
-        emit(engine.advance(end))
+        emit(engine.advance(end, spill=emit))
         if close_windows:
             emit(engine.close_notice_windows(end))
     stats.active_enrollments = engine.active_enrollments()
