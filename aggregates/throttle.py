@@ -11,6 +11,8 @@ import bisect
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from aggregates.full_minutes import FullMinutes
+
 __all__ = ["MinuteThrottle", "minute_of", "minute_start"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -80,10 +82,9 @@ class _MovedPlaces:
 @dataclass(slots=True)
 class _SequenceCounts:
     counts: dict[int, int] = field(default_factory=dict)
-    # Hints `full minute -> a later minute`: every minute in [key, value) is full for
-    # `skip_limit`. They keep a burst of N reservations at O(N) instead of O(N²/limit).
-    skip: dict[int, int] = field(default_factory=dict)
-    skip_limit: int = 0
+    # The minutes without room, for the limit last asked about: a burst of N reservations
+    # costs O(N log N), however many places are given back among them.
+    full: FullMinutes = field(default_factory=FullMinutes)
     # At most the earliest minute counted: `forget_before` passes a sequence whose places
     # all lie ahead (held for steps due later) without copying its counters.
     earliest: int = 0
@@ -171,7 +172,7 @@ class MinuteThrottle:
         if minute != wanted:
             start = _after_earlier_moves(state, wanted, minute, rank, displacing)
             if start > minute:
-                minute = self._first_with_room(state, start, limit)
+                minute = state.full.first_free(start)
             if displacing:
                 taken = _later_holder(state, start, minute, rank)
         if taken is None:
@@ -209,7 +210,6 @@ class MinuteThrottle:
         if state is None:
             state = self._sequences[sequence_id] = _SequenceCounts()
         _count(state, minute_of(moment))
-        state.skip.clear()  # a minute's fullness changed
 
     def release(self, holder: str) -> None:
         """Give back the place `holder` holds, if any."""
@@ -245,8 +245,7 @@ class MinuteThrottle:
             state.counts[minute] = left
         else:
             del state.counts[minute]
-        # The hints say which minutes are full; one of them may have room again.
-        state.skip.clear()
+        state.full.given_back(minute, left)
 
     def _room(
         self, sequence_id: str, due: datetime, limit: int
@@ -257,29 +256,10 @@ class MinuteThrottle:
         state = self._sequences.get(sequence_id)
         if state is None:
             state = self._sequences[sequence_id] = _SequenceCounts()
-        if state.skip_limit != limit:
-            # The hints hold for one limit only (a raised limit reopens full minutes).
-            state.skip.clear()
-            state.skip_limit = limit
-        return state, wanted, self._first_with_room(state, wanted, limit)
-
-    @staticmethod
-    def _first_with_room(state: _SequenceCounts, minute: int, limit: int) -> int:
-        counts, skip = state.counts, state.skip
-        passed: list[int] = []
-        while True:
-            hint = skip.get(minute)
-            if hint is not None:
-                passed.append(minute)
-                minute = hint
-            elif counts.get(minute, 0) >= limit:
-                passed.append(minute)
-                minute += 1
-            else:
-                break
-        for full in passed:  # path compression: the next search jumps straight here
-            skip[full] = minute
-        return minute
+        if state.full.limit != limit:
+            # Which minutes are full depends on the limit (a raised one reopens some).
+            state.full.rebuild(state.counts, limit)
+        return state, wanted, state.full.first_free(wanted)
 
     def count(self, sequence_id: str, moment: datetime) -> int:
         """How many executions of `sequence_id` are counted in the UTC minute of `moment`."""
@@ -295,7 +275,7 @@ class MinuteThrottle:
                 continue
             state.counts = {m: n for m, n in state.counts.items() if m >= cutoff}
             state.earliest = min(state.counts, default=cutoff)
-            state.skip = {m: n for m, n in state.skip.items() if m >= cutoff}
+            state.full.forget_before(cutoff)
             state.movable = {m: h for m, h in state.movable.items() if m >= cutoff}
             if not state.movable:
                 state.movable_latest = None
@@ -357,4 +337,5 @@ def _count(state: _SequenceCounts, minute: int) -> None:
     counts = state.counts
     if not counts or minute < state.earliest:
         state.earliest = minute
-    counts[minute] = counts.get(minute, 0) + 1
+    count = counts[minute] = counts.get(minute, 0) + 1
+    state.full.counted(minute, count)
