@@ -346,6 +346,11 @@ def _check_rules(doc: dict[str, Any]) -> None:
         email = user.get("email")
         if email is not None and not checking.is_one_address(email):
             raise _rejection(doc, f"account.users.{user_id}.email", checking.ADDRESS_REASON)
+    phrase = account.get("opt_out_phrase")
+    if isinstance(phrase, str) and not phrase.strip():
+        # Every automated text ends with it (CONTRACT.md §2): blanks would end them with
+        # no way out said at all.
+        raise _rejection(doc, "account.opt_out_phrase", "must not be blank")
     quiet = account.get("quiet_hours")
     if quiet is not None and quiet["start"] >= quiet["end"]:
         raise _rejection(doc, "account.quiet_hours.end", f"must be after start ({quiet['start']})")

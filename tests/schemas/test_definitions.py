@@ -396,6 +396,7 @@ def account(**changes: Any) -> dict[str, Any]:
         ({"sequences": None}, "sequences", "is required"),
         ({"sequences": {}}, "sequences", "must be an array"),
         (account(opt_out_phrase=""), "account.opt_out_phrase", "must not be empty"),
+        (account(opt_out_phrase=" \n"), "account.opt_out_phrase", "must not be blank"),
         (account(timezone="Moon/Tranquility"), "account.timezone", "unknown IANA time zone"),
         (
             account(quiet_hours={"start": "8:00", "end": "21:00"}),
