@@ -461,6 +461,30 @@ def unreached_members(sequence: Sequence, account: Account) -> list[str]:
     ]
 
 
+def untold_owners(sequence: Sequence, account: Account) -> list[str]:
+    """Users an owner step gives contacts to who cannot be told of them: no phone to text,
+    no e-mail to mail (the seed: the new owner is told). The contacts are still given."""
+    untold: dict[str, list[str]] = {}
+    for step in sequence.steps:
+        key = _OWNER_SETTINGS.get(step.type)
+        if key is None:
+            continue
+        value = step.get(key)
+        owners = value if isinstance(value, list | tuple) else [value] if value else []
+        for owner in dict.fromkeys(str(o) for o in owners):
+            user = account.users.get(owner)
+            if user is not None and not user.phone and not user.email:
+                untold.setdefault(owner, []).append(f"step {step.id} ({step.type})")
+    return [
+        f"sequence {sequence.id!r}: user {owner!r} has no phone or e-mail, so"
+        f" {' and '.join(steps)} cannot tell them of the contacts they are given"
+        for owner, steps in untold.items()
+    ]
+
+
+_OWNER_SETTINGS = {"change_owner": "owner_id", "round_robin_owner": "owners"}
+
+
 def build_sequence(doc: Mapping[str, Any], account: Account) -> Sequence:
     steps = tuple(_step(s) for s in doc.get("steps") or ())
     schedule = doc.get("schedule") or {}

@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aggregates.sequence import build_account, build_sequence, unreached_members
+from aggregates.sequence import (
+    build_account,
+    build_sequence,
+    unreached_members,
+    untold_owners,
+)
 from schemas.definitions import DefinitionRejected, load_definition_file
 from schemas.unknown_keys import unknown_keys
 
@@ -32,8 +37,8 @@ def definition_warnings(document: dict[str, Any]) -> list[str]:
     """What the author of a checked file is told: keys nothing reads (a typo leaves a setting
     at its default), each sequence that loads `invalid` with its problems (it loads, CONTRACT
     §2, and only the read models or a rejected enrollment would tell the author otherwise),
-    and ring-group members a step cannot reach. Judged by the file's own account (or the
-    defaults, for a file without one)."""
+    ring-group members a step cannot reach, and new owners who cannot be told. Judged by
+    the file's own account (or the defaults, for a file without one)."""
     account = build_account(document.get("account"))
     built = [build_sequence(doc, account) for doc in document.get("sequences") or ()]
     return (
@@ -45,4 +50,5 @@ def definition_warnings(document: dict[str, Any]) -> list[str]:
             if sequence.problems
         ]
         + [warning for sequence in built for warning in unreached_members(sequence, account)]
+        + [warning for sequence in built for warning in untold_owners(sequence, account)]
     )

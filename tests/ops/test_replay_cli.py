@@ -581,6 +581,35 @@ account:
     ]
 
 
+def test_a_new_owner_who_cannot_be_told_is_named_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The seed: the new owner is told. One with neither a phone nor an e-mail never is.
+    account = """\
+account:
+  users:
+    u-1: {name: Ann, phone: "+12125550001"}
+    u-2: {name: Bo}
+"""
+    steps = ONLY_SEQUENCES.replace(
+        '      - {id: s1, type: send_sms, text: "Hi [FirstName]"}\n',
+        "      - {id: s1, type: change_owner, owner_id: u-2}\n"
+        "      - {id: s2, type: round_robin_owner, owners: [u-1, u-2]}\n",
+    )
+    status, outputs, _ = replay(tmp_path, account + steps, good_lines())
+
+    assert status == 0
+    assert [e["data"]["owner_id"] for e in outputs if e["type"] == "contact.updated"] == [
+        "u-2",
+        "u-1",
+    ]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert [line.split("warning: ", 1)[1] for line in warnings] == [
+        "sequence 'hello': user 'u-2' has no phone or e-mail, so step s1 (change_owner) and"
+        " step s2 (round_robin_owner) cannot tell them of the contacts they are given"
+    ]
+
+
 def test_a_night_shift_sequence_loads_invalid_and_its_neighbours_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
