@@ -81,6 +81,12 @@ def good_lines() -> list[bytes]:
     return [orjson.dumps(event) for event in GOOD_LINES]
 
 
+def warnings_said(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The warnings on stderr so far, each without its `dripstream: FILE: warning: `."""
+    err = capsys.readouterr().err
+    return [line.split("warning: ", 1)[1] for line in err.splitlines() if "warning: " in line]
+
+
 def test_a_file_with_only_sequences_replays_and_sms_end_with_the_default_phrase(
     tmp_path: Path,
 ) -> None:
@@ -502,8 +508,7 @@ def test_a_key_nothing_reads_is_named_on_stderr_and_the_file_still_runs(
 
     assert status == 0
     assert len([e for e in outputs if e["type"] == "sms.send"]) == 1
-    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert [line.split("warning: ", 1)[1] for line in warnings] == [
+    assert warnings_said(capsys) == [
         "sequence hello: remove_on_respnse: unknown key, ignored",
         "sequence hello: steps[0].colour: unknown key, ignored",
     ]
@@ -517,8 +522,7 @@ def test_provider_settings_in_the_account_are_named_as_read_by_nothing(
     account = 'account: {webhook_secret: "whsec_abc", postal_address: "1 Main St"}\n'
     status, _, _ = replay(tmp_path, account + ONLY_SEQUENCES, good_lines())
     assert status == 0
-    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert [line.split("warning: ", 1)[1] for line in warnings] == [
+    assert warnings_said(capsys) == [
         "account.webhook_secret: unknown key, ignored",
         "account.postal_address: unknown key, ignored",
     ]
@@ -538,8 +542,7 @@ def test_a_sequence_that_loads_invalid_is_named_on_stderr_with_its_problems(
     assert [e["data"]["reason"] for e in outputs if e["type"] == "enrollment.rejected"] == [
         "sequence_invalid"
     ]
-    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert [line.split("warning: ", 1)[1] for line in warnings] == [
+    assert warnings_said(capsys) == [
         "sequence 'hello' is invalid, nobody is enrolled in it:"
         " step s1 (send_sms): needs the sequence's outbound_line;"
         " step s1 (send_sms): [First Name] in text is no shortcode: write [FirstName]"
@@ -572,8 +575,7 @@ account:
     assert status == 0
     texted = [e["data"] for e in outputs if e["type"] == "notify.sms"]
     assert [data["ring_group_numbers"] for data in texted] == [["+12125550001", "+12125550003"]]
-    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert [line.split("warning: ", 1)[1] for line in warnings] == [
+    assert warnings_said(capsys) == [
         "sequence 'hello': ring group 'rg-desk' member 'u-2' has no phone,"
         " so step s1 (sms_ring_group) and step s3 (progressive_dialer) will not reach them",
         "sequence 'hello': ring group 'rg-desk' member 'u-3' has no e-mail,"
@@ -603,8 +605,7 @@ account:
         "u-2",
         "u-1",
     ]
-    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert [line.split("warning: ", 1)[1] for line in warnings] == [
+    assert warnings_said(capsys) == [
         "sequence 'hello': user 'u-2' has no phone or e-mail, so step s1 (change_owner) and"
         " step s2 (round_robin_owner) cannot tell them of the contacts they are given"
     ]
@@ -644,8 +645,7 @@ def test_run_on_holidays_with_every_day_is_named_as_read_by_nothing(
     )
     status, _, _ = replay(tmp_path, every_day, good_lines())
     assert status == 0
-    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert [line.split("warning: ", 1)[1] for line in warnings] == [
+    assert warnings_said(capsys) == [
         "sequence hello: run_on_holidays: not read with process_on every_day, ignored"
     ]
 
@@ -677,8 +677,7 @@ def test_a_key_this_kind_of_step_delay_or_trigger_does_not_read_is_named(
     status, _, _ = replay(tmp_path, misplaced, good_lines())
 
     assert status == 0
-    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert [line.split("warning: ", 1)[1] for line in warnings] == [
+    assert warnings_said(capsys) == [
         "sequence hello: steps[1].ring_group: not read by a send_sms step, ignored",
         "sequence hello: steps[1].delay.amount: not read by a none delay, ignored",
         "sequence hello: steps[1].delay.unit: not read by a none delay, ignored",
