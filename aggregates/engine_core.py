@@ -143,7 +143,7 @@ class EngineCore:
         spill: Callable[[list[CloudEvent]], None] | None = None,
     ) -> None:
         """Fire the timers due by `limit`, their outputs into `out`; with `spill`, handed
-        over a part at a time as they come (each timer's carry ids of its own)."""
+        over a part at a time as they come (each timer's outputs carry ids of their own)."""
         notices = self._notices_until(limit, partition)
         while head := self.timers.pop_due(
             limit, inclusive=inclusive, partition=partition, notices_limit=notices

@@ -1,6 +1,6 @@
 """Reading a sequence file for a command: refused with the reason (the caller exits 2), or
-loaded with a warning for each key nothing reads, each sequence that loads `invalid` and
-each ring-group member a step cannot reach."""
+loaded with a warning for each key nothing reads, each sequence that loads `invalid`, each
+ring-group member a step cannot reach and each new owner who cannot be told."""
 
 from __future__ import annotations
 

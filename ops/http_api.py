@@ -346,8 +346,8 @@ async def _apply(request: web.Request, body: dict[str, Any], status: int) -> web
         raise ApiError(422, rejected.reason, key, sequence_id=rejected.sequence_id) from None
     event = await _send(request, "sequence.applied", DEFINITIONS_SUBJECT, document)
     state.publishing(str(sequence["id"]), True)
-    # What `sequences apply` says on stderr: keys nothing reads, the problems of a sequence
-    # that loads `invalid`, ring-group members a step cannot reach.
+    # What `sequences apply` says on stderr (keys nothing reads, a sequence that loads
+    # `invalid`, people a step cannot reach).
     warnings = definition_warnings(checked)
     answer = {"command_id": event.id, "sequence_id": sequence["id"], "warnings": warnings}
     return json_response(answer, status)
