@@ -359,6 +359,9 @@ def _check_rules(doc: dict[str, Any]) -> None:
     first_with_address: dict[str, str] = {}
     for index, sequence in enumerate(doc["sequences"]):
         here = f"sequences[{index}]"
+        _check_id(doc, f"{here}.id", sequence["id"])
+        for number, step in enumerate(sequence.get("steps", [])):
+            _check_id(doc, f"{here}.steps[{number}].id", step["id"])
         earlier = first_with_id.setdefault(sequence["id"], index)
         if earlier != index:
             raise _rejection(doc, f"{here}.id", f"is already the id of sequences[{earlier}]")
@@ -406,6 +409,17 @@ def _check_created(doc: object, location: str, text: str) -> None:
     except ValueError as exc:
         said = RFC3339_REASON if RFC3339_REASON in str(exc) else f"{RFC3339_REASON}: {exc}"
         raise _rejection(doc, location, said) from None
+
+
+# What the schema's `[^\s:/]` means to every reader: Python's `\s` takes the separators
+# U+001C to U+001F and U+0085, JSON Schema's (ECMA-262) takes U+FEFF; an id holds none of
+# them, nor any other control character, whichever reader checked it.
+_NOT_IN_AN_ID = re.compile(r"[\s\ufeff\x00-\x1f\x7f-\x9f:/]")
+
+
+def _check_id(doc: object, location: str, value: str) -> None:
+    if _NOT_IN_AN_ID.search(value) is not None:
+        raise _rejection(doc, location, "must be a non-empty id without spaces, ':' or '/'")
 
 
 def _check_zone(doc: object, location: str, zone: str) -> None:

@@ -175,6 +175,9 @@ HH_MM = "must be a time HH:MM (00:00 to 23:59)"
     [
         ({"name": None}, "name", "is required"),
         ({"id": "has space"}, "id", "must be a non-empty id without spaces, ':' or '/'"),
+        # Spaces to one reader of the schema's \s and not the other (ECMA-262, Python).
+        ({"id": "s\ufeff1"}, "id", "must be a non-empty id without spaces, ':' or '/'"),
+        ({"id": "s\x1c1"}, "id", "must be a non-empty id without spaces, ':' or '/'"),
         ({"process_on": "weekends"}, "process_on", "must be one of every_day, business_days"),
         ({"throttle_per_minute": 0}, "throttle_per_minute", "must be at least 1"),
         ({"throttle_per_minute": "fast"}, "throttle_per_minute", "must be an integer or null"),
