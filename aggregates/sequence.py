@@ -424,14 +424,19 @@ def _unknown_references(step: Step, account: Account) -> list[str]:
             )
     key = _USER_SETTINGS.get(step.type)
     if key is not None and account.users:
-        value = step.get(key)
-        owners = value if isinstance(value, list | tuple) else [value] if value else []
         problems.extend(
-            f"unknown user {str(owner)!r} in {key}"
-            for owner in owners
-            if str(owner) not in account.users
+            f"unknown user {user!r} in {key}"
+            for user in _users_named(step, key)
+            if user not in account.users
         )
     return problems
+
+
+def _users_named(step: Step, key: str) -> list[str]:
+    """The user ids a step's setting names: one (`owner_id`, `user_id`) or a list."""
+    value = step.get(key)
+    named = value if isinstance(value, list | tuple) else [value] if value else []
+    return [str(user) for user in named]
 
 
 def unreached_members(sequence: Sequence, account: Account) -> list[str]:
@@ -466,12 +471,9 @@ def untold_owners(sequence: Sequence, account: Account) -> list[str]:
     no e-mail to mail (the seed: the new owner is told). The contacts are still given."""
     untold: dict[str, list[str]] = {}
     for step in sequence.steps:
-        key = _OWNER_SETTINGS.get(step.type)
-        if key is None:
+        if step.type not in _OWNER_STEPS:
             continue
-        value = step.get(key)
-        owners = value if isinstance(value, list | tuple) else [value] if value else []
-        for owner in dict.fromkeys(str(o) for o in owners):
+        for owner in dict.fromkeys(_users_named(step, _USER_SETTINGS[step.type])):
             user = account.users.get(owner)
             if user is not None and not user.phone and not user.email:
                 untold.setdefault(owner, []).append(f"step {step.id} ({step.type})")
@@ -482,7 +484,7 @@ def untold_owners(sequence: Sequence, account: Account) -> list[str]:
     ]
 
 
-_OWNER_SETTINGS = {"change_owner": "owner_id", "round_robin_owner": "owners"}
+_OWNER_STEPS = frozenset({"change_owner", "round_robin_owner"})
 
 
 def build_sequence(doc: Mapping[str, Any], account: Account) -> Sequence:
