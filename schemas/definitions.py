@@ -18,7 +18,7 @@ import yaml
 from fastjsonschema import JsonSchemaValueException
 
 from schemas import checking
-from schemas.envelope import RFC3339_REASON, TimeOutOfRange, parse_event_time
+from schemas.envelope import RFC3339_REASON, RFC3339_SHAPE, TimeOutOfRange, parse_event_time
 
 _SEQUENCE_PATH = re.compile(r"sequences\[(\d+)\](?:\.(.+))?")
 
@@ -400,15 +400,17 @@ def _check_rules(doc: dict[str, Any]) -> None:
 
 
 def _check_created(doc: object, location: str, text: str) -> None:
-    # The schema's `format: date-time` lets through what the engine cannot parse (second 60)
-    # or hold (0001-01-01T00:00:00+01:00 is before year 1 in UTC).
+    # The schema's `format: date-time` lets through what RFC 3339 does not write (an offset
+    # without its colon), what the engine cannot parse (second 60) or hold
+    # (0001-01-01T00:00:00+01:00 is before year 1 in UTC).
+    if RFC3339_SHAPE.fullmatch(text) is None:
+        raise _rejection(doc, location, RFC3339_REASON)
     try:
         parse_event_time(text)
     except TimeOutOfRange as exc:
         raise _rejection(doc, location, str(exc)) from None
     except ValueError as exc:
-        said = RFC3339_REASON if RFC3339_REASON in str(exc) else f"{RFC3339_REASON}: {exc}"
-        raise _rejection(doc, location, said) from None
+        raise _rejection(doc, location, f"{RFC3339_REASON}: {exc}") from None
 
 
 # What the schema's `[^\s:/]` means to every reader: Python's `\s` takes the separators
