@@ -1,17 +1,17 @@
 """The per-sequence minute throttle (CONTRACT.md §3 (d)).
 
 The one mutable piece of the domain: how many step executions each sequence already has in
-each UTC minute. Minutes are counted as whole minutes since the Unix epoch, so a snapshot is
-plain JSON-friendly data.
+each UTC minute, and which steps hold those places. Minutes are whole minutes since the
+Unix epoch, so a minute is an int to count and compare.
 """
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from aggregates.full_minutes import FullMinutes
+from aggregates.moved_places import MovedPlaces
 
 __all__ = ["MinuteThrottle", "minute_of", "minute_start"]
 
@@ -29,54 +29,6 @@ def minute_of(moment: datetime) -> int:
 def minute_start(minute: int) -> datetime:
     """The first instant (UTC) of a minute numbered as by `minute_of`."""
     return _EPOCH + minute * _MINUTE
-
-
-@dataclass(slots=True)
-class _MovedPlaces:
-    """The places of steps the throttle moved past their own minute: by holder, and in due
-    order with the minutes alongside, so the latest minute of those due before a moment is
-    a bisection and one max over a list (a step asks it each time it is moved)."""
-
-    by_holder: dict[str, tuple[datetime, int]] = field(default_factory=dict)
-    order: list[tuple[datetime, str]] = field(default_factory=list)  # (due, holder), sorted
-    minutes: list[int] = field(default_factory=list)  # each one's minute, as `order`
-    latest: int | None = None  # at least the latest minute held: no look beyond it
-
-    def add(self, holder: str, due: datetime, minute: int) -> None:
-        self.remove(holder)
-        at = bisect.bisect(self.order, (due, holder))
-        self.order.insert(at, (due, holder))
-        self.minutes.insert(at, minute)
-        self.by_holder[holder] = (due, minute)
-        if self.latest is None or minute > self.latest:
-            self.latest = minute
-
-    def remove(self, holder: str) -> None:
-        held = self.by_holder.pop(holder, None)
-        if held is None:
-            return
-        at = bisect.bisect_left(self.order, (held[0], holder))
-        del self.order[at], self.minutes[at]
-        if not self.by_holder:
-            self.latest = None
-
-    def latest_before(self, due: datetime) -> int | None:
-        """The latest minute held by a step due before `due`, or None."""
-        count = bisect.bisect_left(self.order, (due, ""))  # "" sorts before every holder
-        return max(self.minutes[:count]) if count else None
-
-    def forget_before(self, cutoff: int) -> None:
-        kept = [at for at, minute in enumerate(self.minutes) if minute >= cutoff]
-        if len(kept) == len(self.minutes):
-            return
-        self.order = [self.order[at] for at in kept]
-        self.minutes = [self.minutes[at] for at in kept]
-        self.by_holder = {
-            holder: (due, minute)
-            for (due, holder), minute in zip(self.order, self.minutes, strict=True)
-        }
-        if not self.by_holder:
-            self.latest = None
 
 
 @dataclass(slots=True)
@@ -98,7 +50,7 @@ class _SequenceCounts:
     # Places of steps the throttle moved past their own minute: a step due later that is
     # moved too goes no earlier than theirs (due-time order), even where a place before
     # them was given back.
-    moved: _MovedPlaces = field(default_factory=_MovedPlaces)
+    moved: MovedPlaces = field(default_factory=MovedPlaces)
 
 
 class MinuteThrottle:
@@ -284,21 +236,12 @@ class MinuteThrottle:
                 del self._sequences[sequence_id]
 
     def snapshot(self) -> dict[str, dict[int, int]]:
-        """The counters, `sequence id -> {minute since the epoch: executions}`, sorted."""
+        """The counters, `sequence id -> {minute since the epoch: executions}`, sorted (to
+        look at: the engine is kept whole, by pickling, in streams/snapshots.py)."""
         return {
             sequence_id: dict(sorted(self._sequences[sequence_id].counts.items()))
             for sequence_id in sorted(self._sequences)
         }
-
-    @classmethod
-    def restore(cls, snapshot: dict[str, dict[int, int]]) -> MinuteThrottle:
-        """A throttle holding the counters of `snapshot` (as given by `snapshot()`)."""
-        throttle = cls()
-        for sequence_id, counts in snapshot.items():
-            kept = {int(minute): int(n) for minute, n in counts.items() if int(n) > 0}
-            if kept:
-                throttle._sequences[sequence_id] = _SequenceCounts(counts=kept, earliest=min(kept))
-        return throttle
 
 
 def _after_earlier_moves(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -134,20 +133,6 @@ def test_forget_before_an_exact_minute_keeps_that_minute() -> None:
     throttle.reserve("s", utc("2028-03-02T10:01:00"), 5)
     throttle.forget_before(utc("2028-03-02T10:01:00"))
     assert throttle.count("s", utc("2028-03-02T10:01:00")) == 1
-
-
-def test_snapshot_and_restore_carry_the_counters_through_json() -> None:
-    # given a throttle with some minutes full
-    throttle = MinuteThrottle()
-    reserve_all(throttle, "s", ["2028-03-02T10:00:00"] * 3, limit=2)
-    # when it is stored as JSON (string keys) and restored
-    stored = json.loads(json.dumps(throttle.snapshot()))
-    restored = MinuteThrottle.restore(stored)
-    # then it holds the same counters and decides the same way
-    assert restored.snapshot() == throttle.snapshot()
-    due = utc("2028-03-02T10:00:30")
-    assert restored.reserve("s", due, 2) == throttle.reserve("s", due, 2)
-    assert restored.reserve("s", due, 2) == utc("2028-03-02T10:02:00")
 
 
 def test_minute_numbers_are_minutes_since_the_epoch() -> None:
@@ -326,22 +311,3 @@ def test_a_moved_step_takes_over_no_place_before_one_due_earlier_moved_ahead_of_
     # that puts it before the one due 10:00:20; it goes behind that one instead
     assert throttle.hold("e-5", "s", utc("2028-03-02T10:00:40"), 1) == utc("2028-03-02T10:03:00")
     assert throttle.displaced == []
-
-
-def test_the_moved_places_answer_the_latest_minute_of_those_due_before_a_moment() -> None:
-    from aggregates.throttle import _MovedPlaces  # noqa: PLC0415 - the index on its own
-
-    places = _MovedPlaces()
-    places.add("e-1", utc("2028-03-02T10:00:10"), 5)
-    places.add("e-2", utc("2028-03-02T10:00:20"), 3)
-    places.add("e-3", utc("2028-03-02T10:00:20"), 7)  # due as e-2: not before it
-    assert places.latest_before(utc("2028-03-02T10:00:10")) is None
-    assert places.latest_before(utc("2028-03-02T10:00:20")) == 5
-    assert places.latest_before(utc("2028-03-02T10:00:21")) == 7
-    places.remove("e-3")
-    assert places.latest_before(utc("2028-03-02T10:00:21")) == 5
-    places.forget_before(4)  # e-2's minute, 3, has passed
-    assert places.latest_before(utc("2028-03-02T10:00:21")) == 5
-    assert places.by_holder == {"e-1": (utc("2028-03-02T10:00:10"), 5)}
-    places.remove("e-1")
-    assert places.latest is None
