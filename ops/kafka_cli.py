@@ -244,16 +244,20 @@ def _family(host: str) -> socket.AddressFamily:
 def deployment_problem(bootstrap: str, prefix: str, database_url: str, schema: str) -> str | None:
     """Checked once, before any worker process starts, so the mistakes a deployment makes
     once are said plainly: input topics that are not co-partitioned, or some of them
-    missing, and engine tables another deployment's topic prefix has. None when none of
-    these (the tables are made)."""
-    from streams.store import AnotherDeploymentsStoreError, EngineStore  # noqa: PLC0415
+    missing, engine tables another deployment's topic prefix has, and a DATABASE_URL option
+    the engine's store cannot pass on. None when none of these (the tables are made)."""
+    from streams.store import (  # noqa: PLC0415
+        AnotherDeploymentsStoreError,
+        EngineStore,
+        UnsupportedDatabaseOptionError,
+    )
 
     problem = asyncio.run(input_topics_problem(bootstrap, prefix))
     if problem is not None:
         return problem
     try:
         EngineStore(database_url, schema, prefix=prefix).close()
-    except AnotherDeploymentsStoreError as error:
+    except (AnotherDeploymentsStoreError, UnsupportedDatabaseOptionError) as error:
         return str(error)
     return None
 

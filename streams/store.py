@@ -28,6 +28,7 @@ import orjson
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from psycopg import Connection, Cursor
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 
 from aggregates.timer_queue import Partitions, alone
@@ -94,6 +95,14 @@ SETUP_LOCK = 0x64726971  # advisory lock serialising the creation of the tables
 
 class AnotherDeploymentsStoreError(Exception):
     """The schema's tables already serve another topic prefix."""
+
+
+class UnsupportedDatabaseOptionError(ValueError):
+    """DATABASE_URL names a connection option the event store's pool cannot pass on."""
+
+
+# What eventsourcing's PostgresDatastore connects with (it builds the connection itself).
+_POOL_PARAMETERS = frozenset({"dbname", "host", "port", "user", "password"})
 
 
 class OutboxRow(NamedTuple):
@@ -660,19 +669,6 @@ class EngineStore:
                 for r in curs.fetchall()
             ]
 
-    def outbox_after(self, position: int, limit: int) -> list[tuple[int, OutboxRow]]:
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(
-                "SELECT id, event_id, topic, key, value"
-                f" FROM {self.datastore.schema}.dripstream_outbox"
-                " WHERE id > %s ORDER BY id LIMIT %s",
-                (position, limit),
-            )
-            return [
-                (int(r["id"]), OutboxRow(r["event_id"], r["topic"], r["key"], bytes(r["value"])))
-                for r in curs.fetchall()
-            ]
-
 
 def _claim(conn: Connection[DictRow], schema: str, prefix: str) -> None:
     """Take the schema's tables for `prefix`, or refuse when another prefix has them."""
@@ -706,13 +702,23 @@ def outbox_rows(events: Sequence[CloudEvent], topic_for: Any) -> list[OutboxRow]
 
 
 def _conninfo(url: str) -> dict[str, str]:
-    from urllib.parse import unquote, urlsplit  # noqa: PLC0415 - only here
-
-    parts = urlsplit(url)
-    return {
-        "dbname": parts.path.lstrip("/") or "postgres",
-        "host": parts.hostname or "127.0.0.1",
-        "port": str(parts.port or 5432),
-        "user": unquote(parts.username or ""),
-        "password": unquote(parts.password or ""),
+    """The parameters the event store's pool connects with, from a URL or `key=value` pairs.
+    The pool takes no others, so an option beyond them is refused rather than dropped: a
+    dropped `sslmode` would have the worker's writes go in the clear while its relay, which
+    takes the URL whole, used TLS."""
+    given = conninfo_to_dict(url)
+    others = sorted(set(given) - _POOL_PARAMETERS)
+    if others:
+        raise UnsupportedDatabaseOptionError(
+            f"DATABASE_URL: the engine's store cannot pass on {', '.join(others)}; set"
+            " them as libpq's environment variables instead (PGSSLMODE for sslmode, ...),"
+            " which every connection reads"
+        )
+    defaults = {
+        "dbname": "postgres",
+        "host": "127.0.0.1",
+        "port": "5432",
+        "user": "",
+        "password": "",
     }
+    return {name: str(given.get(name) or default) for name, default in defaults.items()}
