@@ -59,6 +59,10 @@ class DailyWindow:
         if not self.start < self.end:
             raise ValueError(f"window start {self.start} must be before its end {self.end}")
 
+    def meets(self, other: DailyWindow) -> bool:
+        """Whether the two windows share a moment of the day."""
+        return max(self.start, other.start) < min(self.end, other.end)
+
 
 # The name DEVELOPERS.md uses for the schedule's hours.
 DaySchedule = DailyWindow
@@ -234,11 +238,7 @@ def adjust_due(
 
 
 def _check_windows_meet(open_hours: DailyWindow | None, quiet: DailyWindow | None) -> None:
-    if (
-        open_hours is not None
-        and quiet is not None
-        and max(open_hours.start, quiet.start) >= min(open_hours.end, quiet.end)
-    ):
+    if open_hours is not None and quiet is not None and not open_hours.meets(quiet):
         raise ValueError(
             f"open hours {_show(open_hours)} and quiet hours {_show(quiet)} never overlap:"
             " no moment can satisfy both"

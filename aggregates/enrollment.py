@@ -101,9 +101,12 @@ def evolve(state: Enrollment | None, decision: Decision) -> Enrollment | None:
                 False,
                 (),  # an ended enrollment passes no step again
             )
-        case _:
+        case EffectRequested():
             # Effect commands and contact changes ride along with a step; they change nothing here.
             return state
+        case _:
+            # Drift fails loudly: a decision of another aggregate has no place in this fold.
+            raise TypeError(f"an enrollment does not fold {type(decision).__name__}")
 
 
 def first_not_passed(steps: tuple[Step, ...], passed: tuple[str, ...]) -> int:

@@ -57,9 +57,6 @@ CONTACT_FACING = frozenset(
 )
 # Contact-facing by phone: under the account's quiet hours (CONTRACT.md §3 c).
 VOICE_OR_TEXT = CONTACT_FACING - {"email_contact"}
-NEEDS_PHONE = VOICE_OR_TEXT
-NEEDS_EMAIL = frozenset({"email_contact"})
-SMS_CHANNEL = frozenset({"send_sms", "send_mms"})
 # Steps that give a contact an owner, who is told (owner notices batch across contacts).
 _OWNER_STEPS = frozenset({"change_owner", "round_robin_owner"})
 NEEDS_LINE = frozenset({"send_sms", "send_mms", "sms_ring_group"})
@@ -174,12 +171,6 @@ class Sequence:
         return bool(self.throttle_per_minute) or any(
             step.type in _OWNER_STEPS for step in self.steps
         )
-
-    def step_index(self, step_id: str) -> int:
-        for index, step in enumerate(self.steps):
-            if step.id == step_id:
-                return index
-        raise KeyError(step_id)
 
     def copied(self, new_id: str, new_name: str | None) -> Sequence:
         definition = {**self.definition, "id": new_id, "name": new_name or f"{self.name} (copy)"}
@@ -484,9 +475,6 @@ def untold_owners(sequence: Sequence, account: Account) -> list[str]:
     ]
 
 
-_OWNER_STEPS = frozenset({"change_owner", "round_robin_owner"})
-
-
 def build_sequence(doc: Mapping[str, Any], account: Account) -> Sequence:
     steps = tuple(_step(s) for s in doc.get("steps") or ())
     schedule = doc.get("schedule") or {}
@@ -498,7 +486,7 @@ def build_sequence(doc: Mapping[str, Any], account: Account) -> Sequence:
         open_hours is not None
         and quiet is not None
         and any(step.type in VOICE_OR_TEXT for step in steps)
-        and max(open_hours.start, quiet.start) >= min(open_hours.end, quiet.end)
+        and not open_hours.meets(quiet)
     ):
         problems += (
             "schedule: open hours never meet the account's quiet hours,"

@@ -375,7 +375,7 @@ async def prime_definitions(
 
 
 def _replay_counts(definitions: Path, history: Path, folder: Path) -> dict[str, int]:
-    from streams.deciding import topic_for  # noqa: PLC0415
+    from schemas.registry import topic_for  # noqa: PLC0415
 
     out = folder / "replay.jsonl"
     # --leave-windows-open: the worker's minute goes on, so it never sends the last notices.

@@ -182,8 +182,3 @@ def decode_command(raw: bytes | str) -> CloudEvent:
         data=data,
         dataversion=version,
     )
-
-
-def event_from_json(document: Mapping[str, Any]) -> CloudEvent:
-    """A CloudEvent from the JSON the ledger stored (`CloudEvent.to_json()`)."""
-    return decode_command(orjson.dumps(dict(document)))

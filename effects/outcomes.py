@@ -25,12 +25,6 @@ CALL_COMPLETED = "call.completed"
 LEAD_EMAIL_RECEIVED = "lead.email_received"
 
 
-def topic_for(event: CloudEvent) -> str:
-    """The event's topic, without prefix, from the schema registry (CONTRACT.md §5); a
-    type the registry lacks is a bug, a KeyError rather than a guessed topic."""
-    return EVENT_TYPES[event.type].topic
-
-
 def _version(kind: str) -> int:
     return EVENT_TYPES[kind].version
 

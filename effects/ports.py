@@ -135,7 +135,6 @@ class WebhookRequest:
     effect_id: EffectId
     url: str
     payload: object
-    secret: str | None
 
 
 class SmsSender(Protocol):

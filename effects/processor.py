@@ -447,7 +447,6 @@ class EffectProcessor:
                 effect_id=effect_id,
                 url=command.text("url"),
                 payload=command.data.get("payload", {}),
-                secret=command.optional_text("secret"),
             )
             return _Plan(lambda: senders.webhooks.post(hook))
         if kind == kinds.POWER_DIALER_ADDED:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from effects.outcomes import topic_for
 from effects.ports import Publish
 from schemas.envelope import CloudEvent
+from schemas.registry import topic_for
 
 
 async def publish_all(publish: Publish, events: Iterable[CloudEvent]) -> None:
     """Each event to its topic (outcomes, contacts, messages, intake), in order."""
     for event in events:
-        await publish(topic_for(event), event)
+        await publish(topic_for(event.type), event)
 
 
 class InMemorySink:

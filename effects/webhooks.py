@@ -180,12 +180,12 @@ class HttpWebhookPoster:
         *,
         guard: NetworkGuard,
         clock: Clock,
-        default_secret: str | None = None,
+        secret: str | None = None,
         timeout: float = 10.0,
     ) -> None:
         self._guard = guard
         self._clock = clock
-        self._default_secret = default_secret
+        self._secret = secret
         # Connecting has a bound of its own: a connection never made is safe to try again,
         # a request sent and not answered is not (see `post`).
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout / 2)
@@ -227,9 +227,9 @@ class HttpWebhookPoster:
             "webhook-id": hook.effect_id,
             "webhook-timestamp": str(timestamp),
         }
-        secret = hook.secret or self._default_secret
-        if secret:
-            headers["webhook-signature"] = sign(secret, hook.effect_id, timestamp, body)
+        # The key is the processor's own (EFFECTS_WEBHOOK_SECRET): none rides on the topics.
+        if self._secret:
+            headers["webhook-signature"] = sign(self._secret, hook.effect_id, timestamp, body)
         try:
             async with self._get_session().post(
                 hook.url, data=body, headers=headers, allow_redirects=False

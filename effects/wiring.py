@@ -152,7 +152,7 @@ async def _real_senders(
     webhooks = HttpWebhookPoster(
         guard=NetworkGuard(settings.webhook_allowlist),
         clock=clock,
-        default_secret=settings.webhook_secret,
+        secret=settings.webhook_secret,
         timeout=settings.provider_timeout_seconds,
     )
     closers.append(webhooks.close)

@@ -43,14 +43,13 @@ from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
 from effects.commands import EFFECT_TYPES, CommandRejected, decode_command, effect_id_of
 from effects.inbound import InboundHandlers, build_inbound_app
 from effects.metrics import EffectsMetrics
-from effects.outcomes import topic_for
 from effects.ports import Clock
 from effects.processor import EffectProcessor, RetryAbandoned
 from effects.settings import EffectsSettings
 from effects.wiring import Runtime, open_runtime, utc_now
 from schemas.dead_letters import RejectedRecord
 from schemas.envelope import LETTER_HEADERS, STRUCTURED_HEADERS, CloudEvent
-from schemas.registry import DLQ_TOPIC
+from schemas.registry import DLQ_TOPIC, topic_for
 from streams.outages import pace, run_through_outages, start_quietly, stop_client
 from streams.progress import ProgressLog, registry_totals
 
@@ -89,7 +88,7 @@ class KafkaPublisher:
         sent = Sent()
         for event in events:
             key = event.subject.encode() if event.subject else None
-            name = self._prefix + (topic or topic_for(event))
+            name = self._prefix + (topic or topic_for(event.type))
             future = await self._producer.send(
                 name, value=event.encode(), key=key, headers=STRUCTURED_HEADERS
             )

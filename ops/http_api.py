@@ -124,10 +124,11 @@ class _Answer:
     at: float
 
 
-# As long as the engine's own window for a repeated command id (a day), and a bound.
 # Long enough for the worker and the projector to catch up with a command, short enough
 # that a change made elsewhere soon counts.
 PUBLISHED_KEPT_SECONDS = 30.0
+# Idempotency answers: as long as the engine's own window for a repeated command id (a
+# day), and a bound on how many.
 ANSWERS_KEPT_SECONDS = 24 * 3600.0
 ANSWERS_KEPT = 100_000
 

@@ -142,9 +142,6 @@ class OutputEvent:
     def text(self, name: str) -> str | None:
         return text_of(self.data, name)
 
-    def integer(self, name: str) -> int | None:
-        return integer_of(self.data, name)
-
     def moment(self, name: str) -> datetime | None:
         return moment_of(self.data, name)
 

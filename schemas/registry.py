@@ -90,11 +90,15 @@ def _table() -> dict[str, EventTypeInfo]:
 
 
 EVENT_TYPES: Mapping[str, EventTypeInfo] = MappingProxyType(_table())
+# Looked up for every output: a plain dict, not the read-only mapping.
+_TOPICS = {kind: info.topic for kind, info in EVENT_TYPES.items()}
 
 
 def topic_for(event_type: str) -> str:
-    """The topic (without prefix) an event of this type is written to; KeyError if unknown."""
-    return EVENT_TYPES[event_type].topic
+    """The topic (without prefix) an event of this type is written to (CONTRACT.md §5). A
+    type this table lacks is a bug between its writer and the table: a KeyError, not a
+    guess at a topic."""
+    return _TOPICS[event_type]
 
 
 def input_refusal(event_type: str, source: str) -> str | None:

@@ -18,22 +18,13 @@ from aggregates.duplicates import ReusedIdentityError
 from aggregates.engine import DEFINITION_COMMANDS, Engine
 from aggregates.timer_queue import alone
 from schemas.envelope import ENGINE_SOURCE, CloudEvent
-from schemas.registry import EVENT_TYPES
+from schemas.registry import topic_for
 from streams import routing
 from streams.metrics import WorkerMetrics
 from streams.ordering import Pending
 from streams.store import BatchRecord, Definition, InputRecord, outbox_rows
 
 log = logging.getLogger("dripstream.worker")
-
-# Looked up for every decision: a plain dict, not the registry's read-only mapping.
-_TOPICS = {kind: info.topic for kind, info in EVENT_TYPES.items()}
-
-
-def topic_for(event_type: str) -> str:
-    """The topic of an output, without prefix. A type the registry lacks is a bug between
-    the engine and schemas/registry.py: a KeyError, not a guess at a topic."""
-    return _TOPICS[event_type]
 
 
 class Decided(Enum):

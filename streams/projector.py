@@ -25,6 +25,7 @@ from aiokafka import (  # type: ignore[import-untyped]
     ConsumerRebalanceListener,
     TopicPartition,
 )
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from projections.pg_reads import DEFAULT_SCHEMA
 from projections.postgres import PostgresProjection
@@ -146,8 +147,10 @@ async def run_projector(
             if not records:
                 continue
             applied += await asyncio.to_thread(projection.apply_consumed, records)
-            with contextlib.suppress(Exception):  # a view of progress only: the store decides
+            try:
                 await consumer.commit()
+            except KafkaError as error:  # a view of progress only: the store decides
+                log.debug("could not commit the consumer's offsets: %s", error)
     finally:
         await stop_client(consumer)
     return applied

@@ -38,11 +38,11 @@ from aiokafka.errors import IllegalStateError  # type: ignore[import-untyped]
 
 from aggregates.engine import Engine
 from schemas.envelope import format_time
-from schemas.registry import INPUT_TOPICS
+from schemas.registry import INPUT_TOPICS, topic_for
 from streams import routing, snapshots
 from streams.assignment import MemberState, range_or_one_assignor
 from streams.batch_writer import BatchWriter
-from streams.deciding import Decided, DecidingContext, decide_record, topic_for
+from streams.deciding import Decided, DecidingContext, decide_record
 from streams.engine_rebuild import (
     RebuildAbandonedError,
     Replayed,
@@ -872,12 +872,12 @@ class EngineWorker:
         # The snapshot started from needs no keeping again until something is written.
         taken = replayed.snapshot
         self.snapshot_covers = taken.last_record if taken is not None else -1
-        if replayed.snapshot is not None:
+        if taken is not None:
             self.metrics.snapshots_taken.inc()
             log.info(
                 "took the engine from its snapshot of %s and replayed %d stored inputs"
                 " recorded after it",
-                format_time(replayed.snapshot.taken_at),
+                format_time(taken.taken_at),
                 replayed.inputs,
             )
         else:

@@ -163,17 +163,11 @@ class FakeTwilioServer(LoopbackServer):
 
     # -- scripting -------------------------------------------------------------------------
 
-    def fail_always(self, number: str, failure: TwilioFailure) -> None:
-        self._script.always[number] = failure
-
     def fail_first(self, number: str, *failures: TwilioFailure) -> None:
         self._script.first.setdefault(number, []).extend(failures)
 
     def accepted(self, resource: str | None = None) -> list[RecordedRequest]:
         return [r for r in self.requests if r.accepted and resource in (None, r.resource)]
-
-    def for_effect(self, effect_id: str) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.effect_id == effect_id]
 
     # -- the API ---------------------------------------------------------------------------
 

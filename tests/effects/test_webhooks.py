@@ -29,9 +29,11 @@ SECRET = "whsec_" + base64.b64encode(KEY).decode()
 
 
 def processor(
-    sleeps: Sleeps, allowlist: tuple[str, ...] = ("127.0.0.1",)
+    sleeps: Sleeps, allowlist: tuple[str, ...] = ("127.0.0.1",), secret: str | None = SECRET
 ) -> tuple[EffectProcessor, HttpWebhookPoster]:
-    poster = HttpWebhookPoster(guard=NetworkGuard(allowlist), clock=sleeps.clock, timeout=2.0)
+    poster = HttpWebhookPoster(
+        guard=NetworkGuard(allowlist), clock=sleeps.clock, timeout=2.0, secret=secret
+    )
     effects = EffectProcessor(
         ledger=InMemoryLedger(),
         senders=replace(FakeSenders().senders(), webhooks=poster),
@@ -43,13 +45,9 @@ def processor(
     return effects, poster
 
 
-def hook(url: str, secret: str | None = SECRET, n: int = 1) -> object:
+def hook(url: str, n: int = 1) -> object:
     return command(
-        "webhook.post",
-        n,
-        url=url,
-        payload={"contact": {"id": "c-1", "first_name": "Ann"}},
-        secret=secret,
+        "webhook.post", n, url=url, payload={"contact": {"id": "c-1", "first_name": "Ann"}}
     )
 
 
@@ -82,8 +80,8 @@ def test_a_secret_without_the_whsec_prefix_is_the_raw_key() -> None:
 
 
 async def test_an_unsigned_hook_has_no_signature(receiver: FakeWebhookReceiver) -> None:
-    effects, poster = processor(Sleeps())
-    await effects.handle(hook(receiver.url, secret=None))  # type: ignore[arg-type]
+    effects, poster = processor(Sleeps(), secret=None)
+    await effects.handle(hook(receiver.url))  # type: ignore[arg-type]
     await poster.close()
     assert "webhook-signature" not in receiver.received[0].headers
 
