@@ -7,6 +7,7 @@ Unix epoch, so a minute is an int to count and compare.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -37,9 +38,10 @@ class _SequenceCounts:
     # The minutes without room, for the limit last asked about: a burst of N reservations
     # costs O(N log N), however many places are given back among them.
     full: FullMinutes = field(default_factory=FullMinutes)
-    # At most the earliest minute counted: `forget_before` passes a sequence whose places
-    # all lie ahead (held for steps due later) without copying its counters.
-    earliest: int = 0
+    # Every minute counted, as a min-heap (with some since given back, and repeats):
+    # `forget_before` pops the minutes that have passed rather than copying the counters,
+    # most of which are places held ahead for steps due later.
+    minutes: list[int] = field(default_factory=list)
     # Places held by steps that were not deferred, `minute -> {holder: due}`: one of them
     # gives way to a step due earlier (the rest move "in due-time order"). Steps already
     # deferred keep theirs, since a step has one step.deferred.
@@ -223,12 +225,15 @@ class MinuteThrottle:
         cutoff = minute_of(moment)
         for sequence_id in list(self._sequences):
             state = self._sequences[sequence_id]
-            if state.earliest >= cutoff:
-                continue
-            state.counts = {m: n for m, n in state.counts.items() if m >= cutoff}
-            state.earliest = min(state.counts, default=cutoff)
+            minutes = state.minutes
+            if state.counts and minutes[0] >= cutoff:
+                continue  # (a sequence with nothing counted goes below)
+            while minutes and minutes[0] < cutoff:
+                passed = heapq.heappop(minutes)
+                state.counts.pop(passed, None)
+                # A movable place is a counted one: its minute is among those counted.
+                state.movable.pop(passed, None)
             state.full.forget_before(cutoff)
-            state.movable = {m: h for m, h in state.movable.items() if m >= cutoff}
             if not state.movable:
                 state.movable_latest = None
             state.moved.forget_before(cutoff)
@@ -278,7 +283,7 @@ def _later_holder(
 
 def _count(state: _SequenceCounts, minute: int) -> None:
     counts = state.counts
-    if not counts or minute < state.earliest:
-        state.earliest = minute
     count = counts[minute] = counts.get(minute, 0) + 1
+    if count == 1:
+        heapq.heappush(state.minutes, minute)
     state.full.counted(minute, count)
