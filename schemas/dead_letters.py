@@ -109,10 +109,16 @@ class RejectedRecord:
             shown = value[:KEPT_HEADER_BYTES]
             kept.append(
                 {
-                    "name": name[:KEPT_HEADER_BYTES].replace("\x00", "\ufffd"),
+                    "name": _first_bytes(name).replace("\x00", "\ufffd"),
                     "value": shown.decode("utf-8", "replace").replace("\x00", "\ufffd"),
                     "value_hex": shown.hex(),
                     **({"value_bytes": len(value)} if len(shown) < len(value) else {}),
                 }
             )
         return kept
+
+
+def _first_bytes(name: str) -> str:
+    """The name's first KEPT_HEADER_BYTES bytes of UTF-8, as the value's are counted (a
+    character cut in two is left out)."""
+    return name.encode("utf-8", "surrogatepass")[:KEPT_HEADER_BYTES].decode("utf-8", "ignore")

@@ -419,9 +419,17 @@ def _check_created(doc: object, location: str, text: str) -> None:
 _NOT_IN_AN_ID = re.compile(r"[\s\ufeff\x00-\x1f\x7f-\x9f:/]")
 
 
+ID_REASON = "must be a non-empty id without spaces, ':' or '/'"
+
+
+def is_plain_id(value: str) -> bool:
+    """Whether `value` is an id as the schemas' `[^\\s:/]+` means it to every reader."""
+    return bool(value) and _NOT_IN_AN_ID.search(value) is None
+
+
 def _check_id(doc: object, location: str, value: str) -> None:
-    if _NOT_IN_AN_ID.search(value) is not None:
-        raise _rejection(doc, location, "must be a non-empty id without spaces, ':' or '/'")
+    if not is_plain_id(value):
+        raise _rejection(doc, location, ID_REASON)
 
 
 def _check_zone(doc: object, location: str, zone: str) -> None:

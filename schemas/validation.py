@@ -7,13 +7,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
 from fastjsonschema import JsonSchemaValueException
 
 from schemas import checking
-from schemas.definitions import DefinitionRejected, validate_definition_document
+from schemas.definitions import (
+    ID_REASON,
+    DefinitionRejected,
+    is_plain_id,
+    validate_definition_document,
+)
 from schemas.envelope import (
     EARLIEST_TIME,
     LATEST_TIME,
@@ -357,10 +363,21 @@ def _data_check(event_type: str, version: int) -> DataCheck:
     if check is None:
         if event_type == "sequence.applied":
             check = _definition_check
+        elif event_type == "sequence.copy_requested":
+            check = partial(_copy_check, checking.compiled(data_schema_path(event_type, version)))
         else:
             check = checking.compiled(data_schema_path(event_type, version))
         _DATA_CHECKS[(event_type, version)] = check
     return check
+
+
+def _copy_check(schema_check: DataCheck, data: Any) -> Any:
+    # The copy's id is a sequence id as a file's is: Python's `\s` in the schema's pattern
+    # lets U+FEFF and control characters by, which a file's check refuses.
+    checked = schema_check(data)
+    if not is_plain_id(checked["new_id"]):
+        raise EventRejected("data.new_id", ID_REASON)
+    return checked
 
 
 def _definition_check(data: Any) -> Any:

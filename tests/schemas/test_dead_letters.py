@@ -130,6 +130,15 @@ def test_a_records_headers_go_with_it_in_order_cut_like_a_key() -> None:
     ]
 
 
+def test_a_header_name_is_cut_to_256_bytes_not_characters() -> None:
+    # 100 three-byte characters: 85 of them fit, and the first byte of the 86th is left out
+    record = RejectedRecord("p.contacts", 0, 7, b"c-1", b"{}", "event", "x", (("€" * 100, b""),))
+
+    [kept] = _published(record)["headers"]
+
+    assert kept["name"] == "€" * 85
+
+
 def test_a_record_without_headers_has_no_headers_key() -> None:
     assert "headers" not in _letter(b"{oops")
 

@@ -226,6 +226,23 @@ def test_a_subject_of_a_non_contact_event_is_not_compared() -> None:
 # --- the data of particular types
 
 
+@pytest.mark.parametrize("new_id", ["copy\ufeff", "copy\u0001", "copy\u007f", "copy\u009b", "a b"])
+def test_a_copys_id_is_refused_as_a_files_sequence_id_would_be(new_id: str) -> None:
+    data = {"sequence_id": "welcome", "new_id": new_id}
+
+    refused = rejection(raw_event("sequence.copy_requested", data, subject=None))
+
+    assert str(refused) == "data.new_id: must be a non-empty id without spaces, ':' or '/'"
+
+
+def test_a_plain_copy_id_decodes() -> None:
+    data = {"sequence_id": "welcome", "new_id": "welcome-é-2"}
+
+    event = decode_event(raw_event("sequence.copy_requested", data, subject=None))
+
+    assert event.data["new_id"] == "welcome-é-2"
+
+
 @pytest.mark.parametrize(
     ("event_type", "data", "field", "reason"),
     [
