@@ -27,6 +27,8 @@ TO_CONTACT_BY_PHONE = frozenset({"sms.send", "mms.send", "call.dial", "voicemail
 
 # Picks the next owner of a round-robin step: (sequence_id, step_id, owners) -> owner.
 RoundRobin = Callable[[str, str, tuple[str, ...]], str]
+# A step's effect: the command's (or contact change's) type and data.
+Made = tuple[str, dict[str, Any]]
 # Notes an owner change so the owner can be told (batched per minute by the engine):
 # sequence, owner, contact, the step and its effect id, when.
 OwnerAssigned = Callable[[str, str, str, str, str, datetime], None]
@@ -58,20 +60,12 @@ class StepContext:
             step_id=step.id,
             effect_id=fx,
         )
-        made = self._effect(step, base, now)
-        if any(kind in TO_CONTACT_BY_PHONE for kind, _ in made) and (
-            deadline := self._send_before(now)
-        ):
+        kind, data = self._effect(step, base, now)
+        if kind in TO_CONTACT_BY_PHONE and (deadline := self._send_before(now)):
             # Effects may carry a command out late (a backlog after an outage): the quiet
             # hours the engine checked at `now` must still hold when it reaches the contact.
-            made = [
-                (kind, {**data, "send_before": deadline} if kind in TO_CONTACT_BY_PHONE else data)
-                for kind, data in made
-            ]
-        return [
-            executed,
-            *(EffectRequested(now, kind, enrollment.contact_id, data) for kind, data in made),
-        ]
+            data = {**data, "send_before": deadline}
+        return [executed, EffectRequested(now, kind, enrollment.contact_id, data)]
 
     def _send_before(self, now: datetime) -> str | None:
         quiet = self.sequence.calendar.quiet_hours
@@ -135,154 +129,153 @@ class StepContext:
         }
         return render(str(step.get("url") or ""), encoded)
 
-    def _effect(
-        self, step: Step, base: dict[str, Any], now: datetime
-    ) -> list[tuple[str, dict[str, Any]]]:
-        c = self.contact
-        phrase = self.account.opt_out_phrase
-        kind = step.type
-        if kind == "send_sms":
-            return [
-                (
-                    "sms.send",
-                    {
-                        **base,
-                        "to": c.phone,
-                        **self._line(),
-                        "body": with_opt_out(self._text(step, "text"), phrase),
-                    },
-                )
-            ]
-        if kind == "send_mms":
-            body = with_opt_out(self._text(step, "text"), phrase)
-            return [
-                (
-                    "mms.send",
-                    {
-                        **base,
-                        "to": c.phone,
-                        **self._line(),
-                        "body": body,
-                        "media_url": step.get("media_url"),
-                    },
-                )
-            ]
-        if kind == "email_contact":
-            return [
-                (
-                    "email.send",
-                    {
-                        **base,
-                        "to": c.email,
-                        "subject": self._text(step, "subject"),
-                        "body": self._text(step, "body"),
-                    },
-                )
-            ]
-        if kind in ("progressive_dialer", "preview_dialer"):
-            return [
-                (
-                    "call.dial",
-                    {
-                        **base,
-                        "to": c.phone,
-                        "mode": "progressive" if kind == "progressive_dialer" else "preview",
-                        **self._ring_group(step),
-                        **self._line(),
-                        "message": self._text(step, "message"),
-                        "repeat_message": bool(step.get("repeat_message", False)),
-                    },
-                )
-            ]
-        if kind == "power_dialer":
-            return [("power_dialer.added", {**base, "user_id": step.get("user_id") or c.owner_id})]
-        if kind == "remove_from_power_dialer":
-            all_users = bool(step.get("all_users", not step.get("user_id")))
-            # Not from everyone's list and no user named: from the owner's, whose list a
-            # `power_dialer` step with no user puts the contact in.
-            user = step.get("user_id") or (None if all_users else c.owner_id)
-            return [("power_dialer.removed", {**base, "user_id": user, "all_users": all_users})]
-        if kind == "ringless_voicemail":
-            return [
-                (
-                    "voicemail.drop",
-                    {
-                        **base,
-                        "to": c.phone,
-                        **self._line(),
-                        "recording_url": step.get("recording_url"),
-                    },
-                )
-            ]
-        if kind == "sms_ring_group":
-            card = self._contact_card()
-            body = f"{self._text(step, 'text')}\n{_card_line(card)}".strip()
-            return [
-                (
-                    "notify.sms",
-                    {
-                        **base,
-                        "to": step.get("ring_group"),
-                        **self._ring_group(step),
-                        **self._line(),
-                        "body": body,
-                        "contact": card,
-                    },
-                )
-            ]
-        if kind == "email_ring_group":
-            card = self._contact_card()
-            body = f"{self._text(step, 'body')}\n\n{_card_line(card)}".strip()
-            return [
-                (
-                    "notify.email",
-                    {
-                        **base,
-                        "to": step.get("ring_group"),
-                        **self._ring_group(step),
-                        "subject": self._text(step, "subject"),
-                        "body": body,
-                        "contact": card,
-                    },
-                )
-            ]
-        if kind == "send_webhook":
-            payload = {
-                "event": "sequence.step",
-                "sequence_id": base["sequence_id"],
-                "step_id": step.id,
-                "enrollment_id": base["enrollment_id"],
-                "contact": self._contact_profile(),
-            }
-            return [("webhook.post", {**base, "url": self._url(step), "payload": payload})]
-        if kind == "add_tag":
-            return [("contact.tag_added", {**base, "tag": step.get("tag")})]
-        if kind == "remove_tag":
-            return [("contact.tag_removed", {**base, "tag": step.get("tag")})]
-        if kind == "change_disposition":
-            return [
-                ("contact.disposition_changed", {**base, "disposition": step.get("disposition")})
-            ]
-        if kind == "mark_dnc":
-            return [("contact.dnc_changed", {**base, "dnc": True})]
-        if kind in ("change_owner", "round_robin_owner"):
-            if kind == "change_owner":
-                owner = str(step.get("owner_id"))
-            else:
-                owner = self.round_robin(
-                    base["sequence_id"], step.id, tuple(str(o) for o in step.get("owners") or ())
-                )
-            if owner != c.owner_id:
-                # The seed tells the owner of a *new* contact: one they already own is not.
-                self.owner_assigned(
-                    base["sequence_id"], owner, c.contact_id, step.id, base["effect_id"], now
-                )
-            return [("contact.updated", {**base, "owner_id": owner})]
-        if kind == "add_line":
-            return [("contact.updated", {**base, "line_id": step.get("line_id")})]
-        if kind == "change_lead_source":
-            return [("contact.updated", {**base, "lead_source": step.get("lead_source")})]
-        raise TypeError(f"unknown step type {kind!r}")
+    def _effect(self, step: Step, base: dict[str, Any], now: datetime) -> Made:
+        make = _MAKERS.get(step.type)
+        if make is None:
+            raise TypeError(f"unknown step type {step.type!r}")
+        return make(self, step, base, now)
+
+    def _sms(self, step: Step, base: dict[str, Any], _now: datetime) -> Made:
+        body = with_opt_out(self._text(step, "text"), self.account.opt_out_phrase)
+        return "sms.send", {**base, "to": self.contact.phone, **self._line(), "body": body}
+
+    def _mms(self, step: Step, base: dict[str, Any], _now: datetime) -> Made:
+        body = with_opt_out(self._text(step, "text"), self.account.opt_out_phrase)
+        return "mms.send", {
+            **base,
+            "to": self.contact.phone,
+            **self._line(),
+            "body": body,
+            "media_url": step.get("media_url"),
+        }
+
+    def _email(self, step: Step, base: dict[str, Any], _now: datetime) -> Made:
+        return "email.send", {
+            **base,
+            "to": self.contact.email,
+            "subject": self._text(step, "subject"),
+            "body": self._text(step, "body"),
+        }
+
+    def _dial(self, step: Step, base: dict[str, Any], _now: datetime) -> Made:
+        return "call.dial", {
+            **base,
+            "to": self.contact.phone,
+            "mode": "progressive" if step.type == "progressive_dialer" else "preview",
+            **self._ring_group(step),
+            **self._line(),
+            "message": self._text(step, "message"),
+            "repeat_message": bool(step.get("repeat_message", False)),
+        }
+
+    def _to_power_dialer(self, step: Step, base: dict[str, Any], _now: datetime) -> Made:
+        return "power_dialer.added", {
+            **base,
+            "user_id": step.get("user_id") or self.contact.owner_id,
+        }
+
+    def _off_power_dialer(self, step: Step, base: dict[str, Any], _now: datetime) -> Made:
+        all_users = bool(step.get("all_users", not step.get("user_id")))
+        # Not from everyone's list and no user named: from the owner's, whose list a
+        # `power_dialer` step with no user puts the contact in.
+        user = step.get("user_id") or (None if all_users else self.contact.owner_id)
+        return "power_dialer.removed", {**base, "user_id": user, "all_users": all_users}
+
+    def _voicemail(self, step: Step, base: dict[str, Any], _now: datetime) -> Made:
+        return "voicemail.drop", {
+            **base,
+            "to": self.contact.phone,
+            **self._line(),
+            "recording_url": step.get("recording_url"),
+        }
+
+    def _ring_group_sms(self, step: Step, base: dict[str, Any], _now: datetime) -> Made:
+        card = self._contact_card()
+        body = f"{self._text(step, 'text')}\n{_card_line(card)}".strip()
+        return "notify.sms", {
+            **base,
+            "to": step.get("ring_group"),
+            **self._ring_group(step),
+            **self._line(),
+            "body": body,
+            "contact": card,
+        }
+
+    def _ring_group_email(self, step: Step, base: dict[str, Any], _now: datetime) -> Made:
+        card = self._contact_card()
+        body = f"{self._text(step, 'body')}\n\n{_card_line(card)}".strip()
+        return "notify.email", {
+            **base,
+            "to": step.get("ring_group"),
+            **self._ring_group(step),
+            "subject": self._text(step, "subject"),
+            "body": body,
+            "contact": card,
+        }
+
+    def _webhook(self, step: Step, base: dict[str, Any], _now: datetime) -> Made:
+        payload = {
+            "event": "sequence.step",
+            "sequence_id": base["sequence_id"],
+            "step_id": step.id,
+            "enrollment_id": base["enrollment_id"],
+            "contact": self._contact_profile(),
+        }
+        return "webhook.post", {**base, "url": self._url(step), "payload": payload}
+
+    def _tag(self, step: Step, base: dict[str, Any], _now: datetime) -> Made:
+        kind = "contact.tag_added" if step.type == "add_tag" else "contact.tag_removed"
+        return kind, {**base, "tag": step.get("tag")}
+
+    def _disposition(self, step: Step, base: dict[str, Any], _now: datetime) -> Made:
+        return "contact.disposition_changed", {**base, "disposition": step.get("disposition")}
+
+    def _dnc(self, _step: Step, base: dict[str, Any], _now: datetime) -> Made:
+        return "contact.dnc_changed", {**base, "dnc": True}
+
+    def _owner(self, step: Step, base: dict[str, Any], now: datetime) -> Made:
+        if step.type == "change_owner":
+            owner = str(step.get("owner_id"))
+        else:
+            owners = tuple(str(o) for o in step.get("owners") or ())
+            owner = self.round_robin(base["sequence_id"], step.id, owners)
+        contact = self.contact
+        if owner != contact.owner_id:
+            # The seed tells the owner of a *new* contact: one they already own is not.
+            self.owner_assigned(
+                base["sequence_id"], owner, contact.contact_id, step.id, base["effect_id"], now
+            )
+        return "contact.updated", {**base, "owner_id": owner}
+
+    def _line_change(self, step: Step, base: dict[str, Any], _now: datetime) -> Made:
+        return "contact.updated", {**base, "line_id": step.get("line_id")}
+
+    def _lead_source(self, step: Step, base: dict[str, Any], _now: datetime) -> Made:
+        return "contact.updated", {**base, "lead_source": step.get("lead_source")}
+
+
+# What a step type makes: the command or contact change its step.executed brings.
+_MAKERS: dict[str, Callable[[StepContext, Step, dict[str, Any], datetime], Made]] = {
+    "send_sms": StepContext._sms,
+    "send_mms": StepContext._mms,
+    "email_contact": StepContext._email,
+    "progressive_dialer": StepContext._dial,
+    "preview_dialer": StepContext._dial,
+    "power_dialer": StepContext._to_power_dialer,
+    "remove_from_power_dialer": StepContext._off_power_dialer,
+    "ringless_voicemail": StepContext._voicemail,
+    "sms_ring_group": StepContext._ring_group_sms,
+    "email_ring_group": StepContext._ring_group_email,
+    "send_webhook": StepContext._webhook,
+    "add_tag": StepContext._tag,
+    "remove_tag": StepContext._tag,
+    "change_disposition": StepContext._disposition,
+    "mark_dnc": StepContext._dnc,
+    "change_owner": StepContext._owner,
+    "round_robin_owner": StepContext._owner,
+    "add_line": StepContext._line_change,
+    "change_lead_source": StepContext._lead_source,
+}
 
 
 def _card_line(card: dict[str, Any]) -> str:
