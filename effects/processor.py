@@ -361,99 +361,108 @@ class EffectProcessor:
 
     def _plan(self, command: EffectCommand) -> _Plan:
         """What carrying out this command means; CommandRejected when it cannot be done."""
+        plan = _PLANNERS.get(command.type)
+        if plan is None:  # pragma: no cover - the command was checked against the registry
+            raise CommandRejected("type", f"{command.type!r} is not an effect command")
+        return plan(self, command)
+
+    def _plan_message(self, command: EffectCommand) -> _Plan:
         kind = command.type
-        effect_id = command.effect_id
-        senders = self._senders
-        if kind in {kinds.SMS_SEND, kinds.MMS_SEND}:
-            media = command.data.get("media_url") if kind == kinds.MMS_SEND else None
-            media_urls = tuple(media) if isinstance(media, list) else ((media,) if media else ())
-            sms = SmsMessage(
-                effect_id=effect_id,
-                to=command.text("to"),
-                from_number=self._from_number(command),
-                body=command.text("body") if kind == kinds.SMS_SEND else _words(command),
-                media_urls=tuple(str(url) for url in media_urls),
+        media = command.data.get("media_url") if kind == kinds.MMS_SEND else None
+        media_urls = tuple(media) if isinstance(media, list) else ((media,) if media else ())
+        sms = SmsMessage(
+            effect_id=command.effect_id,
+            to=command.text("to"),
+            from_number=self._from_number(command),
+            body=command.text("body") if kind == kinds.SMS_SEND else _words(command),
+            media_urls=tuple(str(url) for url in media_urls),
+        )
+        send = self._senders.sms.send_sms
+        return _Plan(lambda: send(sms), self._message_limiter, sms.from_number)
+
+    def _plan_notice_text(self, command: EffectCommand) -> _Plan:
+        # To a ring group (its members' numbers) or to one user's number.
+        from_number = self._from_number(command)
+        body = command.text("body")
+        texts = [
+            SmsMessage(effect_id=command.effect_id, to=to, from_number=from_number, body=body)
+            for to in recipients(command, "ring_group_numbers", lambda to: to.startswith("+"))
+        ]
+        paced = self._paced_after_first(self._senders.sms.send_sms, texts)
+        return _Plan(
+            lambda: to_each(texts, paced, provider="twilio", name=_recipient),
+            self._message_limiter,
+            from_number,
+        )
+
+    def _plan_email(self, command: EffectCommand) -> _Plan:
+        to_contact = command.type == kinds.EMAIL_SEND
+        to = (
+            (command.text("to"),)
+            if to_contact
+            else tuple(recipients(command, "ring_group_emails", is_email_address))
+        )
+        if to_contact and not is_email_address(to[0]):
+            # Refused here, not by the mail library while the request is built: that
+            # raised, and a send that raised is reported unknown though nothing went out.
+            raise CommandRejected("data.to", f"is not an e-mail address: {to[0]!r}")
+        email = EmailMessage(
+            effect_id=command.effect_id,
+            to=to,
+            subject=command.text("subject"),
+            body=command.text("body"),
+            from_email=command.optional_text("from_email"),
+            commercial=to_contact,
+        )
+        send = self._senders.email.send_email
+        return _Plan(lambda: send(email))
+
+    def _plan_call(self, command: EffectCommand) -> _Plan:
+        numbers = command.data.get("ring_group_numbers") or []
+        if not numbers:
+            # Both dialers connect the contact to an agent: with nobody to connect, a
+            # progressive call would ring the contact and then hang up on them.
+            raise CommandRejected(
+                "data.ring_group_numbers",
+                f"ring group {command.optional_text('ring_group')!r} has no agent numbers",
             )
-            return _Plan(lambda: senders.sms.send_sms(sms), self._message_limiter, sms.from_number)
-        if kind == kinds.NOTIFY_SMS:
-            # To a ring group (its members' numbers) or to one user's number.
-            from_number = self._from_number(command)
-            body = command.text("body")
-            texts = [
-                SmsMessage(effect_id=effect_id, to=to, from_number=from_number, body=body)
-                for to in recipients(command, "ring_group_numbers", lambda to: to.startswith("+"))
-            ]
-            paced = self._paced_after_first(senders.sms.send_sms, texts)
-            return _Plan(
-                lambda: to_each(texts, paced, provider="twilio", name=_recipient),
-                self._message_limiter,
-                from_number,
-            )
-        if kind in {kinds.EMAIL_SEND, kinds.NOTIFY_EMAIL}:
-            to = (
-                (command.text("to"),)
-                if kind == kinds.EMAIL_SEND
-                else tuple(recipients(command, "ring_group_emails", is_email_address))
-            )
-            if kind == kinds.EMAIL_SEND and not is_email_address(to[0]):
-                # Refused here, not by the mail library while the request is built: that
-                # raised, and a send that raised is reported unknown though nothing went out.
-                raise CommandRejected("data.to", f"is not an e-mail address: {to[0]!r}")
-            email = EmailMessage(
-                effect_id=effect_id,
-                to=to,
-                subject=command.text("subject"),
-                body=command.text("body"),
-                from_email=command.optional_text("from_email"),
-                commercial=kind == kinds.EMAIL_SEND,
-            )
-            return _Plan(lambda: senders.email.send_email(email))
-        if kind == kinds.CALL_DIAL:
-            numbers = command.data.get("ring_group_numbers") or []
-            if not numbers:
-                # Both dialers connect the contact to an agent: with nobody to connect, a
-                # progressive call would ring the contact and then hang up on them.
-                raise CommandRejected(
-                    "data.ring_group_numbers",
-                    f"ring group {command.optional_text('ring_group')!r} has no agent numbers",
-                )
-            call = CallRequest(
-                effect_id=effect_id,
-                to=command.text("to"),
-                from_number=self._from_number(command),
-                mode=command.text("mode"),
-                ring_group=command.optional_text("ring_group") or "",
-                agent_numbers=tuple(str(number) for number in numbers),
-                message=command.optional_text("message") or DEFAULT_DIALER_MESSAGE,
-                repeat_message=bool(command.data.get("repeat_message", False)),
-            )
-            return _Plan(
-                lambda: senders.calls.place_call(call), self._call_limiter, call.from_number
-            )
-        if kind == kinds.VOICEMAIL_DROP:
-            voicemail = VoicemailRequest(
-                effect_id=effect_id,
-                to=command.text("to"),
-                from_number=self._from_number(command),
-                recording_url=command.text("recording_url"),
-            )
-            return _Plan(
-                lambda: senders.voicemail.drop_voicemail(voicemail),
-                self._call_limiter,
-                voicemail.from_number,
-            )
-        if kind == kinds.WEBHOOK_POST:
-            hook = WebhookRequest(
-                effect_id=effect_id,
-                url=command.text("url"),
-                payload=command.data.get("payload", {}),
-            )
-            return _Plan(lambda: senders.webhooks.post(hook))
-        if kind == kinds.POWER_DIALER_ADDED:
-            return _Plan(lambda: self._power_dialer_add(command))
-        if kind == kinds.POWER_DIALER_REMOVED:
-            return _Plan(lambda: self._power_dialer_remove(command))
-        raise CommandRejected("type", f"{kind!r} is not an effect command")  # pragma: no cover
+        call = CallRequest(
+            effect_id=command.effect_id,
+            to=command.text("to"),
+            from_number=self._from_number(command),
+            mode=command.text("mode"),
+            ring_group=command.optional_text("ring_group") or "",
+            agent_numbers=tuple(str(number) for number in numbers),
+            message=command.optional_text("message") or DEFAULT_DIALER_MESSAGE,
+            repeat_message=bool(command.data.get("repeat_message", False)),
+        )
+        place = self._senders.calls.place_call
+        return _Plan(lambda: place(call), self._call_limiter, call.from_number)
+
+    def _plan_voicemail(self, command: EffectCommand) -> _Plan:
+        voicemail = VoicemailRequest(
+            effect_id=command.effect_id,
+            to=command.text("to"),
+            from_number=self._from_number(command),
+            recording_url=command.text("recording_url"),
+        )
+        drop = self._senders.voicemail.drop_voicemail
+        return _Plan(lambda: drop(voicemail), self._call_limiter, voicemail.from_number)
+
+    def _plan_webhook(self, command: EffectCommand) -> _Plan:
+        hook = WebhookRequest(
+            effect_id=command.effect_id,
+            url=command.text("url"),
+            payload=command.data.get("payload", {}),
+        )
+        post = self._senders.webhooks.post
+        return _Plan(lambda: post(hook))
+
+    def _plan_power_dialer_add(self, command: EffectCommand) -> _Plan:
+        return _Plan(lambda: self._power_dialer_add(command))
+
+    def _plan_power_dialer_remove(self, command: EffectCommand) -> _Plan:
+        return _Plan(lambda: self._power_dialer_remove(command))
 
     def _paced_after_first(
         self, send: Callable[[SmsMessage], Awaitable[SendResult]], texts: list[SmsMessage]
@@ -496,6 +505,21 @@ class EffectProcessor:
             contact_id=command.text("contact_id"), user_id=user_id
         )
         return Delivered("power_dialer", user_id or "all")
+
+
+# What carrying out each kind of command means.
+_PLANNERS: dict[str, Callable[[EffectProcessor, EffectCommand], _Plan]] = {
+    kinds.SMS_SEND: EffectProcessor._plan_message,
+    kinds.MMS_SEND: EffectProcessor._plan_message,
+    kinds.NOTIFY_SMS: EffectProcessor._plan_notice_text,
+    kinds.EMAIL_SEND: EffectProcessor._plan_email,
+    kinds.NOTIFY_EMAIL: EffectProcessor._plan_email,
+    kinds.CALL_DIAL: EffectProcessor._plan_call,
+    kinds.VOICEMAIL_DROP: EffectProcessor._plan_voicemail,
+    kinds.WEBHOOK_POST: EffectProcessor._plan_webhook,
+    kinds.POWER_DIALER_ADDED: EffectProcessor._plan_power_dialer_add,
+    kinds.POWER_DIALER_REMOVED: EffectProcessor._plan_power_dialer_remove,
+}
 
 
 def recipients(

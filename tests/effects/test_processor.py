@@ -638,3 +638,10 @@ async def test_a_send_before_that_is_no_time_is_refused() -> None:
     assert failed.data["code"] == "invalid_command"
     assert "data.send_before" in failed.data["reason"]
     assert fakes.sms.sent == []
+
+
+def test_every_effect_command_has_a_planner() -> None:
+    from effects.commands import EFFECT_TYPES  # noqa: PLC0415 - this test alone
+    from effects.processor import _PLANNERS  # noqa: PLC0415 - the table itself
+
+    assert set(_PLANNERS) == set(EFFECT_TYPES)
