@@ -88,20 +88,7 @@ def run(args: argparse.Namespace) -> int:
     definitions = load_or_explain(args.sequences)
     if definitions is None:
         return 2
-    events: list[Path] = args.events
-    # Every output checked before anything is opened or processed.
-    refusal = (
-        _unwritable("--out", args.out)
-        or _unwritable("--dlq", args.dlq)
-        or _overlapping(
-            {"--out": args.out, "--dlq": args.dlq},
-            {
-                **{"--events" if len(events) == 1 else f"--events {p}": p for p in events},
-                "--sequences": args.sequences,
-                "--out": args.out,
-            },
-        )
-    )
+    refusal = _outputs_refusal(args)  # every output checked before anything is opened
     if refusal is not None:
         print(f"dripstream: {refusal}", file=sys.stderr)
         return 2
@@ -129,54 +116,74 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if stats is None:
         return 1
+    for note in _notes(stats, inputs, args):
+        print(f"dripstream: {note}", file=sys.stderr)
+    return 1 if stats.rejected else 0
+
+
+def _outputs_refusal(args: argparse.Namespace) -> str | None:
+    """Why --out or --dlq cannot be written, or would overwrite an input; None if neither."""
+    events: list[Path] = args.events
+    return (
+        _unwritable("--out", args.out)
+        or _unwritable("--dlq", args.dlq)
+        or _overlapping(
+            {"--out": args.out, "--dlq": args.dlq},
+            {
+                **{"--events" if len(events) == 1 else f"--events {p}": p for p in events},
+                "--sequences": args.sequences,
+                "--out": args.out,
+            },
+        )
+    )
+
+
+def _notes(stats: ReplayStats, inputs: InputFiles, args: argparse.Namespace) -> list[str]:
+    """What the run tells on stderr at its end besides the rejected lines: the lines it
+    passed over or decided out of order, and why."""
+    label, notes = inputs.label, []
     if stats.beyond_until and stats.first_beyond_until is not None:
         earlier = stats.beyond_until_earlier
-        print(
-            f"dripstream: {inputs.label}{stats.beyond_until} event(s) from the first one after"
+        notes.append(
+            f"{label}{stats.beyond_until} event(s) from the first one after"
             f" --until on (at {inputs.at(stats.first_beyond_until)}) were not processed"
             + (
                 f", {earlier} of them timed before --until: the history up to it ends at"
                 " its first line past it"
                 if earlier
                 else ""
-            ),
-            file=sys.stderr,
+            )
         )
     if stats.duplicates and stats.first_duplicate is not None:
-        print(
-            f"dripstream: {inputs.label}{stats.duplicates} event(s) repeated the source and id of"
+        notes.append(
+            f"{label}{stats.duplicates} event(s) repeated the source and id of"
             f" one decided before and were skipped (the first at"
-            f" {inputs.at(stats.first_duplicate)})",
-            file=sys.stderr,
+            f" {inputs.at(stats.first_duplicate)})"
         )
     if stats.late and stats.first_late is not None:
-        print(
-            f"dripstream: {inputs.label}{stats.late} event(s) were earlier than an event before"
+        notes.append(
+            f"{label}{stats.late} event(s) were earlier than an event before"
             f" them (the first at {inputs.at(stats.first_late)}); each was decided in file"
-            " order, after the timers already fired",
-            file=sys.stderr,
+            " order, after the timers already fired"
         )
     if stats.own_changes and stats.first_own_change is not None:
-        print(
-            f"dripstream: {inputs.label}{stats.own_changes} event(s) with source 'dripstream' (the"
+        notes.append(
+            f"{label}{stats.own_changes} event(s) with source 'dripstream' (the"
             f" first at {inputs.at(stats.first_own_change)}) were the engine's own contact"
-            " changes and were not applied again",
-            file=sys.stderr,
+            " changes and were not applied again"
         )
     if stats.watermarks and stats.first_watermark is not None:
-        print(
-            f"dripstream: {inputs.label}{stats.watermarks} stream.watermark event(s) (the first"
+        notes.append(
+            f"{label}{stats.watermarks} stream.watermark event(s) (the first"
             f" at {inputs.at(stats.first_watermark)}) were passed over: they order a worker's"
-            " topics, and a replay goes by the file's order",
-            file=sys.stderr,
+            " topics, and a replay goes by the file's order"
         )
     if not stats.inputs and not stats.rejected:
-        print(
-            "dripstream: no input event was decided: the output holds the sequence definitions"
-            f" only, dated {'--until' if args.until else 'the Unix epoch (no time anywhere)'}",
-            file=sys.stderr,
+        notes.append(
+            "no input event was decided: the output holds the sequence definitions"
+            f" only, dated {'--until' if args.until else 'the Unix epoch (no time anywhere)'}"
         )
-    return 1 if stats.rejected else 0
+    return notes
 
 
 def _open(
