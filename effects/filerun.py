@@ -79,7 +79,11 @@ async def run_commands_file(
     Events that are not effect commands are skipped and counted in the closing summary.
     """
     runtime = runtime or await open_runtime(settings)
-    out = outcomes.open("ab", buffering=0) if outcomes else sys.stdout.buffer
+    try:
+        out = outcomes.open("ab", buffering=0) if outcomes else sys.stdout.buffer
+    except BaseException:
+        await runtime.close()  # its ledger's connections and the providers' clients
+        raise
     taken = skipped = bad = 0
     stopped = _stop_on_signals(runtime)
     try:

@@ -549,9 +549,7 @@ async def _serve_inbound(
     app = build_inbound_app(handlers)
     if settings.metrics_port is None:
         app.router.add_get("/metrics", publisher.metrics.serve)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    runner = await _served(app, settings.http_host, settings.http_port)
     _log.info("provider callbacks on %s:%s", settings.http_host, settings.http_port)
     return runner
 
@@ -561,10 +559,20 @@ async def _serve_metrics(settings: EffectsSettings, metrics: EffectsMetrics) -> 
     internet, which has no business reading the counts of what was sent."""
     app = web.Application()
     app.router.add_get("/metrics", metrics.serve)
+    runner = await _served(app, settings.metrics_host, settings.metrics_port)
+    _log.info("metrics on %s:%s/metrics", settings.metrics_host, settings.metrics_port)
+    return runner
+
+
+async def _served(app: web.Application, host: str, port: int | None) -> web.AppRunner:
+    """`app` listening on host:port; a port that cannot be had leaves nothing set up."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
-    _log.info("metrics on %s:%s/metrics", settings.metrics_host, settings.metrics_port)
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     return runner
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
+from aiohttp import web
 
 from effects.fakes.senders import FakeSenders
 from effects.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioServer
@@ -16,7 +19,7 @@ from effects.ledger_memory import InMemoryLedger
 from effects.processor import EffectProcessor
 from effects.settings import EffectsSettings
 from effects.wiring import open_runtime
-from effects.worker import KafkaPublisher, process_records
+from effects.worker import KafkaPublisher, _served, process_records
 from streams.ordering import Pending
 from streams.routing import dead_letter
 from tests.effects.helpers import Clock, command, sms
@@ -195,3 +198,19 @@ async def test_the_runtime_wires_the_real_senders_from_settings() -> None:
     assert twilio.requests[0].value("StatusCallback") == (
         "http://127.0.0.1:8088/twilio/status?effect_id=fx%3Awelcome%3Ac-1%3A1%3As1%3A1"
     )
+
+
+async def test_a_port_that_cannot_be_had_leaves_no_server_set_up() -> None:
+    cleaned: list[bool] = []
+
+    async def note_cleanup(_app: web.Application) -> None:
+        cleaned.append(True)
+
+    app = web.Application()
+    app.on_cleanup.append(note_cleanup)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError, match="address already in use"):
+            await _served(app, "127.0.0.1", taken.getsockname()[1])
+    assert cleaned == [True]
