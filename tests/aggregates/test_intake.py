@@ -174,6 +174,7 @@ def test_an_html_table_with_qualified_labels() -> None:
 
 
 ASKING = "Hello, I am interested in a quote.\nMy number is 720-555-0147."
+ASKER = "Jane Doe <jane@example.com>"
 
 
 @pytest.mark.parametrize(
@@ -199,6 +200,21 @@ def test_the_sender_stands_in_only_for_a_named_person_asking(
 
 def test_a_named_person_asking_for_a_quote_is_the_lead() -> None:
     result = lead(ASKING, subject="Roof", sender="Jane Doe <jane@example.com>")
+    assert (result.email, result.phone) == ("jane@example.com", "+17205550147")
+
+
+@pytest.mark.parametrize(
+    "asking",
+    [
+        "I am interested in your roofs.",
+        "Could you send me more information?",
+        "Please call me back.",
+        "An enquiry about a new roof.",
+        "Can you reach me tomorrow?",
+    ],
+)
+def test_each_way_of_asking_makes_the_sender_the_lead(asking: str) -> None:
+    result = lead(f"Hello,\n{asking}\nMy number is 720-555-0147.", subject="Roof", sender=ASKER)
     assert (result.email, result.phone) == ("jane@example.com", "+17205550147")
 
 
@@ -418,12 +434,39 @@ def test_a_dash_inside_words_is_not_a_separator() -> None:
         ("CST", "America/Chicago"),
         ("mountain standard time", "America/Denver"),
         ("Pacific/Honolulu", "Pacific/Honolulu"),
+        # every word for a US zone, the zones written out here rather than read from the
+        # table: Arizona keeps no daylight time, so Denver would be an hour off in summer
+        *[(w, "America/New_York") for w in ("EST", "EDT", "ET", "eastern time")],
+        *[(w, "America/Chicago") for w in ("Central", "CDT", "CT")],
+        *[(w, "America/Denver") for w in ("Mountain", "MST", "MDT", "MT")],
+        *[(w, "America/Phoenix") for w in ("Arizona", "arizona time")],
+        *[(w, "America/Los_Angeles") for w in ("Pacific", "PST", "PDT", "PT")],
+        *[(w, "America/Anchorage") for w in ("Alaska", "AKST", "AKDT")],
+        *[(w, "Pacific/Honolulu") for w in ("Hawaii", "HST", "Hawaii Standard Time")],
         ("Mars/Olympus_Mons", None),
         ("whenever", None),
     ],
 )
 def test_time_zones(written: str, zone: str | None) -> None:
     assert lead(f"Phone: 7205550142\nTime zone: {written}").timezone == zone
+
+
+@pytest.mark.parametrize(
+    "blank", ["N/A", "na", "None", "null", "-", "--", "Unknown", "Not Provided", "not provided"]
+)
+@pytest.mark.parametrize(
+    ("label", "field"),
+    [
+        ("First Name", "first_name"),
+        ("Last Name", "last_name"),
+        ("State", "state"),
+        ("Time zone", "timezone"),
+        ("Lead source", "lead_source"),
+    ],
+)
+def test_a_placeholder_is_no_value(blank: str, label: str, field: str) -> None:
+    # a texted "Hi Not Provided!" is worse than "Hi!"
+    assert getattr(lead(f"Phone: 7205550142\n{label}: {blank}"), field) is None
 
 
 def test_state_codes_are_upper_cased_and_names_kept() -> None:

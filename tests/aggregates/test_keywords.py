@@ -63,6 +63,10 @@ def test_case_and_surrounding_whitespace_do_not_matter(body: str, intent: str) -
         "ok",
         "s t o p",
         "STOP\nSTOP",
+        # the carriers' other reserved words ask for help, not to leave
+        "HELP",
+        "INFO",
+        "STOP2",
     ],
 )
 def test_anything_but_a_whole_keyword_is_conversation(body: str | None) -> None:

@@ -104,6 +104,23 @@ def test_a_told_window_is_forgotten_a_day_later() -> None:
     assert (notices.told(window_of("seq", "u-7", AT)), notices.told(later)) == (0, 1)
 
 
+def test_a_told_window_is_remembered_through_the_day_after_later_windows_are_told() -> None:
+    # given the 14:30 window told, then the 14:40 window told
+    notices = _gathered(21)
+    _close(notices)
+    ten_later = AT + timedelta(minutes=10)
+    notices.assign(window_of("seq", "u-7", ten_later), _assigned("c-9", at=ten_later))
+    notices.close(window_of("seq", "u-7", ten_later), SENT, account=ACCOUNT, line="line-1")
+    # when a late input opens 14:30 again and it is told
+    window = window_of("seq", "u-7", AT)
+    for n in range(21):
+        notices.assign(window, _assigned(f"c-{n}", f"seq~c-{n}~2"))
+    [summary] = _close(notices)
+    # then it is its second telling, under an effect id of its own
+    assert notices.told(window) == 2
+    assert summary["effect_id"] == "fx:seq:owner:u-7:2027-07-02T14:30:00Z:summary:2"
+
+
 def test_an_owner_with_no_phone_but_an_email_is_told_by_email() -> None:
     account = build_account({"users": {"u-9": {"name": "Kim", "email": "kim@example.com"}}})
     notices = OwnerNotices()
@@ -122,15 +139,15 @@ def test_a_minute_is_told_in_time_order_with_the_contacts_as_they_were_assigned(
     notices = OwnerNotices()
     window = window_of("seq", "u-7", AT)
     later = datetime(2027, 7, 2, 14, 30, 40, tzinfo=UTC)
-    notices.assign(window, _assigned("c-2", at=later))
-    renamed = ContactState(contact_id="c-1", first_name="Old Name")
+    notices.assign(window, _assigned("c-1", at=later))
+    renamed = ContactState(contact_id="c-2", first_name="Old Name")
     notices.assign(
-        window, Assignment("c-1", "", "owner", "fx:seq:c-1:1:owner:1", AT, describe(renamed))
+        window, Assignment("c-2", "", "owner", "fx:seq:c-2:1:owner:1", AT, describe(renamed))
     )
     # when the minute is told
     bodies = [p["body"] for p in _close(notices)]
-    # then in the order they were assigned, naming the contact as it was then
+    # then in the order they were assigned (not by id), naming the contact as it was then
     assert bodies == [
         "You have been assigned a new contact: Old Name.",
-        "You have been assigned a new contact: c-2.",
+        "You have been assigned a new contact: c-1.",
     ]

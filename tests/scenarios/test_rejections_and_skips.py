@@ -50,6 +50,8 @@ def test_an_invalid_sequence_lists_its_problem_and_enrolls_nobody(
 
 
 def test_nothing_is_sent_for_invalid_sequences(rejections: Replay) -> None:
+    # given c-2 was asked into the invalid sequences, and refused
+    assert rejections.of("enrollment.rejected", contact_id="c-2")
     for kind in ("sms.send", "call.dial", "step.scheduled"):
         rejections.none(kind, contact_id="c-2")
 
