@@ -35,6 +35,10 @@ STARTS = [
     "2027-03-27T20:00:00Z",
     "2027-07-02T15:00:00Z",
     "2027-12-23T15:00:00Z",
+    # the evenings before weekday holidays (Thanksgiving, Martin Luther King Jr. Day): a
+    # step due the next day is moved for the holiday itself, not for a weekend first
+    "2027-11-24T22:00:00Z",
+    "2027-01-17T22:00:00Z",
 ]
 VOICE_OR_TEXT = {"sms.send", "mms.send", "call.dial", "voicemail.drop", "power_dialer.added"}
 CONTACT_COMMANDS = VOICE_OR_TEXT | {"email.send"}
