@@ -9,12 +9,12 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from effects.commands import CommandRejected
+from effects.commands import EFFECT_TYPES, CommandRejected
 from effects.fakes.senders import FakeSenders
 from effects.ledger import IN_FLIGHT, SENT, UNKNOWN
 from effects.ledger_memory import InMemoryLedger
 from effects.ports import Ambiguous, EffectId, Rejected, SendResult, SmsMessage, Transient
-from effects.processor import CredentialsRefused, EffectProcessor, RetryAbandoned
+from effects.processor import _PLANNERS, CredentialsRefused, EffectProcessor, RetryAbandoned
 from effects.ratelimit import LineRateLimiter
 from effects.retry import RetryPolicy
 from schemas.envelope import CloudEvent, format_time
@@ -641,7 +641,4 @@ async def test_a_send_before_that_is_no_time_is_refused() -> None:
 
 
 def test_every_effect_command_has_a_planner() -> None:
-    from effects.commands import EFFECT_TYPES  # noqa: PLC0415 - this test alone
-    from effects.processor import _PLANNERS  # noqa: PLC0415 - the table itself
-
     assert set(_PLANNERS) == set(EFFECT_TYPES)
